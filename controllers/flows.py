@@ -1,0 +1,103 @@
+"""OpenFlow 1.3 flow entries as plain values.
+
+The decision logic returns these; the os-ken adapter (controllers.ofadapter) turns them into
+OFPFlowMod messages and the unit tests apply them to a fake flow table. Match field names are
+os-ken's OXM names (in_port, eth_type, eth_dst, ipv4_dst, ip_proto, tcp_dst, metadata, ...);
+a masked field is a (value, mask) tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_IPV6 = 0x86DD
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+
+# Table layout of every lab switch. Later capabilities insert their logic into STEER.
+TABLE_CLASSIFY = 0  # where did the packet enter: host port (tag metadata) or trunk
+TABLE_STEER = 10  # load balancers and gateway steering (NLB, GWLB) hook in here
+TABLE_ROUTE = 20  # VPC router: local route, internet gateway NAT
+TABLE_L3_DELIVER = 30  # routed packets: rewrite MACs toward the destination host
+TABLE_BRIDGE = 40  # same-subnet (L2) traffic: only to hosts of the packet's own subnet
+TABLE_OUTPUT = 50  # every switch: destination MAC -> port toward that host
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class DecTtl:
+    pass
+
+
+@dataclass(frozen=True)
+class ToController:
+    max_len: int = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+
+
+Action = Output | SetField | DecTtl | ToController | Group
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow entry. match is a tuple of (field, value) pairs so that Flow is hashable."""
+
+    table: int
+    priority: int
+    match: tuple[tuple[str, Any], ...] = ()
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    metadata: tuple[int, int] | None = None  # write_metadata (value, mask)
+    cookie: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+    @property
+    def match_dict(self) -> dict[str, Any]:
+        return dict(self.match)
+
+
+def flow(table: int, priority: int, match: dict[str, Any] | None = None,
+         actions: list[Action] | tuple[Action, ...] = (), goto: int | None = None,
+         **extra: Any) -> Flow:
+    """Shorthand constructor taking the match as a dict."""
+    return Flow(table, priority, tuple(sorted((match or {}).items())), tuple(actions), goto,
+                **extra)
+
+
+@dataclass(frozen=True)
+class PacketOut:
+    """A packet the controller sends out of a switch port (e.g. an ARP reply)."""
+
+    dpid: int
+    port: int
+    data: bytes
+
+
+@dataclass
+class FlowSet:
+    """All flows for one switch, in the order the adapter should send them."""
+
+    dpid: int
+    flows: list[Flow] = field(default_factory=list)
+
+    def add(self, *new: Flow) -> None:
+        self.flows.extend(new)

@@ -1,0 +1,253 @@
+"""L2/L3 forwarding of a lab: the AWS VPC router, the internet gateway and ARP, as pure logic.
+
+Given the network plan, `Forwarding` returns the flow entries of each switch and answers
+ARP requests; it never talks to a switch itself (controllers.lab_app does that). Routing is
+done once, on the switch where a packet enters: that switch applies the route table of the
+sender's subnet, the internet gateway's 1:1 NAT, rewrites the MACs and sends the packet on;
+the other switches on the path only look up the destination MAC (TABLE_OUTPUT).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from ipaddress import IPv4Address, IPv4Network
+
+from os_ken.lib.packet import arp, ethernet, packet
+
+from controllers.flows import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    TABLE_BRIDGE,
+    TABLE_CLASSIFY,
+    TABLE_L3_DELIVER,
+    TABLE_OUTPUT,
+    TABLE_ROUTE,
+    TABLE_STEER,
+    DecTtl,
+    Flow,
+    Output,
+    PacketOut,
+    SetField,
+    ToController,
+    flow,
+)
+from testbed.lab.plan import HostPlan, NetworkPlan
+
+# The internet gateway's NAT sits between routing and delivery.
+TABLE_IGW = 21
+
+# Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
+# Bits 32-47: VPC index (INTERNET_REALM for hosts outside any VPC); bits 0-15: subnet index.
+VPC_MASK = 0xFFFF << 32
+SUBNET_MASK = VPC_MASK | 0xFFFF
+INTERNET_REALM = 0xFFFF
+
+
+def vpc_tag(vpc_index: int) -> int:
+    return vpc_index << 32
+
+
+def subnet_tag(vpc_index: int, subnet_index: int) -> int:
+    return (vpc_index << 32) | subnet_index
+
+
+class Forwarding:
+    """Flows and ARP answers for every switch of one lab."""
+
+    def __init__(self, plan: NetworkPlan) -> None:
+        self.plan = plan
+        self.router_mac = plan.router_mac
+        self._dpid_to_switch = {s.dpid: s.name for s in plan.switches}
+        self._host_at = {(h.switch, h.port): h for h in plan.hosts}
+        self._vpc_index = {v.name: v.index for v in plan.vpcs}
+        self._subnets = {s.name: s for s in plan.subnets}
+        self._neighbours = self._build_neighbours()
+
+    # ---- topology helpers -------------------------------------------------------------
+    def _build_neighbours(self) -> dict[str, dict[str, int]]:
+        """switch -> {neighbour switch: local port}."""
+        nb: dict[str, dict[str, int]] = {s.name: {} for s in self.plan.switches}
+        for link in self.plan.links:
+            nb[link.a][link.b] = link.a_port
+            nb[link.b][link.a] = link.b_port
+        return nb
+
+    def trunk_ports(self, switch: str) -> list[int]:
+        return sorted(self._neighbours[switch].values())
+
+    def port_toward(self, switch: str, target_switch: str) -> int | None:
+        """First port on the shortest switch path from `switch` to `target_switch`."""
+        if switch == target_switch:
+            return None
+        first_hop: dict[str, int] = {}
+        queue = deque()
+        for nb, port in self._neighbours[switch].items():
+            first_hop[nb] = port
+            queue.append(nb)
+        seen = {switch, *first_hop}
+        while queue:
+            here = queue.popleft()
+            if here == target_switch:
+                return first_hop[here]
+            for nb in self._neighbours[here]:
+                if nb not in seen:
+                    seen.add(nb)
+                    first_hop[nb] = first_hop[here]
+                    queue.append(nb)
+        return None
+
+    def host_on_port(self, dpid: int, port: int) -> HostPlan | None:
+        switch = self._dpid_to_switch.get(dpid)
+        return self._host_at.get((switch, port))
+
+    def realm_tag(self, host: HostPlan) -> int:
+        """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""
+        if host.kind == "client" or host.subnet is None:
+            return vpc_tag(INTERNET_REALM)
+        subnet = self._subnets[host.subnet]
+        return subnet_tag(self._vpc_index[subnet.vpc], subnet.index)
+
+    # ---- flows ------------------------------------------------------------------------
+    def flows_for(self, dpid: int) -> list[Flow]:
+        """Every forwarding flow of switch `dpid`."""
+        switch = self._dpid_to_switch[dpid]
+        flows: list[Flow] = []
+        flows += self._classify(switch)
+        flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
+        flows += self._route()
+        flows += self._igw()
+        flows += self._l3_deliver()
+        flows += self._bridge()
+        flows += self._output(switch)
+        return flows
+
+    def _classify(self, switch: str) -> list[Flow]:
+        flows = [flow(TABLE_CLASSIFY, 0)]  # anything unexpected is dropped (and counted)
+        for port in self.trunk_ports(switch):
+            # Packets on trunks were routed where they entered: only deliver them.
+            flows.append(flow(TABLE_CLASSIFY, 300, {"in_port": port}, goto=TABLE_OUTPUT))
+        for h in self.plan.hosts:
+            if h.switch != switch:
+                continue
+            flows.append(flow(TABLE_CLASSIFY, 200,
+                              {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
+                              [ToController()]))
+            # Source check as AWS does: a host may only send from its own MAC and address.
+            flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
+                "in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac,
+                "ipv4_src": h.ip}.items())), goto=TABLE_STEER,
+                metadata=(self.realm_tag(h), SUBNET_MASK)))
+        return flows
+
+    def _route(self) -> list[Flow]:
+        rm = self.router_mac
+        flows = [flow(TABLE_ROUTE, 0, goto=TABLE_BRIDGE),
+                 flow(TABLE_ROUTE, 1, {"eth_dst": rm})]  # routed but no route: drop
+        for vpc in self.plan.vpcs:
+            # The "local" route of every VPC route table.
+            flows.append(flow(TABLE_ROUTE, 300, {
+                "metadata": (vpc_tag(vpc.index), VPC_MASK), "eth_dst": rm,
+                "eth_type": ETH_TYPE_IP, "ipv4_dst": _net(vpc.cidr)}, goto=TABLE_L3_DELIVER))
+        # Hosts on the internet reach only what the internet gateway exposes.
+        flows.append(flow(TABLE_ROUTE, 300, {
+            "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK), "eth_dst": rm,
+            "eth_type": ETH_TYPE_IP}, goto=TABLE_IGW))
+        for h in self.plan.hosts:
+            if h.kind != "instance" or not h.public_ip:
+                continue
+            subnet = self._subnets[h.subnet]
+            if not (subnet.public and self.plan.has_internet_gateway):
+                continue
+            # 0.0.0.0/0 -> igw: the gateway translates the private source to the public one.
+            flows.append(flow(TABLE_ROUTE, 200, {
+                "metadata": (subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
+                             SUBNET_MASK),
+                "eth_dst": rm, "eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
+                [SetField("ipv4_src", h.public_ip)], goto=TABLE_IGW))
+        return flows
+
+    def _igw(self) -> list[Flow]:
+        flows = [flow(TABLE_IGW, 0)]
+        if not self.plan.has_internet_gateway:
+            return flows
+        flows.append(flow(TABLE_IGW, 100, {"eth_type": ETH_TYPE_IP,
+                                           "ipv4_dst": _net(self.plan.internet_cidr)},
+                          goto=TABLE_L3_DELIVER))
+        for h in self.plan.hosts:
+            if h.kind == "instance" and h.public_ip:
+                flows.append(flow(TABLE_IGW, 200, {"eth_type": ETH_TYPE_IP,
+                                                   "ipv4_dst": h.public_ip},
+                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_L3_DELIVER))
+        return flows
+
+    def _l3_deliver(self) -> list[Flow]:
+        flows = [flow(TABLE_L3_DELIVER, 0)]
+        for h in self.plan.hosts:
+            flows.append(flow(TABLE_L3_DELIVER, 100, {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.ip},
+                              [SetField("eth_src", self.router_mac), SetField("eth_dst", h.mac),
+                               DecTtl()], goto=TABLE_OUTPUT))
+        return flows
+
+    def _bridge(self) -> list[Flow]:
+        flows = [flow(TABLE_BRIDGE, 0)]
+        for h in self.plan.hosts:
+            flows.append(flow(TABLE_BRIDGE, 100, {
+                "metadata": (self.realm_tag(h), SUBNET_MASK), "eth_dst": h.mac},
+                goto=TABLE_OUTPUT))
+        return flows
+
+    def _output(self, switch: str) -> list[Flow]:
+        flows = [flow(TABLE_OUTPUT, 0)]
+        for h in self.plan.hosts:
+            port = h.port if h.switch == switch else self.port_toward(switch, h.switch)
+            if port is not None:
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
+        return flows
+
+    # ---- ARP --------------------------------------------------------------------------
+    def arp_answer(self, asker: HostPlan, target_ip: str) -> str | None:
+        """MAC that answers `asker`'s ARP request for `target_ip`, or None (stay silent)."""
+        if asker.kind == "client":
+            if target_ip == self.plan.internet_gateway_ip:
+                return self.router_mac
+            peers = [h for h in self.plan.hosts if h.kind == "client"]
+        else:
+            subnet = self._subnets[asker.subnet]
+            if target_ip == subnet.router_ip:
+                return self.router_mac
+            peers = [h for h in self.plan.hosts if h.subnet == asker.subnet]
+        for peer in peers:
+            if peer.ip == target_ip and peer.name != asker.name:
+                return peer.mac
+        return None
+
+    def handle_arp(self, dpid: int, in_port: int, data: bytes) -> PacketOut | None:
+        """Answer an ARP request received on (dpid, in_port); None if it gets no answer."""
+        asker = self.host_on_port(dpid, in_port)
+        if asker is None:
+            return None
+        pkt = packet.Packet(data)
+        req = pkt.get_protocol(arp.arp)
+        if req is None or req.opcode != arp.ARP_REQUEST:
+            return None
+        if req.src_ip != asker.ip or req.src_ip == req.dst_ip:
+            return None  # spoofed or gratuitous: nothing to answer
+        mac = self.arp_answer(asker, req.dst_ip)
+        if mac is None:
+            return None
+        reply = packet.Packet()
+        reply.add_protocol(ethernet.ethernet(dst=asker.mac, src=mac, ethertype=ETH_TYPE_ARP))
+        reply.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=mac, src_ip=req.dst_ip,
+                                   dst_mac=asker.mac, dst_ip=asker.ip))
+        reply.serialize()
+        return PacketOut(dpid, in_port, bytes(reply.data))
+
+
+def _net(cidr: str) -> tuple[str, str]:
+    """A CIDR as the (address, netmask) pair OpenFlow matches take."""
+    net = IPv4Network(cidr)
+    return (str(net.network_address), str(net.netmask))
+
+
+def ip_in(ip: str, cidr: str) -> bool:
+    return IPv4Address(ip) in IPv4Network(cidr)

@@ -1,0 +1,153 @@
+"""The os-ken application of a lab: a thin adapter between OpenFlow events and the pure logic.
+
+It reads the lab's network plan (path in $TESTBED_PLAN), installs the flows the logic returns
+when a switch connects, answers ARP through the logic, and reports over a Unix socket
+($TESTBED_CONTROL_SOCK) which switches are connected and programmed, and any OpenFlow error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from os_ken.ofproto import ofproto_v1_3
+
+from controllers.flows import ETH_TYPE_ARP
+from controllers.forwarding import Forwarding
+from controllers.ofadapter import FlowSync
+from testbed.lab.plan import NetworkPlan
+from testbed.lab.rpc import RpcServer
+
+LOG = logging.getLogger("testbed.controller")
+
+
+class LabApp(app_manager.OSKenApp):
+    """Programs every switch of one lab from its network plan."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plan_path = os.environ["TESTBED_PLAN"]
+        self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
+        self.forwarding = Forwarding(self.plan)
+        self.sync = FlowSync()
+        self.lock = threading.RLock()
+        self.datapaths: dict[int, Any] = {}
+        self.ready: set[int] = set()
+        self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier we wait for
+        self.errors: list[dict[str, Any]] = []
+        self.packet_ins = 0
+        self.started = time.time()
+        sock = os.environ.get("TESTBED_CONTROL_SOCK")
+        self.control = RpcServer(sock, self.handle_request) if sock else None
+        if self.control:
+            self.control.start()
+        LOG.info("lab %s: %d switches, %d hosts", self.plan.lab, len(self.plan.switches),
+                 len(self.plan.hosts))
+
+    # ---- desired state ----------------------------------------------------------------
+    def desired_flows(self, dpid: int) -> list[Any]:
+        return self.forwarding.flows_for(dpid)
+
+    def program(self, datapath: Any) -> None:
+        """Bring one switch's tables to the desired state, then ask for a barrier."""
+        with self.lock:
+            msgs = self.sync.messages(datapath, self.desired_flows(datapath.id))
+            for msg in msgs:
+                datapath.send_msg(msg)
+            barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
+            datapath.set_xid(barrier)
+            self.pending_barrier[datapath.id] = barrier.xid
+            datapath.send_msg(barrier)
+            LOG.info("switch %#x: sent %d flow-mods", datapath.id, len(msgs))
+
+    # ---- OpenFlow events --------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def on_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        known = {s.dpid for s in self.plan.switches}
+        if dp.id not in known:
+            LOG.warning("ignoring unknown switch %#x", dp.id)
+            return
+        with self.lock:
+            self.datapaths[dp.id] = dp
+            self.ready.discard(dp.id)
+            self.sync.forget(dp.id)  # a (re)connecting switch is wiped and reprogrammed
+        LOG.info("switch %#x connected", dp.id)
+        self.program(dp)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def on_barrier(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        with self.lock:
+            if self.pending_barrier.get(dp.id) == ev.msg.xid:
+                self.ready.add(dp.id)
+                LOG.info("switch %#x programmed", dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def on_disconnect(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None:
+            return
+        with self.lock:
+            if self.datapaths.get(dp.id) is dp:
+                del self.datapaths[dp.id]
+                self.ready.discard(dp.id)
+        LOG.warning("switch %#x disconnected", dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_error(self, ev: Any) -> None:
+        msg = ev.msg
+        err = {"dpid": msg.datapath.id, "type": msg.type, "code": msg.code,
+               "data": msg.data[:64].hex() if msg.data else "", "time": time.time()}
+        with self.lock:
+            self.errors.append(err)
+        LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type,
+                  msg.code)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def on_packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        dp = msg.datapath
+        self.packet_ins += 1
+        data = bytes(msg.data)
+        if len(data) < 14 or int.from_bytes(data[12:14], "big") != ETH_TYPE_ARP:
+            return
+        out = self.forwarding.handle_arp(dp.id, msg.match["in_port"], data)
+        if out is None:
+            return
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        dp.send_msg(parser.OFPPacketOut(
+            datapath=dp, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+            actions=[parser.OFPActionOutput(out.port, 0)], data=out.data))
+
+    # ---- control socket ---------------------------------------------------------------
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            with self.lock:
+                return {
+                    "ok": True,
+                    "pid": os.getpid(),
+                    "switches": sorted(self.datapaths),
+                    "ready": sorted(self.ready),
+                    "expected": sorted(s.dpid for s in self.plan.switches),
+                    "errors": list(self.errors),
+                    "packet_ins": self.packet_ins,
+                    "uptime": time.time() - self.started,
+                }
+        return {"ok": False, "error": f"unknown op {op!r}"}
+

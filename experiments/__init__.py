@@ -1,0 +1,1 @@
+"""Reproducible lab experiments; each module has PARAMS and run(params, results)."""

@@ -1,0 +1,57 @@
+"""The `testbed` command: build, inspect and tear down ELB labs; run experiments.
+
+Exit codes: 0 ok, 1 failure, 2 bad input (template errors, unknown lab or host, wrong flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from testbed.errors import BadInput, TestbedError
+
+EPILOG = """\
+quick start:
+  testbed doctor                         what this machine supports
+  testbed validate templates/default.yaml
+  testbed up templates/default.yaml      build the stack (lab name: default)
+  testbed status default                 hosts, addresses, outputs
+  testbed exec default Client1 -- curl -s http://203.0.113.10/
+  testbed down default
+  testbed demo                           all of the above in one go
+
+Every command has --help with examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from testbed.cli import doctor, experiments, hostcmds, lifecycle, validate
+
+    parser = argparse.ArgumentParser(
+        prog="testbed", description="ELB Lab: AWS Elastic Load Balancing on real packets, "
+        "from CloudFormation-style templates.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (doctor, validate, lifecycle, hostcmds, experiments):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `testbed` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as exc:
+        print(f"error: {exc.format()}", file=sys.stderr)
+        return 2
+    except TestbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

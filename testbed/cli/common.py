@@ -1,0 +1,51 @@
+"""Argument helpers and output formatting shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+
+def param(text: str) -> tuple[str, str]:
+    """argparse type for --param KEY=VALUE."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", "-p", dest="params", action="append", type=param, default=[],
+                   metavar="KEY=VALUE", help="set a template parameter (repeatable)")
+
+
+def params_dict(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    return dict(pairs)
+
+
+def subcommand(sub: Any, name: str, func: Any, help: str, description: str = "",
+               epilog: str = "") -> argparse.ArgumentParser:
+    """Add a sub-command whose --help shows the description and examples as written."""
+    p = sub.add_parser(name, help=help, description=description or help, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table with left-aligned columns."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
+    return table([(h["name"], h["ip"], h.get("public_ip") or "-", h.get("az") or "-",
+                   h.get("subnet") or "internet", h.get("role") or "none") for h in hosts],
+                 ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"])

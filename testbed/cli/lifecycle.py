@@ -1,0 +1,219 @@
+"""testbed up | down | status | events | clean: the life of a lab."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from testbed.cli.common import add_params, hosts_table, params_dict, subcommand, table
+from testbed.errors import BadInput
+
+
+def register(sub: Any) -> None:
+    p = subcommand(
+        sub, "up", cmd_up, "create a lab from a template and leave it running",
+        epilog="examples:\n"
+        "  testbed up templates/default.yaml                  lab name: default\n"
+        "  testbed up templates/three-az.yaml --name az3 -p InterAzDelayMs=2\n"
+        "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n\n"
+        "Prints each resource's events as it is created and returns when every switch is\n"
+        "programmed. On failure everything is rolled back (exit 1); template errors exit 2\n"
+        "before anything is created.")
+    p.add_argument("template", help="template file (YAML or JSON)")
+    p.add_argument("--name", "-n", help="lab name, 1-7 lowercase letters/digits "
+                   "(default: the template's file name)")
+    add_params(p)
+    p.add_argument("--datapath", choices=["auto", "user", "kernel"], default=None,
+                   help="Open vSwitch datapath (default: the template's Metadata.Lab.Datapath,"
+                   " else auto: kernel where the module is loaded, else userspace)")
+    p.add_argument("--region", default=None, help="AWS::Region (default us-east-1)")
+    p.add_argument("--cli", action="store_true",
+                   help="open the Mininet CLI on the lab and tear it down when you leave")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress, just the summary")
+
+    p = subcommand(sub, "down", cmd_down, "tear a lab down (everything it created, only that)",
+                   epilog="example:\n  testbed down default")
+    p.add_argument("names", nargs="+", metavar="NAME", help="lab name(s)")
+
+    p = subcommand(sub, "status", cmd_status, "labs on this machine, or one lab in detail",
+                   epilog="examples:\n  testbed status\n  testbed status default\n"
+                   "  testbed status default --json | jq '.hosts[] | {name, ip}'")
+    p.add_argument("name", nargs="?", help="lab name (all labs if omitted)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON: an object for NAME, else a list with one object per lab")
+
+    p = subcommand(sub, "events", cmd_events, "a lab's stack events (time, id, status, reason)",
+                   epilog="example:\n  testbed events default")
+    p.add_argument("name", help="lab name")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = subcommand(sub, "clean", cmd_clean,
+                   "remove what dead labs left (after a kill -9); live labs are untouched",
+                   epilog="examples:\n  testbed clean              every lab whose holder "
+                   "process died\n  testbed clean default      that lab, if it is not "
+                   "running\n\nOnly resources named tb-NAME-... of such labs and the processes "
+                   "they recorded are removed.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these labs")
+
+
+def _print_event(ev: Any) -> None:
+    print(ev.line(), flush=True)
+
+
+def cmd_up(args: Any) -> int:
+    from testbed.lab.api import start_lab, stop_lab
+    from testbed.lab.naming import name_from_template
+
+    name = args.name or name_from_template(args.template)
+    started = time.monotonic()
+    state = start_lab(args.template, params_dict(args.params), name=name,
+                      datapath=args.datapath, region=args.region,
+                      on_event=None if args.quiet else _print_event)
+    print(f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
+          f"({state.get('datapath')} datapath, holder pid {state.get('pid')})\n")
+    print(hosts_table(state.get("hosts", [])))
+    _print_outputs(state)
+    for text in state.get("limitations", []):
+        print(f"note: {text}")
+    if args.cli:
+        from testbed.cli.hostcmds import open_cli
+
+        try:
+            open_cli(name)
+        finally:
+            stop_lab(name)
+            print(f"lab {name} is down")
+        return 0
+    first = next((h for h in state.get("hosts", []) if h.get("kind") == "client"), None)
+    target = next((h for h in state.get("hosts", []) if h.get("public_ip")), None)
+    print("\nnext:")
+    if first and target:
+        print(f"  testbed exec {name} {first['name']} -- curl -s http://{target['public_ip']}/")
+    print(f"  testbed status {name}    testbed cli {name}    testbed down {name}")
+    return 0
+
+
+def _print_outputs(state: dict[str, Any]) -> None:
+    outputs = state.get("outputs") or {}
+    if outputs:
+        print("\noutputs:")
+        print(table(sorted(outputs.items()), ["KEY", "VALUE"]))
+
+
+def cmd_down(args: Any) -> int:
+    from testbed.lab.api import stop_lab
+
+    for name in args.names:
+        started = time.monotonic()
+        report = stop_lab(name)
+        print(f"lab {name} is down in {time.monotonic() - started:.1f} s"
+              + (f" (removed {report.summary()})" if report and any(
+                  (report.processes, report.namespaces, report.links, report.bridges))
+                 else ""))
+    return 0
+
+
+def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
+    from testbed.lab.state import holder_alive
+
+    state = state or {}
+    alive = holder_alive(state)
+    shown = state.get("state", "UNKNOWN")
+    if not alive:
+        shown = "DEAD (testbed clean)"
+    return {
+        "name": name, "pid": state.get("pid"), "alive": alive, "state": shown,
+        "datapath": state.get("datapath"), "template": state.get("template"),
+        "created": state.get("created"), "outputs": state.get("outputs", {}),
+        "hosts": [{k: h.get(k) for k in ("name", "ip", "public_ip", "az", "subnet", "role")}
+                  if h.get("kind") != "client" else
+                  {"name": h["name"], "ip": h["ip"], "public_ip": h.get("public_ip"),
+                   "subnet": None, "role": h.get("role")}
+                  for h in state.get("hosts", [])],
+        "limitations": state.get("limitations", []),
+        "controller": state.get("controller"), "prefix": state.get("prefix"),
+        "lab_dir": state.get("lab_dir"),
+    }
+
+
+def cmd_status(args: Any) -> int:
+    from testbed.lab import naming
+    from testbed.lab.state import list_labs, read_state
+
+    if args.name:
+        naming.validate_lab_name(args.name)
+        state = read_state(naming.lab_dir(args.name))
+        if state is None:
+            raise BadInput(f"no lab named {args.name!r}", hint="testbed status lists the labs")
+        s = _summary(args.name, state)
+        if args.json:
+            print(json.dumps(s, indent=1))
+            return 0
+        age = time.time() - (s["created"] or time.time())
+        print(f"lab {s['name']}: {s['state']}, holder pid {s['pid']}, {s['datapath']} "
+              f"datapath, up {age:.0f} s\n  template {s['template']}\n  files {s['lab_dir']}")
+        if s["controller"]:
+            print(f"  controller pid {s['controller']['pid']} on port "
+                  f"{s['controller']['port']}, log {s['controller']['log']}")
+        print()
+        print(hosts_table(state.get("hosts", [])))
+        _print_outputs(state)
+        for text in s["limitations"]:
+            print(f"note: {text}")
+        return 0
+    labs = [_summary(name, state) for name, state in list_labs()]
+    if args.json:
+        print(json.dumps(labs, indent=1))
+        return 0
+    if not labs:
+        print("no labs (testbed up TEMPLATE creates one)", file=sys.stderr)
+        return 0
+    print(table([(s["name"], s["state"], s["pid"], s["datapath"], len(s["hosts"]),
+                  s["template"]) for s in labs],
+                ["NAME", "STATE", "PID", "DATAPATH", "HOSTS", "TEMPLATE"]))
+    return 0
+
+
+def cmd_events(args: Any) -> int:
+    from dataclasses import asdict
+
+    from testbed.lab import naming
+    from testbed.lab.events import read_events
+
+    naming.validate_lab_name(args.name)
+    if not naming.lab_dir(args.name).exists():
+        raise BadInput(f"no lab named {args.name!r}", hint="testbed status lists the labs")
+    for ev in read_events(naming.lab_dir(args.name)):
+        print(json.dumps(asdict(ev)) if args.json else ev.line())
+    return 0
+
+
+def cmd_clean(args: Any) -> int:
+    from testbed.lab import naming
+    from testbed.lab.api import leftovers_exist
+    from testbed.lab.state import holder_alive, list_labs, read_state
+    from testbed.lab.teardown import teardown
+
+    if args.names:
+        names = [naming.validate_lab_name(n) for n in args.names]
+    else:
+        names = [name for name, _ in list_labs()]
+    cleaned = 0
+    for name in names:
+        state = read_state(naming.lab_dir(name))
+        if holder_alive(state):
+            if args.names:
+                print(f"lab {name} is running; use testbed down {name}", file=sys.stderr)
+            continue
+        if not naming.lab_dir(name).exists() and not leftovers_exist(name):
+            if args.names:
+                print(f"nothing left of lab {name}")
+            continue
+        report = teardown(name)
+        cleaned += 1
+        print(f"cleaned lab {name}: removed {report.summary()}")
+    if not cleaned and not args.names:
+        print("nothing to clean")
+    return 0

@@ -1,0 +1,233 @@
+"""Python API for experiments and tests.
+
+    with Lab.up("templates/default.yaml", params={"InterAzDelayMs": "2"}) as lab:
+        print(lab.host("WebA1").cmd("ip -brief addr"))
+
+`Lab.up` goes through the same holder process as `testbed up`, and its `with` block always
+ends with the lab torn down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import BadInput, LabError
+from testbed.lab import naming, rpc
+from testbed.lab.events import Event, EventFollower, read_events
+from testbed.lab.holder import HOLDER_SOCK, REQUEST
+from testbed.lab.hostexec import netns_argv
+from testbed.lab.state import holder_alive, read_state
+from testbed.lab.teardown import TeardownReport, leftovers, teardown
+from testbed.model import load_model
+
+UP_TIMEOUT = 300.0
+
+
+def random_name(stem: str = "x") -> str:
+    """A fresh lab name for experiments and tests (stem + 4 hex digits)."""
+    return (stem[:3] + secrets.token_hex(2))[:7]
+
+
+def start_lab(template: str, params: dict[str, str] | None = None, name: str | None = None,
+              datapath: str | None = None, region: str | None = None,
+              on_event: Callable[[Event], None] | None = None,
+              timeout: float = UP_TIMEOUT) -> dict[str, Any]:
+    """Create a lab and return its state once ready. BadInput for bad input (nothing built),
+    LabError if building failed (everything rolled back)."""
+    params = {k: str(v) for k, v in (params or {}).items()}
+    name = naming.validate_lab_name(name or naming.name_from_template(template))
+    if datapath not in (None, "auto", "user", "kernel"):
+        raise BadInput(f"unknown datapath {datapath!r}: use auto, user or kernel")
+    # Validate before anything exists: template errors exit 2 with nothing created.
+    load_model(template, params, stack_name=name, region=region or "us-east-1")
+    lab_dir = naming.lab_dir(name)
+    state = read_state(lab_dir)
+    if holder_alive(state):
+        raise BadInput(f"a lab named {name!r} is already running",
+                       hint=f"testbed down {name}, or choose another name with --name")
+    if lab_dir.exists() or leftovers_exist(name):
+        teardown(name)  # what a dead lab of the same name left
+    lab_dir.mkdir(parents=True)
+    (lab_dir / REQUEST).write_text(json.dumps({
+        "name": name, "template": str(Path(template).resolve()), "params": params,
+        "datapath": datapath, "region": region}))
+    log = open(lab_dir / "holder.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.lab.holder", str(lab_dir)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+    follower = EventFollower(lab_dir)
+    deadline = time.monotonic() + timeout
+    final = None
+    try:
+        while final is None:
+            for ev in follower.new():
+                if on_event:
+                    on_event(ev)
+                if ev.logical_id == name and ev.status in ("CREATE_COMPLETE",
+                                                            "ROLLBACK_COMPLETE"):
+                    final = ev
+            if final is None and proc.poll() is not None:
+                for ev in follower.new():
+                    if on_event:
+                        on_event(ev)
+                break
+            if time.monotonic() > deadline:
+                raise LabError(f"lab {name} was not ready after {timeout:.0f} s")
+            time.sleep(0.05)
+    except BaseException:
+        # Interrupted or timed out: the holder rolls back on SIGTERM.
+        _stop_holder(proc)
+        teardown(name)
+        raise
+    if final is not None and final.status == "CREATE_COMPLETE":
+        return read_state(lab_dir) or {}
+    proc.wait(timeout=60)
+    reasons = [e.reason for e in read_events(lab_dir)
+               if e.status.endswith("FAILED") and e.reason]
+    teardown(name)
+    detail = reasons[0] if reasons else f"the holder exited with code {proc.returncode}"
+    raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
+
+
+def _stop_holder(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def leftovers_exist(name: str) -> bool:
+    return any(leftovers(name).values())
+
+
+def stop_lab(name: str, timeout: float = 60.0) -> TeardownReport | None:
+    """Tear a lab down: through its holder if alive, else directly. Raises BadInput if no
+    such lab exists."""
+    naming.validate_lab_name(name)
+    lab_dir = naming.lab_dir(name)
+    state = read_state(lab_dir)
+    if state is None and not lab_dir.exists() and not leftovers_exist(name):
+        raise BadInput(f"no lab named {name!r}", hint="testbed status lists the labs")
+    if holder_alive(state):
+        try:
+            rpc.call(str(lab_dir / HOLDER_SOCK), {"op": "down"}, timeout=10)
+        except (rpc.RpcUnavailable, OSError):
+            os.kill(state["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while holder_alive(state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if holder_alive(state):
+            raise LabError(f"the holder of lab {name} (pid {state['pid']}) did not stop")
+    # The holder removed everything; this catches what a dead holder left.
+    return teardown(name)
+
+
+class LabHost:
+    """A host of a running lab: run commands in its namespace."""
+
+    def __init__(self, lab: str, info: dict[str, Any]) -> None:
+        self.lab = lab
+        self.info = info
+        self.name = info["name"]
+        self.ip = info["ip"]
+        self.public_ip = info.get("public_ip")
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        return netns_argv(self.lab, self.name, argv)
+
+    def run(self, argv: Sequence[str] | str, timeout: float = 60.0, check: bool = False,
+            **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a command (argv list, or a shell string) and wait for it."""
+        if isinstance(argv, str):
+            argv = ["sh", "-c", argv]
+        return subprocess.run(self.argv(argv), capture_output=True, text=True,
+                              timeout=timeout, check=check, **kwargs)
+
+    def cmd(self, command: str, timeout: float = 60.0) -> str:
+        """Run a shell command and return its output (stdout then stderr), like Mininet."""
+        proc = self.run(command, timeout=timeout)
+        return proc.stdout + proc.stderr
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+        """Start a command in the host; the caller ends it (teardown kills it otherwise)."""
+        return subprocess.Popen(self.argv(argv), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<LabHost {self.lab}/{self.name} {self.ip}>"
+
+
+class Lab:
+    """A running lab: its state, hosts and outputs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = naming.validate_lab_name(name)
+        self.dir = naming.lab_dir(name)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = read_state(self.dir)
+        if state is None:
+            raise BadInput(f"no lab named {self.name!r}")
+        return state
+
+    @property
+    def hosts(self) -> list[LabHost]:
+        return [LabHost(self.name, h) for h in self.state.get("hosts", [])]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.state.get("outputs", {})
+
+    @property
+    def datapath(self) -> str:
+        return self.state.get("datapath", "")
+
+    def host(self, name: str) -> LabHost:
+        for h in self.state.get("hosts", []):
+            if h["name"] == name:
+                return LabHost(self.name, h)
+        known = ", ".join(h["name"] for h in self.state.get("hosts", []))
+        raise BadInput(f"lab {self.name} has no host {name!r} (hosts: {known})")
+
+    def events(self) -> list[Event]:
+        return read_events(self.dir)
+
+    def down(self) -> TeardownReport | None:
+        return stop_lab(self.name)
+
+    @classmethod
+    def attach(cls, name: str) -> Lab:
+        """The running lab `name` (BadInput if there is none)."""
+        lab = cls(name)
+        if not holder_alive(read_state(lab.dir)):
+            raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+        return lab
+
+    @classmethod
+    @contextmanager
+    def up(cls, template: str, params: dict[str, Any] | None = None, name: str | None = None,
+           datapath: str | None = None, on_event: Callable[[Event], None] | None = None,
+           ) -> Iterator[Lab]:
+        """Bring a lab up for the duration of a `with` block; always torn down after."""
+        name = name or random_name(naming.name_from_template(template))
+        try:
+            start_lab(template, params, name=name, datapath=datapath, on_event=on_event)
+            yield cls(name)
+        finally:
+            try:
+                stop_lab(name)
+            except BadInput:
+                pass

@@ -1,0 +1,87 @@
+"""The stack's event log: one JSON line per resource step (time, logical id, status, reason).
+
+The holder appends; `testbed up` follows the file to show progress; `testbed events` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+EVENTS = "events.jsonl"
+# Statuses after which the stack stops changing until someone acts.
+STACK_DONE = {"CREATE_COMPLETE", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED",
+              "DELETE_COMPLETE"}
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    logical_id: str
+    resource_type: str
+    status: str
+    reason: str = ""
+
+    def line(self) -> str:
+        """Human-readable form, as `testbed up` and `testbed events` print it."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.time))
+        ms = int((self.time % 1) * 1000)
+        reason = f"  {self.reason}" if self.reason else ""
+        return f"{stamp}.{ms:03d}  {self.status:<20} {self.logical_id:<28} " \
+               f"{self.resource_type}{reason}"
+
+
+class EventLog:
+    """Appends events to a lab's events.jsonl; optionally echoes them to a callback."""
+
+    def __init__(self, lab_dir: Path, echo: Callable[[Event], None] | None = None) -> None:
+        self.path = Path(lab_dir) / EVENTS
+        self.echo = echo
+
+    def emit(self, logical_id: str, resource_type: str, status: str, reason: str = "") -> Event:
+        ev = Event(time.time(), logical_id, resource_type, status, reason)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(asdict(ev)) + "\n")
+        if self.echo:
+            self.echo(ev)
+        return ev
+
+
+def read_events(lab_dir: Path) -> list[Event]:
+    """Every event of a lab so far."""
+    path = Path(lab_dir) / EVENTS
+    if not path.exists():
+        return []
+    return list(_parse(path.read_text().splitlines()))
+
+
+def _parse(lines: list[str]) -> Iterator[Event]:
+    for line in lines:
+        try:
+            yield Event(**json.loads(line))
+        except (ValueError, TypeError):
+            continue
+
+
+class EventFollower:
+    """Reads new events from a file as they are appended (for progress display)."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.path = Path(lab_dir) / EVENTS
+        self.offset = 0
+        self.partial = ""
+
+    def new(self) -> list[Event]:
+        if not self.path.exists():
+            return []
+        with open(self.path) as f:
+            f.seek(self.offset)
+            data = f.read()
+            self.offset = f.tell()
+        data = self.partial + data
+        lines = data.split("\n")
+        self.partial = lines.pop()  # an incomplete last line waits for the next read
+        return list(_parse(lines))

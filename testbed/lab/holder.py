@@ -1,0 +1,198 @@
+"""The process that holds a running lab: `python -m testbed.lab.holder LAB_DIR`.
+
+`testbed up` writes LAB_DIR/request.json and starts this process in its own session. It
+builds the lab (reporting events), then stays in the background: it answers requests on
+LAB_DIR/holder.sock (status, down), watches the controller, and on `down`, SIGTERM or a
+failed build removes everything the lab created. Its PID is the lab's `pid` in status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import TestbedError
+from testbed.lab import naming
+from testbed.lab.builder import STACK_TYPE, LabBuilder
+from testbed.lab.capabilities import detect
+from testbed.lab.events import EventLog
+from testbed.lab.plan import build_plan
+from testbed.lab.procs import ProcessJournal, start_time
+from testbed.lab.rpc import RpcServer
+from testbed.lab.state import write_state
+from testbed.lab.teardown import teardown
+from testbed.model import load_model
+
+REQUEST = "request.json"
+HOLDER_SOCK = "holder.sock"
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT: stop building, roll back."""
+
+
+class Holder:
+    def __init__(self, lab_dir: Path) -> None:
+        self.lab_dir = lab_dir
+        self.request = json.loads((lab_dir / REQUEST).read_text())
+        self.name = self.request["name"]
+        self.events = EventLog(lab_dir)
+        self.journal = ProcessJournal(lab_dir)
+        self.state: dict[str, Any] = {
+            "name": self.name, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
+            "prefix": naming.prefix(self.name), "state": "CREATE_IN_PROGRESS",
+            "template": self.request["template"], "params": self.request.get("params", {}),
+            "created": time.time(), "lab_dir": str(lab_dir),
+        }
+        self.builder: LabBuilder | None = None
+        self.down_requested = threading.Event()
+        self.lock = threading.Lock()
+
+    def save(self, **changes: Any) -> None:
+        with self.lock:
+            self.state.update(changes)
+            write_state(self.lab_dir, self.state)
+
+    # ---- build ------------------------------------------------------------------------
+    def build(self) -> bool:
+        self.save()
+        self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")
+        try:
+            model = load_model(self.request["template"], self.request.get("params") or {},
+                               stack_name=self.name, region=self.request.get("region")
+                               or "us-east-1")
+            caps = detect()
+            datapath = self._datapath(self.request.get("datapath") or model.lab.datapath, caps)
+            limitations = []
+            if model.lab.inter_az_delay_ms and not caps.netem:
+                limitations.append(f"InterAzDelayMs={model.lab.inter_az_delay_ms:g} not "
+                                   "applied: this kernel has no sch_netem")
+            if model.lab.link_bandwidth_mbps and not caps.htb:
+                limitations.append("LinkBandwidthMbps not applied: this kernel has no HTB")
+            if limitations:
+                # Drop what cannot be applied rather than fail: the run's metadata says so.
+                model = _without_tc(model, caps)
+                for text in limitations:
+                    self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS",
+                                     f"warning: {text}")
+            plan = build_plan(model, self.name)
+            self.save(datapath=datapath, limitations=limitations,
+                      capabilities=caps.to_dict(), azs=list(model.azs),
+                      ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored])
+            self.builder = LabBuilder(self.name, model, plan, datapath, self.events,
+                                      self.journal)
+            self.builder.build()
+        except (Exception, Stop) as exc:
+            reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
+            if not isinstance(exc, (TestbedError, Stop)):
+                (self.lab_dir / "holder.log").open("a").write(traceback.format_exc())
+            self.rollback(reason)
+            return False
+        self.save(state="CREATE_COMPLETE", ready=time.time(),
+                  controller={"pid": self.builder.controller.proc.pid,
+                              "port": self.builder.controller.port,
+                              "log": str(self.builder.controller.log)},
+                  outputs=dict(model.outputs), hosts=_hosts(plan),
+                  switches=[{"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az}
+                            for s in plan.switches])
+        self.events.emit(self.name, STACK_TYPE, "CREATE_COMPLETE",
+                         f"ready in {time.time() - self.state['created']:.1f} s")
+        return True
+
+    def _datapath(self, wanted: str, caps: Any) -> str:
+        if wanted in (None, "", "auto"):
+            return caps.default_datapath()
+        if wanted == "kernel" and not caps.kernel_datapath:
+            raise TestbedError("datapath 'kernel' asked for, but the Open vSwitch kernel module "
+                               "is not loaded here; use --datapath user (or auto)")
+        return wanted
+
+    def rollback(self, reason: str) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.events.emit(self.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason)
+        report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
+        self.save(state="ROLLBACK_COMPLETE", reason=reason)
+        self.events.emit(self.name, STACK_TYPE, "ROLLBACK_COMPLETE", report.summary())
+
+    # ---- running ----------------------------------------------------------------------
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            with self.lock:
+                return {"ok": True, "state": dict(self.state)}
+        if op == "down":
+            self.down_requested.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown request {op!r}"}
+
+    def serve(self) -> None:
+        server = RpcServer(str(self.lab_dir / HOLDER_SOCK), self.handle)
+        server.start()
+        controller = self.builder.controller
+        try:
+            while not self.down_requested.wait(0.5):
+                if self.state["state"] == "CREATE_COMPLETE" and not controller.alive():
+                    code = controller.proc.returncode
+                    self.save(state="CONTROLLER_FAILED",
+                              reason=f"controller exited with code {code}")
+                    self.events.emit("LabController", "Lab::OpenFlow::Controller",
+                                     "CONTROLLER_FAILED",
+                                     f"exited with code {code}; flows stay in the switches "
+                                     f"but nothing new is programmed; see {controller.log}")
+        except Stop:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            server.stop()
+        self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS")
+        teardown(self.name, exclude_pids=(os.getpid(),))
+
+
+def _hosts(plan: Any) -> list[dict[str, Any]]:
+    return [{"name": h.name, "ip": h.ip, "public_ip": h.public_ip, "az": h.az,
+             "subnet": h.subnet, "role": h.role, "kind": h.kind, "netns": h.netns,
+             "mac": h.mac, "gateway": h.gateway, "prefixlen": h.prefixlen}
+            for h in plan.hosts]
+
+
+def _without_tc(model: Any, caps: Any) -> Any:
+    from dataclasses import replace
+
+    lab = model.lab
+    return replace(model, lab=replace(
+        lab, inter_az_delay_ms=lab.inter_az_delay_ms if caps.netem else 0.0,
+        link_bandwidth_mbps=lab.link_bandwidth_mbps if caps.htb else None))
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    lab_dir = Path(args[0])
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stop(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    holder = Holder(lab_dir)
+    if not holder.build():
+        return 1
+    holder.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Names of everything a lab creates, so that cleanup can find exactly its own resources.
+
+Every namespace, link and bridge of lab NAME starts with ``tb-NAME-``; its files live under
+``state_root()/NAME``. Lab names are short because Linux interface names are limited to
+15 characters: ``tb-`` + 7 + ``-v123`` fits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from testbed.errors import BadInput
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,6}$")
+MAX_LINKS = 999  # tb-NAME-v999 is the longest interface name a lab makes
+IFNAMSIZ = 15
+
+
+def validate_lab_name(name: str) -> str:
+    """Return name if it can be used as a lab name, else raise BadInput."""
+    if not NAME_RE.match(name or ""):
+        raise BadInput(
+            f"bad lab name {name!r}: use 1-7 lowercase letters or digits, starting with a letter",
+            hint="names are short because they prefix Linux interface names (15 characters max)",
+        )
+    return name
+
+
+def name_from_template(path: str) -> str:
+    """Default lab name: the template file's stem, reduced to a valid lab name."""
+    stem = re.sub(r"[^a-z0-9]", "", Path(path).stem.lower())
+    stem = stem.lstrip("0123456789") or "lab"
+    return stem[:7]
+
+
+def prefix(name: str) -> str:
+    """Prefix of every namespace, link and bridge of the lab."""
+    return f"tb-{name}-"
+
+
+def owner_of(resource_name: str) -> str | None:
+    """The lab name encoded in a resource name, or None if it is not a lab resource."""
+    m = re.match(r"^tb-([a-z][a-z0-9]{0,6})-", resource_name)
+    return m.group(1) if m else None
+
+
+def bridge_name(name: str, role: str) -> str:
+    """OVS bridge of a lab: role is 'core', 'inet' or 'az1', 'az2', ..."""
+    return _ifname(f"{prefix(name)}{role}")
+
+
+def veth_name(name: str, index: int) -> str:
+    """Switch-side end of the index-th host link."""
+    return _ifname(f"{prefix(name)}v{index}")
+
+
+def patch_name(name: str, index: int) -> str:
+    """One end of the index-th switch-to-switch link."""
+    return _ifname(f"{prefix(name)}p{index}")
+
+
+def netns_name(name: str, host: str) -> str:
+    """Named network namespace of a host (listed by `ip netns`)."""
+    return f"{prefix(name)}{host}"
+
+
+def _ifname(candidate: str) -> str:
+    if len(candidate) > IFNAMSIZ:
+        raise BadInput(f"interface name {candidate!r} is longer than {IFNAMSIZ} characters")
+    return candidate
+
+
+def state_root() -> Path:
+    """Directory that holds one sub-directory per lab (tmpfs: labs do not survive a reboot)."""
+    return Path(os.environ.get("TESTBED_STATE_DIR", "/run/elb-testbed"))
+
+
+def lab_dir(name: str) -> Path:
+    """Directory of one lab's files: state, events, logs, per-host files."""
+    return state_root() / name

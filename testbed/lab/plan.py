@@ -1,0 +1,235 @@
+"""The network plan: which switches, ports, links and addresses a stack model becomes.
+
+Pure and deterministic (no root, no Mininet): the topology builds exactly this plan and the
+controller programs exactly this plan, so both agree on every port number and MAC address.
+
+Shape: one OVS bridge per AZ (all subnets of that AZ are segments on it), a core bridge that
+joins the AZs (the VPC fabric and router), and an internet bridge for hosts outside the VPC,
+joined to the core through the internet gateway. Switch-to-switch links are OVS patch ports
+unless the lab asks for delay/bandwidth on them, which needs a real (veth) link for tc.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.lab import naming
+from testbed.model.types import INTERNET_CIDR, INTERNET_GATEWAY_IP, StackModel
+
+ROUTER_MAC = "02:00:00:00:00:fe"
+CORE_DPID = 1
+INTERNET_DPID = 2
+AZ_DPID_BASE = 0x10
+UPLINK_PORT = 1  # on AZ and internet bridges, port 1 leads to the core
+FIRST_HOST_PORT = 10
+
+
+def host_mac(ip: IPv4Address | str) -> str:
+    """Locally administered MAC derived from the IPv4 address: unique within a lab."""
+    b = IPv4Address(str(ip)).packed
+    return "02:00:" + ":".join(f"{x:02x}" for x in b)
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    name: str
+    dpid: int
+    role: str  # 'core' | 'az' | 'internet'
+    az: str | None = None
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    netns: str
+    kind: str  # 'instance' | 'client'
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    switch: str
+    port: int
+    veth: str
+    az: str | None = None
+    subnet: str | None = None
+    vpc: str | None = None
+    public_ip: str | None = None
+    role: str | None = None
+    role_args: dict[str, Any] = field(default_factory=dict)
+    user_data: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    kind: str  # 'patch' | 'veth'
+    a: str
+    a_intf: str
+    a_port: int
+    b: str
+    b_intf: str
+    b_port: int
+    delay_ms: float = 0.0
+    bandwidth_mbps: float | None = None
+
+
+@dataclass(frozen=True)
+class SubnetPlan:
+    name: str
+    vpc: str
+    az: str
+    cidr: str
+    router_ip: str
+    public: bool
+    switch: str
+    index: int  # small integer the controller writes into packet metadata
+
+
+@dataclass(frozen=True)
+class VpcPlan:
+    name: str
+    cidr: str
+    index: int
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    lab: str
+    prefix: str
+    router_mac: str
+    switches: tuple[SwitchPlan, ...]
+    hosts: tuple[HostPlan, ...]
+    links: tuple[LinkPlan, ...]
+    subnets: tuple[SubnetPlan, ...]
+    vpcs: tuple[VpcPlan, ...]
+    internet_cidr: str = str(INTERNET_CIDR)
+    internet_gateway_ip: str = str(INTERNET_GATEWAY_IP)
+    has_internet_gateway: bool = False
+    host_bandwidth_mbps: float | None = None  # HTB on every host link, when set
+
+    def switch(self, name: str) -> SwitchPlan:
+        return next(s for s in self.switches if s.name == name)
+
+    def host(self, name: str) -> HostPlan:
+        return next(h for h in self.hosts if h.name == name)
+
+    def subnet(self, name: str) -> SubnetPlan:
+        return next(s for s in self.subnets if s.name == name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkPlan:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
+        kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan,
+                 "subnets": SubnetPlan, "vpcs": VpcPlan}
+        args = {}
+        for f in fields(cls):
+            value = d[f.name]
+            if f.name in kinds:
+                value = tuple(kinds[f.name](**item) for item in value)
+            args[f.name] = value
+        return cls(**args)
+
+
+def build_plan(model: StackModel, lab: str) -> NetworkPlan:
+    """Lay out the stack model as switches, ports and links for lab `lab`."""
+    naming.validate_lab_name(lab)
+    _check_vpcs_do_not_overlap(model)
+    core = SwitchPlan(naming.bridge_name(lab, "core"), CORE_DPID, "core")
+    switches = [core]
+    links: list[LinkPlan] = []
+    az_switch: dict[str, SwitchPlan] = {}
+    core_port = 1
+    delay = model.lab.inter_az_delay_ms
+    bandwidth = model.lab.link_bandwidth_mbps
+    # Inter-AZ effects need a real link to hang a qdisc on; otherwise patch ports are cheaper.
+    uplink_kind = "veth" if (delay or bandwidth) else "patch"
+    for i, az in enumerate(model.azs, start=1):
+        sw = SwitchPlan(naming.bridge_name(lab, f"az{i}"), AZ_DPID_BASE + i, "az", az)
+        az_switch[az] = sw
+        switches.append(sw)
+        links.append(_trunk(lab, len(links), sw, UPLINK_PORT, core, core_port, uplink_kind,
+                            delay / 2, bandwidth))
+        core_port += 1
+    has_igw = any(g.vpc_id for g in model.internet_gateways.values())
+    internet = None
+    if has_igw or model.internet_clients:
+        internet = SwitchPlan(naming.bridge_name(lab, "inet"), INTERNET_DPID, "internet")
+        switches.append(internet)
+        links.append(_trunk(lab, len(links), internet, UPLINK_PORT, core, core_port, "patch",
+                            0.0, None))
+        core_port += 1
+
+    vpcs = tuple(VpcPlan(v.logical_id, str(v.cidr), i)
+                 for i, v in enumerate(sorted(model.vpcs.values(), key=lambda v: v.logical_id),
+                                       start=1))
+    subnets = tuple(
+        SubnetPlan(s.logical_id, s.vpc_id, s.az, str(s.cidr), str(s.router_ip), s.public,
+                   az_switch[s.az].name, i)
+        for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id),
+                              start=1)
+    )
+    hosts: list[HostPlan] = []
+    next_port: dict[str, int] = {}
+    for host_id in model.host_ids():
+        if host_id in model.instances:
+            inst = model.instances[host_id]
+            subnet = model.subnets[inst.subnet_id]
+            sw = az_switch[subnet.az]
+            ip, prefixlen, gateway = inst.private_ip, subnet.cidr.prefixlen, subnet.router_ip
+            extra = dict(kind="instance", az=subnet.az, subnet=subnet.logical_id,
+                         vpc=subnet.vpc_id,
+                         public_ip=str(inst.public_ip) if inst.public_ip else None)
+            role, user_data = inst.role, inst.user_data
+        else:
+            client = model.internet_clients[host_id]
+            sw = internet
+            ip, prefixlen, gateway = client.ip, INTERNET_CIDR.prefixlen, INTERNET_GATEWAY_IP
+            extra = dict(kind="client")
+            role, user_data = client.role, client.user_data
+        port = next_port.get(sw.name, FIRST_HOST_PORT)
+        next_port[sw.name] = port + 1
+        index = len(hosts) + 1
+        if index > naming.MAX_LINKS:
+            raise BadInput(f"a lab holds at most {naming.MAX_LINKS} hosts", logical_id=host_id)
+        hosts.append(HostPlan(
+            name=host_id, netns=naming.netns_name(lab, host_id), ip=str(ip),
+            prefixlen=prefixlen, gateway=str(gateway), mac=host_mac(ip), switch=sw.name,
+            port=port, veth=naming.veth_name(lab, index),
+            role=role.name if role else None, role_args=dict(role.args) if role else {},
+            user_data=user_data, **extra))
+    return NetworkPlan(
+        lab=lab, prefix=naming.prefix(lab), router_mac=ROUTER_MAC, switches=tuple(switches),
+        hosts=tuple(hosts), links=tuple(links), subnets=subnets, vpcs=vpcs,
+        has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth)
+
+
+def _trunk(lab: str, index: int, a: SwitchPlan, a_port: int, b: SwitchPlan, b_port: int,
+           kind: str, delay_ms: float, bandwidth: float | None) -> LinkPlan:
+    # Each direction gets half the one-way delay so a round trip between two AZs adds
+    # 2 x delay: AZ1 -> core -> AZ2 crosses two uplinks.
+    return LinkPlan(kind, a.name, naming.patch_name(lab, 2 * index + 1), a_port,
+                    b.name, naming.patch_name(lab, 2 * index + 2), b_port,
+                    delay_ms, bandwidth)
+
+
+def _check_vpcs_do_not_overlap(model: StackModel) -> None:
+    vpcs = sorted(model.vpcs.values(), key=lambda v: v.logical_id)
+    for i, a in enumerate(vpcs):
+        for b in vpcs[i + 1:]:
+            if a.cidr.overlaps(b.cidr):
+                raise BadInput(
+                    f"VPC CIDR {a.cidr} overlaps {b.logical_id}'s {b.cidr}; the lab routes all "
+                    "VPCs of a stack on one fabric, so their ranges must be distinct",
+                    logical_id=a.logical_id)
+        if a.cidr.overlaps(INTERNET_CIDR) or a.cidr.overlaps(IPv4Network("203.0.113.0/24")):
+            raise BadInput(f"VPC CIDR {a.cidr} overlaps the lab's internet ranges "
+                           f"{INTERNET_CIDR} / 203.0.113.0/24", logical_id=a.logical_id)

@@ -1,0 +1,159 @@
+"""Processes a lab starts: recorded (pid + kernel start time) before anything else, ended by PID.
+
+The start time guards against PID reuse: after a kill -9 of the holder, `testbed clean`
+only signals a PID whose /proc start time still matches what the lab recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+JOURNAL = "pids.jsonl"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    pid: int
+    start_time: int  # clock ticks since boot, /proc/PID/stat field 22
+    what: str
+    host: str | None = None
+
+
+def start_time(pid: int) -> int | None:
+    """Kernel start time of `pid`, or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces or parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[19])
+
+
+def is_alive(rec: ProcessRecord) -> bool:
+    """True if the recorded process is still the same process (not a reused PID)."""
+    st = start_time(rec.pid)
+    if st is None or st != rec.start_time:
+        return False
+    try:  # a zombie still has /proc/PID but is already dead
+        state = Path(f"/proc/{rec.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def record(pid: int, what: str, host: str | None = None) -> ProcessRecord:
+    """A record of a running process (raises LookupError if it already exited)."""
+    st = start_time(pid)
+    if st is None:
+        raise LookupError(f"process {pid} ({what}) exited before it could be recorded")
+    return ProcessRecord(pid, st, what, host)
+
+
+class ProcessJournal:
+    """Append-only list of a lab's processes, in its lab directory."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.path = Path(lab_dir) / JOURNAL
+
+    def add(self, rec: ProcessRecord) -> ProcessRecord:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(asdict(rec)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return rec
+
+    def records(self) -> list[ProcessRecord]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(ProcessRecord(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a line cut short by a crash mid-write
+        return out
+
+    def start(self, argv: Sequence[str], what: str, host: str | None = None,
+              log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start argv in its own session, record it, and return the Popen."""
+        out: IO | int = subprocess.DEVNULL
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out = open(log, "ab")
+        try:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=env)
+        finally:
+            if log is not None:
+                out.close()
+        try:
+            self.add(record(proc.pid, what, host))
+        except LookupError:
+            pass  # exited at once; its exit code tells the caller what happened
+        return proc
+
+
+def terminate(pids: Sequence[int | ProcessRecord], grace: float = 1.5,
+              first_signal: int = signal.SIGTERM) -> list[int]:
+    """SIGTERM (or first_signal), wait up to `grace` s, then SIGKILL. Returns PIDs signalled.
+
+    Plain ints are PIDs the caller knows are its own (e.g. members of the lab's namespaces);
+    ProcessRecords are checked against their start time first.
+    """
+    targets: list[int] = []
+    for p in pids:
+        if isinstance(p, ProcessRecord):
+            if is_alive(p):
+                targets.append(p.pid)
+        elif start_time(p) is not None:
+            targets.append(p)
+    targets = sorted(set(t for t in targets if t != os.getpid()))
+    starts = {pid: start_time(pid) for pid in targets}
+    for pid in targets:
+        _signal(pid, first_signal)
+    deadline = time.monotonic() + grace
+    remaining = list(targets)
+    while remaining and time.monotonic() < deadline:
+        remaining = [p for p in remaining if _still_same(p, starts[p])]
+        if remaining:
+            time.sleep(0.02)
+    for pid in remaining:
+        _signal(pid, signal.SIGKILL)
+    return targets
+
+
+def _still_same(pid: int, st: int | None) -> bool:
+    if start_time(pid) != st:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":
+        _reap(pid)
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

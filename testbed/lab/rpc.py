@@ -1,0 +1,82 @@
+"""A tiny request/response protocol over a Unix socket: one JSON object per line each way.
+
+The lab's holder process and its controller both serve it; the CLI and the holder call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class RpcUnavailable(Exception):
+    """Nobody answers on the socket (the process is gone or not started yet)."""
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class RpcServer:
+    """Serves `handler` on a Unix socket from a background thread."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket of a process of this same lab that died
+        outer = self
+
+        class _Request(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for line in self.rfile:
+                    try:
+                        reply = outer.handler(json.loads(line))
+                    except Exception as exc:  # report to the caller, keep serving
+                        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                    self.wfile.write((json.dumps(reply, default=str) + "\n").encode())
+                    self.wfile.flush()
+
+        self.server = _Server(path, _Request)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       name=f"rpc:{os.path.basename(path)}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def call(path: str, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request and return the reply; RpcUnavailable if nobody listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise RpcUnavailable(str(exc)) from exc
+        sock.sendall((json.dumps(request) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RpcUnavailable("connection closed before a reply")
+            buf += chunk
+        return json.loads(buf)
+    finally:
+        sock.close()

@@ -1,0 +1,188 @@
+"""The typed, frozen model of a stack: the only thing the lab and the controller read.
+
+Built from a template by testbed.model.build; every object is immutable so that nothing
+downstream can drift from what was validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from types import MappingProxyType
+from typing import Any
+
+# Addresses outside the VPC. Documentation ranges (RFC 5737) so nothing in the lab can ever
+# collide with a real network: clients live in TEST-NET-2, public addresses come from TEST-NET-3.
+INTERNET_CIDR = IPv4Network("198.51.100.0/24")
+INTERNET_GATEWAY_IP = IPv4Address("198.51.100.1")
+PUBLIC_POOL = IPv4Network("203.0.113.0/24")
+
+
+def frozen_map(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only view of a dict, so frozen dataclasses stay frozen all the way down."""
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a resource was declared: file and 1-based line."""
+
+    file: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A built-in program the lab starts on a host (Metadata: {Lab: {Role: ..., RoleArgs: ...}})."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True)
+class Vpc:
+    logical_id: str
+    cidr: IPv4Network
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """One L2 segment in one AZ. `public` is derived: its route table sends 0.0.0.0/0 to an IGW."""
+
+    logical_id: str
+    vpc_id: str
+    az: str
+    cidr: IPv4Network
+    map_public_ip: bool
+    route_table_id: str | None
+    public: bool
+    source: Source | None = None
+
+    @property
+    def router_ip(self) -> IPv4Address:
+        """AWS reserves the first host address of a subnet for the VPC router."""
+        return self.cidr.network_address + 1
+
+    @property
+    def dns_ip(self) -> IPv4Address:
+        """AWS reserves the second host address for the Amazon DNS server."""
+        return self.cidr.network_address + 2
+
+
+@dataclass(frozen=True)
+class InternetGateway:
+    logical_id: str
+    vpc_id: str | None  # None until a VPCGatewayAttachment attaches it
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route. target_kind: 'local' | 'igw' | 'vpce' | 'instance' | 'eni' (later issues)."""
+
+    logical_id: str
+    route_table_id: str
+    destination: IPv4Network
+    target_kind: str
+    target_id: str | None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    logical_id: str
+    vpc_id: str
+    routes: tuple[Route, ...] = ()
+    source: Source | None = None
+
+    def default_route(self) -> Route | None:
+        """The 0.0.0.0/0 route, if any."""
+        for route in self.routes:
+            if route.destination.prefixlen == 0:
+                return route
+        return None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An EC2 instance: one lab host in one subnet."""
+
+    logical_id: str
+    subnet_id: str
+    az: str
+    private_ip: IPv4Address
+    public_ip: IPv4Address | None
+    role: RoleSpec | None
+    user_data: str | None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class InternetClient:
+    """A host on the internet segment, outside every VPC (type Lab::Internet::Client)."""
+
+    logical_id: str
+    ip: IPv4Address
+    role: RoleSpec | None
+    user_data: str | None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    """Lab-wide knobs from the template's Metadata.Lab (overridable from the CLI).
+
+    inter_az_delay_ms / link_bandwidth_mbps: applied with netem / HTB where the kernel has them.
+    datapath: 'auto' | 'kernel' | 'user'.
+    """
+
+    inter_az_delay_ms: float = 0.0
+    link_bandwidth_mbps: float | None = None
+    datapath: str = "auto"
+
+
+@dataclass(frozen=True)
+class IgnoredProperty:
+    """An AWS-only property accepted but without meaning in the lab (e.g. InstanceType)."""
+
+    logical_id: str
+    property: str
+
+
+@dataclass(frozen=True)
+class StackModel:
+    """Everything the lab needs, validated. Mappings are keyed by logical id."""
+
+    template_path: str
+    description: str
+    parameters: Mapping[str, Any]
+    vpcs: Mapping[str, Vpc]
+    subnets: Mapping[str, Subnet]
+    internet_gateways: Mapping[str, InternetGateway]
+    route_tables: Mapping[str, RouteTable]
+    instances: Mapping[str, Instance]
+    internet_clients: Mapping[str, InternetClient]
+    outputs: Mapping[str, Any]
+    resource_types: Mapping[str, str]
+    # Logical ids in the order the stack creates them (dependencies first).
+    creation_order: tuple[str, ...]
+    ignored: tuple[IgnoredProperty, ...] = ()
+    lab: LabOptions = field(default_factory=LabOptions)
+    # Later issues add load balancers, target groups, listeners, endpoints here.
+    extras: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)
+
+    @property
+    def azs(self) -> tuple[str, ...]:
+        """AZ names in sorted order (us-east-1a, us-east-1b, ...)."""
+        return tuple(sorted({s.az for s in self.subnets.values()}))
+
+    def subnet_of(self, instance_id: str) -> Subnet:
+        return self.subnets[self.instances[instance_id].subnet_id]
+
+    def host_ids(self) -> tuple[str, ...]:
+        """Every lab host: instances then internet clients, in creation order."""
+        order = {lid: i for i, lid in enumerate(self.creation_order)}
+        ids = list(self.instances) + list(self.internet_clients)
+        return tuple(sorted(ids, key=lambda lid: order.get(lid, len(order))))

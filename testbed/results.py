@@ -1,0 +1,71 @@
+"""Result directories of experiments: results/<experiment>/<timestamp>/ with meta.json.
+
+meta.json holds what is needed to re-run a result: the experiment and its parameters, the
+template, the git commit, datapath, kernel, tool versions, random seed, start and end time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed.paths import REPO, results_root
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with '-dirty' when files differ), or None."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+class ResultsDir:
+    """A fresh results/<experiment>/<timestamp>/ directory and its meta.json."""
+
+    def __init__(self, experiment: str, params: dict[str, Any], out: Path | None = None,
+                 template: str | None = None, seed: int | None = None) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(out) if out else results_root() / experiment
+        path = base / stamp
+        n = 1
+        while path.exists():
+            n += 1
+            path = base / f"{stamp}-{n}"
+        path.mkdir(parents=True)
+        self.path = path
+        from testbed.lab.capabilities import detect
+
+        caps = detect()
+        self.meta: dict[str, Any] = {
+            "experiment": experiment, "params": params, "template": template, "seed": seed,
+            "git_commit": git_commit(), "kernel": platform.release(),
+            "python": platform.python_version(), "datapath": caps.default_datapath(),
+            "capabilities": {k: getattr(caps, k) for k in ("netem", "htb", "geneve", "tun",
+                                                            "kernel_datapath")},
+            "tools": caps.tools, "python_packages": caps.python,
+            "start": time.time(), "end": None,
+        }
+        self.write_meta()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_meta(self, **extra: Any) -> None:
+        self.meta.update(extra)
+        (self.path / "meta.json").write_text(json.dumps(self.meta, indent=1, default=str))
+
+    def finish(self, **extra: Any) -> Path:
+        self.write_meta(end=time.time(), **extra)
+        return self.path

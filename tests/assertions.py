@@ -1,0 +1,84 @@
+"""Shared assertions and snapshots for tests on real labs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from testbed.lab import naming, reachability, system
+from testbed.lab.plan import NetworkPlan
+from testbed.lab.teardown import leftovers
+
+# Command-line fragments of every process a lab starts.
+LAB_PROCESS_MARKERS = ("controllers.run", "testbed.roles.", "testbed.lab.holder", "mininet:")
+
+
+def plan_of(lab) -> NetworkPlan:
+    return NetworkPlan.from_json((lab.dir / "plan.json").read_text())
+
+
+def assert_reachability_is_aws(lab) -> dict:
+    """Ping every address from every host; fail with the differing cells if any."""
+    plan = plan_of(lab)
+    got = reachability.measure(lab, plan)
+    want = reachability.expected(plan)
+    diffs = reachability.differences(got, want)
+    assert not diffs, "reachability differs from AWS:\n" + "\n".join(diffs) + "\n" + \
+        reachability.format_matrix(plan, got, want) + "\n" + dump_flows(lab)
+    return got
+
+
+def dump_flows(lab) -> str:
+    """Every flow of the lab's switches (attached to failure messages)."""
+    out = []
+    for br in system.list_bridges():
+        if br.startswith(naming.prefix(lab.name)):
+            flows = system.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br],
+                               check=False).stdout
+            out.append(f"--- {br}\n{flows}")
+    return "\n".join(out)
+
+
+def lab_processes() -> list[str]:
+    """Command lines of running processes that look like a lab's."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in cmd for m in LAB_PROCESS_MARKERS) and "pytest" not in cmd:
+            found.append(f"{proc.name}: {cmd.strip()}")
+    return found
+
+
+def machine_snapshot() -> dict:
+    """Namespaces, links, bridges, /tmp and lab state files: to compare before/after."""
+    root = naming.state_root()
+    return {
+        "netns": sorted(system.list_netns()),
+        "links": sorted(system.list_links()),
+        "bridges": sorted(system.list_bridges()),
+        "tmp": sorted(p.name for p in Path("/tmp").iterdir()),
+        "labs": sorted(p.name for p in root.iterdir()) if root.exists() else [],
+        "etc_netns": sorted(p.name for p in Path("/etc/netns").iterdir())
+        if Path("/etc/netns").exists() else [],
+    }
+
+
+def assert_nothing_left(name: str) -> None:
+    left = leftovers(name)
+    assert not any(left.values()), f"lab {name} left: {json.dumps(left)}"
+
+
+def run_cli(*args: str, timeout: float = 300, check: bool = False,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Run the `testbed` CLI as a user would (same Python as the tests)."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=check, **kwargs)

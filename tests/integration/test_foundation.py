@@ -1,0 +1,346 @@
+"""Lab foundation on real labs: reachability as AWS allows, scoped teardown, decoys, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.lab import naming, system
+from testbed.lab.api import Lab, random_name, start_lab, stop_lab
+from testbed.lab.state import read_state
+from testbed.paths import TEMPLATES
+from tests.assertions import (
+    assert_nothing_left,
+    assert_reachability_is_aws,
+    lab_processes,
+    machine_snapshot,
+    plan_of,
+    run_cli,
+)
+
+pytestmark = pytest.mark.integration
+DEFAULT = str(TEMPLATES / "default.yaml")
+THREE_AZ = str(TEMPLATES / "three-az.yaml")
+
+
+@pytest.mark.smoke
+def test_default_template_reachability_is_exactly_what_aws_allows(default_lab):
+    got = assert_reachability_is_aws(default_lab)
+    # The rules spelled out by hand, independently of testbed.lab.reachability:
+    ip = {h.name: h.ip for h in default_lab.hosts}
+    pub = {h.name: h.public_ip for h in default_lab.hosts}
+    assert got[("WebA2", ip["WebB2"])]  # private to private across AZs: local route
+    assert got[("WebA1", ip["WebB2"])]
+    assert got[("Client1", pub["WebA1"])]  # internet to a public instance, via the IGW
+    assert got[("Client1", pub["WebB1"])]
+    assert not got[("Client1", ip["WebA1"])]  # private addresses are not routed outside
+    assert not got[("Client1", ip["WebA2"])]
+    assert not got[("WebA2", ip["Client1"])]  # private subnet: no route to the internet
+    assert got[("WebA1", ip["Client1"])]
+
+
+@pytest.mark.smoke
+def test_hosts_addresses_and_status_json(default_lab):
+    proc = run_cli("status", default_lab.name, "--json", check=True)
+    status = json.loads(proc.stdout)
+    assert status["name"] == default_lab.name and status["alive"]
+    assert status["datapath"] in ("user", "kernel")
+    assert status["pid"] == read_state(default_lab.dir)["pid"]
+    hosts = {h["name"]: h for h in status["hosts"]}
+    assert hosts["WebA1"]["ip"] == "10.0.0.4" and hosts["WebA1"]["public_ip"] == "203.0.113.10"
+    assert hosts["WebA2"]["public_ip"] is None and hosts["WebA2"]["az"] == "us-east-1a"
+    assert "az" not in hosts["Client1"] and hosts["Client1"]["ip"] == "198.51.100.10"
+    assert status["outputs"]["WebA1PublicIp"] == "203.0.113.10"
+    # The addresses are really configured in the hosts.
+    addr = default_lab.host("WebB1").cmd("ip -4 -o addr show dev eth0")
+    assert "10.0.2.4/24" in addr
+    route = default_lab.host("WebB1").cmd("ip route show default")
+    assert "via 10.0.2.1" in route
+
+
+def test_public_instance_serves_http_to_the_internet_with_client_ip(default_lab):
+    out = ""
+    for _ in range(20):
+        out = default_lab.host("Client1").cmd("curl -s -m 2 http://203.0.113.11/hello")
+        if out.startswith("{"):
+            break
+        time.sleep(0.2)
+    answer = json.loads(out)
+    assert answer["instance"] == "WebB1" and answer["path"] == "/hello"
+    assert answer["client"]["ip"] == "198.51.100.10"
+
+
+def test_user_data_ran_in_its_host_with_a_private_tmp(default_lab):
+    log = default_lab.dir / "hosts" / "WebB2" / "user-data.log"
+    for _ in range(50):
+        if log.exists() and log.read_text():
+            break
+        time.sleep(0.1)
+    assert "hello from" in log.read_text() and "10.0.3.4" in log.read_text()
+    marker = f"tb-test-{os.getpid()}"
+    default_lab.host("WebA1").cmd(f"echo hi > /tmp/{marker}")
+    assert not Path("/tmp", marker).exists()
+    assert (default_lab.dir / "hosts" / "WebA1" / "tmp" / marker).read_text() == "hi\n"
+
+
+def test_exec_passes_output_and_exit_code_through(default_lab):
+    proc = run_cli("exec", default_lab.name, "WebA1", "--", "sh", "-c",
+                   "echo out; echo err >&2; exit 7")
+    assert proc.returncode == 7
+    assert proc.stdout == "out\n" and proc.stderr == "err\n"
+    proc = run_cli("exec", default_lab.name, "NoSuchHost", "--", "true")
+    assert proc.returncode == 2 and "has no host 'NoSuchHost'" in proc.stderr
+
+
+def test_mininet_cli_attaches_to_the_running_lab(default_lab, tmp_path):
+    script = tmp_path / "cmds"
+    script.write_text("pingall 1\nWebA2 ping -c1 -W1 WebB2\n")
+    proc = run_cli("cli", default_lab.name, "--script", str(script), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "WebA1 -> WebA2 WebB1 WebB2 Client1" in out
+    assert "Client1 -> X X X X" in out  # only public addresses are reachable from outside
+    assert "1 received" in out
+
+
+def test_controller_owns_switches_in_secure_mode(default_lab):
+    for sw in read_state(default_lab.dir)["switches"]:
+        mode = system.run(["ovs-vsctl", "get", "bridge", sw["name"], "fail_mode"]).stdout
+        assert mode.strip() == "secure"
+        protocols = system.run(["ovs-vsctl", "get", "bridge", sw["name"], "protocols"]).stdout
+        assert "OpenFlow13" in protocols
+
+
+def test_three_az_template_reachability():
+    with Lab.up(THREE_AZ) as lab:
+        plan = plan_of(lab)
+        assert len({h.az for h in plan.hosts if h.az}) == 3
+        assert len([s for s in plan.switches if s.role == "az"]) == 3
+        assert_reachability_is_aws(lab)
+
+
+def test_two_labs_at_once_are_independent():
+    a, b = random_name("a"), random_name("b")
+    try:
+        start_lab(DEFAULT, name=a)
+        start_lab(DEFAULT, name=b)
+        lab_a, lab_b = Lab(a), Lab(b)
+        # Same template, same addresses, separate networks: each answers from its own hosts.
+        assert_reachability_is_aws(lab_a)
+        assert_reachability_is_aws(lab_b)
+        stop_lab(a)
+        assert_nothing_left(a)
+        assert_reachability_is_aws(lab_b)
+    finally:
+        for name in (a, b):
+            try:
+                stop_lab(name)
+            except Exception:
+                pass
+    assert_nothing_left(b)
+
+
+@pytest.mark.slow
+def test_twenty_up_down_cycles_leave_nothing_behind():
+    before = machine_snapshot()
+    procs_before = lab_processes()
+    name = random_name("cyc")
+    for _ in range(20):
+        with Lab.up(DEFAULT, name=name) as lab:
+            assert lab.host("WebA1").run(["ping", "-c1", "-W2", "10.0.3.4"]).returncode == 0
+        assert_nothing_left(name)
+    after = machine_snapshot()
+    noise = ("pytest-of-", "bash_", "tmp", "hsperfdata")
+    after["tmp"] = [t for t in after["tmp"] if t in before["tmp"] or not t.startswith(noise)]
+    before["tmp"] = [t for t in before["tmp"] if t in after["tmp"] or not t.startswith(noise)]
+    assert after == before
+    assert lab_processes() == procs_before
+
+
+class Decoys:
+    """Things the lab did not create, named the way a careless cleanup would catch them."""
+
+    def __init__(self) -> None:
+        tag = str(os.getpid())[-4:]
+        self.bridge, self.port = f"s{tag}", f"s{tag}-eth1"
+        self.veth_a, self.veth_b = f"h{tag}-eth0", f"tb-x{tag}"
+        self.netns = f"decoy{tag}"
+        self.tmpfile = Path(f"/tmp/s{tag}-ofp.log")
+        self.proc: subprocess.Popen | None = None
+
+    def create(self) -> None:
+        system.run(["ovs-vsctl", "add-br", self.bridge, "--", "set", "bridge", self.bridge,
+                    "datapath_type=netdev"])
+        system.run(["ip", "link", "add", self.veth_a, "type", "veth", "peer", "name",
+                    self.veth_b])
+        system.run(["ip", "netns", "add", self.netns])
+        self.tmpfile.write_text("not the lab's")
+        # A process that looks like a Mininet host shell, in a namespace of its own.
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "bash", "-c",
+                                      "exec -a mininet:h1 sleep 600"])
+
+    def alive(self) -> dict[str, bool]:
+        return {
+            "bridge": self.bridge in system.list_bridges(),
+            "veth": self.veth_a in system.list_links() and self.veth_b in system.list_links(),
+            "netns": self.netns in system.list_netns(),
+            "tmpfile": self.tmpfile.exists(),
+            "process": self.proc is not None and self.proc.poll() is None,
+        }
+
+    def remove(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+        system.delete_bridges([self.bridge])
+        system.delete_links([self.veth_a])
+        system.delete_netns([self.netns])
+        self.tmpfile.unlink(missing_ok=True)
+
+
+def test_decoys_survive_up_down_kill9_and_clean():
+    decoys = Decoys()
+    decoys.create()
+    name = random_name("dec")
+    try:
+        assert all(decoys.alive().values())
+        start_lab(DEFAULT, name=name)
+        stop_lab(name)
+        assert decoys.alive() == dict.fromkeys(decoys.alive(), True)
+        state = start_lab(DEFAULT, name=name)
+        os.kill(state["pid"], signal.SIGKILL)
+        time.sleep(0.3)
+        status = json.loads(run_cli("status", name, "--json", check=True).stdout)
+        assert status["alive"] is False and status["state"].startswith("DEAD")
+        proc = run_cli("clean")
+        assert proc.returncode == 0 and f"cleaned lab {name}" in proc.stdout
+        assert_nothing_left(name)
+        assert decoys.alive() == dict.fromkeys(decoys.alive(), True)
+    finally:
+        try:
+            stop_lab(name)
+        except Exception:
+            pass
+        decoys.remove()
+
+
+def test_cli_up_prints_progress_and_down_removes_everything():
+    name = random_name("cli")
+    try:
+        proc = run_cli("up", DEFAULT, "--name", name)
+        assert proc.returncode == 0, proc.stderr
+        for text in ("CREATE_IN_PROGRESS", "WebA1", "CREATE_COMPLETE", "AWS::EC2::Subnet",
+                     f"lab {name} is up", "203.0.113.10"):
+            assert text in proc.stdout
+        events = run_cli("events", name, check=True).stdout
+        assert "CREATE_COMPLETE" in events and "LabController" in events
+        listing = run_cli("status", check=True).stdout
+        assert name in listing and "CREATE_COMPLETE" in listing
+        again = run_cli("up", DEFAULT, "--name", name)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        down = run_cli("down", name)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(name)
+
+
+def test_bad_input_exits_2_and_creates_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n"
+                   "      CidrBlock: 10.0.0.0/16\n  S:\n    Type: AWS::EC2::Subnet\n"
+                   "    Properties: {VpcId: !Ref V, CidrBlock: 10.9.0.0/24, "
+                   "AvailabilityZone: us-east-1a}\n")
+    name = random_name("bad")
+    before = machine_snapshot()
+    proc = run_cli("up", str(bad), "--name", name)
+    assert proc.returncode == 2
+    assert "bad.yaml:8" in proc.stderr and "S:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert machine_snapshot()["bridges"] == before["bridges"]
+    assert not naming.lab_dir(name).exists()
+    for args in (["up", DEFAULT, "--name", "Bad_Name"], ["down", "nolab"],
+                 ["exec", "nolab", "h", "--", "true"], ["up", DEFAULT, "-p", "NoSuch=1"],
+                 ["up", DEFAULT, "--datapath", "warp"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_failure_midway_rolls_back_everything(monkeypatch):
+    name = random_name("rb")
+    monkeypatch.setenv("TESTBED_INJECT_FAILURE", "WebB1")
+    proc = run_cli("up", DEFAULT, "--name", name)
+    assert proc.returncode == 1
+    assert "CREATE_FAILED" in proc.stdout and "ROLLBACK_COMPLETE" in proc.stdout
+    assert "injected failure" in proc.stderr
+    assert_nothing_left(name)
+
+
+def test_controller_crash_is_detected_and_reported():
+    with Lab.up(DEFAULT) as lab:
+        pid = lab.state["controller"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(50):
+            if lab.state["state"] == "CONTROLLER_FAILED":
+                break
+            time.sleep(0.1)
+        assert lab.state["state"] == "CONTROLLER_FAILED"
+        assert any(e.status == "CONTROLLER_FAILED" for e in lab.events())
+        status = json.loads(run_cli("status", lab.name, "--json", check=True).stdout)
+        assert status["state"] == "CONTROLLER_FAILED"
+
+
+def test_inter_az_delay_needs_netem_and_says_so():
+    from testbed.lab.capabilities import detect
+
+    caps = detect()
+    with Lab.up(DEFAULT, params={"InterAzDelayMs": "20"}) as lab:
+        rtt_cmd = "ping -c3 -i0.2 -q 10.0.2.4 | tail -1"
+        out = lab.host("WebA1").cmd(rtt_cmd)
+        avg = float(out.split("=")[1].split("/")[1])
+        if not caps.netem:
+            assert any("sch_netem" in t for t in lab.state["limitations"])
+            assert avg < 20
+            pytest.skip("this kernel has no sch_netem: the delay is reported, not applied")
+        assert avg >= 40 * 0.9  # one-way 20 ms each way
+
+
+def test_link_bandwidth_is_applied_with_htb(tmp_path):
+    from testbed.lab.capabilities import detect
+
+    if not detect().htb:
+        pytest.skip("this kernel has no HTB qdisc")
+    template = tmp_path / "bw.yaml"
+    text = Path(DEFAULT).read_text().replace(
+        "    InterAzDelayMs: !Ref InterAzDelayMs",
+        "    InterAzDelayMs: !Ref InterAzDelayMs\n    LinkBandwidthMbps: 20")
+    template.write_text(text)
+    with Lab.up(str(template)) as lab:
+        server = lab.host("WebB2").popen(["iperf3", "-s", "-1"], stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            out = lab.host("WebA2").run(["iperf3", "-c", "10.0.3.4", "-t", "3", "-J"],
+                                        timeout=30)
+            bps = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
+        finally:
+            server.kill()
+        assert bps < 20e6 * 1.15, f"{bps / 1e6:.1f} Mbit/s through a 20 Mbit/s link"
+        assert bps > 20e6 * 0.3
+
+
+def test_vagrantfile_validates(tmp_path):
+    import shutil
+
+    if not shutil.which("vagrant"):
+        pytest.skip("vagrant is not installed")
+    # vagrant writes a .vagrant/ folder next to the file: validate a copy.
+    shutil.copy(TEMPLATES.parent / "Vagrantfile", tmp_path / "Vagrantfile")
+    proc = subprocess.run(["vagrant", "validate"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
