@@ -1,0 +1,334 @@
+"""Template -> StackModel: check, order, resolve and build every resource, then freeze.
+
+Phases, each reporting all the problems it can find before giving up:
+1. sections, parameters, mappings, conditions, and the shape of resources and outputs;
+2. references: every Ref/GetAtt/Sub/DependsOn names something that exists and is created;
+3. the creation order (dependencies first, ties by declaration order), or the loop that
+   prevents one;
+4. resources resolved and built in that order (so GetAtt of an instance's address works in
+   later resources), skipping those whose dependencies failed;
+5. routing facts (public subnets, public addresses), outputs, lab options; then freezing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from testbed.errors import BadInput, TemplateErrors
+from testbed.model import routing
+from testbed.model.declarations import Declaration, read_outputs, read_resources
+from testbed.model.graph import (
+    Edges,
+    Names,
+    check_lab_metadata,
+    cycle_error,
+    dependencies,
+    unknown_attribute,
+)
+from testbed.model.metadata import lab_options, plain, resource_role
+from testbed.model.resources import lookup
+from testbed.model.resources.base import ResourceContext, check_properties
+from testbed.model.state import BuildState
+from testbed.model.types import (
+    IgnoredProperty,
+    Instance,
+    InternetGateway,
+    LabOptions,
+    RouteTable,
+    Source,
+    StackModel,
+    Subnet,
+    frozen_map,
+)
+from testbed.template.conditions import ConditionTable
+from testbed.template.intrinsics import (
+    NO_VALUE,
+    REGION_NAME,
+    Scope,
+    pseudo_parameters,
+    resolve,
+)
+from testbed.template.nodes import LDict, describe
+from testbed.template.parameters import resolve_parameters
+from testbed.template.references import (
+    creation_order,
+    find_cycle,
+)
+from testbed.template.sections import check_mappings, check_sections
+
+STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+
+
+class _Problems:
+    """Collected errors; raise_if_any() reports them all at once, each with the file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[BadInput] = []
+
+    def add(self, err: BadInput) -> None:
+        for one in err.errors if isinstance(err, TemplateErrors) else [err]:
+            located = one.located(file=self.file)
+            key = (located.message, located.line, located.logical_id)
+            if all((e.message, e.line, e.logical_id) != key for e in self.errors):
+                self.errors.append(located)
+
+    def extend(self, errors: Iterable[BadInput]) -> None:
+        for err in errors:
+            self.add(err)
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise TemplateErrors(list(self.errors))
+
+
+class _Resources:
+    """The ResourceView intrinsics use: Ref values and attributes of built resources."""
+
+    def __init__(self, state: BuildState) -> None:
+        self.state = state
+
+    def ref(self, logical_id: str) -> str:
+        return lookup(self.state.types[logical_id]).physical_id(logical_id)
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        resource_type = lookup(self.state.types[logical_id])
+        if attribute not in resource_type.attributes:
+            raise unknown_attribute(logical_id, resource_type.name, attribute,
+                                     resource_type.attributes)
+        if logical_id not in self.state.built:
+            raise BadInput(f"{logical_id} is not created yet")
+        return resource_type.attributes[attribute](self.state, logical_id)
+
+
+def _check_inputs(stack_name: str, region: str) -> None:
+    if not isinstance(stack_name, str) or not STACK_NAME.match(stack_name):
+        raise BadInput(f"bad stack name {stack_name!r}: use letters, digits and hyphens, "
+                       "starting with a letter (at most 128)")
+    if not isinstance(region, str) or not REGION_NAME.match(region):
+        raise BadInput(f"bad region {region!r}: use a region name such as us-east-1")
+
+
+def _build_resource(decl: Declaration, state: BuildState, scope: Scope) -> None:
+    lid, raw, resource_type = decl.logical_id, decl.raw, decl.resource_type
+    props_line = raw.line_of("Properties")
+    resolved = resolve(raw.get("Properties"), scope, owner=lid, line=props_line)
+    if resolved is None or resolved is NO_VALUE:
+        resolved = LDict(line=decl.line)
+    if not isinstance(resolved, LDict):
+        raise BadInput(f"Properties must be a mapping, not {describe(resolved)}",
+                       line=props_line, logical_id=lid)
+    role = None
+    if "Metadata" in raw:
+        metadata = resolve(raw["Metadata"], scope, owner=lid, line=raw.line_of("Metadata"))
+        role = resource_role(None if metadata is NO_VALUE else metadata, lid,
+                             accepts_role=resource_type.accepts_role,
+                             type_name=resource_type.name, line=raw.line_of("Metadata"),
+                             ignored=state.ignored)
+    for key in raw:
+        if key in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy"):
+            state.ignored.append(IgnoredProperty(lid, key))
+    values, lines = check_properties(
+        lid, resolved, resource_type.properties, resource_type.ignored,
+        resource_type.unsupported, state, line=props_line if props_line else decl.line)
+    source = Source(state.file, decl.line)
+    resource_type.build(ResourceContext(lid, resource_type, source, values, lines, state, role))
+    state.built.append(lid)
+
+
+def _outputs(outputs: list[Declaration], scope: Scope, problems: _Problems) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for decl in outputs:
+        if not decl.enabled:
+            continue
+        try:
+            value = resolve(decl.raw["Value"], scope, owner=decl.logical_id,
+                            line=decl.raw.line_of("Value"))
+            if value is NO_VALUE or value is None:
+                raise BadInput("the output's Value is empty", line=decl.raw.line_of("Value"),
+                               logical_id=decl.logical_id)
+            if "Description" in decl.raw:
+                description = resolve(decl.raw["Description"], scope, owner=decl.logical_id,
+                                      line=decl.raw.line_of("Description"))
+                if not isinstance(description, str):
+                    raise BadInput("Description must be text", logical_id=decl.logical_id,
+                                   line=decl.raw.line_of("Description"))
+            result[decl.logical_id] = plain(value)
+        except BadInput as err:
+            problems.add(err)
+    return result
+
+
+def _freeze(state: BuildState, doc: LDict, order: list[str], params: dict[str, Any],
+            outputs: dict[str, Any], lab: LabOptions) -> StackModel:
+    subnets = {}
+    for lid, draft in state.subnets.items():
+        link = state.associations.get(lid)
+        subnets[lid] = Subnet(lid, draft.vpc_id, draft.az, draft.cidr, draft.map_public_ip,
+                              link.to if link else None, routing.is_public(state, lid),
+                              draft.source)
+    gateways = {}
+    for lid, source in state.internet_gateways.items():
+        link = state.attachments.get(lid)
+        gateways[lid] = InternetGateway(lid, link.to if link else None, source)
+    tables = {lid: RouteTable(lid, t.vpc_id, tuple(t.routes), t.source)
+              for lid, t in state.route_tables.items()}
+    instances = {}
+    for lid, draft in state.instances.items():
+        instances[lid] = Instance(lid, draft.subnet_id, state.subnets[draft.subnet_id].az,
+                                  draft.private_ip, state.public_ips.get(lid), draft.role,
+                                  draft.user_data, draft.source)
+    description = doc.get("Description", "")
+    return StackModel(
+        template_path=state.file,
+        description=description.strip() if isinstance(description, str) else "",
+        parameters=frozen_map({k: tuple(v) if isinstance(v, list) else v
+                               for k, v in params.items()}),
+        vpcs=frozen_map(state.vpcs),
+        subnets=frozen_map(subnets),
+        internet_gateways=frozen_map(gateways),
+        route_tables=frozen_map(tables),
+        instances=frozen_map(instances),
+        internet_clients=frozen_map(state.clients),
+        outputs=frozen_map(outputs),
+        resource_types=frozen_map(state.types),
+        creation_order=tuple(order),
+        ignored=tuple(state.ignored),
+        lab=lab,
+        extras=frozen_map({k: frozen_map(v) for k, v in state.extras.items()}),
+    )
+
+
+@dataclass
+class _Template:
+    """A template after phases 1 and 2: checked declarations and the names they use."""
+
+    doc: LDict
+    params: dict[str, Any]
+    scope: Scope
+    conditions: ConditionTable
+    resources: list[Declaration]
+    outputs: list[Declaration]
+    names: Names
+    edges: Edges
+
+
+def _read(doc: LDict, params: dict[str, Any] | None, stack_name: str, region: str,
+          problems: _Problems) -> _Template:
+    """Phases 1 and 2: everything that can be checked before resolving any resource."""
+    problems.extend(check_sections(doc))
+    values, errors = resolve_parameters(doc.get("Parameters"), params,
+                                        section_line=doc.line_of("Parameters"))
+    problems.extend(errors)
+    mappings, errors = check_mappings(doc.get("Mappings"), doc.line_of("Mappings"))
+    problems.extend(errors)
+    section = doc.get("Resources")
+    declared = frozenset(section) if isinstance(section, LDict) else frozenset()
+    pseudo = pseudo_parameters(stack_name, region)
+    scope = Scope(values, pseudo, mappings, region, resource_names=declared)
+    try:
+        conditions = ConditionTable(doc.get("Conditions"), scope,
+                                    section_line=doc.line_of("Conditions"))
+    except BadInput as err:
+        problems.add(err)
+        conditions = ConditionTable(None, scope)
+    scope.conditions = conditions
+    problems.extend(conditions.check_all())
+    # Everything below reads parameter values and conditions: stop if they are wrong.
+    problems.raise_if_any()
+
+    resources, errors = read_resources(section, conditions, doc.get("Parameters"))
+    problems.extend(errors)
+    outputs, errors = read_outputs(doc.get("Outputs"), conditions)
+    problems.extend(errors)
+    scope.disabled = {d.logical_id: d.condition for d in resources if not d.enabled}
+    names = Names({d.logical_id: d for d in resources}, declared, values, pseudo)
+    edges = dependencies(resources + outputs, names, conditions, problems.add)
+    lab_meta = _lab_metadata(doc)
+    if lab_meta is not None:
+        check_lab_metadata(lab_meta, names, conditions, problems.add)
+    problems.raise_if_any()
+    return _Template(doc, values, scope, conditions, resources, outputs, names, edges)
+
+
+def _lab_metadata(doc: LDict) -> Any:
+    metadata = doc.get("Metadata")
+    return metadata.get("Lab") if isinstance(metadata, dict) else None
+
+
+def _order(template: _Template) -> tuple[list[str], dict[str, set[str]]]:
+    """Phase 3: the creation order and each resource's dependencies, or the loop error."""
+    enabled = [d.logical_id for d in template.resources if d.enabled]
+    needs = {lid: set(template.edges.get(lid, {})) for lid in enabled}
+    order = creation_order(enabled, needs)
+    if order is None:
+        cycle = find_cycle(enabled, needs)
+        raise cycle_error(cycle, template.edges, template.names.resources)
+    return order, needs
+
+
+def _build_all(template: _Template, order: list[str], needs: dict[str, set[str]],
+               state: BuildState, problems: _Problems) -> None:
+    """Phase 4: resolve and build each resource in creation order."""
+    for decl in template.resources:
+        if decl.enabled:
+            state.types[decl.logical_id] = decl.resource_type.name
+            state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = decl.logical_id
+    for decl in template.resources:
+        if decl.enabled and decl.resource_type.prepare is not None:
+            decl.resource_type.prepare(decl.logical_id, decl.raw.get("Properties"), state)
+    template.scope.resources = _Resources(state)
+    failed: set[str] = set()
+    for lid in order:
+        if needs[lid] & failed:
+            failed.add(lid)  # its own problem would only echo the dependency's
+            continue
+        try:
+            _build_resource(template.names.resources[lid], state, template.scope)
+        except BadInput as err:
+            problems.add(err)
+            failed.add(lid)
+    problems.raise_if_any()
+
+
+def _finish(template: _Template, order: list[str], state: BuildState,
+            problems: _Problems) -> StackModel:
+    """Phase 5: routing checks, public addresses, outputs and lab options; then freeze."""
+    problems.extend(routing.check_routes(state))
+    problems.raise_if_any()
+    try:
+        routing.assign_public_ips(state)
+    except BadInput as err:
+        problems.add(err)
+    outputs = _outputs(template.outputs, template.scope, problems)
+    lab = LabOptions()
+    lab_meta = _lab_metadata(template.doc)
+    if lab_meta is not None:
+        lab_line = template.doc["Metadata"].line_of("Lab")
+        try:
+            resolved = resolve(lab_meta, template.scope, owner="Metadata", line=lab_line)
+            lab = lab_options(LDict({"Lab": resolved}, line=lab_line), lab_line)
+        except BadInput as err:
+            problems.add(err)
+    problems.raise_if_any()
+    return _freeze(state, template.doc, order, template.params, outputs, lab)
+
+
+def build_model(doc: LDict, *, file: str, params: dict[str, Any] | None = None,
+                stack_name: str = "default", region: str = "us-east-1") -> StackModel:
+    """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong."""
+    _check_inputs(stack_name, region)
+    problems = _Problems(file)
+    template = _read(doc, params, stack_name, region, problems)
+    try:
+        order, needs = _order(template)
+    except BadInput as err:
+        raise err.located(file=file) from None
+    state = BuildState(file, region)
+    _build_all(template, order, needs, state, problems)
+    return _finish(template, order, state, problems)

@@ -1,0 +1,118 @@
+"""The lab's own settings carried in Metadata: a host's role, and lab-wide options.
+
+Resource:  Metadata: {Lab: {Role: http-backend, RoleArgs: {...}}}
+Template:  Metadata: {Lab: {InterAzDelayMs: 5, LinkBandwidthMbps: 100, Datapath: auto}}
+Other Metadata keys (AWS::CloudFormation::Init, cfn-lint settings, ...) are accepted and listed
+as ignored, so templates written for AWS keep working.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.model.types import IgnoredProperty, LabOptions, RoleSpec, frozen_map
+from testbed.roles import ROLE_NAMES
+from testbed.template.intrinsics import as_text
+from testbed.template.nodes import describe, did_you_mean, line_of
+
+ROLE_KEYS = ("Role", "RoleArgs")
+LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath")
+DATAPATHS = ("auto", "kernel", "user")
+
+
+def plain(value: Any) -> Any:
+    """A resolved value without line-tracking types: plain dict, list and str."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def resource_role(metadata: Any, owner: str, *, accepts_role: bool, type_name: str,
+                  line: int | None, ignored: list[IgnoredProperty]) -> RoleSpec | None:
+    """The RoleSpec in a resource's resolved Metadata (None without Metadata.Lab)."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise BadInput(f"Metadata must be a mapping, not {describe(metadata)}", line=line,
+                       logical_id=owner)
+    for key in metadata:
+        if key != "Lab":
+            ignored.append(IgnoredProperty(owner, f"Metadata.{key}"))
+    if "Lab" not in metadata:
+        return None
+    lab = metadata["Lab"]
+    at = line_of(metadata, "Lab", line)
+    if not accepts_role:
+        raise BadInput(f"Metadata.Lab is only for hosts (AWS::EC2::Instance, "
+                       f"Lab::Internet::Client), not {type_name}", line=at, logical_id=owner)
+    if not isinstance(lab, dict):
+        raise BadInput(f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at,
+                       logical_id=owner)
+    for key in lab:
+        if key not in ROLE_KEYS:
+            raise BadInput(f"unknown key Metadata.Lab.{key}", line=line_of(lab, key, at),
+                           logical_id=owner,
+                           hint=did_you_mean(key, ROLE_KEYS) or "the keys are Role and RoleArgs")
+    if "Role" not in lab:
+        raise BadInput("Metadata.Lab needs a Role", line=at, logical_id=owner,
+                       hint=f"roles: {', '.join(ROLE_NAMES)}")
+    name = lab["Role"]
+    if not isinstance(name, str) or name not in ROLE_NAMES:
+        shown = name if isinstance(name, str) else describe(name)
+        raise BadInput(f"unknown role {shown!r}; the roles are: {', '.join(ROLE_NAMES)}",
+                       line=line_of(lab, "Role", at), logical_id=owner,
+                       hint=did_you_mean(name, ROLE_NAMES) if isinstance(name, str) else None)
+    args = lab.get("RoleArgs", {})
+    if not isinstance(args, dict):
+        raise BadInput(f"Metadata.Lab.RoleArgs must be a mapping, not {describe(args)}",
+                       line=line_of(lab, "RoleArgs", at), logical_id=owner)
+    return RoleSpec(name, frozen_map(plain(args)))
+
+
+def _number(value: Any, key: str, line: int | None, *, positive: bool) -> float:
+    text = as_text(value)
+    try:
+        number = float(text) if text is not None and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        rule = "more than 0" if positive else "0 or more"
+        raise BadInput(f"Metadata.Lab.{key} must be a number {rule}, not {value!r}", line=line)
+    return number
+
+
+def lab_options(metadata: Any, line: int | None) -> LabOptions:
+    """LabOptions from the template's resolved Metadata (defaults without Metadata.Lab)."""
+    if not isinstance(metadata, dict) or "Lab" not in metadata:
+        return LabOptions()
+    lab = metadata["Lab"]
+    at = line_of(metadata, "Lab", line)
+    if not isinstance(lab, dict):
+        raise BadInput(f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at)
+    for key in lab:
+        if key not in LAB_KEYS:
+            raise BadInput(f"unknown key Metadata.Lab.{key}", line=line_of(lab, key, at),
+                           hint=did_you_mean(key, LAB_KEYS)
+                           or f"the keys are: {', '.join(LAB_KEYS)}")
+    options: dict[str, Any] = {}
+    if "InterAzDelayMs" in lab:
+        options["inter_az_delay_ms"] = _number(lab["InterAzDelayMs"], "InterAzDelayMs",
+                                               line_of(lab, "InterAzDelayMs", at),
+                                               positive=False)
+    if "LinkBandwidthMbps" in lab:
+        options["link_bandwidth_mbps"] = _number(lab["LinkBandwidthMbps"], "LinkBandwidthMbps",
+                                                 line_of(lab, "LinkBandwidthMbps", at),
+                                                 positive=True)
+    if "Datapath" in lab:
+        datapath = lab["Datapath"]
+        if datapath not in DATAPATHS:
+            raise BadInput(f"Metadata.Lab.Datapath must be one of {', '.join(DATAPATHS)}, "
+                           f"not {datapath!r}", line=line_of(lab, "Datapath", at))
+        options["datapath"] = datapath
+    return LabOptions(**options)

@@ -1,0 +1,14 @@
+"""Resource types, one module per family; importing this package registers them all.
+
+To add a family (e.g. elbv2.py): describe each type with base.ResourceType, call
+registry.register(...) at import time, and add the module to the import list below.
+"""
+
+from __future__ import annotations
+
+from testbed.model.resources import ec2, lab  # noqa: F401  (registers their types)
+from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
+from testbed.model.resources.registry import REGISTRY, lookup, register
+
+__all__ = ["REGISTRY", "Prop", "ResourceContext", "ResourceType", "lookup", "prop", "ref",
+           "register"]

@@ -1,0 +1,91 @@
+"""What the model builder knows so far, while it walks the resources in creation order.
+
+Some facts (whether a subnet is public, an instance's public address) are only settled once
+every route and association exists, so subnets and instances are kept as mutable drafts here
+and frozen into testbed.model.types objects at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from testbed.model.addressing import AddressBook
+from testbed.model.types import (
+    IgnoredProperty,
+    InternetClient,
+    RoleSpec,
+    Route,
+    Source,
+    Vpc,
+)
+
+
+@dataclass
+class SubnetDraft:
+    logical_id: str
+    vpc_id: str
+    az: str
+    cidr: IPv4Network
+    map_public_ip: bool
+    source: Source
+
+
+@dataclass
+class RouteTableDraft:
+    logical_id: str
+    vpc_id: str
+    source: Source
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class InstanceDraft:
+    logical_id: str
+    subnet_id: str
+    private_ip: IPv4Address
+    # AssociatePublicIpAddress from NetworkInterfaces; None: follow MapPublicIpOnLaunch.
+    associate_public_ip: bool | None
+    associate_line: int | None
+    role: RoleSpec | None
+    user_data: str | None
+    source: Source
+
+
+@dataclass(frozen=True)
+class Link:
+    """One resource that connects two others (a gateway attachment, a subnet association)."""
+
+    by: str  # the logical id of the attaching resource
+    to: str
+    line: int | None
+
+
+@dataclass
+class BuildState:
+    """Everything built so far, keyed by logical id."""
+
+    file: str
+    region: str
+    types: dict[str, str] = field(default_factory=dict)  # every enabled resource
+    physical_ids: dict[str, str] = field(default_factory=dict)  # Ref value -> logical id
+    built: list[str] = field(default_factory=list)
+    vpcs: dict[str, Vpc] = field(default_factory=dict)
+    subnets: dict[str, SubnetDraft] = field(default_factory=dict)
+    internet_gateways: dict[str, Source] = field(default_factory=dict)
+    attachments: dict[str, Link] = field(default_factory=dict)  # IGW -> VPC
+    route_tables: dict[str, RouteTableDraft] = field(default_factory=dict)
+    route_lines: dict[str, int | None] = field(default_factory=dict)  # route -> target line
+    associations: dict[str, Link] = field(default_factory=dict)  # subnet -> route table
+    instances: dict[str, InstanceDraft] = field(default_factory=dict)  # in creation order
+    clients: dict[str, InternetClient] = field(default_factory=dict)
+    public_ips: dict[str, IPv4Address | None] = field(default_factory=dict)
+    addresses: AddressBook = field(default_factory=AddressBook)
+    ignored: list[IgnoredProperty] = field(default_factory=list)
+    # Later resource families (load balancers, target groups, ...) keep their objects here:
+    # extras[family][logical_id] -> object; they become StackModel.extras.
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The region of the first subnet's AZ, and that subnet: every AZ must be in it.
+    az_region: tuple[str, str] | None = None
+
