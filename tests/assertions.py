@@ -82,3 +82,17 @@ def run_cli(*args: str, timeout: float = 300, check: bool = False,
 
     return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True,
                           text=True, timeout=timeout, check=check, **kwargs)
+
+
+def host_diagnostics(lab, *hosts: str) -> str:
+    """What a failing network test wants to know about some hosts (attached to the failure)."""
+    out = []
+    for name in hosts:
+        h = lab.host(name)
+        out.append(f"--- {name}\n" + h.cmd(
+            "ip -brief addr; ip route; ip neigh; ss -ltnp; "
+            "ethtool -k eth0 | grep -E '^(tx-checksumming|rx-checksumming)'"))
+        log = lab.dir / "hosts" / name / "role.log"
+        if log.exists():
+            out.append(f"role.log: {log.read_text()[-2000:]}")
+    return "\n".join(out) + "\n" + dump_flows(lab)

@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
         "  testbed exec default WebA1 -- ip -brief addr\n"
         "  testbed exec default Client1 -- curl -s http://203.0.113.10/\n"
         "  testbed exec default WebA2 -- sh -c 'ping -c1 10.0.2.4 && echo reachable'\n\n"
-        "The command runs in the host's network namespace with the host's own /tmp.")
+        "The command runs in the host's network namespace, with TMPDIR set to the\n"
+        "host's own temporary directory in the lab folder.")
     p.add_argument("name", help="lab name")
     p.add_argument("host", help="host (template logical id, e.g. WebA1)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")

@@ -219,24 +219,32 @@ class LabBuilder:
                    f"{len(self.plan.links) + len(self.plan.hosts)} links")
 
     def _tune_hosts(self) -> None:
+        user = self.datapath == "user"
         for h in self.net.hosts:
             # IPv6 autoconfiguration chatter is not part of the model: keep hosts IPv4-only.
-            h.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
-                  "net.ipv6.conf.default.disable_ipv6=1; ip link set lo up")
+            cmd = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                   "net.ipv6.conf.default.disable_ipv6=1; ip link set lo up")
+            if user:
+                # With the userspace datapath a host must compute TX checksums itself, or
+                # TCP through OVS fails while ping works (partial checksums reach the wire).
+                cmd += "; ethtool -K eth0 tx off >/dev/null 2>&1; ethtool -k eth0"
+            out = h.cmd(cmd)
+            if user and "tx-checksumming: off" not in out:
+                raise LabError(f"could not turn off TX checksum offload on {h.name}'s eth0: "
+                               f"{out.strip()[:300]}")
 
     def _fix_offloads(self) -> None:
         if self.datapath != "user":
             return
-        # With the userspace datapath, veths must compute TX checksums in software, or TCP
-        # through OVS fails while ping works (packets leave with partial checksums).
-        for h in self.net.hosts:
-            h.cmd("ethtool -K eth0 tx off >/dev/null 2>&1")
-        script = "".join(f"ethtool -K {shlex.quote(h.veth)} tx off >/dev/null 2>&1\n"
-                         for h in self.plan.hosts)
-        script += "".join(f"ethtool -K {shlex.quote(i)} tx off >/dev/null 2>&1\n"
-                          for link in self.plan.links if link.kind == "veth"
-                          for i in (link.a_intf, link.b_intf))
-        subprocess.run(["sh", "-s"], input=script, text=True, check=False)
+        names = [h.veth for h in self.plan.hosts]
+        names += [i for link in self.plan.links if link.kind == "veth"
+                  for i in (link.a_intf, link.b_intf)]
+        script = "".join(f"ethtool -K {shlex.quote(n)} tx off >/dev/null 2>&1 || "
+                         f"echo {shlex.quote(n)}\n" for n in names)
+        failed = subprocess.run(["sh", "-s"], input=script, text=True, capture_output=True,
+                                check=False).stdout.split()
+        if failed:
+            raise LabError(f"could not turn off TX checksum offload on {', '.join(failed)}")
 
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
@@ -263,7 +271,7 @@ class LabBuilder:
         argv = [str(script)] if h.user_data.startswith("#!") else ["sh", str(script)]
         log = hdir / "user-data.log"
         proc = self.journal.start(netns_argv(self.name, h.name, argv), what="user-data",
-                                  host=h.name, log=log, env=_env(cwd=str(hdir)))
+                                  host=h.name, log=log, env=_env(), cwd=hdir)
         self.programs[f"{h.name}:user-data"] = proc
         self.events.emit(h.name, "Lab::UserData", "USERDATA_STARTED",
                          f"pid {proc.pid}, log {log}")
@@ -277,12 +285,10 @@ class LabBuilder:
         threading.Thread(target=wait, daemon=True, name=f"userdata:{h.name}").start()
 
 
-def _env(cwd: str | None = None) -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("TESTBED_PLAN", None)
     env.pop("TESTBED_CONTROL_SOCK", None)
-    if cwd:
-        env["PWD"] = cwd
     return env
 
 

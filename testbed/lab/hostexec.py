@@ -1,9 +1,9 @@
-"""Commands inside a lab host: its network namespace, plus a private /tmp.
+"""Commands inside a lab host: its network namespace, with TMPDIR pointing into the lab.
 
-Mininet hosts share the machine's file system; giving each host its own /tmp (a directory in
-the lab's folder, bind-mounted in the mount namespace that `ip netns exec` creates anyway)
-keeps files that programs in a host write to /tmp inside the lab, where teardown removes them,
-and makes hosts behave more like separate instances.
+Mininet hosts share the machine's file system. Each host gets its own temporary directory
+(TMPDIR, which mktemp, Python's tempfile and most tools honour) inside the lab's folder, so
+their scratch files go away with the lab. /tmp itself is not replaced: the project may live
+under /tmp (CI clones do), and a bind mount over /tmp would hide it from programs in hosts.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ HOSTS_DIR = "hosts"
 
 
 def host_dir(lab: str, host: str) -> Path:
-    """Per-host directory in the lab folder: logs, UserData, the host's /tmp."""
+    """Per-host directory in the lab folder: logs, UserData, the host's TMPDIR."""
     return naming.lab_dir(lab) / HOSTS_DIR / host
 
 
-def netns_argv(lab: str, host: str, argv: Sequence[str], private_tmp: bool = True) -> list[str]:
-    """argv that runs `argv` inside host `host` of lab `lab`."""
-    ns = naming.netns_name(lab, host)
-    if not private_tmp:
-        return ["ip", "netns", "exec", ns, *argv]
+def host_tmp(lab: str, host: str) -> Path:
+    """The host's TMPDIR (created on first use)."""
     tmp = host_dir(lab, host) / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     tmp.chmod(0o1777)
-    # $0 is the directory to mount; "$@" the command. If the bind mount is refused (a
-    # restricted container), the command still runs, with the shared /tmp.
-    script = 'mount --bind "$0" /tmp 2>/dev/null; exec "$@"'
-    return ["ip", "netns", "exec", ns, "sh", "-c", script, str(tmp), *argv]
+    return tmp
+
+
+def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
+    """argv that runs `argv` inside host `host` of lab `lab`."""
+    ns = naming.netns_name(lab, host)
+    return ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}", *argv]

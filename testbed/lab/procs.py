@@ -83,7 +83,8 @@ class ProcessJournal:
         return out
 
     def start(self, argv: Sequence[str], what: str, host: str | None = None,
-              log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+              log: Path | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
         """Start argv in its own session, record it, and return the Popen."""
         out: IO | int = subprocess.DEVNULL
         if log is not None:
@@ -92,7 +93,7 @@ class ProcessJournal:
         try:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=env)
+                                    env=env, cwd=cwd)
         finally:
             if log is not None:
                 out.close()

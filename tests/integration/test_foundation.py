@@ -18,6 +18,7 @@ from testbed.paths import TEMPLATES
 from tests.assertions import (
     assert_nothing_left,
     assert_reachability_is_aws,
+    host_diagnostics,
     lab_processes,
     machine_snapshot,
     plan_of,
@@ -71,22 +72,22 @@ def test_public_instance_serves_http_to_the_internet_with_client_ip(default_lab)
         if out.startswith("{"):
             break
         time.sleep(0.2)
+    assert out.startswith("{"), host_diagnostics(default_lab, "Client1", "WebB1")
     answer = json.loads(out)
     assert answer["instance"] == "WebB1" and answer["path"] == "/hello"
     assert answer["client"]["ip"] == "198.51.100.10"
 
 
-def test_user_data_ran_in_its_host_with_a_private_tmp(default_lab):
+def test_user_data_ran_in_its_host_with_its_own_tmpdir(default_lab):
     log = default_lab.dir / "hosts" / "WebB2" / "user-data.log"
     for _ in range(50):
         if log.exists() and log.read_text():
             break
         time.sleep(0.1)
     assert "hello from" in log.read_text() and "10.0.3.4" in log.read_text()
-    marker = f"tb-test-{os.getpid()}"
-    default_lab.host("WebA1").cmd(f"echo hi > /tmp/{marker}")
-    assert not Path("/tmp", marker).exists()
-    assert (default_lab.dir / "hosts" / "WebA1" / "tmp" / marker).read_text() == "hi\n"
+    made = default_lab.host("WebA1").cmd("mktemp").strip()
+    assert Path(made).parent == default_lab.dir / "hosts" / "WebA1" / "tmp"
+    assert Path(made).exists()
 
 
 def test_exec_passes_output_and_exit_code_through(default_lab):
