@@ -25,6 +25,7 @@ from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.plan import HostPlan, NetworkPlan
 from testbed.lab.procs import ProcessJournal, record
+from testbed.lab.services import ServiceContext, start_services
 from testbed.model.types import StackModel
 from testbed.roles import role_argv
 from topologies.vpc import VpcTopo
@@ -248,7 +249,10 @@ class LabBuilder:
 
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
+        ctx = ServiceContext(self.name, self.lab_dir, self.plan, self.journal, self.events,
+                             _env())
         for h in self.plan.hosts:
+            start_services(ctx, h)
             if h.role and h.role != "none":
                 self._start_role(h)
             if h.user_data:
