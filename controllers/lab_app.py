@@ -51,6 +51,7 @@ class LabApp(app_manager.OSKenApp):
         self.errors: list[dict[str, Any]] = []
         self.packet_ins = 0
         self.started = time.time()
+        self.stats_waiters: dict[int, StatsWaiter] = {}  # xid -> a request waiting for replies
         sock = os.environ.get("TESTBED_CONTROL_SOCK")
         self.control = RpcServer(sock, self.handle_request) if sock else None
         if self.control:
@@ -134,6 +135,57 @@ class LabApp(app_manager.OSKenApp):
             datapath=dp, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
             actions=[parser.OFPActionOutput(out.port, 0)], data=out.data))
 
+    # ---- statistics (for testbed metrics) ----------------------------------------------
+    def request_stats(self, flows: bool, timeout: float = 5.0) -> dict[str, Any]:
+        """Port (and flow) counters of every connected switch, asked for now."""
+        with self.lock:
+            dps = dict(self.datapaths)
+        waiters = []
+        for dpid, dp in dps.items():
+            parser, ofp = dp.ofproto_parser, dp.ofproto
+            reqs = [("ports", parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))]
+            if flows:
+                reqs.append(("flows", parser.OFPFlowStatsRequest(
+                    dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())))
+            for kind, req in reqs:
+                dp.set_xid(req)
+                waiter = StatsWaiter(dpid, kind)
+                self.stats_waiters[req.xid] = waiter
+                waiters.append((req.xid, waiter))
+                dp.send_msg(req)
+        deadline = time.monotonic() + timeout
+        result: dict[str, Any] = {str(d): {"ports": [], "flows": []} for d in dps}
+        missing = []
+        for xid, waiter in waiters:
+            if waiter.done.wait(max(0.0, deadline - time.monotonic())):
+                result[str(waiter.dpid)][waiter.kind] = waiter.items
+            else:
+                missing.append(f"{waiter.dpid:#x}/{waiter.kind}")
+            self.stats_waiters.pop(xid, None)
+        return {"ok": True, "time": time.time(), "switches": result, "missing": missing}
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def on_port_stats(self, ev: Any) -> None:
+        items = [{"port": s.port_no, "rx_packets": s.rx_packets, "tx_packets": s.tx_packets,
+                  "rx_bytes": s.rx_bytes, "tx_bytes": s.tx_bytes, "rx_dropped": s.rx_dropped,
+                  "tx_dropped": s.tx_dropped} for s in ev.msg.body]
+        self._stats_part(ev.msg, items)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def on_flow_stats(self, ev: Any) -> None:
+        items = [{"table": s.table_id, "priority": s.priority, "cookie": s.cookie,
+                  "match": {k: _plain(v) for k, v in s.match.items()},
+                  "packets": s.packet_count, "bytes": s.byte_count} for s in ev.msg.body]
+        self._stats_part(ev.msg, items)
+
+    def _stats_part(self, msg: Any, items: list[dict[str, Any]]) -> None:
+        waiter = self.stats_waiters.get(msg.xid)
+        if waiter is None:
+            return
+        waiter.items.extend(items)
+        if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            waiter.done.set()
+
     # ---- control socket ---------------------------------------------------------------
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -149,5 +201,22 @@ class LabApp(app_manager.OSKenApp):
                     "packet_ins": self.packet_ins,
                     "uptime": time.time() - self.started,
                 }
+        if op == "stats":
+            return self.request_stats(flows=bool(request.get("flows", True)))
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+class StatsWaiter:
+    """Collects the parts of one multipart statistics reply."""
+
+    def __init__(self, dpid: int, kind: str) -> None:
+        self.dpid = dpid
+        self.kind = kind
+        self.items: list[dict[str, Any]] = []
+        self.done = threading.Event()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly match values (masked fields come as tuples)."""
+    return list(value) if isinstance(value, tuple) else value
 

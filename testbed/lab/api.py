@@ -165,6 +165,12 @@ class LabHost:
         """Start a command in the host; the caller ends it (teardown kills it otherwise)."""
         return subprocess.Popen(self.argv(argv), **kwargs)
 
+    def fault(self, kind: str, value: str | None = None) -> dict[str, Any]:
+        """Inject a fault into this host's http-backend (see testbed.faults)."""
+        from testbed.faults import apply_fault
+
+        return apply_fault(Lab(self.lab), self.name, kind, value)
+
     def __repr__(self) -> str:
         return f"<LabHost {self.lab}/{self.name} {self.ip}>"
 
@@ -204,6 +210,12 @@ class Lab:
 
     def events(self) -> list[Event]:
         return read_events(self.dir)
+
+    def load(self, client: str, target: str, **settings: Any) -> Any:
+        """Run the load client in host `client` (see testbed.traffic.run_load): a DataFrame."""
+        from testbed.traffic import run_load
+
+        return run_load(self, client, target, **settings)
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)

@@ -25,9 +25,9 @@ from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.plan import HostPlan, NetworkPlan
 from testbed.lab.procs import ProcessJournal, record
+from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.model.types import StackModel
-from testbed.roles import role_argv
 from topologies.vpc import VpcTopo
 
 STACK_TYPE = "AWS::CloudFormation::Stack"
@@ -223,8 +223,11 @@ class LabBuilder:
         user = self.datapath == "user"
         for h in self.net.hosts:
             # IPv6 autoconfiguration chatter is not part of the model: keep hosts IPv4-only.
+            # Load clients open tens of thousands of connections a minute: a wide port range
+            # and TIME_WAIT reuse keep them from stalling on their own closed sockets.
             cmd = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
-                   "net.ipv6.conf.default.disable_ipv6=1; ip link set lo up")
+                   "net.ipv6.conf.default.disable_ipv6=1 net.ipv4.tcp_tw_reuse=1 "
+                   "net.ipv4.ip_local_port_range='1024 65535'; ip link set lo up")
             if user:
                 # With the userspace datapath a host must compute TX checksums itself, or
                 # TCP through OVS fails while ping works (partial checksums reach the wire).
@@ -250,22 +253,20 @@ class LabBuilder:
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
         ctx = ServiceContext(self.name, self.lab_dir, self.plan, self.journal, self.events,
-                             _env())
+                             host_env())
+        started = []
         for h in self.plan.hosts:
             start_services(ctx, h)
             if h.role and h.role != "none":
-                self._start_role(h)
+                proc = start_role(self.name, self.journal, self.events, h)
+                if proc is not None:
+                    self.programs[f"{h.name}:role"] = proc
+                    started.append((h, proc))
+        # The stack is complete when its programs answer, as an instance is when it runs.
+        wait_roles_ready(self.name, started)
+        for h in self.plan.hosts:
             if h.user_data:
                 self._start_user_data(h)
-
-    def _start_role(self, h: HostPlan) -> None:
-        hdir = host_dir(self.name, h.name)
-        argv = role_argv(h, hdir)
-        proc = self.journal.start(netns_argv(self.name, h.name, argv), what=f"role:{h.role}",
-                                  host=h.name, log=hdir / "role.log", env=_env())
-        self.programs[f"{h.name}:role"] = proc
-        self.events.emit(h.name, "Lab::Role", "ROLE_STARTED",
-                         f"{h.role} (pid {proc.pid}, log {hdir / 'role.log'})")
 
     def _start_user_data(self, h: HostPlan) -> None:
         hdir = host_dir(self.name, h.name)
@@ -275,7 +276,7 @@ class LabBuilder:
         argv = [str(script)] if h.user_data.startswith("#!") else ["sh", str(script)]
         log = hdir / "user-data.log"
         proc = self.journal.start(netns_argv(self.name, h.name, argv), what="user-data",
-                                  host=h.name, log=log, env=_env(), cwd=hdir)
+                                  host=h.name, log=log, env=host_env(), cwd=hdir)
         self.programs[f"{h.name}:user-data"] = proc
         self.events.emit(h.name, "Lab::UserData", "USERDATA_STARTED",
                          f"pid {proc.pid}, log {log}")
@@ -287,13 +288,6 @@ class LabBuilder:
             self.events.emit(h.name, "Lab::UserData", status, f"exit code {code}")
 
         threading.Thread(target=wait, daemon=True, name=f"userdata:{h.name}").start()
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("TESTBED_PLAN", None)
-    env.pop("TESTBED_CONTROL_SOCK", None)
-    return env
 
 
 def _reason(exc: BaseException) -> str:

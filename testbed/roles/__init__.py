@@ -10,6 +10,7 @@ from __future__ import annotations
 ROLE_MODULES: dict[str, str | None] = {
     "none": None,
     "http-backend": "testbed.roles.http_backend",
+    "load-client": "testbed.roles.load_client",
 }
 
 ROLE_NAMES = tuple(sorted(ROLE_MODULES))

@@ -1,9 +1,20 @@
-"""Role `http-backend`: an HTTP/1.1 server (keep-alive) that answers with who it is.
+"""Role `http-backend`: a web instance that says who it is and what it saw of the client.
 
-Each reply is JSON naming the instance (logical id, AZ, subnet, address) and what it saw of
-the client (source address and port, X-Forwarded-* headers), so load-balancing experiments
-can tell which target answered and whether the client's address was preserved.
-Run as `python -m testbed.roles.http_backend --id WebA1 --port 80 ...`.
+Serves, on the host's address:
+  HTTP/1.1 (keep-alive, pipelining) on Port (80): every path answers JSON naming the instance
+    (logical id, AZ, subnet, address) and the client as seen here (address, port,
+    X-Forwarded-For/-Proto/-Port). Query parameters shape one answer: `status=503`,
+    `delay_ms=200`, `size=10000` (body padded to that many bytes). HealthPath (/health)
+    answers {"status": "healthy"}.
+  TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
+    (long-lived flows for NLB draining experiments).
+  UDP on UdpPort (9000): answers every datagram with one JSON identity datagram.
+Faults, set at run time on the admin port (127.0.0.1:8081, reachable only inside the host;
+`testbed fault` wraps it): status=CODE (every answer), delay_ms=N, hang (read, never
+answer), refuse (stop listening: new connections get a RST, UDP gets port unreachable),
+clear. Every HTTP request is logged in the lab's access-log format (testbed.accesslog).
+
+Run: python -m testbed.roles.http_backend --id WebA1 --ip 10.0.0.4 --az us-east-1a ...
 """
 
 from __future__ import annotations
@@ -11,16 +22,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-DEFAULT_PORT = 80
+from testbed import accesslog
+
+DEFAULTS = {"Port": 80, "TcpPort": 9000, "UdpPort": 9000, "AdminPort": 8081,
+            "HealthPath": "/health"}
+REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+           400: "Bad Request", 404: "Not Found", 411: "Length Required",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout"}
+MAX_HEAD = 64 * 1024
+LINGER_S = 2.0
 
 
-def argv(host, args: dict, host_dir: Path) -> list[str]:
-    """Command line that starts this role for `host` (a HostPlan)."""
+def argv(host: Any, args: dict[str, Any], host_dir: Path) -> list[str]:
+    """Command line that starts this role for `host` (a HostPlan); RoleArgs override ports."""
+    unknown = set(args) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown RoleArgs for http-backend: {sorted(unknown)} "
+                         f"(known: {sorted(DEFAULTS)})")
+    opts = {**DEFAULTS, **args}
     cmd = [sys.executable, "-m", "testbed.roles.http_backend", "--id", host.name,
-           "--ip", host.ip, "--port", str(args.get("Port", args.get("port", DEFAULT_PORT)))]
+           "--ip", host.ip, "--port", str(opts["Port"]), "--tcp-port", str(opts["TcpPort"]),
+           "--udp-port", str(opts["UdpPort"]), "--admin-port", str(opts["AdminPort"]),
+           "--health-path", str(opts["HealthPath"]),
+           "--access-log", str(Path(host_dir) / "access.log")]
     if host.az:
         cmd += ["--az", host.az]
     if host.subnet:
@@ -28,78 +60,380 @@ def argv(host, args: dict, host_dir: Path) -> list[str]:
     return cmd
 
 
-class HttpIdentity(asyncio.Protocol):
-    """Minimal HTTP/1.1 server protocol: parses request heads, answers every request."""
+def tcp_ports(args: dict[str, Any]) -> list[int]:
+    """TCP ports the role listens on once it is ready."""
+    opts = {**DEFAULTS, **args}
+    return [int(p) for p in (opts["Port"], opts["TcpPort"], opts["AdminPort"]) if int(p)]
 
-    def __init__(self, identity: dict) -> None:
-        self.identity = identity
+
+class Faults:
+    """What the backend is told to do wrong right now."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.status: int | None = None
+        self.delay_ms = 0.0
+        self.hang = False
+        self.refuse = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "delay_ms": self.delay_ms, "hang": self.hang,
+                "refuse": self.refuse}
+
+
+class LogWriter:
+    """Buffered access log: a write per request would halve the request rate."""
+
+    def __init__(self, path: str | None) -> None:
+        self.file = open(path, "a", buffering=1 << 16) if path else None
+
+    def write(self, line: str) -> None:
+        if self.file:
+            self.file.write(line + "\n")
+
+    def flush(self) -> None:
+        if self.file:
+            self.file.flush()
+
+
+class Request:
+    __slots__ = ("method", "target", "version", "headers", "received")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]):
+        self.method, self.target, self.version, self.headers = method, target, version, headers
+        self.received = time.monotonic()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection: parses requests in order, answers each (maybe later)."""
+
+    def __init__(self, server: Backend, handler: Any) -> None:
+        self.server = server
+        self.handler = handler
         self.buffer = b""
-        self.transport = None
+        self.transport: asyncio.Transport | None = None
+        self.busy = False  # an answer is pending (delay/hang): keep the order of pipelining
+        self.closing = False
+        self.linger: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.local = transport.get_extra_info("sockname") or ("", 0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self.linger is not None:
+            self.linger.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # after Connection: close, whatever else arrives is ignored
         self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")
-            try:
-                method, path, version = lines[0].split(" ", 2)
-            except ValueError:
-                self._send(400, b'{"error": "bad request"}', close=True)
+        if len(self.buffer) > MAX_HEAD and b"\r\n\r\n" not in self.buffer:
+            self.reply(None, 400, b'{"error": "request head too large"}', close=True)
+            return
+        self.process()
+
+    def process(self) -> None:
+        while not self.busy and not self.closing:
+            req = self.parse_one()
+            if req is None:
                 return
-            headers = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
+            self.handler(self, req)
+
+    def parse_one(self) -> Request | None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self.buffer[:end].decode("latin-1")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            self.buffer = b""
+            self.reply(None, 400, b'{"error": "bad request line"}', close=True)
+            return None
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.buffer = b""
+            self.reply(None, 411, b'{"error": "chunked bodies are not supported"}', close=True)
+            return None
+        try:
             length = int(headers.get("content-length", "0") or 0)
-            self.buffer = self.buffer[length:]  # bodies are not used
-            close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-            self._answer(method, path, headers, close)
-            if close:
-                return
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.buffer = b""
+            self.reply(None, 400, b'{"error": "bad content-length"}', close=True)
+            return None
+        if len(self.buffer) < end + 4 + length:
+            return None  # body not complete yet
+        self.buffer = self.buffer[end + 4 + length:]
+        return Request(parts[0], parts[1], parts[2], headers)
 
-    def _answer(self, method: str, path: str, headers: dict, close: bool) -> None:
-        peer = self.transport.get_extra_info("peername") or ("", 0)
-        body = dict(self.identity, path=path, method=method,
-                    client={"ip": peer[0], "port": peer[1]},
-                    forwarded={k: headers[k] for k in ("x-forwarded-for", "x-forwarded-proto",
-                                                       "x-forwarded-port") if k in headers})
-        self._send(200, json.dumps(body).encode() + b"\n", close)
+    def wants_close(self, req: Request | None) -> bool:
+        if req is None:
+            return True
+        conn = req.headers.get("connection", "").lower()
+        return conn == "close" or (req.version == "HTTP/1.0" and conn != "keep-alive")
 
-    def _send(self, status: int, body: bytes, close: bool) -> None:
-        reason = {200: "OK", 400: "Bad Request"}.get(status, "")
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nServer: elb-lab\r\n"
+    def reply(self, req: Request | None, status: int, body: bytes,
+              content_type: str = "application/json", close: bool = False) -> None:
+        if self.closing or self.transport is None:
+            return
+        close = close or self.wants_close(req)
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"Server: elb-lab/{self.server.identity['instance']}\r\n"
                 f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
         self.transport.write(head + body)
+        if req is not None and self.server.log:
+            self.server.log.write(accesslog.format_line(
+                self.server.identity["instance"], f"{self.peer[0]}:{self.peer[1]}",
+                f"{self.local[0]}:{self.local[1]}", req.method, req.target, status,
+                len(head) + len(body), (time.monotonic() - req.received) * 1000,
+                req.headers.get("x-forwarded-for"), req.headers.get("user-agent")))
+        self.server.served += 1
         if close:
+            self.closing = True
+            if req is None:
+                self.transport.close()
+            else:
+                # Lingering close: let the client close first, so TIME_WAIT piles up on the
+                # client rather than here, where it would collide with the client's reused
+                # ports (SYNs answered late, 1 s retransmits). Close anyway after a while.
+                self.linger = asyncio.get_running_loop().call_later(
+                    LINGER_S, self.transport.close)
+
+    def eof_received(self) -> bool:
+        if self.closing and self.transport is not None:
             self.transport.close()
+        return False
+
+    def later(self, delay_s: float, fn: Any) -> None:
+        """Answer after a delay without reordering pipelined requests."""
+        self.busy = True
+
+        def run() -> None:
+            self.busy = False
+            fn()
+            self.process()
+
+        asyncio.get_running_loop().call_later(delay_s, run)
 
 
-async def serve(identity: dict, host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpIdentity(identity), host, port,
-                                      reuse_address=True, backlog=1024)
-    async with server:
-        await server.serve_forever()
+class TcpIdentity(asyncio.Protocol):
+    """Raw TCP: an identity line on connect, then an echo of every line."""
+
+    def __init__(self, server: Backend) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        line = json.dumps(self.server.describe(peer)).encode() + b"\n"
+        faults = self.server.faults
+        if faults.hang:
+            return
+        if faults.delay_ms:
+            asyncio.get_running_loop().call_later(faults.delay_ms / 1000, transport.write, line)
+        else:
+            transport.write(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.server.faults.hang:
+            self.transport.write(data)
+
+
+class UdpIdentity(asyncio.DatagramProtocol):
+    """UDP: answers each datagram with one identity datagram."""
+
+    def __init__(self, server: Backend) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        faults = self.server.faults
+        if faults.hang:
+            return
+        reply = json.dumps(dict(self.server.describe(addr), echo=data[:64].decode(
+            "utf-8", "replace"))).encode()
+        if faults.delay_ms:
+            asyncio.get_running_loop().call_later(faults.delay_ms / 1000, self.transport.sendto,
+                                                  reply, addr)
+        else:
+            self.transport.sendto(reply, addr)
+
+
+class Backend:
+    """The listeners of one instance and their shared fault state."""
+
+    def __init__(self, identity: dict[str, Any], bind: str, port: int, tcp_port: int,
+                 udp_port: int, admin_port: int, health_path: str, log_path: str | None):
+        self.identity = identity
+        self.bind, self.port, self.tcp_port, self.udp_port = bind, port, tcp_port, udp_port
+        self.admin_port = admin_port
+        self.health_path = health_path
+        self.faults = Faults()
+        self.log = LogWriter(log_path)
+        self.connections: set[Any] = set()
+        self.served = 0
+        self.started = time.time()
+        self.listeners: list[Any] = []
+
+    def describe(self, peer: tuple[str, int]) -> dict[str, Any]:
+        return dict(self.identity, client={"ip": peer[0], "port": peer[1]})
+
+    # ---- HTTP answers -----------------------------------------------------------------
+    def handle(self, conn: HttpConnection, req: Request) -> None:
+        faults = self.faults
+        if faults.hang:
+            conn.busy = True  # read, never answer: the client times out
+            return
+        url = urlsplit(req.target)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        status = faults.status
+        delay = faults.delay_ms
+        try:
+            status = status or int(query.get("status", 200))
+            delay += float(query.get("delay_ms", 0))
+            size = int(query.get("size", 0))
+        except ValueError:
+            conn.reply(req, 400, b'{"error": "bad query parameter"}')
+            return
+        if url.path == self.health_path:
+            body = json.dumps({"status": "healthy" if status < 400 else "unhealthy",
+                               "instance": self.identity["instance"]}).encode()
+        else:
+            fwd = {k: req.headers[k] for k in ("x-forwarded-for", "x-forwarded-proto",
+                                               "x-forwarded-port") if k in req.headers}
+            body = json.dumps(dict(self.describe(conn.peer), method=req.method,
+                                   path=req.target, host=req.headers.get("host"),
+                                   forwarded=fwd, status=status)).encode()
+            if size > len(body):
+                body += b" " * (size - len(body))
+
+        def answer() -> None:
+            conn.reply(req, status, body)
+
+        if delay > 0:
+            conn.later(delay / 1000, answer)
+        else:
+            answer()
+
+    def admin(self, conn: HttpConnection, req: Request) -> None:
+        url = urlsplit(req.target)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if url.path == "/faults" and req.method == "POST":
+            try:
+                if "clear" in query:
+                    self.set_refuse(False)  # reopen the listeners before forgetting the fault
+                    self.faults.clear()
+                if "status" in query:
+                    self.faults.status = int(query["status"]) or None
+                if "delay_ms" in query:
+                    self.faults.delay_ms = float(query["delay_ms"])
+                if "hang" in query:
+                    self.faults.hang = query["hang"] not in ("0", "false")
+                if "refuse" in query:
+                    self.set_refuse(query["refuse"] not in ("0", "false"))
+            except ValueError as exc:
+                conn.reply(req, 400, json.dumps({"error": str(exc)}).encode())
+                return
+        elif url.path == "/stats":
+            conn.reply(req, 200, json.dumps({
+                "served": self.served, "connections": len(self.connections),
+                "uptime": time.time() - self.started, "faults": self.faults.as_dict(),
+                "identity": self.identity}).encode())
+            return
+        elif url.path != "/faults":
+            conn.reply(req, 404, b'{"error": "admin paths: GET /faults, POST /faults?..., '
+                                 b'GET /stats"}')
+            return
+        conn.reply(req, 200, json.dumps(self.faults.as_dict()).encode())
+
+    # ---- listeners --------------------------------------------------------------------
+    async def open_listeners(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.listeners = [await loop.create_server(lambda: HttpConnection(self, self.handle),
+                                                   self.bind, self.port, reuse_address=True,
+                                                   backlog=4096)]
+        if self.tcp_port:
+            self.listeners.append(await loop.create_server(
+                lambda: TcpIdentity(self), self.bind, self.tcp_port, reuse_address=True,
+                backlog=4096))
+        if self.udp_port:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpIdentity(self), local_addr=(self.bind, self.udp_port),
+                reuse_port=True)
+            self.listeners.append(transport)
+
+    def close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+
+    def set_refuse(self, refuse: bool) -> None:
+        if refuse == self.faults.refuse:
+            return
+        self.faults.refuse = refuse
+        if refuse:
+            self.close_listeners()
+        else:
+            asyncio.get_running_loop().create_task(self.open_listeners())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.open_listeners()
+        await loop.create_server(lambda: HttpConnection(self, self.admin), "127.0.0.1",
+                                 self.admin_port, reuse_address=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def flush_log() -> None:
+            while True:
+                await asyncio.sleep(1)
+                self.log.flush()
+
+        flusher = loop.create_task(flush_log())
+        await stop.wait()
+        flusher.cancel()
+        self.log.flush()
 
 
 def main(args: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--id", required=True, help="instance logical id")
     ap.add_argument("--ip", default="", help="the instance's address (reported)")
     ap.add_argument("--az", default=None)
     ap.add_argument("--subnet", default=None)
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--port", type=int, default=DEFAULTS["Port"])
+    ap.add_argument("--tcp-port", type=int, default=DEFAULTS["TcpPort"], help="0: off")
+    ap.add_argument("--udp-port", type=int, default=DEFAULTS["UdpPort"], help="0: off")
+    ap.add_argument("--admin-port", type=int, default=DEFAULTS["AdminPort"])
+    ap.add_argument("--health-path", default=DEFAULTS["HealthPath"])
+    ap.add_argument("--access-log", default=None)
     a = ap.parse_args(args)
     identity = {"instance": a.id, "ip": a.ip, "az": a.az, "subnet": a.subnet}
-    try:
-        asyncio.run(serve(identity, a.bind, a.port))
-    except KeyboardInterrupt:
-        pass
+    backend = Backend(identity, a.bind, a.port, a.tcp_port, a.udp_port, a.admin_port,
+                      a.health_path, a.access_log)
+    asyncio.run(backend.run())
     return 0
 
 

@@ -1,0 +1,90 @@
+"""Fault injection on a running lab's http-backend hosts.
+
+Kinds (what the backend then does):
+  500 | status CODE   answer every request, health checks included, with CODE
+  delay MS          answer every request MS milliseconds late
+  hang              read requests, never answer (clients and health checks time out)
+  refuse            stop listening: new TCP connections get a RST, UDP gets port unreachable
+  stop              end the backend process: established connections are reset too
+  start             start it again (after stop)
+  clear             undo status/delay/hang/refuse
+  show              print the current faults and counters
+Every change is recorded as a lab event (FAULT_INJECTED / FAULT_CLEARED) with its time, so
+experiments can measure detection time from it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from testbed.errors import BadInput, LabError
+from testbed.lab.events import EventLog
+from testbed.lab.plan import NetworkPlan
+from testbed.lab.procs import ProcessJournal, terminate
+from testbed.lab.programs import running_role, start_role, wait_roles_ready
+
+ADMIN_KINDS = {"500": ("status", "500"), "status": ("status", None), "delay": ("delay_ms", None),
+               "hang": ("hang", "1"), "refuse": ("refuse", "1"), "clear": ("clear", "")}
+KINDS = ("500", "status", "delay", "hang", "refuse", "stop", "start", "clear", "show")
+FAULT_TYPE = "Lab::Fault"
+
+
+def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
+    """Apply a fault to `host` of the running lab `lab` (an api.Lab); returns the new state."""
+    if kind not in KINDS:
+        raise BadInput(f"unknown fault {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
+    h = lab.host(host)  # BadInput for an unknown host
+    plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
+    hp = plan.host(host)
+    if hp.role != "http-backend":
+        raise BadInput(f"host {host} runs role {hp.role or 'none'!r}: faults apply to "
+                       "http-backend hosts")
+    events = EventLog(lab.dir)
+    journal = ProcessJournal(lab.dir)
+    if kind == "stop":
+        recs = running_role(journal, hp)
+        if not recs:
+            raise LabError(f"the backend of {host} is not running")
+        terminate(recs)
+        events.emit(host, FAULT_TYPE, "FAULT_INJECTED", "stop: backend process ended")
+        return {"running": False}
+    if kind == "start":
+        if running_role(journal, hp):
+            raise BadInput(f"the backend of {host} is already running")
+        proc = start_role(lab.name, journal, events, hp)
+        assert proc is not None  # http-backend always has a program
+        wait_roles_ready(lab.name, [(hp, proc)])
+        events.emit(host, FAULT_TYPE, "FAULT_CLEARED", f"start: backend pid {proc.pid}")
+        return {"running": True, "pid": proc.pid}
+    admin = int(hp.role_args.get("AdminPort", 8081))
+    if kind == "show":
+        return _admin(h, admin, "GET", "/stats")
+    param, fixed = ADMIN_KINDS[kind]
+    arg = fixed if fixed is not None else value
+    if arg is None:
+        raise BadInput(f"fault {kind} needs a value", hint=f"testbed fault LAB HOST {kind} "
+                       + ("503" if kind == "status" else "200"))
+    try:
+        if param in ("status", "delay_ms"):
+            float(arg)
+    except ValueError as exc:
+        raise BadInput(f"fault {kind}: {arg!r} is not a number") from exc
+    state = _admin(h, admin, "POST", f"/faults?{param}={arg}")
+    status = "FAULT_CLEARED" if kind == "clear" else "FAULT_INJECTED"
+    detail = f" {arg}" if kind in ("status", "delay") else ""
+    events.emit(host, FAULT_TYPE, status, kind + detail)
+    return state
+
+
+def _admin(host: Any, port: int, method: str, path: str) -> dict[str, Any]:
+    proc = host.run(["curl", "-s", "-m", "3", "-X", method, f"http://127.0.0.1:{port}{path}"],
+                    timeout=10)
+    if proc.returncode != 0:
+        raise LabError(f"the backend of {host.name} does not answer on its admin port {port} "
+                       f"(curl exit {proc.returncode}); is it stopped? (testbed fault ... start)")
+    try:
+        return json.loads(proc.stdout)
+    except ValueError as exc:
+        raise LabError(f"unexpected answer from {host.name}'s admin port: "
+                       f"{proc.stdout[:200]!r}") from exc

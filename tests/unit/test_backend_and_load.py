@@ -1,0 +1,246 @@
+"""The http-backend role, the load client and health checks, on loopback (no root needed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from testbed import accesslog
+from testbed.errors import BadInput
+from testbed.health.checks import http_check, matches, parse_matcher, tcp_check
+from testbed.roles.load_client import Target, summary
+from testbed.traffic import parse_wrk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def backend(tmp_path):
+    ports = {"port": free_port(), "tcp": free_port(), "admin": free_port()}
+    ports["udp"] = ports["tcp"]
+    log = tmp_path / "access.log"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.roles.http_backend", "--id", "T1",
+                             "--ip", "127.0.0.1", "--az", "us-east-1a", "--bind", "127.0.0.1",
+                             "--port", str(ports["port"]), "--tcp-port", str(ports["tcp"]),
+                             "--udp-port", str(ports["udp"]), "--admin-port",
+                             str(ports["admin"]), "--access-log", str(log)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", ports["admin"])) == 0:
+                break
+        time.sleep(0.05)
+    ports["log"] = log
+    yield ports
+    proc.terminate()
+    proc.wait(5)
+
+
+def admin(b, query: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{b['admin']}/faults?{query}", method="POST")
+    return json.loads(urllib.request.urlopen(req, timeout=5).read())
+
+
+def load(target: str, *args: str) -> tuple[list[dict], dict]:
+    proc = subprocess.run([sys.executable, "-m", "testbed.roles.load_client", "--target",
+                           target, "--client", "C", *args], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    return rows, json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_identity_keepalive_pipelining_and_query_shaping(backend):
+    with socket.create_connection(("127.0.0.1", backend["port"])) as s:
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+                  b"GET /b?status=503&size=600 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1") < 2 or not data.rstrip().endswith(b"}") and \
+                len(data) < 900:
+            data += s.recv(65536)
+        first, second = data.split(b"HTTP/1.1 ")[1:3]
+        assert first.startswith(b"200") and second.startswith(b"503")
+        body = json.loads(first.split(b"\r\n\r\n", 1)[1])
+        assert body["instance"] == "T1" and body["path"] == "/a"
+        assert body["client"]["ip"] == "127.0.0.1" and body["client"]["port"] == \
+            s.getsockname()[1]
+        assert body["forwarded"] == {"x-forwarded-for": "1.2.3.4"}
+        assert len(second.split(b"\r\n\r\n", 1)[1]) == 600
+
+
+def test_faults_status_delay_refuse_clear(backend):
+    url = f"http://127.0.0.1:{backend['port']}/health"
+    assert admin(backend, "status=500")["status"] == 500
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=5)
+    assert err.value.code == 500
+    admin(backend, "clear")
+    admin(backend, "delay_ms=300")
+    t = time.monotonic()
+    assert urllib.request.urlopen(url, timeout=5).status == 200
+    assert time.monotonic() - t >= 0.3
+    admin(backend, "clear&refuse=1")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=5)
+    assert admin(backend, "clear")["refuse"] is False
+    time.sleep(0.1)
+    assert urllib.request.urlopen(url, timeout=5).status == 200
+
+
+def test_hang_makes_requests_time_out(backend):
+    admin(backend, "hang=1")
+    rows, summ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "3", "--timeout", "0.5")
+    assert [r["error"] for r in rows] == ["timeout"] * 3
+    assert summ["ok"] == 0
+
+
+def test_load_rows_add_up_http_tcp_udp(backend):
+    rows, summ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "57", "-c", "5")
+    assert len(rows) == 57 == summ["requests"] == summ["ok"]
+    assert sorted(int(r["seq"]) for r in rows) == list(range(57))
+    assert {r["backend"] for r in rows} == {"T1"} and {r["status"] for r in rows} == {"200"}
+    assert all(r["seen_ip"] == "127.0.0.1" for r in rows)
+    rows, summ = load(f"tcp://127.0.0.1:{backend['tcp']}", "-n", "20", "--rate", "200")
+    assert len(rows) == 20 and all(r["backend"] == "T1" and not r["error"] for r in rows)
+    rows, summ = load(f"udp://127.0.0.1:{backend['udp']}", "-n", "15")
+    assert len(rows) == 15 and all(r["backend"] == "T1" for r in rows)
+    assert len({r["seen_port"] for r in rows}) == 15  # a new flow (source port) each time
+
+
+def test_rate_paces_requests(backend):
+    rows, _ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "21", "--rate", "20")
+    starts = sorted(float(r["start"]) for r in rows)
+    assert 0.9 <= starts[-1] - starts[0] <= 1.5  # 20 gaps of 50 ms
+
+
+def test_refused_and_duration_bound(backend):
+    port = free_port()
+    rows, summ = load(f"http://127.0.0.1:{port}/", "-n", "4")
+    assert summ["errors"] == {"refused": 4}
+    t = time.monotonic()
+    rows, _ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "1000000", "--rate", "50",
+                   "--duration", "1")
+    assert time.monotonic() - t < 10 and 30 <= len(rows) <= 60
+
+
+def test_access_log_lines_follow_the_documented_format(backend):
+    load(f"http://127.0.0.1:{backend['port']}/x?y=1", "-n", "10", "-c", "1")
+    deadline = time.monotonic() + 5
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = Path(backend["log"]).read_text().splitlines() if backend["log"].exists() else []
+        if len(lines) >= 10:
+            break
+        time.sleep(0.2)
+    records = [accesslog.parse_line(line) for line in lines]
+    assert len(records) == 10 and all(records)
+    assert records[0].server == "T1" and records[0].path == "/x?y=1"
+    assert records[0].status == 200 and records[0].user_agent == "elb-lab-load/1"
+
+
+def test_access_log_round_trip_and_escaping():
+    line = accesslog.format_line("W", "1.2.3.4:5", "10.0.0.4:80", "GET", '/a"b\\c', 200, 10,
+                                 1.5, None, 'ua "x"', epoch=0.5)
+    rec = accesslog.parse_line(line)
+    assert rec.path == '/a"b\\c' and rec.user_agent == 'ua "x"' and rec.xff == "-"
+    assert rec.time == "1970-01-01T00:00:00.500000Z"
+    assert accesslog.parse_line("garbage") is None
+
+
+async def _checks(b):
+    ok = await http_check("127.0.0.1", b["port"], "/health", 2, "200-399")
+    tcp = await tcp_check("127.0.0.1", b["tcp"], 2)
+    return ok, tcp
+
+
+def test_health_checks_follow_faults(backend):
+    import asyncio
+
+    ok, tcp = asyncio.run(_checks(backend))
+    assert ok.ok and ok.detail == "200" and tcp.ok
+    admin(backend, "status=500")
+    bad = asyncio.run(http_check("127.0.0.1", backend["port"], "/health", 2, "200-399"))
+    assert not bad.ok and "500" in bad.detail
+    admin(backend, "clear&hang=1")
+    hung = asyncio.run(http_check("127.0.0.1", backend["port"], "/health", 0.3))
+    assert not hung.ok and hung.detail == "timeout"
+    refused = asyncio.run(tcp_check("127.0.0.1", free_port(), 1))
+    assert not refused.ok and refused.detail == "refused"
+
+
+def test_matcher_parsing():
+    assert parse_matcher("200") == [(200, 200)]
+    assert parse_matcher("200,302") == [(200, 200), (302, 302)]
+    r = parse_matcher("200-299")
+    assert matches(250, r) and not matches(300, r)
+    for bad in ("abc", "99", "300-200", "200-700"):
+        with pytest.raises(BadInput):
+            parse_matcher(bad)
+
+
+def test_target_parsing_and_summary():
+    t = Target("http://web.example:8080/p?q=1")
+    assert (t.proto, t.host, t.port, t.path) == ("http", "web.example", 8080, "/p?q=1")
+    assert Target("10.0.0.4", "udp").port == 9000
+    assert Target("tcp://10.0.0.4:7").proto == "tcp"
+    with pytest.raises(ValueError):
+        Target("ftp://x")
+    rows = [{"error": "", "latency_ms": float(i), "backend": "A" if i % 2 else "B",
+             "status": 200} for i in range(1, 101)] + [{"error": "timeout", "latency_ms": 9.0,
+                                                        "backend": "", "status": ""}]
+    s = summary(rows, 2.0)
+    assert s["requests"] == 101 and s["ok"] == 100 and s["errors"] == {"timeout": 1}
+    assert s["p50_ms"] == 51.0 and s["p99_ms"] == 100.0 and s["backends"] == {"A": 50, "B": 50}
+    assert s["per_second"] == 50.5
+
+
+def test_parse_wrk_output():
+    text = """Running 3s test @ http://10.0.1.4/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.65ms    1.12ms  20.12ms   88.60%
+  Latency Distribution
+     50%    4.50ms
+     75%    5.00ms
+     90%    5.80ms
+     99%    1.20s
+  33153 requests in 3.00s, 10.40MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+Requests/sec:  11048.70
+Transfer/sec:      3.47MB
+"""
+    r = parse_wrk(text)
+    assert r["requests_per_second"] == 11048.70 and r["requests"] == 33153
+    assert r["p50_ms"] == 4.5 and r["p99_ms"] == 1200.0 and r["errors"] == 3
+    with pytest.raises(ValueError):
+        parse_wrk("nothing")
+
+
+def test_metric_rates_counters_gauges_and_resets():
+    from testbed.metrics.collector import rates
+    from testbed.metrics.sources import Sample
+
+    def s(metric, value, kind="counter"):
+        return Sample("Lab/Host", metric, "", "", "H", value, "Bytes", kind)
+
+    rows = rates([s("A", 100), s("B", 500)], [s("A", 300), s("B", 10), s("G", 7, "gauge"),
+                                              s("New", 5)], 2.0, 1000.0)
+    by = {r["metric"]: r for r in rows}
+    assert by["A"]["value"] == 100.0 and by["A"]["unit"] == "Bytes/Second"
+    assert "B" not in by  # went down: a restart, no rate
+    assert by["G"]["value"] == 7 and by["G"]["unit"] == "Bytes"
+    assert "New" not in by and by["A"]["time"] == 1000.0
