@@ -1,0 +1,174 @@
+"""PNG figures of results: shares, latency, rates over time, failover timelines.
+
+Figures are drawn with matplotlib's object API (Figure + Agg canvas) and never through
+pyplot, so no display, no global figure state and no backend choice are involved: this works
+on a headless machine, in threads and next to any other matplotlib user. Each function
+writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from testbed.analysis.stats import failed, requests_per_second
+
+DPI = 100
+EVENT_STYLE = {  # transition -> (colour, line style)
+    "fault-injected": ("red", "-"),
+    "fault-cleared": ("tab:blue", "-"),
+    "unhealthy": ("tab:orange", "--"),
+    "healthy": ("tab:green", "--"),
+}
+
+
+def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # attach the raster canvas explicitly: PNG output, no screen
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _label(key: object) -> str:
+    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def share_bars(shares: pd.DataFrame, path: str | Path, *, by: str | None = None,
+               column: str = "backend",
+               expected: float | Mapping[str, float] | None = None,
+               title: str = "share of requests per target") -> Path:
+    """Bars of each target's share (a target_share table), grouped by `by` if given.
+
+    `expected` draws what AWS would do: one line for a single value (e.g. 0.1), or a marker
+    per target for a mapping (e.g. 0.25 in AZ-a, 0.0625 in AZ-b with cross-zone off).
+    """
+    table = shares.pivot_table(index=column, columns=by, values="share", aggfunc="sum") \
+        if by else shares.set_index(column)[["share"]]
+    fig = _figure(max(6.0, 0.6 * len(table) + 2))
+    ax = fig.add_subplot()
+    positions = np.arange(len(table))
+    width = 0.8 / max(1, table.shape[1])
+    for i, name in enumerate(table.columns):
+        label = None if by is None else f"{by}={_label(name)}"
+        ax.bar(positions + (i - (table.shape[1] - 1) / 2) * width, table[name].fillna(0) * 100,
+               width, label=label)
+    if isinstance(expected, Mapping):
+        wanted = [expected.get(t, np.nan) * 100 for t in table.index]
+        ax.scatter(positions, wanted, marker="_", s=800, color="black", zorder=3,
+                   label="expected")
+    elif expected is not None:
+        ax.axhline(expected * 100, color="black", linestyle="--", label="expected")
+    ax.set_xticks(positions, [str(t) for t in table.index], rotation=45, ha="right")
+    ax.set_ylabel("share of requests (%)")
+    ax.set_title(title)
+    if by is not None or expected is not None:
+        ax.legend()
+    return _save(fig, path)
+
+
+def latency_cdf(requests: pd.DataFrame, path: str | Path, *, by: str | None = None,
+                only_ok: bool = True, title: str = "latency CDF") -> Path:
+    """Empirical CDF of latency_ms, one line per group; log x axis when it spans 100x."""
+    rows = requests[requests["latency_ms"].notna()]
+    if only_ok:
+        rows = rows[~failed(rows)]
+    fig = _figure()
+    ax = fig.add_subplot()
+    groups = rows.groupby(by, dropna=False) if by else [("all", rows)]
+    for key, frame in groups:
+        values = np.sort(frame["latency_ms"].to_numpy(dtype=float))
+        if values.size:
+            ax.step(values, np.arange(1, values.size + 1) / values.size, where="post",
+                    label=_label(key))
+    positive = rows["latency_ms"][rows["latency_ms"] > 0]
+    if len(positive) and positive.max() / positive.min() >= 100:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if by:
+        ax.legend()
+    return _save(fig, path)
+
+
+def percentile_bars(percentiles: pd.DataFrame, path: str | Path, *, by: str | None = None,
+                    title: str = "latency percentiles") -> Path:
+    """Bars of the p<q> and max columns of a latency_percentiles table, per group."""
+    columns = [c for c in percentiles.columns if c.startswith("p") and c[1:2].isdigit()]
+    columns += ["max"] if "max" in percentiles else []
+    labels = percentiles[by].map(str).tolist() if by else ["all"] * len(percentiles)
+    fig = _figure()
+    ax = fig.add_subplot()
+    positions = np.arange(len(columns))
+    width = 0.8 / max(1, len(percentiles))
+    for i, (label, (_, row)) in enumerate(zip(labels, percentiles.iterrows())):
+        ax.bar(positions + (i - (len(percentiles) - 1) / 2) * width,
+               row[columns].to_numpy(dtype=float), width, label=label)
+    ax.set_xticks(positions, columns)
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    if by:
+        ax.legend()
+    return _save(fig, path)
+
+
+def rate_lines(frame: pd.DataFrame, path: str | Path, *, x: str = "t", y: str = "rate",
+               by: str | Sequence[str] | None = None, ylabel: str = "per second",
+               title: str = "rate over time", max_lines: int = 10) -> Path:
+    """Lines of y over x, one per group; the `max_lines` groups with the largest mean y."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    if by:
+        groups = list(frame.groupby(by, dropna=False))
+        groups.sort(key=lambda kv: -np.nan_to_num(kv[1][y].mean(), nan=-np.inf))
+        groups = groups[:max_lines]
+    else:
+        groups = [("all", frame)]
+    for key, group in groups:
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], marker=".", label=_label(key))
+    ax.set_xlabel("seconds since start" if x == "t" else x)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if by:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def failover_timeline(requests: pd.DataFrame, events: pd.DataFrame | None, path: str | Path,
+                      *, bin_s: float = 1.0,
+                      title: str = "requests and target health over time") -> Path:
+    """Ok and failed requests per bin (by `t`), with a vertical line per target event."""
+    rate = requests_per_second(requests, bin_s=bin_s)
+    fig = _figure(10, 4.5)
+    ax = fig.add_subplot()
+    ax.step(rate["t"], rate["ok"] / bin_s, where="post", color="tab:green", label="ok")
+    ax.step(rate["t"], rate["failed"] / bin_s, where="post", color="tab:red", label="failed")
+    if events is not None and not events.empty:
+        top = max(1.0, float((rate["total"] / bin_s).max()) if len(rate) else 1.0)
+        for _, event in events.sort_values("t").iterrows():
+            state = str(event["new"]).strip().lower()
+            colour, style = EVENT_STYLE.get(state, ("grey", ":"))
+            ax.axvline(event["t"], color=colour, linestyle=style, linewidth=1)
+            ax.text(event["t"], top, f" {event['target']}: {state}", rotation=90,
+                    va="top", ha="right", fontsize="x-small", color=colour)
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("requests per second")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    return _save(fig, path)
