@@ -20,8 +20,10 @@ IPPROTO_UDP = 17
 
 # Table layout of every lab switch. Later capabilities insert their logic into STEER.
 TABLE_CLASSIFY = 0  # where did the packet enter: host port (tag metadata) or trunk
-TABLE_STEER = 10  # load balancers and gateway steering (NLB, GWLB) hook in here
+TABLE_STEER = 10  # before routing: load balancer replies are translated back (NLB, GWLB)
 TABLE_ROUTE = 20  # VPC router: local route, internet gateway NAT
+TABLE_IGW = 21  # the internet gateway's 1:1 NAT
+TABLE_LB = 25  # routed packets to a load balancer node: listeners pick a target
 TABLE_L3_DELIVER = 30  # routed packets: rewrite MACs toward the destination host
 TABLE_BRIDGE = 40  # same-subnet (L2) traffic: only to hosts of the packet's own subnet
 TABLE_OUTPUT = 50  # every switch: destination MAC -> port toward that host
@@ -53,7 +55,48 @@ class Group:
     group_id: int
 
 
-Action = Output | SetField | DecTtl | ToController | Group
+@dataclass(frozen=True)
+class Nat:
+    """NAT inside a ct action. kind None: apply the connection's existing translation."""
+
+    kind: str | None = None  # 'src' | 'dst' | None
+    ip: str | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+
+
+@dataclass(frozen=True)
+class Ct:
+    """Send the packet through the connection tracker (zone), then on to `table`."""
+
+    zone: int
+    table: int
+    commit: bool = False
+    nat: Nat | None = None
+
+
+@dataclass(frozen=True)
+class Multipath:
+    """Hash the flow's fields into register `dst` as a value in [0, n_links)."""
+
+    fields: str  # one of MULTIPATH_FIELDS
+    basis: int
+    n_links: int
+    dst: str = "reg0"
+
+
+Action = Output | SetField | DecTtl | ToController | Group | Ct | Multipath
+
+# OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
+# reverse to the same value, which the GWLB needs and the NLB does not mind.
+MULTIPATH_FIELDS = {
+    "eth_src": 0, "symmetric_l4": 1, "symmetric_l3l4": 2, "symmetric_l3l4+udp": 3,
+    "nw_src": 4, "nw_dst": 5, "symmetric_l3": 6,
+}
+
+# ct_state bits (match as (value, mask)).
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from controllers.flows import (
     ETH_TYPE_IP,
     TABLE_BRIDGE,
     TABLE_CLASSIFY,
+    TABLE_IGW,
     TABLE_L3_DELIVER,
+    TABLE_LB,
     TABLE_OUTPUT,
     TABLE_ROUTE,
     TABLE_STEER,
@@ -32,9 +34,6 @@ from controllers.flows import (
     flow,
 )
 from testbed.lab.plan import HostPlan, NetworkPlan
-
-# The internet gateway's NAT sits between routing and delivery.
-TABLE_IGW = 21
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
 # Bits 32-47: VPC index (INTERNET_REALM for hosts outside any VPC); bits 0-15: subnet index.
@@ -62,6 +61,7 @@ class Forwarding:
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
+        self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
 
     # ---- topology helpers -------------------------------------------------------------
     def _build_neighbours(self) -> dict[str, dict[str, int]]:
@@ -116,6 +116,7 @@ class Forwarding:
         flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
         flows += self._route()
         flows += self._igw()
+        flows.append(flow(TABLE_LB, 0, goto=TABLE_L3_DELIVER))  # load balancers add theirs
         flows += self._l3_deliver()
         flows += self._bridge()
         flows += self._output(switch)
@@ -147,13 +148,13 @@ class Forwarding:
             # The "local" route of every VPC route table.
             flows.append(flow(TABLE_ROUTE, 300, {
                 "metadata": (vpc_tag(vpc.index), VPC_MASK), "eth_dst": rm,
-                "eth_type": ETH_TYPE_IP, "ipv4_dst": _net(vpc.cidr)}, goto=TABLE_L3_DELIVER))
+                "eth_type": ETH_TYPE_IP, "ipv4_dst": _net(vpc.cidr)}, goto=TABLE_LB))
         # Hosts on the internet reach only what the internet gateway exposes.
         flows.append(flow(TABLE_ROUTE, 300, {
             "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK), "eth_dst": rm,
             "eth_type": ETH_TYPE_IP}, goto=TABLE_IGW))
         for h in self.plan.hosts:
-            if h.kind != "instance" or not h.public_ip:
+            if h.kind not in ("instance", "lb-node") or not h.public_ip:
                 continue
             subnet = self._subnets[h.subnet]
             if not (subnet.public and self.plan.has_internet_gateway):
@@ -174,10 +175,10 @@ class Forwarding:
                                            "ipv4_dst": _net(self.plan.internet_cidr)},
                           goto=TABLE_L3_DELIVER))
         for h in self.plan.hosts:
-            if h.kind == "instance" and h.public_ip:
+            if h.kind in ("instance", "lb-node") and h.public_ip:
                 flows.append(flow(TABLE_IGW, 200, {"eth_type": ETH_TYPE_IP,
                                                    "ipv4_dst": h.public_ip},
-                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_L3_DELIVER))
+                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_LB))
         return flows
 
     def _l3_deliver(self) -> list[Flow]:
@@ -215,6 +216,10 @@ class Forwarding:
             subnet = self._subnets[asker.subnet]
             if target_ip == subnet.router_ip:
                 return self.router_mac
+            if target_ip in self._lb_node_ips and asker.kind != "lb-node":
+                # A load balancer node's address belongs to the fabric: traffic to it is
+                # routed, so the listeners in TABLE_LB see it wherever the client is.
+                return self.router_mac if ip_in(target_ip, subnet.cidr) else None
             peers = [h for h in self.plan.hosts if h.subnet == asker.subnet]
         for peer in peers:
             if peer.ip == target_ip and peer.name != asker.name:

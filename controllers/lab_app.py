@@ -26,6 +26,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from controllers.flows import ETH_TYPE_ARP
 from controllers.forwarding import Forwarding
+from controllers.nlb import NlbLogic, RuntimeTarget
 from controllers.ofadapter import FlowSync
 from testbed.lab.plan import NetworkPlan
 from testbed.lab.rpc import RpcServer
@@ -43,6 +44,7 @@ class LabApp(app_manager.OSKenApp):
         plan_path = os.environ["TESTBED_PLAN"]
         self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
         self.forwarding = Forwarding(self.plan)
+        self.nlb = NlbLogic(self.plan)
         self.sync = FlowSync()
         self.lock = threading.RLock()
         self.datapaths: dict[int, Any] = {}
@@ -61,7 +63,35 @@ class LabApp(app_manager.OSKenApp):
 
     # ---- desired state ----------------------------------------------------------------
     def desired_flows(self, dpid: int) -> list[Any]:
-        return self.forwarding.flows_for(dpid)
+        return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
+
+    def reprogram_all(self) -> None:
+        """Bring every connected switch to the (changed) desired state."""
+        with self.lock:
+            for dp in list(self.datapaths.values()):
+                self.program(dp)
+
+    def set_targets(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+        """New target states from the holder: recompute the load balancers' flows."""
+        with self.lock:
+            for lb, groups in snapshot.items():
+                for tg, targets in groups.items():
+                    self.nlb.set_targets(lb, tg, [RuntimeTarget(
+                        t["key"], t["ip"], t["port"], t.get("az"), t["state"])
+                        for t in targets])
+        self.reprogram_all()
+
+    def terminate(self, lb_name: str, ip: str, port: int) -> int:
+        """End established flows to a target: forget them in conntrack (both zones)."""
+        lb = next((x for x in self.plan.load_balancers if x.name == lb_name), None)
+        if lb is None:
+            return 0
+        flushed = 0
+        for node in lb.nodes:
+            # DNAT zone: connections made to this node that were sent to ip:port.
+            flushed += _flush(lb.zone_dnat, f"ct_nw_dst={node.ip}",
+                              f"ct_nw_src={ip},ct_tp_src={port}")
+        return flushed
 
     def program(self, datapath: Any) -> None:
         """Bring one switch's tables to the desired state, then ask for a barrier."""
@@ -203,7 +233,26 @@ class LabApp(app_manager.OSKenApp):
                 }
         if op == "stats":
             return self.request_stats(flows=bool(request.get("flows", True)))
+        if op == "set_targets":
+            self.set_targets(request["targets"])
+            return {"ok": True}
+        if op == "terminate":
+            return {"ok": True, "flushed": self.terminate(request["lb"], request["ip"],
+                                                          int(request["port"]))}
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+def _flush(zone: int, orig: str, reply: str) -> int:
+    """ovs-appctl dpctl/flush-conntrack with partial tuples (OVS >= 3.0)."""
+    import subprocess
+
+    proc = subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}", orig, reply],
+                          capture_output=True, text=True, timeout=10)
+    if proc.returncode != 0:
+        LOG.error("flush-conntrack zone=%d %s %s failed: %s", zone, orig, reply,
+                  proc.stderr.strip())
+        return 0
+    return 1
 
 
 class StatsWaiter:

@@ -12,7 +12,8 @@ from testbed.lab.plan import NetworkPlan
 from testbed.lab.teardown import leftovers
 
 # Command-line fragments of every process a lab starts.
-LAB_PROCESS_MARKERS = ("controllers.run", "testbed.roles.", "testbed.lab.holder", "mininet:")
+LAB_PROCESS_MARKERS = ("controllers.run", "testbed.roles.", "testbed.lab.holder", "mininet:",
+                       "snmpd -f -Lo -C", "testbed.snmp.")
 
 
 def plan_of(lab) -> NetworkPlan:

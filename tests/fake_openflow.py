@@ -8,11 +8,26 @@ undefined, so the logic must never produce it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from controllers.flows import DecTtl, Flow, Group, Output, SetField, ToController
+from controllers.flows import (
+    CT_EST,
+    CT_NEW,
+    CT_RPL,
+    CT_TRK,
+    Ct,
+    DecTtl,
+    Flow,
+    Group,
+    Multipath,
+    Nat,
+    Output,
+    SetField,
+    ToController,
+)
 from testbed.lab.plan import NetworkPlan
 
 
@@ -49,9 +64,102 @@ class Result:
         return [h for h, _ in self.delivered]
 
 
+PORTS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+
+
+def five_tuple(pkt: dict[str, Any]) -> tuple:
+    proto = pkt.get("ip_proto")
+    sp, dp = PORTS.get(proto, (None, None))
+    return (proto, pkt.get("ipv4_src"), pkt.get(sp) if sp else None, pkt.get("ipv4_dst"),
+            pkt.get(dp) if dp else None)
+
+
+def _set_tuple(pkt: dict[str, Any], t: tuple) -> None:
+    proto, src, sport, dst, dport = t
+    pkt["ipv4_src"], pkt["ipv4_dst"] = src, dst
+    sp, dp = PORTS.get(proto, (None, None))
+    if sp:
+        pkt[sp], pkt[dp] = sport, dport
+
+
+def _reverse(t: tuple) -> tuple:
+    proto, src, sport, dst, dport = t
+    return (proto, dst, dport, src, sport)
+
+
+class FakeConntrack:
+    """Connection tracking as OVS does it, shared by every switch (one datapath)."""
+
+    def __init__(self) -> None:
+        self.conns: list[tuple[int, tuple, tuple]] = []  # (zone, orig, translated orig)
+        self._next_port = 20000
+
+    def lookup(self, zone: int, t: tuple) -> tuple[str, tuple, tuple] | None:
+        for z, orig, xlated in self.conns:
+            if z != zone:
+                continue
+            if t == orig:
+                return "orig", orig, xlated
+            if t == _reverse(xlated):
+                return "reply", orig, xlated
+        return None
+
+    def apply(self, action: Ct, pkt: dict[str, Any]) -> None:
+        t = five_tuple(pkt)
+        found = self.lookup(action.zone, t)
+        if found is None:
+            pkt["ct_state"] = CT_TRK | CT_NEW
+            if action.commit:
+                xlated = self._translate(t, action.nat)
+                self.conns.append((action.zone, t, xlated))
+                if action.nat is not None and action.nat.kind:
+                    _set_tuple(pkt, xlated)
+            return
+        direction, orig, xlated = found
+        pkt["ct_state"] = CT_TRK | CT_EST | (CT_RPL if direction == "reply" else 0)
+        if action.nat is not None:
+            _set_tuple(pkt, xlated if direction == "orig" else _reverse(orig))
+
+    def _translate(self, t: tuple, nat: Nat | None) -> tuple:
+        if nat is None or nat.kind is None:
+            return t
+        proto, src, sport, dst, dport = t
+        if nat.kind == "dst":
+            return (proto, src, sport, nat.ip or dst,
+                    nat.port_min if nat.port_min is not None else dport)
+        port = sport
+        if nat.port_min is not None and not (nat.port_min <= sport <= nat.port_max):
+            self._next_port += 1
+            port = nat.port_min + self._next_port % (nat.port_max - nat.port_min + 1)
+        return (proto, nat.ip or src, port, dst, dport)
+
+    def flush(self, zone: int, reply_src: str | None = None) -> int:
+        """Forget connections of a zone (only those translated to reply_src if given)."""
+        keep = [c for c in self.conns if c[0] != zone or
+                (reply_src is not None and c[2][3] != reply_src)]
+        gone = len(self.conns) - len(keep)
+        self.conns = keep
+        return gone
+
+
+def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
+    """A stand-in for OVS's hash: deterministic, symmetric where OVS's is."""
+    proto, src, sport, dst, dport = five_tuple(pkt)
+    if fields == "nw_src":
+        key = f"{src}"
+    elif fields == "symmetric_l3":
+        key = "|".join(sorted([str(src), str(dst)]))
+    else:
+        ends = sorted([(str(src), str(sport)), (str(dst), str(dport))])
+        key = f"{proto}|{ends}"
+    return int.from_bytes(hashlib.sha256(f"{basis}:{key}".encode()).digest()[:4], "big")
+
+
 class FakeSwitch:
-    def __init__(self, dpid: int, flows: list[Flow]) -> None:
+    def __init__(self, dpid: int, flows: list[Flow], conntrack: FakeConntrack | None = None) \
+            -> None:
         self.dpid = dpid
+        self.conntrack = conntrack or FakeConntrack()
         self.tables: dict[int, list[Flow]] = {}
         for f in flows:
             self.tables.setdefault(f.table, []).append(f)
@@ -71,14 +179,21 @@ class FakeSwitch:
     def process(self, in_port: int, pkt: dict[str, Any], result: Result) \
             -> list[tuple[int, dict[str, Any]]]:
         """Run the pipeline; return (out_port, packet) pairs."""
-        pkt = dict(pkt, in_port=in_port, metadata=0)
+        # Crossing into a switch clears registers and conntrack state, as OVS patch ports do.
+        pkt = {k: v for k, v in pkt.items() if not k.startswith("reg") and k != "ct_state"}
+        pkt.update(in_port=in_port, metadata=0)
         table: int | None = 0
         outputs = []
+        steps = 0
         while table is not None:
+            steps += 1
+            if steps > 64:
+                raise AssertionError(f"pipeline loop on switch {self.dpid:#x}: {result.hops}")
             result.hops.append((self.dpid, table))
             f = self.lookup(table, pkt)
             if f is None:
                 return outputs  # table miss: drop
+            next_table = f.goto
             for a in f.actions:
                 if isinstance(a, SetField):
                     pkt[a.field] = a.value
@@ -94,10 +209,16 @@ class FakeSwitch:
                     result.to_controller.append((self.dpid, dict(pkt)))
                 elif isinstance(a, Group):
                     outputs.extend(self.apply_group(a.group_id, pkt, result))
+                elif isinstance(a, Multipath):
+                    pkt[a.dst] = multipath_hash(a.fields, a.basis, pkt) % a.n_links
+                elif isinstance(a, Ct):
+                    self.conntrack.apply(a, pkt)
+                    next_table = a.table  # ct recirculates: the rest runs in a.table
+                    break
             if f.metadata is not None:
                 value, mask = f.metadata
                 pkt["metadata"] = (pkt["metadata"] & ~mask) | (value & mask)
-            table = f.goto
+            table = next_table
         return outputs
 
     def apply_group(self, group_id: int, pkt: dict[str, Any], result: Result) \
@@ -110,14 +231,21 @@ class FakeFabric:
 
     def __init__(self, plan: NetworkPlan, logic: Any) -> None:
         self.plan = plan
-        self.switches = {s.dpid: FakeSwitch(s.dpid, logic.flows_for(s.dpid))
-                         for s in plan.switches}
+        self.logic = logic
+        self.conntrack = FakeConntrack()
+        self.switches: dict[int, FakeSwitch] = {}
+        self.reprogram()
         self.by_name = {s.name: s.dpid for s in plan.switches}
         self.peer: dict[tuple[str, int], tuple[str, int]] = {}
         for link in plan.links:
             self.peer[(link.a, link.a_port)] = (link.b, link.b_port)
             self.peer[(link.b, link.b_port)] = (link.a, link.a_port)
         self.host_at = {(h.switch, h.port): h.name for h in plan.hosts}
+
+    def reprogram(self) -> None:
+        """Reload every switch's flows from the logic (after a change of state)."""
+        self.switches = {s.dpid: FakeSwitch(s.dpid, self.logic.flows_for(s.dpid),
+                                            self.conntrack) for s in self.plan.switches}
 
     def send(self, host: str, pkt: dict[str, Any], max_hops: int = 16) -> Result:
         """Inject `pkt` as sent by `host`; follow it to wherever the flows deliver it."""
@@ -151,7 +279,7 @@ def ip_packet(plan: NetworkPlan, src: str, dst_ip: str, via_router: bool = True,
     pkt = {"eth_src": h.mac, "eth_dst": dst_mac, "eth_type": 0x0800, "ipv4_src": h.ip,
            "ipv4_dst": dst_ip, "ip_proto": proto, "ttl": 64}
     if proto == 6:
-        pkt.update(tcp_src=40000, tcp_dst=80)
+        pkt.update(tcp_src=40000, tcp_dst=80, tcp_flags_nxm=0x02)
     elif proto == 17:
         pkt.update(udp_src=40000, udp_dst=53)
     pkt.update(extra)

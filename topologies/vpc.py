@@ -38,10 +38,12 @@ class VpcTopo(Topo):
                          intfName1=link.a_intf, intfName2=link.b_intf, kind=link.kind,
                          resource=self.switch_resources.get(link.a), **params)
         for h in plan.hosts:
+            # A load balancer node is created with its load balancer.
+            owner = h.role_args.get("lb", h.name) if h.kind == "lb-node" else h.name
             self.addHost(h.name, ip=f"{h.ip}/{h.prefixlen}", mac=h.mac,
-                         defaultRoute=f"via {h.gateway}", resource=h.name)
+                         defaultRoute=f"via {h.gateway}", resource=owner)
             # The host side is eth0, as on an EC2 instance; it lives only in the host's
             # namespace, so two labs can both have a WebA1 with an eth0.
             self.addLink(h.name, h.switch, port1=0, port2=h.port, intfName1="eth0",
-                         intfName2=h.veth, kind="veth", resource=h.name,
+                         intfName2=h.veth, kind="veth", resource=owner,
                          **({"bw": plan.host_bandwidth_mbps} if plan.host_bandwidth_mbps else {}))

@@ -24,14 +24,25 @@ Every command has --help with examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from testbed.cli import doctor, experiments, hostcmds, lifecycle, validate
+    from testbed.cli import (
+        doctor,
+        experiments,
+        hostcmds,
+        lifecycle,
+        metrics,
+        report,
+        snmp,
+        traffic,
+        validate,
+    )
 
     parser = argparse.ArgumentParser(
         prog="testbed", description="ELB Lab: AWS Elastic Load Balancing on real packets, "
         "from CloudFormation-style templates.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (doctor, validate, lifecycle, hostcmds, experiments):
+    for module in (doctor, validate, lifecycle, hostcmds, traffic, metrics, snmp, experiments,
+                   report):
         module.register(sub)
     return parser
 

@@ -19,7 +19,7 @@ from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
 
 from testbed.errors import LabError
-from testbed.lab import naming, system
+from testbed.lab import naming, system, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
@@ -109,6 +109,13 @@ class LabBuilder:
         plan_path.write_text(self.plan.to_json())
 
         def start() -> None:
+            # Leftovers of an earlier lab in our zones would capture our flows.
+            zones.release(self.name, self.datapath)
+            for lb in self.plan.load_balancers:
+                zones.set_idle_timeouts(self.datapath, lb.zone_dnat, lb.idle_tcp_s,
+                                        lb.idle_udp_s)
+                zones.set_idle_timeouts(self.datapath, lb.zone_snat, lb.idle_tcp_s,
+                                        lb.idle_udp_s)
             self.controller = ControllerProcess(self.lab_dir, self.journal, plan_path)
             self.controller.start()
 
@@ -162,6 +169,11 @@ class LabBuilder:
             return f"{h.ip}{pub} in {h.subnet} ({h.az})"
         if lid in self.model.internet_clients:
             return f"{self.plan.host(lid).ip} on the internet segment"
+        lb = next((x for x in self.plan.load_balancers if x.name == lid), None)
+        if lb is not None:
+            nodes = ", ".join(f"{n.az} {n.ip}" + (f" ({n.public_ip})" if n.public_ip else "")
+                              for n in lb.nodes)
+            return f"{lb.type} {lb.scheme or ''} {lb.dns_name}: nodes {nodes}".replace("  ", " ")
         if lid in self.model.subnets:
             s = self.model.subnets[lid]
             return f"{s.cidr} in {s.az}, {'public' if s.public else 'private'}"
@@ -232,10 +244,17 @@ class LabBuilder:
                 # With the userspace datapath a host must compute TX checksums itself, or
                 # TCP through OVS fails while ping works (partial checksums reach the wire).
                 cmd += "; ethtool -K eth0 tx off >/dev/null 2>&1; ethtool -k eth0"
+            if self._kind(h.name) == "lb-node":
+                # The node's own connections (health checks) use ports that no listener and
+                # no SNAT'ed flow of the fabric can use (testbed's NLB keeps 1024-60999).
+                cmd += "; sysctl -qw net.ipv4.ip_local_port_range='61000 65535'"
             out = h.cmd(cmd)
             if user and "tx-checksumming: off" not in out:
                 raise LabError(f"could not turn off TX checksum offload on {h.name}'s eth0: "
                                f"{out.strip()[:300]}")
+
+    def _kind(self, host: str) -> str:
+        return next((h.kind for h in self.plan.hosts if h.name == host), "")
 
     def _fix_offloads(self) -> None:
         if self.datapath != "user":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
-from testbed.lab import naming
+from testbed.lab import naming, zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
 from testbed.lab.events import EventLog
@@ -28,6 +28,7 @@ from testbed.lab.procs import ProcessJournal, start_time
 from testbed.lab.rpc import RpcServer
 from testbed.lab.state import write_state
 from testbed.lab.teardown import teardown
+from testbed.lb.service import LbService
 from testbed.model import load_model
 
 REQUEST = "request.json"
@@ -52,6 +53,8 @@ class Holder:
             "created": time.time(), "lab_dir": str(lab_dir),
         }
         self.builder: LabBuilder | None = None
+        self.lb_service: LbService | None = None
+        self.server: RpcServer | None = None
         self.down_requested = threading.Event()
         self.lock = threading.Lock()
 
@@ -82,7 +85,12 @@ class Holder:
                 for text in limitations:
                     self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS",
                                      f"warning: {text}")
-            plan = build_plan(model, self.name)
+            plan = build_plan(model, self.name, zone_base=zones.reserve(self.name))
+            if plan.load_balancers:
+                # Health checkers talk to the holder while the lab is still being built.
+                self.lb_service = LbService(self.lab_dir, plan, self.events)
+            self.server = RpcServer(str(self.lab_dir / HOLDER_SOCK), self.handle)
+            self.server.start()
             self.save(datapath=datapath, limitations=limitations,
                       capabilities=caps.to_dict(), azs=list(model.azs),
                       ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored])
@@ -100,8 +108,18 @@ class Holder:
                               "port": self.builder.controller.port,
                               "log": str(self.builder.controller.log)},
                   outputs=dict(model.outputs), hosts=_hosts(plan),
+                  load_balancers=[{"name": lb.name, "type": lb.type, "scheme": lb.scheme,
+                                   "dns_name": lb.dns_name,
+                                   "nodes": [{"az": n.az, "ip": n.ip, "public_ip": n.public_ip,
+                                              "host": n.host} for n in lb.nodes],
+                                   "listeners": [{"port": x.port, "protocol": x.protocol,
+                                                  "target_group": x.target_group}
+                                                 for x in lb.listeners]}
+                                  for lb in plan.load_balancers],
                   switches=[{"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az}
                             for s in plan.switches])
+        if self.lb_service:
+            self.lb_service.start()
         self.events.emit(self.name, STACK_TYPE, "CREATE_COMPLETE",
                          f"ready in {time.time() - self.state['created']:.1f} s")
         return True
@@ -118,6 +136,10 @@ class Holder:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.events.emit(self.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason)
+        if self.lb_service:
+            self.lb_service.close()
+        if self.server:
+            self.server.stop()
         report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
         self.save(state="ROLLBACK_COMPLETE", reason=reason)
         self.events.emit(self.name, STACK_TYPE, "ROLLBACK_COMPLETE", report.summary())
@@ -125,6 +147,10 @@ class Holder:
     # ---- running ----------------------------------------------------------------------
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        if self.lb_service is not None:
+            reply = self.lb_service.handle(request)
+            if reply is not None:
+                return reply
         if op == "status":
             with self.lock:
                 return {"ok": True, "state": dict(self.state)}
@@ -134,8 +160,7 @@ class Holder:
         return {"ok": False, "error": f"unknown request {op!r}"}
 
     def serve(self) -> None:
-        server = RpcServer(str(self.lab_dir / HOLDER_SOCK), self.handle)
-        server.start()
+        server = self.server
         controller = self.builder.controller
         try:
             while not self.down_requested.wait(0.5):
@@ -152,6 +177,8 @@ class Holder:
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if self.lb_service:
+                self.lb_service.close()
             server.stop()
         self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS")
         teardown(self.name, exclude_pids=(os.getpid(),))

@@ -18,6 +18,8 @@ from typing import Any
 
 from testbed.errors import BadInput
 from testbed.lab import naming
+from testbed.lab.lbplan import LoadBalancerPlan, build_lb_plans
+from testbed.model.snmp import host_snmp
 from testbed.model.types import INTERNET_CIDR, INTERNET_GATEWAY_IP, StackModel
 
 ROUTER_MAC = "02:00:00:00:00:fe"
@@ -61,6 +63,9 @@ class HostPlan:
     role: str | None = None
     role_args: dict[str, Any] = field(default_factory=dict)
     user_data: str | None = None
+    # The host's SNMP agent (testbed.lab.services.snmpd), None without one: community,
+    # v3 (user, passwords, protocols) and sources (the CIDRs allowed to ask it).
+    snmp: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class NetworkPlan:
     internet_gateway_ip: str = str(INTERNET_GATEWAY_IP)
     has_internet_gateway: bool = False
     host_bandwidth_mbps: float | None = None  # HTB on every host link, when set
+    load_balancers: tuple[LoadBalancerPlan, ...] = ()
+    zone_base: int = 0  # first conntrack zone of the lab's block
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
@@ -132,15 +139,21 @@ class NetworkPlan:
                  "subnets": SubnetPlan, "vpcs": VpcPlan}
         args = {}
         for f in fields(cls):
+            if f.name not in d:
+                continue  # a field with a default, written by an older version
             value = d[f.name]
             if f.name in kinds:
                 value = tuple(kinds[f.name](**item) for item in value)
+            elif f.name == "load_balancers":
+                value = tuple(LoadBalancerPlan.from_dict(lb) for lb in value)
             args[f.name] = value
         return cls(**args)
 
 
-def build_plan(model: StackModel, lab: str) -> NetworkPlan:
-    """Lay out the stack model as switches, ports and links for lab `lab`."""
+def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
+    """Lay out the stack model as switches, ports and links for lab `lab`.
+
+    zone_base: first of the conntrack zones reserved for the lab's load balancers."""
     naming.validate_lab_name(lab)
     _check_vpcs_do_not_overlap(model)
     core = SwitchPlan(naming.bridge_name(lab, "core"), CORE_DPID, "core")
@@ -205,11 +218,44 @@ def build_plan(model: StackModel, lab: str) -> NetworkPlan:
             prefixlen=prefixlen, gateway=str(gateway), mac=host_mac(ip), switch=sw.name,
             port=port, veth=naming.veth_name(lab, index),
             role=role.name if role else None, role_args=dict(role.args) if role else {},
-            user_data=user_data, **extra))
+            user_data=user_data, snmp=_snmp_plan(model, host_id), **extra))
+    lbs = build_lb_plans(model, zone_base)
+    for lb in lbs:
+        for node in lb.nodes:
+            # Each node is a host of its own in its subnet: it owns the node's address
+            # (health checks come from it) while the fabric steers listener traffic.
+            subnet = model.subnets[node.subnet]
+            sw = az_switch[subnet.az]
+            port = next_port.get(sw.name, FIRST_HOST_PORT)
+            next_port[sw.name] = port + 1
+            index = len(hosts) + 1
+            hosts.append(HostPlan(
+                name=node.host, netns=naming.netns_name(lab, node.host), kind="lb-node",
+                ip=node.ip, prefixlen=subnet.cidr.prefixlen, gateway=str(subnet.router_ip),
+                mac=host_mac(node.ip), switch=sw.name, port=port,
+                veth=naming.veth_name(lab, index), az=subnet.az, subnet=subnet.logical_id,
+                vpc=subnet.vpc_id, public_ip=node.public_ip, role=f"{lb.type}-node",
+                role_args={"lb": lb.name, "az": node.az},
+                snmp=_snmp_plan(model, node.host) if node.host in model.instances else None))
     return NetworkPlan(
         lab=lab, prefix=naming.prefix(lab), router_mac=ROUTER_MAC, switches=tuple(switches),
         hosts=tuple(hosts), links=tuple(links), subnets=subnets, vpcs=vpcs,
-        has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth)
+        has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth, load_balancers=lbs,
+        zone_base=zone_base)
+
+
+def _snmp_plan(model: StackModel, host_id: str) -> dict[str, Any] | None:
+    options = host_snmp(model, host_id)
+    if options is None:
+        return None
+    # Managers poll from the host's own realm (testbed.snmp.vantage): its VPC, or the
+    # internet segment for clients. Nobody else may ask, as a security group would have it.
+    if host_id in model.instances:
+        sources = [str(model.vpcs[model.subnet_of(host_id).vpc_id].cidr)]
+    else:
+        sources = [str(INTERNET_CIDR)]
+    return {"community": options.community, "v3": asdict(options.v3) if options.v3 else None,
+            "sources": sources}
 
 
 def _trunk(lab: str, index: int, a: SwitchPlan, a_port: int, b: SwitchPlan, b_port: int,

@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.lab import naming, system
+from testbed.lab import naming, system, zones
 from testbed.lab.procs import ProcessJournal, is_alive, terminate
 
 NETNS_ETC = Path("/etc/netns")
@@ -69,6 +69,8 @@ def teardown(name: str, keep_dir: bool = False, exclude_pids: tuple[int, ...] = 
     system.delete_bridges(report.bridges)
     report.links = [link for link in system.list_links() if link.startswith(pre)]
     system.delete_links(report.links)
+    # Conntrack state and zone timeout policies of the lab's load balancers.
+    zones.release(name)
     for path in _files(name):
         if path == naming.lab_dir(name) and keep_dir:
             continue

@@ -28,9 +28,10 @@ from testbed.model.graph import (
     dependencies,
     unknown_attribute,
 )
-from testbed.model.metadata import lab_options, plain, resource_role
+from testbed.model.metadata import lab_options, plain, resource_role, resource_snmp
 from testbed.model.resources import lookup
 from testbed.model.resources.base import ResourceContext, check_properties
+from testbed.model.snmp import EXTRAS_KEY as SNMP_EXTRAS
 from testbed.model.state import BuildState
 from testbed.model.types import (
     IgnoredProperty,
@@ -94,7 +95,10 @@ class _Resources:
         self.state = state
 
     def ref(self, logical_id: str) -> str:
-        return lookup(self.state.types[logical_id]).physical_id(logical_id)
+        resource_type = lookup(self.state.types[logical_id])
+        if resource_type.ref_value is not None:
+            return resource_type.ref_value(self.state, logical_id)
+        return resource_type.physical_id(logical_id)
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
         resource_type = lookup(self.state.types[logical_id])
@@ -130,6 +134,10 @@ def _build_resource(decl: Declaration, state: BuildState, scope: Scope) -> None:
                              accepts_role=resource_type.accepts_role,
                              type_name=resource_type.name, line=raw.line_of("Metadata"),
                              ignored=state.ignored)
+        snmp = resource_snmp(None if metadata is NO_VALUE else metadata, lid,
+                             raw.line_of("Metadata"))
+        if snmp is not None:
+            state.extras.setdefault(SNMP_EXTRAS, {})[lid] = snmp
     for key in raw:
         if key in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy"):
             state.ignored.append(IgnoredProperty(lid, key))
@@ -138,6 +146,8 @@ def _build_resource(decl: Declaration, state: BuildState, scope: Scope) -> None:
         resource_type.unsupported, state, line=props_line if props_line else decl.line)
     source = Source(state.file, decl.line)
     resource_type.build(ResourceContext(lid, resource_type, source, values, lines, state, role))
+    if resource_type.ref_value is not None:
+        state.physical_ids[resource_type.ref_value(state, lid)] = lid
     state.built.append(lid)
 
 
@@ -200,8 +210,14 @@ def _freeze(state: BuildState, doc: LDict, order: list[str], params: dict[str, A
         creation_order=tuple(order),
         ignored=tuple(state.ignored),
         lab=lab,
-        extras=frozen_map({k: frozen_map(v) for k, v in state.extras.items()}),
+        extras=frozen_map({k: _frozen_family(v) for k, v in state.extras.items()}),
     )
+
+
+def _frozen_family(family: dict[str, Any]) -> Any:
+    # A family may keep sections (elbv2: load_balancers, listeners, ...): freeze those too.
+    return frozen_map({k: frozen_map(v) if isinstance(v, dict) else v
+                       for k, v in family.items()})
 
 
 @dataclass
@@ -278,7 +294,9 @@ def _build_all(template: _Template, order: list[str], needs: dict[str, set[str]]
     for decl in template.resources:
         if decl.enabled:
             state.types[decl.logical_id] = decl.resource_type.name
-            state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = decl.logical_id
+            if decl.resource_type.ref_value is None:  # the others register once built
+                state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = \
+                    decl.logical_id
     for decl in template.resources:
         if decl.enabled and decl.resource_type.prepare is not None:
             decl.resource_type.prepare(decl.logical_id, decl.raw.get("Properties"), state)
@@ -329,6 +347,6 @@ def build_model(doc: LDict, *, file: str, params: dict[str, Any] | None = None,
         order, needs = _order(template)
     except BadInput as err:
         raise err.located(file=file) from None
-    state = BuildState(file, region)
+    state = BuildState(file, region, stack_name)
     _build_all(template, order, needs, state, problems)
     return _finish(template, order, state, problems)

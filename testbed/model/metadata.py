@@ -1,7 +1,9 @@
 """The lab's own settings carried in Metadata: a host's role, and lab-wide options.
 
-Resource:  Metadata: {Lab: {Role: http-backend, RoleArgs: {...}}}
-Template:  Metadata: {Lab: {InterAzDelayMs: 5, LinkBandwidthMbps: 100, Datapath: auto}}
+Resource:  Metadata: {Lab: {Role: http-backend, RoleArgs: {...}, Snmp: false}}
+Template:  Metadata: {Lab: {InterAzDelayMs: 5, LinkBandwidthMbps: 100, Datapath: auto,
+                            Snmp: {...}}}
+Snmp (the hosts' SNMP agents) is read by testbed.model.snmp.
 Other Metadata keys (AWS::CloudFormation::Init, cfn-lint settings, ...) are accepted and listed
 as ignored, so templates written for AWS keep working.
 """
@@ -12,13 +14,14 @@ import math
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.model.snmp import host_override, snmp_options
 from testbed.model.types import IgnoredProperty, LabOptions, RoleSpec, frozen_map
 from testbed.roles import ROLE_NAMES
 from testbed.template.intrinsics import as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
-ROLE_KEYS = ("Role", "RoleArgs")
-LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath")
+ROLE_KEYS = ("Role", "RoleArgs", "Snmp")
+LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath", "Snmp")
 DATAPATHS = ("auto", "kernel", "user")
 
 
@@ -58,7 +61,10 @@ def resource_role(metadata: Any, owner: str, *, accepts_role: bool, type_name: s
         if key not in ROLE_KEYS:
             raise BadInput(f"unknown key Metadata.Lab.{key}", line=line_of(lab, key, at),
                            logical_id=owner,
-                           hint=did_you_mean(key, ROLE_KEYS) or "the keys are Role and RoleArgs")
+                           hint=did_you_mean(key, ROLE_KEYS)
+                           or "the keys are Role, RoleArgs and Snmp")
+    if "Role" not in lab and "Snmp" in lab and "RoleArgs" not in lab:
+        return None  # only the SNMP agent is configured here (resource_snmp reads it)
     if "Role" not in lab:
         raise BadInput("Metadata.Lab needs a Role", line=at, logical_id=owner,
                        hint=f"roles: {', '.join(ROLE_NAMES)}")
@@ -73,6 +79,19 @@ def resource_role(metadata: Any, owner: str, *, accepts_role: bool, type_name: s
         raise BadInput(f"Metadata.Lab.RoleArgs must be a mapping, not {describe(args)}",
                        line=line_of(lab, "RoleArgs", at), logical_id=owner)
     return RoleSpec(name, frozen_map(plain(args)))
+
+
+def resource_snmp(metadata: Any, owner: str, line: int | None) -> Any:
+    """The host's own Metadata.Lab.Snmp fields, or None when it has none.
+
+    Call after resource_role, which checks the shape of Metadata.Lab."""
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("Lab"), dict):
+        return None
+    lab = metadata["Lab"]
+    if "Snmp" not in lab:
+        return None
+    return host_override(lab["Snmp"], owner, line_of(lab, "Snmp", line_of(metadata, "Lab",
+                                                                          line)))
 
 
 def _number(value: Any, key: str, line: int | None, *, positive: bool) -> float:
@@ -115,4 +134,6 @@ def lab_options(metadata: Any, line: int | None) -> LabOptions:
             raise BadInput(f"Metadata.Lab.Datapath must be one of {', '.join(DATAPATHS)}, "
                            f"not {datapath!r}", line=line_of(lab, "Datapath", at))
         options["datapath"] = datapath
+    if "Snmp" in lab:
+        options["snmp"] = snmp_options(lab["Snmp"], line_of(lab, "Snmp", at))
     return LabOptions(**options)

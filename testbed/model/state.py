@@ -7,6 +7,7 @@ and frozen into testbed.model.types objects at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -68,6 +69,7 @@ class BuildState:
 
     file: str
     region: str
+    stack_name: str = "default"
     types: dict[str, str] = field(default_factory=dict)  # every enabled resource
     physical_ids: dict[str, str] = field(default_factory=dict)  # Ref value -> logical id
     built: list[str] = field(default_factory=list)
@@ -78,9 +80,16 @@ class BuildState:
     route_tables: dict[str, RouteTableDraft] = field(default_factory=dict)
     route_lines: dict[str, int | None] = field(default_factory=dict)  # route -> target line
     associations: dict[str, Link] = field(default_factory=dict)  # subnet -> route table
+    # internet gateway -> its ingress route table (AWS::EC2::GatewayRouteTableAssociation)
+    gateway_associations: dict[str, Link] = field(default_factory=dict)
     instances: dict[str, InstanceDraft] = field(default_factory=dict)  # in creation order
     clients: dict[str, InternetClient] = field(default_factory=dict)
     public_ips: dict[str, IPv4Address | None] = field(default_factory=dict)
+    # Resources that get public addresses once routing is final (instances, internet-facing
+    # load balancers), in creation order: logical id -> the function that gives them.
+    # routing.assign_public_ips calls each once, in this order, so the pool is shared fairly.
+    public_claims: dict[str, Callable[[BuildState, str], None]] = field(default_factory=dict)
+    public_done: set[str] = field(default_factory=set)
     addresses: AddressBook = field(default_factory=AddressBook)
     ignored: list[IgnoredProperty] = field(default_factory=list)
     # Later resource families (load balancers, target groups, ...) keep their objects here:

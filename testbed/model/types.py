@@ -131,16 +131,43 @@ class InternetClient:
 
 
 @dataclass(frozen=True)
+class SnmpV3User:
+    """An SNMPv3 read-only user with authentication and privacy (authPriv)."""
+
+    user: str
+    auth_password: str
+    priv_password: str
+    auth_protocol: str = "SHA"
+    priv_protocol: str = "AES"
+
+
+@dataclass(frozen=True)
+class SnmpOptions:
+    """The SNMP agent (net-snmp snmpd) of hosts, from Metadata.Lab.Snmp.
+
+    Template-wide in the template's Metadata.Lab.Snmp; a host's own Metadata.Lab.Snmp
+    overrides it (testbed.model.snmp.host_snmp gives the result for one host).
+    """
+
+    enabled: bool = True
+    # Deliberately not "public": the well-known default is what scanners try first.
+    community: str = "elblab-ro"
+    v3: SnmpV3User | None = None
+
+
+@dataclass(frozen=True)
 class LabOptions:
     """Lab-wide knobs from the template's Metadata.Lab (overridable from the CLI).
 
     inter_az_delay_ms / link_bandwidth_mbps: applied with netem / HTB where the kernel has them.
     datapath: 'auto' | 'kernel' | 'user'.
+    snmp: the SNMP agents of hosts (per-host overrides are in StackModel.extras["snmp"]).
     """
 
     inter_az_delay_ms: float = 0.0
     link_bandwidth_mbps: float | None = None
     datapath: str = "auto"
+    snmp: SnmpOptions = field(default_factory=SnmpOptions)
 
 
 @dataclass(frozen=True)

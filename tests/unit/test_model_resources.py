@@ -180,8 +180,8 @@ def test_unsupported_route_targets_are_explained(fails):
     """)
     fails(text, "NatGatewayId: NAT gateway targets is not supported by the lab yet",
           logical_id="Nat")
-    fails(text.replace("NatGatewayId: nat-1", "VpcEndpointId: vpce-1"),
-          "VPC endpoint targets is not supported by the lab yet")
+    fails(text.replace("NatGatewayId: nat-1", "InstanceId: i-1"),
+          "InstanceId: instance targets is not supported by the lab yet")
 
 
 def test_route_needs_a_target(fails):
@@ -210,7 +210,8 @@ def test_roles_and_role_args(load):
 
 
 @pytest.mark.parametrize(("metadata", "message"), [
-    ("{Lab: {Role: webserver}}", "unknown role 'webserver'; the roles are: http-backend, load-client, none"),
+    ("{Lab: {Role: webserver}}",
+     "unknown role 'webserver'; the roles are: http-backend, load-client, none"),
     ("{Lab: {Role: http-backnd}}", "did you mean http-backend?"),
     ("{Lab: {RoleArgs: {}}}", "Metadata.Lab needs a Role"),
     ("{Lab: {Role: none, Args: {}}}", "unknown key Metadata.Lab.Args"),

@@ -22,6 +22,7 @@ from testbed.template.yaml_loader import load_text
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TEXT = (REPO / "templates" / "default.yaml").read_text()
 THREE_AZ_TEXT = (REPO / "templates" / "three-az.yaml").read_text()
+NLB_TEXT = (REPO / "templates" / "nlb.yaml").read_text()
 
 
 def _plain(value: Any) -> Any:
@@ -34,6 +35,7 @@ def _plain(value: Any) -> Any:
 
 DEFAULT_DOC = _plain(load_text(DEFAULT_TEXT, "default.yaml"))
 THREE_AZ_DOC = _plain(load_text(THREE_AZ_TEXT, "three-az.yaml"))
+NLB_DOC = _plain(load_text(NLB_TEXT, "nlb.yaml"))
 # FUZZ_EXAMPLES=5000 runs a deeper search than the quick default of the unit suite.
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -47,6 +49,15 @@ WORDS = [
     "CidrBlock", "SubnetId", "PrivateIp", "PublicIp", "Type", "Properties", "DependsOn",
     "Metadata", "Lab", "Role", "AWS::EC2::Instance", "AWS::EC2::Subnet", "10.0.0.0/16",
     "10.0.0.4", "0.0.0.0/0", "", "${VPC}", "${WebA1.PrivateIp}", "${AWS::Region}", "us-east-1a",
+    # ELB words
+    "MyNLB", "WebTargets", "WebListener", "network", "application", "gateway", "internal",
+    "TCP", "UDP", "TCP_UDP", "HTTP", "GENEVE", "forward", "redirect", "fixed-response", "Key",
+    "Value", "Field", "Values", "TargetGroupArn", "LoadBalancerArn", "ListenerArn",
+    "ForwardConfig", "TargetGroups", "Weight", "Targets", "Id", "Port", "Protocol",
+    "traffic-port", "HealthCheckPort", "Matcher", "HttpCode", "200-399", "path-pattern",
+    "SubnetMappings", "PrivateIPv4Address", "stickiness.enabled", "DNSName", "NodePublicIps",
+    "preserve_client_ip.enabled", "load_balancing.cross_zone.enabled", "PublicSubnetA",
+    "PrivateSubnetA", "VpcEndpointId", "GatewayLoadBalancer", "6081", "80",
 ]
 scalars = st.one_of(
     st.sampled_from(WORDS), st.text(max_size=12), st.integers(-5, 300), st.booleans(),
@@ -111,7 +122,7 @@ def test_random_properties_in_the_default_stack(value, type_name):
 
 
 @FUZZ
-@given(st.data(), st.sampled_from([DEFAULT_DOC, THREE_AZ_DOC]))
+@given(st.data(), st.sampled_from([DEFAULT_DOC, THREE_AZ_DOC, NLB_DOC]))
 def test_mutations_of_the_shipped_templates(data, original):
     doc = copy.deepcopy(original)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -180,3 +191,99 @@ def test_random_yaml_text(text):
 def test_random_parameters_stack_names_and_regions(params, stack_name, region):
     check(DEFAULT_TEXT, params=params)
     check(DEFAULT_TEXT, stack_name=stack_name or "default", region=region or "us-east-1")
+
+
+ELB_RESOURCES = [lid for lid, r in NLB_DOC["Resources"].items()
+                 if r["Type"].startswith("AWS::ElasticLoadBalancingV2::")]
+
+
+@FUZZ
+@given(st.data())
+def test_mutations_of_the_nlb_resources(data):
+    # Mutations aimed at the load balancer, target groups and listeners, deep inside them.
+    doc = copy.deepcopy(NLB_DOC)
+    for _ in range(data.draw(st.integers(1, 3))):
+        lid = data.draw(st.sampled_from(ELB_RESOURCES))
+        inside = [p for p in paths(doc["Resources"][lid]) if p]
+        path = ("Resources", lid) + data.draw(st.sampled_from(inside))
+        parent = parent_of(doc, path)
+        parent[path[-1]] = data.draw(values | st.sampled_from(WORDS))
+    check(json.dumps(doc, allow_nan=True))
+
+
+def _ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+# Well-formed examples of every ELB-related type, added to the NLB stack: the fuzzer changes
+# one property at a time, so that random data reaches the checks deep inside each type.
+ELB_EXAMPLES: dict[str, tuple[str, dict]] = {
+    "Alb": ("AWS::ElasticLoadBalancingV2::LoadBalancer",
+            {"Subnets": [_ref("PublicSubnetA"), _ref("PublicSubnetB")],
+             "LoadBalancerAttributes": [{"Key": "idle_timeout.timeout_seconds", "Value": "30"}]}),
+    "AlbTargets": ("AWS::ElasticLoadBalancingV2::TargetGroup",
+                   {"Protocol": "HTTP", "Port": 8080, "VpcId": _ref("VPC"),
+                    "TargetType": "ip", "Targets": [{"Id": "10.0.1.4"}],
+                    "Matcher": {"HttpCode": "200-299"}, "HealthCheckPath": "/health",
+                    "TargetGroupAttributes": [{"Key": "stickiness.enabled", "Value": "true"}]}),
+    "AlbListener": ("AWS::ElasticLoadBalancingV2::Listener",
+                    {"LoadBalancerArn": _ref("Alb"), "Protocol": "HTTP", "Port": 80,
+                     "DefaultActions": [{"Type": "forward", "ForwardConfig": {
+                         "TargetGroups": [{"TargetGroupArn": _ref("AlbTargets"), "Weight": 5}],
+                         "TargetGroupStickinessConfig": {"Enabled": True,
+                                                         "DurationSeconds": 60}}}]}),
+    "AlbRule": ("AWS::ElasticLoadBalancingV2::ListenerRule",
+                {"ListenerArn": _ref("AlbListener"), "Priority": 10,
+                 "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
+                     "Values": ["/api/*"]}}, {"Field": "query-string", "QueryStringConfig": {
+                         "Values": [{"Key": "a", "Value": "b"}]}}],
+                 "Actions": [{"Type": "redirect", "RedirectConfig": {
+                     "Path": "/v2/#{path}", "StatusCode": "HTTP_301"}}]}),
+    "Gwlb": ("AWS::ElasticLoadBalancingV2::LoadBalancer",
+             {"Type": "gateway", "SubnetMappings": [{"SubnetId": _ref("PrivateSubnetA")}]}),
+    "Appliances": ("AWS::ElasticLoadBalancingV2::TargetGroup",
+                   {"Protocol": "GENEVE", "Port": 6081, "VpcId": _ref("VPC"),
+                    "Targets": [{"Id": _ref("WebA1")}]}),
+    "GwlbListener": ("AWS::ElasticLoadBalancingV2::Listener",
+                     {"LoadBalancerArn": _ref("Gwlb"), "DefaultActions": [
+                         {"Type": "forward", "TargetGroupArn": _ref("Appliances")}]}),
+    "Service": ("AWS::EC2::VPCEndpointService", {"GatewayLoadBalancerArns": [_ref("Gwlb")]}),
+    "Endpoint": ("AWS::EC2::VPCEndpoint",
+                 {"VpcEndpointType": "GatewayLoadBalancer", "VpcId": _ref("VPC"),
+                  "ServiceName": {"Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${Service}"},
+                  "SubnetIds": [_ref("PublicSubnetA")]}),
+    "EndpointRoute": ("AWS::EC2::Route",
+                      {"RouteTableId": _ref("PrivateRouteTable"),
+                       "DestinationCidrBlock": "0.0.0.0/0", "VpcEndpointId": _ref("Endpoint")}),
+    "Ingress": ("AWS::EC2::RouteTable", {"VpcId": _ref("VPC")}),
+    "IngressRoute": ("AWS::EC2::Route",
+                     {"RouteTableId": _ref("Ingress"), "DestinationCidrBlock": "10.0.1.0/24",
+                      "VpcEndpointId": _ref("Endpoint")}),
+    "IngressAssoc": ("AWS::EC2::GatewayRouteTableAssociation",
+                     {"GatewayId": _ref("InternetGateway"), "RouteTableId": _ref("Ingress")}),
+}
+ELB_DOC = copy.deepcopy(NLB_DOC)
+for _lid, (_type, _props) in ELB_EXAMPLES.items():
+    ELB_DOC["Resources"][_lid] = {"Type": _type, "Properties": _props}
+
+
+def test_the_elb_examples_are_valid():
+    model = load_model_text(json.dumps(ELB_DOC), filename="elb.json")
+    assert set(ELB_EXAMPLES) <= set(model.resource_types)
+
+
+@FUZZ
+@given(st.data(), values)
+def test_random_property_values_in_every_elb_type(data, value):
+    doc = copy.deepcopy(ELB_DOC)
+    lid = data.draw(st.sampled_from(sorted(ELB_EXAMPLES)))
+    props = doc["Resources"][lid]["Properties"]
+    inside = [p for p in paths(props) if p]
+    path = data.draw(st.sampled_from(inside))
+    action = data.draw(st.sampled_from(["replace", "delete", "word"]))
+    parent = parent_of(props, path)
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value if action == "replace" else data.draw(st.sampled_from(WORDS))
+    check(json.dumps(doc, allow_nan=True))

@@ -73,9 +73,12 @@ class ResourceType:
     # Called for every enabled resource of this type before anything is built, with its raw
     # properties: lets a type set aside literal addresses so allocation never steals them.
     prepare: Callable[[str, Any, BuildState], None] | None = None
+    # The Ref value when it is only known once the resource is built (an ARN holds the name
+    # a property may set); replaces ref_prefix.
+    ref_value: Callable[[BuildState, str], str] | None = None
 
     def physical_id(self, logical_id: str) -> str:
-        """The readable id `Ref` gives for a resource of this type."""
+        """The readable id `Ref` gives for a resource of this type (without ref_value)."""
         return self.ref_prefix + logical_id
 
 

@@ -1,5 +1,5 @@
 """AWS::EC2 types: VPC, Subnet, InternetGateway, VPCGatewayAttachment, RouteTable, Route,
-SubnetRouteTableAssociation and Instance."""
+SubnetRouteTableAssociation and Instance (VPC endpoints are in gwlbe.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from testbed.errors import BadInput
 from testbed.model import routing
+from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
 from testbed.model.resources.base import (
     ResourceContext,
     ResourceType,
@@ -30,6 +31,7 @@ ROUTE_TABLE = "AWS::EC2::RouteTable"
 ROUTE = "AWS::EC2::Route"
 ASSOCIATION = "AWS::EC2::SubnetRouteTableAssociation"
 INSTANCE = "AWS::EC2::Instance"
+VPC_ENDPOINT = "AWS::EC2::VPCEndpoint"  # built by gwlbe.py
 # Reading an instance's public address waits for these: they decide whether it has one.
 ROUTING = (ROUTE, ASSOCIATION, ATTACHMENT)
 
@@ -170,7 +172,6 @@ ROUTE_TARGETS_NOT_YET = {
     "NatGatewayId": f"NAT gateway targets {NOT_YET}",
     "InstanceId": f"instance targets {NOT_YET}",
     "NetworkInterfaceId": f"network interface targets {NOT_YET}",
-    "VpcEndpointId": f"VPC endpoint targets {NOT_YET}",
     "TransitGatewayId": f"transit gateways {NOT_YET}",
     "VpcPeeringConnectionId": f"VPC peering {NOT_YET}",
     "EgressOnlyInternetGatewayId": "egress-only internet gateways (IPv6) are not supported",
@@ -182,27 +183,43 @@ ROUTE_TARGETS_NOT_YET = {
 }
 
 
+ROUTE_TARGETS = {"GatewayId": "igw", "VpcEndpointId": "vpce"}
+
+
 def _build_route(ctx: ResourceContext) -> None:
     state, lid = ctx.state, ctx.logical_id
     table = state.route_tables[ctx.props["RouteTableId"]]
     destination: IPv4Network = ctx.props["DestinationCidrBlock"]
-    if "GatewayId" not in ctx.props:
+    targets = [key for key in ROUTE_TARGETS if key in ctx.props]
+    if not targets:
         raise ctx.fail("the route has no target", hint="add GatewayId: !Ref <an internet "
-                                                       "gateway>")
+                       "gateway> or VpcEndpointId: !Ref <a GWLB endpoint>")
+    if len(targets) > 1:
+        raise ctx.fail(f"a route has one target, not {' and '.join(targets)}",
+                       prop=targets[1])
     for existing in table.routes:
         if existing.destination == destination:
             other = "the local route" if existing.target_kind == "local" else existing.logical_id
             raise ctx.fail(f"route table {table.logical_id} already has a route to "
                            f"{destination} ({other})", prop="DestinationCidrBlock")
-    igw_id = ctx.props["GatewayId"]
-    table.routes.append(Route(lid, table.logical_id, destination, "igw", igw_id, ctx.source))
-    state.route_lines[lid] = ctx.line("GatewayId")
+    key = targets[0]
+    target_id = ctx.props[key]
+    if key == "VpcEndpointId":
+        endpoint = state.extras[ELBV2]["endpoints"][target_id]
+        if endpoint.vpc_id != table.vpc_id:
+            raise ctx.fail(f"GWLB endpoint {target_id} is in {endpoint.vpc_id} but route table "
+                           f"{table.logical_id} belongs to {table.vpc_id}", prop=key,
+                           hint="route to an endpoint in the route table's VPC")
+    table.routes.append(Route(lid, table.logical_id, destination, ROUTE_TARGETS[key], target_id,
+                              ctx.source))
+    state.route_lines[lid] = ctx.line(key)
 
 
 register(ResourceType(
     ROUTE, _build_route,
     properties={"RouteTableId": ref(ROUTE_TABLE, required=True),
-                "DestinationCidrBlock": prop("cidr", required=True), "GatewayId": ref(IGW)},
+                "DestinationCidrBlock": prop("cidr", required=True), "GatewayId": ref(IGW),
+                "VpcEndpointId": ref(VPC_ENDPOINT)},
     unsupported=ROUTE_TARGETS_NOT_YET,
 ))
 
@@ -306,6 +323,7 @@ def _build_instance(ctx: ResourceContext) -> None:
     state.instances[lid] = InstanceDraft(
         lid, subnet.logical_id, private_ip, settings.get("AssociatePublicIpAddress"),
         lines.get("AssociatePublicIpAddress"), ctx.role, user_data, ctx.source)
+    state.public_claims[lid] = routing.claim_instance_public_ip
 
 
 def _literal_ref(value: Any) -> str | None:

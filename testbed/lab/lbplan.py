@@ -1,0 +1,201 @@
+"""Load balancers in the network plan: nodes (lab hosts), listeners, target groups, zones.
+
+Built from the model's ELBv2 objects (StackModel.extras["elbv2"]); read by the controller
+(flows), the holder (target health) and the lab's DNS. Conntrack zones come from a small
+per-lab block so that labs running at once never share a zone (conntrack is machine-wide).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NLB_IDLE_TCP_S = 350
+NLB_IDLE_UDP_S = 120
+ZONES_PER_LB = 2  # DNAT (client -> target) and SNAT (when the client IP is not preserved)
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    key: str  # "<id>:<port>", unique within its target group
+    id: str  # instance logical id, or the IP for ip targets
+    ip: str
+    port: int
+    az: str | None
+    host: str | None  # lab host of an instance target
+
+
+@dataclass(frozen=True)
+class HealthPlan:
+    enabled: bool
+    protocol: str  # TCP | HTTP | HTTPS
+    port: int | None  # None: the traffic port
+    path: str
+    interval_s: float
+    timeout_s: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+    matcher: str
+
+
+@dataclass(frozen=True)
+class TargetGroupPlan:
+    name: str
+    protocol: str
+    port: int
+    target_type: str
+    targets: tuple[TargetPlan, ...]
+    health: HealthPlan
+    preserve_client_ip: bool
+    stickiness: str  # "5-tuple" | "source_ip" | GWLB/ALB kinds
+    cross_zone: str  # "true" | "false" | "use_load_balancer_configuration"
+    deregistration_delay_s: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def target(self, key: str) -> TargetPlan:
+        return next(t for t in self.targets if t.key == key)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    host: str  # the lab host that carries the node's address
+    az: str
+    subnet: str
+    ip: str
+    public_ip: str | None
+
+
+@dataclass(frozen=True)
+class ListenerPlan:
+    name: str
+    port: int | None
+    protocol: str | None  # TCP | UDP | TCP_UDP | HTTP | None (gateway)
+    target_group: str | None  # the forward target of NLB/GWLB listeners
+    default_actions: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadBalancerPlan:
+    name: str
+    type: str  # network | application | gateway
+    scheme: str | None
+    dns_name: str
+    cross_zone: bool
+    nodes: tuple[NodePlan, ...]
+    listeners: tuple[ListenerPlan, ...]
+    target_groups: tuple[TargetGroupPlan, ...]
+    index: int  # 1, 2, ... within the lab
+    zone_dnat: int
+    zone_snat: int
+    idle_tcp_s: int = NLB_IDLE_TCP_S
+    idle_udp_s: int = NLB_IDLE_UDP_S
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def target_group(self, name: str) -> TargetGroupPlan:
+        return next(tg for tg in self.target_groups if tg.name == name)
+
+    def node_in(self, az: str) -> NodePlan | None:
+        return next((n for n in self.nodes if n.az == az), None)
+
+    def cross_zone_for(self, tg: TargetGroupPlan) -> bool:
+        """The target group's override, else the load balancer's setting."""
+        if tg.cross_zone in ("true", "false"):
+            return tg.cross_zone == "true"
+        return self.cross_zone
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoadBalancerPlan:
+        d = dict(d)
+        d["nodes"] = tuple(NodePlan(**n) for n in d["nodes"])
+        d["listeners"] = tuple(ListenerPlan(**{**ls, "default_actions": tuple(
+            ls.get("default_actions", ()))}) for ls in d["listeners"])
+        tgs = []
+        for tg in d["target_groups"]:
+            tg = dict(tg)
+            tg["targets"] = tuple(TargetPlan(**t) for t in tg["targets"])
+            tg["health"] = HealthPlan(**tg["health"])
+            tgs.append(TargetGroupPlan(**tg))
+        d["target_groups"] = tuple(tgs)
+        return cls(**d)
+
+
+def stickiness_of(tg: Any) -> str:
+    """The hash key a target group's flows use (NLB/GWLB)."""
+    kind = (tg.stickiness_type or "").lower() if tg.stickiness_enabled else ""
+    if kind in ("source_ip", "source_ip_dest_ip", "source_ip_dest_ip_proto"):
+        return kind
+    return "5-tuple"
+
+
+def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
+    """LoadBalancerPlans from the model's ELBv2 objects; zones from zone_base upward."""
+    from testbed.model.elbv2_types import elbv2_sections
+
+    elb = elbv2_sections(model)
+    lbs = elb.get("load_balancers", {})
+    tgs = elb.get("target_groups", {})
+    listeners = elb.get("listeners", {})
+    plans = []
+    for index, (lb_id, lb) in enumerate(sorted(lbs.items()), start=1):
+        my_listeners = sorted((lis for lis in listeners.values() if lis.lb_id == lb_id),
+                              key=lambda lis: (lis.port or 0, lis.protocol or ""))
+        used_tgs: list[str] = []
+        listener_plans = []
+        for lis in my_listeners:
+            forward = next((a for a in lis.default_actions if a.type == "forward"), None)
+            tg_name = forward.target_groups[0][0] if forward and forward.target_groups else None
+            for a in lis.default_actions:
+                for tg_id, _w in a.target_groups:
+                    if tg_id not in used_tgs:
+                        used_tgs.append(tg_id)
+            listener_plans.append(ListenerPlan(
+                lis.logical_id, lis.port, lis.protocol, tg_name,
+                tuple(_action_dict(a) for a in lis.default_actions)))
+        for rule in elb.get("listener_rules", {}).values():
+            if any(lis.logical_id == rule.listener_id for lis in my_listeners):
+                for a in rule.actions:
+                    for tg_id, _w in a.target_groups:
+                        if tg_id not in used_tgs:
+                            used_tgs.append(tg_id)
+        idle_tcp = [lis.tcp_idle_timeout_s for lis in my_listeners if lis.tcp_idle_timeout_s]
+        idle_udp = [lis.udp_idle_timeout_s for lis in my_listeners if lis.udp_idle_timeout_s]
+        plans.append(LoadBalancerPlan(
+            name=lb_id, type=lb.type, scheme=lb.scheme, dns_name=lb.dns_name,
+            cross_zone=bool(lb.cross_zone),
+            nodes=tuple(NodePlan(n.name, n.az, n.subnet_id, str(n.private_ip),
+                                 str(n.public_ip) if n.public_ip else None) for n in lb.nodes),
+            listeners=tuple(listener_plans),
+            target_groups=tuple(_tg_plan(tgs[t]) for t in used_tgs),
+            index=index, zone_dnat=zone_base + ZONES_PER_LB * (index - 1),
+            zone_snat=zone_base + ZONES_PER_LB * (index - 1) + 1,
+            # One conntrack zone per LB: its timeouts are the longest any listener asks for.
+            idle_tcp_s=max(idle_tcp, default=NLB_IDLE_TCP_S),
+            idle_udp_s=max(idle_udp, default=NLB_IDLE_UDP_S),
+            attributes=dict(lb.attributes)))
+    return tuple(plans)
+
+
+def _action_dict(a: Any) -> dict[str, Any]:
+    return {"type": a.type, "order": a.order,
+            "target_groups": [list(x) for x in a.target_groups],
+            "group_stickiness_s": a.group_stickiness_s,
+            "redirect": dict(a.redirect) if a.redirect else None,
+            "fixed_response": dict(a.fixed_response) if a.fixed_response else None}
+
+
+def _tg_plan(tg: Any) -> TargetGroupPlan:
+    hc = tg.health_check
+    return TargetGroupPlan(
+        name=tg.logical_id, protocol=tg.protocol, port=tg.port, target_type=tg.target_type,
+        # Keyed by the instance's logical id (what `testbed register` takes), else the IP.
+        targets=tuple(TargetPlan(f"{t.instance or t.id}:{t.port}", t.id, str(t.ip), t.port,
+                                 t.az, t.instance) for t in tg.targets),
+        health=HealthPlan(hc.enabled, hc.protocol, hc.port, hc.path, hc.interval_s,
+                          hc.timeout_s, hc.healthy_threshold, hc.unhealthy_threshold,
+                          hc.matcher),
+        preserve_client_ip=bool(tg.preserve_client_ip), stickiness=stickiness_of(tg),
+        cross_zone=str(tg.cross_zone), deregistration_delay_s=int(tg.deregistration_delay_s),
+        attributes=dict(tg.attributes))

@@ -1,0 +1,144 @@
+"""Service `snmpd`: a net-snmp agent in each host's namespace, bound to the host's address.
+
+Because the agent runs in the host's network namespace, IF-MIB shows that host's own
+interfaces (lo and eth0) and counters. HOST-RESOURCES-MIB reads /proc of the whole machine
+(hosts share its processes, CPUs and disks): hrProcessorLoad and hrSWRun are the machine's.
+
+Every file of the agent lives in the host's directory of the lab: snmpd.conf, snmpd.log and
+the persistent state (SNMP_PERSISTENT_DIR), never /var/lib/snmp. `-C` keeps the machine's
+own /etc/snmp configuration out; `-I -smux` leaves out SMUX, which would listen on TCP 199 of
+every address.
+
+net-snmp keeps interface counters in a cache that it reloads only every 3 s, so a manager
+polling every second would see steps instead of rates. Once the agent is up, its ifTable
+cache timeout (NET-SNMP-AGENT-MIB::nsCacheTimeout) is set to 0 (reload on every request)
+with snmpset, through a write community that only the host itself may use and that can
+write nothing but cache timeouts.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from testbed.lab.hostexec import host_dir, netns_argv
+from testbed.lab.plan import HostPlan
+from testbed.lab.services import ServiceContext
+
+SNMPD = "/usr/sbin/snmpd"
+SNMPSET = "/usr/bin/snmpset"
+WHAT = "snmpd"  # journal label of the agent process
+PORT = 161
+CONF = "snmpd.conf"
+LOG = "snmpd.log"
+STATE_DIR = "snmp"
+EVENT_TYPE = "Lab::Snmp"
+READY_TEXT = "NET-SNMP version"  # snmpd logs this once its port is open
+READY_TIMEOUT = 10.0
+# Template protocol names -> net-snmp createUser names (AES-192/256: Blumenthal key
+# extension, which pysnmp calls usmAesBlumenthalCfb192/256Protocol).
+NETSNMP_PRIV = {"DES": "DES", "AES": "AES", "AES-192": "AES192", "AES-256": "AES256"}
+NS_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2"  # NET-SNMP-AGENT-MIB::nsCacheTimeout
+# Its (IMPLIED) index: the cached table. ifXTable reads the same cache.
+IF_TABLE = "1.3.6.1.2.1.2.2"
+
+
+def config_text(lab: str, host: HostPlan, setup_community: str) -> str:
+    """The snmpd.conf of one host (its plan must have `snmp`)."""
+    snmp = host.snmp or {}
+    where = f"{host.az}, subnet {host.subnet}" if host.kind == "instance" else "internet"
+    lines = [
+        f"# snmpd of host {host.name} in lab {lab} (written by testbed.lab.services.snmpd)",
+        f"agentAddress udp:{host.ip}:{PORT}",
+    ]
+    for source in snmp.get("sources", []):
+        lines.append(f"rocommunity {snmp['community']} {source}")
+    v3 = snmp.get("v3")
+    if v3:
+        lines.append(f'createUser {v3["user"]} {v3["auth_protocol"]} "{v3["auth_password"]}" '
+                     f'{NETSNMP_PRIV[v3["priv_protocol"]]} "{v3["priv_password"]}"')
+        lines.append(f"rouser {v3['user']} priv")
+    lines += [
+        f"view elblabCacheTimeouts included .{NS_CACHE_TIMEOUT}",
+        f"rwcommunity {setup_community} {host.ip}/32 -V elblabCacheTimeouts",
+    ]
+    lines += [
+        f"sysName {host.name}",
+        f"sysLocation lab {lab}, {where}",
+        "sysContact ELB Lab (testbed)",
+        f"sysDescr ELB Lab {host.kind} {host.name} ({host.ip}, {where}) in lab {lab}",
+        "sysServices 72",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def agent_argv(conf: Path) -> list[str]:
+    """The snmpd command line (foreground, log to stdout, only our config file)."""
+    return [SNMPD, "-f", "-Lo", "-C", "-I", "-smux", "-c", str(conf)]
+
+
+def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
+    """Start the host's agent if its plan asks for one; readiness is reported as an event."""
+    if not host.snmp:
+        return None
+    hdir = host_dir(ctx.lab, host.name)
+    state = hdir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    conf = hdir / CONF
+    setup_community = secrets.token_hex(12)
+    conf.write_text(config_text(ctx.lab, host, setup_community))
+    conf.chmod(0o600)  # it holds the community and the v3 pass phrases
+    log = hdir / LOG
+    # An empty MIB path: the agent needs no MIB files, and without them it would complain
+    # about every one it cannot find.
+    env = dict(ctx.env, SNMP_PERSISTENT_DIR=str(state), MIBS="", MIBDIRS=str(state))
+    proc = ctx.journal.start(netns_argv(ctx.lab, host.name, agent_argv(conf)), what=WHAT,
+                             host=host.name, log=log, env=env)
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_STARTED",
+                    f"pid {proc.pid}, udp {host.ip}:{PORT}, log {log}")
+    # Waiting here would add ~30 ms per host to every lab's start: report readiness from
+    # a thread instead, as UserData does (managers retry the first requests anyway).
+    threading.Thread(target=_when_ready, args=(ctx, host, proc, log, env, setup_community),
+                     daemon=True, name=f"snmpd:{host.name}").start()
+    return proc
+
+
+def _when_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path,
+                env: dict[str, str], setup_community: str) -> None:
+    """Wait for the agent, turn its interface cache off, report READY or FAILED."""
+    if not _wait_ready(ctx, host, proc, log):
+        return
+    argv = [SNMPSET, "-v2c", "-c", setup_community, "-t", "1", "-r", "2", "-Oq",
+            f"{host.ip}:{PORT}", f"{NS_CACHE_TIMEOUT}.{IF_TABLE}",
+            "i", "0"]
+    setup = ctx.journal.start(netns_argv(ctx.lab, host.name, argv), what="snmpd-setup",
+                              host=host.name, log=log.with_name("snmpd-setup.log"), env=env)
+    try:
+        code = setup.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        setup.kill()
+        code = setup.wait()
+    counters = "interface counters live" if code == 0 else \
+        "interface counters cached for 3 s (could not turn the cache off: snmpd-setup.log)"
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_READY",
+                    f"udp {host.ip}:{PORT}, {counters}")
+
+
+def _wait_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen,
+                log: Path) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if proc.poll() is not None:
+            ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED",
+                            f"exit code {proc.returncode}: {text.strip()[-500:]}")
+            return False
+        if READY_TEXT in text:
+            return True
+        time.sleep(0.02)
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED",
+                    f"not ready after {READY_TIMEOUT:.0f} s (log {log})")
+    return False

@@ -1,0 +1,221 @@
+"""Target registration and health states of every target group, as pure logic.
+
+States and transitions follow AWS:
+  initial  --healthy_threshold consecutive passes-->  healthy
+  initial / healthy  --unhealthy_threshold consecutive failures-->  unhealthy
+  unhealthy  --healthy_threshold consecutive passes-->  healthy
+  any registered  --deregister-->  draining  --deregistration delay-->  (removed)
+  a target in an AZ where the load balancer has no node: unused (Target.NotInUse)
+Every change is a TargetEvent (time, lb, tg, target, old -> new, reason). The holder feeds
+check results and the clock in; the controller gets `snapshot()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.lab.lbplan import LoadBalancerPlan, TargetGroupPlan, TargetPlan
+
+INITIAL, HEALTHY, UNHEALTHY, DRAINING, UNUSED = (
+    "initial", "healthy", "unhealthy", "draining", "unused")
+
+REASONS = {
+    INITIAL: ("Elb.InitialHealthChecking", "Initial health checks in progress"),
+    UNUSED: ("Target.NotInUse", "Target is in an Availability Zone that is not enabled for "
+                                "the load balancer"),
+    DRAINING: ("Target.DeregistrationInProgress", "Target deregistration is in progress"),
+}
+
+
+@dataclass
+class TargetHealth:
+    target: TargetPlan
+    state: str
+    reason: str = ""
+    description: str = ""
+    passes: int = 0
+    failures: int = 0
+    since: float = 0.0
+    drain_until: float | None = None
+    last_detail: str = ""
+
+
+@dataclass(frozen=True)
+class TargetEvent:
+    time: float
+    load_balancer: str
+    target_group: str
+    target: str
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass
+class _Group:
+    lb: LoadBalancerPlan
+    tg: TargetGroupPlan
+    targets: dict[str, TargetHealth] = field(default_factory=dict)
+
+
+class TargetRegistry:
+    """Targets and their states for every (load balancer, target group) pair."""
+
+    def __init__(self, lbs: list[LoadBalancerPlan], clock: Callable[[], float] = time.time,
+                 ) -> None:
+        self.clock = clock
+        self.groups: dict[tuple[str, str], _Group] = {}
+        self.events: list[TargetEvent] = []
+        for lb in lbs:
+            for tg in lb.target_groups:
+                group = _Group(lb, tg)
+                self.groups[(lb.name, tg.name)] = group
+                for t in tg.targets:
+                    self._add(group, t, "registered with the stack")
+
+    # ---- registration ------------------------------------------------------------------
+    def group(self, lb: str, tg: str) -> _Group:
+        try:
+            return self.groups[(lb, tg)]
+        except KeyError:
+            known = ", ".join(f"{a}/{b}" for a, b in self.groups) or "none"
+            raise BadInput(f"no target group {tg!r} behind load balancer {lb!r} "
+                           f"(known: {known})") from None
+
+    def _add(self, group: _Group, t: TargetPlan, why: str) -> TargetHealth:
+        enabled = {n.az for n in group.lb.nodes}
+        state = INITIAL if (t.az in enabled or t.az == "all") else UNUSED
+        if state == INITIAL and not group.tg.health.enabled:
+            state = HEALTHY  # no health checks: AWS considers the target healthy
+        health = TargetHealth(t, state, *REASONS.get(state, ("", "")), since=self.clock())
+        group.targets[t.key] = health
+        self._event(group, t.key, "", state, why)
+        return health
+
+    def register(self, lb: str, tg: str, target: TargetPlan) -> TargetHealth:
+        """Register a target (again): it starts in `initial` unless already in service."""
+        group = self.group(lb, tg)
+        current = group.targets.get(target.key)
+        if current is not None and current.state != DRAINING:
+            raise BadInput(f"{target.key} is already registered in {tg} ({current.state})")
+        return self._add(group, target, "registered")
+
+    def deregister(self, lb: str, tg: str, key: str) -> TargetHealth:
+        """Start draining: no new flows; existing ones until the deregistration delay ends."""
+        group = self.group(lb, tg)
+        health = group.targets.get(key)
+        if health is None or health.state == DRAINING:
+            known = ", ".join(k for k, h in group.targets.items() if h.state != DRAINING)
+            raise BadInput(f"{key} is not registered in {tg} (registered: {known or 'none'})")
+        now = self.clock()
+        health.drain_until = now + group.tg.deregistration_delay_s
+        self._set(group, health, DRAINING, *REASONS[DRAINING],
+                  f"deregistered; draining for {group.tg.deregistration_delay_s} s")
+        return health
+
+    # ---- health checks and time ------------------------------------------------------
+    def report(self, lb: str, tg: str, key: str, ok: bool, detail: str) -> None:
+        """One health check result for a target."""
+        group = self.groups.get((lb, tg))
+        health = group.targets.get(key) if group else None
+        if health is None or health.state in (DRAINING, UNUSED):
+            return
+        hc = group.tg.health
+        health.last_detail = detail
+        if ok:
+            health.passes += 1
+            health.failures = 0
+            if health.state != HEALTHY and health.passes >= hc.healthy_threshold:
+                self._set(group, health, HEALTHY, "", "",
+                          f"{health.passes} consecutive health checks passed")
+        else:
+            health.failures += 1
+            health.passes = 0
+            if health.state != UNHEALTHY and health.failures >= hc.unhealthy_threshold:
+                reason = ("Target.Timeout" if detail == "timeout" else
+                          "Target.ResponseCodeMismatch" if detail.startswith("status")
+                          else "Target.FailedHealthChecks")
+                self._set(group, health, UNHEALTHY, reason,
+                          f"Health checks failed: {detail}",
+                          f"{health.failures} consecutive health checks failed ({detail})")
+
+    def tick(self) -> list[tuple[str, str, TargetPlan]]:
+        """Advance time: draining targets whose delay ended are removed.
+
+        Returns (lb, tg, target) for each removed target (its flows must now end)."""
+        now = self.clock()
+        removed = []
+        for group in self.groups.values():
+            for key, health in list(group.targets.items()):
+                if health.state == DRAINING and health.drain_until is not None \
+                        and now >= health.drain_until:
+                    del group.targets[key]
+                    self._event(group, key, DRAINING, "", "deregistration delay ended")
+                    removed.append((group.lb.name, group.tg.name, health.target))
+        return removed
+
+    def _set(self, group: _Group, health: TargetHealth, state: str, reason: str,
+             description: str, why: str) -> None:
+        old = health.state
+        health.state, health.reason, health.description = state, reason, description
+        health.since = self.clock()
+        health.passes = health.failures = 0  # thresholds count from the transition on
+        self._event(group, health.target.key, old, state, why)
+
+    def _event(self, group: _Group, key: str, old: str, new: str, why: str) -> None:
+        self.events.append(TargetEvent(self.clock(), group.lb.name, group.tg.name, key, old,
+                                       new, why))
+
+    # ---- views ---------------------------------------------------------------------------
+    def checks_for(self, node_az: str, lb: str) -> list[dict[str, Any]]:
+        """What a node of `lb` in `node_az` health-checks: the targets in its AZ."""
+        out = []
+        for (lb_name, tg_name), group in self.groups.items():
+            if lb_name != lb or not group.tg.health.enabled:
+                continue
+            hc = group.tg.health
+            for key, health in group.targets.items():
+                t = health.target
+                if health.state in (DRAINING, UNUSED) or t.az not in (node_az, "all"):
+                    continue
+                out.append({"lb": lb_name, "tg": tg_name, "key": key, "ip": t.ip,
+                            "port": hc.port or t.port, "protocol": hc.protocol,
+                            "path": hc.path, "matcher": hc.matcher,
+                            "interval_s": hc.interval_s, "timeout_s": hc.timeout_s})
+        return out
+
+    def snapshot(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """{lb: {tg: [{key, ip, port, az, state}]}} for the controller."""
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for (lb, tg), group in self.groups.items():
+            out.setdefault(lb, {})[tg] = [
+                {"key": k, "ip": h.target.ip, "port": h.target.port, "az": h.target.az,
+                 "state": h.state} for k, h in sorted(group.targets.items())]
+        return out
+
+    def describe(self, lb: str | None = None, tg: str | None = None) -> list[dict[str, Any]]:
+        """Rows like `aws elbv2 describe-target-health`, plus lb/tg names."""
+        rows = []
+        for (lb_name, tg_name), group in sorted(self.groups.items()):
+            if (lb and lb != lb_name) or (tg and tg != tg_name):
+                continue
+            hc = group.tg.health
+            for _key, h in sorted(group.targets.items()):
+                health: dict[str, Any] = {"State": h.state}
+                if h.reason:
+                    health["Reason"] = h.reason
+                if h.description:
+                    health["Description"] = h.description
+                rows.append({
+                    "LoadBalancer": lb_name, "TargetGroup": tg_name,
+                    "Target": {"Id": h.target.id, "Port": h.target.port,
+                               "AvailabilityZone": h.target.az},
+                    "HealthCheckPort": str(hc.port or h.target.port),
+                    "TargetHealth": health, "Since": h.since,
+                    "LastCheck": h.last_detail,
+                    "DrainUntil": h.drain_until})
+        return rows

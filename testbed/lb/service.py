@@ -1,0 +1,181 @@
+"""The load-balancer side of a lab's holder: target registry, health reports, controller sync.
+
+Health checkers (one per node, in the node's namespace) ask what to check and report results
+over the holder's socket; the CLI registers and deregisters targets. Every change of the
+registry is pushed to the controller as a new snapshot of target states, written to the lab's
+event log and to target-events.jsonl (testbed.schemas.TARGET_EVENT_COLUMNS).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.lab import rpc
+from testbed.lab.controller_proc import CONTROLLER_SOCK
+from testbed.lab.events import EventLog
+from testbed.lab.lbplan import LoadBalancerPlan, TargetPlan
+from testbed.lab.plan import NetworkPlan
+from testbed.lb.registry import UNHEALTHY, TargetRegistry
+
+TARGET_EVENTS = "target-events.jsonl"
+TICK_S = 0.2
+
+
+class LbService:
+    """Owns the target registry of a running lab."""
+
+    def __init__(self, lab_dir: Path, plan: NetworkPlan, events: EventLog) -> None:
+        self.lab_dir = Path(lab_dir)
+        self.plan = plan
+        self.lbs: list[LoadBalancerPlan] = list(plan.load_balancers)
+        self.events = events
+        self.registry = TargetRegistry(self.lbs)
+        self.lock = threading.RLock()
+        self.published = 0  # registry events already written out
+        self.dirty = True
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="lb-service")
+        self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
+
+    def start(self) -> None:
+        with self.lock:
+            self._publish()
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+
+    # ---- requests (from the holder's socket) -------------------------------------------
+    def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to a load-balancer request, or None if the op is not ours."""
+        op = request.get("op")
+        with self.lock:
+            if op == "health_checks":
+                return {"ok": True, "checks": self.registry.checks_for(request["az"],
+                                                                       request["lb"])}
+            if op == "health_report":
+                for r in request.get("results", []):
+                    self.registry.report(r["lb"], r["tg"], r["key"], bool(r["ok"]),
+                                         str(r.get("detail", "")))
+                self._publish()
+                return {"ok": True}
+            if op == "targets":
+                return {"ok": True, "targets": self.registry.describe(request.get("lb"),
+                                                                      request.get("tg"))}
+            if op in ("register", "deregister"):
+                try:
+                    return self._change(op, request)
+                except BadInput as exc:
+                    return {"ok": False, "error": exc.format(), "bad_input": True}
+        return None
+
+    def _change(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        lb, tg = self._locate(request.get("lb"), request["tg"])
+        target = self._target(lb, tg, request["target"], request.get("port"))
+        if op == "register":
+            self.registry.register(lb.name, tg, target)
+        else:
+            self.registry.deregister(lb.name, tg, target.key)
+        self._publish()
+        return {"ok": True, "target": target.key, "load_balancer": lb.name,
+                "target_group": tg}
+
+    def _locate(self, lb_name: str | None, tg: str) -> tuple[LoadBalancerPlan, str]:
+        behind = [lb for lb in self.lbs if any(g.name == tg for g in lb.target_groups)
+                  and (lb_name is None or lb.name == lb_name)]
+        if not behind:
+            known = sorted({g.name for lb in self.lbs for g in lb.target_groups})
+            raise BadInput(f"no target group {tg!r} in use by a load balancer of this lab",
+                           hint=f"target groups: {', '.join(known) or 'none'}")
+        if len(behind) > 1:
+            raise BadInput(f"target group {tg} is behind several load balancers: "
+                           f"{', '.join(lb.name for lb in behind)}", hint="name one with --lb")
+        return behind[0], tg
+
+    def _target(self, lb: LoadBalancerPlan, tg_name: str, text: str,
+                port: int | None) -> TargetPlan:
+        """A TargetPlan from an instance name or an IP address (of a host in the VPC)."""
+        tg = lb.target_group(tg_name)
+        port = port or tg.port
+        by_name = {h.name: h for h in self.plan.hosts if h.kind == "instance"}
+        if tg.target_type == "instance":
+            host = by_name.get(text)
+            if host is None:
+                raise BadInput(f"{text!r} is not an instance of this lab (target group "
+                               f"{tg_name} takes instance targets)",
+                               hint=f"instances: {', '.join(sorted(by_name))}")
+            return TargetPlan(f"{host.name}:{port}", host.name, host.ip, port, host.az,
+                              host.name)
+        try:
+            ip = IPv4Address(text)
+        except ValueError:
+            raise BadInput(f"target group {tg_name} takes IP targets: {text!r} is not an "
+                           "IPv4 address") from None
+        subnet = next((s for s in self.plan.subnets if ip in IPv4Network(s.cidr)), None)
+        if subnet is None:
+            raise BadInput(f"{ip} is not in a subnet of this lab's VPC")
+        host = next((h for h in self.plan.hosts if h.ip == str(ip)), None)
+        return TargetPlan(f"{ip}:{port}", str(ip), str(ip), port, subnet.az,
+                          host.name if host else None)
+
+    # ---- background: drain timers, publishing ------------------------------------------
+    def _loop(self) -> None:
+        while not self.stop.wait(TICK_S):
+            with self.lock:
+                for lb, _tg, target in self.registry.tick():
+                    self._terminate(lb, target)
+                self._publish()
+
+    def _publish(self) -> None:
+        """Write new events out, tell the controller, end flows of unhealthy targets."""
+        new = self.registry.events[self.published:]
+        if not new and not self.dirty:
+            return
+        self.published = len(self.registry.events)
+        with open(self.lab_dir / TARGET_EVENTS, "a") as f:
+            for ev in new:
+                f.write(json.dumps(asdict(ev)) + "\n")
+        for ev in new:
+            status = f"TARGET_{(ev.new or 'removed').upper()}"
+            self.events.emit(ev.target, "Lab::TargetHealth", status,
+                             f"{ev.load_balancer}/{ev.target_group}: {ev.old or '-'} -> "
+                             f"{ev.new or 'removed'} ({ev.reason})")
+        try:
+            rpc.call(self.controller_sock, {"op": "set_targets",
+                                            "targets": self.registry.snapshot()}, timeout=10)
+            self.dirty = False
+        except (rpc.RpcUnavailable, OSError):
+            self.dirty = True  # the controller is down: try again next tick
+            return
+        for ev in new:
+            if ev.new == UNHEALTHY:
+                lb = next(x for x in self.lbs if x.name == ev.load_balancer)
+                tg = lb.target_group(ev.target_group)
+                if tg.attributes.get("target_health_state.unhealthy.connection_termination."
+                                     "enabled", "true") == "true" and lb.type == "network":
+                    self._terminate(ev.load_balancer, tg.target(ev.target)
+                                    if any(t.key == ev.target for t in tg.targets)
+                                    else self._runtime_target(lb.name, tg.name, ev.target))
+
+    def _runtime_target(self, lb: str, tg: str, key: str) -> TargetPlan | None:
+        health = self.registry.groups[(lb, tg)].targets.get(key)
+        return health.target if health else None
+
+    def _terminate(self, lb: str, target: TargetPlan | None) -> None:
+        """End the established flows of a target (the controller flushes conntrack)."""
+        if target is None:
+            return
+        try:
+            rpc.call(self.controller_sock, {"op": "terminate", "lb": lb, "ip": target.ip,
+                                            "port": target.port}, timeout=10)
+        except (rpc.RpcUnavailable, OSError):
+            pass
+        self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATED",
+                         f"{lb}: established connections to {target.ip}:{target.port} ended")
+

@@ -1,0 +1,242 @@
+"""NLB flows on a fake flow table with a fake conntrack: selection, NAT, health, scope."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from controllers.forwarding import Forwarding
+from controllers.nlb import NlbLogic, RuntimeTarget, active_targets
+from tests.fake_openflow import FakeFabric, ip_packet
+from tests.nlb_fixture import nlb_plan
+
+NODE_A_PUBLIC, NODE_A, NODE_B = "203.0.113.12", "10.0.0.5", "10.0.2.5"
+
+
+class Both:
+    """Forwarding and NLB logic together, as the controller app combines them."""
+
+    def __init__(self, plan) -> None:
+        self.forwarding = Forwarding(plan)
+        self.nlb = NlbLogic(plan, table_size=61)
+
+    def flows_for(self, dpid):
+        return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
+
+
+def make(**kw):
+    plan = nlb_plan(**kw)
+    logic = Both(plan)
+    return plan, logic, FakeFabric(plan, logic)
+
+
+def syn(plan, client, dst, sport, proto=6, dport=80, **extra):
+    pkt = ip_packet(plan, client, dst, proto=proto, **extra)
+    key = "tcp" if proto == 6 else "udp"
+    pkt[f"{key}_src"], pkt[f"{key}_dst"] = sport, dport
+    return pkt
+
+
+def reply_to(plan, delivered, flags=0x12):
+    """The target's answer to a delivered packet (ports and addresses swapped)."""
+    host = next(h for h in plan.hosts if h.ip == delivered["ipv4_dst"])
+    proto = delivered["ip_proto"]
+    key = "tcp" if proto == 6 else "udp"
+    pkt = {"eth_src": host.mac, "eth_dst": plan.router_mac, "eth_type": 0x0800,
+           "ipv4_src": host.ip, "ipv4_dst": delivered["ipv4_src"], "ip_proto": proto,
+           f"{key}_src": delivered[f"{key}_dst"], f"{key}_dst": delivered[f"{key}_src"],
+           "ttl": 64}
+    if proto == 6:
+        pkt["tcp_flags_nxm"] = flags
+    return host.name, pkt
+
+
+def test_internet_client_to_public_node_reaches_a_target_in_the_nodes_az():
+    plan, _logic, fabric = make()
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41000))
+    assert len(res.delivered) == 1
+    host, pkt = res.delivered[0]
+    assert host in ("WebA2", "WebA3")  # cross-zone off: node in us-east-1a, targets there
+    assert pkt["ipv4_src"] == "198.51.100.10" and pkt["tcp_src"] == 41000  # preserved
+    assert pkt["ipv4_dst"] == plan.host(host).ip and pkt["tcp_dst"] == 80
+    # The answer comes back from the address the client connected to.
+    back_host, back = reply_to(plan, pkt)
+    res = fabric.send(back_host, back)
+    assert res.hosts == ["Client1"]
+    assert res.delivered[0][1]["ipv4_src"] == NODE_A_PUBLIC
+    assert res.delivered[0][1]["tcp_src"] == 80
+
+
+def test_a_flow_stays_on_its_target():
+    plan, _logic, fabric = make()
+    first = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41001)).hosts
+    for _ in range(5):
+        again = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41001,
+                                           tcp_flags_nxm=0x10)).hosts
+        assert again == first
+
+
+def test_unknown_non_syn_packets_are_dropped():
+    plan, _logic, fabric = make()
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41002, tcp_flags_nxm=0x10))
+    assert res.hosts == []
+
+
+def spread(plan, fabric, client, dst, n, proto=6, dport=80, start=30000):
+    got = Counter()
+    for i in range(n):
+        res = fabric.send(client, syn(plan, client, dst, start + i, proto=proto, dport=dport))
+        assert len(res.hosts) == 1, res.hops
+        got[res.hosts[0]] += 1
+    return got
+
+
+def test_cross_zone_off_keeps_each_node_in_its_az_and_on_spreads_everywhere():
+    plan, _logic, fabric = make(cross_zone=False)
+    assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 60)) == {"WebA2", "WebA3"}
+    assert set(spread(plan, fabric, "Client1", "203.0.113.13", 30)) == {"WebB2"}
+    plan, _logic, fabric = make(cross_zone=True)
+    got = spread(plan, fabric, "Client1", NODE_A_PUBLIC, 300)
+    assert set(got) == {"WebA2", "WebA3", "WebB2"}
+    assert min(got.values()) > 60  # roughly a third each
+
+
+def test_unhealthy_targets_get_no_new_flows_but_keep_theirs():
+    plan, logic, fabric = make()
+    flows = {}
+    for sport in range(42000, 42040):
+        flows[sport] = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, sport)).hosts
+    logic.nlb.set_targets("NLB", "TgTcp", [
+        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
+        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
+        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    fabric.reprogram()
+    assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 30, start=43000)) == {"WebA3"}
+    for sport, hosts in flows.items():  # established flows did not move
+        ack = syn(plan, "Client1", NODE_A_PUBLIC, sport, tcp_flags_nxm=0x10)
+        assert fabric.send("Client1", ack).hosts == hosts
+
+
+def test_fail_open_when_no_target_in_scope_is_healthy():
+    plan, logic, fabric = make()
+    logic.nlb.set_targets("NLB", "TgTcp", [
+        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
+        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "unhealthy"),
+        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    fabric.reprogram()
+    assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 40)) == {"WebA2", "WebA3"}
+
+
+def test_draining_target_keeps_flows_gets_no_new_ones():
+    plan, logic, fabric = make()
+    before = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts
+              for s in range(44000, 44030)}
+    logic.nlb.set_targets("NLB", "TgTcp", [
+        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "draining"),
+        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
+        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    fabric.reprogram()
+    assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 20, start=45000)) == {"WebA3"}
+    assert any(h == ["WebA2"] for h in before.values())
+    for s, hosts in before.items():
+        ack = syn(plan, "Client1", NODE_A_PUBLIC, s, tcp_flags_nxm=0x10)
+        assert fabric.send("Client1", ack).hosts == hosts
+
+
+def test_removing_a_target_moves_no_established_flow_and_few_new_ones():
+    plan, logic, fabric = make(cross_zone=True)
+    states = {"WebA2:80": "healthy", "WebA3:80": "healthy", "WebB2:80": "healthy"}
+    ips = {"WebA2:80": "10.0.1.4", "WebA3:80": "10.0.1.5", "WebB2:80": "10.0.3.4"}
+    azs = {"WebA2:80": "us-east-1a", "WebA3:80": "us-east-1a", "WebB2:80": "us-east-1b"}
+
+    def runtime():
+        return [RuntimeTarget(k, ips[k], 80, azs[k], v) for k, v in states.items()]
+
+    logic.nlb.set_targets("NLB", "TgTcp", runtime())
+    fabric.reprogram()
+    before = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0]
+              for s in range(46000, 46200)}
+    states["WebB2:80"] = "unhealthy"
+    logic.nlb.set_targets("NLB", "TgTcp", runtime())
+    fabric.reprogram()
+    # Established connections of the surviving targets: not one moves (conntrack).
+    for s, host in before.items():
+        if host != "WebB2":
+            ack = syn(plan, "Client1", NODE_A_PUBLIC, s, tcp_flags_nxm=0x10)
+            assert fabric.send("Client1", ack).hosts == [host]
+    # New connections with the same 5-tuples: Maglev remaps few of the survivors' buckets.
+    fabric.conntrack.conns.clear()
+    after = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0]
+             for s in before}
+    moved = [s for s in before if before[s] != "WebB2" and after[s] != before[s]]
+    assert len(moved) <= 0.05 * len(before)
+    assert "WebB2" not in after.values()
+
+
+def test_client_ip_not_preserved_targets_see_the_node():
+    plan, _logic, fabric = make(preserve=False)
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 47000))
+    host, pkt = res.delivered[0]
+    assert pkt["ipv4_src"] == NODE_A  # the node, not the client
+    back_host, back = reply_to(plan, pkt)
+    res = fabric.send(back_host, back)
+    assert res.hosts == ["Client1"]
+    answer = res.delivered[0][1]
+    assert answer["ipv4_src"] == NODE_A_PUBLIC and answer["tcp_src"] == 80
+    assert answer["ipv4_dst"] == "198.51.100.10" and answer["tcp_dst"] == 47000
+
+
+def test_vpc_client_to_node_private_address():
+    plan, _logic, fabric = make()
+    res = fabric.send("WebB2", syn(plan, "WebB2", NODE_A, 48000))
+    host, pkt = res.delivered[0]
+    assert host in ("WebA2", "WebA3") and pkt["ipv4_src"] == "10.0.3.4"
+    back_host, back = reply_to(plan, pkt)
+    res = fabric.send(back_host, back)
+    assert res.hosts == ["WebB2"] and res.delivered[0][1]["ipv4_src"] == NODE_A
+
+
+def test_udp_listener_spreads_and_answers():
+    plan, _logic, fabric = make(cross_zone=True)
+    got = spread(plan, fabric, "Client1", NODE_A_PUBLIC, 90, proto=17, dport=9000)
+    assert set(got) == {"WebA2", "WebA3", "WebB2"}
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 49000, proto=17,
+                                     dport=9000))
+    back_host, back = reply_to(plan, res.delivered[0][1])
+    res = fabric.send(back_host, back)
+    assert res.hosts == ["Client1"] and res.delivered[0][1]["udp_src"] == 9000
+
+
+def test_source_ip_stickiness_keeps_a_client_on_one_target():
+    plan, _logic, fabric = make(cross_zone=True, stickiness="source_ip")
+    got = spread(plan, fabric, "Client1", NODE_A_PUBLIC, 30)
+    assert len(got) == 1
+
+
+def test_direct_traffic_to_a_target_is_untouched():
+    plan, _logic, fabric = make()
+    res = fabric.send("WebB2", syn(plan, "WebB2", "10.0.1.4", 50000))
+    assert res.hosts == ["WebA2"] and res.delivered[0][1]["ipv4_src"] == "10.0.3.4"
+    back_host, back = reply_to(plan, res.delivered[0][1])
+    res = fabric.send(back_host, back)
+    assert res.hosts == ["WebB2"] and res.delivered[0][1]["ipv4_src"] == "10.0.1.4"
+
+
+def test_other_ports_on_a_node_address_reach_the_node_host():
+    plan, _logic, fabric = make()
+    res = fabric.send("WebA1", syn(plan, "WebA1", NODE_A, 50001, dport=22))
+    assert res.hosts == ["NLB-1a"]
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_active_targets_scope(cross):
+    plan = nlb_plan(cross_zone=cross)
+    lb = plan.load_balancers[0]
+    tg = lb.target_group("TgTcp")
+    targets = [RuntimeTarget("a", "1", 80, "us-east-1a", "healthy"),
+               RuntimeTarget("b", "2", 80, "us-east-1b", "initial"),
+               RuntimeTarget("c", "3", 80, "us-east-1c", "healthy"),  # AZ not enabled
+               RuntimeTarget("d", "4", 80, "us-east-1a", "draining")]
+    keys = [t.key for t in active_targets(lb, tg, lb.nodes[1], targets)]
+    assert keys == (["a"] if cross else ["b"])
