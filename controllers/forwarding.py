@@ -40,6 +40,7 @@ from testbed.lab.plan import HostPlan, NetworkPlan
 VPC_MASK = 0xFFFF << 32
 SUBNET_MASK = VPC_MASK | 0xFFFF
 INTERNET_REALM = 0xFFFF
+DNS_REALM = 0xFFFE  # the lab's resolver, which answers hosts of every realm
 
 
 def vpc_tag(vpc_index: int) -> int:
@@ -62,6 +63,8 @@ class Forwarding:
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
         self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
+        self._dns_ips = {ip for h in plan.hosts if h.kind == "dns"
+                         for ip in (h.ip, *h.extra_ips)}
 
     # ---- topology helpers -------------------------------------------------------------
     def _build_neighbours(self) -> dict[str, dict[str, int]]:
@@ -102,6 +105,8 @@ class Forwarding:
 
     def realm_tag(self, host: HostPlan) -> int:
         """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""
+        if host.kind == "dns":
+            return vpc_tag(DNS_REALM)
         if host.kind == "client" or host.subnet is None:
             return vpc_tag(INTERNET_REALM)
         subnet = self._subnets[host.subnet]
@@ -134,10 +139,11 @@ class Forwarding:
                               {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
                               [ToController()]))
             # Source check as AWS does: a host may only send from its own MAC and address.
-            flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
-                "in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac,
-                "ipv4_src": h.ip}.items())), goto=TABLE_STEER,
-                metadata=(self.realm_tag(h), SUBNET_MASK)))
+            for ip in (h.ip, *h.extra_ips):
+                flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
+                    "in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac,
+                    "ipv4_src": ip}.items())), goto=TABLE_STEER,
+                    metadata=(self.realm_tag(h), SUBNET_MASK)))
         return flows
 
     def _route(self) -> list[Flow]:
@@ -149,6 +155,17 @@ class Forwarding:
             flows.append(flow(TABLE_ROUTE, 300, {
                 "metadata": (vpc_tag(vpc.index), VPC_MASK), "eth_dst": rm,
                 "eth_type": ETH_TYPE_IP, "ipv4_dst": _net(vpc.cidr)}, goto=TABLE_LB))
+        for dns in self.plan.hosts:
+            if dns.kind != "dns":
+                continue
+            # The resolver is reachable from every realm, whatever the route tables say (as
+            # AWS's is), and answers anyone.
+            for ip in (dns.ip, *dns.extra_ips):
+                flows.append(flow(TABLE_ROUTE, 310, {"eth_dst": rm, "eth_type": ETH_TYPE_IP,
+                                                     "ipv4_dst": ip}, goto=TABLE_L3_DELIVER))
+            flows.append(flow(TABLE_ROUTE, 300, {
+                "metadata": (vpc_tag(DNS_REALM), VPC_MASK), "eth_dst": rm,
+                "eth_type": ETH_TYPE_IP}, goto=TABLE_L3_DELIVER))
         # Hosts on the internet reach only what the internet gateway exposes.
         flows.append(flow(TABLE_ROUTE, 300, {
             "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK), "eth_dst": rm,
@@ -184,9 +201,11 @@ class Forwarding:
     def _l3_deliver(self) -> list[Flow]:
         flows = [flow(TABLE_L3_DELIVER, 0)]
         for h in self.plan.hosts:
-            flows.append(flow(TABLE_L3_DELIVER, 100, {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.ip},
-                              [SetField("eth_src", self.router_mac), SetField("eth_dst", h.mac),
-                               DecTtl()], goto=TABLE_OUTPUT))
+            for ip in (h.ip, *h.extra_ips):
+                flows.append(flow(TABLE_L3_DELIVER, 100, {"eth_type": ETH_TYPE_IP,
+                                                          "ipv4_dst": ip},
+                                  [SetField("eth_src", self.router_mac),
+                                   SetField("eth_dst", h.mac), DecTtl()], goto=TABLE_OUTPUT))
         return flows
 
     def _bridge(self) -> list[Flow]:
@@ -208,6 +227,10 @@ class Forwarding:
     # ---- ARP --------------------------------------------------------------------------
     def arp_answer(self, asker: HostPlan, target_ip: str) -> str | None:
         """MAC that answers `asker`'s ARP request for `target_ip`, or None (stay silent)."""
+        if asker.kind == "dns":
+            return self.router_mac  # its /32 addresses: everything is behind the router
+        if target_ip in self._dns_ips:
+            return self.router_mac  # the resolver's address in the asker's own range
         if asker.kind == "client":
             if target_ip == self.plan.internet_gateway_ip:
                 return self.router_mac
@@ -235,7 +258,7 @@ class Forwarding:
         req = pkt.get_protocol(arp.arp)
         if req is None or req.opcode != arp.ARP_REQUEST:
             return None
-        if req.src_ip != asker.ip or req.src_ip == req.dst_ip:
+        if req.src_ip not in (asker.ip, *asker.extra_ips) or req.src_ip == req.dst_ip:
             return None  # spoofed or gratuitous: nothing to answer
         mac = self.arp_answer(asker, req.dst_ip)
         if mac is None:
@@ -243,7 +266,7 @@ class Forwarding:
         reply = packet.Packet()
         reply.add_protocol(ethernet.ethernet(dst=asker.mac, src=mac, ethertype=ETH_TYPE_ARP))
         reply.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=mac, src_ip=req.dst_ip,
-                                   dst_mac=asker.mac, dst_ip=asker.ip))
+                                   dst_mac=asker.mac, dst_ip=req.src_ip))
         reply.serialize()
         return PacketOut(dpid, in_port, bytes(reply.data))
 

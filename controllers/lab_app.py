@@ -27,6 +27,8 @@ from os_ken.ofproto import ofproto_v1_3
 from controllers.flows import ETH_TYPE_ARP
 from controllers.forwarding import Forwarding
 from controllers.nlb import NlbLogic, RuntimeTarget
+from controllers.nlb_counters import TABLES as NLB_STAT_TABLES
+from controllers.nlb_counters import NlbCounters, active_flows
 from controllers.ofadapter import FlowSync
 from testbed.lab.plan import NetworkPlan
 from testbed.lab.rpc import RpcServer
@@ -45,6 +47,7 @@ class LabApp(app_manager.OSKenApp):
         self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
         self.forwarding = Forwarding(self.plan)
         self.nlb = NlbLogic(self.plan)
+        self.nlb_counters = NlbCounters(self.nlb)
         self.sync = FlowSync()
         self.lock = threading.RLock()
         self.datapaths: dict[int, Any] = {}
@@ -80,6 +83,18 @@ class LabApp(app_manager.OSKenApp):
                         t["key"], t["ip"], t["port"], t.get("az"), t["state"])
                         for t in targets])
         self.reprogram_all()
+
+    def nlb_stats(self) -> dict[str, Any]:
+        """NLB counters (new flows per target, processed bytes) and active flows."""
+        stats = self.request_stats(flows=True, tables=NLB_STAT_TABLES)
+        with self.lock:
+            self.nlb_counters.update(stats["switches"])
+            snap = self.nlb_counters.snapshot()
+        active = []
+        for lb in self.nlb.lbs:
+            for (ip, port), n in active_flows(_dump_conntrack(lb.zone_dnat)).items():
+                active.append({"lb": lb.name, "ip": ip, "port": port, "count": n})
+        return {"ok": True, "time": stats["time"], **snap, "active_flows": active}
 
     def terminate(self, lb_name: str, ip: str, port: int) -> int:
         """End established flows to a target: forget them in conntrack (both zones)."""
@@ -155,9 +170,12 @@ class LabApp(app_manager.OSKenApp):
         dp = msg.datapath
         self.packet_ins += 1
         data = bytes(msg.data)
-        if len(data) < 14 or int.from_bytes(data[12:14], "big") != ETH_TYPE_ARP:
+        if len(data) < 14:
             return
-        out = self.forwarding.handle_arp(dp.id, msg.match["in_port"], data)
+        if int.from_bytes(data[12:14], "big") == ETH_TYPE_ARP:
+            out = self.forwarding.handle_arp(dp.id, msg.match["in_port"], data)
+        else:
+            out = self.nlb.reset_for(dp.id, msg.match["in_port"], data)
         if out is None:
             return
         parser, ofp = dp.ofproto_parser, dp.ofproto
@@ -166,17 +184,19 @@ class LabApp(app_manager.OSKenApp):
             actions=[parser.OFPActionOutput(out.port, 0)], data=out.data))
 
     # ---- statistics (for testbed metrics) ----------------------------------------------
-    def request_stats(self, flows: bool, timeout: float = 5.0) -> dict[str, Any]:
-        """Port (and flow) counters of every connected switch, asked for now."""
+    def request_stats(self, flows: bool, timeout: float = 5.0,
+                      tables: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """Port (and flow) counters of every connected switch, asked for now (flows of
+        `tables` only, when given)."""
         with self.lock:
             dps = dict(self.datapaths)
         waiters = []
         for dpid, dp in dps.items():
             parser, ofp = dp.ofproto_parser, dp.ofproto
             reqs = [("ports", parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))]
-            if flows:
+            for table in ((tables or (ofp.OFPTT_ALL,)) if flows else ()):
                 reqs.append(("flows", parser.OFPFlowStatsRequest(
-                    dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())))
+                    dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())))
             for kind, req in reqs:
                 dp.set_xid(req)
                 waiter = StatsWaiter(dpid, kind)
@@ -188,7 +208,7 @@ class LabApp(app_manager.OSKenApp):
         missing = []
         for xid, waiter in waiters:
             if waiter.done.wait(max(0.0, deadline - time.monotonic())):
-                result[str(waiter.dpid)][waiter.kind] = waiter.items
+                result[str(waiter.dpid)][waiter.kind] += waiter.items
             else:
                 missing.append(f"{waiter.dpid:#x}/{waiter.kind}")
             self.stats_waiters.pop(xid, None)
@@ -232,7 +252,11 @@ class LabApp(app_manager.OSKenApp):
                     "uptime": time.time() - self.started,
                 }
         if op == "stats":
-            return self.request_stats(flows=bool(request.get("flows", True)))
+            tables = request.get("tables")
+            return self.request_stats(flows=bool(request.get("flows", True)),
+                                      tables=tuple(tables) if tables else None)
+        if op == "nlb_stats":
+            return self.nlb_stats()
         if op == "set_targets":
             self.set_targets(request["targets"])
             return {"ok": True}
@@ -240,6 +264,13 @@ class LabApp(app_manager.OSKenApp):
             return {"ok": True, "flushed": self.terminate(request["lb"], request["ip"],
                                                           int(request["port"]))}
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+def _dump_conntrack(zone: int) -> str:
+    import subprocess
+
+    return subprocess.run(["ovs-appctl", "dpctl/dump-conntrack", f"zone={zone}"],
+                          capture_output=True, text=True, timeout=10).stdout
 
 
 def _flush(zone: int, orig: str, reply: str) -> int:

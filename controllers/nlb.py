@@ -42,7 +42,9 @@ from controllers.flows import (
     Flow,
     Multipath,
     Nat,
+    PacketOut,
     SetField,
+    ToController,
     flow,
 )
 from testbed.lab.lbplan import LoadBalancerPlan, NodePlan, TargetGroupPlan
@@ -53,6 +55,7 @@ TABLE_REPLY_SOURCE = 12
 TABLE_NLB_STATE = 26
 TABLE_NLB_SELECT = 27
 TABLE_NLB_SNAT = 28
+TABLE_NLB_COUNT = 29  # one entry per target and selector: its packets = the new flows
 SNAT_PORTS = (1024, 60999)  # node hosts keep 61000-65535 for their own (health check) ports
 PROTOS = {"TCP": (IPPROTO_TCP,), "UDP": (IPPROTO_UDP,), "TCP_UDP": (IPPROTO_TCP, IPPROTO_UDP)}
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -104,6 +107,8 @@ class NlbLogic:
             for lb in self.lbs for tg in lb.target_groups}
         self.selectors = self._number_selectors()
         self._tables: dict[tuple, list[int]] = {}
+        # selector -> (lb, tg, target keys, Maglev table) as last programmed: who owns a bucket.
+        self.assignments: dict[int, tuple[str, str, list[str], list[int]]] = {}
 
     def _number_selectors(self) -> dict[tuple[str, str, str, int], int]:
         """A small id per (lb, node host, listener, protocol): the value of reg1."""
@@ -132,7 +137,8 @@ class NlbLogic:
             return []  # no host enters the fabric here: nothing to steer
         flows = [flow(TABLE_REPLY_SNAT, 0, goto=TABLE_ROUTE),
                  flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_ROUTE),
-                 flow(TABLE_NLB_STATE, 0), flow(TABLE_NLB_SELECT, 0), flow(TABLE_NLB_SNAT, 0)]
+                 flow(TABLE_NLB_STATE, 0), flow(TABLE_NLB_SELECT, 0), flow(TABLE_NLB_SNAT, 0),
+                 flow(TABLE_NLB_COUNT, 0, goto=TABLE_L3_DELIVER)]
         for lb in self.lbs:
             flows += self._replies(lb, switch)
             for node in lb.nodes:
@@ -163,6 +169,12 @@ class NlbLogic:
         if proto == IPPROTO_TCP:
             # Only a SYN opens a connection; any other packet of an unknown flow is dropped.
             new["tcp_flags_nxm"] = (TCP_SYN, TCP_SYN | TCP_ACK)
+        if proto == IPPROTO_TCP:
+            # A segment of a connection the NLB does not know (its target failed, drained or
+            # went away): the controller answers with a RST, as AWS's NLB does.
+            flows.append(flow(TABLE_NLB_STATE, 30, {**base, "ct_state": (CT_TRK | CT_NEW,
+                                                                         CT_TRK | CT_NEW)},
+                              [ToController(128)]))
         fields = "nw_src" if tg.stickiness == "source_ip" else "symmetric_l3l4+udp"
         flows.append(flow(TABLE_NLB_STATE, 40, new,
                           [Multipath(fields, lb.index, self.size, "reg0")],
@@ -170,11 +182,18 @@ class NlbLogic:
         targets = active_targets(lb, tg, node, self.targets.get((lb.name, tg.name), []))
         if targets:
             table = self.maglev_table([t.key for t in targets])
+            self.assignments[sel] = (lb.name, tg.name, [t.key for t in targets], table)
             after = TABLE_L3_DELIVER if preserve else TABLE_NLB_SNAT
             for bucket, index in enumerate(table):
                 t = targets[index]
                 flows.append(flow(TABLE_NLB_SELECT, 100, {**base, "reg0": bucket}, [
-                    Ct(lb.zone_dnat, after, commit=True, nat=Nat("dst", t.ip, t.port))]))
+                    Ct(lb.zone_dnat, TABLE_NLB_COUNT, commit=True,
+                       nat=Nat("dst", t.ip, t.port))]))
+            _src, dst_field = tp_fields(proto)
+            for t in targets:
+                # Only a flow's first packet gets here: these counters are NewFlowCount.
+                flows.append(flow(TABLE_NLB_COUNT, 100, {**base, "ipv4_dst": t.ip,
+                                                         dst_field: t.port}, goto=after))
         if not preserve:
             flows.append(flow(TABLE_NLB_SNAT, 100, base, [
                 Ct(lb.zone_snat, TABLE_L3_DELIVER, commit=True,
@@ -217,5 +236,60 @@ class NlbLogic:
         subnet = self._subnets[node.subnet]
         return (self._vpc_index[subnet.vpc] << 32) | subnet.index
 
+    def count_owner(self, sel: int, ip: str, port: int) -> tuple[str, str, str] | None:
+        """(lb, tg, target key) a NewFlowCount entry (selector, target address) belongs to."""
+        entry = self.assignments.get(sel)
+        if entry is None:
+            return None
+        lb, tg, _keys, _table = entry
+        for t in self.targets.get((lb, tg), []):
+            if t.ip == ip and t.port == port:
+                return lb, tg, t.key
+        return None
+
+    def bucket_owner(self, sel: int, bucket: int) -> tuple[str, str, str] | None:
+        """(lb, tg, target key) that a selector's bucket sends new flows to right now."""
+        entry = self.assignments.get(sel)
+        if entry is None or bucket >= len(entry[3]):
+            return None
+        lb, tg, keys, table = entry
+        return lb, tg, keys[table[bucket]]
+
     def node_host(self, node: NodePlan) -> HostPlan:
         return self.plan.host(node.host)
+
+    def reset_for(self, dpid: int, in_port: int, data: bytes) -> PacketOut | None:
+        """A TCP RST answering a segment of an unknown connection to a listener, sent back
+        out of the port it came in on; None if the packet is not that."""
+        from os_ken.lib.packet import ethernet, ipv4, packet, tcp
+
+        pkt = packet.Packet(data)
+        eth, ip, seg = (pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4),
+                        pkt.get_protocol(tcp.tcp))
+        if not (eth and ip and seg) or seg.bits & tcp.TCP_RST:
+            return None
+        node = next((n for lb in self.lbs for n in lb.nodes if n.ip == ip.dst), None)
+        sender = self._host_at_port(dpid, in_port)
+        if node is None or sender is None:
+            return None
+        # An internet client talked to the node's public address (the gateway translated it).
+        source = node.public_ip if sender.kind == "client" and node.public_ip else node.ip
+        payload = len(pkt.protocols[-1]) if isinstance(pkt.protocols[-1], bytes) else 0
+        if seg.bits & tcp.TCP_ACK:
+            rst = tcp.tcp(src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack,
+                          bits=tcp.TCP_RST)
+        else:
+            rst = tcp.tcp(src_port=seg.dst_port, dst_port=seg.src_port, seq=0,
+                          ack=(seg.seq + payload + (1 if seg.bits & tcp.TCP_FIN else 0))
+                          & 0xFFFFFFFF, bits=tcp.TCP_RST | tcp.TCP_ACK)
+        out = packet.Packet()
+        out.add_protocol(ethernet.ethernet(dst=eth.src, src=self.plan.router_mac,
+                                           ethertype=ETH_TYPE_IP))
+        out.add_protocol(ipv4.ipv4(src=source, dst=ip.src, proto=IPPROTO_TCP, ttl=64))
+        out.add_protocol(rst)
+        out.serialize()
+        return PacketOut(dpid, in_port, bytes(out.data))
+
+    def _host_at_port(self, dpid: int, port: int) -> HostPlan | None:
+        switch = self._dpid_switch.get(dpid)
+        return next((h for h in self.plan.hosts if h.switch == switch and h.port == port), None)

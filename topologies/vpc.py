@@ -40,8 +40,10 @@ class VpcTopo(Topo):
         for h in plan.hosts:
             # A load balancer node is created with its load balancer.
             owner = h.role_args.get("lb", h.name) if h.kind == "lb-node" else h.name
+            # No gateway (the lab's resolver): everything is on-link, behind the router.
+            route = f"via {h.gateway}" if h.gateway else "dev eth0"
             self.addHost(h.name, ip=f"{h.ip}/{h.prefixlen}", mac=h.mac,
-                         defaultRoute=f"via {h.gateway}", resource=owner)
+                         defaultRoute=route, resource=owner)
             # The host side is eth0, as on an EC2 instance; it lives only in the host's
             # namespace, so two labs can both have a WebA1 with an eth0.
             self.addLink(h.name, h.switch, port1=0, port2=h.port, intfName1="eth0",

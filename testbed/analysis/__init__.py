@@ -19,11 +19,13 @@ from testbed.analysis.failover import Failover, failover_times, find_fault
 from testbed.analysis.load import Results, latest, layout_of, load_results, newest_run
 from testbed.analysis.stats import (
     balance,
+    chi2_sf,
     coefficient_of_variation,
     error_kind,
     error_rates,
     expected_share,
     failed,
+    goodness_of_fit,
     latency_percentiles,
     max_avg_ratio,
     requests_per_second,
@@ -31,9 +33,9 @@ from testbed.analysis.stats import (
 )
 
 __all__ = [
-    "Failover", "Results", "balance", "coefficient_of_variation", "counter_increase",
+    "Failover", "Results", "balance", "chi2_sf", "coefficient_of_variation", "counter_increase",
     "counter_rates", "error_kind", "error_rates", "expected_share", "failed",
-    "failover_times", "find_fault", "latency_percentiles", "latest", "layout_of",
+    "failover_times", "find_fault", "goodness_of_fit", "latency_percentiles", "latest", "layout_of",
     "load_results", "max_avg_ratio", "newest_run", "rate_summary", "requests_per_second",
     "target_share",
 ]

@@ -24,6 +24,8 @@ EVENT_STYLE = {  # transition -> (colour, line style)
     "fault-cleared": ("tab:blue", "-"),
     "unhealthy": ("tab:orange", "--"),
     "healthy": ("tab:green", "--"),
+    "draining": ("tab:purple", "--"),
+    "removed": ("black", ":"),
 }
 
 
@@ -171,4 +173,48 @@ def failover_timeline(requests: pd.DataFrame, events: pd.DataFrame | None, path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def connection_spans(requests: pd.DataFrame, path: str | Path, *, by: str = "backend",
+                     events: pd.DataFrame | None = None,
+                     marks: Mapping[str, float] | None = None,
+                     title: str = "connections over time") -> Path:
+    """A horizontal line per connection from its start to its end (start + latency), coloured
+    by `by`; failed connections end in a cross. Target events (with `t`) and `marks`
+    ({label: t}) are drawn as vertical lines. Times are `t` (seconds since the run's start)
+    when present, else seconds since the first connection."""
+    start = requests["t"] if "t" in requests else requests["start"] - requests["start"].min()
+    rows = requests.assign(_t0=start.astype(float),
+                           _t1=start.astype(float) + requests["latency_ms"] / 1000.0,
+                           _group=requests[by].fillna("?").astype(str),
+                           _failed=failed(requests))
+    rows = rows.sort_values(["_group", "_t0"], kind="stable", ignore_index=True)
+    fig = _figure(10, max(4.0, min(12.0, 2.0 + 0.12 * len(rows))))
+    ax = fig.add_subplot()
+    colours = {g: f"C{i % 10}" for i, g in enumerate(sorted(rows["_group"].unique()))}
+    for group, frame in rows.groupby("_group", sort=True):
+        ax.hlines(frame.index, frame["_t0"], frame["_t1"], colors=colours[group],
+                  label=f"{by}={group}")
+        bad = frame[frame["_failed"]]
+        ax.scatter(bad["_t1"], bad.index, marker="x", color="red", zorder=3)
+    if len(rows) and rows["_failed"].any():
+        ax.scatter([], [], marker="x", color="red", label="ended with an error")
+    for label, when in (marks or {}).items():
+        ax.axvline(when, color="black", linestyle="--", linewidth=1)
+        ax.text(when, len(rows), f" {label}", rotation=90, va="top", ha="right",
+                fontsize="x-small")
+    if events is not None and not events.empty:
+        for _, event in events.sort_values("t").iterrows():
+            state = str(event["new"]).strip().lower()
+            state = "removed" if state in ("", "nan") else state
+            colour, style = EVENT_STYLE.get(state, ("grey", ":"))
+            ax.axvline(event["t"], color=colour, linestyle=style, linewidth=1)
+            ax.text(event["t"], 0, f" {event['target']}: {state}", rotation=90, va="bottom",
+                    ha="right", fontsize="x-small", color=colour)
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("connection")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="upper left", fontsize="small")
     return _save(fig, path)

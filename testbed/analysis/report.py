@@ -117,18 +117,15 @@ def _requests_section(rep: Report, requests: pd.DataFrame, bin_s: float) -> None
         "mean_rps": len(requests) / span if span > 0 else math.nan,
     }])
     zones = requests.dropna(subset=["backend"]).groupby("backend")["backend_az"].first()
-    expected = _expected_share(rep.results, zones)
-    # Targets that should have had a share but got nothing count as 0 in the spread.
-    shares = target_share(requests, targets=list(expected) if isinstance(expected, dict)
-                          else None)
-    if len(shares):
-        shares.insert(1, "az", shares["backend"].map(zones))
-        if expected is not None:
-            shares["expected"] = shares["backend"].map(expected) if isinstance(expected, dict) \
-                else expected
-        rep.tables["share per target"] = shares
-        rep.tables["balance"] = balance(shares)
-        rep.figures.append(plots.share_bars(shares, rep.out / "share.png", expected=expected))
+    share_by = rep.results.meta.get("share_by")
+    if isinstance(share_by, str) and share_by in requests:
+        # Phases of one run (e.g. cross-zone off, then on) expect different shares: one
+        # share table, balance and figure per phase.
+        for value, rows in requests.groupby(share_by, sort=True):
+            _share_section(rep, rows, zones, _expected_share(rep.results, zones, str(value)),
+                           f" ({share_by}={value})", f"share_{_slug(f'{share_by}_{value}')}")
+    else:
+        _share_section(rep, requests, zones, _expected_share(rep.results, zones), "", "share")
     by = "proto" if requests["proto"].nunique() > 1 else None
     latency = latency_percentiles(requests, by=by)
     if latency["count"].sum() > 0:
@@ -145,12 +142,37 @@ def _requests_section(rep: Report, requests: pd.DataFrame, bin_s: float) -> None
                                             title="requests started per second"))
 
 
-def _expected_share(results: Results, zones: pd.Series) -> float | dict[str, float] | None:
-    """meta.json "expected_share" (number or {target: share}); else from params.cross_zone."""
+def _share_section(rep: Report, requests: pd.DataFrame, zones: pd.Series,
+                   expected: float | dict[str, float] | None, suffix: str, figure: str) -> None:
+    """Share per target, balance and the share figure of some requests."""
+    # Targets that should have had a share but got nothing count as 0 in the spread.
+    shares = target_share(requests, targets=list(expected) if isinstance(expected, dict)
+                          else None)
+    if not len(shares):
+        return
+    shares.insert(1, "az", shares["backend"].map(zones))
+    if expected is not None:
+        shares["expected"] = shares["backend"].map(expected) if isinstance(expected, dict) \
+            else expected
+    rep.tables[f"share per target{suffix}"] = shares
+    rep.tables[f"balance{suffix}"] = balance(shares)
+    rep.figures.append(plots.share_bars(shares, rep.out / f"{figure}.png", expected=expected,
+                                        title=f"share of requests per target{suffix}"))
+
+
+def _expected_share(results: Results, zones: pd.Series, group: str | None = None
+                    ) -> float | dict[str, float] | None:
+    """meta.json "expected_share" (number or {target: share}, or with meta "share_by" one of
+    those per group value); else from params.cross_zone."""
     given = results.meta.get("expected_share")
+    if group is not None:
+        given = given.get(group) if isinstance(given, dict) else None
     if isinstance(given, (int, float)) and not isinstance(given, bool):
         return float(given)
     if isinstance(given, dict):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in given.values()):
+            return None  # per-group values read without share_by: nothing to compare
         return {str(k): float(v) for k, v in given.items()}
     cross_zone = (results.meta.get("params") or {}).get("cross_zone")
     if isinstance(cross_zone, bool) and zones.notna().all() and len(zones):

@@ -12,6 +12,7 @@ Definitions used throughout:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -226,3 +227,75 @@ def requests_per_second(requests: pd.DataFrame, bin_s: float = 1.0,
     counts["total"] = counts["ok"] + counts["failed"]
     counts["rps"] = counts["total"] / bin_s
     return counts[groups + ["t", "ok", "failed", "total", "rps"]]
+
+
+def chi2_sf(statistic: float, dof: int) -> float:
+    """P(X >= statistic) for X chi-square distributed with `dof` degrees of freedom.
+
+    The regularized upper incomplete gamma Q(dof/2, statistic/2): a series below a+1, a
+    continued fraction (modified Lentz) above, as in Numerical Recipes (no scipy needed).
+    """
+    if dof < 1:
+        raise ValueError("dof must be at least 1")
+    if statistic <= 0:
+        return 1.0
+    if not math.isfinite(statistic):
+        return 0.0
+    a, x = dof / 2.0, statistic / 2.0
+    log_front = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        while abs(term) > abs(total) * 1e-15:
+            n += 1
+            term *= x / n
+            total += term
+        return float(max(0.0, 1.0 - total * math.exp(log_front)))
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-15:
+            break
+    return float(min(1.0, math.exp(log_front) * h))
+
+
+def goodness_of_fit(shares: pd.DataFrame, expected: Mapping[str, float], *,
+                    column: str = "backend") -> dict[str, float | str | int]:
+    """How far a target_share table is from expected shares: Pearson's chi-square test.
+
+    Returns chi2, dof, p_value (each connection an independent draw with the expected
+    probabilities), max_abs_dev (largest |share - expected|, as a fraction) and the target
+    that has it. Targets missing from `shares` count 0; a target with requests but no
+    expected share makes chi2 infinite (p_value 0).
+    """
+    counts = shares.groupby(column)["count"].sum()
+    names = sorted(set(expected) | set(counts.index.astype(str)))
+    total_expected = sum(expected.values())
+    if total_expected <= 0:
+        raise ValueError("expected shares add up to 0")
+    n = float(counts.sum())
+    chi2, worst, worst_dev = 0.0, "", -1.0
+    for name in names:
+        observed = float(counts.get(name, 0))
+        p = expected.get(name, 0.0) / total_expected
+        dev = abs((observed / n if n else 0.0) - p)
+        if dev > worst_dev:
+            worst, worst_dev = name, dev
+        if p > 0:
+            chi2 += (observed - n * p) ** 2 / (n * p)
+        elif observed > 0:
+            chi2 = math.inf
+    dof = max(1, sum(1 for v in expected.values() if v > 0) - 1)
+    return {"chi2": chi2, "dof": dof, "p_value": chi2_sf(chi2, dof),
+            "max_abs_dev": worst_dev, "worst_target": worst, "connections": int(n)}

@@ -30,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         hostcmds,
         lifecycle,
         metrics,
+        probe,
         report,
         snmp,
+        targets,
         traffic,
         validate,
     )
@@ -41,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "from CloudFormation-style templates.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (doctor, validate, lifecycle, hostcmds, traffic, metrics, snmp, experiments,
-                   report):
+    for module in (doctor, validate, lifecycle, hostcmds, targets, traffic, metrics, snmp,
+                   experiments, report, probe):
         module.register(sub)
     return parser
 

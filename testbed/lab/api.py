@@ -23,6 +23,7 @@ from typing import Any
 
 from testbed.errors import BadInput, LabError
 from testbed.lab import naming, rpc
+from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import Event, EventFollower, read_events
 from testbed.lab.holder import HOLDER_SOCK, REQUEST
 from testbed.lab.hostexec import netns_argv
@@ -93,10 +94,13 @@ def start_lab(template: str, params: dict[str, str] | None = None, name: str | N
     if final is not None and final.status == "CREATE_COMPLETE":
         return read_state(lab_dir) or {}
     proc.wait(timeout=60)
-    reasons = [e.reason for e in read_events(lab_dir)
-               if e.status.endswith("FAILED") and e.reason]
+    events = read_events(lab_dir)
+    reasons = [e.reason for e in events if e.status.endswith("FAILED") and e.reason]
+    reasons += [e.reason for e in events if e.status == "ROLLBACK_IN_PROGRESS" and e.reason]
+    detail = reasons[0] if reasons else (
+        f"the holder exited with code {proc.returncode}; holder.log ends with:\n"
+        + log_tail(lab_dir / "holder.log", 25))
     teardown(name)
-    detail = reasons[0] if reasons else f"the holder exited with code {proc.returncode}"
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
 
 

@@ -156,7 +156,9 @@ class LabBuilder:
             rtype = self.model.resource_types.get(lid, "")
             self._step(lid, rtype, lambda lid=lid: materialize(nodes_by_resource.get(lid, []), lid),
                        self._describe(lid))
-        leftover = nodes_by_resource.get(None, [])
+        # Lab machinery that no template resource owns (the resolver): created last.
+        leftover = [n for rid, names in nodes_by_resource.items()
+                    if rid not in self.model.creation_order for n in names]
         if leftover or pending_links:
             materialize(leftover)
         if pending_links:
@@ -244,6 +246,12 @@ class LabBuilder:
                 # With the userspace datapath a host must compute TX checksums itself, or
                 # TCP through OVS fails while ping works (partial checksums reach the wire).
                 cmd += "; ethtool -K eth0 tx off >/dev/null 2>&1; ethtool -k eth0"
+            hp = next((x for x in self.plan.hosts if x.name == h.name), None)
+            if hp is not None and hp.kind == "dns":
+                # /32 addresses, one per realm; everything else is on-link behind the router.
+                cmd += "; ip addr flush dev eth0" + "".join(
+                    f"; ip addr add {ip}/32 dev eth0" for ip in (hp.ip, *hp.extra_ips))
+                cmd += "; ip route replace default dev eth0"
             if self._kind(h.name) == "lb-node":
                 # The node's own connections (health checks) use ports that no listener and
                 # no SNAT'ed flow of the fabric can use (testbed's NLB keeps 1024-60999).

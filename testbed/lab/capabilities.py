@@ -58,6 +58,7 @@ TOOLS = {
     "ethtool": ["ethtool", "--version"],
     "nft": ["nft", "--version"],
     "wrk": ["wrk", "-v"],
+    "dnsmasq": ["/usr/sbin/dnsmasq", "--version"],
 }
 PYTHON_PACKAGES = ["os-ken", "mininet", "scapy", "pysnmp", "pandas", "matplotlib", "PyYAML"]
 

@@ -63,6 +63,7 @@ class HostPlan:
     role: str | None = None
     role_args: dict[str, Any] = field(default_factory=dict)
     user_data: str | None = None
+    extra_ips: tuple[str, ...] = ()  # more /32 addresses on eth0 (the lab's DNS resolver)
     # The host's SNMP agent (testbed.lab.services.snmpd), None without one: community,
     # v3 (user, passwords, protocols) and sources (the CIDRs allowed to ask it).
     snmp: dict[str, Any] | None = None
@@ -137,6 +138,7 @@ class NetworkPlan:
     def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
         kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan,
                  "subnets": SubnetPlan, "vpcs": VpcPlan}
+        d = dict(d, hosts=[dict(h, extra_ips=tuple(h.get("extra_ips", ()))) for h in d["hosts"]])
         args = {}
         for f in fields(cls):
             if f.name not in d:
@@ -237,11 +239,41 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 vpc=subnet.vpc_id, public_ip=node.public_ip, role=f"{lb.type}-node",
                 role_args={"lb": lb.name, "az": node.az},
                 snmp=_snmp_plan(model, node.host) if node.host in model.instances else None))
+    if model.vpcs or model.internet_clients:
+        hosts.append(_dns_host(lab, model, core, core_port, len(hosts) + 1,
+                               has_internet=internet is not None))
+        core_port += 1
     return NetworkPlan(
         lab=lab, prefix=naming.prefix(lab), router_mac=ROUTER_MAC, switches=tuple(switches),
         hosts=tuple(hosts), links=tuple(links), subnets=subnets, vpcs=vpcs,
         has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth, load_balancers=lbs,
         zone_base=zone_base)
+
+
+DNS_HOST = "LabDNS"
+
+
+def dns_addresses(model: StackModel, has_internet: bool) -> list[str]:
+    """Where the lab's resolver answers: VPC base + 2 of each VPC (AWS's AmazonProvidedDNS)
+    and, when there is an internet segment, its .2."""
+    ips = [str(v.cidr.network_address + 2)
+           for v in sorted(model.vpcs.values(), key=lambda v: v.logical_id)]
+    if has_internet:
+        ips.append(str(INTERNET_CIDR.network_address + 2))
+    return ips
+
+
+def _dns_host(lab: str, model: StackModel, core: SwitchPlan, port: int, index: int,
+              has_internet: bool) -> HostPlan:
+    """The lab's DNS resolver: one host on the core switch with an address in every realm.
+
+    It sits outside every subnet (/32 addresses, everything reached through the router), like
+    the AWS resolver that every subnet reaches at its VPC's base + 2."""
+    ips = dns_addresses(model, has_internet)
+    return HostPlan(name=DNS_HOST, netns=naming.netns_name(lab, DNS_HOST), kind="dns",
+                    ip=ips[0], prefixlen=32, gateway="", mac=host_mac(ips[0]),
+                    switch=core.name, port=port, veth=naming.veth_name(lab, index),
+                    extra_ips=tuple(ips[1:]), role=None)
 
 
 def _snmp_plan(model: StackModel, host_id: str) -> dict[str, Any] | None:

@@ -60,6 +60,20 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
+def bound_udp_ports(pid: int) -> set[int]:
+    """UDP ports bound in the network namespace of process `pid`."""
+    ports = set()
+    try:
+        lines = open(f"/proc/{pid}/net/udp").read().splitlines()[1:]
+    except OSError:
+        return ports
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 1:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def wait_roles_ready(lab: str, started: list[tuple[HostPlan, subprocess.Popen]],
                      timeout: float = 20.0) -> None:
     """Block until every started role listens on the TCP ports its module declares

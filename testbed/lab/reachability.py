@@ -27,9 +27,18 @@ class Address:
         return f"{self.owner}{' (public)' if self.public else ''}"
 
 
+# Lab machinery, not instances: load balancer nodes and the resolver have their own tests.
+SERVICE_KINDS = ("lb-node", "dns")
+
+
+def hosts(plan: NetworkPlan) -> list[HostPlan]:
+    """The hosts the matrix is about: instances and internet clients."""
+    return [h for h in plan.hosts if h.kind not in SERVICE_KINDS]
+
+
 def addresses(plan: NetworkPlan) -> list[Address]:
     out = []
-    for h in plan.hosts:
+    for h in hosts(plan):
         out.append(Address(h.name, h.ip, False))
         if h.public_ip:
             out.append(Address(h.name, h.public_ip, True))
@@ -61,7 +70,7 @@ def allowed(plan: NetworkPlan, src: HostPlan, dst: Address) -> bool:
 def expected(plan: NetworkPlan) -> dict[tuple[str, str], bool]:
     """(source host, destination IP) -> allowed, for every pair except a host to itself."""
     return {(src.name, a.ip): allowed(plan, src, a)
-            for src in plan.hosts for a in addresses(plan) if a.owner != src.name}
+            for src in hosts(plan) for a in addresses(plan) if a.owner != src.name}
 
 
 def measure(lab, plan: NetworkPlan, wait_s: float = 1.0, tries: int = 2) \
@@ -81,7 +90,7 @@ def measure(lab, plan: NetworkPlan, wait_s: float = 1.0, tries: int = 2) \
 
     result: dict[tuple[str, str], bool] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        for part in pool.map(from_host, plan.hosts):
+        for part in pool.map(from_host, hosts(plan)):
             result.update(part)
     return result
 
@@ -92,12 +101,12 @@ def format_matrix(plan: NetworkPlan, measured: dict[tuple[str, str], bool],
 
     'ok' reachable, '--' not reachable; a '!' marks a cell that differs from AWS's rules."""
     cols = addresses(plan)
-    src_w = max(max(len(h.name) for h in plan.hosts), len("from \\ to")) + 2
+    src_w = max(max(len(h.name) for h in hosts(plan)), len("from \\ to")) + 2
     widths = [max(len(a.owner), len(a.ip)) + 1 for a in cols]
     head1 = " " * src_w + "".join(a.owner.ljust(w) for a, w in zip(cols, widths))
     head2 = "from \\ to".ljust(src_w) + "".join(a.ip.ljust(w) for a, w in zip(cols, widths))
     lines = [head1.rstrip(), head2.rstrip()]
-    for src in plan.hosts:
+    for src in hosts(plan):
         cells = []
         for a, w in zip(cols, widths):
             key = (src.name, a.ip)

@@ -214,6 +214,7 @@ class TargetRegistry:
                     "LoadBalancer": lb_name, "TargetGroup": tg_name,
                     "Target": {"Id": h.target.id, "Port": h.target.port,
                                "AvailabilityZone": h.target.az},
+                    "Ip": h.target.ip,
                     "HealthCheckPort": str(hc.port or h.target.port),
                     "TargetHealth": health, "Since": h.since,
                     "LastCheck": h.last_detail,

@@ -110,7 +110,7 @@ class LbService:
                 raise BadInput(f"{text!r} is not an instance of this lab (target group "
                                f"{tg_name} takes instance targets)",
                                hint=f"instances: {', '.join(sorted(by_name))}")
-            return TargetPlan(f"{host.name}:{port}", host.name, host.ip, port, host.az,
+            return TargetPlan(f"{host.name}:{port}", f"i-{host.name}", host.ip, port, host.az,
                               host.name)
         try:
             ip = IPv4Address(text)

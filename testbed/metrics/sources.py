@@ -37,10 +37,11 @@ class Source(Protocol):
     def snapshot(self) -> list[Sample]: ...
 
 
-def controller_stats(lab: Any, flows: bool = True) -> dict[str, Any]:
-    """Port and flow counters of the lab's switches, from its controller."""
-    reply = rpc.call(str(lab.dir / CONTROLLER_SOCK), {"op": "stats", "flows": flows},
-                     timeout=10)
+def controller_stats(lab: Any, flows: bool = True,
+                     tables: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Port and flow counters of the lab's switches (flows of `tables` only, if given)."""
+    reply = rpc.call(str(lab.dir / CONTROLLER_SOCK),
+                     {"op": "stats", "flows": flows, "tables": list(tables or [])}, timeout=10)
     if not reply.get("ok"):
         raise RuntimeError(reply.get("error", "controller stats failed"))
     return reply
@@ -76,6 +77,12 @@ class HostPortSource:
         return out
 
 
+# (table, priority) of the entries that drop what the VPC rules do not allow (see
+# controllers.forwarding): no route, blocked realm, spoofed source, unknown destination.
+DROP_ENTRIES = {(0, 0), (20, 1), (21, 0), (30, 0), (40, 0), (50, 0)}
+DROP_TABLES = tuple(sorted({t for t, _p in DROP_ENTRIES}))
+
+
 class FabricDropSource:
     """Packets the fabric dropped on purpose (no route, blocked by AWS rules, spoofed),
     from the packet counters of the priority-0 drop entries. Namespace Lab/Fabric."""
@@ -87,16 +94,80 @@ class FabricDropSource:
         self.switch_name = {s.dpid: s.name for s in plan.switches}
 
     def snapshot(self) -> list[Sample]:
-        stats = controller_stats(self.lab, flows=True)
+        stats = controller_stats(self.lab, flows=True, tables=DROP_TABLES)
         out = []
         for dpid, data in stats["switches"].items():
-            dropped = sum(f["packets"] for f in data["flows"] if f["priority"] in (0, 1)
-                          and f["table"] not in (10,))
+            dropped = sum(f["packets"] for f in data["flows"]
+                          if (f["table"], f["priority"]) in DROP_ENTRIES)
             out.append(Sample("Lab/Fabric", "DroppedByPolicy", "", "",
                               self.switch_name.get(int(dpid), dpid), float(dropped), "Count",
                               "counter"))
         return out
 
 
+class NlbSource:
+    """AWS/NetworkELB metrics: NewFlowCount, ProcessedBytes, ActiveFlowCount per load
+    balancer, target group and target, and Healthy/UnHealthyHostCount per target group."""
+
+    name = "nlb"
+    NAMESPACE = "AWS/NetworkELB"
+
+    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+        self.lab = lab
+        self.lbs = [lb.name for lb in plan.load_balancers if lb.type == "network"]
+
+    def snapshot(self) -> list[Sample]:
+        if not self.lbs:
+            return []
+        from testbed.lab.holder import HOLDER_SOCK
+
+        stats = rpc.call(str(self.lab.dir / CONTROLLER_SOCK), {"op": "nlb_stats"}, timeout=15)
+        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"},
+                        timeout=10).get("targets", [])
+        ns, out = self.NAMESPACE, []
+        per_lb: dict[str, float] = {}
+        per_tg: dict[tuple[str, str], float] = {}
+        for nf in stats.get("new_flows", []):
+            out.append(Sample(ns, "NewFlowCount", nf["lb"], nf["tg"], nf["target"],
+                              float(nf["count"]), "Count", "counter"))
+            per_lb[nf["lb"]] = per_lb.get(nf["lb"], 0) + nf["count"]
+            per_tg[(nf["lb"], nf["tg"])] = per_tg.get((nf["lb"], nf["tg"]), 0) + nf["count"]
+        for lb in self.lbs:
+            out.append(Sample(ns, "NewFlowCount", lb, "", "", float(per_lb.get(lb, 0)), "Count",
+                              "counter"))
+            out.append(Sample(ns, "ProcessedBytes", lb, "", "",
+                              float(stats.get("processed_bytes", {}).get(lb, 0)), "Bytes",
+                              "counter"))
+        for (lb, tg), n in per_tg.items():
+            out.append(Sample(ns, "NewFlowCount", lb, tg, "", float(n), "Count", "counter"))
+        key_of = {(r["LoadBalancer"], _ip_port(r)): f"{r['Target']['Id']}:{r['Target']['Port']}"
+                  for r in rows}
+        totals: dict[str, int] = {}
+        for a in stats.get("active_flows", []):
+            target = key_of.get((a["lb"], f"{a['ip']}:{a['port']}"), f"{a['ip']}:{a['port']}")
+            out.append(Sample(ns, "ActiveFlowCount", a["lb"], "", target, float(a["count"]),
+                              "Count", "gauge"))
+            totals[a["lb"]] = totals.get(a["lb"], 0) + a["count"]
+        for lb in self.lbs:
+            out.append(Sample(ns, "ActiveFlowCount", lb, "", "", float(totals.get(lb, 0)),
+                              "Count", "gauge"))
+        health: dict[tuple[str, str], list[int]] = {}
+        for r in rows:
+            counts = health.setdefault((r["LoadBalancer"], r["TargetGroup"]), [0, 0])
+            state = r["TargetHealth"]["State"]
+            counts[0] += state == "healthy"
+            counts[1] += state == "unhealthy"
+        for (lb, tg), (ok, bad) in health.items():
+            out.append(Sample(ns, "HealthyHostCount", lb, tg, "", float(ok), "Count", "gauge"))
+            out.append(Sample(ns, "UnHealthyHostCount", lb, tg, "", float(bad), "Count",
+                              "gauge"))
+        return out
+
+
+def _ip_port(row: dict[str, Any]) -> str:
+    return f"{row.get('Ip', '')}:{row['Target']['Port']}"
+
+
 # name -> class taking (lab, plan); load balancer issues add theirs here.
-SOURCES: dict[str, Any] = {"ports": HostPortSource, "fabric": FabricDropSource}
+SOURCES: dict[str, Any] = {"ports": HostPortSource, "fabric": FabricDropSource,
+                           "nlb": NlbSource}

@@ -20,6 +20,7 @@ import csv
 import errno
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -110,7 +111,8 @@ class LoadClient:
         infos = await asyncio.get_running_loop().getaddrinfo(
             self.target.host, self.target.port, family=socket.AF_INET,
             type=socket.SOCK_DGRAM if self.target.proto == "udp" else socket.SOCK_STREAM)
-        self._resolved = infos[0][4][0]
+        # Like most clients, take any of the records: spreads clients over LB nodes.
+        self._resolved = random.choice(infos)[4][0]
         return self._resolved
 
     def row(self, seq: int, start: float, t0: float, **fields: Any) -> dict[str, Any]:
@@ -185,6 +187,9 @@ class LoadClient:
     async def tcp(self, seq: int) -> dict[str, Any]:
         start, t0 = time.time(), time.monotonic()
         writer = None
+        # Known once the identity line arrived: a held flow that breaks later still names
+        # its backend (draining experiments need to know whose connections broke).
+        fields: dict[str, Any] = {}
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(await self.address(), self.target.port), self.timeout)
@@ -202,7 +207,7 @@ class LoadClient:
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             return self.row(seq, start, t0, status=0, bytes=len(line), **fields)
         except Exception as exc:
-            return self.row(seq, start, t0, error=_error_kind(exc))
+            return self.row(seq, start, t0, error=_error_kind(exc), **fields)
         finally:
             if writer is not None:
                 writer.close()

@@ -143,10 +143,14 @@ def test_endpoint_address_is_the_lowest_free(load):
     ("SubnetIds: [!Ref PubA]", "SubnetIds: [!Ref PubA]\n      RouteTableIds: [!Ref PublicTable]",
      "RouteTableIds is for gateway endpoints"),
 ])
-def test_endpoint_errors(fails, old, new, message):
+def test_endpoint_errors(fails, line_with, old, new, message):
     text = gwlb_stack()
     assert old in text
-    fails(text.replace(old, new), message, logical_id="Endpoint")
+    text = text.replace(old, new)
+    # Each error points at the changed line, or at the resource when a property is missing.
+    changed = new.splitlines()[-1].strip()
+    at = "  Endpoint:" if changed == "PrivateDnsEnabled: false" else changed
+    fails(text, message, logical_id="Endpoint", line=line_with(text, at))
 
 
 def test_endpoint_needs_a_gwlb_node_in_its_az(fails):
@@ -179,7 +183,8 @@ def test_service_name_of_a_service_created_later(fails, load):
 ])
 def test_endpoint_service_errors(fails, props, message):
     text = stack(GWLB, NLB, f"Svc:\n  Type: AWS::EC2::VPCEndpointService\n  Properties: {props}\n")
-    fails(text, message, logical_id="Svc")
+    lines = len(text.splitlines())
+    fails(text, message, logical_id="Svc", line=lines - 2 if props == "{}" else lines)
 
 
 def test_route_with_two_targets(fails):

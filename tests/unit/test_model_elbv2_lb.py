@@ -160,10 +160,9 @@ def test_explicit_node_address_is_honoured_and_set_aside(load):
 
 @pytest.mark.parametrize(("props", "message"), [
     ("{Type: network, SubnetMappings: [{SubnetId: !Ref PubA, PrivateIPv4Address: 10.0.0.9}]}",
-     "PrivateIPv4Address is only for internal network load balancers; this is an "
-     "internet-facing network load balancer"),
+     "PrivateIPv4Address is only for internal network load balancers; LB is internet-facing"),
     ("{Scheme: internal, SubnetMappings: [{SubnetId: !Ref PrivA, PrivateIPv4Address: "
-     "10.0.2.9}, {SubnetId: !Ref PrivB}]}", "only for internal network load balancers"),
+     "10.0.2.9}, {SubnetId: !Ref PrivB}]}", "LB is an application load balancer"),
     ("{Type: network, Scheme: internal, SubnetMappings: [{SubnetId: !Ref PrivA, "
      "PrivateIPv4Address: 10.0.3.9}]}", "address 10.0.3.9 is not inside subnet PrivA"),
     ("{Type: network, Scheme: internal, SubnetMappings: [{SubnetId: !Ref PrivA, "

@@ -70,25 +70,26 @@ def test_listener_arn(load):
     assert model.outputs["Ref"] == model.outputs["Arn"] == arn
 
 
-@pytest.mark.parametrize(("lb", "protocol", "port", "message"), [
-    ("NLB", "TLS", 443, "TLS listeners are not supported in the lab (it has no TLS)"),
-    ("NLB", "HTTP", 80, "Protocol of a network load balancer listener must be one of TCP, UDP, "
-                        "TCP_UDP, not 'HTTP'"),
-    ("ALB", "HTTPS", 443, "HTTPS listeners are not supported by the lab yet"),
-    ("ALB", "TCP", 80, "must be one of HTTP, not 'TCP'"),
+@pytest.mark.parametrize(("lb", "protocol", "port", "message", "at"), [
+    ("NLB", "TLS", 443, "TLS listeners are not supported in the lab (it has no TLS)",
+     "Protocol: TLS"),
+    ("NLB", "HTTP", 80, "Protocol of a listener of network load balancers must be one of TCP, UDP, "
+                        "TCP_UDP, not 'HTTP'", "Protocol: HTTP"),
+    ("ALB", "HTTPS", 443, "HTTPS listeners are not supported by the lab yet", "Protocol: HTTPS"),
+    ("ALB", "TCP", 80, "must be one of HTTP, not 'TCP'", "Protocol: TCP"),
     ("NLB", None, 80, "required property Protocol is missing (network load balancer listeners "
-                      "need Port and Protocol)"),
-    ("ALB", "HTTP", None, "required property Port is missing"),
-    ("NLB", "TCP", 65536, "Port must be from 1 to 65535, not 65536"),
+                      "need Port and Protocol)", "L:"),
+    ("ALB", "HTTP", None, "required property Port is missing", "L:"),
+    ("NLB", "TCP", 65536, "Port must be from 1 to 65535, not 65536", "Port: 65536"),
     ("GWLB", "TCP", None, "a gateway load balancer's listener has no Protocol: it takes every "
-                          "IP packet"),
-    ("GWLB", None, 80, "a gateway load balancer's listener has no Port"),
+                          "IP packet", "Protocol: TCP"),
+    ("GWLB", None, 80, "a gateway load balancer's listener has no Port", "Port: 80"),
 ])
-def test_port_and_protocol_errors(fails, lb, protocol, port, message):
+def test_port_and_protocol_errors(fails, line_with, lb, protocol, port, message, at):
     tg = {"NLB": ("TCP", 80), "ALB": ("HTTP", 80), "GWLB": ("GENEVE", 6081)}[lb]
     text = stack({"NLB": NLB, "ALB": ALB, "GWLB": GWLB}[lb], target_group("TG", *tg),
                  listener("L", lb, protocol, port))
-    fails(text, message, logical_id="L")
+    fails(text, message, logical_id="L", line=line_with(text, "  L:" if at == "L:" else at))
 
 
 def test_unsupported_tls_properties(fails):
@@ -123,13 +124,13 @@ def test_gateway_lb_takes_one_listener(fails):
 # --- Who may forward to which target group -------------------------------------------------
 
 @pytest.mark.parametrize(("lb", "protocol", "port", "tg_protocol", "message"), [
-    ("NLB", "TCP", 80, "UDP", "NLB is a network load balancer and a TCP listener forwards to "
+    ("NLB", "TCP", 80, "UDP", "NLB is a network load balancer and its TCP listener forwards to "
                               "TCP or TCP_UDP target groups; TG is UDP"),
-    ("NLB", "UDP", 80, "TCP", "a UDP listener forwards to UDP or TCP_UDP target groups"),
-    ("NLB", "TCP_UDP", 80, "TCP", "a TCP_UDP listener forwards to TCP_UDP target groups"),
+    ("NLB", "UDP", 80, "TCP", "its UDP listener forwards to UDP or TCP_UDP target groups"),
+    ("NLB", "TCP_UDP", 80, "TCP", "its TCP_UDP listener forwards to TCP_UDP target groups"),
     ("NLB", "TCP", 80, "HTTP", "TG is HTTP"),
     ("NLB", "TCP", 80, "GENEVE", "TG is GENEVE"),
-    ("ALB", "HTTP", 80, "TCP", "ALB is a application load balancer and a HTTP listener "
+    ("ALB", "HTTP", 80, "TCP", "ALB is an application load balancer and its HTTP listener "
                                "forwards to HTTP target groups; TG is TCP"),
     ("GWLB", None, None, "TCP", "GWLB is a gateway load balancer and its listener forwards to "
                                 "GENEVE target groups; TG is TCP"),

@@ -11,6 +11,7 @@ import pytest
 from testbed.model import load_model
 from testbed.model.elb_defaults import DEFAULTS
 from testbed.model.elbv2_types import elbv2_sections
+from testbed.model.resources.elbv2.attributes import LISTENER_ATTRIBUTES, RULES
 
 REPO = Path(__file__).resolve().parents[2]
 NLB_TEMPLATE = str(REPO / "templates" / "nlb.yaml")
@@ -45,7 +46,7 @@ def test_target_groups(model):
                 check.unhealthy_threshold) == ("TCP", 5, 4, 2, 2)
         assert tg.preserve_client_ip and tg.deregistration_delay_s == 300
     assert (web.protocol, web.health_check.port) == ("TCP", None)
-    assert (udp.protocol, udp.health_check.port) == ("UDP", 9000)
+    assert (udp.protocol, udp.health_check.port) == ("TCP_UDP", 9000)
 
 
 def test_listeners(model):
@@ -54,7 +55,7 @@ def test_listeners(model):
                   ls.tcp_idle_timeout_s, ls.udp_idle_timeout_s)
             for lid, ls in found.items()} == {
         "WebListener": ("TCP", 80, (("WebTargets", 1),), 350, None),
-        "UdpListener": ("UDP", 9000, (("UdpTargets", 1),), None, 120)}
+        "UdpListener": ("TCP_UDP", 9000, (("UdpTargets", 1),), 350, 120)}
 
 
 def test_hosts_and_outputs(model):
@@ -104,3 +105,11 @@ def test_defaults_table_covers_every_type():
     assert DEFAULTS["application"].lb_attributes["idle_timeout.timeout_seconds"] == "60"
     assert {t: d.cross_zone for t, d in DEFAULTS.items()} == {
         "application": True, "network": False, "gateway": False}
+
+
+def test_every_default_attribute_has_a_value_rule():
+    for defaults in DEFAULTS.values():
+        for key in (*defaults.lb_attributes, *defaults.tg_attributes):
+            assert key in RULES, key
+    for keys in LISTENER_ATTRIBUTES.values():
+        assert set(keys) <= set(RULES)

@@ -123,25 +123,32 @@ def test_nlb_matcher_accepts_5xx(load):
 
 # --- Protocols and ports -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("protocol", "port", "extra", "message"), [
-    ("TLS", 443, "", "TLS target groups are not supported in the lab (it has no TLS)"),
-    ("HTTPS", 443, "", "HTTPS target groups are not supported in the lab"),
-    ("SCTP", 80, "", "Protocol must be one of TCP, UDP, TCP_UDP, HTTP, GENEVE, not 'SCTP'"),
-    ("tcp", 80, "", "did you mean TCP?"),
-    ("GENEVE", 6080, "", "a GENEVE target group must use port 6081, not 6080"),
-    ("TCP", 0, "", "Port must be from 1 to 65535, not 0"),
-    ("TCP", 80, "ProtocolVersion: HTTP1", "ProtocolVersion is only for HTTP target groups"),
-    ("HTTP", 80, "ProtocolVersion: GRPC", "ProtocolVersion GRPC is not supported in the lab"),
-    ("HTTP", 80, "ProtocolVersion: HTTP3", "ProtocolVersion must be one of HTTP1"),
-    ("TCP", 80, "TargetType: lambda", "TargetType lambda is not supported in the lab"),
-    ("TCP", 80, "TargetType: alb", "TargetType alb is not supported in the lab"),
-    ("TCP", 80, "TargetType: host", "TargetType must be one of instance, ip"),
-    ("TCP", 80, "IpAddressType: ipv6", "IPv6 target groups are not supported in the lab"),
-    ("TCP", 80, "Name: bad_name", "Name 'bad_name' is not a valid target group name"),
+@pytest.mark.parametrize(("protocol", "port", "extra", "message", "at"), [
+    ("TLS", 443, "", "TLS target groups are not supported in the lab (it has no TLS)",
+     "Protocol:"),
+    ("HTTPS", 443, "", "HTTPS target groups are not supported in the lab", "Protocol:"),
+    ("SCTP", 80, "", "Protocol must be one of TCP, UDP, TCP_UDP, HTTP, GENEVE, not 'SCTP'",
+     "Protocol:"),
+    ("tcp", 80, "", "did you mean TCP?", "Protocol:"),
+    ("GENEVE", 6080, "", "a GENEVE target group must use port 6081, not 6080", "Port:"),
+    ("TCP", 0, "", "Port must be from 1 to 65535, not 0", "Port:"),
+    ("TCP", 80, "ProtocolVersion: HTTP1", "ProtocolVersion is only for HTTP target groups",
+     "ProtocolVersion"),
+    ("HTTP", 80, "ProtocolVersion: GRPC", "ProtocolVersion GRPC is not supported in the lab",
+     "ProtocolVersion"),
+    ("HTTP", 80, "ProtocolVersion: HTTP3", "ProtocolVersion must be one of HTTP1",
+     "ProtocolVersion"),
+    ("TCP", 80, "TargetType: lambda", "TargetType lambda is not supported in the lab",
+     "TargetType"),
+    ("TCP", 80, "TargetType: alb", "TargetType alb is not supported in the lab", "TargetType"),
+    ("TCP", 80, "TargetType: host", "TargetType must be one of instance, ip", "TargetType"),
+    ("TCP", 80, "IpAddressType: ipv6", "IPv6 target groups are not supported in the lab",
+     "IpAddressType"),
+    ("TCP", 80, "Name: bad_name", "Name 'bad_name' is not a valid target group name", "Name:"),
 ])
-def test_protocol_and_property_errors(fails, protocol, port, extra, message):
+def test_protocol_and_property_errors(fails, line_with, protocol, port, extra, message, at):
     text = stack(target_group("TG", protocol, port, extra))
-    fails(text, message, logical_id="TG")
+    fails(text, message, logical_id="TG", line=line_with(text, at))
 
 
 @pytest.mark.parametrize("missing", ["Protocol", "Port", "VpcId"])

@@ -240,3 +240,33 @@ def test_active_targets_scope(cross):
                RuntimeTarget("d", "4", 80, "us-east-1a", "draining")]
     keys = [t.key for t in active_targets(lb, tg, lb.nodes[1], targets)]
     assert keys == (["a"] if cross else ["b"])
+
+
+def test_unknown_segments_get_a_reset_from_the_address_the_client_used():
+    from os_ken.lib.packet import ethernet, ipv4, packet, tcp
+
+    plan, logic, fabric = make()
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 51000, tcp_flags_nxm=0x10))
+    assert res.hosts == [] and len(res.to_controller) == 1  # asked the controller
+    client = plan.host("Client1")
+    seg = packet.Packet()
+    seg.add_protocol(ethernet.ethernet(dst=plan.router_mac, src=client.mac))
+    seg.add_protocol(ipv4.ipv4(src=client.ip, dst=NODE_A, proto=6))
+    seg.add_protocol(tcp.tcp(src_port=51000, dst_port=80, seq=7, ack=1234, bits=tcp.TCP_ACK))
+    seg.serialize()
+    dpid = plan.switch(client.switch).dpid
+    out = logic.nlb.reset_for(dpid, client.port, bytes(seg.data))
+    assert out is not None and (out.dpid, out.port) == (dpid, client.port)
+    reply = packet.Packet(out.data)
+    ip, rst = reply.get_protocol(ipv4.ipv4), reply.get_protocol(tcp.tcp)
+    assert (ip.src, ip.dst) == (NODE_A_PUBLIC, client.ip)  # the public address it used
+    assert (rst.src_port, rst.dst_port, rst.seq) == (80, 51000, 1234)
+    assert rst.bits & tcp.TCP_RST
+    vpc = plan.host("WebB2")
+    seg2 = packet.Packet()
+    seg2.add_protocol(ethernet.ethernet(dst=plan.router_mac, src=vpc.mac))
+    seg2.add_protocol(ipv4.ipv4(src=vpc.ip, dst=NODE_A, proto=6))
+    seg2.add_protocol(tcp.tcp(src_port=51001, dst_port=80, seq=7, ack=99, bits=tcp.TCP_ACK))
+    seg2.serialize()
+    out = logic.nlb.reset_for(plan.switch(vpc.switch).dpid, vpc.port, bytes(seg2.data))
+    assert packet.Packet(out.data).get_protocol(ipv4.ipv4).src == NODE_A

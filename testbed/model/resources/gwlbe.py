@@ -15,6 +15,7 @@ from testbed.model.resources.ec2 import IGW, ROUTE_TABLE, SUBNET, VPC, VPC_ENDPO
 from testbed.model.resources.elbv2.common import (
     LOAD_BALANCER,
     NOT_YET,
+    a_load_balancer,
     convert,
     digest,
     family,
@@ -53,7 +54,7 @@ def _build_service(ctx: ResourceContext) -> None:
     lb_id = convert(ctx, ref(LOAD_BALANCER), raw, where, line)
     lb = family(state)["load_balancers"][lb_id]
     if lb.type != "gateway":
-        raise ctx.fail(f"{where}: {lb_id} is a {lb.type} load balancer; an endpoint service "
+        raise ctx.fail(f"{where}: {lb_id} is {a_load_balancer(lb.type)}; an endpoint service "
                        "here fronts a gateway load balancer", line=line)
     family(state)["endpoint_services"][lid] = EndpointService(
         lid, lb_id, service_name(state, lid), service_id(state, lid), ctx.source)

@@ -16,6 +16,7 @@ from testbed.model.resources.base import ResourceContext, prop, ref
 from testbed.model.resources.elbv2.common import (
     NOT_IN_LAB,
     TARGET_GROUP,
+    a_load_balancer,
     choice,
     family,
     in_range,
@@ -63,8 +64,8 @@ class _Reader:
         tg = family(ctx.state)["target_groups"][tg_id]
         allowed = LISTENER_TO_TG[self.protocol]
         if tg.protocol not in allowed:
-            listener = f"a {self.protocol} listener" if self.protocol else "its listener"
-            raise ctx.fail(f"{lb.logical_id} is a {lb.type} load balancer and {listener} "
+            listener = f"its {self.protocol} listener" if self.protocol else "its listener"
+            raise ctx.fail(f"{lb.logical_id} is {a_load_balancer(lb.type)} and {listener} "
                            f"forwards to {' or '.join(allowed)} target groups; {tg_id} is "
                            f"{tg.protocol}", line=line)
         if tg.vpc_id != lb.vpc_id:
@@ -99,7 +100,7 @@ class _Reader:
             raise ctx.fail(f"{where}: a forward action needs TargetGroupArn or "
                            "ForwardConfig.TargetGroups", line=lines.get("Type"))
         if self.lb.type != APPLICATION and (len(groups) > 1 or sticky is not None):
-            raise ctx.fail(f"{where}: a {self.lb.type} load balancer forwards to exactly one "
+            raise ctx.fail(f"{where}: {a_load_balancer(self.lb.type)} forwards to exactly one "
                            "target group, without weights or group stickiness",
                            line=lines.get("ForwardConfig", lines.get("Type")))
         return tuple(groups), sticky
@@ -212,7 +213,7 @@ class _Reader:
         choice(ctx, kind, TYPES, f"{where}.Type", lines["Type"])
         if kind != "forward" and self.lb.type != APPLICATION:
             raise ctx.fail(f"{where}: {kind} actions are only for application load balancers; "
-                           f"{self.lb.logical_id} is a {self.lb.type} load balancer",
+                           f"{self.lb.logical_id} is {a_load_balancer(self.lb.type)}",
                            line=lines["Type"])
         for key in ("TargetGroupArn", *CONFIG_OF.values()):
             if key in values and key != CONFIG_OF[kind] and \

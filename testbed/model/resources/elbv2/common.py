@@ -73,6 +73,11 @@ def unique_name(ctx: ResourceContext, name: str, section: str, what: str) -> Non
                            prop="Name", hint="give each one its own Name, or leave Name out")
 
 
+def a_load_balancer(lb_type: str) -> str:
+    """'an application load balancer', 'a network load balancer', ... for messages."""
+    return f"{'an' if lb_type[0] in 'aeiou' else 'a'} {lb_type} load balancer"
+
+
 def arn(state: BuildState, resource: str) -> str:
     """An Elastic Load Balancing ARN in the stack's region."""
     return f"arn:aws:elasticloadbalancing:{state.region}:{ACCOUNT_ID}:{resource}"

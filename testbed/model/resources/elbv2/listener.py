@@ -46,8 +46,8 @@ def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | No
     if protocol in NO_TLS:
         raise ctx.fail(NO_TLS[protocol], prop="Protocol",
                        hint="use TCP" if protocol == "TLS" else "use HTTP")
-    choice(ctx, protocol, PROTOCOLS[lb.type], f"Protocol of a {lb.type} load balancer listener",
-           ctx.line("Protocol"))
+    choice(ctx, protocol, PROTOCOLS[lb.type], f"Protocol of a listener of {lb.type} load "
+           "balancers", ctx.line("Protocol"))
     return in_range(ctx, props["Port"], 1, 65535, "Port", ctx.line("Port")), protocol
 
 

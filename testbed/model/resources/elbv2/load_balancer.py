@@ -23,6 +23,7 @@ from testbed.model.resources.elbv2.common import (
     LOAD_BALANCER,
     NOT_IN_LAB,
     NOT_YET,
+    a_load_balancer,
     arn,
     check_name,
     choice,
@@ -115,8 +116,9 @@ def _nodes(ctx: ResourceContext, lb_type: str, scheme: str | None,
     for subnet_id, requested, line in subnets:
         subnet = state.subnets[subnet_id]
         if requested is not None and (lb_type != NETWORK or scheme != "internal"):
+            kind = "internet-facing" if lb_type == NETWORK else a_load_balancer(lb_type)
             raise ctx.fail("PrivateIPv4Address is only for internal network load balancers; "
-                           f"this is an {scheme or 'gateway'} {lb_type} load balancer",
+                           f"{lid} is {kind}",
                            line=line, hint="leave it out: the node gets the lowest free address")
         name = node_name(lid, subnet.az)
         try:

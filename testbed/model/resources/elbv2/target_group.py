@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from testbed.errors import BadInput
 from testbed.model.elb_defaults import (
     APPLICATION,
     DEFAULTS,
@@ -88,64 +89,80 @@ def _check_versions(ctx: ResourceContext, protocol: str) -> None:
     choice(ctx, address_type, ("ipv4",), "IpAddressType", ctx.line("IpAddressType"))
 
 
-def _check_attributes(ctx: ResourceContext, lb_type: str, protocol: str, target_type: str,
-                      attrs: dict[str, str], lines: dict[str, int | None]) -> None:
-    """Rules that tie attributes together; fills preserve_client_ip.enabled's default."""
-    def fail(key: str, message: str, hint: str | None = None) -> None:
-        raise ctx.fail(message, line=lines.get(key, ctx.line("TargetGroupAttributes")),
-                       hint=hint)
+class _AttributeRules:
+    """The rules that tie a target group's attributes together, per LB type."""
 
-    allowed = DEFAULTS[lb_type].stickiness_types
-    if attrs["stickiness.type"] not in allowed:
-        fail("stickiness.type", f"stickiness.type of a {protocol} target group must be one of "
-             f"{', '.join(allowed)}, not {attrs['stickiness.type']!r}")
-    if lb_type == NETWORK:
-        key = "preserve_client_ip.enabled"
-        if key not in lines:
-            attrs[key] = str(preserve_client_ip_default(protocol, target_type)).lower()
-        elif attrs[key] == "false" and protocol in ("UDP", "TCP_UDP"):
-            fail(key, f"client IP preservation cannot be turned off for {protocol} target "
-                 "groups")
+    def __init__(self, ctx: ResourceContext, protocol: str, attrs: dict[str, str],
+                 lines: dict[str, int | None]) -> None:
+        self.ctx, self.protocol, self.attrs, self.lines = ctx, protocol, attrs, lines
+
+    def fail(self, key: str, message: str, hint: str | None = None) -> BadInput:
+        """An error at the attribute's line (the list's when the default is at fault)."""
+        line = self.lines.get(key, self.ctx.line("TargetGroupAttributes"))
+        return self.ctx.fail(message, line=line, hint=hint)
+
+    def check(self, lb_type: str, target_type: str) -> None:
+        """Check every rule of `lb_type`; fills preserve_client_ip.enabled's default."""
+        attrs = self.attrs
+        allowed = DEFAULTS[lb_type].stickiness_types
+        if attrs["stickiness.type"] not in allowed:
+            raise self.fail("stickiness.type", f"stickiness.type of a {self.protocol} target "
+                            f"group must be one of {', '.join(allowed)}, not "
+                            f"{attrs['stickiness.type']!r}")
+        if lb_type == NETWORK:
+            self.network(target_type)
+        elif lb_type == APPLICATION:
+            self.application()
+        else:
+            self.gateway()
+
+    def network(self, target_type: str) -> None:
+        attrs, key = self.attrs, "preserve_client_ip.enabled"
+        if key not in self.lines:
+            attrs[key] = str(preserve_client_ip_default(self.protocol, target_type)).lower()
+        elif attrs[key] == "false" and self.protocol in ("UDP", "TCP_UDP"):
+            raise self.fail(key, "client IP preservation cannot be turned off for "
+                                 f"{self.protocol} target groups")
         if attrs["proxy_protocol_v2.enabled"] == "true":
-            fail("proxy_protocol_v2.enabled", f"proxy protocol v2 is {NOT_IN_LAB}")
+            raise self.fail("proxy_protocol_v2.enabled", f"proxy protocol v2 is {NOT_IN_LAB}")
         if attrs["target_health_state.unhealthy.connection_termination.enabled"] == "true" \
                 and attrs["target_health_state.unhealthy.draining_interval_seconds"] != "0":
-            fail("target_health_state.unhealthy.draining_interval_seconds",
-                 "a draining interval needs "
-                 "target_health_state.unhealthy.connection_termination.enabled false")
-    if lb_type == APPLICATION:
-        _check_alb_attributes(ctx, attrs, fail)
-    if lb_type == GATEWAY:
-        on_dereg = attrs["target_failover.on_deregistration"]
-        on_unhealthy = attrs["target_failover.on_unhealthy"]
+            raise self.fail("target_health_state.unhealthy.draining_interval_seconds",
+                            "a draining interval needs target_health_state.unhealthy."
+                            "connection_termination.enabled false")
+
+    def application(self) -> None:
+        attrs = self.attrs
+        slow_start = int(attrs["slow_start.duration_seconds"])
+        if 0 < slow_start < 30:
+            raise self.fail("slow_start.duration_seconds", "slow_start.duration_seconds must "
+                            f"be 0 (off) or from 30 to 900, not {slow_start}")
+        if attrs["load_balancing.algorithm.anomaly_mitigation"] == "on" and \
+                attrs["load_balancing.algorithm.type"] != "weighted_random":
+            raise self.fail("load_balancing.algorithm.anomaly_mitigation", "anomaly mitigation "
+                            "needs load_balancing.algorithm.type weighted_random")
+        key = "stickiness.app_cookie.cookie_name"
+        cookie = attrs[key]
+        if cookie and not COOKIE_NAME.match(cookie):
+            raise self.fail(key, f"cookie name {cookie!r} has characters a cookie name cannot "
+                                 "have")
+        if cookie.upper().startswith(RESERVED_COOKIES):
+            raise self.fail(key, f"cookie name {cookie!r} is reserved: names starting AWSALB, "
+                                 "AWSALBAPP or AWSALBTG belong to the load balancer")
+        if attrs["stickiness.enabled"] == "true" and attrs["stickiness.type"] == "app_cookie" \
+                and not cookie:
+            raise self.fail("stickiness.type", "app_cookie stickiness needs "
+                            "stickiness.app_cookie.cookie_name, the application's cookie")
+
+    def gateway(self) -> None:
+        on_dereg = self.attrs["target_failover.on_deregistration"]
+        on_unhealthy = self.attrs["target_failover.on_unhealthy"]
         if on_dereg != on_unhealthy:
-            fail("target_failover.on_unhealthy" if "target_failover.on_unhealthy" in lines
-                 else "target_failover.on_deregistration",
-                 f"target_failover.on_deregistration ({on_dereg}) and "
-                 f"target_failover.on_unhealthy ({on_unhealthy}) must be the same",
-                 hint="set both to rebalance or both to no_rebalance")
-
-
-def _check_alb_attributes(ctx: ResourceContext, attrs: dict[str, str], fail) -> None:
-    slow_start = int(attrs["slow_start.duration_seconds"])
-    if 0 < slow_start < 30:
-        fail("slow_start.duration_seconds", "slow_start.duration_seconds must be 0 (off) or "
-             f"from 30 to 900, not {slow_start}")
-    if attrs["load_balancing.algorithm.anomaly_mitigation"] == "on" and \
-            attrs["load_balancing.algorithm.type"] != "weighted_random":
-        fail("load_balancing.algorithm.anomaly_mitigation", "anomaly mitigation needs "
-             "load_balancing.algorithm.type weighted_random")
-    cookie = attrs["stickiness.app_cookie.cookie_name"]
-    key = "stickiness.app_cookie.cookie_name"
-    if cookie and not COOKIE_NAME.match(cookie):
-        fail(key, f"cookie name {cookie!r} has characters a cookie name cannot have")
-    if cookie.upper().startswith(RESERVED_COOKIES):
-        fail(key, f"cookie name {cookie!r} is reserved: names starting AWSALB, AWSALBAPP or "
-             "AWSALBTG belong to the load balancer")
-    if attrs["stickiness.enabled"] == "true" and attrs["stickiness.type"] == "app_cookie" \
-            and not cookie:
-        fail("stickiness.type", "app_cookie stickiness needs "
-             "stickiness.app_cookie.cookie_name, the application's cookie")
+            key = "target_failover.on_unhealthy" if "target_failover.on_unhealthy" in \
+                self.lines else "target_failover.on_deregistration"
+            raise self.fail(key, f"target_failover.on_deregistration ({on_dereg}) and "
+                                 f"target_failover.on_unhealthy ({on_unhealthy}) must be the "
+                                 "same", hint="set both to rebalance or both to no_rebalance")
 
 
 def _build(ctx: ResourceContext) -> None:
@@ -162,7 +179,7 @@ def _build(ctx: ResourceContext) -> None:
     attrs, lines = read_attributes(ctx, "TargetGroupAttributes",
                                    DEFAULTS[lb_type].tg_attributes,
                                    f"{protocol} target group", "tg_attributes")
-    _check_attributes(ctx, lb_type, protocol, target_type, attrs, lines)
+    _AttributeRules(ctx, protocol, attrs, lines).check(lb_type, target_type)
     sticky = attrs["stickiness.enabled"] == "true"
     sticky_type = attrs["stickiness.type"] if sticky else None
     duration = None

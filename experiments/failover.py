@@ -1,0 +1,239 @@
+"""Health-check failover of an NLB target: detection and recovery time, client errors around it.
+
+A client sends a steady open-loop load (a new connection per request) through the NLB to
+targets in both AZs (cross-zone on). After `fault_after` seconds one target is broken
+(`fault`: stop, refuse, 500 or hang); once the health checks mark it unhealthy (or a bound
+passes) it stays broken `down_for` seconds and is repaired (start or clear). AWS: detection
+takes about interval x unhealthy threshold (a check that times out adds up to one timeout),
+recovery about interval x healthy threshold. A TCP check only notices stop and refuse; an
+HTTP check notices 500 and hang too.
+
+Writes requests.csv (REQUEST_COLUMNS plus phase), target_events.csv (health transitions and
+the fault as "fault-injected"/"fault-cleared" rows), phases.csv (requests and errors before,
+during detection, while unhealthy, during recovery, after), summary.csv (detection and
+recovery against AWS's bounds) and failover.png; meta.json holds fault and repair times.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from experiments._nlb import (
+    fault_events,
+    nlb_stack,
+    node_addresses,
+    target_events,
+    target_names,
+    wait_event,
+    wait_healthy,
+    write_events_csv,
+    write_stack,
+)
+from testbed.errors import BadInput
+from testbed.lab.api import Lab, random_name
+
+TEMPLATE = "stack.yaml (generated into the results directory)"
+PARAMS = {
+    "targets_per_az": (2, "http-backend targets in each of the two AZs"),
+    "rate": (50.0, "requests per second (open loop, a new TCP connection each)"),
+    "check": ("TCP", "health check protocol: TCP or HTTP"),
+    "interval": (5, "HealthCheckIntervalSeconds (5-300)"),
+    "check_timeout": (4, "HealthCheckTimeoutSeconds (below the interval)"),
+    "unhealthy_threshold": (2, "UnhealthyThresholdCount (2-10)"),
+    "healthy_threshold": (2, "HealthyThresholdCount (2-10)"),
+    "fault": ("stop", "what breaks: stop, refuse, 500 or hang"),
+    "victim": ("WebA1", "the target that breaks"),
+    "fault_after": (10.0, "seconds of steady load before the fault"),
+    "down_for": (5.0, "seconds the target stays broken after it is marked unhealthy"),
+    "tail": (5.0, "seconds of load after the target is healthy again"),
+    "request_timeout": (2.0, "per-request timeout of the load client, seconds"),
+    "seed": (None, "recorded for re-runs"),
+}
+PORT = 80
+REPAIR = {"stop": "start", "refuse": "clear", "500": "clear", "hang": "clear"}
+MARGIN_S = 1.0  # the brief's allowance on top of AWS's interval x threshold
+
+
+def bounds(params: dict[str, Any]) -> dict[str, float]:
+    """AWS's detection and recovery times for these settings, and how long to wait."""
+    interval, timeout = float(params["interval"]), float(params["check_timeout"])
+    # A hung target fails a check only when the check times out: up to one timeout more.
+    slow = timeout if params["fault"] == "hang" else 0.0
+    detect = interval * params["unhealthy_threshold"] + slow
+    recover = interval * params["healthy_threshold"]
+    return {"detection_s": detect, "recovery_s": recover,
+            "detect_wait_s": detect + timeout + 5.0, "recover_wait_s": recover + timeout + 5.0}
+
+
+def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+    """Break one target under load, time detection and recovery; the summary for meta.json."""
+    import pandas as pd
+
+    check = params["check"].upper()
+    if check not in ("TCP", "HTTP"):
+        raise BadInput(f"check {params['check']!r}: use TCP or HTTP")
+    if params["fault"] not in REPAIR:
+        raise BadInput(f"fault {params['fault']!r}: use {', '.join(REPAIR)}")
+    per_az = (params["targets_per_az"], params["targets_per_az"])
+    names = target_names(per_az)
+    everyone = [t for ts in names.values() for t in ts]
+    if params["victim"] not in everyone:
+        raise BadInput(f"victim {params['victim']!r} is not one of {', '.join(everyone)}")
+    health = {"HealthCheckProtocol": check, "HealthCheckIntervalSeconds": params["interval"],
+              "HealthCheckTimeoutSeconds": params["check_timeout"],
+              "HealthyThresholdCount": params["healthy_threshold"],
+              "UnhealthyThresholdCount": params["unhealthy_threshold"]}
+    if check == "HTTP":
+        health["HealthCheckPath"] = "/health"
+    template = write_stack(results, nlb_stack(
+        per_az, clients=1, port=PORT, health=health,
+        description=f"failover experiment: NLB, {check} health checks, "
+                    f"{len(everyone)} targets over 2 AZs"))
+    limits = bounds(params)
+    key = f"{params['victim']}:{PORT}"
+    with Lab.up(template, params={"CrossZone": "true"}, name=random_name("fo")) as lab:
+        healthy_s = wait_healthy(lab, everyone)
+        times, requests = _under_load(lab, params, key, limits)
+        events = target_events(lab) + fault_events(lab, PORT)
+        lab_name = lab.name
+    print(f"lab {lab_name}: targets healthy after {healthy_s:.1f} s", flush=True)
+    events_df = write_events_csv(events, results.file("target_events.csv"))
+    results.write_meta(template=template, lab=lab_name, target=key,
+                       fault_time=times["fault"], repair_time=times["repair"],
+                       aws_detection_s=limits["detection_s"],
+                       aws_recovery_s=limits["recovery_s"])
+    summary, phases = _analyse(requests, events_df, times, key, params, limits, results)
+    print("\nrequests per phase:")
+    print(phases.to_string(index=False))
+    print("\nfailover:")
+    print(pd.DataFrame([summary]).T.to_string(header=False))
+    return summary
+
+
+def _under_load(lab: Any, params: dict[str, Any], key: str, limits: dict[str, float]
+                ) -> tuple[dict[str, float | None], Any]:
+    """Steady load; fault, wait for unhealthy, repair, wait for healthy. Times and rows."""
+    victim = lab.host(params["victim"])
+    node = node_addresses(lab)[victim.info["az"]]
+    # Long enough for the slowest allowed run: the client stops by itself at the end.
+    duration = (params["fault_after"] + limits["detect_wait_s"] + params["down_for"]
+                + limits["recover_wait_s"] + params["tail"])
+    out: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            out["rows"] = lab.load("Client1", f"http://{node}/", requests=int(
+                params["rate"] * duration) + 1, rate=params["rate"], duration=duration,
+                concurrency=max(50, int(params["rate"] * params["request_timeout"] * 2)),
+                timeout=params["request_timeout"])
+        except Exception as exc:  # re-raised in the main thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=load, name="failover-load")
+    print(f"load: {params['rate']:g} req/s to {node} for up to {duration:.0f} s; "
+          f"{params['fault']} {params['victim']} after {params['fault_after']:g} s", flush=True)
+    thread.start()
+    times: dict[str, float | None] = {}
+    try:
+        time.sleep(params["fault_after"])
+        victim.fault(params["fault"])
+        times["fault"] = _last_fault_event(lab, params["victim"], "FAULT_INJECTED")
+        times["unhealthy"] = wait_event(lab, key, "unhealthy", times["fault"],
+                                        limits["detect_wait_s"])
+        print(f"  fault at +{params['fault_after']:g} s, unhealthy after "
+              f"{_gap(times['unhealthy'], times['fault'])} s", flush=True)
+        time.sleep(params["down_for"])
+        victim.fault(REPAIR[params["fault"]])
+        times["repair"] = _last_fault_event(lab, params["victim"], "FAULT_CLEARED")
+        times["healthy"] = wait_event(lab, key, "healthy", times["repair"],
+                                      limits["recover_wait_s"])
+        print(f"  repaired, healthy after {_gap(times['healthy'], times['repair'])} s",
+              flush=True)
+    finally:
+        thread.join()
+    if "error" in out:
+        raise out["error"]
+    return times, out["rows"]
+
+
+def _last_fault_event(lab: Any, host: str, status: str) -> float:
+    """When the lab recorded the fault change (after the backend actually changed)."""
+    hits = [e.time for e in lab.events() if e.logical_id == host and e.status == status]
+    return max(hits)
+
+
+def _gap(later: float | None, earlier: float | None) -> str:
+    return "-" if later is None or earlier is None else f"{later - earlier:.2f}"
+
+
+def _phase_of(start: float, times: dict[str, float | None]) -> str:
+    """Which part of the run a request started in."""
+    marks = [("during detection", times["fault"]), ("unhealthy", times["unhealthy"]),
+             ("recovering", times["repair"]), ("after recovery", times["healthy"])]
+    phase = "before fault"
+    for name, when in marks:
+        if when is not None and start >= when:
+            phase = name
+    return phase
+
+
+def _analyse(requests: Any, events: Any, times: dict[str, float | None], key: str,
+             params: dict[str, Any], limits: dict[str, float], results: Any
+             ) -> tuple[dict[str, Any], Any]:
+    """phases.csv, summary.csv, failover.png; the summary dict and the phase table."""
+    import pandas as pd
+
+    from testbed.analysis import error_kind, failed, failover_times
+    from testbed.analysis.plots import failover_timeline
+
+    start = float(results.meta["start"])
+    requests["phase"] = [_phase_of(s, times) for s in requests["start"]]
+    requests.to_csv(results.file("requests.csv"), index=False)
+    bad = failed(requests)
+    kinds = error_kind(requests)
+    order = ["before fault", "during detection", "unhealthy", "recovering", "after recovery"]
+    rows = []
+    for phase in order:
+        mask = requests["phase"] == phase
+        if not mask.any():
+            continue
+        counts = kinds[mask].value_counts()
+        rows.append({"phase": phase, "requests": int(mask.sum()),
+                     "failed": int(bad[mask].sum()),
+                     "to_victim": int((requests.loc[mask, "backend"] == params["victim"]).sum()),
+                     "errors": ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"})
+    phases = pd.DataFrame(rows)
+    phases.to_csv(results.file("phases.csv"), index=False)
+    fo = failover_times(events, requests, fault_time=times["fault"],
+                        repair_time=times["repair"], target=key)
+    detected = times["unhealthy"]
+    late = requests[bad & (requests["start"] > detected)] if detected else requests[bad]
+    back = requests[(requests["backend"] == params["victim"])
+                    & (requests["start"] >= (times["healthy"] or math.inf))]
+    summary = {
+        "fault": params["fault"], "check": params["check"].upper(), "target": key,
+        "detection_s": fo.detection_s, "aws_detection_s": limits["detection_s"],
+        "detected_within_aws_plus_1s": bool(fo.detection_s <= limits["detection_s"]
+                                            + MARGIN_S),
+        "recovery_s": fo.recovery_s, "aws_recovery_s": limits["recovery_s"],
+        "recovered_within_aws_plus_1s": bool(fo.recovery_s <= limits["recovery_s"]
+                                             + MARGIN_S),
+        "failed_requests_after_fault": fo.failed_requests,
+        "error_window_s": fo.error_window_s,
+        "failed_after_detection": len(late),
+        "last_error_after_detection_s": (float(late["start"].max() - detected)
+                                         if detected and len(late) else math.nan),
+        "victim_back_after_healthy_s": (float(back["start"].min() - times["healthy"])
+                                        if len(back) else math.nan),
+        "requests": len(requests), "failed": int(bad.sum()),
+    }
+    pd.DataFrame([summary]).to_csv(results.file("summary.csv"), index=False)
+    events = events.assign(t=events["time"] - start)
+    failover_timeline(requests.assign(t=requests["start"] - start), events,
+                      results.file("failover.png"), bin_s=0.5,
+                      title=f"{params['fault']} {params['victim']} under "
+                            f"{params['rate']:g} req/s ({summary['check']} health checks)")
+    return summary, phases

@@ -1,0 +1,112 @@
+"""Service `dns`: the lab's resolver (dnsmasq on the LabDNS host) and every host's resolv.conf.
+
+The resolver answers, from the network plan: each load balancer's DNS name with its node
+addresses (public ones for internet-facing load balancers, private ones for internal), each
+instance's private DNS name (ip-10-0-1-4.ec2.internal) and public one
+(ec2-203-0-113-10.compute-1.amazonaws.com), and `<LogicalId>.lab` for every host. It answers
+nothing else (no upstream: traffic stays in the lab). Hosts use it through
+/etc/netns/<namespace>/resolv.conf, which `ip netns exec` (testbed exec, roles, the load
+client) mounts over /etc/resolv.conf; Mininet CLI shells keep the machine's resolver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from testbed.errors import LabError
+from testbed.lab.controller_proc import log_tail
+from testbed.lab.hostexec import host_dir, netns_argv
+from testbed.lab.plan import HostPlan, NetworkPlan
+from testbed.lab.programs import bound_udp_ports
+from testbed.lab.services import ServiceContext
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+NETNS_ETC = Path("/etc/netns")
+TTL_S = 60  # AWS's load balancer records live 60 s
+DNS_PORT = 53
+READY_TIMEOUT = 10.0
+
+
+def records(plan: NetworkPlan) -> list[tuple[str, str]]:
+    """(address, name) pairs the resolver serves, in a stable order."""
+    out: list[tuple[str, str]] = []
+    for lb in plan.load_balancers:
+        public = lb.scheme == "internet-facing"
+        for node in lb.nodes:
+            out.append(((node.public_ip if public and node.public_ip else node.ip),
+                        lb.dns_name))
+    for h in plan.hosts:
+        if h.kind in ("instance", "client"):
+            out.append((h.ip, f"{h.name.lower()}.lab"))
+        if h.kind == "instance":
+            out.append((h.ip, "ip-" + h.ip.replace(".", "-") + ".ec2.internal"))
+            if h.public_ip:
+                out.append((h.public_ip, "ec2-" + h.public_ip.replace(".", "-") +
+                            ".compute-1.amazonaws.com"))
+    return out
+
+
+def resolver_for(plan: NetworkPlan, host: HostPlan) -> str | None:
+    """The resolver address a host uses: its VPC's base + 2, or the internet's .2."""
+    dns = next((h for h in plan.hosts if h.kind == "dns"), None)
+    if dns is None:
+        return None
+    for ip in (dns.ip, *dns.extra_ips):
+        if host.kind == "client" and IPv4Address(ip) in IPv4Network(plan.internet_cidr):
+            return ip
+        if host.vpc is not None:
+            vpc = next(v for v in plan.vpcs if v.name == host.vpc)
+            if IPv4Address(ip) in IPv4Network(vpc.cidr):
+                return ip
+    return None
+
+
+def start(ctx: ServiceContext, host: HostPlan) -> None:
+    """dnsmasq on the resolver host; a resolv.conf for every other host."""
+    if host.kind == "dns":
+        _start_resolver(ctx, host)
+        return
+    server = resolver_for(ctx.plan, host)
+    if server is None:
+        return
+    etc = NETNS_ETC / host.netns  # removed by teardown with the lab's prefix
+    etc.mkdir(parents=True, exist_ok=True)
+    search = "ec2.internal" if host.kind != "client" else "lab"
+    (etc / "resolv.conf").write_text(f"# lab {ctx.lab}: the lab's resolver\n"
+                                     f"nameserver {server}\nsearch {search} lab\n"
+                                     "options timeout:1 attempts:2\n")
+
+
+def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
+    if not shutil.which(DNSMASQ) and not Path(DNSMASQ).exists():
+        ctx.events.emit(host.name, "Lab::Dns", "DNS_UNAVAILABLE",
+                        "dnsmasq is not installed (apt-get install dnsmasq-base): names of "
+                        "load balancers will not resolve")
+        return
+    hdir = host_dir(ctx.lab, host.name)
+    hdir.mkdir(parents=True, exist_ok=True)
+    hosts_file = hdir / "hosts"
+    hosts_file.write_text("".join(f"{ip} {name}\n" for ip, name in records(ctx.plan)))
+    argv = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+            "--no-hosts", "--no-poll", f"--addn-hosts={hosts_file}", "--bind-interfaces",
+            "--pid-file=", "--user=root", "--group=root", f"--local-ttl={TTL_S}",
+            "--cache-size=0", "--log-queries", f"--log-facility={hdir / 'dns-queries.log'}"]
+    for ip in (host.ip, *host.extra_ips):
+        argv.append(f"--listen-address={ip}")
+    log = hdir / "dnsmasq.log"
+    proc = ctx.journal.start(netns_argv(ctx.lab, host.name, argv), what="dnsmasq",
+                             host=host.name, log=log, env=ctx.env)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while proc.poll() is None and DNS_PORT not in bound_udp_ports(proc.pid):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None or DNS_PORT not in bound_udp_ports(proc.pid):
+        raise LabError(f"the lab's resolver (dnsmasq) did not start; {log} ends with:\n"
+                       f"{log_tail(log)}")
+    ctx.events.emit(host.name, "Lab::Dns", "DNS_STARTED",
+                    f"dnsmasq pid {proc.pid} on {', '.join((host.ip, *host.extra_ips))}, "
+                    f"{len(records(ctx.plan))} records ({hosts_file})")
