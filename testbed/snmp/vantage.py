@@ -61,7 +61,10 @@ def assign(plan: NetworkPlan, agents: list[str], vantage: str | None = None) -> 
     polled = {h.name for h in hosts}
     out: dict[str, list[str]] = {}
     for host in hosts:
-        members = [h.name for h in plan.hosts if realm(h) == realm(host)]
+        # Managers run in instances and clients, not in the lab's own machinery (the
+        # resolver, load balancer nodes), whose addresses the agents do not accept.
+        members = [h.name for h in plan.hosts if realm(h) == realm(host)
+                   and h.kind in ("instance", "client")]
         quiet = [m for m in members if m not in polled]
         primary = (quiet or members)[0]
         if host.name != primary:
