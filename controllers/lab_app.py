@@ -97,15 +97,17 @@ class LabApp(app_manager.OSKenApp):
         return {"ok": True, "time": stats["time"], **snap, "active_flows": active}
 
     def terminate(self, lb_name: str, ip: str, port: int) -> int:
-        """End established flows to a target: forget them in conntrack (both zones)."""
+        """End established flows to a target: forget them in conntrack. Returns how many
+        flush commands succeeded (RuntimeError if one failed)."""
         lb = next((x for x in self.plan.load_balancers if x.name == lb_name), None)
         if lb is None:
-            return 0
+            raise RuntimeError(f"no load balancer {lb_name}")
         flushed = 0
         for node in lb.nodes:
-            # DNAT zone: connections made to this node that were sent to ip:port.
-            flushed += _flush(lb.zone_dnat, f"ct_nw_dst={node.ip}",
-                              f"ct_nw_src={ip},ct_tp_src={port}")
+            for proto in (6, 17):
+                # DNAT zone: connections made to this node that were sent to ip:port.
+                flushed += _flush(lb.zone_dnat, f"ct_nw_dst={node.ip},ct_nw_proto={proto}",
+                                  f"ct_nw_src={ip},ct_nw_proto={proto},ct_tp_src={port}")
         return flushed
 
     def program(self, datapath: Any) -> None:
@@ -282,7 +284,8 @@ def _flush(zone: int, orig: str, reply: str) -> int:
     if proc.returncode != 0:
         LOG.error("flush-conntrack zone=%d %s %s failed: %s", zone, orig, reply,
                   proc.stderr.strip())
-        return 0
+        raise RuntimeError(f"flush-conntrack zone={zone} {orig} {reply}: "
+                           f"{proc.stderr.strip()}")
     return 1
 
 

@@ -9,7 +9,8 @@ Per switch, for every network load balancer of the plan:
                   (multipath over the 5-tuple, or the source address with source_ip
                   stickiness) into reg0 = a Maglev bucket.
   27              bucket -> target: commit the connection with DNAT to the target.
-  28              client address not preserved: commit with SNAT to the node address.
+  28              one entry per target: counts new flows (NewFlowCount).
+  29              client address not preserved: commit with SNAT to the node address.
   TABLE_STEER (10) on the switch of each target: its replies go back through the zones,
   11, 12          which restores the node's address as their source; the packet then takes
                   the node's subnet for routing (so an internet-facing node's replies leave
@@ -54,8 +55,8 @@ TABLE_REPLY_SNAT = 11
 TABLE_REPLY_SOURCE = 12
 TABLE_NLB_STATE = 26
 TABLE_NLB_SELECT = 27
-TABLE_NLB_SNAT = 28
-TABLE_NLB_COUNT = 29  # one entry per target and selector: its packets = the new flows
+TABLE_NLB_COUNT = 28  # one entry per target and selector: its packets = the new flows
+TABLE_NLB_SNAT = 29  # after COUNT: a goto may only go to a later table
 SNAT_PORTS = (1024, 60999)  # node hosts keep 61000-65535 for their own (health check) ports
 PROTOS = {"TCP": (IPPROTO_TCP,), "UDP": (IPPROTO_UDP,), "TCP_UDP": (IPPROTO_TCP, IPPROTO_UDP)}
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -225,10 +226,13 @@ class NlbLogic:
                               [Ct(lb.zone_dnat, TABLE_REPLY_SOURCE, nat=Nat())]))
             for node in lb.nodes:
                 # Translated back, the reply comes from the node: route it from its subnet.
+                # A target answering a client of its own subnet addressed the client's MAC;
+                # from the node, the answer is routed: address it to the router.
                 flows.append(Flow(TABLE_REPLY_SOURCE, 100, tuple(sorted({
                     "reg2": lb.index, "eth_type": ETH_TYPE_IP,
                     "ct_state": (CT_TRK | CT_RPL, CT_TRK | CT_RPL),
-                    "ipv4_src": node.ip}.items())), goto=TABLE_ROUTE,
+                    "ipv4_src": node.ip}.items())),
+                    (SetField("eth_dst", self.plan.router_mac),), goto=TABLE_ROUTE,
                     metadata=(self._realm(node), 0xFFFF_0000_FFFF)))
         return flows
 

@@ -28,13 +28,15 @@ def target_names(per_az: tuple[int, int]) -> dict[str, list[str]]:
 
 
 def nlb_stack(per_az: tuple[int, int], clients: int = 2, port: int = 80,
-              health: dict[str, Any] | None = None, deregistration_delay_s: int | None = None,
+              health: dict[str, Any] | None = None,
+              tg_attributes: dict[str, str] | None = None,
               description: str = "NLB experiment stack") -> str:
     """A CloudFormation template (YAML): VPC over two AZs, internet-facing NLB with one TCP
     listener on `port`, per_az[i] http-backend instances in AZ i's private subnet, clients.
 
     The template has a CrossZone parameter ("false" by default, as on AWS); `health` holds
-    TargetGroup HealthCheck* properties and thresholds.
+    TargetGroup HealthCheck* properties and thresholds, `tg_attributes` its
+    TargetGroupAttributes (e.g. deregistration_delay.timeout_seconds).
     """
     import yaml
 
@@ -83,9 +85,9 @@ def nlb_stack(per_az: tuple[int, int], clients: int = 2, port: int = 80,
     tg: dict[str, Any] = {"Protocol": "TCP", "Port": port, "VpcId": ref("VPC"),
                           "TargetType": "instance", **(health or {}),
                           "Targets": [{"Id": ref(h)} for hs in names.values() for h in hs]}
-    if deregistration_delay_s is not None:
-        tg["TargetGroupAttributes"] = [{"Key": "deregistration_delay.timeout_seconds",
-                                        "Value": str(deregistration_delay_s)}]
+    if tg_attributes:
+        tg["TargetGroupAttributes"] = [{"Key": k, "Value": str(v)}
+                                       for k, v in tg_attributes.items()]
     res[TARGET_GROUP] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": tg}
     res["WebListener"] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
         "LoadBalancerArn": ref(LB), "Protocol": "TCP", "Port": port,
@@ -193,3 +195,15 @@ def write_events_csv(rows: list[dict[str, Any]], path: Path) -> Any:
     df = df.sort_values("time", kind="stable", ignore_index=True)
     df.to_csv(path, index=False)
     return df
+
+
+def deregister(lab: Any, target: str, tg: str = TARGET_GROUP) -> dict[str, Any]:
+    """Deregister an instance from a target group through the lab's holder (as the CLI does)."""
+    from testbed.lab import rpc
+    from testbed.lab.holder import HOLDER_SOCK
+
+    reply = rpc.call(str(lab.dir / HOLDER_SOCK), {"op": "deregister", "tg": tg, "lb": None,
+                                                  "target": target, "port": None}, timeout=15)
+    if not reply.get("ok"):
+        raise LabError(f"deregister {target} from {tg}: {reply.get('error')}")
+    return reply

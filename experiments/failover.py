@@ -9,9 +9,10 @@ recovery about interval x healthy threshold. A TCP check only notices stop and r
 HTTP check notices 500 and hang too.
 
 Writes requests.csv (REQUEST_COLUMNS plus phase), target_events.csv (health transitions and
-the fault as "fault-injected"/"fault-cleared" rows), phases.csv (requests and errors before,
-during detection, while unhealthy, during recovery, after), summary.csv (detection and
-recovery against AWS's bounds) and failover.png; meta.json holds fault and repair times.
+the fault as "fault-injected"/"fault-cleared" rows), phases.csv (requests and errors before
+the fault, while it is undetected, while unhealthy, once repaired, once healthy again),
+summary.csv (detection and recovery against AWS's bounds) and failover.png; meta.json holds
+the fault and repair times.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ PARAMS = {
 }
 PORT = 80
 REPAIR = {"stop": "start", "refuse": "clear", "500": "clear", "hang": "clear"}
-MARGIN_S = 1.0  # the brief's allowance on top of AWS's interval x threshold
+# Faults a health check of each protocol notices: a TCP check only sees the connection.
+NOTICED = {"TCP": {"stop", "refuse"}, "HTTP": {"stop", "refuse", "500", "hang"}}
+MARGIN_S = 1.0  # allowance on top of AWS's interval x threshold in the verdicts
+WAIT_EXTRA_S = 5.0
 
 
 def bounds(params: dict[str, Any]) -> dict[str, float]:
@@ -64,8 +68,9 @@ def bounds(params: dict[str, Any]) -> dict[str, float]:
     slow = timeout if params["fault"] == "hang" else 0.0
     detect = interval * params["unhealthy_threshold"] + slow
     recover = interval * params["healthy_threshold"]
+    # Waits: the bound plus some seconds, to see when a late transition does come.
     return {"detection_s": detect, "recovery_s": recover,
-            "detect_wait_s": detect + timeout + 5.0, "recover_wait_s": recover + timeout + 5.0}
+            "detect_wait_s": detect + WAIT_EXTRA_S, "recover_wait_s": recover + WAIT_EXTRA_S}
 
 
 def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
@@ -97,12 +102,13 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     with Lab.up(template, params={"CrossZone": "true"}, name=random_name("fo")) as lab:
         healthy_s = wait_healthy(lab, everyone)
         times, requests = _under_load(lab, params, key, limits)
-        events = target_events(lab) + fault_events(lab, PORT)
+        events = target_events(lab) + [_at_request(e, times) for e in fault_events(lab, PORT)]
         lab_name = lab.name
     print(f"lab {lab_name}: targets healthy after {healthy_s:.1f} s", flush=True)
     events_df = write_events_csv(events, results.file("target_events.csv"))
     results.write_meta(template=template, lab=lab_name, target=key,
-                       fault_time=times["fault"], repair_time=times["repair"],
+                       fault_time=times["fault"], fault_recorded_time=times["fault_recorded"],
+                       repair_time=times["repair"],
                        aws_detection_s=limits["detection_s"],
                        aws_recovery_s=limits["recovery_s"])
     summary, phases = _analyse(requests, events_df, times, key, params, limits, results)
@@ -139,17 +145,22 @@ def _under_load(lab: Any, params: dict[str, Any], key: str, limits: dict[str, fl
     times: dict[str, float | None] = {}
     try:
         time.sleep(params["fault_after"])
+        # The fault counts from the request: the lab records it only once the backend has
+        # changed (tens of ms later), and the first refused requests may come before that.
+        times["fault"] = time.time()
         victim.fault(params["fault"])
-        times["fault"] = _last_fault_event(lab, params["victim"], "FAULT_INJECTED")
+        times["fault_recorded"] = _last_fault_event(lab, params["victim"], "FAULT_INJECTED")
         times["unhealthy"] = wait_event(lab, key, "unhealthy", times["fault"],
                                         limits["detect_wait_s"])
         print(f"  fault at +{params['fault_after']:g} s, unhealthy after "
               f"{_gap(times['unhealthy'], times['fault'])} s", flush=True)
         time.sleep(params["down_for"])
         victim.fault(REPAIR[params["fault"]])
+        # Repaired when the lab says so: `start` returns once the backend listens again.
         times["repair"] = _last_fault_event(lab, params["victim"], "FAULT_CLEARED")
+        # Never marked unhealthy (e.g. a TCP check does not see a 500): nothing to recover.
         times["healthy"] = wait_event(lab, key, "healthy", times["repair"],
-                                      limits["recover_wait_s"])
+                                      limits["recover_wait_s"]) if times["unhealthy"] else None
         print(f"  repaired, healthy after {_gap(times['healthy'], times['repair'])} s",
               flush=True)
     finally:
@@ -157,6 +168,15 @@ def _under_load(lab: Any, params: dict[str, Any], key: str, limits: dict[str, fl
     if "error" in out:
         raise out["error"]
     return times, out["rows"]
+
+
+def _at_request(row: dict[str, Any], times: dict[str, float | None]) -> dict[str, Any]:
+    """The injection row at the time it was asked for (see _under_load), noting the lab's."""
+    if row["new"] != "fault-injected" or times.get("fault_recorded") != row["time"]:
+        return row
+    lag = row["time"] - times["fault"]
+    return dict(row, time=times["fault"], reason=f"{row['reason']} (asked for; the lab "
+                f"recorded it {lag:.3f} s later)")
 
 
 def _last_fault_event(lab: Any, host: str, status: str) -> float:
@@ -171,8 +191,8 @@ def _gap(later: float | None, earlier: float | None) -> str:
 
 def _phase_of(start: float, times: dict[str, float | None]) -> str:
     """Which part of the run a request started in."""
-    marks = [("during detection", times["fault"]), ("unhealthy", times["unhealthy"]),
-             ("recovering", times["repair"]), ("after recovery", times["healthy"])]
+    marks = [("fault undetected", times["fault"]), ("unhealthy", times["unhealthy"]),
+             ("repaired", times["repair"]), ("healthy again", times["healthy"])]
     phase = "before fault"
     for name, when in marks:
         if when is not None and start >= when:
@@ -194,7 +214,7 @@ def _analyse(requests: Any, events: Any, times: dict[str, float | None], key: st
     requests.to_csv(results.file("requests.csv"), index=False)
     bad = failed(requests)
     kinds = error_kind(requests)
-    order = ["before fault", "during detection", "unhealthy", "recovering", "after recovery"]
+    order = ["before fault", "fault undetected", "unhealthy", "repaired", "healthy again"]
     rows = []
     for phase in order:
         mask = requests["phase"] == phase
@@ -215,6 +235,7 @@ def _analyse(requests: Any, events: Any, times: dict[str, float | None], key: st
                     & (requests["start"] >= (times["healthy"] or math.inf))]
     summary = {
         "fault": params["fault"], "check": params["check"].upper(), "target": key,
+        "check_notices_fault": params["fault"] in NOTICED[params["check"].upper()],
         "detection_s": fo.detection_s, "aws_detection_s": limits["detection_s"],
         "detected_within_aws_plus_1s": bool(fo.detection_s <= limits["detection_s"]
                                             + MARGIN_S),

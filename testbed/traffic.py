@@ -161,6 +161,8 @@ def wrk(lab: Any, client: str, url: str, seconds: float = 3.0, connections: int 
             "--latency", url]
     if not keepalive:
         argv[1:1] = ["-H", "Connection: close"]
+    # wrk can outlive its -d when its connections stall; SIGINT makes it stop and report.
+    argv = ["timeout", "-s", "INT", "-k", "5", f"{seconds + 10:g}", *argv]
     proc = lab.host(client).run(argv, timeout=seconds + 30)
     if proc.returncode != 0:
         raise LabError(f"wrk on {client} failed: {proc.stderr.strip() or proc.stdout}")

@@ -193,6 +193,10 @@ class FakeSwitch:
             f = self.lookup(table, pkt)
             if f is None:
                 return outputs  # table miss: drop
+            if f.goto is not None and f.goto <= table:
+                # OpenFlow: goto_table only moves forward (OVS rejects the flow otherwise).
+                raise AssertionError(f"switch {self.dpid:#x}: table {table} flow goes to "
+                                     f"table {f.goto}: {f}")
             next_table = f.goto
             for a in f.actions:
                 if isinstance(a, SetField):

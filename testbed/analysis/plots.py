@@ -178,15 +178,17 @@ def failover_timeline(requests: pd.DataFrame, events: pd.DataFrame | None, path:
 
 def connection_spans(requests: pd.DataFrame, path: str | Path, *, by: str = "backend",
                      events: pd.DataFrame | None = None,
-                     marks: Mapping[str, float] | None = None,
+                     marks: Mapping[str, float] | None = None, stalled: str | None = None,
                      title: str = "connections over time") -> Path:
     """A horizontal line per connection from its start to its end (start + latency), coloured
-    by `by`; failed connections end in a cross. Target events (with `t`) and `marks`
-    ({label: t}) are drawn as vertical lines. Times are `t` (seconds since the run's start)
-    when present, else seconds since the first connection."""
+    by `by`; failed connections end in a cross. With `stalled` (a column of times on the
+    same axis), a connection is drawn dotted from that time on: it no longer got answers.
+    Target events (with `t`) and `marks` ({label: t}) are drawn as vertical lines. Times are
+    `t` (seconds since the run's start) when present, else seconds since the first one."""
     start = requests["t"] if "t" in requests else requests["start"] - requests["start"].min()
-    rows = requests.assign(_t0=start.astype(float),
-                           _t1=start.astype(float) + requests["latency_ms"] / 1000.0,
+    end = start.astype(float) + requests["latency_ms"] / 1000.0
+    cut = requests[stalled].astype(float).clip(upper=end) if stalled else end
+    rows = requests.assign(_t0=start.astype(float), _t1=end, _cut=cut.fillna(end),
                            _group=requests[by].fillna("?").astype(str),
                            _failed=failed(requests))
     rows = rows.sort_values(["_group", "_t0"], kind="stable", ignore_index=True)
@@ -194,8 +196,11 @@ def connection_spans(requests: pd.DataFrame, path: str | Path, *, by: str = "bac
     ax = fig.add_subplot()
     colours = {g: f"C{i % 10}" for i, g in enumerate(sorted(rows["_group"].unique()))}
     for group, frame in rows.groupby("_group", sort=True):
-        ax.hlines(frame.index, frame["_t0"], frame["_t1"], colors=colours[group],
+        ax.hlines(frame.index, frame["_t0"], frame["_cut"], colors=colours[group],
                   label=f"{by}={group}")
+        hung = frame[frame["_cut"] < frame["_t1"]]
+        ax.hlines(hung.index, hung["_cut"], hung["_t1"], colors=colours[group],
+                  linestyles="dotted")
         bad = frame[frame["_failed"]]
         ax.scatter(bad["_t1"], bad.index, marker="x", color="red", zorder=3)
     if len(rows) and rows["_failed"].any():

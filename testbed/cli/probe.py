@@ -37,6 +37,7 @@ connection goes next to the pcap, and to --out if given."""
 
 
 def register(sub: Any) -> None:
+    """Add `testbed probe client-ip | rtt` to the CLI."""
     p = sub.add_parser("probe", help="packet probes: client IP seen at a target, handshake RTT",
                        description="Packet probes on a running lab: captures on lab hosts "
                        "(tcpdump), read with scapy.",
@@ -46,8 +47,8 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     probes = p.add_subparsers(dest="probe", metavar="PROBE", required=True)
 
-    c = probes.add_parser("client-ip", help="capture on a target: whose address do the "
-                          "client's connections arrive with?", epilog=CLIENT_IP_EPILOG,
+    text = "capture on a target: whose address do the client's connections arrive with?"
+    c = probes.add_parser("client-ip", help=text, description=text, epilog=CLIENT_IP_EPILOG,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     c.set_defaults(func=cmd_client_ip)
     c.add_argument("name", help="lab name")
@@ -60,8 +61,8 @@ def register(sub: Any) -> None:
     c.add_argument("-n", "--count", type=int, default=10, help="connections (default 10)")
     c.add_argument("--timeout", type=float, default=3.0, help="per connection, seconds")
 
-    r = probes.add_parser("rtt", help="TCP handshake RTT via the LB and directly: "
-                          "p50/p90/p99", epilog=RTT_EPILOG,
+    text = "TCP handshake RTT via the LB and directly: p50/p90/p99"
+    r = probes.add_parser("rtt", help=text, description=text, epilog=RTT_EPILOG,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_rtt)
     r.add_argument("name", help="lab name")
@@ -87,6 +88,7 @@ def _positive(value: float, flag: str) -> None:
 
 
 def cmd_client_ip(args: Any) -> int:
+    """testbed probe client-ip: table of the sources seen at the target, and the pcap."""
     from testbed.lab.api import Lab
     from testbed.probes.clientip import MAX_COUNT, client_ip_probe
 
@@ -122,6 +124,7 @@ def cmd_client_ip(args: Any) -> int:
 
 
 def cmd_rtt(args: Any) -> int:
+    """testbed probe rtt: percentiles per path, what the LB adds, the CSV and the pcap."""
     from testbed.lab.api import Lab
     from testbed.probes.rtt import MAX_SAMPLES, rtt_probe
 

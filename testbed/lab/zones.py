@@ -20,6 +20,7 @@ ZONE_FIRST = 0x4000  # well above the zones other tools (OpenStack, k8s) usually
 ZONE_BLOCK = 32  # 16 load balancers per lab (two zones each)
 MAX_BLOCKS = 1024
 MARK = "elb-testbed"
+TIME_WAIT_S = 10
 
 
 @contextmanager
@@ -67,9 +68,12 @@ def set_idle_timeouts(datapath: str, zone: int, tcp_s: int, udp_s: int) -> None:
         system.run(["ovs-vsctl", "--timeout=10", "--", "--id=@dp", "create", "Datapath",
                     "datapath_version=0", f"external_ids:created-by={MARK}", "--", "set",
                     "Open_vSwitch", ".", f"datapaths:{dp}=@dp"])
+    # A short TIME_WAIT: an NLB connection's 4-tuple at the target is the client's own
+    # (client address preserved), and a closed one must not capture a new direct connection
+    # from the same port for long.
     system.run(["ovs-vsctl", "--timeout=10", "add-zone-tp", dp, f"zone={zone}",
-                f"tcp_established={tcp_s}", f"udp_first={udp_s}", f"udp_single={udp_s}",
-                f"udp_multiple={udp_s}"])
+                f"tcp_established={tcp_s}", f"tcp_time_wait={TIME_WAIT_S}",
+                f"udp_first={udp_s}", f"udp_single={udp_s}", f"udp_multiple={udp_s}"])
 
 
 def used_zones(name: str) -> list[int]:

@@ -172,10 +172,16 @@ class LbService:
         if target is None:
             return
         try:
-            rpc.call(self.controller_sock, {"op": "terminate", "lb": lb, "ip": target.ip,
-                                            "port": target.port}, timeout=10)
-        except (rpc.RpcUnavailable, OSError):
-            pass
-        self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATED",
-                         f"{lb}: established connections to {target.ip}:{target.port} ended")
+            reply = rpc.call(self.controller_sock, {"op": "terminate", "lb": lb,
+                                                    "ip": target.ip, "port": target.port},
+                             timeout=10)
+        except (rpc.RpcUnavailable, OSError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        if reply.get("ok"):
+            self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATED",
+                             f"{lb}: established connections to {target.ip}:{target.port} "
+                             "ended")
+        else:
+            self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATE_FAILED",
+                             f"{lb}: {reply.get('error')}")
 

@@ -82,7 +82,7 @@ class ProbeResult:
 
     @property
     def preserved(self) -> bool | None:
-        """True: every SYN came from the client; False: none did; None: nothing seen/mixed."""
+        """True: every SYN came from the client; False: none did; None: none seen, or mixed."""
         kinds = self.kinds
         if not self.seen or len(kinds) > 1:
             return None

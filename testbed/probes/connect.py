@@ -102,10 +102,12 @@ def error_kind(exc: BaseException) -> str:
 
 def connect_once(ep: Endpoint, index: int, seq: int, timeout: float,
                  token: str | None) -> dict[str, Any]:
-    """One connection; never raises: failures are a field of the record."""
+    """One connection; never raises: a failure to open is `error`, a failure after it
+    opened (sending the marker, reading the answer) is `reply_error`."""
     rec: dict[str, Any] = {"to": index, "endpoint": ep.text, "seq": seq, "peer": "",
                            "port": ep.port, "local_ip": "", "local_port": 0,
-                           "start": time.time(), "connect_ms": None, "error": "", "reply": ""}
+                           "start": time.time(), "connect_ms": None, "error": "", "reply": "",
+                           "reply_error": ""}
     try:
         peer = socket.getaddrinfo(ep.host, ep.port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
         rec["peer"] = peer[0]
@@ -116,15 +118,24 @@ def connect_once(ep: Endpoint, index: int, seq: int, timeout: float,
             rec["connect_ms"] = round((time.perf_counter() - t0) * 1000, 3)
             rec["local_ip"], rec["local_port"] = sock.getsockname()
             if token is not None:
-                sock.sendall(payload(ep, token, seq))
-                if ep.proto == "tcp":
-                    # Any server may be behind a tcp endpoint: the marker is on its way, and
-                    # an answer is only a bonus, not worth the full timeout per connection.
-                    sock.settimeout(min(timeout, TCP_REPLY_WAIT_S))
-                rec["reply"] = _read_reply(sock, ep, marker(token, seq))
+                _exchange(sock, ep, token, seq, timeout, rec)
     except (OSError, ValueError) as exc:
         rec["error"] = error_kind(exc)
     return rec
+
+
+def _exchange(sock: socket.socket, ep: Endpoint, token: str, seq: int, timeout: float,
+              rec: dict[str, Any]) -> None:
+    """Send the marker and read the answer into `rec`."""
+    try:
+        sock.sendall(payload(ep, token, seq))
+        if ep.proto == "tcp":
+            # Any server may be behind a tcp endpoint: the marker is on its way, and an
+            # answer is only a bonus, not worth the full timeout per connection.
+            sock.settimeout(min(timeout, TCP_REPLY_WAIT_S))
+        rec["reply"] = _read_reply(sock, ep, marker(token, seq))
+    except OSError as exc:
+        rec["reply_error"] = error_kind(exc)
 
 
 def _read_reply(sock: socket.socket, ep: Endpoint, mark: str) -> str:

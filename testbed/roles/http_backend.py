@@ -203,7 +203,8 @@ class HttpConnection(asyncio.Protocol):
         self.server.served += 1
         if close:
             self.closing = True
-            if req is None:
+            if req is None or req.version == "HTTP/1.0":
+                # HTTP/1.0 clients read until the server closes: close at once.
                 self.transport.close()
             else:
                 # Lingering close: let the client close first, so TIME_WAIT piles up on the

@@ -4,6 +4,7 @@ and without client IP preservation) and the handshake RTT via the NLB and direct
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from scapy.layers.inet import ICMP, TCP
 from scapy.utils import rdpcap
 
 from testbed.cli import main
+from testbed.cli.targets import describe
 from testbed.errors import BadInput
 from testbed.lab import naming, system
 from testbed.lab.api import Lab
@@ -27,10 +29,23 @@ NLB = TEMPLATES / "nlb.yaml"
 MAX_VIA_OVER_DIRECT_P50 = 5.0
 
 
+def wait_healthy(lab: Lab, tg: str = "WebTargets", timeout: float = 60.0) -> None:
+    """Until every target of `tg` is healthy: while some are still `initial`, the NLB sends
+    only to the healthy ones, and a probe could find no connection at its target."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {r["Target"]["Id"]: r["TargetHealth"]["State"] for r in describe(lab.name, tg)}
+        if states and set(states.values()) == {"healthy"}:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"targets of {tg} not all healthy after {timeout:.0f} s: {states}")
+
+
 @pytest.fixture(scope="module")
 def nlb_lab():
     """templates/nlb.yaml: instance targets, client IP preserved."""
     with Lab.up(str(NLB)) as lab:
+        wait_healthy(lab)
         yield lab
 
 
@@ -130,6 +145,7 @@ def test_the_cli_prints_the_sources_and_the_pcap(nlb_lab, capsys):
 def test_ip_targets_without_preservation_see_the_nodes_address(nlb_lab, tmp_path):
     template = ip_target_template(tmp_path, nlb_lab)
     with Lab.up(str(template)) as lab:
+        wait_healthy(lab)
         node = next(n for lb in lab.state["load_balancers"] for n in lb["nodes"]
                     if n["az"] == "us-east-1a")
         res = client_ip_probe(lab, "Client1", f"http://{node['public_ip']}/", "WebA1",

@@ -270,3 +270,21 @@ def test_unknown_segments_get_a_reset_from_the_address_the_client_used():
     seg2.serialize()
     out = logic.nlb.reset_for(plan.switch(vpc.switch).dpid, vpc.port, bytes(seg2.data))
     assert packet.Packet(out.data).get_protocol(ipv4.ipv4).src == NODE_A
+
+
+def test_client_in_the_targets_subnet_gets_answers_from_the_node():
+    # WebA3 and WebA2 share a subnet: WebA2 answers WebA3 straight at its MAC (L2); the
+    # fabric must still give the answer the node's address and route it.
+    plan, _logic, fabric = make()
+    for sport in range(52000, 52040):
+        res = fabric.send("WebA3", syn(plan, "WebA3", NODE_A, sport))
+        if res.hosts != ["WebA2"]:
+            continue  # landed on WebA3 itself: a hairpin AWS does not support either
+        host, pkt = res.delivered[0]
+        back_host, back = reply_to(plan, pkt)
+        back["eth_dst"] = plan.host("WebA3").mac
+        res = fabric.send(back_host, back)
+        assert res.hosts == ["WebA3"]
+        assert res.delivered[0][1]["ipv4_src"] == NODE_A
+        return
+    raise AssertionError("no flow landed on WebA2")
