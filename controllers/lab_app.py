@@ -53,6 +53,7 @@ class LabApp(app_manager.OSKenApp):
         self.datapaths: dict[int, Any] = {}
         self.ready: set[int] = set()
         self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier we wait for
+        self.barrier_events: dict[int, threading.Event] = {}  # xid -> set when answered
         self.errors: list[dict[str, Any]] = []
         self.packet_ins = 0
         self.started = time.time()
@@ -68,11 +69,13 @@ class LabApp(app_manager.OSKenApp):
     def desired_flows(self, dpid: int) -> list[Any]:
         return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
 
-    def reprogram_all(self) -> None:
-        """Bring every connected switch to the (changed) desired state."""
+    def reprogram_all(self, wait_s: float = 5.0) -> bool:
+        """Bring every connected switch to the (changed) desired state; wait until each
+        has acknowledged (barrier), so the caller knows the data plane has changed."""
         with self.lock:
-            for dp in list(self.datapaths.values()):
-                self.program(dp)
+            done = [self.program(dp) for dp in list(self.datapaths.values())]
+        deadline = time.monotonic() + wait_s
+        return all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in done)
 
     def set_targets(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
         """New target states from the holder: recompute the load balancers' flows."""
@@ -82,7 +85,8 @@ class LabApp(app_manager.OSKenApp):
                     self.nlb.set_targets(lb, tg, [RuntimeTarget(
                         t["key"], t["ip"], t["port"], t.get("az"), t["state"])
                         for t in targets])
-        self.reprogram_all()
+        if not self.reprogram_all():
+            LOG.warning("a switch did not acknowledge new target states within 5 s")
 
     def nlb_stats(self) -> dict[str, Any]:
         """NLB counters (new flows per target, processed bytes) and active flows."""
@@ -103,15 +107,15 @@ class LabApp(app_manager.OSKenApp):
         if lb is None:
             raise RuntimeError(f"no load balancer {lb_name}")
         flushed = 0
-        for node in lb.nodes:
-            for proto in (6, 17):
-                # DNAT zone: connections made to this node that were sent to ip:port.
-                flushed += _flush(lb.zone_dnat, f"ct_nw_dst={node.ip},ct_nw_proto={proto}",
-                                  f"ct_nw_src={ip},ct_nw_proto={proto},ct_tp_src={port}")
+        for proto in (6, 17):
+            # The DNAT zone is this LB's alone: every entry answered from ip:port is a flow
+            # the LB sent to that target.
+            flushed += _flush_replies_from(lb.zone_dnat, proto, ip, port)
         return flushed
 
-    def program(self, datapath: Any) -> None:
-        """Bring one switch's tables to the desired state, then ask for a barrier."""
+    def program(self, datapath: Any) -> threading.Event:
+        """Bring one switch's tables to the desired state, then ask for a barrier; the
+        event returned is set when the switch has answered it."""
         with self.lock:
             msgs = self.sync.messages(datapath, self.desired_flows(datapath.id))
             for msg in msgs:
@@ -119,8 +123,10 @@ class LabApp(app_manager.OSKenApp):
             barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
             datapath.set_xid(barrier)
             self.pending_barrier[datapath.id] = barrier.xid
+            done = self.barrier_events[barrier.xid] = threading.Event()
             datapath.send_msg(barrier)
             LOG.info("switch %#x: sent %d flow-mods", datapath.id, len(msgs))
+            return done
 
     # ---- OpenFlow events --------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -144,6 +150,9 @@ class LabApp(app_manager.OSKenApp):
             if self.pending_barrier.get(dp.id) == ev.msg.xid:
                 self.ready.add(dp.id)
                 LOG.info("switch %#x programmed", dp.id)
+            done = self.barrier_events.pop(ev.msg.xid, None)
+        if done is not None:
+            done.set()
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_disconnect(self, ev: Any) -> None:
@@ -275,18 +284,37 @@ def _dump_conntrack(zone: int) -> str:
                           capture_output=True, text=True, timeout=10).stdout
 
 
-def _flush(zone: int, orig: str, reply: str) -> int:
-    """ovs-appctl dpctl/flush-conntrack with partial tuples (OVS >= 3.0)."""
+def _replies_from(dump: str, proto: int, ip: str, port: int) -> int:
+    """Entries of a conntrack dump whose reply comes from ip:port over `proto`."""
+    name = {6: "tcp", 17: "udp"}[proto]
+    needle = f"reply=(src={ip},"
+    return sum(1 for line in dump.splitlines()
+               if line.startswith(name + ",") and needle in line
+               and f"sport={port}," in line.split("reply=(", 1)[1])
+
+
+def _flush_replies_from(zone: int, proto: int, ip: str, port: int, rounds: int = 20) -> int:
+    """Delete a zone's connections answered from ip:port; returns how many there were.
+
+    OVS 3.1's userspace conntrack deletes only part of the matching entries per
+    flush-conntrack with a partial tuple (it skips entries while it deletes): flush again
+    until none is left."""
     import subprocess
 
-    proc = subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}", orig, reply],
-                          capture_output=True, text=True, timeout=10)
-    if proc.returncode != 0:
-        LOG.error("flush-conntrack zone=%d %s %s failed: %s", zone, orig, reply,
-                  proc.stderr.strip())
-        raise RuntimeError(f"flush-conntrack zone={zone} {orig} {reply}: "
-                           f"{proc.stderr.strip()}")
-    return 1
+    before = _replies_from(_dump_conntrack(zone), proto, ip, port)
+    left = before
+    for _ in range(rounds):
+        if left == 0:
+            return before
+        proc = subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}", "",
+                               f"ct_nw_src={ip},ct_nw_proto={proto},ct_tp_src={port}"],
+                              capture_output=True, text=True, timeout=10)
+        if proc.returncode != 0:
+            raise RuntimeError(f"flush-conntrack zone={zone} {ip}:{port}/{proto}: "
+                               f"{proc.stderr.strip()}")
+        left = _replies_from(_dump_conntrack(zone), proto, ip, port)
+    raise RuntimeError(f"{left} connections to {ip}:{port} survive {rounds} flushes of zone "
+                       f"{zone}")
 
 
 class StatsWaiter:

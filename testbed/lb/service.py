@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -128,24 +129,18 @@ class LbService:
     def _loop(self) -> None:
         while not self.stop.wait(TICK_S):
             with self.lock:
-                for lb, _tg, target in self.registry.tick():
-                    self._terminate(lb, target)
+                for lb, tg, target in self.registry.tick():
+                    if self._terminates_on_deregistration(lb, tg):
+                        self._terminate(lb, target)
                 self._publish()
 
     def _publish(self) -> None:
-        """Write new events out, tell the controller, end flows of unhealthy targets."""
+        """Tell the controller, then write the new events out (with `applied`: when the
+        switches had the change, i.e. when traffic moved; `time` is when the registry
+        decided), end flows of targets that turned unhealthy."""
         new = self.registry.events[self.published:]
         if not new and not self.dirty:
             return
-        self.published = len(self.registry.events)
-        with open(self.lab_dir / TARGET_EVENTS, "a") as f:
-            for ev in new:
-                f.write(json.dumps(asdict(ev)) + "\n")
-        for ev in new:
-            status = f"TARGET_{(ev.new or 'removed').upper()}"
-            self.events.emit(ev.target, "Lab::TargetHealth", status,
-                             f"{ev.load_balancer}/{ev.target_group}: {ev.old or '-'} -> "
-                             f"{ev.new or 'removed'} ({ev.reason})")
         try:
             rpc.call(self.controller_sock, {"op": "set_targets",
                                             "targets": self.registry.snapshot()}, timeout=10)
@@ -153,15 +148,34 @@ class LbService:
         except (rpc.RpcUnavailable, OSError):
             self.dirty = True  # the controller is down: try again next tick
             return
+        self.published = len(self.registry.events)
+        now = time.time()
+        with open(self.lab_dir / TARGET_EVENTS, "a") as f:
+            for ev in new:
+                row = asdict(ev)
+                row["applied"] = now
+                f.write(json.dumps(row) + "\n")
+        for ev in new:
+            status = f"TARGET_{(ev.new or 'removed').upper()}"
+            self.events.emit(ev.target, "Lab::TargetHealth", status,
+                             f"{ev.load_balancer}/{ev.target_group}: {ev.old or '-'} -> "
+                             f"{ev.new or 'removed'} ({ev.reason})")
         for ev in new:
             if ev.new == UNHEALTHY:
                 lb = next(x for x in self.lbs if x.name == ev.load_balancer)
                 tg = lb.target_group(ev.target_group)
                 if tg.attributes.get("target_health_state.unhealthy.connection_termination."
                                      "enabled", "true") == "true" and lb.type == "network":
-                    self._terminate(ev.load_balancer, tg.target(ev.target)
-                                    if any(t.key == ev.target for t in tg.targets)
-                                    else self._runtime_target(lb.name, tg.name, ev.target))
+                    self._terminate(ev.load_balancer, self._runtime_target(
+                        lb.name, tg.name, ev.target))
+
+    def _terminates_on_deregistration(self, lb_name: str, tg_name: str) -> bool:
+        """AWS keeps a drained target's connections unless the target group asks to close
+        them when the delay ends (deregistration_delay.connection_termination.enabled)."""
+        lb = next(x for x in self.lbs if x.name == lb_name)
+        value = lb.target_group(tg_name).attributes.get(
+            "deregistration_delay.connection_termination.enabled", "false")
+        return lb.type == "network" and str(value).lower() == "true"
 
     def _runtime_target(self, lb: str, tg: str, key: str) -> TargetPlan | None:
         health = self.registry.groups[(lb, tg)].targets.get(key)

@@ -288,3 +288,24 @@ def test_client_in_the_targets_subnet_gets_answers_from_the_node():
         assert res.delivered[0][1]["ipv4_src"] == NODE_A
         return
     raise AssertionError("no flow landed on WebA2")
+
+
+def test_conntrack_dump_parsing_for_flushes_and_active_flows():
+    from controllers.lab_app import _replies_from
+    from controllers.nlb_counters import active_flows
+
+    dump = "\n".join([
+        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41000,dport=80),reply=(src=10.0.1.4,"
+        "dst=198.51.100.10,sport=80,dport=41000),zone=9,protoinfo=(state=ESTABLISHED)",
+        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41001,dport=80),reply=(src=10.0.1.4,"
+        "dst=198.51.100.10,sport=80,dport=41001),zone=9,protoinfo=(state=TIME_WAIT)",
+        "udp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41002,dport=9000),reply=(src=10.0.1.4,"
+        "dst=198.51.100.10,sport=9000,dport=41002),zone=9",
+        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=80,dport=9000),reply=(src=10.0.1.5,"
+        "dst=198.51.100.10,sport=9000,dport=80),zone=9,protoinfo=(state=ESTABLISHED)"])
+    assert _replies_from(dump, 6, "10.0.1.4", 80) == 2
+    assert _replies_from(dump, 17, "10.0.1.4", 9000) == 1
+    assert _replies_from(dump, 6, "10.0.1.5", 80) == 0  # its client port 80 is not the match
+    assert _replies_from(dump, 6, "10.0.1.5", 9000) == 1
+    assert active_flows(dump) == {("10.0.1.4", 80): 1, ("10.0.1.4", 9000): 1,
+                                  ("10.0.1.5", 9000): 1}
