@@ -166,12 +166,13 @@ class Holder:
             while not self.down_requested.wait(0.5):
                 if self.state["state"] == "CREATE_COMPLETE" and not controller.alive():
                     code = controller.proc.returncode
-                    self.save(state="CONTROLLER_FAILED",
-                              reason=f"controller exited with code {code}")
+                    # The event first: whoever sees the new state finds its event too.
                     self.events.emit("LabController", "Lab::OpenFlow::Controller",
                                      "CONTROLLER_FAILED",
                                      f"exited with code {code}; flows stay in the switches "
                                      f"but nothing new is programmed; see {controller.log}")
+                    self.save(state="CONTROLLER_FAILED",
+                              reason=f"controller exited with code {code}")
         except Stop:
             pass
         finally:
