@@ -20,6 +20,8 @@ from controllers.flows import (
     TABLE_BRIDGE,
     TABLE_CLASSIFY,
     TABLE_IGW,
+    TABLE_IGW_OUT,
+    TABLE_IGW_ROUTE,
     TABLE_L3_DELIVER,
     TABLE_LB,
     TABLE_OUTPUT,
@@ -33,7 +35,7 @@ from controllers.flows import (
     ToController,
     flow,
 )
-from testbed.lab.plan import HostPlan, NetworkPlan
+from testbed.lab.plan import HostPlan, NetworkPlan, RoutePlan
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
 # Bits 32-47: VPC index (INTERNET_REALM for hosts outside any VPC); bits 0-15: subnet index.
@@ -65,6 +67,7 @@ class Forwarding:
         self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
         self._dns_ips = {ip for h in plan.hosts if h.kind == "dns"
                          for ip in (h.ip, *h.extra_ips)}
+        self._endpoints = {e.name: e for e in plan.endpoints}
 
     # ---- topology helpers -------------------------------------------------------------
     def _build_neighbours(self) -> dict[str, dict[str, int]]:
@@ -120,7 +123,9 @@ class Forwarding:
         flows += self._classify(switch)
         flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
         flows += self._route()
+        flows += self._igw_out()
         flows += self._igw()
+        flows += self._igw_route()
         flows.append(flow(TABLE_LB, 0, goto=TABLE_L3_DELIVER))  # load balancers add theirs
         flows += self._l3_deliver()
         flows += self._bridge()
@@ -138,6 +143,17 @@ class Forwarding:
             flows.append(flow(TABLE_CLASSIFY, 200,
                               {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
                               [ToController()]))
+            for endpoint in self.plan.endpoints:
+                if endpoint.node_host != h.name:
+                    continue
+                # Traffic the GWLB hands back for an endpoint: any addresses (it is the
+                # traffic it was given), routed on with the endpoint's subnet route table.
+                subnet = self._subnets[endpoint.subnet]
+                flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
+                    "in_port": h.port, "eth_type": ETH_TYPE_IP,
+                    "eth_src": endpoint.mac}.items())), goto=TABLE_STEER,
+                    metadata=(subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
+                              SUBNET_MASK)))
             # Source check as AWS does: a host may only send from its own MAC and address.
             for ip in (h.ip, *h.extra_ips):
                 flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
@@ -150,38 +166,57 @@ class Forwarding:
         rm = self.router_mac
         flows = [flow(TABLE_ROUTE, 0, goto=TABLE_BRIDGE),
                  flow(TABLE_ROUTE, 1, {"eth_dst": rm})]  # routed but no route: drop
-        for vpc in self.plan.vpcs:
-            # The "local" route of every VPC route table.
-            flows.append(flow(TABLE_ROUTE, 300, {
-                "metadata": (vpc_tag(vpc.index), VPC_MASK), "eth_dst": rm,
-                "eth_type": ETH_TYPE_IP, "ipv4_dst": _net(vpc.cidr)}, goto=TABLE_LB))
+        for subnet in self.plan.subnets:
+            tag = (subnet_tag(self._vpc_index[subnet.vpc], subnet.index), SUBNET_MASK)
+            for route in subnet.routes:
+                # The subnet's route table, longest prefix first.
+                match = {"metadata": tag, "eth_dst": rm, "eth_type": ETH_TYPE_IP}
+                net = IPv4Network(route.destination)
+                if net.prefixlen:
+                    match["ipv4_dst"] = _net(route.destination)
+                flows.append(flow(TABLE_ROUTE, 100 + net.prefixlen, match,
+                                  *self._route_target(route)))
         for dns in self.plan.hosts:
             if dns.kind != "dns":
                 continue
             # The resolver is reachable from every realm, whatever the route tables say (as
             # AWS's is), and answers anyone.
             for ip in (dns.ip, *dns.extra_ips):
-                flows.append(flow(TABLE_ROUTE, 310, {"eth_dst": rm, "eth_type": ETH_TYPE_IP,
+                flows.append(flow(TABLE_ROUTE, 400, {"eth_dst": rm, "eth_type": ETH_TYPE_IP,
                                                      "ipv4_dst": ip}, goto=TABLE_L3_DELIVER))
-            flows.append(flow(TABLE_ROUTE, 300, {
+            flows.append(flow(TABLE_ROUTE, 390, {
                 "metadata": (vpc_tag(DNS_REALM), VPC_MASK), "eth_dst": rm,
                 "eth_type": ETH_TYPE_IP}, goto=TABLE_L3_DELIVER))
         # Hosts on the internet reach only what the internet gateway exposes.
-        flows.append(flow(TABLE_ROUTE, 300, {
+        flows.append(flow(TABLE_ROUTE, 390, {
             "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK), "eth_dst": rm,
             "eth_type": ETH_TYPE_IP}, goto=TABLE_IGW))
+        return flows
+
+    def _route_target(self, route: RoutePlan) -> tuple[list, int | None]:
+        """(actions, goto) of a route: the local network, the internet gateway, or a GWLB
+        endpoint (the packet, unchanged, goes to the GWLB node serving it)."""
+        if route.kind == "local":
+            return [], TABLE_LB
+        if route.kind == "igw":
+            return [], TABLE_IGW_OUT
+        if route.kind == "vpce" and route.target in self._endpoints:
+            endpoint = self._endpoints[route.target]
+            return [SetField("eth_src", self.router_mac),
+                    SetField("eth_dst", endpoint.mac)], TABLE_OUTPUT
+        return [], None  # a route to something the lab does not have: drop
+
+    def _igw_out(self) -> list[Flow]:
+        """Leaving through the internet gateway: its 1:1 NAT gives a private address its
+        public one; a private address without one does not get out (as on AWS)."""
+        flows = [flow(TABLE_IGW_OUT, 0)]
+        if not self.plan.has_internet_gateway:
+            return flows
         for h in self.plan.hosts:
-            if h.kind not in ("instance", "lb-node") or not h.public_ip:
-                continue
-            subnet = self._subnets[h.subnet]
-            if not (subnet.public and self.plan.has_internet_gateway):
-                continue
-            # 0.0.0.0/0 -> igw: the gateway translates the private source to the public one.
-            flows.append(flow(TABLE_ROUTE, 200, {
-                "metadata": (subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
-                             SUBNET_MASK),
-                "eth_dst": rm, "eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
-                [SetField("ipv4_src", h.public_ip)], goto=TABLE_IGW))
+            if h.kind in ("instance", "lb-node") and h.public_ip:
+                flows.append(flow(TABLE_IGW_OUT, 100, {"eth_type": ETH_TYPE_IP,
+                                                       "ipv4_src": h.ip},
+                                  [SetField("ipv4_src", h.public_ip)], goto=TABLE_IGW))
         return flows
 
     def _igw(self) -> list[Flow]:
@@ -195,7 +230,20 @@ class Forwarding:
             if h.kind in ("instance", "lb-node") and h.public_ip:
                 flows.append(flow(TABLE_IGW, 200, {"eth_type": ETH_TYPE_IP,
                                                    "ipv4_dst": h.public_ip},
-                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_LB))
+                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_IGW_ROUTE))
+        return flows
+
+    def _igw_route(self) -> list[Flow]:
+        """The gateway's ingress route table: inbound traffic for a subnet can be sent
+        through a GWLB endpoint first (edge association)."""
+        flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_LB)]
+        for route in self.plan.igw_routes:
+            net = IPv4Network(route.destination)
+            match = {"eth_type": ETH_TYPE_IP}
+            if net.prefixlen:
+                match["ipv4_dst"] = _net(route.destination)
+            actions, goto = self._route_target(route)
+            flows.append(flow(TABLE_IGW_ROUTE, 100 + net.prefixlen, match, actions, goto))
         return flows
 
     def _l3_deliver(self) -> list[Flow]:
@@ -222,6 +270,12 @@ class Forwarding:
             port = h.port if h.switch == switch else self.port_toward(switch, h.switch)
             if port is not None:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
+        for endpoint in self.plan.endpoints:
+            node = self.plan.host(endpoint.node_host)
+            port = node.port if node.switch == switch else self.port_toward(switch, node.switch)
+            if port is not None:
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": endpoint.mac},
+                                  [Output(port)]))
         return flows
 
     # ---- ARP --------------------------------------------------------------------------

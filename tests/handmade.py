@@ -27,8 +27,12 @@ def two_az_model(with_igw: bool = True) -> StackModel:
         "PubB": Subnet("PubB", "VPC", "us-east-1b", N("10.0.2.0/24"), True, "RtPub", with_igw),
         "PrivB": Subnet("PrivB", "VPC", "us-east-1b", N("10.0.3.0/24"), False, "RtPriv", False),
     }
-    routes = (Route("Default", "RtPub", N("0.0.0.0/0"), "igw", "IGW"),) if with_igw else ()
-    tables = {"RtPub": RouteTable("RtPub", "VPC", routes), "RtPriv": RouteTable("RtPriv", "VPC")}
+    # Every route table has the VPC's local route, as the model builder gives it.
+    local = Route("Rt.local", "Rt", N("10.0.0.0/16"), "local", "VPC")
+    routes = (local, Route("Default", "RtPub", N("0.0.0.0/0"), "igw", "IGW")) if with_igw \
+        else (local,)
+    tables = {"RtPub": RouteTable("RtPub", "VPC", routes),
+              "RtPriv": RouteTable("RtPriv", "VPC", (local,))}
     inst = {
         "WebA1": Instance("WebA1", "PubA", "us-east-1a", A("10.0.0.4"),
                           A("203.0.113.10") if with_igw else None, None, None),

@@ -83,6 +83,15 @@ class LinkPlan:
 
 
 @dataclass(frozen=True)
+class RoutePlan:
+    """One route: destination CIDR -> 'local' | 'igw' | 'vpce' (target: endpoint name)."""
+
+    destination: str
+    kind: str
+    target: str | None = None
+
+
+@dataclass(frozen=True)
 class SubnetPlan:
     name: str
     vpc: str
@@ -92,6 +101,21 @@ class SubnetPlan:
     public: bool
     switch: str
     index: int  # small integer the controller writes into packet metadata
+    routes: tuple[RoutePlan, ...] = ()  # its route table (the VPC's main one: local only)
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """A GWLB endpoint: routes send traffic to it; the GWLB node in its AZ carries it."""
+
+    name: str
+    gwlb: str
+    vpc: str
+    subnet: str
+    az: str
+    ip: str
+    mac: str  # frames steered to the endpoint carry it; the node sends them back from it
+    node_host: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +141,8 @@ class NetworkPlan:
     host_bandwidth_mbps: float | None = None  # HTB on every host link, when set
     load_balancers: tuple[LoadBalancerPlan, ...] = ()
     zone_base: int = 0  # first conntrack zone of the lab's block
+    endpoints: tuple[EndpointPlan, ...] = ()
+    igw_routes: tuple[RoutePlan, ...] = ()  # the internet gateway's ingress route table
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
@@ -137,7 +163,7 @@ class NetworkPlan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
         kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan,
-                 "subnets": SubnetPlan, "vpcs": VpcPlan}
+                 "vpcs": VpcPlan}
         d = dict(d, hosts=[dict(h, extra_ips=tuple(h.get("extra_ips", ()))) for h in d["hosts"]])
         args = {}
         for f in fields(cls):
@@ -148,6 +174,14 @@ class NetworkPlan:
                 value = tuple(kinds[f.name](**item) for item in value)
             elif f.name == "load_balancers":
                 value = tuple(LoadBalancerPlan.from_dict(lb) for lb in value)
+            elif f.name == "endpoints":
+                value = tuple(EndpointPlan(**e) for e in value)
+            elif f.name == "igw_routes":
+                value = tuple(RoutePlan(**r) for r in value)
+            elif f.name == "subnets":
+                value = tuple(SubnetPlan(**{**x, "routes": tuple(RoutePlan(**r) for r in
+                                                                   x.get("routes", ()))})
+                              for x in value)
             args[f.name] = value
         return cls(**args)
 
@@ -188,7 +222,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                                        start=1))
     subnets = tuple(
         SubnetPlan(s.logical_id, s.vpc_id, s.az, str(s.cidr), str(s.router_ip), s.public,
-                   az_switch[s.az].name, i)
+                   az_switch[s.az].name, i, _routes_of(model, s))
         for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id),
                               start=1)
     )
@@ -239,6 +273,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 vpc=subnet.vpc_id, public_ip=node.public_ip, role=f"{lb.type}-node",
                 role_args={"lb": lb.name, "az": node.az},
                 snmp=_snmp_plan(model, node.host) if node.host in model.instances else None))
+    endpoints = _endpoints(model, lbs)
     if model.vpcs or model.internet_clients:
         hosts.append(_dns_host(lab, model, core, core_port, len(hosts) + 1,
                                has_internet=internet is not None))
@@ -247,7 +282,47 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         lab=lab, prefix=naming.prefix(lab), router_mac=ROUTER_MAC, switches=tuple(switches),
         hosts=tuple(hosts), links=tuple(links), subnets=subnets, vpcs=vpcs,
         has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth, load_balancers=lbs,
-        zone_base=zone_base)
+        zone_base=zone_base, endpoints=endpoints, igw_routes=_igw_routes(model))
+
+
+def _route_plan(route: Any) -> RoutePlan:
+    return RoutePlan(str(route.destination), route.target_kind,
+                     route.target_id if route.target_kind == "vpce" else None)
+
+
+def _routes_of(model: StackModel, subnet: Any) -> tuple[RoutePlan, ...]:
+    """A subnet's routes: its associated route table, else the VPC's main one (local only)."""
+    table = model.route_tables.get(subnet.route_table_id) if subnet.route_table_id else None
+    if table is None:
+        return (RoutePlan(str(model.vpcs[subnet.vpc_id].cidr), "local"),)
+    return tuple(_route_plan(r) for r in table.routes)
+
+
+def _igw_routes(model: StackModel) -> tuple[RoutePlan, ...]:
+    """The internet gateway's ingress route table (edge association), without its local
+    route: traffic to an address it does not name goes straight to that address."""
+    from testbed.model.elbv2_types import elbv2_sections
+
+    tables = elbv2_sections(model)["gateway_route_tables"]
+    routes = []
+    for _igw, table_id in sorted(tables.items()):
+        routes += [_route_plan(r) for r in model.route_tables[table_id].routes
+                   if r.target_kind != "local"]
+    return tuple(routes)
+
+
+def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> \
+        tuple[EndpointPlan, ...]:
+    """GWLB endpoints, each served by its GWLB's node in the same AZ (else the first)."""
+    from testbed.model.elbv2_types import elbv2_sections
+
+    out = []
+    for ep in sorted(elbv2_sections(model)["endpoints"].values(), key=lambda e: e.logical_id):
+        lb = next(x for x in lbs if x.name == ep.gwlb_id)
+        node = lb.node_in(ep.az) or lb.nodes[0]
+        out.append(EndpointPlan(ep.logical_id, ep.gwlb_id, ep.vpc_id, ep.subnet_id, ep.az,
+                                str(ep.ip), host_mac(ep.ip), node.host))
+    return tuple(out)
 
 
 DNS_HOST = "LabDNS"

@@ -79,7 +79,7 @@ class HostPortSource:
 
 # (table, priority) of the entries that drop what the VPC rules do not allow (see
 # controllers.forwarding): no route, blocked realm, spoofed source, unknown destination.
-DROP_ENTRIES = {(0, 0), (20, 1), (21, 0), (30, 0), (40, 0), (50, 0)}
+DROP_ENTRIES = {(0, 0), (20, 1), (21, 0), (22, 0), (30, 0), (40, 0), (50, 0)}
 DROP_TABLES = tuple(sorted({t for t, _p in DROP_ENTRIES}))
 
 
