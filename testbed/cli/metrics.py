@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
         sub, "metrics", cmd_metrics, "per-second metrics of a running lab (CloudWatch style)",
         epilog="examples:\n  testbed metrics default --duration 10\n"
         "  testbed metrics default --duration 30 --out metrics.csv --source ports\n\n"
-        f"sources: {', '.join(SOURCES)}. Rows: time, namespace, metric, load_balancer,\n"
+        f"sources: {', '.join(SOURCES)}, snmp (every host's agent, polled over the lab\n"
+        "network; not in the default set). Rows: time, namespace, metric, load_balancer,\n"
         "target_group, target, value, unit (counters become per-second rates).")
     p.add_argument("name", help="lab name")
     p.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
@@ -36,17 +37,31 @@ def cmd_metrics(args: Any) -> int:
     if args.duration <= 0 or args.interval <= 0 or args.interval > args.duration:
         raise BadInput("--duration and --interval must be positive, interval <= duration")
     names = args.source or list(SOURCES)
-    unknown = [n for n in names if n not in SOURCES]
+    unknown = [n for n in names if n not in SOURCES and n != "snmp"]
     if unknown:
         raise BadInput(f"unknown source(s) {', '.join(unknown)}",
                        hint=f"sources: {', '.join(SOURCES)}")
     lab = Lab.attach(args.name)
     plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
-    sources = [SOURCES[n](lab, plan) for n in names]
+    sources = [SOURCES[n](lab, plan) for n in names if n != "snmp"]
     print(f"collecting {', '.join(names)} for {args.duration:g} s ...", file=sys.stderr,
           flush=True)
+    snmp_rows: list = []
+    poller = None
+    if "snmp" in names:
+        import threading
+
+        from testbed.metrics.snmp_metrics import collect_snmp
+
+        poller = threading.Thread(target=lambda: snmp_rows.extend(
+            collect_snmp(args.name, args.duration, args.interval)))
+        poller.start()
     rows = collect(sources, args.duration, args.interval,
-                   on_rows=lambda r: print(".", end="", file=sys.stderr, flush=True))
+                   on_rows=lambda r: print(".", end="", file=sys.stderr, flush=True)) \
+        if sources else []
+    if poller is not None:
+        poller.join()
+        rows += snmp_rows
     print(file=sys.stderr)
     if args.out:
         with open(args.out, "w", newline="") as f:

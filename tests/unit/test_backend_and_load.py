@@ -244,3 +244,18 @@ def test_metric_rates_counters_gauges_and_resets():
     assert "B" not in by  # went down: a restart, no rate
     assert by["G"]["value"] == 7 and by["G"]["unit"] == "Bytes"
     assert "New" not in by and by["A"]["time"] == 1000.0
+
+
+def test_snmp_rates_become_metric_rows():
+    from testbed.metrics.snmp_metrics import rates_to_metrics
+
+    rows = rates_to_metrics([
+        {"time": "10.0", "host": "WebA1", "object": "IF-MIB::ifHCInOctets", "index": "2",
+         "value": "1500.5", "type": "rate", "error": ""},
+        {"time": "10.0", "host": "WebA1", "object": "IF-MIB::ifHCOutOctets", "index": "2",
+         "value": "", "type": "rate", "error": "agent-restart"},
+        {"time": "10.0", "host": "WebA1", "object": "SNMPv2-MIB::sysUpTime", "index": "0",
+         "value": "1", "type": "rate", "error": ""}])
+    assert rows == [{"time": 10.0, "namespace": "Lab/Host", "metric": "SnmpInOctets",
+                     "load_balancer": "", "target_group": "", "target": "WebA1/if2",
+                     "value": 1500.5, "unit": "Bytes/Second"}]
