@@ -112,10 +112,16 @@ class LabBuilder:
             # Leftovers of an earlier lab in our zones would capture our flows.
             zones.release(self.name, self.datapath)
             for lb in self.plan.load_balancers:
-                zones.set_idle_timeouts(self.datapath, lb.zone_dnat, lb.idle_tcp_s,
-                                        lb.idle_udp_s)
-                zones.set_idle_timeouts(self.datapath, lb.zone_snat, lb.idle_tcp_s,
-                                        lb.idle_udp_s)
+                try:
+                    for zone in (lb.zone_dnat, lb.zone_snat):
+                        zones.set_idle_timeouts(self.datapath, zone, lb.idle_tcp_s,
+                                                lb.idle_udp_s)
+                except RuntimeError as exc:
+                    # Some kernels lack conntrack timeout policies: flows then keep the
+                    # datapath's own idle timeouts. Say so; the lab still works.
+                    self.events.emit(lb.name, "Lab::Conntrack", "CREATE_IN_PROGRESS",
+                                     f"warning: idle timeouts of {lb.name} not applied: "
+                                     f"{exc}")
             self.controller = ControllerProcess(self.lab_dir, self.journal, plan_path)
             self.controller.start()
 
