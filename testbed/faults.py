@@ -1,4 +1,5 @@
-"""Fault injection on a running lab's http-backend hosts.
+"""Fault injection on a running lab's http-backend hosts (and GWLB appliances: refuse, hang,
+clear, stop, start, show).
 
 Kinds (what the backend then does):
   500 | status CODE   answer every request, health checks included, with CODE
@@ -28,6 +29,8 @@ ADMIN_KINDS = {"500": ("status", "500"), "status": ("status", None), "delay": ("
                "hang": ("hang", "1"), "refuse": ("refuse", "1"), "clear": ("clear", "")}
 KINDS = ("500", "status", "delay", "hang", "refuse", "stop", "start", "clear", "show")
 FAULT_TYPE = "Lab::Fault"
+# Roles with the admin port's fault API (appliances: refuse, hang, clear, stop, start).
+FAULT_ROLES = ("http-backend", "appliance")
 
 
 def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
@@ -37,9 +40,9 @@ def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dic
     h = lab.host(host)  # BadInput for an unknown host
     plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
     hp = plan.host(host)
-    if hp.role != "http-backend":
+    if hp.role not in FAULT_ROLES:
         raise BadInput(f"host {host} runs role {hp.role or 'none'!r}: faults apply to "
-                       "http-backend hosts")
+                       f"{' and '.join(FAULT_ROLES)} hosts")
     events = EventLog(lab.dir)
     journal = ProcessJournal(lab.dir)
     if kind == "stop":

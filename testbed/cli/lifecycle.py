@@ -33,6 +33,20 @@ def register(sub: Any) -> None:
                    help="open the Mininet CLI on the lab and tear it down when you leave")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, just the summary")
 
+    p = subcommand(
+        sub, "update", cmd_update, "apply a changed template to a running lab (ALB changes)",
+        epilog="examples:\n"
+        "  testbed update alb templates/alb.yaml -p CanaryWeight=50\n"
+        "  testbed update alb my-alb-with-a-new-rule.yaml\n\n"
+        "ALB listener rules, default actions, target groups (targets, health checks,\n"
+        "attributes) and load balancer attributes change live: HAProxy reloads without\n"
+        "dropping established connections; targets the template adds or drops are\n"
+        "registered or deregistered (with draining). Any other change exits 2, listing\n"
+        "what differs: it needs testbed down and testbed up.")
+    p.add_argument("name", help="lab name")
+    p.add_argument("template", help="the new template (YAML or JSON)")
+    add_params(p)
+
     p = subcommand(sub, "down", cmd_down, "tear a lab down (everything it created, only that)",
                    epilog="example:\n  testbed down default")
     p.add_argument("names", nargs="+", metavar="NAME", help="lab name(s)")
@@ -100,6 +114,25 @@ def _print_outputs(state: dict[str, Any]) -> None:
     if outputs:
         print("\noutputs:")
         print(table(sorted(outputs.items()), ["KEY", "VALUE"]))
+
+
+def cmd_update(args: Any) -> int:
+    from testbed.lab import naming
+    from testbed.lab.api import update_lab
+    from testbed.lab.events import read_events
+
+    started = time.time()
+    reply = update_lab(args.name, args.template, params_dict(args.params))
+    if not reply["changes"] and not reply["done"]:
+        print(f"lab {args.name}: nothing to update")
+        return 0
+    for ev in read_events(naming.lab_dir(args.name)):
+        if ev.time >= started and ev.resource_type != "Lab::TargetHealth":
+            print(ev.line())
+    print(f"\nlab {args.name} updated: {len(reply['changes'])} change(s)")
+    for text in reply["done"]:
+        print(f"  {text}")
+    return 0
 
 
 def cmd_down(args: Any) -> int:

@@ -104,6 +104,33 @@ def start_lab(template: str, params: dict[str, str] | None = None, name: str | N
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
 
 
+def update_lab(name: str, template: str, params: dict[str, Any] | None = None,
+               timeout: float = 120.0) -> dict[str, Any]:
+    """Apply a new template to a running lab (`testbed update`): ALB rules, target groups,
+    targets and attributes change live; BadInput lists anything that needs down/up.
+
+    Returns the holder's reply: `changes` (what differs) and `done` (what was applied)."""
+    params = {k: str(v) for k, v in (params or {}).items()}
+    naming.validate_lab_name(name)
+    lab_dir = naming.lab_dir(name)
+    state = read_state(lab_dir)
+    if not holder_alive(state):
+        raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+    # Template errors exit 2 with file:line before the lab is asked anything.
+    load_model(template, params, stack_name=name)
+    try:
+        reply = rpc.call(str(lab_dir / HOLDER_SOCK), {
+            "op": "update", "template": str(Path(template).resolve()), "params": params},
+            timeout=timeout)
+    except (rpc.RpcUnavailable, OSError) as exc:
+        raise LabError(f"the holder of lab {name} does not answer: {exc}") from exc
+    if not reply.get("ok"):
+        if reply.get("bad_input"):
+            raise BadInput(reply["error"])
+        raise LabError(reply.get("error", "update failed"))
+    return reply
+
+
 def _stop_holder(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -223,6 +250,10 @@ class Lab:
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)
+
+    def update(self, template: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply a new template to this running lab (see update_lab)."""
+        return update_lab(self.name, template, params)
 
     @classmethod
     def attach(cls, name: str) -> Lab:

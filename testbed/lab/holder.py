@@ -2,8 +2,9 @@
 
 `testbed up` writes LAB_DIR/request.json and starts this process in its own session. It
 builds the lab (reporting events), then stays in the background: it answers requests on
-LAB_DIR/holder.sock (status, down), watches the controller, and on `down`, SIGTERM or a
-failed build removes everything the lab created. Its PID is the lab's `pid` in status.
+LAB_DIR/holder.sock (status, down, update, the load balancers' requests), watches the
+controller, and on `down`, SIGTERM or a failed build removes everything the lab created. Its
+PID is the lab's `pid` in status.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import TestbedError
+from testbed.errors import BadInput, TestbedError
 from testbed.lab import naming, zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
 from testbed.lab.events import EventLog
-from testbed.lab.plan import build_plan
+from testbed.lab.plan import NetworkPlan, build_plan
 from testbed.lab.procs import ProcessJournal, start_time
 from testbed.lab.rpc import RpcServer
 from testbed.lab.state import write_state
@@ -33,6 +34,8 @@ from testbed.model import load_model
 
 REQUEST = "request.json"
 HOLDER_SOCK = "holder.sock"
+# States in which the lab runs as built (or as last updated).
+RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
 
 
 class Stop(Exception):
@@ -57,6 +60,8 @@ class Holder:
         self.server: RpcServer | None = None
         self.down_requested = threading.Event()
         self.lock = threading.Lock()
+        self.update_lock = threading.Lock()
+        self.caps: Any = None
 
     def save(self, **changes: Any) -> None:
         with self.lock:
@@ -71,7 +76,7 @@ class Holder:
             model = load_model(self.request["template"], self.request.get("params") or {},
                                stack_name=self.name, region=self.request.get("region")
                                or "us-east-1")
-            caps = detect()
+            caps = self.caps = detect()
             datapath = self._datapath(self.request.get("datapath") or model.lab.datapath, caps)
             limitations = []
             if model.lab.inter_az_delay_ms and not caps.netem:
@@ -108,14 +113,7 @@ class Holder:
                               "port": self.builder.controller.port,
                               "log": str(self.builder.controller.log)},
                   outputs=dict(model.outputs), hosts=_hosts(plan),
-                  load_balancers=[{"name": lb.name, "type": lb.type, "scheme": lb.scheme,
-                                   "dns_name": lb.dns_name,
-                                   "nodes": [{"az": n.az, "ip": n.ip, "public_ip": n.public_ip,
-                                              "host": n.host} for n in lb.nodes],
-                                   "listeners": [{"port": x.port, "protocol": x.protocol,
-                                                  "target_group": x.target_group}
-                                                 for x in lb.listeners]}
-                                  for lb in plan.load_balancers],
+                  load_balancers=_load_balancers(plan),
                   switches=[{"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az}
                             for s in plan.switches])
         if self.lb_service:
@@ -157,14 +155,87 @@ class Holder:
         if op == "down":
             self.down_requested.set()
             return {"ok": True}
+        if op == "update":
+            try:
+                with self.update_lock:
+                    return self.update(request)
+            except BadInput as exc:
+                return {"ok": False, "error": exc.format(), "bad_input": True}
+            except TestbedError as exc:
+                return {"ok": False, "error": str(exc)}
         return {"ok": False, "error": f"unknown request {op!r}"}
+
+    # ---- template updates ---------------------------------------------------------------
+    def update(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Apply a new template (and parameters) to the running lab, if what changes can
+        change live (testbed.lab.update); BadInput naming every other change otherwise."""
+        from testbed.lab.update import describe, plan_changes
+
+        if self.state["state"] not in RUNNING_STATES or self.builder is None:
+            raise BadInput(f"lab {self.name} is {self.state['state']}; it can be updated "
+                           "once it runs")
+        template = request["template"]
+        params = request.get("params") or {}
+        model = load_model(template, params, stack_name=self.name,
+                           region=self.request.get("region") or "us-east-1")
+        if self.state.get("limitations"):
+            model = _without_tc(model, self.caps)
+        old = self.builder.plan
+        plan = build_plan(model, self.name, zone_base=old.zone_base)
+        live, other, reload = plan_changes(old, plan)
+        if other:
+            raise BadInput(f"this update changes more than what a running lab can take (ALB "
+                           f"rules, target groups, targets and attributes):\n"
+                           f"{describe(other)}",
+                           hint=f"testbed down {self.name}, then testbed up with the new "
+                                "template")
+        outputs = dict(model.outputs)
+        if not live and outputs == self.state.get("outputs"):
+            return {"ok": True, "changes": [], "done": []}
+        self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
+        self.save(state="UPDATE_IN_PROGRESS")
+        by_lb: dict[str, list[str]] = {}
+        for change in live:
+            by_lb.setdefault(change.split(".")[1], []).append(change)
+        for lb_name in by_lb:
+            self.events.emit(lb_name, "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                             "UPDATE_IN_PROGRESS", f"{len(by_lb[lb_name])} change(s)")
+        try:
+            done = self.lb_service.update(plan, reload) if self.lb_service and live else []
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
+            self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
+            self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
+            try:
+                self.lb_service.update(old, reload)
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
+                self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
+            except Exception as again:
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED",
+                                 _brief(again))
+                self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
+            raise TestbedError(f"update of lab {self.name} failed and was rolled back: "
+                               f"{reason}") from exc
+        (self.lab_dir / "plan.json.tmp").write_text(plan.to_json())
+        os.replace(self.lab_dir / "plan.json.tmp", self.lab_dir / "plan.json")
+        self.builder.plan = plan
+        for lb_name, changes in by_lb.items():
+            mine = [d for d in done if d.startswith(lb_name + ":")]
+            self.events.emit(lb_name, "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                             "UPDATE_COMPLETE", "; ".join(mine) or
+                             "; ".join(c.split(".", 2)[2] for c in changes[:5]))
+        self.save(state="UPDATE_COMPLETE", updated=time.time(), template=template,
+                  params=params, outputs=outputs, load_balancers=_load_balancers(plan))
+        self.events.emit(self.name, STACK_TYPE, "UPDATE_COMPLETE",
+                         f"{len(live)} change(s) applied live")
+        return {"ok": True, "changes": live, "done": done}
 
     def serve(self) -> None:
         server = self.server
         controller = self.builder.controller
         try:
             while not self.down_requested.wait(0.5):
-                if self.state["state"] == "CREATE_COMPLETE" and not controller.alive():
+                if self.state["state"] in RUNNING_STATES and not controller.alive():
                     code = controller.proc.returncode
                     # The event first: whoever sees the new state finds its event too.
                     self.events.emit("LabController", "Lab::OpenFlow::Controller",
@@ -190,6 +261,15 @@ def _hosts(plan: Any) -> list[dict[str, Any]]:
              "subnet": h.subnet, "role": h.role, "kind": h.kind, "netns": h.netns,
              "mac": h.mac, "gateway": h.gateway, "prefixlen": h.prefixlen}
             for h in plan.hosts]
+
+
+def _load_balancers(plan: NetworkPlan) -> list[dict[str, Any]]:
+    return [{"name": lb.name, "type": lb.type, "scheme": lb.scheme, "dns_name": lb.dns_name,
+             "nodes": [{"az": n.az, "ip": n.ip, "public_ip": n.public_ip, "host": n.host}
+                       for n in lb.nodes],
+             "listeners": [{"port": x.port, "protocol": x.protocol,
+                            "target_group": x.target_group} for x in lb.listeners]}
+            for lb in plan.load_balancers]
 
 
 def _without_tc(model: Any, caps: Any) -> Any:

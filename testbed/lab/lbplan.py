@@ -66,12 +66,34 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class ConditionPlan:
+    """One ALB rule condition (testbed.model.elbv2_types.Condition)."""
+
+    field: str  # path-pattern | host-header | http-header | http-request-method |
+    #             query-string | source-ip
+    values: tuple[str, ...]
+    key: str | None = None  # the header name of an http-header condition
+    pairs: tuple[tuple[str | None, str], ...] = ()  # query-string: (key or None, value)
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """One ALB listener rule: every condition must match; tried by priority, lowest first."""
+
+    name: str
+    priority: int
+    conditions: tuple[ConditionPlan, ...]
+    actions: tuple[dict[str, Any], ...]  # as ListenerPlan.default_actions
+
+
+@dataclass(frozen=True)
 class ListenerPlan:
     name: str
     port: int | None
     protocol: str | None  # TCP | UDP | TCP_UDP | HTTP | None (gateway)
     target_group: str | None  # the forward target of NLB/GWLB listeners
     default_actions: tuple[dict[str, Any], ...] = ()
+    rules: tuple[RulePlan, ...] = ()  # ALB: by priority, lowest first
 
 
 @dataclass(frozen=True)
@@ -110,8 +132,10 @@ class LoadBalancerPlan:
     def from_dict(cls, d: dict[str, Any]) -> LoadBalancerPlan:
         d = dict(d)
         d["nodes"] = tuple(NodePlan(**n) for n in d["nodes"])
-        d["listeners"] = tuple(ListenerPlan(**{**ls, "default_actions": tuple(
-            ls.get("default_actions", ()))}) for ls in d["listeners"])
+        d["listeners"] = tuple(ListenerPlan(**{
+            **ls, "default_actions": tuple(ls.get("default_actions", ())),
+            "rules": tuple(_rule_from_dict(r) for r in ls.get("rules", ()))})
+            for ls in d["listeners"])
         tgs = []
         for tg in d["target_groups"]:
             tg = dict(tg)
@@ -120,6 +144,13 @@ class LoadBalancerPlan:
             tgs.append(TargetGroupPlan(**tg))
         d["target_groups"] = tuple(tgs)
         return cls(**d)
+
+
+def _rule_from_dict(d: dict[str, Any]) -> RulePlan:
+    conditions = tuple(ConditionPlan(
+        c["field"], tuple(c["values"]), c.get("key"),
+        tuple((k, v) for k, v in c.get("pairs", ()))) for c in d["conditions"])
+    return RulePlan(d["name"], int(d["priority"]), conditions, tuple(d["actions"]))
 
 
 def stickiness_of(tg: Any) -> str:
@@ -144,6 +175,7 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                               key=lambda lis: (lis.port or 0, lis.protocol or ""))
         used_tgs: list[str] = []
         listener_plans = []
+        all_rules = elb.get("listener_rules", {}).values()
         for lis in my_listeners:
             forward = next((a for a in lis.default_actions if a.type == "forward"), None)
             tg_name = forward.target_groups[0][0] if forward and forward.target_groups else None
@@ -151,10 +183,13 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                 for tg_id, _w in a.target_groups:
                     if tg_id not in used_tgs:
                         used_tgs.append(tg_id)
+            rules = sorted((r for r in all_rules if r.listener_id == lis.logical_id),
+                           key=lambda r: r.priority)
             listener_plans.append(ListenerPlan(
                 lis.logical_id, lis.port, lis.protocol, tg_name,
-                tuple(_action_dict(a) for a in lis.default_actions)))
-        for rule in elb.get("listener_rules", {}).values():
+                tuple(_action_dict(a) for a in lis.default_actions),
+                tuple(_rule_plan(r) for r in rules)))
+        for rule in all_rules:
             if any(lis.logical_id == rule.listener_id for lis in my_listeners):
                 for a in rule.actions:
                     for tg_id, _w in a.target_groups:
@@ -176,6 +211,13 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
             idle_udp_s=max(idle_udp, default=NLB_IDLE_UDP_S),
             attributes=dict(lb.attributes)))
     return tuple(plans)
+
+
+def _rule_plan(rule: Any) -> RulePlan:
+    return RulePlan(rule.logical_id, rule.priority,
+                    tuple(ConditionPlan(c.field, tuple(c.values), c.key, tuple(c.pairs))
+                          for c in rule.conditions),
+                    tuple(_action_dict(a) for a in rule.actions))
 
 
 def _action_dict(a: Any) -> dict[str, Any]:

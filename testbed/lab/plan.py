@@ -271,7 +271,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 mac=host_mac(node.ip), switch=sw.name, port=port,
                 veth=naming.veth_name(lab, index), az=subnet.az, subnet=subnet.logical_id,
                 vpc=subnet.vpc_id, public_ip=node.public_ip, role=f"{lb.type}-node",
-                role_args={"lb": lb.name, "az": node.az},
+                role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
                 snmp=_snmp_plan(model, node.host) if node.host in model.instances else None))
     endpoints = _endpoints(model, lbs)
     if model.vpcs or model.internet_clients:
@@ -323,6 +323,13 @@ def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> \
         out.append(EndpointPlan(ep.logical_id, ep.gwlb_id, ep.vpc_id, ep.subnet_id, ep.az,
                                 str(ep.ip), host_mac(ep.ip), node.host))
     return tuple(out)
+
+
+def _node_ports(lb: LoadBalancerPlan) -> dict[str, Any]:
+    """ALB nodes listen themselves (HAProxy): their listener ports tell when they are ready."""
+    if lb.type != "application":
+        return {}
+    return {"ports": sorted({lis.port for lis in lb.listeners if lis.port})}
 
 
 DNS_HOST = "LabDNS"

@@ -77,6 +77,30 @@ class TargetRegistry:
                 for t in tg.targets:
                     self._add(group, t, "registered with the stack")
 
+    def set_plans(self, lbs: list[LoadBalancerPlan]) -> list[str]:
+        """New plans after a template update: groups keep their targets and states and take
+        the new settings (health check, attributes, delay); a group the load balancer now
+        uses starts with its template targets; a group it no longer uses is dropped (its
+        targets leave at once, as they get no more traffic). Returns what changed."""
+        done = []
+        wanted = {(lb.name, tg.name): (lb, tg) for lb in lbs for tg in lb.target_groups}
+        for key, (lb, tg) in wanted.items():
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = _Group(lb, tg)
+                for t in tg.targets:
+                    self._add(group, t, "registered with the stack (update)")
+                done.append(f"{tg.name}: now used by {lb.name}")
+            else:
+                group.lb, group.tg = lb, tg
+        for key in [k for k in self.groups if k not in wanted]:
+            group = self.groups.pop(key)
+            for target_key, health in group.targets.items():
+                self._event(group, target_key, health.state, "",
+                            "target group no longer used by the load balancer")
+            done.append(f"{key[1]}: no longer used by {key[0]}")
+        return done
+
     # ---- registration ------------------------------------------------------------------
     def group(self, lb: str, tg: str) -> _Group:
         try:

@@ -2,8 +2,9 @@
 
 Health checkers (one per node, in the node's namespace) ask what to check and report results
 over the holder's socket; the CLI registers and deregisters targets. Every change of the
-registry is pushed to the controller as a new snapshot of target states, written to the lab's
-event log and to target-events.jsonl (testbed.schemas.TARGET_EVENT_COLUMNS).
+registry is pushed to the controller (NLB, GWLB flows) and to the ALB nodes' HAProxy
+(testbed.alb.runtime) as a new snapshot of target states, written to the lab's event log and
+to target-events.jsonl (testbed.schemas.TARGET_EVENT_COLUMNS).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from testbed.lab.controller_proc import CONTROLLER_SOCK
 from testbed.lab.events import EventLog
 from testbed.lab.lbplan import LoadBalancerPlan, TargetPlan
 from testbed.lab.plan import NetworkPlan
-from testbed.lb.registry import UNHEALTHY, TargetRegistry
+from testbed.lb.registry import DRAINING, UNHEALTHY, TargetRegistry
 
 TARGET_EVENTS = "target-events.jsonl"
 TICK_S = 0.2
@@ -43,6 +44,11 @@ class LbService:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="lb-service")
         self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
+        self.alb = None
+        if any(lb.type == "application" for lb in self.lbs):
+            from testbed.alb.runtime import AlbRuntime
+
+            self.alb = AlbRuntime(self.lab_dir, self.lbs)
 
     def start(self) -> None:
         with self.lock:
@@ -138,12 +144,18 @@ class LbService:
         """Tell the controller, then write the new events out (with `applied`: when the
         switches had the change, i.e. when traffic moved; `time` is when the registry
         decided), end flows of targets that turned unhealthy."""
+        snapshot = self.registry.snapshot()
+        if self.alb is not None:
+            self.alb.sync(snapshot)  # only what changed; retried on the next tick if need be
         new = self.registry.events[self.published:]
         if not new and not self.dirty:
             return
+        # The controller steers NLB and GWLB traffic; ALB nodes route in HAProxy.
+        fabric = {lb: groups for lb, groups in snapshot.items()
+                  if lb not in self._alb_names()}
         try:
-            rpc.call(self.controller_sock, {"op": "set_targets",
-                                            "targets": self.registry.snapshot()}, timeout=10)
+            rpc.call(self.controller_sock, {"op": "set_targets", "targets": fabric},
+                     timeout=10)
             self.dirty = False
         except (rpc.RpcUnavailable, OSError):
             self.dirty = True  # the controller is down: try again next tick
@@ -168,6 +180,62 @@ class LbService:
                                      "enabled", "true") == "true" and lb.type == "network":
                     self._terminate(ev.load_balancer, self._runtime_target(
                         lb.name, tg.name, ev.target))
+
+    def _alb_names(self) -> set[str]:
+        return {lb.name for lb in self.lbs if lb.type == "application"}
+
+    # ---- template updates (ALB) --------------------------------------------------------
+    def update(self, plan: NetworkPlan, reload: list[str]) -> list[str]:
+        """Take a new plan whose changes are ALB rules, actions, target groups, targets or
+        attributes only (testbed.lab.update): the registry follows the template's target
+        lists (targets registered at run time stay), then the ALBs in `reload` get a new
+        haproxy.cfg and a seamless reload. Returns what was done, for the events."""
+        done: list[str] = []
+        with self.lock:
+            if self.alb is not None:
+                # Every node's new file is checked before anything changes (LabError).
+                for name in reload:
+                    self.alb.validate(next(x for x in plan.load_balancers if x.name == name),
+                                      self.registry.snapshot())
+            old = {(lb.name, tg.name): tg for lb in self.lbs for tg in lb.target_groups}
+            for text in self.registry.set_plans(list(plan.load_balancers)):
+                done.append(text)
+            for lb in plan.load_balancers:
+                for tg in lb.target_groups:
+                    before = old.get((lb.name, tg.name))
+                    if before is None:
+                        continue  # a new group starts with its template targets
+                    done += self._follow_template(lb, before, tg)
+            self.plan = plan
+            self.lbs = list(plan.load_balancers)
+            if self.alb is not None:
+                # The lock stays held through the reloads (about 0.5 s a node): no state
+                # push may race them.
+                self.alb.set_lbs(self.lbs)
+                for name in reload:
+                    nodes = self.alb.reload(name, self.registry.snapshot())
+                    done.append(f"{name}: HAProxy reloaded on {', '.join(nodes)} "
+                                "(established connections kept)")
+            self._publish()
+        return done
+
+    def _follow_template(self, lb: LoadBalancerPlan, before: Any, after: Any) -> list[str]:
+        """Register the template's new targets, deregister the ones it dropped."""
+        done = []
+        group = self.registry.group(lb.name, after.name)
+        old_keys = {t.key for t in before.targets}
+        new_keys = {t.key for t in after.targets}
+        for t in after.targets:
+            current = group.targets.get(t.key)
+            if t.key not in old_keys and (current is None or current.state == DRAINING):
+                self.registry.register(lb.name, after.name, t)
+                done.append(f"{after.name}: registered {t.key}")
+        for key in sorted(old_keys - new_keys):
+            current = group.targets.get(key)
+            if current is not None and current.state != DRAINING:
+                self.registry.deregister(lb.name, after.name, key)
+                done.append(f"{after.name}: deregistering {key}")
+        return done
 
     def _terminates_on_deregistration(self, lb_name: str, tg_name: str) -> bool:
         """AWS keeps a drained target's connections unless the target group asks to close

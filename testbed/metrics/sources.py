@@ -164,10 +164,60 @@ class NlbSource:
         return out
 
 
+class AlbSource:
+    """AWS/ApplicationELB metrics of every ALB: HAProxy's `show stat` on each node (its
+    stats socket, reached from here through the file system) and target health from the
+    holder (see testbed.alb.stats for what each metric is made of)."""
+
+    name = "alb"
+
+    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+        from testbed.alb.config import node_files
+
+        self.lab = lab
+        self.lbs = {lb.name: [node_files(lab.dir, n.host).stats_socket for n in lb.nodes]
+                    for lb in plan.load_balancers if lb.type == "application"}
+
+    def snapshot(self) -> list[Sample]:
+        if not self.lbs:
+            return []
+        from testbed.alb import stats
+        from testbed.alb.patterns import server_name
+        from testbed.alb.runtime import CliUnavailable, cli
+        from testbed.lab.holder import HOLDER_SOCK
+
+        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"},
+                        timeout=10).get("targets", [])
+        out = []
+        for lb, sockets in self.lbs.items():
+            nodes = []
+            for sock in sockets:
+                try:
+                    nodes.append(stats.parse_stat(cli(sock, "show stat")))
+                except CliUnavailable:
+                    continue  # a node being restarted: its counters are missing this time
+            keys = {server_name(_target_key(r)): _target_key(r) for r in rows
+                    if r["LoadBalancer"] == lb}
+            for metric, tg, target, value, unit, kind in stats.metrics(lb, nodes):
+                out.append(Sample(stats.NAMESPACE, metric, lb, tg, keys.get(target, target),
+                                  value, unit, kind))
+            for tg, (ok, bad) in sorted(stats.health_counts(rows, lb).items()):
+                out.append(Sample(stats.NAMESPACE, "HealthyHostCount", lb, tg, "", float(ok),
+                                  "Count", "gauge"))
+                out.append(Sample(stats.NAMESPACE, "UnHealthyHostCount", lb, tg, "",
+                                  float(bad), "Count", "gauge"))
+        return out
+
+
+def _target_key(row: dict[str, Any]) -> str:
+    """A describe-target-health row's target as the registry keys it ("WebA1:80")."""
+    return f"{row['Target']['Id'].removeprefix('i-')}:{row['Target']['Port']}"
+
+
 def _ip_port(row: dict[str, Any]) -> str:
     return f"{row.get('Ip', '')}:{row['Target']['Port']}"
 
 
 # name -> class taking (lab, plan); load balancer issues add theirs here.
 SOURCES: dict[str, Any] = {"ports": HostPortSource, "fabric": FabricDropSource,
-                           "nlb": NlbSource}
+                           "nlb": NlbSource, "alb": AlbSource}

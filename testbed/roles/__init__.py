@@ -17,10 +17,13 @@ TEMPLATE_ROLES: dict[str, str | None] = {
     "none": None,
     "http-backend": "testbed.roles.http_backend",
     "load-client": "testbed.roles.load_client",
+    "appliance": "testbed.roles.appliance",
 }
 # The programs of load balancer nodes ("<lb type>-node"), never named in templates.
 NODE_ROLES: dict[str, str | None] = {
     "network-node": "testbed.roles.network_node",
+    "application-node": "testbed.roles.application_node",
+    "gateway-node": "testbed.roles.gateway_node",
 }
 ROLE_MODULES: dict[str, str | None] = {**TEMPLATE_ROLES, **NODE_ROLES}
 

@@ -211,7 +211,7 @@ def test_roles_and_role_args(load):
 
 @pytest.mark.parametrize(("metadata", "message"), [
     ("{Lab: {Role: webserver}}",
-     "unknown role 'webserver'; the roles are: http-backend, load-client, none"),
+     "unknown role 'webserver'; the roles are: appliance, http-backend, load-client, none"),
     ("{Lab: {Role: http-backnd}}", "did you mean http-backend?"),
     ("{Lab: {RoleArgs: {}}}", "Metadata.Lab needs a Role"),
     ("{Lab: {Role: none, Args: {}}}", "unknown key Metadata.Lab.Args"),

@@ -1,0 +1,121 @@
+"""AWS/ApplicationELB metrics from HAProxy's `show stat` on every node, plus target health.
+
+What each metric is made of (summed over the nodes; per target group = its tg_ backend):
+  RequestCount                 frontends' req_tot (per LB); backends' req_tot (per group)
+  TargetResponseTime           backends' rtime (average over the last 1024 requests), s
+  HTTPCode_Target_nXX_Count    servers' hrsp_nxx: answers that came from targets
+  HTTPCode_ELB_nXX_Count       frontends' hrsp_nxx minus the targets' (HAProxy's own 5xx,
+                               redirects, fixed responses: AWS counts those as the LB's)
+  HTTP_Redirect_Count, HTTP_Fixed_Response_Count   the action backends' req_tot
+  ActiveConnectionCount        client connections (frontend scur) + connections to targets
+  NewConnectionCount           client connections (frontend conn_tot) + connects to targets
+  ProcessedBytes               frontends' bytes in + out
+  HealthyHostCount, UnHealthyHostCount   from the holder's target registry
+A reload starts a new worker with fresh counters: the collector skips that period.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+NAMESPACE = "AWS/ApplicationELB"
+CODES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def parse_stat(text: str) -> list[dict[str, str]]:
+    """`show stat` CSV -> one dict per proxy/server row."""
+    text = text.lstrip("# ")
+    return [row for row in csv.DictReader(io.StringIO(text)) if row.get("pxname")]
+
+
+def _n(row: dict[str, str], field: str) -> float:
+    try:
+        return float(row.get(field) or 0)
+    except ValueError:
+        return 0.0
+
+
+def metrics(lb: str, nodes: list[list[dict[str, str]]]
+            ) -> list[tuple[str, str, str, float, str, str]]:
+    """(metric, target group, target, value, unit, kind) of one ALB from its nodes' rows."""
+    out: list[tuple[str, str, str, float, str, str]] = []
+    lb_total: dict[str, float] = {}
+    tg_total: dict[tuple[str, str], float] = {}
+    srv_total: dict[tuple[str, str, str], float] = {}
+    rtimes: dict[str, list[tuple[float, float]]] = {}
+
+    def add(store: dict, key: Any, value: float) -> None:
+        store[key] = store.get(key, 0.0) + value
+
+    for rows in nodes:
+        for row in rows:
+            px, sv = row["pxname"], row["svname"]
+            if sv == "FRONTEND":
+                add(lb_total, "RequestCount", _n(row, "req_tot"))
+                add(lb_total, "ActiveConnectionCount", _n(row, "scur"))
+                add(lb_total, "NewConnectionCount", _n(row, "conn_tot"))
+                add(lb_total, "ProcessedBytes", _n(row, "bin") + _n(row, "bout"))
+                for code in CODES:
+                    add(lb_total, f"fe_{code}", _n(row, f"hrsp_{code}"))
+            elif px.startswith("tg_") and sv == "BACKEND":
+                tg = px[3:]
+                add(tg_total, ("RequestCount", tg), _n(row, "req_tot"))
+                rtimes.setdefault(tg, []).append((_n(row, "rtime"), _n(row, "req_tot")))
+            elif px.startswith("tg_"):
+                tg = px[3:]
+                for code in CODES:
+                    value = _n(row, f"hrsp_{code}")
+                    name = f"HTTPCode_Target_{code.upper()}_Count"
+                    add(tg_total, (name, tg), value)
+                    add(srv_total, (name, tg, sv), value)
+                    add(lb_total, f"srv_{code}", value)
+                add(lb_total, "ActiveConnectionCount", _n(row, "used_conn_cur") +
+                    _n(row, "idle_conn_cur") + _n(row, "safe_conn_cur"))
+                add(lb_total, "NewConnectionCount", _n(row, "connect"))
+            elif px.startswith("redirect_") and sv == "BACKEND":
+                add(lb_total, "HTTP_Redirect_Count", _n(row, "req_tot"))
+            elif px.startswith("fixed_") and sv == "BACKEND":
+                add(lb_total, "HTTP_Fixed_Response_Count", _n(row, "req_tot"))
+    for metric, unit, kind in (("RequestCount", "Count", "counter"),
+                               ("ActiveConnectionCount", "Count", "gauge"),
+                               ("NewConnectionCount", "Count", "counter"),
+                               ("ProcessedBytes", "Bytes", "counter"),
+                               ("HTTP_Redirect_Count", "Count", "counter"),
+                               ("HTTP_Fixed_Response_Count", "Count", "counter")):
+        out.append((metric, "", "", lb_total.get(metric, 0.0), unit, kind))
+    for code in CODES:
+        target = lb_total.get(f"srv_{code}", 0.0)
+        out.append((f"HTTPCode_Target_{code.upper()}_Count", "", "", target, "Count",
+                    "counter"))
+        out.append((f"HTTPCode_ELB_{code.upper()}_Count", "", "",
+                    max(0.0, lb_total.get(f"fe_{code}", 0.0) - target), "Count", "counter"))
+    for (metric, tg), value in sorted(tg_total.items()):
+        out.append((metric, tg, "", value, "Count", "counter"))
+    for (metric, tg, srv), value in sorted(srv_total.items()):
+        out.append((metric, tg, srv, value, "Count", "counter"))
+    all_rt: list[tuple[float, float]] = []
+    for tg, pairs in sorted(rtimes.items()):
+        out.append(("TargetResponseTime", tg, "", _weighted(pairs) / 1000, "Seconds", "gauge"))
+        all_rt += pairs
+    out.append(("TargetResponseTime", "", "", _weighted(all_rt) / 1000, "Seconds", "gauge"))
+    return out
+
+
+def _weighted(pairs: list[tuple[float, float]]) -> float:
+    """Average of per-node averages, weighted by how many requests each node served."""
+    total = sum(n for _v, n in pairs)
+    return sum(v * n for v, n in pairs) / total if total else 0.0
+
+
+def health_counts(rows: list[dict[str, Any]], lb: str) -> dict[str, tuple[int, int]]:
+    """{target group: (healthy, unhealthy)} from describe-target-health rows."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        if r["LoadBalancer"] != lb:
+            continue
+        ok, bad = out.get(r["TargetGroup"], (0, 0))
+        state = r["TargetHealth"]["State"]
+        out[r["TargetGroup"]] = (ok + (state == "healthy"), bad + (state == "unhealthy"))
+    return out

@@ -1,0 +1,93 @@
+"""The appliance's firewall: an nftables table around the template's rules, and its counters.
+
+Packets decapsulated into tun-in are forwarded by the kernel to tun-out; the forward hook
+runs the template's rules on them (the "rules" chain, so a rule's accept or drop decides as
+it would in any forward chain). Named counters, visible in `nft list ruleset`:
+  inspected  every packet that came in through tun-in
+  dropped    packets a rule dropped or rejected (inserted in front of that verdict)
+  passed     packets that left through tun-out (back to the GWLB)
+A postrouting rule clamps the TCP MSS of flows through the appliance: the GENEVE header and
+outer IP/UDP headers (68 bytes) must fit in the lab's 1500-byte links, as appliances behind
+AWS's GWLB clamp it for their own tunnel MTU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+
+TABLE = "gwlb_appliance"
+FAMILY = "ip"
+COUNTERS = ("inspected", "dropped", "passed")
+VERDICTS = ("drop", "reject")
+TUNNEL_OVERHEAD = 20 + 8 + 40  # outer IPv4, UDP, GENEVE with the GWLB options
+DEFAULT_MSS = 1500 - TUNNEL_OVERHEAD - 40  # minus the inner IPv4 + TCP headers
+
+
+def counted(rule: str) -> str:
+    """The rule with the `dropped` counter in front of its last drop/reject verdict."""
+    tokens = rule.split()
+    for i in range(len(tokens) - 1, -1, -1):
+        if tokens[i] in VERDICTS:
+            return " ".join(tokens[:i] + ['counter name "dropped"'] + tokens[i:])
+    return " ".join(tokens)
+
+
+def ruleset(rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out",
+            mss: int = DEFAULT_MSS) -> str:
+    """The nft script that (re)creates the appliance's table with `rules`."""
+    for rule in rules:
+        if not isinstance(rule, str) or not rule.strip() or any(c in rule for c in "\n;{}"):
+            raise ValueError(f"appliance rule {rule!r}: one nft rule per entry, without "
+                             "newlines, ';' or braces (e.g. \"tcp dport 23 drop\")")
+    lines = [f"table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}",
+             f"table {FAMILY} {TABLE} {{"]
+    lines += [f"\tcounter {name} {{ }}" for name in COUNTERS]
+    lines += ["\tchain forward {",
+              "\t\ttype filter hook forward priority filter; policy accept;",
+              f'\t\tiifname != "{tun_in}" accept comment "only tunnelled traffic is inspected"',
+              '\t\tcounter name "inspected"',
+              "\t\tjump rules",
+              "\t}",
+              "\tchain rules {"]
+    lines += [f"\t\t{counted(rule)}" for rule in rules]
+    lines += ["\t}",
+              "\tchain returned {",
+              "\t\ttype filter hook postrouting priority filter; policy accept;",
+              f'\t\toifname "{tun_out}" counter name "passed"',
+              f'\t\toifname "{tun_out}" tcp flags & (syn | rst) == syn '
+              f"tcp option maxseg size > {mss} tcp option maxseg size set {mss} "
+              'comment "room for the GENEVE tunnel"',
+              "\t}",
+              "}"]
+    return "\n".join(lines) + "\n"
+
+
+def install(rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out") -> None:
+    """Load the table into this network namespace's nftables (RuntimeError if nft refuses)."""
+    script = ruleset(rules, tun_in, tun_out)
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft refused the appliance rules:\n{proc.stderr.strip()}\n"
+                           f"--- script ---\n{script}")
+
+
+def read_counters() -> dict[str, dict[str, int]]:
+    """{counter name: {"packets", "bytes"}} of the appliance's table."""
+    proc = subprocess.run(["nft", "-j", "list", "counters", "table", FAMILY, TABLE],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {}
+    return parse_counters(proc.stdout)
+
+
+def parse_counters(text: str) -> dict[str, dict[str, int]]:
+    """Named counters from `nft -j list counters` output."""
+    out = {}
+    for item in json.loads(text).get("nftables", []):
+        counter = item.get("counter")
+        if counter and counter.get("table") == TABLE:
+            out[counter["name"]] = {"packets": int(counter.get("packets", 0)),
+                                    "bytes": int(counter.get("bytes", 0))}
+    return out

@@ -1,0 +1,115 @@
+"""What a template update changes in a running lab, and whether it can be applied live.
+
+A running lab takes, without down/up, the changes an ALB applies in place on AWS: listener
+rules and default actions, target groups (targets, health checks, attributes) and load
+balancer attributes of application load balancers. Everything else (hosts, subnets, routes,
+other load balancer types, listener ports, ...) is built into namespaces, links and flows and
+needs `testbed down` and `testbed up`.
+
+    live, other, reload = plan_changes(old_plan, new_plan)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from testbed.lab.plan import NetworkPlan
+
+# Parts of an ALB's plan that a running lab can change (HAProxy reload, runtime API).
+ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
+ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
+MAX_SHOWN = 15
+
+
+def _named(items: list[Any]) -> dict[str, Any] | None:
+    """A list of dicts that all have a distinct "name" -> {name: item}, else None."""
+    if items and all(isinstance(i, dict) and "name" in i for i in items):
+        names = [i["name"] for i in items]
+        if len(set(names)) == len(names):
+            return {i["name"]: i for i in items}
+    return None
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Readable differences between two plan fragments ("hosts.WebC1: added", ...)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in a:
+                out.append(f"{where}: added")
+            elif key not in b:
+                out.append(f"{where}: removed")
+            else:
+                out += differences(a[key], b[key], where)
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        na, nb = _named(list(a)), _named(list(b))
+        if na is not None and nb is not None:
+            return differences(na, nb, path)
+        if len(a) == len(b):
+            out = []
+            for i, (x, y) in enumerate(zip(a, b)):
+                out += differences(x, y, f"{path}[{i}]")
+            return out
+    if a != b:
+        return [f"{path}: {_short(a)} -> {_short(b)}"]
+    return []
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _split_alb(lb: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the fixed part, the live part) of an ALB's plan dict."""
+    fixed = {k: v for k, v in lb.items() if k not in ALB_LIVE_FIELDS}
+    live = {k: lb[k] for k in ALB_LIVE_FIELDS if k in lb}
+    fixed["listeners"] = [{k: v for k, v in lis.items() if k not in ALB_LIVE_LISTENER_FIELDS}
+                          for lis in lb["listeners"]]
+    live["listeners"] = [{"name": lis["name"],
+                          **{k: lis[k] for k in ALB_LIVE_LISTENER_FIELDS if k in lis}}
+                         for lis in lb["listeners"]]
+    return fixed, live
+
+
+def _without_targets(live: dict[str, Any]) -> dict[str, Any]:
+    return dict(live, target_groups=[{k: v for k, v in tg.items() if k != "targets"}
+                                     for tg in live.get("target_groups", [])])
+
+
+def plan_changes(old: NetworkPlan, new: NetworkPlan
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
+
+    Target list changes alone need no reload: the runtime API adds and removes servers."""
+    a, b = asdict(old), asdict(new)
+    live: list[str] = []
+    reload: list[str] = []
+    for d in (a, b):
+        lbs = []
+        for lb in d["load_balancers"]:
+            if lb["type"] == "application":
+                fixed, part = _split_alb(lb)
+                lbs.append(fixed)
+                d.setdefault("_alb_live", {})[lb["name"]] = part
+            else:
+                lbs.append(lb)
+        d["load_balancers"] = lbs
+    old_live, new_live = a.pop("_alb_live", {}), b.pop("_alb_live", {})
+    other = differences(a, b)
+    for name in sorted(set(old_live) & set(new_live)):
+        found = differences(old_live[name], new_live[name], f"load_balancers.{name}")
+        live += found
+        if differences(_without_targets(old_live[name]), _without_targets(new_live[name])):
+            reload.append(name)
+    return live, other, reload
+
+
+def describe(changes: list[str]) -> str:
+    """One line per change, at most MAX_SHOWN of them."""
+    shown = changes[:MAX_SHOWN]
+    more = len(changes) - len(shown)
+    return "\n".join(f"  {c}" for c in shown) + (f"\n  ... and {more} more" if more else "")

@@ -1,0 +1,237 @@
+"""The GWLB on a real lab (templates/gwlb.yaml): inspection of ingress and egress through the
+appliances in GENEVE, symmetric flows, appliance health, target failover, scaling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from testbed.gwlb.observe import (
+    appliance_by_client_port,
+    firewall_packets,
+    flows_in_captures,
+    node_flows,
+    node_status,
+    wait_target_state,
+)
+from testbed.lab import rpc
+from testbed.lab.api import Lab
+from testbed.packets.capture import decode_pcap
+from testbed.paths import TEMPLATES
+from testbed.probes.capture import start_capture
+from testbed.traffic import iperf3, run_load
+
+pytestmark = pytest.mark.integration
+GWLB = str(TEMPLATES / "gwlb.yaml")
+INTERVAL_S, THRESHOLD = 5, 2  # gwlb.yaml's health checks
+DETECT_S = INTERVAL_S * THRESHOLD + 8  # + check timeout and scheduling margins
+AZ_A = ["FwA1", "FwA2"]
+
+
+@pytest.fixture(scope="module")
+def gwlb_lab():
+    with Lab.up(GWLB) as lab:
+        wait_all_healthy(lab)
+        yield lab
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def wait_state(lab, target: str, state: str, timeout: float) -> float:
+    return wait_target_state(lab, "Appliances", target, state, timeout)
+
+
+def wait_all_healthy(lab, timeout: float = 40) -> None:
+    for fw in ("FwA1", "FwA2", "FwB1", "FwB2"):
+        wait_state(lab, fw, "healthy", timeout)
+    time.sleep(1)  # the nodes poll the holder every 0.5 s
+
+
+def web(lab, name: str) -> str:
+    return lab.outputs[f"{name}PublicIp"]
+
+
+def holder(lab, **request) -> dict:
+    reply = rpc.call(str(lab.dir / "holder.sock"), request)
+    assert reply.get("ok"), reply
+    return reply
+
+
+def held_flows(lab, target: str, n: int, hold: float, timeout: float) -> tuple:
+    """Start n long-lived TCP flows (a line echoed every second) from Client1; a thread and
+    the dict its DataFrame lands in."""
+    result: dict = {}
+
+    def go() -> None:
+        result["df"] = run_load(lab, "Client1", target, requests=n, concurrency=n, hold=hold,
+                                timeout=timeout)
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t, result
+
+
+# ---- inspection --------------------------------------------------------------------------
+
+def test_allowed_traffic_passes_with_the_client_address(gwlb_lab):
+    for name, az in (("WebA", "us-east-1a"), ("WebB", "us-east-1b")):
+        df = run_load(gwlb_lab, "Client1", f"http://{web(gwlb_lab, name)}/", requests=40,
+                      concurrency=4)
+        assert df["error"].isna().all(), df["error"].value_counts()
+        assert set(df["seen_ip"]) == {"198.51.100.10"}  # a bump in the wire: no NAT
+        assert set(df["backend_az"]) == {az}
+    status = node_status(gwlb_lab, "GWLB-1a")
+    assert status["packets_in"] > 0 and status["packets_back"] > 0
+    assert {e["name"] for e in status["endpoints"] if e["served"]} == {"EndpointA"}
+    used = {a["key"] for a in status["appliances"] if a["new_flows"]}
+    assert used <= {"i-FwA1:6081", "i-FwA2:6081"}  # cross-zone off: this AZ's appliances
+
+
+def test_denied_traffic_is_dropped_and_counted_by_an_appliance(gwlb_lab):
+    before = firewall_packets(gwlb_lab, AZ_A, "dropped")
+    web_a = web(gwlb_lab, "WebA")
+    telnet = run_load(gwlb_lab, "Client1", f"tcp://{web_a}:23", requests=3, timeout=1.5)
+    banned = run_load(gwlb_lab, "Client2", f"http://{web_a}/", requests=3, timeout=1.5)
+    assert set(telnet["error"]) == {"timeout"}  # dropped, not refused by WebA
+    assert set(banned["error"]) == {"timeout"}
+    direct = run_load(gwlb_lab, "WebB", f"tcp://{gwlb_lab.host('WebA').ip}:23", requests=1,
+                      timeout=1.5)
+    assert set(direct["error"]) == {"refused"}  # inside the VPC, no appliance: WebA says no
+    baseline = run_load(gwlb_lab, "Client2", f"http://{web(gwlb_lab, 'Baseline')}/",
+                        requests=3)
+    assert baseline["error"].isna().all()  # Client2 is refused only on inspected paths
+    time.sleep(1.5)  # appliance status files are rewritten every second
+    assert firewall_packets(gwlb_lab, AZ_A, "dropped") - before >= 6
+
+
+def test_egress_goes_through_the_appliances_too(gwlb_lab):
+    before = node_status(gwlb_lab, "GWLB-1a")["packets_in"]
+    df = run_load(gwlb_lab, "WebA", "http://198.51.100.10/", requests=10)
+    assert df["error"].isna().all() and set(df["backend"]) == {"Client1"}
+    # the internet gateway's 1:1 NAT, after inspection
+    assert set(df["seen_ip"]) == {web(gwlb_lab, "WebA")}
+    assert node_status(gwlb_lab, "GWLB-1a")["packets_in"] - before >= 40
+    # Replies from Client2's address are dropped on the way back in.
+    df = run_load(gwlb_lab, "WebA", "tcp://198.51.100.11:9000", requests=2, timeout=1.5)
+    assert set(df["error"]) == {"timeout"}
+
+
+def test_both_directions_of_every_flow_meet_one_appliance(gwlb_lab):
+    caps = {fw: start_capture(gwlb_lab.host(fw), "udp port 6081", label=f"geneve-{fw}")
+            for fw in AZ_A}
+    try:
+        df = run_load(gwlb_lab, "Client1", f"http://{web(gwlb_lab, 'WebA')}/", requests=60,
+                      concurrency=6)
+        assert df["error"].isna().all()
+    finally:
+        for cap in caps.values():
+            cap.stop()
+    rows = {fw: decode_pcap(cap.path) for fw, cap in caps.items()}
+    node_ip = gwlb_lab.host("GWLB-1a").ip
+    for fw_rows in rows.values():
+        for row in fw_rows:
+            assert node_ip in (row["outer_src"], row["outer_dst"])
+            assert row["vni"] == 0 and row["endpoint_ip"] == "10.0.2.4"  # EndpointA
+            assert row["attachment_id"] == 0
+    web_a = (gwlb_lab.host("WebA").ip, 80)
+    flows = {k: v for k, v in flows_in_captures(rows).items() if web_a in k[1:]}
+    assert len(flows) >= 60
+    assert all(len(f["appliances"]) == 1 for f in flows.values())  # one appliance per flow
+    assert all(len(f["directions"]) == 2 for f in flows.values())  # it saw both directions
+    assert all(len(f["cookies"]) == 1 for f in flows.values())  # one flow cookie each
+    assert set().union(*(f["appliances"] for f in flows.values())) == set(AZ_A)
+
+
+# ---- health, failover, scaling ---------------------------------------------------------------
+
+def test_no_rebalance_dead_appliance_loses_its_flows_new_flows_go_elsewhere(gwlb_lab):
+    web_a = web(gwlb_lab, "WebA")
+    thread, result = held_flows(gwlb_lab, f"tcp://{web_a}:9000", 10, hold=25, timeout=4)
+    time.sleep(3)
+    by_port = appliance_by_client_port(node_flows(gwlb_lab, "GWLB-1a"))
+    assert set(by_port.values()) == {"i-FwA1:6081", "i-FwA2:6081"}, by_port
+    victim = "FwA1"
+    gwlb_lab.host(victim).fault("stop")
+    try:
+        thread.join()
+        df = result["df"]
+        on_victim = df["seen_port"].map(lambda p: by_port[int(p)]) == f"i-{victim}:6081"
+        assert (df[on_victim]["error"] == "timeout").all()  # no_rebalance: they are lost
+        assert df[~on_victim]["error"].isna().all()  # the survivor's flows carry on
+        wait_state(gwlb_lab, victim, "unhealthy", DETECT_S)
+        time.sleep(1)
+        df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=40, concurrency=4)
+        assert df["error"].isna().all()  # new flows only to the healthy appliance
+    finally:
+        gwlb_lab.host(victim).fault("start")
+    wait_state(gwlb_lab, victim, "healthy", DETECT_S)
+
+
+def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
+    wait_all_healthy(gwlb_lab)
+    web_a = web(gwlb_lab, "WebA")
+
+    def new_flows() -> dict[str, int]:
+        return {a["key"]: a["new_flows"]
+                for a in node_status(gwlb_lab, "GWLB-1a")["appliances"]}
+
+    holder(gwlb_lab, op="deregister", tg="Appliances", target="FwA2")
+    try:
+        wait_state(gwlb_lab, "FwA2", "draining", 3)
+        time.sleep(1)
+        before = new_flows()
+        df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=40, concurrency=4)
+        assert df["error"].isna().all()
+        after = new_flows()
+        assert after["i-FwA2:6081"] == before["i-FwA2:6081"]  # draining: no new flows
+        assert after["i-FwA1:6081"] - before["i-FwA1:6081"] >= 40
+        wait_state(gwlb_lab, "FwA2", "removed", 10 + 5)  # gwlb.yaml's deregistration delay
+    finally:
+        holder(gwlb_lab, op="register", tg="Appliances", target="FwA2")
+    wait_state(gwlb_lab, "FwA2", "healthy", DETECT_S)
+    time.sleep(1)
+    df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=60, concurrency=6)
+    assert df["error"].isna().all()
+    used = set(appliance_by_client_port(node_flows(gwlb_lab, "GWLB-1a")).values())
+    assert "i-FwA2:6081" in used  # back in service: it takes new flows again
+
+
+@pytest.mark.slow
+def test_rebalance_resumes_flows_on_another_appliance_with_2_tuple_stickiness():
+    with Lab.up(GWLB, params={"TargetFailover": "rebalance",
+                              "Stickiness": "source_ip_dest_ip"}) as lab:
+        wait_all_healthy(lab)
+        # An echo may wait out the detection time: the flow resumes when it is rehashed.
+        thread, result = held_flows(lab, f"tcp://{web(lab, 'WebA')}:9000", 6, hold=30,
+                                    timeout=25)
+        time.sleep(3)
+        pair = {lab.host("WebA").ip, "198.51.100.10"}
+        flows = [f for f in node_flows(lab, "GWLB-1a") if {f["a"], f["b"]} == pair]
+        assert len(flows) == 1  # 2-tuple: all of Client1 <-> WebA is one flow
+        victim_key = flows[0]["appliance"]
+        victim = victim_key.split(":")[0].removeprefix("i-")
+        lab.host(victim).fault("stop")
+        try:
+            took = wait_state(lab, victim, "unhealthy", DETECT_S)
+            thread.join()
+            df = result["df"]
+            assert df["error"].isna().all(), df[["error", "latency_ms"]]  # all resumed
+            status = node_status(lab, "GWLB-1a")
+            moved = {a["key"]: a["rehashed_out"] for a in status["appliances"]}
+            assert moved[victim_key] >= 1
+            assert any("rebalance" in e for e in status["events"])
+            print(f"\nrebalance: {victim} unhealthy after {took:.1f} s, 6 flows resumed")
+        finally:
+            lab.host(victim).fault("start")
+
+
+@pytest.mark.slow
+def test_throughput_through_the_gwlb_and_without_it(gwlb_lab):
+    via = iperf3(gwlb_lab, "WebA", "Client1", target_ip=web(gwlb_lab, "WebA"), seconds=5)
+    direct = iperf3(gwlb_lab, "Baseline", "Client1", target_ip=web(gwlb_lab, "Baseline"),
+                    seconds=5)
+    print(f"\nTCP Client1 -> WebA via the GWLB {via['bits_per_second'] / 1e6:.0f} Mbit/s, "
+          f"-> Baseline without it {direct['bits_per_second'] / 1e6:.0f} Mbit/s")
+    assert via["bits_per_second"] > 20e6
