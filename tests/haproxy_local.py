@@ -124,6 +124,7 @@ class LocalAlb:
         while time.monotonic() < deadline:
             try:
                 cli(self.files.stats_socket, "show info")
+                cli(self.files.master_socket, "show proc")  # the master re-executed itself
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self
             except (CliUnavailable, OSError):

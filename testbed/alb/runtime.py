@@ -80,6 +80,21 @@ def cli(path: Path | str, command: str, timeout: float = CLI_TIMEOUT) -> str:
         sock.close()
 
 
+def cli_retrying(path: Path | str, command: str, within: float = RELOAD_TIMEOUT) -> str:
+    """`cli`, tried again while nobody answers, for up to `within` seconds.
+
+    HAProxy 2.6's master re-executes itself once its workers run (and on every reload);
+    for that moment its CLI socket refuses connections, which is no failure."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return cli(path, command)
+        except CliUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def parse_servers_state(text: str) -> dict[Key, Server]:
     """`show servers state` -> {(backend, server): (ip, port, ready|drain|maint)}."""
     out: dict[Key, Server] = {}
@@ -242,7 +257,7 @@ class NodeRuntime:
         new = self.files.config.with_name(self.files.config.name + ".new")
         new.write_text(text)
         validate_config(new)
-        before = parse_show_proc(cli(self.files.master_socket, "show proc"))
+        before = parse_show_proc(cli_retrying(self.files.master_socket, "show proc"))
         old_text = self.files.config.read_text() if self.files.config.exists() else None
         os.replace(new, self.files.config)
         try:

@@ -12,7 +12,13 @@ import pytest
 
 from testbed.accesslog import parse_line
 from testbed.alb import stats
-from testbed.alb.runtime import NodeRuntime, cli, parse_servers_state, parse_show_proc
+from testbed.alb.runtime import (
+    NodeRuntime,
+    cli,
+    cli_retrying,
+    parse_servers_state,
+    parse_show_proc,
+)
 from testbed.lab.lbplan import TargetPlan
 from testbed.lab.plan import build_plan
 from testbed.lab.update import plan_changes
@@ -191,7 +197,7 @@ def test_reload_keeps_an_established_connection(tmp_path):
                    "group_stickiness_s": None, "redirect": None, "fixed_response": None}
         node.lb = replace(alb.lb, listeners=(replace(listener, rules=tuple(
             replace(r, actions=(forward,)) if r is fixed else r for r in listener.rules)),))
-        before = parse_show_proc(cli(alb.files.master_socket, "show proc"))
+        before = parse_show_proc(cli_retrying(alb.files.master_socket, "show proc"))
         after = node.reload({})
         assert after.reloads == before.reloads + 1 and after.workers != before.workers
         assert before.workers[0] in after.old_workers  # still serving our connection
