@@ -39,4 +39,6 @@ def test_parameters_and_usage_arithmetic():
     used = alb._usage(before, after, 1000)
     assert used["fabric_packets_per_request"] == 4.0
     assert used["machine_cpu"] == 0.75
+    # 0.75 of 2 CPUs for 2 s = 3 CPU-seconds over 1000 requests.
+    assert abs(used["cpu_us_per_request"] - 3000.0) < 1e-6
     assert abs(used["ovs_cpu"] - 150 / alb.os_hz() / 2.0) < 1e-9
