@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from experiments._stacks import AZ_LETTERS, ref, two_az_vpc
 from testbed.errors import LabError
 from testbed.schemas import TARGET_EVENT_COLUMNS
 
 LB = "MyNLB"
 TARGET_GROUP = "WebTargets"
-AZ_LETTERS = ("A", "B")
 FAULT_STATES = {"FAULT_INJECTED": "fault-injected", "FAULT_CLEARED": "fault-cleared"}
 
 
@@ -40,36 +40,7 @@ def nlb_stack(per_az: tuple[int, int], clients: int = 2, port: int = 80,
     """
     import yaml
 
-    def ref(name: str) -> dict[str, str]:
-        return {"Ref": name}
-
-    def az(index: int) -> dict[str, Any]:
-        return {"Fn::Select": [index, {"Fn::GetAZs": ""}]}
-
-    res: dict[str, Any] = {
-        "VPC": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
-        "InternetGateway": {"Type": "AWS::EC2::InternetGateway"},
-        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
-            "VpcId": ref("VPC"), "InternetGatewayId": ref("InternetGateway")}},
-        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable",
-                             "Properties": {"VpcId": ref("VPC")}},
-        "DefaultPublicRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
-                               "Properties": {"RouteTableId": ref("PublicRouteTable"),
-                                              "DestinationCidrBlock": "0.0.0.0/0",
-                                              "GatewayId": ref("InternetGateway")}},
-        "PrivateRouteTable": {"Type": "AWS::EC2::RouteTable",
-                              "Properties": {"VpcId": ref("VPC")}},
-    }
-    for i, letter in enumerate(AZ_LETTERS):
-        for j, kind in enumerate(("Public", "Private")):
-            subnet = f"{kind}Subnet{letter}"
-            res[subnet] = {"Type": "AWS::EC2::Subnet", "Properties": {
-                "VpcId": ref("VPC"), "AvailabilityZone": az(i),
-                "CidrBlock": f"10.0.{2 * i + j}.0/24"}}
-            res[f"{subnet}RouteTable"] = {
-                "Type": "AWS::EC2::SubnetRouteTableAssociation",
-                "Properties": {"SubnetId": ref(subnet),
-                               "RouteTableId": ref(f"{kind}RouteTable")}}
+    res = two_az_vpc()
     names = target_names(per_az)
     for letter, hosts in names.items():
         for host in hosts:

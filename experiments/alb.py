@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from experiments._nlb import fault_events, target_events, write_events_csv
+from experiments._stacks import ref, two_az_vpc
 from testbed.lab.api import Lab, random_name
 from testbed.traffic import wrk
 
@@ -59,30 +60,7 @@ def stack_yaml() -> str:
     """The experiment's stack (see the module doc)."""
     import yaml
 
-    def ref(name: str) -> dict[str, str]:
-        return {"Ref": name}
-
-    res: dict[str, Any] = {
-        "VPC": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
-        "InternetGateway": {"Type": "AWS::EC2::InternetGateway"},
-        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
-            "VpcId": ref("VPC"), "InternetGatewayId": ref("InternetGateway")}},
-        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable",
-                             "Properties": {"VpcId": ref("VPC")}},
-        "DefaultPublicRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
-                               "Properties": {"RouteTableId": ref("PublicRouteTable"),
-                                              "DestinationCidrBlock": "0.0.0.0/0",
-                                              "GatewayId": ref("InternetGateway")}},
-    }
-    for i, letter in enumerate("AB"):
-        for j, kind in enumerate(("Public", "Private")):
-            res[f"{kind}Subnet{letter}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
-                "VpcId": ref("VPC"), "AvailabilityZone": {"Fn::Select": [i, {"Fn::GetAZs": ""}]},
-                "CidrBlock": f"10.0.{2 * i + j}.0/24"}}
-        res[f"PublicSubnet{letter}Routes"] = {
-            "Type": "AWS::EC2::SubnetRouteTableAssociation",
-            "Properties": {"SubnetId": ref(f"PublicSubnet{letter}"),
-                           "RouteTableId": ref("PublicRouteTable")}}
+    res = two_az_vpc()
     for members in GROUPS.values():
         for name in members:
             res[name] = {"Type": "AWS::EC2::Instance",
