@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from experiments._stacks import ref, two_az_vpc
+
 LB = "RulesALB"
 LISTENER = "Http"
 # target group -> its instances; WebTargets is the listener's default.
@@ -127,31 +129,7 @@ RULE_CASES = [
 
 def rules_template(xff_mode: str = "append") -> str:
     """The stack (YAML): two AZs, an internet-facing ALB, RULES on its HTTP:80 listener."""
-    def ref(name: str) -> dict:
-        return {"Ref": name}
-
-    res: dict = {
-        "VPC": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
-        "InternetGateway": {"Type": "AWS::EC2::InternetGateway"},
-        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
-            "VpcId": ref("VPC"), "InternetGatewayId": ref("InternetGateway")}},
-        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable",
-                             "Properties": {"VpcId": ref("VPC")}},
-        "DefaultPublicRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
-                               "Properties": {"RouteTableId": ref("PublicRouteTable"),
-                                              "DestinationCidrBlock": "0.0.0.0/0",
-                                              "GatewayId": ref("InternetGateway")}},
-    }
-    for i, letter in enumerate("AB"):
-        for j, kind in enumerate(("Public", "Private")):
-            subnet = f"{kind}Subnet{letter}"
-            res[subnet] = {"Type": "AWS::EC2::Subnet", "Properties": {
-                "VpcId": ref("VPC"), "AvailabilityZone": f"us-east-1{'ab'[i]}",
-                "CidrBlock": f"10.0.{2 * i + j}.0/24"}}
-        res[f"PublicSubnet{letter}Assoc"] = {
-            "Type": "AWS::EC2::SubnetRouteTableAssociation",
-            "Properties": {"SubnetId": ref(f"PublicSubnet{letter}"),
-                           "RouteTableId": ref("PublicRouteTable")}}
+    res = two_az_vpc()
     for name in INSTANCES:
         res[name] = {"Type": "AWS::EC2::Instance", "Metadata": {"Lab": {"Role": "http-backend"}},
                      "Properties": {"SubnetId": ref(f"PrivateSubnet{name[-2]}")}}
