@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from testbed.cli.common import subcommand, table
-from testbed.errors import BadInput, LabError
+from testbed.errors import BadInput
 
 
 def register(sub: Any) -> None:
@@ -40,22 +40,11 @@ def register(sub: Any) -> None:
 
 
 def _holder(name: str, request: dict[str, Any]) -> dict[str, Any]:
-    from testbed.lab import rpc
-    from testbed.lab.api import Lab
-    from testbed.lab.holder import HOLDER_SOCK
+    from testbed.lab.api import Lab, ask_holder
 
-    lab = Lab.attach(name)
-    if not lab.state.get("load_balancers"):
+    if not Lab.attach(name).state.get("load_balancers"):
         raise BadInput(f"lab {name} has no load balancer")
-    try:
-        reply = rpc.call(str(lab.dir / HOLDER_SOCK), request, timeout=15)
-    except (rpc.RpcUnavailable, OSError) as exc:
-        raise LabError(f"the holder of lab {name} does not answer: {exc}") from exc
-    if not reply.get("ok"):
-        if reply.get("bad_input"):
-            raise BadInput(reply["error"])
-        raise LabError(reply.get("error", "request failed"))
-    return reply
+    return ask_holder(name, request)
 
 
 def describe(name: str, tg: str | None = None, lb: str | None = None) -> list[dict[str, Any]]:

@@ -118,16 +118,21 @@ def update_lab(name: str, template: str, params: dict[str, Any] | None = None,
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
     # Template errors exit 2 with file:line before the lab is asked anything.
     load_model(template, params, stack_name=name)
+    return ask_holder(name, {"op": "update", "template": str(Path(template).resolve()),
+                             "params": params}, timeout=timeout)
+
+
+def ask_holder(name: str, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
+    """One request to lab `name`'s holder; its reply. The holder's own refusals of bad input
+    come back as BadInput (exit 2), anything else that fails as LabError."""
     try:
-        reply = rpc.call(str(lab_dir / HOLDER_SOCK), {
-            "op": "update", "template": str(Path(template).resolve()), "params": params},
-            timeout=timeout)
+        reply = rpc.call(str(naming.lab_dir(name) / HOLDER_SOCK), request, timeout=timeout)
     except (rpc.RpcUnavailable, OSError) as exc:
         raise LabError(f"the holder of lab {name} does not answer: {exc}") from exc
     if not reply.get("ok"):
         if reply.get("bad_input"):
             raise BadInput(reply["error"])
-        raise LabError(reply.get("error", "update failed"))
+        raise LabError(reply.get("error", f"{request.get('op', 'request')} failed"))
     return reply
 
 
