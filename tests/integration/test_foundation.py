@@ -342,6 +342,8 @@ def test_vagrantfile_validates(tmp_path):
         pytest.skip("vagrant is not installed")
     # vagrant writes a .vagrant/ folder next to the file: validate a copy.
     shutil.copy(TEMPLATES.parent / "Vagrantfile", tmp_path / "Vagrantfile")
-    proc = subprocess.run(["vagrant", "validate"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    # --ignore-provider: these machines have no VirtualBox or libvirt, and the file's
+    # validity does not depend on one.
+    proc = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
