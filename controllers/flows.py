@@ -1,6 +1,6 @@
 """OpenFlow 1.3 flow entries as plain values.
 
-The decision logic returns these; the os-ken adapter (controllers.ofadapter) turns them into
+The decision logic returns these; the os-ken adapter (testbed.controllers.ofadapter) turns them into
 OFPFlowMod messages and the unit tests apply them to a fake flow table. Match field names are
 os-ken's OXM names (in_port, eth_type, eth_dst, ipv4_dst, ip_proto, tcp_dst, metadata, ...);
 a masked field is a (value, mask) tuple.
@@ -8,7 +8,7 @@ a masked field is a (value, mask) tuple.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ETH_TYPE_IP = 0x0800
@@ -92,8 +92,13 @@ Action = Output | SetField | DecTtl | ToController | Group | Ct | Multipath
 # OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
 # reverse to the same value, which the GWLB needs and the NLB does not mind.
 MULTIPATH_FIELDS = {
-    "eth_src": 0, "symmetric_l4": 1, "symmetric_l3l4": 2, "symmetric_l3l4+udp": 3,
-    "nw_src": 4, "nw_dst": 5, "symmetric_l3": 6,
+    "eth_src": 0,
+    "symmetric_l4": 1,
+    "symmetric_l3l4": 2,
+    "symmetric_l3l4+udp": 3,
+    "nw_src": 4,
+    "nw_dst": 5,
+    "symmetric_l3": 6,
 }
 
 # ct_state bits (match as (value, mask)).
@@ -115,17 +120,19 @@ class Flow:
     idle_timeout: int = 0
     hard_timeout: int = 0
 
-    @property
-    def match_dict(self) -> dict[str, Any]:
-        return dict(self.match)
 
-
-def flow(table: int, priority: int, match: dict[str, Any] | None = None,
-         actions: list[Action] | tuple[Action, ...] = (), goto: int | None = None,
-         **extra: Any) -> Flow:
+def flow(
+    table: int,
+    priority: int,
+    match: dict[str, Any] | None = None,
+    actions: list[Action] | tuple[Action, ...] = (),
+    goto: int | None = None,
+    **extra: Any,
+) -> Flow:
     """Shorthand constructor taking the match as a dict."""
-    return Flow(table, priority, tuple(sorted((match or {}).items())), tuple(actions), goto,
-                **extra)
+    return Flow(
+        table, priority, tuple(sorted((match or {}).items())), tuple(actions), goto, **extra
+    )
 
 
 @dataclass(frozen=True)
@@ -135,14 +142,3 @@ class PacketOut:
     dpid: int
     port: int
     data: bytes
-
-
-@dataclass
-class FlowSet:
-    """All flows for one switch, in the order the adapter should send them."""
-
-    dpid: int
-    flows: list[Flow] = field(default_factory=list)
-
-    def add(self, *new: Flow) -> None:
-        self.flows.extend(new)

@@ -1,7 +1,7 @@
 """L2/L3 forwarding of a lab: the AWS VPC router, the internet gateway and ARP, as pure logic.
 
 Given the network plan, `Forwarding` returns the flow entries of each switch and answers
-ARP requests; it never talks to a switch itself (controllers.lab_app does that). Routing is
+ARP requests; it never talks to a switch itself (testbed.controllers.lab_app does that). Routing is
 done once, on the switch where a packet enters: that switch applies the route table of the
 sender's subnet, the internet gateway's 1:1 NAT, rewrites the MACs and sends the packet on;
 the other switches on the path only look up the destination MAC (TABLE_OUTPUT).
@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from os_ken.lib.packet import arp, ethernet, packet
 
-from controllers.flows import (
+from testbed.controllers.flows import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
     TABLE_BRIDGE,
@@ -35,7 +35,7 @@ from controllers.flows import (
     ToController,
     flow,
 )
-from testbed.lab.plan import HostPlan, NetworkPlan, RoutePlan
+from testbed.plan.network import HostPlan, NetworkPlan, RoutePlan
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
 # Bits 32-47: VPC index (INTERNET_REALM for hosts outside any VPC); bits 0-15: subnet index.
@@ -65,8 +65,7 @@ class Forwarding:
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
         self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
-        self._dns_ips = {ip for h in plan.hosts if h.kind == "dns"
-                         for ip in (h.ip, *h.extra_ips)}
+        self._dns_ips = {ip for h in plan.hosts if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
         self._endpoints = {e.name: e for e in plan.endpoints}
 
     # ---- topology helpers -------------------------------------------------------------
@@ -140,32 +139,68 @@ class Forwarding:
         for h in self.plan.hosts:
             if h.switch != switch:
                 continue
-            flows.append(flow(TABLE_CLASSIFY, 200,
-                              {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
-                              [ToController()]))
+            flows.append(
+                flow(
+                    TABLE_CLASSIFY,
+                    200,
+                    {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
+                    [ToController()],
+                )
+            )
             for endpoint in self.plan.endpoints:
                 if endpoint.node_host != h.name:
                     continue
                 # Traffic the GWLB hands back for an endpoint: any addresses (it is the
                 # traffic it was given), routed on with the endpoint's subnet route table.
                 subnet = self._subnets[endpoint.subnet]
-                flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
-                    "in_port": h.port, "eth_type": ETH_TYPE_IP,
-                    "eth_src": endpoint.mac}.items())), goto=TABLE_STEER,
-                    metadata=(subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
-                              SUBNET_MASK)))
+                flows.append(
+                    Flow(
+                        TABLE_CLASSIFY,
+                        200,
+                        tuple(
+                            sorted(
+                                {
+                                    "in_port": h.port,
+                                    "eth_type": ETH_TYPE_IP,
+                                    "eth_src": endpoint.mac,
+                                }.items()
+                            )
+                        ),
+                        goto=TABLE_STEER,
+                        metadata=(
+                            subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
+                            SUBNET_MASK,
+                        ),
+                    )
+                )
             # Source check as AWS does: a host may only send from its own MAC and address.
             for ip in (h.ip, *h.extra_ips):
-                flows.append(Flow(TABLE_CLASSIFY, 200, tuple(sorted({
-                    "in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac,
-                    "ipv4_src": ip}.items())), goto=TABLE_STEER,
-                    metadata=(self.realm_tag(h), SUBNET_MASK)))
+                flows.append(
+                    Flow(
+                        TABLE_CLASSIFY,
+                        200,
+                        tuple(
+                            sorted(
+                                {
+                                    "in_port": h.port,
+                                    "eth_type": ETH_TYPE_IP,
+                                    "eth_src": h.mac,
+                                    "ipv4_src": ip,
+                                }.items()
+                            )
+                        ),
+                        goto=TABLE_STEER,
+                        metadata=(self.realm_tag(h), SUBNET_MASK),
+                    )
+                )
         return flows
 
     def _route(self) -> list[Flow]:
         rm = self.router_mac
-        flows = [flow(TABLE_ROUTE, 0, goto=TABLE_BRIDGE),
-                 flow(TABLE_ROUTE, 1, {"eth_dst": rm})]  # routed but no route: drop
+        flows = [
+            flow(TABLE_ROUTE, 0, goto=TABLE_BRIDGE),
+            flow(TABLE_ROUTE, 1, {"eth_dst": rm}),
+        ]  # routed but no route: drop
         for subnet in self.plan.subnets:
             tag = (subnet_tag(self._vpc_index[subnet.vpc], subnet.index), SUBNET_MASK)
             for route in subnet.routes:
@@ -174,23 +209,48 @@ class Forwarding:
                 net = IPv4Network(route.destination)
                 if net.prefixlen:
                     match["ipv4_dst"] = _net(route.destination)
-                flows.append(flow(TABLE_ROUTE, 100 + net.prefixlen, match,
-                                  *self._route_target(route)))
+                flows.append(
+                    flow(TABLE_ROUTE, 100 + net.prefixlen, match, *self._route_target(route))
+                )
         for dns in self.plan.hosts:
             if dns.kind != "dns":
                 continue
             # The resolver is reachable from every realm, whatever the route tables say (as
             # AWS's is), and answers anyone.
             for ip in (dns.ip, *dns.extra_ips):
-                flows.append(flow(TABLE_ROUTE, 400, {"eth_dst": rm, "eth_type": ETH_TYPE_IP,
-                                                     "ipv4_dst": ip}, goto=TABLE_L3_DELIVER))
-            flows.append(flow(TABLE_ROUTE, 390, {
-                "metadata": (vpc_tag(DNS_REALM), VPC_MASK), "eth_dst": rm,
-                "eth_type": ETH_TYPE_IP}, goto=TABLE_L3_DELIVER))
+                flows.append(
+                    flow(
+                        TABLE_ROUTE,
+                        400,
+                        {"eth_dst": rm, "eth_type": ETH_TYPE_IP, "ipv4_dst": ip},
+                        goto=TABLE_L3_DELIVER,
+                    )
+                )
+            flows.append(
+                flow(
+                    TABLE_ROUTE,
+                    390,
+                    {
+                        "metadata": (vpc_tag(DNS_REALM), VPC_MASK),
+                        "eth_dst": rm,
+                        "eth_type": ETH_TYPE_IP,
+                    },
+                    goto=TABLE_L3_DELIVER,
+                )
+            )
         # Hosts on the internet reach only what the internet gateway exposes.
-        flows.append(flow(TABLE_ROUTE, 390, {
-            "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK), "eth_dst": rm,
-            "eth_type": ETH_TYPE_IP}, goto=TABLE_IGW))
+        flows.append(
+            flow(
+                TABLE_ROUTE,
+                390,
+                {
+                    "metadata": (vpc_tag(INTERNET_REALM), VPC_MASK),
+                    "eth_dst": rm,
+                    "eth_type": ETH_TYPE_IP,
+                },
+                goto=TABLE_IGW,
+            )
+        )
         return flows
 
     def _route_target(self, route: RoutePlan) -> tuple[list, int | None]:
@@ -202,8 +262,10 @@ class Forwarding:
             return [], TABLE_IGW_OUT
         if route.kind == "vpce" and route.target in self._endpoints:
             endpoint = self._endpoints[route.target]
-            return [SetField("eth_src", self.router_mac),
-                    SetField("eth_dst", endpoint.mac)], TABLE_OUTPUT
+            return [
+                SetField("eth_src", self.router_mac),
+                SetField("eth_dst", endpoint.mac),
+            ], TABLE_OUTPUT
         return [], None  # a route to something the lab does not have: drop
 
     def _igw_out(self) -> list[Flow]:
@@ -214,23 +276,40 @@ class Forwarding:
             return flows
         for h in self.plan.hosts:
             if h.kind in ("instance", "lb-node") and h.public_ip:
-                flows.append(flow(TABLE_IGW_OUT, 100, {"eth_type": ETH_TYPE_IP,
-                                                       "ipv4_src": h.ip},
-                                  [SetField("ipv4_src", h.public_ip)], goto=TABLE_IGW))
+                flows.append(
+                    flow(
+                        TABLE_IGW_OUT,
+                        100,
+                        {"eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
+                        [SetField("ipv4_src", h.public_ip)],
+                        goto=TABLE_IGW,
+                    )
+                )
         return flows
 
     def _igw(self) -> list[Flow]:
         flows = [flow(TABLE_IGW, 0)]
         if not self.plan.has_internet_gateway:
             return flows
-        flows.append(flow(TABLE_IGW, 100, {"eth_type": ETH_TYPE_IP,
-                                           "ipv4_dst": _net(self.plan.internet_cidr)},
-                          goto=TABLE_L3_DELIVER))
+        flows.append(
+            flow(
+                TABLE_IGW,
+                100,
+                {"eth_type": ETH_TYPE_IP, "ipv4_dst": _net(self.plan.internet_cidr)},
+                goto=TABLE_L3_DELIVER,
+            )
+        )
         for h in self.plan.hosts:
             if h.kind in ("instance", "lb-node") and h.public_ip:
-                flows.append(flow(TABLE_IGW, 200, {"eth_type": ETH_TYPE_IP,
-                                                   "ipv4_dst": h.public_ip},
-                                  [SetField("ipv4_dst", h.ip)], goto=TABLE_IGW_ROUTE))
+                flows.append(
+                    flow(
+                        TABLE_IGW,
+                        200,
+                        {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.public_ip},
+                        [SetField("ipv4_dst", h.ip)],
+                        goto=TABLE_IGW_ROUTE,
+                    )
+                )
         return flows
 
     def _igw_route(self) -> list[Flow]:
@@ -250,18 +329,32 @@ class Forwarding:
         flows = [flow(TABLE_L3_DELIVER, 0)]
         for h in self.plan.hosts:
             for ip in (h.ip, *h.extra_ips):
-                flows.append(flow(TABLE_L3_DELIVER, 100, {"eth_type": ETH_TYPE_IP,
-                                                          "ipv4_dst": ip},
-                                  [SetField("eth_src", self.router_mac),
-                                   SetField("eth_dst", h.mac), DecTtl()], goto=TABLE_OUTPUT))
+                flows.append(
+                    flow(
+                        TABLE_L3_DELIVER,
+                        100,
+                        {"eth_type": ETH_TYPE_IP, "ipv4_dst": ip},
+                        [
+                            SetField("eth_src", self.router_mac),
+                            SetField("eth_dst", h.mac),
+                            DecTtl(),
+                        ],
+                        goto=TABLE_OUTPUT,
+                    )
+                )
         return flows
 
     def _bridge(self) -> list[Flow]:
         flows = [flow(TABLE_BRIDGE, 0)]
         for h in self.plan.hosts:
-            flows.append(flow(TABLE_BRIDGE, 100, {
-                "metadata": (self.realm_tag(h), SUBNET_MASK), "eth_dst": h.mac},
-                goto=TABLE_OUTPUT))
+            flows.append(
+                flow(
+                    TABLE_BRIDGE,
+                    100,
+                    {"metadata": (self.realm_tag(h), SUBNET_MASK), "eth_dst": h.mac},
+                    goto=TABLE_OUTPUT,
+                )
+            )
         return flows
 
     def _output(self, switch: str) -> list[Flow]:
@@ -274,8 +367,7 @@ class Forwarding:
             node = self.plan.host(endpoint.node_host)
             port = node.port if node.switch == switch else self.port_toward(switch, node.switch)
             if port is not None:
-                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": endpoint.mac},
-                                  [Output(port)]))
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": endpoint.mac}, [Output(port)]))
         return flows
 
     # ---- ARP --------------------------------------------------------------------------
@@ -319,8 +411,15 @@ class Forwarding:
             return None
         reply = packet.Packet()
         reply.add_protocol(ethernet.ethernet(dst=asker.mac, src=mac, ethertype=ETH_TYPE_ARP))
-        reply.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=mac, src_ip=req.dst_ip,
-                                   dst_mac=asker.mac, dst_ip=req.src_ip))
+        reply.add_protocol(
+            arp.arp(
+                opcode=arp.ARP_REPLY,
+                src_mac=mac,
+                src_ip=req.dst_ip,
+                dst_mac=asker.mac,
+                dst_ip=req.src_ip,
+            )
+        )
         reply.serialize()
         return PacketOut(dpid, in_port, bytes(reply.data))
 

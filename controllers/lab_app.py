@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -24,14 +24,14 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
-from controllers.flows import ETH_TYPE_ARP
-from controllers.forwarding import Forwarding
-from controllers.nlb import NlbLogic, RuntimeTarget
-from controllers.nlb_counters import TABLES as NLB_STAT_TABLES
-from controllers.nlb_counters import NlbCounters, active_flows
-from controllers.ofadapter import FlowSync
-from testbed.lab.plan import NetworkPlan
-from testbed.lab.rpc import RpcServer
+from testbed.controllers.flows import ETH_TYPE_ARP
+from testbed.controllers.forwarding import Forwarding
+from testbed.controllers.nlb import NlbLogic, RuntimeTarget
+from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
+from testbed.controllers.nlb_counters import NlbCounters, active_flows
+from testbed.controllers.ofadapter import FlowSync
+from testbed.plan.network import NetworkPlan
+from testbed.rpc import RpcServer
 
 LOG = logging.getLogger("testbed.controller")
 
@@ -39,7 +39,7 @@ LOG = logging.getLogger("testbed.controller")
 class LabApp(app_manager.OSKenApp):
     """Programs every switch of one lab from its network plan."""
 
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,8 +62,12 @@ class LabApp(app_manager.OSKenApp):
         self.control = RpcServer(sock, self.handle_request) if sock else None
         if self.control:
             self.control.start()
-        LOG.info("lab %s: %d switches, %d hosts", self.plan.lab, len(self.plan.switches),
-                 len(self.plan.hosts))
+        LOG.info(
+            "lab %s: %d switches, %d hosts",
+            self.plan.lab,
+            len(self.plan.switches),
+            len(self.plan.hosts),
+        )
 
     # ---- desired state ----------------------------------------------------------------
     def desired_flows(self, dpid: int) -> list[Any]:
@@ -82,9 +86,14 @@ class LabApp(app_manager.OSKenApp):
         with self.lock:
             for lb, groups in snapshot.items():
                 for tg, targets in groups.items():
-                    self.nlb.set_targets(lb, tg, [RuntimeTarget(
-                        t["key"], t["ip"], t["port"], t.get("az"), t["state"])
-                        for t in targets])
+                    self.nlb.set_targets(
+                        lb,
+                        tg,
+                        [
+                            RuntimeTarget(t["key"], t["ip"], t["port"], t.get("az"), t["state"])
+                            for t in targets
+                        ],
+                    )
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
@@ -168,12 +177,16 @@ class LabApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
-        err = {"dpid": msg.datapath.id, "type": msg.type, "code": msg.code,
-               "data": msg.data[:64].hex() if msg.data else "", "time": time.time()}
+        err = {
+            "dpid": msg.datapath.id,
+            "type": msg.type,
+            "code": msg.code,
+            "data": msg.data[:64].hex() if msg.data else "",
+            "time": time.time(),
+        }
         with self.lock:
             self.errors.append(err)
-        LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type,
-                  msg.code)
+        LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type, msg.code)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev: Any) -> None:
@@ -190,13 +203,20 @@ class LabApp(app_manager.OSKenApp):
         if out is None:
             return
         parser, ofp = dp.ofproto_parser, dp.ofproto
-        dp.send_msg(parser.OFPPacketOut(
-            datapath=dp, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-            actions=[parser.OFPActionOutput(out.port, 0)], data=out.data))
+        dp.send_msg(
+            parser.OFPPacketOut(
+                datapath=dp,
+                buffer_id=ofp.OFP_NO_BUFFER,
+                in_port=ofp.OFPP_CONTROLLER,
+                actions=[parser.OFPActionOutput(out.port, 0)],
+                data=out.data,
+            )
+        )
 
     # ---- statistics (for testbed metrics) ----------------------------------------------
-    def request_stats(self, flows: bool, timeout: float = 5.0,
-                      tables: tuple[int, ...] | None = None) -> dict[str, Any]:
+    def request_stats(
+        self, flows: bool, timeout: float = 5.0, tables: tuple[int, ...] | None = None
+    ) -> dict[str, Any]:
         """Port (and flow) counters of every connected switch, asked for now (flows of
         `tables` only, when given)."""
         with self.lock:
@@ -205,9 +225,15 @@ class LabApp(app_manager.OSKenApp):
         for dpid, dp in dps.items():
             parser, ofp = dp.ofproto_parser, dp.ofproto
             reqs = [("ports", parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))]
-            for table in ((tables or (ofp.OFPTT_ALL,)) if flows else ()):
-                reqs.append(("flows", parser.OFPFlowStatsRequest(
-                    dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())))
+            for table in (tables or (ofp.OFPTT_ALL,)) if flows else ():
+                reqs.append(
+                    (
+                        "flows",
+                        parser.OFPFlowStatsRequest(
+                            dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
+                        ),
+                    )
+                )
             for kind, req in reqs:
                 dp.set_xid(req)
                 waiter = StatsWaiter(dpid, kind)
@@ -227,16 +253,33 @@ class LabApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def on_port_stats(self, ev: Any) -> None:
-        items = [{"port": s.port_no, "rx_packets": s.rx_packets, "tx_packets": s.tx_packets,
-                  "rx_bytes": s.rx_bytes, "tx_bytes": s.tx_bytes, "rx_dropped": s.rx_dropped,
-                  "tx_dropped": s.tx_dropped} for s in ev.msg.body]
+        items = [
+            {
+                "port": s.port_no,
+                "rx_packets": s.rx_packets,
+                "tx_packets": s.tx_packets,
+                "rx_bytes": s.rx_bytes,
+                "tx_bytes": s.tx_bytes,
+                "rx_dropped": s.rx_dropped,
+                "tx_dropped": s.tx_dropped,
+            }
+            for s in ev.msg.body
+        ]
         self._stats_part(ev.msg, items)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
-        items = [{"table": s.table_id, "priority": s.priority, "cookie": s.cookie,
-                  "match": {k: _plain(v) for k, v in s.match.items()},
-                  "packets": s.packet_count, "bytes": s.byte_count} for s in ev.msg.body]
+        items = [
+            {
+                "table": s.table_id,
+                "priority": s.priority,
+                "cookie": s.cookie,
+                "match": {k: _plain(v) for k, v in s.match.items()},
+                "packets": s.packet_count,
+                "bytes": s.byte_count,
+            }
+            for s in ev.msg.body
+        ]
         self._stats_part(ev.msg, items)
 
     def _stats_part(self, msg: Any, items: list[dict[str, Any]]) -> None:
@@ -264,33 +307,44 @@ class LabApp(app_manager.OSKenApp):
                 }
         if op == "stats":
             tables = request.get("tables")
-            return self.request_stats(flows=bool(request.get("flows", True)),
-                                      tables=tuple(tables) if tables else None)
+            return self.request_stats(
+                flows=bool(request.get("flows", True)), tables=tuple(tables) if tables else None
+            )
         if op == "nlb_stats":
             return self.nlb_stats()
         if op == "set_targets":
             self.set_targets(request["targets"])
             return {"ok": True}
         if op == "terminate":
-            return {"ok": True, "flushed": self.terminate(request["lb"], request["ip"],
-                                                          int(request["port"]))}
+            return {
+                "ok": True,
+                "flushed": self.terminate(request["lb"], request["ip"], int(request["port"])),
+            }
         return {"ok": False, "error": f"unknown op {op!r}"}
 
 
 def _dump_conntrack(zone: int) -> str:
     import subprocess
 
-    return subprocess.run(["ovs-appctl", "dpctl/dump-conntrack", f"zone={zone}"],
-                          capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run(
+        ["ovs-appctl", "dpctl/dump-conntrack", f"zone={zone}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
 
 
 def _replies_from(dump: str, proto: int, ip: str, port: int) -> int:
     """Entries of a conntrack dump whose reply comes from ip:port over `proto`."""
     name = {6: "tcp", 17: "udp"}[proto]
     needle = f"reply=(src={ip},"
-    return sum(1 for line in dump.splitlines()
-               if line.startswith(name + ",") and needle in line
-               and f"sport={port}," in line.split("reply=(", 1)[1])
+    return sum(
+        1
+        for line in dump.splitlines()
+        if line.startswith(name + ",")
+        and needle in line
+        and f"sport={port}," in line.split("reply=(", 1)[1]
+    )
 
 
 def _flush_replies_from(zone: int, proto: int, ip: str, port: int, rounds: int = 20) -> int:
@@ -306,15 +360,24 @@ def _flush_replies_from(zone: int, proto: int, ip: str, port: int, rounds: int =
     for _ in range(rounds):
         if left == 0:
             return before
-        proc = subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}", "",
-                               f"ct_nw_src={ip},ct_nw_proto={proto},ct_tp_src={port}"],
-                              capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(
+            [
+                "ovs-appctl",
+                "dpctl/flush-conntrack",
+                f"zone={zone}",
+                "",
+                f"ct_nw_src={ip},ct_nw_proto={proto},ct_tp_src={port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"flush-conntrack zone={zone} {ip}:{port}/{proto}: "
-                               f"{proc.stderr.strip()}")
+            raise RuntimeError(
+                f"flush-conntrack zone={zone} {ip}:{port}/{proto}: {proc.stderr.strip()}"
+            )
         left = _replies_from(_dump_conntrack(zone), proto, ip, port)
-    raise RuntimeError(f"{left} connections to {ip}:{port} survive {rounds} flushes of zone "
-                       f"{zone}")
+    raise RuntimeError(f"{left} connections to {ip}:{port} survive {rounds} flushes of zone {zone}")
 
 
 class StatsWaiter:
@@ -330,4 +393,3 @@ class StatsWaiter:
 def _plain(value: Any) -> Any:
     """JSON-friendly match values (masked fields come as tuples)."""
     return list(value) if isinstance(value, tuple) else value
-

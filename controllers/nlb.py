@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controllers import maglev
-from controllers.flows import (
+from testbed import maglev
+from testbed.controllers.flows import (
     CT_EST,
     CT_NEW,
     CT_RPL,
@@ -48,8 +48,8 @@ from controllers.flows import (
     ToController,
     flow,
 )
-from testbed.lab.lbplan import LoadBalancerPlan, NodePlan, TargetGroupPlan
-from testbed.lab.plan import HostPlan, NetworkPlan
+from testbed.plan.balancers import LoadBalancerPlan, NodePlan, TargetGroupPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 TABLE_REPLY_SNAT = 11
 TABLE_REPLY_SOURCE = 12
@@ -77,15 +77,20 @@ def tp_fields(proto: int) -> tuple[str, str]:
     return ("tcp_src", "tcp_dst") if proto == IPPROTO_TCP else ("udp_src", "udp_dst")
 
 
-def active_targets(lb: LoadBalancerPlan, tg: TargetGroupPlan, node: NodePlan,
-                   targets: Iterable[RuntimeTarget]) -> list[RuntimeTarget]:
+def active_targets(
+    lb: LoadBalancerPlan, tg: TargetGroupPlan, node: NodePlan, targets: Iterable[RuntimeTarget]
+) -> list[RuntimeTarget]:
     """Targets a node sends new flows to: in scope (its AZ, or every enabled AZ with
     cross-zone), healthy ones; if none is healthy, all in scope (AWS fails open)."""
     enabled_azs = {n.az for n in lb.nodes}
     cross = lb.cross_zone_for(tg)
-    scope = [t for t in targets if t.state in IN_SERVICE
-             and (t.az in enabled_azs or t.az == "all")
-             and (cross or t.az in (node.az, "all"))]
+    scope = [
+        t
+        for t in targets
+        if t.state in IN_SERVICE
+        and (t.az in enabled_azs or t.az == "all")
+        and (cross or t.az in (node.az, "all"))
+    ]
     healthy = [t for t in scope if t.state == "healthy"]
     return sorted(healthy or scope, key=lambda t: t.key)
 
@@ -103,9 +108,12 @@ class NlbLogic:
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         # Until the holder reports health, every template target is "initial".
         self.targets: dict[tuple[str, str], list[RuntimeTarget]] = {
-            (lb.name, tg.name): [RuntimeTarget(t.key, t.ip, t.port, t.az, "initial")
-                                 for t in tg.targets]
-            for lb in self.lbs for tg in lb.target_groups}
+            (lb.name, tg.name): [
+                RuntimeTarget(t.key, t.ip, t.port, t.az, "initial") for t in tg.targets
+            ]
+            for lb in self.lbs
+            for tg in lb.target_groups
+        }
         self.selectors = self._number_selectors()
         self._tables: dict[tuple, list[int]] = {}
         # selector -> (lb, tg, target keys, Maglev table) as last programmed: who owns a bucket.
@@ -136,10 +144,14 @@ class NlbLogic:
         switch = self._dpid_switch[dpid]
         if not any(h.switch == switch for h in self.plan.hosts) or not self.lbs:
             return []  # no host enters the fabric here: nothing to steer
-        flows = [flow(TABLE_REPLY_SNAT, 0, goto=TABLE_ROUTE),
-                 flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_ROUTE),
-                 flow(TABLE_NLB_STATE, 0), flow(TABLE_NLB_SELECT, 0), flow(TABLE_NLB_SNAT, 0),
-                 flow(TABLE_NLB_COUNT, 0, goto=TABLE_L3_DELIVER)]
+        flows = [
+            flow(TABLE_REPLY_SNAT, 0, goto=TABLE_ROUTE),
+            flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_ROUTE),
+            flow(TABLE_NLB_STATE, 0),
+            flow(TABLE_NLB_SELECT, 0),
+            flow(TABLE_NLB_SNAT, 0),
+            flow(TABLE_NLB_COUNT, 0, goto=TABLE_L3_DELIVER),
+        ]
         for lb in self.lbs:
             flows += self._replies(lb, switch)
             for node in lb.nodes:
@@ -150,22 +162,43 @@ class NlbLogic:
                         flows += self._listener(lb, node, lis.port, proto, sel, tg)
         return flows
 
-    def _listener(self, lb: LoadBalancerPlan, node: NodePlan, port: int, proto: int, sel: int,
-                  tg: TargetGroupPlan | None) -> list[Flow]:
+    def _listener(
+        self,
+        lb: LoadBalancerPlan,
+        node: NodePlan,
+        port: int,
+        proto: int,
+        sel: int,
+        tg: TargetGroupPlan | None,
+    ) -> list[Flow]:
         _src, dst = tp_fields(proto)
-        flows = [flow(TABLE_LB, 100, {"eth_type": ETH_TYPE_IP, "ip_proto": proto,
-                                      "ipv4_dst": node.ip, dst: port},
-                      [SetField("reg1", sel), SetField("reg2", lb.index),
-                       Ct(lb.zone_dnat, TABLE_NLB_STATE, nat=Nat())])]
+        flows = [
+            flow(
+                TABLE_LB,
+                100,
+                {"eth_type": ETH_TYPE_IP, "ip_proto": proto, "ipv4_dst": node.ip, dst: port},
+                [
+                    SetField("reg1", sel),
+                    SetField("reg2", lb.index),
+                    Ct(lb.zone_dnat, TABLE_NLB_STATE, nat=Nat()),
+                ],
+            )
+        ]
         if tg is None:
             return flows
         preserve = tg.preserve_client_ip
         base = {"reg1": sel, "eth_type": ETH_TYPE_IP, "ip_proto": proto}
         # A connection conntrack knows: already translated to its target by the ct above.
         established = [Ct(lb.zone_snat, TABLE_L3_DELIVER, nat=Nat())] if not preserve else []
-        flows.append(flow(TABLE_NLB_STATE, 50, {
-            **base, "ct_state": (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_RPL)},
-            established, goto=None if established else TABLE_L3_DELIVER))
+        flows.append(
+            flow(
+                TABLE_NLB_STATE,
+                50,
+                {**base, "ct_state": (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_RPL)},
+                established,
+                goto=None if established else TABLE_L3_DELIVER,
+            )
+        )
         new = {**base, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW)}
         if proto == IPPROTO_TCP:
             # Only a SYN opens a connection; any other packet of an unknown flow is dropped.
@@ -173,13 +206,24 @@ class NlbLogic:
         if proto == IPPROTO_TCP:
             # A segment of a connection the NLB does not know (its target failed, drained or
             # went away): the controller answers with a RST, as AWS's NLB does.
-            flows.append(flow(TABLE_NLB_STATE, 30, {**base, "ct_state": (CT_TRK | CT_NEW,
-                                                                         CT_TRK | CT_NEW)},
-                              [ToController(128)]))
+            flows.append(
+                flow(
+                    TABLE_NLB_STATE,
+                    30,
+                    {**base, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW)},
+                    [ToController(128)],
+                )
+            )
         fields = "nw_src" if tg.stickiness == "source_ip" else "symmetric_l3l4+udp"
-        flows.append(flow(TABLE_NLB_STATE, 40, new,
-                          [Multipath(fields, lb.index, self.size, "reg0")],
-                          goto=TABLE_NLB_SELECT))
+        flows.append(
+            flow(
+                TABLE_NLB_STATE,
+                40,
+                new,
+                [Multipath(fields, lb.index, self.size, "reg0")],
+                goto=TABLE_NLB_SELECT,
+            )
+        )
         targets = active_targets(lb, tg, node, self.targets.get((lb.name, tg.name), []))
         if targets:
             table = self.maglev_table([t.key for t in targets])
@@ -187,18 +231,48 @@ class NlbLogic:
             after = TABLE_L3_DELIVER if preserve else TABLE_NLB_SNAT
             for bucket, index in enumerate(table):
                 t = targets[index]
-                flows.append(flow(TABLE_NLB_SELECT, 100, {**base, "reg0": bucket}, [
-                    Ct(lb.zone_dnat, TABLE_NLB_COUNT, commit=True,
-                       nat=Nat("dst", t.ip, t.port))]))
+                flows.append(
+                    flow(
+                        TABLE_NLB_SELECT,
+                        100,
+                        {**base, "reg0": bucket},
+                        [
+                            Ct(
+                                lb.zone_dnat,
+                                TABLE_NLB_COUNT,
+                                commit=True,
+                                nat=Nat("dst", t.ip, t.port),
+                            )
+                        ],
+                    )
+                )
             _src, dst_field = tp_fields(proto)
             for t in targets:
                 # Only a flow's first packet gets here: these counters are NewFlowCount.
-                flows.append(flow(TABLE_NLB_COUNT, 100, {**base, "ipv4_dst": t.ip,
-                                                         dst_field: t.port}, goto=after))
+                flows.append(
+                    flow(
+                        TABLE_NLB_COUNT,
+                        100,
+                        {**base, "ipv4_dst": t.ip, dst_field: t.port},
+                        goto=after,
+                    )
+                )
         if not preserve:
-            flows.append(flow(TABLE_NLB_SNAT, 100, base, [
-                Ct(lb.zone_snat, TABLE_L3_DELIVER, commit=True,
-                   nat=Nat("src", node.ip, *SNAT_PORTS))]))
+            flows.append(
+                flow(
+                    TABLE_NLB_SNAT,
+                    100,
+                    base,
+                    [
+                        Ct(
+                            lb.zone_snat,
+                            TABLE_L3_DELIVER,
+                            commit=True,
+                            nat=Nat("src", node.ip, *SNAT_PORTS),
+                        )
+                    ],
+                )
+            )
         return flows
 
     def _replies(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
@@ -216,24 +290,55 @@ class NlbLogic:
                         continue
                     seen.add((t.ip, t.port, proto))
                     src, _dst = tp_fields(proto)
-                    flows.append(flow(TABLE_STEER, 100, {
-                        "in_port": host.port, "eth_type": ETH_TYPE_IP, "ip_proto": proto,
-                        "ipv4_src": t.ip, src: t.port},
-                        [SetField("reg2", lb.index), Ct(lb.zone_snat, TABLE_REPLY_SNAT,
-                                                        nat=Nat())]))
+                    flows.append(
+                        flow(
+                            TABLE_STEER,
+                            100,
+                            {
+                                "in_port": host.port,
+                                "eth_type": ETH_TYPE_IP,
+                                "ip_proto": proto,
+                                "ipv4_src": t.ip,
+                                src: t.port,
+                            },
+                            [
+                                SetField("reg2", lb.index),
+                                Ct(lb.zone_snat, TABLE_REPLY_SNAT, nat=Nat()),
+                            ],
+                        )
+                    )
         if flows:
-            flows.append(flow(TABLE_REPLY_SNAT, 100, {"reg2": lb.index, "eth_type": ETH_TYPE_IP},
-                              [Ct(lb.zone_dnat, TABLE_REPLY_SOURCE, nat=Nat())]))
+            flows.append(
+                flow(
+                    TABLE_REPLY_SNAT,
+                    100,
+                    {"reg2": lb.index, "eth_type": ETH_TYPE_IP},
+                    [Ct(lb.zone_dnat, TABLE_REPLY_SOURCE, nat=Nat())],
+                )
+            )
             for node in lb.nodes:
                 # Translated back, the reply comes from the node: route it from its subnet.
                 # A target answering a client of its own subnet addressed the client's MAC;
                 # from the node, the answer is routed: address it to the router.
-                flows.append(Flow(TABLE_REPLY_SOURCE, 100, tuple(sorted({
-                    "reg2": lb.index, "eth_type": ETH_TYPE_IP,
-                    "ct_state": (CT_TRK | CT_RPL, CT_TRK | CT_RPL),
-                    "ipv4_src": node.ip}.items())),
-                    (SetField("eth_dst", self.plan.router_mac),), goto=TABLE_ROUTE,
-                    metadata=(self._realm(node), 0xFFFF_0000_FFFF)))
+                flows.append(
+                    Flow(
+                        TABLE_REPLY_SOURCE,
+                        100,
+                        tuple(
+                            sorted(
+                                {
+                                    "reg2": lb.index,
+                                    "eth_type": ETH_TYPE_IP,
+                                    "ct_state": (CT_TRK | CT_RPL, CT_TRK | CT_RPL),
+                                    "ipv4_src": node.ip,
+                                }.items()
+                            )
+                        ),
+                        (SetField("eth_dst", self.plan.router_mac),),
+                        goto=TABLE_ROUTE,
+                        metadata=(self._realm(node), 0xFFFF_0000_FFFF),
+                    )
+                )
         return flows
 
     def _realm(self, node: NodePlan) -> int:
@@ -251,25 +356,17 @@ class NlbLogic:
                 return lb, tg, t.key
         return None
 
-    def bucket_owner(self, sel: int, bucket: int) -> tuple[str, str, str] | None:
-        """(lb, tg, target key) that a selector's bucket sends new flows to right now."""
-        entry = self.assignments.get(sel)
-        if entry is None or bucket >= len(entry[3]):
-            return None
-        lb, tg, keys, table = entry
-        return lb, tg, keys[table[bucket]]
-
-    def node_host(self, node: NodePlan) -> HostPlan:
-        return self.plan.host(node.host)
-
     def reset_for(self, dpid: int, in_port: int, data: bytes) -> PacketOut | None:
         """A TCP RST answering a segment of an unknown connection to a listener, sent back
         out of the port it came in on; None if the packet is not that."""
         from os_ken.lib.packet import ethernet, ipv4, packet, tcp
 
         pkt = packet.Packet(data)
-        eth, ip, seg = (pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4),
-                        pkt.get_protocol(tcp.tcp))
+        eth, ip, seg = (
+            pkt.get_protocol(ethernet.ethernet),
+            pkt.get_protocol(ipv4.ipv4),
+            pkt.get_protocol(tcp.tcp),
+        )
         if not (eth and ip and seg) or seg.bits & tcp.TCP_RST:
             return None
         node = next((n for lb in self.lbs for n in lb.nodes if n.ip == ip.dst), None)
@@ -280,15 +377,21 @@ class NlbLogic:
         source = node.public_ip if sender.kind == "client" and node.public_ip else node.ip
         payload = len(pkt.protocols[-1]) if isinstance(pkt.protocols[-1], bytes) else 0
         if seg.bits & tcp.TCP_ACK:
-            rst = tcp.tcp(src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack,
-                          bits=tcp.TCP_RST)
+            rst = tcp.tcp(
+                src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack, bits=tcp.TCP_RST
+            )
         else:
-            rst = tcp.tcp(src_port=seg.dst_port, dst_port=seg.src_port, seq=0,
-                          ack=(seg.seq + payload + (1 if seg.bits & tcp.TCP_FIN else 0))
-                          & 0xFFFFFFFF, bits=tcp.TCP_RST | tcp.TCP_ACK)
+            rst = tcp.tcp(
+                src_port=seg.dst_port,
+                dst_port=seg.src_port,
+                seq=0,
+                ack=(seg.seq + payload + (1 if seg.bits & tcp.TCP_FIN else 0)) & 0xFFFFFFFF,
+                bits=tcp.TCP_RST | tcp.TCP_ACK,
+            )
         out = packet.Packet()
-        out.add_protocol(ethernet.ethernet(dst=eth.src, src=self.plan.router_mac,
-                                           ethertype=ETH_TYPE_IP))
+        out.add_protocol(
+            ethernet.ethernet(dst=eth.src, src=self.plan.router_mac, ethertype=ETH_TYPE_IP)
+        )
         out.add_protocol(ipv4.ipv4(src=source, dst=ip.src, proto=IPPROTO_TCP, ttl=64))
         out.add_protocol(rst)
         out.serialize()

@@ -14,8 +14,8 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from controllers.flows import TABLE_LB, TABLE_STEER
-from controllers.nlb import TABLE_NLB_COUNT, NlbLogic
+from testbed.controllers.flows import TABLE_LB, TABLE_STEER
+from testbed.controllers.nlb import TABLE_NLB_COUNT, NlbLogic
 
 # The tables whose flow statistics the counters read (asking for all would be slow: table 27
 # has hundreds of Maglev entries per listener).
@@ -52,14 +52,24 @@ class NlbCounters:
                     key = (dpid, m["reg1"], m["ipv4_dst"], port)
                     self.new_flows[owner] += self._delta(key, f["packets"])
                 elif f["table"] == TABLE_LB and m.get("ipv4_dst") in node_lb:
-                    key = (dpid, "lb", m.get("ipv4_dst"), m.get("ip_proto"),
-                           m.get("tcp_dst") or m.get("udp_dst"))
+                    key = (
+                        dpid,
+                        "lb",
+                        m.get("ipv4_dst"),
+                        m.get("ip_proto"),
+                        m.get("tcp_dst") or m.get("udp_dst"),
+                    )
                     self.bytes[node_lb[m["ipv4_dst"]]] += self._delta(key, f["bytes"])
                 elif f["table"] == TABLE_STEER and f["priority"] == 100:
                     lb = self._reply_lb(m, lb_of_index)
                     if lb:
-                        key = (dpid, "reply", m.get("ipv4_src"), m.get("ip_proto"),
-                               m.get("tcp_src") or m.get("udp_src"))
+                        key = (
+                            dpid,
+                            "reply",
+                            m.get("ipv4_src"),
+                            m.get("ip_proto"),
+                            m.get("tcp_src") or m.get("udp_src"),
+                        )
                         self.bytes[lb] += self._delta(key, f["bytes"])
 
     def _reply_lb(self, match: dict[str, Any], lb_of_index: dict[int, str]) -> str | None:
@@ -70,9 +80,13 @@ class NlbCounters:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"new_flows": [{"lb": k[0], "tg": k[1], "target": k[2], "count": v}
-                              for k, v in sorted(self.new_flows.items())],
-                "processed_bytes": dict(self.bytes)}
+        return {
+            "new_flows": [
+                {"lb": k[0], "tg": k[1], "target": k[2], "count": v}
+                for k, v in sorted(self.new_flows.items())
+            ],
+            "processed_bytes": dict(self.bytes),
+        }
 
 
 def active_flows(conntrack_dump: str) -> dict[tuple[str, int], int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from controllers.flows import (
+from testbed.controllers.flows import (
     MULTIPATH_FIELDS,
     Ct,
     DecTtl,
@@ -47,16 +47,30 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
         elif isinstance(a, Group):
             out.append(parser.OFPActionGroup(a.group_id))
         elif isinstance(a, Ct):
-            out.append(parser.NXActionCT(
-                flags=NX_CT_F_COMMIT if a.commit else 0, zone_src="", zone_ofs_nbits=a.zone,
-                recirc_table=a.table, alg=0, actions=[_nat(parser, a.nat)] if a.nat else []))
+            out.append(
+                parser.NXActionCT(
+                    flags=NX_CT_F_COMMIT if a.commit else 0,
+                    zone_src="",
+                    zone_ofs_nbits=a.zone,
+                    recirc_table=a.table,
+                    alg=0,
+                    actions=[_nat(parser, a.nat)] if a.nat else [],
+                )
+            )
         elif isinstance(a, Multipath):
             from os_ken.ofproto import nicira_ext
 
-            out.append(parser.NXActionMultipath(
-                fields=MULTIPATH_FIELDS[a.fields], basis=a.basis, algorithm=NX_MP_ALG_MODULO_N,
-                max_link=a.n_links - 1, arg=0, ofs_nbits=nicira_ext.ofs_nbits(0, 31),
-                dst=a.dst))
+            out.append(
+                parser.NXActionMultipath(
+                    fields=MULTIPATH_FIELDS[a.fields],
+                    basis=a.basis,
+                    algorithm=NX_MP_ALG_MODULO_N,
+                    max_link=a.n_links - 1,
+                    arg=0,
+                    ofs_nbits=nicira_ext.ofs_nbits(0, 31),
+                    dst=a.dst,
+                )
+            )
         else:  # pragma: no cover - a programming error, not user input
             raise TypeError(f"unknown action {a!r}")
     return out
@@ -69,16 +83,32 @@ def _nat(parser: Any, nat: Nat) -> Any:
     if nat.ip:
         kwargs.update(range_ipv4_min=nat.ip, range_ipv4_max=nat.ip)
     if nat.port_min is not None:
-        kwargs.update(range_proto_min=nat.port_min,
-                      range_proto_max=nat.port_max if nat.port_max is not None else nat.port_min)
+        kwargs.update(
+            range_proto_min=nat.port_min,
+            range_proto_max=nat.port_max if nat.port_max is not None else nat.port_min,
+        )
     return parser.NXActionNAT(**kwargs)
 
 
 # OVS checks a match field's prerequisites against the fields before it, and os-ken would put
 # Nicira fields (tcp_flags_nxm, ...) first: order the fields ourselves.
-_FIELD_ORDER = ("in_port", "eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
-                "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-                "tcp_flags_nxm")
+_FIELD_ORDER = (
+    "in_port",
+    "eth_src",
+    "eth_dst",
+    "eth_type",
+    "arp_op",
+    "arp_spa",
+    "arp_tpa",
+    "ip_proto",
+    "ipv4_src",
+    "ipv4_dst",
+    "tcp_src",
+    "tcp_dst",
+    "udp_src",
+    "udp_dst",
+    "tcp_flags_nxm",
+)
 
 
 def _rank(name: str) -> tuple[int, str]:
@@ -96,29 +126,51 @@ def flow_mod(datapath: Any, f: Flow, delete: bool = False) -> Any:
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     match = to_match(parser, f.match)
     if delete:
-        return parser.OFPFlowMod(datapath, table_id=f.table, priority=f.priority, match=match,
-                                 command=ofp.OFPFC_DELETE_STRICT, out_port=ofp.OFPP_ANY,
-                                 out_group=ofp.OFPG_ANY)
+        return parser.OFPFlowMod(
+            datapath,
+            table_id=f.table,
+            priority=f.priority,
+            match=match,
+            command=ofp.OFPFC_DELETE_STRICT,
+            out_port=ofp.OFPP_ANY,
+            out_group=ofp.OFPG_ANY,
+        )
     inst = []
     if f.actions:
-        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                 to_actions(parser, ofp, f.actions)))
+        inst.append(
+            parser.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, to_actions(parser, ofp, f.actions)
+            )
+        )
     if f.metadata is not None:
         inst.append(parser.OFPInstructionWriteMetadata(*f.metadata))
     if f.goto is not None:
         inst.append(parser.OFPInstructionGotoTable(f.goto))
-    return parser.OFPFlowMod(datapath, cookie=f.cookie, table_id=f.table, priority=f.priority,
-                             match=match, instructions=inst, idle_timeout=f.idle_timeout,
-                             hard_timeout=f.hard_timeout, command=ofp.OFPFC_ADD)
+    return parser.OFPFlowMod(
+        datapath,
+        cookie=f.cookie,
+        table_id=f.table,
+        priority=f.priority,
+        match=match,
+        instructions=inst,
+        idle_timeout=f.idle_timeout,
+        hard_timeout=f.hard_timeout,
+        command=ofp.OFPFC_ADD,
+    )
 
 
 def wipe(datapath: Any) -> list[Any]:
     """Messages that delete every flow and group of a switch (used when it first connects)."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     return [
-        parser.OFPFlowMod(datapath, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                          match=parser.OFPMatch()),
+        parser.OFPFlowMod(
+            datapath,
+            table_id=ofp.OFPTT_ALL,
+            command=ofp.OFPFC_DELETE,
+            out_port=ofp.OFPP_ANY,
+            out_group=ofp.OFPG_ANY,
+            match=parser.OFPMatch(),
+        ),
         parser.OFPGroupMod(datapath, command=ofp.OFPGC_DELETE, group_id=ofp.OFPG_ALL),
     ]
 

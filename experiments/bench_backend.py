@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.lab.api import Lab, random_name
-from testbed.lab.plan import NetworkPlan
 from testbed.lab.procs import ProcessJournal
 from testbed.lab.programs import running_role
 from testbed.paths import DEFAULT_TEMPLATE
@@ -34,7 +33,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     rows = []
     cpus = sorted(os.sched_getaffinity(0))
     with Lab.up(TEMPLATE, name=random_name("bb")) as lab:
-        plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
+        plan = lab.plan
         backend = plan.host(BACKEND)
         recs = running_role(ProcessJournal(lab.dir), backend)
         server_cpu, client_cpu = cpus[-1], cpus[0]
@@ -46,35 +45,56 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
             for keepalive in (True, False):
                 for rep in range(params["repeats"]):
                     res = _pinned_wrk(lab, client, url, params, keepalive, client_cpu)
-                    row = {"path": where, "keepalive": keepalive, "repeat": rep,
-                           "requests_per_second": res["requests_per_second"],
-                           "p50_ms": res.get("p50_ms"), "p99_ms": res.get("p99_ms"),
-                           "errors": res["errors"], "server_cpu": server_cpu}
+                    row = {
+                        "path": where,
+                        "keepalive": keepalive,
+                        "repeat": rep,
+                        "requests_per_second": res["requests_per_second"],
+                        "p50_ms": res.get("p50_ms"),
+                        "p99_ms": res.get("p99_ms"),
+                        "errors": res["errors"],
+                        "server_cpu": server_cpu,
+                    }
                     rows.append(row)
-                    print(f"  {where:10s} keep-alive={keepalive!s:5s} run {rep + 1}: "
-                          f"{row['requests_per_second']:9.0f} req/s, p99 {row['p99_ms']} ms",
-                          flush=True)
+                    print(
+                        f"  {where:10s} keep-alive={keepalive!s:5s} run {rep + 1}: "
+                        f"{row['requests_per_second']:9.0f} req/s, p99 {row['p99_ms']} ms",
+                        flush=True,
+                    )
     df = pd.DataFrame(rows)
     df.to_csv(results.file("bench_backend.csv"), index=False)
-    summary = df.groupby(["path", "keepalive"]).agg(
-        requests_per_second=("requests_per_second", "median"), p99_ms=("p99_ms", "median"),
-        errors=("errors", "sum")).reset_index()
+    summary = (
+        df.groupby(["path", "keepalive"])
+        .agg(
+            requests_per_second=("requests_per_second", "median"),
+            p99_ms=("p99_ms", "median"),
+            errors=("errors", "sum"),
+        )
+        .reset_index()
+    )
     summary.to_csv(results.file("summary.csv"), index=False)
     print("\nmedian:\n" + summary.to_string(index=False))
     _plot(summary, results.file("bench_backend.png"))
     return {"median": summary.to_dict(orient="records")}
 
 
-def _pinned_wrk(lab: Any, client: str, url: str, params: dict[str, Any], keepalive: bool,
-                cpu: int) -> dict[str, Any]:
+def _pinned_wrk(
+    lab: Any, client: str, url: str, params: dict[str, Any], keepalive: bool, cpu: int
+) -> dict[str, Any]:
     import os
 
     # wrk is started by `ip netns exec`; pin this process's children by pinning ourselves.
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
-        return wrk(lab, client, url, seconds=params["seconds"],
-                   connections=params["connections"], keepalive=keepalive)
+        return wrk(
+            lab,
+            client,
+            url,
+            seconds=params["seconds"],
+            connections=params["connections"],
+            keepalive=keepalive,
+        )
     finally:
         os.sched_setaffinity(0, before)
 
@@ -86,8 +106,10 @@ def _plot(summary: Any, path: Any) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    labels = [f"{p}\n{'keep-alive' if k else 'new conn.'}" for p, k in
-              zip(summary["path"], summary["keepalive"])]
+    labels = [
+        f"{p}\n{'keep-alive' if k else 'new conn.'}"
+        for p, k in zip(summary["path"], summary["keepalive"])
+    ]
     ax.bar(labels, summary["requests_per_second"])
     ax.axhline(2000, color="red", linestyle="--", label="target 2,000 req/s")
     ax.set_ylabel("requests/s (median)")

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed.lab import naming
+from testbed import naming
+from testbed.lab import system
 from testbed.lab.api import random_name, start_lab, stop_lab
+from testbed.lab.procs import ProcessJournal
 from testbed.lab.teardown import leftovers
 from testbed.paths import DEFAULT_TEMPLATE
 
@@ -44,15 +46,21 @@ def generated_template(n: int, role: str) -> str:
         name = f"Sub{i}"
         subnets.append(name)
         public = "true" if i % 2 == 0 else "false"
-        lines.append(f"  {name}: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref VPC, "
-                     f"AvailabilityZone: us-east-1{az}, CidrBlock: 10.0.{i}.0/24, "
-                     f"MapPublicIpOnLaunch: {public}}}}}")
+        lines.append(
+            f"  {name}: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref VPC, "
+            f"AvailabilityZone: us-east-1{az}, CidrBlock: 10.0.{i}.0/24, "
+            f"MapPublicIpOnLaunch: {public}}}}}"
+        )
         if i % 2 == 0:
-            lines.append(f"  Assoc{i}: {{Type: AWS::EC2::SubnetRouteTableAssociation, "
-                         f"Properties: {{SubnetId: !Ref {name}, RouteTableId: !Ref Rt}}}}")
+            lines.append(
+                f"  Assoc{i}: {{Type: AWS::EC2::SubnetRouteTableAssociation, "
+                f"Properties: {{SubnetId: !Ref {name}, RouteTableId: !Ref Rt}}}}"
+            )
     for k in range(n):
-        lines.append(f"  Web{k}: {{Type: AWS::EC2::Instance, Metadata: {{Lab: {{Role: {role}}}}},"
-                     f" Properties: {{SubnetId: !Ref {subnets[k % 4]}}}}}")
+        lines.append(
+            f"  Web{k}: {{Type: AWS::EC2::Instance, Metadata: {{Lab: {{Role: {role}}}}},"
+            f" Properties: {{SubnetId: !Ref {subnets[k % 4]}}}}}"
+        )
     lines.append("  Client: {Type: Lab::Internet::Client}")
     return "\n".join(lines) + "\n"
 
@@ -76,9 +84,6 @@ def rss_kb(pid: int) -> int:
 
 def lab_rss_kb(name: str, state: dict[str, Any]) -> int:
     """Resident memory of the lab's own processes: holder, controller, host processes."""
-    from testbed.lab import system
-    from testbed.lab.procs import ProcessJournal
-
     pids = {state["pid"]}
     pids |= {r.pid for r in ProcessJournal(naming.lab_dir(name)).records()}
     for ns in system.list_netns():
@@ -88,8 +93,6 @@ def lab_rss_kb(name: str, state: dict[str, Any]) -> int:
 
 
 def ovs_rss_kb() -> int:
-    from testbed.lab import system
-
     out = system.run(["pidof", "ovs-vswitchd"], check=False).stdout.split()
     return sum(rss_kb(int(p)) for p in out)
 
@@ -117,28 +120,44 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
                 stop_lab(name)
                 down_s = time.monotonic() - t1
             left = sum(len(v) for v in leftovers(name).values())
-            row = {"hosts": n + 1, "instances": n, "repeat": rep, "up_s": round(up_s, 3),
-                   "holder_ready_s": round(ready_s, 3), "down_s": round(down_s, 3),
-                   "lab_rss_mb": round(lab_kb / 1024, 1), "ovs_rss_delta_mb":
-                   round(ovs_kb / 1024, 1), "mem_used_mb": round(used_kb / 1024, 1),
-                   "leftovers": left, "datapath": state.get("datapath")}
+            row = {
+                "hosts": n + 1,
+                "instances": n,
+                "repeat": rep,
+                "up_s": round(up_s, 3),
+                "holder_ready_s": round(ready_s, 3),
+                "down_s": round(down_s, 3),
+                "lab_rss_mb": round(lab_kb / 1024, 1),
+                "ovs_rss_delta_mb": round(ovs_kb / 1024, 1),
+                "mem_used_mb": round(used_kb / 1024, 1),
+                "leftovers": left,
+                "datapath": state.get("datapath"),
+            }
             rows.append(row)
-            print(f"  {n:4d} instances, run {rep + 1}: up {up_s:5.2f} s, down {down_s:5.2f} s,"
-                  f" lab RSS {row['lab_rss_mb']:7.1f} MB, machine +{row['mem_used_mb']:.0f} MB",
-                  flush=True)
+            print(
+                f"  {n:4d} instances, run {rep + 1}: up {up_s:5.2f} s, down {down_s:5.2f} s,"
+                f" lab RSS {row['lab_rss_mb']:7.1f} MB, machine +{row['mem_used_mb']:.0f} MB",
+                flush=True,
+            )
     df = pd.DataFrame(rows)
     df.to_csv(results.file("bench_lab.csv"), index=False)
-    summary = df.groupby("hosts").agg(
-        up_s=("up_s", "median"), down_s=("down_s", "median"),
-        lab_rss_mb=("lab_rss_mb", "median"), mem_used_mb=("mem_used_mb", "median"),
-        ovs_rss_delta_mb=("ovs_rss_delta_mb", "median"), leftovers=("leftovers", "sum"),
-    ).reset_index()
+    summary = (
+        df.groupby("hosts")
+        .agg(
+            up_s=("up_s", "median"),
+            down_s=("down_s", "median"),
+            lab_rss_mb=("lab_rss_mb", "median"),
+            mem_used_mb=("mem_used_mb", "median"),
+            ovs_rss_delta_mb=("ovs_rss_delta_mb", "median"),
+            leftovers=("leftovers", "sum"),
+        )
+        .reset_index()
+    )
     summary.to_csv(results.file("summary.csv"), index=False)
     print("\nmedian per size:\n" + summary.to_string(index=False))
     _plot(summary, results.file("bench_lab.png"))
     default = _default_template_run()
-    return {"median_by_hosts": summary.to_dict(orient="records"),
-            "default_template": default}
+    return {"median_by_hosts": summary.to_dict(orient="records"), "default_template": default}
 
 
 def _default_template_run() -> dict[str, float]:

@@ -19,7 +19,11 @@ import threading
 import time
 from typing import Any
 
+from testbed import rpc
+from testbed.analysis.stats import coefficient_of_variation
 from testbed.lab.api import Lab, random_name
+from testbed.probes.echo import echo_rtt
+from testbed.probes.rtt import rtt_probe
 from testbed.traffic import iperf3, run_load, wrk
 
 TEMPLATE = "generated (see stack.yaml in the results)"
@@ -32,46 +36,64 @@ PARAMS = {
     "held_flows": (60, "long-lived flows for the disruption measurement"),
     "seed": (None, "recorded for re-runs"),
 }
-TARGETS_GOALS = {"throughput": 0.90, "new_connections": 0.80, "rtt_added": 0.10,
-                 "balance_cov": 0.05, "moved_flows": 0}
+TARGETS_GOALS = {
+    "throughput": 0.90,
+    "new_connections": 0.80,
+    "rtt_added": 0.10,
+    "balance_cov": 0.05,
+    "moved_flows": 0,
+}
 
 
 def stack_yaml(per_az: int) -> str:
     """An internal NLB over two AZs with `per_az` http-backend targets in each."""
-    lines = ['AWSTemplateFormatVersion: "2010-09-09"',
-             "Description: bench_nlb stack (generated)",
-             "Resources:",
-             "  VPC: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}",
-             "  SubA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref VPC, "
-             "AvailabilityZone: us-east-1a, CidrBlock: 10.0.0.0/24}}",
-             "  SubB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref VPC, "
-             "AvailabilityZone: us-east-1b, CidrBlock: 10.0.1.0/24}}",
-             "  Client: {Type: AWS::EC2::Instance, Metadata: {Lab: {Role: none}}, "
-             "Properties: {SubnetId: !Ref SubA}}"]
+    lines = [
+        'AWSTemplateFormatVersion: "2010-09-09"',
+        "Description: bench_nlb stack (generated)",
+        "Resources:",
+        "  VPC: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}",
+        "  SubA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref VPC, "
+        "AvailabilityZone: us-east-1a, CidrBlock: 10.0.0.0/24}}",
+        "  SubB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref VPC, "
+        "AvailabilityZone: us-east-1b, CidrBlock: 10.0.1.0/24}}",
+        "  Client: {Type: AWS::EC2::Instance, Metadata: {Lab: {Role: none}}, "
+        "Properties: {SubnetId: !Ref SubA}}",
+    ]
     names = []
     for az, subnet in (("A", "SubA"), ("B", "SubB")):
         for i in range(1, per_az + 1):
             name = f"Web{az}{i}"
             names.append(name)
-            lines.append(f"  {name}: {{Type: AWS::EC2::Instance, Metadata: {{Lab: {{Role: "
-                         f"http-backend}}}}, Properties: {{SubnetId: !Ref {subnet}}}}}")
-    lines += ["  NLB: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer, Properties: "
-              "{Type: network, Scheme: internal, Subnets: [!Ref SubA, !Ref SubB], "
-              "LoadBalancerAttributes: [{Key: load_balancing.cross_zone.enabled, "
-              "Value: 'true'}]}}"]
+            lines.append(
+                f"  {name}: {{Type: AWS::EC2::Instance, Metadata: {{Lab: {{Role: "
+                f"http-backend}}}}, Properties: {{SubnetId: !Ref {subnet}}}}}"
+            )
+    lines += [
+        "  NLB: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer, Properties: "
+        "{Type: network, Scheme: internal, Subnets: [!Ref SubA, !Ref SubB], "
+        "LoadBalancerAttributes: [{Key: load_balancing.cross_zone.enabled, "
+        "Value: 'true'}]}}"
+    ]
     every = ", ".join(f"{{Id: !Ref {n}}}" for n in names)
-    groups = (("All80", "TCP", 80, every, 80), ("One80", "TCP", 80, "{Id: !Ref WebA1}", 8080),
-              ("Iperf", "TCP", 5201, "{Id: !Ref WebA1}", 5201),
-              ("Echo", "TCP", 9000, every, 9000))
+    groups = (
+        ("All80", "TCP", 80, every, 80),
+        ("One80", "TCP", 80, "{Id: !Ref WebA1}", 8080),
+        ("Iperf", "TCP", 5201, "{Id: !Ref WebA1}", 5201),
+        ("Echo", "TCP", 9000, every, 9000),
+    )
     for tg, proto, port, targets, listen in groups:
-        lines.append(f"  {tg}: {{Type: AWS::ElasticLoadBalancingV2::TargetGroup, Properties: "
-                     f"{{Protocol: {proto}, Port: {port}, VpcId: !Ref VPC, "
-                     f"HealthCheckPort: '80', HealthCheckIntervalSeconds: 5, "
-                     f"HealthCheckTimeoutSeconds: 4, HealthyThresholdCount: 2, "
-                     f"UnhealthyThresholdCount: 2, Targets: [{targets}]}}}}")
-        lines.append(f"  L{listen}: {{Type: AWS::ElasticLoadBalancingV2::Listener, Properties:"
-                     f" {{LoadBalancerArn: !Ref NLB, Protocol: {proto}, Port: {listen}, "
-                     f"DefaultActions: [{{Type: forward, TargetGroupArn: !Ref {tg}}}]}}}}")
+        lines.append(
+            f"  {tg}: {{Type: AWS::ElasticLoadBalancingV2::TargetGroup, Properties: "
+            f"{{Protocol: {proto}, Port: {port}, VpcId: !Ref VPC, "
+            f"HealthCheckPort: '80', HealthCheckIntervalSeconds: 5, "
+            f"HealthCheckTimeoutSeconds: 4, HealthyThresholdCount: 2, "
+            f"UnhealthyThresholdCount: 2, Targets: [{targets}]}}}}"
+        )
+        lines.append(
+            f"  L{listen}: {{Type: AWS::ElasticLoadBalancingV2::Listener, Properties:"
+            f" {{LoadBalancerArn: !Ref NLB, Protocol: {proto}, Port: {listen}, "
+            f"DefaultActions: [{{Type: forward, TargetGroupArn: !Ref {tg}}}]}}}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -101,12 +123,24 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     return {"summary": summary.to_dict(orient="records")}
 
 
-def _row(metric: str, via: float, direct: float | None, ratio: float | None, goal: str,
-         ok: bool, unit: str) -> dict[str, Any]:
-    return {"metric": metric, "via_nlb": round(via, 4),
-            "direct": None if direct is None else round(direct, 4),
-            "ratio": None if ratio is None else round(ratio, 4), "unit": unit, "goal": goal,
-            "met": ok}
+def _row(
+    metric: str,
+    via: float,
+    direct: float | None,
+    ratio: float | None,
+    goal: str,
+    ok: bool,
+    unit: str,
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "via_nlb": round(via, 4),
+        "direct": None if direct is None else round(direct, 4),
+        "ratio": None if ratio is None else round(ratio, 4),
+        "unit": unit,
+        "goal": goal,
+        "met": ok,
+    }
 
 
 def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
@@ -115,92 +149,179 @@ def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: 
         for kind, addr, out in (("direct", target, direct), ("nlb", vip, via)):
             if kind == "direct":
                 _flush_nlb_flows(lab, target)
-            res = iperf3(lab, server="WebA1", client="Client", target_ip=addr,
-                         seconds=params["seconds"])
+            res = iperf3(
+                lab, server="WebA1", client="Client", target_ip=addr, seconds=params["seconds"]
+            )
             out.append(res["bits_per_second"])
-            raw.append({"test": "iperf3", "path": kind, "repeat": rep,
-                        "value": res["bits_per_second"]})
+            raw.append(
+                {"test": "iperf3", "path": kind, "repeat": rep, "value": res["bits_per_second"]}
+            )
             print(f"  iperf3 {kind:6s} {res['bits_per_second'] / 1e9:6.2f} Gbit/s", flush=True)
     v, d = statistics.median(via), statistics.median(direct)
-    rows.append(_row("throughput", v / 1e9, d / 1e9, v / d, ">= 0.90 of direct",
-                     v / d >= TARGETS_GOALS["throughput"], "Gbit/s"))
+    rows.append(
+        _row(
+            "throughput",
+            v / 1e9,
+            d / 1e9,
+            v / d,
+            ">= 0.90 of direct",
+            v / d >= TARGETS_GOALS["throughput"],
+            "Gbit/s",
+        )
+    )
 
 
 def _connections(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
     via, direct = [], []
     for rep in range(params["repeats"]):
-        for kind, url, out in (("direct", f"http://{target}/", direct),
-                               ("nlb", f"http://{vip}:8080/", via)):
+        for kind, url, out in (
+            ("direct", f"http://{target}/", direct),
+            ("nlb", f"http://{vip}:8080/", via),
+        ):
             if kind == "direct":
                 _flush_nlb_flows(lab, target)
-            res = wrk(lab, "Client", url, seconds=params["seconds"], connections=50,
-                      keepalive=False)
+            res = wrk(
+                lab, "Client", url, seconds=params["seconds"], connections=50, keepalive=False
+            )
             out.append(res["requests_per_second"])
-            raw.append({"test": "wrk-new-connections", "path": kind, "repeat": rep,
-                        "value": res["requests_per_second"], "errors": res["errors"]})
-            print(f"  new conn {kind:6s} {res['requests_per_second']:8.0f}/s "
-                  f"(errors {res['errors']})", flush=True)
+            raw.append(
+                {
+                    "test": "wrk-new-connections",
+                    "path": kind,
+                    "repeat": rep,
+                    "value": res["requests_per_second"],
+                    "errors": res["errors"],
+                }
+            )
+            print(
+                f"  new conn {kind:6s} {res['requests_per_second']:8.0f}/s "
+                f"(errors {res['errors']})",
+                flush=True,
+            )
     v, d = statistics.median(via), statistics.median(direct)
-    rows.append(_row("new_connections", v, d, v / d, ">= 0.80 of direct",
-                     v / d >= TARGETS_GOALS["new_connections"], "conn/s"))
+    rows.append(
+        _row(
+            "new_connections",
+            v,
+            d,
+            v / d,
+            ">= 0.80 of direct",
+            v / d >= TARGETS_GOALS["new_connections"],
+            "conn/s",
+        )
+    )
 
 
 def _rtt(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
     """RTT of an established flow (echo round trips) and of connection set-up (handshake,
     timed on the wire), via the NLB and straight to the same target."""
-    from testbed.probes.echo import echo_rtt
-    from testbed.probes.rtt import rtt_probe
-
     medians = {}
     for kind, addr in (("direct", target), ("nlb", vip)):
         res = echo_rtt(lab, "Client", f"{addr}:9000", samples=params["rtt_samples"])
         samples = sorted(res["rtt_us"])
         medians[kind] = statistics.median(samples) / 1000
-        raw.append({"test": "established-rtt", "path": kind, "repeat": 0,
-                    "value": medians[kind], "p90": samples[int(0.9 * len(samples))] / 1000,
-                    "p99": samples[int(0.99 * len(samples))] / 1000,
-                    "samples": len(samples), "backend": res["backend"]})
+        raw.append(
+            {
+                "test": "established-rtt",
+                "path": kind,
+                "repeat": 0,
+                "value": medians[kind],
+                "p90": samples[int(0.9 * len(samples))] / 1000,
+                "p99": samples[int(0.99 * len(samples))] / 1000,
+                "samples": len(samples),
+                "backend": res["backend"],
+            }
+        )
         print(f"  established rtt {kind:6s} p50 {medians[kind]:.3f} ms", flush=True)
     added = medians["nlb"] / medians["direct"] - 1
-    rows.append(_row("rtt_added", medians["nlb"], medians["direct"], added, "<= 10 % added",
-                     added <= TARGETS_GOALS["rtt_added"], "ms (p50, established flow)"))
+    rows.append(
+        _row(
+            "rtt_added",
+            medians["nlb"],
+            medians["direct"],
+            added,
+            "<= 10 % added",
+            added <= TARGETS_GOALS["rtt_added"],
+            "ms (p50, established flow)",
+        )
+    )
     _flush_nlb_flows(lab, target)
-    hs = rtt_probe(lab, "Client", via=f"{vip}:8080", direct=f"{target}:80",
-                   samples=params["rtt_samples"] // 2)
-    raw.append({"test": "handshake-rtt", "path": "nlb", "repeat": 0, "value": hs.via.p50_ms,
-                "p90": hs.via.p90_ms, "p99": hs.via.p99_ms})
-    raw.append({"test": "handshake-rtt", "path": "direct", "repeat": 0,
-                "value": hs.direct.p50_ms, "p90": hs.direct.p90_ms, "p99": hs.direct.p99_ms})
-    print(f"  handshake rtt nlb p50 {hs.via.p50_ms:.3f} ms, direct {hs.direct.p50_ms:.3f} ms",
-          flush=True)
-    rows.append(_row("handshake_rtt", hs.via.p50_ms, hs.direct.p50_ms,
-                     hs.via.p50_ms / hs.direct.p50_ms - 1, "reported (flow set-up)", True,
-                     "ms (p50, SYN to SYN-ACK)"))
+    hs = rtt_probe(
+        lab, "Client", via=f"{vip}:8080", direct=f"{target}:80", samples=params["rtt_samples"] // 2
+    )
+    raw.append(
+        {
+            "test": "handshake-rtt",
+            "path": "nlb",
+            "repeat": 0,
+            "value": hs.via.p50_ms,
+            "p90": hs.via.p90_ms,
+            "p99": hs.via.p99_ms,
+        }
+    )
+    raw.append(
+        {
+            "test": "handshake-rtt",
+            "path": "direct",
+            "repeat": 0,
+            "value": hs.direct.p50_ms,
+            "p90": hs.direct.p90_ms,
+            "p99": hs.direct.p99_ms,
+        }
+    )
+    print(
+        f"  handshake rtt nlb p50 {hs.via.p50_ms:.3f} ms, direct {hs.direct.p50_ms:.3f} ms",
+        flush=True,
+    )
+    rows.append(
+        _row(
+            "handshake_rtt",
+            hs.via.p50_ms,
+            hs.direct.p50_ms,
+            hs.via.p50_ms / hs.direct.p50_ms - 1,
+            "reported (flow set-up)",
+            True,
+            "ms (p50, SYN to SYN-ACK)",
+        )
+    )
 
 
 def _flush_nlb_flows(lab: Any, target: str) -> None:
     """Forget the NLB's connections to `target`: with the client address preserved, a
     direct connection reusing a port of a recent NLB connection is the same 4-tuple at the
     target, and conntrack would take its answers for the NLB connection's."""
-    from testbed.lab import rpc
-
     lb = lab.state["load_balancers"][0]["name"]
     for port in (80, 9000, 5201):
-        rpc.call(str(lab.dir / "controller.sock"), {"op": "terminate", "lb": lb, "ip": target,
-                                                    "port": port})
+        rpc.call(
+            str(lab.dir / "controller.sock"),
+            {"op": "terminate", "lb": lb, "ip": target, "port": port},
+        )
 
 
 def _balance(lab: Any, vip: str, params: dict, rows: list, results: Any) -> None:
-    from testbed.analysis.stats import coefficient_of_variation
-
-    df = run_load(lab, "Client", f"http://{vip}/", requests=params["balance_flows"],
-                  concurrency=20, out=results.file("requests.csv"), timeout=10)
+    df = run_load(
+        lab,
+        "Client",
+        f"http://{vip}/",
+        requests=params["balance_flows"],
+        concurrency=20,
+        out=results.file("requests.csv"),
+        timeout=10,
+    )
     counts = df[df["error"].isna()].groupby("backend").size()
     cov = float(coefficient_of_variation(counts))
-    print(f"  balance over {len(df)} connections: CoV {cov:.3%} "
-          f"({dict(counts)})", flush=True)
-    rows.append(_row("balance_cov", cov, None, None, "<= 5 %",
-                     cov <= TARGETS_GOALS["balance_cov"], "CoV of connections per target"))
+    print(f"  balance over {len(df)} connections: CoV {cov:.3%} ({dict(counts)})", flush=True)
+    rows.append(
+        _row(
+            "balance_cov",
+            cov,
+            None,
+            None,
+            "<= 5 %",
+            cov <= TARGETS_GOALS["balance_cov"],
+            "CoV of connections per target",
+        )
+    )
 
 
 def _disruption(lab: Any, vip: str, params: dict, rows: list) -> None:
@@ -209,9 +330,15 @@ def _disruption(lab: Any, vip: str, params: dict, rows: list) -> None:
     result: dict[str, Any] = {}
 
     def hold() -> None:
-        result["df"] = run_load(lab, "Client", f"tcp://{vip}:9000",
-                                requests=params["held_flows"],
-                                concurrency=params["held_flows"], hold=hold_s, timeout=5)
+        result["df"] = run_load(
+            lab,
+            "Client",
+            f"tcp://{vip}:9000",
+            requests=params["held_flows"],
+            concurrency=params["held_flows"],
+            hold=hold_s,
+            timeout=5,
+        )
 
     t = threading.Thread(target=hold)
     t.start()
@@ -223,10 +350,22 @@ def _disruption(lab: Any, vip: str, params: dict, rows: list) -> None:
     df = result["df"]
     survivors = df[df["backend"] != victim]
     moved = int(survivors["error"].notna().sum())
-    print(f"  disruption: {len(survivors)} flows on surviving targets, {moved} broke while "
-          f"{victim} turned unhealthy", flush=True)
-    rows.append(_row("moved_flows", moved, None, None, "0 surviving flows moved",
-                     moved == TARGETS_GOALS["moved_flows"], "flows"))
+    print(
+        f"  disruption: {len(survivors)} flows on surviving targets, {moved} broke while "
+        f"{victim} turned unhealthy",
+        flush=True,
+    )
+    rows.append(
+        _row(
+            "moved_flows",
+            moved,
+            None,
+            None,
+            "0 surviving flows moved",
+            moved == TARGETS_GOALS["moved_flows"],
+            "flows",
+        )
+    )
 
 
 def _plot(summary: Any, path: Any) -> None:
@@ -238,8 +377,7 @@ def _plot(summary: Any, path: Any) -> None:
     pairs = summary.dropna(subset=["direct"])
     fig, ax = plt.subplots(figsize=(7, 4))
     ratios = pairs["via_nlb"] / pairs["direct"]
-    ax.bar(pairs["metric"], ratios, color=["tab:green" if m else "tab:red"
-                                           for m in pairs["met"]])
+    ax.bar(pairs["metric"], ratios, color=["tab:green" if m else "tab:red" for m in pairs["met"]])
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel("via NLB / direct")
     ax.set_title("NLB vs direct, same switches, one run")

@@ -22,8 +22,10 @@ PARAMS = {
     "agents": (20, "instances running an SNMP agent"),
     "duration": (15.0, "seconds of polling per interval"),
     "intervals": ([1.0, 0.2, 0.0], "poll intervals in seconds (0: back to back)"),
-    "objects": ("sysUpTime,ifHCInOctets,ifHCOutOctets,ifInOctets,ifOutOctets,ifInErrors,"
-                "ifOutErrors", "objects polled on every agent (comma-separated)"),
+    "objects": (
+        "sysUpTime,ifHCInOctets,ifHCOutOctets,ifInOctets,ifOutOctets,ifInErrors,ifOutErrors",
+        "objects polled on every agent (comma-separated)",
+    ),
     "seed": (None, "recorded for re-runs (the benchmark itself is deterministic)"),
 }
 
@@ -37,13 +39,18 @@ def generated_template(agents: int) -> str:
         "  VPC: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.30.0.0/16}}",
     ]
     for i, az in enumerate("ab"):
-        lines.append(f"  Sub{i}: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref VPC, "
-                     f"AvailabilityZone: us-east-1{az}, CidrBlock: 10.30.{i}.0/24}}}}")
-    lines.append("  Manager: {Type: AWS::EC2::Instance, Metadata: {Lab: {Snmp: false}}, "
-                 "Properties: {SubnetId: !Ref Sub0}}")
+        lines.append(
+            f"  Sub{i}: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref VPC, "
+            f"AvailabilityZone: us-east-1{az}, CidrBlock: 10.30.{i}.0/24}}}}"
+        )
+    lines.append(
+        "  Manager: {Type: AWS::EC2::Instance, Metadata: {Lab: {Snmp: false}}, "
+        "Properties: {SubnetId: !Ref Sub0}}"
+    )
     for k in range(agents):
-        lines.append(f"  Agent{k}: {{Type: AWS::EC2::Instance, "
-                     f"Properties: {{SubnetId: !Ref Sub{k % 2}}}}}")
+        lines.append(
+            f"  Agent{k}: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref Sub{k % 2}}}}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -63,25 +70,42 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     try:
         t0 = time.monotonic()
         start_lab(str(template), name=name)
-        print(f"  lab {name} up in {time.monotonic() - t0:.1f} s with "
-              f"{params['agents']} agents", flush=True)
+        print(
+            f"  lab {name} up in {time.monotonic() - t0:.1f} s with {params['agents']} agents",
+            flush=True,
+        )
         for interval in params["intervals"]:
             out = results.file(f"rows-{interval:g}s.csv")
-            summary = manager.monitor(name, out, objects=objects, interval=interval,
-                                      duration=params["duration"], vantage_host="Manager")
+            summary = manager.monitor(
+                name,
+                out,
+                objects=objects,
+                interval=interval,
+                duration=params["duration"],
+                vantage_host="Manager",
+            )
             polls = _count_rows(out.with_name(out.stem + ".polls.csv"))
             lat = summary.latency_ms
-            row = {"interval_s": interval, "agents": summary.agents,
-                   "objects_per_s": summary.objects_per_s,
-                   "polls_per_s": round(len(polls) / summary.seconds, 1),
-                   "values": summary.values, "timeouts": summary.timeouts,
-                   "errors": summary.errors, "latency_p50_ms": lat["p50"],
-                   "latency_p95_ms": lat["p95"], "latency_p99_ms": lat["p99"],
-                   "seconds": summary.seconds}
+            row = {
+                "interval_s": interval,
+                "agents": summary.agents,
+                "objects_per_s": summary.objects_per_s,
+                "polls_per_s": round(len(polls) / summary.seconds, 1),
+                "values": summary.values,
+                "timeouts": summary.timeouts,
+                "errors": summary.errors,
+                "latency_p50_ms": lat["p50"],
+                "latency_p95_ms": lat["p95"],
+                "latency_p99_ms": lat["p99"],
+                "seconds": summary.seconds,
+            }
             runs.append(row)
-            print(f"  interval {interval:g} s: {row['objects_per_s']:.0f} objects/s, "
-                  f"{row['polls_per_s']:.0f} polls/s, latency p50 {lat['p50']:.1f} ms "
-                  f"p95 {lat['p95']:.1f} ms, {summary.timeouts} timeouts", flush=True)
+            print(
+                f"  interval {interval:g} s: {row['objects_per_s']:.0f} objects/s, "
+                f"{row['polls_per_s']:.0f} polls/s, latency p50 {lat['p50']:.1f} ms "
+                f"p95 {lat['p95']:.1f} ms, {summary.timeouts} timeouts",
+                flush=True,
+            )
     finally:
         stop_lab(name)
     df = pd.DataFrame(runs)
@@ -89,8 +113,12 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     print("\n" + df.to_string(index=False))
     _plot(df, results)
     best = max(runs, key=lambda r: r["objects_per_s"])
-    return {"agents": params["agents"], "objects": objects, "runs": runs,
-            "max_objects_per_s": best["objects_per_s"]}
+    return {
+        "agents": params["agents"],
+        "objects": objects,
+        "runs": runs,
+        "max_objects_per_s": best["objects_per_s"],
+    }
 
 
 def _plot(df: Any, results: Any) -> None:
@@ -110,8 +138,9 @@ def _plot(df: Any, results: Any) -> None:
         polls = pd.read_csv(results.file(f"rows-{interval:g}s.polls.csv"))
         latency = polls.loc[polls["error"].isna(), "latency_ms"].sort_values()
         if len(latency):
-            ax2.plot(latency.values, [i / len(latency) for i in range(1, len(latency) + 1)],
-                     label=label)
+            ax2.plot(
+                latency.values, [i / len(latency) for i in range(1, len(latency) + 1)], label=label
+            )
     ax2.set_xscale("log")
     ax2.set_xlabel("latency of one poll of one agent (ms)")
     ax2.set_ylabel("fraction of polls")

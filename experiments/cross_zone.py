@@ -20,15 +20,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from experiments._nlb import (
-    nlb_stack,
-    node_addresses,
-    target_events,
-    target_names,
-    wait_healthy,
-    write_events_csv,
-    write_stack,
+from testbed.analysis import (
+    balance,
+    chi2_sf,
+    coefficient_of_variation,
+    expected_share,
+    failed,
+    goodness_of_fit,
+    latency_percentiles,
+    max_avg_ratio,
+    target_share,
 )
+from testbed.analysis.plots import latency_cdf, share_bars
+from testbed.errors import BadInput
+from testbed.experiments._nlb import node_addresses, write_events_csv
+from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
@@ -42,9 +48,13 @@ PARAMS = {
     "seed": (None, "recorded for re-runs (flow hashing depends on the clients' ports)"),
 }
 # Health checks as fast as AWS allows: the run waits for every target to be healthy.
-HEALTH = {"HealthCheckProtocol": "TCP", "HealthCheckIntervalSeconds": 5,
-          "HealthCheckTimeoutSeconds": 4, "HealthyThresholdCount": 2,
-          "UnhealthyThresholdCount": 2}
+HEALTH = {
+    "HealthCheckProtocol": "TCP",
+    "HealthCheckIntervalSeconds": 5,
+    "HealthCheckTimeoutSeconds": 4,
+    "HealthyThresholdCount": 2,
+    "UnhealthyThresholdCount": 2,
+}
 CLIENTS = ("Client1", "Client2")  # Client1 -> the AZ-a node, Client2 -> the AZ-b node
 
 
@@ -52,19 +62,22 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     """Measure every setting, write the tables and figures; the summary for meta.json."""
     import pandas as pd
 
-    from testbed.analysis import expected_share
-
     settings = [s.lower() for s in params["settings"]]
     bad = [s for s in settings if s not in ("off", "on")]
     if bad:
-        from testbed.errors import BadInput
-
         raise BadInput(f"settings: {', '.join(bad)} (use off and/or on)")
     per_az = (params["targets_a"], params["targets_b"])
     names = target_names(per_az)
-    template = write_stack(results, nlb_stack(
-        per_az, clients=2, port=80, health=HEALTH,
-        description=f"cross_zone experiment: NLB over 2 AZs, {per_az[0]} + {per_az[1]} targets"))
+    template = write_stack(
+        results,
+        nlb_stack(
+            per_az,
+            clients=2,
+            port=80,
+            health=HEALTH,
+            description=f"cross_zone experiment: NLB over 2 AZs, {per_az[0]} + {per_az[1]} targets",
+        ),
+    )
     requests, events, labs = [], [], {}
     expected: dict[str, dict[str, float]] = {}
     for setting in settings:
@@ -76,52 +89,78 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     df = pd.concat(requests, ignore_index=True)
     df.to_csv(results.file("requests.csv"), index=False)
     write_events_csv(events, results.file("target_events.csv"))
-    results.write_meta(template=template, expected_share=expected, share_by="cross_zone",
-                       labs=labs, targets=names)
+    results.write_meta(
+        template=template, expected_share=expected, share_by="cross_zone", labs=labs, targets=names
+    )
     shares, summary = _analyse(df, expected, labs, results)
     print("\nper target (share and expected, %):")
-    print(shares.pivot_table(index=["az", "backend"], columns="cross_zone",
-                             values=["share_pct", "expected_pct"]).round(2).to_string())
+    print(
+        shares.pivot_table(
+            index=["az", "backend"], columns="cross_zone", values=["share_pct", "expected_pct"]
+        )
+        .round(2)
+        .to_string()
+    )
     print("\nper setting:")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return {"settings": summary.to_dict(orient="records")}
 
 
-def _measure(template: str, setting: str, names: dict[str, list[str]],
-             params: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+def _measure(
+    template: str, setting: str, names: dict[str, list[str]], params: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """One lab with cross-zone `setting`: the two clients' rows, target events, lab facts."""
     import pandas as pd
 
     everyone = [t for ts in names.values() for t in ts]
-    with Lab.up(template, params={"CrossZone": "true" if setting == "on" else "false"},
-                name=random_name("cz")) as lab:
+    with Lab.up(
+        template,
+        params={"CrossZone": "true" if setting == "on" else "false"},
+        name=random_name("cz"),
+    ) as lab:
         since = time.time()
-        healthy_s = wait_healthy(lab, everyone)
+        healthy_s = lab.wait_healthy(TARGET_GROUP, everyone)
         nodes = node_addresses(lab)
         azs = sorted(nodes)
         zones = {h.name: h.info.get("az") for h in lab.hosts}
         half = params["connections"] // 2
         counts = (half, params["connections"] - half)
-        print(f"cross-zone {setting}: lab {lab.name}, targets healthy after {healthy_s:.1f} s;"
-              f" {counts[0]} connections -> {nodes[azs[0]]} ({azs[0]}), {counts[1]} -> "
-              f"{nodes[azs[1]]} ({azs[1]})", flush=True)
+        print(
+            f"cross-zone {setting}: lab {lab.name}, targets healthy after {healthy_s:.1f} s;"
+            f" {counts[0]} connections -> {nodes[azs[0]]} ({azs[0]}), {counts[1]} -> "
+            f"{nodes[azs[1]]} ({azs[1]})",
+            flush=True,
+        )
         with ThreadPoolExecutor(max_workers=2) as pool:
-            jobs = [pool.submit(lab.load, client, f"http://{nodes[az]}/", requests=n,
-                                concurrency=params["concurrency"], timeout=params["timeout"])
-                    for client, az, n in zip(CLIENTS, azs, counts)]
+            jobs = [
+                pool.submit(
+                    lab.load,
+                    client,
+                    f"http://{nodes[az]}/",
+                    requests=n,
+                    concurrency=params["concurrency"],
+                    timeout=params["timeout"],
+                )
+                for client, az, n in zip(CLIENTS, azs, counts)
+            ]
             frames = [job.result().assign(node_az=az) for job, az in zip(jobs, azs)]
-        lab_events = target_events(lab, 0.0)
-        info = {"lab": lab.name, "nodes": nodes, "healthy_after_s": round(healthy_s, 2),
-                "measured_from": since, "datapath": lab.datapath,
-                "targets_by_az": {az: [t for t in everyone if zones.get(t) == az]
-                                  for az in azs}}
+        lab_events = lab.target_events(0.0)
+        info = {
+            "lab": lab.name,
+            "nodes": nodes,
+            "healthy_after_s": round(healthy_s, 2),
+            "measured_from": since,
+            "datapath": lab.datapath,
+            "targets_by_az": {az: [t for t in everyone if zones.get(t) == az] for az in azs},
+        }
     frame = pd.concat(frames, ignore_index=True)
     frame["cross_zone"] = setting
     return frame, lab_events, info
 
 
-def _per_node_fit(rows: Any, setting: str, targets_by_az: dict[str, list[str]]
-                  ) -> tuple[float, int, int]:
+def _per_node_fit(
+    rows: Any, setting: str, targets_by_az: dict[str, list[str]]
+) -> tuple[float, int, int]:
     """Chi-square summed over the nodes, its degrees of freedom, and the connections that
     reached a target outside their node's AZ.
 
@@ -129,8 +168,6 @@ def _per_node_fit(rows: Any, setting: str, targets_by_az: dict[str, list[str]]
     with cross-zone off, all with it on); the split between the nodes is fixed by the run,
     not random, so it is tested per node: dof = sum over nodes of (targets - 1).
     """
-    from testbed.analysis import expected_share, goodness_of_fit, target_share
-
     chi2, dof, off_zone = 0.0, 0, 0
     for az, node_rows in rows.groupby("node_az"):
         only_here = {z: (1.0 if z == az else 0.0) for z in targets_by_az}
@@ -144,22 +181,11 @@ def _per_node_fit(rows: Any, setting: str, targets_by_az: dict[str, list[str]]
     return chi2, dof, off_zone
 
 
-def _analyse(df: Any, expected: dict[str, dict[str, float]], labs: dict[str, Any],
-             results: Any) -> tuple[Any, Any]:
+def _analyse(
+    df: Any, expected: dict[str, dict[str, float]], labs: dict[str, Any], results: Any
+) -> tuple[Any, Any]:
     """shares.csv, summary.csv and the figures; returns both tables."""
     import pandas as pd
-
-    from testbed.analysis import (
-        balance,
-        chi2_sf,
-        coefficient_of_variation,
-        failed,
-        goodness_of_fit,
-        latency_percentiles,
-        max_avg_ratio,
-        target_share,
-    )
-    from testbed.analysis.plots import latency_cdf, share_bars
 
     zones = df.dropna(subset=["backend"]).groupby("backend")["backend_az"].first()
     share_rows, summary_rows = [], []
@@ -178,26 +204,55 @@ def _analyse(df: Any, expected: dict[str, dict[str, float]], labs: dict[str, Any
         spread = balance(shares).iloc[0]
         latency = latency_percentiles(rows).iloc[0]
         span = rows["start"].max() - rows["start"].min()
-        summary_rows.append({
-            "cross_zone": setting, "connections": len(rows),
-            "failed": int(failed(rows).sum()), "targets": int(spread["targets"]),
-            "min_share_pct": spread["min_share"] * 100,
-            "max_share_pct": spread["max_share"] * 100,
-            "cov": spread["cov"], "expected_cov": coefficient_of_variation(wanted.values()),
-            "max_avg": spread["max_avg"], "expected_max_avg": max_avg_ratio(wanted.values()),
-            "chi2": chi2, "dof": dof, "p_value": chi2_sf(chi2, dof),
-            "max_dev_pp": fit["max_abs_dev"] * 100, "worst_target": fit["worst_target"],
-            "off_zone": off_zone,
-            "connections_per_s": len(rows) / span if span > 0 else float("nan"),
-            "p50_ms": latency["p50"], "p99_ms": latency["p99"]})
-        share_bars(shares, results.file(f"share_{setting}.png"), expected=wanted,
-                   title=f"share of new connections per target, cross-zone {setting}")
+        summary_rows.append(
+            {
+                "cross_zone": setting,
+                "connections": len(rows),
+                "failed": int(failed(rows).sum()),
+                "targets": int(spread["targets"]),
+                "min_share_pct": spread["min_share"] * 100,
+                "max_share_pct": spread["max_share"] * 100,
+                "cov": spread["cov"],
+                "expected_cov": coefficient_of_variation(wanted.values()),
+                "max_avg": spread["max_avg"],
+                "expected_max_avg": max_avg_ratio(wanted.values()),
+                "chi2": chi2,
+                "dof": dof,
+                "p_value": chi2_sf(chi2, dof),
+                "max_dev_pp": fit["max_abs_dev"] * 100,
+                "worst_target": fit["worst_target"],
+                "off_zone": off_zone,
+                "connections_per_s": len(rows) / span if span > 0 else float("nan"),
+                "p50_ms": latency["p50"],
+                "p99_ms": latency["p99"],
+            }
+        )
+        share_bars(
+            shares,
+            results.file(f"share_{setting}.png"),
+            expected=wanted,
+            title=f"share of new connections per target, cross-zone {setting}",
+        )
     shares = pd.concat(share_rows, ignore_index=True)[
-        ["cross_zone", "az", "backend", "count", "share", "expected", "share_pct",
-         "expected_pct", "deviation_pp"]]
+        [
+            "cross_zone",
+            "az",
+            "backend",
+            "count",
+            "share",
+            "expected",
+            "share_pct",
+            "expected_pct",
+            "deviation_pp",
+        ]
+    ]
     shares.to_csv(results.file("shares.csv"), index=False)
     summary = pd.DataFrame(summary_rows)
     summary.to_csv(results.file("summary.csv"), index=False)
-    latency_cdf(df, results.file("latency_cdf.png"), by="cross_zone",
-                title="connection + request latency by cross-zone setting")
+    latency_cdf(
+        df,
+        results.file("latency_cdf.png"),
+        by="cross_zone",
+        title="connection + request latency by cross-zone setting",
+    )
     return shares, summary

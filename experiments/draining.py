@@ -22,19 +22,13 @@ import threading
 import time
 from typing import Any
 
-from experiments._nlb import (
-    deregister,
-    nlb_stack,
-    node_addresses,
-    target_events,
-    target_names,
-    wait_event,
-    wait_healthy,
-    write_events_csv,
-    write_stack,
-)
+from testbed.analysis import error_kind, failed, requests_per_second
+from testbed.analysis.plots import connection_spans, rate_lines
 from testbed.errors import BadInput
+from testbed.experiments._nlb import event_time, node_addresses, write_events_csv
+from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.traffic import run_load
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -75,18 +69,24 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     template = write_stack(results, _stack(per_az, params))
     key = f"{params['victim']}:{PORT}"
     with Lab.up(template, params={"CrossZone": "true"}, name=random_name("dr")) as lab:
-        healthy_s = wait_healthy(lab, everyone)
+        healthy_s = lab.wait_healthy(TARGET_GROUP, everyone)
         print(f"lab {lab.name}: targets healthy after {healthy_s:.1f} s", flush=True)
         times, requests, established = _drain(lab, params, key)
-        events = target_events(lab)
+        events = lab.target_events()
         lab_name = lab.name
     requests.to_csv(results.file("requests.csv"), index=False)
     events_df = write_events_csv(events, results.file("target_events.csv"))
     established.to_csv(results.file("established.csv"), index=False)
-    results.write_meta(template=template, lab=lab_name, target=key, hold_s=hold_for(params),
-                       deregister_time=times["asked"], deregister_returned=times["returned"],
-                       draining_time=times["draining"],
-                       removed_time=times["removed"])
+    results.write_meta(
+        template=template,
+        lab=lab_name,
+        target=key,
+        hold_s=hold_for(params),
+        deregister_time=times["asked"],
+        deregister_returned=times["returned"],
+        draining_time=times["draining"],
+        removed_time=times["removed"],
+    )
     summary, groups = _analyse(requests, events_df, established, times, params, results)
     print("\nflows:")
     print(groups.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -97,19 +97,27 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
 
 def _stack(per_az: tuple[int, int], params: dict[str, Any]) -> str:
     """The generated stack: TCP:9000 listener and target group with the drain settings."""
-    return nlb_stack(per_az, clients=1, port=PORT, health={
-        "HealthCheckProtocol": "TCP", "HealthCheckIntervalSeconds": 5,
-        "HealthCheckTimeoutSeconds": 4, "HealthyThresholdCount": 2,
-        "UnhealthyThresholdCount": 2}, tg_attributes={
-        "deregistration_delay.timeout_seconds": str(params["delay"]),
-        "deregistration_delay.connection_termination.enabled":
-            params["connection_termination"]},
+    return nlb_stack(
+        per_az,
+        clients=1,
+        port=PORT,
+        health={
+            "HealthCheckProtocol": "TCP",
+            "HealthCheckIntervalSeconds": 5,
+            "HealthCheckTimeoutSeconds": 4,
+            "HealthyThresholdCount": 2,
+            "UnhealthyThresholdCount": 2,
+        },
+        tg_attributes={
+            "deregistration_delay.timeout_seconds": str(params["delay"]),
+            "deregistration_delay.connection_termination.enabled": params["connection_termination"],
+        },
         description=f"draining experiment: NLB TCP:{PORT}, deregistration delay "
-                    f"{params['delay']} s")
+        f"{params['delay']} s",
+    )
 
 
-def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float | None], Any,
-                                                                   Any]:
+def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float | None], Any, Any]:
     """Held and new flows, the deregistration in between: times, request rows, samples."""
     import pandas as pd
 
@@ -122,44 +130,64 @@ def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float 
     samples: list[dict[str, float]] = []
 
     def held() -> None:
-        out["held"] = lab.load("Client1", url, requests=params["held"],
-                               concurrency=params["held"], hold=hold,
-                               timeout=params["timeout"])
+        out["held"] = run_load(
+            lab,
+            "Client1",
+            url,
+            requests=params["held"],
+            concurrency=params["held"],
+            hold=hold,
+            timeout=params["timeout"],
+        )
 
     def new() -> None:
         seconds = hold + 2.0
-        out["new"] = lab.load("Client1", url, requests=int(params["new_rate"] * seconds) + 1,
-                              rate=params["new_rate"], duration=seconds, concurrency=50,
-                              timeout=params["timeout"])
+        out["new"] = run_load(
+            lab,
+            "Client1",
+            url,
+            requests=int(params["new_rate"] * seconds) + 1,
+            rate=params["new_rate"],
+            duration=seconds,
+            concurrency=50,
+            timeout=params["timeout"],
+        )
 
     def sample() -> None:
         while not done.is_set():
-            proc = victim.run(["ss", "-tnH", "state", "established", f"( sport = :{PORT} )"],
-                              timeout=10)
-            samples.append({"time": time.time(),
-                            "established": len(proc.stdout.strip().splitlines())})
+            proc = victim.run(
+                ["ss", "-tnH", "state", "established", f"( sport = :{PORT} )"], timeout=10
+            )
+            samples.append(
+                {"time": time.time(), "established": len(proc.stdout.strip().splitlines())}
+            )
             done.wait(SAMPLE_S)
 
-    workers = [threading.Thread(target=_catching(f, out), name=f.__name__)
-               for f in (held, new)]
+    workers = [threading.Thread(target=_catching(f, out), name=f.__name__) for f in (held, new)]
     sampler = threading.Thread(target=sample, name="sampler")
-    print(f"{params['held']} held connections to {url} for {hold:.0f} s, "
-          f"{params['new_rate']:g} new/s; deregister {params['victim']} after "
-          f"{params['deregister_after']:g} s, delay {params['delay']} s", flush=True)
+    print(
+        f"{params['held']} held connections to {url} for {hold:.0f} s, "
+        f"{params['new_rate']:g} new/s; deregister {params['victim']} after "
+        f"{params['deregister_after']:g} s, delay {params['delay']} s",
+        flush=True,
+    )
     for w in [*workers, sampler]:
         w.start()
     times: dict[str, float | None] = {}
     try:
         time.sleep(params["deregister_after"])
         times["asked"] = time.time()
-        deregister(lab, params["victim"])
+        lab.deregister(TARGET_GROUP, params["victim"])
         # The holder stamps "draining" before it hands the new target set to the controller;
         # the reply comes once the controller has sent its flow changes to the switches.
         times["returned"] = time.time()
-        times["draining"] = wait_event(lab, key, "draining", times["asked"] - 1.0, 10.0)
-        times["removed"] = wait_event(lab, key, "", times["asked"], params["delay"] + 10.0)
-        print(f"  draining from +{params['deregister_after']:g} s, removed "
-              f"{_gap(times['removed'], times['draining'])} s later", flush=True)
+        times["draining"] = event_time(lab, key, "draining", times["asked"] - 1.0, 10.0)
+        times["removed"] = event_time(lab, key, "", times["asked"], params["delay"] + 10.0)
+        print(
+            f"  draining from +{params['deregister_after']:g} s, removed "
+            f"{_gap(times['removed'], times['draining'])} s later",
+            flush=True,
+        )
     finally:
         for w in workers:
             w.join()
@@ -168,18 +196,21 @@ def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float 
     for name in ("held", "new"):
         if isinstance(out.get(name), BaseException):
             raise out[name]
-    requests = pd.concat([out["held"].assign(flow="held"), out["new"].assign(flow="new")],
-                         ignore_index=True)
+    requests = pd.concat(
+        [out["held"].assign(flow="held"), out["new"].assign(flow="new")], ignore_index=True
+    )
     return times, requests, pd.DataFrame(samples, columns=["time", "established"])
 
 
 def _catching(fn: Any, out: dict[str, Any]) -> Any:
     """fn, with any exception kept in out[fn name] for the main thread to raise."""
+
     def wrapper() -> None:
         try:
             fn()
         except Exception as exc:
             out[fn.__name__] = exc
+
     wrapper.__name__ = fn.__name__
     return wrapper
 
@@ -192,21 +223,22 @@ def flow_ends(requests: Any, timeout: float) -> Any:
     """Per request: `end` (start + latency) and, for a failed one, `broke`: when its trouble
     began (a timed-out flow sent its unanswered line `timeout` before it gave up; other
     errors are seen at once). NaN for flows that worked to the end."""
-    from testbed.analysis import failed
-
     end = requests["start"] + requests["latency_ms"] / 1000.0
     stalled = requests["error"].fillna("").astype(str) == "timeout"
     broke = (end - stalled * timeout).where(failed(requests))
     return requests.assign(end=end, broke=broke)
 
 
-def _analyse(requests: Any, events: Any, established: Any, times: dict[str, float | None],
-             params: dict[str, Any], results: Any) -> tuple[dict[str, Any], Any]:
+def _analyse(
+    requests: Any,
+    events: Any,
+    established: Any,
+    times: dict[str, float | None],
+    params: dict[str, Any],
+    results: Any,
+) -> tuple[dict[str, Any], Any]:
     """summary.csv and the figures; the summary dict and the per-group table."""
     import pandas as pd
-
-    from testbed.analysis import error_kind, failed, requests_per_second
-    from testbed.analysis.plots import connection_spans, rate_lines
 
     start = float(results.meta["start"])
     victim = params["victim"]
@@ -215,32 +247,41 @@ def _analyse(requests: Any, events: Any, established: Any, times: dict[str, floa
     held, new = rows[rows["flow"] == "held"], rows[rows["flow"] == "new"]
     on_victim = held["backend"] == victim
     groups = []
-    for name, frame in ((f"held on {victim}", held[on_victim]),
-                        ("held on the others", held[~on_victim]),
-                        ("new before deregistration", new[new["start"] < drained]),
-                        ("new while draining", new[(new["start"] >= drained)
-                                                   & (new["start"] < removed)]),
-                        ("new after the delay", new[new["start"] >= removed])):
+    for name, frame in (
+        (f"held on {victim}", held[on_victim]),
+        ("held on the others", held[~on_victim]),
+        ("new before deregistration", new[new["start"] < drained]),
+        ("new while draining", new[(new["start"] >= drained) & (new["start"] < removed)]),
+        ("new after the delay", new[new["start"] >= removed]),
+    ):
         kinds = error_kind(frame).value_counts()
-        groups.append({
-            "flows": name, "connections": len(frame), "failed": int(failed(frame).sum()),
-            "errors": ", ".join(f"{k} {v}" for k, v in kinds.items()) or "-",
-            f"to_{victim}": int((frame["backend"] == victim).sum()),
-            "first_end_s": frame["end"].min() - drained if len(frame) else math.nan,
-            "last_end_s": frame["end"].max() - drained if len(frame) else math.nan})
+        groups.append(
+            {
+                "flows": name,
+                "connections": len(frame),
+                "failed": int(failed(frame).sum()),
+                "errors": ", ".join(f"{k} {v}" for k, v in kinds.items()) or "-",
+                f"to_{victim}": int((frame["backend"] == victim).sum()),
+                "first_end_s": frame["end"].min() - drained if len(frame) else math.nan,
+                "last_end_s": frame["end"].max() - drained if len(frame) else math.nan,
+            }
+        )
     table = pd.DataFrame(groups)
     table.to_csv(results.file("summary_flows.csv"), index=False)
     victim_held = held[on_victim]
     after = new[new["start"] >= drained]
     to_victim = new[new["backend"] == victim]
     summary = {
-        "target": f"{victim}:{PORT}", "delay_s": params["delay"],
+        "target": f"{victim}:{PORT}",
+        "delay_s": params["delay"],
         "removed_after_s": removed - drained,
-        "held_on_victim": len(victim_held), "held_total": len(held),
+        "held_on_victim": len(victim_held),
+        "held_total": len(held),
         # Kept working until the delay ended: it never broke, or its trouble began (its
         # first unanswered line) only once the target had been removed.
-        "held_on_victim_survived_delay": int(((victim_held["broke"] >= removed - EPSILON_S)
-                                              | victim_held["broke"].isna()).sum()),
+        "held_on_victim_survived_delay": int(
+            ((victim_held["broke"] >= removed - EPSILON_S) | victim_held["broke"].isna()).sum()
+        ),
         "held_on_victim_failed": int(failed(victim_held).sum()),
         "victim_flows_broke_after_removal_min_s": victim_held["broke"].min() - removed,
         "victim_flows_broke_after_removal_max_s": victim_held["broke"].max() - removed,
@@ -249,30 +290,46 @@ def _analyse(requests: Any, events: Any, established: Any, times: dict[str, floa
         "new_flows_to_victim_after_deregistration": int((after["backend"] == victim).sum()),
         "deregistration_call_s": times["returned"] - drained,
         "new_flows_to_victim_after_call_returned": int(
-            (to_victim["start"] >= times["returned"]).sum()),
+            (to_victim["start"] >= times["returned"]).sum()
+        ),
         "last_new_flow_to_victim_s": float(to_victim["start"].max() - drained)
-        if len(to_victim) else math.nan,
+        if len(to_victim)
+        else math.nan,
         "new_flows_failed": int(failed(new).sum()),
         "victim_established_at_end": int(established["established"].iloc[-1])
-        if len(established) else -1,
+        if len(established)
+        else -1,
     }
     pd.DataFrame([summary]).to_csv(results.file("summary.csv"), index=False)
     marks = {"deregistered": drained - start, "delay ends": removed - start}
     # The victim's changes while the held flows lived (not its start-up health checks).
-    victim_events = events[(events["target"] == f"{victim}:{PORT}")
-                           & (events["time"] >= held["start"].min())]
-    connection_spans(held.assign(t=held["start"] - start, stalled_t=held["broke"] - start),
-                     results.file("draining_timeline.png"), marks=marks, stalled="stalled_t",
-                     events=victim_events.assign(t=victim_events["time"] - start),
-                     title=f"held connections (dotted: no answers any more); {victim} "
-                           f"deregistered, delay {params['delay']} s")
+    victim_events = events[
+        (events["target"] == f"{victim}:{PORT}") & (events["time"] >= held["start"].min())
+    ]
+    connection_spans(
+        held.assign(t=held["start"] - start, stalled_t=held["broke"] - start),
+        results.file("draining_timeline.png"),
+        marks=marks,
+        stalled="stalled_t",
+        events=victim_events.assign(t=victim_events["time"] - start),
+        title=f"held connections (dotted: no answers any more); {victim} "
+        f"deregistered, delay {params['delay']} s",
+    )
     rate = requests_per_second(new.assign(t=new["start"] - start), by="backend")
-    rate_lines(rate, results.file("new_flows.png"), y="rps", by="backend",
-               ylabel="new connections per second",
-               title=f"new connections per target ({victim} deregistered at "
-                     f"{marks['deregistered']:.1f} s, removed at {marks['delay ends']:.1f} s)")
-    rate_lines(established.assign(t=established["time"] - start),
-               results.file("victim_connections.png"), y="established",
-               ylabel="ESTABLISHED sockets", title=f"connections the victim {victim} holds "
-               f"on port {PORT} (as the target sees them)")
+    rate_lines(
+        rate,
+        results.file("new_flows.png"),
+        y="rps",
+        by="backend",
+        ylabel="new connections per second",
+        title=f"new connections per target ({victim} deregistered at "
+        f"{marks['deregistered']:.1f} s, removed at {marks['delay ends']:.1f} s)",
+    )
+    rate_lines(
+        established.assign(t=established["time"] - start),
+        results.file("victim_connections.png"),
+        y="established",
+        ylabel="ESTABLISHED sockets",
+        title=f"connections the victim {victim} holds on port {PORT} (as the target sees them)",
+    )
     return summary, table

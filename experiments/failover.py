@@ -22,19 +22,18 @@ import threading
 import time
 from typing import Any
 
-from experiments._nlb import (
-    fault_events,
-    nlb_stack,
-    node_addresses,
-    target_events,
-    target_names,
-    wait_event,
-    wait_healthy,
-    write_events_csv,
-    write_stack,
-)
+from testbed.analysis import error_kind, failed, failover_times
+from testbed.analysis.plots import failover_timeline
 from testbed.errors import BadInput
+from testbed.experiments._nlb import (
+    event_time,
+    fault_events,
+    node_addresses,
+    write_events_csv,
+)
+from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.traffic import run_load
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -69,8 +68,12 @@ def bounds(params: dict[str, Any]) -> dict[str, float]:
     detect = interval * params["unhealthy_threshold"] + slow
     recover = interval * params["healthy_threshold"]
     # Waits: the bound plus some seconds, to see when a late transition does come.
-    return {"detection_s": detect, "recovery_s": recover,
-            "detect_wait_s": detect + WAIT_EXTRA_S, "recover_wait_s": recover + WAIT_EXTRA_S}
+    return {
+        "detection_s": detect,
+        "recovery_s": recover,
+        "detect_wait_s": detect + WAIT_EXTRA_S,
+        "recover_wait_s": recover + WAIT_EXTRA_S,
+    }
 
 
 def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
@@ -87,30 +90,45 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     everyone = [t for ts in names.values() for t in ts]
     if params["victim"] not in everyone:
         raise BadInput(f"victim {params['victim']!r} is not one of {', '.join(everyone)}")
-    health = {"HealthCheckProtocol": check, "HealthCheckIntervalSeconds": params["interval"],
-              "HealthCheckTimeoutSeconds": params["check_timeout"],
-              "HealthyThresholdCount": params["healthy_threshold"],
-              "UnhealthyThresholdCount": params["unhealthy_threshold"]}
+    health = {
+        "HealthCheckProtocol": check,
+        "HealthCheckIntervalSeconds": params["interval"],
+        "HealthCheckTimeoutSeconds": params["check_timeout"],
+        "HealthyThresholdCount": params["healthy_threshold"],
+        "UnhealthyThresholdCount": params["unhealthy_threshold"],
+    }
     if check == "HTTP":
         health["HealthCheckPath"] = "/health"
-    template = write_stack(results, nlb_stack(
-        per_az, clients=1, port=PORT, health=health,
-        description=f"failover experiment: NLB, {check} health checks, "
-                    f"{len(everyone)} targets over 2 AZs"))
+    template = write_stack(
+        results,
+        nlb_stack(
+            per_az,
+            clients=1,
+            port=PORT,
+            health=health,
+            description=f"failover experiment: NLB, {check} health checks, "
+            f"{len(everyone)} targets over 2 AZs",
+        ),
+    )
     limits = bounds(params)
     key = f"{params['victim']}:{PORT}"
     with Lab.up(template, params={"CrossZone": "true"}, name=random_name("fo")) as lab:
-        healthy_s = wait_healthy(lab, everyone)
+        healthy_s = lab.wait_healthy(TARGET_GROUP, everyone)
         times, requests = _under_load(lab, params, key, limits)
-        events = target_events(lab) + [_at_request(e, times) for e in fault_events(lab, PORT)]
+        events = lab.target_events() + [_at_request(e, times) for e in fault_events(lab, PORT)]
         lab_name = lab.name
     print(f"lab {lab_name}: targets healthy after {healthy_s:.1f} s", flush=True)
     events_df = write_events_csv(events, results.file("target_events.csv"))
-    results.write_meta(template=template, lab=lab_name, target=key,
-                       fault_time=times["fault"], fault_recorded_time=times["fault_recorded"],
-                       repair_time=times["repair"],
-                       aws_detection_s=limits["detection_s"],
-                       aws_recovery_s=limits["recovery_s"])
+    results.write_meta(
+        template=template,
+        lab=lab_name,
+        target=key,
+        fault_time=times["fault"],
+        fault_recorded_time=times["fault_recorded"],
+        repair_time=times["repair"],
+        aws_detection_s=limits["detection_s"],
+        aws_recovery_s=limits["recovery_s"],
+    )
     summary, phases = _analyse(requests, events_df, times, key, params, limits, results)
     print("\nrequests per phase:")
     print(phases.to_string(index=False))
@@ -119,28 +137,43 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     return summary
 
 
-def _under_load(lab: Any, params: dict[str, Any], key: str, limits: dict[str, float]
-                ) -> tuple[dict[str, float | None], Any]:
+def _under_load(
+    lab: Any, params: dict[str, Any], key: str, limits: dict[str, float]
+) -> tuple[dict[str, float | None], Any]:
     """Steady load; fault, wait for unhealthy, repair, wait for healthy. Times and rows."""
     victim = lab.host(params["victim"])
     node = node_addresses(lab)[victim.info["az"]]
     # Long enough for the slowest allowed run: the client stops by itself at the end.
-    duration = (params["fault_after"] + limits["detect_wait_s"] + params["down_for"]
-                + limits["recover_wait_s"] + params["tail"])
+    duration = (
+        params["fault_after"]
+        + limits["detect_wait_s"]
+        + params["down_for"]
+        + limits["recover_wait_s"]
+        + params["tail"]
+    )
     out: dict[str, Any] = {}
 
     def load() -> None:
         try:
-            out["rows"] = lab.load("Client1", f"http://{node}/", requests=int(
-                params["rate"] * duration) + 1, rate=params["rate"], duration=duration,
+            out["rows"] = run_load(
+                lab,
+                "Client1",
+                f"http://{node}/",
+                requests=int(params["rate"] * duration) + 1,
+                rate=params["rate"],
+                duration=duration,
                 concurrency=max(50, int(params["rate"] * params["request_timeout"] * 2)),
-                timeout=params["request_timeout"])
+                timeout=params["request_timeout"],
+            )
         except Exception as exc:  # re-raised in the main thread
             out["error"] = exc
 
     thread = threading.Thread(target=load, name="failover-load")
-    print(f"load: {params['rate']:g} req/s to {node} for up to {duration:.0f} s; "
-          f"{params['fault']} {params['victim']} after {params['fault_after']:g} s", flush=True)
+    print(
+        f"load: {params['rate']:g} req/s to {node} for up to {duration:.0f} s; "
+        f"{params['fault']} {params['victim']} after {params['fault_after']:g} s",
+        flush=True,
+    )
     thread.start()
     times: dict[str, float | None] = {}
     try:
@@ -150,19 +183,25 @@ def _under_load(lab: Any, params: dict[str, Any], key: str, limits: dict[str, fl
         times["fault"] = time.time()
         victim.fault(params["fault"])
         times["fault_recorded"] = _last_fault_event(lab, params["victim"], "FAULT_INJECTED")
-        times["unhealthy"] = wait_event(lab, key, "unhealthy", times["fault"],
-                                        limits["detect_wait_s"])
-        print(f"  fault at +{params['fault_after']:g} s, unhealthy after "
-              f"{_gap(times['unhealthy'], times['fault'])} s", flush=True)
+        times["unhealthy"] = event_time(
+            lab, key, "unhealthy", times["fault"], limits["detect_wait_s"]
+        )
+        print(
+            f"  fault at +{params['fault_after']:g} s, unhealthy after "
+            f"{_gap(times['unhealthy'], times['fault'])} s",
+            flush=True,
+        )
         time.sleep(params["down_for"])
         victim.fault(REPAIR[params["fault"]])
         # Repaired when the lab says so: `start` returns once the backend listens again.
         times["repair"] = _last_fault_event(lab, params["victim"], "FAULT_CLEARED")
         # Never marked unhealthy (e.g. a TCP check does not see a 500): nothing to recover.
-        times["healthy"] = wait_event(lab, key, "healthy", times["repair"],
-                                      limits["recover_wait_s"]) if times["unhealthy"] else None
-        print(f"  repaired, healthy after {_gap(times['healthy'], times['repair'])} s",
-              flush=True)
+        times["healthy"] = (
+            event_time(lab, key, "healthy", times["repair"], limits["recover_wait_s"])
+            if times["unhealthy"]
+            else None
+        )
+        print(f"  repaired, healthy after {_gap(times['healthy'], times['repair'])} s", flush=True)
     finally:
         thread.join()
     if "error" in out:
@@ -175,8 +214,11 @@ def _at_request(row: dict[str, Any], times: dict[str, float | None]) -> dict[str
     if row["new"] != "fault-injected" or times.get("fault_recorded") != row["time"]:
         return row
     lag = row["time"] - times["fault"]
-    return dict(row, time=times["fault"], reason=f"{row['reason']} (asked for; the lab "
-                f"recorded it {lag:.3f} s later)")
+    return dict(
+        row,
+        time=times["fault"],
+        reason=f"{row['reason']} (asked for; the lab recorded it {lag:.3f} s later)",
+    )
 
 
 def _last_fault_event(lab: Any, host: str, status: str) -> float:
@@ -191,8 +233,12 @@ def _gap(later: float | None, earlier: float | None) -> str:
 
 def _phase_of(start: float, times: dict[str, float | None]) -> str:
     """Which part of the run a request started in."""
-    marks = [("fault undetected", times["fault"]), ("unhealthy", times["unhealthy"]),
-             ("repaired", times["repair"]), ("healthy again", times["healthy"])]
+    marks = [
+        ("fault undetected", times["fault"]),
+        ("unhealthy", times["unhealthy"]),
+        ("repaired", times["repair"]),
+        ("healthy again", times["healthy"]),
+    ]
     phase = "before fault"
     for name, when in marks:
         if when is not None and start >= when:
@@ -200,14 +246,17 @@ def _phase_of(start: float, times: dict[str, float | None]) -> str:
     return phase
 
 
-def _analyse(requests: Any, events: Any, times: dict[str, float | None], key: str,
-             params: dict[str, Any], limits: dict[str, float], results: Any
-             ) -> tuple[dict[str, Any], Any]:
+def _analyse(
+    requests: Any,
+    events: Any,
+    times: dict[str, float | None],
+    key: str,
+    params: dict[str, Any],
+    limits: dict[str, float],
+    results: Any,
+) -> tuple[dict[str, Any], Any]:
     """phases.csv, summary.csv, failover.png; the summary dict and the phase table."""
     import pandas as pd
-
-    from testbed.analysis import error_kind, failed, failover_times
-    from testbed.analysis.plots import failover_timeline
 
     start = float(results.meta["start"])
     requests["phase"] = [_phase_of(s, times) for s in requests["start"]]
@@ -221,40 +270,57 @@ def _analyse(requests: Any, events: Any, times: dict[str, float | None], key: st
         if not mask.any():
             continue
         counts = kinds[mask].value_counts()
-        rows.append({"phase": phase, "requests": int(mask.sum()),
-                     "failed": int(bad[mask].sum()),
-                     "to_victim": int((requests.loc[mask, "backend"] == params["victim"]).sum()),
-                     "errors": ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"})
+        rows.append(
+            {
+                "phase": phase,
+                "requests": int(mask.sum()),
+                "failed": int(bad[mask].sum()),
+                "to_victim": int((requests.loc[mask, "backend"] == params["victim"]).sum()),
+                "errors": ", ".join(f"{k} {v}" for k, v in counts.items()) or "-",
+            }
+        )
     phases = pd.DataFrame(rows)
     phases.to_csv(results.file("phases.csv"), index=False)
-    fo = failover_times(events, requests, fault_time=times["fault"],
-                        repair_time=times["repair"], target=key)
+    fo = failover_times(
+        events, requests, fault_time=times["fault"], repair_time=times["repair"], target=key
+    )
     detected = times["unhealthy"]
     late = requests[bad & (requests["start"] > detected)] if detected else requests[bad]
-    back = requests[(requests["backend"] == params["victim"])
-                    & (requests["start"] >= (times["healthy"] or math.inf))]
+    back = requests[
+        (requests["backend"] == params["victim"])
+        & (requests["start"] >= (times["healthy"] or math.inf))
+    ]
     summary = {
-        "fault": params["fault"], "check": params["check"].upper(), "target": key,
+        "fault": params["fault"],
+        "check": params["check"].upper(),
+        "target": key,
         "check_notices_fault": params["fault"] in NOTICED[params["check"].upper()],
-        "detection_s": fo.detection_s, "aws_detection_s": limits["detection_s"],
-        "detected_within_aws_plus_1s": bool(fo.detection_s <= limits["detection_s"]
-                                            + MARGIN_S),
-        "recovery_s": fo.recovery_s, "aws_recovery_s": limits["recovery_s"],
-        "recovered_within_aws_plus_1s": bool(fo.recovery_s <= limits["recovery_s"]
-                                             + MARGIN_S),
+        "detection_s": fo.detection_s,
+        "aws_detection_s": limits["detection_s"],
+        "detected_within_aws_plus_1s": bool(fo.detection_s <= limits["detection_s"] + MARGIN_S),
+        "recovery_s": fo.recovery_s,
+        "aws_recovery_s": limits["recovery_s"],
+        "recovered_within_aws_plus_1s": bool(fo.recovery_s <= limits["recovery_s"] + MARGIN_S),
         "failed_requests_after_fault": fo.failed_requests,
         "error_window_s": fo.error_window_s,
         "failed_after_detection": len(late),
-        "last_error_after_detection_s": (float(late["start"].max() - detected)
-                                         if detected and len(late) else math.nan),
-        "victim_back_after_healthy_s": (float(back["start"].min() - times["healthy"])
-                                        if len(back) else math.nan),
-        "requests": len(requests), "failed": int(bad.sum()),
+        "last_error_after_detection_s": (
+            float(late["start"].max() - detected) if detected and len(late) else math.nan
+        ),
+        "victim_back_after_healthy_s": (
+            float(back["start"].min() - times["healthy"]) if len(back) else math.nan
+        ),
+        "requests": len(requests),
+        "failed": int(bad.sum()),
     }
     pd.DataFrame([summary]).to_csv(results.file("summary.csv"), index=False)
     events = events.assign(t=events["time"] - start)
-    failover_timeline(requests.assign(t=requests["start"] - start), events,
-                      results.file("failover.png"), bin_s=0.5,
-                      title=f"{params['fault']} {params['victim']} under "
-                            f"{params['rate']:g} req/s ({summary['check']} health checks)")
+    failover_timeline(
+        requests.assign(t=requests["start"] - start),
+        events,
+        results.file("failover.png"),
+        bin_s=0.5,
+        title=f"{params['fault']} {params['victim']} under "
+        f"{params['rate']:g} req/s ({summary['check']} health checks)",
+    )
     return summary, phases

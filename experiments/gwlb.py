@@ -28,12 +28,12 @@ from testbed.gwlb.observe import (
     flows_in_captures,
     node_flows,
     node_status,
-    wait_target_state,
 )
 from testbed.lab.api import Lab, random_name
 from testbed.packets.capture import decode_pcap
 from testbed.paths import TEMPLATES
 from testbed.probes.capture import start_capture
+from testbed.probes.echo import echo_rtt
 from testbed.traffic import iperf3, run_load, wrk
 
 TEMPLATE = str(TEMPLATES / "gwlb.yaml")
@@ -65,18 +65,34 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
         _connections(lab, params, rows, raw)
         _small_packets(lab, params, rows, raw)
         failover.append(_failover(lab, "no_rebalance", params))
-    with Lab.up(TEMPLATE, params={"TargetFailover": "rebalance"},
-                name=random_name("gw")) as lab:
+    with Lab.up(TEMPLATE, params={"TargetFailover": "rebalance"}, name=random_name("gw")) as lab:
         _wait_healthy(lab)
         failover.append(_failover(lab, "rebalance", params))
     for f in failover:
-        rows.append(_row(f"failover_{f['mode']}_victim_flows_kept",
-                         f["victim_flows_ok"] / max(1, f["victim_flows"]), "fraction",
-                         "no_rebalance: 0 (lost); rebalance: 1 (resumed)"))
-        rows.append(_row(f"failover_{f['mode']}_detection", f["detection_s"], "s",
-                         "about interval x unhealthy threshold"))
-        rows.append(_row(f"failover_{f['mode']}_new_flow_outage", f["new_flow_outage_s"], "s",
-                         "new flows fail until the appliance is detected unhealthy"))
+        rows.append(
+            _row(
+                f"failover_{f['mode']}_victim_flows_kept",
+                f["victim_flows_ok"] / max(1, f["victim_flows"]),
+                "fraction",
+                "no_rebalance: 0 (lost); rebalance: 1 (resumed)",
+            )
+        )
+        rows.append(
+            _row(
+                f"failover_{f['mode']}_detection",
+                f["detection_s"],
+                "s",
+                "about interval x unhealthy threshold",
+            )
+        )
+        rows.append(
+            _row(
+                f"failover_{f['mode']}_new_flow_outage",
+                f["new_flow_outage_s"],
+                "s",
+                "new flows fail until the appliance is detected unhealthy",
+            )
+        )
     pd.DataFrame(raw).to_csv(results.file("runs.csv"), index=False)
     pd.DataFrame(failover).to_csv(results.file("failover.csv"), index=False)
     summary = pd.DataFrame(rows)
@@ -87,12 +103,21 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     return {"summary": summary.to_dict(orient="records"), "failover": failover}
 
 
-def _row(metric: str, value: float, unit: str, note: str, baseline: float | None = None,
-         ) -> dict[str, Any]:
-    return {"metric": metric, "via_gwlb": round(value, 4),
-            "baseline": None if baseline is None else round(baseline, 4),
-            "ratio": None if not baseline else round(value / baseline, 4), "unit": unit,
-            "note": note}
+def _row(
+    metric: str,
+    value: float,
+    unit: str,
+    note: str,
+    baseline: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "via_gwlb": round(value, 4),
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": None if not baseline else round(value / baseline, 4),
+        "unit": unit,
+        "note": note,
+    }
 
 
 def _url(lab: Any, name: str, path: str = "/", scheme: str = "http", port: int = 80) -> str:
@@ -101,7 +126,7 @@ def _url(lab: Any, name: str, path: str = "/", scheme: str = "http", port: int =
 
 def _wait_healthy(lab: Any) -> None:
     for fw in ("FwA1", "FwA2", "FwB1", "FwB2"):
-        wait_target_state(lab, "Appliances", fw, "healthy", 60)
+        lab.wait_target_state("Appliances", fw, "healthy", 60)
     time.sleep(1)  # nodes poll the holder every 0.5 s
 
 
@@ -110,69 +135,141 @@ def _filtering(lab: Any, params: dict, rows: list, results: Any) -> None:
     import pandas as pd
 
     before = {c: firewall_packets(lab, AZ_A, c) for c in ("inspected", "dropped")}
-    caps = {fw: start_capture(lab.host(fw), "udp port 6081", label=f"geneve-{fw}",
-                              max_seconds=120) for fw in AZ_A}
+    caps = {
+        fw: start_capture(lab.host(fw), "udp port 6081", label=f"geneve-{fw}", max_seconds=120)
+        for fw in AZ_A
+    }
     try:
-        ok = run_load(lab, "Client1", _url(lab, "WebA"), requests=params["requests"],
-                      concurrency=8)
-        telnet = run_load(lab, "Client1", _url(lab, "WebA", scheme="tcp", port=23),
-                          requests=5, timeout=1.0, concurrency=5)
-        banned = run_load(lab, "Client2", _url(lab, "WebA"), requests=5, timeout=1.0,
-                          concurrency=5)
+        ok = run_load(lab, "Client1", _url(lab, "WebA"), requests=params["requests"], concurrency=8)
+        telnet = run_load(
+            lab,
+            "Client1",
+            _url(lab, "WebA", scheme="tcp", port=23),
+            requests=5,
+            timeout=1.0,
+            concurrency=5,
+        )
+        banned = run_load(lab, "Client2", _url(lab, "WebA"), requests=5, timeout=1.0, concurrency=5)
     finally:
         for cap in caps.values():
             cap.stop()
     time.sleep(1.5)  # appliance status files are rewritten every second
     grew = {c: firewall_packets(lab, AZ_A, c) - before[c] for c in before}
     seen = flows_in_captures({fw: decode_pcap(cap.path) for fw, cap in caps.items()})
-    flows = pd.DataFrame([{"flow": str(k), "appliances": ",".join(sorted(v["appliances"])),
-                           "directions": len(v["directions"]), "cookies": len(v["cookies"])}
-                          for k, v in seen.items()])
+    flows = pd.DataFrame(
+        [
+            {
+                "flow": str(k),
+                "appliances": ",".join(sorted(v["appliances"])),
+                "directions": len(v["directions"]),
+                "cookies": len(v["cookies"]),
+            }
+            for k, v in seen.items()
+        ]
+    )
     flows.to_csv(results.file("flows.csv"), index=False)
     both = flows[flows["directions"] == 2] if len(flows) else flows
     one = both[~both["appliances"].str.contains(",")] if len(both) else both
-    print(f"  filtering: {ok['error'].isna().sum()}/{len(ok)} allowed requests answered, "
-          f"{telnet['error'].notna().sum()}/5 telnet and {banned['error'].notna().sum()}/5 "
-          f"Client2 connections dropped; firewalls: {grew}", flush=True)
-    print(f"  symmetry: {len(one)} of {len(both)} two-way flows seen by exactly one appliance",
-          flush=True)
+    print(
+        f"  filtering: {ok['error'].isna().sum()}/{len(ok)} allowed requests answered, "
+        f"{telnet['error'].notna().sum()}/5 telnet and {banned['error'].notna().sum()}/5 "
+        f"Client2 connections dropped; firewalls: {grew}",
+        flush=True,
+    )
+    print(
+        f"  symmetry: {len(one)} of {len(both)} two-way flows seen by exactly one appliance",
+        flush=True,
+    )
     rows.append(_row("allowed_answered", ok["error"].isna().mean(), "fraction", "1"))
-    rows.append(_row("denied_dropped", (telnet["error"].notna().sum() +
-                                        banned["error"].notna().sum()) / 10, "fraction", "1"))
-    rows.append(_row("firewall_dropped_packets", grew["dropped"], "packets",
-                     "SYNs and retransmissions of the 10 denied connections"))
-    rows.append(_row("two_way_flows_on_one_appliance", len(one) / max(1, len(both)),
-                     "fraction", "1 (symmetry)"))
+    rows.append(
+        _row(
+            "denied_dropped",
+            (telnet["error"].notna().sum() + banned["error"].notna().sum()) / 10,
+            "fraction",
+            "1",
+        )
+    )
+    rows.append(
+        _row(
+            "firewall_dropped_packets",
+            grew["dropped"],
+            "packets",
+            "SYNs and retransmissions of the 10 denied connections",
+        )
+    )
+    rows.append(
+        _row(
+            "two_way_flows_on_one_appliance",
+            len(one) / max(1, len(both)),
+            "fraction",
+            "1 (symmetry)",
+        )
+    )
 
 
 def _throughput(lab: Any, params: dict, rows: list, raw: list) -> None:
     via, base = [], []
     for rep in range(params["repeats"]):
         for kind, server, out in (("baseline", "Baseline", base), ("gwlb", "WebA", via)):
-            res = iperf3(lab, server, "Client1", target_ip=lab.outputs[f"{server}PublicIp"],
-                         seconds=params["seconds"])
+            res = iperf3(
+                lab,
+                server,
+                "Client1",
+                target_ip=lab.outputs[f"{server}PublicIp"],
+                seconds=params["seconds"],
+            )
             out.append(res["bits_per_second"] / 1e6)
-            raw.append({"test": "iperf3", "path": kind, "repeat": rep, "value": out[-1],
-                        "retransmits": res["retransmits"]})
+            raw.append(
+                {
+                    "test": "iperf3",
+                    "path": kind,
+                    "repeat": rep,
+                    "value": out[-1],
+                    "retransmits": res["retransmits"],
+                }
+            )
             print(f"  iperf3 {kind:8s} {out[-1]:7.1f} Mbit/s", flush=True)
-    rows.append(_row("tcp_throughput", statistics.median(via), "Mbit/s", "median of repeats",
-                     statistics.median(base)))
+    rows.append(
+        _row(
+            "tcp_throughput",
+            statistics.median(via),
+            "Mbit/s",
+            "median of repeats",
+            statistics.median(base),
+        )
+    )
 
 
 def _rtt(lab: Any, params: dict, rows: list, raw: list) -> None:
-    from testbed.probes.echo import echo_rtt
-
     p50 = {}
     for kind, server in (("baseline", "Baseline"), ("gwlb", "WebA")):
-        res = echo_rtt(lab, "Client1", f"{lab.outputs[f'{server}PublicIp']}:9000",
-                       samples=params["rtt_samples"])
+        res = echo_rtt(
+            lab,
+            "Client1",
+            f"{lab.outputs[f'{server}PublicIp']}:9000",
+            samples=params["rtt_samples"],
+        )
         samples = sorted(res["rtt_us"])
         p50[kind] = statistics.median(samples) / 1000
-        raw.append({"test": "established-rtt", "path": kind, "repeat": 0, "value": p50[kind],
-                    "p99": samples[int(0.99 * len(samples))] / 1000})
+        raw.append(
+            {
+                "test": "established-rtt",
+                "path": kind,
+                "repeat": 0,
+                "value": p50[kind],
+                "p99": samples[int(0.99 * len(samples))] / 1000,
+            }
+        )
         print(f"  echo rtt {kind:8s} p50 {p50[kind]:.3f} ms", flush=True)
-    rows.append(_row("rtt_p50", p50["gwlb"], "ms", f"added {p50['gwlb'] - p50['baseline']:.3f}"
-                     " ms", p50["baseline"]))
+    rows.append(
+        _row(
+            "rtt_p50",
+            p50["gwlb"],
+            "ms",
+            f"added {p50['gwlb'] - p50['baseline']:.3f} ms",
+            p50["baseline"],
+        )
+    )
 
 
 def _connections(lab: Any, params: dict, rows: list, raw: list) -> None:
@@ -181,18 +278,38 @@ def _connections(lab: Any, params: dict, rows: list, raw: list) -> None:
     for rep in range(params["repeats"]):
         for kind, server, out in (("baseline", "Baseline", base), ("gwlb", "WebA", via)):
             before = node_status(lab, "GWLB-1a")["new_flows"]
-            res = wrk(lab, "Client1", _url(lab, server), seconds=params["seconds"],
-                      connections=20, keepalive=False)
+            res = wrk(
+                lab,
+                "Client1",
+                _url(lab, server),
+                seconds=params["seconds"],
+                connections=20,
+                keepalive=False,
+            )
             out.append(res["requests_per_second"])
             if kind == "gwlb":
-                new_flows.append((node_status(lab, "GWLB-1a")["new_flows"] - before)
-                                 / params["seconds"])
-            raw.append({"test": "wrk-new-connections", "path": kind, "repeat": rep,
-                        "value": out[-1], "errors": res["errors"]})
+                new_flows.append(
+                    (node_status(lab, "GWLB-1a")["new_flows"] - before) / params["seconds"]
+                )
+            raw.append(
+                {
+                    "test": "wrk-new-connections",
+                    "path": kind,
+                    "repeat": rep,
+                    "value": out[-1],
+                    "errors": res["errors"],
+                }
+            )
             print(f"  new connections {kind:8s} {out[-1]:7.0f}/s", flush=True)
-    rows.append(_row("new_connections", statistics.median(via), "conn/s",
-                     f"GWLB node saw {statistics.median(new_flows):.0f} new flows/s",
-                     statistics.median(base)))
+    rows.append(
+        _row(
+            "new_connections",
+            statistics.median(via),
+            "conn/s",
+            f"GWLB node saw {statistics.median(new_flows):.0f} new flows/s",
+            statistics.median(base),
+        )
+    )
 
 
 def _small_packets(lab: Any, params: dict, rows: list, raw: list) -> None:
@@ -203,23 +320,49 @@ def _small_packets(lab: Any, params: dict, rows: list, raw: list) -> None:
             pps = _udp_pps(lab, server, f"{rate}M", params["seconds"])
             best[kind] = max(best[kind], pps["received_pps"])
             raw.append({"test": "udp-64", "path": kind, "repeat": rate, **pps})
-            print(f"  udp 64 B {kind:8s} offered {pps['sent_pps']:7.0f} pps, received "
-                  f"{pps['received_pps']:7.0f} pps", flush=True)
-    rows.append(_row("udp_64B_pps", best["gwlb"], "packets/s", "best received over the rates",
-                     best["baseline"]))
+            print(
+                f"  udp 64 B {kind:8s} offered {pps['sent_pps']:7.0f} pps, received "
+                f"{pps['received_pps']:7.0f} pps",
+                flush=True,
+            )
+    rows.append(
+        _row(
+            "udp_64B_pps",
+            best["gwlb"],
+            "packets/s",
+            "best received over the rates",
+            best["baseline"],
+        )
+    )
 
 
 def _udp_pps(lab: Any, server: str, rate: str, seconds: float) -> dict[str, float]:
     import subprocess
 
     srv = lab.host(server)
-    listener = srv.popen(["iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    listener = srv.popen(
+        ["iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(0.5)
         proc = lab.host("Client1").run(
-            ["iperf3", "-c", lab.outputs[f"{server}PublicIp"], "-p", "5202", "-u", "-b", rate,
-             "-l", "64", "-t", f"{seconds:g}", "-J"], timeout=seconds + 30)
+            [
+                "iperf3",
+                "-c",
+                lab.outputs[f"{server}PublicIp"],
+                "-p",
+                "5202",
+                "-u",
+                "-b",
+                rate,
+                "-l",
+                "64",
+                "-t",
+                f"{seconds:g}",
+                "-J",
+            ],
+            timeout=seconds + 30,
+        )
         end = json.loads(proc.stdout)["end"]["sum"]
     finally:
         if listener.poll() is None:
@@ -236,12 +379,14 @@ def _failover(lab: Any, mode: str, params: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def held() -> None:  # an echo waits out the detection time (rebalance resumes it)
-        out["held"] = run_load(lab, "Client1", target, requests=n, concurrency=n, hold=hold,
-                               timeout=25)
+        out["held"] = run_load(
+            lab, "Client1", target, requests=n, concurrency=n, hold=hold, timeout=25
+        )
 
     def fresh() -> None:
-        out["new"] = run_load(lab, "Client1", _url(lab, "WebA"), requests=250, rate=10,
-                              concurrency=20, timeout=1.0)
+        out["new"] = run_load(
+            lab, "Client1", _url(lab, "WebA"), requests=250, rate=10, concurrency=20, timeout=1.0
+        )
 
     holder = threading.Thread(target=held)
     holder.start()
@@ -254,7 +399,7 @@ def _failover(lab: Any, mode: str, params: dict) -> dict[str, Any]:
     fault_at = time.time()
     lab.host(victim).fault("stop")
     try:
-        detection = wait_target_state(lab, "Appliances", victim, "unhealthy", DETECT_TIMEOUT_S)
+        detection = lab.wait_target_state("Appliances", victim, "unhealthy", DETECT_TIMEOUT_S)
         holder.join()
         prober.join()
     finally:
@@ -263,16 +408,21 @@ def _failover(lab: Any, mode: str, params: dict) -> dict[str, Any]:
     on_victim = df["seen_port"].map(lambda p: by_port.get(int(p))) == f"i-{victim}:6081"
     failed = new[new["error"].notna() & (new["start"] >= fault_at)]
     outage = float(failed["start"].max() - fault_at) if len(failed) else 0.0
-    result = {"mode": mode, "victim": victim, "held_flows": n,
-              "victim_flows": int(on_victim.sum()),
-              "victim_flows_ok": int(df[on_victim]["error"].isna().sum()),
-              "other_flows": int((~on_victim).sum()),
-              "other_flows_ok": int(df[~on_victim]["error"].isna().sum()),
-              "detection_s": round(detection, 2), "new_flows_after_fault": int(
-                  (new["start"] >= fault_at).sum()),
-              "new_flows_failed": len(failed), "new_flow_outage_s": round(outage, 2)}
+    result = {
+        "mode": mode,
+        "victim": victim,
+        "held_flows": n,
+        "victim_flows": int(on_victim.sum()),
+        "victim_flows_ok": int(df[on_victim]["error"].isna().sum()),
+        "other_flows": int((~on_victim).sum()),
+        "other_flows_ok": int(df[~on_victim]["error"].isna().sum()),
+        "detection_s": round(detection, 2),
+        "new_flows_after_fault": int((new["start"] >= fault_at).sum()),
+        "new_flows_failed": len(failed),
+        "new_flow_outage_s": round(outage, 2),
+    }
     print(f"  failover {mode}: {result}", flush=True)
-    wait_target_state(lab, "Appliances", victim, "healthy", DETECT_TIMEOUT_S)
+    lab.wait_target_state("Appliances", victim, "healthy", DETECT_TIMEOUT_S)
     return result
 
 

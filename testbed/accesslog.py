@@ -25,11 +25,23 @@ import re
 import time
 from dataclasses import dataclass
 
-FIELDS = ("time", "server", "client", "local", "method", "path", "status", "bytes",
-          "duration_ms", "xff", "user_agent")
+FIELDS = (
+    "time",
+    "server",
+    "client",
+    "local",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "duration_ms",
+    "xff",
+    "user_agent",
+)
 _LINE = re.compile(
     r'^(\S+) (\S+) (\S+) (\S+) (\S+) "((?:[^"\\]|\\.)*)" (\d+) (\d+) ([\d.]+) '
-    r'"((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"$')
+    r'"((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"$'
+)
 
 
 @dataclass(frozen=True)
@@ -58,17 +70,31 @@ def _unquote(text: str) -> str:
 def timestamp(epoch: float | None = None) -> str:
     """ISO 8601 UTC with microseconds, as the log writes it."""
     epoch = time.time() if epoch is None else epoch
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + \
-        f".{int((epoch % 1) * 1_000_000):06d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+        + f".{int((epoch % 1) * 1_000_000):06d}Z"
+    )
 
 
-def format_line(server: str, client: str, local: str, method: str, path: str, status: int,
-                nbytes: int, duration_ms: float, xff: str | None, user_agent: str | None,
-                epoch: float | None = None) -> str:
+def format_line(
+    server: str,
+    client: str,
+    local: str,
+    method: str,
+    path: str,
+    status: int,
+    nbytes: int,
+    duration_ms: float,
+    xff: str | None,
+    user_agent: str | None,
+    epoch: float | None = None,
+) -> str:
     """One access-log line (without the newline)."""
-    return (f"{timestamp(epoch)} {server} {client} {local} {method} \"{_quote(path)}\" "
-            f"{status} {nbytes} {duration_ms:.3f} \"{_quote(xff or '-')}\" "
-            f"\"{_quote(user_agent or '-')}\"")
+    return (
+        f'{timestamp(epoch)} {server} {client} {local} {method} "{_quote(path)}" '
+        f'{status} {nbytes} {duration_ms:.3f} "{_quote(xff or "-")}" '
+        f'"{_quote(user_agent or "-")}"'
+    )
 
 
 def parse_line(line: str) -> AccessRecord | None:
@@ -77,5 +103,16 @@ def parse_line(line: str) -> AccessRecord | None:
     if not m:
         return None
     g = m.groups()
-    return AccessRecord(g[0], g[1], g[2], g[3], g[4], _unquote(g[5]), int(g[6]), int(g[7]),
-                        float(g[8]), _unquote(g[9]), _unquote(g[10]))
+    return AccessRecord(
+        g[0],
+        g[1],
+        g[2],
+        g[3],
+        g[4],
+        _unquote(g[5]),
+        int(g[6]),
+        int(g[7]),
+        float(g[8]),
+        _unquote(g[9]),
+        _unquote(g[10]),
+    )

@@ -1,4 +1,5 @@
-"""Result directories of experiments: results/<experiment>/<timestamp>/ with meta.json.
+"""Running an experiment: typed parameters, and its results/<experiment>/<timestamp>/ directory
+with meta.json.
 
 meta.json holds what is needed to re-run a result: the experiment and its parameters, the
 template, the git commit, datapath, kernel, tool versions, random seed, start and end time.
@@ -8,24 +9,37 @@ from __future__ import annotations
 
 import json
 import platform
+import random
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from testbed.paths import REPO, results_root
+from testbed.errors import BadInput
+from testbed.lab.capabilities import detect
+from testbed.paths import REPO, in_checkout, results_root
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit (with '-dirty' when files differ), or None."""
+    """The repository's HEAD commit (with '-dirty' when files differ), or None (e.g. when
+    running from an installed wheel)."""
+    if not in_checkout():
+        return None
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -34,8 +48,14 @@ def git_commit() -> str | None:
 class ResultsDir:
     """A fresh results/<experiment>/<timestamp>/ directory and its meta.json."""
 
-    def __init__(self, experiment: str, params: dict[str, Any], out: Path | None = None,
-                 template: str | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        experiment: str,
+        params: dict[str, Any],
+        out: Path | None = None,
+        template: str | None = None,
+        seed: int | None = None,
+    ) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(out) if out else results_root() / experiment
         path = base / stamp
@@ -45,17 +65,23 @@ class ResultsDir:
             path = base / f"{stamp}-{n}"
         path.mkdir(parents=True)
         self.path = path
-        from testbed.lab.capabilities import detect
-
         caps = detect()
         self.meta: dict[str, Any] = {
-            "experiment": experiment, "params": params, "template": template, "seed": seed,
-            "git_commit": git_commit(), "kernel": platform.release(),
-            "python": platform.python_version(), "datapath": caps.default_datapath(),
-            "capabilities": {k: getattr(caps, k) for k in ("netem", "htb", "geneve", "tun",
-                                                            "kernel_datapath")},
-            "tools": caps.tools, "python_packages": caps.python,
-            "start": time.time(), "end": None,
+            "experiment": experiment,
+            "params": params,
+            "template": template,
+            "seed": seed,
+            "git_commit": git_commit(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "datapath": caps.default_datapath(),
+            "capabilities": {
+                k: getattr(caps, k) for k in ("netem", "htb", "geneve", "tun", "kernel_datapath")
+            },
+            "tools": caps.tools,
+            "python_packages": caps.python,
+            "start": time.time(),
+            "end": None,
         }
         self.write_meta()
 
@@ -69,3 +95,52 @@ class ResultsDir:
     def finish(self, **extra: Any) -> Path:
         self.write_meta(end=time.time(), **extra)
         return self.path
+
+
+def parse_params(module: Any, given: dict[str, str]) -> dict[str, Any]:
+    """Defaults from module.PARAMS ({name: (default, help)}), overridden by --param values,
+    converted to the default's type (lists: comma-separated)."""
+    spec = getattr(module, "PARAMS", {})
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise BadInput(
+            f"unknown parameter(s) {', '.join(unknown)}",
+            hint="parameters: " + ", ".join(f"{k} (default {v[0]!r})" for k, v in spec.items()),
+        )
+    out = {}
+    for key, (default, _help) in spec.items():
+        if key not in given:
+            out[key] = default
+            continue
+        text = given[key]
+        try:
+            if isinstance(default, bool):
+                out[key] = text.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, list):
+                kind = type(default[0]) if default else str
+                out[key] = [kind(x) for x in text.split(",") if x.strip()]
+            elif default is None:
+                out[key] = text
+            else:
+                out[key] = type(default)(text)
+        except ValueError as exc:
+            raise BadInput(f"parameter {key}: {exc}") from exc
+    return out
+
+
+def run_experiment(module: Any, name: str, given: dict[str, str], out: str | None = None) -> Path:
+    params = parse_params(module, given)
+    seed = params.get("seed")
+    if seed is None:
+        seed = int(time.time())
+    random.seed(seed)
+    results = ResultsDir(
+        name,
+        params,
+        out=Path(out) if out else None,
+        template=getattr(module, "TEMPLATE", None),
+        seed=seed,
+    )
+    print(f"experiment {name}: results go to {results.path}", flush=True)
+    summary = module.run(params, results)
+    return results.finish(summary=summary)

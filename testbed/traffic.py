@@ -22,16 +22,43 @@ from testbed.errors import BadInput, LabError
 from testbed.lab.hostexec import host_tmp
 
 
-def load_argv(target: str, requests: int = 100, proto: str | None = None,
-              rate: float | None = None, concurrency: int = 10, duration: float | None = None,
-              timeout: float = 5.0, keepalive: bool = False, hold: float = 0.0,
-              headers: list[str] | None = None, out: str | None = None,
-              summary: str | None = None, client: str | None = None) -> list[str]:
+def load_argv(
+    target: str,
+    requests: int = 100,
+    proto: str | None = None,
+    rate: float | None = None,
+    concurrency: int = 10,
+    duration: float | None = None,
+    timeout: float = 5.0,
+    keepalive: bool = False,
+    hold: float = 0.0,
+    headers: list[str] | None = None,
+    out: str | None = None,
+    summary: str | None = None,
+    client: str | None = None,
+) -> list[str]:
     """Command line of the load client with these settings."""
-    argv = [sys.executable, "-m", "testbed.roles.load_client", "--target", target,
-            "-n", str(requests), "-c", str(concurrency), "--timeout", str(timeout)]
-    for flag, value in (("--proto", proto), ("--rate", rate), ("--duration", duration),
-                        ("--out", out), ("--summary", summary), ("--client", client)):
+    argv = [
+        sys.executable,
+        "-m",
+        "testbed.roles.load_client",
+        "--target",
+        target,
+        "-n",
+        str(requests),
+        "-c",
+        str(concurrency),
+        "--timeout",
+        str(timeout),
+    ]
+    for flag, value in (
+        ("--proto", proto),
+        ("--rate", rate),
+        ("--duration", duration),
+        ("--out", out),
+        ("--summary", summary),
+        ("--client", client),
+    ):
         if value is not None:
             argv += [flag, str(value)]
     if keepalive:
@@ -43,8 +70,9 @@ def load_argv(target: str, requests: int = 100, proto: str | None = None,
     return argv
 
 
-def run_load(lab: Any, client: str, target: str, out: str | Path | None = None,
-             **settings: Any) -> Any:
+def run_load(
+    lab: Any, client: str, target: str, out: str | Path | None = None, **settings: Any
+) -> Any:
     """Run the load client in host `client` and return its rows as a pandas DataFrame.
 
     settings: requests, proto, rate, concurrency, duration, timeout, keepalive, hold, headers.
@@ -55,13 +83,15 @@ def run_load(lab: Any, client: str, target: str, out: str | Path | None = None,
     stamp = f"{time.time():.6f}"
     csv_path = host_tmp(lab.name, client) / f"load-{stamp}.csv"
     summary_path = host_tmp(lab.name, client) / f"load-{stamp}.json"
-    argv = load_argv(target, out=str(csv_path), summary=str(summary_path), client=client,
-                     **settings)
+    argv = load_argv(
+        target, out=str(csv_path), summary=str(summary_path), client=client, **settings
+    )
     limit = settings.get("duration") or 600
     proc = host.run(argv, timeout=float(limit) + 120)
     if proc.returncode != 0:
-        raise LabError(f"load client on {client} failed ({proc.returncode}): "
-                       f"{proc.stderr.strip()[-500:]}")
+        raise LabError(
+            f"load client on {client} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
     df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
     df.attrs["summary"] = json.loads(summary_path.read_text())
     if out is not None:
@@ -71,20 +101,42 @@ def run_load(lab: Any, client: str, target: str, out: str | Path | None = None,
     return df
 
 
-def iperf3(lab: Any, server: str, client: str, target_ip: str | None = None,
-           seconds: float = 3.0, parallel: int = 1, udp: bool = False,
-           bitrate: str | None = None, reverse: bool = False, port: int = 5201) -> dict:
+def iperf3(
+    lab: Any,
+    server: str,
+    client: str,
+    target_ip: str | None = None,
+    seconds: float = 3.0,
+    parallel: int = 1,
+    udp: bool = False,
+    bitrate: str | None = None,
+    reverse: bool = False,
+    port: int = 5201,
+) -> dict:
     """Throughput from `client` to `server` (or to target_ip, e.g. a VIP in front of it).
 
     Returns bits_per_second (received), bytes, retransmits and the raw iperf3 JSON."""
     srv = lab.host(server)
     cli = lab.host(client)
-    listener = srv.popen(["iperf3", "-s", "-1", "-p", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener = srv.popen(
+        ["iperf3", "-s", "-1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_listening(srv, port)
-        argv = ["iperf3", "-c", target_ip or srv.ip, "-p", str(port), "-t", f"{seconds:g}",
-                "-P", str(parallel), "-J"]
+        argv = [
+            "iperf3",
+            "-c",
+            target_ip or srv.ip,
+            "-p",
+            str(port),
+            "-t",
+            f"{seconds:g}",
+            "-P",
+            str(parallel),
+            "-J",
+        ]
         if udp:
             argv += ["-u", "-b", bitrate or "1G"]
         elif bitrate:
@@ -100,10 +152,12 @@ def iperf3(lab: Any, server: str, client: str, target_ip: str | None = None,
             raise LabError(f"iperf3 {client} -> {server}: {data['error']}")
         end = data["end"]
         received = end.get("sum_received") or end.get("sum", {})
-        return {"bits_per_second": received.get("bits_per_second", 0.0),
-                "bytes": received.get("bytes", 0),
-                "retransmits": end.get("sum_sent", {}).get("retransmits"),
-                "raw": data}
+        return {
+            "bits_per_second": received.get("bits_per_second", 0.0),
+            "bytes": received.get("bytes", 0),
+            "retransmits": end.get("sum_sent", {}).get("retransmits"),
+            "raw": data,
+        }
     finally:
         if listener.poll() is None:
             listener.kill()
@@ -152,13 +206,29 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return out
 
 
-def wrk(lab: Any, client: str, url: str, seconds: float = 3.0, connections: int = 20,
-        threads: int = 1, keepalive: bool = True) -> dict[str, Any]:
+def wrk(
+    lab: Any,
+    client: str,
+    url: str,
+    seconds: float = 3.0,
+    connections: int = 20,
+    threads: int = 1,
+    keepalive: bool = True,
+) -> dict[str, Any]:
     """HTTP requests/s and latency from host `client` with wrk (bounded by `seconds`)."""
     if connections < threads:
         raise BadInput("wrk needs at least as many connections as threads")
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-            "--latency", url]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--latency",
+        url,
+    ]
     if not keepalive:
         argv[1:1] = ["-H", "Connection: close"]
     # wrk can outlive its -d when its connections stall; SIGINT makes it stop and report.

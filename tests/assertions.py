@@ -7,13 +7,23 @@ import os
 import subprocess
 from pathlib import Path
 
-from testbed.lab import naming, reachability, system
-from testbed.lab.plan import NetworkPlan
+from testbed import naming
+from testbed.lab import reachability, system
 from testbed.lab.teardown import leftovers
+from testbed.plan.network import NetworkPlan
 
 # Command-line fragments of every process a lab starts.
-LAB_PROCESS_MARKERS = ("controllers.run", "testbed.roles.", "testbed.lab.holder", "mininet:",
-                       "snmpd -f -Lo -C", "testbed.snmp.")
+LAB_PROCESS_MARKERS = (
+    "testbed.controllers.run",
+    "testbed.roles.",
+    "testbed.stack.holder",
+    "testbed.gwlb.",
+    "testbed.alb.node",
+    "testbed.lb.health_checker",
+    "mininet:",
+    "snmpd -f -Lo -C",
+    "testbed.snmp.",
+)
 
 
 def plan_of(lab) -> NetworkPlan:
@@ -26,8 +36,14 @@ def assert_reachability_is_aws(lab) -> dict:
     got = reachability.measure(lab, plan)
     want = reachability.expected(plan)
     diffs = reachability.differences(got, want)
-    assert not diffs, "reachability differs from AWS:\n" + "\n".join(diffs) + "\n" + \
-        reachability.format_matrix(plan, got, want) + "\n" + dump_flows(lab)
+    assert not diffs, (
+        "reachability differs from AWS:\n"
+        + "\n".join(diffs)
+        + "\n"
+        + reachability.format_matrix(plan, got, want)
+        + "\n"
+        + dump_flows(lab)
+    )
     return got
 
 
@@ -36,8 +52,9 @@ def dump_flows(lab) -> str:
     out = []
     for br in system.list_bridges():
         if br.startswith(naming.prefix(lab.name)):
-            flows = system.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br],
-                               check=False).stdout
+            flows = system.run(
+                ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br], check=False
+            ).stdout
             out.append(f"--- {br}\n{flows}")
     return "\n".join(out)
 
@@ -67,7 +84,8 @@ def machine_snapshot() -> dict:
         "tmp": sorted(p.name for p in Path("/tmp").iterdir()),
         "labs": sorted(p.name for p in root.iterdir()) if root.exists() else [],
         "etc_netns": sorted(p.name for p in Path("/etc/netns").iterdir())
-        if Path("/etc/netns").exists() else [],
+        if Path("/etc/netns").exists()
+        else [],
     }
 
 
@@ -76,13 +94,20 @@ def assert_nothing_left(name: str) -> None:
     assert not any(left.values()), f"lab {name} left: {json.dumps(left)}"
 
 
-def run_cli(*args: str, timeout: float = 300, check: bool = False,
-            **kwargs) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 300, check: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
     """Run the `testbed` CLI as a user would (same Python as the tests)."""
     import sys
 
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, check=check, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "testbed.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        **kwargs,
+    )
 
 
 def host_diagnostics(lab, *hosts: str) -> str:
@@ -90,9 +115,13 @@ def host_diagnostics(lab, *hosts: str) -> str:
     out = []
     for name in hosts:
         h = lab.host(name)
-        out.append(f"--- {name}\n" + h.cmd(
-            "ip -brief addr; ip route; ip neigh; ss -ltnp; "
-            "ethtool -k eth0 | grep -E '^(tx-checksumming|rx-checksumming)'"))
+        out.append(
+            f"--- {name}\n"
+            + h.cmd(
+                "ip -brief addr; ip route; ip neigh; ss -ltnp; "
+                "ethtool -k eth0 | grep -E '^(tx-checksumming|rx-checksumming)'"
+            )
+        )
         log = lab.dir / "hosts" / name / "role.log"
         if log.exists():
             out.append(f"role.log: {log.read_text()[-2000:]}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from controllers.flows import (
+from testbed.controllers.flows import (
     CT_EST,
     CT_NEW,
     CT_RPL,
@@ -28,7 +28,7 @@ from controllers.flows import (
     SetField,
     ToController,
 )
-from testbed.lab.plan import NetworkPlan
+from testbed.plan.network import NetworkPlan
 
 
 class AmbiguousMatch(AssertionError):
@@ -70,8 +70,13 @@ PORTS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
 def five_tuple(pkt: dict[str, Any]) -> tuple:
     proto = pkt.get("ip_proto")
     sp, dp = PORTS.get(proto, (None, None))
-    return (proto, pkt.get("ipv4_src"), pkt.get(sp) if sp else None, pkt.get("ipv4_dst"),
-            pkt.get(dp) if dp else None)
+    return (
+        proto,
+        pkt.get("ipv4_src"),
+        pkt.get(sp) if sp else None,
+        pkt.get("ipv4_dst"),
+        pkt.get(dp) if dp else None,
+    )
 
 
 def _set_tuple(pkt: dict[str, Any], t: tuple) -> None:
@@ -125,8 +130,13 @@ class FakeConntrack:
             return t
         proto, src, sport, dst, dport = t
         if nat.kind == "dst":
-            return (proto, src, sport, nat.ip or dst,
-                    nat.port_min if nat.port_min is not None else dport)
+            return (
+                proto,
+                src,
+                sport,
+                nat.ip or dst,
+                nat.port_min if nat.port_min is not None else dport,
+            )
         port = sport
         if nat.port_min is not None and not (nat.port_min <= sport <= nat.port_max):
             self._next_port += 1
@@ -135,8 +145,11 @@ class FakeConntrack:
 
     def flush(self, zone: int, reply_src: str | None = None) -> int:
         """Forget connections of a zone (only those translated to reply_src if given)."""
-        keep = [c for c in self.conns if c[0] != zone or
-                (reply_src is not None and c[2][3] != reply_src)]
+        keep = [
+            c
+            for c in self.conns
+            if c[0] != zone or (reply_src is not None and c[2][3] != reply_src)
+        ]
         gone = len(self.conns) - len(keep)
         self.conns = keep
         return gone
@@ -156,8 +169,9 @@ def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
 
 
 class FakeSwitch:
-    def __init__(self, dpid: int, flows: list[Flow], conntrack: FakeConntrack | None = None) \
-            -> None:
+    def __init__(
+        self, dpid: int, flows: list[Flow], conntrack: FakeConntrack | None = None
+    ) -> None:
         self.dpid = dpid
         self.conntrack = conntrack or FakeConntrack()
         self.tables: dict[int, list[Flow]] = {}
@@ -172,12 +186,15 @@ class FakeSwitch:
         best = max(f.priority for f in hits)
         top = [f for f in hits if f.priority == best]
         if len(top) > 1:
-            raise AmbiguousMatch(f"switch {self.dpid:#x} table {table}: {len(top)} flows "
-                                 f"match at priority {best}: {top}")
+            raise AmbiguousMatch(
+                f"switch {self.dpid:#x} table {table}: {len(top)} flows "
+                f"match at priority {best}: {top}"
+            )
         return top[0]
 
-    def process(self, in_port: int, pkt: dict[str, Any], result: Result) \
-            -> list[tuple[int, dict[str, Any]]]:
+    def process(
+        self, in_port: int, pkt: dict[str, Any], result: Result
+    ) -> list[tuple[int, dict[str, Any]]]:
         """Run the pipeline; return (out_port, packet) pairs."""
         # Crossing into a switch clears registers and conntrack state, as OVS patch ports do.
         pkt = {k: v for k, v in pkt.items() if not k.startswith("reg") and k != "ct_state"}
@@ -195,8 +212,9 @@ class FakeSwitch:
                 return outputs  # table miss: drop
             if f.goto is not None and f.goto <= table:
                 # OpenFlow: goto_table only moves forward (OVS rejects the flow otherwise).
-                raise AssertionError(f"switch {self.dpid:#x}: table {table} flow goes to "
-                                     f"table {f.goto}: {f}")
+                raise AssertionError(
+                    f"switch {self.dpid:#x}: table {table} flow goes to table {f.goto}: {f}"
+                )
             next_table = f.goto
             for a in f.actions:
                 if isinstance(a, SetField):
@@ -225,8 +243,9 @@ class FakeSwitch:
             table = next_table
         return outputs
 
-    def apply_group(self, group_id: int, pkt: dict[str, Any], result: Result) \
-            -> list[tuple[int, dict[str, Any]]]:
+    def apply_group(
+        self, group_id: int, pkt: dict[str, Any], result: Result
+    ) -> list[tuple[int, dict[str, Any]]]:
         raise NotImplementedError("groups are added by the load-balancer logic")
 
 
@@ -248,8 +267,10 @@ class FakeFabric:
 
     def reprogram(self) -> None:
         """Reload every switch's flows from the logic (after a change of state)."""
-        self.switches = {s.dpid: FakeSwitch(s.dpid, self.logic.flows_for(s.dpid),
-                                            self.conntrack) for s in self.plan.switches}
+        self.switches = {
+            s.dpid: FakeSwitch(s.dpid, self.logic.flows_for(s.dpid), self.conntrack)
+            for s in self.plan.switches
+        }
 
     def send(self, host: str, pkt: dict[str, Any], max_hops: int = 16) -> Result:
         """Inject `pkt` as sent by `host`; follow it to wherever the flows deliver it."""
@@ -273,15 +294,23 @@ class FakeFabric:
         return result
 
 
-def ip_packet(plan: NetworkPlan, src: str, dst_ip: str, via_router: bool = True,
-              proto: int = 6, **extra: Any) -> dict[str, Any]:
+def ip_packet(
+    plan: NetworkPlan, src: str, dst_ip: str, via_router: bool = True, proto: int = 6, **extra: Any
+) -> dict[str, Any]:
     """An IPv4 packet as host `src` would send it to dst_ip (to its gateway's MAC)."""
     h = plan.host(src)
     dst_mac = plan.router_mac
     if not via_router:
         dst_mac = next(x.mac for x in plan.hosts if x.ip == dst_ip)
-    pkt = {"eth_src": h.mac, "eth_dst": dst_mac, "eth_type": 0x0800, "ipv4_src": h.ip,
-           "ipv4_dst": dst_ip, "ip_proto": proto, "ttl": 64}
+    pkt = {
+        "eth_src": h.mac,
+        "eth_dst": dst_mac,
+        "eth_type": 0x0800,
+        "ipv4_src": h.ip,
+        "ipv4_dst": dst_ip,
+        "ip_proto": proto,
+        "ttl": 64,
+    }
     if proto == 6:
         pkt.update(tcp_src=40000, tcp_dst=80, tcp_flags_nxm=0x02)
     elif proto == 17:

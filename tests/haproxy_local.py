@@ -24,7 +24,7 @@ from typing import Any
 from testbed.alb.config import NodeFiles, render
 from testbed.alb.node import log_filter
 from testbed.alb.runtime import CliUnavailable, cli
-from testbed.lab.lbplan import ConditionPlan, LoadBalancerPlan
+from testbed.plan.balancers import ConditionPlan, LoadBalancerPlan
 
 HAVE_HAPROXY = shutil.which("haproxy") is not None
 
@@ -48,9 +48,14 @@ class _Identity(http.server.BaseHTTPRequestHandler):
             status = int(self.path.split("status=")[1].split("&")[0])
         if "delay_ms=" in self.path:
             time.sleep(int(self.path.split("delay_ms=")[1].split("&")[0]) / 1000)
-        body = json.dumps({"instance": self.server.name, "path": self.path,
-                           "method": self.command,
-                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        body = json.dumps(
+            {
+                "instance": self.server.name,
+                "path": self.path,
+                "method": self.command,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        ).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -84,40 +89,86 @@ class Backend:
 class LocalAlb:
     """One node of `lb` on 127.0.0.1, its targets on local servers, HAProxy running."""
 
-    def __init__(self, lb: LoadBalancerPlan, tmp: Path, node_index: int = 0,
-                 source_ip_as: str = "127.0.0.2/32") -> None:
+    def __init__(
+        self,
+        lb: LoadBalancerPlan,
+        tmp: Path,
+        node_index: int = 0,
+        source_ip_as: str = "127.0.0.2/32",
+    ) -> None:
         self.tmp = Path(tmp)
         names = sorted({t.host or t.id for tg in lb.target_groups for t in tg.targets})
         self.backends = {name: Backend(name) for name in names}
         self.port = free_port()
         node = replace(lb.nodes[node_index], ip="127.0.0.1")
-        listeners = tuple(replace(lis, port=self.port, rules=tuple(
-            replace(r, conditions=tuple(
-                ConditionPlan(c.field, (source_ip_as,)) if c.field == "source-ip" else c
-                for c in r.conditions)) for r in lis.rules)) for lis in lb.listeners)
-        groups = tuple(replace(tg, targets=tuple(
-            replace(t, ip="127.0.0.1", port=self.backends[t.host or t.id].port)
-            for t in tg.targets)) for tg in lb.target_groups)
-        self.lb = replace(lb, nodes=tuple(replace(n, ip="127.0.0.1") if i == node_index else n
-                                          for i, n in enumerate(lb.nodes)),
-                          listeners=listeners, target_groups=groups)
+        listeners = tuple(
+            replace(
+                lis,
+                port=self.port,
+                rules=tuple(
+                    replace(
+                        r,
+                        conditions=tuple(
+                            ConditionPlan(c.field, (source_ip_as,)) if c.field == "source-ip" else c
+                            for c in r.conditions
+                        ),
+                    )
+                    for r in lis.rules
+                ),
+            )
+            for lis in lb.listeners
+        )
+        groups = tuple(
+            replace(
+                tg,
+                targets=tuple(
+                    replace(t, ip="127.0.0.1", port=self.backends[t.host or t.id].port)
+                    for t in tg.targets
+                ),
+            )
+            for tg in lb.target_groups
+        )
+        self.lb = replace(
+            lb,
+            nodes=tuple(
+                replace(n, ip="127.0.0.1") if i == node_index else n for i, n in enumerate(lb.nodes)
+            ),
+            listeners=listeners,
+            target_groups=groups,
+        )
         self.node = node
-        self.files = NodeFiles(self.tmp, self.tmp / "haproxy.cfg", self.tmp / "haproxy.sock",
-                               self.tmp / "master.sock", self.tmp / "access.log",
-                               self.tmp / "haproxy.log")
+        self.files = NodeFiles(
+            self.tmp,
+            self.tmp / "haproxy.cfg",
+            self.tmp / "haproxy.sock",
+            self.tmp / "master.sock",
+            self.tmp / "access.log",
+            self.tmp / "haproxy.log",
+        )
         self.proc: subprocess.Popen | None = None
 
     def start(self, targets: dict[str, list[dict[str, Any]]] | None = None) -> LocalAlb:
         self.files.config.write_text(render(self.lb, self.node, self.files, targets))
-        self.log = open(self.files.access_log, "ab")
-        errors = open(self.files.haproxy_log, "ab")
+        self.log = open(self.files.access_log, "ab")  # noqa: SIM115 (closed by stop())
+        errors = open(self.files.haproxy_log, "ab")  # noqa: SIM115 (closed below)
         # As on a lab's node: request lines through the node's grep into access.log.
-        self.grep = subprocess.Popen(log_filter(self.node.host), stdin=subprocess.PIPE,
-                                     stdout=self.log, stderr=errors)
+        self.grep = subprocess.Popen(
+            log_filter(self.node.host), stdin=subprocess.PIPE, stdout=self.log, stderr=errors
+        )
         self.proc = subprocess.Popen(
-            ["haproxy", "-W", "-db", "-f", str(self.files.config), "-S",
-             str(self.files.master_socket)], stdout=self.grep.stdin, stderr=errors,
-            cwd=self.tmp)
+            [
+                "haproxy",
+                "-W",
+                "-db",
+                "-f",
+                str(self.files.config),
+                "-S",
+                str(self.files.master_socket),
+            ],
+            stdout=self.grep.stdin,
+            stderr=errors,
+            cwd=self.tmp,
+        )
         self.grep.stdin.close()
         errors.close()
         deadline = time.monotonic() + 10
@@ -147,17 +198,24 @@ class LocalAlb:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def request(self, path: str, method: str = "GET", headers: dict[str, str] | None = None,
-                source: str = "127.0.0.1", conn: http.client.HTTPConnection | None = None,
-                ) -> tuple[int, dict[str, str], str]:
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        source: str = "127.0.0.1",
+        conn: http.client.HTTPConnection | None = None,
+    ) -> tuple[int, dict[str, str], str]:
         """One request (on `conn` if given, else a new connection from `source`)."""
         own = conn is None
         if own:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10,
-                                              source_address=(source, 0))
+            conn = http.client.HTTPConnection(
+                "127.0.0.1", self.port, timeout=10, source_address=(source, 0)
+            )
         try:
-            conn.putrequest(method, path, skip_host="Host" in (headers or {}),
-                            skip_accept_encoding=True)
+            conn.putrequest(
+                method, path, skip_host="Host" in (headers or {}), skip_accept_encoding=True
+            )
             for k, v in (headers or {}).items():
                 conn.putheader(k, v)
             conn.endheaders()
@@ -169,7 +227,7 @@ class LocalAlb:
                 conn.close()
 
     def instance(self, path: str, **kw: Any) -> str | None:
-        status, _h, body = self.request(path, **kw)
+        _status, _h, body = self.request(path, **kw)
         try:
             return json.loads(body)["instance"]
         except (ValueError, KeyError):

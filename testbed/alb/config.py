@@ -36,7 +36,7 @@ from testbed.alb.patterns import (
     server_name,
     single_quoted,
 )
-from testbed.lab.lbplan import (
+from testbed.plan.balancers import (
     ConditionPlan,
     ListenerPlan,
     LoadBalancerPlan,
@@ -47,8 +47,11 @@ from testbed.lab.lbplan import (
 DEFAULT_RULE = "_default"  # txn.rule of the default actions (logical ids have no '_')
 NO_TARGET = "elb_no_target"  # answers 503 when an action has nowhere to go
 DRAW_RANGE = 1_000_000  # weighted forward: one draw in [0, DRAW_RANGE) per request
-ALGORITHMS = {"round_robin": "roundrobin", "least_outstanding_requests": "leastconn",
-              "weighted_random": "random"}
+ALGORITHMS = {
+    "round_robin": "roundrobin",
+    "least_outstanding_requests": "leastconn",
+    "weighted_random": "random",
+}
 GROUP_COOKIE = "AWSALBTG"
 LB_COOKIE = "AWSALB"
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -57,9 +60,11 @@ READY, MAINT = "ready", "maint"
 # The lab's access-log format (testbed.accesslog), written by HAProxy at the end of each
 # request: completion time, node, client, local address, method, "target", status (0 when
 # no answer was sent), bytes, duration in ms, "X-Forwarded-For as received", "User-Agent".
-LOG_FORMAT = ('%[date,utime(%Y-%m-%dT%H:%M:%S)].%[date_us,add(1000000),regsub(^1,)]Z '
-              '{node} %ci:%cp %fi:%fp %HM \\"%{{+E}}HU\\" %[var(txn.st,0)] %B %Ta '
-              '\\"%{{+E}}[var(txn.xff,-)]\\" \\"%{{+E}}[var(txn.ua,-)]\\"')
+LOG_FORMAT = (
+    "%[date,utime(%Y-%m-%dT%H:%M:%S)].%[date_us,add(1000000),regsub(^1,)]Z "
+    '{node} %ci:%cp %fi:%fp %HM \\"%{{+E}}HU\\" %[var(txn.st,0)] %B %Ta '
+    '\\"%{{+E}}[var(txn.xff,-)]\\" \\"%{{+E}}[var(txn.ua,-)]\\"'
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,14 @@ def node_files(lab_dir: Path, host: str) -> NodeFiles:
     if len(str(d / "haproxy-master.sock")) > SOCKET_PATH_MAX:
         # Long logical ids: Unix socket paths are limited; keep sockets in a short folder.
         sockets = Path(lab_dir) / "alb" / hashlib.sha256(host.encode()).hexdigest()[:12]
-    return NodeFiles(d, d / "haproxy.cfg", sockets / "haproxy.sock",
-                     sockets / "haproxy-master.sock", d / "access.log", d / "haproxy.log")
+    return NodeFiles(
+        d,
+        d / "haproxy.cfg",
+        sockets / "haproxy.sock",
+        sockets / "haproxy-master.sock",
+        d / "access.log",
+        d / "haproxy.log",
+    )
 
 
 def backend_name(tg: str) -> str:
@@ -100,8 +111,7 @@ def action_backend(kind: str, listener: str, rule: str) -> str:
     return f"{ACTION_PREFIX[kind]}{listener}_{rule.lstrip('_')}"
 
 
-def in_scope(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan,
-             az: str | None) -> bool:
+def in_scope(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, az: str | None) -> bool:
     """Whether a target in `az` is in the node's backend for `tg` (cross-zone scope)."""
     enabled = {n.az for n in lb.nodes}
     if az != "all" and az not in enabled:
@@ -111,12 +121,15 @@ def in_scope(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan,
 
 def template_targets(tg: TargetGroupPlan) -> list[dict[str, Any]]:
     """The group's template targets as registry snapshot rows, all still `initial`."""
-    return [{"key": t.key, "ip": t.ip, "port": t.port, "az": t.az, "state": "initial"}
-            for t in tg.targets]
+    return [
+        {"key": t.key, "ip": t.ip, "port": t.port, "az": t.az, "state": "initial"}
+        for t in tg.targets
+    ]
 
 
-def server_states(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan,
-                  targets: list[dict[str, Any]]) -> dict[str, tuple[str, int, str]]:
+def server_states(
+    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[dict[str, Any]]
+) -> dict[str, tuple[str, int, str]]:
     """{server name: (ip, port, ready|maint)} of the node's backend for `tg`.
 
     `targets`: the group's registered targets with their states (registry snapshot rows).
@@ -124,14 +137,14 @@ def server_states(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan,
     scope does (AWS fails open). Initial, unhealthy and draining targets get none
     otherwise; draining ones stay as servers so that in-flight requests finish.
     """
-    scope = [t for t in targets if in_scope(lb, node, tg, t.get("az"))
-             and t["state"] != "unused"]
+    scope = [t for t in targets if in_scope(lb, node, tg, t.get("az")) and t["state"] != "unused"]
     serving = [t for t in scope if t["state"] in IN_SERVICE]
     healthy = [t for t in serving if t["state"] == "healthy"]
     live = {t["key"] for t in (healthy or serving)}
-    return {server_name(t["key"]): (t["ip"], int(t["port"]),
-                                    READY if t["key"] in live else MAINT)
-            for t in sorted(scope, key=lambda t: t["key"])}
+    return {
+        server_name(t["key"]): (t["ip"], int(t["port"]), READY if t["key"] in live else MAINT)
+        for t in sorted(scope, key=lambda t: t["key"])
+    }
 
 
 def cookie_key(lb: LoadBalancerPlan) -> str:
@@ -140,8 +153,12 @@ def cookie_key(lb: LoadBalancerPlan) -> str:
     return hashlib.sha256(f"{lb.name}|{lb.dns_name}".encode()).hexdigest()[:24]
 
 
-def render(lb: LoadBalancerPlan, node: NodePlan, files: NodeFiles,
-           targets: Mapping[str, list[dict[str, Any]]] | None = None) -> str:
+def render(
+    lb: LoadBalancerPlan,
+    node: NodePlan,
+    files: NodeFiles,
+    targets: Mapping[str, list[dict[str, Any]]] | None = None,
+) -> str:
     """The whole haproxy.cfg of `node`.
 
     targets: {target group: registry snapshot rows}; a group missing there (and every group
@@ -149,73 +166,79 @@ def render(lb: LoadBalancerPlan, node: NodePlan, files: NodeFiles,
     requests: AWS fails open)."""
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
-    out = [f"# haproxy.cfg of ALB node {node.host} ({lb.name}, {node.az}, {node.ip}).",
-           "# Written by testbed.alb.config from the lab's plan; the holder rewrites it on",
-           "# `testbed update` and reloads HAProxy (established connections stay).",
-           "global",
-           # One thread: the node shares the machine's few CPUs with clients and targets.
-           "    nbthread 1",
-           # 2 x maxconn file descriptors must fit the machine's limit (20000 here).
-           "    maxconn 8000",
-           f"    stats socket {files.stats_socket} mode 600 level admin expose-fd listeners",
-           # After a reload the old worker serves its connections at most this long
-           # (AWS closes client connections after client_keep_alive.seconds).
-           f"    hard-stop-after {keep_alive}s",
-           # A reload leaves client connections alone (no "Connection: close", idle ones
-           # are not closed): they end by their own timeouts, as on AWS.
-           "    close-spread-time infinite",
-           "",
-           "defaults",
-           "    mode http",
-           "    no log",
-           "    option dontlognull",
-           # AWS: 10 s to connect to a target; the idle timeout on both sides otherwise.
-           "    timeout connect 10s",
-           f"    timeout client {idle}s",
-           f"    timeout server {idle}s",
-           f"    timeout http-keep-alive {idle}s",
-           f"    timeout http-request {idle}s",
-           # AWS does not retry a request on another target; idle connections to targets
-           # are shared between clients, as AWS reuses them.
-           "    retries 0",
-           "    http-reuse always",
-           ""]
+    out = [
+        f"# haproxy.cfg of ALB node {node.host} ({lb.name}, {node.az}, {node.ip}).",
+        "# Written by testbed.alb.config from the lab's plan; the holder rewrites it on",
+        "# `testbed update` and reloads HAProxy (established connections stay).",
+        "global",
+        # One thread: the node shares the machine's few CPUs with clients and targets.
+        "    nbthread 1",
+        # 2 x maxconn file descriptors must fit the machine's limit (20000 here).
+        "    maxconn 8000",
+        f"    stats socket {files.stats_socket} mode 600 level admin expose-fd listeners",
+        # After a reload the old worker serves its connections at most this long
+        # (AWS closes client connections after client_keep_alive.seconds).
+        f"    hard-stop-after {keep_alive}s",
+        # A reload leaves client connections alone (no "Connection: close", idle ones
+        # are not closed): they end by their own timeouts, as on AWS.
+        "    close-spread-time infinite",
+        "",
+        "defaults",
+        "    mode http",
+        "    no log",
+        "    option dontlognull",
+        # AWS: 10 s to connect to a target; the idle timeout on both sides otherwise.
+        "    timeout connect 10s",
+        f"    timeout client {idle}s",
+        f"    timeout server {idle}s",
+        f"    timeout http-keep-alive {idle}s",
+        f"    timeout http-request {idle}s",
+        # AWS does not retry a request on another target; idle connections to targets
+        # are shared between clients, as AWS reuses them.
+        "    retries 0",
+        "    http-reuse always",
+        "",
+    ]
     for listener in lb.listeners:
         out += _frontend(lb, node, listener)
     for tg in lb.target_groups:
-        rows = list(targets[tg.name]) if targets and tg.name in targets else \
-            template_targets(tg)
+        rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
         out += _backend(lb, node, tg, rows)
     for listener in lb.listeners:
         for rule, actions in _rules_in_order(listener):
             out += _action_backend(listener, rule, actions[0])
-    out += [f"backend {NO_TARGET}",
-            "    http-request return status 503 content-type text/plain "
-            "string \"503 Service Temporarily Unavailable\"", ""]
+    out += [
+        f"backend {NO_TARGET}",
+        "    http-request return status 503 content-type text/plain "
+        'string "503 Service Temporarily Unavailable"',
+        "",
+    ]
     return "\n".join(out) + "\n"
 
 
 def _rules_in_order(listener: ListenerPlan) -> list[tuple[str, tuple[dict[str, Any], ...]]]:
     rules = [(r.name, r.actions) for r in sorted(listener.rules, key=lambda r: r.priority)]
-    return rules + [(DEFAULT_RULE, listener.default_actions)]
+    return [*rules, (DEFAULT_RULE, listener.default_actions)]
 
 
 def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> list[str]:
     port = listener.port
-    out = [f"frontend {listener.name}",
-           f"    bind {node.ip}:{port}",
-           "    log stdout format raw local0",
-           "    log-format \"" + LOG_FORMAT.format(node=node.host) + "\"",
-           # As the client sent them, for the access log (before any rewriting).
-           "    http-request set-var(txn.xff) req.fhdr(x-forwarded-for)",
-           "    http-request set-var(txn.ua) req.fhdr(user-agent)",
-           # AWS answers 502 when a target refuses or drops the connection; HAProxy says 503
-           # (the page's text stays HAProxy's). 503 with no server chosen: no target at all.
-           "    http-after-response set-status 502 if { status 503 } { srv_id -m found }",
-           "    http-after-response set-var(txn.st) status",
-           # Answers of the load balancer itself carry its name, as AWS's do.
-           "    http-after-response set-header Server awselb/2.0 "
-           "if { var(txn.be) -m beg redirect_ fixed_ } or !{ var(txn.be) -m found }"]
+    out = [
+        f"frontend {listener.name}",
+        f"    bind {node.ip}:{port}",
+        "    log stdout format raw local0",
+        '    log-format "' + LOG_FORMAT.format(node=node.host) + '"',
+        # As the client sent them, for the access log (before any rewriting).
+        "    http-request set-var(txn.xff) req.fhdr(x-forwarded-for)",
+        "    http-request set-var(txn.ua) req.fhdr(user-agent)",
+        # AWS answers 502 when a target refuses or drops the connection; HAProxy says 503
+        # (the page's text stays HAProxy's). 503 with no server chosen: no target at all.
+        "    http-after-response set-status 502 if { status 503 } { srv_id -m found }",
+        "    http-after-response set-var(txn.st) status",
+        # Answers of the load balancer itself carry its name, as AWS's do.
+        "    http-after-response set-header Server awselb/2.0 "
+        "if { var(txn.be) -m beg redirect_ fixed_ } or !{ var(txn.be) -m found }",
+    ]
     rules = sorted(listener.rules, key=lambda r: r.priority)
     # 1. Which rule matches: the first in priority order whose conditions all hold.
     for rule in rules:
@@ -224,10 +247,13 @@ def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> l
             name = f"{rule.name}_c{i}"
             out.append(f"    acl {name} {_acl(cond)}")
             names.append(name)
-        out.append(f"    http-request set-var(txn.rule) str({rule.name}) if "
-                   f"!{{ var(txn.rule) -m found }} {' '.join(names)}")
-    out.append(f"    http-request set-var(txn.rule) str({DEFAULT_RULE}) "
-               "if !{ var(txn.rule) -m found }")
+        out.append(
+            f"    http-request set-var(txn.rule) str({rule.name}) if "
+            f"!{{ var(txn.rule) -m found }} {' '.join(names)}"
+        )
+    out.append(
+        f"    http-request set-var(txn.rule) str({DEFAULT_RULE}) if !{{ var(txn.rule) -m found }}"
+    )
     # 2. Where the matching rule's action sends the request.
     cookies = []
     for rule_name, actions in _rules_in_order(listener):
@@ -238,8 +264,11 @@ def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> l
     # 3. Headers for the targets.
     out += _forwarded_headers(lb, port)
     out += cookies
-    out += ["    use_backend %[var(txn.be)] if { var(txn.be) -m found }",
-            f"    default_backend {NO_TARGET}", ""]
+    out += [
+        "    use_backend %[var(txn.be)] if { var(txn.be) -m found }",
+        f"    default_backend {NO_TARGET}",
+        "",
+    ]
     return out
 
 
@@ -248,18 +277,17 @@ def _acl(cond: ConditionPlan) -> str:
     if cond.field == "path-pattern":  # the path only, case-sensitive
         return "path -m reg " + " ".join(single_quoted(anchored(v)) for v in cond.values)
     if cond.field == "host-header":  # without a port, case-insensitive
-        return "req.hdr(host),field(1,:) -m reg -i " + \
-            " ".join(single_quoted(anchored(v)) for v in cond.values)
+        return "req.hdr(host),field(1,:) -m reg -i " + " ".join(
+            single_quoted(anchored(v)) for v in cond.values
+        )
     if cond.field == "http-header":  # name and values case-insensitive; every occurrence
         fetch = double_quoted(f"req.fhdr({(cond.key or '').lower()})")
-        return f"{fetch} -m reg -i " + \
-            " ".join(single_quoted(anchored(v)) for v in cond.values)
+        return f"{fetch} -m reg -i " + " ".join(single_quoted(anchored(v)) for v in cond.values)
     if cond.field == "http-request-method":  # exact, case-sensitive
         return "method " + " ".join(cond.values)
     if cond.field == "query-string":  # the raw query; any pair; case-insensitive
         pairs = cond.pairs or tuple((None, v) for v in cond.values)
-        return "query -m reg -i " + " ".join(single_quoted(query_regex(k, v))
-                                             for k, v in pairs)
+        return "query -m reg -i " + " ".join(single_quoted(query_regex(k, v)) for k, v in pairs)
     if cond.field == "source-ip":  # the client's own address
         return "src " + " ".join(cond.values)
     raise ValueError(f"unknown condition field {cond.field!r}")
@@ -269,8 +297,9 @@ def _when(rule: str) -> str:
     return f"{{ var(txn.rule) -m str {rule} }}"
 
 
-def _choose_backend(listener: ListenerPlan, rule: str, action: dict[str, Any]
-                    ) -> tuple[list[str], str | None]:
+def _choose_backend(
+    listener: ListenerPlan, rule: str, action: dict[str, Any]
+) -> tuple[list[str], str | None]:
     """http-request lines that set txn.be for `rule`, and the response line that sets its
     group stickiness cookie (or None)."""
     when = _when(rule)
@@ -281,15 +310,18 @@ def _choose_backend(listener: ListenerPlan, rule: str, action: dict[str, Any]
     if not groups:
         return [], None  # every weight is 0: nowhere to go (503)
     if len(groups) == 1:
-        return [f"    http-request set-var(txn.be) str({backend_name(groups[0][0])}) "
-                f"if {when}"], None
+        return [
+            f"    http-request set-var(txn.be) str({backend_name(groups[0][0])}) if {when}"
+        ], None
     out = []
     sticky = action.get("group_stickiness_s")
     if sticky:
         # A client that holds the group cookie stays with that group (while it has weight).
         for tg, _w in groups:
-            out.append(f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} "
-                       f"{{ req.cook({GROUP_COOKIE}) -m str {backend_name(tg)} }}")
+            out.append(
+                f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} "
+                f"{{ req.cook({GROUP_COOKIE}) -m str {backend_name(tg)} }}"
+            )
     pending = "!{ var(txn.be) -m found }"
     out.append(f"    http-request set-var(txn.draw) rand({DRAW_RANGE}) if {when} {pending}")
     total = sum(w for _tg, w in groups)
@@ -297,16 +329,21 @@ def _choose_backend(listener: ListenerPlan, rule: str, action: dict[str, Any]
     for i, (tg, w) in enumerate(groups):
         cumulative += w
         if i == len(groups) - 1:
-            out.append(f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} "
-                       f"{pending}")
+            out.append(
+                f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} {pending}"
+            )
         else:
             limit = round(cumulative * DRAW_RANGE / total)
-            out.append(f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} "
-                       f"{pending} {{ var(txn.draw) -m int lt {limit} }}")
+            out.append(
+                f"    http-request set-var(txn.be) str({backend_name(tg)}) if {when} "
+                f"{pending} {{ var(txn.draw) -m int lt {limit} }}"
+            )
     cookie = None
     if sticky:
-        cookie = (f"    http-response add-header Set-Cookie \"{GROUP_COOKIE}=%[var(txn.be)]; "
-                  f"Max-Age={int(sticky)}; Path=/\" if {when}")
+        cookie = (
+            f'    http-response add-header Set-Cookie "{GROUP_COOKIE}=%[var(txn.be)]; '
+            f'Max-Age={int(sticky)}; Path=/" if {when}'
+        )
     return out, cookie
 
 
@@ -315,45 +352,55 @@ def _forwarded_headers(lb: LoadBalancerPlan, port: int | None) -> list[str]:
     client = "%[src]"
     if lb.attributes.get("routing.http.xff_client_port.enabled", "false") == "true":
         client = "%[src]:%[src_port]"
-    out = ["    http-request set-header X-Forwarded-Proto http",
-           f"    http-request set-header X-Forwarded-Port {port}"]
+    out = [
+        "    http-request set-header X-Forwarded-Proto http",
+        f"    http-request set-header X-Forwarded-Port {port}",
+    ]
     if mode == "append":
         # One header, the client's address appended to what it sent (as AWS does; HAProxy's
         # `option forwardfor` would add a second header line instead).
-        out += [f"    http-request set-header X-Forwarded-For \"%[req.fhdr(x-forwarded-for)], "
-                f"{client}\" if {{ req.fhdr(x-forwarded-for) -m found }}",
-                f"    http-request set-header X-Forwarded-For \"{client}\" "
-                "unless { req.fhdr(x-forwarded-for) -m found }"]
+        out += [
+            f'    http-request set-header X-Forwarded-For "%[req.fhdr(x-forwarded-for)], '
+            f'{client}" if {{ req.fhdr(x-forwarded-for) -m found }}',
+            f'    http-request set-header X-Forwarded-For "{client}" '
+            "unless { req.fhdr(x-forwarded-for) -m found }",
+        ]
     elif mode == "remove":
         out.append("    http-request del-header X-Forwarded-For")
     # preserve: sent on unchanged (and none added).
     return out
 
 
-def _backend(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan,
-             targets: list[dict[str, Any]]) -> list[str]:
+def _backend(
+    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[dict[str, Any]]
+) -> list[str]:
     attrs = tg.attributes
     algorithm = attrs.get("load_balancing.algorithm.type", "round_robin")
-    out = [f"backend {backend_name(tg.name)}",
-           # least_outstanding_requests -> leastconn: HAProxy counts the requests being
-           # served by each server (idle kept-alive connections do not count).
-           f"    balance {ALGORITHMS.get(algorithm, 'roundrobin')}"]
+    out = [
+        f"backend {backend_name(tg.name)}",
+        # least_outstanding_requests -> leastconn: HAProxy counts the requests being
+        # served by each server (idle kept-alive connections do not count).
+        f"    balance {ALGORITHMS.get(algorithm, 'roundrobin')}",
+    ]
     if attrs.get("stickiness.enabled", "false") == "true":
         kind = attrs.get("stickiness.type", "lb_cookie")
         if kind == "lb_cookie":
             life = int(attrs.get("stickiness.lb_cookie.duration_seconds", "86400"))
             # Dynamic cookies: derived from the server's address and a per-LB key, so they
             # work for targets registered at run time and on every node alike.
-            out += [f"    cookie {LB_COOKIE} insert maxlife {life}s dynamic "
-                    f"attr \"Max-Age={life}\"",
-                    f"    dynamic-cookie-key {cookie_key(lb)}"]
+            out += [
+                f'    cookie {LB_COOKIE} insert maxlife {life}s dynamic attr "Max-Age={life}"',
+                f"    dynamic-cookie-key {cookie_key(lb)}",
+            ]
         elif kind == "app_cookie":
             name = attrs.get("stickiness.app_cookie.cookie_name", "")
             life = int(attrs.get("stickiness.app_cookie.duration_seconds", "86400"))
             # The application's cookie value -> the target that set it (per node).
-            out += [f"    stick-table type string len 128 size 100k expire {life}s",
-                    f"    stick on req.cook({name})",
-                    f"    stick store-response res.cook({name})"]
+            out += [
+                f"    stick-table type string len 128 size 100k expire {life}s",
+                f"    stick on req.cook({name})",
+                f"    stick store-response res.cook({name})",
+            ]
     for name, (ip, port, state) in server_states(lb, node, tg, targets).items():
         out.append(f"    server {name} {ip}:{port}" + (" disabled" if state == MAINT else ""))
     out.append("")
@@ -373,19 +420,22 @@ def _action_backend(listener: ListenerPlan, rule: str, action: dict[str, Any]) -
             # "?" only when there is a query: #{query} alone may be empty.
             only_query = r.get("Query", "").strip() == "#{query}"
             cond = " if { query -m len gt 0 }" if only_query else ""
-            out.append(f"    http-request redirect location "
-                       f"{double_quoted(url + '?' + query)} code {code}{cond}")
+            out.append(
+                f"    http-request redirect location "
+                f"{double_quoted(url + '?' + query)} code {code}{cond}"
+            )
         if not query or r.get("Query", "").strip() == "#{query}":
-            out.append(f"    http-request redirect location {double_quoted(url)} "
-                       f"code {code}")
+            out.append(f"    http-request redirect location {double_quoted(url)} code {code}")
     else:
         f = action["fixed_response"]
         status = int(f["StatusCode"])
         body = f.get("MessageBody", "")
         line = f"    http-request return status {status}"
         if body:
-            line += (f" content-type {double_quoted(f.get('ContentType', 'text/plain'))} "
-                     f"string {double_quoted(body)}")
+            line += (
+                f" content-type {double_quoted(f.get('ContentType', 'text/plain'))} "
+                f"string {double_quoted(body)}"
+            )
         out.append(line)
     out.append("")
     return out
@@ -400,8 +450,13 @@ _QUERY = "%[query]"
 def _placeholders(listener: ListenerPlan, text: str) -> str:
     """A log-format string for a redirect template part (literal text %-escaped)."""
     proto = (listener.protocol or "HTTP").lower()
-    parts = {"#{host}": _HOST, "#{path}": _PATH, "#{query}": _QUERY,
-             "#{port}": str(listener.port), "#{protocol}": proto}
+    parts = {
+        "#{host}": _HOST,
+        "#{path}": _PATH,
+        "#{query}": _QUERY,
+        "#{port}": str(listener.port),
+        "#{protocol}": proto,
+    }
     out, i = [], 0
     while i < len(text):
         for placeholder, value in parts.items():
@@ -417,7 +472,8 @@ def _placeholders(listener: ListenerPlan, text: str) -> str:
 
 def _redirect_url(listener: ListenerPlan, r: dict[str, Any]) -> str:
     scheme = _placeholders(listener, r.get("Protocol", "#{protocol}")).lower()
-    return (f"{scheme}://{_placeholders(listener, r.get('Host', '#{host}'))}:"
-            f"{_placeholders(listener, r.get('Port', '#{port}'))}"
-            f"{_placeholders(listener, r.get('Path', '/#{path}'))}")
-
+    return (
+        f"{scheme}://{_placeholders(listener, r.get('Host', '#{host}'))}:"
+        f"{_placeholders(listener, r.get('Port', '#{port}'))}"
+        f"{_placeholders(listener, r.get('Path', '/#{path}'))}"
+    )

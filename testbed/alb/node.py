@@ -23,15 +23,16 @@ import sys
 from pathlib import Path
 
 from testbed.alb.config import node_files, render
-from testbed.lab.lbplan import LoadBalancerPlan, NodePlan
-from testbed.lab.plan import NetworkPlan
 from testbed.lb.health_checker import Checker
+from testbed.naming import HOLDER_SOCK, PLAN_FILE
+from testbed.plan.balancers import LoadBalancerPlan, NodePlan
+from testbed.plan.network import NetworkPlan
 
 PORT_RANGE = "1024 65535"  # the node connects to targets itself (see run)
 
 
 def load_node(lab_dir: Path, lb_name: str, host: str) -> tuple[LoadBalancerPlan, NodePlan]:
-    plan = NetworkPlan.from_json((lab_dir / "plan.json").read_text())
+    plan = NetworkPlan.from_json((lab_dir / PLAN_FILE).read_text())
     lb = next(x for x in plan.load_balancers if x.name == lb_name)
     node = next(n for n in lb.nodes if n.host == host)
     return lb, node
@@ -55,16 +56,28 @@ async def run(args: argparse.Namespace) -> int:
     Path("/proc/sys/net/ipv4/ip_local_port_range").write_text(PORT_RANGE)
     read_end, write_end = os.pipe()
     with open(files.access_log, "ab") as access, open(files.haproxy_log, "ab") as errors:
-        grep = await asyncio.create_subprocess_exec(*log_filter(node.host), stdin=read_end,
-                                                    stdout=access, stderr=errors)
+        grep = await asyncio.create_subprocess_exec(
+            *log_filter(node.host), stdin=read_end, stdout=access, stderr=errors
+        )
         proc = await asyncio.create_subprocess_exec(
-            "haproxy", "-W", "-db", "-f", str(files.config), "-S", str(files.master_socket),
-            stdout=write_end, stderr=errors, cwd=str(files.dir))
+            "haproxy",
+            "-W",
+            "-db",
+            "-f",
+            str(files.config),
+            "-S",
+            str(files.master_socket),
+            stdout=write_end,
+            stderr=errors,
+            cwd=str(files.dir),
+        )
     os.close(read_end)
     os.close(write_end)
-    print(f"haproxy master pid {proc.pid}, config {files.config}; log filter pid {grep.pid}",
-          flush=True)
-    checker = Checker(args.lb, node.az, node.ip, str(lab_dir / "holder.sock"))
+    print(
+        f"haproxy master pid {proc.pid}, config {files.config}; log filter pid {grep.pid}",
+        flush=True,
+    )
+    checker = Checker(args.lb, node.az, node.ip, str(lab_dir / HOLDER_SOCK))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,8 +95,12 @@ async def run(args: argparse.Namespace) -> int:
     else:
         code = proc.returncode or 1
         tail = files.haproxy_log.read_text(errors="replace").strip().splitlines()[-8:]
-        print(f"haproxy exited with code {proc.returncode}; {files.haproxy_log} ends with:\n"
-              + "\n".join(tail), file=sys.stderr, flush=True)
+        print(
+            f"haproxy exited with code {proc.returncode}; {files.haproxy_log} ends with:\n"
+            + "\n".join(tail),
+            file=sys.stderr,
+            flush=True,
+        )
     try:  # HAProxy's end closes the pipe: grep writes the last lines and ends
         await asyncio.wait_for(grep.wait(), 3)
     except TimeoutError:
@@ -92,8 +109,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--lab-dir", required=True, help="the lab's folder (holds plan.json)")
     ap.add_argument("--lb", required=True, help="load balancer logical id")
     ap.add_argument("--node", required=True, help="the node's host name (e.g. MyALB-1a)")

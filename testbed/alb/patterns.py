@@ -21,8 +21,7 @@ def _literal(ch: str) -> str:
     return "".join(f"\\x{b:02x}" for b in ch.encode("utf-8"))
 
 
-def wildcard_regex(pattern: str, many: str = ".*", one: str = ".",
-                   escapes: bool = False) -> str:
+def wildcard_regex(pattern: str, many: str = ".*", one: str = ".", escapes: bool = False) -> str:
     """The body of a regex for an AWS pattern (no anchors): `*` -> many, `?` -> one.
 
     escapes: `\\*` and `\\?` stand for a literal * and ? (query-string values, as AWS has it).
@@ -49,8 +48,7 @@ def query_regex(key: str | None, value: str) -> str:
     """A regex over the raw query string that finds one key=value pair (or, without a key,
     any parameter with that value). Wildcards never cross a parameter's `&` (or, in a key,
     its `=`)."""
-    key_re = r"[^&=]*" if key is None else wildcard_regex(key, r"[^&=]*", r"[^&=]",
-                                                          escapes=True)
+    key_re = r"[^&=]*" if key is None else wildcard_regex(key, r"[^&=]*", r"[^&=]", escapes=True)
     value_re = wildcard_regex(value, r"[^&]*", r"[^&]", escapes=True)
     return f"(?:^|&){key_re}={value_re}(?:&|$)"
 

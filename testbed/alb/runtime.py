@@ -19,6 +19,7 @@ change (master CLI `@!<pid>`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,7 +41,7 @@ from testbed.alb.config import (
     template_targets,
 )
 from testbed.errors import LabError
-from testbed.lab.lbplan import LoadBalancerPlan, NodePlan
+from testbed.plan.balancers import LoadBalancerPlan, NodePlan
 
 HAPROXY = "haproxy"
 CLI_TIMEOUT = 3.0
@@ -145,8 +146,9 @@ def parse_show_proc(text: str) -> Processes:
 
 def validate_config(path: Path) -> None:
     """`haproxy -c`: LabError with HAProxy's own words if the file is not valid."""
-    proc = subprocess.run([HAPROXY, "-c", "-q", "-f", str(path)], capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        [HAPROXY, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=30
+    )
     if proc.returncode != 0:
         raise LabError(f"HAProxy rejects {path}: {(proc.stderr or proc.stdout).strip()}")
 
@@ -168,8 +170,7 @@ class NodeRuntime:
     old_workers: set[int] = field(default_factory=set)
     del_after: dict[Key, float] = field(default_factory=dict)
 
-    def desired(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
-                ) -> dict[Key, Server]:
+    def desired(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[Key, Server]:
         groups = snapshot.get(self.lb.name, {})
         out: dict[Key, Server] = {}
         for tg in self.lb.target_groups:
@@ -244,9 +245,12 @@ class NodeRuntime:
                 self.old_workers.discard(pid)
 
     def _cookie_backends(self) -> set[str]:
-        return {backend_name(tg.name) for tg in self.lb.target_groups
-                if tg.attributes.get("stickiness.enabled") == "true"
-                and tg.attributes.get("stickiness.type", "lb_cookie") == "lb_cookie"}
+        return {
+            backend_name(tg.name)
+            for tg in self.lb.target_groups
+            if tg.attributes.get("stickiness.enabled") == "true"
+            and tg.attributes.get("stickiness.type", "lb_cookie") == "lb_cookie"
+        }
 
     def reload(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> Processes:
         """Rewrite haproxy.cfg for the current plan and states and reload seamlessly.
@@ -260,10 +264,9 @@ class NodeRuntime:
         before = parse_show_proc(cli_retrying(self.files.master_socket, "show proc"))
         old_text = self.files.config.read_text() if self.files.config.exists() else None
         os.replace(new, self.files.config)
-        try:
+        # The master closes the CLI connection when it reloads.
+        with contextlib.suppress(CliUnavailable):
             cli(self.files.master_socket, "reload")
-        except CliUnavailable:
-            pass  # the master closes the CLI connection when it reloads
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while True:
             time.sleep(0.1)
@@ -274,14 +277,21 @@ class NodeRuntime:
             if after is not None and after.failed > before.failed:
                 if old_text is not None:
                     write_atomically(self.files.config, old_text)
-                raise LabError(f"HAProxy on {self.node.host} could not reload; see "
-                               f"{self.files.haproxy_log}")
-            if after is not None and after.reloads > before.reloads and after.workers and \
-                    not set(after.workers) & set(before.workers):
+                raise LabError(
+                    f"HAProxy on {self.node.host} could not reload; see {self.files.haproxy_log}"
+                )
+            if (
+                after is not None
+                and after.reloads > before.reloads
+                and after.workers
+                and not set(after.workers) & set(before.workers)
+            ):
                 break
             if time.monotonic() > deadline:
-                raise LabError(f"HAProxy on {self.node.host} did not reload within "
-                               f"{RELOAD_TIMEOUT:.0f} s; see {self.files.haproxy_log}")
+                raise LabError(
+                    f"HAProxy on {self.node.host} did not reload within "
+                    f"{RELOAD_TIMEOUT:.0f} s; see {self.files.haproxy_log}"
+                )
         self.old_workers = set(after.old_workers)
         self.present = None  # the new worker started from the file: ask it
         self.del_after.clear()
@@ -291,8 +301,9 @@ class NodeRuntime:
 class AlbRuntime:
     """Every ALB node of a lab, kept in step with the target registry."""
 
-    def __init__(self, lab_dir: Path, lbs: list[LoadBalancerPlan],
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, lab_dir: Path, lbs: list[LoadBalancerPlan], log: Callable[[str], None] | None = None
+    ) -> None:
         self.lab_dir = Path(lab_dir)
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.nodes: dict[str, NodeRuntime] = {}
@@ -307,8 +318,9 @@ class AlbRuntime:
             for node in lb.nodes:
                 current = self.nodes.get(node.host)
                 if current is None:
-                    self.nodes[node.host] = NodeRuntime(lb, node,
-                                                        node_files(self.lab_dir, node.host))
+                    self.nodes[node.host] = NodeRuntime(
+                        lb, node, node_files(self.lab_dir, node.host)
+                    )
                 else:
                     current.lb, current.node = lb, node
 
@@ -333,8 +345,9 @@ class AlbRuntime:
                     self.log(f"ALB node {host}: target states not applied yet: {exc}")
         return ok
 
-    def reload(self, lb_name: str, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
-               ) -> list[str]:
+    def reload(
+        self, lb_name: str, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
+    ) -> list[str]:
         """Reload every node of one ALB with its current plan; the nodes reloaded."""
         done = []
         for host, node in self.nodes.items():
@@ -343,8 +356,9 @@ class AlbRuntime:
                 done.append(host)
         return done
 
-    def validate(self, lb: LoadBalancerPlan,
-                 snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    def validate(
+        self, lb: LoadBalancerPlan, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
+    ) -> None:
         """Render and check every node's new file before anything changes (LabError)."""
         for node in lb.nodes:
             files = node_files(self.lab_dir, node.host)

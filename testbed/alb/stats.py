@@ -37,8 +37,9 @@ def _n(row: dict[str, str], field: str) -> float:
         return 0.0
 
 
-def metrics(lb: str, nodes: list[list[dict[str, str]]]
-            ) -> list[tuple[str, str, str, float, str, str]]:
+def metrics(
+    lb: str, nodes: list[list[dict[str, str]]]
+) -> list[tuple[str, str, str, float, str, str]]:
     """(metric, target group, target, value, unit, kind) of one ALB from its nodes' rows."""
     out: list[tuple[str, str, str, float, str, str]] = []
     lb_total: dict[str, float] = {}
@@ -71,26 +72,38 @@ def metrics(lb: str, nodes: list[list[dict[str, str]]]
                     add(tg_total, (name, tg), value)
                     add(srv_total, (name, tg, sv), value)
                     add(lb_total, f"srv_{code}", value)
-                add(lb_total, "ActiveConnectionCount", _n(row, "used_conn_cur") +
-                    _n(row, "idle_conn_cur") + _n(row, "safe_conn_cur"))
+                add(
+                    lb_total,
+                    "ActiveConnectionCount",
+                    _n(row, "used_conn_cur") + _n(row, "idle_conn_cur") + _n(row, "safe_conn_cur"),
+                )
                 add(lb_total, "NewConnectionCount", _n(row, "connect"))
             elif px.startswith("redirect_") and sv == "BACKEND":
                 add(lb_total, "HTTP_Redirect_Count", _n(row, "req_tot"))
             elif px.startswith("fixed_") and sv == "BACKEND":
                 add(lb_total, "HTTP_Fixed_Response_Count", _n(row, "req_tot"))
-    for metric, unit, kind in (("RequestCount", "Count", "counter"),
-                               ("ActiveConnectionCount", "Count", "gauge"),
-                               ("NewConnectionCount", "Count", "counter"),
-                               ("ProcessedBytes", "Bytes", "counter"),
-                               ("HTTP_Redirect_Count", "Count", "counter"),
-                               ("HTTP_Fixed_Response_Count", "Count", "counter")):
+    for metric, unit, kind in (
+        ("RequestCount", "Count", "counter"),
+        ("ActiveConnectionCount", "Count", "gauge"),
+        ("NewConnectionCount", "Count", "counter"),
+        ("ProcessedBytes", "Bytes", "counter"),
+        ("HTTP_Redirect_Count", "Count", "counter"),
+        ("HTTP_Fixed_Response_Count", "Count", "counter"),
+    ):
         out.append((metric, "", "", lb_total.get(metric, 0.0), unit, kind))
     for code in CODES:
         target = lb_total.get(f"srv_{code}", 0.0)
-        out.append((f"HTTPCode_Target_{code.upper()}_Count", "", "", target, "Count",
-                    "counter"))
-        out.append((f"HTTPCode_ELB_{code.upper()}_Count", "", "",
-                    max(0.0, lb_total.get(f"fe_{code}", 0.0) - target), "Count", "counter"))
+        out.append((f"HTTPCode_Target_{code.upper()}_Count", "", "", target, "Count", "counter"))
+        out.append(
+            (
+                f"HTTPCode_ELB_{code.upper()}_Count",
+                "",
+                "",
+                max(0.0, lb_total.get(f"fe_{code}", 0.0) - target),
+                "Count",
+                "counter",
+            )
+        )
     for (metric, tg), value in sorted(tg_total.items()):
         out.append((metric, tg, "", value, "Count", "counter"))
     for (metric, tg, srv), value in sorted(srv_total.items()):

@@ -41,8 +41,11 @@ def counter_increase(old: int, new: int, modulus: int, wrap_limit: float = 0.5) 
     return None
 
 
-def counter_rates(samples: pd.DataFrame, keys: Sequence[str] = ("host", "object", "index"),
-                  wrap_limit: float = 0.5) -> pd.DataFrame:
+def counter_rates(
+    samples: pd.DataFrame,
+    keys: Sequence[str] = ("host", "object", "index"),
+    wrap_limit: float = 0.5,
+) -> pd.DataFrame:
     """Per-second rate between consecutive samples of each Counter32/Counter64.
 
     Returns [keys..., time, t (if the input has it), interval_s, delta, rate, note] with one
@@ -60,8 +63,9 @@ def counter_rates(samples: pd.DataFrame, keys: Sequence[str] = ("host", "object"
     rows = samples[usable].assign(wrap_modulus=modulus[usable])
     has_t = "t" in rows
     out: list[dict[str, Any]] = []
-    for key, group in rows.sort_values("time", kind="stable").groupby(keys, sort=True,
-                                                                       dropna=False):
+    for key, group in rows.sort_values("time", kind="stable").groupby(
+        keys, sort=True, dropna=False
+    ):
         key = key if isinstance(key, tuple) else (key,)
         t_values = group["t"] if has_t else [None] * len(group)
         previous = None
@@ -76,8 +80,9 @@ def counter_rates(samples: pd.DataFrame, keys: Sequence[str] = ("host", "object"
     return pd.DataFrame(out, columns=columns)
 
 
-def _rate_row(key: dict[str, Any], previous: tuple, sample: tuple, wrap_limit: float,
-              has_t: bool) -> dict[str, Any]:
+def _rate_row(
+    key: dict[str, Any], previous: tuple, sample: tuple, wrap_limit: float, has_t: bool
+) -> dict[str, Any]:
     time0, value0, _, _ = previous
     time1, value1, modulus, t1 = sample
     row = dict(key, time=time1, interval_s=time1 - time0)
@@ -96,13 +101,15 @@ def _rate_row(key: dict[str, Any], previous: tuple, sample: tuple, wrap_limit: f
     return row
 
 
-def rate_summary(rates: pd.DataFrame, keys: Sequence[str] = ("host", "object", "index")
-                 ) -> pd.DataFrame:
+def rate_summary(
+    rates: pd.DataFrame, keys: Sequence[str] = ("host", "object", "index")
+) -> pd.DataFrame:
     """Mean and max `rate` per counter, intervals, those without a rate, wraps (if noted)."""
     keys = list(keys)
     grouped = rates.groupby(keys, dropna=False)
-    table = grouped.agg(mean_rate=("rate", "mean"), max_rate=("rate", "max"),
-                        intervals=("rate", "size"))
+    table = grouped.agg(
+        mean_rate=("rate", "mean"), max_rate=("rate", "max"), intervals=("rate", "size")
+    )
     table["no_rate"] = grouped["rate"].apply(lambda r: int(r.isna().sum()))
     if "note" in rates:
         table["wraps"] = grouped["note"].apply(lambda n: int((n == "wrap").sum()))

@@ -69,9 +69,13 @@ class Failover:
 
     def to_dict(self) -> dict[str, Any]:
         """The times (epoch) and the durations (s) in one flat dict."""
-        return {**asdict(self), "detection_s": self.detection_s,
-                "recovery_s": self.recovery_s, "error_window_s": self.error_window_s,
-                "errors_until_s": self.errors_until_s}
+        return {
+            **asdict(self),
+            "detection_s": self.detection_s,
+            "recovery_s": self.recovery_s,
+            "error_window_s": self.error_window_s,
+            "errors_until_s": self.errors_until_s,
+        }
 
 
 def _minus(a: float | None, b: float | None) -> float:
@@ -82,8 +86,9 @@ def _new_state(events: pd.DataFrame) -> pd.Series:
     return events["new"].astype(str).str.strip().str.lower()
 
 
-def _first(events: pd.DataFrame, state: str, after: float,
-           target: str | None = None) -> pd.Series | None:
+def _first(
+    events: pd.DataFrame, state: str, after: float, target: str | None = None
+) -> pd.Series | None:
     """The earliest event entering `state` at or after `after`, of `target` if given."""
     mask = (_new_state(events) == state) & (events["time"] >= after)
     if target is not None:
@@ -103,8 +108,9 @@ def _meta_time(meta: dict[str, Any] | None, key: str) -> float | None:
     return None if math.isnan(number) else number
 
 
-def find_fault(events: pd.DataFrame | None, meta: dict[str, Any] | None = None,
-               target: str | None = None) -> tuple[float, str | None] | None:
+def find_fault(
+    events: pd.DataFrame | None, meta: dict[str, Any] | None = None, target: str | None = None
+) -> tuple[float, str | None] | None:
     """(fault time, target) from a "fault-injected" event or meta.json "fault_time", or None."""
     if events is not None and not events.empty:
         hit = _first(events, FAULT_INJECTED, -math.inf, target)
@@ -114,15 +120,23 @@ def find_fault(events: pd.DataFrame | None, meta: dict[str, Any] | None = None,
     return None if when is None else (when, target)
 
 
-def failover_times(events: pd.DataFrame, requests: pd.DataFrame | None = None, *,
-                   fault_time: float | None = None, repair_time: float | None = None,
-                   target: str | None = None, meta: dict[str, Any] | None = None) -> Failover:
+def failover_times(
+    events: pd.DataFrame,
+    requests: pd.DataFrame | None = None,
+    *,
+    fault_time: float | None = None,
+    repair_time: float | None = None,
+    target: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Failover:
     """Detection, recovery and client error window of one fault (definitions: module doc)."""
     if fault_time is None:
         found = find_fault(events, meta, target)
         if found is None:
-            raise BadInput("no fault time: no 'fault-injected' event and no meta.json "
-                           "\"fault_time\"", hint="pass fault_time=<epoch seconds>")
+            raise BadInput(
+                "no fault time: no 'fault-injected' event and no meta.json \"fault_time\"",
+                hint="pass fault_time=<epoch seconds>",
+            )
         fault_time, target = found[0], target or found[1]
     if target is None:
         first_down = _first(events, UNHEALTHY, fault_time)
@@ -131,8 +145,9 @@ def failover_times(events: pd.DataFrame, requests: pd.DataFrame | None = None, *
     detected_time = None if detected is None else float(detected["time"])
     if repair_time is None:
         cleared = _first(events, FAULT_CLEARED, fault_time, target)
-        repair_time = float(cleared["time"]) if cleared is not None \
-            else _meta_time(meta, "repair_time")
+        repair_time = (
+            float(cleared["time"]) if cleared is not None else _meta_time(meta, "repair_time")
+        )
     recovered_time = None
     if target and repair_time is not None:
         since = max(t for t in (detected_time, repair_time, fault_time) if t is not None)
@@ -145,7 +160,13 @@ def failover_times(events: pd.DataFrame, requests: pd.DataFrame | None = None, *
         count = len(errors)
         if count:
             first_error, last_error = float(errors["start"].min()), float(errors["start"].max())
-    return Failover(target=target, fault_time=float(fault_time), detected_time=detected_time,
-                    repair_time=repair_time, recovered_time=recovered_time,
-                    first_error_time=first_error, last_error_time=last_error,
-                    failed_requests=count)
+    return Failover(
+        target=target,
+        fault_time=float(fault_time),
+        detected_time=detected_time,
+        repair_time=repair_time,
+        recovered_time=recovered_time,
+        first_error_time=first_error,
+        last_error_time=last_error,
+        failed_requests=count,
+    )

@@ -51,11 +51,29 @@ NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # SNMP types whose values are integers: kept as exact Python ints because Counter64 values
 # beyond 2**53 do not survive a float64, and counter deltas need every unit.
-SNMP_INTEGER_TYPES = {"counter32", "counter64", "gauge32", "unsigned32", "integer",
-                      "integer32", "timeticks", "counter", "gauge", "uinteger32"}
+SNMP_INTEGER_TYPES = {
+    "counter32",
+    "counter64",
+    "gauge32",
+    "unsigned32",
+    "integer",
+    "integer32",
+    "timeticks",
+    "counter",
+    "gauge",
+    "uinteger32",
+}
 # Values of these stay text even when they look like numbers (a sysName "1", an address).
-SNMP_TEXT_TYPES = {"octetstring", "objectidentifier", "objectname", "ipaddress", "opaque",
-                   "bits", "displaystring", "physaddress"}
+SNMP_TEXT_TYPES = {
+    "octetstring",
+    "objectidentifier",
+    "objectname",
+    "ipaddress",
+    "opaque",
+    "bits",
+    "displaystring",
+    "physaddress",
+}
 
 
 @dataclass
@@ -82,8 +100,7 @@ class Results:
         frames = self.of_kind(kind)
         if not frames:
             return None
-        return pd.concat([df.assign(table=name) for name, df in frames.items()],
-                         ignore_index=True)
+        return pd.concat([df.assign(table=name) for name, df in frames.items()], ignore_index=True)
 
     @property
     def requests(self) -> pd.DataFrame | None:
@@ -111,8 +128,11 @@ def load_results(path: str | Path) -> Results:
     path = Path(path)
     meta_file = path / "meta.json"
     if not path.is_dir() or not meta_file.is_file():
-        raise BadInput("not a results directory (no meta.json)", file=str(path),
-                       hint="give results/<experiment>/<timestamp>/ or an experiment name")
+        raise BadInput(
+            "not a results directory (no meta.json)",
+            file=str(path),
+            hint="give results/<experiment>/<timestamp>/ or an experiment name",
+        )
     meta = _read_meta(meta_file)
     results = Results(path=path, meta=meta)
     for csv_file in sorted(path.glob("*.csv")):
@@ -142,9 +162,11 @@ def latest(experiment: str) -> Path:
     if run is None:
         root = results_root()
         known = sorted(p.name for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
-        raise BadInput(f"no results for experiment {experiment!r} in {root}",
-                       hint=f"experiments with results: {', '.join(known) or 'none'}; "
-                       "or give a results directory")
+        raise BadInput(
+            f"no results for experiment {experiment!r} in {root}",
+            hint=f"experiments with results: {', '.join(known) or 'none'}; "
+            "or give a results directory",
+        )
     return run
 
 
@@ -191,15 +213,19 @@ def _check_csv(csv_file: Path) -> tuple[list[str], list[int]]:
                 raise BadInput("a column has no name", file=str(csv_file), line=1)
             dupes = sorted({h for h in header if header.count(h) > 1})
             if dupes:
-                raise BadInput(f"duplicate column(s) {', '.join(dupes)}", file=str(csv_file),
-                               line=1)
+                raise BadInput(
+                    f"duplicate column(s) {', '.join(dupes)}", file=str(csv_file), line=1
+                )
             width, lines = len(header), []
             for fields in reader:
                 if not fields:
                     continue  # a blank line, which pandas skips too
                 if len(fields) != width:
-                    raise BadInput(f"{len(fields)} fields, the header has {width}",
-                                   file=str(csv_file), line=reader.line_num)
+                    raise BadInput(
+                        f"{len(fields)} fields, the header has {width}",
+                        file=str(csv_file),
+                        line=reader.line_num,
+                    )
                 lines.append(reader.line_num)
     except csv.Error as exc:
         raise BadInput(f"malformed CSV: {exc}", file=str(csv_file)) from exc
@@ -208,14 +234,14 @@ def _check_csv(csv_file: Path) -> tuple[list[str], list[int]]:
     return header, lines
 
 
-def _typed_frame(csv_file: Path, header: list[str], lines: list[int],
-                 kind: str) -> pd.DataFrame:
+def _typed_frame(csv_file: Path, header: list[str], lines: list[int], kind: str) -> pd.DataFrame:
     # Only an empty cell is missing: "NA" or "null" may be real names or values.
     df = pd.read_csv(csv_file, dtype=str, keep_default_na=False, na_values=[""])
     df.columns = header
     if len(df) != len(lines):  # the two parsers disagree: do not guess which rows are which
-        raise BadInput(f"malformed CSV: {len(df)} rows read, {len(lines)} records found",
-                       file=str(csv_file))
+        raise BadInput(
+            f"malformed CSV: {len(df)} rows read, {len(lines)} records found", file=str(csv_file)
+        )
     if kind == OTHER:
         for col in df.columns:
             converted = pd.to_numeric(df[col], errors="coerce")
@@ -226,9 +252,14 @@ def _typed_frame(csv_file: Path, header: list[str], lines: list[int],
         df[col] = _numeric_column(csv_file, df[col], lines)
     if kind == SNMP:
         # An object Series built directly: a list with None would be inferred as float64.
-        df["value"] = pd.Series([_snmp_value(csv_file, v, t, line)
-                                 for v, t, line in zip(df["value"], df["type"], lines)],
-                                index=df.index, dtype=object)
+        df["value"] = pd.Series(
+            [
+                _snmp_value(csv_file, v, t, line)
+                for v, t, line in zip(df["value"], df["type"], lines)
+            ],
+            index=df.index,
+            dtype=object,
+        )
     return df
 
 
@@ -237,8 +268,11 @@ def _numeric_column(csv_file: Path, column: pd.Series, lines: list[int]) -> pd.S
     bad = converted.isna() & column.notna()
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
-        raise BadInput(f"column {column.name!r}: {column.iloc[i]!r} is not a number",
-                       file=str(csv_file), line=lines[i])
+        raise BadInput(
+            f"column {column.name!r}: {column.iloc[i]!r} is not a number",
+            file=str(csv_file),
+            line=lines[i],
+        )
     return converted
 
 
@@ -263,8 +297,9 @@ def _snmp_value(csv_file: Path, value: Any, kind: Any, line: int) -> Any:
         number = float(text)
     except ValueError:
         if kind in SNMP_INTEGER_TYPES:
-            raise BadInput(f"SNMP {name} value {text!r} is not a number", file=str(csv_file),
-                           line=line) from None
+            raise BadInput(
+                f"SNMP {name} value {text!r} is not a number", file=str(csv_file), line=line
+            ) from None
         return text
     return int(number) if kind in SNMP_INTEGER_TYPES and number.is_integer() else number
 
@@ -276,9 +311,13 @@ def _run_start(meta: dict[str, Any], meta_file: Path, results: Results) -> float
         try:
             return float(start)
         except (TypeError, ValueError):
-            raise BadInput(f'"start" must be epoch seconds, got {start!r}',
-                           file=str(meta_file)) from None
-    times = [df[NUMERIC_COLUMNS[kind][0]].min() for name, df in results.tables.items()
-             if (kind := results.kinds[name]) != OTHER and len(df)]
+            raise BadInput(
+                f'"start" must be epoch seconds, got {start!r}', file=str(meta_file)
+            ) from None
+    times = [
+        df[NUMERIC_COLUMNS[kind][0]].min()
+        for name, df in results.tables.items()
+        if (kind := results.kinds[name]) != OTHER and len(df)
+    ]
     times = [t for t in times if pd.notna(t)]
     return float(min(times)) if times else None

@@ -64,14 +64,29 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: path, run facts, every table as records, figures, notes."""
         meta = self.results.meta
-        return _jsonable({
-            "results": str(self.results.path), "out": str(self.out),
-            "run": {k: meta.get(k) for k in ("experiment", "params", "template", "seed",
-                                             "git_commit", "datapath", "kernel", "start",
-                                             "end")},
-            "tables": {t: df.to_dict(orient="records") for t, df in self.tables.items()},
-            "figures": [str(p) for p in self.figures], "notes": self.notes,
-        })
+        return _jsonable(
+            {
+                "results": str(self.results.path),
+                "out": str(self.out),
+                "run": {
+                    k: meta.get(k)
+                    for k in (
+                        "experiment",
+                        "params",
+                        "template",
+                        "seed",
+                        "git_commit",
+                        "datapath",
+                        "kernel",
+                        "start",
+                        "end",
+                    )
+                },
+                "tables": {t: df.to_dict(orient="records") for t, df in self.tables.items()},
+                "figures": [str(p) for p in self.figures],
+                "notes": self.notes,
+            }
+        )
 
 
 def report(path: str | Path, out: str | Path | None = None, *, bin_s: float = 1.0) -> Report:
@@ -79,8 +94,12 @@ def report(path: str | Path, out: str | Path | None = None, *, bin_s: float = 1.
     results = load_results(path)
     rep = Report(results=results, out=Path(out) if out else results.path / "report")
     rep.tables["tables"] = pd.DataFrame(
-        [(name, results.kinds[name], len(df), len(df.columns))
-         for name, df in results.tables.items()], columns=["table", "layout", "rows", "columns"])
+        [
+            (name, results.kinds[name], len(df), len(df.columns))
+            for name, df in results.tables.items()
+        ],
+        columns=["table", "layout", "rows", "columns"],
+    )
     if not results.tables:
         rep.notes.append("no CSV tables in this results directory")
     for name, df in results.of_kind(OTHER).items():
@@ -111,19 +130,32 @@ def report(path: str | Path, out: str | Path | None = None, *, bin_s: float = 1.
 def _requests_section(rep: Report, requests: pd.DataFrame, bin_s: float) -> None:
     bad = failed(requests)
     span = requests["start"].max() - requests["start"].min()
-    rep.tables["requests summary"] = pd.DataFrame([{
-        "requests": len(requests), "ok": int((~bad).sum()), "failed": int(bad.sum()),
-        "failed_rate": bad.mean(), "duration_s": span,
-        "mean_rps": len(requests) / span if span > 0 else math.nan,
-    }])
+    rep.tables["requests summary"] = pd.DataFrame(
+        [
+            {
+                "requests": len(requests),
+                "ok": int((~bad).sum()),
+                "failed": int(bad.sum()),
+                "failed_rate": bad.mean(),
+                "duration_s": span,
+                "mean_rps": len(requests) / span if span > 0 else math.nan,
+            }
+        ]
+    )
     zones = requests.dropna(subset=["backend"]).groupby("backend")["backend_az"].first()
     share_by = rep.results.meta.get("share_by")
     if isinstance(share_by, str) and share_by in requests:
         # Phases of one run (e.g. cross-zone off, then on) expect different shares: one
         # share table, balance and figure per phase.
         for value, rows in requests.groupby(share_by, sort=True):
-            _share_section(rep, rows, zones, _expected_share(rep.results, zones, str(value)),
-                           f" ({share_by}={value})", f"share_{_slug(f'{share_by}_{value}')}")
+            _share_section(
+                rep,
+                rows,
+                zones,
+                _expected_share(rep.results, zones, str(value)),
+                f" ({share_by}={value})",
+                f"share_{_slug(f'{share_by}_{value}')}",
+            )
     else:
         _share_section(rep, requests, zones, _expected_share(rep.results, zones), "", "share")
     by = "proto" if requests["proto"].nunique() > 1 else None
@@ -131,37 +163,57 @@ def _requests_section(rep: Report, requests: pd.DataFrame, bin_s: float) -> None
     if latency["count"].sum() > 0:
         rep.tables["latency (ms), successful requests"] = latency
         rep.figures.append(plots.latency_cdf(requests, rep.out / "latency_cdf.png", by=by))
-        rep.figures.append(plots.percentile_bars(latency, rep.out / "latency_percentiles.png",
-                                                 by=by))
+        rep.figures.append(
+            plots.percentile_bars(latency, rep.out / "latency_percentiles.png", by=by)
+        )
     if bad.any():
         rep.tables["errors"] = error_rates(requests)
     if "t" in requests:
         rate = requests_per_second(requests, bin_s=bin_s)
-        rep.figures.append(plots.rate_lines(rate, rep.out / "request_rate.png", y="rps",
-                                            ylabel="requests per second",
-                                            title="requests started per second"))
+        rep.figures.append(
+            plots.rate_lines(
+                rate,
+                rep.out / "request_rate.png",
+                y="rps",
+                ylabel="requests per second",
+                title="requests started per second",
+            )
+        )
 
 
-def _share_section(rep: Report, requests: pd.DataFrame, zones: pd.Series,
-                   expected: float | dict[str, float] | None, suffix: str, figure: str) -> None:
+def _share_section(
+    rep: Report,
+    requests: pd.DataFrame,
+    zones: pd.Series,
+    expected: float | dict[str, float] | None,
+    suffix: str,
+    figure: str,
+) -> None:
     """Share per target, balance and the share figure of some requests."""
     # Targets that should have had a share but got nothing count as 0 in the spread.
-    shares = target_share(requests, targets=list(expected) if isinstance(expected, dict)
-                          else None)
+    shares = target_share(requests, targets=list(expected) if isinstance(expected, dict) else None)
     if not len(shares):
         return
     shares.insert(1, "az", shares["backend"].map(zones))
     if expected is not None:
-        shares["expected"] = shares["backend"].map(expected) if isinstance(expected, dict) \
-            else expected
+        shares["expected"] = (
+            shares["backend"].map(expected) if isinstance(expected, dict) else expected
+        )
     rep.tables[f"share per target{suffix}"] = shares
     rep.tables[f"balance{suffix}"] = balance(shares)
-    rep.figures.append(plots.share_bars(shares, rep.out / f"{figure}.png", expected=expected,
-                                        title=f"share of requests per target{suffix}"))
+    rep.figures.append(
+        plots.share_bars(
+            shares,
+            rep.out / f"{figure}.png",
+            expected=expected,
+            title=f"share of requests per target{suffix}",
+        )
+    )
 
 
-def _expected_share(results: Results, zones: pd.Series, group: str | None = None
-                    ) -> float | dict[str, float] | None:
+def _expected_share(
+    results: Results, zones: pd.Series, group: str | None = None
+) -> float | dict[str, float] | None:
     """meta.json "expected_share" (number or {target: share}, or with meta "share_by" one of
     those per group value); else from params.cross_zone."""
     given = results.meta.get("expected_share")
@@ -170,8 +222,7 @@ def _expected_share(results: Results, zones: pd.Series, group: str | None = None
     if isinstance(given, (int, float)) and not isinstance(given, bool):
         return float(given)
     if isinstance(given, dict):
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   for v in given.values()):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in given.values()):
             return None  # per-group values read without share_by: nothing to compare
         return {str(k): float(v) for k, v in given.items()}
     cross_zone = (results.meta.get("params") or {}).get("cross_zone")
@@ -183,12 +234,16 @@ def _expected_share(results: Results, zones: pd.Series, group: str | None = None
     return None
 
 
-def _events_section(rep: Report, events: pd.DataFrame, requests: pd.DataFrame | None,
-                    bin_s: float) -> None:
+def _events_section(
+    rep: Report, events: pd.DataFrame, requests: pd.DataFrame | None, bin_s: float
+) -> None:
     start = rep.results.start or 0.0
     shown = events.sort_values("time", kind="stable")
-    columns = [c for c in ("t", "load_balancer", "target_group", "target", "old", "new",
-                           "reason") if c in shown]
+    columns = [
+        c
+        for c in ("t", "load_balancer", "target_group", "target", "old", "new", "reason")
+        if c in shown
+    ]
     rep.tables["target events"] = shown[columns]
     has_down = (events["new"].astype(str).str.strip().str.lower() == UNHEALTHY).any()
     if find_fault(events, rep.results.meta) is None and not has_down:
@@ -198,16 +253,24 @@ def _events_section(rep: Report, events: pd.DataFrame, requests: pd.DataFrame | 
     except BadInput as exc:
         rep.notes.append(f"failover not computed: {exc.message}")
         return
-    rep.tables["failover (s; times since start)"] = pd.DataFrame([{
-        "target": fo.target, "fault_t": fo.fault_time - start,
-        "detection_s": fo.detection_s,
-        "repair_t": math.nan if fo.repair_time is None else fo.repair_time - start,
-        "recovery_s": fo.recovery_s, "failed_requests": fo.failed_requests,
-        "error_window_s": fo.error_window_s, "errors_until_s": fo.errors_until_s,
-    }])
+    rep.tables["failover (s; times since start)"] = pd.DataFrame(
+        [
+            {
+                "target": fo.target,
+                "fault_t": fo.fault_time - start,
+                "detection_s": fo.detection_s,
+                "repair_t": math.nan if fo.repair_time is None else fo.repair_time - start,
+                "recovery_s": fo.recovery_s,
+                "failed_requests": fo.failed_requests,
+                "error_window_s": fo.error_window_s,
+                "errors_until_s": fo.errors_until_s,
+            }
+        ]
+    )
     if requests is not None and len(requests) and "t" in requests and "t" in events:
-        rep.figures.append(plots.failover_timeline(requests, events, rep.out / "failover.png",
-                                                   bin_s=bin_s))
+        rep.figures.append(
+            plots.failover_timeline(requests, events, rep.out / "failover.png", bin_s=bin_s)
+        )
 
 
 def _snmp_section(rep: Report, samples: pd.DataFrame) -> None:
@@ -225,12 +288,12 @@ def _snmp_section(rep: Report, samples: pd.DataFrame) -> None:
     if rates.empty:
         rep.notes.append("SNMP samples hold no counter with two samples: no rates")
         return
-    summary = rate_summary(rates, keys).sort_values("mean_rate", ascending=False,
-                                                    ignore_index=True)
+    summary = rate_summary(rates, keys).sort_values("mean_rate", ascending=False, ignore_index=True)
     rep.tables[title] = summary
     if "t" in rates:
-        rep.figures.append(plots.rate_lines(rates, rep.out / "snmp_rates.png", by=keys,
-                                            title="SNMP counter rates"))
+        rep.figures.append(
+            plots.rate_lines(rates, rep.out / "snmp_rates.png", by=keys, title="SNMP counter rates")
+        )
 
 
 def _metrics_section(rep: Report, metrics: pd.DataFrame) -> None:
@@ -243,10 +306,18 @@ def _metrics_section(rep: Report, metrics: pd.DataFrame) -> None:
     for name in names[:MAX_METRIC_FIGURES]:
         frame = metrics[metrics["metric"] == name]
         by = [d for d in dims if frame[d].notna().any()] or None
-        rep.figures.append(plots.rate_lines(
-            frame.fillna({d: "-" for d in dims}), rep.out / f"metric_{_slug(name)}.png",
-            y="value", by=by, ylabel=str(frame["unit"].dropna().iloc[0])
-            if frame["unit"].notna().any() else "value", title=str(name)))
+        rep.figures.append(
+            plots.rate_lines(
+                frame.fillna(dict.fromkeys(dims, "-")),
+                rep.out / f"metric_{_slug(name)}.png",
+                y="value",
+                by=by,
+                ylabel=str(frame["unit"].dropna().iloc[0])
+                if frame["unit"].notna().any()
+                else "value",
+                title=str(name),
+            )
+        )
     if len(names) > MAX_METRIC_FIGURES:
         rep.notes.append(f"figures for the first {MAX_METRIC_FIGURES} of {len(names)} metrics")
 
@@ -254,11 +325,18 @@ def _metrics_section(rep: Report, metrics: pd.DataFrame) -> None:
 def _run_line(results: Results) -> str:
     meta = results.meta
     start, end = meta.get("start"), meta.get("end")
-    duration = f"{float(end) - float(start):.1f} s" if isinstance(start, (int, float)) \
-        and isinstance(end, (int, float)) else "unknown"
-    parts = [("experiment", results.experiment), ("commit", meta.get("git_commit")),
-             ("datapath", meta.get("datapath")), ("seed", meta.get("seed")),
-             ("duration", duration)]
+    duration = (
+        f"{float(end) - float(start):.1f} s"
+        if isinstance(start, (int, float)) and isinstance(end, (int, float))
+        else "unknown"
+    )
+    parts = [
+        ("experiment", results.experiment),
+        ("commit", meta.get("git_commit")),
+        ("datapath", meta.get("datapath")),
+        ("seed", meta.get("seed")),
+        ("duration", duration),
+    ]
     return "  ".join(f"{k}: {v if v is not None else '-'}" for k, v in parts)
 
 

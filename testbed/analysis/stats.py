@@ -61,9 +61,14 @@ def max_avg_ratio(values: Iterable[float]) -> float:
     return float(arr.max() / arr.mean())
 
 
-def target_share(requests: pd.DataFrame, by: str | Sequence[str] | None = None, *,
-                 targets: Iterable[str] | None = None, column: str = "backend",
-                 only_ok: bool = False) -> pd.DataFrame:
+def target_share(
+    requests: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    *,
+    targets: Iterable[str] | None = None,
+    column: str = "backend",
+    only_ok: bool = False,
+) -> pd.DataFrame:
     """Requests per target and their fraction within each group: [by..., column, count, share].
 
     `targets` lists targets that should appear even with no request (they count as 0 in the
@@ -73,7 +78,7 @@ def target_share(requests: pd.DataFrame, by: str | Sequence[str] | None = None, 
     rows = requests[requests[column].notna()]
     if only_ok:
         rows = rows[~failed(rows)]
-    counts = rows.groupby(groups + [column], dropna=False).size().rename("count").reset_index()
+    counts = rows.groupby([*groups, column], dropna=False).size().rename("count").reset_index()
     if targets is not None:
         counts = _with_missing_targets(counts, groups, column, list(targets))
     counts["count"] = counts["count"].astype(int)
@@ -82,18 +87,19 @@ def target_share(requests: pd.DataFrame, by: str | Sequence[str] | None = None, 
     else:
         totals = pd.Series(counts["count"].sum(), index=counts.index)
     counts["share"] = (counts["count"] / totals.where(totals > 0)).astype(float)
-    return counts.sort_values(groups + [column], ignore_index=True)
+    return counts.sort_values([*groups, column], ignore_index=True)
 
 
-def _with_missing_targets(counts: pd.DataFrame, groups: list[str], column: str,
-                          targets: list[str]) -> pd.DataFrame:
+def _with_missing_targets(
+    counts: pd.DataFrame, groups: list[str], column: str, targets: list[str]
+) -> pd.DataFrame:
     names = sorted(set(targets) | set(counts[column]))
     if not groups:
         full = pd.DataFrame({column: names})
     else:
         keys = counts[groups].drop_duplicates()
         full = keys.merge(pd.DataFrame({column: names}), how="cross")
-    merged = full.merge(counts, on=groups + [column], how="left")
+    merged = full.merge(counts, on=[*groups, column], how="left")
     merged["count"] = merged["count"].fillna(0)
     return merged
 
@@ -103,24 +109,32 @@ def balance(shares: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.D
     groups = _groups(by)
 
     def summarise(frame: pd.DataFrame) -> pd.Series:
-        return pd.Series({
-            "targets": len(frame), "requests": int(frame["count"].sum()),
-            "min_share": frame["share"].min(), "max_share": frame["share"].max(),
-            "cov": coefficient_of_variation(frame["count"]),
-            "max_avg": max_avg_ratio(frame["count"]),
-        })
+        return pd.Series(
+            {
+                "targets": len(frame),
+                "requests": int(frame["count"].sum()),
+                "min_share": frame["share"].min(),
+                "max_share": frame["share"].max(),
+                "cov": coefficient_of_variation(frame["count"]),
+                "max_avg": max_avg_ratio(frame["count"]),
+            }
+        )
 
     if not groups:
         return summarise(shares).to_frame().T.astype({"targets": int, "requests": int})
     out = [summarise(frame).rename(key) for key, frame in shares.groupby(groups, dropna=False)]
     table = pd.DataFrame(out)
     table.index = pd.MultiIndex.from_tuples(
-        [k if isinstance(k, tuple) else (k,) for k in table.index], names=groups)
+        [k if isinstance(k, tuple) else (k,) for k in table.index], names=groups
+    )
     return table.reset_index().astype({"targets": int, "requests": int})
 
 
-def expected_share(targets_by_az: Mapping[str, Sequence[str]], cross_zone: bool,
-                   client_share_by_az: Mapping[str, float] | None = None) -> dict[str, float]:
+def expected_share(
+    targets_by_az: Mapping[str, Sequence[str]],
+    cross_zone: bool,
+    client_share_by_az: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Each target's share as AWS would spread it, clients split over the AZ nodes.
 
     Cross-zone on: every target gets 1/N. Off: each AZ's node gets its clients' share (even
@@ -135,7 +149,7 @@ def expected_share(targets_by_az: Mapping[str, Sequence[str]], cross_zone: bool,
     if cross_zone:
         return {t: 1 / len(everyone) for t in everyone}
     if client_share_by_az is None:
-        weights = {az: 1.0 for az in azs}
+        weights = dict.fromkeys(azs, 1.0)
     else:
         weights = {az: float(client_share_by_az.get(az, 0.0)) for az in azs}
     total = sum(weights.values())
@@ -144,9 +158,13 @@ def expected_share(targets_by_az: Mapping[str, Sequence[str]], cross_zone: bool,
     return {t: weights[az] / total / len(ts) for az, ts in azs.items() for t in ts}
 
 
-def latency_percentiles(requests: pd.DataFrame, by: str | Sequence[str] | None = None,
-                        percentiles: Sequence[float] = DEFAULT_PERCENTILES, *,
-                        only_ok: bool = True) -> pd.DataFrame:
+def latency_percentiles(
+    requests: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    *,
+    only_ok: bool = True,
+) -> pd.DataFrame:
     """Latency (ms) per group: count, mean, p<q> for each percentile, max.
 
     Failed requests are left out by default: their latency is the time to the error (often
@@ -177,7 +195,7 @@ def error_rates(requests: pd.DataFrame, by: str | Sequence[str] | None = None) -
     groups = _groups(by)
     kinds = error_kind(requests)
     errors = requests.assign(kind=kinds)[kinds.notna()]
-    counts = errors.groupby(groups + ["kind"], dropna=False).size().rename("count")
+    counts = errors.groupby([*groups, "kind"], dropna=False).size().rename("count")
     counts = counts.reset_index()
     if groups:
         totals = requests.groupby(groups, dropna=False).size().rename("requests")
@@ -185,13 +203,17 @@ def error_rates(requests: pd.DataFrame, by: str | Sequence[str] | None = None) -
     else:
         counts["requests"] = len(requests)
     counts["rate"] = counts["count"] / counts["requests"]
-    return counts.sort_values(groups + ["count"], ascending=[True] * len(groups) + [False],
-                              ignore_index=True)
+    return counts.sort_values(
+        [*groups, "count"], ascending=[True] * len(groups) + [False], ignore_index=True
+    )
 
 
-def requests_per_second(requests: pd.DataFrame, bin_s: float = 1.0,
-                        by: str | Sequence[str] | None = None,
-                        time_column: str = "t") -> pd.DataFrame:
+def requests_per_second(
+    requests: pd.DataFrame,
+    bin_s: float = 1.0,
+    by: str | Sequence[str] | None = None,
+    time_column: str = "t",
+) -> pd.DataFrame:
     """Requests started per time bin: [by..., t, ok, failed, total, rps]; empty bins are 0.
 
     `t` is the bin's start (same unit as `time_column`, seconds since the run's start when
@@ -212,21 +234,22 @@ def requests_per_second(requests: pd.DataFrame, bin_s: float = 1.0,
     frame["ok"] = 1 - frame["failed"]
     frame = frame[np.isfinite(frame["bin"])]
     if frame.empty:
-        return pd.DataFrame(columns=groups + ["t", "ok", "failed", "total", "rps"])
-    counts = frame.groupby(groups + ["bin"], dropna=False)[["ok", "failed"]].sum()
+        return pd.DataFrame(columns=[*groups, "t", "ok", "failed", "total", "rps"])
+    counts = frame.groupby([*groups, "bin"], dropna=False)[["ok", "failed"]].sum()
     all_bins = np.arange(frame["bin"].min(), frame["bin"].max() + 1)
     if groups:
         keys = counts.index.droplevel("bin").unique()
         full = pd.MultiIndex.from_tuples(
             [(*(k if isinstance(k, tuple) else (k,)), b) for k in keys for b in all_bins],
-            names=groups + ["bin"])
+            names=[*groups, "bin"],
+        )
     else:
         full = pd.Index(all_bins, name="bin")
     counts = counts.reindex(full, fill_value=0).reset_index()
     counts["t"] = counts.pop("bin") * bin_s
     counts["total"] = counts["ok"] + counts["failed"]
     counts["rps"] = counts["total"] / bin_s
-    return counts[groups + ["t", "ok", "failed", "total", "rps"]]
+    return counts[[*groups, "t", "ok", "failed", "total", "rps"]]
 
 
 def chi2_sf(statistic: float, dof: int) -> float:
@@ -270,8 +293,9 @@ def chi2_sf(statistic: float, dof: int) -> float:
     return float(min(1.0, math.exp(log_front) * h))
 
 
-def goodness_of_fit(shares: pd.DataFrame, expected: Mapping[str, float], *,
-                    column: str = "backend") -> dict[str, float | str | int]:
+def goodness_of_fit(
+    shares: pd.DataFrame, expected: Mapping[str, float], *, column: str = "backend"
+) -> dict[str, float | str | int]:
     """How far a target_share table is from expected shares: Pearson's chi-square test.
 
     Returns chi2, dof, p_value (each connection an independent draw with the expected
@@ -297,5 +321,11 @@ def goodness_of_fit(shares: pd.DataFrame, expected: Mapping[str, float], *,
         elif observed > 0:
             chi2 = math.inf
     dof = max(1, sum(1 for v in expected.values() if v > 0) - 1)
-    return {"chi2": chi2, "dof": dof, "p_value": chi2_sf(chi2, dof),
-            "max_abs_dev": worst_dev, "worst_target": worst, "connections": int(n)}
+    return {
+        "chi2": chi2,
+        "dof": dof,
+        "p_value": chi2_sf(chi2, dof),
+        "max_abs_dev": worst_dev,
+        "worst_target": worst,
+        "connections": int(n),
+    }

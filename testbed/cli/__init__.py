@@ -8,6 +8,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from testbed.cli import (
+    doctor,
+    experiments,
+    hostcmds,
+    lifecycle,
+    metrics,
+    probe,
+    report,
+    snmp,
+    targets,
+    traffic,
+    validate,
+)
 from testbed.errors import BadInput, TestbedError
 
 EPILOG = """\
@@ -24,27 +37,27 @@ Every command has --help with examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from testbed.cli import (
+    parser = argparse.ArgumentParser(
+        prog="testbed",
+        description="ELB Lab: AWS Elastic Load Balancing on real packets, "
+        "from CloudFormation-style templates.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (
         doctor,
-        experiments,
-        hostcmds,
+        validate,
         lifecycle,
-        metrics,
-        probe,
-        report,
-        snmp,
+        hostcmds,
         targets,
         traffic,
-        validate,
-    )
-
-    parser = argparse.ArgumentParser(
-        prog="testbed", description="ELB Lab: AWS Elastic Load Balancing on real packets, "
-        "from CloudFormation-style templates.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (doctor, validate, lifecycle, hostcmds, targets, traffic, metrics, snmp,
-                   experiments, report, probe):
+        metrics,
+        snmp,
+        experiments,
+        report,
+        probe,
+    ):
         module.register(sub)
     return parser
 

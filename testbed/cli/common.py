@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from testbed.paths import embedded_templates, resolve_template
+
 
 def param(text: str) -> tuple[str, str]:
     """argparse type for --param KEY=VALUE."""
@@ -15,20 +17,46 @@ def param(text: str) -> tuple[str, str]:
     return key, value
 
 
+def add_template(
+    p: argparse.ArgumentParser, help: str = "template file (YAML or JSON)", flag: str | None = None
+) -> None:
+    """The template argument: a file, or the name of a template shipped with the package."""
+    names = ", ".join(embedded_templates())
+    text = f"{help}, or an embedded template: {names}"
+    if flag:
+        p.add_argument(flag, type=resolve_template, help=text)
+    else:
+        p.add_argument("template", type=resolve_template, help=text)
+
+
 def add_params(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--param", "-p", dest="params", action="append", type=param, default=[],
-                   metavar="KEY=VALUE", help="set a template parameter (repeatable)")
+    p.add_argument(
+        "--param",
+        "-p",
+        dest="params",
+        action="append",
+        type=param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a template parameter (repeatable)",
+    )
 
 
 def params_dict(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return dict(pairs)
 
 
-def subcommand(sub: Any, name: str, func: Any, help: str, description: str = "",
-               epilog: str = "") -> argparse.ArgumentParser:
+def subcommand(
+    sub: Any, name: str, func: Any, help: str, description: str = "", epilog: str = ""
+) -> argparse.ArgumentParser:
     """Add a sub-command whose --help shows the description and examples as written."""
-    p = sub.add_parser(name, help=help, description=description or help, epilog=epilog,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=func)
     return p
 
@@ -46,6 +74,17 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
-    return table([(h["name"], h["ip"], h.get("public_ip") or "-", h.get("az") or "-",
-                   h.get("subnet") or "internet", h.get("role") or "none") for h in hosts],
-                 ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"])
+    return table(
+        [
+            (
+                h["name"],
+                h["ip"],
+                h.get("public_ip") or "-",
+                h.get("az") or "-",
+                h.get("subnet") or "internet",
+                h.get("role") or "none",
+            )
+            for h in hosts
+        ],
+        ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"],
+    )

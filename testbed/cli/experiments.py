@@ -6,46 +6,62 @@ import importlib
 import pkgutil
 from typing import Any
 
-from testbed.cli.common import add_params, params_dict, subcommand, table
+from testbed import experiments
+from testbed.cli.common import add_params, add_template, params_dict, subcommand, table
+from testbed.cli.demo import demo
 from testbed.errors import BadInput
+from testbed.results import run_experiment
+
+# Modules of the experiments package that the experiments share (not experiments themselves).
+LIBRARY_MODULES = ("stacks",)
 
 
 def register(sub: Any) -> None:
     p = subcommand(
-        sub, "run", cmd_run, "run an experiment from experiments/ and save its results",
+        sub,
+        "run",
+        cmd_run,
+        "run an experiment from experiments/ and save its results",
         epilog="examples:\n  testbed run --list\n  testbed run bench_lab -p sizes=5,20,50\n"
         "  testbed run bench_lab --out /tmp/mine\n\nEach experiment brings up its own lab(s), "
         "measures, tears down, and writes\nresults/<experiment>/<timestamp>/ (CSV, PNG, "
-        "meta.json to re-run it).")
+        "meta.json to re-run it).",
+    )
     p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     add_params(p)
     p.add_argument("--out", help="directory for the results (default results/<experiment>)")
     p.add_argument("--list", action="store_true", help="list the experiments")
 
     p = subcommand(
-        sub, "demo", cmd_demo, "bring the default stack up, show it working, tear it down",
+        sub,
+        "demo",
+        cmd_demo,
+        "bring the default stack up, show it working, tear it down",
         epilog="Shows the hosts and their addresses, measures the reachability matrix\n"
         "(every host to every address) against what AWS allows, fetches a web page\n"
         "through the internet gateway, then removes the lab. Exit 1 if the lab does not\n"
-        "behave as AWS does.")
-    p.add_argument("--template", help="template (default: the embedded templates/default.yaml)")
+        "behave as AWS does.",
+    )
+    add_template(p, "template (default: the embedded default)", flag="--template")
     add_params(p)
     p.add_argument("--name", default="demo", help="lab name (default demo)")
     p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
 
 
 def experiment_names() -> list[str]:
-    import experiments
-
-    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
-                  if not m.name.startswith("_"))
+    """Modules of testbed.experiments that are experiments (they have a run function)."""
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(experiments.__path__)
+        if not m.name.startswith("_") and m.name not in LIBRARY_MODULES
+    )
 
 
 def load_experiment(name: str) -> Any:
     names = experiment_names()
     if name not in names:
         raise BadInput(f"unknown experiment {name!r}", hint=f"known: {', '.join(names)}")
-    return importlib.import_module(f"experiments.{name}")
+    return importlib.import_module(f"testbed.experiments.{name}")
 
 
 def cmd_run(args: Any) -> int:
@@ -57,15 +73,12 @@ def cmd_run(args: Any) -> int:
         print(table(rows, ["EXPERIMENT", "WHAT IT MEASURES"]))
         return 0
     module = load_experiment(args.experiment)
-    from experiments._runner import run_experiment
-
     path = run_experiment(module, args.experiment, params_dict(args.params), out=args.out)
     print(f"\nresults: {path}")
     return 0
 
 
 def cmd_demo(args: Any) -> int:
-    from testbed.demo import demo
-
-    return demo(template=args.template, params=params_dict(args.params), name=args.name,
-                keep=args.keep)
+    return demo(
+        template=args.template, params=params_dict(args.params), name=args.name, keep=args.keep
+    )

@@ -7,34 +7,58 @@ import sys
 import time
 from typing import Any
 
-from testbed.cli.common import add_params, hosts_table, params_dict, subcommand, table
+from testbed import naming
+from testbed.cli.common import add_params, add_template, hosts_table, params_dict, subcommand, table
+from testbed.cli.hostcmds import open_cli
 from testbed.errors import BadInput
+from testbed.lab.api import leftovers_exist, start_lab, stop_lab, update_lab
+from testbed.lab.events import read_events
+from testbed.lab.state import holder_alive, list_labs, read_state
+from testbed.lab.teardown import teardown
+from testbed.naming import name_from_template
 
 
 def register(sub: Any) -> None:
     p = subcommand(
-        sub, "up", cmd_up, "create a lab from a template and leave it running",
+        sub,
+        "up",
+        cmd_up,
+        "create a lab from a template and leave it running",
         epilog="examples:\n"
         "  testbed up templates/default.yaml                  lab name: default\n"
         "  testbed up templates/three-az.yaml --name az3 -p InterAzDelayMs=2\n"
         "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n\n"
         "Prints each resource's events as it is created and returns when every switch is\n"
         "programmed. On failure everything is rolled back (exit 1); template errors exit 2\n"
-        "before anything is created.")
-    p.add_argument("template", help="template file (YAML or JSON)")
-    p.add_argument("--name", "-n", help="lab name, 1-7 lowercase letters/digits "
-                   "(default: the template's file name)")
+        "before anything is created.",
+    )
+    add_template(p)
+    p.add_argument(
+        "--name",
+        "-n",
+        help="lab name, 1-7 lowercase letters/digits (default: the template's file name)",
+    )
     add_params(p)
-    p.add_argument("--datapath", choices=["auto", "user", "kernel"], default=None,
-                   help="Open vSwitch datapath (default: the template's Metadata.Lab.Datapath,"
-                   " else auto: kernel where the module is loaded, else userspace)")
+    p.add_argument(
+        "--datapath",
+        choices=["auto", "user", "kernel"],
+        default=None,
+        help="Open vSwitch datapath (default: the template's Metadata.Lab.Datapath,"
+        " else auto: kernel where the module is loaded, else userspace)",
+    )
     p.add_argument("--region", default=None, help="AWS::Region (default us-east-1)")
-    p.add_argument("--cli", action="store_true",
-                   help="open the Mininet CLI on the lab and tear it down when you leave")
+    p.add_argument(
+        "--cli",
+        action="store_true",
+        help="open the Mininet CLI on the lab and tear it down when you leave",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, just the summary")
 
     p = subcommand(
-        sub, "update", cmd_update, "apply a changed template to a running lab (ALB changes)",
+        sub,
+        "update",
+        cmd_update,
+        "apply a changed template to a running lab (ALB changes)",
         epilog="examples:\n"
         "  testbed update alb templates/alb.yaml -p CanaryWeight=50\n"
         "  testbed update alb my-alb-with-a-new-rule.yaml\n\n"
@@ -42,33 +66,56 @@ def register(sub: Any) -> None:
         "attributes) and load balancer attributes change live: HAProxy reloads without\n"
         "dropping established connections; targets the template adds or drops are\n"
         "registered or deregistered (with draining). Any other change exits 2, listing\n"
-        "what differs: it needs testbed down and testbed up.")
+        "what differs: it needs testbed down and testbed up.",
+    )
     p.add_argument("name", help="lab name")
-    p.add_argument("template", help="the new template (YAML or JSON)")
+    add_template(p, "the new template (YAML or JSON)")
     add_params(p)
 
-    p = subcommand(sub, "down", cmd_down, "tear a lab down (everything it created, only that)",
-                   epilog="example:\n  testbed down default")
+    p = subcommand(
+        sub,
+        "down",
+        cmd_down,
+        "tear a lab down (everything it created, only that)",
+        epilog="example:\n  testbed down default",
+    )
     p.add_argument("names", nargs="+", metavar="NAME", help="lab name(s)")
 
-    p = subcommand(sub, "status", cmd_status, "labs on this machine, or one lab in detail",
-                   epilog="examples:\n  testbed status\n  testbed status default\n"
-                   "  testbed status default --json | jq '.hosts[] | {name, ip}'")
+    p = subcommand(
+        sub,
+        "status",
+        cmd_status,
+        "labs on this machine, or one lab in detail",
+        epilog="examples:\n  testbed status\n  testbed status default\n"
+        "  testbed status default --json | jq '.hosts[] | {name, ip}'",
+    )
     p.add_argument("name", nargs="?", help="lab name (all labs if omitted)")
-    p.add_argument("--json", action="store_true",
-                   help="JSON: an object for NAME, else a list with one object per lab")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON: an object for NAME, else a list with one object per lab",
+    )
 
-    p = subcommand(sub, "events", cmd_events, "a lab's stack events (time, id, status, reason)",
-                   epilog="example:\n  testbed events default")
+    p = subcommand(
+        sub,
+        "events",
+        cmd_events,
+        "a lab's stack events (time, id, status, reason)",
+        epilog="example:\n  testbed events default",
+    )
     p.add_argument("name", help="lab name")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = subcommand(sub, "clean", cmd_clean,
-                   "remove what dead labs left (after a kill -9); live labs are untouched",
-                   epilog="examples:\n  testbed clean              every lab whose holder "
-                   "process died\n  testbed clean default      that lab, if it is not "
-                   "running\n\nOnly resources named tb-NAME-... of such labs and the processes "
-                   "they recorded are removed.")
+    p = subcommand(
+        sub,
+        "clean",
+        cmd_clean,
+        "remove what dead labs left (after a kill -9); live labs are untouched",
+        epilog="examples:\n  testbed clean              every lab whose holder "
+        "process died\n  testbed clean default      that lab, if it is not "
+        "running\n\nOnly resources named tb-NAME-... of such labs and the processes "
+        "they recorded are removed.",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these labs")
 
 
@@ -77,23 +124,25 @@ def _print_event(ev: Any) -> None:
 
 
 def cmd_up(args: Any) -> int:
-    from testbed.lab.api import start_lab, stop_lab
-    from testbed.lab.naming import name_from_template
-
     name = args.name or name_from_template(args.template)
     started = time.monotonic()
-    state = start_lab(args.template, params_dict(args.params), name=name,
-                      datapath=args.datapath, region=args.region,
-                      on_event=None if args.quiet else _print_event)
-    print(f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
-          f"({state.get('datapath')} datapath, holder pid {state.get('pid')})\n")
+    state = start_lab(
+        args.template,
+        params_dict(args.params),
+        name=name,
+        datapath=args.datapath,
+        region=args.region,
+        on_event=None if args.quiet else _print_event,
+    )
+    print(
+        f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
+        f"({state.get('datapath')} datapath, holder pid {state.get('pid')})\n"
+    )
     print(hosts_table(state.get("hosts", [])))
     _print_outputs(state)
     for text in state.get("limitations", []):
         print(f"note: {text}")
     if args.cli:
-        from testbed.cli.hostcmds import open_cli
-
         try:
             open_cli(name)
         finally:
@@ -117,10 +166,6 @@ def _print_outputs(state: dict[str, Any]) -> None:
 
 
 def cmd_update(args: Any) -> int:
-    from testbed.lab import naming
-    from testbed.lab.api import update_lab
-    from testbed.lab.events import read_events
-
     started = time.time()
     reply = update_lab(args.name, args.template, params_dict(args.params))
     if not reply["changes"] and not reply["done"]:
@@ -136,45 +181,56 @@ def cmd_update(args: Any) -> int:
 
 
 def cmd_down(args: Any) -> int:
-    from testbed.lab.api import stop_lab
-
     for name in args.names:
         started = time.monotonic()
         report = stop_lab(name)
-        print(f"lab {name} is down in {time.monotonic() - started:.1f} s"
-              + (f" (removed {report.summary()})" if report and any(
-                  (report.processes, report.namespaces, report.links, report.bridges))
-                 else ""))
+        print(
+            f"lab {name} is down in {time.monotonic() - started:.1f} s"
+            + (
+                f" (removed {report.summary()})"
+                if report
+                and any((report.processes, report.namespaces, report.links, report.bridges))
+                else ""
+            )
+        )
     return 0
 
 
 def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
-    from testbed.lab.state import holder_alive
-
     state = state or {}
     alive = holder_alive(state)
     shown = state.get("state", "UNKNOWN")
     if not alive:
         shown = "DEAD (testbed clean)"
     return {
-        "name": name, "pid": state.get("pid"), "alive": alive, "state": shown,
-        "datapath": state.get("datapath"), "template": state.get("template"),
-        "created": state.get("created"), "outputs": state.get("outputs", {}),
-        "hosts": [{k: h.get(k) for k in ("name", "ip", "public_ip", "az", "subnet", "role")}
-                  if h.get("kind") != "client" else
-                  {"name": h["name"], "ip": h["ip"], "public_ip": h.get("public_ip"),
-                   "subnet": None, "role": h.get("role")}
-                  for h in state.get("hosts", [])],
+        "name": name,
+        "pid": state.get("pid"),
+        "alive": alive,
+        "state": shown,
+        "datapath": state.get("datapath"),
+        "template": state.get("template"),
+        "created": state.get("created"),
+        "outputs": state.get("outputs", {}),
+        "hosts": [
+            {k: h.get(k) for k in ("name", "ip", "public_ip", "az", "subnet", "role")}
+            if h.get("kind") != "client"
+            else {
+                "name": h["name"],
+                "ip": h["ip"],
+                "public_ip": h.get("public_ip"),
+                "subnet": None,
+                "role": h.get("role"),
+            }
+            for h in state.get("hosts", [])
+        ],
         "limitations": state.get("limitations", []),
-        "controller": state.get("controller"), "prefix": state.get("prefix"),
+        "controller": state.get("controller"),
+        "prefix": state.get("prefix"),
         "lab_dir": state.get("lab_dir"),
     }
 
 
 def cmd_status(args: Any) -> int:
-    from testbed.lab import naming
-    from testbed.lab.state import list_labs, read_state
-
     if args.name:
         naming.validate_lab_name(args.name)
         state = read_state(naming.lab_dir(args.name))
@@ -185,11 +241,15 @@ def cmd_status(args: Any) -> int:
             print(json.dumps(s, indent=1))
             return 0
         age = time.time() - (s["created"] or time.time())
-        print(f"lab {s['name']}: {s['state']}, holder pid {s['pid']}, {s['datapath']} "
-              f"datapath, up {age:.0f} s\n  template {s['template']}\n  files {s['lab_dir']}")
+        print(
+            f"lab {s['name']}: {s['state']}, holder pid {s['pid']}, {s['datapath']} "
+            f"datapath, up {age:.0f} s\n  template {s['template']}\n  files {s['lab_dir']}"
+        )
         if s["controller"]:
-            print(f"  controller pid {s['controller']['pid']} on port "
-                  f"{s['controller']['port']}, log {s['controller']['log']}")
+            print(
+                f"  controller pid {s['controller']['pid']} on port "
+                f"{s['controller']['port']}, log {s['controller']['log']}"
+            )
         print()
         print(hosts_table(state.get("hosts", [])))
         _print_outputs(state)
@@ -203,17 +263,20 @@ def cmd_status(args: Any) -> int:
     if not labs:
         print("no labs (testbed up TEMPLATE creates one)", file=sys.stderr)
         return 0
-    print(table([(s["name"], s["state"], s["pid"], s["datapath"], len(s["hosts"]),
-                  s["template"]) for s in labs],
-                ["NAME", "STATE", "PID", "DATAPATH", "HOSTS", "TEMPLATE"]))
+    print(
+        table(
+            [
+                (s["name"], s["state"], s["pid"], s["datapath"], len(s["hosts"]), s["template"])
+                for s in labs
+            ],
+            ["NAME", "STATE", "PID", "DATAPATH", "HOSTS", "TEMPLATE"],
+        )
+    )
     return 0
 
 
 def cmd_events(args: Any) -> int:
     from dataclasses import asdict
-
-    from testbed.lab import naming
-    from testbed.lab.events import read_events
 
     naming.validate_lab_name(args.name)
     if not naming.lab_dir(args.name).exists():
@@ -224,11 +287,6 @@ def cmd_events(args: Any) -> int:
 
 
 def cmd_clean(args: Any) -> int:
-    from testbed.lab import naming
-    from testbed.lab.api import leftovers_exist
-    from testbed.lab.state import holder_alive, list_labs, read_state
-    from testbed.lab.teardown import teardown
-
     if args.names:
         names = [naming.validate_lab_name(n) for n in args.names]
     else:

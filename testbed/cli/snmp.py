@@ -10,6 +10,8 @@ from typing import Any
 
 from testbed.cli.common import subcommand, table
 from testbed.errors import BadInput
+from testbed.snmp.manager import monitor, query
+from testbed.snmp.mibs import DEFAULT_MONITOR_OBJECTS, MODULES, OBJECTS, oid_text
 
 VANTAGE_HELP = """\
 where the manager runs:
@@ -30,8 +32,7 @@ def seconds(text: str) -> float:
     if not match:
         import argparse
 
-        raise argparse.ArgumentTypeError(f"expected a duration like 1s, 500ms or 2m, "
-                                         f"not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a duration like 1s, 500ms or 2m, not {text!r}")
     return float(match[1]) * UNITS[match[2] or "s"]
 
 
@@ -40,48 +41,80 @@ def _listing(text: str) -> list[str]:
 
 
 def _agent_options(p: Any) -> None:
-    p.add_argument("--v3", action="store_true",
-                   help="use the template's SNMPv3 user (authPriv) instead of the community")
-    p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION",
-                   help="wait this long for each answer")
+    p.add_argument(
+        "--v3",
+        action="store_true",
+        help="use the template's SNMPv3 user (authPriv) instead of the community",
+    )
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="wait this long for each answer",
+    )
     p.add_argument("--retries", type=int, default=1, help="retries after a timeout (default 1)")
     p.add_argument("--vantage", metavar="HOST", help="run the manager in this lab host")
 
 
 def register(sub: Any) -> None:
     p = subcommand(
-        sub, "snmp", lambda args: args.snmp_parser.print_help() or 2,
+        sub,
+        "snmp",
+        lambda args: args.snmp_parser.print_help() or 2,
         "ask a lab host's SNMP agent (get, walk) or list the object names",
         epilog="examples:\n"
         "  testbed snmp get default WebA1 SNMPv2-MIB::sysUpTime.0 sysName.0\n"
         "  testbed snmp walk default WebA1 IF-MIB::ifHCInOctets\n"
         "  testbed snmp walk default WebA1 ifTable\n"
         "  testbed snmp get default Client1 1.3.6.1.2.1.1.5.0 --v3\n"
-        "  testbed snmp names IF-MIB\n\n" + VANTAGE_HELP)
+        "  testbed snmp names IF-MIB\n\n" + VANTAGE_HELP,
+    )
     p.set_defaults(snmp_parser=p)
     actions = p.add_subparsers(dest="snmp_command", metavar="ACTION")
-    g = subcommand(actions, "get", cmd_get, "GET instances (a scalar without index gets .0)",
-                   epilog="examples:\n  testbed snmp get default WebA1 sysUpTime sysName.0\n"
-                   "  testbed snmp get default WebA1 IF-MIB::ifHCInOctets.2 --json\n\n"
-                   "Exit 0 when the agent answered, 1 when it did not (timeout, wrong "
-                   "credentials),\n2 for a bad lab, host or object name.")
-    w = subcommand(actions, "walk", cmd_walk, "every instance under an object (GETBULK)",
-                   epilog="examples:\n  testbed snmp walk default WebB2 IF-MIB::ifDescr\n"
-                   "  testbed snmp walk default WebB2 HOST-RESOURCES-MIB::hrStorageTable\n"
-                   "  testbed snmp walk default WebB2 1.3.6.1.2.1.2")
+    g = subcommand(
+        actions,
+        "get",
+        cmd_get,
+        "GET instances (a scalar without index gets .0)",
+        epilog="examples:\n  testbed snmp get default WebA1 sysUpTime sysName.0\n"
+        "  testbed snmp get default WebA1 IF-MIB::ifHCInOctets.2 --json\n\n"
+        "Exit 0 when the agent answered, 1 when it did not (timeout, wrong "
+        "credentials),\n2 for a bad lab, host or object name.",
+    )
+    w = subcommand(
+        actions,
+        "walk",
+        cmd_walk,
+        "every instance under an object (GETBULK)",
+        epilog="examples:\n  testbed snmp walk default WebB2 IF-MIB::ifDescr\n"
+        "  testbed snmp walk default WebB2 HOST-RESOURCES-MIB::hrStorageTable\n"
+        "  testbed snmp walk default WebB2 1.3.6.1.2.1.2",
+    )
     for q in (g, w):
         q.add_argument("name", help="lab name")
         q.add_argument("host", help="host whose agent to ask (template logical id)")
-        q.add_argument("objects", nargs="+", metavar="OID",
-                       help="MODULE::name[.index], name[.index] or a numeric OID")
+        q.add_argument(
+            "objects",
+            nargs="+",
+            metavar="OID",
+            help="MODULE::name[.index], name[.index] or a numeric OID",
+        )
         _agent_options(q)
         q.add_argument("--json", action="store_true", help="one JSON row per line")
-    n = subcommand(actions, "names", cmd_names, "the object names the manager knows",
-                   epilog="example:\n  testbed snmp names HOST-RESOURCES-MIB")
+    n = subcommand(
+        actions,
+        "names",
+        cmd_names,
+        "the object names the manager knows",
+        epilog="example:\n  testbed snmp names HOST-RESOURCES-MIB",
+    )
     n.add_argument("module", nargs="?", help="only this MIB module")
 
     m = subcommand(
-        sub, "monitor", cmd_monitor,
+        sub,
+        "monitor",
+        cmd_monitor,
         "poll SNMP agents of a running lab concurrently, write tidy rows (CSV)",
         epilog="examples:\n"
         "  testbed monitor default --interval 1s --duration 30s --out ifs.csv\n"
@@ -95,28 +128,53 @@ def register(sub: Any) -> None:
         "error 'timeout', and polling goes on. FILE.polls.csv gets one row per poll of an\n"
         "agent (latency). --rates writes per-second rates of every counter (Counter32 wrap,\n"
         "64-bit HC counters preferred, none across an agent restart) to FILE.rates.csv.\n"
-        + textwrap.fill("Default objects: " + ", ".join(_default_objects()) + ".", 84,
-                        break_on_hyphens=False)
-        + "\n\n" + VANTAGE_HELP)
+        + textwrap.fill(
+            "Default objects: " + ", ".join(_default_objects()) + ".", 84, break_on_hyphens=False
+        )
+        + "\n\n"
+        + VANTAGE_HELP,
+    )
     m.add_argument("name", help="lab name")
-    m.add_argument("--hosts", type=_listing, metavar="H1,H2",
-                   help="hosts to poll (default: every host with an agent)")
-    m.add_argument("--objects", type=_listing, metavar="O1,O2",
-                   help="objects to poll (scalars, columns, tables or numeric OIDs)")
-    m.add_argument("--interval", type=seconds, default=1.0, metavar="DURATION",
-                   help="time between polls of each agent (default 1s; 0: back to back)")
-    m.add_argument("--duration", type=seconds, default=30.0, metavar="DURATION",
-                   help="how long to poll (default 30s)")
+    m.add_argument(
+        "--hosts",
+        type=_listing,
+        metavar="H1,H2",
+        help="hosts to poll (default: every host with an agent)",
+    )
+    m.add_argument(
+        "--objects",
+        type=_listing,
+        metavar="O1,O2",
+        help="objects to poll (scalars, columns, tables or numeric OIDs)",
+    )
+    m.add_argument(
+        "--interval",
+        type=seconds,
+        default=1.0,
+        metavar="DURATION",
+        help="time between polls of each agent (default 1s; 0: back to back)",
+    )
+    m.add_argument(
+        "--duration",
+        type=seconds,
+        default=30.0,
+        metavar="DURATION",
+        help="how long to poll (default 30s)",
+    )
     m.add_argument("--out", required=True, type=Path, metavar="FILE.csv", help="rows go here")
-    m.add_argument("--rates", nargs="?", const="", default=None, metavar="FILE",
-                   help="also write counter rates (default FILE: OUT with .rates.csv)")
+    m.add_argument(
+        "--rates",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="FILE",
+        help="also write counter rates (default FILE: OUT with .rates.csv)",
+    )
     m.add_argument("--quiet", "-q", action="store_true", help="no progress, only the summary")
     _agent_options(m)
 
 
 def _default_objects() -> list[str]:
-    from testbed.snmp.mibs import DEFAULT_MONITOR_OBJECTS
-
     return list(DEFAULT_MONITOR_OBJECTS)
 
 
@@ -131,8 +189,7 @@ def _print_rows(rows: list[dict], as_json: bool) -> int:
             name = f"{row['object']}.{row['index']}" if row["index"] != "" else row["object"]
             shown = f"{row['type']}: {row['value']}" if not row["error"] else row["error"]
             print(f"{name} = {shown}")
-        if not row["error"] or row["error"] in ("noSuchObject", "noSuchInstance",
-                                                "endOfMibView"):
+        if not row["error"] or row["error"] in ("noSuchObject", "noSuchInstance", "endOfMibView"):
             answered = True
     if not answered:
         error = rows[0]["error"] if rows else "no answer"
@@ -141,10 +198,16 @@ def _print_rows(rows: list[dict], as_json: bool) -> int:
 
 
 def _query(args: Any, mode: str) -> int:
-    from testbed.snmp.manager import query
-
-    rows = query(args.name, args.host, mode, args.objects, use_v3=args.v3,
-                 timeout=args.timeout or 2.0, retries=args.retries, vantage_host=args.vantage)
+    rows = query(
+        args.name,
+        args.host,
+        mode,
+        args.objects,
+        use_v3=args.v3,
+        timeout=args.timeout or 2.0,
+        retries=args.retries,
+        vantage_host=args.vantage,
+    )
     return _print_rows(rows, args.json)
 
 
@@ -157,39 +220,50 @@ def cmd_walk(args: Any) -> int:
 
 
 def cmd_names(args: Any) -> int:
-    from testbed.snmp.mibs import MODULES, OBJECTS, oid_text
-
     if args.module and args.module not in MODULES:
-        raise BadInput(f"unknown MIB module {args.module!r}",
-                       hint=f"modules: {', '.join(sorted(MODULES))}")
-    rows = [(o.full_name, oid_text(o.oid), o.kind) for o in OBJECTS
-            if not args.module or o.module == args.module]
+        raise BadInput(
+            f"unknown MIB module {args.module!r}", hint=f"modules: {', '.join(sorted(MODULES))}"
+        )
+    rows = [
+        (o.full_name, oid_text(o.oid), o.kind)
+        for o in OBJECTS
+        if not args.module or o.module == args.module
+    ]
     print(table(rows, ["NAME", "OID", "KIND"]))
     return 0
 
 
 def cmd_monitor(args: Any) -> int:
-    from testbed.snmp.manager import monitor
-
     rates = None
     if args.rates is not None:
-        rates = Path(args.rates) if args.rates else \
-            args.out.with_name(args.out.stem + ".rates.csv")
+        rates = Path(args.rates) if args.rates else args.out.with_name(args.out.stem + ".rates.csv")
     progress = None if args.quiet else _progress_printer(args.duration)
-    summary = monitor(args.name, args.out, hosts=args.hosts, objects=args.objects,
-                      interval=args.interval, duration=args.duration, timeout=args.timeout,
-                      retries=args.retries, use_v3=args.v3, rates_out=rates,
-                      vantage_host=args.vantage, on_progress=progress)
+    summary = monitor(
+        args.name,
+        args.out,
+        hosts=args.hosts,
+        objects=args.objects,
+        interval=args.interval,
+        duration=args.duration,
+        timeout=args.timeout,
+        retries=args.retries,
+        use_v3=args.v3,
+        rates_out=rates,
+        vantage_host=args.vantage,
+        on_progress=progress,
+    )
     if progress is not None and sys.stdout.isatty():
         print()
     vantages = "; ".join(f"{v} polls {', '.join(a)}" for v, a in summary.vantages.items())
     lat = summary.latency_ms
-    print(f"{'interrupted: ' if summary.interrupted else ''}{summary.rows} rows from "
-          f"{summary.agents} agents in {summary.seconds:.1f} s: {summary.values} values, "
-          f"{summary.timeouts} timeouts, {summary.errors} other errors; "
-          f"{summary.objects_per_s:.0f} objects/s; poll latency p50 {lat.get('p50', 0):.1f} "
-          f"ms, p95 {lat.get('p95', 0):.1f} ms\n  from: {vantages}\n  rows: {summary.out}"
-          + (f"\n  rates: {summary.rates_out}" if summary.rates_out else ""))
+    print(
+        f"{'interrupted: ' if summary.interrupted else ''}{summary.rows} rows from "
+        f"{summary.agents} agents in {summary.seconds:.1f} s: {summary.values} values, "
+        f"{summary.timeouts} timeouts, {summary.errors} other errors; "
+        f"{summary.objects_per_s:.0f} objects/s; poll latency p50 {lat.get('p50', 0):.1f} "
+        f"ms, p95 {lat.get('p95', 0):.1f} ms\n  from: {vantages}\n  rows: {summary.out}"
+        + (f"\n  rates: {summary.rates_out}" if summary.rates_out else "")
+    )
     return 130 if summary.interrupted else 0
 
 
@@ -205,9 +279,11 @@ def _progress_printer(duration: float) -> Any:
         if not tty and now - last[0] < 5:
             return
         last[0] = now
-        text = (f"  {min(now - started, duration):5.1f}/{duration:.0f} s  rows {total['rows']}"
-                f"  answering {total['answering']}/{total['agents']}"
-                f"  timeouts {total['timeouts']}")
+        text = (
+            f"  {min(now - started, duration):5.1f}/{duration:.0f} s  rows {total['rows']}"
+            f"  answering {total['answering']}/{total['agents']}"
+            f"  timeouts {total['timeouts']}"
+        )
         print(("\r" + text) if tty else text, end="" if tty else "\n", flush=True)
 
     return show

@@ -22,8 +22,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def serve(host: str, port: int, routes: Routes, fallback: Callable[[str], Any] | None = None,
-          ) -> ThreadingHTTPServer:
+def serve(
+    host: str,
+    port: int,
+    routes: Routes,
+    fallback: Callable[[str], Any] | None = None,
+) -> ThreadingHTTPServer:
     """Start serving `routes` on host:port in a daemon thread; fallback(path) answers any
     other GET (health checks ask for any path)."""
 
@@ -51,18 +55,17 @@ def serve(host: str, port: int, routes: Routes, fallback: Callable[[str], Any] |
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             self._answer("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._answer("POST")
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # health checks every few seconds would flood the role log
 
     server = _Server((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True,
-                     name=f"http:{host}:{port}").start()
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"http:{host}:{port}").start()
     return server
 
 

@@ -51,15 +51,16 @@ def packet_key(p: bytes) -> bytes:
     """Direction-specific key of an IPv4 packet: protocol, source, destination (and ports)."""
     if p[9] in PORT_PROTOCOLS and not (p[6] & 0x3F or p[7]):
         l4 = (p[0] & 0x0F) * 4
-        return p[9:10] + p[12:20] + p[l4:l4 + 4]
+        return p[9:10] + p[12:20] + p[l4 : l4 + 4]
     return p[9:10] + p[12:20]
 
 
 class Appliance:
     """The appliance's data path and counters."""
 
-    def __init__(self, name: str, ip: str, rules: list[str], tun_in: str = "tun-in",
-                 tun_out: str = "tun-out") -> None:
+    def __init__(
+        self, name: str, ip: str, rules: list[str], tun_in: str = "tun-in", tun_out: str = "tun-out"
+    ) -> None:
         self.name, self.ip, self.rules = name, ip, rules
         self.tun_in_name, self.tun_out_name = tun_in, tun_out
         # directional key -> [GENEVE header, GWLB node address, packets, bytes, last seen]
@@ -177,13 +178,24 @@ class Appliance:
     # ---- status ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counters, the firewall's counters and the flows seen (both directions merged)."""
-        return {"host": self.name, "ip": self.ip, "time": time.time(),
-                "uptime_s": round(time.time() - self.started, 3),
-                "geneve_in": self.geneve_in, "geneve_out": self.geneve_out,
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "bad": self.bad,
-                "orphans": self.orphans, "hung": self.hung, "tun_errors": self.tun_errors,
-                "faults": {"hang": self.hang}, "rules": self.rules,
-                "firewall": firewall.read_counters(), "flows": flow_rows(self.flows)}
+        return {
+            "host": self.name,
+            "ip": self.ip,
+            "time": time.time(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "geneve_in": self.geneve_in,
+            "geneve_out": self.geneve_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "bad": self.bad,
+            "orphans": self.orphans,
+            "hung": self.hung,
+            "tun_errors": self.tun_errors,
+            "faults": {"hang": self.hang},
+            "rules": self.rules,
+            "firewall": firewall.read_counters(),
+            "flows": flow_rows(self.flows),
+        }
 
 
 def flow_rows(flows: dict[bytes, list[Any]]) -> list[dict[str, Any]]:
@@ -191,17 +203,27 @@ def flow_rows(flows: dict[bytes, list[Any]]) -> list[dict[str, Any]]:
     rows: dict[bytes, dict[str, Any]] = {}
     for key, entry in list(flows.items())[-MAX_FLOWS_SHOWN:]:
         src, dst = key[1:5], key[5:9]
-        ports = (int.from_bytes(key[9:11], "big"), int.from_bytes(key[11:13], "big")) \
-            if len(key) == 13 else (None, None)
+        ports = (
+            (int.from_bytes(key[9:11], "big"), int.from_bytes(key[11:13], "big"))
+            if len(key) == 13
+            else (None, None)
+        )
         reverse = key[:1] + dst + src + (key[11:13] + key[9:11] if len(key) == 13 else b"")
         row = rows.get(reverse)
         if row is not None:
             row["packets_ba"] += entry[2]
             continue
-        rows[key] = {"proto": key[0], "a": _ip(src), "a_port": ports[0], "b": _ip(dst),
-                     "b_port": ports[1], "packets_ab": entry[2], "packets_ba": 0,
-                     "cookie": (gwlb_fields(entry[0]) or (None, None))[1],
-                     "gwlb": entry[1][0]}
+        rows[key] = {
+            "proto": key[0],
+            "a": _ip(src),
+            "a_port": ports[0],
+            "b": _ip(dst),
+            "b_port": ports[1],
+            "packets_ab": entry[2],
+            "packets_ba": 0,
+            "cookie": (gwlb_fields(entry[0]) or (None, None))[1],
+            "gwlb": entry[1][0],
+        }
     return list(rows.values())
 
 
@@ -212,8 +234,9 @@ def _ip(raw: bytes) -> str:
 class Control:
     """Health and admin listeners of a running appliance, and its status file."""
 
-    def __init__(self, app: Appliance, health_port: int, admin_port: int,
-                 status_path: str | None) -> None:
+    def __init__(
+        self, app: Appliance, health_port: int, admin_port: int, status_path: str | None
+    ) -> None:
         self.app, self.health_port, self.admin_port = app, health_port, admin_port
         self.status_path = Path(status_path) if status_path else None
         self.health = None
@@ -222,10 +245,15 @@ class Control:
     def start(self) -> None:
         """Open the health and admin listeners and start the status file writer."""
         self.set_refuse(False)
-        admin.serve("127.0.0.1", self.admin_port, {
-            ("GET", "/stats"): lambda q: self.app.status(),
-            ("GET", "/faults"): lambda q: self.faults(),
-            ("POST", "/faults"): self.set_faults})
+        admin.serve(
+            "127.0.0.1",
+            self.admin_port,
+            {
+                ("GET", "/stats"): lambda q: self.app.status(),
+                ("GET", "/faults"): lambda q: self.faults(),
+                ("POST", "/faults"): self.set_faults,
+            },
+        )
         if self.status_path:
             threading.Thread(target=self._write_status, daemon=True, name="status").start()
 
@@ -254,9 +282,12 @@ class Control:
             admin.stop(self.health)
             self.health = None
         elif self.health is None and self.health_port:
-            self.health = admin.serve("0.0.0.0", self.health_port, {},
-                                      fallback=lambda path: {"status": "healthy",
-                                                             "appliance": self.app.name})
+            self.health = admin.serve(
+                "0.0.0.0",
+                self.health_port,
+                {},
+                fallback=lambda path: {"status": "healthy", "appliance": self.app.name},
+            )
 
     def _write_status(self) -> None:
         assert self.status_path is not None
@@ -272,8 +303,9 @@ class Control:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the appliance until SIGTERM."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--id", required=True, help="the appliance's name (its logical id)")
     ap.add_argument("--ip", required=True, help="the address GENEVE arrives at")
     ap.add_argument("--rule", action="append", default=[], help="an nft rule (repeatable)")
@@ -290,8 +322,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"appliance {a.id}: GENEVE on {a.ip}:{UDP_PORT}, {len(a.rule)} rules, health on "
-          f"port {a.health_port}", flush=True)
+    print(
+        f"appliance {a.id}: GENEVE on {a.ip}:{UDP_PORT}, {len(a.rule)} rules, health on "
+        f"port {a.health_port}",
+        flush=True,
+    )
     try:
         app.run()
     finally:

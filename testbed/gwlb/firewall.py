@@ -30,37 +30,47 @@ def counted(rule: str) -> str:
     tokens = rule.split()
     for i in range(len(tokens) - 1, -1, -1):
         if tokens[i] in VERDICTS:
-            return " ".join(tokens[:i] + ['counter name "dropped"'] + tokens[i:])
+            return " ".join([*tokens[:i], 'counter name "dropped"', *tokens[i:]])
     return " ".join(tokens)
 
 
-def ruleset(rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out",
-            mss: int = DEFAULT_MSS) -> str:
+def ruleset(
+    rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out", mss: int = DEFAULT_MSS
+) -> str:
     """The nft script that (re)creates the appliance's table with `rules`."""
     for rule in rules:
         if not isinstance(rule, str) or not rule.strip() or any(c in rule for c in "\n;{}"):
-            raise ValueError(f"appliance rule {rule!r}: one nft rule per entry, without "
-                             "newlines, ';' or braces (e.g. \"tcp dport 23 drop\")")
-    lines = [f"table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}",
-             f"table {FAMILY} {TABLE} {{"]
+            raise ValueError(
+                f"appliance rule {rule!r}: one nft rule per entry, without "
+                "newlines, ';' or braces (e.g. \"tcp dport 23 drop\")"
+            )
+    lines = [
+        f"table {FAMILY} {TABLE}",
+        f"delete table {FAMILY} {TABLE}",
+        f"table {FAMILY} {TABLE} {{",
+    ]
     lines += [f"\tcounter {name} {{ }}" for name in COUNTERS]
-    lines += ["\tchain forward {",
-              "\t\ttype filter hook forward priority filter; policy accept;",
-              f'\t\tiifname != "{tun_in}" accept comment "only tunnelled traffic is inspected"',
-              '\t\tcounter name "inspected"',
-              "\t\tjump rules",
-              "\t}",
-              "\tchain rules {"]
+    lines += [
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        f'\t\tiifname != "{tun_in}" accept comment "only tunnelled traffic is inspected"',
+        '\t\tcounter name "inspected"',
+        "\t\tjump rules",
+        "\t}",
+        "\tchain rules {",
+    ]
     lines += [f"\t\t{counted(rule)}" for rule in rules]
-    lines += ["\t}",
-              "\tchain returned {",
-              "\t\ttype filter hook postrouting priority filter; policy accept;",
-              f'\t\toifname "{tun_out}" counter name "passed"',
-              f'\t\toifname "{tun_out}" tcp flags & (syn | rst) == syn '
-              f"tcp option maxseg size > {mss} tcp option maxseg size set {mss} "
-              'comment "room for the GENEVE tunnel"',
-              "\t}",
-              "}"]
+    lines += [
+        "\t}",
+        "\tchain returned {",
+        "\t\ttype filter hook postrouting priority filter; policy accept;",
+        f'\t\toifname "{tun_out}" counter name "passed"',
+        f'\t\toifname "{tun_out}" tcp flags & (syn | rst) == syn '
+        f"tcp option maxseg size > {mss} tcp option maxseg size set {mss} "
+        'comment "room for the GENEVE tunnel"',
+        "\t}",
+        "}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -69,14 +79,16 @@ def install(rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-ou
     script = ruleset(rules, tun_in, tun_out)
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"nft refused the appliance rules:\n{proc.stderr.strip()}\n"
-                           f"--- script ---\n{script}")
+        raise RuntimeError(
+            f"nft refused the appliance rules:\n{proc.stderr.strip()}\n--- script ---\n{script}"
+        )
 
 
 def read_counters() -> dict[str, dict[str, int]]:
     """{counter name: {"packets", "bytes"}} of the appliance's table."""
-    proc = subprocess.run(["nft", "-j", "list", "counters", "table", FAMILY, TABLE],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["nft", "-j", "list", "counters", "table", FAMILY, TABLE], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return {}
     return parse_counters(proc.stdout)
@@ -88,6 +100,8 @@ def parse_counters(text: str) -> dict[str, dict[str, int]]:
     for item in json.loads(text).get("nftables", []):
         counter = item.get("counter")
         if counter and counter.get("table") == TABLE:
-            out[counter["name"]] = {"packets": int(counter.get("packets", 0)),
-                                    "bytes": int(counter.get("bytes", 0))}
+            out[counter["name"]] = {
+                "packets": int(counter.get("packets", 0)),
+                "bytes": int(counter.get("bytes", 0)),
+            }
     return out

@@ -31,13 +31,13 @@ KeyFunction = Callable[[bytes, int], tuple[bytes, bool]]
 def key_5tuple(buf: bytes, off: int = 0) -> tuple[bytes, bool]:
     """Protocol, addresses and ports (3-tuple for portless protocols and fragments)."""
     proto = buf[off + 9]
-    a = buf[off + 12:off + 16]
-    b = buf[off + 16:off + 20]
+    a = buf[off + 12 : off + 16]
+    b = buf[off + 16 : off + 20]
     # Fragment offset or more-fragments set: ports are absent or would split the datagram.
     if proto in PORT_PROTOCOLS and not (buf[off + 6] & 0x3F or buf[off + 7]):
         l4 = off + (buf[off] & 0x0F) * 4
-        a += buf[l4:l4 + 2]
-        b += buf[l4 + 2:l4 + 4]
+        a += buf[l4 : l4 + 2]
+        b += buf[l4 + 2 : l4 + 4]
     if a <= b:
         return bytes((proto,)) + a + b, True
     return bytes((proto,)) + b + a, False
@@ -45,22 +45,25 @@ def key_5tuple(buf: bytes, off: int = 0) -> tuple[bytes, bool]:
 
 def key_3tuple(buf: bytes, off: int = 0) -> tuple[bytes, bool]:
     """Protocol and the two addresses."""
-    a = buf[off + 12:off + 16]
-    b = buf[off + 16:off + 20]
+    a = buf[off + 12 : off + 16]
+    b = buf[off + 16 : off + 20]
     if a <= b:
-        return buf[off + 9:off + 10] + a + b, True
-    return buf[off + 9:off + 10] + b + a, False
+        return buf[off + 9 : off + 10] + a + b, True
+    return buf[off + 9 : off + 10] + b + a, False
 
 
 def key_2tuple(buf: bytes, off: int = 0) -> tuple[bytes, bool]:
     """The two addresses."""
-    a = buf[off + 12:off + 16]
-    b = buf[off + 16:off + 20]
+    a = buf[off + 12 : off + 16]
+    b = buf[off + 16 : off + 20]
     return (a + b, True) if a <= b else (b + a, False)
 
 
-KEY_FUNCTIONS: dict[str, KeyFunction] = {FIVE_TUPLE: key_5tuple, THREE_TUPLE: key_3tuple,
-                                         TWO_TUPLE: key_2tuple}
+KEY_FUNCTIONS: dict[str, KeyFunction] = {
+    FIVE_TUPLE: key_5tuple,
+    THREE_TUPLE: key_3tuple,
+    TWO_TUPLE: key_2tuple,
+}
 
 
 def key_function(stickiness: str) -> KeyFunction:
@@ -68,8 +71,9 @@ def key_function(stickiness: str) -> KeyFunction:
     try:
         return KEY_FUNCTIONS[stickiness]
     except KeyError:
-        raise ValueError(f"unknown GWLB stickiness {stickiness!r} "
-                         f"(known: {', '.join(STICKINESS)})") from None
+        raise ValueError(
+            f"unknown GWLB stickiness {stickiness!r} (known: {', '.join(STICKINESS)})"
+        ) from None
 
 
 def is_tcp_syn(buf: bytes, off: int = 0) -> bool:
@@ -96,5 +100,4 @@ def describe(key: bytes) -> dict[str, object]:
     if len(key) == 8:  # 2-tuple
         return {"proto": None, "a": endpoint(key[:4]), "b": endpoint(key[4:])}
     half = (len(key) - 1) // 2
-    return {"proto": key[0], "a": endpoint(key[1:1 + half]), "b": endpoint(key[1 + half:])}
-
+    return {"proto": key[0], "a": endpoint(key[1 : 1 + half]), "b": endpoint(key[1 + half :])}

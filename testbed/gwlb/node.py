@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed import rpc
 from testbed.gwlb import admin, rawsock
 from testbed.gwlb.flowkey import FIVE_TUPLE, describe, is_tcp_syn, key_function
 from testbed.gwlb.steering import NO_REBALANCE, Steering, TargetState
-from testbed.lab import rpc
-from testbed.lab.lbplan import LoadBalancerPlan
-from testbed.lab.plan import host_mac
+from testbed.lb.health_checker import Checker
 from testbed.packets import geneve
+from testbed.plan.balancers import LoadBalancerPlan
+from testbed.plan.network import host_mac
 
 BATCH = 256  # packets taken from one socket before looking at the other
 POLL_S = 0.5  # appliance states from the holder
@@ -83,8 +84,9 @@ class NodeConfig:
 def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
     """The node's configuration from plan.json (endpoints read defensively: older plans
     have none)."""
-    lb = LoadBalancerPlan.from_dict(next(x for x in plan.get("load_balancers", [])
-                                         if x["name"] == lb_name))
+    lb = LoadBalancerPlan.from_dict(
+        next(x for x in plan.get("load_balancers", []) if x["name"] == lb_name)
+    )
     tg_name = next((lis.target_group for lis in lb.listeners if lis.target_group), None)
     tg = lb.target_group(tg_name) if tg_name else None
     attrs = tg.attributes if tg else {}
@@ -94,21 +96,40 @@ def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
         if ep.get("gwlb") != lb_name:
             continue
         mac = rawsock.mac_bytes(ep.get("mac") or host_mac(ep["ip"]))
-        endpoints.append(Endpoint(ep["name"], ep["ip"], mac, geneve.endpoint_id(ep["ip"]),
-                                  router + mac + ETH_IPV4, ep.get("node_host") == host))
+        endpoints.append(
+            Endpoint(
+                ep["name"],
+                ep["ip"],
+                mac,
+                geneve.endpoint_id(ep["ip"]),
+                router + mac + ETH_IPV4,
+                ep.get("node_host") == host,
+            )
+        )
     return NodeConfig(
-        lb=lb, tg=tg_name, stickiness=tg.stickiness if tg else "5-tuple",
+        lb=lb,
+        tg=tg_name,
+        stickiness=tg.stickiness if tg else "5-tuple",
         on_unhealthy=attrs.get("target_failover.on_unhealthy", NO_REBALANCE),
         on_deregistration=attrs.get("target_failover.on_deregistration", NO_REBALANCE),
-        cross_zone=lb.cross_zone_for(tg) if tg else False, endpoints=tuple(endpoints))
+        cross_zone=lb.cross_zone_for(tg) if tg else False,
+        endpoints=tuple(endpoints),
+    )
 
 
 def target_states(rows: list[dict[str, Any]], tg: str | None) -> list[TargetState]:
     """TargetStates of `tg` from the holder's describe-target-health rows."""
-    return [TargetState(f"{r['Target']['Id']}:{r['Target']['Port']}", r["Ip"],
-                        r["Target"].get("AvailabilityZone"), r["TargetHealth"]["State"],
-                        int(r["Target"]["Port"]))
-            for r in rows if r.get("TargetGroup") == tg]
+    return [
+        TargetState(
+            f"{r['Target']['Id']}:{r['Target']['Port']}",
+            r["Ip"],
+            r["Target"].get("AvailabilityZone"),
+            r["TargetHealth"]["State"],
+            int(r["Target"]["Port"]),
+        )
+        for r in rows
+        if r.get("TargetGroup") == tg
+    ]
 
 
 class Node:
@@ -117,10 +138,14 @@ class Node:
     def __init__(self, host: str, ip: str, az: str, iface: str, config: NodeConfig) -> None:
         self.host, self.ip, self.az, self.iface, self.config = host, ip, az, iface, config
         lb = config.lb
-        self.steering = Steering(on_unhealthy=config.on_unhealthy,
-                                 on_deregistration=config.on_deregistration, az=az,
-                                 cross_zone=config.cross_zone, idle_tcp_s=lb.idle_tcp_s,
-                                 idle_other_s=lb.idle_udp_s)
+        self.steering = Steering(
+            on_unhealthy=config.on_unhealthy,
+            on_deregistration=config.on_deregistration,
+            az=az,
+            cross_zone=config.cross_zone,
+            idle_tcp_s=lb.idle_tcp_s,
+            idle_other_s=lb.idle_udp_s,
+        )
         self.keyfn = key_function(config.stickiness)
         # Only a 5-tuple flow is one connection; 3- and 2-tuple flows carry many at once.
         self.reopen = config.stickiness == FIVE_TUPLE
@@ -183,11 +208,14 @@ class Node:
                 flow.header = geneve.gwlb_header(ep.id, flow.cookie).serialize()
             flow.last = now
             size = (frame[16] << 8) | frame[17]  # IPv4 total length: frames may be padded
-            header = flow.header if ep is flow.endpoint else \
-                geneve.gwlb_header(ep.id, flow.cookie).serialize()
+            header = (
+                flow.header
+                if ep is flow.endpoint
+                else geneve.gwlb_header(ep.id, flow.cookie).serialize()
+            )
             appliance = flow.appliance
             try:
-                sendto(header + frame[14:14 + size], appliance.addr)
+                sendto(header + frame[14 : 14 + size], appliance.addr)
             except OSError:
                 self.send_errors += 1
                 continue
@@ -215,7 +243,7 @@ class Node:
             if data[0] == 0x08 and data[8:12] == OPT_ENDPOINT and data[32:36] == OPT_COOKIE:
                 endpoint_id = int.from_bytes(data[12:20], "big")  # our own layout: fast path
                 cookie = int.from_bytes(data[36:40], "big")
-                inner = data[geneve.GWLB_HEADER_LEN:]
+                inner = data[geneve.GWLB_HEADER_LEN :]
             else:
                 try:
                     header, inner = geneve.parse(data)
@@ -254,8 +282,9 @@ class Node:
             stamp = time.strftime("%H:%M:%S")
             for event in self.steering.events:
                 print(f"{stamp} {event}", flush=True)
-            self.events = (self.events + [f"{time.time():.3f} {e}"
-                                          for e in self.steering.events])[-MAX_EVENTS:]
+            self.events = (self.events + [f"{time.time():.3f} {e}" for e in self.steering.events])[
+                -MAX_EVENTS:
+            ]
             self.steering.events.clear()
 
     def run(self) -> None:
@@ -285,35 +314,61 @@ class Node:
         """Counters of the node and of each appliance."""
         s = self.steering
         return {
-            "host": self.host, "lb": self.config.lb.name, "az": self.az, "ip": self.ip,
-            "time": time.time(), "uptime_s": round(time.time() - self.started, 3),
-            "target_group": self.config.tg, "stickiness": self.config.stickiness,
-            "target_failover": {"on_unhealthy": s.on_unhealthy,
-                                "on_deregistration": s.on_deregistration},
-            "cross_zone": s.cross_zone, "fail_open": s.fail_open,
-            "endpoints": [{"name": e.name, "ip": e.ip, "served": e.served,
-                           "id": f"{e.id:#018x}"} for e in self.config.endpoints],
-            "flows": len(s.flows), "expired_flows": s.expired,
+            "host": self.host,
+            "lb": self.config.lb.name,
+            "az": self.az,
+            "ip": self.ip,
+            "time": time.time(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "target_group": self.config.tg,
+            "stickiness": self.config.stickiness,
+            "target_failover": {
+                "on_unhealthy": s.on_unhealthy,
+                "on_deregistration": s.on_deregistration,
+            },
+            "cross_zone": s.cross_zone,
+            "fail_open": s.fail_open,
+            "endpoints": [
+                {"name": e.name, "ip": e.ip, "served": e.served, "id": f"{e.id:#018x}"}
+                for e in self.config.endpoints
+            ],
+            "flows": len(s.flows),
+            "expired_flows": s.expired,
             "new_flows": sum(a.new_flows for a in list(s.appliances.values())),
-            "packets_in": self.packets_in, "bytes_in": self.bytes_in,
-            "packets_back": self.packets_back, "bytes_back": self.bytes_back,
-            "ignored": self.ignored, "no_appliance": self.no_appliance,
-            "unknown_endpoint": self.unknown_endpoint, "bad_geneve": self.bad_geneve,
-            "send_errors": self.send_errors, "reopened_flows": self.reopened,
+            "packets_in": self.packets_in,
+            "bytes_in": self.bytes_in,
+            "packets_back": self.packets_back,
+            "bytes_back": self.bytes_back,
+            "ignored": self.ignored,
+            "no_appliance": self.no_appliance,
+            "unknown_endpoint": self.unknown_endpoint,
+            "bad_geneve": self.bad_geneve,
+            "send_errors": self.send_errors,
+            "reopened_flows": self.reopened,
             "candidates": [a.key for a in s.candidates],
             "appliances": [a.as_dict() for a in list(s.appliances.values())],
-            "events": self.events[-50:]}
+            "events": self.events[-50:],
+        }
 
     def flow_rows(self, limit: int = 10000) -> list[dict[str, Any]]:
         """The flow table, one row per flow."""
         now = time.monotonic()
         rows = []
         for f in list(self.steering.flows.values())[:limit]:
-            rows.append({**describe(f.key), "appliance": f.appliance.key,
-                         "appliance_ip": f.appliance.ip, "cookie": f.cookie,
-                         "endpoint": f.endpoint.name, "fwd_packets": f.fwd_packets,
-                         "rev_packets": f.rev_packets, "bytes": f.bytes,
-                         "age_s": round(now - f.created, 3), "idle_s": round(now - f.last, 3)})
+            rows.append(
+                {
+                    **describe(f.key),
+                    "appliance": f.appliance.key,
+                    "appliance_ip": f.appliance.ip,
+                    "cookie": f.cookie,
+                    "endpoint": f.endpoint.name,
+                    "fwd_packets": f.fwd_packets,
+                    "rev_packets": f.rev_packets,
+                    "bytes": f.bytes,
+                    "age_s": round(now - f.created, 3),
+                    "idle_s": round(now - f.last, 3),
+                }
+            )
         return rows
 
 
@@ -343,15 +398,14 @@ def write_status(node: Node, path: Path) -> None:
 
 def run_checker(lb: str, az: str, source: str, holder: str) -> None:
     """The node's health checker (testbed.lb.health_checker), in this thread."""
-    from testbed.lb.health_checker import Checker
-
     asyncio.run(Checker(lb, az, source, holder).run())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the node until SIGTERM."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--host", required=True, help="the node's lab host")
     ap.add_argument("--lb", required=True)
     ap.add_argument("--az", required=True)
@@ -366,17 +420,25 @@ def main(argv: list[str] | None = None) -> int:
     config = node_config(json.loads(Path(a.plan).read_text()), a.host, a.lb)
     node = Node(a.host, a.ip, a.az, a.iface, config)
     node.open()
-    threading.Thread(target=poll_targets, args=(node, a.holder), daemon=True,
-                     name="targets").start()
+    threading.Thread(
+        target=poll_targets, args=(node, a.holder), daemon=True, name="targets"
+    ).start()
     if not a.no_health_checks:
-        threading.Thread(target=run_checker, args=(a.lb, a.az, a.ip, a.holder), daemon=True,
-                         name="health").start()
+        threading.Thread(
+            target=run_checker, args=(a.lb, a.az, a.ip, a.holder), daemon=True, name="health"
+        ).start()
     if a.status:
-        threading.Thread(target=write_status, args=(node, Path(a.status)), daemon=True,
-                         name="status").start()
-    admin.serve("127.0.0.1", a.admin_port, {
-        ("GET", "/status"): lambda q: node.status(),
-        ("GET", "/flows"): lambda q: node.flow_rows(int(q.get("limit", 10000)))})
+        threading.Thread(
+            target=write_status, args=(node, Path(a.status)), daemon=True, name="status"
+        ).start()
+    admin.serve(
+        "127.0.0.1",
+        a.admin_port,
+        {
+            ("GET", "/status"): lambda q: node.status(),
+            ("GET", "/flows"): lambda q: node.flow_rows(int(q.get("limit", 10000))),
+        },
+    )
 
     def stop(*_: Any) -> None:
         node.stopping = True
@@ -384,9 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     served = ", ".join(f"{e.name} ({e.ip})" for e in config.endpoints if e.served) or "none"
-    print(f"gwlb node {a.host}: target group {config.tg}, stickiness {config.stickiness}, "
-          f"failover {config.on_unhealthy}/{config.on_deregistration}, endpoints {served}",
-          flush=True)
+    print(
+        f"gwlb node {a.host}: target group {config.tg}, stickiness {config.stickiness}, "
+        f"failover {config.on_unhealthy}/{config.on_deregistration}, endpoints {served}",
+        flush=True,
+    )
     try:
         node.run()
     finally:

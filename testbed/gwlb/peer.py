@@ -38,8 +38,9 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def inner_packet(proto: int, src: str, sport: int, dst: str, dport: int, size: int = 60,
-                 ttl: int = 64) -> bytes:
+def inner_packet(
+    proto: int, src: str, sport: int, dst: str, dport: int, size: int = 60, ttl: int = 64
+) -> bytes:
     """An IPv4 packet of `size` bytes (TCP: a SYN with an MSS option; UDP: zero payload;
     ICMP: an echo request), checksums right."""
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
@@ -56,9 +57,8 @@ def inner_packet(proto: int, src: str, sport: int, dst: str, dport: int, size: i
     pseudo = s + d + struct.pack("!BBH", 0, proto, len(l4))
     ck = checksum(l4) if proto == 1 else checksum(pseudo + l4)
     at = {6: 16, 17: 6, 1: 2}.get(proto, 2)
-    l4 = l4[:at] + struct.pack("!H", ck) + l4[at + 2:]
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, ttl, proto, 0,
-                         s, d)
+    l4 = l4[:at] + struct.pack("!H", ck) + l4[at + 2 :]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, ttl, proto, 0, s, d)
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + l4
 
@@ -69,18 +69,22 @@ def parse_flow(text: str) -> tuple[int, str, int, str, int]:
         proto, src, sport, dst, dport = text.split(":")
         return PROTOS[proto], src, int(sport), dst, int(dport)
     except (ValueError, KeyError):
-        raise ValueError(f"flow {text!r}: PROTO:SRC:SPORT:DST:DPORT, PROTO one of "
-                         f"{', '.join(PROTOS)}") from None
+        raise ValueError(
+            f"flow {text!r}: PROTO:SRC:SPORT:DST:DPORT, PROTO one of {', '.join(PROTOS)}"
+        ) from None
 
 
-def exchange(sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes],
-             count: int, wait: float) -> list[dict[str, Any]]:
+def exchange(
+    sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes], count: int, wait: float
+) -> list[dict[str, Any]]:
     """Send every flow `count` times, then collect answers for `wait` seconds."""
     for _ in range(count):
         for header, packet in zip(headers, flows):
             sock.sendto(header + packet, (to, geneve.UDP_PORT))
-    results = [{"sent": count, "returned": 0, "header_unchanged": True, "ttl": None,
-                "from": None} for _ in flows]
+    results = [
+        {"sent": count, "returned": 0, "header_unchanged": True, "ttl": None, "from": None}
+        for _ in flows
+    ]
     deadline = time.monotonic() + wait
     while True:
         left = deadline - time.monotonic()
@@ -97,15 +101,18 @@ def exchange(sock: socket.socket, to: str, flows: list[bytes], headers: list[byt
             continue
         r = results[index]
         r["returned"] += 1
-        r["header_unchanged"] &= data[:len(headers[index])] == headers[index]
+        r["header_unchanged"] &= data[: len(headers[index])] == headers[index]
         r["ttl"], r["from"] = inner[8], f"{addr[0]}:{addr[1]}"
-        r["same_packet_but_ttl"] = inner[:8] + inner[9:10] + inner[12:] == \
-            flows[index][:8] + flows[index][9:10] + flows[index][12:]
+        r["same_packet_but_ttl"] = (
+            inner[:8] + inner[9:10] + inner[12:]
+            == flows[index][:8] + flows[index][9:10] + flows[index][12:]
+        )
     return results
 
 
-def bench(sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes],
-          seconds: float) -> dict[str, Any]:
+def bench(
+    sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes], seconds: float
+) -> dict[str, Any]:
     """Send as fast as possible for `seconds`; count what comes back meanwhile."""
     got = {"packets": 0, "bytes": 0}
     stop = threading.Event()
@@ -120,6 +127,7 @@ def bench(sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes]
             got["packets"] += 1
             got["bytes"] += len(data) - geneve.GWLB_HEADER_LEN
         # stragglers after the sender stopped
+
     datagrams = [h + p for h, p in zip(headers, flows)]
     addr = (to, geneve.UDP_PORT)
     receiver = threading.Thread(target=receive, daemon=True)
@@ -139,17 +147,22 @@ def bench(sock: socket.socket, to: str, flows: list[bytes], headers: list[bytes]
     time.sleep(0.5)
     stop.set()
     receiver.join()
-    return {"seconds": round(elapsed, 3), "sent_packets": sent,
-            "sent_pps": round(sent / elapsed), "returned_packets": got["packets"],
-            "returned_pps": round(got["packets"] / elapsed),
-            "returned_mbps": round(got["bytes"] * 8 / elapsed / 1e6, 2),
-            "sent_mbps": round(sent_bytes * 8 / elapsed / 1e6, 2)}
+    return {
+        "seconds": round(elapsed, 3),
+        "sent_packets": sent,
+        "sent_pps": round(sent / elapsed),
+        "returned_packets": got["packets"],
+        "returned_pps": round(got["packets"] / elapsed),
+        "returned_mbps": round(got["bytes"] * 8 / elapsed / 1e6, 2),
+        "sent_mbps": round(sent_bytes * 8 / elapsed / 1e6, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Send, collect, print JSON."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--bind", required=True, help="this host's address (GENEVE comes back)")
     ap.add_argument("--to", required=True, help="the appliance's address")
     ap.add_argument("--endpoint", default="10.0.0.100", help="endpoint address in the ids")

@@ -9,6 +9,7 @@ never reaches Python. The kernel drops those frames itself (not its MAC, no forw
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import socket
 import struct
@@ -45,10 +46,12 @@ def mac_filter(macs: Sequence[bytes]) -> list[tuple[int, int, int, int]]:
     prog = [(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, drop - 2, ETH_P_IP)]
     for i, mac in enumerate(macs):
         at = 2 + 4 * i
-        prog += [(LD_H_ABS, 0, 0, 0),
-                 (JEQ_K, 0, 2, int.from_bytes(mac[:2], "big")),
-                 (LD_W_ABS, 0, 0, 2),
-                 (JEQ_K, drop + 1 - (at + 3) - 1, 0, int.from_bytes(mac[2:6], "big"))]
+        prog += [
+            (LD_H_ABS, 0, 0, 0),
+            (JEQ_K, 0, 2, int.from_bytes(mac[:2], "big")),
+            (LD_W_ABS, 0, 0, 2),
+            (JEQ_K, drop + 1 - (at + 3) - 1, 0, int.from_bytes(mac[2:6], "big")),
+        ]
     prog += [(RET_K, 0, 0, 0), (RET_K, 0, 0, ACCEPT)]
     return prog
 
@@ -68,16 +71,17 @@ def open_packet_socket(iface: str, macs: Sequence[bytes]) -> socket.socket:
     attach_filter(sock, mac_filter(macs))
     sock.bind((iface, 0))
     ifindex = socket.if_nametoindex(iface)
-    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
-                    struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
-    for level, option, value in ((socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER),
-                                 (socket.SOL_SOCKET, SO_SNDBUFFORCE, BUFFER),
-                                 (SOL_PACKET, PACKET_IGNORE_OUTGOING, 1),
-                                 (SOL_PACKET, PACKET_QDISC_BYPASS, 1)):
-        try:
+    sock.setsockopt(
+        SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+    )
+    for level, option, value in (
+        (socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER),
+        (socket.SOL_SOCKET, SO_SNDBUFFORCE, BUFFER),
+        (SOL_PACKET, PACKET_IGNORE_OUTGOING, 1),
+        (SOL_PACKET, PACKET_QDISC_BYPASS, 1),
+    ):
+        with contextlib.suppress(OSError):  # an older kernel: only slower
             sock.setsockopt(level, option, value)
-        except OSError:
-            pass  # an older kernel: only slower
     # Frames that arrived before the filter was attached went through unfiltered: drop them.
     sock.setblocking(False)
     while True:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers import maglev
+from testbed import maglev
 from testbed.gwlb.flowkey import flow_hash
 from testbed.lb.registry import DRAINING, HEALTHY, UNHEALTHY, UNUSED
 
@@ -47,9 +47,24 @@ class Appliance:
     """An appliance the node knows, with its counters (per direction of the tunnel and of the
     flows it carries)."""
 
-    __slots__ = ("key", "ip", "addr", "az", "state", "in_scope", "flows", "new_flows",
-                 "tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "fwd_packets",
-                 "rev_packets", "rehashed_in", "rehashed_out")
+    __slots__ = (
+        "addr",
+        "az",
+        "flows",
+        "fwd_packets",
+        "in_scope",
+        "ip",
+        "key",
+        "new_flows",
+        "rehashed_in",
+        "rehashed_out",
+        "rev_packets",
+        "rx_bytes",
+        "rx_packets",
+        "state",
+        "tx_bytes",
+        "tx_packets",
+    )
 
     def __init__(self, key: str, ip: str, az: str | None, port: int) -> None:
         self.key, self.ip, self.az = key, ip, az
@@ -71,11 +86,31 @@ class Appliance:
 class Flow:
     """One flow (both directions): its appliance, the endpoint it came through, its cookie."""
 
-    __slots__ = ("key", "cookie", "appliance", "endpoint", "header", "idle", "created",
-                 "last", "forward", "fwd_packets", "rev_packets", "bytes")
+    __slots__ = (
+        "appliance",
+        "bytes",
+        "cookie",
+        "created",
+        "endpoint",
+        "forward",
+        "fwd_packets",
+        "header",
+        "idle",
+        "key",
+        "last",
+        "rev_packets",
+    )
 
-    def __init__(self, key: bytes, cookie: int, appliance: Appliance, endpoint: Any,
-                 idle: float, now: float, forward: bool) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        cookie: int,
+        appliance: Appliance,
+        endpoint: Any,
+        idle: float,
+        now: float,
+        forward: bool,
+    ) -> None:
         self.key, self.cookie, self.appliance, self.endpoint = key, cookie, appliance, endpoint
         self.header = b""  # the node's GENEVE header for this flow
         self.idle, self.created, self.last = idle, now, now
@@ -86,14 +121,22 @@ class Flow:
 class Steering:
     """Flow table and appliance choice of one GWLB node."""
 
-    def __init__(self, *, on_unhealthy: str = NO_REBALANCE,
-                 on_deregistration: str = NO_REBALANCE, az: str | None = None,
-                 cross_zone: bool = False, idle_tcp_s: float = IDLE_TCP_S,
-                 idle_other_s: float = IDLE_OTHER_S, table_size: int = maglev.DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        on_unhealthy: str = NO_REBALANCE,
+        on_deregistration: str = NO_REBALANCE,
+        az: str | None = None,
+        cross_zone: bool = False,
+        idle_tcp_s: float = IDLE_TCP_S,
+        idle_other_s: float = IDLE_OTHER_S,
+        table_size: int = maglev.DEFAULT_SIZE,
+    ) -> None:
         for mode in (on_unhealthy, on_deregistration):
             if mode not in FAILOVER_MODES:
-                raise ValueError(f"unknown target_failover mode {mode!r} "
-                                 f"(known: {', '.join(FAILOVER_MODES)})")
+                raise ValueError(
+                    f"unknown target_failover mode {mode!r} (known: {', '.join(FAILOVER_MODES)})"
+                )
         self.on_unhealthy, self.on_deregistration = on_unhealthy, on_deregistration
         self.az, self.cross_zone = az, cross_zone
         self.idle_tcp_s, self.idle_other_s = idle_tcp_s, idle_other_s
@@ -120,8 +163,10 @@ class Steering:
                 a = self.appliances[t.key] = Appliance(t.key, t.ip, t.az, t.port)
             in_scope = self.cross_zone or self.az is None or t.az in (self.az, "all")
             if a.state != t.state or a.in_scope != in_scope:
-                self.events.append(f"appliance {t.key}: {a.state or '-'} -> {t.state}"
-                                   + ("" if in_scope else " (other AZ)"))
+                self.events.append(
+                    f"appliance {t.key}: {a.state or '-'} -> {t.state}"
+                    + ("" if in_scope else " (other AZ)")
+                )
                 a.state, a.in_scope = t.state, in_scope
                 changed = True
         for key, a in list(self.appliances.items()):
@@ -136,8 +181,11 @@ class Steering:
         return changed
 
     def _rebuild(self) -> None:
-        registered = [a for a in self.appliances.values() if a.in_scope
-                      and a.state not in (REMOVED, DRAINING, UNUSED)]
+        registered = [
+            a
+            for a in self.appliances.values()
+            if a.in_scope and a.state not in (REMOVED, DRAINING, UNUSED)
+        ]
         healthy = [a for a in registered if a.state == HEALTHY]
         self.fail_open = not healthy and bool(registered)
         chosen = sorted(healthy or registered, key=lambda a: a.key)
@@ -184,8 +232,7 @@ class Steering:
         return self.candidates[maglev.lookup(self.table, flow_hash(key))]
 
     # ---- flows -----------------------------------------------------------------------
-    def open(self, key: bytes, forward: bool, proto: int, endpoint: Any,
-             now: float) -> Flow | None:
+    def open(self, key: bytes, forward: bool, proto: int, endpoint: Any, now: float) -> Flow | None:
         """A new flow for `key` (its first packet goes `forward`), or None: no appliance."""
         appliance = self.pick(key)
         if appliance is None:

@@ -55,7 +55,7 @@ def bump_in_the_wire(tun_in: str, tun_out: str) -> None:
     for dev in (tun_in, tun_out):
         _ip("link", "set", dev, "txqueuelen", str(TX_QUEUE), "up")
     _ip("route", "replace", "default", "dev", tun_out, "table", str(ROUTE_TABLE))
-    subprocess.run(["ip", "rule", "del", "iif", tun_in, "lookup", str(ROUTE_TABLE)],
-                   capture_output=True)  # a rule left by an earlier run of this role
-    _ip("rule", "add", "iif", tun_in, "lookup", str(ROUTE_TABLE), "priority",
-        str(RULE_PRIORITY))
+    subprocess.run(
+        ["ip", "rule", "del", "iif", tun_in, "lookup", str(ROUTE_TABLE)], capture_output=True
+    )  # a rule left by an earlier run of this role
+    _ip("rule", "add", "iif", tun_in, "lookup", str(ROUTE_TABLE), "priority", str(RULE_PRIORITY))

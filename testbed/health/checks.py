@@ -28,8 +28,9 @@ def parse_matcher(text: str) -> list[tuple[int, int]]:
         try:
             a, b = int(lo), int(hi) if sep else int(lo)
         except ValueError as exc:
-            raise BadInput(f"bad HttpCode matcher {text!r}: use e.g. 200, 200,302 or "
-                           "200-399") from exc
+            raise BadInput(
+                f"bad HttpCode matcher {text!r}: use e.g. 200, 200,302 or 200-399"
+            ) from exc
         if not (100 <= a <= b <= 599):
             raise BadInput(f"bad HttpCode matcher {text!r}: codes are 100-599, low-high")
         ranges.append((a, b))
@@ -55,8 +56,9 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def tcp_check(ip: str, port: int, timeout: float,
-                    source_ip: str | None = None) -> CheckResult:
+async def tcp_check(
+    ip: str, port: int, timeout: float, source_ip: str | None = None
+) -> CheckResult:
     """Healthy when a TCP connection opens within `timeout`."""
     t0 = time.monotonic()
     try:
@@ -67,8 +69,15 @@ async def tcp_check(ip: str, port: int, timeout: float,
         return CheckResult(False, _failure(exc), (time.monotonic() - t0) * 1000)
 
 
-async def http_check(ip: str, port: int, path: str, timeout: float, matcher: str = "200",
-                     source_ip: str | None = None, host: str | None = None) -> CheckResult:
+async def http_check(
+    ip: str,
+    port: int,
+    path: str,
+    timeout: float,
+    matcher: str = "200",
+    source_ip: str | None = None,
+    host: str | None = None,
+) -> CheckResult:
     """Healthy when GET path answers within `timeout` with a status the matcher accepts."""
     ranges = parse_matcher(matcher)
     t0 = time.monotonic()
@@ -76,9 +85,10 @@ async def http_check(ip: str, port: int, path: str, timeout: float, matcher: str
     async def go() -> int:
         reader, writer = await _connect(ip, port, source_ip)
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host or ip}\r\n"
-                         f"User-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n"
-                         .encode())
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {host or ip}\r\n"
+                f"User-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n".encode()
+            )
             line = await reader.readline()
             parts = line.decode("latin-1").split(" ")
             if len(parts) < 2 or not parts[0].startswith("HTTP/"):
@@ -113,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         res = asyncio.run(http_check(a.ip, a.port, a.http, a.timeout, a.matcher, a.source_ip))
     else:
         res = asyncio.run(tcp_check(a.ip, a.port, a.timeout, a.source_ip))
-    print(json.dumps({"ok": res.ok, "detail": res.detail, "latency_ms": round(res.latency_ms,
-                                                                             3)}))
+    print(json.dumps({"ok": res.ok, "detail": res.detail, "latency_ms": round(res.latency_ms, 3)}))
     return 0 if res.ok else 1
 
 

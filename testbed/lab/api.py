@@ -16,20 +16,29 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from testbed import naming, rpc
 from testbed.errors import BadInput, LabError
-from testbed.lab import naming, rpc
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import Event, EventFollower, read_events
-from testbed.lab.holder import HOLDER_SOCK, REQUEST
+from testbed.lab.faults import apply_fault
 from testbed.lab.hostexec import netns_argv
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
+from testbed.messages import TargetDescription, TargetEvent
 from testbed.model import load_model
+from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
+from testbed.plan.network import NetworkPlan
+from testbed.waiting import wait_for
+
+T = TypeVar("T")
+HOLDER_MODULE = "testbed.stack.holder"  # started as a process (a higher layer: not imported)
+TARGET_EVENTS_FILE = "target-events.jsonl"
+REMOVED = "removed"  # target_state() of a target no longer registered
 
 UP_TIMEOUT = 300.0
 
@@ -39,10 +48,15 @@ def random_name(stem: str = "x") -> str:
     return (stem[:3] + secrets.token_hex(2))[:7]
 
 
-def start_lab(template: str, params: dict[str, str] | None = None, name: str | None = None,
-              datapath: str | None = None, region: str | None = None,
-              on_event: Callable[[Event], None] | None = None,
-              timeout: float = UP_TIMEOUT) -> dict[str, Any]:
+def start_lab(
+    template: str,
+    params: dict[str, str] | None = None,
+    name: str | None = None,
+    datapath: str | None = None,
+    region: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    timeout: float = UP_TIMEOUT,
+) -> dict[str, Any]:
     """Create a lab and return its state once ready. BadInput for bad input (nothing built),
     LabError if building failed (everything rolled back)."""
     params = {k: str(v) for k, v in (params or {}).items()}
@@ -54,58 +68,79 @@ def start_lab(template: str, params: dict[str, str] | None = None, name: str | N
     lab_dir = naming.lab_dir(name)
     state = read_state(lab_dir)
     if holder_alive(state):
-        raise BadInput(f"a lab named {name!r} is already running",
-                       hint=f"testbed down {name}, or choose another name with --name")
+        raise BadInput(
+            f"a lab named {name!r} is already running",
+            hint=f"testbed down {name}, or choose another name with --name",
+        )
     if lab_dir.exists() or leftovers_exist(name):
         teardown(name)  # what a dead lab of the same name left
     lab_dir.mkdir(parents=True)
-    (lab_dir / REQUEST).write_text(json.dumps({
-        "name": name, "template": str(Path(template).resolve()), "params": params,
-        "datapath": datapath, "region": region}))
-    log = open(lab_dir / "holder.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "testbed.lab.holder", str(lab_dir)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    log.close()
+    (lab_dir / REQUEST_FILE).write_text(
+        json.dumps(
+            {
+                "name": name,
+                "template": str(Path(template).resolve()),
+                "params": params,
+                "datapath": datapath,
+                "region": region,
+            }
+        )
+    )
+    with open(lab_dir / "holder.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", HOLDER_MODULE, str(lab_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     follower = EventFollower(lab_dir)
-    deadline = time.monotonic() + timeout
-    final = None
-    try:
-        while final is None:
+    finals: list[Event] = []
+
+    def finished() -> bool:
+        for ev in follower.new():
+            if on_event:
+                on_event(ev)
+            if ev.logical_id == name and ev.status in ("CREATE_COMPLETE", "ROLLBACK_COMPLETE"):
+                finals.append(ev)
+        if finals:
+            return True
+        if proc.poll() is not None:  # the holder died before saying how it ended
             for ev in follower.new():
                 if on_event:
                     on_event(ev)
-                if ev.logical_id == name and ev.status in ("CREATE_COMPLETE",
-                                                            "ROLLBACK_COMPLETE"):
-                    final = ev
-            if final is None and proc.poll() is not None:
-                for ev in follower.new():
-                    if on_event:
-                        on_event(ev)
-                break
-            if time.monotonic() > deadline:
-                raise LabError(f"lab {name} was not ready after {timeout:.0f} s")
-            time.sleep(0.05)
+            return True
+        return False
+
+    try:
+        wait_for(finished, timeout, f"lab {name} to be created")
     except BaseException:
         # Interrupted or timed out: the holder rolls back on SIGTERM.
         _stop_holder(proc)
         teardown(name)
         raise
+    final = finals[0] if finals else None
     if final is not None and final.status == "CREATE_COMPLETE":
         return read_state(lab_dir) or {}
     proc.wait(timeout=60)
     events = read_events(lab_dir)
     reasons = [e.reason for e in events if e.status.endswith("FAILED") and e.reason]
     reasons += [e.reason for e in events if e.status == "ROLLBACK_IN_PROGRESS" and e.reason]
-    detail = reasons[0] if reasons else (
-        f"the holder exited with code {proc.returncode}; holder.log ends with:\n"
-        + log_tail(lab_dir / "holder.log", 25))
+    detail = (
+        reasons[0]
+        if reasons
+        else (
+            f"the holder exited with code {proc.returncode}; holder.log ends with:\n"
+            + log_tail(lab_dir / "holder.log", 25)
+        )
+    )
     teardown(name)
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
 
 
-def update_lab(name: str, template: str, params: dict[str, Any] | None = None,
-               timeout: float = 120.0) -> dict[str, Any]:
+def update_lab(
+    name: str, template: str, params: dict[str, Any] | None = None, timeout: float = 120.0
+) -> dict[str, Any]:
     """Apply a new template to a running lab (`testbed update`): ALB rules, target groups,
     targets and attributes change live; BadInput lists anything that needs down/up.
 
@@ -118,8 +153,11 @@ def update_lab(name: str, template: str, params: dict[str, Any] | None = None,
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
     # Template errors exit 2 with file:line before the lab is asked anything.
     load_model(template, params, stack_name=name)
-    return ask_holder(name, {"op": "update", "template": str(Path(template).resolve()),
-                             "params": params}, timeout=timeout)
+    return ask_holder(
+        name,
+        {"op": "update", "template": str(Path(template).resolve()), "params": params},
+        timeout=timeout,
+    )
 
 
 def ask_holder(name: str, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
@@ -162,11 +200,11 @@ def stop_lab(name: str, timeout: float = 60.0) -> TeardownReport | None:
             rpc.call(str(lab_dir / HOLDER_SOCK), {"op": "down"}, timeout=10)
         except (rpc.RpcUnavailable, OSError):
             os.kill(state["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while holder_alive(state) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if holder_alive(state):
-            raise LabError(f"the holder of lab {name} (pid {state['pid']}) did not stop")
+        wait_for(
+            lambda: not holder_alive(state),
+            timeout,
+            f"the holder of lab {name} (pid {state['pid']}) to stop",
+        )
     # The holder removed everything; this catches what a dead holder left.
     return teardown(name)
 
@@ -184,13 +222,15 @@ class LabHost:
     def argv(self, argv: Sequence[str]) -> list[str]:
         return netns_argv(self.lab, self.name, argv)
 
-    def run(self, argv: Sequence[str] | str, timeout: float = 60.0, check: bool = False,
-            **kwargs: Any) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: Sequence[str] | str, timeout: float = 60.0, check: bool = False, **kwargs: Any
+    ) -> subprocess.CompletedProcess:
         """Run a command (argv list, or a shell string) and wait for it."""
         if isinstance(argv, str):
             argv = ["sh", "-c", argv]
-        return subprocess.run(self.argv(argv), capture_output=True, text=True,
-                              timeout=timeout, check=check, **kwargs)
+        return subprocess.run(
+            self.argv(argv), capture_output=True, text=True, timeout=timeout, check=check, **kwargs
+        )
 
     def cmd(self, command: str, timeout: float = 60.0) -> str:
         """Run a shell command and return its output (stdout then stderr), like Mininet."""
@@ -202,13 +242,15 @@ class LabHost:
         return subprocess.Popen(self.argv(argv), **kwargs)
 
     def fault(self, kind: str, value: str | None = None) -> dict[str, Any]:
-        """Inject a fault into this host's http-backend (see testbed.faults)."""
-        from testbed.faults import apply_fault
-
+        """Inject a fault into this host's http-backend or appliance (testbed.lab.faults)."""
         return apply_fault(Lab(self.lab), self.name, kind, value)
 
     def __repr__(self) -> str:
         return f"<LabHost {self.lab}/{self.name} {self.ip}>"
+
+
+def _target_name(target_id: str) -> str:
+    return target_id.removeprefix("i-")
 
 
 class Lab:
@@ -247,11 +289,132 @@ class Lab:
     def events(self) -> list[Event]:
         return read_events(self.dir)
 
-    def load(self, client: str, target: str, **settings: Any) -> Any:
-        """Run the load client in host `client` (see testbed.traffic.run_load): a DataFrame."""
-        from testbed.traffic import run_load
+    @property
+    def plan(self) -> NetworkPlan:
+        """The lab's network plan (as last updated)."""
+        return NetworkPlan.from_json((self.dir / PLAN_FILE).read_text())
 
-        return run_load(self, client, target, **settings)
+    def ask(self, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
+        """One request to the lab's holder (see ask_holder)."""
+        return ask_holder(self.name, request, timeout=timeout)
+
+    # ---- waiting ----------------------------------------------------------------------
+    def wait_for(
+        self,
+        condition: Callable[[], T],
+        timeout: float,
+        what: str,
+        interval: float = 0.05,
+        last: Callable[[], Any] | None = None,
+    ) -> T:
+        """Poll `condition` until it returns a true value (returned); WaitTimeout naming
+        `what` and this lab otherwise (testbed.waiting.wait_for)."""
+        return wait_for(condition, timeout, f"{what} (lab {self.name})", interval, last)
+
+    # ---- load balancer targets ----------------------------------------------------------
+    def targets(self, tg: str | None = None, lb: str | None = None) -> list[TargetDescription]:
+        """Target health rows, like `aws elbv2 describe-target-health` (all groups by
+        default)."""
+        return self.ask({"op": "targets", "tg": tg, "lb": lb})["targets"]
+
+    def target_states(self, tg: str | None = None, lb: str | None = None) -> dict[str, str]:
+        """{target: state} of a target group (of every group when tg is None: a target in
+        several groups shows a state other than healthy if it has one); instance targets by
+        instance name (without AWS's "i-"), IP targets by address."""
+        states: dict[str, str] = {}
+        for row in self.targets(tg, lb):
+            name = _target_name(row["Target"]["Id"])
+            if states.get(name, "healthy") == "healthy":
+                states[name] = row["TargetHealth"]["State"]
+        return states
+
+    def target_state(self, tg: str, target: str, lb: str | None = None) -> str:
+        """One target's state ("removed" once it has left the group)."""
+        return self.target_states(tg, lb).get(target, REMOVED)
+
+    def wait_target_state(
+        self, tg: str, target: str, state: str, timeout: float = 60.0, lb: str | None = None
+    ) -> float:
+        """Wait until `target` of `tg` is in `state`; the seconds it took."""
+        started = time.monotonic()
+        self.wait_for(
+            lambda: self.target_state(tg, target, lb) == state,
+            timeout,
+            f"{target} of {tg} to be {state}",
+            interval=0.1,
+            last=lambda: self.target_state(tg, target, lb),
+        )
+        return time.monotonic() - started
+
+    def wait_healthy(
+        self,
+        tg: str | None = None,
+        targets: Iterable[str] | None = None,
+        timeout: float = 60.0,
+        lb: str | None = None,
+    ) -> float:
+        """Wait until `targets` (default: every registered target) of `tg` (default: of every
+        group) are healthy; the seconds it took. Measurements wait for this: a half-checked
+        group skews every share."""
+        wanted = list(targets) if targets is not None else None
+        started = time.monotonic()
+
+        def all_healthy() -> bool:
+            states = self.target_states(tg, lb)
+            names = wanted if wanted is not None else list(states)
+            return bool(names) and all(states.get(t) == "healthy" for t in names)
+
+        self.wait_for(
+            all_healthy,
+            timeout,
+            f"the targets of {tg or 'every group'} to be healthy",
+            interval=0.1,
+            last=lambda: self.target_states(tg, lb),
+        )
+        return time.monotonic() - started
+
+    def register(
+        self, tg: str, target: str, port: int | None = None, lb: str | None = None
+    ) -> dict[str, Any]:
+        """Register an instance (by name) or an IP target, as `testbed register` does."""
+        return self.ask({"op": "register", "tg": tg, "lb": lb, "target": target, "port": port})
+
+    def deregister(
+        self, tg: str, target: str, port: int | None = None, lb: str | None = None
+    ) -> dict[str, Any]:
+        """Deregister a target: it drains for the group's deregistration delay."""
+        return self.ask({"op": "deregister", "tg": tg, "lb": lb, "target": target, "port": port})
+
+    def target_events(self, since: float = 0.0) -> list[TargetEvent]:
+        """Target health transitions at or after `since` (epoch s), oldest first."""
+        path = self.dir / TARGET_EVENTS_FILE
+        rows: list[TargetEvent] = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written right now
+            if event["time"] >= since:
+                rows.append(event)
+        return rows
+
+    def wait_target_event(
+        self, target: str, state: str, since: float, timeout: float
+    ) -> TargetEvent:
+        """The first transition of `target` (registry key, e.g. "WebA1:80") to `state` at or
+        after `since`, once it has happened."""
+
+        def found() -> TargetEvent | None:
+            return next(
+                (
+                    e
+                    for e in self.target_events(since)
+                    if e["target"] == target and e["new"] == state
+                ),
+                None,
+            )
+
+        return self.wait_for(found, timeout, f"{target} to turn {state}")
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)
@@ -270,16 +433,19 @@ class Lab:
 
     @classmethod
     @contextmanager
-    def up(cls, template: str, params: dict[str, Any] | None = None, name: str | None = None,
-           datapath: str | None = None, on_event: Callable[[Event], None] | None = None,
-           ) -> Iterator[Lab]:
+    def up(
+        cls,
+        template: str,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        datapath: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> Iterator[Lab]:
         """Bring a lab up for the duration of a `with` block; always torn down after."""
         name = name or random_name(naming.name_from_template(template))
         try:
             start_lab(template, params, name=name, datapath=datapath, on_event=on_event)
             yield cls(name)
         finally:
-            try:
+            with suppress(BadInput):
                 stop_lab(name)
-            except BadInput:
-                pass

@@ -82,6 +82,7 @@ def _probe_kernel() -> dict[str, bool]:
     if system.run(["ip", "netns", "add", ns], check=False).returncode != 0:
         return results
     try:
+
         def ok(*argv: str) -> bool:
             return system.run(["ip", "netns", "exec", ns, *argv], check=False).returncode == 0
 
@@ -89,10 +90,12 @@ def _probe_kernel() -> dict[str, bool]:
         ok("ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
         results["netem"] = ok("tc", "qdisc", "add", "dev", "d0", "root", "netem", "delay", "1ms")
         results["htb"] = ok("tc", "qdisc", "add", "dev", "d1", "root", "handle", "1:", "htb")
-        results["geneve"] = ok("ip", "link", "add", "g0", "type", "geneve", "id", "1",
-                               "remote", "192.0.2.1")
+        results["geneve"] = ok(
+            "ip", "link", "add", "g0", "type", "geneve", "id", "1", "remote", "192.0.2.1"
+        )
         results["tun"] = Path("/dev/net/tun").exists() and ok(
-            "ip", "tuntap", "add", "dev", "t0", "mode", "tun")
+            "ip", "tuntap", "add", "dev", "t0", "mode", "tun"
+        )
     finally:
         system.run(["ip", "netns", "delete", ns], check=False)
     return results
@@ -105,13 +108,17 @@ def detect() -> Capabilities:
     if not root:
         problems.append("not root: a lab needs root (network namespaces, OVS)")
     ovs_version = _version_line(TOOLS["ovs-vsctl"])
-    ovs_running = bool(ovs_version) and system.run(
-        ["ovs-vsctl", "--timeout=3", "show"], check=False).returncode == 0
+    ovs_running = (
+        bool(ovs_version)
+        and system.run(["ovs-vsctl", "--timeout=3", "show"], check=False).returncode == 0
+    )
     if not ovs_version:
         problems.append("Open vSwitch is not installed (run scripts/provision)")
     elif not ovs_running:
-        problems.append("Open vSwitch is not running (start it: scripts/provision or "
-                        "/usr/share/openvswitch/scripts/ovs-ctl start)")
+        problems.append(
+            "Open vSwitch is not running (start it: scripts/provision or "
+            "/usr/share/openvswitch/scripts/ovs-ctl start)"
+        )
     tools = {name: _version_line(argv) for name, argv in TOOLS.items()}
     if not tools["mnexec"]:
         problems.append("Mininet (mnexec) is not installed (apt-get install mininet)")
@@ -124,13 +131,23 @@ def detect() -> Capabilities:
     if python["os-ken"] is None:
         problems.append("os-ken is not installed in this Python (pip install os-ken)")
     try:
-        import mininet.net  # noqa: F401
+        import mininet.net  # noqa: F401  (only whether it imports)
     except ImportError:
-        problems.append("the mininet Python module is not importable: use the venv made "
-                        "with --system-site-packages")
-    kernel = _probe_kernel() if root else {"netem": False, "htb": False, "geneve": False,
-                                           "tun": False}
+        problems.append(
+            "the mininet Python module is not importable: use the venv made "
+            "with --system-site-packages"
+        )
+    kernel = (
+        _probe_kernel() if root else {"netem": False, "htb": False, "geneve": False, "tun": False}
+    )
     return Capabilities(
-        root=root, ovs_running=ovs_running, ovs_version=ovs_version,
+        root=root,
+        ovs_running=ovs_running,
+        ovs_version=ovs_version,
         kernel_datapath=Path("/sys/module/openvswitch").exists(),
-        kernel=platform.release(), tools=tools, python=python, problems=problems, **kernel)
+        kernel=platform.release(),
+        tools=tools,
+        python=python,
+        problems=problems,
+        **kernel,
+    )

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from testbed import rpc
 from testbed.errors import LabError
-from testbed.lab import rpc
 from testbed.lab.procs import ProcessJournal
+from testbed.naming import CONTROLLER_SOCK
 
 CONTROLLER_LOG = "controller.log"
-CONTROLLER_SOCK = "controller.sock"
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 class ControllerProcess:
-    """Starts `python -m controllers.run` for a lab and waits until it answers."""
+    """Starts `python -m testbed.controllers.run` for a lab and waits until it answers."""
 
     def __init__(self, lab_dir: Path, journal: ProcessJournal, plan_path: Path) -> None:
         self.lab_dir = Path(lab_dir)
@@ -47,17 +47,25 @@ class ControllerProcess:
         """Start the controller on a free port; raise LabError if it does not come up."""
         for _attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
-            env = dict(os.environ, TESTBED_PLAN=str(self.plan_path),
-                       TESTBED_CONTROL_SOCK=self.sock, PYTHONUNBUFFERED="1")
+            env = dict(
+                os.environ,
+                TESTBED_PLAN=str(self.plan_path),
+                TESTBED_CONTROL_SOCK=self.sock,
+                PYTHONUNBUFFERED="1",
+            )
             self.proc = self.journal.start(
-                [sys.executable, "-m", "controllers.run", "--port", str(self.port)],
-                what="controller", log=self.log, env=env)
+                [sys.executable, "-m", "testbed.controllers.run", "--port", str(self.port)],
+                what="controller",
+                log=self.log,
+                env=env,
+            )
             if self._wait_answering(timeout):
                 return
             if "Address already in use" not in log_tail(self.log, 40):
                 break
-        raise LabError(f"the controller did not start; its log ({self.log}) ends with:\n"
-                       f"{log_tail(self.log)}")
+        raise LabError(
+            f"the controller did not start; its log ({self.log}) ends with:\n{log_tail(self.log)}"
+        )
 
     def _wait_answering(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -97,15 +105,21 @@ class ControllerProcess:
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             if not self.alive():
-                raise LabError(f"the controller exited (code {self.proc.returncode}); its log "
-                               f"({self.log}) ends with:\n{log_tail(self.log)}")
+                raise LabError(
+                    f"the controller exited (code {self.proc.returncode}); its log "
+                    f"({self.log}) ends with:\n{log_tail(self.log)}"
+                )
             status = self.status()
             if status.get("errors"):
-                raise LabError(f"OpenFlow errors while programming switches: "
-                               f"{status['errors'][:3]} (see {self.log})")
+                raise LabError(
+                    f"OpenFlow errors while programming switches: "
+                    f"{status['errors'][:3]} (see {self.log})"
+                )
             if set(status.get("expected", [])) <= set(status.get("ready", [])):
                 return status
             time.sleep(0.05)
         missing = sorted(set(status.get("expected", [])) - set(status.get("ready", [])))
-        raise LabError(f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
-                       f"controller within {timeout:.0f} s (see {self.log})")
+        raise LabError(
+            f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
+            f"controller within {timeout:.0f} s (see {self.log})"
+        )

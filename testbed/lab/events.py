@@ -12,9 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 EVENTS = "events.jsonl"
-# Statuses after which the stack stops changing until someone acts.
-STACK_DONE = {"CREATE_COMPLETE", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED",
-              "DELETE_COMPLETE"}
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,10 @@ class Event:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.time))
         ms = int((self.time % 1) * 1000)
         reason = f"  {self.reason}" if self.reason else ""
-        return f"{stamp}.{ms:03d}  {self.status:<20} {self.logical_id:<28} " \
-               f"{self.resource_type}{reason}"
+        return (
+            f"{stamp}.{ms:03d}  {self.status:<20} {self.logical_id:<28} "
+            f"{self.resource_type}{reason}"
+        )
 
 
 class EventLog:

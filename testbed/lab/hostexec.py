@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from testbed.lab import naming
+from testbed import naming
 
 HOSTS_DIR = "hosts"
 

@@ -6,6 +6,7 @@ only signals a PID whose /proc start time still matches what the lab recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ def start_time(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name (field 2) may hold spaces or parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
 
 
@@ -82,30 +83,39 @@ class ProcessJournal:
                 continue  # a line cut short by a crash mid-write
         return out
 
-    def start(self, argv: Sequence[str], what: str, host: str | None = None,
-              log: Path | None = None, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen:
+    def start(
+        self,
+        argv: Sequence[str],
+        what: str,
+        host: str | None = None,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen:
         """Start argv in its own session, record it, and return the Popen."""
-        out: IO | int = subprocess.DEVNULL
-        if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            out = open(log, "ab")
-        try:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=env, cwd=cwd)
-        finally:
+        with contextlib.ExitStack() as files:
+            out: IO[bytes] | int = subprocess.DEVNULL
             if log is not None:
-                out.close()
-        try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                out = files.enter_context(open(log, "ab"))  # the child keeps its own copy
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                cwd=cwd,
+            )
+        # Exited at once; its exit code tells the caller what happened.
+        with contextlib.suppress(LookupError):
             self.add(record(proc.pid, what, host))
-        except LookupError:
-            pass  # exited at once; its exit code tells the caller what happened
         return proc
 
 
-def terminate(pids: Sequence[int | ProcessRecord], grace: float = 1.5,
-              first_signal: int = signal.SIGTERM) -> list[int]:
+def terminate(
+    pids: Sequence[int | ProcessRecord], grace: float = 1.5, first_signal: int = signal.SIGTERM
+) -> list[int]:
     """SIGTERM (or first_signal), wait up to `grace` s, then SIGKILL. Returns PIDs signalled.
 
     Plain ints are PIDs the caller knows are its own (e.g. members of the lab's namespaces);
@@ -118,7 +128,7 @@ def terminate(pids: Sequence[int | ProcessRecord], grace: float = 1.5,
                 targets.append(p.pid)
         elif start_time(p) is not None:
             targets.append(p)
-    targets = sorted(set(t for t in targets if t != os.getpid()))
+    targets = sorted({t for t in targets if t != os.getpid()})
     starts = {pid: start_time(pid) for pid in targets}
     for pid in targets:
         _signal(pid, first_signal)
@@ -147,14 +157,10 @@ def _still_same(pid: int, st: int | None) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

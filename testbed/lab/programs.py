@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
-import time
+from pathlib import Path
 
 from testbed.errors import LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.plan import HostPlan
-from testbed.lab.procs import ProcessJournal, is_alive
-from testbed.roles import ROLE_MODULES, role_argv
+from testbed.lab.launch import launch
+from testbed.lab.procs import ProcessJournal, ProcessRecord, is_alive
+from testbed.plan.network import HostPlan
+from testbed.waiting import wait_for
 
 
 def host_env() -> dict[str, str]:
@@ -29,19 +29,25 @@ def role_what(host: HostPlan) -> str:
     return f"role:{host.role}"
 
 
-def start_role(lab: str, journal: ProcessJournal, events: EventLog,
-               host: HostPlan) -> subprocess.Popen | None:
+def start_role(
+    lab: str, journal: ProcessJournal, events: EventLog, host: HostPlan
+) -> subprocess.Popen | None:
     """Start `host`'s role in its namespace, journaled, logging to hosts/<name>/role.log.
 
     None when the role has nothing to run (e.g. a load-client without a Target)."""
     hdir = host_dir(lab, host.name)
-    argv = role_argv(host, hdir)
-    if not argv:
+    spec = launch(host, hdir)
+    if spec is None:
         return None
     log = hdir / "role.log"
     env = dict(host_env(), TESTBED_HOST=host.name)
-    proc = journal.start(netns_argv(lab, host.name, argv), what=role_what(host),
-                         host=host.name, log=log, env=env)
+    proc = journal.start(
+        netns_argv(lab, host.name, spec.argv),
+        what=role_what(host),
+        host=host.name,
+        log=log,
+        env=env,
+    )
     events.emit(host.name, "Lab::Role", "ROLE_STARTED", f"{host.role} (pid {proc.pid}, log {log})")
     return proc
 
@@ -50,7 +56,7 @@ def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of process `pid`."""
     ports = set()
     try:
-        lines = open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
     except OSError:
         return ports
     for line in lines:
@@ -64,7 +70,7 @@ def bound_udp_ports(pid: int) -> set[int]:
     """UDP ports bound in the network namespace of process `pid`."""
     ports = set()
     try:
-        lines = open(f"/proc/{pid}/net/udp").read().splitlines()[1:]
+        lines = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
     except OSError:
         return ports
     for line in lines:
@@ -74,35 +80,42 @@ def bound_udp_ports(pid: int) -> set[int]:
     return ports
 
 
-def wait_roles_ready(lab: str, started: list[tuple[HostPlan, subprocess.Popen]],
-                     timeout: float = 20.0) -> None:
-    """Block until every started role listens on the TCP ports its module declares
-    (`tcp_ports(args)`). LabError naming the host and its log if one exits or never listens."""
+def wait_roles_ready(
+    lab: str, started: list[tuple[HostPlan, subprocess.Popen]], timeout: float = 20.0
+) -> None:
+    """Block until every started role listens on the TCP ports its launch declares. LabError
+    naming the host and its log if one exits, WaitTimeout if one never listens."""
     pending = []
     for host, proc in started:
-        module = importlib.import_module(ROLE_MODULES[host.role])
-        ports = set(getattr(module, "tcp_ports", lambda args: [])(dict(host.role_args)))
-        if ports:
-            pending.append((host, proc, ports))
-    deadline = time.monotonic() + timeout
-    while pending:
-        still = []
+        spec = launch(host, host_dir(lab, host.name))
+        if spec is not None and spec.ready_ports:
+            pending.append((host, proc, set(spec.ready_ports)))
+
+    def not_listening() -> list[str]:
+        waiting = []
         for host, proc, ports in pending:
             if proc.poll() is not None:
                 log = host_dir(lab, host.name) / "role.log"
-                raise LabError(f"role {host.role} of {host.name} exited with code "
-                               f"{proc.returncode}; {log} ends with:\n{log_tail(log)}")
+                raise LabError(
+                    f"role {host.role} of {host.name} exited with code "
+                    f"{proc.returncode}; {log} ends with:\n{log_tail(log)}"
+                )
             if not ports <= listening_ports(proc.pid):
-                still.append((host, proc, ports))
-        pending = still
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(h.name for h, _, _ in pending)
-            raise LabError(f"roles of {names} did not start listening within {timeout:.0f} s")
-        if pending:
-            time.sleep(0.05)
+                waiting.append(host.name)
+        return waiting
+
+    wait_for(
+        lambda: not not_listening(),
+        timeout,
+        "roles to listen on their ports",
+        last=lambda: {"not listening yet": not_listening()},
+    )
 
 
-def running_role(journal: ProcessJournal, host: HostPlan) -> list:
+def running_role(journal: ProcessJournal, host: HostPlan) -> list[ProcessRecord]:
     """Journal records of `host`'s role processes that are still alive."""
-    return [r for r in journal.records()
-            if r.host == host.name and r.what == role_what(host) and is_alive(r)]
+    return [
+        r
+        for r in journal.records()
+        if r.host == host.name and r.what == role_what(host) and is_alive(r)
+    ]

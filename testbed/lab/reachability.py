@@ -11,7 +11,7 @@ import concurrent.futures
 import shlex
 from dataclasses import dataclass
 
-from testbed.lab.plan import HostPlan, NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 
 @dataclass(frozen=True)
@@ -69,21 +69,31 @@ def allowed(plan: NetworkPlan, src: HostPlan, dst: Address) -> bool:
 
 def expected(plan: NetworkPlan) -> dict[tuple[str, str], bool]:
     """(source host, destination IP) -> allowed, for every pair except a host to itself."""
-    return {(src.name, a.ip): allowed(plan, src, a)
-            for src in hosts(plan) for a in addresses(plan) if a.owner != src.name}
+    return {
+        (src.name, a.ip): allowed(plan, src, a)
+        for src in hosts(plan)
+        for a in addresses(plan)
+        if a.owner != src.name
+    }
 
 
-def measure(lab, plan: NetworkPlan, wait_s: float = 1.0, tries: int = 2) \
-        -> dict[tuple[str, str], bool]:
+def measure(
+    lab, plan: NetworkPlan, wait_s: float = 1.0, tries: int = 2
+) -> dict[tuple[str, str], bool]:
     """Ping every other address from every host of a running lab (`lab` is an api.Lab)."""
     targets = addresses(plan)
 
     def from_host(src: HostPlan) -> dict[tuple[str, str], bool]:
         mine = [a.ip for a in targets if a.owner != src.name]
         # One shell per source, all pings in parallel: a few seconds for the whole matrix.
-        script = " ".join(
-            f"(ping -n -q -c {tries} -i 0.2 -W {wait_s:g} {shlex.quote(ip)} >/dev/null 2>&1 "
-            f"&& echo {ip} ok || echo {ip} no) &" for ip in mine) + " wait"
+        script = (
+            " ".join(
+                f"(ping -n -q -c {tries} -i 0.2 -W {wait_s:g} {shlex.quote(ip)} >/dev/null 2>&1 "
+                f"&& echo {ip} ok || echo {ip} no) &"
+                for ip in mine
+            )
+            + " wait"
+        )
         out = lab.host(src.name).cmd(script, timeout=30 + wait_s * tries)
         seen = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
         return {(src.name, ip): seen.get(ip) == "ok" for ip in mine}
@@ -95,8 +105,11 @@ def measure(lab, plan: NetworkPlan, wait_s: float = 1.0, tries: int = 2) \
     return result
 
 
-def format_matrix(plan: NetworkPlan, measured: dict[tuple[str, str], bool],
-                  want: dict[tuple[str, str], bool] | None = None) -> str:
+def format_matrix(
+    plan: NetworkPlan,
+    measured: dict[tuple[str, str], bool],
+    want: dict[tuple[str, str], bool] | None = None,
+) -> str:
     """A table: one row per source host, one column per destination address.
 
     'ok' reachable, '--' not reachable; a '!' marks a cell that differs from AWS's rules."""
@@ -121,13 +134,16 @@ def format_matrix(plan: NetworkPlan, measured: dict[tuple[str, str], bool],
     return "\n".join(lines)
 
 
-def differences(measured: dict[tuple[str, str], bool],
-                want: dict[tuple[str, str], bool]) -> list[str]:
+def differences(
+    measured: dict[tuple[str, str], bool], want: dict[tuple[str, str], bool]
+) -> list[str]:
     """Human-readable list of the cells where the lab and AWS's rules disagree."""
     out = []
     for key in sorted(want):
         if measured.get(key) != want[key]:
             src, ip = key
-            out.append(f"{src} -> {ip}: AWS {'allows' if want[key] else 'blocks'} it, "
-                       f"the lab {'delivers' if measured.get(key) else 'does not'}")
+            out.append(
+                f"{src} -> {ip}: AWS {'allows' if want[key] else 'blocks'} it, "
+                f"the lab {'delivers' if measured.get(key) else 'does not'}"
+            )
     return out

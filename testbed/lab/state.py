@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from testbed.lab import naming
+from testbed import naming
 from testbed.lab.procs import ProcessRecord, is_alive
 
 STATE = "lab.json"

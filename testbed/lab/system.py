@@ -7,14 +7,15 @@ import subprocess
 from collections.abc import Sequence
 
 
-def run(argv: Sequence[str], check: bool = True, timeout: float = 30.0,
-        input: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str], check: bool = True, timeout: float = 30.0, input: str | None = None
+) -> subprocess.CompletedProcess:
     """Run a command, capture its output; raise RuntimeError with its stderr if check fails."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                          input=input)
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=input)
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
+        )
     return proc
 
 
@@ -63,12 +64,18 @@ def delete_bridges(names: Sequence[str]) -> None:
 def delete_links(names: Sequence[str]) -> None:
     """Delete interfaces (a veth goes with its peer) in one `ip -batch`."""
     if names:
-        run(["ip", "-force", "-batch", "-"], check=False,
-            input="".join(f"link del dev {n}\n" for n in names))
+        run(
+            ["ip", "-force", "-batch", "-"],
+            check=False,
+            input="".join(f"link del dev {n}\n" for n in names),
+        )
 
 
 def delete_netns(names: Sequence[str]) -> None:
     """Remove named namespaces; the kernel frees them once no process is left inside."""
     if names:
-        run(["ip", "-force", "-batch", "-"], check=False,
-            input="".join(f"netns delete {n}\n" for n in names))
+        run(
+            ["ip", "-force", "-batch", "-"],
+            check=False,
+            input="".join(f"netns delete {n}\n" for n in names),
+        )

@@ -12,7 +12,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.lab import naming, system, zones
+from testbed import naming
+from testbed.lab import system, zones
 from testbed.lab.procs import ProcessJournal, is_alive, terminate
 
 NETNS_ETC = Path("/etc/netns")
@@ -27,9 +28,11 @@ class TeardownReport:
     files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{len(self.processes)} processes, {len(self.namespaces)} namespaces, "
-                f"{len(self.links)} links, {len(self.bridges)} bridges, "
-                f"{len(self.files)} file trees")
+        return (
+            f"{len(self.processes)} processes, {len(self.namespaces)} namespaces, "
+            f"{len(self.links)} links, {len(self.bridges)} bridges, "
+            f"{len(self.files)} file trees"
+        )
 
 
 def leftovers(name: str) -> dict[str, list[str]]:
@@ -46,8 +49,9 @@ def leftovers(name: str) -> dict[str, list[str]]:
     return found
 
 
-def teardown(name: str, keep_dir: bool = False, exclude_pids: tuple[int, ...] = ()) -> \
-        TeardownReport:
+def teardown(
+    name: str, keep_dir: bool = False, exclude_pids: tuple[int, ...] = ()
+) -> TeardownReport:
     """Remove every resource of lab `name`. keep_dir keeps its directory (events, logs)."""
     pre = naming.prefix(name)
     report = TeardownReport()
@@ -61,8 +65,10 @@ def teardown(name: str, keep_dir: bool = False, exclude_pids: tuple[int, ...] = 
     # worth a graceful exit.
     shells = [r for r in records if r.what.startswith("mininet")]
     report.processes = terminate(shells, grace=0.5, first_signal=signal.SIGKILL)
-    report.processes += terminate([p for p in in_namespaces if p not in exclude_pids] +
-                                  [r for r in records if r not in shells])
+    report.processes += terminate(
+        [p for p in in_namespaces if p not in exclude_pids]
+        + [r for r in records if r not in shells]
+    )
     report.namespaces = namespaces
     system.delete_netns(namespaces)
     report.bridges = [b for b in system.list_bridges() if b.startswith(pre)]

@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from testbed.lab import naming, system
+from testbed import naming
+from testbed.lab import system
+from testbed.lab.state import list_labs
 
 ZONE_FIRST = 0x4000  # well above the zones other tools (OpenStack, k8s) usually take
 ZONE_BLOCK = 32  # 16 load balancers per lab (two zones each)
@@ -34,8 +36,6 @@ def _locked() -> Iterator[None]:
 
 def reserve(name: str) -> int:
     """The lab's zone base: reuse its own, else the lowest block no live lab holds."""
-    from testbed.lab.state import list_labs
-
     with _locked():
         mine = naming.lab_dir(name) / "zone_base"
         if mine.exists():
@@ -62,29 +62,57 @@ def _dp_type(datapath: str) -> str:
 def set_idle_timeouts(datapath: str, zone: int, tcp_s: int, udp_s: int) -> None:
     """Idle timeouts of one zone (TCP established, UDP) as an OVS zone timeout policy."""
     dp = _dp_type(datapath)
-    exists = system.run(["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Open_vSwitch",
-                         ".", f"datapaths:{dp}"], check=False).stdout.strip()
+    exists = system.run(
+        ["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Open_vSwitch", ".", f"datapaths:{dp}"],
+        check=False,
+    ).stdout.strip()
     if not exists:
-        system.run(["ovs-vsctl", "--timeout=10", "--", "--id=@dp", "create", "Datapath",
-                    "datapath_version=0", f"external_ids:created-by={MARK}", "--", "set",
-                    "Open_vSwitch", ".", f"datapaths:{dp}=@dp"])
+        system.run(
+            [
+                "ovs-vsctl",
+                "--timeout=10",
+                "--",
+                "--id=@dp",
+                "create",
+                "Datapath",
+                "datapath_version=0",
+                f"external_ids:created-by={MARK}",
+                "--",
+                "set",
+                "Open_vSwitch",
+                ".",
+                f"datapaths:{dp}=@dp",
+            ]
+        )
     # A short TIME_WAIT: an NLB connection's 4-tuple at the target is the client's own
     # (client address preserved), and a closed one must not capture a new direct connection
     # from the same port for long.
-    system.run(["ovs-vsctl", "--timeout=10", "add-zone-tp", dp, f"zone={zone}",
-                f"tcp_established={tcp_s}", f"tcp_time_wait={TIME_WAIT_S}",
-                f"udp_first={udp_s}", f"udp_single={udp_s}", f"udp_multiple={udp_s}"])
+    system.run(
+        [
+            "ovs-vsctl",
+            "--timeout=10",
+            "add-zone-tp",
+            dp,
+            f"zone={zone}",
+            f"tcp_established={tcp_s}",
+            f"tcp_time_wait={TIME_WAIT_S}",
+            f"udp_first={udp_s}",
+            f"udp_single={udp_s}",
+            f"udp_multiple={udp_s}",
+        ]
+    )
 
 
 def used_zones(name: str) -> list[int]:
     """Zones the lab's load balancers use (from its plan.json; none without a plan)."""
-    path = naming.lab_dir(name) / "plan.json"
+    path = naming.lab_dir(name) / naming.PLAN_FILE
     try:
         plan = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return []
-    return sorted(z for lb in plan.get("load_balancers", [])
-                  for z in (lb["zone_dnat"], lb["zone_snat"]))
+    return sorted(
+        z for lb in plan.get("load_balancers", []) for z in (lb["zone_dnat"], lb["zone_snat"])
+    )
 
 
 def release(name: str, datapath: str | None = None) -> list[int]:
@@ -93,12 +121,14 @@ def release(name: str, datapath: str | None = None) -> list[int]:
     if not zones:
         return []
     with _locked():
-        for dp in ([_dp_type(datapath)] if datapath else ["netdev", "system"]):
+        for dp in [_dp_type(datapath)] if datapath else ["netdev", "system"]:
             policies = _zone_policies(dp)
             for zone in zones:
                 if zone in policies:
-                    system.run(["ovs-vsctl", "--timeout=10", "del-zone-tp", dp,
-                                f"zone={zone}"], check=False)
+                    system.run(
+                        ["ovs-vsctl", "--timeout=10", "del-zone-tp", dp, f"zone={zone}"],
+                        check=False,
+                    )
             _drop_datapath_row_if_ours(dp)
     for zone in zones:
         system.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"], check=False)
@@ -116,12 +146,39 @@ def _zone_policies(dp: str) -> set[int]:
 
 def _drop_datapath_row_if_ours(dp: str) -> None:
     """Remove the Datapath row of `dp` if a lab created it and no zone policy is left."""
-    uuid = system.run(["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Open_vSwitch", ".",
-                       f"datapaths:{dp}"], check=False).stdout.strip()
+    uuid = system.run(
+        ["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Open_vSwitch", ".", f"datapaths:{dp}"],
+        check=False,
+    ).stdout.strip()
     if not uuid:
         return
-    mark = system.run(["ovs-vsctl", "--timeout=10", "--if-exists", "get", "Datapath", uuid,
-                       "external_ids:created-by"], check=False).stdout.strip().strip('"')
+    mark = (
+        system.run(
+            [
+                "ovs-vsctl",
+                "--timeout=10",
+                "--if-exists",
+                "get",
+                "Datapath",
+                uuid,
+                "external_ids:created-by",
+            ],
+            check=False,
+        )
+        .stdout.strip()
+        .strip('"')
+    )
     if mark == MARK and not _zone_policies(dp):
-        system.run(["ovs-vsctl", "--timeout=10", "--if-exists", "remove", "Open_vSwitch", ".",
-                    "datapaths", dp], check=False)
+        system.run(
+            [
+                "ovs-vsctl",
+                "--timeout=10",
+                "--if-exists",
+                "remove",
+                "Open_vSwitch",
+                ".",
+                "datapaths",
+                dp,
+            ],
+            check=False,
+        )

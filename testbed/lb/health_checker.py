@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from typing import Any
 
+from testbed import rpc
 from testbed.health.checks import CheckResult, http_check, tcp_check
-from testbed.lab import rpc
 
 REFRESH_S = 1.0
 
@@ -32,7 +33,8 @@ class Checker:
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: rpc.call(self.holder, request, timeout=10))
+            None, lambda: rpc.call(self.holder, request, timeout=10)
+        )
 
     async def refresh(self) -> None:
         reply = await self.call({"op": "health_checks", "lb": self.lb, "az": self.az})
@@ -49,15 +51,29 @@ class Checker:
         c = self.plan[key]
         try:
             if c["protocol"] in ("HTTP", "HTTPS"):
-                res = await http_check(c["ip"], c["port"], c["path"] or "/", c["timeout_s"],
-                                       c["matcher"] or "200", self.source)
+                res = await http_check(
+                    c["ip"],
+                    c["port"],
+                    c["path"] or "/",
+                    c["timeout_s"],
+                    c["matcher"] or "200",
+                    self.source,
+                )
             else:
                 res = await tcp_check(c["ip"], c["port"], c["timeout_s"], self.source)
         except Exception as exc:  # a broken check is a failed check, never a dead checker
             res = CheckResult(False, f"{type(exc).__name__}: {exc}", 0.0)
-        self.results.append({"lb": key[0], "tg": key[1], "key": key[2], "ok": res.ok,
-                             "detail": res.detail, "latency_ms": round(res.latency_ms, 3),
-                             "time": time.time()})
+        self.results.append(
+            {
+                "lb": key[0],
+                "tg": key[1],
+                "key": key[2],
+                "ok": res.ok,
+                "detail": res.detail,
+                "latency_ms": round(res.latency_ms, 3),
+                "time": time.time(),
+            }
+        )
         self.running.discard(key)
 
     async def run(self) -> None:
@@ -68,8 +84,11 @@ class Checker:
                 try:
                     await self.refresh()
                 except Exception as exc:
-                    print(f"health checker: cannot reach the holder: {exc}", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"health checker: cannot reach the holder: {exc}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 next_refresh = now + REFRESH_S
             for key, due in list(self.due.items()):
                 if due <= now and key not in self.running and key in self.plan:
@@ -88,17 +107,16 @@ class Checker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--lb", required=True)
     ap.add_argument("--az", required=True)
     ap.add_argument("--source", required=True, help="the node's address (checks come from it)")
     ap.add_argument("--holder", required=True, help="the lab holder's socket")
     a = ap.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Checker(a.lb, a.az, a.source, a.holder).run())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -18,15 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.errors import BadInput
-from testbed.lab.lbplan import LoadBalancerPlan, TargetGroupPlan, TargetPlan
+from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
 
 INITIAL, HEALTHY, UNHEALTHY, DRAINING, UNUSED = (
-    "initial", "healthy", "unhealthy", "draining", "unused")
+    "initial",
+    "healthy",
+    "unhealthy",
+    "draining",
+    "unused",
+)
 
 REASONS = {
     INITIAL: ("Elb.InitialHealthChecking", "Initial health checks in progress"),
-    UNUSED: ("Target.NotInUse", "Target is in an Availability Zone that is not enabled for "
-                                "the load balancer"),
+    UNUSED: (
+        "Target.NotInUse",
+        "Target is in an Availability Zone that is not enabled for the load balancer",
+    ),
     DRAINING: ("Target.DeregistrationInProgress", "Target deregistration is in progress"),
 }
 
@@ -65,8 +72,11 @@ class _Group:
 class TargetRegistry:
     """Targets and their states for every (load balancer, target group) pair."""
 
-    def __init__(self, lbs: list[LoadBalancerPlan], clock: Callable[[], float] = time.time,
-                 ) -> None:
+    def __init__(
+        self,
+        lbs: list[LoadBalancerPlan],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.clock = clock
         self.groups: dict[tuple[str, str], _Group] = {}
         self.events: list[TargetEvent] = []
@@ -96,8 +106,13 @@ class TargetRegistry:
         for key in [k for k in self.groups if k not in wanted]:
             group = self.groups.pop(key)
             for target_key, health in group.targets.items():
-                self._event(group, target_key, health.state, "",
-                            "target group no longer used by the load balancer")
+                self._event(
+                    group,
+                    target_key,
+                    health.state,
+                    "",
+                    "target group no longer used by the load balancer",
+                )
             done.append(f"{key[1]}: no longer used by {key[0]}")
         return done
 
@@ -107,8 +122,9 @@ class TargetRegistry:
             return self.groups[(lb, tg)]
         except KeyError:
             known = ", ".join(f"{a}/{b}" for a, b in self.groups) or "none"
-            raise BadInput(f"no target group {tg!r} behind load balancer {lb!r} "
-                           f"(known: {known})") from None
+            raise BadInput(
+                f"no target group {tg!r} behind load balancer {lb!r} (known: {known})"
+            ) from None
 
     def _add(self, group: _Group, t: TargetPlan, why: str) -> TargetHealth:
         enabled = {n.az for n in group.lb.nodes}
@@ -137,8 +153,13 @@ class TargetRegistry:
             raise BadInput(f"{key} is not registered in {tg} (registered: {known or 'none'})")
         now = self.clock()
         health.drain_until = now + group.tg.deregistration_delay_s
-        self._set(group, health, DRAINING, *REASONS[DRAINING],
-                  f"deregistered; draining for {group.tg.deregistration_delay_s} s")
+        self._set(
+            group,
+            health,
+            DRAINING,
+            *REASONS[DRAINING],
+            f"deregistered; draining for {group.tg.deregistration_delay_s} s",
+        )
         return health
 
     # ---- health checks and time ------------------------------------------------------
@@ -154,18 +175,33 @@ class TargetRegistry:
             health.passes += 1
             health.failures = 0
             if health.state != HEALTHY and health.passes >= hc.healthy_threshold:
-                self._set(group, health, HEALTHY, "", "",
-                          f"{health.passes} consecutive health checks passed")
+                self._set(
+                    group,
+                    health,
+                    HEALTHY,
+                    "",
+                    "",
+                    f"{health.passes} consecutive health checks passed",
+                )
         else:
             health.failures += 1
             health.passes = 0
             if health.state != UNHEALTHY and health.failures >= hc.unhealthy_threshold:
-                reason = ("Target.Timeout" if detail == "timeout" else
-                          "Target.ResponseCodeMismatch" if detail.startswith("status")
-                          else "Target.FailedHealthChecks")
-                self._set(group, health, UNHEALTHY, reason,
-                          f"Health checks failed: {detail}",
-                          f"{health.failures} consecutive health checks failed ({detail})")
+                reason = (
+                    "Target.Timeout"
+                    if detail == "timeout"
+                    else "Target.ResponseCodeMismatch"
+                    if detail.startswith("status")
+                    else "Target.FailedHealthChecks"
+                )
+                self._set(
+                    group,
+                    health,
+                    UNHEALTHY,
+                    reason,
+                    f"Health checks failed: {detail}",
+                    f"{health.failures} consecutive health checks failed ({detail})",
+                )
 
     def tick(self) -> list[tuple[str, str, TargetPlan]]:
         """Advance time: draining targets whose delay ended are removed.
@@ -175,15 +211,25 @@ class TargetRegistry:
         removed = []
         for group in self.groups.values():
             for key, health in list(group.targets.items()):
-                if health.state == DRAINING and health.drain_until is not None \
-                        and now >= health.drain_until:
+                if (
+                    health.state == DRAINING
+                    and health.drain_until is not None
+                    and now >= health.drain_until
+                ):
                     del group.targets[key]
                     self._event(group, key, DRAINING, "", "deregistration delay ended")
                     removed.append((group.lb.name, group.tg.name, health.target))
         return removed
 
-    def _set(self, group: _Group, health: TargetHealth, state: str, reason: str,
-             description: str, why: str) -> None:
+    def _set(
+        self,
+        group: _Group,
+        health: TargetHealth,
+        state: str,
+        reason: str,
+        description: str,
+        why: str,
+    ) -> None:
         old = health.state
         health.state, health.reason, health.description = state, reason, description
         health.since = self.clock()
@@ -191,8 +237,9 @@ class TargetRegistry:
         self._event(group, health.target.key, old, state, why)
 
     def _event(self, group: _Group, key: str, old: str, new: str, why: str) -> None:
-        self.events.append(TargetEvent(self.clock(), group.lb.name, group.tg.name, key, old,
-                                       new, why))
+        self.events.append(
+            TargetEvent(self.clock(), group.lb.name, group.tg.name, key, old, new, why)
+        )
 
     # ---- views ---------------------------------------------------------------------------
     def checks_for(self, node_az: str, lb: str) -> list[dict[str, Any]]:
@@ -206,10 +253,20 @@ class TargetRegistry:
                 t = health.target
                 if health.state in (DRAINING, UNUSED) or t.az not in (node_az, "all"):
                     continue
-                out.append({"lb": lb_name, "tg": tg_name, "key": key, "ip": t.ip,
-                            "port": hc.port or t.port, "protocol": hc.protocol,
-                            "path": hc.path, "matcher": hc.matcher,
-                            "interval_s": hc.interval_s, "timeout_s": hc.timeout_s})
+                out.append(
+                    {
+                        "lb": lb_name,
+                        "tg": tg_name,
+                        "key": key,
+                        "ip": t.ip,
+                        "port": hc.port or t.port,
+                        "protocol": hc.protocol,
+                        "path": hc.path,
+                        "matcher": hc.matcher,
+                        "interval_s": hc.interval_s,
+                        "timeout_s": hc.timeout_s,
+                    }
+                )
         return out
 
     def snapshot(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -217,8 +274,15 @@ class TargetRegistry:
         out: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for (lb, tg), group in self.groups.items():
             out.setdefault(lb, {})[tg] = [
-                {"key": k, "ip": h.target.ip, "port": h.target.port, "az": h.target.az,
-                 "state": h.state} for k, h in sorted(group.targets.items())]
+                {
+                    "key": k,
+                    "ip": h.target.ip,
+                    "port": h.target.port,
+                    "az": h.target.az,
+                    "state": h.state,
+                }
+                for k, h in sorted(group.targets.items())
+            ]
         return out
 
     def describe(self, lb: str | None = None, tg: str | None = None) -> list[dict[str, Any]]:
@@ -234,13 +298,21 @@ class TargetRegistry:
                     health["Reason"] = h.reason
                 if h.description:
                     health["Description"] = h.description
-                rows.append({
-                    "LoadBalancer": lb_name, "TargetGroup": tg_name,
-                    "Target": {"Id": h.target.id, "Port": h.target.port,
-                               "AvailabilityZone": h.target.az},
-                    "Ip": h.target.ip,
-                    "HealthCheckPort": str(hc.port or h.target.port),
-                    "TargetHealth": health, "Since": h.since,
-                    "LastCheck": h.last_detail,
-                    "DrainUntil": h.drain_until})
+                rows.append(
+                    {
+                        "LoadBalancer": lb_name,
+                        "TargetGroup": tg_name,
+                        "Target": {
+                            "Id": h.target.id,
+                            "Port": h.target.port,
+                            "AvailabilityZone": h.target.az,
+                        },
+                        "Ip": h.target.ip,
+                        "HealthCheckPort": str(hc.port or h.target.port),
+                        "TargetHealth": health,
+                        "Since": h.since,
+                        "LastCheck": h.last_detail,
+                        "DrainUntil": h.drain_until,
+                    }
+                )
         return rows

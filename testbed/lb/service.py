@@ -17,13 +17,14 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from testbed import rpc
+from testbed.alb.runtime import AlbRuntime
 from testbed.errors import BadInput
-from testbed.lab import rpc
-from testbed.lab.controller_proc import CONTROLLER_SOCK
 from testbed.lab.events import EventLog
-from testbed.lab.lbplan import LoadBalancerPlan, TargetPlan
-from testbed.lab.plan import NetworkPlan
 from testbed.lb.registry import DRAINING, UNHEALTHY, TargetRegistry
+from testbed.naming import CONTROLLER_SOCK
+from testbed.plan.balancers import LoadBalancerPlan, TargetPlan
+from testbed.plan.network import NetworkPlan
 
 TARGET_EVENTS = "target-events.jsonl"
 TICK_S = 0.2
@@ -46,8 +47,6 @@ class LbService:
         self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
         self.alb = None
         if any(lb.type == "application" for lb in self.lbs):
-            from testbed.alb.runtime import AlbRuntime
-
             self.alb = AlbRuntime(self.lab_dir, self.lbs)
 
     def start(self) -> None:
@@ -64,17 +63,22 @@ class LbService:
         op = request.get("op")
         with self.lock:
             if op == "health_checks":
-                return {"ok": True, "checks": self.registry.checks_for(request["az"],
-                                                                       request["lb"])}
+                return {
+                    "ok": True,
+                    "checks": self.registry.checks_for(request["az"], request["lb"]),
+                }
             if op == "health_report":
                 for r in request.get("results", []):
-                    self.registry.report(r["lb"], r["tg"], r["key"], bool(r["ok"]),
-                                         str(r.get("detail", "")))
+                    self.registry.report(
+                        r["lb"], r["tg"], r["key"], bool(r["ok"]), str(r.get("detail", ""))
+                    )
                 self._publish()
                 return {"ok": True}
             if op == "targets":
-                return {"ok": True, "targets": self.registry.describe(request.get("lb"),
-                                                                      request.get("tg"))}
+                return {
+                    "ok": True,
+                    "targets": self.registry.describe(request.get("lb"), request.get("tg")),
+                }
             if op in ("register", "deregister"):
                 try:
                     return self._change(op, request)
@@ -90,23 +94,32 @@ class LbService:
         else:
             self.registry.deregister(lb.name, tg, target.key)
         self._publish()
-        return {"ok": True, "target": target.key, "load_balancer": lb.name,
-                "target_group": tg}
+        return {"ok": True, "target": target.key, "load_balancer": lb.name, "target_group": tg}
 
     def _locate(self, lb_name: str | None, tg: str) -> tuple[LoadBalancerPlan, str]:
-        behind = [lb for lb in self.lbs if any(g.name == tg for g in lb.target_groups)
-                  and (lb_name is None or lb.name == lb_name)]
+        behind = [
+            lb
+            for lb in self.lbs
+            if any(g.name == tg for g in lb.target_groups)
+            and (lb_name is None or lb.name == lb_name)
+        ]
         if not behind:
             known = sorted({g.name for lb in self.lbs for g in lb.target_groups})
-            raise BadInput(f"no target group {tg!r} in use by a load balancer of this lab",
-                           hint=f"target groups: {', '.join(known) or 'none'}")
+            raise BadInput(
+                f"no target group {tg!r} in use by a load balancer of this lab",
+                hint=f"target groups: {', '.join(known) or 'none'}",
+            )
         if len(behind) > 1:
-            raise BadInput(f"target group {tg} is behind several load balancers: "
-                           f"{', '.join(lb.name for lb in behind)}", hint="name one with --lb")
+            raise BadInput(
+                f"target group {tg} is behind several load balancers: "
+                f"{', '.join(lb.name for lb in behind)}",
+                hint="name one with --lb",
+            )
         return behind[0], tg
 
-    def _target(self, lb: LoadBalancerPlan, tg_name: str, text: str,
-                port: int | None) -> TargetPlan:
+    def _target(
+        self, lb: LoadBalancerPlan, tg_name: str, text: str, port: int | None
+    ) -> TargetPlan:
         """A TargetPlan from an instance name or an IP address (of a host in the VPC)."""
         tg = lb.target_group(tg_name)
         port = port or tg.port
@@ -114,22 +127,27 @@ class LbService:
         if tg.target_type == "instance":
             host = by_name.get(text)
             if host is None:
-                raise BadInput(f"{text!r} is not an instance of this lab (target group "
-                               f"{tg_name} takes instance targets)",
-                               hint=f"instances: {', '.join(sorted(by_name))}")
-            return TargetPlan(f"{host.name}:{port}", f"i-{host.name}", host.ip, port, host.az,
-                              host.name)
+                raise BadInput(
+                    f"{text!r} is not an instance of this lab (target group "
+                    f"{tg_name} takes instance targets)",
+                    hint=f"instances: {', '.join(sorted(by_name))}",
+                )
+            return TargetPlan(
+                f"{host.name}:{port}", f"i-{host.name}", host.ip, port, host.az, host.name
+            )
         try:
             ip = IPv4Address(text)
         except ValueError:
-            raise BadInput(f"target group {tg_name} takes IP targets: {text!r} is not an "
-                           "IPv4 address") from None
+            raise BadInput(
+                f"target group {tg_name} takes IP targets: {text!r} is not an IPv4 address"
+            ) from None
         subnet = next((s for s in self.plan.subnets if ip in IPv4Network(s.cidr)), None)
         if subnet is None:
             raise BadInput(f"{ip} is not in a subnet of this lab's VPC")
         host = next((h for h in self.plan.hosts if h.ip == str(ip)), None)
-        return TargetPlan(f"{ip}:{port}", str(ip), str(ip), port, subnet.az,
-                          host.name if host else None)
+        return TargetPlan(
+            f"{ip}:{port}", str(ip), str(ip), port, subnet.az, host.name if host else None
+        )
 
     # ---- background: drain timers, publishing ------------------------------------------
     def _loop(self) -> None:
@@ -147,15 +165,13 @@ class LbService:
         snapshot = self.registry.snapshot()
         if self.alb is not None:
             self.alb.sync(snapshot)  # only what changed; retried on the next tick if need be
-        new = self.registry.events[self.published:]
+        new = self.registry.events[self.published :]
         if not new and not self.dirty:
             return
         # The controller steers NLB and GWLB traffic; ALB nodes route in HAProxy.
-        fabric = {lb: groups for lb, groups in snapshot.items()
-                  if lb not in self._alb_names()}
+        fabric = {lb: groups for lb, groups in snapshot.items() if lb not in self._alb_names()}
         try:
-            rpc.call(self.controller_sock, {"op": "set_targets", "targets": fabric},
-                     timeout=10)
+            rpc.call(self.controller_sock, {"op": "set_targets", "targets": fabric}, timeout=10)
             self.dirty = False
         except (rpc.RpcUnavailable, OSError):
             self.dirty = True  # the controller is down: try again next tick
@@ -169,17 +185,27 @@ class LbService:
                 f.write(json.dumps(row) + "\n")
         for ev in new:
             status = f"TARGET_{(ev.new or 'removed').upper()}"
-            self.events.emit(ev.target, "Lab::TargetHealth", status,
-                             f"{ev.load_balancer}/{ev.target_group}: {ev.old or '-'} -> "
-                             f"{ev.new or 'removed'} ({ev.reason})")
+            self.events.emit(
+                ev.target,
+                "Lab::TargetHealth",
+                status,
+                f"{ev.load_balancer}/{ev.target_group}: {ev.old or '-'} -> "
+                f"{ev.new or 'removed'} ({ev.reason})",
+            )
         for ev in new:
             if ev.new == UNHEALTHY:
                 lb = next(x for x in self.lbs if x.name == ev.load_balancer)
                 tg = lb.target_group(ev.target_group)
-                if tg.attributes.get("target_health_state.unhealthy.connection_termination."
-                                     "enabled", "true") == "true" and lb.type == "network":
-                    self._terminate(ev.load_balancer, self._runtime_target(
-                        lb.name, tg.name, ev.target))
+                if (
+                    tg.attributes.get(
+                        "target_health_state.unhealthy.connection_termination.enabled", "true"
+                    )
+                    == "true"
+                    and lb.type == "network"
+                ):
+                    self._terminate(
+                        ev.load_balancer, self._runtime_target(lb.name, tg.name, ev.target)
+                    )
 
     def _alb_names(self) -> set[str]:
         return {lb.name for lb in self.lbs if lb.type == "application"}
@@ -187,7 +213,7 @@ class LbService:
     # ---- template updates (ALB) --------------------------------------------------------
     def update(self, plan: NetworkPlan, reload: list[str]) -> list[str]:
         """Take a new plan whose changes are ALB rules, actions, target groups, targets or
-        attributes only (testbed.lab.update): the registry follows the template's target
+        attributes only (testbed.plan.changes): the registry follows the template's target
         lists (targets registered at run time stay), then the ALBs in `reload` get a new
         haproxy.cfg and a seamless reload. Returns what was done, for the events."""
         done: list[str] = []
@@ -195,8 +221,10 @@ class LbService:
             if self.alb is not None:
                 # Every node's new file is checked before anything changes (LabError).
                 for name in reload:
-                    self.alb.validate(next(x for x in plan.load_balancers if x.name == name),
-                                      self.registry.snapshot())
+                    self.alb.validate(
+                        next(x for x in plan.load_balancers if x.name == name),
+                        self.registry.snapshot(),
+                    )
             old = {(lb.name, tg.name): tg for lb in self.lbs for tg in lb.target_groups}
             for text in self.registry.set_plans(list(plan.load_balancers)):
                 done.append(text)
@@ -214,8 +242,10 @@ class LbService:
                 self.alb.set_lbs(self.lbs)
                 for name in reload:
                     nodes = self.alb.reload(name, self.registry.snapshot())
-                    done.append(f"{name}: HAProxy reloaded on {', '.join(nodes)} "
-                                "(established connections kept)")
+                    done.append(
+                        f"{name}: HAProxy reloaded on {', '.join(nodes)} "
+                        "(established connections kept)"
+                    )
             self._publish()
         return done
 
@@ -242,7 +272,8 @@ class LbService:
         them when the delay ends (deregistration_delay.connection_termination.enabled)."""
         lb = next(x for x in self.lbs if x.name == lb_name)
         value = lb.target_group(tg_name).attributes.get(
-            "deregistration_delay.connection_termination.enabled", "false")
+            "deregistration_delay.connection_termination.enabled", "false"
+        )
         return lb.type == "network" and str(value).lower() == "true"
 
     def _runtime_target(self, lb: str, tg: str, key: str) -> TargetPlan | None:
@@ -254,16 +285,24 @@ class LbService:
         if target is None:
             return
         try:
-            reply = rpc.call(self.controller_sock, {"op": "terminate", "lb": lb,
-                                                    "ip": target.ip, "port": target.port},
-                             timeout=10)
+            reply = rpc.call(
+                self.controller_sock,
+                {"op": "terminate", "lb": lb, "ip": target.ip, "port": target.port},
+                timeout=10,
+            )
         except (rpc.RpcUnavailable, OSError) as exc:
             reply = {"ok": False, "error": str(exc)}
         if reply.get("ok"):
-            self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATED",
-                             f"{lb}: established connections to {target.ip}:{target.port} "
-                             "ended")
+            self.events.emit(
+                target.key,
+                "Lab::TargetHealth",
+                "FLOWS_TERMINATED",
+                f"{lb}: established connections to {target.ip}:{target.port} ended",
+            )
         else:
-            self.events.emit(target.key, "Lab::TargetHealth", "FLOWS_TERMINATE_FAILED",
-                             f"{lb}: {reply.get('error')}")
-
+            self.events.emit(
+                target.key,
+                "Lab::TargetHealth",
+                "FLOWS_TERMINATE_FAILED",
+                f"{lb}: {reply.get('error')}",
+            )

@@ -10,8 +10,9 @@ from testbed.metrics.sources import Sample, Source
 from testbed.schemas import METRIC_COLUMNS
 
 
-def rates(previous: Iterable[Sample], current: Iterable[Sample], elapsed: float,
-          period_start: float) -> list[dict[str, Any]]:
+def rates(
+    previous: Iterable[Sample], current: Iterable[Sample], elapsed: float, period_start: float
+) -> list[dict[str, Any]]:
     """Rows for one period: counters as increase per second, gauges as sampled.
 
     A counter that went down (a restarted source) gives no row for that period."""
@@ -26,14 +27,32 @@ def rates(previous: Iterable[Sample], current: Iterable[Sample], elapsed: float,
                 continue
             value = (s.value - old.value) / elapsed
         unit = s.unit if s.kind == "gauge" else f"{s.unit}/Second"
-        rows.append(dict(zip(METRIC_COLUMNS, (round(period_start, 3), s.namespace, s.metric,
-                                              s.load_balancer, s.target_group, s.target,
-                                              round(value, 3), unit))))
+        rows.append(
+            dict(
+                zip(
+                    METRIC_COLUMNS,
+                    (
+                        round(period_start, 3),
+                        s.namespace,
+                        s.metric,
+                        s.load_balancer,
+                        s.target_group,
+                        s.target,
+                        round(value, 3),
+                        unit,
+                    ),
+                )
+            )
+        )
     return rows
 
 
-def collect(sources: list[Source], duration: float, interval: float = 1.0,
-            on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict]:
+def collect(
+    sources: list[Source],
+    duration: float,
+    interval: float = 1.0,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict]:
     """Sample every source each `interval` seconds for `duration` seconds."""
     if interval <= 0 or duration <= 0:
         raise ValueError("interval and duration must be positive")

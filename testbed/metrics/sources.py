@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from testbed.lab import rpc
-from testbed.lab.controller_proc import CONTROLLER_SOCK
-from testbed.lab.plan import NetworkPlan
+from testbed import rpc
+from testbed.alb import stats
+from testbed.alb.config import node_files
+from testbed.alb.patterns import server_name
+from testbed.alb.runtime import CliUnavailable, cli
+from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK
+from testbed.plan.network import NetworkPlan
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,7 @@ class Sample:
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
-        return (self.namespace, self.metric, self.load_balancer, self.target_group,
-                self.target)
+        return (self.namespace, self.metric, self.load_balancer, self.target_group, self.target)
 
 
 class Source(Protocol):
@@ -37,11 +40,15 @@ class Source(Protocol):
     def snapshot(self) -> list[Sample]: ...
 
 
-def controller_stats(lab: Any, flows: bool = True,
-                     tables: tuple[int, ...] | None = None) -> dict[str, Any]:
+def controller_stats(
+    lab: Any, flows: bool = True, tables: tuple[int, ...] | None = None
+) -> dict[str, Any]:
     """Port and flow counters of the lab's switches (flows of `tables` only, if given)."""
-    reply = rpc.call(str(lab.dir / CONTROLLER_SOCK),
-                     {"op": "stats", "flows": flows, "tables": list(tables or [])}, timeout=10)
+    reply = rpc.call(
+        str(lab.dir / CONTROLLER_SOCK),
+        {"op": "stats", "flows": flows, "tables": list(tables or [])},
+        timeout=10,
+    )
     if not reply.get("ok"):
         raise RuntimeError(reply.get("error", "controller stats failed"))
     return reply
@@ -56,8 +63,10 @@ class HostPortSource:
 
     def __init__(self, lab: Any, plan: NetworkPlan) -> None:
         self.lab = lab
-        self.port_host = {(next(s.dpid for s in plan.switches if s.name == h.switch), h.port):
-                          h.name for h in plan.hosts}
+        self.port_host = {
+            (next(s.dpid for s in plan.switches if s.name == h.switch), h.port): h.name
+            for h in plan.hosts
+        }
 
     def snapshot(self) -> list[Sample]:
         stats = controller_stats(self.lab, flows=False)
@@ -67,18 +76,21 @@ class HostPortSource:
                 host = self.port_host.get((int(dpid), p["port"]))
                 if host is None:
                     continue
-                for metric, field, unit in (("SentBytes", "rx_bytes", "Bytes"),
-                                            ("ReceivedBytes", "tx_bytes", "Bytes"),
-                                            ("SentPackets", "rx_packets", "Count"),
-                                            ("ReceivedPackets", "tx_packets", "Count"),
-                                            ("DroppedPackets", "tx_dropped", "Count")):
-                    out.append(Sample("Lab/Host", metric, "", "", host, float(p[field]),
-                                      unit, "counter"))
+                for metric, field, unit in (
+                    ("SentBytes", "rx_bytes", "Bytes"),
+                    ("ReceivedBytes", "tx_bytes", "Bytes"),
+                    ("SentPackets", "rx_packets", "Count"),
+                    ("ReceivedPackets", "tx_packets", "Count"),
+                    ("DroppedPackets", "tx_dropped", "Count"),
+                ):
+                    out.append(
+                        Sample("Lab/Host", metric, "", "", host, float(p[field]), unit, "counter")
+                    )
         return out
 
 
 # (table, priority) of the entries that drop what the VPC rules do not allow (see
-# controllers.forwarding): no route, blocked realm, spoofed source, unknown destination.
+# testbed.controllers.forwarding): no route, blocked realm, spoofed source, unknown destination.
 DROP_ENTRIES = {(0, 0), (20, 1), (21, 0), (22, 0), (30, 0), (40, 0), (50, 0)}
 DROP_TABLES = tuple(sorted({t for t, _p in DROP_ENTRIES}))
 
@@ -97,11 +109,21 @@ class FabricDropSource:
         stats = controller_stats(self.lab, flows=True, tables=DROP_TABLES)
         out = []
         for dpid, data in stats["switches"].items():
-            dropped = sum(f["packets"] for f in data["flows"]
-                          if (f["table"], f["priority"]) in DROP_ENTRIES)
-            out.append(Sample("Lab/Fabric", "DroppedByPolicy", "", "",
-                              self.switch_name.get(int(dpid), dpid), float(dropped), "Count",
-                              "counter"))
+            dropped = sum(
+                f["packets"] for f in data["flows"] if (f["table"], f["priority"]) in DROP_ENTRIES
+            )
+            out.append(
+                Sample(
+                    "Lab/Fabric",
+                    "DroppedByPolicy",
+                    "",
+                    "",
+                    self.switch_name.get(int(dpid), dpid),
+                    float(dropped),
+                    "Count",
+                    "counter",
+                )
+            )
         return out
 
 
@@ -119,38 +141,66 @@ class NlbSource:
     def snapshot(self) -> list[Sample]:
         if not self.lbs:
             return []
-        from testbed.lab.holder import HOLDER_SOCK
 
         stats = rpc.call(str(self.lab.dir / CONTROLLER_SOCK), {"op": "nlb_stats"}, timeout=15)
-        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"},
-                        timeout=10).get("targets", [])
+        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"}, timeout=10).get(
+            "targets", []
+        )
         ns, out = self.NAMESPACE, []
         per_lb: dict[str, float] = {}
         per_tg: dict[tuple[str, str], float] = {}
         for nf in stats.get("new_flows", []):
-            out.append(Sample(ns, "NewFlowCount", nf["lb"], nf["tg"], nf["target"],
-                              float(nf["count"]), "Count", "counter"))
+            out.append(
+                Sample(
+                    ns,
+                    "NewFlowCount",
+                    nf["lb"],
+                    nf["tg"],
+                    nf["target"],
+                    float(nf["count"]),
+                    "Count",
+                    "counter",
+                )
+            )
             per_lb[nf["lb"]] = per_lb.get(nf["lb"], 0) + nf["count"]
             per_tg[(nf["lb"], nf["tg"])] = per_tg.get((nf["lb"], nf["tg"]), 0) + nf["count"]
         for lb in self.lbs:
-            out.append(Sample(ns, "NewFlowCount", lb, "", "", float(per_lb.get(lb, 0)), "Count",
-                              "counter"))
-            out.append(Sample(ns, "ProcessedBytes", lb, "", "",
-                              float(stats.get("processed_bytes", {}).get(lb, 0)), "Bytes",
-                              "counter"))
+            out.append(
+                Sample(ns, "NewFlowCount", lb, "", "", float(per_lb.get(lb, 0)), "Count", "counter")
+            )
+            out.append(
+                Sample(
+                    ns,
+                    "ProcessedBytes",
+                    lb,
+                    "",
+                    "",
+                    float(stats.get("processed_bytes", {}).get(lb, 0)),
+                    "Bytes",
+                    "counter",
+                )
+            )
         for (lb, tg), n in per_tg.items():
             out.append(Sample(ns, "NewFlowCount", lb, tg, "", float(n), "Count", "counter"))
-        key_of = {(r["LoadBalancer"], _ip_port(r)): f"{r['Target']['Id']}:{r['Target']['Port']}"
-                  for r in rows}
+        key_of = {
+            (r["LoadBalancer"], _ip_port(r)): f"{r['Target']['Id']}:{r['Target']['Port']}"
+            for r in rows
+        }
         totals: dict[str, int] = {}
         for a in stats.get("active_flows", []):
             target = key_of.get((a["lb"], f"{a['ip']}:{a['port']}"), f"{a['ip']}:{a['port']}")
-            out.append(Sample(ns, "ActiveFlowCount", a["lb"], "", target, float(a["count"]),
-                              "Count", "gauge"))
+            out.append(
+                Sample(
+                    ns, "ActiveFlowCount", a["lb"], "", target, float(a["count"]), "Count", "gauge"
+                )
+            )
             totals[a["lb"]] = totals.get(a["lb"], 0) + a["count"]
         for lb in self.lbs:
-            out.append(Sample(ns, "ActiveFlowCount", lb, "", "", float(totals.get(lb, 0)),
-                              "Count", "gauge"))
+            out.append(
+                Sample(
+                    ns, "ActiveFlowCount", lb, "", "", float(totals.get(lb, 0)), "Count", "gauge"
+                )
+            )
         health: dict[tuple[str, str], list[int]] = {}
         for r in rows:
             counts = health.setdefault((r["LoadBalancer"], r["TargetGroup"]), [0, 0])
@@ -159,8 +209,7 @@ class NlbSource:
             counts[1] += state == "unhealthy"
         for (lb, tg), (ok, bad) in health.items():
             out.append(Sample(ns, "HealthyHostCount", lb, tg, "", float(ok), "Count", "gauge"))
-            out.append(Sample(ns, "UnHealthyHostCount", lb, tg, "", float(bad), "Count",
-                              "gauge"))
+            out.append(Sample(ns, "UnHealthyHostCount", lb, tg, "", float(bad), "Count", "gauge"))
         return out
 
 
@@ -172,22 +221,20 @@ class AlbSource:
     name = "alb"
 
     def __init__(self, lab: Any, plan: NetworkPlan) -> None:
-        from testbed.alb.config import node_files
-
         self.lab = lab
-        self.lbs = {lb.name: [node_files(lab.dir, n.host).stats_socket for n in lb.nodes]
-                    for lb in plan.load_balancers if lb.type == "application"}
+        self.lbs = {
+            lb.name: [node_files(lab.dir, n.host).stats_socket for n in lb.nodes]
+            for lb in plan.load_balancers
+            if lb.type == "application"
+        }
 
     def snapshot(self) -> list[Sample]:
         if not self.lbs:
             return []
-        from testbed.alb import stats
-        from testbed.alb.patterns import server_name
-        from testbed.alb.runtime import CliUnavailable, cli
-        from testbed.lab.holder import HOLDER_SOCK
 
-        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"},
-                        timeout=10).get("targets", [])
+        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"}, timeout=10).get(
+            "targets", []
+        )
         out = []
         for lb, sockets in self.lbs.items():
             nodes = []
@@ -196,16 +243,33 @@ class AlbSource:
                     nodes.append(stats.parse_stat(cli(sock, "show stat")))
                 except CliUnavailable:
                     continue  # a node being restarted: its counters are missing this time
-            keys = {server_name(_target_key(r)): _target_key(r) for r in rows
-                    if r["LoadBalancer"] == lb}
+            keys = {
+                server_name(_target_key(r)): _target_key(r) for r in rows if r["LoadBalancer"] == lb
+            }
             for metric, tg, target, value, unit, kind in stats.metrics(lb, nodes):
-                out.append(Sample(stats.NAMESPACE, metric, lb, tg, keys.get(target, target),
-                                  value, unit, kind))
+                out.append(
+                    Sample(
+                        stats.NAMESPACE, metric, lb, tg, keys.get(target, target), value, unit, kind
+                    )
+                )
             for tg, (ok, bad) in sorted(stats.health_counts(rows, lb).items()):
-                out.append(Sample(stats.NAMESPACE, "HealthyHostCount", lb, tg, "", float(ok),
-                                  "Count", "gauge"))
-                out.append(Sample(stats.NAMESPACE, "UnHealthyHostCount", lb, tg, "",
-                                  float(bad), "Count", "gauge"))
+                out.append(
+                    Sample(
+                        stats.NAMESPACE, "HealthyHostCount", lb, tg, "", float(ok), "Count", "gauge"
+                    )
+                )
+                out.append(
+                    Sample(
+                        stats.NAMESPACE,
+                        "UnHealthyHostCount",
+                        lb,
+                        tg,
+                        "",
+                        float(bad),
+                        "Count",
+                        "gauge",
+                    )
+                )
         return out
 
 
@@ -219,5 +283,9 @@ def _ip_port(row: dict[str, Any]) -> str:
 
 
 # name -> class taking (lab, plan); load balancer issues add theirs here.
-SOURCES: dict[str, Any] = {"ports": HostPortSource, "fabric": FabricDropSource,
-                           "nlb": NlbSource, "alb": AlbSource}
+SOURCES: dict[str, Any] = {
+    "ports": HostPortSource,
+    "fabric": FabricDropSource,
+    "nlb": NlbSource,
+    "alb": AlbSource,
+}

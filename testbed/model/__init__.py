@@ -29,8 +29,9 @@ def load_model_text(
     """Build the stack model from template text; `filename` is used in error messages."""
     doc = load_text(text, filename)
     try:
-        return build_model(doc, file=filename, params=dict(params or {}),
-                           stack_name=stack_name, region=region)
+        return build_model(
+            doc, file=filename, params=dict(params or {}), stack_name=stack_name, region=region
+        )
     except TemplateErrors as err:
         raise TemplateErrors([e.located(file=filename) for e in err.errors]) from None
     except BadInput as err:
@@ -53,9 +54,9 @@ def load_model(
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except UnicodeDecodeError as err:
-        raise BadInput(f"the template is not UTF-8 text ({err.reason} at byte {err.start})",
-                       file=path) from None
+        raise BadInput(
+            f"the template is not UTF-8 text ({err.reason} at byte {err.start})", file=path
+        ) from None
     except OSError as err:
         raise BadInput(f"cannot read the template: {err.strerror or err}", file=path) from None
-    return load_model_text(text, filename=path, params=params, stack_name=stack_name,
-                           region=region)
+    return load_model_text(text, filename=path, params=params, stack_name=stack_name, region=region)

@@ -52,8 +52,10 @@ class Pool:
         """Give the explicit address `ip` to `owner`, or raise BadInput naming the holder."""
         holder = self.owners.get(ip)
         if holder is not None and holder != owner:
-            raise BadInput(f"address {ip} is already used by {holder}",
-                           hint=f"give {owner} and {holder} different addresses")
+            raise BadInput(
+                f"address {ip} is already used by {holder}",
+                hint=f"give {owner} and {holder} different addresses",
+            )
         self.owners[ip] = owner
         return ip
 
@@ -69,8 +71,10 @@ class Pool:
             self.owners[ip] = owner
             return ip
         used = len(self.owners) + len(set(self.set_aside) - set(self.owners))
-        raise BadInput(f"no free address left in {self.name} ({self.network}, {used} in use)",
-                       hint="use a larger CIDR block or fewer hosts")
+        raise BadInput(
+            f"no free address left in {self.name} ({self.network}, {used} in use)",
+            hint="use a larger CIDR block or fewer hosts",
+        )
 
 
 class AddressBook:
@@ -78,10 +82,12 @@ class AddressBook:
 
     def __init__(self) -> None:
         self.subnets: dict[str, Pool] = {}
-        self.internet = Pool("the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC,
-                             INTERNET_CIDR.num_addresses - 2)
-        self.public = Pool("the public address pool", PUBLIC_POOL, FIRST_AUTOMATIC,
-                           PUBLIC_POOL.num_addresses - 2)
+        self.internet = Pool(
+            "the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC, INTERNET_CIDR.num_addresses - 2
+        )
+        self.public = Pool(
+            "the public address pool", PUBLIC_POOL, FIRST_AUTOMATIC, PUBLIC_POOL.num_addresses - 2
+        )
         self._pending: list[tuple[str, IPv4Address, str]] = []
 
     def add_subnet(self, subnet_id: str, cidr: IPv4Network) -> None:
@@ -102,13 +108,17 @@ class AddressBook:
         if ip is None:
             return pool.allocate(owner)
         if ip not in pool.network:
-            raise BadInput(f"address {ip} is not inside subnet {subnet_id} ({pool.network})",
-                           hint=f"pick an address from {pool.network.network_address + 4} to "
-                                f"{pool.network.broadcast_address - 1}")
+            raise BadInput(
+                f"address {ip} is not inside subnet {subnet_id} ({pool.network})",
+                hint=f"pick an address from {pool.network.network_address + 4} to "
+                f"{pool.network.broadcast_address - 1}",
+            )
         reason = reserved_reason(pool.network, ip)
         if reason:
-            raise BadInput(f"address {ip} is {reason} in subnet {subnet_id} ({pool.network})",
-                           hint=f"the first usable address is {pool.network.network_address + 4}")
+            raise BadInput(
+                f"address {ip} is {reason} in subnet {subnet_id} ({pool.network})",
+                hint=f"the first usable address is {pool.network.network_address + 4}",
+            )
         return pool.claim(ip, owner)
 
     def client(self, owner: str, ip: IPv4Address | None) -> IPv4Address:
@@ -116,11 +126,12 @@ class AddressBook:
         if ip is None:
             return self.internet.allocate(owner)
         if ip not in INTERNET_CIDR:
-            raise BadInput(f"address {ip} is not on the internet segment {INTERNET_CIDR}",
-                           hint="pick an address from 198.51.100.2 to 198.51.100.254")
+            raise BadInput(
+                f"address {ip} is not on the internet segment {INTERNET_CIDR}",
+                hint="pick an address from 198.51.100.2 to 198.51.100.254",
+            )
         if ip == INTERNET_GATEWAY_IP:
             raise BadInput(f"address {ip} is the internet gateway's")
         if ip in (INTERNET_CIDR.network_address, INTERNET_CIDR.broadcast_address):
-            raise BadInput(f"address {ip} is the network or broadcast address of "
-                           f"{INTERNET_CIDR}")
+            raise BadInput(f"address {ip} is the network or broadcast address of {INTERNET_CIDR}")
         return self.internet.claim(ip, owner)

@@ -103,8 +103,9 @@ class _Resources:
     def get_att(self, logical_id: str, attribute: str) -> Any:
         resource_type = lookup(self.state.types[logical_id])
         if attribute not in resource_type.attributes:
-            raise unknown_attribute(logical_id, resource_type.name, attribute,
-                                     resource_type.attributes)
+            raise unknown_attribute(
+                logical_id, resource_type.name, attribute, resource_type.attributes
+            )
         if logical_id not in self.state.built:
             raise BadInput(f"{logical_id} is not created yet")
         return resource_type.attributes[attribute](self.state, logical_id)
@@ -112,8 +113,10 @@ class _Resources:
 
 def _check_inputs(stack_name: str, region: str) -> None:
     if not isinstance(stack_name, str) or not STACK_NAME.match(stack_name):
-        raise BadInput(f"bad stack name {stack_name!r}: use letters, digits and hyphens, "
-                       "starting with a letter (at most 128)")
+        raise BadInput(
+            f"bad stack name {stack_name!r}: use letters, digits and hyphens, "
+            "starting with a letter (at most 128)"
+        )
     if not isinstance(region, str) or not REGION_NAME.match(region):
         raise BadInput(f"bad region {region!r}: use a region name such as us-east-1")
 
@@ -125,25 +128,39 @@ def _build_resource(decl: Declaration, state: BuildState, scope: Scope) -> None:
     if resolved is None or resolved is NO_VALUE:
         resolved = LDict(line=decl.line)
     if not isinstance(resolved, LDict):
-        raise BadInput(f"Properties must be a mapping, not {describe(resolved)}",
-                       line=props_line, logical_id=lid)
+        raise BadInput(
+            f"Properties must be a mapping, not {describe(resolved)}",
+            line=props_line,
+            logical_id=lid,
+        )
     role = None
     if "Metadata" in raw:
         metadata = resolve(raw["Metadata"], scope, owner=lid, line=raw.line_of("Metadata"))
-        role = resource_role(None if metadata is NO_VALUE else metadata, lid,
-                             accepts_role=resource_type.accepts_role,
-                             type_name=resource_type.name, line=raw.line_of("Metadata"),
-                             ignored=state.ignored)
-        snmp = resource_snmp(None if metadata is NO_VALUE else metadata, lid,
-                             raw.line_of("Metadata"))
+        role = resource_role(
+            None if metadata is NO_VALUE else metadata,
+            lid,
+            accepts_role=resource_type.accepts_role,
+            type_name=resource_type.name,
+            line=raw.line_of("Metadata"),
+            ignored=state.ignored,
+        )
+        snmp = resource_snmp(
+            None if metadata is NO_VALUE else metadata, lid, raw.line_of("Metadata")
+        )
         if snmp is not None:
             state.extras.setdefault(SNMP_EXTRAS, {})[lid] = snmp
     for key in raw:
         if key in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy"):
             state.ignored.append(IgnoredProperty(lid, key))
     values, lines = check_properties(
-        lid, resolved, resource_type.properties, resource_type.ignored,
-        resource_type.unsupported, state, line=props_line if props_line else decl.line)
+        lid,
+        resolved,
+        resource_type.properties,
+        resource_type.ignored,
+        resource_type.unsupported,
+        state,
+        line=props_line if props_line else decl.line,
+    )
     source = Source(state.file, decl.line)
     resource_type.build(ResourceContext(lid, resource_type, source, values, lines, state, role))
     if resource_type.ref_value is not None:
@@ -157,48 +174,82 @@ def _outputs(outputs: list[Declaration], scope: Scope, problems: _Problems) -> d
         if not decl.enabled:
             continue
         try:
-            value = resolve(decl.raw["Value"], scope, owner=decl.logical_id,
-                            line=decl.raw.line_of("Value"))
+            value = resolve(
+                decl.raw["Value"], scope, owner=decl.logical_id, line=decl.raw.line_of("Value")
+            )
             if value is NO_VALUE or value is None:
-                raise BadInput("the output's Value is empty", line=decl.raw.line_of("Value"),
-                               logical_id=decl.logical_id)
+                raise BadInput(
+                    "the output's Value is empty",
+                    line=decl.raw.line_of("Value"),
+                    logical_id=decl.logical_id,
+                )
             if "Description" in decl.raw:
-                description = resolve(decl.raw["Description"], scope, owner=decl.logical_id,
-                                      line=decl.raw.line_of("Description"))
+                description = resolve(
+                    decl.raw["Description"],
+                    scope,
+                    owner=decl.logical_id,
+                    line=decl.raw.line_of("Description"),
+                )
                 if not isinstance(description, str):
-                    raise BadInput("Description must be text", logical_id=decl.logical_id,
-                                   line=decl.raw.line_of("Description"))
+                    raise BadInput(
+                        "Description must be text",
+                        logical_id=decl.logical_id,
+                        line=decl.raw.line_of("Description"),
+                    )
             result[decl.logical_id] = plain(value)
         except BadInput as err:
             problems.add(err)
     return result
 
 
-def _freeze(state: BuildState, doc: LDict, order: list[str], params: dict[str, Any],
-            outputs: dict[str, Any], lab: LabOptions) -> StackModel:
+def _freeze(
+    state: BuildState,
+    doc: LDict,
+    order: list[str],
+    params: dict[str, Any],
+    outputs: dict[str, Any],
+    lab: LabOptions,
+) -> StackModel:
     subnets = {}
     for lid, draft in state.subnets.items():
         link = state.associations.get(lid)
-        subnets[lid] = Subnet(lid, draft.vpc_id, draft.az, draft.cidr, draft.map_public_ip,
-                              link.to if link else None, routing.is_public(state, lid),
-                              draft.source)
+        subnets[lid] = Subnet(
+            lid,
+            draft.vpc_id,
+            draft.az,
+            draft.cidr,
+            draft.map_public_ip,
+            link.to if link else None,
+            routing.is_public(state, lid),
+            draft.source,
+        )
     gateways = {}
     for lid, source in state.internet_gateways.items():
         link = state.attachments.get(lid)
         gateways[lid] = InternetGateway(lid, link.to if link else None, source)
-    tables = {lid: RouteTable(lid, t.vpc_id, tuple(t.routes), t.source)
-              for lid, t in state.route_tables.items()}
+    tables = {
+        lid: RouteTable(lid, t.vpc_id, tuple(t.routes), t.source)
+        for lid, t in state.route_tables.items()
+    }
     instances = {}
     for lid, draft in state.instances.items():
-        instances[lid] = Instance(lid, draft.subnet_id, state.subnets[draft.subnet_id].az,
-                                  draft.private_ip, state.public_ips.get(lid), draft.role,
-                                  draft.user_data, draft.source)
+        instances[lid] = Instance(
+            lid,
+            draft.subnet_id,
+            state.subnets[draft.subnet_id].az,
+            draft.private_ip,
+            state.public_ips.get(lid),
+            draft.role,
+            draft.user_data,
+            draft.source,
+        )
     description = doc.get("Description", "")
     return StackModel(
         template_path=state.file,
         description=description.strip() if isinstance(description, str) else "",
-        parameters=frozen_map({k: tuple(v) if isinstance(v, list) else v
-                               for k, v in params.items()}),
+        parameters=frozen_map(
+            {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        ),
         vpcs=frozen_map(state.vpcs),
         subnets=frozen_map(subnets),
         internet_gateways=frozen_map(gateways),
@@ -216,8 +267,7 @@ def _freeze(state: BuildState, doc: LDict, order: list[str], params: dict[str, A
 
 def _frozen_family(family: dict[str, Any]) -> Any:
     # A family may keep sections (elbv2: load_balancers, listeners, ...): freeze those too.
-    return frozen_map({k: frozen_map(v) if isinstance(v, dict) else v
-                       for k, v in family.items()})
+    return frozen_map({k: frozen_map(v) if isinstance(v, dict) else v for k, v in family.items()})
 
 
 @dataclass
@@ -234,12 +284,14 @@ class _Template:
     edges: Edges
 
 
-def _read(doc: LDict, params: dict[str, Any] | None, stack_name: str, region: str,
-          problems: _Problems) -> _Template:
+def _read(
+    doc: LDict, params: dict[str, Any] | None, stack_name: str, region: str, problems: _Problems
+) -> _Template:
     """Phases 1 and 2: everything that can be checked before resolving any resource."""
     problems.extend(check_sections(doc))
-    values, errors = resolve_parameters(doc.get("Parameters"), params,
-                                        section_line=doc.line_of("Parameters"))
+    values, errors = resolve_parameters(
+        doc.get("Parameters"), params, section_line=doc.line_of("Parameters")
+    )
     problems.extend(errors)
     mappings, errors = check_mappings(doc.get("Mappings"), doc.line_of("Mappings"))
     problems.extend(errors)
@@ -248,8 +300,9 @@ def _read(doc: LDict, params: dict[str, Any] | None, stack_name: str, region: st
     pseudo = pseudo_parameters(stack_name, region)
     scope = Scope(values, pseudo, mappings, region, resource_names=declared)
     try:
-        conditions = ConditionTable(doc.get("Conditions"), scope,
-                                    section_line=doc.line_of("Conditions"))
+        conditions = ConditionTable(
+            doc.get("Conditions"), scope, section_line=doc.line_of("Conditions")
+        )
     except BadInput as err:
         problems.add(err)
         conditions = ConditionTable(None, scope)
@@ -288,15 +341,21 @@ def _order(template: _Template) -> tuple[list[str], dict[str, set[str]]]:
     return order, needs
 
 
-def _build_all(template: _Template, order: list[str], needs: dict[str, set[str]],
-               state: BuildState, problems: _Problems) -> None:
+def _build_all(
+    template: _Template,
+    order: list[str],
+    needs: dict[str, set[str]],
+    state: BuildState,
+    problems: _Problems,
+) -> None:
     """Phase 4: resolve and build each resource in creation order."""
     for decl in template.resources:
         if decl.enabled:
             state.types[decl.logical_id] = decl.resource_type.name
             if decl.resource_type.ref_value is None:  # the others register once built
-                state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = \
+                state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = (
                     decl.logical_id
+                )
     for decl in template.resources:
         if decl.enabled and decl.resource_type.prepare is not None:
             decl.resource_type.prepare(decl.logical_id, decl.raw.get("Properties"), state)
@@ -314,8 +373,9 @@ def _build_all(template: _Template, order: list[str], needs: dict[str, set[str]]
     problems.raise_if_any()
 
 
-def _finish(template: _Template, order: list[str], state: BuildState,
-            problems: _Problems) -> StackModel:
+def _finish(
+    template: _Template, order: list[str], state: BuildState, problems: _Problems
+) -> StackModel:
     """Phase 5: routing checks, public addresses, outputs and lab options; then freeze."""
     problems.extend(routing.check_routes(state))
     problems.raise_if_any()
@@ -337,8 +397,14 @@ def _finish(template: _Template, order: list[str], state: BuildState,
     return _freeze(state, template.doc, order, template.params, outputs, lab)
 
 
-def build_model(doc: LDict, *, file: str, params: dict[str, Any] | None = None,
-                stack_name: str = "default", region: str = "us-east-1") -> StackModel:
+def build_model(
+    doc: LDict,
+    *,
+    file: str,
+    params: dict[str, Any] | None = None,
+    stack_name: str = "default",
+    region: str = "us-east-1",
+) -> StackModel:
     """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)

@@ -31,14 +31,20 @@ class Declaration:
     enabled: bool = True
 
 
-def _condition(decl: LDict, owner: str, conditions: ConditionTable,
-               errors: list[BadInput]) -> tuple[str | None, bool]:
+def _condition(
+    decl: LDict, owner: str, conditions: ConditionTable, errors: list[BadInput]
+) -> tuple[str | None, bool]:
     if "Condition" not in decl:
         return None, True
     name = decl["Condition"]
     if not isinstance(name, str):
-        errors.append(BadInput(f"Condition must be a condition name, not {describe(name)}",
-                               line=decl.line_of("Condition"), logical_id=owner))
+        errors.append(
+            BadInput(
+                f"Condition must be a condition name, not {describe(name)}",
+                line=decl.line_of("Condition"),
+                logical_id=owner,
+            )
+        )
         return None, True
     try:
         return name, conditions.value(name, owner=owner, line=decl.line_of("Condition"))
@@ -47,60 +53,95 @@ def _condition(decl: LDict, owner: str, conditions: ConditionTable,
         return name, True
 
 
-def read_resources(section: LDict, conditions: ConditionTable, parameters: Any,
-                   ) -> tuple[list[Declaration], list[BadInput]]:
+def read_resources(
+    section: LDict,
+    conditions: ConditionTable,
+    parameters: Any,
+) -> tuple[list[Declaration], list[BadInput]]:
     """Every resource declaration, checked for shape; problems are collected."""
     errors: list[BadInput] = []
     result: list[Declaration] = []
     if len(section) > MAX_RESOURCES:
-        errors.append(BadInput(f"the template declares {len(section)} resources; the limit is "
-                               f"{MAX_RESOURCES}", line=section.line))
+        errors.append(
+            BadInput(
+                f"the template declares {len(section)} resources; the limit is {MAX_RESOURCES}",
+                line=section.line,
+            )
+        )
     for logical_id, decl in section.items():
         line = section.line_of(logical_id)
         if not LOGICAL_ID.match(logical_id):
-            errors.append(BadInput("logical ids may contain only letters and digits", line=line,
-                                   logical_id=logical_id))
+            errors.append(
+                BadInput(
+                    "logical ids may contain only letters and digits",
+                    line=line,
+                    logical_id=logical_id,
+                )
+            )
             continue
         if isinstance(parameters, dict) and logical_id in parameters:
-            errors.append(BadInput("a parameter has the same name; logical ids must be unique "
-                                   "across Parameters and Resources", line=line,
-                                   logical_id=logical_id))
+            errors.append(
+                BadInput(
+                    "a parameter has the same name; logical ids must be unique "
+                    "across Parameters and Resources",
+                    line=line,
+                    logical_id=logical_id,
+                )
+            )
             continue
         if not isinstance(decl, LDict):
-            errors.append(BadInput(f"a resource must be a mapping with a Type, not "
-                                   f"{describe(decl)}", line=line, logical_id=logical_id))
+            errors.append(
+                BadInput(
+                    f"a resource must be a mapping with a Type, not {describe(decl)}",
+                    line=line,
+                    logical_id=logical_id,
+                )
+            )
             continue
         problem = False
         for key in decl:
             if key not in RESOURCE_KEYS and key not in LIFECYCLE_KEYS:
                 problem = True
-                errors.append(BadInput(f"unknown resource attribute {key!r}",
-                                       line=decl.line_of(key), logical_id=logical_id,
-                                       hint=did_you_mean(key, RESOURCE_KEYS + LIFECYCLE_KEYS)))
+                errors.append(
+                    BadInput(
+                        f"unknown resource attribute {key!r}",
+                        line=decl.line_of(key),
+                        logical_id=logical_id,
+                        hint=did_you_mean(key, RESOURCE_KEYS + LIFECYCLE_KEYS),
+                    )
+                )
         type_name = decl.get("Type")
         resource_type = lookup(type_name) if isinstance(type_name, str) else None
         if resource_type is None:
             problem = True
             if not isinstance(type_name, str):
-                message = "the resource has no Type" if type_name is None else \
-                    f"Type must be a resource type name, not {describe(type_name)}"
-                errors.append(BadInput(message, line=decl.line_of("Type"),
-                                       logical_id=logical_id))
+                message = (
+                    "the resource has no Type"
+                    if type_name is None
+                    else f"Type must be a resource type name, not {describe(type_name)}"
+                )
+                errors.append(BadInput(message, line=decl.line_of("Type"), logical_id=logical_id))
             else:
-                errors.append(BadInput(
-                    f"unknown resource type {type_name}", line=decl.line_of("Type"),
-                    logical_id=logical_id,
-                    # Type names share their "AWS::" prefix: only near-identical ones help.
-                    hint=did_you_mean(type_name, REGISTRY, cutoff=0.85)
-                    or f"the lab knows: {', '.join(sorted(REGISTRY))}"))
+                errors.append(
+                    BadInput(
+                        f"unknown resource type {type_name}",
+                        line=decl.line_of("Type"),
+                        logical_id=logical_id,
+                        # Type names share their "AWS::" prefix: only near-identical ones help.
+                        hint=did_you_mean(type_name, REGISTRY, cutoff=0.85)
+                        or f"the lab knows: {', '.join(sorted(REGISTRY))}",
+                    )
+                )
         name, enabled = _condition(decl, logical_id, conditions, errors)
         if not problem:
             result.append(Declaration(logical_id, line, decl, resource_type, name, enabled))
     return result, errors
 
 
-def read_outputs(section: Any, conditions: ConditionTable,
-                 ) -> tuple[list[Declaration], list[BadInput]]:
+def read_outputs(
+    section: Any,
+    conditions: ConditionTable,
+) -> tuple[list[Declaration], list[BadInput]]:
     """Every output declaration, checked for shape; problems are collected."""
     errors: list[BadInput] = []
     result: list[Declaration] = []
@@ -109,23 +150,42 @@ def read_outputs(section: Any, conditions: ConditionTable,
     for name, decl in section.items():
         line = section.line_of(name)
         if not LOGICAL_ID.match(name):
-            errors.append(BadInput("output names may contain only letters and digits",
-                                   line=line, logical_id=name))
+            errors.append(
+                BadInput(
+                    "output names may contain only letters and digits", line=line, logical_id=name
+                )
+            )
             continue
         if not isinstance(decl, LDict):
-            errors.append(BadInput(f"an output must be a mapping with a Value, not "
-                                   f"{describe(decl)}", line=line, logical_id=name))
+            errors.append(
+                BadInput(
+                    f"an output must be a mapping with a Value, not {describe(decl)}",
+                    line=line,
+                    logical_id=name,
+                )
+            )
             continue
         bad_keys = [k for k in decl if k not in OUTPUT_KEYS]
         for key in bad_keys:
-            errors.append(BadInput(f"unknown output attribute {key!r}", line=decl.line_of(key),
-                                   logical_id=name, hint=did_you_mean(key, OUTPUT_KEYS)))
+            errors.append(
+                BadInput(
+                    f"unknown output attribute {key!r}",
+                    line=decl.line_of(key),
+                    logical_id=name,
+                    hint=did_you_mean(key, OUTPUT_KEYS),
+                )
+            )
         if "Value" not in decl:
             errors.append(BadInput("the output has no Value", line=line, logical_id=name))
             continue
         if not isinstance(decl.get("Export", {}), dict):
-            errors.append(BadInput("Export must be a mapping such as {Name: ...}",
-                                   line=decl.line_of("Export"), logical_id=name))
+            errors.append(
+                BadInput(
+                    "Export must be a mapping such as {Name: ...}",
+                    line=decl.line_of("Export"),
+                    logical_id=name,
+                )
+            )
         condition, enabled = _condition(decl, name, conditions, errors)
         if not bad_keys:
             result.append(Declaration(name, line, decl, None, condition, enabled))

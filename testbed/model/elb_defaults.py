@@ -19,11 +19,17 @@ APPLICATION, NETWORK, GATEWAY = "application", "network", "gateway"
 LB_TYPES = (APPLICATION, NETWORK, GATEWAY)
 
 # Which LB type a target group protocol serves.
-PROTOCOL_LB_TYPE = frozen_map({
-    "HTTP": APPLICATION, "HTTPS": APPLICATION,
-    "TCP": NETWORK, "UDP": NETWORK, "TCP_UDP": NETWORK, "TLS": NETWORK,
-    "GENEVE": GATEWAY,
-})
+PROTOCOL_LB_TYPE = frozen_map(
+    {
+        "HTTP": APPLICATION,
+        "HTTPS": APPLICATION,
+        "TCP": NETWORK,
+        "UDP": NETWORK,
+        "TCP_UDP": NETWORK,
+        "TLS": NETWORK,
+        "GENEVE": GATEWAY,
+    }
+)
 GENEVE_PORT = 6081  # GWLB talks to appliances on this UDP port only
 
 DEREGISTRATION_DELAY_S = 300
@@ -65,10 +71,15 @@ class TypeDefaults:
 
 
 _COMMON_LB = {"deletion_protection.enabled": "false"}
-_ACCESS_LOGS = {"access_logs.s3.enabled": "false", "access_logs.s3.bucket": "",
-                "access_logs.s3.prefix": ""}
-_COMMON_TG = {"deregistration_delay.timeout_seconds": str(DEREGISTRATION_DELAY_S),
-              "stickiness.enabled": "false"}
+_ACCESS_LOGS = {
+    "access_logs.s3.enabled": "false",
+    "access_logs.s3.bucket": "",
+    "access_logs.s3.prefix": "",
+}
+_COMMON_TG = {
+    "deregistration_delay.timeout_seconds": str(DEREGISTRATION_DELAY_S),
+    "stickiness.enabled": "false",
+}
 _TG_HEALTH = {
     "load_balancing.cross_zone.enabled": "use_load_balancer_configuration",
     "target_group_health.dns_failover.minimum_healthy_targets.count": "1",
@@ -77,87 +88,106 @@ _TG_HEALTH = {
     "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage": "off",
 }
 
-DEFAULTS: Mapping[str, TypeDefaults] = frozen_map({
-    APPLICATION: TypeDefaults(
-        health_check=HealthCheckDefaults("HTTP", None, "/", 30, 5, 5, 5, 2, "200", (200, 499)),
-        cross_zone=True,  # and it cannot be turned off at the LB level
-        lb_attributes=frozen_map({
-            **_COMMON_LB, **_ACCESS_LOGS,
-            "client_keep_alive.seconds": "3600",
-            "connection_logs.s3.enabled": "false", "connection_logs.s3.bucket": "",
-            "connection_logs.s3.prefix": "",
-            "idle_timeout.timeout_seconds": str(ALB_IDLE_TIMEOUT_S),
-            "load_balancing.cross_zone.enabled": "true",
-            "routing.http.desync_mitigation_mode": "defensive",
-            "routing.http.drop_invalid_header_fields.enabled": "false",
-            "routing.http.preserve_host_header.enabled": "false",
-            "routing.http.x_amzn_tls_version_and_cipher_suite.enabled": "false",
-            "routing.http.xff_client_port.enabled": "false",
-            "routing.http.xff_header_processing.mode": "append",
-            "routing.http2.enabled": "true",
-            "waf.fail_open.enabled": "false",
-            "zonal_shift.config.enabled": "false",
-        }),
-        tg_attributes=frozen_map({
-            **_COMMON_TG, **_TG_HEALTH,
-            "stickiness.type": "lb_cookie",
-            "stickiness.lb_cookie.duration_seconds": str(STICKINESS_DURATION_S),
-            "stickiness.app_cookie.cookie_name": "",
-            "stickiness.app_cookie.duration_seconds": str(STICKINESS_DURATION_S),
-            "load_balancing.algorithm.type": "round_robin",
-            "load_balancing.algorithm.anomaly_mitigation": "off",
-            "slow_start.duration_seconds": "0",
-        }),
-        stickiness_types=("lb_cookie", "app_cookie"),
-        tcp_idle_timeout_s=ALB_IDLE_TIMEOUT_S,
-        udp_idle_timeout_s=None,
-    ),
-    NETWORK: TypeDefaults(
-        # NLB timeouts differ by check protocol: 10 s for TCP, 6 s for HTTP(S).
-        health_check=HealthCheckDefaults("TCP", None, "/", 30, 10, 6, 5, 2, "200-399",
-                                         (200, 599)),
-        cross_zone=False,
-        lb_attributes=frozen_map({
-            **_COMMON_LB, **_ACCESS_LOGS,
-            "dns_record.client_routing_policy": "any_availability_zone",
-            "load_balancing.cross_zone.enabled": "false",
-            "zonal_shift.config.enabled": "false",
-        }),
-        tg_attributes=frozen_map({
-            **_COMMON_TG, **_TG_HEALTH,
-            "stickiness.type": "source_ip",
-            "deregistration_delay.connection_termination.enabled": "false",
-            # Filled per target group by preserve_client_ip_default.
-            "preserve_client_ip.enabled": "",
-            "proxy_protocol_v2.enabled": "false",
-            "target_health_state.unhealthy.connection_termination.enabled": "true",
-            "target_health_state.unhealthy.draining_interval_seconds": "0",
-        }),
-        stickiness_types=("source_ip",),
-        tcp_idle_timeout_s=NLB_TCP_IDLE_TIMEOUT_S,
-        udp_idle_timeout_s=NLB_UDP_IDLE_TIMEOUT_S,
-    ),
-    GATEWAY: TypeDefaults(
-        # Older guides give 3/3 thresholds; current ones 5/2.
-        health_check=HealthCheckDefaults("TCP", 80, "/", 10, 5, 5, 5, 2, "200-399",
-                                         (200, 599)),
-        cross_zone=False,
-        lb_attributes=frozen_map({
-            **_COMMON_LB,
-            "load_balancing.cross_zone.enabled": "false",
-        }),
-        tg_attributes=frozen_map({
-            **_COMMON_TG,
-            # Without stickiness GWLB hashes the 5-tuple; with it, 3- or 2-tuple.
-            "stickiness.type": "source_ip_dest_ip_proto",
-            "target_failover.on_deregistration": "no_rebalance",
-            "target_failover.on_unhealthy": "no_rebalance",
-        }),
-        stickiness_types=("source_ip_dest_ip_proto", "source_ip_dest_ip"),
-        tcp_idle_timeout_s=GWLB_TCP_IDLE_TIMEOUT_S,
-        udp_idle_timeout_s=GWLB_OTHER_IDLE_TIMEOUT_S,
-    ),
-})
+DEFAULTS: Mapping[str, TypeDefaults] = frozen_map(
+    {
+        APPLICATION: TypeDefaults(
+            health_check=HealthCheckDefaults("HTTP", None, "/", 30, 5, 5, 5, 2, "200", (200, 499)),
+            cross_zone=True,  # and it cannot be turned off at the LB level
+            lb_attributes=frozen_map(
+                {
+                    **_COMMON_LB,
+                    **_ACCESS_LOGS,
+                    "client_keep_alive.seconds": "3600",
+                    "connection_logs.s3.enabled": "false",
+                    "connection_logs.s3.bucket": "",
+                    "connection_logs.s3.prefix": "",
+                    "idle_timeout.timeout_seconds": str(ALB_IDLE_TIMEOUT_S),
+                    "load_balancing.cross_zone.enabled": "true",
+                    "routing.http.desync_mitigation_mode": "defensive",
+                    "routing.http.drop_invalid_header_fields.enabled": "false",
+                    "routing.http.preserve_host_header.enabled": "false",
+                    "routing.http.x_amzn_tls_version_and_cipher_suite.enabled": "false",
+                    "routing.http.xff_client_port.enabled": "false",
+                    "routing.http.xff_header_processing.mode": "append",
+                    "routing.http2.enabled": "true",
+                    "waf.fail_open.enabled": "false",
+                    "zonal_shift.config.enabled": "false",
+                }
+            ),
+            tg_attributes=frozen_map(
+                {
+                    **_COMMON_TG,
+                    **_TG_HEALTH,
+                    "stickiness.type": "lb_cookie",
+                    "stickiness.lb_cookie.duration_seconds": str(STICKINESS_DURATION_S),
+                    "stickiness.app_cookie.cookie_name": "",
+                    "stickiness.app_cookie.duration_seconds": str(STICKINESS_DURATION_S),
+                    "load_balancing.algorithm.type": "round_robin",
+                    "load_balancing.algorithm.anomaly_mitigation": "off",
+                    "slow_start.duration_seconds": "0",
+                }
+            ),
+            stickiness_types=("lb_cookie", "app_cookie"),
+            tcp_idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+            udp_idle_timeout_s=None,
+        ),
+        NETWORK: TypeDefaults(
+            # NLB timeouts differ by check protocol: 10 s for TCP, 6 s for HTTP(S).
+            health_check=HealthCheckDefaults(
+                "TCP", None, "/", 30, 10, 6, 5, 2, "200-399", (200, 599)
+            ),
+            cross_zone=False,
+            lb_attributes=frozen_map(
+                {
+                    **_COMMON_LB,
+                    **_ACCESS_LOGS,
+                    "dns_record.client_routing_policy": "any_availability_zone",
+                    "load_balancing.cross_zone.enabled": "false",
+                    "zonal_shift.config.enabled": "false",
+                }
+            ),
+            tg_attributes=frozen_map(
+                {
+                    **_COMMON_TG,
+                    **_TG_HEALTH,
+                    "stickiness.type": "source_ip",
+                    "deregistration_delay.connection_termination.enabled": "false",
+                    # Filled per target group by preserve_client_ip_default.
+                    "preserve_client_ip.enabled": "",
+                    "proxy_protocol_v2.enabled": "false",
+                    "target_health_state.unhealthy.connection_termination.enabled": "true",
+                    "target_health_state.unhealthy.draining_interval_seconds": "0",
+                }
+            ),
+            stickiness_types=("source_ip",),
+            tcp_idle_timeout_s=NLB_TCP_IDLE_TIMEOUT_S,
+            udp_idle_timeout_s=NLB_UDP_IDLE_TIMEOUT_S,
+        ),
+        GATEWAY: TypeDefaults(
+            # Older guides give 3/3 thresholds; current ones 5/2.
+            health_check=HealthCheckDefaults("TCP", 80, "/", 10, 5, 5, 5, 2, "200-399", (200, 599)),
+            cross_zone=False,
+            lb_attributes=frozen_map(
+                {
+                    **_COMMON_LB,
+                    "load_balancing.cross_zone.enabled": "false",
+                }
+            ),
+            tg_attributes=frozen_map(
+                {
+                    **_COMMON_TG,
+                    # Without stickiness GWLB hashes the 5-tuple; with it, 3- or 2-tuple.
+                    "stickiness.type": "source_ip_dest_ip_proto",
+                    "target_failover.on_deregistration": "no_rebalance",
+                    "target_failover.on_unhealthy": "no_rebalance",
+                }
+            ),
+            stickiness_types=("source_ip_dest_ip_proto", "source_ip_dest_ip"),
+            tcp_idle_timeout_s=GWLB_TCP_IDLE_TIMEOUT_S,
+            udp_idle_timeout_s=GWLB_OTHER_IDLE_TIMEOUT_S,
+        ),
+    }
+)
 
 
 def lb_type_of_protocol(protocol: str) -> str:

@@ -18,8 +18,15 @@ from typing import Any
 from testbed.model.types import Source, frozen_map
 
 EXTRAS_KEY = "elbv2"
-SECTIONS = ("load_balancers", "target_groups", "listeners", "listener_rules",
-            "endpoint_services", "endpoints", "gateway_route_tables")
+SECTIONS = (
+    "load_balancers",
+    "target_groups",
+    "listeners",
+    "listener_rules",
+    "endpoint_services",
+    "endpoints",
+    "gateway_route_tables",
+)
 
 
 def elbv2_sections(model: Any) -> Mapping[str, Mapping[str, Any]]:

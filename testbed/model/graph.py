@@ -7,6 +7,7 @@ IP) adds edges to every routing resource, so the reader is created after all of 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +31,16 @@ class Names:
     pseudo: Mapping[str, Any]
 
 
-def unknown_attribute(logical_id: str, type_name: str, attribute: str,
-                      known: Iterable[str]) -> BadInput:
+def unknown_attribute(
+    logical_id: str, type_name: str, attribute: str, known: Iterable[str]
+) -> BadInput:
     """The error for Fn::GetAtt of an attribute the resource type does not have."""
     names = sorted(known)
-    return BadInput(f"{logical_id} ({type_name}) has no attribute {attribute!r}; its "
-                    f"attributes: {', '.join(names) or 'none'}",
-                    hint=did_you_mean(attribute, names))
+    return BadInput(
+        f"{logical_id} ({type_name}) has no attribute {attribute!r}; its "
+        f"attributes: {', '.join(names) or 'none'}",
+        hint=did_you_mean(attribute, names),
+    )
 
 
 def _shown(ref: Reference) -> str:
@@ -52,16 +56,21 @@ def _missing(ref: Reference, owner: str, names: Names, what: str) -> BadInput | 
     if ref.target in names.declared:
         return None  # a resource with its own (already reported) problem
     if ref.target in names.params:
-        return BadInput(f"{what}: {ref.target} is a parameter, not a resource", line=ref.line,
-                        logical_id=owner)
+        return BadInput(
+            f"{what}: {ref.target} is a parameter, not a resource", line=ref.line, logical_id=owner
+        )
     only_resources = ref.via in ("DependsOn", "Fn::GetAtt")
     choices = list(names.resources) if only_resources else [*names.params, *names.resources]
     hint = did_you_mean(ref.target, choices)
     if ref.via == "Fn::Sub" and hint is None:
         hint = f"write ${{!{ref.target}}} for a literal ${{{ref.target}}}"
     kind = "resource" if only_resources else "parameter or resource"
-    return BadInput(f"{what}: there is no {kind} named {ref.target!r}", line=ref.line,
-                    logical_id=owner, hint=hint)
+    return BadInput(
+        f"{what}: there is no {kind} named {ref.target!r}",
+        line=ref.line,
+        logical_id=owner,
+        hint=hint,
+    )
 
 
 def check_reference(ref: Reference, owner: str, names: Names) -> BadInput | None:
@@ -70,24 +79,31 @@ def check_reference(ref: Reference, owner: str, names: Names) -> BadInput | None
     if ref.target.startswith("AWS::"):
         if ref.target in names.pseudo and ref.via in ("Ref", "Fn::Sub"):
             return None
-        return BadInput(f"{what}: unknown pseudo parameter", line=ref.line, logical_id=owner,
-                        hint=did_you_mean(ref.target, names.pseudo))
+        return BadInput(
+            f"{what}: unknown pseudo parameter",
+            line=ref.line,
+            logical_id=owner,
+            hint=did_you_mean(ref.target, names.pseudo),
+        )
     if ref.target in names.params and ref.via in ("Ref", "Fn::Sub") and ref.attribute is None:
         return None
     decl = names.resources.get(ref.target)
     if decl is None:
         return _missing(ref, owner, names, what)
     if not decl.enabled:
-        return BadInput(f"{what}: {ref.target} is not created because its condition "
-                        f"{decl.condition} is false", line=ref.line, logical_id=owner,
-                        hint=f"guard the reference with Fn::If [{decl.condition}, ...] or give "
-                             f"{owner} the same Condition")
+        return BadInput(
+            f"{what}: {ref.target} is not created because its condition {decl.condition} is false",
+            line=ref.line,
+            logical_id=owner,
+            hint=f"guard the reference with Fn::If [{decl.condition}, ...] or give "
+            f"{owner} the same Condition",
+        )
     resource_type = decl.resource_type
     if ref.attribute is not None and ref.attribute not in resource_type.attributes:
-        err = unknown_attribute(ref.target, resource_type.name, ref.attribute,
-                                resource_type.attributes)
-        return BadInput(f"{what}: {err.message}", line=ref.line, logical_id=owner,
-                        hint=err.hint)
+        err = unknown_attribute(
+            ref.target, resource_type.name, ref.attribute, resource_type.attributes
+        )
+        return BadInput(f"{what}: {err.message}", line=ref.line, logical_id=owner, hint=err.hint)
     return None
 
 
@@ -97,13 +113,18 @@ def _references(decl: Declaration, conditions: ConditionTable) -> list[Reference
         if key in decl.raw:
             refs.extend(find_references(decl.raw[key], conditions, line=decl.raw.line_of(key)))
     if "DependsOn" in decl.raw:
-        refs.extend(depends_on(decl.raw["DependsOn"], decl.raw.line_of("DependsOn"),
-                               decl.logical_id))
+        refs.extend(
+            depends_on(decl.raw["DependsOn"], decl.raw.line_of("DependsOn"), decl.logical_id)
+        )
     return refs
 
 
-def dependencies(declarations: Iterable[Declaration], names: Names,
-                 conditions: ConditionTable, report: Callable[[BadInput], None]) -> Edges:
+def dependencies(
+    declarations: Iterable[Declaration],
+    names: Names,
+    conditions: ConditionTable,
+    report: Callable[[BadInput], None],
+) -> Edges:
     """Check every reference of the created resources and outputs; edges between resources.
 
     Problems go to `report`, so that all of them are found in one pass.
@@ -142,8 +163,9 @@ def dependencies(declarations: Iterable[Declaration], names: Names,
     return edges
 
 
-def check_lab_metadata(lab: Any, names: Names, conditions: ConditionTable,
-                       report: Callable[[BadInput], None]) -> None:
+def check_lab_metadata(
+    lab: Any, names: Names, conditions: ConditionTable, report: Callable[[BadInput], None]
+) -> None:
     """Check the references in the template's Metadata.Lab (resolved after all resources)."""
     for ref in find_references(lab, conditions):
         err = check_reference(ref, "Metadata", names)
@@ -154,11 +176,14 @@ def check_lab_metadata(lab: Any, names: Names, conditions: ConditionTable,
 def cycle_error(cycle: list[str], edges: Edges, resources: Mapping[str, Declaration]) -> BadInput:
     """The error for a dependency loop, with each step and its line."""
     steps = []
-    for a, b in zip(cycle, cycle[1:], strict=False):
+    for a, b in itertools.pairwise(cycle):
         ref = edges[a][b]
         where = f" on line {ref.line}" if ref.line else ""
         steps.append(f"{a} uses {b} ({ref.via}{where})")
     first = edges[cycle[0]][cycle[1]]
-    return BadInput(f"resources depend on each other in a loop: {' -> '.join(cycle)}",
-                    line=first.line or resources[cycle[0]].line, logical_id=cycle[0],
-                    hint="; ".join(steps) + ". Remove one of these references or DependsOn")
+    return BadInput(
+        f"resources depend on each other in a loop: {' -> '.join(cycle)}",
+        line=first.line or resources[cycle[0]].line,
+        logical_id=cycle[0],
+        hint="; ".join(steps) + ". Remove one of these references or DependsOn",
+    )

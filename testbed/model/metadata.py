@@ -14,9 +14,9 @@ import math
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.model.roles import ROLE_NAMES
 from testbed.model.snmp import host_override, snmp_options
 from testbed.model.types import IgnoredProperty, LabOptions, RoleSpec, frozen_map
-from testbed.roles import ROLE_NAMES
 from testbed.template.intrinsics import as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
@@ -36,14 +36,22 @@ def plain(value: Any) -> Any:
     return value
 
 
-def resource_role(metadata: Any, owner: str, *, accepts_role: bool, type_name: str,
-                  line: int | None, ignored: list[IgnoredProperty]) -> RoleSpec | None:
+def resource_role(
+    metadata: Any,
+    owner: str,
+    *,
+    accepts_role: bool,
+    type_name: str,
+    line: int | None,
+    ignored: list[IgnoredProperty],
+) -> RoleSpec | None:
     """The RoleSpec in a resource's resolved Metadata (None without Metadata.Lab)."""
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
-        raise BadInput(f"Metadata must be a mapping, not {describe(metadata)}", line=line,
-                       logical_id=owner)
+        raise BadInput(
+            f"Metadata must be a mapping, not {describe(metadata)}", line=line, logical_id=owner
+        )
     for key in metadata:
         if key != "Lab":
             ignored.append(IgnoredProperty(owner, f"Metadata.{key}"))
@@ -52,32 +60,49 @@ def resource_role(metadata: Any, owner: str, *, accepts_role: bool, type_name: s
     lab = metadata["Lab"]
     at = line_of(metadata, "Lab", line)
     if not accepts_role:
-        raise BadInput(f"Metadata.Lab is only for hosts (AWS::EC2::Instance, "
-                       f"Lab::Internet::Client), not {type_name}", line=at, logical_id=owner)
+        raise BadInput(
+            f"Metadata.Lab is only for hosts (AWS::EC2::Instance, "
+            f"Lab::Internet::Client), not {type_name}",
+            line=at,
+            logical_id=owner,
+        )
     if not isinstance(lab, dict):
-        raise BadInput(f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at,
-                       logical_id=owner)
+        raise BadInput(
+            f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at, logical_id=owner
+        )
     for key in lab:
         if key not in ROLE_KEYS:
-            raise BadInput(f"unknown key Metadata.Lab.{key}", line=line_of(lab, key, at),
-                           logical_id=owner,
-                           hint=did_you_mean(key, ROLE_KEYS)
-                           or "the keys are Role, RoleArgs and Snmp")
+            raise BadInput(
+                f"unknown key Metadata.Lab.{key}",
+                line=line_of(lab, key, at),
+                logical_id=owner,
+                hint=did_you_mean(key, ROLE_KEYS) or "the keys are Role, RoleArgs and Snmp",
+            )
     if "Role" not in lab and "Snmp" in lab and "RoleArgs" not in lab:
         return None  # only the SNMP agent is configured here (resource_snmp reads it)
     if "Role" not in lab:
-        raise BadInput("Metadata.Lab needs a Role", line=at, logical_id=owner,
-                       hint=f"roles: {', '.join(ROLE_NAMES)}")
+        raise BadInput(
+            "Metadata.Lab needs a Role",
+            line=at,
+            logical_id=owner,
+            hint=f"roles: {', '.join(ROLE_NAMES)}",
+        )
     name = lab["Role"]
     if not isinstance(name, str) or name not in ROLE_NAMES:
         shown = name if isinstance(name, str) else describe(name)
-        raise BadInput(f"unknown role {shown!r}; the roles are: {', '.join(ROLE_NAMES)}",
-                       line=line_of(lab, "Role", at), logical_id=owner,
-                       hint=did_you_mean(name, ROLE_NAMES) if isinstance(name, str) else None)
+        raise BadInput(
+            f"unknown role {shown!r}; the roles are: {', '.join(ROLE_NAMES)}",
+            line=line_of(lab, "Role", at),
+            logical_id=owner,
+            hint=did_you_mean(name, ROLE_NAMES) if isinstance(name, str) else None,
+        )
     args = lab.get("RoleArgs", {})
     if not isinstance(args, dict):
-        raise BadInput(f"Metadata.Lab.RoleArgs must be a mapping, not {describe(args)}",
-                       line=line_of(lab, "RoleArgs", at), logical_id=owner)
+        raise BadInput(
+            f"Metadata.Lab.RoleArgs must be a mapping, not {describe(args)}",
+            line=line_of(lab, "RoleArgs", at),
+            logical_id=owner,
+        )
     return RoleSpec(name, frozen_map(plain(args)))
 
 
@@ -90,8 +115,7 @@ def resource_snmp(metadata: Any, owner: str, line: int | None) -> Any:
     lab = metadata["Lab"]
     if "Snmp" not in lab:
         return None
-    return host_override(lab["Snmp"], owner, line_of(lab, "Snmp", line_of(metadata, "Lab",
-                                                                          line)))
+    return host_override(lab["Snmp"], owner, line_of(lab, "Snmp", line_of(metadata, "Lab", line)))
 
 
 def _number(value: Any, key: str, line: int | None, *, positive: bool) -> float:
@@ -116,23 +140,33 @@ def lab_options(metadata: Any, line: int | None) -> LabOptions:
         raise BadInput(f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at)
     for key in lab:
         if key not in LAB_KEYS:
-            raise BadInput(f"unknown key Metadata.Lab.{key}", line=line_of(lab, key, at),
-                           hint=did_you_mean(key, LAB_KEYS)
-                           or f"the keys are: {', '.join(LAB_KEYS)}")
+            raise BadInput(
+                f"unknown key Metadata.Lab.{key}",
+                line=line_of(lab, key, at),
+                hint=did_you_mean(key, LAB_KEYS) or f"the keys are: {', '.join(LAB_KEYS)}",
+            )
     options: dict[str, Any] = {}
     if "InterAzDelayMs" in lab:
-        options["inter_az_delay_ms"] = _number(lab["InterAzDelayMs"], "InterAzDelayMs",
-                                               line_of(lab, "InterAzDelayMs", at),
-                                               positive=False)
+        options["inter_az_delay_ms"] = _number(
+            lab["InterAzDelayMs"],
+            "InterAzDelayMs",
+            line_of(lab, "InterAzDelayMs", at),
+            positive=False,
+        )
     if "LinkBandwidthMbps" in lab:
-        options["link_bandwidth_mbps"] = _number(lab["LinkBandwidthMbps"], "LinkBandwidthMbps",
-                                                 line_of(lab, "LinkBandwidthMbps", at),
-                                                 positive=True)
+        options["link_bandwidth_mbps"] = _number(
+            lab["LinkBandwidthMbps"],
+            "LinkBandwidthMbps",
+            line_of(lab, "LinkBandwidthMbps", at),
+            positive=True,
+        )
     if "Datapath" in lab:
         datapath = lab["Datapath"]
         if datapath not in DATAPATHS:
-            raise BadInput(f"Metadata.Lab.Datapath must be one of {', '.join(DATAPATHS)}, "
-                           f"not {datapath!r}", line=line_of(lab, "Datapath", at))
+            raise BadInput(
+                f"Metadata.Lab.Datapath must be one of {', '.join(DATAPATHS)}, not {datapath!r}",
+                line=line_of(lab, "Datapath", at),
+            )
         options["datapath"] = datapath
     if "Snmp" in lab:
         options["snmp"] = snmp_options(lab["Snmp"], line_of(lab, "Snmp", at))

@@ -19,8 +19,9 @@ from testbed.model.elbv2_types import EXTRAS_KEY
 from testbed.model.state import BuildState
 
 
-def why_private(state: BuildState, subnet_id: str, _seen: frozenset[str] = frozenset()
-                ) -> str | None:
+def why_private(
+    state: BuildState, subnet_id: str, _seen: frozenset[str] = frozenset()
+) -> str | None:
     """Why a subnet is private (for messages), or None when it is public.
 
     A default route to a GWLB endpoint counts as the endpoint's way out: the subnet is public
@@ -29,23 +30,31 @@ def why_private(state: BuildState, subnet_id: str, _seen: frozenset[str] = froze
     subnet = state.subnets[subnet_id]
     link = state.associations.get(subnet_id)
     if link is None:
-        return (f"subnet {subnet_id} has no route table association, so it uses the VPC's "
-                "main route table, which has no route to the internet")
+        return (
+            f"subnet {subnet_id} has no route table association, so it uses the VPC's "
+            "main route table, which has no route to the internet"
+        )
     table = state.route_tables[link.to]
     default = next((r for r in table.routes if r.destination.prefixlen == 0), None)
     if default is not None and default.target_kind == "vpce" and default.target_id:
         endpoint = _endpoint(state, default.target_id)
         if endpoint is None or endpoint.subnet_id in _seen | {subnet_id}:
-            return f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 " \
-                   "round in a loop of GWLB endpoints"
+            return (
+                f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 "
+                "round in a loop of GWLB endpoints"
+            )
         reason = why_private(state, endpoint.subnet_id, _seen | {subnet_id})
         if reason is None:
             return None
-        return f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 to " \
-               f"GWLB endpoint {default.target_id}, and {reason}"
+        return (
+            f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 to "
+            f"GWLB endpoint {default.target_id}, and {reason}"
+        )
     if default is None or default.target_kind != "igw":
-        return f"route table {table.logical_id} of subnet {subnet_id} has no 0.0.0.0/0 route " \
-               "to an internet gateway"
+        return (
+            f"route table {table.logical_id} of subnet {subnet_id} has no 0.0.0.0/0 route "
+            "to an internet gateway"
+        )
     attached = state.attachments.get(default.target_id or "")
     if attached is None or attached.to != subnet.vpc_id:
         return f"internet gateway {default.target_id} is not attached to {subnet.vpc_id}"
@@ -80,21 +89,24 @@ def claim_instance_public_ip(state: BuildState, logical_id: str) -> None:
     draft = state.instances[logical_id]
     subnet = state.subnets[draft.subnet_id]
     public = is_public(state, draft.subnet_id)
-    wanted = (draft.associate_public_ip if draft.associate_public_ip is not None
-              else subnet.map_public_ip)
+    wanted = (
+        draft.associate_public_ip if draft.associate_public_ip is not None else subnet.map_public_ip
+    )
     if draft.associate_public_ip and not public:
         raise BadInput(
-            "AssociatePublicIpAddress is true but "
-            f"{why_private(state, draft.subnet_id)}", line=draft.associate_line,
+            f"AssociatePublicIpAddress is true but {why_private(state, draft.subnet_id)}",
+            line=draft.associate_line,
             logical_id=logical_id,
-            hint="put the instance in a public subnet or drop AssociatePublicIpAddress")
+            hint="put the instance in a public subnet or drop AssociatePublicIpAddress",
+        )
     address: IPv4Address | None = None
     if public and wanted:
         try:
             address = state.addresses.public.allocate(logical_id)
         except BadInput as err:
-            raise BadInput(err.message, line=draft.source.line,
-                           logical_id=logical_id, hint=err.hint) from None
+            raise BadInput(
+                err.message, line=draft.source.line, logical_id=logical_id, hint=err.hint
+            ) from None
     state.public_ips[logical_id] = address
 
 
@@ -107,11 +119,15 @@ def public_ip(state: BuildState, instance_id: str) -> IPv4Address:
     draft = state.instances[instance_id]
     reason = why_private(state, draft.subnet_id)
     if reason is None:
-        reason = (f"its subnet {draft.subnet_id} does not map public addresses on launch "
-                  "(MapPublicIpOnLaunch)")
-    raise BadInput(f"{instance_id} has no public IP address: {reason}",
-                   hint="use PrivateIp, or give the subnet MapPublicIpOnLaunch: true and a "
-                        "route to an attached internet gateway")
+        reason = (
+            f"its subnet {draft.subnet_id} does not map public addresses on launch "
+            "(MapPublicIpOnLaunch)"
+        )
+    raise BadInput(
+        f"{instance_id} has no public IP address: {reason}",
+        hint="use PrivateIp, or give the subnet MapPublicIpOnLaunch: true and a "
+        "route to an attached internet gateway",
+    )
 
 
 def check_routes(state: BuildState) -> list[BadInput]:
@@ -125,13 +141,17 @@ def check_routes(state: BuildState) -> list[BadInput]:
             attached = state.attachments.get(route.target_id)
             if attached is None or attached.to != table.vpc_id:
                 where = f"to {attached.to}" if attached else "to no VPC"
-                errors.append(BadInput(
-                    f"route to {route.destination} uses internet gateway {route.target_id}, "
-                    f"which is attached {where}, but route table {table.logical_id} belongs "
-                    f"to {table.vpc_id}", line=state.route_lines.get(route.logical_id),
-                    logical_id=route.logical_id,
-                    hint=f"attach {route.target_id} to {table.vpc_id} with an "
-                         "AWS::EC2::VPCGatewayAttachment"))
+                errors.append(
+                    BadInput(
+                        f"route to {route.destination} uses internet gateway {route.target_id}, "
+                        f"which is attached {where}, but route table {table.logical_id} belongs "
+                        f"to {table.vpc_id}",
+                        line=state.route_lines.get(route.logical_id),
+                        logical_id=route.logical_id,
+                        hint=f"attach {route.target_id} to {table.vpc_id} with an "
+                        "AWS::EC2::VPCGatewayAttachment",
+                    )
+                )
     return errors
 
 
@@ -142,28 +162,44 @@ def _gateway_table_errors(state: BuildState) -> list[BadInput]:
         attached = state.attachments.get(igw_id)
         if attached is None or attached.to != table.vpc_id:
             where = f"attached to {attached.to}" if attached else "not attached to any VPC"
-            errors.append(BadInput(
-                f"internet gateway {igw_id} is {where}, but route table {table.logical_id} "
-                f"belongs to {table.vpc_id}", line=link.line, logical_id=link.by,
-                hint="associate a route table of the VPC the gateway is attached to"))
+            errors.append(
+                BadInput(
+                    f"internet gateway {igw_id} is {where}, but route table {table.logical_id} "
+                    f"belongs to {table.vpc_id}",
+                    line=link.line,
+                    logical_id=link.by,
+                    hint="associate a route table of the VPC the gateway is attached to",
+                )
+            )
             continue
         subnets = {s.cidr: lid for lid, s in state.subnets.items() if s.vpc_id == table.vpc_id}
-        owner = (f"route table {table.logical_id} is the ingress route table of internet "
-                 f"gateway {igw_id} (associated by {link.by})")
+        owner = (
+            f"route table {table.logical_id} is the ingress route table of internet "
+            f"gateway {igw_id} (associated by {link.by})"
+        )
         for route in table.routes:
             if route.target_kind == "local":
                 continue
             line = state.route_lines.get(route.logical_id)
             if route.target_kind != "vpce":
-                errors.append(BadInput(
-                    f"{owner}: its routes may only lead to GWLB endpoints, not to an "
-                    f"internet gateway ({route.destination} -> {route.target_id})", line=line,
-                    logical_id=route.logical_id,
-                    hint="route each protected subnet's CIDR to a GWLB endpoint"))
+                errors.append(
+                    BadInput(
+                        f"{owner}: its routes may only lead to GWLB endpoints, not to an "
+                        f"internet gateway ({route.destination} -> {route.target_id})",
+                        line=line,
+                        logical_id=route.logical_id,
+                        hint="route each protected subnet's CIDR to a GWLB endpoint",
+                    )
+                )
             elif route.destination not in subnets:
                 cidrs = ", ".join(str(c) for c in sorted(subnets)) or "none"
-                errors.append(BadInput(
-                    f"{owner}: a route there must have the exact CIDR block of a subnet of "
-                    f"{table.vpc_id} as destination, not {route.destination}", line=line,
-                    logical_id=route.logical_id, hint=f"the subnets' blocks: {cidrs}"))
+                errors.append(
+                    BadInput(
+                        f"{owner}: a route there must have the exact CIDR block of a subnet of "
+                        f"{table.vpc_id} as destination, not {route.destination}",
+                        line=line,
+                        logical_id=route.logical_id,
+                        hint=f"the subnets' blocks: {cidrs}",
+                    )
+                )
     return errors

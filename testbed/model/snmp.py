@@ -31,7 +31,7 @@ COMMUNITY_RE = re.compile(r"^[A-Za-z0-9._~@%+=:/-]{1,64}$")
 USER_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # net-snmp refuses pass phrases shorter than 8 characters; quotes, backslashes and blanks
 # would need escaping in snmpd.conf, so they are not allowed at all.
-PASSWORD_RE = re.compile(r'^[!#-\[\]-~]{8,64}$')
+PASSWORD_RE = re.compile(r"^[!#-\[\]-~]{8,64}$")
 EXTRAS_KEY = "snmp"  # StackModel.extras["snmp"][host logical id]: that host's overrides
 
 
@@ -39,82 +39,114 @@ def _flag(value: Any, where: str, line: int | None, owner: str | None) -> bool:
     text = as_text(value)
     if text is not None and text.lower() in ("true", "false"):
         return text.lower() == "true"
-    raise BadInput(f"{where} must be true or false, not {value!r}", line=line,
-                   logical_id=owner)
+    raise BadInput(f"{where} must be true or false, not {value!r}", line=line, logical_id=owner)
 
 
-def _check_keys(mapping: dict, allowed: tuple[str, ...], where: str, line: int | None,
-                owner: str | None) -> None:
+def _check_keys(
+    mapping: dict, allowed: tuple[str, ...], where: str, line: int | None, owner: str | None
+) -> None:
     for key in mapping:
         if key not in allowed:
-            raise BadInput(f"unknown key {where}.{key}", line=line_of(mapping, key, line),
-                           logical_id=owner,
-                           hint=did_you_mean(str(key), allowed)
-                           or f"the keys are: {', '.join(allowed)}")
+            raise BadInput(
+                f"unknown key {where}.{key}",
+                line=line_of(mapping, key, line),
+                logical_id=owner,
+                hint=did_you_mean(str(key), allowed) or f"the keys are: {', '.join(allowed)}",
+            )
 
 
 def _community(value: Any, where: str, line: int | None, owner: str | None) -> str:
     text = as_text(value)
     if text is None or isinstance(value, bool) or not COMMUNITY_RE.match(text):
-        raise BadInput(f"{where}.Community must be 1-64 letters, digits or . _ ~ @ % + = : / -,"
-                       f" not {value!r}", line=line, logical_id=owner)
+        raise BadInput(
+            f"{where}.Community must be 1-64 letters, digits or . _ ~ @ % + = : / -, not {value!r}",
+            line=line,
+            logical_id=owner,
+        )
     return text
 
 
 def _v3(value: Any, where: str, line: int | None, owner: str | None) -> SnmpV3User:
     where = f"{where}.V3"
     if not isinstance(value, dict):
-        raise BadInput(f"{where} must be a mapping (User, AuthPassword, PrivPassword, "
-                       f"AuthProtocol, PrivProtocol), not {describe(value)}", line=line,
-                       logical_id=owner)
+        raise BadInput(
+            f"{where} must be a mapping (User, AuthPassword, PrivPassword, "
+            f"AuthProtocol, PrivProtocol), not {describe(value)}",
+            line=line,
+            logical_id=owner,
+        )
     _check_keys(value, V3_KEYS, where, line, owner)
     for key in ("User", "AuthPassword", "PrivPassword"):
         if key not in value:
-            raise BadInput(f"{where} needs {key} (authPriv: both passwords are required)",
-                           line=line, logical_id=owner)
+            raise BadInput(
+                f"{where} needs {key} (authPriv: both passwords are required)",
+                line=line,
+                logical_id=owner,
+            )
     user = as_text(value["User"])
     if user is None or not USER_RE.match(user):
-        raise BadInput(f"{where}.User must be 1-32 letters, digits or . _ -, not "
-                       f"{value['User']!r}", line=line_of(value, "User", line), logical_id=owner)
+        raise BadInput(
+            f"{where}.User must be 1-32 letters, digits or . _ -, not {value['User']!r}",
+            line=line_of(value, "User", line),
+            logical_id=owner,
+        )
     passwords = {}
     for key in ("AuthPassword", "PrivPassword"):
         text = as_text(value[key])
         if text is None or not PASSWORD_RE.match(text):
             shown = f"{len(text)} characters" if text is not None else describe(value[key])
-            raise BadInput(f"{where}.{key} must be 8-64 printable characters without blanks, "
-                           f"quotes or backslashes (net-snmp needs at least 8); got {shown}",
-                           line=line_of(value, key, line), logical_id=owner)
+            raise BadInput(
+                f"{where}.{key} must be 8-64 printable characters without blanks, "
+                f"quotes or backslashes (net-snmp needs at least 8); got {shown}",
+                line=line_of(value, key, line),
+                logical_id=owner,
+            )
         passwords[key] = text
     protocols = {}
-    for key, choices, default in (("AuthProtocol", AUTH_PROTOCOLS, "SHA"),
-                                  ("PrivProtocol", PRIV_PROTOCOLS, "AES")):
+    for key, choices, default in (
+        ("AuthProtocol", AUTH_PROTOCOLS, "SHA"),
+        ("PrivProtocol", PRIV_PROTOCOLS, "AES"),
+    ):
         text = as_text(value.get(key, default))
         if text is None or text.upper() not in choices:
-            raise BadInput(f"{where}.{key} must be one of {', '.join(choices)}, not "
-                           f"{value.get(key)!r}", line=line_of(value, key, line),
-                           logical_id=owner,
-                           hint=did_you_mean(text, choices) if text else None)
+            raise BadInput(
+                f"{where}.{key} must be one of {', '.join(choices)}, not {value.get(key)!r}",
+                line=line_of(value, key, line),
+                logical_id=owner,
+                hint=did_you_mean(text, choices) if text else None,
+            )
         protocols[key] = text.upper()
-    return SnmpV3User(user, passwords["AuthPassword"], passwords["PrivPassword"],
-                      protocols["AuthProtocol"], protocols["PrivProtocol"])
+    return SnmpV3User(
+        user,
+        passwords["AuthPassword"],
+        passwords["PrivPassword"],
+        protocols["AuthProtocol"],
+        protocols["PrivProtocol"],
+    )
 
 
 def _fields(value: Any, where: str, line: int | None, owner: str | None) -> dict[str, Any]:
     """The SnmpOptions fields given in one Snmp value (a flag or a mapping)."""
     if not isinstance(value, dict):
         if isinstance(value, (list, type(None))):
-            raise BadInput(f"{where} must be true, false or a mapping ({', '.join(SNMP_KEYS)})"
-                           f", not {describe(value)}", line=line, logical_id=owner)
+            raise BadInput(
+                f"{where} must be true, false or a mapping ({', '.join(SNMP_KEYS)})"
+                f", not {describe(value)}",
+                line=line,
+                logical_id=owner,
+            )
         return {"enabled": _flag(value, where, line, owner)}
     _check_keys(value, SNMP_KEYS, where, line, owner)
     # A mapping means "an agent, configured so" unless it says Enabled: false.
     fields: dict[str, Any] = {"enabled": True}
     if "Enabled" in value:
-        fields["enabled"] = _flag(value["Enabled"], f"{where}.Enabled",
-                                  line_of(value, "Enabled", line), owner)
+        fields["enabled"] = _flag(
+            value["Enabled"], f"{where}.Enabled", line_of(value, "Enabled", line), owner
+        )
     if "Community" in value:
-        fields["community"] = _community(value["Community"], where,
-                                         line_of(value, "Community", line), owner)
+        fields["community"] = _community(
+            value["Community"], where, line_of(value, "Community", line), owner
+        )
     if "V3" in value:
         v3 = value["V3"]
         at = line_of(value, "V3", line)

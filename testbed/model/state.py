@@ -97,4 +97,3 @@ class BuildState:
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The region of the first subnet's AZ, and that subnet: every AZ must be in it.
     az_region: tuple[str, str] | None = None
-

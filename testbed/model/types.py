@@ -65,11 +65,6 @@ class Subnet:
         """AWS reserves the first host address of a subnet for the VPC router."""
         return self.cidr.network_address + 1
 
-    @property
-    def dns_ip(self) -> IPv4Address:
-        """AWS reserves the second host address for the Amazon DNS server."""
-        return self.cidr.network_address + 2
-
 
 @dataclass(frozen=True)
 class InternetGateway:

@@ -36,23 +36,41 @@ def decode_packet(pkt: Any) -> dict[str, Any] | None:
     if geneve.UDP_PORT not in (udp.dport, udp.sport):
         return None
     g = udp[GENEVE] if GENEVE in udp else GENEVE(bytes(udp.payload))
-    options = [{"class": int(o.classid), "type": int(o.type), "length": int(o.length),
-                "data": bytes(o.data).hex()} for o in g.options]
+    options = [
+        {
+            "class": int(o.classid),
+            "type": int(o.type),
+            "length": int(o.length),
+            "data": bytes(o.data).hex(),
+        }
+        for o in g.options
+    ]
     fields = {(o["class"], o["type"] & 0x7F): bytes.fromhex(o["data"]) for o in options}
     endpoint = fields.get((geneve.AWS_CLASS, geneve.TYPE_ENDPOINT_ID))
     attachment = fields.get((geneve.AWS_CLASS, geneve.TYPE_ATTACHMENT_ID))
     cookie = fields.get((geneve.AWS_CLASS, geneve.TYPE_FLOW_COOKIE))
     row: dict[str, Any] = {
-        "time": float(pkt.time), "outer_src": pkt[IP].src, "outer_dst": pkt[IP].dst,
-        "sport": int(udp.sport), "dport": int(udp.dport), "vni": int(g.vni),
-        "protocol": int(g.proto), "options": options,
+        "time": float(pkt.time),
+        "outer_src": pkt[IP].src,
+        "outer_dst": pkt[IP].dst,
+        "sport": int(udp.sport),
+        "dport": int(udp.dport),
+        "vni": int(g.vni),
+        "protocol": int(g.proto),
+        "options": options,
         "endpoint_id": endpoint.hex() if endpoint else None,
         "endpoint_ip": geneve.endpoint_ip(int.from_bytes(endpoint, "big"))
-        if endpoint and len(endpoint) == 8 else None,
+        if endpoint and len(endpoint) == 8
+        else None,
         "attachment_id": int.from_bytes(attachment, "big") if attachment else None,
         "flow_cookie": int.from_bytes(cookie, "big") if cookie else None,
-        "proto": None, "src": None, "dst": None, "src_port": None, "dst_port": None,
-        "length": None}
+        "proto": None,
+        "src": None,
+        "dst": None,
+        "src_port": None,
+        "dst_port": None,
+        "length": None,
+    }
     inner = g.payload
     if isinstance(inner, IP):
         row.update(proto=int(inner.proto), src=inner.src, dst=inner.dst, length=int(inner.len))

@@ -67,8 +67,10 @@ class Option:
     def serialize(self) -> bytes:
         """The TLV as bytes."""
         if len(self.data) % 4 or len(self.data) > MAX_OPTION_DATA:
-            raise GeneveError(f"option data must be 0..{MAX_OPTION_DATA} bytes in 4-byte "
-                              f"words, not {len(self.data)}")
+            raise GeneveError(
+                f"option data must be 0..{MAX_OPTION_DATA} bytes in 4-byte "
+                f"words, not {len(self.data)}"
+            )
         return _OPTION.pack(self.cls, self.type, len(self.data) // 4) + self.data
 
 
@@ -140,7 +142,7 @@ def header_length(buf: bytes | memoryview) -> int:
 def parse(buf: bytes | memoryview) -> tuple[Geneve, bytes]:
     """(header, tunnelled packet) from a UDP payload; GeneveError if it is not GENEVE."""
     end = header_length(buf)
-    first, flags, protocol, vni = _FIXED.unpack_from(buf, 0)
+    _first, flags, protocol, vni = _FIXED.unpack_from(buf, 0)
     options = []
     at = FIXED_LEN
     while at < end:
@@ -150,10 +152,11 @@ def parse(buf: bytes | memoryview) -> tuple[Geneve, bytes]:
         data_end = at + 4 + (length & 0x1F) * 4
         if data_end > end:
             raise GeneveError(f"option {cls:#06x}/{type_} runs past the options")
-        options.append(Option(cls, type_, bytes(buf[at + 4:data_end])))
+        options.append(Option(cls, type_, bytes(buf[at + 4 : data_end])))
         at = data_end
-    header = Geneve(vni >> 8, protocol, tuple(options), oam=bool(flags & 0x80),
-                    critical=bool(flags & 0x40))
+    header = Geneve(
+        vni >> 8, protocol, tuple(options), oam=bool(flags & 0x80), critical=bool(flags & 0x40)
+    )
     return header, bytes(buf[end:])
 
 
@@ -168,13 +171,19 @@ def endpoint_ip(value: int) -> str | None:
     return str(IPv4Address(raw[4:])) if raw[:4] == ENDPOINT_TAG else None
 
 
-def gwlb_header(endpoint: int, cookie: int, attachment: int = 0,
-                protocol: int = PROTO_IPV4) -> Geneve:
+def gwlb_header(
+    endpoint: int, cookie: int, attachment: int = 0, protocol: int = PROTO_IPV4
+) -> Geneve:
     """The header a GWLB node puts on a packet of a flow it sends to an appliance."""
-    return Geneve(0, protocol, (
-        Option(AWS_CLASS, TYPE_ENDPOINT_ID, endpoint.to_bytes(8, "big")),
-        Option(AWS_CLASS, TYPE_ATTACHMENT_ID, attachment.to_bytes(8, "big")),
-        Option(AWS_CLASS, TYPE_FLOW_COOKIE, (cookie & 0xFFFFFFFF).to_bytes(4, "big"))))
+    return Geneve(
+        0,
+        protocol,
+        (
+            Option(AWS_CLASS, TYPE_ENDPOINT_ID, endpoint.to_bytes(8, "big")),
+            Option(AWS_CLASS, TYPE_ATTACHMENT_ID, attachment.to_bytes(8, "big")),
+            Option(AWS_CLASS, TYPE_FLOW_COOKIE, (cookie & 0xFFFFFFFF).to_bytes(4, "big")),
+        ),
+    )
 
 
 def gwlb_fields(header: bytes | memoryview) -> tuple[int, int] | None:

@@ -10,6 +10,7 @@ host's folder of the lab (open it in Wireshark), bounded in time and packets, al
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -39,23 +40,54 @@ def captures_dir(lab: str, host: str) -> Path:
     return path
 
 
-def tcpdump_argv(bpf: str, pcap: Path, max_seconds: float, max_packets: int | None,
-                 interface: str = "eth0", snaplen: int = 0) -> list[str]:
+def tcpdump_argv(
+    bpf: str,
+    pcap: Path,
+    max_seconds: float,
+    max_packets: int | None,
+    interface: str = "eth0",
+    snaplen: int = 0,
+) -> list[str]:
     """tcpdump bounded by `timeout` (SIGINT, so the pcap is closed properly; SIGKILL 2 s
     later), packet-buffered so the file is readable even if it is killed."""
-    argv = ["timeout", "-s", "INT", "-k", "2", f"{max_seconds:g}",
-            "tcpdump", "-i", interface, "-n", "-U", "--immediate-mode",
-            "--time-stamp-precision=nano", "-Z", "root", "-s", str(snaplen), "-w", str(pcap)]
+    argv = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "2",
+        f"{max_seconds:g}",
+        "tcpdump",
+        "-i",
+        interface,
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "--time-stamp-precision=nano",
+        "-Z",
+        "root",
+        "-s",
+        str(snaplen),
+        "-w",
+        str(pcap),
+    ]
     if max_packets is not None:
         argv += ["-c", str(max_packets)]
-    return argv + [bpf] if bpf else argv
+    return [*argv, bpf] if bpf else argv
 
 
 class Capture:
     """One tcpdump running in a lab host; a context manager that always stops it."""
 
-    def __init__(self, host: Any, bpf: str, path: Path, max_seconds: float = 60.0,
-                 max_packets: int | None = 100_000, interface: str = "eth0") -> None:
+    def __init__(
+        self,
+        host: Any,
+        bpf: str,
+        path: Path,
+        max_seconds: float = 60.0,
+        max_packets: int | None = 100_000,
+        interface: str = "eth0",
+    ) -> None:
         if not 0 < max_seconds <= MAX_SECONDS:
             raise BadInput(f"capture time must be in (0, {MAX_SECONDS:g}] s, not {max_seconds}")
         if max_packets is not None and max_packets < 1:
@@ -71,12 +103,16 @@ class Capture:
 
     def start(self) -> Capture:
         """Start tcpdump and return once it listens (its filter is attached by then)."""
-        argv = tcpdump_argv(self.bpf, self.path, self.max_seconds, self.max_packets,
-                            self.interface)
+        argv = tcpdump_argv(self.bpf, self.path, self.max_seconds, self.max_packets, self.interface)
         with open(self.log, "wb") as log:
             # Own session: `timeout` and tcpdump form one process group we can end together.
-            self.proc = self.host.popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = self.host.popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -93,8 +129,10 @@ class Capture:
             if self.proc is not None and self.proc.poll() is not None:
                 if "syntax error" in text or "can't parse filter" in text:
                     raise BadInput(f"bad capture filter {self.bpf!r}: {text.strip()}")
-                raise LabError(f"tcpdump on {self.host.name} exited at once "
-                               f"({self.proc.returncode}): {text.strip()[-300:]}")
+                raise LabError(
+                    f"tcpdump on {self.host.name} exited at once "
+                    f"({self.proc.returncode}): {text.strip()[-300:]}"
+                )
             time.sleep(0.02)
         raise LabError(f"tcpdump on {self.host.name} did not start in {READY_TIMEOUT_S:g} s")
 
@@ -120,10 +158,8 @@ class Capture:
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)  # the group we started: timeout and its tcpdump
-        except ProcessLookupError:
-            pass
 
     def log_text(self) -> str:
         """tcpdump's messages (its start line and the final packet counts)."""
@@ -152,8 +188,12 @@ class Capture:
     def __enter__(self) -> Capture:
         return self.start() if self.proc is None else self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if exc_type is None:
                 self.stop()
@@ -161,8 +201,15 @@ class Capture:
             self.kill()
 
 
-def start_capture(host: Any, bpf: str, *, label: str = "capture", max_seconds: float = 60.0,
-                  max_packets: int | None = 100_000, interface: str = "eth0") -> Capture:
+def start_capture(
+    host: Any,
+    bpf: str,
+    *,
+    label: str = "capture",
+    max_seconds: float = 60.0,
+    max_packets: int | None = 100_000,
+    interface: str = "eth0",
+) -> Capture:
     """A started capture on `host` (a LabHost) into captures/<label>-<time>-<id>.pcap."""
     if not re.fullmatch(r"[\w.-]+", label):
         raise BadInput(f"capture label {label!r}: use letters, digits, '.', '_' or '-'")
@@ -171,16 +218,16 @@ def start_capture(host: Any, bpf: str, *, label: str = "capture", max_seconds: f
     return Capture(host, bpf, path, max_seconds, max_packets, interface).start()
 
 
-def capture(host: Any, bpf: str, *, seconds: float, max_packets: int | None = None,
-            label: str = "capture") -> Path:
+def capture(
+    host: Any, bpf: str, *, seconds: float, max_packets: int | None = None, label: str = "capture"
+) -> Path:
     """Capture on `host` until `seconds` pass or `max_packets` arrive; the pcap's path."""
     cap = start_capture(host, bpf, label=label, max_seconds=seconds, max_packets=max_packets)
     try:
         assert cap.proc is not None
-        try:
+        # `timeout` should have ended it: kill below.
+        with contextlib.suppress(subprocess.TimeoutExpired):
             cap.proc.wait(timeout=seconds + STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass  # `timeout` should have ended it: kill below
     finally:
         cap.kill()
     return cap.path

@@ -77,8 +77,11 @@ class ProbeResult:
     def elsewhere(self) -> Counter:
         """Connections that reached another target (by the backend that answered, if known)."""
         seen = {s.seq for s in self.seen}
-        return Counter(backend_of(c) or "another target" for c in self.connections
-                       if not c["error"] and c["seq"] not in seen)
+        return Counter(
+            backend_of(c) or "another target"
+            for c in self.connections
+            if not c["error"] and c["seq"] not in seen
+        )
 
     @property
     def preserved(self) -> bool | None:
@@ -114,8 +117,9 @@ def node_addresses(lab: Any) -> dict[str, str]:
     return out
 
 
-def classify(src: str, client: str, client_addresses: tuple[str, ...],
-             nodes: dict[str, str]) -> tuple[str, str]:
+def classify(
+    src: str, client: str, client_addresses: tuple[str, ...], nodes: dict[str, str]
+) -> tuple[str, str]:
     """(kind, who) of a source address seen at the target."""
     if src in client_addresses:
         return "client", client
@@ -124,9 +128,14 @@ def classify(src: str, client: str, client_addresses: tuple[str, ...],
     return "other", ""
 
 
-def seen_connections(segs: list[packets.Segment], token: str, count: int, client: str,
-                     client_addresses: tuple[str, ...],
-                     nodes: dict[str, str]) -> tuple[list[SeenConnection], Counter]:
+def seen_connections(
+    segs: list[packets.Segment],
+    token: str,
+    count: int,
+    client: str,
+    client_addresses: tuple[str, ...],
+    nodes: dict[str, str],
+) -> tuple[list[SeenConnection], Counter]:
     """The probe's connections in a target's capture, and the other SYNs by source."""
     found = packets.marked_flows(segs, {marker(token, seq): seq for seq in range(count)})
     seen, probe_syns = [], set()
@@ -136,14 +145,16 @@ def seen_connections(segs: list[packets.Segment], token: str, count: int, client
             continue  # the capture started after this connection opened
         probe_syns.add((syn.key, syn.time))
         kind, who = classify(syn.src, client, client_addresses, nodes)
-        seen.append(SeenConnection(seq, syn.src, syn.sport, syn.dst, syn.dport, syn.time,
-                                   kind, who))
+        seen.append(
+            SeenConnection(seq, syn.src, syn.sport, syn.dst, syn.dport, syn.time, kind, who)
+        )
     others = Counter(s.src for s in packets.syns(segs) if (s.key, s.time) not in probe_syns)
     return seen, others
 
 
-def client_ip_probe(lab: Any, client: str, target: str, on_host: str, count: int = 10,
-                    timeout_s: float = 3.0) -> ProbeResult:
+def client_ip_probe(
+    lab: Any, client: str, target: str, on_host: str, count: int = 10, timeout_s: float = 3.0
+) -> ProbeResult:
     """Make `count` connections from `client` to `target` (URL or ADDR[:PORT]) and report
     the source address each had when it reached `on_host` (captured on its eth0)."""
     if not 1 <= count <= MAX_COUNT:
@@ -154,11 +165,28 @@ def client_ip_probe(lab: Any, client: str, target: str, on_host: str, count: int
     # Inbound TCP only: SYNs and the marked data; health checks are few and counted apart.
     limit = 20 * count + 500
     seconds = count * (2 * timeout_s + 1) + 60
-    with start_capture(dst, f"tcp and dst host {dst.ip}", label=f"client-ip-{client}",
-                       max_seconds=seconds, max_packets=limit) as cap:
+    with start_capture(
+        dst,
+        f"tcp and dst host {dst.ip}",
+        label=f"client-ip-{client}",
+        max_seconds=seconds,
+        max_packets=limit,
+    ) as cap:
         conns = run_connections(src, [target], count, mark=token, timeout_s=timeout_s)
     addresses = tuple(a for a in (src.ip, src.public_ip) if a)
-    seen, others = seen_connections(packets.read_segments(cap.path), token, count, client,
-                                    addresses, node_addresses(lab))
-    return ProbeResult(client, addresses, endpoint.text, on_host, dst.ip, count, seen, conns,
-                       others, cap.path, not cap.hit_packet_limit)
+    seen, others = seen_connections(
+        packets.read_segments(cap.path), token, count, client, addresses, node_addresses(lab)
+    )
+    return ProbeResult(
+        client,
+        addresses,
+        endpoint.text,
+        on_host,
+        dst.ip,
+        count,
+        seen,
+        conns,
+        others,
+        cap.path,
+        not cap.hit_packet_limit,
+    )

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from testbed.errors import BadInput, LabError
+
 MAX_CONNECTIONS = 100_000  # a hard bound on one run, whatever the arguments
 REPLY_BYTES = 4096
 TCP_REPLY_WAIT_S = 0.5
@@ -53,8 +55,9 @@ def parse_endpoint(text: str, default_port: int = 80) -> Endpoint:
         raise ValueError(f"bad endpoint {text!r}: {exc}") from exc
     proto = url.scheme.lower()
     if proto not in ("http", "tcp"):
-        raise ValueError(f"bad endpoint {text!r}: use http://HOST[:PORT]/, tcp://HOST:PORT, "
-                         "HOST:PORT or HOST")
+        raise ValueError(
+            f"bad endpoint {text!r}: use http://HOST[:PORT]/, tcp://HOST:PORT, HOST:PORT or HOST"
+        )
     if not url.hostname:
         raise ValueError(f"bad endpoint {text!r}: no host")
     if port == 0:
@@ -64,8 +67,6 @@ def parse_endpoint(text: str, default_port: int = 80) -> Endpoint:
 
 def checked_endpoint(text: str, example: str = "10.0.0.4:80") -> Endpoint:
     """parse_endpoint for user input: BadInput (exit 2) instead of ValueError."""
-    from testbed.errors import BadInput
-
     try:
         return parse_endpoint(text)
     except ValueError as exc:
@@ -82,8 +83,9 @@ def payload(ep: Endpoint, token: str, seq: int) -> bytes:
     """First bytes a marked connection sends: a GET for http, a line for tcp."""
     mark = marker(token, seq)
     if ep.proto == "http":
-        return (f"GET {mark} HTTP/1.0\r\nHost: {ep.host}\r\nUser-Agent: elb-lab-probe/1\r\n"
-                "\r\n").encode()
+        return (
+            f"GET {mark} HTTP/1.0\r\nHost: {ep.host}\r\nUser-Agent: elb-lab-probe/1\r\n\r\n"
+        ).encode()
     return f"elb-probe {mark}\n".encode()
 
 
@@ -100,14 +102,25 @@ def error_kind(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def connect_once(ep: Endpoint, index: int, seq: int, timeout: float,
-                 token: str | None) -> dict[str, Any]:
+def connect_once(
+    ep: Endpoint, index: int, seq: int, timeout: float, token: str | None
+) -> dict[str, Any]:
     """One connection; never raises: a failure to open is `error`, a failure after it
     opened (sending the marker, reading the answer) is `reply_error`."""
-    rec: dict[str, Any] = {"to": index, "endpoint": ep.text, "seq": seq, "peer": "",
-                           "port": ep.port, "local_ip": "", "local_port": 0,
-                           "start": time.time(), "connect_ms": None, "error": "", "reply": "",
-                           "reply_error": ""}
+    rec: dict[str, Any] = {
+        "to": index,
+        "endpoint": ep.text,
+        "seq": seq,
+        "peer": "",
+        "port": ep.port,
+        "local_ip": "",
+        "local_port": 0,
+        "start": time.time(),
+        "connect_ms": None,
+        "error": "",
+        "reply": "",
+        "reply_error": "",
+    }
     try:
         peer = socket.getaddrinfo(ep.host, ep.port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
         rec["peer"] = peer[0]
@@ -124,8 +137,9 @@ def connect_once(ep: Endpoint, index: int, seq: int, timeout: float,
     return rec
 
 
-def _exchange(sock: socket.socket, ep: Endpoint, token: str, seq: int, timeout: float,
-              rec: dict[str, Any]) -> None:
+def _exchange(
+    sock: socket.socket, ep: Endpoint, token: str, seq: int, timeout: float, rec: dict[str, Any]
+) -> None:
     """Send the marker and read the answer into `rec`."""
     try:
         sock.sendall(payload(ep, token, seq))
@@ -167,13 +181,26 @@ def _complete(data: bytes, ep: Endpoint, mark: str) -> bool:
     return False  # no length: read until the server closes
 
 
-def run_connections(host: Any, endpoints: list[str], rounds: int, mark: str | None = None,
-                    gap_s: float = 0.005, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+def run_connections(
+    host: Any,
+    endpoints: list[str],
+    rounds: int,
+    mark: str | None = None,
+    gap_s: float = 0.005,
+    timeout_s: float = 2.0,
+) -> list[dict[str, Any]]:
     """Run this program in lab host `host` (a LabHost); its records, one per connection."""
-    from testbed.errors import LabError
-
-    argv = [sys.executable, "-m", "testbed.probes.connect", "-n", str(rounds),
-            "--gap", str(gap_s), "--timeout", str(timeout_s)]
+    argv = [
+        sys.executable,
+        "-m",
+        "testbed.probes.connect",
+        "-n",
+        str(rounds),
+        "--gap",
+        str(gap_s),
+        "--timeout",
+        str(timeout_s),
+    ]
     for ep in endpoints:
         argv += ["--to", ep]
     if mark is not None:
@@ -185,15 +212,18 @@ def run_connections(host: Any, endpoints: list[str], rounds: int, mark: str | No
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"probe connections from {host.name} took over {limit:.0f} s") from exc
     if proc.returncode != 0:
-        raise LabError(f"probe connections from {host.name} failed ({proc.returncode}): "
-                       f"{proc.stderr.strip()[-300:]}")
+        raise LabError(
+            f"probe connections from {host.name} failed ({proc.returncode}): "
+            f"{proc.stderr.strip()[-300:]}"
+        )
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print one JSON line per connection."""
-    p = argparse.ArgumentParser(prog="python -m testbed.probes.connect",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m testbed.probes.connect", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--to", action="append", required=True, metavar="ENDPOINT")
     p.add_argument("-n", "--rounds", type=int, default=1, help="connections per endpoint")
     p.add_argument("--mark", metavar="TOKEN", help="send a marker in each connection")

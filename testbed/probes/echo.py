@@ -38,16 +38,19 @@ def measure(host: str, port: int, samples: int, timeout: float = 5.0) -> dict[st
 
 def echo_rtt(lab: Any, client: str, endpoint: str, samples: int = 500) -> dict[str, Any]:
     """Run `measure` in host `client` against ADDR:PORT; rtt_us is the list of samples."""
-    proc = lab.host(client).run([sys.executable, "-m", "testbed.probes.echo", "--to", endpoint,
-                                 "-n", str(samples)], timeout=60 + samples * 0.05)
+    proc = lab.host(client).run(
+        [sys.executable, "-m", "testbed.probes.echo", "--to", endpoint, "-n", str(samples)],
+        timeout=60 + samples * 0.05,
+    )
     if proc.returncode != 0:
         raise LabError(f"echo RTT from {client} to {endpoint} failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--to", required=True, help="ADDR:PORT of an echo service")
     ap.add_argument("-n", type=int, default=500, help="samples (default 500)")
     a = ap.parse_args(argv)

@@ -83,8 +83,17 @@ def segments(packets: Iterable[Any]) -> list[Segment]:
         if IP not in pkt or TCP not in pkt:
             continue
         ip, tcp = pkt[IP], pkt[TCP]
-        out.append(Segment(Decimal(str(pkt.time)), ip.src, int(tcp.sport), ip.dst,
-                           int(tcp.dport), int(tcp.flags), bytes(tcp.payload)))
+        out.append(
+            Segment(
+                Decimal(str(pkt.time)),
+                ip.src,
+                int(tcp.sport),
+                ip.dst,
+                int(tcp.dport),
+                int(tcp.flags),
+                bytes(tcp.payload),
+            )
+        )
     return out
 
 
@@ -92,7 +101,7 @@ def read_segments(pcap: str | Path) -> list[Segment]:
     """The TCP segments of a pcap file."""
     # The layers register themselves with the pcap reader on import: without them every
     # packet would come back as Raw bytes.
-    import scapy.layers.inet  # noqa: F401
+    import scapy.layers.inet
     import scapy.layers.l2  # noqa: F401
     from scapy.utils import rdpcap
 

@@ -28,8 +28,19 @@ from testbed.probes.connect import Endpoint, checked_endpoint, run_connections
 
 MAX_SAMPLES = 10_000
 PATHS = ("via", "direct")
-CSV_COLUMNS = ("path", "seq", "endpoint", "peer", "port", "local_port", "syn_time", "rtt_ms",
-               "syns", "connect_ms", "error")
+CSV_COLUMNS = (
+    "path",
+    "seq",
+    "endpoint",
+    "peer",
+    "port",
+    "local_port",
+    "syn_time",
+    "rtt_ms",
+    "syns",
+    "connect_ms",
+    "error",
+)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -71,11 +82,25 @@ def summarise(path: str, endpoint: str, rows: Sequence[dict[str, Any]]) -> RttSu
     uncaptured = sum(1 for r in rows if not r["error"] and r["syns"] == 0)
     if not rtts:
         errors = sorted({r["error"] for r in rows if r["error"]})
-        raise LabError(f"no handshake to {endpoint} could be timed ({len(rows)} attempts, "
-                       f"{failed} failed {errors}, {uncaptured} not captured)")
-    return RttSummary(path, endpoint, len(rows), len(rtts), failed, uncaptured, retx,
-                      min(rtts), percentile(rtts, 50), percentile(rtts, 90),
-                      percentile(rtts, 99), max(rtts), sum(rtts) / len(rtts))
+        raise LabError(
+            f"no handshake to {endpoint} could be timed ({len(rows)} attempts, "
+            f"{failed} failed {errors}, {uncaptured} not captured)"
+        )
+    return RttSummary(
+        path,
+        endpoint,
+        len(rows),
+        len(rtts),
+        failed,
+        uncaptured,
+        retx,
+        min(rtts),
+        percentile(rtts, 50),
+        percentile(rtts, 90),
+        percentile(rtts, 99),
+        max(rtts),
+        sum(rtts) / len(rtts),
+    )
 
 
 def added_rtt(via: RttSummary, direct: RttSummary) -> dict[str, dict[str, float]]:
@@ -87,8 +112,9 @@ def added_rtt(via: RttSummary, direct: RttSummary) -> dict[str, dict[str, float]
     return out
 
 
-def sample_rows(conns: Sequence[dict[str, Any]],
-                hands: Sequence[packets.Handshake]) -> list[dict[str, Any]]:
+def sample_rows(
+    conns: Sequence[dict[str, Any]], hands: Sequence[packets.Handshake]
+) -> list[dict[str, Any]]:
     """One row per connection attempt, with its RTT from the capture (None if none)."""
     by_key = {}
     for h in hands:
@@ -101,12 +127,21 @@ def sample_rows(conns: Sequence[dict[str, Any]],
             # A 4-tuple used twice in one run: take the handshake nearest to this connect().
             start = Decimal(str(c["start"]))
             h = min(found, key=lambda x: abs(x.first_syn_time - start), default=None)
-        rows.append({"path": PATHS[c["to"]], "seq": c["seq"], "endpoint": c["endpoint"],
-                     "peer": c["peer"], "port": c["port"], "local_port": c["local_port"],
-                     "syn_time": str(h.syn_time) if h else "",
-                     "rtt_ms": round(h.rtt_ms, 6) if h and h.rtt_ms is not None else None,
-                     "syns": h.syns if h else 0, "connect_ms": c["connect_ms"],
-                     "error": c["error"]})
+        rows.append(
+            {
+                "path": PATHS[c["to"]],
+                "seq": c["seq"],
+                "endpoint": c["endpoint"],
+                "peer": c["peer"],
+                "port": c["port"],
+                "local_port": c["local_port"],
+                "syn_time": str(h.syn_time) if h else "",
+                "rtt_ms": round(h.rtt_ms, 6) if h and h.rtt_ms is not None else None,
+                "syns": h.syns if h else 0,
+                "connect_ms": c["connect_ms"],
+                "error": c["error"],
+            }
+        )
     return rows
 
 
@@ -146,9 +181,16 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def rtt_probe(lab: Any, client: str, via: str, direct: str, samples: int = 200,
-              gap_s: float = 0.005, timeout_s: float = 2.0,
-              out: str | Path | None = None) -> RttResult:
+def rtt_probe(
+    lab: Any,
+    client: str,
+    via: str,
+    direct: str,
+    samples: int = 200,
+    gap_s: float = 0.005,
+    timeout_s: float = 2.0,
+    out: str | Path | None = None,
+) -> RttResult:
     """`samples` handshakes from `client` to `via` (the LB) and as many to `direct`, timed
     from a capture on the client; statistics, added RTT, CSV (copied to `out` if given)."""
     if not 1 <= samples <= MAX_SAMPLES:
@@ -157,14 +199,29 @@ def rtt_probe(lab: Any, client: str, via: str, direct: str, samples: int = 200,
     host = lab.host(client)
     targets = [f"tcp://{ep.host}:{ep.port}" for ep in endpoints]  # connect only, no payload
     seconds = 2 * samples * (timeout_s + gap_s + 0.1) + 60
-    with start_capture(host, bpf_for(endpoints), label=f"rtt-{client}", max_seconds=seconds,
-                       max_packets=8 * samples + 1000) as cap:
+    with start_capture(
+        host,
+        bpf_for(endpoints),
+        label=f"rtt-{client}",
+        max_seconds=seconds,
+        max_packets=8 * samples + 1000,
+    ) as cap:
         conns = run_connections(host, targets, samples, gap_s=gap_s, timeout_s=timeout_s)
     rows = sample_rows(conns, packets.handshakes(packets.read_segments(cap.path)))
-    summaries = [summarise(path, ep.text, [r for r in rows if r["path"] == path])
-                 for path, ep in zip(PATHS, endpoints)]
+    summaries = [
+        summarise(path, ep.text, [r for r in rows if r["path"] == path])
+        for path, ep in zip(PATHS, endpoints)
+    ]
     csv_path = write_csv(rows, cap.path.with_suffix(".csv"))
     if out is not None:
         Path(out).write_bytes(csv_path.read_bytes())
-    return RttResult(client, summaries[0], summaries[1], added_rtt(*summaries), rows,
-                     csv_path, cap.path, not cap.hit_packet_limit)
+    return RttResult(
+        client,
+        summaries[0],
+        summaries[1],
+        added_rtt(*summaries),
+        rows,
+        csv_path,
+        cap.path,
+        not cap.hit_packet_limit,
+    )

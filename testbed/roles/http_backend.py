@@ -25,45 +25,28 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from testbed import accesslog
+from testbed.lab.launch import HTTP_BACKEND_DEFAULTS
 
-DEFAULTS = {"Port": 80, "TcpPort": 9000, "UdpPort": 9000, "AdminPort": 8081,
-            "HealthPath": "/health"}
-REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-           400: "Bad Request", 404: "Not Found", 411: "Length Required",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}
+DEFAULTS = HTTP_BACKEND_DEFAULTS
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    400: "Bad Request",
+    404: "Not Found",
+    411: "Length Required",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 MAX_HEAD = 64 * 1024
 LINGER_S = 2.0
-
-
-def argv(host: Any, args: dict[str, Any], host_dir: Path) -> list[str]:
-    """Command line that starts this role for `host` (a HostPlan); RoleArgs override ports."""
-    unknown = set(args) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown RoleArgs for http-backend: {sorted(unknown)} "
-                         f"(known: {sorted(DEFAULTS)})")
-    opts = {**DEFAULTS, **args}
-    cmd = [sys.executable, "-m", "testbed.roles.http_backend", "--id", host.name,
-           "--ip", host.ip, "--port", str(opts["Port"]), "--tcp-port", str(opts["TcpPort"]),
-           "--udp-port", str(opts["UdpPort"]), "--admin-port", str(opts["AdminPort"]),
-           "--health-path", str(opts["HealthPath"]),
-           "--access-log", str(Path(host_dir) / "access.log")]
-    if host.az:
-        cmd += ["--az", host.az]
-    if host.subnet:
-        cmd += ["--subnet", host.subnet]
-    return cmd
-
-
-def tcp_ports(args: dict[str, Any]) -> list[int]:
-    """TCP ports the role listens on once it is ready."""
-    opts = {**DEFAULTS, **args}
-    return [int(p) for p in (opts["Port"], opts["TcpPort"], opts["AdminPort"]) if int(p)]
 
 
 class Faults:
@@ -79,15 +62,20 @@ class Faults:
         self.refuse = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "delay_ms": self.delay_ms, "hang": self.hang,
-                "refuse": self.refuse}
+        return {
+            "status": self.status,
+            "delay_ms": self.delay_ms,
+            "hang": self.hang,
+            "refuse": self.refuse,
+        }
 
 
 class LogWriter:
     """Buffered access log: a write per request would halve the request rate."""
 
     def __init__(self, path: str | None) -> None:
-        self.file = open(path, "a", buffering=1 << 16) if path else None
+        # Open for the life of the server (closed by close()).
+        self.file = open(path, "a", buffering=1 << 16) if path else None  # noqa: SIM115
 
     def write(self, line: str) -> None:
         if self.file:
@@ -99,7 +87,7 @@ class LogWriter:
 
 
 class Request:
-    __slots__ = ("method", "target", "version", "headers", "received")
+    __slots__ = ("headers", "method", "received", "target", "version")
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, str]):
         self.method, self.target, self.version, self.headers = method, target, version, headers
@@ -175,7 +163,7 @@ class HttpConnection(asyncio.Protocol):
             return None
         if len(self.buffer) < end + 4 + length:
             return None  # body not complete yet
-        self.buffer = self.buffer[end + 4 + length:]
+        self.buffer = self.buffer[end + 4 + length :]
         return Request(parts[0], parts[1], parts[2], headers)
 
     def wants_close(self, req: Request | None) -> bool:
@@ -184,22 +172,39 @@ class HttpConnection(asyncio.Protocol):
         conn = req.headers.get("connection", "").lower()
         return conn == "close" or (req.version == "HTTP/1.0" and conn != "keep-alive")
 
-    def reply(self, req: Request | None, status: int, body: bytes,
-              content_type: str = "application/json", close: bool = False) -> None:
+    def reply(
+        self,
+        req: Request | None,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        close: bool = False,
+    ) -> None:
         if self.closing or self.transport is None:
             return
         close = close or self.wants_close(req)
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                f"Server: elb-lab/{self.server.identity['instance']}\r\n"
-                f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            f"Server: elb-lab/{self.server.identity['instance']}\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+        ).encode()
         self.transport.write(head + body)
         if req is not None and self.server.log:
-            self.server.log.write(accesslog.format_line(
-                self.server.identity["instance"], f"{self.peer[0]}:{self.peer[1]}",
-                f"{self.local[0]}:{self.local[1]}", req.method, req.target, status,
-                len(head) + len(body), (time.monotonic() - req.received) * 1000,
-                req.headers.get("x-forwarded-for"), req.headers.get("user-agent")))
+            self.server.log.write(
+                accesslog.format_line(
+                    self.server.identity["instance"],
+                    f"{self.peer[0]}:{self.peer[1]}",
+                    f"{self.local[0]}:{self.local[1]}",
+                    req.method,
+                    req.target,
+                    status,
+                    len(head) + len(body),
+                    (time.monotonic() - req.received) * 1000,
+                    req.headers.get("x-forwarded-for"),
+                    req.headers.get("user-agent"),
+                )
+            )
         self.server.served += 1
         if close:
             self.closing = True
@@ -210,8 +215,7 @@ class HttpConnection(asyncio.Protocol):
                 # Lingering close: let the client close first, so TIME_WAIT piles up on the
                 # client rather than here, where it would collide with the client's reused
                 # ports (SYNs answered late, 1 s retransmits). Close anyway after a while.
-                self.linger = asyncio.get_running_loop().call_later(
-                    LINGER_S, self.transport.close)
+                self.linger = asyncio.get_running_loop().call_later(LINGER_S, self.transport.close)
 
     def eof_received(self) -> bool:
         if self.closing and self.transport is not None:
@@ -270,11 +274,13 @@ class UdpIdentity(asyncio.DatagramProtocol):
         faults = self.server.faults
         if faults.hang:
             return
-        reply = json.dumps(dict(self.server.describe(addr), echo=data[:64].decode(
-            "utf-8", "replace"))).encode()
+        reply = json.dumps(
+            dict(self.server.describe(addr), echo=data[:64].decode("utf-8", "replace"))
+        ).encode()
         if faults.delay_ms:
-            asyncio.get_running_loop().call_later(faults.delay_ms / 1000, self.transport.sendto,
-                                                  reply, addr)
+            asyncio.get_running_loop().call_later(
+                faults.delay_ms / 1000, self.transport.sendto, reply, addr
+            )
         else:
             self.transport.sendto(reply, addr)
 
@@ -282,8 +288,17 @@ class UdpIdentity(asyncio.DatagramProtocol):
 class Backend:
     """The listeners of one instance and their shared fault state."""
 
-    def __init__(self, identity: dict[str, Any], bind: str, port: int, tcp_port: int,
-                 udp_port: int, admin_port: int, health_path: str, log_path: str | None):
+    def __init__(
+        self,
+        identity: dict[str, Any],
+        bind: str,
+        port: int,
+        tcp_port: int,
+        udp_port: int,
+        admin_port: int,
+        health_path: str,
+        log_path: str | None,
+    ):
         self.identity = identity
         self.bind, self.port, self.tcp_port, self.udp_port = bind, port, tcp_port, udp_port
         self.admin_port = admin_port
@@ -316,14 +331,28 @@ class Backend:
             conn.reply(req, 400, b'{"error": "bad query parameter"}')
             return
         if url.path == self.health_path:
-            body = json.dumps({"status": "healthy" if status < 400 else "unhealthy",
-                               "instance": self.identity["instance"]}).encode()
+            body = json.dumps(
+                {
+                    "status": "healthy" if status < 400 else "unhealthy",
+                    "instance": self.identity["instance"],
+                }
+            ).encode()
         else:
-            fwd = {k: req.headers[k] for k in ("x-forwarded-for", "x-forwarded-proto",
-                                               "x-forwarded-port") if k in req.headers}
-            body = json.dumps(dict(self.describe(conn.peer), method=req.method,
-                                   path=req.target, host=req.headers.get("host"),
-                                   forwarded=fwd, status=status)).encode()
+            fwd = {
+                k: req.headers[k]
+                for k in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-port")
+                if k in req.headers
+            }
+            body = json.dumps(
+                dict(
+                    self.describe(conn.peer),
+                    method=req.method,
+                    path=req.target,
+                    host=req.headers.get("host"),
+                    forwarded=fwd,
+                    status=status,
+                )
+            ).encode()
             if size > len(body):
                 body += b" " * (size - len(body))
 
@@ -355,31 +384,53 @@ class Backend:
                 conn.reply(req, 400, json.dumps({"error": str(exc)}).encode())
                 return
         elif url.path == "/stats":
-            conn.reply(req, 200, json.dumps({
-                "served": self.served, "connections": len(self.connections),
-                "uptime": time.time() - self.started, "faults": self.faults.as_dict(),
-                "identity": self.identity}).encode())
+            conn.reply(
+                req,
+                200,
+                json.dumps(
+                    {
+                        "served": self.served,
+                        "connections": len(self.connections),
+                        "uptime": time.time() - self.started,
+                        "faults": self.faults.as_dict(),
+                        "identity": self.identity,
+                    }
+                ).encode(),
+            )
             return
         elif url.path != "/faults":
-            conn.reply(req, 404, b'{"error": "admin paths: GET /faults, POST /faults?..., '
-                                 b'GET /stats"}')
+            conn.reply(
+                req, 404, b'{"error": "admin paths: GET /faults, POST /faults?..., GET /stats"}'
+            )
             return
         conn.reply(req, 200, json.dumps(self.faults.as_dict()).encode())
 
     # ---- listeners --------------------------------------------------------------------
     async def open_listeners(self) -> None:
         loop = asyncio.get_running_loop()
-        self.listeners = [await loop.create_server(lambda: HttpConnection(self, self.handle),
-                                                   self.bind, self.port, reuse_address=True,
-                                                   backlog=4096)]
+        self.listeners = [
+            await loop.create_server(
+                lambda: HttpConnection(self, self.handle),
+                self.bind,
+                self.port,
+                reuse_address=True,
+                backlog=4096,
+            )
+        ]
         if self.tcp_port:
-            self.listeners.append(await loop.create_server(
-                lambda: TcpIdentity(self), self.bind, self.tcp_port, reuse_address=True,
-                backlog=4096))
+            self.listeners.append(
+                await loop.create_server(
+                    lambda: TcpIdentity(self),
+                    self.bind,
+                    self.tcp_port,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+            )
         if self.udp_port:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpIdentity(self), local_addr=(self.bind, self.udp_port),
-                reuse_port=True)
+                lambda: UdpIdentity(self), local_addr=(self.bind, self.udp_port), reuse_port=True
+            )
             self.listeners.append(transport)
 
     def close_listeners(self) -> None:
@@ -399,8 +450,12 @@ class Backend:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.open_listeners()
-        await loop.create_server(lambda: HttpConnection(self, self.admin), "127.0.0.1",
-                                 self.admin_port, reuse_address=True)
+        await loop.create_server(
+            lambda: HttpConnection(self, self.admin),
+            "127.0.0.1",
+            self.admin_port,
+            reuse_address=True,
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -417,8 +472,9 @@ class Backend:
 
 
 def main(args: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--id", required=True, help="instance logical id")
     ap.add_argument("--ip", default="", help="the instance's address (reported)")
     ap.add_argument("--az", default=None)
@@ -432,8 +488,9 @@ def main(args: list[str] | None = None) -> int:
     ap.add_argument("--access-log", default=None)
     a = ap.parse_args(args)
     identity = {"instance": a.id, "ip": a.ip, "az": a.az, "subnet": a.subnet}
-    backend = Backend(identity, a.bind, a.port, a.tcp_port, a.udp_port, a.admin_port,
-                      a.health_path, a.access_log)
+    backend = Backend(
+        identity, a.bind, a.port, a.tcp_port, a.udp_port, a.admin_port, a.health_path, a.access_log
+    )
     asyncio.run(backend.run())
     return 0
 

@@ -34,30 +34,6 @@ DEFAULT_PORTS = {"http": 80, "tcp": 9000, "udp": 9000}
 MAX_DURATION = 3600.0  # a hard stop, whatever the arguments
 
 
-def argv(host: Any, args: dict[str, Any], host_dir: Path) -> list[str]:
-    """Role command line: runs one load described by RoleArgs (Target, Proto, Requests, Rate,
-    Concurrency, Duration, KeepAlive, StartDelay); nothing when there is no Target."""
-    known = {"Target", "Proto", "Requests", "Rate", "Concurrency", "Duration", "KeepAlive",
-             "StartDelay", "Timeout"}
-    unknown = set(args) - known
-    if unknown:
-        raise ValueError(f"unknown RoleArgs for load-client: {sorted(unknown)} "
-                         f"(known: {sorted(known)})")
-    if not args.get("Target"):
-        return []
-    cmd = [sys.executable, "-m", "testbed.roles.load_client", "--client", host.name,
-           "--target", str(args["Target"]), "--out", str(Path(host_dir) / "requests.csv"),
-           "-n", str(args.get("Requests", 100)), "--start-delay",
-           str(args.get("StartDelay", 1.0))]
-    for key, flag in (("Proto", "--proto"), ("Rate", "--rate"), ("Concurrency", "-c"),
-                      ("Duration", "--duration"), ("Timeout", "--timeout")):
-        if key in args:
-            cmd += [flag, str(args[key])]
-    if args.get("KeepAlive"):
-        cmd.append("--keepalive")
-    return cmd
-
-
 class Target:
     """Where to send load: proto, host (name or address), port, path."""
 
@@ -93,8 +69,16 @@ def _error_kind(exc: BaseException) -> str:
 class LoadClient:
     """Generates the load and collects one row per request."""
 
-    def __init__(self, target: Target, client: str, timeout: float, keepalive: bool,
-                 hold: float, resolve_once: bool, headers: list[str]) -> None:
+    def __init__(
+        self,
+        target: Target,
+        client: str,
+        timeout: float,
+        keepalive: bool,
+        hold: float,
+        resolve_once: bool,
+        headers: list[str],
+    ) -> None:
         self.target = target
         self.client = client
         self.timeout = timeout
@@ -109,18 +93,32 @@ class LoadClient:
         if self._resolved and self.resolve_once:
             return self._resolved
         infos = await asyncio.get_running_loop().getaddrinfo(
-            self.target.host, self.target.port, family=socket.AF_INET,
-            type=socket.SOCK_DGRAM if self.target.proto == "udp" else socket.SOCK_STREAM)
+            self.target.host,
+            self.target.port,
+            family=socket.AF_INET,
+            type=socket.SOCK_DGRAM if self.target.proto == "udp" else socket.SOCK_STREAM,
+        )
         # Like most clients, take any of the records: spreads clients over LB nodes.
         self._resolved = random.choice(infos)[4][0]
         return self._resolved
 
     def row(self, seq: int, start: float, t0: float, **fields: Any) -> dict[str, Any]:
-        r = {"client": self.client, "target": self.target.text, "proto": self.target.proto,
-             "seq": seq, "start": round(start, 6),
-             "latency_ms": round((time.monotonic() - t0) * 1000, 3), "status": "",
-             "error": "", "backend": "", "backend_ip": "", "backend_az": "", "seen_ip": "",
-             "seen_port": "", "bytes": 0}
+        r = {
+            "client": self.client,
+            "target": self.target.text,
+            "proto": self.target.proto,
+            "seq": seq,
+            "start": round(start, 6),
+            "latency_ms": round((time.monotonic() - t0) * 1000, 3),
+            "status": "",
+            "error": "",
+            "backend": "",
+            "backend_ip": "",
+            "backend_az": "",
+            "seen_ip": "",
+            "seen_port": "",
+            "bytes": 0,
+        }
         r.update(fields)
         return r
 
@@ -133,9 +131,13 @@ class LoadClient:
         if not isinstance(data, dict):
             return {}
         client = data.get("client") or {}
-        return {"backend": data.get("instance", ""), "backend_ip": data.get("ip", ""),
-                "backend_az": data.get("az") or "", "seen_ip": client.get("ip", ""),
-                "seen_port": client.get("port", "")}
+        return {
+            "backend": data.get("instance", ""),
+            "backend_ip": data.get("ip", ""),
+            "backend_az": data.get("az") or "",
+            "seen_ip": client.get("ip", ""),
+            "seen_port": client.get("port", ""),
+        }
 
     # ---- one exchange per protocol ------------------------------------------------------
     async def http(self, seq: int, conn: list | None) -> dict[str, Any]:
@@ -151,14 +153,17 @@ class LoadClient:
         if conn and conn[0] is not None:
             reader, writer = conn
         else:
-            reader, writer = await asyncio.open_connection(await self.address(),
-                                                           self.target.port)
+            reader, writer = await asyncio.open_connection(await self.address(), self.target.port)
             if conn is not None:
                 conn[:] = [reader, writer]
         extra = "".join(f"{h}\r\n" for h in self.headers)
-        writer.write((f"GET {self.target.path} HTTP/1.1\r\nHost: {self.target.host}\r\n"
-                      f"User-Agent: elb-lab-load/1\r\n{extra}Connection: "
-                      f"{'keep-alive' if conn is not None else 'close'}\r\n\r\n").encode())
+        writer.write(
+            (
+                f"GET {self.target.path} HTTP/1.1\r\nHost: {self.target.host}\r\n"
+                f"User-Agent: elb-lab-load/1\r\n{extra}Connection: "
+                f"{'keep-alive' if conn is not None else 'close'}\r\n\r\n"
+            ).encode()
+        )
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1])
@@ -176,8 +181,9 @@ class LoadClient:
             writer.close()
             if conn is not None:
                 conn[:] = [None, None]
-        return self.row(seq, start, t0, status=status, bytes=len(head) + len(body),
-                        **self.identity(body))
+        return self.row(
+            seq, start, t0, status=status, bytes=len(head) + len(body), **self.identity(body)
+        )
 
     def _close(self, conn: list) -> None:
         if conn[1] is not None:
@@ -192,7 +198,8 @@ class LoadClient:
         fields: dict[str, Any] = {}
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(await self.address(), self.target.port), self.timeout)
+                asyncio.open_connection(await self.address(), self.target.port), self.timeout
+            )
             line = await asyncio.wait_for(reader.readline(), self.timeout)
             if not line:
                 raise ConnectionResetError("closed before the identity line")
@@ -230,7 +237,8 @@ class LoadClient:
         try:
             # A new socket per exchange: a new source port, so a new flow for the NLB.
             transport, _ = await loop.create_datagram_endpoint(
-                Proto, remote_addr=(await self.address(), self.target.port))
+                Proto, remote_addr=(await self.address(), self.target.port)
+            )
             transport.sendto(f"seq {seq}".encode())
             data = await asyncio.wait_for(answer, self.timeout)
             return self.row(seq, start, t0, status=0, bytes=len(data), **self.identity(data))
@@ -251,11 +259,11 @@ class LoadClient:
         self.rows.append(row)
 
     # ---- scheduling ---------------------------------------------------------------------
-    async def run(self, n: int, rate: float | None, concurrency: int, duration: float | None,
-                  progress: bool) -> None:
+    async def run(
+        self, n: int, rate: float | None, concurrency: int, duration: float | None, progress: bool
+    ) -> None:
         stop_at = time.monotonic() + min(duration or MAX_DURATION, MAX_DURATION)
-        reporter = asyncio.get_running_loop().create_task(self._progress(n)) if progress \
-            else None
+        reporter = asyncio.get_running_loop().create_task(self._progress(n)) if progress else None
         try:
             if rate:
                 await self._open_loop(n, rate, concurrency, stop_at)
@@ -308,8 +316,11 @@ class LoadClient:
             await asyncio.sleep(2)
             done = len(self.rows)
             errors = sum(1 for r in self.rows if r["error"])
-            print(f"  {done}/{n} done, {errors} errors, "
-                  f"{done / (time.monotonic() - t0):.0f}/s", file=sys.stderr, flush=True)
+            print(
+                f"  {done}/{n} done, {errors} errors, {done / (time.monotonic() - t0):.0f}/s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def summary(rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -329,14 +340,22 @@ def summary(rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     for r in ok:
         backends[r["backend"] or "?"] = backends.get(r["backend"] or "?", 0) + 1
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
-    return {"requests": len(rows), "ok": len(ok), "errors": errors, "statuses": statuses,
-            "per_second": round(len(rows) / wall_s, 1) if wall_s > 0 else None,
-            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "backends": backends,
-            "wall_s": round(wall_s, 3)}
+    return {
+        "requests": len(rows),
+        "ok": len(ok),
+        "errors": errors,
+        "statuses": statuses,
+        "per_second": round(len(rows) / wall_s, 1) if wall_s > 0 else None,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "backends": backends,
+        "wall_s": round(wall_s, 3),
+    }
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | None) -> None:
-    out = open(path, "w", newline="") if path else sys.stdout
+    out = open(path, "w", newline="") if path else sys.stdout  # noqa: SIM115 (or stdout)
     try:
         w = csv.DictWriter(out, fieldnames=REQUEST_COLUMNS)
         w.writeheader()
@@ -348,25 +367,44 @@ def write_csv(rows: list[dict[str, Any]], path: str | None) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", required=True,
-                    help="http://NAME[:PORT]/path, tcp://NAME:PORT, udp://NAME:PORT or NAME")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--target",
+        required=True,
+        help="http://NAME[:PORT]/path, tcp://NAME:PORT, udp://NAME:PORT or NAME",
+    )
     ap.add_argument("--proto", choices=sorted(DEFAULT_PORTS), help="overrides the URL scheme")
     ap.add_argument("-n", "--requests", type=int, default=100, help="how many (default 100)")
     ap.add_argument("--rate", type=float, help="requests per second (open loop)")
-    ap.add_argument("-c", "--concurrency", type=int, default=10,
-                    help="workers (closed loop) or the in-flight cap with --rate (default 10)")
+    ap.add_argument(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=10,
+        help="workers (closed loop) or the in-flight cap with --rate (default 10)",
+    )
     ap.add_argument("--duration", type=float, help="stop after this many seconds")
     ap.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     ap.add_argument("--keepalive", action="store_true", help="HTTP: reuse connections")
-    ap.add_argument("--hold", type=float, default=0.0,
-                    help="TCP: keep each connection this long, one echoed line a second")
-    ap.add_argument("--resolve-once", action="store_true",
-                    help="resolve the name once instead of for every connection")
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="TCP: keep each connection this long, one echoed line a second",
+    )
+    ap.add_argument(
+        "--resolve-once",
+        action="store_true",
+        help="resolve the name once instead of for every connection",
+    )
     ap.add_argument("--header", action="append", default=[], help="extra HTTP header line")
-    ap.add_argument("--client", default=os.environ.get("TESTBED_HOST", socket.gethostname()),
-                    help="this host's name in the rows")
+    ap.add_argument(
+        "--client",
+        default=os.environ.get("TESTBED_HOST", socket.gethostname()),
+        help="this host's name in the rows",
+    )
     ap.add_argument("--out", help="CSV file (default: standard output)")
     ap.add_argument("--summary", help="write the JSON summary to this file too")
     ap.add_argument("--start-delay", type=float, default=0.0, help="wait before starting")
@@ -378,8 +416,7 @@ def main(args: list[str] | None = None) -> int:
         target = Target(a.target, a.proto)
     except ValueError as exc:
         ap.error(str(exc))
-    client = LoadClient(target, a.client, a.timeout, a.keepalive, a.hold, a.resolve_once,
-                        a.header)
+    client = LoadClient(target, a.client, a.timeout, a.keepalive, a.hold, a.resolve_once, a.header)
     time.sleep(a.start_delay)
     t0 = time.monotonic()
     asyncio.run(client.run(a.requests, a.rate, a.concurrency, a.duration, a.progress))

@@ -18,11 +18,20 @@ from testbed.snmp.mibs import OID, Target
 
 MAX_REPETITIONS = 24
 MAX_WALK_ROUNDS = 200  # a walk of a big table stops here instead of running away
-INTEGER_TYPES = {"Integer": "Integer", "Integer32": "Integer", "Counter32": "Counter32",
-                 "Counter64": "Counter64", "Gauge32": "Gauge32", "Unsigned32": "Unsigned32",
-                 "TimeTicks": "TimeTicks"}
-EXCEPTIONS = {"NoSuchObject": "noSuchObject", "NoSuchInstance": "noSuchInstance",
-              "EndOfMibView": "endOfMibView"}
+INTEGER_TYPES = {
+    "Integer": "Integer",
+    "Integer32": "Integer",
+    "Counter32": "Counter32",
+    "Counter64": "Counter64",
+    "Gauge32": "Gauge32",
+    "Unsigned32": "Unsigned32",
+    "TimeTicks": "TimeTicks",
+}
+EXCEPTIONS = {
+    "NoSuchObject": "noSuchObject",
+    "NoSuchInstance": "noSuchInstance",
+    "EndOfMibView": "endOfMibView",
+}
 
 
 @dataclass(frozen=True)
@@ -47,17 +56,30 @@ class Credentials:
 
         if self.v3 is None:
             return CommunityData(self.community, mpModel=1)  # mpModel 1: SNMPv2c
-        return UsmUserData(self.v3["user"], self.v3["auth_password"], self.v3["priv_password"],
-                           authProtocol=_protocol(AUTH, self.v3["auth_protocol"]),
-                           privProtocol=_protocol(PRIV, self.v3["priv_protocol"]))
+        return UsmUserData(
+            self.v3["user"],
+            self.v3["auth_password"],
+            self.v3["priv_password"],
+            authProtocol=_protocol(AUTH, self.v3["auth_protocol"]),
+            privProtocol=_protocol(PRIV, self.v3["priv_protocol"]),
+        )
 
 
-AUTH = {"MD5": "USM_AUTH_HMAC96_MD5", "SHA": "USM_AUTH_HMAC96_SHA",
-        "SHA-224": "USM_AUTH_HMAC128_SHA224", "SHA-256": "USM_AUTH_HMAC192_SHA256",
-        "SHA-384": "USM_AUTH_HMAC256_SHA384", "SHA-512": "USM_AUTH_HMAC384_SHA512"}
+AUTH = {
+    "MD5": "USM_AUTH_HMAC96_MD5",
+    "SHA": "USM_AUTH_HMAC96_SHA",
+    "SHA-224": "USM_AUTH_HMAC128_SHA224",
+    "SHA-256": "USM_AUTH_HMAC192_SHA256",
+    "SHA-384": "USM_AUTH_HMAC256_SHA384",
+    "SHA-512": "USM_AUTH_HMAC384_SHA512",
+}
 # AES-192/256 as net-snmp does them (Blumenthal key extension).
-PRIV = {"DES": "USM_PRIV_CBC56_DES", "AES": "USM_PRIV_CFB128_AES",
-        "AES-192": "USM_PRIV_CFB192_AES_BLUMENTHAL", "AES-256": "USM_PRIV_CFB256_AES_BLUMENTHAL"}
+PRIV = {
+    "DES": "USM_PRIV_CBC56_DES",
+    "AES": "USM_PRIV_CFB128_AES",
+    "AES-192": "USM_PRIV_CFB192_AES_BLUMENTHAL",
+    "AES-256": "USM_PRIV_CFB256_AES_BLUMENTHAL",
+}
 
 
 def _protocol(table: dict[str, str], name: str) -> Any:
@@ -69,8 +91,15 @@ def _protocol(table: dict[str, str], name: str) -> Any:
 _CONFIGURATOR: Any = None
 
 
-async def _request(engine: Any, auth: Any, target: Any, command: str, oids: list[OID],
-                   non_repeaters: int, max_repetitions: int) -> tuple[Any, Any, list]:
+async def _request(
+    engine: Any,
+    auth: Any,
+    target: Any,
+    command: str,
+    oids: list[OID],
+    non_repeaters: int,
+    max_repetitions: int,
+) -> tuple[Any, Any, list]:
     """One GET or GETBULK through pysnmp's command generators: (indication, status, varbinds).
 
     The hlapi get_cmd/bulk_cmd would look every requested OID up in pysnmp's MIB tree first
@@ -85,8 +114,15 @@ async def _request(engine: Any, auth: Any, target: Any, command: str, oids: list
     address, _params = _CONFIGURATOR.configure(engine, auth, target, b"")
     future = asyncio.get_running_loop().create_future()
 
-    def done(_engine: Any, _handle: Any, indication: Any, status: Any, _index: Any,
-             varbinds: Any, _context: Any) -> None:
+    def done(
+        _engine: Any,
+        _handle: Any,
+        indication: Any,
+        status: Any,
+        _index: Any,
+        varbinds: Any,
+        _context: Any,
+    ) -> None:
         if not future.done():
             future.set_result((indication, status, list(varbinds)))
 
@@ -94,8 +130,9 @@ async def _request(engine: Any, auth: Any, target: Any, command: str, oids: list
     if command == "get":
         cmdgen.GetCommandGenerator().send_varbinds(engine, address, None, b"", varbinds, done)
     else:
-        cmdgen.BulkCommandGenerator().send_varbinds(engine, address, None, b"", non_repeaters,
-                                                    max_repetitions, varbinds, done)
+        cmdgen.BulkCommandGenerator().send_varbinds(
+            engine, address, None, b"", non_repeaters, max_repetitions, varbinds, done
+        )
     return await future
 
 
@@ -130,11 +167,19 @@ def error_name(indication: Any) -> str:
     return kind[:1].lower() + kind[1:] if kind else str(indication)
 
 
-def row(host: str, when: float, obj: str, index: str, value: Any = "", kind: str = "",
-        error: str = "") -> dict[str, Any]:
+def row(
+    host: str, when: float, obj: str, index: str, value: Any = "", kind: str = "", error: str = ""
+) -> dict[str, Any]:
     """One row in SNMP_COLUMNS layout."""
-    return {"time": round(when, 6), "host": host, "object": obj, "index": index,
-            "value": value, "type": kind, "error": error}
+    return {
+        "time": round(when, 6),
+        "host": host,
+        "object": obj,
+        "index": index,
+        "value": value,
+        "type": kind,
+        "error": error,
+    }
 
 
 def answer_row(host: str, when: float, oid: OID, value: Any) -> dict[str, Any]:
@@ -156,8 +201,16 @@ class PollResult:
 class Agent:
     """One agent (a lab host's snmpd) and the requests the manager sends it."""
 
-    def __init__(self, engine: Any, host: str, ip: str, credentials: Credentials,
-                 timeout: float = 1.0, retries: int = 1, port: int = 161) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        host: str,
+        ip: str,
+        credentials: Credentials,
+        timeout: float = 1.0,
+        retries: int = 1,
+        port: int = 161,
+    ) -> None:
         self.engine = engine
         self.host = host
         self.ip = ip
@@ -177,17 +230,24 @@ class Agent:
             from pysnmp.hlapi.v3arch.asyncio import UdpTransportTarget
 
             self._target = await UdpTransportTarget.create(
-                (self.ip, self.port), timeout=self.timeout, retries=self.retries)
+                (self.ip, self.port), timeout=self.timeout, retries=self.retries
+            )
         return self._target
 
-    async def _send(self, command: str, oids: list[OID], non_repeaters: int = 0,
-                    max_repetitions: int = MAX_REPETITIONS) -> tuple[float, str, list]:
+    async def _send(
+        self,
+        command: str,
+        oids: list[OID],
+        non_repeaters: int = 0,
+        max_repetitions: int = MAX_REPETITIONS,
+    ) -> tuple[float, str, list]:
         """(answer time, error, [(oid, value)]) of one request; never raises."""
         try:
             target = await self._transport()
             indication, status, answer = await _request(
-                self.engine, self._auth, target, command, oids, non_repeaters, max_repetitions)
-        except Exception as exc:  # noqa: BLE001 - an agent must never crash the manager
+                self.engine, self._auth, target, command, oids, non_repeaters, max_repetitions
+            )
+        except Exception as exc:  # an agent must never crash the manager
             return time.time(), f"error: {type(exc).__name__}: {exc}"[:200], []
         now = time.time()
         if indication:
@@ -201,8 +261,9 @@ class Agent:
         oids = [t.oid + ((0,) if t.request == "scalar" else ()) for t in targets]
         when, error, answer = await self._send("get", oids)
         if error:
-            return [row(self.host, when, t.label, mibs.oid_text(t.index), error=error)
-                    for t in targets]
+            return [
+                row(self.host, when, t.label, mibs.oid_text(t.index), error=error) for t in targets
+            ]
         return [answer_row(self.host, when, oid, value) for oid, value in answer]
 
     async def poll(self, targets: list[Target]) -> PollResult:
@@ -222,8 +283,12 @@ class Agent:
             result.rows += rows
         result.latency = time.monotonic() - started
         errors = {r["error"] for r in result.rows}
-        if result.rows and len(errors) == 1 and errors != {""} and \
-                errors.isdisjoint(EXCEPTIONS.values()):
+        if (
+            result.rows
+            and len(errors) == 1
+            and errors != {""}
+            and errors.isdisjoint(EXCEPTIONS.values())
+        ):
             result.error = errors.pop()
         return result
 
@@ -231,45 +296,60 @@ class Agent:
         """Every instance under one OID."""
         return await self._bulk_walk([], [target], MAX_REPETITIONS)
 
-    async def _bulk_walk(self, scalars: list[Target], walks: list[Target],
-                         repetitions: int) -> list[dict]:
+    async def _bulk_walk(
+        self, scalars: list[Target], walks: list[Target], repetitions: int
+    ) -> list[dict]:
         rows: list[dict[str, Any]] = []
         # Scalars ride along as non-repeaters: GETNEXT of sysUpTime is sysUpTime.0.
         when, error, answer = await self._send(
-            "bulk", [t.oid for t in scalars] + [t.oid for t in walks], len(scalars),
-            repetitions)
+            "bulk", [t.oid for t in scalars] + [t.oid for t in walks], len(scalars), repetitions
+        )
         if error:
             return [row(self.host, when, t.label, "", error=error) for t in scalars + walks]
-        for t, (oid, value) in zip(scalars, answer[:len(scalars)], strict=False):
-            if oid == t.oid + (0,):
+        for t, (oid, value) in zip(scalars, answer[: len(scalars)], strict=False):
+            if oid == (*t.oid, 0):
                 rows.append(answer_row(self.host, when, oid, value))
             else:
                 rows.append(row(self.host, when, t.label, "0", error="noSuchObject"))
-        found = {i: 0 for i in range(len(walks))}
-        pending = self._take(walks, answer[len(scalars):], when, rows, found,
-                             list(range(len(walks))))
+        found = dict.fromkeys(range(len(walks)), 0)
+        pending = self._take(
+            walks, answer[len(scalars) :], when, rows, found, list(range(len(walks)))
+        )
         rounds = 1
         while pending and rounds < MAX_WALK_ROUNDS:
             rounds += 1
-            when, error, answer = await self._send("bulk", [last for _, last in pending],
-                                                   0, MAX_REPETITIONS)
+            when, error, answer = await self._send(
+                "bulk", [last for _, last in pending], 0, MAX_REPETITIONS
+            )
             if error:
-                rows += [row(self.host, when, walks[i].label, "", error=error)
-                         for i, _ in pending]
+                rows += [row(self.host, when, walks[i].label, "", error=error) for i, _ in pending]
                 break
-            pending = self._take(walks, answer, when, rows, found, [i for i, _ in pending],
-                                 [last for _, last in pending])
+            pending = self._take(
+                walks,
+                answer,
+                when,
+                rows,
+                found,
+                [i for i, _ in pending],
+                [last for _, last in pending],
+            )
         if walks and not error:
             self._rows_hint = min(max(found.values()), MAX_REPETITIONS)
         for i, count in found.items():
-            if count == 0 and not any(r["error"] and r["object"] == walks[i].label
-                                      for r in rows):
+            if count == 0 and not any(r["error"] and r["object"] == walks[i].label for r in rows):
                 rows.append(row(self.host, when, walks[i].label, "", error="noSuchObject"))
         return rows
 
-    def _take(self, walks: list[Target], answer: list, when: float, rows: list[dict],
-              found: dict[int, int], columns: list[int],
-              starts: list[OID] | None = None) -> list[tuple[int, OID]]:
+    def _take(
+        self,
+        walks: list[Target],
+        answer: list,
+        when: float,
+        rows: list[dict],
+        found: dict[int, int],
+        columns: list[int],
+        starts: list[OID] | None = None,
+    ) -> list[tuple[int, OID]]:
         """Rows from one GETBULK answer; the columns still to continue, with their last OID."""
         width = len(columns)
         if width == 0:
@@ -283,7 +363,7 @@ class Agent:
             prefix = walks[column].oid
             ended = type(value).__name__ == "EndOfMibView"
             # Answers must move forward, or a faulty agent would keep a walk going forever.
-            if ended or oid[:len(prefix)] != prefix or oid <= last[column]:
+            if ended or oid[: len(prefix)] != prefix or oid <= last[column]:
                 done.add(column)
                 continue
             rows.append(answer_row(self.host, when, oid, value))

@@ -71,9 +71,13 @@ def _number(value: object) -> int | None:
 
 def hc_instances(rows: Iterable[dict]) -> set[tuple[str, str, str]]:
     """(host, 64-bit object, index) of every HC counter that was read successfully."""
-    return {(r["host"], r["object"], str(r["index"])) for r in rows
-            if r["object"] in HC_TWIN.values() and not r.get("error")
-            and _number(r.get("value")) is not None}
+    return {
+        (r["host"], r["object"], str(r["index"]))
+        for r in rows
+        if r["object"] in HC_TWIN.values()
+        and not r.get("error")
+        and _number(r.get("value")) is not None
+    }
 
 
 class RateTracker:
@@ -114,9 +118,15 @@ class RateTracker:
         if previous_type != row["type"]:
             return None
         per_second, why = rate(previous, current, row["type"])
-        return {"time": now, "host": host, "object": obj, "index": index,
-                "value": "" if per_second is None else round(per_second, 3),
-                "type": RATE_TYPE, "error": why}
+        return {
+            "time": now,
+            "host": host,
+            "object": obj,
+            "index": index,
+            "value": "" if per_second is None else round(per_second, 3),
+            "type": RATE_TYPE,
+            "error": why,
+        }
 
 
 def rates(rows: Iterable[dict]) -> list[dict]:

@@ -22,8 +22,9 @@ from typing import Any
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import Lab
 from testbed.lab.hostexec import netns_argv
-from testbed.lab.plan import NetworkPlan
 from testbed.lab.procs import ProcessJournal
+from testbed.lab.services.snmpd import EVENT_TYPE
+from testbed.plan.network import NetworkPlan
 from testbed.schemas import SNMP_COLUMNS
 from testbed.snmp import counters, mibs, vantage
 from testbed.snmp.poller import POLL_COLUMNS
@@ -58,19 +59,22 @@ class MonitorSummary:
 
 def lab_plan(lab: Lab) -> NetworkPlan:
     """The running lab's network plan (hosts, addresses, SNMP settings)."""
-    return NetworkPlan.from_json((lab.dir / "plan.json").read_text())
+    return lab.plan
 
 
 def wait_ready(lab: Lab, hosts: list[str], timeout: float = 10.0) -> dict[str, str]:
     """Wait until the agents of `hosts` reported READY or FAILED; host -> last status."""
-    from testbed.lab.services.snmpd import EVENT_TYPE
-
     deadline = time.monotonic() + timeout
     while True:
-        status = {e.logical_id: e.status for e in lab.events()
-                  if e.resource_type == EVENT_TYPE and e.logical_id in hosts}
-        if all(status.get(h) in ("SNMPD_READY", "SNMPD_FAILED") for h in hosts) or \
-                time.monotonic() > deadline:
+        status = {
+            e.logical_id: e.status
+            for e in lab.events()
+            if e.resource_type == EVENT_TYPE and e.logical_id in hosts
+        }
+        if (
+            all(status.get(h) in ("SNMPD_READY", "SNMPD_FAILED") for h in hosts)
+            or time.monotonic() > deadline
+        ):
             return status
         time.sleep(0.05)
 
@@ -78,8 +82,10 @@ def wait_ready(lab: Lab, hosts: list[str], timeout: float = 10.0) -> dict[str, s
 def _credentials(plan: NetworkPlan, host: str, use_v3: bool) -> dict[str, Any]:
     snmp = plan.host(host).snmp or {}
     if use_v3 and not snmp.get("v3"):
-        raise BadInput(f"host {host} has no SNMPv3 user",
-                       hint="add Metadata.Lab.Snmp.V3 to the template, or leave --v3 out")
+        raise BadInput(
+            f"host {host} has no SNMPv3 user",
+            hint="add Metadata.Lab.Snmp.V3 to the template, or leave --v3 out",
+        )
     return {"v3": snmp["v3"]} if use_v3 else {"community": snmp["community"]}
 
 
@@ -102,10 +108,10 @@ def _work_dir(lab: Lab, kind: str) -> Path:
 def _start(lab: Lab, host: str, spec: dict[str, Any], work: Path) -> subprocess.Popen:
     spec_path = work / f"{host}.json"
     spec_path.write_text(json.dumps(spec))
-    argv = netns_argv(lab.name, host, [sys.executable, "-m", "testbed.snmp.poller",
-                                        str(spec_path)])
-    return ProcessJournal(lab.dir).start(argv, what=WHAT, host=host, log=work / f"{host}.log",
-                                         env=dict(os.environ))
+    argv = netns_argv(lab.name, host, [sys.executable, "-m", "testbed.snmp.poller", str(spec_path)])
+    return ProcessJournal(lab.dir).start(
+        argv, what=WHAT, host=host, log=work / f"{host}.log", env=dict(os.environ)
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -124,8 +130,16 @@ def _log_tail(path: Path) -> str:
     return path.read_text(errors="replace").strip()[-800:] if path.exists() else ""
 
 
-def query(lab_name: str, host: str, mode: str, objects: list[str], use_v3: bool = False,
-          timeout: float = 2.0, retries: int = 1, vantage_host: str | None = None) -> list[dict]:
+def query(
+    lab_name: str,
+    host: str,
+    mode: str,
+    objects: list[str],
+    use_v3: bool = False,
+    timeout: float = 2.0,
+    retries: int = 1,
+    vantage_host: str | None = None,
+) -> list[dict]:
     """GET (mode 'get') or walk (mode 'walk') objects on one host's agent; the rows."""
     if mode not in ("get", "walk"):
         raise ValueError(f"mode must be get or walk, not {mode!r}")
@@ -136,9 +150,20 @@ def query(lab_name: str, host: str, mode: str, objects: list[str], use_v3: bool 
     wait_ready(lab, [host])
     work = _work_dir(lab, mode)
     out = work / "rows.jsonl"
-    spec = {"mode": mode, "objects": objects, "timeout": timeout, "retries": retries,
-            "out": str(out), "agents": [{"host": host, "ip": plan.host(host).ip,
-                                         "credentials": _credentials(plan, host, use_v3)}]}
+    spec = {
+        "mode": mode,
+        "objects": objects,
+        "timeout": timeout,
+        "retries": retries,
+        "out": str(out),
+        "agents": [
+            {
+                "host": host,
+                "ip": plan.host(host).ip,
+                "credentials": _credentials(plan, host, use_v3),
+            }
+        ],
+    }
     proc = _start(lab, where, spec, work)
     limit = (timeout * (retries + 1)) * max(1, len(objects)) * (50 if mode == "walk" else 1)
     try:
@@ -150,16 +175,26 @@ def query(lab_name: str, host: str, mode: str, objects: list[str], use_v3: bool 
         _stop([proc])
         raise
     if code != 0 or not out.exists():
-        raise LabError(f"the SNMP manager in {where} failed (exit {code}): "
-                       f"{_log_tail(work / f'{where}.log')}")
+        raise LabError(
+            f"the SNMP manager in {where} failed (exit {code}): {_log_tail(work / f'{where}.log')}"
+        )
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def monitor(lab_name: str, out: Path, hosts: list[str] | None = None,
-            objects: list[str] | None = None, interval: float = 1.0, duration: float = 30.0,
-            timeout: float | None = None, retries: int = 1, use_v3: bool = False,
-            rates_out: Path | None = None, vantage_host: str | None = None,
-            on_progress: Callable[[dict[str, Any]], None] | None = None) -> MonitorSummary:
+def monitor(
+    lab_name: str,
+    out: Path,
+    hosts: list[str] | None = None,
+    objects: list[str] | None = None,
+    interval: float = 1.0,
+    duration: float = 30.0,
+    timeout: float | None = None,
+    retries: int = 1,
+    use_v3: bool = False,
+    rates_out: Path | None = None,
+    vantage_host: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> MonitorSummary:
     """Poll agents of a running lab concurrently; rows to `out` (CSV), optional rates CSV."""
     if interval < 0 or duration <= 0:
         raise BadInput("--interval must be 0 or more and --duration more than 0")
@@ -167,8 +202,10 @@ def monitor(lab_name: str, out: Path, hosts: list[str] | None = None,
     plan = lab_plan(lab)
     hosts = list(hosts) if hosts else vantage.agents_of(plan)
     if not hosts:
-        raise BadInput(f"no host of lab {lab_name} runs an SNMP agent",
-                       hint="Metadata.Lab.Snmp is false in its template")
+        raise BadInput(
+            f"no host of lab {lab_name} runs an SNMP agent",
+            hint="Metadata.Lab.Snmp is false in its template",
+        )
     objects = check_objects(list(objects or mibs.DEFAULT_MONITOR_OBJECTS))
     if timeout is None:
         # A dead agent must not hold up its own next polls: answer or give up in time.
@@ -181,12 +218,21 @@ def monitor(lab_name: str, out: Path, hosts: list[str] | None = None,
     interrupted = False
     try:
         for where, agents in groups.items():
-            spec = {"mode": "poll", "objects": objects, "interval": interval,
-                    "duration": duration, "timeout": timeout, "retries": retries,
-                    "start": start, "out": str(work / f"{where}.csv"),
-                    "polls_out": str(work / f"{where}.polls.csv"),
-                    "agents": [{"host": a, "ip": plan.host(a).ip,
-                                "credentials": _credentials(plan, a, use_v3)} for a in agents]}
+            spec = {
+                "mode": "poll",
+                "objects": objects,
+                "interval": interval,
+                "duration": duration,
+                "timeout": timeout,
+                "retries": retries,
+                "start": start,
+                "out": str(work / f"{where}.csv"),
+                "polls_out": str(work / f"{where}.polls.csv"),
+                "agents": [
+                    {"host": a, "ip": plan.host(a).ip, "credentials": _credentials(plan, a, use_v3)}
+                    for a in agents
+                ],
+            }
             procs[where] = _start(lab, where, spec, work)
         _follow(procs, work, start + duration + GRACE, on_progress)
     except KeyboardInterrupt:
@@ -195,13 +241,18 @@ def monitor(lab_name: str, out: Path, hosts: list[str] | None = None,
         _stop(list(procs.values()))
     failed = [w for w, p in procs.items() if p.returncode not in (0, -signal.SIGTERM)]
     if failed and not interrupted:
-        raise LabError(f"the SNMP poller in {failed[0]} failed: "
-                       f"{_log_tail(work / f'{failed[0]}.log')}")
+        raise LabError(
+            f"the SNMP poller in {failed[0]} failed: {_log_tail(work / f'{failed[0]}.log')}"
+        )
     return _merge(work, groups, out, rates_out, start, interrupted)
 
 
-def _follow(procs: dict[str, subprocess.Popen], work: Path, deadline: float,
-            on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+def _follow(
+    procs: dict[str, subprocess.Popen],
+    work: Path,
+    deadline: float,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+) -> None:
     """Wait for the pollers, reporting their combined progress lines."""
     latest: dict[str, dict[str, Any]] = {}
     offsets = dict.fromkeys(procs, 0)
@@ -227,9 +278,10 @@ def _follow(procs: dict[str, subprocess.Popen], work: Path, deadline: float,
                     except ValueError:
                         pass
         if changed and on_progress:
-            total = {k: sum(v.get(k, 0) for v in latest.values())
-                     for k in ("agents", "polls", "rows", "values", "timeouts", "errors",
-                               "answering")}
+            total = {
+                k: sum(v.get(k, 0) for v in latest.values())
+                for k in ("agents", "polls", "rows", "values", "timeouts", "errors", "answering")
+            }
             on_progress(total)
 
 
@@ -259,14 +311,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _merge(work: Path, groups: dict[str, list[str]], out: Path, rates_out: Path | None,
-           start: float, interrupted: bool) -> MonitorSummary:
+def _merge(
+    work: Path,
+    groups: dict[str, list[str]],
+    out: Path,
+    rates_out: Path | None,
+    start: float,
+    interrupted: bool,
+) -> MonitorSummary:
     rows = [r for where in groups for r in _read_csv(work / f"{where}.csv")]
     rows.sort(key=lambda r: (float(r["time"]), r["host"]))
     polls = [p for where in groups for p in _read_csv(work / f"{where}.polls.csv")]
     _write_csv(out, rows, SNMP_COLUMNS)
-    _write_csv(out.with_name(out.stem + ".polls.csv"), sorted(
-        polls, key=lambda p: float(p["time"])), POLL_COLUMNS)
+    _write_csv(
+        out.with_name(out.stem + ".polls.csv"),
+        sorted(polls, key=lambda p: float(p["time"])),
+        POLL_COLUMNS,
+    )
     if rates_out is not None:
         _write_csv(rates_out, counters.rates(rows), SNMP_COLUMNS)
     values = sum(1 for r in rows if not r["error"])
@@ -274,11 +335,20 @@ def _merge(work: Path, groups: dict[str, list[str]], out: Path, rates_out: Path 
     seconds = max(last - start, 1e-9)
     latencies = [float(p["latency_ms"]) for p in polls if not p["error"]]
     return MonitorSummary(
-        out=str(out), rates_out=str(rates_out) if rates_out else None,
-        agents=sum(len(a) for a in groups.values()), vantages=groups, rows=len(rows),
-        values=values, timeouts=sum(1 for r in rows if r["error"] == "timeout"),
+        out=str(out),
+        rates_out=str(rates_out) if rates_out else None,
+        agents=sum(len(a) for a in groups.values()),
+        vantages=groups,
+        rows=len(rows),
+        values=values,
+        timeouts=sum(1 for r in rows if r["error"] == "timeout"),
         errors=sum(1 for r in rows if r["error"] and r["error"] != "timeout"),
-        polls=len(polls), seconds=round(seconds, 3), objects_per_s=round(values / seconds, 1),
-        latency_ms={q: round(percentile(latencies, v), 3)
-                    for q, v in (("p50", 50), ("p95", 95), ("p99", 99))},
-        interrupted=interrupted)
+        polls=len(polls),
+        seconds=round(seconds, 3),
+        objects_per_s=round(values / seconds, 1),
+        latency_ms={
+            q: round(percentile(latencies, v), 3)
+            for q, v in (("p50", 50), ("p95", 95), ("p99", 99))
+        },
+        interrupted=interrupted,
+    )

@@ -36,72 +36,181 @@ def _objects() -> list[MibObject]:
 
     def add(module: str, kind: str, base: str, names: dict[int, str]) -> None:
         prefix = tuple(int(x) for x in base.split("."))
-        out.extend(MibObject(module, name, prefix + (sub,), kind) for sub, name in names.items())
+        out.extend(MibObject(module, name, (*prefix, sub), kind) for sub, name in names.items())
 
     def node(module: str, kind: str, name: str, oid: str) -> None:
         out.append(MibObject(module, name, tuple(int(x) for x in oid.split(".")), kind))
 
     v2 = "SNMPv2-MIB"
     node(v2, "group", "system", "1.3.6.1.2.1.1")
-    add(v2, "scalar", "1.3.6.1.2.1.1", {
-        1: "sysDescr", 2: "sysObjectID", 3: "sysUpTime", 4: "sysContact", 5: "sysName",
-        6: "sysLocation", 7: "sysServices", 8: "sysORLastChange"})
+    add(
+        v2,
+        "scalar",
+        "1.3.6.1.2.1.1",
+        {
+            1: "sysDescr",
+            2: "sysObjectID",
+            3: "sysUpTime",
+            4: "sysContact",
+            5: "sysName",
+            6: "sysLocation",
+            7: "sysServices",
+            8: "sysORLastChange",
+        },
+    )
     node(v2, "group", "snmp", "1.3.6.1.2.1.11")
-    add(v2, "scalar", "1.3.6.1.2.1.11", {
-        1: "snmpInPkts", 2: "snmpOutPkts", 3: "snmpInBadVersions",
-        4: "snmpInBadCommunityNames", 5: "snmpInBadCommunityUses"})
+    add(
+        v2,
+        "scalar",
+        "1.3.6.1.2.1.11",
+        {
+            1: "snmpInPkts",
+            2: "snmpOutPkts",
+            3: "snmpInBadVersions",
+            4: "snmpInBadCommunityNames",
+            5: "snmpInBadCommunityUses",
+        },
+    )
 
     ifm = "IF-MIB"
     node(ifm, "group", "interfaces", "1.3.6.1.2.1.2")
     node(ifm, "scalar", "ifNumber", "1.3.6.1.2.1.2.1")
     node(ifm, "table", "ifTable", "1.3.6.1.2.1.2.2")
     node(ifm, "table", "ifEntry", "1.3.6.1.2.1.2.2.1")
-    add(ifm, "column", "1.3.6.1.2.1.2.2.1", {
-        1: "ifIndex", 2: "ifDescr", 3: "ifType", 4: "ifMtu", 5: "ifSpeed", 6: "ifPhysAddress",
-        7: "ifAdminStatus", 8: "ifOperStatus", 9: "ifLastChange", 10: "ifInOctets",
-        11: "ifInUcastPkts", 12: "ifInNUcastPkts", 13: "ifInDiscards", 14: "ifInErrors",
-        15: "ifInUnknownProtos", 16: "ifOutOctets", 17: "ifOutUcastPkts",
-        18: "ifOutNUcastPkts", 19: "ifOutDiscards", 20: "ifOutErrors", 21: "ifOutQLen"})
+    add(
+        ifm,
+        "column",
+        "1.3.6.1.2.1.2.2.1",
+        {
+            1: "ifIndex",
+            2: "ifDescr",
+            3: "ifType",
+            4: "ifMtu",
+            5: "ifSpeed",
+            6: "ifPhysAddress",
+            7: "ifAdminStatus",
+            8: "ifOperStatus",
+            9: "ifLastChange",
+            10: "ifInOctets",
+            11: "ifInUcastPkts",
+            12: "ifInNUcastPkts",
+            13: "ifInDiscards",
+            14: "ifInErrors",
+            15: "ifInUnknownProtos",
+            16: "ifOutOctets",
+            17: "ifOutUcastPkts",
+            18: "ifOutNUcastPkts",
+            19: "ifOutDiscards",
+            20: "ifOutErrors",
+            21: "ifOutQLen",
+        },
+    )
     node(ifm, "group", "ifMIBObjects", "1.3.6.1.2.1.31.1")
     node(ifm, "table", "ifXTable", "1.3.6.1.2.1.31.1.1")
     node(ifm, "table", "ifXEntry", "1.3.6.1.2.1.31.1.1.1")
-    add(ifm, "column", "1.3.6.1.2.1.31.1.1.1", {
-        1: "ifName", 2: "ifInMulticastPkts", 3: "ifInBroadcastPkts", 4: "ifOutMulticastPkts",
-        5: "ifOutBroadcastPkts", 6: "ifHCInOctets", 7: "ifHCInUcastPkts",
-        8: "ifHCInMulticastPkts", 9: "ifHCInBroadcastPkts", 10: "ifHCOutOctets",
-        11: "ifHCOutUcastPkts", 12: "ifHCOutMulticastPkts", 13: "ifHCOutBroadcastPkts",
-        14: "ifLinkUpDownTrapEnable", 15: "ifHighSpeed", 16: "ifPromiscuousMode",
-        17: "ifConnectorPresent", 18: "ifAlias", 19: "ifCounterDiscontinuityTime"})
+    add(
+        ifm,
+        "column",
+        "1.3.6.1.2.1.31.1.1.1",
+        {
+            1: "ifName",
+            2: "ifInMulticastPkts",
+            3: "ifInBroadcastPkts",
+            4: "ifOutMulticastPkts",
+            5: "ifOutBroadcastPkts",
+            6: "ifHCInOctets",
+            7: "ifHCInUcastPkts",
+            8: "ifHCInMulticastPkts",
+            9: "ifHCInBroadcastPkts",
+            10: "ifHCOutOctets",
+            11: "ifHCOutUcastPkts",
+            12: "ifHCOutMulticastPkts",
+            13: "ifHCOutBroadcastPkts",
+            14: "ifLinkUpDownTrapEnable",
+            15: "ifHighSpeed",
+            16: "ifPromiscuousMode",
+            17: "ifConnectorPresent",
+            18: "ifAlias",
+            19: "ifCounterDiscontinuityTime",
+        },
+    )
 
     hr = "HOST-RESOURCES-MIB"
     node(hr, "group", "host", "1.3.6.1.2.1.25")
     node(hr, "group", "hrSystem", "1.3.6.1.2.1.25.1")
-    add(hr, "scalar", "1.3.6.1.2.1.25.1", {
-        1: "hrSystemUptime", 2: "hrSystemDate", 5: "hrSystemNumUsers",
-        6: "hrSystemProcesses", 7: "hrSystemMaxProcesses"})
+    add(
+        hr,
+        "scalar",
+        "1.3.6.1.2.1.25.1",
+        {
+            1: "hrSystemUptime",
+            2: "hrSystemDate",
+            5: "hrSystemNumUsers",
+            6: "hrSystemProcesses",
+            7: "hrSystemMaxProcesses",
+        },
+    )
     node(hr, "scalar", "hrMemorySize", "1.3.6.1.2.1.25.2.2")
     node(hr, "table", "hrStorageTable", "1.3.6.1.2.1.25.2.3")
-    add(hr, "column", "1.3.6.1.2.1.25.2.3.1", {
-        1: "hrStorageIndex", 2: "hrStorageType", 3: "hrStorageDescr",
-        4: "hrStorageAllocationUnits", 5: "hrStorageSize", 6: "hrStorageUsed",
-        7: "hrStorageAllocationFailures"})
+    add(
+        hr,
+        "column",
+        "1.3.6.1.2.1.25.2.3.1",
+        {
+            1: "hrStorageIndex",
+            2: "hrStorageType",
+            3: "hrStorageDescr",
+            4: "hrStorageAllocationUnits",
+            5: "hrStorageSize",
+            6: "hrStorageUsed",
+            7: "hrStorageAllocationFailures",
+        },
+    )
     node(hr, "table", "hrProcessorTable", "1.3.6.1.2.1.25.3.3")
     add(hr, "column", "1.3.6.1.2.1.25.3.3.1", {1: "hrProcessorFrwID", 2: "hrProcessorLoad"})
     node(hr, "table", "hrSWRunTable", "1.3.6.1.2.1.25.4.2")
-    add(hr, "column", "1.3.6.1.2.1.25.4.2.1", {
-        1: "hrSWRunIndex", 2: "hrSWRunName", 3: "hrSWRunID", 4: "hrSWRunPath",
-        5: "hrSWRunParameters", 6: "hrSWRunType", 7: "hrSWRunStatus"})
+    add(
+        hr,
+        "column",
+        "1.3.6.1.2.1.25.4.2.1",
+        {
+            1: "hrSWRunIndex",
+            2: "hrSWRunName",
+            3: "hrSWRunID",
+            4: "hrSWRunPath",
+            5: "hrSWRunParameters",
+            6: "hrSWRunType",
+            7: "hrSWRunStatus",
+        },
+    )
     node(hr, "table", "hrSWRunPerfTable", "1.3.6.1.2.1.25.5.1")
     add(hr, "column", "1.3.6.1.2.1.25.5.1.1", {1: "hrSWRunPerfCPU", 2: "hrSWRunPerfMem"})
 
     node("TCP-MIB", "group", "tcp", "1.3.6.1.2.1.6")
-    add("TCP-MIB", "scalar", "1.3.6.1.2.1.6", {
-        5: "tcpActiveOpens", 6: "tcpPassiveOpens", 7: "tcpAttemptFails",
-        8: "tcpEstabResets", 9: "tcpCurrEstab", 10: "tcpInSegs", 11: "tcpOutSegs",
-        12: "tcpRetransSegs", 14: "tcpInErrs", 15: "tcpOutRsts"})
+    add(
+        "TCP-MIB",
+        "scalar",
+        "1.3.6.1.2.1.6",
+        {
+            5: "tcpActiveOpens",
+            6: "tcpPassiveOpens",
+            7: "tcpAttemptFails",
+            8: "tcpEstabResets",
+            9: "tcpCurrEstab",
+            10: "tcpInSegs",
+            11: "tcpOutSegs",
+            12: "tcpRetransSegs",
+            14: "tcpInErrs",
+            15: "tcpOutRsts",
+        },
+    )
     node("UDP-MIB", "group", "udp", "1.3.6.1.2.1.7")
-    add("UDP-MIB", "scalar", "1.3.6.1.2.1.7", {
-        1: "udpInDatagrams", 2: "udpNoPorts", 3: "udpInErrors", 4: "udpOutDatagrams"})
+    add(
+        "UDP-MIB",
+        "scalar",
+        "1.3.6.1.2.1.7",
+        {1: "udpInDatagrams", 2: "udpNoPorts", 3: "udpInErrors", 4: "udpOutDatagrams"},
+    )
     return out
 
 
@@ -119,8 +228,10 @@ HC_TWIN = {
 }
 SYS_UPTIME = "SNMPv2-MIB::sysUpTime"
 
-_NAME_RE = re.compile(r"^(?:(?P<module>[A-Za-z][-A-Za-z0-9]*)::)?(?P<name>[A-Za-z][A-Za-z0-9]*)"
-                      r"(?P<index>(?:\.\d+)*)$")
+_NAME_RE = re.compile(
+    r"^(?:(?P<module>[A-Za-z][-A-Za-z0-9]*)::)?(?P<name>[A-Za-z][A-Za-z0-9]*)"
+    r"(?P<index>(?:\.\d+)*)$"
+)
 _NUMERIC_RE = re.compile(r"^\.?\d+(?:\.\d+)*$")
 
 
@@ -168,15 +279,18 @@ def resolve(text: str) -> Target:
         return Target(oid, None)
     match = _NAME_RE.match(text)
     if not match:
-        raise BadInput(f"cannot read {text!r} as an object: write MODULE::name[.index] "
-                       "(IF-MIB::ifHCInOctets.2), name[.index] or a numeric OID (1.3.6.1.2.1.1)")
+        raise BadInput(
+            f"cannot read {text!r} as an object: write MODULE::name[.index] "
+            "(IF-MIB::ifHCInOctets.2), name[.index] or a numeric OID (1.3.6.1.2.1.1)"
+        )
     module, name, index = match["module"], match["name"], match["index"]
     obj = BY_NAME.get(name)
     if obj is None:
         raise BadInput(f"unknown object {text!r}", hint=_close_matches(name, module))
     if module and module != obj.module:
-        raise BadInput(f"{name} is in {obj.module}, not {module}",
-                       hint=f"write {obj.full_name}{index}")
+        raise BadInput(
+            f"{name} is in {obj.module}, not {module}", hint=f"write {obj.full_name}{index}"
+        )
     idx = parse_oid(index) if index else ()
     if idx and obj.kind in ("table", "group"):
         raise BadInput(f"{obj.full_name} is a {obj.kind}: an index goes on one of its columns")
@@ -227,8 +341,13 @@ def display(oid: OID) -> str:
 # spotting agent restarts.
 DEFAULT_MONITOR_OBJECTS = (
     "SNMPv2-MIB::sysUpTime",
-    "IF-MIB::ifHCInOctets", "IF-MIB::ifHCOutOctets",
-    "IF-MIB::ifInOctets", "IF-MIB::ifOutOctets",
-    "IF-MIB::ifHCInUcastPkts", "IF-MIB::ifHCOutUcastPkts",
-    "IF-MIB::ifInErrors", "IF-MIB::ifOutErrors", "IF-MIB::ifInDiscards",
+    "IF-MIB::ifHCInOctets",
+    "IF-MIB::ifHCOutOctets",
+    "IF-MIB::ifInOctets",
+    "IF-MIB::ifOutOctets",
+    "IF-MIB::ifHCInUcastPkts",
+    "IF-MIB::ifHCOutUcastPkts",
+    "IF-MIB::ifInErrors",
+    "IF-MIB::ifOutErrors",
+    "IF-MIB::ifInDiscards",
 )

@@ -52,16 +52,31 @@ class Tally:
         self.answering[host] = not result.error
 
     def as_dict(self) -> dict[str, Any]:
-        return {"time": round(time.time(), 3), "agents": self.agents, "polls": self.polls,
-                "rows": self.rows, "values": self.values, "timeouts": self.timeouts,
-                "errors": self.errors, "answering": sum(self.answering.values())}
+        return {
+            "time": round(time.time(), 3),
+            "agents": self.agents,
+            "polls": self.polls,
+            "rows": self.rows,
+            "values": self.values,
+            "timeouts": self.timeouts,
+            "errors": self.errors,
+            "answering": sum(self.answering.values()),
+        }
 
 
 def make_agents(engine: Any, spec: dict[str, Any]) -> list[Agent]:
     """Agent objects for the spec's agents."""
-    return [Agent(engine, a["host"], a["ip"], Credentials(**a["credentials"]),
-                  timeout=float(spec.get("timeout", 1.0)), retries=int(spec.get("retries", 1)))
-            for a in spec["agents"]]
+    return [
+        Agent(
+            engine,
+            a["host"],
+            a["ip"],
+            Credentials(**a["credentials"]),
+            timeout=float(spec.get("timeout", 1.0)),
+            retries=int(spec.get("retries", 1)),
+        )
+        for a in spec["agents"]
+    ]
 
 
 class Writer:
@@ -73,7 +88,7 @@ class Writer:
         self.polls = self._open(polls_out, POLL_COLUMNS) if polls_out else None
 
     def _open(self, path: Path, columns: tuple[str, ...]) -> Any:
-        handle = open(path, "w", newline="")
+        handle = open(path, "w", newline="")  # noqa: SIM115 (closed with the poller)
         self.files.append(handle)
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
@@ -82,9 +97,15 @@ class Writer:
     def write(self, host: str, started: float, result: PollResult) -> None:
         self.rows.writerows(result.rows)
         if self.polls is not None:
-            self.polls.writerow({"time": round(started, 6), "host": host,
-                                 "latency_ms": round(result.latency * 1000, 3),
-                                 "rows": len(result.rows), "error": result.error})
+            self.polls.writerow(
+                {
+                    "time": round(started, 6),
+                    "host": host,
+                    "latency_ms": round(result.latency * 1000, 3),
+                    "rows": len(result.rows),
+                    "error": result.error,
+                }
+            )
         for handle in self.files:
             handle.flush()
 
@@ -93,9 +114,16 @@ class Writer:
             handle.close()
 
 
-async def _poll_agent(agent: Agent, targets: list[mibs.Target], start: float, end: float,
-                      interval: float, stop: asyncio.Event, writer: Writer,
-                      tally: Tally) -> None:
+async def _poll_agent(
+    agent: Agent,
+    targets: list[mibs.Target],
+    start: float,
+    end: float,
+    interval: float,
+    stop: asyncio.Event,
+    writer: Writer,
+    tally: Tally,
+) -> None:
     """Poll one agent at start, start + interval, ... until end (or stop)."""
     tick = 0
     while not stop.is_set():
@@ -137,8 +165,7 @@ async def run_poll(spec: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    writer = Writer(Path(spec["out"]), Path(spec["polls_out"]) if spec.get("polls_out")
-                    else None)
+    writer = Writer(Path(spec["out"]), Path(spec["polls_out"]) if spec.get("polls_out") else None)
     start = float(spec.get("start") or time.time())
     reporter = asyncio.create_task(_report(tally, stop, float(spec.get("progress_every", 1.0))))
     try:
@@ -146,8 +173,12 @@ async def run_poll(spec: dict[str, Any]) -> dict[str, Any]:
         interval = float(spec["interval"])
         end = start + float(spec["duration"])
         spread = interval / max(1, len(agents))
-        await asyncio.gather(*(_poll_agent(a, targets, start + i * spread, end, interval, stop,
-                                           writer, tally) for i, a in enumerate(agents)))
+        await asyncio.gather(
+            *(
+                _poll_agent(a, targets, start + i * spread, end, interval, stop, writer, tally)
+                for i, a in enumerate(agents)
+            )
+        )
     finally:
         stop.set()
         await reporter

@@ -13,7 +13,7 @@ address, over lo instead of eth0).
 from __future__ import annotations
 
 from testbed.errors import BadInput
-from testbed.lab.plan import HostPlan, NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 
 def realm(host: HostPlan) -> str:
@@ -33,19 +33,20 @@ def check_agents(plan: NetworkPlan, names: list[str]) -> list[HostPlan]:
     for name in names:
         host = by_name.get(name)
         if host is None:
-            raise BadInput(f"lab {plan.lab} has no host {name!r} "
-                           f"(hosts: {', '.join(by_name)})")
+            raise BadInput(f"lab {plan.lab} has no host {name!r} (hosts: {', '.join(by_name)})")
         if not host.snmp:
-            raise BadInput(f"host {name} runs no SNMP agent",
-                           hint="its template sets Metadata.Lab.Snmp to false (for the host "
-                                "or the whole template); agents: "
-                                + (", ".join(agents_of(plan)) or "none"))
+            raise BadInput(
+                f"host {name} runs no SNMP agent",
+                hint="its template sets Metadata.Lab.Snmp to false (for the host "
+                "or the whole template); agents: " + (", ".join(agents_of(plan)) or "none"),
+            )
         hosts.append(host)
     return hosts
 
 
-def assign(plan: NetworkPlan, agents: list[str], vantage: str | None = None) -> \
-        dict[str, list[str]]:
+def assign(
+    plan: NetworkPlan, agents: list[str], vantage: str | None = None
+) -> dict[str, list[str]]:
     """Vantage host -> the agents it polls (plan order)."""
     hosts = check_agents(plan, agents)
     if vantage is not None:
@@ -54,17 +55,22 @@ def assign(plan: NetworkPlan, agents: list[str], vantage: str | None = None) -> 
             raise BadInput(f"lab {plan.lab} has no host {vantage!r} to poll from")
         for h in hosts:
             if realm(h) != realm(chosen):
-                raise BadInput(f"{vantage} cannot poll {h.name}: it is in "
-                               f"{realm(chosen)}, {h.name} in {realm(h)}",
-                               hint="leave --vantage out to let the lab choose per realm")
+                raise BadInput(
+                    f"{vantage} cannot poll {h.name}: it is in "
+                    f"{realm(chosen)}, {h.name} in {realm(h)}",
+                    hint="leave --vantage out to let the lab choose per realm",
+                )
         return {vantage: [h.name for h in hosts]}
     polled = {h.name for h in hosts}
     out: dict[str, list[str]] = {}
     for host in hosts:
         # Managers run in instances and clients, not in the lab's own machinery (the
         # resolver, load balancer nodes), whose addresses the agents do not accept.
-        members = [h.name for h in plan.hosts if realm(h) == realm(host)
-                   and h.kind in ("instance", "client")]
+        members = [
+            h.name
+            for h in plan.hosts
+            if realm(h) == realm(host) and h.kind in ("instance", "client")
+        ]
         quiet = [m for m in members if m not in polled]
         primary = (quiet or members)[0]
         if host.name != primary:

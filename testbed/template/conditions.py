@@ -35,8 +35,9 @@ class ConditionTable:
         if section is None:
             section = LDict(line=section_line)
         if not isinstance(section, LDict):
-            raise BadInput(f"Conditions must be a mapping, not {describe(section)}",
-                           line=section_line)
+            raise BadInput(
+                f"Conditions must be a mapping, not {describe(section)}", line=section_line
+            )
         self.section = section
         self.scope = scope
         self._values: dict[str, bool] = {}
@@ -52,20 +53,26 @@ class ConditionTable:
         """The truth of condition `name`; BadInput if unknown, malformed or circular."""
         if name not in self.section:
             known = ", ".join(self.section) or "none are declared"
-            raise BadInput(f"unknown condition {name!r} (conditions: {known})", line=line,
-                           logical_id=owner, hint=did_you_mean(name, self.section))
+            raise BadInput(
+                f"unknown condition {name!r} (conditions: {known})",
+                line=line,
+                logical_id=owner,
+                hint=did_you_mean(name, self.section),
+            )
         if name in self._values:
             return self._values[name]
         if name in self._failed:
             raise self._failed[name]
         if name in self._evaluating:
-            loop = self._evaluating[self._evaluating.index(name):] + [name]
-            raise BadInput(f"conditions refer to each other in a loop: {' -> '.join(loop)}",
-                           line=self.section.line_of(loop[0]), logical_id=loop[0])
+            loop = [*self._evaluating[self._evaluating.index(name) :], name]
+            raise BadInput(
+                f"conditions refer to each other in a loop: {' -> '.join(loop)}",
+                line=self.section.line_of(loop[0]),
+                logical_id=loop[0],
+            )
         self._evaluating.append(name)
         try:
-            result = self.evaluate(self.section[name], owner=name,
-                                   line=self.section.line_of(name))
+            result = self.evaluate(self.section[name], owner=name, line=self.section.line_of(name))
         except BadInput as err:
             # Remember the failure so that each broken condition is reported once.
             self._failed[name] = err
@@ -82,30 +89,41 @@ class ConditionTable:
             key = "Condition"
         if key not in FUNCTIONS:
             shown = f"{key}" if key else describe(expr)
-            raise BadInput(f"a condition must be one of {', '.join(FUNCTIONS)}, not {shown}",
-                           line=line, logical_id=owner)
+            raise BadInput(
+                f"a condition must be one of {', '.join(FUNCTIONS)}, not {shown}",
+                line=line,
+                logical_id=owner,
+            )
         arg = expr[key]
         at = line_of(expr, key, line)
         if key == "Condition":
             if not isinstance(arg, str):
-                raise BadInput(f"Condition needs a condition name, not {describe(arg)}",
-                               line=at, logical_id=owner)
+                raise BadInput(
+                    f"Condition needs a condition name, not {describe(arg)}",
+                    line=at,
+                    logical_id=owner,
+                )
             return self.value(arg, owner=owner, line=at)
         sizes = {"Fn::Equals": (2, 2), "Fn::And": (2, 10), "Fn::Or": (2, 10), "Fn::Not": (1, 1)}
         low, high = sizes[key]
         if not isinstance(arg, list) or not low <= len(arg) <= high:
             count = "2" if low == high == 2 else "1" if high == 1 else "2 to 10"
-            raise BadInput(f"{key} expects a list of {count} item(s), not {describe(arg)}",
-                           line=at, logical_id=owner)
+            raise BadInput(
+                f"{key} expects a list of {count} item(s), not {describe(arg)}",
+                line=at,
+                logical_id=owner,
+            )
         if key == "Fn::Equals":
-            left, right = (resolve(item, self.scope, owner=owner, line=line_of(arg, i, at))
-                           for i, item in enumerate(arg))
+            left, right = (
+                resolve(item, self.scope, owner=owner, line=line_of(arg, i, at))
+                for i, item in enumerate(arg)
+            )
             if left is NO_VALUE or right is NO_VALUE:
-                raise BadInput("Fn::Equals cannot compare AWS::NoValue", line=at,
-                               logical_id=owner)
+                raise BadInput("Fn::Equals cannot compare AWS::NoValue", line=at, logical_id=owner)
             return _comparable(left) == _comparable(right)
-        results = [self.evaluate(item, owner=owner, line=line_of(arg, i, at))
-                   for i, item in enumerate(arg)]
+        results = [
+            self.evaluate(item, owner=owner, line=line_of(arg, i, at)) for i, item in enumerate(arg)
+        ]
         if key == "Fn::Not":
             return not results[0]
         return all(results) if key == "Fn::And" else any(results)
@@ -115,8 +133,13 @@ class ConditionTable:
         errors: list[BadInput] = []
         for name in self.section:
             if not NAME.match(name):
-                errors.append(BadInput("condition names may contain only letters and digits",
-                                       line=self.section.line_of(name), logical_id=name))
+                errors.append(
+                    BadInput(
+                        "condition names may contain only letters and digits",
+                        line=self.section.line_of(name),
+                        logical_id=name,
+                    )
+                )
                 continue
             try:
                 self.value(name)

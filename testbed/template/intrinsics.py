@@ -30,7 +30,7 @@ UNSUPPORTED = {
     "Fn::Transform": "transforms (macros) are not supported",
     "Fn::Length": "Fn::Length needs the LanguageExtensions transform, which is not supported",
     "Fn::ToJsonString": "Fn::ToJsonString needs the LanguageExtensions transform, "
-                        "which is not supported",
+    "which is not supported",
     "Fn::ForEach": "Fn::ForEach needs the LanguageExtensions transform, which is not supported",
 }
 # Sub variables: ${Name}, ${Res.Attr}, ${AWS::Region}; ${!Text} is the literal ${Text}.
@@ -93,7 +93,7 @@ def pseudo_parameters(stack_name: str, region: str) -> dict[str, Any]:
         "AWS::Partition": "aws",
         "AWS::Region": region,
         "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/"
-                        f"{stack_name}/{stack_uuid}",
+        f"{stack_name}/{stack_uuid}",
         "AWS::StackName": stack_name,
         "AWS::URLSuffix": "amazonaws.com",
     }
@@ -117,8 +117,11 @@ def function_key(value: Any, owner: str | None, line: int | None) -> str | None:
         return None
     if len(value) > 1:
         others = ", ".join(repr(k) for k in value if k != special[0])
-        raise BadInput(f"{special[0]} must be the only key of its mapping (also found {others})",
-                       line=line_of(value, special[0], line), logical_id=owner)
+        raise BadInput(
+            f"{special[0]} must be the only key of its mapping (also found {others})",
+            line=line_of(value, special[0], line),
+            logical_id=owner,
+        )
     return special[0]
 
 
@@ -128,7 +131,7 @@ def sub_pieces(template: str) -> list[tuple[bool, str]]:
     pos = 0
     for match in SUB_VARIABLE.finditer(template):
         if match.start() > pos:
-            pieces.append((False, template[pos:match.start()]))
+            pieces.append((False, template[pos : match.start()]))
         inner = match.group(1)
         if inner.startswith("!"):
             pieces.append((False, "${" + inner[1:] + "}"))
@@ -147,8 +150,7 @@ class _Call:
         self.name, self.scope, self.owner, self.line = name, scope, owner, line
 
     def fail(self, message: str, hint: str | None = None) -> BadInput:
-        return BadInput(f"{self.name}: {message}", line=self.line, logical_id=self.owner,
-                        hint=hint)
+        return BadInput(f"{self.name}: {message}", line=self.line, logical_id=self.owner, hint=hint)
 
     def resolve(self, value: Any) -> Any:
         return resolve(value, self.scope, owner=self.owner, line=self.line)
@@ -156,8 +158,10 @@ class _Call:
     def args(self, raw: Any, count: int | tuple[int, int], shape: str) -> list[Any]:
         low, high = (count, count) if isinstance(count, int) else count
         if not isinstance(raw, list) or not low <= len(raw) <= high:
-            raise self.fail(f"expects {shape}, got {describe(raw)}"
-                            + (f" of {len(raw)} items" if isinstance(raw, list) else ""))
+            raise self.fail(
+                f"expects {shape}, got {describe(raw)}"
+                + (f" of {len(raw)} items" if isinstance(raw, list) else "")
+            )
         return list(raw)
 
     def text(self, value: Any, what: str) -> str:
@@ -194,17 +198,22 @@ def _ref(call: _Call, raw: Any) -> Any:
 def _resource_ref(call: _Call, name: str) -> str:
     scope = call.scope
     if name in scope.disabled:
-        raise call.fail(f"{name} is not created because its condition "
-                        f"{scope.disabled[name]} is false",
-                        hint=f"guard this reference with Fn::If [{scope.disabled[name]}, ...]")
+        raise call.fail(
+            f"{name} is not created because its condition {scope.disabled[name]} is false",
+            hint=f"guard this reference with Fn::If [{scope.disabled[name]}, ...]",
+        )
     if name in scope.resource_names:
         if scope.resources is None:
-            raise call.fail(f"{name} is a resource; only parameters, pseudo parameters and "
-                            "mappings can be used here")
+            raise call.fail(
+                f"{name} is a resource; only parameters, pseudo parameters and "
+                "mappings can be used here"
+            )
         return scope.resources.ref(name)
     choices = list(scope.params) + list(scope.pseudo) + sorted(scope.resource_names)
-    raise call.fail(f"{name!r} is not a parameter, pseudo parameter or resource of this "
-                    "template", hint=did_you_mean(name, choices))
+    raise call.fail(
+        f"{name!r} is not a parameter, pseudo parameter or resource of this template",
+        hint=did_you_mean(name, choices),
+    )
 
 
 def _get_att(call: _Call, raw: Any) -> Any:
@@ -221,8 +230,12 @@ def _get_att(call: _Call, raw: Any) -> Any:
     try:
         return scope.resources.get_att(resource, attribute)  # type: ignore[union-attr]
     except BadInput as err:
-        raise BadInput(err.message, line=err.line or call.line,
-                       logical_id=err.logical_id or call.owner, hint=err.hint) from None
+        raise BadInput(
+            err.message,
+            line=err.line or call.line,
+            logical_id=err.logical_id or call.owner,
+            hint=err.hint,
+        ) from None
 
 
 def _sub(call: _Call, raw: Any) -> str:
@@ -251,14 +264,17 @@ def _sub(call: _Call, raw: Any) -> str:
                 value = _ref(call, text)
             except BadInput as err:
                 hint = err.hint or f"write ${{!{text}}} for a literal ${{{text}}}"
-                raise BadInput(err.message, line=err.line, logical_id=err.logical_id,
-                               hint=hint) from None
+                raise BadInput(
+                    err.message, line=err.line, logical_id=err.logical_id, hint=hint
+                ) from None
         if value is NO_VALUE:
             raise call.fail(f"${{{text}}} is AWS::NoValue, which has no text")
         piece = as_text(value)
         if piece is None:
-            raise call.fail(f"${{{text}}} is {describe(value)}, not text",
-                            hint="use Fn::Join to turn a list into text")
+            raise call.fail(
+                f"${{{text}}} is {describe(value)}, not text",
+                hint="use Fn::Join to turn a list into text",
+            )
         out.append(piece)
     return "".join(out)
 
@@ -277,8 +293,10 @@ def _select(call: _Call, raw: Any) -> Any:
     if not isinstance(items, list):
         raise call.fail(f"the values to select from must be a list, not {describe(items)}")
     if not 0 <= index < len(items):
-        raise call.fail(f"index {index} is out of range for a list of {len(items)} item(s)",
-                        hint=f"use an index from 0 to {len(items) - 1}" if items else None)
+        raise call.fail(
+            f"index {index} is out of range for a list of {len(items)} item(s)",
+            hint=f"use an index from 0 to {len(items) - 1}" if items else None,
+        )
     return items[index]
 
 
@@ -291,8 +309,9 @@ def _split(call: _Call, raw: Any) -> list[str]:
 
 
 def _if(call: _Call, raw: Any) -> Any:
-    name, when_true, when_false = call.args(raw, 3, "[ConditionName, value if true, "
-                                                    "value if false]")
+    name, when_true, when_false = call.args(
+        raw, 3, "[ConditionName, value if true, value if false]"
+    )
     if not isinstance(name, str):
         raise call.fail(f"the condition must be a condition name, not {describe(name)}")
     if call.scope.conditions is None:
@@ -324,21 +343,22 @@ def _cidr(call: _Call, raw: Any) -> list[str]:
             hint = f"did you mean {IPv4Network(block, strict=False)}?"
         except ValueError:
             hint = None
-        raise call.fail(f"{block!r} is not an IPv4 network such as 10.0.0.0/16",
-                        hint=hint) from None
+        raise call.fail(
+            f"{block!r} is not an IPv4 network such as 10.0.0.0/16", hint=hint
+        ) from None
     count = call.integer(count, "count")
     bits = call.integer(bits, "cidrBits")
     if not 1 <= count <= 256:
         raise call.fail(f"count must be from 1 to 256, not {count}")
     host_bits = 32 - network.prefixlen
     if not 0 <= bits <= host_bits:
-        raise call.fail(f"cidrBits must be from 0 to {host_bits} for a /{network.prefixlen} "
-                        f"block, not {bits}")
+        raise call.fail(
+            f"cidrBits must be from 0 to {host_bits} for a /{network.prefixlen} block, not {bits}"
+        )
     new_prefix = 32 - bits
     available = 1 << (new_prefix - network.prefixlen)
     if count > available:
-        raise call.fail(f"{network} holds only {available} /{new_prefix} block(s), "
-                        f"not {count}")
+        raise call.fail(f"{network} holds only {available} /{new_prefix} block(s), not {count}")
     size = 1 << bits
     start = int(network.network_address)
     return [str(IPv4Network((start + i * size, new_prefix))) for i in range(count)]
@@ -352,23 +372,28 @@ def _find_in_map(call: _Call, raw: Any) -> Any:
     names = [call.text(arg, "every key") for arg in args[:3]]
     mappings = call.scope.mappings
     if names[0] not in mappings:
-        raise call.fail(f"no mapping named {names[0]!r} in Mappings",
-                        hint=did_you_mean(names[0], mappings))
+        raise call.fail(
+            f"no mapping named {names[0]!r} in Mappings", hint=did_you_mean(names[0], mappings)
+        )
     level: Any = mappings[names[0]]
     for depth, key in enumerate(names[1:], start=1):
         if key not in level:
             if default_given:
                 return args[3]["DefaultValue"]
             where = " > ".join(names[:depth])
-            raise call.fail(f"mapping {where} has no key {key!r}",
-                            hint=did_you_mean(key, level) or f"keys: {', '.join(level)}")
+            raise call.fail(
+                f"mapping {where} has no key {key!r}",
+                hint=did_you_mean(key, level) or f"keys: {', '.join(level)}",
+            )
         level = level[key]
     return level
 
 
 def _condition_only(call: _Call, raw: Any) -> Any:
-    raise call.fail("condition functions can be used only in the Conditions section",
-                    hint="declare a condition there and use Fn::If [ConditionName, a, b]")
+    raise call.fail(
+        "condition functions can be used only in the Conditions section",
+        hint="declare a condition there and use Fn::If [ConditionName, a, b]",
+    )
 
 
 FUNCTIONS: dict[str, Callable[[_Call, Any], Any]] = {
@@ -383,20 +408,22 @@ FUNCTIONS: dict[str, Callable[[_Call, Any], Any]] = {
     "Fn::GetAZs": _get_azs,
     "Fn::Cidr": _cidr,
     "Fn::FindInMap": _find_in_map,
-    **{name: _condition_only for name in CONDITION_FUNCTIONS},
+    **dict.fromkeys(CONDITION_FUNCTIONS, _condition_only),
 }
 
 
-def call_function(name: str, raw: Any, scope: Scope, *, owner: str | None,
-                  line: int | None) -> Any:
+def call_function(name: str, raw: Any, scope: Scope, *, owner: str | None, line: int | None) -> Any:
     """Evaluate one intrinsic function `name` with its raw (unresolved) argument."""
     call = _Call(name, scope, owner, line)
     if name in UNSUPPORTED:
-        raise BadInput(f"{name} is not supported: {UNSUPPORTED[name]}", line=line,
-                       logical_id=owner)
+        raise BadInput(f"{name} is not supported: {UNSUPPORTED[name]}", line=line, logical_id=owner)
     if name not in FUNCTIONS:
-        raise BadInput(f"unknown intrinsic function {name}", line=line, logical_id=owner,
-                       hint=did_you_mean(name, FUNCTIONS))
+        raise BadInput(
+            f"unknown intrinsic function {name}",
+            line=line,
+            logical_id=owner,
+            hint=did_you_mean(name, FUNCTIONS),
+        )
     return FUNCTIONS[name](call, raw)
 
 
@@ -405,8 +432,9 @@ def resolve(value: Any, scope: Scope, *, owner: str | None, line: int | None = N
     if isinstance(value, dict):
         name = function_key(value, owner, line)
         if name is not None:
-            return call_function(name, value[name], scope, owner=owner,
-                                 line=line_of(value, name, line))
+            return call_function(
+                name, value[name], scope, owner=owner, line=line_of(value, name, line)
+            )
         result = LDict(line=getattr(value, "line", None) or line)
         for key, item in value.items():
             item_line = line_of(value, key, line)

@@ -47,7 +47,6 @@ def line_of(container: Any, key: Any, default: int | None = None) -> int | None:
     return default
 
 
-
 def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
     """A 'did you mean X?' hint for a misspelt name, or None when nothing is close."""
     options = [c for c in choices if isinstance(c, str)]

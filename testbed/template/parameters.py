@@ -20,8 +20,17 @@ LOGICAL_ID = re.compile(r"^[A-Za-z0-9]+$")
 AZ_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+[a-z]$")
 
 ATTRIBUTES = (
-    "Type", "Default", "AllowedValues", "AllowedPattern", "MinValue", "MaxValue",
-    "MinLength", "MaxLength", "Description", "ConstraintDescription", "NoEcho",
+    "Type",
+    "Default",
+    "AllowedValues",
+    "AllowedPattern",
+    "MinValue",
+    "MaxValue",
+    "MinLength",
+    "MaxLength",
+    "Description",
+    "ConstraintDescription",
+    "NoEcho",
 )
 BASIC_TYPES = ("String", "Number", "CommaDelimitedList", "List<Number>")
 
@@ -63,62 +72,100 @@ def _number(text: str) -> float | None:
 
 def _check_type(name: str, type_name: Any, line: int | None) -> str:
     if not isinstance(type_name, str):
-        raise BadInput(f"parameter Type must be a string, not {describe(type_name)}",
-                       line=line, logical_id=name)
+        raise BadInput(
+            f"parameter Type must be a string, not {describe(type_name)}",
+            line=line,
+            logical_id=name,
+        )
     if type_name in BASIC_TYPES:
         return type_name
     if type_name.startswith("AWS::SSM::Parameter::"):
-        raise BadInput(f"parameter type {type_name} is not supported: the lab has no "
-                       "Systems Manager parameter store", line=line, logical_id=name,
-                       hint="use Type: String with a Default")
+        raise BadInput(
+            f"parameter type {type_name} is not supported: the lab has no "
+            "Systems Manager parameter store",
+            line=line,
+            logical_id=name,
+            hint="use Type: String with a Default",
+        )
     inner = type_name[5:-1] if type_name.startswith("List<") and type_name.endswith(">") else None
     if type_name.startswith("AWS::") or (inner and inner.startswith("AWS::")):
         # AWS-specific types (AvailabilityZone names, key pairs, image ids) are plain text here.
         return type_name
-    hint = did_you_mean(type_name, BASIC_TYPES + ("AWS::EC2::AvailabilityZone::Name",))
-    raise BadInput(f"unknown parameter type {type_name!r}; use one of "
-                   f"{', '.join(BASIC_TYPES)} or an AWS-specific type", line=line,
-                   logical_id=name, hint=hint)
+    hint = did_you_mean(type_name, (*BASIC_TYPES, "AWS::EC2::AvailabilityZone::Name"))
+    raise BadInput(
+        f"unknown parameter type {type_name!r}; use one of "
+        f"{', '.join(BASIC_TYPES)} or an AWS-specific type",
+        line=line,
+        logical_id=name,
+        hint=hint,
+    )
 
 
 def _spec(name: str, decl: Any, line: int | None) -> ParameterSpec:
     if not LOGICAL_ID.match(name):
-        raise BadInput("parameter names may contain only letters and digits",
-                       line=line, logical_id=name)
+        raise BadInput(
+            "parameter names may contain only letters and digits", line=line, logical_id=name
+        )
     if not isinstance(decl, LDict):
-        raise BadInput(f"a parameter must be a mapping with at least Type, not {describe(decl)}",
-                       line=line, logical_id=name)
+        raise BadInput(
+            f"a parameter must be a mapping with at least Type, not {describe(decl)}",
+            line=line,
+            logical_id=name,
+        )
     for key in decl:
         if key not in ATTRIBUTES:
-            raise BadInput(f"unknown parameter attribute {key!r}", line=decl.line_of(key),
-                           logical_id=name, hint=did_you_mean(key, ATTRIBUTES))
+            raise BadInput(
+                f"unknown parameter attribute {key!r}",
+                line=decl.line_of(key),
+                logical_id=name,
+                hint=did_you_mean(key, ATTRIBUTES),
+            )
     if "Type" not in decl:
-        raise BadInput("parameter has no Type", line=line, logical_id=name,
-                       hint="add Type: String (or Number, CommaDelimitedList, List<Number>)")
+        raise BadInput(
+            "parameter has no Type",
+            line=line,
+            logical_id=name,
+            hint="add Type: String (or Number, CommaDelimitedList, List<Number>)",
+        )
     type_name = _check_type(name, decl["Type"], decl.line_of("Type"))
     for key in ("MinValue", "MaxValue", "MinLength", "MaxLength"):
         if key in decl:
             text = _as_text(decl[key])
             number = _number(text) if text is not None else None
             if number is None or (key.endswith("Length") and not float(number).is_integer()):
-                raise BadInput(f"{key} must be a number, not {decl[key]!r}",
-                               line=decl.line_of(key), logical_id=name)
+                raise BadInput(
+                    f"{key} must be a number, not {decl[key]!r}",
+                    line=decl.line_of(key),
+                    logical_id=name,
+                )
     if "AllowedValues" in decl:
         allowed = decl["AllowedValues"]
-        if not isinstance(allowed, list) or not allowed or any(
-                _as_text(v) is None for v in allowed):
-            raise BadInput("AllowedValues must be a non-empty list of values",
-                           line=decl.line_of("AllowedValues"), logical_id=name)
+        if (
+            not isinstance(allowed, list)
+            or not allowed
+            or any(_as_text(v) is None for v in allowed)
+        ):
+            raise BadInput(
+                "AllowedValues must be a non-empty list of values",
+                line=decl.line_of("AllowedValues"),
+                logical_id=name,
+            )
     if "AllowedPattern" in decl:
         pattern = decl["AllowedPattern"]
         if not isinstance(pattern, str):
-            raise BadInput("AllowedPattern must be a string (a regular expression)",
-                           line=decl.line_of("AllowedPattern"), logical_id=name)
+            raise BadInput(
+                "AllowedPattern must be a string (a regular expression)",
+                line=decl.line_of("AllowedPattern"),
+                logical_id=name,
+            )
         try:
             re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as err:
-            raise BadInput(f"AllowedPattern is not a valid regular expression: {err}",
-                           line=decl.line_of("AllowedPattern"), logical_id=name) from None
+            raise BadInput(
+                f"AllowedPattern is not a valid regular expression: {err}",
+                line=decl.line_of("AllowedPattern"),
+                logical_id=name,
+            ) from None
     for key in ("Description", "ConstraintDescription"):
         if key in decl and _as_text(decl[key]) is None:
             raise BadInput(f"{key} must be text", line=decl.line_of(key), logical_id=name)
@@ -144,14 +191,18 @@ def _violation(spec: ParameterSpec, item: str) -> str | None:
         return f"{item!r} does not match AllowedPattern {attrs['AllowedPattern']}"
     if "AllowedValues" in attrs:
         allowed = [_as_text(v) for v in attrs["AllowedValues"]]
-        same = item in allowed or (spec.is_number and _number(item) is not None and any(
-            _number(a) == _number(item) for a in allowed if a is not None))
+        same = item in allowed or (
+            spec.is_number
+            and _number(item) is not None
+            and any(_number(a) == _number(item) for a in allowed if a is not None)
+        )
         if not same:
             return f"{item!r} is not one of the AllowedValues: {', '.join(map(str, allowed))}"
-    if spec.type.endswith("AvailabilityZone::Name") or spec.type.endswith(
-            "AvailabilityZone::Name>"):
-        if not AZ_NAME.match(item):
-            return f"{item!r} is not an availability zone name such as us-east-1a"
+    if (
+        spec.type.endswith("AvailabilityZone::Name")
+        or spec.type.endswith("AvailabilityZone::Name>")
+    ) and not AZ_NAME.match(item):
+        return f"{item!r} is not an availability zone name such as us-east-1a"
     return None
 
 
@@ -180,8 +231,11 @@ def _default_text(spec: ParameterSpec) -> str:
             return ",".join(parts)  # type: ignore[arg-type]
     text = _as_text(default)
     if text is None:
-        raise BadInput(f"Default must be a single value, not {describe(default)}",
-                       line=line_of(spec.attributes, "Default", spec.line), logical_id=spec.name)
+        raise BadInput(
+            f"Default must be a single value, not {describe(default)}",
+            line=line_of(spec.attributes, "Default", spec.line),
+            logical_id=spec.name,
+        )
     return text
 
 
@@ -195,18 +249,25 @@ def resolve_parameters(
     if section is None:
         section = LDict(line=section_line)
     if not isinstance(section, LDict):
-        errors.append(BadInput(f"Parameters must be a mapping, not {describe(section)}",
-                               line=section_line))
+        errors.append(
+            BadInput(f"Parameters must be a mapping, not {describe(section)}", line=section_line)
+        )
         section = LDict(line=section_line)
     for name, value in given.items():
         if name not in section:
             known = ", ".join(section) or "none"
-            errors.append(BadInput(
-                f"unknown parameter {name!r} given with --param (the template's parameters: "
-                f"{known})", logical_id=str(name), hint=did_you_mean(str(name), section)))
+            errors.append(
+                BadInput(
+                    f"unknown parameter {name!r} given with --param (the template's parameters: "
+                    f"{known})",
+                    logical_id=str(name),
+                    hint=did_you_mean(str(name), section),
+                )
+            )
         elif _as_text(value) is None and not isinstance(value, list):
-            errors.append(BadInput(f"the value of parameter {name} must be text",
-                                   logical_id=str(name)))
+            errors.append(
+                BadInput(f"the value of parameter {name} must be text", logical_id=str(name))
+            )
     for name, decl in section.items():
         try:
             spec = _spec(name, decl, section.line_of(name))
@@ -219,9 +280,12 @@ def resolve_parameters(
             elif "Default" in decl:
                 values[name] = _value(spec, _default_text(spec), from_user=False)
             else:
-                raise BadInput("parameter has no Default and no value was given",
-                               line=spec.line, logical_id=name,
-                               hint=f"give it with --param {name}=VALUE or add a Default")
+                raise BadInput(
+                    "parameter has no Default and no value was given",
+                    line=spec.line,
+                    logical_id=name,
+                    hint=f"give it with --param {name}=VALUE or add a Default",
+                )
         except BadInput as err:
             errors.append(err)
     return values, errors

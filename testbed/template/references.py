@@ -7,6 +7,7 @@ is what lets `!If [HasX, !Ref X, !Ref AWS::NoValue]` name a resource that is not
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ def _safe_key(value: dict, line: int | None) -> str | None:
         return None  # reported when the value is resolved
 
 
-def find_references(value: Any, conditions: ConditionTable | None,
-                    *, line: int | None = None) -> Iterator[Reference]:
+def find_references(
+    value: Any, conditions: ConditionTable | None, *, line: int | None = None
+) -> Iterator[Reference]:
     """Every reference to a logical id or pseudo parameter inside a raw value."""
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -61,18 +63,17 @@ def find_references(value: Any, conditions: ConditionTable | None,
     elif name == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
         branches = [arg[1], arg[2]]
         if isinstance(arg[0], str) and conditions is not None:
-            try:
+            with contextlib.suppress(BadInput):  # the condition's own error is reported elsewhere
                 branches = [arg[1] if conditions.value(arg[0]) else arg[2]]
-            except BadInput:
-                pass  # the condition's own error is reported elsewhere
         for branch in branches:
             yield from find_references(branch, conditions, line=at)
     else:
         yield from find_references(arg, conditions, line=at)
 
 
-def _get_att_references(arg: Any, conditions: ConditionTable | None,
-                        line: int | None) -> Iterator[Reference]:
+def _get_att_references(
+    arg: Any, conditions: ConditionTable | None, line: int | None
+) -> Iterator[Reference]:
     if isinstance(arg, str) and "." in arg:
         resource, _, attribute = arg.partition(".")
         yield Reference(resource, attribute, line, "Fn::GetAtt")
@@ -82,8 +83,9 @@ def _get_att_references(arg: Any, conditions: ConditionTable | None,
         yield from find_references(arg[1], conditions, line=line)
 
 
-def _sub_references(arg: Any, conditions: ConditionTable | None,
-                    line: int | None) -> Iterator[Reference]:
+def _sub_references(
+    arg: Any, conditions: ConditionTable | None, line: int | None
+) -> Iterator[Reference]:
     template, variables = arg, {}
     if isinstance(arg, list) and len(arg) == 2:
         template, variables = arg
@@ -107,8 +109,9 @@ def depends_on(raw: Any, line: int | None, owner: str) -> list[Reference]:
     """The DependsOn attribute (a name or a list of names) as references."""
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadInput("DependsOn must be a logical id or a list of logical ids", line=line,
-                       logical_id=owner)
+        raise BadInput(
+            "DependsOn must be a logical id or a list of logical ids", line=line, logical_id=owner
+        )
     return [Reference(n, None, line_of(raw, i, line), "DependsOn") for i, n in enumerate(names)]
 
 
@@ -124,7 +127,7 @@ def find_cycle(nodes: Sequence[str], deps: Mapping[str, set[str]]) -> list[str]:
             if nxt not in order:
                 continue
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:

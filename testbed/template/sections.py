@@ -9,14 +9,21 @@ from testbed.errors import BadInput
 from testbed.template.nodes import LDict, describe, did_you_mean
 
 SECTIONS = (
-    "AWSTemplateFormatVersion", "Description", "Metadata", "Parameters", "Mappings",
-    "Conditions", "Resources", "Outputs", "Transform",
+    "AWSTemplateFormatVersion",
+    "Description",
+    "Metadata",
+    "Parameters",
+    "Mappings",
+    "Conditions",
+    "Resources",
+    "Outputs",
+    "Transform",
 )
 NOT_SUPPORTED = {
     "Transform": "transforms (AWS::Serverless, AWS::LanguageExtensions, macros) are not "
-                 "supported; write the expanded template instead",
+    "supported; write the expanded template instead",
     "Rules": "the Rules section is not supported; use AllowedValues/AllowedPattern on "
-             "parameters instead",
+    "parameters instead",
     "Hooks": "the Hooks section is not supported",
 }
 FORMAT_VERSION = "2010-09-09"
@@ -30,28 +37,53 @@ def check_sections(doc: LDict) -> list[BadInput]:
         if key in NOT_SUPPORTED:
             errors.append(BadInput(NOT_SUPPORTED[key], line=doc.line_of(key)))
         elif key not in SECTIONS:
-            errors.append(BadInput(f"unknown template section {key!r}", line=doc.line_of(key),
-                                   hint=did_you_mean(key, SECTIONS)
-                                   or f"the sections are: {', '.join(SECTIONS)}"))
+            errors.append(
+                BadInput(
+                    f"unknown template section {key!r}",
+                    line=doc.line_of(key),
+                    hint=did_you_mean(key, SECTIONS) or f"the sections are: {', '.join(SECTIONS)}",
+                )
+            )
     version = doc.get("AWSTemplateFormatVersion", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        errors.append(BadInput(f"AWSTemplateFormatVersion must be {FORMAT_VERSION!r}, "
-                               f"not {version!r}", line=doc.line_of("AWSTemplateFormatVersion")))
+        errors.append(
+            BadInput(
+                f"AWSTemplateFormatVersion must be {FORMAT_VERSION!r}, not {version!r}",
+                line=doc.line_of("AWSTemplateFormatVersion"),
+            )
+        )
     if not isinstance(doc.get("Description", ""), str):
         errors.append(BadInput("Description must be text", line=doc.line_of("Description")))
     if not isinstance(doc.get("Metadata", {}), dict):
-        errors.append(BadInput(f"Metadata must be a mapping, not {describe(doc['Metadata'])}",
-                               line=doc.line_of("Metadata")))
+        errors.append(
+            BadInput(
+                f"Metadata must be a mapping, not {describe(doc['Metadata'])}",
+                line=doc.line_of("Metadata"),
+            )
+        )
     if "Resources" not in doc:
-        errors.append(BadInput("the template has no Resources section", line=1,
-                               hint="every template needs at least one resource"))
+        errors.append(
+            BadInput(
+                "the template has no Resources section",
+                line=1,
+                hint="every template needs at least one resource",
+            )
+        )
     elif not isinstance(doc["Resources"], LDict) or not doc["Resources"]:
-        errors.append(BadInput("Resources must be a mapping of at least one resource, not "
-                               f"{describe(doc['Resources'])}", line=doc.line_of("Resources")))
+        errors.append(
+            BadInput(
+                "Resources must be a mapping of at least one resource, not "
+                f"{describe(doc['Resources'])}",
+                line=doc.line_of("Resources"),
+            )
+        )
     for name in ("Outputs",):
         if name in doc and not isinstance(doc[name], (LDict, type(None))):
-            errors.append(BadInput(f"{name} must be a mapping, not {describe(doc[name])}",
-                                   line=doc.line_of(name)))
+            errors.append(
+                BadInput(
+                    f"{name} must be a mapping, not {describe(doc[name])}", line=doc.line_of(name)
+                )
+            )
     return errors
 
 
@@ -72,25 +104,36 @@ def check_mappings(section: Any, line: int | None) -> tuple[dict[str, Any], list
     for name, top in section.items():
         where = section.line_of(name)
         if not MAP_NAME.match(name):
-            errors.append(BadInput("mapping names may contain only letters and digits",
-                                   line=where, logical_id=name))
+            errors.append(
+                BadInput(
+                    "mapping names may contain only letters and digits", line=where, logical_id=name
+                )
+            )
             continue
         if not isinstance(top, LDict) or not top:
-            errors.append(BadInput("a mapping must map keys to mappings of values",
-                                   line=where, logical_id=name))
+            errors.append(
+                BadInput(
+                    "a mapping must map keys to mappings of values", line=where, logical_id=name
+                )
+            )
             continue
         problem = None
         for key, second in top.items():
             if not isinstance(second, LDict) or not second:
-                problem = BadInput(f"key {key!r} must map to a mapping of values, not "
-                                   f"{describe(second)}", line=top.line_of(key), logical_id=name)
+                problem = BadInput(
+                    f"key {key!r} must map to a mapping of values, not {describe(second)}",
+                    line=top.line_of(key),
+                    logical_id=name,
+                )
                 break
             for inner, value in second.items():
                 if not _scalar_or_list(value):
                     problem = BadInput(
                         f"{key} > {inner} must be a value or a list of values, not "
                         f"{describe(value)} (Mappings cannot hold intrinsic functions)",
-                        line=second.line_of(inner), logical_id=name)
+                        line=second.line_of(inner),
+                        logical_id=name,
+                    )
                     break
             if problem:
                 break

@@ -67,14 +67,20 @@ def _construct_mapping(loader: TemplateLoader, node: Node) -> LDict:
             continue
         if not isinstance(key_node, ScalarNode):
             raise ConstructorError(
-                None, None, "a mapping key must be plain text, not a list or mapping",
-                key_node.start_mark)
+                None,
+                None,
+                "a mapping key must be plain text, not a list or mapping",
+                key_node.start_mark,
+            )
         key = key_node.value
         if key in first_seen:
             raise ConstructorError(
-                None, None,
+                None,
+                None,
                 f"duplicate key {key!r} (first given on line {first_seen[key]}); "
-                "keep only one of them", key_node.start_mark)
+                "keep only one of them",
+                key_node.start_mark,
+            )
         first_seen[key] = _line(key_node)
     # Merge keys (<<: *anchor) are expanded here; explicit keys after a merge override it.
     loader.flatten_mapping(node)
@@ -82,8 +88,11 @@ def _construct_mapping(loader: TemplateLoader, node: Node) -> LDict:
     for key_node, value_node in node.value:
         if not isinstance(key_node, ScalarNode):
             raise ConstructorError(
-                None, None, "a mapping key must be plain text, not a list or mapping",
-                key_node.start_mark)
+                None,
+                None,
+                "a mapping key must be plain text, not a list or mapping",
+                key_node.start_mark,
+            )
         key = str(key_node.value)
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = _line(key_node)
@@ -106,14 +115,15 @@ def _construct_text(loader: TemplateLoader, node: Node) -> str:
 
 
 def _unsupported_standard_tag(loader: TemplateLoader, node: Node) -> Any:
-    name = "!!" + node.tag[len(_STD_PREFIX):]
+    name = "!!" + node.tag[len(_STD_PREFIX) :]
     raise ConstructorError(
-        None, None, f"the YAML tag {name} is not supported in templates", node.start_mark)
+        None, None, f"the YAML tag {name} is not supported in templates", node.start_mark
+    )
 
 
 def _construct_unknown_tag(loader: TemplateLoader, node: Node) -> Any:
     tag = node.tag
-    shown = "!!" + tag[len(_STD_PREFIX):] if tag.startswith(_STD_PREFIX) else tag
+    shown = "!!" + tag[len(_STD_PREFIX) :] if tag.startswith(_STD_PREFIX) else tag
     hint = did_you_mean(shown, SHORT_FORMS) if shown.startswith("!") else None
     message = f"unknown tag {shown}"
     if hint:
@@ -193,8 +203,9 @@ def _load_json(text: str, filename: str) -> Any:
     index = _LineIndex(text)
     decoder = json.JSONDecoder()
 
-    def parse_object(s_and_end, strict, scan_once, object_hook, object_pairs_hook,
-                     memo=None, *args):
+    def parse_object(
+        s_and_end, strict, scan_once, object_hook, object_pairs_hook, memo=None, *args
+    ):
         s, end = s_and_end
         starts: list[int] = []
 
@@ -202,14 +213,16 @@ def _load_json(text: str, filename: str) -> Any:
             starts.append(idx)
             return scan_once(string, idx)
 
-        pairs, new_end = json.decoder.JSONObject(
-            (s, end), strict, recording_scan, None, list, memo)
+        pairs, new_end = json.decoder.JSONObject((s, end), strict, recording_scan, None, list, memo)
         result = LDict(line=index.line(end - 1))
         for (key, value), start in zip(pairs, starts, strict=True):
             if key in result:
                 raise BadInput(
                     f"duplicate key {key!r} (first given on line {result.lines[key]}); "
-                    "keep only one of them", file=filename, line=index.line(start))
+                    "keep only one of them",
+                    file=filename,
+                    line=index.line(start),
+                )
             result[key] = value
             result.lines[key] = index.line(start)
         return result, new_end
@@ -240,10 +253,11 @@ def _parse(text: str, filename: str) -> Any:
         try:
             return _load_json(text, filename)
         except json.JSONDecodeError as err:
-            raise BadInput(f"JSON syntax error: {err.msg}", file=filename,
-                           line=err.lineno) from None
+            raise BadInput(
+                f"JSON syntax error: {err.msg}", file=filename, line=err.lineno
+            ) from None
     try:
-        return yaml.load(text, Loader=TemplateLoader)  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=TemplateLoader)  # TemplateLoader is a SafeLoader
     except yaml.YAMLError as err:
         yaml_failure = _yaml_error(err, filename, text)
     if not text.lstrip().startswith("{"):
@@ -285,12 +299,21 @@ def load_text(text: str, filename: str) -> LDict:
     except RecursionError:
         too_big = True
     if too_big:
-        raise BadInput("the template is too large or nested too deeply once its YAML aliases "
-                       "are expanded", file=filename)
+        raise BadInput(
+            "the template is too large or nested too deeply once its YAML aliases are expanded",
+            file=filename,
+        )
     if document is None:
-        raise BadInput("the template is empty", file=filename, line=1,
-                       hint="a template needs at least a Resources section")
+        raise BadInput(
+            "the template is empty",
+            file=filename,
+            line=1,
+            hint="a template needs at least a Resources section",
+        )
     if not isinstance(document, LDict):
-        raise BadInput("a template must be a mapping of sections (Resources, Parameters, ...)",
-                       file=filename, line=1)
+        raise BadInput(
+            "a template must be a mapping of sections (Resources, Parameters, ...)",
+            file=filename,
+            line=1,
+        )
     return document

@@ -14,15 +14,15 @@ import time
 
 import pytest
 
+from testbed import rpc
 from testbed.accesslog import parse_line
 from testbed.alb.config import node_files
 from testbed.cli.targets import describe
 from testbed.errors import BadInput
-from testbed.lab import rpc
 from testbed.lab.api import Lab
 from testbed.lab.hostexec import host_tmp
-from testbed.lab.plan import NetworkPlan
 from testbed.metrics.sources import AlbSource
+from testbed.plan.network import NetworkPlan
 from testbed.traffic import run_load
 from tests.alb_data import DRAIN_S, GROUPS, LB, RULE_CASES, rules_template
 
@@ -41,8 +41,16 @@ def template(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab(template):
     with Lab.up(template) as lab:
-        wait_for(lambda: all(state(lab, tg, i) == "healthy" for tg, members in GROUPS.items()
-                             if tg != "TgFailOpen" for i in members), 40, "targets healthy")
+        wait_for(
+            lambda: all(
+                state(lab, tg, i) == "healthy"
+                for tg, members in GROUPS.items()
+                if tg != "TgFailOpen"
+                for i in members
+            ),
+            40,
+            "targets healthy",
+        )
         yield lab
 
 
@@ -69,13 +77,14 @@ def node_url(lab, index: int = 0) -> str:
     return f"http://{nodes(lab)[index]['public_ip']}"
 
 
-def curl(lab, client: str, url: str, method: str = "GET",
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+def curl(
+    lab, client: str, url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     """One request with curl in `client`: (status, headers lower-cased, body)."""
     argv = ["curl", "-s", "-i", "-m", "5", "-X", method]
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
-    proc = lab.host(client).run(argv + [url], timeout=15)
+    proc = lab.host(client).run([*argv, url], timeout=15)
     assert proc.returncode == 0, f"curl {url}: exit {proc.returncode} {proc.stderr}"
     text = proc.stdout.replace("\r\n", "\n")  # text mode may or may not have done it
     head, _, body = text.partition("\n\n")
@@ -105,40 +114,49 @@ def test_alb_resolves_to_its_nodes_and_every_node_listens(lab):
     assert sorted(lab.host("Client1").run(["dig", "+short", dns]).stdout.split()) == public
     for index in range(2):
         status, headers, _ = curl(lab, "Client1", node_url(lab, index) + "/teapot")
-        assert status == 418 and headers["server"] == "awselb/2.0"
+        assert status == 418
+        assert headers["server"] == "awselb/2.0"
     states = {i: state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]}
-    wait_for(lambda: {state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]}
-             == {"unhealthy"}, DETECT_S, f"TgFailOpen unhealthy ({states})")
+    wait_for(
+        lambda: {state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]} == {"unhealthy"},
+        DETECT_S,
+        f"TgFailOpen unhealthy ({states})",
+    )
 
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=[c.name for c in RULE_CASES])
 def test_rule_case(lab, case):
     index = RULE_CASES.index(case) % 2  # alternate the nodes
-    status, headers, body = curl(lab, case.client, node_url(lab, index) + case.path,
-                                 case.method, case.headers)
+    status, headers, body = curl(
+        lab, case.client, node_url(lab, index) + case.path, case.method, case.headers
+    )
     assert status == case.status, body
     if case.group:
         assert instance_of(body) in GROUPS[case.group], body
     if case.location:
         assert headers["location"] == case.location
     if case.body is not None:
-        assert body == case.body and headers["content-type"] == "application/json"
+        assert body == case.body
+        assert headers["content-type"] == "application/json"
 
 
 def test_forwarded_headers_append_the_client_address(lab):
-    _s, _h, body = curl(lab, "Client1", node_url(lab) + "/",
-                        headers={"X-Forwarded-For": "203.0.113.99"})
+    _s, _h, body = curl(
+        lab, "Client1", node_url(lab) + "/", headers={"X-Forwarded-For": "203.0.113.99"}
+    )
     seen = json.loads(body)
-    assert seen["forwarded"] == {"x-forwarded-for": "203.0.113.99, 198.51.100.10",
-                                 "x-forwarded-proto": "http", "x-forwarded-port": "80"}
+    assert seen["forwarded"] == {
+        "x-forwarded-for": "203.0.113.99, 198.51.100.10",
+        "x-forwarded-proto": "http",
+        "x-forwarded-port": "80",
+    }
     assert seen["client"]["ip"] in {n["ip"] for n in nodes(lab)}  # the ALB proxies
     _s, _h, body = curl(lab, "Client2", node_url(lab, 1) + "/")
     assert json.loads(body)["forwarded"]["x-forwarded-for"] == "198.51.100.11"
 
 
 def test_weighted_forward_splits_90_10(lab):
-    df = run_load(lab, "Client1", node_url(lab) + "/weighted/x", requests=2000,
-                  concurrency=20)
+    df = run_load(lab, "Client1", node_url(lab) + "/weighted/x", requests=2000, concurrency=20)
     assert df["error"].isna().all()
     share = (df["backend"] == "WebA1").mean()
     assert abs(share - 0.9) < 0.03, df["backend"].value_counts()
@@ -149,8 +167,10 @@ def test_lb_cookie_keeps_a_client_on_one_target(lab):
     cookie = headers["set-cookie"].split(";")[0]
     assert cookie.startswith("AWSALB=")
     first = instance_of(body)
-    seen = {instance_of(curl(lab, "Client1", node_url(lab, i % 2) + "/",
-                             headers={"Cookie": cookie})[2]) for i in range(16)}
+    seen = {
+        instance_of(curl(lab, "Client1", node_url(lab, i % 2) + "/", headers={"Cookie": cookie})[2])
+        for i in range(16)
+    }
     assert seen == {first}  # on both nodes: they share the cookie key
     without = {instance_of(curl(lab, "Client1", node_url(lab) + "/")[2]) for _ in range(8)}
     assert without == set(GROUPS["WebTargets"])
@@ -161,15 +181,18 @@ def test_group_stickiness_keeps_a_client_on_one_group(lab):
     cookie = next(c for c in [headers["set-cookie"]] if c.startswith("AWSALBTG="))
     cookie = cookie.split(";")[0]
     first = instance_of(body)
-    seen = {instance_of(curl(lab, "Client1", node_url(lab) + "/group-sticky/x",
-                             headers={"Cookie": cookie})[2]) for _ in range(12)}
+    seen = {
+        instance_of(
+            curl(lab, "Client1", node_url(lab) + "/group-sticky/x", headers={"Cookie": cookie})[2]
+        )
+        for _ in range(12)
+    }
     assert seen == {first}
 
 
 def test_cross_zone_off_keeps_each_node_in_its_zone(lab):
     for index, own in ((0, "WebA1"), (1, "WebB1")):
-        df = run_load(lab, "Client1", node_url(lab, index) + "/zonal/x", requests=40,
-                      concurrency=4)
+        df = run_load(lab, "Client1", node_url(lab, index) + "/zonal/x", requests=40, concurrency=4)
         assert set(df["backend"]) == {own}
 
 
@@ -177,8 +200,9 @@ def test_least_outstanding_requests_prefers_the_fast_target(lab):
     slow = lab.host("LorA1")
     slow.fault("delay", "300")
     try:
-        df = run_load(lab, "Client1", node_url(lab) + "/lor/x", requests=300, concurrency=10,
-                      timeout=10)
+        df = run_load(
+            lab, "Client1", node_url(lab) + "/lor/x", requests=300, concurrency=10, timeout=10
+        )
     finally:
         slow.fault("clear")
     assert df["error"].isna().all()
@@ -190,8 +214,11 @@ def test_matcher_decides_health_and_a_lone_unhealthy_target_fails_open(lab):
     target = lab.host("SourceA1")
     target.fault("status", "404")
     try:
-        took = wait_for(lambda: state(lab, "TgStrict", "SourceA1") == "unhealthy", DETECT_S,
-                        "unhealthy with matcher 200")
+        took = wait_for(
+            lambda: state(lab, "TgStrict", "SourceA1") == "unhealthy",
+            DETECT_S,
+            "unhealthy with matcher 200",
+        )
         row = next(r for r in describe(lab.name, "TgStrict"))
         assert row["TargetHealth"]["Reason"] == "Target.ResponseCodeMismatch"
         assert took <= DETECT_S
@@ -208,9 +235,9 @@ def test_unhealthy_target_drops_out_and_comes_back(lab):
     target.fault("500")
     try:
         wait_for(lambda: state(lab, "TgLor", "LorA1") == "unhealthy", DETECT_S, "unhealthy")
-        df = run_load(lab, "Client1", node_url(lab, 1) + "/lor/x", requests=40,
-                      concurrency=4)
-        assert set(df["backend"]) == {"LorB1"} and (df["status"] == 200).all()
+        df = run_load(lab, "Client1", node_url(lab, 1) + "/lor/x", requests=40, concurrency=4)
+        assert set(df["backend"]) == {"LorB1"}
+        assert (df["status"] == 200).all()
     finally:
         target.fault("clear")
     wait_for(lambda: state(lab, "TgLor", "LorA1") == "healthy", DETECT_S, "healthy")
@@ -221,15 +248,22 @@ def test_unhealthy_target_drops_out_and_comes_back(lab):
 def test_fail_open_when_every_target_is_unhealthy(lab):
     assert {state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]} == {"unhealthy"}
     df = run_load(lab, "Client1", node_url(lab) + "/failopen/x", requests=40, concurrency=4)
-    assert df["error"].isna().all() and set(df["backend"]) == set(GROUPS["TgFailOpen"])
+    assert df["error"].isna().all()
+    assert set(df["backend"]) == set(GROUPS["TgFailOpen"])
 
 
 def test_deregistration_drains_then_a_new_target_registers(lab):
     result = {}
 
     def slow_requests() -> None:
-        result["df"] = run_load(lab, "Client2", node_url(lab) + "/lor/x?delay_ms=4000",
-                                requests=4, concurrency=4, timeout=15)
+        result["df"] = run_load(
+            lab,
+            "Client2",
+            node_url(lab) + "/lor/x?delay_ms=4000",
+            requests=4,
+            concurrency=4,
+            timeout=15,
+        )
 
     t = threading.Thread(target=slow_requests)
     t.start()
@@ -243,8 +277,7 @@ def test_deregistration_drains_then_a_new_target_registers(lab):
         slow = result["df"]
         assert (slow["status"] == 200).all()  # in-flight requests finished
         assert "LorA1" in set(slow["backend"])
-        took = wait_for(lambda: state(lab, "TgLor", "LorA1") == "removed", DRAIN_S + 5,
-                        "removed")
+        took = wait_for(lambda: state(lab, "TgLor", "LorA1") == "removed", DRAIN_S + 5, "removed")
         assert took <= DRAIN_S + 2
     finally:
         t.join()
@@ -253,8 +286,14 @@ def test_deregistration_drains_then_a_new_target_registers(lab):
     # Registered again (HAProxy gets a dynamic server), plus one the template never had.
     holder(lab, "register", tg="TgLor", target="PathA1")
     try:
-        wait_for(lambda: state(lab, "TgLor", "LorA1") == "healthy" and
-                 state(lab, "TgLor", "PathA1") == "healthy", DETECT_S, "registered healthy")
+        wait_for(
+            lambda: (
+                state(lab, "TgLor", "LorA1") == "healthy"
+                and state(lab, "TgLor", "PathA1") == "healthy"
+            ),
+            DETECT_S,
+            "registered healthy",
+        )
         df = run_load(lab, "Client1", node_url(lab) + "/lor/x", requests=60, concurrency=3)
         assert set(df["backend"]) == {"LorA1", "LorB1", "PathA1"}
     finally:
@@ -286,15 +325,18 @@ def test_update_keeps_established_connections_and_changes_xff_mode(lab, template
     script = host_tmp(lab.name, "Client1") / "keepalive.py"
     script.write_text(KEEPALIVE_CLIENT)
     node = nodes(lab)[0]["public_ip"]
-    client = lab.host("Client1").popen(["python3", str(script), node, "9"],
-                                       stdout=subprocess.PIPE, text=True)
+    client = lab.host("Client1").popen(
+        ["python3", str(script), node, "9"], stdout=subprocess.PIPE, text=True
+    )
     time.sleep(2)
     try:
         for mode in ("preserve", "remove"):
             reply = lab.update(template, {"XffMode": mode})
-            assert reply["changes"] and any("reloaded" in d for d in reply["done"])
-            _s, _h, body = curl(lab, "Client1", node_url(lab) + "/",
-                                headers={"X-Forwarded-For": "203.0.113.99"})
+            assert reply["changes"]
+            assert any("reloaded" in d for d in reply["done"])
+            _s, _h, body = curl(
+                lab, "Client1", node_url(lab) + "/", headers={"X-Forwarded-For": "203.0.113.99"}
+            )
             seen = json.loads(body)["forwarded"].get("x-forwarded-for")
             assert seen == {"preserve": "203.0.113.99", "remove": None}[mode]
             time.sleep(1)
@@ -304,22 +346,29 @@ def test_update_keeps_established_connections_and_changes_xff_mode(lab, template
             client.kill()
         lab.update(template, {"XffMode": "append"})
     answers = json.loads(out)
-    assert answers and all(a.get("status") == 200 for a in answers), answers
+    assert answers
+    assert all(a.get("status") == 200 for a in answers), answers
     assert len({a["port"] for a in answers}) == 1  # one connection from start to end
     # It stayed with the worker that accepted it (the old rules), as HAProxy does.
     assert {a["xff"] for a in answers} == {"203.0.113.99, 198.51.100.10"}
     events = [e.status for e in lab.events() if e.logical_id in (lab.name, LB)]
-    assert "UPDATE_IN_PROGRESS" in events and events[-1] == "UPDATE_COMPLETE"
+    assert "UPDATE_IN_PROGRESS" in events
+    assert events[-1] == "UPDATE_COMPLETE"
 
 
 def test_update_that_needs_a_rebuild_is_refused(lab, tmp_path):
     bigger = tmp_path / "bigger.yaml"
-    bigger.write_text(rules_template().replace(
-        "  Client2: {Type: 'Lab::Internet::Client'}",
-        "  Client2: {Type: 'Lab::Internet::Client'}\n  Client3: {Type: 'Lab::Internet::Client'}"))
+    bigger.write_text(
+        rules_template().replace(
+            "  Client2: {Type: 'Lab::Internet::Client'}",
+            "  Client2: {Type: 'Lab::Internet::Client'}\n  Client3: {Type: "
+            "'Lab::Internet::Client'}",
+        )
+    )
     with pytest.raises(BadInput) as info:
         lab.update(str(bigger))
-    assert "hosts.Client3: added" in str(info.value) and "testbed down" in str(info.value)
+    assert "hosts.Client3: added" in str(info.value)
+    assert "testbed down" in str(info.value)
     assert curl(lab, "Client1", node_url(lab) + "/teapot")[0] == 418  # untouched
 
 
@@ -329,8 +378,7 @@ def test_metrics_from_haproxy_stats(lab):
     source = AlbSource(lab, plan)
 
     def values():
-        return {(s.metric, s.target_group): s.value for s in source.snapshot()
-                if not s.target}
+        return {(s.metric, s.target_group): s.value for s in source.snapshot() if not s.target}
 
     before = values()
     df = run_load(lab, "Client1", node_url(lab) + "/api/x", requests=100, concurrency=5)
@@ -355,18 +403,25 @@ def test_metrics_from_haproxy_stats(lab):
 
 def test_access_log_lines_are_in_the_lab_format(lab):
     marker = f"/api/log-{time.time_ns()}"
-    curl(lab, "Client1", node_url(lab) + marker, headers={"X-Forwarded-For": "192.0.2.7",
-                                                          "User-Agent": 'lab "test"'})
+    curl(
+        lab,
+        "Client1",
+        node_url(lab) + marker,
+        headers={"X-Forwarded-For": "192.0.2.7", "User-Agent": 'lab "test"'},
+    )
     time.sleep(1.0)  # the node flushes its log every 0.5 s
     found = []
     for n in nodes(lab):
         lines = node_files(lab.dir, n["host"]).access_log.read_text().splitlines()
         records = [parse_line(line) for line in lines]
-        assert lines and all(records), [x for x, r in zip(lines, records) if r is None][:3]
+        assert lines
+        assert all(records), [x for x, r in zip(lines, records) if r is None][:3]
         found += [r for r in records if r.path == marker]
     assert len(found) == 1
     rec = found[0]
-    assert rec.server == nodes(lab)[0]["host"] and rec.local == f"{nodes(lab)[0]['ip']}:80"
-    assert rec.client.startswith("198.51.100.10:") and rec.status == 200
-    assert rec.xff == "192.0.2.7" and rec.user_agent == 'lab "test"'
-
+    assert rec.server == nodes(lab)[0]["host"]
+    assert rec.local == f"{nodes(lab)[0]['ip']}:80"
+    assert rec.client.startswith("198.51.100.10:")
+    assert rec.status == 200
+    assert rec.xff == "192.0.2.7"
+    assert rec.user_agent == 'lab "test"'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.lab import naming, system
+from testbed import naming
+from testbed.lab import system
 from testbed.lab.api import Lab, random_name, start_lab, stop_lab
 from testbed.lab.state import read_state
 from testbed.paths import TEMPLATES
@@ -50,13 +52,17 @@ def test_default_template_reachability_is_exactly_what_aws_allows(default_lab):
 def test_hosts_addresses_and_status_json(default_lab):
     proc = run_cli("status", default_lab.name, "--json", check=True)
     status = json.loads(proc.stdout)
-    assert status["name"] == default_lab.name and status["alive"]
+    assert status["name"] == default_lab.name
+    assert status["alive"]
     assert status["datapath"] in ("user", "kernel")
     assert status["pid"] == read_state(default_lab.dir)["pid"]
     hosts = {h["name"]: h for h in status["hosts"]}
-    assert hosts["WebA1"]["ip"] == "10.0.0.4" and hosts["WebA1"]["public_ip"] == "203.0.113.10"
-    assert hosts["WebA2"]["public_ip"] is None and hosts["WebA2"]["az"] == "us-east-1a"
-    assert "az" not in hosts["Client1"] and hosts["Client1"]["ip"] == "198.51.100.10"
+    assert hosts["WebA1"]["ip"] == "10.0.0.4"
+    assert hosts["WebA1"]["public_ip"] == "203.0.113.10"
+    assert hosts["WebA2"]["public_ip"] is None
+    assert hosts["WebA2"]["az"] == "us-east-1a"
+    assert "az" not in hosts["Client1"]
+    assert hosts["Client1"]["ip"] == "198.51.100.10"
     assert status["outputs"]["WebA1PublicIp"] == "203.0.113.10"
     # The addresses are really configured in the hosts.
     addr = default_lab.host("WebB1").cmd("ip -4 -o addr show dev eth0")
@@ -74,7 +80,8 @@ def test_public_instance_serves_http_to_the_internet_with_client_ip(default_lab)
         time.sleep(0.2)
     assert out.startswith("{"), host_diagnostics(default_lab, "Client1", "WebB1")
     answer = json.loads(out)
-    assert answer["instance"] == "WebB1" and answer["path"] == "/hello"
+    assert answer["instance"] == "WebB1"
+    assert answer["path"] == "/hello"
     assert answer["client"]["ip"] == "198.51.100.10"
 
 
@@ -84,19 +91,23 @@ def test_user_data_ran_in_its_host_with_its_own_tmpdir(default_lab):
         if log.exists() and log.read_text():
             break
         time.sleep(0.1)
-    assert "hello from" in log.read_text() and "10.0.3.4" in log.read_text()
+    assert "hello from" in log.read_text()
+    assert "10.0.3.4" in log.read_text()
     made = default_lab.host("WebA1").cmd("mktemp").strip()
     assert Path(made).parent == default_lab.dir / "hosts" / "WebA1" / "tmp"
     assert Path(made).exists()
 
 
 def test_exec_passes_output_and_exit_code_through(default_lab):
-    proc = run_cli("exec", default_lab.name, "WebA1", "--", "sh", "-c",
-                   "echo out; echo err >&2; exit 7")
+    proc = run_cli(
+        "exec", default_lab.name, "WebA1", "--", "sh", "-c", "echo out; echo err >&2; exit 7"
+    )
     assert proc.returncode == 7
-    assert proc.stdout == "out\n" and proc.stderr == "err\n"
+    assert proc.stdout == "out\n"
+    assert proc.stderr == "err\n"
     proc = run_cli("exec", default_lab.name, "NoSuchHost", "--", "true")
-    assert proc.returncode == 2 and "has no host 'NoSuchHost'" in proc.stderr
+    assert proc.returncode == 2
+    assert "has no host 'NoSuchHost'" in proc.stderr
 
 
 def test_mininet_cli_attaches_to_the_running_lab(default_lab, tmp_path):
@@ -140,10 +151,8 @@ def test_two_labs_at_once_are_independent():
         assert_reachability_is_aws(lab_b)
     finally:
         for name in (a, b):
-            try:
+            with contextlib.suppress(Exception):
                 stop_lab(name)
-            except Exception:
-                pass
     assert_nothing_left(b)
 
 
@@ -176,15 +185,25 @@ class Decoys:
         self.proc: subprocess.Popen | None = None
 
     def create(self) -> None:
-        system.run(["ovs-vsctl", "add-br", self.bridge, "--", "set", "bridge", self.bridge,
-                    "datapath_type=netdev"])
-        system.run(["ip", "link", "add", self.veth_a, "type", "veth", "peer", "name",
-                    self.veth_b])
+        system.run(
+            [
+                "ovs-vsctl",
+                "add-br",
+                self.bridge,
+                "--",
+                "set",
+                "bridge",
+                self.bridge,
+                "datapath_type=netdev",
+            ]
+        )
+        system.run(["ip", "link", "add", self.veth_a, "type", "veth", "peer", "name", self.veth_b])
         system.run(["ip", "netns", "add", self.netns])
         self.tmpfile.write_text("not the lab's")
         # A process that looks like a Mininet host shell, in a namespace of its own.
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "bash", "-c",
-                                      "exec -a mininet:h1 sleep 600"])
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "bash", "-c", "exec -a mininet:h1 sleep 600"]
+        )
 
     def alive(self) -> dict[str, bool]:
         return {
@@ -218,16 +237,16 @@ def test_decoys_survive_up_down_kill9_and_clean():
         os.kill(state["pid"], signal.SIGKILL)
         time.sleep(0.3)
         status = json.loads(run_cli("status", name, "--json", check=True).stdout)
-        assert status["alive"] is False and status["state"].startswith("DEAD")
+        assert status["alive"] is False
+        assert status["state"].startswith("DEAD")
         proc = run_cli("clean")
-        assert proc.returncode == 0 and f"cleaned lab {name}" in proc.stdout
+        assert proc.returncode == 0
+        assert f"cleaned lab {name}" in proc.stdout
         assert_nothing_left(name)
         assert decoys.alive() == dict.fromkeys(decoys.alive(), True)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             stop_lab(name)
-        except Exception:
-            pass
         decoys.remove()
 
 
@@ -236,15 +255,24 @@ def test_cli_up_prints_progress_and_down_removes_everything():
     try:
         proc = run_cli("up", DEFAULT, "--name", name)
         assert proc.returncode == 0, proc.stderr
-        for text in ("CREATE_IN_PROGRESS", "WebA1", "CREATE_COMPLETE", "AWS::EC2::Subnet",
-                     f"lab {name} is up", "203.0.113.10"):
+        for text in (
+            "CREATE_IN_PROGRESS",
+            "WebA1",
+            "CREATE_COMPLETE",
+            "AWS::EC2::Subnet",
+            f"lab {name} is up",
+            "203.0.113.10",
+        ):
             assert text in proc.stdout
         events = run_cli("events", name, check=True).stdout
-        assert "CREATE_COMPLETE" in events and "LabController" in events
+        assert "CREATE_COMPLETE" in events
+        assert "LabController" in events
         listing = run_cli("status", check=True).stdout
-        assert name in listing and "CREATE_COMPLETE" in listing
+        assert name in listing
+        assert "CREATE_COMPLETE" in listing
         again = run_cli("up", DEFAULT, "--name", name)
-        assert again.returncode == 2 and "already running" in again.stderr
+        assert again.returncode == 2
+        assert "already running" in again.stderr
     finally:
         down = run_cli("down", name)
     assert down.returncode == 0, down.stderr
@@ -253,21 +281,28 @@ def test_cli_up_prints_progress_and_down_removes_everything():
 
 def test_bad_input_exits_2_and_creates_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n"
-                   "      CidrBlock: 10.0.0.0/16\n  S:\n    Type: AWS::EC2::Subnet\n"
-                   "    Properties: {VpcId: !Ref V, CidrBlock: 10.9.0.0/24, "
-                   "AvailabilityZone: us-east-1a}\n")
+    bad.write_text(
+        "Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n"
+        "      CidrBlock: 10.0.0.0/16\n  S:\n    Type: AWS::EC2::Subnet\n"
+        "    Properties: {VpcId: !Ref V, CidrBlock: 10.9.0.0/24, "
+        "AvailabilityZone: us-east-1a}\n"
+    )
     name = random_name("bad")
     before = machine_snapshot()
     proc = run_cli("up", str(bad), "--name", name)
     assert proc.returncode == 2
-    assert "bad.yaml:8" in proc.stderr and "S:" in proc.stderr
+    assert "bad.yaml:8" in proc.stderr
+    assert "S:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert machine_snapshot()["bridges"] == before["bridges"]
     assert not naming.lab_dir(name).exists()
-    for args in (["up", DEFAULT, "--name", "Bad_Name"], ["down", "nolab"],
-                 ["exec", "nolab", "h", "--", "true"], ["up", DEFAULT, "-p", "NoSuch=1"],
-                 ["up", DEFAULT, "--datapath", "warp"]):
+    for args in (
+        ["up", DEFAULT, "--name", "Bad_Name"],
+        ["down", "nolab"],
+        ["exec", "nolab", "h", "--", "true"],
+        ["up", DEFAULT, "-p", "NoSuch=1"],
+        ["up", DEFAULT, "--datapath", "warp"],
+    ):
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
@@ -278,7 +313,8 @@ def test_failure_midway_rolls_back_everything(monkeypatch):
     monkeypatch.setenv("TESTBED_INJECT_FAILURE", "WebB1")
     proc = run_cli("up", DEFAULT, "--name", name)
     assert proc.returncode == 1
-    assert "CREATE_FAILED" in proc.stdout and "ROLLBACK_COMPLETE" in proc.stdout
+    assert "CREATE_FAILED" in proc.stdout
+    assert "ROLLBACK_COMPLETE" in proc.stdout
     assert "injected failure" in proc.stderr
     assert_nothing_left(name)
 
@@ -318,16 +354,20 @@ def test_link_bandwidth_is_applied_with_htb(tmp_path):
     if not detect().htb:
         pytest.skip("this kernel has no HTB qdisc")
     template = tmp_path / "bw.yaml"
-    text = Path(DEFAULT).read_text().replace(
-        "    InterAzDelayMs: !Ref InterAzDelayMs",
-        "    InterAzDelayMs: !Ref InterAzDelayMs\n    LinkBandwidthMbps: 20")
+    text = (
+        Path(DEFAULT)
+        .read_text()
+        .replace(
+            "    InterAzDelayMs: !Ref InterAzDelayMs",
+            "    InterAzDelayMs: !Ref InterAzDelayMs\n    LinkBandwidthMbps: 20",
+        )
+    )
     template.write_text(text)
     with Lab.up(str(template)) as lab:
         server = lab.host("WebB2").popen(["iperf3", "-s", "-1"], stdout=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
-            out = lab.host("WebA2").run(["iperf3", "-c", "10.0.3.4", "-t", "3", "-J"],
-                                        timeout=30)
+            out = lab.host("WebA2").run(["iperf3", "-c", "10.0.3.4", "-t", "3", "-J"], timeout=30)
             bps = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
         finally:
             server.kill()
@@ -344,6 +384,11 @@ def test_vagrantfile_validates(tmp_path):
     shutil.copy(TEMPLATES.parent / "Vagrantfile", tmp_path / "Vagrantfile")
     # --ignore-provider: these machines have no VirtualBox or libvirt, and the file's
     # validity does not depend on one.
-    proc = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,15 +8,14 @@ import time
 
 import pytest
 
+from testbed import rpc
 from testbed.gwlb.observe import (
     appliance_by_client_port,
     firewall_packets,
     flows_in_captures,
     node_flows,
     node_status,
-    wait_target_state,
 )
-from testbed.lab import rpc
 from testbed.lab.api import Lab
 from testbed.packets.capture import decode_pcap
 from testbed.paths import TEMPLATES
@@ -39,8 +38,9 @@ def gwlb_lab():
 
 # ---- helpers ---------------------------------------------------------------------------
 
+
 def wait_state(lab, target: str, state: str, timeout: float) -> float:
-    return wait_target_state(lab, "Appliances", target, state, timeout)
+    return lab.wait_target_state("Appliances", target, state, timeout)
 
 
 def wait_all_healthy(lab, timeout: float = 40) -> None:
@@ -65,8 +65,9 @@ def held_flows(lab, target: str, n: int, hold: float, timeout: float) -> tuple:
     result: dict = {}
 
     def go() -> None:
-        result["df"] = run_load(lab, "Client1", target, requests=n, concurrency=n, hold=hold,
-                                timeout=timeout)
+        result["df"] = run_load(
+            lab, "Client1", target, requests=n, concurrency=n, hold=hold, timeout=timeout
+        )
 
     t = threading.Thread(target=go)
     t.start()
@@ -75,15 +76,18 @@ def held_flows(lab, target: str, n: int, hold: float, timeout: float) -> tuple:
 
 # ---- inspection --------------------------------------------------------------------------
 
+
 def test_allowed_traffic_passes_with_the_client_address(gwlb_lab):
     for name, az in (("WebA", "us-east-1a"), ("WebB", "us-east-1b")):
-        df = run_load(gwlb_lab, "Client1", f"http://{web(gwlb_lab, name)}/", requests=40,
-                      concurrency=4)
+        df = run_load(
+            gwlb_lab, "Client1", f"http://{web(gwlb_lab, name)}/", requests=40, concurrency=4
+        )
         assert df["error"].isna().all(), df["error"].value_counts()
         assert set(df["seen_ip"]) == {"198.51.100.10"}  # a bump in the wire: no NAT
         assert set(df["backend_az"]) == {az}
     status = node_status(gwlb_lab, "GWLB-1a")
-    assert status["packets_in"] > 0 and status["packets_back"] > 0
+    assert status["packets_in"] > 0
+    assert status["packets_back"] > 0
     assert {e["name"] for e in status["endpoints"] if e["served"]} == {"EndpointA"}
     used = {a["key"] for a in status["appliances"] if a["new_flows"]}
     assert used <= {"i-FwA1:6081", "i-FwA2:6081"}  # cross-zone off: this AZ's appliances
@@ -96,11 +100,11 @@ def test_denied_traffic_is_dropped_and_counted_by_an_appliance(gwlb_lab):
     banned = run_load(gwlb_lab, "Client2", f"http://{web_a}/", requests=3, timeout=1.5)
     assert set(telnet["error"]) == {"timeout"}  # dropped, not refused by WebA
     assert set(banned["error"]) == {"timeout"}
-    direct = run_load(gwlb_lab, "WebB", f"tcp://{gwlb_lab.host('WebA').ip}:23", requests=1,
-                      timeout=1.5)
+    direct = run_load(
+        gwlb_lab, "WebB", f"tcp://{gwlb_lab.host('WebA').ip}:23", requests=1, timeout=1.5
+    )
     assert set(direct["error"]) == {"refused"}  # inside the VPC, no appliance: WebA says no
-    baseline = run_load(gwlb_lab, "Client2", f"http://{web(gwlb_lab, 'Baseline')}/",
-                        requests=3)
+    baseline = run_load(gwlb_lab, "Client2", f"http://{web(gwlb_lab, 'Baseline')}/", requests=3)
     assert baseline["error"].isna().all()  # Client2 is refused only on inspected paths
     time.sleep(1.5)  # appliance status files are rewritten every second
     assert firewall_packets(gwlb_lab, AZ_A, "dropped") - before >= 6
@@ -109,7 +113,8 @@ def test_denied_traffic_is_dropped_and_counted_by_an_appliance(gwlb_lab):
 def test_egress_goes_through_the_appliances_too(gwlb_lab):
     before = node_status(gwlb_lab, "GWLB-1a")["packets_in"]
     df = run_load(gwlb_lab, "WebA", "http://198.51.100.10/", requests=10)
-    assert df["error"].isna().all() and set(df["backend"]) == {"Client1"}
+    assert df["error"].isna().all()
+    assert set(df["backend"]) == {"Client1"}
     # the internet gateway's 1:1 NAT, after inspection
     assert set(df["seen_ip"]) == {web(gwlb_lab, "WebA")}
     assert node_status(gwlb_lab, "GWLB-1a")["packets_in"] - before >= 40
@@ -119,11 +124,13 @@ def test_egress_goes_through_the_appliances_too(gwlb_lab):
 
 
 def test_both_directions_of_every_flow_meet_one_appliance(gwlb_lab):
-    caps = {fw: start_capture(gwlb_lab.host(fw), "udp port 6081", label=f"geneve-{fw}")
-            for fw in AZ_A}
+    caps = {
+        fw: start_capture(gwlb_lab.host(fw), "udp port 6081", label=f"geneve-{fw}") for fw in AZ_A
+    }
     try:
-        df = run_load(gwlb_lab, "Client1", f"http://{web(gwlb_lab, 'WebA')}/", requests=60,
-                      concurrency=6)
+        df = run_load(
+            gwlb_lab, "Client1", f"http://{web(gwlb_lab, 'WebA')}/", requests=60, concurrency=6
+        )
         assert df["error"].isna().all()
     finally:
         for cap in caps.values():
@@ -133,7 +140,8 @@ def test_both_directions_of_every_flow_meet_one_appliance(gwlb_lab):
     for fw_rows in rows.values():
         for row in fw_rows:
             assert node_ip in (row["outer_src"], row["outer_dst"])
-            assert row["vni"] == 0 and row["endpoint_ip"] == "10.0.2.4"  # EndpointA
+            assert row["vni"] == 0
+            assert row["endpoint_ip"] == "10.0.2.4"
             assert row["attachment_id"] == 0
     web_a = (gwlb_lab.host("WebA").ip, 80)
     flows = {k: v for k, v in flows_in_captures(rows).items() if web_a in k[1:]}
@@ -145,6 +153,7 @@ def test_both_directions_of_every_flow_meet_one_appliance(gwlb_lab):
 
 
 # ---- health, failover, scaling ---------------------------------------------------------------
+
 
 def test_no_rebalance_dead_appliance_loses_its_flows_new_flows_go_elsewhere(gwlb_lab):
     web_a = web(gwlb_lab, "WebA")
@@ -174,8 +183,7 @@ def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
     web_a = web(gwlb_lab, "WebA")
 
     def new_flows() -> dict[str, int]:
-        return {a["key"]: a["new_flows"]
-                for a in node_status(gwlb_lab, "GWLB-1a")["appliances"]}
+        return {a["key"]: a["new_flows"] for a in node_status(gwlb_lab, "GWLB-1a")["appliances"]}
 
     holder(gwlb_lab, op="deregister", tg="Appliances", target="FwA2")
     try:
@@ -200,12 +208,12 @@ def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
 
 @pytest.mark.slow
 def test_rebalance_resumes_flows_on_another_appliance_with_2_tuple_stickiness():
-    with Lab.up(GWLB, params={"TargetFailover": "rebalance",
-                              "Stickiness": "source_ip_dest_ip"}) as lab:
+    with Lab.up(
+        GWLB, params={"TargetFailover": "rebalance", "Stickiness": "source_ip_dest_ip"}
+    ) as lab:
         wait_all_healthy(lab)
         # An echo may wait out the detection time: the flow resumes when it is rehashed.
-        thread, result = held_flows(lab, f"tcp://{web(lab, 'WebA')}:9000", 6, hold=30,
-                                    timeout=25)
+        thread, result = held_flows(lab, f"tcp://{web(lab, 'WebA')}:9000", 6, hold=30, timeout=25)
         time.sleep(3)
         pair = {lab.host("WebA").ip, "198.51.100.10"}
         flows = [f for f in node_flows(lab, "GWLB-1a") if {f["a"], f["b"]} == pair]
@@ -230,8 +238,9 @@ def test_rebalance_resumes_flows_on_another_appliance_with_2_tuple_stickiness():
 @pytest.mark.slow
 def test_throughput_through_the_gwlb_and_without_it(gwlb_lab):
     via = iperf3(gwlb_lab, "WebA", "Client1", target_ip=web(gwlb_lab, "WebA"), seconds=5)
-    direct = iperf3(gwlb_lab, "Baseline", "Client1", target_ip=web(gwlb_lab, "Baseline"),
-                    seconds=5)
-    print(f"\nTCP Client1 -> WebA via the GWLB {via['bits_per_second'] / 1e6:.0f} Mbit/s, "
-          f"-> Baseline without it {direct['bits_per_second'] / 1e6:.0f} Mbit/s")
+    direct = iperf3(gwlb_lab, "Baseline", "Client1", target_ip=web(gwlb_lab, "Baseline"), seconds=5)
+    print(
+        f"\nTCP Client1 -> WebA via the GWLB {via['bits_per_second'] / 1e6:.0f} Mbit/s, "
+        f"-> Baseline without it {direct['bits_per_second'] / 1e6:.0f} Mbit/s"
+    )
     assert via["bits_per_second"] > 20e6

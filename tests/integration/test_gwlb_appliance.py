@@ -52,8 +52,19 @@ def fw_lab(tmp_path_factory):
 
 def peer(lab, *args: str, timeout: float = 60) -> object:
     fw = lab.host("Fw1")
-    proc = lab.host("Peer").run([sys.executable, "-m", "testbed.gwlb.peer", "--bind",
-                                 lab.host("Peer").ip, "--to", fw.ip, *args], timeout=timeout)
+    proc = lab.host("Peer").run(
+        [
+            sys.executable,
+            "-m",
+            "testbed.gwlb.peer",
+            "--bind",
+            lab.host("Peer").ip,
+            "--to",
+            fw.ip,
+            *args,
+        ],
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -65,18 +76,33 @@ def status(lab) -> dict:
 
 def test_allowed_packets_come_back_with_their_options(fw_lab):
     before = status(fw_lab)
-    allowed, ping, telnet, banned = peer(fw_lab, "--flow", ALLOWED, "--flow", PING,
-                                         "--flow", TELNET, "--flow", BANNED, "--count", "5")
+    allowed, ping, telnet, banned = peer(
+        fw_lab,
+        "--flow",
+        ALLOWED,
+        "--flow",
+        PING,
+        "--flow",
+        TELNET,
+        "--flow",
+        BANNED,
+        "--count",
+        "5",
+    )
     for r in (allowed, ping):
-        assert r["returned"] == 5 and r["header_unchanged"]
+        assert r["returned"] == 5
+        assert r["header_unchanged"]
         assert r["ttl"] == 63  # forwarded by the appliance's kernel
         assert r["from"] == f"{fw_lab.host('Fw1').ip}:6081"
     assert ping["same_packet_but_ttl"]  # (the SYN's MSS is clamped: see below)
-    assert telnet["returned"] == 0 and banned["returned"] == 0
+    assert telnet["returned"] == 0
+    assert banned["returned"] == 0
     after = status(fw_lab)
     fw = after["firewall"]
-    grew = {name: fw[name]["packets"] - before["firewall"][name]["packets"]
-            for name in ("inspected", "dropped", "passed")}
+    grew = {
+        name: fw[name]["packets"] - before["firewall"][name]["packets"]
+        for name in ("inspected", "dropped", "passed")
+    }
     assert grew == {"inspected": 20, "dropped": 10, "passed": 10}
     assert after["geneve_in"] - before["geneve_in"] == 20
     assert after["geneve_out"] - before["geneve_out"] == 10
@@ -88,18 +114,26 @@ def test_nft_ruleset_shows_the_rules_and_counters(fw_lab):
     out = fw_lab.host("Fw1").run(["nft", "list", "ruleset"]).stdout
     assert "table ip gwlb_appliance" in out
     assert 'tcp dport 23 counter name "dropped" drop' in out
-    assert "counter inspected {" in out and "packets" in out
+    assert "counter inspected {" in out
+    assert "packets" in out
     # the lab's policy routing: tunnelled traffic never leaves through eth0
     assert "lookup 6081" in fw_lab.host("Fw1").run(["ip", "rule"]).stdout
 
 
 def test_mss_is_clamped_and_big_packets_still_pass(fw_lab):
     with start_capture(fw_lab.host("Peer"), "udp port 6081", label="geneve") as cap:
-        (syn,) = peer(fw_lab, "--flow", "tcp:198.51.100.10:41000:10.0.1.10:80", "--count",
-                      "1")
-        (big,) = peer(fw_lab, "--flow", "udp:198.51.100.10:41001:10.0.1.10:9000", "--size",
-                      "1500", "--count", "3")
-    assert syn["returned"] == 1 and not syn["same_packet_but_ttl"]  # the MSS option changed
+        (syn,) = peer(fw_lab, "--flow", "tcp:198.51.100.10:41000:10.0.1.10:80", "--count", "1")
+        (big,) = peer(
+            fw_lab,
+            "--flow",
+            "udp:198.51.100.10:41001:10.0.1.10:9000",
+            "--size",
+            "1500",
+            "--count",
+            "3",
+        )
+    assert syn["returned"] == 1
+    assert not syn["same_packet_but_ttl"]
     assert big["returned"] == 3  # 1568 bytes outside: the outer datagram was fragmented
     rows = decode_pcap(cap.path)
     back = [r for r in rows if r["outer_src"] == fw_lab.host("Fw1").ip]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed import rpc
 from testbed.cli.targets import describe
-from testbed.lab import rpc
 from testbed.lab.api import Lab
 from testbed.paths import TEMPLATES
 from testbed.traffic import run_load
@@ -28,13 +28,21 @@ def nlb_template(tmp_dir: Path) -> str:
     text = NLB.read_text()
     anchor = "      Targets:\n        - {Id: !Ref WebA1}"
     assert anchor in text  # the first target group in the file is WebTargets
-    text = text.replace(anchor, "      TargetGroupAttributes:\n"
-                        f"        - {{Key: deregistration_delay.timeout_seconds, "
-                        f"Value: '{DRAIN_S}'}}\n" + anchor, 1)
+    text = text.replace(
+        anchor,
+        "      TargetGroupAttributes:\n"
+        f"        - {{Key: deregistration_delay.timeout_seconds, "
+        f"Value: '{DRAIN_S}'}}\n" + anchor,
+        1,
+    )
     marker = "  # --- The internet"
     assert marker in text
-    text = text.replace(marker, "  Probe:\n    Type: AWS::EC2::Instance\n"
-                        "    Properties: {SubnetId: !Ref PublicSubnetB}\n" + marker, 1)
+    text = text.replace(
+        marker,
+        "  Probe:\n    Type: AWS::EC2::Instance\n"
+        "    Properties: {SubnetId: !Ref PublicSubnetB}\n" + marker,
+        1,
+    )
     path = tmp_dir / "nlb.yaml"
     path.write_text(text)
     return str(path)
@@ -81,24 +89,28 @@ def test_nlb_comes_up_resolvable_and_without_openflow_errors(nlb_lab):
 def test_client_address_is_preserved_and_each_node_keeps_to_its_az(nlb_lab):
     lb = lb_state(nlb_lab)
     for node in lb["nodes"]:
-        df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=80,
-                      concurrency=8)
+        df = run_load(
+            nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=80, concurrency=8
+        )
         assert df["error"].isna().all()
         assert set(df["seen_ip"]) == {"198.51.100.10"}
         assert set(df["backend_az"]) == {node["az"]}  # cross-zone off
         assert len(set(df["backend"])) == 2  # both targets of that AZ take flows
     # By name: the resolver hands out both nodes, so both AZs answer.
     df = run_load(nlb_lab, "Client2", f"http://{lb['dns_name']}/", requests=120, concurrency=8)
-    assert df["error"].isna().all() and set(df["backend_az"]) == {"us-east-1a", "us-east-1b"}
+    assert df["error"].isna().all()
+    assert set(df["backend_az"]) == {"us-east-1a", "us-east-1b"}
     assert set(df["seen_ip"]) == {"198.51.100.11"}
 
 
 def test_udp_through_the_nlb(nlb_lab):
     node = lb_state(nlb_lab)["nodes"][0]
     df = run_load(nlb_lab, "Client1", f"udp://{node['public_ip']}:9000", requests=60)
-    assert df["error"].isna().all() and len(df) == 60
+    assert df["error"].isna().all()
+    assert len(df) == 60
     assert set(df["seen_ip"]) == {"198.51.100.10"}
-    assert set(df["backend_az"]) == {node["az"]} and len(set(df["backend"])) == 2
+    assert set(df["backend_az"]) == {node["az"]}
+    assert len(set(df["backend"])) == 2
 
 
 def test_unhealthy_target_gets_no_new_flows_and_comes_back(nlb_lab):
@@ -109,32 +121,38 @@ def test_unhealthy_target_gets_no_new_flows_and_comes_back(nlb_lab):
     try:
         took = wait_state(nlb_lab, "WebA1", "unhealthy", INTERVAL_S * THRESHOLD + 10)
         assert took <= INTERVAL_S * THRESHOLD + 1 + 1.5  # + the checker's scheduling margin
-        df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60,
-                      concurrency=6)
-        assert df["error"].isna().all() and set(df["backend"]) == {"WebA2"}
+        df = run_load(
+            nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60, concurrency=6
+        )
+        assert df["error"].isna().all()
+        assert set(df["backend"]) == {"WebA2"}
     finally:
         web.fault("clear")
     wait_state(nlb_lab, "WebA1", "healthy", INTERVAL_S * THRESHOLD + 10)
-    df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60,
-                  concurrency=6)
+    df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60, concurrency=6)
     assert set(df["backend"]) == {"WebA1", "WebA2"}
 
 
 def test_deregistered_target_drains_then_leaves(nlb_lab):
     node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1b")
     wait_state(nlb_lab, "WebB2", "healthy", 30)
-    rpc.call(str(nlb_lab.dir / "holder.sock"), {"op": "deregister", "tg": "WebTargets",
-                                                "target": "WebB2"})
+    rpc.call(
+        str(nlb_lab.dir / "holder.sock"),
+        {"op": "deregister", "tg": "WebTargets", "target": "WebB2"},
+    )
     try:
         wait_state(nlb_lab, "WebB2", "draining", 3)
-        df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=40,
-                      concurrency=4)
+        df = run_load(
+            nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=40, concurrency=4
+        )
         assert set(df["backend"]) == {"WebB1"}  # no new flow reaches a draining target
         took = wait_state(nlb_lab, "WebB2", "removed", DRAIN_S + 5)
         assert took <= DRAIN_S + 2
     finally:
-        rpc.call(str(nlb_lab.dir / "holder.sock"), {"op": "register", "tg": "WebTargets",
-                                                    "target": "WebB2"})
+        rpc.call(
+            str(nlb_lab.dir / "holder.sock"),
+            {"op": "register", "tg": "WebTargets", "target": "WebB2"},
+        )
     assert wait_state(nlb_lab, "WebB2", "healthy", INTERVAL_S * THRESHOLD + 10) >= 0
     events = (nlb_lab.dir / "target-events.jsonl").read_text().splitlines()
     seen = [json.loads(e)["new"] for e in events if '"WebB2:80"' in e]
@@ -146,8 +164,15 @@ def test_segments_of_a_forgotten_flow_get_a_reset(nlb_lab):
     result = {}
 
     def hold() -> None:
-        result["df"] = run_load(nlb_lab, "Client1", f"tcp://{node['public_ip']}:9000",
-                                requests=4, concurrency=4, hold=8, timeout=3)
+        result["df"] = run_load(
+            nlb_lab,
+            "Client1",
+            f"tcp://{node['public_ip']}:9000",
+            requests=4,
+            concurrency=4,
+            hold=8,
+            timeout=3,
+        )
 
     t = threading.Thread(target=hold)
     t.start()
@@ -164,8 +189,7 @@ def test_segments_of_a_forgotten_flow_get_a_reset(nlb_lab):
 def test_new_flow_count_matches_the_connections(nlb_lab):
     node = lb_state(nlb_lab)["nodes"][0]
     before = sum(x["count"] for x in controller(nlb_lab, "nlb_stats")["new_flows"])
-    df = run_load(nlb_lab, "Client2", f"http://{node['public_ip']}/", requests=150,
-                  concurrency=10)
+    df = run_load(nlb_lab, "Client2", f"http://{node['public_ip']}/", requests=150, concurrency=10)
     assert df["error"].isna().all()
     # Packets that hit a cached datapath flow are counted by OVS's revalidators, every
     # ~0.5 s: give the counters a moment to settle.
@@ -182,11 +206,14 @@ def test_internal_nlb_is_unreachable_from_the_internet(tmp_path):
         lb = lb_state(lab)
         assert all(n["public_ip"] is None for n in lb["nodes"])
         private = sorted(n["ip"] for n in lb["nodes"])
-        assert sorted(lab.host("WebA1").run(["dig", "+short", lb["dns_name"]]).stdout.split()) \
+        assert (
+            sorted(lab.host("WebA1").run(["dig", "+short", lb["dns_name"]]).stdout.split())
             == private
+        )
         for node in lb["nodes"]:
             df = run_load(lab, "Client1", f"http://{node['ip']}/", requests=3, timeout=1.5)
             assert df["error"].notna().all()  # not routed on the internet
         df = run_load(lab, "Probe", f"http://{lb['dns_name']}/", requests=40, concurrency=4)
-        assert df["error"].isna().all() and set(df["seen_ip"]) == {lab.host("Probe").ip}
+        assert df["error"].isna().all()
+        assert set(df["seen_ip"]) == {lab.host("Probe").ip}
         assert set(df["backend_az"]) == {"us-east-1a", "us-east-1b"}  # both nodes by name

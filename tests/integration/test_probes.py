@@ -11,10 +11,11 @@ import pytest
 from scapy.layers.inet import ICMP, TCP
 from scapy.utils import rdpcap
 
+from testbed import naming
 from testbed.cli import main
 from testbed.cli.targets import describe
 from testbed.errors import BadInput
-from testbed.lab import naming, system
+from testbed.lab import system
 from testbed.lab.api import Lab
 from testbed.paths import TEMPLATES
 from testbed.probes.capture import capture, start_capture
@@ -52,15 +53,24 @@ def nlb_lab():
 def ip_target_template(tmp_path: Path, lab: Lab) -> Path:
     """nlb.yaml with the web target group as IP targets and preservation off."""
     text = NLB.read_text()
-    swaps = [("      TargetType: instance\n",
-              "      TargetType: ip\n      TargetGroupAttributes:\n"
-              "        - {Key: preserve_client_ip.enabled, Value: \"false\"}\n"),
-             ("      Targets:\n" + "".join(f"        - {{Id: !Ref {h}}}\n" for h in
-                                           ("WebA1", "WebA2", "WebB1", "WebB2"))
-              + "  WebListener:",
-              "      Targets:\n" + "".join(f"        - {{Id: {lab.host(h).ip}}}\n" for h in
-                                           ("WebA1", "WebA2", "WebB1", "WebB2"))
-              + "  WebListener:")]
+    swaps = [
+        (
+            "      TargetType: instance\n",
+            "      TargetType: ip\n      TargetGroupAttributes:\n"
+            '        - {Key: preserve_client_ip.enabled, Value: "false"}\n',
+        ),
+        (
+            "      Targets:\n"
+            + "".join(f"        - {{Id: !Ref {h}}}\n" for h in ("WebA1", "WebA2", "WebB1", "WebB2"))
+            + "  WebListener:",
+            "      Targets:\n"
+            + "".join(
+                f"        - {{Id: {lab.host(h).ip}}}\n"
+                for h in ("WebA1", "WebA2", "WebB1", "WebB2")
+            )
+            + "  WebListener:",
+        ),
+    ]
     for old, new in swaps:
         assert text.count(old) == 1, f"nlb.yaml changed: cannot find {old!r}"
         text = text.replace(old, new)
@@ -94,8 +104,10 @@ def test_a_capture_stops_at_its_packet_count_and_leaves_nothing_running(nlb_lab)
         pinger.kill()
         pinger.wait()
     pkts = rdpcap(str(pcap))
-    assert len(pkts) == 6 and all(ICMP in p for p in pkts)
-    assert pcap.is_relative_to(nlb_lab.dir) and pcap.suffix == ".pcap"
+    assert len(pkts) == 6
+    assert all(ICMP in p for p in pkts)
+    assert pcap.is_relative_to(nlb_lab.dir)
+    assert pcap.suffix == ".pcap"
     assert not {"tcpdump", "timeout"} & set(processes_in(nlb_lab, "WebA1"))
     with pytest.raises(BadInput, match="filter"):
         start_capture(web, "tcp and (", label="bad")
@@ -103,27 +115,38 @@ def test_a_capture_stops_at_its_packet_count_and_leaves_nothing_running(nlb_lab)
 
 
 def test_an_exception_inside_a_capture_still_ends_it(nlb_lab):
-    with pytest.raises(RuntimeError):
-        with start_capture(nlb_lab.host("WebB2"), "tcp", label="interrupted") as cap:
+    cap = start_capture(nlb_lab.host("WebB2"), "tcp", label="interrupted")
+
+    def probe_that_fails() -> None:
+        with cap:
             assert "tcpdump" in processes_in(nlb_lab, "WebB2")
             raise RuntimeError("the probe failed half-way")
-    assert cap.proc is not None and cap.proc.poll() is not None
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        probe_that_fails()
+    assert cap.proc is not None
+    assert cap.proc.poll() is not None
     assert not {"tcpdump", "timeout"} & set(processes_in(nlb_lab, "WebB2"))
 
 
 def test_instance_targets_see_the_internet_clients_real_address(nlb_lab):
     client = nlb_lab.host("Client1")
     assert client.ip.startswith("198.51.100.")
-    res = client_ip_probe(nlb_lab, "Client1", f"http://{public_node_ip(nlb_lab)}/", "WebA1",
-                          count=20)
-    assert not res.errors and res.capture_complete
+    res = client_ip_probe(
+        nlb_lab, "Client1", f"http://{public_node_ip(nlb_lab)}/", "WebA1", count=20
+    )
+    assert not res.errors
+    assert res.capture_complete
     # Cross-zone is off: node 1a sends to WebA1 and WebA2 only; 20 flows all missing
     # WebA1 has a chance of 2**-20.
-    assert res.seen and len(res.seen) + sum(res.elsewhere.values()) == 20
+    assert res.seen
+    assert len(res.seen) + sum(res.elsewhere.values()) == 20
     assert set(res.elsewhere) <= {"WebA2"}
-    assert res.sources == {client.ip: len(res.seen)} and res.preserved is True
-    assert {(s.kind, s.who, s.dst, s.dport) for s in res.seen} == \
-        {("client", "Client1", nlb_lab.host("WebA1").ip, 80)}
+    assert res.sources == {client.ip: len(res.seen)}
+    assert res.preserved is True
+    assert {(s.kind, s.who, s.dst, s.dport) for s in res.seen} == {
+        ("client", "Client1", nlb_lab.host("WebA1").ip, 80)
+    }
     # Only the destination was translated: the target sees the client's own ports too.
     ports = {c["seq"]: c["local_port"] for c in res.connections}
     assert all(s.sport == ports[s.seq] for s in res.seen)
@@ -132,26 +155,43 @@ def test_instance_targets_see_the_internet_clients_real_address(nlb_lab):
 
 
 def test_the_cli_prints_the_sources_and_the_pcap(nlb_lab, capsys):
-    code = main(["probe", "client-ip", nlb_lab.name, "--from", "Client2", "--to",
-                 public_node_ip(nlb_lab), "--on", "WebA2", "-n", "20"])
+    code = main(
+        [
+            "probe",
+            "client-ip",
+            nlb_lab.name,
+            "--from",
+            "Client2",
+            "--to",
+            public_node_ip(nlb_lab),
+            "--on",
+            "WebA2",
+            "-n",
+            "20",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "client (Client2)" in out and nlb_lab.host("Client2").ip in out
+    assert "client (Client2)" in out
+    assert nlb_lab.host("Client2").ip in out
     assert "client IP preserved" in out
     pcap = Path(out.split("pcap: ")[1].split()[0])
-    assert pcap.exists() and pcap.is_relative_to(nlb_lab.dir)
+    assert pcap.exists()
+    assert pcap.is_relative_to(nlb_lab.dir)
 
 
 def test_ip_targets_without_preservation_see_the_nodes_address(nlb_lab, tmp_path):
     template = ip_target_template(tmp_path, nlb_lab)
     with Lab.up(str(template)) as lab:
         wait_healthy(lab)
-        node = next(n for lb in lab.state["load_balancers"] for n in lb["nodes"]
-                    if n["az"] == "us-east-1a")
-        res = client_ip_probe(lab, "Client1", f"http://{node['public_ip']}/", "WebA1",
-                              count=20)
-        assert not res.errors and res.seen
-        assert res.sources == {node["ip"]: len(res.seen)} and res.preserved is False
+        node = next(
+            n for lb in lab.state["load_balancers"] for n in lb["nodes"] if n["az"] == "us-east-1a"
+        )
+        res = client_ip_probe(lab, "Client1", f"http://{node['public_ip']}/", "WebA1", count=20)
+        assert not res.errors
+        assert res.seen
+        assert res.sources == {node["ip"]: len(res.seen)}
+        assert res.preserved is False
         assert {(s.kind, s.who) for s in res.seen} == {("lb-node", node["host"])}
         assert lab.host("Client1").ip not in res.sources
         assert res.pcap.exists()
@@ -165,12 +205,15 @@ def test_rtt_via_the_nlb_and_direct(nlb_lab, tmp_path, record_property):
     out = tmp_path / "rtt.csv"
     res = rtt_probe(nlb_lab, "WebB1", f"{node_ip}:80", f"{direct}:80", samples=60, out=out)
     for s in (res.via, res.direct):
-        assert s.n >= 50 and s.failed == 0
+        assert s.n >= 50
+        assert s.failed == 0
         assert 0 < s.min_ms <= s.p50_ms <= s.p90_ms <= s.p99_ms <= s.max_ms < 1000
     ratio = res.added["p50"]["ratio"]
-    summary = (f"via p50/p90/p99 {res.via.p50_ms:.3f}/{res.via.p90_ms:.3f}/"
-               f"{res.via.p99_ms:.3f} ms, direct {res.direct.p50_ms:.3f}/"
-               f"{res.direct.p90_ms:.3f}/{res.direct.p99_ms:.3f} ms, p50 ratio {ratio:.2f}")
+    summary = (
+        f"via p50/p90/p99 {res.via.p50_ms:.3f}/{res.via.p90_ms:.3f}/"
+        f"{res.via.p99_ms:.3f} ms, direct {res.direct.p50_ms:.3f}/"
+        f"{res.direct.p90_ms:.3f}/{res.direct.p99_ms:.3f} ms, p50 ratio {ratio:.2f}"
+    )
     print(summary)
     record_property("rtt", summary)
     assert ratio < MAX_VIA_OVER_DIRECT_P50, summary
@@ -179,5 +222,7 @@ def test_rtt_via_the_nlb_and_direct(nlb_lab, tmp_path, record_property):
     assert all(r["rtt_ms"] <= r["connect_ms"] + 0.01 for r in timed)
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 120 and {r["path"] for r in rows} == {"via", "direct"}
-    assert res.csv.exists() and res.pcap.exists()
+    assert len(rows) == 120
+    assert {r["path"] for r in rows} == {"via", "direct"}
+    assert res.csv.exists()
+    assert res.pcap.exists()

@@ -71,8 +71,11 @@ def _eth0_index(lab, host):
 
 
 def _agent_pid(lab, host):
-    records = [r for r in ProcessJournal(lab.dir).records()
-               if r.what == SNMPD and r.host == host and is_alive(r)]
+    records = [
+        r
+        for r in ProcessJournal(lab.dir).records()
+        if r.what == SNMPD and r.host == host and is_alive(r)
+    ]
     assert len(records) == 1, records
     return records[0]
 
@@ -81,8 +84,9 @@ def test_agents_answer_get_and_walk_over_the_lab_network(snmp_lab):
     plan = plan_of(snmp_lab)
     for host in ("WebA", "Client1"):  # two namespaces, two realms, two vantages
         ip = plan.host(host).ip
-        rows = manager.query(snmp_lab.name, host, "get",
-                             ["SNMPv2-MIB::sysName.0", "sysDescr.0", "sysUpTime"])
+        rows = manager.query(
+            snmp_lab.name, host, "get", ["SNMPv2-MIB::sysName.0", "sysDescr.0", "sysUpTime"]
+        )
         got = _values(rows)
         assert got[("SNMPv2-MIB::sysName", "0")] == host, rows
         assert f"{host} ({ip}" in got[("SNMPv2-MIB::sysDescr", "0")]
@@ -94,7 +98,8 @@ def test_agents_answer_get_and_walk_over_the_lab_network(snmp_lab):
         # Bound to the host's address only; no SMUX/TCP listener.
         sockets = snmp_lab.host(host).cmd("ss -H -lnup; ss -H -lntp")
         agent = [line for line in sockets.splitlines() if "snmpd" in line]
-        assert len(agent) == 1 and f"{ip}:161" in agent[0], sockets
+        assert len(agent) == 1, sockets
+        assert f"{ip}:161" in agent[0], sockets
     # The manager ran in other hosts: the agent counted requests from elsewhere.
     assert manager.query(snmp_lab.name, "WebA", "get", ["snmpInPkts.0"])[0]["value"] > 3
 
@@ -102,29 +107,36 @@ def test_agents_answer_get_and_walk_over_the_lab_network(snmp_lab):
 def test_v3_authpriv_user_and_community_are_both_accepted(snmp_lab):
     rows = manager.query(snmp_lab.name, "WebB", "get", ["sysName.0"], use_v3=True)
     assert _values(rows) == {("SNMPv2-MIB::sysName", "0"): "WebB"}, rows
-    rows = manager.query(snmp_lab.name, "Client2", "walk", ["HOST-RESOURCES-MIB::hrStorageDescr"],
-                         use_v3=True)
+    rows = manager.query(
+        snmp_lab.name, "Client2", "walk", ["HOST-RESOURCES-MIB::hrStorageDescr"], use_v3=True
+    )
     assert any(r["value"] == "Physical memory" for r in rows), rows
 
 
 def test_cli_get_walk_and_bad_input(snmp_lab):
     proc = run_cli("snmp", "get", snmp_lab.name, "WebB", "sysName.0")
-    assert proc.returncode == 0 and proc.stdout.strip() == \
-        "SNMPv2-MIB::sysName.0 = OctetString: WebB", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "SNMPv2-MIB::sysName.0 = OctetString: WebB"
     proc = run_cli("snmp", "walk", snmp_lab.name, "WebB", "IF-MIB::ifName")
-    assert proc.returncode == 0 and "IF-MIB::ifName.1 = OctetString: lo" in proc.stdout
+    assert proc.returncode == 0
+    assert "IF-MIB::ifName.1 = OctetString: lo" in proc.stdout
     proc = run_cli("snmp", "get", snmp_lab.name, "WebB", "IF-MIB::ifHCInOctet")
-    assert proc.returncode == 2 and "close: IF-MIB::ifHCInOctets" in proc.stderr
+    assert proc.returncode == 2
+    assert "close: IF-MIB::ifHCInOctets" in proc.stderr
     proc = run_cli("snmp", "get", snmp_lab.name, "Send", "sysName.0")
-    assert proc.returncode == 2 and "Send runs no SNMP agent" in proc.stderr
+    assert proc.returncode == 2
+    assert "Send runs no SNMP agent" in proc.stderr
 
 
 def test_hc_in_octets_grows_by_at_least_what_iperf3_delivered(snmp_lab):
     recv, send = snmp_lab.host("Recv"), snmp_lab.host("Send")
     journal = ProcessJournal(snmp_lab.dir)
-    server = journal.start(recv.argv(["iperf3", "-s", "-1", "-B", recv.ip, "-p", "5201"]),
-                           what="iperf3-server", host="Recv",
-                           log=snmp_lab.dir / "hosts" / "Recv" / "iperf3.log")
+    server = journal.start(
+        recv.argv(["iperf3", "-s", "-1", "-B", recv.ip, "-p", "5201"]),
+        what="iperf3-server",
+        host="Recv",
+        log=snmp_lab.dir / "hosts" / "Recv" / "iperf3.log",
+    )
     try:
         for _ in range(50):
             if ":5201" in recv.cmd("ss -H -ltn"):
@@ -133,10 +145,10 @@ def test_hc_in_octets_grows_by_at_least_what_iperf3_delivered(snmp_lab):
         index = _eth0_index(snmp_lab, "Recv")
         counter = f"IF-MIB::ifHCInOctets.{index}"
         before = manager.query(snmp_lab.name, "Recv", "get", [counter])[0]
-        client = send.run(["iperf3", "-c", recv.ip, "-p", "5201", "-n", "20M", "-J"],
-                          timeout=60)
+        client = send.run(["iperf3", "-c", recv.ip, "-p", "5201", "-n", "20M", "-J"], timeout=60)
         assert client.returncode == 0, client.stdout[-2000:] + host_diagnostics(
-            snmp_lab, "Recv", "Send")
+            snmp_lab, "Recv", "Send"
+        )
         delivered = json.loads(client.stdout)["end"]["sum_received"]["bytes"]
         after = manager.query(snmp_lab.name, "Recv", "get", [counter])[0]
     finally:
@@ -163,10 +175,15 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
     def poll():
         try:
             result["summary"] = manager.monitor(
-                snmp_lab.name, out, hosts=["WebA", "WebB", "Recv"],
-                objects=["sysUpTime", "ifHCInOctets", "ifInOctets"], interval=0.5,
-                duration=6.0, rates_out=tmp_path / "rates.csv")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                snmp_lab.name,
+                out,
+                hosts=["WebA", "WebB", "Recv"],
+                objects=["sysUpTime", "ifHCInOctets", "ifInOctets"],
+                interval=0.5,
+                duration=6.0,
+                rates_out=tmp_path / "rates.csv",
+            )
+        except BaseException as exc:  # reported by the assertions below
             result["error"] = exc
 
     thread = threading.Thread(target=poll)
@@ -175,9 +192,12 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
     killed_at = time.time()
     os.kill(victim.pid, signal.SIGKILL)
     thread.join(timeout=60)
-    assert not thread.is_alive() and "error" not in result, result
+    assert not thread.is_alive()
+    assert "error" not in result, result
     summary = result["summary"]
-    assert summary.agents == 3 and summary.timeouts > 0 and not summary.interrupted
+    assert summary.agents == 3
+    assert summary.timeouts > 0
+    assert not summary.interrupted
     rows = _rows(out)
     by_host: dict[str, list[dict]] = {}
     for r in rows:
@@ -186,13 +206,18 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
     dead = by_host["WebB"]
     assert any(not r["error"] and float(r["time"]) < killed_at for r in dead)
     late = [r for r in dead if float(r["time"]) > killed_at + 1.0]
-    assert late and all(r["error"] == "timeout" for r in late), late[:5]
-    assert {r["object"] for r in late} == {"SNMPv2-MIB::sysUpTime", "IF-MIB::ifHCInOctets",
-                                           "IF-MIB::ifInOctets"}
+    assert late
+    assert all(r["error"] == "timeout" for r in late), late[:5]
+    assert {r["object"] for r in late} == {
+        "SNMPv2-MIB::sysUpTime",
+        "IF-MIB::ifHCInOctets",
+        "IF-MIB::ifInOctets",
+    }
     # The others kept answering to the end.
     for host in ("WebA", "Recv"):
         after = [r for r in by_host[host] if float(r["time"]) > killed_at + 1.0]
-        assert after and not any(r["error"] for r in after), after[:5]
+        assert after
+        assert not any(r["error"] for r in after), after[:5]
         assert max(float(r["time"]) for r in after) > killed_at + 2.0
     rates = _rows(tmp_path / "rates.csv")
     assert {r["host"] for r in rates} >= {"WebA", "Recv"}
@@ -202,16 +227,29 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
 
 def test_monitor_cli_writes_rows_rates_and_a_summary(snmp_lab, tmp_path):
     out = tmp_path / "mon.csv"
-    proc = run_cli("monitor", snmp_lab.name, "--hosts", "WebA,Client1", "--interval", "500ms",
-                   "--duration", "3s", "--out", str(out), "--rates")
+    proc = run_cli(
+        "monitor",
+        snmp_lab.name,
+        "--hosts",
+        "WebA,Client1",
+        "--interval",
+        "500ms",
+        "--duration",
+        "3s",
+        "--out",
+        str(out),
+        "--rates",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "from 2 agents" in proc.stdout and "0 timeouts" in proc.stdout, proc.stdout
+    assert "from 2 agents" in proc.stdout, proc.stdout
+    assert "0 timeouts" in proc.stdout, proc.stdout
     rows = _rows(out)
     assert list(rows[0]) == ["time", "host", "object", "index", "value", "type", "error"]
     assert {r["host"] for r in rows} == {"WebA", "Client1"}
     polls = [r for r in rows if r["object"] == "SNMPv2-MIB::sysUpTime"]
     assert 8 <= len(polls) <= 14  # ~6 polls per agent in 3 s at 500 ms
-    assert (tmp_path / "mon.rates.csv").exists() and (tmp_path / "mon.polls.csv").exists()
+    assert (tmp_path / "mon.rates.csv").exists()
+    assert (tmp_path / "mon.polls.csv").exists()
 
 
 def test_agents_end_with_the_lab(tmp_path):

@@ -30,20 +30,48 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
 
 def write_meta(path: Path, **extra: Any) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"experiment": "handmade", "params": {}, "seed": 7, "git_commit": "abc123",
-            "datapath": "user", "kernel": "6.1", "start": START, "end": START + 40.0}
+    meta = {
+        "experiment": "handmade",
+        "params": {},
+        "seed": 7,
+        "git_commit": "abc123",
+        "datapath": "user",
+        "kernel": "6.1",
+        "start": START,
+        "end": START + 40.0,
+    }
     meta.update(extra)
     (path / "meta.json").write_text(json.dumps(meta))
     return path
 
 
-def request(client: str, seq: int, t: float, backend: str | None, az: str | None,
-            latency_ms: float = 2.0, status: int | None = 200, error: str = "") -> list[Any]:
+def request(
+    client: str,
+    seq: int,
+    t: float,
+    backend: str | None,
+    az: str | None,
+    latency_ms: float = 2.0,
+    status: int | None = 200,
+    error: str = "",
+) -> list[Any]:
     """One REQUEST_COLUMNS row started t seconds after START."""
-    values = {"client": client, "target": "lb:80", "proto": "http", "seq": seq,
-              "start": START + t, "latency_ms": latency_ms, "status": status, "error": error,
-              "backend": backend, "backend_ip": None, "backend_az": az, "seen_ip": "10.0.0.9",
-              "seen_port": 40000 + seq, "bytes": 120 if not error else 0}
+    values = {
+        "client": client,
+        "target": "lb:80",
+        "proto": "http",
+        "seq": seq,
+        "start": START + t,
+        "latency_ms": latency_ms,
+        "status": status,
+        "error": error,
+        "backend": backend,
+        "backend_ip": None,
+        "backend_az": az,
+        "seen_ip": "10.0.0.9",
+        "seen_port": 40000 + seq,
+        "bytes": 120 if not error else 0,
+    }
     return [values[c] for c in REQUEST_COLUMNS]
 
 
@@ -68,8 +96,11 @@ def failover_requests() -> list[list[Any]]:
         t = seq * 0.5
         backend = "WebA2" if seq % 2 else "WebA1"
         if backend == "WebA2" and FAULT_T <= t < UNHEALTHY_T:
-            rows.append(request("Client1", seq, t, None, None, latency_ms=2000.0,
-                                status=None, error="timeout"))
+            rows.append(
+                request(
+                    "Client1", seq, t, None, None, latency_ms=2000.0, status=None, error="timeout"
+                )
+            )
             continue
         if backend == "WebA2" and UNHEALTHY_T <= t < HEALTHY_T:
             backend = "WebA1"
@@ -79,6 +110,7 @@ def failover_requests() -> list[list[Any]]:
 
 def failover_events() -> list[list[Any]]:
     """TARGET_EVENT_COLUMNS rows of the failover timeline (plus noise on another target)."""
+
     def event(t: float, target: str, old: str, new: str, reason: str = "") -> list[Any]:
         return [START + t, "nlb", "tg", target, old, new, reason]
 
@@ -102,8 +134,9 @@ def snmp_rows() -> list[list[Any]]:
         time = START + 10 * i
         rows.append([time, "WebA1", "IF-MIB::ifInOctets", "2", c32[i], "Counter32", ""])
         rows.append([time, "WebA1", "IF-MIB::ifHCOutOctets", "2", c64[i], "Counter64", ""])
-        rows.append([time, "WebA1", "HOST-RESOURCES-MIB::hrProcessorLoad", "196608", 5 + i,
-                     "Integer", ""])
+        rows.append(
+            [time, "WebA1", "HOST-RESOURCES-MIB::hrProcessorLoad", "196608", 5 + i, "Integer", ""]
+        )
     rows.append([START + 30, "WebA1", "IF-MIB::ifInOctets", "2", None, None, "timeout"])
     return rows
 
@@ -123,5 +156,6 @@ def assert_png(path: Path, min_width: int = 300) -> None:
     assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
     assert data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
-    assert width >= min_width and height >= 200, (width, height)
+    assert width >= min_width, (width, height)
+    assert height >= 200, (width, height)
     assert len(data) > 5000, f"{path} is only {len(data)} bytes"

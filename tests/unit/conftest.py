@@ -61,8 +61,9 @@ def load():
 def fails():
     """fails(text, *fragments, line=, logical_id=) -> the BadInput, checked."""
 
-    def check(text: str, *fragments: str, line: int | None = None,
-              logical_id: str | None = None, **kwargs) -> BadInput:
+    def check(
+        text: str, *fragments: str, line: int | None = None, logical_id: str | None = None, **kwargs
+    ) -> BadInput:
         with pytest.raises(BadInput) as info:
             _load(text, **kwargs)
         err = info.value

@@ -90,27 +90,49 @@ def stack(*parts: str) -> str:
     return BASE + "".join(textwrap.indent(textwrap.dedent(p), "  ") for p in parts)
 
 
-def target_group(name: str, protocol: str, port: int, extra: str = "",
-                 targets: str = "[{Id: !Ref WebA}, {Id: !Ref WebB}]") -> str:
+def target_group(
+    name: str,
+    protocol: str,
+    port: int,
+    extra: str = "",
+    targets: str = "[{Id: !Ref WebA}, {Id: !Ref WebB}]",
+) -> str:
     """A target group in VPC with the two web instances (extra: more property lines)."""
-    lines = [f"{name}:", "  Type: AWS::ElasticLoadBalancingV2::TargetGroup", "  Properties:",
-             f"    Protocol: {protocol}", f"    Port: {port}", "    VpcId: !Ref VPC",
-             f"    Targets: {targets}"]
+    lines = [
+        f"{name}:",
+        "  Type: AWS::ElasticLoadBalancingV2::TargetGroup",
+        "  Properties:",
+        f"    Protocol: {protocol}",
+        f"    Port: {port}",
+        "    VpcId: !Ref VPC",
+        f"    Targets: {targets}",
+    ]
     lines += [f"    {line}" for line in textwrap.dedent(extra).splitlines() if line.strip()]
     return "\n".join(lines) + "\n"
 
 
-def listener(name: str, lb: str, protocol: str | None, port: int | None, tg: str = "TG",
-             actions: str | None = None) -> str:
+def listener(
+    name: str,
+    lb: str,
+    protocol: str | None,
+    port: int | None,
+    tg: str = "TG",
+    actions: str | None = None,
+) -> str:
     """A listener of `lb` forwarding to `tg` (or with the given DefaultActions text)."""
-    lines = [f"{name}:", "  Type: AWS::ElasticLoadBalancingV2::Listener", "  Properties:",
-             f"    LoadBalancerArn: !Ref {lb}"]
+    lines = [
+        f"{name}:",
+        "  Type: AWS::ElasticLoadBalancingV2::Listener",
+        "  Properties:",
+        f"    LoadBalancerArn: !Ref {lb}",
+    ]
     if protocol is not None:
         lines.append(f"    Protocol: {protocol}")
     if port is not None:
         lines.append(f"    Port: {port}")
-    lines.append("    DefaultActions: " +
-                 (actions or f"[{{Type: forward, TargetGroupArn: !Ref {tg}}}]"))
+    lines.append(
+        "    DefaultActions: " + (actions or f"[{{Type: forward, TargetGroupArn: !Ref {tg}}}]")
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -18,8 +18,8 @@ from testbed.accesslog import parse_line
 from testbed.alb import config
 from testbed.alb.config import node_files, render, server_states
 from testbed.alb.patterns import anchored, double_quoted, query_regex
-from testbed.lab.plan import build_plan
 from testbed.model import load_model_text
+from testbed.plan.network import build_plan
 from tests.alb_data import GROUPS, RULE_CASES, RULES, rules_template
 from tests.haproxy_local import HAVE_HAPROXY, LocalAlb
 
@@ -27,8 +27,9 @@ needs_haproxy = pytest.mark.skipif(not HAVE_HAPROXY, reason="haproxy is not inst
 
 
 def alb_plan(xff: str = "append", **params: str):
-    model = load_model_text(rules_template(xff), filename="rules.yaml", params=params,
-                            stack_name="t")
+    model = load_model_text(
+        rules_template(xff), filename="rules.yaml", params=params, stack_name="t"
+    )
     return build_plan(model, "t").load_balancers[0]
 
 
@@ -47,7 +48,7 @@ def section(text: str, header: str) -> list[str]:
     lines = text.splitlines()
     start = lines.index(header)
     out = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("    "):
             break
         out.append(line.strip())
@@ -57,13 +58,19 @@ def section(text: str, header: str) -> list[str]:
 # ---- the file ------------------------------------------------------------------------------
 def test_rules_are_tried_by_priority_then_the_default(lb):
     front = section(cfg(lb), "frontend Http")
-    chosen = [re.search(r"str\((\w+)\)", line).group(1) for line in front
-              if line.startswith("http-request set-var(txn.rule)")]
+    chosen = [
+        re.search(r"str\((\w+)\)", line).group(1)
+        for line in front
+        if line.startswith("http-request set-var(txn.rule)")
+    ]
     by_priority = [name for name, _p, _c, _a in sorted(RULES, key=lambda r: r[1])]
-    assert chosen == by_priority + [config.DEFAULT_RULE]
+    assert chosen == [*by_priority, config.DEFAULT_RULE]
     # First match wins: every rule line is guarded by "no rule yet".
-    assert all("!{ var(txn.rule) -m found }" in line for line in front
-               if line.startswith("http-request set-var(txn.rule)"))
+    assert all(
+        "!{ var(txn.rule) -m found }" in line
+        for line in front
+        if line.startswith("http-request set-var(txn.rule)")
+    )
 
 
 def test_every_rule_condition_is_anded(lb):
@@ -73,28 +80,41 @@ def test_every_rule_condition_is_anded(lb):
     assert "acl SourceRule_c1 src 198.51.100.11/32" in front
 
 
-@pytest.mark.parametrize("pattern, matches, misses", [
-    ("/api/*", ["/api/", "/api/x/y"], ["/api", "/API/x", "/x/api/"]),
-    ("/api/v?/*", ["/api/v1/x"], ["/api/v10/x", "/api/v/x"]),
-    ("*.example.com", ["www.example.com", "a.b.example.com"], ["example.com", "wwwexample.com"]),
-    ("a.b$c (d)'\"", ["a.b$c (d)'\""], ["aXb$c (d)'\""]),
-])
+@pytest.mark.parametrize(
+    ("pattern", "matches", "misses"),
+    [
+        ("/api/*", ["/api/", "/api/x/y"], ["/api", "/API/x", "/x/api/"]),
+        ("/api/v?/*", ["/api/v1/x"], ["/api/v10/x", "/api/v/x"]),
+        (
+            "*.example.com",
+            ["www.example.com", "a.b.example.com"],
+            ["example.com", "wwwexample.com"],
+        ),
+        ("a.b$c (d)'\"", ["a.b$c (d)'\""], ["aXb$c (d)'\""]),
+    ],
+)
 def test_wildcards_become_anchored_regexes(pattern, matches, misses):
     regex = re.compile(anchored(pattern))
     assert all(regex.search(m) for m in matches)
     assert not any(regex.search(m) for m in misses)
-    assert not set("'\" $#\\") & set(anchored(pattern)[1:-1].replace("\\x", "")), \
+    assert not set("'\" $#\\") & set(anchored(pattern)[1:-1].replace("\\x", "")), (
         "only safe characters reach haproxy.cfg"
+    )
 
 
 def test_query_patterns_stay_within_one_parameter():
     pair = re.compile(query_regex("v", "2*"), re.I)
-    assert pair.search("v=2") and pair.search("a=1&V=23&b=2") and pair.search("v=2x")
-    assert not pair.search("vv=2") and not pair.search("v=3&x=2")
+    assert pair.search("v=2")
+    assert pair.search("a=1&V=23&b=2")
+    assert pair.search("v=2x")
+    assert not pair.search("vv=2")
+    assert not pair.search("v=3&x=2")
     value_only = re.compile(query_regex(None, "beta"), re.I)
-    assert value_only.search("mode=beta") and not value_only.search("mode=betamax")
+    assert value_only.search("mode=beta")
+    assert not value_only.search("mode=betamax")
     literal = re.compile(query_regex("q", "a\\*b"))  # AWS: \* is a literal *
-    assert literal.search("q=a*b") and not literal.search("q=axxb")
+    assert literal.search("q=a*b")
+    assert not literal.search("q=axxb")
 
 
 def test_condition_fetches_and_case_rules(lb):
@@ -110,28 +130,34 @@ def test_weighted_forward_draws_once_per_request(lb):
     front = section(cfg(lb), "frontend Http")
     weighted = [x for x in front if "WeightedRule" in x and "txn.draw" in x]
     assert weighted[0].startswith("http-request set-var(txn.draw) rand(1000000)")
-    assert "tg_TgW90" in weighted[1] and "lt 900000" in weighted[1]
+    assert "tg_TgW90" in weighted[1]
+    assert "lt 900000" in weighted[1]
     last = next(x for x in front if "str(tg_TgW10)" in x and "WeightedRule" in x)
     assert "txn.draw" not in last  # the rest of the range
 
 
 def test_group_stickiness_cookie(lb):
     front = section(cfg(lb), "frontend Http")
-    assert any("req.cook(AWSALBTG) -m str tg_TgW90" in x and "GroupStickyRule" in x
-               for x in front)
+    assert any("req.cook(AWSALBTG) -m str tg_TgW90" in x and "GroupStickyRule" in x for x in front)
     cookie = next(x for x in front if x.startswith("http-response add-header Set-Cookie"))
-    assert "AWSALBTG=%[var(txn.be)]; Max-Age=300" in cookie and "GroupStickyRule" in cookie
+    assert "AWSALBTG=%[var(txn.be)]; Max-Age=300" in cookie
+    assert "GroupStickyRule" in cookie
 
 
 def test_zero_weight_groups_never_drawn(lb):
     rule = lb.listeners[0].rules[0]
-    action = {"type": "forward", "target_groups": [["TgW90", 0], ["TgW10", 3]],
-              "group_stickiness_s": None}
+    action = {
+        "type": "forward",
+        "target_groups": [["TgW90", 0], ["TgW10", 3]],
+        "group_stickiness_s": None,
+    }
     listener = replace(lb.listeners[0], rules=(replace(rule, actions=(action,)),))
     text = cfg(replace(lb, listeners=(listener,)))
-    line = next(x for x in section(text, "frontend Http") if "PathWildcard }" in x
-                and "txn.be" in x)
-    assert "tg_TgW10" in line and "txn.draw" not in line
+    line = next(
+        x for x in section(text, "frontend Http") if "PathWildcard }" in x and "txn.be" in x
+    )
+    assert "tg_TgW10" in line
+    assert "txn.draw" not in line
 
 
 def test_algorithms_and_stickiness(lb):
@@ -141,24 +167,38 @@ def test_algorithms_and_stickiness(lb):
     assert "balance roundrobin" in web
     assert any(x.startswith("cookie AWSALB insert maxlife 600s dynamic") for x in web)
     assert any(x.startswith("dynamic-cookie-key ") for x in web)
-    tg = replace(lb.target_group("TgPath"), attributes={
-        **lb.target_group("TgPath").attributes, "stickiness.enabled": "true",
-        "stickiness.type": "app_cookie", "stickiness.app_cookie.cookie_name": "SESSION",
-        "stickiness.app_cookie.duration_seconds": "120",
-        "load_balancing.algorithm.type": "weighted_random"})
-    other = cfg(replace(lb, target_groups=tuple(tg if g.name == "TgPath" else g
-                                                  for g in lb.target_groups)))
+    tg = replace(
+        lb.target_group("TgPath"),
+        attributes={
+            **lb.target_group("TgPath").attributes,
+            "stickiness.enabled": "true",
+            "stickiness.type": "app_cookie",
+            "stickiness.app_cookie.cookie_name": "SESSION",
+            "stickiness.app_cookie.duration_seconds": "120",
+            "load_balancing.algorithm.type": "weighted_random",
+        },
+    )
+    other = cfg(
+        replace(lb, target_groups=tuple(tg if g.name == "TgPath" else g for g in lb.target_groups))
+    )
     backend = section(other, "backend tg_TgPath")
     assert "balance random" in backend
-    assert "stick on req.cook(SESSION)" in backend and "expire 120s" in backend[1]
+    assert "stick on req.cook(SESSION)" in backend
+    assert "expire 120s" in backend[1]
 
 
-@pytest.mark.parametrize("mode, present, absent", [
-    ("append", ["set-header X-Forwarded-For \"%[req.fhdr(x-forwarded-for)], %[src]\""],
-     ["del-header X-Forwarded-For"]),
-    ("preserve", [], ["X-Forwarded-For"]),
-    ("remove", ["del-header X-Forwarded-For"], ["set-header X-Forwarded-For"]),
-])
+@pytest.mark.parametrize(
+    ("mode", "present", "absent"),
+    [
+        (
+            "append",
+            ['set-header X-Forwarded-For "%[req.fhdr(x-forwarded-for)], %[src]"'],
+            ["del-header X-Forwarded-For"],
+        ),
+        ("preserve", [], ["X-Forwarded-For"]),
+        ("remove", ["del-header X-Forwarded-For"], ["set-header X-Forwarded-For"]),
+    ],
+)
 def test_x_forwarded_for_modes(mode, present, absent):
     front = "\n".join(section(cfg(alb_plan(mode)), "frontend Http"))
     for text in present:
@@ -172,11 +212,13 @@ def test_x_forwarded_for_modes(mode, present, absent):
 def test_cross_zone_scope_per_node(lb):
     for index, own in ((0, "WebA1_80"), (1, "WebB1_80")):
         text = cfg(lb, index)
-        zonal = [x.split()[1] for x in section(text, "backend tg_TgZonal") if
-                 x.startswith("server ")]
+        zonal = [
+            x.split()[1] for x in section(text, "backend tg_TgZonal") if x.startswith("server ")
+        ]
         assert zonal == [own]  # cross-zone off: the node's own AZ only
-        every = [x.split()[1] for x in section(text, "backend tg_WebTargets") if
-                 x.startswith("server ")]
+        every = [
+            x.split()[1] for x in section(text, "backend tg_WebTargets") if x.startswith("server ")
+        ]
         assert every == ["WebA1_80", "WebB1_80"]  # ALB default: every AZ
 
 
@@ -184,8 +226,10 @@ def test_server_states_follow_health_and_fail_open(lb):
     node, tg = lb.nodes[0], lb.target_group("TgLor")
 
     def rows(*states):
-        return [{"key": t.key, "ip": t.ip, "port": t.port, "az": t.az, "state": s}
-                for t, s in zip(tg.targets, states)]
+        return [
+            {"key": t.key, "ip": t.ip, "port": t.port, "az": t.az, "state": s}
+            for t, s in zip(tg.targets, states)
+        ]
 
     def states(*s):
         return {k: v[2] for k, v in server_states(lb, node, tg, rows(*s)).items()}
@@ -197,23 +241,30 @@ def test_server_states_follow_health_and_fail_open(lb):
     assert states("draining", "unhealthy") == {"LorA1_80": "maint", "LorB1_80": "ready"}
     assert states("draining", "healthy") == {"LorA1_80": "maint", "LorB1_80": "ready"}
     text = cfg(lb, 0, {"TgLor": rows("healthy", "unhealthy")})
-    assert "server LorB1_80 10.0.3.7:80 disabled" in section(text, "backend tg_TgLor") or \
-        any(x.startswith("server LorB1_80") and x.endswith("disabled")
-            for x in section(text, "backend tg_TgLor"))
+    assert "server LorB1_80 10.0.3.7:80 disabled" in section(text, "backend tg_TgLor") or any(
+        x.startswith("server LorB1_80") and x.endswith("disabled")
+        for x in section(text, "backend tg_TgLor")
+    )
 
 
 def test_redirect_and_fixed_response_backends(lb):
     text = cfg(lb)
     front = section(text, "frontend Http")
-    assert "http-request set-var(txn.be) str(redirect_Http_RedirectRule) if " \
-           "{ var(txn.rule) -m str RedirectRule }" in front
+    assert (
+        "http-request set-var(txn.be) str(redirect_Http_RedirectRule) if "
+        "{ var(txn.rule) -m str RedirectRule }" in front
+    )
     redirect = section(text, "backend redirect_Http_RedirectRule")
-    assert any(x == 'http-request redirect location "http://new.example.com:8080/new/'
-                    '%[path,regsub(^/,)]?from=%[req.hdr(host),field(1,:)]&%[query]" code 302'
-               for x in redirect)
+    assert any(
+        x == 'http-request redirect location "http://new.example.com:8080/new/'
+        '%[path,regsub(^/,)]?from=%[req.hdr(host),field(1,:)]&%[query]" code 302'
+        for x in redirect
+    )
     fixed = section(text, "backend fixed_Http_FixedRule")
-    assert 'http-request return status 418 content-type "application/json" string ' \
-           '"{\\"tea\\": \\"pot\\"}"' in fixed
+    assert (
+        'http-request return status 418 content-type "application/json" string '
+        '"{\\"tea\\": \\"pot\\"}"' in fixed
+    )
 
 
 def test_double_quoted_escapes_what_haproxy_reads():
@@ -228,15 +279,13 @@ def test_long_node_names_keep_sockets_short():
 
 
 @needs_haproxy
-@pytest.mark.parametrize("variant", [
-    {}, {"xff": "preserve"}, {"xff": "remove"}])
+@pytest.mark.parametrize("variant", [{}, {"xff": "preserve"}, {"xff": "remove"}])
 def test_haproxy_accepts_the_files(tmp_path, variant):
     lb = alb_plan(variant.get("xff", "append"))
     for i in range(len(lb.nodes)):
         path = tmp_path / f"node{i}.cfg"
         path.write_text(cfg(lb, i))
-        proc = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True,
-                              text=True)
+        proc = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
@@ -246,15 +295,21 @@ def test_haproxy_accepts_the_alb_template(tmp_path):
     from testbed.model import load_model
     from testbed.paths import TEMPLATES
 
-    for params in ({}, {"WebWeight": "90", "CanaryWeight": "10", "WebStickiness": "true",
-                        "WebAlgorithm": "least_outstanding_requests", "XffMode": "remove"}):
-        plan = build_plan(load_model(str(TEMPLATES / "alb.yaml"), params, stack_name="alb"),
-                          "alb")
+    for params in (
+        {},
+        {
+            "WebWeight": "90",
+            "CanaryWeight": "10",
+            "WebStickiness": "true",
+            "WebAlgorithm": "least_outstanding_requests",
+            "XffMode": "remove",
+        },
+    ):
+        plan = build_plan(load_model(str(TEMPLATES / "alb.yaml"), params, stack_name="alb"), "alb")
         lb = plan.load_balancers[0]
         path = tmp_path / "alb.cfg"
         path.write_text(cfg(lb))
-        proc = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True,
-                              text=True)
+        proc = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -310,27 +365,31 @@ def test_lb_cookie_and_group_stickiness_on_haproxy(local):
     first = local.instance("/", headers={"Cookie": cookie})
     assert {local.instance("/", headers={"Cookie": cookie}) for _ in range(20)} == {first}
     assert len({local.instance("/") for _ in range(20)}) == 2  # without it: both
-    _s, headers, body = local.request("/group-sticky/x")
+    _s, headers, _body = local.request("/group-sticky/x")
     group = headers["set-cookie"].split(";")[0]
     assert group.startswith("AWSALBTG=tg_TgW")
     first = local.instance("/group-sticky/x", headers={"Cookie": group})
-    assert {local.instance("/group-sticky/x", headers={"Cookie": group})
-            for _ in range(20)} == {first}
+    assert {local.instance("/group-sticky/x", headers={"Cookie": group}) for _ in range(20)} == {
+        first
+    }
 
 
 @needs_haproxy
 def test_access_log_lines_parse(local):
     import time
 
-    local.request("/api/x?q=\"1\"", headers={"User-Agent": 'a "quoted" ]agent',
-                                              "X-Forwarded-For": "192.0.2.1"})
+    local.request(
+        '/api/x?q="1"', headers={"User-Agent": 'a "quoted" ]agent', "X-Forwarded-For": "192.0.2.1"}
+    )
     time.sleep(0.3)
     lines = local.files.access_log.read_text().splitlines()
     records = [parse_line(line) for line in lines]
-    assert lines and all(records), [x for x, r in zip(lines, records) if r is None]
+    assert lines
+    assert all(records), [x for x, r in zip(lines, records) if r is None]
     rec = [r for r in records if r.path.startswith("/api/x?q=")][-1]
     assert (rec.server, rec.method, rec.status) == (local.node.host, "GET", 200)
-    assert rec.xff == "192.0.2.1" and rec.user_agent == 'a "quoted" ]agent'
+    assert rec.xff == "192.0.2.1"
+    assert rec.user_agent == 'a "quoted" ]agent'
     assert rec.local == f"127.0.0.1:{local.port}"
 
 
@@ -338,16 +397,20 @@ def test_access_log_lines_parse(local):
 def test_fixed_response_body_survives_quoting(lb, tmp_path):
     body = 'He said "hi" \\ $HOME #not-a-comment %s\ttab\nline2 é'
     rule = next(r for r in lb.listeners[0].rules if r.name == "FixedRule")
-    action = dict(rule.actions[0], fixed_response={"StatusCode": "503",
-                                                   "ContentType": "text/plain",
-                                                   "MessageBody": body})
-    listener = replace(lb.listeners[0], rules=tuple(
-        replace(r, actions=(action,)) if r.name == "FixedRule" else r
-        for r in lb.listeners[0].rules))
+    action = dict(
+        rule.actions[0],
+        fixed_response={"StatusCode": "503", "ContentType": "text/plain", "MessageBody": body},
+    )
+    listener = replace(
+        lb.listeners[0],
+        rules=tuple(
+            replace(r, actions=(action,)) if r.name == "FixedRule" else r
+            for r in lb.listeners[0].rules
+        ),
+    )
     with LocalAlb(replace(lb, listeners=(listener,)), tmp_path) as alb:
         status, headers, got = alb.request("/teapot")
     assert (status, got, headers["content-type"]) == (503, body, "text/plain")
-
 
 
 @needs_haproxy
@@ -357,9 +420,15 @@ def test_refused_connection_is_502_and_no_target_is_503(lb, tmp_path):
 
     alb = LocalAlb(lb, tmp_path)
     closed = free_port()  # nothing listens there: the connection is refused
-    alb.lb = replace(alb.lb, target_groups=tuple(
-        replace(g, targets=tuple(replace(t, port=closed) for t in g.targets))
-        if g.name == "TgPath" else g for g in alb.lb.target_groups))
+    alb.lb = replace(
+        alb.lb,
+        target_groups=tuple(
+            replace(g, targets=tuple(replace(t, port=closed) for t in g.targets))
+            if g.name == "TgPath"
+            else g
+            for g in alb.lb.target_groups
+        ),
+    )
     with alb.start():
         status, _h, _b = alb.request("/api/x")
         assert status == 502  # as AWS: the target refused

@@ -19,12 +19,12 @@ from testbed.alb.runtime import (
     parse_servers_state,
     parse_show_proc,
 )
-from testbed.lab.lbplan import TargetPlan
-from testbed.lab.plan import build_plan
-from testbed.lab.update import plan_changes
 from testbed.lb.registry import TargetRegistry
 from testbed.model import load_model
 from testbed.paths import TEMPLATES
+from testbed.plan.balancers import TargetPlan
+from testbed.plan.changes import plan_changes
+from testbed.plan.network import build_plan
 from tests.haproxy_local import HAVE_HAPROXY, LocalAlb
 from tests.unit.test_alb_config import alb_plan
 
@@ -55,13 +55,18 @@ def test_parse_servers_state():
     assert parse_servers_state(SERVERS_STATE) == {
         ("tg_Web", "WebA1_80"): ("10.0.1.4", 80, "ready"),
         ("tg_Web", "WebB1_80"): ("10.0.3.4", 8080, "maint"),  # disabled in the file
-        ("tg_Web", "WebC1_80"): ("10.0.3.5", 80, "ready")}  # enabled after that
+        ("tg_Web", "WebC1_80"): ("10.0.3.5", 80, "ready"),
+    }  # enabled after that
 
 
 def test_parse_show_proc():
     procs = parse_show_proc(SHOW_PROC)
-    assert (procs.reloads, procs.failed, procs.workers, procs.old_workers) == \
-        (2, 1, (5001,), (4615,))
+    assert (procs.reloads, procs.failed, procs.workers, procs.old_workers) == (
+        2,
+        1,
+        (5001,),
+        (4615,),
+    )
 
 
 # ---- updates -------------------------------------------------------------------------------
@@ -71,9 +76,11 @@ def alb_yaml_plan(**params):
 
 
 def test_update_of_rules_and_weights_reloads():
-    live, other, reload = plan_changes(alb_yaml_plan(),
-                                       alb_yaml_plan(WebWeight="90", CanaryWeight="10"))
-    assert other == [] and reload == ["MyALB"]
+    live, other, reload = plan_changes(
+        alb_yaml_plan(), alb_yaml_plan(WebWeight="90", CanaryWeight="10")
+    )
+    assert other == []
+    assert reload == ["MyALB"]
     assert any("default_actions" in c for c in live)
 
 
@@ -82,23 +89,36 @@ def test_update_of_target_lists_alone_needs_no_reload():
     lb = old.load_balancers[0]
     web = lb.target_group("WebTargets")
     fewer = replace(web, targets=web.targets[:1])
-    new = replace(old, load_balancers=(replace(lb, target_groups=tuple(
-        fewer if tg.name == "WebTargets" else tg for tg in lb.target_groups)),))
+    new = replace(
+        old,
+        load_balancers=(
+            replace(
+                lb,
+                target_groups=tuple(
+                    fewer if tg.name == "WebTargets" else tg for tg in lb.target_groups
+                ),
+            ),
+        ),
+    )
     live, other, reload = plan_changes(old, new)
-    assert other == [] and reload == []
-    assert len(live) == 1 and live[0].startswith("load_balancers.MyALB.target_groups."
-                                                 "WebTargets.targets")
+    assert other == []
+    assert reload == []
+    assert len(live) == 1
+    assert live[0].startswith("load_balancers.MyALB.target_groups.WebTargets.targets")
 
 
 def test_update_of_attributes_reloads():
     live, other, reload = plan_changes(alb_yaml_plan(), alb_yaml_plan(XffMode="remove"))
-    assert other == [] and reload == ["MyALB"] and any("xff" in c for c in live)
+    assert other == []
+    assert reload == ["MyALB"]
+    assert any("xff" in c for c in live)
 
 
 def test_other_changes_need_down_and_up():
-    live, other, reload = plan_changes(alb_yaml_plan(), alb_yaml_plan(VpcCidr="10.9.0.0/16"))
-    assert other and any(c.startswith("hosts.") for c in other)
-    assert any(c.startswith("subnets") or c.startswith("vpcs") for c in other)
+    _live, other, _reload = plan_changes(alb_yaml_plan(), alb_yaml_plan(VpcCidr="10.9.0.0/16"))
+    assert other
+    assert any(c.startswith("hosts.") for c in other)
+    assert any(c.startswith(("subnets", "vpcs")) for c in other)
 
 
 def test_registry_takes_new_plans():
@@ -108,18 +128,24 @@ def test_registry_takes_new_plans():
     reg.report("MyALB", "WebTargets", "WebA1:80", True, "200")
     web = lb.target_group("WebTargets")
     slower = replace(web, health=replace(web.health, interval_s=10))
-    kept = tuple(slower if tg.name == "WebTargets" else tg for tg in lb.target_groups
-                 if tg.name != "StaticTargets")
+    kept = tuple(
+        slower if tg.name == "WebTargets" else tg
+        for tg in lb.target_groups
+        if tg.name != "StaticTargets"
+    )
     done = reg.set_plans([replace(lb, target_groups=kept)])
     assert done == ["StaticTargets: no longer used by MyALB"]
     assert reg.group("MyALB", "WebTargets").tg.health.interval_s == 10
     assert reg.group("MyALB", "WebTargets").targets["WebA1:80"].passes == 1  # state kept
-    assert reg.events[-1].target == "StaticA1:80" and reg.events[-1].new == ""
+    assert reg.events[-1].target == "StaticA1:80"
+    assert reg.events[-1].new == ""
 
 
 # ---- metrics -------------------------------------------------------------------------------
-STAT_HEADER = ("pxname,svname,scur,bin,bout,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,req_tot,"
-               "rtime,conn_tot,connect,used_conn_cur,idle_conn_cur,safe_conn_cur,")
+STAT_HEADER = (
+    "pxname,svname,scur,bin,bout,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,req_tot,"
+    "rtime,conn_tot,connect,used_conn_cur,idle_conn_cur,safe_conn_cur,"
+)
 
 
 def stat(*rows: str) -> str:
@@ -127,16 +153,22 @@ def stat(*rows: str) -> str:
 
 
 def test_metrics_from_show_stat():
-    node_a = stats.parse_stat(stat(
-        "Http,FRONTEND,3,100,900,8,1,2,1,12,,10,,,,,",
-        "tg_Web,WebA1_80,0,0,0,5,0,0,1,,4,,2,1,1,0,",
-        "tg_Web,BACKEND,0,0,0,5,0,0,2,7,4,,,,,,",
-        "fixed_Http_Teapot,BACKEND,0,0,0,0,0,2,0,2,0,,,,,,",
-        "redirect_Http_Old,BACKEND,0,0,0,0,1,0,0,1,0,,,,,,"))
-    node_b = stats.parse_stat(stat(
-        "Http,FRONTEND,1,10,90,3,0,0,0,3,,2,,,,,",
-        "tg_Web,WebB1_80,0,0,0,3,0,0,0,,8,,1,0,0,1,",
-        "tg_Web,BACKEND,0,0,0,3,0,0,0,3,8,,,,,,"))
+    node_a = stats.parse_stat(
+        stat(
+            "Http,FRONTEND,3,100,900,8,1,2,1,12,,10,,,,,",
+            "tg_Web,WebA1_80,0,0,0,5,0,0,1,,4,,2,1,1,0,",
+            "tg_Web,BACKEND,0,0,0,5,0,0,2,7,4,,,,,,",
+            "fixed_Http_Teapot,BACKEND,0,0,0,0,0,2,0,2,0,,,,,,",
+            "redirect_Http_Old,BACKEND,0,0,0,0,1,0,0,1,0,,,,,,",
+        )
+    )
+    node_b = stats.parse_stat(
+        stat(
+            "Http,FRONTEND,1,10,90,3,0,0,0,3,,2,,,,,",
+            "tg_Web,WebB1_80,0,0,0,3,0,0,0,,8,,1,0,0,1,",
+            "tg_Web,BACKEND,0,0,0,3,0,0,0,3,8,,,,,,",
+        )
+    )
     got = {(m, tg, t): v for m, tg, t, v, _u, _k in stats.metrics("ALB", [node_a, node_b])}
     assert got[("RequestCount", "", "")] == 15
     assert got[("RequestCount", "Web", "")] == 10
@@ -157,8 +189,16 @@ def test_metrics_from_show_stat():
 # ---- a real HAProxy ------------------------------------------------------------------------
 def rows(alb, tg_name: str, states: dict[str, str], extra: list[TargetPlan] = ()):
     tg = alb.lb.target_group(tg_name)
-    return [{"key": t.key, "ip": t.ip, "port": t.port, "az": t.az,
-             "state": states.get(t.key, "healthy")} for t in (*tg.targets, *extra)]
+    return [
+        {
+            "key": t.key,
+            "ip": t.ip,
+            "port": t.port,
+            "az": t.az,
+            "state": states.get(t.key, "healthy"),
+        }
+        for t in (*tg.targets, *extra)
+    ]
 
 
 @needs_haproxy
@@ -172,15 +212,15 @@ def test_states_added_and_removed_servers_reach_haproxy(tmp_path):
         # A target registered at run time: a dynamic server, no reload.
         path_a1 = alb.backends["PathA1"].port
         new = TargetPlan("PathA1:80", "PathA1", "127.0.0.1", path_a1, "us-east-1a", "PathA1")
-        snapshot = {alb.lb.name: {"TgLor": rows(alb, "TgLor", {"LorB1:80": "unhealthy"},
-                                                [new])}}
+        snapshot = {alb.lb.name: {"TgLor": rows(alb, "TgLor", {"LorB1:80": "unhealthy"}, [new])}}
         assert node.sync(node.desired(snapshot)) == ["add tg_TgLor/PathA1_80 (ready)"]
         assert {alb.instance("/lor/x") for _ in range(10)} == {"LorA1", "PathA1"}
         # Drained and gone: removed from HAProxy.
         snapshot = {alb.lb.name: {"TgLor": rows(alb, "TgLor", {"LorB1:80": "unhealthy"})}}
         assert node.sync(node.desired(snapshot)) == ["del tg_TgLor/PathA1_80"]
         assert ("tg_TgLor", "PathA1_80") not in parse_servers_state(
-            cli(alb.files.stats_socket, "show servers state"))
+            cli(alb.files.stats_socket, "show servers state")
+        )
         assert node.in_sync(node.desired(snapshot))
 
 
@@ -193,19 +233,36 @@ def test_reload_keeps_an_established_connection(tmp_path):
         # A new plan: the fixed response rule now forwards to TgPath.
         listener = alb.lb.listeners[0]
         fixed = next(r for r in listener.rules if r.name == "FixedRule")
-        forward = {"type": "forward", "order": None, "target_groups": [["TgPath", 1]],
-                   "group_stickiness_s": None, "redirect": None, "fixed_response": None}
-        node.lb = replace(alb.lb, listeners=(replace(listener, rules=tuple(
-            replace(r, actions=(forward,)) if r is fixed else r for r in listener.rules)),))
+        forward = {
+            "type": "forward",
+            "order": None,
+            "target_groups": [["TgPath", 1]],
+            "group_stickiness_s": None,
+            "redirect": None,
+            "fixed_response": None,
+        }
+        node.lb = replace(
+            alb.lb,
+            listeners=(
+                replace(
+                    listener,
+                    rules=tuple(
+                        replace(r, actions=(forward,)) if r is fixed else r for r in listener.rules
+                    ),
+                ),
+            ),
+        )
         before = parse_show_proc(cli_retrying(alb.files.master_socket, "show proc"))
         after = node.reload({})
-        assert after.reloads == before.reloads + 1 and after.workers != before.workers
+        assert after.reloads == before.reloads + 1
+        assert after.workers != before.workers
         assert before.workers[0] in after.old_workers  # still serving our connection
-        status, _h, body = alb.request("/teapot", conn=conn)  # same connection, old worker
+        status, _h, _body = alb.request("/teapot", conn=conn)  # same connection, old worker
         assert status == 418
         assert json.loads(alb.request("/teapot")[2])["instance"] == "PathB1"  # new one
         conn.close()
         time.sleep(0.3)
     # The old worker's "Proxy Http stopped" notices are not request lines: filtered out.
     lines = alb.files.access_log.read_text().splitlines()
-    assert len(lines) == 3 and all(parse_line(line) for line in lines), lines
+    assert len(lines) == 3, lines
+    assert all(parse_line(line) for line in lines), lines

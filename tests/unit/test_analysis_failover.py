@@ -39,16 +39,20 @@ def test_times_from_the_fault_event(results):
     assert fo.recovery_s == HEALTHY_T - REPAIR_T == 6.0
     # WebA2's requests at 10.5, 11.5, ... 15.5 s timed out.
     assert fo.failed_requests == 6
-    assert fo.first_error_time == START + 10.5 and fo.last_error_time == START + 15.5
-    assert fo.error_window_s == 5.0 and fo.errors_until_s == 5.5
+    assert fo.first_error_time == START + 10.5
+    assert fo.last_error_time == START + 15.5
+    assert fo.error_window_s == 5.0
+    assert fo.errors_until_s == 5.5
     assert fo.to_dict()["detection_s"] == 6.0
 
 
 def test_given_fault_time_and_target_override_the_log(results):
-    fo = failover_times(results.target_events, results.requests, fault_time=START + 12.0,
-                        target="WebB1")
+    fo = failover_times(
+        results.target_events, results.requests, fault_time=START + 12.0, target="WebB1"
+    )
     assert fo.detection_s == 1.0  # WebB1 turned unhealthy at 13 s
-    assert fo.repair_time is None and math.isnan(fo.recovery_s)
+    assert fo.repair_time is None
+    assert math.isnan(fo.recovery_s)
     assert fo.failed_requests == 4  # 12.5 ... 15.5
 
 
@@ -60,7 +64,8 @@ def test_fault_time_from_meta_and_first_unhealthy_target(tmp_path):
     loaded = load_results(tmp_path)
     assert find_fault(loaded.target_events, loaded.meta) == (START + 12.0, None)
     fo = failover_times(loaded.target_events, loaded.requests, meta=loaded.meta)
-    assert fo.target == "WebB1" and fo.detection_s == 1.0  # first unhealthy after 12 s
+    assert fo.target == "WebB1"
+    assert fo.detection_s == 1.0
     assert math.isnan(fo.recovery_s)  # WebB1 never became healthy again
 
 
@@ -69,8 +74,9 @@ def test_recovery_waits_for_detection_and_repair(results):
     # Repaired at 11 s, before the LB noticed (16 s): a "healthy" at 13 s is the old state
     # still reported, not a recovery; recovery is the healthy transition at 26 s.
     stale = events.iloc[[0]].assign(time=START + 13.0, target="WebA2", new="healthy")
-    fo = failover_times(pd.concat([events, stale], ignore_index=True), results.requests,
-                        repair_time=START + 11.0)
+    fo = failover_times(
+        pd.concat([events, stale], ignore_index=True), results.requests, repair_time=START + 11.0
+    )
     assert fo.recovered_time == START + HEALTHY_T
     assert fo.recovery_s == HEALTHY_T - 11.0
 
@@ -84,8 +90,10 @@ def test_no_fault_and_no_errors(tmp_path):
     with pytest.raises(BadInput, match="no fault time"):
         failover_times(loaded.target_events, None, meta=loaded.meta)
     fo = failover_times(loaded.target_events, None, fault_time=START + 30.0)
-    assert fo.target is None and math.isnan(fo.detection_s)
-    assert fo.failed_requests == 0 and math.isnan(fo.error_window_s)
+    assert fo.target is None
+    assert math.isnan(fo.detection_s)
+    assert fo.failed_requests == 0
+    assert math.isnan(fo.error_window_s)
 
 
 def test_bad_meta_fault_time(results):

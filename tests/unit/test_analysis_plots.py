@@ -39,15 +39,17 @@ def test_share_bars_with_expected_values(tmp_path):
     path = plots.share_bars(shares, tmp_path / "fig" / "share.png", expected=expected)
     assert path == tmp_path / "fig" / "share.png"
     assert_png(path)
-    assert_png(plots.share_bars(target_share(requests, by="client"), tmp_path / "by.png",
-                                by="client", expected=0.1))
+    assert_png(
+        plots.share_bars(
+            target_share(requests, by="client"), tmp_path / "by.png", by="client", expected=0.1
+        )
+    )
 
 
 def test_latency_figures(loaded, tmp_path):
     requests = loaded.requests
     assert_png(plots.latency_cdf(requests, tmp_path / "cdf.png"))
-    assert_png(plots.latency_cdf(requests, tmp_path / "cdf_all.png", by="client",
-                                 only_ok=False))
+    assert_png(plots.latency_cdf(requests, tmp_path / "cdf_all.png", by="client", only_ok=False))
     table = latency_percentiles(requests)
     assert_png(plots.percentile_bars(table, tmp_path / "pct.png"))
 
@@ -57,8 +59,10 @@ def test_rate_lines_and_failover_timeline(loaded, tmp_path):
     assert_png(plots.rate_lines(rates, tmp_path / "snmp.png", by=["host", "object", "index"]))
     rps = requests_per_second(loaded.requests, bin_s=0.5)
     assert_png(plots.rate_lines(rps, tmp_path / "rps.png", y="rps"))
-    assert_png(plots.failover_timeline(loaded.requests, loaded.target_events,
-                                       tmp_path / "failover.png"), min_width=800)
+    assert_png(
+        plots.failover_timeline(loaded.requests, loaded.target_events, tmp_path / "failover.png"),
+        min_width=800,
+    )
 
 
 def test_no_pyplot_and_no_display_needed(tmp_path):
@@ -72,8 +76,9 @@ def test_no_pyplot_and_no_display_needed(tmp_path):
         "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'no pyplot')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"} | {"MPLBACKEND": "TkAgg"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "no pyplot"
     assert_png(tmp_path / "r.png")

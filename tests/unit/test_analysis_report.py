@@ -19,8 +19,14 @@ from tests.unit.analysis_data import (
     write_meta,
 )
 
-FULL_FIGURES = {"share.png", "latency_cdf.png", "latency_percentiles.png", "request_rate.png",
-                "failover.png", "snmp_rates.png"}
+FULL_FIGURES = {
+    "share.png",
+    "latency_cdf.png",
+    "latency_percentiles.png",
+    "request_rate.png",
+    "failover.png",
+    "snmp_rates.png",
+}
 
 
 def test_report_picks_tables_and_figures_from_the_files(tmp_path):
@@ -30,10 +36,17 @@ def test_report_picks_tables_and_figures_from_the_files(tmp_path):
     assert {p.name for p in rep.figures} == FULL_FIGURES
     for figure in rep.figures:
         assert_png(figure)
-    assert {"requests summary", "share per target", "balance", "errors", "target events",
-            "SNMP counter rates (per second)"} <= set(rep.tables)
+    assert {
+        "requests summary",
+        "share per target",
+        "balance",
+        "errors",
+        "target events",
+        "SNMP counter rates (per second)",
+    } <= set(rep.tables)
     failover = rep.tables["failover (s; times since start)"].iloc[0]
-    assert failover["detection_s"] == 6.0 and failover["fault_t"] == 10.0
+    assert failover["detection_s"] == 6.0
+    assert failover["fault_t"] == 10.0
     assert (run / "report" / "balance.csv").is_file()
 
 
@@ -41,14 +54,19 @@ def test_report_of_requests_only_has_no_failover_or_snmp(tmp_path):
     write_meta(tmp_path, params={"cross_zone": False})
     write_csv(tmp_path / "client1.csv", REQUEST_COLUMNS, cross_zone_requests())
     rep = report(tmp_path, out=tmp_path / "figs")
-    assert {p.name for p in rep.figures} == {"share.png", "latency_cdf.png",
-                                             "latency_percentiles.png", "request_rate.png"}
+    assert {p.name for p in rep.figures} == {
+        "share.png",
+        "latency_cdf.png",
+        "latency_percentiles.png",
+        "request_rate.png",
+    }
     assert all(p.parent == tmp_path / "figs" for p in rep.figures)
     shares = rep.tables["share per target"].set_index("backend")
     # meta params say cross-zone off: AWS's expected shares are computed from the AZs.
     assert shares.loc["WebA1", "expected"] == pytest.approx(0.25)
     assert shares.loc["WebB1", "expected"] == pytest.approx(0.0625)
-    assert "errors" not in rep.tables and not any("failover" in t for t in rep.tables)
+    assert "errors" not in rep.tables
+    assert not any("failover" in t for t in rep.tables)
 
 
 def test_report_counts_expected_targets_without_requests(tmp_path):
@@ -56,21 +74,28 @@ def test_report_counts_expected_targets_without_requests(tmp_path):
     write_csv(tmp_path / "requests.csv", REQUEST_COLUMNS, failover_requests())
     rep = report(tmp_path)
     shares = rep.tables["share per target"].set_index("backend")
-    assert shares.loc["WebA3", "count"] == 0 and shares.loc["WebA3", "expected"] == 0.25
+    assert shares.loc["WebA3", "count"] == 0
+    assert shares.loc["WebA3", "expected"] == 0.25
     assert rep.tables["balance"].iloc[0]["targets"] == 3
 
 
 def test_report_prefers_the_pollers_rate_rows(tmp_path):
     run = full_results(tmp_path)
-    write_csv(run / "snmp_rates.csv", SNMP_COLUMNS, [
-        [START + 10, "WebA1", "IF-MIB::ifHCInOctets", "2", 125.5, "rate", ""],
-        [START + 20, "WebA1", "IF-MIB::ifHCInOctets", "2", None, "rate", "agent-restart"],
-        [START + 30, "WebA1", "IF-MIB::ifHCInOctets", "2", 74.5, "rate", ""],
-    ])
+    write_csv(
+        run / "snmp_rates.csv",
+        SNMP_COLUMNS,
+        [
+            [START + 10, "WebA1", "IF-MIB::ifHCInOctets", "2", 125.5, "rate", ""],
+            [START + 20, "WebA1", "IF-MIB::ifHCInOctets", "2", None, "rate", "agent-restart"],
+            [START + 30, "WebA1", "IF-MIB::ifHCInOctets", "2", 74.5, "rate", ""],
+        ],
+    )
     rep = report(run)
     assert "SNMP counter rates (per second)" not in rep.tables
     row = rep.tables["SNMP rates from the poller (per second)"].iloc[0]
-    assert row["mean_rate"] == 100.0 and row["max_rate"] == 125.5 and row["no_rate"] == 1
+    assert row["mean_rate"] == 100.0
+    assert row["max_rate"] == 125.5
+    assert row["no_rate"] == 1
 
 
 def test_report_of_unknown_tables_lists_them(tmp_path):
@@ -78,9 +103,12 @@ def test_report_of_unknown_tables_lists_them(tmp_path):
     write_csv(tmp_path / "bench_lab.csv", ["hosts", "up_s"], [[4, 1.0]])
     write_csv(tmp_path / "big.csv", ["n"], [[i] for i in range(50)])
     rep = report(tmp_path)
-    assert rep.figures == [] and list(rep.tables) == ["tables", "bench_lab.csv"]
+    assert rep.figures == []
+    assert list(rep.tables) == ["tables", "bench_lab.csv"]
     text = rep.text()
-    assert "== bench_lab.csv" in text and "up_s" in text and "other" in text
+    assert "== bench_lab.csv" in text
+    assert "up_s" in text
+    assert "other" in text
     assert "== big.csv" not in text  # too long to print: listed in "tables" only
     assert not (tmp_path / "report").exists()  # nothing new to write
 
@@ -89,8 +117,10 @@ def test_cli_report_end_to_end(tmp_path, capsys):
     run = full_results(tmp_path / "run")
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "== share per target" in out and "WebA1" in out
-    assert "== failover" in out and "detection_s" in out
+    assert "== share per target" in out
+    assert "WebA1" in out
+    assert "== failover" in out
+    assert "detection_s" in out
     for name in FULL_FIGURES:
         assert f"figure: {run / 'report' / name}" in out
         assert_png(run / "report" / name)
@@ -99,8 +129,11 @@ def test_cli_report_end_to_end(tmp_path, capsys):
 def test_cli_report_json_and_experiment_name(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TESTBED_RESULTS", str(tmp_path))
     old = write_meta(tmp_path / "exp" / "20250101-000000")
-    write_csv(old / "metrics.csv", METRIC_COLUMNS,
-              [[START + i, "Lab/Host", "CPU", "", "", "WebA1", 5.0, "Percent"] for i in range(3)])
+    write_csv(
+        old / "metrics.csv",
+        METRIC_COLUMNS,
+        [[START + i, "Lab/Host", "CPU", "", "", "WebA1", 5.0, "Percent"] for i in range(3)],
+    )
     new = full_results(tmp_path / "exp" / "20250102-000000")
     assert main(["report", "exp", "--json", "--out", str(tmp_path / "out")]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -135,13 +168,16 @@ def good_run(tmp):
     write_meta(tmp / "r")
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    (nothing, ["nowhere/at/all"], "no such results directory"),
-    (dir_without_meta, ["{tmp}/x"], "no meta.json"),
-    (short_csv_row, ["{tmp}/r"], "bad.csv:2: 1 fields"),
-    (nothing, ["noexperiment"], "no results for experiment"),
-    (good_run, ["{tmp}/r", "--bin", "0"], "--bin must be positive"),
-])
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (nothing, ["nowhere/at/all"], "no such results directory"),
+        (dir_without_meta, ["{tmp}/x"], "no meta.json"),
+        (short_csv_row, ["{tmp}/r"], "bad.csv:2: 1 fields"),
+        (nothing, ["noexperiment"], "no results for experiment"),
+        (good_run, ["{tmp}/r", "--bin", "0"], "--bin must be positive"),
+    ],
+)
 def test_cli_report_bad_input_exits_2(tmp_path, monkeypatch, capsys, setup, args, message):
     monkeypatch.setenv("TESTBED_RESULTS", str(tmp_path / "results"))
     setup(tmp_path)

@@ -30,11 +30,31 @@ def backend(tmp_path):
     ports = {"port": free_port(), "tcp": free_port(), "admin": free_port()}
     ports["udp"] = ports["tcp"]
     log = tmp_path / "access.log"
-    proc = subprocess.Popen([sys.executable, "-m", "testbed.roles.http_backend", "--id", "T1",
-                             "--ip", "127.0.0.1", "--az", "us-east-1a", "--bind", "127.0.0.1",
-                             "--port", str(ports["port"]), "--tcp-port", str(ports["tcp"]),
-                             "--udp-port", str(ports["udp"]), "--admin-port",
-                             str(ports["admin"]), "--access-log", str(log)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testbed.roles.http_backend",
+            "--id",
+            "T1",
+            "--ip",
+            "127.0.0.1",
+            "--az",
+            "us-east-1a",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(ports["port"]),
+            "--tcp-port",
+            str(ports["tcp"]),
+            "--udp-port",
+            str(ports["udp"]),
+            "--admin-port",
+            str(ports["admin"]),
+            "--access-log",
+            str(log),
+        ]
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -53,9 +73,21 @@ def admin(b, query: str) -> dict:
 
 
 def load(target: str, *args: str) -> tuple[list[dict], dict]:
-    proc = subprocess.run([sys.executable, "-m", "testbed.roles.load_client", "--target",
-                           target, "--client", "C", *args], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "testbed.roles.load_client",
+            "--target",
+            target,
+            "--client",
+            "C",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     import csv
     import io
@@ -66,18 +98,21 @@ def load(target: str, *args: str) -> tuple[list[dict], dict]:
 
 def test_identity_keepalive_pipelining_and_query_shaping(backend):
     with socket.create_connection(("127.0.0.1", backend["port"])) as s:
-        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
-                  b"GET /b?status=503&size=600 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+            b"GET /b?status=503&size=600 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         data = b""
-        while data.count(b"HTTP/1.1") < 2 or not data.rstrip().endswith(b"}") and \
-                len(data) < 900:
+        while data.count(b"HTTP/1.1") < 2 or (not data.rstrip().endswith(b"}") and len(data) < 900):
             data += s.recv(65536)
         first, second = data.split(b"HTTP/1.1 ")[1:3]
-        assert first.startswith(b"200") and second.startswith(b"503")
+        assert first.startswith(b"200")
+        assert second.startswith(b"503")
         body = json.loads(first.split(b"\r\n\r\n", 1)[1])
-        assert body["instance"] == "T1" and body["path"] == "/a"
-        assert body["client"]["ip"] == "127.0.0.1" and body["client"]["port"] == \
-            s.getsockname()[1]
+        assert body["instance"] == "T1"
+        assert body["path"] == "/a"
+        assert body["client"]["ip"] == "127.0.0.1"
+        assert body["client"]["port"] == s.getsockname()[1]
         assert body["forwarded"] == {"x-forwarded-for": "1.2.3.4"}
         assert len(second.split(b"\r\n\r\n", 1)[1]) == 600
 
@@ -112,12 +147,15 @@ def test_load_rows_add_up_http_tcp_udp(backend):
     rows, summ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "57", "-c", "5")
     assert len(rows) == 57 == summ["requests"] == summ["ok"]
     assert sorted(int(r["seq"]) for r in rows) == list(range(57))
-    assert {r["backend"] for r in rows} == {"T1"} and {r["status"] for r in rows} == {"200"}
+    assert {r["backend"] for r in rows} == {"T1"}
+    assert {r["status"] for r in rows} == {"200"}
     assert all(r["seen_ip"] == "127.0.0.1" for r in rows)
     rows, summ = load(f"tcp://127.0.0.1:{backend['tcp']}", "-n", "20", "--rate", "200")
-    assert len(rows) == 20 and all(r["backend"] == "T1" and not r["error"] for r in rows)
+    assert len(rows) == 20
+    assert all(r["backend"] == "T1" and not r["error"] for r in rows)
     rows, summ = load(f"udp://127.0.0.1:{backend['udp']}", "-n", "15")
-    assert len(rows) == 15 and all(r["backend"] == "T1" for r in rows)
+    assert len(rows) == 15
+    assert all(r["backend"] == "T1" for r in rows)
     assert len({r["seen_port"] for r in rows}) == 15  # a new flow (source port) each time
 
 
@@ -132,9 +170,11 @@ def test_refused_and_duration_bound(backend):
     rows, summ = load(f"http://127.0.0.1:{port}/", "-n", "4")
     assert summ["errors"] == {"refused": 4}
     t = time.monotonic()
-    rows, _ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "1000000", "--rate", "50",
-                   "--duration", "1")
-    assert time.monotonic() - t < 10 and 30 <= len(rows) <= 60
+    rows, _ = load(
+        f"http://127.0.0.1:{backend['port']}/", "-n", "1000000", "--rate", "50", "--duration", "1"
+    )
+    assert time.monotonic() - t < 10
+    assert 30 <= len(rows) <= 60
 
 
 def test_access_log_lines_follow_the_documented_format(backend):
@@ -147,16 +187,22 @@ def test_access_log_lines_follow_the_documented_format(backend):
             break
         time.sleep(0.2)
     records = [accesslog.parse_line(line) for line in lines]
-    assert len(records) == 10 and all(records)
-    assert records[0].server == "T1" and records[0].path == "/x?y=1"
-    assert records[0].status == 200 and records[0].user_agent == "elb-lab-load/1"
+    assert len(records) == 10
+    assert all(records)
+    assert records[0].server == "T1"
+    assert records[0].path == "/x?y=1"
+    assert records[0].status == 200
+    assert records[0].user_agent == "elb-lab-load/1"
 
 
 def test_access_log_round_trip_and_escaping():
-    line = accesslog.format_line("W", "1.2.3.4:5", "10.0.0.4:80", "GET", '/a"b\\c', 200, 10,
-                                 1.5, None, 'ua "x"', epoch=0.5)
+    line = accesslog.format_line(
+        "W", "1.2.3.4:5", "10.0.0.4:80", "GET", '/a"b\\c', 200, 10, 1.5, None, 'ua "x"', epoch=0.5
+    )
     rec = accesslog.parse_line(line)
-    assert rec.path == '/a"b\\c' and rec.user_agent == 'ua "x"' and rec.xff == "-"
+    assert rec.path == '/a"b\\c'
+    assert rec.user_agent == 'ua "x"'
+    assert rec.xff == "-"
     assert rec.time == "1970-01-01T00:00:00.500000Z"
     assert accesslog.parse_line("garbage") is None
 
@@ -171,22 +217,28 @@ def test_health_checks_follow_faults(backend):
     import asyncio
 
     ok, tcp = asyncio.run(_checks(backend))
-    assert ok.ok and ok.detail == "200" and tcp.ok
+    assert ok.ok
+    assert ok.detail == "200"
+    assert tcp.ok
     admin(backend, "status=500")
     bad = asyncio.run(http_check("127.0.0.1", backend["port"], "/health", 2, "200-399"))
-    assert not bad.ok and "500" in bad.detail
+    assert not bad.ok
+    assert "500" in bad.detail
     admin(backend, "clear&hang=1")
     hung = asyncio.run(http_check("127.0.0.1", backend["port"], "/health", 0.3))
-    assert not hung.ok and hung.detail == "timeout"
+    assert not hung.ok
+    assert hung.detail == "timeout"
     refused = asyncio.run(tcp_check("127.0.0.1", free_port(), 1))
-    assert not refused.ok and refused.detail == "refused"
+    assert not refused.ok
+    assert refused.detail == "refused"
 
 
 def test_matcher_parsing():
     assert parse_matcher("200") == [(200, 200)]
     assert parse_matcher("200,302") == [(200, 200), (302, 302)]
     r = parse_matcher("200-299")
-    assert matches(250, r) and not matches(300, r)
+    assert matches(250, r)
+    assert not matches(300, r)
     for bad in ("abc", "99", "300-200", "200-700"):
         with pytest.raises(BadInput):
             parse_matcher(bad)
@@ -197,14 +249,19 @@ def test_target_parsing_and_summary():
     assert (t.proto, t.host, t.port, t.path) == ("http", "web.example", 8080, "/p?q=1")
     assert Target("10.0.0.4", "udp").port == 9000
     assert Target("tcp://10.0.0.4:7").proto == "tcp"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown protocol"):
         Target("ftp://x")
-    rows = [{"error": "", "latency_ms": float(i), "backend": "A" if i % 2 else "B",
-             "status": 200} for i in range(1, 101)] + [{"error": "timeout", "latency_ms": 9.0,
-                                                        "backend": "", "status": ""}]
+    rows = [
+        {"error": "", "latency_ms": float(i), "backend": "A" if i % 2 else "B", "status": 200}
+        for i in range(1, 101)
+    ] + [{"error": "timeout", "latency_ms": 9.0, "backend": "", "status": ""}]
     s = summary(rows, 2.0)
-    assert s["requests"] == 101 and s["ok"] == 100 and s["errors"] == {"timeout": 1}
-    assert s["p50_ms"] == 51.0 and s["p99_ms"] == 100.0 and s["backends"] == {"A": 50, "B": 50}
+    assert s["requests"] == 101
+    assert s["ok"] == 100
+    assert s["errors"] == {"timeout": 1}
+    assert s["p50_ms"] == 51.0
+    assert s["p99_ms"] == 100.0
+    assert s["backends"] == {"A": 50, "B": 50}
     assert s["per_second"] == 50.5
 
 
@@ -224,9 +281,12 @@ Requests/sec:  11048.70
 Transfer/sec:      3.47MB
 """
     r = parse_wrk(text)
-    assert r["requests_per_second"] == 11048.70 and r["requests"] == 33153
-    assert r["p50_ms"] == 4.5 and r["p99_ms"] == 1200.0 and r["errors"] == 3
-    with pytest.raises(ValueError):
+    assert r["requests_per_second"] == 11048.70
+    assert r["requests"] == 33153
+    assert r["p50_ms"] == 4.5
+    assert r["p99_ms"] == 1200.0
+    assert r["errors"] == 3
+    with pytest.raises(ValueError, match="no Requests/sec"):
         parse_wrk("nothing")
 
 
@@ -237,25 +297,65 @@ def test_metric_rates_counters_gauges_and_resets():
     def s(metric, value, kind="counter"):
         return Sample("Lab/Host", metric, "", "", "H", value, "Bytes", kind)
 
-    rows = rates([s("A", 100), s("B", 500)], [s("A", 300), s("B", 10), s("G", 7, "gauge"),
-                                              s("New", 5)], 2.0, 1000.0)
+    rows = rates(
+        [s("A", 100), s("B", 500)],
+        [s("A", 300), s("B", 10), s("G", 7, "gauge"), s("New", 5)],
+        2.0,
+        1000.0,
+    )
     by = {r["metric"]: r for r in rows}
-    assert by["A"]["value"] == 100.0 and by["A"]["unit"] == "Bytes/Second"
+    assert by["A"]["value"] == 100.0
+    assert by["A"]["unit"] == "Bytes/Second"
     assert "B" not in by  # went down: a restart, no rate
-    assert by["G"]["value"] == 7 and by["G"]["unit"] == "Bytes"
-    assert "New" not in by and by["A"]["time"] == 1000.0
+    assert by["G"]["value"] == 7
+    assert by["G"]["unit"] == "Bytes"
+    assert "New" not in by
+    assert by["A"]["time"] == 1000.0
 
 
 def test_snmp_rates_become_metric_rows():
     from testbed.metrics.snmp_metrics import rates_to_metrics
 
-    rows = rates_to_metrics([
-        {"time": "10.0", "host": "WebA1", "object": "IF-MIB::ifHCInOctets", "index": "2",
-         "value": "1500.5", "type": "rate", "error": ""},
-        {"time": "10.0", "host": "WebA1", "object": "IF-MIB::ifHCOutOctets", "index": "2",
-         "value": "", "type": "rate", "error": "agent-restart"},
-        {"time": "10.0", "host": "WebA1", "object": "SNMPv2-MIB::sysUpTime", "index": "0",
-         "value": "1", "type": "rate", "error": ""}])
-    assert rows == [{"time": 10.0, "namespace": "Lab/Host", "metric": "SnmpInOctets",
-                     "load_balancer": "", "target_group": "", "target": "WebA1/if2",
-                     "value": 1500.5, "unit": "Bytes/Second"}]
+    rows = rates_to_metrics(
+        [
+            {
+                "time": "10.0",
+                "host": "WebA1",
+                "object": "IF-MIB::ifHCInOctets",
+                "index": "2",
+                "value": "1500.5",
+                "type": "rate",
+                "error": "",
+            },
+            {
+                "time": "10.0",
+                "host": "WebA1",
+                "object": "IF-MIB::ifHCOutOctets",
+                "index": "2",
+                "value": "",
+                "type": "rate",
+                "error": "agent-restart",
+            },
+            {
+                "time": "10.0",
+                "host": "WebA1",
+                "object": "SNMPv2-MIB::sysUpTime",
+                "index": "0",
+                "value": "1",
+                "type": "rate",
+                "error": "",
+            },
+        ]
+    )
+    assert rows == [
+        {
+            "time": 10.0,
+            "namespace": "Lab/Host",
+            "metric": "SnmpInOctets",
+            "load_balancer": "",
+            "target_group": "",
+            "target": "WebA1/if2",
+            "value": 1500.5,
+            "unit": "Bytes/Second",
+        }
+    ]

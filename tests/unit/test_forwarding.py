@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from os_ken.lib.packet import arp, ethernet, packet
 
-from controllers.forwarding import Forwarding
-from testbed.lab.plan import ROUTER_MAC, build_plan
+from testbed.controllers.forwarding import Forwarding
+from testbed.plan.network import ROUTER_MAC, build_plan
 from tests.fake_openflow import FakeFabric, ip_packet
 from tests.handmade import two_az_model
 
@@ -91,22 +91,32 @@ def test_without_igw_nothing_leaves_the_vpc():
     plan = build_plan(two_az_model(with_igw=False), "t")
     fabric = FakeFabric(plan, Forwarding(plan))
     assert fabric.send("WebA1", ip_packet(plan, "WebA1", "198.51.100.10")).hosts == []
-    assert fabric.send("Client1", ip_packet(plan, "Client1", "198.51.100.11",
-                                            via_router=False)).hosts == ["Client2"]
+    assert fabric.send(
+        "Client1", ip_packet(plan, "Client1", "198.51.100.11", via_router=False)
+    ).hosts == ["Client2"]
 
 
 def test_arp_goes_to_controller(plan, fabric):
     h = plan.host("WebA1")
-    res = fabric.send("WebA1", {"eth_src": h.mac, "eth_dst": "ff:ff:ff:ff:ff:ff",
-                                "eth_type": 0x0806})
-    assert res.hosts == [] and len(res.to_controller) == 1
+    res = fabric.send(
+        "WebA1", {"eth_src": h.mac, "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806}
+    )
+    assert res.hosts == []
+    assert len(res.to_controller) == 1
 
 
 def _arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
     p = packet.Packet()
     p.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac, ethertype=0x0806))
-    p.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=src_mac, src_ip=src_ip,
-                           dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
+    p.add_protocol(
+        arp.arp(
+            opcode=arp.ARP_REQUEST,
+            src_mac=src_mac,
+            src_ip=src_ip,
+            dst_mac="00:00:00:00:00:00",
+            dst_ip=target_ip,
+        )
+    )
     p.serialize()
     return bytes(p.data)
 
@@ -119,7 +129,9 @@ def _answer(plan, host: str, target: str, src_ip: str | None = None):
         return None
     assert (out.dpid, out.port) == (dpid, h.port)
     reply = packet.Packet(out.data).get_protocol(arp.arp)
-    assert reply.opcode == arp.ARP_REPLY and reply.dst_ip == h.ip and reply.src_ip == target
+    assert reply.opcode == arp.ARP_REPLY
+    assert reply.dst_ip == h.ip
+    assert reply.src_ip == target
     return reply.src_mac
 
 

@@ -4,15 +4,16 @@ filter and configuration from the plan, the two roles' command lines."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from testbed.gwlb import firewall, rawsock
 from testbed.gwlb.appliance import flow_rows, packet_key
 from testbed.gwlb.node import node_config, target_states
+from testbed.lab import launch
+from testbed.model.roles import NODE_ROLES, ROLE_NAMES
 from testbed.packets import geneve
-from testbed.roles import ROLE_MODULES, ROLE_NAMES, appliance, gateway_node
+from testbed.plan.network import HostPlan
 from tests.unit.packet_data import ipv4
 
 # ---- firewall --------------------------------------------------------------------------
@@ -20,20 +21,26 @@ from tests.unit.packet_data import ipv4
 
 def test_rules_get_the_dropped_counter_before_their_verdict():
     assert firewall.counted("tcp dport 23 drop") == 'tcp dport 23 counter name "dropped" drop'
-    assert firewall.counted("ip saddr 1.2.3.4 reject with tcp reset") == \
-        'ip saddr 1.2.3.4 counter name "dropped" reject with tcp reset'
+    assert (
+        firewall.counted("ip saddr 1.2.3.4 reject with tcp reset")
+        == 'ip saddr 1.2.3.4 counter name "dropped" reject with tcp reset'
+    )
     assert firewall.counted("ct state established  accept") == "ct state established accept"
 
 
 def test_ruleset_wraps_the_template_rules():
     script = firewall.ruleset(["tcp dport 23 drop", "ip saddr 198.51.100.11 drop"])
     assert script.startswith("table ip gwlb_appliance\ndelete table ip gwlb_appliance\n")
-    for line in ('counter inspected { }', 'iifname != "tun-in" accept',
-                 'counter name "inspected"', "jump rules",
-                 'tcp dport 23 counter name "dropped" drop',
-                 'ip saddr 198.51.100.11 counter name "dropped" drop',
-                 'oifname "tun-out" counter name "passed"',
-                 f"tcp option maxseg size set {firewall.DEFAULT_MSS}"):
+    for line in (
+        "counter inspected { }",
+        'iifname != "tun-in" accept',
+        'counter name "inspected"',
+        "jump rules",
+        'tcp dport 23 counter name "dropped" drop',
+        'ip saddr 198.51.100.11 counter name "dropped" drop',
+        'oifname "tun-out" counter name "passed"',
+        f"tcp option maxseg size set {firewall.DEFAULT_MSS}",
+    ):
         assert line in script
     assert firewall.DEFAULT_MSS == 1392  # 1500 - 20 - 8 - 40 (tunnel) - 40 (inner headers)
     for bad in ["tcp dport 23 drop; flush ruleset", "", "a\nb", 5]:
@@ -42,32 +49,67 @@ def test_ruleset_wraps_the_template_rules():
 
 
 def test_counters_from_nft_json():
-    text = json.dumps({"nftables": [
-        {"metainfo": {"version": "1.0.6"}},
-        {"counter": {"family": "ip", "name": "inspected", "table": "gwlb_appliance",
-                     "handle": 1, "packets": 7, "bytes": 420}},
-        {"counter": {"family": "ip", "name": "x", "table": "other", "packets": 1,
-                     "bytes": 1}}]})
+    text = json.dumps(
+        {
+            "nftables": [
+                {"metainfo": {"version": "1.0.6"}},
+                {
+                    "counter": {
+                        "family": "ip",
+                        "name": "inspected",
+                        "table": "gwlb_appliance",
+                        "handle": 1,
+                        "packets": 7,
+                        "bytes": 420,
+                    }
+                },
+                {
+                    "counter": {
+                        "family": "ip",
+                        "name": "x",
+                        "table": "other",
+                        "packets": 1,
+                        "bytes": 1,
+                    }
+                },
+            ]
+        }
+    )
     assert firewall.parse_counters(text) == {"inspected": {"packets": 7, "bytes": 420}}
 
 
 # ---- appliance flow memory -------------------------------------------------------------
+
 
 def test_appliance_keys_are_per_direction_and_merged_for_display():
     out = ipv4("198.51.100.10", "10.0.1.10", 6, 40000, 80)
     back = ipv4("10.0.1.10", "198.51.100.10", 6, 80, 40000)
     assert packet_key(out) != packet_key(back)
     assert packet_key(ipv4("10.0.0.1", "10.0.0.2", 1)) == b"\x01" + bytes(
-        [10, 0, 0, 1, 10, 0, 0, 2])
+        [10, 0, 0, 1, 10, 0, 0, 2]
+    )
     header = geneve.gwlb_header(geneve.endpoint_id("10.0.0.9"), 77).serialize()
-    flows = {packet_key(out): [header, ("10.0.4.5", 6081), 3, 300, 0.0],
-             packet_key(back): [header, ("10.0.4.5", 6081), 2, 200, 0.0]}
-    assert flow_rows(flows) == [{"proto": 6, "a": "198.51.100.10", "a_port": 40000,
-                                 "b": "10.0.1.10", "b_port": 80, "packets_ab": 3,
-                                 "packets_ba": 2, "cookie": 77, "gwlb": "10.0.4.5"}]
+    flows = {
+        packet_key(out): [header, ("10.0.4.5", 6081), 3, 300, 0.0],
+        packet_key(back): [header, ("10.0.4.5", 6081), 2, 200, 0.0],
+    }
+    assert flow_rows(flows) == [
+        {
+            "proto": 6,
+            "a": "198.51.100.10",
+            "a_port": 40000,
+            "b": "10.0.1.10",
+            "b_port": 80,
+            "packets_ab": 3,
+            "packets_ba": 2,
+            "cookie": 77,
+            "gwlb": "10.0.4.5",
+        }
+    ]
 
 
 # ---- the node's BPF filter ---------------------------------------------------------------
+
 
 def run_bpf(prog, frame: bytes) -> int:
     """A classic BPF interpreter for the few opcodes mac_filter uses."""
@@ -75,9 +117,9 @@ def run_bpf(prog, frame: bytes) -> int:
     while True:
         code, jt, jf, k = prog[pc]
         if code == rawsock.LD_H_ABS:
-            acc = int.from_bytes(frame[k:k + 2], "big")
+            acc = int.from_bytes(frame[k : k + 2], "big")
         elif code == rawsock.LD_W_ABS:
-            acc = int.from_bytes(frame[k:k + 4], "big")
+            acc = int.from_bytes(frame[k : k + 4], "big")
         elif code == rawsock.JEQ_K:
             pc += jt if acc == k else jf
         elif code == rawsock.RET_K:
@@ -98,86 +140,181 @@ def test_bpf_filter_keeps_ipv4_frames_to_the_endpoints():
     many = [bytes([2, 0, 10, 0, i >> 8, i & 255]) for i in range(rawsock.MAX_MACS)]
     assert run_bpf(rawsock.mac_filter(many), many[-1] + src + ipv4_type) == rawsock.ACCEPT
     with pytest.raises(ValueError, match="at most"):
-        rawsock.mac_filter(many + [bytes(6)])
+        rawsock.mac_filter([*many, bytes(6)])
 
 
 # ---- the node's configuration -----------------------------------------------------------
 
+
 def lb_dict(**tg_attributes: str) -> dict:
-    health = dict(enabled=True, protocol="TCP", port=80, path="/", interval_s=5,
-                  timeout_s=4, healthy_threshold=2, unhealthy_threshold=2, matcher="200-399")
-    tg = dict(name="Appliances", protocol="GENEVE", port=6081, target_type="instance",
-              targets=[], health=health, preserve_client_ip=True,
-              stickiness="source_ip_dest_ip", cross_zone="use_load_balancer_configuration",
-              deregistration_delay_s=5, attributes=tg_attributes)
-    return dict(name="GWLB", type="gateway", scheme=None, dns_name="gwlb", cross_zone=False,
-                nodes=[dict(host="GWLB-1a", az="us-east-1a", subnet="S", ip="10.0.4.5",
-                            public_ip=None)],
-                listeners=[dict(name="L", port=None, protocol=None,
-                                target_group="Appliances")],
-                target_groups=[tg], index=1, zone_dnat=1, zone_snat=2, idle_tcp_s=350,
-                idle_udp_s=120)
+    health = {
+        "enabled": True,
+        "protocol": "TCP",
+        "port": 80,
+        "path": "/",
+        "interval_s": 5,
+        "timeout_s": 4,
+        "healthy_threshold": 2,
+        "unhealthy_threshold": 2,
+        "matcher": "200-399",
+    }
+    tg = {
+        "name": "Appliances",
+        "protocol": "GENEVE",
+        "port": 6081,
+        "target_type": "instance",
+        "targets": [],
+        "health": health,
+        "preserve_client_ip": True,
+        "stickiness": "source_ip_dest_ip",
+        "cross_zone": "use_load_balancer_configuration",
+        "deregistration_delay_s": 5,
+        "attributes": tg_attributes,
+    }
+    return {
+        "name": "GWLB",
+        "type": "gateway",
+        "scheme": None,
+        "dns_name": "gwlb",
+        "cross_zone": False,
+        "nodes": [
+            {
+                "host": "GWLB-1a",
+                "az": "us-east-1a",
+                "subnet": "S",
+                "ip": "10.0.4.5",
+                "public_ip": None,
+            }
+        ],
+        "listeners": [{"name": "L", "port": None, "protocol": None, "target_group": "Appliances"}],
+        "target_groups": [tg],
+        "index": 1,
+        "zone_dnat": 1,
+        "zone_snat": 2,
+        "idle_tcp_s": 350,
+        "idle_udp_s": 120,
+    }
 
 
 def test_node_config_from_the_plan():
-    plan = {"router_mac": "02:00:00:00:00:fe", "load_balancers": [lb_dict(**{
-        "target_failover.on_unhealthy": "rebalance",
-        "target_failover.on_deregistration": "rebalance"})],
+    plan = {
+        "router_mac": "02:00:00:00:00:fe",
+        "load_balancers": [
+            lb_dict(
+                **{
+                    "target_failover.on_unhealthy": "rebalance",
+                    "target_failover.on_deregistration": "rebalance",
+                }
+            )
+        ],
         "endpoints": [
-            {"name": "EndpointA", "gwlb": "GWLB", "ip": "10.0.0.4", "mac": "02:00:0a:00:00:04",
-             "node_host": "GWLB-1a"},
+            {
+                "name": "EndpointA",
+                "gwlb": "GWLB",
+                "ip": "10.0.0.4",
+                "mac": "02:00:0a:00:00:04",
+                "node_host": "GWLB-1a",
+            },
             {"name": "EndpointB", "gwlb": "GWLB", "ip": "10.0.1.4", "node_host": "GWLB-1b"},
-            {"name": "Other", "gwlb": "X", "ip": "10.0.9.4", "node_host": "GWLB-1a"}]}
+            {"name": "Other", "gwlb": "X", "ip": "10.0.9.4", "node_host": "GWLB-1a"},
+        ],
+    }
     config = node_config(plan, "GWLB-1a", "GWLB")
-    assert (config.tg, config.stickiness, config.on_unhealthy, config.on_deregistration,
-            config.cross_zone) == ("Appliances", "source_ip_dest_ip", "rebalance",
-                                   "rebalance", False)
+    assert (
+        config.tg,
+        config.stickiness,
+        config.on_unhealthy,
+        config.on_deregistration,
+        config.cross_zone,
+    ) == ("Appliances", "source_ip_dest_ip", "rebalance", "rebalance", False)
     a, b = config.endpoints
     assert (a.name, a.served, b.name, b.served) == ("EndpointA", True, "EndpointB", False)
     assert b.mac == bytes.fromhex("02000a000104")  # derived from the address when missing
-    assert a.eth_header == bytes.fromhex("0200000000fe" "02000a000004" "0800")
+    assert a.eth_header == bytes.fromhex("0200000000fe02000a0000040800")
     assert a.id == geneve.endpoint_id("10.0.0.4")
     older = node_config({"load_balancers": [lb_dict()]}, "GWLB-1a", "GWLB")
-    assert older.endpoints == () and older.on_unhealthy == "no_rebalance"
+    assert older.endpoints == ()
+    assert older.on_unhealthy == "no_rebalance"
 
 
 def test_target_states_from_describe_rows():
-    rows = [{"LoadBalancer": "GWLB", "TargetGroup": "Appliances", "Ip": "10.0.2.4",
-             "Target": {"Id": "i-Fw1", "Port": 6081, "AvailabilityZone": "us-east-1a"},
-             "TargetHealth": {"State": "healthy"}},
-            {"LoadBalancer": "GWLB", "TargetGroup": "Else", "Ip": "10.0.2.9",
-             "Target": {"Id": "i-X", "Port": 80, "AvailabilityZone": "us-east-1a"},
-             "TargetHealth": {"State": "healthy"}}]
+    rows = [
+        {
+            "LoadBalancer": "GWLB",
+            "TargetGroup": "Appliances",
+            "Ip": "10.0.2.4",
+            "Target": {"Id": "i-Fw1", "Port": 6081, "AvailabilityZone": "us-east-1a"},
+            "TargetHealth": {"State": "healthy"},
+        },
+        {
+            "LoadBalancer": "GWLB",
+            "TargetGroup": "Else",
+            "Ip": "10.0.2.9",
+            "Target": {"Id": "i-X", "Port": 80, "AvailabilityZone": "us-east-1a"},
+            "TargetHealth": {"State": "healthy"},
+        },
+    ]
     (state,) = target_states(rows, "Appliances")
     assert (state.key, state.ip, state.az, state.state, state.port) == (
-        "i-Fw1:6081", "10.0.2.4", "us-east-1a", "healthy", 6081)
+        "i-Fw1:6081",
+        "10.0.2.4",
+        "us-east-1a",
+        "healthy",
+        6081,
+    )
 
 
 # ---- roles ---------------------------------------------------------------------------------
 
+
+def host(name: str, ip: str, role: str, **role_args) -> HostPlan:
+    return HostPlan(
+        name=name,
+        netns=f"tb-t-{name}",
+        kind="instance",
+        ip=ip,
+        prefixlen=24,
+        gateway="10.0.2.1",
+        mac="02:00:00:00:00:01",
+        switch="tb-t-az1",
+        port=10,
+        veth="tb-t-v1",
+        role=role,
+        role_args=role_args,
+    )
+
+
 def test_roles_are_registered():
-    assert "appliance" in ROLE_NAMES and "gateway-node" not in ROLE_NAMES
-    assert ROLE_MODULES["gateway-node"] == "testbed.roles.gateway_node"
+    assert "appliance" in ROLE_NAMES
+    assert "gateway-node" not in ROLE_NAMES
+    assert "gateway-node" in NODE_ROLES
+    assert set(ROLE_NAMES) - {"none"} | set(NODE_ROLES) == set(launch._LAUNCHERS)
 
 
 def test_appliance_role_command(tmp_path):
-    host = SimpleNamespace(name="Fw1", ip="10.0.2.4")
-    cmd = appliance.argv(host, {"Rules": ["tcp dport 23 drop"], "HealthPort": 8080},
-                         tmp_path)
+    spec = launch.launch(
+        host("Fw1", "10.0.2.4", "appliance", Rules=["tcp dport 23 drop"], HealthPort=8080), tmp_path
+    )
+    cmd = list(spec.argv)
     assert cmd[1:3] == ["-m", "testbed.gwlb.appliance"]
     assert cmd[cmd.index("--rule") + 1] == "tcp dport 23 drop"
     assert cmd[cmd.index("--status") + 1] == str(tmp_path / "appliance-status.json")
-    assert appliance.tcp_ports({"HealthPort": 0}) == [8081]
+    assert spec.ready_ports == (8080, 8081)
+    assert launch.launch(
+        host("Fw1", "10.0.2.4", "appliance", HealthPort=0), tmp_path
+    ).ready_ports == (8081,)
     with pytest.raises(ValueError, match="unknown RoleArgs"):
-        appliance.argv(host, {"Rule": "x"}, tmp_path)
+        launch.launch(host("Fw1", "10.0.2.4", "appliance", Rule="x"), tmp_path)
     with pytest.raises(ValueError, match="one nft rule"):
-        appliance.argv(host, {"Rules": ["a; b"]}, tmp_path)
+        launch.launch(host("Fw1", "10.0.2.4", "appliance", Rules=["a; b"]), tmp_path)
 
 
 def test_gateway_node_role_command(tmp_path):
     host_dir = tmp_path / "hosts" / "GWLB-1a"
-    host = SimpleNamespace(name="GWLB-1a", ip="10.0.4.5")
-    cmd = gateway_node.argv(host, {"lb": "GWLB", "az": "us-east-1a"}, host_dir)
+    spec = launch.launch(
+        host("GWLB-1a", "10.0.4.5", "gateway-node", lb="GWLB", az="us-east-1a"), host_dir
+    )
+    cmd = list(spec.argv)
     assert cmd[cmd.index("--plan") + 1] == str(tmp_path / "plan.json")
     assert cmd[cmd.index("--holder") + 1] == str(tmp_path / "holder.sock")
-    assert gateway_node.tcp_ports({}) == [gateway_node.ADMIN_PORT]
+    assert spec.ready_ports == (launch.GWLB_NODE_ADMIN_PORT,)

@@ -30,9 +30,11 @@ def reverse(src: str, dst: str, proto: int = 6, sport: int = 40000, dport: int =
 @pytest.mark.parametrize("proto", [6, 17, 1, 47])
 def test_keys_are_symmetric(kind, proto):
     fn = key_function(kind)
-    for src, dst, sport, dport in [("198.51.100.10", "10.0.1.10", 40000, 80),
-                                   ("10.0.1.10", "10.0.1.9", 80, 80),
-                                   ("10.0.0.1", "10.0.0.1", 5, 6)]:
+    for src, dst, sport, dport in [
+        ("198.51.100.10", "10.0.1.10", 40000, 80),
+        ("10.0.1.10", "10.0.1.9", 80, 80),
+        ("10.0.0.1", "10.0.0.1", 5, 6),
+    ]:
         key, forward = fn(ipv4(src, dst, proto, sport, dport), 0)
         back, back_forward = fn(reverse(src, dst, proto, sport, dport), 0)
         assert key == back
@@ -43,11 +45,20 @@ def test_keys_are_symmetric(kind, proto):
 def test_key_fields_per_stickiness():
     p = ipv4("198.51.100.10", "10.0.1.10", 6, 40000, 80)
     assert describe(key_function(FIVE_TUPLE)(p, 0)[0]) == {
-        "proto": 6, "a": "10.0.1.10:80", "b": "198.51.100.10:40000"}
+        "proto": 6,
+        "a": "10.0.1.10:80",
+        "b": "198.51.100.10:40000",
+    }
     assert describe(key_function(THREE_TUPLE)(p, 0)[0]) == {
-        "proto": 6, "a": "10.0.1.10", "b": "198.51.100.10"}
+        "proto": 6,
+        "a": "10.0.1.10",
+        "b": "198.51.100.10",
+    }
     assert describe(key_function(TWO_TUPLE)(p, 0)[0]) == {
-        "proto": None, "a": "10.0.1.10", "b": "198.51.100.10"}
+        "proto": None,
+        "a": "10.0.1.10",
+        "b": "198.51.100.10",
+    }
     # other ports, same 3- and 2-tuple keys; other protocol, same 2-tuple key
     q = ipv4("198.51.100.10", "10.0.1.10", 17, 5000, 53)
     assert key_function(FIVE_TUPLE)(p, 0)[0] != key_function(FIVE_TUPLE)(q, 0)[0]
@@ -85,8 +96,10 @@ def test_key_at_an_offset_inside_a_frame():
 # ---- steering ------------------------------------------------------------------------
 def states(**kw: str) -> list[TargetState]:
     """TargetStates of appliances named by keyword: Fw1="healthy" (AZ a), FwB_x (AZ b)."""
-    return [TargetState(name, f"10.0.2.{i + 4}", "us-east-1b" if name.startswith("FwB")
-                        else AZ, state) for i, (name, state) in enumerate(kw.items())]
+    return [
+        TargetState(name, f"10.0.2.{i + 4}", "us-east-1b" if name.startswith("FwB") else AZ, state)
+        for i, (name, state) in enumerate(kw.items())
+    ]
 
 
 def steering(**kw) -> Steering:
@@ -120,7 +133,7 @@ def test_a_flow_and_its_reply_get_one_appliance():
     for kind in STICKINESS:
         fn = key_function(kind)
         for port in range(40000, 40050):
-            key, fwd = fn(ipv4("198.51.100.10", "10.0.1.10", 6, port, 80), 0)
+            key, _fwd = fn(ipv4("198.51.100.10", "10.0.1.10", 6, port, 80), 0)
             back, _ = fn(reverse("198.51.100.10", "10.0.1.10", 6, port, 80), 0)
             assert s.pick(key) is s.pick(back)
 
@@ -138,7 +151,8 @@ def test_fail_open_when_nothing_is_healthy():
     assert s.fail_open
     assert {f.appliance.key for f in open_flows(s, 100)} == {"Fw1", "Fw2"}
     s.set_targets(states(Fw1="healthy", Fw2="unhealthy", Fw3="draining"))
-    assert not s.fail_open and [a.key for a in s.candidates] == ["Fw1"]
+    assert not s.fail_open
+    assert [a.key for a in s.candidates] == ["Fw1"]
 
 
 def test_no_rebalance_keeps_flows_on_a_failed_appliance():
@@ -163,7 +177,8 @@ def test_rebalance_on_unhealthy_moves_flows_at_once():
     s.set_targets(states(Fw1="healthy", Fw2="unhealthy", Fw3="healthy"))
     assert {f.appliance.key for f in flows} == {"Fw1", "Fw3"}
     moved = [f for f in flows if before[f.key] == "Fw2"]
-    assert moved and s.appliances["Fw2"].flows == 0
+    assert moved
+    assert s.appliances["Fw2"].flows == 0
     assert s.appliances["Fw2"].rehashed_out == len(moved)
     # flows that were elsewhere stay where they were (consistent hashing, no churn)
     assert all(f.appliance.key == before[f.key] for f in flows if before[f.key] != "Fw2")
@@ -202,10 +217,14 @@ def test_idle_timeouts_tcp_350_other_120():
     udp = s.open(key, fwd, 17, "E", 0.0)
     tcp[0].last = 200.0  # traffic keeps a flow alive
     assert s.expire(120.0) == 0
-    assert s.expire(120.5) == 1 and udp.key not in s.flows and udp.cookie not in s.cookies
+    assert s.expire(120.5) == 1
+    assert udp.key not in s.flows
+    assert udp.cookie not in s.cookies
     assert s.expire(350.5) == 2
-    assert list(s.flows) == [tcp[0].key] and s.appliances["Fw1"].flows == 1
-    assert s.expire(551.0) == 1 and s.expired == 4
+    assert list(s.flows) == [tcp[0].key]
+    assert s.appliances["Fw1"].flows == 1
+    assert s.expire(551.0) == 1
+    assert s.expired == 4
 
 
 def test_unknown_failover_mode_is_refused():

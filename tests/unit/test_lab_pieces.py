@@ -6,18 +6,20 @@ import subprocess
 import sys
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
-from controllers.flows import Output, flow
-from controllers.ofadapter import FlowSync
-from experiments._runner import parse_params
+from testbed import naming, rpc
 from testbed.cli import main
+from testbed.controllers.flows import Output, flow
+from testbed.controllers.ofadapter import FlowSync
 from testbed.errors import BadInput
-from testbed.lab import naming, reachability, rpc
+from testbed.lab import reachability
 from testbed.lab.events import EventFollower, EventLog, read_events
-from testbed.lab.plan import NetworkPlan, build_plan, host_mac
 from testbed.lab.procs import ProcessJournal, is_alive, record, start_time, terminate
+from testbed.plan.network import NetworkPlan, build_plan, host_mac
+from testbed.results import parse_params
 from tests.handmade import two_az_model
 
 
@@ -48,7 +50,9 @@ def test_plan_layout_of_two_az_model():
     assert len({s.dpid for s in plan.switches}) == 4
     assert all(link.kind == "patch" for link in plan.links)
     web = plan.host("WebB2")
-    assert web.switch == "tb-t-az2" and web.gateway == "10.0.3.1" and web.prefixlen == 24
+    assert web.switch == "tb-t-az2"
+    assert web.gateway == "10.0.3.1"
+    assert web.prefixlen == 24
     assert web.mac == host_mac("10.0.3.4") == "02:00:0a:00:03:04"
     assert plan.host("Client1").gateway == "198.51.100.1"
     assert len({(h.switch, h.port) for h in plan.hosts}) == len(plan.hosts)
@@ -77,7 +81,8 @@ def test_expected_reachability_by_hand():
     assert want[("WebA2", "203.0.113.11")] is False  # no route to the IGW for the hairpin
     assert want[("Client1", "198.51.100.11")] is True
     text = reachability.format_matrix(plan, want, want)
-    assert "!" not in text and "WebA1" in text
+    assert "!" not in text
+    assert "WebA1" in text
 
 
 def test_event_log_and_follower(tmp_path):
@@ -100,7 +105,9 @@ def test_process_records_survive_pid_reuse_check(tmp_path):
     journal = ProcessJournal(tmp_path)
     proc = journal.start([sys.executable, "-c", "import time; time.sleep(30)"], what="sleeper")
     rec = journal.records()[0]
-    assert rec.pid == proc.pid and rec.what == "sleeper" and is_alive(rec)
+    assert rec.pid == proc.pid
+    assert rec.what == "sleeper"
+    assert is_alive(rec)
     forged = type(rec)(rec.pid, rec.start_time + 1, "other")
     assert not is_alive(forged)
     assert terminate([forged]) == []  # a different start time is not our process
@@ -111,10 +118,15 @@ def test_process_records_survive_pid_reuse_check(tmp_path):
 
 
 def test_terminate_escalates_to_sigkill():
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "import signal, time; signal.signal(signal.SIGTERM, "
-                             "signal.SIG_IGN); print('r', flush=True); time.sleep(30)"],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, "
+            "signal.SIG_IGN); print('r', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
     proc.stdout.readline()
     rec = record(proc.pid, "stubborn")
     t = time.monotonic()
@@ -136,7 +148,8 @@ def test_rpc_round_trip_and_errors(tmp_path):
     try:
         assert rpc.call(path, {"op": "x", "n": 1}) == {"ok": True, "echo": {"op": "x", "n": 1}}
         err = rpc.call(path, {"op": "boom"})
-        assert err["ok"] is False and "ValueError: bad" in err["error"]
+        assert err["ok"] is False
+        assert "ValueError: bad" in err["error"]
         threads = [threading.Thread(target=rpc.call, args=(path, {"op": "p"})) for _ in range(8)]
         for t in threads:
             t.start()
@@ -152,40 +165,41 @@ def test_flow_sync_sends_only_differences():
     class DP:
         id = 1
 
-        class ofproto:  # noqa: N801 - mimics os-ken's attribute names
+        class ofproto:
             OFPFC_ADD, OFPFC_DELETE, OFPFC_DELETE_STRICT = 0, 3, 4
             OFPTT_ALL, OFPP_ANY, OFPG_ANY, OFPGC_DELETE, OFPG_ALL = 255, 0, 0, 2, 0
             OFPIT_APPLY_ACTIONS = 4
 
-        class ofproto_parser:  # noqa: N801
+        class ofproto_parser:
             @staticmethod
-            def OFPMatch(**kw):  # noqa: N802
+            def OFPMatch(**kw):
                 return kw
 
             @staticmethod
-            def OFPFlowMod(dp, **kw):  # noqa: N802
+            def OFPFlowMod(dp, **kw):
                 return ("mod", kw["command"], kw.get("priority"))
 
             @staticmethod
-            def OFPGroupMod(dp, **kw):  # noqa: N802
+            def OFPGroupMod(dp, **kw):
                 return ("group", kw["command"])
 
             @staticmethod
-            def OFPInstructionActions(t, actions):  # noqa: N802
+            def OFPInstructionActions(t, actions):
                 return actions
 
             @staticmethod
-            def OFPActionOutput(port, max_len):  # noqa: N802
+            def OFPActionOutput(port, max_len):
                 return port
 
             @staticmethod
-            def OFPInstructionGotoTable(t):  # noqa: N802
+            def OFPInstructionGotoTable(t):
                 return t
 
     sync = FlowSync()
     a, b = flow(0, 10, {"in_port": 1}, [Output(2)]), flow(0, 20, {"in_port": 2}, [Output(1)])
     first = sync.messages(DP, [a, b])
-    assert ("mod", 3, None) in first and first.count(("mod", 0, 10)) == 1  # wipe, then add
+    assert ("mod", 3, None) in first
+    assert first.count(("mod", 0, 10)) == 1
     assert sync.messages(DP, [a, b]) == []  # nothing changed: nothing sent
     c = flow(0, 20, {"in_port": 2}, [Output(3)])  # same match and priority: replaced in place
     assert sync.messages(DP, [a, c]) == [("mod", 0, 20)]
@@ -194,7 +208,12 @@ def test_flow_sync_sends_only_differences():
 
 def test_experiment_params_are_typed():
     class Mod:
-        PARAMS = {"sizes": ([1, 2], ""), "n": (3, ""), "flag": (False, ""), "s": (None, "")}
+        PARAMS: ClassVar = {
+            "sizes": ([1, 2], ""),
+            "n": (3, ""),
+            "flag": (False, ""),
+            "s": (None, ""),
+        }
 
     assert parse_params(Mod, {}) == {"sizes": [1, 2], "n": 3, "flag": False, "s": None}
     got = parse_params(Mod, {"sizes": "5,6", "n": "7", "flag": "yes", "s": "x"})
@@ -218,7 +237,9 @@ def test_cli_validate_reports_resources(capsys):
 
     assert main(["validate", str(DEFAULT_TEMPLATE)]) == 0
     out = capsys.readouterr().out
-    assert "valid" in out and "AWS::EC2::Instance" in out and "WebA1.InstanceType" in out
+    assert "valid" in out
+    assert "AWS::EC2::Instance" in out
+    assert "WebA1.InstanceType" in out
 
 
 def test_every_command_has_help(capsys):

@@ -61,25 +61,47 @@ App:
 
 
 def gwlb_stack(*extra: str) -> str:
-    return stack(GWLB, APPLIANCES, listener("GL", "GWLB", None, None, tg="Appliances"), SERVICE,
-                 ENDPOINT, *extra)
+    return stack(
+        GWLB,
+        APPLIANCES,
+        listener("GL", "GWLB", None, None, tg="Appliances"),
+        SERVICE,
+        ENDPOINT,
+        *extra,
+    )
 
 
 def test_endpoint_service_and_endpoint(load):
-    text = gwlb_stack() + ("Outputs:\n  Id: {Value: !GetAtt Service.ServiceId}\n"
-                           "  Ref: {Value: !Ref Service}\n  Vpce: {Value: !Ref Endpoint}\n"
-                           "  VpceId: {Value: !GetAtt Endpoint.Id}\n")
+    text = gwlb_stack() + (
+        "Outputs:\n  Id: {Value: !GetAtt Service.ServiceId}\n"
+        "  Ref: {Value: !Ref Service}\n  Vpce: {Value: !Ref Endpoint}\n"
+        "  VpceId: {Value: !GetAtt Endpoint.Id}\n"
+    )
     model = load(text)
     sections = elbv2_sections(model)
     service = sections["endpoint_services"]["Service"]
-    assert re.fullmatch(r"com\.amazonaws\.vpce\.us-east-1\.vpce-svc-[0-9a-f]{17}",
-                        service.service_name)
-    assert service == EndpointService("Service", "GWLB", service.service_name,
-                                      service.service_name.rsplit(".", 1)[1], service.source)
+    assert re.fullmatch(
+        r"com\.amazonaws\.vpce\.us-east-1\.vpce-svc-[0-9a-f]{17}", service.service_name
+    )
+    assert service == EndpointService(
+        "Service",
+        "GWLB",
+        service.service_name,
+        service.service_name.rsplit(".", 1)[1],
+        service.source,
+    )
     assert model.outputs["Id"] == model.outputs["Ref"] == service.physical_id
     assert sections["endpoints"]["Endpoint"] == GwlbEndpoint(
-        "Endpoint", "Service", "GWLB", "VPC", "PubA", "us-east-1a", IPv4Address("10.0.0.4"),
-        "vpce-Endpoint", sections["endpoints"]["Endpoint"].source)
+        "Endpoint",
+        "Service",
+        "GWLB",
+        "VPC",
+        "PubA",
+        "us-east-1a",
+        IPv4Address("10.0.0.4"),
+        "vpce-Endpoint",
+        sections["endpoints"]["Endpoint"].source,
+    )
     assert model.outputs["Vpce"] == model.outputs["VpceId"] == "vpce-Endpoint"
 
 
@@ -96,11 +118,15 @@ def test_service_names_are_deterministic(load):
 def test_inspection_routes(load):
     model = load(gwlb_stack(APP))
     app_routes = model.route_tables["AppTable"].routes
-    assert app_routes[1] == Route("AppDefault", "AppTable", IPv4Network("0.0.0.0/0"), "vpce",
-                                  "Endpoint", app_routes[1].source)
+    assert app_routes[1] == Route(
+        "AppDefault", "AppTable", IPv4Network("0.0.0.0/0"), "vpce", "Endpoint", app_routes[1].source
+    )
     ingress = model.route_tables["IngressTable"].routes[1]
     assert (ingress.destination, ingress.target_kind, ingress.target_id) == (
-        IPv4Network("10.0.4.0/24"), "vpce", "Endpoint")
+        IPv4Network("10.0.4.0/24"),
+        "vpce",
+        "Endpoint",
+    )
     assert dict(elbv2_sections(model)["gateway_route_tables"]) == {"Gateway": "IngressTable"}
     # Traffic of the app subnet leaves through the endpoint's public subnet: it is public.
     assert model.subnets["AppNet"].public
@@ -110,11 +136,16 @@ def test_inspection_routes(load):
 def test_default_route_to_an_endpoint_in_a_private_subnet_is_private(fails, load):
     text = gwlb_stack(APP).replace("SubnetIds: [!Ref PubA]", "SubnetIds: [!Ref PrivA]")
     model = load(text)
-    assert not model.subnets["AppNet"].public and model.instances["App"].public_ip is None
+    assert not model.subnets["AppNet"].public
+    assert model.instances["App"].public_ip is None
     text += "Outputs:\n  Ip: {Value: !GetAtt App.PublicIp}\n"
-    fails(text, "App has no public IP address: route table AppTable of subnet AppNet sends "
-                "0.0.0.0/0 to GWLB endpoint Endpoint, and route table PrivateTable of subnet "
-                "PrivA has no 0.0.0.0/0 route", logical_id="Ip")
+    fails(
+        text,
+        "App has no public IP address: route table AppTable of subnet AppNet sends "
+        "0.0.0.0/0 to GWLB endpoint Endpoint, and route table PrivateTable of subnet "
+        "PrivA has no 0.0.0.0/0 route",
+        logical_id="Ip",
+    )
 
 
 def test_endpoint_address_is_the_lowest_free(load):
@@ -126,23 +157,46 @@ def test_endpoint_address_is_the_lowest_free(load):
 
 # --- Errors --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("VpcEndpointType: GatewayLoadBalancer", "VpcEndpointType: Interface",
-     "VpcEndpointType Interface: only GatewayLoadBalancer endpoints are supported by the lab"),
-    ("VpcEndpointType: GatewayLoadBalancer", "PrivateDnsEnabled: false",
-     "VpcEndpointType Gateway (the default): only GatewayLoadBalancer endpoints"),
-    ("ServiceName: !Sub \"com.amazonaws.vpce.${AWS::Region}.${Service}\"",
-     "ServiceName: com.amazonaws.us-east-1.s3",
-     "ServiceName 'com.amazonaws.us-east-1.s3' is not the name of an endpoint service of this "
-     "stack"),
-    ("SubnetIds: [!Ref PubA]", "SubnetIds: [!Ref PubA, !Ref PubB]",
-     "a GatewayLoadBalancer endpoint takes exactly one subnet, not 2"),
-    ("SubnetIds: [!Ref PubA]", "PrivateDnsEnabled: false", "takes exactly one subnet, not 0"),
-    ("SubnetIds: [!Ref PubA]", "SubnetIds: [!Ref OtherNet]",
-     "subnet OtherNet is in Other, not in VpcId VPC"),
-    ("SubnetIds: [!Ref PubA]", "SubnetIds: [!Ref PubA]\n      RouteTableIds: [!Ref PublicTable]",
-     "RouteTableIds is for gateway endpoints"),
-])
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "VpcEndpointType: GatewayLoadBalancer",
+            "VpcEndpointType: Interface",
+            "VpcEndpointType Interface: only GatewayLoadBalancer endpoints are supported by the "
+            "lab",
+        ),
+        (
+            "VpcEndpointType: GatewayLoadBalancer",
+            "PrivateDnsEnabled: false",
+            "VpcEndpointType Gateway (the default): only GatewayLoadBalancer endpoints",
+        ),
+        (
+            'ServiceName: !Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"',
+            "ServiceName: com.amazonaws.us-east-1.s3",
+            "ServiceName 'com.amazonaws.us-east-1.s3' is not the name of an endpoint service of "
+            "this "
+            "stack",
+        ),
+        (
+            "SubnetIds: [!Ref PubA]",
+            "SubnetIds: [!Ref PubA, !Ref PubB]",
+            "a GatewayLoadBalancer endpoint takes exactly one subnet, not 2",
+        ),
+        ("SubnetIds: [!Ref PubA]", "PrivateDnsEnabled: false", "takes exactly one subnet, not 0"),
+        (
+            "SubnetIds: [!Ref PubA]",
+            "SubnetIds: [!Ref OtherNet]",
+            "subnet OtherNet is in Other, not in VpcId VPC",
+        ),
+        (
+            "SubnetIds: [!Ref PubA]",
+            "SubnetIds: [!Ref PubA]\n      RouteTableIds: [!Ref PublicTable]",
+            "RouteTableIds is for gateway endpoints",
+        ),
+    ],
+)
 def test_endpoint_errors(fails, line_with, old, new, message):
     text = gwlb_stack()
     assert old in text
@@ -155,8 +209,12 @@ def test_endpoint_errors(fails, line_with, old, new, message):
 
 def test_endpoint_needs_a_gwlb_node_in_its_az(fails):
     text = gwlb_stack().replace("Subnets: [!Ref PrivA, !Ref PrivB]", "Subnets: [!Ref PrivB]")
-    fails(text, "endpoint service Service is not available in us-east-1a: gateway load "
-                "balancer GWLB has nodes in us-east-1b", logical_id="Endpoint")
+    fails(
+        text,
+        "endpoint service Service is not available in us-east-1a: gateway load "
+        "balancer GWLB has nodes in us-east-1b",
+        logical_id="Endpoint",
+    )
 
 
 def test_service_name_of_a_service_created_later(fails, load):
@@ -164,23 +222,36 @@ def test_service_name_of_a_service_created_later(fails, load):
     model = load(stack(GWLB, SERVICE))
     name = elbv2_sections(model)["endpoint_services"]["Service"].service_name
     text = stack(GWLB, ENDPOINT, SERVICE).replace(
-        '!Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"', name)
-    fails(text, "ServiceName names endpoint service Service before it is created",
-          'write ServiceName: !Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"',
-          logical_id="Endpoint")
+        '!Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"', name
+    )
+    fails(
+        text,
+        "ServiceName names endpoint service Service before it is created",
+        'write ServiceName: !Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"',
+        logical_id="Endpoint",
+    )
 
 
-@pytest.mark.parametrize(("props", "message"), [
-    ("{GatewayLoadBalancerArns: [!Ref NLB]}",
-     "GatewayLoadBalancerArns[0]: NLB is a network load balancer; an endpoint service here "
-     "fronts a gateway load balancer"),
-    ("{GatewayLoadBalancerArns: [!Ref GWLB, !Ref GWLB]}",
-     "the lab supports exactly one gateway load balancer per endpoint service, not 2"),
-    ("{}", "the endpoint service needs GatewayLoadBalancerArns"),
-    ("{NetworkLoadBalancerArns: [!Ref NLB]}",
-     "NetworkLoadBalancerArns: interface endpoint services (PrivateLink) are not supported"),
-    ("{GatewayLoadBalancerArns: [!Ref VPC]}", "refers to VPC, which is an AWS::EC2::VPC"),
-])
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        (
+            "{GatewayLoadBalancerArns: [!Ref NLB]}",
+            "GatewayLoadBalancerArns[0]: NLB is a network load balancer; an endpoint service here "
+            "fronts a gateway load balancer",
+        ),
+        (
+            "{GatewayLoadBalancerArns: [!Ref GWLB, !Ref GWLB]}",
+            "the lab supports exactly one gateway load balancer per endpoint service, not 2",
+        ),
+        ("{}", "the endpoint service needs GatewayLoadBalancerArns"),
+        (
+            "{NetworkLoadBalancerArns: [!Ref NLB]}",
+            "NetworkLoadBalancerArns: interface endpoint services (PrivateLink) are not supported",
+        ),
+        ("{GatewayLoadBalancerArns: [!Ref VPC]}", "refers to VPC, which is an AWS::EC2::VPC"),
+    ],
+)
 def test_endpoint_service_errors(fails, props, message):
     text = stack(GWLB, NLB, f"Svc:\n  Type: AWS::EC2::VPCEndpointService\n  Properties: {props}\n")
     lines = len(text.splitlines())
@@ -188,46 +259,80 @@ def test_endpoint_service_errors(fails, props, message):
 
 
 def test_route_with_two_targets(fails):
-    route = ("Both:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref PrivateTable, "
-             "DestinationCidrBlock: 0.0.0.0/0,\n    GatewayId: !Ref Gateway, VpcEndpointId: "
-             "!Ref Endpoint}\n")
-    fails(gwlb_stack(route), "a route has one target, not GatewayId and VpcEndpointId",
-          logical_id="Both")
+    route = (
+        "Both:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref PrivateTable, "
+        "DestinationCidrBlock: 0.0.0.0/0,\n    GatewayId: !Ref Gateway, VpcEndpointId: "
+        "!Ref Endpoint}\n"
+    )
+    fails(
+        gwlb_stack(route),
+        "a route has one target, not GatewayId and VpcEndpointId",
+        logical_id="Both",
+    )
 
 
 def test_route_to_an_endpoint_of_another_vpc(fails):
-    route = ("OtherTable:\n  Type: AWS::EC2::RouteTable\n  Properties: {VpcId: !Ref Other}\n"
-             "Cross:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref OtherTable, "
-             "DestinationCidrBlock: 0.0.0.0/0, VpcEndpointId: !Ref Endpoint}\n")
+    route = (
+        "OtherTable:\n  Type: AWS::EC2::RouteTable\n  Properties: {VpcId: !Ref Other}\n"
+        "Cross:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref OtherTable, "
+        "DestinationCidrBlock: 0.0.0.0/0, VpcEndpointId: !Ref Endpoint}\n"
+    )
     text = gwlb_stack(route)
-    fails(text, "GWLB endpoint Endpoint is in VPC but route table OtherTable belongs to Other",
-          logical_id="Cross", line=len(text.splitlines()))
+    fails(
+        text,
+        "GWLB endpoint Endpoint is in VPC but route table OtherTable belongs to Other",
+        logical_id="Cross",
+        line=len(text.splitlines()),
+    )
 
 
 def test_gateway_route_table_only_routes_subnets_to_endpoints(fails, line_with):
-    to_igw = ("Back:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref IngressTable,"
-              " DestinationCidrBlock: 10.0.9.0/24, GatewayId: !Ref Gateway}\n")
+    to_igw = (
+        "Back:\n  Type: AWS::EC2::Route\n  Properties: {RouteTableId: !Ref IngressTable,"
+        " DestinationCidrBlock: 10.0.9.0/24, GatewayId: !Ref Gateway}\n"
+    )
     text = gwlb_stack(APP, to_igw)
-    fails(text, "route table IngressTable is the ingress route table of internet gateway "
-                "Gateway (associated by IngressAssoc): its routes may only lead to GWLB "
-                "endpoints, not to an internet gateway (10.0.9.0/24 -> Gateway)",
-          logical_id="Back", line=len(text.splitlines()))
-    wide = gwlb_stack(APP.replace("DestinationCidrBlock: 10.0.4.0/24",
-                                  "DestinationCidrBlock: 10.0.4.0/25"))
-    fails(wide, "a route there must have the exact CIDR block of a subnet of VPC as "
-                "destination, not 10.0.4.0/25", "10.0.4.0/24", logical_id="IngressToApp",
-          line=line_with(wide, "DestinationCidrBlock: 10.0.4.0/25") + 1)
+    fails(
+        text,
+        "route table IngressTable is the ingress route table of internet gateway "
+        "Gateway (associated by IngressAssoc): its routes may only lead to GWLB "
+        "endpoints, not to an internet gateway (10.0.9.0/24 -> Gateway)",
+        logical_id="Back",
+        line=len(text.splitlines()),
+    )
+    wide = gwlb_stack(
+        APP.replace("DestinationCidrBlock: 10.0.4.0/24", "DestinationCidrBlock: 10.0.4.0/25")
+    )
+    fails(
+        wide,
+        "a route there must have the exact CIDR block of a subnet of VPC as "
+        "destination, not 10.0.4.0/25",
+        "10.0.4.0/24",
+        logical_id="IngressToApp",
+        line=line_with(wide, "DestinationCidrBlock: 10.0.4.0/25") + 1,
+    )
 
 
 def test_gateway_association_errors(fails):
-    second = ("Again:\n  Type: AWS::EC2::GatewayRouteTableAssociation\n"
-              "  Properties: {GatewayId: !Ref Gateway, RouteTableId: !Ref PrivateTable}\n")
-    fails(gwlb_stack(APP, second), "internet gateway Gateway already has ingress route table "
-                                   "IngressTable (associated by IngressAssoc)",
-          logical_id="Again")
-    other = ("OtherTable:\n  Type: AWS::EC2::RouteTable\n  Properties: {VpcId: !Ref Other}\n"
-             "Wrong:\n  Type: AWS::EC2::GatewayRouteTableAssociation\n"
-             "  Properties: {GatewayId: !Ref Gateway, RouteTableId: !Ref OtherTable}\n")
+    second = (
+        "Again:\n  Type: AWS::EC2::GatewayRouteTableAssociation\n"
+        "  Properties: {GatewayId: !Ref Gateway, RouteTableId: !Ref PrivateTable}\n"
+    )
+    fails(
+        gwlb_stack(APP, second),
+        "internet gateway Gateway already has ingress route table "
+        "IngressTable (associated by IngressAssoc)",
+        logical_id="Again",
+    )
+    other = (
+        "OtherTable:\n  Type: AWS::EC2::RouteTable\n  Properties: {VpcId: !Ref Other}\n"
+        "Wrong:\n  Type: AWS::EC2::GatewayRouteTableAssociation\n"
+        "  Properties: {GatewayId: !Ref Gateway, RouteTableId: !Ref OtherTable}\n"
+    )
     text = stack(other)
-    fails(text, "internet gateway Gateway is attached to VPC, but route table OtherTable "
-                "belongs to Other", logical_id="Wrong", line=len(text.splitlines()) - 2)
+    fails(
+        text,
+        "internet gateway Gateway is attached to VPC, but route table OtherTable belongs to Other",
+        logical_id="Wrong",
+        line=len(text.splitlines()) - 2,
+    )

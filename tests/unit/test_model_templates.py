@@ -19,16 +19,19 @@ THREE_AZ = str(REPO / "templates" / "three-az.yaml")
 
 
 def addresses(model):
-    return {lid: (str(i.private_ip), i.public_ip and str(i.public_ip), i.subnet_id, i.az)
-            for lid, i in model.instances.items()}
+    return {
+        lid: (str(i.private_ip), i.public_ip and str(i.public_ip), i.subnet_id, i.az)
+        for lid, i in model.instances.items()
+    }
 
 
 def test_default_template():
     model = load_model(DEFAULT)
     # VPC 10.0.0.0/16 cut into /24s by !Cidr [.., 4, 8]: public a, private a, public b, ...
     assert model.vpcs["VPC"].cidr == IPv4Network("10.0.0.0/16")
-    assert {k: (str(s.cidr), s.az, s.public, s.route_table_id)
-            for k, s in model.subnets.items()} == {
+    assert {
+        k: (str(s.cidr), s.az, s.public, s.route_table_id) for k, s in model.subnets.items()
+    } == {
         "PublicSubnetA": ("10.0.0.0/24", "us-east-1a", True, "PublicRouteTable"),
         "PrivateSubnetA": ("10.0.1.0/24", "us-east-1a", False, "PrivateRouteTable"),
         "PublicSubnetB": ("10.0.2.0/24", "us-east-1b", True, "PublicRouteTable"),
@@ -45,25 +48,37 @@ def test_default_template():
     assert 'echo "hello from default in $(hostname -I)"' in model.instances["WebB2"].user_data
     assert model.internet_clients["Client1"].ip == IPv4Address("198.51.100.10")
     assert model.internet_gateways["InternetGateway"].vpc_id == "VPC"
-    assert dict(model.outputs) == {"VpcId": "vpc-VPC", "WebA1PublicIp": "203.0.113.10",
-                                   "WebA2PrivateIp": "10.0.1.4", "ClientIp": "198.51.100.10"}
+    assert dict(model.outputs) == {
+        "VpcId": "vpc-VPC",
+        "WebA1PublicIp": "203.0.113.10",
+        "WebA2PrivateIp": "10.0.1.4",
+        "ClientIp": "198.51.100.10",
+    }
     assert model.azs == ("us-east-1a", "us-east-1b")
     assert model.lab == LabOptions(inter_az_delay_ms=0.0)
-    assert dict(model.parameters) == {"VpcCidr": "10.0.0.0/16", "InterAzDelayMs": "0",
-                                      "WebRole": "http-backend"}
+    assert dict(model.parameters) == {
+        "VpcCidr": "10.0.0.0/16",
+        "InterAzDelayMs": "0",
+        "WebRole": "http-backend",
+    }
     assert model.description.startswith("ELB Lab default stack")
     assert IgnoredProperty("WebA1", "ImageId") in model.ignored
     assert IgnoredProperty("WebB2", "InstanceType") in model.ignored
     order = model.creation_order
-    assert order[0] == "VPC" and len(order) == len(model.resource_types) == 19
+    assert order[0] == "VPC"
+    assert len(order) == len(model.resource_types) == 19
     assert order.index("GatewayAttachment") < order.index("DefaultPublicRoute")
     assert model.host_ids() == ("WebA1", "WebA2", "WebB1", "WebB2", "Client1")
     assert model.instances["WebA1"].source.line == 103
 
 
 def test_default_template_with_parameters():
-    model = load_model(DEFAULT, {"VpcCidr": "10.20.0.0/16", "InterAzDelayMs": "5",
-                                 "WebRole": "none"}, stack_name="demo", region="eu-west-1")
+    model = load_model(
+        DEFAULT,
+        {"VpcCidr": "10.20.0.0/16", "InterAzDelayMs": "5", "WebRole": "none"},
+        stack_name="demo",
+        region="eu-west-1",
+    )
     assert str(model.instances["WebB1"].private_ip) == "10.20.2.4"
     assert model.subnets["PublicSubnetB"].az == "eu-west-1b"
     assert model.lab.inter_az_delay_ms == 5.0
@@ -72,7 +87,7 @@ def test_default_template_with_parameters():
 
 
 def test_default_template_as_json_with_tabs_gives_the_same_model():
-    text = open(DEFAULT).read()
+    text = Path(DEFAULT).read_text()
     as_json = json.dumps(load_text(text, "default.yaml"), indent="\t")
     from_json = load_model_text(as_json, filename="default.json")
     from_yaml = load_model_text(text, filename="default.yaml")
@@ -97,7 +112,9 @@ def test_three_az_template():
         "WebPrivateC": ("10.10.5.4", None, "PrivateSubnetC", "us-east-1c"),
     }
     assert {k: str(c.ip) for k, c in model.internet_clients.items()} == {
-        "Client1": "198.51.100.10", "Client2": "198.51.100.20"}
+        "Client1": "198.51.100.10",
+        "Client2": "198.51.100.20",
+    }
     assert all(i.role.name == "http-backend" for i in model.instances.values())
     assert model.outputs["PublicWebIps"] == "203.0.113.10,203.0.113.11,203.0.113.12"
     assert model.outputs["PrivateWebIps"] == "10.10.3.4,10.10.4.4,10.10.5.4"
@@ -128,11 +145,14 @@ def test_non_utf8_file_is_bad_input(tmp_path):
     assert "not UTF-8" in str(info.value)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"stack_name": "1bad"}, "bad stack name"),
-    ({"stack_name": "has space"}, "bad stack name"),
-    ({"region": "mars"}, "bad region"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stack_name": "1bad"}, "bad stack name"),
+        ({"stack_name": "has space"}, "bad stack name"),
+        ({"region": "mars"}, "bad region"),
+    ],
+)
 def test_bad_stack_name_and_region(kwargs, message):
     with pytest.raises(BadInput) as info:
         load_model(DEFAULT, **kwargs)

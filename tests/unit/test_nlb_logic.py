@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from controllers.forwarding import Forwarding
-from controllers.nlb import NlbLogic, RuntimeTarget, active_targets
+from testbed.controllers.forwarding import Forwarding
+from testbed.controllers.nlb import NlbLogic, RuntimeTarget, active_targets
 from tests.fake_openflow import FakeFabric, ip_packet
 from tests.nlb_fixture import nlb_plan
 
@@ -43,10 +43,17 @@ def reply_to(plan, delivered, flags=0x12):
     host = next(h for h in plan.hosts if h.ip == delivered["ipv4_dst"])
     proto = delivered["ip_proto"]
     key = "tcp" if proto == 6 else "udp"
-    pkt = {"eth_src": host.mac, "eth_dst": plan.router_mac, "eth_type": 0x0800,
-           "ipv4_src": host.ip, "ipv4_dst": delivered["ipv4_src"], "ip_proto": proto,
-           f"{key}_src": delivered[f"{key}_dst"], f"{key}_dst": delivered[f"{key}_src"],
-           "ttl": 64}
+    pkt = {
+        "eth_src": host.mac,
+        "eth_dst": plan.router_mac,
+        "eth_type": 0x0800,
+        "ipv4_src": host.ip,
+        "ipv4_dst": delivered["ipv4_src"],
+        "ip_proto": proto,
+        f"{key}_src": delivered[f"{key}_dst"],
+        f"{key}_dst": delivered[f"{key}_src"],
+        "ttl": 64,
+    }
     if proto == 6:
         pkt["tcp_flags_nxm"] = flags
     return host.name, pkt
@@ -58,8 +65,10 @@ def test_internet_client_to_public_node_reaches_a_target_in_the_nodes_az():
     assert len(res.delivered) == 1
     host, pkt = res.delivered[0]
     assert host in ("WebA2", "WebA3")  # cross-zone off: node in us-east-1a, targets there
-    assert pkt["ipv4_src"] == "198.51.100.10" and pkt["tcp_src"] == 41000  # preserved
-    assert pkt["ipv4_dst"] == plan.host(host).ip and pkt["tcp_dst"] == 80
+    assert pkt["ipv4_src"] == "198.51.100.10"
+    assert pkt["tcp_src"] == 41000
+    assert pkt["ipv4_dst"] == plan.host(host).ip
+    assert pkt["tcp_dst"] == 80
     # The answer comes back from the address the client connected to.
     back_host, back = reply_to(plan, pkt)
     res = fabric.send(back_host, back)
@@ -72,8 +81,9 @@ def test_a_flow_stays_on_its_target():
     plan, _logic, fabric = make()
     first = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41001)).hosts
     for _ in range(5):
-        again = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41001,
-                                           tcp_flags_nxm=0x10)).hosts
+        again = fabric.send(
+            "Client1", syn(plan, "Client1", NODE_A_PUBLIC, 41001, tcp_flags_nxm=0x10)
+        ).hosts
         assert again == first
 
 
@@ -107,10 +117,15 @@ def test_unhealthy_targets_get_no_new_flows_but_keep_theirs():
     flows = {}
     for sport in range(42000, 42040):
         flows[sport] = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, sport)).hosts
-    logic.nlb.set_targets("NLB", "TgTcp", [
-        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
-        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
-        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    logic.nlb.set_targets(
+        "NLB",
+        "TgTcp",
+        [
+            RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
+            RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
+            RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy"),
+        ],
+    )
     fabric.reprogram()
     assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 30, start=43000)) == {"WebA3"}
     for sport, hosts in flows.items():  # established flows did not move
@@ -120,22 +135,34 @@ def test_unhealthy_targets_get_no_new_flows_but_keep_theirs():
 
 def test_fail_open_when_no_target_in_scope_is_healthy():
     plan, logic, fabric = make()
-    logic.nlb.set_targets("NLB", "TgTcp", [
-        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
-        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "unhealthy"),
-        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    logic.nlb.set_targets(
+        "NLB",
+        "TgTcp",
+        [
+            RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "unhealthy"),
+            RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "unhealthy"),
+            RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy"),
+        ],
+    )
     fabric.reprogram()
     assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 40)) == {"WebA2", "WebA3"}
 
 
 def test_draining_target_keeps_flows_gets_no_new_ones():
     plan, logic, fabric = make()
-    before = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts
-              for s in range(44000, 44030)}
-    logic.nlb.set_targets("NLB", "TgTcp", [
-        RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "draining"),
-        RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
-        RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy")])
+    before = {
+        s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts
+        for s in range(44000, 44030)
+    }
+    logic.nlb.set_targets(
+        "NLB",
+        "TgTcp",
+        [
+            RuntimeTarget("WebA2:80", "10.0.1.4", 80, "us-east-1a", "draining"),
+            RuntimeTarget("WebA3:80", "10.0.1.5", 80, "us-east-1a", "healthy"),
+            RuntimeTarget("WebB2:80", "10.0.3.4", 80, "us-east-1b", "healthy"),
+        ],
+    )
     fabric.reprogram()
     assert set(spread(plan, fabric, "Client1", NODE_A_PUBLIC, 20, start=45000)) == {"WebA3"}
     assert any(h == ["WebA2"] for h in before.values())
@@ -155,8 +182,10 @@ def test_removing_a_target_moves_no_established_flow_and_few_new_ones():
 
     logic.nlb.set_targets("NLB", "TgTcp", runtime())
     fabric.reprogram()
-    before = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0]
-              for s in range(46000, 46200)}
+    before = {
+        s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0]
+        for s in range(46000, 46200)
+    }
     states["WebB2:80"] = "unhealthy"
     logic.nlb.set_targets("NLB", "TgTcp", runtime())
     fabric.reprogram()
@@ -167,8 +196,9 @@ def test_removing_a_target_moves_no_established_flow_and_few_new_ones():
             assert fabric.send("Client1", ack).hosts == [host]
     # New connections with the same 5-tuples: Maglev remaps few of the survivors' buckets.
     fabric.conntrack.conns.clear()
-    after = {s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0]
-             for s in before}
+    after = {
+        s: fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, s)).hosts[0] for s in before
+    }
     moved = [s for s in before if before[s] != "WebB2" and after[s] != before[s]]
     assert len(moved) <= 0.05 * len(before)
     assert "WebB2" not in after.values()
@@ -177,35 +207,39 @@ def test_removing_a_target_moves_no_established_flow_and_few_new_ones():
 def test_client_ip_not_preserved_targets_see_the_node():
     plan, _logic, fabric = make(preserve=False)
     res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 47000))
-    host, pkt = res.delivered[0]
+    _host, pkt = res.delivered[0]
     assert pkt["ipv4_src"] == NODE_A  # the node, not the client
     back_host, back = reply_to(plan, pkt)
     res = fabric.send(back_host, back)
     assert res.hosts == ["Client1"]
     answer = res.delivered[0][1]
-    assert answer["ipv4_src"] == NODE_A_PUBLIC and answer["tcp_src"] == 80
-    assert answer["ipv4_dst"] == "198.51.100.10" and answer["tcp_dst"] == 47000
+    assert answer["ipv4_src"] == NODE_A_PUBLIC
+    assert answer["tcp_src"] == 80
+    assert answer["ipv4_dst"] == "198.51.100.10"
+    assert answer["tcp_dst"] == 47000
 
 
 def test_vpc_client_to_node_private_address():
     plan, _logic, fabric = make()
     res = fabric.send("WebB2", syn(plan, "WebB2", NODE_A, 48000))
     host, pkt = res.delivered[0]
-    assert host in ("WebA2", "WebA3") and pkt["ipv4_src"] == "10.0.3.4"
+    assert host in ("WebA2", "WebA3")
+    assert pkt["ipv4_src"] == "10.0.3.4"
     back_host, back = reply_to(plan, pkt)
     res = fabric.send(back_host, back)
-    assert res.hosts == ["WebB2"] and res.delivered[0][1]["ipv4_src"] == NODE_A
+    assert res.hosts == ["WebB2"]
+    assert res.delivered[0][1]["ipv4_src"] == NODE_A
 
 
 def test_udp_listener_spreads_and_answers():
     plan, _logic, fabric = make(cross_zone=True)
     got = spread(plan, fabric, "Client1", NODE_A_PUBLIC, 90, proto=17, dport=9000)
     assert set(got) == {"WebA2", "WebA3", "WebB2"}
-    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 49000, proto=17,
-                                     dport=9000))
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 49000, proto=17, dport=9000))
     back_host, back = reply_to(plan, res.delivered[0][1])
     res = fabric.send(back_host, back)
-    assert res.hosts == ["Client1"] and res.delivered[0][1]["udp_src"] == 9000
+    assert res.hosts == ["Client1"]
+    assert res.delivered[0][1]["udp_src"] == 9000
 
 
 def test_source_ip_stickiness_keeps_a_client_on_one_target():
@@ -217,10 +251,12 @@ def test_source_ip_stickiness_keeps_a_client_on_one_target():
 def test_direct_traffic_to_a_target_is_untouched():
     plan, _logic, fabric = make()
     res = fabric.send("WebB2", syn(plan, "WebB2", "10.0.1.4", 50000))
-    assert res.hosts == ["WebA2"] and res.delivered[0][1]["ipv4_src"] == "10.0.3.4"
+    assert res.hosts == ["WebA2"]
+    assert res.delivered[0][1]["ipv4_src"] == "10.0.3.4"
     back_host, back = reply_to(plan, res.delivered[0][1])
     res = fabric.send(back_host, back)
-    assert res.hosts == ["WebB2"] and res.delivered[0][1]["ipv4_src"] == "10.0.1.4"
+    assert res.hosts == ["WebB2"]
+    assert res.delivered[0][1]["ipv4_src"] == "10.0.1.4"
 
 
 def test_other_ports_on_a_node_address_reach_the_node_host():
@@ -234,10 +270,12 @@ def test_active_targets_scope(cross):
     plan = nlb_plan(cross_zone=cross)
     lb = plan.load_balancers[0]
     tg = lb.target_group("TgTcp")
-    targets = [RuntimeTarget("a", "1", 80, "us-east-1a", "healthy"),
-               RuntimeTarget("b", "2", 80, "us-east-1b", "initial"),
-               RuntimeTarget("c", "3", 80, "us-east-1c", "healthy"),  # AZ not enabled
-               RuntimeTarget("d", "4", 80, "us-east-1a", "draining")]
+    targets = [
+        RuntimeTarget("a", "1", 80, "us-east-1a", "healthy"),
+        RuntimeTarget("b", "2", 80, "us-east-1b", "initial"),
+        RuntimeTarget("c", "3", 80, "us-east-1c", "healthy"),  # AZ not enabled
+        RuntimeTarget("d", "4", 80, "us-east-1a", "draining"),
+    ]
     keys = [t.key for t in active_targets(lb, tg, lb.nodes[1], targets)]
     assert keys == (["a"] if cross else ["b"])
 
@@ -247,7 +285,8 @@ def test_unknown_segments_get_a_reset_from_the_address_the_client_used():
 
     plan, logic, fabric = make()
     res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 51000, tcp_flags_nxm=0x10))
-    assert res.hosts == [] and len(res.to_controller) == 1  # asked the controller
+    assert res.hosts == []
+    assert len(res.to_controller) == 1
     client = plan.host("Client1")
     seg = packet.Packet()
     seg.add_protocol(ethernet.ethernet(dst=plan.router_mac, src=client.mac))
@@ -256,7 +295,8 @@ def test_unknown_segments_get_a_reset_from_the_address_the_client_used():
     seg.serialize()
     dpid = plan.switch(client.switch).dpid
     out = logic.nlb.reset_for(dpid, client.port, bytes(seg.data))
-    assert out is not None and (out.dpid, out.port) == (dpid, client.port)
+    assert out is not None
+    assert (out.dpid, out.port) == (dpid, client.port)
     reply = packet.Packet(out.data)
     ip, rst = reply.get_protocol(ipv4.ipv4), reply.get_protocol(tcp.tcp)
     assert (ip.src, ip.dst) == (NODE_A_PUBLIC, client.ip)  # the public address it used
@@ -280,7 +320,7 @@ def test_client_in_the_targets_subnet_gets_answers_from_the_node():
         res = fabric.send("WebA3", syn(plan, "WebA3", NODE_A, sport))
         if res.hosts != ["WebA2"]:
             continue  # landed on WebA3 itself: a hairpin AWS does not support either
-        host, pkt = res.delivered[0]
+        _host, pkt = res.delivered[0]
         back_host, back = reply_to(plan, pkt)
         back["eth_dst"] = plan.host("WebA3").mac
         res = fabric.send(back_host, back)
@@ -291,21 +331,23 @@ def test_client_in_the_targets_subnet_gets_answers_from_the_node():
 
 
 def test_conntrack_dump_parsing_for_flushes_and_active_flows():
-    from controllers.lab_app import _replies_from
-    from controllers.nlb_counters import active_flows
+    from testbed.controllers.lab_app import _replies_from
+    from testbed.controllers.nlb_counters import active_flows
 
-    dump = "\n".join([
-        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41000,dport=80),reply=(src=10.0.1.4,"
-        "dst=198.51.100.10,sport=80,dport=41000),zone=9,protoinfo=(state=ESTABLISHED)",
-        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41001,dport=80),reply=(src=10.0.1.4,"
-        "dst=198.51.100.10,sport=80,dport=41001),zone=9,protoinfo=(state=TIME_WAIT)",
-        "udp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41002,dport=9000),reply=(src=10.0.1.4,"
-        "dst=198.51.100.10,sport=9000,dport=41002),zone=9",
-        "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=80,dport=9000),reply=(src=10.0.1.5,"
-        "dst=198.51.100.10,sport=9000,dport=80),zone=9,protoinfo=(state=ESTABLISHED)"])
+    dump = "\n".join(
+        [
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41000,dport=80),reply=(src=10.0.1.4,"
+            "dst=198.51.100.10,sport=80,dport=41000),zone=9,protoinfo=(state=ESTABLISHED)",
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41001,dport=80),reply=(src=10.0.1.4,"
+            "dst=198.51.100.10,sport=80,dport=41001),zone=9,protoinfo=(state=TIME_WAIT)",
+            "udp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41002,dport=9000),reply=(src=10.0.1.4,"
+            "dst=198.51.100.10,sport=9000,dport=41002),zone=9",
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=80,dport=9000),reply=(src=10.0.1.5,"
+            "dst=198.51.100.10,sport=9000,dport=80),zone=9,protoinfo=(state=ESTABLISHED)",
+        ]
+    )
     assert _replies_from(dump, 6, "10.0.1.4", 80) == 2
     assert _replies_from(dump, 17, "10.0.1.4", 9000) == 1
     assert _replies_from(dump, 6, "10.0.1.5", 80) == 0  # its client port 80 is not the match
     assert _replies_from(dump, 6, "10.0.1.5", 9000) == 1
-    assert active_flows(dump) == {("10.0.1.4", 80): 1, ("10.0.1.4", 9000): 1,
-                                  ("10.0.1.5", 9000): 1}
+    assert active_flows(dump) == {("10.0.1.4", 80): 1, ("10.0.1.4", 9000): 1, ("10.0.1.5", 9000): 1}

@@ -32,10 +32,12 @@ def test_counter64_wraps_at_2_to_the_64():
     assert counter_delta(C64 - 1, 9, "Counter64") == 10
 
 
-@pytest.mark.parametrize(("previous", "current", "kind"), [
-    (-1, 5, "Counter32"), (0, C32, "Counter32"), (C64, 0, "Counter64")])
+@pytest.mark.parametrize(
+    ("previous", "current", "kind"),
+    [(-1, 5, "Counter32"), (0, C32, "Counter32"), (C64, 0, "Counter64")],
+)
 def test_values_outside_the_counter_width_are_rejected(previous, current, kind):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a"):
         counter_delta(previous, current, kind)
 
 
@@ -51,12 +53,14 @@ def test_counter64_delta_inverts_modular_growth(start, growth):
 
 def test_rate_is_units_per_second():
     per_second, why = rate(Sample(10.0, 1_000), Sample(12.0, 5_000), "Counter64")
-    assert per_second == pytest.approx(2_000.0) and why == ""
+    assert per_second == pytest.approx(2_000.0)
+    assert why == ""
 
 
 def test_rate_across_a_counter32_wrap():
     per_second, why = rate(Sample(0.0, C32 - 500), Sample(0.5, 500), "Counter32")
-    assert per_second == pytest.approx(2_000.0) and why == ""
+    assert per_second == pytest.approx(2_000.0)
+    assert why == ""
 
 
 def test_agent_restart_gives_no_rate():
@@ -80,8 +84,15 @@ def test_no_rate_without_time_passing():
 
 
 def _row(t, obj, value, kind, host="H", index="2", error=""):
-    return {"time": t, "host": host, "object": obj, "index": index, "value": value,
-            "type": kind, "error": error}
+    return {
+        "time": t,
+        "host": host,
+        "object": obj,
+        "index": index,
+        "value": value,
+        "type": kind,
+        "error": error,
+    }
 
 
 def _poll(t, uptime, hc=None, c32=None, host="H"):
@@ -97,7 +108,9 @@ def test_rates_prefer_the_hc_counter_where_the_agent_has_it():
     rows = _poll(0.0, 100, hc=1_000, c32=1_000) + _poll(1.0, 200, hc=3_000, c32=3_000)
     out = rates(rows)
     assert [(r["object"], r["value"]) for r in out] == [("IF-MIB::ifHCInOctets", 2_000.0)]
-    assert out[0]["type"] == "rate" and out[0]["index"] == "2" and out[0]["time"] == 1.0
+    assert out[0]["type"] == "rate"
+    assert out[0]["index"] == "2"
+    assert out[0]["time"] == 1.0
 
 
 def test_rates_fall_back_to_counter32_without_hc_and_handle_its_wrap():
@@ -114,23 +127,36 @@ def test_rates_skip_timeouts_and_pair_with_the_last_good_sample():
 
 
 def test_rates_mark_an_agent_restart_and_start_over():
-    rows = (_poll(0.0, 5_000, hc=9_000) + _poll(1.0, 5_100, hc=10_000)
-            + _poll(2.0, 30, hc=500) + _poll(3.0, 130, hc=1_500))
+    rows = (
+        _poll(0.0, 5_000, hc=9_000)
+        + _poll(1.0, 5_100, hc=10_000)
+        + _poll(2.0, 30, hc=500)
+        + _poll(3.0, 130, hc=1_500)
+    )
     out = rates(rows)
     assert [(r["value"], r["error"]) for r in out] == [
-        (1_000.0, ""), ("", "agent-restart"), (1_000.0, "")]
+        (1_000.0, ""),
+        ("", "agent-restart"),
+        (1_000.0, ""),
+    ]
 
 
 def test_rates_read_csv_text_and_keep_hosts_apart():
-    rows = [{k: str(v) for k, v in r.items()} for r in
-            _poll(0.0, 1, hc=0, host="A") + _poll(0.0, 1, hc=0, host="B")
-            + _poll(1.0, 101, hc=10, host="A") + _poll(1.0, 101, hc=30, host="B")]
+    rows = [
+        {k: str(v) for k, v in r.items()}
+        for r in _poll(0.0, 1, hc=0, host="A")
+        + _poll(0.0, 1, hc=0, host="B")
+        + _poll(1.0, 101, hc=10, host="A")
+        + _poll(1.0, 101, hc=30, host="B")
+    ]
     assert {r["host"]: r["value"] for r in rates(rows)} == {"A": 10.0, "B": 30.0}
 
 
 def test_gauges_and_text_have_no_rate():
-    rows = [_row(0.0, "IF-MIB::ifHighSpeed", 1000, "Gauge32"),
-            _row(1.0, "IF-MIB::ifHighSpeed", 1000, "Gauge32"),
-            _row(0.0, "IF-MIB::ifDescr", "eth0", "OctetString"),
-            _row(1.0, "IF-MIB::ifDescr", "eth0", "OctetString")]
+    rows = [
+        _row(0.0, "IF-MIB::ifHighSpeed", 1000, "Gauge32"),
+        _row(1.0, "IF-MIB::ifHighSpeed", 1000, "Gauge32"),
+        _row(0.0, "IF-MIB::ifDescr", "eth0", "OctetString"),
+        _row(1.0, "IF-MIB::ifDescr", "eth0", "OctetString"),
+    ]
     assert rates(rows) == []

@@ -46,9 +46,12 @@ def test_oids_turn_back_into_names_with_their_index(name, oid):
 def test_an_index_goes_with_the_name():
     target = mibs.resolve("IF-MIB::ifHCInOctets.2")
     assert mibs.oid_text(target.oid) == "1.3.6.1.2.1.31.1.1.1.6.2"
-    assert target.index == (2,) and target.request == "get"
-    assert mibs.describe((1, 3, 6, 1, 2, 1, 25, 3, 3, 1, 2, 196608)) == \
-        ("HOST-RESOURCES-MIB::hrProcessorLoad", "196608")
+    assert target.index == (2,)
+    assert target.request == "get"
+    assert mibs.describe((1, 3, 6, 1, 2, 1, 25, 3, 3, 1, 2, 196608)) == (
+        "HOST-RESOURCES-MIB::hrProcessorLoad",
+        "196608",
+    )
 
 
 def test_how_each_kind_is_asked_for():
@@ -63,7 +66,8 @@ def test_numeric_oids_pass_through_named_or_not():
     assert mibs.resolve("1.3.6.1.2.1.1.5.0").label == "SNMPv2-MIB::sysName"
     assert mibs.resolve(".1.3.6.1.2.1.1.5.0").oid == (1, 3, 6, 1, 2, 1, 1, 5, 0)
     unknown = mibs.resolve("1.3.6.1.4.1.8072.1.5.1.0")
-    assert unknown.obj is None and unknown.label == "1.3.6.1.4.1.8072.1.5.1.0"
+    assert unknown.obj is None
+    assert unknown.label == "1.3.6.1.4.1.8072.1.5.1.0"
     assert mibs.describe((1, 3, 6, 1, 4, 1, 8072, 1)) == ("1.3.6.1.4.1.8072.1", "")
 
 
@@ -75,7 +79,8 @@ def test_an_instance_under_a_table_node_is_not_named_after_the_table():
 def test_every_table_entry_is_unique_both_ways():
     names = [o.name for o in mibs.OBJECTS]
     oids = [o.oid for o in mibs.OBJECTS]
-    assert len(set(names)) == len(names) and len(set(oids)) == len(oids)
+    assert len(set(names)) == len(names)
+    assert len(set(oids)) == len(oids)
     for obj in mibs.OBJECTS:
         assert mibs.resolve(obj.full_name).oid == obj.oid
 
@@ -90,12 +95,15 @@ def test_unknown_names_list_close_matches():
     assert "HOST-RESOURCES-MIB::hrProcessorLoad" in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("IF-MIB::sysName", "sysName is in SNMPv2-MIB, not IF-MIB"),
-    ("IF-MIB::ifTable.3", "is a table"),
-    ("if HC", "cannot read 'if HC' as an object"),
-    ("NOPE-MIB::zzzz", "known modules"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("IF-MIB::sysName", "sysName is in SNMPv2-MIB, not IF-MIB"),
+        ("IF-MIB::ifTable.3", "is a table"),
+        ("if HC", "cannot read 'if HC' as an object"),
+        ("NOPE-MIB::zzzz", "known modules"),
+    ],
+)
 def test_bad_names_are_bad_input(text, message):
     with pytest.raises(BadInput) as info:
         mibs.resolve(text)

@@ -90,14 +90,16 @@ def test_condition_errors(fails, condition, fragments):
 
 def test_conditions_in_a_loop_name_the_loop(fails):
     text = TEMPLATE.format(condition="!Condition Other").replace(
-        "Resources:", "  Other: !Not [!Condition Test]\nResources:")
+        "Resources:", "  Other: !Not [!Condition Test]\nResources:"
+    )
     err = fails(text, "conditions refer to each other in a loop: Test -> Other -> Test")
     assert str(err).count("loop") == 1  # reported once, not once per condition
 
 
 def test_unknown_resource_condition(fails):
     text = TEMPLATE.format(condition="!Condition IsProd").replace(
-        "    Condition: Test\nOutputs", "    Condition: Tset\nOutputs")
+        "    Condition: Test\nOutputs", "    Condition: Tset\nOutputs"
+    )
     fails(text, "unknown condition 'Tset'", "did you mean Test?", logical_id="Extra", line=14)
 
 
@@ -119,9 +121,11 @@ def test_if_picks_a_branch_and_no_value_removes_the_property(load):
               MapPublicIpOnLaunch: !If [IsPublic, true, !Ref AWS::NoValue]
     """
     subnet = load(text).subnets["Subnet"]
-    assert str(subnet.cidr) == "10.0.2.0/24" and subnet.map_public_ip is False
+    assert str(subnet.cidr) == "10.0.2.0/24"
+    assert subnet.map_public_ip is False
     subnet = load(text, params={"Public": "yes"}).subnets["Subnet"]
-    assert str(subnet.cidr) == "10.0.1.0/24" and subnet.map_public_ip is True
+    assert str(subnet.cidr) == "10.0.1.0/24"
+    assert subnet.map_public_ip is True
 
 
 def test_reference_to_a_resource_that_is_not_created(fails, load):
@@ -137,11 +141,13 @@ def test_reference_to_a_resource_that_is_not_created(fails, load):
             Type: AWS::EC2::RouteTable
             Properties: {VpcId: !Ref VPC}
     """)
-    fails(text, "VPC is not created because its condition Never is false",
-          logical_id="Table", line=10)
+    fails(
+        text, "VPC is not created because its condition Never is false", logical_id="Table", line=10
+    )
     # Guarded by the same condition, or by Fn::If, the reference is fine.
     guarded = text.replace("Properties: {VpcId", "Condition: Never\n    Properties: {VpcId")
     assert "Table" not in load(guarded).route_tables
-    if_guarded = text.replace("Properties: {VpcId: !Ref VPC}",
-                              "Properties: {VpcId: !If [Never, !Ref VPC, vpc-x]}")
+    if_guarded = text.replace(
+        "Properties: {VpcId: !Ref VPC}", "Properties: {VpcId: !If [Never, !Ref VPC, vpc-x]}"
+    )
     fails(if_guarded, "VpcId 'vpc-x' is not the id of a resource")

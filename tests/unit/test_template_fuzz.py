@@ -37,31 +37,117 @@ DEFAULT_DOC = _plain(load_text(DEFAULT_TEXT, "default.yaml"))
 THREE_AZ_DOC = _plain(load_text(THREE_AZ_TEXT, "three-az.yaml"))
 NLB_DOC = _plain(load_text(NLB_TEXT, "nlb.yaml"))
 # FUZZ_EXAMPLES=5000 runs a deeper search than the quick default of the unit suite.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Names that mean something to the engine, so random data reaches deep code paths.
 WORDS = [
-    "Ref", "Fn::GetAtt", "Fn::Sub", "Fn::Join", "Fn::Select", "Fn::Split", "Fn::If",
-    "Fn::Base64", "Fn::GetAZs", "Fn::Cidr", "Fn::FindInMap", "Fn::Equals", "Fn::And",
-    "Fn::Or", "Fn::Not", "Condition", "AWS::NoValue", "AWS::Region", "VPC", "WebA1",
-    "PublicSubnetA", "InternetGateway", "PublicRouteTable", "Client1", "VpcCidr", "WebRole",
-    "CidrBlock", "SubnetId", "PrivateIp", "PublicIp", "Type", "Properties", "DependsOn",
-    "Metadata", "Lab", "Role", "AWS::EC2::Instance", "AWS::EC2::Subnet", "10.0.0.0/16",
-    "10.0.0.4", "0.0.0.0/0", "", "${VPC}", "${WebA1.PrivateIp}", "${AWS::Region}", "us-east-1a",
+    "Ref",
+    "Fn::GetAtt",
+    "Fn::Sub",
+    "Fn::Join",
+    "Fn::Select",
+    "Fn::Split",
+    "Fn::If",
+    "Fn::Base64",
+    "Fn::GetAZs",
+    "Fn::Cidr",
+    "Fn::FindInMap",
+    "Fn::Equals",
+    "Fn::And",
+    "Fn::Or",
+    "Fn::Not",
+    "Condition",
+    "AWS::NoValue",
+    "AWS::Region",
+    "VPC",
+    "WebA1",
+    "PublicSubnetA",
+    "InternetGateway",
+    "PublicRouteTable",
+    "Client1",
+    "VpcCidr",
+    "WebRole",
+    "CidrBlock",
+    "SubnetId",
+    "PrivateIp",
+    "PublicIp",
+    "Type",
+    "Properties",
+    "DependsOn",
+    "Metadata",
+    "Lab",
+    "Role",
+    "AWS::EC2::Instance",
+    "AWS::EC2::Subnet",
+    "10.0.0.0/16",
+    "10.0.0.4",
+    "0.0.0.0/0",
+    "",
+    "${VPC}",
+    "${WebA1.PrivateIp}",
+    "${AWS::Region}",
+    "us-east-1a",
     # ELB words
-    "MyNLB", "WebTargets", "WebListener", "network", "application", "gateway", "internal",
-    "TCP", "UDP", "TCP_UDP", "HTTP", "GENEVE", "forward", "redirect", "fixed-response", "Key",
-    "Value", "Field", "Values", "TargetGroupArn", "LoadBalancerArn", "ListenerArn",
-    "ForwardConfig", "TargetGroups", "Weight", "Targets", "Id", "Port", "Protocol",
-    "traffic-port", "HealthCheckPort", "Matcher", "HttpCode", "200-399", "path-pattern",
-    "SubnetMappings", "PrivateIPv4Address", "stickiness.enabled", "DNSName", "NodePublicIps",
-    "preserve_client_ip.enabled", "load_balancing.cross_zone.enabled", "PublicSubnetA",
-    "PrivateSubnetA", "VpcEndpointId", "GatewayLoadBalancer", "6081", "80",
+    "MyNLB",
+    "WebTargets",
+    "WebListener",
+    "network",
+    "application",
+    "gateway",
+    "internal",
+    "TCP",
+    "UDP",
+    "TCP_UDP",
+    "HTTP",
+    "GENEVE",
+    "forward",
+    "redirect",
+    "fixed-response",
+    "Key",
+    "Value",
+    "Field",
+    "Values",
+    "TargetGroupArn",
+    "LoadBalancerArn",
+    "ListenerArn",
+    "ForwardConfig",
+    "TargetGroups",
+    "Weight",
+    "Targets",
+    "Id",
+    "Port",
+    "Protocol",
+    "traffic-port",
+    "HealthCheckPort",
+    "Matcher",
+    "HttpCode",
+    "200-399",
+    "path-pattern",
+    "SubnetMappings",
+    "PrivateIPv4Address",
+    "stickiness.enabled",
+    "DNSName",
+    "NodePublicIps",
+    "preserve_client_ip.enabled",
+    "load_balancing.cross_zone.enabled",
+    "PublicSubnetA",
+    "PrivateSubnetA",
+    "VpcEndpointId",
+    "GatewayLoadBalancer",
+    "6081",
+    "80",
 ]
 scalars = st.one_of(
-    st.sampled_from(WORDS), st.text(max_size=12), st.integers(-5, 300), st.booleans(),
-    st.none(), st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(WORDS),
+    st.text(max_size=12),
+    st.integers(-5, 300),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
 )
 values = st.recursive(
     scalars,
@@ -78,9 +164,11 @@ def check(text: str, filename: str = "fuzz.yaml", **kwargs: Any) -> None:
     try:
         model = load_model_text(text, filename=filename, **kwargs)
     except BadInput as err:
-        assert str(err).startswith(filename), str(err)
+        message = str(err)
+    else:
+        assert isinstance(model, StackModel)
         return
-    assert isinstance(model, StackModel)
+    assert message.startswith(filename), message
 
 
 def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
@@ -88,10 +176,10 @@ def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     found = [prefix]
     if isinstance(value, dict):
         for key, item in value.items():
-            found += paths(item, prefix + (key,))
+            found += paths(item, (*prefix, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found += paths(item, prefix + (index,))
+            found += paths(item, (*prefix, index))
     return found
 
 
@@ -109,15 +197,27 @@ def test_random_structures_as_templates(value):
 
 
 @FUZZ
-@given(values, st.sampled_from(["AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::Instance",
-                                "AWS::EC2::Route", "Lab::Internet::Client",
-                                "AWS::EC2::SubnetRouteTableAssociation"]))
+@given(
+    values,
+    st.sampled_from(
+        [
+            "AWS::EC2::VPC",
+            "AWS::EC2::Subnet",
+            "AWS::EC2::Instance",
+            "AWS::EC2::Route",
+            "Lab::Internet::Client",
+            "AWS::EC2::SubnetRouteTableAssociation",
+        ]
+    ),
+)
 def test_random_properties_in_the_default_stack(value, type_name):
     doc = copy.deepcopy(DEFAULT_DOC)
     doc["Resources"]["Fuzz"] = {"Type": type_name, "Properties": value}
     check(json.dumps(doc))
-    doc["Resources"]["Fuzz"] = {"Type": type_name, "Properties": {"CidrBlock": value,
-                                                                  "SubnetId": value}}
+    doc["Resources"]["Fuzz"] = {
+        "Type": type_name,
+        "Properties": {"CidrBlock": value, "SubnetId": value},
+    }
     check(json.dumps(doc))
 
 
@@ -155,8 +255,9 @@ def test_line_edits_of_the_default_yaml(data):
     lines = DEFAULT_TEXT.splitlines()
     for _ in range(data.draw(st.integers(1, 3))):
         index = data.draw(st.integers(0, len(lines) - 1))
-        action = data.draw(st.sampled_from(["delete", "duplicate", "indent", "dedent",
-                                            "insert", "truncate"]))
+        action = data.draw(
+            st.sampled_from(["delete", "duplicate", "indent", "dedent", "insert", "truncate"])
+        )
         if action == "delete":
             del lines[index]
         elif action == "duplicate":
@@ -176,8 +277,7 @@ def test_line_edits_of_the_default_yaml(data):
 
 
 @FUZZ
-@given(st.text(alphabet=list("{}[]:,-!&*|>'\"#% \n\tabAB01.$"), max_size=60)
-       | st.text(max_size=60))
+@given(st.text(alphabet=list("{}[]:,-!&*|>'\"#% \n\tabAB01.$"), max_size=60) | st.text(max_size=60))
 def test_random_yaml_text(text):
     check(text)
     check(text, filename="fuzz.json")
@@ -185,16 +285,25 @@ def test_random_yaml_text(text):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["VpcCidr", "InterAzDelayMs", "WebRole", "Other"]),
-                       st.text(max_size=20), max_size=3),
-       st.text(max_size=10), st.text(max_size=12))
+@given(
+    st.dictionaries(
+        st.sampled_from(["VpcCidr", "InterAzDelayMs", "WebRole", "Other"]),
+        st.text(max_size=20),
+        max_size=3,
+    ),
+    st.text(max_size=10),
+    st.text(max_size=12),
+)
 def test_random_parameters_stack_names_and_regions(params, stack_name, region):
     check(DEFAULT_TEXT, params=params)
     check(DEFAULT_TEXT, stack_name=stack_name or "default", region=region or "us-east-1")
 
 
-ELB_RESOURCES = [lid for lid, r in NLB_DOC["Resources"].items()
-                 if r["Type"].startswith("AWS::ElasticLoadBalancingV2::")]
+ELB_RESOURCES = [
+    lid
+    for lid, r in NLB_DOC["Resources"].items()
+    if r["Type"].startswith("AWS::ElasticLoadBalancingV2::")
+]
 
 
 @FUZZ
@@ -205,7 +314,7 @@ def test_mutations_of_the_nlb_resources(data):
     for _ in range(data.draw(st.integers(1, 3))):
         lid = data.draw(st.sampled_from(ELB_RESOURCES))
         inside = [p for p in paths(doc["Resources"][lid]) if p]
-        path = ("Resources", lid) + data.draw(st.sampled_from(inside))
+        path = ("Resources", lid, *data.draw(st.sampled_from(inside)))
         parent = parent_of(doc, path)
         parent[path[-1]] = data.draw(values | st.sampled_from(WORDS))
     check(json.dumps(doc, allow_nan=True))
@@ -218,49 +327,114 @@ def _ref(name: str) -> dict:
 # Well-formed examples of every ELB-related type, added to the NLB stack: the fuzzer changes
 # one property at a time, so that random data reaches the checks deep inside each type.
 ELB_EXAMPLES: dict[str, tuple[str, dict]] = {
-    "Alb": ("AWS::ElasticLoadBalancingV2::LoadBalancer",
-            {"Subnets": [_ref("PublicSubnetA"), _ref("PublicSubnetB")],
-             "LoadBalancerAttributes": [{"Key": "idle_timeout.timeout_seconds", "Value": "30"}]}),
-    "AlbTargets": ("AWS::ElasticLoadBalancingV2::TargetGroup",
-                   {"Protocol": "HTTP", "Port": 8080, "VpcId": _ref("VPC"),
-                    "TargetType": "ip", "Targets": [{"Id": "10.0.1.4"}],
-                    "Matcher": {"HttpCode": "200-299"}, "HealthCheckPath": "/health",
-                    "TargetGroupAttributes": [{"Key": "stickiness.enabled", "Value": "true"}]}),
-    "AlbListener": ("AWS::ElasticLoadBalancingV2::Listener",
-                    {"LoadBalancerArn": _ref("Alb"), "Protocol": "HTTP", "Port": 80,
-                     "DefaultActions": [{"Type": "forward", "ForwardConfig": {
-                         "TargetGroups": [{"TargetGroupArn": _ref("AlbTargets"), "Weight": 5}],
-                         "TargetGroupStickinessConfig": {"Enabled": True,
-                                                         "DurationSeconds": 60}}}]}),
-    "AlbRule": ("AWS::ElasticLoadBalancingV2::ListenerRule",
-                {"ListenerArn": _ref("AlbListener"), "Priority": 10,
-                 "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
-                     "Values": ["/api/*"]}}, {"Field": "query-string", "QueryStringConfig": {
-                         "Values": [{"Key": "a", "Value": "b"}]}}],
-                 "Actions": [{"Type": "redirect", "RedirectConfig": {
-                     "Path": "/v2/#{path}", "StatusCode": "HTTP_301"}}]}),
-    "Gwlb": ("AWS::ElasticLoadBalancingV2::LoadBalancer",
-             {"Type": "gateway", "SubnetMappings": [{"SubnetId": _ref("PrivateSubnetA")}]}),
-    "Appliances": ("AWS::ElasticLoadBalancingV2::TargetGroup",
-                   {"Protocol": "GENEVE", "Port": 6081, "VpcId": _ref("VPC"),
-                    "Targets": [{"Id": _ref("WebA1")}]}),
-    "GwlbListener": ("AWS::ElasticLoadBalancingV2::Listener",
-                     {"LoadBalancerArn": _ref("Gwlb"), "DefaultActions": [
-                         {"Type": "forward", "TargetGroupArn": _ref("Appliances")}]}),
+    "Alb": (
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        {
+            "Subnets": [_ref("PublicSubnetA"), _ref("PublicSubnetB")],
+            "LoadBalancerAttributes": [{"Key": "idle_timeout.timeout_seconds", "Value": "30"}],
+        },
+    ),
+    "AlbTargets": (
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Protocol": "HTTP",
+            "Port": 8080,
+            "VpcId": _ref("VPC"),
+            "TargetType": "ip",
+            "Targets": [{"Id": "10.0.1.4"}],
+            "Matcher": {"HttpCode": "200-299"},
+            "HealthCheckPath": "/health",
+            "TargetGroupAttributes": [{"Key": "stickiness.enabled", "Value": "true"}],
+        },
+    ),
+    "AlbListener": (
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "LoadBalancerArn": _ref("Alb"),
+            "Protocol": "HTTP",
+            "Port": 80,
+            "DefaultActions": [
+                {
+                    "Type": "forward",
+                    "ForwardConfig": {
+                        "TargetGroups": [{"TargetGroupArn": _ref("AlbTargets"), "Weight": 5}],
+                        "TargetGroupStickinessConfig": {"Enabled": True, "DurationSeconds": 60},
+                    },
+                }
+            ],
+        },
+    ),
+    "AlbRule": (
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+        {
+            "ListenerArn": _ref("AlbListener"),
+            "Priority": 10,
+            "Conditions": [
+                {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/api/*"]}},
+                {
+                    "Field": "query-string",
+                    "QueryStringConfig": {"Values": [{"Key": "a", "Value": "b"}]},
+                },
+            ],
+            "Actions": [
+                {
+                    "Type": "redirect",
+                    "RedirectConfig": {"Path": "/v2/#{path}", "StatusCode": "HTTP_301"},
+                }
+            ],
+        },
+    ),
+    "Gwlb": (
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        {"Type": "gateway", "SubnetMappings": [{"SubnetId": _ref("PrivateSubnetA")}]},
+    ),
+    "Appliances": (
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Protocol": "GENEVE",
+            "Port": 6081,
+            "VpcId": _ref("VPC"),
+            "Targets": [{"Id": _ref("WebA1")}],
+        },
+    ),
+    "GwlbListener": (
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "LoadBalancerArn": _ref("Gwlb"),
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": _ref("Appliances")}],
+        },
+    ),
     "Service": ("AWS::EC2::VPCEndpointService", {"GatewayLoadBalancerArns": [_ref("Gwlb")]}),
-    "Endpoint": ("AWS::EC2::VPCEndpoint",
-                 {"VpcEndpointType": "GatewayLoadBalancer", "VpcId": _ref("VPC"),
-                  "ServiceName": {"Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${Service}"},
-                  "SubnetIds": [_ref("PublicSubnetA")]}),
-    "EndpointRoute": ("AWS::EC2::Route",
-                      {"RouteTableId": _ref("PrivateRouteTable"),
-                       "DestinationCidrBlock": "0.0.0.0/0", "VpcEndpointId": _ref("Endpoint")}),
+    "Endpoint": (
+        "AWS::EC2::VPCEndpoint",
+        {
+            "VpcEndpointType": "GatewayLoadBalancer",
+            "VpcId": _ref("VPC"),
+            "ServiceName": {"Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${Service}"},
+            "SubnetIds": [_ref("PublicSubnetA")],
+        },
+    ),
+    "EndpointRoute": (
+        "AWS::EC2::Route",
+        {
+            "RouteTableId": _ref("PrivateRouteTable"),
+            "DestinationCidrBlock": "0.0.0.0/0",
+            "VpcEndpointId": _ref("Endpoint"),
+        },
+    ),
     "Ingress": ("AWS::EC2::RouteTable", {"VpcId": _ref("VPC")}),
-    "IngressRoute": ("AWS::EC2::Route",
-                     {"RouteTableId": _ref("Ingress"), "DestinationCidrBlock": "10.0.1.0/24",
-                      "VpcEndpointId": _ref("Endpoint")}),
-    "IngressAssoc": ("AWS::EC2::GatewayRouteTableAssociation",
-                     {"GatewayId": _ref("InternetGateway"), "RouteTableId": _ref("Ingress")}),
+    "IngressRoute": (
+        "AWS::EC2::Route",
+        {
+            "RouteTableId": _ref("Ingress"),
+            "DestinationCidrBlock": "10.0.1.0/24",
+            "VpcEndpointId": _ref("Endpoint"),
+        },
+    ),
+    "IngressAssoc": (
+        "AWS::EC2::GatewayRouteTableAssociation",
+        {"GatewayId": _ref("InternetGateway"), "RouteTableId": _ref("Ingress")},
+    ),
 }
 ELB_DOC = copy.deepcopy(NLB_DOC)
 for _lid, (_type, _props) in ELB_EXAMPLES.items():

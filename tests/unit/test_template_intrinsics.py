@@ -57,8 +57,10 @@ VALUES = [
     ("!GetAZs eu-west-1", ["eu-west-1a", "eu-west-1b", "eu-west-1c"]),
     # Cidr: count blocks of 2**cidrBits addresses, from the start of the block
     ("!Cidr [10.0.0.0/16, 3, 8]", ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"]),
-    ("!Cidr [10.0.0.0/24, 4, 6]",
-     ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26", "10.0.0.192/26"]),
+    (
+        "!Cidr [10.0.0.0/24, 4, 6]",
+        ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26", "10.0.0.192/26"],
+    ),
     ("!Cidr [!GetAtt VPC.CidrBlock, 2, 12]", ["10.0.0.0/20", "10.0.16.0/20"]),
     ("!Cidr [192.168.0.0/24, '1', '0']", ["192.168.0.0/32"]),
     ("!Select [255, !Cidr [10.0.0.0/16, 256, 8]]", "10.0.255.0/24"),
@@ -122,8 +124,10 @@ ERRORS = [
     ("!Cidr [10.0.0.0/16, 0, 8]", ["count must be from 1 to 256"]),
     ("!Cidr [10.0.0.0/16, 2.5, 8]", ["count must be a whole number"]),
     ("!FindInMap [Nope, a, b]", ["no mapping named 'Nope'"]),
-    ("!FindInMap [RegionMap, us-east-2, Ami]", ["has no key 'us-east-2'",
-                                                "did you mean us-east-1?"]),
+    (
+        "!FindInMap [RegionMap, us-east-2, Ami]",
+        ["has no key 'us-east-2'", "did you mean us-east-1?"],
+    ),
     ("!FindInMap [RegionMap, us-east-1, Amy]", ["RegionMap > us-east-1 has no key 'Amy'"]),
     ("!Equals [a, a]", ["only in the Conditions section"]),
     ("{'Fn::Bogus': 1}", ["unknown intrinsic function Fn::Bogus"]),
@@ -147,7 +151,12 @@ def test_intrinsic_errors_are_clear(evaluate, expr, fragments):
 
 def test_sub_pieces():
     assert sub_pieces("a${B}c${!D}${ E.F }") == [
-        (False, "a"), (True, "B"), (False, "c"), (False, "${D}"), (True, "E.F")]
+        (False, "a"),
+        (True, "B"),
+        (False, "c"),
+        (False, "${D}"),
+        (True, "E.F"),
+    ]
 
 
 def test_no_value_removes_a_property(load):

@@ -32,15 +32,21 @@ VALID = [
     ("{Type: 'List<Number>', Default: '1,2'}", None, ["1", "2"]),
     ("{Type: 'List<Number>'}", "3, 4", ["3", "4"]),
     ("{Type: 'AWS::EC2::AvailabilityZone::Name', Default: us-east-1b}", None, "us-east-1b"),
-    ("{Type: 'List<AWS::EC2::AvailabilityZone::Name>', Default: 'us-east-1a,us-east-1b'}",
-     None, ["us-east-1a", "us-east-1b"]),
+    (
+        "{Type: 'List<AWS::EC2::AvailabilityZone::Name>', Default: 'us-east-1a,us-east-1b'}",
+        None,
+        ["us-east-1a", "us-east-1b"],
+    ),
     ("{Type: 'AWS::EC2::KeyPair::KeyName', Default: my-key}", None, "my-key"),
     ("{Type: String, AllowedValues: [a, b], Default: b}", None, "b"),
     ("{Type: Number, AllowedValues: [1, 2]}", "2.0", "2.0"),
     ("{Type: String, AllowedPattern: '[a-z]+', Default: abc}", None, "abc"),
     ("{Type: String, MinLength: 2, MaxLength: 3, Default: ab}", None, "ab"),
-    ("{Type: String, Default: x, NoEcho: true, Description: d, ConstraintDescription: c}",
-     None, "x"),
+    (
+        "{Type: String, Default: x, NoEcho: true, Description: d, ConstraintDescription: c}",
+        None,
+        "x",
+    ),
     ("{Type: String, Default: true}", None, "true"),
 ]
 
@@ -57,32 +63,53 @@ INVALID = [
     ("{Type: String}", None, ["no Default and no value", "--param P=VALUE"]),
     ("{Type: Strin, Default: x}", None, ["unknown parameter type 'Strin'", "did you mean String"]),
     ("{Default: x}", None, ["parameter has no Type"]),
-    ("{Type: String, Defualt: x}", None, ["unknown parameter attribute 'Defualt'",
-                                          "did you mean Default?"]),
+    (
+        "{Type: String, Defualt: x}",
+        None,
+        ["unknown parameter attribute 'Defualt'", "did you mean Default?"],
+    ),
     ("{Type: Number, Default: abc}", None, ["'abc' is not a number"]),
     ("{Type: Number, Default: 5, MinValue: 6}", None, ["less than MinValue 6"]),
     ("{Type: Number, Default: 5, MaxValue: 4}", None, ["more than MaxValue 4"]),
     ("{Type: Number, Default: 1}", "nan", ["is not a number"]),
     ("{Type: 'List<Number>', Default: '1,x'}", None, ["'x' is not a number"]),
     ("{Type: String, Default: c, AllowedValues: [a, b]}", None, ["not one of the AllowedValues"]),
-    ("{Type: String, Default: ABC, AllowedPattern: '[a-z]+'}", None,
-     ["does not match AllowedPattern"]),
-    ("{Type: String, Default: abcd, AllowedPattern: 'abc'}", None,
-     ["does not match"]),  # the pattern must match the whole value, as in AWS
+    (
+        "{Type: String, Default: ABC, AllowedPattern: '[a-z]+'}",
+        None,
+        ["does not match AllowedPattern"],
+    ),
+    (
+        "{Type: String, Default: abcd, AllowedPattern: 'abc'}",
+        None,
+        ["does not match"],
+    ),  # the pattern must match the whole value, as in AWS
     ("{Type: String, Default: a, MinLength: 2}", None, ["shorter than MinLength 2"]),
     ("{Type: String, Default: abcd, MaxLength: 3}", None, ["longer than MaxLength 3"]),
-    ("{Type: String, Default: ABC, AllowedPattern: '[a-z]+', "
-     "ConstraintDescription: use lowercase letters}", None,
-     ["bad value from Default 'ABC': use lowercase letters"]),
-    ("{Type: String, Default: a, AllowedPattern: '[a-'}", None,
-     ["AllowedPattern is not a valid regular expression"]),
+    (
+        "{Type: String, Default: ABC, AllowedPattern: '[a-z]+', "
+        "ConstraintDescription: use lowercase letters}",
+        None,
+        ["bad value from Default 'ABC': use lowercase letters"],
+    ),
+    (
+        "{Type: String, Default: a, AllowedPattern: '[a-'}",
+        None,
+        ["AllowedPattern is not a valid regular expression"],
+    ),
     ("{Type: String, Default: a, MinLength: x}", None, ["MinLength must be a number"]),
     ("{Type: String, Default: a, AllowedValues: []}", None, ["AllowedValues must be"]),
     ("{Type: String, Default: [a, b]}", None, ["Default must be a single value"]),
-    ("{Type: 'AWS::SSM::Parameter::Value<String>', Default: x}", None,
-     ["not supported", "Systems Manager"]),
-    ("{Type: 'AWS::EC2::AvailabilityZone::Name', Default: useast1}", None,
-     ["not an availability zone name"]),
+    (
+        "{Type: 'AWS::SSM::Parameter::Value<String>', Default: x}",
+        None,
+        ["not supported", "Systems Manager"],
+    ),
+    (
+        "{Type: 'AWS::EC2::AvailabilityZone::Name', Default: useast1}",
+        None,
+        ["not an availability zone name"],
+    ),
     ("{Type: String, Default: x}", "", None),  # empty text is a value, not an error
     ("[not, a, mapping]", None, ["a parameter must be a mapping"]),
 ]
@@ -98,27 +125,37 @@ def test_parameter_errors(load, fails, declaration, given, fragments):
 
 
 def test_bad_user_value_names_param_and_constraint(fails):
-    fails(template("{Type: Number, Default: 1, MaxValue: 10}"),
-          "bad value from --param: 11 is more than MaxValue 10", logical_id="P",
-          params={"P": "11"})
+    fails(
+        template("{Type: Number, Default: 1, MaxValue: 10}"),
+        "bad value from --param: 11 is more than MaxValue 10",
+        logical_id="P",
+        params={"P": "11"},
+    )
 
 
 def test_unknown_user_parameter_is_an_error_with_suggestion(fails):
-    err = fails(template("{Type: String, Default: x}"), "unknown parameter 'p'",
-                "did you mean P?", params={"p": "y"})
+    err = fails(
+        template("{Type: String, Default: x}"),
+        "unknown parameter 'p'",
+        "did you mean P?",
+        params={"p": "y"},
+    )
     assert err.logical_id == "p"
 
 
 def test_several_parameter_errors_are_reported_together(fails):
-    text = ("Parameters:\n  A: {Type: Number, Default: x}\n  B: {Type: String}\n"
-            + RESOURCES)
+    text = "Parameters:\n  A: {Type: Number, Default: x}\n  B: {Type: String}\n" + RESOURCES
     err = fails(text, "t.yaml:2: A:", "t.yaml:3: B:")
-    assert isinstance(err, TemplateErrors) and len(err.errors) == 2
+    assert isinstance(err, TemplateErrors)
+    assert len(err.errors) == 2
 
 
 def test_parameter_name_must_be_alphanumeric(fails):
-    fails("Parameters:\n  my-param: {Type: String, Default: x}\n" + RESOURCES,
-          "only letters and digits", line=2)
+    fails(
+        "Parameters:\n  my-param: {Type: String, Default: x}\n" + RESOURCES,
+        "only letters and digits",
+        line=2,
+    )
 
 
 def test_parameters_feed_properties(load):

@@ -30,11 +30,15 @@ def test_dependencies_come_first_and_ties_keep_declaration_order(load):
 
 
 def test_depends_on_string_and_list(load):
-    text = CHAIN.replace("Type: AWS::EC2::InternetGateway\n  VPC",
-                         "Type: AWS::EC2::InternetGateway\n    DependsOn: Other\n  VPC")
+    text = CHAIN.replace(
+        "Type: AWS::EC2::InternetGateway\n  VPC",
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: Other\n  VPC",
+    )
     assert load(text).creation_order == ("VPC", "Table", "Other", "Gateway")
-    text = CHAIN.replace("Type: AWS::EC2::InternetGateway\n  VPC",
-                         "Type: AWS::EC2::InternetGateway\n    DependsOn: [Other, Table]\n  VPC")
+    text = CHAIN.replace(
+        "Type: AWS::EC2::InternetGateway\n  VPC",
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: [Other, Table]\n  VPC",
+    )
     assert load(text).creation_order == ("VPC", "Table", "Other", "Gateway")
 
 
@@ -69,17 +73,24 @@ def test_untaken_if_branch_is_not_a_dependency(load):
             Type: AWS::EC2::InternetGateway
     """)
     assert load(text).creation_order == ("A", "B")
-    assert load(text.replace("Never, !Ref B, plain", "Never, plain, !Ref B")
-                ).creation_order == ("B", "A")
+    assert load(text.replace("Never, !Ref B, plain", "Never, plain, !Ref B")).creation_order == (
+        "B",
+        "A",
+    )
 
 
 DANGLING = [
-    ("VpcId: !Ref VPCC", "Ref VPCC: there is no parameter or resource named 'VPCC'",
-     "did you mean VPC?"),
-    ("VpcId: !GetAtt Nope.VpcId", "Fn::GetAtt Nope.VpcId: there is no resource named 'Nope'",
-     None),
-    ("VpcId: !Sub 'vpc-${Vpc}'", "${Vpc} in Fn::Sub: there is no parameter or resource",
-     "did you mean VPC?"),
+    (
+        "VpcId: !Ref VPCC",
+        "Ref VPCC: there is no parameter or resource named 'VPCC'",
+        "did you mean VPC?",
+    ),
+    ("VpcId: !GetAtt Nope.VpcId", "Fn::GetAtt Nope.VpcId: there is no resource named 'Nope'", None),
+    (
+        "VpcId: !Sub 'vpc-${Vpc}'",
+        "${Vpc} in Fn::Sub: there is no parameter or resource",
+        "did you mean VPC?",
+    ),
 ]
 
 
@@ -92,39 +103,54 @@ def test_dangling_references_name_ids_and_line(fails, prop, message, hint):
 
 
 def test_dangling_depends_on(fails):
-    text = CHAIN.replace("Type: AWS::EC2::InternetGateway\n  VPC",
-                         "Type: AWS::EC2::InternetGateway\n    DependsOn: [Other, Tabel]\n  VPC")
-    fails(text, "DependsOn Tabel: there is no resource named 'Tabel'", "did you mean Table?",
-          logical_id="Gateway", line=7)
+    text = CHAIN.replace(
+        "Type: AWS::EC2::InternetGateway\n  VPC",
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: [Other, Tabel]\n  VPC",
+    )
+    fails(
+        text,
+        "DependsOn Tabel: there is no resource named 'Tabel'",
+        "did you mean Table?",
+        logical_id="Gateway",
+        line=7,
+    )
 
 
 def test_depends_on_must_be_names(fails):
-    text = CHAIN.replace("Type: AWS::EC2::InternetGateway\n  VPC",
-                         "Type: AWS::EC2::InternetGateway\n    DependsOn: {A: 1}\n  VPC")
+    text = CHAIN.replace(
+        "Type: AWS::EC2::InternetGateway\n  VPC",
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: {A: 1}\n  VPC",
+    )
     fails(text, "DependsOn must be a logical id or a list", logical_id="Gateway", line=7)
 
 
 def test_several_dangling_references_are_reported_together(fails):
     text = CHAIN.replace("{VpcId: !Ref VPC}", "{VpcId: !Ref X1}").replace(
         "Type: AWS::EC2::InternetGateway\n  VPC",
-        "Type: AWS::EC2::InternetGateway\n    DependsOn: X2\n  VPC")
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: X2\n  VPC",
+    )
     err = fails(text, "'X1'", "X2")
     assert isinstance(err, TemplateErrors)
     assert [(e.logical_id, e.line) for e in err.errors] == [("Table", 4), ("Gateway", 7)]
 
 
 def test_cycle_names_the_path_and_the_line(fails):
-    text = CHAIN.replace("Type: AWS::EC2::VPC\n",
-                         "Type: AWS::EC2::VPC\n    DependsOn: Table\n")
-    err = fails(text, "resources depend on each other in a loop: Table -> VPC -> Table",
-                logical_id="Table", line=4)
+    text = CHAIN.replace("Type: AWS::EC2::VPC\n", "Type: AWS::EC2::VPC\n    DependsOn: Table\n")
+    err = fails(
+        text,
+        "resources depend on each other in a loop: Table -> VPC -> Table",
+        logical_id="Table",
+        line=4,
+    )
     assert "Table uses VPC (Ref on line 4)" in str(err)
     assert "VPC uses Table (DependsOn on line 9)" in str(err)
 
 
 def test_self_reference_is_a_cycle(fails):
-    text = CHAIN.replace("Type: AWS::EC2::InternetGateway\n  VPC",
-                         "Type: AWS::EC2::InternetGateway\n    DependsOn: Gateway\n  VPC")
+    text = CHAIN.replace(
+        "Type: AWS::EC2::InternetGateway\n  VPC",
+        "Type: AWS::EC2::InternetGateway\n    DependsOn: Gateway\n  VPC",
+    )
     fails(text, "loop: Gateway -> Gateway", logical_id="Gateway", line=7)
 
 

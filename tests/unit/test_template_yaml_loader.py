@@ -27,10 +27,8 @@ SHORT_FORMS = [
     ("!Cidr [10.0.0.0/16, 2, 8]", {"Fn::Cidr": ["10.0.0.0/16", 2, 8]}),
     ("!FindInMap [M, a, b]", {"Fn::FindInMap": ["M", "a", "b"]}),
     ("!Equals [a, b]", {"Fn::Equals": ["a", "b"]}),
-    ("!And [!Condition A, !Condition B]",
-     {"Fn::And": [{"Condition": "A"}, {"Condition": "B"}]}),
-    ("!Or [!Condition A, !Condition B]",
-     {"Fn::Or": [{"Condition": "A"}, {"Condition": "B"}]}),
+    ("!And [!Condition A, !Condition B]", {"Fn::And": [{"Condition": "A"}, {"Condition": "B"}]}),
+    ("!Or [!Condition A, !Condition B]", {"Fn::Or": [{"Condition": "A"}, {"Condition": "B"}]}),
     ("!Not [!Condition A]", {"Fn::Not": [{"Condition": "A"}]}),
     ("!Select [1, !GetAZs '']", {"Fn::Select": [1, {"Fn::GetAZs": ""}]}),
 ]
@@ -44,7 +42,8 @@ def test_short_forms_become_long_forms(short, long):
 
 def test_lines_are_kept_for_mappings_sequences_and_keys():
     doc = load_text("A: 1\nB:\n  C: [x,\n    y]\n  D:\n    - 1\n    - 2\n", "t.yaml")
-    assert isinstance(doc, LDict) and doc.line == 1
+    assert isinstance(doc, LDict)
+    assert doc.line == 1
     assert doc.lines == {"A": 1, "B": 2}
     assert doc["B"].lines == {"C": 3, "D": 5}
     assert isinstance(doc["B"]["D"], LList)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from testbed.lab.events import EventLog
-from testbed.lab.plan import HostPlan, NetworkPlan
 from testbed.lab.procs import ProcessJournal
+from testbed.plan.network import HostPlan, NetworkPlan
 
 
 @dataclass
@@ -34,5 +34,7 @@ def start_services(ctx: ServiceContext, host: HostPlan) -> list[Any]:
     """Start every per-host service for `host`; returns what the services returned."""
     import importlib
 
-    return [importlib.import_module(f"testbed.lab.services.{name}").start(ctx, host)
-            for name in SERVICES]
+    return [
+        importlib.import_module(f"testbed.lab.services.{name}").start(ctx, host)
+        for name in SERVICES
+    ]

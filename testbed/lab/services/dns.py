@@ -19,9 +19,9 @@ from pathlib import Path
 from testbed.errors import LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.plan import HostPlan, NetworkPlan
 from testbed.lab.programs import bound_udp_ports
 from testbed.lab.services import ServiceContext
+from testbed.plan.network import HostPlan, NetworkPlan
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 NETNS_ETC = Path("/etc/netns")
@@ -36,16 +36,19 @@ def records(plan: NetworkPlan) -> list[tuple[str, str]]:
     for lb in plan.load_balancers:
         public = lb.scheme == "internet-facing"
         for node in lb.nodes:
-            out.append(((node.public_ip if public and node.public_ip else node.ip),
-                        lb.dns_name))
+            out.append(((node.public_ip if public and node.public_ip else node.ip), lb.dns_name))
     for h in plan.hosts:
         if h.kind in ("instance", "client"):
             out.append((h.ip, f"{h.name.lower()}.lab"))
         if h.kind == "instance":
             out.append((h.ip, "ip-" + h.ip.replace(".", "-") + ".ec2.internal"))
             if h.public_ip:
-                out.append((h.public_ip, "ec2-" + h.public_ip.replace(".", "-") +
-                            ".compute-1.amazonaws.com"))
+                out.append(
+                    (
+                        h.public_ip,
+                        "ec2-" + h.public_ip.replace(".", "-") + ".compute-1.amazonaws.com",
+                    )
+                )
     return out
 
 
@@ -75,38 +78,63 @@ def start(ctx: ServiceContext, host: HostPlan) -> None:
     etc = NETNS_ETC / host.netns  # removed by teardown with the lab's prefix
     etc.mkdir(parents=True, exist_ok=True)
     search = "ec2.internal" if host.kind != "client" else "lab"
-    (etc / "resolv.conf").write_text(f"# lab {ctx.lab}: the lab's resolver\n"
-                                     f"nameserver {server}\nsearch {search} lab\n"
-                                     "options timeout:1 attempts:2\n")
+    (etc / "resolv.conf").write_text(
+        f"# lab {ctx.lab}: the lab's resolver\n"
+        f"nameserver {server}\nsearch {search} lab\n"
+        "options timeout:1 attempts:2\n"
+    )
 
 
 def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
     if not shutil.which(DNSMASQ) and not Path(DNSMASQ).exists():
-        ctx.events.emit(host.name, "Lab::Dns", "DNS_UNAVAILABLE",
-                        "dnsmasq is not installed (apt-get install dnsmasq-base): names of "
-                        "load balancers will not resolve")
+        ctx.events.emit(
+            host.name,
+            "Lab::Dns",
+            "DNS_UNAVAILABLE",
+            "dnsmasq is not installed (apt-get install dnsmasq-base): names of "
+            "load balancers will not resolve",
+        )
         return
     hdir = host_dir(ctx.lab, host.name)
     hdir.mkdir(parents=True, exist_ok=True)
     hosts_file = hdir / "hosts"
     hosts_file.write_text("".join(f"{ip} {name}\n" for ip, name in records(ctx.plan)))
-    argv = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-            "--no-hosts", "--no-poll", f"--addn-hosts={hosts_file}", "--bind-interfaces",
-            "--pid-file=", "--user=root", "--group=root", f"--local-ttl={TTL_S}",
-            "--cache-size=0", "--log-queries", f"--log-facility={hdir / 'dns-queries.log'}"]
+    argv = [
+        DNSMASQ,
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        f"--addn-hosts={hosts_file}",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        f"--local-ttl={TTL_S}",
+        "--cache-size=0",
+        "--log-queries",
+        f"--log-facility={hdir / 'dns-queries.log'}",
+    ]
     for ip in (host.ip, *host.extra_ips):
         argv.append(f"--listen-address={ip}")
     log = hdir / "dnsmasq.log"
-    proc = ctx.journal.start(netns_argv(ctx.lab, host.name, argv), what="dnsmasq",
-                             host=host.name, log=log, env=ctx.env)
+    proc = ctx.journal.start(
+        netns_argv(ctx.lab, host.name, argv), what="dnsmasq", host=host.name, log=log, env=ctx.env
+    )
     deadline = time.monotonic() + READY_TIMEOUT
     while proc.poll() is None and DNS_PORT not in bound_udp_ports(proc.pid):
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
     if proc.poll() is not None or DNS_PORT not in bound_udp_ports(proc.pid):
-        raise LabError(f"the lab's resolver (dnsmasq) did not start; {log} ends with:\n"
-                       f"{log_tail(log)}")
-    ctx.events.emit(host.name, "Lab::Dns", "DNS_STARTED",
-                    f"dnsmasq pid {proc.pid} on {', '.join((host.ip, *host.extra_ips))}, "
-                    f"{len(records(ctx.plan))} records ({hosts_file})")
+        raise LabError(
+            f"the lab's resolver (dnsmasq) did not start; {log} ends with:\n{log_tail(log)}"
+        )
+    ctx.events.emit(
+        host.name,
+        "Lab::Dns",
+        "DNS_STARTED",
+        f"dnsmasq pid {proc.pid} on {', '.join((host.ip, *host.extra_ips))}, "
+        f"{len(records(ctx.plan))} records ({hosts_file})",
+    )

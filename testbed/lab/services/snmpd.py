@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.plan import HostPlan
 from testbed.lab.services import ServiceContext
+from testbed.plan.network import HostPlan
 
 SNMPD = "/usr/sbin/snmpd"
 SNMPSET = "/usr/bin/snmpset"
@@ -58,8 +58,10 @@ def config_text(lab: str, host: HostPlan, setup_community: str) -> str:
         lines.append(f"rocommunity {snmp['community']} {source}")
     v3 = snmp.get("v3")
     if v3:
-        lines.append(f'createUser {v3["user"]} {v3["auth_protocol"]} "{v3["auth_password"]}" '
-                     f'{NETSNMP_PRIV[v3["priv_protocol"]]} "{v3["priv_password"]}"')
+        lines.append(
+            f'createUser {v3["user"]} {v3["auth_protocol"]} "{v3["auth_password"]}" '
+            f'{NETSNMP_PRIV[v3["priv_protocol"]]} "{v3["priv_password"]}"'
+        )
         lines.append(f"rouser {v3['user']} priv")
     lines += [
         f"view elblabCacheTimeouts included .{NS_CACHE_TIMEOUT}",
@@ -95,50 +97,89 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     # An empty MIB path: the agent needs no MIB files, and without them it would complain
     # about every one it cannot find.
     env = dict(ctx.env, SNMP_PERSISTENT_DIR=str(state), MIBS="", MIBDIRS=str(state))
-    proc = ctx.journal.start(netns_argv(ctx.lab, host.name, agent_argv(conf)), what=WHAT,
-                             host=host.name, log=log, env=env)
-    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_STARTED",
-                    f"pid {proc.pid}, udp {host.ip}:{PORT}, log {log}")
+    proc = ctx.journal.start(
+        netns_argv(ctx.lab, host.name, agent_argv(conf)),
+        what=WHAT,
+        host=host.name,
+        log=log,
+        env=env,
+    )
+    ctx.events.emit(
+        host.name, EVENT_TYPE, "SNMPD_STARTED", f"pid {proc.pid}, udp {host.ip}:{PORT}, log {log}"
+    )
     # Waiting here would add ~30 ms per host to every lab's start: report readiness from
     # a thread instead, as UserData does (managers retry the first requests anyway).
-    threading.Thread(target=_when_ready, args=(ctx, host, proc, log, env, setup_community),
-                     daemon=True, name=f"snmpd:{host.name}").start()
+    threading.Thread(
+        target=_when_ready,
+        args=(ctx, host, proc, log, env, setup_community),
+        daemon=True,
+        name=f"snmpd:{host.name}",
+    ).start()
     return proc
 
 
-def _when_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path,
-                env: dict[str, str], setup_community: str) -> None:
+def _when_ready(
+    ctx: ServiceContext,
+    host: HostPlan,
+    proc: subprocess.Popen,
+    log: Path,
+    env: dict[str, str],
+    setup_community: str,
+) -> None:
     """Wait for the agent, turn its interface cache off, report READY or FAILED."""
     if not _wait_ready(ctx, host, proc, log):
         return
-    argv = [SNMPSET, "-v2c", "-c", setup_community, "-t", "1", "-r", "2", "-Oq",
-            f"{host.ip}:{PORT}", f"{NS_CACHE_TIMEOUT}.{IF_TABLE}",
-            "i", "0"]
-    setup = ctx.journal.start(netns_argv(ctx.lab, host.name, argv), what="snmpd-setup",
-                              host=host.name, log=log.with_name("snmpd-setup.log"), env=env)
+    argv = [
+        SNMPSET,
+        "-v2c",
+        "-c",
+        setup_community,
+        "-t",
+        "1",
+        "-r",
+        "2",
+        "-Oq",
+        f"{host.ip}:{PORT}",
+        f"{NS_CACHE_TIMEOUT}.{IF_TABLE}",
+        "i",
+        "0",
+    ]
+    setup = ctx.journal.start(
+        netns_argv(ctx.lab, host.name, argv),
+        what="snmpd-setup",
+        host=host.name,
+        log=log.with_name("snmpd-setup.log"),
+        env=env,
+    )
     try:
         code = setup.wait(timeout=15)
     except subprocess.TimeoutExpired:
         setup.kill()
         code = setup.wait()
-    counters = "interface counters live" if code == 0 else \
-        "interface counters cached for 3 s (could not turn the cache off: snmpd-setup.log)"
-    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_READY",
-                    f"udp {host.ip}:{PORT}, {counters}")
+    counters = (
+        "interface counters live"
+        if code == 0
+        else "interface counters cached for 3 s (could not turn the cache off: snmpd-setup.log)"
+    )
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_READY", f"udp {host.ip}:{PORT}, {counters}")
 
 
-def _wait_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen,
-                log: Path) -> bool:
+def _wait_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
         if proc.poll() is not None:
-            ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED",
-                            f"exit code {proc.returncode}: {text.strip()[-500:]}")
+            ctx.events.emit(
+                host.name,
+                EVENT_TYPE,
+                "SNMPD_FAILED",
+                f"exit code {proc.returncode}: {text.strip()[-500:]}",
+            )
             return False
         if READY_TEXT in text:
             return True
         time.sleep(0.02)
-    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED",
-                    f"not ready after {READY_TIMEOUT:.0f} s (log {log})")
+    ctx.events.emit(
+        host.name, EVENT_TYPE, "SNMPD_FAILED", f"not ready after {READY_TIMEOUT:.0f} s (log {log})"
+    )
     return False

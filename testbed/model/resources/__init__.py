@@ -10,5 +10,13 @@ from testbed.model.resources import ec2, elbv2, gwlbe, lab  # noqa: F401  (regis
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.registry import REGISTRY, lookup, register
 
-__all__ = ["REGISTRY", "Prop", "ResourceContext", "ResourceType", "lookup", "prop", "ref",
-           "register"]
+__all__ = [
+    "REGISTRY",
+    "Prop",
+    "ResourceContext",
+    "ResourceType",
+    "lookup",
+    "prop",
+    "ref",
+    "register",
+]

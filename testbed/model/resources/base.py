@@ -100,11 +100,18 @@ class ResourceContext:
             return self.lines[prop_name]
         return self.source.line
 
-    def fail(self, message: str, *, prop: str | None = None, hint: str | None = None,
-             line: int | None = None) -> BadInput:
+    def fail(
+        self,
+        message: str,
+        *,
+        prop: str | None = None,
+        hint: str | None = None,
+        line: int | None = None,
+    ) -> BadInput:
         """A BadInput located at a property of this resource (raise it)."""
-        return BadInput(message, line=line or self.line(prop), logical_id=self.logical_id,
-                        hint=hint)
+        return BadInput(
+            message, line=line or self.line(prop), logical_id=self.logical_id, hint=hint
+        )
 
     def relocate(self, err: BadInput, prop: str | None = None) -> BadInput:
         """An error raised without a location, placed at a property of this resource."""
@@ -112,8 +119,12 @@ class ResourceContext:
 
 
 _BOOL_TEXT = {"true": True, "false": False}
-_KIND_NAMES = {"string": "text", "cidr": "a CIDR block", "ip": "an IPv4 address",
-               "ref": "a resource id (write !Ref <LogicalId>)"}
+_KIND_NAMES = {
+    "string": "text",
+    "cidr": "a CIDR block",
+    "ip": "an IPv4 address",
+    "ref": "a resource id (write !Ref <LogicalId>)",
+}
 
 
 def coerce(spec: Prop, value: Any, name: str, state: BuildState) -> Any:
@@ -170,9 +181,10 @@ def _cidr(text: str, name: str) -> IPv4Network:
     try:
         loose = IPv4Network(text.strip(), strict=False)
     except ValueError:
-        raise BadInput(f"{name} {text!r} is not an IPv4 CIDR block such as 10.0.0.0/16",
-                       hint="IPv6 is not supported by the lab" if ":" in text else None
-                       ) from None
+        raise BadInput(
+            f"{name} {text!r} is not an IPv4 CIDR block such as 10.0.0.0/16",
+            hint="IPv6 is not supported by the lab" if ":" in text else None,
+        ) from None
     raise BadInput(f"{name} {text!r} has host bits set", hint=f"did you mean {loose}?")
 
 
@@ -183,14 +195,20 @@ def _logical_id(spec: Prop, text: str, name: str, state: BuildState) -> str:
         hint = None
         if text in state.types:
             hint = f"write !Ref {text} to use that resource"
-        raise BadInput(f"{name} {text!r} is not the id of a resource of this stack; it must "
-                       f"refer to an {wanted}", hint=hint or f"use !Ref <an {wanted}>")
+        raise BadInput(
+            f"{name} {text!r} is not the id of a resource of this stack; it must "
+            f"refer to an {wanted}",
+            hint=hint or f"use !Ref <an {wanted}>",
+        )
     if state.types[target] not in spec.refs:
-        raise BadInput(f"{name} refers to {target}, which is an {state.types[target]}, not an "
-                       f"{wanted}")
+        raise BadInput(
+            f"{name} refers to {target}, which is an {state.types[target]}, not an {wanted}"
+        )
     if target not in state.built:
-        raise BadInput(f"{name} names {target} before it is created",
-                       hint=f"write !Ref {target} so that {target} is created first")
+        raise BadInput(
+            f"{name} names {target} before it is created",
+            hint=f"write !Ref {target} so that {target} is created first",
+        )
     return target
 
 
@@ -218,9 +236,13 @@ def check_properties(
         shown = f"{path}{key}"
         if key == "Tags":
             if not isinstance(value, list) or not all(
-                    isinstance(t, dict) and "Key" in t for t in value):
-                errors.append(BadInput("Tags must be a list of {Key: ..., Value: ...}",
-                                       line=at, logical_id=owner))
+                isinstance(t, dict) and "Key" in t for t in value
+            ):
+                errors.append(
+                    BadInput(
+                        "Tags must be a list of {Key: ..., Value: ...}", line=at, logical_id=owner
+                    )
+                )
             continue
         if key in ignored:
             state.ignored.append(IgnoredProperty(owner, shown))
@@ -229,9 +251,14 @@ def check_properties(
             errors.append(BadInput(f"{shown}: {unsupported[key]}", line=at, logical_id=owner))
             continue
         if key not in properties:
-            errors.append(BadInput(f"unknown property {shown}", line=at, logical_id=owner,
-                                   hint=did_you_mean(key, known)
-                                   or f"the properties are: {', '.join(known)}"))
+            errors.append(
+                BadInput(
+                    f"unknown property {shown}",
+                    line=at,
+                    logical_id=owner,
+                    hint=did_you_mean(key, known) or f"the properties are: {', '.join(known)}",
+                )
+            )
             continue
         try:
             converted[key] = coerce(properties[key], value, shown, state)
@@ -240,9 +267,13 @@ def check_properties(
             errors.append(BadInput(err.message, line=at, logical_id=owner, hint=err.hint))
     for key, spec in properties.items():
         if spec.required and key not in values:
-            errors.append(BadInput(f"required property {path}{key} is missing",
-                                   line=line if line is not None else values.line,
-                                   logical_id=owner))
+            errors.append(
+                BadInput(
+                    f"required property {path}{key} is missing",
+                    line=line if line is not None else values.line,
+                    logical_id=owner,
+                )
+            )
     if len(errors) == 1:
         raise errors[0]
     if errors:

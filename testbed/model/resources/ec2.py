@@ -3,6 +3,7 @@ SubnetRouteTableAssociation and Instance (VPC endpoints are in gwlbe.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -42,34 +43,48 @@ NOT_YET = "is not supported by the lab yet"
 
 def _check_prefix(ctx: ResourceContext, cidr: IPv4Network, what: str) -> None:
     if not MIN_PREFIX <= cidr.prefixlen <= MAX_PREFIX:
-        raise ctx.fail(f"{what} {cidr} must be between /{MIN_PREFIX} and /{MAX_PREFIX}",
-                       prop="CidrBlock")
+        raise ctx.fail(
+            f"{what} {cidr} must be between /{MIN_PREFIX} and /{MAX_PREFIX}", prop="CidrBlock"
+        )
 
 
 # --- VPC -------------------------------------------------------------------------------------
+
 
 def _build_vpc(ctx: ResourceContext) -> None:
     cidr: IPv4Network = ctx.props["CidrBlock"]
     _check_prefix(ctx, cidr, "VPC CIDR block")
     for outside in (INTERNET_CIDR, PUBLIC_POOL):
         if cidr.overlaps(outside):
-            raise ctx.fail(f"VPC CIDR block {cidr} overlaps {outside}, which the lab uses for "
-                           "the internet", prop="CidrBlock", hint="use a private range such as "
-                                                                   "10.0.0.0/16")
+            raise ctx.fail(
+                f"VPC CIDR block {cidr} overlaps {outside}, which the lab uses for the internet",
+                prop="CidrBlock",
+                hint="use a private range such as 10.0.0.0/16",
+            )
     ctx.state.vpcs[ctx.logical_id] = Vpc(ctx.logical_id, cidr, ctx.source)
 
 
-register(ResourceType(
-    VPC, _build_vpc, ref_prefix="vpc-",
-    properties={"CidrBlock": prop("cidr", required=True),
-                "EnableDnsSupport": prop("boolean"), "EnableDnsHostnames": prop("boolean")},
-    ignored=frozenset({"InstanceTenancy", "Ipv4IpamPoolId", "Ipv4NetmaskLength"}),
-    attributes={"CidrBlock": lambda s, lid: str(s.vpcs[lid].cidr),
-                "VpcId": lambda s, lid: "vpc-" + lid},
-))
+register(
+    ResourceType(
+        VPC,
+        _build_vpc,
+        ref_prefix="vpc-",
+        properties={
+            "CidrBlock": prop("cidr", required=True),
+            "EnableDnsSupport": prop("boolean"),
+            "EnableDnsHostnames": prop("boolean"),
+        },
+        ignored=frozenset({"InstanceTenancy", "Ipv4IpamPoolId", "Ipv4NetmaskLength"}),
+        attributes={
+            "CidrBlock": lambda s, lid: str(s.vpcs[lid].cidr),
+            "VpcId": lambda s, lid: "vpc-" + lid,
+        },
+    )
+)
 
 
 # --- Subnet ----------------------------------------------------------------------------------
+
 
 def _build_subnet(ctx: ResourceContext) -> None:
     state, lid = ctx.state, ctx.logical_id
@@ -77,27 +92,38 @@ def _build_subnet(ctx: ResourceContext) -> None:
     cidr: IPv4Network = ctx.props["CidrBlock"]
     _check_prefix(ctx, cidr, "subnet CIDR block")
     if not cidr.subnet_of(vpc.cidr):
-        raise ctx.fail(f"subnet CIDR block {cidr} is not inside {vpc.logical_id}'s {vpc.cidr}",
-                       prop="CidrBlock")
+        raise ctx.fail(
+            f"subnet CIDR block {cidr} is not inside {vpc.logical_id}'s {vpc.cidr}",
+            prop="CidrBlock",
+        )
     for other in state.subnets.values():
         if other.vpc_id == vpc.logical_id and other.cidr.overlaps(cidr):
-            raise ctx.fail(f"subnet CIDR block {cidr} overlaps {other.logical_id}'s "
-                           f"{other.cidr} in {vpc.logical_id}", prop="CidrBlock",
-                           hint="give every subnet of a VPC its own block (Fn::Cidr helps)")
+            raise ctx.fail(
+                f"subnet CIDR block {cidr} overlaps {other.logical_id}'s "
+                f"{other.cidr} in {vpc.logical_id}",
+                prop="CidrBlock",
+                hint="give every subnet of a VPC its own block (Fn::Cidr helps)",
+            )
     az = ctx.props.get("AvailabilityZone") or state.region + "a"
     match = AZ_NAME.match(az)
     if not match:
-        raise ctx.fail(f"AvailabilityZone {az!r} is not an availability zone name such as "
-                       f"{state.region}a", prop="AvailabilityZone")
+        raise ctx.fail(
+            f"AvailabilityZone {az!r} is not an availability zone name such as {state.region}a",
+            prop="AvailabilityZone",
+        )
     if state.az_region is None:
         state.az_region = (match.group(1), lid)
     elif state.az_region[0] != match.group(1):
         region, first = state.az_region
-        raise ctx.fail(f"AvailabilityZone {az} is in region {match.group(1)}, but subnet "
-                       f"{first} is in {region}; all AZs of a stack must be in one region",
-                       prop="AvailabilityZone", hint="use !Select [N, !GetAZs ''] for AZ names")
-    state.subnets[lid] = SubnetDraft(lid, vpc.logical_id, az, cidr,
-                                     ctx.props.get("MapPublicIpOnLaunch", False), ctx.source)
+        raise ctx.fail(
+            f"AvailabilityZone {az} is in region {match.group(1)}, but subnet "
+            f"{first} is in {region}; all AZs of a stack must be in one region",
+            prop="AvailabilityZone",
+            hint="use !Select [N, !GetAZs ''] for AZ names",
+        )
+    state.subnets[lid] = SubnetDraft(
+        lid, vpc.logical_id, az, cidr, ctx.props.get("MapPublicIpOnLaunch", False), ctx.source
+    )
     state.addresses.add_subnet(lid, cidr)
 
 
@@ -105,31 +131,60 @@ def _subnet_attr(field: str):
     return lambda s, lid: str(getattr(s.subnets[lid], field))
 
 
-register(ResourceType(
-    SUBNET, _build_subnet, ref_prefix="subnet-",
-    properties={"VpcId": ref(VPC, required=True), "CidrBlock": prop("cidr", required=True),
-                "AvailabilityZone": prop("string"), "MapPublicIpOnLaunch": prop("boolean")},
-    ignored=frozenset({
-        "AssignIpv6AddressOnCreation", "EnableDns64", "EnableLniAtDeviceIndex", "Ipv6Native",
-        "Ipv6CidrBlock", "Ipv4IpamPoolId", "Ipv4NetmaskLength", "Ipv6IpamPoolId",
-        "Ipv6NetmaskLength", "MapCustomerOwnedIpOnLaunch", "OutpostArn",
-        "PrivateDnsNameOptionsOnLaunch", "CustomerOwnedIpv4Pool",
-    }),
-    unsupported={"AvailabilityZoneId": f"AvailabilityZoneId {NOT_YET}; use AvailabilityZone"},
-    attributes={"AvailabilityZone": _subnet_attr("az"), "CidrBlock": _subnet_attr("cidr"),
-                "SubnetId": lambda s, lid: "subnet-" + lid, "VpcId": lambda s, lid: "vpc-"
-                + s.subnets[lid].vpc_id},
-))
+register(
+    ResourceType(
+        SUBNET,
+        _build_subnet,
+        ref_prefix="subnet-",
+        properties={
+            "VpcId": ref(VPC, required=True),
+            "CidrBlock": prop("cidr", required=True),
+            "AvailabilityZone": prop("string"),
+            "MapPublicIpOnLaunch": prop("boolean"),
+        },
+        ignored=frozenset(
+            {
+                "AssignIpv6AddressOnCreation",
+                "EnableDns64",
+                "EnableLniAtDeviceIndex",
+                "Ipv6Native",
+                "Ipv6CidrBlock",
+                "Ipv4IpamPoolId",
+                "Ipv4NetmaskLength",
+                "Ipv6IpamPoolId",
+                "Ipv6NetmaskLength",
+                "MapCustomerOwnedIpOnLaunch",
+                "OutpostArn",
+                "PrivateDnsNameOptionsOnLaunch",
+                "CustomerOwnedIpv4Pool",
+            }
+        ),
+        unsupported={"AvailabilityZoneId": f"AvailabilityZoneId {NOT_YET}; use AvailabilityZone"},
+        attributes={
+            "AvailabilityZone": _subnet_attr("az"),
+            "CidrBlock": _subnet_attr("cidr"),
+            "SubnetId": lambda s, lid: "subnet-" + lid,
+            "VpcId": lambda s, lid: "vpc-" + s.subnets[lid].vpc_id,
+        },
+    )
+)
 
 
 # --- Internet gateway and its attachment -----------------------------------------------------
+
 
 def _build_igw(ctx: ResourceContext) -> None:
     ctx.state.internet_gateways[ctx.logical_id] = ctx.source
 
 
-register(ResourceType(IGW, _build_igw, ref_prefix="igw-",
-                      attributes={"InternetGatewayId": lambda s, lid: "igw-" + lid}))
+register(
+    ResourceType(
+        IGW,
+        _build_igw,
+        ref_prefix="igw-",
+        attributes={"InternetGatewayId": lambda s, lid: "igw-" + lid},
+    )
+)
 
 
 def _build_attachment(ctx: ResourceContext) -> None:
@@ -137,23 +192,33 @@ def _build_attachment(ctx: ResourceContext) -> None:
     vpc_id, igw_id = ctx.props["VpcId"], ctx.props["InternetGatewayId"]
     current = state.attachments.get(igw_id)
     if current is not None:
-        raise ctx.fail(f"internet gateway {igw_id} is already attached to {current.to} by "
-                       f"{current.by}; a gateway attaches to one VPC", prop="InternetGatewayId")
+        raise ctx.fail(
+            f"internet gateway {igw_id} is already attached to {current.to} by "
+            f"{current.by}; a gateway attaches to one VPC",
+            prop="InternetGatewayId",
+        )
     for gateway, link in state.attachments.items():
         if link.to == vpc_id:
-            raise ctx.fail(f"{vpc_id} already has internet gateway {gateway} (attached by "
-                           f"{link.by}); a VPC has at most one", prop="VpcId")
+            raise ctx.fail(
+                f"{vpc_id} already has internet gateway {gateway} (attached by "
+                f"{link.by}); a VPC has at most one",
+                prop="VpcId",
+            )
     state.attachments[igw_id] = Link(ctx.logical_id, vpc_id, ctx.line())
 
 
-register(ResourceType(
-    ATTACHMENT, _build_attachment,
-    properties={"VpcId": ref(VPC, required=True), "InternetGatewayId": ref(IGW, required=True)},
-    unsupported={"VpnGatewayId": f"VPN gateways are not supported; {NOT_YET}"},
-))
+register(
+    ResourceType(
+        ATTACHMENT,
+        _build_attachment,
+        properties={"VpcId": ref(VPC, required=True), "InternetGatewayId": ref(IGW, required=True)},
+        unsupported={"VpnGatewayId": f"VPN gateways are not supported; {NOT_YET}"},
+    )
+)
 
 
 # --- Route tables, routes, associations ------------------------------------------------------
+
 
 def _build_route_table(ctx: ResourceContext) -> None:
     lid = ctx.logical_id
@@ -162,11 +227,15 @@ def _build_route_table(ctx: ResourceContext) -> None:
     ctx.state.route_tables[lid] = RouteTableDraft(lid, vpc.logical_id, ctx.source, [local])
 
 
-register(ResourceType(
-    ROUTE_TABLE, _build_route_table, ref_prefix="rtb-",
-    properties={"VpcId": ref(VPC, required=True)},
-    attributes={"RouteTableId": lambda s, lid: "rtb-" + lid},
-))
+register(
+    ResourceType(
+        ROUTE_TABLE,
+        _build_route_table,
+        ref_prefix="rtb-",
+        properties={"VpcId": ref(VPC, required=True)},
+        attributes={"RouteTableId": lambda s, lid: "rtb-" + lid},
+    )
+)
 
 ROUTE_TARGETS_NOT_YET = {
     "NatGatewayId": f"NAT gateway targets {NOT_YET}",
@@ -192,36 +261,50 @@ def _build_route(ctx: ResourceContext) -> None:
     destination: IPv4Network = ctx.props["DestinationCidrBlock"]
     targets = [key for key in ROUTE_TARGETS if key in ctx.props]
     if not targets:
-        raise ctx.fail("the route has no target", hint="add GatewayId: !Ref <an internet "
-                       "gateway> or VpcEndpointId: !Ref <a GWLB endpoint>")
+        raise ctx.fail(
+            "the route has no target",
+            hint="add GatewayId: !Ref <an internet "
+            "gateway> or VpcEndpointId: !Ref <a GWLB endpoint>",
+        )
     if len(targets) > 1:
-        raise ctx.fail(f"a route has one target, not {' and '.join(targets)}",
-                       prop=targets[1])
+        raise ctx.fail(f"a route has one target, not {' and '.join(targets)}", prop=targets[1])
     for existing in table.routes:
         if existing.destination == destination:
             other = "the local route" if existing.target_kind == "local" else existing.logical_id
-            raise ctx.fail(f"route table {table.logical_id} already has a route to "
-                           f"{destination} ({other})", prop="DestinationCidrBlock")
+            raise ctx.fail(
+                f"route table {table.logical_id} already has a route to {destination} ({other})",
+                prop="DestinationCidrBlock",
+            )
     key = targets[0]
     target_id = ctx.props[key]
     if key == "VpcEndpointId":
         endpoint = state.extras[ELBV2]["endpoints"][target_id]
         if endpoint.vpc_id != table.vpc_id:
-            raise ctx.fail(f"GWLB endpoint {target_id} is in {endpoint.vpc_id} but route table "
-                           f"{table.logical_id} belongs to {table.vpc_id}", prop=key,
-                           hint="route to an endpoint in the route table's VPC")
-    table.routes.append(Route(lid, table.logical_id, destination, ROUTE_TARGETS[key], target_id,
-                              ctx.source))
+            raise ctx.fail(
+                f"GWLB endpoint {target_id} is in {endpoint.vpc_id} but route table "
+                f"{table.logical_id} belongs to {table.vpc_id}",
+                prop=key,
+                hint="route to an endpoint in the route table's VPC",
+            )
+    table.routes.append(
+        Route(lid, table.logical_id, destination, ROUTE_TARGETS[key], target_id, ctx.source)
+    )
     state.route_lines[lid] = ctx.line(key)
 
 
-register(ResourceType(
-    ROUTE, _build_route,
-    properties={"RouteTableId": ref(ROUTE_TABLE, required=True),
-                "DestinationCidrBlock": prop("cidr", required=True), "GatewayId": ref(IGW),
-                "VpcEndpointId": ref(VPC_ENDPOINT)},
-    unsupported=ROUTE_TARGETS_NOT_YET,
-))
+register(
+    ResourceType(
+        ROUTE,
+        _build_route,
+        properties={
+            "RouteTableId": ref(ROUTE_TABLE, required=True),
+            "DestinationCidrBlock": prop("cidr", required=True),
+            "GatewayId": ref(IGW),
+            "VpcEndpointId": ref(VPC_ENDPOINT),
+        },
+        unsupported=ROUTE_TARGETS_NOT_YET,
+    )
+)
 
 
 def _build_association(ctx: ResourceContext) -> None:
@@ -229,47 +312,98 @@ def _build_association(ctx: ResourceContext) -> None:
     subnet_id, table_id = ctx.props["SubnetId"], ctx.props["RouteTableId"]
     current = state.associations.get(subnet_id)
     if current is not None:
-        raise ctx.fail(f"subnet {subnet_id} is already associated with route table "
-                       f"{current.to} by {current.by}; a subnet has one route table",
-                       prop="SubnetId")
+        raise ctx.fail(
+            f"subnet {subnet_id} is already associated with route table "
+            f"{current.to} by {current.by}; a subnet has one route table",
+            prop="SubnetId",
+        )
     subnet, table = state.subnets[subnet_id], state.route_tables[table_id]
     if subnet.vpc_id != table.vpc_id:
-        raise ctx.fail(f"subnet {subnet_id} is in {subnet.vpc_id} but route table {table_id} "
-                       f"belongs to {table.vpc_id}", prop="RouteTableId")
+        raise ctx.fail(
+            f"subnet {subnet_id} is in {subnet.vpc_id} but route table {table_id} "
+            f"belongs to {table.vpc_id}",
+            prop="RouteTableId",
+        )
     state.associations[subnet_id] = Link(ctx.logical_id, table_id, ctx.line())
 
 
-register(ResourceType(
-    ASSOCIATION, _build_association,
-    properties={"SubnetId": ref(SUBNET, required=True),
-                "RouteTableId": ref(ROUTE_TABLE, required=True)},
-))
+register(
+    ResourceType(
+        ASSOCIATION,
+        _build_association,
+        properties={
+            "SubnetId": ref(SUBNET, required=True),
+            "RouteTableId": ref(ROUTE_TABLE, required=True),
+        },
+    )
+)
 
 
 # --- Instance --------------------------------------------------------------------------------
 
-INSTANCE_IGNORED = frozenset({
-    "InstanceType", "ImageId", "KeyName", "IamInstanceProfile", "SecurityGroupIds",
-    "SecurityGroups", "Monitoring", "EbsOptimized", "BlockDeviceMappings", "Tenancy",
-    "CreditSpecification", "DisableApiTermination", "InstanceInitiatedShutdownBehavior",
-    "LaunchTemplate", "MetadataOptions", "PlacementGroupName", "SourceDestCheck",
-    "HibernationOptions", "EnclaveOptions", "CpuOptions", "Volumes", "KernelId", "RamdiskId",
-    "PropagateTagsToVolumeOnCreation", "HostId", "HostResourceGroupArn", "Affinity",
-    "ElasticGpuSpecifications", "ElasticInferenceAccelerators", "LicenseSpecifications",
-    "SsmAssociations", "PrivateDnsNameOptions", "Ipv6AddressCount", "Ipv6Addresses",
-    "AdditionalInfo",
-})
-NIC_PROPERTIES = {"DeviceIndex": prop("integer", required=True), "SubnetId": ref(SUBNET),
-                  "PrivateIpAddress": prop("ip"), "AssociatePublicIpAddress": prop("boolean")}
-NIC_IGNORED = frozenset({
-    "DeleteOnTermination", "Description", "GroupSet", "Ipv6AddressCount", "Ipv6Addresses",
-    "NetworkCardIndex", "InterfaceType", "EnaSrdSpecification", "AssociateCarrierIpAddress",
-    "ConnectionTrackingSpecification",
-})
+INSTANCE_IGNORED = frozenset(
+    {
+        "InstanceType",
+        "ImageId",
+        "KeyName",
+        "IamInstanceProfile",
+        "SecurityGroupIds",
+        "SecurityGroups",
+        "Monitoring",
+        "EbsOptimized",
+        "BlockDeviceMappings",
+        "Tenancy",
+        "CreditSpecification",
+        "DisableApiTermination",
+        "InstanceInitiatedShutdownBehavior",
+        "LaunchTemplate",
+        "MetadataOptions",
+        "PlacementGroupName",
+        "SourceDestCheck",
+        "HibernationOptions",
+        "EnclaveOptions",
+        "CpuOptions",
+        "Volumes",
+        "KernelId",
+        "RamdiskId",
+        "PropagateTagsToVolumeOnCreation",
+        "HostId",
+        "HostResourceGroupArn",
+        "Affinity",
+        "ElasticGpuSpecifications",
+        "ElasticInferenceAccelerators",
+        "LicenseSpecifications",
+        "SsmAssociations",
+        "PrivateDnsNameOptions",
+        "Ipv6AddressCount",
+        "Ipv6Addresses",
+        "AdditionalInfo",
+    }
+)
+NIC_PROPERTIES = {
+    "DeviceIndex": prop("integer", required=True),
+    "SubnetId": ref(SUBNET),
+    "PrivateIpAddress": prop("ip"),
+    "AssociatePublicIpAddress": prop("boolean"),
+}
+NIC_IGNORED = frozenset(
+    {
+        "DeleteOnTermination",
+        "Description",
+        "GroupSet",
+        "Ipv6AddressCount",
+        "Ipv6Addresses",
+        "NetworkCardIndex",
+        "InterfaceType",
+        "EnaSrdSpecification",
+        "AssociateCarrierIpAddress",
+        "ConnectionTrackingSpecification",
+    }
+)
 NIC_UNSUPPORTED = {
     "NetworkInterfaceId": f"attaching an existing network interface {NOT_YET}",
     "PrivateIpAddresses": f"several private addresses per interface {NOT_YET}; "
-                          "use PrivateIpAddress",
+    "use PrivateIpAddress",
     "SecondaryPrivateIpAddressCount": f"secondary private addresses {NOT_YET}",
 }
 
@@ -279,21 +413,34 @@ def _network_interface(ctx: ResourceContext) -> dict[str, Any]:
     at = ctx.line("NetworkInterfaces")
     for key in ("SubnetId", "PrivateIpAddress"):
         if key in ctx.props:
-            raise ctx.fail(f"give {key} either at the top or in NetworkInterfaces, not both",
-                           prop=key)
+            raise ctx.fail(
+                f"give {key} either at the top or in NetworkInterfaces, not both", prop=key
+            )
     if len(interfaces) != 1:
-        raise ctx.fail(f"the lab supports exactly one network interface (DeviceIndex 0), not "
-                       f"{len(interfaces)}", prop="NetworkInterfaces")
+        raise ctx.fail(
+            f"the lab supports exactly one network interface (DeviceIndex 0), not "
+            f"{len(interfaces)}",
+            prop="NetworkInterfaces",
+        )
     nic = interfaces[0]
     if not isinstance(nic, LDict):
-        raise ctx.fail(f"NetworkInterfaces[0] must be a mapping, not {describe(nic)}",
-                       prop="NetworkInterfaces")
+        raise ctx.fail(
+            f"NetworkInterfaces[0] must be a mapping, not {describe(nic)}", prop="NetworkInterfaces"
+        )
     values, lines = check_properties(
-        ctx.logical_id, nic, NIC_PROPERTIES, NIC_IGNORED, NIC_UNSUPPORTED, ctx.state,
-        path="NetworkInterfaces[0].", line=line_of(interfaces, 0, at))
+        ctx.logical_id,
+        nic,
+        NIC_PROPERTIES,
+        NIC_IGNORED,
+        NIC_UNSUPPORTED,
+        ctx.state,
+        path="NetworkInterfaces[0].",
+        line=line_of(interfaces, 0, at),
+    )
     if values["DeviceIndex"] != 0:
-        raise ctx.fail(f"DeviceIndex must be 0, not {values['DeviceIndex']}",
-                       line=lines["DeviceIndex"])
+        raise ctx.fail(
+            f"DeviceIndex must be 0, not {values['DeviceIndex']}", line=lines["DeviceIndex"]
+        )
     values["_lines"] = lines
     return values
 
@@ -307,13 +454,18 @@ def _build_instance(ctx: ResourceContext) -> None:
         lines.update(nic.pop("_lines"))
         settings.update(nic)
     if "SubnetId" not in settings:
-        raise ctx.fail("the instance needs a subnet", hint="add SubnetId: !Ref <a subnet> (or "
-                                                           "NetworkInterfaces[0].SubnetId)")
+        raise ctx.fail(
+            "the instance needs a subnet",
+            hint="add SubnetId: !Ref <a subnet> (or NetworkInterfaces[0].SubnetId)",
+        )
     subnet = state.subnets[settings["SubnetId"]]
     if "AvailabilityZone" in props and props["AvailabilityZone"] != subnet.az:
-        raise ctx.fail(f"AvailabilityZone {props['AvailabilityZone']} differs from the AZ of "
-                       f"subnet {subnet.logical_id} ({subnet.az})", prop="AvailabilityZone",
-                       hint="leave AvailabilityZone out; the subnet decides it")
+        raise ctx.fail(
+            f"AvailabilityZone {props['AvailabilityZone']} differs from the AZ of "
+            f"subnet {subnet.logical_id} ({subnet.az})",
+            prop="AvailabilityZone",
+            hint="leave AvailabilityZone out; the subnet decides it",
+        )
     requested: IPv4Address | None = settings.get("PrivateIpAddress")
     try:
         private_ip = state.addresses.private(subnet.logical_id, lid, requested)
@@ -321,8 +473,15 @@ def _build_instance(ctx: ResourceContext) -> None:
         raise ctx.fail(err.message, line=lines.get("PrivateIpAddress"), hint=err.hint) from None
     user_data = user_data_text(props["UserData"]) if "UserData" in props else None
     state.instances[lid] = InstanceDraft(
-        lid, subnet.logical_id, private_ip, settings.get("AssociatePublicIpAddress"),
-        lines.get("AssociatePublicIpAddress"), ctx.role, user_data, ctx.source)
+        lid,
+        subnet.logical_id,
+        private_ip,
+        settings.get("AssociatePublicIpAddress"),
+        lines.get("AssociatePublicIpAddress"),
+        ctx.role,
+        user_data,
+        ctx.source,
+    )
     state.public_claims[lid] = routing.claim_instance_public_ip
 
 
@@ -342,38 +501,51 @@ def _set_aside_instance_ip(logical_id: str, raw: Any, state: BuildState) -> None
             continue
         subnet, ip = _literal_ref(holder.get("SubnetId")), holder.get("PrivateIpAddress")
         if subnet and isinstance(ip, str):
-            try:
+            with contextlib.suppress(ValueError):  # reported when the instance is built
                 state.addresses.set_aside_private(subnet, IPv4Address(ip.strip()), logical_id)
-            except ValueError:
-                pass  # reported when the instance is built
 
 
 def _private_dns(state: BuildState, lid: str) -> str:
     name = "ip-" + str(state.instances[lid].private_ip).replace(".", "-")
-    return f"{name}.ec2.internal" if state.region == "us-east-1" else \
-        f"{name}.{state.region}.compute.internal"
+    return (
+        f"{name}.ec2.internal"
+        if state.region == "us-east-1"
+        else f"{name}.{state.region}.compute.internal"
+    )
 
 
 def _public_dns(state: BuildState, lid: str) -> str:
     name = "ec2-" + str(routing.public_ip(state, lid)).replace(".", "-")
-    return f"{name}.compute-1.amazonaws.com" if state.region == "us-east-1" else \
-        f"{name}.{state.region}.compute.amazonaws.com"
+    return (
+        f"{name}.compute-1.amazonaws.com"
+        if state.region == "us-east-1"
+        else f"{name}.{state.region}.compute.amazonaws.com"
+    )
 
 
-register(ResourceType(
-    INSTANCE, _build_instance, ref_prefix="i-", accepts_role=True,
-    properties={"SubnetId": ref(SUBNET), "PrivateIpAddress": prop("ip"),
-                "UserData": prop("string"), "NetworkInterfaces": prop("list"),
-                "AvailabilityZone": prop("string")},
-    ignored=INSTANCE_IGNORED,
-    attributes={
-        "PrivateIp": lambda s, lid: str(s.instances[lid].private_ip),
-        "PublicIp": lambda s, lid: str(routing.public_ip(s, lid)),
-        "AvailabilityZone": lambda s, lid: s.subnets[s.instances[lid].subnet_id].az,
-        "PrivateDnsName": _private_dns,
-        "PublicDnsName": _public_dns,
-        "InstanceId": lambda s, lid: "i-" + lid,
-    },
-    attribute_waits_for={"PublicIp": ROUTING, "PublicDnsName": ROUTING},
-    prepare=_set_aside_instance_ip,
-))
+register(
+    ResourceType(
+        INSTANCE,
+        _build_instance,
+        ref_prefix="i-",
+        accepts_role=True,
+        properties={
+            "SubnetId": ref(SUBNET),
+            "PrivateIpAddress": prop("ip"),
+            "UserData": prop("string"),
+            "NetworkInterfaces": prop("list"),
+            "AvailabilityZone": prop("string"),
+        },
+        ignored=INSTANCE_IGNORED,
+        attributes={
+            "PrivateIp": lambda s, lid: str(s.instances[lid].private_ip),
+            "PublicIp": lambda s, lid: str(routing.public_ip(s, lid)),
+            "AvailabilityZone": lambda s, lid: s.subnets[s.instances[lid].subnet_id].az,
+            "PrivateDnsName": _private_dns,
+            "PublicDnsName": _public_dns,
+            "InstanceId": lambda s, lid: "i-" + lid,
+        },
+        attribute_waits_for={"PublicIp": ROUTING, "PublicDnsName": ROUTING},
+        prepare=_set_aside_instance_ip,
+    )
+)

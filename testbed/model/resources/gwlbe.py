@@ -31,6 +31,7 @@ GATEWAY_ASSOCIATION = "AWS::EC2::GatewayRouteTableAssociation"
 
 # --- Endpoint service ------------------------------------------------------------------------
 
+
 def service_id(state: BuildState, logical_id: str) -> str:
     """vpce-svc-<17 hex>: AWS's form, the same for the same stack and logical id."""
     return "vpce-svc-" + digest(state, logical_id, "vpce-svc")[:17]
@@ -44,35 +45,56 @@ def service_name(state: BuildState, logical_id: str) -> str:
 def _build_service(ctx: ResourceContext) -> None:
     state, lid = ctx.state, ctx.logical_id
     if "GatewayLoadBalancerArns" not in ctx.props:
-        raise ctx.fail("the endpoint service needs GatewayLoadBalancerArns",
-                       hint="add GatewayLoadBalancerArns: [!Ref <a gateway load balancer>]")
+        raise ctx.fail(
+            "the endpoint service needs GatewayLoadBalancerArns",
+            hint="add GatewayLoadBalancerArns: [!Ref <a gateway load balancer>]",
+        )
     found = items(ctx, "GatewayLoadBalancerArns")
     if len(found) != 1:
-        raise ctx.fail(f"the lab supports exactly one gateway load balancer per endpoint "
-                       f"service, not {len(found)}", prop="GatewayLoadBalancerArns")
+        raise ctx.fail(
+            f"the lab supports exactly one gateway load balancer per endpoint "
+            f"service, not {len(found)}",
+            prop="GatewayLoadBalancerArns",
+        )
     raw, line, where = found[0]
     lb_id = convert(ctx, ref(LOAD_BALANCER), raw, where, line)
     lb = family(state)["load_balancers"][lb_id]
     if lb.type != "gateway":
-        raise ctx.fail(f"{where}: {lb_id} is {a_load_balancer(lb.type)}; an endpoint service "
-                       "here fronts a gateway load balancer", line=line)
+        raise ctx.fail(
+            f"{where}: {lb_id} is {a_load_balancer(lb.type)}; an endpoint service "
+            "here fronts a gateway load balancer",
+            line=line,
+        )
     family(state)["endpoint_services"][lid] = EndpointService(
-        lid, lb_id, service_name(state, lid), service_id(state, lid), ctx.source)
+        lid, lb_id, service_name(state, lid), service_id(state, lid), ctx.source
+    )
 
 
-register(ResourceType(
-    ENDPOINT_SERVICE, _build_service,
-    properties={"GatewayLoadBalancerArns": prop("list")},
-    ignored=frozenset({"AcceptanceRequired", "ContributorInsightsEnabled",
-                       "PayerResponsibility", "SupportedIpAddressTypes", "SupportedRegions"}),
-    unsupported={"NetworkLoadBalancerArns": f"interface endpoint services (PrivateLink) "
-                                            f"are {NOT_YET}"},
-    ref_value=service_id,
-    attributes={"ServiceId": service_id},
-))
+register(
+    ResourceType(
+        ENDPOINT_SERVICE,
+        _build_service,
+        properties={"GatewayLoadBalancerArns": prop("list")},
+        ignored=frozenset(
+            {
+                "AcceptanceRequired",
+                "ContributorInsightsEnabled",
+                "PayerResponsibility",
+                "SupportedIpAddressTypes",
+                "SupportedRegions",
+            }
+        ),
+        unsupported={
+            "NetworkLoadBalancerArns": f"interface endpoint services (PrivateLink) are {NOT_YET}"
+        },
+        ref_value=service_id,
+        attributes={"ServiceId": service_id},
+    )
+)
 
 
 # --- Endpoint --------------------------------------------------------------------------------
+
 
 def _find_service(ctx: ResourceContext, name: str) -> EndpointService:
     """The endpoint service of this stack called `name`, or an error saying why not."""
@@ -81,19 +103,29 @@ def _find_service(ctx: ResourceContext, name: str) -> EndpointService:
     for service in services.values():
         if service.service_name == name:
             return service
-    declared = {service_name(state, lid): lid for lid, type_name in state.types.items()
-                if type_name == ENDPOINT_SERVICE}
+    declared = {
+        service_name(state, lid): lid
+        for lid, type_name in state.types.items()
+        if type_name == ENDPOINT_SERVICE
+    }
     if name in declared:
         lid = declared[name]
-        raise ctx.fail(f"ServiceName names endpoint service {lid} before it is created",
-                       prop="ServiceName", hint="write ServiceName: !Sub "
-                       f"\"com.amazonaws.vpce.${{AWS::Region}}.${{{lid}}}\"")
+        raise ctx.fail(
+            f"ServiceName names endpoint service {lid} before it is created",
+            prop="ServiceName",
+            hint=f'write ServiceName: !Sub "com.amazonaws.vpce.${{AWS::Region}}.${{{lid}}}"',
+        )
     hint = did_you_mean(name, declared) or (
-        "write !Sub \"com.amazonaws.vpce.${AWS::Region}.${<an endpoint service>}\""
-        if declared else "declare an AWS::EC2::VPCEndpointService for a gateway load balancer")
-    raise ctx.fail(f"ServiceName {name!r} is not the name of an endpoint service of this "
-                   "stack (the lab reaches no services outside it)", prop="ServiceName",
-                   hint=hint)
+        'write !Sub "com.amazonaws.vpce.${AWS::Region}.${<an endpoint service>}"'
+        if declared
+        else "declare an AWS::EC2::VPCEndpointService for a gateway load balancer"
+    )
+    raise ctx.fail(
+        f"ServiceName {name!r} is not the name of an endpoint service of this "
+        "stack (the lab reaches no services outside it)",
+        prop="ServiceName",
+        hint=hint,
+    )
 
 
 def _build_endpoint(ctx: ResourceContext) -> None:
@@ -101,78 +133,128 @@ def _build_endpoint(ctx: ResourceContext) -> None:
     kind = props.get("VpcEndpointType", "Gateway")
     if kind != "GatewayLoadBalancer":
         shown = f"{kind} (the default)" if "VpcEndpointType" not in props else kind
-        raise ctx.fail(f"VpcEndpointType {shown}: only GatewayLoadBalancer endpoints are "
-                       "supported by the lab", prop="VpcEndpointType",
-                       hint="write VpcEndpointType: GatewayLoadBalancer")
+        raise ctx.fail(
+            f"VpcEndpointType {shown}: only GatewayLoadBalancer endpoints are supported by the lab",
+            prop="VpcEndpointType",
+            hint="write VpcEndpointType: GatewayLoadBalancer",
+        )
     if "RouteTableIds" in props:
-        raise ctx.fail("RouteTableIds is for gateway endpoints; a GatewayLoadBalancer "
-                       "endpoint is reached through routes with VpcEndpointId",
-                       prop="RouteTableIds")
+        raise ctx.fail(
+            "RouteTableIds is for gateway endpoints; a GatewayLoadBalancer "
+            "endpoint is reached through routes with VpcEndpointId",
+            prop="RouteTableIds",
+        )
     service = _find_service(ctx, props["ServiceName"])
     subnets = items(ctx, "SubnetIds") if "SubnetIds" in props else []
     if len(subnets) != 1:
-        raise ctx.fail(f"a GatewayLoadBalancer endpoint takes exactly one subnet, not "
-                       f"{len(subnets)}", prop="SubnetIds" if "SubnetIds" in props else None,
-                       hint="SubnetIds: [!Ref <a subnet>]")
+        raise ctx.fail(
+            f"a GatewayLoadBalancer endpoint takes exactly one subnet, not {len(subnets)}",
+            prop="SubnetIds" if "SubnetIds" in props else None,
+            hint="SubnetIds: [!Ref <a subnet>]",
+        )
     raw, line, where = subnets[0]
     subnet = state.subnets[convert(ctx, ref(SUBNET), raw, where, line)]
     if subnet.vpc_id != props["VpcId"]:
-        raise ctx.fail(f"subnet {subnet.logical_id} is in {subnet.vpc_id}, not in VpcId "
-                       f"{props['VpcId']}", line=line)
+        raise ctx.fail(
+            f"subnet {subnet.logical_id} is in {subnet.vpc_id}, not in VpcId {props['VpcId']}",
+            line=line,
+        )
     lb = family(state)["load_balancers"][service.gwlb_id]
     zones = sorted(node.az for node in lb.nodes)
     if subnet.az not in zones:
-        raise ctx.fail(f"endpoint service {service.logical_id} is not available in {subnet.az}: "
-                       f"gateway load balancer {lb.logical_id} has nodes in "
-                       f"{', '.join(zones)}", line=line,
-                       hint=f"use a subnet in {' or '.join(zones)}, or give {lb.logical_id} a "
-                            f"subnet in {subnet.az}")
+        raise ctx.fail(
+            f"endpoint service {service.logical_id} is not available in {subnet.az}: "
+            f"gateway load balancer {lb.logical_id} has nodes in "
+            f"{', '.join(zones)}",
+            line=line,
+            hint=f"use a subnet in {' or '.join(zones)}, or give {lb.logical_id} a "
+            f"subnet in {subnet.az}",
+        )
     try:
         ip = state.addresses.private(subnet.logical_id, lid, None)
     except BadInput as err:
         raise ctx.fail(err.message, line=line, hint=err.hint) from None
     family(state)["endpoints"][lid] = GwlbEndpoint(
-        lid, service.logical_id, lb.logical_id, subnet.vpc_id, subnet.logical_id, subnet.az,
-        ip, "vpce-" + lid, ctx.source)
+        lid,
+        service.logical_id,
+        lb.logical_id,
+        subnet.vpc_id,
+        subnet.logical_id,
+        subnet.az,
+        ip,
+        "vpce-" + lid,
+        ctx.source,
+    )
 
 
-register(ResourceType(
-    VPC_ENDPOINT, _build_endpoint, ref_prefix="vpce-",
-    properties={"VpcEndpointType": prop("string"), "ServiceName": prop("string", required=True),
-                "VpcId": ref(VPC, required=True), "SubnetIds": prop("list"),
-                "RouteTableIds": prop("list")},
-    ignored=frozenset({"PolicyDocument", "PrivateDnsEnabled", "SecurityGroupIds",
-                       "DnsOptions", "IpAddressType"}),
-    unsupported={"ServiceNetworkArn": f"VPC Lattice service networks are {NOT_YET}",
-                 "ResourceConfigurationArn": f"VPC Lattice resources are {NOT_YET}",
-                 "ServiceRegion": f"cross-region endpoints are {NOT_YET}"},
-    attributes={"Id": lambda s, lid: "vpce-" + lid,
-                "NetworkInterfaceIds": lambda s, lid: ["eni-" + lid],
-                "DnsEntries": lambda s, lid: []},
-))
+register(
+    ResourceType(
+        VPC_ENDPOINT,
+        _build_endpoint,
+        ref_prefix="vpce-",
+        properties={
+            "VpcEndpointType": prop("string"),
+            "ServiceName": prop("string", required=True),
+            "VpcId": ref(VPC, required=True),
+            "SubnetIds": prop("list"),
+            "RouteTableIds": prop("list"),
+        },
+        ignored=frozenset(
+            {
+                "PolicyDocument",
+                "PrivateDnsEnabled",
+                "SecurityGroupIds",
+                "DnsOptions",
+                "IpAddressType",
+            }
+        ),
+        unsupported={
+            "ServiceNetworkArn": f"VPC Lattice service networks are {NOT_YET}",
+            "ResourceConfigurationArn": f"VPC Lattice resources are {NOT_YET}",
+            "ServiceRegion": f"cross-region endpoints are {NOT_YET}",
+        },
+        attributes={
+            "Id": lambda s, lid: "vpce-" + lid,
+            "NetworkInterfaceIds": lambda s, lid: ["eni-" + lid],
+            "DnsEntries": lambda s, lid: [],
+        },
+    )
+)
 
 
 # --- Gateway route table association ---------------------------------------------------------
+
 
 def _build_gateway_association(ctx: ResourceContext) -> None:
     state, lid = ctx.state, ctx.logical_id
     igw_id, table_id = ctx.props["GatewayId"], ctx.props["RouteTableId"]
     current = state.gateway_associations.get(igw_id)
     if current is not None:
-        raise ctx.fail(f"internet gateway {igw_id} already has ingress route table "
-                       f"{current.to} (associated by {current.by}); a gateway has one",
-                       prop="GatewayId")
+        raise ctx.fail(
+            f"internet gateway {igw_id} already has ingress route table "
+            f"{current.to} (associated by {current.by}); a gateway has one",
+            prop="GatewayId",
+        )
     for gateway, link in state.gateway_associations.items():
         if link.to == table_id:
-            raise ctx.fail(f"route table {table_id} is already the ingress route table of "
-                           f"{gateway} (associated by {link.by})", prop="RouteTableId")
+            raise ctx.fail(
+                f"route table {table_id} is already the ingress route table of "
+                f"{gateway} (associated by {link.by})",
+                prop="RouteTableId",
+            )
     state.gateway_associations[igw_id] = Link(lid, table_id, ctx.line())
     family(state)["gateway_route_tables"][igw_id] = table_id
 
 
-register(ResourceType(
-    GATEWAY_ASSOCIATION, _build_gateway_association, ref_prefix="rtbassoc-",
-    properties={"GatewayId": ref(IGW, required=True),
-                "RouteTableId": ref(ROUTE_TABLE, required=True)},
-    attributes={"AssociationId": lambda s, lid: "rtbassoc-" + lid},
-))
+register(
+    ResourceType(
+        GATEWAY_ASSOCIATION,
+        _build_gateway_association,
+        ref_prefix="rtbassoc-",
+        properties={
+            "GatewayId": ref(IGW, required=True),
+            "RouteTableId": ref(ROUTE_TABLE, required=True),
+        },
+        attributes={"AssociationId": lambda s, lid: "rtbassoc-" + lid},
+    )
+)

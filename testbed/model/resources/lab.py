@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -28,15 +29,18 @@ def _set_aside_client_ip(logical_id: str, raw: Any, state: BuildState) -> None:
     # A literal IpAddress is kept from the clients that get theirs automatically.
     ip = raw.get("IpAddress") if isinstance(raw, dict) else None
     if isinstance(ip, str):
-        try:
+        with contextlib.suppress(ValueError):  # reported when the client is built
             state.addresses.internet.set_aside_for(IPv4Address(ip.strip()), logical_id)
-        except ValueError:
-            pass  # reported when the client is built
 
 
-register(ResourceType(
-    CLIENT, _build_client, ref_prefix="client-", accepts_role=True,
-    properties={"IpAddress": prop("ip"), "UserData": prop("string")},
-    attributes={"IpAddress": lambda s, lid: str(s.clients[lid].ip)},
-    prepare=_set_aside_client_ip,
-))
+register(
+    ResourceType(
+        CLIENT,
+        _build_client,
+        ref_prefix="client-",
+        accepts_role=True,
+        properties={"IpAddress": prop("ip"), "UserData": prop("string")},
+        attributes={"IpAddress": lambda s, lid: str(s.clients[lid].ip)},
+        prepare=_set_aside_client_ip,
+    )
+)

@@ -39,9 +39,14 @@ RULES: Mapping[str, tuple] = {
     "routing.http2.enabled": FLAG,
     "waf.fail_open.enabled": FLAG,
     "zonal_shift.config.enabled": FLAG,
-    "dns_record.client_routing_policy": ("choice", (
-        "any_availability_zone", "availability_zone_affinity",
-        "partial_availability_zone_affinity")),
+    "dns_record.client_routing_policy": (
+        "choice",
+        (
+            "any_availability_zone",
+            "availability_zone_affinity",
+            "partial_availability_zone_affinity",
+        ),
+    ),
     # Target groups
     "deregistration_delay.timeout_seconds": ("int", 0, 3600),
     "deregistration_delay.connection_termination.enabled": FLAG,
@@ -50,8 +55,10 @@ RULES: Mapping[str, tuple] = {
     "stickiness.lb_cookie.duration_seconds": SECONDS_WEEK,
     "stickiness.app_cookie.cookie_name": ("text",),
     "stickiness.app_cookie.duration_seconds": SECONDS_WEEK,
-    "load_balancing.algorithm.type": ("choice", ("round_robin", "least_outstanding_requests",
-                                                 "weighted_random")),
+    "load_balancing.algorithm.type": (
+        "choice",
+        ("round_robin", "least_outstanding_requests", "weighted_random"),
+    ),
     "load_balancing.algorithm.anomaly_mitigation": ("choice", ("on", "off")),
     "slow_start.duration_seconds": ("int", 0, 900),
     "preserve_client_ip.enabled": FLAG,
@@ -61,27 +68,37 @@ RULES: Mapping[str, tuple] = {
     "target_failover.on_deregistration": ("choice", ("no_rebalance", "rebalance")),
     "target_failover.on_unhealthy": ("choice", ("no_rebalance", "rebalance")),
     "target_group_health.dns_failover.minimum_healthy_targets.count": ("off-or-int", 1, 10000),
-    "target_group_health.dns_failover.minimum_healthy_targets.percentage":
-        ("off-or-int", 1, 100),
-    "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count":
-        ("int", 1, 10000),
-    "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage":
-        ("off-or-int", 1, 100),
+    "target_group_health.dns_failover.minimum_healthy_targets.percentage": ("off-or-int", 1, 100),
+    "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count": ("int", 1, 10000),
+    "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage": (
+        "off-or-int",
+        1,
+        100,
+    ),
     # Listeners
     "tcp.idle_timeout.seconds": ("int", 60, 6000),
 }
 TG_CROSS_ZONE = ("choice", ("true", "false", "use_load_balancer_configuration"))
 
 # Accepted with their AWS meaning but without effect in the lab: listed in StackModel.ignored.
-IGNORED = frozenset({
-    "deletion_protection.enabled", "access_logs.s3.enabled", "access_logs.s3.bucket",
-    "access_logs.s3.prefix", "connection_logs.s3.enabled", "connection_logs.s3.bucket",
-    "connection_logs.s3.prefix", "routing.http.desync_mitigation_mode",
-    "routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "routing.http2.enabled",
-    "waf.fail_open.enabled", "zonal_shift.config.enabled",
-    "target_group_health.dns_failover.minimum_healthy_targets.count",
-    "target_group_health.dns_failover.minimum_healthy_targets.percentage",
-})
+IGNORED = frozenset(
+    {
+        "deletion_protection.enabled",
+        "access_logs.s3.enabled",
+        "access_logs.s3.bucket",
+        "access_logs.s3.prefix",
+        "connection_logs.s3.enabled",
+        "connection_logs.s3.bucket",
+        "connection_logs.s3.prefix",
+        "routing.http.desync_mitigation_mode",
+        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+        "routing.http2.enabled",
+        "waf.fail_open.enabled",
+        "zonal_shift.config.enabled",
+        "target_group_health.dns_failover.minimum_healthy_targets.count",
+        "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+    }
+)
 
 LISTENER_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "TCP": {"tcp.idle_timeout.seconds": str(DEFAULTS["network"].tcp_idle_timeout_s)},
@@ -91,8 +108,11 @@ LISTENER_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "GENEVE": {"tcp.idle_timeout.seconds": str(DEFAULTS["gateway"].tcp_idle_timeout_s)},
 }
 
-KIND_NAMES = {"application": "application (ALB)", "network": "network (NLB)",
-              "gateway": "gateway (GWLB)"}
+KIND_NAMES = {
+    "application": "application (ALB)",
+    "network": "network (NLB)",
+    "gateway": "gateway (GWLB)",
+}
 
 
 def _value(ctx: ResourceContext, key: str, value: str, rule: tuple, line: int | None) -> str:
@@ -115,12 +135,17 @@ def _owner_hint(key: str, table: str) -> str | None:
     owners = [t for t in LB_TYPES if key in getattr(DEFAULTS[t], table)]
     if not owners:
         return None
-    return "it is an attribute of " + " and ".join(KIND_NAMES[t] for t in owners) + " " + \
-        ("load balancers" if table == "lb_attributes" else "target groups")
+    return (
+        "it is an attribute of "
+        + " and ".join(KIND_NAMES[t] for t in owners)
+        + " "
+        + ("load balancers" if table == "lb_attributes" else "target groups")
+    )
 
 
-def read_attributes(ctx: ResourceContext, prop: str, defaults: Mapping[str, str], what: str,
-                    table: str = "") -> tuple[dict[str, str], dict[str, int | None]]:
+def read_attributes(
+    ctx: ResourceContext, prop: str, defaults: Mapping[str, str], what: str, table: str = ""
+) -> tuple[dict[str, str], dict[str, int | None]]:
     """Every attribute of `defaults` with the template's values checked in; and their lines.
 
     `table` ("lb_attributes" / "tg_attributes") lets an error say which type has a key.
@@ -135,10 +160,16 @@ def read_attributes(ctx: ResourceContext, prop: str, defaults: Mapping[str, str]
     values = dict(defaults)
     for key, value in given.items():
         if key not in defaults:
-            raise ctx.fail(f"attribute {key} does not apply to {what}s", line=lines[key],
-                           hint=_owner_hint(key, table) if table else None)
-        rule = TG_CROSS_ZONE if (table == "tg_attributes"
-                                 and key == "load_balancing.cross_zone.enabled") else RULES[key]
+            raise ctx.fail(
+                f"attribute {key} does not apply to {what}s",
+                line=lines[key],
+                hint=_owner_hint(key, table) if table else None,
+            )
+        rule = (
+            TG_CROSS_ZONE
+            if (table == "tg_attributes" and key == "load_balancing.cross_zone.enabled")
+            else RULES[key]
+        )
         values[key] = _value(ctx, key, value, rule, lines[key])
         if key in IGNORED:
             ctx.state.ignored.append(IgnoredProperty(ctx.logical_id, f"{prop}.{key}"))

@@ -57,11 +57,17 @@ def check_name(ctx: ResourceContext, what: str) -> str:
         return default_name(ctx.state, ctx.logical_id)
     name = ctx.props["Name"]
     if not NAME_RE.match(name):
-        raise ctx.fail(f"Name {name!r} is not a valid {what} name: use 1-{MAX_NAME} letters, "
-                       "digits and hyphens, not starting or ending with a hyphen", prop="Name")
+        raise ctx.fail(
+            f"Name {name!r} is not a valid {what} name: use 1-{MAX_NAME} letters, "
+            "digits and hyphens, not starting or ending with a hyphen",
+            prop="Name",
+        )
     if name.lower().startswith("internal-"):
-        raise ctx.fail(f"Name {name!r} must not start with 'internal-' (AWS keeps that for the "
-                       "DNS names of internal load balancers)", prop="Name")
+        raise ctx.fail(
+            f"Name {name!r} must not start with 'internal-' (AWS keeps that for the "
+            "DNS names of internal load balancers)",
+            prop="Name",
+        )
     return name
 
 
@@ -69,8 +75,11 @@ def unique_name(ctx: ResourceContext, name: str, section: str, what: str) -> Non
     """AWS names are unique per account and region: two of this stack must differ."""
     for other in family(ctx.state)[section].values():
         if other.name.lower() == name.lower():
-            raise ctx.fail(f"{what} name {name!r} is already used by {other.logical_id}",
-                           prop="Name", hint="give each one its own Name, or leave Name out")
+            raise ctx.fail(
+                f"{what} name {name!r} is already used by {other.logical_id}",
+                prop="Name",
+                hint="give each one its own Name, or leave Name out",
+            )
 
 
 def a_load_balancer(lb_type: str) -> str:
@@ -85,6 +94,7 @@ def arn(state: BuildState, resource: str) -> str:
 
 # --- Nested values ----------------------------------------------------------------------
 
+
 def mapping(ctx: ResourceContext, value: Any, where: str, line: int | None) -> LDict:
     """`value` as a mapping, or a located error."""
     if not isinstance(value, dict):
@@ -96,22 +106,36 @@ def items(ctx: ResourceContext, prop: str) -> list[tuple[Any, int | None, str]]:
     """The items of a list property with their lines and names (Targets[0], ...)."""
     values = ctx.props[prop]
     at = ctx.line(prop)
-    return [(item, line_of(values, index, at), f"{prop}[{index}]")
-            for index, item in enumerate(values)]
+    return [
+        (item, line_of(values, index, at), f"{prop}[{index}]") for index, item in enumerate(values)
+    ]
 
 
-def nested(ctx: ResourceContext, value: Any, where: str, line: int | None,
-           properties: Mapping[str, Prop], *, ignored: frozenset[str] = frozenset(),
-           unsupported: Mapping[str, str] | None = None
-           ) -> tuple[dict[str, Any], dict[str, int | None]]:
+def nested(
+    ctx: ResourceContext,
+    value: Any,
+    where: str,
+    line: int | None,
+    properties: Mapping[str, Prop],
+    *,
+    ignored: frozenset[str] = frozenset(),
+    unsupported: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, int | None]]:
     """A mapping inside a property, checked like the properties of a resource."""
     values = mapping(ctx, value, where, line)
-    return check_properties(ctx.logical_id, values, properties, ignored, unsupported or {},
-                            ctx.state, path=f"{where}.", line=line)
+    return check_properties(
+        ctx.logical_id,
+        values,
+        properties,
+        ignored,
+        unsupported or {},
+        ctx.state,
+        path=f"{where}.",
+        line=line,
+    )
 
 
-def convert(ctx: ResourceContext, spec: Prop, value: Any, where: str,
-            line: int | None) -> Any:
+def convert(ctx: ResourceContext, spec: Prop, value: Any, where: str, line: int | None) -> Any:
     """One value checked and converted like a property of kind `spec`, located."""
     try:
         return coerce(spec, value, where, ctx.state)
@@ -127,54 +151,71 @@ def text_list(ctx: ResourceContext, value: Any, where: str, line: int | None) ->
     for index, item in enumerate(value):
         text = as_text(item)
         if text is None:
-            raise ctx.fail(f"{where}[{index}] must be text, not {describe(item)}",
-                           line=line_of(value, index, line))
+            raise ctx.fail(
+                f"{where}[{index}] must be text, not {describe(item)}",
+                line=line_of(value, index, line),
+            )
         result.append(text)
     return result
 
 
-def choice(ctx: ResourceContext, value: str, allowed: tuple[str, ...], where: str,
-           line: int | None) -> str:
+def choice(
+    ctx: ResourceContext, value: str, allowed: tuple[str, ...], where: str, line: int | None
+) -> str:
     """`value` if it is one of `allowed` (exact case, as AWS wants), else a located error."""
     if value in allowed:
         return value
     hint = did_you_mean(value, allowed)
-    raise ctx.fail(f"{where} must be one of {', '.join(allowed)}, not {value!r}", line=line,
-                   hint=hint)
+    raise ctx.fail(
+        f"{where} must be one of {', '.join(allowed)}, not {value!r}", line=line, hint=hint
+    )
 
 
-def in_range(ctx: ResourceContext, value: int, low: int, high: int, where: str,
-             line: int | None) -> int:
+def in_range(
+    ctx: ResourceContext, value: int, low: int, high: int, where: str, line: int | None
+) -> int:
     """`value` if low <= value <= high, else a located error."""
     if not low <= value <= high:
         raise ctx.fail(f"{where} must be from {low} to {high}, not {value}", line=line)
     return value
 
 
-def key_values(ctx: ResourceContext, prop: str, known: Mapping[str, str], what: str,
-               ) -> tuple[dict[str, str], dict[str, int | None]]:
+def key_values(
+    ctx: ResourceContext,
+    prop: str,
+    known: Mapping[str, str],
+    what: str,
+) -> tuple[dict[str, str], dict[str, int | None]]:
     """An attribute list [{Key, Value}] as {key: text} with lines; unknown keys rejected."""
     if prop not in ctx.props:
         return {}, {}
     found: dict[str, str] = {}
     lines: dict[str, int | None] = {}
     for item, line, where in items(ctx, prop):
-        entry, entry_lines = nested(ctx, item, where, line,
-                                    {"Key": Prop("string", True), "Value": Prop("any", True)})
+        entry, entry_lines = nested(
+            ctx, item, where, line, {"Key": Prop("string", True), "Value": Prop("any", True)}
+        )
         key = entry["Key"]
         at = entry_lines.get("Key", line)
         value = as_text(entry["Value"])
         if value is None:
-            raise ctx.fail(f"{where}.Value must be text, not {describe(entry['Value'])}",
-                           line=entry_lines.get("Value", line))
+            raise ctx.fail(
+                f"{where}.Value must be text, not {describe(entry['Value'])}",
+                line=entry_lines.get("Value", line),
+            )
         if key not in known:
-            listing = f"the attributes are: {', '.join(sorted(known))}" if known else \
-                f"the lab knows no attributes of a {what}"
-            raise ctx.fail(f"unknown {what} attribute {key!r}", line=at,
-                           hint=did_you_mean(key, known, cutoff=0.7) or listing)
+            listing = (
+                f"the attributes are: {', '.join(sorted(known))}"
+                if known
+                else f"the lab knows no attributes of a {what}"
+            )
+            raise ctx.fail(
+                f"unknown {what} attribute {key!r}",
+                line=at,
+                hint=did_you_mean(key, known, cutoff=0.7) or listing,
+            )
         if key in found:
-            raise ctx.fail(f"attribute {key} is given twice (first on line {lines[key]})",
-                           line=at)
+            raise ctx.fail(f"attribute {key} is given twice (first on line {lines[key]})", line=at)
         found[key], lines[key] = value, at
     return found, lines
 
@@ -186,10 +227,12 @@ def flag(ctx: ResourceContext, value: str, where: str, line: int | None) -> bool
     raise ctx.fail(f"{where} must be true or false, not {value!r}", line=line)
 
 
-def whole(ctx: ResourceContext, value: str, where: str, line: int | None, low: int,
-          high: int) -> int:
+def whole(
+    ctx: ResourceContext, value: str, where: str, line: int | None, low: int, high: int
+) -> int:
     """An attribute value that is a whole number from low to high."""
     if not re.fullmatch(r"\s*\d{1,9}\s*", value):
-        raise ctx.fail(f"{where} must be a whole number from {low} to {high}, not {value!r}",
-                       line=line)
+        raise ctx.fail(
+            f"{where} must be a whole number from {low} to {high}, not {value!r}", line=line
+        )
     return in_range(ctx, int(value), low, high, where, line)

@@ -30,8 +30,11 @@ def _protocol(ctx: ResourceContext, lb_type: str) -> str:
     allowed = ("HTTP", "HTTPS") if lb_type == APPLICATION else ("TCP", "HTTP", "HTTPS")
     choice(ctx, protocol, allowed, "HealthCheckProtocol", ctx.line("HealthCheckProtocol"))
     if protocol == "HTTPS":
-        raise ctx.fail(f"HTTPS health checks are {NOT_IN_LAB} (it has no TLS)",
-                       prop="HealthCheckProtocol", hint="use HTTP")
+        raise ctx.fail(
+            f"HTTPS health checks are {NOT_IN_LAB} (it has no TLS)",
+            prop="HealthCheckProtocol",
+            hint="use HTTP",
+        )
     return protocol
 
 
@@ -42,8 +45,10 @@ def _port(ctx: ResourceContext, lb_type: str) -> int | None:
     if text == "traffic-port":
         return None
     if not re.fullmatch(r"\d{1,5}", text):
-        raise ctx.fail(f"HealthCheckPort must be traffic-port or a port number, not {text!r}",
-                       prop="HealthCheckPort")
+        raise ctx.fail(
+            f"HealthCheckPort must be traffic-port or a port number, not {text!r}",
+            prop="HealthCheckPort",
+        )
     return in_range(ctx, int(text), 1, 65535, "HealthCheckPort", ctx.line("HealthCheckPort"))
 
 
@@ -52,24 +57,37 @@ def _matcher(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     if "Matcher" not in ctx.props:
         return defaults.matcher
     if protocol != "HTTP":
-        raise ctx.fail(f"Matcher is only for HTTP health checks, not {protocol} ones",
-                       prop="Matcher", hint="leave Matcher out or use HealthCheckProtocol: HTTP")
-    values, lines = nested(ctx, ctx.props["Matcher"], "Matcher", ctx.line("Matcher"),
-                           {"HttpCode": prop("string")},
-                           unsupported={"GrpcCode": f"gRPC health checks are {NOT_IN_LAB}"})
+        raise ctx.fail(
+            f"Matcher is only for HTTP health checks, not {protocol} ones",
+            prop="Matcher",
+            hint="leave Matcher out or use HealthCheckProtocol: HTTP",
+        )
+    values, lines = nested(
+        ctx,
+        ctx.props["Matcher"],
+        "Matcher",
+        ctx.line("Matcher"),
+        {"HttpCode": prop("string")},
+        unsupported={"GrpcCode": f"gRPC health checks are {NOT_IN_LAB}"},
+    )
     if "HttpCode" not in values:
-        raise ctx.fail("Matcher needs HttpCode, such as \"200\" or \"200-299\"",
-                       prop="Matcher")
+        raise ctx.fail('Matcher needs HttpCode, such as "200" or "200-299"', prop="Matcher")
     code, line = values["HttpCode"].replace(" ", ""), lines["HttpCode"]
     low, high = defaults.matcher_codes
     if not MATCHER.match(code):
-        raise ctx.fail(f"Matcher.HttpCode {code!r} is not a list of HTTP codes: write \"200\", "
-                       "\"200,302\" or \"200-299\"", line=line)
+        raise ctx.fail(
+            f'Matcher.HttpCode {code!r} is not a list of HTTP codes: write "200", '
+            '"200,302" or "200-299"',
+            line=line,
+        )
     for part in code.split(","):
         first, _, last = part.partition("-")
         if not (low <= int(first) <= high and low <= int(last or first) <= high):
-            raise ctx.fail(f"Matcher.HttpCode {part} is outside {low}-{high}, the codes "
-                           f"health checks of {lb_type} target groups accept", line=line)
+            raise ctx.fail(
+                f"Matcher.HttpCode {part} is outside {low}-{high}, the codes "
+                f"health checks of {lb_type} target groups accept",
+                line=line,
+            )
         if last and int(last) < int(first):
             raise ctx.fail(f"Matcher.HttpCode range {part} runs backwards", line=line)
     return code
@@ -80,11 +98,16 @@ def _path(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
         return DEFAULTS[lb_type].health_check.path
     path = ctx.props["HealthCheckPath"]
     if protocol != "HTTP":
-        raise ctx.fail(f"HealthCheckPath is only for HTTP health checks, not {protocol} ones",
-                       prop="HealthCheckPath")
+        raise ctx.fail(
+            f"HealthCheckPath is only for HTTP health checks, not {protocol} ones",
+            prop="HealthCheckPath",
+        )
     if not path.startswith("/") or len(path) > MAX_PATH:
-        raise ctx.fail(f"HealthCheckPath must start with / and have at most {MAX_PATH} "
-                       f"characters, not {path[:40]!r}", prop="HealthCheckPath")
+        raise ctx.fail(
+            f"HealthCheckPath must start with / and have at most {MAX_PATH} "
+            f"characters, not {path[:40]!r}",
+            prop="HealthCheckPath",
+        )
     return path
 
 
@@ -92,8 +115,11 @@ def health_check(ctx: ResourceContext, lb_type: str) -> HealthCheck:
     """The health check of a target group whose protocol belongs to `lb_type`."""
     props, defaults = ctx.props, DEFAULTS[lb_type].health_check
     if props.get("HealthCheckEnabled") is False:
-        raise ctx.fail("health checks of instance and ip target groups are always enabled",
-                       prop="HealthCheckEnabled", hint="leave HealthCheckEnabled out")
+        raise ctx.fail(
+            "health checks of instance and ip target groups are always enabled",
+            prop="HealthCheckEnabled",
+            hint="leave HealthCheckEnabled out",
+        )
     protocol = _protocol(ctx, lb_type)
 
     def number(key: str, default: int, low: int, high: int) -> int:
@@ -103,17 +129,25 @@ def health_check(ctx: ResourceContext, lb_type: str) -> HealthCheck:
     timeout_default = health_check_timeout_default(lb_type, protocol)
     timeout = number("HealthCheckTimeoutSeconds", timeout_default, 2, 120)
     if timeout >= interval:
-        given = "" if "HealthCheckTimeoutSeconds" in props else \
-            f" (the default for {protocol} checks of {lb_type} target groups)"
-        raise ctx.fail(f"HealthCheckTimeoutSeconds {timeout}{given} must be smaller than "
-                       f"HealthCheckIntervalSeconds {interval}",
-                       prop="HealthCheckTimeoutSeconds" if given == "" else
-                       "HealthCheckIntervalSeconds",
-                       hint=f"set HealthCheckTimeoutSeconds below {interval}")
+        given = (
+            ""
+            if "HealthCheckTimeoutSeconds" in props
+            else f" (the default for {protocol} checks of {lb_type} target groups)"
+        )
+        raise ctx.fail(
+            f"HealthCheckTimeoutSeconds {timeout}{given} must be smaller than "
+            f"HealthCheckIntervalSeconds {interval}",
+            prop="HealthCheckTimeoutSeconds" if given == "" else "HealthCheckIntervalSeconds",
+            hint=f"set HealthCheckTimeoutSeconds below {interval}",
+        )
     return HealthCheck(
-        enabled=True, protocol=protocol, port=_port(ctx, lb_type),
-        path=_path(ctx, lb_type, protocol), interval_s=interval, timeout_s=timeout,
+        enabled=True,
+        protocol=protocol,
+        port=_port(ctx, lb_type),
+        path=_path(ctx, lb_type, protocol),
+        interval_s=interval,
+        timeout_s=timeout,
         healthy_threshold=number("HealthyThresholdCount", defaults.healthy_threshold, 2, 10),
-        unhealthy_threshold=number("UnhealthyThresholdCount", defaults.unhealthy_threshold,
-                                   2, 10),
-        matcher=_matcher(ctx, lb_type, protocol))
+        unhealthy_threshold=number("UnhealthyThresholdCount", defaults.unhealthy_threshold, 2, 10),
+        matcher=_matcher(ctx, lb_type, protocol),
+    )

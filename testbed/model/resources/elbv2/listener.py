@@ -35,37 +35,56 @@ def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | No
     if lb.type == GATEWAY:
         for key in ("Port", "Protocol"):
             if key in props:
-                raise ctx.fail(f"a gateway load balancer's listener has no {key}: it takes "
-                               "every IP packet", prop=key, hint=f"leave {key} out")
+                raise ctx.fail(
+                    f"a gateway load balancer's listener has no {key}: it takes every IP packet",
+                    prop=key,
+                    hint=f"leave {key} out",
+                )
         return None, None
     for key in ("Protocol", "Port"):
         if key not in props:
-            raise ctx.fail(f"required property {key} is missing ({lb.type} load balancer "
-                           "listeners need Port and Protocol)")
+            raise ctx.fail(
+                f"required property {key} is missing ({lb.type} load balancer "
+                "listeners need Port and Protocol)"
+            )
     protocol = props["Protocol"]
     if protocol in NO_TLS:
-        raise ctx.fail(NO_TLS[protocol], prop="Protocol",
-                       hint="use TCP" if protocol == "TLS" else "use HTTP")
-    choice(ctx, protocol, PROTOCOLS[lb.type], f"Protocol of a listener of {lb.type} load "
-           "balancers", ctx.line("Protocol"))
+        raise ctx.fail(
+            NO_TLS[protocol], prop="Protocol", hint="use TCP" if protocol == "TLS" else "use HTTP"
+        )
+    choice(
+        ctx,
+        protocol,
+        PROTOCOLS[lb.type],
+        f"Protocol of a listener of {lb.type} load balancers",
+        ctx.line("Protocol"),
+    )
     return in_range(ctx, props["Port"], 1, 65535, "Port", ctx.line("Port")), protocol
 
 
-def _check_unique(ctx: ResourceContext, lb: LoadBalancer, port: int | None,
-                  protocol: str | None) -> None:
+def _check_unique(
+    ctx: ResourceContext, lb: LoadBalancer, port: int | None, protocol: str | None
+) -> None:
     for other in family(ctx.state)["listeners"].values():
         if other.lb_id != lb.logical_id:
             continue
         if lb.type == GATEWAY:
-            raise ctx.fail(f"gateway load balancer {lb.logical_id} already has listener "
-                           f"{other.logical_id}; it takes one", prop="LoadBalancerArn")
+            raise ctx.fail(
+                f"gateway load balancer {lb.logical_id} already has listener "
+                f"{other.logical_id}; it takes one",
+                prop="LoadBalancerArn",
+            )
         if other.port == port:
             # NLB ports are unique across protocols: TCP_UDP is how AWS serves both.
             both = {other.protocol, protocol} == {"TCP", "UDP"}
-            raise ctx.fail(f"load balancer {lb.logical_id} already listens on port {port} "
-                           f"({other.protocol}, listener {other.logical_id})", prop="Port",
-                           hint="use one TCP_UDP listener for TCP and UDP on one port"
-                           if both else "give each listener its own port")
+            raise ctx.fail(
+                f"load balancer {lb.logical_id} already listens on port {port} "
+                f"({other.protocol}, listener {other.logical_id})",
+                prop="Port",
+                hint="use one TCP_UDP listener for TCP and UDP on one port"
+                if both
+                else "give each listener its own port",
+            )
 
 
 def _build(ctx: ResourceContext) -> None:
@@ -74,9 +93,12 @@ def _build(ctx: ResourceContext) -> None:
     port, protocol = _port_and_protocol(ctx, lb)
     _check_unique(ctx, lb, port, protocol)
     actions = read_actions(ctx, "DefaultActions", lb, protocol)
-    attributes, _ = read_attributes(ctx, "ListenerAttributes",
-                                    LISTENER_ATTRIBUTES[protocol or "GENEVE"],
-                                    f"{protocol or 'gateway'} listener")
+    attributes, _ = read_attributes(
+        ctx,
+        "ListenerAttributes",
+        LISTENER_ATTRIBUTES[protocol or "GENEVE"],
+        f"{protocol or 'gateway'} listener",
+    )
     defaults = DEFAULTS[lb.type]
     tcp_idle: int | None = None
     udp_idle: int | None = None
@@ -88,22 +110,41 @@ def _build(ctx: ResourceContext) -> None:
         if protocol != "TCP":
             udp_idle = defaults.udp_idle_timeout_s
     family(state)["listeners"][lid] = Listener(
-        lid, lb.logical_id, port, protocol, actions,
+        lid,
+        lb.logical_id,
+        port,
+        protocol,
+        actions,
         lb.arn.replace(":loadbalancer/", ":listener/") + "/" + digest(state, lid, "arn")[:16],
-        tcp_idle, udp_idle, frozen_map(attributes), ctx.source)
+        tcp_idle,
+        udp_idle,
+        frozen_map(attributes),
+        ctx.source,
+    )
 
 
 def _arn(state: BuildState, lid: str) -> str:
     return family(state)["listeners"][lid].arn
 
 
-register(ResourceType(
-    LISTENER, _build,
-    properties={"LoadBalancerArn": ref(LOAD_BALANCER, required=True), "Port": prop("integer"),
-                "Protocol": prop("string"), "DefaultActions": prop("list", required=True),
-                "ListenerAttributes": prop("list")},
-    unsupported={"SslPolicy": TLS_ONLY, "Certificates": TLS_ONLY, "AlpnPolicy": TLS_ONLY,
-                 "MutualAuthentication": TLS_ONLY},
-    ref_value=_arn,
-    attributes={"ListenerArn": _arn},
-))
+register(
+    ResourceType(
+        LISTENER,
+        _build,
+        properties={
+            "LoadBalancerArn": ref(LOAD_BALANCER, required=True),
+            "Port": prop("integer"),
+            "Protocol": prop("string"),
+            "DefaultActions": prop("list", required=True),
+            "ListenerAttributes": prop("list"),
+        },
+        unsupported={
+            "SslPolicy": TLS_ONLY,
+            "Certificates": TLS_ONLY,
+            "AlpnPolicy": TLS_ONLY,
+            "MutualAuthentication": TLS_ONLY,
+        },
+        ref_value=_arn,
+        attributes={"ListenerArn": _arn},
+    )
+)

@@ -7,6 +7,7 @@ routing is final, from the same pool and in the same creation order as instances
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -42,17 +43,27 @@ SCHEMES = ("internet-facing", "internal")
 ARN_KIND = {APPLICATION: "app", NETWORK: "net", GATEWAY: "gwy"}
 # AWS's published hosted zone ids of a few regions; elsewhere the lab makes one up.
 HOSTED_ZONES = {
-    APPLICATION: {"us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2",
-                  "us-west-1": "Z368ELLRRE2KJ0", "us-west-2": "Z1H1FL5HABSF5",
-                  "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5"},
-    NETWORK: {"us-east-1": "Z26RNL4JYFTOTI", "us-east-2": "ZLMOA37VPKANP",
-              "us-west-1": "Z24FKFUX50B4VW", "us-west-2": "Z18D5FSROUN65G",
-              "eu-west-1": "Z2IFOLAFXWLO4F", "eu-central-1": "Z3F0SRJ5LGBH90"},
+    APPLICATION: {
+        "us-east-1": "Z35SXDOTRQ7X7K",
+        "us-east-2": "Z3AADJGX6KTTL2",
+        "us-west-1": "Z368ELLRRE2KJ0",
+        "us-west-2": "Z1H1FL5HABSF5",
+        "eu-west-1": "Z32O12XQLNTSW2",
+        "eu-central-1": "Z215JYRZR1TBD5",
+    },
+    NETWORK: {
+        "us-east-1": "Z26RNL4JYFTOTI",
+        "us-east-2": "ZLMOA37VPKANP",
+        "us-west-1": "Z24FKFUX50B4VW",
+        "us-west-2": "Z18D5FSROUN65G",
+        "eu-west-1": "Z2IFOLAFXWLO4F",
+        "eu-central-1": "Z3F0SRJ5LGBH90",
+    },
 }
 MAPPING_PROPERTIES = {"SubnetId": ref(SUBNET, required=True), "PrivateIPv4Address": prop("ip")}
 MAPPING_UNSUPPORTED = {
     "AllocationId": f"Elastic IP addresses are {NOT_YET}; leave AllocationId out and the node "
-                    "gets the next address of the public pool",
+    "gets the next address of the public pool",
     "IPv6Address": f"IPv6 is {NOT_IN_LAB}",
     "SourceNatIpv6Prefix": f"IPv6 is {NOT_IN_LAB}",
 }
@@ -67,25 +78,35 @@ def _subnets(ctx: ResourceContext) -> list[tuple[str, IPv4Address | None, int | 
     """(subnet id, requested private address, line) from Subnets or SubnetMappings."""
     has = [key for key in ("Subnets", "SubnetMappings") if key in ctx.props]
     if len(has) != 1:
-        raise ctx.fail("give the load balancer's subnets in Subnets or in SubnetMappings" +
-                       (", not both" if has else ""), prop=has[-1] if has else None,
-                       hint=None if has else "add Subnets: [!Ref <a subnet>, ...]")
+        raise ctx.fail(
+            "give the load balancer's subnets in Subnets or in SubnetMappings"
+            + (", not both" if has else ""),
+            prop=has[-1] if has else None,
+            hint=None if has else "add Subnets: [!Ref <a subnet>, ...]",
+        )
     found = []
     for item, line, where in items(ctx, has[0]):
         if has[0] == "Subnets":
             found.append((convert(ctx, ref(SUBNET), item, where, line), None, line))
             continue
-        values, lines = nested(ctx, item, where, line, MAPPING_PROPERTIES,
-                               unsupported=MAPPING_UNSUPPORTED)
-        found.append((values["SubnetId"], values.get("PrivateIPv4Address"),
-                      lines.get("PrivateIPv4Address", line)))
+        values, lines = nested(
+            ctx, item, where, line, MAPPING_PROPERTIES, unsupported=MAPPING_UNSUPPORTED
+        )
+        found.append(
+            (
+                values["SubnetId"],
+                values.get("PrivateIPv4Address"),
+                lines.get("PrivateIPv4Address", line),
+            )
+        )
     if not found:
         raise ctx.fail(f"{has[0]} is empty; a load balancer needs a subnet", prop=has[0])
     return found
 
 
-def _check_subnets(ctx: ResourceContext, lb_type: str,
-                   subnets: list[tuple[str, IPv4Address | None, int | None]]) -> str:
+def _check_subnets(
+    ctx: ResourceContext, lb_type: str, subnets: list[tuple[str, IPv4Address | None, int | None]]
+) -> str:
     """The VPC of the subnets, after AWS's rules: one VPC, one subnet per AZ."""
     state = ctx.state
     first = state.subnets[subnets[0][0]]
@@ -93,33 +114,48 @@ def _check_subnets(ctx: ResourceContext, lb_type: str,
     for subnet_id, _ip, line in subnets:
         subnet = state.subnets[subnet_id]
         if subnet.vpc_id != first.vpc_id:
-            raise ctx.fail(f"subnet {subnet_id} is in {subnet.vpc_id} but subnet "
-                           f"{first.logical_id} is in {first.vpc_id}; a load balancer's "
-                           "subnets must be in one VPC", line=line)
+            raise ctx.fail(
+                f"subnet {subnet_id} is in {subnet.vpc_id} but subnet "
+                f"{first.logical_id} is in {first.vpc_id}; a load balancer's "
+                "subnets must be in one VPC",
+                line=line,
+            )
         if subnet.az in by_az:
             other = by_az[subnet.az]
-            raise ctx.fail(f"subnets {other} and {subnet_id} are both in {subnet.az}; a load "
-                           "balancer takes at most one subnet per availability zone",
-                           line=line, hint=f"keep one of {other} and {subnet_id}")
+            raise ctx.fail(
+                f"subnets {other} and {subnet_id} are both in {subnet.az}; a load "
+                "balancer takes at most one subnet per availability zone",
+                line=line,
+                hint=f"keep one of {other} and {subnet_id}",
+            )
         by_az[subnet.az] = subnet_id
     if lb_type == APPLICATION and len(by_az) < 2:
-        raise ctx.fail("an application load balancer needs subnets in at least two "
-                       f"availability zones, not only {', '.join(by_az)}",
-                       line=subnets[0][2], hint="add a subnet of another AZ")
+        raise ctx.fail(
+            "an application load balancer needs subnets in at least two "
+            f"availability zones, not only {', '.join(by_az)}",
+            line=subnets[0][2],
+            hint="add a subnet of another AZ",
+        )
     return first.vpc_id
 
 
-def _nodes(ctx: ResourceContext, lb_type: str, scheme: str | None,
-           subnets: list[tuple[str, IPv4Address | None, int | None]]) -> tuple[LbNode, ...]:
+def _nodes(
+    ctx: ResourceContext,
+    lb_type: str,
+    scheme: str | None,
+    subnets: list[tuple[str, IPv4Address | None, int | None]],
+) -> tuple[LbNode, ...]:
     state, lid = ctx.state, ctx.logical_id
     nodes = []
     for subnet_id, requested, line in subnets:
         subnet = state.subnets[subnet_id]
         if requested is not None and (lb_type != NETWORK or scheme != "internal"):
             kind = "internet-facing" if lb_type == NETWORK else a_load_balancer(lb_type)
-            raise ctx.fail("PrivateIPv4Address is only for internal network load balancers; "
-                           f"{lid} is {kind}",
-                           line=line, hint="leave it out: the node gets the lowest free address")
+            raise ctx.fail(
+                f"PrivateIPv4Address is only for internal network load balancers; {lid} is {kind}",
+                line=line,
+                hint="leave it out: the node gets the lowest free address",
+            )
         name = node_name(lid, subnet.az)
         try:
             ip = state.addresses.private(subnet_id, name, requested)
@@ -144,35 +180,56 @@ def _build(ctx: ResourceContext) -> None:
     scheme: str | None = None
     if lb_type == GATEWAY:
         if "Scheme" in props:
-            raise ctx.fail("a gateway load balancer has no Scheme", prop="Scheme",
-                           hint="leave Scheme out")
+            raise ctx.fail(
+                "a gateway load balancer has no Scheme", prop="Scheme", hint="leave Scheme out"
+            )
     else:
-        scheme = choice(ctx, props.get("Scheme", "internet-facing"), SCHEMES, "Scheme",
-                        ctx.line("Scheme"))
+        scheme = choice(
+            ctx, props.get("Scheme", "internet-facing"), SCHEMES, "Scheme", ctx.line("Scheme")
+        )
     address_type = props.get("IpAddressType", "ipv4")
     if address_type.startswith("dualstack"):
-        raise ctx.fail(f"IpAddressType {address_type} is not supported: the lab is IPv4 only",
-                       prop="IpAddressType", hint="use ipv4 (the default)")
+        raise ctx.fail(
+            f"IpAddressType {address_type} is not supported: the lab is IPv4 only",
+            prop="IpAddressType",
+            hint="use ipv4 (the default)",
+        )
     choice(ctx, address_type, ("ipv4",), "IpAddressType", ctx.line("IpAddressType"))
     name = check_name(ctx, "load balancer")
     unique_name(ctx, name, "load_balancers", "load balancer")
     subnets = _subnets(ctx)
     vpc_id = _check_subnets(ctx, lb_type, subnets)
-    attributes, lines = read_attributes(ctx, "LoadBalancerAttributes",
-                                        DEFAULTS[lb_type].lb_attributes,
-                                        f"{lb_type} load balancer", "lb_attributes")
+    attributes, lines = read_attributes(
+        ctx,
+        "LoadBalancerAttributes",
+        DEFAULTS[lb_type].lb_attributes,
+        f"{lb_type} load balancer",
+        "lb_attributes",
+    )
     cross_zone = attributes["load_balancing.cross_zone.enabled"] == "true"
     if lb_type == APPLICATION and not cross_zone:
-        raise ctx.fail("an application load balancer always balances across zones: "
-                       "load_balancing.cross_zone.enabled cannot be false",
-                       line=lines["load_balancing.cross_zone.enabled"],
-                       hint="turn it off per target group (TargetGroupAttributes)")
+        raise ctx.fail(
+            "an application load balancer always balances across zones: "
+            "load_balancing.cross_zone.enabled cannot be false",
+            line=lines["load_balancing.cross_zone.enabled"],
+            hint="turn it off per target group (TargetGroupAttributes)",
+        )
     nodes = _nodes(ctx, lb_type, scheme, subnets)
     tag = digest(state, lid, "arn")[:16]
     family(state)["load_balancers"][lid] = LoadBalancer(
-        lid, name, lb_type, scheme, vpc_id, tuple(s for s, _, _ in subnets), nodes,
-        frozen_map(attributes), cross_zone, _dns_name(state, lid, name, lb_type, scheme),
-        arn(state, f"loadbalancer/{ARN_KIND[lb_type]}/{name}/{tag}"), ctx.source)
+        lid,
+        name,
+        lb_type,
+        scheme,
+        vpc_id,
+        tuple(s for s, _, _ in subnets),
+        nodes,
+        frozen_map(attributes),
+        cross_zone,
+        _dns_name(state, lid, name, lb_type, scheme),
+        arn(state, f"loadbalancer/{ARN_KIND[lb_type]}/{name}/{tag}"),
+        ctx.source,
+    )
     if scheme == "internet-facing":
         where = "Subnets" if "Subnets" in props else "SubnetMappings"
         state.public_claims[lid] = functools.partial(_claim_public_ips, line=ctx.line(where))
@@ -185,10 +242,13 @@ def _claim_public_ips(state: BuildState, lid: str, *, line: int | None) -> None:
     for node in lbs[lid].nodes:
         reason = routing.why_private(state, node.subnet_id)
         if reason is not None:
-            raise BadInput(f"an internet-facing load balancer needs public subnets, but "
-                           f"{reason}", line=line, logical_id=lid,
-                           hint="use subnets whose route table sends 0.0.0.0/0 to an attached "
-                                "internet gateway, or make the load balancer internal")
+            raise BadInput(
+                f"an internet-facing load balancer needs public subnets, but {reason}",
+                line=line,
+                logical_id=lid,
+                hint="use subnets whose route table sends 0.0.0.0/0 to an attached "
+                "internet gateway, or make the load balancer internal",
+            )
         try:
             ip = state.addresses.public.allocate(node.name)
         except BadInput as err:
@@ -204,13 +264,11 @@ def _set_aside_node_ips(logical_id: str, raw: Any, state: BuildState) -> None:
         if not isinstance(mapping, dict):
             continue
         subnet, ip = mapping.get("SubnetId"), mapping.get("PrivateIPv4Address")
-        if isinstance(subnet, dict) and isinstance(subnet.get("Ref"), str) and \
-                isinstance(ip, str):
-            try:
-                state.addresses.set_aside_private(subnet["Ref"], IPv4Address(ip.strip()),
-                                                  logical_id)
-            except ValueError:
-                pass  # reported when the load balancer is built
+        if isinstance(subnet, dict) and isinstance(subnet.get("Ref"), str) and isinstance(ip, str):
+            with contextlib.suppress(ValueError):  # reported when the load balancer is built
+                state.addresses.set_aside_private(
+                    subnet["Ref"], IPv4Address(ip.strip()), logical_id
+                )
 
 
 def _lb(state: BuildState, lid: str) -> LoadBalancer:
@@ -228,33 +286,51 @@ def _public_ips(state: BuildState, lid: str) -> list[str]:
     routing.assign_public_ips(state, until=lid)
     lb = _lb(state, lid)
     if lb.scheme != "internet-facing":
-        raise BadInput(f"{lid} is {'an internal' if lb.scheme else 'a gateway'} load "
-                       "balancer: its nodes have no public addresses",
-                       hint=f"use !GetAtt {lid}.NodePrivateIps")
+        raise BadInput(
+            f"{lid} is {'an internal' if lb.scheme else 'a gateway'} load "
+            "balancer: its nodes have no public addresses",
+            hint=f"use !GetAtt {lid}.NodePrivateIps",
+        )
     return [str(n.public_ip) for n in lb.nodes]
 
 
-register(ResourceType(
-    LOAD_BALANCER, _build,
-    properties={"Name": prop("string"), "Type": prop("string"), "Scheme": prop("string"),
-                "Subnets": prop("list"), "SubnetMappings": prop("list"),
-                "IpAddressType": prop("string"), "LoadBalancerAttributes": prop("list")},
-    ignored=frozenset({"SecurityGroups", "MinimumLoadBalancerCapacity",
-                       "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
-                       "EnablePrefixForIpv6SourceNat"}),
-    unsupported={"CustomerOwnedIpv4Pool": f"Outposts are {NOT_IN_LAB}",
-                 "IpamPools": f"IPAM pools are {NOT_YET}"},
-    ref_value=lambda s, lid: _lb(s, lid).arn,
-    attributes={
-        "DNSName": lambda s, lid: _lb(s, lid).dns_name,
-        "LoadBalancerArn": lambda s, lid: _lb(s, lid).arn,
-        "LoadBalancerName": lambda s, lid: _lb(s, lid).name,
-        "LoadBalancerFullName": lambda s, lid: _lb(s, lid).arn.split(":loadbalancer/", 1)[1],
-        "CanonicalHostedZoneID": _hosted_zone,
-        # Lab additions: the nodes' addresses in the order of the subnets.
-        "NodePrivateIps": lambda s, lid: [str(n.private_ip) for n in _lb(s, lid).nodes],
-        "NodePublicIps": _public_ips,
-    },
-    attribute_waits_for={"NodePublicIps": ROUTING},
-    prepare=_set_aside_node_ips,
-))
+register(
+    ResourceType(
+        LOAD_BALANCER,
+        _build,
+        properties={
+            "Name": prop("string"),
+            "Type": prop("string"),
+            "Scheme": prop("string"),
+            "Subnets": prop("list"),
+            "SubnetMappings": prop("list"),
+            "IpAddressType": prop("string"),
+            "LoadBalancerAttributes": prop("list"),
+        },
+        ignored=frozenset(
+            {
+                "SecurityGroups",
+                "MinimumLoadBalancerCapacity",
+                "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
+                "EnablePrefixForIpv6SourceNat",
+            }
+        ),
+        unsupported={
+            "CustomerOwnedIpv4Pool": f"Outposts are {NOT_IN_LAB}",
+            "IpamPools": f"IPAM pools are {NOT_YET}",
+        },
+        ref_value=lambda s, lid: _lb(s, lid).arn,
+        attributes={
+            "DNSName": lambda s, lid: _lb(s, lid).dns_name,
+            "LoadBalancerArn": lambda s, lid: _lb(s, lid).arn,
+            "LoadBalancerName": lambda s, lid: _lb(s, lid).name,
+            "LoadBalancerFullName": lambda s, lid: _lb(s, lid).arn.split(":loadbalancer/", 1)[1],
+            "CanonicalHostedZoneID": _hosted_zone,
+            # Lab additions: the nodes' addresses in the order of the subnets.
+            "NodePrivateIps": lambda s, lid: [str(n.private_ip) for n in _lb(s, lid).nodes],
+            "NodePublicIps": _public_ips,
+        },
+        attribute_waits_for={"NodePublicIps": ROUTING},
+        prepare=_set_aside_node_ips,
+    )
+)

@@ -51,25 +51,34 @@ COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP tok
 def _target_type(ctx: ResourceContext) -> str:
     target_type = ctx.props.get("TargetType", "instance")
     if target_type in ("lambda", "alb"):
-        raise ctx.fail(f"TargetType {target_type} is {NOT_IN_LAB}", prop="TargetType",
-                       hint="use instance or ip targets")
+        raise ctx.fail(
+            f"TargetType {target_type} is {NOT_IN_LAB}",
+            prop="TargetType",
+            hint="use instance or ip targets",
+        )
     return choice(ctx, target_type, ("instance", "ip"), "TargetType", ctx.line("TargetType"))
 
 
 def _protocol_and_port(ctx: ResourceContext) -> tuple[str, int]:
     for key in ("Protocol", "Port", "VpcId"):
         if key not in ctx.props:
-            raise ctx.fail(f"required property {key} is missing (instance and ip target "
-                           "groups need Protocol, Port and VpcId)")
+            raise ctx.fail(
+                f"required property {key} is missing (instance and ip target "
+                "groups need Protocol, Port and VpcId)"
+            )
     protocol = ctx.props["Protocol"]
     if protocol in ("TLS", "HTTPS"):
-        raise ctx.fail(f"{protocol} target groups {NO_TLS}", prop="Protocol",
-                       hint="use TCP" if protocol == "TLS" else "use HTTP")
+        raise ctx.fail(
+            f"{protocol} target groups {NO_TLS}",
+            prop="Protocol",
+            hint="use TCP" if protocol == "TLS" else "use HTTP",
+        )
     choice(ctx, protocol, PROTOCOLS, "Protocol", ctx.line("Protocol"))
     port = in_range(ctx, ctx.props["Port"], 1, 65535, "Port", ctx.line("Port"))
     if protocol == "GENEVE" and port != GENEVE_PORT:
-        raise ctx.fail(f"a GENEVE target group must use port {GENEVE_PORT}, not {port}",
-                       prop="Port")
+        raise ctx.fail(
+            f"a GENEVE target group must use port {GENEVE_PORT}, not {port}", prop="Port"
+        )
     return protocol, port
 
 
@@ -77,11 +86,16 @@ def _check_versions(ctx: ResourceContext, protocol: str) -> None:
     version = ctx.props.get("ProtocolVersion")
     if version is not None:
         if protocol != "HTTP":
-            raise ctx.fail(f"ProtocolVersion is only for HTTP target groups, not {protocol}",
-                           prop="ProtocolVersion")
+            raise ctx.fail(
+                f"ProtocolVersion is only for HTTP target groups, not {protocol}",
+                prop="ProtocolVersion",
+            )
         if version in ("HTTP2", "GRPC"):
-            raise ctx.fail(f"ProtocolVersion {version} is {NOT_IN_LAB}", prop="ProtocolVersion",
-                           hint="use HTTP1 (the default)")
+            raise ctx.fail(
+                f"ProtocolVersion {version} is {NOT_IN_LAB}",
+                prop="ProtocolVersion",
+                hint="use HTTP1 (the default)",
+            )
         choice(ctx, version, ("HTTP1",), "ProtocolVersion", ctx.line("ProtocolVersion"))
     address_type = ctx.props.get("IpAddressType", "ipv4")
     if address_type == "ipv6":
@@ -92,8 +106,13 @@ def _check_versions(ctx: ResourceContext, protocol: str) -> None:
 class _AttributeRules:
     """The rules that tie a target group's attributes together, per LB type."""
 
-    def __init__(self, ctx: ResourceContext, protocol: str, attrs: dict[str, str],
-                 lines: dict[str, int | None]) -> None:
+    def __init__(
+        self,
+        ctx: ResourceContext,
+        protocol: str,
+        attrs: dict[str, str],
+        lines: dict[str, int | None],
+    ) -> None:
         self.ctx, self.protocol, self.attrs, self.lines = ctx, protocol, attrs, lines
 
     def fail(self, key: str, message: str, hint: str | None = None) -> BadInput:
@@ -106,9 +125,12 @@ class _AttributeRules:
         attrs = self.attrs
         allowed = DEFAULTS[lb_type].stickiness_types
         if attrs["stickiness.type"] not in allowed:
-            raise self.fail("stickiness.type", f"stickiness.type of a {self.protocol} target "
-                            f"group must be one of {', '.join(allowed)}, not "
-                            f"{attrs['stickiness.type']!r}")
+            raise self.fail(
+                "stickiness.type",
+                f"stickiness.type of a {self.protocol} target "
+                f"group must be one of {', '.join(allowed)}, not "
+                f"{attrs['stickiness.type']!r}",
+            )
         if lb_type == NETWORK:
             self.network(target_type)
         elif lb_type == APPLICATION:
@@ -121,48 +143,75 @@ class _AttributeRules:
         if key not in self.lines:
             attrs[key] = str(preserve_client_ip_default(self.protocol, target_type)).lower()
         elif attrs[key] == "false" and self.protocol in ("UDP", "TCP_UDP"):
-            raise self.fail(key, "client IP preservation cannot be turned off for "
-                                 f"{self.protocol} target groups")
+            raise self.fail(
+                key,
+                f"client IP preservation cannot be turned off for {self.protocol} target groups",
+            )
         if attrs["proxy_protocol_v2.enabled"] == "true":
             raise self.fail("proxy_protocol_v2.enabled", f"proxy protocol v2 is {NOT_IN_LAB}")
-        if attrs["target_health_state.unhealthy.connection_termination.enabled"] == "true" \
-                and attrs["target_health_state.unhealthy.draining_interval_seconds"] != "0":
-            raise self.fail("target_health_state.unhealthy.draining_interval_seconds",
-                            "a draining interval needs target_health_state.unhealthy."
-                            "connection_termination.enabled false")
+        if (
+            attrs["target_health_state.unhealthy.connection_termination.enabled"] == "true"
+            and attrs["target_health_state.unhealthy.draining_interval_seconds"] != "0"
+        ):
+            raise self.fail(
+                "target_health_state.unhealthy.draining_interval_seconds",
+                "a draining interval needs target_health_state.unhealthy."
+                "connection_termination.enabled false",
+            )
 
     def application(self) -> None:
         attrs = self.attrs
         slow_start = int(attrs["slow_start.duration_seconds"])
         if 0 < slow_start < 30:
-            raise self.fail("slow_start.duration_seconds", "slow_start.duration_seconds must "
-                            f"be 0 (off) or from 30 to 900, not {slow_start}")
-        if attrs["load_balancing.algorithm.anomaly_mitigation"] == "on" and \
-                attrs["load_balancing.algorithm.type"] != "weighted_random":
-            raise self.fail("load_balancing.algorithm.anomaly_mitigation", "anomaly mitigation "
-                            "needs load_balancing.algorithm.type weighted_random")
+            raise self.fail(
+                "slow_start.duration_seconds",
+                f"slow_start.duration_seconds must be 0 (off) or from 30 to 900, not {slow_start}",
+            )
+        if (
+            attrs["load_balancing.algorithm.anomaly_mitigation"] == "on"
+            and attrs["load_balancing.algorithm.type"] != "weighted_random"
+        ):
+            raise self.fail(
+                "load_balancing.algorithm.anomaly_mitigation",
+                "anomaly mitigation needs load_balancing.algorithm.type weighted_random",
+            )
         key = "stickiness.app_cookie.cookie_name"
         cookie = attrs[key]
         if cookie and not COOKIE_NAME.match(cookie):
-            raise self.fail(key, f"cookie name {cookie!r} has characters a cookie name cannot "
-                                 "have")
+            raise self.fail(key, f"cookie name {cookie!r} has characters a cookie name cannot have")
         if cookie.upper().startswith(RESERVED_COOKIES):
-            raise self.fail(key, f"cookie name {cookie!r} is reserved: names starting AWSALB, "
-                                 "AWSALBAPP or AWSALBTG belong to the load balancer")
-        if attrs["stickiness.enabled"] == "true" and attrs["stickiness.type"] == "app_cookie" \
-                and not cookie:
-            raise self.fail("stickiness.type", "app_cookie stickiness needs "
-                            "stickiness.app_cookie.cookie_name, the application's cookie")
+            raise self.fail(
+                key,
+                f"cookie name {cookie!r} is reserved: names starting AWSALB, "
+                "AWSALBAPP or AWSALBTG belong to the load balancer",
+            )
+        if (
+            attrs["stickiness.enabled"] == "true"
+            and attrs["stickiness.type"] == "app_cookie"
+            and not cookie
+        ):
+            raise self.fail(
+                "stickiness.type",
+                "app_cookie stickiness needs "
+                "stickiness.app_cookie.cookie_name, the application's cookie",
+            )
 
     def gateway(self) -> None:
         on_dereg = self.attrs["target_failover.on_deregistration"]
         on_unhealthy = self.attrs["target_failover.on_unhealthy"]
         if on_dereg != on_unhealthy:
-            key = "target_failover.on_unhealthy" if "target_failover.on_unhealthy" in \
-                self.lines else "target_failover.on_deregistration"
-            raise self.fail(key, f"target_failover.on_deregistration ({on_dereg}) and "
-                                 f"target_failover.on_unhealthy ({on_unhealthy}) must be the "
-                                 "same", hint="set both to rebalance or both to no_rebalance")
+            key = (
+                "target_failover.on_unhealthy"
+                if "target_failover.on_unhealthy" in self.lines
+                else "target_failover.on_deregistration"
+            )
+            raise self.fail(
+                key,
+                f"target_failover.on_deregistration ({on_dereg}) and "
+                f"target_failover.on_unhealthy ({on_unhealthy}) must be the "
+                "same",
+                hint="set both to rebalance or both to no_rebalance",
+            )
 
 
 def _build(ctx: ResourceContext) -> None:
@@ -176,9 +225,13 @@ def _build(ctx: ResourceContext) -> None:
     check = health_check.health_check(ctx, lb_type)
     vpc_id = props["VpcId"]
     targets = read_targets(ctx, target_type, protocol, port, vpc_id)
-    attrs, lines = read_attributes(ctx, "TargetGroupAttributes",
-                                   DEFAULTS[lb_type].tg_attributes,
-                                   f"{protocol} target group", "tg_attributes")
+    attrs, lines = read_attributes(
+        ctx,
+        "TargetGroupAttributes",
+        DEFAULTS[lb_type].tg_attributes,
+        f"{protocol} target group",
+        "tg_attributes",
+    )
     _AttributeRules(ctx, protocol, attrs, lines).check(lb_type, target_type)
     sticky = attrs["stickiness.enabled"] == "true"
     sticky_type = attrs["stickiness.type"] if sticky else None
@@ -187,19 +240,33 @@ def _build(ctx: ResourceContext) -> None:
         cookie = "lb_cookie" if sticky_type == "lb_cookie" else "app_cookie"
         duration = int(attrs[f"stickiness.{cookie}.duration_seconds"])
     preserve = {APPLICATION: False, GATEWAY: True}.get(
-        lb_type, attrs.get("preserve_client_ip.enabled") == "true")
+        lb_type, attrs.get("preserve_client_ip.enabled") == "true"
+    )
     tag = digest(state, lid, "arn")[:16]
     family(state)["target_groups"][lid] = TargetGroup(
-        logical_id=lid, name=name, protocol=protocol, port=port, target_type=target_type,
-        vpc_id=vpc_id, targets=targets, health_check=check, attributes=frozen_map(attrs),
+        logical_id=lid,
+        name=name,
+        protocol=protocol,
+        port=port,
+        target_type=target_type,
+        vpc_id=vpc_id,
+        targets=targets,
+        health_check=check,
+        attributes=frozen_map(attrs),
         deregistration_delay_s=int(attrs["deregistration_delay.timeout_seconds"]),
-        preserve_client_ip=preserve, stickiness_enabled=sticky, stickiness_type=sticky_type,
-        cross_zone=attrs.get("load_balancing.cross_zone.enabled",
-                             "use_load_balancer_configuration"),
+        preserve_client_ip=preserve,
+        stickiness_enabled=sticky,
+        stickiness_type=sticky_type,
+        cross_zone=attrs.get(
+            "load_balancing.cross_zone.enabled", "use_load_balancer_configuration"
+        ),
         algorithm=attrs.get("load_balancing.algorithm.type"),
-        arn=arn(state, f"targetgroup/{name}/{tag}"), source=ctx.source, lb_type=lb_type,
-        stickiness_duration_s=duration, target_failover=attrs.get(
-            "target_failover.on_deregistration"))
+        arn=arn(state, f"targetgroup/{name}/{tag}"),
+        source=ctx.source,
+        lb_type=lb_type,
+        stickiness_duration_s=duration,
+        target_failover=attrs.get("target_failover.on_deregistration"),
+    )
 
 
 def users(state: BuildState, tg_id: str) -> list[str]:
@@ -208,10 +275,16 @@ def users(state: BuildState, tg_id: str) -> list[str]:
     found: list[str] = []
     for listener in sections["listeners"].values():
         actions = list(listener.default_actions)
-        actions += [a for rule in sections["listener_rules"].values()
-                    if rule.listener_id == listener.logical_id for a in rule.actions]
-        if any(tg == tg_id for a in actions for tg, _ in a.target_groups) and \
-                listener.lb_id not in found:
+        actions += [
+            a
+            for rule in sections["listener_rules"].values()
+            if rule.listener_id == listener.logical_id
+            for a in rule.actions
+        ]
+        if (
+            any(tg == tg_id for a in actions for tg, _ in a.target_groups)
+            and listener.lb_id not in found
+        ):
             found.append(listener.lb_id)
     return found
 
@@ -220,20 +293,31 @@ def _tg(state: BuildState, lid: str) -> TargetGroup:
     return family(state)["target_groups"][lid]
 
 
-register(ResourceType(
-    TARGET_GROUP, _build,
-    properties={"Name": prop("string"), "Protocol": prop("string"), "Port": prop("integer"),
-                "ProtocolVersion": prop("string"), "TargetType": prop("string"),
-                "VpcId": ref(VPC), "Targets": prop("list"),
-                "TargetGroupAttributes": prop("list"), "IpAddressType": prop("string"),
-                **health_check.PROPERTIES},
-    ref_value=lambda s, lid: _tg(s, lid).arn,
-    attributes={
-        "TargetGroupArn": lambda s, lid: _tg(s, lid).arn,
-        "TargetGroupName": lambda s, lid: _tg(s, lid).name,
-        "TargetGroupFullName": lambda s, lid: _tg(s, lid).arn.split(":", 5)[5],
-        "LoadBalancerArns": lambda s, lid: [family(s)["load_balancers"][lb].arn
-                                            for lb in users(s, lid)],
-    },
-    attribute_waits_for={"LoadBalancerArns": (LISTENER, LISTENER_RULE)},
-))
+register(
+    ResourceType(
+        TARGET_GROUP,
+        _build,
+        properties={
+            "Name": prop("string"),
+            "Protocol": prop("string"),
+            "Port": prop("integer"),
+            "ProtocolVersion": prop("string"),
+            "TargetType": prop("string"),
+            "VpcId": ref(VPC),
+            "Targets": prop("list"),
+            "TargetGroupAttributes": prop("list"),
+            "IpAddressType": prop("string"),
+            **health_check.PROPERTIES,
+        },
+        ref_value=lambda s, lid: _tg(s, lid).arn,
+        attributes={
+            "TargetGroupArn": lambda s, lid: _tg(s, lid).arn,
+            "TargetGroupName": lambda s, lid: _tg(s, lid).name,
+            "TargetGroupFullName": lambda s, lid: _tg(s, lid).arn.split(":", 5)[5],
+            "LoadBalancerArns": lambda s, lid: [
+                family(s)["load_balancers"][lb].arn for lb in users(s, lid)
+            ],
+        },
+        attribute_waits_for={"LoadBalancerArns": (LISTENER, LISTENER_RULE)},
+    )
+)

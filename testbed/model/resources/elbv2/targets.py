@@ -10,60 +10,91 @@ from testbed.model.resources.base import ResourceContext, prop, ref
 from testbed.model.resources.ec2 import AZ_NAME, INSTANCE
 from testbed.model.resources.elbv2.common import convert, in_range, items, nested
 
-TARGET_PROPERTIES = {"Id": prop("string", required=True), "Port": prop("integer"),
-                     "AvailabilityZone": prop("string")}
+TARGET_PROPERTIES = {
+    "Id": prop("string", required=True),
+    "Port": prop("integer"),
+    "AvailabilityZone": prop("string"),
+}
 
 
-def _instance_target(ctx: ResourceContext, text: str, vpc_id: str, where: str,
-                     lines: dict[str, int | None]) -> tuple[IPv4Address, str, str]:
+def _instance_target(
+    ctx: ResourceContext, text: str, vpc_id: str, where: str, lines: dict[str, int | None]
+) -> tuple[IPv4Address, str, str]:
     """(address, AZ, instance logical id) of an instance target in the group's VPC."""
     state = ctx.state
     if "AvailabilityZone" in lines:
-        raise ctx.fail(f"{where}.AvailabilityZone is only for ip targets; an instance's AZ is "
-                       "its subnet's", line=lines["AvailabilityZone"])
+        raise ctx.fail(
+            f"{where}.AvailabilityZone is only for ip targets; an instance's AZ is its subnet's",
+            line=lines["AvailabilityZone"],
+        )
     instance_id = convert(ctx, ref(INSTANCE), text, f"{where}.Id", lines["Id"])
     draft = state.instances[instance_id]
     subnet = state.subnets[draft.subnet_id]
     if subnet.vpc_id != vpc_id:
-        raise ctx.fail(f"{where}: instance {instance_id} is in {subnet.vpc_id}, not in the "
-                       f"target group's VPC {vpc_id}", line=lines["Id"])
+        raise ctx.fail(
+            f"{where}: instance {instance_id} is in {subnet.vpc_id}, not in the "
+            f"target group's VPC {vpc_id}",
+            line=lines["Id"],
+        )
     return draft.private_ip, subnet.az, instance_id
 
 
-def _ip_target(ctx: ResourceContext, text: str, vpc_id: str, where: str,
-               values: dict, lines: dict[str, int | None]
-               ) -> tuple[IPv4Address, str, str | None]:
+def _ip_target(
+    ctx: ResourceContext,
+    text: str,
+    vpc_id: str,
+    where: str,
+    values: dict,
+    lines: dict[str, int | None],
+) -> tuple[IPv4Address, str, str | None]:
     """(address, AZ, instance holding it or None) of an ip target inside the VPC."""
     state = ctx.state
     ip: IPv4Address = convert(ctx, prop("ip"), text, f"{where}.Id", lines["Id"])
     vpc = state.vpcs[vpc_id]
     if ip not in vpc.cidr:
-        raise ctx.fail(f"{where}: target address {ip} is not inside {vpc_id}'s {vpc.cidr}",
-                       line=lines["Id"], hint="ip targets must be addresses of the VPC")
-    subnet = next((s for s in state.subnets.values()
-                   if s.vpc_id == vpc_id and ip in s.cidr), None)
+        raise ctx.fail(
+            f"{where}: target address {ip} is not inside {vpc_id}'s {vpc.cidr}",
+            line=lines["Id"],
+            hint="ip targets must be addresses of the VPC",
+        )
+    subnet = next((s for s in state.subnets.values() if s.vpc_id == vpc_id and ip in s.cidr), None)
     given = values.get("AvailabilityZone")
     az_line = lines.get("AvailabilityZone", lines["Id"])
     if given is not None:
         match = AZ_NAME.match(given)
         if not match or match.group(1) != state.region:
-            raise ctx.fail(f"{where}.AvailabilityZone {given!r} is not an availability zone "
-                           f"of {state.region}", line=az_line)
+            raise ctx.fail(
+                f"{where}.AvailabilityZone {given!r} is not an availability zone of {state.region}",
+                line=az_line,
+            )
         if subnet is not None and given != subnet.az:
-            raise ctx.fail(f"{where}.AvailabilityZone {given} differs from the AZ of subnet "
-                           f"{subnet.logical_id} ({subnet.az}), which holds {ip}",
-                           line=az_line, hint="leave AvailabilityZone out")
+            raise ctx.fail(
+                f"{where}.AvailabilityZone {given} differs from the AZ of subnet "
+                f"{subnet.logical_id} ({subnet.az}), which holds {ip}",
+                line=az_line,
+                hint="leave AvailabilityZone out",
+            )
     elif subnet is None:
-        raise ctx.fail(f"{where}: no subnet of {vpc_id} holds {ip}, so its availability zone "
-                       "is unknown", line=lines["Id"], hint="add AvailabilityZone")
+        raise ctx.fail(
+            f"{where}: no subnet of {vpc_id} holds {ip}, so its availability zone is unknown",
+            line=lines["Id"],
+            hint="add AvailabilityZone",
+        )
     az = subnet.az if subnet is not None else given
-    owner = next((lid for lid, draft in state.instances.items() if draft.private_ip == ip
-                  and state.subnets[draft.subnet_id].vpc_id == vpc_id), None)
+    owner = next(
+        (
+            lid
+            for lid, draft in state.instances.items()
+            if draft.private_ip == ip and state.subnets[draft.subnet_id].vpc_id == vpc_id
+        ),
+        None,
+    )
     return ip, az, owner
 
 
-def read_targets(ctx: ResourceContext, target_type: str, protocol: str, port: int,
-                 vpc_id: str) -> tuple[Target, ...]:
+def read_targets(
+    ctx: ResourceContext, target_type: str, protocol: str, port: int, vpc_id: str
+) -> tuple[Target, ...]:
     """The Targets property: each target located, checked and given its address and AZ."""
     if "Targets" not in ctx.props:
         return ()
@@ -79,14 +110,19 @@ def read_targets(ctx: ResourceContext, target_type: str, protocol: str, port: in
         target_port = values.get("Port", port)
         in_range(ctx, target_port, 1, 65535, f"{where}.Port", lines.get("Port", line))
         if protocol == "GENEVE" and target_port != GENEVE_PORT:
-            raise ctx.fail(f"{where}.Port must be {GENEVE_PORT}: a gateway load balancer "
-                           f"reaches its appliances on GENEVE port {GENEVE_PORT}",
-                           line=lines.get("Port", line))
+            raise ctx.fail(
+                f"{where}.Port must be {GENEVE_PORT}: a gateway load balancer "
+                f"reaches its appliances on GENEVE port {GENEVE_PORT}",
+                line=lines.get("Port", line),
+            )
         target_id = str(ip) if target_type == "ip" else text
         key = (target_id, target_port)
         if key in seen:
-            raise ctx.fail(f"{where}: target {key[0]} port {target_port} is already {seen[key]}",
-                           line=line, hint="register each target and port once")
+            raise ctx.fail(
+                f"{where}: target {key[0]} port {target_port} is already {seen[key]}",
+                line=line,
+                hint="register each target and port once",
+            )
         seen[key] = where
         targets.append(Target(target_id, ip, target_port, az, instance))
     return tuple(targets)

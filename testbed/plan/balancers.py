@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from testbed.model.elbv2_types import elbv2_sections
+
 NLB_IDLE_TCP_S = 350
 NLB_IDLE_UDP_S = 120
 ZONES_PER_LB = 2  # DNAT (client -> target) and SNAT (when the client IP is not preserved)
@@ -132,10 +134,16 @@ class LoadBalancerPlan:
     def from_dict(cls, d: dict[str, Any]) -> LoadBalancerPlan:
         d = dict(d)
         d["nodes"] = tuple(NodePlan(**n) for n in d["nodes"])
-        d["listeners"] = tuple(ListenerPlan(**{
-            **ls, "default_actions": tuple(ls.get("default_actions", ())),
-            "rules": tuple(_rule_from_dict(r) for r in ls.get("rules", ()))})
-            for ls in d["listeners"])
+        d["listeners"] = tuple(
+            ListenerPlan(
+                **{
+                    **ls,
+                    "default_actions": tuple(ls.get("default_actions", ())),
+                    "rules": tuple(_rule_from_dict(r) for r in ls.get("rules", ())),
+                }
+            )
+            for ls in d["listeners"]
+        )
         tgs = []
         for tg in d["target_groups"]:
             tg = dict(tg)
@@ -147,9 +155,15 @@ class LoadBalancerPlan:
 
 
 def _rule_from_dict(d: dict[str, Any]) -> RulePlan:
-    conditions = tuple(ConditionPlan(
-        c["field"], tuple(c["values"]), c.get("key"),
-        tuple((k, v) for k, v in c.get("pairs", ()))) for c in d["conditions"])
+    conditions = tuple(
+        ConditionPlan(
+            c["field"],
+            tuple(c["values"]),
+            c.get("key"),
+            tuple((k, v) for k, v in c.get("pairs", ())),
+        )
+        for c in d["conditions"]
+    )
     return RulePlan(d["name"], int(d["priority"]), conditions, tuple(d["actions"]))
 
 
@@ -163,16 +177,16 @@ def stickiness_of(tg: Any) -> str:
 
 def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
     """LoadBalancerPlans from the model's ELBv2 objects; zones from zone_base upward."""
-    from testbed.model.elbv2_types import elbv2_sections
-
     elb = elbv2_sections(model)
     lbs = elb.get("load_balancers", {})
     tgs = elb.get("target_groups", {})
     listeners = elb.get("listeners", {})
     plans = []
     for index, (lb_id, lb) in enumerate(sorted(lbs.items()), start=1):
-        my_listeners = sorted((lis for lis in listeners.values() if lis.lb_id == lb_id),
-                              key=lambda lis: (lis.port or 0, lis.protocol or ""))
+        my_listeners = sorted(
+            (lis for lis in listeners.values() if lis.lb_id == lb_id),
+            key=lambda lis: (lis.port or 0, lis.protocol or ""),
+        )
         used_tgs: list[str] = []
         listener_plans = []
         all_rules = elb.get("listener_rules", {}).values()
@@ -183,12 +197,19 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                 for tg_id, _w in a.target_groups:
                     if tg_id not in used_tgs:
                         used_tgs.append(tg_id)
-            rules = sorted((r for r in all_rules if r.listener_id == lis.logical_id),
-                           key=lambda r: r.priority)
-            listener_plans.append(ListenerPlan(
-                lis.logical_id, lis.port, lis.protocol, tg_name,
-                tuple(_action_dict(a) for a in lis.default_actions),
-                tuple(_rule_plan(r) for r in rules)))
+            rules = sorted(
+                (r for r in all_rules if r.listener_id == lis.logical_id), key=lambda r: r.priority
+            )
+            listener_plans.append(
+                ListenerPlan(
+                    lis.logical_id,
+                    lis.port,
+                    lis.protocol,
+                    tg_name,
+                    tuple(_action_dict(a) for a in lis.default_actions),
+                    tuple(_rule_plan(r) for r in rules),
+                )
+            )
         for rule in all_rules:
             if any(lis.logical_id == rule.listener_id for lis in my_listeners):
                 for a in rule.actions:
@@ -197,47 +218,85 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                             used_tgs.append(tg_id)
         idle_tcp = [lis.tcp_idle_timeout_s for lis in my_listeners if lis.tcp_idle_timeout_s]
         idle_udp = [lis.udp_idle_timeout_s for lis in my_listeners if lis.udp_idle_timeout_s]
-        plans.append(LoadBalancerPlan(
-            name=lb_id, type=lb.type, scheme=lb.scheme, dns_name=lb.dns_name,
-            cross_zone=bool(lb.cross_zone),
-            nodes=tuple(NodePlan(n.name, n.az, n.subnet_id, str(n.private_ip),
-                                 str(n.public_ip) if n.public_ip else None) for n in lb.nodes),
-            listeners=tuple(listener_plans),
-            target_groups=tuple(_tg_plan(tgs[t]) for t in used_tgs),
-            index=index, zone_dnat=zone_base + ZONES_PER_LB * (index - 1),
-            zone_snat=zone_base + ZONES_PER_LB * (index - 1) + 1,
-            # One conntrack zone per LB: its timeouts are the longest any listener asks for.
-            idle_tcp_s=max(idle_tcp, default=NLB_IDLE_TCP_S),
-            idle_udp_s=max(idle_udp, default=NLB_IDLE_UDP_S),
-            attributes=dict(lb.attributes)))
+        plans.append(
+            LoadBalancerPlan(
+                name=lb_id,
+                type=lb.type,
+                scheme=lb.scheme,
+                dns_name=lb.dns_name,
+                cross_zone=bool(lb.cross_zone),
+                nodes=tuple(
+                    NodePlan(
+                        n.name,
+                        n.az,
+                        n.subnet_id,
+                        str(n.private_ip),
+                        str(n.public_ip) if n.public_ip else None,
+                    )
+                    for n in lb.nodes
+                ),
+                listeners=tuple(listener_plans),
+                target_groups=tuple(_tg_plan(tgs[t]) for t in used_tgs),
+                index=index,
+                zone_dnat=zone_base + ZONES_PER_LB * (index - 1),
+                zone_snat=zone_base + ZONES_PER_LB * (index - 1) + 1,
+                # One conntrack zone per LB: its timeouts are the longest any listener asks for.
+                idle_tcp_s=max(idle_tcp, default=NLB_IDLE_TCP_S),
+                idle_udp_s=max(idle_udp, default=NLB_IDLE_UDP_S),
+                attributes=dict(lb.attributes),
+            )
+        )
     return tuple(plans)
 
 
 def _rule_plan(rule: Any) -> RulePlan:
-    return RulePlan(rule.logical_id, rule.priority,
-                    tuple(ConditionPlan(c.field, tuple(c.values), c.key, tuple(c.pairs))
-                          for c in rule.conditions),
-                    tuple(_action_dict(a) for a in rule.actions))
+    return RulePlan(
+        rule.logical_id,
+        rule.priority,
+        tuple(
+            ConditionPlan(c.field, tuple(c.values), c.key, tuple(c.pairs)) for c in rule.conditions
+        ),
+        tuple(_action_dict(a) for a in rule.actions),
+    )
 
 
 def _action_dict(a: Any) -> dict[str, Any]:
-    return {"type": a.type, "order": a.order,
-            "target_groups": [list(x) for x in a.target_groups],
-            "group_stickiness_s": a.group_stickiness_s,
-            "redirect": dict(a.redirect) if a.redirect else None,
-            "fixed_response": dict(a.fixed_response) if a.fixed_response else None}
+    return {
+        "type": a.type,
+        "order": a.order,
+        "target_groups": [list(x) for x in a.target_groups],
+        "group_stickiness_s": a.group_stickiness_s,
+        "redirect": dict(a.redirect) if a.redirect else None,
+        "fixed_response": dict(a.fixed_response) if a.fixed_response else None,
+    }
 
 
 def _tg_plan(tg: Any) -> TargetGroupPlan:
     hc = tg.health_check
     return TargetGroupPlan(
-        name=tg.logical_id, protocol=tg.protocol, port=tg.port, target_type=tg.target_type,
+        name=tg.logical_id,
+        protocol=tg.protocol,
+        port=tg.port,
+        target_type=tg.target_type,
         # Keyed by the instance's logical id (what `testbed register` takes), else the IP.
-        targets=tuple(TargetPlan(f"{t.instance or t.id}:{t.port}", t.id, str(t.ip), t.port,
-                                 t.az, t.instance) for t in tg.targets),
-        health=HealthPlan(hc.enabled, hc.protocol, hc.port, hc.path, hc.interval_s,
-                          hc.timeout_s, hc.healthy_threshold, hc.unhealthy_threshold,
-                          hc.matcher),
-        preserve_client_ip=bool(tg.preserve_client_ip), stickiness=stickiness_of(tg),
-        cross_zone=str(tg.cross_zone), deregistration_delay_s=int(tg.deregistration_delay_s),
-        attributes=dict(tg.attributes))
+        targets=tuple(
+            TargetPlan(f"{t.instance or t.id}:{t.port}", t.id, str(t.ip), t.port, t.az, t.instance)
+            for t in tg.targets
+        ),
+        health=HealthPlan(
+            hc.enabled,
+            hc.protocol,
+            hc.port,
+            hc.path,
+            hc.interval_s,
+            hc.timeout_s,
+            hc.healthy_threshold,
+            hc.unhealthy_threshold,
+            hc.matcher,
+        ),
+        preserve_client_ip=bool(tg.preserve_client_ip),
+        stickiness=stickiness_of(tg),
+        cross_zone=str(tg.cross_zone),
+        deregistration_delay_s=int(tg.deregistration_delay_s),
+        attributes=dict(tg.attributes),
+    )

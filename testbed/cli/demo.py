@@ -13,21 +13,23 @@ from typing import Any
 
 from testbed.cli.common import hosts_table
 from testbed.lab import reachability
-from testbed.lab.api import start_lab, stop_lab
+from testbed.lab.api import Lab, start_lab, stop_lab
 from testbed.lab.events import Event
-from testbed.lab.plan import NetworkPlan
 from testbed.paths import DEFAULT_TEMPLATE
+from testbed.plan.network import NetworkPlan
 
 
 def _print_event(ev: Event) -> None:
     print(ev.line(), flush=True)
 
 
-def demo(template: str | None = None, params: dict[str, str] | None = None,
-         name: str = "demo", keep: bool = False) -> int:
+def demo(
+    template: str | None = None,
+    params: dict[str, str] | None = None,
+    name: str = "demo",
+    keep: bool = False,
+) -> int:
     """Run the demonstration; returns the process exit code."""
-    from testbed.lab.api import Lab
-
     template = template or str(DEFAULT_TEMPLATE)
     print(f"== 1. bring up {template} as lab {name!r}", flush=True)
     started = time.monotonic()
@@ -36,7 +38,7 @@ def demo(template: str | None = None, params: dict[str, str] | None = None,
     ok = False
     try:
         lab = Lab(name)
-        plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
+        plan = lab.plan
         print(f"\nready in {up_s:.1f} s, {state.get('datapath')} datapath\n")
         print(f"== 2. hosts and addresses\n{hosts_table(state['hosts'])}\n", flush=True)
         print("== 3. reachability (ping from every host to every address)", flush=True)
@@ -47,9 +49,11 @@ def demo(template: str | None = None, params: dict[str, str] | None = None,
         if diffs:
             print("\nNOT as AWS allows:\n  " + "\n  ".join(diffs))
         else:
-            print("\nok = reachable, -- = not; every cell matches AWS's rules (VPC local "
-                  "route,\ninternet gateway 1:1 NAT for public instances, nothing to private "
-                  "ones).")
+            print(
+                "\nok = reachable, -- = not; every cell matches AWS's rules (VPC local "
+                "route,\ninternet gateway 1:1 NAT for public instances, nothing to private "
+                "ones)."
+            )
         ok = not diffs
         ok &= _http_demo(lab, plan)
     finally:
@@ -68,8 +72,11 @@ def _http_demo(lab: Any, plan: NetworkPlan) -> bool:
     web = next((h for h in plan.hosts if h.public_ip and h.role == "http-backend"), None)
     if client is None or web is None:
         return True
-    print(f"\n== 4. HTTP from {client.name} ({client.ip}) to {web.name}'s public address "
-          f"{web.public_ip}", flush=True)
+    print(
+        f"\n== 4. HTTP from {client.name} ({client.ip}) to {web.name}'s public address "
+        f"{web.public_ip}",
+        flush=True,
+    )
     out = ""
     for _ in range(20):  # the backend may still be starting
         out = lab.host(client.name).cmd(f"curl -s -m 2 http://{web.public_ip}/")
@@ -83,6 +90,8 @@ def _http_demo(lab: Any, plan: NetworkPlan) -> bool:
         return False
     print(json.dumps(answer, indent=1))
     seen = answer.get("client", {}).get("ip")
-    print(f"{answer.get('instance')} ({answer.get('ip')}) answered and saw the client as "
-          f"{seen}: the internet gateway translated {web.public_ip} -> {web.ip}.")
+    print(
+        f"{answer.get('instance')} ({answer.get('ip')}) answered and saw the client as "
+        f"{seen}: the internet gateway translated {web.public_ip} -> {web.ip}."
+    )
     return answer.get("instance") == web.name and seen == client.ip

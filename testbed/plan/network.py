@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field, fields
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from testbed import naming
 from testbed.errors import BadInput
-from testbed.lab import naming
-from testbed.lab.lbplan import LoadBalancerPlan, build_lb_plans
+from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.snmp import host_snmp
 from testbed.model.types import INTERNET_CIDR, INTERNET_GATEWAY_IP, StackModel
+from testbed.plan.balancers import LoadBalancerPlan, build_lb_plans
 
 ROUTER_MAC = "02:00:00:00:00:fe"
 CORE_DPID = 1
@@ -162,8 +163,7 @@ class NetworkPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
-        kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan,
-                 "vpcs": VpcPlan}
+        kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan, "vpcs": VpcPlan}
         d = dict(d, hosts=[dict(h, extra_ips=tuple(h.get("extra_ips", ()))) for h in d["hosts"]])
         args = {}
         for f in fields(cls):
@@ -179,9 +179,12 @@ class NetworkPlan:
             elif f.name == "igw_routes":
                 value = tuple(RoutePlan(**r) for r in value)
             elif f.name == "subnets":
-                value = tuple(SubnetPlan(**{**x, "routes": tuple(RoutePlan(**r) for r in
-                                                                   x.get("routes", ()))})
-                              for x in value)
+                value = tuple(
+                    SubnetPlan(
+                        **{**x, "routes": tuple(RoutePlan(**r) for r in x.get("routes", ()))}
+                    )
+                    for x in value
+                )
             args[f.name] = value
         return cls(**args)
 
@@ -205,26 +208,39 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         sw = SwitchPlan(naming.bridge_name(lab, f"az{i}"), AZ_DPID_BASE + i, "az", az)
         az_switch[az] = sw
         switches.append(sw)
-        links.append(_trunk(lab, len(links), sw, UPLINK_PORT, core, core_port, uplink_kind,
-                            delay / 2, bandwidth))
+        links.append(
+            _trunk(
+                lab, len(links), sw, UPLINK_PORT, core, core_port, uplink_kind, delay / 2, bandwidth
+            )
+        )
         core_port += 1
     has_igw = any(g.vpc_id for g in model.internet_gateways.values())
     internet = None
     if has_igw or model.internet_clients:
         internet = SwitchPlan(naming.bridge_name(lab, "inet"), INTERNET_DPID, "internet")
         switches.append(internet)
-        links.append(_trunk(lab, len(links), internet, UPLINK_PORT, core, core_port, "patch",
-                            0.0, None))
+        links.append(
+            _trunk(lab, len(links), internet, UPLINK_PORT, core, core_port, "patch", 0.0, None)
+        )
         core_port += 1
 
-    vpcs = tuple(VpcPlan(v.logical_id, str(v.cidr), i)
-                 for i, v in enumerate(sorted(model.vpcs.values(), key=lambda v: v.logical_id),
-                                       start=1))
+    vpcs = tuple(
+        VpcPlan(v.logical_id, str(v.cidr), i)
+        for i, v in enumerate(sorted(model.vpcs.values(), key=lambda v: v.logical_id), start=1)
+    )
     subnets = tuple(
-        SubnetPlan(s.logical_id, s.vpc_id, s.az, str(s.cidr), str(s.router_ip), s.public,
-                   az_switch[s.az].name, i, _routes_of(model, s))
-        for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id),
-                              start=1)
+        SubnetPlan(
+            s.logical_id,
+            s.vpc_id,
+            s.az,
+            str(s.cidr),
+            str(s.router_ip),
+            s.public,
+            az_switch[s.az].name,
+            i,
+            _routes_of(model, s),
+        )
+        for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id), start=1)
     )
     hosts: list[HostPlan] = []
     next_port: dict[str, int] = {}
@@ -234,27 +250,43 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             subnet = model.subnets[inst.subnet_id]
             sw = az_switch[subnet.az]
             ip, prefixlen, gateway = inst.private_ip, subnet.cidr.prefixlen, subnet.router_ip
-            extra = dict(kind="instance", az=subnet.az, subnet=subnet.logical_id,
-                         vpc=subnet.vpc_id,
-                         public_ip=str(inst.public_ip) if inst.public_ip else None)
+            extra = {
+                "kind": "instance",
+                "az": subnet.az,
+                "subnet": subnet.logical_id,
+                "vpc": subnet.vpc_id,
+                "public_ip": str(inst.public_ip) if inst.public_ip else None,
+            }
             role, user_data = inst.role, inst.user_data
         else:
             client = model.internet_clients[host_id]
             sw = internet
             ip, prefixlen, gateway = client.ip, INTERNET_CIDR.prefixlen, INTERNET_GATEWAY_IP
-            extra = dict(kind="client")
+            extra = {"kind": "client"}
             role, user_data = client.role, client.user_data
         port = next_port.get(sw.name, FIRST_HOST_PORT)
         next_port[sw.name] = port + 1
         index = len(hosts) + 1
         if index > naming.MAX_LINKS:
             raise BadInput(f"a lab holds at most {naming.MAX_LINKS} hosts", logical_id=host_id)
-        hosts.append(HostPlan(
-            name=host_id, netns=naming.netns_name(lab, host_id), ip=str(ip),
-            prefixlen=prefixlen, gateway=str(gateway), mac=host_mac(ip), switch=sw.name,
-            port=port, veth=naming.veth_name(lab, index),
-            role=role.name if role else None, role_args=dict(role.args) if role else {},
-            user_data=user_data, snmp=_snmp_plan(model, host_id), **extra))
+        hosts.append(
+            HostPlan(
+                name=host_id,
+                netns=naming.netns_name(lab, host_id),
+                ip=str(ip),
+                prefixlen=prefixlen,
+                gateway=str(gateway),
+                mac=host_mac(ip),
+                switch=sw.name,
+                port=port,
+                veth=naming.veth_name(lab, index),
+                role=role.name if role else None,
+                role_args=dict(role.args) if role else {},
+                user_data=user_data,
+                snmp=_snmp_plan(model, host_id),
+                **extra,
+            )
+        )
     lbs = build_lb_plans(model, zone_base)
     for lb in lbs:
         for node in lb.nodes:
@@ -265,29 +297,59 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             port = next_port.get(sw.name, FIRST_HOST_PORT)
             next_port[sw.name] = port + 1
             index = len(hosts) + 1
-            hosts.append(HostPlan(
-                name=node.host, netns=naming.netns_name(lab, node.host), kind="lb-node",
-                ip=node.ip, prefixlen=subnet.cidr.prefixlen, gateway=str(subnet.router_ip),
-                mac=host_mac(node.ip), switch=sw.name, port=port,
-                veth=naming.veth_name(lab, index), az=subnet.az, subnet=subnet.logical_id,
-                vpc=subnet.vpc_id, public_ip=node.public_ip, role=f"{lb.type}-node",
-                role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
-                snmp=_snmp_plan(model, node.host) if node.host in model.instances else None))
+            hosts.append(
+                HostPlan(
+                    name=node.host,
+                    netns=naming.netns_name(lab, node.host),
+                    kind="lb-node",
+                    ip=node.ip,
+                    prefixlen=subnet.cidr.prefixlen,
+                    gateway=str(subnet.router_ip),
+                    mac=host_mac(node.ip),
+                    switch=sw.name,
+                    port=port,
+                    veth=naming.veth_name(lab, index),
+                    az=subnet.az,
+                    subnet=subnet.logical_id,
+                    vpc=subnet.vpc_id,
+                    public_ip=node.public_ip,
+                    role=f"{lb.type}-node",
+                    role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
+                    snmp=_snmp_plan(model, node.host) if node.host in model.instances else None,
+                )
+            )
     endpoints = _endpoints(model, lbs)
     if model.vpcs or model.internet_clients:
-        hosts.append(_dns_host(lab, model, core, core_port, len(hosts) + 1,
-                               has_internet=internet is not None))
+        hosts.append(
+            _dns_host(
+                lab, model, core, core_port, len(hosts) + 1, has_internet=internet is not None
+            )
+        )
         core_port += 1
     return NetworkPlan(
-        lab=lab, prefix=naming.prefix(lab), router_mac=ROUTER_MAC, switches=tuple(switches),
-        hosts=tuple(hosts), links=tuple(links), subnets=subnets, vpcs=vpcs,
-        has_internet_gateway=has_igw, host_bandwidth_mbps=bandwidth, load_balancers=lbs,
-        zone_base=zone_base, endpoints=endpoints, igw_routes=_igw_routes(model))
+        lab=lab,
+        prefix=naming.prefix(lab),
+        router_mac=ROUTER_MAC,
+        switches=tuple(switches),
+        hosts=tuple(hosts),
+        links=tuple(links),
+        subnets=subnets,
+        vpcs=vpcs,
+        has_internet_gateway=has_igw,
+        host_bandwidth_mbps=bandwidth,
+        load_balancers=lbs,
+        zone_base=zone_base,
+        endpoints=endpoints,
+        igw_routes=_igw_routes(model),
+    )
 
 
 def _route_plan(route: Any) -> RoutePlan:
-    return RoutePlan(str(route.destination), route.target_kind,
-                     route.target_id if route.target_kind == "vpce" else None)
+    return RoutePlan(
+        str(route.destination),
+        route.target_kind,
+        route.target_id if route.target_kind == "vpce" else None,
+    )
 
 
 def _routes_of(model: StackModel, subnet: Any) -> tuple[RoutePlan, ...]:
@@ -301,27 +363,33 @@ def _routes_of(model: StackModel, subnet: Any) -> tuple[RoutePlan, ...]:
 def _igw_routes(model: StackModel) -> tuple[RoutePlan, ...]:
     """The internet gateway's ingress route table (edge association), without its local
     route: traffic to an address it does not name goes straight to that address."""
-    from testbed.model.elbv2_types import elbv2_sections
-
     tables = elbv2_sections(model)["gateway_route_tables"]
     routes = []
     for _igw, table_id in sorted(tables.items()):
-        routes += [_route_plan(r) for r in model.route_tables[table_id].routes
-                   if r.target_kind != "local"]
+        routes += [
+            _route_plan(r) for r in model.route_tables[table_id].routes if r.target_kind != "local"
+        ]
     return tuple(routes)
 
 
-def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> \
-        tuple[EndpointPlan, ...]:
+def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[EndpointPlan, ...]:
     """GWLB endpoints, each served by its GWLB's node in the same AZ (else the first)."""
-    from testbed.model.elbv2_types import elbv2_sections
-
     out = []
     for ep in sorted(elbv2_sections(model)["endpoints"].values(), key=lambda e: e.logical_id):
         lb = next(x for x in lbs if x.name == ep.gwlb_id)
         node = lb.node_in(ep.az) or lb.nodes[0]
-        out.append(EndpointPlan(ep.logical_id, ep.gwlb_id, ep.vpc_id, ep.subnet_id, ep.az,
-                                str(ep.ip), host_mac(ep.ip), node.host))
+        out.append(
+            EndpointPlan(
+                ep.logical_id,
+                ep.gwlb_id,
+                ep.vpc_id,
+                ep.subnet_id,
+                ep.az,
+                str(ep.ip),
+                host_mac(ep.ip),
+                node.host,
+            )
+        )
     return tuple(out)
 
 
@@ -338,24 +406,37 @@ DNS_HOST = "LabDNS"
 def dns_addresses(model: StackModel, has_internet: bool) -> list[str]:
     """Where the lab's resolver answers: VPC base + 2 of each VPC (AWS's AmazonProvidedDNS)
     and, when there is an internet segment, its .2."""
-    ips = [str(v.cidr.network_address + 2)
-           for v in sorted(model.vpcs.values(), key=lambda v: v.logical_id)]
+    ips = [
+        str(v.cidr.network_address + 2)
+        for v in sorted(model.vpcs.values(), key=lambda v: v.logical_id)
+    ]
     if has_internet:
         ips.append(str(INTERNET_CIDR.network_address + 2))
     return ips
 
 
-def _dns_host(lab: str, model: StackModel, core: SwitchPlan, port: int, index: int,
-              has_internet: bool) -> HostPlan:
+def _dns_host(
+    lab: str, model: StackModel, core: SwitchPlan, port: int, index: int, has_internet: bool
+) -> HostPlan:
     """The lab's DNS resolver: one host on the core switch with an address in every realm.
 
     It sits outside every subnet (/32 addresses, everything reached through the router), like
     the AWS resolver that every subnet reaches at its VPC's base + 2."""
     ips = dns_addresses(model, has_internet)
-    return HostPlan(name=DNS_HOST, netns=naming.netns_name(lab, DNS_HOST), kind="dns",
-                    ip=ips[0], prefixlen=32, gateway="", mac=host_mac(ips[0]),
-                    switch=core.name, port=port, veth=naming.veth_name(lab, index),
-                    extra_ips=tuple(ips[1:]), role=None)
+    return HostPlan(
+        name=DNS_HOST,
+        netns=naming.netns_name(lab, DNS_HOST),
+        kind="dns",
+        ip=ips[0],
+        prefixlen=32,
+        gateway="",
+        mac=host_mac(ips[0]),
+        switch=core.name,
+        port=port,
+        veth=naming.veth_name(lab, index),
+        extra_ips=tuple(ips[1:]),
+        role=None,
+    )
 
 
 def _snmp_plan(model: StackModel, host_id: str) -> dict[str, Any] | None:
@@ -368,28 +449,52 @@ def _snmp_plan(model: StackModel, host_id: str) -> dict[str, Any] | None:
         sources = [str(model.vpcs[model.subnet_of(host_id).vpc_id].cidr)]
     else:
         sources = [str(INTERNET_CIDR)]
-    return {"community": options.community, "v3": asdict(options.v3) if options.v3 else None,
-            "sources": sources}
+    return {
+        "community": options.community,
+        "v3": asdict(options.v3) if options.v3 else None,
+        "sources": sources,
+    }
 
 
-def _trunk(lab: str, index: int, a: SwitchPlan, a_port: int, b: SwitchPlan, b_port: int,
-           kind: str, delay_ms: float, bandwidth: float | None) -> LinkPlan:
+def _trunk(
+    lab: str,
+    index: int,
+    a: SwitchPlan,
+    a_port: int,
+    b: SwitchPlan,
+    b_port: int,
+    kind: str,
+    delay_ms: float,
+    bandwidth: float | None,
+) -> LinkPlan:
     # Each direction gets half the one-way delay so a round trip between two AZs adds
     # 2 x delay: AZ1 -> core -> AZ2 crosses two uplinks.
-    return LinkPlan(kind, a.name, naming.patch_name(lab, 2 * index + 1), a_port,
-                    b.name, naming.patch_name(lab, 2 * index + 2), b_port,
-                    delay_ms, bandwidth)
+    return LinkPlan(
+        kind,
+        a.name,
+        naming.patch_name(lab, 2 * index + 1),
+        a_port,
+        b.name,
+        naming.patch_name(lab, 2 * index + 2),
+        b_port,
+        delay_ms,
+        bandwidth,
+    )
 
 
 def _check_vpcs_do_not_overlap(model: StackModel) -> None:
     vpcs = sorted(model.vpcs.values(), key=lambda v: v.logical_id)
     for i, a in enumerate(vpcs):
-        for b in vpcs[i + 1:]:
+        for b in vpcs[i + 1 :]:
             if a.cidr.overlaps(b.cidr):
                 raise BadInput(
                     f"VPC CIDR {a.cidr} overlaps {b.logical_id}'s {b.cidr}; the lab routes all "
                     "VPCs of a stack on one fabric, so their ranges must be distinct",
-                    logical_id=a.logical_id)
+                    logical_id=a.logical_id,
+                )
         if a.cidr.overlaps(INTERNET_CIDR) or a.cidr.overlaps(IPv4Network("203.0.113.0/24")):
-            raise BadInput(f"VPC CIDR {a.cidr} overlaps the lab's internet ranges "
-                           f"{INTERNET_CIDR} / 203.0.113.0/24", logical_id=a.logical_id)
+            raise BadInput(
+                f"VPC CIDR {a.cidr} overlaps the lab's internet ranges "
+                f"{INTERNET_CIDR} / 203.0.113.0/24",
+                logical_id=a.logical_id,
+            )

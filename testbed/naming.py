@@ -14,6 +14,12 @@ from pathlib import Path
 from testbed.errors import BadInput
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,6}$")
+# Files of a lab directory that several processes share.
+PLAN_FILE = "plan.json"  # the network plan (testbed.plan.network.NetworkPlan)
+REQUEST_FILE = "request.json"  # what `testbed up` asked the holder to build
+HOLDER_SOCK = "holder.sock"  # the holder's requests (testbed.rpc)
+CONTROLLER_SOCK = "controller.sock"  # the controller's requests
+HOSTS_DIR = "hosts"  # hosts/<host>/: logs, UserData, TMPDIR of each host
 MAX_LINKS = 999  # tb-NAME-v999 is the longest interface name a lab makes
 IFNAMSIZ = 15
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from testbed.lab.plan import NetworkPlan
+from testbed.plan.network import NetworkPlan
 
 # Parts of an ALB's plan that a running lab can change (HAProxy reload, runtime API).
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
@@ -67,21 +67,27 @@ def _split_alb(lb: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the fixed part, the live part) of an ALB's plan dict."""
     fixed = {k: v for k, v in lb.items() if k not in ALB_LIVE_FIELDS}
     live = {k: lb[k] for k in ALB_LIVE_FIELDS if k in lb}
-    fixed["listeners"] = [{k: v for k, v in lis.items() if k not in ALB_LIVE_LISTENER_FIELDS}
-                          for lis in lb["listeners"]]
-    live["listeners"] = [{"name": lis["name"],
-                          **{k: lis[k] for k in ALB_LIVE_LISTENER_FIELDS if k in lis}}
-                         for lis in lb["listeners"]]
+    fixed["listeners"] = [
+        {k: v for k, v in lis.items() if k not in ALB_LIVE_LISTENER_FIELDS}
+        for lis in lb["listeners"]
+    ]
+    live["listeners"] = [
+        {"name": lis["name"], **{k: lis[k] for k in ALB_LIVE_LISTENER_FIELDS if k in lis}}
+        for lis in lb["listeners"]
+    ]
     return fixed, live
 
 
 def _without_targets(live: dict[str, Any]) -> dict[str, Any]:
-    return dict(live, target_groups=[{k: v for k, v in tg.items() if k != "targets"}
-                                     for tg in live.get("target_groups", [])])
+    return dict(
+        live,
+        target_groups=[
+            {k: v for k, v in tg.items() if k != "targets"} for tg in live.get("target_groups", [])
+        ],
+    )
 
 
-def plan_changes(old: NetworkPlan, new: NetworkPlan
-                 ) -> tuple[list[str], list[str], list[str]]:
+def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[str], list[str]]:
     """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
 
     Target list changes alone need no reload: the runtime API adds and removes servers."""

@@ -5,6 +5,7 @@ The lab's holder process and its controller both serve it; the CLI and the holde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -46,8 +47,9 @@ class RpcServer:
                     self.wfile.flush()
 
         self.server = _Server(path, _Request)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name=f"rpc:{os.path.basename(path)}")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name=f"rpc:{os.path.basename(path)}"
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -55,10 +57,8 @@ class RpcServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def call(path: str, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

@@ -17,32 +17,42 @@ experiments can measure detection time from it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import BadInput, LabError
 from testbed.lab.events import EventLog
-from testbed.lab.plan import NetworkPlan
+from testbed.lab.launch import HTTP_BACKEND_DEFAULTS
 from testbed.lab.procs import ProcessJournal, terminate
 from testbed.lab.programs import running_role, start_role, wait_roles_ready
 
-ADMIN_KINDS = {"500": ("status", "500"), "status": ("status", None), "delay": ("delay_ms", None),
-               "hang": ("hang", "1"), "refuse": ("refuse", "1"), "clear": ("clear", "")}
+if TYPE_CHECKING:  # the Lab API calls this module: no import cycle at run time
+    from testbed.lab.api import Lab, LabHost
+
+ADMIN_KINDS = {
+    "500": ("status", "500"),
+    "status": ("status", None),
+    "delay": ("delay_ms", None),
+    "hang": ("hang", "1"),
+    "refuse": ("refuse", "1"),
+    "clear": ("clear", ""),
+}
 KINDS = ("500", "status", "delay", "hang", "refuse", "stop", "start", "clear", "show")
 FAULT_TYPE = "Lab::Fault"
 # Roles with the admin port's fault API (appliances: refuse, hang, clear, stop, start).
 FAULT_ROLES = ("http-backend", "appliance")
 
 
-def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
-    """Apply a fault to `host` of the running lab `lab` (an api.Lab); returns the new state."""
+def apply_fault(lab: Lab, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
+    """Apply a fault to `host` of the running lab `lab`; returns the new state."""
     if kind not in KINDS:
         raise BadInput(f"unknown fault {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
     h = lab.host(host)  # BadInput for an unknown host
-    plan = NetworkPlan.from_json((lab.dir / "plan.json").read_text())
-    hp = plan.host(host)
+    hp = lab.plan.host(host)
     if hp.role not in FAULT_ROLES:
-        raise BadInput(f"host {host} runs role {hp.role or 'none'!r}: faults apply to "
-                       f"{' and '.join(FAULT_ROLES)} hosts")
+        raise BadInput(
+            f"host {host} runs role {hp.role or 'none'!r}: faults apply to "
+            f"{' and '.join(FAULT_ROLES)} hosts"
+        )
     events = EventLog(lab.dir)
     journal = ProcessJournal(lab.dir)
     if kind == "stop":
@@ -60,14 +70,16 @@ def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dic
         wait_roles_ready(lab.name, [(hp, proc)])
         events.emit(host, FAULT_TYPE, "FAULT_CLEARED", f"start: backend pid {proc.pid}")
         return {"running": True, "pid": proc.pid}
-    admin = int(hp.role_args.get("AdminPort", 8081))
+    admin = int(hp.role_args.get("AdminPort", HTTP_BACKEND_DEFAULTS["AdminPort"]))
     if kind == "show":
         return _admin(h, admin, "GET", "/stats")
     param, fixed = ADMIN_KINDS[kind]
     arg = fixed if fixed is not None else value
     if arg is None:
-        raise BadInput(f"fault {kind} needs a value", hint=f"testbed fault LAB HOST {kind} "
-                       + ("503" if kind == "status" else "200"))
+        raise BadInput(
+            f"fault {kind} needs a value",
+            hint=f"testbed fault LAB HOST {kind} " + ("503" if kind == "status" else "200"),
+        )
     try:
         if param in ("status", "delay_ms"):
             float(arg)
@@ -80,14 +92,18 @@ def apply_fault(lab: Any, host: str, kind: str, value: str | None = None) -> dic
     return state
 
 
-def _admin(host: Any, port: int, method: str, path: str) -> dict[str, Any]:
-    proc = host.run(["curl", "-s", "-m", "3", "-X", method, f"http://127.0.0.1:{port}{path}"],
-                    timeout=10)
+def _admin(host: LabHost, port: int, method: str, path: str) -> dict[str, Any]:
+    proc = host.run(
+        ["curl", "-s", "-m", "3", "-X", method, f"http://127.0.0.1:{port}{path}"], timeout=10
+    )
     if proc.returncode != 0:
-        raise LabError(f"the backend of {host.name} does not answer on its admin port {port} "
-                       f"(curl exit {proc.returncode}); is it stopped? (testbed fault ... start)")
+        raise LabError(
+            f"the backend of {host.name} does not answer on its admin port {port} "
+            f"(curl exit {proc.returncode}); is it stopped? (testbed fault ... start)"
+        )
     try:
         return json.loads(proc.stdout)
     except ValueError as exc:
-        raise LabError(f"unexpected answer from {host.name}'s admin port: "
-                       f"{proc.stdout[:200]!r}") from exc
+        raise LabError(
+            f"unexpected answer from {host.name}'s admin port: {proc.stdout[:200]!r}"
+        ) from exc

@@ -1,4 +1,4 @@
-"""The process that holds a running lab: `python -m testbed.lab.holder LAB_DIR`.
+"""The process that holds a running lab: `python -m testbed.stack.holder LAB_DIR`.
 
 `testbed up` writes LAB_DIR/request.json and starts this process in its own session. It
 builds the lab (reporting events), then stays in the background: it answers requests on
@@ -16,24 +16,26 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from testbed import naming
 from testbed.errors import BadInput, TestbedError
-from testbed.lab import naming, zones
+from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
 from testbed.lab.events import EventLog
-from testbed.lab.plan import NetworkPlan, build_plan
 from testbed.lab.procs import ProcessJournal, start_time
-from testbed.lab.rpc import RpcServer
 from testbed.lab.state import write_state
 from testbed.lab.teardown import teardown
 from testbed.lb.service import LbService
 from testbed.model import load_model
+from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
+from testbed.plan.changes import describe, plan_changes
+from testbed.plan.network import NetworkPlan, build_plan
+from testbed.rpc import RpcServer
 
-REQUEST = "request.json"
-HOLDER_SOCK = "holder.sock"
 # States in which the lab runs as built (or as last updated).
 RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
 
@@ -45,15 +47,20 @@ class Stop(Exception):
 class Holder:
     def __init__(self, lab_dir: Path) -> None:
         self.lab_dir = lab_dir
-        self.request = json.loads((lab_dir / REQUEST).read_text())
+        self.request = json.loads((lab_dir / REQUEST_FILE).read_text())
         self.name = self.request["name"]
         self.events = EventLog(lab_dir)
         self.journal = ProcessJournal(lab_dir)
         self.state: dict[str, Any] = {
-            "name": self.name, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
-            "prefix": naming.prefix(self.name), "state": "CREATE_IN_PROGRESS",
-            "template": self.request["template"], "params": self.request.get("params", {}),
-            "created": time.time(), "lab_dir": str(lab_dir),
+            "name": self.name,
+            "pid": os.getpid(),
+            "pid_start": start_time(os.getpid()),
+            "prefix": naming.prefix(self.name),
+            "state": "CREATE_IN_PROGRESS",
+            "template": self.request["template"],
+            "params": self.request.get("params", {}),
+            "created": time.time(),
+            "lab_dir": str(lab_dir),
         }
         self.builder: LabBuilder | None = None
         self.lb_service: LbService | None = None
@@ -73,34 +80,43 @@ class Holder:
         self.save()
         self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")
         try:
-            model = load_model(self.request["template"], self.request.get("params") or {},
-                               stack_name=self.name, region=self.request.get("region")
-                               or "us-east-1")
+            model = load_model(
+                self.request["template"],
+                self.request.get("params") or {},
+                stack_name=self.name,
+                region=self.request.get("region") or "us-east-1",
+            )
             caps = self.caps = detect()
             datapath = self._datapath(self.request.get("datapath") or model.lab.datapath, caps)
             limitations = []
             if model.lab.inter_az_delay_ms and not caps.netem:
-                limitations.append(f"InterAzDelayMs={model.lab.inter_az_delay_ms:g} not "
-                                   "applied: this kernel has no sch_netem")
+                limitations.append(
+                    f"InterAzDelayMs={model.lab.inter_az_delay_ms:g} not "
+                    "applied: this kernel has no sch_netem"
+                )
             if model.lab.link_bandwidth_mbps and not caps.htb:
                 limitations.append("LinkBandwidthMbps not applied: this kernel has no HTB")
             if limitations:
                 # Drop what cannot be applied rather than fail: the run's metadata says so.
                 model = _without_tc(model, caps)
                 for text in limitations:
-                    self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS",
-                                     f"warning: {text}")
+                    self.events.emit(
+                        self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"warning: {text}"
+                    )
             plan = build_plan(model, self.name, zone_base=zones.reserve(self.name))
             if plan.load_balancers:
                 # Health checkers talk to the holder while the lab is still being built.
                 self.lb_service = LbService(self.lab_dir, plan, self.events)
             self.server = RpcServer(str(self.lab_dir / HOLDER_SOCK), self.handle)
             self.server.start()
-            self.save(datapath=datapath, limitations=limitations,
-                      capabilities=caps.to_dict(), azs=list(model.azs),
-                      ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored])
-            self.builder = LabBuilder(self.name, model, plan, datapath, self.events,
-                                      self.journal)
+            self.save(
+                datapath=datapath,
+                limitations=limitations,
+                capabilities=caps.to_dict(),
+                azs=list(model.azs),
+                ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored],
+            )
+            self.builder = LabBuilder(self.name, model, plan, datapath, self.events, self.journal)
             self.builder.build()
         except (Exception, Stop) as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
@@ -108,26 +124,39 @@ class Holder:
                 (self.lab_dir / "holder.log").open("a").write(traceback.format_exc())
             self.rollback(reason)
             return False
-        self.save(state="CREATE_COMPLETE", ready=time.time(),
-                  controller={"pid": self.builder.controller.proc.pid,
-                              "port": self.builder.controller.port,
-                              "log": str(self.builder.controller.log)},
-                  outputs=dict(model.outputs), hosts=_hosts(plan),
-                  load_balancers=_load_balancers(plan),
-                  switches=[{"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az}
-                            for s in plan.switches])
+        self.save(
+            state="CREATE_COMPLETE",
+            ready=time.time(),
+            controller={
+                "pid": self.builder.controller.proc.pid,
+                "port": self.builder.controller.port,
+                "log": str(self.builder.controller.log),
+            },
+            outputs=dict(model.outputs),
+            hosts=_hosts(plan),
+            load_balancers=_load_balancers(plan),
+            switches=[
+                {"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az} for s in plan.switches
+            ],
+        )
         if self.lb_service:
             self.lb_service.start()
-        self.events.emit(self.name, STACK_TYPE, "CREATE_COMPLETE",
-                         f"ready in {time.time() - self.state['created']:.1f} s")
+        self.events.emit(
+            self.name,
+            STACK_TYPE,
+            "CREATE_COMPLETE",
+            f"ready in {time.time() - self.state['created']:.1f} s",
+        )
         return True
 
     def _datapath(self, wanted: str, caps: Any) -> str:
         if wanted in (None, "", "auto"):
             return caps.default_datapath()
         if wanted == "kernel" and not caps.kernel_datapath:
-            raise TestbedError("datapath 'kernel' asked for, but the Open vSwitch kernel module "
-                               "is not loaded here; use --datapath user (or auto)")
+            raise TestbedError(
+                "datapath 'kernel' asked for, but the Open vSwitch kernel module "
+                "is not loaded here; use --datapath user (or auto)"
+            )
         return wanted
 
     def rollback(self, reason: str) -> None:
@@ -168,27 +197,28 @@ class Holder:
     # ---- template updates ---------------------------------------------------------------
     def update(self, request: dict[str, Any]) -> dict[str, Any]:
         """Apply a new template (and parameters) to the running lab, if what changes can
-        change live (testbed.lab.update); BadInput naming every other change otherwise."""
-        from testbed.lab.update import describe, plan_changes
-
+        change live (testbed.plan.changes); BadInput naming every other change otherwise."""
         if self.state["state"] not in RUNNING_STATES or self.builder is None:
-            raise BadInput(f"lab {self.name} is {self.state['state']}; it can be updated "
-                           "once it runs")
+            raise BadInput(
+                f"lab {self.name} is {self.state['state']}; it can be updated once it runs"
+            )
         template = request["template"]
         params = request.get("params") or {}
-        model = load_model(template, params, stack_name=self.name,
-                           region=self.request.get("region") or "us-east-1")
+        model = load_model(
+            template, params, stack_name=self.name, region=self.request.get("region") or "us-east-1"
+        )
         if self.state.get("limitations"):
             model = _without_tc(model, self.caps)
         old = self.builder.plan
         plan = build_plan(model, self.name, zone_base=old.zone_base)
         live, other, reload = plan_changes(old, plan)
         if other:
-            raise BadInput(f"this update changes more than what a running lab can take (ALB "
-                           f"rules, target groups, targets and attributes):\n"
-                           f"{describe(other)}",
-                           hint=f"testbed down {self.name}, then testbed up with the new "
-                                "template")
+            raise BadInput(
+                f"this update changes more than what a running lab can take (ALB "
+                f"rules, target groups, targets and attributes):\n"
+                f"{describe(other)}",
+                hint=f"testbed down {self.name}, then testbed up with the new template",
+            )
         outputs = dict(model.outputs)
         if not live and outputs == self.state.get("outputs"):
             return {"ok": True, "changes": [], "done": []}
@@ -198,8 +228,12 @@ class Holder:
         for change in live:
             by_lb.setdefault(change.split(".")[1], []).append(change)
         for lb_name in by_lb:
-            self.events.emit(lb_name, "AWS::ElasticLoadBalancingV2::LoadBalancer",
-                             "UPDATE_IN_PROGRESS", f"{len(by_lb[lb_name])} change(s)")
+            self.events.emit(
+                lb_name,
+                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                "UPDATE_IN_PROGRESS",
+                f"{len(by_lb[lb_name])} change(s)",
+            )
         try:
             done = self.lb_service.update(plan, reload) if self.lb_service and live else []
         except Exception as exc:
@@ -211,23 +245,33 @@ class Holder:
                 self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
                 self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
             except Exception as again:
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED",
-                                 _brief(again))
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", _brief(again))
                 self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
-            raise TestbedError(f"update of lab {self.name} failed and was rolled back: "
-                               f"{reason}") from exc
-        (self.lab_dir / "plan.json.tmp").write_text(plan.to_json())
-        os.replace(self.lab_dir / "plan.json.tmp", self.lab_dir / "plan.json")
+            raise TestbedError(
+                f"update of lab {self.name} failed and was rolled back: {reason}"
+            ) from exc
+        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
+        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
         self.builder.plan = plan
         for lb_name, changes in by_lb.items():
             mine = [d for d in done if d.startswith(lb_name + ":")]
-            self.events.emit(lb_name, "AWS::ElasticLoadBalancingV2::LoadBalancer",
-                             "UPDATE_COMPLETE", "; ".join(mine) or
-                             "; ".join(c.split(".", 2)[2] for c in changes[:5]))
-        self.save(state="UPDATE_COMPLETE", updated=time.time(), template=template,
-                  params=params, outputs=outputs, load_balancers=_load_balancers(plan))
-        self.events.emit(self.name, STACK_TYPE, "UPDATE_COMPLETE",
-                         f"{len(live)} change(s) applied live")
+            self.events.emit(
+                lb_name,
+                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                "UPDATE_COMPLETE",
+                "; ".join(mine) or "; ".join(c.split(".", 2)[2] for c in changes[:5]),
+            )
+        self.save(
+            state="UPDATE_COMPLETE",
+            updated=time.time(),
+            template=template,
+            params=params,
+            outputs=outputs,
+            load_balancers=_load_balancers(plan),
+        )
+        self.events.emit(
+            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
+        )
         return {"ok": True, "changes": live, "done": done}
 
     def serve(self) -> None:
@@ -238,12 +282,16 @@ class Holder:
                 if self.state["state"] in RUNNING_STATES and not controller.alive():
                     code = controller.proc.returncode
                     # The event first: whoever sees the new state finds its event too.
-                    self.events.emit("LabController", "Lab::OpenFlow::Controller",
-                                     "CONTROLLER_FAILED",
-                                     f"exited with code {code}; flows stay in the switches "
-                                     f"but nothing new is programmed; see {controller.log}")
-                    self.save(state="CONTROLLER_FAILED",
-                              reason=f"controller exited with code {code}")
+                    self.events.emit(
+                        "LabController",
+                        "Lab::OpenFlow::Controller",
+                        "CONTROLLER_FAILED",
+                        f"exited with code {code}; flows stay in the switches "
+                        f"but nothing new is programmed; see {controller.log}",
+                    )
+                    self.save(
+                        state="CONTROLLER_FAILED", reason=f"controller exited with code {code}"
+                    )
         except Stop:
             pass
         finally:
@@ -257,28 +305,53 @@ class Holder:
 
 
 def _hosts(plan: Any) -> list[dict[str, Any]]:
-    return [{"name": h.name, "ip": h.ip, "public_ip": h.public_ip, "az": h.az,
-             "subnet": h.subnet, "role": h.role, "kind": h.kind, "netns": h.netns,
-             "mac": h.mac, "gateway": h.gateway, "prefixlen": h.prefixlen}
-            for h in plan.hosts]
+    return [
+        {
+            "name": h.name,
+            "ip": h.ip,
+            "public_ip": h.public_ip,
+            "az": h.az,
+            "subnet": h.subnet,
+            "role": h.role,
+            "kind": h.kind,
+            "netns": h.netns,
+            "mac": h.mac,
+            "gateway": h.gateway,
+            "prefixlen": h.prefixlen,
+        }
+        for h in plan.hosts
+    ]
 
 
 def _load_balancers(plan: NetworkPlan) -> list[dict[str, Any]]:
-    return [{"name": lb.name, "type": lb.type, "scheme": lb.scheme, "dns_name": lb.dns_name,
-             "nodes": [{"az": n.az, "ip": n.ip, "public_ip": n.public_ip, "host": n.host}
-                       for n in lb.nodes],
-             "listeners": [{"port": x.port, "protocol": x.protocol,
-                            "target_group": x.target_group} for x in lb.listeners]}
-            for lb in plan.load_balancers]
+    return [
+        {
+            "name": lb.name,
+            "type": lb.type,
+            "scheme": lb.scheme,
+            "dns_name": lb.dns_name,
+            "nodes": [
+                {"az": n.az, "ip": n.ip, "public_ip": n.public_ip, "host": n.host} for n in lb.nodes
+            ],
+            "listeners": [
+                {"port": x.port, "protocol": x.protocol, "target_group": x.target_group}
+                for x in lb.listeners
+            ],
+        }
+        for lb in plan.load_balancers
+    ]
 
 
 def _without_tc(model: Any, caps: Any) -> Any:
-    from dataclasses import replace
-
     lab = model.lab
-    return replace(model, lab=replace(
-        lab, inter_az_delay_ms=lab.inter_az_delay_ms if caps.netem else 0.0,
-        link_bandwidth_mbps=lab.link_bandwidth_mbps if caps.htb else None))
+    return replace(
+        model,
+        lab=replace(
+            lab,
+            inter_az_delay_ms=lab.inter_az_delay_ms if caps.netem else 0.0,
+            link_bandwidth_mbps=lab.link_bandwidth_mbps if caps.htb else None,
+        ),
+    )
 
 
 def _brief(exc: BaseException) -> str:

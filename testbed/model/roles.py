@@ -1,0 +1,11 @@
+"""The programs a template can give a host (Metadata.Lab.Role), and the internal roles of
+load balancer nodes. What each runs is testbed.lab.launch; the programs themselves live in
+testbed.roles, testbed.gwlb, testbed.alb and testbed.lb."""
+
+from __future__ import annotations
+
+# Roles a template may name; "none" starts nothing.
+TEMPLATE_ROLES = ("appliance", "http-backend", "load-client", "none")
+# The programs of load balancer nodes ("<lb type>-node"), never named in templates.
+NODE_ROLES = ("application-node", "gateway-node", "network-node")
+ROLE_NAMES = TEMPLATE_ROLES

@@ -1,0 +1,65 @@
+"""The Mininet CLI on a running lab: shells that join the lab's existing namespaces.
+
+Nothing is created or reconfigured: each host node's shell enters the namespace of the lab's
+own shell of that host (mnexec -a PID), interfaces are described as they are, switches are
+the lab's bridges. Leaving ends these shells only; the lab keeps running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mininet.cli import CLI
+from mininet.link import Intf
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import Host, Node, OVSSwitch
+
+from testbed.errors import LabError
+from testbed.plan.network import NetworkPlan
+
+
+class AttachedHost(Host):
+    """A Mininet host whose shell joins an existing namespace (that of process `anchor`)."""
+
+    def __init__(self, name: str, anchor: int, **params: Any) -> None:
+        self.anchor = anchor
+        super().__init__(name, inNamespace=False, **params)
+
+    def startShell(self, mnopts: str | None = None) -> None:
+        super().startShell(mnopts=f"-cda{self.anchor}")
+
+
+def run_attached_cli(
+    lab: str, plan: NetworkPlan, anchors: dict[str, int], script: str | None = None
+) -> None:
+    """Mininet's CLI over lab `lab` (its plan; anchors: host -> a live process in its
+    namespace); returns when the user leaves (or the script ends)."""
+
+    class LabCLI(CLI):
+        prompt = f"testbed:{lab}> "
+
+    setLogLevel("info")
+    net = Mininet(topo=None, build=False, controller=None)
+    nodes: list[Node] = []
+    try:
+        for h in plan.hosts:
+            if h.name not in anchors:
+                raise LabError(f"host {h.name} of lab {lab} has no live shell to attach to")
+            node = net.addHost(h.name, cls=AttachedHost, anchor=anchors[h.name])
+            nodes.append(node)
+            intf = Intf("eth0", node=node, port=0)
+            # Describe the existing interface without reconfiguring it.
+            intf.ip, intf.prefixLen, intf.mac = h.ip, h.prefixlen, h.mac
+        for s in plan.switches:
+            nodes.append(net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}"))
+        net.built = True
+        print(
+            f"*** Mininet CLI on lab {lab}: {len(plan.hosts)} hosts, "
+            f"{len(plan.switches)} switches. 'help' lists commands, 'exit' leaves "
+            "(the lab keeps running)."
+        )
+        LabCLI(net, script=script)
+    finally:
+        for node in nodes:
+            node.terminate()  # our attached shells only; the lab is untouched
