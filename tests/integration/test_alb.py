@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from testbed import rpc
+from testbed import rpc, waiting
 from testbed.accesslog import parse_line
 from testbed.alb.config import node_files
-from testbed.cli.targets import describe
 from testbed.errors import BadInput
 from testbed.lab.api import Lab
 from testbed.lab.hostexec import host_tmp
@@ -56,17 +55,14 @@ def lab(template):
 
 # ---- helpers -------------------------------------------------------------------------------
 def wait_for(check, timeout: float, what: str) -> float:
+    """Seconds until check() holds (WaitTimeout naming `what` after timeout)."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if check():
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"not {what} after {timeout} s")
+    waiting.wait_for(check, timeout, what, interval=0.1)
+    return time.monotonic() - t0
 
 
 def state(lab, tg: str, instance: str) -> str:
-    rows = [r for r in describe(lab.name, tg) if r["Target"]["Id"] == f"i-{instance}"]
-    return rows[0]["TargetHealth"]["State"] if rows else "removed"
+    return lab.target_state(tg, instance)
 
 
 def nodes(lab) -> list[dict]:
@@ -219,7 +215,7 @@ def test_matcher_decides_health_and_a_lone_unhealthy_target_fails_open(lab):
             DETECT_S,
             "unhealthy with matcher 200",
         )
-        row = next(r for r in describe(lab.name, "TgStrict"))
+        row = next(r for r in lab.targets("TgStrict"))
         assert row["TargetHealth"]["Reason"] == "Target.ResponseCodeMismatch"
         assert took <= DETECT_S
         assert state(lab, "TgLenient", "SourceA1") == "healthy"  # matcher 200,404

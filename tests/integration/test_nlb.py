@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from testbed import rpc
-from testbed.cli.targets import describe
 from testbed.lab.api import Lab
 from testbed.paths import TEMPLATES
 from testbed.traffic import run_load
@@ -63,15 +62,8 @@ def controller(lab, op: str, **kw) -> dict:
 
 
 def wait_state(lab, target: str, state: str, timeout: float, tg: str = "WebTargets") -> float:
-    """Seconds until `target` of `tg` reaches `state` (fails after timeout)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        rows = [r for r in describe(lab.name, tg) if r["Target"]["Id"] == f"i-{target}"]
-        current = rows[0]["TargetHealth"]["State"] if rows else "removed"
-        if current == state:
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"{target} not {state} after {timeout} s: {describe(lab.name, tg)}")
+    """Seconds until `target` of `tg` reaches `state` (WaitTimeout after timeout)."""
+    return lab.wait_target_state(tg, target, state, timeout)
 
 
 def test_nlb_comes_up_resolvable_and_without_openflow_errors(nlb_lab):

@@ -4,7 +4,6 @@ and without client IP preservation) and the handshake RTT via the NLB and direct
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from scapy.utils import rdpcap
 
 from testbed import naming
 from testbed.cli import main
-from testbed.cli.targets import describe
 from testbed.errors import BadInput
 from testbed.lab import system
 from testbed.lab.api import Lab
@@ -33,13 +31,7 @@ MAX_VIA_OVER_DIRECT_P50 = 5.0
 def wait_healthy(lab: Lab, tg: str = "WebTargets", timeout: float = 60.0) -> None:
     """Until every target of `tg` is healthy: while some are still `initial`, the NLB sends
     only to the healthy ones, and a probe could find no connection at its target."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = {r["Target"]["Id"]: r["TargetHealth"]["State"] for r in describe(lab.name, tg)}
-        if states and set(states.values()) == {"healthy"}:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"targets of {tg} not all healthy after {timeout:.0f} s: {states}")
+    lab.wait_healthy(tg, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
