@@ -36,6 +36,7 @@ from testbed.errors import BadInput
 from testbed.experiments._nlb import node_addresses, write_events_csv
 from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.traffic import run_load
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -134,7 +135,8 @@ def _measure(
         with ThreadPoolExecutor(max_workers=2) as pool:
             jobs = [
                 pool.submit(
-                    lab.load,
+                    run_load,
+                    lab,
                     client,
                     f"http://{nodes[az]}/",
                     requests=n,
