@@ -7,11 +7,15 @@ templates/gwlb.yaml (a second lab with TargetFailover=rebalance for that mode):
 - cost, against Baseline (the same web server in the same AZ, outside the inspection path):
   TCP throughput (iperf3), RTT of an established flow (echo), new connections/s (wrk with
   Connection: close), small-packet rate (64-byte UDP at increasing offered rates);
-- failover: long-lived flows over both of AZ a's appliances, one appliance stopped, new
-  connections started all along: no_rebalance (its flows break, new flows fail until it is
-  detected unhealthy) and rebalance (its flows resume on the other appliance).
-Writes summary.csv (one row per metric), runs.csv, failover.csv, flows.csv (from the
-captures) and gwlb.png.
+- failover: long-lived flows over both of AZ a's appliances (at least
+  min_held_per_appliance on each), one appliance stopped, new connections started all along:
+  no_rebalance (its flows break, new flows fail until it is detected unhealthy) and
+  rebalance (its flows resume on the other appliance); flows on the other appliance must
+  neither break nor move. Each held flow is followed by its full 5-tuple: its appliance in
+  the node's table before the fault and after, the appliances whose GENEVE captures saw it
+  after the fault, and the load client's outcome.
+Writes summary.csv (one row per metric), runs.csv, failover.csv, failover_flows.csv (one
+row per held flow), flows.csv (from the captures) and gwlb.png.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import threading
 import time
 from typing import Any
 
+from testbed.errors import LabError
 from testbed.gwlb.observe import (
-    appliance_by_client_port,
     firewall_packets,
     flows_in_captures,
     node_flows,
     node_status,
+    tcp_flows_by_client_port,
+    wait_node_sees,
 )
 from testbed.lab.api import Lab, random_name
 from testbed.packets.capture import decode_pcap
@@ -43,11 +49,16 @@ PARAMS = {
     "rtt_samples": (300, "echo round trips per RTT measurement"),
     "requests": (200, "HTTP requests of the filtering and symmetry run"),
     "udp_rates": ([10, 20, 40], "offered Mbit/s of 64-byte UDP (small-packet rate)"),
-    "held_flows": (12, "long-lived flows during each failover"),
+    "held_flows": (12, "long-lived flows opened at a time during each failover"),
+    "min_held_per_appliance": (3, "held flows each of AZ a's appliances must carry"),
+    "hold_s": (30.0, "how long each held flow lasts (it must outlive the detection)"),
     "seed": (None, "recorded for re-runs"),
 }
 AZ_A = ["FwA1", "FwA2"]
+NODES = {"GWLB-1a": AZ_A, "GWLB-1b": ["FwB1", "FwB2"]}
 DETECT_TIMEOUT_S = 30.0
+HELD_BATCHES = 4  # batches of held_flows opened at most to place enough on each appliance
+NODE_SEES_S = 5.0  # nodes ask the holder every 0.5 s
 
 
 def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
@@ -57,6 +68,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     failover: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
     with Lab.up(TEMPLATE, name=random_name("gw")) as lab:
         _wait_healthy(lab)
         _filtering(lab, params, rows, results)
@@ -64,17 +76,33 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
         _rtt(lab, params, rows, raw)
         _connections(lab, params, rows, raw)
         _small_packets(lab, params, rows, raw)
-        failover.append(_failover(lab, "no_rebalance", params))
+        _failover(lab, "no_rebalance", params, failover, held)
     with Lab.up(TEMPLATE, params={"TargetFailover": "rebalance"}, name=random_name("gw")) as lab:
         _wait_healthy(lab)
-        failover.append(_failover(lab, "rebalance", params))
+        _failover(lab, "rebalance", params, failover, held)
     for f in failover:
         rows.append(
             _row(
+                f"failover_{f['mode']}_flows_broken_on_surviving",
+                f["other_flows_broken"],
+                "flows",
+                f"of {f['other_flows']} held on the healthy appliance; 0 on AWS",
+            )
+        )
+        rows.append(
+            _row(
+                f"failover_{f['mode']}_flows_moved_on_surviving",
+                f["other_flows_moved"],
+                "flows",
+                f"of {f['other_flows']} held on the healthy appliance; 0 on AWS",
+            )
+        )
+        rows.append(
+            _row(
                 f"failover_{f['mode']}_victim_flows_kept",
-                f["victim_flows_ok"] / max(1, f["victim_flows"]),
+                f["victim_flows_ok"] / f["victim_flows"],
                 "fraction",
-                "no_rebalance: 0 (lost); rebalance: 1 (resumed)",
+                f"of {f['victim_flows']}; no_rebalance: 0 (lost); rebalance: 1 (resumed)",
             )
         )
         rows.append(
@@ -95,6 +123,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
         )
     pd.DataFrame(raw).to_csv(results.file("runs.csv"), index=False)
     pd.DataFrame(failover).to_csv(results.file("failover.csv"), index=False)
+    pd.DataFrame(held).to_csv(results.file("failover_flows.csv"), index=False)
     summary = pd.DataFrame(rows)
     summary.to_csv(results.file("summary.csv"), index=False)
     print("\n" + summary.to_string(index=False))
@@ -125,9 +154,10 @@ def _url(lab: Any, name: str, path: str = "/", scheme: str = "http", port: int =
 
 
 def _wait_healthy(lab: Any) -> None:
-    for fw in ("FwA1", "FwA2", "FwB1", "FwB2"):
-        lab.wait_target_state("Appliances", fw, "healthy", 60)
-    time.sleep(1)  # nodes poll the holder every 0.5 s
+    for node, fws in NODES.items():
+        for fw in fws:
+            lab.wait_target_state("Appliances", fw, "healthy", 60)
+            wait_node_sees(lab, node, fw, "healthy", NODE_SEES_S)
 
 
 def _filtering(lab: Any, params: dict, rows: list, results: Any) -> None:
@@ -372,58 +402,204 @@ def _udp_pps(lab: Any, server: str, rate: str, seconds: float) -> dict[str, floa
     return {"sent_pps": end["packets"] / seconds, "received_pps": received / seconds}
 
 
-def _failover(lab: Any, mode: str, params: dict) -> dict[str, Any]:
-    """Hold flows over both of AZ a's appliances, stop one, keep opening new connections."""
-    n, hold = params["held_flows"], 30.0
-    target = _url(lab, "WebA", scheme="tcp", port=9000)
-    out: dict[str, Any] = {}
+def _failover(
+    lab: Any,
+    mode: str,
+    params: dict,
+    results: list[dict[str, Any]],
+    flows_out: list[dict[str, Any]],
+) -> None:
+    """Hold flows over both of AZ a's appliances, stop one, keep opening new connections;
+    one row per mode in `results`, one per held flow in `flows_out`."""
+    import pandas as pd
 
-    def held() -> None:  # an echo waits out the detection time (rebalance resumes it)
-        out["held"] = run_load(
-            lab, "Client1", target, requests=n, concurrency=n, hold=hold, timeout=25
-        )
+    victim = AZ_A[0]
+    client_ip, server = lab.host("Client1").ip, f"{lab.host('WebA').ip}:9000"
+    since = time.time()  # the flows of this phase: those the node created from now on
+    out: dict[str, Any] = {}
 
     def fresh() -> None:
         out["new"] = run_load(
             lab, "Client1", _url(lab, "WebA"), requests=250, rate=10, concurrency=20, timeout=1.0
         )
 
-    holder = threading.Thread(target=held)
-    holder.start()
-    time.sleep(3)
-    by_port = appliance_by_client_port(node_flows(lab, "GWLB-1a"))
-    victim = "FwA1"
-    prober = threading.Thread(target=fresh)
-    prober.start()
-    time.sleep(3)
-    fault_at = time.time()
-    lab.host(victim).fault("stop")
+    caps = {
+        fw: start_capture(
+            lab.host(fw), "udp port 6081", label=f"failover-{fw}", max_seconds=300, max_packets=None
+        )
+        for fw in AZ_A
+    }
+    holders: list[tuple[threading.Thread, dict[str, Any]]] = []
     try:
-        detection = lab.wait_target_state("Appliances", victim, "unhealthy", DETECT_TIMEOUT_S)
-        holder.join()
-        prober.join()
+        before = _place_held_flows(lab, params, client_ip, server, since, holders)
+        new_before = node_status(lab, "GWLB-1a")["new_flows"]
+        prober = threading.Thread(target=fresh)
+        prober.start()
+        lab.wait_for(
+            lambda: node_status(lab, "GWLB-1a")["new_flows"] >= new_before + 10,
+            15,
+            "the new-connection prober to reach the node",
+        )
+        try:
+            lab.host(victim).fault("stop")
+            fault_at = time.time()
+            detection = lab.wait_target_state("Appliances", victim, "unhealthy", DETECT_TIMEOUT_S)
+            for thread, _ in holders:
+                thread.join()
+            prober.join()
+        finally:
+            lab.host(victim).fault("start")
     finally:
-        lab.host(victim).fault("start")
-    df, new = out["held"], out["new"]
-    on_victim = df["seen_port"].map(lambda p: by_port.get(int(p))) == f"i-{victim}:6081"
+        for cap in caps.values():
+            cap.stop()
+    after = _held_flows(lab, client_ip, server, since)
+    seen = _seen_after(caps, server, fault_at)
+    df = pd.concat([result["df"] for _, result in holders], ignore_index=True)
+    rows = _held_flow_rows(mode, victim, df, before, after, seen, client_ip, server)
+    flows_out.extend(rows)
+    new = out["new"]
     failed = new[new["error"].notna() & (new["start"] >= fault_at)]
     outage = float(failed["start"].max() - fault_at) if len(failed) else 0.0
+    events = [
+        e.split(" ", 1)[1]
+        for e in node_status(lab, "GWLB-1a")["events"]
+        if float(e.split(" ", 1)[0]) >= since
+    ]  # appliance states, rebalances
+    on_victim = [r for r in rows if r["on_victim"]]
+    others = [r for r in rows if not r["on_victim"]]
+    if not on_victim or not others:  # what was kept or broken would be 0 of 0: no result
+        raise LabError(
+            f"failover {mode}: {len(on_victim)} held flows on {victim}, "
+            f"{len(others)} on the other appliance: nothing to measure"
+        )
     result = {
         "mode": mode,
         "victim": victim,
-        "held_flows": n,
-        "victim_flows": int(on_victim.sum()),
-        "victim_flows_ok": int(df[on_victim]["error"].isna().sum()),
-        "other_flows": int((~on_victim).sum()),
-        "other_flows_ok": int(df[~on_victim]["error"].isna().sum()),
+        "held_flows": len(rows),
+        "victim_flows": len(on_victim),
+        "victim_flows_ok": sum(r["outcome"] == "ok" for r in on_victim),
+        "other_flows": len(others),
+        "other_flows_ok": sum(r["outcome"] == "ok" for r in others),
+        "other_flows_broken": sum(r["outcome"] != "ok" for r in others),
+        "other_flows_moved": sum(bool(r["moved"]) for r in others),
         "detection_s": round(detection, 2),
         "new_flows_after_fault": int((new["start"] >= fault_at).sum()),
         "new_flows_failed": len(failed),
         "new_flow_outage_s": round(outage, 2),
+        "node_events": "; ".join(events),
     }
     print(f"  failover {mode}: {result}", flush=True)
+    results.append(result)
     lab.wait_target_state("Appliances", victim, "healthy", DETECT_TIMEOUT_S)
-    return result
+
+
+def _held_flows(lab: Any, client_ip: str, server: str, since: float) -> dict[int, dict]:
+    """The node's rows of this phase's held flows, by client port (full 5-tuple: one client
+    address, one server address and port)."""
+    rows = node_flows(lab, "GWLB-1a", end=server, max_age_s=time.time() - since)
+    return tcp_flows_by_client_port(rows, client_ip, server)
+
+
+def _place_held_flows(
+    lab: Any, params: dict, client_ip: str, server: str, since: float, holders: list
+) -> dict[int, dict]:
+    """Open batches of held flows until each of AZ a's appliances carries at least
+    min_held_per_appliance established ones (Maglev may put a batch on one appliance);
+    their node rows by client port. LabError when HELD_BATCHES do not make it."""
+    n, k = params["held_flows"], params["min_held_per_appliance"]
+    target = _url(lab, "WebA", scheme="tcp", port=9000)
+    for batch in range(1, HELD_BATCHES + 1):
+        result: dict[str, Any] = {}
+
+        def hold(result: dict[str, Any] = result) -> None:
+            # An echo waits out the detection time (rebalance resumes it).
+            result["df"] = run_load(
+                lab, "Client1", target, requests=n, concurrency=n, hold=params["hold_s"], timeout=25
+            )
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        holders.append((thread, result))
+
+        def established(want: int = n * batch) -> dict[int, dict] | None:
+            # SYN-ACK and the server's first line came back through an appliance
+            flows = {
+                p: f
+                for p, f in _held_flows(lab, client_ip, server, since).items()
+                if f["rev_packets"] >= 2
+            }
+            return flows if len(flows) >= want else None
+
+        flows = lab.wait_for(established, 30, f"{n * batch} held flows through GWLB-1a")
+        per = {fw: sum(f["appliance"] == f"i-{fw}:6081" for f in flows.values()) for fw in AZ_A}
+        print(f"  held flows after batch {batch}: {per}", flush=True)
+        if min(per.values()) >= k:
+            return flows
+    raise LabError(
+        f"{HELD_BATCHES} batches of {n} held flows did not put {k} on each of {', '.join(AZ_A)}"
+    )
+
+
+def _seen_after(caps: dict[str, Any], server: str, fault_at: float) -> dict[int, set[str]]:
+    """Client port -> the appliances whose GENEVE capture holds a packet of that held flow
+    after the fault (what really went where, whatever the node's table says)."""
+    ip, _, port = server.partition(":")
+    seen: dict[int, set[str]] = {}
+    for fw, cap in caps.items():
+        for row in decode_pcap(cap.path):
+            if row["proto"] != 6 or row["time"] < fault_at:
+                continue
+            if (row["dst"], row["dst_port"]) == (ip, int(port)):
+                seen.setdefault(row["src_port"], set()).add(fw)
+            elif (row["src"], row["src_port"]) == (ip, int(port)):
+                seen.setdefault(row["dst_port"], set()).add(fw)
+    return seen
+
+
+def _held_flow_rows(
+    mode: str,
+    victim: str,
+    df: Any,
+    before: dict[int, dict],
+    after: dict[int, dict],
+    seen: dict[int, set[str]],
+    client_ip: str,
+    server: str,
+) -> list[dict[str, Any]]:
+    """One row per held flow: 5-tuple, appliance before and after, outcome."""
+    rows = []
+    for _, r in df.iterrows():
+        if r["seen_port"] == "" or r["seen_port"] != r["seen_port"]:  # empty or NaN
+            raise LabError(
+                f"failover {mode}: a held flow has no client port ({r['error']}): "
+                "it cannot be followed"
+            )
+        port = int(r["seen_port"])
+        if port not in before:
+            raise LabError(
+                f"failover {mode}: held flow from port {port} is not in the "
+                "node's table before the fault"
+            )
+        was = before[port]["appliance"]
+        now = after.get(port, {}).get("appliance", "")
+        elsewhere = sorted(fw for fw in seen.get(port, ()) if f"i-{fw}:6081" != was)
+        error = r["error"] if isinstance(r["error"], str) and r["error"] else ""
+        rows.append(
+            {
+                "mode": mode,
+                "flow": f"tcp {client_ip}:{port} -> {server}",
+                "client_port": port,
+                "appliance_before": was,
+                "appliance_after": now if now != was else "",
+                "captured_after_fault": ",".join(sorted(seen.get(port, ()))),
+                "on_victim": was == f"i-{victim}:6081",
+                "moved": bool(now and now != was) or bool(elsewhere),
+                "outcome": "broken" if error else "ok",
+                "error": error,
+                "latency_ms": r["latency_ms"],
+            }
+        )
+    return rows
 
 
 def _plot(summary: Any, failover: list[dict[str, Any]], path: Any) -> None:
@@ -440,8 +616,8 @@ def _plot(summary: Any, failover: list[dict[str, Any]], path: Any) -> None:
     ax1.set_title("cost of the bump in the wire")
     ax1.tick_params(axis="x", rotation=30)
     modes = [f["mode"] for f in failover]
-    kept = [f["victim_flows_ok"] / max(1, f["victim_flows"]) for f in failover]
-    others = [f["other_flows_ok"] / max(1, f["other_flows"]) for f in failover]
+    kept = [f["victim_flows_ok"] / f["victim_flows"] for f in failover]
+    others = [f["other_flows_ok"] / f["other_flows"] for f in failover]
     x = range(len(modes))
     ax2.bar([i - 0.2 for i in x], kept, width=0.4, label="flows of the stopped appliance")
     ax2.bar([i + 0.2 for i in x], others, width=0.4, label="flows of the other one")

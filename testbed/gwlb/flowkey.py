@@ -15,6 +15,7 @@ Keys are bytes: a dict key for the flow table and, through flow_hash(), an input
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable
 
 FIVE_TUPLE = "5-tuple"
@@ -101,3 +102,22 @@ def describe(key: bytes) -> dict[str, object]:
         return {"proto": None, "a": endpoint(key[:4]), "b": endpoint(key[4:])}
     half = (len(key) - 1) // 2
     return {"proto": key[0], "a": endpoint(key[1 : 1 + half]), "b": endpoint(key[1 + half :])}
+
+
+def key_ends(key: bytes) -> tuple[bytes, bytes]:
+    """The two endpoints of a key as it holds them: 4 address bytes, or 6 with the port."""
+    if len(key) == 8:  # 2-tuple
+        return key[:4], key[4:]
+    half = (len(key) - 1) // 2
+    return key[1 : 1 + half], key[1 + half :]
+
+
+def endpoint_bytes(text: str) -> bytes:
+    """ "ip" or "ip:port" in the layout of key_ends() (ValueError if it is neither)."""
+    ip, sep, port = text.partition(":")
+    raw = ipaddress.IPv4Address(ip).packed
+    if not sep:
+        return raw
+    if not port.isdigit() or int(port) > 0xFFFF:
+        raise ValueError(f"bad port in endpoint {text!r}")
+    return raw + int(port).to_bytes(2, "big")

@@ -12,7 +12,7 @@ Runs in the node's namespace (one per GWLB node host):
 - the node's health checker (testbed.lb.health_checker) checks the appliances in its AZ;
   appliance states come from the holder every POLL_S;
 - counters: a status file (JSON, every second) in the host's folder, and on 127.0.0.1:
-  GET /status, GET /flows.
+  GET /status, GET /flows[?end=IP[:PORT]&max_age_s=S&limit=N].
 
     python -m testbed.gwlb.node --host GWLB-1a --lb GWLB --az us-east-1a --ip 10.0.4.5 \
         --plan /run/elb-testbed/L/plan.json --holder /run/elb-testbed/L/holder.sock
@@ -36,7 +36,14 @@ from typing import Any
 
 from testbed import rpc
 from testbed.gwlb import admin, rawsock
-from testbed.gwlb.flowkey import FIVE_TUPLE, describe, is_tcp_syn, key_function
+from testbed.gwlb.flowkey import (
+    FIVE_TUPLE,
+    describe,
+    endpoint_bytes,
+    is_tcp_syn,
+    key_ends,
+    key_function,
+)
 from testbed.gwlb.steering import NO_REBALANCE, Steering, TargetState
 from testbed.lb.health_checker import Checker
 from testbed.packets import geneve
@@ -350,26 +357,36 @@ class Node:
             "events": self.events[-50:],
         }
 
-    def flow_rows(self, limit: int = 10000) -> list[dict[str, Any]]:
-        """The flow table, one row per flow."""
+    def flow_rows(
+        self, limit: int = 10000, end: str | None = None, max_age_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The flow table, one row per flow, oldest first. `end` keeps the flows with that
+        endpoint ("ip:port", or "ip" for any port), `max_age_s` those created since; of
+        more than `limit` rows, the newest are kept: a reader looks for flows it has just
+        made, and after a burst of connections the table holds thousands of older ones."""
+        want = endpoint_bytes(end) if end else None  # ValueError: the admin answers 400
         now = time.monotonic()
-        rows = []
-        for f in list(self.steering.flows.values())[:limit]:
-            rows.append(
-                {
-                    **describe(f.key),
-                    "appliance": f.appliance.key,
-                    "appliance_ip": f.appliance.ip,
-                    "cookie": f.cookie,
-                    "endpoint": f.endpoint.name,
-                    "fwd_packets": f.fwd_packets,
-                    "rev_packets": f.rev_packets,
-                    "bytes": f.bytes,
-                    "age_s": round(now - f.created, 3),
-                    "idle_s": round(now - f.last, 3),
-                }
-            )
-        return rows
+        flows = [
+            f
+            for f in list(self.steering.flows.values())
+            if (max_age_s is None or now - f.created <= max_age_s)
+            and (want is None or any(e[: len(want)] == want for e in key_ends(f.key)))
+        ]
+        return [
+            {
+                **describe(f.key),
+                "appliance": f.appliance.key,
+                "appliance_ip": f.appliance.ip,
+                "cookie": f.cookie,
+                "endpoint": f.endpoint.name,
+                "fwd_packets": f.fwd_packets,
+                "rev_packets": f.rev_packets,
+                "bytes": f.bytes,
+                "age_s": round(now - f.created, 3),
+                "idle_s": round(now - f.last, 3),
+            }
+            for f in (flows[-limit:] if limit > 0 else [])
+        ]
 
 
 def poll_targets(node: Node, holder: str) -> None:
@@ -436,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         a.admin_port,
         {
             ("GET", "/status"): lambda q: node.status(),
-            ("GET", "/flows"): lambda q: node.flow_rows(int(q.get("limit", 10000))),
+            ("GET", "/flows"): lambda q: node.flow_rows(
+                int(q.get("limit", 10000)),
+                q.get("end") or None,
+                float(q["max_age_s"]) if q.get("max_age_s") else None,
+            ),
         },
     )
 

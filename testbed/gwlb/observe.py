@@ -3,7 +3,8 @@ which appliance carried which flow (tests and the gwlb experiment use these; tar
 come from the Lab API: lab.target_state, lab.wait_target_state).
 
     node_status(lab, "GWLB-1a")["appliances"]      # per-appliance counters of that node
-    node_flows(lab, "GWLB-1a")                      # its flow table
+    node_flows(lab, "GWLB-1a")                      # its flow table (the newest 10000)
+    node_flows(lab, "GWLB-1a", end="10.0.4.4:9000", max_age_s=30)   # flows of one server, recent
     appliance_status(lab, "FwA1")["firewall"]       # inspected / dropped / passed
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlencode
 
 from testbed.errors import LabError
 from testbed.lab.api import Lab
 from testbed.lab.hostexec import host_dir
 from testbed.lab.launch import APPLIANCE_STATUS_FILE
 from testbed.lab.launch import GWLB_NODE_ADMIN_PORT as ADMIN_PORT
+
+NODE_POLL_S = 0.2  # how often a node's view is read while waiting for it
 
 
 def _admin(lab: Lab, host: str, path: str) -> Any:
@@ -37,9 +41,24 @@ def node_status(lab: Lab, host: str) -> dict[str, Any]:
     return _admin(lab, host, "/status")
 
 
-def node_flows(lab: Lab, host: str) -> list[dict[str, Any]]:
-    """A GWLB node's flow table: a, b ("ip[:port]"), proto, appliance, cookie, packets."""
-    return _admin(lab, host, "/flows")
+def node_flows(
+    lab: Lab,
+    host: str,
+    end: str | None = None,
+    max_age_s: float | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """A GWLB node's flow table: a, b ("ip[:port]"), proto, appliance, cookie, packets, age_s.
+    end: only flows with this endpoint ("ip:port" or "ip"); max_age_s: only flows created
+    since; limit: the newest rows kept (the node's default is 10000)."""
+    query = urlencode(
+        {
+            k: v
+            for k, v in (("end", end), ("max_age_s", max_age_s), ("limit", limit))
+            if v is not None
+        }
+    )
+    return _admin(lab, host, "/flows" + (f"?{query}" if query else ""))
 
 
 def appliance_status(lab: Lab, host: str) -> dict[str, Any]:
@@ -54,18 +73,37 @@ def firewall_packets(lab: Lab, hosts: list[str], counter: str) -> int:
     )
 
 
-def appliance_by_client_port(
+def tcp_flows_by_client_port(
     flows: list[dict[str, Any]],
-    prefix: str = "198.51.100.",
-) -> dict[int, str]:
-    """Client port -> appliance key, for 5-tuple flows of internet clients."""
+    client_ip: str,
+    server: str,
+) -> dict[int, dict[str, Any]]:
+    """Rows of the TCP flows between client_ip (any port) and server ("ip:port"), by the
+    client's port: with the address and the server fixed, the port names the whole 5-tuple.
+    (A port alone does not: a node's table holds thousands of older flows to other servers
+    and ports with the same client ports, idle ones included for 350 s.)"""
     out = {}
     for f in flows:
-        for side in ("a", "b"):
-            ip, _, port = str(f[side]).partition(":")
-            if ip.startswith(prefix) and port:
-                out[int(port)] = f["appliance"]
+        ends = [f["a"], f["b"]]
+        if f["proto"] != 6 or server not in ends:
+            continue
+        ip, _, port = ends[1 - ends.index(server)].partition(":")
+        if ip == client_ip and port:
+            out[int(port)] = f
     return out
+
+
+def wait_node_sees(lab: Lab, node: str, instance: str, state: str, timeout: float) -> None:
+    """Until the GWLB node `node` has taken `state` for appliance `instance` (nodes ask the
+    holder every 0.5 s: a state there is not yet a state in the data path)."""
+
+    def seen() -> bool:
+        return any(
+            a["key"].startswith(f"i-{instance}:") and a["state"] == state
+            for a in node_status(lab, node)["appliances"]
+        )
+
+    lab.wait_for(seen, timeout, f"{node} to see {instance} {state}", interval=NODE_POLL_S)
 
 
 def flows_in_captures(

@@ -6,15 +6,18 @@ from __future__ import annotations
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from testbed import rpc
 from testbed.gwlb.observe import (
-    appliance_by_client_port,
+    appliance_status,
     firewall_packets,
     flows_in_captures,
     node_flows,
     node_status,
+    tcp_flows_by_client_port,
+    wait_node_sees,
 )
 from testbed.lab.api import Lab
 from testbed.packets.capture import decode_pcap
@@ -27,6 +30,8 @@ GWLB = str(TEMPLATES / "gwlb.yaml")
 INTERVAL_S, THRESHOLD = 5, 2  # gwlb.yaml's health checks
 DETECT_S = INTERVAL_S * THRESHOLD + 8  # + check timeout and scheduling margins
 AZ_A = ["FwA1", "FwA2"]
+CLIENT1 = "198.51.100.10"
+NODE_SEES_S = 5  # nodes ask the holder every 0.5 s
 
 
 @pytest.fixture(scope="module")
@@ -155,27 +160,147 @@ def test_both_directions_of_every_flow_meet_one_appliance(gwlb_lab):
 # ---- health, failover, scaling ---------------------------------------------------------------
 
 
-def test_no_rebalance_dead_appliance_loses_its_flows_new_flows_go_elsewhere(gwlb_lab):
-    web_a = web(gwlb_lab, "WebA")
-    thread, result = held_flows(gwlb_lab, f"tcp://{web_a}:9000", 10, hold=25, timeout=4)
-    time.sleep(3)
-    by_port = appliance_by_client_port(node_flows(gwlb_lab, "GWLB-1a"))
-    assert set(by_port.values()) == {"i-FwA1:6081", "i-FwA2:6081"}, by_port
-    victim = "FwA1"
-    gwlb_lab.host(victim).fault("stop")
+def held_on_node(lab, server: str, since: float) -> dict[int, dict]:
+    """GWLB-1a's rows of the flows from Client1 to `server` ("ip:port") created since
+    `since` (wall clock), by client port: the full 5-tuple, never older flows that reuse a
+    client port."""
+    rows = node_flows(lab, "GWLB-1a", end=server, max_age_s=time.time() - since)
+    return tcp_flows_by_client_port(rows, CLIENT1, server)
+
+
+def appliance_flow_packets(lab, fw: str, server: str, after: float) -> dict[int, int]:
+    """Packets (both directions) the appliance itself counted per held flow (client port), from
+    a status file written after `after`. Its rows start with the side it saw first."""
+    ip, _, port = server.partition(":")
+    status = lab.wait_for(
+        lambda: (s := appliance_status(lab, fw))["time"] > after and s,
+        5,
+        f"{fw}'s status file to be rewritten",
+    )
+    counted = {}
+    for f in status["flows"]:
+        ends = {(f["a"], f["a_port"]), (f["b"], f["b_port"])}
+        client = [p for a, p in ends if a == CLIENT1]
+        if (ip, int(port)) in ends and client:
+            counted[client[0]] = f["packets_ab"] + f["packets_ba"]
+    return counted
+
+
+def failover_with_held_flows(
+    lab,
+    victim: str,
+    survivor: str,
+    *,
+    hold: float,
+    timeout: float,
+    per_appliance: int = 2,
+    batch: int = 10,
+) -> dict:
+    """Hold flows from Client1 to WebA:9000 until both appliances carry `per_appliance` or
+    more, stop `victim`, wait until the holder and the node have it unhealthy and the held
+    flows are over (victim restarted after). The facts per flow and the node's counters."""
+    server = f"{lab.host('WebA').ip}:9000"
+    target = f"tcp://{web(lab, 'WebA')}:9000"
+    since = time.time()
+    holds, stopped = [], False
     try:
-        thread.join()
-        df = result["df"]
-        on_victim = df["seen_port"].map(lambda p: by_port[int(p)]) == f"i-{victim}:6081"
-        assert (df[on_victim]["error"] == "timeout").all()  # no_rebalance: they are lost
-        assert df[~on_victim]["error"].isna().all()  # the survivor's flows carry on
-        wait_state(gwlb_lab, victim, "unhealthy", DETECT_S)
-        time.sleep(1)
-        df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=40, concurrency=4)
-        assert df["error"].isna().all()  # new flows only to the healthy appliance
+        for count in range(batch, 4 * batch + 1, batch):  # Maglev may put a batch on one
+            holds.append(held_flows(lab, target, batch, hold=hold, timeout=timeout))
+            before = lab.wait_for(
+                lambda n=count: (
+                    len(
+                        f := {
+                            p: r
+                            for p, r in held_on_node(lab, server, since).items()
+                            if r["rev_packets"] >= 2
+                        }
+                    )
+                    >= n
+                    and f
+                ),
+                20,
+                f"{count} held flows established through GWLB-1a",
+            )
+            on = {
+                fw: [p for p, r in before.items() if r["appliance"] == f"i-{fw}:6081"]
+                for fw in (victim, survivor)
+            }
+            if min(len(v) for v in on.values()) >= per_appliance:
+                break
+        assert min(len(v) for v in on.values()) >= per_appliance, on
+        counters = {a["key"]: a for a in node_status(lab, "GWLB-1a")["appliances"]}
+        fw_before = appliance_flow_packets(lab, survivor, server, time.time())
+        lab.host(victim).fault("stop")
+        stopped = True
+        detection = wait_state(lab, victim, "unhealthy", DETECT_S)
+        wait_node_sees(lab, "GWLB-1a", victim, "unhealthy", NODE_SEES_S)
+        # new connections meanwhile: they must all go to the healthy appliance
+        new_before = {a["key"]: a["new_flows"] for a in node_status(lab, "GWLB-1a")["appliances"]}
+        new = run_load(lab, "Client1", f"http://{web(lab, 'WebA')}/", requests=40, concurrency=4)
+        new_after = {a["key"]: a["new_flows"] for a in node_status(lab, "GWLB-1a")["appliances"]}
     finally:
-        gwlb_lab.host(victim).fault("start")
-    wait_state(gwlb_lab, victim, "healthy", DETECT_S)
+        for thread, _ in holds:
+            thread.join()
+        if stopped:
+            lab.host(victim).fault("start")
+    df = pd.concat([result["df"] for _, result in holds], ignore_index=True)
+    outcome = {
+        int(r["seen_port"]): r["error"] if isinstance(r["error"], str) else None
+        for _, r in df.iterrows()
+    }
+    return {
+        "on": on,
+        "before": before,
+        "after": held_on_node(lab, server, since),
+        "outcome": outcome,
+        "detection": detection,
+        "counters_before": counters,
+        "counters_after": {a["key"]: a for a in node_status(lab, "GWLB-1a")["appliances"]},
+        "survivor_packets_before": fw_before,
+        "survivor_packets_after": appliance_flow_packets(lab, survivor, server, time.time()),
+        "new_errors": int(new["error"].notna().sum()),
+        "new_flows": {k: new_after[k] - new_before[k] for k in new_after},
+    }
+
+
+def assert_survivor_flows_untouched(facts: dict, survivor: str) -> None:
+    """Every flow held on the surviving appliance lived to the end, never left it (node
+    table, node counters) and went on through it (the appliance's own counters)."""
+    key = f"i-{survivor}:6081"
+    for port in facts["on"][survivor]:
+        assert facts["outcome"][port] is None, (port, facts["outcome"][port])  # not broken
+        assert facts["after"][port]["appliance"] == key, facts["after"][port]  # not moved
+        # packets after the fault went through the node and the survivor, both directions
+        assert facts["after"][port]["fwd_packets"] > facts["before"][port]["fwd_packets"]
+        assert facts["after"][port]["rev_packets"] > facts["before"][port]["rev_packets"]
+        assert facts["survivor_packets_after"][port] > facts["survivor_packets_before"][port]
+    assert (
+        facts["counters_after"][key]["rehashed_out"]
+        == facts["counters_before"][key]["rehashed_out"]
+    )  # the node moved none of them
+    # new connections during the failover: all answered, none sent to the dead appliance
+    victim = next(f"i-{fw}:6081" for fw in facts["on"] if fw != survivor)
+    assert facts["new_errors"] == 0
+    assert facts["new_flows"][victim] == 0
+    assert facts["new_flows"][key] >= 40
+
+
+def test_no_rebalance_dead_appliance_loses_its_flows_others_live_new_flows_go_elsewhere(gwlb_lab):
+    wait_all_healthy(gwlb_lab)
+    victim, survivor = AZ_A
+    facts = failover_with_held_flows(gwlb_lab, victim, survivor, hold=25, timeout=4)
+    try:
+        assert_survivor_flows_untouched(facts, survivor)
+        for port in facts["on"][victim]:  # no_rebalance: they stay on the dead one, lost
+            assert facts["outcome"][port] == "timeout", (port, facts["outcome"][port])
+            assert facts["after"][port]["appliance"] == f"i-{victim}:6081"
+        assert (
+            facts["counters_after"][f"i-{victim}:6081"]["rehashed_out"]
+            == facts["counters_before"][f"i-{victim}:6081"]["rehashed_out"]
+        )
+    finally:
+        wait_state(gwlb_lab, victim, "healthy", DETECT_S)
+        wait_node_sees(gwlb_lab, "GWLB-1a", victim, "healthy", NODE_SEES_S)
 
 
 def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
@@ -199,11 +324,35 @@ def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
     finally:
         holder(gwlb_lab, op="register", tg="Appliances", target="FwA2")
     wait_state(gwlb_lab, "FwA2", "healthy", DETECT_S)
-    time.sleep(1)
+    wait_node_sees(gwlb_lab, "GWLB-1a", "FwA2", "healthy", NODE_SEES_S)
+    before = new_flows()
     df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=60, concurrency=6)
     assert df["error"].isna().all()
-    used = set(appliance_by_client_port(node_flows(gwlb_lab, "GWLB-1a")).values())
-    assert "i-FwA2:6081" in used  # back in service: it takes new flows again
+    assert new_flows()["i-FwA2:6081"] > before["i-FwA2:6081"]  # back in service: new flows
+
+
+@pytest.mark.slow
+def test_rebalance_moves_only_the_dead_appliances_flows_and_they_resume():
+    with Lab.up(GWLB, params={"TargetFailover": "rebalance"}) as lab:
+        wait_all_healthy(lab)
+        victim, survivor = AZ_A
+        # An echo waits out the detection time: a rehashed flow resumes on the survivor.
+        facts = failover_with_held_flows(lab, victim, survivor, hold=30, timeout=25)
+        assert_survivor_flows_untouched(facts, survivor)
+        for port in facts["on"][victim]:
+            assert facts["outcome"][port] is None, (port, facts["outcome"][port])
+            assert facts["after"][port]["appliance"] == f"i-{survivor}:6081"
+            assert facts["survivor_packets_after"][port] > 0  # it went on through FwA2
+        moved = (
+            facts["counters_after"][f"i-{victim}:6081"]["rehashed_out"]
+            - facts["counters_before"][f"i-{victim}:6081"]["rehashed_out"]
+        )
+        assert moved >= len(facts["on"][victim])
+        print(
+            f"\nrebalance: {victim} unhealthy after {facts['detection']:.1f} s, "
+            f"{len(facts['on'][victim])} flows resumed on {survivor}, "
+            f"{len(facts['on'][survivor])} untouched"
+        )
 
 
 @pytest.mark.slow

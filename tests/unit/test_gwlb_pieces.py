@@ -4,12 +4,16 @@ filter and configuration from the plan, the two roles' command lines."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from testbed.gwlb import firewall, rawsock
 from testbed.gwlb.appliance import flow_rows, packet_key
-from testbed.gwlb.node import node_config, target_states
+from testbed.gwlb.flowkey import key_function
+from testbed.gwlb.node import Node, node_config, target_states
+from testbed.gwlb.observe import tcp_flows_by_client_port
+from testbed.gwlb.steering import TargetState
 from testbed.lab import launch
 from testbed.model.roles import NODE_ROLES, ROLE_NAMES
 from testbed.packets import geneve
@@ -262,6 +266,57 @@ def test_target_states_from_describe_rows():
         "healthy",
         6081,
     )
+
+
+def test_node_flow_view_filters_by_endpoint_and_age_and_keeps_the_newest():
+    config = node_config(
+        {
+            "load_balancers": [lb_dict()],
+            "endpoints": [
+                {"name": "EndpointA", "gwlb": "GWLB", "ip": "10.0.2.4", "node_host": "GWLB-1a"}
+            ],
+        },
+        "GWLB-1a",
+        "GWLB",
+    )
+    node = Node("GWLB-1a", "10.0.0.6", "us-east-1a", "eth0", config)
+    node.steering.set_targets([TargetState("i-Fw1:6081", "10.0.0.4", "us-east-1a", "healthy")])
+    ep = config.endpoints[0]
+    five = key_function("5-tuple")
+    for port, created in ((40000, 0.0), (40001, 0.0), (40000, 50.0)):
+        dport = 9000 if created else 80  # an old flow to port 80, a new one to 9000
+        key, forward = five(ipv4("198.51.100.10", "10.0.4.4", 6, port, dport), 0)
+        node.steering.open(key, forward, 6, ep, created)
+    now = time.monotonic()
+    for f in node.steering.flows.values():  # created on the node's clock: ages 100 s and 1 s
+        f.created = now - (100.0 if f.created == 0.0 else 1.0)
+    assert len(node.flow_rows()) == 3
+    (row,) = node.flow_rows(end="10.0.4.4:9000")
+    assert {row["a"], row["b"]} == {"10.0.4.4:9000", "198.51.100.10:40000"}
+    assert [r["b"] for r in node.flow_rows(max_age_s=10)] == [row["b"]]
+    assert len(node.flow_rows(end="198.51.100.10")) == 3  # an address: any port
+    assert node.flow_rows(end="198.51.100.11") == []
+    assert node.flow_rows(limit=1) == [row]  # the newest, not the oldest
+    with pytest.raises(ValueError, match="bad port"):
+        node.flow_rows(end="10.0.4.4:x")
+
+
+def test_held_flows_are_told_apart_by_their_whole_5_tuple():
+    def row(a: str, b: str, appliance: str, proto: int = 6) -> dict:
+        return {"proto": proto, "a": a, "b": b, "appliance": appliance}
+
+    flows = [
+        row("10.0.4.4:80", "198.51.100.10:40000", "i-FwA1:6081"),  # older, port 80
+        row("10.0.4.4:9000", "198.51.100.10:40000", "i-FwA2:6081"),
+        row("10.0.4.4:9000", "198.51.100.11:40001", "i-FwA1:6081"),  # another client
+        row("10.0.4.4:9000", "198.51.100.10:40002", "i-FwA1:6081", proto=17),
+        row("10.0.4.4:9000", "198.51.100.10:40003", "i-FwA1:6081"),
+    ]
+    by_port = tcp_flows_by_client_port(flows, "198.51.100.10", "10.0.4.4:9000")
+    assert {p: f["appliance"] for p, f in by_port.items()} == {
+        40000: "i-FwA2:6081",
+        40003: "i-FwA1:6081",
+    }
 
 
 # ---- roles ---------------------------------------------------------------------------------
