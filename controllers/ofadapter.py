@@ -11,6 +11,7 @@ are the connections (conntrack) that go through it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +36,7 @@ NX_MP_ALG_MODULO_N = 0
 ALL_COOKIE_BITS = 0xFFFF_FFFF_FFFF_FFFF
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every change of targets fingerprints every flow again
 def fingerprint(f: Flow) -> int:
     """The cookie of flow f: a hash of everything it is (table, priority, match,
     instructions, timeouts), the same in every controller process. Never 0 (a flow nobody
