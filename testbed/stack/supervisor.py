@@ -162,7 +162,7 @@ class ControllerSupervisor:
             f"{deleted} deleted",
         )
         resume, self.resume_state = self.resume_state, None
-        self.save(state=resume, reason=None, controller=self._describe())
+        self._save_controller(state=resume, reason=None)
 
     # ---- the standby ------------------------------------------------------------------
     def _keep_standby(self) -> None:
@@ -199,16 +199,19 @@ class ControllerSupervisor:
                 standby.stop()
                 return
             self.standby = standby
-        self.save(controller=self._describe())
+        self._save_controller()
 
-    def _describe(self) -> dict[str, Any]:
-        """The lab state's `controller` entry."""
-        c = self.controller
-        standby = self.standby
-        return {
-            "pid": c.proc.pid if c.proc else None,
-            "port": c.port,
-            "log": str(c.log),
-            "restarts": self.restarts,
-            "standby_pid": standby.proc.pid if standby and standby.proc else None,
-        }
+    def _save_controller(self, **changes: Any) -> None:
+        """Save the lab state's `controller` entry (and `changes`) as it is now."""
+        with self.lock:  # the standby's thread saves too: never an older view after a newer
+            c, standby = self.controller, self.standby
+            self.save(
+                controller={
+                    "pid": c.proc.pid if c.proc else None,
+                    "port": c.port,
+                    "log": str(c.log),
+                    "restarts": self.restarts,
+                    "standby_pid": standby.proc.pid if standby and standby.proc else None,
+                },
+                **changes,
+            )
