@@ -153,7 +153,7 @@ def flow(
 
 @dataclass(frozen=True)
 class PacketOut:
-    """A packet the controller sends out of a switch port (e.g. an ARP reply)."""
+    """A packet the controller sends out of a switch port (the NLB's RST)."""
 
     dpid: int
     port: int

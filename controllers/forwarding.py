@@ -74,7 +74,6 @@ class Forwarding:
         self.plan = plan
         self.router_mac = plan.router_mac
         self._dpid_to_switch = {s.dpid: s.name for s in plan.switches}
-        self._host_at = {(h.switch, h.port): h for h in plan.hosts}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
@@ -115,10 +114,6 @@ class Forwarding:
                     first_hop[nb] = first_hop[here]
                     queue.append(nb)
         return None
-
-    def host_on_port(self, dpid: int, port: int) -> HostPlan | None:
-        switch = self._dpid_to_switch.get(dpid)
-        return self._host_at.get((switch, port))
 
     def realm_tag(self, host: HostPlan) -> int:
         """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""

@@ -99,6 +99,7 @@ def test_kill_during_load_fails_no_request_and_the_new_controller_takes_over(lab
             lambda: nlb_new_flows(lab) >= before + RATE and alb_requests(lab) >= alb_before + RATE,
             30,
             "a second of load through both load balancers",
+            interval=0.25,  # each look reads the switches' counters and conntrack
         )
         old_pid, killed_at = kill_controller(lab)
         failed = lab.wait_for(
@@ -207,7 +208,9 @@ def test_nlb_counters_continue_across_a_restart(lab):
         lab.deregister("NlbTargets", "Spare")
         lab.wait_target_state("NlbTargets", "Spare", "removed", timeout=30)
     counts = {r["target"]: r["count"] for r in controller(lab, "nlb_stats")["new_flows"]}
-    assert counts["Spare:80"] == (df["backend"] == "Spare").sum()
+    # (At most one per request: a client port reused while conntrack holds its last
+    # connection continues that one.)
+    assert 0 < counts["Spare:80"] <= (df["backend"] == "Spare").sum()
     _pid, killed_at = kill_controller(lab)
     wait_running_again(lab, killed_at)
     after = {r["target"]: r["count"] for r in controller(lab, "nlb_stats")["new_flows"]}
