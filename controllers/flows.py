@@ -20,6 +20,7 @@ IPPROTO_UDP = 17
 
 # Table layout of every lab switch. Later capabilities insert their logic into STEER.
 TABLE_CLASSIFY = 0  # where did the packet enter: host port (tag metadata) or trunk
+TABLE_ARP = 5  # ARP requests of a host, by its ARP class: the switch answers them itself
 TABLE_STEER = 10  # before routing: load balancer replies are translated back (NLB, GWLB)
 TABLE_ROUTE = 20  # VPC router: local route, internet gateway NAT
 TABLE_IGW_OUT = 21  # leaving through the internet gateway: its 1:1 NAT of the source
@@ -31,6 +32,12 @@ TABLE_BRIDGE = 40  # same-subnet (L2) traffic: only to hosts of the packet's own
 TABLE_OUTPUT = 50  # every switch: destination MAC -> port toward that host
 
 
+# OpenFlow's reserved port "the port the packet came in on" (OFPP_IN_PORT): an output to
+# the in_port itself is dropped, this one is not (the ARP responder answers through it).
+IN_PORT = 0xFFFFFFF8
+ARP_REQUEST, ARP_REPLY = 1, 2
+
+
 @dataclass(frozen=True)
 class Output:
     port: int
@@ -40,6 +47,16 @@ class Output:
 class SetField:
     field: str
     value: Any
+
+
+@dataclass(frozen=True)
+class RegMove:
+    """Copy field `src` into field `dst` (Nicira move; both `n_bits` wide): how a switch
+    turns a request into its reply from the request's own fields."""
+
+    src: str
+    dst: str
+    n_bits: int
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,7 @@ class Multipath:
     dst: str = "reg0"
 
 
-Action = Output | SetField | DecTtl | ToController | Group | Ct | Multipath
+Action = Output | SetField | RegMove | DecTtl | ToController | Group | Ct | Multipath
 
 # OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
 # reverse to the same value, which the GWLB needs and the NLB does not mind.
@@ -116,7 +133,6 @@ class Flow:
     actions: tuple[Action, ...] = ()
     goto: int | None = None
     metadata: tuple[int, int] | None = None  # write_metadata (value, mask)
-    cookie: int = 0
     idle_timeout: int = 0
     hard_timeout: int = 0
 
@@ -137,7 +153,7 @@ def flow(
 
 @dataclass(frozen=True)
 class PacketOut:
-    """A packet the controller sends out of a switch port (e.g. an ARP reply)."""
+    """A packet the controller sends out of a switch port (the NLB's RST)."""
 
     dpid: int
     port: int

@@ -1,10 +1,17 @@
 """L2/L3 forwarding of a lab: the AWS VPC router, the internet gateway and ARP, as pure logic.
 
-Given the network plan, `Forwarding` returns the flow entries of each switch and answers
-ARP requests; it never talks to a switch itself (testbed.controllers.lab_app does that). Routing is
-done once, on the switch where a packet enters: that switch applies the route table of the
-sender's subnet, the internet gateway's 1:1 NAT, rewrites the MACs and sends the packet on;
-the other switches on the path only look up the destination MAC (TABLE_OUTPUT).
+Given the network plan, `Forwarding` returns the flow entries of each switch; it never talks
+to a switch itself (testbed.controllers.lab_app does that). Routing is done once, on the switch
+where a packet enters: that switch applies the route table of the sender's subnet, the
+internet gateway's 1:1 NAT, rewrites the MACs and sends the packet on; the other switches on
+the path only look up the destination MAC (TABLE_OUTPUT).
+
+ARP is answered by the switches themselves, as OVS ARP responders do, so that the data plane
+needs no controller: TABLE_CLASSIFY checks that a request comes from the host on that port
+(its MAC and address) and tags it with the host's ARP class; TABLE_ARP holds, per class, one
+entry per address that class may resolve, which rewrites the request into its reply (set-field
+and Nicira moves) and sends it back out of the port it came in on. `arp_answer` is the rule;
+the entries are made from it.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from __future__ import annotations
 from collections import deque
 from ipaddress import IPv4Address, IPv4Network
 
-from os_ken.lib.packet import arp, ethernet, packet
-
 from testbed.controllers.flows import (
+    ARP_REPLY,
+    ARP_REQUEST,
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
+    IN_PORT,
+    TABLE_ARP,
     TABLE_BRIDGE,
     TABLE_CLASSIFY,
     TABLE_IGW,
@@ -27,12 +36,12 @@ from testbed.controllers.flows import (
     TABLE_OUTPUT,
     TABLE_ROUTE,
     TABLE_STEER,
+    Action,
     DecTtl,
     Flow,
     Output,
-    PacketOut,
+    RegMove,
     SetField,
-    ToController,
     flow,
 )
 from testbed.plan.network import HostPlan, NetworkPlan, RoutePlan
@@ -43,6 +52,11 @@ VPC_MASK = 0xFFFF << 32
 SUBNET_MASK = VPC_MASK | 0xFFFF
 INTERNET_REALM = 0xFFFF
 DNS_REALM = 0xFFFE  # the lab's resolver, which answers hosts of every realm
+# ARP classes (metadata of a request in TABLE_ARP): the asker's realm, and this bit for load
+# balancer nodes (which resolve each other's addresses; other hosts route to them).
+LB_NODE_ASKER = 1 << 16
+ARP_CLASS_MASK = SUBNET_MASK | LB_NODE_ASKER
+ARP_SCRATCH = "reg3"  # holds the asked address while the responder swaps the two addresses
 
 
 def vpc_tag(vpc_index: int) -> int:
@@ -60,13 +74,13 @@ class Forwarding:
         self.plan = plan
         self.router_mac = plan.router_mac
         self._dpid_to_switch = {s.dpid: s.name for s in plan.switches}
-        self._host_at = {(h.switch, h.port): h for h in plan.hosts}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
         self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
         self._dns_ips = {ip for h in plan.hosts if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
         self._endpoints = {e.name: e for e in plan.endpoints}
+        self._flows: dict[int, list[Flow]] = {}  # the plan does not change: computed once
 
     # ---- topology helpers -------------------------------------------------------------
     def _build_neighbours(self) -> dict[str, dict[str, int]]:
@@ -101,10 +115,6 @@ class Forwarding:
                     queue.append(nb)
         return None
 
-    def host_on_port(self, dpid: int, port: int) -> HostPlan | None:
-        switch = self._dpid_to_switch.get(dpid)
-        return self._host_at.get((switch, port))
-
     def realm_tag(self, host: HostPlan) -> int:
         """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""
         if host.kind == "dns":
@@ -114,12 +124,22 @@ class Forwarding:
         subnet = self._subnets[host.subnet]
         return subnet_tag(self._vpc_index[subnet.vpc], subnet.index)
 
+    def arp_class(self, host: HostPlan) -> int:
+        """What `host` may resolve by ARP depends only on this (see arp_answer): its realm,
+        and whether it is a load balancer node."""
+        return self.realm_tag(host) | (LB_NODE_ASKER if host.kind == "lb-node" else 0)
+
     # ---- flows ------------------------------------------------------------------------
     def flows_for(self, dpid: int) -> list[Flow]:
         """Every forwarding flow of switch `dpid`."""
-        switch = self._dpid_to_switch[dpid]
+        if dpid not in self._flows:
+            self._flows[dpid] = self._flows_for(self._dpid_to_switch[dpid])
+        return list(self._flows[dpid])
+
+    def _flows_for(self, switch: str) -> list[Flow]:
         flows: list[Flow] = []
         flows += self._classify(switch)
+        flows += self._arp_responder(switch)
         flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
         flows += self._route()
         flows += self._igw_out()
@@ -139,14 +159,27 @@ class Forwarding:
         for h in self.plan.hosts:
             if h.switch != switch:
                 continue
-            flows.append(
-                flow(
-                    TABLE_CLASSIFY,
-                    200,
-                    {"in_port": h.port, "eth_type": ETH_TYPE_ARP},
-                    [ToController()],
+            for ip in (h.ip, *h.extra_ips):
+                # An ARP request from the host itself (its MAC and address): to the responder.
+                request = {
+                    "in_port": h.port,
+                    "eth_type": ETH_TYPE_ARP,
+                    "eth_src": h.mac,
+                    "arp_op": ARP_REQUEST,
+                    "arp_sha": h.mac,
+                    "arp_spa": ip,
+                }
+                # Gratuitous (asks for its own address): an announcement, nothing to answer.
+                flows.append(flow(TABLE_CLASSIFY, 210, {**request, "arp_tpa": ip}))
+                flows.append(
+                    flow(
+                        TABLE_CLASSIFY,
+                        200,
+                        request,
+                        goto=TABLE_ARP,
+                        metadata=(self.arp_class(h), ARP_CLASS_MASK),
+                    )
                 )
-            )
             for endpoint in self.plan.endpoints:
                 if endpoint.node_host != h.name:
                     continue
@@ -194,6 +227,35 @@ class Forwarding:
                     )
                 )
         return flows
+
+    def _arp_responder(self, switch: str) -> list[Flow]:
+        """TABLE_ARP: for each ARP class with a host on this switch, the answer to every
+        address arp_answer resolves for it (the resolver's class: every address)."""
+        flows = [flow(TABLE_ARP, 0)]  # nobody answers: dropped
+        members: dict[int, list[HostPlan]] = {}
+        for h in self.plan.hosts:
+            members.setdefault(self.arp_class(h), []).append(h)
+        for cls in sorted({self.arp_class(h) for h in self.plan.hosts if h.switch == switch}):
+            match = {"metadata": (cls, ARP_CLASS_MASK), "eth_type": ETH_TYPE_ARP}
+            if members[cls][0].kind == "dns":
+                flows.append(flow(TABLE_ARP, 10, match, arp_reply_any(self.router_mac)))
+                continue
+            for ip in self._arp_addresses():
+                # Answers of a class are the same for each member, except that nobody
+                # resolves its own address (a gratuitous request, dropped before this table).
+                asker = next((m for m in members[cls] if ip not in (m.ip, *m.extra_ips)), None)
+                mac = self.arp_answer(asker, ip) if asker is not None else None
+                if mac is not None:
+                    flows.append(flow(TABLE_ARP, 100, {**match, "arp_tpa": ip}, arp_reply(mac, ip)))
+        return flows
+
+    def _arp_addresses(self) -> list[str]:
+        """Every address that lives on a lab segment, so may be asked for by ARP."""
+        ips = {ip for h in self.plan.hosts for ip in (h.ip, *h.extra_ips)}
+        ips |= {s.router_ip for s in self.plan.subnets}
+        if self.plan.internet_gateway_ip:
+            ips.add(self.plan.internet_gateway_ip)
+        return sorted(ips, key=IPv4Address)
 
     def _route(self) -> list[Flow]:
         rm = self.router_mac
@@ -395,33 +457,35 @@ class Forwarding:
                 return peer.mac
         return None
 
-    def handle_arp(self, dpid: int, in_port: int, data: bytes) -> PacketOut | None:
-        """Answer an ARP request received on (dpid, in_port); None if it gets no answer."""
-        asker = self.host_on_port(dpid, in_port)
-        if asker is None:
-            return None
-        pkt = packet.Packet(data)
-        req = pkt.get_protocol(arp.arp)
-        if req is None or req.opcode != arp.ARP_REQUEST:
-            return None
-        if req.src_ip not in (asker.ip, *asker.extra_ips) or req.src_ip == req.dst_ip:
-            return None  # spoofed or gratuitous: nothing to answer
-        mac = self.arp_answer(asker, req.dst_ip)
-        if mac is None:
-            return None
-        reply = packet.Packet()
-        reply.add_protocol(ethernet.ethernet(dst=asker.mac, src=mac, ethertype=ETH_TYPE_ARP))
-        reply.add_protocol(
-            arp.arp(
-                opcode=arp.ARP_REPLY,
-                src_mac=mac,
-                src_ip=req.dst_ip,
-                dst_mac=asker.mac,
-                dst_ip=req.src_ip,
-            )
-        )
-        reply.serialize()
-        return PacketOut(dpid, in_port, bytes(reply.data))
+
+def arp_reply(mac: str, ip: str) -> list[Action]:
+    """Actions that turn an ARP request for `ip` into the reply "`ip` is at `mac`", sent back
+    out of the port it came in on; the asker's MAC and address come from the request."""
+    return [
+        RegMove("eth_src", "eth_dst", 48),
+        SetField("eth_src", mac),
+        SetField("arp_op", ARP_REPLY),
+        RegMove("arp_sha", "arp_tha", 48),
+        SetField("arp_sha", mac),
+        RegMove("arp_spa", "arp_tpa", 32),
+        SetField("arp_spa", ip),
+        Output(IN_PORT),
+    ]
+
+
+def arp_reply_any(mac: str) -> list[Action]:
+    """Like arp_reply, for whatever address was asked: the two addresses swap places."""
+    return [
+        RegMove("eth_src", "eth_dst", 48),
+        SetField("eth_src", mac),
+        SetField("arp_op", ARP_REPLY),
+        RegMove("arp_sha", "arp_tha", 48),
+        SetField("arp_sha", mac),
+        RegMove("arp_tpa", ARP_SCRATCH, 32),
+        RegMove("arp_spa", "arp_tpa", 32),
+        RegMove(ARP_SCRATCH, "arp_spa", 32),
+        Output(IN_PORT),
+    ]
 
 
 def _net(cidr: str) -> tuple[str, str]:

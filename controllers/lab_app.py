@@ -1,16 +1,27 @@
 """The os-ken application of a lab: a thin adapter between OpenFlow events and the pure logic.
 
-It reads the lab's network plan (path in $TESTBED_PLAN), installs the flows the logic returns
-when a switch connects, answers ARP through the logic, and reports over a Unix socket
+It reads the lab's network plan (path in $TESTBED_PLAN) and reports over a Unix socket
 ($TESTBED_CONTROL_SOCK) which switches are connected and programmed, and any OpenFlow error.
+
+The data plane does not need it: ARP, routing, NAT and the NLB's steering are flows in the
+switches (only the NLB's RST for segments of unknown connections comes here as a packet-in).
+When a switch connects, the app first reads the switch's flow table (flow statistics), then
+sends only the difference to the desired flows (testbed.controllers.ofadapter.FlowSync): a
+controller restarted by the holder takes over switches that kept forwarding meanwhile
+without touching a flow or a connection. With $TESTBED_AWAIT_TARGETS set it programs nothing
+before the holder has sent the target states (a restarted controller would otherwise start
+from the template's). NLB counters continue from $TESTBED_NLB_COUNTERS (a file). A standby
+controller waits, attached to no switch, until the holder's `activate` request.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +35,6 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
-from testbed.controllers.flows import ETH_TYPE_ARP
 from testbed.controllers.forwarding import Forwarding
 from testbed.controllers.nlb import NlbLogic, RuntimeTarget
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
@@ -58,6 +68,13 @@ class LabApp(app_manager.OSKenApp):
         self.packet_ins = 0
         self.started = time.time()
         self.stats_waiters: dict[int, StatsWaiter] = {}  # xid -> a request waiting for replies
+        # dpid -> what taking the switch over found and changed: {found, added, deleted}
+        self.takeovers: dict[int, dict[str, int]] = {}
+        self.awaiting_targets = bool(os.environ.get("TESTBED_AWAIT_TARGETS"))
+        counters = os.environ.get("TESTBED_NLB_COUNTERS")
+        self.counters_path = Path(counters) if counters else None
+        if self.counters_path is not None and self.counters_path.exists():
+            self.nlb_counters.restore(json.loads(self.counters_path.read_text()))
         sock = os.environ.get("TESTBED_CONTROL_SOCK")
         self.control = RpcServer(sock, self.handle_request) if sock else None
         if self.control:
@@ -74,16 +91,21 @@ class LabApp(app_manager.OSKenApp):
         return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
 
     def reprogram_all(self, wait_s: float = 5.0) -> bool:
-        """Bring every connected switch to the (changed) desired state; wait until each
-        has acknowledged (barrier), so the caller knows the data plane has changed."""
+        """Bring every switch taken over to the (changed) desired state; wait until each
+        has acknowledged (barrier), so the caller knows the data plane has changed. (A
+        switch still being taken over gets the desired state when that is done.)"""
         with self.lock:
-            done = [self.program(dp) for dp in list(self.datapaths.values())]
+            done = [
+                self.program(dp) for dp in list(self.datapaths.values()) if self.sync.knows(dp.id)
+            ]
         deadline = time.monotonic() + wait_s
         return all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in done)
 
     def set_targets(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
-        """New target states from the holder: recompute the load balancers' flows."""
+        """Target states from the holder (all of them, each time): recompute the load
+        balancers' flows."""
         with self.lock:
+            self.awaiting_targets = False
             for lb, groups in snapshot.items():
                 for tg, targets in groups.items():
                     self.nlb.set_targets(
@@ -97,12 +119,23 @@ class LabApp(app_manager.OSKenApp):
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
+    def activate(self, await_targets: bool) -> None:
+        """A standby becomes the lab's controller: continue the counters from what the last
+        one saved (they moved on since this process started); wait for the target states
+        if the holder will send them."""
+        with self.lock:
+            self.awaiting_targets = await_targets
+            if self.counters_path is not None and self.counters_path.exists():
+                self.nlb_counters = NlbCounters(self.nlb)
+                self.nlb_counters.restore(json.loads(self.counters_path.read_text()))
+
     def nlb_stats(self) -> dict[str, Any]:
         """NLB counters (new flows per target, processed bytes) and active flows."""
         stats = self.request_stats(flows=True, tables=NLB_STAT_TABLES)
         with self.lock:
             self.nlb_counters.update(stats["switches"])
             snap = self.nlb_counters.snapshot()
+            self._save_counters()
         active = []
         for lb in self.nlb.lbs:
             for (ip, port), n in active_flows(_dump_conntrack(lb.zone_dnat)).items():
@@ -122,9 +155,17 @@ class LabApp(app_manager.OSKenApp):
             flushed += _flush_replies_from(lb.zone_dnat, proto, ip, port)
         return flushed
 
+    def _save_counters(self) -> None:
+        if self.counters_path is None:
+            return
+        tmp = self.counters_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.nlb_counters.state()))
+        os.replace(tmp, self.counters_path)
+
     def program(self, datapath: Any) -> threading.Event:
         """Bring one switch's tables to the desired state, then ask for a barrier; the
-        event returned is set when the switch has answered it."""
+        event returned is set when the switch has answered it. The first time after a
+        takeover, what was sent is noted in the switch's takeover record."""
         with self.lock:
             msgs = self.sync.messages(datapath, self.desired_flows(datapath.id))
             for msg in msgs:
@@ -134,8 +175,29 @@ class LabApp(app_manager.OSKenApp):
             self.pending_barrier[datapath.id] = barrier.xid
             done = self.barrier_events[barrier.xid] = threading.Event()
             datapath.send_msg(barrier)
-            LOG.info("switch %#x: sent %d flow-mods", datapath.id, len(msgs))
+            adds = sum(1 for m in msgs if m.command == datapath.ofproto.OFPFC_ADD)
+            record = self.takeovers.get(datapath.id)
+            if record is not None and "added" not in record:
+                record.update(added=adds, deleted=len(msgs) - adds)
+            LOG.info(
+                "switch %#x: sent %d flow-mods (%d added, %d deleted)",
+                datapath.id,
+                len(msgs),
+                adds,
+                len(msgs) - adds,
+            )
             return done
+
+    def take_over(self, datapath: Any, held: list[dict[str, Any]]) -> None:
+        """A connected switch's flow table has been read: start from it, then program."""
+        with self.lock:
+            if self.datapaths.get(datapath.id) is not datapath:
+                return  # it disconnected meanwhile; its next connection starts again
+            self.sync.take_over(datapath.id, ((f["cookie"], f["table"]) for f in held))
+            self.takeovers[datapath.id] = {"found": len(held)}
+            LOG.info("switch %#x holds %d flows", datapath.id, len(held))
+            if not self.awaiting_targets:
+                self.program(datapath)
 
     # ---- OpenFlow events --------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -148,9 +210,10 @@ class LabApp(app_manager.OSKenApp):
         with self.lock:
             self.datapaths[dp.id] = dp
             self.ready.discard(dp.id)
-            self.sync.forget(dp.id)  # a (re)connecting switch is wiped and reprogrammed
+            self.sync.forget(dp.id)  # what it holds now is read again, never assumed
         LOG.info("switch %#x connected", dp.id)
-        self.program(dp)
+        # Read its flow table first; the reply comes as EventOFPFlowStatsReply.
+        self.send_stats_request(dp, "flows", on_done=lambda items: self.take_over(dp, items))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier(self, ev: Any) -> None:
@@ -172,6 +235,7 @@ class LabApp(app_manager.OSKenApp):
             if self.datapaths.get(dp.id) is dp:
                 del self.datapaths[dp.id]
                 self.ready.discard(dp.id)
+                self.sync.forget(dp.id)
         LOG.warning("switch %#x disconnected", dp.id)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -196,10 +260,8 @@ class LabApp(app_manager.OSKenApp):
         data = bytes(msg.data)
         if len(data) < 14:
             return
-        if int.from_bytes(data[12:14], "big") == ETH_TYPE_ARP:
-            out = self.forwarding.handle_arp(dp.id, msg.match["in_port"], data)
-        else:
-            out = self.nlb.reset_for(dp.id, msg.match["in_port"], data)
+        # The only packets sent here: segments of connections the NLB does not know.
+        out = self.nlb.reset_for(dp.id, msg.match["in_port"], data)
         if out is None:
             return
         parser, ofp = dp.ofproto_parser, dp.ofproto
@@ -222,34 +284,50 @@ class LabApp(app_manager.OSKenApp):
         with self.lock:
             dps = dict(self.datapaths)
         waiters = []
-        for dpid, dp in dps.items():
-            parser, ofp = dp.ofproto_parser, dp.ofproto
-            reqs = [("ports", parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))]
-            for table in (tables or (ofp.OFPTT_ALL,)) if flows else ():
-                reqs.append(
-                    (
-                        "flows",
-                        parser.OFPFlowStatsRequest(
-                            dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
-                        ),
-                    )
-                )
-            for kind, req in reqs:
-                dp.set_xid(req)
-                waiter = StatsWaiter(dpid, kind)
-                self.stats_waiters[req.xid] = waiter
-                waiters.append((req.xid, waiter))
-                dp.send_msg(req)
+        for dp in dps.values():
+            waiters.append(self.send_stats_request(dp, "ports"))
+            for table in (tables or (dp.ofproto.OFPTT_ALL,)) if flows else ():
+                waiters.append(self.send_stats_request(dp, "flows", table))
         deadline = time.monotonic() + timeout
         result: dict[str, Any] = {str(d): {"ports": [], "flows": []} for d in dps}
         missing = []
-        for xid, waiter in waiters:
+        for waiter in waiters:
             if waiter.done.wait(max(0.0, deadline - time.monotonic())):
                 result[str(waiter.dpid)][waiter.kind] += waiter.items
             else:
                 missing.append(f"{waiter.dpid:#x}/{waiter.kind}")
-            self.stats_waiters.pop(xid, None)
+            self.stats_waiters.pop(waiter.xid, None)
         return {"ok": True, "time": time.time(), "switches": result, "missing": missing}
+
+    def send_stats_request(
+        self,
+        dp: Any,
+        kind: str,
+        table: int | None = None,
+        on_done: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> StatsWaiter:
+        """Ask one switch for its port or flow ("ports" | "flows") statistics (flows of
+        every table unless `table`); the waiter returned collects the reply, and calls
+        on_done with its items (from the event thread) when the last part is in."""
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        if kind == "ports":
+            req = parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
+        else:
+            req = parser.OFPFlowStatsRequest(
+                dp,
+                0,
+                ofp.OFPTT_ALL if table is None else table,
+                ofp.OFPP_ANY,
+                ofp.OFPG_ANY,
+                0,
+                0,
+                parser.OFPMatch(),
+            )
+        dp.set_xid(req)
+        waiter = StatsWaiter(dp.id, kind, req.xid, on_done)
+        self.stats_waiters[req.xid] = waiter
+        dp.send_msg(req)
+        return waiter
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def on_port_stats(self, ev: Any) -> None:
@@ -289,6 +367,9 @@ class LabApp(app_manager.OSKenApp):
         waiter.items.extend(items)
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             waiter.done.set()
+            if waiter.on_done is not None:
+                self.stats_waiters.pop(msg.xid, None)
+                waiter.on_done(waiter.items)
 
     # ---- control socket ---------------------------------------------------------------
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +385,8 @@ class LabApp(app_manager.OSKenApp):
                     "errors": list(self.errors),
                     "packet_ins": self.packet_ins,
                     "uptime": time.time() - self.started,
+                    "awaiting_targets": self.awaiting_targets,
+                    "takeovers": {str(d): dict(t) for d, t in self.takeovers.items()},
                 }
         if op == "stats":
             tables = request.get("tables")
@@ -314,6 +397,9 @@ class LabApp(app_manager.OSKenApp):
             return self.nlb_stats()
         if op == "set_targets":
             self.set_targets(request["targets"])
+            return {"ok": True}
+        if op == "activate":
+            self.activate(bool(request.get("await_targets")))
             return {"ok": True}
         if op == "terminate":
             return {
@@ -383,9 +469,17 @@ def _flush_replies_from(zone: int, proto: int, ip: str, port: int, rounds: int =
 class StatsWaiter:
     """Collects the parts of one multipart statistics reply."""
 
-    def __init__(self, dpid: int, kind: str) -> None:
+    def __init__(
+        self,
+        dpid: int,
+        kind: str,
+        xid: int,
+        on_done: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.dpid = dpid
         self.kind = kind
+        self.xid = xid
+        self.on_done = on_done
         self.items: list[dict[str, Any]] = []
         self.done = threading.Event()
 

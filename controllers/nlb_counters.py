@@ -6,6 +6,10 @@ and come with targets (their counts restart at 0): the counter keeps running tot
 treats a count that went down as a fresh entry.
 ProcessedBytes: bytes of the listener entries (client to LB) and of the reply entries of the
 targets (LB to client). ActiveFlowCount: conntrack entries of the LB's DNAT zone.
+
+The totals outlive the controller process: `state()` is saved after every round and a
+restarted controller `restore()`s it, totals and the last count seen of each entry alike, so
+its first round adds exactly what the entries counted meanwhile (no jump, nothing lost).
 """
 
 from __future__ import annotations
@@ -78,6 +82,20 @@ class NlbCounters:
             if any(t.ip == ip for t in targets):
                 return lb
         return None
+
+    def state(self) -> dict[str, Any]:
+        """Everything the counters know, as JSON-friendly values (see restore)."""
+        return {
+            "new_flows": [[list(k), v] for k, v in self.new_flows.items()],
+            "bytes": dict(self.bytes),
+            "last": [[list(k), v] for k, v in self._last.items()],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a state() saved by an earlier controller of the same lab."""
+        self.new_flows = defaultdict(int, {tuple(k): v for k, v in state.get("new_flows", [])})
+        self.bytes = defaultdict(int, state.get("bytes", {}))
+        self._last = {tuple(k): v for k, v in state.get("last", [])}
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -1,12 +1,18 @@
 """Turns plain Flow values into os-ken OpenFlow 1.3 messages and keeps switches in sync.
 
-`FlowSync` remembers what it installed on each switch so that a change of desired state
-becomes a minimal set of flow-mods (add the new, delete what is gone) instead of a wipe,
-which would disturb established connections.
+Every flow goes to a switch with a cookie that fingerprints its whole content (`fingerprint`),
+so what a switch holds can be compared with what is wanted by cookie alone. `FlowSync` knows,
+per switch, the cookies it holds: read from the switch itself when it connects (flow
+statistics), so that a controller that (re)connects to a programmed switch takes it over as
+it is; then every change of desired state becomes the difference (add what is new, delete by
+cookie what is gone). Nothing is ever wiped: a flow that stays is never touched, and neither
+are the connections (conntrack) that go through it.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +25,7 @@ from testbed.controllers.flows import (
     Multipath,
     Nat,
     Output,
+    RegMove,
     SetField,
     ToController,
 )
@@ -26,10 +33,16 @@ from testbed.controllers.flows import (
 NX_CT_F_COMMIT = 1
 NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 NX_MP_ALG_MODULO_N = 0
+ALL_COOKIE_BITS = 0xFFFF_FFFF_FFFF_FFFF
 
 
-def _key(f: Flow) -> tuple[int, int, tuple[tuple[str, Any], ...]]:
-    return (f.table, f.priority, f.match)
+@functools.lru_cache(maxsize=1 << 16)  # every change of targets fingerprints every flow again
+def fingerprint(f: Flow) -> int:
+    """The cookie of flow f: a hash of everything it is (table, priority, match,
+    instructions, timeouts), the same in every controller process. Never 0 (a flow nobody
+    named) nor all ones (reserved by OpenFlow)."""
+    digest = hashlib.blake2b(repr(f).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (ALL_COOKIE_BITS - 1) + 1
 
 
 def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
@@ -40,6 +53,8 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
             out.append(parser.OFPActionOutput(a.port, 0))
         elif isinstance(a, SetField):
             out.append(parser.OFPActionSetField(**{a.field: a.value}))
+        elif isinstance(a, RegMove):
+            out.append(parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=a.n_bits))
         elif isinstance(a, DecTtl):
             out.append(parser.OFPActionDecNwTtl())
         elif isinstance(a, ToController):
@@ -98,6 +113,8 @@ _FIELD_ORDER = (
     "eth_dst",
     "eth_type",
     "arp_op",
+    "arp_sha",
+    "arp_tha",
     "arp_spa",
     "arp_tpa",
     "ip_proto",
@@ -121,20 +138,10 @@ def to_match(parser: Any, match: Any) -> Any:
     return parser.OFPMatch(_ordered_fields=fields)
 
 
-def flow_mod(datapath: Any, f: Flow, delete: bool = False) -> Any:
-    """OFPFlowMod adding (or strictly deleting) flow f."""
+def flow_mod(datapath: Any, f: Flow) -> Any:
+    """OFPFlowMod adding flow f (replacing in place an entry of the same table, priority and
+    match), with its fingerprint as cookie."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    match = to_match(parser, f.match)
-    if delete:
-        return parser.OFPFlowMod(
-            datapath,
-            table_id=f.table,
-            priority=f.priority,
-            match=match,
-            command=ofp.OFPFC_DELETE_STRICT,
-            out_port=ofp.OFPP_ANY,
-            out_group=ofp.OFPG_ANY,
-        )
     inst = []
     if f.actions:
         inst.append(
@@ -148,10 +155,10 @@ def flow_mod(datapath: Any, f: Flow, delete: bool = False) -> Any:
         inst.append(parser.OFPInstructionGotoTable(f.goto))
     return parser.OFPFlowMod(
         datapath,
-        cookie=f.cookie,
+        cookie=fingerprint(f),
         table_id=f.table,
         priority=f.priority,
-        match=match,
+        match=to_match(parser, f.match),
         instructions=inst,
         idle_timeout=f.idle_timeout,
         hard_timeout=f.hard_timeout,
@@ -159,45 +166,52 @@ def flow_mod(datapath: Any, f: Flow, delete: bool = False) -> Any:
     )
 
 
-def wipe(datapath: Any) -> list[Any]:
-    """Messages that delete every flow and group of a switch (used when it first connects)."""
+def delete_cookie(datapath: Any, table: int, cookie: int) -> Any:
+    """OFPFlowMod deleting the entries of `table` that carry exactly `cookie`."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    return [
-        parser.OFPFlowMod(
-            datapath,
-            table_id=ofp.OFPTT_ALL,
-            command=ofp.OFPFC_DELETE,
-            out_port=ofp.OFPP_ANY,
-            out_group=ofp.OFPG_ANY,
-            match=parser.OFPMatch(),
-        ),
-        parser.OFPGroupMod(datapath, command=ofp.OFPGC_DELETE, group_id=ofp.OFPG_ALL),
-    ]
+    return parser.OFPFlowMod(
+        datapath,
+        cookie=cookie,
+        cookie_mask=ALL_COOKIE_BITS,
+        table_id=table,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(),
+    )
 
 
 class FlowSync:
-    """Keeps each switch's flow table equal to a desired list of flows, by difference."""
+    """Keeps each switch's flow table equal to a desired list of flows, by difference.
+
+    A switch is known once `take_over` has been told what it holds (its flow statistics:
+    cookie and table of every entry); `messages` then turns desired flows into flow-mods."""
 
     def __init__(self) -> None:
-        self.installed: dict[int, dict[tuple, Flow]] = {}
+        self.installed: dict[int, dict[int, int]] = {}  # dpid -> {cookie: table}
+
+    def take_over(self, dpid: int, held: Iterable[tuple[int, int]]) -> None:
+        """Start from what switch `dpid` holds: (cookie, table) of each of its entries."""
+        self.installed[dpid] = dict(held)
+
+    def knows(self, dpid: int) -> bool:
+        return dpid in self.installed
 
     def forget(self, dpid: int) -> None:
+        """The switch went away: what it holds must be read again when it comes back."""
         self.installed.pop(dpid, None)
 
     def messages(self, datapath: Any, desired: Iterable[Flow]) -> list[Any]:
-        """Flow-mods that turn what is installed on `datapath` into `desired`."""
-        want = {_key(f): f for f in desired}
-        have = self.installed.get(datapath.id)
-        msgs = []
-        if have is None:
-            msgs += wipe(datapath)
-            have = {}
-        for key, f in have.items():
-            if key not in want:
-                msgs.append(flow_mod(datapath, f, delete=True))
-        for key, f in want.items():
-            if have.get(key) != f:
-                # OFPFC_ADD with the same match and priority replaces the old entry in place.
-                msgs.append(flow_mod(datapath, f))
-        self.installed[datapath.id] = want
+        """Flow-mods that turn what `datapath` holds into `desired`: additions first (an
+        entry replaced in place never goes missing), then deletions by cookie. KeyError if
+        the switch was not taken over."""
+        have = self.installed[datapath.id]
+        want = {fingerprint(f): f for f in desired}
+        msgs = [flow_mod(datapath, f) for cookie, f in want.items() if cookie not in have]
+        msgs += [
+            delete_cookie(datapath, table, cookie)
+            for cookie, table in have.items()
+            if cookie not in want
+        ]
+        self.installed[datapath.id] = {cookie: f.table for cookie, f in want.items()}
         return msgs

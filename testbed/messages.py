@@ -76,3 +76,9 @@ class RuntimeTargetInfo(TypedDict):
 
 # {load balancer: {target group: [targets]}}
 TargetSnapshot = dict[str, dict[str, list[RuntimeTargetInfo]]]
+
+
+# ---- the controller's supervision (holder: op "controller_restarts") --------------------
+class ControllerRestartsReply(Reply):
+    enabled: bool  # whether the holder restarts a controller that died
+    controller_running: bool

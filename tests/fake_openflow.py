@@ -18,6 +18,7 @@ from testbed.controllers.flows import (
     CT_NEW,
     CT_RPL,
     CT_TRK,
+    IN_PORT,
     Ct,
     DecTtl,
     Flow,
@@ -25,6 +26,7 @@ from testbed.controllers.flows import (
     Multipath,
     Nat,
     Output,
+    RegMove,
     SetField,
     ToController,
 )
@@ -219,6 +221,8 @@ class FakeSwitch:
             for a in f.actions:
                 if isinstance(a, SetField):
                     pkt[a.field] = a.value
+                elif isinstance(a, RegMove):
+                    pkt[a.dst] = pkt.get(a.src)  # whole fields only, as the logic moves them
                 elif isinstance(a, DecTtl):
                     pkt["ttl"] = pkt.get("ttl", 64) - 1
                     if pkt["ttl"] <= 0:
@@ -284,7 +288,9 @@ class FakeFabric:
                 raise AssertionError(f"forwarding loop: {result.hops}")
             switch, port, p = work.pop()
             for out_port, out in self.switches[self.by_name[switch]].process(port, p, result):
-                if out_port == port:
+                if out_port == IN_PORT:
+                    out_port = port  # sent back where it came from, on purpose
+                elif out_port == port:
                     continue  # OpenFlow drops output to the in_port
                 if (switch, out_port) in self.host_at:
                     result.delivered.append((self.host_at[(switch, out_port)], out))
@@ -317,3 +323,20 @@ def ip_packet(
         pkt.update(udp_src=40000, udp_dst=53)
     pkt.update(extra)
     return pkt
+
+
+def arp_request(
+    plan: NetworkPlan, src: str, target_ip: str, src_ip: str | None = None
+) -> dict[str, Any]:
+    """A broadcast ARP request of host `src` for target_ip (from src_ip, default its address)."""
+    h = plan.host(src)
+    return {
+        "eth_src": h.mac,
+        "eth_dst": "ff:ff:ff:ff:ff:ff",
+        "eth_type": 0x0806,
+        "arp_op": 1,
+        "arp_sha": h.mac,
+        "arp_spa": src_ip or h.ip,
+        "arp_tha": "00:00:00:00:00:00",
+        "arp_tpa": target_ip,
+    }

@@ -29,7 +29,7 @@ from testbed.lab.faults import apply_fault
 from testbed.lab.hostexec import netns_argv
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
-from testbed.messages import TargetDescription, TargetEvent
+from testbed.messages import ControllerRestartsReply, TargetDescription, TargetEvent
 from testbed.model import load_model
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.network import NetworkPlan
@@ -415,6 +415,16 @@ class Lab:
             )
 
         return self.wait_for(found, timeout, f"{target} to turn {state}")
+
+    def controller_restarts(self, enabled: bool) -> ControllerRestartsReply:
+        """Allow (the default) or pause the holder's restarts of a dead controller, e.g. to
+        watch the data plane run without one; allowed again, a dead one is restarted."""
+        reply = self.ask({"op": "controller_restarts", "enabled": enabled})
+        return {
+            "ok": True,
+            "enabled": bool(reply["enabled"]),
+            "controller_running": bool(reply["controller_running"]),
+        }
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)

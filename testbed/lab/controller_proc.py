@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from testbed import rpc
 from testbed.errors import LabError
-from testbed.lab.procs import ProcessJournal
-from testbed.naming import CONTROLLER_SOCK
+from testbed.lab.procs import ProcessJournal, terminate
+from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, STANDBY_SOCK
 
 CONTROLLER_LOG = "controller.log"
+RECONNECT_MS = 1000  # a switch that lost its controller tries again every second (Mininet's)
 
 
 def free_port() -> int:
@@ -32,35 +35,82 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 class ControllerProcess:
-    """Starts `python -m testbed.controllers.run` for a lab and waits until it answers."""
+    """Starts `python -m testbed.controllers.run` for a lab and waits until it answers.
 
-    def __init__(self, lab_dir: Path, journal: ProcessJournal, plan_path: Path) -> None:
+    The lab's controller answers on CONTROLLER_SOCK; a standby (see `standby`) runs beside
+    it on STANDBY_SOCK, attached to no switch, until `activate` makes it the controller."""
+
+    def __init__(
+        self,
+        lab_dir: Path,
+        journal: ProcessJournal,
+        plan_path: Path,
+        sock: str | None = None,
+        what: str = "controller",
+    ) -> None:
         self.lab_dir = Path(lab_dir)
         self.journal = journal
         self.plan_path = plan_path
-        self.sock = str(self.lab_dir / CONTROLLER_SOCK)
+        self.sock = sock or str(self.lab_dir / CONTROLLER_SOCK)
+        self.what = what
         self.log = self.lab_dir / CONTROLLER_LOG
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the controller on a free port; raise LabError if it does not come up."""
+    def replacement(self) -> ControllerProcess:
+        """A new controller for the same lab, not started yet, in this one's place."""
+        return ControllerProcess(self.lab_dir, self.journal, self.plan_path)
+
+    def standby(self) -> ControllerProcess:
+        """A second controller for the same lab, not started yet: it will wait, ready, on
+        its own socket and port, so that replacing this one costs no process start."""
+        return ControllerProcess(
+            self.lab_dir,
+            self.journal,
+            self.plan_path,
+            sock=str(self.lab_dir / STANDBY_SOCK),
+            what="controller-standby",
+        )
+
+    def activate(self, await_targets: bool) -> None:
+        """Make this standby the lab's controller: it reloads the NLB counters the last one
+        saved, and from now on answers on the lab's controller socket (the listening socket
+        itself moves there). LabError if it does not answer."""
+        try:
+            reply = rpc.call(self.sock, {"op": "activate", "await_targets": await_targets}, 10)
+        except (rpc.RpcUnavailable, OSError) as exc:
+            raise LabError(f"the standby controller does not answer: {exc}") from exc
+        if not reply.get("ok"):
+            raise LabError(f"the standby controller refused to take over: {reply.get('error')}")
+        main = str(self.lab_dir / CONTROLLER_SOCK)
+        os.replace(self.sock, main)
+        self.sock = main
+
+    def start(self, timeout: float = 30.0, await_targets: bool = False) -> None:
+        """Start the controller on a free port; raise LabError if it does not come up.
+
+        await_targets: it programs no switch before the holder has sent the target states
+        (a restarted controller of a lab with load balancers)."""
         for _attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
             env = dict(
                 os.environ,
                 TESTBED_PLAN=str(self.plan_path),
                 TESTBED_CONTROL_SOCK=self.sock,
+                TESTBED_NLB_COUNTERS=str(self.lab_dir / NLB_COUNTERS_FILE),
                 PYTHONUNBUFFERED="1",
             )
+            if await_targets:
+                env["TESTBED_AWAIT_TARGETS"] = "1"
             self.proc = self.journal.start(
                 [sys.executable, "-m", "testbed.controllers.run", "--port", str(self.port)],
-                what="controller",
+                what=self.what,
                 log=self.log,
                 env=env,
             )
             if self._wait_answering(timeout):
                 return
+            self.stop()  # it may run without answering: never leave one behind
             if "Address already in use" not in log_tail(self.log, 40):
                 break
         raise LabError(
@@ -99,6 +149,13 @@ class ControllerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def stop(self) -> None:
+        """End the controller process (if it still runs) and reap it."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            terminate([proc.pid])
+            proc.wait(timeout=10)
+
     def wait_programmed(self, timeout: float = 30.0) -> dict[str, Any]:
         """Block until every switch of the plan is connected and its flows acknowledged."""
         deadline = time.monotonic() + timeout
@@ -123,3 +180,27 @@ class ControllerProcess:
             f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
             f"controller within {timeout:.0f} s (see {self.log})"
         )
+
+
+def attach_switches(bridges: Sequence[str], port: int) -> None:
+    """Point the lab's bridges at the controller on `port`, in one ovs-vsctl transaction:
+    each connects at once (instead of at its next retry) and keeps every flow it has
+    (fail-mode secure)."""
+    argv = ["ovs-vsctl"]
+    for i, bridge in enumerate(bridges):
+        argv += [
+            "--",
+            f"--id=@c{i}",
+            "create",
+            "Controller",
+            f'target="tcp:127.0.0.1:{port}"',
+            f"max_backoff={RECONNECT_MS}",
+            "--",
+            "set",
+            "Bridge",
+            bridge,
+            f"controller=@c{i}",
+        ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"could not point the switches at port {port}: {proc.stderr.strip()}")

@@ -57,6 +57,14 @@ class LbService:
     def close(self) -> None:
         self.stop.set()
 
+    def push_all(self) -> bool:
+        """Send every target state to the controller now, changed or not (a restarted
+        controller knows only the template's); True if it took them."""
+        with self.lock:
+            self.dirty = True
+            self._publish()
+            return not self.dirty
+
     # ---- requests (from the holder's socket) -------------------------------------------
     def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """The reply to a load-balancer request, or None if the op is not ours."""

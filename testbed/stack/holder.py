@@ -2,9 +2,9 @@
 
 `testbed up` writes LAB_DIR/request.json and starts this process in its own session. It
 builds the lab (reporting events), then stays in the background: it answers requests on
-LAB_DIR/holder.sock (status, down, update, the load balancers' requests), watches the
-controller, and on `down`, SIGTERM or a failed build removes everything the lab created. Its
-PID is the lab's `pid` in status.
+LAB_DIR/holder.sock (status, down, update, the load balancers' requests), restarts the
+controller when it dies (testbed.stack.supervisor), and on `down`, SIGTERM or a failed
+build removes everything the lab created. Its PID is the lab's `pid` in status.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.changes import describe, plan_changes
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
+from testbed.stack.supervisor import ControllerSupervisor
 
 # States in which the lab runs as built (or as last updated).
 RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
@@ -64,6 +65,7 @@ class Holder:
         }
         self.builder: LabBuilder | None = None
         self.lb_service: LbService | None = None
+        self.supervisor: ControllerSupervisor | None = None
         self.server: RpcServer | None = None
         self.down_requested = threading.Event()
         self.lock = threading.Lock()
@@ -141,6 +143,16 @@ class Holder:
         )
         if self.lb_service:
             self.lb_service.start()
+        assert self.builder.controller is not None  # the build started it
+        self.supervisor = ControllerSupervisor(
+            self.builder.controller,
+            [s.name for s in plan.switches],
+            self.events,
+            state=lambda: self.state["state"],
+            save=self.save,
+            push_targets=self.lb_service.push_all if self.lb_service else None,
+            running_states=RUNNING_STATES,
+        )
         self.events.emit(
             self.name,
             STACK_TYPE,
@@ -184,6 +196,8 @@ class Holder:
         if op == "down":
             self.down_requested.set()
             return {"ok": True}
+        if op == "controller_restarts" and self.supervisor is not None:
+            return self.supervisor.set_enabled(bool(request.get("enabled", True)))
         if op == "update":
             try:
                 with self.update_lock:
@@ -275,28 +289,18 @@ class Holder:
         return {"ok": True, "changes": live, "done": done}
 
     def serve(self) -> None:
-        server = self.server
-        controller = self.builder.controller
+        server, supervisor = self.server, self.supervisor
+        assert supervisor is not None  # serve() follows a build that succeeded
         try:
-            while not self.down_requested.wait(0.5):
-                if self.state["state"] in RUNNING_STATES and not controller.alive():
-                    code = controller.proc.returncode
-                    # The event first: whoever sees the new state finds its event too.
-                    self.events.emit(
-                        "LabController",
-                        "Lab::OpenFlow::Controller",
-                        "CONTROLLER_FAILED",
-                        f"exited with code {code}; flows stay in the switches "
-                        f"but nothing new is programmed; see {controller.log}",
-                    )
-                    self.save(
-                        state="CONTROLLER_FAILED", reason=f"controller exited with code {code}"
-                    )
+            # Checked often: a dead controller is seen (and replaced) within a tick.
+            while not self.down_requested.wait(0.05):
+                supervisor.step()
         except Stop:
             pass
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            supervisor.close()
             if self.lb_service:
                 self.lb_service.close()
             server.stop()

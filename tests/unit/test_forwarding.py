@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from os_ken.lib.packet import arp, ethernet, packet
 
 from testbed.controllers.forwarding import Forwarding
-from testbed.plan.network import ROUTER_MAC, build_plan
-from tests.fake_openflow import FakeFabric, ip_packet
+from testbed.plan.network import ROUTER_MAC, build_plan, host_mac
+from tests.fake_openflow import FakeFabric, arp_request, ip_packet
 from tests.handmade import two_az_model
+from tests.nlb_fixture import nlb_plan
 
 
 @pytest.fixture(scope="module")
@@ -96,56 +98,91 @@ def test_without_igw_nothing_leaves_the_vpc():
     ).hosts == ["Client2"]
 
 
-def test_arp_goes_to_controller(plan, fabric):
-    h = plan.host("WebA1")
-    res = fabric.send(
-        "WebA1", {"eth_src": h.mac, "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806}
-    )
-    assert res.hosts == []
-    assert len(res.to_controller) == 1
-
-
-def _arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
-    p = packet.Packet()
-    p.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac, ethertype=0x0806))
-    p.add_protocol(
-        arp.arp(
-            opcode=arp.ARP_REQUEST,
-            src_mac=src_mac,
-            src_ip=src_ip,
-            dst_mac="00:00:00:00:00:00",
-            dst_ip=target_ip,
-        )
-    )
-    p.serialize()
-    return bytes(p.data)
-
-
-def _answer(plan, host: str, target: str, src_ip: str | None = None):
-    h = plan.host(host)
-    dpid = plan.switch(h.switch).dpid
-    out = Forwarding(plan).handle_arp(dpid, h.port, _arp_request(h.mac, src_ip or h.ip, target))
-    if out is None:
+def _answer(fabric, plan, host: str, target: str, src_ip: str | None = None) -> str | None:
+    """The MAC the switches answer `host`'s ARP request for `target` with (None: silence);
+    checks that the reply is a well-formed answer sent to the asker alone."""
+    res = fabric.send(host, arp_request(plan, host, target, src_ip))
+    assert res.to_controller == []  # the switch answers by itself
+    if not res.delivered:
         return None
-    assert (out.dpid, out.port) == (dpid, h.port)
-    reply = packet.Packet(out.data).get_protocol(arp.arp)
-    assert reply.opcode == arp.ARP_REPLY
-    assert reply.dst_ip == h.ip
-    assert reply.src_ip == target
-    return reply.src_mac
+    h = plan.host(host)
+    assert res.hosts == [host]
+    reply = res.delivered[0][1]
+    assert reply["arp_op"] == 2
+    assert (reply["eth_dst"], reply["arp_tha"], reply["arp_tpa"]) == (h.mac, h.mac, src_ip or h.ip)
+    assert reply["arp_spa"] == target
+    assert reply["eth_src"] == reply["arp_sha"]
+    return reply["arp_sha"]
 
 
-def test_arp_answers_router_and_same_subnet_only(plan):
-    assert _answer(plan, "WebA2", "10.0.1.1") == ROUTER_MAC
-    assert _answer(plan, "WebA2", "10.0.1.5") == plan.host("WebA3").mac
-    assert _answer(plan, "WebA2", "10.0.3.4") is None  # other subnet: ask the router
-    assert _answer(plan, "Client1", "198.51.100.1") == ROUTER_MAC
-    assert _answer(plan, "Client1", "198.51.100.11") == plan.host("Client2").mac
-    assert _answer(plan, "Client1", "10.0.0.4") is None
+def test_arp_is_answered_by_the_switch(plan, fabric):
+    assert _answer(fabric, plan, "WebA2", "10.0.1.1") == ROUTER_MAC
+    assert _answer(fabric, plan, "WebA2", "10.0.1.5") == plan.host("WebA3").mac
+    assert _answer(fabric, plan, "WebA2", "10.0.3.4") is None  # other subnet: ask the router
+    assert _answer(fabric, plan, "Client1", "198.51.100.1") == ROUTER_MAC
+    assert _answer(fabric, plan, "Client1", "198.51.100.11") == plan.host("Client2").mac
+    assert _answer(fabric, plan, "Client1", "10.0.0.4") is None
+    assert _answer(fabric, plan, "LabDNS", "10.0.3.4", src_ip="10.0.0.2") == ROUTER_MAC
 
 
-def test_arp_from_spoofed_sender_is_ignored(plan):
-    assert _answer(plan, "WebA2", "10.0.1.1", src_ip="10.0.1.77") is None
+def test_load_balancer_nodes_resolve_each_other_and_others_route_to_them():
+    plan = _two_nodes_in_a_subnet()
+    fabric = FakeFabric(plan, Forwarding(plan))
+    assert _answer(fabric, plan, "NLB-1a", "10.0.0.6") == host_mac("10.0.0.6")
+    assert _answer(fabric, plan, "WebA1", "10.0.0.6") == ROUTER_MAC
+    assert _answer(fabric, plan, "WebA1", "10.0.0.5") == ROUTER_MAC
+
+
+def test_arp_from_spoofed_sender_or_gratuitous_is_not_answered(plan, fabric):
+    assert _answer(fabric, plan, "WebA2", "10.0.1.1", src_ip="10.0.1.77") is None
+    assert _answer(fabric, plan, "WebA2", "10.0.1.4") is None  # its own address
+    other_mac = dict(arp_request(plan, "WebA2", "10.0.1.1"), eth_src=plan.host("WebA3").mac)
+    assert fabric.send("WebA2", other_mac).delivered == []
+
+
+def _two_nodes_in_a_subnet():
+    """The NLB plan with a second load balancer node beside NLB-1a (as an ALB's would be):
+    nodes resolve each other, other hosts of the subnet route to them."""
+    plan = nlb_plan()
+    node = plan.host("NLB-1a")
+    port = max(h.port for h in plan.hosts if h.switch == node.switch) + 1
+    other = replace(
+        node, name="ALB-1a", ip="10.0.0.6", mac=host_mac("10.0.0.6"), port=port, veth="tb-t-v99"
+    )
+    return replace(plan, hosts=(*plan.hosts, other))
+
+
+def _handmade_plans():
+    return {
+        "two-az": build_plan(two_az_model(), "t"),
+        "no-igw": build_plan(two_az_model(with_igw=False), "t"),
+        "nlb": nlb_plan(),
+        "nlb-internal": nlb_plan(scheme="internal"),
+        "two-nodes": _two_nodes_in_a_subnet(),
+    }
+
+
+@pytest.mark.parametrize("name", ["two-az", "no-igw", "nlb", "nlb-internal", "two-nodes"])
+def test_arp_responder_flows_answer_as_arp_answer(name):
+    """Every (asker, source address, target) of the hand-made plans: the flows answer exactly
+    what Forwarding.arp_answer says (the controller's packet-in answer until now: nothing for
+    a gratuitous request, else arp_answer's MAC)."""
+    plan = _handmade_plans()[name]
+    logic = Forwarding(plan)
+    fabric = FakeFabric(plan, logic)
+    targets = {ip for h in plan.hosts for ip in (h.ip, *h.extra_ips)}
+    targets |= {h.public_ip for h in plan.hosts if h.public_ip}
+    targets |= {s.router_ip for s in plan.subnets}
+    targets |= {plan.internet_gateway_ip, "10.0.9.9", "192.0.2.1"}
+    answered = 0
+    for asker in plan.hosts:
+        for src_ip in (asker.ip, *asker.extra_ips):
+            for target in sorted(targets):
+                want = None if target == src_ip else logic.arp_answer(asker, target)
+                got = _answer(fabric, plan, asker.name, target, src_ip)
+                assert got == want, (asker.name, src_ip, target)
+                answered += got is not None
+    assert answered > len(plan.hosts)  # the check compared answers, not only silences
 
 
 def test_every_pair_follows_aws_rules(plan, fabric):

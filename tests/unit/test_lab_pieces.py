@@ -12,8 +12,6 @@ import pytest
 
 from testbed import naming, rpc
 from testbed.cli import main
-from testbed.controllers.flows import Output, flow
-from testbed.controllers.ofadapter import FlowSync
 from testbed.errors import BadInput
 from testbed.lab import reachability
 from testbed.lab.events import EventFollower, EventLog, read_events
@@ -159,51 +157,6 @@ def test_rpc_round_trip_and_errors(tmp_path):
         server.stop()
     with pytest.raises(rpc.RpcUnavailable):
         rpc.call(path, {"op": "x"})
-
-
-def test_flow_sync_sends_only_differences():
-    class DP:
-        id = 1
-
-        class ofproto:
-            OFPFC_ADD, OFPFC_DELETE, OFPFC_DELETE_STRICT = 0, 3, 4
-            OFPTT_ALL, OFPP_ANY, OFPG_ANY, OFPGC_DELETE, OFPG_ALL = 255, 0, 0, 2, 0
-            OFPIT_APPLY_ACTIONS = 4
-
-        class ofproto_parser:
-            @staticmethod
-            def OFPMatch(**kw):
-                return kw
-
-            @staticmethod
-            def OFPFlowMod(dp, **kw):
-                return ("mod", kw["command"], kw.get("priority"))
-
-            @staticmethod
-            def OFPGroupMod(dp, **kw):
-                return ("group", kw["command"])
-
-            @staticmethod
-            def OFPInstructionActions(t, actions):
-                return actions
-
-            @staticmethod
-            def OFPActionOutput(port, max_len):
-                return port
-
-            @staticmethod
-            def OFPInstructionGotoTable(t):
-                return t
-
-    sync = FlowSync()
-    a, b = flow(0, 10, {"in_port": 1}, [Output(2)]), flow(0, 20, {"in_port": 2}, [Output(1)])
-    first = sync.messages(DP, [a, b])
-    assert ("mod", 3, None) in first
-    assert first.count(("mod", 0, 10)) == 1
-    assert sync.messages(DP, [a, b]) == []  # nothing changed: nothing sent
-    c = flow(0, 20, {"in_port": 2}, [Output(3)])  # same match and priority: replaced in place
-    assert sync.messages(DP, [a, c]) == [("mod", 0, 20)]
-    assert sync.messages(DP, [a]) == [("mod", 4, 20)]  # removed: strict delete
 
 
 def test_experiment_params_are_typed():
