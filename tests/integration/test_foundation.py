@@ -354,12 +354,13 @@ def test_inter_az_delay_needs_netem_and_says_so():
     with Lab.up(DEFAULT, params={"InterAzDelayMs": "20"}) as lab:
         rtt_cmd = "ping -c3 -i0.2 -q 10.0.2.4 | tail -1"
         out = lab.host("WebA1").cmd(rtt_cmd)
-        avg = float(out.split("=")[1].split("/")[1])
+        # The shortest round trip: a busy machine delays some pings, never shortens them.
+        fastest = float(out.split("=")[1].split("/")[0])
         if not caps.netem:
             assert any("sch_netem" in t for t in lab.state["limitations"])
-            assert avg < 20
+            assert fastest < 20
             pytest.skip("this kernel has no sch_netem: the delay is reported, not applied")
-        assert avg >= 40 * 0.9  # one-way 20 ms each way
+        assert fastest >= 40 * 0.9  # one-way 20 ms each way
 
 
 def test_link_bandwidth_is_applied_with_htb(tmp_path):
