@@ -50,16 +50,6 @@ class SetField:
 
 
 @dataclass(frozen=True)
-class RegMove:
-    """Copy field `src` into field `dst` (Nicira move; both `n_bits` wide): how a switch
-    turns a request into its reply from the request's own fields."""
-
-    src: str
-    dst: str
-    n_bits: int
-
-
-@dataclass(frozen=True)
 class DecTtl:
     pass
 
@@ -86,12 +76,27 @@ class Nat:
 
 @dataclass(frozen=True)
 class Ct:
-    """Send the packet through the connection tracker (zone), then on to `table`."""
+    """Send the packet through the connection tracker (zone), then on to `table` (None: no
+    recirculation; the packet goes on with the next action, as untracked)."""
 
     zone: int
-    table: int
+    table: int | None
     commit: bool = False
     nat: Nat | None = None
+    label: int | None = None  # with commit: the connection's ct_label becomes this
+
+
+@dataclass(frozen=True)
+class Move:
+    """Copy n_bits of field `src` (from its bit src_ofs) into `dst` (from its bit dst_ofs):
+    Nicira's move, e.g. how a switch turns an ARP request into its reply from the request's
+    own fields, or reads a target's address from a conntrack label."""
+
+    src: str
+    dst: str
+    n_bits: int
+    src_ofs: int = 0
+    dst_ofs: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Multipath:
     dst: str = "reg0"
 
 
-Action = Output | SetField | RegMove | DecTtl | ToController | Group | Ct | Multipath
+Action = Output | SetField | DecTtl | ToController | Group | Ct | Multipath | Move
 
 # OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
 # reverse to the same value, which the GWLB needs and the NLB does not mind.
@@ -120,7 +125,7 @@ MULTIPATH_FIELDS = {
 
 # ct_state bits (match as (value, mask)).
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from testbed.controllers.flows import (
     Action,
     DecTtl,
     Flow,
+    Move,
     Output,
-    RegMove,
     SetField,
     flow,
 )
@@ -462,12 +462,12 @@ def arp_reply(mac: str, ip: str) -> list[Action]:
     """Actions that turn an ARP request for `ip` into the reply "`ip` is at `mac`", sent back
     out of the port it came in on; the asker's MAC and address come from the request."""
     return [
-        RegMove("eth_src", "eth_dst", 48),
+        Move("eth_src", "eth_dst", 48),
         SetField("eth_src", mac),
         SetField("arp_op", ARP_REPLY),
-        RegMove("arp_sha", "arp_tha", 48),
+        Move("arp_sha", "arp_tha", 48),
         SetField("arp_sha", mac),
-        RegMove("arp_spa", "arp_tpa", 32),
+        Move("arp_spa", "arp_tpa", 32),
         SetField("arp_spa", ip),
         Output(IN_PORT),
     ]
@@ -476,14 +476,14 @@ def arp_reply(mac: str, ip: str) -> list[Action]:
 def arp_reply_any(mac: str) -> list[Action]:
     """Like arp_reply, for whatever address was asked: the two addresses swap places."""
     return [
-        RegMove("eth_src", "eth_dst", 48),
+        Move("eth_src", "eth_dst", 48),
         SetField("eth_src", mac),
         SetField("arp_op", ARP_REPLY),
-        RegMove("arp_sha", "arp_tha", 48),
+        Move("arp_sha", "arp_tha", 48),
         SetField("arp_sha", mac),
-        RegMove("arp_tpa", ARP_SCRATCH, 32),
-        RegMove("arp_spa", "arp_tpa", 32),
-        RegMove(ARP_SCRATCH, "arp_spa", 32),
+        Move("arp_tpa", ARP_SCRATCH, 32),
+        Move("arp_spa", "arp_tpa", 32),
+        Move(ARP_SCRATCH, "arp_spa", 32),
         Output(IN_PORT),
     ]
 

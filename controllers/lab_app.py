@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from os_ken.controller.handler import (
 from os_ken.ofproto import ofproto_v1_3
 
 from testbed.controllers.forwarding import Forwarding
-from testbed.controllers.nlb import NlbLogic, RuntimeTarget
+from testbed.controllers.nlb import NlbLogic, RuntimeTarget, endpoint_label
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
 from testbed.controllers.nlb_counters import NlbCounters, active_flows
 from testbed.controllers.ofadapter import FlowSync
@@ -138,7 +139,8 @@ class LabApp(app_manager.OSKenApp):
             self._save_counters()
         active = []
         for lb in self.nlb.lbs:
-            for (ip, port), n in active_flows(_dump_conntrack(lb.zone_dnat)).items():
+            # The target side zone: its entries are answered from the target.
+            for (ip, port), n in active_flows(_dump_conntrack(lb.zone_snat)).items():
                 active.append({"lb": lb.name, "ip": ip, "port": port, "count": n})
         return {"ok": True, "time": stats["time"], **snap, "active_flows": active}
 
@@ -148,11 +150,19 @@ class LabApp(app_manager.OSKenApp):
         lb = next((x for x in self.plan.load_balancers if x.name == lb_name), None)
         if lb is None:
             raise RuntimeError(f"no load balancer {lb_name}")
+        # The client side entries of the target's flows name it in their label: without
+        # them, the flows' next segments get a RST from the controller. Closed ones give
+        # way to a new SYN by themselves.
+        for entry in _open_entries_labelled(
+            _dump_conntrack(lb.zone_dnat), endpoint_label(ip, port)
+        ):
+            _flush_entry(lb.zone_dnat, entry)
         flushed = 0
         for proto in (6, 17):
-            # The DNAT zone is this LB's alone: every entry answered from ip:port is a flow
-            # the LB sent to that target.
-            flushed += _flush_replies_from(lb.zone_dnat, proto, ip, port)
+            # The target side zone is this LB's alone: every entry answered from ip:port is
+            # a flow the LB sent to that target. Left there, an open one would take a new
+            # connection from the same client port for a bad segment of the old one.
+            flushed += _flush_replies_from(lb.zone_snat, proto, ip, port)
         return flushed
 
     def _save_counters(self) -> None:
@@ -431,6 +441,44 @@ def _replies_from(dump: str, proto: int, ip: str, port: int) -> int:
         and needle in line
         and f"sport={port}," in line.split("reply=(", 1)[1]
     )
+
+
+_ENTRY = re.compile(
+    r"^(tcp|udp),orig=\(src=([\d.]+),dst=([\d.]+),sport=(\d+),dport=(\d+)\)"
+    r".*,labels=(0x[0-9a-f]+)"
+)
+CLOSED_STATES = ("state=TIME_WAIT", "state=CLOSED", "state=CLOSE)")
+
+
+def _open_entries_labelled(dump: str, label: int) -> list[str]:
+    """Original tuples (flush-conntrack syntax) of a dump's entries with ct_label `label`
+    that are not closed (UDP entries are never closed)."""
+    out = []
+    for line in dump.splitlines():
+        m = _ENTRY.match(line)
+        if not m or int(m.group(6), 16) != label or any(s in line for s in CLOSED_STATES):
+            continue
+        proto, src, dst, sport, dport = m.group(1, 2, 3, 4, 5)
+        out.append(
+            f"ct_nw_src={src},ct_nw_dst={dst},ct_nw_proto={6 if proto == 'tcp' else 17},"
+            f"ct_tp_src={sport},ct_tp_dst={dport}"
+        )
+    return out
+
+
+def _flush_entry(zone: int, orig: str) -> None:
+    import subprocess
+
+    # One tuple after the zone is the original direction's (an empty one before it would
+    # make it the reply's, as _flush_replies_from wants).
+    proc = subprocess.run(
+        ["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}", orig],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"flush-conntrack zone={zone} {orig}: {proc.stderr.strip()}")
 
 
 def _flush_replies_from(zone: int, proto: int, ip: str, port: int, rounds: int = 20) -> int:

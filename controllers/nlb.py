@@ -1,20 +1,38 @@
-"""NLB data plane as pure logic: listeners, Maglev target selection, NAT via conntrack.
+"""NLB data plane as pure logic: listeners, Maglev target selection, stateless NAT.
+
+Every connection has two plain conntrack entries (no conntrack NAT for the client side):
+the client side one (zone_dnat, keyed by client -> node address and listener port) whose
+ct_label names the target (address << 16 | port), and the target side one (zone_snat, keyed
+by the 4-tuple the target sees) whose ct_label names the node address and listener port. The
+addresses are rewritten by set-field / move actions from those labels. Conntrack NAT in the
+client side zone would make OVS 3.1's userspace conntrack reserve the reply tuple of a closed
+connection until its sweeper runs (its un-NAT entry outlives the connection): a client that
+reuses a source port within that time had its port changed at the target, or its SYN left
+untranslated once the port space was taken (the node answered RST). Plain entries of a closed
+connection are replaced by a new SYN at once.
 
 Per switch, for every network load balancer of the plan:
   TABLE_LB (25)   a packet to a node address and listener port gets a selector id (reg1)
-                  and goes through conntrack (DNAT zone) with `nat`: packets of a known
-                  connection come out already translated to their target.
-  26              established: on to delivery (through the SNAT zone when the client
-                  address is not preserved); new (TCP SYN, any UDP): hash the flow
+                  and goes through the client side zone.
+  26              established: the destination becomes the target named by the entry's
+                  label; through the target side zone (which applies the connection's SNAT
+                  when the client address is not preserved) and on to delivery. New (TCP
+                  SYN, any UDP): a connection the zone has no entry for is hashed
                   (multipath over the 5-tuple, or the source address with source_ip
-                  stickiness) into reg0 = a Maglev bucket.
-  27              bucket -> target: commit the connection with DNAT to the target.
-  28              one entry per target: counts new flows (NewFlowCount).
-  29              client address not preserved: commit with SNAT to the node address.
-  TABLE_STEER (10) on the switch of each target: its replies go back through the zones,
-  11, 12          which restores the node's address as their source; the packet then takes
-                  the node's subnet for routing (so an internet-facing node's replies leave
-                  through the internet gateway with its public address).
+                  stickiness) into reg0 = a Maglev bucket; one it knows (a retransmitted
+                  SYN) keeps its target (28). Any other TCP segment of an unknown flow: to
+                  the controller, which answers RST (terminating a flow forgets its entries).
+  27              bucket -> target: commit the client side entry with the target's label,
+                  rewrite the destination.
+  28              one entry per target: counts new flows (NewFlowCount), commits the target
+                  side entry with the node's label (and SNAT to the node address when the
+                  client address is not preserved).
+  TABLE_STEER (10) on the switch of each target: its replies go through the target side
+  11, 12          zone, get the node's address and port from its label, go through the
+                  client side zone and then take the node's subnet for routing (so an
+                  internet-facing node's replies leave through the internet gateway with its
+                  public address).
+A ct action whose result no flow matches on runs without a recirculation (no table).
 The controller never sees data packets: connections keep their target for their lifetime
 because conntrack remembers it; only new connections consult the (changing) Maglev table.
 """
@@ -23,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from testbed import maglev
 from testbed.controllers.flows import (
@@ -41,6 +60,7 @@ from testbed.controllers.flows import (
     TCP_SYN,
     Ct,
     Flow,
+    Move,
     Multipath,
     Nat,
     PacketOut,
@@ -56,7 +76,6 @@ TABLE_REPLY_SOURCE = 12
 TABLE_NLB_STATE = 26
 TABLE_NLB_SELECT = 27
 TABLE_NLB_COUNT = 28  # one entry per target and selector: its packets = the new flows
-TABLE_NLB_SNAT = 29  # after COUNT: a goto may only go to a later table
 SNAT_PORTS = (1024, 60999)  # node hosts keep 61000-65535 for their own (health check) ports
 PROTOS = {"TCP": (IPPROTO_TCP,), "UDP": (IPPROTO_UDP,), "TCP_UDP": (IPPROTO_TCP, IPPROTO_UDP)}
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -71,6 +90,16 @@ class RuntimeTarget:
     port: int
     az: str | None
     state: str  # initial | healthy | unhealthy | draining | unused
+
+
+def endpoint_label(ip: str, port: int) -> int:
+    """The ct_label naming an address and port: the address in bits 16-47, the port below."""
+    return int(IPv4Address(ip)) << 16 | port
+
+
+def _label_to(port_field: str, ip_field: str) -> list[Move]:
+    """Actions that set an address and port field from the packet's ct_label."""
+    return [Move("ct_label", ip_field, 32, src_ofs=16), Move("ct_label", port_field, 16)]
 
 
 def tp_fields(proto: int) -> tuple[str, str]:
@@ -149,8 +178,7 @@ class NlbLogic:
             flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_ROUTE),
             flow(TABLE_NLB_STATE, 0),
             flow(TABLE_NLB_SELECT, 0),
-            flow(TABLE_NLB_SNAT, 0),
-            flow(TABLE_NLB_COUNT, 0, goto=TABLE_L3_DELIVER),
+            flow(TABLE_NLB_COUNT, 0),
         ]
         for lb in self.lbs:
             flows += self._replies(lb, switch)
@@ -180,30 +208,31 @@ class NlbLogic:
                 [
                     SetField("reg1", sel),
                     SetField("reg2", lb.index),
-                    Ct(lb.zone_dnat, TABLE_NLB_STATE, nat=Nat()),
+                    Ct(lb.zone_dnat, TABLE_NLB_STATE),
                 ],
             )
         ]
         if tg is None:
             return flows
-        preserve = tg.preserve_client_ip
+        # The target side zone translates (SNAT) only when the client address is hidden.
+        snat = None if tg.preserve_client_ip else Nat("src", node.ip, *SNAT_PORTS)
         base = {"reg1": sel, "eth_type": ETH_TYPE_IP, "ip_proto": proto}
-        # A connection conntrack knows: already translated to its target by the ct above.
-        established = [Ct(lb.zone_snat, TABLE_L3_DELIVER, nat=Nat())] if not preserve else []
+        # Established: the client side entry's label is the target. The target side entry
+        # follows the connection as the target sees it (and applies its SNAT); nothing
+        # matches on its result, so the packet goes on without a recirculation.
         flows.append(
             flow(
                 TABLE_NLB_STATE,
                 50,
                 {**base, "ct_state": (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_RPL)},
-                established,
-                goto=None if established else TABLE_L3_DELIVER,
+                [*_label_to(dst, "ipv4_dst"), Ct(lb.zone_snat, None, nat=Nat() if snat else None)],
+                goto=TABLE_L3_DELIVER,
             )
         )
         new = {**base, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW)}
         if proto == IPPROTO_TCP:
             # Only a SYN opens a connection; any other packet of an unknown flow is dropped.
             new["tcp_flags_nxm"] = (TCP_SYN, TCP_SYN | TCP_ACK)
-        if proto == IPPROTO_TCP:
             # A segment of a connection the NLB does not know (its target failed, drained or
             # went away): the controller answers with a RST, as AWS's NLB does.
             flows.append(
@@ -214,21 +243,27 @@ class NlbLogic:
                     [ToController(128)],
                 )
             )
+        # A new packet of a connection the client side zone knows (a retransmitted SYN, a
+        # second datagram) carries its target's label: it keeps that target. A fresh one
+        # (label 0) is hashed into a Maglev bucket.
+        flows.append(
+            flow(TABLE_NLB_STATE, 40, new, _label_to(dst, "ipv4_dst"), goto=TABLE_NLB_COUNT)
+        )
         fields = "nw_src" if tg.stickiness == "source_ip" else "symmetric_l3l4+udp"
         flows.append(
             flow(
                 TABLE_NLB_STATE,
-                40,
-                new,
+                41,
+                {**new, "ct_label": 0},
                 [Multipath(fields, lb.index, self.size, "reg0")],
                 goto=TABLE_NLB_SELECT,
             )
         )
-        targets = active_targets(lb, tg, node, self.targets.get((lb.name, tg.name), []))
+        registered = self.targets.get((lb.name, tg.name), [])
+        targets = active_targets(lb, tg, node, registered)
         if targets:
             table = self.maglev_table([t.key for t in targets])
             self.assignments[sel] = (lb.name, tg.name, [t.key for t in targets], table)
-            after = TABLE_L3_DELIVER if preserve else TABLE_NLB_SNAT
             for bucket, index in enumerate(table):
                 t = targets[index]
                 flows.append(
@@ -237,46 +272,31 @@ class NlbLogic:
                         100,
                         {**base, "reg0": bucket},
                         [
-                            Ct(
-                                lb.zone_dnat,
-                                TABLE_NLB_COUNT,
-                                commit=True,
-                                nat=Nat("dst", t.ip, t.port),
-                            )
+                            Ct(lb.zone_dnat, None, commit=True, label=endpoint_label(t.ip, t.port)),
+                            SetField("ipv4_dst", t.ip),
+                            SetField(dst, t.port),
                         ],
+                        goto=TABLE_NLB_COUNT,
                     )
                 )
-            _src, dst_field = tp_fields(proto)
-            for t in targets:
-                # Only a flow's first packet gets here: these counters are NewFlowCount.
-                flows.append(
-                    flow(
-                        TABLE_NLB_COUNT,
-                        100,
-                        {**base, "ipv4_dst": t.ip, dst_field: t.port},
-                        goto=after,
-                    )
-                )
-        if not preserve:
+        node_label = endpoint_label(node.ip, port)
+        for ip, tport in sorted({(t.ip, t.port) for t in registered}):
+            # Only a flow's first packet (and its retransmissions) gets here: these
+            # counters are NewFlowCount. Every registered target has one, so that a SYN
+            # retransmitted after its target left the active set still reaches it.
             flows.append(
                 flow(
-                    TABLE_NLB_SNAT,
+                    TABLE_NLB_COUNT,
                     100,
-                    base,
-                    [
-                        Ct(
-                            lb.zone_snat,
-                            TABLE_L3_DELIVER,
-                            commit=True,
-                            nat=Nat("src", node.ip, *SNAT_PORTS),
-                        )
-                    ],
+                    {**base, "ipv4_dst": ip, dst: tport},
+                    [Ct(lb.zone_snat, None, commit=True, label=node_label, nat=snat)],
+                    goto=TABLE_L3_DELIVER,
                 )
             )
         return flows
 
     def _replies(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
-        """On the switch of each target: replies go back through the NAT zones."""
+        """On the switch of each target: replies go back through both zones."""
         flows = []
         seen: set[tuple[str, int, int]] = set()
         for tg in lb.target_groups:
@@ -308,14 +328,23 @@ class NlbLogic:
                         )
                     )
         if flows:
-            flows.append(
-                flow(
-                    TABLE_REPLY_SNAT,
-                    100,
-                    {"reg2": lb.index, "eth_type": ETH_TYPE_IP},
-                    [Ct(lb.zone_dnat, TABLE_REPLY_SOURCE, nat=Nat())],
+            for proto in sorted({p for _ip, _port, p in seen}):
+                src, _dst = tp_fields(proto)
+                # A reply of a connection of this LB: its source becomes the node address
+                # and listener port in the target side entry's label.
+                flows.append(
+                    flow(
+                        TABLE_REPLY_SNAT,
+                        100,
+                        {
+                            "reg2": lb.index,
+                            "eth_type": ETH_TYPE_IP,
+                            "ip_proto": proto,
+                            "ct_state": (CT_TRK | CT_EST | CT_RPL, CT_TRK | CT_EST | CT_RPL),
+                        },
+                        [*_label_to(src, "ipv4_src"), Ct(lb.zone_dnat, TABLE_REPLY_SOURCE)],
+                    )
                 )
-            )
             for node in lb.nodes:
                 # Translated back, the reply comes from the node: route it from its subnet.
                 # A target answering a client of its own subnet addressed the client's MAC;

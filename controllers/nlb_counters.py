@@ -1,11 +1,11 @@
 """CloudWatch-style NLB counters from flow statistics and conntrack, as pure logic.
 
-NewFlowCount: a new flow's first packet, and only that one, passes table 29, which has an
+NewFlowCount: a new flow's first packet, and only that one, passes table 28, which has an
 entry per (selector, target): their packet counts are the new flows per target. Entries go
 and come with targets (their counts restart at 0): the counter keeps running totals and
 treats a count that went down as a fresh entry.
 ProcessedBytes: bytes of the listener entries (client to LB) and of the reply entries of the
-targets (LB to client). ActiveFlowCount: conntrack entries of the LB's DNAT zone.
+targets (LB to client). ActiveFlowCount: conntrack entries of the LB's target side zone.
 
 The totals outlive the controller process: `state()` is saved after every round and a
 restarted controller `restore()`s it, totals and the last count seen of each entry alike, so

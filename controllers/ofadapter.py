@@ -22,15 +22,16 @@ from testbed.controllers.flows import (
     DecTtl,
     Flow,
     Group,
+    Move,
     Multipath,
     Nat,
     Output,
-    RegMove,
     SetField,
     ToController,
 )
 
 NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF
 NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 NX_MP_ALG_MODULO_N = 0
 ALL_COOKIE_BITS = 0xFFFF_FFFF_FFFF_FFFF
@@ -53,8 +54,6 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
             out.append(parser.OFPActionOutput(a.port, 0))
         elif isinstance(a, SetField):
             out.append(parser.OFPActionSetField(**{a.field: a.value}))
-        elif isinstance(a, RegMove):
-            out.append(parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=a.n_bits))
         elif isinstance(a, DecTtl):
             out.append(parser.OFPActionDecNwTtl())
         elif isinstance(a, ToController):
@@ -62,14 +61,27 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
         elif isinstance(a, Group):
             out.append(parser.OFPActionGroup(a.group_id))
         elif isinstance(a, Ct):
+            inner = [parser.OFPActionSetField(ct_label=a.label)] if a.label is not None else []
+            if a.nat:
+                inner.append(_nat(parser, a.nat))
             out.append(
                 parser.NXActionCT(
                     flags=NX_CT_F_COMMIT if a.commit else 0,
                     zone_src="",
                     zone_ofs_nbits=a.zone,
-                    recirc_table=a.table,
+                    recirc_table=NX_CT_RECIRC_NONE if a.table is None else a.table,
                     alg=0,
-                    actions=[_nat(parser, a.nat)] if a.nat else [],
+                    actions=inner,
+                )
+            )
+        elif isinstance(a, Move):
+            out.append(
+                parser.NXActionRegMove(
+                    src_field=a.src,
+                    dst_field=a.dst,
+                    n_bits=a.n_bits,
+                    src_ofs=a.src_ofs,
+                    dst_ofs=a.dst_ofs,
                 )
             )
         elif isinstance(a, Multipath):

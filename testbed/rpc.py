@@ -11,6 +11,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,9 @@ class RpcUnavailable(Exception):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of callers (health checkers, nodes, the
+    # CLI) would find it full, and connect() on a full Unix socket fails at once (EAGAIN).
+    request_queue_size = 256
 
 
 class RpcServer:
@@ -67,7 +71,7 @@ def call(path: str, request: dict[str, Any], timeout: float = 30.0) -> dict[str,
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(path)
+            _connect(sock, path, timeout)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise RpcUnavailable(str(exc)) from exc
         sock.sendall((json.dumps(request) + "\n").encode())
@@ -80,3 +84,17 @@ def call(path: str, request: dict[str, Any], timeout: float = 30.0) -> dict[str,
         return json.loads(buf)
     finally:
         sock.close()
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting while the server's backlog is full (a Unix socket says EAGAIN then,
+    where TCP would wait): the server is there, just busy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)

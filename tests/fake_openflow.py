@@ -19,14 +19,18 @@ from testbed.controllers.flows import (
     CT_RPL,
     CT_TRK,
     IN_PORT,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
     Ct,
     DecTtl,
     Flow,
     Group,
+    Move,
     Multipath,
     Nat,
     Output,
-    RegMove,
     SetField,
     ToController,
 )
@@ -94,38 +98,94 @@ def _reverse(t: tuple) -> tuple:
     return (proto, dst, dport, src, sport)
 
 
+@dataclass
+class FakeConn:
+    zone: int
+    orig: tuple  # the 5-tuple of the first packet
+    xlated: tuple  # orig after NAT: its reverse is what replies look like
+    label: int = 0
+    fins: set[str] = field(default_factory=set)  # directions that sent a FIN
+    reset: bool = False
+
+    @property
+    def nat(self) -> bool:
+        return self.xlated != self.orig
+
+    @property
+    def closed(self) -> bool:
+        return self.reset or self.fins == {"orig", "reply"}
+
+
 class FakeConntrack:
-    """Connection tracking as OVS does it, shared by every switch (one datapath)."""
+    """Connection tracking as OVS 3.1's userspace datapath does it, shared by every switch.
+
+    What the NLB depends on is modelled: a pure SYN for a closed TCP connection replaces it;
+    a NAT'ed connection's reply tuple must be unique, and the reply tuple of a replaced NAT'ed
+    connection stays reserved (OVS 3.1 keeps its un-NAT entry until the conntrack sweeper
+    runs, seconds later): a NAT commit that finds its reply tuple taken changes the source
+    port, as OVS does."""
 
     def __init__(self) -> None:
-        self.conns: list[tuple[int, tuple, tuple]] = []  # (zone, orig, translated orig)
+        self.conns: list[FakeConn] = []
+        self.reserved: set[tuple[int, tuple]] = set()  # (zone, reply tuple) of replaced conns
         self._next_port = 20000
 
-    def lookup(self, zone: int, t: tuple) -> tuple[str, tuple, tuple] | None:
-        for z, orig, xlated in self.conns:
-            if z != zone:
+    def lookup(self, zone: int, t: tuple) -> tuple[str, FakeConn] | None:
+        for c in self.conns:
+            if c.zone != zone:
                 continue
-            if t == orig:
-                return "orig", orig, xlated
-            if t == _reverse(xlated):
-                return "reply", orig, xlated
+            if t == c.orig:
+                return "orig", c
+            if t == _reverse(c.xlated):
+                return "reply", c
         return None
 
     def apply(self, action: Ct, pkt: dict[str, Any]) -> None:
         t = five_tuple(pkt)
+        flags = pkt.get("tcp_flags_nxm", 0) if pkt.get("ip_proto") == 6 else 0
         found = self.lookup(action.zone, t)
+        if found and found[1].closed and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            old = found[1]  # a new connection reusing the 4-tuple of a closed one
+            self.conns.remove(old)
+            if old.nat:
+                self.reserved.add((old.zone, _reverse(old.xlated)))
+            found = None
         if found is None:
-            pkt["ct_state"] = CT_TRK | CT_NEW
+            pkt["ct_state"], pkt["ct_label"] = CT_TRK | CT_NEW, 0
             if action.commit:
-                xlated = self._translate(t, action.nat)
-                self.conns.append((action.zone, t, xlated))
+                xlated = self._unique(action.zone, t, self._translate(t, action.nat))
+                conn = FakeConn(action.zone, t, xlated, label=action.label or 0)
+                self.conns.append(conn)
+                pkt["ct_label"] = conn.label
                 if action.nat is not None and action.nat.kind:
                     _set_tuple(pkt, xlated)
             return
-        direction, orig, xlated = found
+        direction, conn = found
+        if action.commit and action.label is not None:
+            conn.label = action.label
+        if flags & TCP_FIN:
+            conn.fins.add(direction)
+        if flags & TCP_RST:
+            conn.reset = True
         pkt["ct_state"] = CT_TRK | CT_EST | (CT_RPL if direction == "reply" else 0)
+        pkt["ct_label"] = conn.label
         if action.nat is not None:
-            _set_tuple(pkt, xlated if direction == "orig" else _reverse(orig))
+            _set_tuple(pkt, conn.xlated if direction == "orig" else _reverse(conn.orig))
+
+    def _taken(self, zone: int, reply: tuple) -> bool:
+        return (zone, reply) in self.reserved or any(
+            c.zone == zone and reply in (c.orig, _reverse(c.xlated)) for c in self.conns
+        )
+
+    def _unique(self, zone: int, orig: tuple, xlated: tuple) -> tuple:
+        """OVS checks only NAT'ed connections: their reply tuple must be free; if it is not,
+        the source port moves on (for a destination NAT to one port, too)."""
+        if xlated == orig:
+            return xlated
+        proto, src, sport, dst, dport = xlated
+        while self._taken(zone, _reverse((proto, src, sport, dst, dport))):
+            sport = 1024 if sport == 65535 else sport + 1
+        return (proto, src, sport, dst, dport)
 
     def _translate(self, t: tuple, nat: Nat | None) -> tuple:
         if nat is None or nat.kind is None:
@@ -145,16 +205,20 @@ class FakeConntrack:
             port = nat.port_min + self._next_port % (nat.port_max - nat.port_min + 1)
         return (proto, nat.ip or src, port, dst, dport)
 
-    def flush(self, zone: int, reply_src: str | None = None) -> int:
-        """Forget connections of a zone (only those translated to reply_src if given)."""
-        keep = [
-            c
-            for c in self.conns
-            if c[0] != zone or (reply_src is not None and c[2][3] != reply_src)
-        ]
-        gone = len(self.conns) - len(keep)
-        self.conns = keep
-        return gone
+    def flush(self, zone: int, reply_src: str | None = None, label: int | None = None) -> int:
+        """Forget connections of a zone (only those answered from reply_src, or with that
+        ct_label, if given)."""
+
+        def gone(c: FakeConn) -> bool:
+            return (
+                c.zone == zone
+                and (reply_src is None or c.xlated[3] == reply_src)
+                and (label is None or c.label == label)
+            )
+
+        before = len(self.conns)
+        self.conns = [c for c in self.conns if not gone(c)]
+        return before - len(self.conns)
 
 
 def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
@@ -168,6 +232,23 @@ def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
         ends = sorted([(str(src), str(sport)), (str(dst), str(dport))])
         key = f"{proto}|{ends}"
     return int.from_bytes(hashlib.sha256(f"{basis}:{key}".encode()).digest()[:4], "big")
+
+
+def _as_int(name: str, value: Any) -> int:
+    return int(IPv4Address(value)) if name.startswith("ipv4") else int(value or 0)
+
+
+def _move(a: Move, pkt: dict[str, Any]) -> None:
+    """Bit copy between fields; addresses travel as their 32-bit values. A whole field
+    copied from bit 0 to bit 0 (MACs and ARP fields, kept as text here) is copied as is."""
+    if a.src_ofs == a.dst_ofs == 0 and "ct_label" not in (a.src, a.dst):
+        pkt[a.dst] = pkt.get(a.src)
+        return
+    bits = (_as_int(a.src, pkt.get(a.src)) >> a.src_ofs) & ((1 << a.n_bits) - 1)
+    old = _as_int(a.dst, pkt.get(a.dst))
+    mask = ((1 << a.n_bits) - 1) << a.dst_ofs
+    value = (old & ~mask) | (bits << a.dst_ofs)
+    pkt[a.dst] = str(IPv4Address(value)) if a.dst.startswith("ipv4") else value
 
 
 class FakeSwitch:
@@ -199,7 +280,11 @@ class FakeSwitch:
     ) -> list[tuple[int, dict[str, Any]]]:
         """Run the pipeline; return (out_port, packet) pairs."""
         # Crossing into a switch clears registers and conntrack state, as OVS patch ports do.
-        pkt = {k: v for k, v in pkt.items() if not k.startswith("reg") and k != "ct_state"}
+        pkt = {
+            k: v
+            for k, v in pkt.items()
+            if not k.startswith("reg") and k not in ("ct_state", "ct_label")
+        }
         pkt.update(in_port=in_port, metadata=0)
         table: int | None = 0
         outputs = []
@@ -221,8 +306,6 @@ class FakeSwitch:
             for a in f.actions:
                 if isinstance(a, SetField):
                     pkt[a.field] = a.value
-                elif isinstance(a, RegMove):
-                    pkt[a.dst] = pkt.get(a.src)  # whole fields only, as the logic moves them
                 elif isinstance(a, DecTtl):
                     pkt["ttl"] = pkt.get("ttl", 64) - 1
                     if pkt["ttl"] <= 0:
@@ -237,8 +320,14 @@ class FakeSwitch:
                     outputs.extend(self.apply_group(a.group_id, pkt, result))
                 elif isinstance(a, Multipath):
                     pkt[a.dst] = multipath_hash(a.fields, a.basis, pkt) % a.n_links
+                elif isinstance(a, Move):
+                    _move(a, pkt)
                 elif isinstance(a, Ct):
                     self.conntrack.apply(a, pkt)
+                    if a.table is None:
+                        # No recirculation: the packet goes on, its ct fields hidden.
+                        pkt["ct_state"], pkt["ct_label"] = 0, 0
+                        continue
                     next_table = a.table  # ct recirculates: the rest runs in a.table
                     break
             if f.metadata is not None:

@@ -109,8 +109,8 @@ class LoadBalancerPlan:
     listeners: tuple[ListenerPlan, ...]
     target_groups: tuple[TargetGroupPlan, ...]
     index: int  # 1, 2, ... within the lab
-    zone_dnat: int
-    zone_snat: int
+    zone_dnat: int  # conntrack zone of the client side (its ct_label: the target)
+    zone_snat: int  # of the target side (its ct_label: the node; SNAT when not preserving)
     idle_tcp_s: int = NLB_IDLE_TCP_S
     idle_udp_s: int = NLB_IDLE_UDP_S
     attributes: dict[str, str] = field(default_factory=dict)

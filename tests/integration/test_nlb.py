@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,6 +192,76 @@ def test_new_flow_count_matches_the_connections(nlb_lab):
         time.sleep(0.5)
         after = sum(x["count"] for x in controller(nlb_lab, "nlb_stats")["new_flows"])
     assert after - before == 150
+
+
+# Sequential HTTP requests, each from the next of a few fixed source ports, closed by the
+# client first (FIN, TIME_WAIT on the client): ports come back as soon as the kernel lets
+# TIME_WAIT be reused (tcp_tw_reuse), about a second later. Prints one JSON line per
+# request: the port used, the port the backend saw, or the error.
+REUSE_CLIENT = r"""
+import errno, json, socket, sys, time
+ip, port, first, count, rounds = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:6])
+
+def more(s):
+    chunk = s.recv(65536)
+    if not chunk:
+        raise ConnectionError("closed before the whole answer")
+    return chunk
+
+for i in range(count * rounds):
+    local = first + i % count
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(5)
+        try:
+            s.bind(("", local))
+            s.connect((ip, port))
+            break
+        except OSError as exc:
+            s.close()
+            # the port's TIME_WAIT is not reusable yet: a fact the kernel tells us
+            if exc.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
+                print(json.dumps({"port": local, "error": str(exc)}), flush=True)
+                s = None
+                break
+            time.sleep(0.05)
+    if s is None:
+        continue
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: nlb\r\nConnection: close\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += more(s)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:  # the server lets the client close first
+            body += more(s)
+        body = json.loads(body)
+        print(json.dumps({"port": local, "seen": body["client"]["port"]}), flush=True)
+    except (OSError, ValueError, KeyError) as exc:
+        print(json.dumps({"port": local, "error": repr(exc)}), flush=True)
+    finally:
+        s.close()
+"""
+
+
+def test_new_connections_may_reuse_the_client_ports_of_closed_ones(nlb_lab):
+    # 16 ports, each reused 4 times within seconds: the NLB takes every SYN for the
+    # 4-tuple of a closed connection as a new connection and keeps the client's port (AWS
+    # preserves it with the address). With conntrack NAT, OVS 3.1 held a closed
+    # connection's reply tuple for seconds and moved the new one to another port, or
+    # dropped it once the port space was taken.
+    node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1a")
+    proc = nlb_lab.host("Client1").run(
+        [sys.executable, "-c", REUSE_CLIENT, node["public_ip"], "80", "47000", "16", "4"],
+        timeout=120,
+    )
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 64, proc.stderr
+    assert [r for r in rows if "error" in r] == []
+    assert [r for r in rows if r["seen"] != r["port"]] == []
 
 
 def test_internal_nlb_is_unreachable_from_the_internet(tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from os_ken.ofproto import ofproto_parser, ofproto_v1_3, ofproto_v1_3_parser
 
-from testbed.controllers.flows import TABLE_CLASSIFY, Output, RegMove, flow
+from testbed.controllers.flows import TABLE_CLASSIFY, Move, Output, flow
 from testbed.controllers.forwarding import Forwarding
 from testbed.controllers.nlb import NlbLogic
 from testbed.controllers.ofadapter import FlowSync, delete_cookie, fingerprint, flow_mod
@@ -93,7 +93,7 @@ def test_arp_responder_actions_on_the_wire(plan, dpid):
     arp = next(f for f in Forwarding(plan).flows_for(dpid) if f.table == 5 and f.priority == 100)
     actions = wire(flow_mod(Datapath(dpid), arp)).instructions[0].actions
     moves = [(a.src_field, a.dst_field, a.n_bits) for a in actions if hasattr(a, "src_field")]
-    assert moves == [(a.src, a.dst, a.n_bits) for a in arp.actions if isinstance(a, RegMove)]
+    assert moves == [(a.src, a.dst, a.n_bits) for a in arp.actions if isinstance(a, Move)]
     assert actions[-1].port == ofproto_v1_3.OFPP_IN_PORT
 
 

@@ -93,6 +93,67 @@ def test_unknown_non_syn_packets_are_dropped():
     assert res.hosts == []
 
 
+def connect_and_close(plan, fabric, sport, dst=NODE_A_PUBLIC):
+    """One TCP connection through the NLB from Client1's port `sport`, opened and closed
+    with FINs as a client that closes first does; returns (target, what it received)."""
+    res = fabric.send("Client1", syn(plan, "Client1", dst, sport))
+    assert len(res.delivered) == 1, res.hops
+    target, first = res.delivered[0]
+
+    def to_target(flags):
+        res = fabric.send("Client1", syn(plan, "Client1", dst, sport, tcp_flags_nxm=flags))
+        assert res.hosts == [target], res.hops
+
+    def to_client(flags):
+        back_host, back = reply_to(plan, first, flags)
+        res = fabric.send(back_host, back)
+        assert res.hosts == ["Client1"], res.hops
+        answer = res.delivered[0][1]
+        assert (answer["ipv4_src"], answer["tcp_src"]) == (dst, 80)
+        assert answer["tcp_dst"] == sport
+
+    to_client(0x12)  # SYN-ACK
+    to_target(0x10)
+    to_target(0x11)  # the client closes first (FIN-ACK) ...
+    to_client(0x11)  # ... the target closes too
+    to_target(0x10)
+    return target, first
+
+
+@pytest.mark.parametrize("preserve", [True, False])
+def test_a_new_connection_may_reuse_the_client_port_of_a_closed_one(preserve):
+    # Clients reuse their ports (a busy one every few seconds): a SYN for the 4-tuple of a
+    # closed connection is a new connection, which must keep the client's port (AWS
+    # preserves it with the client address) and get through. With conntrack NAT in the
+    # client side zone, OVS 3.1 reserves the closed connection's reply tuple for seconds
+    # and moves the new one to another source port (or, once ports run out, drops it).
+    plan, _logic, fabric = make(preserve=preserve)
+    for _ in range(3):
+        _target, first = connect_and_close(plan, fabric, 53000)
+        if preserve:
+            assert (first["ipv4_src"], first["tcp_src"]) == ("198.51.100.10", 53000)
+        else:
+            assert first["ipv4_src"] == NODE_A
+
+
+def test_segments_of_a_terminated_flow_get_a_reset_and_its_port_a_new_connection():
+    # Terminating a flow forgets its entries (the controller finds the client side ones by
+    # their label): its next segment goes to the controller, which answers RST; a SYN from
+    # the same client port is a new connection.
+    from testbed.controllers.nlb import endpoint_label
+
+    plan, _logic, fabric = make()
+    lb = plan.load_balancers[0]
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 53100))
+    target = plan.host(res.delivered[0][0])
+    assert fabric.conntrack.flush(lb.zone_dnat, label=endpoint_label(target.ip, 80)) == 1
+    assert fabric.conntrack.flush(lb.zone_snat, reply_src=target.ip) == 1
+    res = fabric.send("Client1", syn(plan, "Client1", NODE_A_PUBLIC, 53100, tcp_flags_nxm=0x10))
+    assert res.hosts == []
+    assert len(res.to_controller) == 1
+    connect_and_close(plan, fabric, 53100)
+
+
 def spread(plan, fabric, client, dst, n, proto=6, dport=80, start=30000):
     got = Counter()
     for i in range(n):
@@ -403,3 +464,30 @@ def test_counters_continue_across_a_controller_restart():
     fresh = NlbCounters(logic())
     fresh.update(stats(5, 2200))
     assert totals(fresh)[0] == 5
+
+
+def test_client_side_entries_of_a_target_are_found_by_label():
+    from testbed.controllers.lab_app import _open_entries_labelled
+    from testbed.controllers.nlb import endpoint_label
+
+    label = endpoint_label("10.0.1.4", 80)
+    assert label == 0xA0001040050  # 10.0.1.4 in bits 16-47, port 80 below
+    dump = "\n".join(
+        [
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41000,dport=80),reply=(src=10.0.0.5,"
+            "dst=198.51.100.10,sport=80,dport=41000),zone=8,labels=0xa0001040050,"
+            "protoinfo=(state=ESTABLISHED)",
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41001,dport=80),reply=(src=10.0.0.5,"
+            "dst=198.51.100.10,sport=80,dport=41001),zone=8,labels=0xa0001040050,"
+            "protoinfo=(state=TIME_WAIT)",  # closed: a new SYN replaces it by itself
+            "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41003,dport=80),reply=(src=10.0.0.5,"
+            "dst=198.51.100.10,sport=80,dport=41003),zone=8,labels=0xa0001050050,"
+            "protoinfo=(state=ESTABLISHED)",  # another target
+            "udp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41002,dport=80),reply=(src=10.0.0.5,"
+            "dst=198.51.100.10,sport=80,dport=41002),zone=8,labels=0xa0001040050",
+        ]
+    )
+    assert _open_entries_labelled(dump, label) == [
+        "ct_nw_src=198.51.100.10,ct_nw_dst=10.0.0.5,ct_nw_proto=6,ct_tp_src=41000,ct_tp_dst=80",
+        "ct_nw_src=198.51.100.10,ct_nw_dst=10.0.0.5,ct_nw_proto=17,ct_tp_src=41002,ct_tp_dst=80",
+    ]
