@@ -23,7 +23,8 @@ from testbed import naming
 from testbed.lab import system
 from testbed.lab.api import random_name, stop_lab
 from testbed.lab.events import Event, EventFollower
-from testbed.lab.procs import LAB_LABEL, ProcessJournal, ProcessRecord, is_alive
+from testbed.lab.owner import Owner
+from testbed.lab.procs import LAB_LABEL, ProcessJournal, ProcessRecord, is_alive, start_time
 from testbed.lab.state import list_labs, read_state
 from testbed.lab.teardown import leftovers
 from testbed.paths import TEMPLATES
@@ -244,13 +245,53 @@ def test_owner_killed_while_the_stack_is_created(lab_name, tmp_path):
             owner.kill()
             owner.wait()
     stack = [e for e in seen if e.logical_id == lab_name]
-    assert [e.status for e in stack] == [
-        "CREATE_IN_PROGRESS",
-        "ROLLBACK_IN_PROGRESS",
-        "ROLLBACK_COMPLETE",
-    ], seen
-    assert stack[1].reason.startswith(f"owner process {owner.pid} (owner_program.py hold")
-    assert stack[1].reason.endswith(") exited")
+    statuses = [e.status for e in stack]
+    assert "CREATE_COMPLETE" not in statuses, "the owner was killed too late to test this"
+    assert statuses[-2:] == ["ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE"], seen
+    assert stack[-2].reason.startswith(f"owner process {owner.pid} (owner_program.py hold")
+    assert stack[-2].reason.endswith(") exited")
+
+
+@pytest.mark.parametrize("case", ["gone", "pid reused"])
+def test_holder_of_an_owner_gone_before_it_started_rolls_back_at_once(case, lab_name):
+    # The request names an owner that has ended (its PID free, or now another process's):
+    # the holder rolls back at once and touches nothing but its lab.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ticks = start_time(other.pid)
+    assert ticks is not None
+    if case == "gone":
+        other.kill()
+        other.wait()
+    owner = Owner(other.pid, ticks - (case == "pid reused"), "x", "owner.py")
+    lab_dir = naming.lab_dir(lab_name)
+    lab_dir.mkdir(parents=True)
+    request = {"name": lab_name, "template": DEFAULT, "owner": owner.to_dict()}
+    (lab_dir / "request.json").write_text(json.dumps(request))
+    (lab_dir / "events.jsonl").touch()
+    follower = EventFollower(lab_dir)
+    follower.new()
+    try:
+        holder = subprocess.run(
+            [sys.executable, "-m", "testbed.stack.holder", str(lab_dir)],
+            env=dict(os.environ, **{LAB_LABEL: lab_name}),
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+        assert holder.returncode == 1, holder.stderr
+        events = stack_events(follower, lab_name)
+        follower.close()
+        assert [e.status for e in events] == [
+            "CREATE_IN_PROGRESS",
+            "ROLLBACK_IN_PROGRESS",
+            "ROLLBACK_COMPLETE",
+        ]
+        assert events[1].reason == f"owner process {other.pid} (owner.py) exited"
+        assert remains(lab_name, []) == {}
+        assert (other.poll() is None) is (case == "pid reused")
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_kept_folder_tells_how_the_lab_ended(lab_name, tmp_path):
