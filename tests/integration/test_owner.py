@@ -40,15 +40,18 @@ BUILD_TIMEOUT = 120.0
 
 class NearDecoys:
     """What a careless cleanup of lab NAME would catch: a namespace, a veth pair, an OVS
-    bridge, /etc/netns and state-root files and a labelled process, all named like lab
-    NAME+"d" (tb-NAMEd-...) or NAME-decoy; none is the lab's."""
+    bridge, a file in the state root and one in /etc/netns, and a process labelled
+    TESTBED_LAB, all named for lab NAME+"d" (tb-NAMEd-..., /run/elb-testbed/NAMEd); none
+    is the lab's. (Names of a valid lab keep them out of other tests' machine snapshots on
+    a shared machine; the state-root decoy is a file, which no `testbed clean` takes for a
+    lab.)"""
 
     def __init__(self, name: str) -> None:
         near = f"{name}d"
         self.netns = f"tb-{near}-WebA1"
         self.veth = (f"tb-{near}-v1", f"tb-{near}-v2")
         self.bridge = f"tb-{near}-az1"
-        self.files = [naming.state_root() / f"{name}-decoy", Path(f"/etc/netns/tb-{near}-WebA1")]
+        self.files = [naming.state_root() / near, Path(f"/etc/netns/tb-{near}-WebA1")]
         self.label = near
         self.proc: subprocess.Popen | None = None
 
