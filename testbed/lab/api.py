@@ -498,16 +498,12 @@ class Lab:
         name = name or random_name(naming.name_from_template(template))
         owner = this_process().describe()
         with unwind_on_termination():
+            # start_lab removes what it made when it fails (a kept folder stays kept).
+            start_lab(
+                template, params, name=name, datapath=datapath, on_event=on_event, keep_dir=keep_dir
+            )
             ending = f"{owner} left Lab.up"
             try:
-                start_lab(
-                    template,
-                    params,
-                    name=name,
-                    datapath=datapath,
-                    on_event=on_event,
-                    keep_dir=keep_dir,
-                )
                 yield cls(name)
             except BaseException as exc:
                 ending = f"{owner} left Lab.up on {type(exc).__name__}: {exc}"[:300]

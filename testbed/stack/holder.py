@@ -92,7 +92,7 @@ class Holder:
     def signalled(self, signum: int, frame: Any = None) -> None:
         """SIGTERM/SIGINT handler (main thread)."""
         if self.stop_reason is None:
-            self.stop_reason = f"stopped by signal {signum}"
+            self.stop_reason = f"stopped by {signal.Signals(signum).name}"
         if not self.building or self.stop_raised:
             return  # serve() sees stop_reason; nothing is raised into a running lab
         self.stop_raised = True  # once: a second Stop would escape the rollback

@@ -239,10 +239,10 @@ def test_a_signal_while_building_stops_the_build_once(tmp_path):
     from testbed.stack.holder import Stop
 
     holder = _holder(tmp_path)
-    with pytest.raises(Stop, match="stopped by signal 15"):
+    with pytest.raises(Stop, match="stopped by SIGTERM"):
         holder.signalled(15)
     holder.signalled(15)  # a second signal must not escape the rollback
-    assert holder.stop_reason == "stopped by signal 15"
+    assert holder.stop_reason == "stopped by SIGTERM"
 
 
 def test_a_signal_while_a_process_is_journaled_waits_for_its_entry(tmp_path):
@@ -266,7 +266,7 @@ def test_a_signal_once_running_only_asks_for_the_teardown(tmp_path):
     holder = _holder(tmp_path)
     holder.building = False
     holder.signalled(15)
-    assert holder.stop_reason == "stopped by signal 15"
+    assert holder.stop_reason == "stopped by SIGTERM"
 
 
 def test_the_owners_end_names_the_owner_and_asks_for_the_teardown(tmp_path):
