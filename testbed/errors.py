@@ -1,6 +1,8 @@
-"""Errors the CLI turns into exit codes: BadInput -> 2, LabError -> 1."""
+"""Errors the CLI turns into exit codes: BadInput -> 2, LabError -> 1, Terminated -> 128+N."""
 
 from __future__ import annotations
+
+import signal
 
 
 class TestbedError(Exception):
@@ -73,3 +75,18 @@ class TemplateErrors(BadInput):
 
     def format(self) -> str:
         return "\n".join(e.format() for e in self.errors)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that
+    the process ends through Python's normal unwinding: `finally` blocks (a lab's teardown)
+    run and the user sees them (testbed.lab.owner.unwind_on_termination installs it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by signal N."""
+        return 128 + self.signum

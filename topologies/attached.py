@@ -7,6 +7,9 @@ the lab's bridges. Leaving ends these shells only; the lab keeps running.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mininet.cli import CLI
@@ -15,7 +18,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, Node, OVSSwitch
 
-from testbed.errors import LabError
+from testbed.errors import LabError, Terminated
 from testbed.plan.network import NetworkPlan
 
 
@@ -30,11 +33,26 @@ class AttachedHost(Host):
         super().startShell(mnopts=f"-cda{self.anchor}")
 
 
+class _Ended(Exception):
+    """SIGTERM/SIGHUP during the CLI. Mininet's CLI takes every KeyboardInterrupt (hence
+    Terminated) for Ctrl-C on the running command and goes on; this is not one, so it ends
+    the CLI and is turned back into Terminated outside."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _end_cli(signum: int, frame: Any) -> None:
+    raise _Ended(signum)
+
+
 def run_attached_cli(
     lab: str, plan: NetworkPlan, anchors: dict[str, int], script: str | None = None
 ) -> None:
     """Mininet's CLI over lab `lab` (its plan; anchors: host -> a live process in its
-    namespace); returns when the user leaves (or the script ends)."""
+    namespace); returns when the user leaves (or the script ends). SIGTERM and SIGHUP (a
+    closed terminal) end it with Terminated, its shells ended; the lab is untouched."""
 
     class LabCLI(CLI):
         prompt = f"testbed:{lab}> "
@@ -59,7 +77,25 @@ def run_attached_cli(
             f"{len(plan.switches)} switches. 'help' lists commands, 'exit' leaves "
             "(the lab keeps running)."
         )
-        LabCLI(net, script=script)
+        with _ending_on_termination():
+            LabCLI(net, script=script)
     finally:
         for node in nodes:
             node.terminate()  # our attached shells only; the lab is untouched
+
+
+@contextmanager
+def _ending_on_termination() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise _Ended inside the block, Terminated out of it (SIG_IGN stays)."""
+    replaced = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        current = signal.getsignal(sig)
+        if current is not None and current is not signal.SIG_IGN:
+            replaced[sig] = signal.signal(sig, _end_cli)
+    try:
+        yield
+    except _Ended as ended:
+        raise Terminated(ended.signum) from None
+    finally:
+        for sig, previous in replaced.items():
+            signal.signal(sig, previous)

@@ -1,6 +1,8 @@
 """The `testbed` command: build, inspect and tear down ELB labs; run experiments.
 
-Exit codes: 0 ok, 1 failure, 2 bad input (template errors, unknown lab or host, wrong flags).
+Exit codes: 0 ok, 1 failure, 2 bad input (template errors, unknown lab or host, wrong flags),
+130 Ctrl-C, 128+N ended by signal N (SIGTERM and SIGHUP end a command as Ctrl-C does: what it
+was doing is undone, labs it made are torn down).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from testbed.cli import (
     traffic,
     validate,
 )
-from testbed.errors import BadInput, TestbedError
+from testbed.errors import BadInput, Terminated, TestbedError
+from testbed.lab.owner import unwind_on_termination
 
 EPILOG = """\
 quick start:
@@ -67,12 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with unwind_on_termination():
+            return int(args.func(args) or 0)
     except BadInput as exc:
         print(f"error: {exc.format()}", file=sys.stderr)
         return 2
     except TestbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Terminated as exc:
+        print(f"terminated by {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -33,7 +33,8 @@ def demo(
     template = template or str(DEFAULT_TEMPLATE)
     print(f"== 1. bring up {template} as lab {name!r}", flush=True)
     started = time.monotonic()
-    state = start_lab(template, params, name=name, on_event=_print_event)
+    # Without --keep the lab is this command's: torn down however the command ends.
+    state = start_lab(template, params, name=name, on_event=_print_event, owned=not keep)
     up_s = time.monotonic() - started
     ok = False
     try:

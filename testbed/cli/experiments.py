@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         epilog="examples:\n  testbed run --list\n  testbed run bench_lab -p sizes=5,20,50\n"
         "  testbed run bench_lab --out /tmp/mine\n\nEach experiment brings up its own lab(s), "
         "measures, tears down, and writes\nresults/<experiment>/<timestamp>/ (CSV, PNG, "
-        "meta.json to re-run it).",
+        "meta.json to re-run it).\n\nIts labs belong to this command: however it ends "
+        "(Ctrl-C, SIGTERM, SIGHUP, kill -9),\nthey are torn down, with nothing left behind.",
     )
     p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     add_params(p)
@@ -45,7 +46,12 @@ def register(sub: Any) -> None:
     add_template(p, "template (default: the embedded default)", flag="--template")
     add_params(p)
     p.add_argument("--name", default="demo", help="lab name (default demo)")
-    p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the lab running afterwards (without an owner: until testbed down); "
+        "otherwise it is torn down however the demo ends",
+    )
 
 
 def experiment_names() -> list[str]:

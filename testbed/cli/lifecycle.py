@@ -13,6 +13,7 @@ from testbed.cli.hostcmds import open_cli
 from testbed.errors import BadInput
 from testbed.lab.api import leftovers_exist, start_lab, stop_lab, update_lab
 from testbed.lab.events import read_events
+from testbed.lab.owner import Owner
 from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.lab.teardown import teardown
 from testbed.naming import name_from_template
@@ -30,7 +31,11 @@ def register(sub: Any) -> None:
         "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n\n"
         "Prints each resource's events as it is created and returns when every switch is\n"
         "programmed. On failure everything is rolled back (exit 1); template errors exit 2\n"
-        "before anything is created.",
+        "before anything is created. Interrupted while it builds (Ctrl-C, SIGTERM, SIGHUP),\n"
+        "it rolls back.\n\n"
+        "The lab has no owner: it stays until testbed down. With --cli it belongs to this\n"
+        "command and is torn down when the command ends, however it ends (exit, Ctrl-D,\n"
+        "SIGTERM, SIGHUP, kill -9).",
     )
     add_template(p)
     p.add_argument(
@@ -50,7 +55,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--cli",
         action="store_true",
-        help="open the Mininet CLI on the lab and tear it down when you leave",
+        help="open the Mininet CLI on the lab; the lab belongs to this command and is torn "
+        "down when it ends (you leave, SIGTERM, SIGHUP, kill -9)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, just the summary")
 
@@ -87,7 +93,13 @@ def register(sub: Any) -> None:
         cmd_status,
         "labs on this machine, or one lab in detail",
         epilog="examples:\n  testbed status\n  testbed status default\n"
-        "  testbed status default --json | jq '.hosts[] | {name, ip}'",
+        "  testbed status default --json | jq '.hosts[] | {name, ip}'\n"
+        "  testbed status --json | jq '.[] | {name, owner}'\n\n"
+        "OWNER is the process a lab belongs to (an experiment, a script's Lab.up, testbed up\n"
+        "--cli): pid, command line and whether it still runs; the lab is torn down when it\n"
+        "ends. A lab of a plain testbed up has none and stays until testbed down. A lab whose\n"
+        "holder died shows DEAD (testbed clean removes what it left); one whose folder was\n"
+        "kept (TESTBED_KEEP_LAB_DIR=1) shows how it ended, e.g. DELETE_COMPLETE.",
     )
     p.add_argument("name", nargs="?", help="lab name (all labs if omitted)")
     p.add_argument(
@@ -113,8 +125,9 @@ def register(sub: Any) -> None:
         "remove what dead labs left (after a kill -9); live labs are untouched",
         epilog="examples:\n  testbed clean              every lab whose holder "
         "process died\n  testbed clean default      that lab, if it is not "
-        "running\n\nOnly resources named tb-NAME-... of such labs and the processes "
-        "they recorded are removed.",
+        "running\n\nOnly resources named tb-NAME-... of such labs, the processes "
+        "they recorded or\nlabelled (TESTBED_LAB=NAME) and their folders are removed, "
+        "including the folders\nkept with TESTBED_KEEP_LAB_DIR=1.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these labs")
 
@@ -133,6 +146,7 @@ def cmd_up(args: Any) -> int:
         datapath=args.datapath,
         region=args.region,
         on_event=None if args.quiet else _print_event,
+        owned=args.cli,  # a plain `up` leaves a lab that stays; `up --cli` owns it
     )
     print(
         f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
@@ -143,11 +157,16 @@ def cmd_up(args: Any) -> int:
     for text in state.get("limitations", []):
         print(f"note: {text}")
     if args.cli:
+        ending = "testbed up --cli: the CLI was left"
         try:
             open_cli(name)
+        except BaseException as exc:
+            ending = f"testbed up --cli ended on {type(exc).__name__}: {exc}"[:300]
+            raise
         finally:
-            stop_lab(name)
-            print(f"lab {name} is down")
+            print(f"tearing lab {name} down", flush=True)
+            stop_lab(name, reason=ending)
+            print(f"lab {name} is down", flush=True)
         return 0
     first = next((h for h in state.get("hosts", []) if h.get("kind") == "client"), None)
     target = next((h for h in state.get("hosts", []) if h.get("public_ip")), None)
@@ -196,17 +215,42 @@ def cmd_down(args: Any) -> int:
     return 0
 
 
+# How a lab ended, when its folder was kept (TESTBED_KEEP_LAB_DIR) after its holder exited.
+ENDED_STATES = ("DELETE_COMPLETE", "ROLLBACK_COMPLETE")
+
+
+def _owner(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The lab's owner as status shows it: pid, command line, alive."""
+    owner = Owner.from_dict(state.get("owner"))
+    if owner is None:
+        return None
+    return {
+        "pid": owner.pid,
+        "command": owner.command,
+        "cmdline": owner.cmdline,
+        "alive": owner.alive(),
+    }
+
+
+def _owner_text(owner: dict[str, Any] | None) -> str:
+    if owner is None:
+        return "-"
+    return f"{owner['pid']} ({owner['command']})" + ("" if owner["alive"] else " exited")
+
+
 def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
     state = state or {}
     alive = holder_alive(state)
     shown = state.get("state", "UNKNOWN")
-    if not alive:
+    if not alive and shown not in ENDED_STATES:
         shown = "DEAD (testbed clean)"
     return {
         "name": name,
         "pid": state.get("pid"),
         "alive": alive,
         "state": shown,
+        "reason": state.get("reason"),
+        "owner": _owner(state),
         "datapath": state.get("datapath"),
         "template": state.get("template"),
         "created": state.get("created"),
@@ -245,6 +289,16 @@ def cmd_status(args: Any) -> int:
             f"lab {s['name']}: {s['state']}, holder pid {s['pid']}, {s['datapath']} "
             f"datapath, up {age:.0f} s\n  template {s['template']}\n  files {s['lab_dir']}"
         )
+        owner = s["owner"]
+        if s["state"] in ENDED_STATES:
+            print(f"  ended: {s['reason']}; testbed clean {s['name']} removes these files")
+        if owner is None:
+            print(f"  owner: none (the lab stays until testbed down {s['name']})")
+        else:
+            print(
+                f"  owner pid {owner['pid']}, {'alive' if owner['alive'] else 'exited'}: "
+                f"{owner['cmdline']}\n  (the lab is torn down when its owner ends)"
+            )
         if s["controller"]:
             print(
                 f"  controller pid {s['controller']['pid']} on port "
@@ -266,10 +320,18 @@ def cmd_status(args: Any) -> int:
     print(
         table(
             [
-                (s["name"], s["state"], s["pid"], s["datapath"], len(s["hosts"]), s["template"])
+                (
+                    s["name"],
+                    s["state"],
+                    s["pid"],
+                    _owner_text(s["owner"]),
+                    s["datapath"],
+                    len(s["hosts"]),
+                    s["template"],
+                )
                 for s in labs
             ],
-            ["NAME", "STATE", "PID", "DATAPATH", "HOSTS", "TEMPLATE"],
+            ["NAME", "STATE", "PID", "OWNER", "DATAPATH", "HOSTS", "TEMPLATE"],
         )
     )
     return 0

@@ -4,7 +4,8 @@
         print(lab.host("WebA1").cmd("ip -brief addr"))
 
 `Lab.up` goes through the same holder process as `testbed up`, and its `with` block always
-ends with the lab torn down.
+ends with the lab torn down. The lab belongs to the calling process (testbed.lab.owner): its
+holder also tears it down if this process ends without leaving the block (kill -9).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import Any, TypeVar
 from testbed import naming, rpc
 from testbed.errors import BadInput, LabError
 from testbed.lab.controller_proc import log_tail
-from testbed.lab.events import Event, EventFollower, read_events
+from testbed.lab.events import EVENTS, Event, EventFollower, read_events
 from testbed.lab.faults import apply_fault
 from testbed.lab.hostexec import netns_argv
+from testbed.lab.owner import this_process, unwind_on_termination
+from testbed.lab.procs import LAB_LABEL
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
 from testbed.messages import ControllerRestartsReply, TargetDescription, TargetEvent
@@ -41,6 +44,8 @@ TARGET_EVENTS_FILE = "target-events.jsonl"
 REMOVED = "removed"  # target_state() of a target no longer registered
 
 UP_TIMEOUT = 300.0
+CREATE_ENDS = ("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
+KEEP_DIR_ENV = "TESTBED_KEEP_LAB_DIR"
 
 
 def random_name(stem: str = "x") -> str:
@@ -56,9 +61,18 @@ def start_lab(
     region: str | None = None,
     on_event: Callable[[Event], None] | None = None,
     timeout: float = UP_TIMEOUT,
+    owned: bool = True,
+    keep_dir: bool | None = None,
 ) -> dict[str, Any]:
     """Create a lab and return its state once ready. BadInput for bad input (nothing built),
-    LabError if building failed (everything rolled back)."""
+    LabError if building failed (everything rolled back).
+
+    owned: the lab belongs to the calling process, and its holder tears it down when this
+    process ends, however it ends (kill -9 included; testbed.lab.owner). False: the lab
+    stays until `testbed down` (what a plain `testbed up` makes).
+    keep_dir: when the holder tears the lab down by itself (its owner ended, a signal, a
+    failed build), keep the lab's directory (events, logs, lab.json) for a post-mortem;
+    `testbed clean` removes it. Default: the environment variable TESTBED_KEEP_LAB_DIR=1."""
     params = {k: str(v) for k, v in (params or {}).items()}
     name = naming.validate_lab_name(name or naming.name_from_template(template))
     if datapath not in (None, "auto", "user", "kernel"):
@@ -74,58 +88,37 @@ def start_lab(
         )
     if lab_dir.exists() or leftovers_exist(name):
         teardown(name)  # what a dead lab of the same name left
-    lab_dir.mkdir(parents=True)
-    (lab_dir / REQUEST_FILE).write_text(
-        json.dumps(
-            {
-                "name": name,
-                "template": str(Path(template).resolve()),
-                "params": params,
-                "datapath": datapath,
-                "region": region,
-            }
-        )
-    )
-    with open(lab_dir / "holder.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", HOLDER_MODULE, str(lab_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    if keep_dir is None:
+        keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
+    request = {
+        "name": name,
+        "template": str(Path(template).resolve()),
+        "params": params,
+        "datapath": datapath,
+        "region": region,
+        "owner": this_process().to_dict() if owned else None,
+        "keep_dir": keep_dir,
+    }
     follower = EventFollower(lab_dir)
-    finals: list[Event] = []
-
-    def finished() -> bool:
-        for ev in follower.new():
-            if on_event:
-                on_event(ev)
-            if ev.logical_id == name and ev.status in ("CREATE_COMPLETE", "ROLLBACK_COMPLETE"):
-                finals.append(ev)
-        if finals:
-            return True
-        if proc.poll() is not None:  # the holder died before saying how it ended
-            for ev in follower.new():
-                if on_event:
-                    on_event(ev)
-            return True
-        return False
-
+    proc: subprocess.Popen | None = None
     try:
-        wait_for(finished, timeout, f"lab {name} to be created")
+        proc = _launch_holder(lab_dir, request, follower)
+        seen = _follow_creation(proc, follower, name, on_event, timeout)
     except BaseException:
-        # Interrupted or timed out: the holder rolls back on SIGTERM.
-        _stop_holder(proc)
-        teardown(name)
+        # Interrupted (Ctrl-C, SIGTERM) or timed out: the holder rolls back on SIGTERM. One
+        # started a moment before `proc` was set carries the lab's label: teardown ends it.
+        if proc is not None:
+            _stop_holder(proc)
+        teardown(name, keep_dir=keep_dir)
         raise
-    final = finals[0] if finals else None
+    finally:
+        follower.close()
+    final = next((e for e in seen if e.logical_id == name and e.status in CREATE_ENDS), None)
     if final is not None and final.status == "CREATE_COMPLETE":
         return read_state(lab_dir) or {}
     proc.wait(timeout=60)
-    events = read_events(lab_dir)
-    reasons = [e.reason for e in events if e.status.endswith("FAILED") and e.reason]
-    reasons += [e.reason for e in events if e.status == "ROLLBACK_IN_PROGRESS" and e.reason]
+    reasons = [e.reason for e in seen if e.status.endswith("FAILED") and e.reason]
+    reasons += [e.reason for e in seen if e.status == "ROLLBACK_IN_PROGRESS" and e.reason]
     detail = (
         reasons[0]
         if reasons
@@ -134,8 +127,57 @@ def start_lab(
             + log_tail(lab_dir / "holder.log", 25)
         )
     )
-    teardown(name)
+    teardown(name, keep_dir=keep_dir)
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
+
+
+def _launch_holder(
+    lab_dir: Path, request: dict[str, Any], follower: EventFollower
+) -> subprocess.Popen:
+    """Write the request and start the holder in its own session (a Ctrl-C in the terminal
+    is the owner's to handle, not the holder's)."""
+    lab_dir.mkdir(parents=True)
+    (lab_dir / REQUEST_FILE).write_text(json.dumps(request))
+    (lab_dir / EVENTS).touch()
+    follower.new()  # opened now: its events stay readable if the holder removes the folder
+    with open(lab_dir / "holder.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", HOLDER_MODULE, str(lab_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, **{LAB_LABEL: request["name"]}),
+        )
+
+
+def _follow_creation(
+    proc: subprocess.Popen,
+    follower: EventFollower,
+    name: str,
+    on_event: Callable[[Event], None] | None,
+    timeout: float,
+) -> list[Event]:
+    """Every event until the stack is created or rolled back (or the holder dies)."""
+    seen: list[Event] = []
+
+    def read() -> None:
+        for ev in follower.new():
+            seen.append(ev)
+            if on_event:
+                on_event(ev)
+
+    def finished() -> bool:
+        read()
+        if any(e.logical_id == name and e.status in CREATE_ENDS for e in seen):
+            return True
+        if proc.poll() is not None:  # the holder died before saying how it ended
+            read()
+            return True
+        return False
+
+    wait_for(finished, timeout, f"lab {name} to be created")
+    return seen
 
 
 def update_lab(
@@ -187,17 +229,22 @@ def leftovers_exist(name: str) -> bool:
     return any(leftovers(name).values())
 
 
-def stop_lab(name: str, timeout: float = 60.0) -> TeardownReport | None:
+def stop_lab(name: str, timeout: float = 60.0, reason: str | None = None) -> TeardownReport | None:
     """Tear a lab down: through its holder if alive, else directly. Raises BadInput if no
-    such lab exists."""
+    such lab exists. `reason` goes into the DELETE_IN_PROGRESS event (default "User
+    Initiated")."""
     naming.validate_lab_name(name)
     lab_dir = naming.lab_dir(name)
     state = read_state(lab_dir)
     if state is None and not lab_dir.exists() and not leftovers_exist(name):
         raise BadInput(f"no lab named {name!r}", hint="testbed status lists the labs")
+    keep_dir = False
     if holder_alive(state):
+        assert state is not None
+        # A lab asked to keep its folder keeps it when it goes down; a dead one's goes.
+        keep_dir = bool(state.get("keep_dir"))
         try:
-            rpc.call(str(lab_dir / HOLDER_SOCK), {"op": "down"}, timeout=10)
+            rpc.call(str(lab_dir / HOLDER_SOCK), {"op": "down", "reason": reason}, timeout=10)
         except (rpc.RpcUnavailable, OSError):
             os.kill(state["pid"], signal.SIGTERM)
         wait_for(
@@ -206,7 +253,7 @@ def stop_lab(name: str, timeout: float = 60.0) -> TeardownReport | None:
             f"the holder of lab {name} (pid {state['pid']}) to stop",
         )
     # The holder removed everything; this catches what a dead holder left.
-    return teardown(name)
+    return teardown(name, keep_dir=keep_dir)
 
 
 class LabHost:
@@ -450,12 +497,27 @@ class Lab:
         name: str | None = None,
         datapath: str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        keep_dir: bool | None = None,
     ) -> Iterator[Lab]:
-        """Bring a lab up for the duration of a `with` block; always torn down after."""
+        """Bring a lab up for the duration of a `with` block; always torn down after.
+
+        The lab belongs to this process (start_lab's `owned`): if the process ends without
+        leaving the block (kill -9, os._exit), the lab's holder tears it down. Inside the
+        block SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) unless the program
+        handles them itself, so the block is left and the teardown runs as on Ctrl-C."""
         name = name or random_name(naming.name_from_template(template))
-        try:
-            start_lab(template, params, name=name, datapath=datapath, on_event=on_event)
-            yield cls(name)
-        finally:
-            with suppress(BadInput):
-                stop_lab(name)
+        owner = this_process().describe()
+        with unwind_on_termination():
+            # start_lab removes what it made when it fails (a kept folder stays kept).
+            start_lab(
+                template, params, name=name, datapath=datapath, on_event=on_event, keep_dir=keep_dir
+            )
+            ending = f"{owner} left Lab.up"
+            try:
+                yield cls(name)
+            except BaseException as exc:
+                ending = f"{owner} left Lab.up on {type(exc).__name__}: {exc}"[:300]
+                raise
+            finally:
+                with suppress(BadInput):
+                    stop_lab(name, reason=ending)

@@ -18,7 +18,7 @@ from testbed.lab import zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.procs import ProcessJournal, record
+from testbed.lab.procs import STOP_SHIELD, ProcessJournal, record
 from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.model.types import StackModel
@@ -117,21 +117,31 @@ class LabBuilder:
     # ---- Mininet nodes, resource by resource -------------------------------------------
     def _create_resources(self) -> None:
         topo = VpcTopo(self.plan, switch_resources(self.model, self.plan))
-        network = self.network = VpcNetwork(
-            self.name, self.plan, topo, self.datapath, self.controller.port, self._journal_process
-        )
+        # Mininet starts a node's shell and only then tells its PID: a stop is held until the
+        # shells of a resource are journaled (procs.StopShield).
+        with STOP_SHIELD.hold():
+            network = self.network = VpcNetwork(
+                self.name,
+                self.plan,
+                topo,
+                self.datapath,
+                self.controller.port,
+                self._journal_process,
+            )
         inject = os.environ.get("TESTBED_INJECT_FAILURE")
 
         def create(lid: str) -> None:
             if inject and lid == inject:
                 # Fault injection for rollback tests (documented in the README).
                 raise LabError(f"injected failure at {lid} (TESTBED_INJECT_FAILURE)")
-            network.create(lid)
+            with STOP_SHIELD.hold():
+                network.create(lid)
 
         for lid in self.model.creation_order:
             rtype = self.model.resource_types.get(lid, "")
             self._step(lid, rtype, lambda lid=lid: create(lid), self._describe(lid))
-        network.create_rest()
+        with STOP_SHIELD.hold():
+            network.create_rest()
         for h in self.plan.hosts:
             host_dir(self.name, h.name).mkdir(parents=True, exist_ok=True)
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 EVENTS = "events.jsonl"
 
@@ -66,21 +67,28 @@ def _parse(lines: list[str]) -> Iterator[Event]:
 
 
 class EventFollower:
-    """Reads new events from a file as they are appended (for progress display)."""
+    """Reads new events from a file as they are appended (for progress display).
+
+    The file stays open from the first read on, so that the last events can still be read
+    after the holder removed the lab directory (it does when a build is rolled back)."""
 
     def __init__(self, lab_dir: Path) -> None:
         self.path = Path(lab_dir) / EVENTS
-        self.offset = 0
+        self.file: IO[str] | None = None
         self.partial = ""
 
     def new(self) -> list[Event]:
-        if not self.path.exists():
-            return []
-        with open(self.path) as f:
-            f.seek(self.offset)
-            data = f.read()
-            self.offset = f.tell()
-        data = self.partial + data
+        if self.file is None:
+            try:
+                self.file = open(self.path)  # noqa: SIM115 - kept open across calls
+            except FileNotFoundError:
+                return []
+        data = self.partial + self.file.read()
         lines = data.split("\n")
         self.partial = lines.pop()  # an incomplete last line waits for the next read
         return list(_parse(lines))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -11,13 +11,15 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
 JOURNAL = "pids.jsonl"
+LAB_LABEL = "TESTBED_LAB"  # environment variable: every process a lab's holder starts has it
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def is_alive(rec: ProcessRecord) -> bool:
         return False
     try:  # a zombie still has /proc/PID but is already dead
         state = Path(f"/proc/{rec.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # ProcessLookupError: it exited between open and read
         return False
     return state != "Z"
 
@@ -57,6 +59,63 @@ def record(pid: int, what: str, host: str | None = None) -> ProcessRecord:
     if st is None:
         raise LookupError(f"process {pid} ({what}) exited before it could be recorded")
     return ProcessRecord(pid, st, what, host)
+
+
+class StopShield:
+    """Holds off an asynchronous stop while a process is started and journaled.
+
+    The holder stops a build by raising an exception from its SIGTERM handler, in the main
+    thread, wherever it is. Raised between the start of a process and its journal entry, it
+    would leave a process that the rollback cannot find; inside `hold()` the handler hands
+    its stop to `defer()` and it is raised when the outermost `hold()` ends. One shield per
+    process (signal handlers are per process); only the main thread is held (Python runs
+    signal handlers there only)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.deferred: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.deferred is not None:
+                action, self.deferred = self.deferred, None
+                action()
+
+    def defer(self, action: Callable[[], None]) -> bool:
+        """From a signal handler: run `action` (which raises) when the held section ends and
+        return True; False if nothing is held (the handler acts at once)."""
+        if self.depth == 0:
+            return False
+        self.deferred = action
+        return True
+
+
+STOP_SHIELD = StopShield()
+
+
+def labelled_pids(lab: str) -> list[int]:
+    """PIDs of the processes whose environment carries the lab's label (TESTBED_LAB=lab):
+    the holder's descendants, including any that were never journaled."""
+    label = f"{LAB_LABEL}={lab}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or a kernel thread
+        if label in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
 
 
 class ProcessJournal:
@@ -93,7 +152,7 @@ class ProcessJournal:
         cwd: Path | None = None,
     ) -> subprocess.Popen:
         """Start argv in its own session, record it, and return the Popen."""
-        with contextlib.ExitStack() as files:
+        with STOP_SHIELD.hold(), contextlib.ExitStack() as files:
             out: IO[bytes] | int = subprocess.DEVNULL
             if log is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +166,9 @@ class ProcessJournal:
                 env=env,
                 cwd=cwd,
             )
-        # Exited at once; its exit code tells the caller what happened.
-        with contextlib.suppress(LookupError):
-            self.add(record(proc.pid, what, host))
+            # Exited at once; its exit code tells the caller what happened.
+            with contextlib.suppress(LookupError):
+                self.add(record(proc.pid, what, host))
         return proc
 
 
@@ -148,7 +207,7 @@ def _still_same(pid: int, st: int | None) -> bool:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):
         return False
     if state == "Z":
         _reap(pid)

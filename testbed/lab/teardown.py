@@ -1,7 +1,8 @@
 """Remove exactly what one lab created: its processes, namespaces, links, bridges and files.
 
-Everything is found by the lab's prefix (tb-NAME-) or its process journal; nothing else on the
-machine is touched. Used by `down` (through the holder), by `clean` after a holder died, and
+Everything is found by the lab's prefix (tb-NAME-), its process journal or the label its
+holder's processes carry in their environment (TESTBED_LAB=NAME); nothing else on the machine
+is touched. Used by `down` (through the holder), by `clean` after a holder died, and
 by the rollback of a failed `up`. Safe to run twice.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from testbed import naming
 from testbed.lab import system, zones
-from testbed.lab.procs import ProcessJournal, is_alive, terminate
+from testbed.lab.procs import ProcessJournal, is_alive, labelled_pids, terminate
 
 NETNS_ETC = Path("/etc/netns")
 
@@ -45,7 +46,8 @@ def leftovers(name: str) -> dict[str, list[str]]:
         "files": [str(p) for p in _files(name) if p.exists()],
     }
     journal = ProcessJournal(naming.lab_dir(name))
-    found["processes"] = [str(r.pid) for r in journal.records() if is_alive(r)]
+    alive = {r.pid for r in journal.records() if is_alive(r)} | set(labelled_pids(name))
+    found["processes"] = [str(pid) for pid in sorted(alive)]
     return found
 
 
@@ -60,13 +62,15 @@ def teardown(
     # Everything running inside the lab's namespaces is the lab's (roles, UserData and what
     # they started, Mininet's host shells); the journal adds the controller and helpers.
     in_namespaces = [pid for ns in namespaces for pid in system.netns_pids(ns)]
+    # The label catches what a stopped build started but had not journaled yet.
+    labelled = labelled_pids(name)
     records = [r for r in journal.records() if r.pid not in exclude_pids]
     # Mininet's node shells are interactive bash, which ignores SIGTERM, and hold nothing
     # worth a graceful exit.
     shells = [r for r in records if r.what.startswith("mininet")]
     report.processes = terminate(shells, grace=0.5, first_signal=signal.SIGKILL)
     report.processes += terminate(
-        [p for p in in_namespaces if p not in exclude_pids]
+        [p for p in in_namespaces + labelled if p not in exclude_pids]
         + [r for r in records if r not in shells]
     )
     report.namespaces = namespaces
@@ -84,6 +88,11 @@ def teardown(
             shutil.rmtree(path, ignore_errors=True)
             report.files.append(str(path))
     return report
+
+
+def remove_lab_dir(name: str) -> None:
+    """Remove the lab's directory (after a teardown that kept it for its last events)."""
+    shutil.rmtree(naming.lab_dir(name), ignore_errors=True)
 
 
 def _files(name: str) -> list[Path]:

@@ -5,6 +5,12 @@ builds the lab (reporting events), then stays in the background: it answers requ
 LAB_DIR/holder.sock (status, down, update, the load balancers' requests), restarts the
 controller when it dies (testbed.stack.supervisor), and on `down`, SIGTERM or a failed
 build removes everything the lab created. Its PID is the lab's `pid` in status.
+
+A lab with an owner (testbed.lab.owner) is also removed when its owner process ends: during
+the build the owner's watch stops the build as SIGTERM does (rollback), afterwards it takes
+the lab down as `testbed down` does, with the owner in the events' reason. Whatever ends it,
+the holder leaves nothing behind, its lab directory included, unless the request asked to
+keep that directory (events, logs) for a post-mortem.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
 from testbed.lab.events import EventLog
-from testbed.lab.procs import ProcessJournal, start_time
+from testbed.lab.owner import Owner, OwnerWatch
+from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
 from testbed.lab.state import write_state
-from testbed.lab.teardown import teardown
+from testbed.lab.teardown import remove_lab_dir, teardown
 from testbed.lb.service import LbService
 from testbed.model import load_model
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
@@ -39,10 +46,12 @@ from testbed.stack.supervisor import ControllerSupervisor
 
 # States in which the lab runs as built (or as last updated).
 RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Stop(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT: stop building, roll back."""
+    """Raised in the main thread by SIGTERM/SIGINT (or the owner's end) during the build:
+    stop building, roll back."""
 
 
 class Holder:
@@ -50,6 +59,8 @@ class Holder:
         self.lab_dir = lab_dir
         self.request = json.loads((lab_dir / REQUEST_FILE).read_text())
         self.name = self.request["name"]
+        self.owner = Owner.from_dict(self.request.get("owner"))
+        self.keep_dir = bool(self.request.get("keep_dir"))
         self.events = EventLog(lab_dir)
         self.journal = ProcessJournal(lab_dir)
         self.state: dict[str, Any] = {
@@ -62,6 +73,8 @@ class Holder:
             "params": self.request.get("params", {}),
             "created": time.time(),
             "lab_dir": str(lab_dir),
+            "owner": self.owner.to_dict() if self.owner else None,
+            "keep_dir": self.keep_dir,
         }
         self.builder: LabBuilder | None = None
         self.lb_service: LbService | None = None
@@ -71,6 +84,60 @@ class Holder:
         self.lock = threading.Lock()
         self.update_lock = threading.Lock()
         self.caps: Any = None
+        # True until the lab is built: a stop then raises Stop (rollback); afterwards it only
+        # records why (stop_reason) and serve() takes the lab down.
+        self.building = True
+        self.stop_reason: str | None = None
+        self.stop_raised = False
+
+    # ---- stopping -----------------------------------------------------------------------
+    def signalled(self, signum: int, frame: Any = None) -> None:
+        """SIGTERM/SIGINT handler (main thread)."""
+        if self.stop_reason is None:
+            self.stop_reason = f"stopped by {signal.Signals(signum).name}"
+        if not self.building or self.stop_raised:
+            return  # serve() sees stop_reason; nothing is raised into a running lab
+        self.stop_raised = True  # once: a second Stop would escape the rollback
+        reason = self.stop_reason
+
+        def stop() -> None:
+            raise Stop(reason)
+
+        if not STOP_SHIELD.defer(stop):
+            stop()
+
+    def watch_owner(self) -> None:
+        """Tear the lab down when its owner ends (nothing to do for a lab without owner)."""
+        if self.owner is not None:
+            OwnerWatch(self.owner, self.owner_exited).start()
+
+    def owner_exited(self) -> None:
+        """From the owner's watch thread: stop the build, or take the running lab down."""
+        assert self.owner is not None
+        if self.stop_reason is None:
+            self.stop_reason = f"{self.owner.describe()} exited"
+        self.down_requested.set()
+        if self.building:
+            # Python runs handlers in the main thread; a thread-directed signal also wakes
+            # it from a blocking call.
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    def _ignore_stops(self) -> None:
+        """From here the teardown runs to its end whatever arrives."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _finish(self) -> None:
+        """Last step of every ending: the lab directory goes too, unless asked to stay."""
+        if not self.keep_dir:
+            remove_lab_dir(self.name)
+
+    def run(self) -> int:
+        """Build, then hold the lab until it is taken down; the process's exit code."""
+        if not self.build():
+            return 1
+        self.serve()
+        return 0
 
     def save(self, **changes: Any) -> None:
         with self.lock:
@@ -79,9 +146,12 @@ class Holder:
 
     # ---- build ------------------------------------------------------------------------
     def build(self) -> bool:
-        self.save()
-        self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")
         try:
+            self.save()
+            self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")
+            # Signals were blocked since the start (main): one that came early is raised here.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            self.watch_owner()
             model = load_model(
                 self.request["template"],
                 self.request.get("params") or {},
@@ -120,8 +190,9 @@ class Holder:
             )
             self.builder = LabBuilder(self.name, model, plan, datapath, self.events, self.journal)
             self.builder.build()
+            self.building = False  # from here on a stop takes the built lab down (serve)
         except (Exception, Stop) as exc:
-            reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
+            reason = str(exc) if isinstance(exc, (TestbedError, Stop)) else _brief(exc)
             if not isinstance(exc, (TestbedError, Stop)):
                 (self.lab_dir / "holder.log").open("a").write(traceback.format_exc())
             self.rollback(reason)
@@ -172,8 +243,7 @@ class Holder:
         return wanted
 
     def rollback(self, reason: str) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._ignore_stops()
         self.events.emit(self.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason)
         if self.lb_service:
             self.lb_service.close()
@@ -181,7 +251,9 @@ class Holder:
             self.server.stop()
         report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
         self.save(state="ROLLBACK_COMPLETE", reason=reason)
+        # `testbed up` has this file open: it reads the last events even once it is removed.
         self.events.emit(self.name, STACK_TYPE, "ROLLBACK_COMPLETE", report.summary())
+        self._finish()
 
     # ---- running ----------------------------------------------------------------------
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +266,8 @@ class Holder:
             with self.lock:
                 return {"ok": True, "state": dict(self.state)}
         if op == "down":
+            if self.stop_reason is None:
+                self.stop_reason = request.get("reason") or "User Initiated"
             self.down_requested.set()
             return {"ok": True}
         if op == "controller_restarts" and self.supervisor is not None:
@@ -289,23 +363,26 @@ class Holder:
         return {"ok": True, "changes": live, "done": done}
 
     def serve(self) -> None:
-        server, supervisor = self.server, self.supervisor
+        """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
+        supervisor = self.supervisor
         assert supervisor is not None  # serve() follows a build that succeeded
-        try:
-            # Checked often: a dead controller is seen (and replaced) within a tick.
-            while not self.down_requested.wait(0.05):
-                supervisor.step()
-        except Stop:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            supervisor.close()
-            if self.lb_service:
-                self.lb_service.close()
-            server.stop()
-        self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS")
-        teardown(self.name, exclude_pids=(os.getpid(),))
+        # stop_reason is how a signal handler says it (setting an Event from a handler can
+        # deadlock on the Event's own lock); the wait wakes at once for `down` and the owner.
+        # Checked often: a dead controller is seen (and replaced) within a tick.
+        while self.stop_reason is None and not self.down_requested.wait(0.05):
+            supervisor.step()
+        self._ignore_stops()
+        supervisor.close()
+        if self.lb_service:
+            self.lb_service.close()
+        self.server.stop()
+        reason = self.stop_reason or "User Initiated"
+        self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
+        self.save(state="DELETE_IN_PROGRESS", reason=reason)
+        report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
+        self.save(state="DELETE_COMPLETE", reason=reason, deleted=time.time())
+        self.events.emit(self.name, STACK_TYPE, "DELETE_COMPLETE", report.summary())
+        self._finish()
 
 
 def _hosts(plan: Any) -> list[dict[str, Any]]:
@@ -365,18 +442,16 @@ def _brief(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     lab_dir = Path(args[0])
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Stop(f"stopped by signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # A stop that arrives before the build has begun waits, blocked, until build() can roll
+    # back (no other thread exists yet, so none can take the signal meanwhile).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     holder = Holder(lab_dir)
-    if not holder.build():
-        return 1
-    holder.serve()
-    return 0
+    # Every process of the lab inherits the label: teardown finds even unjournaled ones.
+    os.environ[LAB_LABEL] = holder.name
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, holder.signalled)
+    return holder.run()
 
 
 if __name__ == "__main__":

@@ -283,6 +283,11 @@ def test_cli_up_prints_progress_and_down_removes_everything():
         listing = run_cli("status", check=True).stdout
         assert name in listing
         assert "CREATE_COMPLETE" in listing
+        # A plain `up` leaves a lab without owner: it outlives the command that made it.
+        status = json.loads(run_cli("status", name, "--json", check=True).stdout)
+        assert status["owner"] is None
+        assert status["alive"] is True
+        assert "owner: none" in run_cli("status", name, check=True).stdout
         again = run_cli("up", DEFAULT, "--name", name)
         assert again.returncode == 2
         assert "already running" in again.stderr
