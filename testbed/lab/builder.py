@@ -72,7 +72,7 @@ class LabBuilder:
         self.events.emit(logical_id, rtype, "CREATE_IN_PROGRESS")
         try:
             result = fn()
-        except Exception as exc:
+        except BaseException as exc:  # a failure, or the holder's stop (a BaseException)
             self.events.emit(logical_id, rtype, "CREATE_FAILED", _reason(exc))
             raise
         self.events.emit(

@@ -49,9 +49,11 @@ RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLET
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Stop(Exception):
+class Stop(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT (or the owner's end) during the build:
-    stop building, roll back."""
+    stop building, roll back. A BaseException, as KeyboardInterrupt is: it may be raised
+    anywhere in the build, and no `except Exception` on its way (a probe that ignores its
+    own failures, say) may swallow it."""
 
 
 class Holder:
