@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from os_ken.lib.packet import arp, ethernet, packet
 
@@ -85,7 +86,7 @@ class Forwarding:
         if switch == target_switch:
             return None
         first_hop: dict[str, int] = {}
-        queue = deque()
+        queue: deque[str] = deque()
         for nb, port in self._neighbours[switch].items():
             first_hop[nb] = port
             queue.append(nb)
@@ -103,7 +104,7 @@ class Forwarding:
 
     def host_on_port(self, dpid: int, port: int) -> HostPlan | None:
         switch = self._dpid_to_switch.get(dpid)
-        return self._host_at.get((switch, port))
+        return self._host_at.get((switch, port)) if switch is not None else None
 
     def realm_tag(self, host: HostPlan) -> int:
         """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""
@@ -318,7 +319,7 @@ class Forwarding:
         flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_LB)]
         for route in self.plan.igw_routes:
             net = IPv4Network(route.destination)
-            match = {"eth_type": ETH_TYPE_IP}
+            match: dict[str, Any] = {"eth_type": ETH_TYPE_IP}
             if net.prefixlen:
                 match["ipv4_dst"] = _net(route.destination)
             actions, goto = self._route_target(route)
@@ -381,6 +382,8 @@ class Forwarding:
             if target_ip == self.plan.internet_gateway_ip:
                 return self.router_mac
             peers = [h for h in self.plan.hosts if h.kind == "client"]
+        elif asker.subnet is None:
+            return None  # only clients and the resolver live outside the subnets
         else:
             subnet = self._subnets[asker.subnet]
             if target_ip == subnet.router_ip:

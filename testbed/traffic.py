@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import BadInput, LabError
+from testbed.lab.api import Lab, LabHost
 from testbed.lab.hostexec import host_tmp
 
 
@@ -71,7 +72,7 @@ def load_argv(
 
 
 def run_load(
-    lab: Any, client: str, target: str, out: str | Path | None = None, **settings: Any
+    lab: Lab, client: str, target: str, out: str | Path | None = None, **settings: Any
 ) -> Any:
     """Run the load client in host `client` and return its rows as a pandas DataFrame.
 
@@ -102,7 +103,7 @@ def run_load(
 
 
 def iperf3(
-    lab: Any,
+    lab: Lab,
     server: str,
     client: str,
     target_ip: str | None = None,
@@ -164,7 +165,7 @@ def iperf3(
         listener.wait()
 
 
-def _wait_listening(host: Any, port: int, timeout: float = 5.0) -> None:
+def _wait_listening(host: LabHost, port: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if f":{port} " in host.cmd(f"ss -ltnH 'sport = :{port}'"):
@@ -207,7 +208,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def wrk(
-    lab: Any,
+    lab: Lab,
     client: str,
     url: str,
     seconds: float = 3.0,

@@ -167,7 +167,7 @@ class TargetRegistry:
         """One health check result for a target."""
         group = self.groups.get((lb, tg))
         health = group.targets.get(key) if group else None
-        if health is None or health.state in (DRAINING, UNUSED):
+        if group is None or health is None or health.state in (DRAINING, UNUSED):
             return
         hc = group.tg.health
         health.last_detail = detail

@@ -14,6 +14,7 @@ from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.patterns import server_name
 from testbed.alb.runtime import CliUnavailable, cli
+from testbed.lab.api import Lab
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK
 from testbed.plan.network import NetworkPlan
 
@@ -41,7 +42,7 @@ class Source(Protocol):
 
 
 def controller_stats(
-    lab: Any, flows: bool = True, tables: tuple[int, ...] | None = None
+    lab: Lab, flows: bool = True, tables: tuple[int, ...] | None = None
 ) -> dict[str, Any]:
     """Port and flow counters of the lab's switches (flows of `tables` only, if given)."""
     reply = rpc.call(
@@ -61,7 +62,7 @@ class HostPortSource:
 
     name = "ports"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.port_host = {
             (next(s.dpid for s in plan.switches if s.name == h.switch), h.port): h.name
@@ -101,7 +102,7 @@ class FabricDropSource:
 
     name = "fabric"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.switch_name = {s.dpid: s.name for s in plan.switches}
 
@@ -134,7 +135,7 @@ class NlbSource:
     name = "nlb"
     NAMESPACE = "AWS/NetworkELB"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.lbs = [lb.name for lb in plan.load_balancers if lb.type == "network"]
 
@@ -220,7 +221,7 @@ class AlbSource:
 
     name = "alb"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.lbs = {
             lb.name: [node_files(lab.dir, n.host).stats_socket for n in lb.nodes]
