@@ -16,11 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import Lab, LabHost
 from testbed.lab.hostexec import host_tmp
+
+if TYPE_CHECKING:  # pandas is imported by run_load (the CLI starts faster)
+    import pandas as pd
 
 
 def load_argv(
@@ -73,7 +76,7 @@ def load_argv(
 
 def run_load(
     lab: Lab, client: str, target: str, out: str | Path | None = None, **settings: Any
-) -> Any:
+) -> pd.DataFrame:
     """Run the load client in host `client` and return its rows as a pandas DataFrame.
 
     settings: requests, proto, rate, concurrency, duration, timeout, keepalive, hold, headers.
@@ -113,7 +116,7 @@ def iperf3(
     bitrate: str | None = None,
     reverse: bool = False,
     port: int = 5201,
-) -> dict:
+) -> dict[str, Any]:
     """Throughput from `client` to `server` (or to target_ip, e.g. a VIP in front of it).
 
     Returns bits_per_second (received), bytes, retransmits and the raw iperf3 JSON."""
