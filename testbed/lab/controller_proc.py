@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ class ControllerProcess:
         self.plan_path = plan_path
         self.sock = str(self.lab_dir / CONTROLLER_SOCK)
         self.log = self.lab_dir / CONTROLLER_LOG
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -70,7 +71,7 @@ class ControllerProcess:
     def _wait_answering(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.alive():
                 return False
             try:
                 if rpc.call(self.sock, {"op": "status"}, timeout=2).get("ok"):
@@ -88,7 +89,7 @@ class ControllerProcess:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return True
-            if self.proc.poll() is not None:
+            if not self.alive():
                 return False
             time.sleep(0.05)
         return False
@@ -106,7 +107,7 @@ class ControllerProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise LabError(
-                    f"the controller exited (code {self.proc.returncode}); its log "
+                    f"the controller exited (code {self.proc and self.proc.returncode}); its log "
                     f"({self.log}) ends with:\n{log_tail(self.log)}"
                 )
             status = self.status()
