@@ -166,13 +166,14 @@ class LabApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_disconnect(self, ev: Any) -> None:
         dp = ev.datapath
-        if dp.id is None:
+        dpid = dp.id
+        if dpid is None:
             return
         with self.lock:
-            if self.datapaths.get(dp.id) is dp:
-                del self.datapaths[dp.id]
-                self.ready.discard(dp.id)
-        LOG.warning("switch %#x disconnected", dp.id)
+            if self.datapaths.get(dpid) is dp:
+                del self.datapaths[dpid]
+                self.ready.discard(dpid)
+        LOG.warning("switch %#x disconnected", dpid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev: Any) -> None:
