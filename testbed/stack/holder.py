@@ -25,6 +25,7 @@ from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
+from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.procs import ProcessJournal, start_time
 from testbed.lab.state import write_state
@@ -127,11 +128,7 @@ class Holder:
         self.save(
             state="CREATE_COMPLETE",
             ready=time.time(),
-            controller={
-                "pid": self.builder.controller.proc.pid,
-                "port": self.builder.controller.port,
-                "log": str(self.builder.controller.log),
-            },
+            controller=_controller_info(self.builder.controller),
             outputs=dict(model.outputs),
             hosts=_hosts(plan),
             load_balancers=_load_balancers(plan),
@@ -234,14 +231,16 @@ class Holder:
                 "UPDATE_IN_PROGRESS",
                 f"{len(by_lb[lb_name])} change(s)",
             )
+        lb_service = self.lb_service
         try:
-            done = self.lb_service.update(plan, reload) if self.lb_service and live else []
+            done = lb_service.update(plan, reload) if lb_service and live else []
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
             try:
-                self.lb_service.update(old, reload)
+                if lb_service:  # the update that failed was its
+                    lb_service.update(old, reload)
                 self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
                 self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
             except Exception as again:
@@ -275,12 +274,14 @@ class Holder:
         return {"ok": True, "changes": live, "done": done}
 
     def serve(self) -> None:
-        server = self.server
-        controller = self.builder.controller
+        server, builder = self.server, self.builder
+        controller = builder.controller if builder else None
+        if server is None or controller is None:
+            raise TestbedError("the holder serves a lab once it is built")
         try:
             while not self.down_requested.wait(0.5):
                 if self.state["state"] in RUNNING_STATES and not controller.alive():
-                    code = controller.proc.returncode
+                    code = controller.proc.returncode if controller.proc else None
                     # The event first: whoever sees the new state finds its event too.
                     self.events.emit(
                         "LabController",
@@ -302,6 +303,13 @@ class Holder:
             server.stop()
         self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS")
         teardown(self.name, exclude_pids=(os.getpid(),))
+
+
+def _controller_info(controller: ControllerProcess | None) -> dict[str, Any]:
+    """The controller in the lab's state: pid, OpenFlow port, log."""
+    if controller is None or controller.proc is None:
+        return {}
+    return {"pid": controller.proc.pid, "port": controller.port, "log": str(controller.log)}
 
 
 def _hosts(plan: Any) -> list[dict[str, Any]]:
