@@ -108,7 +108,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
         self.server.connections.add(self)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)

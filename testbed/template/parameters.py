@@ -236,9 +236,9 @@ def _value(spec: ParameterSpec, raw: str, from_user: bool) -> str | list[str]:
 def _default_text(spec: ParameterSpec) -> str:
     default = spec.attributes["Default"]
     if isinstance(default, list) and spec.is_list:
-        parts = [_as_text(v) for v in default]
-        if all(p is not None for p in parts):
-            return ",".join(parts)  # type: ignore[arg-type]
+        parts = [text for text in map(_as_text, default) if text is not None]
+        if len(parts) == len(default):  # every item a scalar
+            return ",".join(parts)
     text = _as_text(default)
     if text is None:
         raise BadInput(

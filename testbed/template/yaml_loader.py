@@ -13,7 +13,7 @@ import json
 import json.decoder
 import json.scanner
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -46,11 +46,15 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STD_PREFIX = "tag:yaml.org,2002:"
 
 
-# libyaml's parser is ~10x faster than the pure-Python one; the constructors are the same.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser is ~10x faster than the pure-Python one; the constructors are the same
+# (the type checker sees SafeLoader: a base chosen at run time is no type).
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class TemplateLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class TemplateLoader(_BaseLoader):
     """SafeLoader that builds LDict/LList and understands CloudFormation short forms."""
 
 
@@ -109,7 +113,7 @@ def _construct_sequence(loader: TemplateLoader, node: Node) -> LList:
     return result
 
 
-def _construct_text(loader: TemplateLoader, node: Node) -> str:
+def _construct_text(loader: TemplateLoader, node: ScalarNode) -> str:
     # Dates such as 2010-09-09 stay text: CloudFormation has no date type.
     return str(loader.construct_scalar(node))
 
