@@ -8,6 +8,7 @@ a masked field is a (value, mask) tuple.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +147,7 @@ def flow(
     table: int,
     priority: int,
     match: dict[str, Any] | None = None,
-    actions: list[Action] | tuple[Action, ...] = (),
+    actions: Sequence[Action] = (),
     goto: int | None = None,
     **extra: Any,
 ) -> Flow:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from testbed.controllers.flows import (
     ARP_REPLY,
@@ -99,7 +100,7 @@ class Forwarding:
         if switch == target_switch:
             return None
         first_hop: dict[str, int] = {}
-        queue = deque()
+        queue: deque[str] = deque()
         for nb, port in self._neighbours[switch].items():
             first_hop[nb] = port
             queue.append(nb)
@@ -380,7 +381,7 @@ class Forwarding:
         flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_LB)]
         for route in self.plan.igw_routes:
             net = IPv4Network(route.destination)
-            match = {"eth_type": ETH_TYPE_IP}
+            match: dict[str, Any] = {"eth_type": ETH_TYPE_IP}
             if net.prefixlen:
                 match["ipv4_dst"] = _net(route.destination)
             actions, goto = self._route_target(route)
@@ -443,6 +444,8 @@ class Forwarding:
             if target_ip == self.plan.internet_gateway_ip:
                 return self.router_mac
             peers = [h for h in self.plan.hosts if h.kind == "client"]
+        elif asker.subnet is None:
+            return None  # only clients and the resolver live outside the subnets
         else:
             subnet = self._subnets[asker.subnet]
             if target_ip == subnet.router_ip:

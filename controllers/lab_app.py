@@ -200,12 +200,13 @@ class LabApp(app_manager.OSKenApp):
 
     def take_over(self, datapath: Any, held: list[dict[str, Any]]) -> None:
         """A connected switch's flow table has been read: start from it, then program."""
+        dpid = datapath.id
         with self.lock:
-            if self.datapaths.get(datapath.id) is not datapath:
+            if self.datapaths.get(dpid) is not datapath:
                 return  # it disconnected meanwhile; its next connection starts again
-            self.sync.take_over(datapath.id, ((f["cookie"], f["table"]) for f in held))
-            self.takeovers[datapath.id] = {"found": len(held)}
-            LOG.info("switch %#x holds %d flows", datapath.id, len(held))
+            self.sync.take_over(dpid, ((f["cookie"], f["table"]) for f in held))
+            self.takeovers[dpid] = {"found": len(held)}
+            LOG.info("switch %#x holds %d flows", dpid, len(held))
             if not self.awaiting_targets:
                 self.program(datapath)
 
@@ -239,14 +240,15 @@ class LabApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_disconnect(self, ev: Any) -> None:
         dp = ev.datapath
-        if dp.id is None:
+        dpid = dp.id
+        if dpid is None:
             return
         with self.lock:
-            if self.datapaths.get(dp.id) is dp:
-                del self.datapaths[dp.id]
-                self.ready.discard(dp.id)
-                self.sync.forget(dp.id)
-        LOG.warning("switch %#x disconnected", dp.id)
+            if self.datapaths.get(dpid) is dp:
+                del self.datapaths[dpid]
+                self.ready.discard(dpid)
+                self.sync.forget(dpid)
+        LOG.warning("switch %#x disconnected", dpid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev: Any) -> None:

@@ -150,7 +150,7 @@ class NlbLogic:
 
     def _number_selectors(self) -> dict[tuple[str, str, str, int], int]:
         """A small id per (lb, node host, listener, protocol): the value of reg1."""
-        ids = {}
+        ids: dict[tuple[str, str, str, int], int] = {}
         for lb in self.lbs:
             for node in lb.nodes:
                 for lis in lb.listeners:
@@ -184,6 +184,8 @@ class NlbLogic:
             flows += self._replies(lb, switch)
             for node in lb.nodes:
                 for lis in lb.listeners:
+                    if lis.port is None:
+                        continue  # a gateway listener (GWLB): not an NLB's
                     tg = lb.target_group(lis.target_group) if lis.target_group else None
                     for proto in PROTOS.get(lis.protocol or "", ()):
                         sel = self.selectors[(lb.name, node.host, lis.name, proto)]

@@ -53,7 +53,7 @@ class NlbCounters:
                     owner = self.nlb.count_owner(int(m["reg1"]), m["ipv4_dst"], int(port))
                     if owner is None:
                         continue
-                    key = (dpid, m["reg1"], m["ipv4_dst"], port)
+                    key: tuple[Any, ...] = (dpid, m["reg1"], m["ipv4_dst"], port)
                     self.new_flows[owner] += self._delta(key, f["packets"])
                 elif f["table"] == TABLE_LB and m.get("ipv4_dst") in node_lb:
                     key = (

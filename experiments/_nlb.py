@@ -8,14 +8,15 @@ The generated stacks are in testbed.experiments.stacks; target health comes from
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from testbed.errors import LabError
 from testbed.experiments.stacks import LB, TARGET_GROUP
 from testbed.lab.api import Lab
+from testbed.messages import TargetEvent
 from testbed.schemas import TARGET_EVENT_COLUMNS
 from testbed.waiting import WaitTimeout
 
@@ -30,10 +31,10 @@ def node_addresses(lab: Lab, lb: str = LB) -> dict[str, str]:
     raise LabError(f"lab {lab.name} has no load balancer {lb}")
 
 
-def fault_events(lab: Lab, port: int, tg: str = TARGET_GROUP, lb: str = LB) -> list[dict[str, Any]]:
+def fault_events(lab: Lab, port: int, tg: str = TARGET_GROUP, lb: str = LB) -> list[TargetEvent]:
     """The lab's fault injections and repairs as target events ("fault-injected" /
     "fault-cleared"), keyed like the target's health events so testbed.analysis pairs them."""
-    rows = []
+    rows: list[TargetEvent] = []
     for ev in lab.events():
         state = FAULT_STATES.get(ev.status)
         if ev.resource_type == "Lab::Fault" and state:
@@ -66,8 +67,9 @@ def event_time(
         return None
 
 
-def write_events_csv(rows: list[Any], path: Path) -> pd.DataFrame:
-    """target_events.csv (TARGET_EVENT_COLUMNS, by time); the DataFrame written."""
+def write_events_csv(rows: Sequence[Mapping[str, object]], path: Path) -> pd.DataFrame:
+    """target_events.csv (TARGET_EVENT_COLUMNS of target events, by time); the DataFrame
+    written."""
     df = pd.DataFrame(rows, columns=list(TARGET_EVENT_COLUMNS))
     df = df.sort_values("time", kind="stable", ignore_index=True)
     df.to_csv(path, index=False)

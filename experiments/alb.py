@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from testbed.analysis import failover_times, target_share
 from testbed.analysis.plots import failover_timeline, share_bars
@@ -36,6 +36,10 @@ from testbed.experiments._nlb import event_time, fault_events, write_events_csv
 from testbed.experiments.stacks import ref, two_az_vpc
 from testbed.lab.api import Lab, random_name
 from testbed.traffic import run_load, wrk
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
+from testbed.results import ResultsDir
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -63,7 +67,15 @@ GROUPS = {
     "CanaryTargets": ["CanaryB1"],
     "BenchTargets": ["BenchA1"],
 }
-GOALS = {"bench_ratio": 0.70, "misrouted": 0, "canary_share": (0.10, 0.02)}
+
+
+class Goals(TypedDict):
+    bench_ratio: float  # ALB requests/s over direct requests/s
+    misrouted: int  # requests answered by a target of the wrong group
+    canary_share: tuple[float, float]  # share expected and tolerance
+
+
+GOALS: Goals = {"bench_ratio": 0.70, "misrouted": 0, "canary_share": (0.10, 0.02)}
 VICTIM = "ApiB1"
 
 
@@ -159,7 +171,7 @@ def stack_yaml() -> str:
     return yaml.safe_dump(template, sort_keys=False, width=100, default_flow_style=None)
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     import pandas as pd
 
     template = results.file("stack.yaml")
@@ -195,7 +207,13 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
 
 
 def _row(
-    rows: list, metric: str, value: float, goal: str, met: bool, unit: str, **extra: Any
+    rows: list[dict[str, Any]],
+    metric: str,
+    value: float,
+    goal: str,
+    met: bool,
+    unit: str,
+    **extra: Any,
 ) -> None:
     rows.append(
         {
@@ -209,12 +227,17 @@ def _row(
     )
 
 
-def _nodes(lab: Any) -> list[dict[str, Any]]:
+def _nodes(lab: Lab) -> list[dict[str, Any]]:
     return next(x for x in lab.state["load_balancers"] if x["name"] == LB)["nodes"]
 
 
 # ---- bench ---------------------------------------------------------------------------------
-def _bench(lab: Any, params: dict[str, Any], rows: list) -> Any:
+def _cell(frame: pd.DataFrame, row: str, column: str) -> float:
+    """One number of a table indexed by name (e.g. medians by path)."""
+    return float(frame[column][row])
+
+
+def _bench(lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
     """wrk through the ALB and straight to the same backend, alternating; one row per run."""
     import pandas as pd
 
@@ -254,15 +277,15 @@ def _bench(lab: Any, params: dict[str, Any], rows: list) -> Any:
             )
     df = pd.DataFrame(runs)
     med = df.groupby("path")[["requests_per_second", "p50_ms", "p99_ms"]].median()
-    ratio = med.loc["alb", "requests_per_second"] / med.loc["direct", "requests_per_second"]
+    ratio = _cell(med, "alb", "requests_per_second") / _cell(med, "direct", "requests_per_second")
     _row(
         rows,
         "bench_requests_per_second_alb",
-        med.loc["alb", "requests_per_second"],
+        _cell(med, "alb", "requests_per_second"),
         "",
         True,
         "req/s",
-        direct=med.loc["direct", "requests_per_second"],
+        direct=_cell(med, "direct", "requests_per_second"),
     )
     _row(
         rows,
@@ -276,20 +299,20 @@ def _bench(lab: Any, params: dict[str, Any], rows: list) -> Any:
         _row(
             rows,
             f"bench_{pct}_alb",
-            med.loc["alb", pct],
+            _cell(med, "alb", pct),
             "reported",
             True,
             "ms",
-            direct=med.loc["direct", pct],
+            direct=_cell(med, "direct", pct),
         )
-    used = df.groupby("path")[
+    usage = df.groupby("path")[
         ["fabric_packets_per_request", "ovs_cpu", "machine_cpu", "cpu_us_per_request"]
     ].median()
-    for column in used.columns:
+    for column in map(str, usage.columns):
         _row(
             rows,
             f"bench_{column}_alb",
-            used.loc["alb", column],
+            _cell(usage, "alb", column),
             "reported",
             True,
             {
@@ -297,14 +320,14 @@ def _bench(lab: Any, params: dict[str, Any], rows: list) -> Any:
                 "ovs_cpu": "CPUs",
                 "cpu_us_per_request": "CPU-us",
             }.get(column, "share of all CPUs"),
-            direct=used.loc["direct", column],
+            direct=_cell(usage, "direct", column),
         )
     # With client, ALB and target on the same saturated CPUs, this is the ratio the CPU
     # time per request allows; it explains a ratio short of the goal.
     _row(
         rows,
         "bench_ratio_cpu_bound",
-        used.loc["direct", "cpu_us_per_request"] / used.loc["alb", "cpu_us_per_request"],
+        _cell(usage, "direct", "cpu_us_per_request") / _cell(usage, "alb", "cpu_us_per_request"),
         "reported",
         True,
         "direct CPU-us / ALB CPU-us per request",
@@ -315,7 +338,7 @@ def _bench(lab: Any, params: dict[str, Any], rows: list) -> Any:
 OVS_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
 
 
-def _counters(lab: Any, hosts: list[str]) -> dict[str, float]:
+def _counters(lab: Lab, hosts: list[str]) -> dict[str, float]:
     """What explains the bench's numbers: CPU time of ovs-vswitchd (the userspace datapath
     forwards every packet of the lab), the machine's busy time, and the packets the hosts on
     the path sent into the fabric."""
@@ -370,13 +393,13 @@ def _usage(before: dict[str, float], after: dict[str, float], requests: int) -> 
 
 
 # ---- routing -------------------------------------------------------------------------------
-def _routing(lab: Any, params: dict[str, Any], rows: list) -> Any:
+def _routing(lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     nodes = {n["az"][-1]: n["public_ip"] for n in _nodes(lab)}
     n = params["routing_requests"]
 
-    def client(name: str, az: str) -> Any:
+    def client(name: str, az: str) -> pd.DataFrame:
         frames = []
         for kind, path in (("api", "/api/items"), ("web", "/index.html")):
             df = run_load(lab, name, f"http://{nodes[az]}{path}", requests=n, concurrency=10)
@@ -413,7 +436,9 @@ def _routing(lab: Any, params: dict[str, Any], rows: list) -> Any:
 
 
 # ---- canary --------------------------------------------------------------------------------
-def _canary(lab: Any, template: str, params: dict[str, Any], rows: list) -> Any:
+def _canary(
+    lab: Lab, template: str, params: dict[str, Any], rows: list[dict[str, Any]]
+) -> pd.DataFrame:
     t0 = time.monotonic()
     reply = lab.update(template, {"WebWeight": "90", "CanaryWeight": "10"})
     took = time.monotonic() - t0
@@ -438,7 +463,9 @@ def _canary(lab: Any, template: str, params: dict[str, Any], rows: list) -> Any:
 
 
 # ---- failover ------------------------------------------------------------------------------
-def _failover(lab: Any, params: dict[str, Any], rows: list) -> tuple[Any, dict]:
+def _failover(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, dict[str, float | None]]:
     node = next(n for n in _nodes(lab) if n["az"].endswith("a"))["public_ip"]
     duration = params["fault_after"] + 15 + params["down_for"] + 15
     out: dict[str, Any] = {}
@@ -461,22 +488,20 @@ def _failover(lab: Any, params: dict[str, Any], rows: list) -> tuple[Any, dict]:
     times: dict[str, float | None] = {}
     try:
         time.sleep(params["fault_after"])
-        times["fault"] = time.time()
+        fault = times["fault"] = time.time()
         lab.host(VICTIM).fault("stop")
-        times["unhealthy"] = event_time(lab, key, "unhealthy", times["fault"], 20)
+        times["unhealthy"] = event_time(lab, key, "unhealthy", fault, 20)
         time.sleep(params["down_for"])
         lab.host(VICTIM).fault("start")
-        times["repair"] = time.time()
-        times["healthy"] = event_time(lab, key, "healthy", times["repair"], 20)
+        repair = times["repair"] = time.time()
+        times["healthy"] = event_time(lab, key, "healthy", repair, 20)
     finally:
         thread.join()
     df = out["df"].assign(phase="failover")
     import pandas as pd
 
-    events = pd.DataFrame(lab.target_events(times["fault"] - 1))
-    fo = failover_times(
-        events, df, fault_time=times["fault"], repair_time=times["repair"], target=key
-    )
+    events = pd.DataFrame(lab.target_events(fault - 1))
+    fo = failover_times(events, df, fault_time=fault, repair_time=repair, target=key)
     after = df[(df["start"] > (times["unhealthy"] or float("inf"))) & df["error"].notna()]
     print(
         f"  failover: unhealthy after {fo.detection_s:.1f} s, {fo.failed_requests} failed "
@@ -514,13 +539,18 @@ def _failover(lab: Any, params: dict[str, Any], rows: list) -> tuple[Any, dict]:
 
 # ---- figures -------------------------------------------------------------------------------
 def _figures(
-    results: Any, bench: Any, routing: Any, canary: Any, failover: Any, events: Any, times: dict
+    results: ResultsDir,
+    bench: pd.DataFrame,
+    routing: pd.DataFrame,
+    canary: pd.DataFrame,
+    failover: pd.DataFrame,
+    events: pd.DataFrame,
+    times: dict[str, float | None],
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     med = bench.groupby("path")[["requests_per_second", "p50_ms", "p99_ms"]].median()
@@ -548,7 +578,6 @@ def _figures(
         title="after the live update to 90/10: share per target",
     )
     start = float(results.meta["start"])
-    events = pd.DataFrame(events) if not isinstance(events, pd.DataFrame) else events
     if not events.empty:
         events = events[events["time"] >= (times["fault"] or 0) - 1]
         events = events.assign(t=events["time"] - start)

@@ -7,13 +7,18 @@ backend's own host (loopback: the server alone) and from another host of the sam
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from testbed.lab.api import Lab, random_name
 from testbed.lab.procs import ProcessJournal
 from testbed.lab.programs import running_role
 from testbed.paths import DEFAULT_TEMPLATE
+from testbed.results import ResultsDir
 from testbed.traffic import wrk
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = str(DEFAULT_TEMPLATE)
 PARAMS = {
@@ -25,7 +30,7 @@ PARAMS = {
 BACKEND, PEER = "WebA2", "WebA1"  # WebA1 is not in WebA2's subnet: through the router
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     import os
 
     import pandas as pd
@@ -79,7 +84,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
 
 
 def _pinned_wrk(
-    lab: Any, client: str, url: str, params: dict[str, Any], keepalive: bool, cpu: int
+    lab: Lab, client: str, url: str, params: dict[str, Any], keepalive: bool, cpu: int
 ) -> dict[str, Any]:
     import os
 
@@ -99,7 +104,7 @@ def _pinned_wrk(
         os.sched_setaffinity(0, before)
 
 
-def _plot(summary: Any, path: Any) -> None:
+def _plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed import naming
 from testbed.lab import system
@@ -17,6 +17,10 @@ from testbed.lab.api import random_name, start_lab, stop_lab
 from testbed.lab.procs import ProcessJournal
 from testbed.lab.teardown import leftovers
 from testbed.paths import DEFAULT_TEMPLATE
+from testbed.results import ResultsDir
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = str(DEFAULT_TEMPLATE)
 PARAMS = {
@@ -97,7 +101,7 @@ def ovs_rss_kb() -> int:
     return sum(rss_kb(int(p)) for p in out)
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     import pandas as pd
 
     rows = []
@@ -175,7 +179,7 @@ def _default_template_run() -> dict[str, float]:
     return {"up_s": round(up, 3), "down_s": round(down, 3)}
 
 
-def _plot(summary: Any, path: Path) -> None:
+def _plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -144,7 +144,8 @@ def _row(
 
 
 def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
-    via, direct = [], []
+    via: list[float] = []
+    direct: list[float] = []
     for rep in range(params["repeats"]):
         for kind, addr, out in (("direct", target, direct), ("nlb", vip, via)):
             if kind == "direct":
@@ -172,7 +173,8 @@ def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: 
 
 
 def _connections(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
-    via, direct = [], []
+    via: list[float] = []
+    direct: list[float] = []
     for rep in range(params["repeats"]):
         for kind, url, out in (
             ("direct", f"http://{target}/", direct),

@@ -13,10 +13,14 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.lab.api import random_name, start_lab, stop_lab
+from testbed.results import ResultsDir
 from testbed.snmp import manager
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 PARAMS = {
     "agents": (20, "instances running an SNMP agent"),
@@ -59,7 +63,7 @@ def _count_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     import pandas as pd
 
     template = results.file("stack.yaml")
@@ -121,7 +125,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
     }
 
 
-def _plot(df: Any, results: Any) -> None:
+def _plot(df: pd.DataFrame, results: ResultsDir) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.analysis import (
     balance,
@@ -36,7 +36,12 @@ from testbed.errors import BadInput
 from testbed.experiments._nlb import node_addresses, write_events_csv
 from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.messages import TargetEvent
+from testbed.results import ResultsDir
 from testbed.traffic import run_load
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -59,7 +64,7 @@ HEALTH = {
 CLIENTS = ("Client1", "Client2")  # Client1 -> the AZ-a node, Client2 -> the AZ-b node
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     """Measure every setting, write the tables and figures; the summary for meta.json."""
     import pandas as pd
 
@@ -79,7 +84,9 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
             description=f"cross_zone experiment: NLB over 2 AZs, {per_az[0]} + {per_az[1]} targets",
         ),
     )
-    requests, events, labs = [], [], {}
+    requests: list[pd.DataFrame] = []
+    events: list[dict[str, object]] = []
+    labs: dict[str, dict[str, Any]] = {}
     expected: dict[str, dict[str, float]] = {}
     for setting in settings:
         frame, lab_events, info = _measure(template, setting, names, params)
@@ -109,7 +116,7 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
 
 def _measure(
     template: str, setting: str, names: dict[str, list[str]], params: dict[str, Any]
-) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[pd.DataFrame, list[TargetEvent], dict[str, Any]]:
     """One lab with cross-zone `setting`: the two clients' rows, target events, lab facts."""
     import pandas as pd
 
@@ -161,7 +168,7 @@ def _measure(
 
 
 def _per_node_fit(
-    rows: Any, setting: str, targets_by_az: dict[str, list[str]]
+    rows: pd.DataFrame, setting: str, targets_by_az: dict[str, list[str]]
 ) -> tuple[float, int, int]:
     """Chi-square summed over the nodes, its degrees of freedom, and the connections that
     reached a target outside their node's AZ.
@@ -184,14 +191,18 @@ def _per_node_fit(
 
 
 def _analyse(
-    df: Any, expected: dict[str, dict[str, float]], labs: dict[str, Any], results: Any
-) -> tuple[Any, Any]:
+    df: pd.DataFrame,
+    expected: dict[str, dict[str, float]],
+    labs: dict[str, dict[str, Any]],
+    results: ResultsDir,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """shares.csv, summary.csv and the figures; returns both tables."""
     import pandas as pd
 
     zones = df.dropna(subset=["backend"]).groupby("backend")["backend_az"].first()
     share_rows, summary_rows = [], []
-    for setting, rows in df.groupby("cross_zone", sort=False):
+    for key, rows in df.groupby("cross_zone", sort=False):
+        setting = str(key)  # "off" | "on"
         wanted = expected[setting]
         chi2, dof, off_zone = _per_node_fit(rows, setting, labs[setting]["targets_by_az"])
         shares = target_share(rows, targets=list(wanted))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from testbed.analysis import error_kind, failed, requests_per_second
 from testbed.analysis.plots import connection_spans, rate_lines
@@ -28,7 +29,11 @@ from testbed.errors import BadInput
 from testbed.experiments._nlb import event_time, node_addresses, write_events_csv
 from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.results import ResultsDir
 from testbed.traffic import run_load
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -56,7 +61,7 @@ def hold_for(params: dict[str, Any]) -> float:
     return params["deregister_after"] + params["delay"] + params["timeout"] + PING_S + 5.0
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     """Hold flows, deregister the victim, watch old and new flows; the summary for meta.json."""
     import pandas as pd
 
@@ -117,7 +122,9 @@ def _stack(per_az: tuple[int, int], params: dict[str, Any]) -> str:
     )
 
 
-def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float | None], Any, Any]:
+def _drain(
+    lab: Lab, params: dict[str, Any], key: str
+) -> tuple[dict[str, float | None], pd.DataFrame, pd.DataFrame]:
     """Held and new flows, the deregistration in between: times, request rows, samples."""
     import pandas as pd
 
@@ -176,13 +183,13 @@ def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float 
     times: dict[str, float | None] = {}
     try:
         time.sleep(params["deregister_after"])
-        times["asked"] = time.time()
+        asked = times["asked"] = time.time()
         lab.deregister(TARGET_GROUP, params["victim"])
         # The holder stamps "draining" before it hands the new target set to the controller;
         # the reply comes once the controller has sent its flow changes to the switches.
         times["returned"] = time.time()
-        times["draining"] = event_time(lab, key, "draining", times["asked"] - 1.0, 10.0)
-        times["removed"] = event_time(lab, key, "", times["asked"], params["delay"] + 10.0)
+        times["draining"] = event_time(lab, key, "draining", asked - 1.0, 10.0)
+        times["removed"] = event_time(lab, key, "", asked, params["delay"] + 10.0)
         print(
             f"  draining from +{params['deregister_after']:g} s, removed "
             f"{_gap(times['removed'], times['draining'])} s later",
@@ -202,7 +209,7 @@ def _drain(lab: Any, params: dict[str, Any], key: str) -> tuple[dict[str, float 
     return times, requests, pd.DataFrame(samples, columns=["time", "established"])
 
 
-def _catching(fn: Any, out: dict[str, Any]) -> Any:
+def _catching(fn: Callable[[], None], out: dict[str, Any]) -> Callable[[], None]:
     """fn, with any exception kept in out[fn name] for the main thread to raise."""
 
     def wrapper() -> None:
@@ -219,7 +226,7 @@ def _gap(later: float | None, earlier: float | None) -> str:
     return "-" if later is None or earlier is None else f"{later - earlier:.2f}"
 
 
-def flow_ends(requests: Any, timeout: float) -> Any:
+def flow_ends(requests: pd.DataFrame, timeout: float) -> pd.DataFrame:
     """Per request: `end` (start + latency) and, for a failed one, `broke`: when its trouble
     began (a timed-out flow sent its unanswered line `timeout` before it gave up; other
     errors are seen at once). NaN for flows that worked to the end."""
@@ -230,19 +237,20 @@ def flow_ends(requests: Any, timeout: float) -> Any:
 
 
 def _analyse(
-    requests: Any,
-    events: Any,
-    established: Any,
+    requests: pd.DataFrame,
+    events: pd.DataFrame,
+    established: pd.DataFrame,
     times: dict[str, float | None],
     params: dict[str, Any],
-    results: Any,
-) -> tuple[dict[str, Any], Any]:
+    results: ResultsDir,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """summary.csv and the figures; the summary dict and the per-group table."""
     import pandas as pd
 
     start = float(results.meta["start"])
     victim = params["victim"]
     drained, removed = times["draining"] or math.nan, times["removed"] or math.nan
+    returned = times["returned"] or math.nan
     rows = flow_ends(requests, params["timeout"])
     held, new = rows[rows["flow"] == "held"], rows[rows["flow"] == "new"]
     on_victim = held["backend"] == victim
@@ -288,10 +296,8 @@ def _analyse(
         "held_elsewhere_failed": int(failed(held[~on_victim]).sum()),
         "new_flows_after_deregistration": len(after),
         "new_flows_to_victim_after_deregistration": int((after["backend"] == victim).sum()),
-        "deregistration_call_s": times["returned"] - drained,
-        "new_flows_to_victim_after_call_returned": int(
-            (to_victim["start"] >= times["returned"]).sum()
-        ),
+        "deregistration_call_s": returned - drained,
+        "new_flows_to_victim_after_call_returned": int((to_victim["start"] >= returned).sum()),
         "last_new_flow_to_victim_s": float(to_victim["start"].max() - drained)
         if len(to_victim)
         else math.nan,

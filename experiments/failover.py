@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.analysis import error_kind, failed, failover_times
 from testbed.analysis.plots import failover_timeline
@@ -33,7 +33,12 @@ from testbed.experiments._nlb import (
 )
 from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.messages import TargetEvent
+from testbed.results import ResultsDir
 from testbed.traffic import run_load
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -76,7 +81,7 @@ def bounds(params: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     """Break one target under load, time detection and recovery; the summary for meta.json."""
     import pandas as pd
 
@@ -138,8 +143,8 @@ def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
 
 
 def _under_load(
-    lab: Any, params: dict[str, Any], key: str, limits: dict[str, float]
-) -> tuple[dict[str, float | None], Any]:
+    lab: Lab, params: dict[str, Any], key: str, limits: dict[str, float]
+) -> tuple[dict[str, float | None], pd.DataFrame]:
     """Steady load; fault, wait for unhealthy, repair, wait for healthy. Times and rows."""
     victim = lab.host(params["victim"])
     node = node_addresses(lab)[victim.info["az"]]
@@ -180,12 +185,10 @@ def _under_load(
         time.sleep(params["fault_after"])
         # The fault counts from the request: the lab records it only once the backend has
         # changed (tens of ms later), and the first refused requests may come before that.
-        times["fault"] = time.time()
+        fault = times["fault"] = time.time()
         victim.fault(params["fault"])
         times["fault_recorded"] = _last_fault_event(lab, params["victim"], "FAULT_INJECTED")
-        times["unhealthy"] = event_time(
-            lab, key, "unhealthy", times["fault"], limits["detect_wait_s"]
-        )
+        times["unhealthy"] = event_time(lab, key, "unhealthy", fault, limits["detect_wait_s"])
         print(
             f"  fault at +{params['fault_after']:g} s, unhealthy after "
             f"{_gap(times['unhealthy'], times['fault'])} s",
@@ -194,10 +197,10 @@ def _under_load(
         time.sleep(params["down_for"])
         victim.fault(REPAIR[params["fault"]])
         # Repaired when the lab says so: `start` returns once the backend listens again.
-        times["repair"] = _last_fault_event(lab, params["victim"], "FAULT_CLEARED")
+        repair = times["repair"] = _last_fault_event(lab, params["victim"], "FAULT_CLEARED")
         # Never marked unhealthy (e.g. a TCP check does not see a 500): nothing to recover.
         times["healthy"] = (
-            event_time(lab, key, "healthy", times["repair"], limits["recover_wait_s"])
+            event_time(lab, key, "healthy", repair, limits["recover_wait_s"])
             if times["unhealthy"]
             else None
         )
@@ -209,19 +212,24 @@ def _under_load(
     return times, out["rows"]
 
 
-def _at_request(row: dict[str, Any], times: dict[str, float | None]) -> dict[str, Any]:
+def _at_request(row: TargetEvent, times: dict[str, float | None]) -> TargetEvent:
     """The injection row at the time it was asked for (see _under_load), noting the lab's."""
-    if row["new"] != "fault-injected" or times.get("fault_recorded") != row["time"]:
+    fault = times.get("fault")
+    if (
+        row["new"] != "fault-injected"
+        or fault is None
+        or times.get("fault_recorded") != row["time"]
+    ):
         return row
-    lag = row["time"] - times["fault"]
-    return dict(
-        row,
-        time=times["fault"],
-        reason=f"{row['reason']} (asked for; the lab recorded it {lag:.3f} s later)",
-    )
+    lag = row["time"] - fault
+    return {
+        **row,
+        "time": fault,
+        "reason": f"{row['reason']} (asked for; the lab recorded it {lag:.3f} s later)",
+    }
 
 
-def _last_fault_event(lab: Any, host: str, status: str) -> float:
+def _last_fault_event(lab: Lab, host: str, status: str) -> float:
     """When the lab recorded the fault change (after the backend actually changed)."""
     hits = [e.time for e in lab.events() if e.logical_id == host and e.status == status]
     return max(hits)
@@ -247,14 +255,14 @@ def _phase_of(start: float, times: dict[str, float | None]) -> str:
 
 
 def _analyse(
-    requests: Any,
-    events: Any,
+    requests: pd.DataFrame,
+    events: pd.DataFrame,
     times: dict[str, float | None],
     key: str,
     params: dict[str, Any],
     limits: dict[str, float],
-    results: Any,
-) -> tuple[dict[str, Any], Any]:
+    results: ResultsDir,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """phases.csv, summary.csv, failover.png; the summary dict and the phase table."""
     import pandas as pd
 

@@ -24,7 +24,8 @@ import json
 import statistics
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import LabError
 from testbed.gwlb.observe import (
@@ -38,9 +39,13 @@ from testbed.gwlb.observe import (
 from testbed.lab.api import Lab, random_name
 from testbed.packets.capture import decode_pcap
 from testbed.paths import TEMPLATES
-from testbed.probes.capture import start_capture
+from testbed.probes.capture import Capture, start_capture
 from testbed.probes.echo import echo_rtt
+from testbed.results import ResultsDir
 from testbed.traffic import iperf3, run_load, wrk
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = str(TEMPLATES / "gwlb.yaml")
 PARAMS = {
@@ -61,7 +66,7 @@ HELD_BATCHES = 4  # batches of held_flows opened at most to place enough on each
 NODE_SEES_S = 5.0  # nodes ask the holder every 0.5 s
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     """Both labs, every measurement; summary rows for the report."""
     import pandas as pd
 
@@ -149,18 +154,20 @@ def _row(
     }
 
 
-def _url(lab: Any, name: str, path: str = "/", scheme: str = "http", port: int = 80) -> str:
+def _url(lab: Lab, name: str, path: str = "/", scheme: str = "http", port: int = 80) -> str:
     return f"{scheme}://{lab.outputs[f'{name}PublicIp']}:{port}{path if scheme == 'http' else ''}"
 
 
-def _wait_healthy(lab: Any) -> None:
+def _wait_healthy(lab: Lab) -> None:
     for node, fws in NODES.items():
         for fw in fws:
             lab.wait_target_state("Appliances", fw, "healthy", 60)
             wait_node_sees(lab, node, fw, "healthy", NODE_SEES_S)
 
 
-def _filtering(lab: Any, params: dict, rows: list, results: Any) -> None:
+def _filtering(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], results: ResultsDir
+) -> None:
     """Allowed and denied flows, who dropped them, and each flow's appliance(s)."""
     import pandas as pd
 
@@ -237,8 +244,11 @@ def _filtering(lab: Any, params: dict, rows: list, results: Any) -> None:
     )
 
 
-def _throughput(lab: Any, params: dict, rows: list, raw: list) -> None:
-    via, base = [], []
+def _throughput(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]]
+) -> None:
+    via: list[float] = []
+    base: list[float] = []
     for rep in range(params["repeats"]):
         for kind, server, out in (("baseline", "Baseline", base), ("gwlb", "WebA", via)):
             res = iperf3(
@@ -270,8 +280,10 @@ def _throughput(lab: Any, params: dict, rows: list, raw: list) -> None:
     )
 
 
-def _rtt(lab: Any, params: dict, rows: list, raw: list) -> None:
-    p50 = {}
+def _rtt(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]]
+) -> None:
+    p50: dict[str, float] = {}
     for kind, server in (("baseline", "Baseline"), ("gwlb", "WebA")):
         res = echo_rtt(
             lab,
@@ -302,9 +314,12 @@ def _rtt(lab: Any, params: dict, rows: list, raw: list) -> None:
     )
 
 
-def _connections(lab: Any, params: dict, rows: list, raw: list) -> None:
-    via, base = [], []
-    new_flows = []
+def _connections(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]]
+) -> None:
+    via: list[float] = []
+    base: list[float] = []
+    new_flows: list[float] = []
     for rep in range(params["repeats"]):
         for kind, server, out in (("baseline", "Baseline", base), ("gwlb", "WebA", via)):
             before = node_status(lab, "GWLB-1a")["new_flows"]
@@ -342,7 +357,9 @@ def _connections(lab: Any, params: dict, rows: list, raw: list) -> None:
     )
 
 
-def _small_packets(lab: Any, params: dict, rows: list, raw: list) -> None:
+def _small_packets(
+    lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]]
+) -> None:
     """64-byte UDP from Client1: packets/s received at the server, via the GWLB or not."""
     best: dict[str, float] = {"baseline": 0.0, "gwlb": 0.0}
     for rate in params["udp_rates"]:
@@ -366,7 +383,7 @@ def _small_packets(lab: Any, params: dict, rows: list, raw: list) -> None:
     )
 
 
-def _udp_pps(lab: Any, server: str, rate: str, seconds: float) -> dict[str, float]:
+def _udp_pps(lab: Lab, server: str, rate: str, seconds: float) -> dict[str, float]:
     import subprocess
 
     srv = lab.host(server)
@@ -403,9 +420,9 @@ def _udp_pps(lab: Any, server: str, rate: str, seconds: float) -> dict[str, floa
 
 
 def _failover(
-    lab: Any,
+    lab: Lab,
     mode: str,
-    params: dict,
+    params: dict[str, Any],
     results: list[dict[str, Any]],
     flows_out: list[dict[str, Any]],
 ) -> None:
@@ -493,7 +510,7 @@ def _failover(
     lab.wait_target_state("Appliances", victim, "healthy", DETECT_TIMEOUT_S)
 
 
-def _held_flows(lab: Any, client_ip: str, server: str, since: float) -> dict[int, dict]:
+def _held_flows(lab: Lab, client_ip: str, server: str, since: float) -> dict[int, dict[str, Any]]:
     """The node's rows of this phase's held flows, by client port (full 5-tuple: one client
     address, one server address and port)."""
     rows = node_flows(lab, "GWLB-1a", end=server, max_age_s=time.time() - since)
@@ -501,8 +518,13 @@ def _held_flows(lab: Any, client_ip: str, server: str, since: float) -> dict[int
 
 
 def _place_held_flows(
-    lab: Any, params: dict, client_ip: str, server: str, since: float, holders: list
-) -> dict[int, dict]:
+    lab: Lab,
+    params: dict[str, Any],
+    client_ip: str,
+    server: str,
+    since: float,
+    holders: list[tuple[threading.Thread, dict[str, Any]]],
+) -> dict[int, dict[str, Any]]:
     """Open batches of held flows until each of AZ a's appliances carries at least
     min_held_per_appliance established ones (Maglev may put a batch on one appliance);
     their node rows by client port. LabError when HELD_BATCHES do not make it."""
@@ -521,7 +543,7 @@ def _place_held_flows(
         thread.start()
         holders.append((thread, result))
 
-        def established(want: int = n * batch) -> dict[int, dict] | None:
+        def established(want: int = n * batch) -> dict[int, dict[str, Any]] | None:
             # SYN-ACK and the server's first line came back through an appliance
             flows = {
                 p: f
@@ -540,7 +562,7 @@ def _place_held_flows(
     )
 
 
-def _seen_after(caps: dict[str, Any], server: str, fault_at: float) -> dict[int, set[str]]:
+def _seen_after(caps: dict[str, Capture], server: str, fault_at: float) -> dict[int, set[str]]:
     """Client port -> the appliances whose GENEVE capture holds a packet of that held flow
     after the fault (what really went where, whatever the node's table says)."""
     ip, _, port = server.partition(":")
@@ -559,15 +581,15 @@ def _seen_after(caps: dict[str, Any], server: str, fault_at: float) -> dict[int,
 def _held_flow_rows(
     mode: str,
     victim: str,
-    df: Any,
-    before: dict[int, dict],
-    after: dict[int, dict],
+    df: pd.DataFrame,
+    before: dict[int, dict[str, Any]],
+    after: dict[int, dict[str, Any]],
     seen: dict[int, set[str]],
     client_ip: str,
     server: str,
 ) -> list[dict[str, Any]]:
     """One row per held flow: 5-tuple, appliance before and after, outcome."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _, r in df.iterrows():
         if r["seen_port"] == "" or r["seen_port"] != r["seen_port"]:  # empty or NaN
             raise LabError(
@@ -602,7 +624,7 @@ def _held_flow_rows(
     return rows
 
 
-def _plot(summary: Any, failover: list[dict[str, Any]], path: Any) -> None:
+def _plot(summary: pd.DataFrame, failover: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,10 +6,11 @@ alone); they all stand on the same two-AZ VPC, built here once.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from testbed.results import ResultsDir
 
 AZ_LETTERS = ("A", "B")
 LB = "MyNLB"  # the load balancer of nlb_stack
@@ -153,8 +154,8 @@ def nlb_stack(
     return yaml.safe_dump(template, sort_keys=False, width=100, default_flow_style=None)
 
 
-def write_stack(results: Any, text: str, name: str = "stack.yaml") -> str:
+def write_stack(results: ResultsDir, text: str, name: str = "stack.yaml") -> str:
     """Write a generated template into the results directory; its path as a string."""
-    path = Path(results.file(name))
+    path = results.file(name)
     path.write_text(text)
     return str(path)

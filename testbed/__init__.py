@@ -3,8 +3,8 @@
 Layers, lowest first; a module imports only from its own layer or lower ones (checked by
 tests/unit/test_layers.py, function-level imports included):
 
-  base        errors, paths, schemas, naming, rpc, messages, waiting, maglev, accesslog,
-              packets
+  base        errors, paths, schemas, naming, rpc, messages, asks, waiting, maglev,
+              accesslog, packets
   template    CloudFormation text -> resolved resources with line numbers
   model       typed, frozen, validated stack model
   plan        pure: addresses, ports, switches, load balancer nodes, flows to be

@@ -3,12 +3,17 @@
 The holder serves the CLI, the Lab API, health checkers and GWLB nodes; the controller serves
 the holder and the metrics. Each request is a JSON object with an "op"; each reply has "ok"
 (and "error" when not ok). These TypedDicts name the fields both sides rely on, so that a
-change of one side is a type error on the other.
+change of one side is a type error on the other; testbed.asks sends each request and types
+its reply.
+
+  holder      status, down, update, targets, register, deregister (the CLI, the Lab API,
+              metrics, GWLB nodes), health_checks, health_report (health checkers)
+  controller  status, stats, nlb_stats (metrics), set_targets, terminate (the holder)
 """
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 TargetState = Literal["initial", "healthy", "unhealthy", "draining", "unused"]
 
@@ -76,6 +81,213 @@ class RuntimeTargetInfo(TypedDict):
 
 # {load balancer: {target group: [targets]}}
 TargetSnapshot = dict[str, dict[str, list[RuntimeTargetInfo]]]
+
+
+# ---- requests both servers answer --------------------------------------------------------
+class StatusRequest(TypedDict):
+    op: Literal["status"]
+
+
+# ---- holder: the lab ---------------------------------------------------------------------
+class HolderStatusReply(Reply):
+    state: dict[str, Any]  # the lab's state.json (testbed.lab.state), as JSON
+
+
+class DownRequest(TypedDict):
+    op: Literal["down"]
+
+
+class UpdateRequest(TypedDict):
+    op: Literal["update"]
+    template: str  # absolute path of the new template
+    params: dict[str, str]
+
+
+class UpdateReply(Reply):
+    changes: list[str]  # what differs from the running lab (testbed.plan.changes)
+    done: list[str]  # what was applied, as told in the events
+
+
+# ---- holder: target registration and health ----------------------------------------------
+class TargetsRequest(TypedDict):
+    op: Literal["targets"]
+    lb: NotRequired[str | None]  # every load balancer when missing or None
+    tg: NotRequired[str | None]  # every target group when missing or None
+
+
+class RegisterRequest(TypedDict):
+    op: Literal["register", "deregister"]
+    tg: str
+    lb: str | None  # needed only when the group is behind several load balancers
+    target: str  # an instance name, or an IP address for ip target groups
+    port: int | None  # the group's port when None
+
+
+class RegisterReply(Reply):
+    target: str  # registry key, e.g. "WebA1:80"
+    load_balancer: str
+    target_group: str
+
+
+class HealthChecksRequest(TypedDict):
+    """A load balancer node's health checker asks what to check."""
+
+    op: Literal["health_checks"]
+    lb: str
+    az: str  # the node's AZ: it checks the targets there
+
+
+class HealthCheckSpec(TypedDict):
+    """One target to check and how (the target group's health check settings)."""
+
+    lb: str
+    tg: str
+    key: str  # registry key, e.g. "WebA1:80"
+    ip: str
+    port: int
+    protocol: str  # TCP | HTTP | HTTPS
+    path: str | None
+    matcher: str | None  # HTTP codes, e.g. "200-399"
+    interval_s: float
+    timeout_s: float
+
+
+class HealthChecksReply(Reply):
+    checks: list[HealthCheckSpec]
+
+
+class HealthCheckResult(TypedDict):
+    lb: str
+    tg: str
+    key: str
+    ok: bool
+    detail: str  # "timeout", "status 500", ...
+    latency_ms: float
+    time: float
+
+
+class HealthReportRequest(TypedDict):
+    op: Literal["health_report"]
+    results: list[HealthCheckResult]
+
+
+HolderRequest = (
+    StatusRequest
+    | DownRequest
+    | UpdateRequest
+    | TargetsRequest
+    | RegisterRequest
+    | HealthChecksRequest
+    | HealthReportRequest
+)
+
+
+# ---- controller --------------------------------------------------------------------------
+class OpenFlowError(TypedDict):
+    """An OFPT_ERROR a switch sent."""
+
+    dpid: int
+    type: int
+    code: int
+    data: str  # the start of the offending message, hex
+    time: float
+
+
+class ControllerStatusReply(Reply):
+    pid: int
+    switches: list[int]  # connected dpids
+    ready: list[int]  # dpids whose flows are acknowledged (barrier)
+    expected: list[int]  # every dpid of the plan
+    errors: list[OpenFlowError]
+    packet_ins: int
+    uptime: float
+
+
+class StatsRequest(TypedDict):
+    op: Literal["stats"]
+    flows: bool  # flow counters too (port counters always)
+    tables: list[int]  # flows of these tables only; every table when empty
+
+
+class PortStats(TypedDict):
+    port: int
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+class FlowStats(TypedDict):
+    table: int
+    priority: int
+    cookie: int
+    match: dict[str, Any]  # OXM field -> value ([value, mask] when masked)
+    packets: int
+    bytes: int
+
+
+class SwitchStats(TypedDict):
+    ports: list[PortStats]
+    flows: list[FlowStats]
+
+
+class StatsReply(Reply):
+    time: float
+    switches: dict[str, SwitchStats]  # by dpid (decimal text: JSON keys are strings)
+    missing: list[str]  # "dpid/kind" parts that did not answer in time
+
+
+class NlbStatsRequest(TypedDict):
+    op: Literal["nlb_stats"]
+
+
+class NewFlowCount(TypedDict):
+    lb: str
+    tg: str
+    target: str
+    count: int  # since the controller started
+
+
+class ActiveFlowCount(TypedDict):
+    lb: str
+    ip: str
+    port: int
+    count: int  # established flows to that target now
+
+
+class NlbCounterSnapshot(TypedDict):
+    new_flows: list[NewFlowCount]
+    processed_bytes: dict[str, int]  # by load balancer
+
+
+class NlbStatsReply(Reply, NlbCounterSnapshot):
+    time: float
+    active_flows: list[ActiveFlowCount]
+
+
+class SetTargetsRequest(TypedDict):
+    op: Literal["set_targets"]
+    targets: TargetSnapshot  # the NLB and GWLB target groups (ALBs route in HAProxy)
+
+
+class TerminateRequest(TypedDict):
+    """End the established flows of a target (its conntrack entries)."""
+
+    op: Literal["terminate"]
+    lb: str
+    ip: str
+    port: int
+
+
+class TerminateReply(Reply):
+    flushed: int  # conntrack entries removed
+
+
+ControllerRequest = (
+    StatusRequest | StatsRequest | NlbStatsRequest | SetTargetsRequest | TerminateRequest
+)
 
 
 # ---- the controller's supervision (holder: op "controller_restarts") --------------------

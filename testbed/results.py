@@ -13,6 +13,7 @@ import random
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from testbed.errors import BadInput
@@ -97,7 +98,7 @@ class ResultsDir:
         return self.path
 
 
-def parse_params(module: Any, given: dict[str, str]) -> dict[str, Any]:
+def parse_params(module: ModuleType, given: dict[str, str]) -> dict[str, Any]:
     """Defaults from module.PARAMS ({name: (default, help)}), overridden by --param values,
     converted to the default's type (lists: comma-separated)."""
     spec = getattr(module, "PARAMS", {})
@@ -128,7 +129,11 @@ def parse_params(module: Any, given: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def run_experiment(module: Any, name: str, given: dict[str, str], out: str | None = None) -> Path:
+def run_experiment(
+    module: ModuleType, name: str, given: dict[str, str], out: str | None = None
+) -> Path:
+    """Run an experiment module (PARAMS, run(params, results) -> summary) into a fresh
+    results directory; its path."""
     params = parse_params(module, given)
     seed = params.get("seed")
     if seed is None:

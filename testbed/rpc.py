@@ -1,6 +1,8 @@
 """A tiny request/response protocol over a Unix socket: one JSON object per line each way.
 
 The lab's holder process and its controller both serve it; the CLI and the holder call it.
+Requests and replies are plain JSON objects here; testbed.messages gives each op its shape
+and testbed.asks sends them typed.
 """
 
 from __future__ import annotations
@@ -12,14 +14,25 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+# The request as it came (JSON: checked by the handler), the reply (any JSON object, e.g. a
+# TypedDict of testbed.messages).
+Handler = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
 class RpcUnavailable(Exception):
     """Nobody answers on the socket (the process is gone or not started yet)."""
+
+
+class RpcRefused(Exception):
+    """The server answered "ok": false (its "error" is the message)."""
+
+    def __init__(self, reply: Mapping[str, Any]) -> None:
+        super().__init__(reply.get("error") or "refused")
+        self.reply = reply
+        self.bad_input = bool(reply.get("bad_input"))  # the request's fault, not the server's
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -65,7 +78,7 @@ class RpcServer:
             os.unlink(self.path)
 
 
-def call(path: str, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+def call(path: str, request: Mapping[str, Any], timeout: float = 30.0) -> dict[str, Any]:
     """Send one request and return the reply; RpcUnavailable if nobody listens."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)

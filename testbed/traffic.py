@@ -16,10 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import BadInput, LabError
+from testbed.lab.api import Lab, LabHost
 from testbed.lab.hostexec import host_tmp
+
+if TYPE_CHECKING:  # pandas is imported by run_load (the CLI starts faster)
+    import pandas as pd
 
 
 def load_argv(
@@ -71,8 +75,8 @@ def load_argv(
 
 
 def run_load(
-    lab: Any, client: str, target: str, out: str | Path | None = None, **settings: Any
-) -> Any:
+    lab: Lab, client: str, target: str, out: str | Path | None = None, **settings: Any
+) -> pd.DataFrame:
     """Run the load client in host `client` and return its rows as a pandas DataFrame.
 
     settings: requests, proto, rate, concurrency, duration, timeout, keepalive, hold, headers.
@@ -102,7 +106,7 @@ def run_load(
 
 
 def iperf3(
-    lab: Any,
+    lab: Lab,
     server: str,
     client: str,
     target_ip: str | None = None,
@@ -112,7 +116,7 @@ def iperf3(
     bitrate: str | None = None,
     reverse: bool = False,
     port: int = 5201,
-) -> dict:
+) -> dict[str, Any]:
     """Throughput from `client` to `server` (or to target_ip, e.g. a VIP in front of it).
 
     Returns bits_per_second (received), bytes, retransmits and the raw iperf3 JSON."""
@@ -164,7 +168,7 @@ def iperf3(
         listener.wait()
 
 
-def _wait_listening(host: Any, port: int, timeout: float = 5.0) -> None:
+def _wait_listening(host: LabHost, port: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if f":{port} " in host.cmd(f"ss -ltnH 'sport = :{port}'"):
@@ -207,7 +211,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def wrk(
-    lab: Any,
+    lab: Lab,
     client: str,
     url: str,
     seconds: float = 3.0,

@@ -32,7 +32,7 @@ class WaitTimeout(LabError):
 
 
 def wait_for(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     what: str,
     interval: float = DEFAULT_INTERVAL,
@@ -40,7 +40,7 @@ def wait_for(
 ) -> T:
     """Call `condition` every `interval` s until it returns a true value and return that
     value; WaitTimeout naming `what` (and `last()` or the condition's last value) after
-    `timeout` s."""
+    `timeout` s. (A condition returning X | None gives an X: None is never returned.)"""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -35,7 +35,7 @@ class VpcTopo(Topo):
                 resource=self.switch_resources.get(sw.name),
             )
         for link in plan.links:
-            params = {}
+            params: dict[str, str | float] = {}  # Mininet's TCLink options
             if link.delay_ms:
                 params["delay"] = f"{link.delay_ms:g}ms"
             if link.bandwidth_mbps:

@@ -36,6 +36,7 @@ from testbed.alb.patterns import (
     server_name,
     single_quoted,
 )
+from testbed.messages import RuntimeTargetInfo
 from testbed.plan.balancers import (
     ConditionPlan,
     ListenerPlan,
@@ -119,16 +120,16 @@ def in_scope(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, az: str 
     return lb.cross_zone_for(tg) or az in (node.az, "all")
 
 
-def template_targets(tg: TargetGroupPlan) -> list[dict[str, Any]]:
+def template_targets(tg: TargetGroupPlan) -> list[RuntimeTargetInfo]:
     """The group's template targets as registry snapshot rows, all still `initial`."""
     return [
-        {"key": t.key, "ip": t.ip, "port": t.port, "az": t.az, "state": "initial"}
+        RuntimeTargetInfo(key=t.key, ip=t.ip, port=t.port, az=t.az, state="initial")
         for t in tg.targets
     ]
 
 
 def server_states(
-    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[dict[str, Any]]
+    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[RuntimeTargetInfo]
 ) -> dict[str, tuple[str, int, str]]:
     """{server name: (ip, port, ready|maint)} of the node's backend for `tg`.
 
@@ -157,7 +158,7 @@ def render(
     lb: LoadBalancerPlan,
     node: NodePlan,
     files: NodeFiles,
-    targets: Mapping[str, list[dict[str, Any]]] | None = None,
+    targets: Mapping[str, list[RuntimeTargetInfo]] | None = None,
 ) -> str:
     """The whole haproxy.cfg of `node`.
 
@@ -372,7 +373,7 @@ def _forwarded_headers(lb: LoadBalancerPlan, port: int | None) -> list[str]:
 
 
 def _backend(
-    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[dict[str, Any]]
+    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[RuntimeTargetInfo]
 ) -> list[str]:
     attrs = tg.attributes
     algorithm = attrs.get("load_balancing.algorithm.type", "round_robin")

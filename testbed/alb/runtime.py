@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from testbed.alb.config import (
     MAINT,
@@ -41,6 +40,7 @@ from testbed.alb.config import (
     template_targets,
 )
 from testbed.errors import LabError
+from testbed.messages import TargetSnapshot
 from testbed.plan.balancers import LoadBalancerPlan, NodePlan
 
 HAPROXY = "haproxy"
@@ -170,7 +170,7 @@ class NodeRuntime:
     old_workers: set[int] = field(default_factory=set)
     del_after: dict[Key, float] = field(default_factory=dict)
 
-    def desired(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[Key, Server]:
+    def desired(self, snapshot: TargetSnapshot) -> dict[Key, Server]:
         groups = snapshot.get(self.lb.name, {})
         out: dict[Key, Server] = {}
         for tg in self.lb.target_groups:
@@ -252,7 +252,7 @@ class NodeRuntime:
             and tg.attributes.get("stickiness.type", "lb_cookie") == "lb_cookie"
         }
 
-    def reload(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> Processes:
+    def reload(self, snapshot: TargetSnapshot) -> Processes:
         """Rewrite haproxy.cfg for the current plan and states and reload seamlessly.
 
         LabError (and the old file back in place) if HAProxy rejects the file or the reload
@@ -324,7 +324,7 @@ class AlbRuntime:
                 else:
                     current.lb, current.node = lb, node
 
-    def sync(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> bool:
+    def sync(self, snapshot: TargetSnapshot) -> bool:
         """Push target states to every node; False if some node could not be reached (the
         next call tries again). Never raises."""
         ok = True
@@ -345,9 +345,7 @@ class AlbRuntime:
                     self.log(f"ALB node {host}: target states not applied yet: {exc}")
         return ok
 
-    def reload(
-        self, lb_name: str, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
-    ) -> list[str]:
+    def reload(self, lb_name: str, snapshot: TargetSnapshot) -> list[str]:
         """Reload every node of one ALB with its current plan; the nodes reloaded."""
         done = []
         for host, node in self.nodes.items():
@@ -356,9 +354,7 @@ class AlbRuntime:
                 done.append(host)
         return done
 
-    def validate(
-        self, lb: LoadBalancerPlan, snapshot: dict[str, dict[str, list[dict[str, Any]]]]
-    ) -> None:
+    def validate(self, lb: LoadBalancerPlan, snapshot: TargetSnapshot) -> None:
         """Render and check every node's new file before anything changes (LabError)."""
         for node in lb.nodes:
             files = node_files(self.lab_dir, node.host)

@@ -20,6 +20,8 @@ import csv
 import io
 from typing import Any
 
+from testbed.messages import TargetDescription
+
 NAMESPACE = "AWS/ApplicationELB"
 CODES = ("2xx", "3xx", "4xx", "5xx")
 
@@ -122,7 +124,7 @@ def _weighted(pairs: list[tuple[float, float]]) -> float:
     return sum(v * n for v, n in pairs) / total if total else 0.0
 
 
-def health_counts(rows: list[dict[str, Any]], lb: str) -> dict[str, tuple[int, int]]:
+def health_counts(rows: list[TargetDescription], lb: str) -> dict[str, tuple[int, int]]:
     """{target group: (healthy, unhealthy)} from describe-target-health rows."""
     out: dict[str, tuple[int, int]] = {}
     for r in rows:

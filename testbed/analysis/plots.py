@@ -174,7 +174,7 @@ def rate_lines(
     fig = _figure()
     ax = fig.add_subplot()
     if by:
-        groups = list(frame.groupby(by, dropna=False))
+        groups = list(frame.groupby(by if isinstance(by, str) else list(by), dropna=False))
         groups.sort(key=lambda kv: -np.nan_to_num(kv[1][y].mean(), nan=-np.inf))
         groups = groups[:max_lines]
     else:

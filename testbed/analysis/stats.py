@@ -37,7 +37,7 @@ def failed(requests: pd.DataFrame) -> pd.Series:
 def error_kind(requests: pd.DataFrame) -> pd.Series:
     """Each request's error kind: the `error` text, "http-<status>" for 5xx, or NaN if ok."""
     status = pd.to_numeric(requests["status"], errors="coerce")
-    kind = pd.Series(np.nan, index=requests.index, dtype=object)
+    kind: pd.Series = pd.Series(np.nan, index=requests.index, dtype=object)
     http = status.ge(500)
     kind[http] = "http-" + status[http].astype(int).astype(str)
     has_error = requests["error"].notna() & (requests["error"].astype(str).str.strip() != "")
@@ -176,10 +176,10 @@ def latency_percentiles(
         rows = rows[~failed(rows)]
 
     def summarise(latency: pd.Series) -> pd.Series:
-        values = {"count": len(latency), "mean": latency.mean()}
+        values = {"count": len(latency), "mean": float(latency.mean())}
         for q in percentiles:
-            values[f"p{q:g}"] = latency.quantile(q / 100) if len(latency) else np.nan
-        values["max"] = latency.max()
+            values[f"p{q:g}"] = float(latency.quantile(q / 100)) if len(latency) else np.nan
+        values["max"] = float(latency.max())
         return pd.Series(values)
 
     if not groups:
@@ -195,8 +195,7 @@ def error_rates(requests: pd.DataFrame, by: str | Sequence[str] | None = None) -
     groups = _groups(by)
     kinds = error_kind(requests)
     errors = requests.assign(kind=kinds)[kinds.notna()]
-    counts = errors.groupby([*groups, "kind"], dropna=False).size().rename("count")
-    counts = counts.reset_index()
+    counts = errors.groupby([*groups, "kind"], dropna=False).size().rename("count").reset_index()
     if groups:
         totals = requests.groupby(groups, dropna=False).size().rename("requests")
         counts = counts.merge(totals.reset_index(), on=groups)
@@ -237,6 +236,7 @@ def requests_per_second(
         return pd.DataFrame(columns=[*groups, "t", "ok", "failed", "total", "rps"])
     counts = frame.groupby([*groups, "bin"], dropna=False)[["ok", "failed"]].sum()
     all_bins = np.arange(frame["bin"].min(), frame["bin"].max() + 1)
+    full: pd.Index
     if groups:
         keys = counts.index.droplevel("bin").unique()
         full = pd.MultiIndex.from_tuples(

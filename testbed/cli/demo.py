@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from testbed.cli.common import hosts_table
 from testbed.lab import reachability
@@ -68,7 +67,7 @@ def demo(
     return 0 if ok else 1
 
 
-def _http_demo(lab: Any, plan: NetworkPlan) -> bool:
+def _http_demo(lab: Lab, plan: NetworkPlan) -> bool:
     client = next((h for h in plan.hosts if h.kind == "client"), None)
     web = next((h for h in plan.hosts if h.public_ip and h.role == "http-backend"), None)
     if client is None or web is None:

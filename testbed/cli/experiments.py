@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
 from typing import Any
 
 from testbed import experiments
@@ -63,7 +64,7 @@ def experiment_names() -> list[str]:
     )
 
 
-def load_experiment(name: str) -> Any:
+def load_experiment(name: str) -> ModuleType:
     names = experiment_names()
     if name not in names:
         raise BadInput(f"unknown experiment {name!r}", hint=f"known: {', '.join(names)}")

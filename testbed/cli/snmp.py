@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,7 @@ def cmd_monitor(args: Any) -> int:
     return 130 if summary.interrupted else 0
 
 
-def _progress_printer(duration: float) -> Any:
+def _progress_printer(duration: float) -> Callable[[dict[str, Any]], None]:
     import time
 
     started = time.monotonic()

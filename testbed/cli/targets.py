@@ -9,6 +9,7 @@ from typing import Any
 from testbed.cli.common import subcommand, table
 from testbed.errors import BadInput
 from testbed.lab.api import Lab
+from testbed.messages import TargetDescription
 
 
 def register(sub: Any) -> None:
@@ -62,6 +63,12 @@ def _balanced_lab(name: str) -> Lab:
     return lab
 
 
+def _last_check(row: TargetDescription, now: float) -> str:
+    """What a draining target has left, or what its last health check said."""
+    until = row.get("DrainUntil")
+    return f"{until - now:.0f}s left" if until else row.get("LastCheck") or ""
+
+
 def cmd_targets(args: Any) -> int:
     lab = _balanced_lab(args.name)
     while True:
@@ -86,11 +93,7 @@ def cmd_targets(args: Any) -> int:
                             r["TargetHealth"]["State"],
                             r["TargetHealth"].get("Reason", ""),
                             f"{now - r['Since']:.0f}s",
-                            (
-                                f"{r['DrainUntil'] - now:.0f}s left"
-                                if r.get("DrainUntil")
-                                else r.get("LastCheck") or ""
-                            ),
+                            _last_check(r, now),
                         )
                         for r in rows
                     ],

@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,7 @@ class Control:
     ) -> None:
         self.app, self.health_port, self.admin_port = app, health_port, admin_port
         self.status_path = Path(status_path) if status_path else None
-        self.health = None
+        self.health: ThreadingHTTPServer | None = None
         self.refuse = False
 
     def start(self) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed import rpc
+from testbed import asks, rpc
 from testbed.gwlb import admin, rawsock
 from testbed.gwlb.flowkey import (
     FIVE_TUPLE,
@@ -46,6 +46,7 @@ from testbed.gwlb.flowkey import (
 )
 from testbed.gwlb.steering import NO_REBALANCE, Steering, TargetState
 from testbed.lb.health_checker import Checker
+from testbed.messages import TargetDescription
 from testbed.packets import geneve
 from testbed.plan.balancers import LoadBalancerPlan
 from testbed.plan.network import host_mac
@@ -124,18 +125,18 @@ def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
     )
 
 
-def target_states(rows: list[dict[str, Any]], tg: str | None) -> list[TargetState]:
+def target_states(rows: list[TargetDescription], tg: str | None) -> list[TargetState]:
     """TargetStates of `tg` from the holder's describe-target-health rows."""
     return [
         TargetState(
             f"{r['Target']['Id']}:{r['Target']['Port']}",
             r["Ip"],
-            r["Target"].get("AvailabilityZone"),
+            r["Target"]["AvailabilityZone"],
             r["TargetHealth"]["State"],
             int(r["Target"]["Port"]),
         )
         for r in rows
-        if r.get("TargetGroup") == tg
+        if r["TargetGroup"] == tg
     ]
 
 
@@ -257,7 +258,8 @@ class Node:
                 except geneve.GeneveError:
                     self.bad_geneve += 1
                     continue
-                endpoint_id, cookie = header.endpoint_id, header.flow_cookie
+                # A missing option finds nothing: no endpoint id or cookie is ever 0.
+                endpoint_id, cookie = header.endpoint_id or 0, header.flow_cookie or 0
             ep = by_id.get(endpoint_id)
             if ep is None or len(inner) < 20:
                 self.unknown_endpoint += 1
@@ -393,10 +395,9 @@ def poll_targets(node: Node, holder: str) -> None:
     """Ask the holder for the appliances' states, forever (a daemon thread)."""
     while not node.stopping:
         try:
-            reply = rpc.call(holder, {"op": "targets", "lb": node.config.lb.name}, timeout=5)
-            if reply.get("ok"):
-                node.pending = target_states(reply.get("targets", []), node.config.tg)
-        except (rpc.RpcUnavailable, OSError, ValueError) as exc:
+            reply = asks.holder_targets(holder, lb=node.config.lb.name, timeout=5)
+            node.pending = target_states(reply["targets"], node.config.tg)
+        except (rpc.RpcUnavailable, rpc.RpcRefused, OSError, ValueError) as exc:
             print(f"node: cannot reach the holder: {exc}", file=sys.stderr, flush=True)
         time.sleep(POLL_S)
 

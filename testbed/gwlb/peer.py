@@ -79,9 +79,9 @@ def exchange(
 ) -> list[dict[str, Any]]:
     """Send every flow `count` times, then collect answers for `wait` seconds."""
     for _ in range(count):
-        for header, packet in zip(headers, flows):
-            sock.sendto(header + packet, (to, geneve.UDP_PORT))
-    results = [
+        for outer, packet in zip(headers, flows):
+            sock.sendto(outer + packet, (to, geneve.UDP_PORT))
+    results: list[dict[str, Any]] = [
         {"sent": count, "returned": 0, "header_unchanged": True, "ttl": None, "from": None}
         for _ in flows
     ]

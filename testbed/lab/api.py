@@ -348,7 +348,7 @@ class Lab:
     # ---- waiting ----------------------------------------------------------------------
     def wait_for(
         self,
-        condition: Callable[[], T],
+        condition: Callable[[], T | None],
         timeout: float,
         what: str,
         interval: float = 0.05,

@@ -7,10 +7,12 @@ testbed.lab.teardown. The Mininet construction itself is testbed.topologies.netw
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from testbed import naming
 from testbed.errors import LabError
@@ -31,6 +33,8 @@ CONTROLLER_ID = "LabController"
 CONTROLLER_TYPE = "Lab::OpenFlow::Controller"
 NETWORK_ID = "LabNetwork"
 NETWORK_TYPE = "Lab::OpenVSwitch::Fabric"
+
+T = TypeVar("T")
 
 
 class LabBuilder:
@@ -65,10 +69,16 @@ class LabBuilder:
         self._start_network()
         self._start_programs()
 
-    def _step(self, logical_id: str, rtype: str, fn: Any, reason: Any = "") -> Any:
+    def _step(
+        self,
+        logical_id: str,
+        rtype: str,
+        fn: Callable[[], T],
+        reason: str | Callable[[T], str] = "",
+    ) -> T:
         """Run fn as the creation of one resource, with IN_PROGRESS/COMPLETE/FAILED events.
 
-        reason: text for the COMPLETE event, or a callable giving it once fn has run."""
+        reason: text for the COMPLETE event, or a callable giving it from fn's result."""
         self.events.emit(logical_id, rtype, "CREATE_IN_PROGRESS")
         try:
             result = fn()
@@ -76,7 +86,7 @@ class LabBuilder:
             self.events.emit(logical_id, rtype, "CREATE_FAILED", _reason(exc))
             raise
         self.events.emit(
-            logical_id, rtype, "CREATE_COMPLETE", reason() if callable(reason) else reason
+            logical_id, rtype, "CREATE_COMPLETE", reason(result) if callable(reason) else reason
         )
         return result
 
@@ -85,7 +95,7 @@ class LabBuilder:
         plan_path = self.lab_dir / naming.PLAN_FILE
         plan_path.write_text(self.plan.to_json())
 
-        def start() -> None:
+        def start() -> ControllerProcess:
             # Leftovers of an earlier lab in our zones would capture our flows.
             zones.release(self.name, self.datapath)
             for lb in self.plan.load_balancers:
@@ -101,32 +111,23 @@ class LabBuilder:
                         "CREATE_IN_PROGRESS",
                         f"warning: idle timeouts of {lb.name} not applied: {exc}",
                     )
-            self.controller = ControllerProcess(self.lab_dir, self.journal, plan_path)
-            self.controller.start()
+            controller = self.controller = ControllerProcess(self.lab_dir, self.journal, plan_path)
+            controller.start()
+            return controller
 
-        self._step(
-            CONTROLLER_ID,
-            CONTROLLER_TYPE,
-            start,
-            lambda: (
-                f"os-ken pid {self.controller.proc.pid}, OpenFlow port "
-                f"{self.controller.port}, log {self.controller.log}"
-            ),
-        )
+        self._step(CONTROLLER_ID, CONTROLLER_TYPE, start, _controller_started)
 
     # ---- Mininet nodes, resource by resource -------------------------------------------
     def _create_resources(self) -> None:
+        port = self.controller.port if self.controller else None
+        if port is None:
+            raise LabError("the nodes are created once the controller runs")
         topo = VpcTopo(self.plan, switch_resources(self.model, self.plan))
         # Mininet starts a node's shell and only then tells its PID: a stop is held until the
         # shells of a resource are journaled (procs.StopShield).
         with STOP_SHIELD.hold():
             network = self.network = VpcNetwork(
-                self.name,
-                self.plan,
-                topo,
-                self.datapath,
-                self.controller.port,
-                self._journal_process,
+                self.name, self.plan, topo, self.datapath, port, self._journal_process
             )
         inject = os.environ.get("TESTBED_INJECT_FAILURE")
 
@@ -139,7 +140,7 @@ class LabBuilder:
 
         for lid in self.model.creation_order:
             rtype = self.model.resource_types.get(lid, "")
-            self._step(lid, rtype, lambda lid=lid: create(lid), self._describe(lid))
+            self._step(lid, rtype, functools.partial(create, lid), self._describe(lid))
         with STOP_SHIELD.hold():
             network.create_rest()
         for h in self.plan.hosts:
@@ -168,9 +169,13 @@ class LabBuilder:
 
     # ---- switches on, flows in ---------------------------------------------------------
     def _start_network(self) -> None:
+        network, controller = self.network, self.controller
+        if network is None or controller is None:
+            raise LabError("the switches start once the controller runs and the nodes exist")
+
         def start() -> None:
-            self.network.start()
-            self.controller.wait_programmed()
+            network.start()
+            controller.wait_programmed()
 
         self._step(
             NETWORK_ID,
@@ -197,14 +202,14 @@ class LabBuilder:
         wait_roles_ready(self.name, started)
         for h in self.plan.hosts:
             if h.user_data:
-                self._start_user_data(h)
+                self._start_user_data(h, h.user_data)
 
-    def _start_user_data(self, h: HostPlan) -> None:
+    def _start_user_data(self, h: HostPlan, user_data: str) -> None:
         hdir = host_dir(self.name, h.name)
         script = hdir / "user-data"
-        script.write_text(h.user_data)
+        script.write_text(user_data)
         script.chmod(0o755)
-        argv = [str(script)] if h.user_data.startswith("#!") else ["sh", str(script)]
+        argv = [str(script)] if user_data.startswith("#!") else ["sh", str(script)]
         log = hdir / "user-data.log"
         proc = self.journal.start(
             netns_argv(self.name, h.name, argv),
@@ -224,6 +229,11 @@ class LabBuilder:
             self.events.emit(h.name, "Lab::UserData", status, f"exit code {code}")
 
         threading.Thread(target=wait, daemon=True, name=f"userdata:{h.name}").start()
+
+
+def _controller_started(controller: ControllerProcess) -> str:
+    pid = controller.proc.pid if controller.proc else None
+    return f"os-ken pid {pid}, OpenFlow port {controller.port}, log {controller.log}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -122,7 +122,7 @@ def detect() -> Capabilities:
     tools = {name: _version_line(argv) for name, argv in TOOLS.items()}
     if not tools["mnexec"]:
         problems.append("Mininet (mnexec) is not installed (apt-get install mininet)")
-    python = {}
+    python: dict[str, str | None] = {}
     for pkg in PYTHON_PACKAGES:
         try:
             python[pkg] = importlib.metadata.version(pkg)

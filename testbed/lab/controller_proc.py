@@ -120,7 +120,7 @@ class ControllerProcess:
     def _wait_answering(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.alive():
                 return False
             try:
                 if rpc.call(self.sock, {"op": "status"}, timeout=2).get("ok"):
@@ -138,7 +138,7 @@ class ControllerProcess:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return True
-            if self.proc.poll() is not None:
+            if not self.alive():
                 return False
             time.sleep(0.05)
         return False
@@ -163,7 +163,7 @@ class ControllerProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise LabError(
-                    f"the controller exited (code {self.proc.returncode}); its log "
+                    f"the controller exited (code {self.proc and self.proc.returncode}); its log "
                     f"({self.log}) ends with:\n{log_tail(self.log)}"
                 )
             status = self.status()

@@ -54,7 +54,7 @@ def start_role(
 
 def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of process `pid`."""
-    ports = set()
+    ports: set[int] = set()
     try:
         lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
     except OSError:
@@ -68,7 +68,7 @@ def listening_ports(pid: int) -> set[int]:
 
 def bound_udp_ports(pid: int) -> set[int]:
     """UDP ports bound in the network namespace of process `pid`."""
-    ports = set()
+    ports: set[int] = set()
     try:
         lines = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
     except OSError:

@@ -50,7 +50,12 @@ def has_internet(plan: NetworkPlan, h: HostPlan) -> bool:
     gateway and it has a public address for the gateway's 1:1 NAT."""
     if h.kind == "client":
         return True
-    return bool(plan.has_internet_gateway and h.public_ip and plan.subnet(h.subnet).public)
+    return bool(
+        plan.has_internet_gateway
+        and h.public_ip
+        and h.subnet is not None
+        and plan.subnet(h.subnet).public
+    )
 
 
 def allowed(plan: NetworkPlan, src: HostPlan, dst: Address) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from testbed import naming
 from testbed.lab.procs import ProcessRecord, is_alive
@@ -27,8 +27,9 @@ def read_state(lab_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def holder_alive(state: dict[str, Any] | None) -> bool:
-    """True if the process holding the lab is still the one that wrote the state."""
+def holder_alive(state: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """True if the process holding the lab is still the one that wrote the state (which is
+    then not None)."""
     if not state or "pid" not in state or "pid_start" not in state:
         return False
     return is_alive(ProcessRecord(state["pid"], state["pid_start"], "holder"))

@@ -15,10 +15,15 @@ import asyncio
 import contextlib
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
-from testbed import rpc
+from testbed import asks
 from testbed.health.checks import CheckResult, http_check, tcp_check
+from testbed.messages import HealthCheckResult, HealthCheckSpec
+
+T = TypeVar("T")
 
 REFRESH_S = 1.0
 
@@ -26,19 +31,18 @@ REFRESH_S = 1.0
 class Checker:
     def __init__(self, lb: str, az: str, source: str, holder: str) -> None:
         self.lb, self.az, self.source, self.holder = lb, az, source, holder
-        self.plan: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.plan: dict[tuple[str, str, str], HealthCheckSpec] = {}
         self.due: dict[tuple[str, str, str], float] = {}
         self.running: set[tuple[str, str, str]] = set()
-        self.results: list[dict[str, Any]] = []
+        self.results: list[HealthCheckResult] = []
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: rpc.call(self.holder, request, timeout=10)
-        )
+    async def call(self, ask: Callable[[], T]) -> T:
+        """A request to the holder (blocking socket I/O) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, ask)
 
     async def refresh(self) -> None:
-        reply = await self.call({"op": "health_checks", "lb": self.lb, "az": self.az})
-        checks = {(c["lb"], c["tg"], c["key"]): c for c in reply.get("checks", [])}
+        reply = await self.call(partial(asks.holder_health_checks, self.holder, self.lb, self.az))
+        checks = {(c["lb"], c["tg"], c["key"]): c for c in reply["checks"]}
         now = time.monotonic()
         for key in checks:
             self.due.setdefault(key, now)  # a new target is checked at once
@@ -100,7 +104,7 @@ class Checker:
             if self.results:
                 batch, self.results = self.results, []
                 try:
-                    await self.call({"op": "health_report", "results": batch})
+                    await self.call(partial(asks.holder_health_report, self.holder, batch))
                 except Exception as exc:
                     print(f"health checker: report lost: {exc}", file=sys.stderr, flush=True)
             await asyncio.sleep(0.05)

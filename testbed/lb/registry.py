@@ -15,18 +15,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from testbed.errors import BadInput
+from testbed.messages import (
+    HealthCheckSpec,
+    RuntimeTargetInfo,
+    TargetDescription,
+    TargetSnapshot,
+    TargetState,
+)
+from testbed.messages import (
+    TargetHealth as TargetHealthField,
+)
 from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
 
-INITIAL, HEALTHY, UNHEALTHY, DRAINING, UNUSED = (
-    "initial",
-    "healthy",
-    "unhealthy",
-    "draining",
-    "unused",
-)
+INITIAL: TargetState = "initial"
+HEALTHY: TargetState = "healthy"
+UNHEALTHY: TargetState = "unhealthy"
+DRAINING: TargetState = "draining"
+UNUSED: TargetState = "unused"
 
 REASONS = {
     INITIAL: ("Elb.InitialHealthChecking", "Initial health checks in progress"),
@@ -41,7 +48,7 @@ REASONS = {
 @dataclass
 class TargetHealth:
     target: TargetPlan
-    state: str
+    state: TargetState
     reason: str = ""
     description: str = ""
     passes: int = 0
@@ -167,7 +174,7 @@ class TargetRegistry:
         """One health check result for a target."""
         group = self.groups.get((lb, tg))
         health = group.targets.get(key) if group else None
-        if health is None or health.state in (DRAINING, UNUSED):
+        if group is None or health is None or health.state in (DRAINING, UNUSED):
             return
         hc = group.tg.health
         health.last_detail = detail
@@ -225,7 +232,7 @@ class TargetRegistry:
         self,
         group: _Group,
         health: TargetHealth,
-        state: str,
+        state: TargetState,
         reason: str,
         description: str,
         why: str,
@@ -242,9 +249,9 @@ class TargetRegistry:
         )
 
     # ---- views ---------------------------------------------------------------------------
-    def checks_for(self, node_az: str, lb: str) -> list[dict[str, Any]]:
+    def checks_for(self, node_az: str, lb: str) -> list[HealthCheckSpec]:
         """What a node of `lb` in `node_az` health-checks: the targets in its AZ."""
-        out = []
+        out: list[HealthCheckSpec] = []
         for (lb_name, tg_name), group in self.groups.items():
             if lb_name != lb or not group.tg.health.enabled:
                 continue
@@ -269,31 +276,27 @@ class TargetRegistry:
                 )
         return out
 
-    def snapshot(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    def snapshot(self) -> TargetSnapshot:
         """{lb: {tg: [{key, ip, port, az, state}]}} for the controller."""
-        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        out: TargetSnapshot = {}
         for (lb, tg), group in self.groups.items():
             out.setdefault(lb, {})[tg] = [
-                {
-                    "key": k,
-                    "ip": h.target.ip,
-                    "port": h.target.port,
-                    "az": h.target.az,
-                    "state": h.state,
-                }
+                RuntimeTargetInfo(
+                    key=k, ip=h.target.ip, port=h.target.port, az=h.target.az, state=h.state
+                )
                 for k, h in sorted(group.targets.items())
             ]
         return out
 
-    def describe(self, lb: str | None = None, tg: str | None = None) -> list[dict[str, Any]]:
+    def describe(self, lb: str | None = None, tg: str | None = None) -> list[TargetDescription]:
         """Rows like `aws elbv2 describe-target-health`, plus lb/tg names."""
-        rows = []
+        rows: list[TargetDescription] = []
         for (lb_name, tg_name), group in sorted(self.groups.items()):
             if (lb and lb != lb_name) or (tg and tg != tg_name):
                 continue
             hc = group.tg.health
             for _key, h in sorted(group.targets.items()):
-                health: dict[str, Any] = {"State": h.state}
+                health: TargetHealthField = {"State": h.state}
                 if h.reason:
                     health["Reason"] = h.reason
                 if h.description:

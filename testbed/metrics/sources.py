@@ -6,14 +6,17 @@ kind "gauge": a level (e.g. HealthyHostCount); reported as sampled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from testbed import rpc
+from testbed import asks
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.patterns import server_name
 from testbed.alb.runtime import CliUnavailable, cli
+from testbed.lab.api import Lab
+from testbed.messages import StatsReply, TargetDescription
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK
 from testbed.plan.network import NetworkPlan
 
@@ -41,17 +44,15 @@ class Source(Protocol):
 
 
 def controller_stats(
-    lab: Any, flows: bool = True, tables: tuple[int, ...] | None = None
-) -> dict[str, Any]:
+    lab: Lab, flows: bool = True, tables: tuple[int, ...] | None = None
+) -> StatsReply:
     """Port and flow counters of the lab's switches (flows of `tables` only, if given)."""
-    reply = rpc.call(
-        str(lab.dir / CONTROLLER_SOCK),
-        {"op": "stats", "flows": flows, "tables": list(tables or [])},
-        timeout=10,
-    )
-    if not reply.get("ok"):
-        raise RuntimeError(reply.get("error", "controller stats failed"))
-    return reply
+    return asks.controller_stats(str(lab.dir / CONTROLLER_SOCK), flows, tables)
+
+
+def target_rows(lab: Lab) -> list[TargetDescription]:
+    """Every target's health (describe-target-health rows) from the lab's holder."""
+    return asks.holder_targets(str(lab.dir / HOLDER_SOCK))["targets"]
 
 
 class HostPortSource:
@@ -61,7 +62,7 @@ class HostPortSource:
 
     name = "ports"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.port_host = {
             (next(s.dpid for s in plan.switches if s.name == h.switch), h.port): h.name
@@ -76,15 +77,15 @@ class HostPortSource:
                 host = self.port_host.get((int(dpid), p["port"]))
                 if host is None:
                     continue
-                for metric, field, unit in (
-                    ("SentBytes", "rx_bytes", "Bytes"),
-                    ("ReceivedBytes", "tx_bytes", "Bytes"),
-                    ("SentPackets", "rx_packets", "Count"),
-                    ("ReceivedPackets", "tx_packets", "Count"),
-                    ("DroppedPackets", "tx_dropped", "Count"),
+                for metric, value, unit in (
+                    ("SentBytes", p["rx_bytes"], "Bytes"),
+                    ("ReceivedBytes", p["tx_bytes"], "Bytes"),
+                    ("SentPackets", p["rx_packets"], "Count"),
+                    ("ReceivedPackets", p["tx_packets"], "Count"),
+                    ("DroppedPackets", p["tx_dropped"], "Count"),
                 ):
                     out.append(
-                        Sample("Lab/Host", metric, "", "", host, float(p[field]), unit, "counter")
+                        Sample("Lab/Host", metric, "", "", host, float(value), unit, "counter")
                     )
         return out
 
@@ -101,7 +102,7 @@ class FabricDropSource:
 
     name = "fabric"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.switch_name = {s.dpid: s.name for s in plan.switches}
 
@@ -134,7 +135,7 @@ class NlbSource:
     name = "nlb"
     NAMESPACE = "AWS/NetworkELB"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.lbs = [lb.name for lb in plan.load_balancers if lb.type == "network"]
 
@@ -142,14 +143,12 @@ class NlbSource:
         if not self.lbs:
             return []
 
-        stats = rpc.call(str(self.lab.dir / CONTROLLER_SOCK), {"op": "nlb_stats"}, timeout=15)
-        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"}, timeout=10).get(
-            "targets", []
-        )
+        stats = asks.controller_nlb_stats(str(self.lab.dir / CONTROLLER_SOCK))
+        rows = target_rows(self.lab)
         ns, out = self.NAMESPACE, []
         per_lb: dict[str, float] = {}
         per_tg: dict[tuple[str, str], float] = {}
-        for nf in stats.get("new_flows", []):
+        for nf in stats["new_flows"]:
             out.append(
                 Sample(
                     ns,
@@ -175,7 +174,7 @@ class NlbSource:
                     lb,
                     "",
                     "",
-                    float(stats.get("processed_bytes", {}).get(lb, 0)),
+                    float(stats["processed_bytes"].get(lb, 0)),
                     "Bytes",
                     "counter",
                 )
@@ -187,7 +186,7 @@ class NlbSource:
             for r in rows
         }
         totals: dict[str, int] = {}
-        for a in stats.get("active_flows", []):
+        for a in stats["active_flows"]:
             target = key_of.get((a["lb"], f"{a['ip']}:{a['port']}"), f"{a['ip']}:{a['port']}")
             out.append(
                 Sample(
@@ -220,7 +219,7 @@ class AlbSource:
 
     name = "alb"
 
-    def __init__(self, lab: Any, plan: NetworkPlan) -> None:
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.lbs = {
             lb.name: [node_files(lab.dir, n.host).stats_socket for n in lb.nodes]
@@ -232,9 +231,7 @@ class AlbSource:
         if not self.lbs:
             return []
 
-        rows = rpc.call(str(self.lab.dir / HOLDER_SOCK), {"op": "targets"}, timeout=10).get(
-            "targets", []
-        )
+        rows = target_rows(self.lab)
         out = []
         for lb, sockets in self.lbs.items():
             nodes = []
@@ -273,17 +270,17 @@ class AlbSource:
         return out
 
 
-def _target_key(row: dict[str, Any]) -> str:
+def _target_key(row: TargetDescription) -> str:
     """A describe-target-health row's target as the registry keys it ("WebA1:80")."""
     return f"{row['Target']['Id'].removeprefix('i-')}:{row['Target']['Port']}"
 
 
-def _ip_port(row: dict[str, Any]) -> str:
-    return f"{row.get('Ip', '')}:{row['Target']['Port']}"
+def _ip_port(row: TargetDescription) -> str:
+    return f"{row['Ip']}:{row['Target']['Port']}"
 
 
 # name -> class taking (lab, plan); load balancer issues add theirs here.
-SOURCES: dict[str, Any] = {
+SOURCES: dict[str, Callable[[Lab, NetworkPlan], Source]] = {
     "ports": HostPortSource,
     "fabric": FabricDropSource,
     "nlb": NlbSource,

@@ -19,7 +19,12 @@ from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model import routing
-from testbed.model.declarations import Declaration, read_outputs, read_resources
+from testbed.model.declarations import (
+    Declaration,
+    ResourceDeclaration,
+    read_outputs,
+    read_resources,
+)
 from testbed.model.graph import (
     Edges,
     Names,
@@ -29,7 +34,7 @@ from testbed.model.graph import (
     unknown_attribute,
 )
 from testbed.model.metadata import lab_options, plain, resource_role, resource_snmp
-from testbed.model.resources import lookup
+from testbed.model.resources import REGISTRY
 from testbed.model.resources.base import ResourceContext, check_properties
 from testbed.model.snmp import EXTRAS_KEY as SNMP_EXTRAS
 from testbed.model.state import BuildState
@@ -95,13 +100,13 @@ class _Resources:
         self.state = state
 
     def ref(self, logical_id: str) -> str:
-        resource_type = lookup(self.state.types[logical_id])
+        resource_type = REGISTRY[self.state.types[logical_id]]  # built, so registered
         if resource_type.ref_value is not None:
             return resource_type.ref_value(self.state, logical_id)
         return resource_type.physical_id(logical_id)
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
-        resource_type = lookup(self.state.types[logical_id])
+        resource_type = REGISTRY[self.state.types[logical_id]]  # built, so registered
         if attribute not in resource_type.attributes:
             raise unknown_attribute(
                 logical_id, resource_type.name, attribute, resource_type.attributes
@@ -121,7 +126,7 @@ def _check_inputs(stack_name: str, region: str) -> None:
         raise BadInput(f"bad region {region!r}: use a region name such as us-east-1")
 
 
-def _build_resource(decl: Declaration, state: BuildState, scope: Scope) -> None:
+def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) -> None:
     lid, raw, resource_type = decl.logical_id, decl.raw, decl.resource_type
     props_line = raw.line_of("Properties")
     resolved = resolve(raw.get("Properties"), scope, owner=lid, line=props_line)
@@ -232,16 +237,16 @@ def _freeze(
         for lid, t in state.route_tables.items()
     }
     instances = {}
-    for lid, draft in state.instances.items():
+    for lid, instance in state.instances.items():
         instances[lid] = Instance(
             lid,
-            draft.subnet_id,
-            state.subnets[draft.subnet_id].az,
-            draft.private_ip,
+            instance.subnet_id,
+            state.subnets[instance.subnet_id].az,
+            instance.private_ip,
             state.public_ips.get(lid),
-            draft.role,
-            draft.user_data,
-            draft.source,
+            instance.role,
+            instance.user_data,
+            instance.source,
         )
     description = doc.get("Description", "")
     return StackModel(
@@ -278,7 +283,7 @@ class _Template:
     params: dict[str, Any]
     scope: Scope
     conditions: ConditionTable
-    resources: list[Declaration]
+    resources: list[ResourceDeclaration]
     outputs: list[Declaration]
     names: Names
     edges: Edges
@@ -295,8 +300,11 @@ def _read(
     problems.extend(errors)
     mappings, errors = check_mappings(doc.get("Mappings"), doc.line_of("Mappings"))
     problems.extend(errors)
+    # check_sections reported a missing or empty Resources section; raise_if_any stops below.
     section = doc.get("Resources")
-    declared = frozenset(section) if isinstance(section, LDict) else frozenset()
+    if not isinstance(section, LDict):
+        section = LDict(line=doc.line_of("Resources"))
+    declared = frozenset(section)
     pseudo = pseudo_parameters(stack_name, region)
     scope = Scope(values, pseudo, mappings, region, resource_names=declared)
     try:
@@ -315,7 +323,8 @@ def _read(
     problems.extend(errors)
     outputs, errors = read_outputs(doc.get("Outputs"), conditions)
     problems.extend(errors)
-    scope.disabled = {d.logical_id: d.condition for d in resources if not d.enabled}
+    # A declaration is disabled only by a (false) condition.
+    scope.disabled = {d.logical_id: d.condition for d in resources if not d.enabled and d.condition}
     names = Names({d.logical_id: d for d in resources}, declared, values, pseudo)
     edges = dependencies(resources + outputs, names, conditions, problems.add)
     lab_meta = _lab_metadata(doc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.errors import BadInput
@@ -21,14 +21,21 @@ OUTPUT_KEYS = ("Value", "Description", "Condition", "Export")
 
 @dataclass
 class Declaration:
-    """One resource or output as written, with its line and whether it is created."""
+    """One output (or, as ResourceDeclaration, resource) as written, with its line and whether
+    it is created."""
 
     logical_id: str
     line: int | None
     raw: LDict
-    resource_type: ResourceType | None = None  # None for outputs
     condition: str | None = None
     enabled: bool = True
+
+
+@dataclass
+class ResourceDeclaration(Declaration):
+    """A resource: a declaration with a known resource type."""
+
+    resource_type: ResourceType = field(kw_only=True)
 
 
 def _condition(
@@ -57,10 +64,10 @@ def read_resources(
     section: LDict,
     conditions: ConditionTable,
     parameters: Any,
-) -> tuple[list[Declaration], list[BadInput]]:
+) -> tuple[list[ResourceDeclaration], list[BadInput]]:
     """Every resource declaration, checked for shape; problems are collected."""
     errors: list[BadInput] = []
-    result: list[Declaration] = []
+    result: list[ResourceDeclaration] = []
     if len(section) > MAX_RESOURCES:
         errors.append(
             BadInput(
@@ -133,8 +140,12 @@ def read_resources(
                     )
                 )
         name, enabled = _condition(decl, logical_id, conditions, errors)
-        if not problem:
-            result.append(Declaration(logical_id, line, decl, resource_type, name, enabled))
+        if not problem and resource_type is not None:
+            result.append(
+                ResourceDeclaration(
+                    logical_id, line, decl, name, enabled, resource_type=resource_type
+                )
+            )
     return result, errors
 
 
@@ -188,5 +199,5 @@ def read_outputs(
             )
         condition, enabled = _condition(decl, name, conditions, errors)
         if not bad_keys:
-            result.append(Declaration(name, line, decl, None, condition, enabled))
+            result.append(Declaration(name, line, decl, condition, enabled))
     return result, errors

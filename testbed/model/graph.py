@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed.errors import BadInput
-from testbed.model.declarations import Declaration
+from testbed.model.declarations import Declaration, ResourceDeclaration
 from testbed.template.conditions import ConditionTable
 from testbed.template.nodes import did_you_mean
 from testbed.template.references import Reference, depends_on, find_references
@@ -25,7 +25,7 @@ Edges = dict[str, dict[str, Reference]]  # owner -> {target: the first reference
 class Names:
     """What a logical id in a reference can stand for."""
 
-    resources: Mapping[str, Declaration]  # well-formed resource declarations
+    resources: Mapping[str, ResourceDeclaration]  # well-formed resource declarations
     declared: frozenset[str]  # every key of Resources, including malformed ones
     params: Mapping[str, Any]
     pseudo: Mapping[str, Any]
@@ -130,25 +130,25 @@ def dependencies(
     Problems go to `report`, so that all of them are found in one pass.
     """
     by_type: dict[str, list[str]] = {}
-    for decl in names.resources.values():
-        if decl.enabled:
-            by_type.setdefault(decl.resource_type.name, []).append(decl.logical_id)
+    for resource in names.resources.values():
+        if resource.enabled:
+            by_type.setdefault(resource.resource_type.name, []).append(resource.logical_id)
     edges: Edges = {}
     for decl in declarations:
         if not decl.enabled:
             continue
         owner = decl.logical_id
         # Outputs are resolved after every resource: their references need checking only.
-        own = edges.setdefault(owner, {}) if decl.resource_type else {}
+        own = edges.setdefault(owner, {}) if isinstance(decl, ResourceDeclaration) else {}
         try:
             refs = _references(decl, conditions)
         except BadInput as err:
             report(err)
             continue
         for ref in refs:
-            err = check_reference(ref, owner, names)
-            if err is not None:
-                report(err)
+            problem = check_reference(ref, owner, names)
+            if problem is not None:
+                report(problem)
                 continue
             target = names.resources.get(ref.target)
             if target is None:
@@ -173,7 +173,9 @@ def check_lab_metadata(
             report(err)
 
 
-def cycle_error(cycle: list[str], edges: Edges, resources: Mapping[str, Declaration]) -> BadInput:
+def cycle_error(
+    cycle: list[str], edges: Edges, resources: Mapping[str, ResourceDeclaration]
+) -> BadInput:
     """The error for a dependency loop, with each step and its line."""
     steps = []
     for a, b in itertools.pairwise(cycle):

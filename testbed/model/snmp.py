@@ -150,7 +150,8 @@ def _fields(value: Any, where: str, line: int | None, owner: str | None) -> dict
     if "V3" in value:
         v3 = value["V3"]
         at = line_of(value, "V3", line)
-        if as_text(v3) is not None and as_text(v3).lower() == "false":
+        text = as_text(v3)
+        if text is not None and text.lower() == "false":
             fields["v3"] = None
         else:
             fields["v3"] = _v3(v3, where, at, owner)

@@ -45,7 +45,7 @@ def decode_packet(pkt: Any) -> dict[str, Any] | None:
         }
         for o in g.options
     ]
-    fields = {(o["class"], o["type"] & 0x7F): bytes.fromhex(o["data"]) for o in options}
+    fields = {(int(o.classid), int(o.type) & 0x7F): bytes(o.data) for o in g.options}
     endpoint = fields.get((geneve.AWS_CLASS, geneve.TYPE_ENDPOINT_ID))
     attachment = fields.get((geneve.AWS_CLASS, geneve.TYPE_ATTACHMENT_ID))
     cookie = fields.get((geneve.AWS_CLASS, geneve.TYPE_FLOW_COOKIE))

@@ -244,25 +244,25 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
     )
     hosts: list[HostPlan] = []
     next_port: dict[str, int] = {}
+    host_az: str | None  # clients are in no AZ, subnet or VPC
+    subnet_id: str | None
+    vpc_id: str | None
     for host_id in model.host_ids():
         if host_id in model.instances:
             inst = model.instances[host_id]
             subnet = model.subnets[inst.subnet_id]
             sw = az_switch[subnet.az]
             ip, prefixlen, gateway = inst.private_ip, subnet.cidr.prefixlen, subnet.router_ip
-            extra = {
-                "kind": "instance",
-                "az": subnet.az,
-                "subnet": subnet.logical_id,
-                "vpc": subnet.vpc_id,
-                "public_ip": str(inst.public_ip) if inst.public_ip else None,
-            }
+            kind, host_az, subnet_id = "instance", subnet.az, subnet.logical_id
+            vpc_id = subnet.vpc_id
+            public_ip = str(inst.public_ip) if inst.public_ip else None
             role, user_data = inst.role, inst.user_data
         else:
             client = model.internet_clients[host_id]
+            assert internet is not None  # internet clients make the internet segment
             sw = internet
             ip, prefixlen, gateway = client.ip, INTERNET_CIDR.prefixlen, INTERNET_GATEWAY_IP
-            extra = {"kind": "client"}
+            kind, host_az, subnet_id, vpc_id, public_ip = "client", None, None, None, None
             role, user_data = client.role, client.user_data
         port = next_port.get(sw.name, FIRST_HOST_PORT)
         next_port[sw.name] = port + 1
@@ -284,7 +284,11 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 role_args=dict(role.args) if role else {},
                 user_data=user_data,
                 snmp=_snmp_plan(model, host_id),
-                **extra,
+                kind=kind,
+                az=host_az,
+                subnet=subnet_id,
+                vpc=vpc_id,
+                public_ip=public_ip,
             )
         )
     lbs = build_lb_plans(model, zone_base)

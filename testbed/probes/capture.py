@@ -19,9 +19,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from testbed.errors import BadInput, LabError
+from testbed.lab.api import LabHost
 from testbed.lab.hostexec import host_dir
 
 CAPTURES_DIR = "captures"
@@ -81,7 +81,7 @@ class Capture:
 
     def __init__(
         self,
-        host: Any,
+        host: LabHost,
         bpf: str,
         path: Path,
         max_seconds: float = 60.0,
@@ -202,7 +202,7 @@ class Capture:
 
 
 def start_capture(
-    host: Any,
+    host: LabHost,
     bpf: str,
     *,
     label: str = "capture",
@@ -219,7 +219,12 @@ def start_capture(
 
 
 def capture(
-    host: Any, bpf: str, *, seconds: float, max_packets: int | None = None, label: str = "capture"
+    host: LabHost,
+    bpf: str,
+    *,
+    seconds: float,
+    max_packets: int | None = None,
+    label: str = "capture",
 ) -> Path:
     """Capture on `host` until `seconds` pass or `max_packets` arrive; the pcap's path."""
     cap = start_capture(host, bpf, label=label, max_seconds=seconds, max_packets=max_packets)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.lab.api import Lab
 from testbed.probes import packets
 from testbed.probes.capture import start_capture
 from testbed.probes.connect import checked_endpoint, marker, run_connections
@@ -105,7 +106,7 @@ def backend_of(conn: dict[str, Any]) -> str:
     return str(data.get("instance", "")) if isinstance(data, dict) else ""
 
 
-def node_addresses(lab: Any) -> dict[str, str]:
+def node_addresses(lab: Lab) -> dict[str, str]:
     """Address -> LB node host, for every load balancer node of the lab (private and
     public addresses)."""
     out = {}
@@ -153,7 +154,7 @@ def seen_connections(
 
 
 def client_ip_probe(
-    lab: Any, client: str, target: str, on_host: str, count: int = 10, timeout_s: float = 3.0
+    lab: Lab, client: str, target: str, on_host: str, count: int = 10, timeout_s: float = 3.0
 ) -> ProbeResult:
     """Make `count` connections from `client` to `target` (URL or ADDR[:PORT]) and report
     the source address each had when it reached `on_host` (captured on its eth0)."""

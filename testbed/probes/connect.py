@@ -19,10 +19,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from testbed.errors import BadInput, LabError
+
+if TYPE_CHECKING:  # this module runs in lab hosts: no Lab API import there
+    from testbed.lab.api import LabHost
 
 MAX_CONNECTIONS = 100_000  # a hard bound on one run, whatever the arguments
 REPLY_BYTES = 4096
@@ -182,7 +185,7 @@ def _complete(data: bytes, ep: Endpoint, mark: str) -> bool:
 
 
 def run_connections(
-    host: Any,
+    host: LabHost,
     endpoints: list[str],
     rounds: int,
     mark: str | None = None,

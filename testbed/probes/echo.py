@@ -15,9 +15,12 @@ import json
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import LabError
+
+if TYPE_CHECKING:  # this module also runs in lab hosts: no Lab API import there
+    from testbed.lab.api import Lab
 
 
 def measure(host: str, port: int, samples: int, timeout: float = 5.0) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def measure(host: str, port: int, samples: int, timeout: float = 5.0) -> dict[st
     return {"backend": identity.get("instance"), "rtt_us": [round(r, 1) for r in rtts[1:]]}
 
 
-def echo_rtt(lab: Any, client: str, endpoint: str, samples: int = 500) -> dict[str, Any]:
+def echo_rtt(lab: Lab, client: str, endpoint: str, samples: int = 500) -> dict[str, Any]:
     """Run `measure` in host `client` against ADDR:PORT; rtt_us is the list of samples."""
     proc = lab.host(client).run(
         [sys.executable, "-m", "testbed.probes.echo", "--to", endpoint, "-n", str(samples)],

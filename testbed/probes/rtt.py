@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import BadInput, LabError
+from testbed.lab.api import Lab
 from testbed.probes import packets
 from testbed.probes.capture import start_capture
 from testbed.probes.connect import Endpoint, checked_endpoint, run_connections
@@ -116,12 +117,12 @@ def sample_rows(
     conns: Sequence[dict[str, Any]], hands: Sequence[packets.Handshake]
 ) -> list[dict[str, Any]]:
     """One row per connection attempt, with its RTT from the capture (None if none)."""
-    by_key = {}
-    for h in hands:
-        by_key.setdefault(h.key, []).append(h)
+    by_key: dict[packets.FlowKey, list[packets.Handshake]] = {}
+    for hand in hands:
+        by_key.setdefault(hand.key, []).append(hand)
     rows = []
     for c in conns:
-        h = None
+        h: packets.Handshake | None = None
         if not c["error"]:
             found = by_key.get((c["local_ip"], c["local_port"], c["peer"], c["port"]), [])
             # A 4-tuple used twice in one run: take the handshake nearest to this connect().
@@ -182,7 +183,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def rtt_probe(
-    lab: Any,
+    lab: Lab,
     client: str,
     via: str,
     direct: str,

@@ -25,7 +25,8 @@ import json
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from testbed import accesslog
@@ -107,7 +108,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
         self.server.connections.add(self)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
@@ -222,7 +223,7 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
         return False
 
-    def later(self, delay_s: float, fn: Any) -> None:
+    def later(self, delay_s: float, fn: Callable[[], object]) -> None:
         """Answer after a delay without reordering pipelined requests."""
         self.busy = True
 
@@ -241,7 +242,7 @@ class TcpIdentity(asyncio.Protocol):
         self.server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
         self.server.connections.add(self)
         peer = transport.get_extra_info("peername") or ("", 0)
         line = json.dumps(self.server.describe(peer)).encode() + b"\n"
@@ -249,9 +250,11 @@ class TcpIdentity(asyncio.Protocol):
         if faults.hang:
             return
         if faults.delay_ms:
-            asyncio.get_running_loop().call_later(faults.delay_ms / 1000, transport.write, line)
+            asyncio.get_running_loop().call_later(
+                faults.delay_ms / 1000, self.transport.write, line
+            )
         else:
-            transport.write(line)
+            self.transport.write(line)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -268,7 +271,7 @@ class UdpIdentity(asyncio.DatagramProtocol):
         self.server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         faults = self.server.faults

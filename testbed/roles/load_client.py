@@ -99,8 +99,8 @@ class LoadClient:
             type=socket.SOCK_DGRAM if self.target.proto == "udp" else socket.SOCK_STREAM,
         )
         # Like most clients, take any of the records: spreads clients over LB nodes.
-        self._resolved = random.choice(infos)[4][0]
-        return self._resolved
+        resolved = self._resolved = str(random.choice(infos)[4][0])  # AF_INET: (host, port)
+        return resolved
 
     def row(self, seq: int, start: float, t0: float, **fields: Any) -> dict[str, Any]:
         r = {

@@ -63,9 +63,11 @@ def rate(previous: Sample, current: Sample, counter_type: str) -> tuple[float | 
 
 
 def _number(value: object) -> int | None:
+    if not isinstance(value, (int, float, str)):
+        return None
     try:
         return int(value)  # CSV gives text, the poller gives ints
-    except (TypeError, ValueError):
+    except ValueError:
         return None
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from testbed.schemas import SNMP_COLUMNS
 from testbed.snmp import mibs
@@ -83,11 +83,11 @@ class Writer:
     """Appends rows to the CSV files, flushed after every poll so partial runs keep data."""
 
     def __init__(self, out: Path, polls_out: Path | None) -> None:
-        self.files = []
+        self.files: list[IO[str]] = []
         self.rows = self._open(out, SNMP_COLUMNS)
         self.polls = self._open(polls_out, POLL_COLUMNS) if polls_out else None
 
-    def _open(self, path: Path, columns: tuple[str, ...]) -> Any:
+    def _open(self, path: Path, columns: tuple[str, ...]) -> csv.DictWriter[str]:
         handle = open(path, "w", newline="")  # noqa: SIM115 (closed with the poller)
         self.files.append(handle)
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")

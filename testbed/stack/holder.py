@@ -31,6 +31,7 @@ from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import detect
+from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.owner import Owner, OwnerWatch
 from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
@@ -202,11 +203,7 @@ class Holder:
         self.save(
             state="CREATE_COMPLETE",
             ready=time.time(),
-            controller={
-                "pid": self.builder.controller.proc.pid,
-                "port": self.builder.controller.port,
-                "log": str(self.builder.controller.log),
-            },
+            controller=_controller_info(self.builder.controller),
             outputs=dict(model.outputs),
             hosts=_hosts(plan),
             load_balancers=_load_balancers(plan),
@@ -324,14 +321,16 @@ class Holder:
                 "UPDATE_IN_PROGRESS",
                 f"{len(by_lb[lb_name])} change(s)",
             )
+        lb_service = self.lb_service
         try:
-            done = self.lb_service.update(plan, reload) if self.lb_service and live else []
+            done = lb_service.update(plan, reload) if lb_service and live else []
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
             try:
-                self.lb_service.update(old, reload)
+                if lb_service:  # the update that failed was its
+                    lb_service.update(old, reload)
                 self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
                 self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
             except Exception as again:
@@ -366,8 +365,9 @@ class Holder:
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
-        supervisor = self.supervisor
-        assert supervisor is not None  # serve() follows a build that succeeded
+        server, supervisor = self.server, self.supervisor
+        if server is None or supervisor is None:
+            raise TestbedError("the holder serves a lab once it is built")
         # stop_reason is how a signal handler says it (setting an Event from a handler can
         # deadlock on the Event's own lock); the wait wakes at once for `down` and the owner.
         # Checked often: a dead controller is seen (and replaced) within a tick.
@@ -377,7 +377,7 @@ class Holder:
         supervisor.close()
         if self.lb_service:
             self.lb_service.close()
-        self.server.stop()
+        server.stop()
         reason = self.stop_reason or "User Initiated"
         self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
         self.save(state="DELETE_IN_PROGRESS", reason=reason)
@@ -385,6 +385,13 @@ class Holder:
         self.save(state="DELETE_COMPLETE", reason=reason, deleted=time.time())
         self.events.emit(self.name, STACK_TYPE, "DELETE_COMPLETE", report.summary())
         self._finish()
+
+
+def _controller_info(controller: ControllerProcess | None) -> dict[str, Any]:
+    """The controller in the lab's state: pid, OpenFlow port, log."""
+    if controller is None or controller.proc is None:
+        return {}
+    return {"pid": controller.proc.pid, "port": controller.port, "log": str(controller.log)}
 
 
 def _hosts(plan: Any) -> list[dict[str, Any]]:

@@ -227,8 +227,9 @@ def _get_att(call: _Call, raw: Any) -> Any:
     if not isinstance(resource, str) or not isinstance(attribute, str) or not attribute:
         raise call.fail("expects a resource logical id and an attribute name (Resource.Attr)")
     _resource_ref(call, resource)  # the same existence checks and messages as Ref
+    assert scope.resources is not None  # _resource_ref refused resources where there are none
     try:
-        return scope.resources.get_att(resource, attribute)  # type: ignore[union-attr]
+        return scope.resources.get_att(resource, attribute)
     except BadInput as err:
         raise BadInput(
             err.message,

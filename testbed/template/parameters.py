@@ -62,7 +62,9 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
-def _number(text: str) -> float | None:
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
     try:
         value = float(text.strip())
     except ValueError:
@@ -130,8 +132,7 @@ def _spec(name: str, decl: Any, line: int | None) -> ParameterSpec:
     type_name = _check_type(name, decl["Type"], decl.line_of("Type"))
     for key in ("MinValue", "MaxValue", "MinLength", "MaxLength"):
         if key in decl:
-            text = _as_text(decl[key])
-            number = _number(text) if text is not None else None
+            number = _number(_as_text(decl[key]))
             if number is None or (key.endswith("Length") and not float(number).is_integer()):
                 raise BadInput(
                     f"{key} must be a number, not {decl[key]!r}",
@@ -172,6 +173,15 @@ def _spec(name: str, decl: Any, line: int | None) -> ParameterSpec:
     return ParameterSpec(name, type_name, line, decl)
 
 
+def _limit(attrs: Mapping[str, Any], key: str) -> float:
+    """A MinValue/MaxValue/MinLength/MaxLength attribute (_spec checked that it is a
+    number)."""
+    number = _number(_as_text(attrs[key]))
+    if number is None:
+        raise ValueError(f"{key} {attrs[key]!r} is not a number")
+    return number
+
+
 def _violation(spec: ParameterSpec, item: str) -> str | None:
     """What is wrong with one (list item) value, or None when it satisfies every constraint."""
     attrs = spec.attributes
@@ -179,13 +189,13 @@ def _violation(spec: ParameterSpec, item: str) -> str | None:
         number = _number(item)
         if number is None:
             return f"{item!r} is not a number"
-        if "MinValue" in attrs and number < _number(_as_text(attrs["MinValue"])):
+        if "MinValue" in attrs and number < _limit(attrs, "MinValue"):
             return f"{item} is less than MinValue {attrs['MinValue']}"
-        if "MaxValue" in attrs and number > _number(_as_text(attrs["MaxValue"])):
+        if "MaxValue" in attrs and number > _limit(attrs, "MaxValue"):
             return f"{item} is more than MaxValue {attrs['MaxValue']}"
-    if "MinLength" in attrs and len(item) < float(_as_text(attrs["MinLength"])):
+    if "MinLength" in attrs and len(item) < _limit(attrs, "MinLength"):
         return f"{item!r} is shorter than MinLength {attrs['MinLength']}"
-    if "MaxLength" in attrs and len(item) > float(_as_text(attrs["MaxLength"])):
+    if "MaxLength" in attrs and len(item) > _limit(attrs, "MaxLength"):
         return f"{item!r} is longer than MaxLength {attrs['MaxLength']}"
     if "AllowedPattern" in attrs and not re.fullmatch(attrs["AllowedPattern"], item):
         return f"{item!r} does not match AllowedPattern {attrs['AllowedPattern']}"
@@ -226,9 +236,9 @@ def _value(spec: ParameterSpec, raw: str, from_user: bool) -> str | list[str]:
 def _default_text(spec: ParameterSpec) -> str:
     default = spec.attributes["Default"]
     if isinstance(default, list) and spec.is_list:
-        parts = [_as_text(v) for v in default]
-        if all(p is not None for p in parts):
-            return ",".join(parts)  # type: ignore[arg-type]
+        parts = [text for text in map(_as_text, default) if text is not None]
+        if len(parts) == len(default):  # every item a scalar
+            return ",".join(parts)
     text = _as_text(default)
     if text is None:
         raise BadInput(

@@ -78,8 +78,8 @@ def _get_att_references(
         resource, _, attribute = arg.partition(".")
         yield Reference(resource, attribute, line, "Fn::GetAtt")
     elif isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], str):
-        attribute = arg[1] if isinstance(arg[1], str) else None
-        yield Reference(arg[0], attribute, line, "Fn::GetAtt")
+        named = arg[1] if isinstance(arg[1], str) else None
+        yield Reference(arg[0], named, line, "Fn::GetAtt")
         yield from find_references(arg[1], conditions, line=line)
 
 
@@ -123,9 +123,8 @@ def find_cycle(nodes: Sequence[str], deps: Mapping[str, set[str]]) -> list[str]:
     def visit(node: str) -> list[str]:
         state[node] = 1
         path.append(node)
-        for nxt in sorted(deps.get(node, ()), key=order.get):
-            if nxt not in order:
-                continue
+        # Only nodes of `nodes` (a dependency on anything else is reported elsewhere).
+        for nxt in sorted((d for d in deps.get(node, ()) if d in order), key=order.__getitem__):
             if state.get(nxt) == 1:
                 return [*path[path.index(nxt) :], nxt]
             if nxt not in state:

@@ -13,7 +13,7 @@ import json
 import json.decoder
 import json.scanner
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -46,11 +46,15 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STD_PREFIX = "tag:yaml.org,2002:"
 
 
-# libyaml's parser is ~10x faster than the pure-Python one; the constructors are the same.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser is ~10x faster than the pure-Python one; the constructors are the same
+# (the type checker sees SafeLoader: a base chosen at run time is no type).
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class TemplateLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class TemplateLoader(_BaseLoader):
     """SafeLoader that builds LDict/LList and understands CloudFormation short forms."""
 
 
@@ -109,7 +113,7 @@ def _construct_sequence(loader: TemplateLoader, node: Node) -> LList:
     return result
 
 
-def _construct_text(loader: TemplateLoader, node: Node) -> str:
+def _construct_text(loader: TemplateLoader, node: ScalarNode) -> str:
     # Dates such as 2010-09-09 stay text: CloudFormation has no date type.
     return str(loader.construct_scalar(node))
 
@@ -167,10 +171,11 @@ def _yaml_error(err: yaml.YAMLError, filename: str, text: str) -> BadInput:
     line = None
     hint = None
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    position = getattr(err, "position", None)  # ReaderError (bad characters) has one
     if mark is not None:
         line = mark.line + 1
-    elif isinstance(getattr(err, "position", None), int):
-        line = text.count("\n", 0, err.position) + 1
+    elif isinstance(position, int):
+        line = text.count("\n", 0, position) + 1
     problem = getattr(err, "problem", None)
     context = getattr(err, "context", None)
     if problem:
@@ -213,7 +218,12 @@ def _load_json(text: str, filename: str) -> Any:
             starts.append(idx)
             return scan_once(string, idx)
 
-        pairs, new_end = json.decoder.JSONObject((s, end), strict, recording_scan, None, list, memo)
+        # JSONObject, JSONArray, py_make_scanner and the decoder's parse_object,
+        # parse_array, scan_once are the pure-Python decoder's internals: stable since
+        # Python 3.1, but not in typeshed's stubs (hence the attr-defined ignores).
+        pairs, new_end = json.decoder.JSONObject(  # type: ignore[attr-defined]
+            (s, end), strict, recording_scan, None, list, memo
+        )
         result = LDict(line=index.line(end - 1))
         for (key, value), start in zip(pairs, starts, strict=True):
             if key in result:
@@ -235,15 +245,17 @@ def _load_json(text: str, filename: str) -> Any:
             starts.append(idx)
             return scan_once(string, idx)
 
-        values, new_end = json.decoder.JSONArray((s, end), recording_scan)
+        values, new_end = json.decoder.JSONArray(  # type: ignore[attr-defined]
+            (s, end), recording_scan
+        )
         result = LList(values, line=index.line(end - 1))
         result.lines = [index.line(start) for start in starts[: len(values)]]
         return result, new_end
 
-    decoder.parse_object = parse_object
-    decoder.parse_array = parse_array
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]  # internals, see above
+    decoder.parse_array = parse_array  # type: ignore[attr-defined]
     # The C scanner ignores parse_object/parse_array; the pure-Python one calls them.
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder.decode(text)
 
 

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "testbed.naming",
             "testbed.rpc",
             "testbed.messages",
+            "testbed.asks",
             "testbed.waiting",
             "testbed.maglev",
             "testbed.accesslog",

@@ -84,7 +84,7 @@ def _subnets(ctx: ResourceContext) -> list[tuple[str, IPv4Address | None, int | 
             prop=has[-1] if has else None,
             hint=None if has else "add Subnets: [!Ref <a subnet>, ...]",
         )
-    found = []
+    found: list[tuple[str, IPv4Address | None, int | None]] = []
     for item, line, where in items(ctx, has[0]):
         if has[0] == "Subnets":
             found.append((convert(ctx, ref(SUBNET), item, where, line), None, line))

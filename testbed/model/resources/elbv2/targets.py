@@ -81,6 +81,7 @@ def _ip_target(
             hint="add AvailabilityZone",
         )
     az = subnet.az if subnet is not None else given
+    assert az is not None  # no subnet and no AvailabilityZone was refused above
     owner = next(
         (
             lid
@@ -103,6 +104,7 @@ def read_targets(
     for item, line, where in items(ctx, "Targets"):
         values, lines = nested(ctx, item, where, line, TARGET_PROPERTIES)
         text = values["Id"].strip()
+        instance: str | None  # the instance holding an ip target's address, if any
         if target_type == "instance":
             ip, az, instance = _instance_target(ctx, text, vpc_id, where, lines)
         else:
