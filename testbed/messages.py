@@ -6,14 +6,15 @@ the holder and the metrics. Each request is a JSON object with an "op"; each rep
 change of one side is a type error on the other; testbed.asks sends each request and types
 its reply.
 
-  holder      status, down, update, targets, register, deregister (the CLI, the Lab API,
-              metrics, GWLB nodes), health_checks, health_report (health checkers)
+  holder      status, down, update, controller_restarts, targets, register, deregister
+              (the CLI, the Lab API, metrics, GWLB nodes), health_checks, health_report
+              (health checkers)
   controller  status, stats, nlb_stats (metrics), set_targets, terminate (the holder)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args, get_type_hints
 
 TargetState = Literal["initial", "healthy", "unhealthy", "draining", "unused"]
 
@@ -95,6 +96,7 @@ class HolderStatusReply(Reply):
 
 class DownRequest(TypedDict):
     op: Literal["down"]
+    reason: NotRequired[str | None]  # for the DELETE_IN_PROGRESS event ("User Initiated")
 
 
 class UpdateRequest(TypedDict):
@@ -106,6 +108,17 @@ class UpdateRequest(TypedDict):
 class UpdateReply(Reply):
     changes: list[str]  # what differs from the running lab (testbed.plan.changes)
     done: list[str]  # what was applied, as told in the events
+
+
+# ---- holder: the controller's supervision (testbed.stack.supervisor) --------------------
+class ControllerRestartsRequest(TypedDict):
+    op: Literal["controller_restarts"]
+    enabled: bool  # False pauses the restarts of a dead controller; True allows them again
+
+
+class ControllerRestartsReply(Reply):
+    enabled: bool  # whether the holder restarts a controller that died
+    controller_running: bool
 
 
 # ---- holder: target registration and health ----------------------------------------------
@@ -175,6 +188,7 @@ HolderRequest = (
     StatusRequest
     | DownRequest
     | UpdateRequest
+    | ControllerRestartsRequest
     | TargetsRequest
     | RegisterRequest
     | HealthChecksRequest
@@ -290,7 +304,12 @@ ControllerRequest = (
 )
 
 
-# ---- the controller's supervision (holder: op "controller_restarts") --------------------
-class ControllerRestartsReply(Reply):
-    enabled: bool  # whether the holder restarts a controller that died
-    controller_running: bool
+def _ops(requests: object) -> frozenset[str]:
+    """The ops of a union of request types (each one's "op" Literal)."""
+    return frozenset(
+        op for request in get_args(requests) for op in get_args(get_type_hints(request)["op"])
+    )
+
+
+# What each server answers: anything else is refused before a field is read.
+HOLDER_OPS = _ops(HolderRequest)

@@ -24,13 +24,13 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from testbed import naming
 from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
-from testbed.lab.capabilities import detect
+from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.owner import Owner, OwnerWatch
@@ -38,7 +38,15 @@ from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
 from testbed.lab.state import write_state
 from testbed.lab.teardown import remove_lab_dir, teardown
 from testbed.lb.service import LbService
-from testbed.model import load_model
+from testbed.messages import (
+    HOLDER_OPS,
+    HolderRequest,
+    HolderStatusReply,
+    Reply,
+    UpdateReply,
+    UpdateRequest,
+)
+from testbed.model import StackModel, load_model
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.changes import describe, plan_changes
 from testbed.plan.network import NetworkPlan, build_plan
@@ -86,7 +94,7 @@ class Holder:
         self.down_requested = threading.Event()
         self.lock = threading.Lock()
         self.update_lock = threading.Lock()
-        self.caps: Any = None
+        self.caps: Capabilities | None = None
         # True until the lab is built: a stop then raises Stop (rollback); afterwards it only
         # records why (stop_reason) and serve() takes the lab down.
         self.building = True
@@ -231,7 +239,7 @@ class Holder:
         )
         return True
 
-    def _datapath(self, wanted: str, caps: Any) -> str:
+    def _datapath(self, wanted: str | None, caps: Capabilities) -> str:
         if wanted in (None, "", "auto"):
             return caps.default_datapath()
         if wanted == "kernel" and not caps.kernel_datapath:
@@ -255,34 +263,40 @@ class Holder:
         self._finish()
 
     # ---- running ----------------------------------------------------------------------
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
+    def handle(self, request: dict[str, Any]) -> Reply:
+        if request.get("op") not in HOLDER_OPS:
+            return Reply(ok=False, error=f"unknown request {request.get('op')!r}")
         if self.lb_service is not None:
             reply = self.lb_service.handle(request)
             if reply is not None:
                 return reply
-        if op == "status":
+        # JSON from the socket, read as the holder's requests (testbed.messages): a field
+        # missing is a KeyError, which the caller gets as the error.
+        req = cast(HolderRequest, request)
+        if req["op"] == "status":
             with self.lock:
-                return {"ok": True, "state": dict(self.state)}
-        if op == "down":
+                return HolderStatusReply(ok=True, state=dict(self.state))
+        if req["op"] == "down":
             if self.stop_reason is None:
-                self.stop_reason = request.get("reason") or "User Initiated"
+                self.stop_reason = req.get("reason") or "User Initiated"
             self.down_requested.set()
-            return {"ok": True}
-        if op == "controller_restarts" and self.supervisor is not None:
-            return self.supervisor.set_enabled(bool(request.get("enabled", True)))
-        if op == "update":
+            return Reply(ok=True)
+        if req["op"] == "controller_restarts":
+            if self.supervisor is None:
+                return Reply(ok=False, error="controller_restarts: the lab is not built yet")
+            return self.supervisor.set_enabled(bool(req["enabled"]))
+        if req["op"] == "update":
             try:
                 with self.update_lock:
-                    return self.update(request)
+                    return self.update(req)
             except BadInput as exc:
-                return {"ok": False, "error": exc.format(), "bad_input": True}
+                return Reply(ok=False, error=exc.format(), bad_input=True)
             except TestbedError as exc:
-                return {"ok": False, "error": str(exc)}
-        return {"ok": False, "error": f"unknown request {op!r}"}
+                return Reply(ok=False, error=str(exc))
+        return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
 
     # ---- template updates ---------------------------------------------------------------
-    def update(self, request: dict[str, Any]) -> dict[str, Any]:
+    def update(self, request: UpdateRequest) -> UpdateReply:
         """Apply a new template (and parameters) to the running lab, if what changes can
         change live (testbed.plan.changes); BadInput naming every other change otherwise."""
         if self.state["state"] not in RUNNING_STATES or self.builder is None:
@@ -308,7 +322,7 @@ class Holder:
             )
         outputs = dict(model.outputs)
         if not live and outputs == self.state.get("outputs"):
-            return {"ok": True, "changes": [], "done": []}
+            return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
         by_lb: dict[str, list[str]] = {}
@@ -361,7 +375,7 @@ class Holder:
         self.events.emit(
             self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
         )
-        return {"ok": True, "changes": live, "done": done}
+        return UpdateReply(ok=True, changes=live, done=done)
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
@@ -394,7 +408,7 @@ def _controller_info(controller: ControllerProcess | None) -> dict[str, Any]:
     return {"pid": controller.proc.pid, "port": controller.port, "log": str(controller.log)}
 
 
-def _hosts(plan: Any) -> list[dict[str, Any]]:
+def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
     return [
         {
             "name": h.name,
@@ -432,14 +446,14 @@ def _load_balancers(plan: NetworkPlan) -> list[dict[str, Any]]:
     ]
 
 
-def _without_tc(model: Any, caps: Any) -> Any:
+def _without_tc(model: StackModel, caps: Capabilities | None) -> StackModel:
     lab = model.lab
     return replace(
         model,
         lab=replace(
             lab,
-            inter_az_delay_ms=lab.inter_az_delay_ms if caps.netem else 0.0,
-            link_bandwidth_mbps=lab.link_bandwidth_mbps if caps.htb else None,
+            inter_az_delay_ms=lab.inter_az_delay_ms if caps and caps.netem else 0.0,
+            link_bandwidth_mbps=lab.link_bandwidth_mbps if caps and caps.htb else None,
         ),
     )
 

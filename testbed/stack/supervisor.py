@@ -23,6 +23,7 @@ from testbed.errors import LabError
 from testbed.lab.builder import CONTROLLER_ID, CONTROLLER_TYPE
 from testbed.lab.controller_proc import ControllerProcess, attach_switches
 from testbed.lab.events import EventLog
+from testbed.messages import ControllerRestartsReply
 
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between failed restarts
 STANDBY_RETRY_S = 30.0  # wait after a standby that would not start
@@ -62,11 +63,13 @@ class ControllerSupervisor:
         self.standby_next_try = 0.0
         self.closed = False
 
-    def set_enabled(self, enabled: bool) -> dict[str, Any]:
+    def set_enabled(self, enabled: bool) -> ControllerRestartsReply:
         """Allow (the default) or pause restarts; a dead controller is replaced as soon as
         they are allowed again."""
         self.enabled = enabled
-        return {"ok": True, "enabled": enabled, "controller_running": self.controller.alive()}
+        return ControllerRestartsReply(
+            ok=True, enabled=enabled, controller_running=self.controller.alive()
+        )
 
     def step(self) -> None:
         if self.resume_state is None:
