@@ -20,6 +20,7 @@ from typing import Any
 
 from testbed.controllers.flows import TABLE_LB, TABLE_STEER
 from testbed.controllers.nlb import TABLE_NLB_COUNT, NlbLogic
+from testbed.messages import NewFlowCount, NlbCounterSnapshot, SwitchStats
 
 # The tables whose flow statistics the counters read (asking for all would be slow: table 27
 # has hundreds of Maglev entries per listener).
@@ -41,15 +42,17 @@ class NlbCounters:
         # First sight or a replaced entry (its count restarted): all of it is new.
         return value if last is None or value < last else value - last
 
-    def update(self, switches: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    def update(self, switches: dict[str, SwitchStats]) -> None:
         """Fold one round of flow statistics (controller stats format) into the totals."""
         lb_of_index = {lb.index: lb.name for lb in self.nlb.lbs}
         node_lb = {n.ip: lb.name for lb in self.nlb.lbs for n in lb.nodes}
         for dpid, data in switches.items():
-            for f in data.get("flows", []):
+            for f in data["flows"]:
                 m = f["match"]
                 if f["table"] == TABLE_NLB_COUNT and "reg1" in m and "ipv4_dst" in m:
                     port = m.get("tcp_dst") or m.get("udp_dst")
+                    if port is None:
+                        continue  # not a count entry of a listener (they all match a port)
                     owner = self.nlb.count_owner(int(m["reg1"]), m["ipv4_dst"], int(port))
                     if owner is None:
                         continue
@@ -97,14 +100,14 @@ class NlbCounters:
         self.bytes = defaultdict(int, state.get("bytes", {}))
         self._last = {tuple(k): v for k, v in state.get("last", [])}
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "new_flows": [
-                {"lb": k[0], "tg": k[1], "target": k[2], "count": v}
+    def snapshot(self) -> NlbCounterSnapshot:
+        return NlbCounterSnapshot(
+            new_flows=[
+                NewFlowCount(lb=k[0], tg=k[1], target=k[2], count=v)
                 for k, v in sorted(self.new_flows.items())
             ],
-            "processed_bytes": dict(self.bytes),
-        }
+            processed_bytes=dict(self.bytes),
+        )
 
 
 def active_flows(conntrack_dump: str) -> dict[tuple[str, int], int]:

@@ -9,7 +9,8 @@ its reply.
   holder      status, down, update, controller_restarts, targets, register, deregister
               (the CLI, the Lab API, metrics, GWLB nodes), health_checks, health_report
               (health checkers)
-  controller  status, stats, nlb_stats (metrics), set_targets, terminate (the holder)
+  controller  status, stats, nlb_stats (metrics), set_targets, terminate, activate (the
+              holder)
 """
 
 from __future__ import annotations
@@ -207,6 +208,14 @@ class OpenFlowError(TypedDict):
     time: float
 
 
+class Takeover(TypedDict):
+    """What taking a connected switch over found in it and changed."""
+
+    found: int  # flows it held when it connected
+    added: NotRequired[int]  # flow-mods that added a flow (once programmed)
+    deleted: NotRequired[int]  # ... that deleted one
+
+
 class ControllerStatusReply(Reply):
     pid: int
     switches: list[int]  # connected dpids
@@ -215,6 +224,8 @@ class ControllerStatusReply(Reply):
     errors: list[OpenFlowError]
     packet_ins: int
     uptime: float
+    awaiting_targets: bool  # it programs nothing before the holder's set_targets
+    takeovers: dict[str, Takeover]  # by dpid (decimal text)
 
 
 class StatsRequest(TypedDict):
@@ -299,8 +310,20 @@ class TerminateReply(Reply):
     flushed: int  # conntrack entries removed
 
 
+class ActivateRequest(TypedDict):
+    """A standby becomes the lab's controller (testbed.stack.supervisor)."""
+
+    op: Literal["activate"]
+    await_targets: bool  # program nothing before the holder's set_targets
+
+
 ControllerRequest = (
-    StatusRequest | StatsRequest | NlbStatsRequest | SetTargetsRequest | TerminateRequest
+    StatusRequest
+    | StatsRequest
+    | NlbStatsRequest
+    | SetTargetsRequest
+    | TerminateRequest
+    | ActivateRequest
 )
 
 
@@ -313,3 +336,4 @@ def _ops(requests: object) -> frozenset[str]:
 
 # What each server answers: anything else is refused before a field is read.
 HOLDER_OPS = _ops(HolderRequest)
+CONTROLLER_OPS = _ops(ControllerRequest)
