@@ -149,8 +149,8 @@ class ControllerSupervisor:
                 f"attempt {self.attempts} ({how}): {exc}; next attempt in {wait:g} s",
             )
             return
-        takeovers = status.get("takeovers", {}).values()
-        found = sum(t.get("found", 0) for t in takeovers)
+        takeovers = status["takeovers"].values()
+        found = sum(t["found"] for t in takeovers)
         added = sum(t.get("added", 0) for t in takeovers)
         deleted = sum(t.get("deleted", 0) for t in takeovers)
         self.restarts += 1
