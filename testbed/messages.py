@@ -85,6 +85,28 @@ class RuntimeTargetInfo(TypedDict):
 TargetSnapshot = dict[str, dict[str, list[RuntimeTargetInfo]]]
 
 
+# ---- the lab's launch (LAB_DIR/request.json: testbed.lab.api.start_lab -> the holder) --
+class OwnerInfo(TypedDict):
+    """The process a lab belongs to (testbed.lab.owner.Owner), in the request and state."""
+
+    pid: int
+    start_time: int  # clock ticks since boot: a reused pid is not the owner
+    cmdline: str
+    command: str  # the command line, short
+
+
+class LabRequest(TypedDict):
+    """What the holder is to build (start_lab writes every field; a test may write less)."""
+
+    name: str
+    template: str  # absolute path
+    params: NotRequired[dict[str, str]]
+    datapath: NotRequired[str | None]  # auto | user | kernel; the template's when None
+    region: NotRequired[str | None]  # us-east-1 when None
+    owner: NotRequired[OwnerInfo | None]  # None: the lab stays until `testbed down`
+    keep_dir: NotRequired[bool]  # keep the lab's folder when the holder ends the lab itself
+
+
 # ---- requests both servers answer --------------------------------------------------------
 class StatusRequest(TypedDict):
     op: Literal["status"]

@@ -37,6 +37,7 @@ from testbed.messages import (
     ControllerRestartsRequest,
     DownRequest,
     HolderRequest,
+    LabRequest,
     RegisterReply,
     RegisterRequest,
     Reply,
@@ -105,15 +106,15 @@ def start_lab(
         teardown(name)  # what a dead lab of the same name left
     if keep_dir is None:
         keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
-    request = {
-        "name": name,
-        "template": str(Path(template).resolve()),
-        "params": params,
-        "datapath": datapath,
-        "region": region,
-        "owner": this_process().to_dict() if owned else None,
-        "keep_dir": keep_dir,
-    }
+    request = LabRequest(
+        name=name,
+        template=str(Path(template).resolve()),
+        params=params,
+        datapath=datapath,
+        region=region,
+        owner=this_process().to_dict() if owned else None,
+        keep_dir=keep_dir,
+    )
     follower = EventFollower(lab_dir)
     proc: subprocess.Popen | None = None
     try:
@@ -146,9 +147,7 @@ def start_lab(
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
 
 
-def _launch_holder(
-    lab_dir: Path, request: dict[str, Any], follower: EventFollower
-) -> subprocess.Popen:
+def _launch_holder(lab_dir: Path, request: LabRequest, follower: EventFollower) -> subprocess.Popen:
     """Write the request and start the holder in its own session (a Ctrl-C in the terminal
     is the owner's to handle, not the holder's)."""
     lab_dir.mkdir(parents=True)

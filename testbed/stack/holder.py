@@ -42,6 +42,7 @@ from testbed.messages import (
     HOLDER_OPS,
     HolderRequest,
     HolderStatusReply,
+    LabRequest,
     Reply,
     UpdateReply,
     UpdateRequest,
@@ -68,7 +69,8 @@ class Stop(BaseException):
 class Holder:
     def __init__(self, lab_dir: Path) -> None:
         self.lab_dir = lab_dir
-        self.request = json.loads((lab_dir / REQUEST_FILE).read_text())
+        # Written by start_lab (testbed.lab.api) just before it started this process.
+        self.request: LabRequest = json.loads((lab_dir / REQUEST_FILE).read_text())
         self.name = self.request["name"]
         self.owner = Owner.from_dict(self.request.get("owner"))
         self.keep_dir = bool(self.request.get("keep_dir"))
