@@ -107,6 +107,16 @@ class LabRequest(TypedDict):
     keep_dir: NotRequired[bool]  # keep the lab's folder when the holder ends the lab itself
 
 
+class ControllerInfo(TypedDict):
+    """The lab state's `controller` entry (the holder, then its supervisor, write it)."""
+
+    pid: int | None
+    port: int | None  # its OpenFlow port
+    log: str
+    restarts: int  # how many times the holder replaced a dead controller
+    standby_pid: int | None  # the controller kept ready beside it
+
+
 # ---- requests both servers answer --------------------------------------------------------
 class StatusRequest(TypedDict):
     op: Literal["status"]

@@ -40,6 +40,7 @@ from testbed.lab.teardown import remove_lab_dir, teardown
 from testbed.lb.service import LbService
 from testbed.messages import (
     HOLDER_OPS,
+    ControllerInfo,
     HolderRequest,
     HolderStatusReply,
     LabRequest,
@@ -210,10 +211,12 @@ class Holder:
                 (self.lab_dir / "holder.log").open("a").write(traceback.format_exc())
             self.rollback(reason)
             return False
+        controller = self.builder.controller
+        assert controller is not None  # the build started it
         self.save(
             state="CREATE_COMPLETE",
             ready=time.time(),
-            controller=_controller_info(self.builder.controller),
+            controller=_controller_info(controller),
             outputs=dict(model.outputs),
             hosts=_hosts(plan),
             load_balancers=_load_balancers(plan),
@@ -223,9 +226,8 @@ class Holder:
         )
         if self.lb_service:
             self.lb_service.start()
-        assert self.builder.controller is not None  # the build started it
         self.supervisor = ControllerSupervisor(
-            self.builder.controller,
+            controller,
             [s.name for s in plan.switches],
             self.events,
             state=lambda: self.state["state"],
@@ -403,11 +405,15 @@ class Holder:
         self._finish()
 
 
-def _controller_info(controller: ControllerProcess | None) -> dict[str, Any]:
-    """The controller in the lab's state: pid, OpenFlow port, log."""
-    if controller is None or controller.proc is None:
-        return {}
-    return {"pid": controller.proc.pid, "port": controller.port, "log": str(controller.log)}
+def _controller_info(controller: ControllerProcess) -> ControllerInfo:
+    """The controller in the lab's state once built (the supervisor keeps it up to date)."""
+    return ControllerInfo(
+        pid=controller.proc.pid if controller.proc else None,
+        port=controller.port,
+        log=str(controller.log),
+        restarts=0,
+        standby_pid=None,
+    )
 
 
 def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:

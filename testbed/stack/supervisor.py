@@ -23,7 +23,7 @@ from testbed.errors import LabError
 from testbed.lab.builder import CONTROLLER_ID, CONTROLLER_TYPE
 from testbed.lab.controller_proc import ControllerProcess, attach_switches
 from testbed.lab.events import EventLog
-from testbed.messages import ControllerRestartsReply
+from testbed.messages import ControllerInfo, ControllerRestartsReply
 
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between failed restarts
 STANDBY_RETRY_S = 30.0  # wait after a standby that would not start
@@ -209,12 +209,12 @@ class ControllerSupervisor:
         with self.lock:  # the standby's thread saves too: never an older view after a newer
             c, standby = self.controller, self.standby
             self.save(
-                controller={
-                    "pid": c.proc.pid if c.proc else None,
-                    "port": c.port,
-                    "log": str(c.log),
-                    "restarts": self.restarts,
-                    "standby_pid": standby.proc.pid if standby and standby.proc else None,
-                },
+                controller=ControllerInfo(
+                    pid=c.proc.pid if c.proc else None,
+                    port=c.port,
+                    log=str(c.log),
+                    restarts=self.restarts,
+                    standby_pid=standby.proc.pid if standby and standby.proc else None,
+                ),
                 **changes,
             )
