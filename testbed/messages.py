@@ -11,6 +11,8 @@ its reply.
               (health checkers)
   controller  status, stats, nlb_stats (metrics), set_targets, terminate, activate (the
               holder)
+  files       request.json (LabRequest: what the holder is to build), the lab state's
+              owner and controller entries, target-events.jsonl (TargetEvent)
 """
 
 from __future__ import annotations
