@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -41,6 +41,22 @@ from testbed.controllers.nlb import NlbLogic, RuntimeTarget, endpoint_label
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
 from testbed.controllers.nlb_counters import NlbCounters, active_flows
 from testbed.controllers.ofadapter import FlowSync
+from testbed.messages import (
+    CONTROLLER_OPS,
+    ActiveFlowCount,
+    ControllerRequest,
+    ControllerStatusReply,
+    FlowStats,
+    NlbStatsReply,
+    OpenFlowError,
+    PortStats,
+    Reply,
+    StatsReply,
+    SwitchStats,
+    Takeover,
+    TargetSnapshot,
+    TerminateReply,
+)
 from testbed.plan.network import NetworkPlan
 from testbed.rpc import RpcServer
 
@@ -65,12 +81,11 @@ class LabApp(app_manager.OSKenApp):
         self.ready: set[int] = set()
         self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier we wait for
         self.barrier_events: dict[int, threading.Event] = {}  # xid -> set when answered
-        self.errors: list[dict[str, Any]] = []
+        self.errors: list[OpenFlowError] = []
         self.packet_ins = 0
         self.started = time.time()
         self.stats_waiters: dict[int, StatsWaiter] = {}  # xid -> a request waiting for replies
-        # dpid -> what taking the switch over found and changed: {found, added, deleted}
-        self.takeovers: dict[int, dict[str, int]] = {}
+        self.takeovers: dict[int, Takeover] = {}  # what taking each switch over found, changed
         self.awaiting_targets = bool(os.environ.get("TESTBED_AWAIT_TARGETS"))
         counters = os.environ.get("TESTBED_NLB_COUNTERS")
         self.counters_path = Path(counters) if counters else None
@@ -102,7 +117,7 @@ class LabApp(app_manager.OSKenApp):
         deadline = time.monotonic() + wait_s
         return all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in done)
 
-    def set_targets(self, snapshot: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    def set_targets(self, snapshot: TargetSnapshot) -> None:
         """Target states from the holder (all of them, each time): recompute the load
         balancers' flows."""
         with self.lock:
@@ -113,7 +128,7 @@ class LabApp(app_manager.OSKenApp):
                         lb,
                         tg,
                         [
-                            RuntimeTarget(t["key"], t["ip"], t["port"], t.get("az"), t["state"])
+                            RuntimeTarget(t["key"], t["ip"], t["port"], t["az"], t["state"])
                             for t in targets
                         ],
                     )
@@ -130,19 +145,25 @@ class LabApp(app_manager.OSKenApp):
                 self.nlb_counters = NlbCounters(self.nlb)
                 self.nlb_counters.restore(json.loads(self.counters_path.read_text()))
 
-    def nlb_stats(self) -> dict[str, Any]:
+    def nlb_stats(self) -> NlbStatsReply:
         """NLB counters (new flows per target, processed bytes) and active flows."""
         stats = self.request_stats(flows=True, tables=NLB_STAT_TABLES)
         with self.lock:
             self.nlb_counters.update(stats["switches"])
             snap = self.nlb_counters.snapshot()
             self._save_counters()
-        active = []
+        active: list[ActiveFlowCount] = []
         for lb in self.nlb.lbs:
             # The target side zone: its entries are answered from the target.
             for (ip, port), n in active_flows(_dump_conntrack(lb.zone_snat)).items():
-                active.append({"lb": lb.name, "ip": ip, "port": port, "count": n})
-        return {"ok": True, "time": stats["time"], **snap, "active_flows": active}
+                active.append(ActiveFlowCount(lb=lb.name, ip=ip, port=port, count=n))
+        return NlbStatsReply(
+            ok=True,
+            time=stats["time"],
+            new_flows=snap["new_flows"],
+            processed_bytes=snap["processed_bytes"],
+            active_flows=active,
+        )
 
     def terminate(self, lb_name: str, ip: str, port: int) -> int:
         """End established flows to a target: forget them in conntrack. Returns how many
@@ -188,7 +209,8 @@ class LabApp(app_manager.OSKenApp):
             adds = sum(1 for m in msgs if m.command == datapath.ofproto.OFPFC_ADD)
             record = self.takeovers.get(datapath.id)
             if record is not None and "added" not in record:
-                record.update(added=adds, deleted=len(msgs) - adds)
+                record["added"] = adds
+                record["deleted"] = len(msgs) - adds
             LOG.info(
                 "switch %#x: sent %d flow-mods (%d added, %d deleted)",
                 datapath.id,
@@ -198,14 +220,14 @@ class LabApp(app_manager.OSKenApp):
             )
             return done
 
-    def take_over(self, datapath: Any, held: list[dict[str, Any]]) -> None:
+    def take_over(self, datapath: Any, held: list[FlowStats]) -> None:
         """A connected switch's flow table has been read: start from it, then program."""
         dpid = datapath.id
         with self.lock:
             if self.datapaths.get(dpid) is not datapath:
                 return  # it disconnected meanwhile; its next connection starts again
             self.sync.take_over(dpid, ((f["cookie"], f["table"]) for f in held))
-            self.takeovers[dpid] = {"found": len(held)}
+            self.takeovers[dpid] = Takeover(found=len(held))
             LOG.info("switch %#x holds %d flows", dpid, len(held))
             if not self.awaiting_targets:
                 self.program(datapath)
@@ -253,13 +275,13 @@ class LabApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
-        err = {
-            "dpid": msg.datapath.id,
-            "type": msg.type,
-            "code": msg.code,
-            "data": msg.data[:64].hex() if msg.data else "",
-            "time": time.time(),
-        }
+        err = OpenFlowError(
+            dpid=msg.datapath.id,
+            type=msg.type,
+            code=msg.code,
+            data=msg.data[:64].hex() if msg.data else "",
+            time=time.time(),
+        )
         with self.lock:
             self.errors.append(err)
         LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type, msg.code)
@@ -290,7 +312,7 @@ class LabApp(app_manager.OSKenApp):
     # ---- statistics (for testbed metrics) ----------------------------------------------
     def request_stats(
         self, flows: bool, timeout: float = 5.0, tables: tuple[int, ...] | None = None
-    ) -> dict[str, Any]:
+    ) -> StatsReply:
         """Port (and flow) counters of every connected switch, asked for now (flows of
         `tables` only, when given)."""
         with self.lock:
@@ -301,26 +323,28 @@ class LabApp(app_manager.OSKenApp):
             for table in (tables or (dp.ofproto.OFPTT_ALL,)) if flows else ():
                 waiters.append(self.send_stats_request(dp, "flows", table))
         deadline = time.monotonic() + timeout
-        result: dict[str, Any] = {str(d): {"ports": [], "flows": []} for d in dps}
+        result = {str(d): SwitchStats(ports=[], flows=[]) for d in dps}
         missing = []
         for waiter in waiters:
             if waiter.done.wait(max(0.0, deadline - time.monotonic())):
-                result[str(waiter.dpid)][waiter.kind] += waiter.items
+                switch = result[str(waiter.dpid)]
+                switch["ports"] += waiter.ports
+                switch["flows"] += waiter.flows
             else:
                 missing.append(f"{waiter.dpid:#x}/{waiter.kind}")
             self.stats_waiters.pop(waiter.xid, None)
-        return {"ok": True, "time": time.time(), "switches": result, "missing": missing}
+        return StatsReply(ok=True, time=time.time(), switches=result, missing=missing)
 
     def send_stats_request(
         self,
         dp: Any,
         kind: str,
         table: int | None = None,
-        on_done: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_done: Callable[[list[FlowStats]], None] | None = None,
     ) -> StatsWaiter:
         """Ask one switch for its port or flow ("ports" | "flows") statistics (flows of
         every table unless `table`); the waiter returned collects the reply, and calls
-        on_done with its items (from the event thread) when the last part is in."""
+        on_done with its flows (from the event thread) when the last part is in."""
         parser, ofp = dp.ofproto_parser, dp.ofproto
         if kind == "ports":
             req = parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
@@ -343,82 +367,85 @@ class LabApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def on_port_stats(self, ev: Any) -> None:
-        items = [
-            {
-                "port": s.port_no,
-                "rx_packets": s.rx_packets,
-                "tx_packets": s.tx_packets,
-                "rx_bytes": s.rx_bytes,
-                "tx_bytes": s.tx_bytes,
-                "rx_dropped": s.rx_dropped,
-                "tx_dropped": s.tx_dropped,
-            }
+        ports = [
+            PortStats(
+                port=s.port_no,
+                rx_packets=s.rx_packets,
+                tx_packets=s.tx_packets,
+                rx_bytes=s.rx_bytes,
+                tx_bytes=s.tx_bytes,
+                rx_dropped=s.rx_dropped,
+                tx_dropped=s.tx_dropped,
+            )
             for s in ev.msg.body
         ]
-        self._stats_part(ev.msg, items)
+        self._stats_part(ev.msg, ports=ports)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
-        items = [
-            {
-                "table": s.table_id,
-                "priority": s.priority,
-                "cookie": s.cookie,
-                "match": {k: _plain(v) for k, v in s.match.items()},
-                "packets": s.packet_count,
-                "bytes": s.byte_count,
-            }
+        flows = [
+            FlowStats(
+                table=s.table_id,
+                priority=s.priority,
+                cookie=s.cookie,
+                match={k: _plain(v) for k, v in s.match.items()},
+                packets=s.packet_count,
+                bytes=s.byte_count,
+            )
             for s in ev.msg.body
         ]
-        self._stats_part(ev.msg, items)
+        self._stats_part(ev.msg, flows=flows)
 
-    def _stats_part(self, msg: Any, items: list[dict[str, Any]]) -> None:
+    def _stats_part(
+        self, msg: Any, ports: list[PortStats] | None = None, flows: list[FlowStats] | None = None
+    ) -> None:
         waiter = self.stats_waiters.get(msg.xid)
         if waiter is None:
             return
-        waiter.items.extend(items)
+        waiter.ports += ports or []
+        waiter.flows += flows or []
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             waiter.done.set()
             if waiter.on_done is not None:
                 self.stats_waiters.pop(msg.xid, None)
-                waiter.on_done(waiter.items)
+                waiter.on_done(waiter.flows)
 
     # ---- control socket ---------------------------------------------------------------
-    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "status":
+    def handle_request(self, request: dict[str, Any]) -> Reply:
+        if request.get("op") not in CONTROLLER_OPS:
+            return Reply(ok=False, error=f"unknown op {request.get('op')!r}")
+        # JSON from the holder or the metrics, read as testbed.messages says: a field
+        # missing is a KeyError, which the caller gets as the error.
+        req = cast(ControllerRequest, request)
+        if req["op"] == "status":
             with self.lock:
-                return {
-                    "ok": True,
-                    "pid": os.getpid(),
-                    "switches": sorted(self.datapaths),
-                    "ready": sorted(self.ready),
-                    "expected": sorted(s.dpid for s in self.plan.switches),
-                    "errors": list(self.errors),
-                    "packet_ins": self.packet_ins,
-                    "uptime": time.time() - self.started,
-                    "awaiting_targets": self.awaiting_targets,
-                    "takeovers": {str(d): dict(t) for d, t in self.takeovers.items()},
-                }
-        if op == "stats":
-            tables = request.get("tables")
+                return ControllerStatusReply(
+                    ok=True,
+                    pid=os.getpid(),
+                    switches=sorted(self.datapaths),
+                    ready=sorted(self.ready),
+                    expected=sorted(s.dpid for s in self.plan.switches),
+                    errors=list(self.errors),
+                    packet_ins=self.packet_ins,
+                    uptime=time.time() - self.started,
+                    awaiting_targets=self.awaiting_targets,
+                    takeovers={str(d): t.copy() for d, t in self.takeovers.items()},
+                )
+        if req["op"] == "stats":
+            tables = req.get("tables")
             return self.request_stats(
-                flows=bool(request.get("flows", True)), tables=tuple(tables) if tables else None
+                flows=bool(req.get("flows", True)), tables=tuple(tables) if tables else None
             )
-        if op == "nlb_stats":
+        if req["op"] == "nlb_stats":
             return self.nlb_stats()
-        if op == "set_targets":
-            self.set_targets(request["targets"])
-            return {"ok": True}
-        if op == "activate":
-            self.activate(bool(request.get("await_targets")))
-            return {"ok": True}
-        if op == "terminate":
-            return {
-                "ok": True,
-                "flushed": self.terminate(request["lb"], request["ip"], int(request["port"])),
-            }
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        if req["op"] == "set_targets":
+            self.set_targets(req["targets"])
+            return Reply(ok=True)
+        if req["op"] == "activate":
+            self.activate(bool(req["await_targets"]))
+            return Reply(ok=True)
+        flushed = self.terminate(req["lb"], req["ip"], int(req["port"]))
+        return TerminateReply(ok=True, flushed=flushed)
 
 
 def _dump_conntrack(zone: int) -> str:
@@ -524,13 +551,14 @@ class StatsWaiter:
         dpid: int,
         kind: str,
         xid: int,
-        on_done: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_done: Callable[[list[FlowStats]], None] | None = None,
     ) -> None:
         self.dpid = dpid
-        self.kind = kind
+        self.kind = kind  # what was asked for: "ports" or "flows"
         self.xid = xid
         self.on_done = on_done
-        self.items: list[dict[str, Any]] = []
+        self.ports: list[PortStats] = []
+        self.flows: list[FlowStats] = []
         self.done = threading.Event()
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypedDict
 
 from testbed.controllers.flows import TABLE_LB, TABLE_STEER
 from testbed.controllers.nlb import TABLE_NLB_COUNT, NlbLogic
+from testbed.messages import NewFlowCount, NlbCounterSnapshot, SwitchStats
 
 # The tables whose flow statistics the counters read (asking for all would be slow: table 27
 # has hundreds of Maglev entries per listener).
@@ -27,33 +28,46 @@ TABLES = (TABLE_STEER, TABLE_LB, TABLE_NLB_COUNT)
 
 _REPLY = re.compile(r"reply=\(src=([\d.]+),dst=[\d.]+,sport=(\d+)")
 
+# A flow entry whose count was seen: (dpid, match values...); JSON makes it a list.
+EntryKey = tuple[Any, ...]
+
+
+class CounterState(TypedDict):
+    """What one controller leaves the next (the file $TESTBED_NLB_COUNTERS), as JSON."""
+
+    new_flows: list[tuple[list[str], int]]  # [[lb, tg, target], total]
+    bytes: dict[str, int]  # by load balancer
+    last: list[tuple[list[Any], int]]  # [entry key, its last count]
+
 
 class NlbCounters:
     def __init__(self, nlb: NlbLogic) -> None:
         self.nlb = nlb
         self.new_flows: dict[tuple[str, str, str], int] = defaultdict(int)
         self.bytes: dict[str, int] = defaultdict(int)
-        self._last: dict[tuple, int] = {}
+        self._last: dict[EntryKey, int] = {}
 
-    def _delta(self, key: tuple, value: int) -> int:
+    def _delta(self, key: EntryKey, value: int) -> int:
         last = self._last.get(key)
         self._last[key] = value
         # First sight or a replaced entry (its count restarted): all of it is new.
         return value if last is None or value < last else value - last
 
-    def update(self, switches: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    def update(self, switches: dict[str, SwitchStats]) -> None:
         """Fold one round of flow statistics (controller stats format) into the totals."""
         lb_of_index = {lb.index: lb.name for lb in self.nlb.lbs}
         node_lb = {n.ip: lb.name for lb in self.nlb.lbs for n in lb.nodes}
         for dpid, data in switches.items():
-            for f in data.get("flows", []):
+            for f in data["flows"]:
                 m = f["match"]
                 if f["table"] == TABLE_NLB_COUNT and "reg1" in m and "ipv4_dst" in m:
                     port = m.get("tcp_dst") or m.get("udp_dst")
+                    if port is None:
+                        continue  # not a count entry of a listener (they all match a port)
                     owner = self.nlb.count_owner(int(m["reg1"]), m["ipv4_dst"], int(port))
                     if owner is None:
                         continue
-                    key: tuple[Any, ...] = (dpid, m["reg1"], m["ipv4_dst"], port)
+                    key: EntryKey = (dpid, m["reg1"], m["ipv4_dst"], port)
                     self.new_flows[owner] += self._delta(key, f["packets"])
                 elif f["table"] == TABLE_LB and m.get("ipv4_dst") in node_lb:
                     key = (
@@ -83,28 +97,30 @@ class NlbCounters:
                 return lb
         return None
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> CounterState:
         """Everything the counters know, as JSON-friendly values (see restore)."""
-        return {
-            "new_flows": [[list(k), v] for k, v in self.new_flows.items()],
-            "bytes": dict(self.bytes),
-            "last": [[list(k), v] for k, v in self._last.items()],
-        }
+        return CounterState(
+            new_flows=[(list(k), v) for k, v in self.new_flows.items()],
+            bytes=dict(self.bytes),
+            last=[(list(k), v) for k, v in self._last.items()],
+        )
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: CounterState) -> None:
         """Continue from a state() saved by an earlier controller of the same lab."""
-        self.new_flows = defaultdict(int, {tuple(k): v for k, v in state.get("new_flows", [])})
+        self.new_flows = defaultdict(int)
+        for (lb, tg, target), total in state.get("new_flows", []):
+            self.new_flows[(lb, tg, target)] = total
         self.bytes = defaultdict(int, state.get("bytes", {}))
         self._last = {tuple(k): v for k, v in state.get("last", [])}
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "new_flows": [
-                {"lb": k[0], "tg": k[1], "target": k[2], "count": v}
+    def snapshot(self) -> NlbCounterSnapshot:
+        return NlbCounterSnapshot(
+            new_flows=[
+                NewFlowCount(lb=k[0], tg=k[1], target=k[2], count=v)
                 for k, v in sorted(self.new_flows.items())
             ],
-            "processed_bytes": dict(self.bytes),
-        }
+            processed_bytes=dict(self.bytes),
+        )
 
 
 def active_flows(conntrack_dump: str) -> dict[tuple[str, int], int]:

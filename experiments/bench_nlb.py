@@ -17,14 +17,21 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from testbed import rpc
 from testbed.analysis.stats import coefficient_of_variation
 from testbed.lab.api import Lab, random_name
+from testbed.messages import TerminateRequest
+from testbed.naming import CONTROLLER_SOCK
 from testbed.probes.echo import echo_rtt
 from testbed.probes.rtt import rtt_probe
+from testbed.results import ResultsDir
 from testbed.traffic import iperf3, run_load, wrk
+
+if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
+    import pandas as pd
 
 TEMPLATE = "generated (see stack.yaml in the results)"
 PARAMS = {
@@ -97,7 +104,7 @@ def stack_yaml(per_az: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(params: dict[str, Any], results: Any) -> dict[str, Any]:
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     import pandas as pd
 
     template = results.file("stack.yaml")
@@ -143,7 +150,14 @@ def _row(
     }
 
 
-def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
+def _throughput(
+    lab: Lab,
+    vip: str,
+    target: str,
+    params: dict[str, Any],
+    rows: list[dict[str, Any]],
+    raw: list[dict[str, Any]],
+) -> None:
     via: list[float] = []
     direct: list[float] = []
     for rep in range(params["repeats"]):
@@ -172,7 +186,14 @@ def _throughput(lab: Any, vip: str, target: str, params: dict, rows: list, raw: 
     )
 
 
-def _connections(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
+def _connections(
+    lab: Lab,
+    vip: str,
+    target: str,
+    params: dict[str, Any],
+    rows: list[dict[str, Any]],
+    raw: list[dict[str, Any]],
+) -> None:
     via: list[float] = []
     direct: list[float] = []
     for rep in range(params["repeats"]):
@@ -214,7 +235,14 @@ def _connections(lab: Any, vip: str, target: str, params: dict, rows: list, raw:
     )
 
 
-def _rtt(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -> None:
+def _rtt(
+    lab: Lab,
+    vip: str,
+    target: str,
+    params: dict[str, Any],
+    rows: list[dict[str, Any]],
+    raw: list[dict[str, Any]],
+) -> None:
     """RTT of an established flow (echo round trips) and of connection set-up (handshake,
     timed on the wire), via the NLB and straight to the same target."""
     medians = {}
@@ -288,19 +316,20 @@ def _rtt(lab: Any, vip: str, target: str, params: dict, rows: list, raw: list) -
     )
 
 
-def _flush_nlb_flows(lab: Any, target: str) -> None:
+def _flush_nlb_flows(lab: Lab, target: str) -> None:
     """Forget the NLB's connections to `target`: with the client address preserved, a
     direct connection reusing a port of a recent NLB connection is the same 4-tuple at the
     target, and conntrack would take its answers for the NLB connection's."""
     lb = lab.state["load_balancers"][0]["name"]
     for port in (80, 9000, 5201):
-        rpc.call(
-            str(lab.dir / "controller.sock"),
-            {"op": "terminate", "lb": lb, "ip": target, "port": port},
-        )
+        # A port without connections is fine: the reply is not looked at.
+        request = TerminateRequest(op="terminate", lb=lb, ip=target, port=port)
+        rpc.call(str(lab.dir / CONTROLLER_SOCK), request)
 
 
-def _balance(lab: Any, vip: str, params: dict, rows: list, results: Any) -> None:
+def _balance(
+    lab: Lab, vip: str, params: dict[str, Any], rows: list[dict[str, Any]], results: ResultsDir
+) -> None:
     df = run_load(
         lab,
         "Client",
@@ -326,7 +355,7 @@ def _balance(lab: Any, vip: str, params: dict, rows: list, results: Any) -> None
     )
 
 
-def _disruption(lab: Any, vip: str, params: dict, rows: list) -> None:
+def _disruption(lab: Lab, vip: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Hold flows on every target, fail one target: how many flows of the others break?"""
     hold_s = 25.0
     result: dict[str, Any] = {}
@@ -370,7 +399,7 @@ def _disruption(lab: Any, vip: str, params: dict, rows: list) -> None:
     )
 
 
-def _plot(summary: Any, path: Any) -> None:
+def _plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

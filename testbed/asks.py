@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from testbed import rpc
 from testbed.messages import (
+    ActivateRequest,
     ControllerStatusReply,
     HealthCheckResult,
     HealthChecksReply,
@@ -92,6 +93,13 @@ def controller_nlb_stats(path: str, timeout: float = 15.0) -> NlbStatsReply:
 def controller_set_targets(path: str, targets: TargetSnapshot, timeout: float = 10.0) -> Reply:
     """New target states of the NLB and GWLB groups; returns once the switches have them."""
     return ask(path, SetTargetsRequest(op="set_targets", targets=targets), Reply, timeout)
+
+
+def controller_activate(path: str, await_targets: bool, timeout: float = 10.0) -> Reply:
+    """Make the standby on `path` the lab's controller (it waits for the target states if
+    `await_targets`)."""
+    request = ActivateRequest(op="activate", await_targets=await_targets)
+    return ask(path, request, Reply, timeout)
 
 
 def controller_terminate(

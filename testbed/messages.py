@@ -6,14 +6,18 @@ the holder and the metrics. Each request is a JSON object with an "op"; each rep
 change of one side is a type error on the other; testbed.asks sends each request and types
 its reply.
 
-  holder      status, down, update, targets, register, deregister (the CLI, the Lab API,
-              metrics, GWLB nodes), health_checks, health_report (health checkers)
-  controller  status, stats, nlb_stats (metrics), set_targets, terminate (the holder)
+  holder      status, down, update, controller_restarts, targets, register, deregister
+              (the CLI, the Lab API, metrics, GWLB nodes), health_checks, health_report
+              (health checkers)
+  controller  status, stats, nlb_stats (metrics), set_targets, terminate, activate (the
+              holder)
+  files       request.json (LabRequest: what the holder is to build), the lab state's
+              owner and controller entries, target-events.jsonl (TargetEvent)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args, get_type_hints
 
 TargetState = Literal["initial", "healthy", "unhealthy", "draining", "unused"]
 
@@ -83,6 +87,38 @@ class RuntimeTargetInfo(TypedDict):
 TargetSnapshot = dict[str, dict[str, list[RuntimeTargetInfo]]]
 
 
+# ---- the lab's launch (LAB_DIR/request.json: testbed.lab.api.start_lab -> the holder) --
+class OwnerInfo(TypedDict):
+    """The process a lab belongs to (testbed.lab.owner.Owner), in the request and state."""
+
+    pid: int
+    start_time: int  # clock ticks since boot: a reused pid is not the owner
+    cmdline: str
+    command: str  # the command line, short
+
+
+class LabRequest(TypedDict):
+    """What the holder is to build (start_lab writes every field; a test may write less)."""
+
+    name: str
+    template: str  # absolute path
+    params: NotRequired[dict[str, str]]
+    datapath: NotRequired[str | None]  # auto | user | kernel; the template's when None
+    region: NotRequired[str | None]  # us-east-1 when None
+    owner: NotRequired[OwnerInfo | None]  # None: the lab stays until `testbed down`
+    keep_dir: NotRequired[bool]  # keep the lab's folder when the holder ends the lab itself
+
+
+class ControllerInfo(TypedDict):
+    """The lab state's `controller` entry (the holder, then its supervisor, write it)."""
+
+    pid: int | None
+    port: int | None  # its OpenFlow port
+    log: str
+    restarts: int  # how many times the holder replaced a dead controller
+    standby_pid: int | None  # the controller kept ready beside it
+
+
 # ---- requests both servers answer --------------------------------------------------------
 class StatusRequest(TypedDict):
     op: Literal["status"]
@@ -95,6 +131,7 @@ class HolderStatusReply(Reply):
 
 class DownRequest(TypedDict):
     op: Literal["down"]
+    reason: NotRequired[str | None]  # for the DELETE_IN_PROGRESS event ("User Initiated")
 
 
 class UpdateRequest(TypedDict):
@@ -106,6 +143,17 @@ class UpdateRequest(TypedDict):
 class UpdateReply(Reply):
     changes: list[str]  # what differs from the running lab (testbed.plan.changes)
     done: list[str]  # what was applied, as told in the events
+
+
+# ---- holder: the controller's supervision (testbed.stack.supervisor) --------------------
+class ControllerRestartsRequest(TypedDict):
+    op: Literal["controller_restarts"]
+    enabled: bool  # False pauses the restarts of a dead controller; True allows them again
+
+
+class ControllerRestartsReply(Reply):
+    enabled: bool  # whether the holder restarts a controller that died
+    controller_running: bool
 
 
 # ---- holder: target registration and health ----------------------------------------------
@@ -175,6 +223,7 @@ HolderRequest = (
     StatusRequest
     | DownRequest
     | UpdateRequest
+    | ControllerRestartsRequest
     | TargetsRequest
     | RegisterRequest
     | HealthChecksRequest
@@ -193,6 +242,14 @@ class OpenFlowError(TypedDict):
     time: float
 
 
+class Takeover(TypedDict):
+    """What taking a connected switch over found in it and changed."""
+
+    found: int  # flows it held when it connected
+    added: NotRequired[int]  # flow-mods that added a flow (once programmed)
+    deleted: NotRequired[int]  # ... that deleted one
+
+
 class ControllerStatusReply(Reply):
     pid: int
     switches: list[int]  # connected dpids
@@ -201,6 +258,8 @@ class ControllerStatusReply(Reply):
     errors: list[OpenFlowError]
     packet_ins: int
     uptime: float
+    awaiting_targets: bool  # it programs nothing before the holder's set_targets
+    takeovers: dict[str, Takeover]  # by dpid (decimal text)
 
 
 class StatsRequest(TypedDict):
@@ -285,12 +344,30 @@ class TerminateReply(Reply):
     flushed: int  # conntrack entries removed
 
 
+class ActivateRequest(TypedDict):
+    """A standby becomes the lab's controller (testbed.stack.supervisor)."""
+
+    op: Literal["activate"]
+    await_targets: bool  # program nothing before the holder's set_targets
+
+
 ControllerRequest = (
-    StatusRequest | StatsRequest | NlbStatsRequest | SetTargetsRequest | TerminateRequest
+    StatusRequest
+    | StatsRequest
+    | NlbStatsRequest
+    | SetTargetsRequest
+    | TerminateRequest
+    | ActivateRequest
 )
 
 
-# ---- the controller's supervision (holder: op "controller_restarts") --------------------
-class ControllerRestartsReply(Reply):
-    enabled: bool  # whether the holder restarts a controller that died
-    controller_running: bool
+def _ops(requests: object) -> frozenset[str]:
+    """The ops of a union of request types (each one's "op" Literal)."""
+    return frozenset(
+        op for request in get_args(requests) for op in get_args(get_type_hints(request)["op"])
+    )
+
+
+# What each server answers: anything else is refused before a field is read.
+HOLDER_OPS = _ops(HolderRequest)
+CONTROLLER_OPS = _ops(ControllerRequest)

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from testbed import naming, rpc
+from testbed import asks, naming, rpc
 from testbed.errors import BadInput, LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import EVENTS, Event, EventFollower, read_events
@@ -32,13 +32,29 @@ from testbed.lab.owner import this_process, unwind_on_termination
 from testbed.lab.procs import LAB_LABEL
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
-from testbed.messages import ControllerRestartsReply, TargetDescription, TargetEvent
+from testbed.messages import (
+    ControllerRestartsReply,
+    ControllerRestartsRequest,
+    DownRequest,
+    HolderRequest,
+    LabRequest,
+    RegisterReply,
+    RegisterRequest,
+    Reply,
+    TargetDescription,
+    TargetEvent,
+    TargetsReply,
+    TargetsRequest,
+    UpdateReply,
+    UpdateRequest,
+)
 from testbed.model import load_model
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.network import NetworkPlan
 from testbed.waiting import wait_for
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Reply)
 HOLDER_MODULE = "testbed.stack.holder"  # started as a process (a higher layer: not imported)
 TARGET_EVENTS_FILE = "target-events.jsonl"
 REMOVED = "removed"  # target_state() of a target no longer registered
@@ -90,15 +106,15 @@ def start_lab(
         teardown(name)  # what a dead lab of the same name left
     if keep_dir is None:
         keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
-    request = {
-        "name": name,
-        "template": str(Path(template).resolve()),
-        "params": params,
-        "datapath": datapath,
-        "region": region,
-        "owner": this_process().to_dict() if owned else None,
-        "keep_dir": keep_dir,
-    }
+    request = LabRequest(
+        name=name,
+        template=str(Path(template).resolve()),
+        params=params,
+        datapath=datapath,
+        region=region,
+        owner=this_process().to_dict() if owned else None,
+        keep_dir=keep_dir,
+    )
     follower = EventFollower(lab_dir)
     proc: subprocess.Popen | None = None
     try:
@@ -131,9 +147,7 @@ def start_lab(
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
 
 
-def _launch_holder(
-    lab_dir: Path, request: dict[str, Any], follower: EventFollower
-) -> subprocess.Popen:
+def _launch_holder(lab_dir: Path, request: LabRequest, follower: EventFollower) -> subprocess.Popen:
     """Write the request and start the holder in its own session (a Ctrl-C in the terminal
     is the owner's to handle, not the holder's)."""
     lab_dir.mkdir(parents=True)
@@ -182,7 +196,7 @@ def _follow_creation(
 
 def update_lab(
     name: str, template: str, params: dict[str, Any] | None = None, timeout: float = 120.0
-) -> dict[str, Any]:
+) -> UpdateReply:
     """Apply a new template to a running lab (`testbed update`): ALB rules, target groups,
     targets and attributes change live; BadInput lists anything that needs down/up.
 
@@ -195,25 +209,21 @@ def update_lab(
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
     # Template errors exit 2 with file:line before the lab is asked anything.
     load_model(template, params, stack_name=name)
-    return ask_holder(
-        name,
-        {"op": "update", "template": str(Path(template).resolve()), "params": params},
-        timeout=timeout,
-    )
+    request = UpdateRequest(op="update", template=str(Path(template).resolve()), params=params)
+    return ask_holder(name, request, UpdateReply, timeout)
 
 
-def ask_holder(name: str, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
-    """One request to lab `name`'s holder; its reply. The holder's own refusals of bad input
-    come back as BadInput (exit 2), anything else that fails as LabError."""
+def ask_holder(name: str, request: HolderRequest, reply_type: type[R], timeout: float = 15.0) -> R:
+    """One request to lab `name`'s holder; its reply, typed as the op's (testbed.messages).
+    The holder's own refusals of bad input come back as BadInput (exit 2), anything else
+    that fails as LabError."""
     try:
-        reply = rpc.call(str(naming.lab_dir(name) / HOLDER_SOCK), request, timeout=timeout)
+        return asks.ask(str(naming.lab_dir(name) / HOLDER_SOCK), request, reply_type, timeout)
     except (rpc.RpcUnavailable, OSError) as exc:
         raise LabError(f"the holder of lab {name} does not answer: {exc}") from exc
-    if not reply.get("ok"):
-        if reply.get("bad_input"):
-            raise BadInput(reply["error"])
-        raise LabError(reply.get("error", f"{request.get('op', 'request')} failed"))
-    return reply
+    except rpc.RpcRefused as exc:
+        error = exc.reply.get("error") or f"{request['op']} failed"
+        raise (BadInput(error) if exc.bad_input else LabError(error)) from None
 
 
 def _stop_holder(proc: subprocess.Popen) -> None:
@@ -244,7 +254,8 @@ def stop_lab(name: str, timeout: float = 60.0, reason: str | None = None) -> Tea
         # A lab asked to keep its folder keeps it when it goes down; a dead one's goes.
         keep_dir = bool(state.get("keep_dir"))
         try:
-            rpc.call(str(lab_dir / HOLDER_SOCK), {"op": "down", "reason": reason}, timeout=10)
+            request = DownRequest(op="down", reason=reason)
+            rpc.call(str(lab_dir / HOLDER_SOCK), request, timeout=10)
         except (rpc.RpcUnavailable, OSError):
             os.kill(state["pid"], signal.SIGTERM)
         wait_for(
@@ -341,9 +352,9 @@ class Lab:
         """The lab's network plan (as last updated)."""
         return NetworkPlan.from_json((self.dir / PLAN_FILE).read_text())
 
-    def ask(self, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
-        """One request to the lab's holder (see ask_holder)."""
-        return ask_holder(self.name, request, timeout=timeout)
+    def ask(self, request: HolderRequest, reply_type: type[R], timeout: float = 15.0) -> R:
+        """One request to the lab's holder, its reply as `reply_type` (see ask_holder)."""
+        return ask_holder(self.name, request, reply_type, timeout)
 
     # ---- waiting ----------------------------------------------------------------------
     def wait_for(
@@ -362,7 +373,8 @@ class Lab:
     def targets(self, tg: str | None = None, lb: str | None = None) -> list[TargetDescription]:
         """Target health rows, like `aws elbv2 describe-target-health` (all groups by
         default)."""
-        return self.ask({"op": "targets", "tg": tg, "lb": lb})["targets"]
+        request = TargetsRequest(op="targets", tg=tg, lb=lb)
+        return self.ask(request, TargetsReply)["targets"]
 
     def target_states(self, tg: str | None = None, lb: str | None = None) -> dict[str, str]:
         """{target: state} of a target group (of every group when tg is None: a target in
@@ -422,15 +434,17 @@ class Lab:
 
     def register(
         self, tg: str, target: str, port: int | None = None, lb: str | None = None
-    ) -> dict[str, Any]:
+    ) -> RegisterReply:
         """Register an instance (by name) or an IP target, as `testbed register` does."""
-        return self.ask({"op": "register", "tg": tg, "lb": lb, "target": target, "port": port})
+        request = RegisterRequest(op="register", tg=tg, lb=lb, target=target, port=port)
+        return self.ask(request, RegisterReply)
 
     def deregister(
         self, tg: str, target: str, port: int | None = None, lb: str | None = None
-    ) -> dict[str, Any]:
+    ) -> RegisterReply:
         """Deregister a target: it drains for the group's deregistration delay."""
-        return self.ask({"op": "deregister", "tg": tg, "lb": lb, "target": target, "port": port})
+        request = RegisterRequest(op="deregister", tg=tg, lb=lb, target=target, port=port)
+        return self.ask(request, RegisterReply)
 
     def target_events(self, since: float = 0.0) -> list[TargetEvent]:
         """Target health transitions at or after `since` (epoch s), oldest first."""
@@ -466,17 +480,13 @@ class Lab:
     def controller_restarts(self, enabled: bool) -> ControllerRestartsReply:
         """Allow (the default) or pause the holder's restarts of a dead controller, e.g. to
         watch the data plane run without one; allowed again, a dead one is restarted."""
-        reply = self.ask({"op": "controller_restarts", "enabled": enabled})
-        return {
-            "ok": True,
-            "enabled": bool(reply["enabled"]),
-            "controller_running": bool(reply["controller_running"]),
-        }
+        request = ControllerRestartsRequest(op="controller_restarts", enabled=enabled)
+        return self.ask(request, ControllerRestartsReply)
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)
 
-    def update(self, template: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def update(self, template: str, params: dict[str, Any] | None = None) -> UpdateReply:
         """Apply a new template to this running lab (see update_lab)."""
         return update_lab(self.name, template, params)
 

@@ -9,11 +9,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from testbed import rpc
+from testbed import asks, rpc
 from testbed.errors import LabError
 from testbed.lab.procs import ProcessJournal, terminate
+from testbed.messages import ControllerStatusReply, StatusRequest
 from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, STANDBY_SOCK
 
 CONTROLLER_LOG = "controller.log"
@@ -77,11 +77,11 @@ class ControllerProcess:
         saved, and from now on answers on the lab's controller socket (the listening socket
         itself moves there). LabError if it does not answer."""
         try:
-            reply = rpc.call(self.sock, {"op": "activate", "await_targets": await_targets}, 10)
+            asks.controller_activate(self.sock, await_targets)
         except (rpc.RpcUnavailable, OSError) as exc:
             raise LabError(f"the standby controller does not answer: {exc}") from exc
-        if not reply.get("ok"):
-            raise LabError(f"the standby controller refused to take over: {reply.get('error')}")
+        except rpc.RpcRefused as exc:
+            raise LabError(f"the standby controller refused to take over: {exc}") from exc
         main = str(self.lab_dir / CONTROLLER_SOCK)
         os.replace(self.sock, main)
         self.sock = main
@@ -123,7 +123,7 @@ class ControllerProcess:
             if not self.alive():
                 return False
             try:
-                if rpc.call(self.sock, {"op": "status"}, timeout=2).get("ok"):
+                if rpc.call(self.sock, StatusRequest(op="status"), timeout=2).get("ok"):
                     return self._listening()
             except (rpc.RpcUnavailable, OSError):
                 pass
@@ -143,8 +143,8 @@ class ControllerProcess:
             time.sleep(0.05)
         return False
 
-    def status(self, timeout: float = 5.0) -> dict[str, Any]:
-        return rpc.call(self.sock, {"op": "status"}, timeout=timeout)
+    def status(self, timeout: float = 5.0) -> ControllerStatusReply:
+        return asks.controller_status(self.sock, timeout=timeout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -156,10 +156,10 @@ class ControllerProcess:
             terminate([proc.pid])
             proc.wait(timeout=10)
 
-    def wait_programmed(self, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_programmed(self, timeout: float = 30.0) -> ControllerStatusReply:
         """Block until every switch of the plan is connected and its flows acknowledged."""
         deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
+        status: ControllerStatusReply | None = None
         while time.monotonic() < deadline:
             if not self.alive():
                 raise LabError(
@@ -167,15 +167,15 @@ class ControllerProcess:
                     f"({self.log}) ends with:\n{log_tail(self.log)}"
                 )
             status = self.status()
-            if status.get("errors"):
+            if status["errors"]:
                 raise LabError(
                     f"OpenFlow errors while programming switches: "
                     f"{status['errors'][:3]} (see {self.log})"
                 )
-            if set(status.get("expected", [])) <= set(status.get("ready", [])):
+            if set(status["expected"]) <= set(status["ready"]):
                 return status
             time.sleep(0.05)
-        missing = sorted(set(status.get("expected", [])) - set(status.get("ready", [])))
+        missing = sorted(set(status["expected"]) - set(status["ready"])) if status else []
         raise LabError(
             f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
             f"controller within {timeout:.0f} s (see {self.log})"

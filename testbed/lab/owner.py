@@ -22,12 +22,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import Terminated
 from testbed.lab.procs import ProcessRecord, is_alive, start_time
+from testbed.messages import OwnerInfo
 from testbed.waiting import wait_for
 
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -52,11 +53,13 @@ class Owner:
     def describe(self) -> str:
         return f"owner process {self.pid} ({self.command})"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> OwnerInfo:
+        return OwnerInfo(
+            pid=self.pid, start_time=self.start_time, cmdline=self.cmdline, command=self.command
+        )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Owner | None:
+    def from_dict(cls, data: OwnerInfo | None) -> Owner | None:
         if not data:
             return None
         return cls(int(data["pid"]), int(data["start_time"]), data["cmdline"], data["command"])

@@ -15,15 +15,23 @@ import time
 from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from testbed import rpc
+from testbed import asks, rpc
 from testbed.alb.runtime import AlbRuntime
 from testbed.errors import BadInput
 from testbed.lab.events import EventLog
 from testbed.lb.registry import DRAINING, UNHEALTHY, TargetRegistry
+from testbed.messages import (
+    HealthChecksReply,
+    HolderRequest,
+    RegisterReply,
+    RegisterRequest,
+    Reply,
+    TargetsReply,
+)
 from testbed.naming import CONTROLLER_SOCK
-from testbed.plan.balancers import LoadBalancerPlan, TargetPlan
+from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
 from testbed.plan.network import NetworkPlan
 
 TARGET_EVENTS = "target-events.jsonl"
@@ -45,7 +53,7 @@ class LbService:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="lb-service")
         self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
-        self.alb = None
+        self.alb: AlbRuntime | None = None
         if any(lb.type == "application" for lb in self.lbs):
             self.alb = AlbRuntime(self.lab_dir, self.lbs)
 
@@ -66,43 +74,41 @@ class LbService:
             return not self.dirty
 
     # ---- requests (from the holder's socket) -------------------------------------------
-    def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
+    def handle(self, request: dict[str, Any]) -> Reply | None:
         """The reply to a load-balancer request, or None if the op is not ours."""
-        op = request.get("op")
+        # JSON from the socket, read as the holder's requests (testbed.messages): a field
+        # missing is a KeyError, which the caller gets as the error.
+        req = cast(HolderRequest, request)
         with self.lock:
-            if op == "health_checks":
-                return {
-                    "ok": True,
-                    "checks": self.registry.checks_for(request["az"], request["lb"]),
-                }
-            if op == "health_report":
-                for r in request.get("results", []):
+            if req["op"] == "health_checks":
+                checks = self.registry.checks_for(req["az"], req["lb"])
+                return HealthChecksReply(ok=True, checks=checks)
+            if req["op"] == "health_report":
+                for r in req["results"]:
                     self.registry.report(
                         r["lb"], r["tg"], r["key"], bool(r["ok"]), str(r.get("detail", ""))
                     )
                 self._publish()
-                return {"ok": True}
-            if op == "targets":
-                return {
-                    "ok": True,
-                    "targets": self.registry.describe(request.get("lb"), request.get("tg")),
-                }
-            if op in ("register", "deregister"):
+                return Reply(ok=True)
+            if req["op"] == "targets":
+                rows = self.registry.describe(req.get("lb"), req.get("tg"))
+                return TargetsReply(ok=True, targets=rows)
+            if req["op"] in ("register", "deregister"):
                 try:
-                    return self._change(op, request)
+                    return self._change(req)
                 except BadInput as exc:
-                    return {"ok": False, "error": exc.format(), "bad_input": True}
+                    return Reply(ok=False, error=exc.format(), bad_input=True)
         return None
 
-    def _change(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        lb, tg = self._locate(request.get("lb"), request["tg"])
-        target = self._target(lb, tg, request["target"], request.get("port"))
-        if op == "register":
+    def _change(self, req: RegisterRequest) -> RegisterReply:
+        lb, tg = self._locate(req.get("lb"), req["tg"])
+        target = self._target(lb, tg, req["target"], req.get("port"))
+        if req["op"] == "register":
             self.registry.register(lb.name, tg, target)
         else:
             self.registry.deregister(lb.name, tg, target.key)
         self._publish()
-        return {"ok": True, "target": target.key, "load_balancer": lb.name, "target_group": tg}
+        return RegisterReply(ok=True, target=target.key, load_balancer=lb.name, target_group=tg)
 
     def _locate(self, lb_name: str | None, tg: str) -> tuple[LoadBalancerPlan, str]:
         behind = [
@@ -179,10 +185,11 @@ class LbService:
         # The controller steers NLB and GWLB traffic; ALB nodes route in HAProxy.
         fabric = {lb: groups for lb, groups in snapshot.items() if lb not in self._alb_names()}
         try:
-            rpc.call(self.controller_sock, {"op": "set_targets", "targets": fabric}, timeout=10)
+            asks.controller_set_targets(self.controller_sock, fabric)
             self.dirty = False
-        except (rpc.RpcUnavailable, OSError):
-            self.dirty = True  # the controller is down: try again next tick
+        except (rpc.RpcUnavailable, rpc.RpcRefused, OSError):
+            # The controller is down (or failed to take them): try again next tick.
+            self.dirty = True
             return
         self.published = len(self.registry.events)
         now = time.time()
@@ -257,7 +264,9 @@ class LbService:
             self._publish()
         return done
 
-    def _follow_template(self, lb: LoadBalancerPlan, before: Any, after: Any) -> list[str]:
+    def _follow_template(
+        self, lb: LoadBalancerPlan, before: TargetGroupPlan, after: TargetGroupPlan
+    ) -> list[str]:
         """Register the template's new targets, deregister the ones it dropped."""
         done = []
         group = self.registry.group(lb.name, after.name)
@@ -293,24 +302,15 @@ class LbService:
         if target is None:
             return
         try:
-            reply = rpc.call(
-                self.controller_sock,
-                {"op": "terminate", "lb": lb, "ip": target.ip, "port": target.port},
-                timeout=10,
-            )
-        except (rpc.RpcUnavailable, OSError) as exc:
-            reply = {"ok": False, "error": str(exc)}
-        if reply.get("ok"):
+            asks.controller_terminate(self.controller_sock, lb, target.ip, target.port)
+        except (rpc.RpcUnavailable, rpc.RpcRefused, OSError) as exc:
             self.events.emit(
-                target.key,
-                "Lab::TargetHealth",
-                "FLOWS_TERMINATED",
-                f"{lb}: established connections to {target.ip}:{target.port} ended",
+                target.key, "Lab::TargetHealth", "FLOWS_TERMINATE_FAILED", f"{lb}: {exc}"
             )
-        else:
-            self.events.emit(
-                target.key,
-                "Lab::TargetHealth",
-                "FLOWS_TERMINATE_FAILED",
-                f"{lb}: {reply.get('error')}",
-            )
+            return
+        self.events.emit(
+            target.key,
+            "Lab::TargetHealth",
+            "FLOWS_TERMINATED",
+            f"{lb}: established connections to {target.ip}:{target.port} ended",
+        )

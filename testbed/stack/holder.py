@@ -24,13 +24,13 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from testbed import naming
 from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
-from testbed.lab.capabilities import detect
+from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.owner import Owner, OwnerWatch
@@ -38,7 +38,17 @@ from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
 from testbed.lab.state import write_state
 from testbed.lab.teardown import remove_lab_dir, teardown
 from testbed.lb.service import LbService
-from testbed.model import load_model
+from testbed.messages import (
+    HOLDER_OPS,
+    ControllerInfo,
+    HolderRequest,
+    HolderStatusReply,
+    LabRequest,
+    Reply,
+    UpdateReply,
+    UpdateRequest,
+)
+from testbed.model import StackModel, load_model
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.changes import describe, plan_changes
 from testbed.plan.network import NetworkPlan, build_plan
@@ -60,7 +70,8 @@ class Stop(BaseException):
 class Holder:
     def __init__(self, lab_dir: Path) -> None:
         self.lab_dir = lab_dir
-        self.request = json.loads((lab_dir / REQUEST_FILE).read_text())
+        # Written by start_lab (testbed.lab.api) just before it started this process.
+        self.request: LabRequest = json.loads((lab_dir / REQUEST_FILE).read_text())
         self.name = self.request["name"]
         self.owner = Owner.from_dict(self.request.get("owner"))
         self.keep_dir = bool(self.request.get("keep_dir"))
@@ -86,7 +97,7 @@ class Holder:
         self.down_requested = threading.Event()
         self.lock = threading.Lock()
         self.update_lock = threading.Lock()
-        self.caps: Any = None
+        self.caps: Capabilities | None = None
         # True until the lab is built: a stop then raises Stop (rollback); afterwards it only
         # records why (stop_reason) and serve() takes the lab down.
         self.building = True
@@ -200,10 +211,12 @@ class Holder:
                 (self.lab_dir / "holder.log").open("a").write(traceback.format_exc())
             self.rollback(reason)
             return False
+        controller = self.builder.controller
+        assert controller is not None  # the build started it
         self.save(
             state="CREATE_COMPLETE",
             ready=time.time(),
-            controller=_controller_info(self.builder.controller),
+            controller=_controller_info(controller),
             outputs=dict(model.outputs),
             hosts=_hosts(plan),
             load_balancers=_load_balancers(plan),
@@ -213,9 +226,8 @@ class Holder:
         )
         if self.lb_service:
             self.lb_service.start()
-        assert self.builder.controller is not None  # the build started it
         self.supervisor = ControllerSupervisor(
-            self.builder.controller,
+            controller,
             [s.name for s in plan.switches],
             self.events,
             state=lambda: self.state["state"],
@@ -231,7 +243,7 @@ class Holder:
         )
         return True
 
-    def _datapath(self, wanted: str, caps: Any) -> str:
+    def _datapath(self, wanted: str | None, caps: Capabilities) -> str:
         if wanted in (None, "", "auto"):
             return caps.default_datapath()
         if wanted == "kernel" and not caps.kernel_datapath:
@@ -255,34 +267,40 @@ class Holder:
         self._finish()
 
     # ---- running ----------------------------------------------------------------------
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
+    def handle(self, request: dict[str, Any]) -> Reply:
+        if request.get("op") not in HOLDER_OPS:
+            return Reply(ok=False, error=f"unknown request {request.get('op')!r}")
         if self.lb_service is not None:
             reply = self.lb_service.handle(request)
             if reply is not None:
                 return reply
-        if op == "status":
+        # JSON from the socket, read as the holder's requests (testbed.messages): a field
+        # missing is a KeyError, which the caller gets as the error.
+        req = cast(HolderRequest, request)
+        if req["op"] == "status":
             with self.lock:
-                return {"ok": True, "state": dict(self.state)}
-        if op == "down":
+                return HolderStatusReply(ok=True, state=dict(self.state))
+        if req["op"] == "down":
             if self.stop_reason is None:
-                self.stop_reason = request.get("reason") or "User Initiated"
+                self.stop_reason = req.get("reason") or "User Initiated"
             self.down_requested.set()
-            return {"ok": True}
-        if op == "controller_restarts" and self.supervisor is not None:
-            return self.supervisor.set_enabled(bool(request.get("enabled", True)))
-        if op == "update":
+            return Reply(ok=True)
+        if req["op"] == "controller_restarts":
+            if self.supervisor is None:
+                return Reply(ok=False, error="controller_restarts: the lab is not built yet")
+            return self.supervisor.set_enabled(bool(req["enabled"]))
+        if req["op"] == "update":
             try:
                 with self.update_lock:
-                    return self.update(request)
+                    return self.update(req)
             except BadInput as exc:
-                return {"ok": False, "error": exc.format(), "bad_input": True}
+                return Reply(ok=False, error=exc.format(), bad_input=True)
             except TestbedError as exc:
-                return {"ok": False, "error": str(exc)}
-        return {"ok": False, "error": f"unknown request {op!r}"}
+                return Reply(ok=False, error=str(exc))
+        return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
 
     # ---- template updates ---------------------------------------------------------------
-    def update(self, request: dict[str, Any]) -> dict[str, Any]:
+    def update(self, request: UpdateRequest) -> UpdateReply:
         """Apply a new template (and parameters) to the running lab, if what changes can
         change live (testbed.plan.changes); BadInput naming every other change otherwise."""
         if self.state["state"] not in RUNNING_STATES or self.builder is None:
@@ -308,7 +326,7 @@ class Holder:
             )
         outputs = dict(model.outputs)
         if not live and outputs == self.state.get("outputs"):
-            return {"ok": True, "changes": [], "done": []}
+            return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
         by_lb: dict[str, list[str]] = {}
@@ -361,7 +379,7 @@ class Holder:
         self.events.emit(
             self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
         )
-        return {"ok": True, "changes": live, "done": done}
+        return UpdateReply(ok=True, changes=live, done=done)
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
@@ -387,14 +405,18 @@ class Holder:
         self._finish()
 
 
-def _controller_info(controller: ControllerProcess | None) -> dict[str, Any]:
-    """The controller in the lab's state: pid, OpenFlow port, log."""
-    if controller is None or controller.proc is None:
-        return {}
-    return {"pid": controller.proc.pid, "port": controller.port, "log": str(controller.log)}
+def _controller_info(controller: ControllerProcess) -> ControllerInfo:
+    """The controller in the lab's state once built (the supervisor keeps it up to date)."""
+    return ControllerInfo(
+        pid=controller.proc.pid if controller.proc else None,
+        port=controller.port,
+        log=str(controller.log),
+        restarts=0,
+        standby_pid=None,
+    )
 
 
-def _hosts(plan: Any) -> list[dict[str, Any]]:
+def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
     return [
         {
             "name": h.name,
@@ -432,14 +454,14 @@ def _load_balancers(plan: NetworkPlan) -> list[dict[str, Any]]:
     ]
 
 
-def _without_tc(model: Any, caps: Any) -> Any:
+def _without_tc(model: StackModel, caps: Capabilities | None) -> StackModel:
     lab = model.lab
     return replace(
         model,
         lab=replace(
             lab,
-            inter_az_delay_ms=lab.inter_az_delay_ms if caps.netem else 0.0,
-            link_bandwidth_mbps=lab.link_bandwidth_mbps if caps.htb else None,
+            inter_az_delay_ms=lab.inter_az_delay_ms if caps and caps.netem else 0.0,
+            link_bandwidth_mbps=lab.link_bandwidth_mbps if caps and caps.htb else None,
         ),
     )
 

@@ -23,6 +23,7 @@ from testbed.errors import LabError
 from testbed.lab.builder import CONTROLLER_ID, CONTROLLER_TYPE
 from testbed.lab.controller_proc import ControllerProcess, attach_switches
 from testbed.lab.events import EventLog
+from testbed.messages import ControllerInfo, ControllerRestartsReply
 
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between failed restarts
 STANDBY_RETRY_S = 30.0  # wait after a standby that would not start
@@ -62,11 +63,13 @@ class ControllerSupervisor:
         self.standby_next_try = 0.0
         self.closed = False
 
-    def set_enabled(self, enabled: bool) -> dict[str, Any]:
+    def set_enabled(self, enabled: bool) -> ControllerRestartsReply:
         """Allow (the default) or pause restarts; a dead controller is replaced as soon as
         they are allowed again."""
         self.enabled = enabled
-        return {"ok": True, "enabled": enabled, "controller_running": self.controller.alive()}
+        return ControllerRestartsReply(
+            ok=True, enabled=enabled, controller_running=self.controller.alive()
+        )
 
     def step(self) -> None:
         if self.resume_state is None:
@@ -146,8 +149,8 @@ class ControllerSupervisor:
                 f"attempt {self.attempts} ({how}): {exc}; next attempt in {wait:g} s",
             )
             return
-        takeovers = status.get("takeovers", {}).values()
-        found = sum(t.get("found", 0) for t in takeovers)
+        takeovers = status["takeovers"].values()
+        found = sum(t["found"] for t in takeovers)
         added = sum(t.get("added", 0) for t in takeovers)
         deleted = sum(t.get("deleted", 0) for t in takeovers)
         self.restarts += 1
@@ -206,12 +209,12 @@ class ControllerSupervisor:
         with self.lock:  # the standby's thread saves too: never an older view after a newer
             c, standby = self.controller, self.standby
             self.save(
-                controller={
-                    "pid": c.proc.pid if c.proc else None,
-                    "port": c.port,
-                    "log": str(c.log),
-                    "restarts": self.restarts,
-                    "standby_pid": standby.proc.pid if standby and standby.proc else None,
-                },
+                controller=ControllerInfo(
+                    pid=c.proc.pid if c.proc else None,
+                    port=c.port,
+                    log=str(c.log),
+                    restarts=self.restarts,
+                    standby_pid=standby.proc.pid if standby and standby.proc else None,
+                ),
                 **changes,
             )
