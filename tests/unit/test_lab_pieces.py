@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import ClassVar
 
 import pytest
@@ -18,6 +18,7 @@ from testbed.lab.events import EventFollower, EventLog, read_events
 from testbed.lab.procs import ProcessJournal, is_alive, record, start_time, terminate
 from testbed.plan.network import NetworkPlan, build_plan, host_mac
 from testbed.results import parse_params
+from tests.fakeclock import FakeClock
 from tests.handmade import two_az_model
 
 
@@ -115,22 +116,39 @@ def test_process_records_survive_pid_reuse_check(tmp_path):
     assert start_time(proc.pid) is None
 
 
-def test_terminate_escalates_to_sigkill():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, "
-            "signal.SIG_IGN); print('r', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    proc.stdout.readline()
-    rec = record(proc.pid, "stubborn")
-    t = time.monotonic()
-    terminate([rec], grace=0.3)
-    assert proc.wait(timeout=5) == -9
-    assert time.monotonic() - t < 3
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('r', flush=True); time.sleep(30)"
+)
+
+
+def test_terminate_escalates_to_sigkill_when_the_grace_is_over():
+    clock = FakeClock()
+    with subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"r\n"  # SIGTERM is ignored from here on
+        assert terminate([record(proc.pid, "stubborn")], grace=0.3, clock=clock) == [proc.pid]
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert clock.slept == pytest.approx(0.3)  # it waited the grace out, by its clock
+
+
+POLITE = (
+    "import signal, sys, time\n"
+    "def bye(*_):\n"
+    "    print('bye', flush=True)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "print('r', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_terminate_lets_a_process_that_ends_on_sigterm_finish():
+    with subprocess.Popen([sys.executable, "-c", POLITE], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"r\n"
+        rec = record(proc.pid, "polite")
+        assert terminate([rec], grace=60) == [proc.pid]  # returns once the process is gone
+        assert not is_alive(rec)
+        assert proc.stdout.read() == b"bye\n"  # its SIGTERM handler ran to the end
 
 
 def test_rpc_round_trip_and_errors(tmp_path):
