@@ -41,7 +41,7 @@ def test_gives_up_at_the_timeout_after_a_last_look_at_the_deadline():
 def test_the_error_shows_what_was_seen_last():
     clock = FakeClock()
     with pytest.raises(WaitTimeout, match=r"last seen: \{'ready': \[\]\}"):
-        wait_for(lambda: [], 1, "x", last=lambda: {"ready": []}, clock=clock)
+        wait_for(list, 1, "x", last=lambda: {"ready": []}, clock=clock)
     with pytest.raises(WaitTimeout, match=r"last seen: 0"):
         wait_for(lambda: 0, 1, "x", clock=clock)
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import secrets
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.services import ServiceContext
 from testbed.plan.network import HostPlan
+from testbed.waiting import WaitTimeout, wait_for
 
 SNMPD = "/usr/sbin/snmpd"
 SNMPSET = "/usr/bin/snmpset"
@@ -165,21 +165,24 @@ def _when_ready(
 
 
 def _wait_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
+    def log_text() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def ready() -> bool:
         if proc.poll() is not None:
-            ctx.events.emit(
-                host.name,
-                EVENT_TYPE,
-                "SNMPD_FAILED",
-                f"exit code {proc.returncode}: {text.strip()[-500:]}",
-            )
-            return False
-        if READY_TEXT in text:
-            return True
-        time.sleep(0.02)
-    ctx.events.emit(
-        host.name, EVENT_TYPE, "SNMPD_FAILED", f"not ready after {READY_TIMEOUT:.0f} s (log {log})"
-    )
+            raise _AgentExited
+        return READY_TEXT in log_text()
+
+    try:
+        wait_for(ready, READY_TIMEOUT, f"snmpd of {host.name}", interval=0.02)
+        return True
+    except _AgentExited:
+        reason = f"exit code {proc.returncode}: {log_text().strip()[-500:]}"
+    except WaitTimeout:
+        reason = f"not ready after {READY_TIMEOUT:.0f} s (log {log})"
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED", reason)
     return False
+
+
+class _AgentExited(Exception):
+    """snmpd ended before it was ready."""
