@@ -52,12 +52,21 @@ def shuffle_seed(option: str | None) -> int | None:
     return random.SystemRandom().randrange(2**32) if option == "random" else int(option)
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def order_note(config: pytest.Config) -> list[str]:
     seed = shuffle_seed(config.getoption("--shuffle"))
     lines = [] if seed is None else [f"order: shuffled in each module, --shuffle {seed}"]
     if config.getoption("--reverse"):
         lines.append("order: reversed in each module")
     return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return order_note(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in order_note(config):  # also with -q, to run a failing order again
+        terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
