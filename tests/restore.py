@@ -12,13 +12,16 @@ what the test reports (a failed restore is chained to it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from testbed.lab.api import REMOVED, Lab
+from testbed.lab.events import EventLog
 from testbed.lab.procs import ProcessJournal
-from testbed.lab.programs import running_role
+from testbed.lab.programs import host_env, running_role
+from testbed.lab.services import ServiceContext, snmpd
 
 RESTORE_TIMEOUT = 90.0  # a drain (the tests' delays are short) plus health checks
 
@@ -33,6 +36,8 @@ class TargetKey:
 
 def target_states(lab: Lab) -> dict[TargetKey, str]:
     """Every registered target of every group, with its state."""
+    if not lab.plan.load_balancers:
+        return {}  # (the holder of a lab without load balancers has no target requests)
     return {
         TargetKey(
             row["LoadBalancer"],
@@ -106,3 +111,26 @@ def clear_fault(lab: Lab, host: str) -> None:
     if not running_role(ProcessJournal(lab.dir), lab.plan.host(host)):
         h.fault("start")
     h.fault("clear")
+
+
+def restart_snmpd(lab: Lab, host: str, timeout: float = 30.0) -> None:
+    """Start `host`'s SNMP agent again (after a test killed it) as the lab started it, and
+    wait until it reports ready."""
+    since = time.time()
+    ctx = ServiceContext(
+        lab.name, lab.dir, lab.plan, ProcessJournal(lab.dir), EventLog(lab.dir), host_env()
+    )
+    snmpd.start(ctx, lab.plan.host(host))
+    lab.wait_for(
+        lambda: (
+            [
+                e.status
+                for e in lab.events()
+                if e.logical_id == host and e.resource_type == snmpd.EVENT_TYPE and e.time >= since
+                if e.status in ("SNMPD_READY", "SNMPD_FAILED")
+            ]
+            == ["SNMPD_READY"]
+        ),
+        timeout,
+        f"the SNMP agent of {host} to be ready again",
+    )

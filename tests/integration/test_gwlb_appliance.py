@@ -69,9 +69,19 @@ def peer(lab, *args: str, timeout: float = 60) -> object:
     return json.loads(proc.stdout)
 
 
-def status(lab) -> dict:
-    time.sleep(1.2)  # the status file is rewritten every second
-    return json.loads((lab.dir / "hosts" / "Fw1" / "appliance-status.json").read_text())
+def status(lab, written_after: float = 0.0) -> dict:
+    """The appliance's status file, once it was written after `written_after` (epoch s):
+    the appliance rewrites it every second."""
+    path = lab.dir / "hosts" / "Fw1" / "appliance-status.json"
+
+    def fresh() -> dict | None:
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None  # not written yet
+        return data if data["time"] > written_after else None
+
+    return lab.wait_for(fresh, 10, "a fresh appliance status file")
 
 
 def test_allowed_packets_come_back_with_their_options(fw_lab):
@@ -97,7 +107,7 @@ def test_allowed_packets_come_back_with_their_options(fw_lab):
     assert ping["same_packet_but_ttl"]  # (the SYN's MSS is clamped: see below)
     assert telnet["returned"] == 0
     assert banned["returned"] == 0
-    after = status(fw_lab)
+    after = status(fw_lab, written_after=time.time())  # the counters once the peer is done
     fw = after["firewall"]
     grew = {
         name: fw[name]["packets"] - before["firewall"][name]["packets"]

@@ -102,6 +102,7 @@ def test_event_log_and_follower(tmp_path):
 
 def test_process_records_survive_pid_reuse_check(tmp_path):
     journal = ProcessJournal(tmp_path)
+    # A process that runs until it is ended (its sleep is what it does, not a wait).
     proc = journal.start([sys.executable, "-c", "import time; time.sleep(30)"], what="sleeper")
     rec = journal.records()[0]
     assert rec.pid == proc.pid
