@@ -81,12 +81,12 @@ def _http_demo(lab: Lab, plan: NetworkPlan) -> bool:
     )
     tries: list[str] = []
 
-    def answer() -> str | None:
+    def answered() -> str | None:
         tries.append(lab.host(client.name).cmd(f"curl -s -m 2 http://{web.public_ip}/"))
         return tries[-1] if tries[-1].strip().startswith("{") else None
 
     with contextlib.suppress(WaitTimeout):  # reported below with what was seen
-        lab.wait_for(answer, 10, f"{web.name} to answer", interval=0.25)
+        lab.wait_for(answered, 10, f"{web.name} to answer", interval=0.25)
     out = tries[-1] if tries else ""
     try:
         answer = json.loads(out)

@@ -87,15 +87,18 @@ def test_expected_reachability_by_hand():
 def test_event_log_and_follower(tmp_path):
     log = EventLog(tmp_path)
     follower = EventFollower(tmp_path)
-    assert follower.new() == []
-    log.emit("VPC", "AWS::EC2::VPC", "CREATE_IN_PROGRESS")
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write('{"time": 1, "logical_id": "half')  # a line still being written
-    got = follower.new()
-    assert [e.logical_id for e in got] == ["VPC"]
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write('", "resource_type": "T", "status": "S", "reason": ""}\n')
-    assert [e.logical_id for e in follower.new()] == ["half"]
+    try:
+        assert follower.new() == []
+        log.emit("VPC", "AWS::EC2::VPC", "CREATE_IN_PROGRESS")
+        with open(tmp_path / "events.jsonl", "a") as f:
+            f.write('{"time": 1, "logical_id": "half')  # a line still being written
+        got = follower.new()
+        assert [e.logical_id for e in got] == ["VPC"]
+        with open(tmp_path / "events.jsonl", "a") as f:
+            f.write('", "resource_type": "T", "status": "S", "reason": ""}\n')
+        assert [e.logical_id for e in follower.new()] == ["half"]
+    finally:
+        follower.close()  # it keeps the file open between reads
     assert len(read_events(tmp_path)) == 2
     assert "CREATE_IN_PROGRESS" in got[0].line()
 
