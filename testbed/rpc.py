@@ -8,14 +8,16 @@ and testbed.asks sends them typed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from testbed.waiting import WaitTimeout, wait_for
 
 # The request as it came (JSON: checked by the handler), the reply (any JSON object, e.g. a
 # TypedDict of testbed.messages).
@@ -102,12 +104,15 @@ def call(path: str, request: Mapping[str, Any], timeout: float = 30.0) -> dict[s
 def _connect(sock: socket.socket, path: str, timeout: float) -> None:
     """Connect, waiting while the server's backlog is full (a Unix socket says EAGAIN then,
     where TCP would wait): the server is there, just busy."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def connected() -> bool:
         try:
             sock.connect(path)
-            return
         except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.005)
+            return False
+        return True
+
+    try:
+        wait_for(connected, timeout, f"room in the backlog of {path}", interval=0.005)
+    except WaitTimeout as exc:
+        raise BlockingIOError(errno.EAGAIN, str(exc)) from None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import Lab, LabHost
 from testbed.lab.hostexec import host_tmp
+from testbed.waiting import wait_for
 
 if TYPE_CHECKING:  # pandas is imported by run_load (the CLI starts faster)
     import pandas as pd
@@ -169,12 +170,12 @@ def iperf3(
 
 
 def _wait_listening(host: LabHost, port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if f":{port} " in host.cmd(f"ss -ltnH 'sport = :{port}'"):
-            return
-        time.sleep(0.05)
-    raise LabError(f"nothing listens on port {port} in {host.name}")
+    """WaitTimeout (a LabError) if nothing listens on `port` in `host` within `timeout` s."""
+    wait_for(
+        lambda: f":{port} " in host.cmd(f"ss -ltnH 'sport = :{port}'"),
+        timeout,
+        f"a listener on port {port} in {host.name}",
+    )
 
 
 _WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}

@@ -6,18 +6,42 @@ awaited and what was seen last.
 
 A condition returns a true value when the fact holds (that value is returned), or a false
 one to be asked again; it may raise to stop the wait early (e.g. the process died).
+
+The clock is a parameter: unit tests pass a FakeClock (tests/fakeclock.py) whose sleep only
+moves its time, to check timeout logic without waiting for, or asserting on, the wall clock.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from testbed.errors import LabError
 
 T = TypeVar("T")
 DEFAULT_INTERVAL = 0.05
+
+
+class Clock(Protocol):
+    """Where waits read the time and how they pause."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock: time.monotonic() and time.sleep()."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+REAL_CLOCK: Clock = MonotonicClock()
 
 
 class WaitTimeout(LabError):
@@ -37,19 +61,22 @@ def wait_for(
     what: str,
     interval: float = DEFAULT_INTERVAL,
     last: Callable[[], Any] | None = None,
+    clock: Clock = REAL_CLOCK,
 ) -> T:
     """Call `condition` every `interval` s until it returns a true value and return that
     value; WaitTimeout naming `what` (and `last()` or the condition's last value) after
-    `timeout` s. (A condition returning X | None gives an X: None is never returned.)"""
-    deadline = time.monotonic() + timeout
+    `timeout` s. The condition is asked at least once, and once more at the deadline. (A
+    condition returning X | None gives an X: None is never returned.)"""
+    deadline = clock.now() + timeout
     while True:
         value = condition()
         if value:
             return value
-        if time.monotonic() >= deadline:
+        left = deadline - clock.now()
+        if left <= 0:
             seen = last() if last is not None else value
             raise WaitTimeout(what, timeout, None if seen is None or seen is False else seen)
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        clock.sleep(min(interval, left))
 
 
 def _short(value: Any, limit: int = 300) -> str:

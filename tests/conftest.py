@@ -1,11 +1,37 @@
-"""Test-wide setup: integration tests run only where a real lab can run, else they are
-skipped with the reason `testbed doctor` gives."""
+"""Test-wide setup.
+
+Integration tests run only where a real lab can run. Elsewhere they are skipped with the
+reason `testbed doctor` gives, except in CI (CI=true): there a machine that cannot run a lab
+is a broken CI machine, and the run fails at once naming the problems.
+
+Order: every test must pass whatever runs before it (a test that changes its module's lab
+restores it). `--reverse` runs each module's tests in reverse order, `--shuffle SEED` in a
+random order (SEED `random` picks one and prints it); modules keep their order, so each
+module-scoped lab is still built once.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import random
+from collections.abc import Iterator
 
 import pytest
+
+CI_TRUE = ("true", "1", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("order", "test order (no test may depend on it)")
+    group.addoption(
+        "--reverse", action="store_true", help="run the tests of each module in reverse order"
+    )
+    group.addoption(
+        "--shuffle",
+        metavar="SEED",
+        help="run the tests of each module in a random order from SEED ('random': a new one)",
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -15,12 +41,68 @@ def lab_problems() -> tuple[str, ...]:
     return tuple(detect().problems)
 
 
-def pytest_collection_modifyitems(config, items):
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in CI_TRUE
+
+
+@functools.lru_cache(maxsize=1)
+def shuffle_seed(option: str | None) -> int | None:
+    if option is None:
+        return None
+    return random.SystemRandom().randrange(2**32) if option == "random" else int(option)
+
+
+def order_note(config: pytest.Config) -> list[str]:
+    seed = shuffle_seed(config.getoption("--shuffle"))
+    lines = [] if seed is None else [f"order: shuffled in each module, --shuffle {seed}"]
+    if config.getoption("--reverse"):
+        lines.append("order: reversed in each module")
+    return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return order_note(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in order_note(config):  # also with -q, to run a failing order again
+        terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = list(_ordered(config, items))
     needs_lab = [i for i in items if i.get_closest_marker("integration")]
     if not needs_lab:
         return
     problems = lab_problems()
-    if problems:
-        skip = pytest.mark.skip(reason="no lab can run here: " + "; ".join(problems))
-        for item in needs_lab:
-            item.add_marker(skip)
+    if not problems:
+        return
+    reason = "no lab can run here: " + "; ".join(problems)
+    if in_ci():
+        raise pytest.UsageError(
+            f"CI={os.environ['CI']}: {len(needs_lab)} integration tests need a lab, and {reason}"
+            " (testbed doctor explains; scripts/provision sets a machine up)"
+        )
+    skip = pytest.mark.skip(reason=reason)
+    for item in needs_lab:
+        item.add_marker(skip)
+
+
+def _ordered(config: pytest.Config, items: list[pytest.Item]) -> Iterator[pytest.Item]:
+    """The items module by module (modules in collection order), each module's tests
+    reversed or shuffled as the options ask."""
+    seed = shuffle_seed(config.getoption("--shuffle"))
+    reverse = config.getoption("--reverse")
+    if seed is None and not reverse:
+        yield from items
+        return
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    rng = random.Random(seed)
+    for tests in modules.values():
+        if seed is not None:
+            rng.shuffle(tests)
+        if reverse:
+            tests.reverse()
+        yield from tests

@@ -25,6 +25,7 @@ from testbed.alb.config import NodeFiles, render
 from testbed.alb.node import log_filter
 from testbed.alb.runtime import CliUnavailable, cli
 from testbed.plan.balancers import ConditionPlan, LoadBalancerPlan
+from testbed.waiting import WaitTimeout, wait_for
 
 HAVE_HAPROXY = shutil.which("haproxy") is not None
 
@@ -47,6 +48,7 @@ class _Identity(http.server.BaseHTTPRequestHandler):
         if "status=" in self.path:
             status = int(self.path.split("status=")[1].split("&")[0])
         if "delay_ms=" in self.path:
+            # A slow target is what the request asks for: the delay is the subject.
             time.sleep(int(self.path.split("delay_ms=")[1].split("&")[0]) / 1000)
         body = json.dumps(
             {
@@ -171,16 +173,26 @@ class LocalAlb:
         )
         self.grep.stdin.close()
         errors.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"HAProxy exited ({self.proc.returncode}): "
+                    + self.files.haproxy_log.read_text()
+                )
             try:
                 cli(self.files.stats_socket, "show info")
                 cli(self.files.master_socket, "show proc")  # the master re-executed itself
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
+                    return True
             except (CliUnavailable, OSError):
-                time.sleep(0.05)
-        raise RuntimeError("HAProxy did not start: " + self.files.haproxy_log.read_text())
+                return False
+
+        try:
+            wait_for(serving, 10, "HAProxy to serve")
+        except WaitTimeout as exc:
+            raise RuntimeError(f"{exc}: {self.files.haproxy_log.read_text()}") from exc
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -42,6 +42,7 @@ from testbed.alb.config import (
 from testbed.errors import LabError
 from testbed.messages import TargetSnapshot
 from testbed.plan.balancers import LoadBalancerPlan, NodePlan
+from testbed.waiting import WaitTimeout, wait_for
 
 HAPROXY = "haproxy"
 CLI_TIMEOUT = 3.0
@@ -86,14 +87,19 @@ def cli_retrying(path: Path | str, command: str, within: float = RELOAD_TIMEOUT)
 
     HAProxy 2.6's master re-executes itself once its workers run (and on every reload);
     for that moment its CLI socket refuses connections, which is no failure."""
-    deadline = time.monotonic() + within
-    while True:
+    refused: list[CliUnavailable] = []
+
+    def answer() -> list[str] | None:  # in a list: an empty output is an answer too
         try:
-            return cli(path, command)
-        except CliUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return [cli(path, command)]
+        except CliUnavailable as exc:
+            refused[:] = [exc]
+            return None
+
+    try:
+        return wait_for(answer, within, f"HAProxy's CLI {path}")[0]
+    except WaitTimeout:
+        raise refused[-1] from None
 
 
 def parse_servers_state(text: str) -> dict[Key, Server]:
@@ -267,31 +273,29 @@ class NodeRuntime:
         # The master closes the CLI connection when it reloads.
         with contextlib.suppress(CliUnavailable):
             cli(self.files.master_socket, "reload")
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while True:
-            time.sleep(0.1)
+
+        def reloaded() -> Processes | None:
+            """The new processes once a new worker replaced every old one."""
             try:
-                after = parse_show_proc(cli(self.files.master_socket, "show proc"))
+                now = parse_show_proc(cli(self.files.master_socket, "show proc"))
             except CliUnavailable:
-                after = None
-            if after is not None and after.failed > before.failed:
+                return None  # the master is re-executing itself
+            if now.failed > before.failed:
                 if old_text is not None:
                     write_atomically(self.files.config, old_text)
                 raise LabError(
                     f"HAProxy on {self.node.host} could not reload; see {self.files.haproxy_log}"
                 )
-            if (
-                after is not None
-                and after.reloads > before.reloads
-                and after.workers
-                and not set(after.workers) & set(before.workers)
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"HAProxy on {self.node.host} did not reload within "
-                    f"{RELOAD_TIMEOUT:.0f} s; see {self.files.haproxy_log}"
-                )
+            new_workers = now.workers and not set(now.workers) & set(before.workers)
+            return now if now.reloads > before.reloads and new_workers else None
+
+        try:
+            after = wait_for(reloaded, RELOAD_TIMEOUT, "HAProxy to reload", interval=0.1)
+        except WaitTimeout:
+            raise LabError(
+                f"HAProxy on {self.node.host} did not reload within "
+                f"{RELOAD_TIMEOUT:.0f} s; see {self.files.haproxy_log}"
+            ) from None
         self.old_workers = set(after.old_workers)
         self.present = None  # the new worker started from the file: ask it
         self.del_after.clear()

@@ -7,6 +7,7 @@ the lab down. Returns 0 only if the lab behaved as AWS does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -16,6 +17,7 @@ from testbed.lab.api import Lab, start_lab, stop_lab
 from testbed.lab.events import Event
 from testbed.paths import DEFAULT_TEMPLATE
 from testbed.plan.network import NetworkPlan
+from testbed.waiting import WaitTimeout
 
 
 def _print_event(ev: Event) -> None:
@@ -77,12 +79,15 @@ def _http_demo(lab: Lab, plan: NetworkPlan) -> bool:
         f"{web.public_ip}",
         flush=True,
     )
-    out = ""
-    for _ in range(20):  # the backend may still be starting
-        out = lab.host(client.name).cmd(f"curl -s -m 2 http://{web.public_ip}/")
-        if out.strip().startswith("{"):
-            break
-        time.sleep(0.25)
+    tries: list[str] = []
+
+    def answered() -> str | None:
+        tries.append(lab.host(client.name).cmd(f"curl -s -m 2 http://{web.public_ip}/"))
+        return tries[-1] if tries[-1].strip().startswith("{") else None
+
+    with contextlib.suppress(WaitTimeout):  # reported below with what was seen
+        lab.wait_for(answered, 10, f"{web.name} to answer", interval=0.25)
+    out = tries[-1] if tries else ""
     try:
         answer = json.loads(out)
     except ValueError:

@@ -62,11 +62,15 @@ REMOVED = "removed"  # target_state() of a target no longer registered
 UP_TIMEOUT = 300.0
 CREATE_ENDS = ("CREATE_COMPLETE", "ROLLBACK_COMPLETE")
 KEEP_DIR_ENV = "TESTBED_KEEP_LAB_DIR"
+NAME_PREFIX_ENV = "TESTBED_NAME_PREFIX"
 
 
 def random_name(stem: str = "x") -> str:
-    """A fresh lab name for experiments and tests (stem + 4 hex digits)."""
-    return (stem[:3] + secrets.token_hex(2))[:7]
+    """A fresh lab name for experiments and tests: $TESTBED_NAME_PREFIX and the stem, cut to
+    3 characters, + 4 hex digits. On a shared machine, the prefix tells whose labs are whose
+    (e.g. TESTBED_NAME_PREFIX=tt: ttn1a2b for a test's nlb.yaml)."""
+    start = (os.environ.get(NAME_PREFIX_ENV, "") + stem)[:3]
+    return naming.validate_lab_name(start + secrets.token_hex(2))
 
 
 def start_lab(

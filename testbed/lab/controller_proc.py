@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from testbed.errors import LabError
 from testbed.lab.procs import ProcessJournal, terminate
 from testbed.messages import ControllerStatusReply, StatusRequest
 from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, STANDBY_SOCK
+from testbed.waiting import WaitTimeout, wait_for
 
 CONTROLLER_LOG = "controller.log"
 RECONNECT_MS = 1000  # a switch that lost its controller tries again every second (Mininet's)
@@ -118,30 +118,31 @@ class ControllerProcess:
         )
 
     def _wait_answering(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return False
-            try:
-                if rpc.call(self.sock, StatusRequest(op="status"), timeout=2).get("ok"):
-                    return self._listening()
-            except (rpc.RpcUnavailable, OSError):
-                pass
-            time.sleep(0.05)
-        return False
+        """Whether the controller answers on its control socket and OpenFlow port within
+        `timeout` s (False, at once, if it exits)."""
 
-    def _listening(self) -> bool:
-        # The control socket comes up in the app's constructor, a moment before os-ken opens
-        # its OpenFlow port: wait for the port too so switches connect on the first try.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return True
+        def answering() -> bool:
             if not self.alive():
+                raise _Exited
+            try:
+                return bool(rpc.call(self.sock, StatusRequest(op="status"), timeout=2).get("ok"))
+            except (rpc.RpcUnavailable, OSError):
                 return False
-            time.sleep(0.05)
-        return False
+
+        def listening() -> bool:
+            if not self.alive():
+                raise _Exited
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        try:
+            wait_for(answering, timeout, "the controller's control socket")
+            # The control socket comes up in the app's constructor, a moment before os-ken
+            # opens its OpenFlow port: wait for the port too so switches connect at once.
+            wait_for(listening, 10, f"the controller's OpenFlow port {self.port}")
+        except (_Exited, WaitTimeout):
+            return False
+        return True
 
     def status(self, timeout: float = 5.0) -> ControllerStatusReply:
         return asks.controller_status(self.sock, timeout=timeout)
@@ -158,9 +159,10 @@ class ControllerProcess:
 
     def wait_programmed(self, timeout: float = 30.0) -> ControllerStatusReply:
         """Block until every switch of the plan is connected and its flows acknowledged."""
-        deadline = time.monotonic() + timeout
         status: ControllerStatusReply | None = None
-        while time.monotonic() < deadline:
+
+        def programmed() -> ControllerStatusReply | None:
+            nonlocal status
             if not self.alive():
                 raise LabError(
                     f"the controller exited (code {self.proc and self.proc.returncode}); its log "
@@ -174,12 +176,20 @@ class ControllerProcess:
                 )
             if set(status["expected"]) <= set(status["ready"]):
                 return status
-            time.sleep(0.05)
-        missing = sorted(set(status["expected"]) - set(status["ready"])) if status else []
-        raise LabError(
-            f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
-            f"controller within {timeout:.0f} s (see {self.log})"
-        )
+            return None
+
+        try:
+            return wait_for(programmed, timeout, "the switches to be programmed")
+        except WaitTimeout:
+            missing = sorted(set(status["expected"]) - set(status["ready"])) if status else []
+            raise LabError(
+                f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
+                f"controller within {timeout:.0f} s (see {self.log})"
+            ) from None
+
+
+class _Exited(Exception):
+    """The controller process ended while we waited for it."""
 
 
 def attach_switches(bridges: Sequence[str], port: int) -> None:

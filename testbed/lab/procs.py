@@ -12,11 +12,12 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+
+from testbed.waiting import REAL_CLOCK, Clock, WaitTimeout, wait_for
 
 JOURNAL = "pids.jsonl"
 LAB_LABEL = "TESTBED_LAB"  # environment variable: every process a lab's holder starts has it
@@ -173,9 +174,13 @@ class ProcessJournal:
 
 
 def terminate(
-    pids: Sequence[int | ProcessRecord], grace: float = 1.5, first_signal: int = signal.SIGTERM
+    pids: Sequence[int | ProcessRecord],
+    grace: float = 1.5,
+    first_signal: int = signal.SIGTERM,
+    clock: Clock = REAL_CLOCK,
 ) -> list[int]:
-    """SIGTERM (or first_signal), wait up to `grace` s, then SIGKILL. Returns PIDs signalled.
+    """SIGTERM (or first_signal), wait up to `grace` s (by `clock`), then SIGKILL. Returns
+    PIDs signalled.
 
     Plain ints are PIDs the caller knows are its own (e.g. members of the lab's namespaces);
     ProcessRecords are checked against their start time first.
@@ -191,12 +196,14 @@ def terminate(
     starts = {pid: start_time(pid) for pid in targets}
     for pid in targets:
         _signal(pid, first_signal)
-    deadline = time.monotonic() + grace
     remaining = list(targets)
-    while remaining and time.monotonic() < deadline:
-        remaining = [p for p in remaining if _still_same(p, starts[p])]
-        if remaining:
-            time.sleep(0.02)
+
+    def all_ended() -> bool:
+        remaining[:] = [p for p in remaining if _still_same(p, starts[p])]
+        return not remaining
+
+    with contextlib.suppress(WaitTimeout):  # those still there get SIGKILL
+        wait_for(all_ended, grace, "processes to end", interval=0.02, clock=clock)
     for pid in remaining:
         _signal(pid, signal.SIGKILL)
     return targets

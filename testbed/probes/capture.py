@@ -23,6 +23,7 @@ from types import TracebackType
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import LabHost
 from testbed.lab.hostexec import host_dir
+from testbed.waiting import wait_for
 
 CAPTURES_DIR = "captures"
 READY_TIMEOUT_S = 10.0
@@ -121,11 +122,10 @@ class Capture:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             text = self.log_text()
             if "listening on" in text:
-                return
+                return True
             if self.proc is not None and self.proc.poll() is not None:
                 if "syntax error" in text or "can't parse filter" in text:
                     raise BadInput(f"bad capture filter {self.bpf!r}: {text.strip()}")
@@ -133,8 +133,15 @@ class Capture:
                     f"tcpdump on {self.host.name} exited at once "
                     f"({self.proc.returncode}): {text.strip()[-300:]}"
                 )
-            time.sleep(0.02)
-        raise LabError(f"tcpdump on {self.host.name} did not start in {READY_TIMEOUT_S:g} s")
+            return False
+
+        wait_for(
+            listening,
+            READY_TIMEOUT_S,
+            f"tcpdump on {self.host.name} to listen",
+            interval=0.02,
+            last=lambda: self.log_text().strip()[-300:] or "(nothing logged)",
+        )
 
     def stop(self, settle_s: float = SETTLE_S) -> Path:
         """Let the last packets in, stop tcpdump (SIGINT: it closes the pcap), return it."""

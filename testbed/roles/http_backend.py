@@ -234,6 +234,17 @@ class HttpConnection(asyncio.Protocol):
 
         asyncio.get_running_loop().call_later(delay_s, run)
 
+    def when_done(self, task: asyncio.Future, fn: Any) -> None:
+        """Answer once `task` has finished, without reordering pipelined requests."""
+        self.busy = True
+
+        def run(_task: asyncio.Future) -> None:
+            self.busy = False
+            fn()
+            self.process()
+
+        task.add_done_callback(run)
+
 
 class TcpIdentity(asyncio.Protocol):
     """Raw TCP: an identity line on connect, then an echo of every line."""
@@ -370,10 +381,11 @@ class Backend:
     def admin(self, conn: HttpConnection, req: Request) -> None:
         url = urlsplit(req.target)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        reopening: asyncio.Future | None = None
         if url.path == "/faults" and req.method == "POST":
             try:
                 if "clear" in query:
-                    self.set_refuse(False)  # reopen the listeners before forgetting the fault
+                    reopening = self.set_refuse(False)  # before forgetting the fault
                     self.faults.clear()
                 if "status" in query:
                     self.faults.status = int(query["status"]) or None
@@ -382,7 +394,7 @@ class Backend:
                 if "hang" in query:
                     self.faults.hang = query["hang"] not in ("0", "false")
                 if "refuse" in query:
-                    self.set_refuse(query["refuse"] not in ("0", "false"))
+                    reopening = self.set_refuse(query["refuse"] not in ("0", "false")) or reopening
             except ValueError as exc:
                 conn.reply(req, 400, json.dumps({"error": str(exc)}).encode())
                 return
@@ -406,7 +418,19 @@ class Backend:
                 req, 404, b'{"error": "admin paths: GET /faults, POST /faults?..., GET /stats"}'
             )
             return
-        conn.reply(req, 200, json.dumps(self.faults.as_dict()).encode())
+
+        def answer() -> None:
+            failed = reopening is not None and reopening.exception()
+            if failed:
+                conn.reply(req, 500, json.dumps({"error": f"listen: {failed}"}).encode())
+            else:
+                conn.reply(req, 200, json.dumps(self.faults.as_dict()).encode())
+
+        if reopening is not None:
+            # Answered once the listeners accept again: a client told "cleared" can connect.
+            conn.when_done(reopening, answer)
+        else:
+            answer()
 
     # ---- listeners --------------------------------------------------------------------
     async def open_listeners(self) -> None:
@@ -441,14 +465,15 @@ class Backend:
             listener.close()
         self.listeners = []
 
-    def set_refuse(self, refuse: bool) -> None:
+    def set_refuse(self, refuse: bool) -> asyncio.Future | None:
+        """Close the listeners, or reopen them (the task doing it is returned)."""
         if refuse == self.faults.refuse:
-            return
+            return None
         self.faults.refuse = refuse
         if refuse:
             self.close_listeners()
-        else:
-            asyncio.get_running_loop().create_task(self.open_listeners())
+            return None
+        return asyncio.get_running_loop().create_task(self.open_listeners())
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -66,6 +66,17 @@ def _error_kind(exc: BaseException) -> str:
     return f"error:{type(exc).__name__}"
 
 
+class LoopClock:
+    """The load client's schedule: monotonic seconds, and sleeping on the event loop. A
+    parameter of LoadClient so that unit tests run a schedule on a fake clock."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class LoadClient:
     """Generates the load and collects one row per request."""
 
@@ -78,7 +89,9 @@ class LoadClient:
         hold: float,
         resolve_once: bool,
         headers: list[str],
+        clock: LoopClock | None = None,
     ) -> None:
+        self.clock = clock or LoopClock()
         self.target = target
         self.client = client
         self.timeout = timeout
@@ -205,13 +218,14 @@ class LoadClient:
                 raise ConnectionResetError("closed before the identity line")
             fields = self.identity(line)
             # A long-lived flow: a line a second, each echoed, until `hold` seconds pass.
-            deadline = time.monotonic() + self.hold
-            while time.monotonic() < deadline:
+            deadline = self.clock.now() + self.hold
+            while self.clock.now() < deadline:
                 writer.write(b"ping\n")
                 echo = await asyncio.wait_for(reader.readline(), self.timeout)
                 if not echo:
                     raise ConnectionResetError("closed while held")
-                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                # Holding the flow is the point: the pause is the flow's own pace.
+                await self.clock.sleep(min(1.0, max(0.0, deadline - self.clock.now())))
             return self.row(seq, start, t0, status=0, bytes=len(line), **fields)
         except Exception as exc:
             return self.row(seq, start, t0, error=_error_kind(exc), **fields)
@@ -262,7 +276,7 @@ class LoadClient:
     async def run(
         self, n: int, rate: float | None, concurrency: int, duration: float | None, progress: bool
     ) -> None:
-        stop_at = time.monotonic() + min(duration or MAX_DURATION, MAX_DURATION)
+        stop_at = self.clock.now() + min(duration or MAX_DURATION, MAX_DURATION)
         reporter = asyncio.get_running_loop().create_task(self._progress(n)) if progress else None
         try:
             if rate:
@@ -277,12 +291,12 @@ class LoadClient:
         """Start request i at i/rate seconds, with at most `cap` in flight."""
         slots = asyncio.Semaphore(cap)
         tasks = []
-        t0 = time.monotonic()
+        t0 = self.clock.now()
         for seq in range(n):
-            wait = t0 + seq / rate - time.monotonic()
+            wait = t0 + seq / rate - self.clock.now()
             if wait > 0:
-                await asyncio.sleep(wait)
-            if time.monotonic() >= stop_at:
+                await self.clock.sleep(wait)  # the open loop's pace
+            if self.clock.now() >= stop_at:
                 break
             await slots.acquire()
 
@@ -302,7 +316,7 @@ class LoadClient:
         async def worker() -> None:
             conn = [None, None] if self.keepalive and self.target.proto == "http" else None
             for seq in counter:
-                if time.monotonic() >= stop_at:
+                if self.clock.now() >= stop_at:
                     return
                 await self.one(seq, conn)
             if conn:

@@ -7,6 +7,7 @@ run inside vantage hosts (testbed.snmp.vantage), journaled like every lab proces
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -28,6 +29,7 @@ from testbed.plan.network import NetworkPlan
 from testbed.schemas import SNMP_COLUMNS
 from testbed.snmp import counters, mibs, vantage
 from testbed.snmp.poller import POLL_COLUMNS
+from testbed.waiting import WaitTimeout, wait_for
 
 WHAT = "snmp-poller"  # journal label of poller processes
 WORK_DIR = "snmp"  # in the lab directory: specs, per-vantage CSVs and logs
@@ -64,19 +66,24 @@ def lab_plan(lab: Lab) -> NetworkPlan:
 
 def wait_ready(lab: Lab, hosts: list[str], timeout: float = 10.0) -> dict[str, str]:
     """Wait until the agents of `hosts` reported READY or FAILED; host -> last status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = {
+    if not hosts:
+        return {}
+
+    def statuses() -> dict[str, str]:
+        return {
             e.logical_id: e.status
             for e in lab.events()
             if e.resource_type == EVENT_TYPE and e.logical_id in hosts
         }
-        if (
-            all(status.get(h) in ("SNMPD_READY", "SNMPD_FAILED") for h in hosts)
-            or time.monotonic() > deadline
-        ):
-            return status
-        time.sleep(0.05)
+
+    def reported() -> dict[str, str] | None:
+        status = statuses()
+        done = all(status.get(h) in ("SNMPD_READY", "SNMPD_FAILED") for h in hosts)
+        return status if done else None
+
+    with contextlib.suppress(WaitTimeout):  # the caller sees who is not ready
+        return wait_for(reported, timeout, "the SNMP agents to report")
+    return statuses()
 
 
 def _credentials(plan: NetworkPlan, host: str, use_v3: bool) -> dict[str, Any]:
@@ -256,10 +263,13 @@ def _follow(
     """Wait for the pollers, reporting their combined progress lines."""
     latest: dict[str, dict[str, Any]] = {}
     offsets = dict.fromkeys(procs, 0)
-    while any(p.poll() is None for p in procs.values()):
-        if time.time() > deadline:
-            raise LabError("the SNMP pollers did not finish in time")
-        time.sleep(0.25)
+
+    def finished() -> bool:
+        done = all(p.poll() is not None for p in procs.values())
+        report()
+        return done
+
+    def report() -> None:
         changed = False
         for where in procs:
             log = work / f"{where}.log"
@@ -283,6 +293,11 @@ def _follow(
                 for k in ("agents", "polls", "rows", "values", "timeouts", "errors", "answering")
             }
             on_progress(total)
+
+    try:
+        wait_for(finished, max(0.0, deadline - time.time()), "the SNMP pollers", interval=0.25)
+    except WaitTimeout as exc:
+        raise LabError(f"the SNMP pollers did not finish in time: {exc}") from None
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -14,16 +14,18 @@ import time
 
 import pytest
 
-from testbed import rpc, waiting
 from testbed.accesslog import parse_line
-from testbed.alb.config import node_files
+from testbed.alb import stats
+from testbed.alb.config import backend_name, node_files
+from testbed.alb.runtime import cli
 from testbed.errors import BadInput
-from testbed.lab.api import Lab
+from testbed.lab.api import REMOVED, Lab
 from testbed.lab.hostexec import host_tmp
 from testbed.metrics.sources import AlbSource
 from testbed.plan.network import NetworkPlan
 from testbed.traffic import run_load
 from tests.alb_data import DRAIN_S, GROUPS, LB, RULE_CASES, rules_template
+from tests.restore import restoring
 
 pytestmark = pytest.mark.integration
 INTERVAL_S, THRESHOLD = 5, 2
@@ -39,28 +41,22 @@ def template(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(template):
+    """Every target healthy, but TgFailOpen's (its matcher never matches): what each test
+    starts from and leaves behind."""
     with Lab.up(template) as lab:
-        wait_for(
-            lambda: all(
-                state(lab, tg, i) == "healthy"
-                for tg, members in GROUPS.items()
-                if tg != "TgFailOpen"
-                for i in members
-            ),
-            40,
-            "targets healthy",
+        for tg in GROUPS:
+            if tg != "TgFailOpen":
+                lab.wait_healthy(tg, timeout=40)
+        lab.wait_for(
+            lambda: set(lab.target_states("TgFailOpen").values()) == {"unhealthy"},
+            DETECT_S,
+            "TgFailOpen unhealthy",
+            last=lambda: lab.target_states("TgFailOpen"),
         )
         yield lab
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def wait_for(check, timeout: float, what: str) -> float:
-    """Seconds until check() holds (WaitTimeout naming `what` after timeout)."""
-    t0 = time.monotonic()
-    waiting.wait_for(check, timeout, what, interval=0.1)
-    return time.monotonic() - t0
-
-
 def state(lab, tg: str, instance: str) -> str:
     return lab.target_state(tg, instance)
 
@@ -99,8 +95,16 @@ def instance_of(body: str) -> str | None:
         return None
 
 
-def holder(lab, op: str, **kw) -> dict:
-    return rpc.call(str(lab.dir / "holder.sock"), {"op": op, **kw}, timeout=20)
+def in_flight(lab, tg: str, node: int = 0) -> int:
+    """Requests of `tg` that node `node`'s HAProxy has sent to targets and not yet finished
+    (its servers' current sessions)."""
+    host = nodes(lab)[node]["host"]
+    rows = stats.parse_stat(cli(node_files(lab.dir, host).stats_socket, "show stat"))
+    return sum(
+        int(r["scur"] or 0)
+        for r in rows
+        if r["pxname"] == backend_name(tg) and r["svname"] not in ("FRONTEND", "BACKEND")
+    )
 
 
 # ---- routing -------------------------------------------------------------------------------
@@ -112,12 +116,7 @@ def test_alb_resolves_to_its_nodes_and_every_node_listens(lab):
         status, headers, _ = curl(lab, "Client1", node_url(lab, index) + "/teapot")
         assert status == 418
         assert headers["server"] == "awselb/2.0"
-    states = {i: state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]}
-    wait_for(
-        lambda: {state(lab, "TgFailOpen", i) for i in GROUPS["TgFailOpen"]} == {"unhealthy"},
-        DETECT_S,
-        f"TgFailOpen unhealthy ({states})",
-    )
+    assert lab.target_states("TgFailOpen") == dict.fromkeys(GROUPS["TgFailOpen"], "unhealthy")
 
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=[c.name for c in RULE_CASES])
@@ -193,52 +192,39 @@ def test_cross_zone_off_keeps_each_node_in_its_zone(lab):
 
 
 def test_least_outstanding_requests_prefers_the_fast_target(lab):
-    slow = lab.host("LorA1")
-    slow.fault("delay", "300")
-    try:
+    with restoring(lab, faulted=["LorA1"]):
+        lab.host("LorA1").fault("delay", "300")
         df = run_load(
             lab, "Client1", node_url(lab) + "/lor/x", requests=300, concurrency=10, timeout=10
         )
-    finally:
-        slow.fault("clear")
     assert df["error"].isna().all()
     assert (df["backend"] == "LorB1").mean() >= 0.8, df["backend"].value_counts()
 
 
 # ---- health --------------------------------------------------------------------------------
 def test_matcher_decides_health_and_a_lone_unhealthy_target_fails_open(lab):
-    target = lab.host("SourceA1")
-    target.fault("status", "404")
-    try:
-        took = wait_for(
-            lambda: state(lab, "TgStrict", "SourceA1") == "unhealthy",
-            DETECT_S,
-            "unhealthy with matcher 200",
-        )
+    with restoring(lab, faulted=["SourceA1"]):
+        lab.host("SourceA1").fault("status", "404")
+        took = lab.wait_target_state("TgStrict", "SourceA1", "unhealthy", DETECT_S)
         row = next(r for r in lab.targets("TgStrict"))
         assert row["TargetHealth"]["Reason"] == "Target.ResponseCodeMismatch"
         assert took <= DETECT_S
         assert state(lab, "TgLenient", "SourceA1") == "healthy"  # matcher 200,404
         status, _h, body = curl(lab, "Client1", node_url(lab) + "/strict/x")
         assert (status, instance_of(body)) == (404, "SourceA1")  # fail open
-    finally:
-        target.fault("clear")
-    wait_for(lambda: state(lab, "TgStrict", "SourceA1") == "healthy", DETECT_S, "healthy")
 
 
 def test_unhealthy_target_drops_out_and_comes_back(lab):
-    target = lab.host("LorA1")
-    target.fault("500")
-    try:
-        wait_for(lambda: state(lab, "TgLor", "LorA1") == "unhealthy", DETECT_S, "unhealthy")
+    with restoring(lab, faulted=["LorA1"]):
+        lab.host("LorA1").fault("500")
+        lab.wait_target_state("TgLor", "LorA1", "unhealthy", DETECT_S)
         df = run_load(lab, "Client1", node_url(lab, 1) + "/lor/x", requests=40, concurrency=4)
         assert set(df["backend"]) == {"LorB1"}
         assert (df["status"] == 200).all()
-    finally:
-        target.fault("clear")
-    wait_for(lambda: state(lab, "TgLor", "LorA1") == "healthy", DETECT_S, "healthy")
-    df = run_load(lab, "Client1", node_url(lab, 1) + "/lor/x", requests=40, concurrency=4)
-    assert set(df["backend"]) == {"LorA1", "LorB1"}
+        lab.host("LorA1").fault("clear")
+        lab.wait_target_state("TgLor", "LorA1", "healthy", DETECT_S)
+        df = run_load(lab, "Client1", node_url(lab, 1) + "/lor/x", requests=40, concurrency=4)
+        assert set(df["backend"]) == {"LorA1", "LorB1"}
 
 
 def test_fail_open_when_every_target_is_unhealthy(lab):
@@ -262,70 +248,73 @@ def test_deregistration_drains_then_a_new_target_registers(lab):
         )
 
     t = threading.Thread(target=slow_requests)
-    t.start()
-    time.sleep(1.0)  # the four requests are in flight, two on each target
-    holder(lab, "deregister", tg="TgLor", target="LorA1")
-    try:
-        assert state(lab, "TgLor", "LorA1") == "draining"
-        df = run_load(lab, "Client1", node_url(lab) + "/lor/x", requests=30, concurrency=3)
-        assert set(df["backend"]) == {"LorB1"}  # nothing new for a draining target
-        t.join()
+    with restoring(lab):
+        t.start()
+        try:
+            # Least outstanding requests: two on each target.
+            lab.wait_for(
+                lambda: in_flight(lab, "TgLor") == 4,
+                10,
+                "the four slow requests in flight",
+                last=lambda: in_flight(lab, "TgLor"),
+            )
+            lab.deregister("TgLor", "LorA1")
+            assert state(lab, "TgLor", "LorA1") == "draining"
+            df = run_load(lab, "Client1", node_url(lab) + "/lor/x", requests=30, concurrency=3)
+            assert set(df["backend"]) == {"LorB1"}  # nothing new for a draining target
+        finally:
+            t.join()
         slow = result["df"]
         assert (slow["status"] == 200).all()  # in-flight requests finished
         assert "LorA1" in set(slow["backend"])
-        took = wait_for(lambda: state(lab, "TgLor", "LorA1") == "removed", DRAIN_S + 5, "removed")
+        took = lab.wait_target_state("TgLor", "LorA1", REMOVED, DRAIN_S + 5)
         assert took <= DRAIN_S + 2
-    finally:
-        t.join()
-        if state(lab, "TgLor", "LorA1") == "removed":
-            holder(lab, "register", tg="TgLor", target="LorA1")
-    # Registered again (HAProxy gets a dynamic server), plus one the template never had.
-    holder(lab, "register", tg="TgLor", target="PathA1")
-    try:
-        wait_for(
-            lambda: (
-                state(lab, "TgLor", "LorA1") == "healthy"
-                and state(lab, "TgLor", "PathA1") == "healthy"
-            ),
-            DETECT_S,
-            "registered healthy",
-        )
+        # Registered again (HAProxy gets a dynamic server), plus one the template never had.
+        lab.register("TgLor", "LorA1")
+        lab.register("TgLor", "PathA1")
+        lab.wait_healthy("TgLor", ["LorA1", "PathA1"], timeout=DETECT_S)
         df = run_load(lab, "Client1", node_url(lab) + "/lor/x", requests=60, concurrency=3)
         assert set(df["backend"]) == {"LorA1", "LorB1", "PathA1"}
-    finally:
-        holder(lab, "deregister", tg="TgLor", target="PathA1")
 
 
 # ---- updates -------------------------------------------------------------------------------
 KEEPALIVE_CLIENT = """
-import http.client, json, sys, time
+import http.client, json, sys, threading, time
+stop = threading.Event()  # set when the test closes our stdin
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 conn = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
-out = []
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
+end = time.monotonic() + 120  # a bound, whatever happens to the test
+while not stop.is_set() and time.monotonic() < end:
     try:
         conn.request("GET", "/api/x", headers={"X-Forwarded-For": "203.0.113.99"})
         resp = conn.getresponse()
         body = resp.read()
-        out.append({"status": resp.status, "port": conn.sock.getsockname()[1],
-                    "xff": json.loads(body)["forwarded"].get("x-forwarded-for")})
+        out = {"status": resp.status, "port": conn.sock.getsockname()[1],
+               "xff": json.loads(body)["forwarded"].get("x-forwarded-for")}
     except Exception as exc:
-        out.append({"error": repr(exc)})
+        out = {"error": repr(exc)}
         conn.close()
-    time.sleep(0.1)
-print(json.dumps(out))
+    print(json.dumps(out), flush=True)
+    stop.wait(0.1)  # a steady client: a request every 0.1 s on its one connection
 """
 
 
-def test_update_keeps_established_connections_and_changes_xff_mode(lab, template, tmp_path):
+def test_update_keeps_established_connections_and_changes_xff_mode(lab, template):
     script = host_tmp(lab.name, "Client1") / "keepalive.py"
     script.write_text(KEEPALIVE_CLIENT)
     node = nodes(lab)[0]["public_ip"]
     client = lab.host("Client1").popen(
-        ["python3", str(script), node, "9"], stdout=subprocess.PIPE, text=True
+        ["python3", str(script), node], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    time.sleep(2)
+    answers: list[dict] = []
+    reader = threading.Thread(target=lambda: answers.extend(map(json.loads, client.stdout)))
+    reader.start()
+
+    def answered(n: int) -> None:
+        lab.wait_for(lambda: len(answers) >= n, 15, f"{n} answers on the kept connection")
+
     try:
+        answered(3)
         for mode in ("preserve", "remove"):
             reply = lab.update(template, {"XffMode": mode})
             assert reply["changes"]
@@ -335,13 +324,12 @@ def test_update_keeps_established_connections_and_changes_xff_mode(lab, template
             )
             seen = json.loads(body)["forwarded"].get("x-forwarded-for")
             assert seen == {"preserve": "203.0.113.99", "remove": None}[mode]
-            time.sleep(1)
-        out, _ = client.communicate(timeout=30)
+            answered(len(answers) + 3)  # the old connection goes on after the reload
     finally:
-        if client.poll() is None:
-            client.kill()
+        client.stdin.close()  # the client's signal to stop
+        client.wait(timeout=30)
+        reader.join(timeout=30)
         lab.update(template, {"XffMode": "append"})
-    answers = json.loads(out)
     assert answers
     assert all(a.get("status") == 200 for a in answers), answers
     assert len({a["port"] for a in answers}) == 1  # one connection from start to end
@@ -405,12 +393,15 @@ def test_access_log_lines_are_in_the_lab_format(lab):
         node_url(lab) + marker,
         headers={"X-Forwarded-For": "192.0.2.7", "User-Agent": 'lab "test"'},
     )
-    time.sleep(1.0)  # the node flushes its log every 0.5 s
+    logs = [node_files(lab.dir, n["host"]).access_log for n in nodes(lab)]
+    # The node writes its log every 0.5 s: wait for the request's line.
+    lab.wait_for(
+        lambda: any(marker in log.read_text() for log in logs), 10, "the request's log line"
+    )
     found = []
-    for n in nodes(lab):
-        lines = node_files(lab.dir, n["host"]).access_log.read_text().splitlines()
+    for log in logs:  # (a node no test has used yet has an empty log)
+        lines = log.read_text().splitlines()
         records = [parse_line(line) for line in lines]
-        assert lines
         assert all(records), [x for x, r in zip(lines, records) if r is None][:3]
         found += [r for r in records if r.path == marker]
     assert len(found) == 1

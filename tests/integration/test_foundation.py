@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ import pytest
 from testbed import naming
 from testbed.lab import system
 from testbed.lab.api import Lab, random_name, start_lab, stop_lab
-from testbed.lab.state import read_state
+from testbed.lab.state import holder_alive, read_state
 from testbed.paths import REPO, TEMPLATES
+from testbed.waiting import WaitTimeout, wait_for
 from tests.assertions import (
     assert_nothing_left,
     assert_reachability_is_aws,
@@ -72,13 +72,16 @@ def test_hosts_addresses_and_status_json(default_lab):
 
 
 def test_public_instance_serves_http_to_the_internet_with_client_ip(default_lab):
-    out = ""
-    for _ in range(20):
+    def answer_text() -> str | None:
         out = default_lab.host("Client1").cmd("curl -s -m 2 http://203.0.113.11/hello")
-        if out.startswith("{"):
-            break
-        time.sleep(0.2)
-    assert out.startswith("{"), host_diagnostics(default_lab, "Client1", "WebB1")
+        return out if out.startswith("{") else None
+
+    try:
+        out = default_lab.wait_for(answer_text, 15, "WebB1 to answer Client1 over HTTP")
+    except WaitTimeout as exc:
+        raise AssertionError(
+            f"{exc}\n{host_diagnostics(default_lab, 'Client1', 'WebB1')}"
+        ) from None
     answer = json.loads(out)
     assert answer["instance"] == "WebB1"
     assert answer["path"] == "/hello"
@@ -87,10 +90,17 @@ def test_public_instance_serves_http_to_the_internet_with_client_ip(default_lab)
 
 def test_user_data_ran_in_its_host_with_its_own_tmpdir(default_lab):
     log = default_lab.dir / "hosts" / "WebB2" / "user-data.log"
-    for _ in range(50):
-        if log.exists() and log.read_text():
-            break
-        time.sleep(0.1)
+    ended = default_lab.wait_for(
+        lambda: [
+            e.status
+            for e in default_lab.events()
+            if e.logical_id == "WebB2" and e.resource_type == "Lab::UserData"
+            if e.status in ("USERDATA_COMPLETE", "USERDATA_FAILED")
+        ],
+        15,
+        "WebB2's UserData to end",
+    )
+    assert ended == ["USERDATA_COMPLETE"], log.read_text()
     assert "hello from" in log.read_text()
     assert "10.0.3.4" in log.read_text()
     made = default_lab.host("WebA1").cmd("mktemp").strip()
@@ -248,7 +258,7 @@ def test_decoys_survive_up_down_kill9_and_clean():
         assert decoys.alive() == dict.fromkeys(decoys.alive(), True)
         state = start_lab(DEFAULT, name=name)
         os.kill(state["pid"], signal.SIGKILL)
-        time.sleep(0.3)
+        wait_for(lambda: not holder_alive(state), 10, f"the holder of {name} to die")
         status = json.loads(run_cli("status", name, "--json", check=True).stdout)
         assert status["alive"] is False
         assert status["state"].startswith("DEAD")
@@ -306,13 +316,16 @@ def test_bad_input_exits_2_and_creates_nothing(tmp_path):
         "AvailabilityZone: us-east-1a}\n"
     )
     name = random_name("bad")
-    before = machine_snapshot()
+    # (Other labs may come and go on a shared machine meanwhile: compare what belongs to no
+    # lab, and look for anything of this one.)
+    before = without_labs(machine_snapshot())["bridges"]
     proc = run_cli("up", str(bad), "--name", name)
     assert proc.returncode == 2
     assert "bad.yaml:8" in proc.stderr
     assert "S:" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert machine_snapshot()["bridges"] == before["bridges"]
+    assert without_labs(machine_snapshot())["bridges"] == before
+    assert_nothing_left(name)
     assert not naming.lab_dir(name).exists()
     for args in (
         ["up", DEFAULT, "--name", "Bad_Name"],
@@ -386,7 +399,11 @@ def test_link_bandwidth_is_applied_with_htb(tmp_path):
     with Lab.up(str(template)) as lab:
         server = lab.host("WebB2").popen(["iperf3", "-s", "-1"], stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            lab.wait_for(
+                lambda: ":5201 " in lab.host("WebB2").cmd("ss -ltnH 'sport = :5201'"),
+                10,
+                "iperf3 to listen",
+            )
             out = lab.host("WebA2").run(["iperf3", "-c", "10.0.3.4", "-t", "3", "-J"], timeout=30)
             bps = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from testbed import rpc
-from testbed.lab.api import Lab
+from testbed.lab.api import REMOVED, Lab
 from testbed.paths import TEMPLATES
 from testbed.traffic import run_load
+from tests.restore import restoring
 
 pytestmark = pytest.mark.integration
 NLB = TEMPLATES / "nlb.yaml"
@@ -50,7 +52,10 @@ def nlb_template(tmp_dir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def nlb_lab(tmp_path_factory):
+    """Every target healthy before any test: while some are still `initial` the NLB sends
+    new flows only to the others."""
     with Lab.up(nlb_template(tmp_path_factory.mktemp("nlb"))) as lab:
+        lab.wait_healthy(timeout=INTERVAL_S * THRESHOLD + 30)
         yield lab
 
 
@@ -62,11 +67,6 @@ def controller(lab, op: str, **kw) -> dict:
     return rpc.call(str(lab.dir / "controller.sock"), {"op": op, **kw})
 
 
-def wait_state(lab, target: str, state: str, timeout: float, tg: str = "WebTargets") -> float:
-    """Seconds until `target` of `tg` reaches `state` (WaitTimeout after timeout)."""
-    return lab.wait_target_state(tg, target, state, timeout)
-
-
 def test_nlb_comes_up_resolvable_and_without_openflow_errors(nlb_lab):
     lb = lb_state(nlb_lab)
     public = sorted(n["public_ip"] for n in lb["nodes"])
@@ -74,9 +74,9 @@ def test_nlb_comes_up_resolvable_and_without_openflow_errors(nlb_lab):
         out = nlb_lab.host(host).run(["dig", "+short", lb["dns_name"]]).stdout.split()
         assert sorted(out) == public, host  # internet-facing: the nodes' public addresses
     assert controller(nlb_lab, "status")["errors"] == []
-    for state in ("healthy",):
-        for target in ("WebA1", "WebA2", "WebB1", "WebB2"):
-            wait_state(nlb_lab, target, state, INTERVAL_S * THRESHOLD + 10)
+    assert nlb_lab.target_states("WebTargets") == dict.fromkeys(
+        ("WebA1", "WebA2", "WebB1", "WebB2"), "healthy"
+    )
 
 
 def test_client_address_is_preserved_and_each_node_keeps_to_its_az(nlb_lab):
@@ -109,47 +109,41 @@ def test_udp_through_the_nlb(nlb_lab):
 def test_unhealthy_target_gets_no_new_flows_and_comes_back(nlb_lab):
     web = nlb_lab.host("WebA1")
     node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1a")
-    wait_state(nlb_lab, "WebA1", "healthy", 30)
-    web.fault("refuse")
-    try:
-        took = wait_state(nlb_lab, "WebA1", "unhealthy", INTERVAL_S * THRESHOLD + 10)
+    with restoring(nlb_lab, faulted=["WebA1"]):
+        web.fault("refuse")
+        took = nlb_lab.wait_target_state(
+            "WebTargets", "WebA1", "unhealthy", INTERVAL_S * THRESHOLD + 10
+        )
         assert took <= INTERVAL_S * THRESHOLD + 1 + 1.5  # + the checker's scheduling margin
         df = run_load(
             nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60, concurrency=6
         )
         assert df["error"].isna().all()
         assert set(df["backend"]) == {"WebA2"}
-    finally:
         web.fault("clear")
-    wait_state(nlb_lab, "WebA1", "healthy", INTERVAL_S * THRESHOLD + 10)
-    df = run_load(nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60, concurrency=6)
-    assert set(df["backend"]) == {"WebA1", "WebA2"}
+        nlb_lab.wait_target_state("WebTargets", "WebA1", "healthy", INTERVAL_S * THRESHOLD + 10)
+        df = run_load(
+            nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=60, concurrency=6
+        )
+        assert set(df["backend"]) == {"WebA1", "WebA2"}
 
 
 def test_deregistered_target_drains_then_leaves(nlb_lab):
     node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1b")
-    wait_state(nlb_lab, "WebB2", "healthy", 30)
-    rpc.call(
-        str(nlb_lab.dir / "holder.sock"),
-        {"op": "deregister", "tg": "WebTargets", "target": "WebB2"},
-    )
-    try:
-        wait_state(nlb_lab, "WebB2", "draining", 3)
+    since = time.time()
+    with restoring(nlb_lab):
+        nlb_lab.deregister("WebTargets", "WebB2")
+        nlb_lab.wait_target_state("WebTargets", "WebB2", "draining", 3)
         df = run_load(
             nlb_lab, "Client1", f"http://{node['public_ip']}/", requests=40, concurrency=4
         )
         assert set(df["backend"]) == {"WebB1"}  # no new flow reaches a draining target
-        took = wait_state(nlb_lab, "WebB2", "removed", DRAIN_S + 5)
+        took = nlb_lab.wait_target_state("WebTargets", "WebB2", REMOVED, DRAIN_S + 5)
         assert took <= DRAIN_S + 2
-    finally:
-        rpc.call(
-            str(nlb_lab.dir / "holder.sock"),
-            {"op": "register", "tg": "WebTargets", "target": "WebB2"},
-        )
-    assert wait_state(nlb_lab, "WebB2", "healthy", INTERVAL_S * THRESHOLD + 10) >= 0
-    events = (nlb_lab.dir / "target-events.jsonl").read_text().splitlines()
-    seen = [json.loads(e)["new"] for e in events if '"WebB2:80"' in e]
-    assert seen[-4:] == ["draining", "", "initial", "healthy"]
+        nlb_lab.register("WebTargets", "WebB2")
+        nlb_lab.wait_target_state("WebTargets", "WebB2", "healthy", INTERVAL_S * THRESHOLD + 10)
+    seen = [e["new"] for e in nlb_lab.target_events(since) if e["target"] == "WebB2:80"]
+    assert seen == ["draining", "", "initial", "healthy"]
 
 
 def test_segments_of_a_forgotten_flow_get_a_reset(nlb_lab):
@@ -167,31 +161,48 @@ def test_segments_of_a_forgotten_flow_get_a_reset(nlb_lab):
             timeout=3,
         )
 
-    t = threading.Thread(target=hold)
-    t.start()
-    time.sleep(2)
     lb = lb_state(nlb_lab)["name"]
-    for target in ("WebA1", "WebA2"):  # forget every flow of this node's targets
-        controller(nlb_lab, "terminate", lb=lb, ip=nlb_lab.host(target).ip, port=9000)
-    t.join()
+    targets = ("WebA1", "WebA2")
+    client_ip = nlb_lab.host("Client1").ip
+
+    def held_flows() -> int:
+        """Client1's established connections to port 9000, as the targets see them."""
+        lines = []
+        for target in targets:
+            lines += nlb_lab.host(target).cmd("ss -Htn state established sport = :9000").split("\n")
+        return sum(f" {client_ip}:" in line for line in lines)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        nlb_lab.wait_for(lambda: held_flows() >= 4, 10, "the 4 held flows", last=held_flows)
+        for target in targets:  # forget every flow of this node's targets
+            controller(nlb_lab, "terminate", lb=lb, ip=nlb_lab.host(target).ip, port=9000)
+    finally:
+        holder.join()
     df = result["df"]
     assert set(df["error"]) == {"reset"}  # told at once by the NLB, not left to time out
     assert (df["latency_ms"] < 8000).all()
 
 
+def new_flows_so_far(lab) -> int:
+    """NewFlowCount of every target, once OVS has counted every packet seen until now.
+
+    Packets that hit a cached datapath flow reach the counters of the OpenFlow entries
+    when a revalidator goes over that flow (every ~0.5 s). `revalidator/wait` returns when
+    the revalidators' current round ends; the second one, after a whole round that started
+    after this call: every packet so far is counted (an earlier test's last ones too)."""
+    for _ in range(2):
+        subprocess.run(["ovs-appctl", "revalidator/wait"], check=True, capture_output=True)
+    return sum(x["count"] for x in controller(lab, "nlb_stats")["new_flows"])
+
+
 def test_new_flow_count_matches_the_connections(nlb_lab):
     node = lb_state(nlb_lab)["nodes"][0]
-    before = sum(x["count"] for x in controller(nlb_lab, "nlb_stats")["new_flows"])
+    before = new_flows_so_far(nlb_lab)
     df = run_load(nlb_lab, "Client2", f"http://{node['public_ip']}/", requests=150, concurrency=10)
     assert df["error"].isna().all()
-    # Packets that hit a cached datapath flow are counted by OVS's revalidators, every
-    # ~0.5 s: give the counters a moment to settle.
-    deadline = time.monotonic() + 5
-    after = before
-    while time.monotonic() < deadline and after - before < 150:
-        time.sleep(0.5)
-        after = sum(x["count"] for x in controller(nlb_lab, "nlb_stats")["new_flows"])
-    assert after - before == 150
+    assert new_flows_so_far(nlb_lab) - before == 150
 
 
 # Sequential HTTP requests, each from the next of a few fixed source ports, closed by the
@@ -199,7 +210,8 @@ def test_new_flow_count_matches_the_connections(nlb_lab):
 # TIME_WAIT be reused (tcp_tw_reuse), about a second later. Prints one JSON line per
 # request: the port used, the port the backend saw, or the error.
 REUSE_CLIENT = r"""
-import errno, json, socket, sys, time
+import errno, json, socket, sys
+from testbed.waiting import WaitTimeout, wait_for
 ip, port, first, count, rounds = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:6])
 
 def more(s):
@@ -208,26 +220,26 @@ def more(s):
         raise ConnectionError("closed before the whole answer")
     return chunk
 
+def connected(local):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(5)
+    try:
+        s.bind(("", local))
+        s.connect((ip, port))
+        return s
+    except OSError as exc:
+        s.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return None  # the port's TIME_WAIT is not reusable yet: a fact the kernel tells us
+        raise
+
 for i in range(count * rounds):
     local = first + i % count
-    deadline = time.monotonic() + 10
-    while True:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.settimeout(5)
-        try:
-            s.bind(("", local))
-            s.connect((ip, port))
-            break
-        except OSError as exc:
-            s.close()
-            # the port's TIME_WAIT is not reusable yet: a fact the kernel tells us
-            if exc.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
-                print(json.dumps({"port": local, "error": str(exc)}), flush=True)
-                s = None
-                break
-            time.sleep(0.05)
-    if s is None:
+    try:
+        s = wait_for(lambda: connected(local), 10, f"port {local} to be reusable", 0.05)
+    except (OSError, WaitTimeout) as exc:
+        print(json.dumps({"port": local, "error": str(exc)}), flush=True)
         continue
     try:
         s.sendall(b"GET / HTTP/1.1\r\nHost: nlb\r\nConnection: close\r\n\r\n")

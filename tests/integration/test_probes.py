@@ -28,17 +28,13 @@ NLB = TEMPLATES / "nlb.yaml"
 MAX_VIA_OVER_DIRECT_P50 = 5.0
 
 
-def wait_healthy(lab: Lab, tg: str = "WebTargets", timeout: float = 60.0) -> None:
-    """Until every target of `tg` is healthy: while some are still `initial`, the NLB sends
-    only to the healthy ones, and a probe could find no connection at its target."""
-    lab.wait_healthy(tg, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def nlb_lab():
-    """templates/nlb.yaml: instance targets, client IP preserved."""
+    """templates/nlb.yaml: instance targets, client IP preserved; every target healthy
+    (while some are still `initial`, the NLB sends only to the others, and a probe could find
+    no connection at its target)."""
     with Lab.up(str(NLB)) as lab:
-        wait_healthy(lab)
+        lab.wait_healthy(timeout=60)
         yield lab
 
 
@@ -175,7 +171,7 @@ def test_the_cli_prints_the_sources_and_the_pcap(nlb_lab, capsys):
 def test_ip_targets_without_preservation_see_the_nodes_address(nlb_lab, tmp_path):
     template = ip_target_template(tmp_path, nlb_lab)
     with Lab.up(str(template)) as lab:
-        wait_healthy(lab)
+        lab.wait_healthy(timeout=60)
         node = next(
             n for lb in lab.state["load_balancers"] for n in lb["nodes"] if n["az"] == "us-east-1a"
         )

@@ -18,6 +18,7 @@ from testbed.lab.procs import ProcessJournal, is_alive
 from testbed.lab.services.snmpd import WHAT as SNMPD
 from testbed.snmp import manager
 from tests.assertions import host_diagnostics, plan_of, run_cli
+from tests.restore import restart_snmpd
 
 pytestmark = pytest.mark.integration
 
@@ -138,10 +139,7 @@ def test_hc_in_octets_grows_by_at_least_what_iperf3_delivered(snmp_lab):
         log=snmp_lab.dir / "hosts" / "Recv" / "iperf3.log",
     )
     try:
-        for _ in range(50):
-            if ":5201" in recv.cmd("ss -H -ltn"):
-                break
-            time.sleep(0.1)
+        snmp_lab.wait_for(lambda: ":5201" in recv.cmd("ss -H -ltn"), 10, "iperf3 to listen")
         index = _eth0_index(snmp_lab, "Recv")
         counter = f"IF-MIB::ifHCInOctets.{index}"
         before = manager.query(snmp_lab.name, "Recv", "get", [counter])[0]
@@ -171,6 +169,11 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
     out = tmp_path / "poll.csv"
     victim = _agent_pid(snmp_lab, "WebB")
     result: dict = {}
+    all_answering = threading.Event()
+
+    def progress(total: dict) -> None:
+        if total.get("answering") == 3:
+            all_answering.set()
 
     def poll():
         try:
@@ -182,16 +185,25 @@ def test_poller_survives_an_agent_killed_mid_poll(snmp_lab, tmp_path):
                 interval=0.5,
                 duration=6.0,
                 rates_out=tmp_path / "rates.csv",
+                on_progress=progress,
             )
         except BaseException as exc:  # reported by the assertions below
             result["error"] = exc
+        finally:
+            all_answering.set()  # (no wait for a poller that failed)
 
     thread = threading.Thread(target=poll)
-    thread.start()
-    time.sleep(3.0)
-    killed_at = time.time()
-    os.kill(victim.pid, signal.SIGKILL)
-    thread.join(timeout=60)
+    try:
+        thread.start()
+        # Mid-poll: once every agent has answered.
+        assert all_answering.wait(timeout=30), "the pollers reported no progress"
+        assert "error" not in result, result
+        killed_at = time.time()
+        os.kill(victim.pid, signal.SIGKILL)
+        thread.join(timeout=60)
+    finally:
+        thread.join(timeout=60)
+        restart_snmpd(snmp_lab, "WebB")
     assert not thread.is_alive()
     assert "error" not in result, result
     summary = result["summary"]

@@ -20,6 +20,7 @@ from testbed.alb.config import node_files, render, server_states
 from testbed.alb.patterns import anchored, double_quoted, query_regex
 from testbed.model import load_model_text
 from testbed.plan.network import build_plan
+from testbed.waiting import wait_for
 from tests.alb_data import GROUPS, RULE_CASES, RULES, rules_template
 from tests.haproxy_local import HAVE_HAPROXY, LocalAlb
 
@@ -376,13 +377,15 @@ def test_lb_cookie_and_group_stickiness_on_haproxy(local):
 
 @needs_haproxy
 def test_access_log_lines_parse(local):
-    import time
-
     local.request(
         '/api/x?q="1"', headers={"User-Agent": 'a "quoted" ]agent', "X-Forwarded-For": "192.0.2.1"}
     )
-    time.sleep(0.3)
-    lines = local.files.access_log.read_text().splitlines()
+    # HAProxy logs through the node's filter into the file: wait for the request's line.
+    lines = wait_for(
+        lambda: (text := local.files.access_log.read_text()) and "/api/x?q=" in text and text,
+        10,
+        "the request's line in the access log",
+    ).splitlines()
     records = [parse_line(line) for line in lines]
     assert lines
     assert all(records), [x for x, r in zip(lines, records) if r is None]

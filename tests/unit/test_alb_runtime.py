@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from dataclasses import replace
 
 import pytest
@@ -25,6 +24,7 @@ from testbed.paths import TEMPLATES
 from testbed.plan.balancers import TargetPlan
 from testbed.plan.changes import plan_changes
 from testbed.plan.network import build_plan
+from testbed.waiting import wait_for
 from tests.haproxy_local import HAVE_HAPROXY, LocalAlb
 from tests.unit.test_alb_config import alb_plan
 
@@ -261,7 +261,12 @@ def test_reload_keeps_an_established_connection(tmp_path):
         assert status == 418
         assert json.loads(alb.request("/teapot")[2])["instance"] == "PathB1"  # new one
         conn.close()
-        time.sleep(0.3)
+        # The old worker ends once its last connection has: its stop notices are logged.
+        wait_for(
+            lambda: not parse_show_proc(cli(alb.files.master_socket, "show proc")).old_workers,
+            10,
+            "the old HAProxy worker to exit",
+        )
     # The old worker's "Proxy Http stopped" notices are not request lines: filtered out.
     lines = alb.files.access_log.read_text().splitlines()
     assert len(lines) == 3, lines

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,61 +15,77 @@ import pytest
 from testbed import accesslog
 from testbed.errors import BadInput
 from testbed.health.checks import http_check, matches, parse_matcher, tcp_check
-from testbed.roles.load_client import Target, summary
+from testbed.roles.load_client import LoadClient, Target, summary
 from testbed.traffic import parse_wrk
+from testbed.waiting import wait_for
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody uses right now (held together while chosen, so the
+    kernel cannot hand out the same one twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start_backend(tmp_path: Path) -> tuple[subprocess.Popen, dict]:
+    """An http-backend on loopback ports; retried when a chosen port was taken meanwhile
+    (by another test's client, say) before the backend could bind it."""
+    log = tmp_path / "access.log"
+    errors = tmp_path / "backend.err"
+    for _attempt in range(3):
+        port, tcp, admin = free_ports(3)
+        ports = {"port": port, "tcp": tcp, "udp": tcp, "admin": admin, "log": log}
+        argv = [sys.executable, "-m", "testbed.roles.http_backend", "--id", "T1"]
+        argv += ["--ip", "127.0.0.1", "--az", "us-east-1a", "--bind", "127.0.0.1"]
+        argv += ["--port", str(port), "--tcp-port", str(tcp), "--udp-port", str(tcp)]
+        argv += ["--admin-port", str(admin), "--access-log", str(log)]
+        with open(errors, "wb") as err:
+            proc = subprocess.Popen(argv, stderr=err)
+        wait_for(
+            lambda p=proc, a=admin: p.poll() is not None or accepts(a), 10, "the backend to start"
+        )
+        if proc.poll() is None:
+            return proc, ports
+        if "address already in use" not in errors.read_text():
+            break
+    raise AssertionError(f"the backend exited ({proc.returncode}): {errors.read_text()}")
 
 
 @pytest.fixture
 def backend(tmp_path):
-    ports = {"port": free_port(), "tcp": free_port(), "admin": free_port()}
-    ports["udp"] = ports["tcp"]
-    log = tmp_path / "access.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testbed.roles.http_backend",
-            "--id",
-            "T1",
-            "--ip",
-            "127.0.0.1",
-            "--az",
-            "us-east-1a",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(ports["port"]),
-            "--tcp-port",
-            str(ports["tcp"]),
-            "--udp-port",
-            str(ports["udp"]),
-            "--admin-port",
-            str(ports["admin"]),
-            "--access-log",
-            str(log),
-        ]
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", ports["admin"])) == 0:
-                break
-        time.sleep(0.05)
-    ports["log"] = log
-    yield ports
-    proc.terminate()
-    proc.wait(5)
+    proc, ports = start_backend(tmp_path)
+    try:
+        yield ports
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:port right now."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def admin(b, query: str) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{b['admin']}/faults?{query}", method="POST")
-    return json.loads(urllib.request.urlopen(req, timeout=5).read())
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status
 
 
 def load(target: str, *args: str) -> tuple[list[dict], dict]:
@@ -121,19 +137,32 @@ def test_faults_status_delay_refuse_clear(backend):
     url = f"http://127.0.0.1:{backend['port']}/health"
     assert admin(backend, "status=500")["status"] == 500
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(url, timeout=5)
+        status_of(url)
     assert err.value.code == 500
+    err.value.close()
     admin(backend, "clear")
-    admin(backend, "delay_ms=300")
-    t = time.monotonic()
-    assert urllib.request.urlopen(url, timeout=5).status == 200
-    assert time.monotonic() - t >= 0.3
+    assert admin(backend, "delay_ms=300")["delay_ms"] == 300
+    assert status_of(url + "?delayed=1") == 200
+    # The backend's own record of how long it held the answer (logged once flushed).
+    delayed = wait_for(
+        lambda: [r for r in log_records(backend) if r.path == "/health?delayed=1"],
+        10,
+        "the delayed request in the access log",
+    )
+    assert delayed[0].duration_ms >= 300
     admin(backend, "clear&refuse=1")
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(url, timeout=5)
+        status_of(url)
+    # "cleared" comes back once the listeners accept again: no wait needed.
     assert admin(backend, "clear")["refuse"] is False
-    time.sleep(0.1)
-    assert urllib.request.urlopen(url, timeout=5).status == 200
+    assert status_of(url) == 200
+
+
+def log_records(backend) -> list:
+    """The backend's access log as parsed records (what it has flushed so far)."""
+    log = Path(backend["log"])
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [accesslog.parse_line(line) for line in lines]
 
 
 def test_hang_makes_requests_time_out(backend):
@@ -159,34 +188,76 @@ def test_load_rows_add_up_http_tcp_udp(backend):
     assert len({r["seen_port"] for r in rows}) == 15  # a new flow (source port) each time
 
 
-def test_rate_paces_requests(backend):
-    rows, _ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "21", "--rate", "20")
-    starts = sorted(float(r["start"]) for r in rows)
-    assert 0.9 <= starts[-1] - starts[0] <= 1.5  # 20 gaps of 50 ms
+class FakeLoopClock:
+    """The load client's clock (LoopClock) on a fake timeline: sleeping moves it."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)  # the tasks ready now run now, as during a real sleep
+        self.time += seconds
+
+
+def scheduled(n, rate=None, concurrency=1, duration=None, takes=0.0) -> list[tuple[int, float]]:
+    """(seq, start) of each request the load client starts, on a fake clock; each request
+    takes `takes` fake seconds."""
+    clock = FakeLoopClock()
+    client = LoadClient(Target("http://x/"), "C", 5.0, False, 0.0, False, [], clock=clock)
+    started: list[tuple[int, float]] = []
+
+    async def one(seq: int, conn=None) -> None:
+        started.append((seq, clock.now()))
+        await clock.sleep(takes)
+
+    client.one = one  # type: ignore[method-assign]
+    asyncio.run(client.run(n, rate, concurrency, duration, progress=False))
+    return started
+
+
+def test_open_loop_starts_request_i_at_i_over_rate():
+    started = scheduled(21, rate=20, concurrency=5)
+    assert [seq for seq, _t in started] == list(range(21))
+    assert [t for _seq, t in started] == pytest.approx([i / 20 for i in range(21)])
+
+
+def test_duration_bounds_the_open_and_the_closed_loop():
+    # 1,000,000 asked at 50/s for 1 s: the 50 that start before the end, no more.
+    assert len(scheduled(1_000_000, rate=50, concurrency=10, duration=1)) == 50
+    # One worker, 0.25 s a request: starts at 0, 0.25, 0.5, 0.75; not at 1.0.
+    assert [t for _s, t in scheduled(100, duration=1, takes=0.25)] == [0, 0.25, 0.5, 0.75]
+    assert len(scheduled(7, takes=0.25)) == 7  # no duration: every request
+
+
+def test_rate_gives_every_request_a_row(backend):
+    rows, summ = load(f"http://127.0.0.1:{backend['port']}/", "-n", "21", "--rate", "200")
+    assert sorted(int(r["seq"]) for r in rows) == list(range(21))
+    assert summ["ok"] == 21
 
 
 def test_refused_and_duration_bound(backend):
     port = free_port()
     rows, summ = load(f"http://127.0.0.1:{port}/", "-n", "4")
     assert summ["errors"] == {"refused": 4}
-    t = time.monotonic()
+    # A million at 50/s would take 5.5 hours: --duration ends it (else load() times out).
     rows, _ = load(
         f"http://127.0.0.1:{backend['port']}/", "-n", "1000000", "--rate", "50", "--duration", "1"
     )
-    assert time.monotonic() - t < 10
-    assert 30 <= len(rows) <= 60
+    assert 0 < len(rows) <= 51
 
 
 def test_access_log_lines_follow_the_documented_format(backend):
     load(f"http://127.0.0.1:{backend['port']}/x?y=1", "-n", "10", "-c", "1")
-    deadline = time.monotonic() + 5
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        lines = Path(backend["log"]).read_text().splitlines() if backend["log"].exists() else []
-        if len(lines) >= 10:
-            break
-        time.sleep(0.2)
-    records = [accesslog.parse_line(line) for line in lines]
+    # The backend flushes its log every second: wait for the tenth line.
+    records = wait_for(
+        lambda: len(log_records(backend)) >= 10 and log_records(backend),
+        10,
+        "10 lines in the access log",
+        last=lambda: len(log_records(backend)),
+    )
     assert len(records) == 10
     assert all(records)
     assert records[0].server == "T1"
@@ -214,8 +285,6 @@ async def _checks(b):
 
 
 def test_health_checks_follow_faults(backend):
-    import asyncio
-
     ok, tcp = asyncio.run(_checks(backend))
     assert ok.ok
     assert ok.detail == "200"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import ClassVar
 
 import pytest
@@ -18,6 +18,7 @@ from testbed.lab.events import EventFollower, EventLog, read_events
 from testbed.lab.procs import ProcessJournal, is_alive, record, start_time, terminate
 from testbed.plan.network import NetworkPlan, build_plan, host_mac
 from testbed.results import parse_params
+from tests.fakeclock import FakeClock
 from tests.handmade import two_az_model
 
 
@@ -86,21 +87,25 @@ def test_expected_reachability_by_hand():
 def test_event_log_and_follower(tmp_path):
     log = EventLog(tmp_path)
     follower = EventFollower(tmp_path)
-    assert follower.new() == []
-    log.emit("VPC", "AWS::EC2::VPC", "CREATE_IN_PROGRESS")
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write('{"time": 1, "logical_id": "half')  # a line still being written
-    got = follower.new()
-    assert [e.logical_id for e in got] == ["VPC"]
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write('", "resource_type": "T", "status": "S", "reason": ""}\n')
-    assert [e.logical_id for e in follower.new()] == ["half"]
+    try:
+        assert follower.new() == []
+        log.emit("VPC", "AWS::EC2::VPC", "CREATE_IN_PROGRESS")
+        with open(tmp_path / "events.jsonl", "a") as f:
+            f.write('{"time": 1, "logical_id": "half')  # a line still being written
+        got = follower.new()
+        assert [e.logical_id for e in got] == ["VPC"]
+        with open(tmp_path / "events.jsonl", "a") as f:
+            f.write('", "resource_type": "T", "status": "S", "reason": ""}\n')
+        assert [e.logical_id for e in follower.new()] == ["half"]
+    finally:
+        follower.close()  # it keeps the file open between reads
     assert len(read_events(tmp_path)) == 2
     assert "CREATE_IN_PROGRESS" in got[0].line()
 
 
 def test_process_records_survive_pid_reuse_check(tmp_path):
     journal = ProcessJournal(tmp_path)
+    # A process that runs until it is ended (its sleep is what it does, not a wait).
     proc = journal.start([sys.executable, "-c", "import time; time.sleep(30)"], what="sleeper")
     rec = journal.records()[0]
     assert rec.pid == proc.pid
@@ -115,22 +120,39 @@ def test_process_records_survive_pid_reuse_check(tmp_path):
     assert start_time(proc.pid) is None
 
 
-def test_terminate_escalates_to_sigkill():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, "
-            "signal.SIG_IGN); print('r', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    proc.stdout.readline()
-    rec = record(proc.pid, "stubborn")
-    t = time.monotonic()
-    terminate([rec], grace=0.3)
-    assert proc.wait(timeout=5) == -9
-    assert time.monotonic() - t < 3
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('r', flush=True); time.sleep(30)"
+)
+
+
+def test_terminate_escalates_to_sigkill_when_the_grace_is_over():
+    clock = FakeClock()
+    with subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"r\n"  # SIGTERM is ignored from here on
+        assert terminate([record(proc.pid, "stubborn")], grace=0.3, clock=clock) == [proc.pid]
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert clock.slept == pytest.approx(0.3)  # it waited the grace out, by its clock
+
+
+POLITE = (
+    "import signal, sys, time\n"
+    "def bye(*_):\n"
+    "    print('bye', flush=True)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "print('r', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_terminate_lets_a_process_that_ends_on_sigterm_finish():
+    with subprocess.Popen([sys.executable, "-c", POLITE], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"r\n"
+        rec = record(proc.pid, "polite")
+        assert terminate([rec], grace=60) == [proc.pid]  # returns once the process is gone
+        assert not is_alive(rec)
+        assert proc.stdout.read() == b"bye\n"  # its SIGTERM handler ran to the end
 
 
 def test_rpc_round_trip_and_errors(tmp_path):

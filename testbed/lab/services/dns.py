@@ -11,8 +11,8 @@ client) mounts over /etc/resolv.conf; Mininet CLI shells keep the machine's reso
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.programs import bound_udp_ports
 from testbed.lab.services import ServiceContext
 from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.waiting import WaitTimeout, wait_for
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 NETNS_ETC = Path("/etc/netns")
@@ -122,11 +123,13 @@ def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
     proc = ctx.journal.start(
         netns_argv(ctx.lab, host.name, argv), what="dnsmasq", host=host.name, log=log, env=ctx.env
     )
-    deadline = time.monotonic() + READY_TIMEOUT
-    while proc.poll() is None and DNS_PORT not in bound_udp_ports(proc.pid):
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    with contextlib.suppress(WaitTimeout):  # reported below, with the log
+        wait_for(
+            lambda: proc.poll() is not None or DNS_PORT in bound_udp_ports(proc.pid),
+            READY_TIMEOUT,
+            f"dnsmasq of {host.name} to bind port {DNS_PORT}",
+            interval=0.02,
+        )
     if proc.poll() is not None or DNS_PORT not in bound_udp_ports(proc.pid):
         raise LabError(
             f"the lab's resolver (dnsmasq) did not start; {log} ends with:\n{log_tail(log)}"

@@ -21,12 +21,12 @@ from __future__ import annotations
 import secrets
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.services import ServiceContext
 from testbed.plan.network import HostPlan
+from testbed.waiting import WaitTimeout, wait_for
 
 SNMPD = "/usr/sbin/snmpd"
 SNMPSET = "/usr/bin/snmpset"
@@ -97,6 +97,9 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     # An empty MIB path: the agent needs no MIB files, and without them it would complain
     # about every one it cannot find.
     env = dict(ctx.env, SNMP_PERSISTENT_DIR=str(state), MIBS="", MIBDIRS=str(state))
+    # The log is appended to: an agent started again (after a crash) must not be taken for
+    # ready on its predecessor's lines.
+    log_start = _size(log)
     proc = ctx.journal.start(
         netns_argv(ctx.lab, host.name, agent_argv(conf)),
         what=WHAT,
@@ -111,7 +114,7 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     # a thread instead, as UserData does (managers retry the first requests anyway).
     threading.Thread(
         target=_when_ready,
-        args=(ctx, host, proc, log, env, setup_community),
+        args=(ctx, host, proc, log, log_start, env, setup_community),
         daemon=True,
         name=f"snmpd:{host.name}",
     ).start()
@@ -123,11 +126,12 @@ def _when_ready(
     host: HostPlan,
     proc: subprocess.Popen,
     log: Path,
+    log_start: int,
     env: dict[str, str],
     setup_community: str,
 ) -> None:
     """Wait for the agent, turn its interface cache off, report READY or FAILED."""
-    if not _wait_ready(ctx, host, proc, log):
+    if not _wait_ready(ctx, host, proc, log, log_start):
         return
     argv = [
         SNMPSET,
@@ -164,22 +168,38 @@ def _when_ready(
     ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_READY", f"udp {host.ip}:{PORT}, {counters}")
 
 
-def _wait_ready(ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
+def _wait_ready(
+    ctx: ServiceContext, host: HostPlan, proc: subprocess.Popen, log: Path, log_start: int
+) -> bool:
+    def log_text() -> str:  # what this agent wrote
+        if not log.exists():
+            return ""
+        with open(log, "rb") as handle:
+            handle.seek(log_start)
+            return handle.read().decode(errors="replace")
+
+    def ready() -> bool:
         if proc.poll() is not None:
-            ctx.events.emit(
-                host.name,
-                EVENT_TYPE,
-                "SNMPD_FAILED",
-                f"exit code {proc.returncode}: {text.strip()[-500:]}",
-            )
-            return False
-        if READY_TEXT in text:
-            return True
-        time.sleep(0.02)
-    ctx.events.emit(
-        host.name, EVENT_TYPE, "SNMPD_FAILED", f"not ready after {READY_TIMEOUT:.0f} s (log {log})"
-    )
+            raise _AgentExited
+        return READY_TEXT in log_text()
+
+    try:
+        wait_for(ready, READY_TIMEOUT, f"snmpd of {host.name}", interval=0.02)
+        return True
+    except _AgentExited:
+        reason = f"exit code {proc.returncode}: {log_text().strip()[-500:]}"
+    except WaitTimeout:
+        reason = f"not ready after {READY_TIMEOUT:.0f} s (log {log})"
+    ctx.events.emit(host.name, EVENT_TYPE, "SNMPD_FAILED", reason)
     return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+class _AgentExited(Exception):
+    """snmpd ended before it was ready."""
