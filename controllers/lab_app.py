@@ -22,7 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -448,24 +448,30 @@ class LabApp(app_manager.OSKenApp):
         return TerminateReply(ok=True, flushed=flushed)
 
 
-def _dump_conntrack(zone: int) -> str:
+def _dump_conntrack(zone: int) -> Iterator[str]:
+    """The entries of one zone (`ovs-appctl dpctl/dump-conntrack`), a line at a time as
+    they are read. A busy NLB zone holds a hundred thousand entries (30 MB of text): read
+    whole, every dump would leave the controller's heap that much larger for good (a
+    freed large string is not given back to the system)."""
     import subprocess
 
-    return subprocess.run(
-        ["ovs-appctl", "dpctl/dump-conntrack", f"zone={zone}"],
-        capture_output=True,
+    with subprocess.Popen(
+        ["ovs-appctl", "--timeout=10", "dpctl/dump-conntrack", f"zone={zone}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-        timeout=10,
-    ).stdout
+    ) as proc:
+        assert proc.stdout is not None
+        yield from proc.stdout
 
 
-def _replies_from(dump: str, proto: int, ip: str, port: int) -> int:
-    """Entries of a conntrack dump whose reply comes from ip:port over `proto`."""
+def _replies_from(dump: Iterable[str], proto: int, ip: str, port: int) -> int:
+    """Entries of a conntrack dump (its lines) whose reply comes from ip:port over `proto`."""
     name = {6: "tcp", 17: "udp"}[proto]
     needle = f"reply=(src={ip},"
     return sum(
         1
-        for line in dump.splitlines()
+        for line in dump
         if line.startswith(name + ",")
         and needle in line
         and f"sport={port}," in line.split("reply=(", 1)[1]
@@ -479,11 +485,11 @@ _ENTRY = re.compile(
 CLOSED_STATES = ("state=TIME_WAIT", "state=CLOSED", "state=CLOSE)")
 
 
-def _open_entries_labelled(dump: str, label: int) -> list[str]:
-    """Original tuples (flush-conntrack syntax) of a dump's entries with ct_label `label`
-    that are not closed (UDP entries are never closed)."""
+def _open_entries_labelled(dump: Iterable[str], label: int) -> list[str]:
+    """Original tuples (flush-conntrack syntax) of a dump's entries (its lines) with
+    ct_label `label` that are not closed (UDP entries are never closed)."""
     out = []
-    for line in dump.splitlines():
+    for line in dump:
         m = _ENTRY.match(line)
         if not m or int(m.group(6), 16) != label or any(s in line for s in CLOSED_STATES):
             continue

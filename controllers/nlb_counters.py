@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from testbed.controllers.flows import TABLE_LB, TABLE_STEER
@@ -123,10 +124,11 @@ class NlbCounters:
         )
 
 
-def active_flows(conntrack_dump: str) -> dict[tuple[str, int], int]:
-    """(target ip, port) -> established flows, from `ovs-appctl dpctl/dump-conntrack`."""
+def active_flows(conntrack_dump: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(target ip, port) -> established flows, from the lines of `ovs-appctl
+    dpctl/dump-conntrack`."""
     out: dict[tuple[str, int], int] = defaultdict(int)
-    for line in conntrack_dump.splitlines():
+    for line in conntrack_dump:
         if line.startswith("tcp") and "state=ESTABLISHED" not in line:
             continue  # opening or closing: not an active flow
         m = _REPLY.search(line)

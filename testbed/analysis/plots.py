@@ -293,3 +293,61 @@ def connection_spans(
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="upper left", fontsize="small")
     return _save(fig, path)
+
+
+def soak_timeline(
+    rss: pd.DataFrame,
+    rates: pd.DataFrame,
+    path: str | Path,
+    *,
+    phases: Sequence[tuple[str, float, float]] = (),
+    faults: Sequence[float] = (),
+    title: str = "memory and errors over a soak",
+) -> Path:
+    """Two panels over time. Top: each process's RSS as a percentage of its first sample
+    (rss: t, process, rss_mib; the legend gives that first value), so that a few MiB of
+    growth in a small process shows beside a large one. Bottom, per second (rates: t,
+    requests, expected, unexpected): requests and the failed ones by class, on a log axis
+    (a few failures among thousands stay visible). Phases ((name, t0, t1)) are shaded,
+    faults (times) drawn as thin red lines."""
+    fig = _figure(11, 7.5)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for process, group in rss.groupby("process", sort=True):
+        group = group.sort_values("t")
+        first = float(group["rss_mib"].iloc[0])
+        top.plot(
+            group["t"],
+            100.0 * group["rss_mib"] / first,
+            label=f"{process} ({first:.0f} MiB)",
+            linewidth=1.2,
+        )
+    top.set_ylabel("RSS, % of its first sample")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    if not rss.empty:
+        top.legend(fontsize="x-small", ncol=2, loc="upper left")
+    rates = rates.sort_values("t")
+    bottom.plot(rates["t"], rates["requests"], color="tab:grey", linewidth=0.6, label="requests")
+    for column, colour in (("expected", "tab:orange"), ("unexpected", "tab:red")):
+        shown = rates[rates[column] > 0]
+        bottom.scatter(shown["t"], shown[column], s=8, color=colour, label=f"failed, {column}")
+    bottom.set_yscale("symlog", linthresh=1.0)
+    bottom.set_ylabel("per second")
+    bottom.set_xlabel("seconds since start")
+    bottom.grid(alpha=0.3)
+    for when in faults:
+        bottom.axvline(when, color="red", linewidth=0.5, alpha=0.5)
+    for i, (name, t0, t1) in enumerate(phases):
+        for ax in (top, bottom):
+            ax.axvspan(t0, t1, color=f"C{i % 10}", alpha=0.06)
+        bottom.text(
+            (t0 + t1) / 2,
+            0.02,
+            name,
+            transform=bottom.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    bottom.legend(fontsize="x-small", loc="upper left")
+    return _save(fig, path)

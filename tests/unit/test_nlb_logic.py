@@ -406,7 +406,7 @@ def test_conntrack_dump_parsing_for_flushes_and_active_flows():
             "tcp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=80,dport=9000),reply=(src=10.0.1.5,"
             "dst=198.51.100.10,sport=9000,dport=80),zone=9,protoinfo=(state=ESTABLISHED)",
         ]
-    )
+    ).splitlines(keepends=True)  # as read from ovs-appctl's output
     assert _replies_from(dump, 6, "10.0.1.4", 80) == 2
     assert _replies_from(dump, 17, "10.0.1.4", 9000) == 1
     assert _replies_from(dump, 6, "10.0.1.5", 80) == 0  # its client port 80 is not the match
@@ -486,7 +486,7 @@ def test_client_side_entries_of_a_target_are_found_by_label():
             "udp,orig=(src=198.51.100.10,dst=10.0.0.5,sport=41002,dport=80),reply=(src=10.0.0.5,"
             "dst=198.51.100.10,sport=80,dport=41002),zone=8,labels=0xa0001040050",
         ]
-    )
+    ).splitlines(keepends=True)  # as read from ovs-appctl's output
     assert _open_entries_labelled(dump, label) == [
         "ct_nw_src=198.51.100.10,ct_nw_dst=10.0.0.5,ct_nw_proto=6,ct_tp_src=41000,ct_tp_dst=80",
         "ct_nw_src=198.51.100.10,ct_nw_dst=10.0.0.5,ct_nw_proto=17,ct_tp_src=41002,ct_tp_dst=80",
