@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from testbed.naming import CONTROLLER_SOCK
 from testbed.probes.echo import echo_rtt
 from testbed.probes.rtt import rtt_probe
 from testbed.results import ResultsDir
-from testbed.traffic import iperf3, run_load, wrk
+from testbed.traffic import established_from, iperf3, run_load, wrk
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
     import pandas as pd
@@ -373,7 +372,15 @@ def _disruption(lab: Lab, vip: str, params: dict[str, Any], rows: list[dict[str,
 
     t = threading.Thread(target=hold)
     t.start()
-    time.sleep(3)
+    targets = [lab.host(name) for name in lab.target_states()]
+    client_ip = lab.host("Client").ip
+
+    def held() -> int:
+        return established_from(targets, 9000, client_ip)
+
+    lab.wait_for(
+        lambda: held() >= params["held_flows"], 15, "every held flow established", last=held
+    )
     victim = "WebB1"
     lab.host(victim).fault("refuse")  # health checks fail; its established flows stay
     t.join()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from testbed.gwlb.observe import (
     node_status,
     tcp_flows_by_client_port,
     wait_node_sees,
+    wait_status_after,
 )
 from testbed.lab.api import Lab, random_name
 from testbed.packets.capture import decode_pcap
@@ -42,7 +44,7 @@ from testbed.paths import TEMPLATES
 from testbed.probes.capture import Capture, start_capture
 from testbed.probes.echo import echo_rtt
 from testbed.results import ResultsDir
-from testbed.traffic import iperf3, run_load, wrk
+from testbed.traffic import iperf3, run_load, wait_listening, wrk
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
     import pandas as pd
@@ -190,7 +192,7 @@ def _filtering(
     finally:
         for cap in caps.values():
             cap.stop()
-    time.sleep(1.5)  # appliance status files are rewritten every second
+    wait_status_after(lab, AZ_A, time.time())
     grew = {c: firewall_packets(lab, AZ_A, c) - before[c] for c in before}
     seen = flows_in_captures({fw: decode_pcap(cap.path) for fw, cap in caps.items()})
     flows = pd.DataFrame(
@@ -384,14 +386,12 @@ def _small_packets(
 
 
 def _udp_pps(lab: Lab, server: str, rate: str, seconds: float) -> dict[str, float]:
-    import subprocess
-
     srv = lab.host(server)
     listener = srv.popen(
         ["iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        time.sleep(0.5)
+        wait_listening(srv, 5202)
         proc = lab.host("Client1").run(
             [
                 "iperf3",

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +130,7 @@ def iperf3(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_listening(srv, port)
+        wait_listening(srv, port)
         argv = [
             "iperf3",
             "-c",
@@ -169,13 +170,24 @@ def iperf3(
         listener.wait()
 
 
-def _wait_listening(host: LabHost, port: int, timeout: float = 5.0) -> None:
-    """WaitTimeout (a LabError) if nothing listens on `port` in `host` within `timeout` s."""
+def wait_listening(host: LabHost, port: int, timeout: float = 5.0) -> None:
+    """WaitTimeout (a LabError) if nothing listens on TCP `port` in `host` within `timeout` s
+    (a server started with popen is not serving yet)."""
     wait_for(
         lambda: f":{port} " in host.cmd(f"ss -ltnH 'sport = :{port}'"),
         timeout,
         f"a listener on port {port} in {host.name}",
     )
+
+
+def established_from(hosts: Iterable[LabHost], port: int, client_ip: str) -> int:
+    """How many TCP connections from `client_ip` the servers on `port` of `hosts` hold
+    established, as their own sockets say: what a held-flow load has really set up."""
+    count = 0
+    for host in hosts:
+        lines = host.cmd(f"ss -Htn state established 'sport = :{port}'").splitlines()
+        count += sum(f" {client_ip}:" in line for line in lines)
+    return count
 
 
 _WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}

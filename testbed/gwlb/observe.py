@@ -66,6 +66,18 @@ def appliance_status(lab: Lab, host: str) -> dict[str, Any]:
     return json.loads((host_dir(lab.name, host) / APPLIANCE_STATUS_FILE).read_text())
 
 
+def wait_status_after(lab: Lab, hosts: list[str], since: float, timeout: float = 5.0) -> None:
+    """Until every appliance of `hosts` has written a status file taken at or after `since`
+    (time.time()): its counters then include everything that happened before."""
+
+    def stale() -> list[str]:
+        return [h for h in hosts if appliance_status(lab, h)["time"] < since]
+
+    lab.wait_for(
+        lambda: not stale(), timeout, f"fresh status files of {', '.join(hosts)}", last=stale
+    )
+
+
 def firewall_packets(lab: Lab, hosts: list[str], counter: str) -> int:
     """Sum of one firewall counter (inspected, dropped, passed) over appliances."""
     return sum(

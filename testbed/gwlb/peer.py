@@ -115,18 +115,21 @@ def bench(
 ) -> dict[str, Any]:
     """Send as fast as possible for `seconds`; count what comes back meanwhile."""
     got = {"packets": 0, "bytes": 0}
-    stop = threading.Event()
+    sent_all = threading.Event()
 
     def receive() -> None:
+        # Until the sender has stopped and 0.2 s passed with nothing more: the stragglers
+        # still in the appliance when the sender stopped are counted too.
         sock.settimeout(0.2)
-        while not stop.is_set():
+        while True:
             try:
                 data = sock.recv(65535)
             except TimeoutError:
+                if sent_all.is_set():
+                    return
                 continue
             got["packets"] += 1
             got["bytes"] += len(data) - geneve.GWLB_HEADER_LEN
-        # stragglers after the sender stopped
 
     datagrams = [h + p for h, p in zip(headers, flows)]
     addr = (to, geneve.UDP_PORT)
@@ -144,9 +147,8 @@ def bench(
             sent += 1
             sent_bytes += len(d) - geneve.GWLB_HEADER_LEN
     elapsed = time.monotonic() - t0
-    time.sleep(0.5)
-    stop.set()
-    receiver.join()
+    sent_all.set()
+    receiver.join(timeout=10)
     return {
         "seconds": round(elapsed, 3),
         "sent_packets": sent,

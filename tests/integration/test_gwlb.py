@@ -51,7 +51,10 @@ def wait_state(lab, target: str, state: str, timeout: float) -> float:
 def wait_all_healthy(lab, timeout: float = 40) -> None:
     for fw in ("FwA1", "FwA2", "FwB1", "FwB2"):
         wait_state(lab, fw, "healthy", timeout)
-    time.sleep(1)  # the nodes poll the holder every 0.5 s
+    # A state in the holder is not yet one in the data path: the nodes poll every 0.5 s.
+    for node, appliances in (("GWLB-1a", ("FwA1", "FwA2")), ("GWLB-1b", ("FwB1", "FwB2"))):
+        for fw in appliances:
+            wait_node_sees(lab, node, fw, "healthy", NODE_SEES_S)
 
 
 def web(lab, name: str) -> str:
@@ -111,8 +114,12 @@ def test_denied_traffic_is_dropped_and_counted_by_an_appliance(gwlb_lab):
     assert set(direct["error"]) == {"refused"}  # inside the VPC, no appliance: WebA says no
     baseline = run_load(gwlb_lab, "Client2", f"http://{web(gwlb_lab, 'Baseline')}/", requests=3)
     assert baseline["error"].isna().all()  # Client2 is refused only on inspected paths
-    time.sleep(1.5)  # appliance status files are rewritten every second
-    assert firewall_packets(gwlb_lab, AZ_A, "dropped") - before >= 6
+    # The appliances rewrite their status files every second: wait for the count to show.
+    gwlb_lab.wait_for(
+        lambda: firewall_packets(gwlb_lab, AZ_A, "dropped") - before >= 6,
+        5,
+        "the appliances to count 6 dropped packets",
+    )
 
 
 def test_egress_goes_through_the_appliances_too(gwlb_lab):
@@ -313,7 +320,7 @@ def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab):
     holder(gwlb_lab, op="deregister", tg="Appliances", target="FwA2")
     try:
         wait_state(gwlb_lab, "FwA2", "draining", 3)
-        time.sleep(1)
+        wait_node_sees(gwlb_lab, "GWLB-1a", "FwA2", "draining", NODE_SEES_S)
         before = new_flows()
         df = run_load(gwlb_lab, "Client1", f"http://{web_a}/", requests=40, concurrency=4)
         assert df["error"].isna().all()
@@ -363,9 +370,13 @@ def test_rebalance_resumes_flows_on_another_appliance_with_2_tuple_stickiness():
         wait_all_healthy(lab)
         # An echo may wait out the detection time: the flow resumes when it is rehashed.
         thread, result = held_flows(lab, f"tcp://{web(lab, 'WebA')}:9000", 6, hold=30, timeout=25)
-        time.sleep(3)
         pair = {lab.host("WebA").ip, "198.51.100.10"}
-        flows = [f for f in node_flows(lab, "GWLB-1a") if {f["a"], f["b"]} == pair]
+
+        def pair_flows() -> list[dict]:
+            return [f for f in node_flows(lab, "GWLB-1a") if {f["a"], f["b"]} == pair]
+
+        lab.wait_for(pair_flows, 10, "GWLB-1a's flow of Client1 <-> WebA")
+        flows = pair_flows()
         assert len(flows) == 1  # 2-tuple: all of Client1 <-> WebA is one flow
         victim_key = flows[0]["appliance"]
         victim = victim_key.split(":")[0].removeprefix("i-")

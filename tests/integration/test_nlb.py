@@ -14,7 +14,7 @@ import pytest
 from testbed import rpc
 from testbed.lab.api import REMOVED, Lab
 from testbed.paths import TEMPLATES
-from testbed.traffic import run_load
+from testbed.traffic import established_from, run_load
 from tests.restore import restoring
 
 pytestmark = pytest.mark.integration
@@ -167,10 +167,7 @@ def test_segments_of_a_forgotten_flow_get_a_reset(nlb_lab):
 
     def held_flows() -> int:
         """Client1's established connections to port 9000, as the targets see them."""
-        lines = []
-        for target in targets:
-            lines += nlb_lab.host(target).cmd("ss -Htn state established sport = :9000").split("\n")
-        return sum(f" {client_ip}:" in line for line in lines)
+        return established_from([nlb_lab.host(t) for t in targets], 9000, client_ip)
 
     holder = threading.Thread(target=hold)
     holder.start()
