@@ -234,8 +234,9 @@ def _phase_rows(
 
 
 def _rss_rows(rows: list[dict[str, Any]], phase: Phase, samples: pd.DataFrame) -> None:
-    """RSS growth per process from the end of the warm-up chunk to the end of the phase;
-    a phase of fewer than three chunks has no warm-up: its growth is only reported."""
+    """RSS growth per process after the warm-up (the phase's first half: from its middle to
+    its end; testbed.analysis.soak); a phase of fewer than three chunks has no warm-up: its
+    growth is only reported."""
     boundary = samples[
         (samples["what"] == "rss_kib") & (samples["phase"] == phase.name) & (samples["chunk"] >= 0)
     ].rename(columns={"value": "rss_kib"})
@@ -248,7 +249,7 @@ def _rss_rows(rows: list[dict[str, Any]], phase: Phase, samples: pd.DataFrame) -
         if " " in str(g["pids"]):
             notes.append(f"pids {g['pids']}")
         if not warmed:
-            notes.append("no warm-up chunk (fewer than 3 chunks): from before the load")
+            notes.append("too few chunks (fewer than 3) for a warm-up")
         _row(
             rows,
             phase.name,
@@ -258,7 +259,8 @@ def _rss_rows(rows: list[dict[str, Any]], phase: Phase, samples: pd.DataFrame) -
             f"<= {RSS_GROWTH_GOAL:.0%}" if warmed else "reported",
             growth <= RSS_GROWTH_GOAL or not warmed,
             f"start {g['start_mib']:.1f} MiB, middle {g['middle_mib']:.1f}, "
-            f"end {g['end_mib']:.1f}" + "".join(f"; {n}" for n in notes),
+            f"end {g['end_mib']:.1f} ({g['growth_from_start']:+.1%} from start)"
+            + "".join(f"; {n}" for n in notes),
         )
 
 

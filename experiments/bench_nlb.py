@@ -111,6 +111,10 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     with Lab.up(str(template), name=random_name("bn")) as lab:
+        # A target still in its initial health checks takes no new flows: a phase started
+        # before every target is healthy measures the wrong set (the balance most of all).
+        took = lab.wait_healthy()
+        print(f"every target healthy after {took:.1f} s", flush=True)
         state = lab.state
         node = next(n for n in state["load_balancers"][0]["nodes"] if n["az"] == "us-east-1a")
         vip, target = node["ip"], lab.host("WebA1").ip
@@ -340,7 +344,8 @@ def _balance(
     )
     counts = df[df["error"].isna()].groupby("backend").size()
     cov = float(coefficient_of_variation(counts))
-    print(f"  balance over {len(df)} connections: CoV {cov:.3%} ({dict(counts)})", flush=True)
+    shares = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"  balance over {len(df)} connections: CoV {cov:.3%} ({shares})", flush=True)
     rows.append(
         _row(
             "balance_cov",

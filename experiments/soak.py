@@ -29,9 +29,12 @@ target, or unknown) is "expected"; every other failure is "unexpected" (goal 0).
 Sampled before the load, after every chunk and every `sample_s` (testbed.probes.footprint):
 RSS of the holder, the controller and its standby, each HAProxy (master and worker) and
 ovs-vswitchd (the machine's: other labs' flows and connections count too); conntrack
-entries in the lab's zones; flows in its bridges. Memory growth counts from the end of a
-phase's first chunk (the warm-up) to its end (goal <= 10 %); conntrack entries and flows
-must be back at their baseline (before any load) at the end.
+entries in the lab's zones; flows in its bridges. Memory growth counts after the warm-up,
+the first half of a phase (until the schedule's events have met the full load, the working
+sets grow: ovs-vswitchd's conntrack tables, malloc's arenas; RSS is a high-water mark), from
+the phase's middle to its end (goal <= 10 %); the growth from the end of its first chunk is
+reported too. Conntrack entries and flows must be back at their baseline (before any load)
+at the end.
 
 Writes summary.csv (phase, metric, value, unit, goal, met, detail), chunks.csv, events.csv
 (the schedule), target_events.csv, errors.csv (every failed request with its class and

@@ -1,6 +1,12 @@
 """Analysis of a soak run (testbed.experiments.soak): which failed requests AWS's semantics
 expect, and how the memory of the lab's processes grew after the warm-up.
 
+The warm-up is the first half of a phase: a process's working set (ovs-vswitchd's conntrack
+tables and malloc arenas, HAProxy's pools) grows until the schedule's events have met the
+full load, then stays; its RSS is a high-water mark (freed memory is not given back). A
+leak grows in the second half too: growth counts from the middle to the end. The growth
+from the first chunk's end is reported beside it.
+
     failures = classify_failures(failures, windows)   # adds `class` and `window`
     growth = rss_growth(samples)                       # one row per process
 
@@ -47,8 +53,8 @@ def classify_failures(failures: pd.DataFrame, windows: pd.DataFrame) -> pd.DataF
 
 def checkpoints(chunks: list[int]) -> tuple[int, int, int]:
     """(start, middle, end) sample points of a phase from the chunk numbers sampled (0 =
-    before its load, n = after its n-th chunk): start after the first chunk (the warm-up)
-    when there are at least three chunks, else before the load."""
+    before its load, n = after its n-th chunk): start after the first chunk when there are
+    at least three chunks, else before the load; the middle ends the warm-up."""
     ordered = sorted(set(chunks))
     if not ordered:
         raise ValueError("no samples")
@@ -61,13 +67,21 @@ def checkpoints(chunks: list[int]) -> tuple[int, int, int]:
 
 def rss_growth(samples: pd.DataFrame) -> pd.DataFrame:
     """Per process, from one phase's samples taken between chunks (columns chunk, process,
-    pid, rss_kib): start, middle and end RSS in MiB (see checkpoints), growth from start
-    to end (a fraction), and the pids seen (a process replaced meanwhile, e.g. a restarted
-    controller, has several)."""
+    pid, rss_kib): start, middle and end RSS in MiB (see checkpoints), growth after the
+    warm-up (middle to end, a fraction), growth from start to end, and the pids seen (a
+    process replaced meanwhile, e.g. a restarted controller, has several)."""
     rows = []
     if samples.empty:
         return pd.DataFrame(
-            columns=["process", "start_mib", "middle_mib", "end_mib", "growth", "pids"]
+            columns=[
+                "process",
+                "start_mib",
+                "middle_mib",
+                "end_mib",
+                "growth",
+                "growth_from_start",
+                "pids",
+            ]
         )
     start, middle, end = checkpoints(samples["chunk"].astype(int).tolist())
     for process, group in samples.groupby("process", sort=True):
@@ -82,7 +96,8 @@ def rss_growth(samples: pd.DataFrame) -> pd.DataFrame:
                 "start_mib": at[start],
                 "middle_mib": at[middle],
                 "end_mib": at[end],
-                "growth": at[end] / at[start] - 1.0 if at[start] else float("nan"),
+                "growth": at[end] / at[middle] - 1.0 if at[middle] else float("nan"),
+                "growth_from_start": at[end] / at[start] - 1.0 if at[start] else float("nan"),
                 "pids": " ".join(str(p) for p in sorted(set(group["pid"].astype(int)))),
             }
         )

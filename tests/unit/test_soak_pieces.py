@@ -116,10 +116,11 @@ def test_rss_growth_per_process_and_replaced_pids():
         pid = 8 if chunk < 3 else 9
         rows.append({"chunk": chunk, "process": "controller", "pid": pid, "rss_kib": 2048})
     out = rss_growth(pd.DataFrame(rows)).set_index("process")
-    # start after chunk 1 (the warm-up: 1010 KiB), middle after 3, end after 4 (1040 KiB)
+    # start after chunk 1 (1010 KiB), middle after 3 (the warm-up's end), end after 4 (1040)
     assert out.loc["holder", "start_mib"] == pytest.approx(1010 / 1024)
     assert out.loc["holder", "middle_mib"] == pytest.approx(1030 / 1024)
-    assert out.loc["holder", "growth"] == pytest.approx(1040 / 1010 - 1)
+    assert out.loc["holder", "growth"] == pytest.approx(1040 / 1030 - 1)  # after the warm-up
+    assert out.loc["holder", "growth_from_start"] == pytest.approx(1040 / 1010 - 1)
     assert out.loc["controller", "growth"] == 0
     assert out.loc["controller", "pids"] == "8 9"
 
