@@ -9,10 +9,11 @@ tests/unit/test_layers.py, function-level imports included):
   model       typed, frozen, validated stack model
   plan        pure: addresses, ports, switches, load balancer nodes, flows to be
   topologies  the Mininet construction of a plan (Topo classes and the node/link build)
-  lab         processes, state, events, controller process, services, teardown, Lab API
+  lab         processes, state, events, controller process, services, faults, teardown,
+              ownership, Lab API
   dataplane   controllers (os-ken apps), health, lb, alb, gwlb, roles: what runs in a lab
   stack       the holder process: a running stack and its control plane
-  observe     faults, traffic, probes, snmp, metrics, analysis, results
+  observe     traffic, probes, snmp, metrics, analysis, results
   experiments reproducible experiments
   cli         the `testbed` command
 
