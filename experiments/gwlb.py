@@ -35,7 +35,7 @@ from testbed.gwlb.observe import (
     node_flows,
     node_status,
     tcp_flows_by_client_port,
-    wait_node_sees,
+    wait_appliances_healthy,
     wait_status_after,
 )
 from testbed.lab.api import Lab, random_name
@@ -65,7 +65,6 @@ AZ_A = ["FwA1", "FwA2"]
 NODES = {"GWLB-1a": AZ_A, "GWLB-1b": ["FwB1", "FwB2"]}
 DETECT_TIMEOUT_S = 30.0
 HELD_BATCHES = 4  # batches of held_flows opened at most to place enough on each appliance
-NODE_SEES_S = 5.0  # nodes ask the holder every 0.5 s
 
 
 def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
@@ -161,10 +160,7 @@ def _url(lab: Lab, name: str, path: str = "/", scheme: str = "http", port: int =
 
 
 def _wait_healthy(lab: Lab) -> None:
-    for node, fws in NODES.items():
-        for fw in fws:
-            lab.wait_target_state("Appliances", fw, "healthy", 60)
-            wait_node_sees(lab, node, fw, "healthy", NODE_SEES_S)
+    wait_appliances_healthy(lab, "Appliances", NODES)
 
 
 def _filtering(

@@ -22,6 +22,7 @@ from testbed.lab.launch import APPLIANCE_STATUS_FILE
 from testbed.lab.launch import GWLB_NODE_ADMIN_PORT as ADMIN_PORT
 
 NODE_POLL_S = 0.2  # how often a node's view is read while waiting for it
+NODE_SEES_S = 5.0  # nodes ask the holder every 0.5 s: the margin for a state to reach one
 
 
 def _admin(lab: Lab, host: str, path: str) -> Any:
@@ -116,6 +117,18 @@ def wait_node_sees(lab: Lab, node: str, instance: str, state: str, timeout: floa
         )
 
     lab.wait_for(seen, timeout, f"{node} to see {instance} {state}", interval=NODE_POLL_S)
+
+
+def wait_appliances_healthy(
+    lab: Lab, tg: str, by_node: dict[str, list[str]], timeout: float = 60.0
+) -> None:
+    """Until the appliances of `tg` are healthy in the holder and in the view of the GWLB
+    nodes that steer to them ({node: [appliance, ...]}): only then do new flows spread
+    over all of them."""
+    for node, appliances in by_node.items():
+        for appliance in appliances:
+            lab.wait_target_state(tg, appliance, "healthy", timeout)
+            wait_node_sees(lab, node, appliance, "healthy", NODE_SEES_S)
 
 
 def flows_in_captures(

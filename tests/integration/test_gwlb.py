@@ -11,12 +11,14 @@ import pytest
 
 from testbed import rpc
 from testbed.gwlb.observe import (
+    NODE_SEES_S,
     appliance_status,
     firewall_packets,
     flows_in_captures,
     node_flows,
     node_status,
     tcp_flows_by_client_port,
+    wait_appliances_healthy,
     wait_node_sees,
 )
 from testbed.lab.api import Lab
@@ -31,7 +33,6 @@ INTERVAL_S, THRESHOLD = 5, 2  # gwlb.yaml's health checks
 DETECT_S = INTERVAL_S * THRESHOLD + 8  # + check timeout and scheduling margins
 AZ_A = ["FwA1", "FwA2"]
 CLIENT1 = "198.51.100.10"
-NODE_SEES_S = 5  # nodes ask the holder every 0.5 s
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,8 @@ def wait_state(lab, target: str, state: str, timeout: float) -> float:
 
 
 def wait_all_healthy(lab, timeout: float = 40) -> None:
-    for fw in ("FwA1", "FwA2", "FwB1", "FwB2"):
-        wait_state(lab, fw, "healthy", timeout)
-    # A state in the holder is not yet one in the data path: the nodes poll every 0.5 s.
-    for node, appliances in (("GWLB-1a", ("FwA1", "FwA2")), ("GWLB-1b", ("FwB1", "FwB2"))):
-        for fw in appliances:
-            wait_node_sees(lab, node, fw, "healthy", NODE_SEES_S)
+    by_node = {"GWLB-1a": AZ_A, "GWLB-1b": ["FwB1", "FwB2"]}
+    wait_appliances_healthy(lab, "Appliances", by_node, timeout)
 
 
 def web(lab, name: str) -> str:

@@ -217,6 +217,21 @@ def more(s):
         raise ConnectionError("closed before the whole answer")
     return chunk
 
+def free(local):
+    # Earlier tests' connections from this host may still hold a port (ephemeral ports
+    # span the whole range here): use only ports nothing holds now.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("", local))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+ports = [p for p in range(first, first + 1000) if free(p)][:count]
+
 def connected(local):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -232,7 +247,7 @@ def connected(local):
         raise
 
 for i in range(count * rounds):
-    local = first + i % count
+    local = ports[i % count]
     try:
         s = wait_for(lambda: connected(local), 10, f"port {local} to be reusable", 0.05)
     except (OSError, WaitTimeout) as exc:
