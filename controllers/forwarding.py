@@ -461,15 +461,23 @@ class Forwarding:
         return None
 
 
-def arp_reply(mac: str, ip: str) -> list[Action]:
-    """Actions that turn an ARP request for `ip` into the reply "`ip` is at `mac`", sent back
-    out of the port it came in on; the asker's MAC and address come from the request."""
+def _reply_from(mac: str) -> list[Action]:
+    """The first actions of every ARP reply flow: the frame goes back to the asker (its MAC
+    from the request), as an ARP reply whose sender hardware address is `mac`."""
     return [
         Move("eth_src", "eth_dst", 48),
         SetField("eth_src", mac),
         SetField("arp_op", ARP_REPLY),
         Move("arp_sha", "arp_tha", 48),
         SetField("arp_sha", mac),
+    ]
+
+
+def arp_reply(mac: str, ip: str) -> list[Action]:
+    """Actions that turn an ARP request for `ip` into the reply "`ip` is at `mac`", sent back
+    out of the port it came in on; the asker's MAC and address come from the request."""
+    return [
+        *_reply_from(mac),
         Move("arp_spa", "arp_tpa", 32),
         SetField("arp_spa", ip),
         Output(IN_PORT),
@@ -479,11 +487,7 @@ def arp_reply(mac: str, ip: str) -> list[Action]:
 def arp_reply_any(mac: str) -> list[Action]:
     """Like arp_reply, for whatever address was asked: the two addresses swap places."""
     return [
-        Move("eth_src", "eth_dst", 48),
-        SetField("eth_src", mac),
-        SetField("arp_op", ARP_REPLY),
-        Move("arp_sha", "arp_tha", 48),
-        SetField("arp_sha", mac),
+        *_reply_from(mac),
         Move("arp_tpa", ARP_SCRATCH, 32),
         Move("arp_spa", "arp_tpa", 32),
         Move(ARP_SCRATCH, "arp_spa", 32),

@@ -49,6 +49,12 @@ def alb_requests(lab: Lab) -> int:
     return sum(len(p.read_text().splitlines()) for p in logs if p.exists())
 
 
+def nlb_node(lab: Lab, az: str) -> dict[str, Any]:
+    """MyNLB's node in `az` (its state entry: ip, public_ip, az, ...)."""
+    (lb,) = (lb for lb in lab.state["load_balancers"] if lb["name"] == "MyNLB")
+    return next(n for n in lb["nodes"] if n["az"] == az)
+
+
 def dns_url(lab: Lab, output: str) -> str:
     return f"http://{lab.outputs[output]}/"
 
@@ -135,10 +141,7 @@ def test_kill_during_load_fails_no_request_and_the_new_controller_takes_over(lab
     try:
         lab.wait_healthy("NlbTargets", ["Spare"], timeout=60)
         lab.wait_healthy("AlbTargets", ["Spare"], timeout=60)
-        node_a = next(
-            n for lb in lab.state["load_balancers"] if lb["name"] == "MyNLB" for n in lb["nodes"]
-            if n["az"] == "us-east-1a"
-        )  # fmt: skip
+        node_a = nlb_node(lab, "us-east-1a")
         # Spare is in us-east-1a; without cross-zone only that AZ's node sends to it.
         df = run_load(lab, "Client1", f"http://{node_a['public_ip']}/", requests=60, concurrency=6)
         assert df["error"].isna().all()
@@ -197,10 +200,7 @@ def test_nlb_counters_continue_across_a_restart(lab):
     lab.register("NlbTargets", "Spare")
     try:
         lab.wait_healthy("NlbTargets", ["Spare"], timeout=60)
-        node_a = next(
-            n for lb in lab.state["load_balancers"] if lb["name"] == "MyNLB" for n in lb["nodes"]
-            if n["az"] == "us-east-1a"
-        )  # fmt: skip
+        node_a = nlb_node(lab, "us-east-1a")
         df = run_load(lab, "Client1", f"http://{node_a['public_ip']}/", requests=40, concurrency=4)
         assert "Spare" in set(df["backend"])
         nlb_new_flows(lab)  # the counters see Spare's entries (they go with it)
