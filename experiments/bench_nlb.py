@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,21 @@ def _row(
     }
 
 
+def _alternate(
+    lab: Lab, target: str, repeats: int, measure: Callable[[str, int], float]
+) -> tuple[float, float]:
+    """Medians (via the NLB, direct) of `measure(path, repeat)` run `repeats` times on each
+    path, alternating so that both see the same machine; the NLB's connections to the
+    target are forgotten before each direct run (see _flush_nlb_flows)."""
+    via: list[float] = []
+    direct: list[float] = []
+    for rep in range(repeats):
+        _flush_nlb_flows(lab, target)
+        direct.append(measure("direct", rep))
+        via.append(measure("nlb", rep))
+    return statistics.median(via), statistics.median(direct)
+
+
 def _throughput(
     lab: Lab,
     vip: str,
@@ -161,21 +177,16 @@ def _throughput(
     rows: list[dict[str, Any]],
     raw: list[dict[str, Any]],
 ) -> None:
-    via: list[float] = []
-    direct: list[float] = []
-    for rep in range(params["repeats"]):
-        for kind, addr, out in (("direct", target, direct), ("nlb", vip, via)):
-            if kind == "direct":
-                _flush_nlb_flows(lab, target)
-            res = iperf3(
-                lab, server="WebA1", client="Client", target_ip=addr, seconds=params["seconds"]
-            )
-            out.append(res["bits_per_second"])
-            raw.append(
-                {"test": "iperf3", "path": kind, "repeat": rep, "value": res["bits_per_second"]}
-            )
-            print(f"  iperf3 {kind:6s} {res['bits_per_second'] / 1e9:6.2f} Gbit/s", flush=True)
-    v, d = statistics.median(via), statistics.median(direct)
+    def measure(kind: str, rep: int) -> float:
+        addr = target if kind == "direct" else vip
+        res = iperf3(
+            lab, server="WebA1", client="Client", target_ip=addr, seconds=params["seconds"]
+        )
+        raw.append({"test": "iperf3", "path": kind, "repeat": rep, "value": res["bits_per_second"]})
+        print(f"  iperf3 {kind:6s} {res['bits_per_second'] / 1e9:6.2f} Gbit/s", flush=True)
+        return float(res["bits_per_second"])
+
+    v, d = _alternate(lab, target, params["repeats"], measure)
     rows.append(
         _row(
             "throughput",
@@ -197,34 +208,25 @@ def _connections(
     rows: list[dict[str, Any]],
     raw: list[dict[str, Any]],
 ) -> None:
-    via: list[float] = []
-    direct: list[float] = []
-    for rep in range(params["repeats"]):
-        for kind, url, out in (
-            ("direct", f"http://{target}/", direct),
-            ("nlb", f"http://{vip}:8080/", via),
-        ):
-            if kind == "direct":
-                _flush_nlb_flows(lab, target)
-            res = wrk(
-                lab, "Client", url, seconds=params["seconds"], connections=50, keepalive=False
-            )
-            out.append(res["requests_per_second"])
-            raw.append(
-                {
-                    "test": "wrk-new-connections",
-                    "path": kind,
-                    "repeat": rep,
-                    "value": res["requests_per_second"],
-                    "errors": res["errors"],
-                }
-            )
-            print(
-                f"  new conn {kind:6s} {res['requests_per_second']:8.0f}/s "
-                f"(errors {res['errors']})",
-                flush=True,
-            )
-    v, d = statistics.median(via), statistics.median(direct)
+    def measure(kind: str, rep: int) -> float:
+        url = f"http://{target}/" if kind == "direct" else f"http://{vip}:8080/"
+        res = wrk(lab, "Client", url, seconds=params["seconds"], connections=50, keepalive=False)
+        raw.append(
+            {
+                "test": "wrk-new-connections",
+                "path": kind,
+                "repeat": rep,
+                "value": res["requests_per_second"],
+                "errors": res["errors"],
+            }
+        )
+        print(
+            f"  new conn {kind:6s} {res['requests_per_second']:8.0f}/s (errors {res['errors']})",
+            flush=True,
+        )
+        return float(res["requests_per_second"])
+
+    v, d = _alternate(lab, target, params["repeats"], measure)
     rows.append(
         _row(
             "new_connections",
