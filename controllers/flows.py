@@ -21,16 +21,22 @@ IPPROTO_UDP = 17
 
 # Table layout of every lab switch. Later capabilities insert their logic into STEER.
 TABLE_CLASSIFY = 0  # where did the packet enter: host port (tag metadata) or trunk
+TABLE_SG_OUT = 2  # security groups, egress of the sending port: its conntrack zone
+TABLE_SG_OUT_RULES = 3  # tracked replies pass; new flows need an egress rule of its groups
 TABLE_ARP = 5  # ARP requests of a host, by its ARP class: the switch answers them itself
 TABLE_STEER = 10  # before routing: load balancer replies are translated back (NLB, GWLB)
+TABLE_NACL_OUT = 15  # network ACL of the source subnet, outbound (routed traffic only)
 TABLE_ROUTE = 20  # VPC router: local route, internet gateway NAT
 TABLE_IGW_OUT = 21  # leaving through the internet gateway: its 1:1 NAT of the source
 TABLE_IGW = 22  # the internet gateway: to the internet, or its 1:1 NAT of the destination
 TABLE_IGW_ROUTE = 23  # the gateway's ingress route table (e.g. through a GWLB endpoint)
 TABLE_LB = 25  # routed packets to a load balancer node: listeners pick a target
 TABLE_L3_DELIVER = 30  # routed packets: rewrite MACs toward the destination host
+TABLE_NACL_IN = 35  # network ACL of the destination subnet, inbound (routed traffic only)
 TABLE_BRIDGE = 40  # same-subnet (L2) traffic: only to hosts of the packet's own subnet
 TABLE_OUTPUT = 50  # every switch: destination MAC -> port toward that host
+TABLE_SG_IN = 55  # security groups, ingress of the receiving port: its conntrack zone
+TABLE_SG_IN_RULES = 56  # tracked replies pass; new flows need an ingress rule of its groups
 
 
 # OpenFlow's reserved port "the port the packet came in on" (OFPP_IN_PORT): an output to

@@ -62,6 +62,9 @@ class LoadBalancer:
     dns_name: str
     arn: str
     source: Source | None = None
+    # Logical ids of its SecurityGroups; None: none given (an NLB then stays open, as on AWS;
+    # an ALB gets its VPC's default group). Gateway load balancers have none.
+    security_groups: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class Vpc:
     logical_id: str
     cidr: IPv4Network
     source: Source | None = None
+    # The region's default VPC (172.31.0.0/16), made by the lab for a template that names none.
+    is_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class InternetGateway:
 
 @dataclass(frozen=True)
 class Route:
-    """One route. target_kind: 'local' | 'igw' | 'vpce' | 'instance' | 'eni' (later issues)."""
+    """One route. target_kind: 'local' | 'igw' | 'vpce' | 'nat' (target: a NatGateway)."""
 
     logical_id: str
     route_table_id: str
@@ -101,8 +103,36 @@ class RouteTable:
 
 
 @dataclass(frozen=True)
+class NetworkInterface:
+    """An elastic network interface (ENI): a standalone AWS::EC2::NetworkInterface or one of an
+    instance's NetworkInterfaces beyond its primary one (DeviceIndex >= 1).
+
+    logical_id: the resource's logical id, or f"{instance}.eth{device_index}" when inline.
+    security_groups: logical ids of SecurityGroups (never empty once built: an interface
+    without groups gets its VPC's default group).
+    """
+
+    logical_id: str
+    subnet_id: str
+    private_ip: IPv4Address
+    secondary_ips: tuple[IPv4Address, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    source_dest_check: bool = True
+    public_ip: IPv4Address | None = None  # an EIP associated with this interface
+    instance_id: str | None = None  # attached to (NetworkInterfaceAttachment or inline)
+    device_index: int | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
 class Instance:
-    """An EC2 instance: one lab host in one subnet."""
+    """An EC2 instance: one lab host in one subnet.
+
+    subnet_id / private_ip / public_ip / security_groups / secondary_ips / source_dest_check
+    describe the primary interface (eth0); extra_interfaces are eth1, eth2, ... in DeviceIndex
+    order. security_groups are logical ids of SecurityGroups (the VPC's default group when the
+    template gives none).
+    """
 
     logical_id: str
     subnet_id: str
@@ -111,6 +141,119 @@ class Instance:
     public_ip: IPv4Address | None
     role: RoleSpec | None
     user_data: str | None
+    source: Source | None = None
+    security_groups: tuple[str, ...] = ()
+    secondary_ips: tuple[IPv4Address, ...] = ()
+    source_dest_check: bool = True
+    extra_interfaces: tuple[NetworkInterface, ...] = ()
+
+
+ALL_PROTOCOLS = -1  # IpProtocol "-1": every protocol, every port
+
+
+@dataclass(frozen=True)
+class SecurityGroupRule:
+    """One rule of a security group, normalised.
+
+    protocol: IANA number (6 tcp, 17 udp, 1 icmp, ...) or ALL_PROTOCOLS.
+    from_port / to_port: tcp/udp: the port range (inclusive); icmp: type / code (-1 = all);
+    None for protocols without ports (and for -1, whose ports AWS ignores).
+    Exactly one peer: cidr, or group (logical id of a SecurityGroup: its members' addresses).
+    emulated=False: an IPv6 or prefix-list rule, accepted and reported, matching nothing here.
+    """
+
+    protocol: int
+    from_port: int | None
+    to_port: int | None
+    cidr: IPv4Network | None = None
+    group: str | None = None
+    description: str = ""
+    emulated: bool = True
+    defined_by: str | None = None  # logical id of a standalone SecurityGroupIngress/Egress
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    """An AWS::EC2::SecurityGroup with every rule that applies to it (embedded and standalone).
+
+    egress is the allow-all rule when the template gives no embedded egress rule (AWS adds it).
+    is_default: the VPC's default group (GetAtt VPC.DefaultSecurityGroup, and the group of
+    interfaces given none): ingress from its own members, all egress.
+    """
+
+    logical_id: str
+    group_id: str  # the physical id, sg-...
+    vpc_id: str
+    name: str
+    description: str
+    ingress: tuple[SecurityGroupRule, ...] = ()
+    egress: tuple[SecurityGroupRule, ...] = ()
+    is_default: bool = False
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class NetworkAclEntry:
+    """One numbered entry of a network ACL. protocol: IANA number or ALL_PROTOCOLS.
+
+    ports: (from, to) for tcp/udp (None = all ports); icmp: (type, code), -1 = all.
+    """
+
+    logical_id: str
+    rule_number: int
+    egress: bool
+    protocol: int
+    cidr: IPv4Network
+    allow: bool
+    ports: tuple[int, int] | None = None
+    icmp: tuple[int, int] | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class NetworkAcl:
+    """An AWS::EC2::NetworkAcl with its entries (both directions, sorted by rule number) and
+    the subnets associated with it. Subnets with no association use the VPC's default NACL,
+    which allows everything (the lab programs nothing for them)."""
+
+    logical_id: str
+    vpc_id: str
+    entries: tuple[NetworkAclEntry, ...] = ()
+    subnets: tuple[str, ...] = ()
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class ElasticIp:
+    """An AWS::EC2::EIP: an address of the lab's public range, and what it is associated with
+    (at most one of instance, interface, nat_gateway, load balancer node)."""
+
+    logical_id: str
+    address: IPv4Address
+    allocation_id: str  # eipalloc-...
+    instance_id: str | None = None
+    interface_id: str | None = None
+    nat_gateway_id: str | None = None
+    lb_node: str | None = None  # LbNode.name of an NLB SubnetMapping
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class NatGateway:
+    """An AWS::EC2::NatGateway: a lab host in its subnet (zonal, as on AWS).
+
+    public: ConnectivityType public (source translated to public_ip, its EIP, via the internet
+    gateway) or private (source translated to its private address only).
+    """
+
+    logical_id: str
+    subnet_id: str
+    az: str
+    private_ip: IPv4Address
+    public_ip: IPv4Address | None
+    public: bool = True
+    allocation_id: str | None = None
     source: Source | None = None
 
 
@@ -194,6 +337,13 @@ class StackModel:
     lab: LabOptions = field(default_factory=LabOptions)
     # Later issues add load balancers, target groups, listeners, endpoints here.
     extras: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)
+    security_groups: Mapping[str, SecurityGroup] = field(default_factory=frozen_map)
+    network_acls: Mapping[str, NetworkAcl] = field(default_factory=frozen_map)
+    elastic_ips: Mapping[str, ElasticIp] = field(default_factory=frozen_map)
+    nat_gateways: Mapping[str, NatGateway] = field(default_factory=frozen_map)
+    # Standalone AWS::EC2::NetworkInterface resources (attached ones also appear in their
+    # instance's extra_interfaces, or are its primary interface with DeviceIndex 0).
+    network_interfaces: Mapping[str, NetworkInterface] = field(default_factory=frozen_map)
 
     @property
     def azs(self) -> tuple[str, ...]:

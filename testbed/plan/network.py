@@ -12,7 +12,7 @@ unless the lab asks for delay/bandwidth on them, which needs a real (veth) link 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -46,10 +46,33 @@ class SwitchPlan:
 
 
 @dataclass(frozen=True)
+class InterfacePlan:
+    """A host's interface beyond eth0 (an instance's second ENI): its own port, address,
+    subnet and security groups; the fields mean what HostPlan's eth0 fields mean."""
+
+    name: str  # 'eth1', 'eth2', ...
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    switch: str
+    port: int
+    veth: str
+    az: str
+    subnet: str
+    vpc: str
+    public_ip: str | None = None
+    extra_ips: tuple[str, ...] = ()
+    groups: tuple[str, ...] | None = None
+    source_dest_check: bool = True
+    sg_zone: int | None = None
+
+
+@dataclass(frozen=True)
 class HostPlan:
     name: str
     netns: str
-    kind: str  # 'instance' | 'client'
+    kind: str  # 'instance' | 'client' | 'lb-node' | 'dns' | 'natgw'
     ip: str
     prefixlen: int
     gateway: str
@@ -68,6 +91,19 @@ class HostPlan:
     # The host's SNMP agent (testbed.lab.services.snmpd), None without one: community,
     # v3 (user, passwords, protocols) and sources (the CIDRs allowed to ask it).
     snmp: dict[str, Any] | None = None
+    # Security groups enforced on eth0's switch port (SecurityGroupPlan names); None: no
+    # security group filtering at all (internet clients, the resolver, NAT gateways, an NLB
+    # created without groups). An empty tuple would drop everything.
+    groups: tuple[str, ...] | None = None
+    # False: the port may send packets whose source is not its own (NAT gateway, an instance
+    # with SourceDestCheck false) and receive packets for addresses routed to it.
+    source_dest_check: bool = True
+    sg_zone: int | None = None  # conntrack zone of eth0's security-group tracking
+    interfaces: tuple[InterfacePlan, ...] = ()  # eth1, eth2, ...
+    # Set only on the per-interface views of NetworkPlan.attachments(): the interface's name
+    # and the host whose namespace holds it.
+    interface: str = "eth0"
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +121,8 @@ class LinkPlan:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    """One route: destination CIDR -> 'local' | 'igw' | 'vpce' (target: endpoint name)."""
+    """One route: destination CIDR -> 'local' | 'igw' | 'vpce' (target: endpoint name) |
+    'nat' (target: the NAT gateway's host name)."""
 
     destination: str
     kind: str
@@ -103,6 +140,53 @@ class SubnetPlan:
     switch: str
     index: int  # small integer the controller writes into packet metadata
     routes: tuple[RoutePlan, ...] = ()  # its route table (the VPC's main one: local only)
+    nacl: str | None = None  # its NaclPlan's name; None: the default NACL (allows all)
+
+
+@dataclass(frozen=True)
+class SgRulePlan:
+    """One security group rule: protocol (IANA number, -1 all); from/to port (tcp/udp range,
+    icmp type/code with -1 = all; None = all); exactly one peer: cidr, or group (a
+    SecurityGroupPlan name: the addresses of every attachment carrying it)."""
+
+    protocol: int
+    from_port: int | None = None
+    to_port: int | None = None
+    cidr: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class SecurityGroupPlan:
+    name: str  # logical id
+    group_id: str  # sg-...
+    vpc: str
+    ingress: tuple[SgRulePlan, ...] = ()
+    egress: tuple[SgRulePlan, ...] = ()
+
+
+@dataclass(frozen=True)
+class NaclEntryPlan:
+    """One NACL entry; ports: (from, to) for tcp/udp, None = all; icmp: (type, code), -1 = all."""
+
+    rule_number: int
+    egress: bool
+    protocol: int
+    cidr: str
+    allow: bool
+    ports: tuple[int, int] | None = None
+    icmp: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class NaclPlan:
+    """A network ACL: entries in rule-number order (both directions); the implicit final deny
+    is not listed. Applies at the edge of each of its subnets, for routed traffic only."""
+
+    name: str
+    vpc: str
+    subnets: tuple[str, ...] = ()
+    entries: tuple[NaclEntryPlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,12 +228,36 @@ class NetworkPlan:
     zone_base: int = 0  # first conntrack zone of the lab's block
     endpoints: tuple[EndpointPlan, ...] = ()
     igw_routes: tuple[RoutePlan, ...] = ()  # the internet gateway's ingress route table
+    security_groups: tuple[SecurityGroupPlan, ...] = ()
+    network_acls: tuple[NaclPlan, ...] = ()
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
 
     def host(self, name: str) -> HostPlan:
         return next(h for h in self.hosts if h.name == name)
+
+    def attachments(self) -> tuple[HostPlan, ...]:
+        """Every switch port that holds a host interface: each host (eth0), then a view per
+        extra interface named "HOST/ethN" (interface=ethN, owner=HOST) with that interface's
+        port, addresses, subnet and groups: what the controller programs per port."""
+        views: list[HostPlan] = list(self.hosts)
+        for h in self.hosts:
+            for i in h.interfaces:
+                views.append(
+                    replace(
+                        h,
+                        name=f"{h.name}/{i.name}",
+                        interface=i.name,
+                        owner=h.name,
+                        interfaces=(),
+                        **{f.name: getattr(i, f.name) for f in fields(i) if f.name != "name"},
+                    )
+                )
+        return tuple(views)
+
+    def security_group(self, name: str) -> SecurityGroupPlan:
+        return next(g for g in self.security_groups if g.name == name)
 
     def subnet(self, name: str) -> SubnetPlan:
         return next(s for s in self.subnets if s.name == name)
@@ -163,15 +271,16 @@ class NetworkPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
-        kinds = {"switches": SwitchPlan, "hosts": HostPlan, "links": LinkPlan, "vpcs": VpcPlan}
-        d = dict(d, hosts=[dict(h, extra_ips=tuple(h.get("extra_ips", ()))) for h in d["hosts"]])
-        args = {}
+        kinds = {"switches": SwitchPlan, "links": LinkPlan, "vpcs": VpcPlan}
+        args: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in d:
                 continue  # a field with a default, written by an older version
             value = d[f.name]
             if f.name in kinds:
                 value = tuple(kinds[f.name](**item) for item in value)
+            elif f.name == "hosts":
+                value = tuple(_host_from_dict(h) for h in value)
             elif f.name == "load_balancers":
                 value = tuple(LoadBalancerPlan.from_dict(lb) for lb in value)
             elif f.name == "endpoints":
@@ -185,8 +294,57 @@ class NetworkPlan:
                     )
                     for x in value
                 )
+            elif f.name == "security_groups":
+                value = tuple(_group_from_dict(g) for g in value)
+            elif f.name == "network_acls":
+                value = tuple(_nacl_from_dict(n) for n in value)
             args[f.name] = value
         return cls(**args)
+
+
+def _tuple_or_none(value: Any) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _interface_from_dict(d: dict[str, Any]) -> InterfacePlan:
+    return InterfacePlan(
+        **{
+            **d,
+            "extra_ips": tuple(d.get("extra_ips", ())),
+            "groups": _tuple_or_none(d.get("groups")),
+        }
+    )
+
+
+def _host_from_dict(d: dict[str, Any]) -> HostPlan:
+    return HostPlan(
+        **{
+            **d,
+            "extra_ips": tuple(d.get("extra_ips", ())),
+            "groups": _tuple_or_none(d.get("groups")),
+            "interfaces": tuple(_interface_from_dict(i) for i in d.get("interfaces", ())),
+        }
+    )
+
+
+def _group_from_dict(d: dict[str, Any]) -> SecurityGroupPlan:
+    return SecurityGroupPlan(
+        **{
+            **d,
+            "ingress": tuple(SgRulePlan(**r) for r in d.get("ingress", ())),
+            "egress": tuple(SgRulePlan(**r) for r in d.get("egress", ())),
+        }
+    )
+
+
+def _nacl_from_dict(d: dict[str, Any]) -> NaclPlan:
+    entries = tuple(
+        NaclEntryPlan(
+            **{**e, "ports": _tuple_or_none(e.get("ports")), "icmp": _tuple_or_none(e.get("icmp"))}
+        )
+        for e in d.get("entries", ())
+    )
+    return NaclPlan(**{**d, "subnets": tuple(d.get("subnets", ())), "entries": entries})
 
 
 def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
