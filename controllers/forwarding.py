@@ -12,6 +12,12 @@ needs no controller: TABLE_CLASSIFY checks that a request comes from the host on
 entry per address that class may resolve, which rewrites the request into its reply (set-field
 and Nicira moves) and sends it back out of the port it came in on. `arp_answer` is the rule;
 the entries are made from it.
+
+Everything per port is programmed for each attachment of the plan (NetworkPlan.attachments():
+every host's eth0 and a view per extra interface, "HOST/eth1"), so an instance's second network
+interface is a port like any other: its own address, secondary addresses, subnet and public
+address. A port whose source/destination check is off (a NAT gateway, an instance with
+SourceDestCheck false) may send from any address; routes of kind 'nat' send to it.
 """
 
 from __future__ import annotations
@@ -78,9 +84,12 @@ class Forwarding:
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._subnets = {s.name: s for s in plan.subnets}
         self._neighbours = self._build_neighbours()
-        self._lb_node_ips = {h.ip for h in plan.hosts if h.kind == "lb-node"}
-        self._dns_ips = {ip for h in plan.hosts if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
+        # Every switch port that holds a host interface (eth0 of each host, "HOST/ethN" views).
+        self._ports = plan.attachments()
+        self._lb_node_ips = {h.ip for h in self._ports if h.kind == "lb-node"}
+        self._dns_ips = {ip for h in self._ports if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
         self._endpoints = {e.name: e for e in plan.endpoints}
+        self._nat_hosts = {h.name: h for h in plan.hosts if h.kind == "natgw"}
         self._flows: dict[int, list[Flow]] = {}  # the plan does not change: computed once
 
     # ---- topology helpers -------------------------------------------------------------
@@ -157,7 +166,7 @@ class Forwarding:
         for port in self.trunk_ports(switch):
             # Packets on trunks were routed where they entered: only deliver them.
             flows.append(flow(TABLE_CLASSIFY, 300, {"in_port": port}, goto=TABLE_OUTPUT))
-        for h in self.plan.hosts:
+        for h in self._ports:
             if h.switch != switch:
                 continue
             for ip in (h.ip, *h.extra_ips):
@@ -171,7 +180,11 @@ class Forwarding:
                     "arp_spa": ip,
                 }
                 # Gratuitous (asks for its own address): an announcement, nothing to answer.
-                flows.append(flow(TABLE_CLASSIFY, 210, {**request, "arp_tpa": ip}))
+                # A port's other (secondary) addresses are its own too; the resolver's are
+                # answered as everything it asks is (behind the router).
+                own = (ip,) if h.kind == "dns" else (h.ip, *h.extra_ips)
+                for asked in own:
+                    flows.append(flow(TABLE_CLASSIFY, 210, {**request, "arp_tpa": asked}))
                 flows.append(
                     flow(
                         TABLE_CLASSIFY,
@@ -207,36 +220,36 @@ class Forwarding:
                         ),
                     )
                 )
-            # Source check as AWS does: a host may only send from its own MAC and address.
-            for ip in (h.ip, *h.extra_ips):
-                flows.append(
-                    Flow(
-                        TABLE_CLASSIFY,
-                        200,
-                        tuple(
-                            sorted(
-                                {
-                                    "in_port": h.port,
-                                    "eth_type": ETH_TYPE_IP,
-                                    "eth_src": h.mac,
-                                    "ipv4_src": ip,
-                                }.items()
-                            )
-                        ),
-                        goto=TABLE_STEER,
-                        metadata=(self.realm_tag(h), SUBNET_MASK),
-                    )
-                )
+            flows += self._source_check(h)
         return flows
+
+    def _source_check(self, h: HostPlan) -> list[Flow]:
+        """Source check as AWS does: a port may only send from its own MAC and addresses;
+        with the check off (NAT gateway, SourceDestCheck false) from its MAC and any address,
+        tagged with its subnet all the same, so what it forwards is routed by its route table."""
+        sent_by = {"in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac}
+        sources: list[dict[str, Any]] = [{}]
+        if h.source_dest_check:
+            sources = [{"ipv4_src": ip} for ip in (h.ip, *h.extra_ips)]
+        return [
+            Flow(
+                TABLE_CLASSIFY,
+                200,
+                tuple(sorted({**sent_by, **source}.items())),
+                goto=TABLE_STEER,
+                metadata=(self.realm_tag(h), SUBNET_MASK),
+            )
+            for source in sources
+        ]
 
     def _arp_responder(self, switch: str) -> list[Flow]:
         """TABLE_ARP: for each ARP class with a host on this switch, the answer to every
         address arp_answer resolves for it (the resolver's class: every address)."""
         flows = [flow(TABLE_ARP, 0)]  # nobody answers: dropped
         members: dict[int, list[HostPlan]] = {}
-        for h in self.plan.hosts:
+        for h in self._ports:
             members.setdefault(self.arp_class(h), []).append(h)
-        for cls in sorted({self.arp_class(h) for h in self.plan.hosts if h.switch == switch}):
+        for cls in sorted({self.arp_class(h) for h in self._ports if h.switch == switch}):
             match = {"metadata": (cls, ARP_CLASS_MASK), "eth_type": ETH_TYPE_ARP}
             if members[cls][0].kind == "dns":
                 flows.append(flow(TABLE_ARP, 10, match, arp_reply_any(self.router_mac)))
@@ -252,7 +265,7 @@ class Forwarding:
 
     def _arp_addresses(self) -> list[str]:
         """Every address that lives on a lab segment, so may be asked for by ARP."""
-        ips = {ip for h in self.plan.hosts for ip in (h.ip, *h.extra_ips)}
+        ips = {ip for h in self._ports for ip in (h.ip, *h.extra_ips)}
         ips |= {s.router_ip for s in self.plan.subnets}
         if self.plan.internet_gateway_ip:
             ips.add(self.plan.internet_gateway_ip)
@@ -317,8 +330,9 @@ class Forwarding:
         return flows
 
     def _route_target(self, route: RoutePlan) -> tuple[list, int | None]:
-        """(actions, goto) of a route: the local network, the internet gateway, or a GWLB
-        endpoint (the packet, unchanged, goes to the GWLB node serving it)."""
+        """(actions, goto) of a route: the local network, the internet gateway, a GWLB
+        endpoint (the packet, unchanged, goes to the GWLB node serving it) or a NAT gateway
+        (a router hop to the gateway's host, which translates and forwards it)."""
         if route.kind == "local":
             return [], TABLE_LB
         if route.kind == "igw":
@@ -329,6 +343,13 @@ class Forwarding:
                 SetField("eth_src", self.router_mac),
                 SetField("eth_dst", endpoint.mac),
             ], TABLE_OUTPUT
+        if route.kind == "nat" and route.target in self._nat_hosts:
+            gateway = self._nat_hosts[route.target]
+            return [
+                SetField("eth_src", self.router_mac),
+                SetField("eth_dst", gateway.mac),
+                DecTtl(),
+            ], TABLE_OUTPUT
         return [], None  # a route to something the lab does not have: drop
 
     def _igw_out(self) -> list[Flow]:
@@ -337,18 +358,23 @@ class Forwarding:
         flows = [flow(TABLE_IGW_OUT, 0)]
         if not self.plan.has_internet_gateway:
             return flows
-        for h in self.plan.hosts:
-            if h.kind in ("instance", "lb-node") and h.public_ip:
-                flows.append(
-                    flow(
-                        TABLE_IGW_OUT,
-                        100,
-                        {"eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
-                        [SetField("ipv4_src", h.public_ip)],
-                        goto=TABLE_IGW,
-                    )
+        for h in self._public_ports():
+            flows.append(
+                flow(
+                    TABLE_IGW_OUT,
+                    100,
+                    {"eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
+                    [SetField("ipv4_src", h.public_ip)],
+                    goto=TABLE_IGW,
                 )
+            )
         return flows
+
+    def _public_ports(self) -> list[HostPlan]:
+        """Ports the internet gateway maps 1:1 to a public address: instances' interfaces,
+        load balancer nodes and NAT gateways with a public (or Elastic) IP."""
+        kinds = ("instance", "lb-node", "natgw")
+        return [h for h in self._ports if h.kind in kinds and h.public_ip]
 
     def _igw(self) -> list[Flow]:
         flows = [flow(TABLE_IGW, 0)]
@@ -362,17 +388,16 @@ class Forwarding:
                 goto=TABLE_L3_DELIVER,
             )
         )
-        for h in self.plan.hosts:
-            if h.kind in ("instance", "lb-node") and h.public_ip:
-                flows.append(
-                    flow(
-                        TABLE_IGW,
-                        200,
-                        {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.public_ip},
-                        [SetField("ipv4_dst", h.ip)],
-                        goto=TABLE_IGW_ROUTE,
-                    )
+        for h in self._public_ports():
+            flows.append(
+                flow(
+                    TABLE_IGW,
+                    200,
+                    {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.public_ip},
+                    [SetField("ipv4_dst", h.ip)],
+                    goto=TABLE_IGW_ROUTE,
                 )
+            )
         return flows
 
     def _igw_route(self) -> list[Flow]:
@@ -390,7 +415,7 @@ class Forwarding:
 
     def _l3_deliver(self) -> list[Flow]:
         flows = [flow(TABLE_L3_DELIVER, 0)]
-        for h in self.plan.hosts:
+        for h in self._ports:
             for ip in (h.ip, *h.extra_ips):
                 flows.append(
                     flow(
@@ -409,7 +434,7 @@ class Forwarding:
 
     def _bridge(self) -> list[Flow]:
         flows = [flow(TABLE_BRIDGE, 0)]
-        for h in self.plan.hosts:
+        for h in self._ports:
             flows.append(
                 flow(
                     TABLE_BRIDGE,
@@ -422,7 +447,7 @@ class Forwarding:
 
     def _output(self, switch: str) -> list[Flow]:
         flows = [flow(TABLE_OUTPUT, 0)]
-        for h in self.plan.hosts:
+        for h in self._ports:
             port = h.port if h.switch == switch else self.port_toward(switch, h.switch)
             if port is not None:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
@@ -443,7 +468,7 @@ class Forwarding:
         if asker.kind == "client":
             if target_ip == self.plan.internet_gateway_ip:
                 return self.router_mac
-            peers = [h for h in self.plan.hosts if h.kind == "client"]
+            peers = [h for h in self._ports if h.kind == "client"]
         elif asker.subnet is None:
             return None  # only clients and the resolver live outside the subnets
         else:
@@ -454,9 +479,11 @@ class Forwarding:
                 # A load balancer node's address belongs to the fabric: traffic to it is
                 # routed, so the listeners in TABLE_LB see it wherever the client is.
                 return self.router_mac if ip_in(target_ip, subnet.cidr) else None
-            peers = [h for h in self.plan.hosts if h.subnet == asker.subnet]
+            # Ports of the subnet, secondary addresses included (another interface of the
+            # asker's own host too: it is another port, as on AWS).
+            peers = [h for h in self._ports if h.subnet == asker.subnet]
         for peer in peers:
-            if peer.ip == target_ip and peer.name != asker.name:
+            if target_ip in (peer.ip, *peer.extra_ips) and peer.name != asker.name:
                 return peer.mac
         return None
 

@@ -132,7 +132,10 @@ class NlbLogic:
         self.size = table_size
         self.lbs = [lb for lb in plan.load_balancers if lb.type == "network"]
         self._dpid_switch = {s.dpid: s.name for s in plan.switches}
-        self._hosts_by_ip = {h.ip: h for h in plan.hosts}
+        # Every port (eth0 of each host and extra interfaces) by each address it holds: an IP
+        # target may be a second interface's or a secondary address.
+        self._ports = plan.attachments()
+        self._hosts_by_ip = {ip: h for h in self._ports for ip in (h.ip, *h.extra_ips)}
         self._subnets = {s.name: s for s in plan.subnets}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         # Until the holder reports health, every template target is "initial".
@@ -171,7 +174,7 @@ class NlbLogic:
     # ---- flows ------------------------------------------------------------------------
     def flows_for(self, dpid: int) -> list[Flow]:
         switch = self._dpid_switch[dpid]
-        if not any(h.switch == switch for h in self.plan.hosts) or not self.lbs:
+        if not any(h.switch == switch for h in self._ports) or not self.lbs:
             return []  # no host enters the fabric here: nothing to steer
         flows = [
             flow(TABLE_REPLY_SNAT, 0, goto=TABLE_ROUTE),
@@ -430,4 +433,4 @@ class NlbLogic:
 
     def _host_at_port(self, dpid: int, port: int) -> HostPlan | None:
         switch = self._dpid_switch.get(dpid)
-        return next((h for h in self.plan.hosts if h.switch == switch and h.port == port), None)
+        return next((h for h in self._ports if h.switch == switch and h.port == port), None)

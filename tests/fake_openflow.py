@@ -34,7 +34,7 @@ from testbed.controllers.flows import (
     SetField,
     ToController,
 )
-from testbed.plan.network import NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 
 class AmbiguousMatch(AssertionError):
@@ -356,7 +356,8 @@ class FakeFabric:
         for link in plan.links:
             self.peer[(link.a, link.a_port)] = (link.b, link.b_port)
             self.peer[(link.b, link.b_port)] = (link.a, link.a_port)
-        self.host_at = {(h.switch, h.port): h.name for h in plan.hosts}
+        # Every port holding a host interface: "HOST" (eth0) or "HOST/ethN".
+        self.host_at = {(h.switch, h.port): h.name for h in plan.attachments()}
 
     def reprogram(self) -> None:
         """Reload every switch's flows from the logic (after a change of state)."""
@@ -366,8 +367,9 @@ class FakeFabric:
         }
 
     def send(self, host: str, pkt: dict[str, Any], max_hops: int = 16) -> Result:
-        """Inject `pkt` as sent by `host`; follow it to wherever the flows deliver it."""
-        h = self.plan.host(host)
+        """Inject `pkt` as sent by `host` ("HOST", or "HOST/ethN" for another interface);
+        follow it to wherever the flows deliver it."""
+        h = attachment(self.plan, host)
         result = Result()
         work = [(h.switch, h.port, pkt)]
         hops = 0
@@ -392,11 +394,12 @@ class FakeFabric:
 def ip_packet(
     plan: NetworkPlan, src: str, dst_ip: str, via_router: bool = True, proto: int = 6, **extra: Any
 ) -> dict[str, Any]:
-    """An IPv4 packet as host `src` would send it to dst_ip (to its gateway's MAC)."""
-    h = plan.host(src)
+    """An IPv4 packet as host `src` (or interface "HOST/ethN") would send it to dst_ip (to its
+    gateway's MAC, or straight to the port holding dst_ip)."""
+    h = attachment(plan, src)
     dst_mac = plan.router_mac
     if not via_router:
-        dst_mac = next(x.mac for x in plan.hosts if x.ip == dst_ip)
+        dst_mac = next(x.mac for x in plan.attachments() if dst_ip in (x.ip, *x.extra_ips))
     pkt = {
         "eth_src": h.mac,
         "eth_dst": dst_mac,
@@ -418,7 +421,7 @@ def arp_request(
     plan: NetworkPlan, src: str, target_ip: str, src_ip: str | None = None
 ) -> dict[str, Any]:
     """A broadcast ARP request of host `src` for target_ip (from src_ip, default its address)."""
-    h = plan.host(src)
+    h = attachment(plan, src)
     return {
         "eth_src": h.mac,
         "eth_dst": "ff:ff:ff:ff:ff:ff",
@@ -429,3 +432,8 @@ def arp_request(
         "arp_tha": "00:00:00:00:00:00",
         "arp_tpa": target_ip,
     }
+
+
+def attachment(plan: NetworkPlan, name: str) -> HostPlan:
+    """The port named `name` in plan.attachments(): a host's eth0 ("HOST") or "HOST/ethN"."""
+    return next(a for a in plan.attachments() if a.name == name)
