@@ -1,57 +1,30 @@
 """A second network interface (eth1) is a port like any other, on a fake flow table.
 
-The plan is the hand-made two-AZ one plus two extra interfaces, built directly from the plan
-types: WebA1 (eth0 in PubA) has eth1 in PrivA with a secondary address; WebA2 (eth0 in PrivA)
-has eth1 in PubA with an Elastic IP.
+The plan (tests/ports_fixture.py with_interfaces) is the hand-made two-AZ one plus two extra
+interfaces: WebA1 (eth0 in PubA) has eth1 in PrivA with a secondary address; WebA2 (eth0 in
+PrivA) has eth1 in PubA with an Elastic IP.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 
 from testbed.controllers.forwarding import Forwarding
 from testbed.controllers.nlb import NlbLogic, RuntimeTarget
-from testbed.plan.network import ROUTER_MAC, InterfacePlan, NetworkPlan, build_plan, host_mac
+from testbed.plan.network import ROUTER_MAC, build_plan, host_mac
 from tests.fake_openflow import FakeFabric, arp_request, attachment, ip_packet
 from tests.handmade import two_az_model
 from tests.nlb_fixture import nlb_plan
-from tests.unit.test_forwarding_nat import nat_plan
-
-ETH1, ETH1_IP, ETH1_SECONDARY = "WebA1/eth1", "10.0.1.20", "10.0.1.21"
-PUB_ETH1, PUB_ETH1_IP, PUB_ETH1_EIP = "WebA2/eth1", "10.0.0.20", "203.0.113.21"
-
-
-def with_interfaces(base: NetworkPlan) -> NetworkPlan:
-    """`base` with WebA1's eth1 (PrivA, + a secondary address) and WebA2's eth1 (PubA, EIP)."""
-    port = max(a.port for a in base.attachments() if a.switch == base.subnet("PrivA").switch)
-
-    def interface(subnet_name: str, ip: str, offset: int, **kw) -> InterfacePlan:
-        subnet = base.subnet(subnet_name)
-        return InterfacePlan(
-            name="eth1",
-            ip=ip,
-            prefixlen=24,
-            gateway=subnet.router_ip,
-            mac=host_mac(ip),
-            switch=subnet.switch,
-            port=port + offset,
-            veth=f"tb-t-v9{offset}",
-            az=subnet.az,
-            subnet=subnet.name,
-            vpc=subnet.vpc,
-            **kw,
-        )
-
-    extra = {
-        "WebA1": interface("PrivA", ETH1_IP, 1, extra_ips=(ETH1_SECONDARY,)),
-        "WebA2": interface("PubA", PUB_ETH1_IP, 2, public_ip=PUB_ETH1_EIP),
-    }
-    hosts = tuple(
-        replace(h, interfaces=(extra[h.name],)) if h.name in extra else h for h in base.hosts
-    )
-    return replace(base, hosts=hosts)
+from tests.ports_fixture import (
+    ETH1,
+    ETH1_IP,
+    ETH1_SECONDARY,
+    PUB_ETH1,
+    PUB_ETH1_EIP,
+    PUB_ETH1_IP,
+    nat_plan,
+    with_interfaces,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """NAT gateway routes and ports without source/destination check, on a fake flow table.
 
-The plan is the hand-made two-AZ one plus a NAT gateway host in PubA (its EIP 203.0.113.20)
-and a 0.0.0.0/0 route to it in both private subnets, built directly from the plan types (as
-the plan builder would give it). The gateway's own translation (Linux masquerade in its
-namespace) is played by the tests: they send what the gateway would send.
+The plan (tests/ports_fixture.py nat_plan) is the hand-made two-AZ one plus a NAT gateway
+host in PubA (its EIP 203.0.113.20) and a 0.0.0.0/0 route to it in both private subnets.
+The gateway's own translation (Linux masquerade in its namespace) is played by the tests:
+they send what the gateway would send.
 """
 
 from __future__ import annotations
@@ -13,46 +13,11 @@ from dataclasses import replace
 import pytest
 
 from testbed.controllers.forwarding import Forwarding
-from testbed.plan.network import ROUTER_MAC, HostPlan, NetworkPlan, RoutePlan, build_plan, host_mac
+from testbed.plan.network import ROUTER_MAC, NetworkPlan
 from tests.fake_openflow import FakeFabric, ip_packet
-from tests.handmade import two_az_model
+from tests.ports_fixture import NAT, NAT_EIP, NAT_IP, nat_plan
 
-NAT, NAT_IP, NAT_EIP = "NatA", "10.0.0.9", "203.0.113.20"
 CLIENT = "198.51.100.10"
-
-
-def free_port(plan: NetworkPlan, switch: str) -> int:
-    return max(a.port for a in plan.attachments() if a.switch == switch) + 1
-
-
-def nat_plan(public: bool = True, target: str = NAT) -> NetworkPlan:
-    """two_az_model's plan with NAT gateway NatA in PubA; PrivA and PrivB route 0/0 to
-    `target` (a NAT gateway host name)."""
-    base = build_plan(two_az_model(), "t")
-    subnet = base.subnet("PubA")
-    nat = HostPlan(
-        name=NAT,
-        netns="tb-t-NatA",
-        kind="natgw",
-        ip=NAT_IP,
-        prefixlen=24,
-        gateway=subnet.router_ip,
-        mac=host_mac(NAT_IP),
-        switch=subnet.switch,
-        port=free_port(base, subnet.switch),
-        veth="tb-t-v90",
-        az=subnet.az,
-        subnet=subnet.name,
-        vpc=subnet.vpc,
-        public_ip=NAT_EIP if public else None,
-        source_dest_check=False,
-    )
-    to_nat = RoutePlan("0.0.0.0/0", "nat", target)
-    subnets = tuple(
-        replace(s, routes=(*s.routes, to_nat)) if s.name in ("PrivA", "PrivB") else s
-        for s in base.subnets
-    )
-    return replace(base, hosts=(*base.hosts, nat), subnets=subnets)
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,7 @@ from testbed.controllers.ofadapter import (
 from testbed.plan.network import build_plan
 from tests.handmade import two_az_model
 from tests.nlb_fixture import TARGETS, nlb_plan
+from tests.ports_fixture import nat_plan, with_interfaces
 
 OFP = ofproto_v1_3
 
@@ -196,6 +197,10 @@ def controller_flows() -> dict[str, list[Flow]]:
     plain = build_plan(two_az_model(), "t")
     fw = Forwarding(plain)
     out["vpc"] = [f for s in plain.switches for f in fw.flows_for(s.dpid)]
+    # With a NAT gateway (route 'nat', a port without source check) and second interfaces.
+    nat = with_interfaces(nat_plan())
+    fw = Forwarding(nat)
+    out["nat+interfaces"] = [f for s in nat.switches for f in fw.flows_for(s.dpid)]
     variants = {
         "nlb": {},
         "nlb-snat": {"preserve": False},
