@@ -70,8 +70,9 @@ class LabApp(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        plan_path = os.environ["TESTBED_PLAN"]
-        self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
+        self.plan_path = Path(os.environ["TESTBED_PLAN"])
+        self.plan_text = self.plan_path.read_text()
+        self.plan = NetworkPlan.from_json(self.plan_text)
         self.forwarding = Forwarding(self.plan)
         self.nlb = NlbLogic(self.plan)
         self.nlb_counters = NlbCounters(self.nlb)
@@ -135,11 +136,31 @@ class LabApp(app_manager.OSKenApp):
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
+    def reload_plan(self) -> bool:
+        """The plan file changed live (security groups, network ACLs: nothing that moves a
+        host or a port): recompute the flows from it and program the difference (FlowSync
+        changes only the flows that differ; conntrack keeps its tracked flows). True once
+        every switch has acknowledged."""
+        with self.lock:
+            self._load_plan()
+        return self.reprogram_all()
+
+    def _load_plan(self) -> None:
+        """Re-read the plan file if it changed since this process read it."""
+        text = self.plan_path.read_text()
+        if text == self.plan_text:
+            return
+        self.plan_text = text
+        self.plan = NetworkPlan.from_json(text)
+        self.forwarding = Forwarding(self.plan)
+
     def activate(self, await_targets: bool) -> None:
         """A standby becomes the lab's controller: continue the counters from what the last
         one saved (they moved on since this process started); wait for the target states
-        if the holder will send them."""
+        if the holder will send them; take the plan as it is now (a live update may have
+        changed it since this standby started)."""
         with self.lock:
+            self._load_plan()
             self.awaiting_targets = await_targets
             if self.counters_path is not None and self.counters_path.exists():
                 self.nlb_counters = NlbCounters(self.nlb)
@@ -444,6 +465,10 @@ class LabApp(app_manager.OSKenApp):
         if req["op"] == "activate":
             self.activate(bool(req["await_targets"]))
             return Reply(ok=True)
+        if req["op"] == "reload_plan":
+            if self.reload_plan():
+                return Reply(ok=True)
+            return Reply(ok=False, error="a switch did not acknowledge the new flows in 5 s")
         flushed = self.terminate(req["lb"], req["ip"], int(req["port"]))
         return TerminateReply(ok=True, flushed=flushed)
 

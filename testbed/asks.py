@@ -23,6 +23,7 @@ from testbed.messages import (
     HealthReportRequest,
     NlbStatsReply,
     NlbStatsRequest,
+    ReloadPlanRequest,
     Reply,
     SetTargetsRequest,
     StatsReply,
@@ -100,6 +101,12 @@ def controller_activate(path: str, await_targets: bool, timeout: float = 10.0) -
     `await_targets`)."""
     request = ActivateRequest(op="activate", await_targets=await_targets)
     return ask(path, request, Reply, timeout)
+
+
+def controller_reload_plan(path: str, timeout: float = 15.0) -> Reply:
+    """Program the lab's plan file again (it changed live); returns once every switch has
+    acknowledged the new flows (ok False if one did not in time)."""
+    return ask(path, ReloadPlanRequest(op="reload_plan"), Reply, timeout)
 
 
 def controller_terminate(

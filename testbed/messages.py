@@ -351,6 +351,12 @@ class ActivateRequest(TypedDict):
     await_targets: bool  # program nothing before the holder's set_targets
 
 
+class ReloadPlanRequest(TypedDict):
+    """The lab's plan file changed live (security groups, network ACLs): program it."""
+
+    op: Literal["reload_plan"]
+
+
 ControllerRequest = (
     StatusRequest
     | StatsRequest
@@ -358,6 +364,7 @@ ControllerRequest = (
     | SetTargetsRequest
     | TerminateRequest
     | ActivateRequest
+    | ReloadPlanRequest
 )
 
 

@@ -6,7 +6,11 @@ balancer attributes of application load balancers. Everything else (hosts, subne
 other load balancer types, listener ports, ...) is built into namespaces, links and flows and
 needs `testbed down` and `testbed up`.
 
+Security groups and network ACLs change live too, as on AWS (rules, an instance's groups,
+a subnet's ACL): the controller reprograms their flows; tracked flows keep going.
+
     live, other, reload = plan_changes(old_plan, new_plan)
+    security = security_changes(old_plan, new_plan)
 """
 
 from __future__ import annotations
@@ -87,11 +91,38 @@ def _without_targets(live: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _security_part(plan: dict[str, Any]) -> dict[str, Any]:
+    """Take the security-group and NACL fields out of a plan dict (in place) and return them."""
+    part: dict[str, Any] = {
+        "security_groups": plan.pop("security_groups", []),
+        "network_acls": plan.pop("network_acls", []),
+        "subnets": [{"name": s["name"], "nacl": s.pop("nacl", None)} for s in plan["subnets"]],
+        "hosts": [],
+    }
+    for h in plan["hosts"]:
+        interfaces = [
+            {"name": i["name"], "groups": i.pop("groups", None)} for i in h.get("interfaces", [])
+        ]
+        part["hosts"].append(
+            {"name": h["name"], "groups": h.pop("groups", None), "interfaces": interfaces}
+        )
+    return part
+
+
+def security_changes(old: NetworkPlan, new: NetworkPlan) -> list[str]:
+    """What an update changes in security groups and network ACLs (rules, the groups of
+    each host and interface, the ACL of each subnet): all live."""
+    return differences(_security_part(asdict(old)), _security_part(asdict(new)))
+
+
 def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[str], list[str]]:
     """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
 
-    Target list changes alone need no reload: the runtime API adds and removes servers."""
+    Target list changes alone need no reload: the runtime API adds and removes servers.
+    Security group and NACL changes are not in any of the three: see security_changes."""
     a, b = asdict(old), asdict(new)
+    _security_part(a)
+    _security_part(b)
     live: list[str] = []
     reload: list[str] = []
     for d in (a, b):

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from testbed import naming
+from testbed import asks, naming
 from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
@@ -49,8 +49,8 @@ from testbed.messages import (
     UpdateRequest,
 )
 from testbed.model import StackModel, load_model
-from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
-from testbed.plan.changes import describe, plan_changes
+from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
+from testbed.plan.changes import describe, plan_changes, security_changes
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
 from testbed.stack.supervisor import ControllerSupervisor
@@ -320,12 +320,14 @@ class Holder:
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
-                f"rules, target groups, targets and attributes):\n"
+                f"rules, target groups, targets and attributes; security group rules and "
+                f"memberships; network ACLs):\n"
                 f"{describe(other)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )
+        security = security_changes(old, plan)
         outputs = dict(model.outputs)
-        if not live and outputs == self.state.get("outputs"):
+        if not live and not security and outputs == self.state.get("outputs"):
             return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
@@ -357,8 +359,9 @@ class Holder:
             raise TestbedError(
                 f"update of lab {self.name} failed and was rolled back: {reason}"
             ) from exc
-        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
-        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
+        if security:
+            self._update_security(old, plan, security)
+        self._write_plan(plan)
         self.builder.plan = plan
         for lb_name, changes in by_lb.items():
             mine = [d for d in done if d.startswith(lb_name + ":")]
@@ -377,9 +380,36 @@ class Holder:
             load_balancers=_load_balancers(plan),
         )
         self.events.emit(
-            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
+            self.name,
+            STACK_TYPE,
+            "UPDATE_COMPLETE",
+            f"{len(live) + len(security)} change(s) applied live",
         )
-        return UpdateReply(ok=True, changes=live, done=done)
+        return UpdateReply(ok=True, changes=live + security, done=done)
+
+    def _write_plan(self, plan: NetworkPlan) -> None:
+        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
+        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
+
+    def _update_security(self, old: NetworkPlan, plan: NetworkPlan, changes: list[str]) -> None:
+        """Security group and NACL changes, live: the controller programs the new plan file
+        (tracked flows keep going, as on AWS). If a switch does not take it, the old plan
+        is put back and the update fails (the caller rolls back and reports)."""
+        self.events.emit(
+            self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", f"{len(changes)} security change(s)"
+        )
+        sock = str(self.lab_dir / CONTROLLER_SOCK)
+        self._write_plan(plan)
+        reply = asks.controller_reload_plan(sock)
+        if reply["ok"]:
+            for change in changes:
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", change)
+            return
+        self._write_plan(old)
+        asks.controller_reload_plan(sock)
+        reason = reply.get("error") or "the controller did not program the change"
+        self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE", reason)
+        raise TestbedError(f"update of lab {self.name} failed and was rolled back: {reason}")
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
