@@ -149,7 +149,8 @@ def _ports(
             "FromPort: 80, ToPort: 80" if protocol in (TCP, UDP) else "FromPort: -1, ToPort: -1"
         )
         raise ctx.fail(
-            f"{_lead(where)}a {name} rule needs FromPort and ToPort; {missing} is missing",
+            f"{_lead(where)}{'an' if name.startswith('i') else 'a'} {name} rule needs FromPort "
+            f"and ToPort; {missing} is missing",
             line=line,
             hint=f"for example {example}"
             + (" (all types and codes)" if protocol not in (TCP, UDP) else ""),
