@@ -10,6 +10,7 @@ the instance's groups), so it only needs the build state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from testbed.model.resources.base import ResourceContext, text_list
@@ -79,13 +80,16 @@ def find_group(ctx: ResourceContext, text: str, where: str, line: int | None) ->
             return ensure_default_group(state, vpc_id).logical_id
     target = state.physical_ids.get(text)
     if target is None:
-        hint = "use !Ref <a security group> or !GetAtt <a security group>.GroupId"
+        hint = (
+            "the lab knows only the groups this template creates: use !Ref <a security "
+            "group> or !GetAtt <a security group>.GroupId"
+        )
         if state.types.get(text) == SECURITY_GROUP:
             hint = f"write !Ref {text} to use that group"
         elif not text.startswith(GROUP_PREFIX):
             hint = (
-                f"{where} takes group ids (sg-...), not names; use SecurityGroups for names "
-                "in the default VPC, or " + hint
+                f"{where} takes group ids (sg-...), not names (SecurityGroups takes names, "
+                "in the default VPC only); " + hint
             )
         raise ctx.fail(
             f"{where} {text!r} is not the id of a security group of this stack",
@@ -190,8 +194,18 @@ def instance_groups(ctx: ResourceContext, vpc_id: str) -> tuple[str, ...]:
             )
             for i, name in enumerate(names)
         )
+    return groups_or_default(
+        ctx, groups, vpc_id, f"instance {lid}", ctx.line(given[0]) if given else None
+    )
+
+
+def groups_or_default(
+    ctx: ResourceContext, groups: Iterable[str], vpc_id: str, what: str, line: int | None
+) -> tuple[str, ...]:
+    """The groups of an interface (each once, all in its VPC), or its VPC's default group
+    when there are none: what EC2 gives an interface launched without groups."""
     unique = tuple(dict.fromkeys(groups))
     if not unique:
         return (ensure_default_group(ctx.state, vpc_id).logical_id,)
-    check_same_vpc(ctx, unique, vpc_id, f"instance {lid}", ctx.line(given[0]))
+    check_same_vpc(ctx, unique, vpc_id, what, line)
     return unique

@@ -44,8 +44,8 @@ from testbed.template.nodes import describe, did_you_mean
 INGRESS = "AWS::EC2::SecurityGroupIngress"
 EGRESS = "AWS::EC2::SecurityGroupEgress"
 
-PROTOCOL_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+PROTOCOL_NAMES = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6}
 MAX_TEXT = 255
 # AWS's characters for a VPC group's name and description.
 GROUP_TEXT = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*$")
@@ -127,6 +127,9 @@ def protocol_number(ctx: ResourceContext, value: Any, where: str, line: int | No
     )
 
 
+PORT_PROTOCOLS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
+
+
 def _ports(
     ctx: ResourceContext,
     protocol: int,
@@ -136,54 +139,66 @@ def _ports(
     line: int | None,
 ) -> tuple[int | None, int | None]:
     """(from, to) for tcp/udp (range) and icmp (type, code); None where AWS ignores them."""
-    low, high = values.get("FromPort"), values.get("ToPort")
-    at_from, at_to = lines.get("FromPort", line), lines.get("ToPort", line)
-    if protocol not in (TCP, UDP, ICMP, ICMPV6):
+    if protocol not in PORT_PROTOCOLS:
         return None, None  # -1 and other protocols: every port, whatever is written
-    name = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}[protocol]
+    name = PORT_PROTOCOLS[protocol]
+    low, high = values.get("FromPort"), values.get("ToPort")
+    if low is None and high is None and protocol == ICMPV6:
+        return None, None  # icmpv6 without ports: every type and code
     if low is None or high is None:
-        if protocol == ICMPV6 and low is None and high is None:
-            return None, None  # icmpv6 without ports: every type and code
         missing = "FromPort" if low is None else "ToPort"
-        example = (
-            "FromPort: 80, ToPort: 80" if protocol in (TCP, UDP) else "FromPort: -1, ToPort: -1"
-        )
+        example = "FromPort: 80, ToPort: 80"
+        if protocol not in (TCP, UDP):
+            example = "FromPort: -1, ToPort: -1 (all types and codes)"
         raise ctx.fail(
-            f"{_lead(where)}{'an' if name.startswith('i') else 'a'} {name} rule needs FromPort "
-            f"and ToPort; {missing} is missing",
+            f"{_lead(where)}{'an' if name[0] == 'i' else 'a'} {name} rule needs FromPort and "
+            f"ToPort; {missing} is missing",
             line=line,
-            hint=f"for example {example}"
-            + (" (all types and codes)" if protocol not in (TCP, UDP) else ""),
+            hint=f"for example {example}",
         )
+    at = (lines.get("FromPort", line), lines.get("ToPort", line))
     if protocol in (TCP, UDP):
-        for value, key, at in ((low, "FromPort", at_from), (high, "ToPort", at_to)):
-            if not 0 <= value <= 65535:
-                raise ctx.fail(
-                    f"{_key(where, key)} {value} is not a {name} port: use 0 to 65535",
-                    line=at,
-                    hint="FromPort: 0, ToPort: 65535 covers every port" if value == -1 else None,
-                )
-        if low > high:
+        return _port_range(ctx, name, low, high, at, where)
+    return _icmp_type_code(ctx, name, low, high, at, where)
+
+
+def _port_range(
+    ctx: ResourceContext, name: str, low: int, high: int, at: tuple[int | None, ...], where: str
+) -> tuple[int, int]:
+    for value, key, line in ((low, "FromPort", at[0]), (high, "ToPort", at[1])):
+        if not 0 <= value <= 65535:
             raise ctx.fail(
-                f"{_lead(where)}FromPort {low} is greater than ToPort {high}",
-                line=at_from,
-                hint=f"the range is FromPort: {high}, ToPort: {low}",
+                f"{_key(where, key)} {value} is not a {name} port: use 0 to 65535",
+                line=line,
+                hint="FromPort: 0, ToPort: 65535 covers every port" if value == -1 else None,
             )
-        return low, high
-    for value, key, at, what in (
-        (low, "FromPort", at_from, "type"),
-        (high, "ToPort", at_to, "code"),
+    if low > high:
+        raise ctx.fail(
+            f"{_lead(where)}FromPort {low} is greater than ToPort {high}",
+            line=at[0],
+            hint=f"the range is FromPort: {high}, ToPort: {low}",
+        )
+    return low, high
+
+
+def _icmp_type_code(
+    ctx: ResourceContext, name: str, low: int, high: int, at: tuple[int | None, ...], where: str
+) -> tuple[int, int]:
+    for value, key, line, what in (
+        (low, "FromPort", at[0], "type"),
+        (high, "ToPort", at[1], "code"),
     ):
         if not -1 <= value <= 255:
             raise ctx.fail(
                 f"{_key(where, key)} is the {name} {what}: -1 (all) or 0 to 255, not {value}",
-                line=at,
+                line=line,
             )
     if low == -1 and high != -1:
+        # AWS: "if you specify all ICMP types, you must specify all codes".
         raise ctx.fail(
-            f"{_lead(where)}FromPort -1 means every {name} type, so ToPort (the code) must be -1 "
-            f"too, not {high}",
-            line=at_to,
+            f"{_lead(where)}FromPort -1 means every {name} type, so ToPort (the code) must be "
+            f"-1 too, not {high}",
+            line=at[1],
         )
     return low, high
 
