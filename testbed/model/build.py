@@ -36,6 +36,8 @@ from testbed.model.graph import (
 from testbed.model.metadata import lab_options, plain, resource_role, resource_snmp
 from testbed.model.resources import REGISTRY
 from testbed.model.resources.base import ResourceContext, check_properties
+from testbed.model.resources.network_acls import frozen_acls
+from testbed.model.resources.security_groups import frozen_groups
 from testbed.model.snmp import EXTRAS_KEY as SNMP_EXTRAS
 from testbed.model.state import BuildState
 from testbed.model.types import (
@@ -247,6 +249,7 @@ def _freeze(
             instance.role,
             instance.user_data,
             instance.source,
+            security_groups=instance.security_groups,
         )
     description = doc.get("Description", "")
     return StackModel(
@@ -267,6 +270,8 @@ def _freeze(
         ignored=tuple(state.ignored),
         lab=lab,
         extras=frozen_map({k: _frozen_family(v) for k, v in state.extras.items()}),
+        security_groups=frozen_map(frozen_groups(state)),
+        network_acls=frozen_map(frozen_acls(state)),
     )
 
 

@@ -18,6 +18,7 @@ from testbed.template.conditions import ConditionTable
 from testbed.template.nodes import did_you_mean
 from testbed.template.references import Reference, depends_on, find_references
 
+SECURITY_GROUP = "AWS::EC2::SecurityGroup"  # (group_refs is a resource module: above us)
 Edges = dict[str, dict[str, Reference]]  # owner -> {target: the first reference to it}
 
 
@@ -183,9 +184,17 @@ def cycle_error(
         where = f" on line {ref.line}" if ref.line else ""
         steps.append(f"{a} uses {b} ({ref.via}{where})")
     first = edges[cycle[0]][cycle[1]]
+    advice = "Remove one of these references or DependsOn"
+    if all(resources[lid].resource_type.name == SECURITY_GROUP for lid in cycle):
+        # AWS's own answer to groups whose embedded rules name each other (or themselves).
+        advice = (
+            "Security groups whose embedded rules name each other (or themselves) form a "
+            "loop: move those rules into standalone AWS::EC2::SecurityGroupIngress / "
+            "SecurityGroupEgress resources"
+        )
     return BadInput(
         f"resources depend on each other in a loop: {' -> '.join(cycle)}",
         line=first.line or resources[cycle[0]].line,
         logical_id=cycle[0],
-        hint="; ".join(steps) + ". Remove one of these references or DependsOn",
+        hint="; ".join(steps) + ". " + advice,
     )

@@ -16,8 +16,10 @@ from testbed.model.addressing import AddressBook
 from testbed.model.types import (
     IgnoredProperty,
     InternetClient,
+    NetworkAclEntry,
     RoleSpec,
     Route,
+    SecurityGroupRule,
     Source,
     Vpc,
 )
@@ -52,6 +54,40 @@ class InstanceDraft:
     role: RoleSpec | None
     user_data: str | None
     source: Source
+    # Logical ids of its security groups (the VPC's default group when none are given).
+    security_groups: tuple[str, ...] = ()
+
+
+@dataclass
+class SecurityGroupDraft:
+    """A security group while standalone SecurityGroupIngress/Egress may still add rules.
+
+    implicit_egress: no embedded egress rule was given, so AWS's allow-all egress applies
+    (and stays when standalone egress rules are added, as on EC2).
+    """
+
+    logical_id: str
+    group_id: str
+    vpc_id: str
+    name: str
+    description: str
+    ingress: list[SecurityGroupRule] = field(default_factory=list)
+    egress: list[SecurityGroupRule] = field(default_factory=list)
+    implicit_egress: bool = True
+    is_default: bool = False
+    source: Source | None = None
+
+
+@dataclass
+class NetworkAclDraft:
+    """A network ACL while its NetworkAclEntry resources are added; entry_lines remembers
+    where each (egress, rule number) was taken, for duplicate errors (IPv6 entries too)."""
+
+    logical_id: str
+    vpc_id: str
+    source: Source
+    entries: list[NetworkAclEntry] = field(default_factory=list)
+    entry_lines: dict[tuple[bool, int], tuple[str, int | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,3 +133,7 @@ class BuildState:
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The region of the first subnet's AZ, and that subnet: every AZ must be in it.
     az_region: tuple[str, str] | None = None
+    # Security groups (the VPCs' default groups included) and network ACLs, by logical id.
+    security_groups: dict[str, SecurityGroupDraft] = field(default_factory=dict)
+    network_acls: dict[str, NetworkAclDraft] = field(default_factory=dict)
+    nacl_associations: dict[str, Link] = field(default_factory=dict)  # subnet -> network ACL

@@ -522,6 +522,8 @@ def test_alb_attributes_are_checked_and_normalised(load):
     )
 
 
-def test_security_groups_are_accepted_and_ignored(load):
+def test_security_groups_name_groups_of_the_stack(fails):
+    # Groups are enforced now (tests/unit/test_model_security_groups.py): an id the stack
+    # does not create cannot be emulated.
     text = stack(lb_with("NLB", "{Type: network, Subnets: [!Ref PubA], SecurityGroups: [sg-1]}"))
-    assert IgnoredProperty("NLB", "SecurityGroups") in load(text).ignored
+    fails(text, "SecurityGroups[0] 'sg-1' is not the id of a security group", logical_id="NLB")

@@ -188,14 +188,12 @@ def test_ignored_properties_are_listed(load):
             SubnetId: !Ref Subnet
             InstanceType: t3.micro
             KeyName: mykey
-            SecurityGroupIds: [sg-1]
             Tags: [{Key: Name, Value: web}]
     """)
     ignored = load(text).ignored
     for prop in (
         "InstanceType",
         "KeyName",
-        "SecurityGroupIds",
         "DeletionPolicy",
         "Metadata.AWS::CloudFormation::Init",
     ):

@@ -461,3 +461,113 @@ def test_random_property_values_in_every_elb_type(data, value):
     else:
         parent[path[-1]] = value if action == "replace" else data.draw(st.sampled_from(WORDS))
     check(json.dumps(doc, allow_nan=True))
+
+
+# Well-formed security groups and network ACLs added to the NLB stack, fuzzed the same way.
+SECURITY_EXAMPLES: dict[str, tuple[str, dict]] = {
+    "LbGroup": (
+        "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": "lb",
+            "VpcId": _ref("VPC"),
+            "SecurityGroupIngress": [
+                {"IpProtocol": "tcp", "FromPort": 80, "ToPort": "80", "CidrIp": "0.0.0.0/0"},
+                {"IpProtocol": "ICMP", "FromPort": -1, "ToPort": -1, "CidrIp": "10.0.0.0/16"},
+            ],
+        },
+    ),
+    "WebGroup": (
+        "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": "web",
+            "GroupName": "web",
+            "VpcId": _ref("VPC"),
+            "SecurityGroupIngress": [
+                {"IpProtocol": -1, "SourceSecurityGroupId": {"Fn::GetAtt": ["LbGroup", "GroupId"]}}
+            ],
+            "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"}],
+        },
+    ),
+    "WebPeers": (
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "GroupId": _ref("WebGroup"),
+            "IpProtocol": "udp",
+            "FromPort": 9000,
+            "ToPort": 9001,
+            "SourceSecurityGroupId": _ref("WebGroup"),
+        },
+    ),
+    "LbToWeb": (
+        "AWS::EC2::SecurityGroupEgress",
+        {
+            "GroupId": {"Fn::GetAtt": ["VPC", "DefaultSecurityGroup"]},
+            "IpProtocol": "tcp",
+            "FromPort": 80,
+            "ToPort": 80,
+            "DestinationSecurityGroupId": _ref("WebGroup"),
+        },
+    ),
+    "Grouped": (
+        "AWS::EC2::Instance",
+        {"SubnetId": _ref("PrivateSubnetA"), "SecurityGroupIds": [_ref("WebGroup")]},
+    ),
+    "PrivateAcl": ("AWS::EC2::NetworkAcl", {"VpcId": _ref("VPC")}),
+    "AclIn": (
+        "AWS::EC2::NetworkAclEntry",
+        {
+            "NetworkAclId": _ref("PrivateAcl"),
+            "RuleNumber": "100",
+            "Protocol": "6",
+            "RuleAction": "allow",
+            "CidrBlock": "0.0.0.0/0",
+            "PortRange": {"From": 80, "To": "80"},
+        },
+    ),
+    "AclPing": (
+        "AWS::EC2::NetworkAclEntry",
+        {
+            "NetworkAclId": _ref("PrivateAcl"),
+            "RuleNumber": 110,
+            "Protocol": 1,
+            "RuleAction": "deny",
+            "Egress": True,
+            "CidrBlock": "10.0.0.0/16",
+            "Icmp": {"Type": 8, "Code": -1},
+        },
+    ),
+    "AclAssoc": (
+        "AWS::EC2::SubnetNetworkAclAssociation",
+        {"SubnetId": _ref("PrivateSubnetB"), "NetworkAclId": {"Fn::GetAtt": ["PrivateAcl", "Id"]}},
+    ),
+}
+SECURITY_DOC = copy.deepcopy(NLB_DOC)
+for _lid, (_type, _props) in SECURITY_EXAMPLES.items():
+    SECURITY_DOC["Resources"][_lid] = {"Type": _type, "Properties": _props}
+SECURITY_DOC["Resources"]["MyNLB"]["Properties"]["SecurityGroups"] = [_ref("LbGroup")]
+SECURITY_WORDS = ["tcp", "ICMP", "-1", "6", "65536", "sg-LbGroup", "acl-PrivateAcl", "allow"]
+
+
+def test_the_security_examples_are_valid():
+    model = load_model_text(json.dumps(SECURITY_DOC), filename="security.json")
+    assert set(model.security_groups) >= {"LbGroup", "WebGroup", "VPC.default"}
+    assert model.network_acls["PrivateAcl"].subnets == ("PrivateSubnetB",)
+
+
+@FUZZ
+@given(st.data(), values)
+def test_random_property_values_in_security_groups_and_nacls(data, value):
+    doc = copy.deepcopy(SECURITY_DOC)
+    lid = data.draw(st.sampled_from(sorted(SECURITY_EXAMPLES)))
+    props = doc["Resources"][lid]["Properties"]
+    inside = [p for p in paths(props) if p]
+    path = data.draw(st.sampled_from(inside))
+    action = data.draw(st.sampled_from(["replace", "delete", "word"]))
+    parent = parent_of(props, path)
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = (
+            value if action == "replace" else data.draw(st.sampled_from(WORDS + SECURITY_WORDS))
+        )
+    check(json.dumps(doc, allow_nan=True))

@@ -6,7 +6,14 @@ registry.register(...) at import time, and add the module to the import list bel
 
 from __future__ import annotations
 
-from testbed.model.resources import ec2, elbv2, gwlbe, lab  # noqa: F401  (registers them)
+from testbed.model.resources import (  # noqa: F401  (registers them)
+    ec2,
+    elbv2,
+    gwlbe,
+    lab,
+    network_acls,
+    security_groups,
+)
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.registry import REGISTRY, lookup, register
 

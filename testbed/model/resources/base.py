@@ -212,6 +212,30 @@ def _logical_id(spec: Prop, text: str, name: str, state: BuildState) -> str:
     return target
 
 
+def convert(ctx: ResourceContext, spec: Prop, value: Any, where: str, line: int | None) -> Any:
+    """One value checked and converted like a property of kind `spec`, located."""
+    try:
+        return coerce(spec, value, where, ctx.state)
+    except BadInput as err:
+        raise ctx.fail(err.message, line=line, hint=err.hint) from None
+
+
+def text_list(ctx: ResourceContext, value: Any, where: str, line: int | None) -> list[str]:
+    """A list of scalars as text (condition values, group ids, ...)."""
+    if not isinstance(value, list):
+        raise ctx.fail(f"{where} must be a list, not {describe(value)}", line=line)
+    result = []
+    for index, item in enumerate(value):
+        text = as_text(item)
+        if text is None:
+            raise ctx.fail(
+                f"{where}[{index}] must be text, not {describe(item)}",
+                line=line_of(value, index, line),
+            )
+        result.append(text)
+    return result
+
+
 def check_properties(
     owner: str,
     values: LDict,

@@ -11,6 +11,7 @@ from typing import Any
 from testbed.errors import BadInput
 from testbed.model import routing
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
+from testbed.model.resources import group_refs
 from testbed.model.resources.base import (
     ResourceContext,
     ResourceType,
@@ -78,6 +79,12 @@ register(
         attributes={
             "CidrBlock": lambda s, lid: str(s.vpcs[lid].cidr),
             "VpcId": lambda s, lid: "vpc-" + lid,
+            "DefaultSecurityGroup": lambda s, lid: group_refs.group_physical_id(
+                group_refs.default_group_id(lid)
+            ),
+            "DefaultNetworkAcl": lambda s, lid: group_refs.acl_physical_id(
+                group_refs.default_acl_id(lid)
+            ),
         },
     )
 )
@@ -347,8 +354,6 @@ INSTANCE_IGNORED = frozenset(
         "ImageId",
         "KeyName",
         "IamInstanceProfile",
-        "SecurityGroupIds",
-        "SecurityGroups",
         "Monitoring",
         "EbsOptimized",
         "BlockDeviceMappings",
@@ -481,6 +486,7 @@ def _build_instance(ctx: ResourceContext) -> None:
         ctx.role,
         user_data,
         ctx.source,
+        group_refs.instance_groups(ctx, subnet.vpc_id),
     )
     state.public_claims[lid] = routing.claim_instance_public_ip
 
@@ -535,6 +541,8 @@ register(
             "UserData": prop("string"),
             "NetworkInterfaces": prop("list"),
             "AvailabilityZone": prop("string"),
+            "SecurityGroupIds": prop("list"),
+            "SecurityGroups": prop("list"),
         },
         ignored=INSTANCE_IGNORED,
         attributes={

@@ -7,9 +7,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from testbed.errors import BadInput
 from testbed.model.elbv2_types import EXTRAS_KEY, SECTIONS
-from testbed.model.resources.base import Prop, ResourceContext, check_properties, coerce
+from testbed.model.resources.base import Prop, ResourceContext, check_properties
+
+# Re-exported: the ELBv2 modules read values with them (they live in base for group_refs).
+from testbed.model.resources.base import convert as convert
+from testbed.model.resources.base import text_list as text_list
 from testbed.model.state import BuildState
 from testbed.template.intrinsics import ACCOUNT_ID, as_text
 from testbed.template.nodes import LDict, describe, did_you_mean, line_of
@@ -133,30 +136,6 @@ def nested(
         path=f"{where}.",
         line=line,
     )
-
-
-def convert(ctx: ResourceContext, spec: Prop, value: Any, where: str, line: int | None) -> Any:
-    """One value checked and converted like a property of kind `spec`, located."""
-    try:
-        return coerce(spec, value, where, ctx.state)
-    except BadInput as err:
-        raise ctx.fail(err.message, line=line, hint=err.hint) from None
-
-
-def text_list(ctx: ResourceContext, value: Any, where: str, line: int | None) -> list[str]:
-    """A list of scalars as text (condition values, ...)."""
-    if not isinstance(value, list):
-        raise ctx.fail(f"{where} must be a list, not {describe(value)}", line=line)
-    result = []
-    for index, item in enumerate(value):
-        text = as_text(item)
-        if text is None:
-            raise ctx.fail(
-                f"{where}[{index}] must be text, not {describe(item)}",
-                line=line_of(value, index, line),
-            )
-        result.append(text)
-    return result
 
 
 def choice(

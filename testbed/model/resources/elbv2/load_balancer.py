@@ -17,6 +17,7 @@ from testbed.errors import BadInput
 from testbed.model import routing
 from testbed.model.elb_defaults import APPLICATION, DEFAULTS, GATEWAY, LB_TYPES, NETWORK
 from testbed.model.elbv2_types import LbNode, LoadBalancer
+from testbed.model.resources import group_refs
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.ec2 import ROUTING, SUBNET
 from testbed.model.resources.elbv2.attributes import read_attributes
@@ -215,6 +216,7 @@ def _build(ctx: ResourceContext) -> None:
             hint="turn it off per target group (TargetGroupAttributes)",
         )
     nodes = _nodes(ctx, lb_type, scheme, subnets)
+    groups = _security_groups(ctx, lb_type, vpc_id)
     tag = digest(state, lid, "arn")[:16]
     family(state)["load_balancers"][lid] = LoadBalancer(
         lid,
@@ -229,10 +231,36 @@ def _build(ctx: ResourceContext) -> None:
         _dns_name(state, lid, name, lb_type, scheme),
         arn(state, f"loadbalancer/{ARN_KIND[lb_type]}/{name}/{tag}"),
         ctx.source,
+        groups,
     )
     if scheme == "internet-facing":
         where = "Subnets" if "Subnets" in props else "SubnetMappings"
         state.public_claims[lid] = functools.partial(_claim_public_ips, line=ctx.line(where))
+
+
+def _security_groups(ctx: ResourceContext, lb_type: str, vpc_id: str) -> tuple[str, ...] | None:
+    """SecurityGroups: an ALB without any gets its VPC's default group, an NLB without any
+    stays open (None), a gateway load balancer cannot have any (AWS refuses them)."""
+    given: tuple[str, ...] = ()
+    if "SecurityGroups" in ctx.props:
+        at = ctx.line("SecurityGroups")
+        if lb_type == GATEWAY:
+            raise ctx.fail(
+                "a gateway load balancer has no security groups",
+                prop="SecurityGroups",
+                hint="leave SecurityGroups out; give the appliances' instances groups instead",
+            )
+        given = tuple(
+            dict.fromkeys(
+                group_refs.group_list(ctx, ctx.props["SecurityGroups"], "SecurityGroups", at)
+            )
+        )
+        group_refs.check_same_vpc(ctx, given, vpc_id, f"load balancer {ctx.logical_id}", at)
+    if given:
+        return given
+    if lb_type == APPLICATION:
+        return (group_refs.ensure_default_group(ctx.state, vpc_id).logical_id,)
+    return None
 
 
 def _claim_public_ips(state: BuildState, lid: str, *, line: int | None) -> None:
@@ -306,10 +334,10 @@ register(
             "SubnetMappings": prop("list"),
             "IpAddressType": prop("string"),
             "LoadBalancerAttributes": prop("list"),
+            "SecurityGroups": prop("list"),
         },
         ignored=frozenset(
             {
-                "SecurityGroups",
                 "MinimumLoadBalancerCapacity",
                 "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
                 "EnablePrefixForIpv6SourceNat",
