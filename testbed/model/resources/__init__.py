@@ -6,7 +6,15 @@ registry.register(...) at import time, and add the module to the import list bel
 
 from __future__ import annotations
 
-from testbed.model.resources import ec2, elbv2, gwlbe, lab  # noqa: F401  (registers them)
+from testbed.model.resources import (  # noqa: F401  (registers them)
+    addresses,
+    ec2,
+    elbv2,
+    gwlbe,
+    lab,
+    nat_gateways,
+    network_interfaces,
+)
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.registry import REGISTRY, lookup, register
 
