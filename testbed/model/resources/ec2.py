@@ -394,8 +394,8 @@ INSTANCE_IGNORED = frozenset(
 
 
 def _build_instance(ctx: ResourceContext) -> None:
-    # network_interfaces imports this module (types, constants): import it here.
-    from testbed.model.resources.network_interfaces import instance_primary_interface
+    # instance_interfaces imports this module (types, constants): import it here.
+    from testbed.model.resources.instance_interfaces import instance_primary_interface
 
     state, lid, props = ctx.state, ctx.logical_id, ctx.props
     eth0 = instance_primary_interface(ctx)
@@ -419,8 +419,8 @@ def _build_instance(ctx: ResourceContext) -> None:
 
 
 def _set_aside_instance_ip(logical_id: str, raw: Any, state: BuildState) -> None:
-    # network_interfaces imports this module (types, constants): import it here.
-    from testbed.model.resources.network_interfaces import set_aside_instance_ips
+    # instance_interfaces imports this module (types, constants): import it here.
+    from testbed.model.resources.instance_interfaces import set_aside_instance_ips
 
     set_aside_instance_ips(logical_id, raw, state)
 
