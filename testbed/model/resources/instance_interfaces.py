@@ -9,7 +9,8 @@ AWS rules kept here:
   interface: AssociatePublicIpAddress elsewhere is an error, MapPublicIpOnLaunch is not
   applied when the instance is launched with several (EC2 user guide, "Assign a public IPv4
   address at launch");
-- with NetworkInterfaces, SubnetId and PrivateIpAddress belong in the entries;
+- with NetworkInterfaces, SubnetId, PrivateIpAddress and security groups belong in the
+  entries;
 - no SubnetId: the default VPC's subnet of the instance's AvailabilityZone (else the first AZ).
 """
 
@@ -187,6 +188,15 @@ def instance_primary_interface(ctx: ResourceContext) -> Eth0:
         if key in props:
             raise ctx.fail(
                 f"give {key} either at the top or in NetworkInterfaces, not both", prop=key
+            )
+    # AWS: "If you specify a network interface, you must specify any security groups as part
+    # of the network interface instead." (Instance properties the security-group family reads.)
+    for key in ("SecurityGroupIds", "SecurityGroups"):
+        if key in props:
+            raise ctx.fail(
+                f"with NetworkInterfaces, give the security groups in the interfaces (GroupSet), "
+                f"not in {key}",
+                prop=key,
             )
     entries = _entries(ctx)
     _check_public_request(ctx, entries)
