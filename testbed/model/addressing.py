@@ -59,10 +59,11 @@ class Pool:
         self.owners[ip] = owner
         return ip
 
-    def allocate(self, owner: str) -> IPv4Address:
-        """The lowest free address for `owner`; BadInput when the pool is used up."""
+    def allocate(self, owner: str, *, highest: bool = False) -> IPv4Address:
+        """The lowest (or highest) free address for `owner`; BadInput when the pool is used up."""
         base = int(self.network.network_address)
-        for offset in range(self.first, self.last + 1):
+        offsets = range(self.first, self.last + 1)
+        for offset in reversed(offsets) if highest else offsets:
             ip = IPv4Address(base + offset)
             if ip in self.owners:
                 continue

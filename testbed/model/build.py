@@ -34,9 +34,10 @@ from testbed.model.graph import (
     unknown_attribute,
 )
 from testbed.model.metadata import lab_options, plain, resource_role, resource_snmp
-from testbed.model.resources import REGISTRY
+from testbed.model.resources import REGISTRY, addresses, default_vpc, nat_gateways
 from testbed.model.resources.base import ResourceContext, check_properties
 from testbed.model.resources.network_acls import frozen_acls
+from testbed.model.resources.network_interfaces import instance_fields, standalone_interfaces
 from testbed.model.resources.security_groups import frozen_groups
 from testbed.model.snmp import EXTRAS_KEY as SNMP_EXTRAS
 from testbed.model.state import BuildState
@@ -249,7 +250,7 @@ def _freeze(
             instance.role,
             instance.user_data,
             instance.source,
-            security_groups=instance.security_groups,
+            **instance_fields(state, lid),
         )
     description = doc.get("Description", "")
     return StackModel(
@@ -266,12 +267,16 @@ def _freeze(
         internet_clients=frozen_map(state.clients),
         outputs=frozen_map(outputs),
         resource_types=frozen_map(state.types),
-        creation_order=tuple(order),
+        # The default VPC, when the stack uses it, is created first.
+        creation_order=(*state.default_vpc_ids, *order),
         ignored=tuple(state.ignored),
         lab=lab,
         extras=frozen_map({k: _frozen_family(v) for k, v in state.extras.items()}),
         security_groups=frozen_map(frozen_groups(state)),
         network_acls=frozen_map(frozen_acls(state)),
+        elastic_ips=frozen_map(state.elastic_ips),
+        nat_gateways=frozen_map(state.nat_gateways),
+        network_interfaces=frozen_map(standalone_interfaces(state)),
     )
 
 
@@ -373,6 +378,18 @@ def _build_all(
     for decl in template.resources:
         if decl.enabled and decl.resource_type.prepare is not None:
             decl.resource_type.prepare(decl.logical_id, decl.raw.get("Properties"), state)
+    try:
+        default_vpc.make_if_wanted(
+            state,
+            [
+                (d.logical_id, d.resource_type.name, d.raw.get("Properties"))
+                for d in template.resources
+                if d.enabled
+            ],
+        )
+    except BadInput as err:
+        problems.add(err)
+        problems.raise_if_any()
     template.scope.resources = _Resources(state)
     failed: set[str] = set()
     for lid in order:
@@ -392,6 +409,9 @@ def _finish(
 ) -> StackModel:
     """Phase 5: routing checks, public addresses, outputs and lab options; then freeze."""
     problems.extend(routing.check_routes(state))
+    problems.extend(default_vpc.overlap_errors(state))
+    problems.extend(nat_gateways.placement_errors(state))
+    problems.extend(addresses.association_errors(state))
     problems.raise_if_any()
     try:
         routing.assign_public_ips(state)

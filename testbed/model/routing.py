@@ -3,7 +3,8 @@
 A subnet is public when the route table associated with it sends 0.0.0.0/0 to an internet
 gateway attached to the subnet's VPC. A subnet without an association uses the VPC's main
 route table, which in the lab (as in a fresh VPC) only has the local route: private.
-A default route to a GWLB endpoint leads out the way the endpoint's own subnet does.
+A default route to a GWLB endpoint leads out the way the endpoint's own subnet does; a
+default route to a NAT gateway keeps a subnet private (connections go out, none come in).
 
 A route table associated with an internet gateway (its ingress route table) may only send
 the traffic for a subnet of the VPC to a GWLB endpoint, as AWS allows.
@@ -50,6 +51,11 @@ def why_private(
             f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 to "
             f"GWLB endpoint {default.target_id}, and {reason}"
         )
+    if default is not None and default.target_kind == "nat":
+        return (
+            f"route table {table.logical_id} of subnet {subnet_id} sends 0.0.0.0/0 to NAT "
+            f"gateway {default.target_id}, which only lets connections out"
+        )
     if default is None or default.target_kind != "igw":
         return (
             f"route table {table.logical_id} of subnet {subnet_id} has no 0.0.0.0/0 route "
@@ -85,13 +91,19 @@ def assign_public_ips(state: BuildState, until: str | None = None) -> None:
 
 
 def claim_instance_public_ip(state: BuildState, logical_id: str) -> None:
-    """An instance's public address: in a public subnet that maps them, or when asked for."""
+    """An instance's public address: its eth0's Elastic IP (wherever the subnet is: AWS
+    associates it, it is just unreachable from a private subnet), else an automatic one in a
+    public subnet that maps them (only for an instance launched with one interface), or when
+    asked for."""
     draft = state.instances[logical_id]
+    eip = state.eip_of.get(draft.primary_interface or logical_id)
+    if eip is not None:
+        state.public_ips[logical_id] = state.elastic_ips[eip].address
+        return
     subnet = state.subnets[draft.subnet_id]
     public = is_public(state, draft.subnet_id)
-    wanted = (
-        draft.associate_public_ip if draft.associate_public_ip is not None else subnet.map_public_ip
-    )
+    mapped = subnet.map_public_ip and draft.launched_interfaces == 1
+    wanted = draft.associate_public_ip if draft.associate_public_ip is not None else mapped
     if draft.associate_public_ip and not public:
         raise BadInput(
             f"AssociatePublicIpAddress is true but {why_private(state, draft.subnet_id)}",
@@ -122,11 +134,14 @@ def public_ip(state: BuildState, instance_id: str) -> IPv4Address:
         reason = (
             f"its subnet {draft.subnet_id} does not map public addresses on launch "
             "(MapPublicIpOnLaunch)"
+            if draft.launched_interfaces == 1
+            else f"it was launched with {draft.launched_interfaces} network interfaces, and AWS "
+            "auto-assigns a public address only to an instance launched with one"
         )
     raise BadInput(
         f"{instance_id} has no public IP address: {reason}",
-        hint="use PrivateIp, or give the subnet MapPublicIpOnLaunch: true and a "
-        "route to an attached internet gateway",
+        hint="use PrivateIp, associate an Elastic IP, or give the subnet "
+        "MapPublicIpOnLaunch: true and a route to an attached internet gateway",
     )
 
 
@@ -153,6 +168,9 @@ def check_routes(state: BuildState) -> list[BadInput]:
                     )
                 )
     return errors
+
+
+_TARGET_WORDS = {"igw": "an internet gateway", "nat": "a NAT gateway"}
 
 
 def _gateway_table_errors(state: BuildState) -> list[BadInput]:
@@ -184,8 +202,9 @@ def _gateway_table_errors(state: BuildState) -> list[BadInput]:
             if route.target_kind != "vpce":
                 errors.append(
                     BadInput(
-                        f"{owner}: its routes may only lead to GWLB endpoints, not to an "
-                        f"internet gateway ({route.destination} -> {route.target_id})",
+                        f"{owner}: its routes may only lead to GWLB endpoints, not to "
+                        f"{_TARGET_WORDS.get(route.target_kind, route.target_kind)} "
+                        f"({route.destination} -> {route.target_id})",
                         line=line,
                         logical_id=route.logical_id,
                         hint="route each protected subnet's CIDR to a GWLB endpoint",

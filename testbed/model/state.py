@@ -14,8 +14,10 @@ from typing import Any
 
 from testbed.model.addressing import AddressBook
 from testbed.model.types import (
+    ElasticIp,
     IgnoredProperty,
     InternetClient,
+    NatGateway,
     NetworkAclEntry,
     RoleSpec,
     Route,
@@ -54,8 +56,45 @@ class InstanceDraft:
     role: RoleSpec | None
     user_data: str | None
     source: Source
-    # Logical ids of its security groups (the VPC's default group when none are given).
-    security_groups: tuple[str, ...] = ()
+    # The primary interface (eth0): its secondary addresses, groups (None: none given, the
+    # VPC's default group) and source/destination check.
+    secondary_ips: tuple[IPv4Address, ...] = ()
+    security_groups: tuple[str, ...] | None = None
+    source_dest_check: bool = True
+    # A standalone AWS::EC2::NetworkInterface attached as eth0 (NetworkInterfaceId, index 0).
+    primary_interface: str | None = None
+    # How many interfaces the instance was launched with (AWS auto-assigns a public address
+    # only to an instance launched with one).
+    launched_interfaces: int = 1
+
+
+@dataclass
+class InterfaceDraft:
+    """A network interface beyond an instance's inline eth0: a standalone
+    AWS::EC2::NetworkInterface, or an instance's inline NetworkInterfaces entry with
+    DeviceIndex >= 1 (logical id f"{instance}.eth{index}")."""
+
+    logical_id: str
+    subnet_id: str
+    private_ip: IPv4Address
+    secondary_ips: tuple[IPv4Address, ...]
+    security_groups: tuple[str, ...] | None  # None: none given (the VPC's default group)
+    source_dest_check: bool
+    source: Source
+    standalone: bool
+    instance_id: str | None = None
+    device_index: int | None = None
+    attached_by: str | None = None  # logical id of the instance or attachment
+    attached_line: int | None = None
+
+
+@dataclass(frozen=True)
+class EipUse:
+    """Who associated an Elastic IP with what (for "associated twice" messages)."""
+
+    by: str  # logical id of the associating resource
+    target: str  # what it is associated with, in words ("instance Web", "node NLB-1a")
+    line: int | None
 
 
 @dataclass
@@ -137,3 +176,13 @@ class BuildState:
     security_groups: dict[str, SecurityGroupDraft] = field(default_factory=dict)
     network_acls: dict[str, NetworkAclDraft] = field(default_factory=dict)
     nacl_associations: dict[str, Link] = field(default_factory=dict)  # subnet -> network ACL
+    # Network interfaces (standalone and inline ethN), Elastic IPs, NAT gateways.
+    interfaces: dict[str, InterfaceDraft] = field(default_factory=dict)
+    elastic_ips: dict[str, ElasticIp] = field(default_factory=dict)
+    eip_uses: dict[str, EipUse] = field(default_factory=dict)  # EIP -> its association
+    # Instance (its eth0), standalone interface, NAT gateway or LB node name -> its EIP.
+    eip_of: dict[str, str] = field(default_factory=dict)
+    nat_gateways: dict[str, NatGateway] = field(default_factory=dict)
+    # The default VPC's resources, once something needed it (created first, in this order).
+    default_vpc_ids: list[str] = field(default_factory=list)
+    default_vpc_for: str | None = None  # the first resource that needed it (for messages)

@@ -330,7 +330,14 @@ def _get_azs(call: _Call, raw: Any) -> list[str]:
     region = region or call.scope.region
     if not REGION_NAME.match(region):
         raise call.fail(f"{region!r} is not a region name such as us-east-1")
-    # Three AZs per region, like most AWS regions; the lab makes one segment per AZ used.
+    return region_azs(region)
+
+
+def region_azs(region: str) -> list[str]:
+    """The AZs of a region as the lab sees them (Fn::GetAZs, the default VPC's subnets).
+
+    Three AZs per region, like most AWS regions; the lab makes one segment per AZ used.
+    """
     return [region + letter for letter in "abc"]
 
 

@@ -260,17 +260,22 @@ def test_duplicate_client_addresses(fails):
     ("nic", "message"),
     [
         (
-            "[{DeviceIndex: 0, SubnetId: !Ref PubNet}, {DeviceIndex: 1, SubnetId: !Ref PubNet}]",
-            "exactly one network interface",
+            "[{DeviceIndex: 0, SubnetId: !Ref PubNet}, {DeviceIndex: 0, SubnetId: !Ref PubNet}]",
+            "NetworkInterfaces[1].DeviceIndex 0 is also the DeviceIndex of NetworkInterfaces[0]",
         ),
-        ("[{DeviceIndex: 1, SubnetId: !Ref PubNet}]", "DeviceIndex must be 0"),
+        (
+            "[{DeviceIndex: 1, SubnetId: !Ref PubNet}]",
+            "NetworkInterfaces has no entry with DeviceIndex 0",
+        ),
         ("[{SubnetId: !Ref PubNet}]", "required property NetworkInterfaces[0].DeviceIndex"),
         (
             "[{DeviceIndex: 0, SubnetID: !Ref PubNet}]",
             "unknown property NetworkInterfaces[0].SubnetID",
         ),
-        ("[{DeviceIndex: 0, NetworkInterfaceId: eni-1}]", "existing network interface"),
-        ("[{DeviceIndex: 0}]", "the instance needs a subnet"),
+        (
+            "[{DeviceIndex: 0, NetworkInterfaceId: eni-1}]",
+            "NetworkInterfaces[0].NetworkInterfaceId 'eni-1' is not the id of a resource",
+        ),
         ("[x]", "NetworkInterfaces[0] must be a mapping"),
         ("x", "NetworkInterfaces must be a list"),
     ],
@@ -292,12 +297,12 @@ def test_network_interface_ignored_properties_are_listed(load):
     model = load(
         hosts(
             "A: {Type: AWS::EC2::Instance, Properties: {NetworkInterfaces: "
-            "[{DeviceIndex: '0', SubnetId: !Ref PubNet, GroupSet: [sg-1], "
+            "[{DeviceIndex: '0', SubnetId: !Ref PubNet, Description: web, "
             "PrivateIpAddress: 10.0.0.50}]}}"
         )
     )
     assert str(model.instances["A"].private_ip) == "10.0.0.50"
-    assert ("A", "NetworkInterfaces[0].GroupSet") in [
+    assert ("A", "NetworkInterfaces[0].Description") in [
         (i.logical_id, i.property) for i in model.ignored
     ]
 

@@ -226,7 +226,8 @@ def test_explicit_node_address_is_honoured_and_set_aside(load):
         ),
         (
             "{Type: network, SubnetMappings: [{SubnetId: !Ref PubA, AllocationId: eipalloc-1}]}",
-            "AllocationId: Elastic IP addresses are not supported by the lab yet",
+            "SubnetMappings[0].AllocationId 'eipalloc-1' is not the allocation id of an "
+            "Elastic IP of this stack",
         ),
         (
             "{Type: network, SubnetMappings: [{SubnetID: !Ref PubA}]}",
@@ -290,14 +291,12 @@ def test_explicit_node_address_clash_names_the_holder(fails):
     )
 
 
-def test_load_balancer_needs_subnets(fails):
-    text = stack(lb_with("LB", "{Type: network}"))
-    fails(
-        text,
-        "give the load balancer's subnets in Subnets or in SubnetMappings",
-        "add Subnets",
-        logical_id="LB",
-        line=len(text.splitlines()) - 2,
+def test_load_balancer_without_subnets_goes_to_the_default_vpc(load):
+    # The template's own VPC does not matter: like AWS, no subnets means the default VPC.
+    lb = lbs(load(stack(lb_with("LB", "{Type: network}"))))["LB"]
+    assert (lb.vpc_id, lb.subnets) == (
+        "DefaultVpc",
+        ("DefaultSubnet1a", "DefaultSubnet1b", "DefaultSubnet1c"),
     )
 
 

@@ -4,14 +4,12 @@ groups of instances and load balancers."""
 from __future__ import annotations
 
 import textwrap
-from dataclasses import replace
 from ipaddress import IPv4Network
 
 import pytest
 
 from testbed.errors import TemplateErrors
 from testbed.model.elbv2_types import elbv2_sections
-from testbed.model.resources.registry import REGISTRY
 from testbed.model.types import ALL_PROTOCOLS, IgnoredProperty, SecurityGroupRule
 from tests.unit.elbv2_data import stack
 
@@ -146,11 +144,13 @@ def test_group_names_are_unique_per_vpc(load, fails):
     assert {g.name for g in model.security_groups.values()} >= {"web"}
 
 
-def test_a_group_without_vpc_needs_the_default_vpc(fails):
+def test_a_group_without_vpc_goes_to_the_default_vpc(load):
     text = with_resources(
         "Web:\n  Type: AWS::EC2::SecurityGroup\n  Properties: {GroupDescription: x}\n"
     )
-    fails(text, "no VpcId", "default VPC", "add VpcId", logical_id="Web", line=BASE_LINES + 1)
+    model = load(text)
+    assert model.security_groups["Web"].vpc_id == "DefaultVpc"
+    assert model.vpcs["DefaultVpc"].is_default
 
 
 # --- Protocols and ports -------------------------------------------------------------------------
@@ -676,34 +676,14 @@ def test_instance_with_network_interfaces_takes_groups_there(fails):
             SecurityGroupIds: [!GetAtt VPC.DefaultSecurityGroup]
             NetworkInterfaces: [{DeviceIndex: 0, SubnetId: !Ref A}]
     """)
-    fails(text, "in their GroupSet, not in SecurityGroupIds", logical_id="I", line=BASE_LINES + 4)
+    fails(text, "GroupSet", "not in SecurityGroupIds", logical_id="I", line=BASE_LINES + 4)
 
 
-# --- The default VPC (made by the default-VPC builder; simulated here) ----------------------------
-
-
-@pytest.fixture
-def default_vpc(monkeypatch):
-    """Makes the VPC called DefaultVpc the stack's default VPC, as the lab does for templates
-    that name no VPC."""
-    vpc_type = REGISTRY["AWS::EC2::VPC"]
-
-    def build(ctx):
-        vpc_type.build(ctx)
-        if ctx.logical_id == "DefaultVpc":
-            ctx.state.vpcs["DefaultVpc"] = replace(ctx.state.vpcs["DefaultVpc"], is_default=True)
-
-    monkeypatch.setitem(REGISTRY, "AWS::EC2::VPC", replace(vpc_type, build=build))
+# --- The default VPC (made by the lab for a template that names no VPC) -------------------
 
 
 DEFAULT_VPC = textwrap.dedent("""\
     Resources:
-      DefaultVpc:
-        Type: AWS::EC2::VPC
-        Properties: {CidrBlock: 172.31.0.0/16}
-      DefaultSubnet1a:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref DefaultVpc, CidrBlock: 172.31.0.0/20, AvailabilityZone: us-east-1a}
       Lb:
         Type: AWS::EC2::SecurityGroup
         Properties: {GroupDescription: lb, GroupName: lb-group}
@@ -718,19 +698,19 @@ DEFAULT_VPC = textwrap.dedent("""\
 """)
 
 
-def test_groups_without_vpc_go_to_the_default_vpc(load, default_vpc):
+def test_groups_without_vpc_go_to_the_default_vpc(load):
     model = load(DEFAULT_VPC)
     assert model.security_groups["Web"].vpc_id == "DefaultVpc"
     assert [r.group for r in model.security_groups["Web"].ingress] == ["Lb", "DefaultVpc.default"]
 
 
-def test_instance_group_names_in_the_default_vpc(load, fails, default_vpc):
+def test_instance_group_names_in_the_default_vpc(load, fails):
     instance = textwrap.indent(
         textwrap.dedent("""\
             I:
               Type: AWS::EC2::Instance
               Properties:
-                SubnetId: !Ref DefaultSubnet1a
+                AvailabilityZone: us-east-1a
                 SecurityGroups: [lb-group, !Ref Web, default]
         """),
         "  ",
@@ -745,7 +725,7 @@ def test_instance_group_names_in_the_default_vpc(load, fails, default_vpc):
     assert err.hint == "did you mean lb-group?"
 
 
-def test_standalone_ingress_by_group_name_in_the_default_vpc(load, default_vpc):
+def test_standalone_ingress_by_group_name_in_the_default_vpc(load):
     rule = textwrap.indent(
         textwrap.dedent("""\
             Rule:

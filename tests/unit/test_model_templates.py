@@ -66,10 +66,10 @@ def test_default_template():
     assert IgnoredProperty("WebB2", "InstanceType") in model.ignored
     order = model.creation_order
     assert order[0] == "VPC"
-    assert len(order) == len(model.resource_types) == 19
+    assert len(order) == len(model.resource_types) == 20
     assert order.index("GatewayAttachment") < order.index("DefaultPublicRoute")
     assert model.host_ids() == ("WebA1", "WebA2", "WebB1", "WebB2", "Client1")
-    assert model.instances["WebA1"].source.line == 103
+    assert model.instances["WebA1"].source.line == 118
 
 
 def test_default_template_with_parameters():

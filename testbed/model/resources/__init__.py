@@ -7,11 +7,14 @@ registry.register(...) at import time, and add the module to the import list bel
 from __future__ import annotations
 
 from testbed.model.resources import (  # noqa: F401  (registers them)
+    addresses,
     ec2,
     elbv2,
     gwlbe,
     lab,
+    nat_gateways,
     network_acls,
+    network_interfaces,
     security_groups,
 )
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref

@@ -1,21 +1,20 @@
 """AWS::EC2 types: VPC, Subnet, InternetGateway, VPCGatewayAttachment, RouteTable, Route,
-SubnetRouteTableAssociation and Instance (VPC endpoints are in gwlbe.py)."""
+SubnetRouteTableAssociation and Instance (VPC endpoints are in gwlbe.py; Elastic IPs in
+addresses.py; NAT gateways in nat_gateways.py; network interfaces, and an instance's
+interfaces, in network_interfaces.py; the default VPC in default_vpc.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import Any
 
-from testbed.errors import BadInput
 from testbed.model import routing
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
 from testbed.model.resources import group_refs
 from testbed.model.resources.base import (
     ResourceContext,
     ResourceType,
-    check_properties,
     prop,
     ref,
     user_data_text,
@@ -23,7 +22,6 @@ from testbed.model.resources.base import (
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState, InstanceDraft, Link, RouteTableDraft, SubnetDraft
 from testbed.model.types import INTERNET_CIDR, PUBLIC_POOL, Route, Vpc
-from testbed.template.nodes import LDict, describe, line_of
 
 VPC = "AWS::EC2::VPC"
 SUBNET = "AWS::EC2::Subnet"
@@ -34,8 +32,13 @@ ROUTE = "AWS::EC2::Route"
 ASSOCIATION = "AWS::EC2::SubnetRouteTableAssociation"
 INSTANCE = "AWS::EC2::Instance"
 VPC_ENDPOINT = "AWS::EC2::VPCEndpoint"  # built by gwlbe.py
+NAT_GATEWAY = "AWS::EC2::NatGateway"  # built by nat_gateways.py
+EIP = "AWS::EC2::EIP"  # built by addresses.py
+EIP_ASSOCIATION = "AWS::EC2::EIPAssociation"  # built by addresses.py
+NETWORK_INTERFACE = "AWS::EC2::NetworkInterface"  # built by network_interfaces.py
 # Reading an instance's public address waits for these: they decide whether it has one.
 ROUTING = (ROUTE, ASSOCIATION, ATTACHMENT)
+PUBLIC_ADDRESSING = (*ROUTING, EIP, EIP_ASSOCIATION)
 
 AZ_NAME = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])$")
 MIN_PREFIX, MAX_PREFIX = 16, 28  # what AWS allows for VPC and subnet blocks
@@ -245,7 +248,6 @@ register(
 )
 
 ROUTE_TARGETS_NOT_YET = {
-    "NatGatewayId": f"NAT gateway targets {NOT_YET}",
     "InstanceId": f"instance targets {NOT_YET}",
     "NetworkInterfaceId": f"network interface targets {NOT_YET}",
     "TransitGatewayId": f"transit gateways {NOT_YET}",
@@ -259,7 +261,7 @@ ROUTE_TARGETS_NOT_YET = {
 }
 
 
-ROUTE_TARGETS = {"GatewayId": "igw", "VpcEndpointId": "vpce"}
+ROUTE_TARGETS = {"GatewayId": "igw", "VpcEndpointId": "vpce", "NatGatewayId": "nat"}
 
 
 def _build_route(ctx: ResourceContext) -> None:
@@ -270,7 +272,7 @@ def _build_route(ctx: ResourceContext) -> None:
     if not targets:
         raise ctx.fail(
             "the route has no target",
-            hint="add GatewayId: !Ref <an internet "
+            hint="add GatewayId: !Ref <an internet gateway>, NatGatewayId: !Ref <a NAT "
             "gateway> or VpcEndpointId: !Ref <a GWLB endpoint>",
         )
     if len(targets) > 1:
@@ -293,6 +295,15 @@ def _build_route(ctx: ResourceContext) -> None:
                 prop=key,
                 hint="route to an endpoint in the route table's VPC",
             )
+    if key == "NatGatewayId":
+        nat_vpc = state.subnets[state.nat_gateways[target_id].subnet_id].vpc_id
+        if nat_vpc != table.vpc_id:
+            raise ctx.fail(
+                f"NAT gateway {target_id} is in {nat_vpc} but route table "
+                f"{table.logical_id} belongs to {table.vpc_id}",
+                prop=key,
+                hint="route to a NAT gateway in the route table's VPC",
+            )
     table.routes.append(
         Route(lid, table.logical_id, destination, ROUTE_TARGETS[key], target_id, ctx.source)
     )
@@ -308,6 +319,7 @@ register(
             "DestinationCidrBlock": prop("cidr", required=True),
             "GatewayId": ref(IGW),
             "VpcEndpointId": ref(VPC_ENDPOINT),
+            "NatGatewayId": ref(NAT_GATEWAY),
         },
         unsupported=ROUTE_TARGETS_NOT_YET,
     )
@@ -364,7 +376,6 @@ INSTANCE_IGNORED = frozenset(
         "LaunchTemplate",
         "MetadataOptions",
         "PlacementGroupName",
-        "SourceDestCheck",
         "HibernationOptions",
         "EnclaveOptions",
         "CpuOptions",
@@ -385,130 +396,43 @@ INSTANCE_IGNORED = frozenset(
         "AdditionalInfo",
     }
 )
-NIC_PROPERTIES = {
-    "DeviceIndex": prop("integer", required=True),
-    "SubnetId": ref(SUBNET),
-    "PrivateIpAddress": prop("ip"),
-    "AssociatePublicIpAddress": prop("boolean"),
-}
-NIC_IGNORED = frozenset(
-    {
-        "DeleteOnTermination",
-        "Description",
-        "GroupSet",
-        "Ipv6AddressCount",
-        "Ipv6Addresses",
-        "NetworkCardIndex",
-        "InterfaceType",
-        "EnaSrdSpecification",
-        "AssociateCarrierIpAddress",
-        "ConnectionTrackingSpecification",
-    }
-)
-NIC_UNSUPPORTED = {
-    "NetworkInterfaceId": f"attaching an existing network interface {NOT_YET}",
-    "PrivateIpAddresses": f"several private addresses per interface {NOT_YET}; "
-    "use PrivateIpAddress",
-    "SecondaryPrivateIpAddressCount": f"secondary private addresses {NOT_YET}",
-}
-
-
-def _network_interface(ctx: ResourceContext) -> dict[str, Any]:
-    interfaces = ctx.props["NetworkInterfaces"]
-    at = ctx.line("NetworkInterfaces")
-    for key in ("SubnetId", "PrivateIpAddress"):
-        if key in ctx.props:
-            raise ctx.fail(
-                f"give {key} either at the top or in NetworkInterfaces, not both", prop=key
-            )
-    if len(interfaces) != 1:
-        raise ctx.fail(
-            f"the lab supports exactly one network interface (DeviceIndex 0), not "
-            f"{len(interfaces)}",
-            prop="NetworkInterfaces",
-        )
-    nic = interfaces[0]
-    if not isinstance(nic, LDict):
-        raise ctx.fail(
-            f"NetworkInterfaces[0] must be a mapping, not {describe(nic)}", prop="NetworkInterfaces"
-        )
-    values, lines = check_properties(
-        ctx.logical_id,
-        nic,
-        NIC_PROPERTIES,
-        NIC_IGNORED,
-        NIC_UNSUPPORTED,
-        ctx.state,
-        path="NetworkInterfaces[0].",
-        line=line_of(interfaces, 0, at),
-    )
-    if values["DeviceIndex"] != 0:
-        raise ctx.fail(
-            f"DeviceIndex must be 0, not {values['DeviceIndex']}", line=lines["DeviceIndex"]
-        )
-    values["_lines"] = lines
-    return values
 
 
 def _build_instance(ctx: ResourceContext) -> None:
+    # instance_interfaces imports this module (types, constants): import it here.
+    from testbed.model.resources.instance_interfaces import instance_primary_interface
+
     state, lid, props = ctx.state, ctx.logical_id, ctx.props
-    settings: dict[str, Any] = dict(props)
-    lines: dict[str, int | None] = dict(ctx.lines)
-    if "NetworkInterfaces" in props:
-        nic = _network_interface(ctx)
-        lines.update(nic.pop("_lines"))
-        settings.update(nic)
-    if "SubnetId" not in settings:
-        raise ctx.fail(
-            "the instance needs a subnet",
-            hint="add SubnetId: !Ref <a subnet> (or NetworkInterfaces[0].SubnetId)",
-        )
-    subnet = state.subnets[settings["SubnetId"]]
-    if "AvailabilityZone" in props and props["AvailabilityZone"] != subnet.az:
-        raise ctx.fail(
-            f"AvailabilityZone {props['AvailabilityZone']} differs from the AZ of "
-            f"subnet {subnet.logical_id} ({subnet.az})",
-            prop="AvailabilityZone",
-            hint="leave AvailabilityZone out; the subnet decides it",
-        )
-    requested: IPv4Address | None = settings.get("PrivateIpAddress")
-    try:
-        private_ip = state.addresses.private(subnet.logical_id, lid, requested)
-    except BadInput as err:
-        raise ctx.fail(err.message, line=lines.get("PrivateIpAddress"), hint=err.hint) from None
+    eth0 = instance_primary_interface(ctx)
+    vpc_id = state.subnets[eth0.subnet_id].vpc_id
+    # Top-level SecurityGroupIds / SecurityGroups (checked even with NetworkInterfaces, which
+    # refuse them); with NetworkInterfaces the groups are eth0's GroupSet (None: default).
+    top_groups = group_refs.instance_groups(ctx, vpc_id)
+    groups = eth0.security_groups if "NetworkInterfaces" in props else top_groups
     user_data = user_data_text(props["UserData"]) if "UserData" in props else None
     state.instances[lid] = InstanceDraft(
         lid,
-        subnet.logical_id,
-        private_ip,
-        settings.get("AssociatePublicIpAddress"),
-        lines.get("AssociatePublicIpAddress"),
+        eth0.subnet_id,
+        eth0.private_ip,
+        eth0.associate_public_ip,
+        eth0.associate_line,
         ctx.role,
         user_data,
         ctx.source,
-        group_refs.instance_groups(ctx, subnet.vpc_id),
+        secondary_ips=eth0.secondary_ips,
+        security_groups=groups,
+        source_dest_check=props.get("SourceDestCheck", eth0.source_dest_check),
+        primary_interface=eth0.interface_id,
+        launched_interfaces=eth0.launched,
     )
     state.public_claims[lid] = routing.claim_instance_public_ip
 
 
-def _literal_ref(value: Any) -> str | None:
-    if isinstance(value, dict) and list(value) == ["Ref"] and isinstance(value["Ref"], str):
-        return value["Ref"]
-    return None
-
-
 def _set_aside_instance_ip(logical_id: str, raw: Any, state: BuildState) -> None:
-    # Literal `PrivateIpAddress` with a literal `!Ref Subnet`: keep it from auto allocation.
-    holders = [raw]
-    if isinstance(raw, dict) and isinstance(raw.get("NetworkInterfaces"), list):
-        holders.extend(raw["NetworkInterfaces"])
-    for holder in holders:
-        if not isinstance(holder, dict):
-            continue
-        subnet, ip = _literal_ref(holder.get("SubnetId")), holder.get("PrivateIpAddress")
-        if subnet and isinstance(ip, str):
-            with contextlib.suppress(ValueError):  # reported when the instance is built
-                state.addresses.set_aside_private(subnet, IPv4Address(ip.strip()), logical_id)
+    # instance_interfaces imports this module (types, constants): import it here.
+    from testbed.model.resources.instance_interfaces import set_aside_instance_ips
+
+    set_aside_instance_ips(logical_id, raw, state)
 
 
 def _private_dns(state: BuildState, lid: str) -> str:
@@ -543,6 +467,7 @@ register(
             "AvailabilityZone": prop("string"),
             "SecurityGroupIds": prop("list"),
             "SecurityGroups": prop("list"),
+            "SourceDestCheck": prop("boolean"),
         },
         ignored=INSTANCE_IGNORED,
         attributes={
@@ -553,7 +478,7 @@ register(
             "PublicDnsName": _public_dns,
             "InstanceId": lambda s, lid: "i-" + lid,
         },
-        attribute_waits_for={"PublicIp": ROUTING, "PublicDnsName": ROUTING},
+        attribute_waits_for={"PublicIp": PUBLIC_ADDRESSING, "PublicDnsName": PUBLIC_ADDRESSING},
         prepare=_set_aside_instance_ip,
     )
 )

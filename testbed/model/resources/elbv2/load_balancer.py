@@ -2,14 +2,18 @@
 
 Each node takes a private address in its subnet like an instance (lowest free, in creation
 order; SubnetMappings may fix it). Internet-facing nodes also get a public address once the
-routing is final, from the same pool and in the same creation order as instances.
+routing is final, from the same pool and in the same creation order as instances, unless
+their SubnetMapping gives an Elastic IP (AllocationId, internet-facing NLB only).
+A load balancer without Subnets or SubnetMappings goes into the default VPC: every default
+subnet, or those of the AZs listed in AvailabilityZones (a lab extension: ELBv2 has no such
+property on AWS, where Subnets or SubnetMappings are needed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -17,7 +21,8 @@ from testbed.errors import BadInput
 from testbed.model import routing
 from testbed.model.elb_defaults import APPLICATION, DEFAULTS, GATEWAY, LB_TYPES, NETWORK
 from testbed.model.elbv2_types import LbNode, LoadBalancer
-from testbed.model.resources import group_refs
+from testbed.model.resources import default_vpc, group_refs
+from testbed.model.resources.addresses import allocation_id, associate
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.ec2 import ROUTING, SUBNET
 from testbed.model.resources.elbv2.attributes import read_attributes
@@ -34,6 +39,7 @@ from testbed.model.resources.elbv2.common import (
     family,
     items,
     nested,
+    text_list,
     unique_name,
 )
 from testbed.model.resources.registry import register
@@ -61,10 +67,12 @@ HOSTED_ZONES = {
         "eu-central-1": "Z3F0SRJ5LGBH90",
     },
 }
-MAPPING_PROPERTIES = {"SubnetId": ref(SUBNET, required=True), "PrivateIPv4Address": prop("ip")}
+MAPPING_PROPERTIES = {
+    "SubnetId": ref(SUBNET, required=True),
+    "PrivateIPv4Address": prop("ip"),
+    "AllocationId": prop("string"),
+}
 MAPPING_UNSUPPORTED = {
-    "AllocationId": f"Elastic IP addresses are {NOT_YET}; leave AllocationId out and the node "
-    "gets the next address of the public pool",
     "IPv6Address": f"IPv6 is {NOT_IN_LAB}",
     "SourceNatIpv6Prefix": f"IPv6 is {NOT_IN_LAB}",
 }
@@ -75,29 +83,66 @@ def node_name(logical_id: str, az: str) -> str:
     return f"{logical_id}-{az[-2:]}"
 
 
-def _subnets(ctx: ResourceContext) -> list[tuple[str, IPv4Address | None, int | None]]:
-    """(subnet id, requested private address, line) from Subnets or SubnetMappings."""
+@dataclass(frozen=True)
+class _Place:
+    """Where one node goes: its subnet, and what its SubnetMapping asks for."""
+
+    subnet_id: str
+    private_ip: IPv4Address | None
+    line: int | None
+    eip: str | None = None  # logical id of the Elastic IP of AllocationId
+    eip_line: int | None = None
+
+
+def _default_vpc_subnets(ctx: ResourceContext) -> list[_Place]:
+    azs = None
+    if "AvailabilityZones" in ctx.props:
+        azs = text_list(ctx, ctx.props["AvailabilityZones"], "AvailabilityZones", ctx.line())
+        if not azs:
+            raise ctx.fail("AvailabilityZones is empty", prop="AvailabilityZones")
+    line = ctx.line("AvailabilityZones")
+    try:
+        subnets = default_vpc.default_subnets(ctx.state, ctx.logical_id, azs)
+    except BadInput as err:
+        raise ctx.fail(err.message, line=line, hint=err.hint) from None
+    return [_Place(subnet_id, None, line) for subnet_id in subnets]
+
+
+def _subnets(ctx: ResourceContext) -> list[_Place]:
+    """Where the nodes go: Subnets, SubnetMappings, or the default VPC."""
     has = [key for key in ("Subnets", "SubnetMappings") if key in ctx.props]
-    if len(has) != 1:
+    if len(has) > 1:
         raise ctx.fail(
-            "give the load balancer's subnets in Subnets or in SubnetMappings"
-            + (", not both" if has else ""),
-            prop=has[-1] if has else None,
-            hint=None if has else "add Subnets: [!Ref <a subnet>, ...]",
+            "give the load balancer's subnets in Subnets or in SubnetMappings, not both",
+            prop=has[-1],
         )
-    found: list[tuple[str, IPv4Address | None, int | None]] = []
+    if has and "AvailabilityZones" in ctx.props:
+        raise ctx.fail(
+            f"AvailabilityZones picks default VPC subnets; give it or {has[0]}, not both",
+            prop="AvailabilityZones",
+        )
+    if not has:
+        return _default_vpc_subnets(ctx)
+    found: list[_Place] = []
     for item, line, where in items(ctx, has[0]):
         if has[0] == "Subnets":
-            found.append((convert(ctx, ref(SUBNET), item, where, line), None, line))
+            found.append(_Place(convert(ctx, ref(SUBNET), item, where, line), None, line))
             continue
         values, lines = nested(
             ctx, item, where, line, MAPPING_PROPERTIES, unsupported=MAPPING_UNSUPPORTED
         )
+        eip = None
+        if "AllocationId" in values:
+            eip = allocation_id(
+                ctx, values["AllocationId"], f"{where}.AllocationId", lines["AllocationId"]
+            )
         found.append(
-            (
+            _Place(
                 values["SubnetId"],
                 values.get("PrivateIPv4Address"),
                 lines.get("PrivateIPv4Address", line),
+                eip,
+                lines.get("AllocationId", line),
             )
         )
     if not found:
@@ -105,14 +150,13 @@ def _subnets(ctx: ResourceContext) -> list[tuple[str, IPv4Address | None, int | 
     return found
 
 
-def _check_subnets(
-    ctx: ResourceContext, lb_type: str, subnets: list[tuple[str, IPv4Address | None, int | None]]
-) -> str:
+def _check_subnets(ctx: ResourceContext, lb_type: str, subnets: list[_Place]) -> str:
     """The VPC of the subnets, after AWS's rules: one VPC, one subnet per AZ."""
     state = ctx.state
-    first = state.subnets[subnets[0][0]]
+    first = state.subnets[subnets[0].subnet_id]
     by_az: dict[str, str] = {}
-    for subnet_id, _ip, line in subnets:
+    for place in subnets:
+        subnet_id, line = place.subnet_id, place.line
         subnet = state.subnets[subnet_id]
         if subnet.vpc_id != first.vpc_id:
             raise ctx.fail(
@@ -134,21 +178,38 @@ def _check_subnets(
         raise ctx.fail(
             "an application load balancer needs subnets in at least two "
             f"availability zones, not only {', '.join(by_az)}",
-            line=subnets[0][2],
+            line=subnets[0].line,
             hint="add a subnet of another AZ",
         )
     return first.vpc_id
 
 
+def _check_allocation(
+    ctx: ResourceContext, lb_type: str, scheme: str | None, place: _Place, node: str
+) -> None:
+    """An Elastic IP in a SubnetMapping: internet-facing NLBs only; associated with the node."""
+    if place.eip is None:
+        return
+    if lb_type != NETWORK or scheme != "internet-facing":
+        kind = "internal" if lb_type == NETWORK else a_load_balancer(lb_type)
+        raise ctx.fail(
+            "AllocationId (an Elastic IP) is only for internet-facing network load balancers; "
+            f"{ctx.logical_id} is {kind}",
+            line=place.eip_line,
+            hint="leave AllocationId out",
+        )
+    associate(
+        ctx, place.eip, node, f"node {node} of {ctx.logical_id}", place.eip_line, lb_node=node
+    )
+
+
 def _nodes(
-    ctx: ResourceContext,
-    lb_type: str,
-    scheme: str | None,
-    subnets: list[tuple[str, IPv4Address | None, int | None]],
+    ctx: ResourceContext, lb_type: str, scheme: str | None, subnets: list[_Place]
 ) -> tuple[LbNode, ...]:
     state, lid = ctx.state, ctx.logical_id
     nodes = []
-    for subnet_id, requested, line in subnets:
+    for place in subnets:
+        subnet_id, requested, line = place.subnet_id, place.private_ip, place.line
         subnet = state.subnets[subnet_id]
         if requested is not None and (lb_type != NETWORK or scheme != "internal"):
             kind = "internet-facing" if lb_type == NETWORK else a_load_balancer(lb_type)
@@ -162,6 +223,7 @@ def _nodes(
             ip = state.addresses.private(subnet_id, name, requested)
         except BadInput as err:
             raise ctx.fail(err.message, line=line, hint=err.hint) from None
+        _check_allocation(ctx, lb_type, scheme, place, name)
         nodes.append(LbNode(subnet.az, subnet_id, name, ip, None))
     return tuple(nodes)
 
@@ -224,7 +286,7 @@ def _build(ctx: ResourceContext) -> None:
         lb_type,
         scheme,
         vpc_id,
-        tuple(s for s, _, _ in subnets),
+        tuple(place.subnet_id for place in subnets),
         nodes,
         frozen_map(attributes),
         cross_zone,
@@ -234,7 +296,7 @@ def _build(ctx: ResourceContext) -> None:
         groups,
     )
     if scheme == "internet-facing":
-        where = "Subnets" if "Subnets" in props else "SubnetMappings"
+        where = next((k for k in ("Subnets", "SubnetMappings") if k in props), "AvailabilityZones")
         state.public_claims[lid] = functools.partial(_claim_public_ips, line=ctx.line(where))
 
 
@@ -277,8 +339,13 @@ def _claim_public_ips(state: BuildState, lid: str, *, line: int | None) -> None:
                 hint="use subnets whose route table sends 0.0.0.0/0 to an attached "
                 "internet gateway, or make the load balancer internal",
             )
+        eip = state.eip_of.get(node.name)
         try:
-            ip = state.addresses.public.allocate(node.name)
+            ip = (
+                state.elastic_ips[eip].address
+                if eip
+                else state.addresses.public.allocate(node.name)
+            )
         except BadInput as err:
             raise BadInput(err.message, line=line, logical_id=lid, hint=err.hint) from None
         nodes.append(replace(node, public_ip=ip))
@@ -335,6 +402,7 @@ register(
             "IpAddressType": prop("string"),
             "LoadBalancerAttributes": prop("list"),
             "SecurityGroups": prop("list"),
+            "AvailabilityZones": prop("list"),
         },
         ignored=frozenset(
             {
