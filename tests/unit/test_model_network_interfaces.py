@@ -189,7 +189,7 @@ def test_group_set_must_name_groups_of_the_stack(fails):
     text = stack(web("[{DeviceIndex: 0, SubnetId: !Ref PubA, GroupSet: [sg-nope]}]"))
     fails(
         text,
-        "NetworkInterfaces[0].GroupSet[0] 'sg-nope' is not the id of a security group of this stack",
+        "NetworkInterfaces[0].GroupSet[0] 'sg-nope' is not the id of a security group",
         logical_id="Web",
     )
 
