@@ -432,8 +432,8 @@ def _nacl_denies(nacl: NaclPlan, egress: bool, pkt: Packet) -> str | None:
     if not denials:
         return None
     why, _ = denials[0]
-    if pkt.ports is None or pkt.ports[0] == pkt.ports[1]:
-        return why
+    if pkt.ports is None or [r for _, r in denials] == [(lo, hi)]:
+        return why  # one port, or the whole range: the packet's description says which
     ports = ", ".join(f"{a}-{b}" if a != b else str(a) for _, (a, b) in denials)
     return f"{why} (ports {ports})"
 
