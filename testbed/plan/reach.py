@@ -18,6 +18,12 @@ NACL X"), and the destination's subnet needs a route back to a source on the int
 
 Exemptions as on AWS: the VPC's resolver (base + 2) is never filtered; same-subnet traffic
 never meets a network ACL; a subnet without an ACL of its own has the default one (allow all).
+
+Hosts with several interfaces: a new connection leaves by the interface whose subnet holds the
+destination, else eth0 (the default route); answers leave by the interface that owns the
+address they come from, as Amazon Linux sets instances up (amazon-ec2-net-utils: per-interface
+policy routing, "to accommodate VPC source/dest restrictions"), so no answer is lost to the
+source/destination check of another interface.
 """
 
 from __future__ import annotations

@@ -365,3 +365,24 @@ def test_tcp_and_udp_need_a_port(web):
 def test_host_plan_type_is_the_contracts():
     assert reach.source_attachment(base(), base().host("WebA1"), "10.0.0.9").name == "WebA1"
     assert isinstance(base().host("WebA1"), HostPlan)
+
+
+def test_multi_homed_host_answers_from_each_interface_by_that_interface(web):
+    eth1 = InterfacePlan(
+        "eth1",
+        "10.0.3.10",
+        24,
+        "10.0.3.1",
+        "02:00:0a:00:03:0a",
+        "tb-t-az2",
+        40,
+        "v-eth1",
+        "us-east-1b",
+        "PrivB",
+        "VPC",
+    )
+    plan = with_hosts(without_acls(web), WebA3={"interfaces": (eth1,)})
+    # WebB2 (10.0.3.4) shares eth1's subnet; its connection to eth0's address is answered
+    # by eth0 all the same (per-interface policy routing, as Amazon Linux sets it up).
+    assert judge(plan, "WebB2", "10.0.1.5", "tcp", 22).passes
+    assert judge(plan, "WebB1", "10.0.3.10", "tcp", 22).passes
