@@ -17,6 +17,7 @@ from testbed.cli import (
     lifecycle,
     metrics,
     probe,
+    reach,
     report,
     snmp,
     targets,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         experiments,
         report,
         probe,
+        reach,
     ):
         module.register(sub)
     return parser

@@ -44,17 +44,19 @@ def demo(
         print(f"\nready in {up_s:.1f} s, {state.get('datapath')} datapath\n")
         print(f"== 2. hosts and addresses\n{hosts_table(state['hosts'])}\n", flush=True)
         print("== 3. reachability (ping from every host to every address)", flush=True)
-        want = reachability.expected(plan)
+        why = reachability.verdicts(plan)  # AWS's verdict and, for a drop, which layer
+        want = {pair: v.passes for pair, v in why.items()}
         got = reachability.measure(lab, plan)
         print(reachability.format_matrix(plan, got, want))
-        diffs = reachability.differences(got, want)
+        diffs = reachability.differences(got, want, why)
         if diffs:
             print("\nNOT as AWS allows:\n  " + "\n  ".join(diffs))
         else:
             print(
                 "\nok = reachable, -- = not; every cell matches AWS's rules (VPC local "
                 "route,\ninternet gateway 1:1 NAT for public instances, nothing to private "
-                "ones)."
+                "ones,\nsecurity groups and network ACLs). `testbed reach` says which layer "
+                "drops what."
             )
         ok = not diffs
         ok &= _http_demo(lab, plan)
