@@ -27,8 +27,9 @@ class Address:
         return f"{self.owner}{' (public)' if self.public else ''}"
 
 
-# Lab machinery, not instances: load balancer nodes and the resolver have their own tests.
-SERVICE_KINDS = ("lb-node", "dns")
+# Lab machinery, not instances: load balancer nodes, the resolver and NAT gateways have
+# their own tests.
+SERVICE_KINDS = ("lb-node", "dns", "natgw")
 
 
 def hosts(plan: NetworkPlan) -> list[HostPlan]:

@@ -430,6 +430,22 @@ def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
             "mac": h.mac,
             "gateway": h.gateway,
             "prefixlen": h.prefixlen,
+            "extra_ips": list(h.extra_ips),
+            "groups": list(h.groups) if h.groups is not None else None,
+            "source_dest_check": h.source_dest_check,
+            "interfaces": [
+                {
+                    "name": i.name,
+                    "ip": i.ip,
+                    "public_ip": i.public_ip,
+                    "az": i.az,
+                    "subnet": i.subnet,
+                    "mac": i.mac,
+                    "extra_ips": list(i.extra_ips),
+                    "groups": list(i.groups) if i.groups is not None else None,
+                }
+                for i in h.interfaces
+            ],
         }
         for h in plan.hosts
     ]
