@@ -218,7 +218,7 @@ class Holder:
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
-            hosts=_hosts(plan),
+            hosts=host_listing(plan),
             load_balancers=_load_balancers(plan),
             switches=[
                 {"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az} for s in plan.switches
@@ -416,7 +416,8 @@ def _controller_info(controller: ControllerProcess) -> ControllerInfo:
     )
 
 
-def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
+def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
+    """The hosts as the lab's state lists them (testbed status, Lab.hosts)."""
     return [
         {
             "name": h.name,
