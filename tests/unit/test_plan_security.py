@@ -13,6 +13,7 @@ from ipaddress import IPv4Network as N
 import pytest
 
 from testbed import naming
+from testbed.cli.common import hosts_table
 from testbed.errors import BadInput
 from testbed.lab import reachability, zones
 from testbed.lab.services.dns import records
@@ -46,6 +47,7 @@ from testbed.plan.zone_layout import (
     ZONE_BLOCK,
     sg_zone,
 )
+from testbed.stack.holder import host_listing
 from testbed.topologies import host_config
 from tests.handmade import two_az_model
 
@@ -410,3 +412,30 @@ def test_nat_gateway_ruleset(plan):
     assert "policy drop" in rules
     assert "dnat" not in rules
     assert "ip_forward=1" in host_config.nat_gateway_commands()
+
+
+# ---- what the lab shows -------------------------------------------------------------------
+
+
+def test_status_lists_extra_interfaces_and_nat_gateways(plan):
+    listing = host_listing(plan)
+    web = next(h for h in listing if h["name"] == "WebA2")
+    assert web["interfaces"][0]["ip"] == "10.0.0.20"
+    assert web["extra_ips"] == ["10.0.1.40", "10.0.1.41"]
+    assert web["groups"] == ["WebSg"]
+    text = hosts_table(listing)
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:] if line.strip()}
+    assert rows["WebA2/eth1"][1:3] == ["10.0.0.20", "203.0.113.50"]
+    assert rows["NatA"][-1] == "nat-gateway"
+
+
+def test_an_eip_of_an_nlb_subnet_mapping_is_its_nodes_public_address():
+    m = security_model()
+    nlb = _lb("Nlb", "network", None)
+    node = replace(nlb.nodes[0], public_ip=A("203.0.113.70"))
+    lbs = {"Nlb": replace(nlb, nodes=(node,))}
+    m = replace(m, extras=frozen_map({EXTRAS_KEY: frozen_map({"load_balancers": lbs})}))
+    plan = build_plan(m, "sec", zone_base=BASE)
+    assert plan.load_balancers[0].nodes[0].public_ip == "203.0.113.70"
+    assert plan.host("Nlb-1a").public_ip == "203.0.113.70"  # the internet gateway's 1:1 NAT
+    assert ("203.0.113.70", "nlb.elb.example") in records(plan)  # DNS answers the EIP
