@@ -18,6 +18,7 @@ from ipaddress import IPv4Network as N
 import pytest
 
 from testbed.lab import zones
+from testbed.metrics.sources import HostPortSource
 from testbed.model.types import (
     ALL_PROTOCOLS,
     LabOptions,
@@ -229,3 +230,12 @@ def test_ports_with_groups_have_zones_the_lab_releases(lab):
     zone = lab.plan.host("WebB2").sg_zone
     assert zone == lab.plan.zone_base + SG_ZONE_OFFSET
     assert zone in zones.used_zones(lab.name)
+
+
+def test_switch_port_metrics_count_eth1_as_its_own_port(lab):
+    # What eth1 sends (ARP for its gateway, pings that may go unanswered) counts on its port.
+    lab.host("WebA2").run(f"ping -c 1 -W 1 -I {ETH1_IP} 10.0.0.1")
+    samples = HostPortSource(lab, lab.plan).snapshot()
+    sent = [s for s in samples if s.target == "WebA2/eth1" and s.metric == "SentPackets"]
+    assert len(sent) == 1
+    assert sent[0].value >= 1
