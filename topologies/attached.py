@@ -69,6 +69,9 @@ def run_attached_cli(
             intf = Intf("eth0", node=node, port=0)
             # Describe the existing interface without reconfiguring it.
             intf.ip, intf.prefixLen, intf.mac = h.ip, h.prefixlen, h.mac
+            for number, i in enumerate(h.interfaces, start=1):
+                extra = Intf(i.name, node=node, port=number)
+                extra.ip, extra.prefixLen, extra.mac = i.ip, i.prefixlen, i.mac
         for s in plan.switches:
             nodes.append(net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}"))
         net.built = True

@@ -24,7 +24,8 @@ from mininet.node import Host, Node, OVSSwitch, RemoteController
 from testbed import naming
 from testbed.errors import LabError
 from testbed.model.types import StackModel
-from testbed.plan.network import NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.topologies import host_config
 from testbed.topologies.vpc import VpcTopo
 
 # (pid, what, host) of a process Mininet started; raises LookupError if it already exited.
@@ -157,7 +158,8 @@ class VpcNetwork:
         else:
             cls = Link
         host = next((h for h in self.plan.hosts if h.name == node1), None)
-        if host is not None and host.kind in ("instance", "client"):
+        eth0 = info.get("intfName1") == "eth0"
+        if host is not None and eth0 and host.kind in ("instance", "client"):
             info["addr1"] = host.mac
         self.net.addLink(node1, node2, cls=cls, **info)
 
@@ -181,11 +183,12 @@ class VpcNetwork:
                 "net.ipv6.conf.default.disable_ipv6=1 net.ipv4.tcp_tw_reuse=1 "
                 "net.ipv4.ip_local_port_range='1024 65535'; ip link set lo up"
             )
+            hp = kinds.get(h.name)
+            intfs = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
             if user:
                 # With the userspace datapath a host must compute TX checksums itself, or
                 # TCP through OVS fails while ping works (partial checksums reach the wire).
-                cmd += "; ethtool -K eth0 tx off >/dev/null 2>&1; ethtool -k eth0"
-            hp = kinds.get(h.name)
+                cmd += "".join(f"; {host_config.tx_off(i)}" for i in intfs)
             if hp is not None and hp.kind == "dns":
                 # /32 addresses, one per realm; everything else is on-link behind the router.
                 cmd += "; ip addr flush dev eth0" + "".join(
@@ -196,17 +199,38 @@ class VpcNetwork:
                 # The node's own connections (health checks) use ports that no listener and
                 # no SNAT'ed flow of the fabric can use (testbed's NLB keeps 1024-60999).
                 cmd += "; sysctl -qw net.ipv4.ip_local_port_range='61000 65535'"
+            if hp is not None and hp.kind != "dns":
+                cmd += host_config.secondary_addresses("eth0", hp.extra_ips)
+                if hp.interfaces:
+                    cmd += "; " + host_config.interface_commands(hp)
+            if hp is not None and hp.kind == "natgw":
+                cmd += "; " + host_config.nat_gateway_commands()
             out = h.cmd(cmd)
-            if user and "tx-checksumming: off" not in out:
+            if user and out.count("tx-checksumming: off") < len(intfs):
                 raise LabError(
-                    f"could not turn off TX checksum offload on {h.name}'s eth0: "
-                    f"{out.strip()[:300]}"
+                    f"could not turn off TX checksum offload on {h.name}'s "
+                    f"{', '.join(intfs)}: {out.strip()[:300]}"
                 )
+            if hp is not None and hp.kind == "natgw":
+                self._load_nat_ruleset(h, hp)
+
+    def _load_nat_ruleset(self, node: Host, hp: HostPlan) -> None:
+        """The NAT gateway's nftables ruleset, loaded in its namespace (nft reads stdin)."""
+        done = subprocess.run(
+            ["mnexec", "-a", str(node.pid), "nft", "-f", "-"],
+            input=host_config.nat_ruleset(self.plan, hp),
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise LabError(f"nftables ruleset of NAT gateway {hp.name}: {done.stderr.strip()}")
 
     def _fix_offloads(self) -> None:
         if self.datapath != "user":
             return
         names = [h.veth for h in self.plan.hosts]
+        names += [i.veth for h in self.plan.hosts for i in h.interfaces]
         names += [
             i for link in self.plan.links if link.kind == "veth" for i in (link.a_intf, link.b_intf)
         ]

@@ -72,3 +72,18 @@ class VpcTopo(Topo):
                 resource=owner,
                 **({"bw": plan.host_bandwidth_mbps} if plan.host_bandwidth_mbps else {}),
             )
+            # An instance's further interfaces (ENIs): eth1, ... into the same namespace, each
+            # on the switch of its own subnet's AZ; addresses are set when hosts are tuned.
+            for number, i in enumerate(h.interfaces, start=1):
+                self.addLink(
+                    h.name,
+                    i.switch,
+                    port1=number,
+                    port2=i.port,
+                    intfName1=i.name,
+                    intfName2=i.veth,
+                    kind="veth",
+                    resource=owner,
+                    addr1=i.mac,
+                    **({"bw": plan.host_bandwidth_mbps} if plan.host_bandwidth_mbps else {}),
+                )

@@ -74,17 +74,30 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
-    return table(
-        [
+    """One row per host, then one per extra interface ("HOST/eth1") under its host."""
+    rows = []
+    for h in hosts:
+        # Lab machinery without a role says what it is (a NAT gateway).
+        role = h.get("role") or ("nat-gateway" if h.get("kind") == "natgw" else "none")
+        rows.append(
             (
                 h["name"],
                 h["ip"],
                 h.get("public_ip") or "-",
                 h.get("az") or "-",
                 h.get("subnet") or "internet",
-                h.get("role") or "none",
+                role,
             )
-            for h in hosts
-        ],
-        ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"],
-    )
+        )
+        for i in h.get("interfaces") or ():
+            rows.append(
+                (
+                    f"{h['name']}/{i['name']}",
+                    i["ip"],
+                    i.get("public_ip") or "-",
+                    i.get("az") or "-",
+                    i.get("subnet") or "-",
+                    "",
+                )
+            )
+    return table(rows, ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"])

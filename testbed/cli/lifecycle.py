@@ -256,7 +256,10 @@ def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
         "created": state.get("created"),
         "outputs": state.get("outputs", {}),
         "hosts": [
-            {k: h.get(k) for k in ("name", "ip", "public_ip", "az", "subnet", "role")}
+            {
+                k: h.get(k)
+                for k in ("name", "ip", "public_ip", "az", "subnet", "role", "kind", "interfaces")
+            }
             if h.get("kind") != "client"
             else {
                 "name": h["name"],

@@ -153,7 +153,12 @@ class LabBuilder:
         if lid in self.model.instances:
             h = self.plan.host(lid)
             pub = f", public {h.public_ip}" if h.public_ip else ""
-            return f"{h.ip}{pub} in {h.subnet} ({h.az})"
+            more = "".join(f"; {i.name} {i.ip} in {i.subnet}" for i in h.interfaces)
+            return f"{h.ip}{pub} in {h.subnet} ({h.az}){more}"
+        if lid in self.model.nat_gateways:
+            h = self.plan.host(lid)
+            pub = f", public {h.public_ip}" if h.public_ip else ", private"
+            return f"NAT gateway {h.ip}{pub} in {h.subnet} ({h.az})"
         if lid in self.model.internet_clients:
             return f"{self.plan.host(lid).ip} on the internet segment"
         lb = next((x for x in self.plan.load_balancers if x.name == lid), None)

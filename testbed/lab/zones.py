@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from testbed import naming
 from testbed.lab import system
 from testbed.lab.state import list_labs
+from testbed.plan.zone_layout import ZONE_BLOCK
 
 ZONE_FIRST = 0x4000  # well above the zones other tools (OpenStack, k8s) usually take
-ZONE_BLOCK = 32  # 16 load balancers per lab (two zones each)
-MAX_BLOCKS = 1024
+ZONE_LIMIT = 0x10000  # conntrack zones are 16-bit
+MAX_BLOCKS = (ZONE_LIMIT - ZONE_FIRST) // ZONE_BLOCK  # 48 labs at once
 MARK = "elb-testbed"
 TIME_WAIT_S = 10
 
@@ -48,7 +49,9 @@ def reserve(name: str) -> int:
                 taken.add(int(path.read_text()))
         for i in range(MAX_BLOCKS):
             base = ZONE_FIRST + i * ZONE_BLOCK
-            if base not in taken:
+            # Blocks of labs made by an older version (smaller, not aligned to this size)
+            # still count: any base closer than a block is taken.
+            if all(abs(base - other) >= ZONE_BLOCK for other in taken):
                 mine.parent.mkdir(parents=True, exist_ok=True)
                 mine.write_text(str(base))
                 return base
@@ -104,15 +107,18 @@ def set_idle_timeouts(datapath: str, zone: int, tcp_s: int, udp_s: int) -> None:
 
 
 def used_zones(name: str) -> list[int]:
-    """Zones the lab's load balancers use (from its plan.json; none without a plan)."""
+    """Zones the lab uses (from its plan.json; none without a plan): its load balancers' and
+    the security-group zone of every port that has one."""
     path = naming.lab_dir(name) / naming.PLAN_FILE
     try:
         plan = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return []
-    return sorted(
-        z for lb in plan.get("load_balancers", []) for z in (lb["zone_dnat"], lb["zone_snat"])
-    )
+    zones = {z for lb in plan.get("load_balancers", []) for z in (lb["zone_dnat"], lb["zone_snat"])}
+    for host in plan.get("hosts", []):
+        ports = [host, *host.get("interfaces", [])]
+        zones |= {p["sg_zone"] for p in ports if p.get("sg_zone") is not None}
+    return sorted(zones)
 
 
 def release(name: str, datapath: str | None = None) -> list[int]:

@@ -58,7 +58,8 @@ def target_rows(lab: Lab) -> list[TargetDescription]:
 class HostPortSource:
     """Bytes and packets on every host's switch port, from OpenFlow port statistics.
 
-    Seen from the switch: its rx is what the host sent. Namespace Lab/Host, target = host."""
+    Seen from the switch: its rx is what the host sent. Namespace Lab/Host, target = host
+    (an extra interface: "HOST/eth1", its own port)."""
 
     name = "ports"
 
@@ -66,7 +67,7 @@ class HostPortSource:
         self.lab = lab
         self.port_host = {
             (next(s.dpid for s in plan.switches if s.name == h.switch), h.port): h.name
-            for h in plan.hosts
+            for h in plan.attachments()
         }
 
     def snapshot(self) -> list[Sample]:

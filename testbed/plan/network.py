@@ -20,8 +20,14 @@ from testbed import naming
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.snmp import host_snmp
-from testbed.model.types import INTERNET_CIDR, INTERNET_GATEWAY_IP, StackModel
+from testbed.model.types import (
+    INTERNET_CIDR,
+    INTERNET_GATEWAY_IP,
+    NetworkInterface,
+    StackModel,
+)
 from testbed.plan.balancers import LoadBalancerPlan, build_lb_plans
+from testbed.plan.zone_layout import check_load_balancers, sg_zone
 
 ROUTER_MAC = "02:00:00:00:00:fe"
 CORE_DPID = 1
@@ -350,7 +356,8 @@ def _nacl_from_dict(d: dict[str, Any]) -> NaclPlan:
 def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
     """Lay out the stack model as switches, ports and links for lab `lab`.
 
-    zone_base: first of the conntrack zones reserved for the lab's load balancers."""
+    zone_base: first conntrack zone of the lab's block (testbed.plan.zone_layout: load
+    balancers' zones, then one per port with security groups)."""
     naming.validate_lab_name(lab)
     _check_vpcs_do_not_overlap(model)
     core = SwitchPlan(naming.bridge_name(lab, "core"), CORE_DPID, "core")
@@ -386,6 +393,11 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         VpcPlan(v.logical_id, str(v.cidr), i)
         for i, v in enumerate(sorted(model.vpcs.values(), key=lambda v: v.logical_id), start=1)
     )
+    # The plan's data types are defined in this module; the conversion of groups and ACLs
+    # lives next to it and imports them, hence the import here.
+    from testbed.plan.security import nacl_plans, security_group_plans, subnet_nacls
+
+    nacls = subnet_nacls(model)
     subnets = tuple(
         SubnetPlan(
             s.logical_id,
@@ -397,15 +409,20 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             az_switch[s.az].name,
             i,
             _routes_of(model, s),
+            nacls.get(s.logical_id),
         )
         for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id), start=1)
     )
+    ports = _PortAllocator(lab)
     hosts: list[HostPlan] = []
-    next_port: dict[str, int] = {}
     host_az: str | None  # clients are in no AZ, subnet or VPC
     subnet_id: str | None
     vpc_id: str | None
     for host_id in model.host_ids():
+        groups: tuple[str, ...] | None = None
+        extra_ips: tuple[str, ...] = ()
+        source_dest_check = True
+        interfaces: tuple[InterfacePlan, ...] = ()
         if host_id in model.instances:
             inst = model.instances[host_id]
             subnet = model.subnets[inst.subnet_id]
@@ -415,6 +432,11 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             vpc_id = subnet.vpc_id
             public_ip = str(inst.public_ip) if inst.public_ip else None
             role, user_data = inst.role, inst.user_data
+            # A built model always gives an instance groups (its VPC's default group when the
+            # template names none); none at all means a hand-made model: no filtering.
+            groups = inst.security_groups or None
+            extra_ips = tuple(str(a) for a in inst.secondary_ips)
+            source_dest_check = inst.source_dest_check
         else:
             client = model.internet_clients[host_id]
             assert internet is not None  # internet clients make the internet segment
@@ -422,11 +444,12 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             ip, prefixlen, gateway = client.ip, INTERNET_CIDR.prefixlen, INTERNET_GATEWAY_IP
             kind, host_az, subnet_id, vpc_id, public_ip = "client", None, None, None, None
             role, user_data = client.role, client.user_data
-        port = next_port.get(sw.name, FIRST_HOST_PORT)
-        next_port[sw.name] = port + 1
-        index = len(hosts) + 1
-        if index > naming.MAX_LINKS:
-            raise BadInput(f"a lab holds at most {naming.MAX_LINKS} hosts", logical_id=host_id)
+        port, veth = ports.take(sw, host_id)
+        if host_id in model.instances:
+            interfaces = tuple(
+                _interface_plan(model, i, position, az_switch, ports, host_id)
+                for position, i in enumerate(model.instances[host_id].extra_interfaces, start=1)
+            )
         hosts.append(
             HostPlan(
                 name=host_id,
@@ -437,7 +460,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 mac=host_mac(ip),
                 switch=sw.name,
                 port=port,
-                veth=naming.veth_name(lab, index),
+                veth=veth,
                 role=role.name if role else None,
                 role_args=dict(role.args) if role else {},
                 user_data=user_data,
@@ -447,18 +470,26 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 subnet=subnet_id,
                 vpc=vpc_id,
                 public_ip=public_ip,
+                extra_ips=extra_ips,
+                groups=groups,
+                source_dest_check=source_dest_check,
+                interfaces=interfaces,
             )
         )
+    check_load_balancers(len(elbv2_sections(model)["load_balancers"]))
     lbs = build_lb_plans(model, zone_base)
+    lb_models = elbv2_sections(model)["load_balancers"]
     for lb in lbs:
+        # ALB and NLB nodes carry their load balancer's groups (the model gives an ALB its
+        # VPC's default group when none is named; an NLB without groups stays open).
+        # Gateway load balancer nodes are never filtered: the appliances behind them are.
+        lb_groups = lb_models[lb.name].security_groups if lb.type != "gateway" else None
         for node in lb.nodes:
             # Each node is a host of its own in its subnet: it owns the node's address
             # (health checks come from it) while the fabric steers listener traffic.
             subnet = model.subnets[node.subnet]
             sw = az_switch[subnet.az]
-            port = next_port.get(sw.name, FIRST_HOST_PORT)
-            next_port[sw.name] = port + 1
-            index = len(hosts) + 1
+            port, veth = ports.take(sw, node.host)
             hosts.append(
                 HostPlan(
                     name=node.host,
@@ -470,7 +501,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                     mac=host_mac(node.ip),
                     switch=sw.name,
                     port=port,
-                    veth=naming.veth_name(lab, index),
+                    veth=veth,
                     az=subnet.az,
                     subnet=subnet.logical_id,
                     vpc=subnet.vpc_id,
@@ -478,14 +509,15 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                     role=f"{lb.type}-node",
                     role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
                     snmp=_snmp_plan(model, node.host) if node.host in model.instances else None,
+                    groups=tuple(lb_groups) if lb_groups is not None else None,
                 )
             )
+    hosts += _nat_gateway_hosts(model, lab, az_switch, ports)
     endpoints = _endpoints(model, lbs)
     if model.vpcs or model.internet_clients:
+        veth = ports.veth(DNS_HOST)
         hosts.append(
-            _dns_host(
-                lab, model, core, core_port, len(hosts) + 1, has_internet=internet is not None
-            )
+            _dns_host(lab, model, core, core_port, veth, has_internet=internet is not None)
         )
         core_port += 1
     return NetworkPlan(
@@ -493,7 +525,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         prefix=naming.prefix(lab),
         router_mac=ROUTER_MAC,
         switches=tuple(switches),
-        hosts=tuple(hosts),
+        hosts=_with_sg_zones(hosts, zone_base),
         links=tuple(links),
         subnets=subnets,
         vpcs=vpcs,
@@ -503,14 +535,133 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         zone_base=zone_base,
         endpoints=endpoints,
         igw_routes=_igw_routes(model),
+        security_groups=security_group_plans(model),
+        network_acls=nacl_plans(model),
     )
 
 
+class _PortAllocator:
+    """Switch ports and host-link (veth) names, handed out in plan order."""
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+        self.next_port: dict[str, int] = {}
+        self.links = 0
+
+    def veth(self, owner: str) -> str:
+        """The switch-side name of the next host link (owner: for the error message)."""
+        self.links += 1
+        if self.links > naming.MAX_LINKS:
+            raise BadInput(
+                f"a lab holds at most {naming.MAX_LINKS} host interfaces", logical_id=owner
+            )
+        return naming.veth_name(self.lab, self.links)
+
+    def take(self, sw: SwitchPlan, owner: str) -> tuple[int, str]:
+        """The next free host port on `sw` and the name of the link's switch side."""
+        port = self.next_port.get(sw.name, FIRST_HOST_PORT)
+        self.next_port[sw.name] = port + 1
+        return port, self.veth(owner)
+
+
+def _interface_plan(
+    model: StackModel,
+    eni: NetworkInterface,
+    position: int,
+    az_switch: dict[str, SwitchPlan],
+    ports: _PortAllocator,
+    owner: str,
+) -> InterfacePlan:
+    """An instance's extra interface: its own port on the switch of its subnet's AZ."""
+    subnet = model.subnets[eni.subnet_id]
+    sw = az_switch[subnet.az]
+    port, veth = ports.take(sw, owner)
+    # ethN follows the device index, as on an EC2 instance (DeviceIndex 1 is eth1).
+    index = eni.device_index if eni.device_index else position
+    return InterfacePlan(
+        name=f"eth{index}",
+        ip=str(eni.private_ip),
+        prefixlen=subnet.cidr.prefixlen,
+        gateway=str(subnet.router_ip),
+        mac=host_mac(eni.private_ip),
+        switch=sw.name,
+        port=port,
+        veth=veth,
+        az=subnet.az,
+        subnet=subnet.logical_id,
+        vpc=subnet.vpc_id,
+        public_ip=str(eni.public_ip) if eni.public_ip else None,
+        extra_ips=tuple(str(a) for a in eni.secondary_ips),
+        groups=eni.security_groups or None,
+        source_dest_check=eni.source_dest_check,
+    )
+
+
+def _nat_gateway_hosts(
+    model: StackModel, lab: str, az_switch: dict[str, SwitchPlan], ports: _PortAllocator
+) -> list[HostPlan]:
+    """A NAT gateway is a host of its own in its subnet (zonal, as on AWS); it forwards other
+    hosts' packets (no source/destination check) and has neither groups, role nor agent."""
+    order = {lid: i for i, lid in enumerate(model.creation_order)}
+    out = []
+    for ng in sorted(
+        model.nat_gateways.values(), key=lambda n: (order.get(n.logical_id, 0), n.logical_id)
+    ):
+        subnet = model.subnets[ng.subnet_id]
+        sw = az_switch[subnet.az]
+        port, veth = ports.take(sw, ng.logical_id)
+        out.append(
+            HostPlan(
+                name=ng.logical_id,
+                netns=naming.netns_name(lab, ng.logical_id),
+                kind="natgw",
+                ip=str(ng.private_ip),
+                prefixlen=subnet.cidr.prefixlen,
+                gateway=str(subnet.router_ip),
+                mac=host_mac(ng.private_ip),
+                switch=sw.name,
+                port=port,
+                veth=veth,
+                az=subnet.az,
+                subnet=subnet.logical_id,
+                vpc=subnet.vpc_id,
+                # A private NAT gateway translates to its private address only.
+                public_ip=str(ng.public_ip) if ng.public and ng.public_ip else None,
+                role=None,
+                source_dest_check=False,
+            )
+        )
+    return out
+
+
+def _with_sg_zones(hosts: list[HostPlan], zone_base: int) -> tuple[HostPlan, ...]:
+    """Give every port with security groups its own conntrack zone, in attachments() order
+    (each host's eth0, then the extra interfaces host by host)."""
+    k = 0
+    eth0: list[HostPlan] = []
+    for h in hosts:
+        if h.groups is not None:
+            h = replace(h, sg_zone=sg_zone(zone_base, k))
+            k += 1
+        eth0.append(h)
+    out = []
+    for h in eth0:
+        interfaces = []
+        for i in h.interfaces:
+            if i.groups is not None:
+                i = replace(i, sg_zone=sg_zone(zone_base, k))
+                k += 1
+            interfaces.append(i)
+        out.append(replace(h, interfaces=tuple(interfaces)))
+    return tuple(out)
+
+
 def _route_plan(route: Any) -> RoutePlan:
+    # vpce: the endpoint's name; nat: the NAT gateway's logical id, which is its host's name.
     return RoutePlan(
         str(route.destination),
         route.target_kind,
-        route.target_id if route.target_kind == "vpce" else None,
+        route.target_id if route.target_kind in ("vpce", "nat") else None,
     )
 
 
@@ -578,7 +729,7 @@ def dns_addresses(model: StackModel, has_internet: bool) -> list[str]:
 
 
 def _dns_host(
-    lab: str, model: StackModel, core: SwitchPlan, port: int, index: int, has_internet: bool
+    lab: str, model: StackModel, core: SwitchPlan, port: int, veth: str, has_internet: bool
 ) -> HostPlan:
     """The lab's DNS resolver: one host on the core switch with an address in every realm.
 
@@ -595,7 +746,7 @@ def _dns_host(
         mac=host_mac(ips[0]),
         switch=core.name,
         port=port,
-        veth=naming.veth_name(lab, index),
+        veth=veth,
         extra_ips=tuple(ips[1:]),
         role=None,
     )

@@ -39,17 +39,22 @@ def records(plan: NetworkPlan) -> list[tuple[str, str]]:
         for node in lb.nodes:
             out.append(((node.public_ip if public and node.public_ip else node.ip), lb.dns_name))
     for h in plan.hosts:
-        if h.kind in ("instance", "client"):
+        if h.kind in ("instance", "client", "natgw"):
             out.append((h.ip, f"{h.name.lower()}.lab"))
+        if h.kind in ("instance", "natgw"):
+            out += _vpc_names(h.ip, h.public_ip)
         if h.kind == "instance":
-            out.append((h.ip, "ip-" + h.ip.replace(".", "-") + ".ec2.internal"))
-            if h.public_ip:
-                out.append(
-                    (
-                        h.public_ip,
-                        "ec2-" + h.public_ip.replace(".", "-") + ".compute-1.amazonaws.com",
-                    )
-                )
+            # An extra interface's address has its own names, as each ENI's on AWS.
+            for i in h.interfaces:
+                out += _vpc_names(i.ip, i.public_ip)
+    return out
+
+
+def _vpc_names(ip: str, public_ip: str | None) -> list[tuple[str, str]]:
+    """The resolver's names of a VPC address (and of its public address, when it has one)."""
+    out = [(ip, "ip-" + ip.replace(".", "-") + ".ec2.internal")]
+    if public_ip:
+        out.append((public_ip, "ec2-" + public_ip.replace(".", "-") + ".compute-1.amazonaws.com"))
     return out
 
 

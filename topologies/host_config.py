@@ -1,0 +1,79 @@
+"""What a host's namespace is told beyond Mininet's eth0 setup (pure: text only, no root).
+
+- extra interfaces (an instance's ENIs, eth1...): address, secondary addresses, up, and a
+  routing table per interface for its own addresses (what Amazon Linux's ec2-net-utils sets
+  up), so a reply from eth1's address leaves through eth1 and passes its port's source check;
+- secondary private addresses: /32 on the interface that holds them;
+- a NAT gateway: forwarding on, no ICMP redirects, and an nftables ruleset that masquerades
+  forwarded traffic to its own address and lets nothing from outside open a connection in.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from testbed.plan.network import HostPlan, NetworkPlan
+
+NAT_TABLE = "natgw"  # nftables table of a NAT gateway host: `nft list table ip natgw`
+FIRST_ROUTE_TABLE = 100  # eth1's routing table is 101, eth2's 102, ...
+
+
+def tx_off(intf: str) -> str:
+    """Turn TX checksum offload off (userspace datapath) and print the result to check."""
+    return f"ethtool -K {intf} tx off >/dev/null 2>&1; ethtool -k {intf}"
+
+
+def secondary_addresses(intf: str, ips: tuple[str, ...]) -> str:
+    return "".join(f"; ip addr add {ip}/32 dev {intf}" for ip in ips)
+
+
+def interface_commands(host: HostPlan) -> str:
+    """Shell commands that configure a host's extra interfaces (empty without any)."""
+    if not host.interfaces:
+        return ""
+    # Several interfaces in one namespace: each answers ARP only for its own addresses and
+    # picks its own address as the ARP source (no "ARP flux" between eth0 and eth1).
+    cmd = "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2"
+    for i in host.interfaces:
+        table = FIRST_ROUTE_TABLE + int(i.name.removeprefix("eth"))
+        subnet = IPv4Network(f"{i.ip}/{i.prefixlen}", strict=False)
+        cmd += f"; ip link set {i.name} up; ip addr add {i.ip}/{i.prefixlen} dev {i.name}"
+        cmd += secondary_addresses(i.name, i.extra_ips)
+        cmd += f"; ip route add {subnet} dev {i.name} src {i.ip} table {table}"
+        cmd += f"; ip route add default via {i.gateway} dev {i.name} table {table}"
+        for ip in (i.ip, *i.extra_ips):
+            cmd += f"; ip rule add from {ip} table {table}"
+    return cmd
+
+
+def nat_gateway_commands() -> str:
+    """Sysctls of a NAT gateway host: it routes for others, out of the interface the packets
+    came in on (one-armed), which must not draw ICMP redirects."""
+    return (
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 "
+        "net.ipv4.conf.eth0.send_redirects=0"
+    )
+
+
+def nat_ruleset(plan: NetworkPlan, host: HostPlan) -> str:
+    """The NAT gateway's nftables ruleset (for `nft -f -` in its namespace).
+
+    New connections are forwarded only from its own VPC; replies of tracked ones pass back.
+    Forwarded packets leave with its own private address as the source (the internet
+    gateway's 1:1 NAT then makes that its EIP, the two steps of AWS's NAT gateway). Nothing
+    translates a destination: nobody outside can open a connection to an instance behind it.
+    Every rule counts its packets: `nft list ruleset` in the host shows the translation."""
+    vpc = next(v.cidr for v in plan.vpcs if v.name == host.vpc)
+    return f"""table ip {NAT_TABLE} {{
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related counter accept
+    ct state new ip saddr {vpc} counter accept
+    counter drop
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth0" ip saddr != {host.ip} counter masquerade
+  }}
+}}
+"""
