@@ -33,7 +33,14 @@ from testbed.model.graph import (
     dependencies,
     unknown_attribute,
 )
-from testbed.model.metadata import lab_options, plain, resource_role, resource_snmp
+from testbed.model.metadata import (
+    UNFILTERED_KEY,
+    lab_options,
+    plain,
+    resource_role,
+    resource_snmp,
+    resource_unfiltered,
+)
 from testbed.model.resources import REGISTRY, addresses, default_vpc, nat_gateways
 from testbed.model.resources.base import ResourceContext, check_properties
 from testbed.model.resources.network_acls import frozen_acls
@@ -157,6 +164,10 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
         )
         if snmp is not None:
             state.extras.setdefault(SNMP_EXTRAS, {})[lid] = snmp
+        if resource_unfiltered(
+            None if metadata is NO_VALUE else metadata, lid, raw.line_of("Metadata")
+        ):
+            state.extras.setdefault(UNFILTERED_KEY, {})[lid] = True
     for key in raw:
         if key in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy"):
             state.ignored.append(IgnoredProperty(lid, key))

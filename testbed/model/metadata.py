@@ -20,7 +20,10 @@ from testbed.model.types import IgnoredProperty, LabOptions, RoleSpec, frozen_ma
 from testbed.template.intrinsics import as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
-ROLE_KEYS = ("Role", "RoleArgs", "Snmp")
+ROLE_KEYS = ("Role", "RoleArgs", "Snmp", "Unfiltered")
+# Metadata.Lab.Unfiltered: true on an instance: the lab programs no security-group check on
+# its ports (a benchmark baseline, e.g. experiments/bench_sg; AWS has no such thing).
+UNFILTERED_KEY = "lab_unfiltered"
 LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath", "Snmp")
 DATAPATHS = ("auto", "kernel", "user")
 
@@ -78,8 +81,8 @@ def resource_role(
                 logical_id=owner,
                 hint=did_you_mean(key, ROLE_KEYS) or "the keys are Role, RoleArgs and Snmp",
             )
-    if "Role" not in lab and "Snmp" in lab and "RoleArgs" not in lab:
-        return None  # only the SNMP agent is configured here (resource_snmp reads it)
+    if "Role" not in lab and ("Snmp" in lab or "Unfiltered" in lab) and "RoleArgs" not in lab:
+        return None  # only the SNMP agent / filtering is set here (read by their functions)
     if "Role" not in lab:
         raise BadInput(
             "Metadata.Lab needs a Role",
@@ -104,6 +107,20 @@ def resource_role(
             logical_id=owner,
         )
     return RoleSpec(name, frozen_map(plain(args)))
+
+
+def resource_unfiltered(metadata: Any, owner: str, line: int | None) -> bool:
+    """Metadata.Lab.Unfiltered of a host (False when absent). Call after resource_role."""
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("Lab"), dict):
+        return False
+    value = metadata["Lab"].get("Unfiltered", False)
+    if not isinstance(value, bool):
+        raise BadInput(
+            f"Metadata.Lab.Unfiltered must be true or false, not {describe(value)}",
+            line=line_of(metadata["Lab"], "Unfiltered", line),
+            logical_id=owner,
+        )
+    return value
 
 
 def resource_snmp(metadata: Any, owner: str, line: int | None) -> Any:

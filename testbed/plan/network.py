@@ -19,6 +19,7 @@ from typing import Any
 from testbed import naming
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import elbv2_sections
+from testbed.model.metadata import UNFILTERED_KEY
 from testbed.model.snmp import host_snmp
 from testbed.model.types import (
     INTERNET_CIDR,
@@ -435,6 +436,8 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             # A built model always gives an instance groups (its VPC's default group when the
             # template names none); none at all means a hand-made model: no filtering.
             groups = inst.security_groups or None
+            if model.extras.get(UNFILTERED_KEY, {}).get(host_id):
+                groups = None  # Metadata.Lab.Unfiltered: a benchmark baseline
             extra_ips = tuple(str(a) for a in inst.secondary_ips)
             source_dest_check = inst.source_dest_check
         else:
