@@ -34,6 +34,8 @@ from testbed.controllers.flows import (
     TABLE_IGW_ROUTE,
     TABLE_L3_DELIVER,
     TABLE_LB,
+    TABLE_NACL_IN,
+    TABLE_NACL_OUT,
     TABLE_OUTPUT,
     TABLE_ROUTE,
     TABLE_STEER,
@@ -45,6 +47,7 @@ from testbed.controllers.flows import (
     SetField,
     flow,
 )
+from testbed.controllers.security import deliver, egress_table
 from testbed.plan.network import HostPlan, NetworkPlan, RoutePlan
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
@@ -141,7 +144,11 @@ class Forwarding:
         flows: list[Flow] = []
         flows += self._classify(switch)
         flows += self._arp_responder(switch)
-        flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
+        # Routed or not, packets pass the source subnet's network ACL (tables 15, 35:
+        # testbed.controllers.security), which only looks at routed ones.
+        flows.append(flow(TABLE_STEER, 0, goto=TABLE_NACL_OUT))
+        flows.append(flow(TABLE_NACL_OUT, 0, goto=TABLE_ROUTE))  # the default ACL: pass
+        flows.append(flow(TABLE_NACL_IN, 0, goto=TABLE_OUTPUT))
         flows += self._route()
         flows += self._igw_out()
         flows += self._igw()
@@ -223,7 +230,7 @@ class Forwarding:
                                 }.items()
                             )
                         ),
-                        goto=TABLE_STEER,
+                        goto=egress_table(h),  # through its security groups, if any
                         metadata=(self.realm_tag(h), SUBNET_MASK),
                     )
                 )
@@ -402,7 +409,7 @@ class Forwarding:
                             SetField("eth_dst", h.mac),
                             DecTtl(),
                         ],
-                        goto=TABLE_OUTPUT,
+                        goto=TABLE_NACL_IN,  # the destination subnet's network ACL
                     )
                 )
         return flows
@@ -423,7 +430,11 @@ class Forwarding:
     def _output(self, switch: str) -> list[Flow]:
         flows = [flow(TABLE_OUTPUT, 0)]
         for h in self.plan.hosts:
-            port = h.port if h.switch == switch else self.port_toward(switch, h.switch)
+            if h.switch == switch:
+                # Its own port: through the port's security groups, if any.
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, *deliver(h)))
+                continue
+            port = self.port_toward(switch, h.switch)
             if port is not None:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
         for endpoint in self.plan.endpoints:

@@ -41,6 +41,7 @@ from testbed.controllers.nlb import NlbLogic, RuntimeTarget, endpoint_label
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
 from testbed.controllers.nlb_counters import NlbCounters, active_flows
 from testbed.controllers.ofadapter import FlowSync
+from testbed.controllers.security import SecurityLogic
 from testbed.messages import (
     CONTROLLER_OPS,
     ActiveFlowCount,
@@ -75,6 +76,7 @@ class LabApp(app_manager.OSKenApp):
         self.forwarding = Forwarding(self.plan)
         self.nlb = NlbLogic(self.plan)
         self.nlb_counters = NlbCounters(self.nlb)
+        self.security = SecurityLogic(self.plan)
         self.sync = FlowSync()
         self.lock = threading.RLock()
         self.datapaths: dict[int, Any] = {}
@@ -104,7 +106,11 @@ class LabApp(app_manager.OSKenApp):
 
     # ---- desired state ----------------------------------------------------------------
     def desired_flows(self, dpid: int) -> list[Any]:
-        return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
+        return (
+            self.forwarding.flows_for(dpid)
+            + self.nlb.flows_for(dpid)
+            + self.security.flows_for(dpid)
+        )
 
     def reprogram_all(self, wait_s: float = 5.0) -> bool:
         """Bring every switch taken over to the (changed) desired state; wait until each
