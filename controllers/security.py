@@ -79,6 +79,9 @@ NACL_TOP = 40000  # entry with rule number n: NACL_TOP - n (1..32766 -> above PR
 PRIO_NACL_EXEMPT = 65000  # the resolver; traffic that stays inside the subnet
 PRIO_NACL_DENY = 1  # the implicit final deny of a subnet (counted)
 
+# The tables whose flow statistics hold the drop entries drop_owner names.
+STAT_TABLES = (TABLE_SG_OUT_RULES, TABLE_NACL_OUT, TABLE_NACL_IN, TABLE_SG_IN_RULES)
+
 # ct_state (value, mask) pairs: established or related, never invalid; a new connection.
 EST = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV)
 REL = (CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV)
