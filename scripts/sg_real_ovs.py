@@ -11,12 +11,15 @@ their plan ports, programs every flow the controller would (forwarding + securit
   - PubA's ACL (in: tcp 22 denied from PrivA, everything else allowed; out: all) drops
     TCP 22 from WebA2 to WebA1 and lets TCP 80 through.
 Everything it creates is removed at the end (bridge, namespaces, conntrack zones).
-Run as root from the worktree: .venv/bin/python scripts/sg_real_ovs.py
+Run as root from the worktree: .venv/bin/python scripts/sg_real_ovs.py [--controller]
+(--controller: the lab's os-ken application programs the bridge over OpenFlow instead of
+ovs-ofctl, so os-ken's encoding of every flow meets the real switch.)
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -256,6 +259,51 @@ def drops(plan: Any, logic: SecurityLogic, dpid: int) -> dict[tuple[str, str], i
     return out
 
 
+def add_flows(flows: list[Flow]) -> bool:
+    """Program the bridge with ovs-ofctl (OVS parses the flows' text itself)."""
+    path = f"/tmp/i10d-{PID}.flows"
+    with open(path, "w") as fh:
+        fh.write("\n".join(text(f) for f in flows) + "\n")
+    r = subprocess.run(
+        f"ovs-ofctl -O OpenFlow13 add-flows {BRIDGE} {path}",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    print(f"add-flows: {len(flows)} flows, rc={r.returncode} {r.stderr.strip()}")
+    return r.returncode == 0
+
+
+def start_controller(plan: Any, dpid: int, expected: int) -> subprocess.Popen:
+    """The lab's own os-ken application programs the bridge (os-ken's encoding of every
+    flow, sent over OpenFlow): returns once the bridge holds every desired flow."""
+    with open(f"/tmp/i10d-{PID}.plan.json", "w") as fh:
+        fh.write(plan.to_json())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TESTBED_PLAN": f"/tmp/i10d-{PID}.plan.json"}
+    env.pop("TESTBED_CONTROL_SOCK", None)
+    with open(f"/tmp/i10d-{PID}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "testbed.controllers.run", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    sh(f"ovs-vsctl set bridge {BRIDGE} other-config:datapath-id={dpid:016x}")
+    sh(f"ovs-vsctl set-controller {BRIDGE} tcp:127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    held = 0
+    while held < expected:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"the controller installed {held} of {expected} flows")
+        time.sleep(0.2)
+        held = len(sh(f"ovs-ofctl -O OpenFlow13 dump-flows {BRIDGE}").splitlines()) - 1
+    print(f"controller on port {port}: {held} flows installed over OpenFlow")
+    return proc
+
+
 def main() -> int:
     plan = build_plan()
     names = ["WebA1", "WebA2", "WebA3"]
@@ -265,19 +313,12 @@ def main() -> int:
     flows = ctl.flows_for(dpid)
     logic = ctl.security
     failures = []
+    controller = None
     try:
         setup(plan, names)
-        path = f"/tmp/i10d-{PID}.flows"
-        with open(path, "w") as fh:
-            fh.write("\n".join(text(f) for f in flows) + "\n")
-        r = subprocess.run(
-            f"ovs-ofctl -O OpenFlow13 add-flows {BRIDGE} {path}",
-            shell=True,
-            capture_output=True,
-            text=True,
-        )
-        print(f"add-flows: {len(flows)} flows, rc={r.returncode} {r.stderr.strip()}")
-        if r.returncode:
+        if "--controller" in sys.argv:
+            controller = start_controller(plan, dpid, len(flows))
+        elif not add_flows(flows):
             return 1
         held = len(sh(f"ovs-ofctl -O OpenFlow13 dump-flows {BRIDGE}").splitlines()) - 1
         print(f"the bridge holds {held} flows")
@@ -329,10 +370,21 @@ def main() -> int:
             p.terminate()
             p.wait()
     finally:
+        if controller is not None:
+            controller.terminate()
+            controller.wait()
+            with open(f"/tmp/i10d-{PID}.log") as fh:
+                log = fh.read()
+            errors = [line for line in log.splitlines() if "rror" in line]
+            print(f"controller log: {len(log.splitlines())} lines, {len(errors)} with errors")
+            for line in errors[:5]:
+                print("  " + line)
+            if errors:
+                failures.append("the controller logged errors")
         teardown(plan, names)
-        path = f"/tmp/i10d-{PID}.flows"
-        if os.path.exists(path):
-            os.remove(path)
+        for suffix in ("flows", "plan.json", "log"):
+            if os.path.exists(f"/tmp/i10d-{PID}.{suffix}"):
+                os.remove(f"/tmp/i10d-{PID}.{suffix}")
     print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
     assert PRIO_DENY
     return 1 if failures else 0
