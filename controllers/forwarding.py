@@ -38,6 +38,7 @@ from testbed.controllers.flows import (
     TABLE_NACL_OUT,
     TABLE_OUTPUT,
     TABLE_ROUTE,
+    TABLE_SG_LB,
     TABLE_STEER,
     Action,
     DecTtl,
@@ -153,6 +154,7 @@ class Forwarding:
         flows += self._igw_out()
         flows += self._igw()
         flows += self._igw_route()
+        flows.append(flow(TABLE_SG_LB, 0, goto=TABLE_LB))  # NLB groups add theirs
         flows.append(flow(TABLE_LB, 0, goto=TABLE_L3_DELIVER))  # load balancers add theirs
         flows += self._l3_deliver()
         flows += self._bridge()
@@ -327,7 +329,7 @@ class Forwarding:
         """(actions, goto) of a route: the local network, the internet gateway, or a GWLB
         endpoint (the packet, unchanged, goes to the GWLB node serving it)."""
         if route.kind == "local":
-            return [], TABLE_LB
+            return [], TABLE_SG_LB  # (an NLB's groups, then its listeners)
         if route.kind == "igw":
             return [], TABLE_IGW_OUT
         if route.kind == "vpce" and route.target in self._endpoints:
@@ -385,7 +387,7 @@ class Forwarding:
     def _igw_route(self) -> list[Flow]:
         """The gateway's ingress route table: inbound traffic for a subnet can be sent
         through a GWLB endpoint first (edge association)."""
-        flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_LB)]
+        flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_SG_LB)]
         for route in self.plan.igw_routes:
             net = IPv4Network(route.destination)
             match: dict[str, Any] = {"eth_type": ETH_TYPE_IP}

@@ -12,6 +12,10 @@ is known when its replies leave through the same port, and the other way round:
     50 (output to a local port with groups) -> 55: ct(zone of the port) -> 56: the same
     decision with the ingress rules, then output to the port; else dropped (one per port).
 
+An NLB's listener traffic never reaches its nodes' ports (the fabric steers it to a target
+where it enters): the groups of an NLB node check it in table 24, between the route and the
+listeners, in the node's zone (see _nlb_node).
+
 An established packet takes exactly one conntrack lookup per direction per filtered port
 (the ct() of table 2 or 55); only the first packet of a connection is committed. The lab
 tracks every connection: AWS's "untracked flows" (both directions open to 0.0.0.0/0) are not
@@ -45,12 +49,14 @@ from testbed.controllers.flows import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    TABLE_LB,
     TABLE_NACL_IN,
     TABLE_NACL_OUT,
     TABLE_OUTPUT,
     TABLE_ROUTE,
     TABLE_SG_IN,
     TABLE_SG_IN_RULES,
+    TABLE_SG_LB,
     TABLE_SG_OUT,
     TABLE_SG_OUT_RULES,
     TABLE_STEER,
@@ -73,14 +79,21 @@ PRIO_RESOLVER = 200  # to / from the lab's resolver: never filtered
 PRIO_TRACK = 100  # table 2 / 55: every IP packet of the port through its zone
 PRIO_RULE = 1000  # + i: the i-th distinct rule match of a port (distinct: no overlaps)
 PRIO_PASS = 10  # table 55: non-IP frames go straight to the port
-PRIO_DENY = 10  # tables 3 / 56: what no rule allowed, one entry per port (counted)
+PRIO_DENY = 10  # tables 3 / 24 / 56: what no rule allowed, one entry per port (counted)
+PRIO_LB_TRACK = 5  # table 24: first pass (below every entry of the second pass)
 # Priorities in the network ACL tables.
 NACL_TOP = 40000  # entry with rule number n: NACL_TOP - n (1..32766 -> above PRIO_NACL_DENY)
 PRIO_NACL_EXEMPT = 65000  # the resolver; traffic that stays inside the subnet
 PRIO_NACL_DENY = 1  # the implicit final deny of a subnet (counted)
 
 # The tables whose flow statistics hold the drop entries drop_owner names.
-STAT_TABLES = (TABLE_SG_OUT_RULES, TABLE_NACL_OUT, TABLE_NACL_IN, TABLE_SG_IN_RULES)
+STAT_TABLES = (
+    TABLE_SG_OUT_RULES,
+    TABLE_NACL_OUT,
+    TABLE_SG_LB,
+    TABLE_NACL_IN,
+    TABLE_SG_IN_RULES,
+)
 
 # ct_state (value, mask) pairs: established or related, never invalid; a new connection.
 EST = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV)
@@ -183,6 +196,9 @@ class SecurityLogic:
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._groups = {g.name: g for g in plan.security_groups}
         self._nacls = {n.name: n for n in plan.network_acls}
+        self._nlb_nodes = {
+            n.host for lb in plan.load_balancers if lb.type == "network" for n in lb.nodes
+        }
         self.resolver_ips = sorted(
             {ip for h in plan.hosts if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
         )
@@ -304,6 +320,34 @@ class SecurityLogic:
         flows.append(flow(TABLE_SG_IN_RULES, PRIO_DENY, to_port))  # counted: sg-ingress
         return flows
 
+    def _nlb_node(self, node: HostPlan) -> list[Flow]:
+        """Table 24, on every switch: an NLB's listener traffic is steered to its targets
+        where it enters the fabric and never reaches the node's port, so the node's groups
+        check it there (inbound rules, the node's zone) before the listeners (table 25).
+        One table, two passes: ct(zone) recirculates into table 24 itself, and the second
+        pass is told apart by ct_zone (set by that ct)."""
+        zone = node.sg_zone
+        assert zone is not None
+        to_node = {"eth_type": ETH_TYPE_IP, "ipv4_dst": node.ip}
+        tracked = {**to_node, "ct_zone": zone}
+        flows = [
+            flow(TABLE_SG_LB, PRIO_LB_TRACK, to_node, [Ct(zone, TABLE_SG_LB)]),
+            flow(TABLE_SG_LB, PRIO_EST, {**tracked, "ct_state": EST}, goto=TABLE_LB),
+            flow(TABLE_SG_LB, PRIO_REL, {**tracked, "ct_state": REL}, goto=TABLE_LB),
+        ]
+        for i, m in enumerate(self.port_rules(node, ingress=True)):
+            flows.append(
+                flow(
+                    TABLE_SG_LB,
+                    PRIO_RULE + i,
+                    {**tracked, "ct_state": NEW, **m},
+                    [Ct(zone, None, commit=True)],
+                    goto=TABLE_LB,
+                )
+            )
+        flows.append(flow(TABLE_SG_LB, PRIO_DENY, tracked))  # counted: sg-ingress
+        return flows
+
     # ---- network ACLs -----------------------------------------------------------------
     def _subnet_tag(self, subnet: Any) -> int:
         return (self._vpc_index[subnet.vpc] << 32) | subnet.index
@@ -410,6 +454,11 @@ class SecurityLogic:
             if port.switch == switch:
                 flows += self._egress(port)
                 flows += self._ingress(port)
+        if any(h.switch == switch for h in self.plan.hosts):
+            # Routing (and NLB steering) happens where a packet enters: at a host's switch.
+            for node in self.ports:
+                if node.name in self._nlb_nodes:
+                    flows += self._nlb_node(node)
         flows += self._nacl()
         return flows
 
@@ -427,6 +476,9 @@ class SecurityLogic:
                 None,
             )
             return ("sg-egress", port.name) if port else None
+        if table == TABLE_SG_LB and priority == PRIO_DENY:
+            node = next((p for p in self.ports if p.ip == match.get("ipv4_dst")), None)
+            return ("sg-ingress", node.name) if node else None
         if table == TABLE_SG_IN_RULES and priority == PRIO_DENY:
             port = next((p for p in self.ports if p.mac == match.get("eth_dst")), None)
             return ("sg-ingress", port.name) if port else None

@@ -294,7 +294,7 @@ class FakeSwitch:
         pkt = {
             k: v
             for k, v in pkt.items()
-            if not k.startswith("reg") and k not in ("ct_state", "ct_label")
+            if not k.startswith("reg") and k not in ("ct_state", "ct_label", "ct_zone")
         }
         pkt.update(in_port=in_port, metadata=0)
         table: int | None = 0
@@ -339,6 +339,7 @@ class FakeSwitch:
                         # No recirculation: the packet goes on, its ct fields hidden.
                         pkt["ct_state"], pkt["ct_label"] = 0, 0
                         continue
+                    pkt["ct_zone"] = a.zone  # matchable after the recirculation
                     next_table = a.table  # ct recirculates: the rest runs in a.table
                     break
             if f.metadata is not None:

@@ -251,7 +251,11 @@ def security_flows() -> list[Flow]:
     )
     plan = secured((web,), {"WebA2": ("Web",), "WebB2": ("Web",)}, (nacl,))
     logic = SecurityLogic(plan)
-    return [f for s in plan.switches for f in logic.flows_for(s.dpid)]
+    flows = [f for s in plan.switches for f in logic.flows_for(s.dpid)]
+    # An NLB with groups: its nodes' check in table 24 (ct_zone tells the two passes apart).
+    members = {"NLB-1a": ("Web",), "NLB-1b": ("Web",)}
+    nlb = SecurityLogic(secured((web,), members, plan=nlb_plan()))
+    return flows + [f for s in plan.switches for f in nlb.flows_for(s.dpid)]
 
 
 FLOWS = controller_flows()
@@ -406,6 +410,7 @@ def test_security_flows_use_every_match_they_need_on_the_wire():
         "ipv4_src/masked",
         "ipv4_dst/masked",
         "metadata/masked",
+        "ct_zone",
         "in_port",
         "eth_dst",
     }

@@ -356,3 +356,50 @@ def test_rule_matches_use_whole_networks():
     (m,) = logic.rule_matches(ALL, "ipv4_dst")
     assert "ipv4_dst" not in m
     assert "ip_proto" not in m
+
+
+def nlb_with_groups(nlb_group):
+    from tests.nlb_fixture import nlb_plan
+
+    return secured((nlb_group,), {"NLB-1a": ("Nlb",), "NLB-1b": ("Nlb",)}, plan=nlb_plan())
+
+
+def test_an_nlb_with_groups_checks_listener_traffic_where_the_fabric_steers_it():
+    from testbed.controllers.flows import TABLE_SG_LB
+
+    plan = nlb_with_groups(group("Nlb", ingress=(tcp(80, cidr="198.51.100.10/32"),)))
+    fab = fabric(plan)
+    first = ip_packet(plan, "Client1", "203.0.113.12", tcp_src=42000, tcp_dst=80)
+    res = fab.send("Client1", first)
+    assert len(res.hosts) == 1  # a target got it, through the node's group
+    target = res.hosts[0]
+    assert (fab.by_name[plan.host("Client1").switch], TABLE_SG_LB) in res.hops
+    again = fab.send("Client1", {**first, "tcp_flags_nxm": 0x10})
+    assert again.hosts == [target]  # established: the same target
+    res = fab.send("Client2", ip_packet(plan, "Client2", "203.0.113.12", tcp_dst=80))
+    assert res.hosts == []
+    assert last_table(res) == TABLE_SG_LB
+    udp = ip_packet(plan, "Client1", "203.0.113.12", proto=17, udp_dst=9000)
+    assert fab.send("Client1", udp).hosts == []  # no rule for the UDP listener
+    inside = ip_packet(plan, "WebB1", "10.0.2.5", tcp_dst=80)
+    assert fab.send("WebB1", inside).hosts == []  # the private address: the same group
+    logic = SecurityLogic(plan)
+    dpid = fab.by_name[plan.host("Client1").switch]
+    deny = {"eth_type": 0x0800, "ipv4_dst": "10.0.0.5", "ct_zone": plan.host("NLB-1a").sg_zone}
+    assert logic.drop_owner(dpid, TABLE_SG_LB, PRIO_DENY, deny) == ("sg-ingress", "NLB-1a")
+
+
+def test_an_nlb_without_groups_stays_open():
+    from testbed.controllers.flows import TABLE_SG_LB
+    from tests.nlb_fixture import nlb_plan
+
+    plan = secured(plan=nlb_plan())
+    fab = fabric(plan)
+    res = fab.send("Client2", ip_packet(plan, "Client2", "203.0.113.12", tcp_dst=80))
+    assert len(res.hosts) == 1
+    assert all(
+        f.priority == 0
+        for s in plan.switches
+        for f in SecurityLogic(plan).flows_for(s.dpid)
+        if f.table == TABLE_SG_LB
+    )
