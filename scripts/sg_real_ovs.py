@@ -11,15 +11,18 @@ their plan ports, programs every flow the controller would (forwarding + securit
   - PubA's ACL (in: tcp 22 denied from PrivA, everything else allowed; out: all) drops
     TCP 22 from WebA2 to WebA1 and lets TCP 80 through.
 Everything it creates is removed at the end (bridge, namespaces, conntrack zones).
-Run as root from the worktree: .venv/bin/python scripts/sg_real_ovs.py [--controller]
+Run as root from the worktree: .venv/bin/python scripts/sg_real_ovs.py [--controller] [--bench]
 (--controller: the lab's os-ken application programs the bridge over OpenFlow instead of
-ovs-ofctl, so os-ken's encoding of every flow meets the real switch.)
+ovs-ofctl, so os-ken's encoding of every flow meets the real switch. --bench: throughput and
+new connections/s to WebA2 (a 50-rule group) vs WebA3 (no groups), alternating, one run.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +52,7 @@ from tests.security_fixture import (
 
 PID = os.getpid()
 BRIDGE = f"i10d-{PID}"
+LISTEN_S = 120 if "--bench" in sys.argv else 20  # how long the echo listeners live
 ZONE_BASE = 0xE000  # far from the labs' blocks (0x4000 + 32 per lab)
 
 FIELD = {
@@ -136,6 +140,9 @@ def build_plan() -> Any:
             tcp(80),
             tcp(8000, 8100, cidr="10.0.0.0/24"),  # masked port matches
             SgRulePlan(1, 8, -1, cidr="10.0.1.5/32"),  # echo requests from WebA3 only
+            tcp(5201),  # iperf3 (--bench)
+            # Rules that match nothing here, so that the group has 50 (the issue's benchmark).
+            *(tcp(10000 + i, cidr=f"192.0.2.{i}/32") for i in range(45)),
         ),
         egress=(),  # no outbound rule at all
     )
@@ -204,11 +211,11 @@ def tcp_try(src: str, dst_ip: str, port: int) -> bool:
 
 
 def listen(host: str, port: int) -> subprocess.Popen:
-    """A bounded echo listener (exits after 20 s)."""
+    """A bounded echo listener (exits after LISTEN_S)."""
     code = (
         "import socket,select,time\n"
         "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-        f"s.bind(('0.0.0.0',{port}));s.listen(8);end=time.time()+20\n"
+        f"s.bind(('0.0.0.0',{port}));s.listen(64);end=time.time()+{LISTEN_S}\n"
         "while time.time()<end:\n"
         "  r,_,_=select.select([s],[],[],0.2)\n"
         "  if r:\n"
@@ -304,6 +311,55 @@ def start_controller(plan: Any, dpid: int, expected: int) -> subprocess.Popen:
     return proc
 
 
+def iperf(dst_host: str, dst_ip: str) -> float:
+    """TCP throughput (Gbit/s) from WebA1 to dst_ip for 2 s (a bounded iperf3 pair)."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", ns(dst_host), "iperf3", "-s", "-1", "-p", "5201"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(dst_host, 5201)
+        out = in_ns("WebA1", f"iperf3 -c {dst_ip} -p 5201 -t 2 -J")
+        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        server.wait(timeout=10)
+
+
+def connection_rate(dst_ip: str, count: int = 200) -> float:
+    """New TCP connections per second from WebA1 to dst_ip:80 (each: connect, echo, close)."""
+    code = (
+        "import socket,time\n"
+        "t=time.monotonic()\n"
+        f"for _ in range({count}):\n"
+        f"  s=socket.create_connection(('{dst_ip}',80),timeout=2);s.sendall(b'ping')\n"
+        "  s.recv(4);s.close()\n"
+        f"print({count}/(time.monotonic()-t))\n"
+    )
+    r = subprocess.run(
+        ["ip", "netns", "exec", ns("WebA1"), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(r.stdout)
+
+
+def bench(rounds: int = 3) -> None:
+    """WebA1 -> WebA2 (a 50-rule group, one conntrack lookup per direction on its port)
+    against WebA1 -> WebA3 (no groups), alternating in one run; prints the ratios."""
+    grouped: dict[str, list[float]] = {"gbps": [], "conn/s": []}
+    plain: dict[str, list[float]] = {"gbps": [], "conn/s": []}
+    for _ in range(rounds):
+        grouped["gbps"].append(iperf("WebA2", "10.0.1.4"))
+        plain["gbps"].append(iperf("WebA3", "10.0.1.5"))
+        grouped["conn/s"].append(connection_rate("10.0.1.4"))
+        plain["conn/s"].append(connection_rate("10.0.1.5"))
+    for key in ("gbps", "conn/s"):
+        g, p = statistics.median(grouped[key]), statistics.median(plain[key])
+        print(f"bench {key}: grouped {g:.2f} / ungrouped {p:.2f} = ratio {g / p:.2f}")
+        print(f"  rounds grouped {grouped[key]} ungrouped {plain[key]}")
+
+
 def main() -> int:
     plan = build_plan()
     names = ["WebA1", "WebA2", "WebA3"]
@@ -324,7 +380,7 @@ def main() -> int:
         print(f"the bridge holds {held} flows")
         ports = [("WebA2", p) for p in (80, 81, 7999, 8000, 8080, 8100, 8101)]
         ports += [("WebA1", 22), ("WebA1", 80), ("WebA3", 80)]
-        listeners = [listen(host, port) for host, port in ports]
+        listeners = [listen(host, port) for host, port in ports]  # (20 s each)
         for host, port in ports:
             wait_listening(host, port)
         checks = [
@@ -358,6 +414,8 @@ def main() -> int:
             print(f"{'ok  ' if got == want else 'FAIL'} {name}: {'passes' if got else 'dropped'}")
             if got != want:
                 failures.append(name)
+        if "--bench" in sys.argv:
+            bench()
         counted = drops(plan, logic, dpid)
         print(f"drop counters: {counted}")
         for key in (("sg-ingress", "WebA2"), ("sg-egress", "WebA2"), ("nacl-in", "PubAcl")):
