@@ -194,3 +194,41 @@ def test_drop_entries_name_their_acl_for_the_counters():
 def _as_stats(match: dict) -> dict:
     """A match as flow statistics report it: masked values as [value, mask] lists."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in match.items()}
+
+
+def test_every_pair_through_groups_and_acls_everywhere_is_unambiguous():
+    # Every host grouped (the VPC's default group), every subnet with an ACL, an NLB with
+    # groups: whatever is sent, no two entries of one table match at one priority (the fake
+    # switch raises), and what passes is what the rules say.
+    from testbed.plan.network import SgRulePlan
+    from tests.nlb_fixture import nlb_plan
+
+    default = group("VPC.default", ingress=(SgRulePlan(-1, group="VPC.default"),))
+    hosts = ("WebA1", "WebA2", "WebA3", "WebB1", "WebB2", "NLB-1a", "NLB-1b")
+    everywhere = acl(
+        "All",
+        ("PubA", "PrivA", "PubB", "PrivB"),
+        entry(100, False, 6, "0.0.0.0/0", ports=(22, 22), allow=False),
+        entry(200, False),
+        entry(100, True),
+    )
+    plan = secured(
+        (default,), dict.fromkeys(hosts, ("VPC.default",)), (everywhere,), plan=nlb_plan()
+    )
+    fab = fabric(plan)
+    vpc_hosts = [h for h in plan.hosts if h.name in hosts]
+    for src in [*vpc_hosts, plan.host("Client1")]:
+        for dst in [*vpc_hosts, plan.host("LabDNS")]:
+            if src.name == dst.name:
+                continue
+            for proto, extra in ((6, {"tcp_dst": 22}), (6, {}), (17, {}), (1, {})):
+                pkt = ip_packet(plan, src.name, dst.ip, proto=proto, **extra)
+                got = fab.send(src.name, pkt).hosts
+                crossing = src.subnet != dst.subnet
+                if dst.kind == "dns":
+                    assert got == ["LabDNS"], (src.name, dst.name)
+                elif src.kind == "client" or (proto == 6 and extra and crossing):
+                    assert got == [], (src.name, dst.name, proto)  # no group / ACL rule 100
+                elif dst.kind == "instance":  # members, allowed by the ACL or one subnet
+                    assert got == [dst.name], (src.name, dst.name, proto, extra)
+                # (To an NLB node: a target of its own would be a hairpin, AWS drops it too.)
