@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -141,10 +142,28 @@ class LabApp(app_manager.OSKenApp):
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
+    def reload_security(self) -> bool:
+        """Security groups and ACL entries from the plan file again (a live update wrote
+        it): only their flows change; conntrack keeps every established flow, as on AWS
+        a removed rule does not cut a tracked connection. True once every switch has them."""
+        self._load_security()
+        return self.reprogram_all()
+
+    def _load_security(self) -> None:
+        plan = NetworkPlan.from_json(Path(os.environ["TESTBED_PLAN"]).read_text())
+        with self.lock:
+            self.plan = replace(
+                self.plan,
+                security_groups=plan.security_groups,
+                network_acls=plan.network_acls,
+            )
+            self.security = SecurityLogic(self.plan)
+
     def activate(self, await_targets: bool) -> None:
         """A standby becomes the lab's controller: continue the counters from what the last
         one saved (they moved on since this process started); wait for the target states
         if the holder will send them."""
+        self._load_security()  # a live update may have changed them since it started
         with self.lock:
             self.awaiting_targets = await_targets
             if self.counters_path is not None and self.counters_path.exists():
@@ -449,6 +468,10 @@ class LabApp(app_manager.OSKenApp):
             return Reply(ok=True)
         if req["op"] == "activate":
             self.activate(bool(req["await_targets"]))
+            return Reply(ok=True)
+        if req["op"] == "reload_security":
+            if not self.reload_security():
+                return Reply(ok=False, error="a switch did not acknowledge within 5 s")
             return Reply(ok=True)
         flushed = self.terminate(req["lb"], req["ip"], int(req["port"]))
         return TerminateReply(ok=True, flushed=flushed)

@@ -23,6 +23,7 @@ from testbed.messages import (
     HealthReportRequest,
     NlbStatsReply,
     NlbStatsRequest,
+    ReloadSecurityRequest,
     Reply,
     SetTargetsRequest,
     StatsReply,
@@ -100,6 +101,12 @@ def controller_activate(path: str, await_targets: bool, timeout: float = 10.0) -
     `await_targets`)."""
     request = ActivateRequest(op="activate", await_targets=await_targets)
     return ask(path, request, Reply, timeout)
+
+
+def controller_reload_security(path: str, timeout: float = 10.0) -> Reply:
+    """The controller on `path` reprograms security groups and ACLs from the plan file;
+    returns once the switches have them."""
+    return ask(path, ReloadSecurityRequest(op="reload_security"), Reply, timeout)
 
 
 def controller_terminate(

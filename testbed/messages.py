@@ -351,6 +351,13 @@ class ActivateRequest(TypedDict):
     await_targets: bool  # program nothing before the holder's set_targets
 
 
+class ReloadSecurityRequest(TypedDict):
+    """Security groups or network ACL entries changed (a live update): the controller reads
+    them from the plan file again and reprograms their flows; established flows stay."""
+
+    op: Literal["reload_security"]
+
+
 ControllerRequest = (
     StatusRequest
     | StatsRequest
@@ -358,6 +365,7 @@ ControllerRequest = (
     | SetTargetsRequest
     | TerminateRequest
     | ActivateRequest
+    | ReloadSecurityRequest
 )
 
 

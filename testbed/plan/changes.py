@@ -2,7 +2,9 @@
 
 A running lab takes, without down/up, the changes an ALB applies in place on AWS: listener
 rules and default actions, target groups (targets, health checks, attributes) and load
-balancer attributes of application load balancers. Everything else (hosts, subnets, routes,
+balancer attributes of application load balancers; and the rules of security groups and the
+entries of network ACLs (the controller reprograms their flows; established flows stay).
+Everything else (hosts, subnets, routes,
 other load balancer types, listener ports, ...) is built into namespaces, links and flows and
 needs `testbed down` and `testbed up`.
 
@@ -20,6 +22,8 @@ from testbed.plan.network import NetworkPlan
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
 ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
 MAX_SHOWN = 15
+# Live changes of security groups and ACL entries start with these (see security_changes).
+SECURITY_PREFIXES = ("security_groups.", "network_acls.")
 
 
 def _named(items: list[Any]) -> dict[str, Any] | None:
@@ -87,6 +91,22 @@ def _without_targets(live: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _split_security(d: dict[str, Any]) -> dict[str, Any]:
+    """Take the live part of security out of a plan dict: every group (rules; which ports
+    carry a group is in the hosts) and each ACL's entries (its subnets stay fixed)."""
+    acls = d.get("network_acls", [])
+    d["network_acls"] = [{k: v for k, v in n.items() if k != "entries"} for n in acls]
+    return {
+        "security_groups": d.pop("security_groups", []),
+        "network_acls": [{"name": n["name"], "entries": n.get("entries", [])} for n in acls],
+    }
+
+
+def security_changes(live: list[str]) -> list[str]:
+    """The live changes that are security group rules or ACL entries."""
+    return [c for c in live if c.startswith(SECURITY_PREFIXES)]
+
+
 def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[str], list[str]]:
     """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
 
@@ -105,7 +125,9 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
                 lbs.append(lb)
         d["load_balancers"] = lbs
     old_live, new_live = a.pop("_alb_live", {}), b.pop("_alb_live", {})
+    old_sec, new_sec = _split_security(a), _split_security(b)
     other = differences(a, b)
+    live += differences(old_sec, new_sec)
     for name in sorted(set(old_live) & set(new_live)):
         found = differences(old_live[name], new_live[name], f"load_balancers.{name}")
         live += found

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from testbed import naming
+from testbed import asks, naming
 from testbed.errors import BadInput, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
@@ -49,8 +49,8 @@ from testbed.messages import (
     UpdateRequest,
 )
 from testbed.model import StackModel, load_model
-from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
-from testbed.plan.changes import describe, plan_changes
+from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
+from testbed.plan.changes import describe, plan_changes, security_changes
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
 from testbed.stack.supervisor import ControllerSupervisor
@@ -300,6 +300,36 @@ class Holder:
         return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
 
     # ---- template updates ---------------------------------------------------------------
+    def _write_plan(self, plan: NetworkPlan) -> None:
+        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
+        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
+
+    def _update_security(self, old: NetworkPlan, plan: NetworkPlan, changes: list[str]) -> None:
+        """The controller reprograms groups and ACLs from the plan file just written (live:
+        established flows stay); on failure the old plan goes back, then TestbedError."""
+        resources = sorted({_security_resource(c) for c in changes})
+        for lid, rtype in resources:
+            self.events.emit(lid, rtype, "UPDATE_IN_PROGRESS", "rules changed")
+        sock = str(self.lab_dir / CONTROLLER_SOCK)
+        try:
+            asks.controller_reload_security(sock)
+        except Exception as exc:
+            reason = _brief(exc)
+            self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
+            self._write_plan(old)
+            try:
+                asks.controller_reload_security(sock)
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
+                self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
+            except Exception as again:
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", _brief(again))
+                self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
+            raise TestbedError(
+                f"update of lab {self.name} failed and was rolled back: {reason}"
+            ) from exc
+        for lid, rtype in resources:
+            self.events.emit(lid, rtype, "UPDATE_COMPLETE")
+
     def update(self, request: UpdateRequest) -> UpdateReply:
         """Apply a new template (and parameters) to the running lab, if what changes can
         change live (testbed.plan.changes); BadInput naming every other change otherwise."""
@@ -320,7 +350,8 @@ class Holder:
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
-                f"rules, target groups, targets and attributes):\n"
+                f"rules, target groups, targets and attributes; security group rules, "
+                f"network ACL entries):\n"
                 f"{describe(other)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )
@@ -329,9 +360,11 @@ class Holder:
             return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
+        security = security_changes(live)
         by_lb: dict[str, list[str]] = {}
         for change in live:
-            by_lb.setdefault(change.split(".")[1], []).append(change)
+            if change.startswith("load_balancers."):
+                by_lb.setdefault(change.split(".")[1], []).append(change)
         for lb_name in by_lb:
             self.events.emit(
                 lb_name,
@@ -341,7 +374,7 @@ class Holder:
             )
         lb_service = self.lb_service
         try:
-            done = lb_service.update(plan, reload) if lb_service and live else []
+            done = lb_service.update(plan, reload) if lb_service and by_lb else []
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
@@ -357,8 +390,9 @@ class Holder:
             raise TestbedError(
                 f"update of lab {self.name} failed and was rolled back: {reason}"
             ) from exc
-        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
-        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
+        self._write_plan(plan)
+        if security:
+            self._update_security(old, plan, security)
         self.builder.plan = plan
         for lb_name, changes in by_lb.items():
             mine = [d for d in done if d.startswith(lb_name + ":")]
@@ -403,6 +437,14 @@ class Holder:
         self.save(state="DELETE_COMPLETE", reason=reason, deleted=time.time())
         self.events.emit(self.name, STACK_TYPE, "DELETE_COMPLETE", report.summary())
         self._finish()
+
+
+def _security_resource(change: str) -> tuple[str, str]:
+    """(logical id, resource type) a security change is about."""
+    kind, name = change.split(".")[:2]
+    if kind == "security_groups":
+        return name, "AWS::EC2::SecurityGroup"
+    return name, "AWS::EC2::NetworkAcl"
 
 
 def _controller_info(controller: ControllerProcess) -> ControllerInfo:
