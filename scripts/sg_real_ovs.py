@@ -210,19 +210,89 @@ def tcp_try(src: str, dst_ip: str, port: int) -> bool:
     return r.returncode == 0
 
 
-def listen(host: str, port: int) -> subprocess.Popen:
-    """A bounded echo listener (exits after LISTEN_S)."""
+def held_connection(dst_ip: str, port: int) -> subprocess.Popen:
+    """A connection from WebA1 that stays open: it echoes "ping" once at once, then once
+    per line on its stdin, and prints "ok" or "lost" after each exchange."""
     code = (
-        "import socket,select,time\n"
-        "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-        f"s.bind(('0.0.0.0',{port}));s.listen(64);end=time.time()+{LISTEN_S}\n"
-        "while time.time()<end:\n"
-        "  r,_,_=select.select([s],[],[],0.2)\n"
-        "  if r:\n"
-        "    c,_=s.accept();c.settimeout(2)\n"
-        "    try: c.sendall(c.recv(4))\n"
-        "    except OSError: pass\n"
-        "    c.close()\n"
+        "import socket,sys\n"
+        f"s=socket.create_connection(('{dst_ip}',{port}),timeout=3)\n"
+        "def once():\n"
+        "  try:\n"
+        "    s.sendall(b'ping');print('ok' if s.recv(4)==b'ping' else 'lost',flush=True)\n"
+        "  except OSError: print('lost',flush=True)\n"
+        "once()\n"
+        "for _ in sys.stdin: once()\n"
+    )
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns("WebA1"), sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def live_rule_removal(plan: Any) -> list[str]:
+    """With a connection to WebA2:8050 established (rule tcp 8000-8100), the rule goes (a
+    live update: the plan file changes, the controller's reload_security): the connection
+    goes on, a new one to 8050 is dropped, port 80 still opens."""
+    from dataclasses import replace
+
+    from testbed import asks
+
+    failures = []
+    server = listen("WebA2", 8050, persistent=True)
+    wait_listening("WebA2", 8050)
+    conn = held_connection("10.0.1.4", 8050)
+    assert conn.stdin is not None
+    assert conn.stdout is not None
+    first = conn.stdout.readline().strip()
+    web = plan.security_group("Web")
+    kept = tuple(r for r in web.ingress if r.from_port != 8000)
+    fewer = replace(plan, security_groups=(replace(web, ingress=kept),))
+    with open(f"/tmp/i10d-{PID}.plan.json", "w") as fh:
+        fh.write(fewer.to_json())
+    asks.controller_reload_security(f"/tmp/i10d-{PID}.sock")
+    conn.stdin.write("again\n")
+    conn.stdin.flush()
+    second = conn.stdout.readline().strip()
+    checks = [
+        ("held connection before the rule goes", first == "ok", True),
+        ("held connection after the rule went (tracked)", second == "ok", True),
+        ("new connection to 8050 after the rule went", tcp_try("WebA1", "10.0.1.4", 8050), False),
+        ("new connection to 80 (its rule stays)", tcp_try("WebA1", "10.0.1.4", 80), True),
+    ]
+    conn.stdin.close()
+    conn.wait(timeout=10)
+    server.terminate()
+    server.wait()
+    for name, got, want in checks:
+        print(f"{'ok  ' if got == want else 'FAIL'} live update: {name}: {got}")
+        if got != want:
+            failures.append(name)
+    return failures
+
+
+def listen(host: str, port: int, persistent: bool = False) -> subprocess.Popen:
+    """A bounded echo listener (exits after LISTEN_S): one exchange per connection, or
+    every exchange until the client closes (persistent)."""
+    code = (
+        (
+            "import socket,select,time\n"
+            "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            f"s.bind(('0.0.0.0',{port}));s.listen(64);end=time.time()+{LISTEN_S}\n"
+            "while time.time()<end:\n"
+            "  r,_,_=select.select([s],[],[],0.2)\n"
+            "  if r:\n"
+            "    c,_=s.accept();c.settimeout(LIFE)\n"
+            "    try:\n"
+            "      d=c.recv(4)\n"
+            "      while d:\n"
+            "        c.sendall(d);d=c.recv(4) if MORE else b''\n"
+            "    except OSError: pass\n"
+            "    c.close()\n"
+        )
+        .replace("LIFE", str(LISTEN_S if persistent else 2))
+        .replace("MORE", str(persistent))
     )
     p = subprocess.Popen(["ip", "netns", "exec", ns(host), sys.executable, "-c", code])
     return p
@@ -290,7 +360,7 @@ def start_controller(plan: Any, dpid: int, expected: int) -> subprocess.Popen:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "TESTBED_PLAN": f"/tmp/i10d-{PID}.plan.json"}
-    env.pop("TESTBED_CONTROL_SOCK", None)
+    env["TESTBED_CONTROL_SOCK"] = f"/tmp/i10d-{PID}.sock"
     with open(f"/tmp/i10d-{PID}.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "testbed.controllers.run", "--port", str(port)],
@@ -416,6 +486,8 @@ def main() -> int:
                 failures.append(name)
         if "--bench" in sys.argv:
             bench()
+        if controller is not None:
+            failures += live_rule_removal(plan)
         counted = drops(plan, logic, dpid)
         print(f"drop counters: {counted}")
         for key in (("sg-ingress", "WebA2"), ("sg-egress", "WebA2"), ("nacl-in", "PubAcl")):
@@ -440,7 +512,7 @@ def main() -> int:
             if errors:
                 failures.append("the controller logged errors")
         teardown(plan, names)
-        for suffix in ("flows", "plan.json", "log"):
+        for suffix in ("flows", "plan.json", "log", "sock"):
             if os.path.exists(f"/tmp/i10d-{PID}.{suffix}"):
                 os.remove(f"/tmp/i10d-{PID}.{suffix}")
     print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
