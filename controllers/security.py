@@ -78,6 +78,7 @@ PRIO_REL = 64990  # related to a tracked connection (ICMP errors, ...)
 PRIO_RESOLVER = 200  # to / from the lab's resolver: never filtered
 PRIO_TRACK = 100  # table 2 / 55: every IP packet of the port through its zone
 PRIO_RULE = 1000  # + i: the i-th distinct rule match of a port (distinct: no overlaps)
+MAX_RULE_ENTRIES = 60000  # PRIO_RULE + i stays below PRIO_REL
 PRIO_PASS = 10  # table 55: non-IP frames go straight to the port
 PRIO_DENY = 10  # tables 3 / 24 / 56: what no rule allowed, one entry per port (counted)
 PRIO_LB_TRACK = 5  # table 24: first pass (below every entry of the second pass)
@@ -241,6 +242,12 @@ class SecurityLogic:
             for rule in group.ingress if ingress else group.egress:
                 for m in self.rule_matches(rule, "ipv4_src" if ingress else "ipv4_dst"):
                     seen.setdefault(_key(m), m)
+        if len(seen) > MAX_RULE_ENTRIES:
+            direction = "ingress" if ingress else "egress"
+            raise ValueError(
+                f"{port.name}: its groups' {direction} rules make {len(seen)} flow entries; "
+                f"the lab gives a port at most {MAX_RULE_ENTRIES}"
+            )
         return list(seen.values())
 
     def _egress(self, port: HostPlan) -> list[Flow]:

@@ -403,3 +403,15 @@ def test_an_nlb_without_groups_stays_open():
         for f in SecurityLogic(plan).flows_for(s.dpid)
         if f.table == TABLE_SG_LB
     )
+
+
+def test_a_port_whose_rules_outgrow_the_priorities_is_refused():
+    many = group(
+        "Many",
+        ingress=tuple(tcp(1, 65534, cidr=f"10.{i // 250}.{i % 250}.0/24") for i in range(2100)),
+    )
+    plan = secured((many,), {"WebA2": ("Many",)})
+    logic = SecurityLogic(plan)
+    dpid = plan.switch(plan.host("WebA2").switch).dpid
+    with pytest.raises(ValueError, match="WebA2: its groups' ingress rules make"):
+        logic.flows_for(dpid)
