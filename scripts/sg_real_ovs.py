@@ -14,7 +14,8 @@ Everything it creates is removed at the end (bridge, namespaces, conntrack zones
 Run as root from the worktree: .venv/bin/python scripts/sg_real_ovs.py [--controller] [--bench]
 (--controller: the lab's os-ken application programs the bridge over OpenFlow instead of
 ovs-ofctl, so os-ken's encoding of every flow meets the real switch. --bench: throughput and
-new connections/s to WebA2 (a 50-rule group) vs WebA3 (no groups), alternating, one run.)
+new connections/s to WebA2 (a 50-rule group) vs WebA3 (no groups), alternating, one run;
+--rounds=N: how many alternations, default 3; --conns=N connections per measurement.)
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from tests.security_fixture import (
 
 PID = os.getpid()
 BRIDGE = f"i10d-{PID}"
-LISTEN_S = 120 if "--bench" in sys.argv else 20  # how long the echo listeners live
+CONNS = next((int(a.split("=")[1]) for a in sys.argv if a.startswith("--conns=")), 200)
+LISTEN_S = 600 if "--bench" in sys.argv else 20  # how long the echo listeners live
 ZONE_BASE = 0xE000  # far from the labs' blocks (0x4000 + 32 per lab)
 
 FIELD = {
@@ -422,11 +424,15 @@ def bench(rounds: int = 3) -> None:
     for _ in range(rounds):
         grouped["gbps"].append(iperf("WebA2", "10.0.1.4"))
         plain["gbps"].append(iperf("WebA3", "10.0.1.5"))
-        grouped["conn/s"].append(connection_rate("10.0.1.4"))
-        plain["conn/s"].append(connection_rate("10.0.1.5"))
+        grouped["conn/s"].append(connection_rate("10.0.1.4", CONNS))
+        plain["conn/s"].append(connection_rate("10.0.1.5", CONNS))
     for key in ("gbps", "conn/s"):
         g, p = statistics.median(grouped[key]), statistics.median(plain[key])
-        print(f"bench {key}: grouped {g:.2f} / ungrouped {p:.2f} = ratio {g / p:.2f}")
+        paired = statistics.median(a / b for a, b in zip(grouped[key], plain[key]))
+        print(
+            f"bench {key}: grouped {g:.2f} / ungrouped {p:.2f} = ratio {g / p:.2f} "
+            f"(median of the rounds' ratios {paired:.2f})"
+        )
         print(f"  rounds grouped {grouped[key]} ungrouped {plain[key]}")
 
 
@@ -485,7 +491,8 @@ def main() -> int:
             if got != want:
                 failures.append(name)
         if "--bench" in sys.argv:
-            bench()
+            rounds = [int(a.split("=")[1]) for a in sys.argv if a.startswith("--rounds=")]
+            bench(rounds[0] if rounds else 3)
         if controller is not None:
             failures += live_rule_removal(plan)
         counted = drops(plan, logic, dpid)
