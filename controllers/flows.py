@@ -30,6 +30,7 @@ TABLE_ROUTE = 20  # VPC router: local route, internet gateway NAT
 TABLE_IGW_OUT = 21  # leaving through the internet gateway: its 1:1 NAT of the source
 TABLE_IGW = 22  # the internet gateway: to the internet, or its 1:1 NAT of the destination
 TABLE_IGW_ROUTE = 23  # the gateway's ingress route table (e.g. through a GWLB endpoint)
+TABLE_SG_LB = 24  # security groups of an NLB node, for the traffic the fabric steers
 TABLE_LB = 25  # routed packets to a load balancer node: listeners pick a target
 TABLE_L3_DELIVER = 30  # routed packets: rewrite MACs toward the destination host
 TABLE_NACL_IN = 35  # network ACL of the destination subnet, inbound (routed traffic only)

@@ -40,8 +40,11 @@ from testbed.controllers.flows import (
     TABLE_IGW_ROUTE,
     TABLE_L3_DELIVER,
     TABLE_LB,
+    TABLE_NACL_IN,
+    TABLE_NACL_OUT,
     TABLE_OUTPUT,
     TABLE_ROUTE,
+    TABLE_SG_LB,
     TABLE_STEER,
     Action,
     DecTtl,
@@ -51,6 +54,7 @@ from testbed.controllers.flows import (
     SetField,
     flow,
 )
+from testbed.controllers.security import deliver, egress_table
 from testbed.plan.network import HostPlan, NetworkPlan, RoutePlan
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
@@ -150,11 +154,16 @@ class Forwarding:
         flows: list[Flow] = []
         flows += self._classify(switch)
         flows += self._arp_responder(switch)
-        flows.append(flow(TABLE_STEER, 0, goto=TABLE_ROUTE))
+        # Routed or not, packets pass the source subnet's network ACL (tables 15, 35:
+        # testbed.controllers.security), which only looks at routed ones.
+        flows.append(flow(TABLE_STEER, 0, goto=TABLE_NACL_OUT))
+        flows.append(flow(TABLE_NACL_OUT, 0, goto=TABLE_ROUTE))  # the default ACL: pass
+        flows.append(flow(TABLE_NACL_IN, 0, goto=TABLE_OUTPUT))
         flows += self._route()
         flows += self._igw_out()
         flows += self._igw()
         flows += self._igw_route()
+        flows.append(flow(TABLE_SG_LB, 0, goto=TABLE_LB))  # NLB groups add theirs
         flows.append(flow(TABLE_LB, 0, goto=TABLE_L3_DELIVER))  # load balancers add theirs
         flows += self._l3_deliver()
         flows += self._bridge()
@@ -236,7 +245,7 @@ class Forwarding:
                 TABLE_CLASSIFY,
                 200,
                 tuple(sorted({**sent_by, **source}.items())),
-                goto=TABLE_STEER,
+                goto=egress_table(h),  # through its security groups, if any
                 metadata=(self.realm_tag(h), SUBNET_MASK),
             )
             for source in sources
@@ -334,7 +343,7 @@ class Forwarding:
         endpoint (the packet, unchanged, goes to the GWLB node serving it) or a NAT gateway
         (a router hop to the gateway's host, which translates and forwards it)."""
         if route.kind == "local":
-            return [], TABLE_LB
+            return [], TABLE_SG_LB  # (an NLB's groups, then its listeners)
         if route.kind == "igw":
             return [], TABLE_IGW_OUT
         if route.kind == "vpce" and route.target in self._endpoints:
@@ -403,7 +412,7 @@ class Forwarding:
     def _igw_route(self) -> list[Flow]:
         """The gateway's ingress route table: inbound traffic for a subnet can be sent
         through a GWLB endpoint first (edge association)."""
-        flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_LB)]
+        flows = [flow(TABLE_IGW_ROUTE, 0, goto=TABLE_SG_LB)]
         for route in self.plan.igw_routes:
             net = IPv4Network(route.destination)
             match: dict[str, Any] = {"eth_type": ETH_TYPE_IP}
@@ -427,7 +436,7 @@ class Forwarding:
                             SetField("eth_dst", h.mac),
                             DecTtl(),
                         ],
-                        goto=TABLE_OUTPUT,
+                        goto=TABLE_NACL_IN,  # the destination subnet's network ACL
                     )
                 )
         return flows
@@ -448,7 +457,11 @@ class Forwarding:
     def _output(self, switch: str) -> list[Flow]:
         flows = [flow(TABLE_OUTPUT, 0)]
         for h in self._ports:
-            port = h.port if h.switch == switch else self.port_toward(switch, h.switch)
+            if h.switch == switch:
+                # Its own port: through the port's security groups, if any.
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, *deliver(h)))
+                continue
+            port = self.port_toward(switch, h.switch)
             if port is not None:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
         for endpoint in self.plan.endpoints:

@@ -41,6 +41,7 @@ from testbed.controllers.nlb import NlbLogic, RuntimeTarget, endpoint_label
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
 from testbed.controllers.nlb_counters import NlbCounters, active_flows
 from testbed.controllers.ofadapter import FlowSync
+from testbed.controllers.security import SecurityLogic
 from testbed.messages import (
     CONTROLLER_OPS,
     ActiveFlowCount,
@@ -70,12 +71,12 @@ class LabApp(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plan_path = Path(os.environ["TESTBED_PLAN"])
-        self.plan_text = self.plan_path.read_text()
-        self.plan = NetworkPlan.from_json(self.plan_text)
+        plan_path = os.environ["TESTBED_PLAN"]
+        self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
         self.forwarding = Forwarding(self.plan)
         self.nlb = NlbLogic(self.plan)
         self.nlb_counters = NlbCounters(self.nlb)
+        self.security = SecurityLogic(self.plan)
         self.sync = FlowSync()
         self.lock = threading.RLock()
         self.datapaths: dict[int, Any] = {}
@@ -105,7 +106,11 @@ class LabApp(app_manager.OSKenApp):
 
     # ---- desired state ----------------------------------------------------------------
     def desired_flows(self, dpid: int) -> list[Any]:
-        return self.forwarding.flows_for(dpid) + self.nlb.flows_for(dpid)
+        return (
+            self.forwarding.flows_for(dpid)
+            + self.nlb.flows_for(dpid)
+            + self.security.flows_for(dpid)
+        )
 
     def reprogram_all(self, wait_s: float = 5.0) -> bool:
         """Bring every switch taken over to the (changed) desired state; wait until each
@@ -136,31 +141,31 @@ class LabApp(app_manager.OSKenApp):
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
-    def reload_plan(self) -> bool:
-        """The plan file changed live (security groups, network ACLs: nothing that moves a
-        host or a port): recompute the flows from it and program the difference (FlowSync
-        changes only the flows that differ; conntrack keeps its tracked flows). True once
-        every switch has acknowledged."""
-        with self.lock:
-            self._load_plan()
+    def reload_security(self) -> bool:
+        """Security groups and ACL entries from the plan file again (a live update wrote
+        it): only their flows change; conntrack keeps every established flow, as on AWS
+        a removed rule does not cut a tracked connection. True once every switch has them."""
+        self._load_security()
         return self.reprogram_all()
 
-    def _load_plan(self) -> None:
-        """Re-read the plan file if it changed since this process read it."""
-        text = self.plan_path.read_text()
-        if text == self.plan_text:
-            return
-        self.plan_text = text
-        self.plan = NetworkPlan.from_json(text)
-        self.forwarding = Forwarding(self.plan)
+    def _load_security(self) -> None:
+        """The plan file as it is now. A live update changes only security (plan_changes
+        refuses anything else), so the whole new plan can replace the old one; forwarding
+        is recomputed too, as it sends a port through its groups or not."""
+        plan = NetworkPlan.from_json(Path(os.environ["TESTBED_PLAN"]).read_text())
+        with self.lock:
+            if plan == self.plan:
+                return
+            self.plan = plan
+            self.forwarding = Forwarding(plan)
+            self.security = SecurityLogic(plan)
 
     def activate(self, await_targets: bool) -> None:
         """A standby becomes the lab's controller: continue the counters from what the last
         one saved (they moved on since this process started); wait for the target states
-        if the holder will send them; take the plan as it is now (a live update may have
-        changed it since this standby started)."""
+        if the holder will send them."""
+        self._load_security()  # a live update may have changed them since it started
         with self.lock:
-            self._load_plan()
             self.awaiting_targets = await_targets
             if self.counters_path is not None and self.counters_path.exists():
                 self.nlb_counters = NlbCounters(self.nlb)
@@ -465,10 +470,10 @@ class LabApp(app_manager.OSKenApp):
         if req["op"] == "activate":
             self.activate(bool(req["await_targets"]))
             return Reply(ok=True)
-        if req["op"] == "reload_plan":
-            if self.reload_plan():
-                return Reply(ok=True)
-            return Reply(ok=False, error="a switch did not acknowledge the new flows in 5 s")
+        if req["op"] == "reload_security":
+            if not self.reload_security():
+                return Reply(ok=False, error="a switch did not acknowledge within 5 s")
+            return Reply(ok=True)
         flushed = self.terminate(req["lb"], req["ip"], int(req["port"]))
         return TerminateReply(ok=True, flushed=flushed)
 

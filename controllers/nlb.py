@@ -54,6 +54,7 @@ from testbed.controllers.flows import (
     IPPROTO_UDP,
     TABLE_L3_DELIVER,
     TABLE_LB,
+    TABLE_NACL_OUT,
     TABLE_ROUTE,
     TABLE_STEER,
     TCP_ACK,
@@ -178,7 +179,7 @@ class NlbLogic:
             return []  # no host enters the fabric here: nothing to steer
         flows = [
             flow(TABLE_REPLY_SNAT, 0, goto=TABLE_ROUTE),
-            flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_ROUTE),
+            flow(TABLE_REPLY_SOURCE, 0, goto=TABLE_NACL_OUT),
             flow(TABLE_NLB_STATE, 0),
             flow(TABLE_NLB_SELECT, 0),
             flow(TABLE_NLB_COUNT, 0),
@@ -369,7 +370,7 @@ class NlbLogic:
                             )
                         ),
                         (SetField("eth_dst", self.plan.router_mac),),
-                        goto=TABLE_ROUTE,
+                        goto=TABLE_NACL_OUT,  # leaving as the node: its subnet's ACL
                         metadata=(self._realm(node), 0xFFFF_0000_FFFF),
                     )
                 )

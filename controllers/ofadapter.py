@@ -136,7 +136,10 @@ _FIELD_ORDER = (
     "tcp_dst",
     "udp_src",
     "udp_dst",
+    "icmpv4_type",
+    "icmpv4_code",
     "tcp_flags_nxm",
+    "ct_state",
 )
 
 

@@ -23,7 +23,7 @@ from testbed.messages import (
     HealthReportRequest,
     NlbStatsReply,
     NlbStatsRequest,
-    ReloadPlanRequest,
+    ReloadSecurityRequest,
     Reply,
     SetTargetsRequest,
     StatsReply,
@@ -103,10 +103,10 @@ def controller_activate(path: str, await_targets: bool, timeout: float = 10.0) -
     return ask(path, request, Reply, timeout)
 
 
-def controller_reload_plan(path: str, timeout: float = 15.0) -> Reply:
-    """Program the lab's plan file again (it changed live); returns once every switch has
-    acknowledged the new flows (ok False if one did not in time)."""
-    return ask(path, ReloadPlanRequest(op="reload_plan"), Reply, timeout)
+def controller_reload_security(path: str, timeout: float = 10.0) -> Reply:
+    """The controller on `path` reprograms security groups and ACLs from the plan file;
+    returns once the switches have them."""
+    return ask(path, ReloadSecurityRequest(op="reload_security"), Reply, timeout)
 
 
 def controller_terminate(

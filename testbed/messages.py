@@ -351,10 +351,11 @@ class ActivateRequest(TypedDict):
     await_targets: bool  # program nothing before the holder's set_targets
 
 
-class ReloadPlanRequest(TypedDict):
-    """The lab's plan file changed live (security groups, network ACLs): program it."""
+class ReloadSecurityRequest(TypedDict):
+    """Security groups or network ACL entries changed (a live update): the controller reads
+    them from the plan file again and reprograms their flows; established flows stay."""
 
-    op: Literal["reload_plan"]
+    op: Literal["reload_security"]
 
 
 ControllerRequest = (
@@ -364,7 +365,7 @@ ControllerRequest = (
     | SetTargetsRequest
     | TerminateRequest
     | ActivateRequest
-    | ReloadPlanRequest
+    | ReloadSecurityRequest
 )
 
 

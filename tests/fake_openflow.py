@@ -16,6 +16,7 @@ from typing import Any
 from testbed.controllers.flows import (
     CT_EST,
     CT_NEW,
+    CT_REL,
     CT_RPL,
     CT_TRK,
     IN_PORT,
@@ -119,6 +120,11 @@ class FakeConn:
 class FakeConntrack:
     """Connection tracking as OVS 3.1's userspace datapath does it, shared by every switch.
 
+    Zones keep connections apart (a lab's load balancers and each security-group port have
+    their own). An ICMP error packet names the packet it quotes in "icmp_error_of" (that
+    packet's 5-tuple, see five_tuple): it is +rel when the quoted packet belongs to a
+    connection of the zone.
+
     What the NLB depends on is modelled: a pure SYN for a closed TCP connection replaces it;
     a NAT'ed connection's reply tuple must be unique, and the reply tuple of a replaced NAT'ed
     connection stays reserved (OVS 3.1 keeps its un-NAT entry until the conntrack sweeper
@@ -142,6 +148,11 @@ class FakeConntrack:
 
     def apply(self, action: Ct, pkt: dict[str, Any]) -> None:
         t = five_tuple(pkt)
+        inner = pkt.get("icmp_error_of")  # an ICMP error quoting a packet (its 5-tuple)
+        if inner is not None and self.lookup(action.zone, tuple(inner)) is not None:
+            # Related to a tracked connection, as conntrack finds from the quoted packet.
+            pkt["ct_state"], pkt["ct_label"] = CT_TRK | CT_REL, 0
+            return
         flags = pkt.get("tcp_flags_nxm", 0) if pkt.get("ip_proto") == 6 else 0
         found = self.lookup(action.zone, t)
         if found and found[1].closed and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
@@ -283,7 +294,7 @@ class FakeSwitch:
         pkt = {
             k: v
             for k, v in pkt.items()
-            if not k.startswith("reg") and k not in ("ct_state", "ct_label")
+            if not k.startswith("reg") and k not in ("ct_state", "ct_label", "ct_zone")
         }
         pkt.update(in_port=in_port, metadata=0)
         table: int | None = 0
@@ -328,6 +339,7 @@ class FakeSwitch:
                         # No recirculation: the packet goes on, its ct fields hidden.
                         pkt["ct_state"], pkt["ct_label"] = 0, 0
                         continue
+                    pkt["ct_zone"] = a.zone  # matchable after the recirculation
                     next_table = a.table  # ct recirculates: the rest runs in a.table
                     break
             if f.metadata is not None:
@@ -413,6 +425,8 @@ def ip_packet(
         pkt.update(tcp_src=40000, tcp_dst=80, tcp_flags_nxm=0x02)
     elif proto == 17:
         pkt.update(udp_src=40000, udp_dst=53)
+    elif proto == 1:
+        pkt.update(icmpv4_type=8, icmpv4_code=0)  # an echo request
     pkt.update(extra)
     return pkt
 

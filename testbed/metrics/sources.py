@@ -129,6 +129,70 @@ class FabricDropSource:
         return out
 
 
+class SecurityDropSource:
+    """Packets dropped by security groups and network ACLs, from the packet counters of their
+    drop entries (testbed.controllers.security.SecurityLogic.drop_owner names each entry's
+    port or ACL). Namespace Lab/Security:
+
+    - PortDrops, per port (host or "HOST/ethN"), target_group = direction (ingress|egress);
+    - SecurityGroupDrops, per group: a port's drops count for EACH of its groups (a packet
+      none of the port's groups allowed was refused by every one of them), so the sum over
+      groups exceeds the packets dropped when ports carry several groups;
+    - NetworkAclDrops, per ACL, target_group = direction (in|out): its deny entries and its
+      implicit final deny.
+    """
+
+    name = "security"
+    NAMESPACE = "Lab/Security"
+
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
+        from testbed.controllers.security import STAT_TABLES, SecurityLogic
+
+        self.lab = lab
+        self.logic = SecurityLogic(plan)
+        self.tables = STAT_TABLES
+        self.groups_of = {p.name: tuple(p.groups or ()) for p in self.logic.ports}
+        self.acls = [n.name for n in plan.network_acls]
+
+    def snapshot(self) -> list[Sample]:
+        if not self.groups_of and not self.acls:
+            return []  # nothing filters: no need to ask the switches
+        return self.samples(controller_stats(self.lab, flows=True, tables=self.tables))
+
+    def samples(self, stats: StatsReply) -> list[Sample]:
+        """The samples of one round of flow statistics (every port, group and ACL, 0 when
+        nothing was dropped, so that rates start at the first round)."""
+        ports = {(p, d): 0 for p in self.groups_of for d in ("ingress", "egress")}
+        acls = {(a, d): 0 for a in self.acls for d in ("in", "out")}
+        for dpid, data in stats["switches"].items():
+            for f in data["flows"]:
+                owner = self.logic.drop_owner(int(dpid), f["table"], f["priority"], f["match"])
+                if owner is None:
+                    continue
+                kind, name = owner
+                if kind.startswith("sg-"):
+                    ports[(name, kind.removeprefix("sg-"))] += f["packets"]
+                else:
+                    acls[(name, kind.removeprefix("nacl-"))] += f["packets"]
+        groups: dict[tuple[str, str], int] = {}
+        for (port, direction), n in ports.items():
+            for g in self.groups_of[port]:
+                groups[(g, direction)] = groups.get((g, direction), 0) + n
+        out = []
+        for metric, counts in (
+            ("PortDrops", ports),
+            ("SecurityGroupDrops", groups),
+            ("NetworkAclDrops", acls),
+        ):
+            for (name, direction), n in sorted(counts.items()):
+                out.append(
+                    Sample(
+                        self.NAMESPACE, metric, "", direction, name, float(n), "Count", "counter"
+                    )
+                )
+        return out
+
+
 class NlbSource:
     """AWS/NetworkELB metrics: NewFlowCount, ProcessedBytes, ActiveFlowCount per load
     balancer, target group and target, and Healthy/UnHealthyHostCount per target group."""
@@ -284,6 +348,7 @@ def _ip_port(row: TargetDescription) -> str:
 SOURCES: dict[str, Callable[[Lab, NetworkPlan], Source]] = {
     "ports": HostPortSource,
     "fabric": FabricDropSource,
+    "security": SecurityDropSource,
     "nlb": NlbSource,
     "alb": AlbSource,
 }

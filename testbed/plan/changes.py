@@ -2,15 +2,14 @@
 
 A running lab takes, without down/up, the changes an ALB applies in place on AWS: listener
 rules and default actions, target groups (targets, health checks, attributes) and load
-balancer attributes of application load balancers. Everything else (hosts, subnets, routes,
+balancer attributes of application load balancers; and security groups and network ACLs
+(rules, entries, which groups a port carries, which ACL a subnet has: the controller
+reprograms their flows; established flows stay, as on AWS).
+Everything else (hosts, subnets, routes,
 other load balancer types, listener ports, ...) is built into namespaces, links and flows and
 needs `testbed down` and `testbed up`.
 
-Security groups and network ACLs change live too, as on AWS (rules, an instance's groups,
-a subnet's ACL): the controller reprograms their flows; tracked flows keep going.
-
     live, other, reload = plan_changes(old_plan, new_plan)
-    security = security_changes(old_plan, new_plan)
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from testbed.plan.network import NetworkPlan
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
 ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
 MAX_SHOWN = 15
+# Live changes of security groups and ACL entries start with these (see security_changes).
+SECURITY_PREFIXES = ("security_groups.", "network_acls.", "memberships.", "acl_of_subnet.")
 
 
 def _named(items: list[Any]) -> dict[str, Any] | None:
@@ -91,38 +92,40 @@ def _without_targets(live: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _security_part(plan: dict[str, Any]) -> dict[str, Any]:
-    """Take the security-group and NACL fields out of a plan dict (in place) and return them."""
-    part: dict[str, Any] = {
-        "security_groups": plan.pop("security_groups", []),
-        "network_acls": plan.pop("network_acls", []),
-        "subnets": [{"name": s["name"], "nacl": s.pop("nacl", None)} for s in plan["subnets"]],
-        "hosts": [],
+def _split_security(d: dict[str, Any]) -> dict[str, Any]:
+    """Take the live part of security out of a plan dict: every group (rules), each ACL's
+    entries and subnets, which groups each port carries (hosts and their extra interfaces)
+    and which ACL each subnet has. A port's conntrack zone stays in the plan: a change that
+    moves zones (a port that had no groups getting some) needs down/up."""
+    acls = d.get("network_acls", [])
+    d["network_acls"] = [n["name"] for n in acls]
+    memberships: dict[str, Any] = {}
+    for h in d.get("hosts", []):
+        memberships[h["name"]] = {"groups": h.pop("groups", None)}
+        for i in h.get("interfaces", []):
+            memberships[f"{h['name']}/{i['name']}"] = {"groups": i.pop("groups", None)}
+    acl_of_subnet = {s["name"]: s.pop("nacl", None) for s in d.get("subnets", [])}
+    return {
+        "security_groups": d.pop("security_groups", []),
+        "network_acls": [
+            {"name": n["name"], "entries": n.get("entries", []), "subnets": n.get("subnets", [])}
+            for n in acls
+        ],
+        "memberships": memberships,
+        "acl_of_subnet": acl_of_subnet,
     }
-    for h in plan["hosts"]:
-        interfaces = [
-            {"name": i["name"], "groups": i.pop("groups", None)} for i in h.get("interfaces", [])
-        ]
-        part["hosts"].append(
-            {"name": h["name"], "groups": h.pop("groups", None), "interfaces": interfaces}
-        )
-    return part
 
 
-def security_changes(old: NetworkPlan, new: NetworkPlan) -> list[str]:
-    """What an update changes in security groups and network ACLs (rules, the groups of
-    each host and interface, the ACL of each subnet): all live."""
-    return differences(_security_part(asdict(old)), _security_part(asdict(new)))
+def security_changes(live: list[str]) -> list[str]:
+    """The live changes that are security group rules or ACL entries."""
+    return [c for c in live if c.startswith(SECURITY_PREFIXES)]
 
 
 def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[str], list[str]]:
     """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
 
-    Target list changes alone need no reload: the runtime API adds and removes servers.
-    Security group and NACL changes are not in any of the three: see security_changes."""
+    Target list changes alone need no reload: the runtime API adds and removes servers."""
     a, b = asdict(old), asdict(new)
-    _security_part(a)
-    _security_part(b)
     live: list[str] = []
     reload: list[str] = []
     for d in (a, b):
@@ -136,7 +139,9 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
                 lbs.append(lb)
         d["load_balancers"] = lbs
     old_live, new_live = a.pop("_alb_live", {}), b.pop("_alb_live", {})
+    old_sec, new_sec = _split_security(a), _split_security(b)
     other = differences(a, b)
+    live += differences(old_sec, new_sec)
     for name in sorted(set(old_live) & set(new_live)):
         found = differences(old_live[name], new_live[name], f"load_balancers.{name}")
         live += found

@@ -218,7 +218,7 @@ class Holder:
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
-            hosts=host_listing(plan),
+            hosts=_hosts(plan),
             load_balancers=_load_balancers(plan),
             switches=[
                 {"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az} for s in plan.switches
@@ -300,6 +300,36 @@ class Holder:
         return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
 
     # ---- template updates ---------------------------------------------------------------
+    def _write_plan(self, plan: NetworkPlan) -> None:
+        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
+        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
+
+    def _update_security(self, old: NetworkPlan, plan: NetworkPlan, changes: list[str]) -> None:
+        """The controller reprograms groups and ACLs from the plan file just written (live:
+        established flows stay); on failure the old plan goes back, then TestbedError."""
+        resources = sorted({_security_resource(c) for c in changes})
+        for lid, rtype in resources:
+            self.events.emit(lid, rtype, "UPDATE_IN_PROGRESS", "rules changed")
+        sock = str(self.lab_dir / CONTROLLER_SOCK)
+        try:
+            asks.controller_reload_security(sock)
+        except Exception as exc:
+            reason = _brief(exc)
+            self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
+            self._write_plan(old)
+            try:
+                asks.controller_reload_security(sock)
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
+                self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
+            except Exception as again:
+                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", _brief(again))
+                self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
+            raise TestbedError(
+                f"update of lab {self.name} failed and was rolled back: {reason}"
+            ) from exc
+        for lid, rtype in resources:
+            self.events.emit(lid, rtype, "UPDATE_COMPLETE")
+
     def update(self, request: UpdateRequest) -> UpdateReply:
         """Apply a new template (and parameters) to the running lab, if what changes can
         change live (testbed.plan.changes); BadInput naming every other change otherwise."""
@@ -320,20 +350,21 @@ class Holder:
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
-                f"rules, target groups, targets and attributes; security group rules and "
-                f"memberships; network ACLs):\n"
+                f"rules, target groups, targets and attributes; security group rules, "
+                f"network ACL entries):\n"
                 f"{describe(other)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )
-        security = security_changes(old, plan)
         outputs = dict(model.outputs)
-        if not live and not security and outputs == self.state.get("outputs"):
+        if not live and outputs == self.state.get("outputs"):
             return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
+        security = security_changes(live)
         by_lb: dict[str, list[str]] = {}
         for change in live:
-            by_lb.setdefault(change.split(".")[1], []).append(change)
+            if change.startswith("load_balancers."):
+                by_lb.setdefault(change.split(".")[1], []).append(change)
         for lb_name in by_lb:
             self.events.emit(
                 lb_name,
@@ -343,7 +374,7 @@ class Holder:
             )
         lb_service = self.lb_service
         try:
-            done = lb_service.update(plan, reload) if lb_service and live else []
+            done = lb_service.update(plan, reload) if lb_service and by_lb else []
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
             self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
@@ -359,9 +390,9 @@ class Holder:
             raise TestbedError(
                 f"update of lab {self.name} failed and was rolled back: {reason}"
             ) from exc
+        self._write_plan(plan)
         if security:
             self._update_security(old, plan, security)
-        self._write_plan(plan)
         self.builder.plan = plan
         for lb_name, changes in by_lb.items():
             mine = [d for d in done if d.startswith(lb_name + ":")]
@@ -380,36 +411,9 @@ class Holder:
             load_balancers=_load_balancers(plan),
         )
         self.events.emit(
-            self.name,
-            STACK_TYPE,
-            "UPDATE_COMPLETE",
-            f"{len(live) + len(security)} change(s) applied live",
+            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
         )
-        return UpdateReply(ok=True, changes=live + security, done=done)
-
-    def _write_plan(self, plan: NetworkPlan) -> None:
-        (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
-        os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
-
-    def _update_security(self, old: NetworkPlan, plan: NetworkPlan, changes: list[str]) -> None:
-        """Security group and NACL changes, live: the controller programs the new plan file
-        (tracked flows keep going, as on AWS). If a switch does not take it, the old plan
-        is put back and the update fails (the caller rolls back and reports)."""
-        self.events.emit(
-            self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", f"{len(changes)} security change(s)"
-        )
-        sock = str(self.lab_dir / CONTROLLER_SOCK)
-        self._write_plan(plan)
-        reply = asks.controller_reload_plan(sock)
-        if reply["ok"]:
-            for change in changes:
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", change)
-            return
-        self._write_plan(old)
-        asks.controller_reload_plan(sock)
-        reason = reply.get("error") or "the controller did not program the change"
-        self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE", reason)
-        raise TestbedError(f"update of lab {self.name} failed and was rolled back: {reason}")
+        return UpdateReply(ok=True, changes=live, done=done)
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
@@ -435,6 +439,14 @@ class Holder:
         self._finish()
 
 
+def _security_resource(change: str) -> tuple[str, str]:
+    """(logical id, resource type) a security change is about."""
+    kind, name = change.split(".")[:2]
+    if kind == "security_groups":
+        return name, "AWS::EC2::SecurityGroup"
+    return name, "AWS::EC2::NetworkAcl"
+
+
 def _controller_info(controller: ControllerProcess) -> ControllerInfo:
     """The controller in the lab's state once built (the supervisor keeps it up to date)."""
     return ControllerInfo(
@@ -446,8 +458,7 @@ def _controller_info(controller: ControllerProcess) -> ControllerInfo:
     )
 
 
-def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
-    """The hosts as the lab's state lists them (testbed status, Lab.hosts)."""
+def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
     return [
         {
             "name": h.name,
@@ -461,22 +472,6 @@ def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
             "mac": h.mac,
             "gateway": h.gateway,
             "prefixlen": h.prefixlen,
-            "extra_ips": list(h.extra_ips),
-            "groups": list(h.groups) if h.groups is not None else None,
-            "source_dest_check": h.source_dest_check,
-            "interfaces": [
-                {
-                    "name": i.name,
-                    "ip": i.ip,
-                    "public_ip": i.public_ip,
-                    "az": i.az,
-                    "subnet": i.subnet,
-                    "mac": i.mac,
-                    "extra_ips": list(i.extra_ips),
-                    "groups": list(i.groups) if i.groups is not None else None,
-                }
-                for i in h.interfaces
-            ],
         }
         for h in plan.hosts
     ]
