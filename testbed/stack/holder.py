@@ -218,7 +218,7 @@ class Holder:
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
-            hosts=_hosts(plan),
+            hosts=host_listing(plan),
             load_balancers=_load_balancers(plan),
             switches=[
                 {"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az} for s in plan.switches
@@ -458,7 +458,8 @@ def _controller_info(controller: ControllerProcess) -> ControllerInfo:
     )
 
 
-def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
+def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
+    """The hosts as the lab's state lists them (testbed status, Lab.hosts)."""
     return [
         {
             "name": h.name,
@@ -472,6 +473,22 @@ def _hosts(plan: NetworkPlan) -> list[dict[str, Any]]:
             "mac": h.mac,
             "gateway": h.gateway,
             "prefixlen": h.prefixlen,
+            "extra_ips": list(h.extra_ips),
+            "groups": list(h.groups) if h.groups is not None else None,
+            "source_dest_check": h.source_dest_check,
+            "interfaces": [
+                {
+                    "name": i.name,
+                    "ip": i.ip,
+                    "public_ip": i.public_ip,
+                    "az": i.az,
+                    "subnet": i.subnet,
+                    "mac": i.mac,
+                    "extra_ips": list(i.extra_ips),
+                    "groups": list(i.groups) if i.groups is not None else None,
+                }
+                for i in h.interfaces
+            ],
         }
         for h in plan.hosts
     ]

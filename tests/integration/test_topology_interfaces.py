@@ -1,10 +1,6 @@
 """Issue 10's topology on a real lab, built from a model made in Python (tests/model_lab.py):
 an instance's second interface (eth1) and secondary addresses, a NAT gateway host
-(forwarding, nftables masquerade), the resolver's names for them, the lab's conntrack zones.
-
-The tests marked `needs_forwarding` need the controller to program extra interfaces and
-routes to NAT gateways (issue 10, forwarding part); they are strict xfails until it does, so
-the first run after that lands fails on XPASS: then remove the marker."""
+(forwarding, nftables masquerade), the resolver's names for them, the lab's conntrack zones."""
 
 from __future__ import annotations
 
@@ -40,9 +36,6 @@ from tests.model_lab import lab_from_model
 
 pytestmark = pytest.mark.integration
 
-needs_forwarding = pytest.mark.xfail(
-    strict=True, reason="the controller does not program extra interfaces / NAT routes yet"
-)
 
 ETH1_IP, ETH1_SECONDARY, ETH0_SECONDARY = "10.0.0.20", "10.0.0.21", "10.0.1.40"
 NAT_IP, NAT_EIP = "10.0.0.9", "203.0.113.60"
@@ -177,7 +170,6 @@ def test_secondary_address_of_eth0_answers_routed_traffic(lab):
     assert " 0% packet loss" in out
 
 
-@needs_forwarding
 def test_eth1_answers_on_its_addresses(lab):
     for src, ip in (("WebA1", ETH1_IP), ("WebB2", ETH1_IP), ("WebB2", ETH1_SECONDARY)):
         proc = lab.host(src).run(f"ping -c 2 -i 0.2 -W 2 {ip}")
@@ -213,7 +205,6 @@ def test_nat_gateway_translates_the_source_of_forwarded_traffic(lab):
     assert int(packets.group(1)) >= 1
 
 
-@needs_forwarding
 def test_private_subnet_reaches_the_internet_as_the_gateways_eip(lab):
     assert udp_source_seen(lab, "WebA2", "Client1", "198.51.100.10") == NAT_EIP
 

@@ -1,6 +1,6 @@
-"""Live updates of security: group rules and ACL entries change in a running lab (the
-controller reloads them), which ports carry which groups and which subnets an ACL covers
-need down/up."""
+"""Live updates of security: group rules, ACL entries, which groups a port carries and
+which subnets an ACL covers change in a running lab (the controller reloads them); a change
+that moves a port's conntrack zone (a port without groups getting some) needs down/up."""
 
 from __future__ import annotations
 
@@ -26,15 +26,24 @@ def test_a_removed_rule_and_changed_acl_entries_are_live():
     assert any(c.startswith("network_acls.PrivAcl.entries") for c in live)
 
 
-def test_membership_and_associations_need_down_and_up():
-    old = secured((WEB,), {"WebA2": ("Web",)}, (NACL,))
-    moved = secured((WEB,), {"WebB2": ("Web",)}, (NACL,))
-    live, other, _ = plan_changes(old, moved)
-    assert any(c.startswith("hosts.") for c in other)
+def test_memberships_and_associations_are_live_unless_a_zone_moves():
+    old = secured((WEB,), {"WebA2": ("Web",), "WebB2": ("Web",)}, (NACL,))
+    regrouped = secured((WEB, group("Api")), {"WebA2": ("Web",), "WebB2": ("Api",)}, (NACL,))
+    live, other, _ = plan_changes(old, regrouped)
+    assert other == []
+    assert any(c.startswith("memberships.WebB2.groups") for c in live), live
     wider = acl("PrivAcl", ("PrivA", "PrivB"), entry(100, False), entry(100, True))
-    live, other, _ = plan_changes(old, secured((WEB,), {"WebA2": ("Web",)}, (wider,)))
-    assert other
-    assert not security_changes(live)
+    live, other, _ = plan_changes(
+        old, secured((WEB,), {"WebA2": ("Web",), "WebB2": ("Web",)}, (wider,))
+    )
+    assert other == []
+    assert any(c.startswith("network_acls.PrivAcl.subnets") for c in live), live
+    assert any(c.startswith("acl_of_subnet.PrivB") for c in live), live
+    assert security_changes(live) == live
+    # A port that had no groups (its own zone is new): the zones move, down and up.
+    moved = secured((WEB,), {"WebA2": ("Web",), "WebA1": ("Web",)}, (NACL,))
+    _live, other, _ = plan_changes(old, moved)
+    assert any(c.startswith("hosts.") for c in other), other
 
 
 def test_nothing_changed_nothing_to_do():
