@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from testbed.experiments.stacks import ref, two_az_vpc
+from testbed.experiments.stacks import INSTANCE_GROUP, LB_GROUP, ref, two_az_vpc
 
 CLIENTS = ("Client1", "Client2")  # Client1 -> the AZ-a node, Client2 -> the AZ-b node
 
@@ -82,13 +82,18 @@ def stack_yaml(interval: int, delay: int) -> str:
             res[name] = {
                 "Type": "AWS::EC2::Instance",
                 "Metadata": {"Lab": {"Role": "http-backend"}},
-                "Properties": {"SubnetId": ref(f"PrivateSubnet{name[-2]}")},
+                "Properties": {
+                    "SubnetId": ref(f"PrivateSubnet{name[-2]}"),
+                    "SecurityGroupIds": [ref(INSTANCE_GROUP)],
+                },
             }
         lb: dict[str, Any] = {
             "Type": "network" if phase.network else "application",
             "Scheme": "internet-facing",
             "Subnets": [ref("PublicSubnetA"), ref("PublicSubnetB")],
         }
+        if not phase.network:
+            lb["SecurityGroups"] = [ref(LB_GROUP)]
         if phase.network:
             lb["LoadBalancerAttributes"] = [
                 {"Key": "load_balancing.cross_zone.enabled", "Value": "true"}

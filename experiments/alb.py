@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from testbed.analysis import failover_times, target_share
 from testbed.analysis.plots import failover_timeline, share_bars
 from testbed.experiments._nlb import event_time, fault_events, write_events_csv
-from testbed.experiments.stacks import ref, two_az_vpc
+from testbed.experiments.stacks import INSTANCE_GROUP, LB_GROUP, ref, two_az_vpc
 from testbed.lab.api import Lab, random_name
 from testbed.traffic import run_load, wrk
 
@@ -89,13 +89,16 @@ def stack_yaml() -> str:
             res[name] = {
                 "Type": "AWS::EC2::Instance",
                 "Metadata": {"Lab": {"Role": "http-backend"}},
-                "Properties": {"SubnetId": ref(f"PrivateSubnet{name[-2]}")},
+                "Properties": {
+                    "SubnetId": ref(f"PrivateSubnet{name[-2]}"),
+                    "SecurityGroupIds": [ref(INSTANCE_GROUP)],
+                },
             }
     # The bench client: in the VPC, so it can reach BenchA1 directly as well.
     res["Bench"] = {
         "Type": "AWS::EC2::Instance",
         "Metadata": {"Lab": {"Role": "none"}},
-        "Properties": {"SubnetId": ref("PublicSubnetA")},
+        "Properties": {"SubnetId": ref("PublicSubnetA"), "SecurityGroupIds": [ref(INSTANCE_GROUP)]},
     }
     res[LB] = {
         "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
@@ -103,6 +106,7 @@ def stack_yaml() -> str:
             "Type": "application",
             "Scheme": "internet-facing",
             "Subnets": [ref("PublicSubnetA"), ref("PublicSubnetB")],
+            "SecurityGroups": [ref(LB_GROUP)],
         },
     }
     for tg, members in GROUPS.items():

@@ -65,6 +65,10 @@ def stack_yaml(per_az: int) -> str:
         "AvailabilityZone: us-east-1b, CidrBlock: 10.0.1.0/24}}",
         "  Client: {Type: AWS::EC2::Instance, Metadata: {Lab: {Role: none}}, "
         "Properties: {SubnetId: !Ref SubA}}",
+        # The targets take anything from inside the VPC (the NLB's health checks come from
+        # its nodes, which are in no group: AWS's default group would refuse them).
+        "  Inside: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: inside, "
+        "VpcId: !Ref VPC, SecurityGroupIngress: [{IpProtocol: '-1', CidrIp: 10.0.0.0/16}]}}",
     ]
     names = []
     for az, subnet in (("A", "SubA"), ("B", "SubB")):
@@ -73,7 +77,8 @@ def stack_yaml(per_az: int) -> str:
             names.append(name)
             lines.append(
                 f"  {name}: {{Type: AWS::EC2::Instance, Metadata: {{Lab: {{Role: "
-                f"http-backend}}}}, Properties: {{SubnetId: !Ref {subnet}}}}}"
+                f"http-backend}}}}, Properties: {{SubnetId: !Ref {subnet}, "
+                f"SecurityGroupIds: [!Ref Inside]}}}}"
             )
     lines += [
         "  NLB: {Type: AWS::ElasticLoadBalancingV2::LoadBalancer, Properties: "

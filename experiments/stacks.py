@@ -26,12 +26,55 @@ def az(index: int) -> dict[str, Any]:
     return {"Fn::Select": [index, {"Fn::GetAZs": ""}]}
 
 
+INSTANCE_GROUP = "InstanceSecurityGroup"  # every generated instance is in it
+LB_GROUP = "LoadBalancerSecurityGroup"  # every generated ALB is in it
+
+
+def _ingress(protocol: str, port: int | None, cidr: str = "0.0.0.0/0") -> dict[str, Any]:
+    rule: dict[str, Any] = {"IpProtocol": protocol, "CidrIp": cidr}
+    if port is not None:
+        rule.update(FromPort=port, ToPort=port)
+    return rule
+
+
+def security_groups() -> dict[str, Any]:
+    """The generated stacks' groups (without one, AWS puts an instance or an ALB in the VPC's
+    default group, which admits only its own members): instances take anything from the VPC
+    (health checks, load balancer nodes) and HTTP, 8080, echo on 9000 and ping from anywhere
+    (an NLB keeps the client's address); ALBs take 80 and 8080 from anywhere."""
+    instance_rules = [
+        _ingress("-1", None, "10.0.0.0/16"),
+        *(_ingress("tcp", p) for p in (80, 8080, 9000)),
+        _ingress("udp", 9000),
+        {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": "0.0.0.0/0"},
+    ]
+    return {
+        INSTANCE_GROUP: {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "Experiment instances",
+                "VpcId": ref("VPC"),
+                "SecurityGroupIngress": instance_rules,
+            },
+        },
+        LB_GROUP: {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "Experiment load balancers",
+                "VpcId": ref("VPC"),
+                "SecurityGroupIngress": [_ingress("tcp", 80), _ingress("tcp", 8080)],
+            },
+        },
+    }
+
+
 def two_az_vpc() -> dict[str, Any]:
     """Resources of a 10.0.0.0/16 VPC over two AZs: PublicSubnetA/B (10.0.0.0/24,
     10.0.2.0/24) routed to an internet gateway, PrivateSubnetA/B (10.0.1.0/24, 10.0.3.0/24)
-    with the local route only."""
+    with the local route only; the security groups of security_groups()."""
     res: dict[str, Any] = {
         "VPC": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
+        **security_groups(),
         "InternetGateway": {"Type": "AWS::EC2::InternetGateway"},
         "GatewayAttachment": {
             "Type": "AWS::EC2::VPCGatewayAttachment",
@@ -99,6 +142,7 @@ def nlb_stack(
                 "Metadata": {"Lab": {"Role": "http-backend"}},
                 "Properties": {
                     "SubnetId": ref(f"PrivateSubnet{letter}"),
+                    "SecurityGroupIds": [ref(INSTANCE_GROUP)],
                     "InstanceType": "t3.micro",
                 },
             }
