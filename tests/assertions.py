@@ -126,3 +126,14 @@ def host_diagnostics(lab, *hosts: str) -> str:
         if log.exists():
             out.append(f"role.log: {log.read_text()[-2000:]}")
     return "\n".join(out) + "\n" + dump_flows(lab)
+
+
+def without_labs(snapshot: dict) -> dict:
+    """A machine snapshot without the resources and folders of any lab."""
+    out = {}
+    for key, names in snapshot.items():
+        if key == "labs":
+            out[key] = [n for n in names if not naming.NAME_RE.match(n)]
+        else:
+            out[key] = [n for n in names if naming.owner_of(n) is None]
+    return out

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.lab.api import Lab
+from testbed import naming
+from testbed.lab.api import Lab, random_name
 from testbed.traffic import run_load
+from tests.assertions import assert_nothing_left, machine_snapshot, run_cli, without_labs
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent / "templates"
@@ -108,3 +110,23 @@ def test_a_template_without_a_vpc_runs_in_the_default_vpc():
         events = (lab.dir / "events.jsonl").read_text()
         assert "DefaultVpc" in events
         assert "CREATE_COMPLETE" in events
+
+
+def test_every_network_mistake_is_reported_at_once_and_nothing_is_built():
+    name = random_name("badnet")
+    before = without_labs(machine_snapshot())["bridges"]
+    proc = run_cli("up", str(HERE / "bad_network.yaml"), "--name", name)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for where, what in (
+        ("bad_network.yaml:48: ToOtherVpcsNat:", "NAT gateway Nat is in VPC"),
+        ("bad_network.yaml:55: PortOutOfRange:", "70000 is not a tcp port"),
+        ("bad_network.yaml:62: ProtocolRefused:", "not 'tcpp'"),
+        ("bad_network.yaml:70: Web:", "security group ElsewhereGroup is in OtherVpc"),
+        ("bad_network.yaml:82: AgainTwice:", "is already associated with instance Front"),
+    ):
+        assert f"{where} " in proc.stderr, (where, proc.stderr)
+        assert what in proc.stderr, (what, proc.stderr)
+    assert without_labs(machine_snapshot())["bridges"] == before
+    assert_nothing_left(name)
+    assert not naming.lab_dir(name).exists()

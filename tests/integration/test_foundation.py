@@ -25,6 +25,7 @@ from tests.assertions import (
     machine_snapshot,
     plan_of,
     run_cli,
+    without_labs,
 )
 
 pytestmark = pytest.mark.integration
@@ -183,17 +184,6 @@ def test_twenty_up_down_cycles_leave_nothing_behind():
     assert after == before
     ours = [p for p in lab_processes() if f"/{name}/" in p or naming.prefix(name) in p]
     assert not ours
-
-
-def without_labs(snapshot: dict) -> dict:
-    """A machine snapshot without the resources and folders of any lab."""
-    out = {}
-    for key, names in snapshot.items():
-        if key == "labs":
-            out[key] = [n for n in names if not naming.NAME_RE.match(n)]
-        else:
-            out[key] = [n for n in names if naming.owner_of(n) is None]
-    return out
 
 
 class Decoys:
