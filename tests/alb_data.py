@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from testbed.experiments.stacks import ref, two_az_vpc
+from testbed.experiments.stacks import INSTANCE_GROUP, LB_GROUP, ref, two_az_vpc
 
 LB = "RulesALB"
 LISTENER = "Http"
@@ -245,7 +245,10 @@ def rules_template(xff_mode: str = "append") -> str:
         res[name] = {
             "Type": "AWS::EC2::Instance",
             "Metadata": {"Lab": {"Role": "http-backend"}},
-            "Properties": {"SubnetId": ref(f"PrivateSubnet{name[-2]}")},
+            "Properties": {
+                "SubnetId": ref(f"PrivateSubnet{name[-2]}"),
+                "SecurityGroupIds": [ref(INSTANCE_GROUP)],
+            },
         }
     res[LB] = {
         "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
@@ -253,6 +256,7 @@ def rules_template(xff_mode: str = "append") -> str:
             "Type": "application",
             "Scheme": "internet-facing",
             "Subnets": [ref("PublicSubnetA"), ref("PublicSubnetB")],
+            "SecurityGroups": [ref(LB_GROUP)],
             "LoadBalancerAttributes": [
                 {"Key": "routing.http.xff_header_processing.mode", "Value": ref("XffMode")}
             ],
