@@ -15,7 +15,7 @@ from ipaddress import IPv4Network
 from testbed.plan.network import HostPlan, NetworkPlan
 
 NAT_TABLE = "natgw"  # nftables table of a NAT gateway host: `nft list table ip natgw`
-FIRST_ROUTE_TABLE = 100  # eth1's routing table is 101, eth2's 102, ...
+FIRST_ROUTE_TABLE = 100  # eth0's own routing table; eth1's is 101, eth2's 102, ...
 
 
 def tx_off(intf: str) -> str:
@@ -43,6 +43,14 @@ def interface_commands(host: HostPlan) -> str:
         cmd += f"; ip route add default via {i.gateway} dev {i.name} table {table}"
         for ip in (i.ip, *i.extra_ips):
             cmd += f"; ip rule add from {ip} table {table}"
+    # eth0's own addresses too: an answer from eth0's address to a host of eth1's subnet
+    # must leave by eth0 (the main table's connected route would take eth1, whose port's
+    # source check drops it), as Amazon Linux's per-interface routing does.
+    subnet = IPv4Network(f"{host.ip}/{host.prefixlen}", strict=False)
+    cmd += f"; ip route add {subnet} dev eth0 src {host.ip} table {FIRST_ROUTE_TABLE}"
+    cmd += f"; ip route add default via {host.gateway} dev eth0 table {FIRST_ROUTE_TABLE}"
+    for ip in (host.ip, *host.extra_ips):
+        cmd += f"; ip rule add from {ip} table {FIRST_ROUTE_TABLE}"
     return cmd
 
 

@@ -106,15 +106,27 @@ def set_idle_timeouts(datapath: str, zone: int, tcp_s: int, udp_s: int) -> None:
     )
 
 
+def _plan_of(name: str) -> dict:
+    path = naming.lab_dir(name) / naming.PLAN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def lb_zones(name: str) -> list[int]:
+    """The zones of the lab's load balancers (their flow tables, with idle timeouts)."""
+    plan = _plan_of(name)
+    return sorted(
+        {z for lb in plan.get("load_balancers", []) for z in (lb["zone_dnat"], lb["zone_snat"])}
+    )
+
+
 def used_zones(name: str) -> list[int]:
     """Zones the lab uses (from its plan.json; none without a plan): its load balancers' and
     the security-group zone of every port that has one."""
-    path = naming.lab_dir(name) / naming.PLAN_FILE
-    try:
-        plan = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return []
-    zones = {z for lb in plan.get("load_balancers", []) for z in (lb["zone_dnat"], lb["zone_snat"])}
+    plan = _plan_of(name)
+    zones = set(lb_zones(name))
     for host in plan.get("hosts", []):
         ports = [host, *host.get("interfaces", [])]
         zones |= {p["sg_zone"] for p in ports if p.get("sg_zone") is not None}

@@ -21,7 +21,7 @@ from typing import Any
 
 from testbed.lab.procs import labelled_pids
 from testbed.lab.system import run
-from testbed.lab.zones import used_zones
+from testbed.lab.zones import lb_zones
 
 OVS_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
 _TOTAL = re.compile(r"Total:\s*(\d+)")
@@ -112,9 +112,10 @@ def process_rss(lab: Any) -> list[dict[str, Any]]:
 
 
 def conntrack_entries(lab: Any) -> dict[int, int]:
-    """{zone: conntrack entries} for the zones of the lab's load balancers."""
+    """{zone: conntrack entries} for the zones of the lab's load balancers (security-group
+    zones keep a connection as long as AWS's tracking does, not the NLB's idle timeout)."""
     out = {}
-    for zone in used_zones(lab.name):
+    for zone in lb_zones(lab.name):
         proc = run(["ovs-appctl", "dpctl/ct-stats-show", f"zone={zone}"], check=False)
         m = _TOTAL.search(proc.stdout)
         out[zone] = int(m.group(1)) if m else 0

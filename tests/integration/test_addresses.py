@@ -79,6 +79,10 @@ def test_a_second_interface_and_its_secondary_address_answer(addr_lab):
     for address in ("10.0.2.50", secondary):
         ping = addr_lab.host("Worker").run(["ping", "-c", "1", "-W", "2", address])
         assert ping.returncode == 0, (address, ping.stdout)
+    # Worker is in eth1's subnet: an answer from eth0's address leaves by eth0 (per-interface
+    # routing, as Amazon Linux sets it up), not by eth1, whose port would drop it.
+    ping = addr_lab.host("Worker").run(["ping", "-c", "1", "-W", "2", dual.ip])
+    assert ping.returncode == 0, ping.stdout
     row = one(addr_lab, "Worker", "udp://10.0.2.50:9000")
     assert ok(row), row.to_dict()
     assert row["backend"] == "Dual", row.to_dict()

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from testbed.lab.api import Lab
+from testbed.metrics.sources import SecurityDropSource
 from testbed.traffic import established_from, run_load
+from tests.assertions import plan_of
 
 pytestmark = pytest.mark.integration
 TEMPLATE = Path(__file__).parent / "templates" / "security.yaml"
@@ -95,6 +97,27 @@ def test_a_nacl_is_stateless_where_a_group_is_not(sg_lab):
     # An explicit deny, then the implicit final deny.
     assert outcome(sg_lab, "Web", f"udp://{ip(sg_lab, 'BehindStrictAcl')}:9000") == "timeout"
     assert outcome(sg_lab, "Web", f"tcp://{ip(sg_lab, 'BehindOpenAcl')}:9000") == "timeout"
+
+
+def drops(lab) -> dict[tuple[str, str, str], float]:
+    """Dropped packets so far: (metric, group/port/ACL, direction) -> count."""
+    source = SecurityDropSource(lab, plan_of(lab))
+    return {(s.metric, s.target, s.target_group): s.value for s in source.snapshot()}
+
+
+def test_drops_are_counted_per_group_and_per_acl(sg_lab):
+    before = drops(sg_lab)
+    assert outcome(sg_lab, "Client1", f"tcp://{public(sg_lab, 'Web')}:9000") == "timeout"
+    assert outcome(sg_lab, "Web", f"udp://{ip(sg_lab, 'BehindStrictAcl')}:9000") == "timeout"
+    after = drops(sg_lab)
+    for key in (
+        ("SecurityGroupDrops", "WebGroup", "ingress"),
+        ("PortDrops", "Web", "ingress"),
+        ("NetworkAclDrops", "StrictAcl", "in"),
+    ):
+        assert after[key] > before.get(key, 0), (key, before.get(key), after.get(key))
+    # Nothing was refused on the way out of Web or by the ACL that passed its traffic.
+    assert after[("PortDrops", "Web", "egress")] == before[("PortDrops", "Web", "egress")]
 
 
 def test_the_lab_resolver_is_never_filtered(sg_lab):

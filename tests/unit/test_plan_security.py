@@ -401,6 +401,9 @@ def test_extra_interface_commands(plan):
     assert "ip route add default via 10.0.0.1 dev eth1 table 101" in cmd
     assert "ip rule add from 10.0.0.20 table 101" in cmd
     assert "ip rule add from 10.0.0.21 table 101" in cmd
+    eth0 = plan.host("WebA2")
+    assert f"ip rule add from {eth0.ip} table 100" in cmd  # eth0's answers leave by eth0
+    assert f"ip route add default via {eth0.gateway} dev eth0 table 100" in cmd
     assert host_config.interface_commands(plan.host("WebA1")) == ""
     assert host_config.secondary_addresses("eth0", ("10.0.1.40",)) == (
         "; ip addr add 10.0.1.40/32 dev eth0"
