@@ -69,10 +69,17 @@ def nat_ruleset(plan: NetworkPlan, host: HostPlan) -> str:
     New connections are forwarded only from its own VPC; replies of tracked ones pass back.
     Forwarded packets leave with its own private address as the source (the internet
     gateway's 1:1 NAT then makes that its EIP, the two steps of AWS's NAT gateway). Nothing
-    translates a destination: nobody outside can open a connection to an instance behind it.
+    translates a destination: nobody outside can open a connection to an instance behind it,
+    and the gateway itself answers nothing from outside its VPC (AWS's drops silently; a
+    Linux host would send a RST or a port unreachable).
     Every rule counts its packets: `nft list ruleset` in the host shows the translation."""
     vpc = next(v.cidr for v in plan.vpcs if v.name == host.vpc)
     return f"""table ip {NAT_TABLE} {{
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    ct state established,related accept
+    ip saddr != {vpc} counter drop
+  }}
   chain forward {{
     type filter hook forward priority filter; policy drop;
     ct state established,related counter accept

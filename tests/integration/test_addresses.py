@@ -64,7 +64,7 @@ def test_a_nat_gateway_takes_private_instances_out_under_its_elastic_ip(addr_lab
 def test_nothing_from_the_internet_opens_a_connection_through_a_nat_gateway(addr_lab):
     nat_ip = outputs(addr_lab)["NatPublicIp"]
     row = one(addr_lab, "Client1", f"http://{nat_ip}/", timeout=DROPPED)
-    assert row["error"] in ("timeout", "refused"), row.to_dict()
+    assert row["error"] == "timeout", row.to_dict()  # dropped, as AWS does: no RST
     worker = addr_lab.host("Worker").ip
     row = one(addr_lab, "Client1", f"http://{worker}/", timeout=DROPPED)
     assert row["error"] == "timeout", row.to_dict()  # a private address is not routed
@@ -97,6 +97,14 @@ def test_an_nlb_with_an_eip_subnet_mapping_answers_on_that_address(addr_lab):
     assert ok(row), row.to_dict()
     assert row["backend"] == "Worker", row.to_dict()
     assert row["seen_ip"] == addr_lab.host("Client1").ip  # instance target: client preserved
+
+
+def test_an_nlb_with_a_group_admits_only_what_the_group_allows(addr_lab):
+    assert addr_lab.host("Client1").ip == "198.51.100.10"  # the address NlbGroup admits
+    eip = outputs(addr_lab)["NlbPublicIp"]
+    assert ok(one(addr_lab, "Client1", f"http://{eip}/"))
+    row = one(addr_lab, "Client2", f"http://{eip}/", timeout=DROPPED)
+    assert row["error"] == "timeout", row.to_dict()  # dropped by the NLB's group
 
 
 def test_a_template_without_a_vpc_runs_in_the_default_vpc():
