@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -234,6 +234,39 @@ def text_list(ctx: ResourceContext, value: Any, where: str, line: int | None) ->
             )
         result.append(text)
     return result
+
+
+def find_built(
+    ctx: ResourceContext,
+    text: str,
+    type_name: str,
+    what: str,
+    built: Iterable[str],
+    where: str,
+    line: int | None,
+    hint: str,
+) -> str:
+    """The logical id of the resource of type `type_name` whose physical id is `text`, once
+    it is built; a located error otherwise (`what` names the kind in words, `hint` is for an
+    id this stack does not create)."""
+    state = ctx.state
+    target = state.physical_ids.get(text)
+    if target is None:
+        raise ctx.fail(
+            f"{where} {text!r} is not the id of a {what} of this stack", line=line, hint=hint
+        )
+    if state.types[target] != type_name:
+        raise ctx.fail(
+            f"{where} refers to {target}, which is an {state.types[target]}, not an {type_name}",
+            line=line,
+        )
+    if target not in built:
+        raise ctx.fail(
+            f"{where} names {target} before it is created",
+            line=line,
+            hint=f"write !Ref {target} so that {target} is created first",
+        )
+    return target
 
 
 def check_properties(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from testbed.model.resources.base import ResourceContext, text_list
+from testbed.model.resources.base import ResourceContext, find_built, text_list
 from testbed.model.state import BuildState, SecurityGroupDraft
 from testbed.model.types import ALL_PROTOCOLS, SecurityGroupRule
 from testbed.template.nodes import did_you_mean, line_of
@@ -78,37 +78,20 @@ def find_group(ctx: ResourceContext, text: str, where: str, line: int | None) ->
     for vpc_id in state.vpcs:
         if text == group_physical_id(default_group_id(vpc_id)):
             return ensure_default_group(state, vpc_id).logical_id
-    target = state.physical_ids.get(text)
-    if target is None:
+    hint = (
+        "the lab knows only the groups this template creates: use !Ref <a security "
+        "group> or !GetAtt <a security group>.GroupId"
+    )
+    if state.types.get(text) == SECURITY_GROUP:
+        hint = f"write !Ref {text} to use that group"
+    elif not text.startswith(GROUP_PREFIX):
         hint = (
-            "the lab knows only the groups this template creates: use !Ref <a security "
-            "group> or !GetAtt <a security group>.GroupId"
+            f"{where} takes group ids (sg-...), not names (SecurityGroups takes names, "
+            "in the default VPC only); " + hint
         )
-        if state.types.get(text) == SECURITY_GROUP:
-            hint = f"write !Ref {text} to use that group"
-        elif not text.startswith(GROUP_PREFIX):
-            hint = (
-                f"{where} takes group ids (sg-...), not names (SecurityGroups takes names, "
-                "in the default VPC only); " + hint
-            )
-        raise ctx.fail(
-            f"{where} {text!r} is not the id of a security group of this stack",
-            line=line,
-            hint=hint,
-        )
-    if state.types[target] != SECURITY_GROUP:
-        raise ctx.fail(
-            f"{where} refers to {target}, which is an {state.types[target]}, not an "
-            f"{SECURITY_GROUP}",
-            line=line,
-        )
-    if target not in state.security_groups:
-        raise ctx.fail(
-            f"{where} names {target} before it is created",
-            line=line,
-            hint=f"write !Ref {target} so that {target} is created first",
-        )
-    return target
+    return find_built(
+        ctx, text, SECURITY_GROUP, "security group", state.security_groups, where, line, hint
+    )
 
 
 def find_group_by_name(

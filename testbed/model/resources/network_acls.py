@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
+from testbed.model.resources.base import ResourceContext, ResourceType, find_built, prop, ref
 from testbed.model.resources.ec2 import SUBNET, VPC
 from testbed.model.resources.elbv2.common import nested
 from testbed.model.resources.group_refs import ACL_PREFIX, acl_physical_id, default_acl_id
@@ -57,28 +57,12 @@ def _find_acl(ctx: ResourceContext) -> tuple[str, str]:
     for vpc_id in state.vpcs:
         if text == acl_physical_id(default_acl_id(vpc_id)):
             return default_acl_id(vpc_id), vpc_id
-    target = state.physical_ids.get(text)
-    if target is None:
-        hint = "use !Ref <a network ACL>"
-        if state.types.get(text) == NETWORK_ACL:
-            hint = f"write !Ref {text} to use that network ACL"
-        raise ctx.fail(
-            f"NetworkAclId {text!r} is not the id of a network ACL of this stack",
-            line=at,
-            hint=hint,
-        )
-    if state.types[target] != NETWORK_ACL:
-        raise ctx.fail(
-            f"NetworkAclId refers to {target}, which is an {state.types[target]}, not an "
-            f"{NETWORK_ACL}",
-            line=at,
-        )
-    if target not in state.network_acls:
-        raise ctx.fail(
-            f"NetworkAclId names {target} before it is created",
-            line=at,
-            hint=f"write !Ref {target} so that {target} is created first",
-        )
+    hint = "use !Ref <a network ACL>"
+    if state.types.get(text) == NETWORK_ACL:
+        hint = f"write !Ref {text} to use that network ACL"
+    target = find_built(
+        ctx, text, NETWORK_ACL, "network ACL", state.network_acls, "NetworkAclId", at, hint
+    )
     return target, state.network_acls[target].vpc_id
 
 
