@@ -9,34 +9,22 @@ import pytest
 
 from testbed.errors import TemplateErrors
 from testbed.model.types import ALL_PROTOCOLS, IgnoredProperty
+from tests.unit.network_data import TWO_VPCS, appended
 
 # VPC with subnets A and B, a second VPC Other with OtherNet, and a NACL Acl in VPC.
-BASE = textwrap.dedent("""\
-    Resources:
-      VPC:
-        Type: AWS::EC2::VPC
-        Properties: {CidrBlock: 10.0.0.0/16}
-      A:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref VPC, CidrBlock: 10.0.0.0/24, AvailabilityZone: us-east-1a}
-      B:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref VPC, CidrBlock: 10.0.1.0/24, AvailabilityZone: us-east-1b}
-      Other:
-        Type: AWS::EC2::VPC
-        Properties: {CidrBlock: 10.1.0.0/16}
-      OtherNet:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref Other, CidrBlock: 10.1.0.0/24, AvailabilityZone: us-east-1a}
-      Acl:
-        Type: AWS::EC2::NetworkAcl
-        Properties: {VpcId: !Ref VPC, Tags: [{Key: Name, Value: private}]}
-""")
+BASE = appended(
+    TWO_VPCS,
+    """\
+    Acl:
+      Type: AWS::EC2::NetworkAcl
+      Properties: {VpcId: !Ref VPC, Tags: [{Key: Name, Value: private}]}
+    """,
+)
 BASE_LINES = len(BASE.splitlines())
 
 
 def with_resources(extra: str) -> str:
-    return BASE + textwrap.indent(textwrap.dedent(extra), "  ")
+    return appended(BASE, extra)
 
 
 def entry(name: str, props: str) -> str:

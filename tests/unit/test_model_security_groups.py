@@ -12,32 +12,14 @@ from testbed.errors import TemplateErrors
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.types import ALL_PROTOCOLS, IgnoredProperty, SecurityGroupRule
 from tests.unit.elbv2_data import stack
+from tests.unit.network_data import TWO_VPCS, appended
 
-# VPC (10.0.0.0/16) with subnets A (us-east-1a) and B (us-east-1b), and a second VPC Other
-# with one subnet. Tests append resources below (two-space indentation).
-BASE = textwrap.dedent("""\
-    Resources:
-      VPC:
-        Type: AWS::EC2::VPC
-        Properties: {CidrBlock: 10.0.0.0/16}
-      A:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref VPC, CidrBlock: 10.0.0.0/24, AvailabilityZone: us-east-1a}
-      B:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref VPC, CidrBlock: 10.0.1.0/24, AvailabilityZone: us-east-1b}
-      Other:
-        Type: AWS::EC2::VPC
-        Properties: {CidrBlock: 10.1.0.0/16}
-      OtherNet:
-        Type: AWS::EC2::Subnet
-        Properties: {VpcId: !Ref Other, CidrBlock: 10.1.0.0/24, AvailabilityZone: us-east-1a}
-""")
+BASE = TWO_VPCS
 BASE_LINES = len(BASE.splitlines())
 
 
 def with_resources(extra: str) -> str:
-    return BASE + textwrap.indent(textwrap.dedent(extra), "  ")
+    return appended(BASE, extra)
 
 
 def group_with(rules: str, key: str = "SecurityGroupIngress", name: str = "Web") -> str:
