@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
-from testbed.model import routing
+from testbed.model import lab_defaults, routing, signals
 from testbed.model.declarations import (
     Declaration,
     ResourceDeclaration,
@@ -168,8 +168,12 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
             None if metadata is NO_VALUE else metadata, lid, raw.line_of("Metadata")
         ):
             state.extras.setdefault(UNFILTERED_KEY, {})[lid] = True
+    if "Metadata" in raw:
+        signals.read_cfn_init(raw["Metadata"], lid, state, scope)
     for key in raw:
-        if key in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy"):
+        if key == "CreationPolicy":
+            signals.read_creation_policy(raw, lid, state, scope)
+        elif key in ("DeletionPolicy", "UpdateReplacePolicy", "UpdatePolicy"):
             state.ignored.append(IgnoredProperty(lid, key))
     values, lines = check_properties(
         lid,
@@ -221,6 +225,21 @@ def _outputs(outputs: list[Declaration], scope: Scope, problems: _Problems) -> d
     return result
 
 
+def _exports(outputs: list[Declaration], scope: Scope, problems: _Problems) -> dict[str, Any]:
+    """Export names of enabled outputs -> their values (names resolved, unique)."""
+    return {}  # issue 11 contract: filled by the parameters/intrinsics work
+
+
+def template_transforms(doc: LDict) -> tuple[str, ...]:
+    """The template's Transform section as a tuple of names (a string or a list)."""
+    value = doc.get("Transform")
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
 def _freeze(
     state: BuildState,
     doc: LDict,
@@ -228,6 +247,7 @@ def _freeze(
     params: dict[str, Any],
     outputs: dict[str, Any],
     lab: LabOptions,
+    exports: dict[str, Any],
 ) -> StackModel:
     subnets = {}
     for lid, draft in state.subnets.items():
@@ -277,9 +297,9 @@ def _freeze(
         instances=frozen_map(instances),
         internet_clients=frozen_map(state.clients),
         outputs=frozen_map(outputs),
-        resource_types=frozen_map(state.types),
-        # The default VPC, when the stack uses it, is created first.
-        creation_order=(*state.default_vpc_ids, *order),
+        resource_types=frozen_map(state.types),  # lab-made hosts included
+        # The default VPC, when the stack uses it, is created first; hosts the lab adds last.
+        creation_order=(*state.default_vpc_ids, *order, *state.lab_made),
         ignored=tuple(state.ignored),
         lab=lab,
         extras=frozen_map({k: _frozen_family(v) for k, v in state.extras.items()}),
@@ -288,6 +308,15 @@ def _freeze(
         elastic_ips=frozen_map(state.elastic_ips),
         nat_gateways=frozen_map(state.nat_gateways),
         network_interfaces=frozen_map(standalone_interfaces(state)),
+        inert=frozen_map(state.inert),
+        dns_records=tuple(state.dns_records),
+        signal_policies=frozen_map(state.signal_policies),
+        cfn_init=frozen_map(state.cfn_init),
+        lab_values=tuple(state.lab_values),
+        exports=frozen_map(exports),
+        default_roles=frozen_map(state.default_roles),
+        lab_made=frozen_map(state.lab_made),
+        transforms=template_transforms(doc),
     )
 
 
@@ -428,7 +457,11 @@ def _finish(
         routing.assign_public_ips(state)
     except BadInput as err:
         problems.add(err)
+    # Lab defaults (issue 11): targets with no role serve with http-backend; a template with
+    # an internet gateway and no internet client gets one.
+    problems.extend(lab_defaults.apply(state))
     outputs = _outputs(template.outputs, template.scope, problems)
+    exports = _exports(template.outputs, template.scope, problems)
     lab = LabOptions()
     lab_meta = _lab_metadata(template.doc)
     if lab_meta is not None:
@@ -439,7 +472,7 @@ def _finish(
         except BadInput as err:
             problems.add(err)
     problems.raise_if_any()
-    return _freeze(state, template.doc, order, template.params, outputs, lab)
+    return _freeze(state, template.doc, order, template.params, outputs, lab, exports)
 
 
 def build_model(
@@ -449,8 +482,12 @@ def build_model(
     params: dict[str, Any] | None = None,
     stack_name: str = "default",
     region: str = "us-east-1",
+    imports: dict[str, Any] | None = None,
 ) -> StackModel:
-    """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong."""
+    """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong.
+
+    imports: the exports of the lab's other stacks (export name -> value), for
+    Fn::ImportValue."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)
     template = _read(doc, params, stack_name, region, problems)
@@ -458,6 +495,6 @@ def build_model(
         order, needs = _order(template)
     except BadInput as err:
         raise err.located(file=file) from None
-    state = BuildState(file, region, stack_name)
+    state = BuildState(file, region, stack_name, imports=dict(imports or {}))
     _build_all(template, order, needs, state, problems)
     return _finish(template, order, state, problems)

@@ -14,11 +14,15 @@ from typing import Any
 
 from testbed.model.addressing import AddressBook
 from testbed.model.types import (
+    DnsRecord,
     ElasticIp,
     IgnoredProperty,
+    InertResource,
     InternetClient,
+    LabValue,
     NatGateway,
     NetworkAclEntry,
+    ResourceSignalPolicy,
     RoleSpec,
     Route,
     SecurityGroupRule,
@@ -186,3 +190,15 @@ class BuildState:
     # The default VPC's resources, once something needed it (created first, in this order).
     default_vpc_ids: list[str] = field(default_factory=list)
     default_vpc_for: str | None = None  # the first resource that needed it (for messages)
+    # Issue 11: resources with no packets, Route53 records, signal policies, cfn-init data,
+    # replaced parameter values and import values (see the StackModel fields of the same names).
+    inert: dict[str, InertResource] = field(default_factory=dict)
+    dns_records: list[DnsRecord] = field(default_factory=list)
+    signal_policies: dict[str, ResourceSignalPolicy] = field(default_factory=dict)
+    cfn_init: dict[str, Any] = field(default_factory=dict)
+    lab_values: list[LabValue] = field(default_factory=list)
+    # Exports of the lab's other stacks (Fn::ImportValue); empty when built alone.
+    imports: dict[str, Any] = field(default_factory=dict)
+    # Instances given the http-backend role by default, and hosts the lab added: id -> why.
+    default_roles: dict[str, str] = field(default_factory=dict)
+    lab_made: dict[str, str] = field(default_factory=dict)

@@ -317,6 +317,62 @@ class IgnoredProperty:
 
 
 @dataclass(frozen=True)
+class InertResource:
+    """A resource with no packets (IAM, logs, SNS, S3, ...) or a custom resource whose
+    attributes the template gives: created with a "not emulated" event, resolvable.
+
+    kind: "inert" (an AWS type the lab accepts without meaning) or "custom" (Custom::* or
+    AWS::CloudFormation::CustomResource with Metadata.Lab.Attributes).
+    ref: the Ref value; attributes: every GetAtt value, AWS-shaped (ARNs with the region and
+    the lab account id)."""
+
+    logical_id: str
+    type: str
+    ref: str
+    attributes: Mapping[str, Any]
+    kind: str = "inert"
+    note: str = "not emulated"
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    """A Route53 record the lab's resolver serves (AWS::Route53::RecordSet / RecordSetGroup).
+
+    name: fully qualified, lower case, no trailing dot. type: "A" (values are IPv4 addresses)
+    or "CNAME" (one value: the target name; an alias record to a load balancer or another
+    record is a CNAME to the target's name here)."""
+
+    logical_id: str
+    name: str
+    type: str
+    values: tuple[str, ...]
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSignalPolicy:
+    """CreationPolicy.ResourceSignal of a resource: it is complete after `count` success
+    signals (cfn-signal) within `timeout_s`; a failure signal or the timeout fails it."""
+
+    count: int
+    timeout_s: float
+    # AutoScalingCreationPolicy.MinSuccessfulInstancesPercent (Auto Scaling groups; later).
+    min_successful_percent: int = 100
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """A parameter value the lab replaced or could not give a meaning (reported at `up`):
+    a key pair name, an AMI id, an SSM parameter path."""
+
+    parameter: str
+    value: str  # what the template or --param gave
+    lab_value: str  # what Ref gives in the lab
+    note: str  # why, in words
+
+
+@dataclass(frozen=True)
 class StackModel:
     """Everything the lab needs, validated. Mappings are keyed by logical id."""
 
@@ -344,6 +400,25 @@ class StackModel:
     # Standalone AWS::EC2::NetworkInterface resources (attached ones also appear in their
     # instance's extra_interfaces, or are its primary interface with DeviceIndex 0).
     network_interfaces: Mapping[str, NetworkInterface] = field(default_factory=frozen_map)
+    # Resources with no packets, and custom resources with lab-given attributes.
+    inert: Mapping[str, InertResource] = field(default_factory=frozen_map)
+    # Route53 records the lab's resolver serves, in declaration order.
+    dns_records: tuple[DnsRecord, ...] = ()
+    # Resources that wait for cfn-signal (CreationPolicy.ResourceSignal), by logical id.
+    signal_policies: Mapping[str, ResourceSignalPolicy] = field(default_factory=frozen_map)
+    # Metadata AWS::CloudFormation::Init of a resource (plain data), for cfn-init.
+    cfn_init: Mapping[str, Any] = field(default_factory=frozen_map)
+    # Parameter values the lab replaced (key pairs, AMI ids, SSM paths).
+    lab_values: tuple[LabValue, ...] = ()
+    # Outputs' Export names -> their values (Fn::ImportValue of another stack reads them).
+    exports: Mapping[str, Any] = field(default_factory=frozen_map)
+    # Instances given the http-backend role because a load balancer targets them and the
+    # template gives no lab role: logical id -> why, in words (shown in their events).
+    default_roles: Mapping[str, str] = field(default_factory=frozen_map)
+    # Hosts the lab added (the default internet client), logical id -> why.
+    lab_made: Mapping[str, str] = field(default_factory=frozen_map)
+    # The template's transforms, in the order applied (AWS::Serverless-2016-10-31, ...).
+    transforms: tuple[str, ...] = ()
 
     @property
     def azs(self) -> tuple[str, ...]:
