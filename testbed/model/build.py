@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
-from testbed.model import lab_defaults, routing, signals
+from testbed.model import lab_defaults, parameter_values, routing, signals
 from testbed.model.declarations import (
     Declaration,
     ResourceDeclaration,
@@ -53,6 +53,7 @@ from testbed.model.types import (
     Instance,
     InternetGateway,
     LabOptions,
+    LabValue,
     RouteTable,
     Source,
     StackModel,
@@ -62,17 +63,23 @@ from testbed.model.types import (
 from testbed.template.conditions import ConditionTable
 from testbed.template.intrinsics import (
     NO_VALUE,
+    POISONED,
     REGION_NAME,
+    FollowUp,
     Scope,
+    as_text,
     pseudo_parameters,
     resolve,
 )
-from testbed.template.nodes import LDict, describe
+from testbed.template.nodes import LDict, describe, did_you_mean
 from testbed.template.parameters import resolve_parameters
 from testbed.template.references import (
     creation_order,
+    depends_on,
     find_cycle,
+    find_references,
 )
+from testbed.template.rules import check_rules
 from testbed.template.sections import check_mappings, check_sections
 
 STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
@@ -87,6 +94,8 @@ class _Problems:
 
     def add(self, err: BadInput) -> None:
         for one in err.errors if isinstance(err, TemplateErrors) else [err]:
+            if isinstance(one, FollowUp):
+                continue  # echoes an error already reported (a bad parameter value)
             located = one.located(file=self.file)
             key = (located.message, located.line, located.logical_id)
             if all((e.message, e.line, e.logical_id) != key for e in self.errors):
@@ -227,7 +236,59 @@ def _outputs(outputs: list[Declaration], scope: Scope, problems: _Problems) -> d
 
 def _exports(outputs: list[Declaration], scope: Scope, problems: _Problems) -> dict[str, Any]:
     """Export names of enabled outputs -> their values (names resolved, unique)."""
-    return {}  # issue 11 contract: filled by the parameters/intrinsics work
+    result: dict[str, Any] = {}
+    first: dict[str, str] = {}  # export name -> the output that exports it
+    for decl in outputs:
+        if not decl.enabled or "Export" not in decl.raw:
+            continue
+        try:
+            name = _export_name(decl, scope)
+            if name in first:
+                raise BadInput(
+                    f"export name {name!r} is already used by output {first[name]}",
+                    line=decl.raw.line_of("Export"),
+                    logical_id=decl.logical_id,
+                    hint="export names must be unique in the stack",
+                )
+            if name in scope.imports:
+                raise BadInput(
+                    f"another stack of this lab already exports {name!r}",
+                    line=decl.raw.line_of("Export"),
+                    logical_id=decl.logical_id,
+                    hint="export names must be unique in the lab, as in an AWS region",
+                )
+            value = resolve(
+                decl.raw["Value"], scope, owner=decl.logical_id, line=decl.raw.line_of("Value")
+            )
+        except BadInput as err:
+            problems.add(err)
+            continue
+        first[name] = decl.logical_id
+        result[name] = plain(value)
+    return result
+
+
+def _export_name(decl: Declaration, scope: Scope) -> str:
+    export = decl.raw["Export"]
+    line = decl.raw.line_of("Export")
+    if not isinstance(export, LDict) or "Name" not in export:
+        raise BadInput(
+            "Export must be a mapping {Name: ...}", line=line, logical_id=decl.logical_id
+        )
+    for key in export:
+        if key != "Name":
+            raise BadInput(
+                f"unknown Export key {key!r}",
+                line=export.line_of(key),
+                logical_id=decl.logical_id,
+                hint=did_you_mean(key, ["Name"]) or "an Export has only a Name",
+            )
+    name = as_text(resolve(export["Name"], scope, owner=decl.logical_id, line=line))
+    if not name:
+        raise BadInput(
+            "the export's Name must be non-empty text", line=line, logical_id=decl.logical_id
+        )
+    return name
 
 
 def template_transforms(doc: LDict) -> tuple[str, ...]:
@@ -337,26 +398,48 @@ class _Template:
     outputs: list[Declaration]
     names: Names
     edges: Edges
+    # Resources not to build: they have errors already, or use a resource that is malformed
+    # or a condition that reads a bad parameter (building them would only echo those errors).
+    skip: set[str]
+    lab_values: list[LabValue]
 
 
 def _read(
-    doc: LDict, params: dict[str, Any] | None, stack_name: str, region: str, problems: _Problems
+    doc: LDict,
+    params: dict[str, Any] | None,
+    stack_name: str,
+    region: str,
+    problems: _Problems,
+    imports: dict[str, Any] | None = None,
 ) -> _Template:
-    """Phases 1 and 2: everything that can be checked before resolving any resource."""
+    """Phases 1 and 2: everything that can be checked before resolving any resource.
+
+    Problems are collected, not raised: a bad parameter value must not hide unknown resource
+    types or properties. A parameter whose value is wrong stays a known name with a poisoned
+    value, so whatever reads it is skipped instead of being told the name does not exist."""
+    imports = dict(imports or {})
     problems.extend(check_sections(doc))
-    values, errors = resolve_parameters(
-        doc.get("Parameters"), params, section_line=doc.line_of("Parameters")
+    parameters = resolve_parameters(
+        doc.get("Parameters"), params, section_line=doc.line_of("Parameters"), region=region
     )
-    problems.extend(errors)
+    problems.extend(parameters.errors)
+    values = parameters.values
     mappings, errors = check_mappings(doc.get("Mappings"), doc.line_of("Mappings"))
     problems.extend(errors)
-    # check_sections reported a missing or empty Resources section; raise_if_any stops below.
     section = doc.get("Resources")
-    if not isinstance(section, LDict):
+    if not isinstance(section, LDict):  # check_sections reported it
         section = LDict(line=doc.line_of("Resources"))
     declared = frozenset(section)
     pseudo = pseudo_parameters(stack_name, region)
-    scope = Scope(values, pseudo, mappings, region, resource_names=declared)
+    scope = Scope(
+        values,
+        pseudo,
+        mappings,
+        region,
+        resource_names=declared,
+        imports=imports,
+        transforms=template_transforms(doc),
+    )
     try:
         conditions = ConditionTable(
             doc.get("Conditions"), scope, section_line=doc.line_of("Conditions")
@@ -366,11 +449,13 @@ def _read(
         conditions = ConditionTable(None, scope)
     scope.conditions = conditions
     problems.extend(conditions.check_all())
-    # Everything below reads parameter values and conditions: stop if they are wrong.
-    problems.raise_if_any()
+    problems.extend(check_rules(doc.get("Rules"), scope, section_line=doc.line_of("Rules")))
 
     resources, errors = read_resources(section, conditions, doc.get("Parameters"))
     problems.extend(errors)
+    for id_error in parameter_values.check_ids(parameters.id_checks, resources, imports):
+        problems.add(id_error)
+        values[str(id_error.logical_id)] = POISONED  # its users are skipped, not blamed
     outputs, errors = read_outputs(doc.get("Outputs"), conditions)
     problems.extend(errors)
     # A declaration is disabled only by a (false) condition.
@@ -380,8 +465,61 @@ def _read(
     lab_meta = _lab_metadata(doc)
     if lab_meta is not None:
         check_lab_metadata(lab_meta, names, conditions, problems.add)
-    problems.raise_if_any()
-    return _Template(doc, values, scope, conditions, resources, outputs, names, edges)
+    skip = _not_to_build(resources, names, conditions, problems)
+    return _Template(
+        doc,
+        values,
+        scope,
+        conditions,
+        resources,
+        outputs,
+        names,
+        edges,
+        skip,
+        parameter_values.lab_values(parameters.substitutes),
+    )
+
+
+def _not_to_build(
+    resources: list[ResourceDeclaration],
+    names: Names,
+    conditions: ConditionTable,
+    problems: _Problems,
+) -> set[str]:
+    """Well-formed resources whose building would only repeat errors already reported."""
+    reported = {e.logical_id for e in problems.errors}
+    malformed = names.declared - set(names.resources)
+    skip: set[str] = set()
+    for decl in resources:
+        if not decl.enabled:
+            continue
+        lid = decl.logical_id
+        if lid in reported or (malformed and _uses(decl, malformed, conditions)):
+            skip.add(lid)
+        elif decl.condition is not None:
+            try:
+                conditions.value(decl.condition)
+            except BadInput:  # a FollowUp of a bad parameter (others are reported)
+                skip.add(lid)
+    return skip
+
+
+def _uses(decl: ResourceDeclaration, targets: frozenset[str], conditions: ConditionTable) -> bool:
+    """Whether a resource refers to (or depends on) one of `targets`."""
+    raw = decl.raw
+    try:
+        refs = [
+            *(
+                r
+                for key in ("Properties", "Metadata")
+                if key in raw
+                for r in find_references(raw[key], conditions)
+            ),
+            *(depends_on(raw["DependsOn"], None, decl.logical_id) if "DependsOn" in raw else []),
+        ]
+    except BadInput:
+        return True  # a malformed DependsOn: reported by the dependency check
+    return any(ref.target in targets for ref in refs)
 
 
 def _lab_metadata(doc: LDict) -> Any:
@@ -431,9 +569,9 @@ def _build_all(
         problems.add(err)
         problems.raise_if_any()
     template.scope.resources = _Resources(state)
-    failed: set[str] = set()
+    failed: set[str] = set(template.skip)
     for lid in order:
-        if needs[lid] & failed:
+        if lid in failed or needs[lid] & failed:
             failed.add(lid)  # its own problem would only echo the dependency's
             continue
         try:
@@ -490,11 +628,13 @@ def build_model(
     Fn::ImportValue."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)
-    template = _read(doc, params, stack_name, region, problems)
+    template = _read(doc, params, stack_name, region, problems, imports)
     try:
         order, needs = _order(template)
     except BadInput as err:
-        raise err.located(file=file) from None
+        problems.add(err)  # with the problems found before it
+        problems.raise_if_any()
     state = BuildState(file, region, stack_name, imports=dict(imports or {}))
+    state.lab_values.extend(template.lab_values)
     _build_all(template, order, needs, state, problems)
     return _finish(template, order, state, problems)

@@ -9,6 +9,7 @@ list item it stands for, as in CloudFormation.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,14 +26,22 @@ if TYPE_CHECKING:
 ACCOUNT_ID = "123456789012"
 REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 CONDITION_FUNCTIONS = ("Fn::Equals", "Fn::And", "Fn::Or", "Fn::Not")
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
 UNSUPPORTED = {
-    "Fn::ImportValue": "the lab runs a single stack, so there are no exports to import",
     "Fn::Transform": "transforms (macros) are not supported",
-    "Fn::Length": "Fn::Length needs the LanguageExtensions transform, which is not supported",
-    "Fn::ToJsonString": "Fn::ToJsonString needs the LanguageExtensions transform, "
-    "which is not supported",
     "Fn::ForEach": "Fn::ForEach needs the LanguageExtensions transform, which is not supported",
 }
+# Functions of the AWS::LanguageExtensions transform: refused unless the template declares it.
+NEEDS_LANGUAGE_EXTENSIONS = ("Fn::Length", "Fn::ToJsonString")
+# Functions of the Rules section only (testbed.template.rules evaluates them).
+RULE_FUNCTIONS = (
+    "Fn::Contains",
+    "Fn::EachMemberEquals",
+    "Fn::EachMemberIn",
+    "Fn::RefAll",
+    "Fn::ValueOf",
+    "Fn::ValueOfAll",
+)
 # Sub variables: ${Name}, ${Res.Attr}, ${AWS::Region}; ${!Text} is the literal ${Text}.
 SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
@@ -45,6 +54,22 @@ class _NoValue:
 
 
 NO_VALUE: Any = _NoValue()
+
+
+class _Poisoned:
+    """The value of a parameter whose own value is wrong (that error is reported once): what
+    reads it is skipped with no second error."""
+
+    def __repr__(self) -> str:
+        return "a bad parameter value"
+
+
+POISONED: Any = _Poisoned()
+
+
+class FollowUp(BadInput):
+    """An error that only echoes one already reported (a read of a bad parameter): collectors
+    of errors drop it, and the resource, condition or output that raised it is skipped."""
 
 
 class Base64Text(str):
@@ -81,6 +106,9 @@ class Scope:
     disabled: Mapping[str, str] = field(default_factory=dict)
     conditions: ConditionTable | None = None
     resources: ResourceView | None = None  # None: parameters only (the Conditions section)
+    # Exports of the lab's other stacks (Fn::ImportValue) and the template's transforms.
+    imports: Mapping[str, Any] = field(default_factory=dict)
+    transforms: tuple[str, ...] = ()
 
 
 def pseudo_parameters(stack_name: str, region: str) -> dict[str, Any]:
@@ -191,6 +219,10 @@ def _ref(call: _Call, raw: Any) -> Any:
         return list(value) if isinstance(value, list) else value
     if raw in scope.params:
         value = scope.params[raw]
+        if value is POISONED:
+            raise FollowUp(
+                f"parameter {raw} has a bad value", line=call.line, logical_id=call.owner
+            )
         return list(value) if isinstance(value, list) else value
     return _resource_ref(call, raw)
 
@@ -397,6 +429,44 @@ def _find_in_map(call: _Call, raw: Any) -> Any:
     return level
 
 
+def _import_value(call: _Call, raw: Any) -> Any:
+    name = call.text(call.resolve(raw), "the export name")
+    if name not in call.scope.imports:
+        raise call.fail(
+            f"no stack of this lab exports {name!r}",
+            hint="create the exporting stack first (testbed up ... --into LAB, a later issue)",
+        )
+    value = call.scope.imports[name]
+    return list(value) if isinstance(value, list) else value
+
+
+def _length(call: _Call, raw: Any) -> int:
+    value = call.resolve(raw)
+    if not isinstance(value, list):
+        raise call.fail(f"expects a list or a function that gives one, not {describe(value)}")
+    return len(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, str) else value
+
+
+def _to_json_string(call: _Call, raw: Any) -> str:
+    value = call.resolve(raw)
+    if not isinstance(value, (dict, list)):
+        raise call.fail(f"expects a mapping or a list, not {describe(value)}")
+    # Compact, as AWS gives it: {"key":"value"}.
+    return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def _rule_only(call: _Call, raw: Any) -> Any:
+    raise call.fail("this function can be used only in the Rules section")
+
+
 def _condition_only(call: _Call, raw: Any) -> Any:
     raise call.fail(
         "condition functions can be used only in the Conditions section",
@@ -416,7 +486,11 @@ FUNCTIONS: dict[str, Callable[[_Call, Any], Any]] = {
     "Fn::GetAZs": _get_azs,
     "Fn::Cidr": _cidr,
     "Fn::FindInMap": _find_in_map,
+    "Fn::ImportValue": _import_value,
+    "Fn::Length": _length,
+    "Fn::ToJsonString": _to_json_string,
     **dict.fromkeys(CONDITION_FUNCTIONS, _condition_only),
+    **dict.fromkeys(RULE_FUNCTIONS, _rule_only),
 }
 
 
@@ -425,6 +499,13 @@ def call_function(name: str, raw: Any, scope: Scope, *, owner: str | None, line:
     call = _Call(name, scope, owner, line)
     if name in UNSUPPORTED:
         raise BadInput(f"{name} is not supported: {UNSUPPORTED[name]}", line=line, logical_id=owner)
+    if name in NEEDS_LANGUAGE_EXTENSIONS and LANGUAGE_EXTENSIONS not in scope.transforms:
+        raise BadInput(
+            f"{name} is not supported here: it needs the {LANGUAGE_EXTENSIONS} transform",
+            line=line,
+            logical_id=owner,
+            hint=f"add Transform: {LANGUAGE_EXTENSIONS} to the template",
+        )
     if name not in FUNCTIONS:
         raise BadInput(
             f"unknown intrinsic function {name}",

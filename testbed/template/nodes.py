@@ -18,6 +18,8 @@ class LDict(dict):
         super().__init__(*args, **kwargs)
         self.line = line
         self.lines: dict[str, int] = {}
+        # The text of scalars YAML read as something else (No -> false, 010 -> 8), by key.
+        self.texts: dict[str, str] = {}
 
     def line_of(self, key: str) -> int | None:
         """Line of `key` if known, else the mapping's own line."""
@@ -31,6 +33,8 @@ class LList(list):
         super().__init__(*args)
         self.line = line
         self.lines: list[int | None] = []
+        # The text of scalars YAML read as something else (No -> false, 010 -> 8), by index.
+        self.texts: dict[int, str] = {}
 
     def line_of(self, index: int) -> int | None:
         """Line of item `index` if known, else the sequence's own line."""

@@ -18,14 +18,15 @@ SECTIONS = (
     "Resources",
     "Outputs",
     "Transform",
+    "Rules",
 )
 NOT_SUPPORTED = {
     "Transform": "transforms (AWS::Serverless, AWS::LanguageExtensions, macros) are not "
     "supported; write the expanded template instead",
-    "Rules": "the Rules section is not supported; use AllowedValues/AllowedPattern on "
-    "parameters instead",
     "Hooks": "the Hooks section is not supported",
 }
+# Transforms the engine applies itself (its functions are intrinsics here).
+BUILT_IN_TRANSFORMS = ("AWS::LanguageExtensions",)
 FORMAT_VERSION = "2010-09-09"
 MAP_NAME = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -34,6 +35,8 @@ def check_sections(doc: LDict) -> list[BadInput]:
     """Problems with the set of top-level sections and the simple ones among them."""
     errors: list[BadInput] = []
     for key in doc:
+        if key == "Transform" and _built_in_transforms(doc[key]):
+            continue
         if key in NOT_SUPPORTED:
             errors.append(BadInput(NOT_SUPPORTED[key], line=doc.line_of(key)))
         elif key not in SECTIONS:
@@ -85,6 +88,11 @@ def check_sections(doc: LDict) -> list[BadInput]:
                 )
             )
     return errors
+
+
+def _built_in_transforms(value: Any) -> bool:
+    names = [value] if isinstance(value, str) else value
+    return isinstance(names, list) and all(n in BUILT_IN_TRANSFORMS for n in names)
 
 
 def _scalar_or_list(value: Any) -> bool:

@@ -40,10 +40,25 @@ SHORT_FORMS: dict[str, str] = {
     "!And": "Fn::And",
     "!Or": "Fn::Or",
     "!Not": "Fn::Not",
+    "!ImportValue": "Fn::ImportValue",
+    "!Transform": "Fn::Transform",
+    # AWS::LanguageExtensions
+    "!Length": "Fn::Length",
+    "!ToJsonString": "Fn::ToJsonString",
+    # The Rules section
+    "!Contains": "Fn::Contains",
+    "!EachMemberEquals": "Fn::EachMemberEquals",
+    "!EachMemberIn": "Fn::EachMemberIn",
+    "!RefAll": "Fn::RefAll",
+    "!ValueOf": "Fn::ValueOf",
+    "!ValueOfAll": "Fn::ValueOfAll",
 }
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STD_PREFIX = "tag:yaml.org,2002:"
+# Plain scalars YAML 1.1 reads as something other than their text (Yes -> true, 010 -> 8):
+# CloudFormation reads parameter attributes as text, so the written text is kept beside them.
+_NOT_TEXT_TAGS = (_STD_PREFIX + "bool", _STD_PREFIX + "int", _STD_PREFIX + "float")
 
 
 # libyaml's parser is ~10x faster than the pure-Python one; the constructors are the same
@@ -100,16 +115,24 @@ def _construct_mapping(loader: TemplateLoader, node: Node) -> LDict:
         key = str(key_node.value)
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = _line(key_node)
+        if _not_text(value_node):
+            result.texts[key] = value_node.value
     return result
+
+
+def _not_text(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag in _NOT_TEXT_TAGS
 
 
 def _construct_sequence(loader: TemplateLoader, node: Node) -> LList:
     if not isinstance(node, SequenceNode):
         raise ConstructorError(None, None, "expected a list here", node.start_mark)
     result = LList(line=_line(node))
-    for item in node.value:
+    for index, item in enumerate(node.value):
         result.append(loader.construct_object(item, deep=True))
         result.lines.append(_line(item))
+        if _not_text(item):
+            result.texts[index] = item.value
     return result
 
 

@@ -103,7 +103,7 @@ INVALID = [
     (
         "{Type: 'AWS::SSM::Parameter::Value<String>', Default: x}",
         None,
-        ["not supported", "Systems Manager"],
+        ["no Systems Manager parameter store", "'x' has no value here", "--param P=VALUE"],
     ),
     (
         "{Type: 'AWS::EC2::AvailabilityZone::Name', Default: useast1}",
