@@ -14,7 +14,10 @@ from testbed.errors import BadInput
 from testbed.template.intrinsics import NO_VALUE, Scope, as_text, function_key, resolve
 from testbed.template.nodes import LDict, describe, did_you_mean, line_of
 
-NAME = re.compile(r"^[A-Za-z0-9]+$")
+# AWS accepts more than letters and digits in condition names: & and _ (cfn-lint's schema) and
+# hyphens (aws-samples/aws-refarch-wordpress templates/aws-refarch-wordpress-03-efsfilesystem.yaml
+# at ad192b9605b988643e8cb381fc7293da05d0ffad, an AWS reference stack, names one UseAWS-ManagedCMK).
+NAME = re.compile(r"^[A-Za-z0-9&_-]{1,255}$")
 FUNCTIONS = ("Fn::Equals", "Fn::And", "Fn::Or", "Fn::Not", "Condition")
 
 
@@ -135,7 +138,7 @@ class ConditionTable:
             if not NAME.match(name):
                 errors.append(
                     BadInput(
-                        "condition names may contain only letters and digits",
+                        "condition names may contain only letters, digits, &, _ and -",
                         line=self.section.line_of(name),
                         logical_id=name,
                     )

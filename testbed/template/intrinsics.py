@@ -295,6 +295,8 @@ def _sub(call: _Call, raw: Any) -> str:
         else:
             try:
                 value = _ref(call, text)
+            except FollowUp:
+                raise
             except BadInput as err:
                 hint = err.hint or f"write ${{!{text}}} for a literal ${{{text}}}"
                 raise BadInput(

@@ -322,6 +322,9 @@ def _typed_items(
     spec: ParameterSpec, items: list[str], from_user: bool, region: str, out: ParameterValues
 ) -> None:
     """Check items against the parameter's AWS type; note the lab values and id checks."""
+    # An empty value is how templates say "none" (with a condition on it); resources that use
+    # it anyway report their own error.
+    items = [item for item in items if item != ""]
     for item in items:
         problem = _type_violation(spec, item, region)
         if problem:

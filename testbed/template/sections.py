@@ -21,8 +21,8 @@ SECTIONS = (
     "Rules",
 )
 NOT_SUPPORTED = {
-    "Transform": "transforms (AWS::Serverless, AWS::LanguageExtensions, macros) are not "
-    "supported; write the expanded template instead",
+    "Transform": "transforms other than AWS::LanguageExtensions (AWS::Serverless, macros) are "
+    "not supported; write the expanded template instead",
     "Hooks": "the Hooks section is not supported",
 }
 # Transforms the engine applies itself (its functions are intrinsics here).
