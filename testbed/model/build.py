@@ -1,12 +1,14 @@
 """Template -> StackModel: check, order, resolve and build every resource, then freeze.
 
-Phases, each reporting all the problems it can find before giving up:
-1. sections, parameters, mappings, conditions, and the shape of resources and outputs;
+Phases, each reporting all the problems it can find:
+1. sections, parameters (and Rules), mappings, conditions, and the shape of resources and
+   outputs;
 2. references: every Ref/GetAtt/Sub/DependsOn names something that exists and is created;
 3. the creation order (dependencies first, ties by declaration order), or the loop that
    prevents one;
 4. resources resolved and built in that order (so GetAtt of an instance's address works in
-   later resources), skipping those whose dependencies failed;
+   later resources), skipping those whose dependencies failed or that would only repeat an
+   earlier problem; then every problem of phases 1 to 4 is reported together;
 5. routing facts (public subnets, public addresses), outputs, lab options; then freezing.
 """
 
@@ -634,6 +636,7 @@ def build_model(
     except BadInput as err:
         problems.add(err)  # with the problems found before it
         problems.raise_if_any()
+        raise  # not reached: raise_if_any raised
     state = BuildState(file, region, stack_name, imports=dict(imports or {}))
     state.lab_values.extend(template.lab_values)
     _build_all(template, order, needs, state, problems)
