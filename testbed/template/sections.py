@@ -19,9 +19,8 @@ SECTIONS = (
     "Outputs",
     "Transform",
 )
+# Transform is applied before the sections are read (testbed.template.transforms).
 NOT_SUPPORTED = {
-    "Transform": "transforms (AWS::Serverless, AWS::LanguageExtensions, macros) are not "
-    "supported; write the expanded template instead",
     "Rules": "the Rules section is not supported; use AllowedValues/AllowedPattern on "
     "parameters instead",
     "Hooks": "the Hooks section is not supported",
