@@ -153,9 +153,10 @@ def read_resources(
         if resource_type is None:
             problem = True
             errors.append(_type_error(type_name, decl, logical_id))
-        elif catalog.is_custom(resource_type.name) and custom.lab_attributes(
-            decl.get("Metadata")
-        ) is None:
+        elif (
+            catalog.is_custom(resource_type.name)
+            and custom.lab_attributes(decl.get("Metadata")) is None
+        ):
             problem = True
             errors.append(
                 BadInput(

@@ -2,8 +2,9 @@
 
 - AWS::Serverless-2016-10-31 (SAM): AWS's own translator (aws-sam-translator) turns the
   Serverless resources into CloudFormation ones, offline: the stack's region instead of a boto
-  session, managed policy names made into their ARNs without asking IAM. The result keeps the template's lines where it can (a resource SAM
-  left alone keeps its own; one SAM made points at the SAM resource it came from).
+  session, managed policy names made into their ARNs without asking IAM. The result keeps
+  the template's lines where it can (a resource SAM left alone keeps its own; one SAM made
+  points at the SAM resource it came from).
 - AWS::LanguageExtensions passes through (its functions are the intrinsics' business).
 - Any other transform (a macro, an include) runs code in AWS: an error naming it.
 

@@ -178,9 +178,7 @@ SHAPES: dict[str, Shape] = {
         lambda f: "AKIA" + token(f.state, f.logical_id, "key", 16),
         {"SecretAccessKey": lambda f: token(f.state, f.logical_id, "secret", 40)},
     ),
-    "AWS::SNS::Topic": Shape(
-        "TopicName", _topic_arn, {"TopicArn": _topic_arn, "TopicName": _name}
-    ),
+    "AWS::SNS::Topic": Shape("TopicName", _topic_arn, {"TopicArn": _topic_arn, "TopicName": _name}),
     "AWS::SNS::Subscription": Shape(
         None, lambda f: f.arn("sns", f"{generated_name(f.state, 'Topic')}:{f.uuid()}"), {}
     ),
@@ -207,9 +205,7 @@ SHAPES: dict[str, Shape] = {
     "AWS::Logs::LogStream": Shape("LogStreamName", _name, {}),
     "AWS::KMS::Key": Shape(None, _uuid, {"Arn": _kms_arn, "KeyId": _uuid}),
     "AWS::KMS::Alias": Shape("AliasName", _name, {}),
-    "AWS::CertificateManager::Certificate": Shape(
-        None, _cert_arn, {"CertificateArn": _cert_arn}
-    ),
+    "AWS::CertificateManager::Certificate": Shape(None, _cert_arn, {"CertificateArn": _cert_arn}),
     "AWS::SSM::Parameter": Shape(
         "Name",
         _name,
@@ -221,14 +217,10 @@ SHAPES: dict[str, Shape] = {
         _name,
         {
             "KeyPairId": lambda f: "key-" + f.hex(),
-            "KeyFingerprint": lambda f: ":".join(
-                f.hex(40)[i : i + 2] for i in range(0, 40, 2)
-            ),
+            "KeyFingerprint": lambda f: ":".join(f.hex(40)[i : i + 2] for i in range(0, 40, 2)),
         },
     ),
-    "AWS::Events::Rule": Shape(
-        "Name", _name, {"Arn": lambda f: f.arn("events", f"rule/{f.name}")}
-    ),
+    "AWS::Events::Rule": Shape("Name", _name, {"Arn": lambda f: f.arn("events", f"rule/{f.name}")}),
     "AWS::CloudWatch::Alarm": Shape(
         "AlarmName", _name, {"Arn": lambda f: f.arn("cloudwatch", f"alarm:{f.name}")}
     ),
