@@ -61,7 +61,7 @@ def apply(
     return _sam(doc, filename, params or {}, region)
 
 
-class _AnyManagedPolicy(dict):  # type: ignore[type-arg]
+class _AnyManagedPolicy(dict[str, str]):
     """Every AWS managed policy name -> its ARN, without asking IAM (the lab has no account)."""
 
     def get(self, name: Any, default: Any = None) -> Any:
@@ -77,11 +77,11 @@ class _Session:
 
 def _sam(doc: LDict, filename: str, params: dict[str, Any], region: str) -> LDict:
     # Imported here: the translator is large and only SAM templates need it.
-    from samtranslator.model.exceptions import InvalidDocumentException
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.arn_generator import ArnGenerator
-    from samtranslator.translator.translator import Translator
-    from samtranslator.utils.py27hash_fix import (
+    from samtranslator.model.exceptions import InvalidDocumentException  # type: ignore[import-untyped]
+    from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
+    from samtranslator.translator.arn_generator import ArnGenerator  # type: ignore[import-untyped]
+    from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
+    from samtranslator.utils.py27hash_fix import (  # type: ignore[import-untyped]
         to_py27_compatible_template,
         undo_mark_unicode_str_in_template,
     )
