@@ -20,14 +20,14 @@ DEFAULT_REGION = "us-east-1"
 @cache
 def _manager() -> Any:
     # Imported here: loading cfn-lint costs about 0.3 s, and most commands never need it.
-    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER  # type: ignore[import-untyped]
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
     return PROVIDER_SCHEMA_MANAGER
 
 
 @cache
 def _regions() -> frozenset[str]:
-    from cfnlint.helpers import REGIONS  # type: ignore[import-untyped]
+    from cfnlint.helpers import REGIONS
 
     return frozenset(REGIONS)
 

@@ -22,6 +22,10 @@ SAM = "AWS::Serverless-2016-10-31"
 LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
 KNOWN = (SAM, LANGUAGE_EXTENSIONS)
 _POLICY_ARN = "arn:aws:iam::aws:policy/"
+NO_REPOSITORY = (
+    "applications of the Serverless Application Repository are nested stacks fetched from "
+    "AWS: not supported by the lab"
+)
 
 
 def names(doc: LDict) -> list[str]:
@@ -77,14 +81,26 @@ class _Session:
 
 def _sam(doc: LDict, filename: str, params: dict[str, Any], region: str) -> LDict:
     # Imported here: the translator is large and only SAM templates need it.
-    from samtranslator.model.exceptions import InvalidDocumentException  # type: ignore[import-untyped]
-    from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
-    from samtranslator.translator.arn_generator import ArnGenerator  # type: ignore[import-untyped]
-    from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
-    from samtranslator.utils.py27hash_fix import (  # type: ignore[import-untyped]
+    from samtranslator.model.exceptions import InvalidDocumentException, InvalidResourceException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.plugins.application.serverless_app_plugin import (
+        ServerlessAppPlugin,
+    )
+    from samtranslator.translator.arn_generator import ArnGenerator
+    from samtranslator.translator.translator import Translator
+    from samtranslator.utils.py27hash_fix import (
         to_py27_compatible_template,
         undo_mark_unicode_str_in_template,
     )
+
+    class NoRepository(ServerlessAppPlugin):
+        """AWS::Serverless::Application from the Serverless Application Repository: fetched
+        from AWS, then a nested stack. Neither is possible here: no call, a clear error."""
+
+        def _make_service_call_with_retry(
+            self, service_call: Any, app_id: Any, semver: Any, key: Any, logical_id: str
+        ) -> None:
+            self._applications[key] = InvalidResourceException(logical_id, NO_REPOSITORY)
 
     plain = _plain(doc)
     values = dict(params)
@@ -93,15 +109,19 @@ def _sam(doc: LDict, filename: str, params: dict[str, Any], region: str) -> LDic
     # managed policy ARNs made from their names instead of a boto session and IAM.
     try:
         to_py27_compatible_template(plain, values)
-        translator = Translator(None, Parser(), boto_session=_Session(region))
-        translated = undo_mark_unicode_str_in_template(
-            translator.translate(plain, values, get_managed_policy_map=_AnyManagedPolicy)
+        translator = Translator(
+            None, Parser(), plugins=[NoRepository()], boto_session=_Session(region)
         )
+        try:
+            translated = undo_mark_unicode_str_in_template(
+                translator.translate(plain, values, get_managed_policy_map=_AnyManagedPolicy)
+            )
+        finally:
+            translator.metrics.publish()  # to its dummy publisher: nothing leaves the machine
     except InvalidDocumentException as err:
-        problems = [
-            BadInput(f"{SAM}: {cause.message}", file=filename, line=doc.line_of("Transform"))
-            for cause in err.causes
-        ] or [BadInput(f"{SAM}: {err.message}", file=filename, line=doc.line_of("Transform"))]
+        problems = [_problem(cause, doc, filename) for cause in err.causes] or [
+            BadInput(f"{SAM}: {err.message}", file=filename, line=doc.line_of("Transform"))
+        ]
         raise problems[0] if len(problems) == 1 else TemplateErrors(problems) from None
     except Exception as err:  # the translator's own failures: still bad input, not a crash
         raise BadInput(
@@ -113,6 +133,18 @@ def _sam(doc: LDict, filename: str, params: dict[str, Any], region: str) -> LDic
         ArnGenerator.BOTO_SESSION_REGION_NAME = saved
     translated["Transform"] = doc["Transform"]
     return _with_lines(translated, doc)
+
+
+def _problem(cause: Any, doc: LDict, filename: str) -> BadInput:
+    """One of the translator's errors, at its resource when it names one."""
+    lid = getattr(cause, "_logical_id", None)
+    resources = doc.get("Resources")
+    if isinstance(lid, str) and isinstance(resources, LDict) and lid in resources:
+        reason = getattr(cause, "_message", None) or cause.message
+        return BadInput(
+            f"{SAM}: {reason}", file=filename, line=resources.line_of(lid), logical_id=lid
+        )
+    return BadInput(f"{SAM}: {cause.message}", file=filename, line=doc.line_of("Transform"))
 
 
 def _plain(value: Any) -> Any:
