@@ -28,7 +28,7 @@ from testbed.template.yaml_loader import load_text
 
 SUFFIXES = (".yaml", ".yml", ".json", ".template")
 # A CloudFormation template has a Resources section naming resource types.
-_RESOURCES = re.compile(r"""^\s*["']?Resources["']?\s*:""", re.MULTILINE)
+_RESOURCES = re.compile(r"""(^|[{,])\s*["']?Resources["']?\s*:""", re.MULTILINE)
 _TYPES = re.compile(r"(AWS|Custom|Lab)::\w+")
 PLACEHOLDER_AMI = "ami-0abcdef1234567890"
 NEEDS = "needs parameters"
