@@ -144,16 +144,18 @@ def test_getatt_of_a_given_property_returns_its_value(load):
 
 
 def test_wait_condition_handle_url_names_the_handle(load):
-    out = outputs(
+    model, out = outputs(
         load,
         "Handle: {Type: AWS::CloudFormation::WaitConditionHandle}\n"
         "Wait: {Type: AWS::CloudFormation::WaitCondition,"
         " Properties: {Handle: !Ref Handle, Timeout: '300'}}\n",
         {"Url": "!Ref Handle", "Data": "!GetAtt Wait.Data"},
-    )[1]
+    )
     assert out["Url"].startswith("https://cloudformation-waitcondition-us-east-1.s3.amazonaws.com/")
     assert "/Handle?X-Amz-" in out["Url"]
     assert out["Data"] == "{}"
+    wait = model.inert["Wait"]
+    assert dict(wait.properties) == {"Handle": out["Url"], "Timeout": "300"}
 
 
 def test_an_instance_profile_ref_is_an_ignored_instance_property(load):

@@ -119,6 +119,7 @@ def _build(ctx: ResourceContext) -> None:
         "custom",
         f"not emulated: {catalog.LAMBDA_CUSTOM}; its attributes come from Metadata.Lab",
         source=ctx.source,
+        properties=frozen_map(plain(ctx.props)),
     )
 
 

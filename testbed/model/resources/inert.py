@@ -322,7 +322,14 @@ def record(ctx: ResourceContext, note: str, ref: str | None = None) -> InertReso
             make(facts) if make else _generic_attribute(type_name, attribute, facts, ref)
         )
     resource = InertResource(
-        lid, type_name, ref, frozen_map(attributes), "inert", note, source=ctx.source
+        lid,
+        type_name,
+        ref,
+        frozen_map(attributes),
+        "inert",
+        note,
+        source=ctx.source,
+        properties=frozen_map(plain(ctx.props)),
     )
     state.inert[lid] = resource
     return resource
