@@ -14,7 +14,7 @@ from typing import Any
 
 from testbed.cli.common import add_params, params_dict, subcommand, table
 from testbed.cli.lint import Finding, counts, lint_text
-from testbed.cli.validate_many import STATUSES, judge, template_files
+from testbed.cli.validate_many import STATUSES, Verdict, judge, template_files
 from testbed.errors import BadInput
 from testbed.model import catalog, load_model
 from testbed.model.resources.custom import lab_attributes
@@ -177,7 +177,11 @@ def _summary(args: Any) -> int:
     files, skipped = template_files(args.templates)
     verdicts = []
     for path in files:
-        verdict = judge(path, args.region)
+        try:
+            verdict = judge(path, args.region)
+        except Exception as err:  # a lab bug on one template must not hide the others' lines
+            problem = BadInput(f"the lab failed on this template ({type(err).__name__}: {err})")
+            verdict = Verdict(path, "invalid", errors=[problem])
         verdicts.append(verdict)
         line = verdict.line()
         if args.lint:

@@ -129,6 +129,22 @@ def test_lint_on_an_invalid_template(capsys, files):
     assert "E3003 line 11: 'MaxSize' is a required property" in out
 
 
+def test_summary_with_lint_adds_the_counts(capsys, files):
+    code, out, _ = run(capsys, files("t.yaml", VALID), "--summary", "--lint")
+    assert code == 0
+    assert out.splitlines()[0].endswith("valid (3 resources; 1 inert) — cfn-lint: 1 warning")
+
+
+def test_summary_survives_a_lab_failure(capsys, files, monkeypatch):
+    def broken(path, region):
+        raise KeyError("boom")
+
+    monkeypatch.setattr("testbed.cli.validate.judge", broken)
+    code, out, _ = run(capsys, files("t.yaml", VALID), "--summary")
+    assert code == 2
+    assert "t.yaml: invalid: the lab failed on this template (KeyError: 'boom')" in out
+
+
 def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         main(["validate", "--help"])
