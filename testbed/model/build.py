@@ -186,9 +186,10 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
         line=props_line if props_line else decl.line,
     )
     source = Source(state.file, decl.line)
-    context = ResourceContext(lid, resource_type, source, values, lines, state, role)
-    context.metadata = None if metadata is NO_VALUE else metadata
-    resource_type.build(context)
+    metadata = None if metadata is NO_VALUE else metadata
+    resource_type.build(
+        ResourceContext(lid, resource_type, source, values, lines, state, role, metadata)
+    )
     if resource_type.ref_value is not None:
         state.physical_ids[resource_type.ref_value(state, lid)] = lid
     state.built.append(lid)
