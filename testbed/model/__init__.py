@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model.build import build_model
 from testbed.model.types import StackModel
+from testbed.template import transforms
 from testbed.template.yaml_loader import load_text
 
 __all__ = ["load_model", "load_model_text"]
@@ -29,6 +30,8 @@ def load_model_text(
     """Build the stack model from template text; `filename` is used in error messages."""
     doc = load_text(text, filename)
     try:
+        # SAM first (AWS::Serverless-2016-10-31): the model is built from what it makes.
+        doc = transforms.apply(doc, filename, dict(params or {}), region)
         return build_model(
             doc, file=filename, params=dict(params or {}), stack_name=stack_name, region=region
         )

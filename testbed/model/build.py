@@ -160,6 +160,7 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
             logical_id=lid,
         )
     role = None
+    metadata: Any = None
     if "Metadata" in raw:
         metadata = resolve(raw["Metadata"], scope, owner=lid, line=raw.line_of("Metadata"))
         role = resource_role(
@@ -196,7 +197,10 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
         line=props_line if props_line else decl.line,
     )
     source = Source(state.file, decl.line)
-    resource_type.build(ResourceContext(lid, resource_type, source, values, lines, state, role))
+    metadata = None if metadata is NO_VALUE else metadata
+    resource_type.build(
+        ResourceContext(lid, resource_type, source, values, lines, state, role, metadata)
+    )
     if resource_type.ref_value is not None:
         state.physical_ids[resource_type.ref_value(state, lid)] = lid
     state.built.append(lid)

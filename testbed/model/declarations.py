@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.errors import BadInput
-from testbed.model.resources import REGISTRY, ResourceType, lookup
+from testbed.model import catalog, schemas
+from testbed.model.resources import ResourceType, custom, lookup
+from testbed.model.resources.registry import registered
 from testbed.template.conditions import ConditionTable
 from testbed.template.nodes import LDict, describe, did_you_mean
 
@@ -58,6 +60,35 @@ def _condition(
     except BadInput as err:
         errors.append(err)
         return name, True
+
+
+def _type_error(type_name: Any, decl: LDict, logical_id: str) -> BadInput:
+    """Why a resource's Type cannot be built: no type, a typo, or an AWS type the lab refuses."""
+    line = decl.line_of("Type")
+    if not isinstance(type_name, str):
+        message = (
+            "the resource has no Type"
+            if type_name is None
+            else f"Type must be a resource type name, not {describe(type_name)}"
+        )
+        return BadInput(message, line=line, logical_id=logical_id)
+    found = catalog.support(type_name)
+    if found is not None:  # a real AWS type the catalog refuses
+        return BadInput(
+            f"{type_name} is an AWS type the lab does not emulate: {found.note}",
+            line=line,
+            logical_id=logical_id,
+        )
+    known = sorted(schemas.aws_types() | registered())
+    return BadInput(
+        f"unknown resource type {type_name}",
+        line=line,
+        logical_id=logical_id,
+        # Type names share their "AWS::" prefix: only near-identical ones help.
+        hint=did_you_mean(type_name, known, cutoff=0.85)
+        or "see the resource types of AWS's reference (AWS::Service::Type), Custom::* "
+        "or Lab::Internet::Client",
+    )
 
 
 def read_resources(
@@ -121,24 +152,20 @@ def read_resources(
         resource_type = lookup(type_name) if isinstance(type_name, str) else None
         if resource_type is None:
             problem = True
-            if not isinstance(type_name, str):
-                message = (
-                    "the resource has no Type"
-                    if type_name is None
-                    else f"Type must be a resource type name, not {describe(type_name)}"
+            errors.append(_type_error(type_name, decl, logical_id))
+        elif (
+            catalog.is_custom(resource_type.name)
+            and custom.lab_attributes(decl.get("Metadata")) is None
+        ):
+            problem = True
+            errors.append(
+                BadInput(
+                    f"{type_name}: {catalog.LAMBDA_CUSTOM}",
+                    line=decl.line_of("Type"),
+                    logical_id=logical_id,
+                    hint=custom.HINT,
                 )
-                errors.append(BadInput(message, line=decl.line_of("Type"), logical_id=logical_id))
-            else:
-                errors.append(
-                    BadInput(
-                        f"unknown resource type {type_name}",
-                        line=decl.line_of("Type"),
-                        logical_id=logical_id,
-                        # Type names share their "AWS::" prefix: only near-identical ones help.
-                        hint=did_you_mean(type_name, REGISTRY, cutoff=0.85)
-                        or f"the lab knows: {', '.join(sorted(REGISTRY))}",
-                    )
-                )
+            )
         name, enabled = _condition(decl, logical_id, conditions, errors)
         if not problem and resource_type is not None:
             result.append(

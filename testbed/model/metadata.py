@@ -24,6 +24,9 @@ ROLE_KEYS = ("Role", "RoleArgs", "Snmp", "Unfiltered")
 # Metadata.Lab.Unfiltered: true on an instance: the lab programs no security-group check on
 # its ports (a benchmark baseline, e.g. experiments/bench_sg; AWS has no such thing).
 UNFILTERED_KEY = "lab_unfiltered"
+# Metadata.Lab of a custom resource (Custom::*): the values its function would return.
+CUSTOM_KEYS = ("Attributes", "PhysicalId")
+CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
 LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath", "Snmp")
 DATAPATHS = ("auto", "kernel", "user")
 
@@ -62,6 +65,9 @@ def resource_role(
         return None
     lab = metadata["Lab"]
     at = line_of(metadata, "Lab", line)
+    if type_name.startswith("Custom::") or type_name == CUSTOM_RESOURCE:
+        _custom_keys(lab, owner, at)
+        return None
     if not accepts_role:
         raise BadInput(
             f"Metadata.Lab is only for hosts (AWS::EC2::Instance, "
@@ -107,6 +113,22 @@ def resource_role(
             logical_id=owner,
         )
     return RoleSpec(name, frozen_map(plain(args)))
+
+
+def _custom_keys(lab: Any, owner: str, at: int | None) -> None:
+    # A custom resource's Metadata.Lab gives what its function would return (custom.py).
+    if not isinstance(lab, dict):
+        raise BadInput(
+            f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at, logical_id=owner
+        )
+    for key in lab:
+        if key not in CUSTOM_KEYS:
+            raise BadInput(
+                f"unknown key Metadata.Lab.{key} of a custom resource",
+                line=line_of(lab, key, at),
+                logical_id=owner,
+                hint=did_you_mean(key, CUSTOM_KEYS) or "the keys are Attributes and PhysicalId",
+            )
 
 
 def resource_unfiltered(metadata: Any, owner: str, line: int | None) -> bool:

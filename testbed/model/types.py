@@ -333,6 +333,8 @@ class InertResource:
     kind: str = "inert"
     note: str = "not emulated"
     source: Source | None = None
+    # The resource's resolved properties, plain data (a WaitCondition's Handle, Count, ...).
+    properties: Mapping[str, Any] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True)

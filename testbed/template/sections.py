@@ -20,9 +20,8 @@ SECTIONS = (
     "Transform",
     "Rules",
 )
+# Transform is applied before the sections are read (testbed.template.transforms).
 NOT_SUPPORTED = {
-    "Transform": "transforms other than AWS::LanguageExtensions (AWS::Serverless, macros) are "
-    "not supported; write the expanded template instead",
     "Hooks": "the Hooks section is not supported",
 }
 # Transforms the engine applies itself (its functions are intrinsics here).

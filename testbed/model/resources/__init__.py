@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from testbed.model.resources import (  # noqa: F401  (registers them)
     addresses,
+    custom,
     ec2,
     elbv2,
     gwlbe,
+    inert,
     lab,
     nat_gateways,
     network_acls,

@@ -93,6 +93,8 @@ class ResourceContext:
     lines: dict[str, int | None]
     state: BuildState
     role: RoleSpec | None = None
+    # The resource's resolved Metadata (custom resources read Metadata.Lab.Attributes).
+    metadata: Any = None
 
     def line(self, prop_name: str | None = None) -> int | None:
         """The line of a property, or of the resource."""
@@ -291,7 +293,7 @@ def check_properties(
     for key, value in values.items():
         at = line_of(values, key, line)
         shown = f"{path}{key}"
-        if key == "Tags":
+        if key == "Tags" and "Tags" not in properties:  # a type may declare its own Tags
             if not isinstance(value, list) or not all(
                 isinstance(t, dict) and "Key" in t for t in value
             ):

@@ -1,6 +1,7 @@
 """Gateway Load Balancer endpoints and the routing around them: AWS::EC2::VPCEndpointService
 (in front of a gateway load balancer), AWS::EC2::VPCEndpoint of type GatewayLoadBalancer, and
-AWS::EC2::GatewayRouteTableAssociation (an internet gateway's ingress route table).
+AWS::EC2::GatewayRouteTableAssociation (an internet gateway's ingress route table). Interface
+and Gateway endpoints reach AWS services: they are inert (inert.py).
 
 Routes reach an endpoint with VpcEndpointId (ec2.py); the rules on a gateway's ingress route
 table are checked once every route exists (routing.check_routes).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import EndpointService, GwlbEndpoint
+from testbed.model.resources import inert
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.ec2 import IGW, ROUTE_TABLE, SUBNET, VPC, VPC_ENDPOINT
 from testbed.model.resources.elbv2.common import (
@@ -27,6 +29,7 @@ from testbed.template.nodes import did_you_mean
 
 ENDPOINT_SERVICE = "AWS::EC2::VPCEndpointService"
 GATEWAY_ASSOCIATION = "AWS::EC2::GatewayRouteTableAssociation"
+INERT_KINDS = ("Interface", "Gateway")  # accepted as inert resources (catalog.py)
 
 
 # --- Endpoint service ------------------------------------------------------------------------
@@ -131,6 +134,10 @@ def _find_service(ctx: ResourceContext, name: str) -> EndpointService:
 def _build_endpoint(ctx: ResourceContext) -> None:
     state, lid, props = ctx.state, ctx.logical_id, ctx.props
     kind = props.get("VpcEndpointType", "Gateway")
+    if kind in INERT_KINDS:
+        # They reach AWS services (S3, SSM, ...), which are not in the lab: no packets.
+        inert.record(ctx, f"not emulated: {kind} endpoints reach AWS services, not in the lab")
+        return
     if kind != "GatewayLoadBalancer":
         shown = f"{kind} (the default)" if "VpcEndpointType" not in props else kind
         raise ctx.fail(
