@@ -82,10 +82,11 @@ def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
         args["TcpPort"] = 0  # its identity echo would take the HTTP port: off
     groups = ", ".join(dict.fromkeys(f"{u.group} ({u.protocol} {u.port})" for u in uses))
     parts = [f"target of {groups}: serves with the lab's {DEFAULT_ROLE} role"]
-    if "Port" in args:
-        parts.append(f"HTTP on {args['Port']}")
-    if "UdpPort" in args:
-        parts.append(f"UDP on {args['UdpPort']}")
+    if len(uses) > 1 or udp:  # one use says it all; several say which port serves what
+        if "Port" in args:
+            parts.append(f"HTTP on {args['Port']}")
+        if "UdpPort" in args:
+            parts.append(f"UDP on {args['UdpPort']}")
     left = tcp[1:] + udp[1:]
     if left:
         parts.append(f"ports {', '.join(str(p) for p in left)} not served (one HTTP port per host)")

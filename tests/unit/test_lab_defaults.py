@@ -35,6 +35,17 @@ def test_a_target_port_overrides_the_group_port(load):
     assert dict(model.instances["WebB"].role.args) == {"Port": 80}
 
 
+def test_an_ip_target_serves_when_an_instance_holds_its_address(load):
+    targets = "[{Id: !GetAtt WebA.PrivateIp, Port: 8000}]"
+    model = load(stack(ALB, target_group("TG", "HTTP", 80, "TargetType: ip", targets=targets)))
+    assert dict(model.instances["WebA"].role.args) == {"Port": 8000}
+    assert model.default_roles["WebA"] == (
+        "target of TG (HTTP 8000): serves with the lab's http-backend role "
+        "(Metadata.Lab.Role: none to opt out)"
+    )
+    assert model.instances["WebB"].role is None
+
+
 def test_opt_out_and_own_roles_are_kept(load):
     text = stack(NLB, target_group("TG", "TCP", 80), listener("L", "NLB", "TCP", 80))
     for lid, lab in (
