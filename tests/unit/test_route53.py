@@ -210,4 +210,24 @@ def test_two_records_of_one_name_and_type_clash(fails):
             "ResourceRecords: [a.example.com]}",
         ),
     )
-    fails(text, "already has a A record (One)", logical_id="Two")
+    fails(text, "already has an A record (One)", logical_id="Two")
+
+
+def test_a_public_and_a_private_zone_may_share_a_name(load):
+    private = """\
+    Inside:
+      Type: AWS::Route53::HostedZone
+      Properties: {Name: example.com, VPCs: [{VPCId: !Ref VPC, VPCRegion: us-east-1}]}
+    """
+    body = "{{HostedZoneId: !Ref {zone}, Name: www.example.com, Type: A, TTL: 60, "
+    body += "ResourceRecords: [{ip}]}}"
+    model = load(
+        stack(
+            ZONE,
+            private,
+            record("Public", body.format(zone="Zone", ip="203.0.113.9")),
+            record("Private", body.format(zone="Inside", ip="10.0.2.9")),
+        )
+    )
+    assert [r.values for r in model.dns_records] == [("203.0.113.9",), ("10.0.2.9",)]
+    assert "private zone" in model.inert["Inside"].note

@@ -154,15 +154,8 @@ def _build_zone(ctx: ResourceContext) -> None:
             prop="Name",
             hint="for example example.com",
         )
-    for other, other_name in zones(state).items():
-        if other_name == name:
-            # AWS allows two zones of one name (each its own delegation set), but the lab has
-            # one resolver: records of one would shadow the other's.
-            raise ctx.fail(
-                f"hosted zone {name} is already {other}; the lab's one resolver cannot "
-                "serve two zones of the same name",
-                prop="Name",
-            )
+    # Two zones may share a name on AWS (a public and a private one: split horizon); the
+    # lab has one resolver, which serves the records of both.
     zones(state)[lid] = name
     ref = zone_id(state, lid)
     private = "VPCs" in ctx.props
@@ -212,6 +205,7 @@ class _Zone:
 
     name: str | None
     shown: str
+    key: str  # which zone: the logical id of a zone of this stack, else its name or id
 
 
 def _zone(
@@ -238,7 +232,7 @@ def _zone(
     key = given[0]
     text = values[key].strip()
     if key == "HostedZoneName":
-        return _Zone(fqdn(text), text)
+        return _Zone(fqdn(text), text, fqdn(text))
     # A zone of this stack (!Ref Zone / !GetAtt Zone.Id), or one made outside: its
     # name is then unknown and every record name is taken as it is.
     owner = ctx.state.physical_ids.get(text)
@@ -250,8 +244,8 @@ def _zone(
                 line=lines.get(key),
                 hint=f"write !Ref {owner} so that {owner} is created first",
             )
-        return _Zone(name, f"{owner} ({name})")
-    return _Zone(None, text)
+        return _Zone(name, f"{owner} ({name})", owner)
+    return _Zone(None, text, text)
 
 
 def _check_name(ctx: ResourceContext, raw: str, zone: _Zone, where: str, line: int | None) -> str:
@@ -398,32 +392,45 @@ def _record(
         routed = any(
             i.logical_id == ctx.logical_id and i.property in ROUTING for i in ctx.state.ignored
         )
-    _check_clash(ctx, name, kind, routed, where, lines.get("Name", line))
+    _check_clash(ctx, zone, name, kind, routed, where, lines.get("Name", line))
     ctx.state.dns_records.append(DnsRecord(ctx.logical_id, name, kind, served, ctx.source))
 
 
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind == "A" else f"a {kind}"
+
+
 def _check_clash(
-    ctx: ResourceContext, name: str, kind: str, routed: bool, where: str, line: int | None
+    ctx: ResourceContext,
+    zone: _Zone,
+    name: str,
+    kind: str,
+    routed: bool,
+    where: str,
+    line: int | None,
 ) -> None:
-    """As Route53: one record of a name and type (unless a routing policy tells them apart),
-    and a CNAME alone at its name."""
-    for other in ctx.state.dns_records:
-        if other.name != name:
-            continue
-        if other.type == "CNAME" or kind == "CNAME":
-            if other.type != kind or not routed:
+    """As Route53 in one zone: one record of a name and type (unless a routing policy tells
+    them apart), and a CNAME alone at its name. Remembers this record for the next ones."""
+    family: dict[str, Any] = ctx.state.extras.setdefault(EXTRAS_KEY, {})
+    # (zone, name) -> [(type, logical id)] of the records served so far.
+    taken: dict[tuple[str, str], list[tuple[str, str]]] = family.setdefault("taken", {})
+    at = taken.setdefault((zone.key, name), [])
+    for other_kind, other in at:
+        if other_kind == "CNAME" or kind == "CNAME":
+            if other_kind != kind or not routed:
                 raise ctx.fail(
-                    f"{where}{name} already has a {other.type} record ({other.logical_id}); "
+                    f"{where}{name} already has {_article(other_kind)} record ({other}); "
                     "a CNAME cannot share its name with another record",
                     line=line,
                 )
         elif not routed:
             raise ctx.fail(
-                f"{where}{name} already has an {kind} record ({other.logical_id})",
+                f"{where}{name} already has {_article(kind)} record ({other})",
                 line=line,
                 hint="give both a SetIdentifier and a routing policy (Weight, ...), or merge "
                 "their ResourceRecords",
             )
+    at.append((kind, ctx.logical_id))
 
 
 def _build_record_set(ctx: ResourceContext) -> None:
