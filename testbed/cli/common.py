@@ -73,12 +73,21 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def host_kind(h: dict[str, Any]) -> str:
+    """A host's kind as status shows it: instance, client, lb-node, dns (the resolver),
+    natgw; "client (lab-made)" for a host the lab added to the template."""
+    kind = h.get("kind") or "-"
+    return f"{kind} (lab-made)" if h.get("lab_made") else kind
+
+
 def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
     """One row per host, then one per extra interface ("HOST/eth1") under its host."""
     rows = []
     for h in hosts:
         # Lab machinery without a role says what it is (a NAT gateway).
         role = h.get("role") or ("nat-gateway" if h.get("kind") == "natgw" else "none")
+        if h.get("default_role"):
+            role += " (default)"
         rows.append(
             (
                 h["name"],
@@ -86,6 +95,7 @@ def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
                 h.get("public_ip") or "-",
                 h.get("az") or "-",
                 h.get("subnet") or "internet",
+                host_kind(h),
                 role,
             )
         )
@@ -98,6 +108,18 @@ def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
                     i.get("az") or "-",
                     i.get("subnet") or "-",
                     "",
+                    "",
                 )
             )
-    return table(rows, ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "ROLE"])
+    return table(rows, ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "KIND", "ROLE"])
+
+
+def host_notes(hosts: Sequence[dict[str, Any]]) -> list[str]:
+    """Why the lab added a host or chose its role, one line each."""
+    notes = []
+    for h in hosts:
+        if h.get("lab_made"):
+            notes.append(f"{h['name']}: added by the lab: {h['lab_made']}")
+        if h.get("default_role"):
+            notes.append(f"{h['name']}: role {h.get('role')} by default: {h['default_role']}")
+    return notes

@@ -8,7 +8,15 @@ import time
 from typing import Any
 
 from testbed import naming
-from testbed.cli.common import add_params, add_template, hosts_table, params_dict, subcommand, table
+from testbed.cli.common import (
+    add_params,
+    add_template,
+    host_notes,
+    hosts_table,
+    params_dict,
+    subcommand,
+    table,
+)
 from testbed.cli.hostcmds import open_cli
 from testbed.errors import BadInput
 from testbed.lab.api import leftovers_exist, start_lab, stop_lab, update_lab
@@ -153,6 +161,8 @@ def cmd_up(args: Any) -> int:
         f"({state.get('datapath')} datapath, holder pid {state.get('pid')})\n"
     )
     print(hosts_table(state.get("hosts", [])))
+    for text in host_notes(state.get("hosts", [])):
+        print(f"  {text}")
     _print_outputs(state)
     for text in state.get("limitations", []):
         print(f"note: {text}")
@@ -170,9 +180,15 @@ def cmd_up(args: Any) -> int:
         return 0
     first = next((h for h in state.get("hosts", []) if h.get("kind") == "client"), None)
     target = next((h for h in state.get("hosts", []) if h.get("public_ip")), None)
+    # An internet-facing load balancer's name is what a user of the stack would try.
+    lb = next(
+        (b for b in state.get("load_balancers", []) if b.get("scheme") == "internet-facing"),
+        None,
+    )
     print("\nnext:")
-    if first and target:
-        print(f"  testbed exec {name} {first['name']} -- curl -s http://{target['public_ip']}/")
+    where = lb["dns_name"] if lb else target["public_ip"] if target else None
+    if first and where:
+        print(f"  testbed exec {name} {first['name']} -- curl -s http://{where}/")
     print(f"  testbed status {name}    testbed cli {name}    testbed down {name}")
     return 0
 
@@ -255,26 +271,30 @@ def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
         "template": state.get("template"),
         "created": state.get("created"),
         "outputs": state.get("outputs", {}),
-        "hosts": [
-            {
-                k: h.get(k)
-                for k in ("name", "ip", "public_ip", "az", "subnet", "role", "kind", "interfaces")
-            }
-            if h.get("kind") != "client"
-            else {
-                "name": h["name"],
-                "ip": h["ip"],
-                "public_ip": h.get("public_ip"),
-                "subnet": None,
-                "role": h.get("role"),
-            }
-            for h in state.get("hosts", [])
-        ],
+        "hosts": [_host_summary(h) for h in state.get("hosts", [])],
         "limitations": state.get("limitations", []),
         "controller": state.get("controller"),
         "prefix": state.get("prefix"),
         "lab_dir": state.get("lab_dir"),
     }
+
+
+# Hosts that are the lab's own machinery, not instances or clients of the template.
+MACHINERY_KINDS = ("dns", "lb-node", "natgw")
+HOST_KEYS = ("name", "kind", "ip", "public_ip", "az", "subnet", "role", "interfaces")
+
+
+def _host_summary(h: dict[str, Any]) -> dict[str, Any]:
+    """One host as status --json shows it: every host has a kind (instance, client, lb-node,
+    dns, natgw); machinery: the lab runs it for a resource that is not a host on AWS (the
+    resolver, LB nodes, NAT gateways); lab_made / default_role: why the lab added the host
+    or chose its role (None: the template said so)."""
+    out = {k: h.get(k) for k in HOST_KEYS}
+    out["interfaces"] = out["interfaces"] or []
+    out["machinery"] = h.get("kind") in MACHINERY_KINDS
+    out["lab_made"] = h.get("lab_made")
+    out["default_role"] = h.get("default_role")
+    return out
 
 
 def cmd_status(args: Any) -> int:
@@ -309,6 +329,8 @@ def cmd_status(args: Any) -> int:
             )
         print()
         print(hosts_table(state.get("hosts", [])))
+        for text in host_notes(state.get("hosts", [])):
+            print(f"  {text}")
         _print_outputs(state)
         for text in s["limitations"]:
             print(f"note: {text}")

@@ -2,17 +2,126 @@
 
 - An instance that a load balancer targets and that has no lab role gets the http-backend
   role on its target port(s) (Metadata.Lab.Role: none opts out): state.default_roles.
-- A template with an internet gateway and no Lab::Internet::Client gets one (Internet1,
-  198.51.100.10): state.lab_made.
+  Real templates install and start their servers in UserData (yum install httpd), which
+  cannot run here; the lab's own web server answers instead.
+- A template with an (attached) internet gateway and no Lab::Internet::Client gets one (Internet1,
+  198.51.100.10): state.lab_made. It is somewhere to test from, as a laptop on the internet
+  is for a stack on AWS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from testbed.errors import BadInput
+from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2_KEY
 from testbed.model.state import BuildState
+from testbed.model.types import InternetClient, RoleSpec, frozen_map
+
+CLIENT_TYPE = "Lab::Internet::Client"
+CLIENT_ID = "Internet"
+CLIENT_REASON = "the template has an internet gateway and no Lab::Internet::Client"
+DEFAULT_ROLE = "http-backend"
+OPT_OUT = "Metadata.Lab.Role: none to opt out"
+# http-backend's TCP identity port (testbed.lab.launch.HTTP_BACKEND_DEFAULTS, a higher
+# layer; a unit test keeps the two equal).
+BACKEND_TCP_PORT = 9000
+# Target group protocols whose targets are appliances (GENEVE), not servers.
+NOT_SERVED = ("GENEVE",)
 
 
 def apply(state: BuildState) -> list[BadInput]:
     """Add the lab's defaults to a fully built state; the problems found (usually none)."""
-    # Issue 11 contract: filled by the lab-defaults work.
+    default_roles(state)
+    default_client(state)
     return []
+
+
+@dataclass(frozen=True)
+class Use:
+    """One way a load balancer reaches an instance: a target group, its protocol and the
+    port the target is registered on."""
+
+    group: str
+    protocol: str
+    port: int
+
+
+def target_uses(state: BuildState) -> dict[str, list[Use]]:
+    """Instance logical id -> how target groups reach it, in declaration order (an ip target
+    counts for the instance that holds its address)."""
+    groups = state.extras.get(ELBV2_KEY, {}).get("target_groups", {})
+    uses: dict[str, list[Use]] = {}
+    for tg in groups.values():
+        if tg.protocol in NOT_SERVED:
+            continue
+        for target in tg.targets:
+            if target.instance is None or target.instance not in state.instances:
+                continue
+            use = Use(tg.logical_id, tg.protocol, target.port)
+            if use not in uses.setdefault(target.instance, []):
+                uses[target.instance].append(use)
+    return uses
+
+
+def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
+    """The http-backend role that serves these uses, and why, in words.
+
+    http-backend serves HTTP on Port (TCP connections on it get HTTP answers, which an NLB's
+    TCP health check and TCP clients accept), and answers UDP on UdpPort. The first TCP port
+    is Port, the first UDP port UdpPort; other ports are named as not served."""
+    tcp = _unique(u.port for u in uses if u.protocol != "UDP")
+    udp = _unique(u.port for u in uses if u.protocol in ("UDP", "TCP_UDP"))
+    args: dict[str, int] = {}
+    if tcp:
+        args["Port"] = tcp[0]
+    if udp:
+        args["UdpPort"] = udp[0]
+    if args.get("Port") == BACKEND_TCP_PORT:
+        args["TcpPort"] = 0  # its identity echo would take the HTTP port: off
+    groups = ", ".join(dict.fromkeys(f"{u.group} ({u.protocol} {u.port})" for u in uses))
+    parts = [f"target of {groups}: serves with the lab's {DEFAULT_ROLE} role"]
+    if len(uses) > 1 or udp:  # one use says it all; several say which port serves what
+        if "Port" in args:
+            parts.append(f"HTTP on {args['Port']}")
+        if "UdpPort" in args:
+            parts.append(f"UDP on {args['UdpPort']}")
+    left = tcp[1:] + udp[1:]
+    if left:
+        parts.append(f"ports {', '.join(str(p) for p in left)} not served (one HTTP port per host)")
+    return RoleSpec(DEFAULT_ROLE, frozen_map(args)), "; ".join(parts) + f" ({OPT_OUT})"
+
+
+def _unique(ports: Iterable[int]) -> list[int]:
+    return list(dict.fromkeys(ports))
+
+
+def default_roles(state: BuildState) -> None:
+    """Every target instance without a lab role gets http-backend (not one whose template
+    says Role: none, nor one with a role of its own)."""
+    for lid, uses in target_uses(state).items():
+        draft = state.instances[lid]
+        if draft.role is not None:
+            continue  # its own role, or "none" (opted out)
+        draft.role, state.default_roles[lid] = role_for(uses)
+
+
+def default_client(state: BuildState) -> None:
+    """Internet1 (198.51.100.10) when an internet gateway is attached to a VPC and there is
+    no internet client. A gateway attached to nothing reaches nothing, so it adds none."""
+    attached = any(igw in state.attachments for igw in state.internet_gateways)
+    if not attached or state.clients:
+        return
+    lid = _free_id(state)
+    ip = state.addresses.client(lid, None)
+    state.clients[lid] = InternetClient(lid, ip, None, None, None)
+    state.types[lid] = CLIENT_TYPE
+    state.lab_made[lid] = CLIENT_REASON
+
+
+def _free_id(state: BuildState) -> str:
+    number = 1
+    while f"{CLIENT_ID}{number}" in state.types:
+        number += 1
+    return f"{CLIENT_ID}{number}"

@@ -111,6 +111,10 @@ class HostPlan:
     # and the host whose namespace holds it.
     interface: str = "eth0"
     owner: str | None = None
+    # Why the lab added this host (the default internet client), or gave it its role (a load
+    # balancer's target without a lab role gets http-backend); None: the template said so.
+    lab_made: str | None = None
+    default_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,17 @@ class EndpointPlan:
 
 
 @dataclass(frozen=True)
+class DnsRecordPlan:
+    """A Route53 record the lab's resolver serves: name (fqdn, lower case), type "A" (values:
+    addresses) or "CNAME" (one value: the target name); record: the logical id defining it."""
+
+    name: str
+    type: str
+    values: tuple[str, ...]
+    record: str
+
+
+@dataclass(frozen=True)
 class VpcPlan:
     name: str
     cidr: str
@@ -237,6 +252,7 @@ class NetworkPlan:
     igw_routes: tuple[RoutePlan, ...] = ()  # the internet gateway's ingress route table
     security_groups: tuple[SecurityGroupPlan, ...] = ()
     network_acls: tuple[NaclPlan, ...] = ()
+    dns_records: tuple[DnsRecordPlan, ...] = ()  # Route53 records, in declaration order
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
@@ -305,6 +321,8 @@ class NetworkPlan:
                 value = tuple(_group_from_dict(g) for g in value)
             elif f.name == "network_acls":
                 value = tuple(_nacl_from_dict(n) for n in value)
+            elif f.name == "dns_records":
+                value = tuple(DnsRecordPlan(**{**r, "values": tuple(r["values"])}) for r in value)
             args[f.name] = value
         return cls(**args)
 
@@ -477,6 +495,8 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 groups=groups,
                 source_dest_check=source_dest_check,
                 interfaces=interfaces,
+                lab_made=model.lab_made.get(host_id),
+                default_role=model.default_roles.get(host_id),
             )
         )
     check_load_balancers(len(elbv2_sections(model)["load_balancers"]))
@@ -540,6 +560,9 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         igw_routes=_igw_routes(model),
         security_groups=security_group_plans(model),
         network_acls=nacl_plans(model),
+        dns_records=tuple(
+            DnsRecordPlan(r.name, r.type, tuple(r.values), r.logical_id) for r in model.dns_records
+        ),
     )
 
 

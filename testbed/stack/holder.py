@@ -476,6 +476,8 @@ def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
             "extra_ips": list(h.extra_ips),
             "groups": list(h.groups) if h.groups is not None else None,
             "source_dest_check": h.source_dest_check,
+            "lab_made": h.lab_made,
+            "default_role": h.default_role,
             "interfaces": [
                 {
                     "name": i.name,

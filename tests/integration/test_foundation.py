@@ -62,7 +62,11 @@ def test_hosts_addresses_and_status_json(default_lab):
     assert hosts["WebA1"]["public_ip"] == "203.0.113.10"
     assert hosts["WebA2"]["public_ip"] is None
     assert hosts["WebA2"]["az"] == "us-east-1a"
-    assert "az" not in hosts["Client1"]
+    assert hosts["Client1"]["az"] is None  # on the internet, in no AZ
+    assert hosts["Client1"]["kind"] == "client"
+    assert hosts["Client1"]["lab_made"] is None  # the template declares it
+    assert hosts["WebA1"]["kind"] == "instance"
+    assert hosts["LabDNS"]["machinery"]
     assert hosts["Client1"]["ip"] == "198.51.100.10"
     assert status["outputs"]["WebA1PublicIp"] == "203.0.113.10"
     # The addresses are really configured in the hosts.

@@ -29,7 +29,8 @@ Resources:
 
 def test_an_instance_without_subnet_makes_the_default_vpc(load):
     model = load(LONE_INSTANCE)
-    assert list(model.creation_order) == [*DEFAULT_IDS, "Web"]
+    # The default VPC has an internet gateway: the lab adds its internet client last.
+    assert list(model.creation_order) == [*DEFAULT_IDS, "Web", "Internet1"]
     vpc = model.vpcs["DefaultVpc"]
     assert (vpc.cidr, vpc.is_default) == (IPv4Network("172.31.0.0/16"), True)
     assert [
@@ -118,7 +119,7 @@ def test_a_security_group_without_vpc_makes_it(load):
     text = "Resources:\n  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: x}}\n"
     model = load(text)
     assert model.vpcs["DefaultVpc"].is_default
-    assert list(model.creation_order) == [*DEFAULT_IDS, "Sg"]
+    assert list(model.creation_order) == [*DEFAULT_IDS, "Sg", "Internet1"]
 
 
 def test_load_balancer_in_the_listed_azs(load):

@@ -3,8 +3,11 @@
 The resolver answers, from the network plan: each load balancer's DNS name with its node
 addresses (public ones for internet-facing load balancers, private ones for internal), each
 instance's private DNS name (ip-10-0-1-4.ec2.internal) and public one
-(ec2-203-0-113-10.compute-1.amazonaws.com), and `<LogicalId>.lab` for every host. It answers
-nothing else (no upstream: traffic stays in the lab). Hosts use it through
+(ec2-203-0-113-10.compute-1.amazonaws.com), `<LogicalId>.lab` for every host, and the
+template's Route53 records (A records from its hosts file, CNAMEs and aliases as dnsmasq
+--cname). It answers nothing else (no upstream: traffic stays in the lab), so a CNAME is
+served only when its target is a name the resolver knows (a load balancer, a lab name or
+another record): dnsmasq answers a --cname only for a local target. Hosts use it through
 /etc/netns/<namespace>/resolv.conf, which `ip netns exec` (testbed exec, roles, the load
 client) mounts over /etc/resolv.conf; Mininet CLI shells keep the machine's resolver.
 """
@@ -38,6 +41,9 @@ def records(plan: NetworkPlan) -> list[tuple[str, str]]:
         public = lb.scheme == "internet-facing"
         for node in lb.nodes:
             out.append(((node.public_ip if public and node.public_ip else node.ip), lb.dns_name))
+    for record in plan.dns_records:
+        if record.type == "A":
+            out += [(value, record.name) for value in record.values]
     for h in plan.hosts:
         if h.kind in ("instance", "client", "natgw"):
             out.append((h.ip, f"{h.name.lower()}.lab"))
@@ -48,6 +54,43 @@ def records(plan: NetworkPlan) -> list[tuple[str, str]]:
             for i in h.interfaces:
                 out += _vpc_names(i.ip, i.public_ip)
     return out
+
+
+def cnames(plan: NetworkPlan) -> tuple[list[tuple[str, str]], list[str]]:
+    """The CNAMEs the resolver serves, (name, target) in declaration order, and what it
+    cannot serve, in words: a CNAME whose target is not a name the resolver knows (dnsmasq
+    answers a CNAME only for a local target), or a second CNAME of one name (a routing
+    policy: the first is served)."""
+    local = {name.lower() for _, name in records(plan)}  # DNS names ignore case
+    wanted: dict[str, tuple[str, str]] = {}  # name -> (target, record)
+    notes = []
+    for record in plan.dns_records:
+        if record.type != "CNAME":
+            continue
+        if record.name in wanted:
+            notes.append(
+                f"{record.record}: {record.name} CNAME {record.values[0]} not served: "
+                f"{wanted[record.name][1]} gives {record.name} its CNAME (routing policies "
+                "are not emulated)"
+            )
+            continue
+        wanted[record.name] = (record.values[0], record.record)
+    served: dict[str, str] = {}
+    # A CNAME may point at another CNAME: serve those whose chain ends in a local name.
+    changed = True
+    while changed:
+        changed = False
+        for name, (target, _) in wanted.items():
+            if name not in served and (target.lower() in local or target in served):
+                served[name] = target
+                changed = True
+    for name, (target, owner) in wanted.items():
+        if name not in served:
+            notes.append(
+                f"{owner}: {name} CNAME {target} not served: the lab's resolver knows no "
+                f"{target} (it answers only the lab's own names)"
+            )
+    return [(name, wanted[name][0]) for name in wanted if name in served], notes
 
 
 def _vpc_names(ip: str, public_ip: str | None) -> list[tuple[str, str]]:
@@ -124,6 +167,10 @@ def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
     ]
     for ip in (host.ip, *host.extra_ips):
         argv.append(f"--listen-address={ip}")
+    aliases, notes = cnames(ctx.plan)
+    argv += [f"--cname={name},{target}" for name, target in aliases]
+    for text in notes:
+        ctx.events.emit(host.name, "Lab::Dns", "DNS_RECORD_NOT_SERVED", text)
     log = hdir / "dnsmasq.log"
     proc = ctx.journal.start(
         netns_argv(ctx.lab, host.name, argv), what="dnsmasq", host=host.name, log=log, env=ctx.env
@@ -144,5 +191,7 @@ def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
         "Lab::Dns",
         "DNS_STARTED",
         f"dnsmasq pid {proc.pid} on {', '.join((host.ip, *host.extra_ips))}, "
-        f"{len(records(ctx.plan))} records ({hosts_file})",
+        f"{len(records(ctx.plan)) + len(aliases)} records ({hosts_file}"
+        + (f", {len(aliases)} of them CNAME" if aliases else "")
+        + ")",
     )

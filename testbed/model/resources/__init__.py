@@ -17,6 +17,7 @@ from testbed.model.resources import (  # noqa: F401  (registers them)
     nat_gateways,
     network_acls,
     network_interfaces,
+    route53,
     security_groups,
 )
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
