@@ -55,7 +55,7 @@ AWS_ID_DIGITS = re.compile(r"^[0-9a-f]{8}([0-9a-f]{9})?$")
 def known_types() -> frozenset[str]:
     """Every parameter type CloudFormation accepts (cfn-lint's list, loaded once)."""
     # cfn-lint ships no type information; imported here because it takes a moment to load.
-    from cfnlint.helpers import (  # type: ignore[import-untyped]
+    from cfnlint.helpers import (
         VALID_PARAMETER_TYPES_LIST,
         VALID_PARAMETER_TYPES_SINGLE,
     )
