@@ -4,7 +4,11 @@
   load balancers, ...); its packets are real in the lab.
 - inert: an AWS type with no packets of its own (IAM, logs, queues, buckets, ...): accepted,
   created with a "not emulated" event, and Ref / GetAtt give AWS-shaped values (inert.py).
-- refused: an AWS type the lab cannot stand in for; the note says why and what would bring it.
+- not emulated: an AWS type whose packets the lab does not make (Auto Scaling until issue 12,
+  containers, databases, ...): accepted like an inert type so the rest of a real template
+  comes up, and reported — the note says what is missing from the lab's traffic.
+- refused: what cannot run here at all (nested stacks, Lambda-backed custom resources, macros):
+  an error naming the resource.
 
 Whether a name is an AWS type at all comes from AWS's schemas (schemas.py), never from here;
 this table only says what the lab does with a type. An entry ending in "::" covers every type
@@ -20,13 +24,17 @@ from testbed.model.resources.registry import registered
 
 EMULATED = "emulated"
 INERT = "inert"
+NOT_EMULATED = "not emulated"
 REFUSED = "refused"
+# Built as InertResource (Ref / GetAtt resolve): inert and not-emulated types.
+ACCEPTED = (INERT, NOT_EMULATED)
 
 CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
 LAMBDA_CUSTOM = "Lambda-backed custom resources cannot run in the lab"
 
 _NO_PACKETS = "no packets of its own in the lab"
-_SERVERS = "not emulated (no packets of its own in the lab)"
+_EMPTY_TARGETS = "target groups its services would fill stay empty"
+_NOTHING_ANSWERS = "nothing in the lab answers at its address"
 
 # type or service family ("AWS::IAM::") -> (support, note)
 TABLE: dict[str, tuple[str, str]] = {
@@ -74,12 +82,51 @@ TABLE: dict[str, tuple[str, str]] = {
     "AWS::CloudFormation::WaitCondition": (INERT, "waits for the handle's signals"),
     # A function nothing in the lab can invoke has no packets (issue 17 brings Lambda targets).
     "AWS::Lambda::": (INERT, "functions do not run in the lab (Lambda targets: issue 17)"),
-    # Refused: they would change packets, or run what the lab does not have.
-    "AWS::AutoScaling::": (REFUSED, "Auto Scaling arrives with issue 12"),
-    "AWS::ElasticLoadBalancing::LoadBalancer": (
-        REFUSED,
-        "Classic Load Balancers arrive with issue 13",
+    # Not emulated: AWS types whose packets the lab does not make. Accepted so that the rest of
+    # a real template comes up, and reported (validate's table, an event at up) with what is
+    # missing from the lab's traffic because of them.
+    "AWS::AutoScaling::": (
+        NOT_EMULATED,
+        "Auto Scaling arrives with issue 12: the group launches no instances yet, so target "
+        "groups it would fill stay empty",
     ),
+    "AWS::ElasticLoadBalancing::LoadBalancer": (
+        NOT_EMULATED,
+        "Classic Load Balancers arrive with issue 13: its DNS name answers nothing yet",
+    ),
+    "AWS::ECS::": (NOT_EMULATED, "containers do not run in the lab; " + _EMPTY_TARGETS),
+    "AWS::EKS::": (NOT_EMULATED, "containers do not run in the lab; " + _EMPTY_TARGETS),
+    "AWS::EFS::": (NOT_EMULATED, "file systems: " + _NOTHING_ANSWERS),
+    "AWS::FSx::": (NOT_EMULATED, "file systems: " + _NOTHING_ANSWERS),
+    "AWS::RDS::": (NOT_EMULATED, "databases: " + _NOTHING_ANSWERS),
+    "AWS::DocDB::": (NOT_EMULATED, "databases: " + _NOTHING_ANSWERS),
+    "AWS::ElastiCache::": (NOT_EMULATED, "caches: " + _NOTHING_ANSWERS),
+    "AWS::OpenSearchService::": (NOT_EMULATED, "search clusters: " + _NOTHING_ANSWERS),
+    "AWS::Elasticsearch::": (NOT_EMULATED, "search clusters: " + _NOTHING_ANSWERS),
+    "AWS::EC2::VPCCidrBlock": (
+        NOT_EMULATED,
+        "extra address ranges of a VPC (IPv6 ones included) are not added",
+    ),
+    "AWS::EC2::EgressOnlyInternetGateway": (NOT_EMULATED, "IPv6 is not emulated by the lab"),
+    "AWS::EC2::TransitGateway": (NOT_EMULATED, "transit gateways carry no packets in the lab"),
+    "AWS::EC2::TransitGatewayAttachment": (NOT_EMULATED, "transit gateways carry no packets"),
+    "AWS::EC2::TransitGatewayRoute": (NOT_EMULATED, "transit gateways carry no packets"),
+    "AWS::EC2::TransitGatewayRouteTable": (NOT_EMULATED, "transit gateways carry no packets"),
+    "AWS::EC2::VPCPeeringConnection": (
+        NOT_EMULATED,
+        "VPC peering carries no packets yet (several stacks and peering: issue 14)",
+    ),
+    "AWS::EC2::VPNGateway": (NOT_EMULATED, "VPN connections carry no packets in the lab"),
+    "AWS::EC2::VPNGatewayRoutePropagation": (NOT_EMULATED, "VPN connections carry no packets"),
+    "AWS::EC2::CustomerGateway": (NOT_EMULATED, "VPN connections carry no packets in the lab"),
+    "AWS::EC2::VPNConnection": (NOT_EMULATED, "VPN connections carry no packets in the lab"),
+    "AWS::Route53Resolver::": (NOT_EMULATED, "resolver endpoints and rules are not emulated"),
+    "AWS::Route53::": (
+        NOT_EMULATED,
+        "only hosted zones and records are in the lab's resolver (health checks, ... are not)",
+    ),
+    "AWS::GlobalAccelerator::": (NOT_EMULATED, "Global Accelerator carries no packets"),
+    # Refused: what cannot run here at all, and would leave references without meaning.
     "AWS::CloudFormation::Stack": (
         REFUSED,
         "nested stacks are not supported; bring up each template as its own stack and join "
@@ -87,44 +134,13 @@ TABLE: dict[str, tuple[str, str]] = {
     ),
     CUSTOM_RESOURCE: (REFUSED, LAMBDA_CUSTOM),
     "AWS::CloudFormation::Macro": (REFUSED, "macros run Lambda functions in AWS"),
-    "AWS::ECS::": (REFUSED, "runs containers: " + _SERVERS),
-    "AWS::EKS::": (REFUSED, "runs containers: " + _SERVERS),
-    "AWS::EFS::": (REFUSED, "runs file systems: " + _SERVERS),
-    "AWS::FSx::": (REFUSED, "runs file systems: " + _SERVERS),
-    "AWS::RDS::": (REFUSED, "runs databases: " + _SERVERS),
-    "AWS::DocDB::": (REFUSED, "runs databases: " + _SERVERS),
-    "AWS::ElastiCache::": (REFUSED, "runs caches: " + _SERVERS),
-    "AWS::OpenSearchService::": (REFUSED, "runs search clusters: " + _SERVERS),
-    "AWS::Elasticsearch::": (REFUSED, "runs search clusters: " + _SERVERS),
-    "AWS::EC2::VPCCidrBlock": (REFUSED, "adds address ranges to a VPC: not emulated"),
-    "AWS::EC2::EgressOnlyInternetGateway": (REFUSED, "IPv6 is not supported by the lab"),
-    "AWS::EC2::TransitGateway": (REFUSED, "transit gateways are not emulated"),
-    "AWS::EC2::TransitGatewayAttachment": (REFUSED, "transit gateways are not emulated"),
-    "AWS::EC2::TransitGatewayRoute": (REFUSED, "transit gateways are not emulated"),
-    "AWS::EC2::TransitGatewayRouteTable": (REFUSED, "transit gateways are not emulated"),
-    "AWS::EC2::VPCPeeringConnection": (REFUSED, "VPC peering is not emulated"),
-    "AWS::EC2::VPNGateway": (REFUSED, "VPN connections are not emulated"),
-    "AWS::EC2::VPNGatewayRoutePropagation": (REFUSED, "VPN connections are not emulated"),
-    "AWS::EC2::CustomerGateway": (REFUSED, "VPN connections are not emulated"),
-    "AWS::EC2::VPNConnection": (REFUSED, "VPN connections are not emulated"),
-    "AWS::Route53Resolver::": (REFUSED, "resolver endpoints and rules are not emulated"),
-    "AWS::GlobalAccelerator::": (REFUSED, "Global Accelerator is not emulated"),
-    # Route53 records and zones land in the lab's resolver (registered by their module, which
-    # issue 11's DNS work adds; until then these entries say so).
-    "AWS::Route53::RecordSet": (REFUSED, "records in the lab's resolver: being added (issue 11)"),
-    "AWS::Route53::RecordSetGroup": (
-        REFUSED,
-        "records in the lab's resolver: being added (issue 11)",
-    ),
-    "AWS::Route53::HostedZone": (REFUSED, "hosted zones are being added (issue 11)"),
-    "AWS::Route53::": (REFUSED, "only Route53 records and hosted zones are in the lab"),
     "AWS::Serverless::": (
         REFUSED,
         "a SAM type: add Transform: AWS::Serverless-2016-10-31 to the template",
     ),
 }
 
-_UNLISTED = "the lab has no model of this type yet"
+_UNLISTED = "the lab has no model of this type yet; whatever it does on AWS is missing here"
 
 
 @dataclass(frozen=True)
@@ -158,11 +174,11 @@ def support(type_name: str, region: str = schemas.DEFAULT_REGION) -> Support | N
         return None
     found = _table_entry(type_name)
     if found is None:
-        return Support(type_name, REFUSED, _UNLISTED)
+        return Support(type_name, NOT_EMULATED, _UNLISTED)
     return Support(type_name, *found)
 
 
 def is_inert(type_name: str, region: str = schemas.DEFAULT_REGION) -> bool:
-    """True for an AWS type the lab accepts without emulating it."""
+    """True for an AWS type the lab accepts without emulating it (inert or not emulated)."""
     found = support(type_name, region)
-    return found is not None and found.support == INERT
+    return found is not None and found.support in ACCEPTED

@@ -299,7 +299,9 @@ def _limit(type_name: str, prop: str | None, region: str) -> int:
     return limit if isinstance(limit, int) and limit > 20 else 255
 
 
-def record(ctx: ResourceContext, note: str, ref: str | None = None) -> InertResource:
+def record(
+    ctx: ResourceContext, note: str, ref: str | None = None, kind: str = "inert"
+) -> InertResource:
     """Build the InertResource of ctx's resource into ctx.state.inert (also used by gwlbe.py
     for Interface and Gateway endpoints, whose Ref is fixed there)."""
     state, lid, type_name = ctx.state, ctx.logical_id, ctx.type.name
@@ -326,7 +328,7 @@ def record(ctx: ResourceContext, note: str, ref: str | None = None) -> InertReso
         type_name,
         ref,
         frozen_map(attributes),
-        "inert",
+        kind,
         note,
         source=ctx.source,
         properties=frozen_map(plain(ctx.props)),
@@ -342,16 +344,17 @@ def _attribute(name: str) -> Callable[[BuildState, str], Any]:
 def make_type(type_name: str) -> ResourceType | None:
     """The generic ResourceType of an inert AWS type (None for any other type)."""
     found = catalog.support(type_name)
-    if found is None or found.support != catalog.INERT:
+    if found is None or found.support not in catalog.ACCEPTED:
         return None
     required = set(schemas.required(type_name))
     properties = {
         name: Prop("any", required=name in required) for name in schemas.properties(type_name)
     }
+    kind = "inert" if found.support == catalog.INERT else "not-emulated"
     note = f"not emulated: {found.note}"
 
     def build(ctx: ResourceContext) -> None:
-        record(ctx, note)
+        record(ctx, note, kind=kind)
 
     return ResourceType(
         type_name,
