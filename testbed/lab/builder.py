@@ -22,7 +22,7 @@ from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.hosttools import lab_paths
-from testbed.lab.procs import STOP_SHIELD, ProcessJournal, record
+from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, record
 from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
@@ -180,20 +180,20 @@ class LabBuilder:
                 network.create(lid)
 
         for lid in self.model.creation_order:
-            rtype = self.model.resource_types.get(lid, "")
-            self._step(
-                lid,
-                rtype,
-                functools.partial(create, lid),
-                self._describe(lid),
-                signalled=self.model.signal_policies.get(lid),
-            )
-            if lid in self.model.default_roles:
-                self.events.emit(lid, rtype, "ROLE_DEFAULTED", self.model.default_roles[lid])
+            self._create_one(lid, functools.partial(create, lid))
         with STOP_SHIELD.hold():
             network.create_rest()
         for h in self.plan.hosts:
             host_dir(self.name, h.name).mkdir(parents=True, exist_ok=True)
+
+    def _create_one(self, lid: str, create: Callable[[], None]) -> None:
+        """One resource's creation and its events (inert ones too: create() does nothing)."""
+        rtype = self.model.resource_types.get(lid, "")
+        self._step(
+            lid, rtype, create, self._describe(lid), signalled=self.model.signal_policies.get(lid)
+        )
+        if lid in self.model.default_roles:
+            self.events.emit(lid, rtype, "ROLE_DEFAULTED", self.model.default_roles[lid])
 
     def _journal_process(self, pid: int, what: str, host: str | None) -> None:
         self.journal.add(record(pid, what, host))
@@ -280,7 +280,8 @@ class LabBuilder:
             what="user-data",
             host=h.name,
             log=log,
-            env=dict(host_env(), TESTBED_HOST=h.name),  # cfn-signal's default UniqueId
+            # The host tools' lab and host (the host is cfn-signal's default UniqueId).
+            env=dict(host_env(), **{LAB_LABEL: self.name}, TESTBED_HOST=h.name),
             cwd=hdir,
         )
         self.programs[f"{h.name}:user-data"] = proc

@@ -12,9 +12,10 @@ from typing import Any
 
 from testbed import naming
 from testbed.lab.hostexec import host_dir
+from testbed.lab.procs import LAB_LABEL
 from testbed.lab.signals import read_expected
 
-LAB_ENV = "TESTBED_LAB"
+LAB_ENV = LAB_LABEL  # TESTBED_LAB: every process of a lab has it
 HOST_ENV = "TESTBED_HOST"
 
 
