@@ -5,13 +5,18 @@ fails it and rolls the stack back, leaving nothing."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from testbed import naming
 from testbed.lab.api import Lab, random_name
+from testbed.lab.events import read_events
 from testbed.model import load_model
 from testbed.model.types import InertResource, ResourceSignalPolicy, frozen_map
+from testbed.waiting import wait_for
 from tests.assertions import assert_nothing_left, run_cli
 from tests.model_lab import lab_from_model
 
@@ -52,7 +57,7 @@ def test_instance_is_complete_after_its_signal():
 
 def test_failure_signal_fails_the_instance_and_rolls_the_stack_back():
     name = random_name("sgf")
-    proc = run_cli("up", TEMPLATE, "--name", name, "-p", "Fails=yes")
+    proc = run_cli("up", TEMPLATE, "--name", name, "-p", "Outcome=failure")
     assert proc.returncode == 1, proc.stderr
     assert "received a failure signal with UniqueId Web: setup failed on purpose" in proc.stdout
     assert "CREATE_FAILED" in proc.stdout
@@ -99,3 +104,40 @@ def test_wait_condition_completes_on_a_signal_to_its_handle():
         ("CREATE_COMPLETE", "received 1 success signal(s)"),
     ]
     assert ("Web", "CREATE_COMPLETE", "received 1 success signal(s)") not in seen
+
+
+def test_down_while_waiting_for_a_signal_rolls_back_at_once():
+    name = random_name("sgd")
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            "up",
+            TEMPLATE,
+            "--name",
+            name,
+            "-p",
+            "Outcome=silence",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def silent_user_data_done() -> bool:
+            seen = read_events(naming.lab_dir(name)) if naming.lab_dir(name).exists() else []
+            return any(e.logical_id == "Web" and e.status == "USERDATA_COMPLETE" for e in seen)
+
+        wait_for(silent_user_data_done, 90, f"the UserData of lab {name} to end")
+        run_cli("down", name, check=True, timeout=30)
+        out, err = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
+    assert up.returncode == 1, err
+    assert "resource creation cancelled: User Initiated" in out
+    assert "ROLLBACK_COMPLETE" in out
+    assert_nothing_left(name)
