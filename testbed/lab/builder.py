@@ -65,7 +65,7 @@ class LabBuilder:
         self.programs: dict[str, subprocess.Popen] = {}
         self.userdata_exit: dict[str, int] = {}
         # Resources with a CreationPolicy (or wait conditions): complete once signalled.
-        self.signals = SignalWaiter(self.lab_dir, self._emit_signal_event)
+        self.signals = SignalWaiter(self.lab_dir, self._emit_signal_event, hint=self._no_signal)
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
@@ -109,15 +109,22 @@ class LabBuilder:
     def _emit_signal_event(self, logical_id: str, status: str, reason: str) -> None:
         self.events.emit(logical_id, self.model.resource_types.get(logical_id, ""), status, reason)
 
+    def _no_signal(self, logical_id: str) -> str:
+        """What may explain why a host never signalled: how its UserData ended."""
+        log = host_dir(self.name, logical_id) / "user-data.log"
+        if logical_id in self.userdata_exit:
+            return f"its UserData exited with code {self.userdata_exit[logical_id]}, log {log}"
+        if f"{logical_id}:user-data" in self.programs:
+            return f"its UserData is still running, log {log}"
+        return ""
+
     # ---- what the lab tells before it builds -----------------------------------------
     def _report_lab_values(self) -> None:
         """Parameter values the lab replaced (key pairs, AMI ids, SSM paths): once, first."""
         for value in self.model.lab_values:
-            given = (
-                value.value
-                if value.value == value.lab_value
-                else (f"{value.value} -> {value.lab_value}")
-            )
+            given = value.value
+            if value.lab_value != value.value:
+                given += f" -> {value.lab_value}"
             self.events.emit(
                 value.parameter, PARAMETER_TYPE, "PARAMETER_LAB_VALUE", f"{given}: {value.note}"
             )

@@ -34,6 +34,7 @@ SIGNALS_DIR = "signals"
 EXPECTED_FILE = "expected.json"
 INIT_DIR = "cfn-init"  # cfn-init/<LogicalId>.json: a resource's AWS::CloudFormation::Init
 POLL_INTERVAL = 0.1
+TIMED_OUT = "timed out after"  # how a timeout's reason starts (the builder adds a hint)
 
 
 def signals_dir(lab_dir: Path) -> Path:
@@ -147,7 +148,7 @@ def verdict(
         return True, f"received {len(successes)} success signal(s)"
     if waited >= policy.timeout_s:
         return False, (
-            f"timed out after {format_duration(policy.timeout_s)} waiting for "
+            f"{TIMED_OUT} {format_duration(policy.timeout_s)} waiting for "
             f"{needed} signal(s), received {len(successes)}"
         )
     return None
@@ -158,6 +159,7 @@ class SignalFailure(LabError):
 
 
 Emit = Callable[[str, str, str], None]  # (logical id, status, reason)
+Hint = Callable[[str], str]  # logical id -> what may explain a missing signal, or ""
 
 
 @dataclass
@@ -172,10 +174,13 @@ class SignalWaiter:
     """Resources waiting for their signals: begun at their creation, awaited together once
     the hosts' programs run. Events go through `emit`; the clock is a parameter for tests."""
 
-    def __init__(self, lab_dir: Path, emit: Emit, clock: Clock = REAL_CLOCK) -> None:
+    def __init__(
+        self, lab_dir: Path, emit: Emit, clock: Clock = REAL_CLOCK, hint: Hint | None = None
+    ) -> None:
         self.lab_dir = lab_dir
         self.emit = emit
         self.clock = clock
+        self.hint = hint
         self.pending: dict[str, _Awaited] = {}
 
     def begin(self, logical_id: str, policy: ResourceSignalPolicy) -> str:
@@ -214,6 +219,9 @@ class SignalWaiter:
             if done:
                 self.emit(awaited.logical_id, "CREATE_COMPLETE", reason)
             else:
+                timed_out = reason.startswith(TIMED_OUT)
+                extra = self.hint(awaited.logical_id) if self.hint and timed_out else ""
+                reason = f"{reason} ({extra})" if extra else reason
                 self.emit(awaited.logical_id, "CREATE_FAILED", reason)
                 raise SignalFailure(f"{awaited.logical_id}: {reason}")
         return not self.pending

@@ -111,3 +111,11 @@ def test_host_tools_get_the_waiting_resources_and_init_metadata(builder):
     assert read_expected(builder.lab_dir) == {"stack": "lab7", "resources": ["Web"], "handles": {}}
     init = json.loads(init_file(builder.lab_dir, "Web").read_text())
     assert init["configSets"] == {"default": ["site", "check"]}
+
+
+def test_a_missing_signal_is_explained_by_how_the_user_data_ended(builder):
+    assert builder._no_signal("Web") == ""
+    builder.userdata_exit["Web"] = 2
+    assert builder._no_signal("Web") == (
+        f"its UserData exited with code 2, log {builder.lab_dir}/hosts/Web/user-data.log"
+    )

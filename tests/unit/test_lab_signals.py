@@ -323,3 +323,19 @@ def test_user_data_paths_of_the_helpers_name_the_lab_tools():
     assert lab_paths(text) == (
         f"{TOOLS_DIR}/cfn-init -v -s S -r Web\n{TOOLS_DIR}/cfn-signal -e $? x\n/opt/aws/x"
     )
+
+
+def test_a_timeout_says_what_may_explain_it(lab_dir):
+    events = Events()
+    hints = {"Web": "its UserData exited with code 1"}
+    waiter = SignalWaiter(lab_dir, events, FakeClock(), hint=lambda lid: hints.get(lid, ""))
+    waiter.begin("Web", POLICIES["Web"])
+    with pytest.raises(SignalFailure, match=r"received 0 \(its UserData exited with code 1\)"):
+        waiter.wait()
+    # A failure signal explains itself: no hint.
+    waiter.begin("Pair", POLICIES["Pair"])
+    hints["Pair"] = "never shown"
+    write_signal(lab_dir, resource_key("Pair"), Signal("p", False))
+    with pytest.raises(SignalFailure) as info:
+        waiter.wait()
+    assert "never shown" not in str(info.value)
