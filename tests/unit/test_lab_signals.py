@@ -323,6 +323,9 @@ def test_user_data_paths_of_the_helpers_name_the_lab_tools():
     assert lab_paths(text) == (
         f"{TOOLS_DIR}/cfn-init -v -s S -r Web\n{TOOLS_DIR}/cfn-signal -e $? x\n/opt/aws/x"
     )
+    assert lab_paths("/opt/aws/bin/cfn-init-x; /opt/aws/bin/cfn-hup") == (
+        f"/opt/aws/bin/cfn-init-x; {TOOLS_DIR}/cfn-hup"
+    )
 
 
 def test_a_timeout_says_what_may_explain_it(lab_dir):

@@ -35,7 +35,7 @@ SHIMMED = (
 )
 TOOL_NAMES = HELPERS + SHIMMED
 # Where Amazon Linux keeps the helper scripts; UserData names them by this path.
-AWS_BIN = re.compile(r"/opt/aws/bin/(cfn-(?:signal|init|get-metadata|hup))\b")
+AWS_BIN = re.compile(r"/opt/aws/bin/(cfn-(?:signal|init|get-metadata|hup))(?![\w-])")
 
 
 def lab_paths(text: str) -> str:
