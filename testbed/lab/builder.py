@@ -212,6 +212,8 @@ class LabBuilder:
 
     def _where(self, lid: str) -> str:
         inert = self.model.inert.get(lid)
+        if inert is not None and lid in self.model.signal_policies:
+            return ""  # a wait condition: its wait is emulated, its events say so
         if inert is not None:
             note = inert.note
             return note if note.startswith("not emulated") else f"not emulated: {note}"
