@@ -98,7 +98,9 @@ def start_lab(
     if datapath not in (None, "auto", "user", "kernel"):
         raise BadInput(f"unknown datapath {datapath!r}: use auto, user or kernel")
     # Validate before anything exists: template errors exit 2 with nothing created.
-    load_model(template, params, stack_name=name, region=region or "us-east-1")
+    model = load_model(template, params, stack_name=name, region=region or "us-east-1")
+    # Resources that wait for cfn-signal may take their whole Timeout (up to 12 hours).
+    timeout += max((p.timeout_s for p in model.signal_policies.values()), default=0)
     lab_dir = naming.lab_dir(name)
     state = read_state(lab_dir)
     if holder_alive(state):

@@ -8,6 +8,7 @@ testbed.lab.teardown. The Mininet construction itself is testbed.topologies.netw
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import threading
@@ -20,10 +21,12 @@ from testbed.lab import zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.procs import STOP_SHIELD, ProcessJournal, record
+from testbed.lab.hosttools import lab_paths
+from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, record
 from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
-from testbed.model.types import StackModel
+from testbed.lab.signals import SignalWaiter, init_file, write_expected
+from testbed.model.types import ResourceSignalPolicy, StackModel
 from testbed.plan.network import HostPlan, NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
 from testbed.topologies.vpc import VpcTopo
@@ -33,6 +36,7 @@ CONTROLLER_ID = "LabController"
 CONTROLLER_TYPE = "Lab::OpenFlow::Controller"
 NETWORK_ID = "LabNetwork"
 NETWORK_TYPE = "Lab::OpenVSwitch::Fabric"
+PARAMETER_TYPE = "Lab::Parameter"
 
 T = TypeVar("T")
 
@@ -60,14 +64,20 @@ class LabBuilder:
         self.controller: ControllerProcess | None = None
         self.programs: dict[str, subprocess.Popen] = {}
         self.userdata_exit: dict[str, int] = {}
+        # Resources with a CreationPolicy (or wait conditions): complete once signalled.
+        self.signals = SignalWaiter(self.lab_dir, self._emit_signal_event, hint=self._no_signal)
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
         """Create everything; raise on the first failure (the caller rolls back)."""
+        self._report_lab_values()
+        self._write_host_data()
         self._start_controller()
         self._create_resources()
         self._start_network()
         self._start_programs()
+        # After UserData started: what it signals completes the resources that wait.
+        self.signals.wait()
 
     def _step(
         self,
@@ -75,20 +85,58 @@ class LabBuilder:
         rtype: str,
         fn: Callable[[], T],
         reason: str | Callable[[T], str] = "",
+        signalled: ResourceSignalPolicy | None = None,
     ) -> T:
         """Run fn as the creation of one resource, with IN_PROGRESS/COMPLETE/FAILED events.
 
-        reason: text for the COMPLETE event, or a callable giving it from fn's result."""
+        reason: text for the COMPLETE event, or a callable giving it from fn's result.
+        signalled: the resource's signal policy; it then stays in progress (its COMPLETE or
+        FAILED comes from self.signals once its signals arrive or its Timeout passes)."""
         self.events.emit(logical_id, rtype, "CREATE_IN_PROGRESS")
         try:
             result = fn()
         except BaseException as exc:  # a failure, or the holder's stop (a BaseException)
             self.events.emit(logical_id, rtype, "CREATE_FAILED", _reason(exc))
             raise
-        self.events.emit(
-            logical_id, rtype, "CREATE_COMPLETE", reason(result) if callable(reason) else reason
-        )
+        text = reason(result) if callable(reason) else reason
+        if signalled is not None:
+            waiting = self.signals.begin(logical_id, signalled)
+            self.events.emit(logical_id, rtype, "CREATE_IN_PROGRESS", _joined(text, waiting))
+        else:
+            self.events.emit(logical_id, rtype, "CREATE_COMPLETE", text)
         return result
+
+    def _emit_signal_event(self, logical_id: str, status: str, reason: str) -> None:
+        self.events.emit(logical_id, self.model.resource_types.get(logical_id, ""), status, reason)
+
+    def _no_signal(self, logical_id: str) -> str:
+        """What may explain why a host never signalled: how its UserData ended."""
+        log = host_dir(self.name, logical_id) / "user-data.log"
+        if logical_id in self.userdata_exit:
+            return f"its UserData exited with code {self.userdata_exit[logical_id]}, log {log}"
+        if f"{logical_id}:user-data" in self.programs:
+            return f"its UserData is still running, log {log}"
+        return ""
+
+    # ---- what the lab tells before it builds -----------------------------------------
+    def _report_lab_values(self) -> None:
+        """Parameter values the lab replaced (key pairs, AMI ids, SSM paths): once, first."""
+        for value in self.model.lab_values:
+            given = value.value
+            if value.lab_value != value.value:
+                given += f" -> {value.lab_value}"
+            self.events.emit(
+                value.parameter, PARAMETER_TYPE, "PARAMETER_LAB_VALUE", f"{given}: {value.note}"
+            )
+
+    def _write_host_data(self) -> None:
+        """What the host tools read: who waits for signals, and each resource's cfn-init
+        metadata."""
+        write_expected(self.lab_dir, self.name, self.model.signal_policies)
+        for lid, init in self.model.cfn_init.items():
+            path = init_file(self.lab_dir, lid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(init, indent=1))
 
     # ---- controller --------------------------------------------------------------------
     def _start_controller(self) -> None:
@@ -139,17 +187,36 @@ class LabBuilder:
                 network.create(lid)
 
         for lid in self.model.creation_order:
-            rtype = self.model.resource_types.get(lid, "")
-            self._step(lid, rtype, functools.partial(create, lid), self._describe(lid))
+            self._create_one(lid, functools.partial(create, lid))
         with STOP_SHIELD.hold():
             network.create_rest()
         for h in self.plan.hosts:
             host_dir(self.name, h.name).mkdir(parents=True, exist_ok=True)
 
+    def _create_one(self, lid: str, create: Callable[[], None]) -> None:
+        """One resource's creation and its events (inert ones too: create() does nothing)."""
+        rtype = self.model.resource_types.get(lid, "")
+        self._step(
+            lid, rtype, create, self._describe(lid), signalled=self.model.signal_policies.get(lid)
+        )
+        if lid in self.model.default_roles:
+            self.events.emit(lid, rtype, "ROLE_DEFAULTED", self.model.default_roles[lid])
+
     def _journal_process(self, pid: int, what: str, host: str | None) -> None:
         self.journal.add(record(pid, what, host))
 
     def _describe(self, lid: str) -> str:
+        made = self.model.lab_made.get(lid)
+        where = self._where(lid)
+        return _joined(where, f"added by the lab: {made}") if made else where
+
+    def _where(self, lid: str) -> str:
+        inert = self.model.inert.get(lid)
+        if inert is not None and lid in self.model.signal_policies:
+            return ""  # a wait condition: its wait is emulated, its events say so
+        if inert is not None:
+            note = inert.note
+            return note if note.startswith("not emulated") else f"not emulated: {note}"
         if lid in self.model.instances:
             h = self.plan.host(lid)
             pub = f", public {h.public_ip}" if h.public_ip else ""
@@ -212,7 +279,8 @@ class LabBuilder:
     def _start_user_data(self, h: HostPlan, user_data: str) -> None:
         hdir = host_dir(self.name, h.name)
         script = hdir / "user-data"
-        script.write_text(user_data)
+        # /opt/aws/bin/cfn-signal and friends are the lab's tools here.
+        script.write_text(lab_paths(user_data))
         script.chmod(0o755)
         argv = [str(script)] if user_data.startswith("#!") else ["sh", str(script)]
         log = hdir / "user-data.log"
@@ -221,7 +289,8 @@ class LabBuilder:
             what="user-data",
             host=h.name,
             log=log,
-            env=host_env(),
+            # The host tools' lab and host (the host is cfn-signal's default UniqueId).
+            env=dict(host_env(), **{LAB_LABEL: self.name}, TESTBED_HOST=h.name),
             cwd=hdir,
         )
         self.programs[f"{h.name}:user-data"] = proc
@@ -239,6 +308,10 @@ class LabBuilder:
 def _controller_started(controller: ControllerProcess) -> str:
     pid = controller.proc.pid if controller.proc else None
     return f"os-ken pid {pid}, OpenFlow port {controller.port}, log {controller.log}"
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _reason(exc: BaseException) -> str:

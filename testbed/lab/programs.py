@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from testbed.errors import LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
+from testbed.lab.hosttools import TOOLS_DIR
 from testbed.lab.launch import launch
 from testbed.lab.procs import ProcessJournal, ProcessRecord, is_alive
 from testbed.plan.network import HostPlan
@@ -17,10 +19,14 @@ from testbed.waiting import wait_for
 
 
 def host_env() -> dict[str, str]:
-    """Environment for programs in hosts: ours, minus the controller's private variables."""
+    """Environment for programs in hosts: ours, minus the controller's private variables,
+    with the lab's host tools (cfn-signal, cfn-init, the package manager shims) first in
+    PATH and the Python that runs them."""
     env = dict(os.environ)
     env.pop("TESTBED_PLAN", None)
     env.pop("TESTBED_CONTROL_SOCK", None)
+    env["PATH"] = os.pathsep.join([str(TOOLS_DIR), env.get("PATH") or os.defpath])
+    env["TESTBED_PYTHON"] = sys.executable
     return env
 
 

@@ -187,6 +187,8 @@ def _build_resource(decl: ResourceDeclaration, state: BuildState, scope: Scope) 
             signals.read_creation_policy(raw, lid, state, scope)
         elif key in ("DeletionPolicy", "UpdateReplacePolicy", "UpdatePolicy"):
             state.ignored.append(IgnoredProperty(lid, key))
+    if resource_type.name == signals.WAIT_CONDITION:  # signals to its Handle (issue 11)
+        signals.read_wait_condition(resolved, lid, state)
     values, lines = check_properties(
         lid,
         resolved,

@@ -4,8 +4,8 @@ Resource:  Metadata: {Lab: {Role: http-backend, RoleArgs: {...}, Snmp: false}}
 Template:  Metadata: {Lab: {InterAzDelayMs: 5, LinkBandwidthMbps: 100, Datapath: auto,
                             Snmp: {...}}}
 Snmp (the hosts' SNMP agents) is read by testbed.model.snmp.
-Other Metadata keys (AWS::CloudFormation::Init, cfn-lint settings, ...) are accepted and listed
-as ignored, so templates written for AWS keep working.
+Other Metadata keys (cfn-lint settings, ...) are accepted and listed as ignored, so templates
+written for AWS keep working; AWS::CloudFormation::Init is cfn-init's (testbed.model.signals).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def resource_role(
             f"Metadata must be a mapping, not {describe(metadata)}", line=line, logical_id=owner
         )
     for key in metadata:
-        if key != "Lab":
+        if key not in ("Lab", "AWS::CloudFormation::Init"):  # Init: cfn-init runs it
             ignored.append(IgnoredProperty(owner, f"Metadata.{key}"))
     if "Lab" not in metadata:
         return None

@@ -361,6 +361,9 @@ class ResourceSignalPolicy:
     timeout_s: float
     # AutoScalingCreationPolicy.MinSuccessfulInstancesPercent (Auto Scaling groups; later).
     min_successful_percent: int = 100
+    # A WaitCondition's Handle (the WaitConditionHandle's Ref, a URL): signals sent to that
+    # URL count for it; None: signals name the resource (cfn-signal --resource).
+    handle: str | None = None
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,10 @@ class Holder:
             if self.stop_reason is None:
                 self.stop_reason = req.get("reason") or "User Initiated"
             self.down_requested.set()
+            if self.building:
+                # A build may wait long (resource signals, up to 12 h): stop it now, as
+                # SIGTERM does (rollback), rather than after it.
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
             return Reply(ok=True)
         if req["op"] == "controller_restarts":
             if self.supervisor is None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.lab.hosttools import TOOL_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -65,6 +67,15 @@ def test_wheel_holds_the_namespace_and_the_templates(wheel):
     assert not stray, f"top-level packages besides testbed: {stray}"
 
 
+def test_wheel_holds_the_host_tools_executable(wheel):
+    # cfn-signal, cfn-init and the shims run as programs in lab hosts (testbed.lab.hosttools).
+    entries = {i.filename: i for i in zipfile.ZipFile(wheel).infolist()}
+    for tool in TOOL_NAMES:
+        entry = entries.get(f"testbed/lab/hosttools/bin/{tool}")
+        assert entry is not None, f"{tool} is not in {wheel.name}"
+        assert (entry.external_attr >> 16) & 0o111, f"{tool} is not executable in the wheel"
+
+
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory) -> Path:
     """A fresh venv (seeing the distribution's Mininet, as scripts/provision makes it) with
@@ -99,6 +110,16 @@ def test_installed_testbed_works_from_another_directory(installed, tmp_path):
     ).stdout
     assert str(REPO) not in where, where
     assert "site-packages" in where, where
+    tools = run(
+        [
+            str(installed / "python"),
+            "-c",
+            "import os, testbed.lab.hosttools as t; "
+            "print(all(os.access(t.TOOLS_DIR / n, os.X_OK) for n in t.TOOL_NAMES))",
+        ],
+        cwd=tmp_path,
+    ).stdout
+    assert tools.strip() == "True", "the installed host tools are not executable"
     out = run([str(installed / "testbed"), "validate", "default"], cwd=tmp_path).stdout
     assert "valid" in out, out
     assert "site-packages" in out, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -281,6 +282,21 @@ def test_the_owners_end_names_the_owner_and_asks_for_the_teardown(tmp_path):
 
 def test_down_carries_its_reason(tmp_path):
     holder = _holder(tmp_path)
+    holder.building = False
     assert holder.handle({"op": "down", "reason": "owner process 7 (x.py) left Lab.up"})["ok"]
     assert holder.down_requested.is_set()
     assert holder.stop_reason == "owner process 7 (x.py) left Lab.up"
+
+
+def test_down_during_the_build_stops_it_as_sigterm_does(tmp_path):
+    # A build may wait hours for resource signals: `testbed down` stops it (rollback).
+    from testbed.stack.holder import Stop
+
+    holder = _holder(tmp_path)
+    previous = signal.signal(signal.SIGTERM, holder.signalled)
+    try:
+        with pytest.raises(Stop, match="User Initiated"):
+            holder.handle({"op": "down"})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert holder.down_requested.is_set()

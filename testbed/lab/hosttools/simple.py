@@ -1,0 +1,79 @@
+"""cfn-get-metadata, cfn-hup, and the shims of package and service managers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from testbed.lab.hosttools.context import HostContext, ToolError, context, fail
+from testbed.lab.signals import init_file
+
+INIT_KEY = "AWS::CloudFormation::Init"
+
+
+def shim_message(tool: str) -> str:
+    return (
+        f"lab: {tool} is not emulated in the lab (a host shares the machine's files); "
+        "the lab's http-backend role serves instead"
+    )
+
+
+def shim(tool: str) -> int:
+    """A package or service manager: say so and fail, as `yum install` fails without
+    internet (UserData goes on unless it stops at errors)."""
+    print(shim_message(tool), file=sys.stderr)
+    return 1
+
+
+def hup(argv: list[str]) -> int:
+    """cfn-hup watches metadata changes; a lab stack is never updated in place."""
+    print(
+        "lab: cfn-hup is not needed in the lab (a lab's stack is not updated in place); exiting",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def metadata_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cfn-get-metadata", description="Print a resource's metadata.")
+    p.add_argument("-s", "--stack", required=True)
+    p.add_argument("-r", "--resource", required=True)
+    p.add_argument("-k", "--key", help="a key, e.g. AWS::CloudFormation::Init.config.files")
+    p.add_argument("--region")
+    for flag in ("--role", "-u", "--url", "--http-proxy", "--https-proxy", "--access-key"):
+        p.add_argument(flag)
+    p.add_argument("--secret-key")
+    p.add_argument("-f", "--credential-file")
+    return p
+
+
+def select(metadata: dict[str, Any], key: str | None) -> Any:
+    """The value under `key`: a top-level key, then a dotted path below it."""
+    if not key:
+        return metadata
+    if key.startswith(INIT_KEY):
+        value: Any = metadata.get(INIT_KEY)
+        rest = key[len(INIT_KEY) :].lstrip(".")
+    else:
+        raise ToolError(f"key {key} not found (the lab keeps {INIT_KEY} only)")
+    for part in rest.split(".") if rest else ():
+        if not isinstance(value, dict) or part not in value:
+            raise ToolError(f"key {key} not found")
+        value = value[part]
+    return value
+
+
+def get_metadata(argv: list[str], ctx: HostContext | None = None) -> int:
+    args = metadata_parser().parse_args(argv)
+    try:
+        ctx = ctx or context()
+        ctx.check_stack(args.stack)
+        path = init_file(ctx.lab_dir, args.resource)
+        init = json.loads(path.read_text()) if path.exists() else None
+        metadata = {} if init is None else {INIT_KEY: init}
+        print(json.dumps(select(metadata, args.key), indent=2))
+    except ToolError as err:
+        return fail("cfn-get-metadata", err)
+    return 0
