@@ -98,10 +98,14 @@ def run(args: Any) -> int:
         f"{path}: valid — {len(model.resource_types)} resources, "
         f"{len(model.azs)} AZs ({', '.join(model.azs)})"
     )
-    if model.inert:
+    inert = sorted(lid for lid, r in model.inert.items() if r.kind != "not-emulated")
+    missing = sorted(lid for lid, r in model.inert.items() if r.kind == "not-emulated")
+    if inert:
+        print(f"inert ({len(inert)}, created with a 'not emulated' event): " + ", ".join(inert))
+    if missing:
         print(
-            f"inert ({len(model.inert)}, created with a 'not emulated' event): "
-            + ", ".join(sorted(model.inert))
+            f"warning: {len(missing)} resources are not emulated — their packets are missing "
+            "from the lab (see the notes above): " + ", ".join(missing)
         )
     if model.ignored:
         print(

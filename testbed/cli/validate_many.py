@@ -43,6 +43,8 @@ class Verdict:
     status: str  # "valid", "valid with parameters", NEEDS or "invalid"
     resources: int = 0
     inert: int = 0
+    # Types accepted but not emulated (their packets are missing from the lab), sorted.
+    not_emulated: list[str] = field(default_factory=list)
     errors: list[BadInput] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
 
@@ -55,6 +57,8 @@ class Verdict:
         if self.ok:
             facts = [needs] if needs else []
             facts.append(f"{self.resources} resources; {self.inert} inert")
+            if self.not_emulated:
+                facts.append(f"not emulated: {', '.join(self.not_emulated)}")
             return f"{self.path}: {self.status} ({'; '.join(facts)})"
         if self.status == NEEDS:
             refused = ", ".join(dict.fromkeys(str(e.logical_id) for e in self.errors))
@@ -188,7 +192,9 @@ def judge(path: str, region: str, params: dict[str, str] | None = None) -> Verdi
         return Verdict(path, "invalid", errors=errors, needs=needs)
     status = "valid with parameters" if needs else "valid"
     count = len(model.resource_types) - len(model.lab_made)
-    return Verdict(path, status, count, len(model.inert), needs=needs)
+    missing = sorted({r.type for r in model.inert.values() if r.kind == "not-emulated"})
+    inert = sum(1 for r in model.inert.values() if r.kind != "not-emulated")
+    return Verdict(path, status, count, inert, not_emulated=missing, needs=needs)
 
 
 def _all(err: BadInput) -> list[BadInput]:

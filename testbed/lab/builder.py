@@ -285,7 +285,7 @@ class LabBuilder:
         argv = [str(script)] if user_data.startswith("#!") else ["sh", str(script)]
         log = hdir / "user-data.log"
         proc = self.journal.start(
-            netns_argv(self.name, h.name, argv),
+            netns_argv(self.name, h.name, sandboxed(argv)),
             what="user-data",
             host=h.name,
             log=log,
@@ -303,6 +303,30 @@ class LabBuilder:
             self.events.emit(h.name, "Lab::UserData", status, f"exit code {code}")
 
         threading.Thread(target=wait, daemon=True, name=f"userdata:{h.name}").start()
+
+
+# Where real UserData writes a web server's files (echo ... > /var/www/html/index.html). A
+# host shares the machine's files, so UserData sees an empty private tmpfs on each of these
+# that exists: `ip netns exec` runs it in a mount namespace of its own (mounts made there never
+# reach the machine), so the machine's own files are never written. Missing ones stay missing.
+SERVER_DIRS = (
+    "/var/www",
+    "/etc/httpd",
+    "/etc/apache2",
+    "/etc/nginx",
+    "/usr/share/nginx",
+    "/srv",
+)
+_SANDBOX = (
+    'for d in "$@"; do [ "$d" = -- ] && break; '
+    '[ -d "$d" ] && mount -t tmpfs -o mode=755 lab-userdata "$d"; done; '
+    'while [ "$1" != -- ]; do shift; done; shift; exec "$@"'
+)
+
+
+def sandboxed(argv: list[str]) -> list[str]:
+    """argv run with a private tmpfs over each existing SERVER_DIRS directory."""
+    return ["sh", "-c", _SANDBOX, "user-data", *SERVER_DIRS, "--", *argv]
 
 
 def _controller_started(controller: ControllerProcess) -> str:

@@ -4,6 +4,7 @@ here (a no-op, as network.create is for resources without nodes)."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import json
 
 import pytest
@@ -119,3 +120,24 @@ def test_a_missing_signal_is_explained_by_how_the_user_data_ended(builder):
     assert builder._no_signal("Web") == (
         f"its UserData exited with code 2, log {builder.lab_dir}/hosts/Web/user-data.log"
     )
+
+
+def test_user_data_runs_with_private_server_directories(tmp_path):
+    # The sandbox mounts over existing server directories only, then runs the script itself.
+    from testbed.lab.builder import SERVER_DIRS, sandboxed
+
+    argv = sandboxed(["sh", "/x/user-data"])
+    assert argv[:2] == ["sh", "-c"]
+    split = argv.index("--")
+    assert tuple(argv[4:split]) == SERVER_DIRS
+    assert argv[split + 1 :] == ["sh", "/x/user-data"]
+    # Without mount rights (no directory given) the wrapper still execs the script.
+    script = tmp_path / "s.sh"
+    script.write_text("echo ran $1\n")
+    out = subprocess.run(
+        ["sh", "-c", argv[2], "user-data", "--", "sh", str(script), "ok"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == "ran ok\n"

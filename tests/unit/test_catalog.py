@@ -77,14 +77,30 @@ def test_control_plane_types_are_inert(name):
     [
         ("AWS::AutoScaling::AutoScalingGroup", "issue 12"),
         ("AWS::ElasticLoadBalancing::LoadBalancer", "issue 13"),
-        ("AWS::CloudFormation::Stack", "nested stacks are not supported"),
-        ("AWS::ECS::Service", "runs containers"),
-        ("AWS::EFS::FileSystem", "runs file systems"),
-        ("AWS::RDS::DBInstance", "runs databases"),
+        ("AWS::ECS::Service", "containers do not run"),
+        ("AWS::EFS::FileSystem", "file systems"),
+        ("AWS::RDS::DBInstance", "databases"),
         ("AWS::EC2::VPCCidrBlock", "address ranges"),
+        ("AWS::Redshift::Cluster", "no model of this type"),  # AWS's, not in the table
+    ],
+)
+def test_not_emulated_types_are_accepted_and_say_what_is_missing(name, note):
+    found = catalog.support(name)
+    assert found is not None
+    assert found.support == catalog.NOT_EMULATED
+    assert note in found.note
+    assert catalog.is_inert(name)  # built like an inert type: Ref and GetAtt resolve
+    made = lookup(name)
+    assert made is not None and name not in registered()
+
+
+@pytest.mark.parametrize(
+    ("name", "note"),
+    [
+        ("AWS::CloudFormation::Stack", "nested stacks are not supported"),
+        ("AWS::CloudFormation::Macro", "macros"),
         ("AWS::CloudFormation::CustomResource", "Lambda-backed custom resources"),
         ("Custom::AMIInfo", "Lambda-backed custom resources"),
-        ("AWS::Redshift::Cluster", "no model of this type"),  # AWS's, not in the table
     ],
 )
 def test_refused_types_say_why(name, note):

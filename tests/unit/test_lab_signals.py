@@ -307,14 +307,16 @@ def test_cfn_signal_program_writes_the_signal(tmp_path):
 
 
 @pytest.mark.parametrize("tool", SHIMMED)
-def test_package_and_service_managers_are_refused(tmp_path, tool):
+def test_package_and_service_managers_do_nothing_and_say_so(tmp_path, tool):
     proc = subprocess.run(
         [str(TOOLS_DIR / tool), "install", "-y", "httpd"],
         env=tool_env(tmp_path),
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1
+    # Installing and starting succeed doing nothing (the role stands in, UserData goes on to
+    # its cfn-signal as on AWS); a query (rpm -q) answers "not installed".
+    assert proc.returncode == (1 if tool == "rpm" else 0)
     assert proc.stderr.startswith(f"lab: {tool} is not emulated in the lab")
 
 

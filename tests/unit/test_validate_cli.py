@@ -19,7 +19,7 @@ Resources:
     Type: AWS::IAM::Role
     Properties: {AssumeRolePolicyDocument: {Version: "2012-10-17", Statement: []}}
 """
-INVALID = VALID + "  Group:\n    Type: AWS::AutoScaling::AutoScalingGroup\n"
+INVALID = VALID + "  Group:\n    Type: AWS::CloudFormation::Stack\n"
 NEEDS = "Parameters:\n  Env: {Type: String, AllowedValues: [prod, dev]}\n" + VALID
 UNFIT = "Parameters:\n  Fs: {Type: String, AllowedPattern: '^fs-[0-9a-f]{17}$'}\n" + VALID
 
@@ -58,10 +58,10 @@ def test_an_invalid_template_still_shows_the_table(capsys, files):
     path = files("t.yaml", INVALID)
     code, out, err = run(capsys, path)
     assert code == 2
-    group = next(line for line in out.splitlines() if "AutoScalingGroup" in line)
+    group = next(line for line in out.splitlines() if "CloudFormation::Stack" in line)
     assert "refused" in group
-    assert "issue 12" in group
-    assert f"{path}:12: Group: AWS::AutoScaling::AutoScalingGroup is an AWS type" in err
+    assert "nested stacks" in group
+    assert f"{path}:12: Group: AWS::CloudFormation::Stack is an AWS type" in err
 
 
 def test_several_templates_need_summary(capsys, files):
@@ -81,8 +81,9 @@ def test_summary_of_a_directory(capsys, files, tmp_path):
     assert code == 2
     lines = out.splitlines()
     assert lines[0] == f"{tmp_path}/a/b/broken.template: invalid: line 12: Group: " + (
-        "AWS::AutoScaling::AutoScalingGroup is an AWS type the lab does not emulate: "
-        "Auto Scaling arrives with issue 12"
+        "AWS::CloudFormation::Stack is an AWS type the lab does not emulate: "
+        "nested stacks are not supported; bring up each template as its own stack and join "
+        "them with Outputs Export / Fn::ImportValue"
     )
     assert lines[1] == f"{tmp_path}/a/valid.yaml: valid (3 resources; 1 inert)"
     assert lines[2] == (
@@ -125,8 +126,8 @@ def test_lint_findings_do_not_change_the_exit_code(capsys, files):
 def test_lint_on_an_invalid_template(capsys, files):
     code, out, _ = run(capsys, files("t.yaml", INVALID), "--lint")
     assert code == 2
-    assert "cfn-lint: 3 errors, 1 warning" in out
-    assert "E3003 line 11: 'MaxSize' is a required property" in out
+    assert "cfn-lint: 1 error, 1 warning" in out
+    assert "E3003 line 11: 'TemplateURL' is a required property" in out
 
 
 def test_summary_with_lint_adds_the_counts(capsys, files):
