@@ -4,8 +4,8 @@ here (a no-op, as network.create is for resources without nodes)."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import json
+import subprocess
 
 import pytest
 
