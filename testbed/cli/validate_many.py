@@ -119,8 +119,11 @@ def _pattern_value(pattern: str, candidates: Iterable[str]) -> str | None:
     return next((c for c in candidates if compiled.fullmatch(c)), None)
 
 
-def stand_in(decl: Any, region: str) -> str:
-    """A value that satisfies a parameter's declaration, only to check the rest of a template."""
+def stand_in(decl: Any, region: str, index: int = 0, name: str = "") -> str:
+    """A value that satisfies a parameter's declaration, only to check the rest of a template.
+
+    index: how many parameters of the same type got a stand-in before this one (AZ parameters
+    get different AZs, as a user would give them)."""
     if not isinstance(decl, dict):
         return "lab"
     allowed = decl.get("AllowedValues")
@@ -133,14 +136,17 @@ def stand_in(decl: Any, region: str) -> str:
     by_type = {
         "AWS::EC2::KeyPair::KeyName": "lab-key",
         "AWS::EC2::Image::Id": PLACEHOLDER_AMI,
-        "AWS::EC2::AvailabilityZone::Name": f"{region}a",
-        "List<AWS::EC2::AvailabilityZone::Name>": f"{region}a,{region}b",
+        "AWS::EC2::AvailabilityZone::Name": f"{region}{'abc'[index % 3]}",
+        "List<AWS::EC2::AvailabilityZone::Name>": f"{region}a,{region}b,{region}c",
     }
     if kind in by_type:
         return by_type[kind]
     if kind.startswith("AWS::SSM::Parameter::Value<"):
         return "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     candidates = ["lab", "lab1", "10.0.0.0/16", "0.0.0.0/0", "t3.micro", "a", "1"]
+    if name and "cidr" in name.lower() and not decl.get("AllowedPattern"):
+        # A VPC's block, or one /24 of it per subnet parameter, as a user would give them.
+        return "10.0.0.0/16" if "vpc" in name.lower() else f"10.0.{index}.0/24"
     pattern = decl.get("AllowedPattern")
     value = _pattern_value(pattern, candidates) if isinstance(pattern, str) else None
     value = value or "lab"
@@ -179,8 +185,12 @@ def judge(path: str, region: str, params: dict[str, str] | None = None) -> Verdi
         return Verdict(path, "invalid", errors=_all(err))
     needs = missing_parameters(doc, given)
     section = doc.get("Parameters")
+    seen: dict[str, int] = {}
     for name in needs:
-        given[name] = stand_in(section.get(name) if isinstance(section, dict) else None, region)
+        decl = section.get(name) if isinstance(section, dict) else None
+        kind = str(decl.get("Type")) if isinstance(decl, dict) else ""
+        given[name] = stand_in(decl, region, seen.get(kind, 0), name)
+        seen[kind] = seen.get(kind, 0) + 1
     try:
         model = load_model_text(text, filename=path, params=given, region=region)
         build_plan(model, "check")

@@ -75,18 +75,7 @@ def resource_role(
             line=at,
             logical_id=owner,
         )
-    if not isinstance(lab, dict):
-        raise BadInput(
-            f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at, logical_id=owner
-        )
-    for key in lab:
-        if key not in ROLE_KEYS:
-            raise BadInput(
-                f"unknown key Metadata.Lab.{key}",
-                line=line_of(lab, key, at),
-                logical_id=owner,
-                hint=did_you_mean(key, ROLE_KEYS) or "the keys are Role, RoleArgs and Snmp",
-            )
+    _check_lab_keys(lab, ROLE_KEYS, owner, at, "", "the keys are Role, RoleArgs and Snmp")
     if "Role" not in lab and ("Snmp" in lab or "Unfiltered" in lab) and "RoleArgs" not in lab:
         return None  # only the SNMP agent / filtering is set here (read by their functions)
     if "Role" not in lab:
@@ -117,17 +106,29 @@ def resource_role(
 
 def _custom_keys(lab: Any, owner: str, at: int | None) -> None:
     # A custom resource's Metadata.Lab gives what its function would return (custom.py).
+    _check_lab_keys(
+        lab,
+        CUSTOM_KEYS,
+        owner,
+        at,
+        " of a custom resource",
+        "the keys are Attributes and PhysicalId",
+    )
+
+
+def _check_lab_keys(lab: Any, keys: Any, owner: str, at: int | None, of: str, listed: str) -> None:
+    """Metadata.Lab is a mapping whose keys are among `keys` (`of` says whose, in messages)."""
     if not isinstance(lab, dict):
         raise BadInput(
             f"Metadata.Lab must be a mapping, not {describe(lab)}", line=at, logical_id=owner
         )
     for key in lab:
-        if key not in CUSTOM_KEYS:
+        if key not in keys:
             raise BadInput(
-                f"unknown key Metadata.Lab.{key} of a custom resource",
+                f"unknown key Metadata.Lab.{key}{of}",
                 line=line_of(lab, key, at),
                 logical_id=owner,
-                hint=did_you_mean(key, CUSTOM_KEYS) or "the keys are Attributes and PhysicalId",
+                hint=did_you_mean(key, keys) or listed,
             )
 
 

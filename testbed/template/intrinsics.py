@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import TYPE_CHECKING, Any, Protocol
 
 from testbed.errors import BadInput
@@ -360,7 +360,9 @@ def _base64(call: _Call, raw: Any) -> Base64Text:
 
 
 def _get_azs(call: _Call, raw: Any) -> list[str]:
-    region = call.text(call.resolve(raw), "the region")
+    value = call.resolve(raw)
+    # `Fn::GetAZs:` with nothing after it is the stack's region, as '' is.
+    region = "" if value is None else call.text(value, "the region")
     region = region or call.scope.region
     if not REGION_NAME.match(region):
         raise call.fail(f"{region!r} is not a region name such as us-east-1")
@@ -379,31 +381,31 @@ def _cidr(call: _Call, raw: Any) -> list[str]:
     block, count, bits = call.args(call.resolve(raw), 3, "[ipBlock, count, cidrBits]")
     block = call.text(block, "ipBlock")
     try:
-        network = IPv4Network(block)
+        # IPv6 blocks too, as AWS (templates carve a VPC's IPv6 block for their subnets).
+        network: IPv4Network | IPv6Network = ip_network(block)
     except ValueError:
         try:
-            hint = f"did you mean {IPv4Network(block, strict=False)}?"
+            hint = f"did you mean {ip_network(block, strict=False)}?"
         except ValueError:
             hint = None
-        raise call.fail(
-            f"{block!r} is not an IPv4 network such as 10.0.0.0/16", hint=hint
-        ) from None
+        raise call.fail(f"{block!r} is not an IP network such as 10.0.0.0/16", hint=hint) from None
     count = call.integer(count, "count")
     bits = call.integer(bits, "cidrBits")
     if not 1 <= count <= 256:
         raise call.fail(f"count must be from 1 to 256, not {count}")
-    host_bits = 32 - network.prefixlen
+    width = network.max_prefixlen
+    host_bits = width - network.prefixlen
     if not 0 <= bits <= host_bits:
         raise call.fail(
             f"cidrBits must be from 0 to {host_bits} for a /{network.prefixlen} block, not {bits}"
         )
-    new_prefix = 32 - bits
+    new_prefix = width - bits
     available = 1 << (new_prefix - network.prefixlen)
     if count > available:
         raise call.fail(f"{network} holds only {available} /{new_prefix} block(s), not {count}")
     size = 1 << bits
     start = int(network.network_address)
-    return [str(IPv4Network((start + i * size, new_prefix))) for i in range(count)]
+    return [str(ip_network((start + i * size, new_prefix))) for i in range(count)]
 
 
 def _find_in_map(call: _Call, raw: Any) -> Any:

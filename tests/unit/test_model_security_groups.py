@@ -314,11 +314,18 @@ def test_ipv6_and_prefix_list_peers_are_kept_but_not_emulated(load):
     ]
 
 
-def test_a_cidr_with_host_bits_is_refused(fails):
+def test_a_cidr_with_host_bits_is_masked_as_ec2_does(load):
+    # EC2 keeps the network of a rule's block (an AWS sample's SSHLocation default is
+    # 192.168.1.0/0); VPC and subnet blocks stay strict.
+    model = load(group_with("{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 10.0.0.5/16}"))
+    (rule,) = model.security_groups["Web"].ingress
+    assert rule.cidr == IPv4Network("10.0.0.0/16")
+
+
+def test_a_rule_cidr_that_is_no_block_is_refused(fails):
     fails(
-        group_with("{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 10.0.0.5/16}"),
-        "has host bits set",
-        "did you mean 10.0.0.0/16?",
+        group_with("{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 10.0.0/x}"),
+        "is not an IPv4 CIDR block such as 10.0.0.0/16",
     )
 
 

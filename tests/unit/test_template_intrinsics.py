@@ -118,7 +118,7 @@ ERRORS = [
     ("!If [Nope, a, b]", ["unknown condition 'Nope'"]),
     ("!If [IsProd, a]", ["expects [ConditionName"]),
     ("!GetAZs mars-1", ["not a region name"]),
-    ("!Cidr [10.0.0.1/16, 2, 8]", ["not an IPv4 network", "did you mean 10.0.0.0/16?"]),
+    ("!Cidr [10.0.0.1/16, 2, 8]", ["not an IP network", "did you mean 10.0.0.0/16?"]),
     ("!Cidr [10.0.0.0/24, 2, 9]", ["cidrBits must be from 0 to 8"]),
     ("!Cidr [10.0.0.0/24, 5, 6]", ["holds only 4 /26 block"]),
     ("!Cidr [10.0.0.0/16, 0, 8]", ["count must be from 1 to 256"]),

@@ -162,7 +162,7 @@ def test_help_teaches(capsys):
         ({"Type": "Number"}, "1"),
         ({"Type": "AWS::EC2::KeyPair::KeyName"}, "lab-key"),
         ({"Type": "AWS::EC2::Image::Id"}, "ami-0abcdef1234567890"),
-        ({"Type": "List<AWS::EC2::AvailabilityZone::Name>"}, "eu-west-1a,eu-west-1b"),
+        ({"Type": "List<AWS::EC2::AvailabilityZone::Name>"}, "eu-west-1a,eu-west-1b,eu-west-1c"),
         ({"Type": "String", "AllowedPattern": r"^\d+\.\d+\.\d+\.\d+/\d+$"}, "10.0.0.0/16"),
         ({"Type": "String", "MinLength": 6}, "labxxx"),
     ],
@@ -176,3 +176,14 @@ def test_what_looks_like_cloudformation():
     assert looks_like_cloudformation('{"Resources": {"A": {"Type": "AWS::SNS::Topic"}}}')
     assert not looks_like_cloudformation("Resources: none\n")
     assert not looks_like_cloudformation("name: x\nType: AWS::EC2::VPC\n")
+
+
+def test_az_parameters_get_different_stand_ins():
+    from testbed.cli.validate_many import stand_in
+
+    decl = {"Type": "AWS::EC2::AvailabilityZone::Name"}
+    assert [stand_in(decl, "eu-west-1", i) for i in range(3)] == [
+        "eu-west-1a",
+        "eu-west-1b",
+        "eu-west-1c",
+    ]

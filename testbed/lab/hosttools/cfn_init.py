@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from testbed.lab.hosttools import lab_paths
-from testbed.lab.hosttools.context import LAB_ENV, HostContext, ToolError, context, fail
+from testbed.lab.hosttools.context import (
+    LAB_ENV,
+    HostContext,
+    ToolError,
+    context,
+    fail,
+    helper_parser,
+)
 from testbed.lab.signals import init_file
 
 TOOL = "cfn-init"
@@ -53,16 +60,9 @@ KEPT_VARIABLES = (LAB_ENV, "TESTBED_HOST", "TESTBED_STATE_DIR", "TESTBED_PYTHON"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=TOOL, description="Run a lab resource's cfn-init metadata.")
-    p.add_argument("-s", "--stack", required=True)
-    p.add_argument("-r", "--resource", required=True)
+    p = helper_parser(TOOL, "Run a lab resource's cfn-init metadata.")
     p.add_argument("-c", "--configsets", help="comma-separated config sets")
     p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--region")
-    for flag in ("--role", "-u", "--url", "--http-proxy", "--https-proxy", "--access-key"):
-        p.add_argument(flag)
-    p.add_argument("--secret-key")
-    p.add_argument("-f", "--credential-file")
     return p
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping
@@ -67,3 +68,17 @@ def context(env: Mapping[str, str] | None = None) -> HostContext:
 def fail(tool: str, error: ToolError) -> int:
     print(f"{tool}: {error}", file=sys.stderr)
     return 1
+
+
+def helper_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every AWS helper script (cfn-init, cfn-get-metadata) takes: the stack and
+    resource it reads, and AWS's credential and proxy options, accepted and unused here."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("-s", "--stack", required=True)
+    p.add_argument("-r", "--resource", required=True)
+    p.add_argument("--region")
+    for flag in ("--role", "-u", "--url", "--http-proxy", "--https-proxy", "--access-key"):
+        p.add_argument(flag)
+    p.add_argument("--secret-key")
+    p.add_argument("-f", "--credential-file")
+    return p

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from testbed.lab.hosttools.context import HostContext, ToolError, context, fail
+from testbed.lab.hosttools.context import HostContext, ToolError, context, fail, helper_parser
 from testbed.lab.signals import init_file
 
 INIT_KEY = "AWS::CloudFormation::Init"
@@ -42,15 +42,8 @@ def hup(argv: list[str]) -> int:
 
 
 def metadata_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cfn-get-metadata", description="Print a resource's metadata.")
-    p.add_argument("-s", "--stack", required=True)
-    p.add_argument("-r", "--resource", required=True)
+    p = helper_parser("cfn-get-metadata", "Print a resource's metadata.")
     p.add_argument("-k", "--key", help="a key, e.g. AWS::CloudFormation::Init.config.files")
-    p.add_argument("--region")
-    for flag in ("--role", "-u", "--url", "--http-proxy", "--https-proxy", "--access-key"):
-        p.add_argument(flag)
-    p.add_argument("--secret-key")
-    p.add_argument("-f", "--credential-file")
     return p
 
 

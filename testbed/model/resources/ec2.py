@@ -21,7 +21,14 @@ from testbed.model.resources.base import (
 )
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState, InstanceDraft, Link, RouteTableDraft, SubnetDraft
-from testbed.model.types import INTERNET_CIDR, PUBLIC_POOL, Route, Vpc
+from testbed.model.types import (
+    INTERNET_CIDR,
+    PUBLIC_POOL,
+    InertResource,
+    Route,
+    Vpc,
+    frozen_map,
+)
 
 VPC = "AWS::EC2::VPC"
 SUBNET = "AWS::EC2::Subnet"
@@ -88,9 +95,19 @@ register(
             "DefaultNetworkAcl": lambda s, lid: group_refs.acl_physical_id(
                 group_refs.default_acl_id(lid)
             ),
+            # The lab has no IPv6 packets; a template that adds an Amazon-provided IPv6 block
+            # (AWS::EC2::VPCCidrBlock, not emulated) carves it for its subnets: a documentation
+            # block (RFC 3849) per VPC keeps those expressions resolvable.
+            "Ipv6CidrBlocks": lambda s, lid: [_ipv6_block(s, lid)],
+            "CidrBlockAssociations": lambda s, lid: [f"vpc-cidr-assoc-{lid}"],
         },
     )
 )
+
+
+def _ipv6_block(state: BuildState, vpc_id: str) -> str:
+    index = list(state.vpcs).index(vpc_id) if vpc_id in state.vpcs else 0
+    return f"2001:db8:{index % 0x10000:x}00::/56"
 
 
 # --- Subnet ----------------------------------------------------------------------------------
@@ -250,23 +267,57 @@ register(
 ROUTE_TARGETS_NOT_YET = {
     "InstanceId": f"instance targets {NOT_YET}",
     "NetworkInterfaceId": f"network interface targets {NOT_YET}",
-    "TransitGatewayId": f"transit gateways {NOT_YET}",
-    "VpcPeeringConnectionId": f"VPC peering {NOT_YET}",
-    "EgressOnlyInternetGatewayId": "egress-only internet gateways (IPv6) are not supported",
-    "CarrierGatewayId": f"carrier gateways {NOT_YET}",
-    "LocalGatewayId": f"local gateways {NOT_YET}",
-    "CoreNetworkArn": f"Cloud WAN core networks {NOT_YET}",
-    "DestinationIpv6CidrBlock": "IPv6 routes are not supported",
     "DestinationPrefixListId": f"prefix list destinations {NOT_YET}",
+}
+# Routes the lab accepts without carrying their packets: IPv6 ones (the lab has no IPv6) and
+# those to gateways that are accepted but not emulated (catalog.py). Reported like the
+# not-emulated resources, with a "not emulated" event at up.
+ROUTES_NOT_EMULATED = {
+    "DestinationIpv6CidrBlock": "IPv6 routes (the lab has no IPv6)",
+    "EgressOnlyInternetGatewayId": "routes to egress-only internet gateways (IPv6)",
+    "TransitGatewayId": "routes to transit gateways",
+    "VpcPeeringConnectionId": "routes to VPC peering connections (issue 14)",
+    "CarrierGatewayId": "routes to carrier gateways",
+    "LocalGatewayId": "routes to local gateways",
+    "CoreNetworkArn": "routes to Cloud WAN core networks",
 }
 
 
 ROUTE_TARGETS = {"GatewayId": "igw", "VpcEndpointId": "vpce", "NatGatewayId": "nat"}
 
 
+def _route_not_emulated(ctx: ResourceContext) -> bool:
+    """A route the lab accepts without packets: recorded as not emulated; True if so."""
+    why = [note for key, note in ROUTES_NOT_EMULATED.items() if key in ctx.props]
+    if not why:
+        return False
+    if "DestinationIpv6CidrBlock" in ctx.props and "DestinationCidrBlock" in ctx.props:
+        raise ctx.fail(
+            "a route has one destination, not DestinationCidrBlock and DestinationIpv6CidrBlock",
+            prop="DestinationIpv6CidrBlock",
+        )
+    ctx.state.inert[ctx.logical_id] = InertResource(
+        ctx.logical_id,
+        ROUTE,
+        ctx.logical_id,
+        frozen_map({}),
+        "not-emulated",
+        f"not emulated: {why[0]} carry no packets in the lab",
+        source=ctx.source,
+    )
+    return True
+
+
 def _build_route(ctx: ResourceContext) -> None:
     state, lid = ctx.state, ctx.logical_id
     table = state.route_tables[ctx.props["RouteTableId"]]
+    if _route_not_emulated(ctx):
+        return
+    if "DestinationCidrBlock" not in ctx.props:
+        raise ctx.fail(
+            "the route has no destination",
+            hint="add DestinationCidrBlock: 0.0.0.0/0 (or another IPv4 block)",
+        )
     destination: IPv4Network = ctx.props["DestinationCidrBlock"]
     targets = [key for key in ROUTE_TARGETS if key in ctx.props]
     if not targets:
@@ -286,6 +337,19 @@ def _build_route(ctx: ResourceContext) -> None:
             )
     key = targets[0]
     target_id = ctx.props[key]
+    if key == "VpcEndpointId" and target_id in state.inert:
+        # An Interface or Gateway endpoint reaches AWS services, which are not in the lab.
+        state.inert[lid] = InertResource(
+            lid,
+            ROUTE,
+            lid,
+            frozen_map({}),
+            "not-emulated",
+            f"not emulated: routes to {target_id}, an endpoint to AWS services, carry no "
+            "packets in the lab",
+            source=ctx.source,
+        )
+        return
     if key == "VpcEndpointId":
         endpoint = state.extras[ELBV2]["endpoints"][target_id]
         if endpoint.vpc_id != table.vpc_id:
@@ -316,10 +380,11 @@ register(
         _build_route,
         properties={
             "RouteTableId": ref(ROUTE_TABLE, required=True),
-            "DestinationCidrBlock": prop("cidr", required=True),
+            "DestinationCidrBlock": prop("cidr"),
             "GatewayId": ref(IGW),
             "VpcEndpointId": ref(VPC_ENDPOINT),
             "NatGatewayId": ref(NAT_GATEWAY),
+            **dict.fromkeys(ROUTES_NOT_EMULATED, prop("any")),
         },
         unsupported=ROUTE_TARGETS_NOT_YET,
     )

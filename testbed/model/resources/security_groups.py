@@ -51,11 +51,26 @@ MAX_TEXT = 255
 GROUP_TEXT = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*$")
 ALLOW_ALL = IPv4Network("0.0.0.0/0")
 
+
+def _masked_cidr(ctx: ResourceContext, text: str, where: str, line: int | None) -> IPv4Network:
+    """A rule's CidrIp as EC2 keeps it: host bits masked off (192.168.1.0/0 is 0.0.0.0/0)."""
+    try:
+        return IPv4Network(text.strip(), strict=False)
+    except ValueError:
+        raise ctx.fail(
+            f"{where} {text!r} is not an IPv4 CIDR block such as 10.0.0.0/16",
+            line=line,
+            hint="IPv6 blocks go in CidrIpv6" if ":" in text else None,
+        ) from None
+
+
 RULE = {
     "IpProtocol": Prop("any", required=True),
     "FromPort": prop("integer"),
     "ToPort": prop("integer"),
-    "CidrIp": prop("cidr"),
+    # Text, masked here: EC2 accepts a block with host bits set (10.0.0.1/8) and keeps its
+    # network (10.0.0.0/8), unlike VPC and subnet blocks.
+    "CidrIp": prop("string"),
     "CidrIpv6": prop("string"),
     "Description": prop("string"),
 }
@@ -230,7 +245,7 @@ def _peer(
     key = given[0]
     kind, at = peers[key], lines.get(key, line)
     if kind == "cidr":
-        return values[key], None, None
+        return _masked_cidr(ctx, values[key], _key(where, key), at), None, None
     if kind in ("ipv6", "prefix-list"):
         return None, None, key
     if kind == "name":
