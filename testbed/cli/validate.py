@@ -34,7 +34,10 @@ What the lab does with each resource type:
   emulated  built in the lab with real packets (VPCs, subnets, instances, load balancers...)
   inert     accepted with no packets (IAM, logs, SNS, SQS, S3, KMS, ...): a CREATE_COMPLETE
             event says "not emulated"; Ref and GetAtt give AWS-shaped values (ARNs, names)
-  refused   an AWS type the lab cannot stand in for; the note says why and what brings it
+  not emulated  accepted like inert ones so the rest comes up, but their packets are missing
+            (Auto Scaling until issue 12, classic ELB until 13, containers, databases, IPv6
+            routes...): a warning here and at up says what is missing
+  refused   what cannot run here (nested stacks, macros): an error naming the resource
 A custom resource (Custom::*) runs a Lambda function in AWS: the lab refuses it unless its
 Metadata: {Lab: {Attributes: {...}, PhysicalId: ...}} gives what the function would return.
 Transform: AWS::Serverless-2016-10-31 templates go through AWS's SAM translator first.

@@ -216,7 +216,9 @@ class LabBuilder:
             return ""  # a wait condition: its wait is emulated, its events say so
         if inert is not None:
             note = inert.note
-            return note if note.startswith("not emulated") else f"not emulated: {note}"
+            note = note if note.startswith("not emulated") else f"not emulated: {note}"
+            # Its packets are missing from the lab (Auto Scaling, containers, ...): say so.
+            return f"warning: {note}" if inert.kind == "not-emulated" else note
         if lid in self.model.instances:
             h = self.plan.host(lid)
             pub = f", public {h.public_ip}" if h.public_ip else ""

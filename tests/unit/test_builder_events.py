@@ -20,6 +20,14 @@ from testbed.plan.network import build_plan
 
 TEMPLATE = str(REPO / "tests" / "integration" / "templates" / "signals.yaml")
 ROLE = InertResource("AppRole", "AWS::IAM::Role", "lab-AppRole-ABC", {}, note="IAM has no packets")
+GROUP = InertResource(
+    "Asg",
+    "AWS::AutoScaling::AutoScalingGroup",
+    "lab-Asg-ABC",
+    {},
+    kind="not-emulated",
+    note="not emulated: Auto Scaling arrives with issue 12",
+)
 
 
 @pytest.fixture
@@ -28,9 +36,11 @@ def builder(tmp_path, monkeypatch):
     model = load_model(TEMPLATE, stack_name="lab7")
     model = dataclasses.replace(
         model,
-        inert=frozen_map({"AppRole": ROLE}),
-        resource_types=frozen_map({**model.resource_types, "AppRole": "AWS::IAM::Role"}),
-        creation_order=(*model.creation_order, "AppRole"),
+        inert=frozen_map({"AppRole": ROLE, "Asg": GROUP}),
+        resource_types=frozen_map(
+            {**model.resource_types, "AppRole": ROLE.type, "Asg": GROUP.type}
+        ),
+        creation_order=(*model.creation_order, "AppRole", "Asg"),
         lab_values=(
             LabValue("KeyName", "my-key", "my-key", "key pairs have no meaning in the lab"),
             LabValue("Ami", "/aws/service/x", "ami-0abcdef1234567890", "SSM AMI path"),
@@ -74,6 +84,16 @@ def test_inert_resources_complete_saying_they_are_not_emulated(builder):
         ("AppRole", "AWS::IAM::Role", "CREATE_IN_PROGRESS", ""),
         ("AppRole", "AWS::IAM::Role", "CREATE_COMPLETE", "not emulated: IAM has no packets"),
     ]
+
+
+def test_not_emulated_resources_complete_with_a_warning(builder):
+    builder._create_one("Asg", lambda: None)
+    assert events(builder)[-1] == (
+        "Asg",
+        GROUP.type,
+        "CREATE_COMPLETE",
+        "warning: not emulated: Auto Scaling arrives with issue 12",
+    )
 
 
 def test_a_resource_that_waits_for_signals_stays_in_progress(builder):
