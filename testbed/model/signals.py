@@ -21,6 +21,7 @@ from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model.metadata import plain
+from testbed.model.resources.registry import registered
 from testbed.model.state import BuildState
 from testbed.model.types import IgnoredProperty, ResourceSignalPolicy
 from testbed.template.intrinsics import NO_VALUE, Scope, as_text, resolve
@@ -119,6 +120,13 @@ def read_creation_policy(raw: LDict, logical_id: str, state: BuildState, scope: 
     if "AutoScalingCreationPolicy" in policy:
         percent = _auto_scaling(policy, logical_id, type_name, state, errors, at)
     errors.raise_if_any()
+    if type_name != WAIT_CONDITION and type_name not in registered():
+        # An Auto Scaling group the lab does not emulate yet launches nothing that could
+        # signal: waiting would only time out and roll the stack back.
+        state.ignored.append(
+            IgnoredProperty(logical_id, "CreationPolicy (not emulated: nothing signals it)")
+        )
+        return
     state.signal_policies[logical_id] = ResourceSignalPolicy(count, timeout_s, percent)
 
 

@@ -188,3 +188,21 @@ def test_wait_condition_problems():
     with pytest.raises(BadInput, match="needs Timeout"):
         read_wait_condition(LDict({"Handle": "https://h"}, line=3), "Wait", state)
     assert "Wait" not in state.signal_policies
+
+
+def test_a_creation_policy_of_a_type_not_emulated_is_not_waited_for():
+    # Auto Scaling arrives with issue 12: its group launches nothing that could signal.
+    from testbed.model import load_model_text
+
+    model = load_model_text(
+        """
+Resources:
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    CreationPolicy: {ResourceSignal: {Count: 2, Timeout: PT15M}}
+    Properties: {MinSize: "1", MaxSize: "2", AvailabilityZones: [us-east-1a]}
+""",
+        filename="t.yaml",
+    )
+    assert "Group" not in model.signal_policies
+    assert any(i.logical_id == "Group" and "not emulated" in i.property for i in model.ignored)
