@@ -296,16 +296,21 @@ def _route_not_emulated(ctx: ResourceContext) -> bool:
             "a route has one destination, not DestinationCidrBlock and DestinationIpv6CidrBlock",
             prop="DestinationIpv6CidrBlock",
         )
+    _record_route_not_emulated(ctx, f"{why[0]} carry no packets in the lab")
+    return True
+
+
+def _record_route_not_emulated(ctx: ResourceContext, why: str) -> None:
+    """The route as a not-emulated resource (its "not emulated" event at up), not in its table."""
     ctx.state.inert[ctx.logical_id] = InertResource(
         ctx.logical_id,
         ROUTE,
         ctx.logical_id,
         frozen_map({}),
         "not-emulated",
-        f"not emulated: {why[0]} carry no packets in the lab",
+        f"not emulated: {why}",
         source=ctx.source,
     )
-    return True
 
 
 def _build_route(ctx: ResourceContext) -> None:
@@ -339,15 +344,9 @@ def _build_route(ctx: ResourceContext) -> None:
     target_id = ctx.props[key]
     if key == "VpcEndpointId" and target_id in state.inert:
         # An Interface or Gateway endpoint reaches AWS services, which are not in the lab.
-        state.inert[lid] = InertResource(
-            lid,
-            ROUTE,
-            lid,
-            frozen_map({}),
-            "not-emulated",
-            f"not emulated: routes to {target_id}, an endpoint to AWS services, carry no "
-            "packets in the lab",
-            source=ctx.source,
+        _record_route_not_emulated(
+            ctx,
+            f"routes to {target_id}, an endpoint to AWS services, carry no packets in the lab",
         )
         return
     if key == "VpcEndpointId":
