@@ -386,6 +386,10 @@ def _freeze(
         default_roles=frozen_map(state.default_roles),
         lab_made=frozen_map(state.lab_made),
         transforms=template_transforms(doc),
+        auto_scaling_groups=frozen_map(state.auto_scaling_groups),
+        scaling_policies=frozen_map(state.scaling_policies),
+        alarms=frozen_map(state.alarms),
+        scheduled_actions=frozen_map(state.scheduled_actions),
     )
 
 

@@ -13,6 +13,13 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from testbed.model.addressing import AddressBook
+from testbed.model.autoscaling_types import (
+    Alarm,
+    AutoScalingGroup,
+    LaunchSpec,
+    ScalingPolicy,
+    ScheduledAction,
+)
 from testbed.model.types import (
     DnsRecord,
     ElasticIp,
@@ -202,3 +209,10 @@ class BuildState:
     # Instances given the http-backend role by default, and hosts the lab added: id -> why.
     default_roles: dict[str, str] = field(default_factory=dict)
     lab_made: dict[str, str] = field(default_factory=dict)
+    # Auto Scaling (resources/autoscaling.py, cloudwatch.py): launch templates by version
+    # (a launch configuration is version 1), groups, policies, alarms, scheduled actions.
+    launch_specs: dict[str, dict[int, LaunchSpec]] = field(default_factory=dict)
+    auto_scaling_groups: dict[str, AutoScalingGroup] = field(default_factory=dict)
+    scaling_policies: dict[str, ScalingPolicy] = field(default_factory=dict)
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    scheduled_actions: dict[str, ScheduledAction] = field(default_factory=dict)

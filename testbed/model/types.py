@@ -10,7 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the Auto Scaling types import RoleSpec and Source from here
+    from testbed.model.autoscaling_types import (
+        Alarm,
+        AutoScalingGroup,
+        ScalingPolicy,
+        ScheduledAction,
+    )
 
 # Addresses outside the VPC. Documentation ranges (RFC 5737) so nothing in the lab can ever
 # collide with a real network: clients live in TEST-NET-2, public addresses come from TEST-NET-3.
@@ -306,6 +314,10 @@ class LabOptions:
     link_bandwidth_mbps: float | None = None
     datapath: str = "auto"
     snmp: SnmpOptions = field(default_factory=SnmpOptions)
+    # Metadata.Lab.TimeScale: 10 runs Auto Scaling, alarms and health checks ten times faster
+    # (every period, cooldown, warm-up, grace period, hook timeout, health-check interval and
+    # deregistration delay divided by it). 1: AWS's time.
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -424,6 +436,11 @@ class StackModel:
     lab_made: Mapping[str, str] = field(default_factory=frozen_map)
     # The template's transforms, in the order applied (AWS::Serverless-2016-10-31, ...).
     transforms: tuple[str, ...] = ()
+    # Auto Scaling (testbed.model.autoscaling_types), by logical id.
+    auto_scaling_groups: Mapping[str, AutoScalingGroup] = field(default_factory=frozen_map)
+    scaling_policies: Mapping[str, ScalingPolicy] = field(default_factory=frozen_map)
+    alarms: Mapping[str, Alarm] = field(default_factory=frozen_map)
+    scheduled_actions: Mapping[str, ScheduledAction] = field(default_factory=frozen_map)
 
     @property
     def azs(self) -> tuple[str, ...]:

@@ -115,6 +115,10 @@ class HostPlan:
     # balancer's target without a lab role gets http-backend); None: the template said so.
     lab_made: str | None = None
     default_role: str | None = None
+    # An instance an Auto Scaling group launched while the lab runs: the group's logical id
+    # (testbed.plan.instances adds and removes such hosts; the template has none of them).
+    asg: str | None = None
+    instance_id: str | None = None  # its EC2-shaped id (i-...); None: "i-" + name
 
 
 @dataclass(frozen=True)

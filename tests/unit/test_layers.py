@@ -46,6 +46,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "testbed.alb",
             "testbed.gwlb",
             "testbed.roles",
+            # Auto Scaling runs in the holder beside the load balancers.
+            "testbed.autoscaling",
         ),
     ),
     ("stack", ("testbed.stack",)),
