@@ -4,8 +4,10 @@ Serves, on the host's address:
   HTTP/1.1 (keep-alive, pipelining) on Port (80): every path answers JSON naming the instance
     (logical id, AZ, subnet, address) and the client as seen here (address, port,
     X-Forwarded-For/-Proto/-Port). Query parameters shape one answer: `status=503`,
-    `delay_ms=200`, `size=10000` (body padded to that many bytes). HealthPath (/health)
-    answers {"status": "healthy"}.
+    `delay_ms=200`, `size=10000` (body padded to that many bytes), `cpu_ms=20` (burn that
+    much CPU time in the request, at most MAX_CPU_MS: load for CPU scaling policies; the
+    server is single-threaded, so a busy instance queues requests as a saturated one does).
+    HealthPath (/health) answers {"status": "healthy"}.
   TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
     (long-lived flows for NLB draining experiments).
   UDP on UdpPort (9000): answers every datagram with one JSON identity datagram.
@@ -47,6 +49,7 @@ REASONS = {
     504: "Gateway Timeout",
 }
 MAX_HEAD = 64 * 1024
+MAX_CPU_MS = 1000.0  # one request never holds the CPU longer than this
 LINGER_S = 2.0
 
 
@@ -246,6 +249,17 @@ class HttpConnection(asyncio.Protocol):
         task.add_done_callback(run)
 
 
+def burn_cpu(seconds: float) -> float:
+    """Spend `seconds` of this process's CPU time (not wall time: a busy machine does not
+    make the instance look busier than asked); returns the CPU time spent."""
+    start = time.process_time()
+    x = 0
+    while time.process_time() - start < seconds:
+        for _ in range(1000):  # a few microseconds between clock reads
+            x += 1
+    return time.process_time() - start
+
+
 class TcpIdentity(asyncio.Protocol):
     """Raw TCP: an identity line on connect, then an echo of every line."""
 
@@ -341,9 +355,12 @@ class Backend:
             status = status or int(query.get("status", 200))
             delay += float(query.get("delay_ms", 0))
             size = int(query.get("size", 0))
+            cpu_ms = float(query.get("cpu_ms", 0))
         except ValueError:
             conn.reply(req, 400, b'{"error": "bad query parameter"}')
             return
+        if cpu_ms > 0:
+            burn_cpu(min(cpu_ms, MAX_CPU_MS) / 1000)
         if url.path == self.health_path:
             body = json.dumps(
                 {
