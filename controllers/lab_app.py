@@ -145,13 +145,20 @@ class LabApp(app_manager.OSKenApp):
         """Security groups and ACL entries from the plan file again (a live update wrote
         it): only their flows change; conntrack keeps every established flow, as on AWS
         a removed rule does not cut a tracked connection. True once every switch has them."""
-        self._load_security()
+        return self.reload_plan()
+
+    def reload_plan(self) -> bool:
+        """The plan file as it is now (a live update changed security, Auto Scaling launched
+        or terminated an instance): forwarding, security and the NLBs take it, every switch
+        gets the difference. True once every switch has acknowledged it."""
+        self._load_plan()
         return self.reprogram_all()
 
-    def _load_security(self) -> None:
-        """The plan file as it is now. A live update changes only security (plan_changes
-        refuses anything else), so the whole new plan can replace the old one; forwarding
-        is recomputed too, as it sends a port through its groups or not."""
+    def _load_plan(self) -> None:
+        """Read the plan file again. What may change while the lab runs: security (a live
+        update; plan_changes refuses anything else) and hosts that come and go (Auto
+        Scaling). Each logic is rebuilt from the whole plan, except the NLBs' that keeps
+        its target states, selectors and Maglev tables (runtime state the plan has not)."""
         plan = NetworkPlan.from_json(Path(os.environ["TESTBED_PLAN"]).read_text())
         with self.lock:
             if plan == self.plan:
@@ -159,12 +166,13 @@ class LabApp(app_manager.OSKenApp):
             self.plan = plan
             self.forwarding = Forwarding(plan)
             self.security = SecurityLogic(plan)
+            self.nlb.set_plan(plan)
 
     def activate(self, await_targets: bool) -> None:
         """A standby becomes the lab's controller: continue the counters from what the last
         one saved (they moved on since this process started); wait for the target states
         if the holder will send them."""
-        self._load_security()  # a live update may have changed them since it started
+        self._load_plan()  # a live update or Auto Scaling may have changed it since it started
         with self.lock:
             self.awaiting_targets = await_targets
             if self.counters_path is not None and self.counters_path.exists():
@@ -470,8 +478,8 @@ class LabApp(app_manager.OSKenApp):
         if req["op"] == "activate":
             self.activate(bool(req["await_targets"]))
             return Reply(ok=True)
-        if req["op"] == "reload_security":
-            if not self.reload_security():
+        if req["op"] == "reload_security" or req["op"] == "reload_plan":
+            if not self.reload_plan():
                 return Reply(ok=False, error="a switch did not acknowledge within 5 s")
             return Reply(ok=True)
         flushed = self.terminate(req["lb"], req["ip"], int(req["port"]))

@@ -129,16 +129,8 @@ class NlbLogic:
     """Flows of every network load balancer in a plan, for the current target states."""
 
     def __init__(self, plan: NetworkPlan, table_size: int = maglev.DEFAULT_SIZE) -> None:
-        self.plan = plan
         self.size = table_size
-        self.lbs = [lb for lb in plan.load_balancers if lb.type == "network"]
-        self._dpid_switch = {s.dpid: s.name for s in plan.switches}
-        # Every port (eth0 of each host and extra interfaces) by each address it holds: an IP
-        # target may be a second interface's or a secondary address.
-        self._ports = plan.attachments()
-        self._hosts_by_ip = {ip: h for h in self._ports for ip in (h.ip, *h.extra_ips)}
-        self._subnets = {s.name: s for s in plan.subnets}
-        self._vpc_index = {v.name: v.index for v in plan.vpcs}
+        self.set_plan(plan)
         # Until the holder reports health, every template target is "initial".
         self.targets: dict[tuple[str, str], list[RuntimeTarget]] = {
             (lb.name, tg.name): [
@@ -151,6 +143,21 @@ class NlbLogic:
         self._tables: dict[tuple, list[int]] = {}
         # selector -> (lb, tg, target keys, Maglev table) as last programmed: who owns a bucket.
         self.assignments: dict[int, tuple[str, str, list[str], list[int]]] = {}
+
+    def set_plan(self, plan: NetworkPlan) -> None:
+        """Take a new plan of the same lab (hosts launched or terminated by Auto Scaling,
+        security changed): where ports and addresses are. Registered targets, their states,
+        the selectors and the Maglev tables stay: they are runtime state, and a new
+        connection must keep choosing what it chose before (no flow moves)."""
+        self.plan = plan
+        self.lbs = [lb for lb in plan.load_balancers if lb.type == "network"]
+        self._dpid_switch = {s.dpid: s.name for s in plan.switches}
+        # Every port (eth0 of each host and extra interfaces) by each address it holds: an IP
+        # target may be a second interface's or a secondary address.
+        self._ports = plan.attachments()
+        self._hosts_by_ip = {ip: h for h in self._ports for ip in (h.ip, *h.extra_ips)}
+        self._subnets = {s.name: s for s in plan.subnets}
+        self._vpc_index = {v.name: v.index for v in plan.vpcs}
 
     def _number_selectors(self) -> dict[tuple[str, str, str, int], int]:
         """A small id per (lb, node host, listener, protocol): the value of reg1."""

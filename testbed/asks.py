@@ -23,6 +23,7 @@ from testbed.messages import (
     HealthReportRequest,
     NlbStatsReply,
     NlbStatsRequest,
+    ReloadPlanRequest,
     ReloadSecurityRequest,
     Reply,
     SetTargetsRequest,
@@ -107,6 +108,12 @@ def controller_reload_security(path: str, timeout: float = 10.0) -> Reply:
     """The controller on `path` reprograms security groups and ACLs from the plan file;
     returns once the switches have them."""
     return ask(path, ReloadSecurityRequest(op="reload_security"), Reply, timeout)
+
+
+def controller_reload_plan(path: str, timeout: float = 10.0) -> Reply:
+    """The controller on `path` takes the plan file as it is now (hosts launched or
+    terminated): returns once every switch has acknowledged its new flows."""
+    return ask(path, ReloadPlanRequest(op="reload_plan"), Reply, timeout)
 
 
 def controller_terminate(

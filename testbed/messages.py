@@ -358,6 +358,14 @@ class ReloadSecurityRequest(TypedDict):
     op: Literal["reload_security"]
 
 
+class ReloadPlanRequest(TypedDict):
+    """The plan file changed while the lab runs (Auto Scaling launched or terminated an
+    instance): the controller reads it again; forwarding, security and the NLBs take the new
+    plan (NLB target states stay) and every switch is reprogrammed before the reply."""
+
+    op: Literal["reload_plan"]
+
+
 ControllerRequest = (
     StatusRequest
     | StatsRequest
@@ -366,6 +374,7 @@ ControllerRequest = (
     | TerminateRequest
     | ActivateRequest
     | ReloadSecurityRequest
+    | ReloadPlanRequest
 )
 
 

@@ -24,7 +24,7 @@ def test_the_ops_come_from_the_request_unions():
     holder_ops |= {"deregister", "health_checks", "health_report"}
     assert holder_ops == HOLDER_OPS
     controller_ops = {"status", "stats", "nlb_stats", "set_targets", "terminate", "activate"}
-    controller_ops.add("reload_security")
+    controller_ops |= {"reload_security", "reload_plan"}
     assert controller_ops == CONTROLLER_OPS
 
 
