@@ -18,6 +18,52 @@ NAT_TABLE = "natgw"  # nftables table of a NAT gateway host: `nft list table ip 
 FIRST_ROUTE_TABLE = 100  # eth0's own routing table; eth1's is 101, eth2's 102, ...
 
 
+def tuning(hp: HostPlan | None, userspace: bool) -> tuple[str, list[str]]:
+    """Shell commands every lab host runs once its links exist, and its interfaces (eth0,
+    eth1, ...): sysctls, TX offload off (userspace datapath), addresses beyond eth0's first,
+    extra interfaces, a NAT gateway's forwarding. Template hosts and launched ones alike."""
+    # IPv6 autoconfiguration chatter is not part of the model: keep hosts IPv4-only.
+    # Load clients open tens of thousands of connections a minute: a wide port range
+    # and TIME_WAIT reuse keep them from stalling on their own closed sockets.
+    cmd = (
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+        "net.ipv6.conf.default.disable_ipv6=1 net.ipv4.tcp_tw_reuse=1 "
+        "net.ipv4.ip_local_port_range='1024 65535'; ip link set lo up"
+    )
+    intfs = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
+    if userspace:
+        # With the userspace datapath a host must compute TX checksums itself, or
+        # TCP through OVS fails while ping works (partial checksums reach the wire).
+        cmd += "".join(f"; {tx_off(i)}" for i in intfs)
+    if hp is not None and hp.kind == "dns":
+        # /32 addresses, one per realm; everything else is on-link behind the router.
+        cmd += "; ip addr flush dev eth0" + "".join(
+            f"; ip addr add {ip}/32 dev eth0" for ip in (hp.ip, *hp.extra_ips)
+        )
+        cmd += "; ip route replace default dev eth0"
+    if hp is not None and hp.kind == "lb-node":
+        # The node's own connections (health checks) use ports that no listener and
+        # no SNAT'ed flow of the fabric can use (testbed's NLB keeps 1024-60999).
+        cmd += "; sysctl -qw net.ipv4.ip_local_port_range='61000 65535'"
+    if hp is not None and hp.kind != "dns":
+        cmd += secondary_addresses("eth0", hp.extra_ips)
+        if hp.interfaces:
+            cmd += "; " + interface_commands(hp)
+    if hp is not None and hp.kind == "natgw":
+        cmd += "; " + nat_gateway_commands()
+    return cmd, intfs
+
+
+def eth0_commands(hp: HostPlan) -> str:
+    """eth0's address, state and default route, as Mininet sets them on a template host
+    (for a host added while the lab runs). Ends with "; "."""
+    route = f"via {hp.gateway}" if hp.gateway else "dev eth0"
+    return (
+        f"ip addr add {hp.ip}/{hp.prefixlen} dev eth0; ip link set eth0 up; "
+        f"ip route replace default {route}; "
+    )
+
+
 def tx_off(intf: str) -> str:
     """Turn TX checksum offload off (userspace datapath) and print the result to check."""
     return f"ethtool -K {intf} tx off >/dev/null 2>&1; ethtool -k {intf}"

@@ -11,8 +11,12 @@ can end it by PID; each host's namespace gets the lab's name (`ip netns attach`)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +97,11 @@ class VpcNetwork:
             self.by_resource.setdefault(topo.nodeInfo(n).get("resource"), []).append(n)
         self.pending_links = list(topo.links(sort=True, withKeys=True, withInfo=True))
         self.created: set[str | None] = set()
+        # Hosts added while the lab runs (Auto Scaling), by name; their changes to Mininet's
+        # lists and to the switches' port tables are made under the lock (launches run in
+        # threads; a switch's own shell is never used for them).
+        self.added: dict[str, HostPlan] = {}
+        self.lock = threading.Lock()
 
     # ---- nodes and links, resource by resource -------------------------------------------
     def create(self, resource: str | None) -> None:
@@ -172,47 +181,22 @@ class VpcNetwork:
         self._fix_offloads()
 
     def _tune_hosts(self) -> None:
-        user = self.datapath == "user"
         kinds = {h.name: h for h in self.plan.hosts}
         for h in self.net.hosts:
-            # IPv6 autoconfiguration chatter is not part of the model: keep hosts IPv4-only.
-            # Load clients open tens of thousands of connections a minute: a wide port range
-            # and TIME_WAIT reuse keep them from stalling on their own closed sockets.
-            cmd = (
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
-                "net.ipv6.conf.default.disable_ipv6=1 net.ipv4.tcp_tw_reuse=1 "
-                "net.ipv4.ip_local_port_range='1024 65535'; ip link set lo up"
+            self._tune(h, kinds.get(h.name))
+
+    def _tune(self, node: Host, hp: HostPlan | None, first: str = "") -> None:
+        """The per-host settings every lab host gets (after `first`, shell commands), checked."""
+        user = self.datapath == "user"
+        cmd, intfs = host_config.tuning(hp, user)
+        out = node.cmd(first + cmd)
+        if user and out.count("tx-checksumming: off") < len(intfs):
+            raise LabError(
+                f"could not turn off TX checksum offload on {node.name}'s "
+                f"{', '.join(intfs)}: {out.strip()[:300]}"
             )
-            hp = kinds.get(h.name)
-            intfs = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
-            if user:
-                # With the userspace datapath a host must compute TX checksums itself, or
-                # TCP through OVS fails while ping works (partial checksums reach the wire).
-                cmd += "".join(f"; {host_config.tx_off(i)}" for i in intfs)
-            if hp is not None and hp.kind == "dns":
-                # /32 addresses, one per realm; everything else is on-link behind the router.
-                cmd += "; ip addr flush dev eth0" + "".join(
-                    f"; ip addr add {ip}/32 dev eth0" for ip in (hp.ip, *hp.extra_ips)
-                )
-                cmd += "; ip route replace default dev eth0"
-            if hp is not None and hp.kind == "lb-node":
-                # The node's own connections (health checks) use ports that no listener and
-                # no SNAT'ed flow of the fabric can use (testbed's NLB keeps 1024-60999).
-                cmd += "; sysctl -qw net.ipv4.ip_local_port_range='61000 65535'"
-            if hp is not None and hp.kind != "dns":
-                cmd += host_config.secondary_addresses("eth0", hp.extra_ips)
-                if hp.interfaces:
-                    cmd += "; " + host_config.interface_commands(hp)
-            if hp is not None and hp.kind == "natgw":
-                cmd += "; " + host_config.nat_gateway_commands()
-            out = h.cmd(cmd)
-            if user and out.count("tx-checksumming: off") < len(intfs):
-                raise LabError(
-                    f"could not turn off TX checksum offload on {h.name}'s "
-                    f"{', '.join(intfs)}: {out.strip()[:300]}"
-                )
-            if hp is not None and hp.kind == "natgw":
-                self._load_nat_ruleset(h, hp)
+        if hp is not None and hp.kind == "natgw":
+            self._load_nat_ruleset(node, hp)
 
     def _load_nat_ruleset(self, node: Host, hp: HostPlan) -> None:
         """The NAT gateway's nftables ruleset, loaded in its namespace (nft reads stdin)."""
@@ -243,3 +227,154 @@ class VpcNetwork:
         ).stdout.split()
         if failed:
             raise LabError(f"could not turn off TX checksum offload on {', '.join(failed)}")
+
+    # ---- hosts that come and go while the lab runs ---------------------------------------
+    def add_host(self, hp: HostPlan) -> Host:
+        """A host for `hp` in the running network: its shell (journaled first), its named
+        namespace, eth0 (and any further interface) into the running OVS bridge with the
+        planned OpenFlow port, and the settings a template host gets. Thread-safe; on a
+        failure whatever was made is removed again and LabError raised."""
+        if hp.name in self.net.nameToNode or hp.name in self.added:
+            raise LabError(f"host {hp.name} already exists in lab {self.lab}")
+        with self.lock:
+            self.added[hp.name] = hp
+        try:
+            # Mininet starts the shell, then tells its PID: nothing may stop us in between.
+            node = Host(hp.name)
+            self._record(node, HOST_SHELL, host=hp.name)
+            with self.lock:
+                self.net.hosts.append(node)
+                self.net.nameToNode[hp.name] = node
+            _run(["ip", "netns", "attach", hp.netns, str(node.pid)])
+            for spec in _attachments(hp):
+                self._add_late_link(node, hp, *spec)
+            self._attach_ports(hp)
+            self._tune(node, hp, first=host_config.eth0_commands(hp))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.remove_host(hp.name)
+            if isinstance(exc, LabError):
+                raise
+            raise LabError(f"host {hp.name} could not be added: {exc}") from exc
+        return node
+
+    def _add_late_link(
+        self,
+        node: Host,
+        hp: HostPlan,
+        intf: str,
+        port1: int,
+        switch: str,
+        port2: int,
+        veth: str,
+        mac: str,
+    ) -> None:
+        params: dict[str, Any] = {}
+        cls: type[Link] = Link
+        if self.plan.host_bandwidth_mbps:
+            cls, params = TCLink, {"bw": self.plan.host_bandwidth_mbps}
+        with self.lock:
+            sw = self.net.nameToNode[switch]
+            # up=None: Mininet would bring the switch side up through the switch's shell,
+            # which other threads use; the commands below do it in their own processes.
+            link = self.net.addLink(
+                node,
+                sw,
+                port1=port1,
+                port2=port2,
+                intfName1=intf,
+                intfName2=veth,
+                addr1=mac,
+                cls=cls,
+                up=None,
+                **params,
+            )
+        if link is None:
+            raise LabError(f"link {intf} of {hp.name} to {switch} was not made")
+
+    def _attach_ports(self, hp: HostPlan) -> None:
+        """The switch sides, up and into their bridges with the planned OpenFlow ports (the
+        controller already has the plan with them), TX offload off for the userspace path."""
+        vsctl = ["ovs-vsctl", "--timeout=20"]
+        script = ""
+        for _intf, _p1, switch, port, veth, _mac in _attachments(hp):
+            vsctl += ["--", "add-port", switch, veth]
+            vsctl += ["--", "set", "Interface", veth, f"ofport_request={port}"]
+            script += f"ip link set {shlex.quote(veth)} up\n"
+            if self.datapath == "user":
+                script += f"ethtool -K {shlex.quote(veth)} tx off >/dev/null\n"
+        _run(["sh", "-e", "-c", script])
+        _run(vsctl)
+        got = _run(
+            ["ovs-vsctl", "--timeout=10", "get", "Interface", hp.veth, "ofport"]
+        ).stdout.strip()
+        if got != str(hp.port):
+            raise LabError(f"{hp.veth} of {hp.name} got OpenFlow port {got}, not {hp.port}")
+
+    def remove_host(self, name: str) -> None:
+        """Remove a host that add_host made, exactly: its OVS ports, its shell (by PID), its
+        links, its namespace name; Mininet forgets it. Processes that were started in it
+        must have been ended by the caller (the journal). Safe on a half-made host."""
+        with self.lock:
+            hp = self.added.pop(name, None)
+            node = self.net.nameToNode.pop(name, None)
+            if isinstance(node, Host) and node in self.net.hosts:
+                self.net.hosts.remove(node)
+            links = [
+                link
+                for link in self.net.links
+                if node is not None and node in (link.intf1.node, link.intf2.node)
+            ]
+            for link in links:
+                self.net.links.remove(link)
+                for intf in (link.intf1, link.intf2):
+                    if intf.node is not node:
+                        intf.node.delIntf(intf)
+        if hp is None:
+            return  # not one of ours (a template host is removed with the lab)
+        attached = _attachments(hp)
+        vsctl = ["ovs-vsctl", "--timeout=20"]
+        for _intf, _p1, switch, _port, veth, _mac in attached:
+            vsctl += ["--", "--if-exists", "del-port", switch, veth]
+        _run(vsctl, check=False)
+        if node is not None:
+            _end_shell(node)
+        # A veth goes with its peer; the namespace itself goes once nothing runs inside.
+        batch = "".join(f"link del dev {veth}\n" for *_, veth, _mac in attached)
+        batch += f"netns delete {hp.netns}\n"
+        _run(["ip", "-force", "-batch", "-"], check=False, input=batch)
+
+
+def _attachments(hp: HostPlan) -> list[tuple[str, int, str, int, str, str]]:
+    """(intf, host port, switch, switch port, veth, mac) of each of a host's interfaces."""
+    out = [("eth0", 0, hp.switch, hp.port, hp.veth, hp.mac)]
+    for number, i in enumerate(hp.interfaces, start=1):
+        out.append((i.name, number, i.switch, i.port, i.veth, i.mac))
+    return out
+
+
+def _end_shell(node: Host) -> None:
+    """End a host's Mininet shell by its PID and free what Mininet holds for it (its pty)."""
+    shell = node.shell
+    if shell is not None and shell.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(shell.pid, signal.SIGKILL)  # an interactive bash ignores SIGTERM
+    if shell is not None:
+        shell.wait()
+        with contextlib.suppress(OSError):
+            node.stdin.close()
+        with contextlib.suppress(OSError):
+            os.close(node.slave)
+        for table in (Node.outToNode, Node.inToNode):
+            for fd in [fd for fd, n in table.items() if n is node]:
+                del table[fd]
+        node.shell = None
+
+
+def _run(
+    argv: list[str], check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, capture_output=True, text=True, input=input, check=False)
+    if check and done.returncode != 0:
+        raise LabError(f"{' '.join(argv[:4])} ... failed: {(done.stderr or done.stdout).strip()}")
+    return done

@@ -11,23 +11,25 @@ import functools
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.lab import zones
+from testbed.lab import cgroups, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
-from testbed.lab.hostexec import host_dir, netns_argv
-from testbed.lab.hosttools import lab_paths
-from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, record
+from testbed.lab.hostexec import host_dir
+from testbed.lab.procs import STOP_SHIELD, ProcessJournal, record
 from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
+from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
+
+# Their home is testbed.lab.userdata; older callers import them from here.
+__all__ = ["SERVER_DIRS", "LabBuilder", "sandboxed"]
 from testbed.model.types import ResourceSignalPolicy, StackModel
-from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
 from testbed.topologies.vpc import VpcTopo
 
@@ -66,6 +68,9 @@ class LabBuilder:
         self.userdata_exit: dict[str, int] = {}
         # Resources with a CreationPolicy (or wait conditions): complete once signalled.
         self.signals = SignalWaiter(self.lab_dir, self._emit_signal_event, hint=self._no_signal)
+        # Set by the holder: runs once the template's programs run, before the wait for
+        # signals (Auto Scaling launches its groups' instances there; they may signal).
+        self.after_programs: Callable[[], None] | None = None
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
@@ -76,6 +81,8 @@ class LabBuilder:
         self._create_resources()
         self._start_network()
         self._start_programs()
+        if self.after_programs is not None:
+            self.after_programs()
         # After UserData started: what it signals completes the resources that wait.
         self.signals.wait()
 
@@ -192,10 +199,33 @@ class LabBuilder:
             network.create_rest()
         for h in self.plan.hosts:
             host_dir(self.name, h.name).mkdir(parents=True, exist_ok=True)
+        self._make_cgroups(network)
+
+    def _make_cgroups(self, network: VpcNetwork) -> None:
+        """A cgroup per host, its shell in it, before anything starts there (its CPU)."""
+        if not cgroups.available():
+            self.events.emit(
+                self.name,
+                STACK_TYPE,
+                "CREATE_IN_PROGRESS",
+                "warning: no writable cgroup v2 hierarchy: per-instance CPU is not measured",
+            )
+            return
+        for h in self.plan.hosts:
+            if cgroups.create(self.name, h.name) is not None:
+                cgroups.join(self.name, h.name, network.net.nameToNode[h.name].pid)
 
     def _create_one(self, lid: str, create: Callable[[], None]) -> None:
         """One resource's creation and its events (inert ones too: create() does nothing)."""
         rtype = self.model.resource_types.get(lid, "")
+        group = self.model.auto_scaling_groups.get(lid)
+        if group is not None and lid not in self.model.signal_policies:
+            # Its instances come from Auto Scaling once the programs run: the group is
+            # complete when they are InService (the service emits that COMPLETE).
+            self.events.emit(
+                lid, rtype, "CREATE_IN_PROGRESS", f"launching {group.desired} instances"
+            )
+            return
         self._step(
             lid, rtype, create, self._describe(lid), signalled=self.model.signal_policies.get(lid)
         )
@@ -276,59 +306,13 @@ class LabBuilder:
         wait_roles_ready(self.name, started)
         for h in self.plan.hosts:
             if h.user_data:
-                self._start_user_data(h, h.user_data)
-
-    def _start_user_data(self, h: HostPlan, user_data: str) -> None:
-        hdir = host_dir(self.name, h.name)
-        script = hdir / "user-data"
-        # /opt/aws/bin/cfn-signal and friends are the lab's tools here.
-        script.write_text(lab_paths(user_data))
-        script.chmod(0o755)
-        argv = [str(script)] if user_data.startswith("#!") else ["sh", str(script)]
-        log = hdir / "user-data.log"
-        proc = self.journal.start(
-            netns_argv(self.name, h.name, sandboxed(argv)),
-            what="user-data",
-            host=h.name,
-            log=log,
-            # The host tools' lab and host (the host is cfn-signal's default UniqueId).
-            env=dict(host_env(), **{LAB_LABEL: self.name}, TESTBED_HOST=h.name),
-            cwd=hdir,
-        )
-        self.programs[f"{h.name}:user-data"] = proc
-        self.events.emit(h.name, "Lab::UserData", "USERDATA_STARTED", f"pid {proc.pid}, log {log}")
-
-        def wait() -> None:
-            code = proc.wait()
-            self.userdata_exit[h.name] = code
-            status = "USERDATA_COMPLETE" if code == 0 else "USERDATA_FAILED"
-            self.events.emit(h.name, "Lab::UserData", status, f"exit code {code}")
-
-        threading.Thread(target=wait, daemon=True, name=f"userdata:{h.name}").start()
-
-
-# Where real UserData writes a web server's files (echo ... > /var/www/html/index.html). A
-# host shares the machine's files, so UserData sees an empty private tmpfs on each of these
-# that exists: `ip netns exec` runs it in a mount namespace of its own (mounts made there never
-# reach the machine), so the machine's own files are never written. Missing ones stay missing.
-SERVER_DIRS = (
-    "/var/www",
-    "/etc/httpd",
-    "/etc/apache2",
-    "/etc/nginx",
-    "/usr/share/nginx",
-    "/srv",
-)
-_SANDBOX = (
-    'for d in "$@"; do [ "$d" = -- ] && break; '
-    '[ -d "$d" ] && mount -t tmpfs -o mode=755 lab-userdata "$d"; done; '
-    'while [ "$1" != -- ]; do shift; done; shift; exec "$@"'
-)
-
-
-def sandboxed(argv: list[str]) -> list[str]:
-    """argv run with a private tmpfs over each existing SERVER_DIRS directory."""
-    return ["sh", "-c", _SANDBOX, "user-data", *SERVER_DIRS, "--", *argv]
+                self.programs[f"{h.name}:user-data"] = start_user_data(
+                    self.name,
+                    self.journal,
+                    self.events,
+                    h,
+                    on_exit=functools.partial(self.userdata_exit.__setitem__, h.name),
+                )
 
 
 def _controller_started(controller: ControllerProcess) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from testbed import naming
+from testbed.lab import cgroups
 
 HOSTS_DIR = "hosts"
 
@@ -29,7 +30,18 @@ def host_tmp(lab: str, host: str) -> Path:
     return tmp
 
 
+# Joins the cgroup whose cgroup.procs is $0, then becomes the command: the same PID, so
+# what it starts counts as the host's CPU from its first instruction. A join that fails (the
+# cgroup went away meanwhile) must not keep the command from running.
+_JOIN_CGROUP = '{ echo $$ > "$0"; } 2>/dev/null; exec "$@"'
+
+
 def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
-    """argv that runs `argv` inside host `host` of lab `lab`."""
+    """argv that runs `argv` inside host `host` of lab `lab`, in the host's cgroup when it
+    has one (testbed.lab.cgroups: its CPU time is the host's)."""
     ns = naming.netns_name(lab, host)
-    return ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}", *argv]
+    run = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}", *argv]
+    cgroup = cgroups.path(lab, host)
+    if cgroup is None:
+        return run
+    return ["sh", "-c", _JOIN_CGROUP, str(cgroup / "cgroup.procs"), *run]

@@ -12,10 +12,27 @@ namespace and link removed, the plan without it, its cgroup removed. Nothing is 
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import subprocess
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from testbed import naming
+from testbed.errors import LabError
+from testbed.lab import cgroups, system
+from testbed.lab.events import EventLog
+from testbed.lab.hostexec import host_dir
+from testbed.lab.procs import ProcessJournal, terminate
+from testbed.lab.programs import host_env, ready_ports, role_listening, start_role
+from testbed.lab.services import ServiceContext, dns, start_services
+from testbed.lab.userdata import start_user_data
+from testbed.plan.instances import with_host, without_host
 from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.topologies.network import VpcNetwork
 
 # Called with the new plan; returns once the controller has programmed it (the holder writes
 # the plan file and asks the controller to reload it).
@@ -29,3 +46,166 @@ class LaunchedHost:
     host: HostPlan
     started: float  # time.time() when launch() began
     ready: float | None = None  # when its role answered (None: no role, or not yet)
+
+
+class InstanceLauncher:
+    """Adds hosts to and removes them from a running lab (the holder's Auto Scaling runtime).
+
+    get_plan: the lab's current plan (the holder's); publish: makes a plan current (the plan
+    file and the controller's flows). Plan changes are made under one lock, so that launches
+    and terminations from several threads each see the others' hosts."""
+
+    def __init__(
+        self,
+        lab: str,
+        network: VpcNetwork,
+        journal: ProcessJournal,
+        events: EventLog,
+        datapath: str,
+        get_plan: Callable[[], NetworkPlan],
+        publish: PlanPublisher,
+        workers: int = 8,
+    ) -> None:
+        self.lab, self.network, self.journal, self.events = lab, network, journal, events
+        self.datapath = datapath
+        self.get_plan, self.publish = get_plan, publish
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.launched: dict[str, LaunchedHost] = {}
+        self.roles: dict[str, subprocess.Popen] = {}
+        self.ready_ports: dict[str, set[int]] = {}
+
+    # ---- launch --------------------------------------------------------------------------
+    def launch_many(self, hosts: list[HostPlan]) -> list[LaunchedHost | LabError]:
+        """Launch `hosts`: one plan publication with all of them (their ports' flows exist
+        before the ports do), then each host built, in threads. A host whose build failed is
+        removed again (nothing of it left) and its LabError is in its place in the list."""
+        if not hosts:
+            return []
+        started = time.time()
+        with self.lock:
+            plan = self.get_plan()
+            for h in hosts:
+                plan = with_host(plan, h)
+            self.publish(plan)
+        with ThreadPoolExecutor(min(self.workers, len(hosts)), "launch") as pool:
+            results = list(pool.map(lambda h: self._build(h, started), hosts))
+        failed = [h for h, r in zip(hosts, results, strict=True) if isinstance(r, LabError)]
+        if failed:
+            with self.lock:
+                plan = self.get_plan()
+                for h in failed:
+                    plan = without_host(plan, h.name)
+                self.publish(plan)
+        self._refresh_dns()
+        return results
+
+    def launch(self, host: HostPlan) -> LaunchedHost:
+        """Launch one host (launch_many of one); raises its LabError."""
+        result = self.launch_many([host])[0]
+        if isinstance(result, LabError):
+            raise result
+        return result
+
+    def _build(self, h: HostPlan, started: float) -> LaunchedHost | LabError:
+        try:
+            node = self.network.add_host(h)
+            if cgroups.create(self.lab, h.name) is not None:
+                cgroups.join(self.lab, h.name, node.pid)
+            host_dir(self.lab, h.name).mkdir(parents=True, exist_ok=True)
+            ctx = ServiceContext(
+                self.lab,
+                naming.lab_dir(self.lab),
+                self.get_plan(),
+                self.journal,
+                self.events,
+                host_env(),
+            )
+            start_services(ctx, h)
+            if h.role and h.role != "none":
+                proc = start_role(self.lab, self.journal, self.events, h)
+                if proc is not None:
+                    self.roles[h.name] = proc
+                    self.ready_ports[h.name] = ready_ports(self.lab, h)
+            if h.user_data:
+                start_user_data(self.lab, self.journal, self.events, h)
+            launched = self.launched[h.name] = LaunchedHost(h, started)
+            return launched
+        except Exception as exc:
+            error = exc if isinstance(exc, LabError) else LabError(f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                self._remove(h)
+            return LabError(f"instance {h.name} could not be launched: {error}")
+
+    # ---- state -----------------------------------------------------------------------------
+    def role_ready(self, name: str) -> bool:
+        """Does the host's role answer (listen on its ports)? True without a role; False
+        while it starts and once it exited. Never blocks."""
+        proc = self.roles.get(name)
+        launched = self.launched.get(name)
+        if launched is None:
+            return False
+        if proc is None:
+            return True
+        try:
+            ready = role_listening(self.lab, launched.host, proc, self.ready_ports[name])
+        except LabError:
+            return False
+        if ready and launched.ready is None:
+            launched.ready = time.time()
+        return ready
+
+    def alive(self, name: str) -> bool:
+        """EC2's view of the instance: its host (shell) and its role process run."""
+        node = self.network.net.nameToNode.get(name)
+        if name not in self.launched or node is None:
+            return False
+        if node.shell is None or node.shell.poll() is not None:
+            return False
+        proc = self.roles.get(name)
+        return proc is None or proc.poll() is None
+
+    def names(self) -> list[str]:
+        """Hosts launched and not terminated, in launch order."""
+        return list(self.launched)
+
+    # ---- terminate -------------------------------------------------------------------------
+    def terminate(self, name: str) -> None:
+        """Remove a launched host exactly: its processes (by PID), its security-group
+        conntrack entries, its namespace, links and ports, its cgroup; then the plan
+        without it."""
+        launched = self.launched.get(name)
+        if launched is None:
+            raise LabError(f"{name} is not an instance launched in lab {self.lab}")
+        self._remove(launched.host)
+        with self.lock:
+            self.publish(without_host(self.get_plan(), name))
+        self._refresh_dns()
+
+    def _remove(self, h: HostPlan) -> None:
+        """Everything of host h gone (the plan is the caller's)."""
+        self.launched.pop(h.name, None)
+        self.roles.pop(h.name, None)
+        self.ready_ports.pop(h.name, None)
+        # What runs in its namespace is its own, journaled or not (what UserData started).
+        inside = system.netns_pids(h.netns) if h.netns in system.list_netns() else []
+        self.journal.end_host(h.name)
+        terminate(inside)
+        if h.sg_zone is not None:
+            # Its connections' entries would match a later instance at the same address.
+            system.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={h.sg_zone}"], check=False)
+        self.network.remove_host(h.name)
+        cgroups.remove(self.lab, h.name)
+        dns.forget(h)
+        shutil.rmtree(host_dir(self.lab, h.name) / "tmp", ignore_errors=True)
+
+    def _refresh_dns(self) -> None:
+        ctx = ServiceContext(
+            self.lab,
+            naming.lab_dir(self.lab),
+            self.get_plan(),
+            self.journal,
+            self.events,
+            host_env(),
+        )
+        dns.refresh(ctx)

@@ -7,6 +7,7 @@ only signals a PID whose /proc start time still matches what the lab recorded.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -127,10 +128,43 @@ class ProcessJournal:
 
     def add(self, rec: ProcessRecord) -> ProcessRecord:
         with open(self.path, "a") as f:
+            # Shared with drop_host's rewrite (other processes append too: faults, pollers).
+            fcntl.flock(f, fcntl.LOCK_EX)
             f.write(json.dumps(asdict(rec)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         return rec
+
+    def end_host(self, host: str, grace: float = 1.5) -> list[int]:
+        """End every journaled process of `host` (a host that leaves a running lab) and drop
+        their records. Returns the PIDs signalled."""
+        mine = [r for r in self.records() if r.host == host]
+        # Mininet's host shell is an interactive bash: it ignores SIGTERM.
+        shells = [r for r in mine if r.what.startswith("mininet")]
+        ended = terminate([r for r in mine if r not in shells], grace=grace)
+        ended += terminate(shells, grace=0.5, first_signal=signal.SIGKILL)
+        self.drop_host(host)
+        return ended
+
+    def drop_host(self, host: str) -> None:
+        """Rewrite the journal without the records of `host` (its processes ended)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            kept = []
+            for line in f.read().splitlines():
+                try:
+                    if json.loads(line).get("host") == host:
+                        continue
+                except (ValueError, AttributeError):
+                    pass  # a line cut short by a crash: kept as it is
+                kept.append(line + "\n")
+            f.seek(0)
+            f.write("".join(kept))
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
 
     def records(self) -> list[ProcessRecord]:
         if not self.path.exists():

@@ -86,29 +86,36 @@ def bound_udp_ports(pid: int) -> set[int]:
     return ports
 
 
+def ready_ports(lab: str, host: HostPlan) -> set[int]:
+    """TCP ports host's role must listen on to be ready (empty: ready once started)."""
+    spec = launch(host, host_dir(lab, host.name))
+    return set(spec.ready_ports) if spec is not None and spec.ready_ports else set()
+
+
+def role_listening(lab: str, host: HostPlan, proc: subprocess.Popen, ports: set[int]) -> bool:
+    """One look: does the role listen on all `ports`? LabError naming the host and its log
+    when the role exited."""
+    if proc.poll() is not None:
+        log = host_dir(lab, host.name) / "role.log"
+        raise LabError(
+            f"role {host.role} of {host.name} exited with code "
+            f"{proc.returncode}; {log} ends with:\n{log_tail(log)}"
+        )
+    return ports <= listening_ports(proc.pid)
+
+
 def wait_roles_ready(
     lab: str, started: list[tuple[HostPlan, subprocess.Popen]], timeout: float = 20.0
 ) -> None:
     """Block until every started role listens on the TCP ports its launch declares. LabError
     naming the host and its log if one exits, WaitTimeout if one never listens."""
-    pending = []
-    for host, proc in started:
-        spec = launch(host, host_dir(lab, host.name))
-        if spec is not None and spec.ready_ports:
-            pending.append((host, proc, set(spec.ready_ports)))
+    pending = [(host, proc, ready_ports(lab, host)) for host, proc in started]
+    pending = [(host, proc, ports) for host, proc, ports in pending if ports]
 
     def not_listening() -> list[str]:
-        waiting = []
-        for host, proc, ports in pending:
-            if proc.poll() is not None:
-                log = host_dir(lab, host.name) / "role.log"
-                raise LabError(
-                    f"role {host.role} of {host.name} exited with code "
-                    f"{proc.returncode}; {log} ends with:\n{log_tail(log)}"
-                )
-            if not ports <= listening_ports(proc.pid):
-                waiting.append(host.name)
-        return waiting
+        return [
+            host.name for host, proc, ports in pending if not role_listening(lab, host, proc, ports)
+        ]
 
     wait_for(
         lambda: not not_listening(),

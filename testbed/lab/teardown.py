@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import naming
-from testbed.lab import system, zones
+from testbed.lab import cgroups, system, zones
 from testbed.lab.procs import ProcessJournal, is_alive, labelled_pids, terminate
 
 NETNS_ETC = Path("/etc/netns")
@@ -48,6 +48,7 @@ def leftovers(name: str) -> dict[str, list[str]]:
     journal = ProcessJournal(naming.lab_dir(name))
     alive = {r.pid for r in journal.records() if is_alive(r)} | set(labelled_pids(name))
     found["processes"] = [str(pid) for pid in sorted(alive)]
+    found["cgroups"] = cgroups.lab_cgroup_dirs(name)
     return found
 
 
@@ -75,6 +76,8 @@ def teardown(
     )
     report.namespaces = namespaces
     system.delete_netns(namespaces)
+    # Empty now: every process of the lab's hosts has ended.
+    cgroups.remove_all(name)
     report.bridges = [b for b in system.list_bridges() if b.startswith(pre)]
     system.delete_bridges(report.bridges)
     report.links = [link for link in system.list_links() if link.startswith(pre)]

@@ -15,13 +15,16 @@ client) mounts over /etc/resolv.conf; Mininet CLI shells keep the machine's reso
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from testbed.errors import LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.hostexec import host_dir, netns_argv
+from testbed.lab.procs import is_alive
 from testbed.lab.programs import bound_udp_ports
 from testbed.lab.services import ServiceContext
 from testbed.plan.network import HostPlan, NetworkPlan
@@ -132,6 +135,37 @@ def start(ctx: ServiceContext, host: HostPlan) -> None:
         f"nameserver {server}\nsearch {search} lab\n"
         "options timeout:1 attempts:2\n"
     )
+
+
+def refresh(ctx: ServiceContext) -> bool:
+    """The resolver's records again from ctx.plan (instances launched or terminated while the
+    lab runs): its hosts file rewritten and dnsmasq told to read it (SIGHUP). False when the
+    lab has no running resolver."""
+    dns = next((h for h in ctx.plan.hosts if h.kind == "dns"), None)
+    if dns is None:
+        return False
+    running = [
+        r
+        for r in ctx.journal.records()
+        if r.host == dns.name and r.what == "dnsmasq" and is_alive(r)
+    ]
+    if not running:
+        return False
+    hosts_file = host_dir(ctx.lab, dns.name) / "hosts"
+    text = "".join(f"{ip} {name}\n" for ip, name in records(ctx.plan))
+    # Written whole, then renamed: dnsmasq never reads half a file.
+    partial = hosts_file.with_suffix(".new")
+    partial.write_text(text)
+    partial.replace(hosts_file)
+    for r in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(r.pid, signal.SIGHUP)
+    return True
+
+
+def forget(host: HostPlan) -> None:
+    """Remove what start() wrote for a host that left the lab (its resolv.conf)."""
+    shutil.rmtree(NETNS_ETC / host.netns, ignore_errors=True)
 
 
 def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
