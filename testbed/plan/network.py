@@ -44,6 +44,29 @@ def host_mac(ip: IPv4Address | str) -> str:
     return "02:00:" + ":".join(f"{x:02x}" for x in b)
 
 
+def subnet_host(
+    lab: str, name: str, kind: str, subnet: SubnetPlan, ip: str, port: int, veth: str, **more: Any
+) -> HostPlan:
+    """A host whose eth0 is in `subnet`: on its AZ switch at `port`, its router the gateway,
+    the MAC derived from `ip`; `more`: the other HostPlan fields (role, groups, ...)."""
+    return HostPlan(
+        name=name,
+        netns=naming.netns_name(lab, name),
+        kind=kind,
+        ip=ip,
+        prefixlen=IPv4Network(subnet.cidr).prefixlen,
+        gateway=subnet.router_ip,
+        mac=host_mac(ip),
+        switch=subnet.switch,
+        port=port,
+        veth=veth,
+        az=subnet.az,
+        subnet=subnet.name,
+        vpc=subnet.vpc,
+        **more,
+    )
+
+
 @dataclass(frozen=True)
 class SwitchPlan:
     name: str
@@ -436,6 +459,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         )
         for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id), start=1)
     )
+    subnet_plans = {s.name: s for s in subnets}
     ports = _PortAllocator(lab)
     hosts: list[HostPlan] = []
     host_az: str | None  # clients are in no AZ, subnet or VPC
@@ -489,7 +513,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
                 role=role.name if role else None,
                 role_args=dict(role.args) if role else {},
                 user_data=user_data,
-                snmp=_snmp_plan(model, host_id),
+                snmp=snmp_plan(model, host_id),
                 kind=kind,
                 az=host_az,
                 subnet=subnet_id,
@@ -514,32 +538,25 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
         for node in lb.nodes:
             # Each node is a host of its own in its subnet: it owns the node's address
             # (health checks come from it) while the fabric steers listener traffic.
-            subnet = model.subnets[node.subnet]
-            sw = az_switch[subnet.az]
-            port, veth = ports.take(sw, node.host)
+            node_subnet = subnet_plans[node.subnet]
+            port, veth = ports.take(az_switch[node_subnet.az], node.host)
             hosts.append(
-                HostPlan(
-                    name=node.host,
-                    netns=naming.netns_name(lab, node.host),
-                    kind="lb-node",
-                    ip=node.ip,
-                    prefixlen=subnet.cidr.prefixlen,
-                    gateway=str(subnet.router_ip),
-                    mac=host_mac(node.ip),
-                    switch=sw.name,
-                    port=port,
-                    veth=veth,
-                    az=subnet.az,
-                    subnet=subnet.logical_id,
-                    vpc=subnet.vpc_id,
+                subnet_host(
+                    lab,
+                    node.host,
+                    "lb-node",
+                    node_subnet,
+                    node.ip,
+                    port,
+                    veth,
                     public_ip=node.public_ip,
                     role=f"{lb.type}-node",
                     role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
-                    snmp=_snmp_plan(model, node.host) if node.host in model.instances else None,
+                    snmp=snmp_plan(model, node.host) if node.host in model.instances else None,
                     groups=tuple(lb_groups) if lb_groups is not None else None,
                 )
             )
-    hosts += _nat_gateway_hosts(model, lab, az_switch, ports)
+    hosts += _nat_gateway_hosts(model, lab, subnet_plans, az_switch, ports)
     endpoints = _endpoints(model, lbs)
     if model.vpcs or model.internet_clients:
         veth = ports.veth(DNS_HOST)
@@ -628,7 +645,11 @@ def _interface_plan(
 
 
 def _nat_gateway_hosts(
-    model: StackModel, lab: str, az_switch: dict[str, SwitchPlan], ports: _PortAllocator
+    model: StackModel,
+    lab: str,
+    subnets: dict[str, SubnetPlan],
+    az_switch: dict[str, SwitchPlan],
+    ports: _PortAllocator,
 ) -> list[HostPlan]:
     """A NAT gateway is a host of its own in its subnet (zonal, as on AWS); it forwards other
     hosts' packets (no source/destination check) and has neither groups, role nor agent."""
@@ -637,24 +658,17 @@ def _nat_gateway_hosts(
     for ng in sorted(
         model.nat_gateways.values(), key=lambda n: (order.get(n.logical_id, 0), n.logical_id)
     ):
-        subnet = model.subnets[ng.subnet_id]
-        sw = az_switch[subnet.az]
-        port, veth = ports.take(sw, ng.logical_id)
+        subnet = subnets[ng.subnet_id]
+        port, veth = ports.take(az_switch[subnet.az], ng.logical_id)
         out.append(
-            HostPlan(
-                name=ng.logical_id,
-                netns=naming.netns_name(lab, ng.logical_id),
-                kind="natgw",
-                ip=str(ng.private_ip),
-                prefixlen=subnet.cidr.prefixlen,
-                gateway=str(subnet.router_ip),
-                mac=host_mac(ng.private_ip),
-                switch=sw.name,
-                port=port,
-                veth=veth,
-                az=subnet.az,
-                subnet=subnet.logical_id,
-                vpc=subnet.vpc_id,
+            subnet_host(
+                lab,
+                ng.logical_id,
+                "natgw",
+                subnet,
+                str(ng.private_ip),
+                port,
+                veth,
                 # A private NAT gateway translates to its private address only.
                 public_ip=str(ng.public_ip) if ng.public and ng.public_ip else None,
                 role=None,
@@ -782,16 +796,18 @@ def _dns_host(
     )
 
 
-def _snmp_plan(model: StackModel, host_id: str) -> dict[str, Any] | None:
+def snmp_plan(model: StackModel, host_id: str, vpc_id: str | None = None) -> dict[str, Any] | None:
+    """The SNMP agent of host `host_id` (its per-host overrides are under that logical id:
+    an instance's, or an Auto Scaling group's for the instances it launches) in VPC `vpc_id`
+    (None: the instance's own VPC, or the internet segment for anything else)."""
     options = host_snmp(model, host_id)
     if options is None:
         return None
+    if vpc_id is None and host_id in model.instances:
+        vpc_id = model.subnet_of(host_id).vpc_id
     # Managers poll from the host's own realm (testbed.snmp.vantage): its VPC, or the
     # internet segment for clients. Nobody else may ask, as a security group would have it.
-    if host_id in model.instances:
-        sources = [str(model.vpcs[model.subnet_of(host_id).vpc_id].cidr)]
-    else:
-        sources = [str(INTERNET_CIDR)]
+    sources = [str(model.vpcs[vpc_id].cidr) if vpc_id is not None else str(INTERNET_CIDR)]
     return {
         "community": options.community,
         "v3": asdict(options.v3) if options.v3 else None,
