@@ -186,13 +186,8 @@ def stack_text(variant: str, time_scale: float) -> str:
 
 
 def describe_group(lab: Lab, group: str = GROUP) -> dict[str, Any]:
-    """The group as describe-auto-scaling-groups shows it (one group's dict)."""
-    got: Any = lab.asg(group)
-    if isinstance(got, dict) and "AutoScalingGroups" in got:
-        got = got["AutoScalingGroups"]
-    if isinstance(got, list):
-        got = next(g for g in got if group in (g.get("LogicalId"), g["AutoScalingGroupName"]))
-    return dict(got)
+    """The group as describe-auto-scaling-groups shows it."""
+    return lab.asg_group(group)
 
 
 def sample_row(group: dict[str, Any], now: float) -> dict[str, Any]:
@@ -224,7 +219,7 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     stack_params = {"MaxSize": str(params["max_size"])}
     stack_params["TargetRequests" if variant == "alb" else "TargetCpu"] = f"{params['target']:g}"
     with Lab.up(str(template), params=stack_params, name=random_name("as")) as lab:
-        lab.wait_asg(GROUP, in_service=2, healthy=True, timeout=120)
+        lab.wait_asg(GROUP, 2, timeout=120)
         print(f"lab {lab.name}: {GROUP} has 2 instances InService", flush=True)
         out = _load(lab, params, phases, variant)
         lab_name = lab.name

@@ -48,12 +48,7 @@ def variant(
 
 def group(lab: Lab, name: str = GROUP) -> dict[str, Any]:
     """The group as describe-auto-scaling-groups shows it."""
-    got: Any = lab.asg(name)
-    if isinstance(got, dict) and "AutoScalingGroups" in got:
-        got = got["AutoScalingGroups"]
-    if isinstance(got, list):
-        got = next(g for g in got if name in (g.get("LogicalId"), g["AutoScalingGroupName"]))
-    return dict(got)
+    return lab.asg_group(name)
 
 
 def instances(lab: Lab, state: str | None = None) -> list[dict[str, Any]]:

@@ -173,3 +173,12 @@ def test_activity_times():
 
 def test_backend_burns_the_cpu_it_is_asked_for():
     assert burn_cpu(0.02) >= 0.02
+
+
+def test_bench_template_has_no_policy_and_the_time_scale():
+    from testbed.experiments import bench_asg
+
+    text = bench_asg.template_text(50, 20)
+    assert "ScalingPolicy" not in text
+    assert "    TimeScale: 20\n" in text
+    assert "  Client1:\n" in text
