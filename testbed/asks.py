@@ -16,6 +16,12 @@ from typing import Any, TypeVar, cast
 from testbed import rpc
 from testbed.messages import (
     ActivateRequest,
+    AlarmsDescribeRequest,
+    AlarmsReply,
+    AsgActivitiesReply,
+    AsgActivitiesRequest,
+    AsgDescribeReply,
+    AsgDescribeRequest,
     ControllerStatusReply,
     HealthCheckResult,
     HealthChecksReply,
@@ -71,6 +77,26 @@ def holder_health_report(
     """Health check results for the registry."""
     request = HealthReportRequest(op="health_report", results=results)
     return ask(path, request, Reply, timeout)
+
+
+def holder_asg_describe(
+    path: str, group: str | None = None, timeout: float = 10.0
+) -> AsgDescribeReply:
+    """Auto Scaling groups and their instances, like describe-auto-scaling-groups."""
+    return ask(path, AsgDescribeRequest(op="asg_describe", group=group), AsgDescribeReply, timeout)
+
+
+def holder_asg_activities(
+    path: str, group: str, limit: int | None = None, timeout: float = 10.0
+) -> AsgActivitiesReply:
+    """A group's scaling activities, newest first (describe-scaling-activities)."""
+    request = AsgActivitiesRequest(op="asg_activities", group=group, limit=limit)
+    return ask(path, request, AsgActivitiesReply, timeout)
+
+
+def holder_alarms(path: str, timeout: float = 10.0) -> AlarmsReply:
+    """The lab's CloudWatch alarms (target tracking's included), like describe-alarms."""
+    return ask(path, AlarmsDescribeRequest(op="alarms_describe"), AlarmsReply, timeout)
 
 
 # ---- the controller (LAB_DIR/controller.sock) -------------------------------------------

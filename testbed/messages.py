@@ -55,6 +55,8 @@ class TargetDescription(TypedDict):
     Since: float  # when the target entered its state (epoch s)
     LastCheck: str  # what the last health check said
     DrainUntil: float | None
+    Key: NotRequired[str]  # the registry's key, e.g. "WebA1:80" or "WebGroup-1:80"
+    Host: NotRequired[str | None]  # the lab host of an instance target
 
 
 class TargetsReply(Reply):
@@ -219,6 +221,60 @@ class HealthReportRequest(TypedDict):
     results: list[HealthCheckResult]
 
 
+# ---- holder: Auto Scaling (testbed.autoscaling.service) ---------------------------------
+# Groups, activities and alarms are shaped like the AWS CLI's describe-auto-scaling-groups,
+# describe-scaling-activities and describe-alarms (their keys: AutoScalingGroupName, ...).
+class AsgDescribeRequest(TypedDict):
+    op: Literal["asg_describe"]
+    group: NotRequired[str | None]  # logical id or group name; every group when None
+
+
+class AsgDescribeReply(Reply):
+    groups: list[dict[str, Any]]  # AutoScalingGroups entries (Instances with Host)
+    time_scale: float  # Metadata.Lab.TimeScale
+
+
+class AsgActivitiesRequest(TypedDict):
+    op: Literal["asg_activities"]
+    group: str
+    limit: NotRequired[int | None]  # the newest N (every activity when None)
+
+
+class AsgActivitiesReply(Reply):
+    activities: list[dict[str, Any]]  # newest first, like describe-scaling-activities
+
+
+class AsgSetCapacityRequest(TypedDict):
+    """set-desired-capacity (and MinSize / MaxSize, as update-auto-scaling-group)."""
+
+    op: Literal["asg_set_capacity"]
+    group: str
+    desired: int | None
+    min: NotRequired[int | None]
+    max: NotRequired[int | None]
+    honour_cooldown: NotRequired[bool]
+
+
+class AsgGroupReply(Reply):
+    group: dict[str, Any]  # the group after the change (an AutoScalingGroups entry)
+
+
+class AsgCompleteLifecycleRequest(TypedDict):
+    op: Literal["asg_complete_lifecycle"]
+    group: str
+    hook: str
+    instance: str  # instance id (i-...) or its lab host name
+    result: str  # CONTINUE | ABANDON
+
+
+class AlarmsDescribeRequest(TypedDict):
+    op: Literal["alarms_describe"]
+
+
+class AlarmsReply(Reply):
+    alarms: list[dict[str, Any]]  # MetricAlarms entries (plus the lab's last datapoints)
+
+
 HolderRequest = (
     StatusRequest
     | DownRequest
@@ -228,6 +284,11 @@ HolderRequest = (
     | RegisterRequest
     | HealthChecksRequest
     | HealthReportRequest
+    | AsgDescribeRequest
+    | AsgActivitiesRequest
+    | AsgSetCapacityRequest
+    | AsgCompleteLifecycleRequest
+    | AlarmsDescribeRequest
 )
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from testbed.alb.runtime import CliUnavailable, cli
 from testbed.messages import TargetDescription
 
 NAMESPACE = "AWS/ApplicationELB"
@@ -30,6 +33,18 @@ def parse_stat(text: str) -> list[dict[str, str]]:
     """`show stat` CSV -> one dict per proxy/server row."""
     text = text.lstrip("# ")
     return [row for row in csv.DictReader(io.StringIO(text)) if row.get("pxname")]
+
+
+def read_nodes(sockets: Iterable[Path | str]) -> list[list[dict[str, str]]]:
+    """`show stat` rows of each node whose stats socket answers (a node being restarted is
+    left out: its counters are missing this time)."""
+    nodes = []
+    for sock in sockets:
+        try:
+            nodes.append(parse_stat(cli(sock, "show stat")))
+        except CliUnavailable:
+            continue
+    return nodes
 
 
 def _n(row: dict[str, str], field: str) -> float:

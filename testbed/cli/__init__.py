@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from testbed.cli import (
+    asg,
     doctor,
     experiments,
     hostcmds,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         lifecycle,
         hostcmds,
         targets,
+        asg,
         traffic,
         metrics,
         snmp,

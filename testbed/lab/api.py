@@ -33,6 +33,15 @@ from testbed.lab.procs import LAB_LABEL
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
 from testbed.messages import (
+    AlarmsDescribeRequest,
+    AlarmsReply,
+    AsgActivitiesReply,
+    AsgActivitiesRequest,
+    AsgCompleteLifecycleRequest,
+    AsgDescribeReply,
+    AsgDescribeRequest,
+    AsgGroupReply,
+    AsgSetCapacityRequest,
     ControllerRestartsReply,
     ControllerRestartsRequest,
     DownRequest,
@@ -313,8 +322,13 @@ class LabHost:
         return f"<LabHost {self.lab}/{self.name} {self.ip}>"
 
 
-def _target_name(target_id: str) -> str:
-    return target_id.removeprefix("i-")
+def _target_name(row: TargetDescription) -> str:
+    """A target as target_states names it: its instance's host (a launched instance's Id is
+    its EC2 id), else the address of an IP target."""
+    host = row.get("Host")
+    if host and not row["Target"]["Id"][:1].isdigit():
+        return host
+    return row["Target"]["Id"].removeprefix("i-")
 
 
 class Lab:
@@ -388,7 +402,7 @@ class Lab:
         instance name (without AWS's "i-"), IP targets by address."""
         states: dict[str, str] = {}
         for row in self.targets(tg, lb):
-            name = _target_name(row["Target"]["Id"])
+            name = _target_name(row)
             if states.get(name, "healthy") == "healthy":
                 states[name] = row["TargetHealth"]["State"]
         return states
@@ -482,6 +496,103 @@ class Lab:
             )
 
         return self.wait_for(found, timeout, f"{target} to turn {state}")
+
+    # ---- Auto Scaling ---------------------------------------------------------------------
+    def asg(self, group: str | None = None) -> list[dict[str, Any]]:
+        """Auto Scaling groups (one if `group`: logical id or name), like
+        describe-auto-scaling-groups' AutoScalingGroups: MinSize, MaxSize, DesiredCapacity,
+        Instances [{InstanceId, Host, AvailabilityZone, LifecycleState, HealthStatus, ...}]."""
+        request = AsgDescribeRequest(op="asg_describe", group=group)
+        return self.ask(request, AsgDescribeReply)["groups"]
+
+    def asg_group(self, group: str) -> dict[str, Any]:
+        """One group's description (see asg)."""
+        return self.asg(group)[0]
+
+    def activities(self, group: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A group's scaling activities, newest first (describe-scaling-activities)."""
+        request = AsgActivitiesRequest(op="asg_activities", group=group, limit=limit)
+        return self.ask(request, AsgActivitiesReply)["activities"]
+
+    def scale(
+        self,
+        group: str,
+        desired: int | None = None,
+        min: int | None = None,
+        max: int | None = None,
+        honour_cooldown: bool = False,
+    ) -> dict[str, Any]:
+        """set-desired-capacity (and MinSize / MaxSize): the group after the change. BadInput
+        with AWS's message when desired is outside min/max."""
+        request = AsgSetCapacityRequest(
+            op="asg_set_capacity",
+            group=group,
+            desired=desired,
+            min=min,
+            max=max,
+            honour_cooldown=honour_cooldown,
+        )
+        return self.ask(request, AsgGroupReply)["group"]
+
+    def complete_lifecycle(
+        self, group: str, hook: str, instance: str, result: str = "CONTINUE"
+    ) -> None:
+        """complete-lifecycle-action: the instance (id or host) waiting in `hook` goes on
+        (CONTINUE) or is abandoned (ABANDON)."""
+        request = AsgCompleteLifecycleRequest(
+            op="asg_complete_lifecycle", group=group, hook=hook, instance=instance, result=result
+        )
+        self.ask(request, Reply)
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """CloudWatch alarms (the template's and target tracking's), like describe-alarms'
+        MetricAlarms plus RecentDatapoints."""
+        return self.ask(AlarmsDescribeRequest(op="alarms_describe"), AlarmsReply)["alarms"]
+
+    def asg_instances(self, group: str, state: str | None = "InService") -> list[dict[str, Any]]:
+        """The group's instances (in lifecycle `state` only, unless None)."""
+        return [
+            i
+            for i in self.asg_group(group).get("Instances", [])
+            if state is None or i.get("LifecycleState") == state
+        ]
+
+    def wait_asg(
+        self, group: str, count: int, timeout: float = 120.0, targets_healthy: bool = True
+    ) -> dict[str, Any]:
+        """Wait until `group` has exactly `count` instances, all InService and Healthy (none
+        Pending or Terminating any more) and, if `targets_healthy`, each one healthy in every
+        target group it is registered in; the group's description then."""
+
+        def settled() -> dict[str, Any] | None:
+            described = self.asg_group(group)
+            instances = described.get("Instances", [])
+            if len(instances) != count or any(
+                i.get("LifecycleState") != "InService" or i.get("HealthStatus") != "Healthy"
+                for i in instances
+            ):
+                return None
+            if targets_healthy and described.get("TargetGroupARNs"):
+                hosts = {i["Host"] for i in instances}
+                rows = [r for r in self.targets() if r.get("Host") in hosts]
+                seen = {r.get("Host") for r in rows}
+                if seen != hosts or any(r["TargetHealth"]["State"] != "healthy" for r in rows):
+                    return None
+            return described
+
+        def last() -> Any:
+            return [
+                (i.get("Host"), i.get("LifecycleState"), i.get("HealthStatus"))
+                for i in self.asg_group(group).get("Instances", [])
+            ]
+
+        return self.wait_for(
+            settled,
+            timeout,
+            f"group {group} to have {count} instances InService and healthy",
+            interval=0.2,
+            last=last,
+        )
 
     def controller_restarts(self, enabled: bool) -> ControllerRestartsReply:
         """Allow (the default) or pause the holder's restarts of a dead controller, e.g. to

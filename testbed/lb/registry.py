@@ -295,7 +295,7 @@ class TargetRegistry:
             if (lb and lb != lb_name) or (tg and tg != tg_name):
                 continue
             hc = group.tg.health
-            for _key, h in sorted(group.targets.items()):
+            for key, h in sorted(group.targets.items()):
                 health: TargetHealthField = {"State": h.state}
                 if h.reason:
                     health["Reason"] = h.reason
@@ -316,6 +316,8 @@ class TargetRegistry:
                         "Since": h.since,
                         "LastCheck": h.last_detail,
                         "DrainUntil": h.drain_until,
+                        "Key": key,
+                        "Host": h.target.host,
                     }
                 )
         return rows

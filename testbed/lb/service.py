@@ -32,7 +32,7 @@ from testbed.messages import (
 )
 from testbed.naming import CONTROLLER_SOCK
 from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
-from testbed.plan.network import NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 TARGET_EVENTS = "target-events.jsonl"
 TICK_S = 0.2
@@ -146,9 +146,7 @@ class LbService:
                     f"{tg_name} takes instance targets)",
                     hint=f"instances: {', '.join(sorted(by_name))}",
                 )
-            return TargetPlan(
-                f"{host.name}:{port}", f"i-{host.name}", host.ip, port, host.az, host.name
-            )
+            return instance_target(host, port)
         try:
             ip = IPv4Address(text)
         except ValueError:
@@ -162,6 +160,75 @@ class LbService:
         return TargetPlan(
             f"{ip}:{port}", str(ip), str(ip), port, subnet.az, host.name if host else None
         )
+
+    # ---- Auto Scaling (testbed.autoscaling.service) ------------------------------------
+    def set_plan(self, plan: NetworkPlan) -> None:
+        """The lab's plan with launched or terminated instances: `register` by name finds
+        them (the load balancers themselves do not change)."""
+        with self.lock:
+            self.plan = plan
+
+    def lbs_using(self, tg: str) -> list[str]:
+        """The load balancers that use target group `tg` (none: it is attached to none)."""
+        return [lb.name for lb in self.lbs if any(g.name == tg for g in lb.target_groups)]
+
+    def register_host(self, tg: str, host: HostPlan) -> list[str]:
+        """Register instance `host` in target group `tg` of every load balancer that uses it,
+        as Auto Scaling does with a group's TargetGroupARNs (ip target groups take its
+        address). Returns the registry keys; a host already registered is left as it is."""
+        keys = []
+        with self.lock:
+            for lb in self.lbs:
+                group = next((g for g in lb.target_groups if g.name == tg), None)
+                if group is None:
+                    continue
+                target = (
+                    instance_target(host, group.port)
+                    if group.target_type == "instance"
+                    else TargetPlan(
+                        f"{host.ip}:{group.port}", host.ip, host.ip, group.port, host.az, host.name
+                    )
+                )
+                current = self.registry.group(lb.name, tg).targets.get(target.key)
+                if current is None or current.state == DRAINING:
+                    self.registry.register(lb.name, tg, target)
+                keys.append(target.key)
+            self._publish()
+        return keys
+
+    def deregister_host(self, tg: str, host: str) -> list[str]:
+        """Start draining every target of `host` in `tg` (all load balancers); their keys."""
+        keys = []
+        with self.lock:
+            for lb in self.lbs:
+                if not any(g.name == tg for g in lb.target_groups):
+                    continue
+                for key, health in list(self.registry.group(lb.name, tg).targets.items()):
+                    if health.target.host == host and health.state != DRAINING:
+                        self.registry.deregister(lb.name, tg, key)
+                        keys.append(key)
+            self._publish()
+        return keys
+
+    def target_states(self) -> dict[tuple[str, str], list[str]]:
+        """{(load balancer, target group): the state of each of its targets}."""
+        with self.lock:
+            return {
+                key: [h.state for h in group.targets.values()]
+                for key, group in self.registry.groups.items()
+            }
+
+    def host_states(self, host: str, tg: str | None = None) -> dict[tuple[str, str], str]:
+        """{(load balancer, target group): state} of `host`'s targets (of `tg` only if
+        given); a target that left its group (drained) is missing."""
+        with self.lock:
+            return {
+                (lb, name): health.state
+                for (lb, name), group in self.registry.groups.items()
+                if tg is None or name == tg
+                for health in group.targets.values()
+                if health.target.host == host
+            }
 
     # ---- background: drain timers, publishing ------------------------------------------
     def _loop(self) -> None:
@@ -314,3 +381,16 @@ class LbService:
             "FLOWS_TERMINATED",
             f"{lb}: established connections to {target.ip}:{target.port} ended",
         )
+
+
+def instance_target(host: HostPlan, port: int) -> TargetPlan:
+    """An instance target: keyed by the host's name (what `testbed register` takes), its Id
+    the instance's EC2 id (a launched instance's i-..., "i-" + name for template ones)."""
+    return TargetPlan(
+        f"{host.name}:{port}",
+        host.instance_id or f"i-{host.name}",
+        host.ip,
+        port,
+        host.az,
+        host.name,
+    )

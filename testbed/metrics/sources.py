@@ -14,8 +14,8 @@ from testbed import asks
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.patterns import server_name
-from testbed.alb.runtime import CliUnavailable, cli
 from testbed.lab.api import Lab
+from testbed.lab.port_counters import host_ports, port_hosts
 from testbed.messages import StatsReply, TargetDescription
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK
 from testbed.plan.network import NetworkPlan
@@ -65,29 +65,20 @@ class HostPortSource:
 
     def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
-        self.port_host = {
-            (next(s.dpid for s in plan.switches if s.name == h.switch), h.port): h.name
-            for h in plan.attachments()
-        }
+        self.port_host = port_hosts(plan)
 
     def snapshot(self) -> list[Sample]:
         stats = controller_stats(self.lab, flows=False)
         out = []
-        for dpid, data in stats["switches"].items():
-            for p in data["ports"]:
-                host = self.port_host.get((int(dpid), p["port"]))
-                if host is None:
-                    continue
-                for metric, value, unit in (
-                    ("SentBytes", p["rx_bytes"], "Bytes"),
-                    ("ReceivedBytes", p["tx_bytes"], "Bytes"),
-                    ("SentPackets", p["rx_packets"], "Count"),
-                    ("ReceivedPackets", p["tx_packets"], "Count"),
-                    ("DroppedPackets", p["tx_dropped"], "Count"),
-                ):
-                    out.append(
-                        Sample("Lab/Host", metric, "", "", host, float(value), unit, "counter")
-                    )
+        for host, p in host_ports(stats, self.port_host).items():
+            for metric, value, unit in (
+                ("SentBytes", p["rx_bytes"], "Bytes"),
+                ("ReceivedBytes", p["tx_bytes"], "Bytes"),
+                ("SentPackets", p["rx_packets"], "Count"),
+                ("ReceivedPackets", p["tx_packets"], "Count"),
+                ("DroppedPackets", p["tx_dropped"], "Count"),
+            ):
+                out.append(Sample("Lab/Host", metric, "", "", host, float(value), unit, "counter"))
         return out
 
 
@@ -299,12 +290,7 @@ class AlbSource:
         rows = target_rows(self.lab)
         out = []
         for lb, sockets in self.lbs.items():
-            nodes = []
-            for sock in sockets:
-                try:
-                    nodes.append(stats.parse_stat(cli(sock, "show stat")))
-                except CliUnavailable:
-                    continue  # a node being restarted: its counters are missing this time
+            nodes = stats.read_nodes(sockets)
             keys = {
                 server_name(_target_key(r)): _target_key(r) for r in rows if r["LoadBalancer"] == lb
             }
@@ -337,6 +323,8 @@ class AlbSource:
 
 def _target_key(row: TargetDescription) -> str:
     """A describe-target-health row's target as the registry keys it ("WebA1:80")."""
+    if row.get("Key"):
+        return row["Key"]
     return f"{row['Target']['Id'].removeprefix('i-')}:{row['Target']['Port']}"
 
 

@@ -51,7 +51,7 @@ class TargetGroupPlan:
     preserve_client_ip: bool
     stickiness: str  # "5-tuple" | "source_ip" | GWLB/ALB kinds
     cross_zone: str  # "true" | "false" | "use_load_balancer_configuration"
-    deregistration_delay_s: int
+    deregistration_delay_s: float  # in the lab's time (Metadata.Lab.TimeScale applied)
     attributes: dict[str, str] = field(default_factory=dict)
 
     def target(self, key: str) -> TargetPlan:
@@ -176,7 +176,11 @@ def stickiness_of(tg: Any) -> str:
 
 
 def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
-    """LoadBalancerPlans from the model's ELBv2 objects; zones from zone_base upward."""
+    """LoadBalancerPlans from the model's ELBv2 objects; zones from zone_base upward.
+
+    Health-check intervals and timeouts and deregistration delays are in the lab's time: the
+    template's (AWS's) seconds divided by Metadata.Lab.TimeScale, as Auto Scaling's are."""
+    scale = float(getattr(getattr(model, "lab", None), "time_scale", 1.0) or 1.0)
     elb = elbv2_sections(model)
     lbs = elb.get("load_balancers", {})
     tgs = elb.get("target_groups", {})
@@ -236,7 +240,7 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                     for n in lb.nodes
                 ),
                 listeners=tuple(listener_plans),
-                target_groups=tuple(_tg_plan(tgs[t]) for t in used_tgs),
+                target_groups=tuple(_tg_plan(tgs[t], scale) for t in used_tgs),
                 index=index,
                 zone_dnat=zone_base + ZONES_PER_LB * (index - 1),
                 zone_snat=zone_base + ZONES_PER_LB * (index - 1) + 1,
@@ -271,7 +275,7 @@ def _action_dict(a: Any) -> dict[str, Any]:
     }
 
 
-def _tg_plan(tg: Any) -> TargetGroupPlan:
+def _tg_plan(tg: Any, scale: float = 1.0) -> TargetGroupPlan:
     hc = tg.health_check
     return TargetGroupPlan(
         name=tg.logical_id,
@@ -288,8 +292,8 @@ def _tg_plan(tg: Any) -> TargetGroupPlan:
             hc.protocol,
             hc.port,
             hc.path,
-            hc.interval_s,
-            hc.timeout_s,
+            hc.interval_s / scale,
+            hc.timeout_s / scale,
             hc.healthy_threshold,
             hc.unhealthy_threshold,
             hc.matcher,
@@ -297,6 +301,11 @@ def _tg_plan(tg: Any) -> TargetGroupPlan:
         preserve_client_ip=bool(tg.preserve_client_ip),
         stickiness=stickiness_of(tg),
         cross_zone=str(tg.cross_zone),
-        deregistration_delay_s=int(tg.deregistration_delay_s),
+        deregistration_delay_s=_seconds(tg.deregistration_delay_s / scale),
         attributes=dict(tg.attributes),
     )
+
+
+def _seconds(value: float) -> float:
+    """A duration as an int when it is whole (plans and events read "300", not "300.0")."""
+    return int(value) if float(value).is_integer() else value

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from testbed import asks, naming
-from testbed.errors import BadInput, TestbedError
+from testbed.autoscaling.service import AutoScalingService, autoscaling_service
+from testbed.errors import BadInput, LabError, TestbedError
 from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
+from testbed.lab.instances import InstanceLauncher
 from testbed.lab.owner import Owner, OwnerWatch
 from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
 from testbed.lab.state import write_state
@@ -51,6 +53,7 @@ from testbed.messages import (
 from testbed.model import StackModel, load_model
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.changes import describe, plan_changes, security_changes
+from testbed.plan.instances import launched, with_host
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
 from testbed.stack.supervisor import ControllerSupervisor
@@ -92,6 +95,9 @@ class Holder:
         }
         self.builder: LabBuilder | None = None
         self.lb_service: LbService | None = None
+        self.autoscaling: AutoScalingService | None = None
+        # The current plan is the holder's: Auto Scaling adds and removes hosts (publish_plan).
+        self.plan_lock = threading.RLock()
         self.supervisor: ControllerSupervisor | None = None
         self.server: RpcServer | None = None
         self.down_requested = threading.Event()
@@ -172,6 +178,15 @@ class Holder:
                 stack_name=self.name,
                 region=self.request.get("region") or "us-east-1",
             )
+            if model.lab.time_scale != 1.0:
+                factor = f"{model.lab.time_scale:g}"
+                self.events.emit(
+                    self.name,
+                    STACK_TYPE,
+                    "CREATE_IN_PROGRESS",
+                    f"time scale {factor}: Auto Scaling, alarms and health checks run "
+                    f"{factor}x faster than AWS",
+                )
             caps = self.caps = detect()
             datapath = self._datapath(self.request.get("datapath") or model.lab.datapath, caps)
             limitations = []
@@ -203,6 +218,9 @@ class Holder:
                 ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored],
             )
             self.builder = LabBuilder(self.name, model, plan, datapath, self.events, self.journal)
+            if model.auto_scaling_groups:
+                builder = self.builder
+                self.builder.after_programs = lambda: self._start_autoscaling(builder, model)
             self.builder.build()
             self.building = False  # from here on a stop takes the built lab down (serve)
         except (Exception, Stop) as exc:
@@ -213,6 +231,7 @@ class Holder:
             return False
         controller = self.builder.controller
         assert controller is not None  # the build started it
+        plan = self.builder.plan  # with the instances Auto Scaling launched
         self.save(
             state="CREATE_COMPLETE",
             ready=time.time(),
@@ -256,6 +275,8 @@ class Holder:
     def rollback(self, reason: str) -> None:
         self._ignore_stops()
         self.events.emit(self.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason)
+        if self.autoscaling:
+            self.autoscaling.close()
         if self.lb_service:
             self.lb_service.close()
         if self.server:
@@ -289,6 +310,12 @@ class Holder:
                 # SIGTERM does (rollback), rather than after it.
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
             return Reply(ok=True)
+        if req["op"].startswith(("asg_", "alarms_")):
+            if self.autoscaling is None:
+                return Reply(
+                    ok=False, error=f"lab {self.name} has no Auto Scaling group", bad_input=True
+                )
+            return self.autoscaling.handle(request)
         if req["op"] == "controller_restarts":
             if self.supervisor is None:
                 return Reply(ok=False, error="controller_restarts: the lab is not built yet")
@@ -302,6 +329,59 @@ class Holder:
             except TestbedError as exc:
                 return Reply(ok=False, error=str(exc))
         return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
+
+    # ---- Auto Scaling ---------------------------------------------------------------------
+    def current_plan(self) -> NetworkPlan:
+        builder = self.builder
+        if builder is None:
+            raise LabError("the lab has no plan before its build starts")
+        return builder.plan
+
+    def publish_plan(self, plan: NetworkPlan) -> None:
+        """Make `plan` the lab's (hosts launched or terminated): plan.json, the builder's and
+        the load balancers' plan, the controller (returns once every switch has it), and the
+        hosts status and exec see."""
+        with self.plan_lock:
+            self._write_plan(plan)
+            if self.builder is not None:
+                self.builder.plan = plan
+            if self.lb_service is not None:
+                self.lb_service.set_plan(plan)
+            try:
+                asks.controller_reload_plan(str(self.lab_dir / CONTROLLER_SOCK), timeout=30.0)
+            except Exception as exc:
+                raise LabError(f"the controller did not take the new plan: {_brief(exc)}") from exc
+            self.save(hosts=host_listing(plan))
+
+    def _start_autoscaling(self, builder: LabBuilder, model: StackModel) -> None:
+        """The builder's hook once the template's programs run (before resource signals are
+        waited for): launch every group's initial instances and wait until they are
+        InService; a group that cannot launch them fails the stack (rollback)."""
+        network = builder.network
+        if network is None:
+            raise LabError("Auto Scaling starts once the lab's network exists")
+        launcher = InstanceLauncher(
+            self.name,
+            network,
+            self.journal,
+            self.events,
+            builder.datapath,
+            get_plan=self.current_plan,
+            publish=self.publish_plan,
+        )
+        service = self.autoscaling = autoscaling_service(
+            self.name,
+            self.lab_dir,
+            model,
+            launcher,
+            self.lb_service,
+            self.events,
+            get_plan=self.current_plan,
+        )
+        service.start()
+        service.wait_created(
+            [lid for lid in model.auto_scaling_groups if lid not in model.signal_policies]
+        )
 
     # ---- template updates ---------------------------------------------------------------
     def _write_plan(self, plan: NetworkPlan) -> None:
@@ -348,9 +428,16 @@ class Holder:
         )
         if self.state.get("limitations"):
             model = _without_tc(model, self.caps)
-        old = self.builder.plan
+        running = self.builder.plan
+        # Instances Auto Scaling launched are not the template's: compare without them, then
+        # carry them into the new plan.
+        kept = launched(running)
+        old = replace(running, hosts=tuple(h for h in running.hosts if h.asg is None))
         plan = build_plan(model, self.name, zone_base=old.zone_base)
         live, other, reload = plan_changes(old, plan)
+        for host in kept:
+            plan = with_host(plan, host)
+        old = running
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
@@ -394,10 +481,13 @@ class Holder:
             raise TestbedError(
                 f"update of lab {self.name} failed and was rolled back: {reason}"
             ) from exc
-        self._write_plan(plan)
-        if security:
-            self._update_security(old, plan, security)
-        self.builder.plan = plan
+        with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
+            self._write_plan(plan)
+            if security:
+                self._update_security(old, plan, security)
+            self.builder.plan = plan
+            if self.lb_service is not None:
+                self.lb_service.set_plan(plan)
         for lb_name, changes in by_lb.items():
             mine = [d for d in done if d.startswith(lb_name + ":")]
             self.events.emit(
@@ -430,6 +520,8 @@ class Holder:
         while self.stop_reason is None and not self.down_requested.wait(0.05):
             supervisor.step()
         self._ignore_stops()
+        if self.autoscaling:
+            self.autoscaling.close()
         supervisor.close()
         if self.lb_service:
             self.lb_service.close()
@@ -480,6 +572,8 @@ def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
             "extra_ips": list(h.extra_ips),
             "groups": list(h.groups) if h.groups is not None else None,
             "source_dest_check": h.source_dest_check,
+            "asg": h.asg,
+            "instance_id": h.instance_id,
             "lab_made": h.lab_made,
             "default_role": h.default_role,
             "interfaces": [

@@ -22,6 +22,8 @@ from testbed.messages import (
 def test_the_ops_come_from_the_request_unions():
     holder_ops = {"status", "down", "update", "controller_restarts", "targets", "register"}
     holder_ops |= {"deregister", "health_checks", "health_report"}
+    holder_ops |= {"asg_describe", "asg_activities", "asg_set_capacity"}
+    holder_ops |= {"asg_complete_lifecycle", "alarms_describe"}
     assert holder_ops == HOLDER_OPS
     controller_ops = {"status", "stats", "nlb_stats", "set_targets", "terminate", "activate"}
     controller_ops |= {"reload_security", "reload_plan"}
