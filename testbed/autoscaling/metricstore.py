@@ -20,6 +20,7 @@ Two kinds of metric, as CloudWatch's own publishers make them:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -134,7 +135,11 @@ class MetricStore:
     def values(self, spec: MetricSpec, start: float, end: float) -> list[float]:
         """The values the statistic of spec over [start, end) is taken of (see the module)."""
         key = series_key(spec.namespace, spec.metric_name, spec.dimensions)
-        inside = [o for o in self._series.get(key, ()) if start <= o.t < end]
+        obs = self._series.get(key, [])
+        # Sorted by time: alarms ask for many short periods of long series every tick.
+        first = bisect.bisect_left(obs, start, key=lambda o: o.t)
+        last = bisect.bisect_left(obs, end, key=lambda o: o.t)
+        inside = obs[first:last]
         if (spec.namespace, spec.metric_name) not in COUNT_METRICS:
             return [o.value for o in inside]
         per_source: dict[str | None, float] = {}
@@ -163,7 +168,8 @@ class MetricStore:
         """Forget observations older than before (alarms look back a bounded number of
         periods)."""
         for key in list(self._series):
-            kept = [o for o in self._series[key] if o.t >= before]
+            obs = self._series[key]
+            kept = obs[bisect.bisect_left(obs, before, key=lambda o: o.t) :]
             if kept:
                 self._series[key] = kept
             else:

@@ -92,3 +92,11 @@ def test_timescale() -> None:
     assert "10x" in TimeScale(10).describe()
     with pytest.raises(ValueError, match="must be > 0"):
         TimeScale(0)
+
+
+def test_a_late_observation_is_kept_in_time_order() -> None:
+    store = MetricStore()
+    store.add("AWS/EC2", "CPUUtilization", dict(GROUP), 5, 50.0)
+    store.add("AWS/EC2", "CPUUtilization", dict(GROUP), 1, 10.0)
+    assert store.statistic(cpu(), 0, 2) == 10.0
+    assert store.latest(cpu()) == (5, 50.0)

@@ -410,3 +410,15 @@ def test_exact_capacity() -> None:
     assert change.desired == 5
     # Already 5: nothing to do.
     assert PolicyRuntime(model, "web-asg").decide(group(5), store, {"H": alarm}, now, ONE) is None
+
+
+def test_service_evaluating_the_alarms_first_sees_the_transition() -> None:
+    # The service evaluates every alarm (its events), then asks the policy: same outcome.
+    store = MetricStore()
+    policy = tt()
+    now = cpu_minutes(store, [90.0, 90.0, 90.0])
+    high = policy.alarms()[0]
+    assert high.evaluate(store, now, ONE) == ALARM
+    change = policy.decide(group(2), store, {}, now, ONE)
+    assert change is not None
+    assert change.desired == 4
