@@ -237,10 +237,17 @@ Resources:
       VPCZoneIdentifier: [!Ref SubnetA]
       TargetGroupARNs: [!Ref OtherTargets]
       LaunchTemplate: {LaunchTemplateId: !Ref Web, Version: "1"}
+  Fine:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties:
+      MinSize: 1
+      MaxSize: 3
+      VPCZoneIdentifier: [!Ref SubnetA]
+      LaunchTemplate: {LaunchTemplateId: !Ref Web, Version: "1"}
   QueueDepth:
     Type: AWS::AutoScaling::ScalingPolicy
     Properties:
-      AutoScalingGroupName: !Ref DesiredOutside
+      AutoScalingGroupName: !Ref Fine
       PolicyType: TargetTrackingScaling
       TargetTrackingConfiguration:
         TargetValue: 10
