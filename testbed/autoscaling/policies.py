@@ -11,14 +11,16 @@ warmup"):
   AlarmHigh: desired = ceil(current capacity * metric / target), scale out only. AlarmLow: scale
   in conservatively: to the proportional capacity, but by at most 10% of the group (at least one
   instance) per invocation, so capacity goes down gradually as AWS describes.
-- Step scaling: breach = metric - threshold picks the step; a step's lower bound is inclusive
+- Step scaling: breach = metric - threshold picks the step (metric: the alarm's newest
+  datapoint, already the alarm's statistic over its period); a step's lower bound is inclusive
   and its upper bound exclusive above the threshold, the other way round below it; a null bound
   is infinite. Simple scaling: one adjustment; the group's cooldown (or the policy's Cooldown)
   holds the next one back (honour_cooldown).
 - Warm-up (target tracking and step): instances still warming up are not part of the current
   capacity the adjustment starts from, but the desired capacity they already make up is kept, so
   repeated breaches in one step give one scaling activity; scale in waits until no instance is
-  warming up.
+  warming up. (AWS also leaves warming instances out of the group's aggregated metrics: the
+  sampler should not add their values to the {AutoScalingGroupName} series.)
 - PercentChangeInCapacity: results above 1 round down, between 0 and 1 become 1, between -1 and
   0 become -1, below -1 round up (toward zero); MinAdjustmentMagnitude is the least change.
 - Desired capacity stays within [MinSize, MaxSize].
@@ -88,6 +90,17 @@ class DesiredChange:
     policy: str | None
     honour_cooldown: bool
     cooldown_s: float | None = None
+
+
+def largest(changes: list[DesiredChange]) -> list[DesiredChange]:
+    """One change per group when several policies act at once: AWS runs the one giving the
+    largest capacity, for scale out and scale in alike (the first of equals)."""
+    best: dict[str, DesiredChange] = {}
+    for change in changes:
+        kept = best.get(change.group)
+        if kept is None or change.desired > kept.desired:
+            best[change.group] = change
+    return list(best.values())
 
 
 def percent_change(capacity: int, percent: float, min_magnitude: int | None = None) -> int:

@@ -9,9 +9,11 @@ import pytest
 from testbed.autoscaling.alarms import ALARM, OK, AlarmState
 from testbed.autoscaling.metricstore import MetricStore
 from testbed.autoscaling.policies import (
+    DesiredChange,
     GroupView,
     PolicyRuntime,
     find_step,
+    largest,
     percent_change,
     predefined_metric,
 )
@@ -422,3 +424,10 @@ def test_service_evaluating_the_alarms_first_sees_the_transition() -> None:
     change = policy.decide(group(2), store, {}, now, ONE)
     assert change is not None
     assert change.desired == 4
+
+
+def test_several_policies_at_once_the_largest_capacity_wins() -> None:
+    a = DesiredChange("WebGroup", 3, "a", "A", False)
+    b = DesiredChange("WebGroup", 5, "b", "B", False)
+    c = DesiredChange("Other", 1, "c", "C", True)
+    assert largest([a, b, c]) == [b, c]
