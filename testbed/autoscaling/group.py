@@ -32,14 +32,37 @@ AWS's behaviour reproduced (EC2 Auto Scaling user guide):
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.autoscaling import activities as words
 from testbed.autoscaling import termination
 from testbed.autoscaling.activities import Activity
+from testbed.autoscaling.describe import describe_group
+from testbed.autoscaling.lifecycle import (
+    ABANDON,
+    CONTINUE,
+    EC2,
+    ELB,
+    HEALTHY,
+    IN_SERVICE,
+    PENDING,
+    PENDING_PROCEED,
+    PENDING_STATES,
+    PENDING_WAIT,
+    TERMINATED,
+    TERMINATING_PROCEED,
+    TERMINATING_STATE,
+    TERMINATING_STATES,
+    TERMINATING_WAIT,
+    UNHEALTHY,
+    Action,
+    Deregister,
+    InstanceRecord,
+    Launch,
+    Register,
+    Terminate,
+)
 from testbed.autoscaling.policies import GroupView
 from testbed.autoscaling.timescale import TimeScale
 from testbed.errors import BadInput
@@ -51,93 +74,10 @@ from testbed.model.autoscaling_types import (
     LifecycleHookSpec,
 )
 
-PENDING = "Pending"
-PENDING_WAIT = "Pending:Wait"
-PENDING_PROCEED = "Pending:Proceed"
-IN_SERVICE = "InService"
-TERMINATING_STATE = "Terminating"
-TERMINATING_WAIT = "Terminating:Wait"
-TERMINATING_PROCEED = "Terminating:Proceed"
-TERMINATED = "Terminated"
-PENDING_STATES = (PENDING, PENDING_WAIT, PENDING_PROCEED)
-TERMINATING_STATES = (TERMINATING_STATE, TERMINATING_WAIT, TERMINATING_PROCEED)
-
-HEALTHY = "Healthy"
-UNHEALTHY = "Unhealthy"
-# health() reasons the group words as AWS does; any other text is a user's (custom) check.
-ELB = "ELB"
-EC2 = "EC2"
-
-CONTINUE = "CONTINUE"
-ABANDON = "ABANDON"
-
 # AWS's seconds (scaled at run time): how long a Terminated instance stays in describe(), and
 # the pause before a failed launch is tried again (AWS backs off too; it does not spin).
 TERMINATED_KEPT_S = 60.0
 LAUNCH_RETRY_S = 10.0
-
-
-@dataclass
-class InstanceRecord:
-    """One instance of the group as Auto Scaling sees it."""
-
-    instance_id: str
-    host: str
-    az: str
-    subnet: str
-    launch_spec: str  # the LaunchSpec's logical id
-    launch_version: int
-    lifecycle: str = PENDING
-    health: str = HEALTHY
-    launched_at: float = 0.0
-    in_service_at: float | None = None
-    hook: str | None = None  # the lifecycle hook it waits on
-    hook_deadline: float | None = None
-    protected_from_scale_in: bool = False
-    draining: bool = False
-    # The group's bookkeeping (not AWS fields).
-    launch_kind: str = termination.LAUNCH_TEMPLATE
-    launch_activity: str | None = None
-    terminate_activity: str | None = None
-    running: bool = False  # the runtime said: host up, role ready
-    drained: bool = False
-    hook_result: str | None = None
-    hooks_left: list[str] = field(default_factory=list)
-    replace_cause: str | None = None  # set: terminate it once its replacement is in service
-    health_reason: str = ""
-    terminated_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Launch:
-    group: str
-    subnet: str
-    az: str
-    instance_id: str
-    host: str
-    activity_id: str
-
-
-@dataclass(frozen=True)
-class Register:
-    group: str
-    instance_id: str
-
-
-@dataclass(frozen=True)
-class Deregister:
-    group: str
-    instance_id: str
-
-
-@dataclass(frozen=True)
-class Terminate:
-    group: str
-    instance_id: str
-    activity_id: str
-
-
-Action = Launch | Register | Deregister | Terminate
 
 
 class GroupRuntime:
@@ -341,13 +281,14 @@ class GroupRuntime:
         """Everything the group does at `now`, in the order the runtime must do it."""
         self._now = now
         actions: list[Action] = []
+        first_new = len(self.activities)
         self._forget_terminated(now)
         self._advance_pending(now, actions)
         self._terminate_replaced(now, actions)
         self._reconcile(now, actions)
         self._rebalance(now, actions)
         self._advance_terminating(now, actions)
-        self._cooldown_progress(now)
+        self._cooldown_progress(now, self.activities[first_new:])
         return actions
 
     def _advance_pending(self, now: float, actions: list[Action]) -> None:
@@ -475,8 +416,14 @@ class GroupRuntime:
     def _reconcile(self, now: float, actions: list[Action]) -> None:
         counted = self._counted()
         have = len(counted)
-        prefix, self._change_cause = self._change_cause, None
-        if have < self.desired and now >= self._retry_launch_at:
+        # The change's words go with the activities it causes; kept while they wait.
+        prefix = self._change_cause
+        if have == self.desired:
+            self._change_cause = None
+        elif have < self.desired:
+            if now < self._retry_launch_at:
+                return
+            self._change_cause = None
             for _ in range(self.desired - have):
                 cause = words.joined(prefix, words.started_for_capacity(now, have, self.desired))
                 counted.append(self._launch(counted, now, cause, actions))
@@ -491,6 +438,7 @@ class GroupRuntime:
                 )
                 if victim is None:
                     break  # the rest are pending or protected: decided again next step
+                self._change_cause = None
                 cause = words.joined(prefix, words.stopped_for_capacity(now, have, self.desired))
                 self._begin_termination(victim, now, cause, actions)
                 counted.remove(victim)
@@ -559,7 +507,9 @@ class GroupRuntime:
             now,
             self.scale.s(termination.BILLING_HOUR_S),
         )
-        if victim is None:
+        # Protected instances can leave no candidate in the big AZ: moving one from a
+        # middle AZ would not balance anything, only churn.
+        if victim is None or per_az[victim.az] - min(per_az.values()) <= 1:
             return
         victim.replace_cause = words.stopped_for_rebalance(now)
         counted.remove(victim)
@@ -577,12 +527,11 @@ class GroupRuntime:
             or now < self._cooldown_until
         )
 
-    def _cooldown_progress(self, now: float) -> None:
+    def _cooldown_progress(self, now: float, started: list[Activity]) -> None:
+        """started: the activities this step began (the armed change's, when one is armed)."""
         if self._cooldown_armed is not None:
             self._cooldown_running, self._cooldown_armed = self._cooldown_armed, None
-            self._cooldown_activities = [
-                a for a in reversed(self.activities) if a.start_time == now and not a.done
-            ]
+            self._cooldown_activities = [a for a in started if not a.done]
         if self._cooldown_running is None:
             return
         if all(a.done for a in self._cooldown_activities):
@@ -629,6 +578,10 @@ class GroupRuntime:
     def instance(self, instance_id: str) -> InstanceRecord | None:
         return self.instances.get(instance_id)
 
+    def azs(self) -> list[str]:
+        """The group's Availability Zones (sorted, as describe lists them)."""
+        return sorted(set(self._subnet_az.values()))
+
     def in_service(self) -> list[InstanceRecord]:
         return [r for r in self.instances.values() if r.lifecycle == IN_SERVICE]
 
@@ -654,74 +607,12 @@ class GroupRuntime:
 
     def describe(self) -> dict[str, Any]:
         """The group as describe-auto-scaling-groups prints it (JSON-able), plus the lab's
-        LogicalId and each instance's Host."""
-        m = self.model
-        out: dict[str, Any] = {
-            "AutoScalingGroupName": m.name,
-            "LogicalId": m.logical_id,
-            **self._launch_field(self.launch_spec),
-            "MinSize": self.min_size,
-            "MaxSize": self.max_size,
-            "DesiredCapacity": self.desired,
-            "DefaultCooldown": int(m.cooldown_s),
-            "AvailabilityZones": sorted(set(self._subnet_az.values())),
-            "LoadBalancerNames": list(m.load_balancer_names),
-            "TargetGroupARNs": list(m.target_groups),
-            "HealthCheckType": m.health_check_type,
-            "HealthCheckGracePeriod": int(m.health_check_grace_s),
-            "Instances": [self._describe_instance(r) for r in self.instances.values()],
-            "VPCZoneIdentifier": ",".join(m.subnets),
-            "TerminationPolicies": list(m.termination_policies),
-            "NewInstancesProtectedFromScaleIn": self.model.new_instances_protected,
-            "Tags": [
-                {
-                    "Key": t.key,
-                    "Value": t.value,
-                    "PropagateAtLaunch": t.propagate_at_launch,
-                    "ResourceId": m.name,
-                    "ResourceType": "auto-scaling-group",
-                }
-                for t in m.tags
-            ],
-        }
-        if m.default_instance_warmup_s is not None:
-            out["DefaultInstanceWarmup"] = int(m.default_instance_warmup_s)
-        return out
+        LogicalId and each instance's Host and Subnet."""
+        return describe_group(self)
 
     def describe_activities(self) -> list[dict[str, Any]]:
         """describe-scaling-activities: newest first."""
         return [a.describe() for a in reversed(self.activities)]
-
-    def _describe_instance(self, rec: InstanceRecord) -> dict[str, Any]:
-        spec = LaunchSpec(rec.launch_spec, rec.launch_kind, rec.launch_version, None, None, None)
-        if rec.launch_spec == self.launch_spec.logical_id:
-            spec = dataclasses.replace(self.launch_spec, version=rec.launch_version)
-        out: dict[str, Any] = {
-            "InstanceId": rec.instance_id,
-            "InstanceType": self.launch_spec.instance_type or "t3.micro",
-            "AvailabilityZone": rec.az,
-            "LifecycleState": rec.lifecycle,
-            "HealthStatus": rec.health,
-            **self._launch_field(spec),
-            "ProtectedFromScaleIn": rec.protected_from_scale_in,
-            "Host": rec.host,
-            "Subnet": rec.subnet,
-        }
-        if rec.hook is not None:
-            out["LifecycleHook"] = rec.hook
-        return out
-
-    @staticmethod
-    def _launch_field(spec: LaunchSpec) -> dict[str, Any]:
-        if spec.kind == termination.LAUNCH_CONFIGURATION:
-            return {"LaunchConfigurationName": spec.name or spec.logical_id}
-        template: dict[str, Any] = {
-            "LaunchTemplateName": spec.name or spec.logical_id,
-            "Version": str(spec.version),
-        }
-        if spec.launch_template_id:
-            template = {"LaunchTemplateId": spec.launch_template_id, **template}
-        return {"LaunchTemplate": template}
 
     # -- helpers ------------------------------------------------------------------------------
 

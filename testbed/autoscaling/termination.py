@@ -16,15 +16,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
+from testbed.autoscaling.lifecycle import (
+    HEALTHY,
+    IN_SERVICE,
+    LAUNCH_CONFIGURATION,
+    LAUNCH_TEMPLATE,
+    InstanceRecord,
+)
 from testbed.model.autoscaling_types import LaunchSpec
 
-if TYPE_CHECKING:
-    from testbed.autoscaling.group import InstanceRecord
-
-LAUNCH_TEMPLATE = "launch-template"
-LAUNCH_CONFIGURATION = "launch-configuration"
 BILLING_HOUR_S = 3600.0
 
 # The policies the lab applies; others (AllocationStrategy, custom Lambda) keep every candidate.
@@ -37,7 +39,7 @@ KNOWN = (
     "ClosestToNextInstanceHour",
 )
 
-Rule = Callable[[Sequence["InstanceRecord"]], list["InstanceRecord"]]
+Rule = Callable[[Sequence[InstanceRecord]], list[InstanceRecord]]
 
 
 def choose(
@@ -74,9 +76,9 @@ def balance_first(
 
 def _candidate(record: InstanceRecord) -> bool:
     return (
-        record.lifecycle == "InService"
+        record.lifecycle == IN_SERVICE
         and not record.protected_from_scale_in
-        and record.health == "Healthy"
+        and record.health == HEALTHY
         and record.replace_cause is None
     )
 
@@ -137,7 +139,9 @@ def closest_to_hour(
     return _keep_min(records, lambda r: hour_s - ((now - r.launched_at) % hour_s))
 
 
-def _keep_min(records: Sequence[InstanceRecord], key: Callable[[InstanceRecord], object]) -> list:
+def _keep_min(
+    records: Sequence[InstanceRecord], key: Callable[[InstanceRecord], Any]
+) -> list[InstanceRecord]:
     keys = [key(r) for r in records]
-    best = min(keys)  # type: ignore[type-var]
+    best = min(keys)
     return [r for r, k in zip(records, keys) if k == best]

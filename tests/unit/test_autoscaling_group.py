@@ -624,3 +624,41 @@ def test_counts_and_describe() -> None:
     settle(config, T0)
     assert config.describe()["LaunchConfigurationName"] == "WebLC"
     assert config.describe()["Instances"][0]["LaunchConfigurationName"] == "WebLC"
+
+
+def test_scale_in_of_pending_instances_waits_and_keeps_the_user_cause() -> None:
+    group = runtime(desired=2)
+    carry(group, group.step(T0))  # both still Pending until the next step
+    group.set_capacity(desired=1, now=T0)
+    actions = group.step(T0 + 1)  # InService now; one of them goes
+    assert [type(a) for a in actions] == [Register, Register, Deregister]
+    assert group.activities[-1].cause == (
+        "At 2026-12-06T10:00:00Z a user request explicitly set group desired capacity changing "
+        "the desired capacity from 2 to 1. At 2026-12-06T10:00:01Z an instance was taken out "
+        "of service in response to a difference between desired and actual capacity, "
+        "shrinking the capacity from 2 to 1."
+    )
+
+
+def test_no_rebalance_churn_when_the_big_az_is_protected() -> None:
+    group = runtime(desired=3)
+    settle(group, T0)
+    records = list(group.instances.values())
+    moved = next(r for r in records if r.az == AZS[2])
+    moved.az, moved.subnet = AZS[0], "SubA"
+    for r in records:
+        if r.az == AZS[0]:
+            group.set_protected(r.instance_id, True)
+    assert group.step(T0 + 10) == []  # only AZ b could give one: that balances nothing
+
+
+def test_cooldown_armed_by_a_request_between_ticks() -> None:
+    group = runtime(desired=1, cooldown_s=60.0, target_groups=())
+    settle(group, T0)
+    group.set_capacity(desired=2, now=T0 + 0.5, honour_cooldown=True)
+    (launch,) = group.step(T0 + 1)
+    carry(group, [launch])
+    assert group.in_cooldown(T0 + 1.5)  # its launch is not InService yet
+    group.step(T0 + 2)
+    assert group.in_cooldown(T0 + 61.9)
+    assert not group.in_cooldown(T0 + 62)
