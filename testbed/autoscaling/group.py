@@ -18,9 +18,15 @@ AWS's behaviour reproduced (EC2 Auto Scaling user guide):
 - Replacement launches first: an Unhealthy instance (and a rebalancing victim) stops counting,
   so the group launches its replacement; the old one is terminated once the group has its
   desired number of InService instances again (or the replacement's launch failed). The issue
-  asks for this order; AWS may exceed MaxSize by 10 % (at least one) while it does so.
+  asks for this order (AWS's health replacement terminates first; its rebalancing launches
+  first). Replacements may take the group above MaxSize by 10 % (at least one instance), as
+  AWS allows while rebalancing; past that, one old instance goes first to make room.
 - Rebalance: when the AZs differ by more than one instance and nothing is launching or
-  terminating, one instance of the biggest AZ is replaced by one in the smallest.
+  terminating, one instance of the biggest AZ is replaced by one in the smallest (one pair at a
+  time, until balanced).
+- A scale-in only picks InService instances: one still Pending is terminated once InService.
+- Failed launches: the activity Failed with the launcher's error; the next try after
+  LAUNCH_RETRY_S (AWS's seconds, scaled), as AWS pauses between tries.
 - Health check grace period (HealthCheckGracePeriod, scaled): counted from the instance's
   InService time, as the user guide describes it; it holds back ELB and custom health
   failures only: an EC2 failure (the host or its role is gone) marks the instance Unhealthy at
@@ -205,15 +211,19 @@ class GroupRuntime:
 
     # -- runtime feedback ---------------------------------------------------------------------
 
-    def launched(self, instance_id: str, ok: bool, error: str = "") -> None:
-        """The host of a Launch was built (ok) or not: a failed one is gone, nothing to undo."""
+    def launched(
+        self, instance_id: str, ok: bool, error: str = "", now: float | None = None
+    ) -> None:
+        """The host of a Launch was built (ok) or not: a failed one is gone, nothing to undo.
+        now (here and in health, terminated): when it happened; None: the last step's time."""
         rec = self.instances.get(instance_id)
         if rec is None or ok:
             return
+        now = self._now if now is None else now
         del self.instances[instance_id]
         self._launch_failed = True
-        self._retry_launch_at = self._now + self.scale.s(LAUNCH_RETRY_S)
-        self._activity(rec.launch_activity).finish(words.FAILED, self._now, error)
+        self._retry_launch_at = now + self.scale.s(LAUNCH_RETRY_S)
+        self._activity(rec.launch_activity).finish(words.FAILED, now, error)
 
     def running(self, instance_id: str) -> None:
         """The instance's host is up and its role answers (or it has none)."""
@@ -221,7 +231,9 @@ class GroupRuntime:
         if rec is not None:
             rec.running = True
 
-    def health(self, instance_id: str, healthy: bool, reason: str = "") -> None:
+    def health(
+        self, instance_id: str, healthy: bool, reason: str = "", now: float | None = None
+    ) -> None:
         """A health check's verdict. reason: starts with "ELB" or "EC2" for those checks;
         other words are a custom check's. Unhealthy is final (AWS never turns an instance
         Healthy again: it replaces it)."""
@@ -230,12 +242,13 @@ class GroupRuntime:
             return
         if rec.lifecycle in TERMINATING_STATES or rec.lifecycle == TERMINATED:
             return
+        now = self._now if now is None else now
         kind = EC2 if reason.startswith(EC2) else ELB if reason.startswith(ELB) else ""
-        if kind != EC2 and self._in_grace(rec, self._now):
+        if kind != EC2 and self._in_grace(rec, now):
             return
         rec.health = UNHEALTHY
         rec.health_reason = kind or reason
-        rec.replace_cause = _health_cause(kind, self._now)
+        rec.replace_cause = _health_cause(kind, now)
 
     def drained(self, instance_id: str) -> None:
         """Its deregistration delay ended in every target group."""
@@ -244,19 +257,20 @@ class GroupRuntime:
             rec.drained = True
             rec.draining = False
 
-    def terminated(self, instance_id: str) -> None:
+    def terminated(self, instance_id: str, now: float | None = None) -> None:
         """Its host is removed."""
         rec = self.instances.get(instance_id)
         if rec is None or rec.lifecycle == TERMINATED:
             return
+        now = self._now if now is None else now
         rec.lifecycle = TERMINATED
-        rec.terminated_at = self._now
+        rec.terminated_at = now
         rec.hook = rec.hook_deadline = None
         if rec.terminate_activity is not None:
-            self._activity(rec.terminate_activity).finish(words.SUCCESSFUL, self._now)
+            self._activity(rec.terminate_activity).finish(words.SUCCESSFUL, now)
         elif rec.launch_activity is not None:
-            # An abandoned launch: its activity was Cancelled already; this only ends it.
-            self._activity(rec.launch_activity).finish(words.CANCELLED, self._now)
+            # A launch a hook abandoned: its activity ends Cancelled with the host gone.
+            self._activity(rec.launch_activity).finish(words.CANCELLED, now)
 
     def complete_lifecycle(self, hook: str, instance_id: str, result: str) -> None:
         """complete-lifecycle-action: CONTINUE or ABANDON the wait of `hook` on the instance.
@@ -284,8 +298,8 @@ class GroupRuntime:
         first_new = len(self.activities)
         self._forget_terminated(now)
         self._advance_pending(now, actions)
-        self._terminate_replaced(now, actions)
         self._reconcile(now, actions)
+        self._terminate_replaced(now, actions)
         self._rebalance(now, actions)
         self._advance_terminating(now, actions)
         self._cooldown_progress(now, self.activities[first_new:])
@@ -395,23 +409,38 @@ class GroupRuntime:
             rec.drained = True  # never registered: nothing to drain
 
     def _terminate_replaced(self, now: float, actions: list[Action]) -> None:
-        """Unhealthy instances and rebalancing victims go once their replacements serve."""
-        doomed = [
+        """Unhealthy instances and rebalancing victims go once their replacements serve (or
+        their launch failed). When the group may not launch more (MaxSize and its margin), one
+        goes first to make room: terminate before launch, the only way left."""
+        doomed = self._doomed()
+        failed, self._launch_failed = self._launch_failed, False
+        if not doomed:
+            return
+        counted = self._counted()
+        serving = len([r for r in counted if r.lifecycle == IN_SERVICE])
+        coming = any(r.lifecycle in PENDING_STATES for r in counted)
+        replaced = serving >= self.desired or failed
+        blocked = not coming and len(counted) < self.desired
+        for rec in doomed:
+            # A broken host (EC2) or a launch that never served has nothing to keep serving.
+            if replaced or blocked or rec.health_reason == EC2 or rec.lifecycle != IN_SERVICE:
+                assert rec.replace_cause is not None
+                self._begin_termination(rec, now, rec.replace_cause, actions)
+                blocked = False
+
+    def _doomed(self) -> list[InstanceRecord]:
+        """Instances that still run but are to be replaced."""
+        return [
             r
             for r in self.instances.values()
             if r.replace_cause is not None and r.lifecycle in (*PENDING_STATES, IN_SERVICE)
         ]
-        if not doomed:
-            self._launch_failed = False
-            return
-        serving = len([r for r in self._counted() if r.lifecycle == IN_SERVICE])
-        replaced = serving >= self.desired or self._launch_failed
-        for rec in doomed:
-            # A broken host (EC2) or a launch that never served has nothing to keep serving.
-            if replaced or rec.health_reason == EC2 or rec.lifecycle != IN_SERVICE:
-                assert rec.replace_cause is not None
-                self._begin_termination(rec, now, rec.replace_cause, actions)
-        self._launch_failed = False
+
+    def _room(self, have: int) -> int:
+        """How many more instances may launch: replacements may take the group above MaxSize
+        by 10 % (at least one), as AWS allows while it replaces or rebalances."""
+        margin = builtins.max(1, math.ceil(self.max_size * 0.1))
+        return builtins.max(0, self.max_size + margin - have - len(self._doomed()))
 
     def _reconcile(self, now: float, actions: list[Action]) -> None:
         counted = self._counted()
@@ -424,7 +453,7 @@ class GroupRuntime:
             if now < self._retry_launch_at:
                 return
             self._change_cause = None
-            for _ in range(self.desired - have):
+            for _ in range(builtins.min(self.desired - have, self._room(have))):
                 cause = words.joined(prefix, words.started_for_capacity(now, have, self.desired))
                 counted.append(self._launch(counted, now, cause, actions))
         elif have > self.desired:

@@ -457,9 +457,9 @@ def test_ec2_failure_terminates_at_once_and_ignores_the_grace_period() -> None:
     (iid,) = group.instances
     group.health(iid, False, "EC2 health check: the host is gone")
     actions = group.step(T0 + 1)
-    assert [type(a) for a in actions] == [Deregister, Launch]
+    assert [type(a) for a in actions] == [Launch, Deregister]
     assert "EC2 health check indicating it has been terminated or stopped" in (
-        group.activities[1].cause
+        group.activities[-1].cause
     )
 
 
@@ -504,7 +504,7 @@ def test_rebalance_launches_in_the_small_az_then_terminates_in_the_big_one() -> 
     launch = actions[0]
     assert isinstance(launch, Launch)
     assert launch.az == AZS[2]
-    assert "Availability Zone rebalancing" in group.activities[-1].cause
+    assert "to aid in balancing the group's zones" in group.activities[-1].cause
     group.launched(launch.instance_id, True)
     group.running(launch.instance_id)
     actions = group.step(T0 + 20)
@@ -512,7 +512,9 @@ def test_rebalance_launches_in_the_small_az_then_terminates_in_the_big_one() -> 
     dereg = actions[1]
     assert isinstance(dereg, Deregister)
     assert group.instances[dereg.instance_id].az == AZS[0]
-    assert "Availability Zone rebalancing" in group.activities[-1].cause
+    assert group.activities[-1].cause.endswith(
+        "taken out of service to aid in balancing the group's zones."
+    )
     settle(group, T0 + 30)
     assert per_az(group) == {AZS[0]: 1, AZS[1]: 1, AZS[2]: 1}
 
@@ -662,3 +664,24 @@ def test_cooldown_armed_by_a_request_between_ticks() -> None:
     group.step(T0 + 2)
     assert group.in_cooldown(T0 + 61.9)
     assert not group.in_cooldown(T0 + 62)
+
+
+def test_replacements_stay_within_max_plus_ten_percent() -> None:
+    group = runtime(desired=4, min_size=4, max_size=4, subnets=("SubA",), azs=(AZS[0],))
+    settle(group, T0)
+    sick = list(group.instances)[:3]
+    for iid in sick:
+        group.health(iid, False, "ELB")
+    actions = group.step(T0 + 1)
+    # One launch (4 + 10 % -> 5 instances at most), the sick ones serve meanwhile.
+    assert [type(a) for a in actions] == [Launch]
+    carry(group, actions)
+    actions = group.step(T0 + 2)
+    # The replacement is InService; no room for more: one sick instance goes to make room.
+    assert [type(a) for a in actions] == [Register, Deregister]
+    carry(group, actions)
+    settle(group, T0 + 3)
+    assert group.capacity() == 4
+    assert not [
+        r for r in group.instances.values() if r.health == "Unhealthy" and r.lifecycle != TERMINATED
+    ]
