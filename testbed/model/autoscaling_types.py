@@ -21,6 +21,71 @@ DEFAULT_COOLDOWN_S = 300.0
 DEFAULT_HEARTBEAT_S = 3600.0
 DEFAULT_TERMINATION = ("Default",)
 
+# The metrics the lab has, by namespace: an alarm or a customized target-tracking metric must
+# name one of them (the runtime samples exactly these).
+LAB_METRICS: dict[str, frozenset[str]] = {
+    "AWS/EC2": frozenset(
+        {"CPUUtilization", "NetworkIn", "NetworkOut", "NetworkPacketsIn", "NetworkPacketsOut"}
+    ),
+    "AWS/AutoScaling": frozenset(
+        {
+            "GroupDesiredCapacity",
+            "GroupInServiceInstances",
+            "GroupPendingInstances",
+            "GroupTerminatingInstances",
+            "GroupTotalInstances",
+            "GroupMinSize",
+            "GroupMaxSize",
+        }
+    ),
+    "AWS/ApplicationELB": frozenset(
+        {
+            "RequestCount",
+            "RequestCountPerTarget",
+            "TargetResponseTime",
+            "HTTPCode_Target_2XX_Count",
+            "HTTPCode_Target_3XX_Count",
+            "HTTPCode_Target_4XX_Count",
+            "HTTPCode_Target_5XX_Count",
+            "HTTPCode_ELB_5XX_Count",
+            "HealthyHostCount",
+            "UnHealthyHostCount",
+            "ActiveConnectionCount",
+            "NewConnectionCount",
+        }
+    ),
+    "AWS/NetworkELB": frozenset(
+        {
+            "ActiveFlowCount",
+            "NewFlowCount",
+            "ProcessedBytes",
+            "HealthyHostCount",
+            "UnHealthyHostCount",
+        }
+    ),
+}
+# The dimensions the lab's metrics carry, by namespace.
+LAB_DIMENSIONS: dict[str, frozenset[str]] = {
+    "AWS/EC2": frozenset({"InstanceId", "AutoScalingGroupName"}),
+    "AWS/AutoScaling": frozenset({"AutoScalingGroupName"}),
+    "AWS/ApplicationELB": frozenset({"LoadBalancer", "TargetGroup"}),
+    "AWS/NetworkELB": frozenset({"LoadBalancer", "TargetGroup"}),
+}
+# Target tracking's predefined metrics: (namespace, metric, statistic, dimension). AWS
+# measures ASGAverageNetworkIn/Out as the group's average of each instance's Sum per period,
+# and ALBRequestCountPerTarget as the Sum of RequestCountPerTarget of the target group.
+PREDEFINED_METRICS: dict[str, tuple[str, str, str, str]] = {
+    "ASGAverageCPUUtilization": ("AWS/EC2", "CPUUtilization", "Average", "AutoScalingGroupName"),
+    "ASGAverageNetworkIn": ("AWS/EC2", "NetworkIn", "Average", "AutoScalingGroupName"),
+    "ASGAverageNetworkOut": ("AWS/EC2", "NetworkOut", "Average", "AutoScalingGroupName"),
+    "ALBRequestCountPerTarget": (
+        "AWS/ApplicationELB",
+        "RequestCountPerTarget",
+        "Sum",
+        "TargetGroup",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -47,6 +112,15 @@ class LaunchSpec:
     role: RoleSpec | None = None
     associate_public_ip: bool | None = None
     source: Source | None = None
+    # LaunchTemplateName / LaunchConfigurationName (given, or made like CloudFormation), and
+    # a launch template's id (its Ref, lt-...); "" for a configuration.
+    name: str = ""
+    launch_template_id: str = ""
+    # Tags of TagSpecifications with ResourceType instance (launch template only).
+    instance_tags: tuple[tuple[str, str], ...] = ()
+    # Group names (SecurityGroups of a launch configuration or launch template, default VPC
+    # only) left for the Auto Scaling group to find in its VPC; empty once in a group.
+    security_group_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +181,12 @@ class AutoScalingGroup:
     lifecycle_hooks: tuple[LifecycleHookSpec, ...] = ()
     tags: tuple[GroupTag, ...] = ()
     source: Source | None = None
+    arn: str = ""
+    # NewInstancesProtectedFromScaleIn; MaxInstanceLifetime (seconds; None: unlimited).
+    new_instances_protected: bool = False
+    max_instance_lifetime_s: float | None = None
+    # Hosts of launched instances are named f"{logical_id}-{n}"; the launch spec's role is
+    # the one they run (http-backend by default when a load balancer targets the group).
 
 
 @dataclass(frozen=True)
@@ -167,6 +247,8 @@ class ScalingPolicy:
     customized_metric: MetricSpec | None = None
     disable_scale_in: bool = False
     source: Source | None = None
+    name: str = ""  # PolicyName (CloudFormation makes it: STACK-LOGICALID-SUFFIX)
+    arn: str = ""  # the policy's Ref
 
 
 @dataclass(frozen=True)
@@ -194,6 +276,7 @@ class Alarm:
     other_actions: tuple[str, ...] = ()
     actions_enabled: bool = True
     source: Source | None = None
+    description: str = ""  # AlarmDescription
 
 
 @dataclass(frozen=True)
@@ -212,3 +295,4 @@ class ScheduledAction:
     desired: int | None = None
     time_zone: str = "UTC"
     source: Source | None = None
+    name: str = ""  # ScheduledActionName (made like CloudFormation)

@@ -4,8 +4,8 @@
   load balancers, ...); its packets are real in the lab.
 - inert: an AWS type with no packets of its own (IAM, logs, queues, buckets, ...): accepted,
   created with a "not emulated" event, and Ref / GetAtt give AWS-shaped values (inert.py).
-- not emulated: an AWS type whose packets the lab does not make (Auto Scaling until issue 12,
-  containers, databases, ...): accepted like an inert type so the rest of a real template
+- not emulated: an AWS type whose packets the lab does not make (warm pools, containers,
+  databases, ...): accepted like an inert type so the rest of a real template
   comes up, and reported — the note says what is missing from the lab's traffic.
 - refused: what cannot run here at all (nested stacks, Lambda-backed custom resources, macros):
   an error naming the resource.
@@ -50,7 +50,11 @@ TABLE: dict[str, tuple[str, str]] = {
     "AWS::EC2::KeyPair": (INERT, "key pairs; the lab's hosts are reached with testbed exec"),
     # Logs, metrics, notifications, queues, storage.
     "AWS::Logs::": (INERT, "log groups and streams; the lab keeps its own logs"),
-    "AWS::CloudWatch::": (INERT, "alarms and dashboards; they act with Auto Scaling (issue 12)"),
+    # Alarms are emulated (cloudwatch.py); dashboards, composite alarms, ... only show things.
+    "AWS::CloudWatch::": (
+        INERT,
+        "dashboards, composite alarms, metric streams: nothing in the lab acts on them",
+    ),
     "AWS::SNS::": (INERT, "notification topics; " + _NO_PACKETS),
     "AWS::SQS::": (INERT, "message queues; " + _NO_PACKETS),
     "AWS::S3::Bucket": (INERT, "storage buckets; " + _NO_PACKETS),
@@ -75,7 +79,6 @@ TABLE: dict[str, tuple[str, str]] = {
         "(GatewayLoadBalancer endpoints are emulated)",
     ),
     "AWS::EC2::VPCEndpointServicePermissions": (INERT, "who may connect; the lab has one account"),
-    "AWS::EC2::LaunchTemplate": (INERT, "instance settings used by Auto Scaling (issue 12)"),
     "AWS::EC2::DHCPOptions": (INERT, "the lab's resolver serves every VPC"),
     "AWS::EC2::VPCDHCPOptionsAssociation": (INERT, "the lab's resolver serves every VPC"),
     "AWS::CloudFormation::WaitConditionHandle": (INERT, "a presigned URL for cfn-signal"),
@@ -85,10 +88,11 @@ TABLE: dict[str, tuple[str, str]] = {
     # Not emulated: AWS types whose packets the lab does not make. Accepted so that the rest of
     # a real template comes up, and reported (validate's table, an event at up) with what is
     # missing from the lab's traffic because of them.
+    # Groups, launch configurations, policies, scheduled actions and lifecycle hooks are
+    # emulated (autoscaling.py, ...); the rest of the service is not.
     "AWS::AutoScaling::": (
         NOT_EMULATED,
-        "Auto Scaling arrives with issue 12: the group launches no instances yet, so target "
-        "groups it would fill stay empty",
+        "warm pools are not emulated: scale-out launches new instances instead",
     ),
     "AWS::ElasticLoadBalancing::LoadBalancer": (
         NOT_EMULATED,

@@ -1,7 +1,10 @@
 """What the lab adds to a real template so it serves with no edits.
 
 - An instance that a load balancer targets and that has no lab role gets the http-backend
-  role on its target port(s) (Metadata.Lab.Role: none opts out): state.default_roles.
+  role on its target port(s) (Metadata.Lab.Role: none opts out): state.default_roles. So do
+  the instances of an Auto Scaling group registered in target groups (TargetGroupARNs) whose
+  launch template / configuration has no Metadata.Lab role: the group's launch spec gets the
+  role, and state.default_roles[group logical id] says why.
   Real templates install and start their servers in UserData (yum install httpd), which
   cannot run here; the lab's own web server answers instead.
 - A template with an (attached) internet gateway and no Lab::Internet::Client gets one (Internet1,
@@ -12,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2_KEY
@@ -105,6 +108,29 @@ def default_roles(state: BuildState) -> None:
         if draft.role is not None:
             continue  # its own role, or "none" (opted out)
         draft.role, state.default_roles[lid] = role_for(uses)
+    group_default_roles(state)
+
+
+def group_default_roles(state: BuildState) -> None:
+    """Auto Scaling groups' instances serve like targets: a group registered in target groups
+    whose launch spec has no role launches http-backend instances on the groups' ports (an
+    instance of a group is registered on its target group's port)."""
+    tgs = state.extras.get(ELBV2_KEY, {}).get("target_groups", {})
+    for lid, group in state.auto_scaling_groups.items():
+        if group.launch.role is not None:
+            continue
+        uses = [
+            Use(tg, tgs[tg].protocol, tgs[tg].port)
+            for tg in group.target_groups
+            if tg in tgs and tgs[tg].protocol not in NOT_SERVED
+        ]
+        if not uses:
+            continue
+        role, why = role_for(uses)
+        state.auto_scaling_groups[lid] = replace(group, launch=replace(group.launch, role=role))
+        state.default_roles[lid] = why.replace(
+            "target of", f"instances launched from {group.launch.logical_id} are targets of", 1
+        )
 
 
 def default_client(state: BuildState) -> None:

@@ -2,7 +2,8 @@
 
 Resource:  Metadata: {Lab: {Role: http-backend, RoleArgs: {...}, Snmp: false}}
 Template:  Metadata: {Lab: {InterAzDelayMs: 5, LinkBandwidthMbps: 100, Datapath: auto,
-                            Snmp: {...}}}
+                            Snmp: {...}, TimeScale: 10}}
+TimeScale runs Auto Scaling's and CloudWatch's clocks that many times faster (LabOptions).
 Snmp (the hosts' SNMP agents) is read by testbed.model.snmp.
 Other Metadata keys (cfn-lint settings, ...) are accepted and listed as ignored, so templates
 written for AWS keep working; AWS::CloudFormation::Init is cfn-init's (testbed.model.signals).
@@ -27,7 +28,10 @@ UNFILTERED_KEY = "lab_unfiltered"
 # Metadata.Lab of a custom resource (Custom::*): the values its function would return.
 CUSTOM_KEYS = ("Attributes", "PhysicalId")
 CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
-LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath", "Snmp")
+LAB_KEYS = ("InterAzDelayMs", "LinkBandwidthMbps", "Datapath", "Snmp", "TimeScale")
+# A TimeScale beyond this would make AWS's 10 s alarm periods shorter than the lab's sampling
+# can follow (10 ms); below 1 is allowed (slower than AWS, for watching by hand).
+MAX_TIME_SCALE = 1000.0
 DATAPATHS = ("auto", "kernel", "user")
 
 
@@ -70,8 +74,8 @@ def resource_role(
         return None
     if not accepts_role:
         raise BadInput(
-            f"Metadata.Lab is only for hosts (AWS::EC2::Instance, "
-            f"Lab::Internet::Client), not {type_name}",
+            f"Metadata.Lab is only for hosts (AWS::EC2::Instance, Lab::Internet::Client, "
+            f"and the launch templates / configurations of Auto Scaling groups), not {type_name}",
             line=at,
             logical_id=owner,
         )
@@ -210,4 +214,14 @@ def lab_options(metadata: Any, line: int | None) -> LabOptions:
         options["datapath"] = datapath
     if "Snmp" in lab:
         options["snmp"] = snmp_options(lab["Snmp"], line_of(lab, "Snmp", at))
+    if "TimeScale" in lab:
+        scale_at = line_of(lab, "TimeScale", at)
+        scale = _number(lab["TimeScale"], "TimeScale", scale_at, positive=True)
+        if scale > MAX_TIME_SCALE:
+            raise BadInput(
+                f"Metadata.Lab.TimeScale must be at most {MAX_TIME_SCALE:g}, not {scale:g}",
+                line=scale_at,
+                hint="10 runs a 5 minute cooldown in 30 s",
+            )
+        options["time_scale"] = scale
     return LabOptions(**options)

@@ -6,6 +6,12 @@ A resource with a CreationPolicy is complete only after its cfn-signal success s
 CreationPolicy only on EC2 instances, Auto Scaling groups and wait conditions; on any other
 type it is listed as ignored, as AWS ignores it.
 
+An Auto Scaling group's signals come from its instances (cfn-signal --resource GROUP in their
+UserData). Its AutoScalingCreationPolicy.MinSuccessfulInstancesPercent is kept in the policy:
+the lab's builder then waits for ceil(Count x percent / 100) success signals (all Count when
+the percent is 100 or absent), and AWS's rule that a group tolerates failed instances up to
+that share holds (testbed.lab.signals.required_successes).
+
 An AWS::CloudFormation::WaitCondition without a CreationPolicy waits for `Count` signals sent
 to its `Handle` (the URL a WaitConditionHandle's Ref gives) within `Timeout` seconds.
 
@@ -21,7 +27,6 @@ from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model.metadata import plain
-from testbed.model.resources.registry import registered
 from testbed.model.state import BuildState
 from testbed.model.types import IgnoredProperty, ResourceSignalPolicy
 from testbed.template.intrinsics import NO_VALUE, Scope, as_text, resolve
@@ -120,13 +125,6 @@ def read_creation_policy(raw: LDict, logical_id: str, state: BuildState, scope: 
     if "AutoScalingCreationPolicy" in policy:
         percent = _auto_scaling(policy, logical_id, type_name, state, errors, at)
     errors.raise_if_any()
-    if type_name != WAIT_CONDITION and type_name not in registered():
-        # An Auto Scaling group the lab does not emulate yet launches nothing that could
-        # signal: waiting would only time out and roll the stack back.
-        state.ignored.append(
-            IgnoredProperty(logical_id, "CreationPolicy (not emulated: nothing signals it)")
-        )
-        return
     state.signal_policies[logical_id] = ResourceSignalPolicy(count, timeout_s, percent)
 
 

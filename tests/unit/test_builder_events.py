@@ -22,11 +22,11 @@ TEMPLATE = str(REPO / "tests" / "integration" / "templates" / "signals.yaml")
 ROLE = InertResource("AppRole", "AWS::IAM::Role", "lab-AppRole-ABC", {}, note="IAM has no packets")
 GROUP = InertResource(
     "Asg",
-    "AWS::AutoScaling::AutoScalingGroup",
+    "AWS::ECS::Service",
     "lab-Asg-ABC",
     {},
     kind="not-emulated",
-    note="not emulated: Auto Scaling arrives with issue 12",
+    note="not emulated: containers do not run in the lab",
 )
 
 
@@ -92,7 +92,7 @@ def test_not_emulated_resources_complete_with_a_warning(builder):
         "Asg",
         GROUP.type,
         "CREATE_COMPLETE",
-        "warning: not emulated: Auto Scaling arrives with issue 12",
+        "warning: not emulated: containers do not run in the lab",
     )
 
 

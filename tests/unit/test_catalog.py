@@ -58,7 +58,7 @@ def test_registered_types_are_emulated():
         "AWS::SecretsManager::Secret",
         "AWS::EC2::KeyPair",
         "AWS::Events::Rule",
-        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
         "AWS::EC2::VPCEndpointServicePermissions",
         "AWS::CloudFormation::WaitConditionHandle",
         "AWS::Lambda::Function",
@@ -75,7 +75,7 @@ def test_control_plane_types_are_inert(name):
 @pytest.mark.parametrize(
     ("name", "note"),
     [
-        ("AWS::AutoScaling::AutoScalingGroup", "issue 12"),
+        ("AWS::AutoScaling::WarmPool", "warm pools"),
         ("AWS::ElasticLoadBalancing::LoadBalancer", "issue 13"),
         ("AWS::ECS::Service", "containers do not run"),
         ("AWS::EFS::FileSystem", "file systems"),

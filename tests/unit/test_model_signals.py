@@ -190,19 +190,28 @@ def test_wait_condition_problems():
     assert "Wait" not in state.signal_policies
 
 
-def test_a_creation_policy_of_a_type_not_emulated_is_not_waited_for():
-    # Auto Scaling arrives with issue 12: its group launches nothing that could signal.
+def test_an_auto_scaling_groups_creation_policy_is_waited_for():
+    # Its instances signal (cfn-signal --resource Group); MinSuccessfulInstancesPercent says
+    # how many of Count must succeed.
     from testbed.model import load_model_text
 
     model = load_model_text(
         """
 Resources:
+  Config:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties: {ImageId: ami-12345678, InstanceType: t3.micro}
   Group:
     Type: AWS::AutoScaling::AutoScalingGroup
-    CreationPolicy: {ResourceSignal: {Count: 2, Timeout: PT15M}}
-    Properties: {MinSize: "1", MaxSize: "2", AvailabilityZones: [us-east-1a]}
+    CreationPolicy:
+      ResourceSignal: {Count: 2, Timeout: PT15M}
+      AutoScalingCreationPolicy: {MinSuccessfulInstancesPercent: 50}
+    Properties:
+      MinSize: "2"
+      MaxSize: "2"
+      AvailabilityZones: [us-east-1a]
+      LaunchConfigurationName: !Ref Config
 """,
         filename="t.yaml",
     )
-    assert "Group" not in model.signal_policies
-    assert any(i.logical_id == "Group" and "not emulated" in i.property for i in model.ignored)
+    assert model.signal_policies["Group"] == ResourceSignalPolicy(2, 900, 50)

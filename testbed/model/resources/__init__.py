@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from testbed.model.resources import (  # noqa: F401  (registers them)
     addresses,
+    autoscaling,
+    cloudwatch,
     custom,
     ec2,
     elbv2,
     gwlbe,
     inert,
     lab,
+    launch_specs,
     nat_gateways,
     network_acls,
     network_interfaces,
     route53,
+    scaling_policies,
     security_groups,
 )
 from testbed.model.resources.base import Prop, ResourceContext, ResourceType, prop, ref
