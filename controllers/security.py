@@ -36,6 +36,7 @@ metrics can count dropped packets per port / group and per ACL.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -172,12 +173,21 @@ def proto_matches(
 
 
 def _addr(field: str, cidr: str) -> dict[str, Any]:
-    net = IPv4Network(cidr, strict=False)
-    if net.prefixlen == 0:
+    address, netmask, prefixlen = _parsed(cidr)
+    if prefixlen == 0:
         return {}
-    if net.prefixlen == 32:
-        return {field: str(net.network_address)}
-    return {field: (str(net.network_address), str(net.netmask))}
+    if prefixlen == 32:
+        return {field: address}
+    return {field: (address, netmask)}
+
+
+@lru_cache(maxsize=65536)
+def _parsed(cidr: str) -> tuple[str, str, int]:
+    """Network address, netmask and prefix length of `cidr`. A group referencing itself
+    gives every member's port a rule per member (N² matches for N members): parsing each
+    address once keeps reprogramming a lab that Auto Scaling grows cheap."""
+    net = IPv4Network(cidr, strict=False)
+    return str(net.network_address), str(net.netmask), net.prefixlen
 
 
 def _key(match: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
