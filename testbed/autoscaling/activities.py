@@ -184,6 +184,14 @@ def stopped_for_rebalance(now: float) -> str:
     )
 
 
+def stopped_for_lifetime(now: float) -> str:
+    # Like the rebalancing words: no AWS page in reach quotes this cause.
+    return (
+        f"At {iso(now)} an instance was taken out of service in response to the maximum "
+        f"instance lifetime of the group being reached."
+    )
+
+
 def stopped_for_elb_health(now: float) -> str:
     return (
         f"At {iso(now)} an instance was taken out of service in response to an ELB system "

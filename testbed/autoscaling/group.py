@@ -24,6 +24,8 @@ AWS's behaviour reproduced (EC2 Auto Scaling user guide):
 - Rebalance: when the AZs differ by more than one instance and nothing is launching or
   terminating, one instance of the biggest AZ is replaced by one in the smallest (one pair at a
   time, until balanced).
+- MaxInstanceLifetime: one instance at a time is terminated, then replaced, once in service
+  that long.
 - A scale-in only picks InService instances: one still Pending is terminated once InService.
 - Failed launches: the activity Failed with the launcher's error; the next try after
   LAUNCH_RETRY_S (AWS's seconds, scaled), as AWS pauses between tries.
@@ -298,6 +300,7 @@ class GroupRuntime:
         first_new = len(self.activities)
         self._forget_terminated(now)
         self._advance_pending(now, actions)
+        self._retire_expired(now, actions)
         self._reconcile(now, actions)
         self._terminate_replaced(now, actions)
         self._rebalance(now, actions)
@@ -427,6 +430,27 @@ class GroupRuntime:
                 assert rec.replace_cause is not None
                 self._begin_termination(rec, now, rec.replace_cause, actions)
                 blocked = False
+
+    def _retire_expired(self, now: float, actions: list[Action]) -> None:
+        """MaxInstanceLifetime: an instance in service that long is terminated and replaced,
+        one at a time while nothing else is launching or terminating (AWS's default order:
+        terminate, then launch)."""
+        lifetime = self.model.max_instance_lifetime_s
+        if not lifetime:
+            return
+        live = [r for r in self.instances.values() if r.lifecycle != TERMINATED]
+        if any(r.lifecycle != IN_SERVICE or r.replace_cause is not None for r in live):
+            return
+        expired = [
+            r
+            for r in self._counted()
+            if r.in_service_at is not None
+            and not r.protected_from_scale_in
+            and now - r.in_service_at >= self.scale.s(lifetime)
+        ]
+        if expired:
+            oldest = builtins.min(expired, key=lambda r: (r.in_service_at, r.instance_id))
+            self._begin_termination(oldest, now, words.stopped_for_lifetime(now), actions)
 
     def _doomed(self) -> list[InstanceRecord]:
         """Instances that still run but are to be replaced."""

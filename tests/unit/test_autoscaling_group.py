@@ -685,3 +685,40 @@ def test_replacements_stay_within_max_plus_ten_percent() -> None:
     assert not [
         r for r in group.instances.values() if r.health == "Unhealthy" and r.lifecycle != TERMINATED
     ]
+
+
+def test_max_instance_lifetime_replaces_one_at_a_time() -> None:
+    group = runtime(
+        desired=2, max_instance_lifetime_s=86400.0, scale=TimeScale(100.0), target_groups=()
+    )
+    settle(group, T0)
+    assert group.step(T0 + 863) == []
+    actions = group.step(T0 + 864)  # 86400 s / 100: the oldest goes, a new one comes
+    assert [type(a) for a in actions] == [Launch, Terminate]
+    assert "maximum instance lifetime" in group.activities[-2].cause
+    group.terminated(actions[1].instance_id)
+    assert group.step(T0 + 865) == []  # the other old one waits: its replacement is Pending
+    carry(group, actions[:1])
+    actions = group.step(T0 + 866)  # the new one InService: the second old one goes
+    assert [type(a) for a in actions] == [Launch, Terminate]
+
+
+def test_many_launches_and_terminations_leave_nothing_behind() -> None:
+    group = runtime(desired=0, min_size=0, max_size=50)
+    now = T0
+    for _ in range(10):  # 10 x 50 launches and 50 terminations
+        group.set_capacity(desired=50, now=now)
+        actions = settle(group, now)
+        assert len([a for a in actions if isinstance(a, Launch)]) == 50
+        assert sorted(per_az(group).values()) == [16, 17, 17]
+        now += 1
+        group.set_capacity(desired=0, now=now)
+        actions = settle(group, now)
+        assert len([a for a in actions if isinstance(a, Terminate)]) == 50
+        now += 1
+    group.step(now + TERMINATED_KEPT_S)
+    assert group.instances == {}
+    assert len(group.activities) == 1000
+    assert all(a.status_code == words.SUCCESSFUL for a in group.activities)
+    hosts = {a.description for a in group.activities}
+    assert len(hosts) == 1000  # 500 instances, each launched once and terminated once
