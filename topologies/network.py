@@ -230,16 +230,27 @@ class VpcNetwork:
 
     # ---- hosts that come and go while the lab runs ---------------------------------------
     def add_host(self, hp: HostPlan) -> Host:
-        """A host for `hp` in the running network: its shell (journaled first), its named
-        namespace, eth0 (and any further interface) into the running OVS bridge with the
-        planned OpenFlow port, and the settings a template host gets. Thread-safe; on a
-        failure whatever was made is removed again and LabError raised."""
-        if hp.name in self.net.nameToNode or hp.name in self.added:
-            raise LabError(f"host {hp.name} already exists in lab {self.lab}")
+        """A host for `hp` in the running network: prepare_host, then attach_hosts of it.
+        On a failure whatever was made is removed again and LabError raised."""
+        node = self.prepare_host(hp)
+        try:
+            self.attach_hosts([hp])
+        except LabError:
+            self.remove_host(hp.name)
+            raise
+        return node
+
+    def prepare_host(self, hp: HostPlan) -> Host:
+        """Everything of a new host but its switch ports: its shell (journaled first), its
+        named namespace, eth0 (and any further interface) with the switch side up and TX
+        offload off (userspace datapath), and the settings a template host gets. Thread-safe
+        (launches run in threads); on a failure whatever was made is removed again and
+        LabError raised. attach_hosts then puts it on its switches, several hosts at once."""
         with self.lock:
+            if hp.name in self.net.nameToNode or hp.name in self.added:
+                raise LabError(f"host {hp.name} already exists in lab {self.lab}")
             self.added[hp.name] = hp
         try:
-            # Mininet starts the shell, then tells its PID: nothing may stop us in between.
             node = Host(hp.name)
             self._record(node, HOST_SHELL, host=hp.name)
             with self.lock:
@@ -248,7 +259,12 @@ class VpcNetwork:
             _run(["ip", "netns", "attach", hp.netns, str(node.pid)])
             for spec in _attachments(hp):
                 self._add_late_link(node, hp, *spec)
-            self._attach_ports(hp)
+            script = ""
+            for *_, veth, _mac in _attachments(hp):
+                script += f"ip link set {shlex.quote(veth)} up\n"
+                if self.datapath == "user":
+                    script += f"ethtool -K {shlex.quote(veth)} tx off >/dev/null\n"
+            _run(["sh", "-e", "-c", script])
             self._tune(node, hp, first=host_config.eth0_commands(hp))
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -257,6 +273,43 @@ class VpcNetwork:
                 raise
             raise LabError(f"host {hp.name} could not be added: {exc}") from exc
         return node
+
+    def attach_hosts(self, hosts: list[HostPlan]) -> None:
+        """Put prepared hosts' interfaces on their running OVS bridges with their planned
+        OpenFlow ports (the controller already has a plan with them), in one transaction:
+        each transaction makes ovs-vswitchd reconfigure, which takes longer the more ports
+        it has. LabError (nothing attached) when it fails or a port got another number."""
+        if not hosts:
+            return
+        vsctl = ["ovs-vsctl", "--timeout=60"]
+        check = ["ovs-vsctl", "--timeout=10"]
+        wanted = []
+        for hp in hosts:
+            for _intf, _p1, switch, port, veth, _mac in _attachments(hp):
+                vsctl += ["--", "add-port", switch, veth]
+                vsctl += ["--", "set", "Interface", veth, f"ofport_request={port}"]
+                check += ["--", "get", "Interface", veth, "ofport"]
+                wanted.append((veth, str(port)))
+        try:
+            _run(vsctl)
+            got = _run(check).stdout.split()
+            wrong = [
+                f"{v} got {g}, not {w}" for (v, w), g in zip(wanted, got, strict=False) if g != w
+            ]
+            if wrong or len(got) != len(wanted):
+                raise LabError(f"OpenFlow ports not as planned: {'; '.join(wrong) or got}")
+        except LabError:
+            self.detach_hosts(hosts)
+            raise
+
+    def detach_hosts(self, hosts: list[HostPlan]) -> None:
+        """Take hosts' interfaces off their bridges (one transaction; missing ones skipped)."""
+        vsctl = ["ovs-vsctl", "--timeout=60"]
+        for hp in hosts:
+            for _intf, _p1, switch, _port, veth, _mac in _attachments(hp):
+                vsctl += ["--", "--if-exists", "del-port", switch, veth]
+        if len(vsctl) > 2:
+            _run(vsctl, check=False)
 
     def _add_late_link(
         self,
@@ -292,57 +345,47 @@ class VpcNetwork:
         if link is None:
             raise LabError(f"link {intf} of {hp.name} to {switch} was not made")
 
-    def _attach_ports(self, hp: HostPlan) -> None:
-        """The switch sides, up and into their bridges with the planned OpenFlow ports (the
-        controller already has the plan with them), TX offload off for the userspace path."""
-        vsctl = ["ovs-vsctl", "--timeout=20"]
-        script = ""
-        for _intf, _p1, switch, port, veth, _mac in _attachments(hp):
-            vsctl += ["--", "add-port", switch, veth]
-            vsctl += ["--", "set", "Interface", veth, f"ofport_request={port}"]
-            script += f"ip link set {shlex.quote(veth)} up\n"
-            if self.datapath == "user":
-                script += f"ethtool -K {shlex.quote(veth)} tx off >/dev/null\n"
-        _run(["sh", "-e", "-c", script])
-        _run(vsctl)
-        got = _run(
-            ["ovs-vsctl", "--timeout=10", "get", "Interface", hp.veth, "ofport"]
-        ).stdout.strip()
-        if got != str(hp.port):
-            raise LabError(f"{hp.veth} of {hp.name} got OpenFlow port {got}, not {hp.port}")
-
     def remove_host(self, name: str) -> None:
         """Remove a host that add_host made, exactly: its OVS ports, its shell (by PID), its
         links, its namespace name; Mininet forgets it. Processes that were started in it
         must have been ended by the caller (the journal). Safe on a half-made host."""
+        self.remove_hosts([name])
+
+    def remove_hosts(self, names: list[str]) -> None:
+        """remove_host of several hosts, their ports in one OVS transaction."""
+        gone: list[tuple[HostPlan, Node | None]] = []
         with self.lock:
-            hp = self.added.pop(name, None)
-            node = self.net.nameToNode.pop(name, None)
-            if isinstance(node, Host) and node in self.net.hosts:
-                self.net.hosts.remove(node)
-            links = [
-                link
-                for link in self.net.links
-                if node is not None and node in (link.intf1.node, link.intf2.node)
-            ]
-            for link in links:
-                self.net.links.remove(link)
-                for intf in (link.intf1, link.intf2):
-                    if intf.node is not node:
-                        intf.node.delIntf(intf)
-        if hp is None:
-            return  # not one of ours (a template host is removed with the lab)
-        attached = _attachments(hp)
-        vsctl = ["ovs-vsctl", "--timeout=20"]
-        for _intf, _p1, switch, _port, veth, _mac in attached:
-            vsctl += ["--", "--if-exists", "del-port", switch, veth]
-        _run(vsctl, check=False)
-        if node is not None:
-            _end_shell(node)
-        # A veth goes with its peer; the namespace itself goes once nothing runs inside.
-        batch = "".join(f"link del dev {veth}\n" for *_, veth, _mac in attached)
-        batch += f"netns delete {hp.netns}\n"
+            for name in names:
+                hp = self.added.pop(name, None)
+                if hp is None:
+                    continue  # not one of ours (a template host goes with the lab)
+                gone.append((hp, self._forget(name)))
+        if not gone:
+            return
+        self.detach_hosts([hp for hp, _ in gone])
+        batch = ""
+        for hp, node in gone:
+            if node is not None:
+                _end_shell(node)
+            # A veth goes with its peer; the namespace once nothing runs inside.
+            batch += "".join(f"link del dev {veth}\n" for *_, veth, _mac in _attachments(hp))
+            batch += f"netns delete {hp.netns}\n"
         _run(["ip", "-force", "-batch", "-"], check=False, input=batch)
+
+    def _forget(self, name: str) -> Node | None:
+        """Mininet's objects of host `name` dropped (under the lock): the node, its links,
+        the switch side's interfaces."""
+        node = self.net.nameToNode.pop(name, None)
+        if node is None:
+            return None
+        if node in self.net.hosts:
+            self.net.hosts.remove(node)
+        for link in [x for x in self.net.links if node in (x.intf1.node, x.intf2.node)]:
+            self.net.links.remove(link)
+            for intf in (link.intf1, link.intf2):
+                if intf.node is not node:
+                    intf.node.delIntf(intf)
+        return node
 
 
 def _attachments(hp: HostPlan) -> list[tuple[str, int, str, int, str, str]]:
@@ -353,7 +396,7 @@ def _attachments(hp: HostPlan) -> list[tuple[str, int, str, int, str, str]]:
     return out
 
 
-def _end_shell(node: Host) -> None:
+def _end_shell(node: Node) -> None:
     """End a host's Mininet shell by its PID and free what Mininet holds for it (its pty)."""
     shell = node.shell
     if shell is not None and shell.poll() is None:

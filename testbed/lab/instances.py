@@ -12,7 +12,6 @@ namespace and link removed, the plan without it, its cgroup removed. Nothing is 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import threading
@@ -78,8 +77,10 @@ class InstanceLauncher:
     # ---- launch --------------------------------------------------------------------------
     def launch_many(self, hosts: list[HostPlan]) -> list[LaunchedHost | LabError]:
         """Launch `hosts`: one plan publication with all of them (their ports' flows exist
-        before the ports do), then each host built, in threads. A host whose build failed is
-        removed again (nothing of it left) and its LabError is in its place in the list."""
+        before the ports do), each host prepared in a thread, all put on their switches in
+        one OVS transaction, then each one's services, role and UserData started. A host
+        whose launch failed is removed again (nothing of it left) and its LabError is in its
+        place in the list."""
         if not hosts:
             return []
         started = time.time()
@@ -88,17 +89,30 @@ class InstanceLauncher:
             for h in hosts:
                 plan = with_host(plan, h)
             self.publish(plan)
+        results: dict[str, LaunchedHost | LabError] = {}
         with ThreadPoolExecutor(min(self.workers, len(hosts)), "launch") as pool:
-            results = list(pool.map(lambda h: self._build(h, started), hosts))
-        failed = [h for h, r in zip(hosts, results, strict=True) if isinstance(r, LabError)]
+            prepared = list(pool.map(self._prepare, hosts))
+            ready = [h for h, error in zip(hosts, prepared, strict=True) if error is None]
+            results.update({h.name: e for h, e in zip(hosts, prepared, strict=True) if e})
+            for h, failure in self._attach(ready):
+                results[h.name] = failure
+            ready = [h for h in ready if h.name not in results]
+            for h, error in zip(ready, pool.map(self._start, ready), strict=True):
+                results[h.name] = error if error is not None else LaunchedHost(h, started)
+        failed = [h for h in hosts if isinstance(results[h.name], LabError)]
         if failed:
+            self._remove(failed)
             with self.lock:
                 plan = self.get_plan()
                 for h in failed:
                     plan = without_host(plan, h.name)
                 self.publish(plan)
+        for h in hosts:
+            done = results[h.name]
+            if isinstance(done, LaunchedHost):
+                self.launched[h.name] = done
         self._refresh_dns()
-        return results
+        return [results[h.name] for h in hosts]
 
     def launch(self, host: HostPlan) -> LaunchedHost:
         """Launch one host (launch_many of one); raises its LabError."""
@@ -107,12 +121,38 @@ class InstanceLauncher:
             raise result
         return result
 
-    def _build(self, h: HostPlan, started: float) -> LaunchedHost | LabError:
+    def _prepare(self, h: HostPlan) -> LabError | None:
+        """The host in the network (not on its switch yet), in its cgroup."""
         try:
-            node = self.network.add_host(h)
+            node = self.network.prepare_host(h)
             if cgroups.create(self.lab, h.name) is not None:
                 cgroups.join(self.lab, h.name, node.pid)
             host_dir(self.lab, h.name).mkdir(parents=True, exist_ok=True)
+        except Exception as exc:
+            return _failure(h, exc)
+        return None
+
+    def _attach(self, hosts: list[HostPlan]) -> list[tuple[HostPlan, LabError]]:
+        """All on their switches at once; when that fails, one by one (to know which)."""
+        if not hosts:
+            return []
+        try:
+            self.network.attach_hosts(hosts)
+            return []
+        except LabError as exc:
+            if len(hosts) == 1:
+                return [(hosts[0], _failure(hosts[0], exc))]
+        failed = []
+        for h in hosts:
+            try:
+                self.network.attach_hosts([h])
+            except LabError as exc:
+                failed.append((h, _failure(h, exc)))
+        return failed
+
+    def _start(self, h: HostPlan) -> LabError | None:
+        """Its services (SNMP agent, resolv.conf), its role, its UserData."""
+        try:
             ctx = ServiceContext(
                 self.lab,
                 naming.lab_dir(self.lab),
@@ -129,13 +169,9 @@ class InstanceLauncher:
                     self.ready_ports[h.name] = ready_ports(self.lab, h)
             if h.user_data:
                 start_user_data(self.lab, self.journal, self.events, h)
-            launched = self.launched[h.name] = LaunchedHost(h, started)
-            return launched
         except Exception as exc:
-            error = exc if isinstance(exc, LabError) else LabError(f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(Exception):
-                self._remove(h)
-            return LabError(f"instance {h.name} could not be launched: {error}")
+            return _failure(h, exc)
+        return None
 
     # ---- state -----------------------------------------------------------------------------
     def role_ready(self, name: str) -> bool:
@@ -174,30 +210,43 @@ class InstanceLauncher:
         """Remove a launched host exactly: its processes (by PID), its security-group
         conntrack entries, its namespace, links and ports, its cgroup; then the plan
         without it."""
-        launched = self.launched.get(name)
-        if launched is None:
-            raise LabError(f"{name} is not an instance launched in lab {self.lab}")
-        self._remove(launched.host)
+        self.terminate_many([name])
+
+    def terminate_many(self, names: list[str]) -> None:
+        """terminate of several hosts at once (one grace period, one OVS transaction, one
+        plan publication)."""
+        unknown = [n for n in names if n not in self.launched]
+        if unknown:
+            raise LabError(f"not instances launched in lab {self.lab}: {', '.join(unknown)}")
+        hosts = [self.launched[n].host for n in names]
+        self._remove(hosts)
         with self.lock:
-            self.publish(without_host(self.get_plan(), name))
+            plan = self.get_plan()
+            for n in names:
+                plan = without_host(plan, n)
+            self.publish(plan)
         self._refresh_dns()
 
-    def _remove(self, h: HostPlan) -> None:
-        """Everything of host h gone (the plan is the caller's)."""
-        self.launched.pop(h.name, None)
-        self.roles.pop(h.name, None)
-        self.ready_ports.pop(h.name, None)
-        # What runs in its namespace is its own, journaled or not (what UserData started).
-        inside = system.netns_pids(h.netns) if h.netns in system.list_netns() else []
-        self.journal.end_host(h.name)
+    def _remove(self, hosts: list[HostPlan]) -> None:
+        """Everything of `hosts` gone (the plan is the caller's)."""
+        names = [h.name for h in hosts]
+        for n in names:
+            self.launched.pop(n, None)
+            self.roles.pop(n, None)
+            self.ready_ports.pop(n, None)
+        # What runs in their namespaces is theirs, journaled or not (what UserData started).
+        existing = set(system.list_netns())
+        inside = [pid for h in hosts if h.netns in existing for pid in system.netns_pids(h.netns)]
+        self.journal.end_hosts(names)
         terminate(inside)
-        if h.sg_zone is not None:
-            # Its connections' entries would match a later instance at the same address.
-            system.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={h.sg_zone}"], check=False)
-        self.network.remove_host(h.name)
-        cgroups.remove(self.lab, h.name)
-        dns.forget(h)
-        shutil.rmtree(host_dir(self.lab, h.name) / "tmp", ignore_errors=True)
+        for zone in sorted({h.sg_zone for h in hosts if h.sg_zone is not None}):
+            # Their connections' entries would match a later instance at the same address.
+            system.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"], check=False)
+        self.network.remove_hosts(names)
+        for h in hosts:
+            cgroups.remove(self.lab, h.name)
+            dns.forget(h)
+            shutil.rmtree(host_dir(self.lab, h.name) / "tmp", ignore_errors=True)
 
     def _refresh_dns(self) -> None:
         ctx = ServiceContext(
@@ -209,3 +258,8 @@ class InstanceLauncher:
             host_env(),
         )
         dns.refresh(ctx)
+
+
+def _failure(h: HostPlan, exc: BaseException) -> LabError:
+    text = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+    return LabError(f"instance {h.name} could not be launched: {text}")

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -138,16 +138,21 @@ class ProcessJournal:
     def end_host(self, host: str, grace: float = 1.5) -> list[int]:
         """End every journaled process of `host` (a host that leaves a running lab) and drop
         their records. Returns the PIDs signalled."""
-        mine = [r for r in self.records() if r.host == host]
+        return self.end_hosts([host], grace)
+
+    def end_hosts(self, hosts: Collection[str], grace: float = 1.5) -> list[int]:
+        """end_host of several hosts at once (one grace period for all)."""
+        wanted = set(hosts)
+        mine = [r for r in self.records() if r.host in wanted]
         # Mininet's host shell is an interactive bash: it ignores SIGTERM.
         shells = [r for r in mine if r.what.startswith("mininet")]
         ended = terminate([r for r in mine if r not in shells], grace=grace)
         ended += terminate(shells, grace=0.5, first_signal=signal.SIGKILL)
-        self.drop_host(host)
+        self.drop_hosts(wanted)
         return ended
 
-    def drop_host(self, host: str) -> None:
-        """Rewrite the journal without the records of `host` (its processes ended)."""
+    def drop_hosts(self, hosts: Collection[str]) -> None:
+        """Rewrite the journal without the records of `hosts` (their processes ended)."""
         if not self.path.exists():
             return
         with open(self.path, "r+") as f:
@@ -155,7 +160,7 @@ class ProcessJournal:
             kept = []
             for line in f.read().splitlines():
                 try:
-                    if json.loads(line).get("host") == host:
+                    if json.loads(line).get("host") in hosts:
                         continue
                 except (ValueError, AttributeError):
                     pass  # a line cut short by a crash: kept as it is
