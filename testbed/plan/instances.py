@@ -122,8 +122,9 @@ def _private_ip(plan: NetworkPlan, model: StackModel, subnet: SubnetPlan) -> str
     """The lowest address of the subnet that neither AWS reserves nor anything holds."""
     cidr = IPv4Network(subnet.cidr)
     pool = Pool(f"subnet {subnet.name}", cidr, 4, cidr.num_addresses - 2)
-    for ip in _held_private(plan, model):
-        pool.owners[IPv4Address(ip)] = "held"
+    for ip in map(IPv4Address, _held_private(plan, model)):
+        if ip in cidr:  # the pool's message counts what is in use in the subnet
+            pool.owners[ip] = "held"
     try:
         return str(pool.allocate("launch"))
     except BadInput as exc:
@@ -163,8 +164,9 @@ def _public_ip(
     pool = Pool(
         "the public address pool", PUBLIC_POOL, FIRST_AUTOMATIC, PUBLIC_POOL.num_addresses - 2
     )
-    for ip in _held_public(plan, model):
-        pool.owners[IPv4Address(ip)] = "held"
+    for ip in map(IPv4Address, _held_public(plan, model)):
+        if ip in PUBLIC_POOL:
+            pool.owners[ip] = "held"
     try:
         return str(pool.allocate("launch"))
     except BadInput as exc:

@@ -104,7 +104,9 @@ def test_a_full_subnet_is_insufficient_free_addresses():
     for n in range(1, 12):  # a /28 has 16 addresses: 5 reserved
         plan = launch(plan, model, "Tiny", n)
     assert plan.host("Web-11").ip == "10.0.9.14"
-    with pytest.raises(LabError, match=r"InsufficientFreeAddressesInSubnet.*subnet Tiny"):
+    with pytest.raises(
+        LabError, match=r"InsufficientFreeAddressesInSubnet.*subnet Tiny \(10.0.9.0/28, 11 in use\)"
+    ):
         launch(plan, model, "Tiny", 12)
 
 
