@@ -24,8 +24,6 @@ from testbed import naming
 from testbed.errors import BadInput, LabError
 from testbed.model.addressing import FIRST_AUTOMATIC, Pool
 from testbed.model.autoscaling_types import AutoScalingGroup
-from testbed.model.elbv2_types import elbv2_sections
-from testbed.model.lab_defaults import NOT_SERVED, Use, role_for
 from testbed.model.metadata import UNFILTERED_KEY
 from testbed.model.types import PUBLIC_POOL, RoleSpec, StackModel
 from testbed.plan.network import (
@@ -101,21 +99,9 @@ def launched(plan: NetworkPlan) -> tuple[HostPlan, ...]:
 
 # ---- what the new host gets ------------------------------------------------------------
 def _role(model: StackModel, asg: AutoScalingGroup) -> tuple[RoleSpec | None, str | None]:
-    """The launch spec's role; without one, a group whose target groups serve traffic gets
-    the role a targeted template instance gets (testbed.model.lab_defaults) and why."""
-    why = model.default_roles.get(asg.logical_id)
-    if asg.launch.role is not None:
-        return asg.launch.role, why
-    target_groups = elbv2_sections(model)["target_groups"]
-    uses = [
-        Use(lid, tg.protocol, tg.port)
-        for lid in asg.target_groups
-        if (tg := target_groups.get(lid)) is not None and tg.protocol not in NOT_SERVED
-    ]
-    if not uses:
-        return None, why
-    role, made_why = role_for(uses)
-    return role, why or made_why
+    """The launch spec's role, and why the lab gave it when the template did not (a group
+    behind a load balancer launches http-backend instances: testbed.model.lab_defaults)."""
+    return asg.launch.role, model.default_roles.get(asg.logical_id)
 
 
 def _private_ip(plan: NetworkPlan, model: StackModel, subnet: SubnetPlan) -> str:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
-from types import SimpleNamespace
 
 import pytest
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2_KEY
 from testbed.model.types import NetworkInterface, RoleSpec, Subnet, frozen_map
 from testbed.plan.instances import launch_host, launched, with_host, without_host
 from testbed.plan.network import NetworkPlan, build_plan, host_mac
@@ -143,30 +141,45 @@ def test_launched_public_addresses_are_held_too():
     ]
 
 
-def test_role_from_the_launch_spec_else_the_default_for_a_target_group():
+def test_role_and_why_from_the_model():
     role = RoleSpec("appliance", frozen_map({"Port": 6081}))
     model = group_model(launch=launch_spec(role=role))
     host = launch_host(base_plan(model), model, "Web", "PrivA", "Web-1", "i-1")
     assert (host.role, host.role_args, host.default_role) == ("appliance", {"Port": 6081}, None)
-    # No role, no target group: nothing runs.
+    # No role: nothing runs.
     model = group_model()
     assert launch_host(base_plan(model), model, "Web", "PrivA", "Web-1", "i-1").role is None
-    # No role, a target group: the lab's http-backend on the group's port, as a template
-    # instance that a load balancer targets gets it.
-    tg = SimpleNamespace(protocol="HTTP", port=8080)
-    extras = frozen_map({ELBV2_KEY: frozen_map({"target_groups": frozen_map({"Tg": tg})})})
-    model = group_model(model=replace(group_model(), extras=extras), target_groups=("Tg",))
+    # A group behind a load balancer: the model gave it http-backend and says why.
+    backend = RoleSpec("http-backend", frozen_map({"Port": 8080}))
+    why = "instances launched from WebLt are targets of Tg (HTTP 8080): serves with ..."
+    model = group_model(launch=launch_spec(role=backend))
+    model = replace(model, default_roles=frozen_map({"Web": why}))
     host = launch_host(base_plan(model), model, "Web", "PrivA", "Web-1", "i-1")
-    assert (host.role, host.role_args) == ("http-backend", {"Port": 8080})
-    assert host.default_role
-    assert "Tg (HTTP 8080)" in host.default_role
+    assert (host.role, host.role_args, host.default_role) == ("http-backend", {"Port": 8080}, why)
     # Role: none on the launch template opts out.
-    model = group_model(
-        model=replace(group_model(), extras=extras),
-        target_groups=("Tg",),
-        launch=launch_spec(role=RoleSpec("none")),
-    )
+    model = group_model(launch=launch_spec(role=RoleSpec("none")))
     assert launch_host(base_plan(model), model, "Web", "PrivA", "Web-1", "i-1").role == "none"
+
+
+def test_a_real_template_group_launches_like_its_template_instances():
+    from testbed.model import load_model
+    from testbed.paths import TEMPLATES
+
+    model = load_model(str(TEMPLATES / "autoscaling.yaml"))
+    plan = build_plan(model, "t")
+    (lid, asg), *_ = model.auto_scaling_groups.items()
+    for n, subnet in enumerate(asg.subnets, start=1):
+        plan = with_host(plan, launch_host(plan, model, lid, subnet, f"{lid}-{n}", f"i-{n}"))
+    hosts = launched(plan)
+    assert [h.subnet for h in hosts] == list(asg.subnets)
+    assert len({h.ip for h in plan.hosts}) == len(plan.hosts)
+    assert len({h.veth for h in plan.hosts}) == len(plan.hosts)
+    zones = [a.sg_zone for a in plan.attachments() if a.sg_zone is not None]
+    assert len(set(zones)) == len(zones)
+    for h in hosts:
+        assert h.groups == asg.security_groups
+        assert h.role == (asg.launch.role.name if asg.launch.role else None)
+        assert h.snmp is not None
 
 
 def test_snmp_follows_the_lab_and_the_groups_override():
