@@ -12,128 +12,42 @@ Times here are wall-clock epoch seconds: the lab's TimeScale does NOT apply to s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from testbed.errors import BadInput
 from testbed.model.autoscaling_types import ScheduledAction
-
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-
-# (name, lowest, highest, names) of the five fields.
-FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, MONTHS),
-    ("day-of-week", 0, 7, DAYS),
-)
+from testbed.model.cron import Cron, parse
 
 # How far ahead next_run looks for a match (a 29 February needs up to 8 years).
 SEARCH_DAYS = 366 * 8 + 2
 
 
-def _value(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> int:
-    upper = text.upper()
-    if names and upper in names:
-        # Month names count from 1, day names from 0 (SUN).
-        return names.index(upper) + (1 if names is MONTHS else 0)
-    if not text.isdigit():
-        raise ValueError(f"cron {name} field: {text!r} is not a number or a name")
-    number = int(text)
-    if not low <= number <= high:
-        raise ValueError(f"cron {name} field: {number} is outside {low}-{high}")
-    return number
-
-
-def _field(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        if not part:
-            raise ValueError(f"cron {name} field: empty list item in {text!r}")
-        body, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"cron {name} field: bad step {step_text!r} in {part!r}")
-            step = int(step_text)
-        if body == "*":
-            first, last = low, high
-        elif "-" in body:
-            a, _, b = body.partition("-")
-            first = _value(a, name, low, high, names)
-            last = _value(b, name, low, high, names)
-            if first > last:
-                raise ValueError(f"cron {name} field: range {part!r} runs backwards")
-        else:
-            first = _value(body, name, low, high, names)
-            # "5/15" means from 5 to the end in steps of 15.
-            last = high if step_text else first
-        values.update(range(first, last + 1, step))
-    return frozenset(values)
-
-
-@dataclass(frozen=True)
-class Cron:
-    """A parsed five-field Unix cron expression."""
-
-    text: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday (7 folded into 0)
-    any_day: bool  # day-of-month is "*"
-    any_weekday: bool  # day-of-week is "*"
-
-    def matches_day(self, day: date) -> bool:
-        """Whether cron runs on this date (Vixie cron: when both day fields are restricted,
-        either one matching is enough)."""
-        if day.month not in self.months:
-            return False
-        dom = day.day in self.days
-        dow = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return dow
-        if self.any_weekday:
-            return dom
-        return dom or dow
-
-
 def parse_cron(text: str) -> Cron:
-    """Parse a Unix cron expression (lists, ranges, steps, JAN-DEC / SUN-SAT names, "*");
-    ValueError saying what is wrong."""
-    parts = text.split()
-    if len(parts) != 5:
-        raise ValueError(
-            f"cron {text!r} has {len(parts)} fields: expected 5 "
-            "(minute hour day-of-month month day-of-week)"
-        )
-    sets = [
-        _field(part, name, low, high, names)
-        for part, (name, low, high, names) in zip(parts, FIELDS, strict=True)
-    ]
-    weekdays = frozenset(d % 7 for d in sets[4])
-    return Cron(
-        text=text,
-        minutes=sets[0],
-        hours=sets[1],
-        days=sets[2],
-        months=sets[3],
-        weekdays=weekdays,
-        any_day=parts[2] == "*",
-        any_weekday=parts[4] == "*",
-    )
+    """The cron of a Recurrence (testbed.model.cron: the model checked it already; BadInput
+    saying which field is wrong)."""
+    return parse(text)
+
+
+def matches_day(cron: Cron, day: date) -> bool:
+    """Whether cron runs on this local date (when both day fields are restricted, either one
+    matching is enough, as in Unix cron)."""
+    if day.month not in cron.months:
+        return False
+    day_ok = day.day in cron.days
+    weekday_ok = (day.isoweekday() % 7) in cron.weekdays
+    if cron.days_any or cron.weekdays_any:
+        return day_ok and weekday_ok
+    return day_ok or weekday_ok
 
 
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
+        raise BadInput(
+            f"unknown time zone {name!r}", hint="an IANA name, e.g. Europe/Paris"
+        ) from exc
 
 
 def cron_next(cron: Cron, after: float, zone: ZoneInfo) -> float | None:
@@ -145,7 +59,7 @@ def cron_next(cron: Cron, after: float, zone: ZoneInfo) -> float | None:
     hours = sorted(cron.hours)
     minutes = sorted(cron.minutes)
     for _ in range(SEARCH_DAYS):
-        if cron.matches_day(day):
+        if matches_day(cron, day):
             for hour in hours:
                 for minute in minutes:
                     local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
