@@ -146,6 +146,23 @@ def user_set_desired(now: float, old: int, new: int) -> str:
     )
 
 
+def user_created(now: float, desired: int) -> str:
+    """The group's creation (the stack's CREATE): its first instances."""
+    return (
+        f"At {iso(now)} a user request created an AutoScalingGroup changing the desired "
+        f"capacity from 0 to {desired}."
+    )
+
+
+def scheduled_update(now: float, min_size: int, max_size: int, desired: int, old: int) -> str:
+    """A scheduled action that changed the group (the runtime words it: it knows the action)."""
+    return (
+        f"At {iso(now)} a scheduled action update of AutoScalingGroup constraints to min: "
+        f"{min_size}, max: {max_size}, desired: {desired} changing the desired capacity from "
+        f"{old} to {desired}."
+    )
+
+
 def user_update(now: float, min_size: int, max_size: int, desired: int, old: int) -> str:
     """update-auto-scaling-group with new bounds (testbed scale ... --min / --max)."""
     return (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from testbed.autoscaling.activities import timestamp
 from testbed.autoscaling.lifecycle import LAUNCH_CONFIGURATION, InstanceRecord
 from testbed.model.autoscaling_types import LaunchSpec
 
@@ -22,6 +23,7 @@ def describe_group(group: GroupRuntime) -> dict[str, Any]:
     m = group.model
     out: dict[str, Any] = {
         "AutoScalingGroupName": m.name,
+        "AutoScalingGroupARN": m.arn,
         "LogicalId": m.logical_id,
         **_launch_field(group.launch_spec),
         "MinSize": group.min_size,
@@ -37,6 +39,8 @@ def describe_group(group: GroupRuntime) -> dict[str, Any]:
         "VPCZoneIdentifier": ",".join(m.subnets),
         "TerminationPolicies": list(m.termination_policies),
         "NewInstancesProtectedFromScaleIn": m.new_instances_protected,
+        "SuspendedProcesses": [],
+        "EnabledMetrics": [],
         "Tags": [
             {
                 "Key": t.key,
@@ -48,6 +52,10 @@ def describe_group(group: GroupRuntime) -> dict[str, Any]:
             for t in m.tags
         ],
     }
+    if group.created_at is not None:
+        out["CreatedTime"] = timestamp(group.created_at)
+    if m.max_instance_lifetime_s:
+        out["MaxInstanceLifetime"] = int(m.max_instance_lifetime_s)
     if m.default_instance_warmup_s is not None:
         out["DefaultInstanceWarmup"] = int(m.default_instance_warmup_s)
     return out

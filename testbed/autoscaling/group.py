@@ -115,6 +115,7 @@ class GroupRuntime:
         self._n = 0
         self._activity_n = 0
         self._now = 0.0
+        self.created_at: float | None = None  # the first step's time
         self._change_cause: str | None = None
         self._retry_launch_at = -math.inf
         self._launch_failed = False
@@ -298,6 +299,10 @@ class GroupRuntime:
         self._now = now
         actions: list[Action] = []
         first_new = len(self.activities)
+        if self.created_at is None:
+            self.created_at = now
+            if self.desired and self._change_cause is None:
+                self._change_cause = words.user_created(now, self.desired)
         self._forget_terminated(now)
         self._advance_pending(now, actions)
         self._retire_expired(now, actions)

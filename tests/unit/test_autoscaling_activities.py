@@ -67,14 +67,16 @@ def test_user_scale_out_cause_as_aws_words_it() -> None:
     assert newest["Details"] == f'{{"InstanceId":"{launches[1].instance_id}"}}'
 
 
-def test_first_launches_have_no_user_request_and_listing_is_newest_first() -> None:
+def test_first_launches_are_the_groups_creation_and_listing_is_newest_first() -> None:
     g = group(desired=2)
     launches = [a for a in g.step(T0) if isinstance(a, Launch)]
     listed = g.describe_activities()
     assert [a["ActivityId"] for a in listed] == [a.activity_id for a in reversed(launches)]
     assert listed[0]["Cause"] == (
-        "At 2026-12-06T10:00:00Z an instance was started in response to a difference between "
-        "desired and actual capacity, increasing the capacity from 0 to 2."
+        "At 2026-12-06T10:00:00Z a user request created an AutoScalingGroup changing the "
+        "desired capacity from 0 to 2. At 2026-12-06T10:00:00Z an instance was started in "
+        "response to a difference between desired and actual capacity, increasing the "
+        "capacity from 0 to 2."
     )
     # The runtime's own list is oldest first (it reverses it for describe-scaling-activities).
     assert [a.activity_id for a in g.activities] == [a.activity_id for a in launches]
@@ -116,3 +118,10 @@ def test_finish_is_final_and_progress_never_goes_back() -> None:
     out = a.describe()
     assert out["EndTime"] == "2026-12-06T10:00:01.000Z"
     assert "StatusMessage" not in out
+
+
+def test_scheduled_update_words() -> None:
+    assert words.scheduled_update(T0, 1, 5, 3, 2) == (
+        "At 2026-12-06T10:00:00Z a scheduled action update of AutoScalingGroup constraints to "
+        "min: 1, max: 5, desired: 3 changing the desired capacity from 2 to 3."
+    )

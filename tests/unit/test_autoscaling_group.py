@@ -612,6 +612,7 @@ def test_counts_and_describe() -> None:
     }
     out = json.loads(json.dumps(group.describe()))
     assert out["AutoScalingGroupName"] == "stack-Web-1ABC"
+    assert out["CreatedTime"] == "2026-12-06T10:00:00.000Z"
     assert out["DesiredCapacity"] == 4
     assert out["AvailabilityZones"] == list(AZS)
     assert out["LaunchTemplate"] == {"LaunchTemplateName": "web-lt", "Version": "1"}
