@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from testbed.autoscaling.activities import iso
 from testbed.autoscaling.metricstore import MetricStore
 from testbed.autoscaling.timescale import TimeScale
 from testbed.model.autoscaling_types import Alarm
@@ -57,11 +58,6 @@ def breaches(comparison: str, value: float, threshold: float) -> bool:
     if comparison == "LessThanOrEqualToThreshold":
         return value <= threshold
     raise ValueError(f"unknown ComparisonOperator {comparison!r}")
-
-
-def iso(t: float) -> str:
-    """AWS's timestamp in causes and describe output: 2026-12-06T10:03:00Z."""
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _reason_time(t: float) -> str:

@@ -34,7 +34,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from testbed.autoscaling.alarms import ALARM, INSUFFICIENT_DATA, OK, AlarmState, iso
+from testbed.autoscaling.activities import iso
+from testbed.autoscaling.alarms import ALARM, INSUFFICIENT_DATA, OK, AlarmState
 from testbed.autoscaling.metricstore import MetricStore
 from testbed.autoscaling.timescale import TimeScale
 from testbed.model.autoscaling_types import Alarm, MetricSpec, ScalingPolicy

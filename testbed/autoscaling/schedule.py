@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from testbed.autoscaling.activities import iso
 from testbed.errors import BadInput
 from testbed.model.autoscaling_types import ScheduledAction
 from testbed.model.cron import Cron, parse
@@ -114,9 +115,7 @@ class ScheduledRuntime:
         nxt = self.next_run(now)
 
         def stamp(t: float | None) -> str | None:
-            if t is None:
-                return None
-            return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return None if t is None else iso(t)
 
         return {
             "ScheduledActionName": m.logical_id,
