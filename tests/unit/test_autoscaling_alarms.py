@@ -189,3 +189,33 @@ def test_describe_like_describe_alarms() -> None:
     assert d["DatapointsToAlarm"] == 3
     assert d["AlarmActions"] == ["ScaleOut"]
     assert d["RecentDatapoints"][-1] == {"Timestamp": "2026-12-06T10:02:00Z", "Value": 83.0}
+
+
+def test_percentile_alarm_and_extended_statistic() -> None:
+    store = MetricStore()
+    spec = MetricSpec("AWS/EC2", "CPUUtilization", SPEC.dimensions, "p90")
+    model = Alarm(
+        logical_id="P90",
+        name="web-p90",
+        metric=spec,
+        period_s=60.0,
+        evaluation_periods=1,
+        datapoints_to_alarm=1,
+        threshold=80.0,
+        comparison="GreaterThanThreshold",
+    )
+    a = AlarmState(model)
+    for i in range(10):  # one of ten samples high: p90 is the 9th smallest
+        store.add("AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": "web"}, T0 + i, 10.0)
+    store.add("AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": "web"}, T0 + 20, 99.0)
+    assert a.evaluate(store, T0 + 61, ONE) == OK
+    d = a.describe()
+    assert d["ExtendedStatistic"] == "p90"
+    assert "Statistic" not in d
+
+
+def test_ignore_with_enough_datapoints_evaluates_them() -> None:
+    store = MetricStore()
+    a = alarm(treat="ignore")
+    now = feed(store, [90, None, 90, 90])
+    assert a.evaluate(store, now, ONE) == ALARM
