@@ -25,8 +25,8 @@ from testbed.model.autoscaling_types import (
     LifecycleHookSpec,
 )
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
-from testbed.model.resources import default_vpc, group_refs
-from testbed.model.resources.base import ResourceContext, ResourceType, find_built, prop, ref
+from testbed.model.resources import default_vpc, group_refs, inert
+from testbed.model.resources.base import ResourceContext, ResourceType, find_built, prop
 from testbed.model.resources.registry import register
 from testbed.model.resources.scaling_common import (
     AUTO_SCALING_GROUP,
@@ -610,10 +610,10 @@ def _hook(
 
 def _build_hook(ctx: ResourceContext) -> None:
     problems = Problems(ctx)
-    group_id = ctx.props["AutoScalingGroupName"]
+    group_id = _hook_group(ctx, problems)
     name = name_of(ctx, "LifecycleHookName")
     hook = _hook(ctx, problems, ctx.props, name, "", ctx.line(), ctx.logical_id)
-    group = ctx.state.auto_scaling_groups.get(group_id)
+    group = ctx.state.auto_scaling_groups.get(group_id or "")
     if (
         group is not None
         and hook is not None
@@ -624,6 +624,16 @@ def _build_hook(ctx: ResourceContext) -> None:
             ctx.line("LifecycleHookName"),
         )
     problems.raise_if_any()
+    if group_id is None:
+        # A hook on a group of another stack (its name a parameter): valid on AWS, and
+        # nothing in this lab for it to hold.
+        inert.record(
+            ctx,
+            f"not emulated: group {ctx.props['AutoScalingGroupName']!r} is not in this stack, "
+            "so the hook holds no instance in the lab",
+            kind="not-emulated",
+        )
+        return
     if group is None or hook is None:
         return  # its group failed: reported there
     ctx.state.auto_scaling_groups[group_id] = replace(
@@ -631,7 +641,32 @@ def _build_hook(ctx: ResourceContext) -> None:
     )
 
 
+def _hook_group(ctx: ResourceContext, problems: Problems) -> str | None:
+    """The logical id of the hook's group; None for a name that no resource of this stack
+    has (a group of another stack)."""
+    text = ctx.props["AutoScalingGroupName"]
+    state = ctx.state
+    if state.physical_ids.get(text) is None and text not in state.types:
+        return None
+    try:
+        return find_built(
+            ctx,
+            text,
+            AUTO_SCALING_GROUP,
+            "Auto Scaling group",
+            state.auto_scaling_groups,
+            "AutoScalingGroupName",
+            ctx.line("AutoScalingGroupName"),
+            "use !Ref <an Auto Scaling group>",
+        )
+    except BadInput as err:
+        problems.add_error(err)
+        return None
+
+
 def _hook_name(state: BuildState, logical_id: str) -> str:
+    if logical_id in state.inert:
+        return state.inert[logical_id].ref
     for group in state.auto_scaling_groups.values():
         for hook in group.lifecycle_hooks:
             if hook.logical_id == logical_id:
@@ -695,7 +730,7 @@ register(
         LIFECYCLE_HOOK,
         _build_hook,
         properties={
-            "AutoScalingGroupName": ref(AUTO_SCALING_GROUP, required=True),
+            "AutoScalingGroupName": prop("string", required=True),
             "LifecycleTransition": prop("string", required=True),
             "LifecycleHookName": prop("string"),
             "HeartbeatTimeout": prop("any"),
