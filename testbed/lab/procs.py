@@ -172,10 +172,14 @@ class ProcessJournal:
             os.fsync(f.fileno())
 
     def records(self) -> list[ProcessRecord]:
-        if not self.path.exists():
+        try:
+            with open(self.path) as f:
+                fcntl.flock(f, fcntl.LOCK_SH)  # never half of drop_hosts' rewrite
+                text = f.read()
+        except FileNotFoundError:
             return []
         out = []
-        for line in self.path.read_text().splitlines():
+        for line in text.splitlines():
             try:
                 out.append(ProcessRecord(**json.loads(line)))
             except (ValueError, TypeError):

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
@@ -136,6 +137,17 @@ def _http(lab: str, host: str, ip: str) -> str:
     return done.stdout
 
 
+def _resolve(lab: str, host: str, name: str) -> str:
+    done = subprocess.run(
+        netns_argv(lab, host, ["getent", "ahostsv4", name]),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return done.stdout.split()[0] if done.stdout.split() else ""
+
+
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -173,6 +185,9 @@ def test_one_instance_serves_counts_its_cpu_and_leaves_nothing(running: Running)
     assert r.launcher.alive(h.name)
     # Reached through the fabric from a template instance, by HTTP (its group admits tcp 80).
     assert _http(r.name, CLIENT, h.ip)
+    # The lab's resolver knows it, and it uses the resolver as every host does.
+    assert _resolve(r.name, CLIENT, f"{h.name.lower()}.lab") == h.ip
+    assert (Path("/etc/netns") / h.netns / "resolv.conf").exists()
     # Its role's processes are in its cgroup; a busy loop in it counts there, not elsewhere.
     mine0, other0 = cgroups.cpu_usage_s(r.name, h.name), cgroups.cpu_usage_s(r.name, CLIENT)
     assert mine0 is not None
@@ -200,6 +215,8 @@ def test_one_instance_serves_counts_its_cpu_and_leaves_nothing(running: Running)
     assert not any(is_alive(rec) for rec in pids)
     _gone(r, h)
     assert _http(r.name, CLIENT, h.ip) == ""
+    assert _resolve(r.name, CLIENT, f"{h.name.lower()}.lab") == ""
+    assert not (Path("/etc/netns") / h.netns).exists()
 
 
 def test_many_instances_launch_together_and_all_go(running: Running) -> None:
@@ -251,3 +268,50 @@ def test_a_failed_build_leaves_nothing(running: Running) -> None:
     assert isinstance(result, Exception)
     assert h.name in str(result)
     _gone(r, bad)
+
+
+def _footprint(r: Running) -> dict[str, int]:
+    """What grows with every launch if a termination forgets something."""
+    net = r.builder.network
+    assert net is not None
+    switches = [sw.name for sw in r.plan[0].switches]
+    ports = system.run(
+        ["ovs-vsctl", *[x for sw in switches for x in ("--", "list-ports", sw)]], check=False
+    ).stdout.split()
+    root = cgroups.mount()
+    return {
+        "fds": len(os.listdir("/proc/self/fd")),
+        "threads": len(os.listdir("/proc/self/task")),
+        "mininet nodes": len(net.net.nameToNode),
+        "mininet links": len(net.net.links),
+        "journal records": len(r.journal.records()),
+        "ovs ports": len(ports),
+        "namespaces": len([n for n in system.list_netns() if n.startswith(naming.prefix(r.name))]),
+        "links": len([n for n in system.list_links() if n.startswith(naming.prefix(r.name))]),
+        "cgroups": len(cgroups.lab_cgroup_dirs(r.name)) if root else 0,
+        "plan hosts": len(r.plan[0].hosts),
+    }
+
+
+@pytest.mark.slow
+def test_500_launches_and_terminations_leave_nothing(running: Running) -> None:
+    r = running
+    rounds = int(os.environ.get("TESTBED_LAUNCH_ROUNDS", "10"))
+    before = _footprint(r)
+    t0 = time.monotonic()
+    for _ in range(rounds):
+        hosts = r.new_hosts(50)
+        results = r.launcher.launch_many(hosts)
+        assert [x for x in results if isinstance(x, Exception)] == []
+        # Some go while their roles still start; some one by one, the rest at once.
+        for h in hosts[:3]:
+            r.launcher.terminate(h.name)
+        r.launcher.terminate_many([h.name for h in hosts[3:]])
+    print(f"\n{rounds * 50} launches and terminations in {time.monotonic() - t0:.1f} s")
+    # The threads that report how UserData and SNMP agents ended finish on their own.
+    wait_for(
+        lambda: _footprint(r) == before,
+        10,
+        "the lab's footprint to be back where it was",
+        last=lambda: {"before": before, "now": _footprint(r)},
+    )
