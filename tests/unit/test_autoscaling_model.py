@@ -455,6 +455,11 @@ def test_a_resource_label_naming_nothing(fails):
     fails(stack(policy(body)), "names no application load balancer and target group")
 
 
+def test_the_labels_target_group_must_be_the_groups(fails):
+    text = stack(policy(REQUESTS)).replace("TargetGroupARNs: [!Ref Tg]", "TargetGroupARNs: []")
+    fails(text, "which group Asg does not register its instances in")
+
+
 def test_target_value_must_be_positive(fails):
     fails(stack(policy(REQUESTS.replace("TargetValue: 50", "TargetValue: 0"))), "more than 0")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from testbed.errors import BadInput
 from testbed.model.autoscaling_types import (
+    DEFAULT_COOLDOWN_S,
     DEFAULT_HEARTBEAT_S,
     LAUNCHING,
     TERMINATING,
@@ -143,7 +144,7 @@ def _build_group(ctx: ResourceContext) -> None:
         load_balancer_names=_classic(ctx),
         health_check_type=health,
         health_check_grace_s=float(props.get("HealthCheckGracePeriod", 0)),
-        cooldown_s=float(props.get("Cooldown", 300)),
+        cooldown_s=float(props.get("Cooldown", DEFAULT_COOLDOWN_S)),
         default_instance_warmup_s=(
             float(props["DefaultInstanceWarmup"]) if "DefaultInstanceWarmup" in props else None
         ),
@@ -237,6 +238,9 @@ def _subnets(ctx: ResourceContext, problems: Problems) -> list[str]:
         names = [as_text(az) for az in azs]
         if any(n is None for n in names):
             problems.add("AvailabilityZones must be a list of AZ names", line)
+            return []
+        if not names:
+            problems.add("AvailabilityZones lists no AZ", line)
             return []
         try:
             return default_vpc.default_subnets(
