@@ -301,6 +301,16 @@ class VpcNetwork:
         except LabError:
             self.detach_hosts(hosts)
             raise
+        if self.plan.host_bandwidth_mbps:
+            # Adding a port makes OVS replace its root qdisc: the HTB goes on again (what
+            # Mininet's TCReapply does for the switches it starts).
+            with self.lock:
+                for hp in hosts:
+                    for *_, veth, _mac in _attachments(hp):
+                        node = self.net.nameToNode.get(hp.name)
+                        for link in self.net.links if node is not None else []:
+                            if link.intf2.name == veth:
+                                OVSSwitch.TCReapply(link.intf2)
 
     def detach_hosts(self, hosts: list[HostPlan]) -> None:
         """Take hosts' interfaces off their bridges (one transaction; missing ones skipped)."""
@@ -326,6 +336,9 @@ class VpcNetwork:
         cls: type[Link] = Link
         if self.plan.host_bandwidth_mbps:
             cls, params = TCLink, {"bw": self.plan.host_bandwidth_mbps}
+            # Mininet's TC setup turns TX checksum offload on unless told (txo): the
+            # userspace datapath needs it off (as _fix_offloads makes it for the others).
+            params["txo"] = self.datapath != "user"
         with self.lock:
             sw = self.net.nameToNode[switch]
             # up=None: Mininet would bring the switch side up through the switch's shell,

@@ -13,6 +13,7 @@ import resource
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -83,8 +84,10 @@ def _machine() -> dict[str, set[str]]:
     }
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
+@contextmanager
+def lab_with_group(bandwidth_mbps: float | None = None) -> Iterator[Running]:
+    """A lab of the hand-made model with group Web, built here, torn down at the end (and
+    checked to leave nothing)."""
     name = random_name("l")
     lab_dir = naming.lab_dir(name)
     lab_dir.mkdir(parents=True)
@@ -93,7 +96,11 @@ def running() -> Iterator[Running]:
         model = group_model(launch=launch_spec(role=RoleSpec("http-backend")))
         plan = build_plan(model, name, zone_base=zones.reserve(name))
         # The group's security group (tcp 80 from anywhere), as a template would declare it.
-        plan = replace(plan, security_groups=(*plan.security_groups, WEB_SG))
+        plan = replace(
+            plan,
+            security_groups=(*plan.security_groups, WEB_SG),
+            host_bandwidth_mbps=bandwidth_mbps,
+        )
         datapath = detect().default_datapath()
         events, journal = EventLog(lab_dir), ProcessJournal(lab_dir)
         builder = LabBuilder(name, model, plan, datapath, events, journal)
@@ -124,6 +131,12 @@ def running() -> Iterator[Running]:
             assert {x for x in after[kind] - before[kind] if x.startswith(prefix)} == set(), kind
         assert not any(leftovers(name).values()), leftovers(name)
         assert cgroups.lab_cgroup_dirs(name) == []
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    with lab_with_group() as r:
+        yield r
 
 
 def _http(lab: str, host: str, ip: str) -> str:
@@ -315,3 +328,26 @@ def test_500_launches_and_terminations_leave_nothing(running: Running) -> None:
         "the lab's footprint to be back where it was",
         last=lambda: {"before": before, "now": _footprint(r)},
     )
+
+
+def test_a_launched_instance_gets_the_labs_host_bandwidth() -> None:
+    with lab_with_group(bandwidth_mbps=50) as r:
+        [h] = r.new_hosts(1)
+        r.launcher.launch(h)
+        wait_for(lambda: r.launcher.role_ready(h.name), 20, f"{h.name}'s role to listen")
+        switch_side = system.run(["tc", "qdisc", "show", "dev", h.veth]).stdout
+        host_side = subprocess.run(
+            netns_argv(r.name, h.name, ["tc", "qdisc", "show", "dev", "eth0"]),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "htb" in switch_side
+        assert "htb" in host_side
+        if r.launcher.datapath == "user":
+            offloads = system.run(["ethtool", "-k", h.veth]).stdout
+            assert "tx-checksumming: off" in offloads
+        # TCP through the shaped links (checksums computed by the host).
+        assert _http(r.name, CLIENT, h.ip)
+        r.launcher.terminate(h.name)
+        _gone(r, h)
