@@ -18,8 +18,8 @@ from testbed.cli.common import (
     table,
 )
 from testbed.cli.hostcmds import open_cli
-from testbed.errors import BadInput
-from testbed.lab.api import leftovers_exist, start_lab, stop_lab, update_lab
+from testbed.errors import BadInput, TestbedError
+from testbed.lab.api import Lab, leftovers_exist, start_lab, stop_lab, update_lab
 from testbed.lab.events import read_events
 from testbed.lab.owner import Owner
 from testbed.lab.state import holder_alive, list_labs, read_state
@@ -276,7 +276,34 @@ def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
         "controller": state.get("controller"),
         "prefix": state.get("prefix"),
         "lab_dir": state.get("lab_dir"),
+        "auto_scaling_groups": _groups(name, state) if alive else [],
     }
+
+
+def _groups(name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lab's Auto Scaling groups as status shows them (asked from its holder)."""
+    if not state.get("auto_scaling_groups"):
+        return []
+    try:
+        groups = Lab(name).asg()
+    except TestbedError:
+        return []  # the holder is going away: nothing to show
+    return [
+        {
+            "logical_id": g.get("LogicalId"),
+            "name": g["AutoScalingGroupName"],
+            "min": g["MinSize"],
+            "desired": g["DesiredCapacity"],
+            "max": g["MaxSize"],
+            "in_service": sum(
+                1 for i in g.get("Instances", []) if i.get("LifecycleState") == "InService"
+            ),
+            "instances": len(
+                [i for i in g.get("Instances", []) if i.get("LifecycleState") != "Terminated"]
+            ),
+        }
+        for g in groups
+    ]
 
 
 # Hosts that are the lab's own machinery, not instances or clients of the template.
@@ -331,6 +358,24 @@ def cmd_status(args: Any) -> int:
         print(hosts_table(state.get("hosts", [])))
         for text in host_notes(state.get("hosts", [])):
             print(f"  {text}")
+        if s["auto_scaling_groups"]:
+            print("\nAuto Scaling groups:")
+            print(
+                table(
+                    [
+                        (
+                            g["logical_id"],
+                            g["name"],
+                            f"{g['min']}/{g['desired']}/{g['max']}",
+                            g["in_service"],
+                            g["instances"],
+                        )
+                        for g in s["auto_scaling_groups"]
+                    ],
+                    ["GROUP", "NAME", "MIN/DESIRED/MAX", "INSERVICE", "INSTANCES"],
+                )
+            )
+            print(f"  testbed asg {s['name']} GROUP    instances and activities")
         _print_outputs(state)
         for text in s["limitations"]:
             print(f"note: {text}")

@@ -13,7 +13,7 @@ from testbed.schemas import METRIC_COLUMNS
 def rates(
     previous: Iterable[Sample], current: Iterable[Sample], elapsed: float, period_start: float
 ) -> list[dict[str, Any]]:
-    """Rows for one period: counters as increase per second, gauges as sampled.
+    """Rows for one period: counters (and rates) as increase per second, gauges as sampled.
 
     A counter that went down (a restarted source) gives no row for that period."""
     before = {s.key: s for s in previous}
@@ -26,7 +26,8 @@ def rates(
             if old is None or s.value < old.value or elapsed <= 0:
                 continue
             value = (s.value - old.value) / elapsed
-        unit = s.unit if s.kind == "gauge" else f"{s.unit}/Second"
+        # A "rate" counts a unit-seconds total (CPU time x 100): its rate is the unit itself.
+        unit = s.unit if s.kind in ("gauge", "rate") else f"{s.unit}/Second"
         rows.append(
             dict(
                 zip(

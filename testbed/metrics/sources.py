@@ -2,6 +2,8 @@
 
 kind "counter": a cumulative count; the collector reports its increase per second.
 kind "gauge": a level (e.g. HealthyHostCount); reported as sampled.
+kind "rate": a cumulative count whose increase per second is the unit itself (CPU seconds x 100
+  -> percent of one CPU).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from testbed import asks
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.patterns import server_name
+from testbed.lab import cgroups
 from testbed.lab.api import Lab
 from testbed.lab.port_counters import host_ports, port_hosts
 from testbed.messages import StatsReply, TargetDescription
@@ -30,7 +33,7 @@ class Sample:
     target: str
     value: float
     unit: str
-    kind: str  # counter | gauge
+    kind: str  # counter | gauge | rate
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -321,6 +324,111 @@ class AlbSource:
         return out
 
 
+class InstanceSource:
+    """AWS/EC2 per instance (target = its host): CPUUtilization from the host's own cgroup
+    (percent of one CPU; testbed.lab.cgroups), NetworkIn / NetworkOut (bytes) from its switch
+    port. Instances Auto Scaling launches are included as they come (the plan is read each
+    time); target_group is the instance's Auto Scaling group (logical id), if any."""
+
+    name = "instances"
+    NAMESPACE = "AWS/EC2"
+
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
+        self.lab = lab
+
+    def snapshot(self) -> list[Sample]:
+        plan = self.lab.plan
+        instances = [h for h in plan.hosts if h.kind == "instance"]
+        if not instances:
+            return []
+        ports = host_ports(controller_stats(self.lab, flows=False), port_hosts(plan))
+        out = []
+        for h in instances:
+            group = h.asg or ""
+            used = cgroups.cpu_usage_s(self.lab.name, h.name)
+            if used is not None:
+                # A counter of CPU seconds x 100: its rate is the percent of one CPU.
+                out.append(
+                    Sample(
+                        self.NAMESPACE,
+                        "CPUUtilization",
+                        "",
+                        group,
+                        h.name,
+                        used * 100,
+                        "Percent",
+                        "rate",
+                    )
+                )
+            port = ports.get(h.name)
+            if port is not None:
+                for metric, value in (
+                    ("NetworkIn", port["tx_bytes"]),
+                    ("NetworkOut", port["rx_bytes"]),
+                ):
+                    out.append(
+                        Sample(
+                            self.NAMESPACE,
+                            metric,
+                            "",
+                            group,
+                            h.name,
+                            float(value),
+                            "Bytes",
+                            "counter",
+                        )
+                    )
+        return out
+
+
+class AutoScalingSource:
+    """AWS/AutoScaling group metrics from the lab's holder (target = the group's logical id):
+    GroupMinSize, GroupMaxSize, GroupDesiredCapacity, GroupInServiceInstances,
+    GroupPendingInstances, GroupTerminatingInstances, GroupTotalInstances (gauges)."""
+
+    name = "autoscaling"
+    NAMESPACE = "AWS/AutoScaling"
+
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
+        self.lab = lab
+        self.enabled = bool(self.lab.state.get("auto_scaling_groups"))
+
+    def snapshot(self) -> list[Sample]:
+        if not self.enabled:
+            return []
+        out = []
+        for g in asks.holder_asg_describe(str(self.lab.dir / HOLDER_SOCK))["groups"]:
+            for metric, value in group_metrics(g).items():
+                out.append(
+                    Sample(
+                        self.NAMESPACE,
+                        metric,
+                        "",
+                        "",
+                        g.get("LogicalId") or g["AutoScalingGroupName"],
+                        float(value),
+                        "Count",
+                        "gauge",
+                    )
+                )
+        return out
+
+
+def group_metrics(group: dict) -> dict[str, int]:
+    """The AWS/AutoScaling metrics of a describe-auto-scaling-groups entry."""
+    states = [i.get("LifecycleState", "") for i in group.get("Instances", [])]
+    live = [s for s in states if s != "Terminated"]
+    return {
+        "GroupMinSize": group["MinSize"],
+        "GroupMaxSize": group["MaxSize"],
+        "GroupDesiredCapacity": group["DesiredCapacity"],
+        "GroupInServiceInstances": live.count("InService"),
+        "GroupPendingInstances": sum(1 for s in live if s.startswith("Pending")),
+        "GroupTerminatingInstances": sum(1 for s in live if s.startswith("Terminating")),
+        "GroupTotalInstances": len(live),
+    }
+
+
 def _target_key(row: TargetDescription) -> str:
     """A describe-target-health row's target as the registry keys it ("WebA1:80")."""
     if row.get("Key"):
@@ -339,4 +447,6 @@ SOURCES: dict[str, Callable[[Lab, NetworkPlan], Source]] = {
     "security": SecurityDropSource,
     "nlb": NlbSource,
     "alb": AlbSource,
+    "instances": InstanceSource,
+    "autoscaling": AutoScalingSource,
 }

@@ -238,6 +238,9 @@ class Holder:
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
             hosts=host_listing(plan),
+            # Status asks the holder about these (their instances change while the lab runs).
+            auto_scaling_groups=list(model.auto_scaling_groups),
+            time_scale=model.lab.time_scale,
             load_balancers=_load_balancers(plan),
             switches=[
                 {"name": s.name, "dpid": s.dpid, "role": s.role, "az": s.az} for s in plan.switches
