@@ -778,3 +778,117 @@ def test_auto_scaling_types_are_emulated(name):
 
 def test_application_auto_scaling_stays_inert():
     assert catalog.support("AWS::ApplicationAutoScaling::ScalingPolicy").support == catalog.INERT
+
+
+# --- An AWS sample's Auto Scaling part ------------------------------------------------------
+
+# The Auto Scaling resources of AWS's AutoScaling/AutoScalingMultiAZWithNotifications.yaml
+# (aws-cloudformation-templates), unchanged but for the parameters naming another stack's VPC
+# (here the base template's) and the HTTPS listener (the lab's are HTTP).
+AWS_SAMPLE = """\
+Topic:
+  Type: AWS::SNS::Topic
+LaunchTemplate:
+  Type: AWS::EC2::LaunchTemplate
+  Metadata:
+    AWS::CloudFormation::Init:
+      config:
+        packages: {yum: {httpd: []}}
+        services: {sysvinit: {httpd: {enabled: true, ensureRunning: true}}}
+  Properties:
+    LaunchTemplateName: !Sub ${AWS::StackName}-LaunchTemplate
+    LaunchTemplateData:
+      ImageId: ami-12345678
+      InstanceType: t3.micro
+      SecurityGroupIds: [!Ref Sg]
+      KeyName: my-key
+      BlockDeviceMappings: [{DeviceName: /dev/sda1, Ebs: {VolumeSize: 32}}]
+      UserData: !Base64
+        Fn::Sub: |
+          #!/bin/bash
+          /opt/aws/bin/cfn-init -v --stack ${AWS::StackName} --resource LaunchTemplate
+          /opt/aws/bin/cfn-signal -e $? --stack ${AWS::StackName} --resource WebServerGroup
+      TagSpecifications:
+        - ResourceType: instance
+          Tags: [{Key: Name, Value: !Sub "${AWS::StackName}-Instance"}]
+WebServerGroup:
+  Type: AWS::AutoScaling::AutoScalingGroup
+  CreationPolicy: {ResourceSignal: {Timeout: PT5M, Count: 1}}
+  UpdatePolicy:
+    AutoScalingRollingUpdate: {MinInstancesInService: 1, MaxBatchSize: 1, PauseTime: PT5M}
+  Properties:
+    AvailabilityZones: [us-east-1a, us-east-1b]
+    LaunchTemplate:
+      LaunchTemplateId: !Ref LaunchTemplate
+      Version: !GetAtt LaunchTemplate.LatestVersionNumber
+    MinSize: "1"
+    MaxSize: "3"
+    TargetGroupARNs: [!Ref Tg]
+    NotificationConfigurations:
+      - TopicARN: !Ref Topic
+        NotificationTypes: [autoscaling:EC2_INSTANCE_LAUNCH]
+    HealthCheckType: ELB
+    VPCZoneIdentifier: [!Ref SubA, !Ref SubB]
+WebServerScaleUpPolicy:
+  Type: AWS::AutoScaling::ScalingPolicy
+  Properties:
+    AdjustmentType: ChangeInCapacity
+    AutoScalingGroupName: !Ref WebServerGroup
+    Cooldown: "60"
+    ScalingAdjustment: 1
+WebServerScaleDownPolicy:
+  Type: AWS::AutoScaling::ScalingPolicy
+  Properties:
+    AdjustmentType: ChangeInCapacity
+    AutoScalingGroupName: !Ref WebServerGroup
+    Cooldown: "60"
+    ScalingAdjustment: -1
+CPUAlarmHigh:
+  Type: AWS::CloudWatch::Alarm
+  Properties:
+    AlarmDescription: Scale-up if CPU > 90% for 10 minutes
+    MetricName: CPUUtilization
+    Namespace: AWS/EC2
+    Statistic: Average
+    Period: 300
+    EvaluationPeriods: 2
+    Threshold: 90
+    AlarmActions: [!Ref WebServerScaleUpPolicy]
+    Dimensions: [{Name: AutoScalingGroupName, Value: !Ref WebServerGroup}]
+    ComparisonOperator: GreaterThanThreshold
+CPUAlarmLow:
+  Type: AWS::CloudWatch::Alarm
+  Properties:
+    AlarmDescription: Scale-down if CPU < 70% for 10 minutes
+    MetricName: CPUUtilization
+    Namespace: AWS/EC2
+    Statistic: Average
+    Period: 300
+    EvaluationPeriods: 2
+    Threshold: 70
+    AlarmActions: [!Ref WebServerScaleDownPolicy]
+    Dimensions: [{Name: AutoScalingGroupName, Value: !Ref WebServerGroup}]
+    ComparisonOperator: LessThanThreshold
+"""
+
+
+def test_an_aws_samples_auto_scaling_part(load):
+    model = load(stack(AWS_SAMPLE, group=None), stack_name="sample")
+    group = model.auto_scaling_groups["WebServerGroup"]
+    assert (group.min_size, group.desired, group.max_size) == (1, 1, 3)
+    assert group.subnets == ("SubA", "SubB")
+    assert group.launch.name == "sample-LaunchTemplate"
+    assert group.launch.instance_tags == (("Name", "sample-Instance"),)
+    assert group.launch.role.name == "http-backend"  # a target of Tg, no lab role given
+    assert "cfn-signal" in group.launch.user_data
+    assert "LaunchTemplate" in model.cfn_init
+    assert model.signal_policies["WebServerGroup"].count == 1
+    up, down = (
+        model.scaling_policies[p] for p in ("WebServerScaleUpPolicy", "WebServerScaleDownPolicy")
+    )
+    assert (up.scaling_adjustment, down.scaling_adjustment, up.cooldown_s) == (1, -1, 60)
+    assert model.alarms["CPUAlarmHigh"].alarm_actions == ("WebServerScaleUpPolicy",)
+    assert model.alarms["CPUAlarmLow"].comparison == "LessThanThreshold"
+    ignored = {i.property for i in model.ignored if i.logical_id == "WebServerGroup"}
+    assert "UpdatePolicy" in ignored
+    assert any(p.startswith("NotificationConfigurations") for p in ignored)
