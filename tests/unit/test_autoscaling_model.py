@@ -892,3 +892,25 @@ def test_an_aws_samples_auto_scaling_part(load):
     ignored = {i.property for i in model.ignored if i.logical_id == "WebServerGroup"}
     assert "UpdatePolicy" in ignored
     assert any(p.startswith("NotificationConfigurations") for p in ignored)
+
+
+def test_refs_and_attributes_of_groups_hooks_and_scheduled_actions(load):
+    outputs = """\
+    Outputs:
+      Group: {Value: !Ref Asg}
+      GroupName: {Value: !GetAtt Asg.AutoScalingGroupName}
+      GroupArn: {Value: !GetAtt Asg.AutoScalingGroupARN}
+      Hook: {Value: !Ref Hook}
+      Night: {Value: !Ref Night}
+      PolicyName: {Value: !GetAtt Policy.PolicyName}
+    """
+    text = stack(
+        HOOK, scheduled('Recurrence: "0 22 * * *"\nDesiredCapacity: 1\n'), policy(STEPS)
+    ) + textwrap.dedent(outputs)
+    model = load(text, stack_name="lab")
+    group = model.auto_scaling_groups["Asg"]
+    assert model.outputs["Group"] == model.outputs["GroupName"] == group.name
+    assert model.outputs["GroupArn"] == group.arn
+    assert model.outputs["Hook"] == "drain"
+    assert model.outputs["Night"] == model.scheduled_actions["Night"].name
+    assert model.outputs["PolicyName"] == model.scaling_policies["Policy"].name
