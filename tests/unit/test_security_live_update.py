@@ -4,6 +4,7 @@ asked to reload them; events name the groups; a refused reload puts the old plan
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -31,6 +32,7 @@ def holder_with(tmp_path, old: NetworkPlan, new: NetworkPlan, monkeypatch) -> Ho
     h.request = {}
     h.builder = SimpleNamespace(plan=old)  # type: ignore[assignment]
     h.lb_service = None
+    h.plan_lock = threading.RLock()
     h.save = lambda **changes: h.state.update(changes)  # type: ignore[method-assign]
     model = SimpleNamespace(outputs={})
     monkeypatch.setattr(holder_module, "load_model", lambda *a, **k: model)
