@@ -18,8 +18,10 @@ outside the lock, in the tick's thread only, so plans are published one at a tim
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +71,11 @@ SCHEDULE_TYPE = "AWS::AutoScaling::ScheduledAction"
 MIN_TICK_S = 0.2
 MAX_TICK_S = 1.0
 CREATE_TIMEOUT_S = 300.0  # the initial instances' launch + health checks, in the lab's time
-KEEP_METRICS_AWS_S = 3 * 3600.0  # the longest look-back an alarm or policy takes
+KEEP_METRICS_AWS_S = 3 * 3600.0
+CHANGES = (
+    "asg_set_capacity",
+    "asg_complete_lifecycle",
+)  # ops that wake the tick  # the longest look-back an alarm or policy takes
 
 
 class Launcher(Protocol):
@@ -168,10 +174,18 @@ class AutoScalingService:
             try:
                 self.tick()
             except Exception as exc:  # one bad tick must not end Auto Scaling
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                del self.errors[:-20]
+                self._failed_tick(exc)
             self.wake.wait(self.tick_s)
             self.wake.clear()
+
+    def _failed_tick(self, exc: Exception) -> None:
+        """Kept (errors) and written once per distinct error to stderr: the holder's log."""
+        text = f"{type(exc).__name__}: {exc}"
+        if text not in self.errors:
+            print(f"autoscaling tick failed: {text}", file=sys.stderr, flush=True)
+            traceback.print_exc(file=sys.stderr)
+        self.errors.append(text)
+        del self.errors[:-20]
 
     # ---- one tick -----------------------------------------------------------------------
     def tick(self) -> None:
@@ -417,7 +431,8 @@ class AutoScalingService:
         except BadInput as exc:
             return Reply(ok=False, error=exc.format(), bad_input=True)
         finally:
-            self.wake.set()  # a change is carried out at once, not at the next tick
+            if request.get("op") in CHANGES:
+                self.wake.set()  # a change is carried out at once, not at the next tick
 
     def _answer(self, req: HolderRequest) -> Reply:
         # The request's fields as JSON gave them (testbed.messages names them per op).
