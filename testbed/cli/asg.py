@@ -63,7 +63,14 @@ def register(sub: Any) -> None:
         "instance waiting in a lifecycle hook go on",
     )
     p.add_argument("--json", action="store_true", help="JSON as the AWS CLI prints it")
-    p.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="print again every SECONDS (2 when not given)",
+    )
     p.add_argument("--limit", type=int, help="activities: only the newest N")
     p.add_argument("--hook", help="complete-lifecycle: the lifecycle hook's name")
     p.add_argument("--instance", help="complete-lifecycle: instance id (i-...) or host name")
@@ -101,7 +108,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("name", help="lab name")
     p.add_argument("--json", action="store_true", help="JSON: {MetricAlarms: [...]}")
-    p.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="print again every SECONDS (2 when not given)",
+    )
 
 
 def _watching(args: Any, show: Callable[[], None]) -> int:

@@ -110,8 +110,10 @@ def test_parser_takes_the_documented_forms():
     )
     a = p.parse_args(["scale", "web", "G", "--desired", "4", "--max", "8"])
     assert (a.desired, a.min, a.max, a.honor_cooldown) == (4, None, 8, False)
-    a = p.parse_args(["alarms", "web", "--watch", "2"])
-    assert a.watch == 2.0
+    a = p.parse_args(["alarms", "web", "--watch", "0.5"])
+    assert a.watch == 0.5
+    assert p.parse_args(["alarms", "web", "--watch"]).watch == 2.0
+    assert p.parse_args(["asg", "web", "--watch"]).watch == 2.0
 
 
 def test_scale_without_a_change_is_bad_input(capsys):
