@@ -225,7 +225,7 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
         lab_name = lab.name
     requests: pd.DataFrame = out["requests"]
     samples = pd.DataFrame(out["samples"])
-    activities = pd.DataFrame(out["activities"], columns=["time", "description", "status"])
+    activities = pd.DataFrame(out["activities"], columns=["time", "description", "status", "cause"])
     t0 = out["t0"]
     requests.to_csv(results.file("requests.csv"), index=False)
     samples.to_csv(results.file("samples.csv"), index=False)
@@ -326,6 +326,7 @@ def _load(lab: Lab, params: dict[str, Any], phases: list[Phase], variant: str) -
                 "time": _epoch(act.get("StartTime")),
                 "description": act.get("Description", ""),
                 "status": act.get("StatusCode", ""),
+                "cause": act.get("Cause", ""),
             }
         )
     return out
