@@ -7,6 +7,11 @@ checksum offload off where the userspace datapath needs it. Every process Minine
 shell per node) is reported through `on_process` before anything depends on it, so the lab
 can end it by PID; each host's namespace gets the lab's name (`ip netns attach`) so that
 `ip netns`, `testbed exec` and teardown find it. Mininet's own cleanup is never used.
+
+While the lab runs, hosts come and go (Auto Scaling: testbed.lab.instances): prepare_host
+makes one without its switch ports, attach_hosts puts several on their bridges in one OVS
+transaction, remove_hosts takes them away exactly. These run in threads: Mininet's lists,
+and a switch's shell (used only to put HTB back on a port), are used under a lock.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """Hosts added to and removed from a running lab (Auto Scaling's instances), in the holder.
 
-launch: the controller first gets the plan with the new host (its port's flows exist before
-the port does), then the Mininet host, its link into the AZ switch (attached to the running
-OVS bridge with the planned OpenFlow port), addresses, routes and sysctls as a template
-instance gets them, TX checksum offload off (userspace datapath), its cgroup
-(testbed.lab.cgroups: its CPU is its own), its services (SNMP agent), its role and its
-UserData; every process journaled by PID before anything depends on it.
-terminate: the reverse, exactly: its processes ended by PID, its conntrack zone flushed, its
-namespace and link removed, the plan without it, its cgroup removed. Nothing is left.
+launch_many: the controller first gets the plan with every new host (their ports' flows exist
+before the ports do); then each host is prepared in a thread (Mininet shell journaled first,
+named namespace, links, addresses, routes and sysctls as a template instance gets them, TX
+checksum offload off for the userspace datapath, its cgroup: testbed.lab.cgroups, its CPU is
+its own); all their ports go on the running OVS bridges in one transaction with the planned
+OpenFlow ports (a transaction costs ovs-vswitchd a reconfiguration that grows with its
+ports: one per host made 50 launches take 17 s here, one for all takes 0.1 s); then each
+one's services (SNMP agent, resolv.conf), role and UserData, and the resolver learns their
+names. Measured on this 2-core machine: one instance built in about 0.2 s, its http-backend
+answering after 0.7-1.4 s; 50 built in 7-10 s, all answering after 18 s (busy machine).
+terminate: the reverse, exactly: its processes ended by PID (journaled ones and whatever else
+runs in its namespace), its security-group conntrack zone flushed, its ports, links,
+namespace and cgroup removed, the plan without it. Nothing is left.
 """
 
 from __future__ import annotations
