@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -441,6 +441,15 @@ class Holder:
         for host in kept:
             plan = with_host(plan, host)
         old = running
+        scaling = autoscaling_changes(self.builder.model, model)
+        if scaling:
+            # The groups run from the model they started with: say so rather than ignore it.
+            raise BadInput(
+                f"this update changes Auto Scaling resources, which a running lab does not "
+                f"take yet: {', '.join(scaling)}",
+                hint=f"testbed scale {self.name} GROUP --desired N --min M --max X changes a "
+                "group's capacity live; other changes need testbed down and testbed up",
+            )
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
@@ -536,6 +545,32 @@ class Holder:
         self.save(state="DELETE_COMPLETE", reason=reason, deleted=time.time())
         self.events.emit(self.name, STACK_TYPE, "DELETE_COMPLETE", report.summary())
         self._finish()
+
+
+AUTOSCALING_SECTIONS = ("auto_scaling_groups", "scaling_policies", "alarms", "scheduled_actions")
+
+
+def autoscaling_changes(old: StackModel, new: StackModel) -> list[str]:
+    """Logical ids of the Auto Scaling groups, policies, alarms and scheduled actions that
+    differ between two models (where they are in the template does not count)."""
+    changed = []
+    for section in AUTOSCALING_SECTIONS:
+        before, after = getattr(old, section), getattr(new, section)
+        for lid in sorted(set(before) | set(after)):
+            if _plain(before.get(lid)) != _plain(after.get(lid)):
+                changed.append(lid)
+    return changed
+
+
+def _plain(value: Any) -> Any:
+    """A model object as plain data without its template positions (`source`)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "source"}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _security_resource(change: str) -> tuple[str, str]:

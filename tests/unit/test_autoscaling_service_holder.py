@@ -68,3 +68,13 @@ def test_publish_plan_writes_reloads_and_lists_hosts(tmp_path, monkeypatch):
     assert taken == [plan]
     assert asked == [str(tmp_path / CONTROLLER_SOCK)]
     assert h.state["hosts"] == holder_module.host_listing(plan)
+
+
+def test_an_update_that_changes_auto_scaling_is_named():
+    path = str(TEMPLATES / "autoscaling.yaml")
+    base = load_model(path, stack_name="sunit")
+    assert holder_module.autoscaling_changes(base, load_model(path, stack_name="sunit")) == []
+    bigger = load_model(path, {"DesiredCapacity": "3"}, stack_name="sunit")
+    assert holder_module.autoscaling_changes(base, bigger) == ["WebGroup"]
+    faster = load_model(path, {"TargetRequests": "50"}, stack_name="sunit")
+    assert holder_module.autoscaling_changes(base, faster) == ["RequestsPerTarget"]
