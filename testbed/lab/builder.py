@@ -25,13 +25,13 @@ from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
 from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
-
-# Their home is testbed.lab.userdata; older callers import them from here.
-__all__ = ["SERVER_DIRS", "LabBuilder", "sandboxed"]
 from testbed.model.types import ResourceSignalPolicy, StackModel
 from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
 from testbed.topologies.vpc import VpcTopo
+
+# SERVER_DIRS and sandboxed live in testbed.lab.userdata; older callers import them from here.
+__all__ = ["SERVER_DIRS", "LabBuilder", "sandboxed"]
 
 STACK_TYPE = "AWS::CloudFormation::Stack"
 CONTROLLER_ID = "LabController"
