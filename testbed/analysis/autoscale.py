@@ -100,10 +100,21 @@ def replacement(samples: pd.DataFrame, victim: str, kill_t: float) -> dict[str, 
     }
 
 
-def flows_moved(held: pd.DataFrame) -> int:
-    """Long-lived flows that broke before their end (a flow moved to another target is
-    reset by it: the load client records the error)."""
-    return int(failed(held).sum())
+def flows_moved(held: pd.DataFrame, samples: pd.DataFrame, timeout: float) -> int:
+    """Long-lived flows that broke while their instance was still InService: the load
+    balancer sent them elsewhere (the other target resets them, or they go unanswered until
+    the client's `timeout`). A flow whose instance left service (scaled in, replaced) ended
+    with its instance, not moved."""
+    broken = held[failed(held)]
+    moved = 0
+    for _, flow in broken.iterrows():
+        end = flow["start"] + flow["latency_ms"] / 1000.0
+        stalled = str(flow.get("error", "")) == "timeout"
+        broke_at = end - timeout if stalled else end
+        now = _at(samples, broke_at)
+        if now is not None and str(flow["backend"]) in _hosts(now["in_service_hosts"]):
+            moved += 1
+    return moved
 
 
 def per_second(requests: pd.DataFrame, start: float) -> pd.DataFrame:

@@ -105,6 +105,29 @@ def test_step_down_and_failures():
     assert math.isnan(numbers.scale_in_after_step(SAMPLES, T0 + 60))
 
 
+# Held flows: one fine, one reset while its instance W-2 was InService (moved), one that went
+# unanswered from 36 s, when W-2 had left service (it ended with its instance).
+HELD = pd.DataFrame(
+    [
+        {"start": T0, "latency_ms": 60_000.0, "status": 0, "error": None, "backend": "W-1"},
+        {"start": T0, "latency_ms": 20_000.0, "status": 0, "error": "reset", "backend": "W-2"},
+        {"start": T0, "latency_ms": 39_000.0, "status": 0, "error": "timeout", "backend": "W-2"},
+    ]
+)
+
+
+def test_flows_moved_only_while_their_instance_served():
+    assert numbers.flows_moved(HELD, SAMPLES, timeout=3.0) == 1
+
+
+def test_variant_defaults_fill_what_was_left_empty():
+    params = autoscale.with_defaults({"variant": "nlb", "schedule": "", "target": 0.0})
+    assert params["target"] == 20.0
+    assert autoscale.schedule(params["schedule"])[1].name == "high"
+    mine = autoscale.with_defaults({"variant": "alb", "schedule": "a:1:1", "target": 5.0})
+    assert (mine["schedule"], mine["target"]) == ("a:1:1", 5.0)
+
+
 def test_replacement_of_a_killed_instance():
     got = numbers.replacement(SAMPLES, "W-1", T0 + 50)
     assert got == {"replaced_s": 7.0, "terminated_s": 10.0}
@@ -117,13 +140,15 @@ def test_step_table_and_summary():
     assert table.loc[0, "capacity_in_service_s"] == 5.0
     assert table.loc[1, "scale_in_s"] == 4.0
     assert list(table["failed"]) == [0, 2]
-    held = _requests([(0, "W-1", ""), (0, "W-2", ""), (0, "", "reset")])
-    summary = autoscale.summarize(table, {"replaced_s": 7.0}, held, REQUESTS, kill_t=T0 + 50)
+    summary = autoscale.summarize(
+        table, {"replaced_s": 7.0}, HELD, REQUESTS, T0 + 50, SAMPLES, timeout=3.0
+    )
     assert summary["scale_out_in_service_s"] == 5.0
     assert summary["scale_in_s"] == 4.0
     assert summary["failed_during_scale_in"] == 2
     assert summary["failed_before_kill"] == 1
     assert summary["flows_moved_during_scale_out"] == 1
+    assert summary["held_flows_broken"] == 2
     assert summary["replaced_s"] == 7.0
 
 
