@@ -30,11 +30,14 @@ def holder_with(tmp_path, old: NetworkPlan, new: NetworkPlan, monkeypatch) -> Ho
     h.name, h.lab_dir, h.events = "i10dt", tmp_path, Events()
     h.state = {"state": "CREATE_COMPLETE", "outputs": {}}
     h.request = {}
-    h.builder = SimpleNamespace(plan=old)  # type: ignore[assignment]
+    # No Auto Scaling in either model: only the security changes are live.
+    model = SimpleNamespace(
+        outputs={}, auto_scaling_groups={}, scaling_policies={}, alarms={}, scheduled_actions={}
+    )
+    h.builder = SimpleNamespace(plan=old, model=model)  # type: ignore[assignment]
     h.lb_service = None
     h.plan_lock = threading.RLock()
     h.save = lambda **changes: h.state.update(changes)  # type: ignore[method-assign]
-    model = SimpleNamespace(outputs={})
     monkeypatch.setattr(holder_module, "load_model", lambda *a, **k: model)
     monkeypatch.setattr(holder_module, "build_plan", lambda *a, **k: new)
     (tmp_path / PLAN_FILE).write_text(old.to_json())
