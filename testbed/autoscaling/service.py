@@ -71,11 +71,8 @@ SCHEDULE_TYPE = "AWS::AutoScaling::ScheduledAction"
 MIN_TICK_S = 0.2
 MAX_TICK_S = 1.0
 CREATE_TIMEOUT_S = 300.0  # the initial instances' launch + health checks, in the lab's time
-KEEP_METRICS_AWS_S = 3 * 3600.0
-CHANGES = (
-    "asg_set_capacity",
-    "asg_complete_lifecycle",
-)  # ops that wake the tick  # the longest look-back an alarm or policy takes
+KEEP_METRICS_AWS_S = 3 * 3600.0  # the longest look-back an alarm or policy takes
+CHANGES = ("asg_set_capacity", "asg_complete_lifecycle")  # ops that wake the tick
 
 
 class Launcher(Protocol):

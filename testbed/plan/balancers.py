@@ -293,7 +293,7 @@ def _tg_plan(tg: Any, scale: float = 1.0) -> TargetGroupPlan:
             hc.port,
             hc.path,
             hc.interval_s / scale,
-            hc.timeout_s / scale,
+            scaled_timeout(hc.timeout_s, scale),
             hc.healthy_threshold,
             hc.unhealthy_threshold,
             hc.matcher,
@@ -304,6 +304,18 @@ def _tg_plan(tg: Any, scale: float = 1.0) -> TargetGroupPlan:
         deregistration_delay_s=_seconds(tg.deregistration_delay_s / scale),
         attributes=dict(tg.attributes),
     )
+
+
+# A health check's answer takes what it takes on a busy machine, whatever the time scale: a
+# scaled timeout below this would fail healthy targets (10x of AWS's 5 s is 0.5 s). The
+# checker never overlaps two checks of one target, so a timeout above the interval is safe.
+TIMEOUT_FLOOR_S = 2.0
+
+
+def scaled_timeout(timeout_s: float, scale: float) -> float:
+    """A health check's timeout in the lab's time: divided by the scale, but never below
+    TIMEOUT_FLOOR_S (nor above the template's own timeout)."""
+    return _seconds(max(timeout_s / scale, min(timeout_s, TIMEOUT_FLOOR_S)))
 
 
 def _seconds(value: float) -> float:
