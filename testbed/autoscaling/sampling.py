@@ -158,7 +158,10 @@ class Sampler:
         lb_total = 0.0
         for tg, tg_dim in lb.target_groups.items():
             d = self._delta("requests", f"{lb.name}/{tg}", now, totals.get(tg, 0.0))
-            if d is None:
+            if d is None or d[0] <= 0:
+                # As on AWS, a load balancer reports request metrics only while requests
+                # flow: an idle minute has no datapoint (not 0), so target tracking does not
+                # scale an idle group in (its alarms see missing data).
                 continue
             lb_total += d[0]
             both = {"LoadBalancer": lb.dimension, "TargetGroup": tg_dim}

@@ -299,6 +299,27 @@ def test_sampler_turns_counters_into_per_tick_datapoints():
     assert group_cpu.source == "i-1"  # the store averages per instance
 
 
+def test_an_idle_load_balancer_reports_no_request_datapoint():
+    # AWS reports request metrics only while requests flow: idle is missing data, not 0.
+    backend = {"req_tot": "10"}
+    readers = Readers(
+        cpu_seconds=lambda host: None,
+        ports=dict,
+        alb_rows=lambda lb: [[{"pxname": "tg_Tg", "svname": "BACKEND", **backend}]],
+        target_states=lambda: {("Lb", "Tg"): ["healthy"]},
+    )
+    sampler = Sampler(readers, [LbRef("Lb", "application", "app/lb/1", {"Tg": "tg"})])
+    sampler.sample(100.0, [])
+    idle = sampler.sample(101.0, [])
+    assert not [d for d in idle if d.metric.startswith("RequestCount")]
+    backend["req_tot"] = "12"
+    busy = sampler.sample(102.0, [])
+    assert {d.metric for d in busy if d.metric.startswith("RequestCount")} == {
+        "RequestCount",
+        "RequestCountPerTarget",
+    }
+
+
 def test_sampler_survives_a_source_that_is_down():
     def down() -> Any:
         raise OSError("controller restarting")
