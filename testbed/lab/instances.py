@@ -158,14 +158,7 @@ class InstanceLauncher:
     def _start(self, h: HostPlan) -> LabError | None:
         """Its services (SNMP agent, resolv.conf), its role, its UserData."""
         try:
-            ctx = ServiceContext(
-                self.lab,
-                naming.lab_dir(self.lab),
-                self.get_plan(),
-                self.journal,
-                self.events,
-                host_env(),
-            )
+            ctx = self._services()
             start_services(ctx, h)
             if h.role and h.role != "none":
                 proc = start_role(self.lab, self.journal, self.events, h)
@@ -253,8 +246,9 @@ class InstanceLauncher:
             dns.forget(h)
             shutil.rmtree(host_dir(self.lab, h.name) / "tmp", ignore_errors=True)
 
-    def _refresh_dns(self) -> None:
-        ctx = ServiceContext(
+    def _services(self) -> ServiceContext:
+        """What the per-host services need, with the plan as it is now."""
+        return ServiceContext(
             self.lab,
             naming.lab_dir(self.lab),
             self.get_plan(),
@@ -262,7 +256,9 @@ class InstanceLauncher:
             self.events,
             host_env(),
         )
-        dns.refresh(ctx)
+
+    def _refresh_dns(self) -> None:
+        dns.refresh(self._services())
 
 
 def _failure(h: HostPlan, exc: BaseException) -> LabError:
