@@ -35,7 +35,6 @@ from testbed.autoscaling.group import (
     ELB,
     HEALTHY,
     IN_SERVICE,
-    PENDING_STATES,
     TERMINATED,
     Deregister,
     GroupRuntime,
@@ -45,7 +44,7 @@ from testbed.autoscaling.group import (
     Terminate,
 )
 from testbed.autoscaling.metricstore import MetricStore
-from testbed.autoscaling.policies import GroupView, PolicyRuntime
+from testbed.autoscaling.policies import PolicyRuntime, largest
 from testbed.autoscaling.schedule import ScheduledRuntime
 from testbed.autoscaling.timescale import TimeScale
 from testbed.autoscaling.wiring import lab_sampler, tg_dimension
@@ -222,18 +221,24 @@ class AutoScalingService:
         for policy in self.policies.values():
             for alarm in policy.alarms():
                 self._evaluate_alarm(alarm.name, alarm, now)
-        views = {lid: group_view(g, now) for lid, g in self.groups.items()}
+        changes = []
         for policy in self.policies.values():
-            group = policy.model.group
-            change = policy.decide(views[group], self.store, self.alarms, now, self.scale)
-            if change is None:
-                continue
+            # Each policy sees its group with its own EstimatedInstanceWarmup.
+            view = self.groups[policy.model.group].view(
+                now, policy.model.estimated_instance_warmup_s
+            )
+            change = policy.decide(view, self.store, self.alarms, now, self.scale)
+            if change is not None:
+                changes.append(change)
+        # Several policies acting on one group at once: AWS runs the largest capacity.
+        for change in largest(changes):
             try:
-                self.groups[group].set_capacity(
+                self.groups[change.group].set_capacity(
                     desired=change.desired,
                     cause=change.cause,
                     now=now,
                     honour_cooldown=change.honour_cooldown,
+                    cooldown_s=change.cooldown_s,
                 )
             except BadInput:
                 continue  # outside min/max as the group is now: the policy clamps next time
@@ -507,25 +512,6 @@ class AutoScalingService:
                 "groups": [self._describe(g) for g in self.groups.values()],
                 "alarms": self.describe_alarms(),
             }
-
-
-def group_view(group: GroupRuntime, now: float) -> GroupView:
-    """What a policy sees of its group at `now`."""
-    counted = [
-        r.instance_id
-        for r in _records(group)
-        if r.lifecycle in (*PENDING_STATES, IN_SERVICE) and r.health == HEALTHY
-    ]
-    return GroupView(
-        name=group.model.logical_id,
-        group_name=group.model.name,
-        min=group.min_size,
-        max=group.max_size,
-        desired=group.desired,
-        in_service=len(group.in_service()),
-        capacity_in_warmup=group.capacity_in_warmup(now),
-        instances=tuple(counted),
-    )
 
 
 def target_group_dimensions(model: StackModel) -> dict[str, str]:

@@ -18,7 +18,7 @@ from testbed.autoscaling.sampling import (
     Readers,
     Sampler,
 )
-from testbed.autoscaling.service import AutoScalingService, group_view
+from testbed.autoscaling.service import AutoScalingService
 from testbed.errors import LabError
 from testbed.model.autoscaling_types import AutoScalingGroup, LaunchSpec
 
@@ -259,7 +259,7 @@ def test_activities_newest_first_with_limit(rig):
 def test_group_view_counts_in_service(rig):
     svc = rig.make()
     ticks(svc, rig.clock)
-    view = group_view(svc.groups["Web"], rig.clock.t)
+    view = svc.groups["Web"].view(rig.clock.t)
     assert (view.desired, view.in_service, len(view.instances)) == (2, 2, 2)
 
 
