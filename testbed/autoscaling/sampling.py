@@ -46,6 +46,9 @@ class InstanceRef:
     host: str
     instance_id: str
     group_name: str
+    # In its warm-up with the group's DefaultInstanceWarmup set: AWS leaves its usage out of
+    # the group's aggregated metrics (its own InstanceId series still has it).
+    warming: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,9 @@ class Sampler:
         out = []
         ports: Mapping[str, PortStats] = _safe(self.readers.ports, {}) if instances else {}
         for ref in instances:
-            dims = ({"InstanceId": ref.instance_id}, {"AutoScalingGroupName": ref.group_name})
+            dims: tuple[dict[str, str], ...] = ({"InstanceId": ref.instance_id},)
+            if not ref.warming:
+                dims += ({"AutoScalingGroupName": ref.group_name},)
             src = ref.instance_id
             used = _safe(functools.partial(self.readers.cpu_seconds, ref.host), None)
             if used is not None:

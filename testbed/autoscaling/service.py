@@ -188,7 +188,7 @@ class AutoScalingService:
         now = self.clock()
         if self.sampler is not None:
             with self.lock:
-                refs = self._sampled_instances()
+                refs = self._sampled_instances(now)
             for dp in self.sampler.sample(now, refs):
                 with self.lock:
                     self.store.add(
@@ -206,13 +206,18 @@ class AutoScalingService:
         self.store.prune(now - self.scale.s(KEEP_METRICS_AWS_S))
         self.last_tick = now
 
-    def _sampled_instances(self) -> list[sampling.InstanceRef]:
-        return [
-            sampling.InstanceRef(r.host, r.instance_id, g.model.name)
-            for g in self.groups.values()
-            for r in _records(g)
-            if r.running and r.lifecycle != TERMINATED
-        ]
+    def _sampled_instances(self, now: float) -> list[sampling.InstanceRef]:
+        refs = []
+        for g in self.groups.values():
+            # Only a group with DefaultInstanceWarmup keeps warming instances out of its
+            # aggregated metrics (AWS's rule); without it every running instance counts.
+            warming = set(g.in_warmup(now)) if g.model.default_instance_warmup_s else set()
+            refs += [
+                sampling.InstanceRef(r.host, r.instance_id, g.model.name, r.instance_id in warming)
+                for r in _records(g)
+                if r.running and r.lifecycle != TERMINATED
+            ]
+        return refs
 
     def _evaluate(self, now: float) -> None:
         """Alarms, then the policies that read them, then scheduled actions."""

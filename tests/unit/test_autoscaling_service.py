@@ -299,6 +299,26 @@ def test_sampler_turns_counters_into_per_tick_datapoints():
     assert group_cpu.source == "i-1"  # the store averages per instance
 
 
+def test_a_warming_instance_stays_out_of_the_group_series():
+    # With DefaultInstanceWarmup, AWS leaves a warming instance out of the group's metrics.
+    cpu = {"Web-1": 1.0, "Web-2": 1.0}
+    readers = Readers(
+        cpu_seconds=lambda host: cpu.get(host),
+        ports=dict,
+        alb_rows=lambda lb: [],
+        target_states=dict,
+    )
+    sampler = Sampler(readers, [])
+    refs = [InstanceRef("Web-1", "i-1", "grp"), InstanceRef("Web-2", "i-2", "grp", warming=True)]
+    sampler.sample(100.0, refs)
+    cpu.update({"Web-1": 1.5, "Web-2": 2.0})
+    points = sampler.sample(101.0, refs)
+    group = [d.source for d in points if "AutoScalingGroupName" in d.dimensions]
+    own = [d.source for d in points if "InstanceId" in d.dimensions]
+    assert group == ["i-1"]
+    assert sorted(own) == ["i-1", "i-2"]
+
+
 def test_an_idle_load_balancer_reports_no_request_datapoint():
     # AWS reports request metrics only while requests flow: idle is missing data, not 0.
     backend = {"req_tot": "10"}
