@@ -306,10 +306,11 @@ def _footprint(r: Running) -> dict[str, int]:
     }
 
 
-@pytest.mark.slow
-def test_500_launches_and_terminations_leave_nothing(running: Running) -> None:
+def test_launch_and_terminate_rounds_leave_nothing(running: Running) -> None:
+    # Two rounds of 50 keep CI short; TESTBED_LAUNCH_ROUNDS=10 gives the 500
+    # (the bench_asg experiment measures those too, with a whole lab around them).
     r = running
-    rounds = int(os.environ.get("TESTBED_LAUNCH_ROUNDS", "10"))
+    rounds = int(os.environ.get("TESTBED_LAUNCH_ROUNDS", "2"))
     before = _footprint(r)
     t0 = time.monotonic()
     for _ in range(rounds):
