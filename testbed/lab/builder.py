@@ -25,6 +25,7 @@ from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
 from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
+from testbed.model.autoscaling_types import Alarm
 from testbed.model.types import ResourceSignalPolicy, StackModel
 from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
@@ -249,6 +250,9 @@ class LabBuilder:
             note = note if note.startswith("not emulated") else f"not emulated: {note}"
             # Its packets are missing from the lab (Auto Scaling, containers, ...): say so.
             return f"warning: {note}" if inert.kind == "not-emulated" else note
+        alarm = self.model.alarms.get(lid)
+        if alarm is not None:
+            return _alarm_note(alarm)
         if lid in self.model.instances:
             h = self.plan.host(lid)
             pub = f", public {h.public_ip}" if h.public_ip else ""
@@ -313,6 +317,28 @@ class LabBuilder:
                     h,
                     on_exit=functools.partial(self.userdata_exit.__setitem__, h.name),
                 )
+
+
+COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": ">=",
+    "GreaterThanThreshold": ">",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+
+
+def _alarm_note(alarm: Alarm) -> str:
+    """What the lab evaluates for an alarm, and which of its actions it cannot take."""
+    m = alarm.metric
+    text = (
+        f"evaluated on the lab's {m.namespace} {m.metric_name} ({m.statistic}): "
+        f"{COMPARISONS.get(alarm.comparison, alarm.comparison)} {alarm.threshold:g} for "
+        f"{alarm.datapoints_to_alarm} of {alarm.evaluation_periods} periods of "
+        f"{alarm.period_s:g} s"
+    )
+    if alarm.other_actions:
+        text += "; not emulated: notifications to " + ", ".join(alarm.other_actions)
+    return text
 
 
 def _controller_started(controller: ControllerProcess) -> str:

@@ -218,7 +218,8 @@ class Holder:
                 ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored],
             )
             self.builder = LabBuilder(self.name, model, plan, datapath, self.events, self.journal)
-            if model.auto_scaling_groups:
+            if model.auto_scaling_groups or model.alarms:
+                # Alarms are evaluated by the same service, with or without groups.
                 builder = self.builder
                 self.builder.after_programs = lambda: self._start_autoscaling(builder, model)
             self.builder.build()

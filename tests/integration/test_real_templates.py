@@ -269,8 +269,18 @@ class TestNlbEip:
         assert re.fullmatch(group, outputs["LogGroupArn"]), outputs["LogGroupArn"]
 
     def test_inert_resources_are_not_emulated_and_the_unmet_condition_makes_nothing(self, nlb_lab):
-        assert_not_emulated(nlb_lab, "AlarmTopic", "WebServerLogGroup", "UnhealthyTargetAlarm")
+        assert_not_emulated(nlb_lab, "AlarmTopic", "WebServerLogGroup")
         assert nlb_lab.events("AlarmSubscription") == []  # HasOperatorEmail is false
+
+    def test_the_alarm_is_evaluated_and_its_notification_is_not_emulated(self, nlb_lab):
+        done = [e for e in nlb_lab.events("UnhealthyTargetAlarm") if e.status == "CREATE_COMPLETE"]
+        assert len(done) == 1, reasons(nlb_lab.events("UnhealthyTargetAlarm"))
+        assert "evaluated on the lab's AWS/NetworkELB UnHealthyHostCount" in done[0].reason
+        assert "not emulated: notifications to arn:aws:sns:" in done[0].reason
+        (alarm,) = [
+            a for a in nlb_lab.lab.alarms() if a["LogicalResourceId"] == "UnhealthyTargetAlarm"
+        ]
+        assert alarm["StateValue"] in ("INSUFFICIENT_DATA", "OK"), alarm  # every target healthy
 
     def test_key_pair_and_ssm_ami_get_lab_values(self, nlb_lab):
         assert_lab_values_reported(nlb_lab)
