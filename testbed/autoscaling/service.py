@@ -300,7 +300,7 @@ class AutoScalingService:
             return EC2
         if group.health_check_type != "ELB" or self.targets is None:
             return None
-        for tg in group.target_groups:
+        for tg in group.attached_target_groups:
             if "unhealthy" in self.targets.host_states(r.host, tg).values():
                 return ELB
         return None
@@ -361,7 +361,7 @@ class AutoScalingService:
         host = next((h for h in self.get_plan().hosts if h.name == name), None)
         if host is None:
             return
-        for tg in group.model.target_groups:
+        for tg in group.model.attached_target_groups:
             if self.targets.lbs_using(tg):
                 self.targets.register_host(tg, host)
 
@@ -369,7 +369,7 @@ class AutoScalingService:
         group = self.groups[a.group]
         name = self._host_of(a.group, a.instance_id)
         if self.targets is not None:
-            for tg in group.model.target_groups:
+            for tg in group.model.attached_target_groups:
                 if self.targets.lbs_using(tg):
                     self.targets.deregister_host(tg, name)
         with self.lock:

@@ -258,5 +258,6 @@ _LAUNCHERS: dict[str, Callable[[HostPlan, dict[str, Any], Path], Launch | None]]
     "appliance": _appliance,
     "network-node": _network_node,
     "application-node": _application_node,
+    "classic-node": _application_node,  # a CLB node is HAProxy too (testbed.alb.config)
     "gateway-node": _gateway_node,
 }

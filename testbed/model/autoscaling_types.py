@@ -188,6 +188,13 @@ class AutoScalingGroup:
     # Hosts of launched instances are named f"{logical_id}-{n}"; the launch spec's role is
     # the one they run (http-backend by default when a load balancer targets the group).
 
+    @property
+    def attached_target_groups(self) -> tuple[str, ...]:
+        """Every registry group its instances join: the ELBv2 target groups, then the classic
+        load balancers (a CLB's instances are the implicit group named after its logical id,
+        testbed.model.elb_defaults.CLASSIC)."""
+        return tuple(dict.fromkeys((*self.target_groups, *self.load_balancer_names)))
+
 
 @dataclass(frozen=True)
 class MetricSpec:

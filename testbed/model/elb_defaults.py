@@ -190,6 +190,37 @@ DEFAULTS: Mapping[str, TypeDefaults] = frozen_map(
 )
 
 
+# ---- Classic Load Balancer (AWS::ElasticLoadBalancing::LoadBalancer) ----------------------
+# Not one of LB_TYPES (ELBv2's Type values): a CLB is its own resource type. In the model it
+# is a LoadBalancer of type CLASSIC with one implicit target group (its registered instances,
+# keyed by the CLB's logical id) and one Listener per LoadBalancerPort.
+CLASSIC = "classic"
+CLASSIC_LISTENER_PROTOCOLS = ("HTTP", "TCP")  # HTTPS / SSL: with TLS (issue 16)
+CLASSIC_TLS_PROTOCOLS = ("HTTPS", "SSL")
+CLASSIC_CHECK_PROTOCOLS = ("TCP", "HTTP", "SSL", "HTTPS")  # HealthCheck.Target "PROTO:PORT[/path]"
+# HealthCheck defaults (CreateLoadBalancer without one: Target TCP:<first InstancePort>).
+CLASSIC_HC_INTERVAL_S = 30  # 5-300
+CLASSIC_HC_TIMEOUT_S = 5  # 2-60, below Interval
+CLASSIC_HC_HEALTHY = 10  # 2-10
+CLASSIC_HC_UNHEALTHY = 2  # 2-10
+CLASSIC_DRAINING_TIMEOUT_S = 300  # ConnectionDrainingPolicy.Timeout when Enabled without one
+CLASSIC_IDLE_TIMEOUT_S = 60  # ConnectionSettings.IdleTimeout, 1-4000
+CLASSIC_LB_COOKIE = "AWSELB"
+# LoadBalancer.attributes of a CLB: every key always present (as strings, like ELBv2's).
+CLASSIC_ATTRIBUTES: Mapping[str, str] = frozen_map(
+    {
+        "cross_zone_load_balancing.enabled": "false",  # CrossZone; false via API/CloudFormation
+        "connection_draining.enabled": "false",
+        "connection_draining.timeout": str(CLASSIC_DRAINING_TIMEOUT_S),
+        "connection_settings.idle_timeout": str(CLASSIC_IDLE_TIMEOUT_S),
+        "access_log.enabled": "false",
+        "access_log.emit_interval": "60",
+        "access_log.s3_bucket_name": "",
+        "access_log.s3_bucket_prefix": "",
+    }
+)
+
+
 def lb_type_of_protocol(protocol: str) -> str:
     """The LB type a target group protocol serves (HTTP -> application, ...)."""
     return PROTOCOL_LB_TYPE[protocol]

@@ -52,7 +52,7 @@ class LoadBalancer:
 
     logical_id: str
     name: str
-    type: str  # 'network' | 'application' | 'gateway'
+    type: str  # 'network' | 'application' | 'gateway' | 'classic' (a CLB)
     scheme: str | None  # 'internet-facing' | 'internal'; None for gateway
     vpc_id: str
     subnets: tuple[str, ...]
@@ -163,6 +163,14 @@ class Listener:
     udp_idle_timeout_s: int | None = None
     attributes: Mapping[str, str] = field(default_factory=frozen_map)
     source: Source | None = None
+    # Classic Load Balancer listeners only (None / False / () on ELBv2 listeners):
+    instance_port: int | None = None  # InstancePort
+    instance_protocol: str | None = None  # InstanceProtocol: HTTP | TCP
+    proxy_protocol: bool = False  # a ProxyProtocolPolicyType policy covers instance_port
+    sticky: str | None = None  # 'lb_cookie' (LBCookieStickinessPolicy) | 'app_cookie'
+    sticky_cookie: str | None = None  # app_cookie: the application's cookie name
+    sticky_expiration_s: int | None = None  # lb_cookie: CookieExpirationPeriod; None: session
+    policy_names: tuple[str, ...] = ()  # PolicyNames as given
 
 
 @dataclass(frozen=True)

@@ -7,5 +7,5 @@ from __future__ import annotations
 # Roles a template may name; "none" starts nothing.
 TEMPLATE_ROLES = ("appliance", "http-backend", "load-client", "none")
 # The programs of load balancer nodes ("<lb type>-node"), never named in templates.
-NODE_ROLES = ("application-node", "gateway-node", "network-node")
+NODE_ROLES = ("application-node", "classic-node", "gateway-node", "network-node")
 ROLE_NAMES = TEMPLATE_ROLES

@@ -12,6 +12,9 @@ from typing import Any
 
 from testbed.model.elbv2_types import elbv2_sections
 
+# Load balancer types whose nodes are proxies (HAProxy, testbed.alb): the ALB and the Classic
+# Load Balancer. Their nodes answer on their own addresses; the controller programs no flows.
+PROXY_TYPES = ("application", "classic")
 NLB_IDLE_TCP_S = 350
 NLB_IDLE_UDP_S = 120
 ZONES_PER_LB = 2  # DNAT (client -> target) and SNAT (when the client IP is not preserved)
@@ -96,6 +99,15 @@ class ListenerPlan:
     target_group: str | None  # the forward target of NLB/GWLB listeners
     default_actions: tuple[dict[str, Any], ...] = ()
     rules: tuple[RulePlan, ...] = ()  # ALB: by priority, lowest first
+    # Classic Load Balancer listeners (testbed.model.elbv2_types.Listener has the meaning):
+    # the backend's servers are the group's targets at instance_port.
+    instance_port: int | None = None
+    instance_protocol: str | None = None  # HTTP | TCP
+    proxy_protocol: bool = False  # PROXY protocol v1 header to the instance
+    sticky: str | None = None  # lb_cookie | app_cookie
+    sticky_cookie: str | None = None
+    sticky_expiration_s: int | None = None
+    idle_timeout_s: int | None = None  # the CLB's ConnectionSettings.IdleTimeout
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,11 @@ class LoadBalancerPlan:
 
     def target_group(self, name: str) -> TargetGroupPlan:
         return next(tg for tg in self.target_groups if tg.name == name)
+
+    @property
+    def proxied(self) -> bool:
+        """HAProxy nodes (ALB, CLB) rather than flows in the switches (NLB, GWLB)."""
+        return self.type in PROXY_TYPES
 
     def node_in(self, az: str) -> NodePlan | None:
         return next((n for n in self.nodes if n.az == az), None)
@@ -212,6 +229,13 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                     tg_name,
                     tuple(_action_dict(a) for a in lis.default_actions),
                     tuple(_rule_plan(r) for r in rules),
+                    instance_port=getattr(lis, "instance_port", None),
+                    instance_protocol=getattr(lis, "instance_protocol", None),
+                    proxy_protocol=bool(getattr(lis, "proxy_protocol", False)),
+                    sticky=getattr(lis, "sticky", None),
+                    sticky_cookie=getattr(lis, "sticky_cookie", None),
+                    sticky_expiration_s=getattr(lis, "sticky_expiration_s", None),
+                    idle_timeout_s=lis.tcp_idle_timeout_s if lb.type == "classic" else None,
                 )
             )
         for rule in all_rules:
