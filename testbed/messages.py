@@ -195,7 +195,7 @@ class HealthCheckSpec(TypedDict):
     key: str  # registry key, e.g. "WebA1:80"
     ip: str
     port: int
-    protocol: str  # TCP | HTTP | HTTPS
+    protocol: str  # TCP | HTTP | SSL | HTTPS (CLB: SSL is a TLS handshake)
     path: str | None
     matcher: str | None  # HTTP codes, e.g. "200-399"
     interval_s: float

@@ -1,8 +1,9 @@
 """Health checker of one load balancer node: runs inside the node's namespace.
 
 Asks the lab's holder which targets this node checks (those in its AZ), checks each on its
-own interval from the node's address (real TCP connects / HTTP GETs through the lab
-network, so a target sees checks from the node as on AWS), and reports every result back.
+own interval from the node's address (real TCP connects, HTTP GETs, TLS handshakes and
+HTTPS GETs through the lab network, so a target sees checks from the node as on AWS), and
+reports every result back.
 
     python -m testbed.lb.health_checker --lb MyNLB --az us-east-1a --source 10.0.0.5 \
         --holder /run/elb-testbed/default/holder.sock
@@ -20,7 +21,8 @@ from functools import partial
 from typing import TypeVar
 
 from testbed import asks
-from testbed.health.checks import CheckResult, http_check, tcp_check
+from testbed.health import checks
+from testbed.health.checks import CheckResult
 from testbed.messages import HealthCheckResult, HealthCheckSpec
 
 T = TypeVar("T")
@@ -54,17 +56,16 @@ class Checker:
     async def check(self, key: tuple[str, str, str]) -> None:
         c = self.plan[key]
         try:
-            if c["protocol"] in ("HTTP", "HTTPS"):
-                res = await http_check(
-                    c["ip"],
-                    c["port"],
-                    c["path"] or "/",
-                    c["timeout_s"],
-                    c["matcher"] or "200",
-                    self.source,
-                )
-            else:
-                res = await tcp_check(c["ip"], c["port"], c["timeout_s"], self.source)
+            # TCP, HTTP, SSL (a TLS handshake) or HTTPS; TLS certificates are not verified.
+            res = await checks.check(
+                c["protocol"],
+                c["ip"],
+                c["port"],
+                c["timeout_s"],
+                c["path"],
+                c["matcher"],
+                self.source,
+            )
         except Exception as exc:  # a broken check is a failed check, never a dead checker
             res = CheckResult(False, f"{type(exc).__name__}: {exc}", 0.0)
         self.results.append(
