@@ -94,10 +94,6 @@ TABLE: dict[str, tuple[str, str]] = {
         NOT_EMULATED,
         "warm pools are not emulated: scale-out launches new instances instead",
     ),
-    "AWS::ElasticLoadBalancing::LoadBalancer": (
-        NOT_EMULATED,
-        "Classic Load Balancers arrive with issue 13: its DNS name answers nothing yet",
-    ),
     "AWS::ECS::": (NOT_EMULATED, "containers do not run in the lab; " + _EMPTY_TARGETS),
     "AWS::EKS::": (NOT_EMULATED, "containers do not run in the lab; " + _EMPTY_TARGETS),
     "AWS::EFS::": (NOT_EMULATED, "file systems: " + _NOTHING_ANSWERS),

@@ -76,7 +76,6 @@ def test_control_plane_types_are_inert(name):
     ("name", "note"),
     [
         ("AWS::AutoScaling::WarmPool", "warm pools"),
-        ("AWS::ElasticLoadBalancing::LoadBalancer", "issue 13"),
         ("AWS::ECS::Service", "containers do not run"),
         ("AWS::EFS::FileSystem", "file systems"),
         ("AWS::RDS::DBInstance", "databases"),

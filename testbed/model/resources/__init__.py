@@ -9,6 +9,7 @@ from __future__ import annotations
 from testbed.model.resources import (  # noqa: F401  (registers them)
     addresses,
     autoscaling,
+    classic_elb,
     cloudwatch,
     custom,
     ec2,
