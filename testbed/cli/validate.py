@@ -31,13 +31,14 @@ examples:
   testbed validate ~/cfn-samples --summary # every template under a directory, one line each
 
 What the lab does with each resource type:
-  emulated  built in the lab with real packets (VPCs, subnets, instances, load balancers,
-            Auto Scaling groups and their launch templates, policies and CloudWatch alarms...)
+  emulated  built in the lab with real packets (VPCs, subnets, instances, load balancers
+            (ALB, NLB, GWLB, classic), Auto Scaling groups and their launch templates,
+            policies and CloudWatch alarms...)
   inert     accepted with no packets (IAM, logs, SNS, SQS, S3, KMS, ...): a CREATE_COMPLETE
             event says "not emulated"; Ref and GetAtt give AWS-shaped values (ARNs, names)
   not emulated  accepted like inert ones so the rest comes up, but their packets are missing
-            (classic ELB until issue 13, containers, databases, IPv6 routes, alarms on
-            metrics the lab has not...): a warning here and at up says what is missing
+            (containers, databases, IPv6 routes, alarms on metrics the lab has not...):
+            a warning here and at up says what is missing
   refused   what cannot run here (nested stacks, macros): an error naming the resource
 A custom resource (Custom::*) runs a Lambda function in AWS: the lab refuses it unless its
 Metadata: {Lab: {Attributes: {...}, PhysicalId: ...}} gives what the function would return.

@@ -154,7 +154,7 @@ class AutoScalingGroup:
     subnets: Subnet logical ids the group launches into (VPCZoneIdentifier, or the default
     VPC's subnet of each of AvailabilityZones), in the template's order; azs: their AZs.
     target_groups: logical ids of ELBv2 target groups (TargetGroupARNs); load_balancer_names:
-    classic load balancers' logical ids (LoadBalancerNames; attached once the lab has them).
+    classic load balancers' logical ids (LoadBalancerNames: their implicit groups).
     security_groups: the groups instances get (the launch spec's, or the VPC default group).
     health_check_grace_s: HealthCheckGracePeriod (CloudFormation's default 0; AWS's console
     uses 300). default_instance_warmup_s: DefaultInstanceWarmup (None: not set).

@@ -2,7 +2,8 @@
 
 - An instance that a load balancer targets and that has no lab role gets the http-backend
   role on its target port(s) (Metadata.Lab.Role: none opts out): state.default_roles. So do
-  the instances of an Auto Scaling group registered in target groups (TargetGroupARNs) whose
+  the instances of an Auto Scaling group registered in target groups (TargetGroupARNs) or
+  classic load balancers (LoadBalancerNames: on their listeners' instance ports) whose
   launch template / configuration has no Metadata.Lab role: the group's launch spec gets the
   role, and state.default_roles[group logical id] says why.
   Real templates install and start their servers in UserData (yum install httpd), which
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from testbed.errors import BadInput
+from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2_KEY
 from testbed.model.state import BuildState
 from testbed.model.types import InternetClient, RoleSpec, frozen_map
@@ -62,10 +65,25 @@ def target_uses(state: BuildState) -> dict[str, list[Use]]:
         for target in tg.targets:
             if target.instance is None or target.instance not in state.instances:
                 continue
-            use = Use(tg.logical_id, tg.protocol, target.port)
-            if use not in uses.setdefault(target.instance, []):
-                uses[target.instance].append(use)
+            for use in _group_uses(state, tg, target.port):
+                if use not in uses.setdefault(target.instance, []):
+                    uses[target.instance].append(use)
     return uses
+
+
+def _group_uses(state: BuildState, tg: Any, port: int) -> list[Use]:
+    """How a target group reaches a target registered on `port`: on that port, or for a
+    classic load balancer's group, on the instance port of each of its listeners."""
+    if tg.lb_type != CLASSIC:
+        return [Use(tg.logical_id, tg.protocol, port)]
+    listeners = state.extras.get(ELBV2_KEY, {}).get("listeners", {}).values()
+    return list(
+        dict.fromkeys(
+            Use(tg.logical_id, lis.instance_protocol, lis.instance_port)
+            for lis in listeners
+            if lis.lb_id == tg.logical_id
+        )
+    )
 
 
 def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
@@ -120,9 +138,10 @@ def group_default_roles(state: BuildState) -> None:
         if group.launch.role is not None:
             continue
         uses = [
-            Use(tg, tgs[tg].protocol, tgs[tg].port)
-            for tg in group.target_groups
+            use
+            for tg in group.attached_target_groups
             if tg in tgs and tgs[tg].protocol not in NOT_SERVED
+            for use in _group_uses(state, tgs[tg], tgs[tg].port)
         ]
         if not uses:
             continue

@@ -25,6 +25,7 @@ from testbed.model.autoscaling_types import (
     LaunchSpec,
     LifecycleHookSpec,
 )
+from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
 from testbed.model.resources import default_vpc, group_refs, inert
 from testbed.model.resources.base import ResourceContext, ResourceType, find_built, prop
@@ -95,6 +96,7 @@ def _build_group(ctx: ResourceContext) -> None:
         groups = _security_groups(ctx, problems, launch, vpc)
         launch = replace(launch, security_groups=groups, security_group_names=())
     target_groups = _target_groups(ctx, problems, vpc)
+    classic = _classic(ctx, problems, vpc)
     hooks = tuple(_hook_list(ctx, problems))
     for key, why in WITHOUT_MEANING.items():
         if key in props:
@@ -141,7 +143,7 @@ def _build_group(ctx: ResourceContext) -> None:
         launch,
         security_groups=groups,
         target_groups=target_groups,
-        load_balancer_names=_classic(ctx),
+        load_balancer_names=classic,
         health_check_type=health,
         health_check_grace_s=float(props.get("HealthCheckGracePeriod", 0)),
         cooldown_s=float(props.get("Cooldown", DEFAULT_COOLDOWN_S)),
@@ -465,26 +467,47 @@ def _target_groups(ctx: ResourceContext, problems: Problems, vpc: str | None) ->
     return tuple(dict.fromkeys(found))
 
 
-def _classic(ctx: ResourceContext) -> tuple[str, ...]:
-    """Classic load balancers (LoadBalancerNames): their logical ids when the stack has them,
-    else the names as given. Attached once the lab emulates them (issue 13)."""
-    names = ctx.props.get("LoadBalancerNames") or []
-    state = ctx.state
-    found = []
-    for item in names:
-        text = as_text(item) or ""
-        found.append(state.physical_ids.get(text, text))
-    if found and not any(
-        state.types.get(f) == CLASSIC_LB and f in state.built and f not in state.inert
-        for f in found
-    ):
-        ignore(
-            ctx,
-            "LoadBalancerNames",
-            "classic load balancers are not emulated yet (issue 13): instances are not "
-            "registered in them",
-        )
-    return tuple(found)
+def _classic(ctx: ResourceContext, problems: Problems, vpc: str | None) -> tuple[str, ...]:
+    """LoadBalancerNames: logical ids of classic load balancers of this stack in the group's
+    VPC; the group's instances join their implicit target groups (keyed by those ids)."""
+    if "LoadBalancerNames" not in ctx.props:
+        return ()
+    value, line = ctx.props["LoadBalancerNames"], ctx.line("LoadBalancerNames")
+    lbs = ctx.state.extras.get(ELBV2, {}).get("load_balancers", {})
+    classic = {lid: lb for lid, lb in lbs.items() if lb.type == CLASSIC}
+    found: list[str] = []
+    for index, item in enumerate(value):
+        where, at = f"LoadBalancerNames[{index}]", line_of(value, index, line)
+        try:
+            text = as_text(item)
+            if text is None:
+                raise ctx.fail(
+                    f"{where} must be a load balancer name, not {describe(item)}", line=at
+                )
+            lid = find_built(
+                ctx,
+                text,
+                CLASSIC_LB,
+                "classic load balancer",
+                classic,
+                where,
+                at,
+                "the lab attaches a group only to a classic load balancer of its own stack: "
+                "use !Ref <an AWS::ElasticLoadBalancing::LoadBalancer of this template>",
+            )
+        except BadInput as err:
+            problems.add_error(err, at)
+            continue
+        if vpc is not None and classic[lid].vpc_id != vpc:
+            problems.add(
+                f"load balancer {lid} is in {classic[lid].vpc_id}, but the group's subnets are "
+                f"in {vpc}",
+                at,
+                "attach the group to a load balancer of its own VPC",
+            )
+            continue
+        found.append(lid)
+    return tuple(dict.fromkeys(found))
 
 
 def _termination_policies(ctx: ResourceContext, problems: Problems) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """AWS::ElasticLoadBalancing::LoadBalancer: the Classic Load Balancer (CLB).
 
 A CLB lives in the ELBv2 sections of the model so that plans, DNS, security groups, Route53
-aliases and public addresses treat it like an ALB (see /work/notes contract, issue 13):
+aliases and public addresses treat it like an ALB:
 
 - load_balancers[lid]: a LoadBalancer of type "classic", one node per AZ, attributes
   CLASSIC_ATTRIBUTES with the template's values;

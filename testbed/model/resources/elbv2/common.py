@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import EXTRAS_KEY, SECTIONS
 from testbed.model.resources.base import Prop, ResourceContext, check_properties
 
@@ -77,6 +78,8 @@ def check_name(ctx: ResourceContext, what: str) -> str:
 def unique_name(ctx: ResourceContext, name: str, section: str, what: str) -> None:
     """AWS names are unique per account and region: two of this stack must differ."""
     for other in family(ctx.state)[section].values():
+        if getattr(other, "lb_type", None) == CLASSIC:
+            continue  # a classic load balancer's implicit group: its name is the CLB's
         if other.name.lower() == name.lower():
             raise ctx.fail(
                 f"{what} name {name!r} is already used by {other.logical_id}",
