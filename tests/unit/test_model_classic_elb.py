@@ -228,7 +228,12 @@ def test_tls_listener_points_at_the_tls_issue(fails):
       - {LoadBalancerPort: 443, InstancePort: 80, Protocol: HTTPS, SSLCertificateId: arn:x}
     """
     text = stack(clb(body))
-    fails(text, "Protocol HTTPS", "issue (16)", "use HTTP or TCP", line=line_with(text, "443"))
+    fails(
+        text,
+        "Listeners[0].Protocol HTTPS: TLS listeners (HTTPS, SSL) arrive with the TLS issue (16)",
+        "use HTTP (the lab's listeners are HTTP or TCP)",
+        line=line_with(text, "443"),
+    )
 
 
 def test_front_and_back_at_different_layers(fails):
@@ -338,3 +343,378 @@ def test_the_catalog_lists_it_as_emulated():
     found = catalog.support("AWS::ElasticLoadBalancing::LoadBalancer")
     assert found is not None
     assert found.support == catalog.EMULATED
+
+
+# --- Policies ---------------------------------------------------------------------------------
+
+POLICIES = """\
+Subnets: [!Ref PubA, !Ref PubB]
+Instances: [!Ref WebA]
+Listeners:
+  - {LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP, PolicyNames: [Session]}
+  - {LoadBalancerPort: 81, InstancePort: 80, Protocol: HTTP, PolicyNames: [App]}
+  - {LoadBalancerPort: 82, InstancePort: 80, Protocol: HTTP}
+  - {LoadBalancerPort: 83, InstancePort: 80, Protocol: HTTP}
+  - {LoadBalancerPort: 84, InstancePort: 80, Protocol: HTTP, PolicyNames: [Timed]}
+  - {LoadBalancerPort: 9000, InstancePort: 9001, Protocol: TCP}
+  - {LoadBalancerPort: 9002, InstancePort: 9002, Protocol: TCP}
+LBCookieStickinessPolicy:
+  - {PolicyName: Session}
+  - {PolicyName: Timed, CookieExpirationPeriod: "600"}
+AppCookieStickinessPolicy:
+  - {PolicyName: App, CookieName: JSESSIONID}
+Policies:
+  - PolicyName: Generic
+    PolicyType: LBCookieStickinessPolicyType
+    Attributes: [{Name: CookieExpirationPeriod, Value: "120"}]
+    LoadBalancerPorts: ["82"]
+  - PolicyName: GenericApp
+    PolicyType: AppCookieStickinessPolicyType
+    Attributes: [{Name: CookieName, Value: sid}]
+    LoadBalancerPorts: [83]
+  - PolicyName: Proxy
+    PolicyType: ProxyProtocolPolicyType
+    Attributes: [{Name: ProxyProtocol, Value: true}]
+    InstancePorts: ["9001", 80]
+  - PolicyName: Tls
+    PolicyType: SSLNegotiationPolicyType
+    Attributes: [{Name: Reference-Security-Policy, Value: ELBSecurityPolicy-2016-08}]
+"""
+
+
+def test_stickiness_and_proxy_protocol_policies(load):
+    model = load(stack(clb(POLICIES)))
+    found = sections(model)["listeners"]
+    assert {
+        k: (v.sticky, v.sticky_cookie, v.sticky_expiration_s, v.proxy_protocol)
+        for k, v in found.items()
+    } == {
+        "CLB-80": ("lb_cookie", None, None, False),
+        "CLB-81": ("app_cookie", "JSESSIONID", None, False),
+        "CLB-82": ("lb_cookie", None, 120, False),
+        "CLB-83": ("app_cookie", "sid", None, False),
+        "CLB-84": ("lb_cookie", None, 600, False),
+        "CLB-9000": (None, None, None, True),  # TCP to instance port 9001: PROXY v1
+        "CLB-9002": (None, None, None, False),  # its instance port is not listed
+    }
+    assert found["CLB-80"].policy_names == ("Session",)
+    ignored = [i.property for i in model.ignored if i.logical_id == "CLB"]
+    # PROXY on instance port 80, which HTTP listeners use: AWS sends it on TCP/SSL only.
+    assert any("ProxyProtocol on instance port 80" in p for p in ignored), ignored
+    assert any("Policies[3] (SSLNegotiationPolicyType)" in p and "issue 16" in p for p in ignored)
+
+
+def test_policy_errors_all_in_one_run(fails):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners:
+      - {LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP, PolicyNames: [Sesion]}
+      - {LoadBalancerPort: 90, InstancePort: 90, Protocol: TCP, PolicyNames: [Session]}
+      - {LoadBalancerPort: 91, InstancePort: 91, Protocol: HTTP, PolicyNames: [Session, App]}
+    LBCookieStickinessPolicy:
+      - {PolicyName: Session}
+    AppCookieStickinessPolicy:
+      - {PolicyName: App, CookieName: "bad cookie"}
+      - {PolicyName: Session, CookieName: ok}
+    Policies:
+      - {PolicyName: Odd, PolicyType: MadeUpPolicyType, Attributes: []}
+      - PolicyName: Proxy
+        PolicyType: ProxyProtocolPolicyType
+        Attributes: [{Name: ProxyProtocl, Value: "true"}]
+        InstancePorts: [90]
+      - PolicyName: Far
+        PolicyType: LBCookieStickinessPolicyType
+        Attributes: []
+        LoadBalancerPorts: [8080]
+    """
+    text = stack(clb(body))
+    shown = errors_of(fails(text, logical_id="CLB"))
+
+    def has(fragment: str, marker: str) -> None:
+        line = line_with(text, marker)
+        assert any(fragment in s and f"{FILENAME}:{line}:" in s for s in shown), (fragment, shown)
+
+    has("'Sesion' is not a policy of this load balancer", "[Sesion]")
+    assert any("did you mean Session?" in s for s in shown)
+    has("stickiness policy, for HTTP (and HTTPS) listeners only", "Protocol: TCP")
+    has("'bad cookie' is not a cookie name", "bad cookie")
+    has("policy name 'Session' is already used by LBCookieStickinessPolicy[0]", "CookieName: ok")
+    has("'MadeUpPolicyType' is not a classic load balancer policy type", "MadeUpPolicyType")
+    has("has no attribute 'ProxyProtocl'", "ProxyProtocl")
+    has("the load balancer has no listener on port 8080", "[8080]")
+    has("Listeners[2] already uses stickiness policy 'Session'", "[Session, App]")
+    assert len(shown) == 8, shown
+
+
+def test_a_proxy_policy_is_not_a_listener_policy(fails):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners:
+      - {LoadBalancerPort: 90, InstancePort: 90, Protocol: TCP, PolicyNames: [Proxy]}
+    Policies:
+      - PolicyName: Proxy
+        PolicyType: ProxyProtocolPolicyType
+        Attributes: [{Name: ProxyProtocol, Value: "true"}]
+        InstancePorts: [90]
+    """
+    text = stack(clb(body))
+    fails(text, "applies to instance ports", line=line_with(text, "[Proxy]"))
+
+
+# --- Names, places, instances -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["-web", "web-", "a" * 33, "web_1"])
+def test_load_balancer_name_rules(fails, name):
+    text = stack(clb(BASIC + f"LoadBalancerName: {name}\n"))
+    fails(text, "is not a valid load balancer name", line=line_with(text, "LoadBalancerName"))
+
+
+def test_load_balancer_names_are_unique_in_the_stack(fails):
+    text = stack(
+        "ALB:\n  Type: AWS::ElasticLoadBalancingV2::LoadBalancer\n  Properties: "
+        "{Name: web, Subnets: [!Ref PubA, !Ref PubB]}\n",
+        clb(BASIC + "LoadBalancerName: web\n"),
+    )
+    fails(text, "load balancer name 'web' is already used by ALB", logical_id="CLB")
+
+
+def test_an_elbv2_target_group_may_share_the_classic_load_balancers_name(load):
+    text = stack(
+        clb(BASIC + "LoadBalancerName: web\n"),
+        "TG:\n  Type: AWS::ElasticLoadBalancingV2::TargetGroup\n  Properties: "
+        "{Name: web, Protocol: HTTP, Port: 80, VpcId: !Ref VPC}\n",
+    )
+    groups = sections(load(text))["target_groups"]
+    assert (groups["CLB"].name, groups["TG"].name) == ("web", "web")
+
+
+def test_availability_zones_put_it_in_the_default_vpc(load):
+    body = """\
+    AvailabilityZones: [us-east-1a, us-east-1c]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    lb = sections(load(stack(clb(body))))["load_balancers"]["CLB"]
+    assert lb.vpc_id == "DefaultVpc"
+    assert [(n.az, n.subnet_id) for n in lb.nodes] == [
+        ("us-east-1a", "DefaultSubnet1a"),
+        ("us-east-1c", "DefaultSubnet1c"),
+    ]
+    assert lb.security_groups == ("DefaultVpc.default",)
+
+
+def test_internet_facing_needs_public_subnets(fails):
+    body = """\
+    Subnets: [!Ref PrivA]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    text = stack(clb(body))
+    fails(text, "needs public subnets", line=line_with(text, "Subnets: [!Ref PrivA]"))
+
+
+def test_one_subnet_per_az_and_one_vpc(fails):
+    body = """\
+    Subnets: [!Ref PubA, !Ref PrivA]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    fails(stack(clb(body)), "are both in us-east-1a")
+    body = """\
+    Subnets: [!Ref PubA, !Ref OtherNet]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    fails(stack(clb(body)), "must be in one VPC")
+
+
+def test_an_instance_in_an_az_without_a_node_stays_registered(load):
+    body = """\
+    Subnets: [!Ref PubA]
+    Instances: [!Ref WebA, !Ref WebB, !Ref WebA]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    tg = sections(load(stack(clb(body))))["target_groups"]["CLB"]
+    assert [(t.instance, t.az) for t in tg.targets] == [
+        ("WebA", "us-east-1a"),
+        ("WebB", "us-east-1b"),
+    ]
+
+
+def test_instances_must_be_instances_of_the_stack(fails):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    Instances:
+      - i-0123456789abcdef0
+      - !Ref PubB
+    """
+    text = stack(clb(body))
+    shown = errors_of(fails(text))
+    assert any(
+        "is not the id of a instance of this stack" in s or "not the id of an" in s for s in shown
+    )
+    assert any("PubB" in s for s in shown)
+
+
+def test_security_groups_must_be_in_its_vpc(fails):
+    text = stack(
+        "Far:\n  Type: AWS::EC2::SecurityGroup\n  Properties: {GroupDescription: f, "
+        "VpcId: !Ref Other}\n",
+        clb(BASIC + "SecurityGroups: [!Ref Far]\n"),
+    )
+    fails(text, "security group Far is in Other", line=line_with(text, "SecurityGroups:"))
+
+
+def test_attribute_ranges(fails):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    ConnectionDrainingPolicy: {Enabled: true, Timeout: 4000}
+    ConnectionSettings: {IdleTimeout: 0}
+    AccessLoggingPolicy: {Enabled: true, S3BucketName: b, EmitInterval: 10}
+    """
+    text = stack(clb(body))
+    shown = errors_of(fails(text))
+    assert len(shown) == 3, shown
+    assert any("ConnectionDrainingPolicy.Timeout must be from 1 to 3600" in s for s in shown)
+    assert any("ConnectionSettings.IdleTimeout must be from 1 to 4000" in s for s in shown)
+    assert any("EmitInterval must be 5 or 60" in s for s in shown)
+
+
+def test_listener_errors(fails):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners:
+      - {LoadBalancerPort: 0, InstancePort: 80, Protocol: HTTP}
+      - {LoadBalancerPort: 81, InstancePort: 80, Protocol: UDP}
+      - {LoadBalancerPort: 82, InstancePort: 80, Protocol: TCP, InstanceProtocol: SSL}
+      - {LoadBalancerPort: 83, InstancePort: 80, Protocol: HTTP, SSLCertificateId: x}
+      - {LoadBalancerPort: 84, Protocol: HTTP}
+    """
+    text = stack(clb(body))
+    shown = errors_of(fails(text))
+    assert len(shown) == 5, shown
+    assert any("LoadBalancerPort must be from 1 to 65535, not 0" in s for s in shown)
+    assert any("Listeners[1].Protocol must be one of HTTP, TCP, HTTPS, SSL" in s for s in shown)
+    assert any("InstanceProtocol SSL: TLS to the instances" in s for s in shown)
+    assert any("SSLCertificateId is only for HTTPS and SSL listeners" in s for s in shown)
+    assert any("Listeners[4].InstancePort is missing" in s for s in shown)
+
+
+# --- Around it: security groups, Route53, Auto Scaling, default roles -------------------------
+
+DEFAULT_VPC_CLB = """\
+Web:
+  Type: AWS::EC2::Instance
+  Properties: {AvailabilityZone: us-east-1a, SecurityGroups: [!Ref WebGroup]}
+WebGroup:
+  Type: AWS::EC2::SecurityGroup
+  Properties:
+    GroupDescription: web
+    SecurityGroupIngress:
+      - IpProtocol: tcp
+        FromPort: 80
+        ToPort: 80
+        SourceSecurityGroupOwnerId: !GetAtt CLB.SourceSecurityGroup.OwnerAlias
+        SourceSecurityGroupName: !GetAtt CLB.SourceSecurityGroup.GroupName
+CLB:
+  Type: AWS::ElasticLoadBalancing::LoadBalancer
+  Properties:
+    AvailabilityZones: [us-east-1a]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+"""
+
+
+def test_ingress_from_the_source_security_group_in_the_default_vpc(load):
+    model = load("Resources:\n" + textwrap.indent(DEFAULT_VPC_CLB, "  "))
+    rules = model.security_groups["WebGroup"].ingress
+    assert [(r.from_port, r.group) for r in rules] == [(80, "DefaultVpc.default")]
+    assert sections(model)["load_balancers"]["CLB"].security_groups == ("DefaultVpc.default",)
+
+
+def test_source_security_group_is_its_first_group(load):
+    text = (
+        stack(
+            "Front:\n  Type: AWS::EC2::SecurityGroup\n  Properties: {GroupDescription: f, "
+            "GroupName: front, VpcId: !Ref VPC}\n",
+            clb(BASIC + "SecurityGroups: [!Ref Front]\n"),
+        )
+        + "Outputs:\n  Group: {Value: !GetAtt CLB.SourceSecurityGroup.GroupName}\n"
+    )
+    assert load(text).outputs["Group"] == "front"
+
+
+def test_route53_alias_and_cname_point_at_the_load_balancer(load):
+    text = stack(
+        clb(BASIC),
+        "Zone:\n  Type: AWS::Route53::HostedZone\n  Properties: {Name: example.com.}\n",
+        "Www:\n  Type: AWS::Route53::RecordSet\n  Properties: {HostedZoneId: !Ref Zone, "
+        "Name: www.example.com., Type: A, AliasTarget: {DNSName: !GetAtt CLB.DNSName, "
+        "HostedZoneId: !GetAtt CLB.CanonicalHostedZoneNameID}}\n",
+        "Api:\n  Type: AWS::Route53::RecordSet\n  Properties: {HostedZoneId: !Ref Zone, "
+        "Name: api.example.com., Type: CNAME, TTL: 60, ResourceRecords: [!GetAtt CLB.DNSName]}\n",
+    )
+    model = load(text)
+    lb = sections(model)["load_balancers"]["CLB"]
+    found = {r.logical_id: (r.type, r.values) for r in model.dns_records}
+    assert found == {
+        "Www": ("CNAME", (lb.dns_name.lower(),)),
+        "Api": ("CNAME", (lb.dns_name.lower(),)),
+    }
+
+
+ASG = """\
+Lt:
+  Type: AWS::EC2::LaunchTemplate
+  Properties:
+    LaunchTemplateData: {ImageId: ami-12345678}
+Asg:
+  Type: AWS::AutoScaling::AutoScalingGroup
+  Properties:
+    MinSize: 1
+    MaxSize: 2
+    VPCZoneIdentifier: [!Ref PrivA, !Ref PrivB]
+    LaunchTemplate: {LaunchTemplateId: !Ref Lt, Version: !GetAtt Lt.LatestVersionNumber}
+    LoadBalancerNames: [{names}]
+"""
+
+
+def test_auto_scaling_group_attaches_to_the_classic_load_balancer(load):
+    text = stack(clb(BASIC), ASG.replace("{names}", "!Ref CLB"))
+    model = load(text)
+    group = model.auto_scaling_groups["Asg"]
+    assert group.load_balancer_names == ("CLB",)
+    assert group.attached_target_groups == ("CLB",)
+    assert group.launch.role is not None
+    assert (group.launch.role.name, dict(group.launch.role.args)) == (
+        "http-backend",
+        {"Port": 8080},
+    )
+    assert not [i for i in model.ignored if "LoadBalancerNames" in i.property]
+
+
+@pytest.mark.parametrize(
+    ("names", "fragment"),
+    [
+        ("some-other-elb", "'some-other-elb' is not the id of a classic load balancer of this"),
+        ("!Ref WebA", "refers to WebA, which is an AWS::EC2::Instance"),
+    ],
+)
+def test_auto_scaling_group_names_only_its_stacks_classic_load_balancers(fails, names, fragment):
+    text = stack(clb(BASIC), ASG.replace("{names}", names))
+    fails(text, fragment, logical_id="Asg", line=line_with(text, "LoadBalancerNames"))
+
+
+def test_auto_scaling_group_and_load_balancer_in_one_vpc(fails):
+    body = """\
+    Subnets: [!Ref OtherNet]
+    Scheme: internal
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    text = stack(clb(body), ASG.replace("{names}", "!Ref CLB"))
+    fails(text, "load balancer CLB is in Other, but the group's subnets are in VPC")
+
+
+def test_instances_get_the_http_backend_role_on_the_instance_port(load):
+    model = load(stack(clb(BASIC)))
+    role = model.instances["WebA"].role
+    assert role is not None
+    assert (role.name, dict(role.args)) == ("http-backend", {"Port": 8080})

@@ -79,7 +79,6 @@ from testbed.template.nodes import describe, did_you_mean, line_of
 
 CLASSIC_LB = "AWS::ElasticLoadBalancing::LoadBalancer"
 SCHEMES = ("internet-facing", "internal")
-TLS_ISSUE = "TLS listeners (HTTPS, SSL) arrive with the TLS issue (16)"
 # The OSI layer of each protocol: a listener's two sides must be at the same one (AWS's rule).
 LAYER = {"HTTP": 7, "HTTPS": 7, "TCP": 4, "SSL": 4}
 MAX_PATH = 1024
@@ -129,10 +128,11 @@ def _protocol(problems: Problems, value: Any, where: str, line: int | None) -> s
     if text in CLASSIC_LISTENER_PROTOCOLS:
         return text
     if text in CLASSIC_TLS_PROTOCOLS:
+        what = "TLS to the instances" if where.endswith("InstanceProtocol") else "TLS listeners"
         problems.add(
-            f"{where} {text}: {TLS_ISSUE}",
+            f"{where} {text}: {what} (HTTPS, SSL) arrive with the TLS issue (16)",
             line,
-            "use HTTP or TCP" + (" (the listener can stay on its port)" if text else ""),
+            f"use {'HTTP' if text == 'HTTPS' else 'TCP'} (the lab's listeners are HTTP or TCP)",
         )
         return None
     allowed = CLASSIC_LISTENER_PROTOCOLS + CLASSIC_TLS_PROTOCOLS

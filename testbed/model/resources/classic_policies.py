@@ -182,9 +182,7 @@ class _Reader:
 
     def policies(self) -> None:
         for values, lines, where, line in self.each("Policies", POLICY_PROPERTIES):
-            policy = self._policy(values, lines, where, line)
-            if policy is not None:
-                self.add(policy, lines.get("PolicyName", line))
+            self.add(self._policy(values, lines, where, line), lines.get("PolicyName", line))
 
     def _attributes(
         self, values: dict, lines: dict, where: str, line: int | None, kind: str
@@ -221,7 +219,7 @@ class _Reader:
             found[name] = (value, entry_lines.get("Value", item_line))
         return found
 
-    def _policy(self, values: dict, lines: dict, where: str, line: int | None) -> Policy | None:
+    def _policy(self, values: dict, lines: dict, where: str, line: int | None) -> Policy:
         problems = self.problems
         kind = values["PolicyType"]
         type_line = lines.get("PolicyType", line)
@@ -231,7 +229,7 @@ class _Reader:
                 type_line,
                 did_you_mean(kind, POLICY_TYPES) or f"the types are: {', '.join(POLICY_TYPES)}",
             )
-            return None
+            return Policy(values["PolicyName"], kind, where, line)  # its name stays known
         before = len(problems.found)
         attributes = self._attributes(values, lines, where, line, kind)
         instance_ports = _ports(
@@ -266,6 +264,8 @@ class _Reader:
             instance_ports=instance_ports,
             lb_ports=lb_ports,
         )
+        if len(problems.found) > before:
+            return policy  # a wrong attribute or port: what the type needs is not checked
         if kind in TLS_TYPES:
             ignore(self.ctx, f"{where} ({kind})", TLS_LATER)
         elif kind == PROXY_TYPE:
@@ -281,7 +281,7 @@ class _Reader:
                 text, at = attributes["CookieName"]
                 cookie = _cookie_name(problems, text, f"{where} CookieName", at)
                 policy = Policy(**{**policy.__dict__, "cookie": cookie})
-        return policy if len(problems.found) == before else None
+        return policy
 
     def _proxy(self, policy: Policy, attributes: dict, where: str, line: int | None) -> Policy:
         if "ProxyProtocol" not in attributes:
@@ -349,6 +349,8 @@ def _listener(
     found = ListenerPolicies()
     sticky_from: Policy | None = None
     for policy, line, where in bound:
+        if policy.type not in POLICY_TYPES:
+            continue  # its type is reported where it is made
         if policy.type in BACKEND_TYPES:
             problems.add(
                 f"{where}: {policy.name!r} is a {policy.type} policy, which applies to instance "
