@@ -6,7 +6,7 @@
 
 Fields, in order:
   time        request completion, ISO 8601 UTC with microseconds
-  server      who logged it: instance logical id (backend) or LB node (ALB)
+  server      who logged it: instance logical id (backend) or LB node (ALB, CLB)
   client      client address:port as the server saw it
   local       server address:port the request arrived on
   method      HTTP method
@@ -17,6 +17,13 @@ Fields, in order:
   xff         X-Forwarded-For as received, quoted ("-" when absent)
   user_agent  quoted ("-" when absent)
 Quotes and backslashes inside quoted fields are escaped with a backslash.
+
+A Classic Load Balancer's TCP listeners log one line per connection, when it ends, in the
+same format: method TCP, path "-", status 0, bytes = bytes sent to the client, duration_ms =
+the connection's whole time, xff and user_agent "-" (see is_connection):
+
+    2026-11-26T15:04:09.000321Z MyCLB-1a 198.51.100.10:43211 10.0.0.20:81 TCP "-" 0 12 5003
+        "-" "-"
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 
+TCP_METHOD = "TCP"  # the method field of a TCP connection's line
 FIELDS = (
     "time",
     "server",
@@ -95,6 +103,11 @@ def format_line(
         f'{status} {nbytes} {duration_ms:.3f} "{_quote(xff or "-")}" '
         f'"{_quote(user_agent or "-")}"'
     )
+
+
+def is_connection(record: AccessRecord) -> bool:
+    """Whether a line is a TCP connection's (a CLB's TCP listener), not an HTTP request's."""
+    return record.method == TCP_METHOD
 
 
 def parse_line(line: str) -> AccessRecord | None:

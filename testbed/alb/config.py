@@ -1,4 +1,7 @@
-"""haproxy.cfg of one ALB node, from the load balancer's plan: pure, no HAProxy needed.
+"""haproxy.cfg of one ALB or CLB node, from the load balancer's plan: pure, no HAProxy needed.
+
+A Classic Load Balancer's frontends and backends are testbed.alb.classic's; the global and
+defaults sections are the same for both. What follows is the ALB's.
 
 One frontend per listener, bound to the node's private address (internet clients arrive
 there through the gateway's 1:1 NAT). Rules are evaluated as AWS does: in priority order,
@@ -18,7 +21,7 @@ gives each action its own counters in `show stat`.
 Target group backends hold one server per registered target in the node's scope (every
 enabled AZ with cross-zone, else the node's own AZ), named after the target's key
 (testbed.alb.patterns.server_name). Which servers take requests follows the holder's target
-states (testbed.alb.runtime.server_states); HAProxy's own health checks stay off.
+states (testbed.alb.servers.server_states); HAProxy's own health checks stay off.
 """
 
 from __future__ import annotations
@@ -29,14 +32,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.alb import classic
+from testbed.alb.logformat import HTTP_LOG_FORMAT, log_format_line
 from testbed.alb.patterns import (
     anchored,
     double_quoted,
     query_regex,
-    server_name,
     single_quoted,
 )
+from testbed.alb.servers import (
+    MAINT,
+    backend_name,
+    cookie_key,
+    server_states,
+    template_targets,
+)
 from testbed.messages import RuntimeTargetInfo
+from testbed.model.elb_defaults import CLASSIC
 from testbed.plan.balancers import (
     ConditionPlan,
     ListenerPlan,
@@ -55,17 +67,6 @@ ALGORITHMS = {
 }
 GROUP_COOKIE = "AWSALBTG"
 LB_COOKIE = "AWSALB"
-IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
-# A server's runtime state: "ready" takes requests, "maint" none (in-flight ones finish).
-READY, MAINT = "ready", "maint"
-# The lab's access-log format (testbed.accesslog), written by HAProxy at the end of each
-# request: completion time, node, client, local address, method, "target", status (0 when
-# no answer was sent), bytes, duration in ms, "X-Forwarded-For as received", "User-Agent".
-LOG_FORMAT = (
-    "%[date,utime(%Y-%m-%dT%H:%M:%S)].%[date_us,add(1000000),regsub(^1,)]Z "
-    '{node} %ci:%cp %fi:%fp %HM \\"%{{+E}}HU\\" %[var(txn.st,0)] %B %Ta '
-    '\\"%{{+E}}[var(txn.xff,-)]\\" \\"%{{+E}}[var(txn.ua,-)]\\"'
-)
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,6 @@ def node_files(lab_dir: Path, host: str) -> NodeFiles:
     )
 
 
-def backend_name(tg: str) -> str:
-    return f"tg_{tg}"
-
-
 ACTION_PREFIX = {"redirect": "redirect_", "fixed-response": "fixed_"}
 
 
@@ -112,63 +109,47 @@ def action_backend(kind: str, listener: str, rule: str) -> str:
     return f"{ACTION_PREFIX[kind]}{listener}_{rule.lstrip('_')}"
 
 
-def in_scope(lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, az: str | None) -> bool:
-    """Whether a target in `az` is in the node's backend for `tg` (cross-zone scope)."""
-    enabled = {n.az for n in lb.nodes}
-    if az != "all" and az not in enabled:
-        return False  # Target.NotInUse
-    return lb.cross_zone_for(tg) or az in (node.az, "all")
-
-
-def template_targets(tg: TargetGroupPlan) -> list[RuntimeTargetInfo]:
-    """The group's template targets as registry snapshot rows, all still `initial`."""
-    return [
-        RuntimeTargetInfo(key=t.key, ip=t.ip, port=t.port, az=t.az, state="initial")
-        for t in tg.targets
-    ]
-
-
-def server_states(
-    lb: LoadBalancerPlan, node: NodePlan, tg: TargetGroupPlan, targets: list[RuntimeTargetInfo]
-) -> dict[str, tuple[str, int, str]]:
-    """{server name: (ip, port, ready|maint)} of the node's backend for `tg`.
-
-    `targets`: the group's registered targets with their states (registry snapshot rows).
-    Healthy targets in scope take requests; when none is healthy, every registered one in
-    scope does (AWS fails open). Initial, unhealthy and draining targets get none
-    otherwise; draining ones stay as servers so that in-flight requests finish.
-    """
-    scope = [t for t in targets if in_scope(lb, node, tg, t.get("az")) and t["state"] != "unused"]
-    serving = [t for t in scope if t["state"] in IN_SERVICE]
-    healthy = [t for t in serving if t["state"] == "healthy"]
-    live = {t["key"] for t in (healthy or serving)}
-    return {
-        server_name(t["key"]): (t["ip"], int(t["port"]), READY if t["key"] in live else MAINT)
-        for t in sorted(scope, key=lambda t: t["key"])
-    }
-
-
-def cookie_key(lb: LoadBalancerPlan) -> str:
-    """The secret of the AWSALB cookies: the same on every node, so either node honours a
-    cookie the other set."""
-    return hashlib.sha256(f"{lb.name}|{lb.dns_name}".encode()).hexdigest()[:24]
-
-
 def render(
     lb: LoadBalancerPlan,
     node: NodePlan,
     files: NodeFiles,
     targets: Mapping[str, list[RuntimeTargetInfo]] | None = None,
 ) -> str:
-    """The whole haproxy.cfg of `node`.
+    """The whole haproxy.cfg of `node` (an ALB's, or a CLB's: testbed.alb.classic).
 
     targets: {target group: registry snapshot rows}; a group missing there (and every group
     at node start, targets=None) has the template's targets, all `initial` (so all take
-    requests: AWS fails open)."""
+    requests on an ALB, AWS fails open; none on a CLB until health checks pass)."""
+    if lb.type == CLASSIC:
+        head = _head("CLB", lb, node, files, classic.idle_timeout(lb), classic.HARD_STOP_AFTER_S)
+        return "\n".join(head + classic.sections(lb, node, targets)) + "\n"
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
-    out = [
-        f"# haproxy.cfg of ALB node {node.host} ({lb.name}, {node.az}, {node.ip}).",
+    out = _head("ALB", lb, node, files, idle, keep_alive)
+    for listener in lb.listeners:
+        out += _frontend(lb, node, listener)
+    for tg in lb.target_groups:
+        rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
+        out += _backend(lb, node, tg, rows)
+    for listener in lb.listeners:
+        for rule, actions in _rules_in_order(listener):
+            out += _action_backend(listener, rule, actions[0])
+    out += [
+        f"backend {NO_TARGET}",
+        "    http-request return status 503 content-type text/plain "
+        'string "503 Service Temporarily Unavailable"',
+        "",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _head(
+    kind: str, lb: LoadBalancerPlan, node: NodePlan, files: NodeFiles, idle: int, keep_alive: int
+) -> list[str]:
+    """The comment, global and defaults sections (kind: ALB | CLB; idle: the load
+    balancer's idle timeout; keep_alive: how long an old worker may serve after a reload)."""
+    return [
+        f"# haproxy.cfg of {kind} node {node.host} ({lb.name}, {node.az}, {node.ip}).",
         "# Written by testbed.alb.config from the lab's plan; the holder rewrites it on",
         "# `testbed update` and reloads HAProxy (established connections stay).",
         "global",
@@ -178,7 +159,7 @@ def render(
         "    maxconn 8000",
         f"    stats socket {files.stats_socket} mode 600 level admin expose-fd listeners",
         # After a reload the old worker serves its connections at most this long
-        # (AWS closes client connections after client_keep_alive.seconds).
+        # (AWS closes an ALB's client connections after client_keep_alive.seconds).
         f"    hard-stop-after {keep_alive}s",
         # A reload leaves client connections alone (no "Connection: close", idle ones
         # are not closed): they end by their own timeouts, as on AWS.
@@ -200,21 +181,6 @@ def render(
         "    http-reuse always",
         "",
     ]
-    for listener in lb.listeners:
-        out += _frontend(lb, node, listener)
-    for tg in lb.target_groups:
-        rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
-        out += _backend(lb, node, tg, rows)
-    for listener in lb.listeners:
-        for rule, actions in _rules_in_order(listener):
-            out += _action_backend(listener, rule, actions[0])
-    out += [
-        f"backend {NO_TARGET}",
-        "    http-request return status 503 content-type text/plain "
-        'string "503 Service Temporarily Unavailable"',
-        "",
-    ]
-    return "\n".join(out) + "\n"
 
 
 def _rules_in_order(listener: ListenerPlan) -> list[tuple[str, tuple[dict[str, Any], ...]]]:
@@ -228,7 +194,7 @@ def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> l
         f"frontend {listener.name}",
         f"    bind {node.ip}:{port}",
         "    log stdout format raw local0",
-        '    log-format "' + LOG_FORMAT.format(node=node.host) + '"',
+        log_format_line(HTTP_LOG_FORMAT, node.host),
         # As the client sent them, for the access log (before any rewriting).
         "    http-request set-var(txn.xff) req.fhdr(x-forwarded-for)",
         "    http-request set-var(txn.ua) req.fhdr(user-agent)",

@@ -1,4 +1,5 @@
-"""The program of an ALB node (role "application-node"), run in the node's namespace.
+"""The program of an ALB or CLB node (role "application-node" or "classic-node"), run in the
+node's namespace.
 
     python -m testbed.alb.node --lab-dir /run/elb-testbed/alb --lb MyALB --node MyALB-1a
 
@@ -6,11 +7,11 @@ It writes the node's haproxy.cfg from the lab's plan.json, runs HAProxy in maste
 (master CLI and stats socket in the node's folder, for the holder) and the node's health
 checker (testbed.lb.health_checker: the same checks, thresholds and events as the NLB's).
 
-HAProxy writes one line per request, in the lab's access-log format, to its standard output;
-`grep` passes exactly those lines on to access.log (HAProxy's own notices on the same
-stream, such as "Proxy Http stopped" on a reload, are left out). grep, not Python: it costs
-next to nothing per line. When the node is told to stop it ends HAProxy; teardown ends
-whatever is left in the namespace.
+HAProxy writes one line per request (per connection on a CLB's TCP listener), in the lab's
+access-log format, to its standard output; `grep` passes exactly those lines on to
+access.log (HAProxy's own notices on the same stream, such as "Proxy Http stopped" on a
+reload, are left out). grep, not Python: it costs next to nothing per line. When the node
+is told to stop it ends HAProxy; teardown ends whatever is left in the namespace.
 """
 
 from __future__ import annotations

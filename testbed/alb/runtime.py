@@ -1,13 +1,15 @@
-"""HAProxy's runtime API on the ALB nodes, driven by the lab's holder.
+"""HAProxy's runtime API on the ALB and CLB nodes, driven by the lab's holder.
 
 The holder keeps target health (testbed.lb.registry); `AlbRuntime.sync` turns each snapshot
-into server states on every node (testbed.alb.config.server_states) and sends HAProxy only
+into server states on every node (testbed.alb.servers.node_servers) and sends HAProxy only
 the differences through the node's stats socket:
 
   set server <be>/<srv> state ready|maint     a target starts / stops taking requests;
                                               in-flight requests on it always finish
   add server <be>/<srv> <ip>:<port>           a target registered at run time (HAProxy 2.6
-                                              dynamic servers: no reload, no slot limit)
+                                              dynamic servers: no reload, no slot limit;
+                                              `send-proxy` on a CLB's proxy protocol
+                                              listener, which 2.6 takes for dynamic servers)
   shutdown sessions server, del server        a drained target leaves (after its delay)
 
 Template updates rewrite haproxy.cfg (with the current states, so the new worker starts
@@ -29,18 +31,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.alb.config import (
+from testbed.alb.config import NodeFiles, node_files, render
+from testbed.alb.servers import (
     MAINT,
     READY,
-    NodeFiles,
-    backend_name,
-    node_files,
-    render,
-    server_states,
-    template_targets,
+    Key,
+    Server,
+    cookie_backends,
+    node_servers,
+    proxy_backends,
 )
 from testbed.errors import LabError
 from testbed.messages import TargetSnapshot
+from testbed.model.elb_defaults import CLASSIC
 from testbed.plan.balancers import LoadBalancerPlan, NodePlan
 from testbed.waiting import WaitTimeout, wait_for
 
@@ -50,8 +53,6 @@ RELOAD_TIMEOUT = 15.0
 DEL_RETRY_S = 1.0
 # srv_admin_state bits (show servers state): forced maintenance, forced drain.
 ADMIN_FMAINT, ADMIN_FDRAIN = 0x01, 0x08
-Key = tuple[str, str]  # (backend, server)
-Server = tuple[str, int, str]  # (ip, port, state)
 
 
 class CliUnavailable(Exception):
@@ -177,13 +178,8 @@ class NodeRuntime:
     del_after: dict[Key, float] = field(default_factory=dict)
 
     def desired(self, snapshot: TargetSnapshot) -> dict[Key, Server]:
-        groups = snapshot.get(self.lb.name, {})
-        out: dict[Key, Server] = {}
-        for tg in self.lb.target_groups:
-            rows = groups[tg.name] if tg.name in groups else template_targets(tg)
-            for name, server in server_states(self.lb, self.node, tg, rows).items():
-                out[(backend_name(tg.name), name)] = server
-        return out
+        """{(backend, server): (ip, port, state)} the node should have (testbed.alb.servers)."""
+        return node_servers(self.lb, self.node, snapshot.get(self.lb.name, {}))
 
     def in_sync(self, desired: dict[Key, Server]) -> bool:
         return self.present == desired
@@ -196,14 +192,15 @@ class NodeRuntime:
             self.present = parse_servers_state(cli(sock, "show servers state"))
         present = self.present
         sent: list[str] = []
-        cookie_backends = self._cookie_backends()
+        cookies, proxied = cookie_backends(self.lb), proxy_backends(self.lb)
         for key, (ip, port, state) in desired.items():
             be, srv = key
             have = present.get(key)
             if have is None:
                 # Dynamic servers start in maintenance.
-                self._run(f"add server {be}/{srv} {ip}:{port}", "New server registered")
-                if be in cookie_backends:  # a dynamic server gets its AWSALB cookie value
+                options = " send-proxy" if be in proxied else ""  # a CLB's PROXY v1 header
+                self._run(f"add server {be}/{srv} {ip}:{port}{options}", "New server registered")
+                if be in cookies:  # a dynamic server gets its AWSALB / AWSELB cookie value
                     self._run(f"enable dynamic-cookie backend {be}")
                 if state == READY:
                     self._run(f"set server {be}/{srv} state {READY}")
@@ -250,14 +247,6 @@ class NodeRuntime:
             if "Can't find" in out or "unavailable" in out or "Unknown" in out:
                 self.old_workers.discard(pid)
 
-    def _cookie_backends(self) -> set[str]:
-        return {
-            backend_name(tg.name)
-            for tg in self.lb.target_groups
-            if tg.attributes.get("stickiness.enabled") == "true"
-            and tg.attributes.get("stickiness.type", "lb_cookie") == "lb_cookie"
-        }
-
     def reload(self, snapshot: TargetSnapshot) -> Processes:
         """Rewrite haproxy.cfg for the current plan and states and reload seamlessly.
 
@@ -303,7 +292,7 @@ class NodeRuntime:
 
 
 class AlbRuntime:
-    """Every ALB node of a lab, kept in step with the target registry."""
+    """Every HAProxy node (ALB and CLB) of a lab, kept in step with the target registry."""
 
     def __init__(
         self, lab_dir: Path, lbs: list[LoadBalancerPlan], log: Callable[[str], None] | None = None
@@ -317,7 +306,7 @@ class AlbRuntime:
     def set_lbs(self, lbs: list[LoadBalancerPlan]) -> None:
         """New plans (after an update): nodes keep what they know of HAProxy."""
         for lb in lbs:
-            if lb.type != "application":
+            if not lb.proxied:  # ALB and CLB nodes run HAProxy
                 continue
             for node in lb.nodes:
                 current = self.nodes.get(node.host)
@@ -339,18 +328,18 @@ class AlbRuntime:
             try:
                 node.sync(desired)
                 if host in self.failing:
-                    self.log(f"ALB node {host}: HAProxy in step again")
+                    self.log(f"{_kind(node.lb)} node {host}: HAProxy in step again")
                     del self.failing[host]
             except (CliUnavailable, RuntimeError, OSError) as exc:
                 ok = False
                 node.present = None  # re-read what HAProxy has before trying again
                 if self.failing.get(host) != str(exc):
                     self.failing[host] = str(exc)
-                    self.log(f"ALB node {host}: target states not applied yet: {exc}")
+                    self.log(f"{_kind(node.lb)} node {host}: target states not applied yet: {exc}")
         return ok
 
     def reload(self, lb_name: str, snapshot: TargetSnapshot) -> list[str]:
-        """Reload every node of one ALB with its current plan; the nodes reloaded."""
+        """Reload every node of one ALB or CLB with its current plan; the nodes reloaded."""
         done = []
         for host, node in self.nodes.items():
             if node.lb.name == lb_name:
@@ -368,3 +357,7 @@ class AlbRuntime:
                 validate_config(path)
             finally:
                 path.unlink(missing_ok=True)
+
+
+def _kind(lb: LoadBalancerPlan) -> str:
+    return "CLB" if lb.type == CLASSIC else "ALB"

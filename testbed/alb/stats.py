@@ -12,6 +12,22 @@ What each metric is made of (summed over the nodes; per target group = its tg_ b
   ProcessedBytes               frontends' bytes in + out
   HealthyHostCount, UnHealthyHostCount   from the holder's target registry
 A reload starts a new worker with fresh counters: the collector skips that period.
+
+AWS/ELB metrics of a Classic Load Balancer (`classic_metrics`; per load balancer, as AWS's
+LoadBalancerName dimension), from its listeners' frontends and `ls_` backends:
+  RequestCount                 HTTP listeners: the requests their backends took (req_tot,
+                               the CLB's own 503s too; not the frontends': a connection that
+                               sent nothing counts there); TCP listeners: the connections
+                               made to instances (servers' stot)
+  Latency                      HTTP: backends' rtime (request sent -> response headers); TCP:
+                               backends' ctime (connection to the instance); weighted, s
+  HTTPCode_Backend_nXX         servers' hrsp_nxx of HTTP listeners (answers of instances)
+  HTTPCode_ELB_4XX, _5XX       frontends' hrsp_nxx minus the instances' (the CLB's own, e.g.
+                               503 with no healthy instance)
+  BackendConnectionErrors      servers' econ (connections to instances that failed)
+  SurgeQueueLength             backends' qcur: requests or connections waiting for an instance
+  EstimatedProcessedBytes      frontends' bytes in + out
+  HealthyHostCount, UnHealthyHostCount   from the holder's target registry (the CLB's group)
 """
 
 from __future__ import annotations
@@ -26,7 +42,9 @@ from testbed.alb.runtime import CliUnavailable, cli
 from testbed.messages import TargetDescription
 
 NAMESPACE = "AWS/ApplicationELB"
+CLASSIC_NAMESPACE = "AWS/ELB"
 CODES = ("2xx", "3xx", "4xx", "5xx")
+Metric = tuple[str, str, str, float, str, str]  # metric, target group, target, value, unit, kind
 
 
 def parse_stat(text: str) -> list[dict[str, str]]:
@@ -130,6 +148,61 @@ def metrics(
         out.append(("TargetResponseTime", tg, "", _weighted(pairs) / 1000, "Seconds", "gauge"))
         all_rt += pairs
     out.append(("TargetResponseTime", "", "", _weighted(all_rt) / 1000, "Seconds", "gauge"))
+    return out
+
+
+def classic_metrics(nodes: list[list[dict[str, str]]], protocols: dict[str, str]) -> list[Metric]:
+    """(metric, "", "", value, unit, kind) of one CLB from its nodes' rows; protocols:
+    {listener name: HTTP | TCP}."""
+    total: dict[str, float] = {}
+    latency: list[tuple[float, float]] = []
+
+    def add(key: str, value: float) -> None:
+        total[key] = total.get(key, 0.0) + value
+
+    for rows in nodes:
+        for row in rows:
+            px, sv = row["pxname"], row["svname"]
+            listener = px.removeprefix("ls_") if px.startswith("ls_") else px
+            http = protocols.get(listener, "TCP").upper() == "HTTP"
+            if sv == "FRONTEND" and listener in protocols and not px.startswith("ls_"):
+                add("EstimatedProcessedBytes", _n(row, "bin") + _n(row, "bout"))
+                if http:
+                    for code in ("4xx", "5xx"):
+                        add(f"fe_{code}", _n(row, f"hrsp_{code}"))
+            elif not px.startswith("ls_"):
+                continue
+            elif sv == "BACKEND":
+                add("SurgeQueueLength", _n(row, "qcur"))
+                if http:
+                    add("RequestCount", _n(row, "req_tot"))
+                    latency.append((_n(row, "rtime"), _n(row, "req_tot")))
+                else:
+                    latency.append((_n(row, "ctime"), _n(row, "stot")))
+            else:
+                add("BackendConnectionErrors", _n(row, "econ"))
+                if http:
+                    for code in CODES:
+                        add(f"srv_{code}", _n(row, f"hrsp_{code}"))
+                else:
+                    add("RequestCount", _n(row, "stot"))
+    total["Latency"] = _weighted(latency) / 1000
+    out: list[Metric] = [
+        (metric, "", "", total.get(metric, 0.0), unit, kind)
+        for metric, unit, kind in (
+            ("RequestCount", "Count", "counter"),
+            ("Latency", "Seconds", "gauge"),
+            ("BackendConnectionErrors", "Count", "counter"),
+            ("SurgeQueueLength", "Count", "gauge"),
+            ("EstimatedProcessedBytes", "Bytes", "counter"),
+        )
+    ]
+    for code in CODES:
+        value = total.get(f"srv_{code}", 0.0)
+        out.append((f"HTTPCode_Backend_{code.upper()}", "", "", value, "Count", "counter"))
+    for code in ("4xx", "5xx"):
+        own = max(0.0, total.get(f"fe_{code}", 0.0) - total.get(f"srv_{code}", 0.0))
+        out.append((f"HTTPCode_ELB_{code.upper()}", "", "", own, "Count", "counter"))
     return out
 
 
