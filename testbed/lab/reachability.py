@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from testbed.plan import reach
+from testbed.plan.balancers import PROXY_TYPES
 from testbed.plan.network import HostPlan, NetworkPlan
 from testbed.plan.reach import Verdict
 
@@ -42,8 +43,10 @@ class Address:
 
 
 # Lab machinery, not instances: load balancer nodes, the resolver and NAT gateways have tests
-# of their own. (ALB nodes can be destinations: see addresses(lb_nodes=True).)
+# of their own. (ALB and CLB nodes can be destinations: see addresses(lb_nodes=True).)
 SERVICE_KINDS = reach.SERVICE_KINDS
+# The roles of load balancer nodes that answer on their own addresses (HAProxy).
+PROXY_NODE_ROLES = tuple(f"{t}-node" for t in PROXY_TYPES)
 
 
 def hosts(plan: NetworkPlan) -> list[HostPlan]:
@@ -53,11 +56,12 @@ def hosts(plan: NetworkPlan) -> list[HostPlan]:
 
 def addresses(plan: NetworkPlan, lb_nodes: bool = False) -> list[Address]:
     """Every address of the matrix's hosts: each interface's private address and secondary
-    addresses, public addresses (EIPs); with lb_nodes, also the application load balancers'
-    nodes (HAProxy answers there itself; NLB and GWLB nodes pass traffic on to targets)."""
+    addresses, public addresses (EIPs); with lb_nodes, also the application and classic load
+    balancers' nodes (HAProxy answers there itself; NLB and GWLB nodes pass traffic on to
+    targets)."""
     out = []
     for a in plan.attachments():
-        node = a.kind == "lb-node" and a.role == "application-node"
+        node = a.kind == "lb-node" and a.role in PROXY_NODE_ROLES
         if a.kind in SERVICE_KINDS and not (lb_nodes and node):
             continue
         out += [Address(a.name, ip, False) for ip in (a.ip, *a.extra_ips)]

@@ -2,9 +2,9 @@
 
 Health checkers (one per node, in the node's namespace) ask what to check and report results
 over the holder's socket; the CLI registers and deregisters targets. Every change of the
-registry is pushed to the controller (NLB, GWLB flows) and to the ALB nodes' HAProxy
-(testbed.alb.runtime) as a new snapshot of target states, written to the lab's event log and
-to target-events.jsonl (testbed.schemas.TARGET_EVENT_COLUMNS).
+registry is pushed to the controller (NLB, GWLB flows) and to the HAProxy of the ALB and CLB
+nodes (testbed.alb.runtime) as a new snapshot of target states, written to the lab's event
+log and to target-events.jsonl (testbed.schemas.TARGET_EVENT_COLUMNS).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class LbService:
         self.thread = threading.Thread(target=self._loop, daemon=True, name="lb-service")
         self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
         self.alb: AlbRuntime | None = None
-        if any(lb.type == "application" for lb in self.lbs):
+        if any(lb.proxied for lb in self.lbs):
             self.alb = AlbRuntime(self.lab_dir, self.lbs)
 
     def start(self) -> None:
@@ -249,8 +249,9 @@ class LbService:
         new = self.registry.events[self.published :]
         if not new and not self.dirty:
             return
-        # The controller steers NLB and GWLB traffic; ALB nodes route in HAProxy.
-        fabric = {lb: groups for lb, groups in snapshot.items() if lb not in self._alb_names()}
+        # The controller steers NLB and GWLB traffic; ALB and CLB nodes route in HAProxy.
+        proxied = self._proxied_names()
+        fabric = {lb: groups for lb, groups in snapshot.items() if lb not in proxied}
         try:
             asks.controller_set_targets(self.controller_sock, fabric)
             self.dirty = False
@@ -289,14 +290,16 @@ class LbService:
                         ev.load_balancer, self._runtime_target(lb.name, tg.name, ev.target)
                     )
 
-    def _alb_names(self) -> set[str]:
-        return {lb.name for lb in self.lbs if lb.type == "application"}
+    def _proxied_names(self) -> set[str]:
+        """The load balancers whose nodes run HAProxy (ALB, CLB): not the controller's."""
+        return {lb.name for lb in self.lbs if lb.proxied}
 
-    # ---- template updates (ALB) --------------------------------------------------------
+    # ---- template updates (ALB, CLB) ---------------------------------------------------
     def update(self, plan: NetworkPlan, reload: list[str]) -> list[str]:
         """Take a new plan whose changes are ALB rules, actions, target groups, targets or
-        attributes only (testbed.plan.changes): the registry follows the template's target
-        lists (targets registered at run time stay), then the ALBs in `reload` get a new
+        attributes, or CLB listener policies, instances and settings, only
+        (testbed.plan.changes): the registry follows the template's target lists (targets
+        registered at run time stay), then the load balancers in `reload` get a new
         haproxy.cfg and a seamless reload. Returns what was done, for the events."""
         done: list[str] = []
         with self.lock:

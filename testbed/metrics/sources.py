@@ -324,6 +324,42 @@ class AlbSource:
         return out
 
 
+class ClbSource:
+    """AWS/ELB metrics of every Classic Load Balancer (load_balancer = its logical id, AWS's
+    LoadBalancerName dimension): HAProxy's `show stat` on each node and instance health from
+    the holder (see testbed.alb.stats.classic_metrics for what each metric is made of)."""
+
+    name = "clb"
+
+    def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
+        self.lab = lab
+        self.lbs = {
+            lb.name: (
+                [node_files(lab.dir, n.host).stats_socket for n in lb.nodes],
+                {lis.name: lis.protocol or "TCP" for lis in lb.listeners},
+            )
+            for lb in plan.load_balancers
+            if lb.type == "classic"
+        }
+
+    def snapshot(self) -> list[Sample]:
+        if not self.lbs:
+            return []
+        rows = target_rows(self.lab)
+        ns = stats.CLASSIC_NAMESPACE
+        out = []
+        for lb, (sockets, protocols) in self.lbs.items():
+            nodes = stats.read_nodes(sockets)
+            for metric, _tg, _target, value, unit, kind in stats.classic_metrics(nodes, protocols):
+                out.append(Sample(ns, metric, lb, "", "", value, unit, kind))
+            ok = bad = 0
+            for counts in stats.health_counts(rows, lb).values():
+                ok, bad = ok + counts[0], bad + counts[1]
+            out.append(Sample(ns, "HealthyHostCount", lb, "", "", float(ok), "Count", "gauge"))
+            out.append(Sample(ns, "UnHealthyHostCount", lb, "", "", float(bad), "Count", "gauge"))
+        return out
+
+
 class InstanceSource:
     """AWS/EC2 per instance (target = its host): CPUUtilization from the host's own cgroup
     (percent of one CPU; testbed.lab.cgroups), NetworkIn / NetworkOut (bytes) from its switch
@@ -447,6 +483,7 @@ SOURCES: dict[str, Callable[[Lab, NetworkPlan], Source]] = {
     "security": SecurityDropSource,
     "nlb": NlbSource,
     "alb": AlbSource,
+    "clb": ClbSource,
     "instances": InstanceSource,
     "autoscaling": AutoScalingSource,
 }

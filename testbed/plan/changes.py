@@ -2,12 +2,15 @@
 
 A running lab takes, without down/up, the changes an ALB applies in place on AWS: listener
 rules and default actions, target groups (targets, health checks, attributes) and load
-balancer attributes of application load balancers; and security groups and network ACLs
+balancer attributes of application load balancers; the same of a Classic Load Balancer
+(its instances, HealthCheck, ConnectionDrainingPolicy, ConnectionSettings, CrossZone) and
+its listeners' InstancePort, InstanceProtocol and policies (stickiness, proxy protocol): its
+nodes' HAProxy reloads seamlessly, as an ALB's; and security groups and network ACLs
 (rules, entries, which groups a port carries, which ACL a subnet has: the controller
 reprograms their flows; established flows stay, as on AWS).
-Everything else (hosts, subnets, routes,
-other load balancer types, listener ports, ...) is built into namespaces, links and flows and
-needs `testbed down` and `testbed up`.
+Everything else (hosts, subnets, routes, other load balancer types, listener ports, a
+listener added to or removed from a CLB, ...) is built into namespaces, links and flows (or
+into the ports a node is ready on) and needs `testbed down` and `testbed up`.
 
     live, other, reload = plan_changes(old_plan, new_plan)
 """
@@ -17,11 +20,25 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from testbed.plan.balancers import PROXY_TYPES
 from testbed.plan.network import NetworkPlan
 
 # Parts of an ALB's plan that a running lab can change (HAProxy reload, runtime API).
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
 ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
+# A CLB's: the same, its CrossZone, and what its listeners do behind their port.
+CLASSIC_LIVE_FIELDS = (*ALB_LIVE_FIELDS, "cross_zone")
+CLASSIC_LIVE_LISTENER_FIELDS = (
+    "default_actions",
+    "target_group",
+    "instance_port",
+    "instance_protocol",
+    "proxy_protocol",
+    "sticky",
+    "sticky_cookie",
+    "sticky_expiration_s",
+    "idle_timeout_s",
+)
 MAX_SHOWN = 15
 # Live changes of security groups and ACL entries start with these (see security_changes).
 SECURITY_PREFIXES = ("security_groups.", "network_acls.", "memberships.", "acl_of_subnet.")
@@ -69,15 +86,17 @@ def _short(value: Any) -> str:
 
 
 def _split_alb(lb: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the fixed part, the live part) of an ALB's plan dict."""
-    fixed = {k: v for k, v in lb.items() if k not in ALB_LIVE_FIELDS}
-    live = {k: lb[k] for k in ALB_LIVE_FIELDS if k in lb}
+    """(the fixed part, the live part) of an ALB's or a CLB's plan dict."""
+    classic = lb["type"] == "classic"
+    fields = CLASSIC_LIVE_FIELDS if classic else ALB_LIVE_FIELDS
+    listener_fields = CLASSIC_LIVE_LISTENER_FIELDS if classic else ALB_LIVE_LISTENER_FIELDS
+    fixed = {k: v for k, v in lb.items() if k not in fields}
+    live = {k: lb[k] for k in fields if k in lb}
     fixed["listeners"] = [
-        {k: v for k, v in lis.items() if k not in ALB_LIVE_LISTENER_FIELDS}
-        for lis in lb["listeners"]
+        {k: v for k, v in lis.items() if k not in listener_fields} for lis in lb["listeners"]
     ]
     live["listeners"] = [
-        {"name": lis["name"], **{k: lis[k] for k in ALB_LIVE_LISTENER_FIELDS if k in lis}}
+        {"name": lis["name"], **{k: lis[k] for k in listener_fields if k in lis}}
         for lis in lb["listeners"]
     ]
     return fixed, live
@@ -122,7 +141,7 @@ def security_changes(live: list[str]) -> list[str]:
 
 
 def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[str], list[str]]:
-    """(live changes, changes that need down/up, ALBs whose HAProxy must reload).
+    """(live changes, changes that need down/up, ALBs and CLBs whose HAProxy must reload).
 
     Target list changes alone need no reload: the runtime API adds and removes servers."""
     a, b = asdict(old), asdict(new)
@@ -131,7 +150,7 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
     for d in (a, b):
         lbs = []
         for lb in d["load_balancers"]:
-            if lb["type"] == "application":
+            if lb["type"] in PROXY_TYPES:
                 fixed, part = _split_alb(lb)
                 lbs.append(fixed)
                 d.setdefault("_alb_live", {})[lb["name"]] = part

@@ -531,8 +531,9 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
     lbs = build_lb_plans(model, zone_base)
     lb_models = elbv2_sections(model)["load_balancers"]
     for lb in lbs:
-        # ALB and NLB nodes carry their load balancer's groups (the model gives an ALB its
-        # VPC's default group when none is named; an NLB without groups stays open).
+        # ALB, CLB and NLB nodes carry their load balancer's groups (the model gives an ALB
+        # or a CLB its VPC's default group when none is named; an NLB without groups stays
+        # open).
         # Gateway load balancer nodes are never filtered: the appliances behind them are.
         lb_groups = lb_models[lb.name].security_groups if lb.type != "gateway" else None
         for node in lb.nodes:
@@ -751,8 +752,9 @@ def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[En
 
 
 def _node_ports(lb: LoadBalancerPlan) -> dict[str, Any]:
-    """ALB nodes listen themselves (HAProxy): their listener ports tell when they are ready."""
-    if lb.type != "application":
+    """ALB and CLB nodes listen themselves (HAProxy): their listener ports tell when they are
+    ready."""
+    if not lb.proxied:
         return {}
     return {"ports": sorted({lis.port for lis in lb.listeners if lis.port})}
 
