@@ -265,7 +265,7 @@ class Instance:
 
     def __init__(self, name: str, ip: str, http_port: int, tcp_port: int) -> None:
         self.http = _HttpServer((ip, http_port), _CookieIdentity)
-        self.http.name = name  # type: ignore[attr-defined]
+        self.http.name = name  # what _Identity answers as "instance"
         self.echo = _EchoServer((ip, tcp_port), _Echo)
         for server in (self.http, self.echo):
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
@@ -300,7 +300,7 @@ class LocalClb(LocalAlb):
         self.tmp = Path(tmp)
         (tg,) = lb.target_groups
         self.ips = {t.key: f"127.0.1.{i + 1}" for i, t in enumerate(tg.targets)}
-        self.http_port, self.tcp_port = _ports_free_on([*self.ips.values(), "127.0.1.9"], 2)
+        self.http_port, self.tcp_port = _ports_free_on(list(self.ips.values()), 2)
         self.backends = {
             t.host or t.id: Instance(t.host or t.id, self.ips[t.key], self.http_port, self.tcp_port)
             for t in tg.targets
@@ -366,7 +366,8 @@ class LocalClb(LocalAlb):
 def running(lb: LoadBalancerPlan, tmp: Path, states: dict[str, str] | None = None) -> LocalClb:
     """A LocalClb started with its instances' states (`healthy` unless `states` says)."""
     clb = LocalClb(lb, tmp)
-    return clb.start(clb.group(states or {}))  # type: ignore[return-value]
+    clb.start(clb.group(states or {}))
+    return clb
 
 
 @needs_haproxy
