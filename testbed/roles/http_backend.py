@@ -11,6 +11,19 @@ Serves, on the host's address:
   TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
     (long-lived flows for NLB draining experiments).
   UDP on UdpPort (9000): answers every datagram with one JSON identity datagram.
+PROXY protocol (v1 and v2, testbed.roles.proxy_protocol), detected on both TCP listeners: a
+connection that opens with a header (a Classic Load Balancer's TCP listener with a
+ProxyProtocolPolicyType policy) has it consumed, never answered, and every answer on that
+connection carries `proxy` (version, command, protocol, source/destination address and port)
+beside `client`, which stays the TCP peer (the load balancer's node); `proxy` is null without
+a header. A malformed header closes the connection. Only a connection's first bytes are
+looked at: requests after them cost what they did. The access log's client is the TCP peer
+too (the header's source is in the answer, not the log). On the TCP listener the server
+speaks first, so it waits for the first bytes before its identity line: up to
+FIRST_BYTES_WAIT_S from a peer not seen before, up to HEADER_WAIT_S from a peer that sent
+headers, not at all from a peer that did not (its line goes at once, as without PROXY); a
+header that comes after the line (a peer that sent none before) is consumed and the identity
+line is sent again, with `proxy`.
 Faults, set at run time on the admin port (127.0.0.1:8081, reachable only inside the host;
 `testbed fault` wraps it): status=CODE (every answer), delay_ms=N, hang (read, never
 answer), refuse (stop listening: new connections get a RST, UDP gets port unreachable),
@@ -33,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from testbed import accesslog
 from testbed.lab.launch import HTTP_BACKEND_DEFAULTS
+from testbed.roles import proxy_protocol
 
 DEFAULTS = HTTP_BACKEND_DEFAULTS
 REASONS = {
@@ -51,6 +65,11 @@ REASONS = {
 MAX_HEAD = 64 * 1024
 MAX_CPU_MS = 1000.0  # one request never holds the CPU longer than this
 LINGER_S = 2.0
+# TCP listener: how long the identity line waits for a PROXY header. A proxy sends its header
+# right after its connect completes, which may be after the connection is accepted here.
+FIRST_BYTES_WAIT_S = 0.02  # from a peer not seen yet
+HEADER_WAIT_S = 1.0  # from a peer that sent headers (its own health checks close at once)
+MAX_PEERS = 4096  # peers remembered (whether they send headers), then forgotten
 
 
 class Faults:
@@ -109,6 +128,8 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False  # an answer is pending (delay/hang): keep the order of pipelining
         self.closing = False
         self.linger: asyncio.TimerHandle | None = None
+        self.first_bytes = True  # a PROXY header may still open the connection
+        self.proxy: dict[str, Any] | None = None  # what the connection's header carried
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
@@ -126,10 +147,32 @@ class HttpConnection(asyncio.Protocol):
         if self.closing:
             return  # after Connection: close, whatever else arrives is ignored
         self.buffer += data
+        if self.first_bytes and not self.take_header():
+            return
         if len(self.buffer) > MAX_HEAD and b"\r\n\r\n" not in self.buffer:
             self.reply(None, 400, b'{"error": "request head too large"}', close=True)
             return
         self.process()
+
+    def take_header(self) -> bool:
+        """Consume a PROXY header at the start of the connection: True once the connection's
+        first bytes are known to be no header or the header is consumed; False while it is
+        incomplete, or after a malformed one (the connection is then closed)."""
+        try:
+            found = proxy_protocol.parse(self.buffer)
+        except proxy_protocol.ProxyHeaderError:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        if found is None:
+            return False
+        header, used = found
+        self.first_bytes = False
+        if header is not None:
+            self.proxy = header.as_dict()
+            self.buffer = self.buffer[used:]
+        return True
 
     def process(self) -> None:
         while not self.busy and not self.closing:
@@ -261,16 +304,41 @@ def burn_cpu(seconds: float) -> float:
 
 
 class TcpIdentity(asyncio.Protocol):
-    """Raw TCP: an identity line on connect, then an echo of every line."""
+    """Raw TCP: an identity line on connect (after a PROXY header, if one comes), then an
+    echo of every line."""
 
     def __init__(self, server: Backend) -> None:
         self.server = server
+        self.first_bytes = b""  # the connection's start while it may be a PROXY header
+        self.expecting = True  # the first bytes are not known yet
+        self.greeted = False
+        self.wait: asyncio.TimerHandle | None = None
+        self.proxy: dict[str, Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
         self.server.connections.add(self)
-        peer = transport.get_extra_info("peername") or ("", 0)
-        line = json.dumps(self.server.describe(peer)).encode() + b"\n"
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        sends_headers = self.server.proxy_peers.get(self.peer[0])
+        if sends_headers is False:
+            self.greet()  # a peer that opened without a header before: as without PROXY
+            return
+        wait = HEADER_WAIT_S if sends_headers else FIRST_BYTES_WAIT_S
+        self.wait = asyncio.get_running_loop().call_later(wait, self.no_header_yet)
+
+    def no_header_yet(self) -> None:
+        """Nothing came in time: a client waiting for the line (a peer that sent headers
+        before no longer does: its next connections get the line at once)."""
+        self.wait = None
+        self.server.learn_peer(self.peer[0], False)
+        self.greet()
+
+    def greet(self) -> None:
+        """Send the identity line (once; again after a header that came after it)."""
+        if self.greeted:
+            return
+        self.greeted = True
+        line = json.dumps(self.server.describe(self.peer, self.proxy)).encode() + b"\n"
         faults = self.server.faults
         if faults.hang:
             return
@@ -283,8 +351,34 @@ class TcpIdentity(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        if self.wait is not None:
+            self.wait.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.expecting:
+            self.first_bytes += data
+            try:
+                found = proxy_protocol.parse(self.first_bytes)
+            except proxy_protocol.ProxyHeaderError:
+                self.expecting = False
+                self.transport.close()
+                return
+            if found is None:
+                return  # a header, not complete yet
+            header, used = found
+            data, self.first_bytes, self.expecting = self.first_bytes[used:], b"", False
+            if self.wait is not None:
+                self.wait.cancel()
+                self.wait = None
+            if header is not None:
+                self.server.learn_peer(self.peer[0], True)
+                self.proxy = header.as_dict()
+                self.greeted = False  # a line sent before the header is sent again, with it
+            elif self.peer[0] not in self.server.proxy_peers:
+                self.server.learn_peer(self.peer[0], False)
+            self.greet()
+            if not data:
+                return
         if not self.server.faults.hang:
             self.transport.write(data)
 
@@ -334,12 +428,24 @@ class Backend:
         self.faults = Faults()
         self.log = LogWriter(log_path)
         self.connections: set[Any] = set()
+        # TCP listener: whether a peer's connections opened with a PROXY header (True) or
+        # without (False), so that its identity line waits for a header only when one comes.
+        self.proxy_peers: dict[str, bool] = {}
         self.served = 0
         self.started = time.time()
         self.listeners: list[Any] = []
 
-    def describe(self, peer: tuple[str, int]) -> dict[str, Any]:
-        return dict(self.identity, client={"ip": peer[0], "port": peer[1]})
+    def describe(
+        self, peer: tuple[str, int], proxy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The identity, the client as seen here (the TCP peer) and what a PROXY header
+        carried (None without one)."""
+        return dict(self.identity, client={"ip": peer[0], "port": peer[1]}, proxy=proxy)
+
+    def learn_peer(self, ip: str, sends_headers: bool) -> None:
+        if len(self.proxy_peers) >= MAX_PEERS and ip not in self.proxy_peers:
+            self.proxy_peers.clear()
+        self.proxy_peers[ip] = sends_headers
 
     # ---- HTTP answers -----------------------------------------------------------------
     def handle(self, conn: HttpConnection, req: Request) -> None:
@@ -376,7 +482,7 @@ class Backend:
             }
             body = json.dumps(
                 dict(
-                    self.describe(conn.peer),
+                    self.describe(conn.peer, conn.proxy),
                     method=req.method,
                     path=req.target,
                     host=req.headers.get("host"),
