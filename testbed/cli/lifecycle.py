@@ -72,14 +72,16 @@ def register(sub: Any) -> None:
         sub,
         "update",
         cmd_update,
-        "apply a changed template to a running lab (ALB changes)",
+        "apply a changed template to a running lab (ALB and CLB changes)",
         epilog="examples:\n"
         "  testbed update alb templates/alb.yaml -p CanaryWeight=50\n"
         "  testbed update alb my-alb-with-a-new-rule.yaml\n\n"
         "ALB listener rules, default actions, target groups (targets, health checks,\n"
         "attributes) and load balancer attributes change live: HAProxy reloads without\n"
         "dropping established connections; targets the template adds or drops are\n"
-        "registered or deregistered (with draining). Any other change exits 2, listing\n"
+        "registered or deregistered (with draining). A Classic Load Balancer's instances,\n"
+        "health check, draining, idle timeout, CrossZone and listener policies change live\n"
+        "too (adding or removing a listener does not). Any other change exits 2, listing\n"
         "what differs: it needs testbed down and testbed up.",
     )
     p.add_argument("name", help="lab name")

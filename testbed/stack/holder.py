@@ -454,8 +454,9 @@ class Holder:
         if other:
             raise BadInput(
                 f"this update changes more than what a running lab can take (ALB "
-                f"rules, target groups, targets and attributes; security group rules, "
-                f"network ACL entries):\n"
+                f"rules, target groups, targets and attributes; a Classic Load Balancer's "
+                f"instances, health check, draining, idle timeout, cross-zone and listener "
+                f"policies; security group rules, network ACL entries):\n"
                 f"{describe(other)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )
@@ -472,7 +473,7 @@ class Holder:
         for lb_name in by_lb:
             self.events.emit(
                 lb_name,
-                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                _lb_resource_type(plan, lb_name),
                 "UPDATE_IN_PROGRESS",
                 f"{len(by_lb[lb_name])} change(s)",
             )
@@ -505,7 +506,7 @@ class Holder:
             mine = [d for d in done if d.startswith(lb_name + ":")]
             self.events.emit(
                 lb_name,
-                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                _lb_resource_type(plan, lb_name),
                 "UPDATE_COMPLETE",
                 "; ".join(mine) or "; ".join(c.split(".", 2)[2] for c in changes[:5]),
             )
@@ -685,3 +686,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _lb_resource_type(plan: NetworkPlan, name: str) -> str:
+    """The CloudFormation type of load balancer `name`, for its update events."""
+    lb = next((x for x in plan.load_balancers if x.name == name), None)
+    if lb is not None and lb.type == "classic":
+        return "AWS::ElasticLoadBalancing::LoadBalancer"
+    return "AWS::ElasticLoadBalancingV2::LoadBalancer"
