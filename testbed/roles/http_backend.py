@@ -6,7 +6,9 @@ Serves, on the host's address:
     X-Forwarded-For/-Proto/-Port). Query parameters shape one answer: `status=503`,
     `delay_ms=200`, `size=10000` (body padded to that many bytes), `cpu_ms=20` (burn that
     much CPU time in the request, at most MAX_CPU_MS: load for CPU scaling policies; the
-    server is single-threaded, so a busy instance queues requests as a saturated one does).
+    server is single-threaded, so a busy instance queues requests as a saturated one does),
+    `set_cookie=NAME=VALUE` (a `Set-Cookie: NAME=VALUE; Path=/` header: the application's
+    session cookie that a CLB's AppCookieStickinessPolicy follows).
     HealthPath (/health) answers {"status": "healthy"}.
   TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
     (long-lived flows for NLB draining experiments).
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import sys
 import time
@@ -65,6 +68,7 @@ REASONS = {
 MAX_HEAD = 64 * 1024
 MAX_CPU_MS = 1000.0  # one request never holds the CPU longer than this
 LINGER_S = 2.0
+COOKIE = re.compile(r"[A-Za-z0-9_.-]+=[A-Za-z0-9_.-]*")  # set_cookie: nothing to inject
 # TCP listener: how long the identity line waits for a PROXY header. A proxy sends its header
 # right after its connect completes, which may be after the connection is accepted here.
 FIRST_BYTES_WAIT_S = 0.02  # from a peer not seen yet
@@ -226,6 +230,7 @@ class HttpConnection(asyncio.Protocol):
         body: bytes,
         content_type: str = "application/json",
         close: bool = False,
+        cookie: str | None = None,
     ) -> None:
         if self.closing or self.transport is None:
             return
@@ -234,7 +239,8 @@ class HttpConnection(asyncio.Protocol):
             f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             f"Server: elb-lab/{self.server.identity['instance']}\r\n"
-            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+            + (f"Set-Cookie: {cookie}; Path=/\r\n" if cookie else "")
+            + f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
         ).encode()
         self.transport.write(head + body)
         if req is not None and self.server.log:
@@ -462,6 +468,9 @@ class Backend:
             delay += float(query.get("delay_ms", 0))
             size = int(query.get("size", 0))
             cpu_ms = float(query.get("cpu_ms", 0))
+            cookie = query.get("set_cookie")
+            if cookie is not None and not COOKIE.fullmatch(cookie):
+                raise ValueError(cookie)
         except ValueError:
             conn.reply(req, 400, b'{"error": "bad query parameter"}')
             return
@@ -494,7 +503,7 @@ class Backend:
                 body += b" " * (size - len(body))
 
         def answer() -> None:
-            conn.reply(req, status, body)
+            conn.reply(req, status, body, cookie=cookie)
 
         if delay > 0:
             conn.later(delay / 1000, answer)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testbed.accesslog import parse_line
+from testbed.accesslog import is_connection, parse_line
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli
@@ -117,12 +117,19 @@ def url(lab: Lab, lb: str, az: str, port: int = HTTP_PORT, path: str = "/") -> s
 
 
 def curl(
-    lab: Lab, client: str, target: str, headers: dict[str, str] | None = None
+    lab: Lab,
+    client: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    local_port: int | None = None,
 ) -> tuple[int, dict[str, str], str]:
-    """One request with curl in `client`: (status, headers lower-cased, body)."""
+    """One request with curl in `client` (from `local_port`, if given): (status, headers
+    lower-cased, body)."""
     argv = ["curl", "-s", "-i", "-m", "5"]
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
+    if local_port:
+        argv += ["--local-port", str(local_port)]
     proc = lab.host(client).run([*argv, target], timeout=15)
     assert proc.returncode == 0, f"curl {target}: exit {proc.returncode} {proc.stderr}"
     text = proc.stdout.replace("\r\n", "\n")
@@ -133,6 +140,11 @@ def curl(
         k, _, v = line.partition(":")
         got.setdefault(k.strip().lower(), v.strip())
     return int(lines[0].split()[1]), got, body
+
+
+def fresh_port() -> int:
+    """A client port no earlier connection of this run used (its lines are its own)."""
+    return 40000 + time.time_ns() // 1000 % 20000
 
 
 def seen(lab: Lab, client: str, target: str, **kw: Any) -> dict[str, Any]:
@@ -202,7 +214,7 @@ def test_http_listener_sees_the_node_and_forwards_the_client(lab):
         "x-forwarded-proto": "http",
         "x-forwarded-port": "80",
     }
-    assert got.get("proxy") is None
+    assert got["proxy"] is None
     # Another client, another listener (81: same instance port), the other node.
     got = seen(lab, "Client2", url(lab, LB, AZ_B, LB_COOKIE_PORT))
     assert got["client"]["ip"] == node(lab, LB, AZ_B)["ip"]
@@ -219,24 +231,28 @@ def test_tcp_listener_sees_the_node_and_adds_nothing(lab):
         assert got["client"]["ip"] == node(lab, LB, az)["ip"]  # not 198.51.100.10
         # Layer 4: the request reaches the instance as the client sent it.
         assert got["forwarded"] == {}
-        assert got.get("proxy") is None
+        assert got["proxy"] is None  # no policy on MyCLB
         assert got["host"] == f"{node(lab, LB, az)['public_ip']}:{TCP_PORT}"
 
 
 def test_proxy_protocol_tells_the_instance_the_real_client(lab):
     a = node(lab, ZONE_LB, AZ_A)
-    got = seen(lab, "Client1", url(lab, ZONE_LB, AZ_A, TCP_PORT))
+    port = fresh_port()
+    got = seen(lab, "Client1", url(lab, ZONE_LB, AZ_A, TCP_PORT), local_port=port)
     assert got["client"]["ip"] == a["ip"]  # the connection still comes from the node
     proxy = got["proxy"]
-    assert proxy["version"] == 1  # a CLB sends PROXY v1
-    assert proxy["source"] == CLIENT_IP
-    assert proxy["destination"] == a["public_ip"] or proxy["destination"] == a["ip"]
+    assert (proxy["version"], proxy["protocol"]) == (1, "TCP4")  # a CLB sends PROXY v1
+    assert (proxy["source_ip"], proxy["source_port"]) == (CLIENT_IP, port)
+    # Where the client connected: the node (its private address, behind the 1:1 NAT).
+    assert proxy["destination_ip"] in (a["ip"], a["public_ip"])
+    assert proxy["destination_port"] == TCP_PORT
     assert got["forwarded"] == {}
     got = seen(lab, "Client2", url(lab, ZONE_LB, AZ_B, TCP_PORT))
-    assert got["proxy"]["source"] == CLIENT2_IP
+    assert got["proxy"]["source_ip"] == CLIENT2_IP
+    assert got["client"]["ip"] == node(lab, ZONE_LB, AZ_B)["ip"]
     # The HTTP listener of the same CLB, same instance port: X-Forwarded-For, no header.
     got = seen(lab, "Client1", url(lab, ZONE_LB, AZ_A))
-    assert got.get("proxy") is None
+    assert got["proxy"] is None
     assert got["forwarded"]["x-forwarded-for"] == CLIENT_IP
 
 
@@ -431,7 +447,7 @@ def test_app_cookie_stickiness_follows_the_application_cookie(lab):
     for _ in range(10):
         got = seen(lab, "Client1", sticky, headers={"Cookie": f"{APP_COOKIE}=s1"})
         assert got["instance"] == first
-    # A session the application never set is not pinned, nor is a client without one.
+    # A client without the cookie is not pinned.
     without = {seen(lab, "Client1", sticky)["instance"] for _ in range(8)}
     assert without == {"WebA1", "WebA2"}
 
@@ -443,7 +459,7 @@ def test_access_log_has_a_line_per_http_request_and_per_tcp_connection(lab):
     marker = f"/log-{time.time_ns()}"
     curl(lab, "Client1", url(lab, LB, AZ_A, HTTP_PORT, marker), headers={"User-Agent": "t1"})
     # A TCP connection from a port of our choosing: its line is the one with that port.
-    port = 40000 + time.time_ns() % 20000
+    port = fresh_port()
     proc = lab.host("Client1").run(
         ["curl", "-s", "-m", "5", "--local-port", str(port), url(lab, LB, AZ_A, TCP_PORT, marker)],
         timeout=15,
@@ -472,6 +488,8 @@ def test_access_log_has_a_line_per_http_request_and_per_tcp_connection(lab):
     # One line for the TCP connection: layer 4, bytes counted, no request in it.
     tcp = [r for r in records if r and r.client == tcp_client]
     assert len(tcp) == 1, tcp
+    assert is_connection(tcp[0])
     assert tcp[0].server == a["host"]
     assert tcp[0].local == f"{a['ip']}:{TCP_PORT}"
-    assert tcp[0].bytes > 0
+    assert (tcp[0].path, tcp[0].status) == ("-", 0)
+    assert tcp[0].bytes > 300  # the instance's answer, passed on
