@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from testbed import asks, naming, rpc
 from testbed.errors import BadInput, LabError
+from testbed.lab.classic_health import IN_SERVICE
+from testbed.lab.classic_health import instance_health as clb_instance_health
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import EVENTS, Event, EventFollower, read_events
 from testbed.lab.faults import apply_fault
@@ -466,6 +468,49 @@ class Lab:
         request = RegisterRequest(op="deregister", tg=tg, lb=lb, target=target, port=port)
         return self.ask(request, RegisterReply)
 
+    # ---- classic load balancers -----------------------------------------------------------
+    def classic_load_balancers(self) -> list[str]:
+        """The lab's classic load balancers (logical ids)."""
+        return [
+            lb["name"] for lb in self.state.get("load_balancers", []) if lb.get("type") == "classic"
+        ]
+
+    def instance_health(self, lb: str) -> list[dict[str, Any]]:
+        """Classic load balancer `lb`'s InstanceStates, as `aws elb describe-instance-health`
+        gives them (InstanceId, State InService/OutOfService, ReasonCode, Description), plus
+        the lab's Host, AvailabilityZone and LastCheck (testbed.lab.classic_health)."""
+        classic = self.classic_load_balancers()
+        if lb not in classic:
+            raise BadInput(
+                f"{lb!r} is not a classic load balancer of lab {self.name}",
+                hint=f"classic load balancers: {', '.join(classic) or 'none'}",
+            )
+        return clb_instance_health(self.targets(lb, lb), lb)
+
+    def wait_in_service(self, lb: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Wait until exactly `count` instances of classic load balancer `lb` are InService
+        (as describe-instance-health counts them: a deregistered instance still is while its
+        connections drain); its InstanceStates then. The timeout's error lists the states."""
+
+        def reached() -> list[dict[str, Any]] | None:
+            states = self.instance_health(lb)
+            in_service = [s for s in states if s["State"] == IN_SERVICE]
+            return states if len(in_service) == count else None
+
+        def last() -> list[tuple[str, str, str, str]]:
+            return [
+                (s["InstanceId"], s["Host"] or "-", s["State"], s["ReasonCode"])
+                for s in self.instance_health(lb)
+            ]
+
+        return self.wait_for(
+            reached,
+            timeout,
+            f"{count} instances of {lb} to be InService",
+            interval=0.1,
+            last=last,
+        )
+
     def target_events(self, since: float = 0.0) -> list[TargetEvent]:
         """Target health transitions at or after `since` (epoch s), oldest first."""
         path = self.dir / TARGET_EVENTS_FILE
@@ -562,7 +607,8 @@ class Lab:
     ) -> dict[str, Any]:
         """Wait until `group` has exactly `count` instances, all InService and Healthy (none
         Pending or Terminating any more) and, if `targets_healthy`, each one healthy in every
-        target group it is registered in; the group's description then."""
+        target group it is registered in (InService in every classic load balancer); the
+        group's description then."""
 
         def settled() -> dict[str, Any] | None:
             described = self.asg_group(group)
@@ -572,7 +618,10 @@ class Lab:
                 for i in instances
             ):
                 return None
-            if targets_healthy and described.get("TargetGroupARNs"):
+            # Its target groups and classic load balancers (whose group is named after them).
+            if targets_healthy and (
+                described.get("TargetGroupARNs") or described.get("LoadBalancerNames")
+            ):
                 hosts = {i["Host"] for i in instances}
                 rows = [r for r in self.targets() if r.get("Host") in hosts]
                 seen = {r.get("Host") for r in rows}
