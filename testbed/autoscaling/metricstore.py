@@ -44,6 +44,7 @@ COUNT_METRICS: frozenset[tuple[str, str]] = frozenset(
         ("AWS/ApplicationELB", "NewConnectionCount"),
         ("AWS/NetworkELB", "NewFlowCount"),
         ("AWS/NetworkELB", "ProcessedBytes"),
+        ("AWS/ELB", "RequestCount"),
     }
 )
 

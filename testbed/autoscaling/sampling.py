@@ -10,6 +10,10 @@ One round (Sampler.sample) gives, for the time since the previous round:
   AWS/ApplicationELB RequestCountPerTarget   those / the group's healthy targets
                                              {TargetGroup} and {TargetGroup, LoadBalancer}
   AWS/ApplicationELB, AWS/NetworkELB HealthyHostCount / UnHealthyHostCount (gauges)
+  AWS/ELB (a Classic Load Balancer) by {LoadBalancerName}: HealthyHostCount /
+                               UnHealthyHostCount (InService / OutOfService instances; gauges),
+                               RequestCount (HTTP requests, TCP connections; testbed.alb.stats.
+                               classic_metrics) and Latency (seconds) while requests flow
 Counters become "since the previous round" here; the metric store sums them per period as
 CloudWatch's Sum does. The readers (cgroups, controller stats, HAProxy) are injected, so the
 arithmetic is tested without a lab.
@@ -22,11 +26,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from testbed.alb.stats import classic_metrics
 from testbed.messages import PortStats
 
 EC2 = "AWS/EC2"
 ALB = "AWS/ApplicationELB"
 NLB = "AWS/NetworkELB"
+CLB = "AWS/ELB"
 T = TypeVar("T")
 
 
@@ -54,12 +60,15 @@ class InstanceRef:
 @dataclass(frozen=True)
 class LbRef:
     """A load balancer's CloudWatch names: LoadBalancer dimension ("app/NAME/ID") and its
-    target groups' TargetGroup dimensions ("targetgroup/NAME/ID") by logical id."""
+    target groups' TargetGroup dimensions ("targetgroup/NAME/ID") by logical id; a Classic
+    Load Balancer's LoadBalancerName (its name), its one group (named after its logical id)
+    and its listeners' protocols."""
 
     name: str  # logical id (the registry's and HAProxy's name)
-    type: str  # application | network | gateway
+    type: str  # application | network | gateway | classic
     dimension: str
     target_groups: Mapping[str, str]
+    listeners: Mapping[str, str] = field(default_factory=dict)  # classic: name -> HTTP | TCP
 
 
 @dataclass
@@ -68,7 +77,7 @@ class Readers:
 
     cpu_seconds: Callable[[str], float | None]  # host -> CPU seconds used so far
     ports: Callable[[], Mapping[str, PortStats]]  # host -> its port counters
-    alb_rows: Callable[[str], list[list[dict[str, str]]]]  # ALB -> each node's show stat
+    alb_rows: Callable[[str], list[list[dict[str, str]]]]  # ALB, CLB -> each node's show stat
     target_states: Callable[[], Mapping[tuple[str, str], list[str]]]  # (lb, tg) -> states
 
 
@@ -94,6 +103,9 @@ class Sampler:
         out += self._instances(now, instances)
         states: Mapping[tuple[str, str], list[str]] = _safe(self.readers.target_states, {})
         for lb in self.lbs:
+            if lb.type == "classic":
+                out += self._classic(now, lb, states)
+                continue
             out += self._health(lb, states)
             if lb.type == "application":
                 out += self._requests(now, lb, states)
@@ -180,6 +192,32 @@ class Sampler:
                 out.append(Datapoint(ALB, "RequestCountPerTarget", both, per))
         if out:
             out.append(Datapoint(ALB, "RequestCount", {"LoadBalancer": lb.dimension}, lb_total))
+        return out
+
+    def _classic(
+        self, now: float, lb: LbRef, states: Mapping[tuple[str, str], list[str]]
+    ) -> list[Datapoint]:
+        """AWS/ELB of a Classic Load Balancer: its instances (the group named after it) in
+        and out of service, and its requests while they flow (no datapoint when idle, as on
+        AWS)."""
+        dims = {"LoadBalancerName": lb.dimension}
+        found = states.get((lb.name, lb.name), [])
+        # describe-instance-health's words: a draining instance is still InService.
+        healthy = float(sum(1 for s in found if s in ("healthy", "draining")))
+        out = [
+            Datapoint(CLB, "HealthyHostCount", dims, healthy),
+            Datapoint(CLB, "UnHealthyHostCount", dims, float(len(found)) - healthy),
+        ]
+        nodes: list[list[dict[str, str]]] = _safe(
+            functools.partial(self.readers.alb_rows, lb.name), []
+        )
+        if not nodes:
+            return out  # no node answered: no request data (not zero requests)
+        metrics = {m[0]: m[3] for m in classic_metrics(nodes, dict(lb.listeners))}
+        d = self._delta("requests", lb.name, now, metrics.get("RequestCount", 0.0))
+        if d is not None and d[0] > 0:
+            out.append(Datapoint(CLB, "RequestCount", dims, d[0]))
+            out.append(Datapoint(CLB, "Latency", dims, metrics.get("Latency", 0.0)))
         return out
 
 

@@ -21,7 +21,8 @@ from testbed.plan.network import NetworkPlan
 
 
 def lb_dimension(arn: str) -> str:
-    """CloudWatch's LoadBalancer dimension of an ARN: "app/NAME/ID" (net/..., gwy/...)."""
+    """CloudWatch's LoadBalancer dimension of an ARN: "app/NAME/ID" (net/..., gwy/...); a
+    Classic Load Balancer's LoadBalancerName ("NAME")."""
     return arn.split(":loadbalancer/", 1)[-1]
 
 
@@ -42,12 +43,16 @@ def lb_refs(model: StackModel, plan: NetworkPlan) -> list[LbRef]:
             LbRef(
                 lb.name,
                 lb.type,
+                # A Classic Load Balancer's arn ends in loadbalancer/NAME: its LoadBalancerName.
                 lb_dimension(lbs[lb.name].arn),
                 {
                     tg.name: tg_dimension(tgs[tg.name].arn)
                     for tg in lb.target_groups
                     if tg.name in tgs
                 },
+                {lis.name: lis.protocol or "TCP" for lis in lb.listeners}
+                if lb.type == "classic"
+                else {},
             )
         )
     return refs
@@ -66,7 +71,7 @@ def lab_sampler(
     sockets = {
         lb.name: [node_files(Path(lab_dir), n.host).stats_socket for n in lb.nodes]
         for lb in plan.load_balancers
-        if lb.type == "application"
+        if lb.proxied  # HAProxy nodes: ALB, CLB
     }
 
     def ports() -> Mapping[str, PortStats]:

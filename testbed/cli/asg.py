@@ -147,6 +147,14 @@ def groups_text(groups: list[dict[str, Any]]) -> str:
             f"{g.get('LogicalId', '')} ({g['AutoScalingGroupName']}): min {g['MinSize']}, "
             f"desired {g['DesiredCapacity']}, max {g['MaxSize']}; {in_service} InService"
             + (f"; time scale {scale:g}" if scale != 1 else "")
+            + "".join(
+                f"; {what} {', '.join(g[key])}"
+                for key, what in (
+                    ("TargetGroupARNs", "target groups"),
+                    ("LoadBalancerNames", "classic load balancers"),
+                )
+                if g.get(key)
+            )
         )
         rows = [
             (

@@ -63,6 +63,8 @@ LAB_METRICS: dict[str, frozenset[str]] = {
             "UnHealthyHostCount",
         }
     ),
+    # Classic Load Balancers (testbed.autoscaling.sampling).
+    "AWS/ELB": frozenset({"RequestCount", "Latency", "HealthyHostCount", "UnHealthyHostCount"}),
 }
 # The dimensions the lab's metrics carry, by namespace.
 LAB_DIMENSIONS: dict[str, frozenset[str]] = {
@@ -70,6 +72,7 @@ LAB_DIMENSIONS: dict[str, frozenset[str]] = {
     "AWS/AutoScaling": frozenset({"AutoScalingGroupName"}),
     "AWS/ApplicationELB": frozenset({"LoadBalancer", "TargetGroup"}),
     "AWS/NetworkELB": frozenset({"LoadBalancer", "TargetGroup"}),
+    "AWS/ELB": frozenset({"LoadBalancerName"}),
 }
 # Target tracking's predefined metrics: (namespace, metric, statistic, dimension). AWS
 # measures ASGAverageNetworkIn/Out as the group's average of each instance's Sum per period,

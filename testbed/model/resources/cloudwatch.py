@@ -124,6 +124,16 @@ def _unknown_value(state: BuildState, namespace: str, name: str, value: str) -> 
             f"AutoScalingGroupName {value!r} is no Auto Scaling group of this stack "
             "(use !Ref <a group>)"
         )
+    if name == "LoadBalancerName":
+        classic = [
+            lb.name for lb in sections.get("load_balancers", {}).values() if lb.type == "classic"
+        ]
+        if value in classic:
+            return None
+        return (
+            f"LoadBalancerName {value!r} is no classic load balancer of this stack "
+            "(use !Ref <load balancer>)"
+        )
     if name == "LoadBalancer":
         prefix = LB_PREFIX[namespace]
         names = [
