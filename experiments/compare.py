@@ -1,24 +1,28 @@
 """CLB vs ALB vs NLB on the same instances: what the backend sees, speed, zones, failover, draining.
 
 One lab from a generated stack (stack.yaml in the results; testbed.experiments._compare_stack):
-four http-backend instances, two per AZ (WebA1, WebA2, WebB1, WebB2; WebB3 waits unregistered),
-behind ClassicLB (HTTP:80 -> 80 with an AWSELB cookie policy, TCP:81 -> 80, TCP:9000 -> 9000
-with the ProxyProtocolPolicyType policy), DrainCLB (the same CLB with ConnectionDrainingPolicy
-on), an ALB (HTTP:80) and an NLB (TCP:80), all internet-facing with AWS's defaults (no
-HealthCheck*, no CrossZone, no draining unless said); two internet clients and VpcClient in
-the VPC. Metadata.Lab.TimeScale (`time_scale`) runs health checks and delays that many times
-faster: every duration is reported in lab seconds and AWS-equivalent seconds (lab x scale).
+four http-backend instances, two per AZ (WebA1, WebA2, WebB1, WebB2; WebB3 waits
+unregistered), behind ClassicLB (HTTP:80 -> 80 with an AWSELB cookie policy, TCP:81 -> 80,
+TCP:9000 -> 9000 with the ProxyProtocolPolicyType policy, TCP:5201 -> 5201 for iperf3),
+DrainCLB (the same CLB with ConnectionDrainingPolicy on), an ALB (HTTP:80) and an NLB
+(TCP:80), all internet-facing with AWS's defaults (no HealthCheck*, no CrossZone, no draining
+unless said); two internet clients and VpcClient in the VPC. Metadata.Lab.TimeScale
+(`time_scale`) runs health checks and delays that many times faster: every duration is
+reported in lab seconds and AWS-equivalent seconds (lab x scale).
 
   seen       one request per path from Client1 (internet) and VpcClient: the TCP peer the
              backend saw, X-Forwarded-For/-Proto/-Port, the PROXY header; cookies kept for
              six requests: does the load balancer's cookie pin the client
-  bench      wrk from VpcClient, direct to WebA1 and through each listener (AZ-a node),
-             alternating, `repeats` times: keep-alive requests/s, p50, p99; then with a new
-             connection per request (new connections/s). Ratios to direct, against the
-             bound a proxy's doubled packets allow on a userspace datapath (0.50)
+  bench      every backend but WebA1 deregistered (each path then ends at the backend the
+             direct path uses: one Python backend is slower than the switch); wrk from
+             VpcClient, direct to WebA1 and through each listener (AZ-a node), alternating,
+             `repeats` times: keep-alive requests/s, p50, p99, packets through the switch
+             per request; then a new connection per request (new connections/s). Ratios to
+             direct, against the bound of a proxy's doubled packets on a userspace datapath
+             (0.50, design notes) and the bound the measured packets give
   flow       one long TCP flow per path: curl fetching `flow_mb` MB over one keep-alive
-             connection; iperf3 direct and through the NLB (TCP:5201 -> WebA1 alone: iperf3
-             opens two connections, which must meet one server)
+             connection; iperf3 direct and through the CLB's and the NLB's TCP:5201 (not the
+             ALB: HTTP only); then the backends are registered again
   draining   `held` long requests (delay_ms) through each load balancer and a stream of
              short ones; WebA2 deregistered meanwhile (WebB3 registered): completed or cut,
              new requests still sent to it? (ClassicLB: draining off; DrainCLB: on, 300 s;
@@ -64,6 +68,7 @@ from testbed.experiments._compare_stack import (
     BENCH_PATHS,
     BY_NAME,
     CLB,
+    DRAIN_CLB,
     FAILOVER_PATHS,
     GROUPS,
     HTTP_PORT,
@@ -79,6 +84,7 @@ from testbed.experiments._compare_stack import (
 from testbed.experiments._nlb import write_events_csv
 from testbed.experiments.stacks import write_stack
 from testbed.lab.api import Lab, random_name
+from testbed.model import elb_defaults as d
 from testbed.results import ResultsDir
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
@@ -92,7 +98,7 @@ PARAMS: dict[str, tuple[Any, str]] = {
     "seconds": (3, "length of each wrk run, whole seconds (wrk takes no fractions)"),
     "repeats": (3, "wrk and download runs per path, alternating"),
     "connections": (16, "wrk connections"),
-    "flow_mb": (256, "MB fetched over one connection for the long-flow throughput"),
+    "flow_mb": (128, "MB fetched over one connection for the long-flow throughput"),
     "iperf_seconds": (3.0, "length of each iperf3 run"),
     "held": (16, "long requests in flight through each load balancer when WebA2 leaves"),
     "long_ms": (4000, "their length (delay_ms), lab ms: below the scaled 300 s delay"),
@@ -100,6 +106,13 @@ PARAMS: dict[str, tuple[Any, str]] = {
     "rate": (20.0, "requests/s per path during the failover"),
     "fault_after": (3.0, "seconds of load before WebB1 stops"),
     "seed": (None, "recorded for re-runs"),
+}
+# ConnectionDrainingPolicy / deregistration delay of each load balancer, AWS seconds.
+DRAIN_CONFIGURED_S = {
+    CLB: 0.0,
+    DRAIN_CLB: float(d.CLASSIC_DRAINING_TIMEOUT_S),
+    ALB: float(d.DEREGISTRATION_DELAY_S),
+    NLB: float(d.DEREGISTRATION_DELAY_S),
 }
 # `quick`: every parameter still at its default takes this value instead.
 QUICK = {
@@ -183,7 +196,11 @@ def _report(
     out["flows"].to_csv(results.file("flows.csv"), index=False)
     flows.to_csv(results.file("flow_summary.csv"), index=False)
     drain = draining_table(
-        out["drain_requests"], out["drain_times"], victim=VICTIM_DRAIN, time_scale=scale
+        out["drain_requests"],
+        out["drain_times"],
+        victim=VICTIM_DRAIN,
+        time_scale=scale,
+        configured_s=DRAIN_CONFIGURED_S,
     )
     out["drain_requests"].to_csv(results.file("draining_requests.csv"), index=False)
     drain.to_csv(results.file("draining.csv"), index=False)
@@ -205,8 +222,8 @@ def _report(
         fault_time=times["fault"],
         repair_time=times["repair"],
         time_scale=scale,
-        aws_detection_s={p: health[BY_NAME[p]["lb"]]["detection"] for p in FAILOVER_PATHS},
-        aws_recovery_s={p: health[BY_NAME[p]["lb"]]["recovery"] for p in FAILOVER_PATHS},
+        aws_detection_s={p: _range(health, p, "detection") for p in FAILOVER_PATHS},
+        aws_recovery_s={p: _range(health, p, "recovery") for p in FAILOVER_PATHS},
     )
     out["fail_requests"].to_csv(results.file("failover_requests.csv"), index=False)
     failover.to_csv(results.file("failover.csv"), index=False)
@@ -246,6 +263,13 @@ def _report(
         ):
             print(f"\n{title}:\n{table.to_string(index=False)}")
     return {"summary": summary.to_dict(orient="records")}
+
+
+def _range(health: dict[str, dict[str, float]], path: str, kind: str) -> tuple[float, float]:
+    """AWS's range for a detection or recovery: one interval less than interval x threshold
+    (the first check after the event may come at once) up to interval x threshold."""
+    bounds = health[BY_NAME[path]["lb"]]
+    return bounds[kind] - bounds["interval"], bounds[kind]
 
 
 def _figures(
@@ -307,7 +331,7 @@ def _figures(
         failover,
         results.file("failover.png"),
         x="path",
-        ys=["detection_aws_s", "aws_detection_s", "recovery_aws_s", "aws_recovery_s"],
+        ys=["detection_aws_s", "aws_detection_max_s", "recovery_aws_s", "aws_recovery_max_s"],
         labels=[
             "out of service (measured)",
             "AWS: interval x unhealthy threshold",

@@ -49,7 +49,9 @@ def parse_answer(body: str) -> dict[str, Any]:
 
 
 def proxy_text(proxy: Any) -> str:
-    """The PROXY header the backend reports, as one line ("" without one)."""
+    """The PROXY header the backend reports, as one line ("" without one): "v1 TCP4
+    198.51.100.10:40000 -> 10.0.0.5:9000" from the http-backend's parsed fields
+    (testbed.roles.proxy_protocol), the header text as given otherwise."""
     if not proxy:
         return ""
     if isinstance(proxy, str):
@@ -57,6 +59,12 @@ def proxy_text(proxy: Any) -> str:
     if isinstance(proxy, Mapping):
         if proxy.get("header"):
             return str(proxy["header"]).strip()
+        if "version" in proxy and "source_ip" in proxy:
+            ends = [
+                f"{proxy.get(f'{side}_ip')}:{proxy.get(f'{side}_port')}"
+                for side in ("source", "destination")
+            ]
+            return f"v{proxy['version']} {proxy.get('protocol', '')} {ends[0]} -> {ends[1]}"
         return json.dumps(dict(proxy), sort_keys=True)
     return str(proxy)
 
@@ -165,27 +173,40 @@ def sticky_row(answers: Sequence[Mapping[str, Any]], *, path: str, cookie: str) 
 # ---- benches -------------------------------------------------------------------------------
 def bench_table(runs: pd.DataFrame, bounds: Mapping[str, float]) -> pd.DataFrame:
     """Medians per (mode, path) of wrk runs (requests_per_second, p50_ms, p99_ms,
-    fabric_packets_per_request), the ratio to the direct path's requests/s of the same mode,
-    the bound the packets allow (direct packets / path packets per request) and the design
-    bound (`bounds` by path); errors summed."""
-    numbers = ["requests_per_second", "p50_ms", "p99_ms", "fabric_packets_per_request"]
+    fabric_packets_per_request, cpu_us_per_request), errors summed, and three ratios to the
+    direct path of the same mode: the measured one (ratio_to_direct), the one the packets
+    allow (packet_bound: direct packets / path packets per request: what bounds a path when
+    the switch is the bottleneck), the one the machine's CPU time allows (cpu_bound: direct
+    CPU-us / path CPU-us per request: what bounds it when the CPUs are saturated, client,
+    load balancer, switch and backend sharing them), and the design bound (`bounds` by
+    path, 1 elsewhere)."""
+    numbers = [
+        "requests_per_second",
+        "p50_ms",
+        "p99_ms",
+        "fabric_packets_per_request",
+        "cpu_us_per_request",
+    ]
     present = [c for c in numbers if c in runs]
-    table = runs.groupby(["mode", "path"], sort=False)[present].median().reset_index()
-    errors = runs.groupby(["mode", "path"], sort=False)["errors"].sum().reset_index()
-    table = table.merge(errors, on=["mode", "path"])
-    table["runs"] = runs.groupby(["mode", "path"], sort=False).size().to_numpy()
+    keys = ["mode", "path"]
+    table = runs.groupby(keys, sort=False)[present].median().reset_index()
+    errors = runs.groupby(keys, sort=False)["errors"].sum().reset_index()
+    table = table.merge(errors, on=keys)
+    table["runs"] = runs.groupby(keys, sort=False).size().to_numpy()
     direct = table[table["path"] == DIRECT].set_index("mode")
     table["ratio_to_direct"] = [
         _ratio(row.requests_per_second, direct["requests_per_second"].get(row.mode))
         for row in table.itertuples()
     ]
-    if "fabric_packets_per_request" in table:
-        table["packet_bound"] = [
-            _ratio(
-                direct["fabric_packets_per_request"].get(row.mode), row.fabric_packets_per_request
-            )
-            for row in table.itertuples()
-        ]
+    for column, bound in (
+        ("fabric_packets_per_request", "packet_bound"),
+        ("cpu_us_per_request", "cpu_bound"),
+    ):
+        if column in table:
+            table[bound] = [
+                _ratio(direct[column].get(mode), value)
+                for mode, value in zip(table["mode"], table[column])
+            ]
     table["design_bound"] = table["path"].map(lambda p: bounds.get(p, 1.0))
     return table
 
@@ -303,13 +324,16 @@ def failover_table(
     fault_time: float,
     repair_time: float | None,
     time_scale: float,
-    aws_detection_s: Mapping[str, float],
-    aws_recovery_s: Mapping[str, float],
+    aws_detection_s: Mapping[str, tuple[float, float]],
+    aws_recovery_s: Mapping[str, tuple[float, float]],
 ) -> pd.DataFrame:
     """Per path (groups: path -> its target group): seconds from the fault to `target`
     leaving service (unhealthy) and from the repair to its return (healthy), in the lab and
-    AWS-equivalent (x time_scale) beside AWS's interval x threshold; the path's requests
-    after the fault that failed before and after it left service, and their kinds."""
+    AWS-equivalent (x time_scale), beside AWS's range for each (path -> (min, max)): the
+    first failing check comes within an interval of the fault, the threshold'th one
+    (threshold - 1) intervals later, so detection takes (threshold - 1) to threshold
+    intervals; the path's requests after the fault that failed before and after the target
+    left service, and their kinds."""
     rows = []
     for path, group in groups.items():
         down = first_event(events, group, target, "unhealthy", fault_time)
@@ -326,10 +350,12 @@ def failover_table(
                 "target_group": group,
                 "detection_lab_s": detection,
                 "detection_aws_s": detection * time_scale,
-                "aws_detection_s": aws_detection_s.get(path, math.nan),
+                "aws_detection_min_s": aws_detection_s.get(path, (math.nan, math.nan))[0],
+                "aws_detection_max_s": aws_detection_s.get(path, (math.nan, math.nan))[1],
                 "recovery_lab_s": recovery,
                 "recovery_aws_s": recovery * time_scale,
-                "aws_recovery_s": aws_recovery_s.get(path, math.nan),
+                "aws_recovery_min_s": aws_recovery_s.get(path, (math.nan, math.nan))[0],
+                "aws_recovery_max_s": aws_recovery_s.get(path, (math.nan, math.nan))[1],
                 "requests_after_fault": len(mine),
                 "failed_before_detection": int(before.sum()),
                 "failed_after_detection": int((bad & ~before).sum()),
@@ -346,9 +372,11 @@ def draining_table(
     *,
     victim: str,
     time_scale: float,
+    configured_s: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Per load balancer (requests' `lb`, `flow` = held | new): the deregistration delay it
-    applied (draining to removed, lab and AWS-equivalent), the held long requests, those the
+    """Per load balancer (requests' `lb`, `flow` = held | new): the deregistration delay
+    configured (configured_s, AWS seconds) and the one it applied (draining to removed, lab
+    and AWS-equivalent; a delay of 0 shows the registry's tick), the held long requests, those the
     victim completed, those that failed (only the victim was deregistered: a failure is a
     request it held, cut), the new requests started after the deregistration call returned
     and how many of them still reached the victim. times[lb]: deregistered (the call
@@ -373,6 +401,7 @@ def draining_table(
         rows.append(
             {
                 "lb": lb,
+                "configured_delay_s": (configured_s or {}).get(str(lb), math.nan),
                 "delay_lab_s": delay,
                 "delay_aws_s": delay * time_scale,
                 "held": len(held),
@@ -435,6 +464,7 @@ def summary_table(
                     bench, {"mode": "keep-alive", "path": name}, "ratio_to_direct"
                 ),
                 "design_bound": cell(bench, {"mode": "keep-alive", "path": name}, "design_bound"),
+                "cpu_bound": cell(bench, {"mode": "keep-alive", "path": name}, "cpu_bound"),
                 "p50_ms": cell(bench, {"mode": "keep-alive", "path": name}, "p50_ms"),
                 "p99_ms": cell(bench, {"mode": "keep-alive", "path": name}, "p99_ms"),
                 "new_conn_per_s": cell(
@@ -456,6 +486,9 @@ def summary_table(
                     failover, {"path": name}, "failed_before_detection"
                 ),
                 "draining": cell(draining, {"lb": lb}, "long_request") if p.get("draining") else "",
+                "drain_configured_s": cell(draining, {"lb": lb}, "configured_delay_s")
+                if p.get("draining")
+                else math.nan,
                 "drain_delay_aws_s": cell(draining, {"lb": lb}, "delay_aws_s")
                 if p.get("draining")
                 else math.nan,

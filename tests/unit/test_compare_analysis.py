@@ -98,6 +98,18 @@ def test_answers_and_proxy_headers_are_read():
     assert c.proxy_source(None) == ""
     assert c.proxy_text({"header": "PROXY TCP4 a b 1 2\r\n"}) == "PROXY TCP4 a b 1 2"
     assert c.proxy_text(None) == ""
+    # The http-backend's fields (testbed.roles.proxy_protocol.ProxyHeader.as_dict).
+    parsed = {
+        "version": 1,
+        "command": "PROXY",
+        "protocol": "TCP4",
+        "source_ip": CLIENT,
+        "source_port": 40000,
+        "destination_ip": "10.0.0.5",
+        "destination_port": 9000,
+    }
+    assert c.proxy_source(parsed) == CLIENT
+    assert c.proxy_text(parsed) == "v1 TCP4 198.51.100.10:40000 -> 10.0.0.5:9000"
 
 
 @pytest.mark.parametrize(
@@ -172,6 +184,7 @@ def bench_runs() -> pd.DataFrame:
                         "p99_ms": 5.0,
                         "errors": 1 if path == "alb" else 0,
                         "fabric_packets_per_request": packets,
+                        "cpu_us_per_request": packets * 25.0,
                     }
                 )
     return pd.DataFrame(rows)
@@ -184,6 +197,7 @@ def test_bench_table_ratios_and_bounds():
     assert alb["ratio_to_direct"] == pytest.approx(0.4001)
     assert alb["packet_bound"] == 0.5  # 4 packets direct / 8 through the proxy
     assert alb["design_bound"] == 0.5
+    assert alb["cpu_bound"] == 0.5  # 100 CPU-us direct / 200 through the proxy
     assert alb["errors"] == 3
     assert alb["runs"] == 3
     assert table.loc[("new-connection", "nlb"), "ratio_to_direct"] == pytest.approx(0.9)
@@ -316,14 +330,15 @@ def test_failover_table_in_lab_and_aws_seconds():
         fault_time=100.0,
         repair_time=105.0,
         time_scale=30,
-        aws_detection_s={"clb-http": 60, "alb": 60},
-        aws_recovery_s={"clb-http": 300, "alb": 150},
+        aws_detection_s={"clb-http": (30, 60), "alb": (30, 60)},
+        aws_recovery_s={"clb-http": (270, 300), "alb": (120, 150)},
     ).set_index("path")
     clb = table.loc["clb-http"]
     assert clb["detection_lab_s"] == pytest.approx(2.1)
     assert clb["detection_aws_s"] == pytest.approx(63.0)
     assert clb["recovery_lab_s"] == pytest.approx(10.0)
     assert clb["recovery_aws_s"] == pytest.approx(300.0)
+    assert (clb["aws_detection_min_s"], clb["aws_detection_max_s"]) == (30, 60)
     assert (clb["failed_before_detection"], clb["failed_after_detection"]) == (2, 1)
     assert clb["errors"] == "reset 2, http-503 1"
     assert table.loc["alb", "requests_after_fault"] == 1
@@ -390,14 +405,16 @@ def test_draining_table_completed_or_cut():
         "ClassicLB": {"deregistered": 11.0, "draining": 10.9, "removed": 11.1},
         "MyALB": {"deregistered": 11.0, "draining": 10.9, "removed": 20.9},
     }
-    table = c.draining_table(pd.DataFrame(rows), times, victim="WebA2", time_scale=30).set_index(
-        "lb"
-    )
+    table = c.draining_table(
+        pd.DataFrame(rows), times, victim="WebA2", time_scale=30, configured_s={"MyALB": 300.0}
+    ).set_index("lb")
     assert table.loc["ClassicLB", "long_request"] == "cut"
     assert table.loc["ClassicLB", "held_cut"] == 1
     assert table.loc["MyALB", "long_request"] == "completed"
     assert table.loc["MyALB", "delay_lab_s"] == pytest.approx(10.0)
     assert table.loc["MyALB", "delay_aws_s"] == pytest.approx(300.0)
+    assert table.loc["MyALB", "configured_delay_s"] == 300.0
+    assert math.isnan(table.loc["ClassicLB", "configured_delay_s"])
     assert table.loc["MyALB", "new_after_deregistration"] == 1
     assert table.loc["MyALB", "new_to_victim_after_deregistration"] == 0
 
