@@ -684,13 +684,13 @@ def main(argv: list[str] | None = None) -> int:
     return holder.run()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _lb_resource_type(plan: NetworkPlan, name: str) -> str:
     """The CloudFormation type of load balancer `name`, for its update events."""
     lb = next((x for x in plan.load_balancers if x.name == name), None)
     if lb is not None and lb.type == "classic":
         return "AWS::ElasticLoadBalancing::LoadBalancer"
     return "AWS::ElasticLoadBalancingV2::LoadBalancer"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
