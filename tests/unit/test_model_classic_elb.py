@@ -500,7 +500,7 @@ def test_availability_zones_put_it_in_the_default_vpc(load):
         ("us-east-1a", "DefaultSubnet1a"),
         ("us-east-1c", "DefaultSubnet1c"),
     ]
-    assert lb.security_groups == ("DefaultVpc.default",)
+    assert lb.security_groups == ("DefaultVpc.default_elb",)  # ELB's group, not the VPC's
 
 
 def test_internet_facing_needs_public_subnets(fails):
@@ -626,8 +626,176 @@ CLB:
 def test_ingress_from_the_source_security_group_in_the_default_vpc(load):
     model = load("Resources:\n" + textwrap.indent(DEFAULT_VPC_CLB, "  "))
     rules = model.security_groups["WebGroup"].ingress
-    assert [(r.from_port, r.group) for r in rules] == [(80, "DefaultVpc.default")]
-    assert sections(model)["load_balancers"]["CLB"].security_groups == ("DefaultVpc.default",)
+    assert [(r.from_port, r.group) for r in rules] == [(80, "DefaultVpc.default_elb")]
+    assert sections(model)["load_balancers"]["CLB"].security_groups == ("DefaultVpc.default_elb",)
+
+
+# ELB's group (AWS: "If you use the AWS CLI or API to create a load balancer in your default
+# VPC, you can't choose an existing security group ... ELB creates only one such security
+# group per AWS account, with a name of the form default_elb_id").
+ELB_GROUP = "DefaultVpc.default_elb"
+UUID_NAME = re.compile(r"default_elb_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TWO_DEFAULT_VPC_CLBS = stack(
+    clb(
+        """\
+        AvailabilityZones: [us-east-1a]
+        Listeners:
+          - {LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}
+          - {LoadBalancerPort: 8080, InstancePort: 80, Protocol: HTTP}
+        """,
+        "One",
+    ),
+    clb(
+        """\
+        AvailabilityZones: [us-east-1b]
+        Listeners:
+          - {LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}
+          - {LoadBalancerPort: 25, InstancePort: 2525, Protocol: TCP}
+        """,
+        "Two",
+    ),
+) + textwrap.dedent("""\
+    Outputs:
+      One: {Value: !GetAtt One.SourceSecurityGroup.GroupName}
+      Two: {Value: !GetAtt Two.SourceSecurityGroup.GroupName}
+    """)
+
+
+def test_default_vpc_load_balancers_without_groups_share_elbs_group(load):
+    model = load(TWO_DEFAULT_VPC_CLBS)
+    lbs = sections(model)["load_balancers"]
+    assert lbs["One"].security_groups == lbs["Two"].security_groups == (ELB_GROUP,)
+    group = model.security_groups[ELB_GROUP]
+    assert UUID_NAME.fullmatch(group.name)
+    assert (group.vpc_id, group.group_id, group.is_default) == (
+        "DefaultVpc",
+        "sg-DefaultVpc.default_elb",
+        False,
+    )
+    assert group.description.startswith("ELB created security group")
+    # TCP from anywhere on every listener port of both, each once; everything out.
+    assert [(r.protocol, r.from_port, r.to_port, str(r.cidr)) for r in group.ingress] == [
+        (6, 80, 80, "0.0.0.0/0"),
+        (6, 8080, 8080, "0.0.0.0/0"),
+        (6, 25, 25, "0.0.0.0/0"),
+    ]
+    assert [(r.protocol, str(r.cidr)) for r in group.egress] == [(-1, "0.0.0.0/0")]
+    assert group.ingress[2].source.line == line_with(TWO_DEFAULT_VPC_CLBS, "LoadBalancerPort: 25")
+    # !GetAtt X.SourceSecurityGroup.GroupName is its name.
+    assert dict(model.outputs) == {"One": group.name, "Two": group.name}
+    # The VPC's default group is still there, and the CLBs are not in it.
+    assert model.security_groups["DefaultVpc.default"].is_default
+
+
+def test_elbs_group_is_lab_made_and_its_name_stays_with_the_stack(load):
+    model = load(TWO_DEFAULT_VPC_CLBS)
+    name = model.security_groups[ELB_GROUP].name
+    assert f"ELB's security group {name} for" in model.lab_made[ELB_GROUP]
+    assert "no SecurityGroups" in model.lab_made[ELB_GROUP]
+    assert model.resource_types[ELB_GROUP] == "AWS::EC2::SecurityGroup"
+    assert ELB_GROUP in model.creation_order
+    assert load(TWO_DEFAULT_VPC_CLBS).security_groups[ELB_GROUP].name == name
+    other = load(TWO_DEFAULT_VPC_CLBS, stack_name="other")
+    assert UUID_NAME.fullmatch(other.security_groups[ELB_GROUP].name)
+    assert other.security_groups[ELB_GROUP].name != name
+
+
+def test_given_groups_are_kept_in_the_default_vpc(load):
+    body = """\
+    AvailabilityZones: [us-east-1a]
+    SecurityGroups: [!GetAtt Front.GroupId]
+    Listeners: [{LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}]
+    """
+    text = stack(
+        "Front:\n  Type: AWS::EC2::SecurityGroup\n  Properties: {GroupDescription: f, "
+        "GroupName: front}\n",
+        clb(body),
+    )
+    model = load(text)
+    assert sections(model)["load_balancers"]["CLB"].security_groups == ("Front",)
+    assert ELB_GROUP not in model.security_groups
+    assert ELB_GROUP not in model.lab_made
+
+
+def test_no_elb_group_outside_the_default_vpc(load):
+    model = load(stack(clb(BASIC)))
+    assert sections(model)["load_balancers"]["CLB"].security_groups == ("VPC.default",)
+    assert not [g for g in model.security_groups.values() if g.name.startswith("default_elb_")]
+    assert not model.lab_made.keys() - {"Internet1"}
+
+
+# The resources of aws-cloudformation-templates ElasticLoadBalancing/
+# ELBWithLockedDownAutoScaledInstances.yaml (cfn-init metadata and UserData left out): the
+# instances admit port 80 only from the load balancer's source security group.
+LOCKED_DOWN = """\
+Parameters:
+  SSHLocation: {Type: String, Default: 0.0.0.0/0}
+Resources:
+  WebServerGroup:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties:
+      AvailabilityZones: !GetAZs
+      LaunchConfigurationName: !Ref LaunchConfig
+      MinSize: "2"
+      MaxSize: "2"
+      LoadBalancerNames:
+        - !Ref ElasticLoadBalancer
+  LaunchConfig:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: ami-12345678
+      SecurityGroups:
+        - !Ref InstanceSecurityGroup
+      InstanceType: t2.small
+  ElasticLoadBalancer:
+    Type: AWS::ElasticLoadBalancing::LoadBalancer
+    Properties:
+      AvailabilityZones: !GetAZs
+      CrossZone: "true"
+      Listeners:
+        - LoadBalancerPort: "80"
+          InstancePort: "80"
+          Protocol: HTTP
+      HealthCheck:
+        Target: HTTP:80/
+        HealthyThreshold: "3"
+        UnhealthyThreshold: "5"
+        Interval: "30"
+        Timeout: "5"
+  InstanceSecurityGroup:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: Enable SSH access and HTTP access on the inbound port
+      SecurityGroupIngress:
+        - IpProtocol: tcp
+          FromPort: "80"
+          ToPort: "80"
+          SourceSecurityGroupOwnerId: !GetAtt ElasticLoadBalancer.SourceSecurityGroup.OwnerAlias
+          SourceSecurityGroupName: !GetAtt ElasticLoadBalancer.SourceSecurityGroup.GroupName
+        - IpProtocol: tcp
+          FromPort: "22"
+          ToPort: "22"
+          CidrIp: !Ref SSHLocation
+Outputs:
+  URL:
+    Value: !Join ["", ["http://", !GetAtt ElasticLoadBalancer.DNSName]]
+"""
+
+
+def test_locked_down_instances_admit_the_load_balancers_nodes(load):
+    model = load(LOCKED_DOWN)
+    lb = sections(model)["load_balancers"]["ElasticLoadBalancer"]
+    assert lb.security_groups == (ELB_GROUP,)
+    elb_group = model.security_groups[ELB_GROUP]
+    assert [(r.from_port, str(r.cidr)) for r in elb_group.ingress] == [(80, "0.0.0.0/0")]
+    rules = model.security_groups["InstanceSecurityGroup"].ingress
+    assert [(r.from_port, r.group, r.cidr and str(r.cidr)) for r in rules] == [
+        (80, ELB_GROUP, None),
+        (22, None, "0.0.0.0/0"),
+    ]
+    assert model.auto_scaling_groups["WebServerGroup"].launch.security_groups == (
+        "InstanceSecurityGroup",
+    )
 
 
 def test_source_security_group_is_its_first_group(load):

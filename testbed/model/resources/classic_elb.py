@@ -10,6 +10,11 @@ aliases and public addresses treat it like an ALB:
 - listeners[f"{lid}-{LoadBalancerPort}"]: one per Listeners item, forwarding to that group,
   with the instance port and protocol, PROXY protocol and stickiness of its policies.
 
+A CLB in the default VPC given no SecurityGroups gets ELB's own group, as on AWS: one group
+per stack (AWS: per account) named default_elb_<id>, shared by every such CLB, inbound TCP
+from anywhere on each of their listener ports, all outbound; the lab lists it as lab-made.
+Elsewhere a CLB without SecurityGroups gets its VPC's default group.
+
 Every problem of one CLB is reported in one pass (Problems). Policies are read in
 classic_policies.py.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from ipaddress import IPv4Network
 from typing import Any, TypeVar
 
 from testbed.errors import BadInput
@@ -70,10 +76,15 @@ from testbed.model.resources.elbv2.load_balancer import (
     _security_groups,
     _subnets,
 )
+from testbed.model.resources.group_refs import (
+    SECURITY_GROUP,
+    ensure_default_group,
+    group_physical_id,
+)
 from testbed.model.resources.registry import register
 from testbed.model.resources.scaling_common import Problems, whole
-from testbed.model.state import BuildState
-from testbed.model.types import Source, frozen_map
+from testbed.model.state import BuildState, SecurityGroupDraft
+from testbed.model.types import SecurityGroupRule, Source, frozen_map
 from testbed.template.intrinsics import ACCOUNT_ID, as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
@@ -83,6 +94,19 @@ SCHEMES = ("internet-facing", "internal")
 LAYER = {"HTTP": 7, "HTTPS": 7, "TCP": 4, "SSL": 4}
 MAX_PATH = 1024
 TARGET_FORMS = "TCP:PORT, SSL:PORT, HTTP:PORT/PATH or HTTPS:PORT/PATH (e.g. HTTP:80/health)"
+# ELB's group for CLBs of the default VPC given no SecurityGroups (name, description: AWS's).
+ELB_GROUP_PREFIX = "default_elb_"
+ELB_GROUP_DESCRIPTION = (
+    "ELB created security group used when no security group is specified during ELB "
+    "creation - modifications could impact traffic to future ELBs"
+)
+ELB_GROUP_REASON = (
+    "ELB's security group {name} for classic load balancers of the default VPC given no "
+    "SecurityGroups (one per account on AWS, shared by them): TCP in from anywhere on their "
+    "listener ports"
+)
+TCP = 6
+ANYWHERE = IPv4Network("0.0.0.0/0")
 
 LISTENER_PROPERTIES = {
     "LoadBalancerPort": Prop("any", True),
@@ -524,6 +548,61 @@ def _attributes(ctx: ResourceContext, problems: Problems) -> dict[str, str]:
     return attrs
 
 
+# --- Its security groups when none are given ------------------------------------------------
+
+
+def elb_group_id(vpc_id: str) -> str:
+    """Logical id of ELB's group in the default VPC (a dot: no template id can clash)."""
+    return f"{vpc_id}.default_elb"
+
+
+def _elb_group_name(state: BuildState, lid: str) -> str:
+    """default_elb_ and a UUID-like id, the same for the same stack."""
+    h = digest(state, lid, "group")
+    return f"{ELB_GROUP_PREFIX}{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def _elb_group(ctx: ResourceContext, vpc_id: str, listeners: list[ListenerItem]) -> str:
+    """ELB's group of the default VPC, made by the first CLB that needs it; every CLB that
+    uses it adds TCP from 0.0.0.0/0 on its listener ports (each port once)."""
+    state, lid = ctx.state, elb_group_id(vpc_id)
+    draft = state.security_groups.get(lid)
+    if draft is None:
+        physical = group_physical_id(lid)
+        name = _elb_group_name(state, lid)
+        draft = SecurityGroupDraft(
+            lid, physical, vpc_id, name, ELB_GROUP_DESCRIPTION, source=ctx.source
+        )
+        state.security_groups[lid] = draft
+        state.types[lid] = SECURITY_GROUP
+        state.physical_ids[physical] = lid
+        state.lab_made[lid] = ELB_GROUP_REASON.format(name=name)
+    open_ports = {rule.from_port for rule in draft.ingress}
+    for item in listeners:
+        if item.port not in open_ports:
+            open_ports.add(item.port)
+            draft.ingress.append(
+                SecurityGroupRule(
+                    TCP,
+                    item.port,
+                    item.port,
+                    cidr=ANYWHERE,
+                    source=Source(ctx.source.file, item.line),
+                )
+            )
+    return lid
+
+
+def _default_groups(
+    ctx: ResourceContext, vpc_id: str, listeners: list[ListenerItem]
+) -> tuple[str, ...]:
+    """The groups of a CLB given none: ELB's group in the default VPC (AWS: "you can't
+    choose an existing security group"), the VPC's default group elsewhere."""
+    if ctx.state.vpcs[vpc_id].is_default:
+        return (_elb_group(ctx, vpc_id, listeners),)
+    return (ensure_default_group(ctx.state, vpc_id).logical_id,)
+
+
 # --- The load balancer ----------------------------------------------------------------------
 
 
@@ -539,10 +618,11 @@ def _build(ctx: ResourceContext) -> None:
     attrs = _attributes(ctx, problems)
     located = _places(ctx, problems)
     vpc_id = located[1] if located else None
-    groups: tuple[str, ...] | None = None
+    given: tuple[str, ...] | None = None
     if vpc_id is not None:
-        groups = _attempt(
-            problems, ctx.line("SecurityGroups"), lambda: _security_groups(ctx, APPLICATION, vpc_id)
+        # CLASSIC: None when none are given (the default is chosen below, once all is valid).
+        given = _attempt(
+            problems, ctx.line("SecurityGroups"), lambda: _security_groups(ctx, CLASSIC, vpc_id)
         )
     targets = _instances(ctx, problems, vpc_id, first.instance_port if first else None)
     problems.raise_if_any()
@@ -550,6 +630,7 @@ def _build(ctx: ResourceContext) -> None:
     assert first is not None
     assert check is not None
     places, vpc = located
+    groups = given or _default_groups(ctx, vpc, listeners)
     nodes = _nodes(ctx, CLASSIC, scheme, places)  # its errors carry their lines
     lb_arn = arn(state, f"loadbalancer/{name}")
     idle = int(attrs["connection_settings.idle_timeout"])
@@ -627,7 +708,8 @@ def _hosted_zone(state: BuildState, lid: str) -> str:
 
 
 def _source_group(state: BuildState, lid: str) -> str:
-    """The name of the load balancer's first security group ("default" for its VPC's)."""
+    """The name of the load balancer's first security group (default_elb_... for ELB's,
+    "default" for its VPC's)."""
     groups = _lb(state, lid).security_groups or ()
     return state.security_groups[groups[0]].name if groups else ""
 
