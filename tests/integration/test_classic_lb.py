@@ -23,7 +23,7 @@ from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli
 from testbed.lab.api import REMOVED, Lab
-from testbed.lb.classic_health import DEREGISTERING, FAILED, NOT_IN_ZONE
+from testbed.lab.classic_health import DEREGISTERING, FAILED, NOT_IN_ZONE
 from testbed.traffic import run_load
 from tests.assertions import run_cli
 from tests.classic_data import (
@@ -50,6 +50,10 @@ pytestmark = pytest.mark.integration
 LAB_NAME = "ce1"
 AZ_A, AZ_B = "us-east-1a", "us-east-1b"
 SLOW_MS = 5000  # an in-flight request, long enough to deregister its instance meanwhile
+# describe-instance-health states (prefixes of State, ReasonCode, Description)
+IN = ("InService", "N/A", "N/A")
+DOWN = ("OutOfService", "Instance", FAILED)  # failed UnhealthyThreshold checks
+NOT_HERE = ("OutOfService", "ELB", NOT_IN_ZONE)  # its AZ is not one of the CLB's
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +64,10 @@ def lab(tmp_path_factory):
     path.write_text(clb_template())
     with Lab.up(str(path), name=LAB_NAME) as lab:
         for lb in (LB, ZONE_LB):
-            wait_health(lab, lb, dict.fromkeys(MEMBERS[lb], "InService"), DETECT_S + 20)
-        wait_health(
-            lab,
-            PATH_LB,
-            {"WebA1": "OutOfService", "WebB2": "OutOfService"},
-            DETECT_S,
-            reasons={"WebA1": "Instance", "WebB2": "ELB"},
-        )
-        wait_health(lab, SSL_LB, {"WebB1": "OutOfService"}, DETECT_S, reasons={"WebB1": "Instance"})
+            in_service = lab.wait_in_service(lb, len(MEMBERS[lb]), DETECT_S + 20)
+            assert {r["Host"] for r in in_service} == set(MEMBERS[lb])
+        wait_health(lab, PATH_LB, {"WebA1": DOWN, "WebB2": NOT_HERE}, DETECT_S)
+        wait_health(lab, SSL_LB, {"WebB1": DOWN}, DETECT_S)
         yield lab
 
 
@@ -82,21 +81,16 @@ def states(lab: Lab, lb: str) -> dict[str, tuple[str, str]]:
     return {h: (r["State"], r["ReasonCode"]) for h, r in health(lab, lb).items()}
 
 
-def wait_health(
-    lab: Lab,
-    lb: str,
-    want: dict[str, str],
-    timeout: float,
-    reasons: dict[str, str] | None = None,
-) -> float:
-    """Wait until `lb`'s instances are exactly `want` ({host: State}) with `reasons`
-    ({host: ReasonCode}, where given); the seconds it took."""
+def wait_health(lab: Lab, lb: str, want: dict[str, tuple[str, ...]], timeout: float) -> float:
+    """Wait until `lb`'s instances are exactly those of `want`, each as its tuple says: a
+    prefix of (State, ReasonCode, Description); the seconds it took."""
     started = time.monotonic()
 
     def reached() -> bool:
         got = health(lab, lb)
-        return {h: r["State"] for h, r in got.items()} == want and all(
-            got[h]["ReasonCode"] == code for h, code in (reasons or {}).items()
+        return got.keys() == want.keys() and all(
+            (r["State"], r["ReasonCode"], r["Description"])[: len(want[h])] == want[h]
+            for h, r in got.items()
         )
 
     lab.wait_for(reached, timeout, f"{lb}'s instances {want}", 0.2, lambda: states(lab, lb))
@@ -260,14 +254,16 @@ def test_proxy_protocol_tells_the_instance_the_real_client(lab):
 def test_instance_health_as_describe_instance_health_shows_it(lab):
     assert states(lab, LB) == dict.fromkeys(MEMBERS[LB], ("InService", "N/A"))
     assert states(lab, ZONE_LB) == dict.fromkeys(MEMBERS[ZONE_LB], ("InService", "N/A"))  # TCP:80
-    # HTTP:80/health?status=404: the path answers 404.
+    # HTTP:80/health?status=404: the target's path (its query too) answers 404.
     path = health(lab, PATH_LB)
     assert (path["WebA1"]["State"], path["WebA1"]["ReasonCode"]) == ("OutOfService", "Instance")
     assert path["WebA1"]["Description"] == FAILED
+    assert "404" in path["WebA1"]["LastCheck"]
     # WebB2's AZ is not one of PathCLB's.
     assert (path["WebB2"]["State"], path["WebB2"]["ReasonCode"]) == ("OutOfService", "ELB")
     assert path["WebB2"]["Description"] == NOT_IN_ZONE
-    # SSL:80: the instance answers plain HTTP on 80, no TLS handshake succeeds.
+    # SSL:80: the instance answers plain HTTP on 80 (MyCLB's HTTP:80 check passes on the
+    # same instance), no TLS handshake succeeds.
     ssl = health(lab, SSL_LB)["WebB1"]
     assert (ssl["State"], ssl["ReasonCode"], ssl["Description"]) == (
         "OutOfService",
@@ -286,9 +282,12 @@ def test_instance_health_as_describe_instance_health_shows_it(lab):
             want["ReasonCode"],
             want["Description"],
         )
-    table = cli_ok("targets", lab.name, PATH_LB)
-    assert "OutOfService" in table
-    assert "Instance" in table
+    table = cli_ok("targets", lab.name, PATH_LB).splitlines()
+    rows_text = {line.split()[0]: line.split()[1:3] for line in table if line.startswith("i-")}
+    assert rows_text == {
+        path["WebA1"]["InstanceId"]: ["OutOfService", "Instance"],
+        path["WebB2"]["InstanceId"]: ["OutOfService", "ELB"],
+    }
 
 
 def test_http_check_fails_an_instance_that_a_tcp_check_keeps(lab):
@@ -296,19 +295,13 @@ def test_http_check_fails_an_instance_that_a_tcp_check_keeps(lab):
     ZoneCLB's TCP:80 (a connection is enough) keeps it; back InService when it is repaired."""
     with restoring(lab, faulted=["WebA1"]):
         lab.host("WebA1").fault("500")
-        took = wait_health(
-            lab,
-            LB,
-            {"WebA1": "OutOfService", "WebA2": "InService", "WebB1": "InService"},
-            DETECT_S,
-            reasons={"WebA1": "Instance"},
-        )
+        took = wait_health(lab, LB, {"WebA1": DOWN, "WebA2": IN, "WebB1": IN}, DETECT_S)
         assert took <= DETECT_S
         assert health(lab, LB)["WebA1"]["Description"] == FAILED
         assert answering(lab, url(lab, LB, AZ_A)) == {"WebA2"}
         assert states(lab, ZONE_LB)["WebA1"] == ("InService", "N/A")
         lab.host("WebA1").fault("clear")
-        wait_health(lab, LB, dict.fromkeys(MEMBERS[LB], "InService"), DETECT_S)
+        wait_health(lab, LB, dict.fromkeys(MEMBERS[LB], IN), DETECT_S)
         assert answering(lab, url(lab, LB, AZ_A)) == {"WebA1", "WebA2"}
 
 
@@ -366,7 +359,7 @@ def test_draining_lets_the_in_flight_request_finish(lab):
         assert "WebA1" not in health(lab, LB)
         assert took <= DRAIN_S + 2
         cli_ok("register", lab.name, LB, "WebA1")
-        wait_health(lab, LB, dict.fromkeys(MEMBERS[LB], "InService"), DETECT_S)
+        wait_health(lab, LB, dict.fromkeys(MEMBERS[LB], IN), DETECT_S)
         assert answering(lab, a_url) == {"WebA1", "WebA2"}
 
 
@@ -410,7 +403,7 @@ def test_register_and_deregister_at_run_time_through_the_cli(lab):
         wait_health(
             lab,
             ZONE_LB,
-            {"WebA1": "InService", "WebB1": "InService", "WebB2": "InService"},
+            dict.fromkeys(("WebA1", "WebB1", "WebB2"), IN),
             DETECT_S,
         )
         assert answering(lab, url(lab, ZONE_LB, AZ_A), requests=45) == {"WebA1", "WebB1", "WebB2"}
@@ -440,16 +433,18 @@ def test_lb_cookie_keeps_a_client_on_one_instance(lab):
 
 def test_app_cookie_stickiness_follows_the_application_cookie(lab):
     sticky = url(lab, LB, AZ_A, APP_COOKIE_PORT)
-    # The application sets its cookie (the backend's set_cookie parameter).
-    _s, headers, body = curl(lab, "Client1", f"{sticky}?set_cookie={APP_COOKIE}=s1")
-    assert headers["set-cookie"].startswith(f"{APP_COOKIE}=s1"), headers
+    session = f"{APP_COOKIE}=s{time.time_ns()}"  # a session no earlier run has seen
+    # The application sets its cookie (the backend's set_cookie parameter): the node learns
+    # which instance it belongs to.
+    _s, headers, body = curl(lab, "Client1", f"{sticky}?set_cookie={session}")
+    assert headers["set-cookie"] == f"{session}; Path=/", headers
     first = json.loads(body)["instance"]
     for _ in range(10):
-        got = seen(lab, "Client1", sticky, headers={"Cookie": f"{APP_COOKIE}=s1"})
-        assert got["instance"] == first
-    # A client without the cookie is not pinned.
-    without = {seen(lab, "Client1", sticky)["instance"] for _ in range(8)}
-    assert without == {"WebA1", "WebA2"}
+        assert seen(lab, "Client1", sticky, headers={"Cookie": session})["instance"] == first
+    # Without the cookie, requests are balanced; no AWSELB cookie on this listener.
+    without = [curl(lab, "Client1", sticky) for _ in range(8)]
+    assert {json.loads(body)["instance"] for _s, _h, body in without} == {"WebA1", "WebA2"}
+    assert not any("set-cookie" in h for _s, h, _b in without)
 
 
 # ---- access log ----------------------------------------------------------------------------
