@@ -619,13 +619,24 @@ def failover(
     with ThreadPoolExecutor(max_workers=len(FAILOVER_PATHS)) as pool:
         jobs = [pool.submit(load, name) for name in FAILOVER_PATHS]
         time.sleep(params["fault_after"])
-        fault = times["fault"] = time.time()
+        asked = times["fault_asked"] = time.time()
         victim.fault("stop")
+        # The backend is gone once the lab records it (its process has ended: SIGTERM, a
+        # graceful exit, up to a second on a busy machine); detection counts from there.
+        fault = times["fault"] = max(
+            (
+                e.time
+                for e in lab.events()
+                if e.logical_id == VICTIM_FAIL and e.status == "FAULT_INJECTED"
+            ),
+            default=asked,
+        )
+        print(f"  {VICTIM_FAIL} stopped {fault - asked:.2f} s after the request", flush=True)
         for lb in GROUPS:
             when = event_time(lab, GROUPS[lb], key, "unhealthy", fault, detect_wait)
             times[f"unhealthy_{lb}"] = when
             print(f"  {lb}: out of service after {gap(when, fault)} s (lab)", flush=True)
-        victim.fault("start")
+        victim.fault("start")  # returns once the backend listens again
         repair = times["repair"] = time.time()
         for lb in GROUPS:
             when = event_time(lab, GROUPS[lb], key, "healthy", repair, recover_wait)

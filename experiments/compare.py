@@ -222,6 +222,7 @@ def _report(
         fault_time=times["fault"],
         repair_time=times["repair"],
         time_scale=scale,
+        errors_from=times["fault_asked"],
         aws_detection_s={p: _range(health, p, "detection") for p in FAILOVER_PATHS},
         aws_recovery_s={p: _range(health, p, "recovery") for p in FAILOVER_PATHS},
     )

@@ -324,6 +324,7 @@ def failover_table(
     fault_time: float,
     repair_time: float | None,
     time_scale: float,
+    errors_from: float | None = None,
     aws_detection_s: Mapping[str, tuple[float, float]],
     aws_recovery_s: Mapping[str, tuple[float, float]],
 ) -> pd.DataFrame:
@@ -332,13 +333,15 @@ def failover_table(
     AWS-equivalent (x time_scale), beside AWS's range for each (path -> (min, max)): the
     first failing check comes within an interval of the fault, the threshold'th one
     (threshold - 1) intervals later, so detection takes (threshold - 1) to threshold
-    intervals; the path's requests after the fault that failed before and after the target
-    left service, and their kinds."""
+    intervals; the path's requests since `errors_from` (default: the fault; the time the
+    fault was asked for, when the backend took a while to go) that failed before and after
+    the target left service, and their kinds."""
     rows = []
     for path, group in groups.items():
         down = first_event(events, group, target, "unhealthy", fault_time)
         up = first_event(events, group, target, "healthy", max(repair_time or 0, down or 0) or None)
-        mine = requests[(requests["path"] == path) & (requests["start"] >= fault_time)]
+        since = fault_time if errors_from is None else min(errors_from, fault_time)
+        mine = requests[(requests["path"] == path) & (requests["start"] >= since)]
         bad = failed(mine)
         before = bad & (mine["start"] < (down if down is not None else math.inf))
         kinds = error_kind(mine[bad]).value_counts()

@@ -492,3 +492,28 @@ def test_summary_prefers_the_internet_client_and_fills_every_measurement(tmp_pat
     assert out.stat().st_size > 0
     shares = c.zone_shares(zone_requests(), {"ClassicLB": {"WebA1": 0.5}, "MyALB": {}})
     assert c.share_panels(shares, tmp_path / "s.png", title="t").stat().st_size > 0
+
+
+def test_failover_errors_count_from_the_request_for_the_fault():
+    ev = events((102.0, "ClassicLB", "unhealthy", ""))
+    requests = pd.DataFrame(
+        [
+            {"path": "clb-http", "start": 99.5, "status": None, "error": "reset"},
+            {"path": "clb-http", "start": 99.0, "status": None, "error": "reset"},
+        ]
+    )
+    common = {
+        "groups": {"clb-http": "ClassicLB"},
+        "target": "WebB1:80",
+        "fault_time": 100.0,
+        "repair_time": None,
+        "time_scale": 30,
+        "aws_detection_s": {},
+        "aws_recovery_s": {},
+    }
+    late = c.failover_table(ev, requests, **common).iloc[0]
+    assert late["requests_after_fault"] == 0
+    asked = c.failover_table(ev, requests, errors_from=99.4, **common).iloc[0]
+    assert (asked["requests_after_fault"], asked["failed_before_detection"]) == (1, 1)
+    assert asked["detection_lab_s"] == 2.0  # from the fault, not from the request
+    assert math.isnan(asked["recovery_lab_s"])
