@@ -33,11 +33,15 @@ def lab(tmp_path_factory):
 
 
 def wait_registered(lab: Lab, n: int, timeout: float = DETECT_S) -> list[dict[str, Any]]:
-    """Wait until the group has exactly n instances, all InService and Healthy, and the CLB
-    exactly those, all InService (describe-instance-health); the group's instances."""
+    """Wait until the group has exactly n instances (but Terminated ones), all InService and
+    Healthy, and the CLB exactly those, all InService (describe-instance-health); the
+    group's instances."""
 
     def settled() -> tuple[list[dict[str, Any]]] | None:
-        instances = lab.asg_group(GROUP)["Instances"]
+        # A Terminated instance stays in the description for a while (60 s), as on AWS.
+        instances = [
+            i for i in lab.asg_group(GROUP)["Instances"] if i["LifecycleState"] != "Terminated"
+        ]
         if len(instances) != n or any(
             (i["LifecycleState"], i["HealthStatus"]) != ("InService", "Healthy") for i in instances
         ):
@@ -110,6 +114,22 @@ def test_scale_in_deregisters_the_leaving_instance(lab):
     ]
     assert ended, lab.activities(GROUP)
     assert ended[0]["StatusCode"] == "Successful"
+    # Deregistered from the CLB (draining off: removed at once) before it was terminated.
+    events = lab.events()
+    removed = [
+        e.time
+        for e in events
+        if e.logical_id == f"{gone['Host']}:80" and e.status == "TARGET_REMOVED"
+    ]
+    terminated = [
+        e.time
+        for e in events
+        if e.logical_id == GROUP
+        and e.reason == f"Terminating EC2 instance: {gone['InstanceId']}: Successful"
+    ]
+    assert removed, [(e.logical_id, e.status, e.reason) for e in events[-12:]]
+    assert terminated, [(e.logical_id, e.status, e.reason) for e in events[-12:]]
+    assert removed[0] <= terminated[0]
 
 
 def test_teardown_leaves_nothing(lab):
