@@ -23,7 +23,13 @@ from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli
 from testbed.lab.api import REMOVED, Lab
-from testbed.lab.classic_health import DEREGISTERING, FAILED, NOT_IN_ZONE
+from testbed.lab.classic_health import (
+    DEREGISTERING,
+    FAILED,
+    NOT_IN_ZONE,
+    NOT_YET_HEALTHY,
+    REGISTERING,
+)
 from testbed.traffic import run_load
 from tests.assertions import run_cli
 from tests.classic_data import (
@@ -349,6 +355,12 @@ def test_draining_lets_the_in_flight_request_finish(lab):
             cli_ok("deregister", lab.name, LB, "WebA1")
             row = health(lab, LB)["WebA1"]
             assert (row["State"], row["Description"]) == ("InService", DEREGISTERING)
+            printed = json.loads(cli_ok("targets", lab.name, LB, "--json"))["InstanceStates"]
+            assert {(r["Host"], r["State"], r["Description"]) for r in printed} == {
+                ("WebA1", "InService", DEREGISTERING),
+                ("WebA2", "InService", "N/A"),
+                ("WebB1", "InService", "N/A"),
+            }
             assert answering(lab, a_url, requests=20) == {"WebA2"}
         finally:
             thread.join()
@@ -400,12 +412,13 @@ def test_register_and_deregister_at_run_time_through_the_cli(lab):
     with restoring(lab):
         printed = cli_ok("register", lab.name, ZONE_LB, "WebB2")
         assert "WebB2" in printed
-        wait_health(
-            lab,
-            ZONE_LB,
-            dict.fromkeys(("WebA1", "WebB1", "WebB2"), IN),
-            DETECT_S,
+        # OutOfService until HealthyThreshold checks (5 s apart) have passed.
+        row = health(lab, ZONE_LB)["WebB2"]
+        assert (row["State"], row["ReasonCode"], row["Description"]) in (
+            ("OutOfService", "ELB", REGISTERING),  # no check yet
+            ("OutOfService", "Instance", NOT_YET_HEALTHY),  # one passed
         )
+        wait_health(lab, ZONE_LB, dict.fromkeys(("WebA1", "WebB1", "WebB2"), IN), DETECT_S)
         assert answering(lab, url(lab, ZONE_LB, AZ_A), requests=45) == {"WebA1", "WebB1", "WebB2"}
         cli_ok("deregister", lab.name, ZONE_LB, "WebB2")
         lab.wait_target_state(ZONE_LB, "WebB2", REMOVED, 5)
