@@ -5,10 +5,10 @@ one CLB setting does (a CLB has one health check, one cross-zone and one drainin
 
   MyCLB     both AZs, cross-zone off (the default), HTTP:80/health, draining 8 s, access log;
             listeners 80 HTTP, 81 HTTP + AWSELB cookie, 82 HTTP + app cookie, 8080 TCP.
-            Instances WebA1, WebA2 (AZ a), WebB1 (AZ b); WebB2 is registered by the tests.
+            Instances WebA1, WebA2 (AZ a), WebB1 (AZ b).
   ZoneCLB   both AZs, CrossZone true, TCP:80, draining off (the default); listeners 80 HTTP
             and 8080 TCP, a ProxyProtocolPolicyType policy on instance port 80 (only the TCP
-            listener sends the PROXY header). Instances WebA1, WebB1.
+            listener sends the PROXY header). Instances WebA1, WebB1 (a test registers WebB2).
   PathCLB   AZ a only, HTTP:80/health?status=404 (a path that answers 404: never InService),
             listener 80 HTTP. Instances WebA1, and WebB2 whose AZ the CLB does not enable.
   SslCLB    AZ b only, SSL:80 (nothing serves TLS: never InService), listener 80 TCP.
