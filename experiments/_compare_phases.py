@@ -585,8 +585,8 @@ def failover(
     import pandas as pd
 
     bounds = health_bounds(scale)
-    detect_wait = max(b["detection"] + b["interval"] for b in bounds.values()) / scale + 5
-    recover_wait = max(b["recovery"] + b["interval"] for b in bounds.values()) / scale + 5
+    detect_wait = max(b["detection"] + b["interval"] for b in bounds.values()) / scale + 3
+    recover_wait = max(b["recovery"] + b["interval"] for b in bounds.values()) / scale + 3
     duration = params["fault_after"] + detect_wait + recover_wait + 2
     key = f"{VICTIM_FAIL}:{HTTP_PORT}"
     print(

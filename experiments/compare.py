@@ -116,14 +116,14 @@ DRAIN_CONFIGURED_S = {
 }
 # `quick`: every parameter still at its default takes this value instead.
 QUICK = {
-    "time_scale": 60,
-    "seconds": 2,
+    "time_scale": 100,
+    "seconds": 1,
     "repeats": 1,
     "connections": 8,
     "flow_mb": 32,
     "iperf_seconds": 1.0,
     "held": 8,
-    "long_ms": 2500,
+    "long_ms": 2000,
     "zone_requests": 150,
     "rate": 10.0,
     "fault_after": 2.0,
