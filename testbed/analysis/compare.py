@@ -220,12 +220,18 @@ def _ratio(a: Any, b: Any) -> float:
 
 
 def flow_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One long TCP flow per run: median Mbit/s per (tool, path), and the ratio to the direct
-    path measured with the same tool."""
+    """One long TCP flow per run: median, min and max Mbit/s per (tool, path) (a busy machine
+    spreads single flows widely: the range says how much), and the ratio of the medians to
+    the direct path's with the same tool."""
     table = (
         runs.assign(mbps=runs["bits_per_second"] / 1e6)
         .groupby(["tool", "path"], sort=False)
-        .agg(mbps=("mbps", "median"), runs=("mbps", "size"), min_mbps=("mbps", "min"))
+        .agg(
+            mbps=("mbps", "median"),
+            runs=("mbps", "size"),
+            min_mbps=("mbps", "min"),
+            max_mbps=("mbps", "max"),
+        )
         .reset_index()
     )
     direct = table[table["path"] == DIRECT].set_index("tool")["mbps"]

@@ -221,6 +221,8 @@ def test_flow_table():
     assert table.loc[("http-download", "alb"), "ratio_to_direct"] == 0.5
     assert table.loc[("iperf3", "nlb"), "ratio_to_direct"] == 0.75
     assert table.loc[("http-download", "direct"), "runs"] == 2
+    assert table.loc[("http-download", "direct"), "min_mbps"] == 1000
+    assert table.loc[("http-download", "direct"), "max_mbps"] == 3000
 
 
 # ---- cross-zone ----------------------------------------------------------------------------
