@@ -284,15 +284,19 @@ def _figures(
 ) -> None:
     keep = bench[bench["mode"] == "keep-alive"]
     new = bench[bench["mode"] == "new-connection"]
+    direct = keep.loc[keep["path"] == "direct", "requests_per_second"]
+    bound = DESIGN_BOUND["proxy"]
     bar_figure(
         keep,
         results.file("keepalive_rps.png"),
         x="path",
         ys=["requests_per_second"],
         ylabel="requests/s (median of the runs)",
-        title="HTTP keep-alive requests/s from the VPC (labels: ratio to direct; a proxy's "
-        "bound here is 0.50)",
+        title="HTTP keep-alive requests/s, same backend (labels: ratio to direct)",
         annotate="ratio_to_direct",
+        hline=(bound * float(direct.iloc[0]), f"a proxy's packet bound: {bound:.2f} x direct")
+        if len(direct)
+        else None,
     )
     bar_figure(
         keep,
