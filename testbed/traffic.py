@@ -11,6 +11,7 @@ and time, and returns parsed numbers:
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -235,6 +236,8 @@ def wrk(
     """HTTP requests/s and latency from host `client` with wrk (bounded by `seconds`)."""
     if connections < threads:
         raise BadInput("wrk needs at least as many connections as threads")
+    # wrk takes whole seconds only ("-d 1.5s" makes it print its usage): round up.
+    seconds = float(max(1, math.ceil(seconds)))
     argv = [
         "wrk",
         "-t",
