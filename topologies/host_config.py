@@ -4,6 +4,8 @@
   routing table per interface for its own addresses (what Amazon Linux's ec2-net-utils sets
   up), so a reply from eth1's address leaves through eth1 and passes its port's source check;
 - secondary private addresses: /32 on the interface that holds them;
+- an instance: the metadata service's address (169.254.169.254) on its loopback, its
+  port 80 redirected to the lab's metadata server (nftables table `imds`);
 - a NAT gateway: forwarding on, no ICMP redirects, and an nftables ruleset that masquerades
   forwarded traffic to its own address and lets nothing from outside open a connection in.
 """
@@ -15,7 +17,12 @@ from ipaddress import IPv4Network
 from testbed.plan.network import HostPlan, NetworkPlan
 
 NAT_TABLE = "natgw"  # nftables table of a NAT gateway host: `nft list table ip natgw`
-FIRST_ROUTE_TABLE = 100  # eth0's own routing table; eth1's is 101, eth2's 102, ...
+FIRST_ROUTE_TABLE = 100
+IMDS_ADDRESS = "169.254.169.254"
+# Where the lab's metadata server listens in each instance (port 80 is redirected to it).
+IMDS_PORT = 16925
+IMDS_TABLE = "imds"  # nftables table of an instance: `nft list table ip imds`
+IMDS_FAILED = "IMDS_FAILED"  # eth0's own routing table; eth1's is 101, eth2's 102, ...
 
 
 def tuning(hp: HostPlan | None, userspace: bool) -> tuple[str, list[str]]:
@@ -51,7 +58,24 @@ def tuning(hp: HostPlan | None, userspace: bool) -> tuple[str, list[str]]:
             cmd += "; " + interface_commands(hp)
     if hp is not None and hp.kind == "natgw":
         cmd += "; " + nat_gateway_commands()
+    if hp is not None and hp.kind == "instance":
+        cmd += "; " + imds_commands()
     return cmd, intfs
+
+
+def imds_commands() -> str:
+    """The instance metadata service's address on the instance's loopback, and its port 80
+    sent to the port the lab's one server listens on inside this namespace
+    (testbed.lab.imds): a web server of the instance binding 0.0.0.0:80 would conflict with a
+    listener on 169.254.169.254:80 (Linux refuses a wildcard and a specific listener on one
+    port). Prints IMDS_FAILED when the redirection cannot be set."""
+    rules = (
+        f"add table ip {IMDS_TABLE}; "
+        f"add chain ip {IMDS_TABLE} out {{ type nat hook output priority -100; }}; "
+        f"add rule ip {IMDS_TABLE} out ip daddr {IMDS_ADDRESS} tcp dport 80 "
+        f"dnat to {IMDS_ADDRESS}:{IMDS_PORT}"
+    )
+    return f"ip addr add {IMDS_ADDRESS}/32 dev lo; nft '{rules}' || echo {IMDS_FAILED}"
 
 
 def eth0_commands(hp: HostPlan) -> str:

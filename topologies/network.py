@@ -195,6 +195,11 @@ class VpcNetwork:
         user = self.datapath == "user"
         cmd, intfs = host_config.tuning(hp, user)
         out = node.cmd(first + cmd)
+        if host_config.IMDS_FAILED in out:
+            raise LabError(
+                f"could not redirect {node.name}'s metadata service address "
+                f"({host_config.IMDS_ADDRESS}:80): {out.strip()[:300]}"
+            )
         if user and out.count("tx-checksumming: off") < len(intfs):
             raise LabError(
                 f"could not turn off TX checksum offload on {node.name}'s "

@@ -20,12 +20,16 @@ from testbed.lab import cgroups, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir
+from testbed.lab.hosttools.aws_cli import write_names
+from testbed.lab.imds.service import MetadataService
 from testbed.lab.procs import STOP_SHIELD, ProcessJournal, record
 from testbed.lab.programs import host_env, start_role, wait_roles_ready
 from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
 from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
 from testbed.model.autoscaling_types import Alarm
+from testbed.model.elb_defaults import CLASSIC
+from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.types import ResourceSignalPolicy, StackModel
 from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
@@ -72,6 +76,9 @@ class LabBuilder:
         # Set by the holder: runs once the template's programs run, before the wait for
         # signals (Auto Scaling launches its groups' instances there; they may signal).
         self.after_programs: Callable[[], None] | None = None
+        # The instances' metadata service (169.254.169.254), started before any UserData; the
+        # holder hands it to the instance launcher and closes it before the teardown.
+        self.metadata = MetadataService(name, model, events)
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
@@ -138,9 +145,12 @@ class LabBuilder:
             )
 
     def _write_host_data(self) -> None:
-        """What the host tools read: who waits for signals, and each resource's cfn-init
-        metadata."""
+        """What the host tools read: who waits for signals, each resource's cfn-init
+        metadata, the Classic Load Balancers' names."""
         write_expected(self.lab_dir, self.name, self.model.signal_policies)
+        # The aws tool's load balancer names (what Ref gives) and logical ids.
+        lbs = elbv2_sections(self.model)["load_balancers"]
+        write_names(self.lab_dir, {lid: lb.name for lid, lb in lbs.items() if lb.type == CLASSIC})
         for lid, init in self.model.cfn_init.items():
             path = init_file(self.lab_dir, lid)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,6 +305,8 @@ class LabBuilder:
 
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
+        # UserData asks it who it runs on: it answers before any program starts.
+        self.metadata.start(self.plan)
         ctx = ServiceContext(
             self.name, self.lab_dir, self.plan, self.journal, self.events, host_env()
         )

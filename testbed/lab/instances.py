@@ -30,6 +30,7 @@ from testbed.errors import LabError
 from testbed.lab import cgroups, system
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir
+from testbed.lab.imds.service import MetadataService
 from testbed.lab.procs import ProcessJournal, terminate
 from testbed.lab.programs import host_env, ready_ports, role_listening, start_role
 from testbed.lab.services import ServiceContext, dns, start_services
@@ -69,11 +70,13 @@ class InstanceLauncher:
         get_plan: Callable[[], NetworkPlan],
         publish: PlanPublisher,
         workers: int = 8,
+        metadata: MetadataService | None = None,
     ) -> None:
         self.lab, self.network, self.journal, self.events = lab, network, journal, events
         self.datapath = datapath
         self.get_plan, self.publish = get_plan, publish
         self.workers = workers
+        self.metadata = metadata  # the lab's instance metadata service (None: none)
         self.lock = threading.Lock()
         self.launched: dict[str, LaunchedHost] = {}
         self.roles: dict[str, subprocess.Popen] = {}
@@ -159,6 +162,9 @@ class InstanceLauncher:
         """Its services (SNMP agent, resolv.conf), its role, its UserData."""
         try:
             ctx = self._services()
+            if self.metadata is not None:
+                # Before its UserData, which may ask it who it is.
+                self.metadata.add(ctx.plan, h)
             start_services(ctx, h)
             if h.role and h.role != "none":
                 proc = start_role(self.lab, self.journal, self.events, h)
@@ -232,6 +238,9 @@ class InstanceLauncher:
             self.launched.pop(n, None)
             self.roles.pop(n, None)
             self.ready_ports.pop(n, None)
+            if self.metadata is not None:
+                # Its socket holds its namespace (and links) alive: closed first.
+                self.metadata.remove(n)
         # What runs in their namespaces is theirs, journaled or not (what UserData started).
         existing = set(system.list_netns())
         inside = [pid for h in hosts if h.netns in existing for pid in system.netns_pids(h.netns)]

@@ -351,6 +351,8 @@ def _freeze(
             instance.user_data,
             instance.source,
             **instance_fields(state, lid),
+            image_id=instance.image_id,
+            instance_type=instance.instance_type,
         )
     description = doc.get("Description", "")
     return StackModel(

@@ -77,6 +77,8 @@ class InstanceDraft:
     # How many interfaces the instance was launched with (AWS auto-assigns a public address
     # only to an instance launched with one).
     launched_interfaces: int = 1
+    image_id: str | None = None
+    instance_type: str | None = None
 
 
 @dataclass

@@ -154,6 +154,10 @@ class Instance:
     secondary_ips: tuple[IPv4Address, ...] = ()
     source_dest_check: bool = True
     extra_interfaces: tuple[NetworkInterface, ...] = ()
+    # ImageId and InstanceType as given (no meaning for the packets; the instance metadata
+    # service tells them); None: not given.
+    image_id: str | None = None
+    instance_type: str | None = None
 
 
 ALL_PROTOCOLS = -1  # IpProtocol "-1": every protocol, every port

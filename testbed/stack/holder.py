@@ -285,6 +285,8 @@ class Holder:
             self.lb_service.close()
         if self.server:
             self.server.stop()
+        if self.builder is not None:
+            self.builder.metadata.close()  # its sockets hold the instances' namespaces
         report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
         self.save(state="ROLLBACK_COMPLETE", reason=reason)
         # `testbed up` has this file open: it reads the last events even once it is removed.
@@ -372,6 +374,7 @@ class Holder:
             builder.datapath,
             get_plan=self.current_plan,
             publish=self.publish_plan,
+            metadata=builder.metadata,
         )
         service = self.autoscaling = autoscaling_service(
             self.name,
@@ -540,6 +543,8 @@ class Holder:
         if self.lb_service:
             self.lb_service.close()
         server.stop()
+        if self.builder is not None:
+            self.builder.metadata.close()  # its sockets hold the instances' namespaces
         reason = self.stop_reason or "User Initiated"
         self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
         self.save(state="DELETE_IN_PROGRESS", reason=reason)

@@ -1,6 +1,8 @@
 """Programs in every lab host's PATH that real UserData calls: AWS's helper scripts
 (cfn-signal, cfn-init, cfn-get-metadata, cfn-hup) working against the lab instead of
-CloudFormation, and shims for the package and service managers a host must not run.
+CloudFormation, the AWS CLI commands UserData asks of the lab (`aws elb
+describe-instance-health`: testbed.lab.hosttools.aws_cli), and shims for the package and
+service managers a host must not run.
 
 A host is a network namespace that shares the machine's files and processes: `yum install
 httpd` or `systemctl start httpd` in UserData would change the machine itself (as root), so
@@ -33,12 +35,18 @@ SHIMMED = (
     "chkconfig",
     "rpm",
 )
-TOOL_NAMES = HELPERS + SHIMMED
+# The AWS CLI, answering what real UserData asks of the lab (testbed.lab.hosttools.aws_cli).
+CLI = ("aws",)
+TOOL_NAMES = HELPERS + SHIMMED + CLI
 # Where Amazon Linux keeps the helper scripts; UserData names them by this path.
 AWS_BIN = re.compile(r"/opt/aws/bin/(cfn-(?:signal|init|get-metadata|hup))(?![\w-])")
+# Where UserData names the AWS CLI (/usr/bin/aws on Amazon Linux, /usr/local/bin/aws when
+# installed by hand): not the machine's own CLI, if it has one.
+AWS_CLI = re.compile(r"(?<![\w./-])/usr(?:/local)?/bin/(aws)(?![\w.-])")
 
 
 def lab_paths(text: str) -> str:
-    """`text` (UserData, a cfn-init command) with /opt/aws/bin/cfn-* naming the lab's tools
-    (the lab does not create /opt/aws on the machine)."""
-    return AWS_BIN.sub(lambda m: str(TOOLS_DIR / m.group(1)), text)
+    """`text` (UserData, a cfn-init command) with /opt/aws/bin/cfn-* and the AWS CLI's
+    paths naming the lab's tools (the lab does not create /opt/aws on the machine)."""
+    text = AWS_BIN.sub(lambda m: str(TOOLS_DIR / m.group(1)), text)
+    return AWS_CLI.sub(lambda m: str(TOOLS_DIR / m.group(1)), text)

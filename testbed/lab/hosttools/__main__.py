@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from testbed.lab.hosttools import cfn_init, cfn_signal, simple
+from testbed.lab.hosttools import aws_cli, cfn_init, cfn_signal, simple
 
 
 def main(argv: list[str]) -> int:
@@ -20,6 +20,8 @@ def main(argv: list[str]) -> int:
         return simple.get_metadata(args)
     if tool == "cfn-hup":
         return simple.hup(args)
+    if tool == "aws":
+        return aws_cli.main(args)
     return simple.shim(tool)
 
 

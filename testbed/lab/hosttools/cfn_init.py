@@ -12,7 +12,8 @@ in cfn-init's order: packages, groups, users, sources, files, commands, services
   host's own root, hosts/<host>/root/<path>, and the tool says where. A `source` (a URL) is
   not fetched: the lab has no internet.
 - commands: in alphabetical order of their names, each with cwd, env, test and
-  ignoreErrors; their output goes to hosts/<host>/cfn-init-cmd.log.
+  ignoreErrors; their output goes to hosts/<host>/cfn-init-cmd.log. A command given as a
+  string runs in bash (Amazon Linux's /bin/sh), a list without a shell.
 - packages, groups, users, sources, services: "not emulated in the lab" (the host shares the
   machine; the lab's http-backend role serves instead).
 
@@ -46,6 +47,7 @@ from testbed.lab.hosttools.context import (
 from testbed.lab.signals import init_file
 
 TOOL = "cfn-init"
+SHELL = "/bin/bash"  # what runs a command given as a string (/bin/sh on Amazon Linux: bash)
 SECTIONS = ("packages", "groups", "users", "sources", "files", "commands", "services")
 NOT_EMULATED = {
     "packages": "packages are not installed",
@@ -232,6 +234,9 @@ def _execute(command: str | list[str], env: dict[str, str], cwd: Any, run: Run) 
             proc = subprocess.run(
                 command,
                 shell=shell,
+                # Amazon Linux's /bin/sh is bash: commands written for it (`[ "$a" == "b" ]`)
+                # fail under dash, which loops `until [ ... == ... ]` forever.
+                executable=SHELL if shell and os.path.exists(SHELL) else None,
                 env=env,
                 cwd=str(cwd) if cwd else None,
                 stdin=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ from testbed.model.state import BuildState, InstanceDraft, Link, RouteTableDraft
 from testbed.model.types import (
     INTERNET_CIDR,
     PUBLIC_POOL,
+    IgnoredProperty,
     InertResource,
     Route,
     Vpc,
@@ -426,8 +427,6 @@ register(
 
 INSTANCE_IGNORED = frozenset(
     {
-        "InstanceType",
-        "ImageId",
         "KeyName",
         "IamInstanceProfile",
         "Monitoring",
@@ -462,6 +461,11 @@ INSTANCE_IGNORED = frozenset(
 )
 
 
+# Without meaning for the lab's packets (listed as ignored), but kept: the instance metadata
+# service (testbed.lab.imds) tells them, as EC2's does.
+DESCRIBED_ONLY = ("ImageId", "InstanceType")
+
+
 def _build_instance(ctx: ResourceContext) -> None:
     # instance_interfaces imports this module (types, constants): import it here.
     from testbed.model.resources.instance_interfaces import instance_primary_interface
@@ -488,7 +492,12 @@ def _build_instance(ctx: ResourceContext) -> None:
         source_dest_check=props.get("SourceDestCheck", eth0.source_dest_check),
         primary_interface=eth0.interface_id,
         launched_interfaces=eth0.launched,
+        image_id=props.get("ImageId"),
+        instance_type=props.get("InstanceType"),
     )
+    for key in DESCRIBED_ONLY:
+        if key in props:
+            state.ignored.append(IgnoredProperty(lid, key))
     state.public_claims[lid] = routing.claim_instance_public_ip
 
 
@@ -532,6 +541,8 @@ register(
             "SecurityGroupIds": prop("list"),
             "SecurityGroups": prop("list"),
             "SourceDestCheck": prop("boolean"),
+            "ImageId": prop("string"),
+            "InstanceType": prop("string"),
         },
         ignored=INSTANCE_IGNORED,
         attributes={
