@@ -221,6 +221,24 @@ def test_issue_bad_inputs_all_reported_in_one_run_with_lines(fails):
     has("Subnets (a VPC's subnets) or AvailabilityZones", "AvailabilityZones: [us-east-1a]")
 
 
+def test_a_listener_with_an_error_still_counts_for_duplicate_ports(fails):
+    body = """\
+    Subnets: [!Ref PubA, !Ref PubB]
+    Listeners:
+      - {LoadBalancerPort: 80, InstancePort: 70000, Protocol: HTTP}
+      - {LoadBalancerPort: 80, InstancePort: 80, Protocol: HTTP}
+    """
+    text = stack(clb(body))
+    shown = errors_of(fails(text, logical_id="CLB"))
+    assert len(shown) == 2, shown
+    line = line_with(text, "InstancePort: 80,")
+    assert any(
+        "Listeners[0] and Listeners[1] both use LoadBalancerPort 80" in s
+        and f"{FILENAME}:{line}:" in s
+        for s in shown
+    ), shown
+
+
 def test_tls_listener_points_at_the_tls_issue(fails):
     body = """\
     Subnets: [!Ref PubA]

@@ -170,7 +170,9 @@ def _protocol(problems: Problems, value: Any, where: str, line: int | None) -> s
 
 def _listener(
     ctx: ResourceContext, problems: Problems, item: Any, where: str, line: int | None
-) -> ListenerItem | None:
+) -> tuple[int | None, ListenerItem | None]:
+    """(its LoadBalancerPort, the listener): the port alone when something else is wrong,
+    so that a second listener on that port is reported in the same pass."""
     values, lines = nested(ctx, item, where, line, LISTENER_PROPERTIES)
     before = len(problems.found)
 
@@ -227,12 +229,14 @@ def _listener(
                 continue
             names.append((text, name_line))
     if len(problems.found) > before:
-        return None
+        return port, None
     assert port is not None
     assert instance_port is not None
     assert protocol is not None
     assert instance_protocol is not None
-    return ListenerItem(where, line, port, protocol, instance_port, instance_protocol, tuple(names))
+    return port, ListenerItem(
+        where, line, port, protocol, instance_port, instance_protocol, tuple(names)
+    )
 
 
 def _listeners(ctx: ResourceContext, problems: Problems) -> list[ListenerItem]:
@@ -241,26 +245,25 @@ def _listeners(ctx: ResourceContext, problems: Problems) -> list[ListenerItem]:
     if not ctx.props["Listeners"]:
         problems.add("Listeners is empty: a load balancer needs a listener", ctx.line("Listeners"))
         return found
-    by_port: dict[int, ListenerItem] = {}
+    by_port: dict[int, str] = {}  # LoadBalancerPort -> the first item that uses it
     for item, line, where in items(ctx, "Listeners"):
         try:
-            read = _listener(ctx, problems, item, where, line)
+            port, read = _listener(ctx, problems, item, where, line)
         except BadInput as err:
             problems.add_error(err, line)
             continue
-        if read is None:
-            continue
-        if read.port in by_port:
-            first = by_port[read.port]
+        if port is not None and port in by_port:
             problems.add(
-                f"{first.where} and {where} both use LoadBalancerPort {read.port}: a classic "
+                f"{by_port[port]} and {where} both use LoadBalancerPort {port}: a classic "
                 "load balancer has at most one listener per port",
                 line,
                 f"give {where} another LoadBalancerPort",
             )
             continue
-        by_port[read.port] = read
-        found.append(read)
+        if port is not None:
+            by_port[port] = where
+        if read is not None:
+            found.append(read)
     return found
 
 
