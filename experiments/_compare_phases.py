@@ -39,7 +39,7 @@ from testbed.experiments._compare_stack import (
 from testbed.experiments.alb import _counters, _usage
 from testbed.lab.api import Lab
 from testbed.model import elb_defaults as d
-from testbed.traffic import run_load, wait_listening, wrk
+from testbed.traffic import iperf3_result, run_load, wait_listening, wrk
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
     import pandas as pd
@@ -305,21 +305,10 @@ def download(lab: Lab, url: str, megabytes: int) -> dict[str, Any]:
 def iperf(lab: Lab, ip: str, seconds: float) -> dict[str, Any]:
     argv = ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", f"{seconds:g}", "-J"]
     proc = lab.host(VPC_CLIENT).run(argv, timeout=seconds + 30)
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError as exc:
-        raise LabError(f"iperf3 to {ip}: {proc.stderr.strip()}") from exc
-    if "error" in data:
-        raise LabError(f"iperf3 to {ip}: {data['error']}")
-    end = data["end"]
-    received = end.get("sum_received") or end.get("sum", {})
-    return {
-        "bits_per_second": received.get("bits_per_second", 0.0),
-        "bytes": received.get("bytes", 0),
-        "seconds": seconds,
-        "connections": 2,
-        "retransmits": end.get("sum_sent", {}).get("retransmits"),
-    }
+    found = iperf3_result(proc, f"iperf3 to {ip}")
+    found.pop("raw")
+    # iperf3 opens a control connection beside the data one.
+    return {**found, "seconds": seconds, "connections": 2}
 
 
 def flows(lab: Lab, nodes: dict[str, Any], params: dict[str, Any]) -> pd.DataFrame:

@@ -108,6 +108,25 @@ def run_load(
     return df
 
 
+def iperf3_result(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    """An iperf3 client's `-J` run: bits_per_second (received), bytes, retransmits and the
+    raw JSON; LabError naming `what` if iperf3 failed."""
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise LabError(f"{what}: {proc.stderr.strip()}") from exc
+    if "error" in data:
+        raise LabError(f"{what}: {data['error']}")
+    end = data["end"]
+    received = end.get("sum_received") or end.get("sum", {})
+    return {
+        "bits_per_second": received.get("bits_per_second", 0.0),
+        "bytes": received.get("bytes", 0),
+        "retransmits": end.get("sum_sent", {}).get("retransmits"),
+        "raw": data,
+    }
+
+
 def iperf3(
     lab: Lab,
     server: str,
@@ -151,20 +170,7 @@ def iperf3(
         if reverse:
             argv.append("-R")
         proc = cli.run(argv, timeout=seconds + 30)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError as exc:
-            raise LabError(f"iperf3 {client} -> {server}: {proc.stderr.strip()}") from exc
-        if "error" in data:
-            raise LabError(f"iperf3 {client} -> {server}: {data['error']}")
-        end = data["end"]
-        received = end.get("sum_received") or end.get("sum", {})
-        return {
-            "bits_per_second": received.get("bits_per_second", 0.0),
-            "bytes": received.get("bytes", 0),
-            "retransmits": end.get("sum_sent", {}).get("retransmits"),
-            "raw": data,
-        }
+        return iperf3_result(proc, f"iperf3 {client} -> {server}")
     finally:
         if listener.poll() is None:
             listener.kill()
