@@ -87,7 +87,11 @@ class Holder:
             "prefix": naming.prefix(self.name),
             "state": "CREATE_IN_PROGRESS",
             "template": self.request["template"],
+            # The text itself: the file may be edited while the lab runs, and `testbed plan`
+            # compares a new template with what the lab was built from.
+            "template_text": _template_text(self.request["template"]),
             "params": self.request.get("params", {}),
+            "region": self.request.get("region") or "us-east-1",
             "created": time.time(),
             "lab_dir": str(lab_dir),
             "owner": self.owner.to_dict() if self.owner else None,
@@ -430,6 +434,7 @@ class Holder:
             )
         template = request["template"]
         params = request.get("params") or {}
+        template_text = _template_text(template)
         model = load_model(
             template, params, stack_name=self.name, region=self.request.get("region") or "us-east-1"
         )
@@ -517,6 +522,7 @@ class Holder:
             state="UPDATE_COMPLETE",
             updated=time.time(),
             template=template,
+            template_text=template_text,
             params=params,
             outputs=outputs,
             load_balancers=_load_balancers(plan),
@@ -567,6 +573,14 @@ def autoscaling_changes(old: StackModel, new: StackModel) -> list[str]:
             if _plain(before.get(lid)) != _plain(after.get(lid)):
                 changed.append(lid)
     return changed
+
+
+def _template_text(path: str) -> str | None:
+    """A template file's text (None if unreadable: load_model reports why)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _plain(value: Any) -> Any:
