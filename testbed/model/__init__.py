@@ -26,14 +26,21 @@ def load_model_text(
     params: Mapping[str, str] | None = None,
     stack_name: str = "default",
     region: str = "us-east-1",
+    qualifier: str = "",
 ) -> StackModel:
-    """Build the stack model from template text; `filename` is used in error messages."""
+    """Build the stack model from template text; `filename` is used in error messages
+    (qualifier: build_model's, "" for a lab's first stack)."""
     doc = load_text(text, filename)
     try:
         # SAM first (AWS::Serverless-2016-10-31): the model is built from what it makes.
         doc = transforms.apply(doc, filename, dict(params or {}), region)
         return build_model(
-            doc, file=filename, params=dict(params or {}), stack_name=stack_name, region=region
+            doc,
+            file=filename,
+            params=dict(params or {}),
+            stack_name=stack_name,
+            region=region,
+            qualifier=qualifier,
         )
     except TemplateErrors as err:
         raise TemplateErrors([e.located(file=filename) for e in err.errors]) from None
@@ -51,6 +58,7 @@ def load_model(
     *,
     stack_name: str = "default",
     region: str = "us-east-1",
+    qualifier: str = "",
 ) -> StackModel:
     """Read a template file (YAML or JSON) and build its stack model."""
     try:
@@ -62,4 +70,11 @@ def load_model(
         ) from None
     except OSError as err:
         raise BadInput(f"cannot read the template: {err.strerror or err}", file=path) from None
-    return load_model_text(text, filename=path, params=params, stack_name=stack_name, region=region)
+    return load_model_text(
+        text,
+        filename=path,
+        params=params,
+        stack_name=stack_name,
+        region=region,
+        qualifier=qualifier,
+    )

@@ -124,7 +124,7 @@ class _Resources:
         resource_type = REGISTRY[self.state.types[logical_id]]  # built, so registered
         if resource_type.ref_value is not None:
             return resource_type.ref_value(self.state, logical_id)
-        return resource_type.physical_id(logical_id)
+        return resource_type.physical_id(logical_id, self.state.qualifier)
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
         resource_type = REGISTRY[self.state.types[logical_id]]  # built, so registered
@@ -425,6 +425,7 @@ def _read(
     region: str,
     problems: _Problems,
     imports: dict[str, Any] | None = None,
+    qualifier: str = "",
 ) -> _Template:
     """Phases 1 and 2: everything that can be checked before resolving any resource.
 
@@ -467,7 +468,7 @@ def _read(
 
     resources, errors = read_resources(section, conditions, doc.get("Parameters"))
     problems.extend(errors)
-    for id_error in parameter_values.check_ids(parameters.id_checks, resources, imports):
+    for id_error in parameter_values.check_ids(parameters.id_checks, resources, imports, qualifier):
         problems.add(id_error)
         values[str(id_error.logical_id)] = POISONED  # its users are skipped, not blamed
     outputs, errors = read_outputs(doc.get("Outputs"), conditions)
@@ -564,9 +565,8 @@ def _build_all(
         if decl.enabled:
             state.types[decl.logical_id] = decl.resource_type.name
             if decl.resource_type.ref_value is None:  # the others register once built
-                state.physical_ids[decl.resource_type.physical_id(decl.logical_id)] = (
-                    decl.logical_id
-                )
+                ref = decl.resource_type.physical_id(decl.logical_id, state.qualifier)
+                state.physical_ids[ref] = decl.logical_id
     for decl in template.resources:
         if decl.enabled and decl.resource_type.prepare is not None:
             decl.resource_type.prepare(decl.logical_id, decl.raw.get("Properties"), state)
@@ -635,21 +635,23 @@ def build_model(
     stack_name: str = "default",
     region: str = "us-east-1",
     imports: dict[str, Any] | None = None,
+    qualifier: str = "",
 ) -> StackModel:
     """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong.
 
     imports: the exports of the lab's other stacks (export name -> value), for
-    Fn::ImportValue."""
+    Fn::ImportValue. qualifier: "" for a lab's first stack, "S." for stack S added to it
+    (its physical ids become vpc-S.VPC, ...; BuildState.qualifier)."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)
-    template = _read(doc, params, stack_name, region, problems, imports)
+    template = _read(doc, params, stack_name, region, problems, imports, qualifier)
     try:
         order, needs = _order(template)
     except BadInput as err:
         problems.add(err)  # with the problems found before it
         problems.raise_if_any()
         raise  # not reached: raise_if_any raised
-    state = BuildState(file, region, stack_name, imports=dict(imports or {}))
+    state = BuildState(file, region, stack_name, imports=dict(imports or {}), qualifier=qualifier)
     state.lab_values.extend(template.lab_values)
     _build_all(template, order, needs, state, problems)
     return _finish(template, order, state, problems)

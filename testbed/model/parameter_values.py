@@ -37,13 +37,14 @@ def check_ids(
     checks: Iterable[IdCheck],
     resources: Iterable[ResourceDeclaration],
     imports: Mapping[str, Any],
+    qualifier: str = "",
 ) -> list[BadInput]:
     """An error for each id parameter value that names nothing of this lab."""
     own: dict[str, dict[str, str]] = {}  # resource type -> physical id -> logical id
     for decl in resources:
         if decl.enabled and decl.resource_type.ref_value is None:
             own.setdefault(decl.resource_type.name, {})[
-                decl.resource_type.physical_id(decl.logical_id)
+                decl.resource_type.physical_id(decl.logical_id, qualifier)
             ] = decl.logical_id
     exported = _exported(imports)
     errors: list[BadInput] = []

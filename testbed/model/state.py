@@ -218,3 +218,20 @@ class BuildState:
     scaling_policies: dict[str, ScalingPolicy] = field(default_factory=dict)
     alarms: dict[str, Alarm] = field(default_factory=dict)
     scheduled_actions: dict[str, ScheduledAction] = field(default_factory=dict)
+    # Issue 14: "" for a lab's first stack, "S." for stack S added to a running lab: its
+    # physical ids are prefix + qualifier + logical id (vpc-S.Web), so two stacks of a lab
+    # never give two resources one id. Logical ids are alphanumeric: the "." cannot clash.
+    qualifier: str = ""
+    # Other stacks' resources mirrored into this state (issue 14, W2): key -> their stack.
+    # A foreign key already is the resource's name in the lab, so it is never qualified.
+    foreign: dict[str, str] = field(default_factory=dict)
+
+    def physical(self, prefix: str, key: str) -> str:
+        """The physical id of the resource `key` of this state: prefix + its name in the lab
+        (the qualified logical id; a foreign resource's key as it is)."""
+        return prefix + self.lab_name(key)
+
+    def lab_name(self, key: str) -> str:
+        """The name of resource `key` in the lab (its plan name): qualifier + logical id, or
+        a foreign resource's key."""
+        return key if key in self.foreign else self.qualifier + key

@@ -399,11 +399,16 @@ def _nacl_from_dict(d: dict[str, Any]) -> NaclPlan:
     return NaclPlan(**{**d, "subnets": tuple(d.get("subnets", ())), "entries": entries})
 
 
-def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
+def build_plan(
+    model: StackModel, lab: str, zone_base: int = 0, *, qualifier: str = ""
+) -> NetworkPlan:
     """Lay out the stack model as switches, ports and links for lab `lab`.
 
     zone_base: first conntrack zone of the lab's block (testbed.plan.zone_layout: load
-    balancers' zones, then one per port with security groups)."""
+    balancers' zones, then one per port with security groups). qualifier: "" for a lab's
+    first stack, "S." for stack S added to it: the names of its resources in the plan
+    (hosts and their netns, subnets, VPCs, groups, ...) become "S.LogicalId"
+    (testbed.plan.names)."""
     naming.validate_lab_name(lab)
     _check_vpcs_do_not_overlap(model)
     core = SwitchPlan(naming.bridge_name(lab, "core"), CORE_DPID, "core")
@@ -565,7 +570,7 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             _dns_host(lab, model, core, core_port, veth, has_internet=internet is not None)
         )
         core_port += 1
-    return NetworkPlan(
+    plan = NetworkPlan(
         lab=lab,
         prefix=naming.prefix(lab),
         router_mac=ROUTER_MAC,
@@ -586,6 +591,11 @@ def build_plan(model: StackModel, lab: str, zone_base: int = 0) -> NetworkPlan:
             DnsRecordPlan(r.name, r.type, tuple(r.values), r.logical_id) for r in model.dns_records
         ),
     )
+    # Names are qualified after the layout, so a lab's first stack (qualifier "") gets exactly
+    # the plan it always had; testbed.plan.names imports this module's types.
+    from testbed.plan.names import qualify_plan
+
+    return qualify_plan(plan, qualifier)
 
 
 class _PortAllocator:

@@ -127,7 +127,7 @@ def _build_eip(ctx: ResourceContext) -> None:
         address = state.addresses.public.allocate(lid, highest=True)
     except BadInput as err:
         raise ctx.relocate(err) from None
-    allocation = ALLOCATION_PREFIX + lid
+    allocation = state.physical(ALLOCATION_PREFIX, lid)
     state.elastic_ips[lid] = ElasticIp(lid, address, allocation, source=ctx.source)
     state.physical_ids[allocation] = lid
     if "InstanceId" in ctx.props:
@@ -250,7 +250,7 @@ register(
             "NetworkInterfaceId": ref(NETWORK_INTERFACE),
             "PrivateIpAddress": prop("ip"),
         },
-        attributes={"Id": lambda s, lid: "eipassoc-" + lid},
+        attributes={"Id": lambda s, lid: s.physical("eipassoc-", lid)},
     )
 )
 

@@ -747,7 +747,9 @@ register(
             "MaxSize": lambda s, lid: str(_group(s, lid).max_size),
             "DesiredCapacity": lambda s, lid: str(_group(s, lid).desired),
             "AvailabilityZones": lambda s, lid: list(dict.fromkeys(_group(s, lid).azs)),
-            "VPCZoneIdentifier": lambda s, lid: ["subnet-" + x for x in _group(s, lid).subnets],
+            "VPCZoneIdentifier": lambda s, lid: [
+                s.physical("subnet-", x) for x in _group(s, lid).subnets
+            ],
         },
     )
 )

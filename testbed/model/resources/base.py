@@ -77,9 +77,10 @@ class ResourceType:
     # a property may set); replaces ref_prefix.
     ref_value: Callable[[BuildState, str], str] | None = None
 
-    def physical_id(self, logical_id: str) -> str:
-        """The readable id `Ref` gives for a resource of this type (without ref_value)."""
-        return self.ref_prefix + logical_id
+    def physical_id(self, logical_id: str, qualifier: str = "") -> str:
+        """The readable id `Ref` gives for a resource of this type (without ref_value);
+        qualifier: the stack's (BuildState.qualifier), "" for a lab's first stack."""
+        return self.ref_prefix + qualifier + logical_id
 
 
 @dataclass

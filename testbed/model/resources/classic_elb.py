@@ -571,7 +571,7 @@ def _elb_group(ctx: ResourceContext, vpc_id: str, listeners: list[ListenerItem])
     state, lid = ctx.state, elb_group_id(vpc_id)
     draft = state.security_groups.get(lid)
     if draft is None:
-        physical = group_physical_id(lid)
+        physical = group_physical_id(state, lid)
         name = _elb_group_name(state, lid)
         draft = SecurityGroupDraft(
             lid, physical, vpc_id, name, ELB_GROUP_DESCRIPTION, source=ctx.source

@@ -52,7 +52,7 @@ def default_ids(region: str) -> list[str]:
 def _register(state: BuildState, lid: str, kind: str) -> None:
     type_name, prefix = _TYPES[kind]
     state.types[lid] = type_name
-    state.physical_ids[prefix + lid] = lid
+    state.physical_ids[state.physical(prefix, lid)] = lid
     state.built.append(lid)
     state.default_vpc_ids.append(lid)
 

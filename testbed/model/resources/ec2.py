@@ -89,12 +89,12 @@ register(
         ignored=frozenset({"InstanceTenancy", "Ipv4IpamPoolId", "Ipv4NetmaskLength"}),
         attributes={
             "CidrBlock": lambda s, lid: str(s.vpcs[lid].cidr),
-            "VpcId": lambda s, lid: "vpc-" + lid,
+            "VpcId": lambda s, lid: s.physical("vpc-", lid),
             "DefaultSecurityGroup": lambda s, lid: group_refs.group_physical_id(
-                group_refs.default_group_id(lid)
+                s, group_refs.default_group_id(lid)
             ),
             "DefaultNetworkAcl": lambda s, lid: group_refs.acl_physical_id(
-                group_refs.default_acl_id(lid)
+                s, group_refs.default_acl_id(lid)
             ),
             # The lab has no IPv6 packets; a template that adds an Amazon-provided IPv6 block
             # (AWS::EC2::VPCCidrBlock, not emulated) carves it for its subnets: a documentation
@@ -191,8 +191,8 @@ register(
         attributes={
             "AvailabilityZone": _subnet_attr("az"),
             "CidrBlock": _subnet_attr("cidr"),
-            "SubnetId": lambda s, lid: "subnet-" + lid,
-            "VpcId": lambda s, lid: "vpc-" + s.subnets[lid].vpc_id,
+            "SubnetId": lambda s, lid: s.physical("subnet-", lid),
+            "VpcId": lambda s, lid: s.physical("vpc-", s.subnets[lid].vpc_id),
         },
     )
 )
@@ -210,7 +210,7 @@ register(
         IGW,
         _build_igw,
         ref_prefix="igw-",
-        attributes={"InternetGatewayId": lambda s, lid: "igw-" + lid},
+        attributes={"InternetGatewayId": lambda s, lid: s.physical("igw-", lid)},
     )
 )
 
@@ -261,7 +261,7 @@ register(
         _build_route_table,
         ref_prefix="rtb-",
         properties={"VpcId": ref(VPC, required=True)},
-        attributes={"RouteTableId": lambda s, lid: "rtb-" + lid},
+        attributes={"RouteTableId": lambda s, lid: s.physical("rtb-", lid)},
     )
 )
 
@@ -551,7 +551,7 @@ register(
             "AvailabilityZone": lambda s, lid: s.subnets[s.instances[lid].subnet_id].az,
             "PrivateDnsName": _private_dns,
             "PublicDnsName": _public_dns,
-            "InstanceId": lambda s, lid: "i-" + lid,
+            "InstanceId": lambda s, lid: s.physical("i-", lid),
         },
         attribute_waits_for={"PublicIp": PUBLIC_ADDRESSING, "PublicDnsName": PUBLIC_ADDRESSING},
         prepare=_set_aside_instance_ip,

@@ -36,14 +36,14 @@ def default_acl_id(vpc_id: str) -> str:
     return f"{vpc_id}.default"
 
 
-def group_physical_id(logical_id: str) -> str:
-    """The group id (Ref, GetAtt GroupId) of a security group: sg-<logical id>."""
-    return GROUP_PREFIX + logical_id
+def group_physical_id(state: BuildState, logical_id: str) -> str:
+    """The group id (Ref, GetAtt GroupId) of a security group: sg-<its name in the lab>."""
+    return state.physical(GROUP_PREFIX, logical_id)
 
 
-def acl_physical_id(logical_id: str) -> str:
-    """The id (Ref, GetAtt Id) of a network ACL: acl-<logical id>."""
-    return ACL_PREFIX + logical_id
+def acl_physical_id(state: BuildState, logical_id: str) -> str:
+    """The id (Ref, GetAtt Id) of a network ACL: acl-<its name in the lab>."""
+    return state.physical(ACL_PREFIX, logical_id)
 
 
 def default_vpc(state: BuildState) -> str | None:
@@ -59,7 +59,7 @@ def ensure_default_group(state: BuildState, vpc_id: str) -> SecurityGroupDraft:
     if draft is None:
         draft = SecurityGroupDraft(
             lid,
-            group_physical_id(lid),
+            group_physical_id(state, lid),
             vpc_id,
             DEFAULT_GROUP_NAME,
             "default VPC security group",
@@ -76,7 +76,7 @@ def find_group(ctx: ResourceContext, text: str, where: str, line: int | None) ->
     VPC's DefaultSecurityGroup) is `text`; a located error if it is not one of this stack."""
     state = ctx.state
     for vpc_id in state.vpcs:
-        if text == group_physical_id(default_group_id(vpc_id)):
+        if text == group_physical_id(state, default_group_id(vpc_id)):
             return ensure_default_group(state, vpc_id).logical_id
     hint = (
         "the lab knows only the groups this template creates: use !Ref <a security "

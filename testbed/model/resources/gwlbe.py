@@ -189,7 +189,7 @@ def _build_endpoint(ctx: ResourceContext) -> None:
         subnet.logical_id,
         subnet.az,
         ip,
-        "vpce-" + lid,
+        state.physical("vpce-", lid),
         ctx.source,
     )
 
@@ -221,8 +221,8 @@ register(
             "ServiceRegion": f"cross-region endpoints are {NOT_YET}",
         },
         attributes={
-            "Id": lambda s, lid: "vpce-" + lid,
-            "NetworkInterfaceIds": lambda s, lid: ["eni-" + lid],
+            "Id": lambda s, lid: s.physical("vpce-", lid),
+            "NetworkInterfaceIds": lambda s, lid: [s.physical("eni-", lid)],
             "DnsEntries": lambda s, lid: [],
         },
     )
@@ -262,6 +262,6 @@ register(
             "GatewayId": ref(IGW, required=True),
             "RouteTableId": ref(ROUTE_TABLE, required=True),
         },
-        attributes={"AssociationId": lambda s, lid: "rtbassoc-" + lid},
+        attributes={"AssociationId": lambda s, lid: s.physical("rtbassoc-", lid)},
     )
 )

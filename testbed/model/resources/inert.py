@@ -237,8 +237,13 @@ SHAPES: dict[str, Shape] = {
     ),
     "AWS::EC2::VPCEndpoint": Shape(
         None,
-        lambda f: "vpce-" + f.logical_id,  # as the emulated (GatewayLoadBalancer) endpoints
-        {"Id": lambda f: "vpce-" + f.logical_id, "NetworkInterfaceIds": lambda f: []},
+        lambda f: f.state.physical(
+            "vpce-", f.logical_id
+        ),  # as the emulated (GatewayLoadBalancer) endpoints
+        {
+            "Id": lambda f: f.state.physical("vpce-", f.logical_id),
+            "NetworkInterfaceIds": lambda f: [],
+        },
     ),
     "AWS::EC2::FlowLog": Shape(None, lambda f: "fl-" + f.hex(), {}),
     "AWS::EC2::LaunchTemplate": Shape(

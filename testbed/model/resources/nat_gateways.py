@@ -96,7 +96,7 @@ register(
             "SecondaryPrivateIpAddressCount out",
             "SecondaryPrivateIpAddresses": f"{ONE_ADDRESS}; leave SecondaryPrivateIpAddresses out",
         },
-        attributes={"NatGatewayId": lambda s, lid: "nat-" + lid},
+        attributes={"NatGatewayId": lambda s, lid: s.physical("nat-", lid)},
         prepare=_prepare,
     )
 )

@@ -42,7 +42,7 @@ register(
         _build_acl,
         ref_prefix=ACL_PREFIX,
         properties={"VpcId": ref(VPC, required=True)},
-        attributes={"Id": lambda s, lid: acl_physical_id(lid)},
+        attributes={"Id": lambda s, lid: acl_physical_id(s, lid)},
     )
 )
 
@@ -55,7 +55,7 @@ def _find_acl(ctx: ResourceContext) -> tuple[str, str]:
     id default_acl_id(vpc)."""
     state, text, at = ctx.state, ctx.props["NetworkAclId"], ctx.line("NetworkAclId")
     for vpc_id in state.vpcs:
-        if text == acl_physical_id(default_acl_id(vpc_id)):
+        if text == acl_physical_id(state, default_acl_id(vpc_id)):
             return default_acl_id(vpc_id), vpc_id
     hint = "use !Ref <a network ACL>"
     if state.types.get(text) == NETWORK_ACL:
@@ -255,7 +255,7 @@ register(
             "SubnetId": ref(SUBNET, required=True),
             "NetworkAclId": prop("string", required=True),
         },
-        attributes={"AssociationId": lambda s, lid: "aclassoc-" + lid},
+        attributes={"AssociationId": lambda s, lid: s.physical("aclassoc-", lid)},
     )
 )
 

@@ -209,7 +209,7 @@ register(
             "Ipv4Prefixes": "prefix delegation is not supported in the lab",
         },
         attributes={
-            "Id": lambda s, lid: "eni-" + lid,
+            "Id": lambda s, lid: s.physical("eni-", lid),
             "PrimaryPrivateIpAddress": _primary_ip,
             "SecondaryPrivateIpAddresses": lambda s, lid: [
                 str(ip) for ip in s.interfaces[lid].secondary_ips

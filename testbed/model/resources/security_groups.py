@@ -411,7 +411,12 @@ def _build_group(ctx: ResourceContext) -> None:
     vpc_id = _vpc(ctx)
     description = _text(ctx, "GroupDescription", "group description")
     group = SecurityGroupDraft(
-        lid, group_physical_id(lid), vpc_id, _name(ctx, vpc_id), description, source=ctx.source
+        lid,
+        group_physical_id(ctx.state, lid),
+        vpc_id,
+        _name(ctx, vpc_id),
+        description,
+        source=ctx.source,
     )
     errors: list[BadInput] = []
     for key in ("SecurityGroupIngress", "SecurityGroupEgress"):
@@ -449,8 +454,8 @@ register(
             "SecurityGroupEgress": prop("list"),
         },
         attributes={
-            "GroupId": lambda s, lid: group_physical_id(lid),
-            "VpcId": lambda s, lid: "vpc-" + s.security_groups[lid].vpc_id,
+            "GroupId": lambda s, lid: group_physical_id(s, lid),
+            "VpcId": lambda s, lid: s.physical("vpc-", s.security_groups[lid].vpc_id),
         },
     )
 )
