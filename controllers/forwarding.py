@@ -18,6 +18,17 @@ every host's eth0 and a view per extra interface, "HOST/eth1"), so an instance's
 interface is a port like any other: its own address, secondary addresses, subnet and public
 address. A port whose source/destination check is off (a NAT gateway, an instance with
 SourceDestCheck false) may send from any address; routes of kind 'nat' send to it.
+
+Two VPCs may have the same addresses (issue 14): each VPC has an address space (VpcPlan.space),
+VPCs of one space never overlap, and a host's MAC carries its space (02:ss:ip). When a plan's
+VPCs share addresses, the metadata's VPC bits after routing (TABLE_ROUTE) name the destination
+realm, the VPC whose addresses ipv4_dst is in: a local route leaves them as the sender's, the
+internet gateway's inbound 1:1 NAT writes the VPC owning the public address and its way to the
+internet writes INTERNET_REALM, and the resolver's answers write the VPC they go to. Every
+table that finds a port by an address alone (L3_DELIVER, IGW_OUT, the IGW's public addresses,
+its ingress routes, the NACL_IN / SG_LB / NLB listener entries of testbed.controllers.security
+and .nlb) also matches those bits, and ARP answers of load balancer nodes and the resolver are
+per VPC / space. A plan whose VPCs do not overlap gets exactly the flows it always had.
 """
 
 from __future__ import annotations
@@ -54,7 +65,13 @@ from testbed.controllers.flows import (
     SetField,
     flow,
 )
-from testbed.controllers.security import deliver, egress_table
+from testbed.controllers.security import (
+    address_space,
+    deliver,
+    egress_table,
+    in_vpc,
+    vpcs_share_addresses,
+)
 from testbed.plan.network import HostPlan, NetworkPlan, RoutePlan
 
 # Packet metadata written at ingress: which VPC and subnet (or the internet) the sender is in.
@@ -87,11 +104,20 @@ class Forwarding:
         self._dpid_to_switch = {s.dpid: s.name for s in plan.switches}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
         self._subnets = {s.name: s for s in plan.subnets}
+        self._space = {v.name: address_space(v) for v in plan.vpcs}
+        # VPCs share addresses: address matches also match the destination realm.
+        self._separate = vpcs_share_addresses(plan)
         self._neighbours = self._build_neighbours()
         # Every switch port that holds a host interface (eth0 of each host, "HOST/ethN" views).
         self._ports = plan.attachments()
-        self._lb_node_ips = {h.ip for h in self._ports if h.kind == "lb-node"}
-        self._dns_ips = {ip for h in self._ports if h.kind == "dns" for ip in (h.ip, *h.extra_ips)}
+        # (VPC bits, address) of LB nodes, (address space, address) of the resolvers' addresses.
+        self._lb_node_ips = {(self._vpc_key(h), h.ip) for h in self._ports if h.kind == "lb-node"}
+        self._dns_ips = {
+            (self._space_key(h), ip)
+            for h in self._ports
+            if h.kind == "dns"
+            for ip in (h.ip, *h.extra_ips)
+        }
         self._endpoints = {e.name: e for e in plan.endpoints}
         self._nat_hosts = {h.name: h for h in plan.hosts if h.kind == "natgw"}
         self._flows: dict[int, list[Flow]] = {}  # the plan does not change: computed once
@@ -130,13 +156,42 @@ class Forwarding:
         return None
 
     def realm_tag(self, host: HostPlan) -> int:
-        """Metadata written for packets from `host` (its VPC and subnet, or the internet)."""
+        """Metadata written for packets from `host` (its VPC and subnet, or the internet;
+        a resolver's subnet bits are its address space when VPCs share addresses)."""
         if host.kind == "dns":
-            return vpc_tag(DNS_REALM)
+            return vpc_tag(DNS_REALM) | self._space_key(host)
         if host.kind == "client" or host.subnet is None:
             return vpc_tag(INTERNET_REALM)
         subnet = self._subnets[host.subnet]
         return subnet_tag(self._vpc_index[subnet.vpc], subnet.index)
+
+    def host_space(self, host: HostPlan) -> int:
+        """The address space of `host`: its VPC's; 0 on the internet; a resolver's is in its
+        MAC (02:ss:...) unless the plan says."""
+        if host.kind == "dns":
+            space = getattr(host, "space", None)
+            return int(host.mac.split(":")[1], 16) if space is None else int(space)
+        if host.kind == "client" or host.subnet is None:
+            return 0
+        return self._space.get(self._subnets[host.subnet].vpc, 0)
+
+    def _space_key(self, host: HostPlan) -> int:
+        return self.host_space(host) if self._separate else 0
+
+    def _vpc_key(self, host: HostPlan) -> int:
+        """The VPC bits of `host`'s realm when VPCs share addresses, else 0."""
+        return self.realm_tag(host) & VPC_MASK if self._separate else 0
+
+    def _in_realm(self, host: HostPlan) -> dict[str, Any]:
+        """The match on `host`'s VPC bits when VPCs share addresses, else nothing."""
+        return {"metadata": (self._vpc_key(host), VPC_MASK)} if self._separate else {}
+
+    def _resolver_realms(self, dns: HostPlan) -> list[int]:
+        """VPC bits of the realms a resolver serves (VPCs share addresses): the VPCs of its
+        address space, and for space 0 the internet."""
+        space = self.host_space(dns)
+        realms = [vpc_tag(v.index) for v in self.plan.vpcs if self._space[v.name] == space]
+        return realms + ([vpc_tag(INTERNET_REALM)] if space == 0 else [])
 
     def arp_class(self, host: HostPlan) -> int:
         """What `host` may resolve by ARP depends only on this (see arp_answer): its realm,
@@ -302,6 +357,9 @@ class Forwarding:
                 continue
             # The resolver is reachable from every realm, whatever the route tables say (as
             # AWS's is), and answers anyone.
+            if self._separate:
+                flows += self._resolver_routes(dns)
+                continue
             for ip in (dns.ip, *dns.extra_ips):
                 flows.append(
                     flow(
@@ -338,6 +396,46 @@ class Forwarding:
         )
         return flows
 
+    def _resolver_routes(self, dns: HostPlan) -> list[Flow]:
+        """The resolver's routes when VPCs share addresses: from each realm of its space to
+        it; its answers into the VPC (of its space) or the internet they are addressed to."""
+        rm = self.router_mac
+        routed = {"eth_dst": rm, "eth_type": ETH_TYPE_IP}
+        flows = [
+            flow(
+                TABLE_ROUTE,
+                400,
+                {**routed, "metadata": (realm, VPC_MASK), "ipv4_dst": ip},
+                goto=TABLE_L3_DELIVER,
+            )
+            for realm in self._resolver_realms(dns)
+            for ip in (dns.ip, *dns.extra_ips)
+        ]
+        own = (self.realm_tag(dns), SUBNET_MASK)
+        for v in self.plan.vpcs:
+            if self._space[v.name] != self.host_space(dns):
+                continue
+            flows.append(
+                flow(
+                    TABLE_ROUTE,
+                    395,
+                    {**routed, "metadata": own, "ipv4_dst": _net(v.cidr)},
+                    goto=TABLE_L3_DELIVER,
+                    metadata=(vpc_tag(v.index), VPC_MASK),
+                )
+            )
+        if self.host_space(dns) == 0:
+            flows.append(
+                flow(
+                    TABLE_ROUTE,
+                    390,
+                    {**routed, "metadata": own},
+                    goto=TABLE_L3_DELIVER,
+                    metadata=(vpc_tag(INTERNET_REALM), VPC_MASK),
+                )
+            )
+        return flows
+
     def _route_target(self, route: RoutePlan) -> tuple[list, int | None]:
         """(actions, goto) of a route: the local network, the internet gateway, a GWLB
         endpoint (the packet, unchanged, goes to the GWLB node serving it) or a NAT gateway
@@ -372,7 +470,7 @@ class Forwarding:
                 flow(
                     TABLE_IGW_OUT,
                     100,
-                    {"eth_type": ETH_TYPE_IP, "ipv4_src": h.ip},
+                    {"eth_type": ETH_TYPE_IP, "ipv4_src": h.ip, **self._in_realm(h)},
                     [SetField("ipv4_src", h.public_ip)],
                     goto=TABLE_IGW,
                 )
@@ -395,6 +493,8 @@ class Forwarding:
                 100,
                 {"eth_type": ETH_TYPE_IP, "ipv4_dst": _net(self.plan.internet_cidr)},
                 goto=TABLE_L3_DELIVER,
+                # VPCs share addresses: from here on the packet is in the internet's realm.
+                metadata=(vpc_tag(INTERNET_REALM), VPC_MASK) if self._separate else None,
             )
         )
         for h in self._public_ports():
@@ -405,6 +505,8 @@ class Forwarding:
                     {"eth_type": ETH_TYPE_IP, "ipv4_dst": h.public_ip},
                     [SetField("ipv4_dst", h.ip)],
                     goto=TABLE_IGW_ROUTE,
+                    # ... and in the realm of the VPC that owns the public address.
+                    metadata=(self._vpc_key(h), VPC_MASK) if self._separate else None,
                 )
             )
         return flows
@@ -418,6 +520,9 @@ class Forwarding:
             match: dict[str, Any] = {"eth_type": ETH_TYPE_IP}
             if net.prefixlen:
                 match["ipv4_dst"] = _net(route.destination)
+            vpc = getattr(route, "vpc", None)  # the gateway's VPC (plans that say it)
+            if self._separate and vpc in self._vpc_index:
+                match.update(in_vpc(self._vpc_index[vpc]))
             actions, goto = self._route_target(route)
             flows.append(flow(TABLE_IGW_ROUTE, 100 + net.prefixlen, match, actions, goto))
         return flows
@@ -425,12 +530,15 @@ class Forwarding:
     def _l3_deliver(self) -> list[Flow]:
         flows = [flow(TABLE_L3_DELIVER, 0)]
         for h in self._ports:
-            for ip in (h.ip, *h.extra_ips):
+            realms: list[dict[str, Any]] = [self._in_realm(h)]
+            if self._separate and h.kind == "dns":
+                realms = [{"metadata": (r, VPC_MASK)} for r in self._resolver_realms(h)]
+            for ip, realm in ((ip, r) for ip in (h.ip, *h.extra_ips) for r in realms):
                 flows.append(
                     flow(
                         TABLE_L3_DELIVER,
                         100,
-                        {"eth_type": ETH_TYPE_IP, "ipv4_dst": ip},
+                        {"eth_type": ETH_TYPE_IP, "ipv4_dst": ip, **realm},
                         [
                             SetField("eth_src", self.router_mac),
                             SetField("eth_dst", h.mac),
@@ -476,7 +584,7 @@ class Forwarding:
         """MAC that answers `asker`'s ARP request for `target_ip`, or None (stay silent)."""
         if asker.kind == "dns":
             return self.router_mac  # its /32 addresses: everything is behind the router
-        if target_ip in self._dns_ips:
+        if (self._space_key(asker), target_ip) in self._dns_ips:
             return self.router_mac  # the resolver's address in the asker's own range
         if asker.kind == "client":
             if target_ip == self.plan.internet_gateway_ip:
@@ -488,7 +596,7 @@ class Forwarding:
             subnet = self._subnets[asker.subnet]
             if target_ip == subnet.router_ip:
                 return self.router_mac
-            if target_ip in self._lb_node_ips and asker.kind != "lb-node":
+            if (self._vpc_key(asker), target_ip) in self._lb_node_ips and asker.kind != "lb-node":
                 # A load balancer node's address belongs to the fabric: traffic to it is
                 # routed, so the listeners in TABLE_LB see it wherever the client is.
                 return self.router_mac if ip_in(target_ip, subnet.cidr) else None

@@ -32,6 +32,9 @@ Per switch, for every network load balancer of the plan:
                   client side zone and then take the node's subnet for routing (so an
                   internet-facing node's replies leave through the internet gateway with its
                   public address).
+When two VPCs share addresses (issue 14), a listener also matches the VPC bits of the
+metadata, which after routing name the destination's VPC (testbed.controllers.forwarding),
+and a target is the port of that address in the load balancer's VPC.
 A ct action whose result no flow matches on runs without a recirculation (no table).
 The controller never sees data packets: connections keep their target for their lifetime
 because conntrack remembers it; only new connections consult the (changing) Maglev table.
@@ -69,6 +72,7 @@ from testbed.controllers.flows import (
     ToController,
     flow,
 )
+from testbed.controllers.security import in_vpc, vpcs_share_addresses
 from testbed.plan.balancers import LoadBalancerPlan, NodePlan, TargetGroupPlan
 from testbed.plan.network import HostPlan, NetworkPlan
 
@@ -155,9 +159,24 @@ class NlbLogic:
         # Every port (eth0 of each host and extra interfaces) by each address it holds: an IP
         # target may be a second interface's or a secondary address.
         self._ports = plan.attachments()
-        self._hosts_by_ip = {ip: h for h in self._ports for ip in (h.ip, *h.extra_ips)}
         self._subnets = {s.name: s for s in plan.subnets}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
+        # VPCs may share addresses: then an address names a port only within its VPC.
+        self._separate = vpcs_share_addresses(plan)
+        self._hosts_by_ip = {
+            (self._vpc_of(h.subnet), ip): h for h in self._ports for ip in (h.ip, *h.extra_ips)
+        }
+
+    def _vpc_of(self, subnet: str | None) -> str | None:
+        """The VPC of a subnet when VPCs share addresses (else None: addresses are unique)."""
+        if not self._separate or subnet not in self._subnets:
+            return None
+        return self._subnets[subnet].vpc
+
+    def _node_vpc(self, node: NodePlan) -> dict:
+        """The match on a node's VPC bits when VPCs share addresses, else nothing."""
+        vpc = self._vpc_of(node.subnet)
+        return {} if vpc is None else in_vpc(self._vpc_index[vpc])
 
     def _number_selectors(self) -> dict[tuple[str, str, str, int], int]:
         """A small id per (lb, node host, listener, protocol): the value of reg1."""
@@ -217,7 +236,13 @@ class NlbLogic:
             flow(
                 TABLE_LB,
                 100,
-                {"eth_type": ETH_TYPE_IP, "ip_proto": proto, "ipv4_dst": node.ip, dst: port},
+                {
+                    "eth_type": ETH_TYPE_IP,
+                    "ip_proto": proto,
+                    "ipv4_dst": node.ip,
+                    dst: port,
+                    **self._node_vpc(node),
+                },
                 [
                     SetField("reg1", sel),
                     SetField("reg2", lb.index),
@@ -312,10 +337,11 @@ class NlbLogic:
         """On the switch of each target: replies go back through both zones."""
         flows = []
         seen: set[tuple[str, int, int]] = set()
+        vpc = self._vpc_of(lb.nodes[0].subnet) if lb.nodes else None
         for tg in lb.target_groups:
             protos = PROTOS.get(tg.protocol, ())
             for t in self.targets.get((lb.name, tg.name), []):
-                host = self._hosts_by_ip.get(t.ip)
+                host = self._hosts_by_ip.get((vpc, t.ip))
                 if host is None or host.switch != switch:
                     continue
                 for proto in protos:
@@ -411,9 +437,23 @@ class NlbLogic:
         )
         if not (eth and ip and seg) or seg.bits & tcp.TCP_RST:
             return None
-        node = next((n for lb in self.lbs for n in lb.nodes if n.ip == ip.dst), None)
         sender = self._host_at_port(dpid, in_port)
-        if node is None or sender is None:
+        if sender is None:
+            return None
+        # The node of that address in the sender's VPC (an internet client: any, as before).
+        node = next(
+            (
+                n
+                for lb in self.lbs
+                for n in lb.nodes
+                if n.ip == ip.dst
+                and (
+                    sender.kind == "client" or self._vpc_of(n.subnet) == self._vpc_of(sender.subnet)
+                )
+            ),
+            None,
+        )
+        if node is None:
             return None
         # An internet client talked to the node's public address (the gateway translated it).
         source = node.public_ip if sender.kind == "client" and node.public_ip else node.ip

@@ -30,6 +30,12 @@ destination subnet, by ipv4_dst, after L3_DELIVER). Entries are tried by rule nu
 NACL_TOP - rule number: lowest number first), the first match decides, an implicit deny at
 the lowest priority ends each subnet's list. Subnets on the default ACL get no entries.
 
+Two VPCs may use the same addresses (issue 14: each VPC has an address space, and VPCs of one
+space never overlap). Then every entry that finds its subnet or NLB node by a destination
+address alone also matches the VPC bits of the metadata, which after routing name the VPC the
+destination address is in (testbed.controllers.forwarding). A lab whose VPCs do not overlap
+keeps exactly the entries it always had.
+
 `drop_owner` names the group port or the ACL behind a drop entry's flow statistics, so the
 metrics can count dropped packets per port / group and per ACL.
 """
@@ -71,7 +77,8 @@ from testbed.plan.network import HostPlan, NaclEntryPlan, NetworkPlan, SgRulePla
 
 # Packet metadata layout written by table 0 (testbed.controllers.forwarding): the VPC index in
 # bits 32-47, the subnet index in bits 0-15. Repeated here to keep forwarding independent.
-SUBNET_MASK = (0xFFFF << 32) | 0xFFFF
+VPC_MASK = 0xFFFF << 32
+SUBNET_MASK = VPC_MASK | 0xFFFF
 
 # Priorities in the security group tables.
 PRIO_EST = 65000  # a packet of a tracked connection (either direction)
@@ -103,6 +110,25 @@ REL = (CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV)
 NEW = (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV)
 
 PORT_FIELDS = {IPPROTO_TCP: "tcp_dst", IPPROTO_UDP: "udp_dst"}
+
+
+def address_space(vpc: Any) -> int:
+    """The VPC's address space (VpcPlan.space; 0 for a plan made before address spaces)."""
+    return int(getattr(vpc, "space", 0) or 0)
+
+
+def vpcs_share_addresses(plan: NetworkPlan) -> bool:
+    """Whether an address may belong to two VPCs of the plan (a VPC in an address space
+    above 0, or two overlapping CIDRs): then address matches also match the VPC bits."""
+    if any(address_space(v) for v in plan.vpcs):
+        return True
+    nets = [IPv4Network(v.cidr) for v in plan.vpcs]
+    return any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+
+
+def in_vpc(vpc_index: int) -> dict[str, Any]:
+    """The match on the metadata's VPC bits (the destination realm, after routing)."""
+    return {"metadata": (vpc_index << 32, VPC_MASK)}
 
 
 def filtered(h: HostPlan) -> bool:
@@ -205,6 +231,8 @@ class SecurityLogic:
                 raise ValueError(f"{a.name} has security groups but no conntrack zone")
         self._switch = {s.dpid: s.name for s in plan.switches}
         self._vpc_index = {v.name: v.index for v in plan.vpcs}
+        self._subnets = {s.name: s for s in plan.subnets}
+        self._separate = vpcs_share_addresses(plan)
         self._groups = {g.name: g for g in plan.security_groups}
         self._nacls = {n.name: n for n in plan.network_acls}
         self._nlb_nodes = {
@@ -345,7 +373,7 @@ class SecurityLogic:
         pass is told apart by ct_zone (set by that ct)."""
         zone = node.sg_zone
         assert zone is not None
-        to_node = {"eth_type": ETH_TYPE_IP, "ipv4_dst": node.ip}
+        to_node = {"eth_type": ETH_TYPE_IP, "ipv4_dst": node.ip, **self._vpc_of(node)}
         tracked = {**to_node, "ct_zone": zone}
         flows = [
             flow(TABLE_SG_LB, PRIO_LB_TRACK, to_node, [Ct(zone, TABLE_SG_LB)]),
@@ -364,6 +392,12 @@ class SecurityLogic:
             )
         flows.append(flow(TABLE_SG_LB, PRIO_DENY, tracked))  # counted: sg-ingress
         return flows
+
+    def _vpc_of(self, port: HostPlan) -> dict[str, Any]:
+        """The match on the port's VPC when VPCs share addresses, else nothing."""
+        if not self._separate or port.subnet not in self._subnets:
+            return {}
+        return in_vpc(self._vpc_index[self._subnets[port.subnet].vpc])
 
     # ---- network ACLs -----------------------------------------------------------------
     def _subnet_tag(self, subnet: Any) -> int:
@@ -386,7 +420,9 @@ class SecurityLogic:
                 continue  # the default ACL allows everything: nothing to program
             routed = {"metadata": (self._subnet_tag(subnet), SUBNET_MASK), "eth_dst": rm}
             inside = _addr("ipv4_dst", subnet.cidr)
-            into = {"eth_type": ETH_TYPE_IP, **inside}
+            # Inbound, the subnet is found by the destination address: in its VPC.
+            vpc = in_vpc(self._vpc_index[subnet.vpc]) if self._separate else {}
+            into = {"eth_type": ETH_TYPE_IP, **inside, **vpc}
             # Not crossing the edge: to another address of the subnet (a load balancer node
             # is routed even from its own subnet), and the resolver either way.
             flows.append(
@@ -427,7 +463,7 @@ class SecurityLogic:
                         flow(
                             TABLE_NACL_IN,
                             PRIO_NACL_EXEMPT + 2,
-                            {"eth_type": ETH_TYPE_IP, "ipv4_dst": ip},
+                            {"eth_type": ETH_TYPE_IP, "ipv4_dst": ip, **vpc},
                             goto=TABLE_OUTPUT,
                         )
                     )
@@ -449,7 +485,7 @@ class SecurityLogic:
                             flow(
                                 TABLE_NACL_IN,
                                 prio,
-                                {**m, **inside},
+                                {**m, **inside, **vpc},
                                 goto=TABLE_OUTPUT if e.allow else None,
                             )
                         )
@@ -494,7 +530,16 @@ class SecurityLogic:
             )
             return ("sg-egress", port.name) if port else None
         if table == TABLE_SG_LB and priority == PRIO_DENY:
-            node = next((p for p in self.ports if p.ip == match.get("ipv4_dst")), None)
+            node = next(
+                (
+                    p
+                    for p in self.ports
+                    if p.ip == match.get("ipv4_dst")
+                    and self._vpc_of(p).get("metadata", match.get("metadata"))
+                    == match.get("metadata")
+                ),
+                None,
+            )
             return ("sg-ingress", node.name) if node else None
         if table == TABLE_SG_IN_RULES and priority == PRIO_DENY:
             port = next((p for p in self.ports if p.mac == match.get("eth_dst")), None)
@@ -531,7 +576,16 @@ class SecurityLogic:
         if not isinstance(dst, list | tuple):
             return None
         net = IPv4Network(f"{dst[0]}/{dst[1]}")
-        return next((s for s in self.plan.subnets if IPv4Network(s.cidr) == net), None)
+        vpc = _unmask(match.get("metadata"))
+        return next(
+            (
+                s
+                for s in self.plan.subnets
+                if IPv4Network(s.cidr) == net
+                and (vpc is None or vpc >> 32 == self._vpc_index[s.vpc])
+            ),
+            None,
+        )
 
 
 def _unmask(value: Any) -> int | None:
