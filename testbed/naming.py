@@ -43,6 +43,28 @@ def name_from_template(path: str) -> str:
     return stem[:7]
 
 
+# AWS's rule for stack names; a stack added to a lab names its hosts' netns tb-LAB-S.Lid.
+STACK_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+
+
+def validate_stack_name(name: str) -> str:
+    """Return name if AWS accepts it as a stack name, else raise BadInput."""
+    if not STACK_NAME_RE.match(name or ""):
+        raise BadInput(
+            f"bad stack name {name!r}: use 1-128 letters, digits or hyphens, starting with a"
+            " letter (AWS's rule for stack names)",
+            hint="--stack-name names the stack added to the lab (default: the template's name)",
+        )
+    return name
+
+
+def stack_name_from_template(path: str) -> str:
+    """Default name of a stack added to a lab: the template file's stem, reduced to a valid
+    stack name (no 7-character limit: a stack's name is not in any interface name)."""
+    stem = re.sub(r"[^A-Za-z0-9-]", "", Path(path).stem).lstrip("-0123456789")
+    return stem[:128] or "stack"
+
+
 def prefix(name: str) -> str:
     """Prefix of every namespace, link and bridge of the lab."""
     return f"tb-{name}-"

@@ -1,4 +1,4 @@
-"""testbed up | down | status | events | clean: the life of a lab."""
+"""testbed up | down | stacks | status | events | clean: the life of a lab and its stacks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ from testbed.cli.common import (
 )
 from testbed.cli.hostcmds import open_cli
 from testbed.errors import BadInput, TestbedError
-from testbed.lab.api import Lab, leftovers_exist, start_lab, stop_lab, update_lab
+from testbed.lab.api import (
+    Lab,
+    create_stack,
+    delete_stack,
+    leftovers_exist,
+    stacks_of,
+    start_lab,
+    stop_lab,
+    update_lab,
+)
 from testbed.lab.events import read_events
 from testbed.lab.owner import Owner
 from testbed.lab.state import holder_alive, list_labs, read_state
@@ -36,14 +45,24 @@ def register(sub: Any) -> None:
         epilog="examples:\n"
         "  testbed up templates/default.yaml                  lab name: default\n"
         "  testbed up templates/three-az.yaml --name az3 -p InterAzDelayMs=2\n"
-        "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n\n"
+        "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n"
+        "  testbed up templates/two-stacks-export.yaml --name net\n"
+        "  testbed up templates/two-stacks-import.yaml --into net --stack-name app \\\n"
+        "      -p NetworkStack=net -p VpcId=vpc-VPC      a second stack in lab net\n\n"
         "Prints each resource's events as it is created and returns when every switch is\n"
         "programmed. On failure everything is rolled back (exit 1); template errors exit 2\n"
         "before anything is created. Interrupted while it builds (Ctrl-C, SIGTERM, SIGHUP),\n"
         "it rolls back.\n\n"
         "The lab has no owner: it stays until testbed down. With --cli it belongs to this\n"
         "command and is torn down when the command ends, however it ends (exit, Ctrl-D,\n"
-        "SIGTERM, SIGHUP, kill -9).",
+        "SIGTERM, SIGHUP, kill -9).\n\n"
+        "With --into LAB the template becomes one more stack of the running lab LAB, as a\n"
+        "second CloudFormation stack in one account: its Fn::ImportValue reads the exports\n"
+        "of the lab's other stacks, and id-typed parameters (AWS::EC2::VPC::Id, ...) may\n"
+        "name their resources. Its hosts are named S.LogicalId (testbed exec LAB S.Web).\n"
+        "Exit 0 on CREATE_COMPLETE; 1 on ROLLBACK_COMPLETE (the stack stays listed until\n"
+        "testbed down LAB --stack S, as on AWS); 2 on bad input, nothing built.\n"
+        "testbed stacks LAB lists the stacks, their outputs and exports.",
     )
     add_template(p)
     p.add_argument(
@@ -67,6 +86,17 @@ def register(sub: Any) -> None:
         "down when it ends (you leave, SIGTERM, SIGHUP, kill -9)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, just the summary")
+    p.add_argument(
+        "--into",
+        metavar="LAB",
+        help="add the template as one more stack of the running lab LAB instead of making a lab",
+    )
+    p.add_argument(
+        "--stack-name",
+        metavar="S",
+        help="with --into: the new stack's name, 1-128 letters, digits, hyphens (default:"
+        " the template's file name)",
+    )
 
     p = subcommand(
         sub,
@@ -93,9 +123,40 @@ def register(sub: Any) -> None:
         "down",
         cmd_down,
         "tear a lab down (everything it created, only that)",
-        epilog="example:\n  testbed down default",
+        epilog="examples:\n  testbed down default\n"
+        "  testbed down net --stack app        only the stack app of lab net\n\n"
+        "Without --stack every stack of the lab is deleted, newest first, then the lab.\n"
+        "With --stack only that stack's resources go, in reverse creation order, each\n"
+        "with DELETE_IN_PROGRESS and DELETE_COMPLETE events. As on AWS it is refused while\n"
+        'another stack imports one of its exports ("Export X cannot be deleted as it is in\n'
+        'use by Y", exit 2): delete the importing stack first.',
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="lab name(s)")
+    p.add_argument(
+        "--stack",
+        metavar="S",
+        help="delete only the stack S of the lab (one lab name); testbed stacks LAB lists them",
+    )
+
+    p = subcommand(
+        sub,
+        "stacks",
+        cmd_stacks,
+        "a lab's stacks: status, outputs, exports and who imports them",
+        epilog="examples:\n  testbed stacks net\n"
+        "  testbed stacks net --json | jq '.[] | {name, status}'\n"
+        "  testbed stacks net --json | jq -r '.[0].exports | keys[]'\n\n"
+        "A lab made by testbed up has one stack, named after the lab; testbed up T.yaml\n"
+        "--into LAB adds more. An export lists the stacks that import it: while one does,\n"
+        "testbed down LAB --stack EXPORTER is refused, as on AWS.",
+    )
+    p.add_argument("name", help="lab name")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON: a list with one object per stack (name, status, created, updated,"
+        " template, params, outputs, exports)",
+    )
 
     p = subcommand(
         sub,
@@ -146,7 +207,18 @@ def _print_event(ev: Any) -> None:
     print(ev.line(), flush=True)
 
 
+# Flags of `up` that describe a new lab, meaningless when a stack goes --into one.
+LAB_ONLY_FLAGS = (("name", "--name"), ("datapath", "--datapath"), ("region", "--region"))
+
+
 def cmd_up(args: Any) -> int:
+    if args.into:
+        return _up_into(args)
+    if args.stack_name:
+        raise BadInput(
+            "--stack-name needs --into LAB: a new lab's first stack is named after the lab",
+            hint="testbed up T.yaml --into LAB --stack-name S adds a stack to lab LAB",
+        )
     name = args.name or name_from_template(args.template)
     started = time.monotonic()
     state = start_lab(
@@ -195,6 +267,35 @@ def cmd_up(args: Any) -> int:
     return 0
 
 
+def _up_into(args: Any) -> int:
+    """testbed up T.yaml --into LAB: one more stack in a running lab."""
+    for attr, flag in LAB_ONLY_FLAGS:
+        if getattr(args, attr):
+            raise BadInput(
+                f"{flag} describes a new lab; with --into the stack joins lab {args.into} as it is",
+                hint=f"--stack-name names the new stack; drop {flag}",
+            )
+    if args.cli:
+        raise BadInput(
+            "--cli makes a lab owned by this command; --into adds a stack to one that runs",
+            hint=f"testbed cli {args.into} opens the Mininet CLI on the lab",
+        )
+    naming.validate_lab_name(args.into)
+    stack = args.stack_name or naming.stack_name_from_template(args.template)
+    started = time.monotonic()
+    info = create_stack(
+        args.into,
+        args.template,
+        params_dict(args.params),
+        name=stack,
+        on_event=None if args.quiet else _print_event,
+    )
+    print(f"\nstack {stack} is up in lab {args.into} in {time.monotonic() - started:.1f} s")
+    _print_outputs({"outputs": info.get("outputs")})
+    print(f"\nnext:\n  testbed stacks {args.into}    testbed down {args.into} --stack {stack}")
+    return 0
+
+
 def _print_outputs(state: dict[str, Any]) -> None:
     outputs = state.get("outputs") or {}
     if outputs:
@@ -218,6 +319,18 @@ def cmd_update(args: Any) -> int:
 
 
 def cmd_down(args: Any) -> int:
+    if args.stack:
+        if len(args.names) != 1:
+            raise BadInput(
+                f"--stack {args.stack} deletes a stack of one lab; {len(args.names)} lab names"
+                " were given",
+                hint="testbed down LAB --stack S",
+            )
+        lab = args.names[0]
+        started = time.monotonic()
+        delete_stack(lab, args.stack, on_event=_print_event)
+        print(f"stack {args.stack} of lab {lab} is deleted in {time.monotonic() - started:.1f} s")
+        return 0
     for name in args.names:
         started = time.monotonic()
         report = stop_lab(name)
@@ -230,6 +343,51 @@ def cmd_down(args: Any) -> int:
                 else ""
             )
         )
+    return 0
+
+
+def stacks_text(stacks: list[dict[str, Any]]) -> str:
+    """`testbed stacks LAB` as text: a table of stacks, then each one's outputs and exports."""
+    lines = [
+        table(
+            [
+                (
+                    s["name"],
+                    s["status"],
+                    _when(s["created"]),
+                    _when(s["updated"]),
+                    len(s["outputs"]),
+                    len(s["exports"]),
+                )
+                for s in stacks
+            ],
+            ["STACK", "STATUS", "CREATED", "UPDATED", "OUTPUTS", "EXPORTS"],
+        )
+    ]
+    exports = [
+        (name, e["value"], s["name"], ", ".join(e["imported_by"]) or "-")
+        for s in stacks
+        for name, e in sorted(s["exports"].items())
+    ]
+    if exports:
+        lines += ["", "exports:", table(exports, ["EXPORT", "VALUE", "STACK", "IMPORTED BY"])]
+    outputs = [(s["name"], k, v) for s in stacks for k, v in sorted(s["outputs"].items())]
+    if outputs:
+        lines += ["", "outputs:", table(outputs, ["STACK", "KEY", "VALUE"])]
+    return "\n".join(lines)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def cmd_stacks(args: Any) -> int:
+    naming.validate_lab_name(args.name)
+    state = read_state(naming.lab_dir(args.name))
+    if state is None:
+        raise BadInput(f"no lab named {args.name!r}", hint="testbed status lists the labs")
+    stacks = stacks_of(args.name, state)
+    print(json.dumps(stacks, indent=1) if args.json else stacks_text(stacks))
     return 0
 
 

@@ -230,6 +230,119 @@ def update_lab(
     return ask_holder(name, request, UpdateReply, timeout)
 
 
+# What a lab's holder cannot do yet: the ops create_stack / delete_stack (issue 14, W6).
+STACKS_NOT_YET = "not yet: several stacks in one lab are being built (issue 14)"
+STACKS_NOT_YET_HINT = "until then a lab holds one stack: testbed up TEMPLATE makes a new lab"
+
+
+def _running_state(name: str) -> dict[str, Any]:
+    """State of the running lab `name`; BadInput if there is none."""
+    naming.validate_lab_name(name)
+    state = read_state(naming.lab_dir(name))
+    if not holder_alive(state):
+        raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+    assert state is not None
+    return state
+
+
+def stacks_of(name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stacks of lab `name` in creation order, as `testbed stacks` shows them: name,
+    status, created, updated, template, params, outputs, and exports (export name ->
+    {value, imported_by: [stack, ...]}). From state.json's "stacks"; a lab whose state has
+    none (made before issue 14) has one stack, named after the lab, mirrored from its
+    top-level fields."""
+    records = state.get("stacks")
+    if not records:
+        records = [
+            {
+                "name": name,
+                "status": state.get("state", "UNKNOWN"),
+                "created": state.get("created"),
+                "updated": state.get("updated"),
+                "template": state.get("template"),
+                "params": state.get("params", {}),
+                "outputs": state.get("outputs", {}),
+                "exports": state.get("exports", {}),
+                "imports": [],
+            }
+        ]
+    rows = []
+    for rec in records:
+        exports = rec.get("exports") or {}
+        rows.append(
+            {
+                "name": rec["name"],
+                "status": rec.get("status", "UNKNOWN"),
+                "created": rec.get("created"),
+                "updated": rec.get("updated"),
+                "template": rec.get("template"),
+                "params": rec.get("params") or {},
+                "outputs": rec.get("outputs") or {},
+                "exports": {
+                    export: {
+                        "value": value,
+                        "imported_by": [
+                            other["name"]
+                            for other in records
+                            if other is not rec and export in (other.get("imports") or ())
+                        ],
+                    }
+                    for export, value in exports.items()
+                },
+            }
+        )
+    return rows
+
+
+def create_stack(
+    lab: str,
+    template: str,
+    params: dict[str, Any] | None = None,
+    name: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    timeout: float = UP_TIMEOUT,
+) -> dict[str, Any]:
+    """Add a stack made from `template` to the running lab `lab` (`testbed up T --into LAB`)
+    and return it as stacks_of shows it once CREATE_COMPLETE. BadInput (exit 2, nothing
+    built) for bad input: a bad or taken stack name, template errors, an import of an export
+    nobody has, a duplicate export name; LabError (exit 1) if the stack rolled back
+    (ROLLBACK_COMPLETE, the stack stays listed as on AWS).
+
+    Not yet: the holder has no create_stack op (issue 14), so this raises BadInput."""
+    stack = naming.validate_stack_name(name or naming.stack_name_from_template(template))
+    state = _running_state(lab)
+    if any(s["name"] == stack for s in stacks_of(lab, state)):
+        raise BadInput(
+            f"Stack [{stack}] already exists",
+            hint=f"testbed stacks {lab} lists the lab's stacks; choose another --stack-name",
+        )
+    raise BadInput(STACKS_NOT_YET, hint=STACKS_NOT_YET_HINT)
+
+
+def delete_stack(
+    lab: str,
+    stack: str,
+    on_event: Callable[[Event], None] | None = None,
+    timeout: float = 120.0,
+) -> None:
+    """Delete one stack of the running lab `lab` (`testbed down LAB --stack S`): its
+    resources in reverse creation order, each with DELETE_IN_PROGRESS and DELETE_COMPLETE.
+    Refused while another stack imports one of its exports, with AWS's text "Export {name}
+    cannot be deleted as it is in use by {stack}" (BadInput, exit 2; the stack keeps its
+    status, as on AWS).
+
+    Not yet: the holder has no delete_stack op (issue 14), so this raises BadInput."""
+    naming.validate_stack_name(stack)
+    state = _running_state(lab)
+    names = [s["name"] for s in stacks_of(lab, state)]
+    if stack not in names:
+        raise BadInput(
+            f"Stack with id {stack} does not exist",
+            hint=f"the stacks of lab {lab}: {', '.join(names)}",
+        )
+    raise BadInput(STACKS_NOT_YET, hint=STACKS_NOT_YET_HINT)
+
+
 def ask_holder(name: str, request: HolderRequest, reply_type: type[R], timeout: float = 15.0) -> R:
     """One request to lab `name`'s holder; its reply, typed as the op's (testbed.messages).
     The holder's own refusals of bad input come back as BadInput (exit 2), anything else
@@ -655,6 +768,34 @@ class Lab:
     def update(self, template: str, params: dict[str, Any] | None = None) -> UpdateReply:
         """Apply a new template to this running lab (see update_lab)."""
         return update_lab(self.name, template, params)
+
+    # ---- stacks (issue 14) --------------------------------------------------------------
+    def create_stack(
+        self,
+        template: str,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> dict[str, Any]:
+        """Add a stack to this lab (see create_stack); the stack as stacks() shows it."""
+        return create_stack(self.name, template, params, name, on_event)
+
+    def stacks(self) -> list[dict[str, Any]]:
+        """This lab's stacks in creation order (see stacks_of)."""
+        return stacks_of(self.name, self.state)
+
+    def stack(self, name: str) -> dict[str, Any]:
+        """One stack of this lab by name (BadInput if it has none of that name)."""
+        stacks = self.stacks()
+        for s in stacks:
+            if s["name"] == name:
+                return s
+        known = ", ".join(s["name"] for s in stacks)
+        raise BadInput(f"Stack with id {name} does not exist (stacks of lab {self.name}: {known})")
+
+    def delete_stack(self, name: str, on_event: Callable[[Event], None] | None = None) -> None:
+        """Delete one stack of this lab (see delete_stack)."""
+        delete_stack(self.name, name, on_event)
 
     @classmethod
     def attach(cls, name: str) -> Lab:
