@@ -5,9 +5,11 @@ A launched instance gets what a template instance gets (testbed.plan.network): t
 free address of its subnet (AWS's reserved addresses and every address a host, interface,
 load balancer node, endpoint or NAT gateway of the plan holds are skipped), the next free
 port on its AZ switch, the lowest free host-link name, its own security-group conntrack zone
-(the lowest free one of the lab's block), the launch spec's role, UserData and security groups,
-a public address when its subnet maps them (or the launch spec asks), and an SNMP agent as
-every instance has. It carries `asg` (the group's logical id) and `instance_id`.
+(the lowest free one of the lab's block), all from the lab's Allocations (testbed.plan.merge)
+that a stack added to the lab takes from too, a MAC of its VPC's address space, the launch
+spec's role, UserData and security groups, a public address when its subnet maps them (or
+the launch spec asks), and an SNMP agent as every instance has. It carries `asg` (the
+group's logical id) and `instance_id`.
 
 Everything else the controller derives from hosts follows by itself: security-group members
 are the addresses of the ports carrying a group (testbed.controllers.security), and the load
@@ -20,21 +22,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
-from testbed import naming
 from testbed.errors import BadInput, LabError
 from testbed.model.addressing import FIRST_AUTOMATIC, Pool
 from testbed.model.autoscaling_types import AutoScalingGroup
 from testbed.model.metadata import UNFILTERED_KEY
 from testbed.model.types import PUBLIC_POOL, RoleSpec, StackModel
+from testbed.plan.merge import Allocations
 from testbed.plan.network import (
-    FIRST_HOST_PORT,
     HostPlan,
     NetworkPlan,
     SubnetPlan,
     snmp_plan,
     subnet_host,
 )
-from testbed.plan.zone_layout import sg_zone
 
 
 def launch_host(
@@ -53,14 +53,16 @@ def launch_host(
     if model.extras.get(UNFILTERED_KEY, {}).get(group):
         groups = None  # Metadata.Lab.Unfiltered on the group: a benchmark baseline
     role, why = _role(model, asg)
+    alloc = Allocations.of(plan)
     host = subnet_host(
         plan.lab,
         name,
         "instance",
         where,
         _private_ip(plan, model, where),
-        _free_port(plan, where.switch),
-        _free_veth(plan),
+        alloc.take_port(where.switch),
+        alloc.take_veth(name),
+        space=next((v.space for v in plan.vpcs if v.name == where.vpc), 0),
         public_ip=_public_ip(plan, model, asg, where),
         role=role.name if role else None,
         role_args=dict(role.args) if role else {},
@@ -73,7 +75,7 @@ def launch_host(
         instance_id=instance_id,
     )
     if groups is not None:
-        host = replace(host, sg_zone=_free_zone(plan))
+        host = replace(host, sg_zone=alloc.take_zone())
     return host
 
 
@@ -175,36 +177,3 @@ def _held_public(plan: NetworkPlan, model: StackModel) -> Iterator[str]:
 
 def _present(ips: Iterable[IPv4Address | None]) -> Iterator[str]:
     return (str(ip) for ip in ips if ip is not None)
-
-
-def _free_port(plan: NetworkPlan, switch: str) -> int:
-    """One more than the highest port any host interface or link uses on `switch` (a
-    terminated host's port comes back only when no host above it is left)."""
-    used = [a.port for a in plan.attachments() if a.switch == switch]
-    used += [link.a_port for link in plan.links if link.a == switch]
-    used += [link.b_port for link in plan.links if link.b == switch]
-    return max([FIRST_HOST_PORT - 1, *used]) + 1
-
-
-def _free_veth(plan: NetworkPlan) -> str:
-    """The lowest host-link name no host interface has."""
-    used = {a.veth for a in plan.attachments()}
-    for index in range(1, naming.MAX_LINKS + 1):
-        name = naming.veth_name(plan.lab, index)
-        if name not in used:
-            return name
-    raise LabError(f"lab {plan.lab} holds {naming.MAX_LINKS} host interfaces, the most it can")
-
-
-def _free_zone(plan: NetworkPlan) -> int:
-    """The lowest security-group conntrack zone of the lab's block no port has."""
-    used = {a.sg_zone for a in plan.attachments() if a.sg_zone is not None}
-    k = 0
-    while True:
-        try:
-            zone = sg_zone(plan.zone_base, k)
-        except BadInput as exc:
-            raise LabError(exc.message) from None
-        if zone not in used:
-            return zone
-        k += 1

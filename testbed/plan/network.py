@@ -38,17 +38,29 @@ UPLINK_PORT = 1  # on AZ and internet bridges, port 1 leads to the core
 FIRST_HOST_PORT = 10
 
 
-def host_mac(ip: IPv4Address | str) -> str:
-    """Locally administered MAC derived from the IPv4 address: unique within a lab."""
+def host_mac(ip: IPv4Address | str, space: int = 0) -> str:
+    """Locally administered MAC derived from the IPv4 address and its VPC's address space
+    (VpcPlan.space): 02:ss: and the four address bytes, unique within a lab."""
+    if not 0 <= space <= 0xFF:
+        raise BadInput(f"address space {space} is beyond the 256 a lab can tell apart")
     b = IPv4Address(str(ip)).packed
-    return "02:00:" + ":".join(f"{x:02x}" for x in b)
+    return f"02:{space:02x}:" + ":".join(f"{x:02x}" for x in b)
 
 
 def subnet_host(
-    lab: str, name: str, kind: str, subnet: SubnetPlan, ip: str, port: int, veth: str, **more: Any
+    lab: str,
+    name: str,
+    kind: str,
+    subnet: SubnetPlan,
+    ip: str,
+    port: int,
+    veth: str,
+    space: int = 0,
+    **more: Any,
 ) -> HostPlan:
     """A host whose eth0 is in `subnet`: on its AZ switch at `port`, its router the gateway,
-    the MAC derived from `ip`; `more`: the other HostPlan fields (role, groups, ...)."""
+    the MAC derived from `ip` in address space `space` (its VPC's); `more`: the other
+    HostPlan fields (role, groups, ...)."""
     return HostPlan(
         name=name,
         netns=naming.netns_name(lab, name),
@@ -56,7 +68,7 @@ def subnet_host(
         ip=ip,
         prefixlen=IPv4Network(subnet.cidr).prefixlen,
         gateway=subnet.router_ip,
-        mac=host_mac(ip),
+        mac=host_mac(ip, space),
         switch=subnet.switch,
         port=port,
         veth=veth,
@@ -257,6 +269,9 @@ class VpcPlan:
     name: str
     cidr: str
     index: int
+    # Its address space (testbed.plan.merge): VPCs of one space never overlap; the MACs of
+    # its hosts are host_mac(ip, space). A lab of one stack has only space 0.
+    space: int = 0
 
 
 @dataclass(frozen=True)
@@ -313,7 +328,12 @@ class NetworkPlan:
         return next(s for s in self.subnets if s.name == name)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        d = asdict(self)
+        # Space 0 is left out, so a lab of one stack writes the plan.json it always wrote.
+        d["vpcs"] = [
+            {k: v for k, v in vpc.items() if not (k == "space" and v == 0)} for vpc in d["vpcs"]
+        ]
+        return json.dumps(d, indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> NetworkPlan:
