@@ -8,6 +8,7 @@ an automatic address never steals an explicit one that is declared later.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed.errors import BadInput
@@ -81,7 +82,8 @@ class Pool:
 class AddressBook:
     """Every address pool of a stack."""
 
-    def __init__(self) -> None:
+    def __init__(self, taken_public: Iterable[IPv4Address] = ()) -> None:
+        """taken_public: public addresses the lab's other stacks use (never handed out here)."""
         self.subnets: dict[str, Pool] = {}
         self.internet = Pool(
             "the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC, INTERNET_CIDR.num_addresses - 2
@@ -89,6 +91,8 @@ class AddressBook:
         self.public = Pool(
             "the public address pool", PUBLIC_POOL, FIRST_AUTOMATIC, PUBLIC_POOL.num_addresses - 2
         )
+        for ip in taken_public:
+            self.public.owners[ip] = "another stack of the lab"
         self._pending: list[tuple[str, IPv4Address, str]] = []
 
     def add_subnet(self, subnet_id: str, cidr: IPv4Network) -> None:

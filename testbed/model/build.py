@@ -15,12 +15,13 @@ Phases, each reporting all the problems it can find:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model import lab_defaults, parameter_values, routing, signals
+from testbed.model.addressing import AddressBook
 from testbed.model.declarations import (
     Declaration,
     ResourceDeclaration,
@@ -35,6 +36,7 @@ from testbed.model.graph import (
     dependencies,
     unknown_attribute,
 )
+from testbed.model.lab_view import LabView
 from testbed.model.metadata import (
     UNFILTERED_KEY,
     lab_options,
@@ -242,8 +244,15 @@ def _outputs(outputs: list[Declaration], scope: Scope, problems: _Problems) -> d
     return result
 
 
-def _exports(outputs: list[Declaration], scope: Scope, problems: _Problems) -> dict[str, Any]:
-    """Export names of enabled outputs -> their values (names resolved, unique)."""
+def _exports(
+    outputs: list[Declaration],
+    scope: Scope,
+    problems: _Problems,
+    exporters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Export names of enabled outputs -> their values (names resolved, unique in the lab;
+    exporters: the lab's other exports -> the stack that has each)."""
+    exporters = exporters or {}
     result: dict[str, Any] = {}
     first: dict[str, str] = {}  # export name -> the output that exports it
     for decl in outputs:
@@ -259,8 +268,10 @@ def _exports(outputs: list[Declaration], scope: Scope, problems: _Problems) -> d
                     hint="export names must be unique in the stack",
                 )
             if name in scope.imports:
+                exporter = exporters.get(name)
                 raise BadInput(
-                    f"another stack of this lab already exports {name!r}",
+                    f"Export with name {name} is already exported by stack "
+                    f"{exporter or 'another stack of this lab'}",
                     line=decl.raw.line_of("Export"),
                     logical_id=decl.logical_id,
                     hint="export names must be unique in the lab, as in an AWS region",
@@ -424,7 +435,7 @@ def _read(
     stack_name: str,
     region: str,
     problems: _Problems,
-    imports: dict[str, Any] | None = None,
+    lab: LabView | None = None,
     qualifier: str = "",
 ) -> _Template:
     """Phases 1 and 2: everything that can be checked before resolving any resource.
@@ -432,7 +443,7 @@ def _read(
     Problems are collected, not raised: a bad parameter value must not hide unknown resource
     types or properties. A parameter whose value is wrong stays a known name with a poisoned
     value, so whatever reads it is skipped instead of being told the name does not exist."""
-    imports = dict(imports or {})
+    imports = dict(lab.exports) if lab is not None else {}
     problems.extend(check_sections(doc))
     parameters = resolve_parameters(
         doc.get("Parameters"), params, section_line=doc.line_of("Parameters"), region=region
@@ -468,7 +479,9 @@ def _read(
 
     resources, errors = read_resources(section, conditions, doc.get("Parameters"))
     problems.extend(errors)
-    for id_error in parameter_values.check_ids(parameters.id_checks, resources, imports, qualifier):
+    for id_error in parameter_values.check_ids(
+        parameters.id_checks, resources, imports, qualifier, lab
+    ):
         problems.add(id_error)
         values[str(id_error.logical_id)] = POISONED  # its users are skipped, not blamed
     outputs, errors = read_outputs(doc.get("Outputs"), conditions)
@@ -613,7 +626,9 @@ def _finish(
     # an internet gateway and no internet client gets one.
     problems.extend(lab_defaults.apply(state))
     outputs = _outputs(template.outputs, template.scope, problems)
-    exports = _exports(template.outputs, template.scope, problems)
+    exports = _exports(
+        template.outputs, template.scope, problems, state.lab.exporters if state.lab else None
+    )
     lab = LabOptions()
     lab_meta = _lab_metadata(template.doc)
     if lab_meta is not None:
@@ -624,7 +639,13 @@ def _finish(
         except BadInput as err:
             problems.add(err)
     problems.raise_if_any()
-    return _freeze(state, template.doc, order, template.params, outputs, lab, exports)
+    model = _freeze(state, template.doc, order, template.params, outputs, lab, exports)
+    return replace(
+        model,
+        imported=frozenset(template.scope.imported),
+        foreign=frozen_map(dict(state.foreign)),
+        qualifier=state.qualifier,
+    )
 
 
 def build_model(
@@ -634,24 +655,33 @@ def build_model(
     params: dict[str, Any] | None = None,
     stack_name: str = "default",
     region: str = "us-east-1",
-    imports: dict[str, Any] | None = None,
+    lab: LabView | None = None,
     qualifier: str = "",
 ) -> StackModel:
     """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong.
 
-    imports: the exports of the lab's other stacks (export name -> value), for
-    Fn::ImportValue. qualifier: "" for a lab's first stack, "S." for stack S added to it
-    (its physical ids become vpc-S.VPC, ...; BuildState.qualifier)."""
+    lab: the lab's other stacks (testbed.model.lab_view): their exports for Fn::ImportValue,
+    their resources for id parameters and literal ids (mirrored as foreign), the addresses
+    they use (never handed out again). qualifier: "" for a lab's first stack, "S." for
+    stack S added to it (its physical ids become vpc-S.VPC, ...; BuildState.qualifier)."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)
-    template = _read(doc, params, stack_name, region, problems, imports, qualifier)
+    template = _read(doc, params, stack_name, region, problems, lab, qualifier)
     try:
         order, needs = _order(template)
     except BadInput as err:
         problems.add(err)  # with the problems found before it
         problems.raise_if_any()
         raise  # not reached: raise_if_any raised
-    state = BuildState(file, region, stack_name, imports=dict(imports or {}), qualifier=qualifier)
+    state = BuildState(
+        file,
+        region,
+        stack_name,
+        imports=dict(lab.exports) if lab is not None else {},
+        qualifier=qualifier,
+        lab=lab,
+        addresses=AddressBook(lab.used_public if lab is not None else ()),
+    )
     state.lab_values.extend(template.lab_values)
     _build_all(template, order, needs, state, problems)
     return _finish(template, order, state, problems)

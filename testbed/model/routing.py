@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.model import lab_view
 from testbed.model.elbv2_types import EXTRAS_KEY
 from testbed.model.state import BuildState
 
@@ -28,6 +29,10 @@ def why_private(
     A default route to a GWLB endpoint counts as the endpoint's way out: the subnet is public
     when the endpoint's subnet is (the inspection design: app subnet -> endpoint -> IGW).
     """
+    foreign = lab_view.foreign_public(state, subnet_id)
+    if foreign is not None:  # its own stack decided, with its route tables
+        owner = state.foreign[subnet_id]
+        return None if foreign else f"subnet {subnet_id} of stack {owner} is private"
     subnet = state.subnets[subnet_id]
     link = state.associations.get(subnet_id)
     if link is None:

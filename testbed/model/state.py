@@ -225,6 +225,9 @@ class BuildState:
     # Other stacks' resources mirrored into this state (issue 14, W2): key -> their stack.
     # A foreign key already is the resource's name in the lab, so it is never qualified.
     foreign: dict[str, str] = field(default_factory=dict)
+    # The lab's other stacks (testbed.model.lab_view.LabView; None: built alone). Typed Any:
+    # lab_view builds on this module.
+    lab: Any = None
 
     def physical(self, prefix: str, key: str) -> str:
         """The physical id of the resource `key` of this state: prefix + its name in the lab

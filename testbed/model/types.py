@@ -445,11 +445,18 @@ class StackModel:
     scaling_policies: Mapping[str, ScalingPolicy] = field(default_factory=frozen_map)
     alarms: Mapping[str, Alarm] = field(default_factory=frozen_map)
     scheduled_actions: Mapping[str, ScheduledAction] = field(default_factory=frozen_map)
+    # Issue 14: the export names Fn::ImportValue read; other stacks' resources this stack
+    # uses (key = their name in the lab plan -> their stack; also in vpcs, subnets, ...); the
+    # stack's qualifier ("" for a lab's first stack, "S." for stack S added to it).
+    imported: frozenset[str] = frozenset()
+    foreign: Mapping[str, str] = field(default_factory=frozen_map)
+    qualifier: str = ""
 
     @property
     def azs(self) -> tuple[str, ...]:
-        """AZ names in sorted order (us-east-1a, us-east-1b, ...)."""
-        return tuple(sorted({s.az for s in self.subnets.values()}))
+        """AZ names in sorted order (us-east-1a, us-east-1b, ...); other stacks' subnets
+        are not counted."""
+        return tuple(sorted({s.az for lid, s in self.subnets.items() if lid not in self.foreign}))
 
     def subnet_of(self, instance_id: str) -> Subnet:
         return self.subnets[self.instances[instance_id].subnet_id]

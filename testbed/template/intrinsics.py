@@ -109,6 +109,9 @@ class Scope:
     # Exports of the lab's other stacks (Fn::ImportValue) and the template's transforms.
     imports: Mapping[str, Any] = field(default_factory=dict)
     transforms: tuple[str, ...] = ()
+    # The export names Fn::ImportValue read (StackModel.imported: another stack's export in
+    # use cannot be deleted).
+    imported: set[str] = field(default_factory=set)
 
 
 def pseudo_parameters(stack_name: str, region: str) -> dict[str, Any]:
@@ -437,9 +440,11 @@ def _import_value(call: _Call, raw: Any) -> Any:
     name = call.text(call.resolve(raw), "the export name")
     if name not in call.scope.imports:
         raise call.fail(
-            f"no stack of this lab exports {name!r}",
-            hint="create the exporting stack first (testbed up ... --into LAB, a later issue)",
+            f"No export named {name} found.",  # AWS's text
+            hint="`testbed stacks LAB` lists the lab's exports; create the exporting stack "
+            "first (testbed up ... --into LAB)",
         )
+    call.scope.imported.add(name)
     value = call.scope.imports[name]
     return list(value) if isinstance(value, list) else value
 

@@ -11,6 +11,7 @@ import pytest
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model import load_model_text
 from testbed.model.build import build_model
+from testbed.model.lab_view import LabView
 from testbed.template.yaml_loader import load_text
 
 VPC = """
@@ -21,8 +22,10 @@ Resources:
 """
 
 
-def build(text: str, **kwargs):
+def build(text: str, imports=None, **kwargs):
     doc = load_text(textwrap.dedent(text), "t.yaml")
+    if imports is not None:  # the lab's other stacks' exports, as build_model's LabView
+        kwargs["lab"] = LabView(exports=imports, exporters=dict.fromkeys(imports, "net"))
     return build_model(doc, file="t.yaml", **kwargs)
 
 
@@ -43,7 +46,7 @@ def test_unknown_import_says_which_export_is_missing():
     with pytest.raises(BadInput) as info:
         output("!ImportValue net-VpcId", imports={"other": "x"})
     shown = str(info.value)
-    assert "no stack of this lab exports 'net-VpcId'" in shown
+    assert "No export named net-VpcId found." in shown
     assert "create the exporting stack first" in shown
 
 
@@ -153,7 +156,10 @@ def test_exports_are_resolved():
         ("  A: {Value: a, Export: {Name: ''}}\n", ["Name must be non-empty text"]),
         ("  A: {Value: a, Export: {Nmae: x}}\n", ["Export must be a mapping {Name: ...}"]),
         ("  A: {Value: a, Export: {Name: x, Value: y}}\n", ["unknown Export key 'Value'"]),
-        ("  A: {Value: a, Export: {Name: taken}}\n", ["another stack of this lab already exports"]),
+        (
+            "  A: {Value: a, Export: {Name: taken}}\n",
+            ["Export with name taken is already exported by stack net"],
+        ),
     ],
 )
 def test_export_errors(outputs, fragments):

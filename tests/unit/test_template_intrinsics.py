@@ -132,7 +132,7 @@ ERRORS = [
     ("!Equals [a, a]", ["only in the Conditions section"]),
     ("{'Fn::Bogus': 1}", ["unknown intrinsic function Fn::Bogus"]),
     ("{'Fn::Joins': [',', [a]]}", ["did you mean Fn::Join?"]),
-    ("{'Fn::ImportValue': x}", ["no stack of this lab exports 'x'", "--into LAB"]),
+    ("{'Fn::ImportValue': x}", ["No export named x found.", "--into LAB"]),
     ("{Ref: Env, Other: 1}", ["must be the only key"]),
     ("!Ref AWS::NoValue", ["Value is empty"]),
 ]

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
+from testbed.model import lab_view
 from testbed.model.state import BuildState
 from testbed.model.types import IgnoredProperty, RoleSpec, Source
 from testbed.template.intrinsics import Base64Text, as_text
@@ -191,15 +192,22 @@ def _cidr(text: str, name: str) -> IPv4Network:
     raise BadInput(f"{name} {text!r} has host bits set", hint=f"did you mean {loose}?")
 
 
+def _scope(state: BuildState) -> str:
+    """What an id must name: "stack" when built alone, "lab" when other stacks are there."""
+    return "stack" if state.lab is None else "lab"
+
+
 def _logical_id(spec: Prop, text: str, name: str, state: BuildState) -> str:
     wanted = " or ".join(spec.refs)
     target = state.physical_ids.get(text)
+    if target is None:
+        target = lab_view.mirror(state, text, spec.refs)  # another stack's resource
     if target is None:
         hint = None
         if text in state.types:
             hint = f"write !Ref {text} to use that resource"
         raise BadInput(
-            f"{name} {text!r} is not the id of a resource of this stack; it must "
+            f"{name} {text!r} is not the id of a resource of this {_scope(state)}; it must "
             f"refer to an {wanted}",
             hint=hint or f"use !Ref <an {wanted}>",
         )
@@ -255,8 +263,15 @@ def find_built(
     state = ctx.state
     target = state.physical_ids.get(text)
     if target is None:
+        try:
+            target = lab_view.mirror(state, text, [type_name])  # another stack's resource
+        except BadInput as err:
+            raise ctx.fail(err.message, line=line, hint=err.hint) from None
+    if target is None:
         raise ctx.fail(
-            f"{where} {text!r} is not the id of a {what} of this stack", line=line, hint=hint
+            f"{where} {text!r} is not the id of a {what} of this {_scope(state)}",
+            line=line,
+            hint=hint,
         )
     if state.types[target] != type_name:
         raise ctx.fail(

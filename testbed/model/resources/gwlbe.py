@@ -10,7 +10,8 @@ table are checked once every route exists (routing.check_routes).
 from __future__ import annotations
 
 from testbed.errors import BadInput
-from testbed.model.elbv2_types import EndpointService, GwlbEndpoint
+from testbed.model import lab_view
+from testbed.model.elbv2_types import EndpointService, GwlbEndpoint, LoadBalancer
 from testbed.model.resources import inert
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.ec2 import IGW, ROUTE_TABLE, SUBNET, VPC, VPC_ENDPOINT
@@ -99,13 +100,19 @@ register(
 # --- Endpoint --------------------------------------------------------------------------------
 
 
-def _find_service(ctx: ResourceContext, name: str) -> EndpointService:
-    """The endpoint service of this stack called `name`, or an error saying why not."""
+def _find_service(ctx: ResourceContext, name: str) -> tuple[str, str, LoadBalancer]:
+    """The endpoint service called `name` (of this stack, or of another stack of the lab):
+    its key, its gateway load balancer's key and facts; or an error saying why not."""
     state = ctx.state
     services = family(state)["endpoint_services"]
     for service in services.values():
         if service.service_name == name:
-            return service
+            lb = family(state)["load_balancers"][service.gwlb_id]
+            return service.logical_id, service.gwlb_id, lb
+    foreign = lab_view.foreign_service(state, name)
+    if foreign is not None:  # the distributed GWLB design: the service is another stack's
+        res, lb = foreign
+        return res.key, res.qualifier + res.facts.gwlb_id, lb
     declared = {
         service_name(state, lid): lid
         for lid, type_name in state.types.items()
@@ -125,7 +132,7 @@ def _find_service(ctx: ResourceContext, name: str) -> EndpointService:
     )
     raise ctx.fail(
         f"ServiceName {name!r} is not the name of an endpoint service of this "
-        "stack (the lab reaches no services outside it)",
+        "lab (the lab reaches no services outside it)",
         prop="ServiceName",
         hint=hint,
     )
@@ -151,7 +158,7 @@ def _build_endpoint(ctx: ResourceContext) -> None:
             "endpoint is reached through routes with VpcEndpointId",
             prop="RouteTableIds",
         )
-    service = _find_service(ctx, props["ServiceName"])
+    service_key, gwlb_key, lb = _find_service(ctx, props["ServiceName"])
     subnets = items(ctx, "SubnetIds") if "SubnetIds" in props else []
     if len(subnets) != 1:
         raise ctx.fail(
@@ -166,11 +173,10 @@ def _build_endpoint(ctx: ResourceContext) -> None:
             f"subnet {subnet.logical_id} is in {subnet.vpc_id}, not in VpcId {props['VpcId']}",
             line=line,
         )
-    lb = family(state)["load_balancers"][service.gwlb_id]
     zones = sorted(node.az for node in lb.nodes)
     if subnet.az not in zones:
         raise ctx.fail(
-            f"endpoint service {service.logical_id} is not available in {subnet.az}: "
+            f"endpoint service {service_key} is not available in {subnet.az}: "
             f"gateway load balancer {lb.logical_id} has nodes in "
             f"{', '.join(zones)}",
             line=line,
@@ -183,8 +189,8 @@ def _build_endpoint(ctx: ResourceContext) -> None:
         raise ctx.fail(err.message, line=line, hint=err.hint) from None
     family(state)["endpoints"][lid] = GwlbEndpoint(
         lid,
-        service.logical_id,
-        lb.logical_id,
+        service_key,
+        gwlb_key,
         subnet.vpc_id,
         subnet.logical_id,
         subnet.az,
