@@ -179,8 +179,7 @@ def test_interface_and_gateway_endpoints_are_inert(load, new, kind):
             'ServiceName: !Sub "com.amazonaws.vpce.${AWS::Region}.${Service}"',
             "ServiceName: com.amazonaws.us-east-1.s3",
             "ServiceName 'com.amazonaws.us-east-1.s3' is not the name of an endpoint service of "
-            "this "
-            "stack",
+            "this lab",
         ),
         (
             "SubnetIds: [!Ref PubA]",
