@@ -148,6 +148,30 @@ class UpdateReply(Reply):
 
 
 # ---- holder: the controller's supervision (testbed.stack.supervisor) --------------------
+class CreateStackRequest(TypedDict):
+    """Add a stack to the running lab (`testbed up T --into LAB --stack-name S`)."""
+
+    op: Literal["create_stack"]
+    name: str  # the stack name (checked by the caller: naming.validate_stack_name)
+    template: str  # absolute path
+    params: dict[str, str]
+
+
+class DeleteStackRequest(TypedDict):
+    """Delete one stack of the lab (`testbed down LAB --stack S`)."""
+
+    op: Literal["delete_stack"]
+    name: str
+
+
+class StacksRequest(TypedDict):
+    op: Literal["stacks"]
+
+
+class StacksReply(Reply):
+    stacks: list[dict[str, Any]]  # state.json's "stacks" (testbed.stack.stacks.StackRecord)
+
+
 class ControllerRestartsRequest(TypedDict):
     op: Literal["controller_restarts"]
     enabled: bool  # False pauses the restarts of a dead controller; True allows them again
@@ -279,6 +303,9 @@ HolderRequest = (
     StatusRequest
     | DownRequest
     | UpdateRequest
+    | CreateStackRequest
+    | DeleteStackRequest
+    | StacksRequest
     | ControllerRestartsRequest
     | TargetsRequest
     | RegisterRequest

@@ -46,6 +46,8 @@ from testbed.messages import (
     AsgSetCapacityRequest,
     ControllerRestartsReply,
     ControllerRestartsRequest,
+    CreateStackRequest,
+    DeleteStackRequest,
     DownRequest,
     HolderRequest,
     LabRequest,
@@ -230,11 +232,6 @@ def update_lab(
     return ask_holder(name, request, UpdateReply, timeout)
 
 
-# What a lab's holder cannot do yet: the ops create_stack / delete_stack (issue 14, W6).
-STACKS_NOT_YET = "not yet: several stacks in one lab are being built (issue 14)"
-STACKS_NOT_YET_HINT = "until then a lab holds one stack: testbed up TEMPLATE makes a new lab"
-
-
 def _running_state(name: str) -> dict[str, Any]:
     """State of the running lab `name`; BadInput if there is none."""
     naming.validate_lab_name(name)
@@ -306,9 +303,8 @@ def create_stack(
     and return it as stacks_of shows it once CREATE_COMPLETE. BadInput (exit 2, nothing
     built) for bad input: a bad or taken stack name, template errors, an import of an export
     nobody has, a duplicate export name; LabError (exit 1) if the stack rolled back
-    (ROLLBACK_COMPLETE, the stack stays listed as on AWS).
-
-    Not yet: the holder has no create_stack op (issue 14), so this raises BadInput."""
+    (ROLLBACK_COMPLETE, the stack stays listed as on AWS). `on_event` gets the stack's
+    events once the holder answered."""
     stack = naming.validate_stack_name(name or naming.stack_name_from_template(template))
     state = _running_state(lab)
     if any(s["name"] == stack for s in stacks_of(lab, state)):
@@ -316,7 +312,14 @@ def create_stack(
             f"Stack [{stack}] already exists",
             hint=f"testbed stacks {lab} lists the lab's stacks; choose another --stack-name",
         )
-    raise BadInput(STACKS_NOT_YET, hint=STACKS_NOT_YET_HINT)
+    request = CreateStackRequest(
+        op="create_stack",
+        name=stack,
+        template=str(Path(template).resolve()),
+        params={k: str(v) for k, v in (params or {}).items()},
+    )
+    _ask_with_events(lab, stack, request, on_event, timeout)
+    return next(s for s in stacks_of(lab, _running_state(lab)) if s["name"] == stack)
 
 
 def delete_stack(
@@ -329,9 +332,7 @@ def delete_stack(
     resources in reverse creation order, each with DELETE_IN_PROGRESS and DELETE_COMPLETE.
     Refused while another stack imports one of its exports, with AWS's text "Export {name}
     cannot be deleted as it is in use by {stack}" (BadInput, exit 2; the stack keeps its
-    status, as on AWS).
-
-    Not yet: the holder has no delete_stack op (issue 14), so this raises BadInput."""
+    status, as on AWS)."""
     naming.validate_stack_name(stack)
     state = _running_state(lab)
     names = [s["name"] for s in stacks_of(lab, state)]
@@ -340,7 +341,30 @@ def delete_stack(
             f"Stack with id {stack} does not exist",
             hint=f"the stacks of lab {lab}: {', '.join(names)}",
         )
-    raise BadInput(STACKS_NOT_YET, hint=STACKS_NOT_YET_HINT)
+    request = DeleteStackRequest(op="delete_stack", name=stack)
+    _ask_with_events(lab, stack, request, on_event, timeout)
+
+
+def _ask_with_events(
+    lab: str,
+    stack: str,
+    request: HolderRequest,
+    on_event: Callable[[Event], None] | None,
+    timeout: float,
+) -> None:
+    """Ask the holder; then hand `on_event` the stack's events the op made (also when it
+    failed: they say how far it got)."""
+    key = "" if stack == lab else stack
+    follower = EventFollower(naming.lab_dir(lab))
+    follower.new()  # what happened before this op
+    try:
+        ask_holder(lab, request, Reply, timeout)
+    finally:
+        events = [e for e in follower.new() if e.stack == key]
+        follower.close()
+        if on_event is not None:
+            for event in events:
+                on_event(event)
 
 
 def ask_holder(name: str, request: HolderRequest, reply_type: type[R], timeout: float = 15.0) -> R:

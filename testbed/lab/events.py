@@ -22,6 +22,7 @@ class Event:
     resource_type: str
     status: str
     reason: str = ""
+    stack: str = ""  # the stack of the lab it is about; "" for the lab's first stack
 
     def line(self) -> str:
         """Human-readable form, as `testbed up` and `testbed events` print it."""
@@ -41,8 +42,10 @@ class EventLog:
         self.path = Path(lab_dir) / EVENTS
         self.echo = echo
 
-    def emit(self, logical_id: str, resource_type: str, status: str, reason: str = "") -> Event:
-        ev = Event(time.time(), logical_id, resource_type, status, reason)
+    def emit(
+        self, logical_id: str, resource_type: str, status: str, reason: str = "", stack: str = ""
+    ) -> Event:
+        ev = Event(time.time(), logical_id, resource_type, status, reason, stack)
         with open(self.path, "a") as f:
             f.write(json.dumps(asdict(ev)) + "\n")
         if self.echo:

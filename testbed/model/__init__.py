@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model.build import build_model
+from testbed.model.lab_view import LabView
 from testbed.model.types import StackModel
 from testbed.template import transforms
 from testbed.template.yaml_loader import load_text
@@ -27,9 +28,10 @@ def load_model_text(
     stack_name: str = "default",
     region: str = "us-east-1",
     qualifier: str = "",
+    lab: LabView | None = None,
 ) -> StackModel:
     """Build the stack model from template text; `filename` is used in error messages
-    (qualifier: build_model's, "" for a lab's first stack)."""
+    (qualifier, lab: build_model's; "" and None for a lab's first stack)."""
     doc = load_text(text, filename)
     try:
         # SAM first (AWS::Serverless-2016-10-31): the model is built from what it makes.
@@ -41,6 +43,7 @@ def load_model_text(
             stack_name=stack_name,
             region=region,
             qualifier=qualifier,
+            lab=lab,
         )
     except TemplateErrors as err:
         raise TemplateErrors([e.located(file=filename) for e in err.errors]) from None
@@ -59,6 +62,7 @@ def load_model(
     stack_name: str = "default",
     region: str = "us-east-1",
     qualifier: str = "",
+    lab: LabView | None = None,
 ) -> StackModel:
     """Read a template file (YAML or JSON) and build its stack model."""
     try:
@@ -77,4 +81,5 @@ def load_model(
         stack_name=stack_name,
         region=region,
         qualifier=qualifier,
+        lab=lab,
     )

@@ -43,10 +43,12 @@ from testbed.lb.service import LbService
 from testbed.messages import (
     HOLDER_OPS,
     ControllerInfo,
+    CreateStackRequest,
     HolderRequest,
     HolderStatusReply,
     LabRequest,
     Reply,
+    StacksReply,
     UpdateReply,
     UpdateRequest,
 )
@@ -56,6 +58,8 @@ from testbed.plan.changes import describe, plan_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
+from testbed.stack.lab_stacks_ops import StackOps
+from testbed.stack.stacks import LabStacks, StackRecord
 from testbed.stack.supervisor import ControllerSupervisor
 
 # States in which the lab runs as built (or as last updated).
@@ -113,6 +117,10 @@ class Holder:
         self.building = True
         self.stop_reason: str | None = None
         self.stop_raised = False
+        # The lab's stacks (issue 14): the first is the one built here, named after the lab.
+        self.stacks = LabStacks()
+        self.stack_lock = threading.Lock()
+        self.stack_launcher: InstanceLauncher | None = None
 
     # ---- stopping -----------------------------------------------------------------------
     def signalled(self, signum: int, frame: Any = None) -> None:
@@ -236,6 +244,20 @@ class Holder:
             return False
         controller = self.builder.controller
         assert controller is not None  # the build started it
+        self.stacks.add(
+            StackRecord(
+                name=self.name,
+                qualifier="",
+                template=self.request["template"],
+                params=dict(self.request.get("params") or {}),
+                model=model,
+                status="CREATE_COMPLETE",
+                created=self.state["created"],
+                outputs=dict(model.outputs),
+                template_text=self.state.get("template_text"),
+                hosts=tuple(h.name for h in self.builder.plan.hosts),
+            )
+        )
         plan = self.builder.plan  # with the instances Auto Scaling launched
         self.save(
             state="CREATE_COMPLETE",
@@ -311,6 +333,11 @@ class Holder:
         if req["op"] == "status":
             with self.lock:
                 return HolderStatusReply(ok=True, state=dict(self.state))
+        if req["op"] == "stacks":
+            with self.lock:
+                return StacksReply(ok=True, stacks=self.stacks.to_state())
+        if req["op"] in ("create_stack", "delete_stack"):
+            return self.stack_request(req)
         if req["op"] == "down":
             if self.stop_reason is None:
                 self.stop_reason = req.get("reason") or "User Initiated"
@@ -339,6 +366,77 @@ class Holder:
             except TestbedError as exc:
                 return Reply(ok=False, error=str(exc))
         return Reply(ok=False, error=f"{req['op']}: this lab has no load balancer")
+
+    # ---- stacks (issue 14) -----------------------------------------------------------------
+    def stack_ops(self) -> StackOps:
+        """create_stack / delete_stack on this lab (testbed.stack.lab_stacks_ops)."""
+        return StackOps(
+            self.name,
+            self.request.get("region") or "us-east-1",
+            self.stacks,
+            self.events,
+            get_plan=self.current_plan,
+            publish=self.publish_plan,
+            launcher=self._stack_launcher,
+            save=self._save_stacks,
+        )
+
+    def _stack_launcher(self) -> InstanceLauncher:
+        """The one launcher of added stacks' hosts (it remembers them for their delete)."""
+        builder = self.builder
+        if builder is None or builder.network is None:
+            raise LabError("stacks are added once the lab's network exists")
+        if self.stack_launcher is None:
+            self.stack_launcher = InstanceLauncher(
+                self.name,
+                builder.network,
+                self.journal,
+                self.events,
+                builder.datapath,
+                get_plan=self.current_plan,
+                publish=self.publish_plan,
+                metadata=builder.metadata,
+            )
+        return self.stack_launcher
+
+    def _save_stacks(self) -> None:
+        self.save(stacks=self.stacks.to_state())
+
+    def stack_request(self, req: HolderRequest) -> Reply:
+        """The ops create_stack and delete_stack, one at a time and not during an update."""
+        if self.state["state"] not in RUNNING_STATES or self.builder is None:
+            return Reply(
+                ok=False,
+                bad_input=True,
+                error=f"lab {self.name} is {self.state['state']}; stacks are added once it runs",
+            )
+        try:
+            with self.stack_lock, self.update_lock:
+                ops = self.stack_ops()
+                if req["op"] == "create_stack":
+                    create: CreateStackRequest = req
+                    ops.create(create["name"], create["template"], create.get("params") or {})
+                else:
+                    ops.delete(cast(Any, req)["name"])
+            return Reply(ok=True)
+        except BadInput as exc:
+            return Reply(ok=False, error=exc.format(), bad_input=True)
+        except TestbedError as exc:
+            return Reply(ok=False, error=str(exc))
+
+    def _delete_added_stacks(self, reason: str) -> None:
+        """`down`: the stacks added to the lab, newest first, each with its DELETE events
+        (the first stack goes with the lab's teardown)."""
+        ops = self.stack_ops()
+        for rec in self.stacks.newest_first():
+            if not rec.qualifier:
+                continue
+            try:
+                ops.delete(rec.name, reason)
+            except Exception as exc:  # the teardown removes what is left
+                self.events.emit(
+                    rec.name, STACK_TYPE, "DELETE_FAILED", _brief(exc), stack=rec.event_key
+                )
 
     # ---- Auto Scaling ---------------------------------------------------------------------
     def current_plan(self) -> NetworkPlan:
@@ -543,6 +641,10 @@ class Holder:
         while self.stop_reason is None and not self.down_requested.wait(0.05):
             supervisor.step()
         self._ignore_stops()
+        reason = self.stop_reason or "User Initiated"
+        if len(self.stacks) > 1:
+            with self.stack_lock:
+                self._delete_added_stacks(reason)
         if self.autoscaling:
             self.autoscaling.close()
         supervisor.close()
@@ -551,7 +653,6 @@ class Holder:
         server.stop()
         if self.builder is not None:
             self.builder.metadata.close()  # its sockets hold the instances' namespaces
-        reason = self.stop_reason or "User Initiated"
         self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
         self.save(state="DELETE_IN_PROGRESS", reason=reason)
         report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))

@@ -11,7 +11,8 @@ import pytest
 from testbed import naming
 from testbed.cli import build_parser, main
 from testbed.cli.lifecycle import stacks_text
-from testbed.lab.api import STACKS_NOT_YET, Lab, stacks_of
+from testbed.lab import api
+from testbed.lab.api import Lab, stacks_of
 from testbed.lab.procs import start_time
 from testbed.lab.state import STATE
 
@@ -147,17 +148,36 @@ def test_into_a_taken_stack_name(capsys, labs):
     assert "Stack [app] already exists" in err
 
 
-def test_into_is_not_yet(capsys, labs):
+@pytest.fixture
+def holder_asks(monkeypatch):
+    """The requests the Lab API sends to the holder (a fake one that refuses them all, as
+    a holder refuses bad input: exit 2, message passed on)."""
+    asked: list[dict] = []
+
+    def ask_holder(name, request, reply_type, timeout=15.0):
+        asked.append(dict(request))
+        raise api.BadInput(f"holder says no to {request['op']}")
+
+    monkeypatch.setattr(api, "ask_holder", ask_holder)
+    return asked
+
+
+def test_into_asks_the_holder(capsys, labs, holder_asks):
     labs("net", stacks=STACKS)
     code, _, err = run(capsys, "up", IMPORT, "--into", "net", "--stack-name", "app2")
     assert code == 2
-    assert STACKS_NOT_YET in err
+    assert "holder says no to create_stack" in err
     # The default stack name is the template's stem, not cut to 7 characters.
     code, _, err = run(capsys, "up", IMPORT, "--into", "net")
-    assert (code, STACKS_NOT_YET in err) == (2, True)
+    assert code == 2
+    assert [(a["op"], a["name"]) for a in holder_asks] == [
+        ("create_stack", "app2"),
+        ("create_stack", "two-stacks-import"),
+    ]
+    assert os.path.isabs(holder_asks[0]["template"])
 
 
-def test_down_stack_exit_codes(capsys, labs):
+def test_down_stack_exit_codes(capsys, labs, holder_asks):
     labs("net", stacks=STACKS)
     code, _, err = run(capsys, "down", "net", "other", "--stack", "app")
     assert code == 2
@@ -167,22 +187,24 @@ def test_down_stack_exit_codes(capsys, labs):
     assert "Stack with id nosuch does not exist" in err
     code, _, err = run(capsys, "down", "net", "--stack", "app")
     assert code == 2
-    assert STACKS_NOT_YET in err
+    assert "holder says no to delete_stack" in err
+    assert holder_asks == [{"op": "delete_stack", "name": "app"}]
     # A lab that is not running has no stack to delete.
     labs("old", alive=False)
     code, _, err = run(capsys, "down", "old", "--stack", "old")
     assert (code, "is not running" in err) == (2, True)
 
 
-def test_lab_api_stubs(labs):
+def test_lab_api_asks_the_holder(labs, holder_asks):
     labs("net", stacks=STACKS)
     lab = Lab("net")
     from testbed.errors import BadInput
 
-    with pytest.raises(BadInput, match="issue 14"):
+    with pytest.raises(BadInput, match="create_stack"):
         lab.create_stack(IMPORT, {"NetworkStack": "net"}, name="app2")
-    with pytest.raises(BadInput, match="issue 14"):
+    with pytest.raises(BadInput, match="delete_stack"):
         lab.delete_stack("app")
+    assert holder_asks[0]["params"] == {"NetworkStack": "net"}
     assert [s["name"] for s in lab.stacks()] == ["net", "app"]
     assert lab.stack("app")["outputs"] == {"AppPrivateIp": "10.0.0.5"}
     with pytest.raises(BadInput, match="Stack with id x does not exist"):

@@ -1,0 +1,209 @@
+"""The holder's ops on a lab's stacks (issue 14, docs/design/stacks.md §3.2, §3.3):
+create_stack adds a stack to the running lab, delete_stack removes one.
+
+A new stack's model sees the rest of the lab (LabStacks.view: imports, foreign ids), its
+plan is merged into the lab's (testbed.plan.merge.add_stack) and its hosts are launched
+with the calls Auto Scaling uses (InstanceLauncher: one plan publication, prepare, one OVS
+transaction, services, role, UserData). A failure rolls the stack back: its hosts go, the
+plan is the lab's again, the stack stays listed as ROLLBACK_COMPLETE, as on AWS. The other
+stacks are not touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from testbed.errors import BadInput, LabError, TestbedError
+from testbed.lab.builder import STACK_TYPE
+from testbed.lab.events import EventLog
+from testbed.model import StackModel, load_model
+from testbed.plan import merge
+from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.stack.stacks import LabStacks, StackRecord, qualifier_of
+
+# Resource types whose live addition a running lab does not take yet.
+NOT_YET_SECTIONS = {
+    "auto_scaling_groups": "Auto Scaling groups",
+    "alarms": "CloudWatch alarms",
+}
+
+
+class HostLauncher(Protocol):
+    """What create/delete need of testbed.lab.instances.InstanceLauncher."""
+
+    def launch_many(self, hosts: list[HostPlan]) -> list[Any]: ...
+
+    def terminate_many(self, names: list[str]) -> None: ...
+
+
+class StackOps:
+    """create_stack / delete_stack of one lab; the holder gives it its plan and launcher."""
+
+    def __init__(
+        self,
+        lab: str,
+        region: str,
+        stacks: LabStacks,
+        events: EventLog,
+        get_plan: Callable[[], NetworkPlan],
+        publish: Callable[[NetworkPlan], None],
+        launcher: Callable[[], HostLauncher],
+        save: Callable[[], None],
+        has_lb_service: bool = False,
+    ) -> None:
+        self.lab, self.region, self.stacks, self.events = lab, region, stacks, events
+        self.get_plan, self.publish, self.launcher, self.save = get_plan, publish, launcher, save
+        self.has_lb_service = has_lb_service
+
+    # ---- create -----------------------------------------------------------------------------
+    def create(self, name: str, template: str, params: dict[str, str]) -> StackRecord:
+        """Add stack `name`; BadInput (nothing changed) for bad input, LabError once rolled
+        back (the stack then stays listed, ROLLBACK_COMPLETE)."""
+        if name in self.stacks:
+            raise BadInput(f"Stack [{name}] already exists")
+        qualifier = qualifier_of(name, first=not len(self.stacks))
+        plan = self.get_plan()
+        vpc_spaces = {v.name: v.space for v in plan.vpcs}
+        model = load_model(
+            template,
+            params,
+            stack_name=name,
+            region=self.region,
+            qualifier=qualifier,
+            lab=self.stacks.view(vpc_spaces=vpc_spaces),
+        )
+        self._refuse_not_yet(model, name)
+        merged = merge.add_stack(plan, model, self.lab, plan.zone_base, qualifier)
+        old_switches = {s.name for s in plan.switches}
+        new_switches = [s.name for s in merged.switches if s.name not in old_switches]
+        if new_switches:
+            raise BadInput(
+                f"not yet: stack {name} needs a new Availability Zone bridge "
+                f"({', '.join(new_switches)}); a stack added to a running lab must use the "
+                "AZs the lab already has (issue 14)",
+                hint=f"testbed status {self.lab} lists the lab's switches and their AZs",
+            )
+        changed = [
+            h.name
+            for h in plan.hosts
+            if any(n.name == h.name and n != h for n in merged.hosts) and h.kind not in ("dns",)
+        ]
+        if changed:
+            raise LabError(f"adding stack {name} would change running hosts: {changed}")
+        old_names = {h.name for h in plan.hosts}
+        new_hosts = [h for h in merged.hosts if h.name not in old_names]
+        now = time.time()
+        rec = StackRecord(
+            name=name,
+            qualifier=qualifier,
+            template=template,
+            params=dict(params),
+            model=model,
+            status="CREATE_IN_PROGRESS",
+            created=now,
+            template_text=_text(template),
+            hosts=tuple(h.name for h in new_hosts),
+        )
+        self.stacks.add(rec)
+        key = rec.event_key
+        self.events.emit(name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated", stack=key)
+        self.save()
+        launched: list[str] = []
+        try:
+            # Everything but the new hosts first (VPCs, subnets, groups, routes, resolver
+            # addresses); then the launcher publishes the hosts with their ports' flows.
+            base = replace(merged, hosts=tuple(h for h in merged.hosts if h.name in old_names))
+            self.publish(base)
+            launcher = self.launcher()
+            by_name = {h.name: h for h in new_hosts}
+            for lid in model.creation_order:
+                if lid in model.foreign:
+                    continue
+                rtype = model.resource_types.get(lid, "")
+                self.events.emit(lid, rtype, "CREATE_IN_PROGRESS", stack=key)
+                host = by_name.get(qualifier + lid)
+                if host is not None:
+                    result = launcher.launch_many([host])[0]
+                    if isinstance(result, Exception):
+                        raise result
+                    launched.append(host.name)
+                self.events.emit(lid, rtype, "CREATE_COMPLETE", stack=key)
+        except (Exception, KeyboardInterrupt) as exc:
+            reason = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
+            self._roll_back(rec, plan, launched, reason)
+            raise LabError(f"stack {name} was rolled back: {reason}") from exc
+        rec.status = "CREATE_COMPLETE"
+        rec.outputs = dict(model.outputs)
+        self.events.emit(name, STACK_TYPE, "CREATE_COMPLETE", stack=key)
+        self.save()
+        return rec
+
+    def _refuse_not_yet(self, model: StackModel, name: str) -> None:
+        what = [text for section, text in NOT_YET_SECTIONS.items() if getattr(model, section)]
+        if any(t.startswith("AWS::ElasticLoadBalancing") for t in model.resource_types.values()):
+            what.append("load balancers")
+        if what:
+            raise BadInput(
+                f"not yet: stack {name} has {', '.join(what)}, which a stack added to a "
+                "running lab cannot have yet (issue 14)",
+                hint="put them in the lab's first stack (testbed up T)",
+            )
+
+    def _roll_back(
+        self, rec: StackRecord, plan: NetworkPlan, launched: list[str], reason: str
+    ) -> None:
+        key = rec.event_key
+        self.events.emit(rec.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason, stack=key)
+        rec.status, rec.reason = "ROLLBACK_IN_PROGRESS", reason
+        self.save()
+        try:
+            if launched:
+                self.launcher().terminate_many(launched)
+            self.publish(plan)
+            rec.status = "ROLLBACK_COMPLETE"
+        except Exception as exc:
+            rec.status, rec.reason = "ROLLBACK_FAILED", f"{type(exc).__name__}: {exc}"
+        self.events.emit(rec.name, STACK_TYPE, rec.status, stack=key)
+        self.save()
+
+    # ---- delete -----------------------------------------------------------------------------
+    def delete(self, name: str, reason: str = "User Initiated") -> None:
+        """Delete stack `name`: its resources in reverse creation order; BadInput with AWS's
+        text while another stack imports one of its exports (its status stays)."""
+        rec = self.stacks.get(name)
+        key = rec.event_key
+        refusal = self.stacks.delete_refusal(name)
+        if refusal is not None:
+            self.events.emit(name, STACK_TYPE, rec.status, refusal, stack=key)
+            raise BadInput(refusal)
+        self.events.emit(name, STACK_TYPE, "DELETE_IN_PROGRESS", reason, stack=key)
+        rec.status = "DELETE_IN_PROGRESS"
+        self.save()
+        model = rec.model
+        hosts = set(rec.hosts)
+        launcher = self.launcher() if hosts else None
+        for lid in reversed(model.creation_order):
+            if lid in model.foreign:
+                continue
+            rtype = model.resource_types.get(lid, "")
+            self.events.emit(lid, rtype, "DELETE_IN_PROGRESS", stack=key)
+            host = rec.qualifier + lid
+            if launcher is not None and host in hosts:
+                launcher.terminate_many([host])
+            self.events.emit(lid, rtype, "DELETE_COMPLETE", stack=key)
+        self.publish(merge.remove_stack(self.get_plan(), rec.qualifier))
+        rec.status = "DELETE_COMPLETE"
+        self.events.emit(name, STACK_TYPE, "DELETE_COMPLETE", stack=key)
+        self.stacks.remove(name)
+        self.save()
+
+
+def _text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
