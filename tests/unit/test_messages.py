@@ -24,6 +24,7 @@ def test_the_ops_come_from_the_request_unions():
     holder_ops |= {"deregister", "health_checks", "health_report"}
     holder_ops |= {"asg_describe", "asg_activities", "asg_set_capacity"}
     holder_ops |= {"asg_complete_lifecycle", "alarms_describe"}
+    holder_ops |= {"create_stack", "delete_stack", "stacks"}
     assert holder_ops == HOLDER_OPS
     controller_ops = {"status", "stats", "nlb_stats", "set_targets", "terminate", "activate"}
     controller_ops |= {"reload_security", "reload_plan"}
