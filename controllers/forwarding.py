@@ -350,7 +350,13 @@ class Forwarding:
                 if net.prefixlen:
                     match["ipv4_dst"] = _net(route.destination)
                 flows.append(
-                    flow(TABLE_ROUTE, 100 + net.prefixlen, match, *self._route_target(route))
+                    flow(
+                        TABLE_ROUTE,
+                        100 + net.prefixlen,
+                        match,
+                        *self._route_target(route),
+                        **self._route_realm(route),
+                    )
                 )
         for dns in self.plan.hosts:
             if dns.kind != "dns":
@@ -457,7 +463,19 @@ class Forwarding:
                 SetField("eth_dst", gateway.mac),
                 DecTtl(),
             ], TABLE_OUTPUT
+        if route.kind == "pcx" and route.target in self._vpc_index:
+            # A router hop into the peer VPC's realm (its VPC bits: _route_realm), then
+            # delivered there as by a local route. Not transitive: the packet is routed
+            # once, by its sender's route table, so it never takes a second pcx hop.
+            return [], TABLE_SG_LB
         return [], None  # a route to something the lab does not have: drop
+
+    def _route_realm(self, route: RoutePlan) -> dict[str, Any]:
+        """What a route writes into the metadata: a peering route, the peer VPC's bits (the
+        destination realm); the others nothing."""
+        if route.kind == "pcx" and route.target in self._vpc_index:
+            return {"metadata": (vpc_tag(self._vpc_index[route.target]), VPC_MASK)}
+        return {}
 
     def _igw_out(self) -> list[Flow]:
         """Leaving through the internet gateway: its 1:1 NAT gives a private address its

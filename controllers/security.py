@@ -119,8 +119,12 @@ def address_space(vpc: Any) -> int:
 
 def vpcs_share_addresses(plan: NetworkPlan) -> bool:
     """Whether an address may belong to two VPCs of the plan (a VPC in an address space
-    above 0, or two overlapping CIDRs): then address matches also match the VPC bits."""
+    above 0, or two overlapping CIDRs), or a route leads into another VPC (VPC peering):
+    then address matches also match the VPC bits, so that a packet is delivered only in the
+    realm its route led it to (peering is not transitive)."""
     if any(address_space(v) for v in plan.vpcs):
+        return True
+    if any(r.kind == "pcx" for s in plan.subnets for r in s.routes):
         return True
     nets = [IPv4Network(v.cidr) for v in plan.vpcs]
     return any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])

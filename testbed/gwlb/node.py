@@ -74,6 +74,17 @@ class Endpoint:
     id: int  # the GENEVE endpoint id option
     eth_header: bytes  # to the VPC router, from the endpoint
     served: bool  # the controller sends this endpoint's traffic to this node
+    # Its VPC's address space (issue 14), appended to its flows' keys: two spokes with the
+    # same addresses behind one GWLB never share a flow (AWS keys flows per endpoint). Empty
+    # in space 0, where no addresses repeat: keys (and their hashes) are as they always were.
+    realm: bytes = b""
+
+
+def endpoint_realm(mac: bytes) -> tuple[bytes, int]:
+    """(flow-key suffix, GENEVE endpoint id offset) of an endpoint from its MAC (02:ss:ip):
+    nothing for address space 0."""
+    space = mac[1]
+    return (bytes((0xFF, space)), space << 32) if space else (b"", 0)
 
 
 @dataclass(frozen=True)
@@ -104,14 +115,16 @@ def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
         if ep.get("gwlb") != lb_name:
             continue
         mac = rawsock.mac_bytes(ep.get("mac") or host_mac(ep["ip"]))
+        realm, id_offset = endpoint_realm(mac)
         endpoints.append(
             Endpoint(
                 ep["name"],
                 ep["ip"],
                 mac,
-                geneve.endpoint_id(ep["ip"]),
+                geneve.endpoint_id(ep["ip"]) ^ id_offset,
                 router + mac + ETH_IPV4,
                 ep.get("node_host") == host,
+                realm,
             )
         )
     return NodeConfig(
@@ -201,6 +214,7 @@ class Node:
                 self.ignored += 1
                 continue
             key, forward = keyfn(frame, 14)
+            key += ep.realm
             flow = flows.get(key)
             if flow is not None and reopen and is_tcp_syn(frame, 14):
                 # A new connection on a 5-tuple used before: the old one is over, so this is

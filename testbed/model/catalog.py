@@ -112,10 +112,6 @@ TABLE: dict[str, tuple[str, str]] = {
     "AWS::EC2::TransitGatewayAttachment": (NOT_EMULATED, "transit gateways carry no packets"),
     "AWS::EC2::TransitGatewayRoute": (NOT_EMULATED, "transit gateways carry no packets"),
     "AWS::EC2::TransitGatewayRouteTable": (NOT_EMULATED, "transit gateways carry no packets"),
-    "AWS::EC2::VPCPeeringConnection": (
-        NOT_EMULATED,
-        "VPC peering carries no packets yet (several stacks and peering: issue 14)",
-    ),
     "AWS::EC2::VPNGateway": (NOT_EMULATED, "VPN connections carry no packets in the lab"),
     "AWS::EC2::VPNGatewayRoutePropagation": (NOT_EMULATED, "VPN connections carry no packets"),
     "AWS::EC2::CustomerGateway": (NOT_EMULATED, "VPN connections carry no packets in the lab"),

@@ -17,14 +17,38 @@ from typing import Any
 
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import EXTRAS_KEY, EndpointService
-from testbed.model.state import BuildState, SecurityGroupDraft, SubnetDraft
-from testbed.model.types import SecurityGroup, Source, StackModel, Subnet, Vpc, frozen_map
+from testbed.model.state import BuildState, RouteTableDraft, SecurityGroupDraft, SubnetDraft
+from testbed.model.types import (
+    RouteTable,
+    SecurityGroup,
+    Source,
+    StackModel,
+    Subnet,
+    Vpc,
+    frozen_map,
+)
 
 VPC = "AWS::EC2::VPC"
 SUBNET = "AWS::EC2::Subnet"
 SECURITY_GROUP = "AWS::EC2::SecurityGroup"
 ENDPOINT_SERVICE = "AWS::EC2::VPCEndpointService"
 LOAD_BALANCER = "AWS::ElasticLoadBalancingV2::LoadBalancer"
+ROUTE_TABLE = "AWS::EC2::RouteTable"
+# StackModel.extras families this module fills:
+# foreign route tables: key -> ForeignRouteTable (routes this stack adds are after `copied`);
+FOREIGN_TABLES = "foreign_route_tables"
+# another stack's GWLB serving an endpoint of this stack: its key -> ((az, node host), ...).
+FOREIGN_GWLB_NODES = "foreign_gwlb_nodes"
+
+
+@dataclass(frozen=True)
+class ForeignRouteTable:
+    """Another stack's route table this stack adds routes to (a peering route back)."""
+
+    key: str
+    stack: str
+    copied: int  # its routes when mirrored: the ones after them are this stack's
+    subnets: tuple[str, ...]  # plan names of the subnets associated with it
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,7 @@ class LabView:
     used_public: frozenset[IPv4Address] = frozenset()
     vpc_spaces: Mapping[str, int] = field(default_factory=frozen_map)  # plan VPC -> space
     by_key: Mapping[str, ForeignResource] = field(default_factory=frozen_map)
+    stack_models: Mapping[str, StackModel] = field(default_factory=frozen_map)  # by stack name
 
     @classmethod
     def of(
@@ -75,9 +100,11 @@ class LabView:
         by_key: dict[str, ForeignResource] = {}
         exports: dict[str, Any] = {}
         exporters: dict[str, str] = {}
+        models: dict[str, StackModel] = {}
         private: dict[str, set[IPv4Address]] = {}
         public: set[IPv4Address] = set()
         for stack in stacks:
+            models[stack.name] = stack.model
             for name, value in stack.model.exports.items():
                 if name in exporters:  # each stack was checked against the ones before it
                     raise ValueError(f"export {name} of {stack.name} is also {exporters[name]}'s")
@@ -97,6 +124,7 @@ class LabView:
             used_public=frozenset(public),
             vpc_spaces=frozen_map(dict(vpc_spaces or {})),
             by_key=frozen_map(by_key),
+            stack_models=frozen_map(models),
         )
 
 
@@ -108,12 +136,18 @@ def _resources(stack: LabStackModel) -> Iterable[ForeignResource]:
             physical or prefix + q + lid, stack.name, lid, type_name, q + lid, facts, q
         )
 
-    for lid, vpc in model.vpcs.items():
+    def own(items: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+        # (a stack's mirrors of a third stack's resources are that stack's to offer)
+        return ((lid, x) for lid, x in items.items() if lid not in model.foreign)
+
+    for lid, vpc in own(model.vpcs):
         yield make("vpc-", lid, VPC, vpc)
-    for lid, subnet in model.subnets.items():
+    for lid, subnet in own(model.subnets):
         yield make("subnet-", lid, SUBNET, subnet)
-    for lid, group in model.security_groups.items():
+    for lid, group in own(model.security_groups):
         yield make("", lid, SECURITY_GROUP, group, group.group_id)
+    for lid, table in own(model.route_tables):
+        yield make("rtb-", lid, ROUTE_TABLE, table)
     elbv2 = model.extras.get(EXTRAS_KEY, {})
     for lid, service in elbv2.get("endpoint_services", {}).items():
         yield make("", lid, ENDPOINT_SERVICE, service, service.physical_id)
@@ -127,7 +161,8 @@ def _addresses(
     model, q = stack.model, stack.qualifier
 
     def take(subnet: str, *ips: IPv4Address | None) -> None:
-        private.setdefault(q + subnet, set()).update(ip for ip in ips if ip is not None)
+        name = subnet if subnet in model.foreign else q + subnet
+        private.setdefault(name, set()).update(ip for ip in ips if ip is not None)
 
     for instance in model.instances.values():
         take(instance.subnet_id, instance.private_ip, *instance.secondary_ips)
@@ -205,6 +240,23 @@ def _mirror(state: BuildState, lab: LabView, res: ForeignResource) -> str:
             is_default=facts.is_default,
             source=facts.source,
         )
+    elif isinstance(facts, RouteTable):
+        vpc_key = _mirror(state, lab, lab.by_key[res.qualifier + facts.vpc_id])
+        routes = [replace(r, route_table_id=key) for r in facts.routes]
+        state.route_tables[key] = RouteTableDraft(key, vpc_key, facts.source or Source(""), routes)
+        owner = lab.stack_models.get(res.stack)
+        subnets = (
+            tuple(
+                res.qualifier + lid
+                for lid, s in owner.subnets.items()
+                if s.route_table_id == facts.logical_id and lid not in owner.foreign
+            )
+            if owner is not None
+            else ()
+        )
+        state.extras.setdefault(FOREIGN_TABLES, {})[key] = ForeignRouteTable(
+            key, res.stack, len(routes), subnets
+        )
     state.types[key] = res.type
     state.built.append(key)
     state.physical_ids[res.physical_id] = key
@@ -225,6 +277,10 @@ def foreign_service(state: BuildState, name: str) -> tuple[ForeignResource, Any]
     for item in (res, lb):
         if item.key not in state.types:
             state.foreign[item.key] = item.stack
+    # Its nodes' hosts (plan names), for the endpoints it serves in this stack.
+    state.extras.setdefault(FOREIGN_GWLB_NODES, {})[lb.key] = tuple(
+        (node.az, lb.qualifier + node.name) for node in getattr(lb.facts, "nodes", ())
+    )
     return res, lb.facts
 
 

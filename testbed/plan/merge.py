@@ -37,6 +37,7 @@ from testbed.plan.network import (
     build_plan,
     host_mac,
 )
+from testbed.plan.peering import with_foreign_table_routes, without_routes_into
 from testbed.plan.zone_layout import MAX_LOAD_BALANCERS, sg_zone
 
 
@@ -176,7 +177,8 @@ def add_stack(
         return fragment
     if (plan.lab, plan.zone_base) != (lab, zone_base):
         raise LabError(f"the plan is lab {plan.lab}'s (zone base {plan.zone_base}), not {lab}'s")
-    return _Merge(plan, fragment, model).result()
+    # Routes it adds to other stacks' route tables (a peering route back) join their subnets.
+    return with_foreign_table_routes(_Merge(plan, fragment, model).result(), model, qualifier)
 
 
 class _Merge:
@@ -466,7 +468,8 @@ def remove_stack(plan: NetworkPlan, qualifier: str) -> NetworkPlan:
     gone_vpcs = [v for v in plan.vpcs if owned(v.name)]
     hosts = [h for h in plan.hosts if h.kind in LAB_HOST_KINDS or not owned(h.name)]
     hosts = _without_resolver_addresses(hosts, gone_vpcs)
-    subnets = tuple(s for s in plan.subnets if not owned(s.name))
+    subnets = without_routes_into(plan, owned).subnets  # peering routes into its VPCs too
+    subnets = tuple(s for s in subnets if not owned(s.name))
     used = {h.switch for h in hosts} | {i.switch for h in hosts for i in h.interfaces}
     used |= {s.switch for s in subnets}
     switches = tuple(s for s in plan.switches if s.role != "az" or s.name in used)

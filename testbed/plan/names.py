@@ -48,6 +48,8 @@ def qualify_plan(plan: NetworkPlan, qualifier: str, foreign: Collection[str] = (
         {
             **e,
             **{k: q(e[k]) for k in ("name", "gwlb", "vpc", "subnet", "node_host")},
+            # another stack's GWLB: its node is that stack's host, named already
+            **({"node_host": e["node_host"]} if e["gwlb"] in foreign else {}),
         }
         for e in d["endpoints"]
     ]
@@ -74,8 +76,10 @@ _Q = Callable[[str | None], str | None]
 
 
 def _route(r: dict[str, Any], q: _Q) -> dict[str, Any]:
-    # vpce: an endpoint's name; nat: a NAT gateway's host name (both of the stack).
-    return {**r, "target": q(r["target"]) if r["kind"] in ("vpce", "nat") else r["target"]}
+    # vpce: an endpoint's name; nat: a NAT gateway's host name (both of the stack); pcx: the
+    # peer VPC's name (this stack's, or another's kept as it is).
+    kinds = ("vpce", "nat", "pcx")
+    return {**r, "target": q(r["target"]) if r["kind"] in kinds else r["target"]}
 
 
 def _subnet(s: dict[str, Any], q: _Q) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from typing import Any
 from testbed import naming
 from testbed.errors import BadInput
 from testbed.model.elbv2_types import elbv2_sections
+from testbed.model.lab_view import FOREIGN_GWLB_NODES
 from testbed.model.metadata import UNFILTERED_KEY
+from testbed.model.resources.peering import EXTRAS_KEY as PEERING_KEY
 from testbed.model.snmp import host_snmp
 from testbed.model.types import (
     INTERNET_CIDR,
@@ -731,8 +733,14 @@ def _with_sg_zones(hosts: list[HostPlan], zone_base: int) -> tuple[HostPlan, ...
     return tuple(out)
 
 
-def _route_plan(route: Any) -> RoutePlan:
-    # vpce: the endpoint's name; nat: the NAT gateway's logical id, which is its host's name.
+def _route_plan(route: Any, model: StackModel | None = None) -> RoutePlan:
+    # vpce: the endpoint's name; nat: the NAT gateway's logical id, which is its host's name;
+    # pcx: the VPC at the other end of the peering connection from the route's table.
+    if route.target_kind == "pcx" and model is not None:
+        connection = model.extras.get(PEERING_KEY, {}).get(route.target_id)
+        table = model.route_tables[route.route_table_id]
+        peer = connection.other(table.vpc_id) if connection is not None else None
+        return RoutePlan(str(route.destination), "pcx", peer)
     return RoutePlan(
         str(route.destination),
         route.target_kind,
@@ -745,7 +753,7 @@ def _routes_of(model: StackModel, subnet: Any) -> tuple[RoutePlan, ...]:
     table = model.route_tables.get(subnet.route_table_id) if subnet.route_table_id else None
     if table is None:
         return (RoutePlan(str(model.vpcs[subnet.vpc_id].cidr), "local"),)
-    return tuple(_route_plan(r) for r in table.routes)
+    return tuple(_route_plan(r, model) for r in table.routes)
 
 
 def _igw_routes(model: StackModel) -> tuple[RoutePlan, ...]:
@@ -761,11 +769,18 @@ def _igw_routes(model: StackModel) -> tuple[RoutePlan, ...]:
 
 
 def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[EndpointPlan, ...]:
-    """GWLB endpoints, each served by its GWLB's node in the same AZ (else the first)."""
+    """GWLB endpoints, each served by its GWLB's node in the same AZ (else the first); the
+    GWLB may be another stack's (AWS's distributed design: the endpoint in this stack's VPC,
+    the GWLB and its appliances in the other's)."""
+    foreign_nodes = model.extras.get(FOREIGN_GWLB_NODES, {})
     out = []
     for ep in sorted(elbv2_sections(model)["endpoints"].values(), key=lambda e: e.logical_id):
-        lb = next(x for x in lbs if x.name == ep.gwlb_id)
-        node = lb.node_in(ep.az) or lb.nodes[0]
+        lb = next((x for x in lbs if x.name == ep.gwlb_id), None)
+        if lb is not None:
+            node_host = (lb.node_in(ep.az) or lb.nodes[0]).host
+        else:
+            nodes = dict(foreign_nodes[ep.gwlb_id])
+            node_host = nodes.get(ep.az) or next(iter(nodes.values()))
         out.append(
             EndpointPlan(
                 ep.logical_id,
@@ -775,7 +790,7 @@ def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[En
                 ep.az,
                 str(ep.ip),
                 host_mac(ep.ip),
-                node.host,
+                node_host,
             )
         )
     return tuple(out)

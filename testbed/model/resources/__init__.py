@@ -21,6 +21,7 @@ from testbed.model.resources import (  # noqa: F401  (registers them)
     nat_gateways,
     network_acls,
     network_interfaces,
+    peering,
     route53,
     scaling_policies,
     security_groups,

@@ -11,7 +11,7 @@ from typing import Any
 
 from testbed.model import routing
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2
-from testbed.model.resources import group_refs
+from testbed.model.resources import group_refs, peering
 from testbed.model.resources.base import (
     ResourceContext,
     ResourceType,
@@ -44,6 +44,7 @@ NAT_GATEWAY = "AWS::EC2::NatGateway"  # built by nat_gateways.py
 EIP = "AWS::EC2::EIP"  # built by addresses.py
 EIP_ASSOCIATION = "AWS::EC2::EIPAssociation"  # built by addresses.py
 NETWORK_INTERFACE = "AWS::EC2::NetworkInterface"  # built by network_interfaces.py
+PEERING = peering.PEERING  # built by peering.py
 # Reading an instance's public address waits for these: they decide whether it has one.
 ROUTING = (ROUTE, ASSOCIATION, ATTACHMENT)
 PUBLIC_ADDRESSING = (*ROUTING, EIP, EIP_ASSOCIATION)
@@ -277,14 +278,18 @@ ROUTES_NOT_EMULATED = {
     "DestinationIpv6CidrBlock": "IPv6 routes (the lab has no IPv6)",
     "EgressOnlyInternetGatewayId": "routes to egress-only internet gateways (IPv6)",
     "TransitGatewayId": "routes to transit gateways",
-    "VpcPeeringConnectionId": "routes to VPC peering connections (issue 14)",
     "CarrierGatewayId": "routes to carrier gateways",
     "LocalGatewayId": "routes to local gateways",
     "CoreNetworkArn": "routes to Cloud WAN core networks",
 }
 
 
-ROUTE_TARGETS = {"GatewayId": "igw", "VpcEndpointId": "vpce", "NatGatewayId": "nat"}
+ROUTE_TARGETS = {
+    "GatewayId": "igw",
+    "VpcEndpointId": "vpce",
+    "NatGatewayId": "nat",
+    "VpcPeeringConnectionId": "pcx",
+}
 
 
 def _route_not_emulated(ctx: ResourceContext) -> bool:
@@ -330,7 +335,8 @@ def _build_route(ctx: ResourceContext) -> None:
         raise ctx.fail(
             "the route has no target",
             hint="add GatewayId: !Ref <an internet gateway>, NatGatewayId: !Ref <a NAT "
-            "gateway> or VpcEndpointId: !Ref <a GWLB endpoint>",
+            "gateway>, VpcEndpointId: !Ref <a GWLB endpoint> or VpcPeeringConnectionId: "
+            "!Ref <a VPC peering connection>",
         )
     if len(targets) > 1:
         raise ctx.fail(f"a route has one target, not {' and '.join(targets)}", prop=targets[1])
@@ -368,6 +374,8 @@ def _build_route(ctx: ResourceContext) -> None:
                 prop=key,
                 hint="route to a NAT gateway in the route table's VPC",
             )
+    if key == "VpcPeeringConnectionId":
+        _check_peering_route(ctx, table, destination, target_id)
     table.routes.append(
         Route(lid, table.logical_id, destination, ROUTE_TARGETS[key], target_id, ctx.source)
     )
@@ -384,11 +392,36 @@ register(
             "GatewayId": ref(IGW),
             "VpcEndpointId": ref(VPC_ENDPOINT),
             "NatGatewayId": ref(NAT_GATEWAY),
+            "VpcPeeringConnectionId": ref(PEERING),
             **dict.fromkeys(ROUTES_NOT_EMULATED, prop("any")),
         },
         unsupported=ROUTE_TARGETS_NOT_YET,
     )
 )
+
+
+def _check_peering_route(
+    ctx: ResourceContext, table: RouteTableDraft, destination: IPv4Network, pcx_id: str
+) -> None:
+    """A route to a peering connection: in a table of one of its VPCs, not into its own VPC."""
+    connection = peering.connections(ctx.state)[pcx_id]
+    peer = connection.other(table.vpc_id)
+    if peer is None:
+        raise ctx.fail(
+            f"VPC peering connection {pcx_id} joins {connection.vpc_id} and "
+            f"{connection.peer_vpc_id}, but route table {table.logical_id} belongs to "
+            f"{table.vpc_id}",
+            prop="VpcPeeringConnectionId",
+            hint="route to a peering connection of the route table's VPC",
+        )
+    own = ctx.state.vpcs[table.vpc_id].cidr
+    if destination.overlaps(own) and destination.prefixlen >= own.prefixlen:
+        raise ctx.fail(
+            f"the route to {destination} is inside {table.vpc_id}'s own block {own}; the local "
+            "route keeps that traffic in the VPC",
+            prop="DestinationCidrBlock",
+            hint=f"route the peer's block ({ctx.state.vpcs[peer].cidr}) to {pcx_id}",
+        )
 
 
 def _build_association(ctx: ResourceContext) -> None:
