@@ -82,8 +82,11 @@ class Pool:
 class AddressBook:
     """Every address pool of a stack."""
 
-    def __init__(self, taken_public: Iterable[IPv4Address] = ()) -> None:
-        """taken_public: public addresses the lab's other stacks use (never handed out here)."""
+    def __init__(
+        self, taken_public: Iterable[IPv4Address] = (), taken_internet: Iterable[IPv4Address] = ()
+    ) -> None:
+        """taken_public, taken_internet: public addresses and internet clients' addresses the
+        lab's other stacks use (never handed out here: one internet segment per lab)."""
         self.subnets: dict[str, Pool] = {}
         self.internet = Pool(
             "the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC, INTERNET_CIDR.num_addresses - 2
@@ -93,6 +96,8 @@ class AddressBook:
         )
         for ip in taken_public:
             self.public.owners[ip] = "another stack of the lab"
+        for ip in taken_internet:
+            self.internet.owners[ip] = "another stack of the lab"
         self._pending: list[tuple[str, IPv4Address, str]] = []
 
     def add_subnet(self, subnet_id: str, cidr: IPv4Network) -> None:

@@ -680,7 +680,10 @@ def build_model(
         imports=dict(lab.exports) if lab is not None else {},
         qualifier=qualifier,
         lab=lab,
-        addresses=AddressBook(lab.used_public if lab is not None else ()),
+        addresses=AddressBook(
+            lab.used_public if lab is not None else (),
+            lab.used_internet if lab is not None else (),
+        ),
     )
     state.lab_values.extend(template.lab_values)
     _build_all(template, order, needs, state, problems)

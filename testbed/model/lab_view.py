@@ -84,6 +84,7 @@ class LabView:
     # plan subnet name -> addresses taken in the lab; public / Elastic IPs taken in the lab
     used_private: Mapping[str, frozenset[IPv4Address]] = field(default_factory=frozen_map)
     used_public: frozenset[IPv4Address] = frozenset()
+    used_internet: frozenset[IPv4Address] = frozenset()  # internet clients' addresses
     vpc_spaces: Mapping[str, int] = field(default_factory=frozen_map)  # plan VPC -> space
     by_key: Mapping[str, ForeignResource] = field(default_factory=frozen_map)
     stack_models: Mapping[str, StackModel] = field(default_factory=frozen_map)  # by stack name
@@ -103,6 +104,7 @@ class LabView:
         models: dict[str, StackModel] = {}
         private: dict[str, set[IPv4Address]] = {}
         public: set[IPv4Address] = set()
+        internet: set[IPv4Address] = set()
         for stack in stacks:
             models[stack.name] = stack.model
             for name, value in stack.model.exports.items():
@@ -116,12 +118,14 @@ class LabView:
                 if isinstance(res.facts, EndpointService):
                     resources[res.facts.service_name] = res
             _addresses(stack, private, public)
+            internet.update(c.ip for c in stack.model.internet_clients.values())
         return cls(
             resources=frozen_map(resources),
             exports=frozen_map(exports),
             exporters=frozen_map(exporters),
             used_private=frozen_map({k: frozenset(v) for k, v in private.items()}),
             used_public=frozenset(public),
+            used_internet=frozenset(internet),
             vpc_spaces=frozen_map(dict(vpc_spaces or {})),
             by_key=frozen_map(by_key),
             stack_models=frozen_map(models),

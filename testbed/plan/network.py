@@ -433,6 +433,12 @@ def build_plan(
     (testbed.plan.names)."""
     naming.validate_lab_name(lab)
     _check_vpcs_do_not_overlap(model)
+    # Another stack's VPCs, subnets, groups and route tables this stack uses (a stack added
+    # to a lab, testbed.model.lab_view) are the lab plan's already: not laid out again. A
+    # foreign subnet's AZ gets a bridge here only for this stack's hosts in it (the merge
+    # puts them on the lab's bridge of that AZ).
+    foreign = model.foreign
+    azs = (*model.azs, *_foreign_azs(model))
     core = SwitchPlan(naming.bridge_name(lab, "core"), CORE_DPID, "core")
     switches = [core]
     links: list[LinkPlan] = []
@@ -442,7 +448,7 @@ def build_plan(
     bandwidth = model.lab.link_bandwidth_mbps
     # Inter-AZ effects need a real link to hang a qdisc on; otherwise patch ports are cheaper.
     uplink_kind = "veth" if (delay or bandwidth) else "patch"
-    for i, az in enumerate(model.azs, start=1):
+    for i, az in enumerate(azs, start=1):
         sw = SwitchPlan(naming.bridge_name(lab, f"az{i}"), AZ_DPID_BASE + i, "az", az)
         az_switch[az] = sw
         switches.append(sw)
@@ -464,14 +470,20 @@ def build_plan(
 
     vpcs = tuple(
         VpcPlan(v.logical_id, str(v.cidr), i)
-        for i, v in enumerate(sorted(model.vpcs.values(), key=lambda v: v.logical_id), start=1)
+        for i, v in enumerate(
+            sorted(
+                (v for v in model.vpcs.values() if v.logical_id not in foreign),
+                key=lambda v: v.logical_id,
+            ),
+            start=1,
+        )
     )
     # The plan's data types are defined in this module; the conversion of groups and ACLs
     # lives next to it and imports them, hence the import here.
     from testbed.plan.security import nacl_plans, security_group_plans, subnet_nacls
 
     nacls = subnet_nacls(model)
-    subnets = tuple(
+    all_subnets = tuple(
         SubnetPlan(
             s.logical_id,
             s.vpc_id,
@@ -484,9 +496,11 @@ def build_plan(
             _routes_of(model, s),
             nacls.get(s.logical_id),
         )
-        for i, s in enumerate(sorted(model.subnets.values(), key=lambda s: s.logical_id), start=1)
+        for i, s in enumerate(_subnets_own_first(model), start=1)
     )
-    subnet_plans = {s.name: s for s in subnets}
+    # Foreign subnets are looked up (their hosts' AZ, gateway) but are not this plan's.
+    subnet_plans = {s.name: s for s in all_subnets}
+    subnets = tuple(s for s in all_subnets if s.name not in foreign)
     ports = _PortAllocator(lab)
     hosts: list[HostPlan] = []
     host_az: str | None  # clients are in no AZ, subnet or VPC
@@ -586,7 +600,7 @@ def build_plan(
             )
     hosts += _nat_gateway_hosts(model, lab, subnet_plans, az_switch, ports)
     endpoints = _endpoints(model, lbs)
-    if model.vpcs or model.internet_clients:
+    if any(lid not in foreign for lid in model.vpcs) or model.internet_clients:
         veth = ports.veth(DNS_HOST)
         hosts.append(
             _dns_host(lab, model, core, core_port, veth, has_internet=internet is not None)
@@ -607,7 +621,7 @@ def build_plan(
         zone_base=zone_base,
         endpoints=endpoints,
         igw_routes=_igw_routes(model),
-        security_groups=security_group_plans(model),
+        security_groups=tuple(g for g in security_group_plans(model) if g.name not in foreign),
         network_acls=nacl_plans(model),
         dns_records=tuple(
             DnsRecordPlan(r.name, r.type, tuple(r.values), r.logical_id) for r in model.dns_records
@@ -617,7 +631,22 @@ def build_plan(
     # the plan it always had; testbed.plan.names imports this module's types.
     from testbed.plan.names import qualify_plan
 
-    return qualify_plan(plan, qualifier)
+    return qualify_plan(plan, qualifier, foreign=foreign)
+
+
+def _foreign_azs(model: StackModel) -> tuple[str, ...]:
+    """The AZs of the foreign subnets not among the stack's own (model.azs)."""
+    own = set(model.azs)
+    return tuple(sorted({s.az for lid, s in model.subnets.items() if lid in model.foreign} - own))
+
+
+def _subnets_own_first(model: StackModel) -> list[Any]:
+    """The stack's subnets by logical id (the plan's order and indexes), then the foreign
+    ones it uses (looked up only)."""
+    ordered = sorted(model.subnets.values(), key=lambda s: s.logical_id)
+    return [s for s in ordered if s.logical_id not in model.foreign] + [
+        s for s in ordered if s.logical_id in model.foreign
+    ]
 
 
 class _PortAllocator:
@@ -813,6 +842,7 @@ def dns_addresses(model: StackModel, has_internet: bool) -> list[str]:
     ips = [
         str(v.cidr.network_address + 2)
         for v in sorted(model.vpcs.values(), key=lambda v: v.logical_id)
+        if v.logical_id not in model.foreign  # another stack's: the lab's resolver has it
     ]
     if has_internet:
         ips.append(str(INTERNET_CIDR.network_address + 2))
@@ -889,7 +919,11 @@ def _trunk(
 
 
 def _check_vpcs_do_not_overlap(model: StackModel) -> None:
-    vpcs = sorted(model.vpcs.values(), key=lambda v: v.logical_id)
+    # Another stack's VPC may overlap this stack's: the lab puts them in address spaces.
+    vpcs = sorted(
+        (v for v in model.vpcs.values() if v.logical_id not in model.foreign),
+        key=lambda v: v.logical_id,
+    )
     for i, a in enumerate(vpcs):
         for b in vpcs[i + 1 :]:
             if a.cidr.overlaps(b.cidr):

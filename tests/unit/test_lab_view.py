@@ -85,7 +85,8 @@ def test_import_of_another_stacks_subnet_mirrors_it_as_foreign(net_lab):
     model = build(APP_IMPORT, stack_name="app", qualifier="app.", lab=net_lab)
     assert model.imported == frozenset({"net-SubnetId"})
     assert model.qualifier == "app."
-    assert dict(model.foreign) == {"Public": "net", "VPC": "net"}
+    # the VPC's default group is net's too (it is in the lab plan already)
+    assert dict(model.foreign) == {"Public": "net", "VPC": "net", "VPC.default": "net"}
     app = model.instances["App"]
     assert app.subnet_id == "Public"
     assert app.private_ip == IPv4Address("10.0.1.5")  # .4 is net's Web

@@ -79,12 +79,14 @@ class FakeLauncher:
     def __init__(self, fail: str | None = None) -> None:
         self.fail = fail
         self.launched: list[str] = []
+        self.hosts: dict[str, object] = {}  # name -> HostPlan (a real launcher publishes it)
         self.terminated: list[str] = []
 
     def launch_many(self, hosts):
         if any(h.name == self.fail for h in hosts):
             return [LabError(f"instance {self.fail} could not be launched: role failed")]
         self.launched += [h.name for h in hosts]
+        self.hosts.update({h.name: h for h in hosts})
         return list(hosts)
 
     def terminate_many(self, names):
@@ -114,22 +116,16 @@ def holder(tmp_path):
     return ops, plans, launcher, tmp_path
 
 
-# A stack that imports cannot be merged yet: build_plan lays out the foreign subnet too
-# (KeyError on its AZ's switch). Until then the ops are tested with a second, independent
-# stack (the export template again, overlapping VPC) and the refusal with LabStacks.
-@pytest.mark.xfail(
-    reason="merge of a second stack fails before the ops run: an importer's foreign subnet "
-    "is laid out by build_plan (KeyError on its AZ), an independent stack's internet client "
-    "takes the first stack's address (merge: already Client1's); W2/W3 follow-up",
-    strict=False,
-)
+# A second, independent stack (the export template again: overlapping VPC, its own internet
+# client, which takes the internet segment's next address) and the refusal with LabStacks.
 def test_create_then_refused_then_delete(holder):
     ops, plans, launcher, lab_dir = holder
     first = plans[0]
     rec = ops.create("app", EXPORT, {})
     assert rec.status == "CREATE_COMPLETE"
-    assert launcher.launched == ["app.Web"]
-    assert any(h.name == "app.Web" for h in plans[-1].hosts)
+    assert launcher.launched == ["app.Web", "app.Client1"]
+    assert launcher.hosts["app.Client1"].ip == "198.51.100.11"  # the segment's next
+    assert launcher.hosts["app.Web"].vpc == "app.VPC"
     # Every host of the first stack keeps its port and MAC.
     before = {h.name: (h.port, h.mac) for h in first.hosts}
     after = {h.name: (h.port, h.mac) for h in plans[-1].hosts if h.name in before}
@@ -139,7 +135,7 @@ def test_create_then_refused_then_delete(holder):
         ops.delete("net")
     ops.stacks.remove("user")
     ops.delete("app")
-    assert launcher.terminated == ["app.Web"]
+    assert sorted(launcher.terminated) == ["app.Client1", "app.Web"]
     assert ops.stacks.names() == ["net"]
     assert {h.name for h in plans[-1].hosts} == {h.name for h in first.hosts}
     events = [e for e in read_events(lab_dir) if e.stack == "app"]
@@ -158,12 +154,6 @@ def test_bad_import_changes_nothing(holder):
     assert (len(plans), ops.stacks.names(), launcher.launched) == (1, ["net"], [])
 
 
-@pytest.mark.xfail(
-    reason="merge of a second stack fails before the ops run: an importer's foreign subnet "
-    "is laid out by build_plan (KeyError on its AZ), an independent stack's internet client "
-    "takes the first stack's address (merge: already Client1's); W2/W3 follow-up",
-    strict=False,
-)
 def test_failed_create_rolls_back(holder):
     ops, plans, launcher, lab_dir = holder
     launcher.fail = "app.Web"
@@ -173,3 +163,22 @@ def test_failed_create_rolls_back(holder):
     assert ops.stacks.get("app").status == "ROLLBACK_COMPLETE"
     statuses = [e.status for e in read_events(lab_dir) if e.resource_type == STACK_TYPE]
     assert statuses[-2:] == ["ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE"]
+
+
+def test_importer_merges_into_the_lab_plan():
+    """Another stack's VPC, subnet and groups are the lab plan's: not laid out again, not
+    qualified; the importer's host goes on the lab's bridge of that subnet's AZ."""
+    from testbed.plan.merge import add_stack
+
+    stacks = lab_stacks()
+    lab = build_plan(stacks.get("net").model, "net", zone_base=100)
+    rec = importer(stacks)
+    merged = add_stack(lab, rec.model, "net", 100, "app.")
+    assert (merged.vpcs, merged.subnets, merged.switches) == (lab.vpcs, lab.subnets, lab.switches)
+    added = [g.name for g in merged.security_groups if g not in lab.security_groups]
+    assert added == ["app.AppSecurityGroup"]
+    app = next(h for h in merged.hosts if h.name == "app.App")
+    web = next(h for h in lab.hosts if h.name == "Web")
+    assert (app.switch, app.subnet, app.vpc) == (web.switch, "PublicSubnet", "VPC")
+    assert app.groups == ("WebSecurityGroup", "app.AppSecurityGroup")
+    assert [h for h in merged.hosts if h.name in {x.name for x in lab.hosts}] == list(lab.hosts)

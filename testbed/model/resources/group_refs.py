@@ -56,6 +56,9 @@ def ensure_default_group(state: BuildState, vpc_id: str) -> SecurityGroupDraft:
     its own members, all traffic out (AWS's default security group)."""
     lid = default_group_id(vpc_id)
     draft = state.security_groups.get(lid)
+    if vpc_id in state.foreign:
+        # Another stack's VPC: its default group is that stack's too (in the lab plan).
+        state.foreign.setdefault(lid, state.foreign[vpc_id])
     if draft is None:
         draft = SecurityGroupDraft(
             lid,
