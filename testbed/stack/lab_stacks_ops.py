@@ -11,6 +11,7 @@ stacks are not touched.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +24,10 @@ from testbed.model import StackModel, load_model
 from testbed.plan import merge
 from testbed.plan.network import HostPlan, NetworkPlan
 from testbed.stack.stacks import LabStacks, StackRecord, qualifier_of
+from testbed.waiting import wait_for
+
+# How long a new instance's role may take to listen on its ports (as LabBuilder waits).
+ROLE_READY_TIMEOUT = 20.0
 
 # Resource types whose live addition a running lab does not take yet.
 NOT_YET_SECTIONS = {
@@ -37,6 +42,8 @@ class HostLauncher(Protocol):
     def launch_many(self, hosts: list[HostPlan]) -> list[Any]: ...
 
     def terminate_many(self, names: list[str]) -> None: ...
+
+    def role_ready(self, name: str) -> bool: ...
 
 
 class StackOps:
@@ -130,6 +137,12 @@ class StackOps:
                     if isinstance(result, Exception):
                         raise result
                     launched.append(host.name)
+                    # Complete when its role answers, as the lab's first stack's instances.
+                    wait_for(
+                        functools.partial(launcher.role_ready, host.name),
+                        ROLE_READY_TIMEOUT,
+                        f"{host.name}'s role to listen on its ports",
+                    )
                 self.events.emit(lid, rtype, "CREATE_COMPLETE", stack=key)
         except (Exception, KeyboardInterrupt) as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"

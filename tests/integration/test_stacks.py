@@ -31,7 +31,6 @@ NOT_YET = pytest.mark.skip(reason="several stacks in one lab: issue 14 in progre
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a real lab)"),
-    NOT_YET,
 ]
 
 EXPORT = str(TEMPLATES / "two-stacks-export.yaml")
@@ -134,6 +133,17 @@ def cli(*argv: str) -> int:
 # ---- two stacks: export, import, refused delete -----------------------------------------
 
 
+@pytest.mark.skip(
+    reason="first failing step: lab.delete_stack(net), the lab's last stack -> holder "
+    "delete_stack -> InstanceLauncher.terminate_many raises LabError 'not instances launched "
+    "in lab L: Client1' (the first stack's hosts are the builder's, not the launcher's). "
+    "Design §3.3 says the last stack's delete is the lab's down, but down emits no "
+    "per-resource DELETE events for the first stack (this test wants them in reverse creation "
+    "order; test_owner wants the stack's DELETE_IN_PROGRESS/COMPLETE as the last two events) "
+    "and stop_lab removes the folder before the events are streamed. Everything before it "
+    "passes on a real lab (create, exports, HTTP both ways and from the internet, refusal, "
+    "deleting app)."
+)
 def test_export_import_and_refused_delete():
     with Lab.up(EXPORT) as lab:
         net = lab.name
@@ -190,6 +200,7 @@ def test_export_import_and_refused_delete():
         assert not holder_alive(keep)
 
 
+@NOT_YET
 def test_down_deletes_every_stack_newest_first():
     """testbed down LAB: every stack, newest first (an importer is always newer than its
     exporter, so the refusal never applies), each with its DELETE events, then the lab."""
@@ -214,6 +225,7 @@ def test_down_deletes_every_stack_newest_first():
 # ---- bad input: nothing changes ------------------------------------------------------------
 
 
+@NOT_YET
 def test_bad_imports(tmp_path):
     with Lab.up(EXPORT) as lab:
         net = lab.name
@@ -258,6 +270,7 @@ def test_bad_imports(tmp_path):
         assert not any(e.stack for e in lab.events())  # no event of any added stack
 
 
+@NOT_YET
 def test_failed_create_into():
     """A stack whose instance signals failure rolls back to nothing; the lab's other stack is
     untouched: state, flows, hosts, and it still serves."""
@@ -290,6 +303,7 @@ def test_failed_create_into():
 # ---- peering and overlapping VPCs ----------------------------------------------------------
 
 
+@NOT_YET
 def test_peering():
     """10.0.0.0/16 (the lab's first stack) and 10.1.0.0/16 (b) peered, routes both ways; a
     third VPC with A's CIDR stays isolated; c (10.2.0.0/16, peered with A only) is not
@@ -337,6 +351,7 @@ def test_peering():
             lab.create_stack(PEER_B, {"PeerStack": a, "VpcCidr": "10.0.0.0/16"}, name="ovl")
 
 
+@NOT_YET
 def test_overlapping_vpcs():
     """The same template twice: two VPCs with 10.0.0.0/16 and the same private addresses;
     each reaches its own backend, the internet reaches each by its own public address."""
@@ -358,6 +373,7 @@ def test_overlapping_vpcs():
 # ---- AWS's distributed GWLB architecture ------------------------------------------------
 
 
+@NOT_YET
 def test_gwlb_distributed_two_stacks():
     """Appliance stack (GWLB + endpoint service, 10.0.0.0/16) and a spoke stack in another
     VPC with the same CIDR: internet -> spoke web servers goes through the spoke's GWLB

@@ -92,6 +92,9 @@ class FakeLauncher:
     def terminate_many(self, names):
         self.terminated += names
 
+    def role_ready(self, name):
+        return True
+
 
 @pytest.fixture
 def holder(tmp_path):
