@@ -644,6 +644,7 @@ def _finish(
         model,
         imported=frozenset(template.scope.imported),
         foreign=frozen_map(dict(state.foreign)),
+        foreign_names=frozen_map(dict(state.foreign_names)),
         qualifier=state.qualifier,
     )
 

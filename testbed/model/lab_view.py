@@ -3,9 +3,12 @@
 A LabView is made from the other stacks' models: their exports (Fn::ImportValue), their
 resources by physical id (id-typed parameters, literal ids, endpoint service names) and the
 addresses they use. When a value names another stack's resource, `mirror` copies its facts into
-the BuildState under its name in the lab plan and marks it foreign: the model builder then
+the BuildState under the key "Stack.LogicalId" and marks it foreign: the model builder then
 works as if the resource were its own ("the spoke's subnet is in VPC appl.VPC"), and the
-stack's plan fragment skips it (it already exists in the lab).
+stack's plan fragment skips it (it already exists in the lab). The key always holds a ".", so
+it is never a logical id of the stack being built: a stack may have its own `VPC` and use the
+lab's first stack's `VPC` (whose name in the lab plan is the bare "VPC"; the state records it,
+BuildState.foreign_names).
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ class ForeignResource:
     stack: str
     logical_id: str
     type: str
-    key: str  # its name in the lab plan: "VPC" (a lab's first stack) or "appl.VPC"
+    key: str  # its key in a stack that uses it: "Stack.LogicalId" (never a logical id)
     facts: Any  # the frozen model object (Vpc, Subnet, SecurityGroup, EndpointService, ...)
     qualifier: str = ""  # its stack's: qualifier + a logical id of that stack = a plan name
+    plan_name: str = ""  # its name in the lab plan: "VPC" (a lab's first stack) or "b.VPC"
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,14 @@ def _resources(stack: LabStackModel) -> Iterable[ForeignResource]:
 
     def make(prefix: str, lid: str, type_name: str, facts: Any, physical: str = "") -> Any:
         return ForeignResource(
-            physical or prefix + q + lid, stack.name, lid, type_name, q + lid, facts, q
+            physical or prefix + q + lid,
+            stack.name,
+            lid,
+            type_name,
+            foreign_key(stack.name, lid),
+            facts,
+            q,
+            q + lid,
         )
 
     def own(items: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -165,7 +176,7 @@ def _addresses(
     model, q = stack.model, stack.qualifier
 
     def take(subnet: str, *ips: IPv4Address | None) -> None:
-        name = subnet if subnet in model.foreign else q + subnet
+        name = model.plan_name(subnet) if subnet in model.foreign else q + subnet
         private.setdefault(name, set()).update(ip for ip in ips if ip is not None)
 
     for instance in model.instances.values():
@@ -192,6 +203,20 @@ def _addresses(
         take(endpoint.subnet_id, endpoint.ip)
 
 
+def foreign_key(stack: str, logical_id: str) -> str:
+    """The key of stack `stack`'s resource `logical_id` in another stack's state and model."""
+    return f"{stack}.{logical_id}"
+
+
+def _ref(lab: LabView, res: ForeignResource, logical_id: str) -> ForeignResource:
+    """The resource `logical_id` of `res`'s stack names (that stack's own, or one it
+    mirrored from a third stack, whose key it already holds)."""
+    owner = lab.stack_models.get(res.stack)
+    if owner is not None and logical_id in owner.foreign:
+        return lab.by_key[logical_id]
+    return lab.by_key[foreign_key(res.stack, logical_id)]
+
+
 def lab_of(state: BuildState) -> LabView | None:
     """The view of the lab the state's stack is built in (None: built alone)."""
     lab = state.lab
@@ -214,25 +239,25 @@ def _mirror(state: BuildState, lab: LabView, res: ForeignResource) -> str:
     key = res.key
     if key in state.foreign:
         return key
-    if key in state.types:
+    if key in state.types:  # a stack named like a logical id, and a "." in another
         raise BadInput(
-            f"{res.physical_id} is {res.logical_id} of stack {res.stack}, whose name in the lab "
-            f"({key}) is also a logical id of this stack",
+            f"{res.physical_id} is {res.logical_id} of stack {res.stack}, whose key here "
+            f"({key}) is also a resource of this stack",
             hint=f"rename this stack's {key}",
         )
     facts = res.facts
     if isinstance(facts, Vpc):
         state.vpcs[key] = replace(facts, logical_id=key)
     elif isinstance(facts, Subnet):
-        vpc_key = _mirror(state, lab, lab.by_key[res.qualifier + facts.vpc_id])
+        vpc_key = _mirror(state, lab, _ref(lab, res, facts.vpc_id))
         state.subnets[key] = SubnetDraft(
             key, vpc_key, facts.az, facts.cidr, facts.map_public_ip, facts.source or Source("")
         )
         state.addresses.add_subnet(key, facts.cidr)
-        for ip in lab.used_private.get(key, ()):
+        for ip in lab.used_private.get(res.plan_name, ()):
             state.addresses.subnets[key].owners[ip] = f"{res.stack}'s resources"
     elif isinstance(facts, SecurityGroup):
-        vpc_key = _mirror(state, lab, lab.by_key[res.qualifier + facts.vpc_id])
+        vpc_key = _mirror(state, lab, _ref(lab, res, facts.vpc_id))
         # Its rules stay in the lab plan, where its own stack put them.
         state.security_groups[key] = SecurityGroupDraft(
             key,
@@ -245,7 +270,7 @@ def _mirror(state: BuildState, lab: LabView, res: ForeignResource) -> str:
             source=facts.source,
         )
     elif isinstance(facts, RouteTable):
-        vpc_key = _mirror(state, lab, lab.by_key[res.qualifier + facts.vpc_id])
+        vpc_key = _mirror(state, lab, _ref(lab, res, facts.vpc_id))
         routes = [replace(r, route_table_id=key) for r in facts.routes]
         state.route_tables[key] = RouteTableDraft(key, vpc_key, facts.source or Source(""), routes)
         owner = lab.stack_models.get(res.stack)
@@ -265,27 +290,29 @@ def _mirror(state: BuildState, lab: LabView, res: ForeignResource) -> str:
     state.built.append(key)
     state.physical_ids[res.physical_id] = key
     state.foreign[key] = res.stack
+    state.foreign_names[key] = res.plan_name
     return key
 
 
-def foreign_service(state: BuildState, name: str) -> tuple[ForeignResource, Any] | None:
+def foreign_service(state: BuildState, name: str) -> tuple[ForeignResource, ForeignResource] | None:
     """Another stack's endpoint service called `name` (service name or id) and its gateway
-    load balancer's facts, both marked foreign in the state; None when no stack has it."""
+    load balancer, both marked foreign in the state; None when no stack has it."""
     lab = lab_of(state)
-    res = lab.resources.get(name) if lab is not None else None
+    if lab is None:
+        return None
+    res = lab.resources.get(name)
     if res is None or not isinstance(res.facts, EndpointService):
         return None
-    lb = lab.by_key[res.qualifier + res.facts.gwlb_id] if lab is not None else None
-    if lb is None:
-        return None
+    lb = _ref(lab, res, res.facts.gwlb_id)
     for item in (res, lb):
         if item.key not in state.types:
             state.foreign[item.key] = item.stack
+            state.foreign_names[item.key] = item.plan_name
     # Its nodes' hosts (plan names), for the endpoints it serves in this stack.
     state.extras.setdefault(FOREIGN_GWLB_NODES, {})[lb.key] = tuple(
         (node.az, lb.qualifier + node.name) for node in getattr(lb.facts, "nodes", ())
     )
-    return res, lb.facts
+    return res, lb
 
 
 def foreign_public(state: BuildState, subnet_id: str) -> bool | None:

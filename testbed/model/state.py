@@ -223,8 +223,10 @@ class BuildState:
     # never give two resources one id. Logical ids are alphanumeric: the "." cannot clash.
     qualifier: str = ""
     # Other stacks' resources mirrored into this state (issue 14, W2): key -> their stack.
-    # A foreign key already is the resource's name in the lab, so it is never qualified.
+    # A foreign key is "Stack.LogicalId" (testbed.model.lab_view), never a logical id of
+    # this stack; foreign_names: key -> its name in the lab plan (never qualified again).
     foreign: dict[str, str] = field(default_factory=dict)
+    foreign_names: dict[str, str] = field(default_factory=dict)
     # The lab's other stacks (testbed.model.lab_view.LabView; None: built alone). Typed Any:
     # lab_view builds on this module.
     lab: Any = None
@@ -236,5 +238,7 @@ class BuildState:
 
     def lab_name(self, key: str) -> str:
         """The name of resource `key` in the lab (its plan name): qualifier + logical id, or
-        a foreign resource's key."""
-        return key if key in self.foreign else self.qualifier + key
+        a foreign resource's name in the lab."""
+        if key in self.foreign:
+            return self.foreign_names.get(key, key)
+        return self.qualifier + key

@@ -446,11 +446,20 @@ class StackModel:
     alarms: Mapping[str, Alarm] = field(default_factory=frozen_map)
     scheduled_actions: Mapping[str, ScheduledAction] = field(default_factory=frozen_map)
     # Issue 14: the export names Fn::ImportValue read; other stacks' resources this stack
-    # uses (key = their name in the lab plan -> their stack; also in vpcs, subnets, ...); the
-    # stack's qualifier ("" for a lab's first stack, "S." for stack S added to it).
+    # uses (key "Stack.LogicalId" -> their stack; also in vpcs, subnets, ...) and their names
+    # in the lab plan (key -> plan name); the stack's qualifier ("" for a lab's first stack,
+    # "S." for stack S added to it).
     imported: frozenset[str] = frozenset()
     foreign: Mapping[str, str] = field(default_factory=frozen_map)
+    foreign_names: Mapping[str, str] = field(default_factory=frozen_map)
     qualifier: str = ""
+
+    def plan_name(self, key: str) -> str:
+        """The name of resource `key` in the lab plan: qualifier + logical id, or a foreign
+        resource's name there."""
+        if key in self.foreign:
+            return self.foreign_names.get(key, key)
+        return self.qualifier + key
 
     @property
     def azs(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ names are lab-numbered (naming.veth_name), never made from a host name.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from testbed import naming
@@ -23,20 +23,27 @@ if TYPE_CHECKING:
 LAB_HOST_KINDS = ("dns",)  # hosts of the lab, not of a stack: never qualified
 
 
-def qualify_plan(plan: NetworkPlan, qualifier: str, foreign: Collection[str] = ()) -> NetworkPlan:
+def qualify_plan(
+    plan: NetworkPlan, qualifier: str, foreign: Mapping[str, str] | None = None
+) -> NetworkPlan:
     """`plan` with every name of its stack's resources prefixed with `qualifier`.
 
-    foreign: names already in the lab's plan (another stack's resources this stack uses),
-    kept as they are. With qualifier "" the plan itself is returned."""
+    foreign: another stack's resources this stack uses, by their key in the stack's model
+    ("Stack.LogicalId") -> their names in the lab's plan, which they get. With qualifier ""
+    the plan itself is returned."""
     if not qualifier:
         return plan
     # Only this module's sibling defines NetworkPlan; imported here as network.py imports
     # this module (the same layer).
     from testbed.plan.network import NetworkPlan
 
+    foreign = foreign or {}
+
     def q(name: str | None) -> str | None:
-        if name is None or name in foreign:
+        if name is None:
             return name
+        if name in foreign:
+            return foreign[name]
         return qualifier + name
 
     d = json.loads(plan.to_json())

@@ -631,7 +631,7 @@ def build_plan(
     # the plan it always had; testbed.plan.names imports this module's types.
     from testbed.plan.names import qualify_plan
 
-    return qualify_plan(plan, qualifier, foreign=foreign)
+    return qualify_plan(plan, qualifier, foreign={k: model.plan_name(k) for k in foreign})
 
 
 def _foreign_azs(model: StackModel) -> tuple[str, ...]:

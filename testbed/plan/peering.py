@@ -23,9 +23,9 @@ def foreign_table_routes(model: StackModel, qualifier: str) -> dict[str, tuple[R
     their targets named as in the lab plan."""
 
     def lab_name(name: str | None) -> str | None:
-        if name is None or name in model.foreign:
+        if name is None:
             return name
-        return qualifier + name
+        return model.plan_name(name) if name in model.foreign else qualifier + name
 
     out: dict[str, tuple[RoutePlan, ...]] = {}
     for key, mirrored in model.extras.get(FOREIGN_TABLES, {}).items():

@@ -86,13 +86,23 @@ def test_import_of_another_stacks_subnet_mirrors_it_as_foreign(net_lab):
     assert model.imported == frozenset({"net-SubnetId"})
     assert model.qualifier == "app."
     # the VPC's default group is net's too (it is in the lab plan already)
-    assert dict(model.foreign) == {"Public": "net", "VPC": "net", "VPC.default": "net"}
+    # keyed "Stack.LogicalId" (never one of this stack's logical ids); named as in the plan
+    assert dict(model.foreign) == {
+        "net.Public": "net",
+        "net.VPC": "net",
+        "net.VPC.default": "net",
+    }
+    assert dict(model.foreign_names) == {
+        "net.Public": "Public",
+        "net.VPC": "VPC",
+        "net.VPC.default": "VPC.default",
+    }
     app = model.instances["App"]
-    assert app.subnet_id == "Public"
+    assert app.subnet_id == "net.Public"
     assert app.private_ip == IPv4Address("10.0.1.5")  # .4 is net's Web
     assert app.public_ip is not None
     assert app.public_ip != net_lab_public(net_lab)
-    assert model.subnets["Public"].public  # as its own stack decided
+    assert model.subnets["net.Public"].public  # as its own stack decided
     assert model.azs == ()  # the foreign subnet's AZ is not this stack's
     assert "VPC" not in model.creation_order
 
@@ -110,8 +120,8 @@ def test_id_parameter_may_name_another_stacks_subnet(net_lab):
         lab=net_lab,
         params={"Subnet": "subnet-Public"},
     )
-    assert model.instances["App"].subnet_id == "Public"
-    assert model.foreign["Public"] == "net"
+    assert model.instances["App"].subnet_id == "net.Public"
+    assert model.foreign["net.Public"] == "net"
 
 
 def test_id_parameter_naming_nothing_of_the_lab(net_lab):
@@ -130,7 +140,7 @@ def test_id_parameter_naming_nothing_of_the_lab(net_lab):
 def test_literal_id_of_another_stacks_subnet(net_lab):
     text = APP_IMPORT.replace("!ImportValue net-SubnetId", "subnet-Public")
     model = build(text, stack_name="app", qualifier="app.", lab=net_lab)
-    assert model.instances["App"].subnet_id == "Public"
+    assert model.instances["App"].subnet_id == "net.Public"
 
 
 def test_missing_export_has_awss_text(net_lab):

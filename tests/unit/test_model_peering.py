@@ -185,18 +185,19 @@ def lab() -> LabView:
 def test_peering_with_another_stacks_vpc(lab):
     model = build(spoke(), stack_name="spoke", qualifier="spoke.", lab=lab)
     pcx = model.extras[EXTRAS_KEY]["Pcx"]
-    assert (pcx.vpc_id, pcx.peer_vpc_id) == ("Spoke", "Hub")
+    assert (pcx.vpc_id, pcx.peer_vpc_id) == ("Spoke", "net.Hub")
     assert pcx.physical_id == "pcx-spoke.Pcx"
-    assert model.foreign["Hub"] == "net"
-    assert model.foreign["HubTable"] == "net"
+    assert model.foreign["net.Hub"] == "net"
+    assert model.foreign["net.HubTable"] == "net"
+    assert model.plan_name("net.Hub") == "Hub"
 
 
 def test_the_route_back_goes_into_the_other_stacks_table(lab):
     model = build(spoke(), stack_name="spoke", qualifier="spoke.", lab=lab)
-    mirrored = model.extras[FOREIGN_TABLES]["HubTable"]
+    mirrored = model.extras[FOREIGN_TABLES]["net.HubTable"]
     assert mirrored.subnets == ("HubSubnet",)
     assert mirrored.copied == 1
-    added = model.route_tables["HubTable"].routes[mirrored.copied :]
+    added = model.route_tables["net.HubTable"].routes[mirrored.copied :]
     assert [(r.logical_id, str(r.destination), r.target_kind) for r in added] == [
         ("FromHub", "10.1.0.0/16", "pcx")
     ]
@@ -217,3 +218,27 @@ def test_the_route_back_joins_the_other_stacks_subnet_in_the_lab_plan(lab):
     assert hub.routes[-1].target == "spoke.Spoke"
     # and it leaves with the stack
     assert merge.remove_stack(both, "spoke.").subnets == plan.subnets
+
+
+def test_a_stack_may_reuse_the_first_stacks_logical_ids():
+    """peering-b's own `VPC`, `Subnet`, `RouteTable` next to peering-a's (the lab's first
+    stack, whose plan names are the bare logical ids): the foreign ones are keyed by stack."""
+    from testbed.model import load_model
+    from testbed.paths import TEMPLATES
+
+    a = load_model(str(TEMPLATES / "peering-a.yaml"), stack_name="peer")
+    view = LabView.of([LabStackModel("peer", "", a)])
+    b = load_model(
+        str(TEMPLATES / "peering-b.yaml"),
+        {"PeerStack": "peer"},
+        stack_name="b",
+        qualifier="b.",
+        lab=view,
+    )
+    assert {"VPC", "peer.VPC"} <= set(b.vpcs)
+    assert (b.plan_name("VPC"), b.plan_name("peer.VPC")) == ("b.VPC", "VPC")
+    assert b.outputs["PeeringConnectionId"] == "pcx-b.Peering"
+    plan = merge.add_stack(merge.add_stack(None, a, "t", 100, ""), b, "t", 100, "b.")
+    routes = {s.name: [(r.destination, r.kind, r.target) for r in s.routes] for s in plan.subnets}
+    assert routes["Subnet"][-1] == ("10.1.0.0/16", "pcx", "b.VPC")
+    assert routes["b.Subnet"][-1] == ("10.0.0.0/16", "pcx", "VPC")

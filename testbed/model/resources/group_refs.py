@@ -59,6 +59,7 @@ def ensure_default_group(state: BuildState, vpc_id: str) -> SecurityGroupDraft:
     if vpc_id in state.foreign:
         # Another stack's VPC: its default group is that stack's too (in the lab plan).
         state.foreign.setdefault(lid, state.foreign[vpc_id])
+        state.foreign_names.setdefault(lid, default_group_id(state.lab_name(vpc_id)))
     if draft is None:
         draft = SecurityGroupDraft(
             lid,

@@ -112,7 +112,7 @@ def _find_service(ctx: ResourceContext, name: str) -> tuple[str, str, LoadBalanc
     foreign = lab_view.foreign_service(state, name)
     if foreign is not None:  # the distributed GWLB design: the service is another stack's
         res, lb = foreign
-        return res.key, res.qualifier + res.facts.gwlb_id, lb
+        return res.key, lb.key, lb.facts
     declared = {
         service_name(state, lid): lid
         for lid, type_name in state.types.items()

@@ -50,15 +50,18 @@ def connections(state_or_extras: Any) -> dict[str, PeeringConnection]:
     return found
 
 
-def overlap_refusal(requester: Any, accepter: Any) -> str | None:
-    """AWS's refusal of a connection between the two VPCs (model Vpc objects), or None."""
+def overlap_refusal(
+    requester: Any, accepter: Any, names: tuple[str, str] | None = None
+) -> str | None:
+    """AWS's refusal of a connection between the two VPCs (model Vpc objects; `names`: how
+    to call them, their logical ids by default), or None."""
     if not requester.cidr.overlaps(accepter.cidr):
         return None
+    a, b = names or (requester.logical_id, accepter.logical_id)
     return (
         "VpcPeeringConnection failed to stabilize: the connection's status is failed because "
-        f"the CIDR blocks of {requester.logical_id} ({requester.cidr}) and "
-        f"{accepter.logical_id} ({accepter.cidr}) overlap; VPCs with overlapping IPv4 CIDR "
-        "blocks cannot be peered"
+        f"the CIDR blocks of {a} ({requester.cidr}) and {b} ({accepter.cidr}) overlap; the "
+        "requester VPC and accepter VPC cannot have overlapping CIDR blocks"
     )
 
 
@@ -88,7 +91,10 @@ def _build_peering(ctx: ResourceContext) -> None:
             hint="name the other VPC in PeerVpcId",
         )
     requester, accepter = state.vpcs[vpc_id], state.vpcs[peer_id]
-    refusal = overlap_refusal(requester, accepter)
+    # Named by their ids in the lab (another stack's VPC is "Stack.VPC" in this state).
+    refusal = overlap_refusal(
+        requester, accepter, (state.physical("vpc-", vpc_id), state.physical("vpc-", peer_id))
+    )
     if refusal is not None:
         raise ctx.fail(refusal, prop="PeerVpcId", hint="peer VPCs whose CIDR blocks do not overlap")
     for other in connections(state).values():
