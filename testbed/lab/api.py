@@ -332,7 +332,12 @@ def delete_stack(
     resources in reverse creation order, each with DELETE_IN_PROGRESS and DELETE_COMPLETE.
     Refused while another stack imports one of its exports, with AWS's text "Export {name}
     cannot be deleted as it is in use by {stack}" (BadInput, exit 2; the stack keeps its
-    status, as on AWS)."""
+    status, as on AWS).
+
+    Deleting the lab's last stack is the lab's down: this returns once the holder has ended,
+    the lab DELETE_COMPLETE; its folder stays with its events (state, `testbed events`), as
+    AWS keeps a deleted stack's events, until `testbed clean`, the next `testbed up` of that
+    name or Lab.up's exit removes it."""
     naming.validate_stack_name(stack)
     state = _running_state(lab)
     names = [s["name"] for s in stacks_of(lab, state)]
@@ -342,7 +347,30 @@ def delete_stack(
             hint=f"the stacks of lab {lab}: {', '.join(names)}",
         )
     request = DeleteStackRequest(op="delete_stack", name=stack)
-    _ask_with_events(lab, stack, request, on_event, timeout)
+    then = None
+    if names == [stack]:
+
+        def then() -> None:
+            _wait_lab_ended(lab, state, timeout)
+
+    _ask_with_events(lab, stack, request, on_event, timeout, then)
+
+
+def _wait_lab_ended(lab: str, state: dict[str, Any], timeout: float) -> None:
+    """Until the holder of `lab` (as `state` tells it) has ended; LabError unless it ended
+    with the lab DELETE_COMPLETE."""
+    wait_for(
+        lambda: not holder_alive(state),
+        timeout,
+        f"the holder of lab {lab} (pid {state['pid']}) to delete the lab's last stack and end",
+    )
+    ended = read_state(naming.lab_dir(lab)) or {}
+    if ended.get("state") != "DELETE_COMPLETE":
+        raise LabError(
+            f"the holder of lab {lab} ended with the lab {ended.get('state', 'gone')}, not "
+            f"DELETE_COMPLETE (testbed clean {lab} removes what it left); holder.log ends "
+            "with:\n" + log_tail(naming.lab_dir(lab) / "holder.log", 25)
+        )
 
 
 def _ask_with_events(
@@ -351,14 +379,19 @@ def _ask_with_events(
     request: HolderRequest,
     on_event: Callable[[Event], None] | None,
     timeout: float,
+    then: Callable[[], None] | None = None,
 ) -> None:
-    """Ask the holder; then hand `on_event` the stack's events the op made (also when it
-    failed: they say how far it got)."""
+    """Ask the holder (then call `then`, which waits for what the reply does not cover);
+    then hand `on_event` the stack's events the op made (also when it failed: they say how
+    far it got). The events file stays open from before the op: its events are read even
+    if the folder is removed meanwhile."""
     key = "" if stack == lab else stack
     follower = EventFollower(naming.lab_dir(lab))
     follower.new()  # what happened before this op
     try:
         ask_holder(lab, request, Reply, timeout)
+        if then is not None:
+            then()
     finally:
         events = [e for e in follower.new() if e.stack == key]
         follower.close()

@@ -33,7 +33,7 @@ from testbed.lab import zones
 from testbed.lab.builder import STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
-from testbed.lab.events import EventLog
+from testbed.lab.events import EventLog, read_events
 from testbed.lab.instances import InstanceLauncher
 from testbed.lab.owner import Owner, OwnerWatch
 from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
@@ -58,7 +58,7 @@ from testbed.plan.changes import describe, plan_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.rpc import RpcServer
-from testbed.stack.lab_stacks_ops import StackOps
+from testbed.stack.lab_stacks_ops import StackOps, live_resources
 from testbed.stack.stacks import LabStacks, StackRecord
 from testbed.stack.supervisor import ControllerSupervisor
 
@@ -417,12 +417,28 @@ class Holder:
                     create: CreateStackRequest = req
                     ops.create(create["name"], create["template"], create.get("params") or {})
                 else:
-                    ops.delete(cast(Any, req)["name"])
+                    name = cast(Any, req)["name"]
+                    self.stacks.get(name)  # BadInput if the lab has no such stack
+                    if len(self.stacks) == 1:
+                        self._delete_last_stack()
+                    else:
+                        ops.delete(name)
             return Reply(ok=True)
         except BadInput as exc:
             return Reply(ok=False, error=exc.format(), bad_input=True)
         except TestbedError as exc:
             return Reply(ok=False, error=str(exc))
+
+    def _delete_last_stack(self) -> None:
+        """Deleting the lab's last stack is the lab's down (docs/design/stacks.md §3.3): the
+        reply says yes at once, serve() then deletes the stack's resources (their events)
+        and ends the holder. The folder stays (state DELETE_COMPLETE, the events), as AWS
+        keeps a deleted stack's events: the caller reads them once the holder has ended;
+        the next `up` of that name, `testbed clean` or Lab.up's exit removes it."""
+        if self.stop_reason is None:
+            self.stop_reason = "User Initiated"
+        self.keep_dir = True
+        self.down_requested.set()
 
     def _delete_added_stacks(self, reason: str) -> None:
         """`down`: the stacks added to the lab, newest first, each with its DELETE events
@@ -642,9 +658,22 @@ class Holder:
             supervisor.step()
         self._ignore_stops()
         reason = self.stop_reason or "User Initiated"
-        if len(self.stacks) > 1:
-            with self.stack_lock:
+        with self.stack_lock:
+            if len(self.stacks) > 1:
                 self._delete_added_stacks(reason)
+            # The lab's first stack: its events as AWS gives a stack's delete. Its resources
+            # go all at once (the lab's teardown: processes, namespaces, links, bridges, its
+            # controller), not one by one: each gets DELETE_IN_PROGRESS in reverse creation
+            # order before the teardown, and DELETE_COMPLETE in the same order once the
+            # teardown has removed them all (AWS deletes independent resources in parallel
+            # too). Which resources, in which order: its CREATE_COMPLETE events.
+            first = next(iter(self.stacks), None)
+            resources = live_resources(read_events(self.lab_dir), "")[::-1]
+            self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
+            self._set_first_stack_status(first, "DELETE_IN_PROGRESS")
+            self.save(state="DELETE_IN_PROGRESS", reason=reason)
+            for lid, rtype in resources:
+                self.events.emit(lid, rtype, "DELETE_IN_PROGRESS")
         if self.autoscaling:
             self.autoscaling.close()
         supervisor.close()
@@ -653,12 +682,19 @@ class Holder:
         server.stop()
         if self.builder is not None:
             self.builder.metadata.close()  # its sockets hold the instances' namespaces
-        self.events.emit(self.name, STACK_TYPE, "DELETE_IN_PROGRESS", reason)
-        self.save(state="DELETE_IN_PROGRESS", reason=reason)
         report = teardown(self.name, keep_dir=True, exclude_pids=(os.getpid(),))
+        for lid, rtype in resources:
+            self.events.emit(lid, rtype, "DELETE_COMPLETE")
+        self._set_first_stack_status(first, "DELETE_COMPLETE")
         self.save(state="DELETE_COMPLETE", reason=reason, deleted=time.time())
         self.events.emit(self.name, STACK_TYPE, "DELETE_COMPLETE", report.summary())
         self._finish()
+
+    def _set_first_stack_status(self, first: StackRecord | None, status: str) -> None:
+        """The first stack's status in state.json's stacks (testbed stacks of a kept folder)."""
+        if first is not None:
+            first.status = status
+            self._save_stacks()
 
 
 AUTOSCALING_SECTIONS = ("auto_scaling_groups", "scaling_policies", "alarms", "scheduled_actions")

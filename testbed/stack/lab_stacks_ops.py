@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
 from testbed.errors import BadInput, LabError, TestbedError
 from testbed.lab.builder import STACK_TYPE
-from testbed.lab.events import EventLog
+from testbed.lab.events import Event, EventLog
 from testbed.model import StackModel, load_model
 from testbed.plan import merge
 from testbed.plan.network import HostPlan, NetworkPlan
@@ -192,6 +192,17 @@ class StackOps:
         if refusal is not None:
             self.events.emit(name, STACK_TYPE, rec.status, refusal, stack=key)
             raise BadInput(refusal)
+        if not rec.qualifier:
+            # Its hosts are the builder's (not the launcher's), and the lab's core, internet
+            # and resolver are built with it. Deleting it as the lab's last stack is the
+            # lab's down (the holder does that, not this).
+            others = [r.name for r in self.stacks if r is not rec]
+            raise BadInput(
+                f"not yet: stack {name} is the lab's first stack; it can be deleted once it is "
+                f"the lab's last (other stacks: {', '.join(others)}) (issue 14)",
+                hint=f"delete the other stacks first (testbed down {self.lab} --stack S), or "
+                f"the whole lab (testbed down {self.lab})",
+            )
         self.events.emit(name, STACK_TYPE, "DELETE_IN_PROGRESS", reason, stack=key)
         rec.status = "DELETE_IN_PROGRESS"
         self.save()
@@ -212,6 +223,24 @@ class StackOps:
         self.events.emit(name, STACK_TYPE, "DELETE_COMPLETE", stack=key)
         self.stacks.remove(name)
         self.save()
+
+
+def live_resources(events: Iterable[Event], key: str) -> list[tuple[str, str]]:
+    """(logical id, type) of the resources stack `key` has, in the order they were created,
+    read from its events: each resource whose last CREATE_COMPLETE is not followed by its
+    DELETE_COMPLETE (an update may delete one, or create it again). What `down` reports
+    deleting, in reverse, for the lab's first stack: the builder's creation order (its
+    controller included, which is one of the lab's resources) is what its events say."""
+    created: dict[str, str] = {}
+    for ev in events:
+        if ev.stack != key or ev.resource_type == STACK_TYPE:
+            continue
+        if ev.status == "CREATE_COMPLETE":
+            created.pop(ev.logical_id, None)  # created again: it goes at its new place
+            created[ev.logical_id] = ev.resource_type
+        elif ev.status == "DELETE_COMPLETE":
+            created.pop(ev.logical_id, None)
+    return list(created.items())
 
 
 def _text(path: str) -> str | None:

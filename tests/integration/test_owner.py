@@ -22,7 +22,7 @@ import pytest
 from testbed import naming
 from testbed.lab import system
 from testbed.lab.api import random_name, stop_lab
-from testbed.lab.events import Event, EventFollower
+from testbed.lab.events import Event, EventFollower, read_events
 from testbed.lab.owner import Owner
 from testbed.lab.procs import LAB_LABEL, ProcessJournal, ProcessRecord, is_alive, start_time
 from testbed.lab.state import list_labs, read_state
@@ -138,6 +138,31 @@ def assert_gone_after(name: str, records: list[ProcessRecord], ended_at: float) 
         interval=0.2,
         last=lambda: remains(name, records),
     )
+
+
+def assert_deleted_as_aws_says(events: list[Event], name: str, reason: str) -> None:
+    """AWS's order for the delete of stack `name` (the lab's first): its DELETE_IN_PROGRESS
+    with the reason, then each resource it created gets DELETE_IN_PROGRESS and DELETE_COMPLETE
+    (COMPLETEs in reverse creation order), then its DELETE_COMPLETE, the last event."""
+    start = next(
+        i for i, e in enumerate(events) if e.logical_id == name and e.status == "DELETE_IN_PROGRESS"
+    )
+    assert events[start].reason == reason
+    created = [
+        e.logical_id
+        for e in events[:start]
+        if e.status == "CREATE_COMPLETE" and e.logical_id != name
+    ]
+    assert created
+    deleting = events[start + 1 :]
+    assert (deleting[-1].logical_id, deleting[-1].status) == (name, "DELETE_COMPLETE")
+    completed = [e.logical_id for e in deleting[:-1] if e.status == "DELETE_COMPLETE"]
+    assert completed == created[::-1]
+    for lid in created:
+        assert [e.status for e in deleting if e.logical_id == lid] == [
+            "DELETE_IN_PROGRESS",
+            "DELETE_COMPLETE",
+        ], lid
 
 
 def stack_events(follower: EventFollower, name: str) -> list[Event]:
@@ -320,6 +345,7 @@ def test_a_kept_folder_tells_how_the_lab_ended(lab_name, tmp_path):
     assert status["reason"].startswith(f"owner process {owner.pid} (owner_program.py exit")
     events = run_cli("events", lab_name, check=True).stdout
     assert "DELETE_COMPLETE" in events
+    assert_deleted_as_aws_says(read_events(naming.lab_dir(lab_name)), lab_name, status["reason"])
     # Everything but the folder is gone; `testbed clean` removes the folder.
     left = remains(lab_name, records)
     assert list(left) == ["files"]

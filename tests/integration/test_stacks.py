@@ -133,17 +133,6 @@ def cli(*argv: str) -> int:
 # ---- two stacks: export, import, refused delete -----------------------------------------
 
 
-@pytest.mark.skip(
-    reason="first failing step: lab.delete_stack(net), the lab's last stack -> holder "
-    "delete_stack -> InstanceLauncher.terminate_many raises LabError 'not instances launched "
-    "in lab L: Client1' (the first stack's hosts are the builder's, not the launcher's). "
-    "Design §3.3 says the last stack's delete is the lab's down, but down emits no "
-    "per-resource DELETE events for the first stack (this test wants them in reverse creation "
-    "order; test_owner wants the stack's DELETE_IN_PROGRESS/COMPLETE as the last two events) "
-    "and stop_lab removes the folder before the events are streamed. Everything before it "
-    "passes on a real lab (create, exports, HTTP both ways and from the internet, refusal, "
-    "deleting app)."
-)
 def test_export_import_and_refused_delete():
     with Lab.up(EXPORT) as lab:
         net = lab.name
@@ -200,7 +189,6 @@ def test_export_import_and_refused_delete():
         assert not holder_alive(keep)
 
 
-@NOT_YET
 def test_down_deletes_every_stack_newest_first():
     """testbed down LAB: every stack, newest first (an importer is always newer than its
     exporter, so the refusal never applies), each with its DELETE events, then the lab."""
@@ -225,7 +213,6 @@ def test_down_deletes_every_stack_newest_first():
 # ---- bad input: nothing changes ------------------------------------------------------------
 
 
-@NOT_YET
 def test_bad_imports(tmp_path):
     with Lab.up(EXPORT) as lab:
         net = lab.name
@@ -270,7 +257,14 @@ def test_bad_imports(tmp_path):
         assert not any(e.stack for e in lab.events())  # no event of any added stack
 
 
-@NOT_YET
+@pytest.mark.skip(
+    reason="first failing step (measured): lab.create_stack(signals.yaml) is refused "
+    "BadInput 'not yet: stack bad needs a new Availability Zone bridge (L-az2, L-az3)': its "
+    "instance has no subnet, so the stack makes a default VPC with a subnet in each AZ, and "
+    "a running lab cannot add AZ bridges yet. Next: an added stack's resource signals "
+    "(expected.json, cfn-signal's folder and cfn-init's metadata are keyed by logical id "
+    "for the lab's first stack only; StackOps.create does not wait for signals)."
+)
 def test_failed_create_into():
     """A stack whose instance signals failure rolls back to nothing; the lab's other stack is
     untouched: state, flows, hosts, and it still serves."""
