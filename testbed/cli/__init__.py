@@ -13,6 +13,7 @@ import sys
 from testbed.cli import (
     asg,
     doctor,
+    drift,
     experiments,
     hostcmds,
     lifecycle,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         plan,
         hostcmds,
         targets,
+        drift,
         asg,
         traffic,
         metrics,

@@ -27,6 +27,7 @@ from testbed.errors import BadInput, LabError
 from testbed.lab.classic_health import IN_SERVICE
 from testbed.lab.classic_health import instance_health as clb_instance_health
 from testbed.lab.controller_proc import log_tail
+from testbed.lab.drift_live import detect as detect_drift
 from testbed.lab.events import EVENTS, Event, EventFollower, read_events
 from testbed.lab.faults import apply_fault
 from testbed.lab.hostexec import netns_argv
@@ -818,6 +819,13 @@ class Lab:
         watch the data plane run without one; allowed again, a dead one is restarted."""
         request = ControllerRestartsRequest(op="controller_restarts", enabled=enabled)
         return self.ask(request, ControllerRestartsReply)
+
+    def drift(self, stack: str | None = None) -> dict[str, Any]:
+        """How `stack` (default: the lab's first) differs from its template, like AWS's
+        detect-stack-drift: StackDriftStatus IN_SYNC | DRIFTED and StackResourceDrifts as
+        describe-stack-resource-drifts gives them (testbed.lab.drift says what is compared).
+        BadInput for a stack the lab does not have."""
+        return detect_drift(self, stack)
 
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)
