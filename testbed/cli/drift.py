@@ -26,6 +26,8 @@ What is compared (as on AWS, only what the template sets):
       by hand is REMOVE /Targets/N, one registered by hand ADD; a draining target counts
       as gone. A group whose template lists no Targets (Auto Scaling fills it) is not
       compared: IN_SYNC.
+  AWS::ElasticLoadBalancing::LoadBalancer   its Instances, the same way (/Instances/N;
+      testbed register / deregister LAB MyCLB INSTANCE).
   AWS::EC2::Instance   DELETED when its host is gone; MODIFIED (/Metadata/Lab/Role/State)
       when its role no longer runs (testbed fault LAB HOST stop) or no longer listens on
       its ports (testbed fault LAB HOST refuse).
@@ -36,7 +38,7 @@ What is compared (as on AWS, only what the template sets):
       nodes run the difference).
 NOT_CHECKED (listed, never drift): every other type - VPCs, subnets, routes, security
 groups (the controller does not report the rules it runs), load balancers, listeners and
-their default actions, NLB/GWLB flows, classic load balancers, Auto Scaling, lab types.
+their default actions, NLB/GWLB flows, a classic load balancer's listeners, Auto Scaling, lab types.
 Faults that keep a role listening (500, delay, hang) are not drift.
 
 JSON: describe-stack-drift-detection-status's fields (StackId, StackDriftDetectionId,

@@ -13,6 +13,7 @@ What is compared (AWS: "only resource properties explicitly defined in the stack
       them: a target deregistered by hand is REMOVE /Targets/N, one registered by hand ADD.
       A draining target counts as gone (it is leaving). Groups without Targets in the
       template (Auto Scaling fills them) are IN_SYNC whatever is registered, as on AWS.
+  AWS::ElasticLoadBalancing::LoadBalancer   Instances, the same way (/Instances/N).
   AWS::EC2::Instance   DELETED when its host is gone; MODIFIED when its role (Metadata
       Lab.Role) no longer runs or no longer listens on its ports (/Metadata/Lab/Role).
   AWS::ElasticLoadBalancingV2::ListenerRule   Conditions as every ALB node's HAProxy runs
@@ -38,7 +39,18 @@ STATUSES = (IN_SYNC, MODIFIED, DELETED, NOT_CHECKED)
 INSTANCE = "AWS::EC2::Instance"
 TARGET_GROUP = "AWS::ElasticLoadBalancingV2::TargetGroup"
 LISTENER_RULE = "AWS::ElasticLoadBalancingV2::ListenerRule"
-CHECKED_TYPES = (INSTANCE, TARGET_GROUP, LISTENER_RULE)
+CLASSIC_LB = "AWS::ElasticLoadBalancing::LoadBalancer"
+CHECKED_TYPES = (INSTANCE, TARGET_GROUP, LISTENER_RULE, CLASSIC_LB)
+# Why the lab does not compare a type (NOT_CHECKED's Reason), by type; others: NOT_READ.
+NOT_READ = "the lab does not read this type back"
+WHY_NOT = {
+    "AWS::EC2::SecurityGroup": "the controller enforces its rules as flows and does not "
+    "report the rules behind them",
+    "AWS::EC2::SecurityGroupIngress": "the controller does not report the rules it enforces",
+    "AWS::EC2::SecurityGroupEgress": "the controller does not report the rules it enforces",
+    "AWS::ElasticLoadBalancingV2::Listener": "its default actions are not read back",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": "its attributes are not read back",
+}
 
 # A condition's Field -> the key of its values in AWS's *Config form.
 CONDITION_CONFIG = {
@@ -66,11 +78,14 @@ class Resource:
 
 @dataclass(frozen=True)
 class ExpectedGroup:
-    """A target group: its name in the lab plan, and the template's Targets as (Id, Port)
-    (None: the template lists no Targets, so they are not compared)."""
+    """A target group (or a classic load balancer's instances): its name in the lab plan,
+    and the template's Targets as (Id, Port) (None: the template lists no Targets, so they
+    are not compared). prop: the property, Targets (Id and Port) or a classic load
+    balancer's Instances (instance ids)."""
 
     plan_name: str
     targets: tuple[tuple[str, int], ...] | None
+    prop: str = "Targets"
 
 
 @dataclass(frozen=True)
@@ -207,32 +222,36 @@ Checked = tuple[str, list[dict[str, Any]], Any, Any, str | None]
 
 def _resource(expected: Expected, actual: Actual, res: Resource) -> Checked:
     lid = res.logical_id
-    if res.resource_type == TARGET_GROUP and lid in expected.groups:
+    if res.resource_type in (TARGET_GROUP, CLASSIC_LB) and lid in expected.groups:
         return _group(expected.groups[lid], actual)
     if res.resource_type == INSTANCE and lid in expected.instances:
         return _instance(expected.instances[lid], actual)
     if res.resource_type == LISTENER_RULE and lid in expected.rules:
         return _rule(expected.rules[lid], actual)
-    why = (
-        "the lab does not read this resource back"
-        if res.resource_type not in CHECKED_TYPES
-        else "not in the lab's plan"
-    )
-    return NOT_CHECKED, [], None, None, why
+    if res.resource_type in CHECKED_TYPES:
+        return NOT_CHECKED, [], None, None, "not in the lab's plan"
+    return NOT_CHECKED, [], None, None, WHY_NOT.get(res.resource_type, NOT_READ)
 
 
 def _group(group: ExpectedGroup, actual: Actual) -> Checked:
+    prop = group.prop
     if group.targets is None:
-        return IN_SYNC, [], {}, {}, "the template lists no Targets (not compared, as on AWS)"
+        return IN_SYNC, [], {}, {}, f"the template lists no {prop} (not compared, as on AWS)"
     rows = actual.targets.get(group.plan_name)
     if rows is None:
         why = actual.targets_error or f"the lab has no target group {group.plan_name}"
         return NOT_CHECKED, [], None, None, why
-    want = [{"Id": i, "Port": p} for i, p in group.targets]
-    have = [{"Id": i, "Port": p} for i, p, state in rows if state != "draining"]
-    diffs = _list_diffs("/Targets", want, have)
+    want: list[Any]
+    have: list[Any]
+    if prop == "Instances":
+        want = [i for i, _p in group.targets]
+        have = [i for i, _p, state in rows if state != "draining"]
+    else:
+        want = [{"Id": i, "Port": p} for i, p in group.targets]
+        have = [{"Id": i, "Port": p} for i, p, state in rows if state != "draining"]
+    diffs = _list_diffs(f"/{prop}", want, have)
     status = MODIFIED if diffs else IN_SYNC
-    return status, diffs, {"Targets": want}, {"Targets": _ordered(want, have)}, None
+    return status, diffs, {prop: want}, {prop: _ordered(want, have)}, None
 
 
 def _ordered(want: list[Any], have: list[Any]) -> list[Any]:

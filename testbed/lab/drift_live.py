@@ -116,7 +116,7 @@ def _first_stack(lab: str) -> tuple[list[drift.Resource], set[str]]:
         for lid in model.creation_order
         if lid in model.resource_types
     ]
-    return resources, _declares_targets(source.text, source.path)
+    return resources, declared_targets(source.text, source.path)
 
 
 def _added_stack(lab: Lab, stack: str, qualifier: str) -> tuple[list[drift.Resource], set[str]]:
@@ -140,19 +140,20 @@ def _physical(resource_type: str, lid: str, qualifier: str) -> str:
     return known.physical_id(lid, qualifier)
 
 
-def _declares_targets(text: str, filename: str) -> set[str]:
-    """Logical ids of target groups whose template gives Targets (AWS compares only the
-    properties a template sets)."""
+GROUP_PROPS = {drift.TARGET_GROUP: "Targets", drift.CLASSIC_LB: "Instances"}
+
+
+def declared_targets(text: str, filename: str) -> set[str]:
+    """Logical ids of target groups whose template gives Targets, and of classic load
+    balancers whose template gives Instances (AWS compares only what a template sets)."""
     doc = load_text(text, filename)
     found = set()
     for lid, decl in (doc.get("Resources") or {}).items():
-        props = decl.get("Properties") if isinstance(decl, dict) else None
-        if (
-            isinstance(decl, dict)
-            and decl.get("Type") == drift.TARGET_GROUP
-            and isinstance(props, dict)
-            and "Targets" in props
-        ):
+        if not isinstance(decl, dict):
+            continue
+        props = decl.get("Properties")
+        prop = GROUP_PROPS.get(str(decl.get("Type")))
+        if prop and isinstance(props, dict) and prop in props:
             found.add(lid)
     return found
 
@@ -164,10 +165,11 @@ def _groups(
     for lb in plan.load_balancers:
         for tg in lb.target_groups:
             lid = _own(tg.name, qualifier)
-            if lid is None or types.get(lid) != drift.TARGET_GROUP or lid in out:
+            prop = GROUP_PROPS.get(types.get(lid or "", ""))
+            if lid is None or prop is None or lid in out:
                 continue
             targets = tuple((t.id, t.port) for t in tg.targets) if lid in declared else None
-            out[lid] = drift.ExpectedGroup(tg.name, targets)
+            out[lid] = drift.ExpectedGroup(tg.name, targets, prop)
     return out
 
 

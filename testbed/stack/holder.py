@@ -52,15 +52,19 @@ from testbed.messages import (
     UpdateReply,
     UpdateRequest,
 )
-from testbed.model import StackModel, load_model
+from testbed.model import StackModel, load_model, load_model_text
+from testbed.model.changeset import MODIFY, ChangeSet, ResourceChange, template_digest
+from testbed.model.changeset_diff import StackTemplate, compute_change_set
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
-from testbed.plan.changes import describe, plan_changes, security_changes
+from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import NetworkPlan, build_plan
+from testbed.plan.update_hosts import rebase_hosts, replace_also, running_addresses
 from testbed.rpc import RpcServer
 from testbed.stack.lab_stacks_ops import StackOps, live_resources
 from testbed.stack.stacks import LabStacks, StackRecord
 from testbed.stack.supervisor import ControllerSupervisor
+from testbed.stack.update_apply import UpdateEngine, UpdateFailed, UpdateWork
 
 # States in which the lab runs as built (or as last updated).
 RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
@@ -513,45 +517,46 @@ class Holder:
         (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
         os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
 
-    def _update_security(self, old: NetworkPlan, plan: NetworkPlan, changes: list[str]) -> None:
-        """The controller reprograms groups and ACLs from the plan file just written (live:
-        established flows stay); on failure the old plan goes back, then TestbedError."""
-        resources = sorted({_security_resource(c) for c in changes})
-        for lid, rtype in resources:
-            self.events.emit(lid, rtype, "UPDATE_IN_PROGRESS", "rules changed")
-        sock = str(self.lab_dir / CONTROLLER_SOCK)
-        try:
-            asks.controller_reload_security(sock)
-        except Exception as exc:
-            reason = _brief(exc)
-            self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
-            self._write_plan(old)
-            try:
-                asks.controller_reload_security(sock)
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
-                self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
-            except Exception as again:
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", _brief(again))
-                self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
-            raise TestbedError(
-                f"update of lab {self.name} failed and was rolled back: {reason}"
-            ) from exc
-        for lid, rtype in resources:
-            self.events.emit(lid, rtype, "UPDATE_COMPLETE")
-
     def update(self, request: UpdateRequest) -> UpdateReply:
-        """Apply a new template (and parameters) to the running lab, if what changes can
-        change live (testbed.plan.changes); BadInput naming every other change otherwise."""
+        """Apply a new template (and parameters) to the running lab: what changes live
+        (testbed.plan.changes, testbed.plan.update_hosts) through testbed.stack.update_apply,
+        resource by resource, rolled back on failure; BadInput naming every change a running
+        lab cannot take (nothing changed then)."""
         if self.state["state"] not in RUNNING_STATES or self.builder is None:
             raise BadInput(
                 f"lab {self.name} is {self.state['state']}; it can be updated once it runs"
             )
         template = request["template"]
         params = request.get("params") or {}
-        template_text = _template_text(template)
-        model = load_model(
-            template, params, stack_name=self.name, region=self.request.get("region") or "us-east-1"
-        )
+        region = self.request.get("region") or "us-east-1"
+        given_text = request.get("template_text")
+        template_text = given_text if given_text is not None else _template_text(template)
+        base = request.get("base_digest")
+        if base is not None:
+            running_digest = template_digest(
+                self.state.get("template_text") or "", self.state.get("params") or {}
+            )
+            if base != running_digest:
+                raise BadInput(
+                    f"lab {self.name} changed since this plan was made (its template or "
+                    "parameters differ)",
+                    hint=f"make the plan again: testbed plan {self.name} TEMPLATE --out FILE",
+                )
+        # Unchanged instances keep their addresses wherever the new template puts them.
+        kept_ips = running_addresses(self.builder.plan)
+        if given_text is not None:
+            model = load_model_text(
+                given_text,
+                filename=template,
+                params=params,
+                stack_name=self.name,
+                region=region,
+                keep_addresses=kept_ips,
+            )
+        else:
+            model = load_model(
+                template, params, stack_name=self.name, region=region, keep_addresses=kept_ips
+            )
         if self.state.get("limitations"):
             model = _without_tc(model, self.caps)
         running = self.builder.plan
@@ -559,11 +564,26 @@ class Holder:
         # carry them into the new plan.
         kept = launched(running)
         old = replace(running, hosts=tuple(h for h in running.hosts if h.asg is None))
-        plan = build_plan(model, self.name, zone_base=old.zone_base)
-        live, other, reload = plan_changes(old, plan)
+        diff = rebase_hosts(old, build_plan(model, self.name, zone_base=old.zone_base))
+        plan = diff.plan
+        # Host differences are the engine's (diff); compare the rest with the new hosts on
+        # both sides, each kept host with its old security groups (a live change).
+        old_groups = {h.name: h for h in old.hosts}
+        compare = replace(
+            old,
+            hosts=tuple(
+                replace(
+                    h, groups=old_groups[h.name].groups, interfaces=old_groups[h.name].interfaces
+                )
+                if h.name in diff.regrouped
+                else h
+                for h in plan.hosts
+            ),
+        )
+        live, other, reload = plan_changes(compare, plan)
         for host in kept:
             plan = with_host(plan, host)
-        old = running
+        diff.plan = plan
         scaling = autoscaling_changes(self.builder.model, model)
         if scaling:
             # The groups run from the model they started with: say so rather than ignore it.
@@ -573,65 +593,71 @@ class Holder:
                 hint=f"testbed scale {self.name} GROUP --desired N --min M --max X changes a "
                 "group's capacity live; other changes need testbed down and testbed up",
             )
-        if other:
+        refused = other + diff.refused
+        if refused:
             raise BadInput(
-                f"this update changes more than what a running lab can take (ALB "
-                f"rules, target groups, targets and attributes; a Classic Load Balancer's "
+                f"this update changes more than what a running lab can take (instances and "
+                f"internet clients added, removed or replaced; ALB rules, target groups, "
+                f"targets and attributes; NLB target groups; a Classic Load Balancer's "
                 f"instances, health check, draining, idle timeout, cross-zone and listener "
-                f"policies; security group rules, network ACL entries):\n"
-                f"{describe(other)}",
+                f"policies; security group rules, network ACL entries, routes):\n"
+                f"{describe(refused)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )
         outputs = dict(model.outputs)
-        if not live and outputs == self.state.get("outputs"):
+        host_changes = [f"hosts.{h.name}: added" for h in diff.added]
+        host_changes += [f"hosts.{n.name}: replaced" for _, n in diff.replaced]
+        host_changes += [f"hosts.{h.name}: removed" for h in diff.removed]
+        changes = host_changes + live
+        change_set = self._change_set(template, template_text, params, region)
+        if change_set is None:
+            change_set = _fallback_change_set(self.name, live, plan)
+        else:
+            # What AWS replaces an instance for but the plan does not carry (ImageId, ...).
+            replace_also(
+                diff,
+                [
+                    c.logical_id
+                    for c in change_set.changes
+                    if c.lab_replacement and c.resource_type == "AWS::EC2::Instance"
+                ],
+            )
+            host_changes += [
+                f"hosts.{n.name}: replaced"
+                for _, n in diff.replaced
+                if f"hosts.{n.name}: replaced" not in host_changes
+            ]
+            changes = host_changes + live
+        if not changes and not change_set.changes and outputs == self.state.get("outputs"):
             return UpdateReply(ok=True, changes=[], done=[])
         self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
         self.save(state="UPDATE_IN_PROGRESS")
-        security = security_changes(live)
-        by_lb: dict[str, list[str]] = {}
-        for change in live:
-            if change.startswith("load_balancers."):
-                by_lb.setdefault(change.split(".")[1], []).append(change)
-        for lb_name in by_lb:
-            self.events.emit(
-                lb_name,
-                _lb_resource_type(plan, lb_name),
-                "UPDATE_IN_PROGRESS",
-                f"{len(by_lb[lb_name])} change(s)",
-            )
-        lb_service = self.lb_service
+        by_lb = sorted({c.split(".")[1] for c in live if c.startswith("load_balancers.")})
+        network = bool(security_changes(live) or route_changes(live))
+        work = UpdateWork(
+            old=running,
+            new=plan,
+            hosts=diff,
+            lb_changes=bool(by_lb),
+            reload=reload,
+            network_changes=network,
+            change_set=change_set,
+        )
+        engine = UpdateEngine(
+            self.name,
+            self.events,
+            self._stack_launcher,
+            self.lb_service,
+            self.publish_plan,
+            self.current_plan,
+        )
         try:
-            done = lb_service.update(plan, reload) if lb_service and by_lb else []
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, TestbedError) else _brief(exc)
-            self.events.emit(self.name, STACK_TYPE, "UPDATE_FAILED", reason)
-            self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
-            try:
-                if lb_service:  # the update that failed was its
-                    lb_service.update(old, reload)
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
-                self.save(state="UPDATE_ROLLBACK_COMPLETE", reason=reason)
-            except Exception as again:
-                self.events.emit(self.name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", _brief(again))
-                self.save(state="UPDATE_ROLLBACK_FAILED", reason=_brief(again))
-            raise TestbedError(
-                f"update of lab {self.name} failed and was rolled back: {reason}"
-            ) from exc
-        with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
-            self._write_plan(plan)
-            if security:
-                self._update_security(old, plan, security)
-            self.builder.plan = plan
-            if self.lb_service is not None:
-                self.lb_service.set_plan(plan)
-        for lb_name, changes in by_lb.items():
-            mine = [d for d in done if d.startswith(lb_name + ":")]
-            self.events.emit(
-                lb_name,
-                _lb_resource_type(plan, lb_name),
-                "UPDATE_COMPLETE",
-                "; ".join(mine) or "; ".join(c.split(".", 2)[2] for c in changes[:5]),
-            )
+            with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
+                done = engine.run(work)
+        except UpdateFailed as exc:
+            state = "UPDATE_ROLLBACK_COMPLETE" if exc.rolled_back else "UPDATE_ROLLBACK_FAILED"
+            self.save(state=state, reason=str(exc), hosts=host_listing(self.builder.plan))
+            raise
         self.save(
             state="UPDATE_COMPLETE",
             updated=time.time(),
@@ -639,12 +665,32 @@ class Holder:
             template_text=template_text,
             params=params,
             outputs=outputs,
-            load_balancers=_load_balancers(plan),
+            load_balancers=_load_balancers(self.builder.plan),
+            hosts=host_listing(self.builder.plan),
         )
+        self.stacks.updated(self.name, template, template_text, params, outputs, model)
+        self._save_stacks()
         self.events.emit(
-            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(live)} change(s) applied live"
+            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(changes)} change(s) applied live"
         )
-        return UpdateReply(ok=True, changes=live, done=done)
+        return UpdateReply(ok=True, changes=changes, done=done)
+
+    def _change_set(
+        self, template: str, text: str | None, params: dict[str, Any], region: str
+    ) -> ChangeSet | None:
+        """The change set of this update, for per-resource events (None: the running
+        template's text is not kept, events are the stack's only)."""
+        old_text = self.state.get("template_text")
+        if not isinstance(old_text, str) or text is None:
+            return None
+        return compute_change_set(
+            StackTemplate(
+                old_text, str(self.state.get("template")), self.state.get("params") or {}
+            ),
+            StackTemplate(text, template, params),
+            stack_name=self.name,
+            region=region,
+        )
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""
@@ -731,12 +777,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _security_resource(change: str) -> tuple[str, str]:
-    """(logical id, resource type) a security change is about."""
-    kind, name = change.split(".")[:2]
-    if kind == "security_groups":
-        return name, "AWS::EC2::SecurityGroup"
-    return name, "AWS::EC2::NetworkAcl"
+# What a live change (testbed.plan.changes) is about, when the running template's text is
+# not kept (a lab built before labs kept it): its first path part -> the resource type.
+_CHANGE_TYPES = {
+    "security_groups": "AWS::EC2::SecurityGroup",
+    "network_acls": "AWS::EC2::NetworkAcl",
+    "memberships": "AWS::EC2::Instance",
+    "acl_of_subnet": "AWS::EC2::Subnet",
+    "routes": "AWS::EC2::Subnet",
+}
+
+
+def _fallback_change_set(name: str, live: list[str], plan: NetworkPlan) -> ChangeSet:
+    """A change set naming the resources of the live changes (Modify, in the order seen),
+    for per-resource events when the change set of the two templates cannot be made."""
+    seen: dict[str, str] = {}
+    for change in live:
+        parts = change.split(".")
+        kind, what = parts[0], parts[1].split(":")[0] if len(parts) > 1 else ""
+        if kind == "load_balancers":
+            seen.setdefault(what, _lb_resource_type(plan, what))
+        elif kind in _CHANGE_TYPES and what:
+            seen.setdefault(what.split("/")[0], _CHANGE_TYPES[kind])
+    return ChangeSet(name, {}, tuple(ResourceChange(MODIFY, lid, t) for lid, t in seen.items()))
 
 
 def _controller_info(controller: ControllerProcess) -> ControllerInfo:

@@ -138,3 +138,34 @@ def test_bad_input_exits_2(lab):
     cli = run_cli("drift", "zz" + lab.name[2:6] + "x")
     assert cli.returncode == 2
     assert "no lab named" in cli.stderr
+
+
+def test_drift_of_a_stack_added_to_the_lab():
+    """--stack: each stack of a lab is compared with its own template, apart."""
+    export = str(TEMPLATES / "two-stacks-export.yaml")
+    with Lab.up(export, name=random_name("drs")) as lab:
+        net = lab.name
+        vpc = lab.outputs["VpcId"]
+        lab.create_stack(
+            str(TEMPLATES / "two-stacks-import.yaml"),
+            {"NetworkStack": net, "VpcId": vpc},
+            name="app",
+        )
+        app = lab.drift("app")
+        assert app["StackName"] == "app"
+        assert app["StackDriftStatus"] == "IN_SYNC", statuses(app)
+        assert statuses(app)["App"] == "IN_SYNC"
+        assert "Web" not in statuses(app)  # the first stack's
+        assert "App" not in statuses(lab.drift())
+
+        lab.host("app.App").fault("stop")
+        app = lab.drift("app")
+        assert app["StackDriftStatus"] == "DRIFTED"
+        assert {k: v for k, v in statuses(app).items() if v not in ("IN_SYNC", "NOT_CHECKED")} == {
+            "App": "MODIFIED"
+        }
+        assert lab.drift()["StackDriftStatus"] == "IN_SYNC"  # the other stack is not touched
+        assert run_cli("drift", net, "--stack", "app").returncode == 3
+
+        lab.host("app.App").fault("start")
+        assert lab.drift("app")["StackDriftStatus"] == "IN_SYNC"

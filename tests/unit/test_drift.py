@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ from testbed.lab.drift import (
     NodeAcls,
     Resource,
 )
-from testbed.lab.drift_live import _declares_targets, _own, stats_socket
+from testbed.lab.drift_live import _own, declared_targets, stats_socket
 from testbed.model import load_model
 from testbed.plan.balancers import ConditionPlan
 from testbed.plan.network import build_plan
@@ -44,14 +45,14 @@ PATH = ExpectedCondition("path-pattern", ("/api/*", "/v2/*"))
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/alb/x"
 
 
-def expected(**kw) -> Expected:
+def expected(**kw: Any) -> Expected:
     resources = (
         Resource("VPC", "AWS::EC2::VPC", "vpc-VPC"),
         Resource("WebA1", INSTANCE, "i-WebA1"),
         Resource("WebTargets", TARGET_GROUP, "arn:tg"),
         Resource("ApiRule", LISTENER_RULE, "arn:rule"),
     )
-    base = {
+    base: dict[str, Any] = {
         "stack_name": "alb",
         "stack_id": STACK_ID,
         "resources": resources,
@@ -66,8 +67,8 @@ def expected(**kw) -> Expected:
 FILE = {"ApiRule_c0": ("^/api/.*$", "^/v2/.*$")}
 
 
-def actual(**kw) -> Actual:
-    base = {
+def actual(**kw: Any) -> Actual:
+    base: dict[str, Any] = {
         "targets": {"WebTargets": [("i-WebA1", 80, "healthy"), ("i-WebB1", 80, "healthy")]},
         "hosts": {"WebA1": HostState(True)},
         "acls": {
@@ -158,6 +159,39 @@ def test_group_without_template_targets_is_not_compared():
     row = by_id(drift.compare(expected(groups=groups), actual(targets=targets)))["WebTargets"]
     assert row["StackResourceDriftStatus"] == IN_SYNC
     assert "Targets" in row["Reason"]
+
+
+def test_classic_load_balancer_instances():
+    resources = (Resource("MyCLB", drift.CLASSIC_LB, "MyCLB"),)
+    groups = {"MyCLB": ExpectedGroup("MyCLB", (("i-WebA1", 80), ("i-WebA2", 80)), "Instances")}
+    targets = {"MyCLB": [("i-WebA1", 80, "healthy"), ("i-WebA2", 80, "draining")]}
+    report = drift.compare(expected(resources=resources, groups=groups), actual(targets=targets))
+    row = by_id(report)["MyCLB"]
+    assert row["StackResourceDriftStatus"] == MODIFIED
+    assert row["PropertyDifferences"] == [
+        {
+            "PropertyPath": "/Instances/1",
+            "ExpectedValue": "i-WebA2",
+            "ActualValue": "null",
+            "DifferenceType": REMOVE,
+        }
+    ]
+    assert json.loads(row["ExpectedProperties"]) == {"Instances": ["i-WebA1", "i-WebA2"]}
+
+
+def test_not_checked_types_say_why():
+    resources = (
+        Resource("Sg", "AWS::EC2::SecurityGroup", "sg-Sg"),
+        Resource("Listener", "AWS::ElasticLoadBalancingV2::Listener", "arn:l"),
+        Resource("Client1", "Lab::Internet::Client", "client-Client1"),
+        Resource("Gone", INSTANCE, "i-Gone"),  # an instance the plan does not have
+    )
+    rows = by_id(drift.compare(expected(resources=resources), actual()))
+    assert {r["StackResourceDriftStatus"] for r in rows.values()} == {NOT_CHECKED}
+    assert "does not report the rules" in rows["Sg"]["Reason"]
+    assert "default actions" in rows["Listener"]["Reason"]
+    assert rows["Client1"]["Reason"] == drift.NOT_READ
+    assert rows["Gone"]["Reason"] == "not in the lab's plan"
 
 
 def test_unreadable_registry_is_not_checked_not_drift():
@@ -354,13 +388,14 @@ def test_config_acls_lines_match_show_acl_lines(tmp_path):
 
 def test_template_targets_and_plan_names():
     text = (REPO / "templates/alb.yaml").read_text()
-    assert _declares_targets(text, "alb.yaml") == {
+    assert declared_targets(text, "alb.yaml") == {
         "WebTargets",
         "CanaryTargets",
         "ApiTargets",
         "StaticTargets",
     }
-    assert _declares_targets((REPO / "templates/autoscaling.yaml").read_text(), "a.yaml") == set()
+    assert declared_targets((REPO / "templates/autoscaling.yaml").read_text(), "a.yaml") == set()
+    assert declared_targets((REPO / "templates/classic.yaml").read_text(), "c.yaml") == {"MyCLB"}
     assert _own("WebA1", "") == "WebA1"
     assert _own("extra.WebA1", "") is None
     assert _own("extra.WebA1", "extra.") == "WebA1"
