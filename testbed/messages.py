@@ -140,6 +140,10 @@ class UpdateRequest(TypedDict):
     op: Literal["update"]
     template: str  # absolute path of the new template
     params: dict[str, str]
+    # `testbed update --plan FILE`: the saved plan's template text (the file may have
+    # changed since) and the digest of what the lab ran when the plan was made.
+    template_text: NotRequired[str]
+    base_digest: NotRequired[str]
 
 
 class UpdateReply(Reply):

@@ -33,7 +33,7 @@ from mininet.node import Host, Node, OVSSwitch, RemoteController
 from testbed import naming
 from testbed.errors import LabError
 from testbed.model.types import StackModel
-from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
 from testbed.topologies import host_config
 from testbed.topologies.vpc import VpcTopo
 
@@ -238,6 +238,69 @@ class VpcNetwork:
         if failed:
             raise LabError(f"could not turn off TX checksum offload on {', '.join(failed)}")
 
+    # ---- bridges a stack added to the running lab needs (issue 14) -----------------------
+    def add_switch(self, sw: SwitchPlan, uplink: LinkPlan) -> None:
+        """A new bridge in the running network (the internet segment or an AZ a stack added
+        with `testbed up --into` brings), as the lab starts its own: fail-mode secure,
+        OpenFlow 1.3, the lab's datapath and controller, its patch link to the core with the
+        planned OpenFlow ports (the core side added to the running core). The controller
+        must already have a plan with it. A bridge the network already has is left as it is
+        (a stack that brought it was deleted or rolled back, the bridge stayed)."""
+        if uplink.kind != "patch":
+            raise LabError(
+                f"not yet: bridge {sw.name} would need a {uplink.kind} link to the core "
+                "(inter-AZ delay or bandwidth) in a running lab (issue 14)"
+            )
+        with self.lock:
+            if sw.name in self.net.nameToNode:
+                return
+            node = self.net.addSwitch(
+                sw.name,
+                cls=OVSSwitch,
+                failMode="secure",
+                protocols="OpenFlow13",
+                datapath="user" if self.datapath == "user" else "kernel",
+                batch=True,
+                dpid=f"{sw.dpid:016x}",
+            )
+        self._record(node, NODE_SHELL)
+        core = uplink.b
+        with self.lock:
+            self.net.addLink(
+                node,
+                self.net.nameToNode[core],
+                cls=OVSLink,
+                port1=uplink.a_port,
+                port2=uplink.b_port,
+                intfName1=uplink.a_intf,
+                intfName2=uplink.b_intf,
+            )
+        # One transaction, checked (Mininet's start ignores ovs-vsctl's errors): the bridge
+        # with Mininet's options and controller entry, both ends of the patch pair (the
+        # core's shell is the builder's, not used here).
+        ctl = self.net.controllers[0]
+        a_intf = node.intfList()[-1]
+        target = f'target="{ctl.protocol}:{ctl.IP()}:{ctl.port}"'  # a quoted OVSDB string
+        rest = (
+            f"max_backoff={node.reconnectms}"
+            f" -- --if-exists del-br {sw.name} -- add-br {sw.name}"
+            f" -- set bridge {sw.name} controller=[@c]{node.bridgeOpts()}"
+            f" -- add-port {sw.name} {a_intf}{node.intfOpts(a_intf)}"
+            f" -- add-port {core} {uplink.b_intf} -- set Interface {uplink.b_intf}"
+            f" ofport_request={uplink.b_port} type=patch options:peer={uplink.a_intf}"
+        )
+        vsctl = ["ovs-vsctl", "--timeout=30", "--", "--id=@c", "create", "Controller", target]
+        _run(vsctl + shlex.split(rest))
+        check = ["ovs-vsctl", "--timeout=10"]
+        for intf in (uplink.a_intf, uplink.b_intf):
+            check += ["--", "get", "Interface", intf, "ofport"]
+        got = _run(check).stdout.split()
+        if got != [str(uplink.a_port), str(uplink.b_port)]:
+            raise LabError(
+                f"{sw.name}'s link to the core got OpenFlow ports {got}, not "
+                f"{[uplink.a_port, uplink.b_port]}"
+            )
+
     # ---- hosts that come and go while the lab runs ---------------------------------------
     def add_host(self, hp: HostPlan) -> Host:
         """A host for `hp` in the running network: prepare_host, then attach_hosts of it.
@@ -373,6 +436,14 @@ class VpcNetwork:
         links, its namespace name; Mininet forgets it. Processes that were started in it
         must have been ended by the caller (the journal). Safe on a half-made host."""
         self.remove_hosts([name])
+
+    def adopt_hosts(self, hosts: list[HostPlan]) -> None:
+        """Hosts the lab's build made become removable as late ones are (a template update
+        removes or replaces them): the same named namespace, veths and ports."""
+        with self.lock:
+            for hp in hosts:
+                if hp.name in self.net.nameToNode:
+                    self.added.setdefault(hp.name, hp)
 
     def remove_hosts(self, names: list[str]) -> None:
         """remove_host of several hosts, their ports in one OVS transaction."""

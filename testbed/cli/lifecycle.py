@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from testbed import naming
@@ -34,6 +35,7 @@ from testbed.lab.owner import Owner
 from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.lab.teardown import teardown
 from testbed.naming import name_from_template
+from testbed.paths import resolve_template
 
 
 def register(sub: Any) -> None:
@@ -102,21 +104,46 @@ def register(sub: Any) -> None:
         sub,
         "update",
         cmd_update,
-        "apply a changed template to a running lab (ALB and CLB changes)",
+        "apply a changed template to a running lab, resource by resource, with rollback",
         epilog="examples:\n"
+        "  testbed plan alb my-alb.yaml                 what would change (a change set)\n"
+        "  testbed update alb my-alb.yaml               apply it\n"
         "  testbed update alb templates/alb.yaml -p CanaryWeight=50\n"
-        "  testbed update alb my-alb-with-a-new-rule.yaml\n\n"
-        "ALB listener rules, default actions, target groups (targets, health checks,\n"
-        "attributes) and load balancer attributes change live: HAProxy reloads without\n"
-        "dropping established connections; targets the template adds or drops are\n"
-        "registered or deregistered (with draining). A Classic Load Balancer's instances,\n"
-        "health check, draining, idle timeout, CrossZone and listener policies change live\n"
-        "too (adding or removing a listener does not). Any other change exits 2, listing\n"
-        "what differs: it needs testbed down and testbed up.",
+        "  testbed plan alb my-alb.yaml --out p.json && testbed update alb --plan p.json\n\n"
+        "As CloudFormation updates a stack: in the change set's order, each resource\n"
+        "CREATE_IN_PROGRESS / UPDATE_IN_PROGRESS then _COMPLETE; removed resources go in\n"
+        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS. What a running lab takes live:\n"
+        "  instances and internet clients added, removed (drained first) or replaced (a\n"
+        "    property AWS replaces them for: the old one drains and goes, then its\n"
+        "    successor comes; the lab names hosts by logical id, so not new-first);\n"
+        "    unchanged instances keep their addresses wherever the template moves them;\n"
+        "  ALB listener rules, default actions, target groups (targets, health checks,\n"
+        "    attributes) and attributes: HAProxy reloads keeping established connections;\n"
+        "  NLB target groups (targets, health checks, attributes);\n"
+        "  a Classic Load Balancer's instances, health check, draining, idle timeout,\n"
+        "    CrossZone and listener policies;\n"
+        "  security group rules and memberships, network ACL entries, route tables.\n"
+        "A resource that fails (an instance whose role exits or never listens, a load\n"
+        "balancer that rejects its configuration) rolls the update back:\n"
+        "UPDATE_ROLLBACK_COMPLETE, the lab as before, exit 1. Anything else (subnets, VPCs,\n"
+        "load balancer nodes or listener ports, NAT gateways, Auto Scaling resources) exits\n"
+        "2 listing what differs, nothing changed: it needs testbed down and testbed up.\n"
+        "--plan FILE applies a plan saved by testbed plan --out; refused (exit 2) when the\n"
+        "lab's template or parameters changed since it was made.",
     )
     p.add_argument("name", help="lab name")
-    add_template(p, "the new template (YAML or JSON)")
+    p.add_argument(
+        "template",
+        nargs="?",
+        type=resolve_template,
+        help="the new template (YAML or JSON), or an embedded template (not with --plan)",
+    )
     add_params(p)
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="apply a plan saved by testbed plan --out (its template and parameters)",
+    )
 
     p = subcommand(
         sub,
@@ -305,13 +332,31 @@ def _print_outputs(state: dict[str, Any]) -> None:
 
 def cmd_update(args: Any) -> int:
     started = time.time()
-    reply = update_lab(args.name, args.template, params_dict(args.params))
+    plan = None
+    if args.plan:
+        if args.template or args.params:
+            raise BadInput(
+                "--plan FILE applies the plan's own template and parameters",
+                hint=f"testbed update {args.name} --plan {args.plan} (no template, no -p)",
+            )
+        try:
+            plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadInput(f"cannot read the plan: {err}", file=args.plan) from None
+    elif not args.template:
+        raise BadInput(
+            "testbed update needs the new template (or --plan FILE)",
+            hint=f"testbed update {args.name} NEW.yaml",
+        )
+    try:
+        reply = update_lab(args.name, args.template, params_dict(args.params), plan=plan)
+    finally:
+        for ev in read_events(naming.lab_dir(args.name)):
+            if ev.time >= started and ev.resource_type != "Lab::TargetHealth":
+                print(ev.line())
     if not reply["changes"] and not reply["done"]:
         print(f"lab {args.name}: nothing to update")
         return 0
-    for ev in read_events(naming.lab_dir(args.name)):
-        if ev.time >= started and ev.resource_type != "Lab::TargetHealth":
-            print(ev.line())
     print(f"\nlab {args.name} updated: {len(reply['changes'])} change(s)")
     for text in reply["done"]:
         print(f"  {text}")

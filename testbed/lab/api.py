@@ -33,6 +33,7 @@ from testbed.lab.faults import apply_fault
 from testbed.lab.hostexec import netns_argv
 from testbed.lab.owner import this_process, unwind_on_termination
 from testbed.lab.procs import LAB_LABEL
+from testbed.lab.stack_source import running_template
 from testbed.lab.state import holder_alive, read_state
 from testbed.lab.teardown import TeardownReport, leftovers, teardown
 from testbed.messages import (
@@ -62,7 +63,8 @@ from testbed.messages import (
     UpdateReply,
     UpdateRequest,
 )
-from testbed.model import load_model
+from testbed.model import load_model, load_model_text
+from testbed.model.changeset import check_plan_base
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.network import NetworkPlan
 from testbed.waiting import wait_for
@@ -215,18 +217,42 @@ def _follow_creation(
 
 
 def update_lab(
-    name: str, template: str, params: dict[str, Any] | None = None, timeout: float = 120.0
+    name: str,
+    template: str | None,
+    params: dict[str, Any] | None = None,
+    timeout: float = 900.0,
+    plan: dict[str, Any] | None = None,
 ) -> UpdateReply:
-    """Apply a new template to a running lab (`testbed update`): ALB rules, target groups,
-    targets and attributes change live; BadInput lists anything that needs down/up.
+    """Apply a new template to a running lab (`testbed update`), resource by resource
+    (testbed.stack.update_apply): instances added, removed or replaced, load balancer rules,
+    target groups and attributes, security groups, ACLs and routes; a failure rolls back.
+    BadInput lists anything that needs down/up (nothing changed then).
 
+    plan: a saved plan (`testbed plan --out`): its template text and parameters are applied,
+    refused (BadInput) when the lab changed since the plan was made.
     Returns the holder's reply: `changes` (what differs) and `done` (what was applied)."""
-    params = {k: str(v) for k, v in (params or {}).items()}
     naming.validate_lab_name(name)
     lab_dir = naming.lab_dir(name)
     state = read_state(lab_dir)
     if not holder_alive(state):
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+    if plan is not None:
+        check_plan_base(plan, lab=name, current_digest=running_template(name).digest)
+        text = str(plan.get("TemplateBody") or "")
+        path = str(plan.get("Template") or "plan")
+        params = {k: str(v) for k, v in (plan.get("TemplateParameters") or {}).items()}
+        load_model_text(text, filename=path, params=params, stack_name=name)
+        request = UpdateRequest(
+            op="update",
+            template=path,
+            params=params,
+            template_text=text,
+            base_digest=str(plan["BaseDigest"]),
+        )
+        return ask_holder(name, request, UpdateReply, timeout)
+    if template is None:
+        raise BadInput("testbed update needs a template or --plan FILE")
+    params = {k: str(v) for k, v in (params or {}).items()}
     # Template errors exit 2 with file:line before the lab is asked anything.
     load_model(template, params, stack_name=name)
     request = UpdateRequest(op="update", template=str(Path(template).resolve()), params=params)

@@ -209,6 +209,15 @@ class InstanceLauncher:
         """Hosts launched and not terminated, in launch order."""
         return list(self.launched)
 
+    def adopt(self, hosts: list[HostPlan]) -> None:
+        """Take hosts the lab's build made (a template update removes or replaces them): from
+        now on terminate() removes them as it removes launched ones. Their processes are
+        ended by what runs in their namespaces and the journal, as a launched host's."""
+        self.network.adopt_hosts(hosts)
+        for h in hosts:
+            if h.name not in self.launched:
+                self.launched[h.name] = LaunchedHost(h, started=0.0)
+
     # ---- terminate -------------------------------------------------------------------------
     def terminate(self, name: str) -> None:
         """Remove a launched host exactly: its processes (by PID), its security-group

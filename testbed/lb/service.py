@@ -210,6 +210,41 @@ class LbService:
             self._publish()
         return keys
 
+    def drain_host(self, host: str) -> float:
+        """Deregister every target of instance `host` in every group (a template update
+        replaces or removes it); returns the longest deregistration delay of those groups
+        (0: it was no target), the time the caller waits for host_states(host) to empty."""
+        longest = 0.0
+        with self.lock:
+            for (lb, tg), group in self.registry.groups.items():
+                for key, health in list(group.targets.items()):
+                    if health.target.host == host and health.state != DRAINING:
+                        self.registry.deregister(lb, tg, key)
+                        longest = max(longest, group.tg.deregistration_delay_s)
+            self._publish()
+        return longest
+
+    def register_template_targets(self, host: str, plan: NetworkPlan) -> list[str]:
+        """Register the targets `plan`'s target groups name on instance `host` (its
+        successor after a replacement, or the old one back after a rollback) in the groups
+        the registry has; returns their keys."""
+        keys = []
+        with self.lock:
+            for lb in plan.load_balancers:
+                for tg in lb.target_groups:
+                    if (lb.name, tg.name) not in self.registry.groups:
+                        continue
+                    group = self.registry.group(lb.name, tg.name)
+                    for t in tg.targets:
+                        if t.host != host:
+                            continue
+                        current = group.targets.get(t.key)
+                        if current is None or current.state == DRAINING:
+                            self.registry.register(lb.name, tg.name, t)
+                        keys.append(t.key)
+            self._publish()
+        return keys
+
     def target_states(self) -> dict[tuple[str, str], list[str]]:
         """{(load balancer, target group): the state of each of its targets}."""
         with self.lock:

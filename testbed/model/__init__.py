@@ -29,6 +29,7 @@ def load_model_text(
     region: str = "us-east-1",
     qualifier: str = "",
     lab: LabView | None = None,
+    keep_addresses: Mapping[str, str] | None = None,
 ) -> StackModel:
     """Build the stack model from template text; `filename` is used in error messages
     (qualifier, lab: build_model's; "" and None for a lab's first stack)."""
@@ -44,6 +45,7 @@ def load_model_text(
             region=region,
             qualifier=qualifier,
             lab=lab,
+            keep_addresses=keep_addresses,
         )
     except TemplateErrors as err:
         raise TemplateErrors([e.located(file=filename) for e in err.errors]) from None
@@ -63,6 +65,7 @@ def load_model(
     region: str = "us-east-1",
     qualifier: str = "",
     lab: LabView | None = None,
+    keep_addresses: Mapping[str, str] | None = None,
 ) -> StackModel:
     """Read a template file (YAML or JSON) and build its stack model."""
     try:
@@ -82,4 +85,5 @@ def load_model(
         region=region,
         qualifier=qualifier,
         lab=lab,
+        keep_addresses=keep_addresses,
     )

@@ -8,7 +8,7 @@ an automatic address never steals an explicit one that is declared later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed.errors import BadInput
@@ -83,10 +83,17 @@ class AddressBook:
     """Every address pool of a stack."""
 
     def __init__(
-        self, taken_public: Iterable[IPv4Address] = (), taken_internet: Iterable[IPv4Address] = ()
+        self,
+        taken_public: Iterable[IPv4Address] = (),
+        taken_internet: Iterable[IPv4Address] = (),
+        kept: Mapping[str, str] | None = None,
     ) -> None:
         """taken_public, taken_internet: public addresses and internet clients' addresses the
-        lab's other stacks use (never handed out here: one internet segment per lab)."""
+        lab's other stacks use (never handed out here: one internet segment per lab).
+        kept: owner -> the private address it has in the running lab (a template update):
+        an owner without a literal address keeps it, and no other owner gets it, so an
+        instance added in the middle of a template does not shift the others' addresses."""
+        self.kept = {owner: IPv4Address(ip) for owner, ip in (kept or {}).items()}
         self.subnets: dict[str, Pool] = {}
         self.internet = Pool(
             "the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC, INTERNET_CIDR.num_addresses - 2
@@ -106,6 +113,9 @@ class AddressBook:
         for pending_subnet, ip, owner in self._pending:
             if pending_subnet == subnet_id and ip in cidr:
                 pool.set_aside_for(ip, owner)
+        for owner, ip in self.kept.items():
+            if ip in cidr and reserved_reason(cidr, ip) is None:
+                pool.set_aside_for(ip, owner)
         self.subnets[subnet_id] = pool
 
     def set_aside_private(self, subnet_id: str, ip: IPv4Address, owner: str) -> None:
@@ -116,6 +126,12 @@ class AddressBook:
         """The private address of `owner`: `ip` checked, or the lowest free one."""
         pool = self.subnets[subnet_id]
         if ip is None:
+            kept = self.kept.get(owner)
+            if kept is not None and pool.set_aside.get(kept) == owner:
+                try:
+                    return pool.claim(kept, owner)
+                except BadInput:
+                    pass  # a literal address of the new template took it: a new one
             return pool.allocate(owner)
         if ip not in pool.network:
             raise BadInput(

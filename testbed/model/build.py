@@ -658,13 +658,16 @@ def build_model(
     region: str = "us-east-1",
     lab: LabView | None = None,
     qualifier: str = "",
+    keep_addresses: Mapping[str, str] | None = None,
 ) -> StackModel:
     """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong.
 
     lab: the lab's other stacks (testbed.model.lab_view): their exports for Fn::ImportValue,
     their resources for id parameters and literal ids (mirrored as foreign), the addresses
     they use (never handed out again). qualifier: "" for a lab's first stack, "S." for
-    stack S added to it (its physical ids become vpc-S.VPC, ...; BuildState.qualifier)."""
+    stack S added to it (its physical ids become vpc-S.VPC, ...; BuildState.qualifier).
+    keep_addresses: owner -> private address in the running lab (a template update keeps
+    them: testbed.model.addressing.AddressBook)."""
     _check_inputs(stack_name, region)
     problems = _Problems(file)
     template = _read(doc, params, stack_name, region, problems, lab, qualifier)
@@ -684,6 +687,7 @@ def build_model(
         addresses=AddressBook(
             lab.used_public if lab is not None else (),
             lab.used_internet if lab is not None else (),
+            keep_addresses,
         ),
     )
     state.lab_values.extend(template.lab_values)

@@ -39,9 +39,14 @@ CLASSIC_LIVE_LISTENER_FIELDS = (
     "sticky_expiration_s",
     "idle_timeout_s",
 )
+# An NLB's target groups (targets, health checks, attributes): the registry and the
+# controller take them live (no node process to reload).
+NLB_LIVE_FIELDS = ("target_groups",)
 MAX_SHOWN = 15
 # Live changes of security groups and ACL entries start with these (see security_changes).
 SECURITY_PREFIXES = ("security_groups.", "network_acls.", "memberships.", "acl_of_subnet.")
+# Live changes of route tables (the controller reprograms forwarding from the plan).
+ROUTE_PREFIXES = ("routes.", "igw_routes")
 
 
 def _named(items: list[Any]) -> dict[str, Any] | None:
@@ -135,6 +140,20 @@ def _split_security(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _split_routes(d: dict[str, Any]) -> dict[str, Any]:
+    """Take the route tables out of a plan dict: each subnet's routes and the internet
+    gateway's ingress routes (the controller reprograms them live from the plan)."""
+    return {
+        "routes": {s["name"]: s.pop("routes", []) for s in d.get("subnets", [])},
+        "igw_routes": d.pop("igw_routes", []),
+    }
+
+
+def route_changes(live: list[str]) -> list[str]:
+    """The live changes that are routes."""
+    return [c for c in live if c.startswith(ROUTE_PREFIXES)]
+
+
 def security_changes(live: list[str]) -> list[str]:
     """The live changes that are security group rules or ACL entries."""
     return [c for c in live if c.startswith(SECURITY_PREFIXES)]
@@ -154,17 +173,26 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
                 fixed, part = _split_alb(lb)
                 lbs.append(fixed)
                 d.setdefault("_alb_live", {})[lb["name"]] = part
+            elif lb["type"] == "network":
+                part = {k: lb[k] for k in NLB_LIVE_FIELDS if k in lb}
+                lbs.append({k: v for k, v in lb.items() if k not in NLB_LIVE_FIELDS})
+                d.setdefault("_alb_live", {})[lb["name"]] = part
             else:
                 lbs.append(lb)
         d["load_balancers"] = lbs
     old_live, new_live = a.pop("_alb_live", {}), b.pop("_alb_live", {})
     old_sec, new_sec = _split_security(a), _split_security(b)
+    old_routes, new_routes = _split_routes(a), _split_routes(b)
     other = differences(a, b)
     live += differences(old_sec, new_sec)
+    live += differences(old_routes, new_routes)
     for name in sorted(set(old_live) & set(new_live)):
         found = differences(old_live[name], new_live[name], f"load_balancers.{name}")
         live += found
-        if differences(_without_targets(old_live[name]), _without_targets(new_live[name])):
+        proxied = "listeners" in new_live[name]
+        if proxied and differences(
+            _without_targets(old_live[name]), _without_targets(new_live[name])
+        ):
             reload.append(name)
     return live, other, reload
 

@@ -9,6 +9,7 @@ newest first, so an importer always goes before its exporter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,25 @@ class LabStacks:
     def names(self) -> list[str]:
         """In creation order."""
         return list(self._records)
+
+    def updated(
+        self,
+        name: str,
+        template: str,
+        template_text: str | None,
+        params: dict[str, Any],
+        outputs: dict[str, Any],
+        model: StackModel,
+    ) -> None:
+        """Stack `name` runs a new template (testbed update): UPDATE_COMPLETE, its outputs
+        and exports follow the new model. A lab without stack records (none kept) is left."""
+        if name not in self._records:
+            return
+        rec = self._records[name]
+        rec.template, rec.template_text = template, template_text
+        rec.params = {k: str(v) for k, v in params.items()}
+        rec.outputs, rec.model = dict(outputs), model
+        rec.status, rec.updated = "UPDATE_COMPLETE", time.time()
 
     def newest_first(self) -> list[StackRecord]:
         """The order `testbed down LAB` deletes them in (importers before exporters)."""

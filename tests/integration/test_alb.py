@@ -341,17 +341,15 @@ def test_update_keeps_established_connections_and_changes_xff_mode(lab, template
 
 
 def test_update_that_needs_a_rebuild_is_refused(lab, tmp_path):
-    bigger = tmp_path / "bigger.yaml"
-    bigger.write_text(
-        rules_template().replace(
-            "  Client2: {Type: 'Lab::Internet::Client'}",
-            "  Client2: {Type: 'Lab::Internet::Client'}\n  Client3: {Type: "
-            "'Lab::Internet::Client'}",
-        )
-    )
+    """An internal ALB instead of an internet-facing one: its nodes' addresses change, which
+    a running lab cannot do (down/up); nothing changes (an added client would be live)."""
+    internal = tmp_path / "internal.yaml"
+    text = rules_template()
+    assert text.count("Scheme: internet-facing") == 1
+    internal.write_text(text.replace("Scheme: internet-facing", "Scheme: internal"))
     with pytest.raises(BadInput) as info:
-        lab.update(str(bigger))
-    assert "hosts.Client3: added" in str(info.value)
+        lab.update(str(internal))
+    assert f"load_balancers.{LB}" in str(info.value)
     assert "testbed down" in str(info.value)
     assert curl(lab, "Client1", node_url(lab) + "/teapot")[0] == 418  # untouched
 

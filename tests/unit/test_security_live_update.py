@@ -14,6 +14,7 @@ from testbed.naming import CONTROLLER_SOCK, PLAN_FILE
 from testbed.plan.network import NetworkPlan
 from testbed.stack import holder as holder_module
 from testbed.stack.holder import Holder
+from testbed.stack.stacks import LabStacks
 from tests.security_fixture import group, secured, tcp
 
 
@@ -21,7 +22,7 @@ class Events:
     def __init__(self) -> None:
         self.seen: list[tuple[str, ...]] = []
 
-    def emit(self, lid: str, rtype: str, status: str, reason: str = "") -> None:
+    def emit(self, lid: str, rtype: str, status: str, reason: str = "", **_: object) -> None:
         self.seen.append((lid, rtype, status))
 
 
@@ -37,6 +38,7 @@ def holder_with(tmp_path, old: NetworkPlan, new: NetworkPlan, monkeypatch) -> Ho
     h.builder = SimpleNamespace(plan=old, model=model)  # type: ignore[assignment]
     h.lb_service = None
     h.plan_lock = threading.RLock()
+    h.stacks = LabStacks()  # a lab without stack records
     h.save = lambda **changes: h.state.update(changes)  # type: ignore[method-assign]
     monkeypatch.setattr(holder_module, "load_model", lambda *a, **k: model)
     monkeypatch.setattr(holder_module, "build_plan", lambda *a, **k: new)
@@ -55,7 +57,7 @@ def test_a_rule_change_is_written_then_reloaded_by_the_controller(tmp_path, monk
     def reload(path, timeout=10.0):
         asked.append((path, NetworkPlan.from_json((tmp_path / PLAN_FILE).read_text())))
 
-    monkeypatch.setattr(asks, "controller_reload_security", reload)
+    monkeypatch.setattr(asks, "controller_reload_plan", reload)
     reply = h.update({"op": "update", "template": "t.yaml"})  # type: ignore[typeddict-item]
     assert reply["ok"]
     assert [p for p, _ in asked] == [str(tmp_path / CONTROLLER_SOCK)]
@@ -73,8 +75,8 @@ def test_a_refused_reload_puts_the_old_plan_back(tmp_path, monkeypatch):
         if len(calls) == 1:
             raise errors.TestbedError("a switch did not acknowledge within 5 s")
 
-    monkeypatch.setattr(asks, "controller_reload_security", reload)
-    with pytest.raises(errors.TestbedError, match="rolled back"):
+    monkeypatch.setattr(asks, "controller_reload_plan", reload)
+    with pytest.raises(errors.TestbedError, match="rolled back"):  # UpdateFailed
         h.update({"op": "update", "template": "t.yaml"})  # type: ignore[typeddict-item]
     back = NetworkPlan.from_json((tmp_path / PLAN_FILE).read_text())
     assert back.security_groups == OLD.security_groups

@@ -1,0 +1,197 @@
+"""`testbed update` resource by resource on a real lab (issue 14): an instance added in the
+middle of a template (the others keep their addresses and ports), one replaced for a
+property AWS replaces it for (ImageId: drained, then its successor), one removed (drained in
+the cleanup), a saved plan applied and a stale one refused, and a failing update (an added
+instance whose role cannot start) rolled back to an identical lab."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from testbed import naming
+from testbed.cli import main
+from testbed.errors import BadInput
+from testbed.errors import TestbedError as Failed
+from testbed.lab import system
+from testbed.lab.api import Lab
+from testbed.lab.events import Event
+from testbed.paths import TEMPLATES
+
+pytestmark = pytest.mark.integration
+
+ALB = (TEMPLATES / "alb.yaml").read_text()
+PARAMS = {"DeregistrationDelay": "2"}
+STACK = "AWS::CloudFormation::Stack"
+CFN_STATUS = re.compile(r"(CREATE|UPDATE|DELETE|ROLLBACK)_")
+VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?")
+
+WEB_A2 = """  WebA2:
+    Type: AWS::EC2::Instance
+    Metadata: {Lab: {Role: http-backend}}
+    Properties:
+      SecurityGroupIds: [!Ref InstanceSecurityGroup]
+      SubnetId: !Ref PrivateSubnetA
+      InstanceType: t3.micro
+"""
+BROKEN = """  Broken:
+    Type: AWS::EC2::Instance
+    Metadata: {Lab: {Role: http-backend, RoleArgs: {Port: 70000}}}
+    Properties:
+      SecurityGroupIds: [!Ref InstanceSecurityGroup]
+      SubnetId: !Ref PrivateSubnetA
+      InstanceType: t3.micro
+"""
+
+
+def with_web_a2(text: str) -> str:
+    """WebA2 right after WebA1 (before ApiA1 and StaticA1 of the same subnet) and in
+    WebTargets."""
+    text = text.replace("  WebB1:\n", WEB_A2 + "  WebB1:\n", 1)
+    return text.replace(
+        "        - {Id: !Ref WebA1}\n",
+        "        - {Id: !Ref WebA1}\n        - {Id: !Ref WebA2}\n",
+        1,
+    )
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def hosts_by_name(lab: Lab) -> dict[str, dict]:
+    return {h["name"]: h for h in lab.state["hosts"]}
+
+
+def lab_flows(lab: Lab) -> dict[str, list[str]]:
+    out = {}
+    for br in system.run(["ovs-vsctl", "list-br"]).stdout.split():
+        if br.startswith(naming.prefix(lab.name)):
+            for what in ("dump-flows", "dump-groups"):
+                text = system.run(["ovs-ofctl", "-O", "OpenFlow13", what, br]).stdout
+                out[f"{br} {what}"] = sorted(
+                    VOLATILE.sub("", line).strip() for line in text.splitlines()[1:]
+                )
+    return out
+
+
+def registered(lab: Lab) -> list[tuple[str, str, str]]:
+    return sorted(
+        (r["TargetGroup"], str(r["Target"]["Id"]), r["TargetHealth"]["State"])
+        for r in lab.targets()
+    )
+
+
+def ports(lab: Lab) -> dict[str, tuple[str, int]]:
+    return {h.name: (h.ip, h.port) for h in lab.plan.hosts}
+
+
+def netns_pids(lab: Lab, host: str) -> set[str]:
+    return set(system.run(["ip", "netns", "pids", lab.host(host).info["netns"]]).stdout.split())
+
+
+def statuses(events: list[Event], lid: str, since: float) -> list[str]:
+    """The CloudFormation statuses of `lid` since `since` (not the lab's own events: roles,
+    SNMP agents, target health)."""
+    return [
+        e.status
+        for e in events
+        if e.logical_id == lid and e.time >= since and CFN_STATUS.match(e.status)
+    ]
+
+
+def served_by(lab: Lab, url: str, tries: int = 30) -> set[str]:
+    seen = set()
+    for _ in range(tries):
+        proc = lab.host("Client1").run(["curl", "-s", "-m", "3", url], timeout=10)
+        if proc.returncode == 0 and proc.stdout.startswith("{"):
+            seen.add(json.loads(proc.stdout)["instance"])
+    return seen
+
+
+def test_add_replace_remove_and_roll_back(tmp_path):
+    with Lab.up(str(TEMPLATES / "alb.yaml"), PARAMS) as lab:
+        lab.wait_healthy("WebTargets", timeout=60)
+        url = f"http://{lab.state['load_balancers'][0]['nodes'][0]['public_ip']}/"
+        before = ports(lab)
+
+        # 1. Add WebA2 in the middle of the template: the others keep address and port.
+        t0 = lab.events()[-1].time
+        added = with_web_a2(ALB)
+        reply = lab.update(write(tmp_path, "added.yaml", added), PARAMS)
+        assert "hosts.WebA2: added" in reply["changes"]
+        assert statuses(lab.events(), "WebA2", t0) == ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"]
+        assert statuses(lab.events(), lab.name, t0)[-1] == "UPDATE_COMPLETE"
+        after = ports(lab)
+        for name, where in before.items():
+            assert after[name] == where, name
+        assert lab.state["state"] == "UPDATE_COMPLETE"
+        lab.wait_healthy("WebTargets", targets=["WebA1", "WebA2", "WebB1"], timeout=60)
+        assert "WebA2" in served_by(lab, url)
+
+        # 2. A saved plan: applied once; the same plan again is stale (exit 2).
+        replaced = added.replace(
+            "SubnetId: !Ref PrivateSubnetB, InstanceType: t3.micro}\n  ApiA1:",
+            "SubnetId: !Ref PrivateSubnetB, InstanceType: t3.micro, ImageId: ami-0abc1234}\n"
+            "  ApiA1:",
+            1,
+        )
+        assert replaced != added
+        new_path = write(tmp_path, "replaced.yaml", replaced)
+        plan_file = str(tmp_path / "plan.json")
+        params = [f"-p{k}={v}" for k, v in PARAMS.items()]
+        assert main(["plan", lab.name, new_path, *params, "--out", plan_file]) == 0
+        doc = json.loads(Path(plan_file).read_text())
+        change = next(
+            c["ResourceChange"]
+            for c in doc["ChangeSet"]["Changes"]
+            if c["ResourceChange"]["LogicalResourceId"] == "WebB1"
+        )
+        assert change["Replacement"] == "True"
+        old_pids = netns_pids(lab, "WebB1")
+        t1 = lab.events()[-1].time
+        assert main(["update", lab.name, "--plan", plan_file]) == 0
+        web_b1 = statuses(lab.events(), "WebB1", t1)
+        assert web_b1[:2] == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"], web_b1
+        assert web_b1[-1] == "DELETE_COMPLETE"  # the old one, in the cleanup
+        stack = statuses(lab.events(), lab.name, t1)
+        assert stack[-2:] == ["UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE"], stack
+        assert ports(lab)["WebB1"] == before["WebB1"]  # its successor, on its port
+        assert not netns_pids(lab, "WebB1") & old_pids
+        lab.wait_healthy("WebTargets", targets=["WebA1", "WebA2", "WebB1"], timeout=60)
+        assert main(["update", lab.name, "--plan", plan_file]) == 2  # the lab changed since
+
+        # 3. Remove ApiB1 (and from ApiTargets): drained, then gone in the cleanup.
+        removed = replaced.replace("        - {Id: !Ref ApiB1}\n", "", 1)
+        start = removed.index("  ApiB1:\n")
+        end = removed.index("  StaticA1:\n")
+        removed = removed[:start] + removed[end:]
+        t2 = lab.events()[-1].time
+        lab.update(write(tmp_path, "removed.yaml", removed), PARAMS)
+        assert statuses(lab.events(), "ApiB1", t2) == ["DELETE_IN_PROGRESS", "DELETE_COMPLETE"]
+        assert "ApiB1" not in hosts_by_name(lab)
+        assert "ApiB1" not in lab.target_states("ApiTargets")
+
+        # 4. A failing update: an instance whose role cannot start -> rolled back, identical.
+        lab.wait_healthy("WebTargets", timeout=60)
+        snapshot = (hosts_by_name(lab), lab_flows(lab), registered(lab))
+        broken = removed.replace("  WebB1:\n", BROKEN + "  WebB1:\n", 1)
+        t3 = lab.events()[-1].time
+        with pytest.raises(Failed) as failed:
+            lab.update(write(tmp_path, "broken.yaml", broken), PARAMS)
+        assert not isinstance(failed.value, BadInput)
+        assert "rolled back" in str(failed.value)
+        assert statuses(lab.events(), "Broken", t3) == ["CREATE_IN_PROGRESS", "CREATE_FAILED"]
+        assert statuses(lab.events(), lab.name, t3)[-3:] == [
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE",
+        ]
+        assert lab.state["state"] == "UPDATE_ROLLBACK_COMPLETE"
+        assert (hosts_by_name(lab), lab_flows(lab), registered(lab)) == snapshot
+        assert "Broken" not in {h.name for h in lab.hosts}
