@@ -35,10 +35,12 @@ What is compared (as on AWS, only what the template sets):
       (changed by hand through its runtime API: `add acl`, `del acl`, `clear acl` on
       hosts/NODE/haproxy.sock) against the haproxy.cfg written from the template:
       /Conditions/N/PathPatternConfig/Values/M and so on; the lab adds "Nodes" (which
-      nodes run the difference).
+      nodes run the difference). A haproxy.cfg edited and reloaded by hand shows when it
+      drops or adds a rule's conditions or values, not when it rewrites a pattern in place.
 NOT_CHECKED (listed, never drift): every other type - VPCs, subnets, routes, security
 groups (the controller does not report the rules it runs), load balancers, listeners and
-their default actions, NLB/GWLB flows, a classic load balancer's listeners, Auto Scaling, lab types.
+their default actions, NLB/GWLB flows, a classic load balancer's listeners, Auto Scaling,
+lab types.
 Faults that keep a role listening (500, delay, hang) are not drift.
 
 JSON: describe-stack-drift-detection-status's fields (StackId, StackDriftDetectionId,
@@ -49,9 +51,9 @@ ActualProperties, PropertyDifferences [{{PropertyPath, ExpectedValue, ActualValu
 DifferenceType ADD | REMOVE | NOT_EQUAL}}], StackResourceDriftStatus, Timestamp). Unlike
 AWS, NOT_CHECKED resources are listed too, with the lab's "Reason".
 
-exit status: 0 IN_SYNC, {EXIT_DRIFTED} DRIFTED (terraform plan -detailed-exitcode's idea; 2 is
-this command's bad input), 1 when the lab could not be read, 2 on bad input (no such lab
-or stack)."""
+exit status: 0 IN_SYNC, {EXIT_DRIFTED} DRIFTED (the idea of terraform plan -detailed-exitcode,
+whose 2 is testbed's bad input), 1 when the lab could not be read, 2 on bad input (no such
+lab or stack)."""
 
 
 def register(sub: Any) -> None:

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,6 +110,42 @@ def write_expected(lab_dir: Path, stack: str, policies: Mapping[str, ResourceSig
         "handles": {p.handle.strip(): lid for lid, p in policies.items() if p.handle},
     }
     (folder / EXPECTED_FILE).write_text(json.dumps(expected, indent=1))
+
+
+def add_expected_stack(
+    lab_dir: Path, stack: str, qualifier: str, policies: Mapping[str, ResourceSignalPolicy]
+) -> None:
+    """A stack added to the running lab (issue 14) that waits for signals: expected.json's
+    "stacks" gets it (its resources by logical id), and cfn-signal --stack `stack` writes to
+    the folders of its qualified ids (resource_key(qualifier + LogicalId))."""
+    expected = read_expected(lab_dir) or {"stack": None, "resources": [], "handles": {}}
+    stacks = expected.setdefault("stacks", {})
+    stacks[stack] = {
+        "qualifier": qualifier,
+        "resources": sorted(lid for lid, p in policies.items() if not p.handle),
+        "handles": {p.handle.strip(): lid for lid, p in policies.items() if p.handle},
+    }
+    _write_expected(lab_dir, expected)
+
+
+def remove_expected_stack(lab_dir: Path, stack: str, qualifier: str) -> None:
+    """The added stack is gone (deleted, rolled back): its entry and the signals it got."""
+    expected = read_expected(lab_dir)
+    if expected is not None and stack in expected.get("stacks", {}):
+        entry = expected["stacks"].pop(stack)
+        _write_expected(lab_dir, expected)
+        for url in entry.get("handles", {}):
+            shutil.rmtree(signals_dir(lab_dir) / handle_key(url), ignore_errors=True)
+    for folder in signals_dir(lab_dir).glob(resource_key(f"{qualifier}*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_expected(lab_dir: Path, expected: dict[str, Any]) -> None:
+    folder = signals_dir(lab_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{EXPECTED_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(expected, indent=1))
+    os.replace(tmp, folder / EXPECTED_FILE)  # a host tool never reads half a file
 
 
 def read_expected(lab_dir: Path) -> dict[str, Any] | None:

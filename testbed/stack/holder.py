@@ -265,6 +265,7 @@ class Holder:
         plan = self.builder.plan  # with the instances Auto Scaling launched
         self.save(
             state="CREATE_COMPLETE",
+            stacks=self.stacks.to_state(),  # the same from the start as once stacks change
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),

@@ -23,6 +23,7 @@ from testbed.lab.events import Event, EventLog
 from testbed.model import StackModel, load_model
 from testbed.plan import merge
 from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.stack.stack_signals import StackSignals
 from testbed.stack.stacks import LabStacks, StackRecord, qualifier_of
 from testbed.waiting import wait_for
 
@@ -119,18 +120,27 @@ class StackOps:
         self.events.emit(name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated", stack=key)
         self.save()
         launched: list[str] = []
+        signals = self._signals(rec)
+        current: tuple[str, str] | None = None  # the resource being created
         try:
+            signals.prepare()
             # Everything but the new hosts first (VPCs, subnets, groups, routes, resolver
             # addresses); then the launcher publishes the hosts with their ports' flows.
             base = replace(merged, hosts=tuple(h for h in merged.hosts if h.name in old_names))
             self.publish(base)
             launcher = self.launcher()
+            waiter = signals.waiter(
+                lambda lid, status, reason: self.events.emit(
+                    lid, model.resource_types.get(lid, ""), status, reason, stack=key
+                )
+            )
             by_name = {h.name: h for h in new_hosts}
             for lid in model.creation_order:
                 if lid in model.foreign:
                     continue
                 rtype = model.resource_types.get(lid, "")
                 self.events.emit(lid, rtype, "CREATE_IN_PROGRESS", stack=key)
+                current = (lid, rtype)
                 host = by_name.get(qualifier + lid)
                 if host is not None:
                     result = launcher.launch_many([host])[0]
@@ -143,9 +153,19 @@ class StackOps:
                         ROLE_READY_TIMEOUT,
                         f"{host.name}'s role to listen on its ports",
                     )
+                current = None
+                policy = model.signal_policies.get(lid)
+                if policy is not None:  # complete once its signals arrive (waiter below)
+                    waiting = waiter.begin(qualifier + lid, policy)
+                    self.events.emit(lid, rtype, "CREATE_IN_PROGRESS", waiting, stack=key)
+                    continue
                 self.events.emit(lid, rtype, "CREATE_COMPLETE", stack=key)
+            waiter.wait()  # CREATE_COMPLETE or CREATE_FAILED of each that waits
         except (Exception, KeyboardInterrupt) as exc:
             reason = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
+            if current is not None:
+                self.events.emit(*current, "CREATE_FAILED", reason, stack=key)
+            signals.remove()
             self._roll_back(rec, plan, launched, reason)
             raise LabError(f"stack {name} was rolled back: {reason}") from exc
         rec.status = "CREATE_COMPLETE"
@@ -153,6 +173,10 @@ class StackOps:
         self.events.emit(name, STACK_TYPE, "CREATE_COMPLETE", stack=key)
         self.save()
         return rec
+
+    def _signals(self, rec: StackRecord) -> StackSignals:
+        # The lab's folder is where its events are (EventLog(lab_dir)).
+        return StackSignals(self.events.path.parent, rec.name, rec.qualifier, rec.model)
 
     def _refuse_not_yet(self, model: StackModel, name: str) -> None:
         what = [text for section, text in NOT_YET_SECTIONS.items() if getattr(model, section)]
@@ -203,14 +227,17 @@ class StackOps:
                 hint=f"delete the other stacks first (testbed down {self.lab} --stack S), or "
                 f"the whole lab (testbed down {self.lab})",
             )
+        # A stack that rolled back has no resources left (AWS then reports only the stack's
+        # own DELETE events).
+        rolled_back = rec.status == "ROLLBACK_COMPLETE"
         self.events.emit(name, STACK_TYPE, "DELETE_IN_PROGRESS", reason, stack=key)
         rec.status = "DELETE_IN_PROGRESS"
         self.save()
         model = rec.model
-        hosts = set(rec.hosts)
+        hosts = set() if rolled_back else set(rec.hosts)
         launcher = self.launcher() if hosts else None
         for lid in reversed(model.creation_order):
-            if lid in model.foreign:
+            if lid in model.foreign or rolled_back:
                 continue
             rtype = model.resource_types.get(lid, "")
             self.events.emit(lid, rtype, "DELETE_IN_PROGRESS", stack=key)
@@ -219,6 +246,7 @@ class StackOps:
                 launcher.terminate_many([host])
             self.events.emit(lid, rtype, "DELETE_COMPLETE", stack=key)
         self.publish(merge.remove_stack(self.get_plan(), rec.qualifier))
+        self._signals(rec).remove()
         rec.status = "DELETE_COMPLETE"
         self.events.emit(name, STACK_TYPE, "DELETE_COMPLETE", stack=key)
         self.stacks.remove(name)

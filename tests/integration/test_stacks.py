@@ -121,8 +121,11 @@ def lab_flows(lab: Lab) -> dict[str, list[str]]:
 
 def snapshot(lab: Lab) -> tuple[dict, dict, list[dict]]:
     """What must not change when an operation is refused or rolled back: state.json (its
-    hosts, outputs, stacks), the flows and the stacks view."""
+    hosts, outputs, stacks), the flows and the stacks view. Not the controller's standby:
+    the holder's supervisor starts it on its own schedule, whatever the test does."""
     state = {k: v for k, v in lab.state.items() if k not in ("updated",)}
+    if "controller" in state:
+        state["controller"] = {k: v for k, v in state["controller"].items() if k != "standby_pid"}
     return state, lab_flows(lab), lab.stacks()
 
 
@@ -258,19 +261,21 @@ def test_bad_imports(tmp_path):
 
 
 @pytest.mark.skip(
-    reason="first failing step (measured): lab.create_stack(signals.yaml) is refused "
-    "BadInput 'not yet: stack bad needs a new Availability Zone bridge (L-az2, L-az3)': its "
-    "instance has no subnet, so the stack makes a default VPC with a subnet in each AZ, and "
-    "a running lab cannot add AZ bridges yet. Next: an added stack's resource signals "
-    "(expected.json, cfn-signal's folder and cfn-init's metadata are keyed by logical id "
-    "for the lab's first stack only; StackOps.create does not wait for signals)."
+    reason="passes on a real lab with the live AZ bridges of testbed/stack/live_switches.py "
+    "(in progress, not committed yet); without them create_stack(signals.yaml) is refused "
+    "'not yet: stack bad needs a new bridge (L-az2, L-az3)'"
 )
 def test_failed_create_into():
     """A stack whose instance signals failure rolls back to nothing; the lab's other stack is
-    untouched: state, flows, hosts, and it still serves."""
+    untouched: state, flows, hosts, and it still serves.
+
+    Its instance has no subnet: the stack makes a default VPC, with a subnet in each of the
+    region's AZs, and the lab gains the bridges of the AZs it had none of (az2, az3). They
+    are the lab's AZs, not the stack's resources: they stay when it goes (as an AWS region's
+    AZs do); the bridges the lab had keep their flows exactly."""
     with Lab.up(EXPORT) as lab:
         before = snapshot(lab)
-        with pytest.raises(LabError):
+        with pytest.raises(LabError, match="received a failure signal"):
             lab.create_stack(SIGNALS, {"Outcome": "failure"}, name="bad")
         events = [e for e in lab.events() if e.stack == "bad"]
         statuses = [(e.logical_id, e.status) for e in events if e.resource_type == STACK_TYPE]
@@ -286,12 +291,18 @@ def test_failed_create_into():
             (lab.name, "CREATE_COMPLETE"),
             ("bad", "ROLLBACK_COMPLETE"),
         ]
-        assert flows == before[1]
+        assert {k: v for k, v in flows.items() if k in before[1]} == before[1]
+        assert {k.split()[0] for k in flows} - {k.split()[0] for k in before[1]} == {
+            f"{naming.prefix(lab.name)}az2",
+            f"{naming.prefix(lab.name)}az3",
+        }
         assert list(state["hosts"]) == before[0]["hosts"]
         assert not any(h.name.startswith("bad.") for h in lab.hosts)
         assert served_by(lab, "Client1", f"http://{lab.outputs['WebPublicIp']}/") == "Web"
         lab.delete_stack("bad")
-        assert snapshot(lab) == before
+        state, flows, stacks = snapshot(lab)
+        assert (state, stacks) == (before[0], before[2])
+        assert {k: v for k, v in flows.items() if k in before[1]} == before[1]
 
 
 # ---- peering and overlapping VPCs ----------------------------------------------------------

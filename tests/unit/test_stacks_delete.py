@@ -1,17 +1,32 @@
 """Deleting a lab's stacks (issue 14): which resources `down` reports deleting for the lab's
 first stack (live_resources, from its events), and the first stack's delete while others run
-(refused "not yet", nothing changed)."""
+(refused "not yet", nothing changed). An added stack's resource signals and cfn-init
+metadata, kept apart from the first stack's and removed with it."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from testbed.errors import BadInput
 from testbed.lab.builder import STACK_TYPE
 from testbed.lab.events import Event, EventLog, read_events
+from testbed.lab.hosttools import cfn_signal
+from testbed.lab.hosttools.context import HostContext, ToolError
+from testbed.lab.signals import (
+    SignalFailure,
+    init_file,
+    read_signals,
+    resource_key,
+    write_expected,
+)
 from testbed.model import load_model
+from testbed.model.types import ResourceSignalPolicy
 from testbed.paths import TEMPLATES
 from testbed.stack.lab_stacks_ops import StackOps, live_resources
+from testbed.stack.stack_signals import StackSignals
 from testbed.stack.stacks import LabStacks, StackRecord
 
 EXPORT = str(TEMPLATES / "two-stacks-export.yaml")
@@ -66,3 +81,46 @@ def test_the_first_stack_is_not_deleted_while_others_run(tmp_path):
     with pytest.raises(BadInput, match="not yet: stack net is the lab's first stack"):
         ops.delete("net")
     assert (stacks.names(), published, read_events(tmp_path)) == (["net", "other"], [], [])
+
+
+# ---- an added stack's resource signals and cfn-init metadata (testbed.stack.stack_signals) --
+
+SIGNALS = str(Path(__file__).parents[1] / "integration" / "templates" / "signals.yaml")
+
+
+def test_an_added_stacks_signals_and_metadata_are_its_own(tmp_path):
+    write_expected(tmp_path, "net", {"Web": ResourceSignalPolicy(1, 60)})
+    init_file(tmp_path, "Web").parent.mkdir(parents=True, exist_ok=True)
+    init_file(tmp_path, "Web").write_text('{"config": {}}')  # the first stack's Web
+    model = load_model(SIGNALS, {"Outcome": "failure"}, stack_name="bad", qualifier="bad.")
+    signals = StackSignals(tmp_path, "bad", "bad.", model)
+    signals.prepare()
+    ctx = HostContext("net", "bad.Web", tmp_path)
+    assert (ctx.check_stack("net"), ctx.check_stack("bad"), ctx.check_stack(None)) == (
+        "",
+        "bad.",
+        "",
+    )
+    arn = "arn:aws:cloudformation:us-east-1:123456789012:stack/bad/0a1b"
+    assert ctx.check_stack(arn) == "bad."
+    # The same logical id in two stacks: two folders, two metadata files.
+    assert cfn_signal.main(["-e", "1", "-r", "no", "--stack", "bad", "--resource", "Web"], ctx) == 0
+    assert cfn_signal.main(["-e", "0", "--stack", "net", "--resource", "Web"], ctx) == 0
+    assert [s.success for s in read_signals(tmp_path, resource_key("bad.Web"))] == [False]
+    assert [s.success for s in read_signals(tmp_path, resource_key("Web"))] == [True]
+    assert json.loads(init_file(tmp_path, "bad.Web").read_text()) == model.cfn_init["Web"]
+    # The waiter reports the stack's own logical ids.
+    seen: list[tuple[str, str]] = []
+    waiter = signals.waiter(lambda lid, status, reason: seen.append((lid, status)))
+    waiter.begin("bad.Web", model.signal_policies["Web"])
+    with pytest.raises(SignalFailure, match=r"bad\.Web: received a failure signal"):
+        waiter.wait()
+    assert seen == [("Web", "CREATE_IN_PROGRESS"), ("Web", "CREATE_FAILED")]
+    # Gone with the stack: its entry, signals and metadata; the first stack's stay.
+    signals.remove()
+    with pytest.raises(ToolError, match="Stack bad does not exist"):
+        ctx.check_stack("bad")
+    assert read_signals(tmp_path, resource_key("bad.Web")) == []
+    assert not init_file(tmp_path, "bad.Web").exists()
+    assert init_file(tmp_path, "Web").exists()
+    assert [s.success for s in read_signals(tmp_path, resource_key("Web"))] == [True]

@@ -281,8 +281,8 @@ def main(argv: list[str], ctx: HostContext | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         ctx = ctx or context()
-        ctx.check_stack(args.stack)
-        path = init_file(ctx.lab_dir, args.resource)
+        qualifier = ctx.check_stack(args.stack)
+        path = init_file(ctx.lab_dir, qualifier + args.resource)
         if not path.exists():
             raise ToolError(f"resource {args.resource} has no AWS::CloudFormation::Init metadata")
         init = json.loads(path.read_text())

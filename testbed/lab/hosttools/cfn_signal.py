@@ -62,16 +62,17 @@ def target_key(args: argparse.Namespace, ctx: HostContext) -> str:
     if args.resource or args.stack:
         if not (args.resource and args.stack):
             raise ToolError("a resource signal needs both --stack and --resource")
-        ctx.check_stack(args.stack)
-        if args.resource not in expected.get("resources", []):
-            waiting = ", ".join(expected.get("resources", [])) or "none"
+        qualifier = ctx.check_stack(args.stack)
+        waits = ctx.stack_expected(args.stack).get("resources", [])
+        if args.resource not in waits:
             raise ToolError(
-                f"ValidationError: resource {args.resource} of stack {expected.get('stack')} "
-                f"does not wait for signals (no CreationPolicy; resources waiting: {waiting})"
+                f"ValidationError: resource {args.resource} of stack {args.stack} "
+                f"does not wait for signals (no CreationPolicy; resources waiting: "
+                f"{', '.join(waits) or 'none'})"
             )
-        return resource_key(args.resource)
+        return resource_key(qualifier + args.resource)
     if args.url:
-        if args.url.strip() not in expected.get("handles", {}):
+        if args.url.strip() not in ctx.handles():
             raise ToolError(
                 f"no wait condition of stack {expected.get('stack')} uses the handle {args.url}"
             )

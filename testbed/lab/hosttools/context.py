@@ -40,12 +40,34 @@ class HostContext:
             raise ToolError(f"lab {self.lab} has no stack to signal (no {self.lab_dir}/signals)")
         return found
 
-    def check_stack(self, stack: str | None) -> None:
-        """A --stack that names another stack fails as on AWS (the lab holds one stack)."""
-        name = self.expected().get("stack")
+    def check_stack(self, stack: str | None) -> str:
+        """A --stack that names no stack of the lab fails as on AWS. The stack's qualifier:
+        "" for the lab's first stack (and no --stack), "S." for a stack added to the lab
+        (issue 14), whose resources' metadata and signals are kept under S.LogicalId."""
+        return self.stack_expected(stack).get("qualifier", "")
+
+    def stack_expected(self, stack: str | None) -> dict[str, Any]:
+        """What stack `stack` waits for (resources, handles) and its qualifier."""
+        expected = self.expected()
+        name = expected.get("stack")
         if stack is None or name in (stack, *_arn_names(stack)):
-            return
-        raise ToolError(f"ValidationError: Stack {stack} does not exist (this lab's is {name})")
+            return expected
+        added = expected.get("stacks") or {}
+        for other in (stack, *_arn_names(stack)):
+            if other in added:
+                return dict(added[other])
+        raise ToolError(
+            f"ValidationError: Stack {stack} does not exist (this lab's stacks: "
+            f"{', '.join([str(name), *added])})"
+        )
+
+    def handles(self) -> dict[str, str]:
+        """Every wait condition handle URL of the lab's stacks -> its resource."""
+        expected = self.expected()
+        found = dict(expected.get("handles") or {})
+        for other in (expected.get("stacks") or {}).values():
+            found.update(other.get("handles") or {})
+        return found
 
 
 def _arn_names(stack: str) -> tuple[str, ...]:

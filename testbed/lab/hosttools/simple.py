@@ -67,8 +67,8 @@ def get_metadata(argv: list[str], ctx: HostContext | None = None) -> int:
     args = metadata_parser().parse_args(argv)
     try:
         ctx = ctx or context()
-        ctx.check_stack(args.stack)
-        path = init_file(ctx.lab_dir, args.resource)
+        qualifier = ctx.check_stack(args.stack)
+        path = init_file(ctx.lab_dir, qualifier + args.resource)
         init = json.loads(path.read_text()) if path.exists() else None
         metadata = {} if init is None else {INIT_KEY: init}
         print(json.dumps(select(metadata, args.key), indent=2))
