@@ -106,6 +106,10 @@ class LabApp(app_manager.OSKenApp):
 
     # ---- desired state ----------------------------------------------------------------
     def desired_flows(self, dpid: int) -> list[Any]:
+        if all(s.dpid != dpid for s in self.plan.switches):
+            # A bridge the plan no longer has (a stack that brought it was rolled back or
+            # deleted; the bridge stays until the lab goes): nothing passes it.
+            return []
         return (
             self.forwarding.flows_for(dpid)
             + self.nlb.flows_for(dpid)

@@ -12,7 +12,10 @@ Runs in the node's namespace (one per GWLB node host):
 - the node's health checker (testbed.lb.health_checker) checks the appliances in its AZ;
   appliance states come from the holder every POLL_S;
 - counters: a status file (JSON, every second) in the host's folder, and on 127.0.0.1:
-  GET /status, GET /flows[?end=IP[:PORT]&max_age_s=S&limit=N].
+  GET /status, GET /flows[?end=IP[:PORT]&max_age_s=S&limit=N];
+- the plan file is looked at every PLAN_S: endpoints that come or go (a spoke stack added to
+  or deleted from the lab, issue 14: AWS's distributed design) are served from then on, the
+  packet socket's filter following them; flows of an endpoint that went stay until idle.
 
     python -m testbed.gwlb.node --host GWLB-1a --lb GWLB --az us-east-1a --ip 10.0.4.5 \
         --plan /run/elb-testbed/L/plan.json --holder /run/elb-testbed/L/holder.sock
@@ -30,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,7 @@ BATCH = 256  # packets taken from one socket before looking at the other
 POLL_S = 0.5  # appliance states from the holder
 STATUS_S = 1.0
 EXPIRE_S = 1.0
+PLAN_S = 0.1  # how often the plan file's modification time is looked at
 MAX_EVENTS = 200
 ETH_IPV4 = b"\x08\x00"
 OPT_ENDPOINT = b"\x01\x08\x01\x02"  # class 0x0108, type 1, 2 words
@@ -156,8 +160,18 @@ def target_states(rows: list[TargetDescription], tg: str | None) -> list[TargetS
 class Node:
     """The data path of one GWLB node and its counters."""
 
-    def __init__(self, host: str, ip: str, az: str, iface: str, config: NodeConfig) -> None:
+    def __init__(
+        self,
+        host: str,
+        ip: str,
+        az: str,
+        iface: str,
+        config: NodeConfig,
+        plan: Path | None = None,
+    ) -> None:
         self.host, self.ip, self.az, self.iface, self.config = host, ip, az, iface, config
+        self.plan = plan  # the lab's plan file, looked at for endpoints that come and go
+        self.plan_seen = _mtime(plan)
         lb = config.lb
         self.steering = Steering(
             on_unhealthy=config.on_unhealthy,
@@ -310,6 +324,29 @@ class Node:
             ]
             self.steering.events.clear()
 
+    def reload_endpoints(self) -> bool:
+        """The endpoints of the plan file as it is now, if it changed (in the data path's
+        thread): served from now on, the packet socket's filter set to their MACs. True when
+        they changed."""
+        seen = _mtime(self.plan)
+        if self.plan is None or seen == self.plan_seen:
+            return False
+        self.plan_seen = seen
+        try:
+            config = node_config(json.loads(self.plan.read_text()), self.host, self.config.lb.name)
+        except (OSError, ValueError, KeyError, StopIteration) as exc:  # being replaced, or gone
+            print(f"node: plan not read again: {exc}", file=sys.stderr, flush=True)
+            return False
+        if config.endpoints == self.config.endpoints:
+            return False
+        self.config = replace(self.config, endpoints=config.endpoints)
+        self.by_mac = {e.mac: e for e in config.endpoints if e.served}
+        self.by_id = {e.id: e for e in config.endpoints}
+        rawsock.attach_filter(self.raw, rawsock.mac_filter(list(self.by_mac)))
+        served = ", ".join(f"{e.name} ({e.ip})" for e in config.endpoints if e.served) or "none"
+        print(f"{time.strftime('%H:%M:%S')} endpoints now {served}", flush=True)
+        return True
+
     def run(self) -> None:
         """The data path loop, until stopping is set."""
         poller = select.epoll()
@@ -317,6 +354,7 @@ class Node:
         poller.register(raw_fd, select.EPOLLIN)
         poller.register(udp_fd, select.EPOLLIN)
         next_expire = time.monotonic() + EXPIRE_S
+        next_plan = time.monotonic() + PLAN_S
         while not self.stopping:
             events = poller.poll(0.1)
             now = time.monotonic()
@@ -330,6 +368,9 @@ class Node:
             if now >= next_expire:
                 self.steering.expire(now)
                 next_expire = now + EXPIRE_S
+            if now >= next_plan:
+                self.reload_endpoints()
+                next_plan = now + PLAN_S
         poller.close()
 
     # ---- views -------------------------------------------------------------------------
@@ -450,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-health-checks", action="store_true")
     a = ap.parse_args(argv)
     config = node_config(json.loads(Path(a.plan).read_text()), a.host, a.lb)
-    node = Node(a.host, a.ip, a.az, a.iface, config)
+    node = Node(a.host, a.ip, a.az, a.iface, config, plan=Path(a.plan))
     node.open()
     threading.Thread(
         target=poll_targets, args=(node, a.holder), daemon=True, name="targets"
@@ -492,6 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         node.close()
     return 0
+
+
+def _mtime(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

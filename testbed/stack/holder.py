@@ -58,9 +58,10 @@ from testbed.model.changeset_diff import StackTemplate, compute_change_set
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
 from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
-from testbed.plan.network import NetworkPlan, build_plan
+from testbed.plan.network import LinkPlan, NetworkPlan, SwitchPlan, build_plan
 from testbed.plan.update_hosts import rebase_hosts, replace_also, running_addresses
 from testbed.rpc import RpcServer
+from testbed.stack import live_switches
 from testbed.stack.lab_stacks_ops import StackOps, live_resources
 from testbed.stack.stacks import LabStacks, StackRecord
 from testbed.stack.supervisor import ControllerSupervisor
@@ -384,7 +385,15 @@ class Holder:
             publish=self.publish_plan,
             launcher=self._stack_launcher,
             save=self._save_stacks,
+            add_switches=self._add_switches,
         )
+
+    def _add_switches(self, bridges: list[tuple[SwitchPlan, LinkPlan]]) -> None:
+        """New bridges an added stack needs, programmed (testbed.stack.live_switches)."""
+        builder = self.builder
+        if builder is None or builder.network is None:
+            raise LabError("stacks are added once the lab's network exists")
+        live_switches.add_switches(builder.network, str(self.lab_dir / CONTROLLER_SOCK), bridges)
 
     def _stack_launcher(self) -> InstanceLauncher:
         """The one launcher of added stacks' hosts (it remembers them for their delete)."""

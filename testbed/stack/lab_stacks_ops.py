@@ -22,7 +22,8 @@ from testbed.lab.builder import STACK_TYPE
 from testbed.lab.events import Event, EventLog
 from testbed.model import StackModel, load_model
 from testbed.plan import merge
-from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
+from testbed.stack import live_switches
 from testbed.stack.stack_signals import StackSignals
 from testbed.stack.stacks import LabStacks, StackRecord, qualifier_of
 from testbed.waiting import wait_for
@@ -61,10 +62,14 @@ class StackOps:
         launcher: Callable[[], HostLauncher],
         save: Callable[[], None],
         has_lb_service: bool = False,
+        add_switches: Callable[[list[tuple[SwitchPlan, LinkPlan]]], None] | None = None,
     ) -> None:
         self.lab, self.region, self.stacks, self.events = lab, region, stacks, events
         self.get_plan, self.publish, self.launcher, self.save = get_plan, publish, launcher, save
         self.has_lb_service = has_lb_service
+        # Makes new bridges in the running lab and waits until they are programmed
+        # (testbed.stack.live_switches); None: a stack that needs one is refused "not yet".
+        self.add_switches = add_switches
 
     # ---- create -----------------------------------------------------------------------------
     def create(self, name: str, template: str, params: dict[str, str]) -> StackRecord:
@@ -85,13 +90,12 @@ class StackOps:
         )
         self._refuse_not_yet(model, name)
         merged = merge.add_stack(plan, model, self.lab, plan.zone_base, qualifier)
-        old_switches = {s.name for s in plan.switches}
-        new_switches = [s.name for s in merged.switches if s.name not in old_switches]
-        if new_switches:
+        bridges = live_switches.new_switches(plan, merged)
+        if bridges and self.add_switches is None:
             raise BadInput(
-                f"not yet: stack {name} needs a new Availability Zone bridge "
-                f"({', '.join(new_switches)}); a stack added to a running lab must use the "
-                "AZs the lab already has (issue 14)",
+                f"not yet: stack {name} needs a new bridge "
+                f"({', '.join(sw.name for sw, _ in bridges)}); a stack added to this lab must "
+                "use the AZs and internet segment the lab already has (issue 14)",
                 hint=f"testbed status {self.lab} lists the lab's switches and their AZs",
             )
         changed = [
@@ -128,6 +132,8 @@ class StackOps:
             # addresses); then the launcher publishes the hosts with their ports' flows.
             base = replace(merged, hosts=tuple(h for h in merged.hosts if h.name in old_names))
             self.publish(base)
+            if bridges and self.add_switches is not None:
+                self.add_switches(bridges)  # known to the controller: published above
             launcher = self.launcher()
             waiter = signals.waiter(
                 lambda lid, status, reason: self.events.emit(

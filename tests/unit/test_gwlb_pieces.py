@@ -374,3 +374,34 @@ def test_gateway_node_role_command(tmp_path):
     assert cmd[cmd.index("--plan") + 1] == str(tmp_path / "plan.json")
     assert cmd[cmd.index("--holder") + 1] == str(tmp_path / "holder.sock")
     assert spec.ready_ports == (launch.GWLB_NODE_ADMIN_PORT,)
+
+
+def test_node_takes_endpoints_that_come_with_a_new_plan(tmp_path, monkeypatch):
+    """A spoke stack added to the lab (issue 14): its endpoints reach the running node through
+    the plan file; the packet socket's filter follows them."""
+    plan = {"load_balancers": [lb_dict()], "endpoints": []}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    node = Node("GWLB-1a", "10.0.4.5", "us-east-1a", "eth0", node_config(plan, "GWLB-1a", "GWLB"))
+    node.plan, node.plan_seen = path, None
+    filters: list[list] = []
+    monkeypatch.setattr(rawsock, "attach_filter", lambda sock, prog: filters.append(prog))
+    node.raw = object()
+    assert node.reload_endpoints() is False  # the same endpoints (none)
+    plan["endpoints"] = [
+        {
+            "name": "spoke.EndpointA",
+            "gwlb": "GWLB",
+            "ip": "10.0.0.4",
+            "mac": "02:01:0a:00:00:04",  # address space 1: the spoke overlaps the appliances
+            "node_host": "GWLB-1a",
+        }
+    ]
+    path.write_text(json.dumps(plan))
+    node.plan_seen = None  # (a second write within the file system's time resolution)
+    assert node.reload_endpoints() is True
+    (ep,) = node.config.endpoints
+    assert ep.served
+    assert list(node.by_mac) == [bytes.fromhex("02010a000004")]
+    assert filters == [rawsock.mac_filter([bytes.fromhex("02010a000004")])]
+    assert node.reload_endpoints() is False  # not changed since
