@@ -261,11 +261,6 @@ def test_bad_imports(tmp_path):
         assert not any(e.stack for e in lab.events())  # no event of any added stack
 
 
-@pytest.mark.skip(
-    reason="passes on a real lab with the live AZ bridges of testbed/stack/live_switches.py "
-    "(in progress, not committed yet); without them create_stack(signals.yaml) is refused "
-    "'not yet: stack bad needs a new bridge (L-az2, L-az3)'"
-)
 def test_failed_create_into():
     """A stack whose instance signals failure rolls back to nothing; the lab's other stack is
     untouched: state, flows, hosts, and it still serves.
