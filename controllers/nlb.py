@@ -166,6 +166,12 @@ class NlbLogic:
         self._hosts_by_ip = {
             (self._vpc_of(h.subnet), ip): h for h in self._ports for ip in (h.ip, *h.extra_ips)
         }
+        if hasattr(self, "selectors"):
+            # A node or listener added by a template update gets the next ids; the others
+            # keep theirs (flows of established connections carry them).
+            for key in self._number_selectors():
+                if key not in self.selectors:
+                    self.selectors[key] = max(self.selectors.values(), default=0) + 1
 
     def _vpc_of(self, subnet: str | None) -> str | None:
         """The VPC of a subnet when VPCs share addresses (else None: addresses are unique)."""

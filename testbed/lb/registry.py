@@ -109,7 +109,10 @@ class TargetRegistry:
                     self._add(group, t, "registered with the stack (update)")
                 done.append(f"{tg.name}: now used by {lb.name}")
             else:
+                zones_before = {n.az for n in group.lb.nodes}
                 group.lb, group.tg = lb, tg
+                if {n.az for n in lb.nodes} != zones_before:
+                    done += self._rezone(group)
         for key in [k for k in self.groups if k not in wanted]:
             group = self.groups.pop(key)
             for target_key, health in group.targets.items():
@@ -227,6 +230,23 @@ class TargetRegistry:
                     self._event(group, key, DRAINING, "", "deregistration delay ended")
                     removed.append((group.lb.name, group.tg.name, health.target))
         return removed
+
+    def _rezone(self, group: _Group) -> list[str]:
+        """The load balancer's AZs changed (a subnet added or removed by an update): targets
+        in a newly enabled AZ leave `unused` for their initial checks; targets in an AZ it
+        left become `unused` (Target.NotInUse), as AWS reports them."""
+        enabled = {n.az for n in group.lb.nodes}
+        done = []
+        for health in group.targets.values():
+            inside = health.target.az in enabled or health.target.az == "all"
+            if health.state == UNUSED and inside:
+                state = INITIAL if group.tg.health.enabled else HEALTHY
+                self._set(group, health, state, *REASONS.get(state, ("", "")), "AZ enabled")
+                done.append(f"{group.tg.name}: {health.target.key} in use ({health.target.az})")
+            elif health.state not in (UNUSED, DRAINING) and not inside:
+                self._set(group, health, UNUSED, *REASONS[UNUSED], "AZ no longer enabled")
+                done.append(f"{group.tg.name}: {health.target.key} unused ({health.target.az})")
+        return done
 
     def _set(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from testbed.errors import BadInput, TemplateErrors
+from testbed.model.addressing import KeptAddresses
 from testbed.model.build import build_model
 from testbed.model.lab_view import LabView
 from testbed.model.types import StackModel
@@ -29,7 +30,7 @@ def load_model_text(
     region: str = "us-east-1",
     qualifier: str = "",
     lab: LabView | None = None,
-    keep_addresses: Mapping[str, str] | None = None,
+    keep_addresses: KeptAddresses | None = None,
 ) -> StackModel:
     """Build the stack model from template text; `filename` is used in error messages
     (qualifier, lab: build_model's; "" and None for a lab's first stack)."""
@@ -65,7 +66,7 @@ def load_model(
     region: str = "us-east-1",
     qualifier: str = "",
     lab: LabView | None = None,
-    keep_addresses: Mapping[str, str] | None = None,
+    keep_addresses: KeptAddresses | None = None,
 ) -> StackModel:
     """Read a template file (YAML or JSON) and build its stack model."""
     try:

@@ -9,6 +9,7 @@ an automatic address never steals an explicit one that is declared later.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed.errors import BadInput
@@ -34,6 +35,15 @@ def reserved_reason(cidr: IPv4Network, ip: IPv4Address) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class KeptAddresses:
+    """What a running stack's resources hold (owner = logical id, or a load balancer node's
+    name -> address): a template update keeps them (testbed.plan.update_hosts)."""
+
+    private: Mapping[str, str] = field(default_factory=dict)
+    public: Mapping[str, str] = field(default_factory=dict)
+
+
 class Pool:
     """The addresses of one network handed out to owners (logical ids)."""
 
@@ -44,6 +54,14 @@ class Pool:
         self.last = last
         self.owners: dict[IPv4Address, str] = {}
         self.set_aside: dict[IPv4Address, str] = {}  # literal addresses declared in the template
+        # owner -> the address it has in the running lab (a template update keeps it)
+        self.kept: dict[str, IPv4Address] = {}
+
+    def keep(self, owner: str, ip: IPv4Address) -> None:
+        """`owner` has `ip` in the running lab: allocate() gives it back to it, nobody else."""
+        if ip in self.network:
+            self.kept[owner] = ip
+            self.set_aside_for(ip, owner)
 
     def set_aside_for(self, ip: IPv4Address, owner: str) -> None:
         """Keep `ip` away from automatic allocation because `owner` asks for it literally."""
@@ -62,6 +80,10 @@ class Pool:
 
     def allocate(self, owner: str, *, highest: bool = False) -> IPv4Address:
         """The lowest (or highest) free address for `owner`; BadInput when the pool is used up."""
+        kept = self.kept.get(owner)
+        if kept is not None and kept not in self.owners and self.set_aside.get(kept) == owner:
+            self.owners[kept] = owner
+            return kept
         base = int(self.network.network_address)
         offsets = range(self.first, self.last + 1)
         for offset in reversed(offsets) if highest else offsets:
@@ -86,14 +108,15 @@ class AddressBook:
         self,
         taken_public: Iterable[IPv4Address] = (),
         taken_internet: Iterable[IPv4Address] = (),
-        kept: Mapping[str, str] | None = None,
+        kept: KeptAddresses | None = None,
     ) -> None:
         """taken_public, taken_internet: public addresses and internet clients' addresses the
         lab's other stacks use (never handed out here: one internet segment per lab).
         kept: owner -> the private address it has in the running lab (a template update):
         an owner without a literal address keeps it, and no other owner gets it, so an
         instance added in the middle of a template does not shift the others' addresses."""
-        self.kept = {owner: IPv4Address(ip) for owner, ip in (kept or {}).items()}
+        kept = kept or KeptAddresses()
+        self.kept = {owner: IPv4Address(ip) for owner, ip in kept.private.items()}
         self.subnets: dict[str, Pool] = {}
         self.internet = Pool(
             "the internet segment", INTERNET_CIDR, FIRST_AUTOMATIC, INTERNET_CIDR.num_addresses - 2
@@ -105,6 +128,8 @@ class AddressBook:
             self.public.owners[ip] = "another stack of the lab"
         for ip in taken_internet:
             self.internet.owners[ip] = "another stack of the lab"
+        for owner, address in kept.public.items():
+            self.public.keep(owner, IPv4Address(address))
         self._pending: list[tuple[str, IPv4Address, str]] = []
 
     def add_subnet(self, subnet_id: str, cidr: IPv4Network) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
 from testbed.model import lab_defaults, parameter_values, routing, signals
-from testbed.model.addressing import AddressBook
+from testbed.model.addressing import AddressBook, KeptAddresses
 from testbed.model.declarations import (
     Declaration,
     ResourceDeclaration,
@@ -658,7 +658,7 @@ def build_model(
     region: str = "us-east-1",
     lab: LabView | None = None,
     qualifier: str = "",
-    keep_addresses: Mapping[str, str] | None = None,
+    keep_addresses: KeptAddresses | None = None,
 ) -> StackModel:
     """Check and build the stack model of a parsed template; BadInput/TemplateErrors if wrong.
 

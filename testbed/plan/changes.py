@@ -24,7 +24,9 @@ from testbed.plan.balancers import PROXY_TYPES
 from testbed.plan.network import NetworkPlan
 
 # Parts of an ALB's plan that a running lab can change (HAProxy reload, runtime API).
-ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s")
+# `nodes`: a subnet added to or removed from the load balancer (testbed.stack.update_apply
+# launches or removes the node's host).
+ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s", "nodes")
 ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
 # A CLB's: the same, its CrossZone, and what its listeners do behind their port.
 CLASSIC_LIVE_FIELDS = (*ALB_LIVE_FIELDS, "cross_zone")
@@ -41,7 +43,7 @@ CLASSIC_LIVE_LISTENER_FIELDS = (
 )
 # An NLB's target groups (targets, health checks, attributes): the registry and the
 # controller take them live (no node process to reload).
-NLB_LIVE_FIELDS = ("target_groups",)
+NLB_LIVE_FIELDS = ("target_groups", "nodes")
 MAX_SHOWN = 15
 # Live changes of security groups and ACL entries start with these (see security_changes).
 SECURITY_PREFIXES = ("security_groups.", "network_acls.", "memberships.", "acl_of_subnet.")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from testbed.errors import BadInput
+from testbed.model.addressing import KeptAddresses
 from testbed.plan.merge import Allocations
 from testbed.plan.network import HostPlan, InterfacePlan, NetworkPlan
 
@@ -43,6 +44,18 @@ class HostDiff:
     @property
     def changes(self) -> bool:
         return bool(self.added or self.removed or self.replaced)
+
+
+# Load balancers whose nodes come and go with their subnets while the lab runs.
+LIVE_NODE_TYPES = ("application", "network", "classic")
+
+
+def _live_node(plan: NetworkPlan, host: str) -> bool:
+    """Is `host` a node of a load balancer that takes a subnet added or removed live?"""
+    return any(
+        lb.type in LIVE_NODE_TYPES and any(n.host == host for n in lb.nodes)
+        for lb in plan.load_balancers
+    )
 
 
 def _bare_interface(i: InterfacePlan) -> InterfacePlan:
@@ -134,7 +147,10 @@ def rebase_hosts(running: NetworkPlan, new: NetworkPlan) -> HostDiff:
                 hosts.append(regrouped)
                 diff.regrouped.append(h.name)
                 continue
-        if h.kind not in UPDATABLE_KINDS or (old is not None and old.kind not in UPDATABLE_KINDS):
+        node_added = old is None and h.kind == "lb-node" and _live_node(new, h.name)
+        if not node_added and (
+            h.kind not in UPDATABLE_KINDS or (old is not None and old.kind not in UPDATABLE_KINDS)
+        ):
             what = "added" if old is None else "changed"
             diff.refused.append(f"hosts.{h.name}: a {h.kind} {what}")
             hosts.append(old or h)
@@ -158,7 +174,9 @@ def rebase_hosts(running: NetworkPlan, new: NetworkPlan) -> HostDiff:
     for old in running.hosts:
         if old.name in new_names:
             continue
-        if old.kind not in UPDATABLE_KINDS:
+        if old.kind not in UPDATABLE_KINDS and not (
+            old.kind == "lb-node" and _live_node(running, old.name)
+        ):
             diff.refused.append(f"hosts.{old.name}: a {old.kind} removed")
             hosts.append(old)
         else:
@@ -191,18 +209,22 @@ def replace_also(diff: HostDiff, names: list[str]) -> None:
             diff.regrouped.remove(name)
 
 
-def running_addresses(plan: NetworkPlan, qualifier: str = "") -> dict[str, str]:
-    """Owner (logical id) -> private address of what a stack runs: its hosts, load balancer
-    nodes and endpoints (testbed.model.addressing keeps them through an update)."""
-    out: dict[str, str] = {}
-    owned = [(h.name, h.ip) for h in plan.hosts if h.asg is None]
-    owned += [(n.host, n.ip) for lb in plan.load_balancers for n in lb.nodes]
-    owned += [(e.name, e.ip) for e in plan.endpoints]
-    for name, ip in owned:
+def running_addresses(plan: NetworkPlan, qualifier: str = "") -> KeptAddresses:
+    """What a stack runs holds, by owner (logical id, or a load balancer node's name):
+    private and public addresses of its hosts, load balancer nodes and endpoints
+    (testbed.model.addressing keeps them through an update)."""
+    private: dict[str, str] = {}
+    public: dict[str, str] = {}
+    owned = [(h.name, h.ip, h.public_ip) for h in plan.hosts if h.asg is None]
+    owned += [(n.host, n.ip, n.public_ip) for lb in plan.load_balancers for n in lb.nodes]
+    owned += [(e.name, e.ip, None) for e in plan.endpoints]
+    for name, ip, public_ip in owned:
         if qualifier and not name.startswith(qualifier):
             continue
-        out[name[len(qualifier) :]] = ip
-    return out
+        private[name[len(qualifier) :]] = ip
+        if public_ip:
+            public[name[len(qualifier) :]] = public_ip
+    return KeptAddresses(private, public)
 
 
 def refuse(diff: HostDiff) -> None:

@@ -660,6 +660,7 @@ class Holder:
             self.lb_service,
             self.publish_plan,
             self.current_plan,
+            stage=self._stage_plan,
         )
         try:
             with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
@@ -684,6 +685,11 @@ class Holder:
             self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(changes)} change(s) applied live"
         )
         return UpdateReply(ok=True, changes=changes, done=done)
+
+    def _stage_plan(self, plan: NetworkPlan) -> None:
+        """The lab's plan in memory, published by the next launch (an update's new node)."""
+        if self.builder is not None:
+            self.builder.plan = plan
 
     def _change_set(
         self, template: str, text: str | None, params: dict[str, Any], region: str

@@ -116,8 +116,11 @@ class UpdateEngine:
         publish: Callable[[NetworkPlan], None],
         get_plan: Callable[[], NetworkPlan],
         stack_key: str = "",
+        stage: Callable[[NetworkPlan], None] | None = None,
     ) -> None:
         self.lab, self.events = lab, events
+        # Makes a plan the lab's without publishing it (the next launch publishes it).
+        self.stage = stage
         self.launcher, self.balancers = launcher, balancers
         self.publish, self.get_plan = publish, get_plan
         self.stack_key = stack_key
@@ -202,12 +205,17 @@ class UpdateEngine:
             launcher.terminate_many([old.name])
             progress.gone.append(old)
             self.done.append(f"{old.name}: old instance drained and removed")
+        if new.kind == "lb-node" and self.stage is not None:
+            # A subnet added to a load balancer: the node's program reads its load balancer
+            # from the plan file its launch publishes.
+            self.stage(replace(self.get_plan(), load_balancers=work.new.load_balancers))
         self._launch(new, progress.launched)
         if self.balancers is not None:
             keys = self.balancers.register_template_targets(name, work.new)
             if keys:
                 self.done.append(f"{name}: registered {', '.join(keys)}")
-        self.done.append(f"{name}: {'replaced' if old else 'launched'}")
+        what = "node launched" if new.kind == "lb-node" else "replaced" if old else "launched"
+        self.done.append(f"{name}: {what}")
 
     def _launch(self, host: HostPlan, launched: list[str] | None = None) -> None:
         """Launch `host` (noted in `launched` as soon as it exists) and wait until its role

@@ -195,3 +195,122 @@ def test_add_replace_remove_and_roll_back(tmp_path):
         assert lab.state["state"] == "UPDATE_ROLLBACK_COMPLETE"
         assert (hosts_by_name(lab), lab_flows(lab), registered(lab)) == snapshot
         assert "Broken" not in {h.name for h in lab.hosts}
+
+
+# ---- a load balancer gains and loses an Availability Zone ----------------------------------
+LB_PARAMS = """  ThreeAzs:
+    Type: String
+    Default: "false"
+    AllowedValues: ["true", "false"]
+    Description: Whether the load balancers use the third AZ's public subnet.
+
+Conditions:
+  UseThree: !Equals [!Ref ThreeAzs, "true"]
+
+Mappings:"""
+LB_RESOURCES = """
+  Alb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Type: application
+      SecurityGroups: [!Ref InstanceSecurityGroup]
+      Subnets: !If [UseThree, [!Ref PublicSubnetA, !Ref PublicSubnetB, !Ref PublicSubnetC],
+                    [!Ref PublicSubnetA, !Ref PublicSubnetB]]
+  Nlb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Type: network
+      Subnets: !If [UseThree, [!Ref PublicSubnetA, !Ref PublicSubnetB, !Ref PublicSubnetC],
+                    [!Ref PublicSubnetA, !Ref PublicSubnetB]]
+  AlbTargets:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Protocol: HTTP
+      Port: 80
+      VpcId: !Ref VPC
+      HealthCheckIntervalSeconds: 5
+      HealthCheckTimeoutSeconds: 4
+      HealthyThresholdCount: 2
+      TargetGroupAttributes: [{Key: deregistration_delay.timeout_seconds, Value: "2"}]
+      Targets: [{Id: !Ref WebPrivateA}, {Id: !Ref WebPrivateB}, {Id: !Ref WebPrivateC}]
+  NlbTargets:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Protocol: TCP
+      Port: 80
+      VpcId: !Ref VPC
+      HealthCheckIntervalSeconds: 5
+      HealthCheckTimeoutSeconds: 4
+      HealthyThresholdCount: 2
+      TargetGroupAttributes: [{Key: deregistration_delay.timeout_seconds, Value: "2"}]
+      Targets: [{Id: !Ref WebPrivateA}, {Id: !Ref WebPrivateB}, {Id: !Ref WebPrivateC}]
+  AlbListener:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Alb
+      Protocol: HTTP
+      Port: 80
+      DefaultActions: [{Type: forward, TargetGroupArn: !Ref AlbTargets}]
+  NlbListener:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Nlb
+      Protocol: TCP
+      Port: 80
+      DefaultActions: [{Type: forward, TargetGroupArn: !Ref NlbTargets}]
+
+Outputs:"""
+
+
+def lb_template() -> str:
+    """templates/three-az.yaml with an ALB and an NLB over two of its AZs, or all three
+    (parameter ThreeAzs), each forwarding to the three private web instances."""
+    text = (TEMPLATES / "three-az.yaml").read_text()
+    assert text.count("\nMappings:") == 1
+    assert text.count("\nOutputs:") == 1
+    text = text.replace("\nMappings:", "\n" + LB_PARAMS, 1)
+    return text.replace("\nOutputs:", LB_RESOURCES, 1)
+
+
+def node_ips(lab: Lab, lb: str) -> dict[str, str]:
+    """{AZ: public address} of a load balancer's nodes."""
+    nodes = next(x for x in lab.state["load_balancers"] if x["name"] == lb)["nodes"]
+    return {n["az"]: n["public_ip"] for n in nodes}
+
+
+def answers(lab: Lab, ip: str) -> str | None:
+    proc = lab.host("Client1").run(["curl", "-s", "-m", "3", f"http://{ip}/"], timeout=10)
+    if proc.returncode != 0 or not proc.stdout.startswith("{"):
+        return None
+    return json.loads(proc.stdout)["instance"]
+
+
+def test_a_load_balancer_gains_and_loses_an_az(tmp_path):
+    path = write(tmp_path, "lbs.yaml", lb_template())
+    with Lab.up(path, {"ThreeAzs": "false"}) as lab:
+        assert len(node_ips(lab, "Alb")) == len(node_ips(lab, "Nlb")) == 2
+        lab.wait_healthy("AlbTargets", targets=["WebPrivateA", "WebPrivateB"], timeout=60)
+        assert lab.target_state("AlbTargets", "WebPrivateC") == "unused"
+        assert lab.target_state("NlbTargets", "WebPrivateC") == "unused"
+
+        t0 = lab.events()[-1].time
+        reply = lab.update(path, {"ThreeAzs": "true"})
+        assert any("node launched" in d for d in reply["done"]), reply
+        assert statuses(lab.events(), "Alb", t0) == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"]
+        alb, nlb = node_ips(lab, "Alb"), node_ips(lab, "Nlb")
+        assert len(alb) == len(nlb) == 3
+        new_az = next(az for az in alb if az.endswith("c"))
+        # The third AZ's target leaves `unused` and turns healthy; the new nodes serve.
+        lab.wait_healthy("AlbTargets", timeout=60)
+        lab.wait_healthy("NlbTargets", timeout=60)
+        assert answers(lab, alb[new_az]) is not None
+        assert answers(lab, nlb[new_az]) is not None
+
+        t1 = lab.events()[-1].time
+        lab.update(path, {"ThreeAzs": "false"})
+        assert len(node_ips(lab, "Alb")) == 2
+        assert lab.target_state("AlbTargets", "WebPrivateC") == "unused"
+        assert answers(lab, alb[new_az]) is None  # its node is gone
+        stack = statuses(lab.events(), lab.name, t1)
+        assert stack[-1] == "UPDATE_COMPLETE"
+        assert not {h.name for h in lab.hosts} - {h["name"] for h in lab.state["hosts"]}
