@@ -569,6 +569,9 @@ class Holder:
             )
         if self.state.get("limitations"):
             model = _without_tc(model, self.caps)
+        refusal = self.stacks.update_refusal(self.name, model.exports)
+        if refusal is not None:
+            raise BadInput(refusal, hint=f"testbed stacks {self.name} lists who imports what")
         running = self.builder.plan
         # Instances Auto Scaling launched are not the template's: compare without them, then
         # carry them into the new plan.

@@ -162,6 +162,16 @@ class LabStacks:
             return f"Export {export} cannot be deleted as it is in use by {users[0]}"
         return None
 
+    def update_refusal(self, stack: str, exports: Mapping[str, Any]) -> str | None:
+        """Why `stack` cannot take a template whose exports are `exports`, in AWS's words:
+        an export another stack imports may neither go nor change value (None: it can)."""
+        if stack not in self._records:
+            return None
+        for export, users in self.importers(stack).items():
+            if export not in exports or exports[export] != self.get(stack).exports.get(export):
+                return f"Export {export} cannot be updated as it is in use by {users[0]}"
+        return None
+
     def view(
         self, excluding: str | None = None, vpc_spaces: Mapping[str, int] | None = None
     ) -> LabView:

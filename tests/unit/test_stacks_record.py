@@ -63,6 +63,23 @@ def test_refusal_text_order_and_importers():
         stacks.get("x")
 
 
+def test_an_imported_export_may_not_change_or_go_in_an_update():
+    stacks = lab_stacks()
+    exports = dict(stacks.get("net").exports)
+    assert stacks.update_refusal("net", {}) is None  # nobody imports yet
+    stacks.add(importer(stacks))
+    assert stacks.update_refusal("net", exports) is None  # the same values
+    changed = dict(exports, **{"net-PublicSubnet": "subnet-other"})
+    assert stacks.update_refusal("net", changed) == (
+        "Export net-PublicSubnet cannot be updated as it is in use by app"
+    )
+    gone = {k: v for k, v in exports.items() if k != "net-WebSecurityGroup"}
+    assert stacks.update_refusal("net", gone) == (
+        "Export net-WebSecurityGroup cannot be updated as it is in use by app"
+    )
+    assert stacks.update_refusal("nobody", {}) is None
+
+
 def test_persisted_as_testbed_stacks_reads_it():
     stacks = lab_stacks()
     stacks.add(importer(stacks))
