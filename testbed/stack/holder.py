@@ -53,6 +53,7 @@ from testbed.messages import (
     UpdateRequest,
 )
 from testbed.model import StackModel, load_model, load_model_text
+from testbed.model.autoscaling_types import AutoScalingGroup
 from testbed.model.changeset import MODIFY, ChangeSet, ResourceChange, template_digest
 from testbed.model.changeset_diff import StackTemplate, compute_change_set
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
@@ -597,7 +598,8 @@ class Holder:
         for host in kept:
             plan = with_host(plan, host)
         diff.plan = plan
-        scaling = autoscaling_changes(self.builder.model, model)
+        capacity = capacity_changes(self.builder.model, model)
+        scaling = [c for c in autoscaling_changes(self.builder.model, model) if c not in capacity]
         if scaling:
             # The groups run from the model they started with: say so rather than ignore it.
             raise BadInput(
@@ -621,6 +623,7 @@ class Holder:
         host_changes = [f"hosts.{h.name}: added" for h in diff.added]
         host_changes += [f"hosts.{n.name}: replaced" for _, n in diff.replaced]
         host_changes += [f"hosts.{h.name}: removed" for h in diff.removed]
+        live += [f"auto_scaling_groups.{lid}: {text}" for lid, (_, text) in capacity.items()]
         changes = host_changes + live
         change_set = self._change_set(template, template_text, params, region)
         if change_set is None:
@@ -668,6 +671,7 @@ class Holder:
         try:
             with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
                 done = engine.run(work)
+            done += self._apply_capacity(capacity)
         except UpdateFailed as exc:
             state = "UPDATE_ROLLBACK_COMPLETE" if exc.rolled_back else "UPDATE_ROLLBACK_FAILED"
             self.save(state=state, reason=str(exc), hosts=host_listing(self.builder.plan))
@@ -688,6 +692,29 @@ class Holder:
             self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(changes)} change(s) applied live"
         )
         return UpdateReply(ok=True, changes=changes, done=done)
+
+    def _apply_capacity(self, capacity: dict[str, tuple[AutoScalingGroup, str]]) -> list[str]:
+        """Min, max and desired capacity of groups, as update-auto-scaling-group sets them
+        (the group launches or terminates toward its new desired capacity on its own)."""
+        done = []
+        for lid, (group, text) in capacity.items():
+            if self.autoscaling is None:
+                break
+            reply = self.autoscaling.handle(
+                {
+                    "op": "asg_set_capacity",
+                    "group": lid,
+                    # No DesiredCapacity in the template (it follows MinSize): the group's
+                    # current one stays, clamped into the new bounds, as AWS does.
+                    "desired": None if group.desired == group.min_size else group.desired,
+                    "min": group.min_size,
+                    "max": group.max_size,
+                }
+            )
+            if not reply.get("ok"):
+                raise TestbedError(f"{lid}: {reply.get('error')}")
+            done.append(f"{lid}: {text}")
+        return done
 
     def _stage_plan(self, plan: NetworkPlan) -> None:
         """The lab's plan in memory, published by the next launch (an update's new node)."""
@@ -775,6 +802,29 @@ def autoscaling_changes(old: StackModel, new: StackModel) -> list[str]:
             if _plain(before.get(lid)) != _plain(after.get(lid)):
                 changed.append(lid)
     return changed
+
+
+CAPACITY_FIELDS = ("min_size", "max_size", "desired")
+
+
+def capacity_changes(old: StackModel, new: StackModel) -> dict[str, tuple[AutoScalingGroup, str]]:
+    """Auto Scaling groups whose update changes only MinSize, MaxSize or DesiredCapacity:
+    logical id -> (the new group, what changes), applied live as update-auto-scaling-group."""
+    out = {}
+    for lid, after in new.auto_scaling_groups.items():
+        before = old.auto_scaling_groups.get(lid)
+        if before is None or _plain(before) == _plain(after):
+            continue
+        same = replace(after, **{f: getattr(before, f) for f in CAPACITY_FIELDS})
+        if _plain(same) != _plain(before):
+            continue
+        text = ", ".join(
+            f"{f} {getattr(before, f)} -> {getattr(after, f)}"
+            for f in CAPACITY_FIELDS
+            if getattr(before, f) != getattr(after, f)
+        )
+        out[lid] = (after, text)
+    return out
 
 
 def _template_text(path: str) -> str | None:

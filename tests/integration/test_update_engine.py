@@ -314,3 +314,18 @@ def test_a_load_balancer_gains_and_loses_an_az(tmp_path):
         stack = statuses(lab.events(), lab.name, t1)
         assert stack[-1] == "UPDATE_COMPLETE"
         assert not {h.name for h in lab.hosts} - {h["name"] for h in lab.state["hosts"]}
+
+
+# ---- an Auto Scaling group's capacity -------------------------------------------------------
+def test_a_groups_capacity_changes_live():
+    """DesiredCapacity 2 -> 3 in the template: applied as update-auto-scaling-group (the
+    group launches the third instance itself); a policy's change is still refused."""
+    path = str(TEMPLATES / "autoscaling.yaml")
+    with Lab.up(path, {"DesiredCapacity": "2"}) as lab:
+        lab.wait_asg("WebGroup", 2)
+        reply = lab.update(path, {"DesiredCapacity": "3"})
+        assert reply["changes"] == ["auto_scaling_groups.WebGroup: desired 2 -> 3"]
+        group = lab.wait_asg("WebGroup", 3)
+        assert group["DesiredCapacity"] == 3
+        with pytest.raises(BadInput, match="Auto Scaling"):
+            lab.update(path, {"DesiredCapacity": "3", "TargetRequests": "50"})

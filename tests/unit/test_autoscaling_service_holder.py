@@ -78,3 +78,17 @@ def test_an_update_that_changes_auto_scaling_is_named():
     assert holder_module.autoscaling_changes(base, bigger) == ["WebGroup"]
     faster = load_model(path, {"TargetRequests": "50"}, stack_name="sunit")
     assert holder_module.autoscaling_changes(base, faster) == ["RequestsPerTarget"]
+
+
+def test_a_capacity_only_change_is_live_and_the_rest_is_not():
+    path = str(TEMPLATES / "autoscaling.yaml")
+    base = load_model(path, stack_name="sunit")
+    bigger = load_model(path, {"DesiredCapacity": "3"}, stack_name="sunit")
+    live = holder_module.capacity_changes(base, bigger)
+    assert list(live) == ["WebGroup"]
+    group, text = live["WebGroup"]
+    assert group.desired == 3
+    assert text == f"desired {base.auto_scaling_groups['WebGroup'].desired} -> 3"
+    faster = load_model(path, {"TargetRequests": "50"}, stack_name="sunit")
+    assert holder_module.capacity_changes(base, faster) == {}  # a policy: not a capacity
+    assert holder_module.capacity_changes(base, base) == {}
