@@ -1,0 +1,248 @@
+"""Stack updates on live traffic (issue 14): an update AWS performs without interruption fails
+no request of a load running through it, and a failing update is rolled back to a lab
+identical to the one before, without failing a request either.
+
+The lab is the update experiment's stack (testbed.experiments._update_stack: an ALB and an
+NLB in front of http-backend instances). Client1 loads the ALB, Client2 the NLB, with a
+bounded open-loop load (RATE requests/s for at most LOAD_S seconds each) started before the
+update and still running after it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed import naming
+from testbed.alb.config import node_files
+from testbed.analysis import error_kind, failed
+from testbed.errors import LabError
+from testbed.experiments import _update_stack as stack
+from testbed.experiments._nlb import node_addresses
+from testbed.lab import system
+from testbed.lab.api import Lab
+from testbed.traffic import run_load
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a real lab)"),
+]
+
+RATE = 20.0  # requests per second through each load balancer
+TIMEOUT_S = 3.0
+STACK_TYPE = "AWS::CloudFormation::Stack"
+# Counters and ages change between two dumps of the same flow.
+VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?")
+# state.json keys every update stamps, whatever it does
+STAMPED = ("updated", "state", "reason")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    path = tmp_path_factory.mktemp("update") / "stack.yaml"
+    path.write_text(stack.dump(stack.base_template()))
+    with Lab.up(str(path)) as lab:
+        for lb, targets in stack.SERVING_AT_START.items():
+            lab.wait_healthy(GROUP[lb], targets, timeout=120, lb=lb)
+        yield lab
+
+
+GROUP = {stack.ALB: stack.ALB_GROUP, stack.NLB: stack.NLB_GROUP}
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def running_template(lab: Lab) -> dict[str, Any]:
+    """The template the lab runs now (the last update's, or the one it was created from)."""
+    return yaml.safe_load(lab.state["template_text"])
+
+
+def write(tmp_path: Path, name: str, template: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(stack.dump(template))
+    return str(path)
+
+
+def alb_log_has(lab: Lab, text: str) -> bool:
+    """Whether an access log of the ALB's nodes has a line with `text`."""
+    entry = next(x for x in lab.state["load_balancers"] if x["name"] == stack.ALB)
+    for node in entry["nodes"]:
+        log = node_files(lab.dir, node["host"]).access_log
+        if log.exists() and text in log.read_text():
+            return True
+    return False
+
+
+def under_load(lab: Lab, seconds: float, action: Callable[[], Any]) -> dict[str, Any]:
+    """Run `action` while both load balancers carry a load of at most `seconds` s; the
+    action's result (or the exception it raised), when it ran and each load's rows."""
+    loads: dict[str, Any] = {}
+
+    def load(lb: str) -> None:
+        nodes = node_addresses(lab, lb)
+        url = f"http://{nodes[min(nodes)]}{stack.LOAD_PATH}"
+        try:
+            loads[lb] = run_load(
+                lab,
+                stack.CLIENTS[lb],
+                url,
+                requests=int(RATE * seconds) + 1,
+                rate=RATE,
+                duration=seconds,
+                concurrency=80,
+                timeout=TIMEOUT_S,
+            )
+        except Exception as exc:  # raised in the test's thread below
+            loads[lb] = exc
+
+    marker = stack.LOAD_PATH
+    started = time.time()
+    workers = [threading.Thread(target=load, args=(lb,)) for lb in GROUP]
+    for w in workers:
+        w.start()
+    out: dict[str, Any] = {}
+    try:
+        # The ALB's load is running once a node has logged one of its requests.
+        lab.wait_for(
+            lambda: alb_log_has(lab, marker) and time.time() > started + 1.0,
+            20,
+            "the ALB's first logged request",
+        )
+        out["start"] = time.time()
+        try:
+            out["result"] = action()
+        except Exception as exc:
+            out["result"] = exc
+        out["end"] = time.time()
+    finally:
+        for w in workers:
+            w.join()
+    for lb in GROUP:
+        if isinstance(loads[lb], BaseException):
+            raise loads[lb]
+    out["loads"] = loads
+    return out
+
+
+def assert_no_failed_request(run: dict[str, Any]) -> None:
+    """Both loads ran through the whole update, and not one request failed."""
+    for lb, rows in run["loads"].items():
+        assert len(rows), lb
+        # The load was there before the update and still there after it.
+        assert rows["start"].min() < run["start"], (lb, "started after the update")
+        assert rows["start"].max() > run["end"], (lb, "ended before the update did")
+        bad = rows[failed(rows)]
+        assert bad.empty, (lb, error_kind(bad).value_counts().to_dict(), bad.head(5))
+
+
+def lab_flows(lab: Lab) -> dict[str, list[str]]:
+    """Every OpenFlow flow and group of the lab's bridges, without counters."""
+    out = {}
+    for br in system.run(["ovs-vsctl", "list-br"]).stdout.split():
+        if not br.startswith(naming.prefix(lab.name)):
+            continue
+        for what in ("dump-flows", "dump-groups"):
+            text = system.run(["ovs-ofctl", "-O", "OpenFlow13", what, br]).stdout
+            out[f"{br} {what}"] = sorted(
+                VOLATILE.sub("", line).strip() for line in text.splitlines()[1:]
+            )
+    return out
+
+
+def registered(lab: Lab) -> list[tuple[str, str, str, str]]:
+    """(load balancer, group, target id, port) of every registered target (not its health,
+    which moves on its own)."""
+    return sorted(
+        (t["LoadBalancer"], t["TargetGroup"], t["Target"]["Id"], str(t["Target"].get("Port")))
+        for t in lab.targets()
+    )
+
+
+def snapshot(lab: Lab) -> dict[str, Any]:
+    """What a rolled-back update must leave as it was: state.json without what every update
+    stamps, the flows without counters, the registered targets, the hosts' processes."""
+    return {
+        "state": {k: v for k, v in lab.state.items() if k not in STAMPED},
+        "flows": lab_flows(lab),
+        "targets": registered(lab),
+    }
+
+
+def stack_statuses(lab: Lab, since: float) -> list[str]:
+    return [e.status for e in lab.events() if e.resource_type == STACK_TYPE and e.time >= since]
+
+
+# ---- updates that AWS performs without interruption -----------------------------------------
+
+
+def test_alb_update_under_load_fails_no_request(lab, tmp_path):
+    """One update adds two targets, a listener rule, a health-check change and a security
+    group rule; the loads through the ALB and the NLB lose nothing."""
+    template = running_template(lab)
+    for name in ("alb_targets", "alb_rule", "alb_health", "sg_rule"):
+        template = stack.BY_NAME[name].apply(template)
+    path = write(tmp_path, "alb-update.yaml", template)
+
+    run = under_load(lab, 25.0, lambda: lab.update(path))
+
+    if isinstance(run["result"], Exception):
+        raise run["result"]
+    assert run["result"]["changes"]
+    assert lab.state["state"] == "UPDATE_COMPLETE"
+    assert_no_failed_request(run)
+    # What the update was to do, it did.
+    states = lab.target_states(stack.ALB_GROUP, lb=stack.ALB)
+    assert set(states) == set(stack.FIRST_TARGETS) | set(stack.ADDED_TARGETS), states
+    plan = lab.plan
+    alb = next(x for x in plan.load_balancers if x.name == stack.ALB)
+    assert [r.name for lst in alb.listeners for r in lst.rules] == ["ApiRule"]
+    assert alb.target_group(stack.ALB_GROUP).health.interval_s == 10
+    rules = plan.security_group(stack.INSTANCE_GROUP).ingress
+    assert any(r.from_port == 8443 == r.to_port for r in rules), rules
+    # The new targets take requests once healthy (3 checks 10 s apart now).
+    lab.wait_healthy(stack.ALB_GROUP, stack.ADDED_TARGETS, timeout=60, lb=stack.ALB)
+    rows = run_load(
+        lab, "Client1", f"http://{min(node_addresses(lab, stack.ALB).values())}/", requests=40
+    )
+    assert set(stack.ADDED_TARGETS) <= set(rows["backend"]), rows["backend"].value_counts()
+
+
+# ---- a failing update ------------------------------------------------------------------------
+
+
+def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path):
+    """An added firewall instance whose nft rule has a typo (its role never starts):
+    CREATE_FAILED, UPDATE_ROLLBACK_COMPLETE, the lab exactly as before, no request lost."""
+    template = stack.BY_NAME["failing"].apply(running_template(lab))
+    path = write(tmp_path, "failing.yaml", template)
+    before = snapshot(lab)
+    since = time.time()
+
+    run = under_load(lab, 60.0, lambda: lab.update(path))
+
+    assert isinstance(run["result"], LabError), run["result"]
+    assert "rolled back" in str(run["result"])
+    assert lab.state["state"] == "UPDATE_ROLLBACK_COMPLETE"
+    statuses = stack_statuses(lab, since)
+    assert statuses[0] == "UPDATE_IN_PROGRESS"
+    assert "UPDATE_ROLLBACK_IN_PROGRESS" in statuses
+    assert statuses[-1] == "UPDATE_ROLLBACK_COMPLETE"
+    failed_resources = [
+        e.logical_id
+        for e in lab.events()
+        if e.time >= since and e.status in ("CREATE_FAILED", "UPDATE_FAILED")
+    ]
+    assert stack.FAILING in failed_resources
+    assert stack.FAILING not in {h.name for h in lab.hosts}
+    assert_no_failed_request(run)
+    after = snapshot(lab)
+    assert after["targets"] == before["targets"]
+    assert after["state"] == before["state"]
+    assert after["flows"] == before["flows"]
