@@ -320,6 +320,10 @@ def test_peering():
         assert ping(lab, "b.Web", a_ip)
         # The server sees the peer's private address: no NAT on a peering connection.
         assert curl(lab, "b.Web", f"http://{a_ip}/")["client"]["ip"] == b_ip
+        # b's VPC has its AmazonProvidedDNS (10.1.0.2) on the lab's running resolver.
+        for host, name, ip in (("b.Web", "web.lab", a_ip), ("Web", "b.web.lab", b_ip)):
+            found = lab.host(host).run(["getent", "hosts", name], timeout=10)
+            assert found.stdout.split()[:2] == [ip, name], (host, found.stdout, found.stderr)
 
         # Same CIDR as A, nothing routes to it: b's 10.0.x.y is A's, never this one's.
         twin = lab.create_stack(PEER_A, {}, name="twin")

@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def start(ctx: ServiceContext, host: HostPlan) -> None:
 def refresh(ctx: ServiceContext) -> bool:
     """The resolver's records again from ctx.plan (instances launched or terminated while the
     lab runs): its hosts file rewritten and dnsmasq told to read it (SIGHUP). False when the
-    lab has no running resolver."""
+    lab has no running resolver. When the plan gives the resolver other addresses (a VPC of a
+    stack added to the lab, or deleted from it: issue 14), its netns gets them and dnsmasq,
+    which listens on each address, starts again."""
     dns = next((h for h in ctx.plan.hosts if h.kind == "dns"), None)
     if dns is None:
         return False
@@ -151,6 +154,18 @@ def refresh(ctx: ServiceContext) -> bool:
     ]
     if not running:
         return False
+    if _set_addresses(ctx, dns):
+        for r in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(r.pid, signal.SIGTERM)
+        wait_for(
+            lambda: not any(is_alive(r) for r in running),
+            READY_TIMEOUT,
+            f"the old dnsmasq of {dns.name} to end",
+            interval=0.02,
+        )
+        _start_resolver(ctx, dns)
+        return True
     hosts_file = host_dir(ctx.lab, dns.name) / "hosts"
     text = "".join(f"{ip} {name}\n" for ip, name in records(ctx.plan))
     # Written whole, then renamed: dnsmasq never reads half a file.
@@ -160,6 +175,36 @@ def refresh(ctx: ServiceContext) -> bool:
     for r in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(r.pid, signal.SIGHUP)
+    return True
+
+
+def _set_addresses(ctx: ServiceContext, dns: HostPlan) -> bool:
+    """The resolver's netns with exactly the plan's addresses on eth0; True if it changed."""
+    wanted = {dns.ip, *dns.extra_ips}
+    shown = subprocess.run(
+        netns_argv(ctx.lab, dns.name, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    have = {line.split()[3].split("/")[0] for line in shown.splitlines() if " inet " in line}
+    if have == wanted:
+        return False
+    batch = "".join(f"addr add {ip}/32 dev eth0\n" for ip in sorted(wanted - have))
+    batch += "".join(f"addr del {ip}/32 dev eth0\n" for ip in sorted(have - wanted))
+    subprocess.run(
+        netns_argv(ctx.lab, dns.name, ["ip", "-batch", "-"]),
+        input=batch,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ctx.events.emit(
+        dns.name,
+        "Lab::Dns",
+        "DNS_ADDRESSES",
+        f"now on {', '.join((dns.ip, *dns.extra_ips))}",
+    )
     return True
 
 
