@@ -135,6 +135,13 @@ class StackOps:
             if bridges and self.add_switches is not None:
                 self.add_switches(bridges)  # known to the controller: published above
             launcher = self.launcher()
+            # The resolver of a new address space (the lab's, LabDNS-1, ...: a VPC that
+            # overlaps the lab's has its base + 2 there), before the hosts that use it.
+            resolvers = [h for h in new_hosts if h.kind == "dns"]
+            for h, result in zip(resolvers, launcher.launch_many(resolvers), strict=True):
+                if isinstance(result, Exception):
+                    raise result
+                launched.append(h.name)
             waiter = signals.waiter(
                 lambda lid, status, reason: self.events.emit(
                     lid, model.resource_types.get(lid, ""), status, reason, stack=key
@@ -251,6 +258,16 @@ class StackOps:
             if launcher is not None and host in hosts:
                 launcher.terminate_many([host])
             self.events.emit(lid, rtype, "DELETE_COMPLETE", stack=key)
+        # A resolver of an address space no VPC is in any more goes (one the lab launched).
+        kept = {h.name for h in merge.remove_stack(self.get_plan(), rec.qualifier).hosts}
+        names: list[str] = getattr(self.launcher() if hosts else None, "names", list)()
+        stale = [
+            h.name
+            for h in self.get_plan().hosts
+            if h.kind == "dns" and h.name not in kept and h.name in names
+        ]
+        if stale:
+            self.launcher().terminate_many(stale)
         self.publish(merge.remove_stack(self.get_plan(), rec.qualifier))
         self._signals(rec).remove()
         rec.status = "DELETE_COMPLETE"

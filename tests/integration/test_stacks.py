@@ -371,6 +371,16 @@ def test_overlapping_vpcs():
         public = other["outputs"]["WebPublicIp"]
         assert served_by(lab, "Client1", f"http://{public}/") == "other.Web"
         assert served_by(lab, "other.Client1", f"http://{public}/") == "other.Web"
+        # Each VPC's 10.0.0.2 is its address space's resolver (LabDNS, LabDNS-1).
+        for host in ("Web", "other.Web"):
+            found = lab.host(host).run(["getent", "hosts", "other.web.lab"], timeout=10)
+            assert found.stdout.split()[:2] == [ip, "other.web.lab"], (host, found.stderr)
+        # The resolver of the second address space goes with the last VPC in it.
+        lab.delete_stack("other")
+        assert {h.name for h in lab.hosts} >= {"LabDNS", "Web"}
+        assert "LabDNS-1" not in {h.name for h in lab.hosts}
+        found = lab.host("Web").run(["getent", "hosts", "web.lab"], timeout=10)
+        assert found.stdout.split()[:2] == [ip, "web.lab"]
 
 
 # ---- AWS's distributed GWLB architecture ------------------------------------------------

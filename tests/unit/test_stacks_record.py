@@ -143,7 +143,8 @@ def test_create_then_refused_then_delete(holder):
     first = plans[0]
     rec = ops.create("app", EXPORT, {})
     assert rec.status == "CREATE_COMPLETE"
-    assert launcher.launched == ["app.Web", "app.Client1"]
+    # Its VPC overlaps net's: the resolver of address space 1 first, then its hosts.
+    assert launcher.launched == ["LabDNS-1", "app.Web", "app.Client1"]
     assert launcher.hosts["app.Client1"].ip == "198.51.100.11"  # the segment's next
     assert launcher.hosts["app.Web"].vpc == "app.VPC"
     # Every host of the first stack keeps its port and MAC.

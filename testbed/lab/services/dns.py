@@ -28,6 +28,7 @@ from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.procs import is_alive
 from testbed.lab.programs import bound_udp_ports
 from testbed.lab.services import ServiceContext
+from testbed.plan.merge import resolver_name
 from testbed.plan.network import HostPlan, NetworkPlan
 from testbed.waiting import WaitTimeout, wait_for
 
@@ -106,11 +107,16 @@ def _vpc_names(ip: str, public_ip: str | None) -> list[tuple[str, str]]:
 
 
 def resolver_for(plan: NetworkPlan, host: HostPlan) -> str | None:
-    """The resolver address a host uses: its VPC's base + 2, or the internet's .2."""
-    dns = next((h for h in plan.hosts if h.kind == "dns"), None)
-    if dns is None:
+    """The resolver address a host uses: its VPC's base + 2, or the internet's .2 (on the
+    resolver of its VPC's address space, when VPCs of the lab share addresses)."""
+    resolvers = [h for h in plan.hosts if h.kind == "dns"]
+    if not resolvers:
         return None
-    for ip in (dns.ip, *dns.extra_ips):
+    vpc_of = next((v for v in plan.vpcs if v.name == host.vpc), None)
+    space = vpc_of.space if vpc_of is not None else 0
+    mine = [h for h in resolvers if h.name == resolver_name(space)] or resolvers
+    ips = [ip for dns in mine for ip in (dns.ip, *dns.extra_ips)]
+    for ip in ips:
         if host.kind == "client" and IPv4Address(ip) in IPv4Network(plan.internet_cidr):
             return ip
         if host.vpc is not None:
@@ -139,14 +145,19 @@ def start(ctx: ServiceContext, host: HostPlan) -> None:
 
 
 def refresh(ctx: ServiceContext) -> bool:
-    """The resolver's records again from ctx.plan (instances launched or terminated while the
-    lab runs): its hosts file rewritten and dnsmasq told to read it (SIGHUP). False when the
-    lab has no running resolver. When the plan gives the resolver other addresses (a VPC of a
-    stack added to the lab, or deleted from it: issue 14), its netns gets them and dnsmasq,
-    which listens on each address, starts again."""
-    dns = next((h for h in ctx.plan.hosts if h.kind == "dns"), None)
-    if dns is None:
-        return False
+    """The resolvers' records again from ctx.plan (instances launched or terminated while the
+    lab runs): their hosts files rewritten and dnsmasq told to read them (SIGHUP). False when
+    the lab has no running resolver. When the plan gives a resolver other addresses (a VPC of
+    a stack added to the lab, or deleted from it: issue 14), its netns gets them and dnsmasq,
+    which listens on each address, starts again. (A lab whose VPCs share addresses has a
+    resolver per address space: LabDNS, LabDNS-1, ...)"""
+    done = False
+    for dns in [h for h in ctx.plan.hosts if h.kind == "dns"]:
+        done = _refresh_one(ctx, dns) or done
+    return done
+
+
+def _refresh_one(ctx: ServiceContext, dns: HostPlan) -> bool:
     running = [
         r
         for r in ctx.journal.records()
