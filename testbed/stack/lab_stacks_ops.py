@@ -126,6 +126,7 @@ class StackOps:
         launched: list[str] = []
         signals = self._signals(rec)
         current: tuple[str, str] | None = None  # the resource being created
+        begun: list[tuple[str, str]] = []  # every resource whose creation began
         try:
             signals.prepare()
             # Everything but the new hosts first (VPCs, subnets, groups, routes, resolver
@@ -154,6 +155,7 @@ class StackOps:
                 rtype = model.resource_types.get(lid, "")
                 self.events.emit(lid, rtype, "CREATE_IN_PROGRESS", stack=key)
                 current = (lid, rtype)
+                begun.append(current)
                 host = by_name.get(qualifier + lid)
                 if host is not None:
                     result = launcher.launch_many([host])[0]
@@ -179,7 +181,7 @@ class StackOps:
             if current is not None:
                 self.events.emit(*current, "CREATE_FAILED", reason, stack=key)
             signals.remove()
-            self._roll_back(rec, plan, launched, reason)
+            self._roll_back(rec, plan, launched, reason, begun)
             raise LabError(f"stack {name} was rolled back: {reason}") from exc
         rec.status = "CREATE_COMPLETE"
         rec.outputs = dict(model.outputs)
@@ -203,12 +205,23 @@ class StackOps:
             )
 
     def _roll_back(
-        self, rec: StackRecord, plan: NetworkPlan, launched: list[str], reason: str
+        self,
+        rec: StackRecord,
+        plan: NetworkPlan,
+        launched: list[str],
+        reason: str,
+        begun: list[tuple[str, str]],
     ) -> None:
+        """Remove what the create made. As AWS reports a rollback: each resource whose
+        creation began (the failed one too) gets DELETE_IN_PROGRESS, newest first; they go
+        together (hosts terminated, the lab's plan published again), then each gets
+        DELETE_COMPLETE in the same order."""
         key = rec.event_key
         self.events.emit(rec.name, STACK_TYPE, "ROLLBACK_IN_PROGRESS", reason, stack=key)
         rec.status, rec.reason = "ROLLBACK_IN_PROGRESS", reason
         self.save()
+        for lid, rtype in reversed(begun):
+            self.events.emit(lid, rtype, "DELETE_IN_PROGRESS", stack=key)
         try:
             if launched:
                 self.launcher().terminate_many(launched)
@@ -216,6 +229,9 @@ class StackOps:
             rec.status = "ROLLBACK_COMPLETE"
         except Exception as exc:
             rec.status, rec.reason = "ROLLBACK_FAILED", f"{type(exc).__name__}: {exc}"
+        done = "DELETE_COMPLETE" if rec.status == "ROLLBACK_COMPLETE" else "DELETE_FAILED"
+        for lid, rtype in reversed(begun):
+            self.events.emit(lid, rtype, done, stack=key)
         self.events.emit(rec.name, STACK_TYPE, rec.status, stack=key)
         self.save()
 

@@ -10,21 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from testbed.errors import BadInput
+from testbed.errors import BadInput, LabError
 from testbed.lab.builder import STACK_TYPE
 from testbed.lab.events import Event, EventLog, read_events
 from testbed.lab.hosttools import cfn_signal
 from testbed.lab.hosttools.context import HostContext, ToolError
 from testbed.lab.signals import (
+    Signal,
     SignalFailure,
     init_file,
+    read_expected,
     read_signals,
     resource_key,
     write_expected,
+    write_signal,
 )
 from testbed.model import load_model
 from testbed.model.types import ResourceSignalPolicy
 from testbed.paths import TEMPLATES
+from testbed.plan.network import build_plan
 from testbed.stack.lab_stacks_ops import StackOps, live_resources
 from testbed.stack.stack_signals import StackSignals
 from testbed.stack.stacks import LabStacks, StackRecord
@@ -124,3 +128,69 @@ def test_an_added_stacks_signals_and_metadata_are_its_own(tmp_path):
     assert not init_file(tmp_path, "bad.Web").exists()
     assert init_file(tmp_path, "Web").exists()
     assert [s.success for s in read_signals(tmp_path, resource_key("Web"))] == [True]
+
+
+class Launcher:
+    """Launches nothing; remembers what it was asked (the holder's InstanceLauncher)."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.terminated: list[str] = []
+
+    def launch_many(self, hosts):
+        self.launched += [h.name for h in hosts]
+        return list(hosts)
+
+    def terminate_many(self, names):
+        self.terminated += names
+
+    def role_ready(self, name):
+        return True
+
+
+def test_a_failure_signal_rolls_an_added_stack_back_and_its_delete_is_the_stacks_only(tmp_path):
+    stacks = LabStacks()
+    model = load_model(EXPORT, {}, stack_name="net")
+    stacks.add(StackRecord("net", "", EXPORT, {}, model, "CREATE_COMPLETE", created=0.0))
+    write_expected(tmp_path, "net", {})
+    plans = [build_plan(model, "net", zone_base=100)]
+    launcher = Launcher()
+    ops = StackOps(
+        "net",
+        "us-east-1",
+        stacks,
+        EventLog(tmp_path),
+        get_plan=lambda: plans[-1],
+        publish=plans.append,
+        launcher=lambda: launcher,
+        save=lambda: None,
+        add_switches=lambda bridges: None,  # its default VPC's AZs: bridges the lab lacks
+    )
+    # What the instance's UserData sends (cfn-signal -e 1 --stack bad --resource Web).
+    write_signal(tmp_path, resource_key("bad.Web"), Signal("bad.Web", False, "setup failed"))
+    with pytest.raises(LabError, match=r"stack bad was rolled back: .*failure signal"):
+        ops.create("bad", SIGNALS, {"Outcome": "failure"})
+    assert (launcher.launched, launcher.terminated) == (["bad.Web"], ["bad.Web"])
+    assert plans[-1] == plans[0]
+    assert stacks.get("bad").status == "ROLLBACK_COMPLETE"
+    events = [(e.logical_id, e.status) for e in read_events(tmp_path) if e.stack == "bad"]
+    assert ("Web", "CREATE_FAILED") in events
+    assert ("Web", "CREATE_COMPLETE") not in events
+    # As AWS reports a rollback: what was begun is deleted, newest first.
+    rollback = events[events.index(("bad", "ROLLBACK_IN_PROGRESS")) :]
+    begun = [lid for lid, status in events if status == "CREATE_IN_PROGRESS" and lid != "bad"]
+    begun = list(dict.fromkeys(begun))  # Web has two (created, then waiting for its signal)
+    assert rollback == [
+        ("bad", "ROLLBACK_IN_PROGRESS"),
+        *[(lid, "DELETE_IN_PROGRESS") for lid in reversed(begun)],
+        *[(lid, "DELETE_COMPLETE") for lid in reversed(begun)],
+        ("bad", "ROLLBACK_COMPLETE"),
+    ]
+    assert begun[-1] == "Internet1"  # created after Web, before the wait for its signal
+    assert "bad" not in (read_expected(tmp_path) or {}).get("stacks", {})
+    assert read_signals(tmp_path, resource_key("bad.Web")) == []
+    # Its resources went with the rollback: the delete reports the stack's own events only.
+    ops.delete("bad")
+    deleted = [(e.logical_id, e.status) for e in read_events(tmp_path) if e.stack == "bad"]
+    assert deleted[len(events) :] == [("bad", "DELETE_IN_PROGRESS"), ("bad", "DELETE_COMPLETE")]
+    assert (stacks.names(), launcher.terminated) == (["net"], ["bad.Web"])
