@@ -144,6 +144,7 @@ class UpdateRequest(TypedDict):
     # changed since) and the digest of what the lab ran when the plan was made.
     template_text: NotRequired[str]
     base_digest: NotRequired[str]
+    stack: NotRequired[str]  # a stack of the lab other than its first (`--stack S`)
 
 
 class UpdateReply(Reply):

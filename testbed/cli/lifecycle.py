@@ -146,6 +146,11 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="apply a plan saved by testbed plan --out (its template and parameters)",
     )
+    p.add_argument(
+        "--stack",
+        metavar="S",
+        help="update a stack added with testbed up --into (default: the lab's first stack)",
+    )
 
     p = subcommand(
         sub,
@@ -351,7 +356,9 @@ def cmd_update(args: Any) -> int:
             hint=f"testbed update {args.name} NEW.yaml",
         )
     try:
-        reply = update_lab(args.name, args.template, params_dict(args.params), plan=plan)
+        reply = update_lab(
+            args.name, args.template, params_dict(args.params), plan=plan, stack=args.stack
+        )
     finally:
         for ev in read_events(naming.lab_dir(args.name)):
             if ev.time >= started and ev.resource_type != "Lab::TargetHealth":

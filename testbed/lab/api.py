@@ -222,6 +222,7 @@ def update_lab(
     params: dict[str, Any] | None = None,
     timeout: float = 900.0,
     plan: dict[str, Any] | None = None,
+    stack: str | None = None,
 ) -> UpdateReply:
     """Apply a new template to a running lab (`testbed update`), resource by resource
     (testbed.stack.update_apply): instances added, removed or replaced, load balancer rules,
@@ -230,14 +231,20 @@ def update_lab(
 
     plan: a saved plan (`testbed plan --out`): its template text and parameters are applied,
     refused (BadInput) when the lab changed since the plan was made.
+    stack: another stack of the lab than its first (`testbed update LAB T --stack S`).
     Returns the holder's reply: `changes` (what differs) and `done` (what was applied)."""
     naming.validate_lab_name(name)
     lab_dir = naming.lab_dir(name)
     state = read_state(lab_dir)
     if not holder_alive(state):
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+    if stack is not None:
+        naming.validate_stack_name(stack)
+    extra: dict[str, str] = {"stack": stack} if stack else {}
     if plan is not None:
-        check_plan_base(plan, lab=name, current_digest=running_template(name).digest)
+        stack = stack or plan.get("Stack") or None
+        extra = {"stack": stack} if stack else {}
+        check_plan_base(plan, lab=name, current_digest=running_template(name, stack).digest)
         text = str(plan.get("TemplateBody") or "")
         path = str(plan.get("Template") or "plan")
         params = {k: str(v) for k, v in (plan.get("TemplateParameters") or {}).items()}
@@ -248,14 +255,21 @@ def update_lab(
             params=params,
             template_text=text,
             base_digest=str(plan["BaseDigest"]),
+            **extra,  # type: ignore[typeddict-item]
         )
         return ask_holder(name, request, UpdateReply, timeout)
     if template is None:
         raise BadInput("testbed update needs a template or --plan FILE")
     params = {k: str(v) for k, v in (params or {}).items()}
     # Template errors exit 2 with file:line before the lab is asked anything.
-    load_model(template, params, stack_name=name)
-    request = UpdateRequest(op="update", template=str(Path(template).resolve()), params=params)
+    if not stack:  # an added stack's imports resolve in the holder only (its errors too)
+        load_model(template, params, stack_name=name)
+    request = UpdateRequest(
+        op="update",
+        template=str(Path(template).resolve()),
+        params=params,
+        **extra,  # type: ignore[typeddict-item]
+    )
     return ask_holder(name, request, UpdateReply, timeout)
 
 
@@ -856,9 +870,11 @@ class Lab:
     def down(self) -> TeardownReport | None:
         return stop_lab(self.name)
 
-    def update(self, template: str, params: dict[str, Any] | None = None) -> UpdateReply:
-        """Apply a new template to this running lab (see update_lab)."""
-        return update_lab(self.name, template, params)
+    def update(
+        self, template: str, params: dict[str, Any] | None = None, stack: str | None = None
+    ) -> UpdateReply:
+        """Apply a new template to this running lab, or to its stack `stack` (update_lab)."""
+        return update_lab(self.name, template, params, stack=stack)
 
     # ---- stacks (issue 14) --------------------------------------------------------------
     def create_stack(

@@ -16,7 +16,11 @@ from typing import Any
 from testbed import naming
 from testbed.errors import BadInput
 from testbed.lab.state import holder_alive, read_state
+from testbed.model import load_model_text
 from testbed.model.changeset import template_digest
+from testbed.model.lab_view import LabStackModel, LabView
+from testbed.naming import PLAN_FILE
+from testbed.plan.network import NetworkPlan
 
 
 @dataclass(frozen=True)
@@ -34,14 +38,32 @@ class RunningTemplate:
         return template_digest(self.text, self.params)
 
 
-def running_template(name: str) -> RunningTemplate:
-    """The template of running lab `name`; BadInput if there is no such running lab."""
+def running_template(name: str, stack: str | None = None) -> RunningTemplate:
+    """The template of running lab `name` (of its stack `stack` when that is not the lab's
+    first); BadInput if there is no such running lab or stack."""
     naming.validate_lab_name(name)
     state = read_state(naming.lab_dir(name))
     if state is None:
         raise BadInput(f"no lab named {name!r}", hint="testbed status lists the labs")
     if not holder_alive(state):
         raise BadInput(f"lab {name!r} is not running", hint="testbed status lists the labs")
+    if stack and stack != name:
+        records = {r.get("name"): r for r in state.get("stacks") or []}
+        rec = records.get(stack)
+        if rec is None:
+            raise BadInput(
+                f"Stack with id {stack} does not exist",
+                hint=f"the stacks of lab {name}: {', '.join(map(str, records)) or name}",
+            )
+        text = rec.get("template_text")
+        if not isinstance(text, str):
+            raise BadInput(f"stack {stack} of lab {name} does not keep its template's text")
+        return RunningTemplate(
+            str(rec.get("template") or ""),
+            text,
+            dict(rec.get("params") or {}),
+            str(state.get("region") or "us-east-1"),
+        )
     path = str(state.get("template") or "")
     text = state.get("template_text")
     note = None
@@ -64,3 +86,31 @@ def running_template(name: str) -> RunningTemplate:
         str(state.get("region") or "us-east-1"),
         note,
     )
+
+
+def lab_view(name: str, excluding: str) -> LabView | None:
+    """The lab `name` as its stack `excluding` sees it (the other stacks' models rebuilt
+    from the templates they keep, in creation order), None when it has no other stack:
+    what `testbed plan --stack S` validates the new template in."""
+    state = read_state(naming.lab_dir(name)) or {}
+    records = [r for r in state.get("stacks") or [] if isinstance(r.get("template_text"), str)]
+    if len(records) < 2:
+        return None
+    plan = NetworkPlan.from_json((naming.lab_dir(name) / PLAN_FILE).read_text())
+    spaces = {v.name: v.space for v in plan.vpcs}
+    region = str(state.get("region") or "us-east-1")
+    built: list[LabStackModel] = []
+    for rec in records:
+        if rec.get("name") == excluding:
+            continue
+        model = load_model_text(
+            rec["template_text"],
+            filename=str(rec.get("template") or rec.get("name")),
+            params=dict(rec.get("params") or {}),
+            stack_name=str(rec["name"]),
+            region=region,
+            qualifier=str(rec.get("qualifier") or ""),
+            lab=LabView.of(built, vpc_spaces=spaces) if built else None,
+        )
+        built.append(LabStackModel(str(rec["name"]), str(rec.get("qualifier") or ""), model))
+    return LabView.of(built, vpc_spaces=spaces)

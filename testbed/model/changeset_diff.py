@@ -56,6 +56,7 @@ from testbed.model.changeset import (
     ChangeSet,
     ResourceChange,
 )
+from testbed.model.lab_view import LabView
 from testbed.template import transforms
 from testbed.template.conditions import ConditionTable
 from testbed.template.intrinsics import Scope, as_text, pseudo_parameters, resolve
@@ -358,14 +359,25 @@ def compute_change_set(
     stack_name: str = "default",
     region: str = "us-east-1",
     imports: Mapping[str, Any] | None = None,
+    lab: LabView | None = None,
+    qualifier: str = "",
 ) -> ChangeSet:
     """The change set of updating a stack built from `old` to `new`.
 
-    The new template is validated first (BadInput/TemplateErrors naming file and line);
-    changing a logical id's Type is refused, as AWS refuses it."""
+    The new template is validated first (BadInput/TemplateErrors naming file and line; in
+    the lab `lab` shows, as stack `qualifier`, for a stack added to a lab); changing a
+    logical id's Type is refused, as AWS refuses it."""
     imports = dict(imports or {})
+    if lab is not None:
+        imports = {**dict(lab.exports), **imports}
     load_model_text(
-        new.text, filename=new.filename, params=new.params, stack_name=stack_name, region=region
+        new.text,
+        filename=new.filename,
+        params=new.params,
+        stack_name=stack_name,
+        region=region,
+        qualifier=qualifier,
+        lab=lab,
     )
     old_side = _read(old, stack_name, region, imports)
     new_side = _read(new, stack_name, region, imports)

@@ -57,6 +57,7 @@ from testbed.model.autoscaling_types import AutoScalingGroup
 from testbed.model.changeset import MODIFY, ChangeSet, ResourceChange, template_digest
 from testbed.model.changeset_diff import StackTemplate, compute_change_set
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
+from testbed.plan import merge
 from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import LinkPlan, NetworkPlan, SwitchPlan, build_plan
@@ -529,48 +530,67 @@ class Holder:
         os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
 
     def update(self, request: UpdateRequest) -> UpdateReply:
-        """Apply a new template (and parameters) to the running lab: what changes live
-        (testbed.plan.changes, testbed.plan.update_hosts) through testbed.stack.update_apply,
-        resource by resource, rolled back on failure; BadInput naming every change a running
-        lab cannot take (nothing changed then)."""
+        """Apply a new template (and parameters) to one stack of the running lab (the lab's
+        first unless request["stack"] names another): what changes live (testbed.plan.changes,
+        testbed.plan.update_hosts) through testbed.stack.update_apply, resource by resource,
+        rolled back on failure; BadInput naming every change a running lab cannot take
+        (nothing changed then)."""
         if self.state["state"] not in RUNNING_STATES or self.builder is None:
             raise BadInput(
                 f"lab {self.name} is {self.state['state']}; it can be updated once it runs"
             )
+        stack = request.get("stack") or self.name
+        rec = self.stacks.get(stack) if stack in self.stacks else None
+        if rec is None and stack != self.name:
+            self.stacks.get(stack)  # BadInput: "Stack with id S does not exist"
+        first = rec is None or not rec.qualifier
+        qualifier = rec.qualifier if rec is not None else ""
+        old_model = self.builder.model if first or rec is None else rec.model
+        if first:
+            old_text = self.state.get("template_text")
+            old_params = self.state.get("params") or {}
+            old_path = str(self.state.get("template"))
+        else:
+            assert rec is not None
+            old_text, old_params, old_path = rec.template_text, rec.params, rec.template
         template = request["template"]
         params = request.get("params") or {}
         region = self.request.get("region") or "us-east-1"
         given_text = request.get("template_text")
         template_text = given_text if given_text is not None else _template_text(template)
         base = request.get("base_digest")
-        if base is not None:
-            running_digest = template_digest(
-                self.state.get("template_text") or "", self.state.get("params") or {}
+        if base is not None and base != template_digest(old_text or "", old_params):
+            raise BadInput(
+                f"stack {stack} of lab {self.name} changed since this plan was made (its "
+                "template or parameters differ)",
+                hint=f"make the plan again: testbed plan {self.name} TEMPLATE --out FILE",
             )
-            if base != running_digest:
-                raise BadInput(
-                    f"lab {self.name} changed since this plan was made (its template or "
-                    "parameters differ)",
-                    hint=f"make the plan again: testbed plan {self.name} TEMPLATE --out FILE",
-                )
+        several = len(self.stacks) > 1
+        view = (
+            self.stacks.view(
+                excluding=stack, vpc_spaces={v.name: v.space for v in self.builder.plan.vpcs}
+            )
+            if several
+            else None
+        )
         # Unchanged instances keep their addresses wherever the new template puts them.
-        kept_ips = running_addresses(self.builder.plan)
+        kept_ips = running_addresses(self.builder.plan, qualifier)
+        options: dict[str, Any] = {
+            "stack_name": stack,
+            "region": region,
+            "qualifier": qualifier,
+            "lab": view,
+            "keep_addresses": kept_ips,
+        }
         if given_text is not None:
-            model = load_model_text(
-                given_text,
-                filename=template,
-                params=params,
-                stack_name=self.name,
-                region=region,
-                keep_addresses=kept_ips,
-            )
+            model = load_model_text(given_text, filename=template, params=params, **options)
         else:
-            model = load_model(
-                template, params, stack_name=self.name, region=region, keep_addresses=kept_ips
-            )
+            model = load_model(template, params, **options)
         if self.state.get("limitations"):
             model = _without_tc(model, self.caps)
-        refusal = self.stacks.update_refusal(self.name, model.exports)
+        if not first:
+            self.stack_ops().refuse_not_yet(model, stack)
+        refusal = self.stacks.update_refusal(stack, model.exports)
         if refusal is not None:
             raise BadInput(refusal, hint=f"testbed stacks {self.name} lists who imports what")
         running = self.builder.plan
@@ -578,7 +598,14 @@ class Holder:
         # carry them into the new plan.
         kept = launched(running)
         old = replace(running, hosts=tuple(h for h in running.hosts if h.asg is None))
-        diff = rebase_hosts(old, build_plan(model, self.name, zone_base=old.zone_base))
+        if several:
+            # The others' parts stay as they run; this stack's are laid out again.
+            fresh = merge.add_stack(
+                merge.remove_stack(old, qualifier), model, self.name, old.zone_base, qualifier
+            )
+        else:
+            fresh = build_plan(model, self.name, zone_base=old.zone_base)
+        diff = rebase_hosts(old, fresh)
         plan = diff.plan
         # Host differences are the engine's (diff); compare the rest with the new hosts on
         # both sides, each kept host with its old security groups (a live change).
@@ -598,8 +625,8 @@ class Holder:
         for host in kept:
             plan = with_host(plan, host)
         diff.plan = plan
-        capacity = capacity_changes(self.builder.model, model)
-        scaling = [c for c in autoscaling_changes(self.builder.model, model) if c not in capacity]
+        capacity = capacity_changes(old_model, model)
+        scaling = [c for c in autoscaling_changes(old_model, model) if c not in capacity]
         if scaling:
             # The groups run from the model they started with: say so rather than ignore it.
             raise BadInput(
@@ -625,9 +652,19 @@ class Holder:
         host_changes += [f"hosts.{h.name}: removed" for h in diff.removed]
         live += [f"auto_scaling_groups.{lid}: {text}" for lid, (_, text) in capacity.items()]
         changes = host_changes + live
-        change_set = self._change_set(template, template_text, params, region)
+        change_set = None
+        if isinstance(old_text, str) and template_text is not None:
+            change_set = compute_change_set(
+                StackTemplate(old_text, old_path, old_params),
+                StackTemplate(template_text, template, params),
+                stack_name=stack,
+                region=region,
+                imports=self.stacks.exports(excluding=stack),
+                lab=view,
+                qualifier=qualifier,
+            )
         if change_set is None:
-            change_set = _fallback_change_set(self.name, live, plan)
+            change_set = _fallback_change_set(stack, live, plan)
         else:
             # What AWS replaces an instance for but the plan does not carry (ImageId, ...).
             replace_also(
@@ -644,10 +681,16 @@ class Holder:
                 if f"hosts.{n.name}: replaced" not in host_changes
             ]
             changes = host_changes + live
-        if not changes and not change_set.changes and outputs == self.state.get("outputs"):
+        old_outputs = self.state.get("outputs") if first or rec is None else rec.outputs
+        if not changes and not change_set.changes and outputs == old_outputs:
             return UpdateReply(ok=True, changes=[], done=[])
-        self.events.emit(self.name, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")
-        self.save(state="UPDATE_IN_PROGRESS")
+        key = rec.event_key if rec is not None else ""
+        self.events.emit(stack, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated", stack=key)
+        if first:
+            self.save(state="UPDATE_IN_PROGRESS")
+        if rec is not None:
+            rec.status = "UPDATE_IN_PROGRESS"
+            self._save_stacks()
         by_lb = sorted({c.split(".")[1] for c in live if c.startswith("load_balancers.")})
         network = bool(security_changes(live) or route_changes(live))
         work = UpdateWork(
@@ -658,6 +701,7 @@ class Holder:
             reload=reload,
             network_changes=network,
             change_set=change_set,
+            qualifier=qualifier,
         )
         engine = UpdateEngine(
             self.name,
@@ -666,30 +710,50 @@ class Holder:
             self.lb_service,
             self.publish_plan,
             self.current_plan,
+            stack_key=key,
             stage=self._stage_plan,
+            stack_name=stack,
         )
         try:
             with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
                 done = engine.run(work)
             done += self._apply_capacity(capacity)
         except UpdateFailed as exc:
-            state = "UPDATE_ROLLBACK_COMPLETE" if exc.rolled_back else "UPDATE_ROLLBACK_FAILED"
-            self.save(state=state, reason=str(exc), hosts=host_listing(self.builder.plan))
+            status = "UPDATE_ROLLBACK_COMPLETE" if exc.rolled_back else "UPDATE_ROLLBACK_FAILED"
+            if first:
+                self.save(state=status, reason=str(exc))
+            if rec is not None:
+                rec.status, rec.reason = status, str(exc)
+            self.save(hosts=host_listing(self.builder.plan), stacks=self.stacks.to_state())
             raise
+        if first:
+            self.save(
+                state="UPDATE_COMPLETE",
+                updated=time.time(),
+                template=template,
+                template_text=template_text,
+                params=params,
+                outputs=outputs,
+            )
+        if rec is not None:
+            names = {h.name for h in self.builder.plan.hosts}
+            gone = {h.name for h in diff.removed}
+            rec.hosts = tuple(
+                [n for n in rec.hosts if n not in gone]
+                + [h.name for h in diff.added if h.name in names and h.name not in rec.hosts]
+            )
+        self.stacks.updated(stack, template, template_text, params, outputs, model)
         self.save(
-            state="UPDATE_COMPLETE",
-            updated=time.time(),
-            template=template,
-            template_text=template_text,
-            params=params,
-            outputs=outputs,
             load_balancers=_load_balancers(self.builder.plan),
             hosts=host_listing(self.builder.plan),
+            stacks=self.stacks.to_state(),
         )
-        self.stacks.updated(self.name, template, template_text, params, outputs, model)
-        self._save_stacks()
         self.events.emit(
-            self.name, STACK_TYPE, "UPDATE_COMPLETE", f"{len(changes)} change(s) applied live"
+            stack,
+            STACK_TYPE,
+            "UPDATE_COMPLETE",
+            f"{len(changes)} change(s) applied live",
+            stack=key,
         )
         return UpdateReply(ok=True, changes=changes, done=done)
 
@@ -720,23 +784,6 @@ class Holder:
         """The lab's plan in memory, published by the next launch (an update's new node)."""
         if self.builder is not None:
             self.builder.plan = plan
-
-    def _change_set(
-        self, template: str, text: str | None, params: dict[str, Any], region: str
-    ) -> ChangeSet | None:
-        """The change set of this update, for per-resource events (None: the running
-        template's text is not kept, events are the stack's only)."""
-        old_text = self.state.get("template_text")
-        if not isinstance(old_text, str) or text is None:
-            return None
-        return compute_change_set(
-            StackTemplate(
-                old_text, str(self.state.get("template")), self.state.get("params") or {}
-            ),
-            StackTemplate(text, template, params),
-            stack_name=self.name,
-            region=region,
-        )
 
     def serve(self) -> None:
         """Hold the running lab until `down`, a signal or the owner's end; then remove it."""

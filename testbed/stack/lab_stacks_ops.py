@@ -88,7 +88,7 @@ class StackOps:
             qualifier=qualifier,
             lab=self.stacks.view(vpc_spaces=vpc_spaces),
         )
-        self._refuse_not_yet(model, name)
+        self.refuse_not_yet(model, name)
         merged = merge.add_stack(plan, model, self.lab, plan.zone_base, qualifier)
         bridges = live_switches.new_switches(plan, merged)
         if bridges and self.add_switches is None:
@@ -193,7 +193,7 @@ class StackOps:
         # The lab's folder is where its events are (EventLog(lab_dir)).
         return StackSignals(self.events.path.parent, rec.name, rec.qualifier, rec.model)
 
-    def _refuse_not_yet(self, model: StackModel, name: str) -> None:
+    def refuse_not_yet(self, model: StackModel, name: str) -> None:
         what = [text for section, text in NOT_YET_SECTIONS.items() if getattr(model, section)]
         if any(t.startswith("AWS::ElasticLoadBalancing") for t in model.resource_types.values()):
             what.append("load balancers")

@@ -65,6 +65,7 @@ class StackRecord:
             "created": self.created,
             "updated": self.updated,
             "template": self.template,
+            "template_text": self.template_text,  # what `testbed plan --stack` compares
             "params": dict(self.params),
             "outputs": dict(self.outputs),
             "exports": self.exports,

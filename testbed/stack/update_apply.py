@@ -117,8 +117,10 @@ class UpdateEngine:
         get_plan: Callable[[], NetworkPlan],
         stack_key: str = "",
         stage: Callable[[NetworkPlan], None] | None = None,
+        stack_name: str | None = None,
     ) -> None:
         self.lab, self.events = lab, events
+        self.stack_name = stack_name or lab  # the lab's first stack is named after it
         # Makes a plan the lab's without publishing it (the next launch publishes it).
         self.stage = stage
         self.launcher, self.balancers = launcher, balancers
@@ -261,7 +263,7 @@ class UpdateEngine:
 
     # ---- rollback -----------------------------------------------------------------------------
     def _roll_back(self, work: UpdateWork, progress: _Progress, reason: str) -> None:
-        self.emit(self.lab, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
+        self.emit(self.stack_name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
         try:
             if progress.launched:
                 launcher = self.launcher()
@@ -277,12 +279,12 @@ class UpdateEngine:
             self.publish(work.old)
         except Exception as again:
             text = str(again) if isinstance(again, TestbedError) else repr(again)
-            self.emit(self.lab, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", text)
+            self.emit(self.stack_name, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", text)
             raise UpdateFailed(
                 f"update of {self.lab} failed ({reason}) and so did its rollback: {text}", False
             ) from again
-        self.emit(self.lab, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
-        self.emit(self.lab, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
+        self.emit(self.stack_name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+        self.emit(self.stack_name, STACK_TYPE, "UPDATE_ROLLBACK_COMPLETE")
 
     # ---- phase 2 ------------------------------------------------------------------------------
     def _cleanup(self, work: UpdateWork) -> None:
@@ -292,7 +294,7 @@ class UpdateEngine:
         ]
         if not (removed or replaced_lids or work.hosts.removed):
             return
-        self.emit(self.lab, STACK_TYPE, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+        self.emit(self.stack_name, STACK_TYPE, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
         for change in replaced_lids:
             # The lab removed the old instance before its successor came (same name).
             self.emit(

@@ -329,3 +329,75 @@ def test_a_groups_capacity_changes_live():
         assert group["DesiredCapacity"] == 3
         with pytest.raises(BadInput, match="Auto Scaling"):
             lab.update(path, {"DesiredCapacity": "3", "TargetRequests": "50"})
+
+
+# ---- several stacks: updating the first and an added one -----------------------------------
+APP2 = """  App2:
+    Type: AWS::EC2::Instance
+    Metadata: {Lab: {Role: http-backend}}
+    Properties:
+      InstanceType: t3.micro
+      SubnetId: {"Fn::ImportValue": !Sub "${NetworkStack}-PublicSubnet"}
+      SecurityGroupIds:
+        - {"Fn::ImportValue": !Sub "${NetworkStack}-WebSecurityGroup"}
+
+Outputs:"""
+
+
+def test_updates_of_two_stacks(tmp_path):
+    with Lab.up(str(TEMPLATES / "two-stacks-export.yaml")) as lab:
+        net = lab.name
+        params = {"NetworkStack": net, "VpcId": lab.outputs["VpcId"]}
+        lab.create_stack(str(TEMPLATES / "two-stacks-import.yaml"), params, name="app")
+        before = ports(lab)
+
+        # The added stack gains an instance in the imported subnet (plan --stack, update).
+        text = (TEMPLATES / "two-stacks-import.yaml").read_text().replace("\nOutputs:", "\n" + APP2)
+        path = write(tmp_path, "app2.yaml", text)
+        plan_args = ["plan", net, path, "--stack", "app", "--json"]
+        plan_args += [f"-p{k}={v}" for k, v in params.items()]
+        assert main(plan_args) == 0
+        t0 = lab.events()[-1].time
+        reply = lab.update(path, params, stack="app")
+        assert "hosts.app.App2: added" in reply["changes"]
+        app_events = [e for e in lab.events() if e.time >= t0 and e.stack == "app"]
+        assert [e.status for e in app_events if e.logical_id == "App2"][:1] == [
+            "CREATE_IN_PROGRESS"
+        ]
+        assert app_events[-1].status == "UPDATE_COMPLETE"
+        assert app_events[-1].logical_id == "app"
+        stacks = {s["name"]: s for s in lab.stacks()}
+        assert stacks["app"]["status"] == "UPDATE_COMPLETE"
+        assert "app.App2" in {h.name for h in lab.hosts}
+        record = next(r for r in lab.state["stacks"] if r["name"] == "app")
+        assert "app.App2" in record["hosts"]
+        assert {n: w for n, w in ports(lab).items() if n in before} == before
+        app2 = lab.host("app.App2").ip
+        proc = lab.host("Web").run(["curl", "-s", "-m", "3", f"http://{app2}/"], timeout=10)
+        assert json.loads(proc.stdout)["instance"] == "app.App2"
+
+        # An export app imports may not change: refused, nothing changed.
+        exported = (TEMPLATES / "two-stacks-export.yaml").read_text()
+        with pytest.raises(BadInput, match=f"Export {net}-PublicSubnet cannot be updated"):
+            lab.update(write(tmp_path, "noexport.yaml", drop_export(exported)))
+        assert {s["name"]: s["status"] for s in lab.stacks()}[net] == "CREATE_COMPLETE"
+
+        # The updated stack deletes with what the update added.
+        lab.delete_stack("app")
+        assert not {h.name for h in lab.hosts} & {"app.App", "app.App2"}
+
+
+def drop_export(text: str) -> str:
+    """The export template without its PublicSubnet export (app imports it)."""
+    lines = text.splitlines(keepends=True)
+    out, skip = [], False
+    for line in lines:
+        if line.startswith("  PublicSubnet:") and out and "Outputs:" in "".join(out):
+            skip = True
+            continue
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        out.append(line)
+    assert len(out) < len(lines)
+    return "".join(out)

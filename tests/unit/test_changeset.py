@@ -620,13 +620,20 @@ def test_cli_plan_prints_and_saves(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(
-        plan_cli, "running_template", lambda name: RunningTemplate("/t/base.yaml", BASE, {})
+        plan_cli,
+        "running_template",
+        lambda name, stack=None: RunningTemplate("/t/base.yaml", BASE, {}),
     )
     new = tmp_path / "new.yaml"
     new.write_text(edit("Priority: 10", "Priority: 20"))
     out = tmp_path / "plan.json"
     args = SimpleNamespace(
-        name="web", template=str(new), params=[("Port", "80")], json=False, out=str(out)
+        name="web",
+        template=str(new),
+        params=[("Port", "80")],
+        json=False,
+        out=str(out),
+        stack=None,
     )
     assert plan_cli.cmd_plan(args) == 0
     assert "Modify  Rule" in capsys.readouterr().out

@@ -33,7 +33,12 @@ def holder_with(tmp_path, old: NetworkPlan, new: NetworkPlan, monkeypatch) -> Ho
     h.request = {}
     # No Auto Scaling in either model: only the security changes are live.
     model = SimpleNamespace(
-        outputs={}, auto_scaling_groups={}, scaling_policies={}, alarms={}, scheduled_actions={}
+        outputs={},
+        exports={},
+        auto_scaling_groups={},
+        scaling_policies={},
+        alarms={},
+        scheduled_actions={},
     )
     h.builder = SimpleNamespace(plan=old, model=model)  # type: ignore[assignment]
     h.lb_service = None
