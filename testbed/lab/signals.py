@@ -112,6 +112,22 @@ def write_expected(lab_dir: Path, stack: str, policies: Mapping[str, ResourceSig
     (folder / EXPECTED_FILE).write_text(json.dumps(expected, indent=1))
 
 
+def set_expected_policies(
+    lab_dir: Path, stack: str, qualifier: str, policies: Mapping[str, ResourceSignalPolicy]
+) -> None:
+    """A stack's resources that wait for signals after a template update: the lab's first
+    stack's entry ("resources", "handles") or an added stack's (add_expected_stack); the
+    other stacks' entries stay."""
+    if qualifier:
+        add_expected_stack(lab_dir, stack, qualifier, policies)
+        return
+    expected = read_expected(lab_dir) or {"stack": stack, "resources": [], "handles": {}}
+    expected["stack"] = stack
+    expected["resources"] = sorted(lid for lid, p in policies.items() if not p.handle)
+    expected["handles"] = {p.handle.strip(): lid for lid, p in policies.items() if p.handle}
+    _write_expected(lab_dir, expected)
+
+
 def add_expected_stack(
     lab_dir: Path, stack: str, qualifier: str, policies: Mapping[str, ResourceSignalPolicy]
 ) -> None:

@@ -37,6 +37,7 @@ from testbed.lab.events import EventLog, read_events
 from testbed.lab.instances import InstanceLauncher
 from testbed.lab.owner import Owner, OwnerWatch
 from testbed.lab.procs import LAB_LABEL, STOP_SHIELD, ProcessJournal, start_time
+from testbed.lab.signals import set_expected_policies
 from testbed.lab.state import write_state
 from testbed.lab.teardown import remove_lab_dir, teardown
 from testbed.lb.service import LbService
@@ -702,6 +703,8 @@ class Holder:
             network_changes=network,
             change_set=change_set,
             qualifier=qualifier,
+            signal_policies=dict(model.signal_policies),
+            cfn_init=dict(model.cfn_init),
         )
         engine = UpdateEngine(
             self.name,
@@ -713,12 +716,16 @@ class Holder:
             stack_key=key,
             stage=self._stage_plan,
             stack_name=stack,
+            lab_dir=self.lab_dir,
         )
+        # cfn-signal accepts what the new template waits for (the old one's after a rollback).
+        set_expected_policies(self.lab_dir, stack, qualifier, model.signal_policies)
         try:
             with self.plan_lock:  # not while Auto Scaling publishes a plan of its own
                 done = engine.run(work)
             done += self._apply_capacity(capacity)
         except UpdateFailed as exc:
+            set_expected_policies(self.lab_dir, stack, qualifier, old_model.signal_policies)
             status = "UPDATE_ROLLBACK_COMPLETE" if exc.rolled_back else "UPDATE_ROLLBACK_FAILED"
             if first:
                 self.save(state=status, reason=str(exc))

@@ -27,14 +27,19 @@ update (AWS: a cleanup failure leaves the stack UPDATE_COMPLETE), it is reported
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from testbed.errors import LabError, TestbedError
 from testbed.lab.builder import STACK_TYPE
 from testbed.lab.events import EventLog
+from testbed.lab.signals import SignalWaiter, init_file, resource_key, signals_dir
 from testbed.model.changeset import ADD, MODIFY, REMOVE, ChangeSet, ResourceChange
+from testbed.model.types import ResourceSignalPolicy
 from testbed.plan.network import HostPlan, NetworkPlan
 from testbed.plan.update_hosts import HostDiff
 from testbed.waiting import wait_for
@@ -84,6 +89,10 @@ class UpdateWork:
     network_changes: bool  # routes or security: the controller takes the new plan
     change_set: ChangeSet | None = None
     qualifier: str = ""  # host name = qualifier + logical id
+    # The new template's CreationPolicy ResourceSignal and cfn-init metadata by logical id:
+    # an instance the update creates (or replaces) completes once its signals arrive.
+    signal_policies: Mapping[str, ResourceSignalPolicy] = field(default_factory=dict)
+    cfn_init: Mapping[str, Any] = field(default_factory=dict)
 
 
 class UpdateFailed(TestbedError):
@@ -118,7 +127,9 @@ class UpdateEngine:
         stack_key: str = "",
         stage: Callable[[NetworkPlan], None] | None = None,
         stack_name: str | None = None,
+        lab_dir: Path | None = None,
     ) -> None:
+        self.lab_dir = lab_dir  # where resource signals arrive (None: no signals)
         self.lab, self.events = lab, events
         self.stack_name = stack_name or lab  # the lab's first stack is named after it
         # Makes a plan the lab's without publishing it (the next launch publishes it).
@@ -139,6 +150,8 @@ class UpdateEngine:
         try:
             pending: list[ResourceChange] = []
             host_names = self._host_changes(work)
+            signalled: dict[str, ResourceChange] = {}
+            waiter = self._signal_waiter(work, signalled)
             for change in self._ordered(work):
                 current = change
                 if change.action == REMOVE:
@@ -151,10 +164,19 @@ class UpdateEngine:
                 )
                 if name in host_names["added"] or replaced:
                     self._host(work, name, progress)
+                    policy = work.signal_policies.get(change.logical_id)
+                    if policy is not None and waiter is not None:
+                        # Complete once its signals arrive (all awaited together below).
+                        waiting = waiter.begin(name, policy)
+                        self.emit(change.logical_id, change.resource_type, started, waiting)
+                        signalled[name] = change
+                        continue
                     self._complete(change)
                 else:
                     pending.append(change)
             current = None
+            if waiter is not None and signalled:
+                waiter.wait()
             # Hosts the change set does not name (the lab's own, e.g. a default client).
             for name in sorted(host_names["added"] | host_names["replaced"]):
                 if name not in progress.launched:
@@ -176,6 +198,39 @@ class UpdateEngine:
             raise UpdateFailed(f"update of {self.lab} rolled back: {reason}", True) from exc
         self._cleanup(work)
         return self.done
+
+    def _signal_waiter(
+        self, work: UpdateWork, signalled: dict[str, ResourceChange]
+    ) -> SignalWaiter | None:
+        """Resource signals of the hosts this update creates: their cfn-init metadata
+        written and their old signals gone before they start (a replaced instance's
+        successor counts its own only); None when none of them waits for signals."""
+        if self.lab_dir is None:
+            return None
+        lab_dir = self.lab_dir
+        names = {h.name for h in work.hosts.added} | {n.name for _, n in work.hosts.replaced}
+        waits = [lid for lid in work.signal_policies if work.qualifier + lid in names]
+        for lid, init in work.cfn_init.items():
+            if work.qualifier + lid in names:
+                path = init_file(lab_dir, work.qualifier + lid)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(init, indent=1))
+        if not waits:
+            return None
+        for lid in waits:
+            shutil.rmtree(
+                signals_dir(lab_dir) / resource_key(work.qualifier + lid), ignore_errors=True
+            )
+
+        def emit(name: str, status: str, reason: str) -> None:
+            change = signalled.get(name)
+            if change is None:
+                return
+            if change.action == MODIFY:  # a replacement's signals: the resource's update
+                status = status.replace("CREATE_", "UPDATE_")
+            self.emit(change.logical_id, change.resource_type, status, reason)
+
+        return SignalWaiter(lab_dir, emit)
 
     def _ordered(self, work: UpdateWork) -> list[ResourceChange]:
         return list(work.change_set.changes) if work.change_set is not None else []

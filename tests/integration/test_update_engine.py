@@ -401,3 +401,25 @@ def drop_export(text: str) -> str:
         out.append(line)
     assert len(out) < len(lines)
     return "".join(out)
+
+
+# ---- resource signals in an update ---------------------------------------------------------
+SIGNALS = Path(__file__).with_name("templates") / "signals.yaml"
+
+
+def test_a_failure_signal_rolls_the_update_back():
+    """Outcome success -> failure changes Web's UserData: the lab replaces it and waits for
+    its CreationPolicy's signal; the failure signal is Web's UPDATE_FAILED and the update
+    rolls back (Web back as it was, its hosts and flows unchanged)."""
+    with Lab.up(str(SIGNALS), {"Outcome": "success"}) as lab:
+        snapshot = (ports(lab), lab_flows(lab))
+        t0 = lab.events()[-1].time
+        with pytest.raises(Failed, match="rolled back"):
+            lab.update(str(SIGNALS), {"Outcome": "failure"})
+        web = statuses(lab.events(), "Web", t0)
+        assert web[0] == "UPDATE_IN_PROGRESS"
+        assert "UPDATE_FAILED" in web, web
+        failed = next(e for e in lab.events() if e.time >= t0 and e.status == "UPDATE_FAILED")
+        assert "setup failed on purpose" in failed.reason
+        assert lab.state["state"] == "UPDATE_ROLLBACK_COMPLETE"
+        assert (ports(lab), lab_flows(lab)) == snapshot
