@@ -35,6 +35,8 @@ def holder_with(tmp_path, old: NetworkPlan, new: NetworkPlan, monkeypatch) -> Ho
     model = SimpleNamespace(
         outputs={},
         exports={},
+        signal_policies={},
+        cfn_init={},
         auto_scaling_groups={},
         scaling_policies={},
         alarms={},
