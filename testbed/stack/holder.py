@@ -404,17 +404,24 @@ class Holder:
         if builder is None or builder.network is None:
             raise LabError("stacks are added once the lab's network exists")
         if self.stack_launcher is None:
-            self.stack_launcher = InstanceLauncher(
-                self.name,
-                builder.network,
-                self.journal,
-                self.events,
-                builder.datapath,
-                get_plan=self.current_plan,
-                publish=self.publish_plan,
-                metadata=builder.metadata,
-            )
+            self.stack_launcher = self._new_launcher(builder)
         return self.stack_launcher
+
+    def _new_launcher(self, builder: LabBuilder) -> InstanceLauncher:
+        """A launcher of hosts into the running lab (Auto Scaling has its own; added stacks
+        and template updates share one, which remembers what it launched)."""
+        if builder.network is None:
+            raise LabError("hosts are launched once the lab's network exists")
+        return InstanceLauncher(
+            self.name,
+            builder.network,
+            self.journal,
+            self.events,
+            builder.datapath,
+            get_plan=self.current_plan,
+            publish=self.publish_plan,
+            metadata=builder.metadata,
+        )
 
     def _save_stacks(self) -> None:
         self.save(stacks=self.stacks.to_state())
@@ -498,19 +505,7 @@ class Holder:
         """The builder's hook once the template's programs run (before resource signals are
         waited for): launch every group's initial instances and wait until they are
         InService; a group that cannot launch them fails the stack (rollback)."""
-        network = builder.network
-        if network is None:
-            raise LabError("Auto Scaling starts once the lab's network exists")
-        launcher = InstanceLauncher(
-            self.name,
-            network,
-            self.journal,
-            self.events,
-            builder.datapath,
-            get_plan=self.current_plan,
-            publish=self.publish_plan,
-            metadata=builder.metadata,
-        )
+        launcher = self._new_launcher(builder)
         service = self.autoscaling = autoscaling_service(
             self.name,
             self.lab_dir,
