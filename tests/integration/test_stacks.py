@@ -2,8 +2,9 @@
 imports with AWS's refused delete, VPC peering, overlapping VPCs, AWS's distributed GWLB
 architecture as two stacks, bad imports and a failed create that leave the lab as it was.
 
-Written against the design's Lab API (create_stack, stacks, delete_stack) before the holder
-ops exist (W6): every test is skipped until then; the next session removes the skip marks.
+Through the Lab API (create_stack, stacks, delete_stack) and the CLI (up --into, down
+--stack) on real labs. Deleting the lab's last stack is the lab's down: delete_stack returns
+once the holder has ended, the folder kept with its events (Lab.up's exit removes it).
 A stack added to a lab names its hosts S.LogicalId; the lab's first stack keeps bare ids and
 its stack name is the lab's name; its events carry stack "" (testbed.lab.events.Event.stack).
 """
