@@ -213,6 +213,9 @@ def test_down_deletes_every_stack_newest_first():
         assert stacks == ["app2", "app", net]
         app = [e.logical_id for e in events if e.stack == "app" and e.status == "DELETE_COMPLETE"]
         assert app == ["App", "AppSecurityGroup", "app"]
+        # The lab's first stack last, with its resources' events as delete_stack gives them.
+        down = next(i for i, e in enumerate(events) if e.status == "DELETE_IN_PROGRESS")
+        assert_deleted_in_reverse(lab, net, events[down:])
 
 
 # ---- bad input: nothing changes ------------------------------------------------------------
