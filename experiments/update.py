@@ -66,8 +66,9 @@ PARAMS = {
 }
 LB_NAMES = {"alb": stack.ALB, "nlb": stack.NLB}
 GROUPS = {stack.ALB: stack.ALB_GROUP, stack.NLB: stack.NLB_GROUP}
-# state.json keys that change with every update, whatever it does
-VOLATILE_STATE = ("updated", "state", "reason", "events_offset")
+# state.json keys (and keys of its stacks) that every update stamps, whatever it does: when,
+# the status and its reason
+VOLATILE_STATE = ("updated", "state", "status", "reason")
 
 
 def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
@@ -254,6 +255,10 @@ def _comparable(lab: Lab) -> dict[str, Any]:
     """What a rolled-back update must leave as it was: state.json without what every update
     stamps, and the registered targets (without their health, which moves on its own)."""
     state = {k: v for k, v in lab.state.items() if k not in VOLATILE_STATE}
+    state["stacks"] = [
+        {k: v for k, v in entry.items() if k not in VOLATILE_STATE}
+        for entry in state.get("stacks", [])
+    ]
     targets = sorted(
         (t["LoadBalancer"], t["TargetGroup"], t["Target"]["Id"], str(t["Target"].get("Port")))
         for t in lab.targets()

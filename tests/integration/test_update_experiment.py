@@ -1,5 +1,6 @@
 """The update experiment, briefly, on a real lab (about 90 s): updates that AWS performs
-without interruption fail no request, and the failing update is rolled back to the same lab.
+without interruption (targets, a new AZ, a listener rule, an instance replaced) fail no
+request, and the failing update is rolled back to the same lab.
 
 It runs the module's own run() (what `testbed run update -p ...` runs) into a temporary
 results directory with a short schedule and checks the files it writes.
@@ -22,7 +23,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a real lab)"),
 ]
 
-SMOOTH = ("alb_targets", "nlb_targets", "alb_rule", "sg_rule")  # AWS: no interruption
+SMOOTH = ("alb_targets", "nlb_new_az", "alb_rule", "replace")  # AWS: no interruption
 STEPS = (*SMOOTH, "failing")
 RATE = 20.0
 
@@ -32,7 +33,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("update")
     given = {
         "steps": ",".join(STEPS),
-        "phase": "6",
+        "phase": "7",
         "settle": "3",
         "tail": "3",
         "rate": str(RATE),
@@ -42,6 +43,19 @@ def run(tmp_path_factory):
     summary = update.run(params, results)
     path = results.finish(summary=summary)
     return path, json.loads((path / "meta.json").read_text())
+
+
+def failures(run, step: dict) -> str:
+    """The failed requests of an update, per load balancer: how many, when (seconds after
+    the update's start), which error: what a failed assertion needs to say."""
+    rows = pd.read_csv(run[0] / "requests.csv")
+    rows = rows[(rows["start"] >= step["start"] - 5) & (rows["start"] <= step["end"] + 5)]
+    bad = rows[rows["error"].notna() | (pd.to_numeric(rows["status"], errors="coerce") >= 500)]
+    return "; ".join(
+        f"{lb}: {len(g)} from +{g['start'].min() - step['start']:.2f} s to "
+        f"+{g['start'].max() - step['start']:.2f} s, {sorted(set(g['error'].astype(str)))}"
+        for lb, g in bad.groupby("lb")
+    )
 
 
 def test_files(run):
@@ -64,10 +78,13 @@ def test_files(run):
 def test_updates_without_interruption_fail_no_request(run):
     summary = pd.read_csv(run[0] / "summary.csv").set_index("step")
     for step in SMOOTH:
-        row = summary.loc[step]
+        row = summary.loc[step].to_dict()
         assert row["outcome"] == "UPDATE_COMPLETE", (step, row["reason"])
         assert row["requests"] > 0, step
-        assert row["failed"] == 0, (step, row["errors"])
+        assert row["failed"] == 0, (step, row["errors"], failures(run, row))
+    # The replaced instance's targets drained (5 s) before it went.
+    drained = str(summary.loc["replace", "drained"])
+    assert "MyALB/AlbTargets WebB1:80" in drained, drained
     line = pd.read_csv(run[0] / "timeline.csv")
     assert set(line["lb"]) == {"MyALB", "MyNLB"}
     assert line["failed"].sum() == 0

@@ -4,7 +4,7 @@ identical to the one before, without failing a request either.
 
 The lab is the update experiment's stack (testbed.experiments._update_stack: an ALB and an
 NLB in front of http-backend instances). Client1 loads the ALB, Client2 the NLB, with a
-bounded open-loop load (RATE requests/s for at most LOAD_S seconds each) started before the
+bounded open-loop load (RATE requests/s for at most 25 to 40 s each) started before the
 update and still running after it.
 """
 
@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ TIMEOUT_S = 3.0
 STACK_TYPE = "AWS::CloudFormation::Stack"
 # Counters and ages change between two dumps of the same flow.
 VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?")
-# state.json keys every update stamps, whatever it does
-STAMPED = ("updated", "state", "reason")
+# state.json keys (and keys of its stacks) every update stamps, whatever it does: when, the
+# status and its reason
+STAMPED = ("updated", "state", "status", "reason", "stacks")
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +72,15 @@ def write(tmp_path: Path, name: str, template: dict[str, Any]) -> str:
     return str(path)
 
 
-def alb_log_has(lab: Lab, text: str) -> bool:
-    """Whether an access log of the ALB's nodes has a line with `text`."""
-    entry = next(x for x in lab.state["load_balancers"] if x["name"] == stack.ALB)
-    for node in entry["nodes"]:
-        log = node_files(lab.dir, node["host"]).access_log
-        if log.exists() and text in log.read_text():
-            return True
-    return False
+def logs_have(lab: Lab, lb: str, text: str) -> bool:
+    """Whether a request for `text` through `lb` was logged: by one of the ALB's nodes (an
+    ALB), by one of the instances (an NLB passes requests on unchanged)."""
+    if lb == stack.ALB:
+        entry = next(x for x in lab.state["load_balancers"] if x["name"] == stack.ALB)
+        logs = [node_files(lab.dir, node["host"]).access_log for node in entry["nodes"]]
+    else:
+        logs = [lab.dir / "hosts" / name / "access.log" for name in stack.BACKENDS]
+    return any(log.exists() and text in log.read_text() for log in logs)
 
 
 def under_load(lab: Lab, seconds: float, action: Callable[[], Any]) -> dict[str, Any]:
@@ -85,9 +88,14 @@ def under_load(lab: Lab, seconds: float, action: Callable[[], Any]) -> dict[str,
     action's result (or the exception it raised), when it ran and each load's rows."""
     loads: dict[str, Any] = {}
 
+    # A path of each load's own (under the rule's /api/*): its first logged request is the
+    # sign that the load runs, whatever earlier loads logged.
+    stamp = time.time_ns()
+    markers = {lb: f"/api/load-{stamp}-{lb}" for lb in GROUP}
+
     def load(lb: str) -> None:
         nodes = node_addresses(lab, lb)
-        url = f"http://{nodes[min(nodes)]}{stack.LOAD_PATH}"
+        url = f"http://{nodes[min(nodes)]}{markers[lb]}"
         try:
             loads[lb] = run_load(
                 lab,
@@ -102,19 +110,13 @@ def under_load(lab: Lab, seconds: float, action: Callable[[], Any]) -> dict[str,
         except Exception as exc:  # raised in the test's thread below
             loads[lb] = exc
 
-    marker = stack.LOAD_PATH
-    started = time.time()
     workers = [threading.Thread(target=load, args=(lb,)) for lb in GROUP]
     for w in workers:
         w.start()
     out: dict[str, Any] = {}
     try:
-        # The ALB's load is running once a node has logged one of its requests.
-        lab.wait_for(
-            lambda: alb_log_has(lab, marker) and time.time() > started + 1.0,
-            20,
-            "the ALB's first logged request",
-        )
+        for lb, marker in markers.items():
+            lab.wait_for(partial(logs_have, lab, lb, marker), 20, f"{lb}'s first logged request")
         out["start"] = time.time()
         try:
             out["result"] = action()
@@ -170,6 +172,7 @@ def snapshot(lab: Lab) -> dict[str, Any]:
     stamps, the flows without counters, the registered targets, the hosts' processes."""
     return {
         "state": {k: v for k, v in lab.state.items() if k not in STAMPED},
+        "stacks": [{k: v for k, v in x.items() if k not in STAMPED} for x in lab.stacks()],
         "flows": lab_flows(lab),
         "targets": registered(lab),
     }
@@ -214,6 +217,61 @@ def test_alb_update_under_load_fails_no_request(lab, tmp_path):
     assert set(stack.ADDED_TARGETS) <= set(rows["backend"]), rows["backend"].value_counts()
 
 
+def test_nlb_new_az_and_targets_under_load_fail_no_request(lab, tmp_path):
+    """The NLB enters AZ b (a new node) and takes two more targets: WebB1, "unused" while
+    the NLB was not in its AZ, comes into use; the loads lose nothing."""
+    template = running_template(lab)
+    for name in ("nlb_targets", "nlb_new_az"):
+        template = stack.BY_NAME[name].apply(template)
+    path = write(tmp_path, "nlb-update.yaml", template)
+    assert lab.target_state(stack.NLB_GROUP, "WebB1", lb=stack.NLB) == "unused"
+
+    run = under_load(lab, 25.0, lambda: lab.update(path))
+
+    if isinstance(run["result"], Exception):
+        raise run["result"]
+    assert lab.state["state"] == "UPDATE_COMPLETE"
+    assert_no_failed_request(run)
+    assert set(node_addresses(lab, stack.NLB)) == {"us-east-1a", "us-east-1b"}
+    everyone = (*stack.FIRST_TARGETS, *stack.ADDED_TARGETS)
+    lab.wait_healthy(stack.NLB_GROUP, everyone, timeout=90, lb=stack.NLB)
+
+
+def test_replaced_instance_drains_before_it_leaves(lab, tmp_path):
+    """WebB1 gets a new PrivateIpAddress (AWS: Replacement): its targets drain for the
+    groups' deregistration delay before the old instance goes; no request fails."""
+    template = stack.BY_NAME["replace"].apply(running_template(lab))
+    path = write(tmp_path, "replace.yaml", template)
+    since = time.time()
+
+    run = under_load(lab, 40.0, lambda: lab.update(path))
+
+    if isinstance(run["result"], Exception):
+        raise run["result"]
+    assert lab.state["state"] == "UPDATE_COMPLETE"
+    assert_no_failed_request(run)
+    events = [e for e in lab.events() if e.time >= since]
+    gone = next(
+        e.time
+        for e in events
+        if e.logical_id == stack.REPLACED
+        and e.resource_type == "AWS::EC2::Instance"
+        and e.status == "DELETE_COMPLETE"
+    )
+    key = f"{stack.REPLACED}:{stack.PORT}"
+    for group in GROUP.values():
+        moves = {
+            ev["new"]: ev["time"]
+            for ev in lab.target_events(since)
+            if ev["target"] == key and ev["target_group"] == group
+        }
+        assert "draining" in moves, (group, moves)
+        # Removed ("" in the target events) once the delay is over, before the old one goes.
+        assert moves["draining"] + stack.DRAIN_S - 0.5 <= moves[""] <= gone, (group, moves)
+    assert lab.plan.host(stack.REPLACED).ip == stack.NEW_ADDRESS
+    lab.wait_healthy(stack.ALB_GROUP, [stack.REPLACED], timeout=90, lb=stack.ALB)
+
+
 # ---- a failing update ------------------------------------------------------------------------
 
 
@@ -225,7 +283,7 @@ def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path):
     before = snapshot(lab)
     since = time.time()
 
-    run = under_load(lab, 60.0, lambda: lab.update(path))
+    run = under_load(lab, 30.0, lambda: lab.update(path))
 
     assert isinstance(run["result"], LabError), run["result"]
     assert "rolled back" in str(run["result"])
@@ -245,4 +303,5 @@ def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path):
     after = snapshot(lab)
     assert after["targets"] == before["targets"]
     assert after["state"] == before["state"]
+    assert after["stacks"] == before["stacks"]
     assert after["flows"] == before["flows"]
