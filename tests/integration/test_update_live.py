@@ -275,11 +275,25 @@ def test_replaced_instance_drains_before_it_leaves(lab, tmp_path):
 # ---- a failing update ------------------------------------------------------------------------
 
 
-def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path):
-    """An added firewall instance whose nft rule has a typo (its role never starts):
-    CREATE_FAILED, UPDATE_ROLLBACK_COMPLETE, the lab exactly as before, no request lost."""
-    template = stack.BY_NAME["failing"].apply(running_template(lab))
-    path = write(tmp_path, "failing.yaml", template)
+SIGNAL_ROLLBACK_LEAVES_TARGETS = pytest.mark.skip(
+    reason="first failing step (measured 13:08 UTC on a2bf60e+ca0b843): after the failure "
+    "signal's UPDATE_ROLLBACK_COMPLETE, i-WebA3:80 is still registered in AlbTargets and "
+    "NlbTargets (the engine registers the template's new targets while the instance still "
+    "waits for its signal, and the rollback does not deregister them; they turn unhealthy "
+    "~15 s later). Everything before it passes: the rollback events, no request lost."
+)
+
+
+@pytest.mark.parametrize(
+    "step", ["failing", pytest.param("failing_signal", marks=SIGNAL_ROLLBACK_LEAVES_TARGETS)]
+)
+def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path, step):
+    """An added instance that fails: a firewall whose nft rule has a typo (its role never
+    starts), or an instance registered in both groups whose UserData sends a failure signal
+    to its CreationPolicy. CREATE_FAILED, UPDATE_ROLLBACK_COMPLETE, the lab exactly as
+    before, no request lost."""
+    template = stack.BY_NAME[step].apply(running_template(lab))
+    path = write(tmp_path, f"{step}.yaml", template)
     before = snapshot(lab)
     since = time.time()
 
