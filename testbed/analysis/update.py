@@ -81,7 +81,8 @@ def step_summary(
     """One row per update: the step's own columns, duration_s, and the requests in flight
     from its start to `grace_s` after its end (requests, failed, failed_<lb> per load
     balancer, errors by kind), the targets it drained (drains); ok is True when the outcome
-    is the expected one and no request failed."""
+    is the expected one, no request failed and (a rolled-back update) the lab is as before
+    (the step's lab_identical, when it has one, does not start with "differs")."""
     rows = []
     for _, step in steps.iterrows():
         during = requests[in_flight(requests, step["start"], step["end"] + grace_s)]
@@ -98,9 +99,16 @@ def step_summary(
         row["drained"] = (
             drains(target_events, step["start"], step["end"]) if target_events is not None else "-"
         )
-        row["ok"] = bool(step["outcome"] == step["expected"] and len(bad) == 0)
+        row["ok"] = bool(
+            step["outcome"] == step["expected"] and len(bad) == 0 and not _differs(step)
+        )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _differs(step: pd.Series) -> bool:
+    """Whether a rolled-back update left a lab other than the one before it."""
+    return str(step.get("lab_identical", "") or "").startswith("differs")
 
 
 SHORT = {"UPDATE_COMPLETE": "", "UPDATE_ROLLBACK_COMPLETE": "rolled back", SKIPPED: "skipped"}
@@ -112,12 +120,14 @@ def _label(step: pd.Series) -> str:
     said = SHORT.get(outcome, outcome.lower())
     if outcome not in (SKIPPED, expected):
         said = f"{said or 'complete'}; AWS: {SHORT.get(expected) or 'complete'}"
+    if _differs(step):
+        said = f"{said}; lab differs" if said else "lab differs"
     return f" {step['step']}" + (f" ({said})" if said else "")
 
 
 def _mark(ax: Axes, step: pd.Series, t0: float, top: float) -> None:
     outcome = str(step["outcome"])
-    expected = outcome in (SKIPPED, str(step["expected"]))
+    expected = outcome in (SKIPPED, str(step["expected"])) and not _differs(step)
     colour = OUTCOME_COLOURS.get(outcome, "tab:red") if expected else "tab:red"
     start, end = step["start"] - t0, step["end"] - t0
     if outcome == SKIPPED:

@@ -136,3 +136,11 @@ def test_figure_is_written(tmp_path):
     table = analysis.step_summary(steps(), requests(), 0.5, ["MyALB", "MyNLB"])
     path = analysis.update_figure(line, table, tmp_path / "u.png", 100.0, ["MyALB", "MyNLB"])
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_rollback_that_leaves_another_lab_is_not_ok():
+    table = steps().assign(lab_identical=["", "", ""])
+    table.loc[0, "lab_identical"] = "differs: registered targets"
+    summary = analysis.step_summary(table, requests(), 0.5, ["MyALB"]).set_index("step")
+    assert not summary.loc["a", "ok"]
+    assert analysis._label(table.iloc[0]) == " a (lab differs)"
