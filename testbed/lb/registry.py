@@ -172,6 +172,14 @@ class TargetRegistry:
         )
         return health
 
+    def forget(self, lb: str, tg: str, key: str, why: str) -> None:
+        """The target leaves its group at once, without draining (what registered it was
+        undone: a rolled-back update's instance)."""
+        group = self.group(lb, tg)
+        health = group.targets.pop(key, None)
+        if health is not None:
+            self._event(group, key, health.state, "", why)
+
     # ---- health checks and time ------------------------------------------------------
     def report(self, lb: str, tg: str, key: str, ok: bool, detail: str) -> None:
         """One health check result for a target."""

@@ -224,6 +224,19 @@ class LbService:
             self._publish()
         return longest
 
+    def forget_host(self, host: str, why: str) -> list[str]:
+        """Every target of instance `host` leaves its group at once (a rolled-back update's
+        instance: it was never the stack's); returns their keys."""
+        keys = []
+        with self.lock:
+            for (lb, tg), group in list(self.registry.groups.items()):
+                for key, health in list(group.targets.items()):
+                    if health.target.host == host:
+                        self.registry.forget(lb, tg, key, why)
+                        keys.append(key)
+            self._publish()
+        return keys
+
     def register_template_targets(self, host: str, plan: NetworkPlan) -> list[str]:
         """Register the targets `plan`'s target groups name on instance `host` (its
         successor after a replacement, or the old one back after a rollback) in the groups

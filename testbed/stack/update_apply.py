@@ -76,6 +76,8 @@ class Balancers(Protocol):
 
     def register_template_targets(self, host: str, plan: NetworkPlan) -> list[str]: ...
 
+    def forget_host(self, host: str, why: str) -> list[str]: ...
+
 
 @dataclass
 class UpdateWork:
@@ -320,6 +322,9 @@ class UpdateEngine:
     def _roll_back(self, work: UpdateWork, progress: _Progress, reason: str) -> None:
         self.emit(self.stack_name, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
         try:
+            if progress.launched and self.balancers is not None:
+                for name in progress.launched:  # registered by this update: undone at once
+                    self.balancers.forget_host(name, "the update that registered it rolled back")
             if progress.launched:
                 launcher = self.launcher()
                 present = [n for n in progress.launched if n in getattr(launcher, "launched", {})]

@@ -271,3 +271,31 @@ def test_reload_keeps_an_established_connection(tmp_path):
     lines = alb.files.access_log.read_text().splitlines()
     assert len(lines) == 3, lines
     assert all(parse_line(line) for line in lines), lines
+
+
+def test_registry_rezones_when_the_load_balancer_gains_or_loses_an_az():
+    plan = alb_yaml_plan()
+    lb = plan.load_balancers[0]
+    reg = TargetRegistry([lb], clock=lambda: 100.0)
+    one_az = replace(lb, nodes=lb.nodes[:1])
+    done = reg.set_plans([one_az])
+    gone = {n.az for n in lb.nodes[1:]}
+    states = {k: h.state for k, h in reg.group("MyALB", "WebTargets").targets.items()}
+    for key, health in reg.group("MyALB", "WebTargets").targets.items():
+        expected = "unused" if health.target.az in gone else "initial"
+        assert states[key] == expected, (key, health.target.az)
+    assert any("unused" in d for d in done)
+    done = reg.set_plans([lb])  # the AZ comes back: its targets are checked again
+    assert {h.state for h in reg.group("MyALB", "WebTargets").targets.values()} == {"initial"}
+    assert any("in use" in d for d in done)
+
+
+def test_registry_forgets_a_target_at_once():
+    plan = alb_yaml_plan()
+    reg = TargetRegistry(list(plan.load_balancers), clock=lambda: 100.0)
+    reg.forget("MyALB", "WebTargets", "WebA1:80", "rolled back")
+    assert "WebA1:80" not in reg.group("MyALB", "WebTargets").targets
+    assert reg.events[-1].new == ""
+    assert reg.events[-1].reason == "rolled back"
+    reg.forget("MyALB", "WebTargets", "WebA1:80", "again")  # nothing left: nothing happens
+    assert reg.events[-1].reason == "rolled back"
