@@ -4,7 +4,8 @@ testbed.experiments.update; the integration tests of updates use it too).
 The base stack: a VPC over three AZs (C only has a public subnet, for an ALB's new AZ), four
 http-backend instances (WebA1, WebA2 in AZ a; WebB1, WebB2 in AZ b), an internet-facing ALB
 in AZs a and b and an NLB in AZ a (cross-zone on), each with one HTTP:80 / TCP:80 listener
-and a target group that holds WebA1 and WebB1; Client1 loads the ALB, Client2 the NLB.
+and a target group that holds WebA1 and WebB1; the NLB also has TCP:9000 to the backends'
+echo (NlbEcho, same targets: long-lived flows). Client1 loads the ALB, Client2 the NLB.
 
 Each step is a function that changes a copy of the current template (a dict); the
 experiment applies them in order with `testbed update`. A step that is refused or rolled
@@ -26,6 +27,9 @@ ALB = "MyALB"
 NLB = "MyNLB"
 ALB_GROUP = "AlbTargets"
 NLB_GROUP = "NlbTargets"
+NLB_ECHO_GROUP = "NlbEcho"  # TCP:9000, the backends' echo: long-lived flows through the NLB
+ECHO_PORT = 9000
+NLB_GROUPS = (NLB_GROUP, NLB_ECHO_GROUP)
 ALB_LISTENER = "AlbListener"
 CLIENTS = {ALB: "Client1", NLB: "Client2"}  # who loads which load balancer
 BACKENDS = ("WebA1", "WebA2", "WebB1", "WebB2")
@@ -75,9 +79,11 @@ def _res(t: dict[str, Any], name: str) -> dict[str, Any]:
     return props
 
 
-def _add_targets(group: str) -> Callable[[dict[str, Any]], None]:
+def _add_targets(*groups: str) -> Callable[[dict[str, Any]], None]:
     def change(t: dict[str, Any]) -> None:
-        _res(t, group)["Targets"] += [{"Id": ref(i), "Port": PORT} for i in ADDED_TARGETS]
+        for group in groups:
+            port = _res(t, group)["Port"]
+            _res(t, group)["Targets"] += [{"Id": ref(i), "Port": port} for i in ADDED_TARGETS]
 
     return change
 
@@ -152,7 +158,7 @@ def _register(t: dict[str, Any], instance: str) -> None:
 
 STEPS = (
     Step("alb_targets", ALB, "add WebA2, WebB2 to the ALB's group", _add_targets(ALB_GROUP)),
-    Step("nlb_targets", NLB, "add WebA2, WebB2 to the NLB's group", _add_targets(NLB_GROUP)),
+    Step("nlb_targets", NLB, "add WebA2, WebB2 to the NLB's groups", _add_targets(*NLB_GROUPS)),
     Step("alb_rule", ALB, "a listener rule /api/* (the load's path)", _alb_rule),
     Step("alb_health", ALB, "the ALB group's health check: every 10 s", _health_check(ALB_GROUP)),
     Step("nlb_health", NLB, "the NLB group's health check: every 10 s", _health_check(NLB_GROUP)),
@@ -191,17 +197,17 @@ def _instance(letter: str) -> dict[str, Any]:
     }
 
 
-def _group(protocol: str, check: str) -> dict[str, Any]:
+def _group(protocol: str, check: str, port: int = PORT) -> dict[str, Any]:
     return {
         "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
         "Properties": {
             "Protocol": protocol,
-            "Port": PORT,
+            "Port": port,
             "VpcId": ref("VPC"),
             "TargetType": "instance",
             "HealthCheckProtocol": check,
             **HEALTH,
-            "Targets": [{"Id": ref(i), "Port": PORT} for i in FIRST_TARGETS],
+            "Targets": [{"Id": ref(i), "Port": port} for i in FIRST_TARGETS],
             "TargetGroupAttributes": [
                 {"Key": "deregistration_delay.timeout_seconds", "Value": str(DRAIN_S)}
             ],
@@ -260,6 +266,16 @@ def base_template() -> dict[str, Any]:
             "Protocol": "TCP",
             "Port": PORT,
             "DefaultActions": [{"Type": "forward", "TargetGroupArn": ref(NLB_GROUP)}],
+        },
+    }
+    res[NLB_ECHO_GROUP] = _group("TCP", "TCP", ECHO_PORT)
+    res["NlbEchoListener"] = {
+        "Type": "AWS::ElasticLoadBalancingV2::Listener",
+        "Properties": {
+            "LoadBalancerArn": ref(NLB),
+            "Protocol": "TCP",
+            "Port": ECHO_PORT,
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": ref(NLB_ECHO_GROUP)}],
         },
     }
     for client in CLIENTS.values():

@@ -30,7 +30,7 @@ from testbed.experiments import _update_stack as stack
 from testbed.experiments._nlb import node_addresses
 from testbed.lab import system
 from testbed.lab.api import Lab
-from testbed.traffic import run_load
+from testbed.traffic import established_from, run_load
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,6 +38,7 @@ pytestmark = [
 ]
 
 RATE = 20.0  # requests per second through each load balancer
+HELD = 10  # long-lived flows through the NLB while it enters a new AZ
 TIMEOUT_S = 3.0
 STACK_TYPE = "AWS::CloudFormation::Stack"
 # Counters and ages change between two dumps of the same flow.
@@ -225,13 +226,49 @@ def test_nlb_new_az_and_targets_under_load_fail_no_request(lab, tmp_path):
         template = stack.BY_NAME[name].apply(template)
     path = write(tmp_path, "nlb-update.yaml", template)
     assert lab.target_state(stack.NLB_GROUP, "WebB1", lb=stack.NLB) == "unused"
+    lab.wait_healthy(stack.NLB_ECHO_GROUP, ["WebA1"], timeout=60, lb=stack.NLB)
 
-    run = under_load(lab, 25.0, lambda: lab.update(path))
+    # Long-lived flows through the NLB's echo listener, held across the update: AWS keeps an
+    # established flow on its target whatever targets and AZs are added.
+    held: dict[str, Any] = {}
+    client = lab.host("Client2")
+    nodes = node_addresses(lab, stack.NLB)
+
+    def hold() -> None:
+        held["rows"] = run_load(
+            lab,
+            "Client2",
+            f"tcp://{nodes[min(nodes)]}:{stack.ECHO_PORT}",
+            requests=HELD,
+            concurrency=HELD,
+            hold=20.0,
+            timeout=TIMEOUT_S,
+        )
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        backends = [lab.host(name) for name in stack.BACKENDS]
+        lab.wait_for(
+            lambda: established_from(backends, stack.ECHO_PORT, client.ip) >= HELD,
+            15,
+            f"{HELD} held flows established",
+        )
+        run = under_load(lab, 25.0, lambda: lab.update(path))
+    finally:
+        holder.join()
 
     if isinstance(run["result"], Exception):
         raise run["result"]
     assert lab.state["state"] == "UPDATE_COMPLETE"
     assert_no_failed_request(run)
+    flows = held["rows"]
+    assert len(flows) == HELD
+    assert not failed(flows).any(), flows[failed(flows)].head()
+    ends = flows["start"] + flows["latency_ms"] / 1000.0
+    assert (flows["start"] < run["start"]).all()
+    assert (ends > run["end"]).all()  # each was held across the whole update
+    assert set(flows["backend"]) == {"WebA1"}  # the only target in use when they began
     assert set(node_addresses(lab, stack.NLB)) == {"us-east-1a", "us-east-1b"}
     everyone = (*stack.FIRST_TARGETS, *stack.ADDED_TARGETS)
     lab.wait_healthy(stack.NLB_GROUP, everyone, timeout=90, lb=stack.NLB)
