@@ -254,7 +254,7 @@ class LbService:
                         current = group.targets.get(t.key)
                         if current is None or current.state == DRAINING:
                             self.registry.register(lb.name, tg.name, t)
-                        keys.append(t.key)
+                        keys.append(f"{tg.name}/{t.key}")
             self._publish()
         return keys
 

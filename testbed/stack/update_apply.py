@@ -179,6 +179,7 @@ class UpdateEngine:
             current = None
             if waiter is not None and signalled:
                 waiter.wait()
+            self._check_roles_alive(progress.launched)
             # Hosts the change set does not name (the lab's own, e.g. a default client).
             for name in sorted(host_names["added"] | host_names["replaced"]):
                 if name not in progress.launched:
@@ -296,6 +297,20 @@ class UpdateEngine:
             return launcher.role_ready(host.name)
 
         wait_for(ready, ROLE_READY_TIMEOUT, f"{host.name}'s role to listen on its ports")
+
+    def _check_roles_alive(self, names: list[str]) -> None:
+        """A role that listened and then exited (a port it could not keep) fails its host
+        before the load balancers take it, as a role that never listened does."""
+        if not names:
+            return
+        launcher = self.launcher()
+        for name in names:
+            proc = launcher.roles.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise LabError(
+                    f"the role of {name} exited with code {proc.returncode} after it "
+                    "listened (see testbed logs)"
+                )
 
     def _drain(self, name: str) -> None:
         """Deregister `name`'s targets and wait until their delay ended (none: at once)."""

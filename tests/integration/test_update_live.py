@@ -312,18 +312,7 @@ def test_replaced_instance_drains_before_it_leaves(lab, tmp_path):
 # ---- a failing update ------------------------------------------------------------------------
 
 
-SIGNAL_ROLLBACK_LEAVES_TARGETS = pytest.mark.skip(
-    reason="first failing step (measured 13:08 UTC on a2bf60e+ca0b843): after the failure "
-    "signal's UPDATE_ROLLBACK_COMPLETE, i-WebA3:80 is still registered in AlbTargets and "
-    "NlbTargets (the engine registers the template's new targets while the instance still "
-    "waits for its signal, and the rollback does not deregister them; they turn unhealthy "
-    "~15 s later). Everything before it passes: the rollback events, no request lost."
-)
-
-
-@pytest.mark.parametrize(
-    "step", ["failing", pytest.param("failing_signal", marks=SIGNAL_ROLLBACK_LEAVES_TARGETS)]
-)
+@pytest.mark.parametrize("step", ["failing", "failing_signal"])
 def test_failing_update_rolls_back_to_an_identical_lab(lab, tmp_path, step):
     """An added instance that fails: a firewall whose nft rule has a typo (its role never
     starts), or an instance registered in both groups whose UserData sends a failure signal
