@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from testbed.errors import BadInput
 from testbed.model.addressing import KeptAddresses
 from testbed.plan.merge import Allocations
 from testbed.plan.network import HostPlan, InterfacePlan, NetworkPlan
@@ -225,13 +224,3 @@ def running_addresses(plan: NetworkPlan, qualifier: str = "") -> KeptAddresses:
         if public_ip:
             public[name[len(qualifier) :]] = public_ip
     return KeptAddresses(private, public)
-
-
-def refuse(diff: HostDiff) -> None:
-    """BadInput listing what the hosts of an update cannot do (nothing was changed)."""
-    if diff.refused:
-        raise BadInput(
-            "this update changes hosts a running lab cannot change live:\n"
-            + "\n".join(f"  {r}" for r in diff.refused),
-            hint="testbed down, then testbed up with the new template",
-        )
