@@ -18,6 +18,9 @@ PROXY_TYPES = ("application", "classic")
 NLB_IDLE_TCP_S = 350
 NLB_IDLE_UDP_S = 120
 ZONES_PER_LB = 2  # DNAT (client -> target) and SNAT (when the client IP is not preserved)
+# OpenFlow port of the k-th GWLB node's GENEVE port (k = 0, 1, ... over the lab's GWLB nodes
+# in plan order) on its switch, when OVS steers the GWLB's traffic (testbed.plan.gwlb_datapath).
+GENEVE_OFPORT_BASE = 64000
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class NodePlan:
     subnet: str
     ip: str
     public_ip: str | None
+    # GWLB node whose traffic OVS steers (NetworkPlan.gwlb_datapath "switch"): the OpenFlow
+    # port of its GENEVE port on its host's switch. None: no such port (the node datapath,
+    # and every node of other load balancer types). Left out of plan.json when None.
+    tunnel_port: int | None = None
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,11 @@ class NetworkPlan:
     security_groups: tuple[SecurityGroupPlan, ...] = ()
     network_acls: tuple[NaclPlan, ...] = ()
     dns_records: tuple[DnsRecordPlan, ...] = ()  # Route53 records, in declaration order
+    # Who carries the GWLBs' traffic to the appliances: "node" (the Python GWLB node on its
+    # host) or "switch" (OVS: GENEVE ports, conntrack; testbed.plan.gwlb_datapath), and why
+    # "node" when the switch was wanted. Left out of plan.json at their defaults.
+    gwlb_datapath: str = "node"
+    gwlb_datapath_reason: str = ""
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
@@ -335,6 +340,15 @@ class NetworkPlan:
         d["vpcs"] = [
             {k: v for k, v in vpc.items() if not (k == "space" and v == 0)} for vpc in d["vpcs"]
         ]
+        # Likewise the GWLB datapath at its defaults: a lab whose GWLB runs in its node (or
+        # that has none) writes the plan.json it always wrote.
+        for key, default in (("gwlb_datapath", "node"), ("gwlb_datapath_reason", "")):
+            if d[key] == default:
+                del d[key]
+        for lb in d["load_balancers"]:
+            for node in lb["nodes"]:
+                if node["tunnel_port"] is None:
+                    del node["tunnel_port"]
         return json.dumps(d, indent=1, sort_keys=True)
 
     @classmethod
