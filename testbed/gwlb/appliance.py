@@ -14,6 +14,16 @@ health checks, hang = drop all tunnelled traffic while health checks still pass,
 a status file (JSON) written every second. In the VM a kernel geneve device could replace the
 TUN pair; the program keeps TUN everywhere so both machines run the same data path.
 
+GENEVE protocol 0x0800 (AWS's: the IPv4 packet follows) and 0x6558 (Open vSwitch's: an
+Ethernet frame around it) are both taken; the inner Ethernet header goes back unchanged.
+
+Two data paths do the per-packet work, the same way: the compiled one (fastpath/
+appliance_fastpath.c, built by `python -m testbed.gwlb.build_fastpath`, run as this
+process's child: batches of datagrams, a fraction of the CPU per packet) where it was built,
+else this module's Python loop (and with --datapath python). This process keeps the TUN
+pair, the routing, the nftables table, health checks, admin and the status file either way;
+the child gets the descriptors, and answers commands (counters, hang) on a control socket.
+
     python -m testbed.gwlb.appliance --id Fw1 --ip 10.0.2.4 --rule "tcp dport 23 drop" \
         --status hosts/Fw1/appliance-status.json
 """
@@ -24,18 +34,21 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from testbed.gwlb import admin, firewall, tun
+from testbed.gwlb import admin, build_fastpath, firewall, tun
 from testbed.gwlb.flowkey import PORT_PROTOCOLS
-from testbed.packets.geneve import UDP_PORT, gwlb_fields
+from testbed.packets.geneve import ETHERNET_LEN, GWLB_HEADER_LEN, UDP_PORT, gwlb_fields
 
 BATCH = 256  # packets taken from one socket before looking at the other
 IDLE_S = 400.0  # longer than the GWLB's own idle timeouts: the GWLB decides
@@ -46,6 +59,11 @@ SOCK_BUFFER = 8 << 20
 SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
 MIN_GENEVE = 8 + 20  # fixed header and an IPv4 header
+IPV4, ETHERNET = b"\x08\x00", b"\x65\x58"  # GENEVE protocols (and the inner EtherType)
+DATAPATHS = ("auto", "c", "python")
+FASTPATH_STATS_FILE = "appliance-fastpath.txt"
+CONTROL_TIMEOUT_S = 5.0
+COUNTERS = ("geneve_in", "geneve_out", "bytes_in", "bytes_out", "bad", "orphans", "hung")
 
 
 def packet_key(p: bytes) -> bytes:
@@ -60,17 +78,62 @@ class Appliance:
     """The appliance's data path and counters."""
 
     def __init__(
-        self, name: str, ip: str, rules: list[str], tun_in: str = "tun-in", tun_out: str = "tun-out"
+        self,
+        name: str,
+        ip: str,
+        rules: list[str],
+        tun_in: str = "tun-in",
+        tun_out: str = "tun-out",
+        datapath: str = "auto",
+        stats_path: str | None = None,
     ) -> None:
+        if datapath not in DATAPATHS:
+            raise ValueError(f"appliance datapath {datapath!r}: one of {', '.join(DATAPATHS)}")
         self.name, self.ip, self.rules = name, ip, rules
         self.tun_in_name, self.tun_out_name = tun_in, tun_out
         # directional key -> [GENEVE header, GWLB node address, packets, bytes, last seen]
         self.flows: dict[bytes, list[Any]] = {}
         self.geneve_in = self.geneve_out = self.bytes_in = self.bytes_out = 0
         self.bad = self.orphans = self.hung = self.tun_errors = 0
-        self.hang = False
+        self._hang = False
         self.stopping = False
         self.started = time.time()
+        self.fastpath: FastPath | None = None
+        self.datapath = datapath
+        self.stats_path = stats_path
+
+    @property
+    def hang(self) -> bool:
+        """Whether tunnelled traffic is dropped (the hang fault)."""
+        return self._hang
+
+    @hang.setter
+    def hang(self, value: bool) -> None:
+        if self.fastpath is not None:
+            self.fastpath.ask(b"H" if value else b"R")
+        self._hang = value
+
+    def choose_datapath(self) -> str:
+        """ "c" with the compiled data path's binary found (or demanded), else "python";
+        says which on stdout."""
+        if self.datapath == "python":
+            return "python"
+        binary = build_fastpath.find()
+        if binary is None:
+            where = build_fastpath.binary_path()
+            if self.datapath == "c":
+                raise RuntimeError(
+                    f"appliance {self.name}: no compiled data path at {where} "
+                    "(build it: python -m testbed.gwlb.build_fastpath)"
+                )
+            print(
+                f"appliance {self.name}: Python data path (slow): no compiled data path for "
+                f"this source at {where}; build it with python -m testbed.gwlb.build_fastpath",
+                flush=True,
+            )
+            return "python"
+        self.fastpath = FastPath(binary, self.stats_path)
+        return "c"
 
     def open(self) -> None:
         """TUN pair, routing, firewall and the GENEVE socket."""
@@ -85,11 +148,18 @@ class Appliance:
         # outer datagram rather than drop it (TCP is clamped below that; UDP may not be).
         s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         s.bind((self.ip, UDP_PORT))
-        s.setblocking(False)
         self.sock = s
+        self.datapath = self.choose_datapath()
+        # The compiled path sends blocking (the socket buffer is the back-pressure) and
+        # receives with MSG_DONTWAIT; the Python loop never blocks.
+        s.setblocking(self.fastpath is not None)
+        if self.fastpath is not None:
+            self.fastpath.start(s.fileno(), self.tun_in, self.tun_out)
 
     def close(self) -> None:
-        """Close the TUN devices (they vanish) and the socket."""
+        """End the compiled data path, close the TUN devices (they vanish) and the socket."""
+        if self.fastpath is not None:
+            self.fastpath.stop()
         for fd in (self.tun_in, self.tun_out):
             os.close(fd)
         self.sock.close()
@@ -98,6 +168,7 @@ class Appliance:
     def from_gwlb(self, now: float) -> None:
         """Decapsulate what the GWLB sent into tun-in."""
         recvfrom, write, tun_in, flows = self.sock.recvfrom, os.write, self.tun_in, self.flows
+        hang = self._hang
         for _ in range(BATCH):
             try:
                 data, addr = recvfrom(65535)
@@ -105,7 +176,12 @@ class Appliance:
                 return
             n = len(data)
             hl = 8 + (data[0] & 0x3F) * 4
-            if n < MIN_GENEVE or data[0] & 0xC0 or data[2:4] != b"\x08\x00" or n < hl + 20:
+            protocol = data[2:4]
+            if protocol == ETHERNET and data[hl + 12 : hl + 14] == IPV4:
+                hl += ETHERNET_LEN  # Open vSwitch's format: the Ethernet header goes back too
+            elif protocol != IPV4:
+                hl = n  # neither: bad below
+            if n < MIN_GENEVE or data[0] & 0xC0 or n < hl + 20:
                 self.bad += 1  # not GENEVE version 0 carrying IPv4
                 continue
             inner = data[hl:]
@@ -122,7 +198,7 @@ class Appliance:
                 entry[4] = now
             self.geneve_in += 1
             self.bytes_in += n
-            if self.hang:
+            if hang:
                 self.hung += 1
                 continue
             try:
@@ -157,7 +233,10 @@ class Appliance:
             del self.flows[key]
 
     def run(self) -> None:
-        """The data path loop, until stopping is set."""
+        """The data path, until stopping is set (RuntimeError if the compiled one ends)."""
+        if self.fastpath is not None:
+            self.fastpath.wait(lambda: self.stopping)
+            return
         poller = select.epoll()
         sock_fd = self.sock.fileno()
         poller.register(sock_fd, select.EPOLLIN)
@@ -179,24 +258,137 @@ class Appliance:
     # ---- status ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counters, the firewall's counters and the flows seen (both directions merged)."""
+        if self.fastpath is not None:
+            counters, flows = self.fastpath.stats()
+        else:
+            counters = {name: getattr(self, name) for name in (*COUNTERS, "tun_errors")}
+            flows = self.flows
         return {
             "host": self.name,
             "ip": self.ip,
             "time": time.time(),
             "uptime_s": round(time.time() - self.started, 3),
-            "geneve_in": self.geneve_in,
-            "geneve_out": self.geneve_out,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "bad": self.bad,
-            "orphans": self.orphans,
-            "hung": self.hung,
-            "tun_errors": self.tun_errors,
+            **{name: counters.get(name, 0) for name in COUNTERS},
+            "tun_errors": counters.get("tun_errors", 0),
             "faults": {"hang": self.hang},
             "rules": self.rules,
+            "datapath": self.datapath,
+            "fastpath_pid": self.fastpath.pid if self.fastpath else None,
             "firewall": firewall.read_counters(),
-            "flows": flow_rows(self.flows),
+            "flows": flow_rows(flows),
         }
+
+
+class FastPath:
+    """The compiled data path, a child process: started with the appliance's descriptors,
+    asked for counters and faults on a control socket, ended by its PID (and by the kernel
+    when this process dies: it sets PR_SET_PDEATHSIG)."""
+
+    def __init__(self, binary: Path, stats_path: str | None = None) -> None:
+        self.binary = binary
+        self.own_dir = None if stats_path else tempfile.mkdtemp(prefix="appliance-fastpath-")
+        self.stats_path = Path(stats_path or Path(str(self.own_dir)) / FASTPATH_STATS_FILE)
+        self.proc: subprocess.Popen | None = None
+        self.control: socket.socket | None = None
+        self.lock = threading.Lock()
+        self.last: tuple[dict[str, int], dict[bytes, list[Any]]] = ({}, {})
+
+    @property
+    def pid(self) -> int | None:
+        """The child's PID once started."""
+        return self.proc.pid if self.proc else None
+
+    def start(self, sock: int, tun_in: int, tun_out: int) -> None:
+        """Start the child on these descriptors (it inherits them)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = (sock, tun_in, tun_out, theirs.fileno())
+        argv = [str(self.binary), *map(str, fds), str(self.stats_path), str(os.getpid())]
+        try:
+            self.proc = subprocess.Popen(argv, pass_fds=fds)
+        finally:
+            theirs.close()
+        mine.settimeout(CONTROL_TIMEOUT_S)
+        self.control = mine
+        print(
+            f"appliance: compiled data path {self.binary.name} runs as PID {self.pid}", flush=True
+        )
+
+    def ask(self, command: bytes) -> None:
+        """Send a one-byte command and wait for its answer (RuntimeError if none)."""
+        with self.lock:
+            if self.control is None:
+                raise RuntimeError("the compiled data path is not running")
+            try:
+                self.control.send(command)
+                answer = self.control.recv(1)
+            except OSError as exc:
+                raise RuntimeError(f"the compiled data path does not answer: {exc}") from exc
+        if answer != command:
+            raise RuntimeError(f"the compiled data path answered {answer!r} to {command!r}")
+
+    def stats(self) -> tuple[dict[str, int], dict[bytes, list[Any]]]:
+        """Its counters and flows (in the layout of Appliance.flows), fresh; once it was
+        stopped, the last ones read."""
+        if self.control is None and self.proc is not None:
+            return self.last
+        self.ask(b"S")
+        self.last = parse_stats(self.stats_path.read_text())
+        return self.last
+
+    def wait(self, stopping: Any) -> None:
+        """Until stopping() is true; RuntimeError if the child ends before."""
+        assert self.proc is not None
+        pidfd = os.pidfd_open(self.proc.pid)
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while not stopping():
+                if poller.poll(200):
+                    code = self.proc.wait()
+                    raise RuntimeError(f"the compiled data path ended (exit status {code})")
+        finally:
+            os.close(pidfd)
+
+    def stop(self) -> None:
+        """End the child (closing the control socket ends it; SIGTERM, then SIGKILL, by its
+        PID if it does not) and remove what it wrote."""
+        if self.control is not None:
+            with self.lock:
+                self.control.close()
+                self.control = None
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+        else:
+            self.stats_path.unlink(missing_ok=True)
+
+
+def parse_stats(text: str) -> tuple[dict[str, int], dict[bytes, list[Any]]]:
+    """Counters and flows from the compiled data path's stats file: "NAME VALUE" lines, and
+    "flow SEQ KEY GWLB PACKETS BYTES IDLE_S HEADER" lines (hex KEY and HEADER), newest
+    first; the flows come back oldest first, as the Python data path keeps them."""
+    counters: dict[str, int] = {}
+    rows: list[tuple[int, bytes, list[Any]]] = []
+    now = time.monotonic()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 8 and parts[0] == "flow":
+            _, seq, key, gwlb, packets, nbytes, idle, header = parts
+            entry = [bytes.fromhex(header), (gwlb, UDP_PORT), int(packets), int(nbytes)]
+            rows.append((int(seq), bytes.fromhex(key), [*entry, now - int(idle)]))
+        elif len(parts) == 2 and parts[1].isdigit():
+            counters[parts[0]] = int(parts[1])
+    rows.sort(key=lambda r: r[0])
+    return counters, {key: entry for _, key, entry in rows}
 
 
 def flow_rows(flows: dict[bytes, list[Any]]) -> list[dict[str, Any]]:
@@ -222,7 +414,7 @@ def flow_rows(flows: dict[bytes, list[Any]]) -> list[dict[str, Any]]:
             "b_port": ports[1],
             "packets_ab": entry[2],
             "packets_ba": 0,
-            "cookie": (gwlb_fields(entry[0]) or (None, None))[1],
+            "cookie": (gwlb_fields(entry[0][:GWLB_HEADER_LEN]) or (None, None))[1],
             "gwlb": entry[1][0],
         }
     return list(rows.values())
@@ -313,8 +505,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--health-port", type=int, default=80, help="0: no health listener")
     ap.add_argument("--admin-port", type=int, default=8081)
     ap.add_argument("--status", default=None, help="JSON status file, rewritten every second")
+    ap.add_argument(
+        "--datapath",
+        choices=DATAPATHS,
+        default="auto",
+        help="c: the compiled data path (fails without it), python, auto (c if built)",
+    )
     a = ap.parse_args(argv)
-    app = Appliance(a.id, a.ip, a.rule)
+    stats = str(Path(a.status).with_name(FASTPATH_STATS_FILE)) if a.status else None
+    app = Appliance(a.id, a.ip, a.rule, datapath=a.datapath, stats_path=stats)
     app.open()
     Control(app, a.health_port, a.admin_port, a.status).start()
 
@@ -325,11 +524,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     print(
         f"appliance {a.id}: GENEVE on {a.ip}:{UDP_PORT}, {len(a.rule)} rules, health on "
-        f"port {a.health_port}",
+        f"port {a.health_port}, {app.datapath} data path",
         flush=True,
     )
     try:
         app.run()
+    except RuntimeError as exc:
+        print(f"appliance {a.id}: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         app.close()
     return 0

@@ -10,6 +10,8 @@ Each flow is sent with its own flow cookie (its index + 1) and an endpoint id na
 --endpoint; the answer (JSON on stdout) says per flow how many packets came back, whether
 the GENEVE header came back unchanged and the inner packet's TTL. --bench sends as fast as
 it can for that many seconds and reports packets/s and Mbit/s sent and returned.
+--ethernet sends what Open vSwitch sends: protocol 0x6558, an Ethernet header in front of the
+inner packet (it must come back unchanged too); without it, AWS's protocol 0x0800.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from testbed.packets import geneve
 
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
+# The inner Ethernet header of --ethernet: destination, source (locally administered), IPv4.
+INNER_ETHERNET = bytes.fromhex("0200000a00010200000a00020800")
 
 
 def checksum(data: bytes) -> int:
@@ -95,7 +99,8 @@ def exchange(
             data, addr = sock.recvfrom(65535)
         except TimeoutError:
             break
-        header, inner = geneve.parse(data)
+        header, payload = geneve.parse(data)
+        _ethernet, inner = geneve.inner_ipv4(header.protocol, payload)
         index = (header.flow_cookie or 0) - 1
         if not 0 <= index < len(flows):
             continue
@@ -129,7 +134,7 @@ def bench(
                     return
                 continue
             got["packets"] += 1
-            got["bytes"] += len(data) - geneve.GWLB_HEADER_LEN
+            got["bytes"] += len(data) - len(headers[0])
 
     datagrams = [h + p for h, p in zip(headers, flows)]
     addr = (to, geneve.UDP_PORT)
@@ -145,7 +150,7 @@ def bench(
             except OSError:
                 continue  # the socket buffer is full: the appliance is the bottleneck
             sent += 1
-            sent_bytes += len(d) - geneve.GWLB_HEADER_LEN
+            sent_bytes += len(d) - len(headers[0])
     elapsed = time.monotonic() - t0
     sent_all.set()
     receiver.join(timeout=10)
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait", type=float, default=1.0, help="seconds to wait for answers")
     ap.add_argument("--bench", type=float, default=0.0, help="benchmark for this many s")
     ap.add_argument("--flows", type=int, default=16, help="--bench: UDP flows to spread")
+    ap.add_argument("--ethernet", action="store_true", help="protocol 0x6558 (inner Ethernet)")
     a = ap.parse_args(argv)
     try:
         specs = [parse_flow(f) for f in a.flow]
@@ -184,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         specs = [(17, "198.51.100.10", 20000 + i, "10.0.1.10", 9000) for i in range(a.flows)]
     packets = [inner_packet(p, s, sp, d, dp, a.size) for p, s, sp, d, dp in specs]
     eid = geneve.endpoint_id(a.endpoint)
-    headers = [geneve.gwlb_header(eid, i + 1).serialize() for i in range(len(packets))]
+    protocol, prefix = (
+        (geneve.PROTO_ETHERNET, INNER_ETHERNET) if a.ethernet else (geneve.PROTO_IPV4, b"")
+    )
+    # What precedes each inner packet, and must come back unchanged.
+    headers = [
+        geneve.gwlb_header(eid, i + 1, protocol=protocol).serialize() + prefix
+        for i in range(len(packets))
+    ]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: fragment, do not refuse

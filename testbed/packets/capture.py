@@ -3,10 +3,12 @@
     rows = decode_pcap("hosts/Fw1/tmp/fw1.pcap")   # one dict per GENEVE packet
     pandas.DataFrame(rows).groupby(["outer_src", "src", "dst"]).size()
 
-A row: time, outer_src, outer_dst, sport, dport, vni, protocol (inner EtherType), options
-(list of {class, type, length, data (hex)}), endpoint_id (hex), endpoint_ip (the lab's
-endpoint ids carry it), attachment_id, flow_cookie, and the inner packet's proto, src, dst,
-src_port, dst_port (None without ports) and length.
+A row: time, outer_src, outer_dst, sport, dport, vni, protocol (inner EtherType: 0x0800 IPv4
+as AWS sends, 0x6558 Ethernet as Open vSwitch sends), options (list of {class, type, length,
+data (hex)}), endpoint_id (hex), endpoint_ip (the lab's endpoint ids carry it),
+attachment_id, flow_cookie, eth_src and eth_dst (the inner Ethernet header's, None for
+0x0800), and the inner IPv4 packet's proto, src, dst, src_port, dst_port (None without
+ports) and length.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from testbed.packets import geneve
 def _scapy() -> tuple[Any, ...]:
     from scapy.contrib import geneve as sgeneve
     from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
     from scapy.utils import PcapReader
 
     # scapy names the option classes it knows; AWS's GWLB class is not among them.
     sgeneve.CLASS_IDS.setdefault(geneve.AWS_CLASS, "Amazon GWLB")
-    return sgeneve.GENEVE, IP, TCP, UDP, PcapReader
+    return sgeneve.GENEVE, IP, TCP, UDP, Ether, PcapReader
 
 
 def decode_packet(pkt: Any) -> dict[str, Any] | None:
     """The row of one scapy packet, or None if it carries no GENEVE."""
-    GENEVE, IP, TCP, UDP, _ = _scapy()
+    GENEVE, IP, TCP, UDP, Ether, _ = _scapy()
     if IP not in pkt or UDP not in pkt:
         return None
     udp = pkt[UDP]
@@ -64,6 +67,8 @@ def decode_packet(pkt: Any) -> dict[str, Any] | None:
         else None,
         "attachment_id": int.from_bytes(attachment, "big") if attachment else None,
         "flow_cookie": int.from_bytes(cookie, "big") if cookie else None,
+        "eth_src": None,
+        "eth_dst": None,
         "proto": None,
         "src": None,
         "dst": None,
@@ -72,6 +77,9 @@ def decode_packet(pkt: Any) -> dict[str, Any] | None:
         "length": None,
     }
     inner = g.payload
+    if isinstance(inner, Ether):  # protocol 0x6558 (Open vSwitch): a frame around the packet
+        row.update(eth_src=inner.src, eth_dst=inner.dst)
+        inner = inner.payload
     if isinstance(inner, IP):
         row.update(proto=int(inner.proto), src=inner.src, dst=inner.dst, length=int(inner.len))
         l4 = inner.payload

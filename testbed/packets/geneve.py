@@ -20,6 +20,10 @@ options, 40 bytes of GENEVE header. The appliance sends the packet back with the
 AWS's endpoint id is the 64-bit number of its "vpce-<17 hex>" id; the lab's endpoints have no
 such number, so the lab carries b"vpce" followed by the endpoint's IPv4 address: unique within
 a lab and readable in a hex dump (see endpoint_id()).
+
+Open vSwitch's GENEVE ports speak protocol 0x6558 only (an Ethernet frame follows: 14 bytes
+of MAC addresses and EtherType 0x0800 in front of the IPv4 packet), with the same options;
+the appliance answers each in the format it came in (see inner_ipv4()).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ FIXED_LEN = 8
 MAX_OPTIONS_LEN = 0x3F * 4  # Opt Len is 6 bits of 4-byte words
 MAX_OPTION_DATA = 0x1F * 4  # an option's Length is 5 bits of 4-byte words
 ENDPOINT_TAG = b"vpce"
+ETHERNET_LEN = 14  # the inner Ethernet header of protocol 0x6558: two MACs, EtherType
+ETHERTYPE_IPV4 = b"\x08\x00"
 GWLB_HEADER_LEN = FIXED_LEN + 12 + 12 + 8  # the three AWS options
 
 _FIXED = struct.Struct("!BBHI")  # ver|optlen, O|C|rsvd, protocol, VNI << 8 | reserved
@@ -158,6 +164,19 @@ def parse(buf: bytes | memoryview) -> tuple[Geneve, bytes]:
         vni >> 8, protocol, tuple(options), oam=bool(flags & 0x80), critical=bool(flags & 0x40)
     )
     return header, bytes(buf[end:])
+
+
+def inner_ipv4(protocol: int, payload: bytes) -> tuple[bytes, bytes]:
+    """(inner Ethernet header or b"", IPv4 packet) of what follows a GENEVE header of that
+    protocol: 0x0800 (AWS) or 0x6558 with an Ethernet frame of EtherType IPv4 (Open vSwitch);
+    GeneveError for anything else."""
+    if protocol == PROTO_IPV4:
+        return b"", payload
+    if protocol == PROTO_ETHERNET:
+        if len(payload) < ETHERNET_LEN or payload[12:14] != ETHERTYPE_IPV4:
+            raise GeneveError("the inner Ethernet frame does not carry IPv4")
+        return payload[:ETHERNET_LEN], payload[ETHERNET_LEN:]
+    raise GeneveError(f"GENEVE protocol {protocol:#06x} (the GWLB carries 0x0800 or 0x6558)")
 
 
 def endpoint_id(ip: str | IPv4Address) -> int:
