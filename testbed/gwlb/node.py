@@ -17,6 +17,11 @@ Runs in the node's namespace (one per GWLB node host):
   or deleted from the lab, issue 14: AWS's distributed design) are served from then on, the
   packet socket's filter following them; flows of an endpoint that went stay until idle.
 
+With the switch datapath (issue 15: the node's NodePlan in plan.json has a tunnel_port) the
+controller programs all of the above into Open vSwitch and this process runs
+testbed.gwlb.switch_node instead: no packet socket, no UDP 6081; the same health checker,
+holder polling, /status ("datapath": "switch"), /flows and status file, read from the switch.
+
     python -m testbed.gwlb.node --host GWLB-1a --lb GWLB --az us-east-1a --ip 10.0.4.5 \
         --plan /run/elb-testbed/L/plan.json --holder /run/elb-testbed/L/holder.sock
 """
@@ -35,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed import asks, rpc
 from testbed.gwlb import admin, rawsock
@@ -53,6 +58,9 @@ from testbed.messages import TargetDescription
 from testbed.packets import geneve
 from testbed.plan.balancers import LoadBalancerPlan
 from testbed.plan.network import host_mac
+
+if TYPE_CHECKING:
+    from testbed.gwlb.switch_node import SwitchNode
 
 BATCH = 256  # packets taken from one socket before looking at the other
 POLL_S = 0.5  # appliance states from the holder
@@ -82,6 +90,7 @@ class Endpoint:
     # same addresses behind one GWLB never share a flow (AWS keys flows per endpoint). Empty
     # in space 0, where no addresses repeat: keys (and their hashes) are as they always were.
     realm: bytes = b""
+    number: int = 0  # 1-based in the plan's endpoints: the switch datapath's reg6 and cookies
 
 
 def endpoint_realm(mac: bytes) -> tuple[bytes, int]:
@@ -115,7 +124,7 @@ def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
     attrs = tg.attributes if tg else {}
     router = rawsock.mac_bytes(plan.get("router_mac", "02:00:00:00:00:fe"))
     endpoints = []
-    for ep in plan.get("endpoints", []):
+    for number, ep in enumerate(plan.get("endpoints", []), start=1):
         if ep.get("gwlb") != lb_name:
             continue
         mac = rawsock.mac_bytes(ep.get("mac") or host_mac(ep["ip"]))
@@ -129,6 +138,7 @@ def node_config(plan: dict[str, Any], host: str, lb_name: str) -> NodeConfig:
                 router + mac + ETH_IPV4,
                 ep.get("node_host") == host,
                 realm,
+                number,
             )
         )
     return NodeConfig(
@@ -382,6 +392,7 @@ class Node:
             "lb": self.config.lb.name,
             "az": self.az,
             "ip": self.ip,
+            "datapath": "node",
             "time": time.time(),
             "uptime_s": round(time.time() - self.started, 3),
             "target_group": self.config.tg,
@@ -436,6 +447,7 @@ class Node:
                 "appliance_ip": f.appliance.ip,
                 "cookie": f.cookie,
                 "endpoint": f.endpoint.name,
+                "established": f.fwd_packets > 0 and f.rev_packets > 0,
                 "fwd_packets": f.fwd_packets,
                 "rev_packets": f.rev_packets,
                 "bytes": f.bytes,
@@ -446,7 +458,21 @@ class Node:
         ]
 
 
-def poll_targets(node: Node, holder: str) -> None:
+def switch_datapath(plan: dict[str, Any], host: str, lb_name: str) -> tuple[str, int] | None:
+    """(bridge, GENEVE port) when the switch steers for this node (its NodePlan has a
+    tunnel_port), else None: the node's own data path."""
+    lb: dict[str, Any] = next(
+        (x for x in plan.get("load_balancers", []) if x["name"] == lb_name), {}
+    )
+    node: dict[str, Any] = next((n for n in lb.get("nodes", []) if n.get("host") == host), {})
+    port = node.get("tunnel_port")
+    if port is None:
+        return None
+    bridge = next(h["switch"] for h in plan.get("hosts", []) if h["name"] == host)
+    return bridge, int(port)
+
+
+def poll_targets(node: Node | SwitchNode, holder: str) -> None:
     """Ask the holder for the appliances' states, forever (a daemon thread)."""
     while not node.stopping:
         try:
@@ -457,7 +483,7 @@ def poll_targets(node: Node, holder: str) -> None:
         time.sleep(POLL_S)
 
 
-def write_status(node: Node, path: Path) -> None:
+def write_status(node: Node | SwitchNode, path: Path) -> None:
     """Rewrite the status file every STATUS_S (a daemon thread)."""
     tmp = path.with_suffix(".tmp")
     while not node.stopping:
@@ -490,9 +516,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--admin-port", type=int, default=8081)
     ap.add_argument("--no-health-checks", action="store_true")
     a = ap.parse_args(argv)
-    config = node_config(json.loads(Path(a.plan).read_text()), a.host, a.lb)
-    node = Node(a.host, a.ip, a.az, a.iface, config, plan=Path(a.plan))
-    node.open()
+    plan = json.loads(Path(a.plan).read_text())
+    config = node_config(plan, a.host, a.lb)
+    switch = switch_datapath(plan, a.host, a.lb)
+    node: Node | SwitchNode
+    if switch is not None:
+        from testbed.gwlb.switch_node import SwitchNode  # imports this module
+
+        node = SwitchNode(a.host, a.ip, a.az, config, *switch, plan=Path(a.plan))
+    else:
+        node = Node(a.host, a.ip, a.az, a.iface, config, plan=Path(a.plan))
+        node.open()
     threading.Thread(
         target=poll_targets, args=(node, a.holder), daemon=True, name="targets"
     ).start()
@@ -523,15 +557,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     served = ", ".join(f"{e.name} ({e.ip})" for e in config.endpoints if e.served) or "none"
+    where = (
+        f"the switch {switch[0]} steers (GENEVE port {switch[1]})"
+        if switch
+        else f"own data path on {a.iface}"
+    )
     print(
-        f"gwlb node {a.host}: target group {config.tg}, stickiness {config.stickiness}, "
-        f"failover {config.on_unhealthy}/{config.on_deregistration}, endpoints {served}",
+        f"gwlb node {a.host}: {where}; target group {config.tg}, stickiness "
+        f"{config.stickiness}, failover {config.on_unhealthy}/{config.on_deregistration}, "
+        f"endpoints {served}",
         flush=True,
     )
-    try:
+    if isinstance(node, Node):
+        try:
+            node.run()
+        finally:
+            node.close()
+    else:
         node.run()
-    finally:
-        node.close()
     return 0
 
 
