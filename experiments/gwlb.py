@@ -16,11 +16,22 @@ templates/gwlb.yaml (a second lab with TargetFailover=rebalance for that mode):
   after the fault, and the load client's outcome.
 Writes summary.csv (one row per metric), runs.csv, failover.csv, failover_flows.csv (one
 row per held flow), flows.csv (from the captures) and gwlb.png.
+
+Which GWLB datapath steered (issue 15: "switch", Open vSwitch programmed by the controller,
+or "node", the Python GWLB node) is in summary.csv (gwlb_datapath_switch, the reason in its
+note), meta.json and the printed cost table: via-GWLB / baseline ratios of TCP throughput,
+new connections/s and 64-byte UDP packets/s, the RTT the GWLB adds, and the CPU time per
+packet of ovs-vswitchd and of AZ a's appliances (every process in their namespaces) during
+the best UDP run, from /proc/<pid>/stat.
+
+A quick run: testbed run gwlb -p seconds=3 -p repeats=1 -p rtt_samples=100 -p udp_rates=20,60
+-p failover_modes=none
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import threading
@@ -34,6 +45,7 @@ from testbed.gwlb.observe import (
     flows_in_captures,
     node_flows,
     node_status,
+    node_status_since,
     tcp_flows_by_client_port,
     wait_appliances_healthy,
     wait_status_after,
@@ -59,8 +71,15 @@ PARAMS = {
     "held_flows": (12, "long-lived flows opened at a time during each failover"),
     "min_held_per_appliance": (3, "held flows each of AZ a's appliances must carry"),
     "hold_s": (30.0, "how long each held flow lasts (it must outlive the detection)"),
+    "gwlb_datapath": ("auto", "who steers: auto (the switch where the machine can), switch, node"),
+    "failover_modes": (
+        ["no_rebalance", "rebalance"],
+        "target failover modes measured (rebalance in a lab of its own); none: no failover",
+    ),
     "seed": (None, "recorded for re-runs"),
 }
+VSWITCHD_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 AZ_A = ["FwA1", "FwA2"]
 NODES = {"GWLB-1a": AZ_A, "GWLB-1b": ["FwB1", "FwB2"]}
 DETECT_TIMEOUT_S = 30.0
@@ -75,17 +94,27 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     raw: list[dict[str, Any]] = []
     failover: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
-    with Lab.up(TEMPLATE, name=random_name("gw")) as lab:
+    modes = [m for m in params["failover_modes"] if m != "none"]
+    wanted = params["gwlb_datapath"]
+    with Lab.up(TEMPLATE, name=random_name("gw"), gwlb_datapath=wanted) as lab:
+        datapath = _datapath(lab, rows)
         _wait_healthy(lab)
         _filtering(lab, params, rows, results)
         _throughput(lab, params, rows, raw)
         _rtt(lab, params, rows, raw)
         _connections(lab, params, rows, raw)
         _small_packets(lab, params, rows, raw)
-        _failover(lab, "no_rebalance", params, failover, held)
-    with Lab.up(TEMPLATE, params={"TargetFailover": "rebalance"}, name=random_name("gw")) as lab:
-        _wait_healthy(lab)
-        _failover(lab, "rebalance", params, failover, held)
+        if "no_rebalance" in modes:
+            _failover(lab, "no_rebalance", params, failover, held)
+    if "rebalance" in modes:
+        with Lab.up(
+            TEMPLATE,
+            params={"TargetFailover": "rebalance"},
+            name=random_name("gw"),
+            gwlb_datapath=wanted,
+        ) as lab:
+            _wait_healthy(lab)
+            _failover(lab, "rebalance", params, failover, held)
     for f in failover:
         rows.append(
             _row(
@@ -133,8 +162,9 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     summary = pd.DataFrame(rows)
     summary.to_csv(results.file("summary.csv"), index=False)
     print("\n" + summary.to_string(index=False))
+    print("\n" + _cost_table(summary, datapath))
     _plot(summary, failover, results.file("gwlb.png"))
-    results.write_meta()
+    results.write_meta(gwlb_datapath=datapath)
     return {"summary": summary.to_dict(orient="records"), "failover": failover}
 
 
@@ -153,6 +183,52 @@ def _row(
         "unit": unit,
         "note": note,
     }
+
+
+def _datapath(lab: Lab, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Which datapath steers the lab's GWLB (a summary row; its reason in the note)."""
+    plan = lab.plan
+    used = {"datapath": plan.gwlb_datapath, "reason": plan.gwlb_datapath_reason}
+    note = plan.gwlb_datapath + (
+        f": {plan.gwlb_datapath_reason}" if plan.gwlb_datapath_reason else ""
+    )
+    rows.append(_row("gwlb_datapath_switch", float(plan.gwlb_datapath == "switch"), "bool", note))
+    print(f"  GWLB datapath: {note}", flush=True)
+    return used
+
+
+COST_METRICS = (
+    ("tcp_throughput", "TCP throughput", ">= 0.60"),
+    ("new_connections", "new connections/s", ">= 0.50"),
+    ("udp_64B_pps", "UDP 64-byte packets/s", ">= 0.50"),
+)
+
+
+def _cost_table(summary: pd.DataFrame, datapath: dict[str, str]) -> str:
+    """The closing table: via-GWLB / baseline ratios, RTT added, CPU per packet."""
+    by = {r["metric"]: r for r in summary.to_dict(orient="records")}
+    lines = [f"cost of the GWLB (datapath: {datapath['datapath']}) {datapath['reason']}".rstrip()]
+    for metric, label, wanted in COST_METRICS:
+        r = by.get(metric)
+        if r:
+            lines.append(
+                f"  {label:24s} {r['via_gwlb']:>10} / {r['baseline']:>10} {r['unit']:9s} "
+                f"ratio {r['ratio']:.2f} (issue 15: {wanted})"
+            )
+    if "rtt_added" in by:
+        lines.append(
+            f"  {'RTT added':24s} {by['rtt_added']['via_gwlb']:.3f} ms (issue 15: <= 0.30)"
+        )
+    for metric, label in (
+        ("ovs_vswitchd_cpu_per_packet", "ovs-vswitchd CPU"),
+        ("appliance_cpu_per_packet", "appliances' CPU"),
+    ):
+        if metric in by:
+            r = by[metric]
+            known = r["baseline"] is not None and r["baseline"] == r["baseline"]  # not NaN
+            base = f" (baseline path {r['baseline']:.2f})" if known else ""
+            lines.append(f"  {label:24s} {r['via_gwlb']:.2f} us/packet{base}")
+    return "\n".join(lines)
 
 
 def _url(lab: Lab, name: str, path: str = "/", scheme: str = "http", port: int = 80) -> str:
@@ -310,6 +386,14 @@ def _rtt(
             p50["baseline"],
         )
     )
+    rows.append(
+        _row(
+            "rtt_added",
+            p50["gwlb"] - p50["baseline"],
+            "ms",
+            "p50 via the GWLB minus p50 to Baseline (issue 15: <= 0.30 ms)",
+        )
+    )
 
 
 def _connections(
@@ -320,7 +404,7 @@ def _connections(
     new_flows: list[float] = []
     for rep in range(params["repeats"]):
         for kind, server, out in (("baseline", "Baseline", base), ("gwlb", "WebA", via)):
-            before = node_status(lab, "GWLB-1a")["new_flows"]
+            before = node_status_since(lab, "GWLB-1a", time.time())["new_flows"]
             res = wrk(
                 lab,
                 "Client1",
@@ -331,9 +415,8 @@ def _connections(
             )
             out.append(res["requests_per_second"])
             if kind == "gwlb":
-                new_flows.append(
-                    (node_status(lab, "GWLB-1a")["new_flows"] - before) / params["seconds"]
-                )
+                after = node_status_since(lab, "GWLB-1a", time.time())["new_flows"]
+                new_flows.append((after - before) / params["seconds"])
             raw.append(
                 {
                     "test": "wrk-new-connections",
@@ -358,27 +441,94 @@ def _connections(
 def _small_packets(
     lab: Lab, params: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]]
 ) -> None:
-    """64-byte UDP from Client1: packets/s received at the server, via the GWLB or not."""
-    best: dict[str, float] = {"baseline": 0.0, "gwlb": 0.0}
+    """64-byte UDP from Client1: packets/s received at the server, via the GWLB or not, and
+    the CPU time per received packet of ovs-vswitchd and of AZ a's appliances in the best
+    run of each path."""
+    best: dict[str, dict[str, float]] = {
+        "baseline": {"received_pps": 0.0},
+        "gwlb": {"received_pps": 0.0},
+    }
+    appliance_pids = [pid for fw in AZ_A for pid in _netns_pids(lab, fw)]
     for rate in params["udp_rates"]:
         for kind, server in (("baseline", "Baseline"), ("gwlb", "WebA")):
+            switch_pid = _vswitchd_pid()
+            cpu_before = (_cpu_seconds([switch_pid]), _cpu_seconds(appliance_pids))
             pps = _udp_pps(lab, server, f"{rate}M", params["seconds"])
-            best[kind] = max(best[kind], pps["received_pps"])
+            received = max(1.0, pps["received_pps"] * params["seconds"])
+            pps["vswitchd_us_per_packet"] = (
+                (_cpu_seconds([switch_pid]) - cpu_before[0]) / received * 1e6
+            )
+            pps["appliances_us_per_packet"] = (
+                (_cpu_seconds(appliance_pids) - cpu_before[1]) / received * 1e6
+            )
+            if pps["received_pps"] > best[kind]["received_pps"]:
+                best[kind] = pps
             raw.append({"test": "udp-64", "path": kind, "repeat": rate, **pps})
             print(
                 f"  udp 64 B {kind:8s} offered {pps['sent_pps']:7.0f} pps, received "
-                f"{pps['received_pps']:7.0f} pps",
+                f"{pps['received_pps']:7.0f} pps; CPU per packet: ovs-vswitchd "
+                f"{pps['vswitchd_us_per_packet']:.2f} us, appliances "
+                f"{pps['appliances_us_per_packet']:.2f} us",
                 flush=True,
             )
+    via, base = best["gwlb"], best["baseline"]
     rows.append(
         _row(
             "udp_64B_pps",
-            best["gwlb"],
+            via["received_pps"],
             "packets/s",
             "best received over the rates",
-            best["baseline"],
+            base["received_pps"],
         )
     )
+    if "vswitchd_us_per_packet" in via:
+        rows.append(
+            _row(
+                "ovs_vswitchd_cpu_per_packet",
+                via["vswitchd_us_per_packet"],
+                "us/packet",
+                "ovs-vswitchd user+system time per UDP packet received, best run of each path",
+                base.get("vswitchd_us_per_packet"),
+            )
+        )
+        rows.append(
+            _row(
+                "appliance_cpu_per_packet",
+                via["appliances_us_per_packet"],
+                "us/packet",
+                f"every process in {', '.join(AZ_A)}'s namespaces, per packet received "
+                "(their kernel forwarding is softirq time, not counted)",
+            )
+        )
+
+
+def _vswitchd_pid() -> int:
+    return int(Path(VSWITCHD_PIDFILE).read_text().strip())
+
+
+def _netns_pids(lab: Lab, host: str) -> list[int]:
+    """Processes in a host's network namespace (the appliance and its data path)."""
+    proc = subprocess.run(
+        ["ip", "netns", "pids", lab.plan.host(host).netns],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(p) for p in proc.stdout.split()]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes (all their threads) from /proc/<pid>/stat; a
+    process gone counts nothing."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLOCK_TICKS
 
 
 def _udp_pps(lab: Lab, server: str, rate: str, seconds: float) -> dict[str, float]:
@@ -544,7 +694,7 @@ def _place_held_flows(
             flows = {
                 p: f
                 for p, f in _held_flows(lab, client_ip, server, since).items()
-                if f["rev_packets"] >= 2
+                if f["established"]
             }
             return flows if len(flows) >= want else None
 

@@ -2,7 +2,15 @@
 which appliance carried which flow (tests and the gwlb experiment use these; target states
 come from the Lab API: lab.target_state, lab.wait_target_state).
 
+Both GWLB datapaths answer alike ("datapath" in a node's status: "switch" when Open vSwitch
+steers and the node reads its counters and conntrack, "node" when the node process does the
+work). Flow rows say whether the flow is `established`; their fwd_packets / rev_packets are
+None on the switch datapath (its conntrack counts nothing): the appliances' own per-flow
+counters tell whether a flow goes on. A switch-datapath node reads its counters every 0.5 s:
+node_status_since waits for a read taken after a moment.
+
     node_status(lab, "GWLB-1a")["appliances"]      # per-appliance counters of that node
+    node_status_since(lab, "GWLB-1a", t0)          # counters read after t0 (time.time())
     node_flows(lab, "GWLB-1a")                      # its flow table (the newest 10000)
     node_flows(lab, "GWLB-1a", end="10.0.4.4:9000", max_age_s=30)   # flows of one server, recent
     appliance_status(lab, "FwA1")["firewall"]       # inspected / dropped / passed
@@ -42,6 +50,19 @@ def node_status(lab: Lab, host: str) -> dict[str, Any]:
     return _admin(lab, host, "/status")
 
 
+def node_status_since(lab: Lab, host: str, since: float, timeout: float = 5.0) -> dict[str, Any]:
+    """A GWLB node's counters once they include everything before `since` (time.time()): on
+    the switch datapath, from a read of the switch taken after it; the node datapath counts
+    as packets pass."""
+
+    def fresh() -> dict[str, Any] | None:
+        status = node_status(lab, host)
+        read_at = status.get("counters_read_at")
+        return status if read_at is None or read_at > since else None
+
+    return lab.wait_for(fresh, timeout, f"{host}'s counters read after {since:.3f}", interval=0.1)
+
+
 def node_flows(
     lab: Lab,
     host: str,
@@ -49,7 +70,8 @@ def node_flows(
     max_age_s: float | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A GWLB node's flow table: a, b ("ip[:port]"), proto, appliance, cookie, packets, age_s.
+    """A GWLB node's flow table: a, b ("ip[:port]"), proto, appliance, cookie, established,
+    packets (None on the switch datapath), age_s.
     end: only flows with this endpoint ("ip:port" or "ip"); max_age_s: only flows created
     since; limit: the newest rows kept (the node's default is 10000)."""
     query = urlencode(

@@ -263,10 +263,24 @@ class SwitchCounters:
     packets_in: dict[int, int] = field(default_factory=dict)
     bytes_in: dict[int, int] = field(default_factory=dict)
     appliances: dict[str, ApplianceCounters] = field(default_factory=dict)
-    states: dict[str, int] = field(default_factory=dict)  # est, new, inv, rehash packets
+    states: dict[str, int] = field(default_factory=dict)  # packets per state_kind()
 
     def appliance(self, ip: str) -> ApplianceCounters:
         return self.appliances.setdefault(ip, ApplianceCounters())
+
+
+def state_kind(f: FlowStat) -> str:
+    """What a flow of the state table counts: "rehash" (a failed appliance's label: its ct_label
+    match is the appliance's address, mask 0xffffffff), "known" (conntrack knows the flow's
+    choice, or it is established/related), "new", or "other" (untracked choice: +inv)."""
+    label = f.match.get("ct_label")
+    if label:
+        _, mask = field_value(label)
+        return "rehash" if mask == 0xFFFFFFFF else "known"
+    state = f.match.get("ct_state", "")
+    if "+est" in state or "+rel" in state:
+        return "known"
+    return "new" if "+new" in state else "other"
 
 
 def switch_counters(totals: Iterable[tuple[FlowStat, int, int]]) -> SwitchCounters:
@@ -278,17 +292,10 @@ def switch_counters(totals: Iterable[tuple[FlowStat, int, int]]) -> SwitchCounte
             out.packets_in[n] = out.packets_in.get(n, 0) + packets
             out.bytes_in[n] = out.bytes_in.get(n, 0) + nbytes
         elif f.table == TABLE_GWLB_STATE:
-            label = match_int(f, "ct_label")
-            state = f.match.get("ct_state", "")
-            if label is not None:
-                kind = "rehash"
-            elif "+est" in state or "+rel" in state:
-                kind = "est"
-            else:
-                kind = "new" if "+new" in state else "inv"
+            kind = state_kind(f)
             out.states[kind] = out.states.get(kind, 0) + packets
-            if label is not None:
-                out.appliance(ip_text(label)).rehashed_out += packets
+            if kind == "rehash":
+                out.appliance(ip_text(match_int(f, "ct_label") or 0)).rehashed_out += packets
         elif f.table == TABLE_GWLB_COMMIT:
             ip, commit = match_int(f, "reg1"), match_int(f, "reg7")
             if ip is None:

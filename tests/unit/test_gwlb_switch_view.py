@@ -73,7 +73,7 @@ def test_counters_per_appliance_and_endpoint_from_the_tables():
     c = switch_counters(acc.totals())
     assert c.packets_in == {1: 41}
     assert c.bytes_in == {1: 2844}
-    assert c.states == {"rehash": 0, "est": 33, "new": 8, "inv": 0}
+    assert c.states == {"rehash": 0, "known": 33, "new": 8, "other": 0}
     fw2 = c.appliances[FW2]
     assert (fw2.new_flows, fw2.tx_packets, fw2.tx_bytes, fw2.rx_packets) == (8, 41, 2844, 0)
     assert c.appliances[FW1].new_flows == 0
@@ -265,6 +265,20 @@ def test_switch_node_keeps_rows_of_its_own_endpoints_and_forgets_gone_flows():
     n.flows_read_at = 0.0
     assert len(n.flow_rows()) == 2
     assert n.expired == 6
+
+
+def test_state_flows_with_a_label_of_a_choice_are_not_rehashes():
+    """The controller's flow for every flow conntrack knows a choice of matches the label's
+    top bit; only a failed appliance's flow matches an address (mask 0xffffffff)."""
+    chosen, failed = parse_flows(
+        " cookie=0x0, duration=1.0s, table=61, n_packets=7, n_bytes=700, priority=200,"
+        "ct_state=+trk,ct_label=0x8000000000000000/0x8000000000000000 actions=resubmit(,63)\n"
+        " cookie=0x0, duration=1.0s, table=61, n_packets=2, n_bytes=200, priority=300,"
+        "ct_state=+trk,ct_label=0xa000104/0xffffffff,reg6=0x1 actions=resubmit(,62)"
+    )
+    c = switch_counters([(chosen, 7, 700), (failed, 2, 200)])
+    assert c.states == {"known": 7, "rehash": 2}
+    assert {ip: a.rehashed_out for ip, a in c.appliances.items()} == {FW1: 2}
 
 
 def test_switch_node_logs_flows_the_switch_rehashed():
