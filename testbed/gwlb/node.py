@@ -384,8 +384,9 @@ class Node:
         poller.close()
 
     # ---- views -------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Counters of the node and of each appliance."""
+    def status(self, fresh: bool = True) -> dict[str, Any]:
+        """Counters of the node and of each appliance (always fresh: counted as packets
+        pass)."""
         s = self.steering
         return {
             "host": self.host,
@@ -542,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         "127.0.0.1",
         a.admin_port,
         {
-            ("GET", "/status"): lambda q: node.status(),
+            ("GET", "/status"): lambda q: node.status(fresh=True),
             ("GET", "/flows"): lambda q: node.flow_rows(
                 int(q.get("limit", 10000)),
                 q.get("end") or None,

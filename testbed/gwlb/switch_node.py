@@ -5,12 +5,13 @@ GENEVE encapsulation from the node's address to the appliance and back. The node
 opens no packet socket and no UDP 6081 socket; what it still does:
 - runs the health checker from its address and polls the holder for the appliances' states
   (the same Steering object keeps states, candidates and events);
-- reads the switch (testbed.gwlb.switch_view): the GWLB tables' counters every POLL_S
-  (packets in per endpoint; per appliance new flows, rehashed in/out, tx/rx packets and bytes,
-  summed across flow replacement), and the flows themselves (conntrack entries of the GWLB's
-  zones: labels name the appliance and the cookie; with 2-/3-tuple stickiness the learned
-  pair table) when they are asked for, and every POLL_S while someone reads them (a dump of a
-  big conntrack table costs ovs-vswitchd's main thread: a node nobody reads leaves it alone);
+- reads the switch (testbed.gwlb.switch_view): the GWLB tables' counters (packets in per
+  endpoint; per appliance new flows, rehashed in/out, tx/rx packets and bytes, summed across
+  flow replacement) when /status asks (at most POLL_S old) and every IDLE_S; the flows
+  themselves (conntrack entries of the GWLB's zones: labels name the appliance and the
+  cookie; with 2-/3-tuple stickiness the learned pair table) when /flows asks, and every
+  POLL_S for WARM_S after (ages count from the node's first sight). Reads cost ovs-vswitchd's
+  main thread, which also forwards: a node nobody asks reads little;
 - serves the same /status, /flows and status file as the node datapath ("datapath": "switch";
   per-flow fwd/rev packet counts are None: the userspace conntrack keeps none, rows say
   whether the flow is `established` instead).
@@ -42,7 +43,8 @@ from testbed.gwlb.switch_view import (
     switch_counters,
 )
 
-POLL_S = 0.5  # counters; and flows while someone reads them
+POLL_S = 0.5  # an answer's counters or flows are at most this old
+IDLE_S = 2.0  # counters read this often when nobody asks (the status file, events)
 WARM_S = 30.0  # flows are read every POLL_S for this long after someone asked for them
 DUTY = 0.1  # at most this share of the time spent reading conntrack (a big table is slow)
 MAX_EVENTS = 200
@@ -169,9 +171,11 @@ class SwitchNode:
         return True
 
     # ---- reading the switch --------------------------------------------------------------
-    def read_counters(self) -> None:
-        """One read of the GWLB tables' counters."""
+    def read_counters(self, max_stale_s: float = 0.0) -> None:
+        """One read of the GWLB tables' counters (none if the last is recent enough)."""
         with self.lock:
+            if time.time() - self.counters_read_at < max_stale_s:
+                return
             read = self.reader(self.bridge, COUNTER_TABLES, ())
             self.take_counters(read)
 
@@ -276,7 +280,7 @@ class SwitchNode:
                 self.apply_targets()
             self.reload_endpoints()
             try:
-                self.read_counters()
+                self.read_counters(max_stale_s=IDLE_S - POLL_S / 2)
                 now = time.monotonic()
                 if now - self.flows_wanted_at < WARM_S and now >= next_flows:
                     self.read_flows()
@@ -287,8 +291,11 @@ class SwitchNode:
             time.sleep(POLL_S)
 
     # ---- views -------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Counters of the node (from the switch) and of each appliance."""
+    def status(self, fresh: bool = False) -> dict[str, Any]:
+        """Counters of the node (from the switch) and of each appliance; fresh: read at most
+        POLL_S ago (else as last read)."""
+        if fresh:
+            self.read_counters(max_stale_s=POLL_S)
         s = self.steering
         c = self.counters
         served = {e.number for e in self.config.endpoints if e.served}

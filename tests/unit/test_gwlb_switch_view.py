@@ -343,3 +343,15 @@ def test_node_main_picks_the_switch_datapath(tmp_path, monkeypatch):
         )
     assert isinstance(made["node"], SwitchNode)
     assert (made["node"].bridge, made["node"].tunnel_port) == ("tb-x-az1", 64000)
+
+
+def test_switch_node_reads_counters_when_asked_and_not_more_often_than_it_must():
+    n, fake = switch_node()
+    n.status()  # the status file's writer: as last read
+    assert fake.calls == []
+    assert n.status(fresh=True)["packets_in"] == 41  # /status: read now
+    n.status(fresh=True)  # again at once: the read is recent enough
+    assert len(fake.calls) == 1
+    n.counters_read_at -= 1.0
+    n.status(fresh=True)
+    assert len(fake.calls) == 2
