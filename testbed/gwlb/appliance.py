@@ -286,8 +286,8 @@ class FastPath:
 
     def __init__(self, binary: Path, stats_path: str | None = None) -> None:
         self.binary = binary
-        self.own_dir = None if stats_path else tempfile.mkdtemp(prefix="appliance-fastpath-")
-        self.stats_path = Path(stats_path or Path(str(self.own_dir)) / FASTPATH_STATS_FILE)
+        self.stats_path = Path(stats_path) if stats_path else None
+        self.own_dir: str | None = None  # a folder of its own when not told where
         self.proc: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.lock = threading.Lock()
@@ -300,6 +300,9 @@ class FastPath:
 
     def start(self, sock: int, tun_in: int, tun_out: int) -> None:
         """Start the child on these descriptors (it inherits them)."""
+        if self.stats_path is None:
+            self.own_dir = tempfile.mkdtemp(prefix="appliance-fastpath-")
+            self.stats_path = Path(self.own_dir) / FASTPATH_STATS_FILE
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = (sock, tun_in, tun_out, theirs.fileno())
         argv = [str(self.binary), *map(str, fds), str(self.stats_path), str(os.getpid())]
@@ -332,6 +335,7 @@ class FastPath:
         if self.control is None and self.proc is not None:
             return self.last
         self.ask(b"S")
+        assert self.stats_path is not None
         self.last = parse_stats(self.stats_path.read_text())
         return self.last
 
@@ -368,7 +372,7 @@ class FastPath:
                     self.proc.wait()
         if self.own_dir:
             shutil.rmtree(self.own_dir, ignore_errors=True)
-        else:
+        elif self.stats_path is not None:
             self.stats_path.unlink(missing_ok=True)
 
 

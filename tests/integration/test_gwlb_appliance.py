@@ -1,7 +1,10 @@
 """The GWLB appliance alone on a real lab: GENEVE in, nftables, GENEVE back, counted.
 
 A host next to the appliance plays the GWLB node (testbed.gwlb.peer): it sends inner packets
-in GENEVE with the AWS options and checks what comes back."""
+in GENEVE with the AWS options (protocol 0x0800, as AWS and the lab's node send, or 0x6558
+with an inner Ethernet header, as Open vSwitch sends) and checks what comes back. The
+appliance role runs the compiled data path (built first); Fw2 runs the Python data path,
+started by the test, which remains the fallback."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 
 import pytest
 
+from testbed.gwlb import build_fastpath
 from testbed.lab.api import Lab
 from testbed.packets.capture import decode_pcap
 from testbed.probes.capture import start_capture
@@ -35,6 +39,9 @@ Resources:
   Peer:
     Type: AWS::EC2::Instance
     Properties: {SubnetId: !Ref Net}
+  Fw2:
+    Type: AWS::EC2::Instance
+    Properties: {SubnetId: !Ref Net}
 """
 ALLOWED = "tcp:198.51.100.10:40000:10.0.1.10:80"
 TELNET = "tcp:198.51.100.10:40001:10.0.1.10:23"
@@ -44,14 +51,15 @@ PING = "icmp:10.0.1.10:7:198.51.100.10:0"
 
 @pytest.fixture(scope="module")
 def fw_lab(tmp_path_factory):
+    build_fastpath.build()  # what scripts/provision does: the appliance role then runs it
     path = tmp_path_factory.mktemp("gwlb-appliance") / "appliance.yaml"
     path.write_text(TEMPLATE)
     with Lab.up(str(path)) as lab:
         yield lab
 
 
-def peer(lab, *args: str, timeout: float = 60) -> object:
-    fw = lab.host("Fw1")
+def peer(lab, *args: str, timeout: float = 60, to: str = "Fw1") -> object:
+    fw = lab.host(to)
     proc = lab.host("Peer").run(
         [
             sys.executable,
@@ -107,7 +115,15 @@ def status(lab, written_after: float = 0.0) -> dict:
     return lab.wait_for(fresh, 10, "a fresh appliance status file")
 
 
-def test_allowed_packets_come_back_with_their_options(fw_lab):
+def test_the_role_runs_the_compiled_data_path(fw_lab):
+    st = status(fw_lab)
+    assert st["datapath"] == "c"
+    cmdline = fw_lab.host("Fw1").run(["cat", f"/proc/{st['fastpath_pid']}/cmdline"]).stdout
+    assert build_fastpath.binary_path().name in cmdline  # its child, recorded by PID
+
+
+@pytest.mark.parametrize("inner_ethernet", [False, True], ids=["0x0800", "0x6558"])
+def test_allowed_packets_come_back_with_their_options(fw_lab, inner_ethernet):
     before = quiet_status(fw_lab)
     allowed, ping, telnet, banned = peer(
         fw_lab,
@@ -121,6 +137,7 @@ def test_allowed_packets_come_back_with_their_options(fw_lab):
         BANNED,
         "--count",
         "5",
+        *(["--ethernet"] if inner_ethernet else []),
     )
     for r in (allowed, ping):
         assert r["returned"] == 5
@@ -139,8 +156,11 @@ def test_allowed_packets_come_back_with_their_options(fw_lab):
     assert grew == {"inspected": 20, "dropped": 10, "passed": 10}
     assert after["geneve_in"] - before["geneve_in"] == 20
     assert after["geneve_out"] - before["geneve_out"] == 10
+    assert after["bad"] == before["bad"]
     rows = {(r["a"], r["a_port"], r["b"], r["b_port"]): r for r in after["flows"]}
-    assert rows[("198.51.100.10", 40000, "10.0.1.10", 80)]["cookie"] == 1
+    row = rows[("198.51.100.10", 40000, "10.0.1.10", 80)]
+    assert row["cookie"] == 1
+    assert row["gwlb"] == fw_lab.host("Peer").ip
 
 
 def test_nft_ruleset_shows_the_rules_and_counters(fw_lab):
@@ -174,6 +194,22 @@ def test_mss_is_clamped_and_big_packets_still_pass(fw_lab):
     assert all(r["endpoint_ip"] == "10.0.0.100" and r["attachment_id"] == 0 for r in back)
 
 
+def test_capture_of_inner_ethernet_decodes_to_the_same_rows(fw_lab):
+    flow = "udp:198.51.100.10:41002:10.0.1.10:9000"
+    with start_capture(fw_lab.host("Peer"), "udp port 6081", label="geneve-eth") as cap:
+        (r,) = peer(fw_lab, "--flow", flow, "--count", "2", "--ethernet")
+    assert r["returned"] == 2
+    assert r["header_unchanged"]  # the inner Ethernet header too
+    rows = decode_pcap(cap.path)
+    assert len(rows) == 4
+    assert {
+        (x["protocol"], x["eth_src"], x["proto"], x["src_port"], x["dst_port"]) for x in rows
+    } == {(0x6558, "02:00:00:0a:00:02", 17, 41002, 9000)}
+    assert sorted(x["outer_src"] for x in rows) == sorted(
+        [fw_lab.host("Peer").ip] * 2 + [fw_lab.host("Fw1").ip] * 2
+    )
+
+
 def test_faults_hang_and_refuse(fw_lab):
     fw = fw_lab.host("Fw1")
     health = [sys.executable, "-m", "testbed.health.checks", fw.ip, "80", "--timeout", "2"]
@@ -190,6 +226,31 @@ def test_faults_hang_and_refuse(fw_lab):
     assert json.loads(fw_lab.host("Peer").run(health).stdout)["ok"] is True
     (r,) = peer(fw_lab, "--flow", ALLOWED, "--count", "2")
     assert r["returned"] == 2
+
+
+def test_python_data_path_still_works(fw_lab, tmp_path):
+    """The fallback (no compiled data path built): the same exchange through Fw2."""
+    fw2 = fw_lab.host("Fw2")
+    status_file = tmp_path / "appliance-status.json"
+    argv = [sys.executable, "-m", "testbed.gwlb.appliance", "--id", "Fw2", "--ip", fw2.ip]
+    argv += ["--rule", "tcp dport 23 drop", "--datapath", "python", "--health-port", "0"]
+    proc = fw2.popen([*argv, "--status", str(status_file)])
+    try:
+        st = fw_lab.wait_for(
+            lambda: status_file.exists() and json.loads(status_file.read_text()),
+            30,
+            "the Python appliance's status file",
+        )
+        assert (st["datapath"], st["fastpath_pid"]) == ("python", None)
+        for extra in ([], ["--ethernet"]):
+            allowed, telnet = peer(
+                fw_lab, "--flow", ALLOWED, "--flow", TELNET, "--count", "3", *extra, to="Fw2"
+            )
+            assert (allowed["returned"], allowed["ttl"], telnet["returned"]) == (3, 63, 0)
+            assert allowed["header_unchanged"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
 
 
 @pytest.mark.slow

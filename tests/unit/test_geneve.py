@@ -246,3 +246,39 @@ def test_scapy_decodes_the_options(tmp_path):
 
     wrpcap(str(path), [_captured(), IP(dst="10.0.0.1") / b"not geneve"])
     assert [r["flow_cookie"] for r in decode_pcap(path)] == [0x12345678]
+
+
+# Open vSwitch's format: protocol 0x6558, an Ethernet header (dst, src, IPv4) before INNER.
+ETHERNET = bytes.fromhex("0200000a00010200000a00020800")
+OVS_BYTES = GWLB_BYTES[:2] + b"\x65\x58" + GWLB_BYTES[4:]
+
+
+def test_inner_ipv4_of_both_protocols():
+    assert geneve.inner_ipv4(geneve.PROTO_IPV4, INNER) == (b"", INNER)
+    assert geneve.inner_ipv4(geneve.PROTO_ETHERNET, ETHERNET + INNER) == (ETHERNET, INNER)
+    with pytest.raises(GeneveError, match="does not carry IPv4"):
+        geneve.inner_ipv4(geneve.PROTO_ETHERNET, ETHERNET[:12] + b"\x86\xdd" + INNER)
+    with pytest.raises(GeneveError, match="0x86dd"):
+        geneve.inner_ipv4(geneve.PROTO_IPV6, INNER)
+    header, payload = geneve.parse(OVS_BYTES + ETHERNET + INNER)
+    assert geneve.inner_ipv4(header.protocol, payload) == (ETHERNET, INNER)
+    assert geneve.gwlb_fields(OVS_BYTES) == geneve.gwlb_fields(GWLB_BYTES)
+
+
+def test_scapy_decodes_inner_ethernet_to_the_same_row():
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    ovs = Ether() / IP(src="10.0.0.5", dst="10.0.2.4") / UDP(sport=51234, dport=6081)
+    row = decode_packet(ovs / (OVS_BYTES + ETHERNET + INNER))
+    aws = decode_packet(_captured())
+    assert row is not None
+    assert aws is not None
+    assert (row["protocol"], row["eth_dst"], row["eth_src"]) == (
+        0x6558,
+        "02:00:00:0a:00:01",
+        "02:00:00:0a:00:02",
+    )
+    assert (aws["eth_dst"], aws["eth_src"]) == (None, None)
+    same = ("endpoint_ip", "flow_cookie", "proto", "src", "dst", "src_port", "dst_port", "length")
+    assert {k: row[k] for k in same} == {k: aws[k] for k in same}
