@@ -109,6 +109,7 @@ class LabRequest(TypedDict):
     region: NotRequired[str | None]  # us-east-1 when None
     owner: NotRequired[OwnerInfo | None]  # None: the lab stays until `testbed down`
     keep_dir: NotRequired[bool]  # keep the lab's folder when the holder ends the lab itself
+    gwlb_datapath: NotRequired[str | None]  # auto | switch | node (testbed.plan.gwlb_datapath)
 
 
 class ControllerInfo(TypedDict):

@@ -91,6 +91,16 @@ def patch_name(name: str, index: int) -> str:
     return _ifname(f"{prefix(name)}p{index}")
 
 
+def geneve_port_name(name: str, k: int) -> str:
+    """OVS GENEVE port of the lab's k-th (from 0) GWLB node, when OVS steers its traffic."""
+    return _ifname(f"{prefix(name)}g{k}")
+
+
+def probe_bridge_name(name: str) -> str:
+    """The throw-away bridge a capability probe of lab `name` makes and removes again."""
+    return _ifname(f"{prefix(name)}gp")
+
+
 def netns_name(name: str, host: str) -> str:
     """Named network namespace of a host (listed by `ip netns`)."""
     return f"{prefix(name)}{host}"

@@ -33,6 +33,7 @@ from mininet.node import Host, Node, OVSSwitch, RemoteController
 from testbed import naming
 from testbed.errors import LabError
 from testbed.model.types import StackModel
+from testbed.plan.gwlb_datapath import TunnelPort, plumbing
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
 from testbed.topologies import host_config
 from testbed.topologies.vpc import VpcTopo
@@ -48,6 +49,26 @@ class QuietRemoteController(RemoteController):
 
     def checkListening(self) -> None:
         pass
+
+
+class LabSwitch(OVSSwitch):
+    """Mininet's OVS switch with the GENEVE ports of the GWLB nodes on it (switch datapath,
+    testbed.plan.gwlb_datapath), created in the transaction that creates the bridge: they
+    exist before the controller connects and programs flows that use them."""
+
+    def __init__(self, name: str, tunnels: tuple[TunnelPort, ...] = (), **params: Any) -> None:
+        self.tunnels = tunnels
+        super().__init__(name, **params)
+
+    def bridgeOpts(self) -> str:
+        opts = super().bridgeOpts()
+        for t in self.tunnels:
+            opts += (
+                f" -- add-port {self.name} {t.port} -- set Interface {t.port} type=geneve"
+                f" options:remote_ip=flow options:key=flow options:local_ip={t.ip}"
+                f" ofport_request={t.ofport}"
+            )
+        return opts
 
 
 def switch_resources(model: StackModel, plan: NetworkPlan) -> dict[str, str]:
@@ -137,7 +158,8 @@ class VpcNetwork:
             info.pop("az", None)
             sw = self.net.addSwitch(
                 n,
-                cls=OVSSwitch,
+                cls=LabSwitch,
+                tunnels=tuple(t for t in plumbing(self.plan).tunnels if t.bridge == n),
                 failMode="secure",
                 protocols="OpenFlow13",
                 datapath="user" if self.datapath == "user" else "kernel",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from testbed.cli.common import subcommand, table
-from testbed.lab.capabilities import detect
+from testbed.lab.capabilities import Capabilities, GwlbSwitch, detect, gwlb_switch
 
 
 def register(sub: Any) -> None:
@@ -16,7 +17,10 @@ def register(sub: Any) -> None:
         run,
         "what this machine supports (exit 1 if no lab can run)",
         epilog="Checks Open vSwitch (and which datapath: kernel module or userspace "
-        "netdev),\nnetem, HTB, GENEVE and TUN in the kernel, and the tools labs use.",
+        "netdev),\nnetem, HTB, GENEVE and TUN in the kernel, and the tools labs use; and whether\n"
+        "Open vSwitch can steer GWLB traffic itself (testbed up --gwlb-datapath): the geneve\n"
+        "port type, a flow-based GENEVE port and the TLV map of AWS's GENEVE options, probed\n"
+        "once per boot on a throw-away bridge.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -25,10 +29,23 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def gwlb_steering(caps: Capabilities) -> GwlbSwitch:
+    """GWLB steering in the switch: what the (cached) probe says, on a bridge of this command's
+    own (no lab's prefix: `tbprobe-PID`, removed by the probe)."""
+    if not caps.ovs_running:
+        return GwlbSwitch(False, "Open vSwitch is not running")
+    if not caps.root:
+        return GwlbSwitch(False, "not root: the probe makes a bridge")
+    return gwlb_switch(f"tbprobe-{os.getpid()}")
+
+
 def run(args: Any) -> int:
     caps = detect()
+    steering = gwlb_steering(caps)
     if args.json:
-        print(json.dumps(caps.to_dict(), indent=1))
+        d = caps.to_dict()
+        d["gwlb_switch"] = {"available": steering.available, "note": steering.note}
+        print(json.dumps(d, indent=1))
         return 0 if caps.can_run_lab else 1
     dp = caps.default_datapath()
     rows = [
@@ -57,6 +74,7 @@ def run(args: Any) -> int:
             "" if caps.geneve else "appliances decapsulate GENEVE in userspace (TUN)",
         ),
         ("TUN", _yes(caps.tun), ""),
+        ("GWLB steering in the switch", _yes(steering.available), steering.note),
         ("kernel", caps.kernel, ""),
     ]
     rows += [(name, version or "missing", "") for name, version in caps.tools.items()]

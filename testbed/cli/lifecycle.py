@@ -36,6 +36,7 @@ from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.lab.teardown import teardown
 from testbed.naming import name_from_template
 from testbed.paths import resolve_template
+from testbed.plan.gwlb_datapath import DEFAULT as GWLB_DEFAULT
 
 
 def register(sub: Any) -> None:
@@ -79,6 +80,19 @@ def register(sub: Any) -> None:
         default=None,
         help="Open vSwitch datapath (default: the template's Metadata.Lab.Datapath,"
         " else auto: kernel where the module is loaded, else userspace)",
+    )
+    p.add_argument(
+        "--gwlb-datapath",
+        choices=["auto", "switch", "node"],
+        default=None,
+        help="who steers a gateway load balancer's traffic to its appliances: switch = Open"
+        " vSwitch itself (conntrack and a hash pick the appliance, a GENEVE port per GWLB node"
+        " pushes and pops the header; the node process only checks health and reports);"
+        " node = the GWLB node process on its host (the Python data path, AWS's exact GENEVE"
+        " format: inner IPv4 rather than inner Ethernet); auto = switch where the machine can"
+        " (testbed doctor says so) and no other lab's node address or route is in the way,"
+        " else node, with the reason in testbed status. switch that cannot be done exits 2,"
+        f" nothing built. Default: {GWLB_DEFAULT}",
     )
     p.add_argument("--region", default=None, help="AWS::Region (default us-east-1)")
     p.add_argument(
@@ -242,7 +256,12 @@ def _print_event(ev: Any) -> None:
 
 
 # Flags of `up` that describe a new lab, meaningless when a stack goes --into one.
-LAB_ONLY_FLAGS = (("name", "--name"), ("datapath", "--datapath"), ("region", "--region"))
+LAB_ONLY_FLAGS = (
+    ("name", "--name"),
+    ("datapath", "--datapath"),
+    ("region", "--region"),
+    ("gwlb_datapath", "--gwlb-datapath"),
+)
 
 
 def cmd_up(args: Any) -> int:
@@ -263,11 +282,14 @@ def cmd_up(args: Any) -> int:
         region=args.region,
         on_event=None if args.quiet else _print_event,
         owned=args.cli,  # a plain `up` leaves a lab that stays; `up --cli` owns it
+        gwlb_datapath=args.gwlb_datapath,
     )
     print(
         f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
         f"({state.get('datapath')} datapath, holder pid {state.get('pid')})\n"
     )
+    if state.get("gwlb_datapath"):
+        print(f"GWLB datapath: {gwlb_text(state)}\n")
     print(hosts_table(state.get("hosts", [])))
     for text in host_notes(state.get("hosts", [])):
         print(f"  {text}")
@@ -482,6 +504,9 @@ def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
         "reason": state.get("reason"),
         "owner": _owner(state),
         "datapath": state.get("datapath"),
+        # Who steers the GWLBs' traffic (None: the lab has no GWLB) and why not the switch.
+        "gwlb_datapath": state.get("gwlb_datapath"),
+        "gwlb_datapath_reason": state.get("gwlb_datapath_reason") or "",
         "template": state.get("template"),
         "created": state.get("created"),
         "outputs": state.get("outputs", {}),
@@ -553,6 +578,8 @@ def cmd_status(args: Any) -> int:
             f"lab {s['name']}: {s['state']}, holder pid {s['pid']}, {s['datapath']} "
             f"datapath, up {age:.0f} s\n  template {s['template']}\n  files {s['lab_dir']}"
         )
+        if s["gwlb_datapath"]:
+            print(f"  GWLB datapath: {gwlb_text(s)}")
         owner = s["owner"]
         if s["state"] in ENDED_STATES:
             print(f"  ended: {s['reason']}; testbed clean {s['name']} removes these files")
@@ -619,6 +646,12 @@ def cmd_status(args: Any) -> int:
         )
     )
     return 0
+
+
+def gwlb_text(s: dict[str, Any]) -> str:
+    """'switch' or 'node' and, for node, why not switch."""
+    reason = s.get("gwlb_datapath_reason")
+    return f"{s['gwlb_datapath']} ({reason})" if reason else str(s["gwlb_datapath"])
 
 
 def cmd_events(args: Any) -> int:

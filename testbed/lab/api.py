@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from testbed import asks, naming, rpc
 from testbed.errors import BadInput, LabError
+from testbed.lab import gwlb_switch
 from testbed.lab.classic_health import IN_SERVICE
 from testbed.lab.classic_health import instance_health as clb_instance_health
 from testbed.lab.controller_proc import log_tail
@@ -66,7 +67,10 @@ from testbed.messages import (
 from testbed.model import load_model, load_model_text
 from testbed.model.changeset import check_plan_base
 from testbed.naming import HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
-from testbed.plan.network import NetworkPlan
+from testbed.plan.gwlb_datapath import SWITCH as GWLB_SWITCH
+from testbed.plan.gwlb_datapath import WANTED as GWLB_WANTED
+from testbed.plan.gwlb_datapath import decide as gwlb_decide
+from testbed.plan.network import NetworkPlan, build_plan
 from testbed.waiting import wait_for
 
 T = TypeVar("T")
@@ -99,6 +103,7 @@ def start_lab(
     timeout: float = UP_TIMEOUT,
     owned: bool = True,
     keep_dir: bool | None = None,
+    gwlb_datapath: str | None = None,
 ) -> dict[str, Any]:
     """Create a lab and return its state once ready. BadInput for bad input (nothing built),
     LabError if building failed (everything rolled back).
@@ -108,11 +113,16 @@ def start_lab(
     stays until `testbed down` (what a plain `testbed up` makes).
     keep_dir: when the holder tears the lab down by itself (its owner ended, a signal, a
     failed build), keep the lab's directory (events, logs, lab.json) for a post-mortem;
-    `testbed clean` removes it. Default: the environment variable TESTBED_KEEP_LAB_DIR=1."""
+    `testbed clean` removes it. Default: the environment variable TESTBED_KEEP_LAB_DIR=1.
+    gwlb_datapath: who steers the GWLBs' traffic: "switch" (Open vSwitch), "node" (the
+    Python GWLB node), "auto" or None (switch where the machine can, else node with the
+    reason in the state; testbed.plan.gwlb_datapath). "switch" that cannot be: BadInput."""
     params = {k: str(v) for k, v in (params or {}).items()}
     name = naming.validate_lab_name(name or naming.name_from_template(template))
     if datapath not in (None, "auto", "user", "kernel"):
         raise BadInput(f"unknown datapath {datapath!r}: use auto, user or kernel")
+    if gwlb_datapath not in (None, *GWLB_WANTED):
+        raise BadInput(f"unknown GWLB datapath {gwlb_datapath!r}: use {', '.join(GWLB_WANTED)}")
     # Validate before anything exists: template errors exit 2 with nothing created.
     model = load_model(template, params, stack_name=name, region=region or "us-east-1")
     # Resources that wait for cfn-signal may take their whole Timeout (up to 12 hours).
@@ -126,6 +136,8 @@ def start_lab(
         )
     if lab_dir.exists() or leftovers_exist(name):
         teardown(name)  # what a dead lab of the same name left
+    if gwlb_datapath == GWLB_SWITCH:
+        _check_gwlb_switch(model, name, datapath)
     if keep_dir is None:
         keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
     request = LabRequest(
@@ -136,6 +148,7 @@ def start_lab(
         region=region,
         owner=this_process().to_dict() if owned else None,
         keep_dir=keep_dir,
+        gwlb_datapath=gwlb_datapath,
     )
     follower = EventFollower(lab_dir)
     proc: subprocess.Popen | None = None
@@ -167,6 +180,22 @@ def start_lab(
     )
     teardown(name, keep_dir=keep_dir)
     raise LabError(f"lab {name} could not be created, everything was rolled back: {detail}")
+
+
+def _check_gwlb_switch(model: Any, name: str, datapath: str | None) -> None:
+    """BadInput (nothing built) when the switch GWLB datapath, asked for, cannot be: the
+    holder decides again as it builds (auto falls back to the node there)."""
+    wanted = datapath or model.lab.datapath
+    if wanted in (None, "", "auto"):
+        wanted = "kernel" if Path("/sys/module/openvswitch").exists() else "user"
+    plan = build_plan(model, name)
+    decision = gwlb_decide(plan, GWLB_SWITCH, gwlb_switch.machine_facts(name, wanted))
+    if decision.refused:
+        raise BadInput(
+            f"--gwlb-datapath switch: Open vSwitch cannot steer this lab's GWLB traffic: "
+            f"{decision.reason}",
+            hint="--gwlb-datapath auto uses the node datapath then; node asks for it",
+        )
 
 
 def _launch_holder(lab_dir: Path, request: LabRequest, follower: EventFollower) -> subprocess.Popen:
@@ -922,6 +951,7 @@ class Lab:
         datapath: str | None = None,
         on_event: Callable[[Event], None] | None = None,
         keep_dir: bool | None = None,
+        gwlb_datapath: str | None = None,
     ) -> Iterator[Lab]:
         """Bring a lab up for the duration of a `with` block; always torn down after.
 
@@ -934,7 +964,13 @@ class Lab:
         with unwind_on_termination():
             # start_lab removes what it made when it fails (a kept folder stays kept).
             start_lab(
-                template, params, name=name, datapath=datapath, on_event=on_event, keep_dir=keep_dir
+                template,
+                params,
+                name=name,
+                datapath=datapath,
+                on_event=on_event,
+                keep_dir=keep_dir,
+                gwlb_datapath=gwlb_datapath,
             )
             ending = f"{owner} left Lab.up"
             try:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.lab import cgroups, zones
+from testbed.lab import cgroups, gwlb_switch, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir
@@ -31,6 +31,7 @@ from testbed.model.autoscaling_types import Alarm
 from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.types import ResourceSignalPolicy, StackModel
+from testbed.plan.gwlb_datapath import plumbing
 from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
 from testbed.topologies.vpc import VpcTopo
@@ -292,7 +293,12 @@ class LabBuilder:
             raise LabError("the switches start once the controller runs and the nodes exist")
 
         def start() -> None:
+            # GWLB steering in the switch: the nodes' addresses on their veths before OVS
+            # opens them, the GENEVE ports with their bridges, routes once they run.
+            tunnels = plumbing(self.plan)
+            gwlb_switch.prepare(tunnels)
             network.start()
+            gwlb_switch.finish(tunnels)
             controller.wait_programmed()
 
         self._step(

@@ -8,6 +8,7 @@ modules: userspace OVS, no netem, no GENEVE) and the Vagrant VM (all of them).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -15,6 +16,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from testbed import naming
 from testbed.lab import system
 
 
@@ -99,6 +101,101 @@ def _probe_kernel() -> dict[str, bool]:
     finally:
         system.run(["ip", "netns", "delete", ns], check=False)
     return results
+
+
+# GWLB steering in the switch (issue 15): OVS's geneve port type, a flow-based GENEVE port and
+# the TLV map of AWS's GENEVE options (class 0x0108: endpoint id, attachment, flow cookie).
+GWLB_TLV_CLASS = 0x0108
+GWLB_TLV_MAP = ",".join(
+    f"{{class={GWLB_TLV_CLASS:#06x},type={t},len={n}}}->tun_metadata{i}"
+    for i, (t, n) in enumerate(((1, 8), (2, 8), (3, 4)))
+)
+GWLB_SWITCH_CACHE = "gwlb-switch-capability.json"  # in naming.state_root(): once per boot
+PROBE_OFPORT = 64000
+
+
+@dataclass(frozen=True)
+class GwlbSwitch:
+    """Whether OVS can steer GWLB traffic here (testbed.plan.gwlb_datapath) and what the probe
+    found: "OVS 3.1.0 userspace, geneve + TLV class 0x0108", or why not."""
+
+    available: bool
+    note: str
+
+
+def gwlb_switch(bridge: str, fresh: bool = False) -> GwlbSwitch:
+    """Probe once per machine (and OVS version): a throw-away netdev bridge `bridge` (named
+    with a lab's prefix, so that its cleanup finds it), a flow-based GENEVE port on it, the
+    TLV map, then the bridge removed again. The result is cached in the state root (tmpfs:
+    until the next boot); fresh probes again. A probe that could not run is not cached."""
+    version = _version_line(TOOLS["ovs-vsctl"])
+    cache = naming.state_root() / GWLB_SWITCH_CACHE
+    if not fresh:
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("ovs_version") == version:
+                return GwlbSwitch(bool(cached["available"]), str(cached["note"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    result, definite = _probe_gwlb_switch(bridge, version)
+    if definite:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps({"ovs_version": version, "available": result.available, "note": result.note})
+        )
+        os.replace(tmp, cache)
+    return result
+
+
+def _probe_gwlb_switch(bridge: str, version: str | None) -> tuple[GwlbSwitch, bool]:
+    """(the result, whether it is definite: a machine fact rather than a passing failure)."""
+    if version is None:
+        return GwlbSwitch(False, "Open vSwitch is not installed"), False
+    types = system.run(
+        ["ovs-vsctl", "--timeout=10", "get", "Open_vSwitch", ".", "iface_types"], check=False
+    )
+    if types.returncode != 0:
+        return GwlbSwitch(False, "Open vSwitch does not answer"), False
+    if "geneve" not in types.stdout:
+        return GwlbSwitch(False, f"OVS {version} has no geneve interface type"), True
+    port = f"{bridge}0"[: naming.IFNAMSIZ]
+    # A local_ip of its own (TEST-NET-2 benchmark range, by PID): two probes at once, or a lab's
+    # own flow-based port, never make this one a duplicate ("File exists").
+    local_ip = f"198.18.{(os.getpid() >> 8) & 0xFF}.{os.getpid() & 0xFF}"
+    try:
+        made = system.run(
+            [
+                "ovs-vsctl", "--timeout=20",
+                "--", "--may-exist", "add-br", bridge,
+                "--", "set", "bridge", bridge, "datapath_type=netdev", "fail_mode=secure",
+                "--", "add-port", bridge, port,
+                "--", "set", "interface", port, "type=geneve", "options:remote_ip=flow",
+                "options:key=flow", f"options:local_ip={local_ip}",
+                f"ofport_request={PROBE_OFPORT}",
+            ],
+            check=False,
+        )  # fmt: skip
+        if made.returncode != 0:
+            return GwlbSwitch(False, f"probe bridge: {made.stderr.strip()[:200]}"), False
+        ofport = system.run(
+            ["ovs-vsctl", "--timeout=10", "get", "interface", port, "ofport", "error"],
+            check=False,
+        ).stdout.split("\n")
+        if ofport[0].strip() != str(PROBE_OFPORT):
+            error = ofport[1].strip() if len(ofport) > 1 else ""
+            return GwlbSwitch(False, f"a flow-based GENEVE port was refused: {error}"), True
+        tlv = system.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "add-tlv-map", bridge, GWLB_TLV_MAP], check=False
+        )
+        if tlv.returncode != 0:
+            text = (tlv.stderr or tlv.stdout).strip().splitlines()
+            return GwlbSwitch(False, f"TLV map refused: {text[0] if text else '?'}"), True
+    finally:
+        system.run(["ovs-vsctl", "--timeout=20", "--if-exists", "del-br", bridge], check=False)
+    return GwlbSwitch(
+        True, f"OVS {version} userspace, geneve + TLV class {GWLB_TLV_CLASS:#06x}"
+    ), True
 
 
 def detect() -> Capabilities:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import naming
-from testbed.lab import cgroups, system, zones
+from testbed.lab import cgroups, gwlb_switch, system, zones
 from testbed.lab.procs import ProcessJournal, is_alive, labelled_pids, terminate
 
 NETNS_ETC = Path("/etc/netns")
@@ -27,12 +27,14 @@ class TeardownReport:
     links: list[str] = field(default_factory=list)
     bridges: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)  # OVS routes (GWLB switch datapath)
 
     def summary(self) -> str:
         return (
             f"{len(self.processes)} processes, {len(self.namespaces)} namespaces, "
             f"{len(self.links)} links, {len(self.bridges)} bridges, "
             f"{len(self.files)} file trees"
+            + (f", {len(self.routes)} OVS routes" if self.routes else "")
         )
 
 
@@ -44,6 +46,8 @@ def leftovers(name: str) -> dict[str, list[str]]:
         "links": [n for n in system.list_links() if n.startswith(pre)],
         "bridges": [n for n in system.list_bridges() if n.startswith(pre)],
         "files": [str(p) for p in _files(name) if p.exists()],
+        # ovs-vswitchd keeps a user route after its device is gone.
+        "ovs_routes": [f"{r.prefix} dev {r.dev}" for r in gwlb_switch.lab_routes(name)],
     }
     journal = ProcessJournal(naming.lab_dir(name))
     alive = {r.pid for r in journal.records() if is_alive(r)} | set(labelled_pids(name))
@@ -78,6 +82,8 @@ def teardown(
     system.delete_netns(namespaces)
     # Empty now: every process of the lab's hosts has ended.
     cgroups.remove_all(name)
+    # The switch GWLB datapath's routes through the lab's veths (OVS's one route table).
+    report.routes = gwlb_switch.remove_routes(name)
     report.bridges = [b for b in system.list_bridges() if b.startswith(pre)]
     system.delete_bridges(report.bridges)
     report.links = [link for link in system.list_links() if link.startswith(pre)]

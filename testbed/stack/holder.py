@@ -29,8 +29,8 @@ from typing import Any, cast
 from testbed import asks, naming
 from testbed.autoscaling.service import AutoScalingService, autoscaling_service
 from testbed.errors import BadInput, LabError, TestbedError
-from testbed.lab import zones
-from testbed.lab.builder import STACK_TYPE, LabBuilder
+from testbed.lab import gwlb_switch, zones
+from testbed.lab.builder import NETWORK_ID, NETWORK_TYPE, STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog, read_events
@@ -58,7 +58,7 @@ from testbed.model.autoscaling_types import AutoScalingGroup
 from testbed.model.changeset import MODIFY, ChangeSet, ResourceChange, template_digest
 from testbed.model.changeset_diff import StackTemplate, compute_change_set
 from testbed.naming import CONTROLLER_SOCK, HOLDER_SOCK, PLAN_FILE, REQUEST_FILE
-from testbed.plan import merge
+from testbed.plan import gwlb_datapath, merge
 from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import LinkPlan, NetworkPlan, SwitchPlan, build_plan
@@ -129,6 +129,8 @@ class Holder:
         self.stacks = LabStacks()
         self.stack_lock = threading.Lock()
         self.stack_launcher: InstanceLauncher | None = None
+        # The switch GWLB datapath's tunnel neighbours, set again while the lab runs.
+        self.neighbours: gwlb_switch.TunnelNeighbours | None = None
 
     # ---- stopping -----------------------------------------------------------------------
     def signalled(self, signum: int, frame: Any = None) -> None:
@@ -225,6 +227,7 @@ class Holder:
                         self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"warning: {text}"
                     )
             plan = build_plan(model, self.name, zone_base=zones.reserve(self.name))
+            plan = self._gwlb_datapath(plan, datapath)
             if plan.load_balancers:
                 # Health checkers talk to the holder while the lab is still being built.
                 self.lb_service = LbService(self.lab_dir, plan, self.events)
@@ -284,6 +287,9 @@ class Holder:
         )
         if self.lb_service:
             self.lb_service.start()
+        routes = gwlb_datapath.plumbing(plan).routes
+        if routes:
+            self.neighbours = gwlb_switch.TunnelNeighbours(routes, self._neighbour_failed)
         self.supervisor = ControllerSupervisor(
             controller,
             [s.name for s in plan.switches],
@@ -301,6 +307,29 @@ class Holder:
         )
         return True
 
+    def _gwlb_datapath(self, plan: NetworkPlan, datapath: str) -> NetworkPlan:
+        """Switch or node for the lab's GWLBs (testbed.plan.gwlb_datapath): the request's
+        choice, auto by default; "switch" that cannot be fails the build."""
+        if not gwlb_datapath.gwlb_nodes(plan):
+            return plan
+        wanted = self.request.get("gwlb_datapath") or gwlb_datapath.DEFAULT
+        facts = gwlb_switch.machine_facts(self.name, datapath)
+        decision = gwlb_datapath.decide(plan, wanted, facts)
+        if decision.refused:
+            raise TestbedError(
+                f"--gwlb-datapath switch: Open vSwitch cannot steer this lab's GWLB traffic: "
+                f"{decision.reason}"
+            )
+        if decision.datapath == gwlb_datapath.SWITCH:
+            text = f"GWLB datapath: switch (Open vSwitch steers: {facts.capability_note})"
+        elif decision.reason:
+            text = f"GWLB datapath: node, not switch: {decision.reason}"
+        else:
+            text = "GWLB datapath: node (asked for)"
+        self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", text)
+        self.save(gwlb_datapath=decision.datapath, gwlb_datapath_reason=decision.reason)
+        return gwlb_datapath.for_datapath(plan, decision)
+
     def _datapath(self, wanted: str | None, caps: Capabilities) -> str:
         if wanted in (None, "", "auto"):
             return caps.default_datapath()
@@ -310,6 +339,9 @@ class Holder:
                 "is not loaded here; use --datapath user (or auto)"
             )
         return wanted
+
+    def _neighbour_failed(self, text: str) -> None:
+        self.events.emit(NETWORK_ID, NETWORK_TYPE, "TUNNEL_NEIGHBOUR_FAILED", text)
 
     def rollback(self, reason: str) -> None:
         self._ignore_stops()
@@ -797,6 +829,8 @@ class Holder:
         # Checked often: a dead controller is seen (and replaced) within a tick.
         while self.stop_reason is None and not self.down_requested.wait(0.05):
             supervisor.step()
+            if self.neighbours is not None:
+                self.neighbours.step()
         self._ignore_stops()
         reason = self.stop_reason or "User Initiated"
         with self.stack_lock:
