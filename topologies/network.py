@@ -33,7 +33,7 @@ from mininet.node import Host, Node, OVSSwitch, RemoteController
 from testbed import naming
 from testbed.errors import LabError
 from testbed.model.types import StackModel
-from testbed.plan.gwlb_datapath import TunnelPort, plumbing
+from testbed.plan.gwlb_datapath import APPLIANCE_MTU, TunnelPort, appliance_links, plumbing
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
 from testbed.topologies import host_config
 from testbed.topologies.vpc import VpcTopo
@@ -359,6 +359,12 @@ class VpcNetwork:
                 script += f"ip link set {shlex.quote(veth)} up\n"
                 if self.datapath == "user":
                     script += f"ethtool -K {shlex.quote(veth)} tx off >/dev/null\n"
+            # An appliance of the switch GWLB datapath: AWS's VPC MTU on both ends.
+            veths, ends = appliance_links(self.plan, hp)
+            for veth in veths:
+                script += f"ip link set dev {shlex.quote(veth)} mtu {APPLIANCE_MTU}\n"
+            for netns, intf in ends:
+                script += f"ip -n {shlex.quote(netns)} link set dev {intf} mtu {APPLIANCE_MTU}\n"
             _run(["sh", "-e", "-c", script])
             self._tune(node, hp, first=host_config.eth0_commands(hp))
         except Exception as exc:

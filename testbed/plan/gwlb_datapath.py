@@ -25,7 +25,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from testbed import naming
 from testbed.plan.balancers import GENEVE_OFPORT_BASE, NodePlan
-from testbed.plan.network import NetworkPlan
+from testbed.plan.network import HostPlan, NetworkPlan
 
 SWITCH, NODE, AUTO = "switch", "node", "auto"
 WANTED = (AUTO, SWITCH, NODE)
@@ -215,6 +215,28 @@ def for_datapath(plan: NetworkPlan, decision: Decision) -> NetworkPlan:
     return replace(plan, load_balancers=tuple(lbs), gwlb_datapath=SWITCH, gwlb_datapath_reason="")
 
 
+def carried(running: NetworkPlan, new: NetworkPlan) -> NetworkPlan:
+    """`new` (a template update's plan, built afresh) with the running lab's GWLB datapath:
+    a GWLB node the lab runs keeps its tunnel port; a node the update adds has none (no
+    GENEVE port was made for it: the node process carries its traffic)."""
+    ports = {(lb.name, n.host): n.tunnel_port for lb in running.load_balancers for n in lb.nodes}
+    lbs = tuple(
+        replace(
+            lb,
+            nodes=tuple(replace(n, tunnel_port=ports.get((lb.name, n.host))) for n in lb.nodes),
+        )
+        if lb.type == "gateway"
+        else lb
+        for lb in new.load_balancers
+    )
+    return replace(
+        new,
+        load_balancers=lbs,
+        gwlb_datapath=running.gwlb_datapath,
+        gwlb_datapath_reason=running.gwlb_datapath_reason,
+    )
+
+
 def plumbing(plan: NetworkPlan) -> SwitchPlumbing:
     """What the lab makes on the machine for a plan of the switch datapath (empty for one of
     the node datapath)."""
@@ -249,17 +271,25 @@ def plumbing(plan: NetworkPlan) -> SwitchPlumbing:
     veths: list[str] = []
     ends: list[tuple[str, str]] = []
     for h in plan.hosts:
-        if h.role == APPLIANCE_ROLE:
-            veths.append(h.veth)
-            ends.append((h.netns, "eth0"))
-            for i in h.interfaces:
-                veths.append(i.veth)
-                ends.append((h.netns, i.name))
+        more_veths, more_ends = appliance_links(plan, h)
+        veths += more_veths
+        ends += more_ends
     # A veth between switches (inter-AZ delay or bandwidth) carries tunnels across AZs.
     for link in plan.links:
         if link.kind == "veth":
             veths += [link.a_intf, link.b_intf]
     return SwitchPlumbing(tuple(tunnels), tuple(routes), tuple(veths), tuple(ends))
+
+
+def appliance_links(plan: NetworkPlan, h: HostPlan) -> tuple[list[str], list[tuple[str, str]]]:
+    """The root-side veths and (netns, interface) ends of host h's links that take
+    APPLIANCE_MTU: those of an appliance in a lab of the switch datapath (also one that an
+    update or Auto Scaling launches while the lab runs)."""
+    if plan.gwlb_datapath != SWITCH or h.role != APPLIANCE_ROLE:
+        return [], []
+    veths = [h.veth, *(i.veth for i in h.interfaces)]
+    ends = [(h.netns, "eth0"), *((h.netns, i.name) for i in h.interfaces)]
+    return veths, ends
 
 
 def parse_routes(text: str) -> tuple[OvsRoute, ...]:

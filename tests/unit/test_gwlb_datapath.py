@@ -15,6 +15,8 @@ from testbed.plan.gwlb_datapath import (
     MachineFacts,
     OvsRoute,
     TunnelRoute,
+    appliance_links,
+    carried,
     decide,
     for_datapath,
     gwlb_nodes,
@@ -147,6 +149,12 @@ def test_plumbing_of_the_switch_datapath(gwlb):
     assert made.mtu_host_ends[0] == ("tb-lab-FwA1", "eth0")
     assert len(made.mtu_host_ends) == 4
     assert plumbing(gwlb).tunnels == ()  # the node datapath makes nothing
+    assert plumbing(gwlb).mtu_veths == ()
+    # An appliance launched while the lab runs takes the MTU too.
+    launched = replace(plan.host("FwA1"), name="FwA9", netns="tb-lab-FwA9", veth="tb-lab-v99")
+    assert appliance_links(plan, launched) == (["tb-lab-v99"], [("tb-lab-FwA9", "eth0")])
+    assert appliance_links(gwlb, launched) == ([], [])
+    assert appliance_links(plan, plan.host("WebA")) == ([], [])
 
 
 def test_parse_routes():
@@ -200,3 +208,17 @@ def test_tunnel_neighbours_are_set_again(monkeypatch):
     now[0] = 706.5
     keeper.step()
     assert len(calls) == 3
+
+
+def test_an_update_keeps_the_running_datapath(gwlb):
+    running = for_datapath(gwlb, decide(gwlb, AUTO, facts()))
+    # A template update's plan is built afresh (node datapath, no tunnel ports).
+    assert carried(running, gwlb) == running
+    # A node the update adds has no GENEVE port: its node process carries its traffic.
+    (lb,) = gwlb.load_balancers
+    added = replace(lb.nodes[1], host="GWLB-1c", az="us-east-1c")
+    grown = replace(gwlb, load_balancers=(replace(lb, nodes=(*lb.nodes, added)),))
+    ports = [n.tunnel_port for _, n in gwlb_nodes(carried(running, grown))]
+    assert ports == [64000, 64001, None]
+    fallback = for_datapath(gwlb, decide(gwlb, AUTO, facts(capable=False)))
+    assert carried(fallback, gwlb) == fallback
