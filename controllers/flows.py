@@ -38,6 +38,26 @@ TABLE_BRIDGE = 40  # same-subnet (L2) traffic: only to hosts of the packet's own
 TABLE_OUTPUT = 50  # every switch: destination MAC -> port toward that host
 TABLE_SG_IN = 55  # security groups, ingress of the receiving port: its conntrack zone
 TABLE_SG_IN_RULES = 56  # tracked replies pass; new flows need an ingress rule of its groups
+# GWLB steering in the switch (testbed.controllers.gwlb), on the switch of a GWLB node that
+# has a GENEVE port: packets to an endpoint's MAC come here from TABLE_OUTPUT.
+TABLE_GWLB_CT = 60  # through the GWLB's conntrack zone
+TABLE_GWLB_STATE = 61  # a flow it knows: its appliance and cookie from ct_label; else pick
+TABLE_GWLB_PICK = 62  # symmetric hash of the stickiness tuple into a Maglev slot (reg0)
+TABLE_GWLB_ENCAP = 63  # GENEVE options and destination, out of the node's tunnel port
+TABLE_GWLB_SLOT = 64  # slot -> appliance and cookie (a learned 2-/3-tuple pair wins)
+TABLE_GWLB_STICKY = 65  # learned 2-/3-tuple pairs (the switch's own flows)
+TABLE_GWLB_COMMIT = 66  # per appliance: commit the choice into ct_label (new, rehashed)
+TABLE_GWLB_TX = 67  # per appliance: packets sent to it (counters only)
+TABLE_GWLB_RX = 68  # per appliance: packets back from it (counters only)
+# Cookie of every flow a GWLB learn action installs: this tag in bits 48-63, the appliance's
+# index below. The controller never deletes such flows as unknown (they are the switch's).
+GWLB_LEARN_COOKIE_TAG = 0x1EA2
+LEARN_TAG_SHIFT = 48
+
+
+def is_learned_cookie(cookie: int) -> bool:
+    """Whether a flow's cookie says a GWLB learn action installed it."""
+    return cookie >> LEARN_TAG_SHIFT == GWLB_LEARN_COOKIE_TAG
 
 
 # OpenFlow's reserved port "the port the packet came in on" (OFPP_IN_PORT): an output to
@@ -83,18 +103,6 @@ class Nat:
 
 
 @dataclass(frozen=True)
-class Ct:
-    """Send the packet through the connection tracker (zone), then on to `table` (None: no
-    recirculation; the packet goes on with the next action, as untracked)."""
-
-    zone: int
-    table: int | None
-    commit: bool = False
-    nat: Nat | None = None
-    label: int | None = None  # with commit: the connection's ct_label becomes this
-
-
-@dataclass(frozen=True)
 class Move:
     """Copy n_bits of field `src` (from its bit src_ofs) into `dst` (from its bit dst_ofs):
     Nicira's move, e.g. how a switch turns an ARP request into its reply from the request's
@@ -107,6 +115,30 @@ class Move:
     dst_ofs: int = 0
 
 
+@dataclass(frozen=True, repr=False)
+class Ct:
+    """Send the packet through the connection tracker (zone), then on to `table` (None: no
+    recirculation; the packet goes on with the next action, as untracked). With commit,
+    `actions` (Move or SetField into ct_label / ct_mark) run on the connection's entry
+    (OVS's ct(exec(...)))."""
+
+    zone: int
+    table: int | None
+    commit: bool = False
+    nat: Nat | None = None
+    label: int | None = None  # with commit: the connection's ct_label becomes this
+    actions: tuple[Move | SetField, ...] = ()
+
+    def __repr__(self) -> str:
+        # The repr is part of every flow's fingerprint (its cookie) and of the golden flow
+        # digests: a Ct without exec actions reads as it did before they existed.
+        text = (
+            f"Ct(zone={self.zone!r}, table={self.table!r}, commit={self.commit!r}, "
+            f"nat={self.nat!r}, label={self.label!r}"
+        )
+        return text + (f", actions={self.actions!r})" if self.actions else ")")
+
+
 @dataclass(frozen=True)
 class Multipath:
     """Hash the flow's fields into register `dst` as a value in [0, n_links)."""
@@ -117,7 +149,50 @@ class Multipath:
     dst: str = "reg0"
 
 
-Action = Output | SetField | DecTtl | ToController | Group | Ct | Multipath | Move
+@dataclass(frozen=True)
+class Resubmit:
+    """Run the flow of `table` that matches the packet now (its actions, and its goto), then
+    go on with the next action: Nicira's resubmit(,table)."""
+
+    table: int
+
+
+@dataclass(frozen=True)
+class LearnMatch:
+    """A match of the flow a Learn installs: its field `dst` equals the learning packet's
+    field `src` (None: the constant `value`)."""
+
+    dst: str
+    n_bits: int
+    src: str | None = None
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class LearnLoad:
+    """An action of the flow a Learn installs: load the learning packet's field `src` as it
+    is now (None: the constant `value`) into `dst`."""
+
+    dst: str
+    n_bits: int
+    src: str | None = None
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Install (or refresh) a flow in `table` made from this packet: Nicira's learn."""
+
+    table: int
+    priority: int
+    idle_timeout: int
+    cookie: int
+    specs: tuple[LearnMatch | LearnLoad, ...]
+
+
+Action = (
+    Output | SetField | DecTtl | ToController | Group | Ct | Multipath | Move | Resubmit | Learn
+)
 
 # OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
 # reverse to the same value, which the GWLB needs and the NLB does not mind.

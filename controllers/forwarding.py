@@ -46,6 +46,8 @@ from testbed.controllers.flows import (
     TABLE_ARP,
     TABLE_BRIDGE,
     TABLE_CLASSIFY,
+    TABLE_GWLB_CT,
+    TABLE_GWLB_RX,
     TABLE_IGW,
     TABLE_IGW_OUT,
     TABLE_IGW_ROUTE,
@@ -62,9 +64,11 @@ from testbed.controllers.flows import (
     Flow,
     Move,
     Output,
+    Resubmit,
     SetField,
     flow,
 )
+from testbed.controllers.gwlb import endpoint_id, endpoint_number, tunnel_nodes
 from testbed.controllers.security import (
     address_space,
     deliver,
@@ -120,6 +124,13 @@ class Forwarding:
         }
         self._endpoints = {e.name: e for e in plan.endpoints}
         self._nat_hosts = {h.name: h for h in plan.hosts if h.kind == "natgw"}
+        # GWLB nodes whose steering the switch does (issue 15): host -> GENEVE port, and the
+        # addresses encapsulated packets may come from (OVS routes every node's out of one
+        # node's port).
+        self._tunnel_port = {
+            host: node.tunnel_port for host, (_lb, node) in tunnel_nodes(plan).items()
+        }
+        self._tunnel_sources = tuple(node.ip for _lb, node in tunnel_nodes(plan).values())
         self._flows: dict[int, list[Flow]] = {}  # the plan does not change: computed once
 
     # ---- topology helpers -------------------------------------------------------------
@@ -264,6 +275,31 @@ class Forwarding:
                 # Traffic the GWLB hands back for an endpoint: any addresses (it is the
                 # traffic it was given), routed on with the endpoint's subnet route table.
                 subnet = self._subnets[endpoint.subnet]
+                tag = (subnet_tag(self._vpc_index[subnet.vpc], subnet.index), SUBNET_MASK)
+                tunnel = self._tunnel_port.get(h.name)
+                if tunnel is not None:
+                    # The switch steers: it comes back decapsulated on the node's GENEVE
+                    # port with the endpoint's id, from the endpoint (counted per appliance).
+                    match = {
+                        "in_port": tunnel,
+                        "eth_type": ETH_TYPE_IP,
+                        "tun_metadata0": endpoint_id(endpoint),
+                    }
+                    flows.append(
+                        flow(
+                            TABLE_CLASSIFY,
+                            200,
+                            match,
+                            [
+                                Resubmit(TABLE_GWLB_RX),
+                                SetField("eth_src", endpoint.mac),
+                                SetField("eth_dst", self.router_mac),
+                            ],
+                            goto=TABLE_STEER,
+                            metadata=tag,
+                        )
+                    )
+                    continue
                 flows.append(
                     Flow(
                         TABLE_CLASSIFY,
@@ -278,10 +314,7 @@ class Forwarding:
                             )
                         ),
                         goto=TABLE_STEER,
-                        metadata=(
-                            subnet_tag(self._vpc_index[subnet.vpc], subnet.index),
-                            SUBNET_MASK,
-                        ),
+                        metadata=tag,
                     )
                 )
             flows += self._source_check(h)
@@ -294,7 +327,11 @@ class Forwarding:
         sent_by = {"in_port": h.port, "eth_type": ETH_TYPE_IP, "eth_src": h.mac}
         sources: list[dict[str, Any]] = [{}]
         if h.source_dest_check:
-            sources = [{"ipv4_src": ip} for ip in (h.ip, *h.extra_ips)]
+            own = (h.ip, *h.extra_ips)
+            if h.name in self._tunnel_port:
+                # GENEVE of every switch-steered GWLB node leaves through one node's port.
+                own += tuple(ip for ip in self._tunnel_sources if ip not in own)
+            sources = [{"ipv4_src": ip} for ip in own]
         return [
             Flow(
                 TABLE_CLASSIFY,
@@ -592,6 +629,20 @@ class Forwarding:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": h.mac}, [Output(port)]))
         for endpoint in self.plan.endpoints:
             node = self.plan.host(endpoint.node_host)
+            if node.switch == switch and node.name in self._tunnel_port:
+                # The switch steers it (testbed.controllers.gwlb); anything but IPv4 to the
+                # endpoint is dropped.
+                flows.append(
+                    flow(
+                        TABLE_OUTPUT,
+                        110,
+                        {"eth_type": ETH_TYPE_IP, "eth_dst": endpoint.mac},
+                        [SetField("reg6", endpoint_number(self.plan, endpoint))],
+                        goto=TABLE_GWLB_CT,
+                    )
+                )
+                flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": endpoint.mac}))
+                continue
             port = node.port if node.switch == switch else self.port_toward(switch, node.switch)
             if port is not None:
                 flows.append(flow(TABLE_OUTPUT, 100, {"eth_dst": endpoint.mac}, [Output(port)]))

@@ -37,9 +37,11 @@ from os_ken.controller.handler import (
 from os_ken.ofproto import ofproto_v1_3
 
 from testbed.controllers.forwarding import Forwarding
+from testbed.controllers.gwlb import GwlbLogic
 from testbed.controllers.nlb import NlbLogic, RuntimeTarget, endpoint_label
 from testbed.controllers.nlb_counters import TABLES as NLB_STAT_TABLES
 from testbed.controllers.nlb_counters import NlbCounters, active_flows
+from testbed.controllers.nx_fields import is_already_mapped, tlv_map_message
 from testbed.controllers.ofadapter import FlowSync
 from testbed.controllers.security import SecurityLogic
 from testbed.messages import (
@@ -76,6 +78,7 @@ class LabApp(app_manager.OSKenApp):
         self.forwarding = Forwarding(self.plan)
         self.nlb = NlbLogic(self.plan)
         self.nlb_counters = NlbCounters(self.nlb)
+        self.gwlb = GwlbLogic(self.plan)  # GWLB steering in the switches (tunnel ports)
         self.security = SecurityLogic(self.plan)
         self.sync = FlowSync()
         self.lock = threading.RLock()
@@ -113,6 +116,7 @@ class LabApp(app_manager.OSKenApp):
         return (
             self.forwarding.flows_for(dpid)
             + self.nlb.flows_for(dpid)
+            + self.gwlb.flows_for(dpid)
             + self.security.flows_for(dpid)
         )
 
@@ -132,16 +136,17 @@ class LabApp(app_manager.OSKenApp):
         balancers' flows."""
         with self.lock:
             self.awaiting_targets = False
+            gateways = {lb.name for lb in self.gwlb.gwlbs}
             for lb, groups in snapshot.items():
                 for tg, targets in groups.items():
-                    self.nlb.set_targets(
-                        lb,
-                        tg,
-                        [
-                            RuntimeTarget(t["key"], t["ip"], t["port"], t["az"], t["state"])
-                            for t in targets
-                        ],
-                    )
+                    runtime = [
+                        RuntimeTarget(t["key"], t["ip"], t["port"], t["az"], t["state"])
+                        for t in targets
+                    ]
+                    if lb in gateways:
+                        self.gwlb.set_targets(lb, tg, runtime)
+                    else:
+                        self.nlb.set_targets(lb, tg, runtime)
         if not self.reprogram_all():
             LOG.warning("a switch did not acknowledge new target states within 5 s")
 
@@ -162,7 +167,8 @@ class LabApp(app_manager.OSKenApp):
         """Read the plan file again. What may change while the lab runs: security (a live
         update; plan_changes refuses anything else) and hosts that come and go (Auto
         Scaling). Each logic is rebuilt from the whole plan, except the NLBs' that keeps
-        its target states, selectors and Maglev tables (runtime state the plan has not)."""
+        its target states, selectors and Maglev tables (runtime state the plan has not), and
+        the GWLBs' that keeps their appliance states."""
         plan = NetworkPlan.from_json(Path(os.environ["TESTBED_PLAN"]).read_text())
         with self.lock:
             if plan == self.plan:
@@ -171,6 +177,7 @@ class LabApp(app_manager.OSKenApp):
             self.forwarding = Forwarding(plan)
             self.security = SecurityLogic(plan)
             self.nlb.set_plan(plan)
+            self.gwlb.set_plan(plan)
 
     def activate(self, await_targets: bool) -> None:
         """A standby becomes the lab's controller: continue the counters from what the last
@@ -267,6 +274,11 @@ class LabApp(app_manager.OSKenApp):
             self.sync.take_over(dpid, ((f["cookie"], f["table"]) for f in held))
             self.takeovers[dpid] = Takeover(found=len(held))
             LOG.info("switch %#x holds %d flows", dpid, len(held))
+            if self.gwlb.has_tunnel(dpid):
+                # The GENEVE option map before any flow that names tun_metadata (the switch
+                # handles messages in order); one there already is answered ALREADY_MAPPED.
+                self.datapaths[dpid].send_msg(tlv_map_message(datapath))
+                LOG.info("switch %#x: GENEVE TLV map sent", dpid)
             if not self.awaiting_targets:
                 self.program(datapath)
 
@@ -313,16 +325,20 @@ class LabApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
+        if is_already_mapped(msg):
+            return  # the GENEVE TLV map a switch kept from an earlier controller
+        # An experimenter (Nicira) error carries its code as exp_type.
+        code = msg.code if msg.code is not None else getattr(msg, "exp_type", -1)
         err = OpenFlowError(
             dpid=msg.datapath.id,
             type=msg.type,
-            code=msg.code,
+            code=code,
             data=msg.data[:64].hex() if msg.data else "",
             time=time.time(),
         )
         with self.lock:
             self.errors.append(err)
-        LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type, msg.code)
+        LOG.error("OpenFlow error from %#x: type=%d code=%d", msg.datapath.id, msg.type, code)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev: Any) -> None:

@@ -16,25 +16,39 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from testbed.controllers import nx_fields  # noqa: F401  (registers tun_metadata0..2)
 from testbed.controllers.flows import (
     MULTIPATH_FIELDS,
     Ct,
     DecTtl,
     Flow,
     Group,
+    Learn,
+    LearnLoad,
+    LearnMatch,
     Move,
     Multipath,
     Nat,
     Output,
+    Resubmit,
     SetField,
     ToController,
+    is_learned_cookie,
 )
 
 NX_CT_F_COMMIT = 1
 NX_CT_RECIRC_NONE = 0xFF
 NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 NX_MP_ALG_MODULO_N = 0
+NX_RESUBMIT_IN_PORT = 0xFFF8  # resubmit(,table): keep the packet's in_port
 ALL_COOKIE_BITS = 0xFFFF_FFFF_FFFF_FFFF
+# Learn specs name fields by their NXM headers (what OVS's learn takes).
+LEARN_FIELDS = {
+    "eth_type": "eth_type_nxm",
+    "ip_proto": "ip_proto_nxm",
+    "ipv4_src": "ipv4_src_nxm",
+    "ipv4_dst": "ipv4_dst_nxm",
+}
 
 
 @functools.lru_cache(maxsize=1 << 16)  # every change of targets fingerprints every flow again
@@ -43,7 +57,11 @@ def fingerprint(f: Flow) -> int:
     instructions, timeouts), the same in every controller process. Never 0 (a flow nobody
     named) nor all ones (reserved by OpenFlow)."""
     digest = hashlib.blake2b(repr(f).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % (ALL_COOKIE_BITS - 1) + 1
+    cookie = int.from_bytes(digest, "big") % (ALL_COOKIE_BITS - 1) + 1
+    if is_learned_cookie(cookie):
+        # Never the tag of the switch's learned flows (which FlowSync leaves alone).
+        cookie ^= 1 << 63
+    return cookie
 
 
 def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
@@ -62,6 +80,7 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
             out.append(parser.OFPActionGroup(a.group_id))
         elif isinstance(a, Ct):
             inner = [parser.OFPActionSetField(ct_label=a.label)] if a.label is not None else []
+            inner += to_actions(parser, ofp, a.actions)  # exec(...): into ct_label, ct_mark
             if a.nat:
                 inner.append(_nat(parser, a.nat))
             out.append(
@@ -98,9 +117,29 @@ def to_actions(parser: Any, ofp: Any, actions: Iterable[Any]) -> list[Any]:
                     dst=a.dst,
                 )
             )
+        elif isinstance(a, Resubmit):
+            out.append(parser.NXActionResubmitTable(in_port=NX_RESUBMIT_IN_PORT, table_id=a.table))
+        elif isinstance(a, Learn):
+            out.append(
+                parser.NXActionLearn(
+                    table_id=a.table,
+                    specs=[_learn_spec(parser, spec) for spec in a.specs],
+                    idle_timeout=a.idle_timeout,
+                    priority=a.priority,
+                    cookie=a.cookie,
+                )
+            )
         else:  # pragma: no cover - a programming error, not user input
             raise TypeError(f"unknown action {a!r}")
     return out
+
+
+def _learn_spec(parser: Any, spec: LearnMatch | LearnLoad) -> Any:
+    """One flow spec of a learn action: the learned flow's match or load."""
+    src: Any = (LEARN_FIELDS.get(spec.src, spec.src), 0) if spec.src else spec.value
+    dst = (LEARN_FIELDS.get(spec.dst, spec.dst), 0)
+    kind = parser.NXFlowSpecMatch if isinstance(spec, LearnMatch) else parser.NXFlowSpecLoad
+    return kind(src=src, dst=dst, n_bits=spec.n_bits)
 
 
 def _nat(parser: Any, nat: Nat) -> Any:
@@ -206,8 +245,10 @@ class FlowSync:
         self.installed: dict[int, dict[int, int]] = {}  # dpid -> {cookie: table}
 
     def take_over(self, dpid: int, held: Iterable[tuple[int, int]]) -> None:
-        """Start from what switch `dpid` holds: (cookie, table) of each of its entries."""
-        self.installed[dpid] = dict(held)
+        """Start from what switch `dpid` holds: (cookie, table) of each of its entries. Flows
+        the switch learned itself (GWLB stickiness, testbed.controllers.gwlb) are not the
+        controller's: never compared, never deleted."""
+        self.installed[dpid] = {c: t for c, t in held if not is_learned_cookie(c)}
 
     def knows(self, dpid: int) -> bool:
         return dpid in self.installed

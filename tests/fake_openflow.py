@@ -1,13 +1,19 @@
 """A fake OpenFlow 1.3 fabric: applies the controller's Flow values to packets, no switch needed.
 
 `FakeFabric.send(host, packet)` walks a packet through the lab's switches exactly as the
-flow tables say (tables, priorities, masks, set-field, goto, patch links) and returns where
-it was delivered. Two matching flows at the same priority raise: OpenFlow leaves that case
-undefined, so the logic must never produce it.
+flow tables say (tables, priorities, masks, set-field, goto, resubmit, learn, patch links) and
+returns where it was delivered. Two matching flows at the same priority raise: OpenFlow leaves
+that case undefined, so the logic must never produce it.
+
+GWLB steering in the switch (issue 15): an output to a GWLB node's GENEVE port
+(NodePlan.tunnel_port) is delivered to "tunnel:<tun_ipv4_dst>" (the packet keeps its
+tun_metadata0..2 and tunnel_id); `FakeFabric.send_tunnel(node, packet, tun_src, ...)` is a
+decapsulated packet entering on that port. Tunnel fields do not cross patch links.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -28,13 +34,17 @@ from testbed.controllers.flows import (
     DecTtl,
     Flow,
     Group,
+    Learn,
+    LearnMatch,
     Move,
     Multipath,
     Nat,
     Output,
+    Resubmit,
     SetField,
     ToController,
 )
+from testbed.controllers.gwlb import tunnel_nodes
 from testbed.plan.network import HostPlan, NetworkPlan
 
 
@@ -42,16 +52,21 @@ class AmbiguousMatch(AssertionError):
     pass
 
 
+def _is_address(name: str) -> bool:
+    """IPv4 address fields (ipv4_src, tun_ipv4_dst, ...): dotted text or their number."""
+    return "ipv4" in name
+
+
 def _field_matches(name: str, want: Any, have: Any) -> bool:
     if have is None:
         return False
     if isinstance(want, tuple):
         value, mask = want
-        if name.startswith("ipv4"):
+        if _is_address(name):
             v, m, h = (int(IPv4Address(x)) for x in (value, mask, have))
             return (h & m) == (v & m)
         return (int(have) & mask) == (value & mask)
-    if name.startswith("ipv4"):
+    if _is_address(name):
         return IPv4Address(want) == IPv4Address(have)
     return want == have
 
@@ -165,7 +180,8 @@ class FakeConntrack:
             pkt["ct_state"], pkt["ct_label"] = CT_TRK | CT_NEW, 0
             if action.commit:
                 xlated = self._unique(action.zone, t, self._translate(t, action.nat))
-                conn = FakeConn(action.zone, t, xlated, label=action.label or 0)
+                label = _exec_label(action, pkt, action.label or 0)
+                conn = FakeConn(action.zone, t, xlated, label=label)
                 self.conns.append(conn)
                 pkt["ct_label"] = conn.label
                 if action.nat is not None and action.nat.kind:
@@ -174,6 +190,8 @@ class FakeConntrack:
         direction, conn = found
         if action.commit and action.label is not None:
             conn.label = action.label
+        if action.commit:
+            conn.label = _exec_label(action, pkt, conn.label)
         if flags & TCP_FIN:
             conn.fins.add(direction)
         if flags & TCP_RST:
@@ -232,6 +250,19 @@ class FakeConntrack:
         return before - len(self.conns)
 
 
+def _exec_label(action: Ct, pkt: dict[str, Any], label: int) -> int:
+    """The ct_label a commit leaves: `label`, then the ct action's exec moves and set-fields
+    into ct_label (from the packet's fields as they are)."""
+    for a in action.actions:
+        if isinstance(a, SetField) and a.field == "ct_label":
+            label = int(a.value)
+        elif isinstance(a, Move) and a.dst == "ct_label":
+            bits = (_as_int(a.src, pkt.get(a.src)) >> a.src_ofs) & ((1 << a.n_bits) - 1)
+            mask = ((1 << a.n_bits) - 1) << a.dst_ofs
+            label = (label & ~mask) | (bits << a.dst_ofs)
+    return label
+
+
 def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
     """A stand-in for OVS's hash: deterministic, symmetric where OVS's is."""
     proto, src, sport, dst, dport = five_tuple(pkt)
@@ -246,20 +277,28 @@ def multipath_hash(fields: str, basis: int, pkt: dict[str, Any]) -> int:
 
 
 def _as_int(name: str, value: Any) -> int:
-    return int(IPv4Address(value)) if name.startswith("ipv4") else int(value or 0)
+    if value is None:
+        return 0
+    return int(IPv4Address(value)) if _is_address(name) else int(value)
 
 
 def _move(a: Move, pkt: dict[str, Any]) -> None:
     """Bit copy between fields; addresses travel as their 32-bit values. A whole field
-    copied from bit 0 to bit 0 (MACs and ARP fields, kept as text here) is copied as is."""
-    if a.src_ofs == a.dst_ofs == 0 and "ct_label" not in (a.src, a.dst):
+    copied from bit 0 to bit 0 between fields of one kind (MACs and ARP fields, kept as text
+    here; addresses; numbers) is copied as is."""
+    whole = a.src_ofs == a.dst_ofs == 0 and "ct_label" not in (a.src, a.dst)
+    if whole and _is_address(a.src) == _is_address(a.dst):
         pkt[a.dst] = pkt.get(a.src)
         return
     bits = (_as_int(a.src, pkt.get(a.src)) >> a.src_ofs) & ((1 << a.n_bits) - 1)
     old = _as_int(a.dst, pkt.get(a.dst))
     mask = ((1 << a.n_bits) - 1) << a.dst_ofs
     value = (old & ~mask) | (bits << a.dst_ofs)
-    pkt[a.dst] = str(IPv4Address(value)) if a.dst.startswith("ipv4") else value
+    pkt[a.dst] = str(IPv4Address(value)) if _is_address(a.dst) else value
+
+
+class _Dropped(Exception):
+    """The packet is gone (its TTL ran out): nothing more happens to it."""
 
 
 class FakeSwitch:
@@ -272,9 +311,14 @@ class FakeSwitch:
         for f in flows:
             self.tables.setdefault(f.table, []).append(f)
         self.groups: dict[int, Any] = {}
+        # What learn actions installed: (table, priority, match) -> (flow, cookie).
+        self.learned: dict[tuple[int, int, tuple], tuple[Flow, int]] = {}
 
     def lookup(self, table: int, pkt: dict[str, Any]) -> Flow | None:
-        hits = [f for f in self.tables.get(table, []) if matches(f, pkt)]
+        candidates = self.tables.get(table, []) + [
+            f for (t, _p, _m), (f, _c) in self.learned.items() if t == table
+        ]
+        hits = [f for f in candidates if matches(f, pkt)]
         if not hits:
             return None
         best = max(f.priority for f in hits)
@@ -285,6 +329,23 @@ class FakeSwitch:
                 f"match at priority {best}: {top}"
             )
         return top[0]
+
+    def learned_flows(self, table: int | None = None) -> list[tuple[Flow, int]]:
+        """(flow, cookie) of every flow learn actions installed (in `table`)."""
+        return [v for (t, _p, _m), v in self.learned.items() if table is None or t == table]
+
+    def learn(self, a: Learn, pkt: dict[str, Any]) -> None:
+        """Install (or replace) the flow a learn action makes from this packet."""
+        match: dict[str, Any] = {}
+        actions = []
+        for spec in a.specs:
+            value = pkt.get(spec.src) if spec.src else spec.value
+            if isinstance(spec, LearnMatch):
+                match[spec.dst] = value
+            else:
+                actions.append(SetField(spec.dst, value))
+        learned = Flow(a.table, a.priority, tuple(sorted(match.items())), tuple(actions))
+        self.learned[(a.table, a.priority, learned.match)] = (learned, a.cookie)
 
     def process(
         self, in_port: int, pkt: dict[str, Any], result: Result
@@ -297,17 +358,30 @@ class FakeSwitch:
             if not k.startswith("reg") and k not in ("ct_state", "ct_label", "ct_zone")
         }
         pkt.update(in_port=in_port, metadata=0)
-        table: int | None = 0
-        outputs = []
+        outputs: list[tuple[int, dict[str, Any]]] = []
+        with contextlib.suppress(_Dropped):
+            self._run(0, pkt, result, outputs, 0)
+        return outputs
+
+    def _run(
+        self,
+        table: int | None,
+        pkt: dict[str, Any],
+        result: Result,
+        outputs: list[tuple[int, dict[str, Any]]],
+        depth: int,
+    ) -> None:
+        """Tables from `table` on, following gotos; a resubmit runs here nested (the flow it
+        finds, with its goto), then the resubmitting flow goes on with its next action."""
         steps = 0
         while table is not None:
             steps += 1
-            if steps > 64:
+            if steps > 64 or depth > 16:
                 raise AssertionError(f"pipeline loop on switch {self.dpid:#x}: {result.hops}")
             result.hops.append((self.dpid, table))
             f = self.lookup(table, pkt)
             if f is None:
-                return outputs  # table miss: drop
+                return  # table miss: drop (a resubmit's miss: nothing happens)
             if f.goto is not None and f.goto <= table:
                 # OpenFlow: goto_table only moves forward (OVS rejects the flow otherwise).
                 raise AssertionError(
@@ -320,7 +394,7 @@ class FakeSwitch:
                 elif isinstance(a, DecTtl):
                     pkt["ttl"] = pkt.get("ttl", 64) - 1
                     if pkt["ttl"] <= 0:
-                        return outputs
+                        raise _Dropped
                 elif isinstance(a, Output):
                     out = dict(pkt)
                     out.pop("in_port")
@@ -333,6 +407,10 @@ class FakeSwitch:
                     pkt[a.dst] = multipath_hash(a.fields, a.basis, pkt) % a.n_links
                 elif isinstance(a, Move):
                     _move(a, pkt)
+                elif isinstance(a, Resubmit):
+                    self._run(a.table, pkt, result, outputs, depth + 1)
+                elif isinstance(a, Learn):
+                    self.learn(a, pkt)
                 elif isinstance(a, Ct):
                     self.conntrack.apply(a, pkt)
                     if a.table is None:
@@ -346,7 +424,6 @@ class FakeSwitch:
                 value, mask = f.metadata
                 pkt["metadata"] = (pkt["metadata"] & ~mask) | (value & mask)
             table = next_table
-        return outputs
 
     def apply_group(
         self, group_id: int, pkt: dict[str, Any], result: Result
@@ -370,20 +447,56 @@ class FakeFabric:
             self.peer[(link.b, link.b_port)] = (link.a, link.a_port)
         # Every port holding a host interface: "HOST" (eth0) or "HOST/ethN".
         self.host_at = {(h.switch, h.port): h.name for h in plan.attachments()}
+        # GENEVE ports of GWLB nodes the switch steers for: node host -> (switch, port).
+        switch_of = {h.name: h.switch for h in plan.hosts}
+        self.tunnel_at = {
+            host: (switch_of[host], node.tunnel_port)
+            for host, (_lb, node) in tunnel_nodes(plan).items()
+        }
+        self._tunnels = set(self.tunnel_at.values())
 
     def reprogram(self) -> None:
-        """Reload every switch's flows from the logic (after a change of state)."""
+        """Reload every switch's flows from the logic (after a change of state). Flows the
+        switches learned stay: they are the switch's, not the controller's."""
+        before = getattr(self, "switches", {})
         self.switches = {
             s.dpid: FakeSwitch(s.dpid, self.logic.flows_for(s.dpid), self.conntrack)
             for s in self.plan.switches
         }
+        for dpid, switch in self.switches.items():
+            if dpid in before:
+                switch.learned = before[dpid].learned
 
     def send(self, host: str, pkt: dict[str, Any], max_hops: int = 16) -> Result:
         """Inject `pkt` as sent by `host` ("HOST", or "HOST/ethN" for another interface);
         follow it to wherever the flows deliver it."""
         h = attachment(self.plan, host)
+        return self._walk(h.switch, h.port, pkt, max_hops)
+
+    def send_tunnel(
+        self,
+        node: str,
+        pkt: dict[str, Any],
+        tun_src: str,
+        tun_metadata0: int,
+        tun_metadata2: int = 0,
+        max_hops: int = 16,
+    ) -> Result:
+        """`pkt` (its inner Ethernet frame) coming back decapsulated on GWLB node `node`'s
+        GENEVE port from appliance `tun_src`, with those options."""
+        switch, port = self.tunnel_at[node]
+        tunnel = {
+            "tun_ipv4_src": tun_src,
+            "tunnel_id": 0,
+            "tun_metadata0": tun_metadata0,
+            "tun_metadata1": 0,
+            "tun_metadata2": tun_metadata2,
+        }
+        return self._walk(switch, port, {**pkt, **tunnel}, max_hops)
+
+    def _walk(self, switch: str, port: int, pkt: dict[str, Any], max_hops: int) -> Result:
         result = Result()
-        work = [(h.switch, h.port, pkt)]
+        work = [(switch, port, pkt)]
         hops = 0
         while work:
             hops += 1
@@ -397,8 +510,13 @@ class FakeFabric:
                     continue  # OpenFlow drops output to the in_port
                 if (switch, out_port) in self.host_at:
                     result.delivered.append((self.host_at[(switch, out_port)], out))
+                elif (switch, out_port) in self._tunnels:
+                    # Encapsulated to the appliance (OVS then routes it from the node).
+                    result.delivered.append((f"tunnel:{out.get('tun_ipv4_dst')}", out))
                 elif (switch, out_port) in self.peer:
                     nxt, nxt_port = self.peer[(switch, out_port)]
+                    # Tunnel metadata does not cross a patch port.
+                    out = {k: v for k, v in out.items() if not k.startswith("tun")}
                     work.append((nxt, nxt_port, out))
         return result
 

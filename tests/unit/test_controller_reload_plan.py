@@ -152,6 +152,7 @@ def test_a_hundred_launched_hosts_program_in_well_under_two_seconds():
 def test_the_app_reloads_the_plan_file(tmp_path, monkeypatch):
     """LabApp.reload_plan without os-ken running: the logic objects it programs from."""
     from testbed.controllers.forwarding import Forwarding
+    from testbed.controllers.gwlb import GwlbLogic
     from testbed.controllers.lab_app import LabApp
     from testbed.controllers.ofadapter import FlowSync
     from testbed.controllers.security import SecurityLogic
@@ -166,6 +167,7 @@ def test_the_app_reloads_the_plan_file(tmp_path, monkeypatch):
     app.plan = plan
     app.forwarding, app.security = Forwarding(plan), SecurityLogic(plan)
     app.nlb = NlbLogic(plan, table_size=61)
+    app.gwlb = GwlbLogic(plan)
     app.lock = threading.RLock()
     app.sync = FlowSync()
     app.datapaths = {}
