@@ -10,6 +10,7 @@ import time
 import pytest
 
 from testbed.gwlb import node as node_module
+from testbed.gwlb import switch_view
 from testbed.gwlb.node import node_config, switch_datapath
 from testbed.gwlb.steering import TargetState
 from testbed.gwlb.switch_node import SwitchNode, switch_zones
@@ -355,3 +356,26 @@ def test_switch_node_reads_counters_when_asked_and_not_more_often_than_it_must()
     n.counters_read_at -= 1.0
     n.status(fresh=True)
     assert len(fake.calls) == 2
+
+
+def test_the_tables_read_are_the_controllers():
+    from testbed.controllers import flows, gwlb
+
+    assert (
+        switch_view.TABLE_GWLB_CT,
+        switch_view.TABLE_GWLB_STATE,
+        switch_view.TABLE_GWLB_STICKY,
+        switch_view.TABLE_GWLB_COMMIT,
+        switch_view.TABLE_GWLB_TX,
+        switch_view.TABLE_GWLB_RX,
+    ) == (
+        flows.TABLE_GWLB_CT,
+        flows.TABLE_GWLB_STATE,
+        flows.TABLE_GWLB_STICKY,
+        flows.TABLE_GWLB_COMMIT,
+        flows.TABLE_GWLB_TX,
+        flows.TABLE_GWLB_RX,
+    )
+    assert (switch_view.COMMIT_NEW, switch_view.COMMIT_REHASH) == (gwlb.KIND_NEW, gwlb.KIND_REHASH)
+    assert switch_view.COOKIE_FLAG == gwlb.COOKIE_FLAG
+    assert gwlb.flow_cookie(3, 7) >> 16 & 0x7FFF == 3  # CtEntry.endpoint_number reads it so
