@@ -189,7 +189,8 @@ def _check_gwlb_switch(model: Any, name: str, datapath: str | None) -> None:
     if wanted in (None, "", "auto"):
         wanted = "kernel" if Path("/sys/module/openvswitch").exists() else "user"
     plan = build_plan(model, name)
-    decision = gwlb_decide(plan, GWLB_SWITCH, gwlb_switch.machine_facts(name, wanted))
+    facts = gwlb_switch.with_claims(gwlb_switch.machine_facts(name, wanted), name)
+    decision = gwlb_decide(plan, GWLB_SWITCH, facts)
     if decision.refused:
         raise BadInput(
             f"--gwlb-datapath switch: Open vSwitch cannot steer this lab's GWLB traffic: "

@@ -15,25 +15,39 @@ deletes the routes whose device is one of the lab's (teardown, also after kill -
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
 from testbed import naming
 from testbed.errors import LabError
 from testbed.lab import system
 from testbed.lab.capabilities import gwlb_switch
+from testbed.lab.state import holder_alive, list_labs
 from testbed.plan.gwlb_datapath import (
     APPLIANCE_MTU,
+    SWITCH,
+    Decision,
     MachineFacts,
     OvsRoute,
     SwitchPlumbing,
     TunnelRoute,
+    decide,
+    for_datapath,
     parse_routes,
+    plumbing,
 )
+from testbed.plan.network import NetworkPlan
 
 NEIGHBOUR_REFRESH_S = 300.0  # OVS's tunnel neighbour entries expire after 15 minutes idle
+# In a lab's folder: the node addresses and routes its switch datapath is about to make, so
+# that a lab deciding meanwhile sees them before they exist on the machine.
+CLAIM_FILE = "gwlb-switch.json"
+LOCK_FILE = "gwlb-switch.lock"  # in the state root: one lab decides at a time
 
 
 def root_addresses() -> dict[str, str]:
@@ -69,22 +83,69 @@ def machine_facts(lab: str, datapath: str) -> MachineFacts:
     )
 
 
-def prepare(plumbing: SwitchPlumbing) -> None:
+def with_claims(facts: MachineFacts, name: str) -> MachineFacts:
+    """facts plus what other running labs claimed (their plumbing, made or about to be)."""
+    addresses = dict(facts.root_addresses)
+    routes = list(facts.routes)
+    for other, state in list_labs():
+        if other == name or not holder_alive(state):
+            continue
+        try:
+            claim = json.loads((naming.lab_dir(other) / CLAIM_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        for ip, dev in claim.get("addresses", {}).items():
+            addresses.setdefault(ip, dev)
+        routes += [OvsRoute(cidr, dev, user=True) for cidr, dev in claim.get("routes", [])]
+    return replace(facts, root_addresses=addresses, routes=tuple(routes))
+
+
+@contextmanager
+def _deciding() -> Iterator[None]:
+    root = naming.state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def decide_and_claim(
+    plan: NetworkPlan, wanted: str, datapath: str
+) -> tuple[Decision, MachineFacts]:
+    """The lab's GWLB datapath (testbed.plan.gwlb_datapath.decide) from the machine and the
+    other labs' claims, one lab at a time; a switch decision claims its addresses and routes
+    (CLAIM_FILE in the lab's folder, which goes with it)."""
+    with _deciding():
+        facts = with_claims(machine_facts(plan.lab, datapath), plan.lab)
+        decision = decide(plan, wanted, facts)
+        if decision.datapath == SWITCH:
+            made = plumbing(for_datapath(plan, decision))
+            claim = {
+                "addresses": {t.ip: t.veth for t in made.tunnels},
+                "routes": [[r.cidr, r.dev] for r in made.routes],
+            }
+            path = naming.lab_dir(plan.lab) / CLAIM_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(claim))
+        return decision, facts
+
+
+def prepare(made: SwitchPlumbing) -> None:
     """Addresses, MACs and MTUs, on the veths before OVS opens them; LabError on a failure."""
     lines = []
-    for t in plumbing.tunnels:
+    for t in made.tunnels:
         lines.append(f"link set dev {t.veth} address {t.mac}")
         lines.append(f"addr add {t.ip}/{t.prefixlen} dev {t.veth} noprefixroute")
-    lines += [f"link set dev {veth} mtu {APPLIANCE_MTU}" for veth in plumbing.mtu_veths]
+    lines += [f"link set dev {veth} mtu {APPLIANCE_MTU}" for veth in made.mtu_veths]
     _ip_batch(lines)
-    for netns, intf in plumbing.mtu_host_ends:
+    for netns, intf in made.mtu_host_ends:
         _run(["ip", "-n", netns, "link", "set", "dev", intf, "mtu", str(APPLIANCE_MTU)])
 
 
-def finish(plumbing: SwitchPlumbing) -> None:
+def finish(made: SwitchPlumbing) -> None:
     """Once the switches run: each GENEVE port at its planned OpenFlow port, the routes of
     the appliances' VPCs and the router as tunnel neighbour. LabError on a failure."""
-    for t in plumbing.tunnels:
+    for t in made.tunnels:
         got = _run(
             ["ovs-vsctl", "--timeout=10", "get", "Interface", t.port, "ofport", "error"]
         ).stdout.splitlines()
@@ -94,9 +155,9 @@ def finish(plumbing: SwitchPlumbing) -> None:
                 f"GENEVE port {t.port} of {t.lb} node {t.host} on {t.bridge} got OpenFlow port "
                 f"{got[0].strip() if got else '?'}, not {t.ofport}: {error}"
             )
-    for r in plumbing.routes:
+    for r in made.routes:
         _appctl("ovs/route/add", r.cidr, r.dev, r.gateway)
-    set_neighbours(plumbing.routes)
+    set_neighbours(made.routes)
 
 
 def set_neighbours(routes: tuple[TunnelRoute, ...]) -> None:

@@ -313,8 +313,7 @@ class Holder:
         if not gwlb_datapath.gwlb_nodes(plan):
             return plan
         wanted = self.request.get("gwlb_datapath") or gwlb_datapath.DEFAULT
-        facts = gwlb_switch.machine_facts(self.name, datapath)
-        decision = gwlb_datapath.decide(plan, wanted, facts)
+        decision, facts = gwlb_switch.decide_and_claim(plan, wanted, datapath)
         if decision.refused:
             raise TestbedError(
                 f"--gwlb-datapath switch: Open vSwitch cannot steer this lab's GWLB traffic: "

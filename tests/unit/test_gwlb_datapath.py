@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import replace
 
 import pytest
 
 from testbed.lab import gwlb_switch
+from testbed.lab.procs import start_time
 from testbed.plan.balancers import GENEVE_OFPORT_BASE
 from testbed.plan.gwlb_datapath import (
     AUTO,
@@ -222,3 +225,23 @@ def test_an_update_keeps_the_running_datapath(gwlb):
     assert ports == [64000, 64001, None]
     fallback = for_datapath(gwlb, decide(gwlb, AUTO, facts(capable=False)))
     assert carried(fallback, gwlb) == fallback
+
+
+def test_claims_of_running_labs_count_as_made(tmp_path, monkeypatch, gwlb):
+    """A lab that decided switch (its claim) blocks another before its plumbing exists; a
+    dead lab's claim does not (what it made, if anything, is on the machine)."""
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    claim = {"addresses": {"10.0.0.6": "tb-first-v10"}, "routes": [["10.0.0.0/16", "tb-first-v10"]]}
+    for name, pid in (("first", os.getpid()), ("dead", 2**22 + 1)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "lab.json").write_text(
+            json.dumps({"pid": pid, "pid_start": start_time(os.getpid())})
+        )
+        (tmp_path / name / gwlb_switch.CLAIM_FILE).write_text(json.dumps(claim))
+    seen = gwlb_switch.with_claims(facts(), "lab")
+    assert seen.root_addresses["10.0.0.6"] == "tb-first-v10"
+    assert OvsRoute("10.0.0.0/16", "tb-first-v10", user=True) in seen.routes
+    decision = decide(gwlb, AUTO, seen)
+    assert decision.datapath == NODE
+    assert "(lab first)" in decision.reason
+    assert gwlb_switch.with_claims(facts(), "first") == facts()  # its own claim
