@@ -104,6 +104,7 @@ REMOVED = "removed"  # no longer registered (the holder does not list it any mor
 # Registered and taking new flows when healthy (draining and unused ones take none).
 REGISTERED = ("healthy", "initial", "unhealthy")
 STICKY_PROTOCOLS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP)  # 3-tuple: a hash basis each
+IP = {"eth_type": ETH_TYPE_IP}
 
 
 def endpoint_space(ep: EndpointPlan) -> int:
@@ -333,7 +334,8 @@ class GwlbLogic:
         n = {REG_ENDPOINT: s.number}
         assert node.tunnel_port is not None
         flows = [
-            flow(TABLE_GWLB_CT, 100, n, [Ct(s.zone, TABLE_GWLB_STATE)]),
+            # (OVS takes ct only in a flow that matches IP.)
+            flow(TABLE_GWLB_CT, 100, {**n, **IP}, [Ct(s.zone, TABLE_GWLB_STATE)]),
             flow(
                 TABLE_GWLB_ENCAP,
                 100,
@@ -383,7 +385,7 @@ class GwlbLogic:
                 SetField(REG_APPLIANCE, _ip(t.ip)),
                 SetField(REG_COOKIE, flow_cookie(s.number, slot)),
             ]
-            match = {**n, REG_SLOT: slot}
+            match = {**n, REG_SLOT: slot, **IP}  # (learn reads IP fields: OVS wants IP)
             if not sticky:
                 flows.append(flow(TABLE_GWLB_SLOT, 100, match, chosen, goto=TABLE_GWLB_COMMIT))
                 continue
@@ -393,7 +395,7 @@ class GwlbLogic:
                     flow(
                         TABLE_GWLB_SLOT,
                         110 if proto else 100,
-                        {**match, "eth_type": ETH_TYPE_IP, "ip_proto": proto} if proto else match,
+                        {**match, "ip_proto": proto} if proto else match,
                         [*chosen, *learn],
                         goto=TABLE_GWLB_COMMIT,
                     )
@@ -473,7 +475,7 @@ class GwlbLogic:
             flow(
                 TABLE_GWLB_COMMIT,
                 100,
-                {REG_KIND: kind, REG_APPLIANCE: _ip(t.ip), "ct_zone": zone},
+                {REG_KIND: kind, REG_APPLIANCE: _ip(t.ip), "ct_zone": zone, **IP},
                 [commit, Resubmit(TABLE_GWLB_ENCAP)],
             )
             for t in known

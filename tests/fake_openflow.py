@@ -297,6 +297,25 @@ def _move(a: Move, pkt: dict[str, Any]) -> None:
     pkt[a.dst] = str(IPv4Address(value)) if _is_address(a.dst) else value
 
 
+_IP_FIELDS = ("ipv4", "ip_proto", "tcp", "udp", "icmpv4")
+
+
+def check_prerequisites(f: Flow) -> None:
+    """What OVS refuses with OFPBAC_MATCH_INCONSISTENT: a ct action, a learn that reads IP
+    fields, or a set-field / move into IP fields, in a flow that does not match IP."""
+    ip = dict(f.match).get("eth_type") in (0x0800, 0x86DD)
+    for a in f.actions:
+        needs = isinstance(a, Ct)
+        if isinstance(a, Learn):
+            needs = any(spec.src and spec.src.startswith(_IP_FIELDS) for spec in a.specs)
+        if isinstance(a, SetField):
+            needs = a.field.startswith(_IP_FIELDS)
+        if isinstance(a, Move):
+            needs = a.dst.startswith(_IP_FIELDS) or a.src.startswith(_IP_FIELDS)
+        if needs and not ip:
+            raise AssertionError(f"OVS would refuse {a} in a flow that does not match IP: {f}")
+
+
 class _Dropped(Exception):
     """The packet is gone (its TTL ran out): nothing more happens to it."""
 
@@ -309,6 +328,7 @@ class FakeSwitch:
         self.conntrack = conntrack or FakeConntrack()
         self.tables: dict[int, list[Flow]] = {}
         for f in flows:
+            check_prerequisites(f)
             self.tables.setdefault(f.table, []).append(f)
         self.groups: dict[int, Any] = {}
         # What learn actions installed: (table, priority, match) -> (flow, cookie).
