@@ -31,6 +31,9 @@ from testbed.lab.launch import GWLB_NODE_ADMIN_PORT as ADMIN_PORT
 
 NODE_POLL_S = 0.2  # how often a node's view is read while waiting for it
 NODE_SEES_S = 5.0  # nodes ask the holder every 0.5 s: the margin for a state to reach one
+# ovs-vswitchd's revalidators add the datapath's packet counts to its OpenFlow flows every
+# 500 ms (other_config:max-revalidator): a read of the switch counts a packet this late
+SWITCH_STATS_LAG_S = 1.2
 
 
 def _admin(lab: Lab, host: str, path: str) -> Any:
@@ -52,13 +55,13 @@ def node_status(lab: Lab, host: str) -> dict[str, Any]:
 
 def node_status_since(lab: Lab, host: str, since: float, timeout: float = 5.0) -> dict[str, Any]:
     """A GWLB node's counters once they include everything before `since` (time.time()): on
-    the switch datapath, from a read of the switch taken after it; the node datapath counts
-    as packets pass."""
+    the switch datapath, from a read of the switch taken SWITCH_STATS_LAG_S after it; the
+    node datapath counts as packets pass."""
 
     def fresh() -> dict[str, Any] | None:
         status = node_status(lab, host)
         read_at = status.get("counters_read_at")
-        return status if read_at is None or read_at > since else None
+        return status if read_at is None or read_at > since + SWITCH_STATS_LAG_S else None
 
     return lab.wait_for(fresh, timeout, f"{host}'s counters read after {since:.3f}", interval=0.1)
 
