@@ -30,10 +30,11 @@ endpoint's number, its 1-based index in plan.endpoints) goes through:
                   counters are the appliance's new flows and rehashed-in flows. On to 63 by
                   resubmit (goto_table only moves forward).
   63 GWLB_ENCAP   per endpoint: VNI 0, tun_metadata0 = endpoint id, tun_metadata1 = 0
-                  (attachment), tun_metadata2 = cookie, tun_dst = appliance, counted in 67
-                  (per appliance), out of the node's tunnel port. OVS sends it from the node's
-                  address (ovs/route), it enters the bridge again on the node's port and is
-                  routed to the appliance like anything the node sends.
+                  (attachment, from reg4 that nothing sets), tun_metadata2 = cookie, tun_dst =
+                  appliance, counted in 67 (per appliance), out of the node's tunnel port.
+                  OVS sends it from the node's address (ovs/route), it enters the bridge again
+                  on the node's port and is routed to the appliance like anything the node
+                  sends.
   68 GWLB_RX      per appliance (tun_src): packets back from it; the return flow on the
                   tunnel port (forwarding) counts them here, then routes the packet with the
                   endpoint subnet's route table from the endpoint's MAC.
@@ -95,6 +96,7 @@ IP_BITS = 0xFFFF_FFFF
 # Registers (reg0 slot, reg1 appliance, reg2 cookie, reg5 learned, reg6 endpoint, reg7 kind).
 REG_SLOT, REG_APPLIANCE, REG_COOKIE = "reg0", "reg1", "reg2"
 REG_LEARNED, REG_ENDPOINT, REG_KIND = "reg5", "reg6", "reg7"
+REG_ZERO = "reg4"  # no flow of the lab sets it: 0
 KIND_NONE, KIND_NEW, KIND_REHASH = 0, 1, 2
 FIVE_TUPLE = "5-tuple"
 THREE_TUPLE = "source_ip_dest_ip_proto"
@@ -343,7 +345,11 @@ class GwlbLogic:
                 [
                     SetField("tunnel_id", 0),
                     SetField("tun_metadata0", s.id),
-                    SetField("tun_metadata1", 0),
+                    # Attachment id 0, moved from a register nothing sets: OVS reports a
+                    # set-field of 0 into a tunnel metadata field with a zero-length header in
+                    # its flow statistics, which os-ken cannot parse (the controller's takeover
+                    # would miss that part of the table).
+                    Move(REG_ZERO, "tun_metadata1", 32),
                     Move(REG_COOKIE, "tun_metadata2", 32),
                     Move(REG_APPLIANCE, "tun_ipv4_dst", 32),
                     Resubmit(TABLE_GWLB_TX),

@@ -288,7 +288,8 @@ def _move(a: Move, pkt: dict[str, Any]) -> None:
     here; addresses; numbers) is copied as is."""
     whole = a.src_ofs == a.dst_ofs == 0 and "ct_label" not in (a.src, a.dst)
     if whole and _is_address(a.src) == _is_address(a.dst):
-        pkt[a.dst] = pkt.get(a.src)
+        # (A register nothing wrote holds 0.)
+        pkt[a.dst] = pkt.get(a.src, 0 if a.src.startswith("reg") else None)
         return
     bits = (_as_int(a.src, pkt.get(a.src)) >> a.src_ofs) & ((1 << a.n_bits) - 1)
     old = _as_int(a.dst, pkt.get(a.dst))

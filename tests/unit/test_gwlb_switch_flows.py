@@ -508,6 +508,21 @@ def _same_action(plain: Any, parsed: Any) -> None:
         assert (parsed.src_ofs, parsed.dst_ofs) == (plain.src_ofs, plain.dst_ofs)
 
 
+def test_no_flow_sets_a_tunnel_metadata_field_to_zero():
+    # OVS reports set_field:0->tun_metadata<n> with a zero-length field header in its flow
+    # statistics; os-ken's parser asserts on it and drops that whole reply part (seen in a
+    # lab: the controller's takeover then missed the rest of table 63).
+    flows = _all_flows(gwlb_plan())
+    sets = [
+        a
+        for f in flows
+        for a in f.actions
+        if isinstance(a, SetField) and a.field.startswith("tun_metadata")
+    ]
+    assert sets
+    assert all(a.value != 0 for a in sets)
+
+
 def test_tun_metadata_goes_on_the_wire_as_ovs_reads_it():
     # set_field tun_metadata0 as the spike saw OVS accept it: NXM_1 field 40, 8 bytes.
     parser = Switch().ofproto_parser
