@@ -27,7 +27,7 @@ from testbed.gwlb.observe import (
     wait_appliances_healthy,
     wait_node_sees,
 )
-from testbed.lab.api import Lab
+from testbed.lab.api import Lab, random_name
 from testbed.packets.capture import decode_pcap
 from testbed.paths import TEMPLATES
 from testbed.probes.capture import start_capture
@@ -50,7 +50,7 @@ def datapath(request) -> str:
 
 @pytest.fixture(scope="module")
 def gwlb_lab(datapath):
-    with Lab.up(GWLB, gwlb_datapath=datapath) as lab:
+    with Lab.up(GWLB, gwlb_datapath=datapath, name=random_name("gw")) as lab:
         wait_all_healthy(lab)
         print(f"\nGWLB datapath: {lab.plan.gwlb_datapath} {lab.plan.gwlb_datapath_reason}")
         yield lab
@@ -373,7 +373,7 @@ def test_scale_in_drains_and_scale_out_takes_new_flows(gwlb_lab, datapath):
 
 @pytest.mark.slow
 def test_rebalance_moves_only_the_dead_appliances_flows_and_they_resume():
-    with Lab.up(GWLB, params={"TargetFailover": "rebalance"}) as lab:
+    with Lab.up(GWLB, params={"TargetFailover": "rebalance"}, name=random_name("gw")) as lab:
         wait_all_healthy(lab)
         victim, survivor = AZ_A
         # An echo waits out the detection time: a rehashed flow resumes on the survivor.
@@ -398,7 +398,9 @@ def test_rebalance_moves_only_the_dead_appliances_flows_and_they_resume():
 @pytest.mark.slow
 def test_rebalance_resumes_flows_on_another_appliance_with_2_tuple_stickiness():
     with Lab.up(
-        GWLB, params={"TargetFailover": "rebalance", "Stickiness": "source_ip_dest_ip"}
+        GWLB,
+        params={"TargetFailover": "rebalance", "Stickiness": "source_ip_dest_ip"},
+        name=random_name("gw"),
     ) as lab:
         wait_all_healthy(lab)
         # An echo may wait out the detection time: the flow resumes when it is rehashed.
