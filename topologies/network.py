@@ -23,6 +23,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mininet.link import Link, OVSLink, TCLink
@@ -202,6 +203,8 @@ class VpcNetwork:
     # ---- switches on -------------------------------------------------------------------
     def start(self) -> None:
         """Configure hosts (addresses, MACs, routes, sysctls), start the switches."""
+        if self.datapath == "user":
+            _quiet_root_side(self._root_veths())
         self.net.build()
         self._tune_hosts()
         self.net.start()
@@ -242,14 +245,18 @@ class VpcNetwork:
         if done.returncode != 0:
             raise LabError(f"nftables ruleset of NAT gateway {hp.name}: {done.stderr.strip()}")
 
+    def _root_veths(self) -> list[str]:
+        """The root namespace's ends of the lab's veths (host links, veth trunks)."""
+        names = [h.veth for h in self.plan.hosts]
+        names += [i.veth for h in self.plan.hosts for i in h.interfaces]
+        return names + [
+            i for link in self.plan.links if link.kind == "veth" for i in (link.a_intf, link.b_intf)
+        ]
+
     def _fix_offloads(self) -> None:
         if self.datapath != "user":
             return
-        names = [h.veth for h in self.plan.hosts]
-        names += [i.veth for h in self.plan.hosts for i in h.interfaces]
-        names += [
-            i for link in self.plan.links if link.kind == "veth" for i in (link.a_intf, link.b_intf)
-        ]
+        names = self._root_veths()
         script = "".join(
             f"ethtool -K {shlex.quote(n)} tx off >/dev/null 2>&1 || echo {shlex.quote(n)}\n"
             for n in names
@@ -366,6 +373,8 @@ class VpcNetwork:
             for netns, intf in ends:
                 script += f"ip -n {shlex.quote(netns)} link set dev {intf} mtu {APPLIANCE_MTU}\n"
             _run(["sh", "-e", "-c", script])
+            if self.datapath == "user":
+                _quiet_root_side([veth for *_, veth, _mac in _attachments(hp)])
             self._tune(node, hp, first=host_config.eth0_commands(hp))
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -508,6 +517,38 @@ class VpcNetwork:
                 if intf.node is not node:
                     intf.node.delIntf(intf)
         return node
+
+
+def _quiet_root_side(veths: list[str]) -> None:
+    """No ARP (NOARP) and no IPv6 on the root namespace's ends of a userspace datapath's
+    veths. A lab of the switch GWLB datapath puts its GWLB nodes' addresses into the root
+    namespace (testbed.lab.gwlb_switch), where every lab's veths are:
+    - the kernel sees every frame of such a veth too, and would answer a host's ARP for such
+      an address on the host's veth with the veth's own MAC (arp_ignore 0) before the
+      controller answers;
+    - ovs-vswitchd pops GENEVE to a node address and MAC (its tunnel port map is one for the
+      whole datapath) from any output to a port whose device has an address, an IPv6
+      link-local one included: it would take another lab's GENEVE to the same address (a
+      lab of the same template on the node datapath).
+    Every lab does this to its veths, so that no lab disturbs another."""
+    if not veths:
+        return
+    done = subprocess.run(
+        ["ip", "-batch", "-"],
+        input="".join(f"link set dev {v} arp off\n" for v in veths),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LabError(f"could not turn ARP off on the lab's veths: {done.stderr.strip()}")
+    for v in veths:
+        try:
+            Path(f"/proc/sys/net/ipv6/conf/{v}/disable_ipv6").write_text("1\n")
+        except FileNotFoundError:
+            pass  # a kernel without IPv6: nothing to turn off
+        except OSError as exc:
+            raise LabError(f"could not turn IPv6 off on {v}: {exc}") from exc
 
 
 def _attachments(hp: HostPlan) -> list[tuple[str, int, str, int, str, str]]:

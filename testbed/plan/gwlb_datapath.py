@@ -189,7 +189,7 @@ def blockers(plan: NetworkPlan, facts: MachineFacts) -> list[str]:
                     f"{cidr} (the appliances' VPC) meets {r.prefix} dev {r.dev} in {kind}"
                     + _owner_note(r.dev)
                 )
-    return out
+    return list(dict.fromkeys(out))  # a claimed route may also be in OVS already
 
 
 def _owner_note(ifname: str) -> str:
