@@ -574,3 +574,74 @@ def test_the_pair_hash_alone_ignores_ports_and_direction(stickiness):
         fresh = lab(stickiness=stickiness)
         first = from_web(fresh, port, tcp_flags_nxm=2)  # WebA opens the flow
         assert {tunnelled(fresh.fabric.send("WebA", first))[0]} == picks
+
+
+# ---- the app: TLV map at takeover, errors ----------------------------------------------------
+class RecordingSwitch(Switch):
+    """A datapath that keeps what the app sends it."""
+
+    def __init__(self, dpid: int) -> None:
+        super().__init__(dpid)
+        self.sent: list = []
+        self.xid = 0
+
+    def send_msg(self, msg: Any) -> None:
+        self.sent.append(msg)
+
+    def set_xid(self, msg: Any) -> None:
+        self.xid += 1
+        msg.set_xid(self.xid)
+
+
+def app_for(plan: NetworkPlan):
+    import threading
+
+    from testbed.controllers.lab_app import LabApp
+    from testbed.controllers.nlb import NlbLogic
+
+    app = LabApp.__new__(LabApp)  # no OSKenApp machinery
+    app.plan = plan
+    app.forwarding, app.security = Forwarding(plan), SecurityLogic(plan)
+    app.nlb, app.gwlb = NlbLogic(plan, table_size=61), GwlbLogic(plan)
+    app.lock = threading.RLock()
+    app.sync = FlowSync()
+    app.datapaths, app.takeovers, app.errors = {}, {}, []
+    app.pending_barrier, app.barrier_events = {}, {}
+    app.awaiting_targets = False
+    return app
+
+
+@pytest.mark.parametrize("tunnels", [True, False])
+def test_takeover_sends_the_tlv_map_before_any_flow_to_a_switch_with_a_tunnel_port(tunnels):
+    plan = gwlb_plan(tunnels=tunnels)
+    app = app_for(plan)
+    for s in plan.switches:
+        dp = RecordingSwitch(s.dpid)
+        app.datapaths[s.dpid] = dp
+        app.take_over(dp, [])
+        experimenters = [
+            i for i, m in enumerate(dp.sent) if isinstance(m, dp.ofproto_parser.OFPExperimenter)
+        ]
+        has_tunnel = tunnels and s.name in ("tb-gwlb-az1", "tb-gwlb-az2")
+        assert experimenters == ([0] if has_tunnel else [])
+        mods = [m for m in dp.sent if isinstance(m, dp.ofproto_parser.OFPFlowMod)]
+        assert mods
+        gwlb_mods = [m for m in mods if m.table_id == TABLE_GWLB_STATE]
+        assert bool(gwlb_mods) == has_tunnel
+
+
+def test_already_mapped_is_no_error_and_other_nicira_errors_are_recorded():
+    from types import SimpleNamespace
+
+    app = app_for(gwlb_plan())
+    dp = RecordingSwitch(17)
+
+    def error(exp_type: int) -> Any:
+        msg = dp.ofproto_parser.OFPErrorMsg(dp, data=b"\x04\x04")
+        msg.type, msg.exp_type, msg.experimenter = 0xFFFF, exp_type, 0x2320
+        return SimpleNamespace(msg=msg)
+
+    app.on_error(error(nx_fields.NXTTMFC_ALREADY_MAPPED))
+    assert app.errors == []
+    app.on_error(error(21))  # NXTTMFC_DUP_ENTRY: the option is mapped to another field
+    assert [(e["type"], e["code"]) for e in app.errors] == [(0xFFFF, 21)]
