@@ -9,10 +9,11 @@ endpoint's number, its 1-based index in plan.endpoints) goes through:
                   another address space, issue 14), recirculating to 61.
   61 GWLB_STATE   a tracked flow with a choice (ct_label: appliance IPv4 in bits 0-31, flow
                   cookie in bits 32-63; the cookie's top bit is always set) keeps it: label
-                  -> reg1, reg2, on to 63. Its appliance failed and the target group
-                  rebalances: reg7 = 2 (rehash), pick again. New: reg7 = 1, pick. Anything
-                  else (+inv without a label): reg7 = 0, picked by the hash, never committed,
-                  never dropped.
+                  -> reg1, reg2, on to 63 (its learned pair, if any, is looked up on the way:
+                  that keeps it from going idle while the pair's packets flow). Its appliance
+                  failed and the target group rebalances: reg7 = 2 (rehash), pick again. New:
+                  reg7 = 1, pick. Anything else (+inv without a label): reg7 = 0, picked by
+                  the hash, never committed, never dropped.
   62 GWLB_PICK    multipath over the stickiness tuple into reg0 = a Maglev slot: 5-tuple
                   symmetric_l3l4+udp; 2-tuple symmetric_l3; 3-tuple symmetric_l3 with the
                   protocol as basis. 2-/3-tuple first look up the learned pair (65).
@@ -307,12 +308,15 @@ class GwlbLogic:
             # (63 is before 66: a resubmit, as goto only moves forward.)
             flow(TABLE_GWLB_COMMIT, 0, {}, [Resubmit(TABLE_GWLB_ENCAP)]),
             # A flow conntrack knows with a choice (established, related, a retransmitted
-            # first packet, even +inv): its appliance and cookie from the label.
+            # first packet, even +inv): its appliance and cookie from the label. Its pair's
+            # learned flow (2-/3-tuple) is looked at too: a pair's flow is idle only when no
+            # packet of it passes, not when it opens no new connection (AWS's idle timeout).
             flow(
                 TABLE_GWLB_STATE,
                 200,
                 {"ct_state": tracked, "ct_label": (LABEL_CHOSEN, LABEL_CHOSEN)},
                 [
+                    Resubmit(TABLE_GWLB_STICKY),
                     Move("ct_label", REG_APPLIANCE, 32),
                     Move("ct_label", REG_COOKIE, 32, src_ofs=32),
                 ],

@@ -373,6 +373,11 @@ def test_two_and_three_tuple_choose_by_the_address_pair(stickiness):
     assert (WEB_A, "198.51.100.10") in pairs
     protos = {dict(f.match).get("ip_proto") for f, _c in learned}
     assert protos == ({6, 17} if stickiness == "source_ip_dest_ip_proto" else {None})
+    # Every packet of the pair passes its learned flow (which keeps it from idling out),
+    # established ones included.
+    est = lab_.fabric.send("Client1", to_web(lab_, 49001, tcp_flags_nxm=0x10))
+    assert (switch.dpid, TABLE_GWLB_PICK) not in est.hops
+    assert (switch.dpid, TABLE_GWLB_STICKY) in est.hops
 
 
 def test_a_learned_pair_keeps_its_appliance_when_it_drains_or_fails_without_rebalance():
