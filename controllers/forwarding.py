@@ -29,6 +29,13 @@ table that finds a port by an address alone (L3_DELIVER, IGW_OUT, the IGW's publ
 its ingress routes, the NACL_IN / SG_LB / NLB listener entries of testbed.controllers.security
 and .nlb) also matches those bits, and ARP answers of load balancer nodes and the resolver are
 per VPC / space. A plan whose VPCs do not overlap gets exactly the flows it always had.
+
+GWLB steering in the switch (issue 15): for an endpoint whose GWLB node has a GENEVE port
+(NodePlan.tunnel_port), the node's switch sends IPv4 to the endpoint's MAC into the GWLB tables
+(testbed.controllers.gwlb) instead of to the node, takes what comes back decapsulated on the
+tunnel port with the endpoint's id as sent by the endpoint (its subnet's route table), and lets
+the node's port send from any such node's address (OVS sends every node's GENEVE out of one
+node's port). A plan without tunnel ports gets exactly the flows it always had.
 """
 
 from __future__ import annotations

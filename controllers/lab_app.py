@@ -11,7 +11,9 @@ controller restarted by the holder takes over switches that kept forwarding mean
 without touching a flow or a connection. With $TESTBED_AWAIT_TARGETS set it programs nothing
 before the holder has sent the target states (a restarted controller would otherwise start
 from the template's). NLB counters continue from $TESTBED_NLB_COUNTERS (a file). A standby
-controller waits, attached to no switch, until the holder's `activate` request.
+controller waits, attached to no switch, until the holder's `activate` request. A switch that
+holds a GWLB node's GENEVE port gets the GENEVE option map (NXT_TLV_TABLE_MOD) before its
+flows; flows it learned itself (GWLB stickiness) are never deleted.
 """
 
 from __future__ import annotations
