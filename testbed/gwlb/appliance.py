@@ -19,10 +19,13 @@ Ethernet frame around it) are both taken; the inner Ethernet header goes back un
 
 Two data paths do the per-packet work, the same way: the compiled one (fastpath/
 appliance_fastpath.c, built by `python -m testbed.gwlb.build_fastpath`, run as this
-process's child: batches of datagrams, a fraction of the CPU per packet) where it was built,
-else this module's Python loop (and with --datapath python). This process keeps the TUN
-pair, the routing, the nftables table, health checks, admin and the status file either way;
-the child gets the descriptors, and answers commands (counters, hang) on a control socket.
+process's child; batches of datagrams) where it was built, else this module's Python loop
+(and with --datapath python). Measured with 64-byte inner packets, the kernel's forwarding
+and nftables included: 4-5 us of CPU per packet at 30-140k packets/s for the compiled one
+(95% of it in the kernel), 11-13 us at 30-60k for the Python loop. This process keeps the
+TUN pair, the routing, the nftables table, health checks, admin and the status file either
+way; the child gets the descriptors and answers commands (counters, hang) on a control
+socket.
 
     python -m testbed.gwlb.appliance --id Fw1 --ip 10.0.2.4 --rule "tcp dport 23 drop" \
         --status hosts/Fw1/appliance-status.json
@@ -99,7 +102,8 @@ class Appliance:
         self.stopping = False
         self.started = time.time()
         self.fastpath: FastPath | None = None
-        self.datapath = datapath
+        self.requested = datapath  # "auto", "c" or "python"
+        self.datapath = "python"  # the one running: "c" or "python"
         self.stats_path = stats_path
 
     @property
@@ -116,12 +120,12 @@ class Appliance:
     def choose_datapath(self) -> str:
         """ "c" with the compiled data path's binary found (or demanded), else "python";
         says which on stdout."""
-        if self.datapath == "python":
+        if self.requested == "python":
             return "python"
         binary = build_fastpath.find()
         if binary is None:
             where = build_fastpath.binary_path()
-            if self.datapath == "c":
+            if self.requested == "c":
                 raise RuntimeError(
                     f"appliance {self.name}: no compiled data path at {where} "
                     "(build it: python -m testbed.gwlb.build_fastpath)"
@@ -150,11 +154,18 @@ class Appliance:
         s.bind((self.ip, UDP_PORT))
         self.sock = s
         self.datapath = self.choose_datapath()
-        # The compiled path sends blocking (the socket buffer is the back-pressure) and
-        # receives with MSG_DONTWAIT; the Python loop never blocks.
-        s.setblocking(self.fastpath is not None)
         if self.fastpath is not None:
-            self.fastpath.start(s.fileno(), self.tun_in, self.tun_out)
+            # It sends blocking (the socket buffer is the back-pressure) and receives with
+            # MSG_DONTWAIT.
+            s.setblocking(True)
+            try:
+                self.fastpath.start(s.fileno(), self.tun_in, self.tun_out)
+            except OSError as exc:  # e.g. a binary built for another machine
+                if self.requested == "c":
+                    raise
+                print(f"appliance {self.name}: Python data path (slow): {exc}", flush=True)
+                self.fastpath, self.datapath = None, "python"
+        s.setblocking(self.fastpath is not None)
 
     def close(self) -> None:
         """End the compiled data path, close the TUN devices (they vanish) and the socket."""

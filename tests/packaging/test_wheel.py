@@ -4,6 +4,7 @@ controllers, topologies, experiments and templates inside the testbed namespace.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -55,6 +56,7 @@ def test_wheel_holds_the_namespace_and_the_templates(wheel):
         "testbed/experiments/gwlb.py",
         "testbed/lab/api.py",
         "testbed/gwlb/node.py",
+        "testbed/gwlb/fastpath/appliance_fastpath.c",
         "testbed/stack/holder.py",
         "testbed/templates/default.yaml",
     ):
@@ -120,6 +122,11 @@ def test_installed_testbed_works_from_another_directory(installed, tmp_path):
         cwd=tmp_path,
     ).stdout
     assert tools.strip() == "True", "the installed host tools are not executable"
+    # The appliance's compiled data path builds from the installed source, into the venv.
+    built = run([str(installed / "python"), "-m", "testbed.gwlb.build_fastpath"], cwd=tmp_path)
+    binary = Path(built.stdout.strip())
+    assert binary.is_relative_to(installed.parent), binary
+    assert os.access(binary, os.X_OK), binary
     out = run([str(installed / "testbed"), "validate", "default"], cwd=tmp_path).stdout
     assert "valid" in out, out
     assert "site-packages" in out, out
