@@ -78,6 +78,7 @@ PARAMS = {
     ),
     "seed": (None, "recorded for re-runs"),
 }
+IPERF_PORT = 5201  # the port gwlb.yaml's security group admits iperf3 on (TCP and UDP)
 VSWITCHD_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 AZ_A = ["FwA1", "FwA2"]
@@ -534,17 +535,19 @@ def _cpu_seconds(pids: list[int]) -> float:
 def _udp_pps(lab: Lab, server: str, rate: str, seconds: float) -> dict[str, float]:
     srv = lab.host(server)
     listener = srv.popen(
-        ["iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        wait_listening(srv, 5202)
+        wait_listening(srv, IPERF_PORT)
         proc = lab.host("Client1").run(
             [
                 "iperf3",
                 "-c",
                 lab.outputs[f"{server}PublicIp"],
                 "-p",
-                "5202",
+                str(IPERF_PORT),
                 "-u",
                 "-b",
                 rate,
