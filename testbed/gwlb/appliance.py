@@ -69,6 +69,18 @@ CONTROL_TIMEOUT_S = 5.0
 COUNTERS = ("geneve_in", "geneve_out", "bytes_in", "bytes_out", "bad", "orphans", "hung")
 
 
+def link_mtu(ip: str) -> int:
+    """MTU of the interface that has address `ip` (1500 if none has: a standard link)."""
+    proc = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "to", f"{ip}/32"], capture_output=True, text=True
+    )
+    try:
+        links = json.loads(proc.stdout or "[]")
+    except ValueError:
+        links = []
+    return int(links[0].get("mtu", 1500)) if links else 1500
+
+
 def packet_key(p: bytes) -> bytes:
     """Direction-specific key of an IPv4 packet: protocol, source, destination (and ports)."""
     if p[9] in PORT_PROTOCOLS and not (p[6] & 0x3F or p[7]):
@@ -144,7 +156,8 @@ class Appliance:
         self.tun_in = tun.open_tun(self.tun_in_name)
         self.tun_out = tun.open_tun(self.tun_out_name)
         tun.bump_in_the_wire(self.tun_in_name, self.tun_out_name)
-        firewall.install(self.rules, self.tun_in_name, self.tun_out_name)
+        mss = firewall.mss_for_mtu(link_mtu(self.ip))
+        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCK_BUFFER)
         s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SOCK_BUFFER)

@@ -7,8 +7,11 @@ it would in any forward chain). Named counters, visible in `nft list ruleset`:
   dropped    packets a rule dropped or rejected (inserted in front of that verdict)
   passed     packets that left through tun-out (back to the GWLB)
 A postrouting rule clamps the TCP MSS of flows through the appliance: the GENEVE header and
-outer IP/UDP headers (68 bytes) must fit in the lab's 1500-byte links, as appliances behind
-AWS's GWLB clamp it for their own tunnel MTU.
+outer IP/UDP headers (68 bytes) must fit in the appliance's link, as appliances behind
+AWS's GWLB clamp it for their own tunnel MTU. `mss_for_mtu` says how much room the link leaves:
+on a 1500-byte link (the node datapath) 1392; on the switch datapath's 9001-byte appliance
+links (AWS's VPC MTU; Open vSwitch's GENEVE also carries the 14-byte inner Ethernet header
+and sets DF) more than any MSS the lab's 1500-byte hosts offer, so nothing is clamped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ FAMILY = "ip"
 COUNTERS = ("inspected", "dropped", "passed")
 VERDICTS = ("drop", "reject")
 TUNNEL_OVERHEAD = 20 + 8 + 40  # outer IPv4, UDP, GENEVE with the GWLB options
+INNER_ETHERNET = 14  # GENEVE protocol 0x6558 (Open vSwitch) carries the inner frame's header
 DEFAULT_MSS = 1500 - TUNNEL_OVERHEAD - 40  # minus the inner IPv4 + TCP headers
+
+
+def mss_for_mtu(mtu: int) -> int:
+    """The largest TCP MSS whose packets still fit the appliance's link in GENEVE: AWS's
+    format (inner IPv4 right after the options) on a standard 1500-byte link, Open vSwitch's
+    (inner Ethernet too) on a larger one, where the switch datapath sends it."""
+    if mtu <= 1500:
+        return mtu - TUNNEL_OVERHEAD - 40
+    return mtu - TUNNEL_OVERHEAD - INNER_ETHERNET - 40
 
 
 def counted(rule: str) -> str:
@@ -74,9 +87,11 @@ def ruleset(
     return "\n".join(lines) + "\n"
 
 
-def install(rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out") -> None:
+def install(
+    rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out", mss: int = DEFAULT_MSS
+) -> None:
     """Load the table into this network namespace's nftables (RuntimeError if nft refuses)."""
-    script = ruleset(rules, tun_in, tun_out)
+    script = ruleset(rules, tun_in, tun_out, mss)
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(

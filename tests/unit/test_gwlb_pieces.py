@@ -405,3 +405,14 @@ def test_node_takes_endpoints_that_come_with_a_new_plan(tmp_path, monkeypatch):
     assert list(node.by_mac) == [bytes.fromhex("02010a000004")]
     assert filters == [rawsock.mac_filter([bytes.fromhex("02010a000004")])]
     assert node.reload_endpoints() is False  # not changed since
+
+
+def test_the_mss_clamp_leaves_room_for_geneve_on_the_appliance_link():
+    # A standard link: AWS's format (inner IPv4 after the options) must fit in 1500 bytes.
+    assert firewall.mss_for_mtu(1500) == firewall.DEFAULT_MSS == 1392
+    # The switch datapath's jumbo appliance links carry Open vSwitch's format (inner Ethernet
+    # too): room for far more than the 1460 a 1500-byte host offers, so nothing is clamped.
+    assert firewall.mss_for_mtu(9001) == 9001 - 68 - 14 - 40
+    assert firewall.mss_for_mtu(9001) > 1460
+    script = firewall.ruleset(["tcp dport 23 drop"], mss=firewall.mss_for_mtu(9001))
+    assert "maxseg size set 8879" in script
