@@ -194,6 +194,18 @@ Action = (
     Output | SetField | DecTtl | ToController | Group | Ct | Multipath | Move | Resubmit | Learn
 )
 
+
+@dataclass(frozen=True)
+class SelectGroup:
+    """An OpenFlow select group: each packet runs the actions of one bucket (equal weights).
+    OVS picks it by its default selection method: dp_hash, a hash the datapath computes
+    without matching the fields it hashes (OVS 3.1: symmetric over addresses and TCP/SCTP
+    ports, not UDP ports), so a flow choosing by it needs no datapath flow per connection."""
+
+    group_id: int
+    buckets: tuple[tuple[Action, ...], ...]
+
+
 # OVS hash field sets for multipath (NX_HASH_FIELDS_*): symmetric ones hash a flow and its
 # reverse to the same value, which the GWLB needs and the NLB does not mind.
 MULTIPATH_FIELDS = {

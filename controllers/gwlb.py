@@ -14,9 +14,15 @@ endpoint's number, its 1-based index in plan.endpoints) goes through:
                   failed and the target group rebalances: reg7 = 2 (rehash), pick again. New:
                   reg7 = 1, pick. Anything else (+inv without a label): reg7 = 0, picked by
                   the hash, never committed, never dropped.
-  62 GWLB_PICK    multipath over the stickiness tuple into reg0 = a Maglev slot: 5-tuple
-                  symmetric_l3l4+udp; 2-tuple symmetric_l3; 3-tuple symmetric_l3 with the
-                  protocol as basis. 2-/3-tuple first look up the learned pair (65).
+  62 GWLB_PICK    a symmetric hash of the stickiness tuple into reg0 = a Maglev slot:
+                  5-tuple TCP: the switch's select group (GWLB_SELECT_GROUP, 256 buckets,
+                  bucket i -> slot i mod the table size, then 64), which OVS picks by
+                  dp_hash: the datapath hashes addresses and ports itself (symmetric for
+                  TCP), so a new connection is no upcall (multipath's hash un-wildcards the
+                  5-tuple: one upcall per connection); other 5-tuple traffic: multipath
+                  symmetric_l3l4+udp (dp_hash leaves UDP ports out); 2-tuple symmetric_l3;
+                  3-tuple symmetric_l3 with the protocol as basis. 2-/3-tuple first look up
+                  the learned pair (65).
   64 GWLB_SLOT    a learned pair (reg5 = 1) wins, unless its appliance failed and the group
                   rebalances (then the slot decides and the pair is learned again); slot ->
                   reg1 = appliance, reg2 = cookie (0x80000000 | endpoint << 16 | slot), and
@@ -75,6 +81,7 @@ from testbed.controllers.flows import (
     Action,
     Ct,
     Flow,
+    Group,
     Learn,
     LearnLoad,
     LearnMatch,
@@ -82,6 +89,7 @@ from testbed.controllers.flows import (
     Multipath,
     Output,
     Resubmit,
+    SelectGroup,
     SetField,
     flow,
 )
@@ -91,6 +99,10 @@ from testbed.plan.balancers import LoadBalancerPlan, NodePlan, TargetGroupPlan
 from testbed.plan.network import EndpointPlan, NetworkPlan
 
 TABLE_SIZE = 251  # Maglev slots per endpoint (prime)
+# The select group of 5-tuple TCP: one per switch (reg6 tells the endpoints apart in 64).
+# 256 buckets: OVS's dp_hash selection spreads 256 hash values over the buckets, one each.
+GWLB_SELECT_GROUP = 0x6200
+SELECT_BUCKETS = 256
 COOKIE_FLAG = 0x8000_0000  # set in every flow cookie: a ct_label with it names a choice
 LABEL_CHOSEN = COOKIE_FLAG << 32  # that bit in the ct_label
 IP_BITS = 0xFFFF_FFFF
@@ -296,6 +308,24 @@ class GwlbLogic:
             flows.append(flow(TABLE_GWLB_RX, 100, {"tun_ipv4_src": ip}))
         return flows
 
+    def groups_for(self, dpid: int) -> list[SelectGroup]:
+        """The select group of switch `dpid` (5-tuple TCP of a GWLB node it steers for),
+        the same whatever the appliances' states: slot -> appliance is table 64's."""
+        switch = self._dpid_switch.get(dpid)
+        five = any(
+            self._host_switch.get(host) == switch
+            and (tg := self._target_group(lb)) is not None
+            and tg.stickiness not in (TWO_TUPLE, THREE_TUPLE)
+            for host, (lb, _node) in tunnel_nodes(self.plan).items()
+        )
+        if not five:
+            return []
+        buckets = tuple(
+            (SetField(REG_SLOT, i % self.size), Resubmit(TABLE_GWLB_SLOT))
+            for i in range(SELECT_BUCKETS)
+        )
+        return [SelectGroup(GWLB_SELECT_GROUP, buckets)]
+
     def _common(self) -> list[Flow]:
         """The tables' defaults and the state flows every endpoint shares."""
         tracked = (CT_TRK, CT_TRK)
@@ -431,13 +461,20 @@ class GwlbLogic:
             hashes.append((100, {}, Multipath("symmetric_l3", 0, self.size, REG_SLOT)))
         else:
             return [
+                # TCP: the select group (its bucket runs 64: no goto).
+                flow(
+                    TABLE_GWLB_PICK,
+                    110,
+                    {**n, **IP, "ip_proto": IPPROTO_TCP},
+                    [Group(GWLB_SELECT_GROUP)],
+                ),
                 flow(
                     TABLE_GWLB_PICK,
                     100,
                     n,
                     [Multipath("symmetric_l3l4+udp", lb.index, self.size, REG_SLOT)],
                     goto=slot[0],
-                )
+                ),
             ]
         return [
             flow(TABLE_GWLB_PICK, prio, {**n, **m}, [mp, Resubmit(TABLE_GWLB_STICKY)], goto=slot[0])

@@ -122,6 +122,11 @@ class LabApp(app_manager.OSKenApp):
             + self.security.flows_for(dpid)
         )
 
+    def desired_groups(self, dpid: int) -> list[Any]:
+        if all(s.dpid != dpid for s in self.plan.switches):
+            return []
+        return self.gwlb.groups_for(dpid)
+
     def reprogram_all(self, wait_s: float = 5.0) -> bool:
         """Bring every switch taken over to the (changed) desired state; wait until each
         has acknowledged (barrier), so the caller knows the data plane has changed. (A
@@ -245,7 +250,9 @@ class LabApp(app_manager.OSKenApp):
         event returned is set when the switch has answered it. The first time after a
         takeover, what was sent is noted in the switch's takeover record."""
         with self.lock:
-            msgs = self.sync.messages(datapath, self.desired_flows(datapath.id))
+            msgs = self.sync.messages(
+                datapath, self.desired_flows(datapath.id), self.desired_groups(datapath.id)
+            )
             for msg in msgs:
                 datapath.send_msg(msg)
             barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
@@ -253,17 +260,21 @@ class LabApp(app_manager.OSKenApp):
             self.pending_barrier[datapath.id] = barrier.xid
             done = self.barrier_events[barrier.xid] = threading.Event()
             datapath.send_msg(barrier)
+            group_mod = datapath.ofproto_parser.OFPGroupMod
+            groups = [m for m in msgs if isinstance(m, group_mod)]
+            msgs = [m for m in msgs if not isinstance(m, group_mod)]
             adds = sum(1 for m in msgs if m.command == datapath.ofproto.OFPFC_ADD)
             record = self.takeovers.get(datapath.id)
             if record is not None and "added" not in record:
                 record["added"] = adds
                 record["deleted"] = len(msgs) - adds
             LOG.info(
-                "switch %#x: sent %d flow-mods (%d added, %d deleted)",
+                "switch %#x: sent %d flow-mods (%d added, %d deleted), %d group-mods",
                 datapath.id,
                 len(msgs),
                 adds,
                 len(msgs) - adds,
+                len(groups),
             )
             return done
 

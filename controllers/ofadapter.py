@@ -31,6 +31,7 @@ from testbed.controllers.flows import (
     Nat,
     Output,
     Resubmit,
+    SelectGroup,
     SetField,
     ToController,
     is_learned_cookie,
@@ -42,6 +43,10 @@ NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 NX_MP_ALG_MODULO_N = 0
 NX_RESUBMIT_IN_PORT = 0xFFF8  # resubmit(,table): keep the packet's in_port
 ALL_COOKIE_BITS = 0xFFFF_FFFF_FFFF_FFFF
+# OVS's group-mod command "add, or modify the group of that id" (OFPGC11_ADD_OR_MOD, what
+# `ovs-ofctl --may-create mod-group` sends; any OpenFlow version): a controller that takes
+# over a switch need not know which groups it holds.
+OFPGC_ADD_OR_MOD = 0x8000
 # Learn specs name fields by their NXM headers (what OVS's learn takes).
 LEARN_FIELDS = {
     "eth_type": "eth_type_nxm",
@@ -235,6 +240,31 @@ def delete_cookie(datapath: Any, table: int, cookie: int) -> Any:
     )
 
 
+def group_mod(datapath: Any, g: SelectGroup) -> Any:
+    """OFPGroupMod adding select group g, or replacing the group of its id."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    buckets = [
+        parser.OFPBucket(
+            weight=1,
+            watch_port=ofp.OFPP_ANY,
+            watch_group=ofp.OFPG_ANY,
+            actions=to_actions(parser, ofp, actions),
+        )
+        for actions in g.buckets
+    ]
+    return parser.OFPGroupMod(datapath, OFPGC_ADD_OR_MOD, ofp.OFPGT_SELECT, g.group_id, buckets)
+
+
+def delete_group(datapath: Any, group_id: int) -> Any:
+    """OFPGroupMod deleting group `group_id` (after the flows that use it are gone)."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPGroupMod(datapath, ofp.OFPGC_DELETE, ofp.OFPGT_SELECT, group_id, [])
+
+
+def group_fingerprint(g: SelectGroup) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(g).encode(), digest_size=8).digest(), "big")
+
+
 class FlowSync:
     """Keeps each switch's flow table equal to a desired list of flows, by difference.
 
@@ -243,12 +273,16 @@ class FlowSync:
 
     def __init__(self) -> None:
         self.installed: dict[int, dict[int, int]] = {}  # dpid -> {cookie: table}
+        # dpid -> {group id: fingerprint} of the groups sent since the takeover (a switch's
+        # groups are not read: each wanted one is sent once after a takeover, as add-or-modify).
+        self.groups: dict[int, dict[int, int]] = {}
 
     def take_over(self, dpid: int, held: Iterable[tuple[int, int]]) -> None:
         """Start from what switch `dpid` holds: (cookie, table) of each of its entries. Flows
         the switch learned itself (GWLB stickiness, testbed.controllers.gwlb) are not the
         controller's: never compared, never deleted."""
         self.installed[dpid] = {c: t for c, t in held if not is_learned_cookie(c)}
+        self.groups[dpid] = {}
 
     def knows(self, dpid: int) -> bool:
         return dpid in self.installed
@@ -256,18 +290,32 @@ class FlowSync:
     def forget(self, dpid: int) -> None:
         """The switch went away: what it holds must be read again when it comes back."""
         self.installed.pop(dpid, None)
+        self.groups.pop(dpid, None)
 
-    def messages(self, datapath: Any, desired: Iterable[Flow]) -> list[Any]:
-        """Flow-mods that turn what `datapath` holds into `desired`: additions first (an
-        entry replaced in place never goes missing), then deletions by cookie. KeyError if
-        the switch was not taken over."""
+    def messages(
+        self, datapath: Any, desired: Iterable[Flow], groups: Iterable[SelectGroup] = ()
+    ) -> list[Any]:
+        """Group- and flow-mods that turn what `datapath` holds into `desired` (and `groups`):
+        groups new or changed first (a flow may name them), flow additions (an entry replaced
+        in place never goes missing), deletions by cookie, then groups no longer wanted.
+        KeyError if the switch was not taken over."""
         have = self.installed[datapath.id]
+        have_groups = self.groups[datapath.id]
         want = {fingerprint(f): f for f in desired}
-        msgs = [flow_mod(datapath, f) for cookie, f in want.items() if cookie not in have]
+        want_groups = {g.group_id: g for g in groups}
+        marks = {gid: group_fingerprint(g) for gid, g in want_groups.items()}
+        msgs = [
+            group_mod(datapath, g)
+            for gid, g in want_groups.items()
+            if have_groups.get(gid) != marks[gid]
+        ]
+        msgs += [flow_mod(datapath, f) for cookie, f in want.items() if cookie not in have]
         msgs += [
             delete_cookie(datapath, table, cookie)
             for cookie, table in have.items()
             if cookie not in want
         ]
+        msgs += [delete_group(datapath, gid) for gid in have_groups if gid not in want_groups]
         self.installed[datapath.id] = {cookie: f.table for cookie, f in want.items()}
+        self.groups[datapath.id] = marks
         return msgs

@@ -41,6 +41,7 @@ from testbed.controllers.flows import (
     Nat,
     Output,
     Resubmit,
+    SelectGroup,
     SetField,
     ToController,
 )
@@ -323,15 +324,25 @@ class _Dropped(Exception):
 
 class FakeSwitch:
     def __init__(
-        self, dpid: int, flows: list[Flow], conntrack: FakeConntrack | None = None
+        self,
+        dpid: int,
+        flows: list[Flow],
+        conntrack: FakeConntrack | None = None,
+        groups: list[SelectGroup] | None = None,
     ) -> None:
         self.dpid = dpid
         self.conntrack = conntrack or FakeConntrack()
+        self.groups = {g.group_id: g for g in groups or []}
         self.tables: dict[int, list[Flow]] = {}
         for f in flows:
             check_prerequisites(f)
+            for a in f.actions:
+                if isinstance(a, Group) and a.group_id not in self.groups:
+                    # OVS refuses a flow naming a group it does not hold.
+                    raise AssertionError(f"switch {dpid:#x}: no group {a.group_id}: {f}")
             self.tables.setdefault(f.table, []).append(f)
-        self.groups: dict[int, Any] = {}
+        # Packets per bucket of each group: (group id, bucket) -> packets.
+        self.bucket_packets: dict[tuple[int, int], int] = {}
         # What learn actions installed: (table, priority, match) -> (flow, cookie).
         self.learned: dict[tuple[int, int, tuple], tuple[Flow, int]] = {}
 
@@ -423,7 +434,7 @@ class FakeSwitch:
                 elif isinstance(a, ToController):
                     result.to_controller.append((self.dpid, dict(pkt)))
                 elif isinstance(a, Group):
-                    outputs.extend(self.apply_group(a.group_id, pkt, result))
+                    self.apply_group(a.group_id, pkt, result, outputs, depth)
                 elif isinstance(a, Multipath):
                     pkt[a.dst] = multipath_hash(a.fields, a.basis, pkt) % a.n_links
                 elif isinstance(a, Move):
@@ -447,9 +458,33 @@ class FakeSwitch:
             table = next_table
 
     def apply_group(
-        self, group_id: int, pkt: dict[str, Any], result: Result
-    ) -> list[tuple[int, dict[str, Any]]]:
-        raise NotImplementedError("groups are added by the load-balancer logic")
+        self,
+        group_id: int,
+        pkt: dict[str, Any],
+        result: Result,
+        outputs: list[tuple[int, dict[str, Any]]],
+        depth: int,
+    ) -> None:
+        """A select group: one bucket by a symmetric hash of the 5-tuple (OVS's dp_hash is
+        symmetric for TCP), its actions run on the packet itself (set-field, move, resubmit,
+        output)."""
+        g = self.groups[group_id]
+        bucket = multipath_hash("symmetric_l3l4", 0, pkt) % len(g.buckets)
+        key = (group_id, bucket)
+        self.bucket_packets[key] = self.bucket_packets.get(key, 0) + 1
+        for a in g.buckets[bucket]:
+            if isinstance(a, SetField):
+                pkt[a.field] = a.value
+            elif isinstance(a, Move):
+                _move(a, pkt)
+            elif isinstance(a, Resubmit):
+                self._run(a.table, pkt, result, outputs, depth + 1)
+            elif isinstance(a, Output):
+                out = dict(pkt)
+                out.pop("in_port")
+                outputs.append((a.port, out))
+            else:
+                raise NotImplementedError(f"bucket action {a!r}")
 
 
 class FakeFabric:
@@ -480,8 +515,11 @@ class FakeFabric:
         """Reload every switch's flows from the logic (after a change of state). Flows the
         switches learned stay: they are the switch's, not the controller's."""
         before = getattr(self, "switches", {})
+        groups_for = getattr(self.logic, "groups_for", lambda dpid: [])
         self.switches = {
-            s.dpid: FakeSwitch(s.dpid, self.logic.flows_for(s.dpid), self.conntrack)
+            s.dpid: FakeSwitch(
+                s.dpid, self.logic.flows_for(s.dpid), self.conntrack, groups_for(s.dpid)
+            )
             for s in self.plan.switches
         }
         for dpid, switch in self.switches.items():

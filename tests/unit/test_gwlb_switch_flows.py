@@ -21,6 +21,7 @@ from testbed.controllers.flows import (
     TABLE_CLASSIFY,
     TABLE_GWLB_PICK,
     TABLE_GWLB_RX,
+    TABLE_GWLB_SLOT,
     TABLE_GWLB_STATE,
     TABLE_GWLB_STICKY,
     Ct,
@@ -33,13 +34,21 @@ from testbed.controllers.flows import (
 from testbed.controllers.forwarding import Forwarding
 from testbed.controllers.gwlb import (
     COOKIE_FLAG,
+    GWLB_SELECT_GROUP,
+    SELECT_BUCKETS,
     GwlbLogic,
     endpoint_id,
     flow_cookie,
     tunnel_nodes,
 )
 from testbed.controllers.nlb import RuntimeTarget
-from testbed.controllers.ofadapter import FlowSync, fingerprint, flow_mod
+from testbed.controllers.ofadapter import (
+    OFPGC_ADD_OR_MOD,
+    FlowSync,
+    fingerprint,
+    flow_mod,
+    group_mod,
+)
 from testbed.controllers.security import SecurityLogic
 from testbed.gwlb.node import node_config
 from testbed.model import load_model
@@ -108,6 +117,9 @@ class Lab:
             + self.gwlb.flows_for(dpid)
             + self.security.flows_for(dpid)
         )
+
+    def groups_for(self, dpid: int) -> list:
+        return self.gwlb.groups_for(dpid)
 
     def states(self, **states: str) -> None:
         """Appliance states (healthy unless named; state "gone": not listed), reprogrammed."""
@@ -650,3 +662,114 @@ def test_already_mapped_is_no_error_and_other_nicira_errors_are_recorded():
     assert app.errors == []
     app.on_error(error(21))  # NXTTMFC_DUP_ENTRY: the option is mapped to another field
     assert [(e["type"], e["code"]) for e in app.errors] == [(0xFFFF, 21)]
+
+
+# ---- 5-tuple TCP: the select group (dp_hash: no upcall per connection) -----------------------
+def _group_packets(lab_: Lab, switch: str = "tb-gwlb-az1") -> int:
+    fake = lab_.fabric.switches[lab_.plan.switch(switch).dpid]
+    return sum(fake.bucket_packets.values())
+
+
+def test_five_tuple_tcp_picks_by_the_select_group_and_udp_by_multipath():
+    lab_ = lab()
+    appliance_of(lab_, 53000)
+    assert _group_packets(lab_) == 1
+    appliance_of(lab_, 53000, proto=17)
+    assert _group_packets(lab_) == 1  # UDP: multipath (dp_hash leaves UDP ports out)
+    # 2-/3-tuple stickiness: no group at all.
+    pair = lab(stickiness="source_ip_dest_ip")
+    assert all(pair.gwlb.groups_for(s.dpid) == [] for s in pair.plan.switches)
+    appliance_of(pair, 53000)
+    assert _group_packets(pair) == 0
+
+
+def test_both_directions_of_a_tcp_connection_meet_one_appliance_through_the_group():
+    # Fresh labs (nothing tracked): each direction's first packet picks by the group alone.
+    for port in range(53100, 53120):
+        out = appliance_of(lab(), port)
+        fresh = lab()
+        back = tunnelled(fresh.fabric.send("WebA", from_web(fresh, port, tcp_flags_nxm=2)))
+        assert back[0] == out
+        assert _group_packets(fresh) == 1
+
+
+def test_a_bucket_is_a_slot_and_the_cookie_stays_slot_derived():
+    lab_ = lab()
+    switch = lab_.plan.switch("tb-gwlb-az1")
+    (group,) = lab_.gwlb.groups_for(switch.dpid)
+    assert group.group_id == GWLB_SELECT_GROUP
+    assert len(group.buckets) == SELECT_BUCKETS
+    assert {b[0] for b in group.buckets} == {
+        SetField("reg0", slot) for slot in range(lab_.gwlb.size)
+    }
+    assert all(b[1] == Resubmit(TABLE_GWLB_SLOT) for b in group.buckets)
+    _where, pkt = tunnelled(lab_.fabric.send("Client1", to_web(lab_, 53200)))
+    fake = lab_.fabric.switches[switch.dpid]
+    ((_gid, bucket),) = fake.bucket_packets
+    number = next(i for i, e in enumerate(lab_.plan.endpoints, 1) if e.name == "EndpointA")
+    assert pkt["tun_metadata2"] == flow_cookie(number, bucket % lab_.gwlb.size)
+
+
+def test_the_group_is_sent_once_before_the_flows_and_again_only_when_it_changes():
+    plan = gwlb_plan()
+    gw = GwlbLogic(plan)
+    dpid = plan.switch("tb-gwlb-az1").dpid
+    sync, dp = FlowSync(), Switch(dpid)
+    parser = dp.ofproto_parser
+    sync.take_over(dpid, [])
+    first = sync.messages(dp, gw.flows_for(dpid), gw.groups_for(dpid))
+    assert isinstance(first[0], parser.OFPGroupMod)  # before any flow that names it
+    assert sum(isinstance(m, parser.OFPGroupMod) for m in first) == 1
+    assert first[0].command == OFPGC_ADD_OR_MOD
+    assert first[0].group_id == GWLB_SELECT_GROUP
+    # Appliance states change table 64, never the group.
+    gw.set_targets(
+        "GWLB",
+        "Appliances",
+        [
+            RuntimeTarget(f"{n}:6081", ip, 6081, AZ[n], "unhealthy" if n == "FwA1" else "healthy")
+            for n, ip in ALL_FW.items()
+        ],
+    )
+    again = sync.messages(dp, gw.flows_for(dpid), gw.groups_for(dpid))
+    assert again
+    assert not any(isinstance(m, parser.OFPGroupMod) for m in again)
+    assert sync.messages(dp, gw.flows_for(dpid), gw.groups_for(dpid)) == []
+    # Another table size changes the buckets: modified in place (add-or-modify).
+    small = GwlbLogic(plan, table_size=61)
+    changed = sync.messages(dp, small.flows_for(dpid), small.groups_for(dpid))
+    assert [m.command for m in changed if isinstance(m, parser.OFPGroupMod)] == [OFPGC_ADD_OR_MOD]
+    # A new takeover (controller restart) sends it once more: the switch's groups are not read.
+    sync.take_over(dpid, [])
+    assert any(
+        isinstance(m, parser.OFPGroupMod)
+        for m in sync.messages(dp, small.flows_for(dpid), small.groups_for(dpid))
+    )
+    # 2-tuple stickiness: no group; deleted after the flows that named it.
+    pair = GwlbLogic(gwlb_plan(stickiness="source_ip_dest_ip"))
+    last = sync.messages(dp, pair.flows_for(dpid), pair.groups_for(dpid))
+    assert isinstance(last[-1], parser.OFPGroupMod)
+    assert last[-1].command == dp.ofproto.OFPGC_DELETE
+    assert not any(isinstance(m, parser.OFPGroupMod) for m in last[:-1])
+
+
+def test_the_group_mod_goes_on_the_wire_as_openflow_reads_it():
+    import struct
+
+    plan = gwlb_plan()
+    dp = Switch()
+    (group,) = GwlbLogic(plan).groups_for(plan.switch("tb-gwlb-az1").dpid)
+    data = serialized(group_mod(dp, group))
+    command, kind, group_id = struct.unpack_from("!HBxI", data, 8)
+    assert (command, kind, group_id) == (OFPGC_ADD_OR_MOD, dp.ofproto.OFPGT_SELECT, group.group_id)
+    offset, buckets = 16, []
+    while offset < len(data):
+        bucket = dp.ofproto_parser.OFPBucket.parser(data, offset)
+        buckets.append(bucket)
+        offset += bucket.len
+    assert len(buckets) == SELECT_BUCKETS
+    assert {b.weight for b in buckets} == {1}
+    for plain, parsed in zip(group.buckets, buckets):
+        assert len(parsed.actions) == 2
+        for a, p in zip(plain, parsed.actions):
+            _same_action(a, p)
