@@ -338,18 +338,12 @@ class Node:
         """The endpoints of the plan file as it is now, if it changed (in the data path's
         thread): served from now on, the packet socket's filter set to their MACs. True when
         they changed."""
-        seen = _mtime(self.plan)
-        if self.plan is None or seen == self.plan_seen:
+        self.plan_seen, config = changed_endpoints(
+            self.plan, self.plan_seen, self.host, self.config
+        )
+        if config is None:
             return False
-        self.plan_seen = seen
-        try:
-            config = node_config(json.loads(self.plan.read_text()), self.host, self.config.lb.name)
-        except (OSError, ValueError, KeyError, StopIteration) as exc:  # being replaced, or gone
-            print(f"node: plan not read again: {exc}", file=sys.stderr, flush=True)
-            return False
-        if config.endpoints == self.config.endpoints:
-            return False
-        self.config = replace(self.config, endpoints=config.endpoints)
+        self.config = config
         self.by_mac = {e.mac: e for e in config.endpoints if e.served}
         self.by_id = {e.id: e for e in config.endpoints}
         rawsock.attach_filter(self.raw, rawsock.mac_filter(list(self.by_mac)))
@@ -577,6 +571,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         node.run()
     return 0
+
+
+def changed_endpoints(
+    plan: Path | None, seen_before: int | None, host: str, config: NodeConfig
+) -> tuple[int | None, NodeConfig | None]:
+    """(the plan file's modification time, `config` with the plan's endpoints if they are not
+    the ones it has, else None). A plan file being replaced or gone is read next time."""
+    seen = _mtime(plan)
+    if plan is None or seen == seen_before:
+        return seen_before, None
+    try:
+        fresh = node_config(json.loads(plan.read_text()), host, config.lb.name)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:  # being replaced, or gone
+        print(f"node: plan not read again: {exc}", file=sys.stderr, flush=True)
+        return seen, None
+    if fresh.endpoints == config.endpoints:
+        return seen, None
+    return seen, replace(config, endpoints=fresh.endpoints)
 
 
 def _mtime(path: Path | None) -> int | None:

@@ -19,16 +19,14 @@ opens no packet socket and no UDP 6081 socket; what it still does:
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from testbed.gwlb.flowkey import FIVE_TUPLE, endpoint_bytes
-from testbed.gwlb.node import NodeConfig, _mtime, node_config
+from testbed.gwlb.node import NodeConfig, _mtime, changed_endpoints
 from testbed.gwlb.steering import REMOVED, Steering, TargetState
 from testbed.gwlb.switch_view import (
     COUNTER_TABLES,
@@ -153,18 +151,12 @@ class SwitchNode:
     def reload_endpoints(self) -> bool:
         """The endpoints of the plan file as it is now, if it changed: their zones are read from
         then on. True when they changed."""
-        seen = _mtime(self.plan)
-        if self.plan is None or seen == self.plan_seen:
+        self.plan_seen, config = changed_endpoints(
+            self.plan, self.plan_seen, self.host, self.config
+        )
+        if config is None:
             return False
-        self.plan_seen = seen
-        try:
-            config = node_config(json.loads(self.plan.read_text()), self.host, self.config.lb.name)
-        except (OSError, ValueError, KeyError, StopIteration) as exc:  # being replaced, or gone
-            print(f"node: plan not read again: {exc}", file=sys.stderr, flush=True)
-            return False
-        if config.endpoints == self.config.endpoints:
-            return False
-        self.config = replace(self.config, endpoints=config.endpoints)
+        self.config = config
         self.zones = switch_zones(self.config, self.lb_zones)
         served = ", ".join(f"{e.name} ({e.ip})" for e in config.endpoints if e.served) or "none"
         print(f"{time.strftime('%H:%M:%S')} endpoints now {served}", flush=True)
