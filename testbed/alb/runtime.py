@@ -11,6 +11,8 @@ the differences through the node's stats socket:
                                               `send-proxy` on a CLB's proxy protocol
                                               listener, which 2.6 takes for dynamic servers)
   shutdown sessions server, del server        a drained target leaves (after its delay)
+  set server <be>/<srv> addr <ip> port <port>  a target back at another address (an instance
+                                              replaced while HAProxy still held its server)
 
 Template updates rewrite haproxy.cfg (with the current states, so the new worker starts
 right) and reload HAProxy through its master CLI: the old worker keeps serving the
@@ -206,6 +208,16 @@ class NodeRuntime:
                     self._run(f"set server {be}/{srv} state {READY}")
                 sent.append(f"add {be}/{srv} ({state})")
                 present[key] = (ip, port, state)
+            elif have[:2] != (ip, port):
+                # The same target at another address: an instance replaced by an update
+                # (same id, new PrivateIpAddress), registered again before its predecessor's
+                # server was deleted (no sync since it drained, or HAProxy refused `del
+                # server` while connections remained). The server follows the new address;
+                # what still runs to the old one ends.
+                self._readdress(key, ip, port, state)
+                sent.append(f"{be}/{srv} -> {ip}:{port} ({state})")
+                present[key] = (ip, port, state)
+                self.del_after.pop(key, None)
             elif have[2] != state:
                 command = f"set server {be}/{srv} state {state}"
                 self._run(command)
@@ -231,6 +243,28 @@ class NodeRuntime:
             else:  # idle connections still open: it stays in maint, try again later
                 self.del_after[key] = now + DEL_RETRY_S
         return sent
+
+    def _readdress(self, key: Key, ip: str, port: int, state: str) -> None:
+        """Point server `key` at ip:port: out of rotation first, its sessions to the old
+        address shut, the address changed (HAProxy 2.6 then reuses none of its idle
+        connections to the old one: test_alb_runtime), then the state wanted; old workers
+        get the same."""
+        be, srv = key
+        commands = [
+            f"set server {be}/{srv} state {MAINT}",
+            f"shutdown sessions server {be}/{srv}",
+            f"set server {be}/{srv} addr {ip} port {port}",
+        ]
+        if state != MAINT:
+            commands.append(f"set server {be}/{srv} state {state}")
+        for command in commands:
+            if " addr " in command:
+                self._run(command, "changed")
+            elif command.startswith("shutdown"):
+                cli(self.files.stats_socket, command)
+            else:
+                self._run(command)
+            self._to_old_workers(command)
 
     def _run(self, command: str, expect: str = "") -> None:
         out = cli(self.files.stats_socket, command).strip()

@@ -225,6 +225,39 @@ def test_states_added_and_removed_servers_reach_haproxy(tmp_path):
 
 
 @needs_haproxy
+def test_a_target_back_at_another_address_moves_its_server(tmp_path):
+    """An instance replaced by an update keeps its id (so its server's name) but not its
+    address. Registered again while HAProxy still has its predecessor's server (idle
+    connections kept `del server` from succeeding), the server follows the new address:
+    no request goes to the old one, which is gone."""
+    with LocalAlb(alb_plan(), tmp_path) as alb:
+        node = NodeRuntime(alb.lb, alb.node, alb.files)
+        states = {"LorB1:80": "unhealthy"}
+        old = TargetPlan(
+            "PathA1:80", "PathA1", "127.0.0.1", alb.backends["PathA1"].port, "us-east-1a", "PathA1"
+        )
+        snapshot = {alb.lb.name: {"TgLor": rows(alb, "TgLor", states, [old])}}
+        assert node.sync(node.desired(snapshot)) == [
+            "tg_TgLor/LorB1_80 maint",
+            "add tg_TgLor/PathA1_80 (ready)",
+        ]
+        # Kept-alive requests: HAProxy keeps idle connections to the old address.
+        assert {alb.instance("/lor/x") for _ in range(10)} == {"LorA1", "PathA1"}
+        other = next(n for n in alb.backends if n not in ("LorA1", "LorB1", "PathA1"))
+        new_port = alb.backends[other].port
+        alb.backends["PathA1"].close()  # the old instance is gone
+        new = replace(old, port=new_port)
+        snapshot = {alb.lb.name: {"TgLor": rows(alb, "TgLor", states, [new])}}
+        assert node.sync(node.desired(snapshot)) == [
+            f"tg_TgLor/PathA1_80 -> 127.0.0.1:{new_port} (ready)"
+        ]
+        assert {alb.instance("/lor/x") for _ in range(20)} == {"LorA1", other}
+        state = parse_servers_state(cli(alb.files.stats_socket, "show servers state"))
+        assert state[("tg_TgLor", "PathA1_80")] == ("127.0.0.1", new_port, "ready")
+        assert node.in_sync(node.desired(snapshot))
+
+
+@needs_haproxy
 def test_reload_keeps_an_established_connection(tmp_path):
     with LocalAlb(alb_plan(), tmp_path) as alb:
         node = NodeRuntime(alb.lb, alb.node, alb.files)
