@@ -383,21 +383,7 @@ class Node:
         pass)."""
         s = self.steering
         return {
-            "host": self.host,
-            "lb": self.config.lb.name,
-            "az": self.az,
-            "ip": self.ip,
-            "datapath": "node",
-            "time": time.time(),
-            "uptime_s": round(time.time() - self.started, 3),
-            "target_group": self.config.tg,
-            "stickiness": self.config.stickiness,
-            "target_failover": {
-                "on_unhealthy": s.on_unhealthy,
-                "on_deregistration": s.on_deregistration,
-            },
-            "cross_zone": s.cross_zone,
-            "fail_open": s.fail_open,
+            **status_header(self.host, self.az, self.ip, "node", self.config, s, self.started),
             "endpoints": [
                 {"name": e.name, "ip": e.ip, "served": e.served, "id": f"{e.id:#018x}"}
                 for e in self.config.endpoints
@@ -571,6 +557,36 @@ def main(argv: list[str] | None = None) -> int:
     else:
         node.run()
     return 0
+
+
+def status_header(
+    host: str,
+    az: str,
+    ip: str,
+    datapath: str,
+    config: NodeConfig,
+    steering: Steering,
+    started: float,
+) -> dict[str, Any]:
+    """What every GWLB node's /status begins with, whichever data path it runs: who it is,
+    its load balancer's settings, and for how long it has run."""
+    return {
+        "host": host,
+        "lb": config.lb.name,
+        "az": az,
+        "ip": ip,
+        "datapath": datapath,
+        "time": time.time(),
+        "uptime_s": round(time.time() - started, 3),
+        "target_group": config.tg,
+        "stickiness": config.stickiness,
+        "target_failover": {
+            "on_unhealthy": steering.on_unhealthy,
+            "on_deregistration": steering.on_deregistration,
+        },
+        "cross_zone": steering.cross_zone,
+        "fail_open": steering.fail_open,
+    }
 
 
 def changed_endpoints(

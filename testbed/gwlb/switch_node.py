@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.gwlb.flowkey import FIVE_TUPLE, endpoint_bytes
-from testbed.gwlb.node import NodeConfig, _mtime, changed_endpoints
+from testbed.gwlb.node import NodeConfig, _mtime, changed_endpoints, status_header
 from testbed.gwlb.steering import REMOVED, Steering, TargetState
 from testbed.gwlb.switch_view import (
     COUNTER_TABLES,
@@ -303,24 +303,12 @@ class SwitchNode:
             if ip not in listed and on.get(ip):
                 appliances.append(self._appliance({"key": key, "ip": ip, "state": REMOVED}, ip, on))
         return {
-            "host": self.host,
-            "lb": self.config.lb.name,
-            "az": self.az,
-            "ip": self.ip,
-            "datapath": self.datapath,
+            **status_header(
+                self.host, self.az, self.ip, self.datapath, self.config, s, self.started
+            ),
             "bridge": self.bridge,
             "tunnel_port": self.tunnel_port,
             "zones": list(self.zones),
-            "time": time.time(),
-            "uptime_s": round(time.time() - self.started, 3),
-            "target_group": self.config.tg,
-            "stickiness": self.config.stickiness,
-            "target_failover": {
-                "on_unhealthy": s.on_unhealthy,
-                "on_deregistration": s.on_deregistration,
-            },
-            "cross_zone": s.cross_zone,
-            "fail_open": s.fail_open,
             "endpoints": [
                 {
                     "name": e.name,
