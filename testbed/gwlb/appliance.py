@@ -63,14 +63,15 @@ SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
 MIN_GENEVE = 8 + 20  # fixed header and an IPv4 header
 IPV4, ETHERNET = b"\x08\x00", b"\x65\x58"  # GENEVE protocols (and the inner EtherType)
-DATAPATHS = ("auto", "c", "python")
+DATAPATHS = ("auto", "bpf", "c", "python")
 FASTPATH_STATS_FILE = "appliance-fastpath.txt"
 CONTROL_TIMEOUT_S = 5.0
+READY_TIMEOUT_S = 30.0  # the BPF loader's first word: the verifier is slow on a busy machine
 COUNTERS = ("geneve_in", "geneve_out", "bytes_in", "bytes_out", "bad", "orphans", "hung")
 
 
-def link_mtu(ip: str) -> int:
-    """MTU of the interface that has address `ip` (1500 if none has: a standard link)."""
+def link_of(ip: str) -> tuple[str | None, int]:
+    """Name and MTU of the interface that has address `ip` (None and 1500 if none has)."""
     proc = subprocess.run(
         ["ip", "-j", "-4", "addr", "show", "to", f"{ip}/32"], capture_output=True, text=True
     )
@@ -78,7 +79,14 @@ def link_mtu(ip: str) -> int:
         links = json.loads(proc.stdout or "[]")
     except ValueError:
         links = []
-    return int(links[0].get("mtu", 1500)) if links else 1500
+    if not links:
+        return None, 1500
+    return links[0].get("ifname"), int(links[0].get("mtu", 1500))
+
+
+def link_mtu(ip: str) -> int:
+    """MTU of the interface that has address `ip` (1500 if none has: a standard link)."""
+    return link_of(ip)[1]
 
 
 def packet_key(p: bytes) -> bytes:
@@ -114,9 +122,10 @@ class Appliance:
         self.stopping = False
         self.started = time.time()
         self.fastpath: FastPath | None = None
-        self.requested = datapath  # "auto", "c" or "python"
-        self.datapath = "python"  # the one running: "c" or "python"
+        self.requested = datapath  # one of DATAPATHS
+        self.datapath = "python"  # the one running: "bpf", "c" or "python"
         self.stats_path = stats_path
+        self.bpf_dev: str | None = None  # the link the BPF programs are attached to
 
     @property
     def hang(self) -> bool:
@@ -151,13 +160,40 @@ class Appliance:
         self.fastpath = FastPath(binary, self.stats_path)
         return "c"
 
+    def try_bpf(self, mss: int) -> str | None:
+        """Start the BPF data path: None if it runs, else why not (everything it set up is
+        undone, so the next data path starts clean)."""
+        found = build_fastpath.find_bpf()
+        if found is None:
+            where = build_fastpath.bpf_paths()[0].parent
+            return (
+                f"not built for this source in {where} (python -m "
+                "testbed.gwlb.build_fastpath; it needs clang and libbpf-dev)"
+            )
+        obj, loader = found
+        dev, mtu = link_of(self.ip)
+        if dev is None:
+            return f"no interface has {self.ip}"
+        tun.kernel_path(dev, self.tun_in_name, self.tun_out_name)
+        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss, firewall.MARK)
+        args = (str(obj), dev, self.ip, str(mtu), self.tun_out_name)
+        fastpath = FastPath(loader, self.stats_path, args, ready=True)
+        self.sock.setblocking(True)
+        try:
+            fastpath.start(self.sock.fileno(), self.tun_in, self.tun_out)
+        except (OSError, RuntimeError) as exc:
+            fastpath.stop()
+            tun.forget_kernel_path(dev)
+            return str(exc)
+        self.fastpath, self.bpf_dev = fastpath, dev
+        return None
+
     def open(self) -> None:
-        """TUN pair, routing, firewall and the GENEVE socket."""
+        """TUN pair, the GENEVE socket, then the data path: BPF (routing by mark), else the
+        compiled or Python one (tun-in -> tun-out routing), with the firewall to match."""
         self.tun_in = tun.open_tun(self.tun_in_name)
         self.tun_out = tun.open_tun(self.tun_out_name)
-        tun.bump_in_the_wire(self.tun_in_name, self.tun_out_name)
         mss = firewall.mss_for_mtu(link_mtu(self.ip))
-        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCK_BUFFER)
         s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SOCK_BUFFER)
@@ -166,6 +202,16 @@ class Appliance:
         s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         s.bind((self.ip, UDP_PORT))
         self.sock = s
+        if self.requested in ("auto", "bpf"):
+            reason = self.try_bpf(mss)
+            if reason is None:
+                self.datapath = "bpf"
+                return
+            if self.requested == "bpf":
+                raise RuntimeError(f"appliance {self.name}: BPF data path: {reason}")
+            print(f"appliance {self.name}: no BPF data path: {reason}", flush=True)
+        tun.bump_in_the_wire(self.tun_in_name, self.tun_out_name)
+        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss)
         self.datapath = self.choose_datapath()
         if self.fastpath is not None:
             # It sends blocking (the socket buffer is the back-pressure) and receives with
@@ -173,7 +219,7 @@ class Appliance:
             s.setblocking(True)
             try:
                 self.fastpath.start(s.fileno(), self.tun_in, self.tun_out)
-            except OSError as exc:  # e.g. a binary built for another machine
+            except (OSError, RuntimeError) as exc:  # e.g. a binary built for another machine
                 if self.requested == "c":
                     raise
                 print(f"appliance {self.name}: Python data path (slow): {exc}", flush=True)
@@ -181,9 +227,12 @@ class Appliance:
         s.setblocking(self.fastpath is not None)
 
     def close(self) -> None:
-        """End the compiled data path, close the TUN devices (they vanish) and the socket."""
+        """End the compiled data path (the BPF one: its programs off the link), close the TUN
+        devices (they vanish) and the socket."""
         if self.fastpath is not None:
             self.fastpath.stop()
+        if self.bpf_dev is not None:
+            tun.forget_kernel_path(self.bpf_dev)
         for fd in (self.tun_in, self.tun_out):
             os.close(fd)
         self.sock.close()
@@ -304,12 +353,19 @@ class Appliance:
 
 
 class FastPath:
-    """The compiled data path, a child process: started with the appliance's descriptors,
-    asked for counters and faults on a control socket, ended by its PID (and by the kernel
-    when this process dies: it sets PR_SET_PDEATHSIG)."""
+    """A compiled data path, a child process: the userspace one, or the BPF programs' loader
+    (which says "ready" or why not first: `ready`; `args` follow the common ones). Started
+    with the appliance's descriptors, asked for counters and faults on a control socket,
+    ended by its PID (and by the kernel when this process dies: it sets PR_SET_PDEATHSIG)."""
 
-    def __init__(self, binary: Path, stats_path: str | None = None) -> None:
-        self.binary = binary
+    def __init__(
+        self,
+        binary: Path,
+        stats_path: str | None = None,
+        args: tuple[str, ...] = (),
+        ready: bool = False,
+    ) -> None:
+        self.binary, self.args, self.ready = binary, args, ready
         self.stats_path = Path(stats_path) if stats_path else None
         self.own_dir: str | None = None  # a folder of its own when not told where
         self.proc: subprocess.Popen | None = None
@@ -331,11 +387,20 @@ class FastPath:
         fds = (sock, tun_in, tun_out, theirs.fileno())
         argv = [str(self.binary), *map(str, fds), str(self.stats_path), str(os.getpid())]
         try:
-            self.proc = subprocess.Popen(argv, pass_fds=fds)
+            self.proc = subprocess.Popen([*argv, *self.args], pass_fds=fds)
         finally:
             theirs.close()
-        mine.settimeout(CONTROL_TIMEOUT_S)
         self.control = mine
+        if self.ready:
+            mine.settimeout(READY_TIMEOUT_S)
+            try:
+                word = mine.recv(4096)
+            except OSError as exc:
+                raise RuntimeError(f"{self.binary.name} did not say it is ready: {exc}") from exc
+            if word != b"ready":
+                said = word.decode(errors="replace") or f"ended, status {self.proc.wait()}"
+                raise RuntimeError(f"{self.binary.name}: {said}")
+        mine.settimeout(CONTROL_TIMEOUT_S)
         print(
             f"appliance: compiled data path {self.binary.name} runs as PID {self.pid}", flush=True
         )
