@@ -1,31 +1,39 @@
 """A firewall appliance behind the GWLB: GENEVE in, nftables, GENEVE back.
 
-GENEVE datagrams arrive on UDP 6081 at the appliance's address. The program strips the
-GENEVE header (remembering it, and the GWLB node that sent it, per direction of each flow),
-writes the inner IPv4 packet into tun-in; the kernel forwards it through the nftables forward
-chain (the template's rules, counted) to tun-out; the program reads what passed, puts the
-same GENEVE header back on (endpoint id, flow cookie: AWS requires them unchanged) and sends
-it to UDP 6081 of the GWLB node it came from. The kernel's forwarding decrements the inner
-TTL, as any routing appliance does. What rules drop never comes back.
+GENEVE datagrams arrive on UDP 6081 at the appliance's address. The data path strips the
+GENEVE header (remembering it, and the GWLB node that sent it, per direction of each flow)
+and hands the inner IPv4 packet to the kernel, which forwards it through the nftables
+forward chain (the template's rules, counted); what passes gets the same GENEVE header back
+(endpoint id, flow cookie: AWS requires them unchanged) and goes to UDP 6081 of the GWLB
+node it came from. The kernel's forwarding decrements the inner TTL, as any routing
+appliance does. What rules drop never comes back.
 
 Also: health checks answered on HealthPort (80, GWLB's default: TCP connects or HTTP GETs of
 any path); an admin port on 127.0.0.1 (GET /stats, GET|POST /faults: refuse = stop answering
 health checks, hang = drop all tunnelled traffic while health checks still pass, clear);
-a status file (JSON) written every second. In the VM a kernel geneve device could replace the
-TUN pair; the program keeps TUN everywhere so both machines run the same data path.
+a status file (JSON) written every second.
 
 GENEVE protocol 0x0800 (AWS's: the IPv4 packet follows) and 0x6558 (Open vSwitch's: an
 Ethernet frame around it) are both taken; the inner Ethernet header goes back unchanged.
 
-Two data paths do the per-packet work, the same way: the compiled one (fastpath/
-appliance_fastpath.c, built by `python -m testbed.gwlb.build_fastpath`, run as this
-process's child; batches of datagrams) where it was built, else this module's Python loop
-(and with --datapath python). Measured with 64-byte inner packets, the kernel's forwarding
-and nftables included: 4-5 us of CPU per packet at 30-140k packets/s for the compiled one
-(95% of it in the kernel), 11-13 us at 30-60k for the Python loop. This process keeps the
-TUN pair, the routing, the nftables table, health checks, admin and the status file either
-way; the child gets the descriptors and answers commands (counters, hang) on a control
-socket.
+Three data paths do the per-packet work, the same way; --datapath auto (the default, or
+$TESTBED_APPLIANCE_DATAPATH) takes the first that starts and prints why it skipped others:
+- bpf: in the kernel (fastpath/appliance_bpf.c, two TC-BPF programs on the appliance's link,
+  attached by fastpath/appliance_bpf_loader.c, this process's child). Ingress decapsulates
+  and marks the packet, the kernel forwards it by the mark (policy routing, nftables), egress
+  encapsulates it again: no process wakes up per packet. GENEVE that arrived fragmented and
+  inner packets too big for the link in GENEVE go through the loader (socket, tun-in /
+  tun-out), as the compiled path does every packet. Needs clang and libbpf-dev to build.
+- c: in a compiled process (fastpath/appliance_fastpath.c, this process's child; batches of
+  datagrams), through a TUN pair: socket -> tun-in, kernel forwarding -> tun-out -> socket.
+- python: this module's loop over the same TUN pair.
+`python -m testbed.gwlb.build_fastpath` builds the first two. Measured with 64-byte inner
+packets, the kernel's forwarding and nftables included: 4-5 us of CPU per packet at
+30-140k packets/s for the compiled one (95% of it in the kernel), 11-13 us at 30-60k for
+the Python loop; what the BPF one saves is the process wake-ups, i.e. latency (numbers in
+docs/design/gwlb-switch.md). This process keeps the TUN pair, the routing, the nftables
+table, health checks, admin and the status file either way; the child gets the descriptors
+and answers commands (counters, hang) on a control socket.
 
     python -m testbed.gwlb.appliance --id Fw1 --ip 10.0.2.4 --rule "tcp dport 23 drop" \
         --status hosts/Fw1/appliance-status.json
@@ -66,6 +74,7 @@ IPV4, ETHERNET = b"\x08\x00", b"\x65\x58"  # GENEVE protocols (and the inner Eth
 DATAPATHS = ("auto", "bpf", "c", "python")
 FASTPATH_STATS_FILE = "appliance-fastpath.txt"
 CONTROL_TIMEOUT_S = 5.0
+DATAPATH_ENV = "TESTBED_APPLIANCE_DATAPATH"
 READY_TIMEOUT_S = 30.0  # the BPF loader's first word: the verifier is slow on a busy machine
 COUNTERS = ("geneve_in", "geneve_out", "bytes_in", "bytes_out", "bad", "orphans", "hung")
 
@@ -601,8 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--datapath",
         choices=DATAPATHS,
-        default="auto",
-        help="c: the compiled data path (fails without it), python, auto (c if built)",
+        # The environment lets a whole lab's appliances be put on one data path (to compare
+        # them, e.g. TESTBED_APPLIANCE_DATAPATH=c testbed run gwlb) without a template change.
+        default=os.environ.get(DATAPATH_ENV) or "auto",
+        help="bpf: the kernel data path, c: the compiled userspace one (each fails without "
+        "it), python, auto (bpf, else c, else python; the first that starts); default "
+        f"${DATAPATH_ENV} or auto",
     )
     a = ap.parse_args(argv)
     stats = str(Path(a.status).with_name(FASTPATH_STATS_FILE)) if a.status else None
