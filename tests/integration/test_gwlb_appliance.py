@@ -269,3 +269,29 @@ def test_appliance_throughput(fw_lab):
     out = peer(fw_lab, "--bench", "5", "--flows", "64", "--size", "1000", timeout=60)
     print(f"\nappliance alone, 1000-byte packets: {out}")
     assert out["returned_packets"] > 1000
+
+
+@pytest.mark.slow
+def test_round_trip_through_each_data_path(fw_lab, tmp_path):
+    """What each data path adds to one packet's round trip, on one lab at one time: Fw1's
+    role (bpf) and Fw2 started on c, alternating, so a busy machine weighs on both alike."""
+    fw2 = fw_lab.host("Fw2")
+    status_file = tmp_path / "appliance-status.json"
+    argv = [sys.executable, "-m", "testbed.gwlb.appliance", "--id", "Fw2", "--ip", fw2.ip]
+    proc = fw2.popen([*argv, "--datapath", "c", "--health-port", "0", "--status", str(status_file)])
+    try:
+        fw_lab.wait_for(
+            lambda: status_file.exists() and json.loads(status_file.read_text()),
+            30,
+            "the c appliance's status file",
+        )
+        p50: dict[str, list[float]] = {"bpf": [], "c": []}
+        for _ in range(3):
+            for datapath, to in (("bpf", "Fw1"), ("c", "Fw2")):
+                r = peer(fw_lab, "--rtt", "2000", to=to)
+                assert r["lost"] == 0
+                p50[datapath].append(r["p50_us"])
+        print(f"\nround trip p50 (us), peer -> appliance -> peer, 3 alternating runs: {p50}")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
