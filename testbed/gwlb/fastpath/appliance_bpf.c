@@ -18,6 +18,11 @@
  *   headers, write IPv4 (appliance -> GWLB node), UDP 6081 -> 6081 (checksum 0, as AWS and
  *   Open vSwitch send), the saved GENEVE bytes, and the GWLB node's MAC -> clear the mark.
  *
+ * What these programs cannot do is left to the loader (its slow path): a GENEVE datagram
+ * that arrived fragmented passes to the stack, which reassembles it for the GENEVE socket;
+ * an inner packet too big for the link once encapsulated is redirected to tun-out, where
+ * the loader sends it through the socket, which fragments it.
+ *
  * Counters and the hang fault are shared with the loader through maps (appliance_bpf.h).
  * Packets are read with bpf_skb_load_bytes rather than direct access: GENEVE options have a
  * variable length, and the helper copes with non-linear packets without a pull.
