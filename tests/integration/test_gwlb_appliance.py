@@ -8,6 +8,7 @@ Python data paths, started by the test, which remain the fallbacks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -264,34 +265,46 @@ def test_fallback_data_paths_still_work(fw_lab, tmp_path, datapath):
         assert proc.wait(timeout=10) == 0
 
 
+@contextlib.contextmanager
+def fw2_on(lab, tmp_path, datapath: str):
+    """Fw2 running an appliance on `datapath` (no health listener) while inside."""
+    fw2 = lab.host("Fw2")
+    status_file = tmp_path / f"appliance-status-{datapath}.json"
+    argv = [sys.executable, "-m", "testbed.gwlb.appliance", "--id", "Fw2", "--ip", fw2.ip]
+    argv += ["--datapath", datapath, "--health-port", "0", "--status", str(status_file)]
+    proc = fw2.popen(argv)
+    try:
+        lab.wait_for(
+            lambda: status_file.exists() and json.loads(status_file.read_text()),
+            30,
+            f"the {datapath} appliance's status file",
+        )
+        yield
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
 @pytest.mark.slow
-def test_appliance_throughput(fw_lab):
-    out = peer(fw_lab, "--bench", "5", "--flows", "64", "--size", "1000", timeout=60)
+def test_appliance_throughput(fw_lab, tmp_path):
+    """Packets/s through the appliance alone: Fw1's role (bpf), then Fw2 on c."""
+    bench = ("--bench", "5", "--flows", "64", "--size", "1000")
+    out = {"bpf": peer(fw_lab, *bench, timeout=60)}
+    with fw2_on(fw_lab, tmp_path, "c"):
+        out["c"] = peer(fw_lab, *bench, timeout=60, to="Fw2")
     print(f"\nappliance alone, 1000-byte packets: {out}")
-    assert out["returned_packets"] > 1000
+    assert all(r["returned_packets"] > 1000 for r in out.values())
 
 
 @pytest.mark.slow
 def test_round_trip_through_each_data_path(fw_lab, tmp_path):
     """What each data path adds to one packet's round trip, on one lab at one time: Fw1's
-    role (bpf) and Fw2 started on c, alternating, so a busy machine weighs on both alike."""
-    fw2 = fw_lab.host("Fw2")
-    status_file = tmp_path / "appliance-status.json"
-    argv = [sys.executable, "-m", "testbed.gwlb.appliance", "--id", "Fw2", "--ip", fw2.ip]
-    proc = fw2.popen([*argv, "--datapath", "c", "--health-port", "0", "--status", str(status_file)])
-    try:
-        fw_lab.wait_for(
-            lambda: status_file.exists() and json.loads(status_file.read_text()),
-            30,
-            "the c appliance's status file",
-        )
+    role (bpf) and Fw2 on c, alternating, so a busy machine weighs on both alike."""
+    with fw2_on(fw_lab, tmp_path, "c"):
         p50: dict[str, list[float]] = {"bpf": [], "c": []}
         for _ in range(3):
             for datapath, to in (("bpf", "Fw1"), ("c", "Fw2")):
                 r = peer(fw_lab, "--rtt", "2000", to=to)
                 assert r["lost"] == 0
                 p50[datapath].append(r["p50_us"])
-        print(f"\nround trip p50 (us), peer -> appliance -> peer, 3 alternating runs: {p50}")
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0
+    print(f"\nround trip p50 (us), peer -> appliance -> peer, 3 alternating runs: {p50}")
