@@ -163,9 +163,12 @@ int from_gwlb(struct __sk_buff *skb)
 	__u32 inner_off = g_off + hdr_len;
 	if (packet_key(skb, inner_off, &k))
 		return bad();
-	__u32 n = bpf_ntohs(udp.len) - sizeof udp; /* the datagram, as the C path counts */
-	if (n < hdr_len + 20)
+	/* The datagram's length as the C path counts it (UDP payload); a UDP length too short
+	 * for the headers just read is a lie: bad (and no underflow below). */
+	__u32 ulen = bpf_ntohs(udp.len);
+	if (ulen < sizeof udp + hdr_len + 20)
 		return bad();
+	__u32 n = ulen - sizeof udp;
 
 	__u64 now = bpf_ktime_get_ns();
 	f = bpf_map_lookup_elem(&flows, &k);
