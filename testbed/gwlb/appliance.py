@@ -183,8 +183,12 @@ class Appliance:
         dev, mtu = link_of(self.ip)
         if dev is None:
             return f"no interface has {self.ip}"
-        tun.kernel_path(dev, self.tun_in_name, self.tun_out_name)
-        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss, firewall.MARK)
+        try:
+            tun.kernel_path(dev, self.tun_in_name, self.tun_out_name)
+            firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss, firewall.MARK)
+        except (OSError, RuntimeError) as exc:  # e.g. an nft without meta mark: fall back
+            tun.forget_kernel_path(dev)
+            return str(exc)
         args = (str(obj), dev, self.ip, str(mtu), self.tun_out_name)
         fastpath = FastPath(loader, self.stats_path, args, ready=True)
         self.sock.setblocking(True)
