@@ -1,31 +1,39 @@
 """A firewall appliance behind the GWLB: GENEVE in, nftables, GENEVE back.
 
-GENEVE datagrams arrive on UDP 6081 at the appliance's address. The program strips the
-GENEVE header (remembering it, and the GWLB node that sent it, per direction of each flow),
-writes the inner IPv4 packet into tun-in; the kernel forwards it through the nftables forward
-chain (the template's rules, counted) to tun-out; the program reads what passed, puts the
-same GENEVE header back on (endpoint id, flow cookie: AWS requires them unchanged) and sends
-it to UDP 6081 of the GWLB node it came from. The kernel's forwarding decrements the inner
-TTL, as any routing appliance does. What rules drop never comes back.
+GENEVE datagrams arrive on UDP 6081 at the appliance's address. The data path strips the
+GENEVE header (remembering it, and the GWLB node that sent it, per direction of each flow)
+and hands the inner IPv4 packet to the kernel, which forwards it through the nftables
+forward chain (the template's rules, counted); what passes gets the same GENEVE header back
+(endpoint id, flow cookie: AWS requires them unchanged) and goes to UDP 6081 of the GWLB
+node it came from. The kernel's forwarding decrements the inner TTL, as any routing
+appliance does. What rules drop never comes back.
 
 Also: health checks answered on HealthPort (80, GWLB's default: TCP connects or HTTP GETs of
 any path); an admin port on 127.0.0.1 (GET /stats, GET|POST /faults: refuse = stop answering
 health checks, hang = drop all tunnelled traffic while health checks still pass, clear);
-a status file (JSON) written every second. In the VM a kernel geneve device could replace the
-TUN pair; the program keeps TUN everywhere so both machines run the same data path.
+a status file (JSON) written every second.
 
 GENEVE protocol 0x0800 (AWS's: the IPv4 packet follows) and 0x6558 (Open vSwitch's: an
 Ethernet frame around it) are both taken; the inner Ethernet header goes back unchanged.
 
-Two data paths do the per-packet work, the same way: the compiled one (fastpath/
-appliance_fastpath.c, built by `python -m testbed.gwlb.build_fastpath`, run as this
-process's child; batches of datagrams) where it was built, else this module's Python loop
-(and with --datapath python). Measured with 64-byte inner packets, the kernel's forwarding
-and nftables included: 4-5 us of CPU per packet at 30-140k packets/s for the compiled one
-(95% of it in the kernel), 11-13 us at 30-60k for the Python loop. This process keeps the
-TUN pair, the routing, the nftables table, health checks, admin and the status file either
-way; the child gets the descriptors and answers commands (counters, hang) on a control
-socket.
+Three data paths do the per-packet work, the same way; --datapath auto (the default, or
+$TESTBED_APPLIANCE_DATAPATH) takes the first that starts and prints why it skipped others:
+- bpf: in the kernel (fastpath/appliance_bpf.c, two TC-BPF programs on the appliance's link,
+  attached by fastpath/appliance_bpf_loader.c, this process's child). Ingress decapsulates
+  and marks the packet, the kernel forwards it by the mark (policy routing, nftables), egress
+  encapsulates it again: no process wakes up per packet. GENEVE that arrived fragmented and
+  inner packets too big for the link in GENEVE go through the loader (socket, tun-in /
+  tun-out), as the compiled path does every packet. Needs clang and libbpf-dev to build.
+- c: in a compiled process (fastpath/appliance_fastpath.c, this process's child; batches of
+  datagrams), through a TUN pair: socket -> tun-in, kernel forwarding -> tun-out -> socket.
+- python: this module's loop over the same TUN pair.
+`python -m testbed.gwlb.build_fastpath` builds the first two. Measured with 64-byte inner
+packets, the kernel's forwarding and nftables included: 4-5 us of CPU per packet at
+30-140k packets/s for the compiled one (95% of it in the kernel), 11-13 us at 30-60k for
+the Python loop; what the BPF one saves is the process wake-ups, i.e. latency (numbers in
+docs/design/gwlb-switch.md). This process keeps the TUN pair, the routing, the nftables
+table, health checks, admin and the status file either way; the child gets the descriptors
+and answers commands (counters, hang) on a control socket.
 
     python -m testbed.gwlb.appliance --id Fw1 --ip 10.0.2.4 --rule "tcp dport 23 drop" \
         --status hosts/Fw1/appliance-status.json
@@ -63,14 +71,16 @@ SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
 MIN_GENEVE = 8 + 20  # fixed header and an IPv4 header
 IPV4, ETHERNET = b"\x08\x00", b"\x65\x58"  # GENEVE protocols (and the inner EtherType)
-DATAPATHS = ("auto", "c", "python")
+DATAPATHS = ("auto", "bpf", "c", "python")
 FASTPATH_STATS_FILE = "appliance-fastpath.txt"
 CONTROL_TIMEOUT_S = 5.0
+DATAPATH_ENV = "TESTBED_APPLIANCE_DATAPATH"
+READY_TIMEOUT_S = 30.0  # the BPF loader's first word: the verifier is slow on a busy machine
 COUNTERS = ("geneve_in", "geneve_out", "bytes_in", "bytes_out", "bad", "orphans", "hung")
 
 
-def link_mtu(ip: str) -> int:
-    """MTU of the interface that has address `ip` (1500 if none has: a standard link)."""
+def link_of(ip: str) -> tuple[str | None, int]:
+    """Name and MTU of the interface that has address `ip` (None and 1500 if none has)."""
     proc = subprocess.run(
         ["ip", "-j", "-4", "addr", "show", "to", f"{ip}/32"], capture_output=True, text=True
     )
@@ -78,7 +88,14 @@ def link_mtu(ip: str) -> int:
         links = json.loads(proc.stdout or "[]")
     except ValueError:
         links = []
-    return int(links[0].get("mtu", 1500)) if links else 1500
+    if not links:
+        return None, 1500
+    return links[0].get("ifname"), int(links[0].get("mtu", 1500))
+
+
+def link_mtu(ip: str) -> int:
+    """MTU of the interface that has address `ip` (1500 if none has: a standard link)."""
+    return link_of(ip)[1]
 
 
 def packet_key(p: bytes) -> bytes:
@@ -114,9 +131,10 @@ class Appliance:
         self.stopping = False
         self.started = time.time()
         self.fastpath: FastPath | None = None
-        self.requested = datapath  # "auto", "c" or "python"
-        self.datapath = "python"  # the one running: "c" or "python"
+        self.requested = datapath  # one of DATAPATHS
+        self.datapath = "python"  # the one running: "bpf", "c" or "python"
         self.stats_path = stats_path
+        self.bpf_dev: str | None = None  # the link the BPF programs are attached to
 
     @property
     def hang(self) -> bool:
@@ -151,13 +169,44 @@ class Appliance:
         self.fastpath = FastPath(binary, self.stats_path)
         return "c"
 
+    def try_bpf(self, mss: int) -> str | None:
+        """Start the BPF data path: None if it runs, else why not (everything it set up is
+        undone, so the next data path starts clean)."""
+        found = build_fastpath.find_bpf()
+        if found is None:
+            where = build_fastpath.bpf_paths()[0].parent
+            return (
+                f"not built for this source in {where} (python -m "
+                "testbed.gwlb.build_fastpath; it needs clang and libbpf-dev)"
+            )
+        obj, loader = found
+        dev, mtu = link_of(self.ip)
+        if dev is None:
+            return f"no interface has {self.ip}"
+        try:
+            tun.kernel_path(dev, self.tun_in_name, self.tun_out_name)
+            firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss, firewall.MARK)
+        except (OSError, RuntimeError) as exc:  # e.g. an nft without meta mark: fall back
+            tun.forget_kernel_path(dev)
+            return str(exc)
+        args = (str(obj), dev, self.ip, str(mtu), self.tun_out_name)
+        fastpath = FastPath(loader, self.stats_path, args, ready=True)
+        self.sock.setblocking(True)
+        try:
+            fastpath.start(self.sock.fileno(), self.tun_in, self.tun_out)
+        except (OSError, RuntimeError) as exc:
+            fastpath.stop()
+            tun.forget_kernel_path(dev)
+            return str(exc)
+        self.fastpath, self.bpf_dev = fastpath, dev
+        return None
+
     def open(self) -> None:
-        """TUN pair, routing, firewall and the GENEVE socket."""
+        """TUN pair, the GENEVE socket, then the data path: BPF (routing by mark), else the
+        compiled or Python one (tun-in -> tun-out routing), with the firewall to match."""
         self.tun_in = tun.open_tun(self.tun_in_name)
         self.tun_out = tun.open_tun(self.tun_out_name)
-        tun.bump_in_the_wire(self.tun_in_name, self.tun_out_name)
         mss = firewall.mss_for_mtu(link_mtu(self.ip))
-        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCK_BUFFER)
         s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SOCK_BUFFER)
@@ -166,6 +215,16 @@ class Appliance:
         s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         s.bind((self.ip, UDP_PORT))
         self.sock = s
+        if self.requested in ("auto", "bpf"):
+            reason = self.try_bpf(mss)
+            if reason is None:
+                self.datapath = "bpf"
+                return
+            if self.requested == "bpf":
+                raise RuntimeError(f"appliance {self.name}: BPF data path: {reason}")
+            print(f"appliance {self.name}: no BPF data path: {reason}", flush=True)
+        tun.bump_in_the_wire(self.tun_in_name, self.tun_out_name)
+        firewall.install(self.rules, self.tun_in_name, self.tun_out_name, mss)
         self.datapath = self.choose_datapath()
         if self.fastpath is not None:
             # It sends blocking (the socket buffer is the back-pressure) and receives with
@@ -173,7 +232,7 @@ class Appliance:
             s.setblocking(True)
             try:
                 self.fastpath.start(s.fileno(), self.tun_in, self.tun_out)
-            except OSError as exc:  # e.g. a binary built for another machine
+            except (OSError, RuntimeError) as exc:  # e.g. a binary built for another machine
                 if self.requested == "c":
                     raise
                 print(f"appliance {self.name}: Python data path (slow): {exc}", flush=True)
@@ -181,9 +240,12 @@ class Appliance:
         s.setblocking(self.fastpath is not None)
 
     def close(self) -> None:
-        """End the compiled data path, close the TUN devices (they vanish) and the socket."""
+        """End the compiled data path (the BPF one: its programs off the link), close the TUN
+        devices (they vanish) and the socket."""
         if self.fastpath is not None:
             self.fastpath.stop()
+        if self.bpf_dev is not None:
+            tun.forget_kernel_path(self.bpf_dev)
         for fd in (self.tun_in, self.tun_out):
             os.close(fd)
         self.sock.close()
@@ -304,12 +366,19 @@ class Appliance:
 
 
 class FastPath:
-    """The compiled data path, a child process: started with the appliance's descriptors,
-    asked for counters and faults on a control socket, ended by its PID (and by the kernel
-    when this process dies: it sets PR_SET_PDEATHSIG)."""
+    """A compiled data path, a child process: the userspace one, or the BPF programs' loader
+    (which says "ready" or why not first: `ready`; `args` follow the common ones). Started
+    with the appliance's descriptors, asked for counters and faults on a control socket,
+    ended by its PID (and by the kernel when this process dies: it sets PR_SET_PDEATHSIG)."""
 
-    def __init__(self, binary: Path, stats_path: str | None = None) -> None:
-        self.binary = binary
+    def __init__(
+        self,
+        binary: Path,
+        stats_path: str | None = None,
+        args: tuple[str, ...] = (),
+        ready: bool = False,
+    ) -> None:
+        self.binary, self.args, self.ready = binary, args, ready
         self.stats_path = Path(stats_path) if stats_path else None
         self.own_dir: str | None = None  # a folder of its own when not told where
         self.proc: subprocess.Popen | None = None
@@ -331,11 +400,20 @@ class FastPath:
         fds = (sock, tun_in, tun_out, theirs.fileno())
         argv = [str(self.binary), *map(str, fds), str(self.stats_path), str(os.getpid())]
         try:
-            self.proc = subprocess.Popen(argv, pass_fds=fds)
+            self.proc = subprocess.Popen([*argv, *self.args], pass_fds=fds)
         finally:
             theirs.close()
-        mine.settimeout(CONTROL_TIMEOUT_S)
         self.control = mine
+        if self.ready:
+            mine.settimeout(READY_TIMEOUT_S)
+            try:
+                word = mine.recv(4096)
+            except OSError as exc:
+                raise RuntimeError(f"{self.binary.name} did not say it is ready: {exc}") from exc
+            if word != b"ready":
+                said = word.decode(errors="replace") or f"ended, status {self.proc.wait()}"
+                raise RuntimeError(f"{self.binary.name}: {said}")
+        mine.settimeout(CONTROL_TIMEOUT_S)
         print(
             f"appliance: compiled data path {self.binary.name} runs as PID {self.pid}", flush=True
         )
@@ -536,8 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--datapath",
         choices=DATAPATHS,
-        default="auto",
-        help="c: the compiled data path (fails without it), python, auto (c if built)",
+        # The environment lets a whole lab's appliances be put on one data path (to compare
+        # them, e.g. TESTBED_APPLIANCE_DATAPATH=c testbed run gwlb) without a template change.
+        default=os.environ.get(DATAPATH_ENV) or "auto",
+        help="bpf: the kernel data path, c: the compiled userspace one (each fails without "
+        "it), python, auto (bpf, else c, else python; the first that starts); default "
+        f"${DATAPATH_ENV} or auto",
     )
     a = ap.parse_args(argv)
     stats = str(Path(a.status).with_name(FASTPATH_STATS_FILE)) if a.status else None

@@ -1,11 +1,14 @@
 """The appliance's firewall: an nftables table around the template's rules, and its counters.
 
-Packets decapsulated into tun-in are forwarded by the kernel to tun-out; the forward hook
-runs the template's rules on them (the "rules" chain, so a rule's accept or drop decides as
-it would in any forward chain). Named counters, visible in `nft list ruleset`:
-  inspected  every packet that came in through tun-in
+Decapsulated packets are forwarded by the kernel: with the userspace data paths they come in
+through tun-in and leave through tun-out; with the BPF one they come in and leave through
+eth0, marked (MARK) by the ingress program, and tun-in's few (the slow path's) are given the
+same mark before routing. The forward hook runs the template's rules on them (the "rules"
+chain, so a rule's accept or drop decides as it would in any forward chain). Named counters,
+visible in `nft list ruleset`:
+  inspected  every tunnelled packet that came in
   dropped    packets a rule dropped or rejected (inserted in front of that verdict)
-  passed     packets that left through tun-out (back to the GWLB)
+  passed     tunnelled packets that left (back to the GWLB)
 A postrouting rule clamps the TCP MSS of flows through the appliance: the GENEVE header and
 outer IP/UDP headers (68 bytes) must fit in the appliance's link, as appliances behind
 AWS's GWLB clamp it for their own tunnel MTU. `mss_for_mtu` says how much room the link leaves:
@@ -27,6 +30,7 @@ VERDICTS = ("drop", "reject")
 TUNNEL_OVERHEAD = 20 + 8 + 40  # outer IPv4, UDP, GENEVE with the GWLB options
 INNER_ETHERNET = 14  # GENEVE protocol 0x6558 (Open vSwitch) carries the inner frame's header
 DEFAULT_MSS = 1500 - TUNNEL_OVERHEAD - 40  # minus the inner IPv4 + TCP headers
+MARK = 0x6081  # the BPF data path's mark of decapsulated packets (appliance_bpf.h)
 
 
 def mss_for_mtu(mtu: int) -> int:
@@ -48,9 +52,15 @@ def counted(rule: str) -> str:
 
 
 def ruleset(
-    rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out", mss: int = DEFAULT_MSS
+    rules: Sequence[str],
+    tun_in: str = "tun-in",
+    tun_out: str = "tun-out",
+    mss: int = DEFAULT_MSS,
+    mark: int | None = None,
 ) -> str:
-    """The nft script that (re)creates the appliance's table with `rules`."""
+    """The nft script that (re)creates the appliance's table with `rules`. Tunnelled traffic
+    is what comes in through tun_in and leaves through tun_out; with `mark` (the BPF data
+    path), what carries the mark, which tun_in's packets get before routing."""
     for rule in rules:
         if not isinstance(rule, str) or not rule.strip() or any(c in rule for c in "\n;{}"):
             raise ValueError(
@@ -63,10 +73,21 @@ def ruleset(
         f"table {FAMILY} {TABLE} {{",
     ]
     lines += [f"\tcounter {name} {{ }}" for name in COUNTERS]
+    if mark is None:
+        inbound, outbound = f'iifname != "{tun_in}"', f'oifname "{tun_out}"'
+    else:
+        inbound, outbound = f"meta mark != {mark:#x}", f"meta mark {mark:#x}"
+        lines += [
+            "\tchain marked {",
+            "\t\ttype filter hook prerouting priority filter; policy accept;",
+            f'\t\tiifname "{tun_in}" meta mark set {mark:#x} '
+            'comment "the slow path\'s packets: routed and inspected as the others"',
+            "\t}",
+        ]
     lines += [
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
-        f'\t\tiifname != "{tun_in}" accept comment "only tunnelled traffic is inspected"',
+        f'\t\t{inbound} accept comment "only tunnelled traffic is inspected"',
         '\t\tcounter name "inspected"',
         "\t\tjump rules",
         "\t}",
@@ -77,8 +98,8 @@ def ruleset(
         "\t}",
         "\tchain returned {",
         "\t\ttype filter hook postrouting priority filter; policy accept;",
-        f'\t\toifname "{tun_out}" counter name "passed"',
-        f'\t\toifname "{tun_out}" tcp flags & (syn | rst) == syn '
+        f'\t\t{outbound} counter name "passed"',
+        f"\t\t{outbound} tcp flags & (syn | rst) == syn "
         f"tcp option maxseg size > {mss} tcp option maxseg size set {mss} "
         'comment "room for the GENEVE tunnel"',
         "\t}",
@@ -88,10 +109,14 @@ def ruleset(
 
 
 def install(
-    rules: Sequence[str], tun_in: str = "tun-in", tun_out: str = "tun-out", mss: int = DEFAULT_MSS
+    rules: Sequence[str],
+    tun_in: str = "tun-in",
+    tun_out: str = "tun-out",
+    mss: int = DEFAULT_MSS,
+    mark: int | None = None,
 ) -> None:
     """Load the table into this network namespace's nftables (RuntimeError if nft refuses)."""
-    script = ruleset(rules, tun_in, tun_out, mss)
+    script = ruleset(rules, tun_in, tun_out, mss, mark)
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(

@@ -9,7 +9,9 @@ Used by the appliance's tests and benchmarks, from a lab host next to the applia
 Each flow is sent with its own flow cookie (its index + 1) and an endpoint id naming
 --endpoint; the answer (JSON on stdout) says per flow how many packets came back, whether
 the GENEVE header came back unchanged and the inner packet's TTL. --bench sends as fast as
-it can for that many seconds and reports packets/s and Mbit/s sent and returned.
+it can for that many seconds and reports packets/s and Mbit/s sent and returned. --rtt N
+sends the first flow's packet N times, one at a time, each when the previous came back, and
+reports the round trip's percentiles: what the appliance adds to a packet's latency.
 --ethernet sends what Open vSwitch sends: protocol 0x6558, an Ethernet header in front of the
 inner packet (it must come back unchanged too); without it, AWS's protocol 0x0800.
 """
@@ -165,6 +167,32 @@ def bench(
     }
 
 
+def round_trips(
+    sock: socket.socket, to: str, packet: bytes, header: bytes, count: int
+) -> dict[str, Any]:
+    """One packet in flight at a time, `count` times: round trip percentiles in us (a packet
+    not back within a second is counted lost and sent again)."""
+    sock.settimeout(1.0)
+    datagram, addr = header + packet, (to, geneve.UDP_PORT)
+    samples: list[float] = []
+    lost = 0
+    for _ in range(count):
+        t0 = time.perf_counter()
+        sock.sendto(datagram, addr)
+        try:
+            sock.recv(65535)
+        except TimeoutError:
+            lost += 1
+            continue
+        samples.append((time.perf_counter() - t0) * 1e6)
+    samples.sort()
+
+    def pct(q: float) -> float | None:
+        return round(samples[min(len(samples) - 1, int(q * len(samples)))], 1) if samples else None
+
+    return {"samples": len(samples), "lost": lost, "p50_us": pct(0.5), "p90_us": pct(0.9)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Send, collect, print JSON."""
     ap = argparse.ArgumentParser(
@@ -179,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait", type=float, default=1.0, help="seconds to wait for answers")
     ap.add_argument("--bench", type=float, default=0.0, help="benchmark for this many s")
     ap.add_argument("--flows", type=int, default=16, help="--bench: UDP flows to spread")
+    ap.add_argument("--rtt", type=int, default=0, help="round trips of one packet to time")
     ap.add_argument("--ethernet", action="store_true", help="protocol 0x6558 (inner Ethernet)")
     a = ap.parse_args(argv)
     try:
@@ -186,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if a.rtt and not specs:
+        specs = [(17, "198.51.100.10", 20000, "10.0.1.10", 9000)]
     if a.bench and not specs:
         specs = [(17, "198.51.100.10", 20000 + i, "10.0.1.10", 9000) for i in range(a.flows)]
     packets = [inner_packet(p, s, sp, d, dp, a.size) for p, s, sp, d, dp in specs]
@@ -202,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: fragment, do not refuse
     sock.bind((a.bind, geneve.UDP_PORT))
-    if a.bench:
-        out: Any = bench(sock, a.to, packets, headers, a.bench)
+    if a.rtt:
+        out: Any = round_trips(sock, a.to, packets[0], headers[0], a.rtt)
+    elif a.bench:
+        out = bench(sock, a.to, packets, headers, a.bench)
     else:
         out = exchange(sock, a.to, packets, headers, a.count, a.wait)
     print(json.dumps(out))

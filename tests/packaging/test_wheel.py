@@ -5,6 +5,7 @@ controllers, topologies, experiments and templates inside the testbed namespace.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -122,11 +123,19 @@ def test_installed_testbed_works_from_another_directory(installed, tmp_path):
         cwd=tmp_path,
     ).stdout
     assert tools.strip() == "True", "the installed host tools are not executable"
-    # The appliance's compiled data path builds from the installed source, into the venv.
+    # The appliance's compiled data paths build from the installed sources, into the venv:
+    # the userspace binary on the first line, the BPF object and its loader on the second
+    # (where clang and libbpf-dev are: the header they share must be installed too).
     built = run([str(installed / "python"), "-m", "testbed.gwlb.build_fastpath"], cwd=tmp_path)
-    binary = Path(built.stdout.strip())
+    lines = built.stdout.split("\n")
+    binary = Path(lines[0].strip())
     assert binary.is_relative_to(installed.parent), binary
     assert os.access(binary, os.X_OK), binary
+    if shutil.which("clang-14") and Path("/usr/include/bpf/libbpf.h").exists():
+        obj, loader = map(Path, lines[1].split())
+        assert obj.is_relative_to(installed.parent), obj
+        assert obj.suffix == ".o", obj
+        assert os.access(loader, os.X_OK), loader
     out = run([str(installed / "testbed"), "validate", "default"], cwd=tmp_path).stdout
     assert "valid" in out, out
     assert "site-packages" in out, out
