@@ -30,6 +30,7 @@ def test_cost_table_gives_the_ratios_the_rtt_added_and_cpu_per_packet():
         gwlb._row("rtt_added", 0.21, "ms", ""),
         gwlb._row("ovs_vswitchd_cpu_per_packet", 9.5, "us/packet", "", 4.0),
         gwlb._row("appliance_cpu_per_packet", 2.25, "us/packet", ""),
+        gwlb._row("softirq_cpu_per_packet", 3.5, "us/packet", "", 1.25),
     ]
     table = gwlb._cost_table(pd.DataFrame(rows), {"datapath": "switch", "reason": ""})
     lines = table.splitlines()
@@ -40,6 +41,13 @@ def test_cost_table_gives_the_ratios_the_rtt_added_and_cpu_per_packet():
     assert "0.210 ms" in lines[4]
     assert lines[5].endswith("9.50 us/packet (baseline path 4.00)")
     assert lines[6].endswith("2.25 us/packet")
+    assert lines[7].endswith("3.50 us/packet (baseline path 1.25)")
+
+
+def test_softirq_seconds_of_the_machine_only_grow():
+    first = gwlb._softirq_seconds()
+    assert first > 0.0  # a machine that has run a network has spent softirq time
+    assert gwlb._softirq_seconds() >= first
 
 
 def test_quick_parameters():
