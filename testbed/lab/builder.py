@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.lab import cgroups, gwlb_switch, zones
+from testbed.lab import certs, cgroups, gwlb_switch, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir
@@ -86,6 +86,8 @@ class LabBuilder:
         """Create everything; raise on the first failure (the caller rolls back)."""
         self._report_lab_values()
         self._write_host_data()
+        # The lab's CA and the plan's certificates, before any host or load balancer starts.
+        certs.issue_all(self.lab_dir, self.plan)
         self._start_controller()
         self._create_resources()
         self._start_network()
@@ -284,6 +286,9 @@ class LabBuilder:
         if lid in self.model.subnets:
             s = self.model.subnets[lid]
             return f"{s.cidr} in {s.az}, {'public' if s.public else 'private'}"
+        cert = next((c for c in self.plan.certificates if c.logical_id == lid), None)
+        if cert is not None:
+            return f"issued by the lab's CA for {', '.join(cert.names)} ({cert.arn})"
         return ""
 
     # ---- switches on, flows in ---------------------------------------------------------
