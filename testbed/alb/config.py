@@ -122,7 +122,7 @@ def render(
     requests on an ALB, AWS fails open; none on a CLB until health checks pass)."""
     if lb.type == CLASSIC:
         head = _head("CLB", lb, node, files, classic.idle_timeout(lb), classic.HARD_STOP_AFTER_S)
-        return "\n".join(head + classic.sections(lb, node, targets)) + "\n"
+        return "\n".join(head + classic.sections(lb, node, targets, files.dir.parent.parent)) + "\n"
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
     out = _head("ALB", lb, node, files, idle, keep_alive)
