@@ -8,7 +8,11 @@ aliases and public addresses treat it like an ALB:
 - target_groups[lid]: its registered instances (Instances, Auto Scaling LoadBalancerNames),
   its HealthCheck, connection draining as the deregistration delay;
 - listeners[f"{lid}-{LoadBalancerPort}"]: one per Listeners item, forwarding to that group,
-  with the instance port and protocol, PROXY protocol and stickiness of its policies.
+  with the instance port and protocol, PROXY protocol and stickiness of its policies; an
+  HTTPS or SSL listener also has its certificate (SSLCertificateId: certificates) and its SSL
+  negotiation policy (ssl_policy: a predefined policy's name or a custom policy's text,
+  classic_policies.py). HTTPS reaches its instances over HTTP or HTTPS, SSL over TCP or SSL
+  (InstanceProtocol left out: HTTP, TCP), as AWS allows.
 
 A CLB in the default VPC given no SecurityGroups gets ELB's own group, as on AWS: one group
 per stack (AWS: per account) named default_elb_<id>, shared by every such CLB, inbound TCP
