@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.alb import classic
+from testbed.alb import classic, tls
 from testbed.alb.logformat import HTTP_LOG_FORMAT, log_format_line
 from testbed.alb.patterns import (
     anchored,
@@ -66,6 +66,7 @@ ALGORITHMS = {
     "weighted_random": "random",
 }
 GROUP_COOKIE = "AWSALBTG"
+INVALID_HEADER_NAME = "[^A-Za-z0-9-]"  # a header name with any other character
 LB_COOKIE = "AWSALB"
 
 
@@ -127,7 +128,7 @@ def render(
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
     out = _head("ALB", lb, node, files, idle, keep_alive)
     for listener in lb.listeners:
-        out += _frontend(lb, node, listener)
+        out += _frontend(lb, node, listener, files)
     for tg in lb.target_groups:
         rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
         out += _backend(lb, node, tg, rows)
@@ -188,11 +189,22 @@ def _rules_in_order(listener: ListenerPlan) -> list[tuple[str, tuple[dict[str, A
     return [*rules, (DEFAULT_RULE, listener.default_actions)]
 
 
-def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> list[str]:
+def lab_dir_of(files: NodeFiles) -> Path:
+    """The lab's directory (node files live in <lab>/hosts/<host>)."""
+    return files.dir.parent.parent
+
+
+def _frontend(
+    lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan, files: NodeFiles
+) -> list[str]:
     port = listener.port
+    bind = f"    bind {node.ip}:{port}"
+    if tls.is_tls(listener):
+        # HTTPS: the listener's certificates (SNI), SslPolicy and ALPN (testbed.alb.tls).
+        bind += " " + tls.bind_options(listener, lab_dir_of(files), tls.http2_enabled(lb))
     out = [
         f"frontend {listener.name}",
-        f"    bind {node.ip}:{port}",
+        bind,
         "    log stdout format raw local0",
         log_format_line(HTTP_LOG_FORMAT, node.host),
         # As the client sent them, for the access log (before any rewriting).
@@ -229,7 +241,7 @@ def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> l
         if cookie:
             cookies.append(cookie)
     # 3. Headers for the targets.
-    out += _forwarded_headers(lb, port)
+    out += _forwarded_headers(lb, port, "https" if tls.is_tls(listener) else "http")
     out += cookies
     out += [
         "    use_backend %[var(txn.be)] if { var(txn.be) -m found }",
@@ -314,13 +326,17 @@ def _choose_backend(
     return out, cookie
 
 
-def _forwarded_headers(lb: LoadBalancerPlan, port: int | None) -> list[str]:
+def _forwarded_headers(lb: LoadBalancerPlan, port: int | None, proto: str) -> list[str]:
     mode = lb.attributes.get("routing.http.xff_header_processing.mode", "append")
     client = "%[src]"
     if lb.attributes.get("routing.http.xff_client_port.enabled", "false") == "true":
         client = "%[src]:%[src_port]"
-    out = [
-        "    http-request set-header X-Forwarded-Proto http",
+    out = []
+    if lb.attributes.get("routing.http.drop_invalid_header_fields.enabled", "false") == "true":
+        # AWS drops headers whose names are not letters, digits and hyphens.
+        out.append(f"    http-request del-header {INVALID_HEADER_NAME} -m reg")
+    out += [
+        f"    http-request set-header X-Forwarded-Proto {proto}",
         f"    http-request set-header X-Forwarded-Port {port}",
     ]
     if mode == "append":
@@ -368,8 +384,11 @@ def _backend(
                 f"    stick on req.cook({name})",
                 f"    stick store-response res.cook({name})",
             ]
+    options = tls.server_options(tg)  # HTTPS targets: TLS, certificate not checked
     for name, (ip, port, state) in server_states(lb, node, tg, targets).items():
-        out.append(f"    server {name} {ip}:{port}" + (" disabled" if state == MAINT else ""))
+        out.append(
+            f"    server {name} {ip}:{port}{options}" + (" disabled" if state == MAINT else "")
+        )
     out.append("")
     return out
 
