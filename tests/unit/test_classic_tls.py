@@ -145,6 +145,25 @@ def test_ssl_negotiation_policies_by_reference_attributes_or_default(listeners):
     assert (plain.certificates, plain.ssl_policy) == ((), None)
 
 
+def test_a_template_certificate_by_ref(load):
+    body = """\
+    Subnets: [!Ref PubA]
+    Listeners:
+      - {LoadBalancerPort: 443, InstancePort: 80, Protocol: HTTPS, SSLCertificateId: !Ref Cert}
+    """
+    cert = """\
+    Cert:
+      Type: AWS::CertificateManager::Certificate
+      Properties: {DomainName: shop.example.test, ValidationMethod: DNS}
+    """
+    model = load(stack(clb(body), cert), stack_name="s")
+    (arn,) = elbv2_sections(model)["listeners"]["CLB-443"].certificates
+    assert arn.startswith("arn:aws:acm:us-east-1:123456789012:certificate/")
+    (planned,) = build_plan(model, "s").certificates
+    assert (planned.arn, planned.names, planned.source) == (arn, ("shop.example.test",), "template")
+    assert planned.used_by == ("CLB-443",)
+
+
 def test_what_is_reported_as_ignored(model):
     ignored = [i.property for i in model.ignored if i.logical_id == "CLB"]
     assert any("ciphers DES-CBC3-SHA" in p and "OpenSSL" in p for p in ignored), ignored
@@ -436,6 +455,7 @@ def test_https_listener_serves_verified_tls_and_forwards_https(served):
 
 
 @needs_haproxy
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
 def test_policies_decide_the_versions_and_ciphers(served):
     ports, ca = served["ports"], served["ca"]
     # ELBSecurityPolicy-TLS-1-2-2017-01: TLS 1.2; a TLS 1.0-only client is refused.
