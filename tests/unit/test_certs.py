@@ -343,3 +343,49 @@ def test_host_commands_trust_the_lab_ca_once_it_exists(tmp_path, monkeypatch):
     for name in certs.TRUST_VARIABLES:
         assert f"{name}={bundle}" in argv
     assert argv[-2:] == ["curl", "https://x"]
+
+
+ZONE = """\
+Zone:
+  Type: AWS::Route53::HostedZone
+  Properties: {Name: other.test}
+"""
+
+
+def test_a_validation_zone_that_cannot_hold_the_name_is_refused(fails, line_with):
+    text = with_resources(
+        ZONE + "Cert:\n  Type: AWS::CertificateManager::Certificate\n  Properties:\n"
+        "    DomainName: www.example.test\n    DomainValidationOptions:\n"
+        "      - {DomainName: www.example.test, HostedZoneId: !Ref Zone}\n"
+    )
+    fails(
+        text,
+        "DomainValidationOptions[0].HostedZoneId is Zone (other.test): www.example.test is "
+        "not in that zone",
+        logical_id="Cert",
+        line=line_with(text, "- {DomainName"),
+    )
+
+
+def test_a_validation_domain_must_be_the_name_or_above_it(fails, load):
+    props = (
+        "DomainName: '*.shop.example.test'\nDomainValidationOptions:\n"
+        "  - {{DomainName: '*.shop.example.test', ValidationDomain: {}}}"
+    )
+    fails(
+        _cert_template(props.format("other.test")),
+        "ValidationDomain other.test is not shop.example.test or a domain above it",
+        logical_id="Cert",
+    )
+    model = load(_cert_template(props.format("example.test")))
+    assert model.extras["acm"]["Cert"].names == ("*.shop.example.test",)
+
+
+def test_a_validation_zone_of_the_stack_holding_the_name_is_accepted(load):
+    text = with_resources(
+        ZONE.replace("other.test", "example.test")
+        + "Cert:\n  Type: AWS::CertificateManager::Certificate\n  Properties:\n"
+        "    DomainName: www.example.test\n    DomainValidationOptions:\n"
+        "      - {DomainName: www.example.test, HostedZoneId: !Ref Zone}\n"
+    )
+    assert load(text).extras["acm"]["Cert"].names == ("www.example.test",)

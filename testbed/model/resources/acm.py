@@ -19,6 +19,7 @@ from typing import Any
 from testbed.model.resources.base import ResourceContext, ResourceType, prop
 from testbed.model.resources.inert import uuid_of
 from testbed.model.resources.registry import register
+from testbed.model.resources.route53 import HOSTED_ZONE, in_zone, zones
 from testbed.model.state import BuildState
 from testbed.model.types import IgnoredProperty, Source
 from testbed.template.intrinsics import ACCOUNT_ID, as_text
@@ -161,7 +162,37 @@ def _check_validation_options(ctx: ResourceContext, names: list[str]) -> None:
                 f"({', '.join(names)})",
                 line=line,
             )
+        _check_validation_place(ctx, option, name, where, line)
     _note(ctx, "DomainValidationOptions (nothing to validate: the lab's CA issues it)")
+
+
+def _check_validation_place(
+    ctx: ResourceContext, option: dict[str, Any], name: str, where: str, line: int | None
+) -> None:
+    """Where a name is validated must hold it: ValidationDomain is the name or a domain
+    above it (ACM's rule), and a hosted zone of this stack named by HostedZoneId is one the
+    name is in (DNS validation writes its record there; another zone's never validates)."""
+    base = name.removeprefix("*.")
+    if "ValidationDomain" in option:
+        domain = _name(ctx, option["ValidationDomain"], f"{where}.ValidationDomain", line)
+        if not in_zone(base, domain):
+            raise ctx.fail(
+                f"{where}.ValidationDomain {domain} is not {base} or a domain above it",
+                line=line,
+                hint=f"for example {base.split('.', 1)[-1] if base.count('.') > 1 else base}",
+            )
+    zone_ref = as_text(option.get("HostedZoneId"))
+    owner = ctx.state.physical_ids.get(zone_ref or "")
+    if owner is None or ctx.state.types.get(owner) != HOSTED_ZONE:
+        return  # a zone made outside the stack: its name is unknown
+    zone = zones(ctx.state).get(owner)
+    if zone is not None and not in_zone(base, zone):
+        raise ctx.fail(
+            f"{where}.HostedZoneId is {owner} ({zone}): {name} is not in that zone, so its "
+            "validation record could never be written",
+            line=line,
+            hint=f"the hosted zone of {base}",
+        )
 
 
 def _note(ctx: ResourceContext, text: str) -> None:
