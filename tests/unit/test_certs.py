@@ -16,6 +16,7 @@ import pytest
 from testbed.errors import BadInput
 from testbed.lab import certs, hostexec
 from testbed.model.elbv2_types import EXTRAS_KEY as ELBV2_KEY
+from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.types import DnsRecord
 from testbed.plan.certificates import INFERRED, TEMPLATE, CertificatePlan, build_certificates
 from testbed.plan.network import NetworkPlan, build_plan
@@ -389,3 +390,21 @@ def test_a_validation_zone_of_the_stack_holding_the_name_is_accepted(load):
         "      - {DomainName: www.example.test, HostedZoneId: !Ref Zone}\n"
     )
     assert load(text).extras["acm"]["Cert"].names == ("www.example.test",)
+
+
+@pytest.mark.parametrize(
+    ("arn", "problem"),
+    [
+        ("arn:aws:acm:us-east-1:123456789012:certificate/abc-1", None),
+        ("arn:aws:iam::123456789012:server-certificate/site/www", None),
+        ("arn:aws:acm:eu-west-1:123456789012:certificate/abc-1", "an ACM certificate of eu-west-1"),
+        ("arn:aws:acm:us-east-1:1234:certificate/abc", "is not a certificate ARN"),
+        ("my-certificate", "is not a certificate ARN"),
+    ],
+)
+def test_which_certificate_arns_a_listener_may_use(arn, problem):
+    found = certificate_arn_problem(arn, "us-east-1")
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found

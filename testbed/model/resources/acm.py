@@ -58,6 +58,32 @@ def certificate_arn(state: BuildState, logical_id: str) -> str:
     return f"arn:aws:acm:{state.region}:{ACCOUNT_ID}:certificate/{uuid_of(state, logical_id)}"
 
 
+# What a load balancer's listener may name: an ACM certificate or an IAM server certificate.
+CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[A-Za-z0-9-]+"
+    r"|iam::\d{12}:server-certificate/\S+)$"
+)
+
+
+def certificate_arn_problem(arn: str, region: str) -> str | None:
+    """Why a listener in `region` cannot use certificate `arn`, or None: not an ACM or IAM
+    server certificate ARN, or an ACM certificate of another region (ACM certificates are
+    regional: a load balancer uses those of its own region only)."""
+    found = CERTIFICATE_ARN.match(arn)
+    if found is None:
+        return (
+            f"{arn[:80]!r} is not a certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID "
+            "or arn:aws:iam::ACCOUNT:server-certificate/NAME)"
+        )
+    other = found.group("region")
+    if other is not None and other != region:
+        return (
+            f"{arn} is an ACM certificate of {other}; a load balancer in {region} can only use "
+            f"certificates of {region}"
+        )
+    return None
+
+
 def certificates(model: Any) -> dict[str, Certificate]:
     """The template's certificates (model.extras["acm"]): logical id -> Certificate."""
     found = (getattr(model, "extras", None) or {}).get(EXTRAS_KEY) or {}
