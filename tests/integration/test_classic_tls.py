@@ -2,7 +2,9 @@
 templates/classic-https.yaml: a certificate given as an ARN (the lab issues one for the load
 balancer's DNS name from its CA), HTTPS:443 -> HTTP (ELBSecurityPolicy-TLS-1-2-2017-01),
 HTTPS:4443 -> HTTP (a custom policy: TLS 1.2, two AES-256 ciphers), SSL:8443 -> TCP (the
-default policy, the PROXY protocol to the instance).
+default policy, the PROXY protocol to the instance), and end to end HTTPS:9443 -> HTTPS:443,
+SSL:9444 -> SSL:443 (the http-backend instances serve HTTPS on 443; `tls` in their answer says
+what the node negotiated with them).
 
 Every request is made by the internet client with curl, by the load balancer's DNS name,
 verifying the certificate against the lab CA (no -k). Bad input: `testbed validate`, exit 2.
@@ -79,6 +81,7 @@ def test_https_listener_ends_tls_and_forwards_https(lab):
         "x-forwarded-port": "443",
     }
     assert got["proxy"] is None  # an HTTPS listener adds headers, not a PROXY line
+    assert got["tls"] is None  # TLS ended at the node: plain HTTP to the instance
     done = curl(lab, f"https://{lab.outputs['ClbDnsName']}/")
     assert negotiated(done)[0] == "TLSv1.2"  # the policy's only version (a CLB has no 1.3)
 
@@ -100,6 +103,18 @@ def test_ssl_listener_sends_the_proxy_line_and_no_headers(lab):
     assert proxy["source_ip"] == client_ip(lab)
     assert proxy["destination_port"] == 8443
     assert got["forwarded"] == {}  # layer 4: the request reaches the instance as sent
+
+
+def test_end_to_end_listeners_speak_tls_to_the_instances(lab):
+    got = seen(lab, 9443)
+    assert got["instance"] in ("WebA", "WebB")
+    assert got["tls"] is not None  # the node re-encrypted (its certificate not checked)
+    assert got["forwarded"]["x-forwarded-proto"] == "https"
+    assert got["forwarded"]["x-forwarded-port"] == "9443"
+    got = seen(lab, 9444)
+    assert got["tls"] is not None
+    assert got["forwarded"] == {}  # SSL: layer 4, the request as the client sent it
+    assert got["proxy"] is None  # no PROXY line on back-end SSL
 
 
 def test_custom_policy_decides_the_cipher(lab):
