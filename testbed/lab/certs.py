@@ -24,6 +24,7 @@ import ipaddress
 import os
 import re
 import ssl
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,7 @@ def trust_env(lab_dir: Path) -> dict[str, str]:
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write atomically (a reader never sees half a file), with `mode`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
@@ -206,7 +207,8 @@ def ensure_ca(lab_dir: Path) -> Path:
     root certificate's path."""
     root = ca_path(lab_dir)
     paths = (root, _ca_key_path(lab_dir), _inter_path(lab_dir), _inter_key_path(lab_dir))
-    if not all(p.is_file() for p in paths):
+    made = not all(p.is_file() for p in paths)
+    if made:
         lab = Path(lab_dir).name
         root_key = _new_key("RSA_2048")
         root_name = _name(ROOT_NAME, lab)
@@ -217,7 +219,8 @@ def ensure_ca(lab_dir: Path) -> Path:
         _write(_inter_key_path(lab_dir), _key_pem(inter_key), 0o600)
         _write(_inter_path(lab_dir), _cert_pem(inter_cert))
         _write(root, _cert_pem(root_cert))
-    _write_trust_bundle(lab_dir)
+    if made or not trust_bundle(lab_dir).is_file():
+        _write_trust_bundle(lab_dir)
     return root
 
 
