@@ -117,6 +117,13 @@ def test_end_to_end_listeners_speak_tls_to_the_instances(lab):
     assert got["proxy"] is None  # no PROXY line on back-end SSL
 
 
+def test_the_https_health_check_passes_over_tls(lab):
+    # The template's HealthCheck is HTTPS:443/health: both instances went InService (the
+    # fixture waited for it), and the checks reached the instances' HTTPS server.
+    rows = {r["Host"]: r for r in lab.instance_health(LB)}
+    assert {h: r["State"] for h, r in rows.items()} == {"WebA": "InService", "WebB": "InService"}
+
+
 def test_custom_policy_decides_the_cipher(lab):
     dns = lab.outputs["ClbDnsName"]
     done = curl(lab, f"https://{dns}:4443/")
