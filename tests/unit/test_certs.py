@@ -408,3 +408,57 @@ def test_which_certificate_arns_a_listener_may_use(arn, problem):
         assert found is None
     else:
         assert problem in found
+
+
+# --- testbed cert ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_lab(lab_dir, monkeypatch):
+    from testbed.cli import cert as cert_cli
+
+    inferred = CertificatePlan(
+        "arn:aws:acm:us-east-1:123456789012:certificate/given",
+        ("web.elb.test", "www.shop.test"),
+        INFERRED,
+        used_by=("Https",),
+    )
+    plan = SimpleNamespace(certificates=(ISSUED, inferred))
+    certs.issue_all(lab_dir, plan)
+    lab = SimpleNamespace(name="c-lab", dir=lab_dir, plan=plan)
+    monkeypatch.setattr(cert_cli.Lab, "attach", staticmethod(lambda name: lab))
+    return lab
+
+
+def test_testbed_cert_lists_every_certificate_and_the_ca(fake_lab, capsys):
+    from testbed.cli import main
+
+    assert main(["cert", "c-lab"]) == 0
+    out = capsys.readouterr().out
+    assert "Cert (template)" in out
+    assert "names    www.example.test, *.api.example.test, 10.0.1.5" in out
+    assert "arn:aws:acm:us-east-1:123456789012:certificate/given (inferred)" in out
+    assert "note     names inferred" in out
+    assert "CA  CN=ELB Lab Root CA" in out
+
+
+def test_testbed_cert_one_certificate_as_json_and_the_ca(fake_lab, capsys):
+    from testbed.cli import main
+
+    assert main(["cert", "c-lab", "given", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["certificates"]
+    assert entry["names"] == ["web.elb.test", "www.shop.test"]
+    assert entry["used_by"] == ["Https"]
+    assert main(["cert", "c-lab", "--ca"]) == 0
+    assert capsys.readouterr().out == certs.ca_path(fake_lab.dir).read_text()
+    assert main(["cert", "c-lab", "--ca", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["subject"].startswith("CN=ELB Lab Root CA,")
+
+
+def test_testbed_cert_of_an_unknown_certificate_exits_2(fake_lab, capsys):
+    from testbed.cli import main
+
+    assert main(["cert", "c-lab", "Nope"]) == 2
+    assert "has no certificate 'Nope' (its certificates: Cert, arn:aws:acm:" in (
+        capsys.readouterr().err
+    )
