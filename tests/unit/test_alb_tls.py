@@ -287,3 +287,31 @@ def test_http_backend_serves_https_and_passes_https_checks(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_policy_changes_are_live_certificate_changes_are_not():
+    """A new SslPolicy reloads the nodes (no down/up); another certificate list needs
+    down/up (nothing would issue the new certificate during a live update)."""
+    from testbed.plan.changes import plan_changes
+
+    old = build_plan(model(), "t")
+    new = build_plan(model(SslPolicy="ELBSecurityPolicy-2016-08"), "t")
+    live, other, reload = plan_changes(old, new)
+    assert live == [
+        "load_balancers.Alb.listeners.HttpsListener.ssl_policy: "
+        "'ELBSecurityPolicy-TLS13-1-2-2021-06' -> 'ELBSecurityPolicy-2016-08'"
+    ]
+    assert other == []
+    assert "Alb" in reload
+    # The two certificates swapped: the default one is api's now.
+    text = (
+        TEMPLATE.read_text()
+        .replace("!Ref WwwCertificate}]", "!Ref SWAP}]")
+        .replace("!Ref ApiCertificate}]", "!Ref WwwCertificate}]")
+        .replace("!Ref SWAP}]", "!Ref ApiCertificate}]")
+    )
+    live, other, _reload = plan_changes(old, build_plan(model(text), "t"))
+    assert [c.split(":")[0] for c in other] == [
+        "load_balancers.Alb.listeners.HttpsListener.certificates[0]",
+        "load_balancers.Alb.listeners.HttpsListener.certificates[1]",
+    ]
