@@ -104,6 +104,13 @@ def test_plan_json_has_tls_fields_only_for_tls_listeners():
         ),
         (
             (
+                "[{CertificateArn: !Ref WwwCertificate}]",
+                "[{CertificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc-1'}]",
+            ),
+            "is an ACM certificate of eu-west-1",
+        ),
+        (
+            (
                 "      Protocol: HTTP\n      Port: 80\n",
                 "      Protocol: HTTP\n      Port: 80\n"
                 "      SslPolicy: ELBSecurityPolicy-2016-08\n",

@@ -3,12 +3,12 @@ on, and its default action."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from testbed.model import ssl_policies
 from testbed.model.elb_defaults import APPLICATION, DEFAULTS, GATEWAY, NETWORK
 from testbed.model.elbv2_types import Listener, LoadBalancer
+from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.elbv2.actions import read_actions
 from testbed.model.resources.elbv2.attributes import LISTENER_ATTRIBUTES, read_attributes
@@ -30,10 +30,6 @@ from testbed.model.types import frozen_map
 PROTOCOLS = {NETWORK: ("TCP", "UDP", "TCP_UDP", "TLS"), APPLICATION: ("HTTP", "HTTPS")}
 SECURE = ("HTTPS", "TLS")
 NLB_TLS = "TLS listeners of network load balancers are not yet supported (issue 16, NLB TLS)"
-CERTIFICATE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+"
-    r"|iam::\d{12}:server-certificate/\S+)$"
-)
 
 
 def certificate_arns(ctx: ResourceContext, prop_name: str) -> tuple[str, ...]:
@@ -46,9 +42,10 @@ def certificate_arns(ctx: ResourceContext, prop_name: str) -> tuple[str, ...]:
         arn = values.get("CertificateArn")
         if not arn:
             raise ctx.fail(f"{where} needs CertificateArn", line=line)
-        if not CERTIFICATE_ARN.match(str(arn)):
+        problem = certificate_arn_problem(str(arn), ctx.state.region)
+        if problem:
             raise ctx.fail(
-                f"{where}.CertificateArn {str(arn)[:80]!r} is not a certificate ARN",
+                f"{where}.CertificateArn: {problem}",
                 line=lines.get("CertificateArn", line),
                 hint="use !Ref of an AWS::CertificateManager::Certificate or an "
                 "arn:aws:acm:<region>:<account>:certificate/<id>",
