@@ -339,6 +339,13 @@ def _forwarded_headers(lb: LoadBalancerPlan, port: int | None, proto: str) -> li
         f"    http-request set-header X-Forwarded-Proto {proto}",
         f"    http-request set-header X-Forwarded-Port {port}",
     ]
+    tls_headers = "routing.http.x_amzn_tls_version_and_cipher_suite.enabled"
+    if proto == "https" and lb.attributes.get(tls_headers, "false") == "true":
+        # What the client negotiated, as AWS tells targets (OpenSSL's names, as AWS's).
+        out += [
+            "    http-request set-header X-Amzn-Tls-Version %[ssl_fc_protocol]",
+            "    http-request set-header X-Amzn-Tls-Cipher-Suite %[ssl_fc_cipher]",
+        ]
     if mode == "append":
         # One header, the client's address appended to what it sent (as AWS does; HAProxy's
         # `option forwardfor` would add a second header line instead).

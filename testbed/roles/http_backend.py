@@ -71,6 +71,14 @@ REASONS = {
     504: "Gateway Timeout",
 }
 MAX_HEAD = 64 * 1024
+# Headers a load balancer adds that the answer repeats (under `forwarded`, when present).
+FORWARDED = (
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-amzn-tls-version",
+    "x-amzn-tls-cipher-suite",
+)
 MAX_CPU_MS = 1000.0  # one request never holds the CPU longer than this
 LINGER_S = 2.0
 COOKIE = re.compile(r"[A-Za-z0-9_.-]+=[A-Za-z0-9_.-]*")  # set_cookie: nothing to inject
@@ -506,11 +514,7 @@ class Backend:
                 }
             ).encode()
         else:
-            fwd = {
-                k: req.headers[k]
-                for k in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-port")
-                if k in req.headers
-            }
+            fwd = {k: req.headers[k] for k in FORWARDED if k in req.headers}
             body = json.dumps(
                 dict(
                     self.describe(conn.peer, conn.proxy),

@@ -50,6 +50,10 @@ def test_https_verified_with_the_default_certificate(lab):
     assert body["instance"] == "Web1"
     assert body["forwarded"]["x-forwarded-proto"] == "https"
     assert body["forwarded"]["x-forwarded-port"] == "443"
+    # routing.http.x_amzn_tls_version_and_cipher_suite.enabled: what the client negotiated.
+    assert body["forwarded"]["x-amzn-tls-version"] == "TLSv1.3"
+    # The policy's first TLS 1.3 suite: the server's order wins.
+    assert body["forwarded"]["x-amzn-tls-cipher-suite"] == "TLS_AES_128_GCM_SHA256"
 
 
 def test_sni_chooses_the_listener_certificate(lab):

@@ -172,7 +172,11 @@ def test_forwarded_headers_redirect_and_https_servers():
     assert "http-request set-header X-Forwarded-Proto https" in https
     assert "http-request set-header X-Forwarded-Port 443" in https
     assert "http-request del-header [^A-Za-z0-9-] -m reg" in https  # drop_invalid_header_fields
-    assert "http-request set-header X-Forwarded-Proto http" in frontend(text, "HttpListener")
+    assert "http-request set-header X-Amzn-Tls-Version %[ssl_fc_protocol]" in https
+    assert "http-request set-header X-Amzn-Tls-Cipher-Suite %[ssl_fc_cipher]" in https
+    http = frontend(text, "HttpListener")
+    assert "http-request set-header X-Forwarded-Proto http" in http
+    assert not any("X-Amzn-Tls" in line for line in http)
     assert 'location "https://%[req.hdr(host),field(1,:)]:443/%[path,regsub(^/,)]"' in text
     assert "server Secure1_443 10.16.2.4:443 ssl verify none" in text
     assert "server Web1_80 10.16.1.4:80\n" in text

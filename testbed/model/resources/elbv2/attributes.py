@@ -91,7 +91,6 @@ IGNORED = frozenset(
         "connection_logs.s3.bucket",
         "connection_logs.s3.prefix",
         "routing.http.desync_mitigation_mode",
-        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
         "waf.fail_open.enabled",
         "zonal_shift.config.enabled",
         "target_group_health.dns_failover.minimum_healthy_targets.count",
