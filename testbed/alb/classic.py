@@ -14,6 +14,18 @@ InstancePort:
   TCP   `mode tcp`: bytes passed on as they come, no headers; the instance sees the node's
         address, unless the listener's InstancePort has a ProxyProtocolPolicyType policy:
         then each connection starts with a PROXY protocol v1 line (`send-proxy`)
+  HTTPS as HTTP, TLS ending at the node (X-Forwarded-Proto https)
+  SSL   as TCP, TLS ending at the node (the PROXY line too, to an instance reached over TCP)
+
+HTTPS and SSL listeners (tls_bind): the node serves the listener's certificate
+(SSLCertificateId, from the lab CA: testbed.lab.certs.pem_path) with its SSL negotiation
+policy's TLS versions and ciphers (a predefined one of testbed.model.ssl_policies, or a
+custom one of Protocol-* and cipher attributes), the server's cipher order unless a custom
+policy leaves Server-Defined-Cipher-Order off; no ALPN (a CLB speaks HTTP/1.1). Versions
+below TLS 1.2 need OpenSSL's security level 0 (Debian's default, 2, refuses them). An
+InstanceProtocol of HTTPS or SSL re-encrypts to the instance (`ssl verify none`: the
+certificate is not checked, and no SNI is sent, as AWS's CLB without a back-end
+authentication policy).
 
 A CLB never fails open (testbed.alb.servers.server_states): only healthy (InService)
 instances take new connections. With none, an HTTP listener answers 503 (empty, no Server
@@ -27,6 +39,7 @@ Access log: the lab's line per HTTP request, and per TCP connection when it ends
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from testbed.alb.logformat import HTTP_LOG_FORMAT, TCP_LOG_FORMAT, log_format_line
 from testbed.alb.servers import (
@@ -38,14 +51,18 @@ from testbed.alb.servers import (
     server_states,
     template_targets,
 )
+from testbed.lab.certs import pem_path
 from testbed.messages import RuntimeTargetInfo
 from testbed.model.elb_defaults import CLASSIC_IDLE_TIMEOUT_S, CLASSIC_LB_COOKIE
+from testbed.model.resources.classic_policies import CLASSIC_DEFAULT_POLICY, parse_custom_policy
+from testbed.model.ssl_policies import TLS_VERSIONS, policy
 from testbed.plan.balancers import ListenerPlan, LoadBalancerPlan, NodePlan
 
 # After a reload the old worker serves its connections at most this long (a CLB has no
 # client keep-alive limit; the ALB's default).
 HARD_STOP_AFTER_S = 3600
 APP_COOKIE_TABLE = "stick-table type string len 128 size 100k"
+TLS_FRONTS = ("HTTPS", "SSL")
 
 
 def idle_timeout(lb: LoadBalancerPlan) -> int:
@@ -57,28 +74,73 @@ def idle_timeout(lb: LoadBalancerPlan) -> int:
 
 
 def is_http(listener: ListenerPlan) -> bool:
-    return (listener.protocol or "").upper() == "HTTP"
+    """HTTP or HTTPS: `mode http` (SSL and TCP: `mode tcp`)."""
+    return (listener.protocol or "").upper() in ("HTTP", "HTTPS")
+
+
+def is_tls(listener: ListenerPlan) -> bool:
+    """HTTPS or SSL: TLS from the client ends at the node."""
+    return (listener.protocol or "").upper() in TLS_FRONTS
+
+
+def tls_to_instances(listener: ListenerPlan) -> bool:
+    """InstanceProtocol HTTPS or SSL: the node speaks TLS to the instance."""
+    return (listener.instance_protocol or "").upper() in TLS_FRONTS
+
+
+def tls_bind(listener: ListenerPlan, lab_dir: Path) -> str:
+    """The `bind` options of an HTTPS or SSL listener: its certificate and its policy."""
+    text = listener.ssl_policy or CLASSIC_DEFAULT_POLICY
+    custom = parse_custom_policy(text)
+    if custom is not None:
+        low, high, ciphers = custom.min_tls, custom.max_tls, custom.ciphers
+        server_order = custom.server_order
+    else:
+        found = policy(text)
+        low, high, ciphers, server_order = found.min_tls, found.max_tls, found.ciphers, True
+    # A CLB does not do TLS 1.3 (AWS's classic policies stop at 1.2).
+    high = min(high, "TLSv1.2", key=TLS_VERSIONS.index)
+    cipher_list = ":".join(ciphers)
+    if TLS_VERSIONS.index(low) < TLS_VERSIONS.index("TLSv1.2"):
+        cipher_list += ":@SECLEVEL=0"
+    crt = pem_path(lab_dir, listener.certificates[0])
+    options = [
+        f"ssl crt {crt}",
+        f"ssl-min-ver {low}",
+        f"ssl-max-ver {high}",
+        f"ciphers {cipher_list}",
+    ]
+    if not server_order:
+        options.append("prefer-client-ciphers")
+    return " ".join(options)
 
 
 def sections(
     lb: LoadBalancerPlan,
     node: NodePlan,
     targets: Mapping[str, list[RuntimeTargetInfo]] | None = None,
+    lab_dir: Path | None = None,
 ) -> list[str]:
-    """Every frontend and backend of the node (targets: as testbed.alb.config.render's)."""
+    """Every frontend and backend of the node (targets: as testbed.alb.config.render's;
+    lab_dir: where the lab's certificates are, for HTTPS and SSL listeners)."""
     out: list[str] = []
     for listener in lb.listeners:
-        out += _frontend(node, listener)
+        out += _frontend(node, listener, lab_dir)
     for listener in lb.listeners:
         out += _backend(lb, node, listener, targets)
     return out
 
 
-def _frontend(node: NodePlan, listener: ListenerPlan) -> list[str]:
+def _frontend(node: NodePlan, listener: ListenerPlan, lab_dir: Path | None) -> list[str]:
+    bind = f"{node.ip}:{listener.port}"
+    if is_tls(listener):
+        if lab_dir is None:
+            raise ValueError(f"listener {listener.name} is {listener.protocol}: lab_dir needed")
+        bind += " " + tls_bind(listener, lab_dir)
     out = [
         f"frontend {listener.name}",
         f"    mode {'http' if is_http(listener) else 'tcp'}",
-        f"    bind {node.ip}:{listener.port}",
+        f"    bind {bind}",
         "    log stdout format raw local0",
     ]
     if not is_http(listener):
@@ -98,7 +160,7 @@ def _frontend(node: NodePlan, listener: ListenerPlan) -> list[str]:
         # A 503 with no server chosen is the CLB's own (no healthy instance).
         "    http-after-response set-status 502 if { status 503 } { srv_id -m found }",
         "    http-after-response set-var(txn.st) status",
-        "    http-request set-header X-Forwarded-Proto http",
+        f"    http-request set-header X-Forwarded-Proto {'https' if is_tls(listener) else 'http'}",
         f"    http-request set-header X-Forwarded-Port {listener.port}",
         # One header, the client's address appended to what it sent (as AWS does).
         '    http-request set-header X-Forwarded-For "%[req.fhdr(x-forwarded-for)], %[src]" '
@@ -148,8 +210,9 @@ def _backend(
         rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
         port = instance_port(listener, tg)
         proxy = " send-proxy" if listener.proxy_protocol else ""
+        tls = " ssl verify none" if tls_to_instances(listener) else ""
         for name, (ip, _port, state) in server_states(lb, node, tg, rows).items():
             disabled = " disabled" if state == MAINT else ""
-            out.append(f"    server {name} {ip}:{port}{proxy}{disabled}")
+            out.append(f"    server {name} {ip}:{port}{proxy}{tls}{disabled}")
     out.append("")
     return out

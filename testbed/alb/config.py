@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.alb import classic
+from testbed.alb import classic, tls
 from testbed.alb.logformat import HTTP_LOG_FORMAT, log_format_line
 from testbed.alb.patterns import (
     anchored,
@@ -66,6 +66,7 @@ ALGORITHMS = {
     "weighted_random": "random",
 }
 GROUP_COOKIE = "AWSALBTG"
+INVALID_HEADER_NAME = "[^A-Za-z0-9-]"  # a header name with any other character
 LB_COOKIE = "AWSALB"
 
 
@@ -122,12 +123,12 @@ def render(
     requests on an ALB, AWS fails open; none on a CLB until health checks pass)."""
     if lb.type == CLASSIC:
         head = _head("CLB", lb, node, files, classic.idle_timeout(lb), classic.HARD_STOP_AFTER_S)
-        return "\n".join(head + classic.sections(lb, node, targets)) + "\n"
+        return "\n".join(head + classic.sections(lb, node, targets, files.dir.parent.parent)) + "\n"
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
     out = _head("ALB", lb, node, files, idle, keep_alive)
     for listener in lb.listeners:
-        out += _frontend(lb, node, listener)
+        out += _frontend(lb, node, listener, files)
     for tg in lb.target_groups:
         rows = list(targets[tg.name]) if targets and tg.name in targets else template_targets(tg)
         out += _backend(lb, node, tg, rows)
@@ -188,11 +189,22 @@ def _rules_in_order(listener: ListenerPlan) -> list[tuple[str, tuple[dict[str, A
     return [*rules, (DEFAULT_RULE, listener.default_actions)]
 
 
-def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> list[str]:
+def lab_dir_of(files: NodeFiles) -> Path:
+    """The lab's directory (node files live in <lab>/hosts/<host>)."""
+    return files.dir.parent.parent
+
+
+def _frontend(
+    lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan, files: NodeFiles
+) -> list[str]:
     port = listener.port
+    bind = f"    bind {node.ip}:{port}"
+    if tls.is_tls(listener):
+        # HTTPS: the listener's certificates (SNI), SslPolicy and ALPN (testbed.alb.tls).
+        bind += " " + tls.bind_options(listener, lab_dir_of(files), tls.http2_enabled(lb))
     out = [
         f"frontend {listener.name}",
-        f"    bind {node.ip}:{port}",
+        bind,
         "    log stdout format raw local0",
         log_format_line(HTTP_LOG_FORMAT, node.host),
         # As the client sent them, for the access log (before any rewriting).
@@ -229,7 +241,7 @@ def _frontend(lb: LoadBalancerPlan, node: NodePlan, listener: ListenerPlan) -> l
         if cookie:
             cookies.append(cookie)
     # 3. Headers for the targets.
-    out += _forwarded_headers(lb, port)
+    out += _forwarded_headers(lb, port, "https" if tls.is_tls(listener) else "http")
     out += cookies
     out += [
         "    use_backend %[var(txn.be)] if { var(txn.be) -m found }",
@@ -314,15 +326,26 @@ def _choose_backend(
     return out, cookie
 
 
-def _forwarded_headers(lb: LoadBalancerPlan, port: int | None) -> list[str]:
+def _forwarded_headers(lb: LoadBalancerPlan, port: int | None, proto: str) -> list[str]:
     mode = lb.attributes.get("routing.http.xff_header_processing.mode", "append")
     client = "%[src]"
     if lb.attributes.get("routing.http.xff_client_port.enabled", "false") == "true":
         client = "%[src]:%[src_port]"
-    out = [
-        "    http-request set-header X-Forwarded-Proto http",
+    out = []
+    if lb.attributes.get("routing.http.drop_invalid_header_fields.enabled", "false") == "true":
+        # AWS drops headers whose names are not letters, digits and hyphens.
+        out.append(f"    http-request del-header {INVALID_HEADER_NAME} -m reg")
+    out += [
+        f"    http-request set-header X-Forwarded-Proto {proto}",
         f"    http-request set-header X-Forwarded-Port {port}",
     ]
+    tls_headers = "routing.http.x_amzn_tls_version_and_cipher_suite.enabled"
+    if proto == "https" and lb.attributes.get(tls_headers, "false") == "true":
+        # What the client negotiated, as AWS tells targets (OpenSSL's names, as AWS's).
+        out += [
+            "    http-request set-header X-Amzn-Tls-Version %[ssl_fc_protocol]",
+            "    http-request set-header X-Amzn-Tls-Cipher-Suite %[ssl_fc_cipher]",
+        ]
     if mode == "append":
         # One header, the client's address appended to what it sent (as AWS does; HAProxy's
         # `option forwardfor` would add a second header line instead).
@@ -368,8 +391,11 @@ def _backend(
                 f"    stick on req.cook({name})",
                 f"    stick store-response res.cook({name})",
             ]
+    options = tls.server_options(tg)  # HTTPS targets: TLS, certificate not checked
     for name, (ip, port, state) in server_states(lb, node, tg, targets).items():
-        out.append(f"    server {name} {ip}:{port}" + (" disabled" if state == MAINT else ""))
+        out.append(
+            f"    server {name} {ip}:{port}{options}" + (" disabled" if state == MAINT else "")
+        )
     out.append("")
     return out
 

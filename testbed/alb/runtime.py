@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.alb import tls
 from testbed.alb.config import NodeFiles, node_files, render
 from testbed.alb.servers import (
     MAINT,
@@ -195,12 +196,15 @@ class NodeRuntime:
         present = self.present
         sent: list[str] = []
         cookies, proxied = cookie_backends(self.lb), proxy_backends(self.lb)
+        https = tls.https_backends(self.lb)
         for key, (ip, port, state) in desired.items():
             be, srv = key
             have = present.get(key)
             if have is None:
                 # Dynamic servers start in maintenance.
                 options = " send-proxy" if be in proxied else ""  # a CLB's PROXY v1 header
+                if be in https:  # an HTTPS target group's server: TLS, not verified
+                    options += f" {tls.HTTPS_SERVER}"
                 self._run(f"add server {be}/{srv} {ip}:{port}{options}", "New server registered")
                 if be in cookies:  # a dynamic server gets its AWSALB / AWSELB cookie value
                     self._run(f"enable dynamic-cookie backend {be}")

@@ -12,6 +12,7 @@ import sys
 
 from testbed.cli import (
     asg,
+    cert,
     doctor,
     drift,
     experiments,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         plan,
         hostcmds,
         targets,
+        cert,
         drift,
         asg,
         traffic,

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.lab import cgroups, gwlb_switch, zones
+from testbed.lab import certs, cgroups, gwlb_switch, zones
 from testbed.lab.controller_proc import ControllerProcess
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir
@@ -30,7 +30,9 @@ from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
 from testbed.model.autoscaling_types import Alarm
 from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import elbv2_sections
+from testbed.model.resources.acm import CERTIFICATE as CERTIFICATE_TYPE
 from testbed.model.types import ResourceSignalPolicy, StackModel
+from testbed.plan.certificates import INFERRED
 from testbed.plan.gwlb_datapath import plumbing
 from testbed.plan.network import NetworkPlan
 from testbed.topologies.network import VpcNetwork, switch_resources
@@ -86,6 +88,7 @@ class LabBuilder:
         """Create everything; raise on the first failure (the caller rolls back)."""
         self._report_lab_values()
         self._write_host_data()
+        self._issue_certificates()
         self._start_controller()
         self._create_resources()
         self._start_network()
@@ -143,6 +146,22 @@ class LabBuilder:
                 given += f" -> {value.lab_value}"
             self.events.emit(
                 value.parameter, PARAMETER_TYPE, "PARAMETER_LAB_VALUE", f"{given}: {value.note}"
+            )
+
+    def _issue_certificates(self) -> None:
+        """The lab's CA and the plan's certificates, before any host or load balancer
+        starts; a certificate known only by its ARN is reported with the names the lab gave
+        it (the template's own ones have their resource's events)."""
+        certs.issue_all(self.lab_dir, self.plan)
+        for c in self.plan.certificates:
+            if c.source != INFERRED:
+                continue
+            self.events.emit(
+                c.used_by[0] if c.used_by else self.name,
+                CERTIFICATE_TYPE,
+                "CERTIFICATE_INFERRED",
+                f"{c.arn}: not in the template; the lab's CA issued it for "
+                f"{', '.join(c.names) or 'no name'} (testbed cert {self.name} shows it)",
             )
 
     def _write_host_data(self) -> None:
@@ -284,6 +303,9 @@ class LabBuilder:
         if lid in self.model.subnets:
             s = self.model.subnets[lid]
             return f"{s.cidr} in {s.az}, {'public' if s.public else 'private'}"
+        cert = next((c for c in self.plan.certificates if c.logical_id == lid), None)
+        if cert is not None:
+            return f"issued by the lab's CA for {', '.join(cert.names)} ({cert.arn})"
         return ""
 
     # ---- switches on, flows in ---------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from testbed import naming
-from testbed.lab import cgroups
+from testbed.lab import certs, cgroups
 
 HOSTS_DIR = "hosts"
 
@@ -40,7 +40,10 @@ def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
     """argv that runs `argv` inside host `host` of lab `lab`, in the host's cgroup when it
     has one (testbed.lab.cgroups: its CPU time is the host's)."""
     ns = naming.netns_name(lab, host)
-    run = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}", *argv]
+    # Every program in a lab host trusts the lab's CA (and the public ones): curl, Python's
+    # ssl and requests verify the lab's certificates without -k (testbed.lab.certs).
+    trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]
+    run = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}", *trust, *argv]
     cgroup = cgroups.path(lab, host)
     if cgroup is None:
         return run

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.lab import certs
 from testbed.model.roles import NODE_ROLES, TEMPLATE_ROLES
 from testbed.naming import HOLDER_SOCK, PLAN_FILE
 from testbed.plan.network import HostPlan
@@ -32,6 +33,7 @@ HTTP_BACKEND_DEFAULTS: dict[str, Any] = {
     "UdpPort": 9000,
     "AdminPort": 8081,
     "HealthPath": "/health",
+    "HttpsPort": 0,  # 0: no HTTPS; else TLS with a certificate of the lab's CA
 }
 LOAD_CLIENT_ARGS = (
     "Target",
@@ -106,7 +108,16 @@ def _http_backend(host: HostPlan, args: dict[str, Any], host_dir: Path) -> Launc
         argv += ("--az", host.az)
     if host.subnet:
         argv += ("--subnet", host.subnet)
-    ports = tuple(int(p) for p in (opts["Port"], opts["TcpPort"], opts["AdminPort"]) if int(p))
+    if int(opts["HttpsPort"]):
+        # The host's own certificate (its address and name), from the lab's CA.
+        lab_dir = Path(host_dir).parent.parent
+        cert = certs.issue_host_cert(lab_dir, host.name, [host.ip, host.name])
+        argv += ("--https-port", str(int(opts["HttpsPort"])), "--cert", str(cert))
+    ports = tuple(
+        int(p)
+        for p in (opts["Port"], opts["TcpPort"], opts["AdminPort"], opts["HttpsPort"])
+        if int(p)
+    )
     return Launch(argv, ports)
 
 

@@ -43,10 +43,9 @@ TABLE: dict[str, tuple[str, str]] = {
     "AWS::KMS::": (INERT, "encryption keys; " + _NO_PACKETS),
     "AWS::SecretsManager::": (INERT, "secrets; " + _NO_PACKETS),
     "AWS::SSM::": (INERT, "Systems Manager parameters and documents; " + _NO_PACKETS),
-    "AWS::CertificateManager::": (
-        INERT,
-        "certificates; an HTTPS listener's certificate is not checked by the lab",
-    ),
+    # Certificates are emulated (acm.py: the lab's CA issues them); the service's account
+    # settings (expiry events) have nothing to act on.
+    "AWS::CertificateManager::": (INERT, "ACM account settings; " + _NO_PACKETS),
     "AWS::EC2::KeyPair": (INERT, "key pairs; the lab's hosts are reached with testbed exec"),
     # Logs, metrics, notifications, queues, storage.
     "AWS::Logs::": (INERT, "log groups and streams; the lab keeps its own logs"),

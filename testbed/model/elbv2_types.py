@@ -171,6 +171,12 @@ class Listener:
     sticky_cookie: str | None = None  # app_cookie: the application's cookie name
     sticky_expiration_s: int | None = None  # lb_cookie: CookieExpirationPeriod; None: session
     policy_names: tuple[str, ...] = ()  # PolicyNames as given
+    # TLS listeners (ALB HTTPS, NLB TLS, CLB HTTPS/SSL); () / None elsewhere:
+    # certificate ARNs, the first the default one (ALB/NLB: Certificates, then the
+    # ListenerCertificate resources in template order; CLB: SSLCertificateId).
+    certificates: tuple[str, ...] = ()
+    ssl_policy: str | None = None  # a name of testbed.model.ssl_policies.POLICIES
+    alpn_policy: str | None = None  # NLB TLS listeners (AlpnPolicy); None elsewhere
 
 
 @dataclass(frozen=True)

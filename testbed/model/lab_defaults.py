@@ -92,13 +92,16 @@ def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
     http-backend serves HTTP on Port (TCP connections on it get HTTP answers, which an NLB's
     TCP health check and TCP clients accept), and answers UDP on UdpPort. The first TCP port
     is Port, the first UDP port UdpPort; other ports are named as not served."""
-    tcp = _unique(u.port for u in uses if u.protocol != "UDP")
+    tcp = _unique(u.port for u in uses if u.protocol not in ("UDP", "HTTPS"))
     udp = _unique(u.port for u in uses if u.protocol in ("UDP", "TCP_UDP"))
+    https = _https_ports(uses)
     args: dict[str, int] = {}
     if tcp:
         args["Port"] = tcp[0]
     if udp:
         args["UdpPort"] = udp[0]
+    if https:
+        args["HttpsPort"] = https[0]
     if args.get("Port") == BACKEND_TCP_PORT:
         args["TcpPort"] = 0  # its identity echo would take the HTTP port: off
     groups = ", ".join(dict.fromkeys(f"{u.group} ({u.protocol} {u.port})" for u in uses))
@@ -108,7 +111,9 @@ def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
             parts.append(f"HTTP on {args['Port']}")
         if "UdpPort" in args:
             parts.append(f"UDP on {args['UdpPort']}")
-    left = tcp[1:] + udp[1:]
+        if "HttpsPort" in args:
+            parts.append(f"HTTPS on {args['HttpsPort']}")
+    left = tcp[1:] + udp[1:] + https[1:]
     if left:
         parts.append(f"ports {', '.join(str(p) for p in left)} not served (one HTTP port per host)")
     return RoleSpec(DEFAULT_ROLE, frozen_map(args)), "; ".join(parts) + f" ({OPT_OUT})"
@@ -118,14 +123,32 @@ def _unique(ports: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(ports))
 
 
+def _https_ports(uses: list[Use]) -> list[int]:
+    """The ports HTTPS target groups reach an instance on (http-backend's HttpsPort)."""
+    return _unique(u.port for u in uses if u.protocol == "HTTPS")
+
+
+def https_for_own_roles(state: BuildState, uses: dict[str, list[Use]]) -> None:
+    """An http-backend the template names without HttpsPort serves HTTPS on the port an
+    HTTPS target group reaches it on (the group's protocol asks for it)."""
+    for lid, found in uses.items():
+        draft = state.instances[lid]
+        role, https = draft.role, _https_ports(found)
+        if role is None or role.name != DEFAULT_ROLE or not https or "HttpsPort" in role.args:
+            continue
+        draft.role = RoleSpec(role.name, frozen_map({**role.args, "HttpsPort": https[0]}))
+
+
 def default_roles(state: BuildState) -> None:
     """Every target instance without a lab role gets http-backend (not one whose template
     says Role: none, nor one with a role of its own)."""
-    for lid, uses in target_uses(state).items():
+    all_uses = target_uses(state)
+    for lid, uses in all_uses.items():
         draft = state.instances[lid]
         if draft.role is not None:
             continue  # its own role, or "none" (opted out)
         draft.role, state.default_roles[lid] = role_for(uses)
+    https_for_own_roles(state, all_uses)
     group_default_roles(state)
 
 

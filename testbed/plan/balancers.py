@@ -115,6 +115,22 @@ class ListenerPlan:
     sticky_cookie: str | None = None
     sticky_expiration_s: int | None = None
     idle_timeout_s: int | None = None  # the CLB's ConnectionSettings.IdleTimeout
+    # TLS listeners (as testbed.model.elbv2_types.Listener); left out of plan.json at these
+    # defaults (LISTENER_DEFAULTS), so plans without TLS are written as before.
+    certificates: tuple[str, ...] = ()
+    ssl_policy: str | None = None
+    alpn_policy: str | None = None
+
+
+# ListenerPlan fields written to plan.json only when they differ from these defaults.
+LISTENER_DEFAULTS: dict[str, Any] = {"certificates": [], "ssl_policy": None, "alpn_policy": None}
+
+
+def drop_listener_defaults(listener: dict[str, Any]) -> None:
+    """Remove the TLS fields at their defaults from a listener's plan.json dict."""
+    for key, default in LISTENER_DEFAULTS.items():
+        if key in listener and listener[key] in (default, ()):
+            del listener[key]
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,7 @@ class LoadBalancerPlan:
                     **ls,
                     "default_actions": tuple(ls.get("default_actions", ())),
                     "rules": tuple(_rule_from_dict(r) for r in ls.get("rules", ())),
+                    "certificates": tuple(ls.get("certificates", ())),
                 }
             )
             for ls in d["listeners"]
@@ -243,6 +260,9 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                     sticky_cookie=getattr(lis, "sticky_cookie", None),
                     sticky_expiration_s=getattr(lis, "sticky_expiration_s", None),
                     idle_timeout_s=lis.tcp_idle_timeout_s if lb.type == "classic" else None,
+                    certificates=tuple(getattr(lis, "certificates", ())),
+                    ssl_policy=getattr(lis, "ssl_policy", None),
+                    alpn_policy=getattr(lis, "alpn_policy", None),
                 )
             )
         for rule in all_rules:

@@ -27,7 +27,9 @@ from testbed.plan.network import NetworkPlan
 # `nodes`: a subnet added to or removed from the load balancer (testbed.stack.update_apply
 # launches or removes the node's host).
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s", "nodes")
-ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group")
+# ssl_policy: the nodes reload with the new bind line. Not certificates: a live update of
+# the load balancers alone publishes no plan, so nothing would issue a new certificate.
+ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group", "ssl_policy")
 # A CLB's: the same, its CrossZone, and what its listeners do behind their port.
 CLASSIC_LIVE_FIELDS = (*ALB_LIVE_FIELDS, "cross_zone")
 CLASSIC_LIVE_LISTENER_FIELDS = (

@@ -223,6 +223,11 @@ class _Merge:
             security_groups=(*p.security_groups, *f.security_groups),
             network_acls=(*p.network_acls, *f.network_acls),
             dns_records=(*p.dns_records, *f.dns_records),
+            # The same ARN in two stacks is one certificate (the first stack's names).
+            certificates=(
+                *p.certificates,
+                *(c for c in f.certificates if c.arn not in {x.arn for x in p.certificates}),
+            ),
         )
 
     # ---- checks ----------------------------------------------------------------------

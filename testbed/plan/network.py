@@ -29,7 +29,8 @@ from testbed.model.types import (
     NetworkInterface,
     StackModel,
 )
-from testbed.plan.balancers import LoadBalancerPlan, build_lb_plans
+from testbed.plan.balancers import LoadBalancerPlan, build_lb_plans, drop_listener_defaults
+from testbed.plan.certificates import CertificatePlan, build_certificates
 from testbed.plan.zone_layout import check_load_balancers, sg_zone
 
 ROUTER_MAC = "02:00:00:00:00:fe"
@@ -302,6 +303,9 @@ class NetworkPlan:
     # "node" when the switch was wanted. Left out of plan.json at their defaults.
     gwlb_datapath: str = "node"
     gwlb_datapath_reason: str = ""
+    # The certificates the lab's CA issues (testbed.plan.certificates); left out of plan.json
+    # when there are none.
+    certificates: tuple[CertificatePlan, ...] = ()
 
     def switch(self, name: str) -> SwitchPlan:
         return next(s for s in self.switches if s.name == name)
@@ -345,10 +349,14 @@ class NetworkPlan:
         for key, default in (("gwlb_datapath", "node"), ("gwlb_datapath_reason", "")):
             if d[key] == default:
                 del d[key]
+        if not d["certificates"]:
+            del d["certificates"]
         for lb in d["load_balancers"]:
             for node in lb["nodes"]:
                 if node["tunnel_port"] is None:
                     del node["tunnel_port"]
+            for listener in lb["listeners"]:
+                drop_listener_defaults(listener)
         return json.dumps(d, indent=1, sort_keys=True)
 
     @classmethod
@@ -386,6 +394,8 @@ class NetworkPlan:
                 value = tuple(_nacl_from_dict(n) for n in value)
             elif f.name == "dns_records":
                 value = tuple(DnsRecordPlan(**{**r, "values": tuple(r["values"])}) for r in value)
+            elif f.name == "certificates":
+                value = tuple(CertificatePlan.from_dict(c) for c in value)
             args[f.name] = value
         return cls(**args)
 
@@ -640,6 +650,7 @@ def build_plan(
         dns_records=tuple(
             DnsRecordPlan(r.name, r.type, tuple(r.values), r.logical_id) for r in model.dns_records
         ),
+        certificates=build_certificates(model),
     )
     # Names are qualified after the layout, so a lab's first stack (qualifier "") gets exactly
     # the plan it always had; testbed.plan.names imports this module's types.

@@ -10,6 +10,10 @@ Serves, on the host's address:
     `set_cookie=NAME=VALUE` (a `Set-Cookie: NAME=VALUE; Path=/` header: the application's
     session cookie that a CLB's AppCookieStickinessPolicy follows).
     HealthPath (/health) answers {"status": "healthy"}.
+  HTTPS on HttpsPort (0: off; RoleArgs HttpsPort: 443 for an HTTPS target group): the same
+    answers over TLS, with a certificate of the lab's CA for the host's address (--cert, a
+    PEM of certificate, chain and key: testbed.lab.certs.issue_host_cert); `tls` in the
+    answer says the version and cipher the client got (null over plain HTTP).
   TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
     (long-lived flows for NLB draining experiments).
   UDP on UdpPort (9000): answers every datagram with one JSON identity datagram.
@@ -41,6 +45,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -66,6 +71,14 @@ REASONS = {
     504: "Gateway Timeout",
 }
 MAX_HEAD = 64 * 1024
+# Headers a load balancer adds that the answer repeats (under `forwarded`, when present).
+FORWARDED = (
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-amzn-tls-version",
+    "x-amzn-tls-cipher-suite",
+)
 MAX_CPU_MS = 1000.0  # one request never holds the CPU longer than this
 LINGER_S = 2.0
 COOKIE = re.compile(r"[A-Za-z0-9_.-]+=[A-Za-z0-9_.-]*")  # set_cookie: nothing to inject
@@ -140,6 +153,14 @@ class HttpConnection(asyncio.Protocol):
         self.server.connections.add(self)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
+
+    def tls_info(self) -> dict[str, Any] | None:
+        """The TLS version and cipher of this connection; None over plain HTTP."""
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is None:
+            return None
+        cipher = ssl_object.cipher()
+        return {"version": ssl_object.version(), "cipher": cipher[0] if cipher else None}
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -426,8 +447,17 @@ class Backend:
         admin_port: int,
         health_path: str,
         log_path: str | None,
+        https_port: int = 0,
+        cert: str | None = None,
     ):
         self.identity = identity
+        self.https_port = https_port
+        self.tls: ssl.SSLContext | None = None
+        if https_port:
+            if not cert:
+                raise SystemExit("http-backend: --https-port needs --cert (a PEM with the key)")
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(cert)
         self.bind, self.port, self.tcp_port, self.udp_port = bind, port, tcp_port, udp_port
         self.admin_port = admin_port
         self.health_path = health_path
@@ -484,11 +514,7 @@ class Backend:
                 }
             ).encode()
         else:
-            fwd = {
-                k: req.headers[k]
-                for k in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-port")
-                if k in req.headers
-            }
+            fwd = {k: req.headers[k] for k in FORWARDED if k in req.headers}
             body = json.dumps(
                 dict(
                     self.describe(conn.peer, conn.proxy),
@@ -497,6 +523,7 @@ class Backend:
                     host=req.headers.get("host"),
                     forwarded=fwd,
                     status=status,
+                    tls=conn.tls_info(),
                 )
             ).encode()
             if size > len(body):
@@ -576,6 +603,17 @@ class Backend:
                 backlog=4096,
             )
         ]
+        if self.https_port and self.tls is not None:
+            self.listeners.append(
+                await loop.create_server(
+                    lambda: HttpConnection(self, self.handle),
+                    self.bind,
+                    self.https_port,
+                    ssl=self.tls,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+            )
         if self.tcp_port:
             self.listeners.append(
                 await loop.create_server(
@@ -646,10 +684,21 @@ def main(args: list[str] | None = None) -> int:
     ap.add_argument("--admin-port", type=int, default=DEFAULTS["AdminPort"])
     ap.add_argument("--health-path", default=DEFAULTS["HealthPath"])
     ap.add_argument("--access-log", default=None)
+    ap.add_argument("--https-port", type=int, default=0, help="0: off")
+    ap.add_argument("--cert", default=None, help="PEM: certificate, chain and key (HTTPS)")
     a = ap.parse_args(args)
     identity = {"instance": a.id, "ip": a.ip, "az": a.az, "subnet": a.subnet}
     backend = Backend(
-        identity, a.bind, a.port, a.tcp_port, a.udp_port, a.admin_port, a.health_path, a.access_log
+        identity,
+        a.bind,
+        a.port,
+        a.tcp_port,
+        a.udp_port,
+        a.admin_port,
+        a.health_path,
+        a.access_log,
+        a.https_port,
+        a.cert,
     )
     asyncio.run(backend.run())
     return 0

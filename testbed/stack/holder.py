@@ -29,7 +29,7 @@ from typing import Any, cast
 from testbed import asks, naming
 from testbed.autoscaling.service import AutoScalingService, autoscaling_service
 from testbed.errors import BadInput, LabError, TestbedError
-from testbed.lab import gwlb_switch, zones
+from testbed.lab import certs, gwlb_switch, zones
 from testbed.lab.builder import NETWORK_ID, NETWORK_TYPE, STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
@@ -553,6 +553,8 @@ class Holder:
 
     # ---- template updates ---------------------------------------------------------------
     def _write_plan(self, plan: NetworkPlan) -> None:
+        # Certificates a new plan names (an update, an added stack) exist before it is read.
+        certs.issue_all(self.lab_dir, plan)
         (self.lab_dir / (PLAN_FILE + ".tmp")).write_text(plan.to_json())
         os.replace(self.lab_dir / (PLAN_FILE + ".tmp"), self.lab_dir / PLAN_FILE)
 

@@ -53,7 +53,7 @@ def test_registered_types_are_emulated():
         "AWS::SQS::Queue",
         "AWS::S3::Bucket",
         "AWS::KMS::Key",
-        "AWS::CertificateManager::Certificate",
+        "AWS::CertificateManager::Account",
         "AWS::SSM::Parameter",
         "AWS::SecretsManager::Secret",
         "AWS::EC2::KeyPair",

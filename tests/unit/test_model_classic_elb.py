@@ -239,21 +239,6 @@ def test_a_listener_with_an_error_still_counts_for_duplicate_ports(fails):
     ), shown
 
 
-def test_tls_listener_points_at_the_tls_issue(fails):
-    body = """\
-    Subnets: [!Ref PubA]
-    Listeners:
-      - {LoadBalancerPort: 443, InstancePort: 80, Protocol: HTTPS, SSLCertificateId: arn:x}
-    """
-    text = stack(clb(body))
-    fails(
-        text,
-        "Listeners[0].Protocol HTTPS: TLS listeners (HTTPS, SSL) arrive with the TLS issue (16)",
-        "use HTTP (the lab's listeners are HTTP or TCP)",
-        line=line_with(text, "443"),
-    )
-
-
 def test_front_and_back_at_different_layers(fails):
     body = """\
     Subnets: [!Ref PubA]
@@ -419,7 +404,8 @@ def test_stickiness_and_proxy_protocol_policies(load):
     ignored = [i.property for i in model.ignored if i.logical_id == "CLB"]
     # PROXY on instance port 80, which HTTP listeners use: AWS sends it on TCP/SSL only.
     assert any("ProxyProtocol on instance port 80" in p for p in ignored), ignored
-    assert any("Policies[3] (SSLNegotiationPolicyType)" in p and "issue 16" in p for p in ignored)
+    # An SSL negotiation policy bound to no listener (tests/unit/test_classic_tls.py: bound).
+    assert not any("Policies[3]" in p for p in ignored), ignored
 
 
 def test_policy_errors_all_in_one_run(fails):
@@ -603,7 +589,7 @@ def test_listener_errors(fails):
     Listeners:
       - {LoadBalancerPort: 0, InstancePort: 80, Protocol: HTTP}
       - {LoadBalancerPort: 81, InstancePort: 80, Protocol: UDP}
-      - {LoadBalancerPort: 82, InstancePort: 80, Protocol: TCP, InstanceProtocol: SSL}
+      - {LoadBalancerPort: 82, InstancePort: 80, Protocol: SSL, InstanceProtocol: TCP}
       - {LoadBalancerPort: 83, InstancePort: 80, Protocol: HTTP, SSLCertificateId: x}
       - {LoadBalancerPort: 84, Protocol: HTTP}
     """
@@ -612,7 +598,7 @@ def test_listener_errors(fails):
     assert len(shown) == 5, shown
     assert any("LoadBalancerPort must be from 1 to 65535, not 0" in s for s in shown)
     assert any("Listeners[1].Protocol must be one of HTTP, TCP, HTTPS, SSL" in s for s in shown)
-    assert any("InstanceProtocol SSL: TLS to the instances" in s for s in shown)
+    assert any("Listeners[2]: an SSL listener needs SSLCertificateId" in s for s in shown)
     assert any("SSLCertificateId is only for HTTPS and SSL listeners" in s for s in shown)
     assert any("Listeners[4].InstancePort is missing" in s for s in shown)
 

@@ -99,7 +99,7 @@ def test_listener_arn(load):
             "NLB",
             "TLS",
             443,
-            "TLS listeners are not supported in the lab (it has no TLS)",
+            "TLS listeners of network load balancers are not yet supported (issue 16, NLB TLS)",
             "Protocol: TLS",
         ),
         (
@@ -107,17 +107,17 @@ def test_listener_arn(load):
             "HTTP",
             80,
             "Protocol of a listener of network load balancers must be one of TCP, UDP, "
-            "TCP_UDP, not 'HTTP'",
+            "TCP_UDP, TLS, not 'HTTP'",
             "Protocol: HTTP",
         ),
         (
             "ALB",
             "HTTPS",
             443,
-            "HTTPS listeners are not supported by the lab yet",
-            "Protocol: HTTPS",
+            "an HTTPS listener needs a certificate: Certificates is missing",
+            "L:",
         ),
-        ("ALB", "TCP", 80, "must be one of HTTP, not 'TCP'", "Protocol: TCP"),
+        ("ALB", "TCP", 80, "must be one of HTTP, HTTPS, not 'TCP'", "Protocol: TCP"),
         (
             "NLB",
             None,
@@ -153,7 +153,7 @@ def test_unsupported_tls_properties(fails):
     text += "      SslPolicy: ELBSecurityPolicy-2016-08\n"
     fails(
         text,
-        "SslPolicy: only TLS and HTTPS listeners have it",
+        "SslPolicy is only for HTTPS and TLS listeners, not TCP ones",
         logical_id="L",
         line=len(text.splitlines()),
     )
@@ -223,7 +223,7 @@ def test_gateway_lb_takes_one_listener(fails):
             80,
             "TCP",
             "ALB is an application load balancer and its HTTP listener "
-            "forwards to HTTP target groups; TG is TCP",
+            "forwards to HTTP or HTTPS target groups; TG is TCP",
         ),
         (
             "GWLB",

@@ -333,7 +333,7 @@ def test_rule_actions_are_checked_like_listener_actions(fails):
             "[{Type: forward, TargetGroupArn: !Ref Tcp}]",
         ),
     )
-    fails(wrong, "forwards to HTTP target groups; Tcp is TCP", logical_id="R")
+    fails(wrong, "forwards to HTTP or HTTPS target groups; Tcp is TCP", logical_id="R")
 
 
 @pytest.mark.parametrize("missing", ["ListenerArn", "Priority", "Conditions", "Actions"])

@@ -7,6 +7,7 @@ registry.register(...) at import time, and add the module to the import list bel
 from __future__ import annotations
 
 from testbed.model.resources import (  # noqa: F401  (registers them)
+    acm,
     addresses,
     autoscaling,
     classic_elb,

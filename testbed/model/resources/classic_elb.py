@@ -8,7 +8,11 @@ aliases and public addresses treat it like an ALB:
 - target_groups[lid]: its registered instances (Instances, Auto Scaling LoadBalancerNames),
   its HealthCheck, connection draining as the deregistration delay;
 - listeners[f"{lid}-{LoadBalancerPort}"]: one per Listeners item, forwarding to that group,
-  with the instance port and protocol, PROXY protocol and stickiness of its policies.
+  with the instance port and protocol, PROXY protocol and stickiness of its policies; an
+  HTTPS or SSL listener also has its certificate (SSLCertificateId: certificates) and its SSL
+  negotiation policy (ssl_policy: a predefined policy's name or a custom policy's text,
+  classic_policies.py). HTTPS reaches its instances over HTTP or HTTPS, SSL over TCP or SSL
+  (InstanceProtocol left out: HTTP, TCP), as AWS allows.
 
 A CLB in the default VPC given no SecurityGroups gets ELB's own group, as on AWS: one group
 per stack (AWS: per account) named default_elb_<id>, shared by every such CLB, inbound TCP
@@ -89,9 +93,17 @@ from testbed.template.intrinsics import ACCOUNT_ID, as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
 CLASSIC_LB = "AWS::ElasticLoadBalancing::LoadBalancer"
+CLASSIC_PROTOCOLS = CLASSIC_LISTENER_PROTOCOLS + CLASSIC_TLS_PROTOCOLS
 SCHEMES = ("internet-facing", "internal")
 # The OSI layer of each protocol: a listener's two sides must be at the same one (AWS's rule).
 LAYER = {"HTTP": 7, "HTTPS": 7, "TCP": 4, "SSL": 4}
+# A listener's back-end protocol when InstanceProtocol is left out (TLS ends at the node).
+PLAIN = {"HTTP": "HTTP", "HTTPS": "HTTP", "TCP": "TCP", "SSL": "TCP"}
+# SSLCertificateId: an ACM certificate or an IAM server certificate.
+CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+"
+    r"|iam::\d{12}:server-certificate/\S+)$"
+)
 MAX_PATH = 1024
 TARGET_FORMS = "TCP:PORT, SSL:PORT, HTTP:PORT/PATH or HTTPS:PORT/PATH (e.g. HTTP:80/health)"
 # ELB's group for CLBs of the default VPC given no SecurityGroups (name, description: AWS's).
@@ -147,25 +159,61 @@ def _port(problems: Problems, value: Any, where: str, line: int | None) -> int |
 
 
 def _protocol(problems: Problems, value: Any, where: str, line: int | None) -> str | None:
-    """HTTP or TCP (any case), or None with a problem (TLS ones: the TLS issue)."""
+    """HTTP, HTTPS, TCP or SSL (any case), or None with a problem."""
     text = (as_text(value) or "").strip().upper()
-    if text in CLASSIC_LISTENER_PROTOCOLS:
+    if text in CLASSIC_PROTOCOLS:
         return text
-    if text in CLASSIC_TLS_PROTOCOLS:
-        what = "TLS to the instances" if where.endswith("InstanceProtocol") else "TLS listeners"
-        problems.add(
-            f"{where} {text}: {what} (HTTPS, SSL) arrive with the TLS issue (16)",
-            line,
-            f"use {'HTTP' if text == 'HTTPS' else 'TCP'} (the lab's listeners are HTTP or TCP)",
-        )
-        return None
-    allowed = CLASSIC_LISTENER_PROTOCOLS + CLASSIC_TLS_PROTOCOLS
     problems.add(
-        f"{where} must be one of {', '.join(allowed)}, not {describe(value)}",
+        f"{where} must be one of {', '.join(CLASSIC_PROTOCOLS)}, not {describe(value)}",
         line,
-        did_you_mean(text, allowed),
+        did_you_mean(text, CLASSIC_PROTOCOLS),
     )
     return None
+
+
+def _certificate(
+    problems: Problems,
+    values: dict[str, Any],
+    protocol: str | None,
+    where: str,
+    line: int | None,
+    given_line: int | None,
+) -> tuple[str, ...]:
+    """SSLCertificateId: required on HTTPS and SSL listeners (an ACM or IAM server
+    certificate ARN), refused on HTTP and TCP ones (line: the listener's, given_line:
+    SSLCertificateId's)."""
+    given = "SSLCertificateId" in values
+    if protocol is None:
+        return ()
+    if protocol not in CLASSIC_TLS_PROTOCOLS:
+        if given:
+            problems.add(
+                f"{where}.SSLCertificateId is only for HTTPS and SSL listeners, and this one "
+                f"is {protocol}",
+                given_line,
+                "leave SSLCertificateId out",
+            )
+        return ()
+    if not given:
+        problems.add(
+            f"{where}: an {protocol} listener needs SSLCertificateId (the ARN of its server "
+            "certificate: an AWS::CertificateManager::Certificate's !Ref, or an ACM / IAM "
+            "certificate ARN)",
+            line,
+            "add SSLCertificateId: !Ref <a certificate of the template>",
+        )
+        return ()
+    text = (as_text(values["SSLCertificateId"]) or "").strip()
+    if not CERTIFICATE_ARN.match(text):
+        problems.add(
+            f"{where}.SSLCertificateId must be a certificate ARN "
+            "(arn:aws:acm:REGION:ACCOUNT:certificate/ID or "
+            "arn:aws:iam::ACCOUNT:server-certificate/NAME), not "
+            f"{describe(values['SSLCertificateId']) if not text else repr(text)}",
+            given_line,
+        )
+        return ()
+    return (text,)
 
 
 def _listener(
@@ -196,7 +244,7 @@ def _listener(
                 f"a {raw_front} listener's instances must be reached over {sides} (AWS "
                 "keeps both sides of a listener at the same layer)",
                 at("InstanceProtocol"),
-                f"use InstanceProtocol: {'HTTP' if LAYER[raw_front] == 7 else 'TCP'}",
+                f"use InstanceProtocol: {PLAIN.get(raw_front, raw_front)}",
             )
             instance_protocol = None
         else:
@@ -207,14 +255,9 @@ def _listener(
                 at("InstanceProtocol"),
             )
     else:
-        instance_protocol = protocol  # HTTP -> HTTP, TCP -> TCP (HTTPS, SSL: refused)
-    if "SSLCertificateId" in values and protocol is not None:
-        problems.add(
-            f"{where}.SSLCertificateId is only for HTTPS and SSL listeners, and this one is "
-            f"{protocol}",
-            at("SSLCertificateId"),
-            "leave SSLCertificateId out",
-        )
+        # HTTP -> HTTP, TCP -> TCP; HTTPS -> HTTP and SSL -> TCP (TLS ends at the node).
+        instance_protocol = None if protocol is None else PLAIN[protocol]
+    certificates = _certificate(problems, values, protocol, where, line, at("SSLCertificateId"))
     names: list[tuple[str, int | None]] = []
     if "PolicyNames" in values:
         listed = values["PolicyNames"]
@@ -235,7 +278,7 @@ def _listener(
     assert protocol is not None
     assert instance_protocol is not None
     return port, ListenerItem(
-        where, line, port, protocol, instance_port, instance_protocol, tuple(names)
+        where, line, port, protocol, instance_port, instance_protocol, tuple(names), certificates
     )
 
 
@@ -264,7 +307,27 @@ def _listeners(ctx: ResourceContext, problems: Problems) -> list[ListenerItem]:
             by_port[port] = where
         if read is not None:
             found.append(read)
+    _secure_ports(problems, found)
     return found
+
+
+def _secure_ports(problems: Problems, found: list[ListenerItem]) -> None:
+    """AWS: listeners sending to one InstancePort all reach it over TLS (HTTPS, SSL) or
+    all in the clear (HTTP, TCP)."""
+    first: dict[int, ListenerItem] = {}
+    for item in found:
+        other = first.setdefault(item.instance_port, item)
+        secure = item.instance_protocol in CLASSIC_TLS_PROTOCOLS
+        if (other.instance_protocol in CLASSIC_TLS_PROTOCOLS) != secure:
+            problems.add(
+                f"{item.where}: InstanceProtocol {item.instance_protocol} to InstancePort "
+                f"{item.instance_port}, which {other.where} reaches with "
+                f"{other.instance_protocol}: listeners sending to one instance port must all "
+                "use TLS (HTTPS, SSL) or all not (HTTP, TCP), as AWS requires",
+                item.line,
+                "a listener without InstanceProtocol reaches its instances in the clear "
+                "(HTTPS -> HTTP, SSL -> TCP)",
+            )
 
 
 # --- Health check ---------------------------------------------------------------------------
@@ -694,6 +757,8 @@ def _build(ctx: ResourceContext) -> None:
             sticky_cookie=policies.sticky_cookie,
             sticky_expiration_s=policies.sticky_expiration_s,
             policy_names=tuple(name for name, _ in item.policy_names),
+            certificates=item.certificates,
+            ssl_policy=policies.ssl_policy,
         )
     if scheme == "internet-facing":
         where = "Subnets" if "Subnets" in props else "AvailabilityZones"

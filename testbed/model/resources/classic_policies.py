@@ -4,18 +4,29 @@ Three properties make policies: LBCookieStickinessPolicy (the AWSELB cookie),
 AppCookieStickinessPolicy (follows the application's cookie) and Policies (any policy type).
 A listener uses a stickiness policy its PolicyNames names, or one whose LoadBalancerPorts
 lists its port; a ProxyProtocolPolicyType policy applies to the instance ports it lists
-(InstancePorts) and makes the TCP listeners sending to them start each connection with a
-PROXY protocol v1 header. TLS policy types are accepted and have no effect until the lab has
-HTTPS/SSL listeners (the TLS issue, 16).
+(InstancePorts) and makes the TCP and SSL listeners sending to them in the clear start each
+connection with a PROXY protocol v1 header.
+
+An SSLNegotiationPolicyType policy sets the TLS of the HTTPS and SSL listeners it is bound to
+(PolicyNames or LoadBalancerPorts): Reference-Security-Policy names one of AWS's predefined
+policies (testbed.model.ssl_policies), or its attributes list the protocols
+(Protocol-TLSv1, -TLSv1.1, -TLSv1.2), the ciphers (OpenSSL names, true/false) and
+Server-Defined-Cipher-Order: a custom policy, kept as its text (custom_policy_text, read back
+by parse_custom_policy). An HTTPS or SSL listener with none has ELBSecurityPolicy-2016-08, as
+AWS gives it. BackendServerAuthenticationPolicyType and PublicKeyPolicyType are accepted and
+have no effect: the lab's CLB does not verify its instances' certificates (AWS neither, without
+such a policy).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, replace
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.model import ssl_policies
 from testbed.model.resources.base import Prop, ResourceContext, prop
 from testbed.model.resources.elbv2.common import items, nested
 from testbed.model.resources.scaling_common import Problems, ignore, whole
@@ -25,8 +36,9 @@ from testbed.template.nodes import describe, did_you_mean, line_of
 LB_COOKIE_TYPE = "LBCookieStickinessPolicyType"
 APP_COOKIE_TYPE = "AppCookieStickinessPolicyType"
 PROXY_TYPE = "ProxyProtocolPolicyType"
+SSL_TYPE = "SSLNegotiationPolicyType"
 TLS_TYPES = (
-    "SSLNegotiationPolicyType",
+    SSL_TYPE,
     "BackendServerAuthenticationPolicyType",
     "PublicKeyPolicyType",
 )
@@ -41,7 +53,23 @@ TYPE_ATTRIBUTES = {
 # Backend policies apply to instance ports; the others to listeners (load balancer ports).
 BACKEND_TYPES = (PROXY_TYPE, "BackendServerAuthenticationPolicyType")
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP token
-TLS_LATER = "a TLS policy: it takes effect with HTTPS/SSL listeners, which arrive with issue 16"
+NOT_VERIFIED = (
+    "the lab's classic load balancer does not verify its instances' certificates (back-end "
+    "authentication is not emulated)"
+)
+REFERENCE = "Reference-Security-Policy"
+SERVER_ORDER = "Server-Defined-Cipher-Order"
+# Protocol-* attributes -> the TLS version (SSLv2/SSLv3: OpenSSL here serves neither).
+TLS_VERSIONS = {
+    "Protocol-TLSv1": "TLSv1.0",
+    "Protocol-TLSv1.1": "TLSv1.1",
+    "Protocol-TLSv1.2": "TLSv1.2",
+}
+OLD_PROTOCOLS = ("Protocol-SSLv2", "Protocol-SSLv3")
+VERSION_ORDER = ("TLSv1.0", "TLSv1.1", "TLSv1.2")
+CIPHER_NAME = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")  # OpenSSL's names (ECDHE-RSA-AES128-GCM-SHA256)
+CLASSIC_DEFAULT_POLICY = ssl_policies.DEFAULT_POLICY  # an HTTPS/SSL listener given none (AWS)
+CUSTOM_PREFIX = "custom;"
 
 LB_COOKIE_PROPERTIES = {"PolicyName": Prop("string", True), "CookieExpirationPeriod": prop("any")}
 APP_COOKIE_PROPERTIES = {"PolicyName": Prop("string", True), "CookieName": Prop("string", True)}
@@ -62,10 +90,11 @@ class ListenerItem:
     where: str  # Listeners[0]
     line: int | None
     port: int
-    protocol: str  # HTTP | TCP
+    protocol: str  # HTTP | HTTPS | TCP | SSL
     instance_port: int
-    instance_protocol: str  # HTTP | TCP
+    instance_protocol: str  # HTTP | HTTPS | TCP | SSL
     policy_names: tuple[tuple[str, int | None], ...]  # (name, its line)
+    certificates: tuple[str, ...] = ()  # SSLCertificateId (HTTPS, SSL)
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ class Policy:
     cookie: str | None = None  # app_cookie: the application's cookie
     expiration_s: int | None = None  # lb_cookie: None = a session cookie
     proxy: bool = False  # ProxyProtocol=true
+    ssl_policy: str | None = None  # SSLNegotiationPolicyType: a name or custom_policy_text
     instance_ports: tuple[tuple[int, int | None], ...] = ()  # (port, line)
     lb_ports: tuple[tuple[int, int | None], ...] = ()
 
@@ -91,6 +121,48 @@ class ListenerPolicies:
     sticky_cookie: str | None = None
     sticky_expiration_s: int | None = None
     proxy_protocol: bool = False
+    ssl_policy: str | None = None  # HTTPS / SSL: a predefined policy's name or a custom one
+
+
+@dataclass(frozen=True)
+class CustomPolicy:
+    """An SSLNegotiationPolicyType policy given by its attributes, not a reference."""
+
+    name: str
+    versions: tuple[str, ...]  # of VERSION_ORDER, in that order
+    ciphers: tuple[str, ...]  # OpenSSL names, in the order given
+    server_order: bool  # Server-Defined-Cipher-Order
+
+    @property
+    def min_tls(self) -> str:
+        return self.versions[0]
+
+    @property
+    def max_tls(self) -> str:
+        return self.versions[-1]
+
+
+def custom_policy_text(policy: CustomPolicy) -> str:
+    """How a custom policy travels as Listener.ssl_policy / ListenerPlan.ssl_policy (one
+    string, so that plans keep one field): custom;versions=..;ciphers=..;server-order=..;name=.."""
+    return (
+        f"{CUSTOM_PREFIX}versions={','.join(policy.versions)};ciphers={','.join(policy.ciphers)};"
+        f"server-order={'true' if policy.server_order else 'false'};name={policy.name}"
+    )
+
+
+def parse_custom_policy(text: str) -> CustomPolicy | None:
+    """custom_policy_text's policy back; None when `text` is a predefined policy's name."""
+    if not text.startswith(CUSTOM_PREFIX):
+        return None
+    head, _, name = text[len(CUSTOM_PREFIX) :].partition(";name=")
+    fields = dict(part.split("=", 1) for part in head.split(";"))
+    return CustomPolicy(
+        name,
+        tuple(v for v in fields["versions"].split(",") if v),
+        tuple(c for c in fields["ciphers"].split(",") if c),
+        fields["server-order"] == "true",
+    )
 
 
 def _expiration(problems: Problems, value: Any, where: str, line: int | None) -> int | None:
@@ -266,8 +338,10 @@ class _Reader:
         )
         if len(problems.found) > before:
             return policy  # a wrong attribute or port: what the type needs is not checked
-        if kind in TLS_TYPES:
-            ignore(self.ctx, f"{where} ({kind})", TLS_LATER)
+        if kind == SSL_TYPE:
+            policy = self._ssl(policy, attributes, where, line)
+        elif kind in TLS_TYPES:
+            ignore(self.ctx, f"{where} ({kind})", NOT_VERIFIED)
         elif kind == PROXY_TYPE:
             policy = self._proxy(policy, attributes, where, line)
         elif kind == LB_COOKIE_TYPE and "CookieExpirationPeriod" in attributes:
@@ -282,6 +356,103 @@ class _Reader:
                 cookie = _cookie_name(problems, text, f"{where} CookieName", at)
                 policy = Policy(**{**policy.__dict__, "cookie": cookie})
         return policy
+
+    def _ssl(self, policy: Policy, attributes: dict, where: str, line: int | None) -> Policy:
+        """Reference-Security-Policy (a predefined policy), else a custom policy of the
+        Protocol-*, cipher and Server-Defined-Cipher-Order attributes."""
+        if REFERENCE in attributes:
+            name, at = attributes[REFERENCE]
+            others = sorted(set(attributes) - {REFERENCE})
+            if others:
+                ignore(
+                    self.ctx,
+                    f"{where} attributes {', '.join(others[:4])}"
+                    + (f" and {len(others) - 4} more" if len(others) > 4 else ""),
+                    f"{REFERENCE} {name} sets the protocols and ciphers",
+                )
+            found = _reference(self.problems, name.strip(), f"{where} {REFERENCE}", at)
+            return Policy(**{**policy.__dict__, "ssl_policy": found})
+        custom = self._custom(policy.name, attributes, where, line)
+        if custom is None:
+            return policy
+        return Policy(**{**policy.__dict__, "ssl_policy": custom_policy_text(custom)})
+
+    def _custom(
+        self, name: str, attributes: dict, where: str, line: int | None
+    ) -> CustomPolicy | None:
+        problems, before = self.problems, len(self.problems.found)
+        versions: list[str] = []
+        ciphers: list[str] = []
+        unknown: list[str] = []
+        server_order = False
+        for key, (value, at) in attributes.items():
+            flag = value.strip().lower()
+            if flag not in ("true", "false"):
+                problems.add(f"{where} attribute {key} must be true or false, not {value!r}", at)
+                continue
+            on = flag == "true"
+            if key == SERVER_ORDER:
+                server_order = on
+            elif key in TLS_VERSIONS:
+                if on:
+                    versions.append(TLS_VERSIONS[key])
+            elif key in OLD_PROTOCOLS:
+                if on:
+                    ignore(
+                        self.ctx,
+                        f"{where} {key}",
+                        "SSL 2.0 and 3.0 are not served (the machine's OpenSSL has neither)",
+                    )
+            elif key.startswith("Protocol-"):
+                problems.add(
+                    f"{where}: {key!r} is not a protocol of an SSLNegotiationPolicyType policy",
+                    at,
+                    did_you_mean(key, (*TLS_VERSIONS, *OLD_PROTOCOLS))
+                    or f"the protocols are {', '.join((*TLS_VERSIONS, *OLD_PROTOCOLS))}",
+                )
+            elif not CIPHER_NAME.match(key):
+                problems.add(
+                    f"{where}: {key!r} is not an attribute of an SSLNegotiationPolicyType "
+                    f"policy ({REFERENCE}, Protocol-*, {SERVER_ORDER} or a cipher name such "
+                    "as ECDHE-RSA-AES128-GCM-SHA256)",
+                    at,
+                    did_you_mean(key, (REFERENCE, SERVER_ORDER, *TLS_VERSIONS)),
+                )
+            elif on and _known_cipher(key):
+                ciphers.append(key)
+            elif on:
+                unknown.append(key)
+        if len(problems.found) > before:
+            return None
+        if unknown:
+            ignore(
+                self.ctx,
+                f"{where} ciphers {', '.join(unknown)}",
+                "the machine's OpenSSL does not have them",
+            )
+        if not versions:
+            problems.add(
+                f"{where}: the policy enables no protocol: set {REFERENCE} to a predefined "
+                "policy, or Protocol-TLSv1.2 (and others) to true",
+                line,
+            )
+        if not ciphers:
+            problems.add(
+                f"{where}: the policy enables no cipher the lab can serve: set {REFERENCE}, "
+                "or cipher names such as ECDHE-RSA-AES128-GCM-SHA256 to true",
+                line,
+            )
+        if not versions or not ciphers:
+            return None
+        ordered = tuple(v for v in VERSION_ORDER if v in versions)
+        gap = [v for v in VERSION_ORDER if ordered[0] < v < ordered[-1] and v not in ordered]
+        if gap:
+            ignore(
+                self.ctx,
+                f"{where} {', '.join(gap)} off between {ordered[0]} and {ordered[-1]}",
+                "the lab serves every version from the lowest to the highest enabled",
+            )
+        return CustomPolicy(name, ordered, tuple(ciphers), server_order)
 
     def _proxy(self, policy: Policy, attributes: dict, where: str, line: int | None) -> Policy:
         if "ProxyProtocol" not in attributes:
@@ -300,6 +471,38 @@ class _Reader:
                 "a ProxyProtocolPolicyType policy without InstancePorts applies to no instance",
             )
         return Policy(**{**policy.__dict__, "proxy": text.strip().lower() == "true"})
+
+
+def _reference(problems: Problems, name: str, where: str, line: int | None) -> str | None:
+    """A predefined policy a classic load balancer takes (ssl_policies: load_balancers)."""
+    found = ssl_policies.POLICIES.get(name)
+    if found is not None and "classic" in found.load_balancers:
+        return name
+    classic = [p.name for p in ssl_policies.POLICIES.values() if "classic" in p.load_balancers]
+    if found is not None:
+        problems.add(
+            f"{where} {name} is a policy of application and network load balancers, not of "
+            "classic ones",
+            line,
+            "a classic load balancer takes " + ", ".join(classic),
+        )
+    else:
+        problems.add(
+            f"{where} {name!r} is not a predefined security policy of a classic load balancer",
+            line,
+            did_you_mean(name, classic) or "the policies are: " + ", ".join(classic),
+        )
+    return None
+
+
+def _known_cipher(name: str) -> bool:
+    """Whether this machine's OpenSSL has the cipher (any security level)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.set_ciphers(f"{name}:@SECLEVEL=0")
+    except ssl.SSLError:
+        return False
+    return any(c["name"] == name for c in context.get_ciphers())
 
 
 def read_policies(
@@ -348,6 +551,8 @@ def _listener(
 ) -> ListenerPolicies:
     found = ListenerPolicies()
     sticky_from: Policy | None = None
+    ssl_from: Policy | None = None
+    tls = item.protocol in ("HTTPS", "SSL")
     for policy, line, where in bound:
         if policy.type not in POLICY_TYPES:
             continue  # its type is reported where it is made
@@ -357,18 +562,35 @@ def _listener(
                 f"ports ({policy.where}.InstancePorts), not to a listener",
                 line,
             )
-        elif policy.type in TLS_TYPES:
+        elif policy.type in TLS_TYPES and not tls:
             problems.add(
                 f"{where}: {policy.name!r} is a {policy.type} policy, for HTTPS and SSL "
                 f"listeners only, and {item.where} is {item.protocol}",
                 line,
             )
-        elif item.protocol != "HTTP":
+        elif policy.type != SSL_TYPE and policy.type in TLS_TYPES:
+            problems.add(
+                f"{where}: {policy.name!r} is a {policy.type} policy: a "
+                "BackendServerAuthenticationPolicyType policy names it (PublicKeyPolicyName), "
+                "a listener does not",
+                line,
+            )
+        elif policy.type == SSL_TYPE:
+            if ssl_from is not None and ssl_from.name != policy.name:
+                problems.add(
+                    f"{where}: {item.where} already uses SSL negotiation policy "
+                    f"{ssl_from.name!r}; a listener takes one",
+                    line,
+                )
+            else:
+                ssl_from = policy
+                found = replace(found, ssl_policy=policy.ssl_policy)
+        elif item.protocol not in ("HTTP", "HTTPS"):
             problems.add(
                 f"{where}: {policy.name!r} is a stickiness policy, for HTTP (and HTTPS) "
                 f"listeners only, and {item.where} is {item.protocol}",
                 line,
-                "a TCP listener does not see cookies",
+                f"a {item.protocol} listener does not see cookies",
             )
         elif sticky_from is not None and sticky_from.name != policy.name:
             problems.add(
@@ -378,9 +600,14 @@ def _listener(
             )
         else:
             sticky_from = policy
-            found = ListenerPolicies(
-                STICKY[policy.type], policy.cookie, policy.expiration_s, found.proxy_protocol
+            found = replace(
+                found,
+                sticky=STICKY[policy.type],
+                sticky_cookie=policy.cookie,
+                sticky_expiration_s=policy.expiration_s,
             )
+    if tls and ssl_from is None:
+        found = replace(found, ssl_policy=CLASSIC_DEFAULT_POLICY)  # AWS's, given none
     return found
 
 
@@ -390,7 +617,8 @@ def _proxy_ports(
     listeners: list[ListenerItem],
     result: dict[int, ListenerPolicies],
 ) -> None:
-    """PROXY protocol on the TCP listeners whose instance port a ProxyProtocol policy lists."""
+    """PROXY protocol on the TCP and SSL listeners whose instance port a ProxyProtocol policy
+    lists and which reach it in the clear (InstanceProtocol TCP)."""
     for policy in policies.values():
         if not policy.proxy:
             continue
@@ -401,15 +629,20 @@ def _proxy_ports(
                     ctx, f"{policy.where}.InstancePorts {port}", "no listener sends to that port"
                 )
             for item in users:
-                if item.protocol == "TCP":
-                    now = result[item.port]
-                    result[item.port] = ListenerPolicies(
-                        now.sticky, now.sticky_cookie, now.sticky_expiration_s, True
+                what = f"{policy.where} ProxyProtocol on instance port {port} for {item.where}"
+                if item.protocol in ("TCP", "SSL") and item.instance_protocol == "TCP":
+                    result[item.port] = replace(result[item.port], proxy_protocol=True)
+                elif item.protocol in ("TCP", "SSL"):
+                    ignore(
+                        ctx,
+                        what,
+                        f"{item.where} reaches its instances over {item.instance_protocol}: AWS "
+                        "sends no PROXY header on back-end SSL connections",
                     )
                 else:
                     ignore(
                         ctx,
-                        f"{policy.where} ProxyProtocol on instance port {port} for {item.where}",
+                        what,
                         f"{item.where} is {item.protocol}: AWS sends PROXY headers on TCP and SSL "
                         "listeners only",
                     )

@@ -55,7 +55,8 @@ LISTENER_TO_TG = {
     "TCP": ("TCP", "TCP_UDP"),
     "UDP": ("UDP", "TCP_UDP"),
     "TCP_UDP": ("TCP_UDP",),
-    "HTTP": ("HTTP",),
+    "HTTP": ("HTTP", "HTTPS"),
+    "HTTPS": ("HTTP", "HTTPS"),
     None: ("GENEVE",),
 }
 REDIRECT_KEYS = ("Protocol", "Port", "Host", "Path", "Query", "StatusCode")

@@ -91,8 +91,6 @@ IGNORED = frozenset(
         "connection_logs.s3.bucket",
         "connection_logs.s3.prefix",
         "routing.http.desync_mitigation_mode",
-        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
-        "routing.http2.enabled",
         "waf.fail_open.enabled",
         "zonal_shift.config.enabled",
         "target_group_health.dns_failover.minimum_healthy_targets.count",
@@ -105,6 +103,7 @@ LISTENER_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "TCP_UDP": {"tcp.idle_timeout.seconds": str(DEFAULTS["network"].tcp_idle_timeout_s)},
     "UDP": {},
     "HTTP": {},
+    "HTTPS": {},
     "GENEVE": {"tcp.idle_timeout.seconds": str(DEFAULTS["gateway"].tcp_idle_timeout_s)},
 }
 

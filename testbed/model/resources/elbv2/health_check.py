@@ -22,19 +22,17 @@ PROPERTIES = {
 }
 MATCHER = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
 MAX_PATH = 1024
+HTTP_PROTOCOLS = ("HTTP", "HTTPS")
 
 
-def _protocol(ctx: ResourceContext, lb_type: str) -> str:
+def _protocol(ctx: ResourceContext, lb_type: str, tg_protocol: str | None) -> str:
+    # An ALB target group's checks default to its own protocol (HTTP or HTTPS), as on AWS.
     default = DEFAULTS[lb_type].health_check.protocol
+    if lb_type == APPLICATION and tg_protocol in HTTP_PROTOCOLS:
+        default = tg_protocol
     protocol = ctx.props.get("HealthCheckProtocol", default)
-    allowed = ("HTTP", "HTTPS") if lb_type == APPLICATION else ("TCP", "HTTP", "HTTPS")
+    allowed = HTTP_PROTOCOLS if lb_type == APPLICATION else ("TCP", "HTTP", "HTTPS")
     choice(ctx, protocol, allowed, "HealthCheckProtocol", ctx.line("HealthCheckProtocol"))
-    if protocol == "HTTPS":
-        raise ctx.fail(
-            f"HTTPS health checks are {NOT_IN_LAB} (it has no TLS)",
-            prop="HealthCheckProtocol",
-            hint="use HTTP",
-        )
     return protocol
 
 
@@ -56,9 +54,9 @@ def _matcher(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     defaults = DEFAULTS[lb_type].health_check
     if "Matcher" not in ctx.props:
         return defaults.matcher
-    if protocol != "HTTP":
+    if protocol not in HTTP_PROTOCOLS:
         raise ctx.fail(
-            f"Matcher is only for HTTP health checks, not {protocol} ones",
+            f"Matcher is only for HTTP and HTTPS health checks, not {protocol} ones",
             prop="Matcher",
             hint="leave Matcher out or use HealthCheckProtocol: HTTP",
         )
@@ -97,9 +95,9 @@ def _path(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     if "HealthCheckPath" not in ctx.props:
         return DEFAULTS[lb_type].health_check.path
     path = ctx.props["HealthCheckPath"]
-    if protocol != "HTTP":
+    if protocol not in HTTP_PROTOCOLS:
         raise ctx.fail(
-            f"HealthCheckPath is only for HTTP health checks, not {protocol} ones",
+            f"HealthCheckPath is only for HTTP and HTTPS health checks, not {protocol} ones",
             prop="HealthCheckPath",
         )
     if not path.startswith("/") or len(path) > MAX_PATH:
@@ -111,8 +109,8 @@ def _path(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     return path
 
 
-def health_check(ctx: ResourceContext, lb_type: str) -> HealthCheck:
-    """The health check of a target group whose protocol belongs to `lb_type`."""
+def health_check(ctx: ResourceContext, lb_type: str, tg_protocol: str | None = None) -> HealthCheck:
+    """The health check of a target group whose protocol (tg_protocol) belongs to `lb_type`."""
     props, defaults = ctx.props, DEFAULTS[lb_type].health_check
     if props.get("HealthCheckEnabled") is False:
         raise ctx.fail(
@@ -120,7 +118,7 @@ def health_check(ctx: ResourceContext, lb_type: str) -> HealthCheck:
             prop="HealthCheckEnabled",
             hint="leave HealthCheckEnabled out",
         )
-    protocol = _protocol(ctx, lb_type)
+    protocol = _protocol(ctx, lb_type, tg_protocol)
 
     def number(key: str, default: int, low: int, high: int) -> int:
         return in_range(ctx, props.get(key, default), low, high, key, ctx.line(key))

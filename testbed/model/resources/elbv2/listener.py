@@ -3,8 +3,12 @@ on, and its default action."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from testbed.model import ssl_policies
 from testbed.model.elb_defaults import APPLICATION, DEFAULTS, GATEWAY, NETWORK
 from testbed.model.elbv2_types import Listener, LoadBalancer
+from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.elbv2.actions import read_actions
 from testbed.model.resources.elbv2.attributes import LISTENER_ATTRIBUTES, read_attributes
@@ -12,22 +16,95 @@ from testbed.model.resources.elbv2.common import (
     LISTENER,
     LOAD_BALANCER,
     NOT_IN_LAB,
-    NOT_YET,
     choice,
     digest,
     family,
     in_range,
+    items,
+    nested,
 )
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
 from testbed.model.types import frozen_map
 
-PROTOCOLS = {NETWORK: ("TCP", "UDP", "TCP_UDP"), APPLICATION: ("HTTP",)}
-NO_TLS = {
-    "TLS": f"TLS listeners are {NOT_IN_LAB} (it has no TLS)",
-    "HTTPS": f"HTTPS listeners are {NOT_YET}",
-}
-TLS_ONLY = "only TLS and HTTPS listeners have it, and the lab supports neither yet"
+PROTOCOLS = {NETWORK: ("TCP", "UDP", "TCP_UDP", "TLS"), APPLICATION: ("HTTP", "HTTPS")}
+SECURE = ("HTTPS", "TLS")
+NLB_TLS = "TLS listeners of network load balancers are not yet supported (issue 16, NLB TLS)"
+
+
+def certificate_arns(ctx: ResourceContext, prop_name: str) -> tuple[str, ...]:
+    """The CertificateArn of each item of a Certificates list (Listener, ListenerCertificate)."""
+    if not isinstance(ctx.props[prop_name], list):
+        raise ctx.fail(f"{prop_name} must be a list of {{CertificateArn: ...}}", prop=prop_name)
+    found: list[str] = []
+    for item, line, where in items(ctx, prop_name):
+        values, lines = nested(ctx, item, where, line, {"CertificateArn": prop("string")})
+        arn = values.get("CertificateArn")
+        if not arn:
+            raise ctx.fail(f"{where} needs CertificateArn", line=line)
+        problem = certificate_arn_problem(str(arn), ctx.state.region)
+        if problem:
+            raise ctx.fail(
+                f"{where}.CertificateArn: {problem}",
+                line=lines.get("CertificateArn", line),
+                hint="use !Ref of an AWS::CertificateManager::Certificate or an "
+                "arn:aws:acm:<region>:<account>:certificate/<id>",
+            )
+        if arn in found:
+            raise ctx.fail(f"{where}: certificate {arn} is listed twice", line=line)
+        found.append(str(arn))
+    return tuple(found)
+
+
+def _tls(ctx: ResourceContext, lb: LoadBalancer, protocol: str | None) -> dict[str, Any]:
+    """certificates and ssl_policy of an HTTPS listener; refusals of TLS-only properties on
+    other listeners."""
+    props = ctx.props
+    if protocol not in SECURE:
+        for key in ("Certificates", "SslPolicy", "AlpnPolicy", "MutualAuthentication"):
+            if key in props:
+                raise ctx.fail(
+                    f"{key} is only for HTTPS and TLS listeners, not {protocol or 'gateway'} ones",
+                    prop=key,
+                    hint=f"leave {key} out, or use Protocol: "
+                    f"{'HTTPS' if lb.type == APPLICATION else 'TLS'}",
+                )
+        return {}
+    if "AlpnPolicy" in props and protocol == "HTTPS":
+        raise ctx.fail(
+            "AlpnPolicy is only for TLS listeners of network load balancers",
+            prop="AlpnPolicy",
+            hint="leave it out: an ALB offers HTTP/2 by routing.http2.enabled",
+        )
+    if "MutualAuthentication" in props:
+        mode = props["MutualAuthentication"]
+        if not (isinstance(mode, dict) and mode.get("Mode", "off") == "off"):
+            raise ctx.fail(
+                f"mutual TLS authentication is {NOT_IN_LAB}",
+                prop="MutualAuthentication",
+                hint="leave MutualAuthentication out",
+            )
+    if "Certificates" not in props:
+        raise ctx.fail(
+            f"an {protocol} listener needs a certificate: Certificates is missing",
+            hint="add Certificates: [{CertificateArn: !Ref MyCertificate}]",
+        )
+    certificates = certificate_arns(ctx, "Certificates")
+    if len(certificates) != 1:
+        raise ctx.fail(
+            f"Certificates of a listener takes exactly one certificate (the default one), "
+            f"not {len(certificates)}",
+            prop="Certificates",
+            hint="add the others with AWS::ElasticLoadBalancingV2::ListenerCertificate",
+        )
+    name = str(props.get("SslPolicy", ssl_policies.DEFAULT_POLICY))
+    found = ssl_policies.POLICIES.get(name)
+    if found is None or lb.type not in found.load_balancers:
+        raise ctx.fail(
+            f"SslPolicy: {ssl_policies.unknown_message(name, lb.type)}",
+            prop="SslPolicy",
+        )
+    return {"certificates": certificates, "ssl_policy": name}
 
 
 def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | None, str | None]:
@@ -48,10 +125,8 @@ def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | No
                 "listeners need Port and Protocol)"
             )
     protocol = props["Protocol"]
-    if protocol in NO_TLS:
-        raise ctx.fail(
-            NO_TLS[protocol], prop="Protocol", hint="use TCP" if protocol == "TLS" else "use HTTP"
-        )
+    if protocol == "TLS" and lb.type == NETWORK:
+        raise ctx.fail(NLB_TLS, prop="Protocol", hint="use TCP")
     choice(
         ctx,
         protocol,
@@ -92,6 +167,7 @@ def _build(ctx: ResourceContext) -> None:
     lb = family(state)["load_balancers"][ctx.props["LoadBalancerArn"]]
     port, protocol = _port_and_protocol(ctx, lb)
     _check_unique(ctx, lb, port, protocol)
+    tls = _tls(ctx, lb, protocol)
     actions = read_actions(ctx, "DefaultActions", lb, protocol)
     attributes, _ = read_attributes(
         ctx,
@@ -120,6 +196,7 @@ def _build(ctx: ResourceContext) -> None:
         udp_idle,
         frozen_map(attributes),
         ctx.source,
+        **tls,
     )
 
 
@@ -137,12 +214,10 @@ register(
             "Protocol": prop("string"),
             "DefaultActions": prop("list", required=True),
             "ListenerAttributes": prop("list"),
-        },
-        unsupported={
-            "SslPolicy": TLS_ONLY,
-            "Certificates": TLS_ONLY,
-            "AlpnPolicy": TLS_ONLY,
-            "MutualAuthentication": TLS_ONLY,
+            "Certificates": prop("list"),
+            "SslPolicy": prop("string"),
+            "AlpnPolicy": prop("list"),
+            "MutualAuthentication": prop("map"),
         },
         ref_value=_arn,
         attributes={"ListenerArn": _arn},

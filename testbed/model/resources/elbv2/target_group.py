@@ -42,8 +42,8 @@ from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
 from testbed.model.types import frozen_map
 
-PROTOCOLS = ("TCP", "UDP", "TCP_UDP", "HTTP", "GENEVE")
-NO_TLS = f"are {NOT_IN_LAB} (it has no TLS)"
+PROTOCOLS = ("TCP", "UDP", "TCP_UDP", "HTTP", "HTTPS", "GENEVE")
+NLB_TLS = "TLS target groups are not yet supported (issue 16, NLB TLS)"
 RESERVED_COOKIES = ("AWSALB", "AWSALBAPP", "AWSALBTG")
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP token
 
@@ -67,12 +67,8 @@ def _protocol_and_port(ctx: ResourceContext) -> tuple[str, int]:
                 "groups need Protocol, Port and VpcId)"
             )
     protocol = ctx.props["Protocol"]
-    if protocol in ("TLS", "HTTPS"):
-        raise ctx.fail(
-            f"{protocol} target groups {NO_TLS}",
-            prop="Protocol",
-            hint="use TCP" if protocol == "TLS" else "use HTTP",
-        )
+    if protocol == "TLS":
+        raise ctx.fail(NLB_TLS, prop="Protocol", hint="use TCP")
     choice(ctx, protocol, PROTOCOLS, "Protocol", ctx.line("Protocol"))
     port = in_range(ctx, ctx.props["Port"], 1, 65535, "Port", ctx.line("Port"))
     if protocol == "GENEVE" and port != GENEVE_PORT:
@@ -85,9 +81,9 @@ def _protocol_and_port(ctx: ResourceContext) -> tuple[str, int]:
 def _check_versions(ctx: ResourceContext, protocol: str) -> None:
     version = ctx.props.get("ProtocolVersion")
     if version is not None:
-        if protocol != "HTTP":
+        if protocol not in ("HTTP", "HTTPS"):
             raise ctx.fail(
-                f"ProtocolVersion is only for HTTP target groups, not {protocol}",
+                f"ProtocolVersion is only for HTTP and HTTPS target groups, not {protocol}",
                 prop="ProtocolVersion",
             )
         if version in ("HTTP2", "GRPC"):
@@ -222,7 +218,7 @@ def _build(ctx: ResourceContext) -> None:
     lb_type = lb_type_of_protocol(protocol)
     name = check_name(ctx, "target group")
     unique_name(ctx, name, "target_groups", "target group")
-    check = health_check.health_check(ctx, lb_type)
+    check = health_check.health_check(ctx, lb_type, protocol)
     vpc_id = props["VpcId"]
     targets = read_targets(ctx, target_type, protocol, port, vpc_id)
     attrs, lines = read_attributes(
