@@ -187,7 +187,10 @@ class UpdateEngine:
             if work.lb_changes and self.balancers is not None:
                 progress.balancers_updated = True
                 self.done += self.balancers.update(self._with_removed(work), work.reload)
-            if work.network_changes or work.hosts.changes:
+            if work.network_changes or work.hosts.changes or work.lb_changes:
+                # A load-balancer-only update is the lab's plan too: the next update is
+                # compared with it, status and the nodes read it (before, such an update left
+                # the old plan running, and an update back to it found "no changes").
                 progress.published = True
                 self.publish(self._with_removed(work))
             for change in pending:

@@ -128,11 +128,9 @@ def test_https_targets_and_health_checks(lab):
 
 
 def test_update_changes_the_policy_live(lab):
-    """`testbed update` to ELBSecurityPolicy-2016-08: the nodes reload and take TLS 1.0.
-
-    Last of the lab's tests: it leaves the lab on that policy. (Updating back is not
-    checked: the holder's running plan keeps the listener's old fields after a live
-    load-balancer-only update, so a second update finds no change; reported for issue 16.)"""
+    """`testbed update` to ELBSecurityPolicy-2016-08: the nodes reload and take TLS 1.0;
+    an update back to the template's policy refuses it again (the lab's plan follows a
+    load-balancer-only update, so the second one is a change too)."""
 
     def tls10_ok() -> bool:
         proc = lab.host(CLIENT).run(
@@ -149,6 +147,12 @@ def test_update_changes_the_policy_live(lab):
         "'ELBSecurityPolicy-TLS13-1-2-2021-06' -> 'ELBSecurityPolicy-2016-08'"
     ]
     lab.wait_for(tls10_ok, 30, "TLS 1.0 taken under ELBSecurityPolicy-2016-08", interval=0.5)
+    reply = lab.update(TEMPLATE, {"SslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"})
+    assert reply["changes"] == [
+        "load_balancers.Alb.listeners.HttpsListener.ssl_policy: "
+        "'ELBSecurityPolicy-2016-08' -> 'ELBSecurityPolicy-TLS13-1-2-2021-06'"
+    ]
+    lab.wait_for(lambda: not tls10_ok(), 30, "TLS 1.0 refused again", interval=0.5)
 
 
 @pytest.mark.parametrize(
