@@ -156,32 +156,38 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _ca_cert(
+def _builder(
     subject: x509.Name,
     key: _PrivateKey,
     issuer: x509.Name,
     issuer_key: _PrivateKey,
-    path_length: int | None,
-) -> x509.Certificate:
+    days: int,
+    *,
+    ca: bool,
+    path_length: int | None = None,
+) -> x509.CertificateBuilder:
+    """What every certificate of the lab has: names, key, validity (backdated a little for
+    clocks that differ), basic constraints, key usage for a CA or a server, key ids."""
     now = _now()
-    builder = (
+    server_encipherment = not ca and isinstance(key, rsa.RSAPrivateKey)
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=False,
+                key_encipherment=server_encipherment,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
+                key_cert_sign=ca,
+                crl_sign=ca,
                 encipher_only=False,
                 decipher_only=False,
             ),
@@ -193,6 +199,16 @@ def _ca_cert(
             critical=False,
         )
     )
+
+
+def _ca_cert(
+    subject: x509.Name,
+    key: _PrivateKey,
+    issuer: x509.Name,
+    issuer_key: _PrivateKey,
+    path_length: int | None,
+) -> x509.Certificate:
+    builder = _builder(subject, key, issuer, issuer_key, CA_DAYS, ca=True, path_length=path_length)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -258,31 +274,9 @@ def _issue(lab_dir: Path, path: Path, names: Sequence[str], algorithm: str) -> P
     inter = x509.load_pem_x509_certificate(_inter_path(lab_dir).read_bytes())
     inter_key = _load_key(_inter_key_path(lab_dir))
     key = _new_key(algorithm)
-    now = _now()
-    usage_encipherment = isinstance(key, rsa.RSAPrivateKey)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
-        .issuer_name(inter.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=usage_encipherment,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(subject, key, inter.subject, inter_key, LEAF_DAYS, ca=False)
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -290,11 +284,6 @@ def _issue(lab_dir: Path, path: Path, names: Sequence[str], algorithm: str) -> P
             critical=False,
         )
         .add_extension(_san(names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(inter_key.public_key()),
-            critical=False,
-        )
         .sign(inter_key, hashes.SHA256())
     )
     _write(path, _cert_pem(cert) + _cert_pem(inter) + _key_pem(key), 0o600)
