@@ -208,6 +208,8 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
          SSLCertificateId: {ARN}}}
       - {{LoadBalancerPort: 448, InstancePort: 81, Protocol: SSL, SSLCertificateId: {ARN},
          PolicyNames: [Tls12, NoProtocol]}}
+      - {{LoadBalancerPort: 449, InstancePort: 80, Protocol: HTTPS,
+         SSLCertificateId: "arn:aws:acm:eu-west-3:123456789012:certificate/other-region"}}
     Policies:
       - PolicyName: Modern
         PolicyType: SSLNegotiationPolicyType
@@ -238,7 +240,12 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
         assert any(fragment in s and f"{FILENAME}:{line}:" in s for s in shown), (fragment, shown)
 
     has("Listeners[0]: an HTTPS listener needs SSLCertificateId", "Port: 443,")
-    has("Listeners[1].SSLCertificateId must be a certificate ARN", "not-an-arn")
+    has("Listeners[1].SSLCertificateId: 'not-an-arn' is not a certificate ARN", "not-an-arn")
+    has(
+        "Listeners[7].SSLCertificateId: arn:aws:acm:eu-west-3:123456789012:certificate/"
+        "other-region is an ACM certificate of eu-west-3",
+        "other-region",
+    )
     has(
         "ELBSecurityPolicy-TLS13-1-2-2021-06 is a policy of application and network load "
         "balancers, not of classic ones",
@@ -257,7 +264,7 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
     has("Policies[3]: the policy enables no protocol", "PolicyName: NoProtocol")
     has("attribute Protocol-TLSv1.2 must be true or false, not 'yes'", '"yes"')
     has("'Protocol-TLSv9' is not a protocol of an SSLNegotiationPolicyType policy", "TLSv9")
-    assert len(shown) == 10, shown
+    assert len(shown) == 11, shown
 
 
 # ---- haproxy.cfg ---------------------------------------------------------------------------
