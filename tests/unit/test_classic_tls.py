@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from testbed.alb import stats
 from testbed.alb.config import node_files, render
 from testbed.lab import certs
 from testbed.messages import RuntimeTargetInfo
@@ -477,3 +478,31 @@ def test_policies_decide_the_versions_and_ciphers(served):
     assert cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "AES128-GCM-SHA256")
     with pytest.raises(ssl.SSLError):
         _handshake(ports[4443], _client(ca, ssl.TLSVersion.TLSv1))
+
+
+def test_https_listeners_count_requests():
+    """classic_metrics: an HTTPS listener's requests and codes count as an HTTP one's, an SSL
+    listener's connections as a TCP one's."""
+
+    def rows(name: str, http: bool) -> list[dict[str, str]]:
+        base = {"bin": "100", "bout": "200", "qcur": "0", "econ": "0", "rtime": "5"}
+        base |= {"ctime": "1", "hrsp_2xx": "0", "hrsp_4xx": "0", "hrsp_5xx": "0"}
+        backend = {**base, "pxname": f"ls_{name}", "svname": "BACKEND", "req_tot": "0"}
+        server = {**base, "pxname": f"ls_{name}", "svname": "Web_443", "stot": "2"}
+        if http:
+            backend["req_tot"] = "4"
+            server["hrsp_2xx"] = "3"
+            server["hrsp_4xx"] = "1"
+        front = {**base, "pxname": name, "svname": "FRONTEND"}
+        return [front, backend, server]
+
+    nodes = [rows("Https443", True) + rows("Ssl8443", False)]
+    got = {
+        m: v
+        for m, _tg, _t, v, _u, _k in stats.classic_metrics(
+            nodes, {"Https443": "HTTPS", "Ssl8443": "SSL"}
+        )
+    }
+    assert got["RequestCount"] == 4 + 2  # HTTPS requests + SSL connections
+    assert got["HTTPCode_Backend_2XX"] == 3
+    assert got["HTTPCode_Backend_4XX"] == 1
