@@ -155,6 +155,43 @@ def test_update_changes_the_policy_live(lab):
     lab.wait_for(lambda: not tls10_ok(), 30, "TLS 1.0 refused again", interval=0.5)
 
 
+def test_a_listener_certificate_added_by_update_is_served(lab, tmp_path):
+    """`testbed update` with a new certificate and a ListenerCertificate adding it to the
+    HTTPS listener: live (the lab issues it, the nodes reload) and SNI picks it; the update
+    back removes it (the default certificate answers that name again)."""
+    shop = "shop.example.test"
+    text = Path(TEMPLATE).read_text()
+    added = text.replace(
+        "  SecureRule:\n",
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        f"    Properties: {{DomainName: {shop}, ValidationMethod: DNS}}\n"
+        "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref HttpsListener\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  SecureRule:\n",
+    )
+    assert added != text
+    path = tmp_path / "alb-https-shop.yaml"
+    path.write_text(added)
+
+    def verified() -> bool:
+        code, _out, _err = curl(lab, f"https://{shop}/", "-o", "/dev/null", name=shop)
+        return code == 0
+
+    assert not verified()  # the default certificate (www) does not cover the name
+    reply = lab.update(str(path))
+    assert any(".HttpsListener.certificates" in c for c in reply["changes"]), reply
+    lab.wait_for(verified, 30, f"{shop} verified with its new certificate", interval=0.5)
+    code, _out, err = curl(lab, f"https://{shop}/", "-v", "-o", "/dev/null", name=shop)
+    assert code == 0, err
+    assert shop in next(line for line in err.splitlines() if "subject:" in line)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not verified(), 30, f"{shop} no longer served", interval=0.5)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
