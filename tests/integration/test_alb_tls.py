@@ -192,6 +192,22 @@ def test_a_listener_certificate_added_by_update_is_served(lab, tmp_path):
     lab.wait_for(lambda: not verified(), 30, f"{shop} no longer served", interval=0.5)
 
 
+def test_testbed_cli_shells_trust_the_lab_ca(lab, tmp_path):
+    """`testbed cli`: a host's shell verifies the ALB's certificate without -k, as `testbed
+    exec` does (SSL_CERT_FILE and CURL_CA_BUNDLE at the lab's trust bundle)."""
+    script = tmp_path / "cmds"
+    script.write_text(
+        f"{CLIENT} curl -s -m 5 -o /dev/null -w 'code=%{{http_code}}\\n' --resolve "
+        f"www.example.test:443:{node_ip(lab)} https://www.example.test/\n"
+        f"{CLIENT} echo trust=$SSL_CERT_FILE\n"
+    )
+    proc = run_cli("cli", lab.name, "--script", str(script), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "code=200" in out, out
+    assert "trust=/" in out, out
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
