@@ -30,6 +30,7 @@ from testbed.model.resources.classic_policies import (
     custom_policy_text,
     parse_custom_policy,
 )
+from testbed.plan.changes import plan_changes
 from testbed.plan.network import build_plan
 from testbed.waiting import wait_for
 from tests.haproxy_local import HAVE_HAPROXY, free_port
@@ -506,3 +507,18 @@ def test_https_listeners_count_requests():
     assert got["RequestCount"] == 4 + 2  # HTTPS requests + SSL connections
     assert got["HTTPCode_Backend_2XX"] == 3
     assert got["HTTPCode_Backend_4XX"] == 1
+
+
+def test_policy_and_certificate_changes_are_live():
+    """A CLB listener's SSL negotiation policy and its certificate change live: its nodes
+    reload (testbed.plan.changes), as an ALB's."""
+    old = build_plan(_model(), "t")
+    text = LISTENERS.replace(f"Value: {TLS12}", f"Value: {DEFAULT}").replace(
+        f"Protocol: ssl, SSLCertificateId: {IAM_ARN}", f"Protocol: ssl, SSLCertificateId: {ARN}"
+    )
+    new = build_plan(_model(text), "t")
+    live, other, reload = plan_changes(old, new)
+    assert other == []
+    assert reload == [new.load_balancers[0].name]
+    fields = {c.split(":")[0].rsplit(".", 1)[-1].split("[")[0] for c in live}
+    assert {"ssl_policy", "certificates"} <= fields, live
