@@ -4,8 +4,9 @@ One lab from a generated stack (stack.yaml in the results): a VPC client (Bench)
 over two AZs with two listeners forwarding to the same target group (one http-backend,
 BenchA1): HTTP:8080 and HTTPS:8443 (a lab CA certificate for tls.example.test, policy
 ELBSecurityPolicy-TLS13-1-2-2021-06). First the client verifies the HTTPS listener with curl
-against the lab CA (no -k) and records the protocol and cipher it got. Then wrk from Bench to
-the AZ-a node, four cases alternating `repeats` times, `seconds` each:
+against the lab CA (no -k) and records the protocol and cipher it got; testbed's load client
+sends `verified_requests` over HTTPS by the ALB's DNS name, verifying too. Then wrk from Bench
+to the AZ-a node, four cases alternating `repeats` times, `seconds` each:
 
   http-keepalive    requests/s over kept-alive connections, plain HTTP
   https-keepalive   the same over TLS (handshakes only when the connections open)
@@ -36,7 +37,7 @@ from testbed.experiments.alb import _counters, _usage, os_hz
 from testbed.experiments.stacks import INSTANCE_GROUP, LB_GROUP, _ingress, ref, two_az_vpc
 from testbed.lab.api import Lab, random_name
 from testbed.results import ResultsDir
-from testbed.traffic import wrk
+from testbed.traffic import run_load, wrk
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
     import pandas as pd
@@ -46,6 +47,7 @@ PARAMS = {
     "seconds": (3.0, "length of each wrk run"),
     "repeats": (2, "wrk runs per case, alternating"),
     "connections": (10, "wrk connections"),
+    "verified_requests": (200, "requests of the load client over verified HTTPS, first"),
     "seed": (None, "recorded for re-runs"),
 }
 LB = "TlsALB"
@@ -84,13 +86,19 @@ def stack_yaml() -> str:
     }
     res["TlsCertificate"] = {
         "Type": "AWS::CertificateManager::Certificate",
-        "Properties": {"DomainName": DOMAIN, "ValidationMethod": "DNS"},
+        "Properties": {
+            "DomainName": DOMAIN,
+            # The ALB's own name too, so the load client can verify it through lab DNS.
+            "SubjectAlternativeNames": [{"Fn::GetAtt": [LB, "DNSName"]}],
+            "ValidationMethod": "DNS",
+        },
     }
     res[LB] = {
         "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
         "Properties": {
             "Type": "application",
-            "Scheme": "internet-facing",
+            # Internal: its DNS name gives the nodes' VPC addresses, which Bench reaches.
+            "Scheme": "internal",
             "Subnets": [ref("PublicSubnetA"), ref("PublicSubnetB")],
             "SecurityGroups": [ref(LB_GROUP)],
         },
@@ -151,8 +159,9 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
             for n in next(x for x in lab.state["load_balancers"] if x["name"] == LB)["nodes"]
             if n["az"].endswith("a")
         )
-        tls = verify(lab, "Bench", node["ip"])
+        tls: dict[str, Any] = verify(lab, "Bench", node["ip"])
         print(f"  verified {DOMAIN}:{HTTPS_PORT} against the lab CA: {tls}", flush=True)
+        tls.update(verified_load(lab, "Bench", str(lab.outputs["AlbDnsName"]), params))
         runs = pd.DataFrame(_bench(lab, params, node))
     runs.to_csv(results.file("runs.csv"), index=False)
     summary = pd.DataFrame(summarise(runs))
@@ -188,6 +197,21 @@ def verify(lab: Lab, client: str, ip: str) -> dict[str, str]:
     if proc.returncode != 0 or proc.stdout.strip() != "200":
         raise RuntimeError(f"HTTPS through the ALB not verified: {proc.stderr.strip()[-600:]}")
     return negotiated(proc.stderr)
+
+
+def verified_load(lab: Lab, client: str, dns_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """testbed's load client over HTTPS by the ALB's DNS name (both nodes), verifying the
+    certificate against the lab CA: how many requests succeeded and which errors."""
+    url = f"https://{dns_name}:{HTTPS_PORT}/"
+    df = run_load(lab, client, url, requests=params["verified_requests"], concurrency=4)
+    errors = df["error"].dropna().astype(str)
+    errors = errors[errors != ""]
+    ok = len(df) - len(errors)
+    print(f"  load client {url}: {ok}/{len(df)} verified requests answered", flush=True)
+    if len(errors):
+        failed = errors.value_counts().to_dict()
+        raise RuntimeError(f"load client over HTTPS: {len(errors)} failed: {failed}")
+    return {"load_client_url": url, "load_client_ok": ok}
 
 
 def negotiated(curl_verbose: str) -> dict[str, str]:
@@ -250,10 +274,17 @@ def _bench(lab: Lab, params: dict[str, Any], node: dict[str, Any]) -> list[dict[
                 "haproxy_cpu_us_per_request": (ticks1 - ticks0) / os_hz() / max(1, requests) * 1e6,
                 **used,
             }
+            # ovs-vswitchd forwards every packet of the lab (userspace datapath): its share.
+            row["ovs_cpu_us_per_request"] = (
+                used["ovs_cpu"] / row["requests_per_second"] * 1e6
+                if row["requests_per_second"]
+                else float("nan")
+            )
             runs.append(row)
             print(
                 f"  wrk {case:16s} {row['requests_per_second']:8.0f} req/s  "
-                f"HAProxy {row['haproxy_cpu_us_per_request']:6.0f} CPU-us/request, machine "
+                f"HAProxy {row['haproxy_cpu_us_per_request']:5.0f}, OVS "
+                f"{row['ovs_cpu_us_per_request']:5.0f} CPU-us/request, machine "
                 f"{row['cpu_us_per_request']:6.0f} CPU-us/request, "
                 f"{row['fabric_packets_per_request']:.1f} packets/request",
                 flush=True,
@@ -266,6 +297,7 @@ def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
     columns = [
         "requests_per_second",
         "haproxy_cpu_us_per_request",
+        "ovs_cpu_us_per_request",
         "cpu_us_per_request",
         "fabric_packets_per_request",
         "p50_ms",
@@ -274,6 +306,7 @@ def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
     units = {
         "requests_per_second": "req/s",
         "haproxy_cpu_us_per_request": "CPU-us",
+        "ovs_cpu_us_per_request": "CPU-us",
         "cpu_us_per_request": "CPU-us",
         "fabric_packets_per_request": "packets",
         "p50_ms": "ms",
@@ -304,7 +337,7 @@ def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
                     "metric": f"haproxy_share_of_machine_cpu_{kind}_{scheme}",
                     scheme: round(share, 4),
                     "unit": "share",
-                    "note": "the rest: the wrk client (its TLS too), the target, OVS, kernel",
+                    "note": "the rest: OVS, the wrk client (its TLS too), the target, kernel",
                 }
             )
     rows.append(
@@ -342,7 +375,10 @@ def bounds(summary: pd.DataFrame) -> str:
         f"x{cell('haproxy_cpu_us_per_request_new', 'https_over_http'):.2f} per new connection "
         f"({cell('haproxy_cpu_us_per_request_new', 'https'):.0f} vs "
         f"{cell('haproxy_cpu_us_per_request_new', 'http'):.0f} CPU-us: the handshake's key "
-        "exchange and signature); the client's side of each handshake runs on the same CPUs, "
+        "exchange and signature); the client's side of each handshake and the switch "
+        f"(ovs-vswitchd {cell('ovs_cpu_us_per_request_new', 'https'):.0f} CPU-us per TLS "
+        f"connection, {cell('ovs_cpu_us_per_request_keepalive', 'https'):.0f} per kept-alive "
+        "request) run on the same CPUs, "
         f"so HTTPS handshakes/s are x{cell('requests_per_second_new', 'https_over_http'):.2f} "
         f"of new plain connections/s and kept-alive HTTPS requests/s "
         f"x{cell('requests_per_second_keepalive', 'https_over_http'):.2f} of HTTP's."

@@ -16,11 +16,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_tls_experiment_smoke(tmp_path):
-    params = parse_params(tls, {"seconds": "1", "repeats": "1", "connections": "4"})
+    params = parse_params(
+        tls, {"seconds": "1", "repeats": "1", "connections": "4", "verified_requests": "50"}
+    )
     results = ResultsDir("tls", params, out=tmp_path, template=tls.TEMPLATE)
     out = tls.run(params, results)
     path = results.finish(summary=out["summary"])
     assert out["tls"]["protocol"] == "TLSv1.3"  # the policy allows 1.2 and 1.3; curl takes 1.3
+    assert out["tls"]["load_client_ok"] == 50  # every one verified against the lab CA
     runs = pd.read_csv(path / "runs.csv")
     assert list(runs["case"]) == list(tls.CASES)
     assert (runs["errors"] == 0).all(), runs

@@ -26,7 +26,8 @@ def test_generated_stack_has_http_and_https_to_the_same_target():
     assert https.ssl_policy == tls.POLICY
     (cert,) = plan.certificates
     assert https.certificates == (cert.arn,)
-    assert tls.DOMAIN in cert.names
+    assert cert.names[0] == tls.DOMAIN
+    assert cert.names[1] == lb.dns_name.lower()  # the load client verifies it by that name
     for listener in by_port.values():
         assert listener.default_actions[0]["target_groups"] == [["BenchTargets", 1]]
     assert [t.host for t in lb.target_group("BenchTargets").targets] == ["BenchA1"]
@@ -39,6 +40,7 @@ def test_generated_stack_has_http_and_https_to_the_same_target():
 def test_parameters_are_bounded():
     params = parse_params(tls, {})
     assert params["seconds"] * params["repeats"] * len(tls.CASES) <= 60
+    assert params["verified_requests"] <= 1000
     assert parse_params(tls, {"seconds": "1", "repeats": "1"})["repeats"] == 1
 
 
@@ -71,6 +73,7 @@ def _runs() -> pd.DataFrame:
                     "repeat": rep,
                     "requests_per_second": rate + rep,
                     "haproxy_cpu_us_per_request": haproxy,
+                    "ovs_cpu_us_per_request": packets * 10,
                     "cpu_us_per_request": machine,
                     "fabric_packets_per_request": packets,
                     "p50_ms": 1.0,
