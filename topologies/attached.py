@@ -2,13 +2,16 @@
 
 Nothing is created or reconfigured: each host node's shell enters the namespace of the lab's
 own shell of that host (mnexec -a PID), interfaces are described as they are, switches are
-the lab's bridges. Leaving ends these shells only; the lab keeps running.
+the lab's bridges. Leaving ends these shells only; the lab keeps running. The shells get the
+environment the caller gives (`testbed cli`: the lab CA's trust variables, as `testbed exec`
+commands get them: testbed.lab.certs.trust_env).
 """
 
 from __future__ import annotations
 
+import shlex
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,14 +26,25 @@ from testbed.plan.network import NetworkPlan
 
 
 class AttachedHost(Host):
-    """A Mininet host whose shell joins an existing namespace (that of process `anchor`)."""
+    """A Mininet host whose shell joins an existing namespace (that of process `anchor`),
+    with `env` exported in it."""
 
-    def __init__(self, name: str, anchor: int, **params: Any) -> None:
+    def __init__(
+        self, name: str, anchor: int, env: Mapping[str, str] | None = None, **params: Any
+    ) -> None:
         self.anchor = anchor
+        self.env = dict(env or {})
         super().__init__(name, inNamespace=False, **params)
 
     def startShell(self, mnopts: str | None = None) -> None:
         super().startShell(mnopts=f"-cda{self.anchor}")
+        if self.env:
+            self.cmd(export_line(self.env))
+
+
+def export_line(env: Mapping[str, str]) -> str:
+    """The shell command that exports `env` (values quoted)."""
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
 
 
 class _Ended(Exception):
@@ -48,11 +62,16 @@ def _end_cli(signum: int, frame: Any) -> None:
 
 
 def run_attached_cli(
-    lab: str, plan: NetworkPlan, anchors: dict[str, int], script: str | None = None
+    lab: str,
+    plan: NetworkPlan,
+    anchors: dict[str, int],
+    script: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Mininet's CLI over lab `lab` (its plan; anchors: host -> a live process in its
-    namespace); returns when the user leaves (or the script ends). SIGTERM and SIGHUP (a
-    closed terminal) end it with Terminated, its shells ended; the lab is untouched."""
+    namespace; env: exported in every host's shell); returns when the user leaves (or the
+    script ends). SIGTERM and SIGHUP (a closed terminal) end it with Terminated, its shells
+    ended; the lab is untouched."""
 
     class LabCLI(CLI):
         prompt = f"testbed:{lab}> "
@@ -64,7 +83,7 @@ def run_attached_cli(
         for h in plan.hosts:
             if h.name not in anchors:
                 raise LabError(f"host {h.name} of lab {lab} has no live shell to attach to")
-            node = net.addHost(h.name, cls=AttachedHost, anchor=anchors[h.name])
+            node = net.addHost(h.name, cls=AttachedHost, anchor=anchors[h.name], env=env)
             nodes.append(node)
             intf = Intf("eth0", node=node, port=0)
             # Describe the existing interface without reconfiguring it.

@@ -17,15 +17,15 @@ InstancePort:
   HTTPS as HTTP, TLS ending at the node (X-Forwarded-Proto https)
   SSL   as TCP, TLS ending at the node (the PROXY line too, to an instance reached over TCP)
 
-HTTPS and SSL listeners (tls_bind): the node serves the listener's certificate
-(SSLCertificateId, from the lab CA: testbed.lab.certs.pem_path) with its SSL negotiation
-policy's TLS versions and ciphers (a predefined one of testbed.model.ssl_policies, or a
-custom one of Protocol-* and cipher attributes), the server's cipher order unless a custom
-policy leaves Server-Defined-Cipher-Order off; no ALPN (a CLB speaks HTTP/1.1). Versions
-below TLS 1.2 need OpenSSL's security level 0 (Debian's default, 2, refuses them). An
+HTTPS and SSL listeners (testbed.alb.tls.bind_options, classic): the node serves the listener's
+certificate (SSLCertificateId, from the lab CA: testbed.lab.certs.pem_path) with its SSL
+negotiation policy's TLS versions and ciphers (a predefined one of testbed.model.ssl_policies,
+or a custom one of Protocol-* and cipher attributes), the server's cipher order unless a custom
+policy leaves Server-Defined-Cipher-Order off; no ALPN (a CLB speaks HTTP/1.1). Versions below
+TLS 1.2 need OpenSSL's security level 0 (Debian's default, 2, refuses them). An
 InstanceProtocol of HTTPS or SSL re-encrypts to the instance (`ssl verify none`: the
-certificate is not checked, and no SNI is sent, as AWS's CLB without a back-end
-authentication policy).
+certificate is not checked, and no SNI is sent, as AWS's CLB without a back-end authentication
+policy).
 
 A CLB never fails open (testbed.alb.servers.server_states): only healthy (InService)
 instances take new connections. With none, an HTTP listener answers 503 (empty, no Server
@@ -51,11 +51,9 @@ from testbed.alb.servers import (
     server_states,
     template_targets,
 )
-from testbed.lab.certs import pem_path
+from testbed.alb.tls import bind_options
 from testbed.messages import RuntimeTargetInfo
 from testbed.model.elb_defaults import CLASSIC_IDLE_TIMEOUT_S, CLASSIC_LB_COOKIE
-from testbed.model.resources.classic_policies import CLASSIC_DEFAULT_POLICY, parse_custom_policy
-from testbed.model.ssl_policies import TLS_VERSIONS, policy
 from testbed.plan.balancers import ListenerPlan, LoadBalancerPlan, NodePlan
 
 # After a reload the old worker serves its connections at most this long (a CLB has no
@@ -88,33 +86,6 @@ def tls_to_instances(listener: ListenerPlan) -> bool:
     return (listener.instance_protocol or "").upper() in TLS_FRONTS
 
 
-def tls_bind(listener: ListenerPlan, lab_dir: Path) -> str:
-    """The `bind` options of an HTTPS or SSL listener: its certificate and its policy."""
-    text = listener.ssl_policy or CLASSIC_DEFAULT_POLICY
-    custom = parse_custom_policy(text)
-    if custom is not None:
-        low, high, ciphers = custom.min_tls, custom.max_tls, custom.ciphers
-        server_order = custom.server_order
-    else:
-        found = policy(text)
-        low, high, ciphers, server_order = found.min_tls, found.max_tls, found.ciphers, True
-    # A CLB does not do TLS 1.3 (AWS's classic policies stop at 1.2).
-    high = min(high, "TLSv1.2", key=TLS_VERSIONS.index)
-    cipher_list = ":".join(ciphers)
-    if TLS_VERSIONS.index(low) < TLS_VERSIONS.index("TLSv1.2"):
-        cipher_list += ":@SECLEVEL=0"
-    crt = pem_path(lab_dir, listener.certificates[0])
-    options = [
-        f"ssl crt {crt}",
-        f"ssl-min-ver {low}",
-        f"ssl-max-ver {high}",
-        f"ciphers {cipher_list}",
-    ]
-    if not server_order:
-        options.append("prefer-client-ciphers")
-    return " ".join(options)
-
-
 def sections(
     lb: LoadBalancerPlan,
     node: NodePlan,
@@ -136,7 +107,7 @@ def _frontend(node: NodePlan, listener: ListenerPlan, lab_dir: Path | None) -> l
     if is_tls(listener):
         if lab_dir is None:
             raise ValueError(f"listener {listener.name} is {listener.protocol}: lab_dir needed")
-        bind += " " + tls_bind(listener, lab_dir)
+        bind += " " + bind_options(listener, lab_dir, classic=True)
     out = [
         f"frontend {listener.name}",
         f"    mode {'http' if is_http(listener) else 'tcp'}",

@@ -153,7 +153,8 @@ def metrics(
 
 def classic_metrics(nodes: list[list[dict[str, str]]], protocols: dict[str, str]) -> list[Metric]:
     """(metric, "", "", value, unit, kind) of one CLB from its nodes' rows; protocols:
-    {listener name: HTTP | TCP}."""
+    {listener name: HTTP | HTTPS | TCP | SSL} (HTTPS listeners count requests as HTTP ones
+    do, SSL ones connections as TCP ones do)."""
     total: dict[str, float] = {}
     latency: list[tuple[float, float]] = []
 
@@ -164,7 +165,7 @@ def classic_metrics(nodes: list[list[dict[str, str]]], protocols: dict[str, str]
         for row in rows:
             px, sv = row["pxname"], row["svname"]
             listener = px.removeprefix("ls_") if px.startswith("ls_") else px
-            http = protocols.get(listener, "TCP").upper() == "HTTP"
+            http = protocols.get(listener, "TCP").upper() in ("HTTP", "HTTPS")
             if sv == "FRONTEND" and listener in protocols and not px.startswith("ls_"):
                 add("EstimatedProcessedBytes", _n(row, "bin") + _n(row, "bout"))
                 if http:

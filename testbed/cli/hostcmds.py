@@ -9,6 +9,7 @@ from typing import Any
 
 from testbed.cli.common import subcommand
 from testbed.errors import BadInput
+from testbed.lab import certs
 from testbed.lab.api import Lab
 from testbed.lab.procs import ProcessJournal, is_alive
 from testbed.topologies.attached import run_attached_cli
@@ -72,4 +73,5 @@ def open_cli(name: str, script: str | None = None) -> None:
         for r in ProcessJournal(lab.dir).records()
         if r.what == HOST_SHELL and r.host and is_alive(r)
     }
-    run_attached_cli(name, lab.plan, anchors, script)
+    # Its shells trust the lab's CA, as `testbed exec` commands do (testbed.lab.certs).
+    run_attached_cli(name, lab.plan, anchors, script, env=certs.trust_env(lab.dir))

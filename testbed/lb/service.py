@@ -20,6 +20,7 @@ from typing import Any, cast
 from testbed import asks, rpc
 from testbed.alb.runtime import AlbRuntime
 from testbed.errors import BadInput
+from testbed.lab import certs
 from testbed.lab.events import EventLog
 from testbed.lb.registry import DRAINING, UNHEALTHY, TargetRegistry
 from testbed.messages import (
@@ -352,6 +353,9 @@ class LbService:
         done: list[str] = []
         with self.lock:
             if self.alb is not None:
+                # A certificate the new plan names (or names anew) exists before a node's
+                # file naming it is checked (the holder issues them again when it publishes).
+                certs.issue_all(self.lab_dir, plan)
                 # Every node's new file is checked before anything changes (LabError).
                 for name in reload:
                     self.alb.validate(

@@ -35,6 +35,9 @@ OPT_OUT = "Metadata.Lab.Role: none to opt out"
 BACKEND_TCP_PORT = 9000
 # Target group protocols whose targets are appliances (GENEVE), not servers.
 NOT_SERVED = ("GENEVE",)
+# Back-end protocols that reach the instance over TLS: http-backend serves HTTPS (HttpsPort)
+# there (a CLB's SSL back end and a TLS target group carry the client's bytes over TLS).
+TLS_SERVED = ("HTTPS", "SSL", "TLS")
 
 
 def apply(state: BuildState) -> list[BadInput]:
@@ -92,7 +95,7 @@ def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
     http-backend serves HTTP on Port (TCP connections on it get HTTP answers, which an NLB's
     TCP health check and TCP clients accept), and answers UDP on UdpPort. The first TCP port
     is Port, the first UDP port UdpPort; other ports are named as not served."""
-    tcp = _unique(u.port for u in uses if u.protocol not in ("UDP", "HTTPS"))
+    tcp = _unique(u.port for u in uses if u.protocol not in ("UDP", *TLS_SERVED))
     udp = _unique(u.port for u in uses if u.protocol in ("UDP", "TCP_UDP"))
     https = _https_ports(uses)
     args: dict[str, int] = {}
@@ -124,13 +127,14 @@ def _unique(ports: Iterable[int]) -> list[int]:
 
 
 def _https_ports(uses: list[Use]) -> list[int]:
-    """The ports HTTPS target groups reach an instance on (http-backend's HttpsPort)."""
-    return _unique(u.port for u in uses if u.protocol == "HTTPS")
+    """The ports an instance is reached on over TLS (HTTPS target groups, a CLB's HTTPS or
+    SSL back end, TLS target groups): http-backend's HttpsPort."""
+    return _unique(u.port for u in uses if u.protocol in TLS_SERVED)
 
 
 def https_for_own_roles(state: BuildState, uses: dict[str, list[Use]]) -> None:
     """An http-backend the template names without HttpsPort serves HTTPS on the port an
-    HTTPS target group reaches it on (the group's protocol asks for it)."""
+    HTTPS, SSL or TLS back end reaches it on (the protocol asks for it)."""
     for lid, found in uses.items():
         draft = state.instances[lid]
         role, https = draft.role, _https_ports(found)

@@ -88,6 +88,37 @@ _TLS12_CIPHERS = (
 )
 _FS_TLS12 = (*_ECDHE_GCM, *_ECDHE_SHA2_128, *_ECDHE_GCM_256, *_ECDHE_SHA2_256)
 _FS_GCM = (*_ECDHE_GCM, *_ECDHE_GCM_256)
+# ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06 (TLS 1.2 ciphers): SHA-1 ones too, in AWS's order.
+_TLS13_EXT2 = (
+    *_ECDHE_GCM,
+    *_ECDHE_SHA2_128,
+    *_ECDHE_SHA1_128,
+    *_ECDHE_GCM_256,
+    *_ECDHE_SHA2_256,
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    *_RSA_128,
+    *_RSA_SHA1_128,
+    *_RSA_256,
+    *_RSA_SHA1_256,
+)
+# The CLB's ELBSecurityPolicy-2015-03: 2016-08's with DHE and 3DES (DES-CBC3-SHA: OpenSSL 3
+# leaves it out; the list stays as AWS documents it), and 2015-02: the same without 3DES.
+_CLASSIC_2015_02 = (
+    *_ECDHE_GCM,
+    *_ECDHE_SHA2_128,
+    *_ECDHE_SHA1_128,
+    "DHE-RSA-AES128-SHA",
+    *_ECDHE_GCM_256,
+    *_ECDHE_SHA2_256,
+    *_ECDHE_SHA1_256,
+    *_RSA_128,
+    *_RSA_SHA1_128,
+    *_RSA_256,
+    *_RSA_SHA1_256,
+    "DHE-DSS-AES128-SHA",
+)
+_CLASSIC_2015_03 = (*_CLASSIC_2015_02, "DES-CBC3-SHA")
 
 
 def _p(
@@ -106,17 +137,14 @@ _POLICIES = (
     _p("ELBSecurityPolicy-TLS13-1-2-2021-06", "TLSv1.2", "TLSv1.3", _FS_TLS12),
     _p("ELBSecurityPolicy-TLS13-1-2-Res-2021-06", "TLSv1.2", "TLSv1.3", _FS_GCM),
     _p("ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "TLSv1.2", "TLSv1.3", _TLS12_CIPHERS),
-    _p(
-        "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
-        "TLSv1.2",
-        "TLSv1.3",
-        (*_TLS12_CIPHERS, *_ECDHE_SHA1_128, *_ECDHE_SHA1_256, *_RSA_SHA1_128, *_RSA_SHA1_256),
-    ),
+    _p("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06", "TLSv1.2", "TLSv1.3", _TLS13_EXT2),
     _p("ELBSecurityPolicy-TLS13-1-1-2021-06", "TLSv1.1", "TLSv1.3", _DEFAULT_CIPHERS),
     _p("ELBSecurityPolicy-TLS13-1-0-2021-06", "TLSv1.0", "TLSv1.3", _DEFAULT_CIPHERS),
     _p("ELBSecurityPolicy-TLS13-1-3-2021-06", "TLSv1.3", "TLSv1.3", ()),
     # The default and the TLS-version policies.
     _p(DEFAULT_POLICY, "TLSv1.0", "TLSv1.2", _DEFAULT_CIPHERS, EVERY),
+    # 2015-05: 2016-08's list for ALB and NLB; a CLB's adds DES-CBC3-SHA, which OpenSSL 3
+    # leaves out anyway (one row serves both).
     _p("ELBSecurityPolicy-2015-05", "TLSv1.0", "TLSv1.2", _DEFAULT_CIPHERS, EVERY),
     _p(
         "ELBSecurityPolicy-TLS-1-0-2015-04",
@@ -138,15 +166,21 @@ _POLICIES = (
     _p("ELBSecurityPolicy-FS-1-2-2019-08", "TLSv1.2", "TLSv1.2", _ECDHE_ALL),
     _p("ELBSecurityPolicy-FS-1-2-Res-2019-08", "TLSv1.2", "TLSv1.2", _FS_TLS12),
     _p("ELBSecurityPolicy-FS-1-2-Res-2020-10", "TLSv1.2", "TLSv1.2", _FS_GCM),
-    # Classic Load Balancer sample policies (its predefined SSLNegotiationPolicyType names);
-    # their older cipher lists (RC4, DHE, 3DES...) are not carried: the default's stands in.
-    _p("ELBSample-ELBDefaultNegotiationPolicy", "TLSv1.0", "TLSv1.2", _DEFAULT_CIPHERS, CLASSIC),
-    _p(
-        "ELBSample-OpenSSLDefaultNegotiationPolicy",
-        "TLSv1.0",
-        "TLSv1.2",
-        _DEFAULT_CIPHERS,
-        CLASSIC,
+    # Classic Load Balancer only: AWS's older predefined policies. 2015-03 and 2015-02 as AWS's
+    # CLB table gives them; 2014-10, 2014-01 and 2011-08 are named by AWS but no longer in its
+    # table: the oldest documented list (2015-03's) stands in, without their SSLv3 and RC4
+    # (this OpenSSL has neither).
+    _p("ELBSecurityPolicy-2015-03", "TLSv1.0", "TLSv1.2", _CLASSIC_2015_03, CLASSIC),
+    _p("ELBSecurityPolicy-2015-02", "TLSv1.0", "TLSv1.2", _CLASSIC_2015_02, CLASSIC),
+    _p("ELBSecurityPolicy-2014-10", "TLSv1.0", "TLSv1.2", _CLASSIC_2015_03, CLASSIC),
+    _p("ELBSecurityPolicy-2014-01", "TLSv1.0", "TLSv1.2", _CLASSIC_2015_03, CLASSIC),
+    _p("ELBSecurityPolicy-2011-08", "TLSv1.0", "TLSv1.2", _CLASSIC_2015_03, CLASSIC),
+    # The CLB sample policies, each under both of AWS's names (…CipherPolicy and
+    # …NegotiationPolicy); their cipher lists are not documented: the default's stands in.
+    *(
+        _p(f"ELBSample-{kind}Default{suffix}", "TLSv1.0", "TLSv1.2", _DEFAULT_CIPHERS, CLASSIC)
+        for kind in ("ELB", "OpenSSL")
+        for suffix in ("CipherPolicy", "NegotiationPolicy")
     ),
 )
 

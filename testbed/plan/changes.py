@@ -4,8 +4,10 @@ A running lab takes, without down/up, the changes an ALB applies in place on AWS
 rules and default actions, target groups (targets, health checks, attributes) and load
 balancer attributes of application load balancers; the same of a Classic Load Balancer
 (its instances, HealthCheck, ConnectionDrainingPolicy, ConnectionSettings, CrossZone) and
-its listeners' InstancePort, InstanceProtocol and policies (stickiness, proxy protocol): its
-nodes' HAProxy reloads seamlessly, as an ALB's; and security groups and network ACLs
+its listeners' InstancePort, InstanceProtocol and policies (stickiness, proxy protocol, SSL
+negotiation): its nodes' HAProxy reloads seamlessly, as an ALB's; the certificates of HTTPS
+and SSL listeners (a certificate added, removed or reissued for other names: the nodes that
+serve it reload with the new file); and security groups and network ACLs
 (rules, entries, which groups a port carries, which ACL a subnet has: the controller
 reprograms their flows; established flows stay, as on AWS).
 Everything else (hosts, subnets, routes, other load balancer types, listener ports, a
@@ -27,9 +29,16 @@ from testbed.plan.network import NetworkPlan
 # `nodes`: a subnet added to or removed from the load balancer (testbed.stack.update_apply
 # launches or removes the node's host).
 ALB_LIVE_FIELDS = ("target_groups", "attributes", "idle_tcp_s", "idle_udp_s", "nodes")
-# ssl_policy: the nodes reload with the new bind line. Not certificates: a live update of
-# the load balancers alone publishes no plan, so nothing would issue a new certificate.
-ALB_LIVE_LISTENER_FIELDS = ("default_actions", "rules", "target_group", "ssl_policy")
+# ssl_policy, certificates: the nodes reload with the new bind line (the load balancer
+# service issues a certificate the new plan names before the nodes reload:
+# testbed.lab.certs.issue_all).
+ALB_LIVE_LISTENER_FIELDS = (
+    "default_actions",
+    "rules",
+    "target_group",
+    "ssl_policy",
+    "certificates",
+)
 # A CLB's: the same, its CrossZone, and what its listeners do behind their port.
 CLASSIC_LIVE_FIELDS = (*ALB_LIVE_FIELDS, "cross_zone")
 CLASSIC_LIVE_LISTENER_FIELDS = (
@@ -42,6 +51,8 @@ CLASSIC_LIVE_LISTENER_FIELDS = (
     "sticky_cookie",
     "sticky_expiration_s",
     "idle_timeout_s",
+    "ssl_policy",
+    "certificates",
 )
 # An NLB's target groups (targets, health checks, attributes): the registry and the
 # controller take them live (no node process to reload).
@@ -185,6 +196,8 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
                 lbs.append(lb)
         d["load_balancers"] = lbs
     old_live, new_live = a.pop("_alb_live", {}), b.pop("_alb_live", {})
+    old_certs, new_certs = _certificates(a), _certificates(b)
+    live += differences(old_certs, new_certs, "certificates")
     old_sec, new_sec = _split_security(a), _split_security(b)
     old_routes, new_routes = _split_routes(a), _split_routes(b)
     other = differences(a, b)
@@ -198,7 +211,24 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
             _without_targets(old_live[name]), _without_targets(new_live[name])
         ):
             reload.append(name)
+    # A certificate issued anew for other names under the same ARN: the load balancers that
+    # serve it reload to read the new file (their listeners did not change).
+    reissued = {arn for arn, c in new_certs.items() if arn in old_certs and old_certs[arn] != c}
+    for lb in new.load_balancers:
+        if lb.type not in PROXY_TYPES or lb.name not in old_live:
+            continue
+        arns = sorted(reissued & {arn for lis in lb.listeners for arn in lis.certificates})
+        for arn in arns:
+            live.append(f"load_balancers.{lb.name}.certificates: {arn} reissued")
+        if arns and lb.name not in reload:
+            reload.append(lb.name)
     return live, other, reload
+
+
+def _certificates(d: dict[str, Any]) -> dict[str, Any]:
+    """Take the plan's certificates out of a plan dict (ARN -> the rest): the lab issues a
+    new or changed one when it takes the new plan, live."""
+    return {c["arn"]: {k: v for k, v in c.items() if k != "arn"} for c in d.pop("certificates", [])}
 
 
 def describe(changes: list[str]) -> str:

@@ -5,9 +5,13 @@ fast as C workers can, to a name or address, and writes one row per request in t
 testbed.schemas.REQUEST_COLUMNS: when it started, how long it took, status or error, which
 backend answered and which client address/port that backend saw. Runs inside a lab host;
 names are resolved for every new connection, so DNS round robin spreads clients as AWS does.
-Always bounded: it stops after N requests or D seconds, whichever comes first.
+Always bounded: it stops after N requests or D seconds, whichever comes first. https://
+targets are HTTP over TLS, verified by name against the trusted CAs (OpenSSL's defaults, so
+SSL_CERT_FILE: lab hosts trust the lab CA that way); a failed handshake or verification is
+the error "tls".
 
     python -m testbed.roles.load_client --target http://203.0.113.10/ -n 1000 -c 20 --out r.csv
+    python -m testbed.roles.load_client --target https://www.example.test/ -n 100 --keepalive
     python -m testbed.roles.load_client --target tcp://10.0.0.4:9000 -n 200 --rate 50
     python -m testbed.roles.load_client --target udp://10.0.0.4:9000 -n 100
 """
@@ -22,6 +26,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,8 @@ from urllib.parse import urlsplit
 
 from testbed.schemas import REQUEST_COLUMNS
 
-DEFAULT_PORTS = {"http": 80, "tcp": 9000, "udp": 9000}
+DEFAULT_PORTS = {"http": 80, "https": 443, "tcp": 9000, "udp": 9000}
+HTTP_PROTOS = ("http", "https")
 MAX_DURATION = 3600.0  # a hard stop, whatever the arguments
 
 
@@ -43,7 +49,7 @@ class Target:
         url = urlsplit(text)
         self.proto = (proto or url.scheme).lower()
         if self.proto not in DEFAULT_PORTS:
-            raise ValueError(f"unknown protocol {self.proto!r} (http, tcp or udp)")
+            raise ValueError(f"unknown protocol {self.proto!r} (http, https, tcp or udp)")
         if not url.hostname:
             raise ValueError(f"no host in target {text!r}")
         self.host = url.hostname
@@ -53,6 +59,8 @@ class Target:
 
 
 def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):  # handshake refused, or the certificate not verified
+        return "tls"
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
@@ -101,6 +109,9 @@ class LoadClient:
         self.headers = headers
         self.rows: list[dict[str, Any]] = []
         self._resolved: str | None = None
+        # One context for every connection (as a browser has): the default verification,
+        # by the target's name, against OpenSSL's default trust (SSL_CERT_FILE).
+        self._tls = ssl.create_default_context() if target.proto == "https" else None
 
     async def address(self) -> str:
         if self._resolved and self.resolve_once:
@@ -166,7 +177,12 @@ class LoadClient:
         if conn and conn[0] is not None:
             reader, writer = conn
         else:
-            reader, writer = await asyncio.open_connection(await self.address(), self.target.port)
+            reader, writer = await asyncio.open_connection(
+                await self.address(),
+                self.target.port,
+                ssl=self._tls,
+                server_hostname=self.target.host if self._tls else None,
+            )
             if conn is not None:
                 conn[:] = [reader, writer]
         extra = "".join(f"{h}\r\n" for h in self.headers)
@@ -264,7 +280,7 @@ class LoadClient:
 
     async def one(self, seq: int, conn: list | None = None) -> None:
         proto = self.target.proto
-        if proto == "http":
+        if proto in HTTP_PROTOS:
             row = await self.http(seq, conn)
         elif proto == "tcp":
             row = await self.tcp(seq)
@@ -314,7 +330,7 @@ class LoadClient:
         counter = iter(range(n))
 
         async def worker() -> None:
-            conn = [None, None] if self.keepalive and self.target.proto == "http" else None
+            conn = [None, None] if self.keepalive and self.target.proto in HTTP_PROTOS else None
             for seq in counter:
                 if self.clock.now() >= stop_at:
                     return
@@ -387,7 +403,7 @@ def main(args: list[str] | None = None) -> int:
     ap.add_argument(
         "--target",
         required=True,
-        help="http://NAME[:PORT]/path, tcp://NAME:PORT, udp://NAME:PORT or NAME",
+        help="http[s]://NAME[:PORT]/path, tcp://NAME:PORT, udp://NAME:PORT or NAME",
     )
     ap.add_argument("--proto", choices=sorted(DEFAULT_PORTS), help="overrides the URL scheme")
     ap.add_argument("-n", "--requests", type=int, default=100, help="how many (default 100)")

@@ -155,6 +155,59 @@ def test_update_changes_the_policy_live(lab):
     lab.wait_for(lambda: not tls10_ok(), 30, "TLS 1.0 refused again", interval=0.5)
 
 
+def test_a_listener_certificate_added_by_update_is_served(lab, tmp_path):
+    """`testbed update` with a new certificate and a ListenerCertificate adding it to the
+    HTTPS listener: live (the lab issues it, the nodes reload) and SNI picks it; the update
+    back removes it (the default certificate answers that name again)."""
+    shop = "shop.example.test"
+    text = Path(TEMPLATE).read_text()
+    added = text.replace(
+        "  SecureRule:\n",
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        f"    Properties: {{DomainName: {shop}, ValidationMethod: DNS}}\n"
+        "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref HttpsListener\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  SecureRule:\n",
+    )
+    assert added != text
+    path = tmp_path / "alb-https-shop.yaml"
+    path.write_text(added)
+
+    def verified() -> bool:
+        code, _out, _err = curl(lab, f"https://{shop}/", "-o", "/dev/null", name=shop)
+        return code == 0
+
+    assert not verified()  # the default certificate (www) does not cover the name
+    reply = lab.update(str(path))
+    assert any(".HttpsListener.certificates" in c for c in reply["changes"]), reply
+    lab.wait_for(verified, 30, f"{shop} verified with its new certificate", interval=0.5)
+    code, _out, err = curl(lab, f"https://{shop}/", "-v", "-o", "/dev/null", name=shop)
+    assert code == 0, err
+    assert shop in next(line for line in err.splitlines() if "subject:" in line)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not verified(), 30, f"{shop} no longer served", interval=0.5)
+
+
+def test_testbed_cli_shells_trust_the_lab_ca(lab, tmp_path):
+    """`testbed cli`: a host's shell verifies the ALB's certificate without -k, as `testbed
+    exec` does (SSL_CERT_FILE and CURL_CA_BUNDLE at the lab's trust bundle)."""
+    script = tmp_path / "cmds"
+    script.write_text(
+        f"{CLIENT} curl -s -m 5 -o /dev/null -w 'code=%{{http_code}}\\n' --resolve "
+        f"www.example.test:443:{node_ip(lab)} https://www.example.test/\n"
+        f"{CLIENT} echo trust=$SSL_CERT_FILE\n"
+    )
+    proc = run_cli("cli", lab.name, "--script", str(script), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "code=200" in out, out
+    assert "trust=/" in out, out
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -300,9 +300,10 @@ def test_http_backend_serves_https_and_passes_https_checks(tmp_path):
         proc.wait(5)
 
 
-def test_policy_changes_are_live_certificate_changes_are_not():
-    """A new SslPolicy reloads the nodes (no down/up); another certificate list needs
-    down/up (nothing would issue the new certificate during a live update)."""
+def test_policy_and_certificate_changes_are_live():
+    """A new SslPolicy, another certificate list, a new ListenerCertificate and a certificate
+    reissued for other names: all live, the nodes reload (the load balancer service issues
+    the new certificates before they do)."""
     from testbed.plan.changes import plan_changes
 
     old = build_plan(model(), "t")
@@ -321,8 +322,38 @@ def test_policy_changes_are_live_certificate_changes_are_not():
         .replace("!Ref ApiCertificate}]", "!Ref WwwCertificate}]")
         .replace("!Ref SWAP}]", "!Ref ApiCertificate}]")
     )
-    live, other, _reload = plan_changes(old, build_plan(model(text), "t"))
-    assert [c.split(":")[0] for c in other] == [
-        "load_balancers.Alb.listeners.HttpsListener.certificates[0]",
-        "load_balancers.Alb.listeners.HttpsListener.certificates[1]",
+    live, other, reload = plan_changes(old, build_plan(model(text), "t"))
+    assert other == []
+    assert "load_balancers.Alb.listeners.HttpsListener.certificates[0]" in [
+        c.split(":")[0] for c in live
     ]
+    assert reload == ["Alb"]
+    # A third certificate added by a new ListenerCertificate.
+    added = TEMPLATE.read_text().replace(
+        "  SecureRule:\n",
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        "    Properties: {DomainName: shop.example.test}\n"
+        "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref HttpsListener\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  SecureRule:\n",
+    )
+    new = build_plan(model(added), "t")
+    live, other, reload = plan_changes(old, new)
+    assert other == []
+    assert reload == ["Alb"]
+    listener = "load_balancers.Alb.listeners.HttpsListener.certificates"
+    assert any(c.startswith(listener) for c in live)
+    shop = next(c.arn for c in new.certificates if "shop.example.test" in c.names)
+    assert f"certificates.{shop}: added" in live
+    # The same certificate for other names (same ARN): the nodes reload to read it.
+    renamed = TEMPLATE.read_text().replace(
+        "DomainName: www.example.test,", "DomainName: www2.example.test,"
+    )
+    live, other, reload = plan_changes(old, build_plan(model(renamed), "t"))
+    assert other == []
+    assert reload == ["Alb"]
+    assert any(c.startswith("load_balancers.Alb.certificates: ") for c in live), live

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from testbed.alb import stats
 from testbed.alb.config import node_files, render
 from testbed.lab import certs
 from testbed.messages import RuntimeTargetInfo
@@ -29,6 +30,7 @@ from testbed.model.resources.classic_policies import (
     custom_policy_text,
     parse_custom_policy,
 )
+from testbed.plan.changes import plan_changes
 from testbed.plan.network import build_plan
 from testbed.waiting import wait_for
 from tests.haproxy_local import HAVE_HAPROXY, free_port
@@ -208,6 +210,8 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
          SSLCertificateId: {ARN}}}
       - {{LoadBalancerPort: 448, InstancePort: 81, Protocol: SSL, SSLCertificateId: {ARN},
          PolicyNames: [Tls12, NoProtocol]}}
+      - {{LoadBalancerPort: 449, InstancePort: 80, Protocol: HTTPS,
+         SSLCertificateId: "arn:aws:acm:eu-west-3:123456789012:certificate/other-region"}}
     Policies:
       - PolicyName: Modern
         PolicyType: SSLNegotiationPolicyType
@@ -238,7 +242,12 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
         assert any(fragment in s and f"{FILENAME}:{line}:" in s for s in shown), (fragment, shown)
 
     has("Listeners[0]: an HTTPS listener needs SSLCertificateId", "Port: 443,")
-    has("Listeners[1].SSLCertificateId must be a certificate ARN", "not-an-arn")
+    has("Listeners[1].SSLCertificateId: 'not-an-arn' is not a certificate ARN", "not-an-arn")
+    has(
+        "Listeners[7].SSLCertificateId: arn:aws:acm:eu-west-3:123456789012:certificate/"
+        "other-region is an ACM certificate of eu-west-3",
+        "other-region",
+    )
     has(
         "ELBSecurityPolicy-TLS13-1-2-2021-06 is a policy of application and network load "
         "balancers, not of classic ones",
@@ -257,7 +266,7 @@ def test_tls_errors_all_in_one_run_with_lines(fails):
     has("Policies[3]: the policy enables no protocol", "PolicyName: NoProtocol")
     has("attribute Protocol-TLSv1.2 must be true or false, not 'yes'", '"yes"')
     has("'Protocol-TLSv9' is not a protocol of an SSLNegotiationPolicyType policy", "TLSv9")
-    assert len(shown) == 10, shown
+    assert len(shown) == 11, shown
 
 
 # ---- haproxy.cfg ---------------------------------------------------------------------------
@@ -470,3 +479,46 @@ def test_policies_decide_the_versions_and_ciphers(served):
     assert cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "AES128-GCM-SHA256")
     with pytest.raises(ssl.SSLError):
         _handshake(ports[4443], _client(ca, ssl.TLSVersion.TLSv1))
+
+
+def test_https_listeners_count_requests():
+    """classic_metrics: an HTTPS listener's requests and codes count as an HTTP one's, an SSL
+    listener's connections as a TCP one's."""
+
+    def rows(name: str, http: bool) -> list[dict[str, str]]:
+        base = {"bin": "100", "bout": "200", "qcur": "0", "econ": "0", "rtime": "5"}
+        base |= {"ctime": "1", "hrsp_2xx": "0", "hrsp_4xx": "0", "hrsp_5xx": "0"}
+        backend = {**base, "pxname": f"ls_{name}", "svname": "BACKEND", "req_tot": "0"}
+        server = {**base, "pxname": f"ls_{name}", "svname": "Web_443", "stot": "2"}
+        if http:
+            backend["req_tot"] = "4"
+            server["hrsp_2xx"] = "3"
+            server["hrsp_4xx"] = "1"
+        front = {**base, "pxname": name, "svname": "FRONTEND"}
+        return [front, backend, server]
+
+    nodes = [rows("Https443", True) + rows("Ssl8443", False)]
+    got = {
+        m: v
+        for m, _tg, _t, v, _u, _k in stats.classic_metrics(
+            nodes, {"Https443": "HTTPS", "Ssl8443": "SSL"}
+        )
+    }
+    assert got["RequestCount"] == 4 + 2  # HTTPS requests + SSL connections
+    assert got["HTTPCode_Backend_2XX"] == 3
+    assert got["HTTPCode_Backend_4XX"] == 1
+
+
+def test_policy_and_certificate_changes_are_live():
+    """A CLB listener's SSL negotiation policy and its certificate change live: its nodes
+    reload (testbed.plan.changes), as an ALB's."""
+    old = build_plan(_model(), "t")
+    text = LISTENERS.replace(f"Value: {TLS12}", f"Value: {DEFAULT}").replace(
+        f"Protocol: ssl, SSLCertificateId: {IAM_ARN}", f"Protocol: ssl, SSLCertificateId: {ARN}"
+    )
+    new = build_plan(_model(text), "t")
+    live, other, reload = plan_changes(old, new)
+    assert other == []
+    assert reload == [new.load_balancers[0].name]
+    fields = {c.split(":")[0].rsplit(".", 1)[-1].split("[")[0] for c in live}
+    assert {"ssl_policy", "certificates"} <= fields, live

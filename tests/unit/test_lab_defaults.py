@@ -157,3 +157,15 @@ def test_status_shows_kinds_and_why(load):
     notes = host_notes(listing)
     assert any(n.startswith("Internet1: added by the lab") for n in notes)
     assert any(n.startswith("WebA: role http-backend by default") for n in notes)
+
+
+def test_tls_back_ends_get_https():
+    """A CLB's SSL back end (SSL -> SSL) and a TLS target group reach the instance over TLS:
+    http-backend serves HTTPS on that port, as for an HTTPS target group."""
+    use = lab_defaults.Use
+    for protocol in ("HTTPS", "SSL", "TLS"):
+        role, why = lab_defaults.role_for([use("CLB", protocol, 8443)])
+        assert dict(role.args) == {"HttpsPort": 8443}, protocol
+    role, why = lab_defaults.role_for([use("CLB", "TCP", 80), use("CLB", "SSL", 8443)])
+    assert dict(role.args) == {"Port": 80, "HttpsPort": 8443}
+    assert "HTTPS on 8443" in why

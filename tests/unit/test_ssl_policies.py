@@ -50,3 +50,46 @@ def test_classic_only_and_unknown_names():
     with pytest.raises(KeyError, match="did you mean ELBSecurityPolicy-TLS13-1-2-2021-06"):
         policy("ELBSecurityPolicy-TLS13-1-2-2021-07")
     assert "e.g. ELBSecurityPolicy-2016-08" in ssl_policies.unknown_message("Strong")
+
+
+def test_tls13_policies_in_aws_order():
+    """AWS's describe-ssl-policies order: Ext2 puts the SHA-1 ciphers beside their kin."""
+    ext2 = policy("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06").ciphers
+    assert ext2[4:6] == ("ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA")
+    assert ext2[10:12] == ("ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA")
+    assert ext2[-6:] == (
+        "AES128-GCM-SHA256",
+        "AES128-SHA256",
+        "AES128-SHA",
+        "AES256-GCM-SHA384",
+        "AES256-SHA256",
+        "AES256-SHA",
+    )
+    assert len(ext2) == 18
+    res = policy("ELBSecurityPolicy-TLS13-1-2-Res-2021-06").ciphers
+    assert all("GCM" in c and c.startswith("ECDHE-") for c in res)
+    assert len(res) == 4
+    assert len(policy("ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06").ciphers) == 12
+    assert policy("ELBSecurityPolicy-TLS13-1-0-2021-06").min_tls == "TLSv1.0"
+
+
+def test_classic_older_and_sample_policies():
+    """The CLB's older predefined policies and both names of each sample policy."""
+    for name in (
+        "ELBSecurityPolicy-2015-03",
+        "ELBSecurityPolicy-2015-02",
+        "ELBSecurityPolicy-2014-10",
+        "ELBSecurityPolicy-2014-01",
+        "ELBSecurityPolicy-2011-08",
+        "ELBSample-ELBDefaultCipherPolicy",
+        "ELBSample-ELBDefaultNegotiationPolicy",
+        "ELBSample-OpenSSLDefaultCipherPolicy",
+        "ELBSample-OpenSSLDefaultNegotiationPolicy",
+    ):
+        found = policy(name)
+        assert found.load_balancers == {"classic"}, name
+        assert (found.min_tls, found.max_tls) == ("TLSv1.0", "TLSv1.2"), name
+    march = policy("ELBSecurityPolicy-2015-03").ciphers
+    assert {"DHE-RSA-AES128-SHA", "DHE-DSS-AES128-SHA", "DES-CBC3-SHA"} <= set(march)
+    assert march.index("DHE-RSA-AES128-SHA") == 6  # after the ECDHE AES128 ones, as AWS's table
+    assert policy("ELBSecurityPolicy-2015-02").ciphers == march[:-1]  # no 3DES

@@ -51,6 +51,7 @@ from testbed.model.elbv2_types import (
     Target,
     TargetGroup,
 )
+from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.resources.base import (
     Prop,
     ResourceContext,
@@ -99,11 +100,6 @@ SCHEMES = ("internet-facing", "internal")
 LAYER = {"HTTP": 7, "HTTPS": 7, "TCP": 4, "SSL": 4}
 # A listener's back-end protocol when InstanceProtocol is left out (TLS ends at the node).
 PLAIN = {"HTTP": "HTTP", "HTTPS": "HTTP", "TCP": "TCP", "SSL": "TCP"}
-# SSLCertificateId: an ACM certificate or an IAM server certificate.
-CERTIFICATE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+"
-    r"|iam::\d{12}:server-certificate/\S+)$"
-)
 MAX_PATH = 1024
 TARGET_FORMS = "TCP:PORT, SSL:PORT, HTTP:PORT/PATH or HTTPS:PORT/PATH (e.g. HTTP:80/health)"
 # ELB's group for CLBs of the default VPC given no SecurityGroups (name, description: AWS's).
@@ -178,10 +174,11 @@ def _certificate(
     where: str,
     line: int | None,
     given_line: int | None,
+    region: str,
 ) -> tuple[str, ...]:
-    """SSLCertificateId: required on HTTPS and SSL listeners (an ACM or IAM server
-    certificate ARN), refused on HTTP and TCP ones (line: the listener's, given_line:
-    SSLCertificateId's)."""
+    """SSLCertificateId: required on HTTPS and SSL listeners (an ACM certificate of the
+    load balancer's region or an IAM server certificate: acm.certificate_arn_problem),
+    refused on HTTP and TCP ones (line: the listener's, given_line: SSLCertificateId's)."""
     given = "SSLCertificateId" in values
     if protocol is None:
         return ()
@@ -204,13 +201,19 @@ def _certificate(
         )
         return ()
     text = (as_text(values["SSLCertificateId"]) or "").strip()
-    if not CERTIFICATE_ARN.match(text):
+    if not text:
         problems.add(
-            f"{where}.SSLCertificateId must be a certificate ARN "
-            "(arn:aws:acm:REGION:ACCOUNT:certificate/ID or "
-            "arn:aws:iam::ACCOUNT:server-certificate/NAME), not "
-            f"{describe(values['SSLCertificateId']) if not text else repr(text)}",
+            f"{where}.SSLCertificateId must be a certificate ARN, not "
+            f"{describe(values['SSLCertificateId'])}",
             given_line,
+        )
+        return ()
+    problem = certificate_arn_problem(text, region)
+    if problem:
+        problems.add(
+            f"{where}.SSLCertificateId: {problem}",
+            given_line,
+            "use !Ref of an AWS::CertificateManager::Certificate of the template",
         )
         return ()
     return (text,)
@@ -257,7 +260,9 @@ def _listener(
     else:
         # HTTP -> HTTP, TCP -> TCP; HTTPS -> HTTP and SSL -> TCP (TLS ends at the node).
         instance_protocol = None if protocol is None else PLAIN[protocol]
-    certificates = _certificate(problems, values, protocol, where, line, at("SSLCertificateId"))
+    certificates = _certificate(
+        problems, values, protocol, where, line, at("SSLCertificateId"), ctx.state.region
+    )
     names: list[tuple[str, int | None]] = []
     if "PolicyNames" in values:
         listed = values["PolicyNames"]
