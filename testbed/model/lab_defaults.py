@@ -92,7 +92,7 @@ def role_for(uses: list[Use]) -> tuple[RoleSpec, str]:
     http-backend serves HTTP on Port (TCP connections on it get HTTP answers, which an NLB's
     TCP health check and TCP clients accept), and answers UDP on UdpPort. The first TCP port
     is Port, the first UDP port UdpPort; other ports are named as not served."""
-    tcp = _unique(u.port for u in uses if u.protocol not in ("UDP", "HTTPS"))
+    tcp = _unique(u.port for u in uses if u.protocol not in ("UDP", "HTTPS", "TLS"))
     udp = _unique(u.port for u in uses if u.protocol in ("UDP", "TCP_UDP"))
     https = _https_ports(uses)
     args: dict[str, int] = {}
@@ -124,8 +124,9 @@ def _unique(ports: Iterable[int]) -> list[int]:
 
 
 def _https_ports(uses: list[Use]) -> list[int]:
-    """The ports HTTPS target groups reach an instance on (http-backend's HttpsPort)."""
-    return _unique(u.port for u in uses if u.protocol == "HTTPS")
+    """The ports HTTPS target groups (and an NLB's TLS groups) reach an instance on
+    (http-backend's HttpsPort)."""
+    return _unique(u.port for u in uses if u.protocol in ("HTTPS", "TLS"))
 
 
 def https_for_own_roles(state: BuildState, uses: dict[str, list[Use]]) -> None:

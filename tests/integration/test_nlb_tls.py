@@ -1,0 +1,96 @@
+"""NLB TLS listeners on a real lab (issue 16): TLS ended on the NLB node with a certificate of
+the lab CA (verified by the internet client, no -k) and the listener's SslPolicy; ALPN by the
+AlpnPolicy; plain TCP to the targets (TCP group) or TLS again (TLS group); the TCP listener
+beside them keeps the switches' data path (the target sees the client); bad input exit 2.
+
+templates/nlb-tls.yaml; curl --resolve pins www.example.test to a node's public address.
+Client addresses behind a TLS listener: the node's (AWS with client IP preservation off); with
+preservation on (instance targets) the lab does not preserve it yet (nlb-tls.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from testbed.lab.api import Lab
+from tests.assertions import run_cli
+
+pytestmark = pytest.mark.integration
+TEMPLATE = "templates/nlb-tls.yaml"
+CLIENT = "Client1"
+NAME = "www.example.test"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab.up(TEMPLATE) as lab:
+        lab.wait_healthy("WebTcp", timeout=60)
+        lab.wait_healthy("WebTls", timeout=60)
+        yield lab
+
+
+def node(lab) -> dict:
+    lb = next(x for x in lab.state["load_balancers"] if x["name"] == "Nlb")
+    return lb["nodes"][0]
+
+
+def curl(lab, url: str, *extra: str) -> tuple[int, str, str]:
+    ip = node(lab)["public_ip"]
+    argv = ["curl", "-s", "-m", "5"]
+    for port in (80, 443, 8443):
+        argv += ["--resolve", f"{NAME}:{port}:{ip}"]
+    proc = lab.host(CLIENT).run([*argv, *extra, url], timeout=15)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_tls_listener_verified_plain_tcp_to_targets(lab):
+    code, out, err = curl(lab, f"https://{NAME}/hello")
+    assert code == 0, err  # verified against the lab CA
+    body = json.loads(out)
+    assert body["instance"] == "Web1"  # cross-zone off: the node's own AZ
+    assert not body["tls"]  # plain to the target
+    assert body["client"]["ip"] == node(lab)["ip"]  # the node's address (see the docstring)
+
+
+def test_tls_group_is_reencrypted(lab):
+    code, out, err = curl(lab, f"https://{NAME}:8443/hello")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["tls"], body  # the target got TLS from the node
+
+
+def test_alpn_http2_preferred(lab):
+    # h2 is what the node answers by ALPN (HTTP2Preferred); the NLB does not speak HTTP, so
+    # the target (HTTP/1.1 only) would not understand an HTTP/2 request: the answer counts.
+    out = (
+        lab.host(CLIENT)
+        .run(
+            f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
+            "-alpn h2,http/1.1 2>&1",
+            timeout=15,
+        )
+        .stdout
+    )
+    assert "ALPN protocol: h2" in out, out
+    assert "Verify return code: 0 (ok)" in out, out
+
+
+def test_tcp_listener_keeps_the_switch_path(lab):
+    code, out, err = curl(lab, f"http://{NAME}/hello")
+    assert code == 0, err
+    body = json.loads(out)
+    # Instance targets behind the switches' TCP path see the client's (public) address.
+    assert body["client"]["ip"] != node(lab)["ip"]
+
+
+def test_bad_input_exit_2(tmp_path):
+    text = Path(TEMPLATE).read_text()
+    text = text.replace("AlpnPolicy: [!Ref AlpnPolicy]", "AlpnPolicy: [HTTP3]")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 2
+    assert "AlpnPolicy must be one of" in proc.stderr
