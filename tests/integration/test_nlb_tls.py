@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from testbed.alb.config import node_files
+from testbed.alb.runtime import cli, parse_servers_state
+from testbed.alb.servers import MAINT, READY
 from testbed.lab.api import Lab
+from testbed.waiting import wait_for
 from tests.assertions import run_cli
 
 pytestmark = pytest.mark.integration
@@ -86,6 +90,23 @@ def test_tcp_listener_keeps_the_switch_path(lab):
     body = json.loads(out)
     # Instance targets behind the switches' TCP path see the client's (public) address.
     assert body["client"]["ip"] != node(lab)["ip"]
+
+
+def test_target_states_reach_the_nodes_haproxy(lab):
+    """A deregistered (draining) target takes no new TLS connections on the node's HAProxy:
+    the holder pushes target states to NLB nodes with TLS listeners as to ALB nodes."""
+    files = node_files(lab.dir, node(lab)["host"])
+
+    def admin_state(name: str) -> str:
+        servers = parse_servers_state(cli(files.stats_socket, "show servers state"))
+        return servers[("tg_WebTcp", name)][2]
+
+    assert admin_state("Web1_80") == READY
+    lab.deregister("WebTcp", "Web1")
+    wait_for(lambda: admin_state("Web1_80") == MAINT, 30, "Web1 in maintenance on the node")
+    # The node's AZ has no other target (cross-zone off): the TLS connection is closed.
+    code, _out, _err = curl(lab, f"https://{NAME}/hello", "--http1.1")
+    assert code != 0
 
 
 def test_bad_input_exit_2(tmp_path):

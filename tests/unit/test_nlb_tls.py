@@ -18,6 +18,7 @@ import pytest
 
 from testbed.alb import nlb_tls
 from testbed.alb.config import node_files, render
+from testbed.alb.runtime import AlbRuntime
 from testbed.alb.servers import node_servers
 from testbed.controllers.forwarding import Forwarding
 from testbed.controllers.nlb import NlbLogic
@@ -324,3 +325,13 @@ def test_haproxy_ends_tls_and_forwards_tcp_or_tls(tmp_path, alpn_policy):
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_alb_runtime_keeps_nlb_tls_nodes_in_step(tmp_path):
+    """The holder's HAProxy runtime takes an NLB with TLS listeners (target states reach its
+    nodes' servers); an NLB without them has no HAProxy."""
+    lb = plan().load_balancers[0]
+    runtime = AlbRuntime(tmp_path, [lb], log=lambda _text: None)
+    assert sorted(runtime.nodes) == sorted(n.host for n in lb.nodes)
+    plain = replace(lb, listeners=tuple(x for x in lb.listeners if x.protocol != "TLS"))
+    assert AlbRuntime(tmp_path, [plain], log=lambda _text: None).nodes == {}
