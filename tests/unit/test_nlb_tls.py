@@ -335,3 +335,8 @@ def test_alb_runtime_keeps_nlb_tls_nodes_in_step(tmp_path):
     assert sorted(runtime.nodes) == sorted(n.host for n in lb.nodes)
     plain = replace(lb, listeners=tuple(x for x in lb.listeners if x.protocol != "TLS"))
     assert AlbRuntime(tmp_path, [plain], log=lambda _text: None).nodes == {}
+
+
+def test_client_ip_preservation_behind_tls_is_said_to_be_missing():
+    shown = [f"{i.logical_id}.{i.property}" for i in model().ignored]
+    assert any(s.startswith("Tls.client IP preservation of WebTcp") for s in shown), shown
