@@ -92,6 +92,28 @@ def test_tcp_listener_keeps_the_switch_path(lab):
     assert body["client"]["ip"] != node(lab)["ip"]
 
 
+def test_alpn_policy_update_is_live(lab):
+    def alpn() -> str:
+        out = (
+            lab.host(CLIENT)
+            .run(
+                f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
+                "-alpn h2,http/1.1 2>&1",
+                timeout=15,
+            )
+            .stdout
+        )
+        return next((x for x in out.splitlines() if "ALPN protocol" in x), "no ALPN")
+
+    reply = lab.update(TEMPLATE, {"AlpnPolicy": "HTTP1Only"})
+    assert reply["changes"] == [
+        "load_balancers.Nlb.listeners.Tls.alpn_policy: 'HTTP2Preferred' -> 'HTTP1Only'"
+    ]
+    lab.wait_for(lambda: "http/1.1" in alpn(), 30, "ALPN http/1.1 after the update", interval=0.5)
+    lab.update(TEMPLATE, {"AlpnPolicy": "HTTP2Preferred"})
+    lab.wait_for(lambda: "h2" in alpn(), 30, "ALPN h2 again", interval=0.5)
+
+
 def test_target_states_reach_the_nodes_haproxy(lab):
     """A deregistered (draining) target takes no new TLS connections on the node's HAProxy:
     the holder pushes target states to NLB nodes with TLS listeners as to ALB nodes."""

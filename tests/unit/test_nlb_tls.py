@@ -27,6 +27,7 @@ from testbed.errors import BadInput
 from testbed.lab import certs
 from testbed.model import load_model_text
 from testbed.model.elbv2_types import elbv2_sections
+from testbed.plan.changes import plan_changes
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.waiting import wait_for
 from tests.fake_openflow import FakeFabric, ip_packet
@@ -340,3 +341,15 @@ def test_alb_runtime_keeps_nlb_tls_nodes_in_step(tmp_path):
 def test_client_ip_preservation_behind_tls_is_said_to_be_missing():
     shown = [f"{i.logical_id}.{i.property}" for i in model().ignored]
     assert any(s.startswith("Tls.client IP preservation of WebTcp") for s in shown), shown
+
+
+def test_policy_changes_of_tls_listeners_are_live_and_reload():
+    old = plan()
+    new = plan(SslPolicy="ELBSecurityPolicy-TLS13-1-3-2021-06", AlpnPolicy="HTTP1Only")
+    live, other, reload = plan_changes(old, new)
+    assert live == [
+        "load_balancers.Nlb.listeners.Tls.alpn_policy: 'HTTP2Preferred' -> 'HTTP1Only'",
+        "load_balancers.Nlb.listeners.Tls.ssl_policy: 'ELBSecurityPolicy-TLS13-1-2-2021-06' "
+        "-> 'ELBSecurityPolicy-TLS13-1-3-2021-06'",
+    ]
+    assert (other, reload) == ([], ["Nlb"])
