@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.alb import classic, tls
+from testbed.alb import classic, nlb_tls, tls
 from testbed.alb.logformat import HTTP_LOG_FORMAT, log_format_line
 from testbed.alb.patterns import (
     anchored,
@@ -48,7 +48,7 @@ from testbed.alb.servers import (
     template_targets,
 )
 from testbed.messages import RuntimeTargetInfo
-from testbed.model.elb_defaults import CLASSIC
+from testbed.model.elb_defaults import CLASSIC, NETWORK
 from testbed.plan.balancers import (
     ConditionPlan,
     ListenerPlan,
@@ -116,7 +116,8 @@ def render(
     files: NodeFiles,
     targets: Mapping[str, list[RuntimeTargetInfo]] | None = None,
 ) -> str:
-    """The whole haproxy.cfg of `node` (an ALB's, or a CLB's: testbed.alb.classic).
+    """The whole haproxy.cfg of `node` (an ALB's; a CLB's: testbed.alb.classic; an NLB's TLS
+    listeners: testbed.alb.nlb_tls).
 
     targets: {target group: registry snapshot rows}; a group missing there (and every group
     at node start, targets=None) has the template's targets, all `initial` (so all take
@@ -124,6 +125,9 @@ def render(
     if lb.type == CLASSIC:
         head = _head("CLB", lb, node, files, classic.idle_timeout(lb), classic.HARD_STOP_AFTER_S)
         return "\n".join(head + classic.sections(lb, node, targets, files.dir.parent.parent)) + "\n"
+    if lb.type == NETWORK:  # only its TLS listeners (testbed.alb.nlb_tls)
+        head = _head("NLB", lb, node, files, lb.idle_tcp_s, lb.idle_tcp_s)
+        return "\n".join(head + nlb_tls.sections(lb, node, lab_dir_of(files), targets)) + "\n"
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))
     keep_alive = int(lb.attributes.get("client_keep_alive.seconds", "3600"))
     out = _head("ALB", lb, node, files, idle, keep_alive)

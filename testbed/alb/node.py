@@ -54,7 +54,10 @@ async def run(args: argparse.Namespace) -> int:
     files.config.write_text(render(lb, node, files))
     # The builder keeps lb-node hosts' own ports above 61000 for the NLB's sake; an ALB node
     # opens connections to its targets itself, so it needs the usual range.
-    Path("/proc/sys/net/ipv4/ip_local_port_range").write_text(PORT_RANGE)
+    # An NLB node (TLS listeners) keeps the builder's range: the switches translate its
+    # TCP listeners' connections to the node address with ports below it.
+    if lb.type != "network":
+        Path("/proc/sys/net/ipv4/ip_local_port_range").write_text(PORT_RANGE)
     read_end, write_end = os.pipe()
     with open(files.access_log, "ab") as access, open(files.haproxy_log, "ab") as errors:
         grep = await asyncio.create_subprocess_exec(

@@ -344,7 +344,7 @@ class AlbRuntime:
     def set_lbs(self, lbs: list[LoadBalancerPlan]) -> None:
         """New plans (after an update): nodes keep what they know of HAProxy."""
         for lb in lbs:
-            if not lb.proxied:  # ALB and CLB nodes run HAProxy
+            if not lb.runs_haproxy:  # ALB and CLB nodes, NLB nodes with TLS listeners
                 continue
             for node in lb.nodes:
                 current = self.nodes.get(node.host)
@@ -398,4 +398,4 @@ class AlbRuntime:
 
 
 def _kind(lb: LoadBalancerPlan) -> str:
-    return "CLB" if lb.type == CLASSIC else "ALB"
+    return {CLASSIC: "CLB", "network": "NLB"}.get(lb.type, "ALB")

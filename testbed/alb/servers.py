@@ -1,6 +1,7 @@
 """Which servers a proxy node's HAProxy backends hold, and which of them take requests.
 
-Shared by the two load balancers whose nodes run HAProxy (testbed.plan.balancers.PROXY_TYPES):
+Shared by the load balancers whose nodes run HAProxy (testbed.plan.balancers.PROXY_TYPES, and
+an NLB's TLS listeners: as the ALB's, for the groups they forward to):
 
   ALB  one backend per target group, `tg_<TargetGroup>`, servers at each target's port;
        healthy targets take requests, and when none is healthy every registered one does
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 
 from testbed.alb.patterns import server_name
 from testbed.messages import RuntimeTargetInfo
-from testbed.model.elb_defaults import CLASSIC
+from testbed.model.elb_defaults import CLASSIC, NETWORK
 from testbed.plan.balancers import ListenerPlan, LoadBalancerPlan, NodePlan, TargetGroupPlan
 
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -105,7 +106,11 @@ def node_servers(
             for name, (ip, _port, state) in server_states(lb, node, tg, rows).items():
                 out[(listener_backend(listener.name), name)] = (ip, port, state)
         return out
+    # An NLB's HAProxy holds only the groups of its TLS listeners (testbed.alb.nlb_tls).
+    used = {lis.target_group for lis in lb.tls_listeners} if lb.type == NETWORK else None
     for tg in lb.target_groups:
+        if used is not None and tg.name not in used:
+            continue
         rows = groups[tg.name] if tg.name in groups else template_targets(tg)
         for name, server in server_states(lb, node, tg, rows).items():
             out[(backend_name(tg.name), name)] = server

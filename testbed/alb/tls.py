@@ -96,10 +96,13 @@ def bind_options(
 
 
 def server_options(tg: TargetGroupPlan) -> str:
-    """Options of a target group's HAProxy servers: TLS to HTTPS targets, unverified."""
-    return f" {HTTPS_SERVER}" if tg.protocol.upper() == "HTTPS" else ""
+    """Options of a target group's HAProxy servers: TLS to HTTPS (and an NLB's TLS) targets,
+    unverified."""
+    return f" {HTTPS_SERVER}" if tg.protocol.upper() in ("HTTPS", "TLS") else ""
 
 
 def https_backends(lb: LoadBalancerPlan) -> set[str]:
     """The backends whose servers speak TLS: a server added at run time needs the option."""
-    return {backend_name(tg.name) for tg in lb.target_groups if tg.protocol.upper() == "HTTPS"}
+    return {
+        backend_name(tg.name) for tg in lb.target_groups if tg.protocol.upper() in ("HTTPS", "TLS")
+    }

@@ -203,7 +203,11 @@ def _lab_dir(host_dir: Path) -> Path:
 
 
 def _network_node(host: HostPlan, args: dict[str, Any], host_dir: Path) -> Launch:
-    """An NLB node runs its health checker; the fabric's flows carry the traffic."""
+    """An NLB node runs its health checker; the fabric's flows carry the traffic. With TLS
+    listeners (role args `ports`), the node runs HAProxy for them too (testbed.alb.node, which
+    runs the health checker as well): ready when it listens on every TLS port."""
+    if args.get("ports"):
+        return _application_node(host, args, host_dir)
     return Launch(
         _python(
             "testbed.lb.health_checker",

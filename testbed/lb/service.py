@@ -55,7 +55,7 @@ class LbService:
         self.thread = threading.Thread(target=self._loop, daemon=True, name="lb-service")
         self.controller_sock = str(self.lab_dir / CONTROLLER_SOCK)
         self.alb: AlbRuntime | None = None
-        if any(lb.proxied for lb in self.lbs):
+        if any(lb.runs_haproxy for lb in self.lbs):  # ALB, CLB, NLB TLS listeners
             self.alb = AlbRuntime(self.lab_dir, self.lbs)
 
     def start(self) -> None:

@@ -30,6 +30,16 @@ PROTOCOL_LB_TYPE = frozen_map(
         "GENEVE": GATEWAY,
     }
 )
+# AlpnPolicy of an NLB TLS listener -> the protocols its handshake offers, in its order of
+# preference (AWS's ALPN policies; "None", the default, offers none).
+ALPN_POLICIES: Mapping[str, tuple[str, ...]] = frozen_map(
+    {
+        "HTTP1Only": ("http/1.1", "http/1.0"),
+        "HTTP2Only": ("h2",),
+        "HTTP2Optional": ("http/1.1", "http/1.0", "h2"),
+        "HTTP2Preferred": ("h2", "http/1.1", "http/1.0"),
+    }
+)
 GENEVE_PORT = 6081  # GWLB talks to appliances on this UDP port only
 
 DEREGISTRATION_DELAY_S = 300

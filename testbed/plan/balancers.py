@@ -158,6 +158,19 @@ class LoadBalancerPlan:
         """HAProxy nodes (ALB, CLB) rather than flows in the switches (NLB, GWLB)."""
         return self.type in PROXY_TYPES
 
+    @property
+    def tls_listeners(self) -> tuple[ListenerPlan, ...]:
+        """An NLB's TLS listeners: they end TLS in HAProxy on the node (testbed.alb.nlb_tls);
+        the switches carry only its TCP and UDP listeners."""
+        if self.type != "network":
+            return ()
+        return tuple(lis for lis in self.listeners if lis.protocol == "TLS")
+
+    @property
+    def runs_haproxy(self) -> bool:
+        """Whether its nodes run HAProxy: ALB and CLB nodes, and NLB nodes with TLS listeners."""
+        return self.proxied or bool(self.tls_listeners)
+
     def node_in(self, az: str) -> NodePlan | None:
         return next((n for n in self.nodes if n.az == az), None)
 

@@ -57,6 +57,8 @@ CLASSIC_LIVE_LISTENER_FIELDS = (
 # An NLB's target groups (targets, health checks, attributes): the registry and the
 # controller take them live (no node process to reload).
 NLB_LIVE_FIELDS = ("target_groups", "nodes")
+# An NLB's TLS listeners (HAProxy on its nodes): certificates and policies reload its HAProxy.
+NLB_TLS_LIVE_LISTENER_FIELDS = ("certificates", "ssl_policy", "alpn_policy")
 MAX_SHOWN = 15
 # Live changes of security groups and ACL entries start with these (see security_changes).
 SECURITY_PREFIXES = ("security_groups.", "network_acls.", "memberships.", "acl_of_subnet.")
@@ -190,7 +192,17 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
                 d.setdefault("_alb_live", {})[lb["name"]] = part
             elif lb["type"] == "network":
                 part = {k: lb[k] for k in NLB_LIVE_FIELDS if k in lb}
-                lbs.append({k: v for k, v in lb.items() if k not in NLB_LIVE_FIELDS})
+                fixed = {k: v for k, v in lb.items() if k not in NLB_LIVE_FIELDS}
+                if any(lis["protocol"] == "TLS" for lis in lb["listeners"]):
+                    fields = NLB_TLS_LIVE_LISTENER_FIELDS
+                    fixed["listeners"] = [
+                        {k: v for k, v in lis.items() if k not in fields} for lis in lb["listeners"]
+                    ]
+                    part["listeners"] = [
+                        {"name": lis["name"], **{k: lis[k] for k in fields if k in lis}}
+                        for lis in lb["listeners"]
+                    ]
+                lbs.append(fixed)
                 d.setdefault("_alb_live", {})[lb["name"]] = part
             else:
                 lbs.append(lb)

@@ -852,10 +852,13 @@ def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[En
 
 def _node_ports(lb: LoadBalancerPlan) -> dict[str, Any]:
     """ALB and CLB nodes listen themselves (HAProxy): their listener ports tell when they are
-    ready."""
-    if not lb.proxied:
-        return {}
-    return {"ports": sorted({lis.port for lis in lb.listeners if lis.port})}
+    ready. An NLB's nodes listen only on its TLS listeners' ports (the switches carry the
+    others)."""
+    if lb.proxied:
+        return {"ports": sorted({lis.port for lis in lb.listeners if lis.port})}
+    if lb.tls_listeners:
+        return {"ports": sorted({lis.port for lis in lb.tls_listeners if lis.port})}
+    return {}
 
 
 DNS_HOST = "LabDNS"

@@ -97,13 +97,6 @@ def test_listener_arn(load):
     [
         (
             "NLB",
-            "TLS",
-            443,
-            "TLS listeners of network load balancers are not yet supported (issue 16, NLB TLS)",
-            "Protocol: TLS",
-        ),
-        (
-            "NLB",
             "HTTP",
             80,
             "Protocol of a listener of network load balancers must be one of TCP, UDP, "

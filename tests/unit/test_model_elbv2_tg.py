@@ -176,17 +176,10 @@ def test_nlb_matcher_accepts_5xx(load):
     ("protocol", "port", "extra", "message", "at"),
     [
         (
-            "TLS",
-            443,
-            "",
-            "TLS target groups are not yet supported (issue 16, NLB TLS)",
-            "Protocol:",
-        ),
-        (
             "SCTP",
             80,
             "",
-            "Protocol must be one of TCP, UDP, TCP_UDP, HTTP, HTTPS, GENEVE, not 'SCTP'",
+            "Protocol must be one of TCP, UDP, TCP_UDP, TLS, HTTP, HTTPS, GENEVE, not 'SCTP'",
             "Protocol:",
         ),
         ("tcp", 80, "", "did you mean TCP?", "Protocol:"),

@@ -55,6 +55,7 @@ LISTENER_TO_TG = {
     "TCP": ("TCP", "TCP_UDP"),
     "UDP": ("UDP", "TCP_UDP"),
     "TCP_UDP": ("TCP_UDP",),
+    "TLS": ("TCP", "TLS"),  # NLB TLS: decrypt to plain TCP, or re-encrypt
     "HTTP": ("HTTP", "HTTPS"),
     "HTTPS": ("HTTP", "HTTPS"),
     None: ("GENEVE",),

@@ -102,6 +102,7 @@ LISTENER_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "TCP": {"tcp.idle_timeout.seconds": str(DEFAULTS["network"].tcp_idle_timeout_s)},
     "TCP_UDP": {"tcp.idle_timeout.seconds": str(DEFAULTS["network"].tcp_idle_timeout_s)},
     "UDP": {},
+    "TLS": {"tcp.idle_timeout.seconds": str(DEFAULTS["network"].tcp_idle_timeout_s)},
     "HTTP": {},
     "HTTPS": {},
     "GENEVE": {"tcp.idle_timeout.seconds": str(DEFAULTS["gateway"].tcp_idle_timeout_s)},

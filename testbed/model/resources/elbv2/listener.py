@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.model import ssl_policies
-from testbed.model.elb_defaults import APPLICATION, DEFAULTS, GATEWAY, NETWORK
-from testbed.model.elbv2_types import Listener, LoadBalancer
+from testbed.model.elb_defaults import ALPN_POLICIES, APPLICATION, DEFAULTS, GATEWAY, NETWORK
+from testbed.model.elbv2_types import Action, Listener, LoadBalancer
 from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.elbv2.actions import read_actions
@@ -25,11 +25,10 @@ from testbed.model.resources.elbv2.common import (
 )
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
-from testbed.model.types import frozen_map
+from testbed.model.types import IgnoredProperty, frozen_map
 
 PROTOCOLS = {NETWORK: ("TCP", "UDP", "TCP_UDP", "TLS"), APPLICATION: ("HTTP", "HTTPS")}
 SECURE = ("HTTPS", "TLS")
-NLB_TLS = "TLS listeners of network load balancers are not yet supported (issue 16, NLB TLS)"
 
 
 def certificate_arns(ctx: ResourceContext, prop_name: str) -> tuple[str, ...]:
@@ -86,7 +85,8 @@ def _tls(ctx: ResourceContext, lb: LoadBalancer, protocol: str | None) -> dict[s
             )
     if "Certificates" not in props:
         raise ctx.fail(
-            f"an {protocol} listener needs a certificate: Certificates is missing",
+            f"{'an' if protocol == 'HTTPS' else 'a'} {protocol} listener needs a certificate: "
+            "Certificates is missing",
             hint="add Certificates: [{CertificateArn: !Ref MyCertificate}]",
         )
     certificates = certificate_arns(ctx, "Certificates")
@@ -104,7 +104,41 @@ def _tls(ctx: ResourceContext, lb: LoadBalancer, protocol: str | None) -> dict[s
             f"SslPolicy: {ssl_policies.unknown_message(name, lb.type)}",
             prop="SslPolicy",
         )
-    return {"certificates": certificates, "ssl_policy": name}
+    tls: dict[str, Any] = {"certificates": certificates, "ssl_policy": name}
+    if "AlpnPolicy" in props:
+        tls["alpn_policy"] = _alpn(ctx)
+    return tls
+
+
+def _alpn(ctx: ResourceContext) -> str | None:
+    """The AlpnPolicy name of a TLS listener (a list of one name); None for "None"."""
+    value = ctx.props["AlpnPolicy"]
+    names = ", ".join((*ALPN_POLICIES, "None"))
+    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)):
+        raise ctx.fail(
+            "AlpnPolicy takes a list of one policy name",
+            prop="AlpnPolicy",
+            hint=f"e.g. AlpnPolicy: [HTTP2Preferred]; the names: {names}",
+        )
+    choice(ctx, value[0], (*ALPN_POLICIES, "None"), "AlpnPolicy", ctx.line("AlpnPolicy"))
+    return None if value[0] == "None" else value[0]
+
+
+def _note_client_ip(ctx: ResourceContext, actions: tuple[Action, ...]) -> None:
+    """A TLS listener's targets see the NLB node's address in the lab even where AWS keeps the
+    client's (preserve_client_ip.enabled, on for instance targets): said, not silent."""
+    groups = family(ctx.state)["target_groups"]
+    for action in actions:
+        for tg_id, _weight in action.target_groups:
+            tg = groups.get(tg_id)
+            if tg is not None and tg.preserve_client_ip:
+                ctx.state.ignored.append(
+                    IgnoredProperty(
+                        ctx.logical_id,
+                        f"client IP preservation of {tg_id} behind this TLS listener (the "
+                        "lab's targets see the NLB node's address; not yet, issue 16)",
+                    )
+                )
 
 
 def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | None, str | None]:
@@ -125,8 +159,6 @@ def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | No
                 "listeners need Port and Protocol)"
             )
     protocol = props["Protocol"]
-    if protocol == "TLS" and lb.type == NETWORK:
-        raise ctx.fail(NLB_TLS, prop="Protocol", hint="use TCP")
     choice(
         ctx,
         protocol,
@@ -175,6 +207,8 @@ def _build(ctx: ResourceContext) -> None:
         LISTENER_ATTRIBUTES[protocol or "GENEVE"],
         f"{protocol or 'gateway'} listener",
     )
+    if protocol == "TLS":
+        _note_client_ip(ctx, actions)
     defaults = DEFAULTS[lb.type]
     tcp_idle: int | None = None
     udp_idle: int | None = None

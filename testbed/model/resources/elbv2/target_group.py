@@ -1,7 +1,7 @@
 """AWS::ElasticLoadBalancingV2::TargetGroup: protocol, port, targets, health check, attributes.
 
 The protocol decides which load balancer type may use the group (HTTP: application; TCP, UDP,
-TCP_UDP: network; GENEVE: gateway) and so which defaults and attributes apply; listeners and
+TCP_UDP, TLS: network; GENEVE: gateway) and so which defaults and attributes apply; listeners and
 rules check that they forward to groups of their type.
 """
 
@@ -42,8 +42,7 @@ from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
 from testbed.model.types import frozen_map
 
-PROTOCOLS = ("TCP", "UDP", "TCP_UDP", "HTTP", "HTTPS", "GENEVE")
-NLB_TLS = "TLS target groups are not yet supported (issue 16, NLB TLS)"
+PROTOCOLS = ("TCP", "UDP", "TCP_UDP", "TLS", "HTTP", "HTTPS", "GENEVE")
 RESERVED_COOKIES = ("AWSALB", "AWSALBAPP", "AWSALBTG")
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP token
 
@@ -67,8 +66,6 @@ def _protocol_and_port(ctx: ResourceContext) -> tuple[str, int]:
                 "groups need Protocol, Port and VpcId)"
             )
     protocol = ctx.props["Protocol"]
-    if protocol == "TLS":
-        raise ctx.fail(NLB_TLS, prop="Protocol", hint="use TCP")
     choice(ctx, protocol, PROTOCOLS, "Protocol", ctx.line("Protocol"))
     port = in_range(ctx, ctx.props["Port"], 1, 65535, "Port", ctx.line("Port"))
     if protocol == "GENEVE" and port != GENEVE_PORT:

@@ -1,0 +1,141 @@
+"""NLB TLS listeners on a real lab (issue 16): TLS ended on the NLB node with a certificate of
+the lab CA (verified by the internet client, no -k) and the listener's SslPolicy; ALPN by the
+AlpnPolicy; plain TCP to the targets (TCP group) or TLS again (TLS group); the TCP listener
+beside them keeps the switches' data path (the target sees the client); bad input exit 2.
+
+templates/nlb-tls.yaml; curl --resolve pins www.example.test to a node's public address.
+Client addresses behind a TLS listener: the node's (AWS with client IP preservation off); with
+preservation on (instance targets) the lab does not preserve it yet (nlb-tls.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from testbed.alb.config import node_files
+from testbed.alb.runtime import cli, parse_servers_state
+from testbed.alb.servers import MAINT, READY
+from testbed.lab.api import Lab
+from testbed.waiting import wait_for
+from tests.assertions import run_cli
+
+pytestmark = pytest.mark.integration
+TEMPLATE = "templates/nlb-tls.yaml"
+CLIENT = "Client1"
+NAME = "www.example.test"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab.up(TEMPLATE) as lab:
+        lab.wait_healthy("WebTcp", timeout=60)
+        lab.wait_healthy("WebTls", timeout=60)
+        yield lab
+
+
+def node(lab) -> dict:
+    lb = next(x for x in lab.state["load_balancers"] if x["name"] == "Nlb")
+    return lb["nodes"][0]
+
+
+def curl(lab, url: str, *extra: str) -> tuple[int, str, str]:
+    ip = node(lab)["public_ip"]
+    argv = ["curl", "-s", "-m", "5"]
+    for port in (80, 443, 8443):
+        argv += ["--resolve", f"{NAME}:{port}:{ip}"]
+    proc = lab.host(CLIENT).run([*argv, *extra, url], timeout=15)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_tls_listener_verified_plain_tcp_to_targets(lab):
+    # HTTP/1.1: the listener offers h2 first (HTTP2Preferred) and the NLB passes bytes on;
+    # the target speaks HTTP/1.1 only (curl's default h2 gets an empty reply, as on AWS).
+    code, out, err = curl(lab, f"https://{NAME}/hello", "--http1.1")
+    assert code == 0, err  # verified against the lab CA
+    body = json.loads(out)
+    assert body["instance"] == "Web1"  # cross-zone off: the node's own AZ
+    assert not body["tls"]  # plain to the target
+    assert body["client"]["ip"] == node(lab)["ip"]  # the node's address (see the docstring)
+
+
+def test_tls_group_is_reencrypted(lab):
+    code, out, err = curl(lab, f"https://{NAME}:8443/hello", "--http1.1")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["tls"], body  # the target got TLS from the node
+
+
+def test_alpn_http2_preferred(lab):
+    # h2 is what the node answers by ALPN (HTTP2Preferred); the NLB does not speak HTTP, so
+    # the target (HTTP/1.1 only) would not understand an HTTP/2 request: the answer counts.
+    out = (
+        lab.host(CLIENT)
+        .run(
+            f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
+            "-alpn h2,http/1.1 2>&1",
+            timeout=15,
+        )
+        .stdout
+    )
+    assert "ALPN protocol: h2" in out, out
+    assert "Verify return code: 0 (ok)" in out, out
+
+
+def test_tcp_listener_keeps_the_switch_path(lab):
+    code, out, err = curl(lab, f"http://{NAME}/hello")
+    assert code == 0, err
+    body = json.loads(out)
+    # Instance targets behind the switches' TCP path see the client's (public) address.
+    assert body["client"]["ip"] != node(lab)["ip"]
+
+
+def test_alpn_policy_update_is_live(lab):
+    def alpn() -> str:
+        out = (
+            lab.host(CLIENT)
+            .run(
+                f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
+                "-alpn h2,http/1.1 2>&1",
+                timeout=15,
+            )
+            .stdout
+        )
+        return next((x for x in out.splitlines() if "ALPN protocol" in x), "no ALPN")
+
+    reply = lab.update(TEMPLATE, {"AlpnPolicy": "HTTP1Only"})
+    assert reply["changes"] == [
+        "load_balancers.Nlb.listeners.Tls.alpn_policy: 'HTTP2Preferred' -> 'HTTP1Only'"
+    ]
+    lab.wait_for(lambda: "http/1.1" in alpn(), 30, "ALPN http/1.1 after the update", interval=0.5)
+    lab.update(TEMPLATE, {"AlpnPolicy": "HTTP2Preferred"})
+    lab.wait_for(lambda: "h2" in alpn(), 30, "ALPN h2 again", interval=0.5)
+
+
+def test_target_states_reach_the_nodes_haproxy(lab):
+    """A deregistered (draining) target takes no new TLS connections on the node's HAProxy:
+    the holder pushes target states to NLB nodes with TLS listeners as to ALB nodes."""
+    files = node_files(lab.dir, node(lab)["host"])
+
+    def admin_state(name: str) -> str:
+        servers = parse_servers_state(cli(files.stats_socket, "show servers state"))
+        return servers[("tg_WebTcp", name)][2]
+
+    assert admin_state("Web1_80") == READY
+    lab.deregister("WebTcp", "Web1")
+    wait_for(lambda: admin_state("Web1_80") == MAINT, 30, "Web1 in maintenance on the node")
+    # The node's AZ has no other target (cross-zone off): the TLS connection is closed.
+    code, _out, _err = curl(lab, f"https://{NAME}/hello", "--http1.1")
+    assert code != 0
+
+
+def test_bad_input_exit_2(tmp_path):
+    text = Path(TEMPLATE).read_text()
+    text = text.replace("AlpnPolicy: [!Ref AlpnPolicy]", "AlpnPolicy: [HTTP3]")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 2
+    assert "AlpnPolicy must be one of" in proc.stderr
