@@ -82,15 +82,20 @@ def policy_options(name: str | None, classic: bool = False) -> list[str]:
 
 
 def bind_options(
-    listener: ListenerPlan, lab_dir: Path, http2: bool = False, classic: bool = False
+    listener: ListenerPlan,
+    lab_dir: Path,
+    http2: bool = False,
+    classic: bool = False,
+    alpn: bool = True,
 ) -> str:
     """What follows `bind ip:port` for a TLS listener: ssl, its certificates, its policy and
-    (not classic) ALPN, h2 first when http2."""
+    ALPN, h2 first when http2 (none for a CLB; alpn=False: the caller says it, as an NLB's
+    AlpnPolicy does)."""
     parts = ["ssl"]
     for arn in listener.certificates:
         parts.append(f"crt {pem_path(lab_dir, arn)}")
     parts += policy_options(listener.ssl_policy, classic)
-    if not classic:
+    if alpn and not classic:
         parts.append("alpn h2,http/1.1" if http2 else "alpn http/1.1")
     return " ".join(parts)
 
