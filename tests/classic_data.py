@@ -312,7 +312,6 @@ Resources:
         - LoadBalancerPort: 443
           InstancePort: 80
           Protocol: HTTPS
-          SSLCertificateId: arn:aws:acm:us-east-1:123456789012:certificate/abc
 """
 # (resource, text of the line the error names (or any of several), words of the message)
 ERRORS = (
@@ -321,7 +320,7 @@ ERRORS = (
     ("DuplicateCLB", ("- LoadBalancerPort: 80",), ("LoadBalancerPort", "80")),
     ("TargetCLB", ("Target: HTTP80/health",), ("Target", "HTTP80/health")),
     ("BothCLB", ("Subnets:", "AvailabilityZones:"), ("Subnets", "AvailabilityZones")),
-    ("HttpsCLB", ("Protocol: HTTPS",), ("HTTPS",)),
+    ("HttpsCLB", ("- LoadBalancerPort: 443",), ("HTTPS", "SSLCertificateId")),
 )
 
 

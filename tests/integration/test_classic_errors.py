@@ -4,7 +4,7 @@ behind (issue 13, "Done when": bad input → file:line errors, exit 2).
 
 tests/classic_data.py's ERRORS_TEMPLATE: one good CLB and six bad ones (an InstancePort of
 70000 and one of 0, a duplicate LoadBalancerPort, a HealthCheck Target that does not parse,
-Subnets and AvailabilityZones both given, an HTTPS listener: no TLS in the lab yet).
+Subnets and AvailabilityZones both given, an HTTPS listener without SSLCertificateId).
 """
 
 from __future__ import annotations
