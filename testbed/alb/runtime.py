@@ -253,21 +253,20 @@ class NodeRuntime:
         address shut, the address changed (HAProxy 2.6 then reuses none of its idle
         connections to the old one: test_alb_runtime), then the state wanted; old workers
         get the same."""
-        be, srv = key
-        commands = [
-            f"set server {be}/{srv} state {MAINT}",
-            f"shutdown sessions server {be}/{srv}",
-            f"set server {be}/{srv} addr {ip} port {port}",
+        server = f"{key[0]}/{key[1]}"
+        # (command, what its answer must contain: "" nothing at all, None not checked)
+        steps: list[tuple[str, str | None]] = [
+            (f"set server {server} state {MAINT}", ""),
+            (f"shutdown sessions server {server}", None),
+            (f"set server {server} addr {ip} port {port}", "changed"),
         ]
         if state != MAINT:
-            commands.append(f"set server {be}/{srv} state {state}")
-        for command in commands:
-            if " addr " in command:
-                self._run(command, "changed")
-            elif command.startswith("shutdown"):
+            steps.append((f"set server {server} state {state}", ""))
+        for command, expect in steps:
+            if expect is None:
                 cli(self.files.stats_socket, command)
             else:
-                self._run(command)
+                self._run(command, expect)
             self._to_old_workers(command)
 
     def _run(self, command: str, expect: str = "") -> None:
