@@ -32,6 +32,14 @@ Per switch, for every network load balancer of the plan:
                   client side zone and then take the node's subnet for routing (so an
                   internet-facing node's replies leave through the internet gateway with its
                   public address).
+Behind a TLS listener (issue 16) the node's HAProxy ends TLS and connects to the targets
+itself; to a group that preserves the client address it connects from the client's address
+(transparent proxying, testbed.alb.nlb_tls), so the targets' replies are addressed to the
+client, not to the node. On the node's switch (TABLE_STEER) every TCP packet the node sends
+from an address not its own is committed in the target side zone with a label naming the
+node (TRANSPARENT_FLAG | its address); on the target's switch the reply steering above finds
+that entry, and TABLE_REPLY_SNAT sends the reply to the node's MAC, untranslated (the node's
+kernel hands it to the connecting socket).
 When two VPCs share addresses (issue 14), a listener also matches the VPC bits of the
 metadata, which after routing name the destination's VPC (testbed.controllers.forwarding),
 and a target is the port of that address in the load balancer's VPC.
@@ -58,6 +66,7 @@ from testbed.controllers.flows import (
     TABLE_L3_DELIVER,
     TABLE_LB,
     TABLE_NACL_OUT,
+    TABLE_OUTPUT,
     TABLE_ROUTE,
     TABLE_STEER,
     TCP_ACK,
@@ -81,6 +90,10 @@ TABLE_REPLY_SOURCE = 12
 TABLE_NLB_STATE = 26
 TABLE_NLB_SELECT = 27
 TABLE_NLB_COUNT = 28  # one entry per target and selector: its packets = the new flows
+# ct_label bit of a target side entry committed for a node's transparent connection (above
+# the 48 bits of an endpoint label), and the mask that names the node in such a label.
+TRANSPARENT_FLAG = 1 << 96
+TRANSPARENT_NODE_MASK = TRANSPARENT_FLAG | 0xFFFF_FFFF << 16
 SNAT_PORTS = (1024, 60999)  # node hosts keep 61000-65535 for their own (health check) ports
 PROTOS = {"TCP": (IPPROTO_TCP,), "UDP": (IPPROTO_UDP,), "TCP_UDP": (IPPROTO_TCP, IPPROTO_UDP)}
 IN_SERVICE = ("healthy", "initial", "unhealthy")  # registered and not leaving
@@ -100,6 +113,20 @@ class RuntimeTarget:
 def endpoint_label(ip: str, port: int) -> int:
     """The ct_label naming an address and port: the address in bits 16-47, the port below."""
     return int(IPv4Address(ip)) << 16 | port
+
+
+def transparent_label(node_ip: str) -> int:
+    """The ct_label of a node's transparent connection: the flag and the node's address."""
+    return TRANSPARENT_FLAG | endpoint_label(node_ip, 0)
+
+
+def reply_protocols(lb: LoadBalancerPlan, tg: TargetGroupPlan) -> tuple[int, ...]:
+    """IP protocols of a group's replies the switches steer: those of its listeners the
+    switches carry, and TCP when a TLS listener reaches it with the client's address."""
+    protos = PROTOS.get(tg.protocol, ())
+    if not protos and tg in lb.transparent_groups:
+        return (IPPROTO_TCP,)
+    return protos
 
 
 def _label_to(port_field: str, ip_field: str) -> list[Move]:
@@ -218,6 +245,7 @@ class NlbLogic:
         ]
         for lb in self.lbs:
             flows += self._replies(lb, switch)
+            flows += self._transparent(lb, switch)
             for node in lb.nodes:
                 for lis in lb.listeners:
                     if lis.port is None:
@@ -345,7 +373,7 @@ class NlbLogic:
         seen: set[tuple[str, int, int]] = set()
         vpc = self._vpc_of(lb.nodes[0].subnet) if lb.nodes else None
         for tg in lb.target_groups:
-            protos = PROTOS.get(tg.protocol, ())
+            protos = reply_protocols(lb, tg)
             for t in self.targets.get((lb.name, tg.name), []):
                 host = self._hosts_by_ip.get((vpc, t.ip))
                 if host is None or host.switch != switch:
@@ -413,6 +441,49 @@ class NlbLogic:
                         metadata=(self._realm(node), 0xFFFF_0000_FFFF),
                     )
                 )
+        return flows
+
+    def _transparent(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
+        """Connections a node's HAProxy opens from clients' addresses (TLS listeners to
+        groups that preserve them): committed where the node sends them, their replies sent
+        back to the node wherever a target answers (after the reply steering's lookup)."""
+        if not lb.transparent_groups:
+            return []
+        flows = []
+        for node in lb.nodes:
+            host = self.plan.host(node.host)
+            label = transparent_label(node.ip)
+            if host.switch == switch:
+                sent = {"in_port": host.port, "eth_type": ETH_TYPE_IP, "ip_proto": IPPROTO_TCP}
+                # From its own address (health checks, the TCP listeners' answers): as before.
+                flows.append(
+                    flow(TABLE_STEER, 95, {**sent, "ipv4_src": node.ip}, goto=TABLE_NACL_OUT)
+                )
+                flows.append(
+                    flow(
+                        TABLE_STEER,
+                        90,
+                        sent,
+                        [Ct(lb.zone_snat, None, commit=True, label=label)],
+                        goto=TABLE_NACL_OUT,
+                    )
+                )
+            flows.append(
+                flow(
+                    TABLE_REPLY_SNAT,
+                    110,
+                    {
+                        "reg2": lb.index,
+                        "eth_type": ETH_TYPE_IP,
+                        "ip_proto": IPPROTO_TCP,
+                        "ct_state": (CT_TRK | CT_EST | CT_RPL, CT_TRK | CT_EST | CT_RPL),
+                        "ct_label": (label, TRANSPARENT_NODE_MASK),
+                    },
+                    # Untranslated, to the node's port (over the trunks if it is elsewhere).
+                    [SetField("eth_src", self.plan.router_mac), SetField("eth_dst", host.mac)],
+                    goto=TABLE_OUTPUT,
+                )
+            )
         return flows
 
     def _realm(self, node: NodePlan) -> int:

@@ -18,9 +18,11 @@ its address). Only the TLS listeners run here, in HAProxy `mode tcp`:
             hashes each flow; HAProxy cannot use the switches' Maglev table), or by the
             client's address with stickiness (source_ip).
 
-Client addresses: the targets see the node's address (what AWS does with client IP
-preservation off, the default of ip targets). Preservation on (instance targets) is not done
-yet: see /work/notes/i16/nlb-tls.md.
+Client addresses as AWS documents them for TLS listeners: a group with client IP preservation
+(preserve_client_ip.enabled, on by default for instance targets) sees the client's address,
+as HAProxy connects from it (`source 0.0.0.0 usesrc clientip`: IP_TRANSPARENT; the node
+accepts the replies, testbed.alb.node, which the switches steer back to it,
+testbed.controllers.nlb); a group without it sees the node's address.
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ def _backend(
         "    mode tcp",
         f"    balance {'source' if sticky else 'random'}",
     ]
+    if tg in lb.transparent_groups:
+        # The client's address, the node's own port choice (AWS's targets see the client's
+        # address behind a TLS listener too); the switches bring the replies back here.
+        out.append("    source 0.0.0.0 usesrc clientip")
     options = f" {tls.HTTPS_SERVER}" if reencrypts(tg) else ""
     for name, (ip, port, state) in server_states(lb, node, tg, rows).items():
         out.append(

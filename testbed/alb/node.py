@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from testbed.plan.balancers import LoadBalancerPlan, NodePlan
 from testbed.plan.network import NetworkPlan
 
 PORT_RANGE = "1024 65535"  # the node connects to targets itself (see run)
+TABLE_ID = "100"  # routing table of the replies to transparent connections
 
 
 def load_node(lab_dir: Path, lb_name: str, host: str) -> tuple[LoadBalancerPlan, NodePlan]:
@@ -37,6 +39,24 @@ def load_node(lab_dir: Path, lb_name: str, host: str) -> tuple[LoadBalancerPlan,
     lb = next(x for x in plan.load_balancers if x.name == lb_name)
     node = next(n for n in lb.nodes if n.host == host)
     return lb, node
+
+
+def accept_replies_to_clients() -> None:
+    """An NLB node whose HAProxy connects to targets from clients' addresses (`usesrc
+    clientip`, testbed.alb.nlb_tls) gets the targets' replies addressed to those clients (the
+    switches steer them here, testbed.controllers.nlb): every packet that arrives from the
+    network is taken as local, so the kernel hands it to the transparent socket. Packets the
+    node sends keep the main table. Idempotent (a restarted node finds its rule in place)."""
+    rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True, check=True)
+    if f"lookup {TABLE_ID}" not in rules.stdout:
+        subprocess.run(
+            ["ip", "rule", "add", "not", "iif", "lo", "lookup", TABLE_ID],
+            check=True,
+        )
+    subprocess.run(
+        ["ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TABLE_ID],
+        check=True,
+    )
 
 
 def log_filter(node: str) -> list[str]:
@@ -58,6 +78,8 @@ async def run(args: argparse.Namespace) -> int:
     # TCP listeners' connections to the node address with ports below it.
     if lb.type != "network":
         Path("/proc/sys/net/ipv4/ip_local_port_range").write_text(PORT_RANGE)
+    if lb.transparent_groups:
+        accept_replies_to_clients()
     read_end, write_end = os.pipe()
     with open(files.access_log, "ab") as access, open(files.haproxy_log, "ab") as errors:
         grep = await asyncio.create_subprocess_exec(

@@ -167,6 +167,16 @@ class LoadBalancerPlan:
         return tuple(lis for lis in self.listeners if lis.protocol == "TLS")
 
     @property
+    def transparent_groups(self) -> tuple[TargetGroupPlan, ...]:
+        """Target groups a TLS listener forwards to with the client address preserved
+        (preserve_client_ip.enabled: AWS's default for instance targets). The node's HAProxy
+        connects to their targets from the client's address (transparent proxying), so the
+        node sends from addresses not its own and the switches steer the targets' replies
+        back to it (testbed.controllers.nlb)."""
+        names = {lis.target_group for lis in self.tls_listeners if lis.target_group}
+        return tuple(tg for tg in self.target_groups if tg.name in names and tg.preserve_client_ip)
+
+    @property
     def runs_haproxy(self) -> bool:
         """Whether its nodes run HAProxy: ALB and CLB nodes, and NLB nodes with TLS listeners."""
         return self.proxied or bool(self.tls_listeners)

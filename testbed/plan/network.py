@@ -620,6 +620,9 @@ def build_plan(
                     role_args={"lb": lb.name, "az": node.az, **_node_ports(lb)},
                     snmp=snmp_plan(model, node.host) if node.host in model.instances else None,
                     groups=tuple(lb_groups) if lb_groups is not None else None,
+                    # Transparent proxying sends from the clients' addresses: AWS's NLB is
+                    # not an ENI of the user's with a source check either.
+                    source_dest_check=not lb.transparent_groups,
                 )
             )
     hosts += _nat_gateway_hosts(model, lab, subnet_plans, az_switch, ports)

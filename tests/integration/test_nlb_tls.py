@@ -4,8 +4,10 @@ AlpnPolicy; plain TCP to the targets (TCP group) or TLS again (TLS group); the T
 beside them keeps the switches' data path (the target sees the client); bad input exit 2.
 
 templates/nlb-tls.yaml; curl --resolve pins www.example.test to a node's public address.
-Client addresses behind a TLS listener: the node's (AWS with client IP preservation off); with
-preservation on (instance targets) the lab does not preserve it yet (nlb-tls.md).
+Client addresses behind a TLS listener as AWS documents them: WebTcp (instance targets,
+client IP preservation on by default) sees the client's address, through either node (the
+node's HAProxy connects from it; the switches bring the replies back to the node); WebTls
+(preservation turned off) sees the node's address.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ def lab():
         yield lab
 
 
-def node(lab) -> dict:
+def node(lab, index: int = 0) -> dict:
     lb = next(x for x in lab.state["load_balancers"] if x["name"] == "Nlb")
-    return lb["nodes"][0]
+    return lb["nodes"][index]
 
 
-def curl(lab, url: str, *extra: str) -> tuple[int, str, str]:
-    ip = node(lab)["public_ip"]
+def curl(lab, url: str, *extra: str, index: int = 0) -> tuple[int, str, str]:
+    ip = node(lab, index)["public_ip"]
     argv = ["curl", "-s", "-m", "5"]
     for port in (80, 443, 8443):
         argv += ["--resolve", f"{NAME}:{port}:{ip}"]
@@ -58,7 +60,18 @@ def test_tls_listener_verified_plain_tcp_to_targets(lab):
     body = json.loads(out)
     assert body["instance"] == "Web1"  # cross-zone off: the node's own AZ
     assert not body["tls"]  # plain to the target
-    assert body["client"]["ip"] == node(lab)["ip"]  # the node's address (see the docstring)
+    # Instance targets keep the client's address behind a TLS listener, as on AWS.
+    assert body["client"]["ip"] == lab.host(CLIENT).ip
+
+
+def test_client_address_through_the_other_node(lab):
+    """The node of the other AZ (its own switch, its own target): the same, and the node
+    answers many connections in a row (each reply found its way back to it)."""
+    for _ in range(5):
+        code, out, err = curl(lab, f"https://{NAME}/hello", "--http1.1", index=1)
+        assert code == 0, err
+        body = json.loads(out)
+        assert (body["instance"], body["client"]["ip"]) == ("Web2", lab.host(CLIENT).ip)
 
 
 def test_tls_group_is_reencrypted(lab):
@@ -66,6 +79,8 @@ def test_tls_group_is_reencrypted(lab):
     assert code == 0, err
     body = json.loads(out)
     assert body["tls"], body  # the target got TLS from the node
+    # preserve_client_ip.enabled false on WebTls: the node's private address.
+    assert body["client"]["ip"] == node(lab)["ip"]
 
 
 def test_alpn_http2_preferred(lab):

@@ -120,8 +120,14 @@ def test_bad_tls_listeners(change, message):
 
 
 def test_tls_listener_to_a_udp_group_is_refused():
-    text = TEMPLATE.read_text().replace(
-        "      Protocol: TLS  # the NLB node re-encrypts", "      Protocol: UDP  # was TLS"
+    text = (
+        TEMPLATE.read_text()
+        .replace(
+            "      Protocol: TLS  # the NLB node re-encrypts", "      Protocol: UDP  # was TLS"
+        )
+        # (a UDP group always preserves the client address: AWS refuses "false" there)
+        .replace('        - {Key: preserve_client_ip.enabled, Value: "false"}\n', "")
+        .replace("      TargetGroupAttributes:\n", "")
     )
     with pytest.raises(BadInput) as info:
         model(text)
@@ -194,6 +200,54 @@ def test_tls_port_reaches_the_node_host_tcp_port_a_target():
     res = fabric.send("Web1", back)
     assert res.hosts == [node.host]
     assert (res.delivered[0][1]["ipv4_src"], res.delivered[0][1]["tcp_src"]) == (web1.ip, 80)
+
+
+@pytest.mark.parametrize("target", ["Web1", "Web2"])  # the node's AZ, and the other one's switch
+def test_transparent_connection_and_its_replies(target):
+    """The node's HAProxy connects from the client's address (WebTcp preserves it): the
+    target sees the client; its reply, addressed to the client, goes to the node untranslated,
+    while the TCP listener's connections of the same target keep their own path."""
+    p = plan()
+    fabric = FakeFabric(p, Fabric(p))
+    node = p.load_balancers[0].nodes[0]
+    web = p.host(target)
+    client = p.host("Client1")
+    out = ip_packet(p, node.host, web.ip)
+    out["ipv4_src"] = client.ip
+    out["tcp_src"], out["tcp_dst"], out["tcp_flags_nxm"] = 61555, 80, 0x02
+    res = fabric.send(node.host, out)
+    assert res.hosts == [target], res
+    assert (res.delivered[0][1]["ipv4_src"], res.delivered[0][1]["tcp_src"]) == (client.ip, 61555)
+    back = ip_packet(p, target, client.ip)
+    back["tcp_src"], back["tcp_dst"], back["tcp_flags_nxm"] = 80, 61555, 0x12
+    res = fabric.send(target, back)
+    assert res.hosts == [node.host], res  # not to the client
+    got = res.delivered[0][1]
+    assert (got["ipv4_src"], got["tcp_src"], got["ipv4_dst"]) == (web.ip, 80, client.ip)
+    assert got["eth_dst"] == p.host(node.host).mac
+    # A reply the node never asked for (no connection from it): routed on as before, not
+    # to the node.
+    stray = ip_packet(p, target, client.ip)
+    stray["tcp_src"], stray["tcp_dst"], stray["tcp_flags_nxm"] = 80, 61556, 0x12
+    assert node.host not in fabric.send(target, stray).hosts
+
+
+def test_tcp_listener_beside_a_transparent_tls_listener():
+    """The TCP listener of the same group: the client's SYN to the node's port 80 reaches a
+    target from the client, and the target's answer comes back from the node's address."""
+    p = plan()
+    fabric = FakeFabric(p, Fabric(p))
+    node = p.load_balancers[0].nodes[0]
+    syn = ip_packet(p, "Client1", node.public_ip or node.ip)
+    syn["tcp_src"], syn["tcp_dst"], syn["tcp_flags_nxm"] = 45000, 80, 0x02
+    res = fabric.send("Client1", syn)
+    target = res.hosts[0]
+    assert target in ("Web1", "Web2")
+    back = ip_packet(p, target, p.host("Client1").ip)
+    back["tcp_src"], back["tcp_dst"], back["tcp_flags_nxm"] = 80, 45000, 0x12
+    res = fabric.send(target, back)
+    assert res.hosts == ["Client1"], res
+    assert res.delivered[0][1]["ipv4_src"] == (node.public_ip or node.ip)
 
 
 # ---- haproxy.cfg -------------------------------------------------------------------------------
@@ -283,7 +337,12 @@ def test_haproxy_ends_tls_and_forwards_tcp_or_tls(tmp_path, alpn_policy):
             for lis in lb.listeners
         ),
         target_groups=(
-            replace(tcp_group, targets=(replace(web, ip="127.0.0.1", port=plain_port),)),
+            # (the node's address on the loopback: transparent proxying is the lab's test)
+            replace(
+                tcp_group,
+                targets=(replace(web, ip="127.0.0.1", port=plain_port),),
+                preserve_client_ip=False,
+            ),
             replace(
                 tls_group,
                 targets=(replace(tls_group.targets[0], ip="127.0.0.1", port=tls_port),),
@@ -338,9 +397,36 @@ def test_alb_runtime_keeps_nlb_tls_nodes_in_step(tmp_path):
     assert AlbRuntime(tmp_path, [plain], log=lambda _text: None).nodes == {}
 
 
-def test_client_ip_preservation_behind_tls_is_said_to_be_missing():
-    shown = [f"{i.logical_id}.{i.property}" for i in model().ignored]
-    assert any(s.startswith("Tls.client IP preservation of WebTcp") for s in shown), shown
+def test_client_ip_preservation_behind_tls_listeners():
+    p = plan()
+    lb = p.load_balancers[0]
+    # WebTcp (instance targets): preserved, AWS's default; WebTls: turned off in the template.
+    assert [tg.name for tg in lb.transparent_groups] == ["WebTcp"]
+    assert all("client IP" not in i.property for i in model().ignored)
+    nodes = [h for h in p.hosts if h.kind == "lb-node"]
+    assert nodes
+    assert not any(h.source_dest_check for h in nodes)  # it sends clients' addresses
+    text = config(p)
+    tcp_backend = text[text.index("\nbackend tg_WebTcp") :].split("\n\n")[0]
+    tls_backend = text[text.index("\nbackend tg_WebTls") :].split("\n\n")[0]
+    assert "source 0.0.0.0 usesrc clientip" in tcp_backend
+    assert "usesrc" not in tls_backend
+
+
+def test_no_transparent_proxying_without_preservation():
+    text = TEMPLATE.read_text().replace(
+        "      Targets: [{Id: !Ref Web1}, {Id: !Ref Web2}]\n  WebTls:",
+        "      Targets: [{Id: !Ref Web1}, {Id: !Ref Web2}]\n"
+        "      TargetGroupAttributes: [{Key: preserve_client_ip.enabled, Value: 'false'}]\n"
+        "  WebTls:",
+    )
+    p = build_plan(model(text), "t")
+    assert p.load_balancers[0].transparent_groups == ()
+    assert all(h.source_dest_check for h in p.hosts if h.kind == "lb-node")
+    assert "usesrc" not in config(p)
+    fabric = Fabric(p)
+    flows = [f for s in p.switches for f in fabric.nlb.flows_for(s.dpid)]
+    assert not any(f.priority == 110 and f.table == 11 for f in flows)
 
 
 def test_policy_changes_of_tls_listeners_are_live_and_reload():

@@ -7,7 +7,7 @@ from typing import Any
 
 from testbed.model import ssl_policies
 from testbed.model.elb_defaults import ALPN_POLICIES, APPLICATION, DEFAULTS, GATEWAY, NETWORK
-from testbed.model.elbv2_types import Action, Listener, LoadBalancer
+from testbed.model.elbv2_types import Listener, LoadBalancer
 from testbed.model.resources.acm import certificate_arn_problem
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.elbv2.actions import read_actions
@@ -25,7 +25,7 @@ from testbed.model.resources.elbv2.common import (
 )
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
-from testbed.model.types import IgnoredProperty, frozen_map
+from testbed.model.types import frozen_map
 
 PROTOCOLS = {NETWORK: ("TCP", "UDP", "TCP_UDP", "TLS"), APPLICATION: ("HTTP", "HTTPS")}
 SECURE = ("HTTPS", "TLS")
@@ -124,23 +124,6 @@ def _alpn(ctx: ResourceContext) -> str | None:
     return None if value[0] == "None" else value[0]
 
 
-def _note_client_ip(ctx: ResourceContext, actions: tuple[Action, ...]) -> None:
-    """A TLS listener's targets see the NLB node's address in the lab even where AWS keeps the
-    client's (preserve_client_ip.enabled, on for instance targets): said, not silent."""
-    groups = family(ctx.state)["target_groups"]
-    for action in actions:
-        for tg_id, _weight in action.target_groups:
-            tg = groups.get(tg_id)
-            if tg is not None and tg.preserve_client_ip:
-                ctx.state.ignored.append(
-                    IgnoredProperty(
-                        ctx.logical_id,
-                        f"client IP preservation of {tg_id} behind this TLS listener (the "
-                        "lab's targets see the NLB node's address; not yet, issue 16)",
-                    )
-                )
-
-
 def _port_and_protocol(ctx: ResourceContext, lb: LoadBalancer) -> tuple[int | None, str | None]:
     props = ctx.props
     if lb.type == GATEWAY:
@@ -207,8 +190,6 @@ def _build(ctx: ResourceContext) -> None:
         LISTENER_ATTRIBUTES[protocol or "GENEVE"],
         f"{protocol or 'gateway'} listener",
     )
-    if protocol == "TLS":
-        _note_client_ip(ctx, actions)
     defaults = DEFAULTS[lb.type]
     tcp_idle: int | None = None
     udp_idle: int | None = None
