@@ -1,33 +1,45 @@
-"""What TLS costs at the ALB: HTTPS against plain HTTP, through the same node to the same target.
+"""What TLS costs: ALB HTTPS vs HTTP, NLB TLS vs TCP listener (req/s, handshakes/s, CPU).
 
-One lab from a generated stack (stack.yaml in the results): a VPC client (Bench), an ALB
-over two AZs with two listeners forwarding to the same target group (one http-backend,
-BenchA1): HTTP:8080 and HTTPS:8443 (a lab CA certificate for tls.example.test, policy
-ELBSecurityPolicy-TLS13-1-2-2021-06). First the client verifies the HTTPS listener with curl
-against the lab CA (no -k) and records the protocol and cipher it got; testbed's load client
-sends `verified_requests` over HTTPS by the ALB's DNS name, verifying too. Then wrk from Bench
-to the AZ-a node, four cases alternating `repeats` times, `seconds` each:
+One lab from a generated stack (stack.yaml in the results): a VPC client (Bench), one
+http-backend target (BenchA1) and two internal load balancers over two AZs forwarding to it:
+  - an ALB with HTTP:8080 and HTTPS:8443 (a lab CA certificate for tls.example.test);
+  - an NLB (cross-zone on) with TCP:80 and TLS:443 (a lab CA certificate for
+    nlb.tls.example.test) to one TCP target group of the same target (instance target).
+Both TLS listeners use ELBSecurityPolicy-TLS13-1-2-2021-06. First the client verifies each
+TLS listener with curl by its certificate's name against the lab CA (no -k) and records the
+protocol and cipher it got; testbed's load client sends `verified_requests` over HTTPS by each
+load balancer's DNS name, verifying too. Then wrk from Bench to each load balancer's AZ-a node
+(by address), eight cases alternating `repeats` times, `seconds` each:
 
-  http-keepalive    requests/s over kept-alive connections, plain HTTP
-  https-keepalive   the same over TLS (handshakes only when the connections open)
-  http-new          a new TCP connection per request (Connection: close): connections/s
-  https-new         a new TLS connection per request: full handshakes/s (wrk keeps no
-                    session, so none is resumed)
+  http-keepalive      ALB, requests/s over kept-alive connections, plain HTTP
+  https-keepalive     the same over TLS (handshakes only when the connections open)
+  nlb-tcp-keepalive   NLB TCP listener, kept-alive requests/s (switch flows only)
+  nlb-tls-keepalive   NLB TLS listener, the same over TLS (HAProxy on the NLB node)
+  http-new            ALB, a new TCP connection per request (Connection: close): connections/s
+  https-new           ALB, a new TLS connection per request: full handshakes/s (wrk keeps no
+                      session, so none is resumed)
+  nlb-tcp-new         NLB TCP listener, new connections/s
+  nlb-tls-new         NLB TLS listener, TLS handshakes/s
 
-For each run: the CPU time (user + sys, from /proc) of the node's HAProxy processes per
-request, the machine's CPU time per request and the packets the hosts on the path sent into
-the fabric per request. The ratios (HTTPS / HTTP) come from the same run on the same machine,
-so a shared machine moves both sides alike. What bounds it: the proxy doubles the packets
-through the switch (client -> node, node -> target) for HTTP and HTTPS alike; TLS adds
-handshake CPU (key exchange and signature) in HAProxy, plus record encryption per request.
+For each run: the CPU time (user + sys, from /proc) per request of the case's node HAProxy
+processes and of ovs-vswitchd (the switch: the userspace datapath forwards every packet) and
+their sum, the path's CPU; the machine's CPU time per request and the packets the hosts on the
+path sent into the fabric per request. The ratios (HTTPS / HTTP, NLB TLS / NLB TCP) come from
+the same run on the same machine, so a shared machine moves both sides alike.
 
-NLB TLS against TCP: not measured (NLB TLS listeners not yet, issue 16); a row says so.
+What bounds it: the ALB proxies HTTP and HTTPS alike, so its packets cross the switch twice
+(client -> node, node -> target); TLS adds handshake CPU (key exchange and signature) in
+HAProxy, plus record encryption per request. The NLB's TCP listener is the switch alone
+(packets through it once per direction, no process); its TLS listener adds a proxy hop (the
+node's HAProxy: the packets cross the switch twice) plus the TLS handshake CPU.
 
-Writes runs.csv (each wrk run), summary.csv (one row per metric) and tls.png.
+Writes runs.csv (each wrk run), summary.csv (one row per metric: `https`/`http` are the ALB's
+HTTPS and HTTP listeners, or for the nlb_* rows the NLB's TLS and TCP listeners) and tls.png.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,24 +59,39 @@ PARAMS = {
     "seconds": (3.0, "length of each wrk run"),
     "repeats": (3, "wrk runs per case, alternating (medians)"),
     "connections": (10, "wrk connections"),
-    "verified_requests": (200, "requests of the load client over verified HTTPS, first"),
+    "verified_requests": (200, "requests of the load client over verified HTTPS, per LB, first"),
     "seed": (None, "recorded for re-runs"),
 }
 LB = "TlsALB"
+NLB = "TlsNLB"
 DOMAIN = "tls.example.test"
+NLB_DOMAIN = "nlb.tls.example.test"
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
+NLB_TCP_PORT = 80
+NLB_TLS_PORT = 443
 POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# The name each TLS listener's certificate is for, and its DNS-name output.
+TLS_NAMES = {LB: (DOMAIN, HTTPS_PORT, "AlbDnsName"), NLB: (NLB_DOMAIN, NLB_TLS_PORT, "NlbDnsName")}
 CASES = {
-    # case: (scheme, port, keep-alive)
-    "http-keepalive": ("http", HTTP_PORT, True),
-    "https-keepalive": ("https", HTTPS_PORT, True),
-    "http-new": ("http", HTTP_PORT, False),
-    "https-new": ("https", HTTPS_PORT, False),
+    # case: (load balancer, scheme, port, keep-alive)
+    "http-keepalive": (LB, "http", HTTP_PORT, True),
+    "https-keepalive": (LB, "https", HTTPS_PORT, True),
+    "nlb-tcp-keepalive": (NLB, "http", NLB_TCP_PORT, True),
+    "nlb-tls-keepalive": (NLB, "https", NLB_TLS_PORT, True),
+    "http-new": (LB, "http", HTTP_PORT, False),
+    "https-new": (LB, "https", HTTPS_PORT, False),
+    "nlb-tcp-new": (NLB, "http", NLB_TCP_PORT, False),
+    "nlb-tls-new": (NLB, "https", NLB_TLS_PORT, False),
 }
-NLB_NOTE = "not measured: NLB TLS listeners not yet (issue 16, NLB TLS)"
+# Pairs the summary compares: metric prefix -> (encrypted case prefix, plain case prefix).
+PAIRS = {"": ("https", "http"), "nlb_": ("nlb-tls", "nlb-tcp")}
+PAIR_NOTES = {
+    "": "https / http: the ALB's HTTPS and HTTP listeners",
+    "nlb_": "https / http: the NLB's TLS and TCP listeners",
+}
 CAVEAT = (
-    "HAProxy CPU is this node's processes alone; ovs-vswitchd and the machine's busy time "
+    "HAProxy CPU is the case's node processes alone; ovs-vswitchd and the machine's busy time "
     "include whatever else runs on the machine (other labs share the switch process)"
 )
 
@@ -88,15 +115,16 @@ def stack_yaml() -> str:
         "Metadata": {"Lab": {"Role": "none"}},
         "Properties": {"SubnetId": ref("PublicSubnetA"), "SecurityGroupIds": [ref(INSTANCE_GROUP)]},
     }
-    res["TlsCertificate"] = {
-        "Type": "AWS::CertificateManager::Certificate",
-        "Properties": {
-            "DomainName": DOMAIN,
-            # The ALB's own name too, so the load client can verify it through lab DNS.
-            "SubjectAlternativeNames": [{"Fn::GetAtt": [LB, "DNSName"]}],
-            "ValidationMethod": "DNS",
-        },
-    }
+    for cert, lb in (("TlsCertificate", LB), ("NlbTlsCertificate", NLB)):
+        res[cert] = {
+            "Type": "AWS::CertificateManager::Certificate",
+            "Properties": {
+                "DomainName": TLS_NAMES[lb][0],
+                # The LB's own name too, so the load client can verify it through lab DNS.
+                "SubjectAlternativeNames": [{"Fn::GetAtt": [lb, "DNSName"]}],
+                "ValidationMethod": "DNS",
+            },
+        }
     res[LB] = {
         "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
         "Properties": {
@@ -107,6 +135,25 @@ def stack_yaml() -> str:
             "SecurityGroups": [ref(LB_GROUP)],
         },
     }
+    res[NLB] = {
+        "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        "Properties": {
+            "Type": "network",
+            "Scheme": "internal",
+            "Subnets": [ref("PublicSubnetA"), ref("PublicSubnetB")],
+            # The target is in AZ a: the AZ-b node forwards to it too (the load client goes
+            # to both nodes by the DNS name), as the ALB's nodes do.
+            "LoadBalancerAttributes": [
+                {"Key": "load_balancing.cross_zone.enabled", "Value": "true"}
+            ],
+        },
+    }
+    checks = {
+        "HealthCheckIntervalSeconds": 5,
+        "HealthCheckTimeoutSeconds": 4,
+        "HealthyThresholdCount": 2,
+        "Targets": [{"Id": ref("BenchA1")}],
+    }
     res["BenchTargets"] = {
         "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
         "Properties": {
@@ -114,38 +161,40 @@ def stack_yaml() -> str:
             "Port": 80,
             "VpcId": ref("VPC"),
             "HealthCheckPath": "/health",
-            "HealthCheckIntervalSeconds": 5,
-            "HealthCheckTimeoutSeconds": 4,
-            "HealthyThresholdCount": 2,
-            "Targets": [{"Id": ref("BenchA1")}],
+            **checks,
         },
+    }
+    res["NlbTargets"] = {
+        "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+        "Properties": {"Protocol": "TCP", "Port": 80, "VpcId": ref("VPC"), **checks},
     }
     forward = [{"Type": "forward", "TargetGroupArn": ref("BenchTargets")}]
-    res["HttpListener"] = {
-        "Type": "AWS::ElasticLoadBalancingV2::Listener",
-        "Properties": {
-            "LoadBalancerArn": ref(LB),
-            "Protocol": "HTTP",
-            "Port": HTTP_PORT,
-            "DefaultActions": forward,
-        },
-    }
-    res["HttpsListener"] = {
-        "Type": "AWS::ElasticLoadBalancingV2::Listener",
-        "Properties": {
-            "LoadBalancerArn": ref(LB),
-            "Protocol": "HTTPS",
-            "Port": HTTPS_PORT,
-            "SslPolicy": POLICY,
-            "Certificates": [{"CertificateArn": ref("TlsCertificate")}],
-            "DefaultActions": forward,
-        },
-    }
+    nlb_forward = [{"Type": "forward", "TargetGroupArn": ref("NlbTargets")}]
+    listeners = (
+        ("HttpListener", LB, "HTTP", HTTP_PORT, forward, None),
+        ("HttpsListener", LB, "HTTPS", HTTPS_PORT, forward, "TlsCertificate"),
+        ("NlbTcpListener", NLB, "TCP", NLB_TCP_PORT, nlb_forward, None),
+        ("NlbTlsListener", NLB, "TLS", NLB_TLS_PORT, nlb_forward, "NlbTlsCertificate"),
+    )
+    for name, lb, protocol, port, actions, certificate in listeners:
+        props: dict[str, Any] = {
+            "LoadBalancerArn": ref(lb),
+            "Protocol": protocol,
+            "Port": port,
+            "DefaultActions": actions,
+        }
+        if certificate:
+            props["SslPolicy"] = POLICY
+            props["Certificates"] = [{"CertificateArn": ref(certificate)}]
+        res[name] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": props}
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "tls experiment stack (generated by experiments/tls.py)",
         "Resources": res,
-        "Outputs": {"AlbDnsName": {"Value": {"Fn::GetAtt": [LB, "DNSName"]}}},
+        "Outputs": {
+            "AlbDnsName": {"Value": {"Fn::GetAtt": [LB, "DNSName"]}},
+            "NlbDnsName": {"Value": {"Fn::GetAtt": [NLB, "DNSName"]}},
+        },
     }
     return yaml.safe_dump(template, sort_keys=False, width=100, default_flow_style=None)
 
@@ -156,59 +205,81 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     template = results.file("stack.yaml")
     template.write_text(stack_yaml())
     with Lab.up(str(template), name=random_name("tls")) as lab:
-        healthy_s = lab.wait_healthy(targets=["BenchA1"])
-        print(f"lab {lab.name}: BenchA1 healthy after {healthy_s:.1f} s", flush=True)
-        node = next(
-            n
-            for n in next(x for x in lab.state["load_balancers"] if x["name"] == LB)["nodes"]
-            if n["az"].endswith("a")
-        )
-        tls: dict[str, Any] = verify(lab, "Bench", node["ip"])
-        print(f"  verified {DOMAIN}:{HTTPS_PORT} against the lab CA: {tls}", flush=True)
-        tls.update(verified_load(lab, "Bench", str(lab.outputs["AlbDnsName"]), params))
-        runs = pd.DataFrame(_bench(lab, params, node))
+        for group in ("BenchTargets", "NlbTargets"):
+            healthy_s = lab.wait_healthy(group, targets=["BenchA1"])
+            print(f"lab {lab.name}: BenchA1 healthy in {group} after {healthy_s:.1f} s", flush=True)
+        nodes = {lb: az_a_node(lab, lb) for lb in (LB, NLB)}
+        tls: dict[str, Any] = {}
+        for lb, node in nodes.items():
+            name, port, output = TLS_NAMES[lb]
+            tls[lb] = verify(lab, "Bench", node["ip"], name, port)
+            print(f"  verified {name}:{port} ({lb}) against the lab CA: {tls[lb]}", flush=True)
+            tls[lb].update(verified_load(lab, "Bench", str(lab.outputs[output]), port, params))
+        runs = pd.DataFrame(_bench(lab, params, nodes))
     runs.to_csv(results.file("runs.csv"), index=False)
     summary = pd.DataFrame(summarise(runs))
     summary.to_csv(results.file("summary.csv"), index=False)
     _plot(runs, results.file("tls.png"))
-    results.write_meta(
-        template=str(template), policy=POLICY, tls=tls, nlb_tls=NLB_NOTE, caveat=CAVEAT
-    )
+    results.write_meta(template=str(template), policy=POLICY, tls=tls, caveat=CAVEAT)
     print("\n" + summary.to_string(index=False))
     print("\n" + bounds(summary))
-    print(f"NLB TLS vs TCP: {NLB_NOTE}\nCaveat: {CAVEAT}")
+    print(f"Caveat: {CAVEAT}")
     return {"summary": summary.to_dict(orient="records"), "tls": tls}
 
 
-def verify(lab: Lab, client: str, ip: str) -> dict[str, str]:
-    """curl to the HTTPS listener by its certificate's name, verified against the lab CA that
-    the host trusts (no -k); the TLS version and cipher negotiated."""
+def az_a_node(lab: Lab, lb: str) -> dict[str, Any]:
+    """The load balancer's node in the first AZ (where Bench and the target are)."""
+    balancer = next(x for x in lab.state["load_balancers"] if x["name"] == lb)
+    return dict(next(n for n in balancer["nodes"] if n["az"].endswith("a")))
+
+
+def verify(lab: Lab, client: str, ip: str, name: str, port: int) -> dict[str, Any]:
+    """curl to a TLS listener by its certificate's name, verified against the lab CA that the
+    host trusts (no -k); the TLS version and cipher negotiated, and which target answered
+    (over plain HTTP or not, as it saw it)."""
     proc = lab.host(client).run(
         [
             "curl",
             "-sS",
             "-v",
-            "-o",
-            "/dev/null",
+            "--http1.1",
             "-w",
-            "%{http_code}",
+            "\n%{http_code}",
             "--max-time",
             "10",
             "--resolve",
-            f"{DOMAIN}:{HTTPS_PORT}:{ip}",
-            f"https://{DOMAIN}:{HTTPS_PORT}/",
+            f"{name}:{port}:{ip}",
+            f"https://{name}:{port}/",
         ],
         timeout=20,
     )
-    if proc.returncode != 0 or proc.stdout.strip() != "200":
-        raise RuntimeError(f"HTTPS through the ALB not verified: {proc.stderr.strip()[-600:]}")
-    return negotiated(proc.stderr)
+    body, _, code = proc.stdout.rpartition("\n")
+    if proc.returncode != 0 or code.strip() != "200":
+        raise RuntimeError(f"{name}:{port} not verified over TLS: {proc.stderr.strip()[-600:]}")
+    out: dict[str, Any] = negotiated(proc.stderr)
+    if not out:
+        raise RuntimeError(f"{name}:{port}: curl said no TLS protocol: {proc.stderr[-600:]}")
+    out.update(answered(body))
+    return out
 
 
-def verified_load(lab: Lab, client: str, dns_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """testbed's load client over HTTPS by the ALB's DNS name (both nodes), verifying the
-    certificate against the lab CA: how many requests succeeded and which errors."""
-    url = f"https://{dns_name}:{HTTPS_PORT}/"
+def answered(body: str) -> dict[str, Any]:
+    """Which target answered and whether it got TLS itself, from http-backend's JSON."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return {"target": data.get("instance"), "target_got_tls": bool(data.get("tls"))}
+
+
+def verified_load(
+    lab: Lab, client: str, dns_name: str, port: int, params: dict[str, Any]
+) -> dict[str, Any]:
+    """testbed's load client over HTTPS by a load balancer's DNS name (both nodes), verifying
+    the certificate against the lab CA: how many requests succeeded and which errors."""
+    url = f"https://{dns_name}:{port}/"
     df = run_load(lab, client, url, requests=params["verified_requests"], concurrency=4)
     errors = df["error"].dropna().astype(str)
     errors = errors[errors != ""]
@@ -245,16 +316,21 @@ def haproxy_ticks(config: Path) -> float:
     return total
 
 
-def _bench(lab: Lab, params: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
-    config = node_files(lab.dir, node["host"]).config
-    if not haproxy_ticks(config) and not Path(config).exists():
-        raise RuntimeError(f"no HAProxy configuration {config} for node {node['host']}")
-    hosts = ["Bench", node["host"], "BenchA1"]
+def _bench(
+    lab: Lab, params: dict[str, Any], nodes: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    configs = {lb: node_files(lab.dir, node["host"]).config for lb, node in nodes.items()}
+    for lb, config in configs.items():
+        # Both nodes run HAProxy: the ALB's for every listener, the NLB's for its TLS one.
+        if not haproxy_ticks(config) and not Path(config).exists():
+            raise RuntimeError(f"no HAProxy configuration {config} for {lb}'s node")
     runs = []
     for rep in range(params["repeats"]):
-        for case, (scheme, port, keepalive) in CASES.items():
+        for case, (lb, scheme, port, keepalive) in CASES.items():
+            node = nodes[lb]
+            hosts = ["Bench", node["host"], "BenchA1"]
             url = f"{scheme}://{node['ip']}:{port}/"
-            before, ticks0 = _counters(lab, hosts), haproxy_ticks(config)
+            before, ticks0 = _counters(lab, hosts), haproxy_ticks(configs[lb])
             res = wrk(
                 lab,
                 "Bench",
@@ -263,11 +339,11 @@ def _bench(lab: Lab, params: dict[str, Any], node: dict[str, Any]) -> list[dict[
                 connections=params["connections"],
                 keepalive=keepalive,
             )
-            ticks1 = haproxy_ticks(config)
+            ticks1 = haproxy_ticks(configs[lb])
             requests = int(res.get("requests", 0))
-            used = _usage(before, _counters(lab, hosts), requests)
             row = {
                 "case": case,
+                "lb": lb,
                 "repeat": rep,
                 "url": url,
                 "keepalive": keepalive,
@@ -278,17 +354,12 @@ def _bench(lab: Lab, params: dict[str, Any], node: dict[str, Any]) -> list[dict[
                 "errors": res["errors"],
                 "non_2xx": res.get("non_2xx", 0),
                 "haproxy_cpu_us_per_request": (ticks1 - ticks0) / os_hz() / max(1, requests) * 1e6,
-                **used,
+                **_usage(before, _counters(lab, hosts), requests),
             }
-            # ovs-vswitchd forwards every packet of the lab (userspace datapath): its share.
-            row["ovs_cpu_us_per_request"] = (
-                used["ovs_cpu"] / row["requests_per_second"] * 1e6
-                if row["requests_per_second"]
-                else float("nan")
-            )
+            row.update(path_cpu(row))
             runs.append(row)
             print(
-                f"  wrk {case:16s} {row['requests_per_second']:8.0f} req/s  "
+                f"  wrk {case:18s} {row['requests_per_second']:8.0f} req/s  "
                 f"HAProxy {row['haproxy_cpu_us_per_request']:5.0f}, OVS "
                 f"{row['ovs_cpu_us_per_request']:5.0f} CPU-us/request, machine "
                 f"{row['cpu_us_per_request']:6.0f} CPU-us/request, "
@@ -298,40 +369,50 @@ def _bench(lab: Lab, params: dict[str, Any], node: dict[str, Any]) -> list[dict[
     return runs
 
 
-def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per measured number (medians over repeats) and the HTTPS / HTTP ratios."""
-    columns = [
-        "requests_per_second",
-        "haproxy_cpu_us_per_request",
-        "ovs_cpu_us_per_request",
-        "cpu_us_per_request",
-        "fabric_packets_per_request",
-        "p50_ms",
-    ]
-    med = runs.groupby("case")[columns].median()
-    units = {
-        "requests_per_second": "req/s",
-        "haproxy_cpu_us_per_request": "CPU-us",
-        "ovs_cpu_us_per_request": "CPU-us",
-        "cpu_us_per_request": "CPU-us",
-        "fabric_packets_per_request": "packets",
-        "p50_ms": "ms",
+def path_cpu(row: dict[str, Any]) -> dict[str, float]:
+    """ovs-vswitchd's CPU per request (it forwards every packet of the lab: the userspace
+    datapath) from its share of a CPU over the run and the requests/s, and the path's CPU:
+    the node's HAProxy (nothing on an NLB TCP listener's path: measured all the same) plus
+    the switch."""
+    rate = float(row["requests_per_second"])
+    ovs = float(row["ovs_cpu"]) / rate * 1e6 if rate else float("nan")
+    return {
+        "ovs_cpu_us_per_request": ovs,
+        "path_cpu_us_per_request": float(row["haproxy_cpu_us_per_request"]) + ovs,
     }
+
+
+COLUMNS = {
+    "requests_per_second": "req/s",
+    "path_cpu_us_per_request": "CPU-us",
+    "haproxy_cpu_us_per_request": "CPU-us",
+    "ovs_cpu_us_per_request": "CPU-us",
+    "cpu_us_per_request": "CPU-us",
+    "fabric_packets_per_request": "packets",
+    "p50_ms": "ms",
+}
+
+
+def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per measured number (medians over repeats) and the encrypted / plain ratios:
+    the ALB's HTTPS / HTTP rows, then the NLB's TLS / TCP rows (metric prefix nlb_)."""
+    med = runs.groupby("case")[list(COLUMNS)].median()
     rows: list[dict[str, Any]] = []
-    for kind in ("keepalive", "new"):
-        for column in columns:
-            https = float(med[column][f"https-{kind}"])
-            http = float(med[column][f"http-{kind}"])
-            rows.append(
-                {
-                    "metric": f"{column}_{kind}",
-                    "https": round(https, 3),
-                    "http": round(http, 3),
-                    "https_over_http": round(https / http, 4) if http else float("nan"),
-                    "unit": units[column],
-                    "note": "",
-                }
-            )
+    for prefix, (encrypted, plain) in PAIRS.items():
+        for kind in ("keepalive", "new"):
+            for column, unit in COLUMNS.items():
+                https = float(med[column][f"{encrypted}-{kind}"])
+                http = float(med[column][f"{plain}-{kind}"])
+                rows.append(
+                    {
+                        "metric": f"{prefix}{column}_{kind}",
+                        "https": round(https, 3),
+                        "http": round(http, 3),
+                        "https_over_http": _ratio(https, http),
+                        "unit": unit,
+                        "note": PAIR_NOTES[prefix],
+                    }
+                )
     for kind in ("keepalive", "new"):
         for scheme in ("https", "http"):
             case = f"{scheme}-{kind}"
@@ -346,17 +427,14 @@ def summarise(runs: pd.DataFrame) -> list[dict[str, Any]]:
                     "note": "the rest: OVS, the wrk client (its TLS too), the target, kernel",
                 }
             )
-    rows.append(
-        {
-            "metric": "nlb_tls_vs_tcp",
-            "https": float("nan"),
-            "http": float("nan"),
-            "https_over_http": float("nan"),
-            "unit": "",
-            "note": NLB_NOTE,
-        }
-    )
     return rows
+
+
+def _ratio(top: float, bottom: float) -> float:
+    """top / bottom; NaN without a bottom (the NLB TCP path runs no HAProxy: 0 CPU-us)."""
+    if not bottom or math.isnan(bottom) or math.isnan(top):
+        return float("nan")
+    return round(top / bottom, 4)
 
 
 def bounds(summary: pd.DataFrame) -> str:
@@ -370,9 +448,9 @@ def bounds(summary: pd.DataFrame) -> str:
 
     new_plain = cell("fabric_packets_per_request_new", "http")
     new_tls = cell("fabric_packets_per_request_new", "https")
-    return (
-        "What bounds it: the proxy doubles the packets through the switch (client -> node -> "
-        f"target and back: {cell('fabric_packets_per_request_keepalive', 'http'):.1f} packets "
+    alb = (
+        "What bounds it: the ALB proxies, so its packets cross the switch twice (client -> node "
+        f"-> target and back: {cell('fabric_packets_per_request_keepalive', 'http'):.1f} packets "
         "per kept-alive request, HTTP and HTTPS alike, where a direct request would send half"
         f"); a new connection adds its handshake packets ({new_plain:.1f} plain, "
         f"{new_tls:.1f} TLS). TLS adds CPU in "
@@ -389,6 +467,29 @@ def bounds(summary: pd.DataFrame) -> str:
         f"of new plain connections/s and kept-alive HTTPS requests/s "
         f"x{cell('requests_per_second_keepalive', 'https_over_http'):.2f} of HTTP's."
     )
+    nlb = (
+        "The NLB's TCP listener is the switch alone: packets through it once per direction, no "
+        f"process ({cell('nlb_fabric_packets_per_request_keepalive', 'http'):.1f} packets per "
+        "kept-alive request; ovs-vswitchd "
+        f"{cell('nlb_ovs_cpu_us_per_request_keepalive', 'http'):.0f} CPU-us per request, "
+        f"{cell('nlb_ovs_cpu_us_per_request_new', 'http'):.0f} per new connection). Its TLS "
+        "listener adds a proxy hop, the node's HAProxy, so the packets cross the switch twice "
+        f"({cell('nlb_fabric_packets_per_request_keepalive', 'https'):.1f} per kept-alive "
+        "request), plus the TLS handshake CPU (HAProxy "
+        f"{cell('nlb_haproxy_cpu_us_per_request_new', 'https'):.0f} CPU-us per new "
+        f"connection): the path's CPU (HAProxy + ovs-vswitchd) is "
+        f"{cell('nlb_path_cpu_us_per_request_keepalive', 'https'):.0f} vs "
+        f"{cell('nlb_path_cpu_us_per_request_keepalive', 'http'):.0f} CPU-us per kept-alive "
+        f"request and {cell('nlb_path_cpu_us_per_request_new', 'https'):.0f} vs "
+        f"{cell('nlb_path_cpu_us_per_request_new', 'http'):.0f} per new connection, so NLB "
+        f"TLS handshakes/s are x{cell('nlb_requests_per_second_new', 'https_over_http'):.2f} "
+        "of new TCP connections/s and kept-alive requests/s over TLS "
+        f"x{cell('nlb_requests_per_second_keepalive', 'https_over_http'):.2f} of TCP's."
+    )
+    return alb + "\n" + nlb
+
+
+COLORS = {"http": "tab:blue", "https": "tab:orange", "nlb-tcp": "tab:green", "nlb-tls": "tab:red"}
 
 
 def _plot(runs: pd.DataFrame, path: Path) -> None:
@@ -397,18 +498,30 @@ def _plot(runs: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    med = runs.groupby("case")[["requests_per_second", "haproxy_cpu_us_per_request"]].median()
+    columns = ["requests_per_second", "haproxy_cpu_us_per_request", "ovs_cpu_us_per_request"]
+    med = runs.groupby("case")[columns].median()
     cases = [c for c in CASES if c in med.index]
-    colors = ["tab:blue" if c.startswith("http-") else "tab:orange" for c in cases]
-    fig, (rate, cpu) = plt.subplots(1, 2, figsize=(10, 4))
+    colors = [COLORS[c.rsplit("-", 1)[0]] for c in cases]
+    fig, (rate, cpu) = plt.subplots(1, 2, figsize=(13, 4.5))
     rate.bar(cases, [med["requests_per_second"][c] for c in cases], color=colors)
     rate.set_ylabel("requests/s (median)")
-    rate.set_title("through the same ALB node and target")
-    cpu.bar(cases, [med["haproxy_cpu_us_per_request"][c] for c in cases], color=colors)
-    cpu.set_ylabel("HAProxy CPU-us per request")
-    cpu.set_title("the node's HAProxy (user + sys)")
+    rate.set_title("to the same target: ALB HTTP/HTTPS, NLB TCP/TLS")
+    haproxy = [med["haproxy_cpu_us_per_request"][c] for c in cases]
+    cpu.bar(cases, haproxy, color=colors, label="node HAProxy")
+    cpu.bar(
+        cases,
+        [med["ovs_cpu_us_per_request"][c] for c in cases],
+        bottom=haproxy,
+        color=colors,
+        alpha=0.4,
+        hatch="//",
+        label="ovs-vswitchd",
+    )
+    cpu.set_ylabel("CPU-us per request (user + sys)")
+    cpu.set_title("the path: node HAProxy (solid) + switch (hatched)")
+    cpu.legend()
     for ax in (rate, cpu):
-        ax.tick_params(axis="x", rotation=20)
+        ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
