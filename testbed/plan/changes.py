@@ -217,7 +217,7 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
     live += differences(old_certs, new_certs, "certificates")
     old_sec, new_sec = _split_security(a), _split_security(b)
     old_routes, new_routes = _split_routes(a), _split_routes(b)
-    other = differences(a, b) + node_listener_moves(old, new)
+    other = node_listener_moves(old, new) + differences(a, b)
     live += differences(old_sec, new_sec)
     live += differences(old_routes, new_routes)
     for name in sorted(set(old_live) & set(new_live)):

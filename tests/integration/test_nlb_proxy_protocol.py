@@ -128,7 +128,7 @@ def test_a_target_registered_live_gets_the_header(lab):
     identity port (9000), which reads the header too; Web1:80 drains meanwhile."""
     files = node_files(lab.dir, node(lab)["host"])
     web1 = lab.host("Web1").ip
-    lab.deregister("WebPp", web1, port=80)
+    lab.deregister("WebPp", "Web1", port=80)  # ip targets are named by their instance
     lab.register("WebPp", web1, port=9000)
 
     def states() -> dict:
