@@ -248,8 +248,8 @@ class NlbLogic:
             flows += self._transparent(lb, switch)
             for node in lb.nodes:
                 for lis in lb.listeners:
-                    if lis.port is None:
-                        continue  # a gateway listener (GWLB): not an NLB's
+                    if lis.port is None or lis in lb.node_listeners:
+                        continue  # a GWLB's; one run by the node's HAProxy (TLS, PROXY v2)
                     tg = lb.target_group(lis.target_group) if lis.target_group else None
                     for proto in PROTOS.get(lis.protocol or "", ()):
                         sel = self.selectors[(lb.name, node.host, lis.name, proto)]

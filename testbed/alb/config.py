@@ -125,7 +125,7 @@ def render(
     if lb.type == CLASSIC:
         head = _head("CLB", lb, node, files, classic.idle_timeout(lb), classic.HARD_STOP_AFTER_S)
         return "\n".join(head + classic.sections(lb, node, targets, files.dir.parent.parent)) + "\n"
-    if lb.type == NETWORK:  # only its TLS listeners (testbed.alb.nlb_tls)
+    if lb.type == NETWORK:  # only its node listeners (testbed.alb.nlb_tls)
         head = _head("NLB", lb, node, files, lb.idle_tcp_s, lb.idle_tcp_s)
         return "\n".join(head + nlb_tls.sections(lb, node, lab_dir_of(files), targets)) + "\n"
     idle = int(lb.attributes.get("idle_timeout.timeout_seconds", "60"))

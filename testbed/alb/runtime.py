@@ -9,7 +9,9 @@ the differences through the node's stats socket:
   add server <be>/<srv> <ip>:<port>           a target registered at run time (HAProxy 2.6
                                               dynamic servers: no reload, no slot limit;
                                               `send-proxy` on a CLB's proxy protocol
-                                              listener, which 2.6 takes for dynamic servers)
+                                              listener, `send-proxy-v2` on an NLB group
+                                              with proxy protocol v2: 2.6 takes both for
+                                              dynamic servers)
   shutdown sessions server, del server        a drained target leaves (after its delay)
   set server <be>/<srv> addr <ip> port <port>  a target back at another address (an instance
                                               replaced while HAProxy still held its server)
@@ -43,6 +45,7 @@ from testbed.alb.servers import (
     cookie_backends,
     node_servers,
     proxy_backends,
+    proxy_v2_backends,
 )
 from testbed.errors import LabError
 from testbed.messages import TargetSnapshot
@@ -196,6 +199,7 @@ class NodeRuntime:
         present = self.present
         sent: list[str] = []
         cookies, proxied = cookie_backends(self.lb), proxy_backends(self.lb)
+        proxied_v2 = proxy_v2_backends(self.lb)
         https = tls.https_backends(self.lb)
         for key, (ip, port, state) in desired.items():
             be, srv = key
@@ -203,6 +207,8 @@ class NodeRuntime:
             if have is None:
                 # Dynamic servers start in maintenance.
                 options = " send-proxy" if be in proxied else ""  # a CLB's PROXY v1 header
+                if be in proxied_v2:  # an NLB group's PROXY v2 header
+                    options += " send-proxy-v2"
                 if be in https:  # an HTTPS target group's server: TLS, not verified
                     options += f" {tls.HTTPS_SERVER}"
                 self._run(f"add server {be}/{srv} {ip}:{port}{options}", "New server registered")

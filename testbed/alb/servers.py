@@ -106,8 +106,8 @@ def node_servers(
             for name, (ip, _port, state) in server_states(lb, node, tg, rows).items():
                 out[(listener_backend(listener.name), name)] = (ip, port, state)
         return out
-    # An NLB's HAProxy holds only the groups of its TLS listeners (testbed.alb.nlb_tls).
-    used = {lis.target_group for lis in lb.tls_listeners} if lb.type == NETWORK else None
+    # An NLB's HAProxy holds only the groups of its node listeners (testbed.alb.nlb_tls).
+    used = {lis.target_group for lis in lb.node_listeners} if lb.type == NETWORK else None
     for tg in lb.target_groups:
         if used is not None and tg.name not in used:
             continue
@@ -135,6 +135,14 @@ def proxy_backends(lb: LoadBalancerPlan) -> set[str]:
     if lb.type != CLASSIC:
         return set()
     return {listener_backend(lis.name) for lis in lb.listeners if lis.proxy_protocol}
+
+
+def proxy_v2_backends(lb: LoadBalancerPlan) -> set[str]:
+    """The NLB backends whose servers get a PROXY protocol v2 header (`send-proxy-v2`): the
+    groups with proxy_protocol_v2.enabled."""
+    if lb.type != NETWORK:
+        return set()
+    return {backend_name(tg.name) for tg in lb.target_groups if tg.proxy_protocol_v2}
 
 
 def cookie_key(lb: LoadBalancerPlan) -> str:

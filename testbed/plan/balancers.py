@@ -63,6 +63,11 @@ class TargetGroupPlan:
     def target(self, key: str) -> TargetPlan:
         return next(t for t in self.targets if t.key == key)
 
+    @property
+    def proxy_protocol_v2(self) -> bool:
+        """An NLB group whose targets get a PROXY protocol v2 header on each connection."""
+        return self.attributes.get("proxy_protocol_v2.enabled") == "true"
+
 
 @dataclass(frozen=True)
 class NodePlan:
@@ -167,19 +172,39 @@ class LoadBalancerPlan:
         return tuple(lis for lis in self.listeners if lis.protocol == "TLS")
 
     @property
+    def node_listeners(self) -> tuple[ListenerPlan, ...]:
+        """An NLB's listeners that run in HAProxy on its nodes (testbed.alb.nlb_tls) rather
+        than in the switches' flows: its TLS listeners, and its TCP listeners that forward to a
+        group with proxy protocol v2 (a header written into the stream needs a process)."""
+        if self.type != "network":
+            return ()
+        groups = {tg.name: tg for tg in self.target_groups}
+        return tuple(
+            lis
+            for lis in self.listeners
+            if lis.protocol == "TLS"
+            or (
+                lis.protocol == "TCP"
+                and lis.target_group in groups
+                and groups[lis.target_group].proxy_protocol_v2
+            )
+        )
+
+    @property
     def transparent_groups(self) -> tuple[TargetGroupPlan, ...]:
-        """Target groups a TLS listener forwards to with the client address preserved
-        (preserve_client_ip.enabled: AWS's default for instance targets). The node's HAProxy
-        connects to their targets from the client's address (transparent proxying), so the
-        node sends from addresses not its own and the switches steer the targets' replies
-        back to it (testbed.controllers.nlb)."""
-        names = {lis.target_group for lis in self.tls_listeners if lis.target_group}
+        """Target groups a node listener (TLS, or TCP with proxy protocol v2) forwards to with
+        the client address preserved (preserve_client_ip.enabled: AWS's default for instance
+        targets). The node's HAProxy connects to their targets from the client's address
+        (transparent proxying), so the node sends from addresses not its own and the switches
+        steer the targets' replies back to it (testbed.controllers.nlb)."""
+        names = {lis.target_group for lis in self.node_listeners if lis.target_group}
         return tuple(tg for tg in self.target_groups if tg.name in names and tg.preserve_client_ip)
 
     @property
     def runs_haproxy(self) -> bool:
-        """Whether its nodes run HAProxy: ALB and CLB nodes, and NLB nodes with TLS listeners."""
-        return self.proxied or bool(self.tls_listeners)
+        """Whether its nodes run HAProxy: ALB and CLB nodes, and NLB nodes with node listeners
+        (TLS, or TCP to a proxy protocol v2 group)."""
+        return self.proxied or bool(self.node_listeners)
 
     def node_in(self, az: str) -> NodePlan | None:
         return next((n for n in self.nodes if n.az == az), None)

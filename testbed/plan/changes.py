@@ -57,7 +57,11 @@ CLASSIC_LIVE_LISTENER_FIELDS = (
 # An NLB's target groups (targets, health checks, attributes): the registry and the
 # controller take them live (no node process to reload).
 NLB_LIVE_FIELDS = ("target_groups", "nodes")
-# An NLB's TLS listeners (HAProxy on its nodes): certificates and policies reload its HAProxy.
+# An NLB's node listeners (HAProxy on its nodes: TLS, TCP to proxy protocol v2 groups):
+# certificates and policies reload its HAProxy, as does a change of their groups' attributes
+# (proxy_protocol_v2.enabled of a group that only TLS listeners use: `send-proxy-v2`). A
+# change that moves a TCP listener between the switches and the node (proxy protocol v2 of
+# its group turned on or off) needs down/up: node_listener_moves.
 NLB_TLS_LIVE_LISTENER_FIELDS = ("certificates", "ssl_policy", "alpn_policy")
 MAX_SHOWN = 15
 # Live changes of security groups and ACL entries start with these (see security_changes).
@@ -183,7 +187,8 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
     a, b = asdict(old), asdict(new)
     live: list[str] = []
     reload: list[str] = []
-    for d in (a, b):
+    for d, source in ((a, old), (b, new)):
+        on_node = {lb.name: bool(lb.node_listeners) for lb in source.load_balancers}
         lbs = []
         for lb in d["load_balancers"]:
             if lb["type"] in PROXY_TYPES:
@@ -193,7 +198,7 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
             elif lb["type"] == "network":
                 part = {k: lb[k] for k in NLB_LIVE_FIELDS if k in lb}
                 fixed = {k: v for k, v in lb.items() if k not in NLB_LIVE_FIELDS}
-                if any(lis["protocol"] == "TLS" for lis in lb["listeners"]):
+                if on_node[lb["name"]]:
                     fields = NLB_TLS_LIVE_LISTENER_FIELDS
                     fixed["listeners"] = [
                         {k: v for k, v in lis.items() if k not in fields} for lis in lb["listeners"]
@@ -212,7 +217,7 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
     live += differences(old_certs, new_certs, "certificates")
     old_sec, new_sec = _split_security(a), _split_security(b)
     old_routes, new_routes = _split_routes(a), _split_routes(b)
-    other = differences(a, b)
+    other = node_listener_moves(old, new) + differences(a, b)
     live += differences(old_sec, new_sec)
     live += differences(old_routes, new_routes)
     for name in sorted(set(old_live) & set(new_live)):
@@ -235,6 +240,27 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
         if arns and lb.name not in reload:
             reload.append(lb.name)
     return live, other, reload
+
+
+def node_listener_moves(old: NetworkPlan, new: NetworkPlan) -> list[str]:
+    """An NLB's TCP listeners that move between the switches and the node's HAProxy (their
+    group's proxy_protocol_v2.enabled turned on or off): the node's ports and the switches'
+    flows are built at `testbed up`, so these need down/up."""
+    out = []
+    before = {lb.name: lb for lb in old.load_balancers}
+    for lb in new.load_balancers:
+        if lb.name not in before:
+            continue
+        was = {lis.name for lis in before[lb.name].node_listeners}
+        now = {lis.name for lis in lb.node_listeners}
+        names = {lis.name for lis in before[lb.name].listeners} & {lis.name for lis in lb.listeners}
+        for name in sorted((was ^ now) & names):
+            where = "the node's HAProxy" if name in now else "the switches"
+            out.append(
+                f"load_balancers.{lb.name}.listeners.{name}: moves to {where} (proxy protocol "
+                "v2 of its target group turned " + ("on" if name in now else "off") + ")"
+            )
+    return out
 
 
 def _certificates(d: dict[str, Any]) -> dict[str, Any]:

@@ -855,12 +855,12 @@ def _endpoints(model: StackModel, lbs: tuple[LoadBalancerPlan, ...]) -> tuple[En
 
 def _node_ports(lb: LoadBalancerPlan) -> dict[str, Any]:
     """ALB and CLB nodes listen themselves (HAProxy): their listener ports tell when they are
-    ready. An NLB's nodes listen only on its TLS listeners' ports (the switches carry the
-    others)."""
+    ready. An NLB's nodes listen only on its node listeners' ports (TLS, TCP to a proxy
+    protocol v2 group: LoadBalancerPlan.node_listeners; the switches carry the others)."""
     if lb.proxied:
         return {"ports": sorted({lis.port for lis in lb.listeners if lis.port})}
-    if lb.tls_listeners:
-        return {"ports": sorted({lis.port for lis in lb.tls_listeners if lis.port})}
+    if lb.node_listeners:
+        return {"ports": sorted({lis.port for lis in lb.node_listeners if lis.port})}
     return {}
 
 

@@ -13,13 +13,17 @@ Serves, on the host's address:
   HTTPS on HttpsPort (0: off; RoleArgs HttpsPort: 443 for an HTTPS target group): the same
     answers over TLS, with a certificate of the lab's CA for the host's address (--cert, a
     PEM of certificate, chain and key: testbed.lab.certs.issue_host_cert); `tls` in the
-    answer says the version and cipher the client got (null over plain HTTP).
+    answer says the version and cipher the client got (null over plain HTTP). A PROXY header
+    may come before the TLS handshake (an NLB's TLS group with proxy protocol v2: HAProxy's
+    `send-proxy-v2` on a TLS server): ProxiedTlsListener reads it off the socket first.
   TCP on TcpPort (9000): one JSON identity line on connect, then echoes every line it gets
     (long-lived flows for NLB draining experiments).
   UDP on UdpPort (9000): answers every datagram with one JSON identity datagram.
-PROXY protocol (v1 and v2, testbed.roles.proxy_protocol), detected on both TCP listeners: a
-connection that opens with a header (a Classic Load Balancer's TCP listener with a
-ProxyProtocolPolicyType policy) has it consumed, never answered, and every answer on that
+PROXY protocol (v1 and v2, testbed.roles.proxy_protocol), detected on every TCP listener
+(nothing to configure: neither HTTP, nor TLS, nor the TCP listener's echo can start like a
+header): a connection that opens with a header (a Classic Load Balancer's TCP listener with a
+ProxyProtocolPolicyType policy, an NLB target group with proxy_protocol_v2.enabled) has it
+consumed, never answered, and every answer on that
 connection carries `proxy` (version, command, protocol, source/destination address and port)
 beside `client`, which stays the TCP peer (the load balancer's node); `proxy` is null without
 a header. A malformed header closes the connection. Only a connection's first bytes are
@@ -45,6 +49,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -87,6 +92,9 @@ COOKIE = re.compile(r"[A-Za-z0-9_.-]+=[A-Za-z0-9_.-]*")  # set_cookie: nothing t
 FIRST_BYTES_WAIT_S = 0.02  # from a peer not seen yet
 HEADER_WAIT_S = 1.0  # from a peer that sent headers (its own health checks close at once)
 MAX_PEERS = 4096  # peers remembered (whether they send headers), then forgotten
+# HTTPS listener: how long a new connection may stay silent before its first byte (TLS
+# ClientHello or PROXY header) and while its PROXY header comes in.
+TLS_FIRST_BYTES_S = 10.0
 
 
 class Faults:
@@ -410,6 +418,100 @@ class TcpIdentity(asyncio.Protocol):
             self.transport.write(data)
 
 
+class ProxiedTlsListener:
+    """The HTTPS listener: accepts plain TCP, reads a PROXY header off the socket when the
+    connection opens with one (a TLS record starts with 0x16, a v1 header with "P", a v2 one
+    with CR), byte-exact so that the TLS handshake after it is untouched, then runs TLS and
+    HTTP on the rest (the connection's answers carry the header as `proxy`). Closed like an
+    asyncio server (Backend.close_listeners)."""
+
+    def __init__(self, server: Backend, sock: socket.socket) -> None:
+        self.server, self.sock = server, sock
+        self.tasks: set[asyncio.Task] = set()
+        self.accepting = asyncio.get_running_loop().create_task(self.accept())
+
+    async def accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _peer = await loop.sock_accept(self.sock)
+            task = loop.create_task(self.start(conn))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def start(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            header = await asyncio.wait_for(self.read_header(conn), TLS_FIRST_BYTES_S)
+            await loop.connect_accepted_socket(
+                lambda: self.connection(header), conn, ssl=self.server.tls
+            )
+        except (OSError, TimeoutError, EOFError, proxy_protocol.ProxyHeaderError):
+            conn.close()
+
+    def connection(self, header: proxy_protocol.ProxyHeader | None) -> HttpConnection:
+        conn = HttpConnection(self.server, self.server.handle)
+        conn.first_bytes = False  # the header, if any, is read already
+        conn.proxy = header.as_dict() if header is not None else None
+        return conn
+
+    async def read_header(self, conn: socket.socket) -> proxy_protocol.ProxyHeader | None:
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(conn.fileno(), ready)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(conn.fileno())
+        first = conn.recv(1, socket.MSG_PEEK)
+        if not first:
+            raise EOFError
+        if first not in (proxy_protocol.V1_PREFIX[:1], proxy_protocol.V2_SIGNATURE[:1]):
+            return None  # TLS (or anything else: the handshake says what it is)
+        data = b""
+        while True:  # byte-exact reads: no byte of the handshake after the header is taken
+            found = proxy_protocol.parse(data)
+            if found is not None:
+                header, _used = found
+                if header is None:
+                    raise proxy_protocol.ProxyHeaderError("not a PROXY header")
+                return header
+            if data.startswith(proxy_protocol.V2_SIGNATURE) and len(data) >= 16:
+                want = proxy_protocol.V2_FIXED + int.from_bytes(data[14:16], "big") - len(data)
+            elif data.startswith(proxy_protocol.V2_SIGNATURE[:1]):
+                want = proxy_protocol.V2_FIXED - len(data)
+            else:
+                want = 1  # v1: up to its CRLF
+            chunk = await loop.sock_recv(conn, want)
+            if not chunk:
+                raise EOFError
+            data += chunk
+
+    def close(self) -> None:
+        self.accepting.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        self.sock.close()
+
+
+def tls_socket(bind: str, port: int) -> socket.socket:
+    """A listening socket for ProxiedTlsListener (what create_server would open)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bind, port))
+        sock.listen(4096)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class UdpIdentity(asyncio.DatagramProtocol):
     """UDP: answers each datagram with one identity datagram."""
 
@@ -605,14 +707,7 @@ class Backend:
         ]
         if self.https_port and self.tls is not None:
             self.listeners.append(
-                await loop.create_server(
-                    lambda: HttpConnection(self, self.handle),
-                    self.bind,
-                    self.https_port,
-                    ssl=self.tls,
-                    reuse_address=True,
-                    backlog=4096,
-                )
+                ProxiedTlsListener(self, tls_socket(self.bind or "0.0.0.0", self.https_port))
             )
         if self.tcp_port:
             self.listeners.append(

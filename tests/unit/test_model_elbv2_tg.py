@@ -452,6 +452,12 @@ def test_nlb_source_ip_stickiness(load):
     )
 
 
+@pytest.mark.parametrize("protocol", ["TCP", "TLS"])
+def test_nlb_proxy_protocol_v2_on_tcp_and_tls_groups(load, protocol):
+    text = stack(target_group("TG", protocol, 443, attrs(("proxy_protocol_v2.enabled", "true"))))
+    assert tgs(load(text))["TG"].attributes["proxy_protocol_v2.enabled"] == "true"
+
+
 def test_gwlb_group_attributes(load):
     text = stack(
         target_group(
@@ -502,7 +508,12 @@ def test_gwlb_group_attributes(load):
             "client IP preservation cannot be turned off for UDP target groups",
         ),
         ("TCP_UDP", [("preserve_client_ip.enabled", "false")], "for TCP_UDP target groups"),
-        ("TCP", [("proxy_protocol_v2.enabled", "true")], "proxy protocol v2 is not supported"),
+        (
+            "UDP",
+            [("proxy_protocol_v2.enabled", "true")],
+            "proxy protocol v2 is for TCP and TLS target groups, not UDP ones",
+        ),
+        ("TCP_UDP", [("proxy_protocol_v2.enabled", "true")], "not TCP_UDP ones"),
         (
             "TCP",
             [("target_health_state.unhealthy.draining_interval_seconds", "30")],

@@ -81,7 +81,8 @@ def test_every_stack_name_is_qualified(rel: str) -> None:
         for tg in lb.target_groups:
             for t in tg.targets:
                 assert t.host is None or (t.host in hosts and t.key == f"{t.host}:{t.port}")
-                assert t.host is None or t.id == f"i-{t.host}"
+                # An instance target's id is the instance's; an ip target's its address.
+                assert t.host is None or t.id in (f"i-{t.host}", t.ip)
 
 
 @pytest.mark.parametrize("rel", GOOD)

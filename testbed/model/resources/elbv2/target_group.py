@@ -140,8 +140,12 @@ class _AttributeRules:
                 key,
                 f"client IP preservation cannot be turned off for {self.protocol} target groups",
             )
-        if attrs["proxy_protocol_v2.enabled"] == "true":
-            raise self.fail("proxy_protocol_v2.enabled", f"proxy protocol v2 is {NOT_IN_LAB}")
+        if attrs["proxy_protocol_v2.enabled"] == "true" and self.protocol in ("UDP", "TCP_UDP"):
+            # AWS: proxy protocol v2 is for TCP and TLS target groups only.
+            raise self.fail(
+                "proxy_protocol_v2.enabled",
+                f"proxy protocol v2 is for TCP and TLS target groups, not {self.protocol} ones",
+            )
         if (
             attrs["target_health_state.unhealthy.connection_termination.enabled"] == "true"
             and attrs["target_health_state.unhealthy.draining_interval_seconds"] != "0"
