@@ -148,18 +148,30 @@ class LbService:
                     hint=f"instances: {', '.join(sorted(by_name))}",
                 )
             return instance_target(host, port)
+        if text in by_name:
+            text = by_name[text].ip  # an instance's address, named by the instance
         try:
             ip = IPv4Address(text)
         except ValueError:
             raise BadInput(
-                f"target group {tg_name} takes IP targets: {text!r} is not an IPv4 address"
+                f"target group {tg_name} takes IP targets: {text!r} is neither an IPv4 "
+                "address nor an instance of this lab",
+                hint=f"instances: {', '.join(sorted(by_name))}",
             ) from None
         subnet = next((s for s in self.plan.subnets if ip in IPv4Network(s.cidr)), None)
         if subnet is None:
             raise BadInput(f"{ip} is not in a subnet of this lab's VPC")
         host = next((h for h in self.plan.hosts if h.ip == str(ip)), None)
+        # Keyed as the plan keys a template's IP targets: by the instance holding the
+        # address, else by the address (testbed.plan.balancers).
+        instance = host.name if host and host.kind == "instance" else None
         return TargetPlan(
-            f"{ip}:{port}", str(ip), str(ip), port, subnet.az, host.name if host else None
+            f"{instance or ip}:{port}",
+            str(ip),
+            str(ip),
+            port,
+            subnet.az,
+            host.name if host else None,
         )
 
     # ---- Auto Scaling (testbed.autoscaling.service) ------------------------------------

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,6 +26,7 @@ from testbed.alb.runtime import NodeRuntime
 from testbed.alb.servers import proxy_v2_backends
 from testbed.errors import BadInput
 from testbed.lab import certs
+from testbed.lb.service import LbService
 from testbed.messages import RuntimeTargetInfo
 from testbed.model import load_model_text
 from testbed.plan.changes import plan_changes
@@ -326,3 +328,18 @@ def test_a_preserving_group_gets_the_client_address_and_the_header():
     assert "source 0.0.0.0 usesrc clientip" in backend
     assert "send-proxy-v2" in backend
     assert not any(h.source_dest_check for h in p.hosts if h.kind == "lb-node")
+
+
+def test_ip_targets_are_named_by_instance_or_address_alike():
+    """`testbed register/deregister` of an ip group: an instance's name or its address give
+    the key the plan gives the template's targets (Web1:80), so either finds them."""
+    p = plan()
+    lb = p.load_balancers[0]
+    web1 = p.host("Web1")
+    assert "Web1:80" in {t.key for t in lb.target_group("WebPp").targets}
+    service = SimpleNamespace(plan=p)
+    for text in ("Web1", web1.ip):
+        target = LbService._target(service, lb, "WebPp", text, None)  # type: ignore[arg-type]
+        assert (target.key, target.ip, target.port) == ("Web1:80", web1.ip, 80)
+    with pytest.raises(BadInput, match="neither an IPv4 address nor an instance"):
+        LbService._target(service, lb, "WebPp", "Nope", None)  # type: ignore[arg-type]
