@@ -11,6 +11,8 @@ preservation on (instance targets) the lab does not preserve it yet (nlb-tls.md)
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from testbed.alb.config import node_files
 from testbed.alb.runtime import cli, parse_servers_state
 from testbed.alb.servers import MAINT, READY
 from testbed.lab.api import Lab
+from testbed.metrics.sources import NlbSource
 from testbed.waiting import wait_for
 from tests.assertions import run_cli
 
@@ -112,6 +115,75 @@ def test_alpn_policy_update_is_live(lab):
     lab.wait_for(lambda: "http/1.1" in alpn(), 30, "ALPN http/1.1 after the update", interval=0.5)
     lab.update(TEMPLATE, {"AlpnPolicy": "HTTP2Preferred"})
     lab.wait_for(lambda: "h2" in alpn(), 30, "ALPN h2 again", interval=0.5)
+
+
+def tls_totals(lab) -> dict[str, float]:
+    """The NLB's own AWS/NetworkELB values (no group, no target) of this moment."""
+    lb = next(x.name for x in lab.plan.load_balancers if x.type == "network")
+    return {
+        s.metric: s.value
+        for s in NlbSource(lab, lab.plan).snapshot()
+        if s.load_balancer == lb and not s.target_group and not s.target
+    }
+
+
+def tls_traffic(lab) -> int:
+    """Three verified TLS connections and one TLS 1.0 handshake, which the listener's TLS 1.2+
+    policy refuses; how many connections succeeded."""
+    done = sum(curl(lab, f"https://{NAME}/hello", "--http1.1")[0] == 0 for _ in range(3))
+    old = lab.host(CLIENT).run(
+        f"echo | openssl s_client -tls1 -connect {node(lab)['public_ip']}:443 "
+        f"-servername {NAME} 2>&1",
+        timeout=15,
+    )
+    assert "Cipher is (NONE)" in old.stdout or old.returncode != 0, old.stdout
+    return done
+
+
+def test_tls_metrics_count_connections_and_failed_handshakes(lab):
+    """NewFlowCount_TLS and the NLB's NewFlowCount count TLS connections (the switches do not
+    see them: they come from the node's HAProxy); a TLS 1.0 client against the listener's
+    TLS 1.2+ policy is a ClientTLSNegotiationErrorCount."""
+    before = tls_totals(lab)
+    done = tls_traffic(lab)
+    assert done == 3
+
+    def grew(metric: str, by: float) -> bool:
+        return tls_totals(lab)[metric] - before[metric] >= by
+
+    lab.wait_for(lambda: grew("NewFlowCount_TLS", done), 10, "NewFlowCount_TLS", interval=0.2)
+    lab.wait_for(lambda: grew("NewFlowCount", done), 10, "NewFlowCount with TLS", interval=0.2)
+    lab.wait_for(
+        lambda: grew("ClientTLSNegotiationErrorCount", 1), 10, "a failed handshake", interval=0.2
+    )
+    after = tls_totals(lab)
+    assert after["ProcessedBytes_TLS"] > before["ProcessedBytes_TLS"]
+    assert after["ProcessedBytes"] - before["ProcessedBytes"] >= (
+        after["ProcessedBytes_TLS"] - before["ProcessedBytes_TLS"]
+    )
+
+
+def test_testbed_metrics_shows_the_tls_metrics(lab):
+    """`testbed metrics` during TLS traffic: its table shows the TLS metrics (it shows the
+    metrics that were not 0)."""
+    argv = [sys.executable, "-m", "testbed.cli", "metrics", lab.name, "--source", "nlb"]
+    proc = subprocess.Popen(
+        [*argv, "--duration", "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = ""
+    while not seen.endswith("."):  # the first period is done: what follows is counted
+        char = proc.stderr.read(1)
+        assert char, seen
+        seen += char
+    tls_traffic(lab)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    for metric in ("NewFlowCount_TLS", "ClientTLSNegotiationErrorCount", "ProcessedBytes_TLS"):
+        assert f" {metric} " in out, out
 
 
 def test_target_states_reach_the_nodes_haproxy(lab):
