@@ -44,11 +44,11 @@ def node(lab) -> dict:
     return lb["nodes"][0]
 
 
-def curl(lab, url: str, *extra: str) -> tuple[int, str, str]:
+def curl(lab, url: str, *extra: str, name: str = NAME) -> tuple[int, str, str]:
     ip = node(lab)["public_ip"]
     argv = ["curl", "-s", "-m", "5"]
     for port in (80, 443, 8443):
-        argv += ["--resolve", f"{NAME}:{port}:{ip}"]
+        argv += ["--resolve", f"{name}:{port}:{ip}"]
     proc = lab.host(CLIENT).run([*argv, *extra, url], timeout=15)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -184,6 +184,67 @@ def test_testbed_metrics_shows_the_tls_metrics(lab):
     assert proc.returncode == 0, err
     for metric in ("NewFlowCount_TLS", "ClientTLSNegotiationErrorCount", "ProcessedBytes_TLS"):
         assert f" {metric} " in out, out
+
+
+SHOP = "shop.example.test"
+
+
+def shop_verified(lab) -> bool:
+    code, _out, _err = curl(lab, f"https://{SHOP}/hello", "--http1.1", "-o", "/dev/null", name=SHOP)
+    return code == 0
+
+
+def test_a_listener_certificate_added_by_update_is_served(lab, tmp_path):
+    """`testbed update` with a new certificate and a ListenerCertificate adding it to the TLS
+    listener: live (the lab issues it, the node's HAProxy reloads) and SNI picks it; the
+    update back removes it."""
+    text = Path(TEMPLATE).read_text()
+    added = text.replace(
+        "  Reencrypt:\n",
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        f"    Properties: {{DomainName: {SHOP}, ValidationMethod: DNS}}\n"
+        "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref Tls\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  Reencrypt:\n",
+    )
+    assert added != text
+    path = tmp_path / "nlb-tls-shop.yaml"
+    path.write_text(added)
+    assert not shop_verified(lab)  # the default certificate (www) does not cover the name
+    reply = lab.update(str(path))
+    assert any(".Tls.certificates" in c for c in reply["changes"]), reply
+    lab.wait_for(lambda: shop_verified(lab), 30, f"{SHOP} verified", interval=0.5)
+    code, _out, err = curl(
+        lab, f"https://{SHOP}/hello", "--http1.1", "-v", "-o", "/dev/null", name=SHOP
+    )
+    assert code == 0, err
+    assert SHOP in next(line for line in err.splitlines() if "subject:" in line)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not shop_verified(lab), 30, f"{SHOP} no longer served", interval=0.5)
+
+
+def test_a_certificate_reissued_for_more_names_is_served(lab, tmp_path):
+    """The listener's certificate (same ARN) with one more name: the lab issues it again
+    and the node's HAProxy reloads to read it, though no listener changed."""
+    text = Path(TEMPLATE).read_text()
+    more = text.replace(
+        "{DomainName: www.example.test, ValidationMethod: DNS}",
+        f"{{DomainName: www.example.test, SubjectAlternativeNames: [{SHOP}], "
+        "ValidationMethod: DNS}",
+    )
+    assert more != text
+    path = tmp_path / "nlb-tls-more.yaml"
+    path.write_text(more)
+    assert not shop_verified(lab)
+    reply = lab.update(str(path))
+    assert any(c.startswith("load_balancers.Nlb.certificates: ") for c in reply["changes"]), reply
+    lab.wait_for(lambda: shop_verified(lab), 30, f"{SHOP} verified", interval=0.5)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not shop_verified(lab), 30, f"{SHOP} no longer covered", interval=0.5)
 
 
 def test_target_states_reach_the_nodes_haproxy(lab):

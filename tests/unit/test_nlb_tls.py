@@ -353,3 +353,55 @@ def test_policy_changes_of_tls_listeners_are_live_and_reload():
         "-> 'ELBSecurityPolicy-TLS13-1-3-2021-06'",
     ]
     assert (other, reload) == ([], ["Nlb"])
+
+
+def test_certificate_changes_of_tls_listeners_are_live_and_reload():
+    """Another certificate list, a new ListenerCertificate and a certificate reissued for
+    other names: all live, the nodes' HAProxy reloads (the load balancer service issues the
+    new certificates before it does), as an ALB's."""
+    old = plan()
+    text = TEMPLATE.read_text()
+    shop = (
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        "    Properties: {DomainName: shop.example.test, SubjectAlternativeNames: "
+        "[www.example.test]}\n"
+    )
+    # Reencrypt's default certificate is another one (for www.example.test too, the name
+    # that leads to the NLB).
+    swapped = text.replace("  Reencrypt:\n", shop + "  Reencrypt:\n").replace(
+        "      Certificates: [{CertificateArn: !Ref WwwCertificate}]\n"
+        "      DefaultActions: [{Type: forward, TargetGroupArn: !Ref WebTls}]",
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "      DefaultActions: [{Type: forward, TargetGroupArn: !Ref WebTls}]",
+    )
+    assert swapped.count("!Ref ShopCertificate") == 1
+    new = build_plan(model(swapped), "t")
+    live, other, reload = plan_changes(old, new)
+    assert (other, reload) == ([], ["Nlb"])
+    arn = next(c.arn for c in new.certificates if c.names[0] == "shop.example.test")
+    assert f"certificates.{arn}: added" in live
+    assert any(c.startswith("load_balancers.Nlb.listeners.Reencrypt.certificates[0]") for c in live)
+    # A ListenerCertificate added to Tls.
+    added = text.replace(
+        "  Reencrypt:\n",
+        shop + "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref Tls\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  Reencrypt:\n",
+    )
+    live, other, reload = plan_changes(old, build_plan(model(added), "t"))
+    assert (other, reload) == ([], ["Nlb"])
+    assert any(c.startswith("load_balancers.Nlb.listeners.Tls.certificates") for c in live)
+    # The same certificate (same ARN) issued for more names: the nodes reload to read it.
+    renamed = text.replace(
+        "{DomainName: www.example.test, ValidationMethod: DNS}",
+        "{DomainName: www.example.test, SubjectAlternativeNames: [shop.example.test], "
+        "ValidationMethod: DNS}",
+    )
+    assert renamed != text
+    live, other, reload = plan_changes(old, build_plan(model(renamed), "t"))
+    assert (other, reload) == ([], ["Nlb"])
+    assert any(c.startswith("load_balancers.Nlb.certificates: ") for c in live), live
