@@ -20,10 +20,10 @@ import pytest
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli, parse_servers_state
 from testbed.alb.servers import MAINT, READY
-from testbed.lab.api import Lab
 from testbed.metrics.sources import NlbSource
 from testbed.waiting import wait_for
 from tests.assertions import run_cli
+from tests.lab_tls import curl_pinned, healthy_lab, s_client
 
 pytestmark = pytest.mark.integration
 TEMPLATE = "templates/nlb-tls.yaml"
@@ -33,9 +33,7 @@ NAME = "www.example.test"
 
 @pytest.fixture(scope="module")
 def lab():
-    with Lab.up(TEMPLATE) as lab:
-        lab.wait_healthy("WebTcp", timeout=60)
-        lab.wait_healthy("WebTls", timeout=60)
+    with healthy_lab(TEMPLATE, "WebTcp", "WebTls") as lab:
         yield lab
 
 
@@ -46,11 +44,12 @@ def node(lab) -> dict:
 
 def curl(lab, url: str, *extra: str, name: str = NAME) -> tuple[int, str, str]:
     ip = node(lab)["public_ip"]
-    argv = ["curl", "-s", "-m", "5"]
-    for port in (80, 443, 8443):
-        argv += ["--resolve", f"{name}:{port}:{ip}"]
-    proc = lab.host(CLIENT).run([*argv, *extra, url], timeout=15)
-    return proc.returncode, proc.stdout, proc.stderr
+    return curl_pinned(lab, CLIENT, ip, url, *extra, name=name, ports=(80, 443, 8443))
+
+
+def handshake(lab, *options: str) -> str:
+    """openssl s_client's account of a handshake with the Tls listener of the first node."""
+    return s_client(lab, CLIENT, node(lab)["public_ip"], 443, NAME, *options)
 
 
 def test_tls_listener_verified_plain_tcp_to_targets(lab):
@@ -74,15 +73,7 @@ def test_tls_group_is_reencrypted(lab):
 def test_alpn_http2_preferred(lab):
     # h2 is what the node answers by ALPN (HTTP2Preferred); the NLB does not speak HTTP, so
     # the target (HTTP/1.1 only) would not understand an HTTP/2 request: the answer counts.
-    out = (
-        lab.host(CLIENT)
-        .run(
-            f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
-            "-alpn h2,http/1.1 2>&1",
-            timeout=15,
-        )
-        .stdout
-    )
+    out = handshake(lab, "-alpn h2,http/1.1")
     assert "ALPN protocol: h2" in out, out
     assert "Verify return code: 0 (ok)" in out, out
 
@@ -97,15 +88,7 @@ def test_tcp_listener_keeps_the_switch_path(lab):
 
 def test_alpn_policy_update_is_live(lab):
     def alpn() -> str:
-        out = (
-            lab.host(CLIENT)
-            .run(
-                f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
-                "-alpn h2,http/1.1 2>&1",
-                timeout=15,
-            )
-            .stdout
-        )
+        out = handshake(lab, "-alpn h2,http/1.1")
         return next((x for x in out.splitlines() if "ALPN protocol" in x), "no ALPN")
 
     reply = lab.update(TEMPLATE, {"AlpnPolicy": "HTTP1Only"})
@@ -131,12 +114,8 @@ def tls_traffic(lab) -> int:
     """Three verified TLS connections and one TLS 1.0 handshake, which the listener's TLS 1.2+
     policy refuses; how many connections succeeded."""
     done = sum(curl(lab, f"https://{NAME}/hello", "--http1.1")[0] == 0 for _ in range(3))
-    old = lab.host(CLIENT).run(
-        f"echo | openssl s_client -tls1 -connect {node(lab)['public_ip']}:443 "
-        f"-servername {NAME} 2>&1",
-        timeout=15,
-    )
-    assert "Cipher is (NONE)" in old.stdout or old.returncode != 0, old.stdout
+    old = handshake(lab, "-tls1")
+    assert "Cipher is (NONE)" in old, old  # no TLS 1.0 session
     return done
 
 
