@@ -6,13 +6,26 @@ them). No root, no lab."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from testbed.alb import stats
+from testbed.alb.runtime import cli
+from testbed.lab import certs
 from testbed.metrics import sources
 from testbed.model import load_model_text
 from testbed.plan.network import build_plan
+from testbed.waiting import wait_for
+from tests.haproxy_local import HAVE_HAPROXY, free_port
+from tests.tls_local import node_haproxy
+from tests.unit.test_nlb_tls import _serve, _talk
+
+needs_haproxy = pytest.mark.skipif(not HAVE_HAPROXY, reason="haproxy is not installed")
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "nlb-tls.yaml"
 
@@ -99,3 +112,63 @@ def test_an_nlb_without_tls_listeners_reads_no_haproxy(tmp_path):
     plan = build_plan(load_model_text(nlb.read_text(), filename="nlb.yaml", stack_name="t"), "t")
     assert any(lb.type == "network" for lb in plan.load_balancers)
     assert sources.NlbSource(SimpleNamespace(dir=tmp_path), plan).tls == {}
+
+
+@needs_haproxy
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
+def test_haproxy_counts_tls_flows_and_failed_handshakes(tmp_path):
+    """The node's HAProxy for real: two TLS connections, a TLS 1.0 client the listener's
+    TLS 1.2+ policy refuses, and one through Reencrypt to a target that does not speak TLS;
+    its `show stat` gives the metrics."""
+    plan = build_plan(
+        load_model_text(TEMPLATE.read_text(), filename="nlb-tls.yaml", stack_name="t"), "t"
+    )
+    certs.issue_all(tmp_path, plan)
+    lb = plan.load_balancers[0]
+    front, front2, plain_port = free_port(), free_port(), free_port()
+    ports = {"Tls": front, "Reencrypt": front2}
+    plain = ("127.0.0.1", plain_port)
+    lb = replace(
+        lb,
+        listeners=tuple(replace(lis, port=ports.get(lis.name, lis.port)) for lis in lb.listeners),
+        target_groups=tuple(
+            replace(tg, targets=tuple(replace(t, ip=plain[0], port=plain[1]) for t in tg.targets))
+            for tg in lb.target_groups
+        ),
+    )
+    node = replace(lb.nodes[0], ip="127.0.0.1")
+    server = _serve(plain_port)  # plain TCP: the TLS group's handshake with it fails
+    try:
+        with node_haproxy(lb, node, tmp_path, front) as files:
+
+            def metrics() -> dict[str, float]:
+                rows = stats.parse_stat(cli(files.stats_socket, "show stat"))
+                names = [lis.name for lis in lb.tls_listeners]
+                return {m: v for m, _g, _t, v, _u, _k in stats.nlb_tls_metrics([rows], names)}
+
+            before = metrics()  # the readiness check connected once
+            ca = certs.ca_path(tmp_path)
+            for _ in range(2):
+                assert _talk(front, ca, [])[0] == b"echo:hello"
+            old = ssl.create_default_context(cafile=str(ca))
+            old.check_hostname = False
+            old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1
+            old.set_ciphers("DEFAULT:@SECLEVEL=0")
+            with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", front)) as raw:
+                old.wrap_socket(raw, server_hostname="www.example.test")
+            # The node closes it: it cannot speak TLS with the target.
+            assert _talk(front2, ca, [])[0] == b""
+
+            wait_for(
+                lambda: metrics()["TargetTLSNegotiationErrorCount"] >= 1, 10, "a target handshake"
+            )
+            # Every connection has ended: none is active.
+            wait_for(lambda: metrics()["ActiveFlowCount_TLS"] == 0, 10, "no active TLS flow")
+            after = metrics()
+            got = {m: after[m] - before[m] for m in after}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got["NewFlowCount_TLS"] == 4  # 2 + the refused one on Tls, 1 on Reencrypt
+    assert got["ClientTLSNegotiationErrorCount"] == 1
+    assert got["ProcessedBytes_TLS"] > 0
