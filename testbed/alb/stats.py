@@ -28,6 +28,19 @@ LoadBalancerName dimension), from its listeners' frontends and `ls_` backends:
   SurgeQueueLength             backends' qcur: requests or connections waiting for an instance
   EstimatedProcessedBytes      frontends' bytes in + out
   HealthyHostCount, UnHealthyHostCount   from the holder's target registry (the CLB's group)
+
+AWS/NetworkELB metrics of an NLB's TLS listeners (`nlb_tls_metrics`; per load balancer), from
+their frontends on the nodes (testbed.alb.nlb_tls) and the servers of their tg_ backends; the
+switches do not see these connections (they reach the node's host), so testbed.metrics adds
+the first three to the NLB's NewFlowCount, ActiveFlowCount and ProcessedBytes as AWS does:
+  NewFlowCount_TLS             frontends' conn_tot: client connections, a handshake that
+                               failed too
+  ActiveFlowCount_TLS          frontends' scur
+  ProcessedBytes_TLS           frontends' bytes in + out (TLS records; AWS adds TCP/IP
+                               headers)
+  ClientTLSNegotiationErrorCount   frontends' ssl_failed_handshake (HAProxy's SSL module)
+  TargetTLSNegotiationErrorCount   servers' ssl_failed_handshake: TLS to the targets of a TLS
+                               group that failed (each attempt)
 """
 
 from __future__ import annotations
@@ -205,6 +218,33 @@ def classic_metrics(nodes: list[list[dict[str, str]]], protocols: dict[str, str]
         own = max(0.0, total.get(f"fe_{code}", 0.0) - total.get(f"srv_{code}", 0.0))
         out.append((f"HTTPCode_ELB_{code.upper()}", "", "", own, "Count", "counter"))
     return out
+
+
+NLB_TLS_METRICS = (
+    ("NewFlowCount_TLS", "Count", "counter"),
+    ("ActiveFlowCount_TLS", "Count", "gauge"),
+    ("ProcessedBytes_TLS", "Bytes", "counter"),
+    ("ClientTLSNegotiationErrorCount", "Count", "counter"),
+    ("TargetTLSNegotiationErrorCount", "Count", "counter"),
+)
+
+
+def nlb_tls_metrics(nodes: list[list[dict[str, str]]], frontends: Iterable[str]) -> list[Metric]:
+    """(metric, "", "", value, unit, kind) of one NLB's TLS listeners from its nodes' rows;
+    frontends: the TLS listeners' names (their frontends)."""
+    names = set(frontends)
+    total = dict.fromkeys((m for m, _u, _k in NLB_TLS_METRICS), 0.0)
+    for rows in nodes:
+        for row in rows:
+            px, sv = row["pxname"], row["svname"]
+            if sv == "FRONTEND" and px in names:
+                total["NewFlowCount_TLS"] += _n(row, "conn_tot")
+                total["ActiveFlowCount_TLS"] += _n(row, "scur")
+                total["ProcessedBytes_TLS"] += _n(row, "bin") + _n(row, "bout")
+                total["ClientTLSNegotiationErrorCount"] += _n(row, "ssl_failed_handshake")
+            elif px.startswith("tg_") and sv not in ("FRONTEND", "BACKEND"):
+                total["TargetTLSNegotiationErrorCount"] += _n(row, "ssl_failed_handshake")
+    return [(metric, "", "", total[metric], unit, kind) for metric, unit, kind in NLB_TLS_METRICS]
 
 
 def _weighted(pairs: list[tuple[float, float]]) -> float:

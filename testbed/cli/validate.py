@@ -17,6 +17,7 @@ from testbed.cli.lint import Finding, counts, lint_text
 from testbed.cli.validate_many import STATUSES, Verdict, judge, template_files
 from testbed.errors import BadInput
 from testbed.model import catalog, load_model
+from testbed.model.certificate_names import name_warnings
 from testbed.model.resources.custom import lab_attributes
 from testbed.paths import resolve_template
 from testbed.plan.network import build_plan
@@ -117,6 +118,8 @@ def run(args: Any) -> int:
             "ignored (AWS-only, no meaning in the lab): "
             + ", ".join(f"{i.logical_id}.{i.property}" for i in model.ignored)
         )
+    for _resource, text in name_warnings(model):
+        print(text)
     _print_findings(findings, args.lint)
     return 0
 

@@ -28,6 +28,7 @@ from testbed.lab.services import ServiceContext, start_services
 from testbed.lab.signals import SignalWaiter, init_file, write_expected
 from testbed.lab.userdata import SERVER_DIRS, sandboxed, start_user_data
 from testbed.model.autoscaling_types import Alarm
+from testbed.model.certificate_names import name_warnings
 from testbed.model.elb_defaults import CLASSIC
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.resources.acm import CERTIFICATE as CERTIFICATE_TYPE
@@ -163,6 +164,10 @@ class LabBuilder:
                 f"{c.arn}: not in the template; the lab's CA issued it for "
                 f"{', '.join(c.names) or 'no name'} (testbed cert {self.name} shows it)",
             )
+        # Names clients use that a listener's certificates miss (none missed is an error).
+        for resource, text in name_warnings(self.model):
+            rtype = self.model.resource_types.get(resource, "")
+            self.events.emit(resource, rtype, "CERTIFICATE_NAMES", text)
 
     def _write_host_data(self) -> None:
         """What the host tools read: who waits for signals, each resource's cfn-init

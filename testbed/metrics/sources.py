@@ -189,7 +189,12 @@ class SecurityDropSource:
 
 class NlbSource:
     """AWS/NetworkELB metrics: NewFlowCount, ProcessedBytes, ActiveFlowCount per load
-    balancer, target group and target, and Healthy/UnHealthyHostCount per target group."""
+    balancer, target group and target, and Healthy/UnHealthyHostCount per target group.
+
+    TLS listeners end in HAProxy on the nodes, out of the switches' sight: their metrics
+    (NewFlowCount_TLS, ..., testbed.alb.stats.nlb_tls_metrics) come from the nodes' `show
+    stat`, and the load balancer's NewFlowCount, ActiveFlowCount and ProcessedBytes include
+    them, as AWS's do."""
 
     name = "nlb"
     NAMESPACE = "AWS/NetworkELB"
@@ -197,6 +202,23 @@ class NlbSource:
     def __init__(self, lab: Lab, plan: NetworkPlan) -> None:
         self.lab = lab
         self.lbs = [lb.name for lb in plan.load_balancers if lb.type == "network"]
+        self.tls = {
+            lb.name: (
+                [node_files(lab.dir, n.host).stats_socket for n in lb.nodes],
+                [lis.name for lis in lb.tls_listeners],
+            )
+            for lb in plan.load_balancers
+            if lb.type == "network" and lb.tls_listeners
+        }
+
+    def tls_samples(self) -> list[Sample]:
+        """The TLS listeners' metrics of every NLB that has some (per load balancer)."""
+        out = []
+        for lb, (sockets, frontends) in self.tls.items():
+            nodes = stats.read_nodes(sockets)
+            for metric, _tg, _target, value, unit, kind in stats.nlb_tls_metrics(nodes, frontends):
+                out.append(Sample(self.NAMESPACE, metric, lb, "", "", value, unit, kind))
+        return out
 
     def snapshot(self) -> list[Sample]:
         if not self.lbs:
@@ -204,7 +226,9 @@ class NlbSource:
 
         stats = asks.controller_nlb_stats(str(self.lab.dir / CONTROLLER_SOCK))
         rows = target_rows(self.lab)
-        ns, out = self.NAMESPACE, []
+        ns = self.NAMESPACE
+        out = self.tls_samples()
+        tls = {(s.load_balancer, s.metric): s.value for s in out}
         per_lb: dict[str, float] = {}
         per_tg: dict[tuple[str, str], float] = {}
         for nf in stats["new_flows"]:
@@ -223,20 +247,13 @@ class NlbSource:
             per_lb[nf["lb"]] = per_lb.get(nf["lb"], 0) + nf["count"]
             per_tg[(nf["lb"], nf["tg"])] = per_tg.get((nf["lb"], nf["tg"]), 0) + nf["count"]
         for lb in self.lbs:
-            out.append(
-                Sample(ns, "NewFlowCount", lb, "", "", float(per_lb.get(lb, 0)), "Count", "counter")
+            new_flows = per_lb.get(lb, 0) + tls.get((lb, "NewFlowCount_TLS"), 0.0)
+            out.append(Sample(ns, "NewFlowCount", lb, "", "", float(new_flows), "Count", "counter"))
+            processed = stats["processed_bytes"].get(lb, 0) + tls.get(
+                (lb, "ProcessedBytes_TLS"), 0.0
             )
             out.append(
-                Sample(
-                    ns,
-                    "ProcessedBytes",
-                    lb,
-                    "",
-                    "",
-                    float(stats["processed_bytes"].get(lb, 0)),
-                    "Bytes",
-                    "counter",
-                )
+                Sample(ns, "ProcessedBytes", lb, "", "", float(processed), "Bytes", "counter")
             )
         for (lb, tg), n in per_tg.items():
             out.append(Sample(ns, "NewFlowCount", lb, tg, "", float(n), "Count", "counter"))
@@ -254,11 +271,8 @@ class NlbSource:
             )
             totals[a["lb"]] = totals.get(a["lb"], 0) + a["count"]
         for lb in self.lbs:
-            out.append(
-                Sample(
-                    ns, "ActiveFlowCount", lb, "", "", float(totals.get(lb, 0)), "Count", "gauge"
-                )
-            )
+            active = totals.get(lb, 0) + tls.get((lb, "ActiveFlowCount_TLS"), 0.0)
+            out.append(Sample(ns, "ActiveFlowCount", lb, "", "", float(active), "Count", "gauge"))
         health: dict[tuple[str, str], list[int]] = {}
         for r in rows:
             counts = health.setdefault((r["LoadBalancer"], r["TargetGroup"]), [0, 0])

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
-from testbed.model import lab_defaults, parameter_values, routing, signals
+from testbed.model import certificate_names, lab_defaults, parameter_values, routing, signals
 from testbed.model.addressing import AddressBook, KeptAddresses
 from testbed.model.declarations import (
     Declaration,
@@ -617,6 +617,7 @@ def _finish(
     problems.extend(default_vpc.overlap_errors(state))
     problems.extend(nat_gateways.placement_errors(state))
     problems.extend(addresses.association_errors(state))
+    problems.extend(certificate_names.name_errors(state))
     problems.raise_if_any()
     try:
         routing.assign_public_ips(state)

@@ -19,6 +19,7 @@ from typing import Any
 
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.resources.acm import DEFAULT_KEY_ALGORITHM, certificates
+from testbed.model.resources.route53 import names_leading_to
 
 TEMPLATE = "template"
 INFERRED = "inferred"
@@ -48,24 +49,6 @@ class CertificatePlan:
         return cls(
             **{**d, "names": tuple(d.get("names", ())), "used_by": tuple(d.get("used_by", ()))}
         )
-
-
-def _pointing_at(model: Any, targets: set[str]) -> list[str]:
-    """Names of the stack's Route53 records that lead to one of `targets` (a CNAME, or an
-    alias, which the model keeps as a CNAME), following chains of records."""
-    found: list[str] = []
-    reached = set(targets)
-    changed = True
-    while changed:
-        changed = False
-        for record in getattr(model, "dns_records", ()):
-            if record.type != "CNAME" or record.name in reached:
-                continue
-            if any(v.lower() in reached for v in record.values):
-                reached.add(record.name)
-                found.append(record.name)
-                changed = True
-    return found
 
 
 def build_certificates(model: Any) -> tuple[CertificatePlan, ...]:
@@ -102,7 +85,8 @@ def build_certificates(model: Any) -> tuple[CertificatePlan, ...]:
         if arn in by_arn:
             continue
         dns = lb_names.get(arn, [])
-        names = [*dns, *(n for n in _pointing_at(model, set(dns)) if n not in dns)]
+        records = getattr(model, "dns_records", ())
+        names = [*dns, *(n for n in names_leading_to(records, dns) if n not in dns)]
         out.append(CertificatePlan(arn, tuple(names), INFERRED, used_by=tuple(listeners)))
     return tuple(out)
 

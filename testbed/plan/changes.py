@@ -7,7 +7,8 @@ balancer attributes of application load balancers; the same of a Classic Load Ba
 its listeners' InstancePort, InstanceProtocol and policies (stickiness, proxy protocol, SSL
 negotiation): its nodes' HAProxy reloads seamlessly, as an ALB's; the certificates of HTTPS
 and SSL listeners (a certificate added, removed or reissued for other names: the nodes that
-serve it reload with the new file); and security groups and network ACLs
+serve it reload with the new file); an NLB's TLS listeners' certificates, SslPolicy and
+AlpnPolicy (HAProxy on its nodes reloads the same way); and security groups and network ACLs
 (rules, entries, which groups a port carries, which ACL a subnet has: the controller
 reprograms their flows; established flows stay, as on AWS).
 Everything else (hosts, subnets, routes, other load balancer types, listener ports, a
@@ -229,10 +230,11 @@ def plan_changes(old: NetworkPlan, new: NetworkPlan) -> tuple[list[str], list[st
         ):
             reload.append(name)
     # A certificate issued anew for other names under the same ARN: the load balancers that
-    # serve it reload to read the new file (their listeners did not change).
+    # serve it (ALB, CLB, an NLB's TLS listeners) reload to read the new file (their
+    # listeners did not change).
     reissued = {arn for arn, c in new_certs.items() if arn in old_certs and old_certs[arn] != c}
     for lb in new.load_balancers:
-        if lb.type not in PROXY_TYPES or lb.name not in old_live:
+        if not lb.runs_haproxy or lb.name not in old_live:
             continue
         arns = sorted(reissued & {arn for lis in lb.listeners for arn in lis.certificates})
         for arn in arns:

@@ -673,7 +673,9 @@ class Holder:
                 f"internet clients added, removed or replaced; ALB rules, target groups, "
                 f"targets and attributes; NLB target groups; a Classic Load Balancer's "
                 f"instances, health check, draining, idle timeout, cross-zone and listener "
-                f"policies; security group rules, network ACL entries, routes):\n"
+                f"policies; the certificates and SSL policies of HTTPS, TLS and SSL listeners "
+                f"(ALB, NLB, CLB) and an NLB TLS listener's ALPN policy; security group "
+                f"rules, network ACL entries, routes):\n"
                 f"{describe(refused)}",
                 hint=f"testbed down {self.name}, then testbed up with the new template",
             )

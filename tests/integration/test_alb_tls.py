@@ -14,33 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from testbed.lab.api import Lab
 from tests.assertions import run_cli
+from tests.lab_tls import curl_pinned, healthy_lab, node_public_ip, s_client
 
 pytestmark = pytest.mark.integration
 TEMPLATE = "templates/alb-https.yaml"
 CLIENT = "Client"
+NAME = "www.example.test"
 
 
 @pytest.fixture(scope="module")
 def lab():
-    with Lab.up(TEMPLATE) as lab:
-        lab.wait_healthy("WebTargets", timeout=60)
-        lab.wait_healthy("SecureTargets", timeout=60)
+    with healthy_lab(TEMPLATE, "WebTargets", "SecureTargets") as lab:
         yield lab
 
 
 def node_ip(lab) -> str:
-    lb = next(x for x in lab.state["load_balancers"] if x["name"] == "Alb")
-    return lb["nodes"][0]["public_ip"]
+    return node_public_ip(lab, "Alb")
 
 
 def curl(lab, url: str, *extra: str, name: str = "www.example.test") -> tuple[int, str, str]:
     """curl in the client, the name pinned to a node: (exit code, stdout, stderr)."""
-    argv = ["curl", "-s", "-m", "5", "--resolve", f"{name}:443:{node_ip(lab)}"]
-    argv += ["--resolve", f"{name}:80:{node_ip(lab)}", *extra, url]
-    proc = lab.host(CLIENT).run(argv, timeout=15)
-    return proc.returncode, proc.stdout, proc.stderr
+    return curl_pinned(lab, CLIENT, node_ip(lab), url, *extra, name=name)
 
 
 def test_https_verified_with_the_default_certificate(lab):
@@ -102,18 +97,11 @@ def test_http2_by_alpn(lab):
 
 def test_tls10_client_refused_under_a_tls12_policy(lab):
     ip = node_ip(lab)
-    old = lab.host(CLIENT).run(
-        "echo | openssl s_client -connect "
-        f"{ip}:443 -servername www.example.test -tls1 -cipher DEFAULT@SECLEVEL=0 2>&1",
-        timeout=15,
-    )
-    assert "New, (NONE), Cipher is (NONE)" in old.stdout, old.stdout  # no TLS 1.0 session
-    new = lab.host(CLIENT).run(
-        f"echo | openssl s_client -connect {ip}:443 -servername www.example.test -tls1_2 2>&1",
-        timeout=15,
-    )
-    assert "New, TLSv1.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256" in new.stdout, new.stdout
-    assert "Verify return code: 0 (ok)" in new.stdout, new.stdout
+    old = s_client(lab, CLIENT, ip, 443, NAME, "-tls1", "-cipher DEFAULT@SECLEVEL=0")
+    assert "New, (NONE), Cipher is (NONE)" in old, old  # no TLS 1.0 session
+    new = s_client(lab, CLIENT, ip, 443, NAME, "-tls1_2")
+    assert "New, TLSv1.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256" in new, new
+    assert "Verify return code: 0 (ok)" in new, new
 
 
 def test_https_targets_and_health_checks(lab):
@@ -133,12 +121,8 @@ def test_update_changes_the_policy_live(lab):
     load-balancer-only update, so the second one is a change too)."""
 
     def tls10_ok() -> bool:
-        proc = lab.host(CLIENT).run(
-            f"echo | openssl s_client -connect {node_ip(lab)}:443 -servername "
-            "www.example.test -tls1 -cipher DEFAULT@SECLEVEL=0 2>&1",
-            timeout=15,
-        )
-        return "New, TLSv1.0, Cipher is " in proc.stdout
+        said = s_client(lab, CLIENT, node_ip(lab), 443, NAME, "-tls1", "-cipher DEFAULT@SECLEVEL=0")
+        return "New, TLSv1.0, Cipher is " in said
 
     assert not tls10_ok()
     reply = lab.update(TEMPLATE, {"SslPolicy": "ELBSecurityPolicy-2016-08"})

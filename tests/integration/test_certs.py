@@ -19,6 +19,7 @@ from testbed.lab import certs
 from testbed.lab.api import Lab
 from testbed.lab.programs import listening_ports
 from tests.assertions import run_cli
+from tests.lab_tls import curl_pinned, lab_of_text
 
 pytestmark = pytest.mark.integration
 
@@ -113,9 +114,7 @@ CURL_BAD_CERT = (51, 60)  # peer certificate cannot be authenticated / name mism
 
 @pytest.fixture(scope="module")
 def cert_lab(tmp_path_factory):
-    path = tmp_path_factory.mktemp("certs") / "certs.yaml"
-    path.write_text(TEMPLATE)
-    with Lab.up(str(path)) as lab:
+    with lab_of_text(tmp_path_factory, TEMPLATE, "certs.yaml") as lab:
         server = lab.host("Server")
         pem = certs.pem_path(lab.dir, lab.outputs["CertArn"])
         proc = server.popen(
@@ -137,20 +136,11 @@ def cert_lab(tmp_path_factory):
             proc.wait(10)
 
 
-def _curl(lab: Lab, name: str, *extra: str) -> subprocess.CompletedProcess:
+def _curl(lab: Lab, name: str, *extra: str) -> tuple[int, str, str]:
+    """curl in Client to https://NAME:8443/, the name pinned to Server."""
     ip = lab.host("Server").ip
-    return lab.host("Client").run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "--resolve",
-            f"{name}:8443:{ip}",
-            *extra,
-            f"https://{name}:8443/",
-        ]
-    )
+    url = f"https://{name}:8443/"
+    return curl_pinned(lab, "Client", ip, url, "-S", *extra, name=name, ports=(8443,), max_time=10)
 
 
 def test_the_lab_ca_and_the_certificate_are_issued(cert_lab):
@@ -170,19 +160,21 @@ def test_the_lab_ca_and_the_certificate_are_issued(cert_lab):
 
 @pytest.mark.parametrize("name", ["www.example.test", "v1.api.example.test"])
 def test_curl_in_a_lab_host_verifies_the_certificate(cert_lab, name):
-    done = _curl(cert_lab, name)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "tls ok\n"
+    code, out, err = _curl(cert_lab, name)
+    assert code == 0, err
+    assert out == "tls ok\n"
 
 
 def test_curl_refuses_a_name_the_certificate_does_not_cover(cert_lab):
-    done = _curl(cert_lab, "other.example.test")
-    assert done.returncode in CURL_BAD_CERT, (done.returncode, done.stderr)
+    code, _out, err = _curl(cert_lab, "other.example.test")
+    assert code in CURL_BAD_CERT, (code, err)
 
 
 def test_the_machine_trust_store_does_not_know_the_lab_ca(cert_lab):
-    done = _curl(cert_lab, "www.example.test", "--cacert", "/etc/ssl/certs/ca-certificates.crt")
-    assert done.returncode in CURL_BAD_CERT, (done.returncode, done.stderr)
+    code, _out, err = _curl(
+        cert_lab, "www.example.test", "--cacert", "/etc/ssl/certs/ca-certificates.crt"
+    )
+    assert code in CURL_BAD_CERT, (code, err)
 
 
 def test_openssl_verifies_the_chain(cert_lab):

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from testbed.lab import certs
-from testbed.lab.api import Lab
 from tests.assertions import run_cli
+from tests.lab_tls import lab_of_text
 
 pytestmark = pytest.mark.integration
 
@@ -102,9 +102,7 @@ Outputs:
 
 @pytest.fixture(scope="module")
 def inferred_lab(tmp_path_factory):
-    path = tmp_path_factory.mktemp("certs") / "inferred.yaml"
-    path.write_text(TEMPLATE)
-    with Lab.up(str(path)) as lab:
+    with lab_of_text(tmp_path_factory, TEMPLATE, "inferred.yaml") as lab:
         lab.wait_for(
             lambda: lab.target_states("Targets").get("Web") == "healthy",
             60,

@@ -13,6 +13,8 @@ node's HAProxy connects from it; the switches bring the replies back to the node
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,10 @@ import pytest
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli, parse_servers_state
 from testbed.alb.servers import MAINT, READY
-from testbed.lab.api import Lab
+from testbed.metrics.sources import NlbSource
 from testbed.waiting import wait_for
 from tests.assertions import run_cli
+from tests.lab_tls import curl_pinned, healthy_lab, s_client
 
 pytestmark = pytest.mark.integration
 TEMPLATE = "templates/nlb-tls.yaml"
@@ -32,9 +35,7 @@ NAME = "www.example.test"
 
 @pytest.fixture(scope="module")
 def lab():
-    with Lab.up(TEMPLATE) as lab:
-        lab.wait_healthy("WebTcp", timeout=60)
-        lab.wait_healthy("WebTls", timeout=60)
+    with healthy_lab(TEMPLATE, "WebTcp", "WebTls") as lab:
         yield lab
 
 
@@ -43,13 +44,14 @@ def node(lab, index: int = 0) -> dict:
     return lb["nodes"][index]
 
 
-def curl(lab, url: str, *extra: str, index: int = 0) -> tuple[int, str, str]:
+def curl(lab, url: str, *extra: str, name: str = NAME, index: int = 0) -> tuple[int, str, str]:
     ip = node(lab, index)["public_ip"]
-    argv = ["curl", "-s", "-m", "5"]
-    for port in (80, 443, 8443):
-        argv += ["--resolve", f"{NAME}:{port}:{ip}"]
-    proc = lab.host(CLIENT).run([*argv, *extra, url], timeout=15)
-    return proc.returncode, proc.stdout, proc.stderr
+    return curl_pinned(lab, CLIENT, ip, url, *extra, name=name, ports=(80, 443, 8443))
+
+
+def handshake(lab, *options: str) -> str:
+    """openssl s_client's account of a handshake with the Tls listener of the first node."""
+    return s_client(lab, CLIENT, node(lab)["public_ip"], 443, NAME, *options)
 
 
 def test_tls_listener_verified_plain_tcp_to_targets(lab):
@@ -86,15 +88,7 @@ def test_tls_group_is_reencrypted(lab):
 def test_alpn_http2_preferred(lab):
     # h2 is what the node answers by ALPN (HTTP2Preferred); the NLB does not speak HTTP, so
     # the target (HTTP/1.1 only) would not understand an HTTP/2 request: the answer counts.
-    out = (
-        lab.host(CLIENT)
-        .run(
-            f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
-            "-alpn h2,http/1.1 2>&1",
-            timeout=15,
-        )
-        .stdout
-    )
+    out = handshake(lab, "-alpn h2,http/1.1")
     assert "ALPN protocol: h2" in out, out
     assert "Verify return code: 0 (ok)" in out, out
 
@@ -109,15 +103,7 @@ def test_tcp_listener_keeps_the_switch_path(lab):
 
 def test_alpn_policy_update_is_live(lab):
     def alpn() -> str:
-        out = (
-            lab.host(CLIENT)
-            .run(
-                f"echo | openssl s_client -connect {node(lab)['public_ip']}:443 -servername {NAME} "
-                "-alpn h2,http/1.1 2>&1",
-                timeout=15,
-            )
-            .stdout
-        )
+        out = handshake(lab, "-alpn h2,http/1.1")
         return next((x for x in out.splitlines() if "ALPN protocol" in x), "no ALPN")
 
     reply = lab.update(TEMPLATE, {"AlpnPolicy": "HTTP1Only"})
@@ -127,6 +113,132 @@ def test_alpn_policy_update_is_live(lab):
     lab.wait_for(lambda: "http/1.1" in alpn(), 30, "ALPN http/1.1 after the update", interval=0.5)
     lab.update(TEMPLATE, {"AlpnPolicy": "HTTP2Preferred"})
     lab.wait_for(lambda: "h2" in alpn(), 30, "ALPN h2 again", interval=0.5)
+
+
+def tls_totals(lab) -> dict[str, float]:
+    """The NLB's own AWS/NetworkELB values (no group, no target) of this moment."""
+    lb = next(x.name for x in lab.plan.load_balancers if x.type == "network")
+    return {
+        s.metric: s.value
+        for s in NlbSource(lab, lab.plan).snapshot()
+        if s.load_balancer == lb and not s.target_group and not s.target
+    }
+
+
+def tls_traffic(lab) -> int:
+    """Three verified TLS connections and one TLS 1.0 handshake, which the listener's TLS 1.2+
+    policy refuses; how many connections succeeded."""
+    done = sum(curl(lab, f"https://{NAME}/hello", "--http1.1")[0] == 0 for _ in range(3))
+    old = handshake(lab, "-tls1")
+    assert "Cipher is (NONE)" in old, old  # no TLS 1.0 session
+    return done
+
+
+def test_tls_metrics_count_connections_and_failed_handshakes(lab):
+    """NewFlowCount_TLS and the NLB's NewFlowCount count TLS connections (the switches do not
+    see them: they come from the node's HAProxy); a TLS 1.0 client against the listener's
+    TLS 1.2+ policy is a ClientTLSNegotiationErrorCount."""
+    before = tls_totals(lab)
+    done = tls_traffic(lab)
+    assert done == 3
+
+    def grew(metric: str, by: float) -> bool:
+        return tls_totals(lab)[metric] - before[metric] >= by
+
+    lab.wait_for(lambda: grew("NewFlowCount_TLS", done), 10, "NewFlowCount_TLS", interval=0.2)
+    lab.wait_for(lambda: grew("NewFlowCount", done), 10, "NewFlowCount with TLS", interval=0.2)
+    lab.wait_for(
+        lambda: grew("ClientTLSNegotiationErrorCount", 1), 10, "a failed handshake", interval=0.2
+    )
+    after = tls_totals(lab)
+    assert after["ProcessedBytes_TLS"] > before["ProcessedBytes_TLS"]
+    assert after["ProcessedBytes"] - before["ProcessedBytes"] >= (
+        after["ProcessedBytes_TLS"] - before["ProcessedBytes_TLS"]
+    )
+
+
+def test_testbed_metrics_shows_the_tls_metrics(lab):
+    """`testbed metrics` during TLS traffic: its table shows the TLS metrics (it shows the
+    metrics that were not 0)."""
+    argv = [sys.executable, "-m", "testbed.cli", "metrics", lab.name, "--source", "nlb"]
+    proc = subprocess.Popen(
+        [*argv, "--duration", "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = ""
+    while not seen.endswith("."):  # the first period is done: what follows is counted
+        char = proc.stderr.read(1)
+        assert char, seen
+        seen += char
+    tls_traffic(lab)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    for metric in ("NewFlowCount_TLS", "ClientTLSNegotiationErrorCount", "ProcessedBytes_TLS"):
+        assert f" {metric} " in out, out
+
+
+SHOP = "shop.example.test"
+
+
+def shop_verified(lab) -> bool:
+    code, _out, _err = curl(lab, f"https://{SHOP}/hello", "--http1.1", "-o", "/dev/null", name=SHOP)
+    return code == 0
+
+
+def test_a_listener_certificate_added_by_update_is_served(lab, tmp_path):
+    """`testbed update` with a new certificate and a ListenerCertificate adding it to the TLS
+    listener: live (the lab issues it, the node's HAProxy reloads) and SNI picks it; the
+    update back removes it."""
+    text = Path(TEMPLATE).read_text()
+    added = text.replace(
+        "  Reencrypt:\n",
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        f"    Properties: {{DomainName: {SHOP}, ValidationMethod: DNS}}\n"
+        "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref Tls\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  Reencrypt:\n",
+    )
+    assert added != text
+    path = tmp_path / "nlb-tls-shop.yaml"
+    path.write_text(added)
+    assert not shop_verified(lab)  # the default certificate (www) does not cover the name
+    reply = lab.update(str(path))
+    assert any(".Tls.certificates" in c for c in reply["changes"]), reply
+    lab.wait_for(lambda: shop_verified(lab), 30, f"{SHOP} verified", interval=0.5)
+    code, _out, err = curl(
+        lab, f"https://{SHOP}/hello", "--http1.1", "-v", "-o", "/dev/null", name=SHOP
+    )
+    assert code == 0, err
+    assert SHOP in next(line for line in err.splitlines() if "subject:" in line)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not shop_verified(lab), 30, f"{SHOP} no longer served", interval=0.5)
+
+
+def test_a_certificate_reissued_for_more_names_is_served(lab, tmp_path):
+    """The listener's certificate (same ARN) with one more name: the lab issues it again
+    and the node's HAProxy reloads to read it, though no listener changed."""
+    text = Path(TEMPLATE).read_text()
+    more = text.replace(
+        "{DomainName: www.example.test, ValidationMethod: DNS}",
+        f"{{DomainName: www.example.test, SubjectAlternativeNames: [{SHOP}], "
+        "ValidationMethod: DNS}",
+    )
+    assert more != text
+    path = tmp_path / "nlb-tls-more.yaml"
+    path.write_text(more)
+    assert not shop_verified(lab)
+    reply = lab.update(str(path))
+    assert any(c.startswith("load_balancers.Nlb.certificates: ") for c in reply["changes"]), reply
+    lab.wait_for(lambda: shop_verified(lab), 30, f"{SHOP} verified", interval=0.5)
+    lab.update(TEMPLATE)
+    lab.wait_for(lambda: not shop_verified(lab), 30, f"{SHOP} no longer covered", interval=0.5)
 
 
 def test_target_states_reach_the_nodes_haproxy(lab):

@@ -14,22 +14,19 @@ import pytest
 
 from testbed.alb import tls
 from testbed.alb.config import node_files, render
-from testbed.errors import BadInput
 from testbed.lab import certs
-from testbed.model import load_model_text
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.plan.network import build_plan
 from testbed.waiting import wait_for
 from tests.haproxy_local import HAVE_HAPROXY, free_port
+from tests.tls_local import node_haproxy, template_fails, template_model
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "alb-https.yaml"
 needs_haproxy = pytest.mark.skipif(not HAVE_HAPROXY, reason="haproxy is not installed")
 
 
 def model(text: str | None = None, **params: str):
-    return load_model_text(
-        text or TEMPLATE.read_text(), filename="alb-https.yaml", params=params, stack_name="t"
-    )
+    return template_model(TEMPLATE, text, **params)
 
 
 def alb(**params: str):
@@ -37,12 +34,7 @@ def alb(**params: str):
 
 
 def fails(change: tuple[str, str], *fragments: str) -> None:
-    text = TEMPLATE.read_text()
-    assert change[0] in text
-    with pytest.raises(BadInput) as info:
-        model(text.replace(*change))
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
+    template_fails(TEMPLATE, change, *fragments)
 
 
 # ---- model ---------------------------------------------------------------------------------
@@ -213,22 +205,7 @@ def test_haproxy_serves_sni_and_policy(tmp_path, policy):
     https = next(x for x in lb.listeners if x.name == "HttpsListener")
     lb = replace(lb, listeners=(replace(https, port=port, rules=()),))
     node = replace(lb.nodes[0], ip="127.0.0.1")
-    files = node_files(tmp_path, node.host)
-    files.dir.mkdir(parents=True)
-    text = render(lb, node, files).replace(f"    stats socket {files.stats_socket}", "    #")
-    files.config.write_text(text)
-    proc = subprocess.Popen(["haproxy", "-db", "-f", str(files.config)], stderr=subprocess.PIPE)
-    try:
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                return False
-
-        wait_for(listening, 10, "HAProxy to listen")
+    with node_haproxy(lb, node, tmp_path, port, stats_socket=False):
         ca = certs.ca_path(tmp_path)
         assert handshake(port, "api.example.test", ca)[0] == "api.example.test"
         assert handshake(port, "v1.api.example.test", ca)[0] == "api.example.test"  # wildcard
@@ -243,9 +220,6 @@ def test_haproxy_serves_sni_and_policy(tmp_path, policy):
                 handshake(port, "www.example.test", ca, ssl.TLSVersion.TLSv1)
         else:
             assert handshake(port, "www.example.test", ca, ssl.TLSVersion.TLSv1)[1] == "TLSv1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_https_targets_get_an_https_backend():

@@ -11,7 +11,6 @@ import http.server
 import json
 import socket
 import ssl
-import subprocess
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -32,8 +31,8 @@ from testbed.model.resources.classic_policies import (
 )
 from testbed.plan.changes import plan_changes
 from testbed.plan.network import build_plan
-from testbed.waiting import wait_for
 from tests.haproxy_local import HAVE_HAPROXY, free_port
+from tests.tls_local import node_haproxy
 from tests.unit.conftest import FILENAME, line_with
 from tests.unit.elbv2_data import stack
 from tests.unit.test_alb_config import section
@@ -391,34 +390,9 @@ def served(lb, tmp_path_factory):
         ),
         target_groups=(replace(tg, targets=(target,), port=backend.server_address[1]),),
     )
-    files = node_files(lab_dir, local.nodes[0].host)
-    files.dir.mkdir(parents=True, exist_ok=True)
-    rows = {
-        tg.name: [_row(target)],
-    }
-    files.config.write_text(render(local, local.nodes[0], files, rows))
-    check = subprocess.run(["haproxy", "-c", "-f", str(files.config)], capture_output=True)
-    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
-    proc = subprocess.Popen(
-        ["haproxy", "-db", "-f", str(files.config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=files.dir,
-    )
-
-    def listening() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"HAProxy exited: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
-        try:
-            with socket.create_connection(("127.0.0.1", ports[443]), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    wait_for(listening, 10, "HAProxy to serve")
-    yield {"ports": ports, "ca": certs.ca_path(lab_dir)}
-    proc.terminate()
-    proc.wait(timeout=10)
+    rows = {tg.name: [_row(target)]}
+    with node_haproxy(local, local.nodes[0], lab_dir, ports[443], rows):
+        yield {"ports": ports, "ca": certs.ca_path(lab_dir)}
     backend.shutdown()
     backend.server_close()
 

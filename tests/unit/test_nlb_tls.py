@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -29,18 +28,16 @@ from testbed.model import load_model_text
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.plan.changes import plan_changes
 from testbed.plan.network import NetworkPlan, build_plan
-from testbed.waiting import wait_for
 from tests.fake_openflow import FakeFabric, ip_packet
 from tests.haproxy_local import HAVE_HAPROXY, free_port
+from tests.tls_local import node_haproxy, template_fails, template_model
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "nlb-tls.yaml"
 needs_haproxy = pytest.mark.skipif(not HAVE_HAPROXY, reason="haproxy is not installed")
 
 
 def model(text: str | None = None, **params: str):
-    return load_model_text(
-        text or TEMPLATE.read_text(), filename="nlb-tls.yaml", params=params, stack_name="t"
-    )
+    return template_model(TEMPLATE, text, **params)
 
 
 def plan(**params: str) -> NetworkPlan:
@@ -48,12 +45,7 @@ def plan(**params: str) -> NetworkPlan:
 
 
 def fails(change: tuple[str, str], *fragments: str) -> None:
-    text = TEMPLATE.read_text()
-    assert change[0] in text
-    with pytest.raises(BadInput) as info:
-        model(text.replace(*change))
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
+    template_fails(TEMPLATE, change, *fragments)
 
 
 # ---- model ---------------------------------------------------------------------------------
@@ -350,38 +342,21 @@ def test_haproxy_ends_tls_and_forwards_tcp_or_tls(tmp_path, alpn_policy):
         ),
     )
     node = replace(lb.nodes[0], ip="127.0.0.1")
-    files = node_files(tmp_path, node.host)
-    files.dir.mkdir(parents=True)
-    text = render(lb, node, files).replace(f"    stats socket {files.stats_socket}", "    #")
-    files.config.write_text(text)
     backend_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     backend_ctx.load_cert_chain(certs.issue_host_cert(tmp_path, "T1", ["127.0.0.1"]))
     servers = [_serve(plain_port), _serve(tls_port, backend_ctx)]
-    proc = subprocess.Popen(["haproxy", "-db", "-f", str(files.config)], stderr=subprocess.PIPE)
     try:
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", front2), timeout=1).close()
-                return True
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                return False
-
-        wait_for(listening, 10, "HAProxy to listen")
-        ca = certs.ca_path(tmp_path)
-        answer, version, alpn = _talk(front, ca, ["h2", "http/1.1"])
-        assert answer == b"echo:hello"  # plain TCP to the target
-        assert version == "TLSv1.3"
-        assert (
-            alpn == {"HTTP2Preferred": "h2", "HTTP2Optional": "http/1.1", "None": None}[alpn_policy]
-        )
-        answer, version, alpn = _talk(front2, ca, ["h2", "http/1.1"])
-        assert answer == b"echo:hello"  # TLS to the target (re-encrypted)
-        assert (version, alpn) == ("TLSv1.2", None)  # ELBSecurityPolicy-2016-08, no ALPN
+        with node_haproxy(lb, node, tmp_path, front2, stats_socket=False):
+            ca = certs.ca_path(tmp_path)
+            answer, version, alpn = _talk(front, ca, ["h2", "http/1.1"])
+            assert answer == b"echo:hello"  # plain TCP to the target
+            assert version == "TLSv1.3"
+            offered = {"HTTP2Preferred": "h2", "HTTP2Optional": "http/1.1", "None": None}
+            assert alpn == offered[alpn_policy]
+            answer, version, alpn = _talk(front2, ca, ["h2", "http/1.1"])
+            assert answer == b"echo:hello"  # TLS to the target (re-encrypted)
+            assert (version, alpn) == ("TLSv1.2", None)  # ELBSecurityPolicy-2016-08, no ALPN
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         for server in servers:
             server.shutdown()
             server.server_close()
@@ -439,3 +414,55 @@ def test_policy_changes_of_tls_listeners_are_live_and_reload():
         "-> 'ELBSecurityPolicy-TLS13-1-3-2021-06'",
     ]
     assert (other, reload) == ([], ["Nlb"])
+
+
+def test_certificate_changes_of_tls_listeners_are_live_and_reload():
+    """Another certificate list, a new ListenerCertificate and a certificate reissued for
+    other names: all live, the nodes' HAProxy reloads (the load balancer service issues the
+    new certificates before it does), as an ALB's."""
+    old = plan()
+    text = TEMPLATE.read_text()
+    shop = (
+        "  ShopCertificate:\n"
+        "    Type: AWS::CertificateManager::Certificate\n"
+        "    Properties: {DomainName: shop.example.test, SubjectAlternativeNames: "
+        "[www.example.test]}\n"
+    )
+    # Reencrypt's default certificate is another one (for www.example.test too, the name
+    # that leads to the NLB).
+    swapped = text.replace("  Reencrypt:\n", shop + "  Reencrypt:\n").replace(
+        "      Certificates: [{CertificateArn: !Ref WwwCertificate}]\n"
+        "      DefaultActions: [{Type: forward, TargetGroupArn: !Ref WebTls}]",
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "      DefaultActions: [{Type: forward, TargetGroupArn: !Ref WebTls}]",
+    )
+    assert swapped.count("!Ref ShopCertificate") == 1
+    new = build_plan(model(swapped), "t")
+    live, other, reload = plan_changes(old, new)
+    assert (other, reload) == ([], ["Nlb"])
+    arn = next(c.arn for c in new.certificates if c.names[0] == "shop.example.test")
+    assert f"certificates.{arn}: added" in live
+    assert any(c.startswith("load_balancers.Nlb.listeners.Reencrypt.certificates[0]") for c in live)
+    # A ListenerCertificate added to Tls.
+    added = text.replace(
+        "  Reencrypt:\n",
+        shop + "  ShopCertificates:\n"
+        "    Type: AWS::ElasticLoadBalancingV2::ListenerCertificate\n"
+        "    Properties:\n"
+        "      ListenerArn: !Ref Tls\n"
+        "      Certificates: [{CertificateArn: !Ref ShopCertificate}]\n"
+        "  Reencrypt:\n",
+    )
+    live, other, reload = plan_changes(old, build_plan(model(added), "t"))
+    assert (other, reload) == ([], ["Nlb"])
+    assert any(c.startswith("load_balancers.Nlb.listeners.Tls.certificates") for c in live)
+    # The same certificate (same ARN) issued for more names: the nodes reload to read it.
+    renamed = text.replace(
+        "{DomainName: www.example.test, ValidationMethod: DNS}",
+        "{DomainName: www.example.test, SubjectAlternativeNames: [shop.example.test], "
+        "ValidationMethod: DNS}",
+    )
+    assert renamed != text
+    live, other, reload = plan_changes(old, build_plan(model(renamed), "t"))
+    assert (other, reload) == ([], ["Nlb"])
+    assert any(c.startswith("load_balancers.Nlb.certificates: ") for c in live), live

@@ -13,6 +13,7 @@ AWS::Route53::HostedZone has no packets of its own: an inert resource whose Ref 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -127,6 +128,26 @@ def fqdn(text: str) -> str:
 
 def in_zone(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
+
+
+def names_leading_to(records: Iterable[DnsRecord], targets: Iterable[str]) -> list[str]:
+    """Names of the records that lead to one of `targets` (lower-case names: a load
+    balancer's DNS name...): a CNAME, or an alias, which the model keeps as a CNAME, followed
+    through chains of records; in the order found."""
+    records = tuple(records)
+    found: list[str] = []
+    reached = {t.lower() for t in targets}
+    changed = True
+    while changed:
+        changed = False
+        for record in records:
+            if record.type != "CNAME" or record.name in reached:
+                continue
+            if any(v.lower() in reached for v in record.values):
+                reached.add(record.name)
+                found.append(record.name)
+                changed = True
+    return found
 
 
 def zones_family(state: BuildState, section: str) -> dict[str, str]:
