@@ -42,8 +42,7 @@ def place(state: BuildState) -> list[BadInput]:
             except BadInput as err:
                 problems.append(
                     BadInput(
-                        f"no address for the lab host of function {fn.logical_id}: "
-                        f"{err.message}",
+                        f"no address for the lab host of function {fn.logical_id}: {err.message}",
                         logical_id=tg_id,
                         line=tg.source.line if tg.source else None,
                     )

@@ -21,7 +21,12 @@ from testbed.errors import BadInput
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.lab_view import FOREIGN_GWLB_NODES
 from testbed.model.metadata import UNFILTERED_KEY
-from testbed.model.resources.elbv2.lambda_group import LAMBDA_PORT, MULTI_VALUE as LAMBDA_MULTI_VALUE
+from testbed.model.resources.elbv2.lambda_group import (
+    LAMBDA_PORT,
+)
+from testbed.model.resources.elbv2.lambda_group import (
+    MULTI_VALUE as LAMBDA_MULTI_VALUE,
+)
 from testbed.model.resources.lambda_function import functions
 from testbed.model.resources.peering import EXTRAS_KEY as PEERING_KEY
 from testbed.model.snmp import host_snmp

@@ -106,7 +106,8 @@ class Function:
             "request_id": str(uuid.uuid4()),
             "deadline": started + self.timeout_s,
         }
-        assert worker.proc.stdin is not None and worker.proc.stdout is not None
+        assert worker.proc.stdin is not None
+        assert worker.proc.stdout is not None
         try:
             worker.proc.stdin.write((json.dumps(request) + "\n").encode())
             await worker.proc.stdin.drain()
@@ -172,7 +173,7 @@ async def read_request(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         return None
     lines = head.decode("latin-1").split("\r\n")
-    method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
+    method, target, version = ([*lines[0].split(" ", 2), "", ""])[:3]
     headers = []
     for line in lines[1:]:
         if line:
@@ -197,7 +198,10 @@ async def read_request(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 def encode(response: Response, keep: bool) -> bytes:
     lines = [f"HTTP/1.1 {response.status} {response.reason}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
-    lines += [f"Content-Length: {len(response.body)}", f"Connection: {'keep-alive' if keep else 'close'}"]
+    lines += [
+        f"Content-Length: {len(response.body)}",
+        f"Connection: {'keep-alive' if keep else 'close'}",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + response.body
 
 

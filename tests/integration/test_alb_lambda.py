@@ -76,7 +76,8 @@ def test_event_and_result_with_multi_value_headers(lab):
     assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "q": ["x%20y"]}
     assert event["multiValueHeaders"]["x-multi"] == ["one", "two"]
     assert "x-forwarded-for" in event["multiValueHeaders"]
-    assert "headers" not in event and "queryStringParameters" not in event
+    assert "headers" not in event
+    assert "queryStringParameters" not in event
     assert "x-lab-lambda-group" not in event["multiValueHeaders"]
     assert event["requestContext"]["elb"]["targetGroupArn"] == lab.outputs["MultiTargetsArn"]
     assert event["isBase64Encoded"] is False

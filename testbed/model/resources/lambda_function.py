@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from testbed.model import schemas
 from testbed.model.resources.base import ResourceContext, ResourceType, prop
 from testbed.model.resources.elbv2.common import nested
+from testbed.model.resources.inert import generated_name
 from testbed.model.resources.registry import register
 from testbed.model.state import BuildState
 from testbed.model.types import Source, frozen_map
@@ -96,7 +98,9 @@ def _why_not(ctx: ResourceContext, code: dict[str, Any], lines: dict[str, int | 
 
 def _build(ctx: ResourceContext) -> None:
     state, lid, props = ctx.state, ctx.logical_id, ctx.props
-    name = props.get("FunctionName") or f"{state.stack_name}-{state.lab_name(lid)}"[:64]
+    # CloudFormation's default: stack-LogicalId-RANDOM (the same deterministic stand-in for
+    # the random part as the lab's inert types, so a name is the same in every run).
+    name = props.get("FunctionName") or generated_name(state, lid, 64)
     if not NAME.match(name):
         raise ctx.fail(
             f"FunctionName {name!r}: 1-64 letters, digits, hyphens or underscores",
@@ -157,6 +161,20 @@ def _build(ctx: ResourceContext) -> None:
     )
 
 
+PROPERTIES = {
+    "FunctionName": prop("string"),
+    "Code": prop("map"),
+    "Runtime": prop("string"),
+    "Handler": prop("string"),
+    "Role": prop("string"),
+    "Timeout": prop("integer"),
+    "MemorySize": prop("integer"),
+    "Environment": prop("map"),
+    "PackageType": prop("string"),
+    "Description": prop("string"),
+}
+
+
 def _fn(state: BuildState, lid: str) -> LambdaFunction:
     return functions(state)[lid]
 
@@ -165,38 +183,10 @@ register(
     ResourceType(
         FUNCTION,
         _build,
-        properties={
-            "FunctionName": prop("string"),
-            "Code": prop("map"),
-            "Runtime": prop("string"),
-            "Handler": prop("string"),
-            "Role": prop("string"),
-            "Timeout": prop("integer"),
-            "MemorySize": prop("integer"),
-            "Environment": prop("map"),
-            "PackageType": prop("string"),
-            "Description": prop("string"),
-        },
-        # AWS-only settings the lab's runtime has no use for (listed as ignored).
-        ignored=frozenset(
-            {
-                "Architectures",
-                "DeadLetterConfig",
-                "EphemeralStorage",
-                "FileSystemConfigs",
-                "ImageConfig",
-                "KmsKeyArn",
-                "Layers",
-                "LoggingConfig",
-                "ReservedConcurrentExecutions",
-                "RuntimeManagementConfig",
-                "SnapStart",
-                "Tags",
-                "TracingConfig",
-                "VpcConfig",
-                "CodeSigningConfigArn",
-            }
-        ),
+        properties=PROPERTIES,
+        # AWS's other properties (layers, VPC access, concurrency, tracing, ...): accepted,
+        # listed as ignored; the lab's runtime has no use for them.
+        ignored=frozenset(schemas.properties(FUNCTION)) - set(PROPERTIES) - {"Tags"},
         ref_value=lambda s, lid: _fn(s, lid).name,
         attributes={"Arn": lambda s, lid: _fn(s, lid).arn},
     )

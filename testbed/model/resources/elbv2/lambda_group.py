@@ -48,9 +48,7 @@ def build(ctx: ResourceContext, name: str) -> TargetGroup:
                 hint=f"leave {key} out",
             )
     function = _function(ctx)
-    attrs, _lines = read_attributes(
-        ctx, "TargetGroupAttributes", ATTRIBUTES, "lambda target group"
-    )
+    attrs, _lines = read_attributes(ctx, "TargetGroupAttributes", ATTRIBUTES, "lambda target group")
     targets: tuple[Target, ...] = ()
     if function is not None:
         targets = (Target(function.arn, UNPLACED, LAMBDA_PORT, None, None),)
@@ -92,7 +90,11 @@ def _function(ctx: ResourceContext) -> LambdaFunction | None:
         )
     item, line, where = found[0]
     values, lines = nested(
-        ctx, item, where, line, {"Id": prop("string", required=True), "AvailabilityZone": prop("string")}
+        ctx,
+        item,
+        where,
+        line,
+        {"Id": prop("string", required=True), "AvailabilityZone": prop("string")},
     )
     for key in ("Port",):
         if key in item:
@@ -142,8 +144,8 @@ def _health_check(ctx: ResourceContext) -> HealthCheck:
             f"HealthCheckIntervalSeconds {interval}",
             prop="HealthCheckTimeoutSeconds",
         )
-    path = hc._path(ctx, APPLICATION, "HTTP")
-    matcher = hc._matcher(ctx, APPLICATION, "HTTP")
+    path = hc.path_of(ctx, APPLICATION, "HTTP")
+    matcher = hc.matcher_of(ctx, APPLICATION, "HTTP")
     return HealthCheck(
         enabled=props.get("HealthCheckEnabled") is True,
         protocol="HTTP",
