@@ -135,6 +135,25 @@ def test_timeout_is_504_and_bad_results_502(lab):
     assert status == 201
 
 
+def test_health_checks_invoke_the_function(lab):
+    """SingleTargets has HealthCheckEnabled: the ALB's checks are events too (GET of
+    HealthCheckPath, ELB-HealthChecker/2.0, the group's ARN); the function prints them."""
+    log = lab.dir / "hosts" / "Echo" / "role.log"
+
+    def seen() -> dict | None:
+        for line in log.read_text().splitlines():
+            if line.startswith("health check event: "):
+                return json.loads(line.removeprefix("health check event: "))
+        return None
+
+    event = lab.wait_for(seen, timeout=15, what="a health check event in Echo's role.log")
+    assert event["httpMethod"] == "GET"
+    assert event["path"] == "/single/health"
+    assert event["headers"]["user-agent"] == "ELB-HealthChecker/2.0"
+    assert event["requestContext"]["elb"]["targetGroupArn"] == lab.outputs["SingleTargetsArn"]
+    assert (event["body"], event["isBase64Encoded"]) == ("", False)
+
+
 def test_default_action_reaches_the_instance(lab):
     status, _headers, body = curl(lab, "/other")
     assert status == 200
