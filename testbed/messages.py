@@ -230,6 +230,9 @@ class HealthCheckSpec(TypedDict):
     matcher: str | None  # HTTP codes, e.g. "200-399"
     interval_s: float
     timeout_s: float
+    # More request headers of an HTTP check: a Lambda target's group (LAMBDA_GROUP_HEADER),
+    # which its runtime needs to build the health check's event. Absent: none.
+    headers: NotRequired[dict[str, str]]
 
 
 class HealthChecksReply(Reply):

@@ -49,6 +49,7 @@ from testbed.alb.servers import (
 )
 from testbed.messages import RuntimeTargetInfo
 from testbed.model.elb_defaults import CLASSIC, NETWORK
+from testbed.model.resources.elbv2.lambda_group import LAMBDA_GROUP_HEADER
 from testbed.plan.balancers import (
     ConditionPlan,
     ListenerPlan,
@@ -395,6 +396,11 @@ def _backend(
                 f"    stick on req.cook({name})",
                 f"    stick store-response res.cook({name})",
             ]
+    if tg.target_type == "lambda":
+        # The function's host runs one runtime for every group that invokes it: this says
+        # which group invokes it (its ARN goes into the event, its multi-value setting
+        # shapes event and response); the runtime takes the header off.
+        out.append(f"    http-request set-header {LAMBDA_GROUP_HEADER} {tg.name}")
     options = tls.server_options(tg)  # HTTPS targets: TLS, certificate not checked
     for name, (ip, port, state) in server_states(lb, node, tg, targets).items():
         out.append(

@@ -117,6 +117,7 @@ async def http_check(
     source_ip: str | None = None,
     host: str | None = None,
     tls: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> CheckResult:
     """Healthy when GET path answers within `timeout` with a status the matcher accepts
     (over TLS, any certificate, when `tls`)."""
@@ -126,9 +127,10 @@ async def http_check(
     async def go() -> int:
         reader, writer = await _connect(ip, port, source_ip, insecure_tls() if tls else None)
         try:
+            more = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
             writer.write(
                 f"GET {path} HTTP/1.1\r\nHost: {host or ip}\r\n"
-                f"User-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n".encode()
+                f"User-Agent: ELB-HealthChecker/2.0\r\n{more}Connection: close\r\n\r\n".encode()
             )
             line = await reader.readline()
             parts = line.decode("latin-1").split(" ")
@@ -155,11 +157,20 @@ async def check(
     path: str | None = None,
     matcher: str | None = None,
     source_ip: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> CheckResult:
-    """One check of `protocol` (TCP, HTTP, SSL or HTTPS; a health check's settings)."""
+    """One check of `protocol` (TCP, HTTP, SSL or HTTPS; a health check's settings);
+    `headers`: more request headers of an HTTP check."""
     if protocol in ("HTTP", "HTTPS"):
         return await http_check(
-            ip, port, path or "/", timeout, matcher or "200", source_ip, tls=protocol == "HTTPS"
+            ip,
+            port,
+            path or "/",
+            timeout,
+            matcher or "200",
+            source_ip,
+            tls=protocol == "HTTPS",
+            headers=headers,
         )
     if protocol == "SSL":
         return await ssl_check(ip, port, timeout, source_ip)

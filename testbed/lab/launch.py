@@ -10,12 +10,15 @@ RoleArgs of each template role:
                 HealthPath (/health)
   load-client   Target (nothing runs without one), Proto, Requests (100), Rate, Concurrency,
                 Duration, KeepAlive, StartDelay (1 s), Timeout
+  lambda-runtime  (a Lambda function's host, made by the plan: function, arn, handler,
+                code, timeout, memory, environment, port, groups)
   appliance     Rules (nft rules of the forward chain, one per entry), HealthPort (80, the
                 GWLB default; 0: none), AdminPort (8081)
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -267,6 +270,29 @@ def _gateway_node(host: HostPlan, args: dict[str, Any], host_dir: Path) -> Launc
     )
 
 
+LAMBDA_CONFIG_FILE = "lambda.json"
+
+
+def _lambda_runtime(host: HostPlan, args: dict[str, Any], host_dir: Path) -> Launch:
+    """A Lambda function's host (kind "lambda") runs testbed.roles.lambda_runtime with the
+    function and its target groups (the RoleArgs the plan gave it) as a JSON config; ready
+    when it listens on its port."""
+    host_dir = Path(host_dir)
+    host_dir.mkdir(parents=True, exist_ok=True)
+    config = host_dir / LAMBDA_CONFIG_FILE
+    config.write_text(json.dumps(args, indent=1))
+    argv = _python(
+        "testbed.roles.lambda_runtime",
+        "--config",
+        str(config),
+        "--ip",
+        host.ip,
+        "--dir",
+        str(host_dir),
+    )
+    return Launch(argv, (int(args["port"]),))
+
+
 _LAUNCHERS: dict[str, Callable[[HostPlan, dict[str, Any], Path], Launch | None]] = {
     "http-backend": _http_backend,
     "load-client": _load_client,
@@ -275,4 +301,5 @@ _LAUNCHERS: dict[str, Callable[[HostPlan, dict[str, Any], Path], Launch | None]]
     "application-node": _application_node,
     "classic-node": _application_node,  # a CLB node is HAProxy too (testbed.alb.config)
     "gateway-node": _gateway_node,
+    "lambda-runtime": _lambda_runtime,
 }

@@ -65,6 +65,7 @@ class Checker:
                 c["path"],
                 c["matcher"],
                 self.source,
+                c.get("headers"),
             )
         except Exception as exc:  # a broken check is a failed check, never a dead checker
             res = CheckResult(False, f"{type(exc).__name__}: {exc}", 0.0)

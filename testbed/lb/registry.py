@@ -27,6 +27,7 @@ from testbed.messages import (
 from testbed.messages import (
     TargetHealth as TargetHealthField,
 )
+from testbed.model.resources.elbv2.lambda_group import LAMBDA_GROUP_HEADER
 from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
 
 INITIAL: TargetState = "initial"
@@ -288,20 +289,21 @@ class TargetRegistry:
                 t = health.target
                 if health.state in (DRAINING, UNUSED) or t.az not in (node_az, "all"):
                     continue
-                out.append(
-                    {
-                        "lb": lb_name,
-                        "tg": tg_name,
-                        "key": key,
-                        "ip": t.ip,
-                        "port": hc.port or t.port,
-                        "protocol": hc.protocol,
-                        "path": hc.path,
-                        "matcher": hc.matcher,
-                        "interval_s": hc.interval_s,
-                        "timeout_s": hc.timeout_s,
-                    }
-                )
+                spec: HealthCheckSpec = {
+                    "lb": lb_name,
+                    "tg": tg_name,
+                    "key": key,
+                    "ip": t.ip,
+                    "port": hc.port or t.port,
+                    "protocol": hc.protocol,
+                    "path": hc.path,
+                    "matcher": hc.matcher,
+                    "interval_s": hc.interval_s,
+                    "timeout_s": hc.timeout_s,
+                }
+                if group.tg.target_type == "lambda":  # the runtime needs the group's ARN
+                    spec["headers"] = {LAMBDA_GROUP_HEADER: tg_name}
+                out.append(spec)
         return out
 
     def snapshot(self) -> TargetSnapshot:

@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from testbed.errors import BadInput, TemplateErrors
-from testbed.model import certificate_names, lab_defaults, parameter_values, routing, signals
+from testbed.model import (
+    certificate_names,
+    lab_defaults,
+    lambda_targets,
+    parameter_values,
+    routing,
+    signals,
+)
 from testbed.model.addressing import AddressBook, KeptAddresses
 from testbed.model.declarations import (
     Declaration,
@@ -623,6 +630,8 @@ def _finish(
         routing.assign_public_ips(state)
     except BadInput as err:
         problems.add(err)
+    # Lambda functions an ALB invokes get hosts of their own (issue 17).
+    problems.extend(lambda_targets.place(state))
     # Lab defaults (issue 11): targets with no role serve with http-backend; a template with
     # an internet gateway and no internet client gets one.
     problems.extend(lab_defaults.apply(state))

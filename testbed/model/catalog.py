@@ -82,8 +82,13 @@ TABLE: dict[str, tuple[str, str]] = {
     "AWS::EC2::VPCDHCPOptionsAssociation": (INERT, "the lab's resolver serves every VPC"),
     "AWS::CloudFormation::WaitConditionHandle": (INERT, "a presigned URL for cfn-signal"),
     "AWS::CloudFormation::WaitCondition": (INERT, "waits for the handle's signals"),
-    # A function nothing in the lab can invoke has no packets (issue 17 brings Lambda targets).
-    "AWS::Lambda::": (INERT, "functions do not run in the lab (Lambda targets: issue 17)"),
+    # Functions are emulated as the targets of ALBs (lambda_function.py, issue 17); their
+    # permissions, versions, aliases and event sources have nothing to act on.
+    "AWS::Lambda::": (
+        INERT,
+        "permissions, versions, aliases, event sources: the lab runs a function only as "
+        "an ALB's target",
+    ),
     # Not emulated: AWS types whose packets the lab does not make. Accepted so that the rest of
     # a real template comes up, and reported (validate's table, an event at up) with what is
     # missing from the lab's traffic because of them.

@@ -108,7 +108,7 @@ class TargetGroup:
     name: str
     protocol: str  # 'TCP' | 'UDP' | 'TCP_UDP' | 'HTTP' | 'GENEVE'
     port: int
-    target_type: str  # 'instance' | 'ip'
+    target_type: str  # 'instance' | 'ip' | 'lambda'
     vpc_id: str
     targets: tuple[Target, ...]
     health_check: HealthCheck
@@ -124,6 +124,7 @@ class TargetGroup:
     lb_type: str = "network"  # the LB type its protocol belongs to
     stickiness_duration_s: int | None = None  # ALB cookie stickiness
     target_failover: str | None = None
+    function: str | None = None  # a lambda group's AWS::Lambda::Function (logical id)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ from testbed.errors import BadInput
 from testbed.model.elbv2_types import elbv2_sections
 from testbed.model.lab_view import FOREIGN_GWLB_NODES
 from testbed.model.metadata import UNFILTERED_KEY
+from testbed.model.resources.elbv2.lambda_group import (
+    LAMBDA_PORT,
+)
+from testbed.model.resources.elbv2.lambda_group import (
+    MULTI_VALUE as LAMBDA_MULTI_VALUE,
+)
+from testbed.model.resources.lambda_function import functions
 from testbed.model.resources.peering import EXTRAS_KEY as PEERING_KEY
 from testbed.model.snmp import host_snmp
 from testbed.model.types import (
@@ -117,7 +124,7 @@ class InterfacePlan:
 class HostPlan:
     name: str
     netns: str
-    kind: str  # 'instance' | 'client' | 'lb-node' | 'dns' | 'natgw'
+    kind: str  # 'instance' | 'client' | 'lb-node' | 'dns' | 'natgw' | 'lambda'
     ip: str
     prefixlen: int
     gateway: str
@@ -626,6 +633,7 @@ def build_plan(
                 )
             )
     hosts += _nat_gateway_hosts(model, lab, subnet_plans, az_switch, ports)
+    hosts += _function_hosts(model, lab, subnet_plans, az_switch, ports)
     endpoints = _endpoints(model, lbs)
     if any(lid not in foreign for lid in model.vpcs) or model.internet_clients:
         veth = ports.veth(DNS_HOST)
@@ -766,6 +774,59 @@ def _nat_gateway_hosts(
             )
         )
     return out
+
+
+def _function_hosts(
+    model: StackModel,
+    lab: str,
+    subnet_plans: dict[str, SubnetPlan],
+    az_switch: dict[str, SwitchPlan],
+    ports: _PortAllocator,
+) -> list[HostPlan]:
+    """A host for each Lambda function an ALB invokes (testbed.model.lambda_targets placed
+    it): kind "lambda", the lambda-runtime role with the function (code, handler, timeout,
+    environment) and the target groups that invoke it (ARN, multi-value headers) as its
+    RoleArgs. No security groups: on AWS the load balancer invokes the function directly."""
+    hosts = []
+    elb = elbv2_sections(model)
+    for fn in sorted(functions(model).values(), key=lambda f: f.logical_id):
+        if fn.subnet_id is None or fn.private_ip is None:
+            continue
+        subnet = subnet_plans[fn.subnet_id]
+        port, veth = ports.take(az_switch[subnet.az], fn.logical_id)
+        groups = {
+            tg_id: {
+                "arn": elb["target_groups"][tg_id].arn,
+                "multi_value": elb["target_groups"][tg_id].attributes.get(LAMBDA_MULTI_VALUE)
+                == "true",
+            }
+            for tg_id in fn.target_groups
+        }
+        hosts.append(
+            subnet_host(
+                lab,
+                fn.logical_id,
+                "lambda",
+                subnet,
+                str(fn.private_ip),
+                port,
+                veth,
+                role="lambda-runtime",
+                role_args={
+                    "function": fn.name,
+                    "arn": fn.arn,
+                    "runtime": fn.runtime,
+                    "handler": fn.handler,
+                    "code": fn.code,
+                    "timeout": fn.timeout_s,
+                    "memory": fn.memory_mb,
+                    "environment": dict(fn.environment),
+                    "port": LAMBDA_PORT,
+                    "groups": groups,
+                },
+            )
+        )
+    return hosts
 
 
 def _with_sg_zones(hosts: list[HostPlan], zone_base: int) -> tuple[HostPlan, ...]:

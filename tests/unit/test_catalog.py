@@ -61,7 +61,7 @@ def test_registered_types_are_emulated():
         "AWS::CloudWatch::Dashboard",
         "AWS::EC2::VPCEndpointServicePermissions",
         "AWS::CloudFormation::WaitConditionHandle",
-        "AWS::Lambda::Function",
+        "AWS::Lambda::Permission",
     ],
 )
 def test_control_plane_types_are_inert(name):
@@ -70,6 +70,11 @@ def test_control_plane_types_are_inert(name):
     assert made is not None
     assert made.name == name
     assert name not in registered()  # made on demand, not emulated
+
+
+def test_lambda_functions_are_emulated():
+    """Issue 17: a function runs as the target of an ALB (testbed.model.lambda_targets)."""
+    assert catalog.support("AWS::Lambda::Function").support == catalog.EMULATED
 
 
 @pytest.mark.parametrize(

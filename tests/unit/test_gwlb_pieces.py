@@ -15,7 +15,7 @@ from testbed.gwlb.node import Node, node_config, target_states
 from testbed.gwlb.observe import tcp_flows_by_client_port
 from testbed.gwlb.steering import TargetState
 from testbed.lab import launch
-from testbed.model.roles import NODE_ROLES, ROLE_NAMES
+from testbed.model.roles import LAB_HOST_ROLES, NODE_ROLES, ROLE_NAMES
 from testbed.packets import geneve
 from testbed.plan.network import HostPlan
 from tests.unit.packet_data import ipv4
@@ -344,7 +344,9 @@ def test_roles_are_registered():
     assert "appliance" in ROLE_NAMES
     assert "gateway-node" not in ROLE_NAMES
     assert "gateway-node" in NODE_ROLES
-    assert set(ROLE_NAMES) - {"none"} | set(NODE_ROLES) == set(launch._LAUNCHERS)
+    assert set(ROLE_NAMES) - {"none"} | set(NODE_ROLES) | set(LAB_HOST_ROLES) == set(
+        launch._LAUNCHERS
+    )
 
 
 def test_appliance_role_command(tmp_path):

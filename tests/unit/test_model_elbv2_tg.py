@@ -206,13 +206,6 @@ def test_nlb_matcher_accepts_5xx(load):
             "ProtocolVersion must be one of HTTP1",
             "ProtocolVersion",
         ),
-        (
-            "TCP",
-            80,
-            "TargetType: lambda",
-            "TargetType lambda is not supported in the lab",
-            "TargetType",
-        ),
         ("TCP", 80, "TargetType: alb", "TargetType alb is not supported in the lab", "TargetType"),
         ("TCP", 80, "TargetType: host", "TargetType must be one of instance, ip", "TargetType"),
         (

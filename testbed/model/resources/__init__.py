@@ -18,6 +18,7 @@ from testbed.model.resources import (  # noqa: F401  (registers them)
     gwlbe,
     inert,
     lab,
+    lambda_function,
     launch_specs,
     nat_gateways,
     network_acls,

@@ -91,6 +91,12 @@ class _Reader:
         ctx, lb = self.ctx, self.lb
         tg = family(ctx.state)["target_groups"][tg_id]
         allowed = LISTENER_TO_TG[self.protocol]
+        if tg.target_type == "lambda" and lb.type != APPLICATION:
+            raise ctx.fail(
+                f"{lb.logical_id} is {a_load_balancer(lb.type)}; only an application load "
+                f"balancer can forward to lambda target group {tg_id}",
+                line=line,
+            )
         if tg.protocol not in allowed:
             listener = f"its {self.protocol} listener" if self.protocol else "its listener"
             raise ctx.fail(
@@ -99,7 +105,8 @@ class _Reader:
                 f"{tg.protocol}",
                 line=line,
             )
-        if tg.vpc_id != lb.vpc_id:
+        # A function is in no VPC: the ALB invokes it (testbed.model.lambda_targets).
+        if tg.target_type != "lambda" and tg.vpc_id != lb.vpc_id:
             raise ctx.fail(
                 f"target group {tg_id} is in {tg.vpc_id} but load balancer "
                 f"{lb.logical_id} is in {lb.vpc_id}; they must be in one VPC",

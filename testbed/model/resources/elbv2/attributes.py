@@ -51,6 +51,7 @@ RULES: Mapping[str, tuple] = {
     "deregistration_delay.timeout_seconds": ("int", 0, 3600),
     "deregistration_delay.connection_termination.enabled": FLAG,
     "stickiness.enabled": FLAG,
+    "lambda.multi_value_headers.enabled": FLAG,
     "stickiness.type": ("text",),  # per LB type: checked by the target group
     "stickiness.lb_cookie.duration_seconds": SECONDS_WEEK,
     "stickiness.app_cookie.cookie_name": ("text",),

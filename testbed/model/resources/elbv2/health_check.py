@@ -50,7 +50,7 @@ def _port(ctx: ResourceContext, lb_type: str) -> int | None:
     return in_range(ctx, int(text), 1, 65535, "HealthCheckPort", ctx.line("HealthCheckPort"))
 
 
-def _matcher(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
+def matcher_of(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     defaults = DEFAULTS[lb_type].health_check
     if "Matcher" not in ctx.props:
         return defaults.matcher
@@ -91,7 +91,7 @@ def _matcher(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     return code
 
 
-def _path(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
+def path_of(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     if "HealthCheckPath" not in ctx.props:
         return DEFAULTS[lb_type].health_check.path
     path = ctx.props["HealthCheckPath"]
@@ -142,10 +142,10 @@ def health_check(ctx: ResourceContext, lb_type: str, tg_protocol: str | None = N
         enabled=True,
         protocol=protocol,
         port=_port(ctx, lb_type),
-        path=_path(ctx, lb_type, protocol),
+        path=path_of(ctx, lb_type, protocol),
         interval_s=interval,
         timeout_s=timeout,
         healthy_threshold=number("HealthyThresholdCount", defaults.healthy_threshold, 2, 10),
         unhealthy_threshold=number("UnhealthyThresholdCount", defaults.unhealthy_threshold, 2, 10),
-        matcher=_matcher(ctx, lb_type, protocol),
+        matcher=matcher_of(ctx, lb_type, protocol),
     )

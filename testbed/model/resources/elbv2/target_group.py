@@ -22,7 +22,7 @@ from testbed.model.elb_defaults import (
 from testbed.model.elbv2_types import TargetGroup
 from testbed.model.resources.base import ResourceContext, ResourceType, prop, ref
 from testbed.model.resources.ec2 import VPC
-from testbed.model.resources.elbv2 import health_check
+from testbed.model.resources.elbv2 import health_check, lambda_group
 from testbed.model.resources.elbv2.attributes import read_attributes
 from testbed.model.resources.elbv2.common import (
     LISTENER,
@@ -49,7 +49,9 @@ COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP tok
 
 def _target_type(ctx: ResourceContext) -> str:
     target_type = ctx.props.get("TargetType", "instance")
-    if target_type in ("lambda", "alb"):
+    if target_type == "lambda":
+        return target_type
+    if target_type == "alb":
         raise ctx.fail(
             f"TargetType {target_type} is {NOT_IN_LAB}",
             prop="TargetType",
@@ -214,6 +216,11 @@ class _AttributeRules:
 def _build(ctx: ResourceContext) -> None:
     state, lid, props = ctx.state, ctx.logical_id, ctx.props
     target_type = _target_type(ctx)
+    if target_type == "lambda":
+        name = check_name(ctx, "target group")
+        unique_name(ctx, name, "target_groups", "target group")
+        family(state)["target_groups"][lid] = lambda_group.build(ctx, name)
+        return
     protocol, port = _protocol_and_port(ctx)
     _check_versions(ctx, protocol)
     lb_type = lb_type_of_protocol(protocol)
