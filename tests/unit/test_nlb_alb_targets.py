@@ -21,6 +21,13 @@ from tests.fake_openflow import FakeFabric, ip_packet
 from tests.unit.test_nlb_tls import Fabric
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "nlb-to-alb.yaml"
+# The alb group's health check lines (WebTargets has the same ones before its Targets).
+HC_ALB = (
+    "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n"
+    "      HealthCheckTimeoutSeconds: 4\n      HealthyThresholdCount: 2\n"
+    "      TargetGroupAttributes"
+)
+DEREG = "        - {Key: deregistration_delay"
 GROUP_PORT = "      Port: 80\n      VpcId: !Ref Vpc\n      # Health"
 
 
@@ -63,7 +70,7 @@ def test_alb_group_in_the_model():
 
 def test_default_health_check_is_http_slash():
     text = changed(
-        "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 4\n      HealthyThresholdCount: 2\n      TargetGroupAttributes:",
+        HC_ALB + ":",
         "      TargetGroupAttributes:",
     )
     tg = elbv2_sections(model(text))["target_groups"]["AlbTargets"]
@@ -93,10 +100,12 @@ OTHER_VPC = """\
     Properties: {CidrBlock: 10.24.0.0/16}
   Vpc2A:
     Type: AWS::EC2::Subnet
-    Properties: {VpcId: !Ref Vpc2, CidrBlock: 10.24.1.0/24, AvailabilityZone: !Select [0, !GetAZs ""]}
+    Properties:
+      {VpcId: !Ref Vpc2, CidrBlock: 10.24.1.0/24, AvailabilityZone: !Select [0, !GetAZs ""]}
   Vpc2B:
     Type: AWS::EC2::Subnet
-    Properties: {VpcId: !Ref Vpc2, CidrBlock: 10.24.2.0/24, AvailabilityZone: !Select [1, !GetAZs ""]}
+    Properties:
+      {VpcId: !Ref Vpc2, CidrBlock: 10.24.2.0/24, AvailabilityZone: !Select [1, !GetAZs ""]}
   Far:
     Type: AWS::ElasticLoadBalancingV2::LoadBalancer
     Properties: {Type: application, Scheme: internal, Subnets: [!Ref Vpc2A, !Ref Vpc2B]}
@@ -144,18 +153,18 @@ TARGETS = "      Targets: [{Id: !Ref Alb}]"
             ("must use Protocol TCP, not UDP",),
         ),
         (
-            "        - {Key: deregistration_delay",
-            '        - {Key: proxy_protocol_v2.enabled, Value: "true"}\n        - {Key: deregistration_delay',
+            DEREG,
+            '        - {Key: proxy_protocol_v2.enabled, Value: "true"}\n' + DEREG,
             ("proxy protocol v2 is not for alb target groups",),
         ),
         (
-            "        - {Key: deregistration_delay",
-            '        - {Key: preserve_client_ip.enabled, Value: "false"}\n        - {Key: deregistration_delay',
+            DEREG,
+            '        - {Key: preserve_client_ip.enabled, Value: "false"}\n' + DEREG,
             ("cannot be turned off for alb target groups",),
         ),
         (
-            "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 4\n      HealthyThresholdCount: 2\n      TargetGroupAttributes",
-            "      HealthCheckProtocol: TCP\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 4\n      HealthyThresholdCount: 2\n      TargetGroupAttributes",
+            HC_ALB,
+            HC_ALB.replace("HealthCheckPath: /health", "HealthCheckProtocol: TCP"),
             ("HealthCheckProtocol",),
         ),
     ],
