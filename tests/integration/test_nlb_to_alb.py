@@ -11,10 +11,13 @@ nodes by HTTP (the ALB answers through its own rules and target). Bad input: exi
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from testbed.accesslog import parse_line
+from testbed.alb.config import node_files
 from testbed.lab.api import Lab
 from tests.assertions import run_cli
 
@@ -56,6 +59,16 @@ def test_the_instance_answers_through_nlb_and_alb_with_the_client_address(lab):
         assert body["client"]["ip"] in alb_nodes  # the ALB proxies: its node is the peer
         # The ALB saw the client itself (the NLB kept its address) and says so.
         assert body["forwarded"]["x-forwarded-for"] == client, body
+
+
+def test_the_alb_access_log_names_the_client(lab):
+    marker = f"/log-{time.time_ns()}"
+    get(lab, nlb_node(lab)["public_ip"], marker)
+    log = node_files(lab.dir, "Alb-1a").access_log  # the first NLB node's AZ
+    lab.wait_for(lambda: marker in log.read_text(), 10, "the request's log line")
+    (rec,) = [r for r in map(parse_line, log.read_text().splitlines()) if r and r.path == marker]
+    assert rec.client.startswith(f"{lab.host(CLIENT).ip}:")  # the ALB's peer: the client
+    assert rec.status == 200
 
 
 def test_targets_show_the_alb_and_its_nodes_healthy(lab):

@@ -5,6 +5,7 @@ load balancers may forward to the group. Run once the stack is built (testbed.mo
 from __future__ import annotations
 
 from testbed.errors import BadInput
+from testbed.model.elbv2_types import EXTRAS_KEY
 from testbed.model.resources.elbv2.common import family
 from testbed.model.resources.elbv2.target_group import users
 from testbed.model.state import BuildState
@@ -12,6 +13,8 @@ from testbed.model.state import BuildState
 
 def alb_target_errors(state: BuildState) -> list[BadInput]:
     """Every problem of every alb target group (none for stacks without one)."""
+    if EXTRAS_KEY not in state.extras:
+        return []  # no ELB resource (family() would add empty sections to the model)
     sections = family(state)
     lbs, listeners = sections["load_balancers"], sections["listeners"]
     errors: list[BadInput] = []
