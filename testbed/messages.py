@@ -57,6 +57,7 @@ class TargetDescription(TypedDict):
     DrainUntil: float | None
     Key: NotRequired[str]  # the registry's key, e.g. "WebA1:80" or "WebGroup-1:80"
     Host: NotRequired[str | None]  # the lab host of an instance target
+    AlbNode: NotRequired[str]  # an alb target (an ALB behind an NLB): the ALB node's host
 
 
 class TargetsReply(Reply):

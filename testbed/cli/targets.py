@@ -66,9 +66,12 @@ def register(sub: Any) -> None:
             epilog=f"examples:\n  testbed {name} nlb WebTargets WebA1\n"
             f"  testbed {name} nlb WebTargets WebA1:8080\n"
             f"  testbed {name} nlb IpTargets 10.0.1.20:80\n"
-            f"  testbed {name} clb MyCLB WebA1        a classic load balancer's instance\n\n"
+            f"  testbed {name} clb MyCLB WebA1        a classic load balancer's instance\n"
+            f"  testbed {name} nlb-to-alb AlbTargets Alb   an ALB behind an NLB (all its nodes)\n\n"
             "TARGET is an instance's logical id (instance target groups) or an address in\n"
-            "the VPC (ip target groups), with :PORT (default: the target group's port).\n"
+            "the VPC (ip target groups), with :PORT (default: the target group's port); an\n"
+            "alb target group's is the ALB's logical id (one ALB per group, on the group's\n"
+            "port): each of its nodes becomes a target of the NLB.\n"
             "A classic load balancer's instances are the target group named after it (its\n"
             "logical id), as `aws elb register-instances-with-load-balancer` /\n"
             "`deregister-instances-from-load-balancer` change them; deregistering drains for\n"
@@ -76,7 +79,7 @@ def register(sub: Any) -> None:
         )
         p.add_argument("name", help="lab name")
         p.add_argument("target_group", help="target group logical id, or a classic load balancer's")
-        p.add_argument("target", help="INSTANCE[:PORT] or IP[:PORT]")
+        p.add_argument("target", help="INSTANCE[:PORT], IP[:PORT] or ALB")
         p.add_argument("--lb", help="the load balancer, if the group is behind several")
 
 
@@ -121,7 +124,10 @@ def targets_text(rows: Sequence[TargetDescription], classic: Collection[str], no
                     (
                         r["LoadBalancer"],
                         r["TargetGroup"],
-                        r["Target"]["Id"],
+                        # An ALB behind an NLB: the ALB, and the node this row is about.
+                        f"{r['Target']['Id']} ({r['AlbNode']})"
+                        if r.get("AlbNode")
+                        else r["Target"]["Id"],
                         r["Target"]["Port"],
                         r["Target"]["AvailabilityZone"] or "-",
                         r["TargetHealth"]["State"],

@@ -331,23 +331,24 @@ class TargetRegistry:
                     health["Reason"] = h.reason
                 if h.description:
                     health["Description"] = h.description
-                rows.append(
-                    {
-                        "LoadBalancer": lb_name,
-                        "TargetGroup": tg_name,
-                        "Target": {
-                            "Id": h.target.id,
-                            "Port": h.target.port,
-                            "AvailabilityZone": h.target.az,
-                        },
-                        "Ip": h.target.ip,
-                        "HealthCheckPort": str(hc.port or h.target.port),
-                        "TargetHealth": health,
-                        "Since": h.since,
-                        "LastCheck": h.last_detail,
-                        "DrainUntil": h.drain_until,
-                        "Key": key,
-                        "Host": h.target.host,
-                    }
-                )
+                row: TargetDescription = {
+                    "LoadBalancer": lb_name,
+                    "TargetGroup": tg_name,
+                    "Target": {
+                        "Id": h.target.id,
+                        "Port": h.target.port,
+                        "AvailabilityZone": h.target.az,
+                    },
+                    "Ip": h.target.ip,
+                    "HealthCheckPort": str(hc.port or h.target.port),
+                    "TargetHealth": health,
+                    "Since": h.since,
+                    "LastCheck": h.last_detail,
+                    "DrainUntil": h.drain_until,
+                    "Key": key,
+                    "Host": h.target.host,
+                }
+                if group.tg.target_type == "alb" and h.target.host:
+                    row["AlbNode"] = h.target.host  # the ALB node this row is about
+                rows.append(row)
         return rows

@@ -32,7 +32,12 @@ from testbed.messages import (
     TargetsReply,
 )
 from testbed.naming import CONTROLLER_SOCK
-from testbed.plan.balancers import LoadBalancerPlan, TargetGroupPlan, TargetPlan
+from testbed.plan.balancers import (
+    LoadBalancerPlan,
+    TargetGroupPlan,
+    TargetPlan,
+    alb_node_targets,
+)
 from testbed.plan.network import HostPlan, NetworkPlan
 
 TARGET_EVENTS = "target-events.jsonl"
@@ -103,13 +108,55 @@ class LbService:
 
     def _change(self, req: RegisterRequest) -> RegisterReply:
         lb, tg = self._locate(req.get("lb"), req["tg"])
-        target = self._target(lb, tg, req["target"], req.get("port"))
-        if req["op"] == "register":
-            self.registry.register(lb.name, tg, target)
+        if lb.target_group(tg).target_type == "alb":
+            targets = self._alb_targets(lb, tg, req["target"], req.get("port"), req["op"])
         else:
-            self.registry.deregister(lb.name, tg, target.key)
+            targets = (self._target(lb, tg, req["target"], req.get("port")),)
+        for target in targets:
+            if req["op"] == "register":
+                self.registry.register(lb.name, tg, target)
+            else:
+                self.registry.deregister(lb.name, tg, target.key)
         self._publish()
-        return RegisterReply(ok=True, target=target.key, load_balancer=lb.name, target_group=tg)
+        return RegisterReply(
+            ok=True,
+            target=", ".join(t.key for t in targets),
+            load_balancer=lb.name,
+            target_group=tg,
+        )
+
+    def _alb_targets(
+        self, lb: LoadBalancerPlan, tg_name: str, text: str, port: int | None, op: str
+    ) -> tuple[TargetPlan, ...]:
+        """An alb group's target by the ALB's name: one target per ALB node. A group takes
+        one ALB (AWS): registering a second while one is in it is refused."""
+        tg = lb.target_group(tg_name)
+        albs = {x.name: x for x in self.lbs if x.type == "application"}
+        alb = albs.get(text)
+        if alb is None:
+            raise BadInput(
+                f"target group {tg_name} takes an Application Load Balancer: {text!r} is no "
+                "ALB of this lab",
+                hint=f"ALBs: {', '.join(sorted(albs)) or 'none'}",
+            )
+        if port not in (None, tg.port) or tg.port not in {x.port for x in alb.listeners}:
+            raise BadInput(
+                f"ALB {text} must be registered on port {tg.port}, the group's, with a "
+                f"listener there (its listeners: "
+                f"{', '.join(str(x.port) for x in alb.listeners) or 'none'})"
+            )
+        if op == "register":
+            group = self.registry.group(lb.name, tg_name)
+            other = sorted(
+                {h.target.id for h in group.targets.values() if h.state != DRAINING} - {text}
+            )
+            if other:
+                raise BadInput(
+                    f"target group {tg_name} already has ALB {other[0]}: an alb target group "
+                    "takes one Application Load Balancer",
+                    hint=f"deregister {other[0]} first",
+                )
+        return alb_node_targets(alb.name, ((n.host, n.ip, n.az) for n in alb.nodes), tg.port)
 
     def _locate(self, lb_name: str | None, tg: str) -> tuple[LoadBalancerPlan, str]:
         behind = [

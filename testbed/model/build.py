@@ -54,6 +54,7 @@ from testbed.model.metadata import (
 )
 from testbed.model.resources import REGISTRY, addresses, default_vpc, nat_gateways
 from testbed.model.resources.base import ResourceContext, check_properties
+from testbed.model.resources.elbv2.alb_targets import alb_target_errors
 from testbed.model.resources.network_acls import frozen_acls
 from testbed.model.resources.network_interfaces import instance_fields, standalone_interfaces
 from testbed.model.resources.security_groups import frozen_groups
@@ -625,6 +626,7 @@ def _finish(
     problems.extend(nat_gateways.placement_errors(state))
     problems.extend(addresses.association_errors(state))
     problems.extend(certificate_names.name_errors(state))
+    problems.extend(alb_target_errors(state))
     problems.raise_if_any()
     try:
         routing.assign_public_ips(state)

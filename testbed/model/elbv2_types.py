@@ -84,13 +84,15 @@ class HealthCheck:
 
 @dataclass(frozen=True)
 class Target:
-    """One registered target: an instance or an IP address, and the port traffic goes to."""
+    """One registered target: an instance, an IP address or an Application Load Balancer
+    (TargetType alb: the plan makes one target of each of its nodes), and the port."""
 
-    id: str  # as AWS shows it: "i-WebA1" (the Ref of the instance) or "10.0.1.5"
-    ip: IPv4Address
+    id: str  # as AWS shows it: "i-WebA1" (the Ref of the instance), "10.0.1.5", an ALB's ARN
+    ip: IPv4Address  # an alb target: its first node's address
     port: int
-    az: str | None
+    az: str | None  # None for an alb target (its nodes have theirs)
     instance: str | None  # logical id of the instance behind the target, if any
+    load_balancer: str | None = None  # an alb target: the ALB's logical id
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class TargetGroup:
     name: str
     protocol: str  # 'TCP' | 'UDP' | 'TCP_UDP' | 'HTTP' | 'GENEVE'
     port: int
-    target_type: str  # 'instance' | 'ip' | 'lambda'
+    target_type: str  # 'instance' | 'ip' | 'lambda' | 'alb'
     vpc_id: str
     targets: tuple[Target, ...]
     health_check: HealthCheck

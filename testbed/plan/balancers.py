@@ -7,6 +7,7 @@ per-lab block so that labs running at once never share a zone (conntrack is mach
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -339,7 +340,7 @@ def build_lb_plans(model: Any, zone_base: int) -> tuple[LoadBalancerPlan, ...]:
                     for n in lb.nodes
                 ),
                 listeners=tuple(listener_plans),
-                target_groups=tuple(_tg_plan(tgs[t], scale) for t in used_tgs),
+                target_groups=tuple(_tg_plan(tgs[t], scale, lbs) for t in used_tgs),
                 index=index,
                 zone_dnat=zone_base + ZONES_PER_LB * (index - 1),
                 zone_snat=zone_base + ZONES_PER_LB * (index - 1) + 1,
@@ -374,18 +375,37 @@ def _action_dict(a: Any) -> dict[str, Any]:
     }
 
 
-def _tg_plan(tg: Any, scale: float = 1.0) -> TargetGroupPlan:
+def alb_node_targets(
+    alb: str, nodes: Iterable[tuple[str, str, str]], port: int
+) -> tuple[TargetPlan, ...]:
+    """An alb target (an ALB behind an NLB) as the NLB reaches it: one target per ALB node
+    (host, address, AZ): a lab host with an address, like an ip target. Keyed by the node's
+    host, its Id the ALB's logical id (what `testbed register` takes)."""
+    return tuple(TargetPlan(f"{host}:{port}", alb, ip, port, az, host) for host, ip, az in nodes)
+
+
+def _tg_plan(tg: Any, scale: float = 1.0, lbs: Any = None) -> TargetGroupPlan:
     hc = tg.health_check
+    targets: list[TargetPlan] = []
+    for t in tg.targets:
+        if getattr(t, "load_balancer", None):
+            nodes = lbs[t.load_balancer].nodes
+            targets += alb_node_targets(
+                t.load_balancer, ((n.name, str(n.private_ip), n.az) for n in nodes), t.port
+            )
+        else:
+            # Keyed by the instance's logical id (what `testbed register` takes), else the IP.
+            targets.append(
+                TargetPlan(
+                    f"{t.instance or t.id}:{t.port}", t.id, str(t.ip), t.port, t.az, t.instance
+                )
+            )
     return TargetGroupPlan(
         name=tg.logical_id,
         protocol=tg.protocol,
         port=tg.port,
         target_type=tg.target_type,
-        # Keyed by the instance's logical id (what `testbed register` takes), else the IP.
-        targets=tuple(
-            TargetPlan(f"{t.instance or t.id}:{t.port}", t.id, str(t.ip), t.port, t.az, t.instance)
-            for t in tg.targets
-        ),
+        targets=tuple(targets),
         health=HealthPlan(
             hc.enabled,
             hc.protocol,

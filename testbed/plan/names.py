@@ -139,12 +139,14 @@ def _actions(actions: list[dict[str, Any]], q: _Q) -> list[dict[str, Any]]:
 
 
 def _load_balancer(lb: dict[str, Any], q: _Q) -> dict[str, Any]:
-    def target(t: dict[str, Any]) -> dict[str, Any]:
+    def target(t: dict[str, Any], alb: bool) -> dict[str, Any]:
         # An instance target's key is "<host>:<port>" and its id the instance's physical id
-        # (already qualified by the model); an IP target's id and key are addresses.
+        # (already qualified by the model); an IP target's id and key are addresses; an alb
+        # target's host is an ALB node and its id the ALB's logical id.
         if t["host"] is None:
             return t
-        return {**t, "key": q(t["key"]), "host": q(t["host"])}
+        qualified = {**t, "key": q(t["key"]), "host": q(t["host"])}
+        return {**qualified, "id": q(t["id"])} if alb else qualified
 
     return {
         **lb,
@@ -164,7 +166,11 @@ def _load_balancer(lb: dict[str, Any], q: _Q) -> dict[str, Any]:
             for lis in lb["listeners"]
         ],
         "target_groups": [
-            {**tg, "name": q(tg["name"]), "targets": [target(t) for t in tg["targets"]]}
+            {
+                **tg,
+                "name": q(tg["name"]),
+                "targets": [target(t, tg["target_type"] == "alb") for t in tg["targets"]],
+            }
             for tg in lb["target_groups"]
         ],
     }

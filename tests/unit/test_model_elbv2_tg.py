@@ -206,7 +206,7 @@ def test_nlb_matcher_accepts_5xx(load):
             "ProtocolVersion must be one of HTTP1",
             "ProtocolVersion",
         ),
-        ("TCP", 80, "TargetType: alb", "TargetType alb is not supported in the lab", "TargetType"),
+        ("UDP", 80, "TargetType: alb", "TargetType alb must use Protocol TCP, not UDP", "Protocol"),
         ("TCP", 80, "TargetType: host", "TargetType must be one of instance, ip", "TargetType"),
         (
             "TCP",

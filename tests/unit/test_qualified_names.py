@@ -81,8 +81,11 @@ def test_every_stack_name_is_qualified(rel: str) -> None:
         for tg in lb.target_groups:
             for t in tg.targets:
                 assert t.host is None or (t.host in hosts and t.key == f"{t.host}:{t.port}")
-                # An instance target's id is the instance's; an ip target's its address.
-                assert t.host is None or t.id in (f"i-{t.host}", t.ip)
+                # An instance target's id is the instance's; an ip target's its address; an
+                # alb target's (an ALB node) the ALB's name.
+                albs = {x.name for x in plan.load_balancers if x.type == "application"}
+                ids = albs if tg.target_type == "alb" else {f"i-{t.host}", t.ip}
+                assert t.host is None or t.id in ids
 
 
 @pytest.mark.parametrize("rel", GOOD)

@@ -25,13 +25,20 @@ MAX_PATH = 1024
 HTTP_PROTOCOLS = ("HTTP", "HTTPS")
 
 
-def _protocol(ctx: ResourceContext, lb_type: str, tg_protocol: str | None) -> str:
-    # An ALB target group's checks default to its own protocol (HTTP or HTTPS), as on AWS.
+def _protocol(ctx: ResourceContext, lb_type: str, tg_protocol: str | None, target_type: str) -> str:
+    # An ALB target group's checks default to its own protocol (HTTP or HTTPS), as on AWS;
+    # an NLB's alb target group checks its ALB by HTTP (or HTTPS), never by TCP.
     default = DEFAULTS[lb_type].health_check.protocol
     if lb_type == APPLICATION and tg_protocol in HTTP_PROTOCOLS:
         default = tg_protocol
+    if target_type == "alb":
+        default = "HTTP"
     protocol = ctx.props.get("HealthCheckProtocol", default)
-    allowed = HTTP_PROTOCOLS if lb_type == APPLICATION else ("TCP", "HTTP", "HTTPS")
+    allowed = (
+        HTTP_PROTOCOLS
+        if lb_type == APPLICATION or target_type == "alb"
+        else ("TCP", "HTTP", "HTTPS")
+    )
     choice(ctx, protocol, allowed, "HealthCheckProtocol", ctx.line("HealthCheckProtocol"))
     return protocol
 
@@ -109,7 +116,12 @@ def path_of(ctx: ResourceContext, lb_type: str, protocol: str) -> str:
     return path
 
 
-def health_check(ctx: ResourceContext, lb_type: str, tg_protocol: str | None = None) -> HealthCheck:
+def health_check(
+    ctx: ResourceContext,
+    lb_type: str,
+    tg_protocol: str | None = None,
+    target_type: str = "instance",
+) -> HealthCheck:
     """The health check of a target group whose protocol (tg_protocol) belongs to `lb_type`."""
     props, defaults = ctx.props, DEFAULTS[lb_type].health_check
     if props.get("HealthCheckEnabled") is False:
@@ -118,7 +130,7 @@ def health_check(ctx: ResourceContext, lb_type: str, tg_protocol: str | None = N
             prop="HealthCheckEnabled",
             hint="leave HealthCheckEnabled out",
         )
-    protocol = _protocol(ctx, lb_type, tg_protocol)
+    protocol = _protocol(ctx, lb_type, tg_protocol, target_type)
 
     def number(key: str, default: int, low: int, high: int) -> int:
         return in_range(ctx, props.get(key, default), low, high, key, ctx.line(key))

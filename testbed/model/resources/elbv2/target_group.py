@@ -49,15 +49,9 @@ COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")  # an HTTP tok
 
 def _target_type(ctx: ResourceContext) -> str:
     target_type = ctx.props.get("TargetType", "instance")
-    if target_type == "lambda":
-        return target_type
-    if target_type == "alb":
-        raise ctx.fail(
-            f"TargetType {target_type} is {NOT_IN_LAB}",
-            prop="TargetType",
-            hint="use instance or ip targets",
-        )
-    return choice(ctx, target_type, ("instance", "ip"), "TargetType", ctx.line("TargetType"))
+    return choice(
+        ctx, target_type, ("instance", "ip", "lambda", "alb"), "TargetType", ctx.line("TargetType")
+    )
 
 
 def _protocol_and_port(ctx: ResourceContext) -> tuple[str, int]:
@@ -135,6 +129,8 @@ class _AttributeRules:
 
     def network(self, target_type: str) -> None:
         attrs, key = self.attrs, "preserve_client_ip.enabled"
+        if target_type == "alb":
+            self.alb()
         if key not in self.lines:
             attrs[key] = str(preserve_client_ip_default(self.protocol, target_type)).lower()
         elif attrs[key] == "false" and self.protocol in ("UDP", "TCP_UDP"):
@@ -156,6 +152,24 @@ class _AttributeRules:
                 "target_health_state.unhealthy.draining_interval_seconds",
                 "a draining interval needs target_health_state.unhealthy."
                 "connection_termination.enabled false",
+            )
+
+    def alb(self) -> None:
+        """An alb group: the lab always keeps the client's address (AWS's default for alb
+        groups), and AWS takes no proxy protocol header to an ALB."""
+        key = "preserve_client_ip.enabled"
+        if self.attrs.get(key) == "false" and key in self.lines:
+            raise self.fail(
+                key,
+                f"client IP preservation cannot be turned off for alb target groups "
+                f"({NOT_IN_LAB}): the ALB sees each client's address",
+                hint="leave preserve_client_ip.enabled out",
+            )
+        if self.attrs["proxy_protocol_v2.enabled"] == "true":
+            raise self.fail(
+                "proxy_protocol_v2.enabled",
+                "proxy protocol v2 is not for alb target groups: an ALB takes no proxy "
+                "protocol header",
             )
 
     def application(self) -> None:
@@ -223,10 +237,16 @@ def _build(ctx: ResourceContext) -> None:
         return
     protocol, port = _protocol_and_port(ctx)
     _check_versions(ctx, protocol)
+    if target_type == "alb" and protocol != "TCP":
+        raise ctx.fail(
+            f"a target group of TargetType alb must use Protocol TCP, not {protocol} "
+            "(AWS: an ALB behind a network load balancer takes TCP)",
+            prop="Protocol",
+        )
     lb_type = lb_type_of_protocol(protocol)
     name = check_name(ctx, "target group")
     unique_name(ctx, name, "target_groups", "target group")
-    check = health_check.health_check(ctx, lb_type, protocol)
+    check = health_check.health_check(ctx, lb_type, protocol, target_type)
     vpc_id = props["VpcId"]
     targets = read_targets(ctx, target_type, protocol, port, vpc_id)
     attrs, lines = read_attributes(

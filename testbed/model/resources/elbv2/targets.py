@@ -1,4 +1,5 @@
-"""The Targets of a target group: instances (by !Ref) or IP addresses inside the VPC."""
+"""The Targets of a target group: instances (by !Ref), IP addresses inside the VPC, or one
+Application Load Balancer (TargetType alb, by !Ref: its ARN)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from testbed.model.elb_defaults import GENEVE_PORT
 from testbed.model.elbv2_types import Target
 from testbed.model.resources.base import ResourceContext, prop, ref
 from testbed.model.resources.ec2 import AZ_NAME, INSTANCE
-from testbed.model.resources.elbv2.common import convert, in_range, items, nested
+from testbed.model.resources.elbv2.common import (
+    LOAD_BALANCER,
+    convert,
+    family,
+    in_range,
+    items,
+    nested,
+)
 
 TARGET_PROPERTIES = {
     "Id": prop("string", required=True),
@@ -93,6 +101,43 @@ def _ip_target(
     return ip, az, owner
 
 
+def _alb_target(
+    ctx: ResourceContext, text: str, port: int, vpc_id: str, where: str, values: dict, lines: dict
+) -> Target:
+    """An alb target: one Application Load Balancer of the group's VPC, on the group's port
+    (AWS: the target group's port is the ALB listener's that takes the traffic)."""
+    if "AvailabilityZone" in lines:
+        raise ctx.fail(
+            f"{where}.AvailabilityZone is only for ip targets; an ALB's nodes are in its "
+            "subnets' AZs",
+            line=lines["AvailabilityZone"],
+        )
+    lb_id = convert(ctx, ref(LOAD_BALANCER), text, f"{where}.Id", lines["Id"])
+    lb = family(ctx.state)["load_balancers"][lb_id]
+    if lb.type != "application":
+        raise ctx.fail(
+            f"{where}: {lb_id} is a {lb.type} load balancer; a target group of TargetType alb "
+            "takes one Application Load Balancer",
+            line=lines["Id"],
+        )
+    if lb.vpc_id != vpc_id:
+        raise ctx.fail(
+            f"{where}: ALB {lb_id} is in {lb.vpc_id}, not in the target group's VPC {vpc_id}",
+            line=lines["Id"],
+            hint="an ALB target must be in the network load balancer's VPC (AWS: same VPC, "
+            "same account)",
+        )
+    target_port = values.get("Port", port)
+    if target_port != port:
+        raise ctx.fail(
+            f"{where}.Port {target_port} differs from the target group's Port {port}: an alb "
+            "target takes the traffic on the ALB listener of the group's port",
+            line=lines.get("Port", lines["Id"]),
+            hint="leave Port out",
+        )
+    return Target(lb.arn, lb.nodes[0].private_ip, port, None, None, lb_id)
+
+
 def read_targets(
     ctx: ResourceContext, target_type: str, protocol: str, port: int, vpc_id: str
 ) -> tuple[Target, ...]:
@@ -101,9 +146,19 @@ def read_targets(
         return ()
     targets: list[Target] = []
     seen: dict[tuple[str, int], str] = {}
-    for item, line, where in items(ctx, "Targets"):
+    for index, (item, line, where) in enumerate(items(ctx, "Targets")):
         values, lines = nested(ctx, item, where, line, TARGET_PROPERTIES)
         text = values["Id"].strip()
+        if target_type == "alb":
+            if index > 0:
+                raise ctx.fail(
+                    f"{where}: a target group of TargetType alb takes one Application Load "
+                    "Balancer only (AWS: one ALB per target group)",
+                    line=line,
+                    hint="make a target group for each ALB",
+                )
+            targets.append(_alb_target(ctx, text, port, vpc_id, where, values, lines))
+            continue
         instance: str | None  # the instance holding an ip target's address, if any
         if target_type == "instance":
             ip, az, instance = _instance_target(ctx, text, vpc_id, where, lines)
