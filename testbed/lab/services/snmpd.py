@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -41,13 +42,38 @@ READY_TIMEOUT = 10.0
 # Template protocol names -> net-snmp createUser names (AES-192/256: Blumenthal key
 # extension, which pysnmp calls usmAesBlumenthalCfb192/256Protocol).
 NETSNMP_PRIV = {"DES": "DES", "AES": "AES", "AES-192": "AES192", "AES-256": "AES256"}
+# What the template's write user may SET (and read): SNMPv2-MIB::sysContact, sysName,
+# sysLocation and IF-MIB::ifAdminStatus.
+SYS_CONTACT, SYS_NAME, SYS_LOCATION = "1.3.6.1.2.1.1.4", "1.3.6.1.2.1.1.5", "1.3.6.1.2.1.1.6"
+IF_ADMIN_STATUS = "1.3.6.1.2.1.2.2.1.7"
+WRITABLE = (SYS_CONTACT, SYS_NAME, SYS_LOCATION, IF_ADMIN_STATUS)
+# The write user's view: the whole system group (so that a SET of sysUpTime or sysDescr is
+# refused as notWritable, the object's own answer, not noAccess) and ifAdminStatus.
+SYSTEM = "1.3.6.1.2.1.1"
+WRITE_VIEW = (SYSTEM, IF_ADMIN_STATUS)
+IFADMIN = Path(__file__).with_name("snmp_ifadmin.py")  # snmpd `pass` for ifAdminStatus
 NS_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2"  # NET-SNMP-AGENT-MIB::nsCacheTimeout
 # Its (IMPLIED) index: the cached table. ifXTable reads the same cache.
 IF_TABLE = "1.3.6.1.2.1.2.2"
+SYS_FIXED = (("sysName", SYS_NAME), ("sysLocation", SYS_LOCATION), ("sysContact", SYS_CONTACT))
 
 
-def config_text(lab: str, host: HostPlan, setup_community: str) -> str:
-    """The snmpd.conf of one host (its plan must have `snmp`)."""
+def sys_values(lab: str, host: HostPlan) -> dict[str, str]:
+    """sysName, sysLocation and sysContact of a host's agent, by OID."""
+    where = f"{host.az}, subnet {host.subnet}" if host.kind == "instance" else "internet"
+    return {
+        SYS_NAME: host.name,
+        SYS_LOCATION: f"lab {lab}, {where}",
+        SYS_CONTACT: "ELB Lab (testbed)",
+    }
+
+
+def config_text(lab: str, host: HostPlan, setup_community: str, state: Path | None = None) -> str:
+    """The snmpd.conf of one host (its plan must have `snmp`).
+
+    With a write user, sysName/sysLocation/sysContact are not fixed here (net-snmp refuses
+    a SET of what its configuration fixes: notWritable) but SET once the agent is up, and
+    ifAdminStatus is handed to snmp_ifadmin.py (`pass`), which keeps the host's routes."""
     snmp = host.snmp or {}
     where = f"{host.az}, subnet {host.subnet}" if host.kind == "instance" else "internet"
     lines = [
@@ -63,14 +89,22 @@ def config_text(lab: str, host: HostPlan, setup_community: str) -> str:
             f'{NETSNMP_PRIV[v3["priv_protocol"]]} "{v3["priv_password"]}"'
         )
         lines.append(f"rouser {v3['user']} priv")
+    write = snmp.get("write")
+    lines.append(f"view elblabCacheTimeouts included .{NS_CACHE_TIMEOUT}")
+    if write:
+        lines.append(
+            f'createUser {write["user"]} {write["auth_protocol"]} "{write["auth_password"]}" '
+            f'{NETSNMP_PRIV[write["priv_protocol"]]} "{write["priv_password"]}"'
+        )
+        lines += [f"view elblabWrite included .{oid}" for oid in WRITE_VIEW]
+        lines.append(f"rwuser {write['user']} priv -V elblabWrite")
+        # The setup community also writes the sys* values once the agent is up.
+        lines += [f"view elblabCacheTimeouts included .{oid}" for oid in WRITABLE[:3]]
+        lines.append(f"pass .{IF_ADMIN_STATUS} {sys.executable} {IFADMIN} {state}")
+    lines.append(f"rwcommunity {setup_community} {host.ip}/32 -V elblabCacheTimeouts")
+    if not write:
+        lines += [f"{name} {sys_values(lab, host)[oid]}" for name, oid in SYS_FIXED]
     lines += [
-        f"view elblabCacheTimeouts included .{NS_CACHE_TIMEOUT}",
-        f"rwcommunity {setup_community} {host.ip}/32 -V elblabCacheTimeouts",
-    ]
-    lines += [
-        f"sysName {host.name}",
-        f"sysLocation lab {lab}, {where}",
-        "sysContact ELB Lab (testbed)",
         f"sysDescr ELB Lab {host.kind} {host.name} ({host.ip}, {where}) in lab {lab}",
         "sysServices 72",
     ]
@@ -91,7 +125,7 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     state.mkdir(parents=True, exist_ok=True)
     conf = hdir / CONF
     setup_community = secrets.token_hex(12)
-    conf.write_text(config_text(ctx.lab, host, setup_community))
+    conf.write_text(config_text(ctx.lab, host, setup_community, state))
     conf.chmod(0o600)  # it holds the community and the v3 pass phrases
     log = hdir / LOG
     # An empty MIB path: the agent needs no MIB files, and without them it would complain
@@ -148,6 +182,9 @@ def _when_ready(
         "i",
         "0",
     ]
+    if (host.snmp or {}).get("write"):
+        for oid, value in sys_values(ctx.lab, host).items():
+            argv += [f"{oid}.0", "s", value]
     setup = ctx.journal.start(
         netns_argv(ctx.lab, host.name, argv),
         what="snmpd-setup",
