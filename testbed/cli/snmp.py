@@ -25,6 +25,7 @@ where the manager runs:
   vantage runs one poller process (journaled by the lab, like all its processes).
   --vantage HOST picks it yourself (it must be in the agents' realm)."""
 
+SNMP_TRAP_ENTERPRISE = "1.3.6.1.6.3.1.1.4.3.0"  # snmpTrapEnterprise: not worth a column
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -164,6 +165,27 @@ def register(sub: Any) -> None:
     )
     n.add_argument("module", nargs="?", help="only this MIB module")
 
+    t = subcommand(
+        sub,
+        "traps",
+        cmd_traps,
+        "the SNMP notifications the lab's receiver got (coldStart, linkDown, ...)",
+        epilog="examples:\n"
+        "  testbed traps default\n"
+        "  testbed traps default --watch            # and the ones still to come (Ctrl-C)\n"
+        "  testbed traps default --json | jq .\n\n"
+        "Every agent sends its notifications as INFORMs (retransmitted every second until\n"
+        "acknowledged) to the receiver on the lab's resolver host (LabDNS, UDP 162), with\n"
+        "SNMPv2c and, when the template has a V3 user, SNMPv3: coldStart, linkUp/linkDown\n"
+        "(the agent looks every second), authenticationFailure (a wrong community or user).\n"
+        "A linkDown about an instance's only interface arrives once the link is back:\n"
+        "SENT is when the agent made it (its sysUpTime in the PDU), RECEIVED when it got\n"
+        "here. The holder's own notifications (target health, scaling) come under\n"
+        "ELB-LAB-MIB (testbed/snmp/mibs/ELB-LAB-MIB.txt). Each is also a lab event.",
+    )
+    t.add_argument("name", help="lab name")
+    t.add_argument("--watch", "-w", action="store_true", help="keep printing new ones")
+    t.add_argument("--json", action="store_true", help="one JSON object per notification")
     m = subcommand(
         sub,
         "monitor",
@@ -315,6 +337,47 @@ def cmd_set(args: Any) -> int:
     if not args.json:
         print(f"{name} = {row['type']}: {row['value']}  (set as {done.credentials})")
     return 0
+
+
+def _trap_line(trap: dict[str, Any]) -> str:
+    import time
+
+    def clock(when: float) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+
+    delay = max(0.0, trap["received"] - trap["sent"])
+    binds = " ".join(f"{k}={v}" for k, v in trap["varbinds"].items() if k != SNMP_TRAP_ENTERPRISE)
+    return (
+        f"{clock(trap['received'])}  {clock(trap['sent'])}  {delay:7.3f}  {trap['agent']:<12} "
+        f"{trap['version']:<3} {trap['pdu']:<6} {trap['trap']:<22} {binds}"
+    )
+
+
+def cmd_traps(args: Any) -> int:
+    import json
+    import time
+
+    from testbed.lab.api import Lab
+    from testbed.lab.services.trapd import read_traps
+
+    lab = Lab.attach(args.name)
+    rows, offset = read_traps(lab.dir)
+    header = (
+        "RECEIVED      SENT          DELAY s  AGENT        VER PDU    TRAP"
+        "                   VARBINDS"
+    )
+    if not args.json:
+        print(header)
+    while True:
+        for trap in rows:
+            print(json.dumps(trap) if args.json else _trap_line(trap), flush=True)
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+        rows, offset = read_traps(lab.dir, offset)
 
 
 def cmd_names(args: Any) -> int:

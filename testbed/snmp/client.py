@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.lab.services.snmpd import PYSNMP_AUTH, PYSNMP_PRIV
 from testbed.snmp import mibs
 from testbed.snmp.mibs import OID, Target
 
@@ -65,21 +66,9 @@ class Credentials:
         )
 
 
-AUTH = {
-    "MD5": "USM_AUTH_HMAC96_MD5",
-    "SHA": "USM_AUTH_HMAC96_SHA",
-    "SHA-224": "USM_AUTH_HMAC128_SHA224",
-    "SHA-256": "USM_AUTH_HMAC192_SHA256",
-    "SHA-384": "USM_AUTH_HMAC256_SHA384",
-    "SHA-512": "USM_AUTH_HMAC384_SHA512",
-}
-# AES-192/256 as net-snmp does them (Blumenthal key extension).
-PRIV = {
-    "DES": "USM_PRIV_CBC56_DES",
-    "AES": "USM_PRIV_CFB128_AES",
-    "AES-192": "USM_PRIV_CFB192_AES_BLUMENTHAL",
-    "AES-256": "USM_PRIV_CFB256_AES_BLUMENTHAL",
-}
+# pysnmp's names of the template's protocols (shared with the lab's trap receiver).
+AUTH = PYSNMP_AUTH
+PRIV = PYSNMP_PRIV
 
 
 def _protocol(table: dict[str, str], name: str) -> Any:

@@ -8,9 +8,16 @@ takes an interface down, keeps the host's routes through it in the agent's state
 and adds them back once the interface is up again. A SET of down(2) is answered first and
 carried out DOWN_DELAY later: the answer leaves through the interface that goes down.
 
-    python ifadmin.py STATE_DIR -g OID          GET      (prints OID, type, value)
-    python ifadmin.py STATE_DIR -n OID          GETNEXT
-    python ifadmin.py STATE_DIR -s OID TYPE VALUE   SET  (up(1) or down(2))
+    python snmp_ifadmin.py STATE_DIR [SINK] -g OID              GET (prints OID, type, value)
+    python snmp_ifadmin.py STATE_DIR [SINK] -n OID              GETNEXT
+    python snmp_ifadmin.py STATE_DIR [SINK] -s OID TYPE VALUE   SET (up(1) or down(2))
+
+SINK, the lab's notification receiver: net-snmp drops an INFORM whose first sendto fails
+(measured: "send_trap: Failure in sendto (Network is unreachable)" once the interface and
+its routes are gone), so the linkDown would never arrive. While the interface is down, a
+route to SINK through lo swallows the agent's sends without an error; the agent retransmits
+the inform until it is acknowledged, which the first retransmission after the interface is
+back up is (the lo route goes when the interface comes back).
 
 It runs in the host's namespace (snmpd's child), imports nothing of the project (snmpd
 starts it for every request) and answers as snmpd's `pass` protocol wants: nothing for no
@@ -31,6 +38,7 @@ IFF_UP = 0x1
 # An interface taken down at once would drop the agent's own answer to the SET (it leaves
 # through that interface): it goes down this long after the answer is out.
 DOWN_DELAY = 0.2
+SINK_METRIC = "4000"
 UP, DOWN = 1, 2
 IP = "/usr/sbin/ip"
 NET = Path("/sys/class/net")
@@ -100,7 +108,9 @@ def later(delay: float, argv: list[str]) -> None:
     os._exit(0)
 
 
-def set_status(state: Path, oid: tuple[int, ...], kind: str, value: str) -> str:
+def set_status(
+    state: Path, oid: tuple[int, ...], kind: str, value: str, sink: str | None = None
+) -> str:
     ifs = interfaces()
     if len(oid) != len(COLUMN) + 1 or oid[:-1] != COLUMN or oid[-1] not in ifs:
         return "not-writable"
@@ -123,10 +133,14 @@ def set_status(state: Path, oid: tuple[int, ...], kind: str, value: str) -> str:
             # Routes the kernel makes for the address come back by themselves.
             keep = [r for r in routes if r.get("protocol") != "kernel"]
             saved.write_text(json.dumps(keep))
+        if sink:
+            ip("route", "replace", f"{sink}/32", "dev", "lo", "metric", SINK_METRIC)
         later(DOWN_DELAY, [IP, "link", "set", "dev", name, "down"])
         return "DONE"
     if ip("link", "set", "dev", name, "up").returncode != 0:
         return "commit-failed"
+    if sink:
+        ip("route", "del", f"{sink}/32", "dev", "lo", "metric", SINK_METRIC)
     if saved.exists():
         for route in json.loads(saved.read_text()):
             args = ["route", "replace", route["dst"]]
@@ -144,13 +158,18 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3:
         print("usage: ifadmin.py STATE_DIR -g|-n OID | -s OID TYPE VALUE", file=sys.stderr)
         return 2
-    state, flag, oid = Path(argv[0]), argv[1], parse(argv[2])
+    state, sink = Path(argv[0]), None
+    if not argv[1].startswith("-"):
+        sink, argv = argv[1], argv[1:]
+    if len(argv) < 3:
+        return 2
+    flag, oid = argv[1], parse(argv[2])
     if flag == "-g":
         out = get(oid)
     elif flag == "-n":
         out = get_next(oid)
     elif flag == "-s" and len(argv) >= 5:
-        out = set_status(state, oid, argv[3], argv[4])
+        out = set_status(state, oid, argv[3], argv[4], sink)
     else:
         return 2
     if out:

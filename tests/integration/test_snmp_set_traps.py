@@ -1,6 +1,8 @@
-"""SNMP SET on a real lab: the template's SNMPv3 write user changes sysContact and takes a
-target's interface down and up through IF-MIB::ifAdminStatus; the NLB's real health checks
-see it; read-only objects and read-only credentials are refused (exit 2). One small lab."""
+"""SNMP SET and notifications on a real lab: the template's SNMPv3 write user changes
+sysContact and takes a target's interface down and up through IF-MIB::ifAdminStatus; the
+NLB's real health checks see it; read-only objects and read-only credentials are refused
+(exit 2); the agents' INFORMs (coldStart, linkUp, the linkDown retransmitted once the link is
+back, authenticationFailure), v2c and v3, reach the lab's receiver and its events. One lab."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import pytest
 
 from testbed.lab.api import Lab
+from testbed.lab.services.trapd import read_traps
 from testbed.snmp import manager
 from tests.assertions import run_cli
 
@@ -82,6 +85,29 @@ def _set(lab, *args):
     return run_cli("snmp", "set", lab.name, *args, "--json", timeout=60)
 
 
+def _traps(lab, **match):
+    rows, _ = read_traps(lab.dir)
+    return [t for t in rows if all(t.get(k) == v for k, v in match.items())]
+
+
+def test_every_agent_says_cold_start_with_v2c_and_v3(set_lab):
+    for host in ("Web1", "Web2"):
+        set_lab.wait_for(
+            lambda host=host: (
+                {t["version"] for t in _traps(set_lab, agent=host, trap="coldStart")}
+                == {"v2c", "v3"}
+            ),
+            10,
+            f"coldStart from {host}",
+        )
+    cold = _traps(set_lab, agent="Web1", trap="coldStart")[0]
+    assert cold["pdu"] == "inform"
+    assert cold["sys_uptime"] < 500  # sent within 5 s of the agent's start
+    listed = run_cli("traps", set_lab.name, "--json", timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert any(json.loads(line)["trap"] == "coldStart" for line in listed.stdout.splitlines())
+
+
 def test_write_user_sets_sys_contact_and_every_set_is_an_event(set_lab):
     done = _set(set_lab, "Web1", "SNMPv2-MIB::sysContact", "ops on call")
     assert done.returncode == 0, done.stderr
@@ -126,6 +152,7 @@ def test_bad_set_input_exits_2(set_lab):
 def test_if_admin_status_takes_a_target_out_of_service_and_back(set_lab):
     route = set_lab.host("Web1").cmd("ip route show default").strip()
     done = _set(set_lab, "Web1", "IF-MIB::ifAdminStatus.2", "2")
+    down_at = json.loads(done.stdout)["time"]  # when the agent answered
     # The agent answers before the interface goes down (its answer leaves through it).
     assert done.returncode == 0, done.stderr
     set_lab.wait_for(
@@ -135,7 +162,50 @@ def test_if_admin_status_takes_a_target_out_of_service_and_back(set_lab):
     # Nothing answers over eth0 now: the way back is from the host itself.
     done = _set(set_lab, "Web1", "IF-MIB::ifAdminStatus.2", "1", "--vantage", "Web1")
     assert done.returncode == 0, done.stderr
+    up_at = json.loads(done.stdout)["time"]  # the link is up when the agent answers
+    # linkUp, and the linkDown the agent made while the link was down (an INFORM, sent again
+    # every second): both within 2 s of the link coming back, with v2c and with v3.
+    for trap in ("linkUp", "linkDown"):
+        set_lab.wait_for(
+            lambda trap=trap: (
+                {
+                    t["version"]
+                    for t in _traps(set_lab, agent="Web1", trap=trap)
+                    if t["received"] > down_at
+                }
+                == {"v2c", "v3"}
+            ),
+            5,
+            f"{trap} from Web1",
+        )
+    link_down = next(t for t in _traps(set_lab, agent="Web1", trap="linkDown"))
+    assert -0.1 < link_down["received"] - up_at < 2.0, (link_down, up_at)
+    assert link_down["sent"] < up_at - 1.0, link_down  # made while the link was down
+    assert link_down["varbinds"]["ifAdminStatus.2"] == 2
+    link_up = next(t for t in _traps(set_lab, agent="Web1", trap="linkUp"))
+    assert -0.1 < link_up["received"] - up_at < 2.0, (link_up, up_at)
+    print(
+        f"linkDown made {link_down['sent'] - down_at:.2f} s after the SET down, received "
+        f"{link_down['received'] - up_at:.2f} s after the SET up ("
+        f"{link_down['received'] - link_down['sent']:.2f} s late); linkUp "
+        f"{link_up['received'] - up_at:.2f} s after"
+    )
+    events = [e for e in set_lab.events() if e.status == "TRAP_LINKDOWN"]
+    assert events, "no linkDown event"
     back = set_lab.wait_target_state("TG", "Web1", "healthy", STATE_TIMEOUT)
     assert set_lab.host("Web1").cmd("ip route show default").strip() == route
     assert set_lab.target_state("TG", "Web2") == "healthy"
     print(f"unhealthy {took:.1f} s after the SET, healthy {back:.1f} s after up")
+
+
+def test_wrong_community_gives_an_authentication_failure_trap(set_lab):
+    done = _set(set_lab, "Web2", "SNMPv2-MIB::sysContact", "x", "--community", "guess")
+    assert done.returncode == 1, done.stderr  # no answer to a wrong community
+    set_lab.wait_for(
+        lambda: (
+            {t["version"] for t in _traps(set_lab, agent="Web2", trap="authenticationFailure")}
+            == {"v2c", "v3"}
+        ),
+        5,
+        "authenticationFailure from Web2",
+    )
