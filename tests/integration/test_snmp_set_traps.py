@@ -159,6 +159,18 @@ def test_if_admin_status_takes_a_target_out_of_service_and_back(set_lab):
         lambda: "DOWN" in set_lab.host("Web1").cmd("ip -br link show eth0"), 2, "eth0 down"
     )
     took = set_lab.wait_target_state("TG", "Web1", "unhealthy", STATE_TIMEOUT)
+    # The holder says so too, as an ELB-LAB-MIB notification (elbLabTargetHealthChange).
+    set_lab.wait_for(
+        lambda: [
+            t
+            for t in _traps(set_lab, agent="holder", trap="elbLabTargetHealthChange")
+            if t["varbinds"]["elbLabResource"].startswith("Web1:")
+            and t["varbinds"]["elbLabNewState"] == "unhealthy"
+            and t["received"] > down_at
+        ],
+        5,
+        "the holder's notification that Web1 is unhealthy",
+    )
     # Nothing answers over eth0 now: the way back is from the host itself.
     done = _set(set_lab, "Web1", "IF-MIB::ifAdminStatus.2", "1", "--vantage", "Web1")
     assert done.returncode == 0, done.stderr

@@ -4,7 +4,12 @@ reading them back (the real ones: tests/integration/test_snmp_set_traps.py)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 from pysnmp.proto import rfc1902
 
 from testbed.lab.events import read_events
@@ -60,3 +65,59 @@ def test_receiver_records_both_times_and_writes_an_event(tmp_path):
     assert (event.logical_id, event.status) == ("Web1", "TRAP_LINKDOWN")
     assert "(+6.800 s)" in event.reason
     assert json.loads((tmp_path / trapd.TRAPS).read_text().splitlines()[0])["agent"] == "Web1"
+
+
+def test_holder_events_become_lab_mib_notifications():
+    event = {
+        "time": 100.25,
+        "logical_id": "Web1:80",
+        "resource_type": "Lab::TargetHealth",
+        "status": "TARGET_UNHEALTHY",
+        "reason": "NLB/TG: healthy -> unhealthy (2 consecutive health checks failed (timeout))",
+    }
+    oid, binds = trapd.lab_notification(event)
+    assert oid == "1.3.6.1.4.1.32473.1.0.1"
+    named = {trapd.LAB_OBJECTS[o]: v for o, v in binds}
+    assert named == {
+        "elbLabResource": "Web1:80",
+        "elbLabGroup": "NLB/TG",
+        "elbLabOldState": "healthy",
+        "elbLabNewState": "unhealthy",
+        "elbLabReason": "2 consecutive health checks failed (timeout)",
+        "elbLabEventTime": "100.250",
+    }
+    scaling = dict(event, resource_type=trapd.SCALING_TYPE, status="SCALING_ACTIVITY")
+    scaling["reason"] = "Launching a new EC2 instance: Successful"
+    assert trapd.lab_notification(scaling)[0] == "1.3.6.1.4.1.32473.1.0.2"
+    assert trapd.lab_notification(dict(event, status="FLOWS_TERMINATED")) is None
+
+
+@pytest.mark.skipif(not shutil.which("snmptranslate"), reason="net-snmp's snmptranslate is missing")
+def test_net_snmp_loads_the_lab_mib():
+    mib_dir = Path(trapd.__file__).parents[2] / "snmp" / "mib"
+    for args in (["-m", "+ELB-LAB-MIB"], ["-m", "ELB-LAB-MIB"]):
+        done = subprocess.run(
+            [
+                "snmptranslate",
+                *args,
+                "-M",
+                f"+{mib_dir}",
+                "-On",
+                "ELB-LAB-MIB::elbLabScalingActivity",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, MIBS=""),
+            check=False,
+        )
+        assert done.stdout.strip() == ".1.3.6.1.4.1.32473.1.0.2", done.stderr[-2000:]
+    for oid, name in {**trapd.LAB_NOTIFICATIONS, **trapd.LAB_OBJECTS}.items():
+        done = subprocess.run(
+            ["snmptranslate", "-m", "ELB-LAB-MIB", "-M", f"+{mib_dir}", oid],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, MIBS=""),
+            check=False,
+        )
+        instance = ".0" if oid in trapd.LAB_OBJECTS else ""  # scalars' instance
+        assert done.stdout.strip() == f"ELB-LAB-MIB::{name}{instance}", (oid, done.stderr[-500:])

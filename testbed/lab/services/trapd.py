@@ -9,6 +9,10 @@ taken for it. (The holder lives in the machine's own namespace, which no lab hos
 Agents send their notifications to it as INFORMs (snmpd `trapsess -Ci`: retransmitted until
 acknowledged), with SNMPv2c (the agent's community) and, when the template has a V3 user,
 SNMPv3 too (that user, authPriv; the receiver is the authoritative engine of an inform).
+The holder's own notifications (a target's health transition, an Auto Scaling activity) are
+INFORMs under the lab's ELB-LAB-MIB (testbed/snmp/mib/ELB-LAB-MIB.txt), sent by the holder's
+notifier, a second process on the same host that follows the holder's events (the holder
+runs in the machine's namespace, which has no route into the lab).
 Each notification becomes a line of the lab's traps.jsonl and a lab event
 (Lab::Snmp::Trap): the agent (host), the version, the trap OID and name, sysUpTime in the
 PDU, the time the agent sent it (its boot time, learnt from the notifications it sent,
@@ -20,6 +24,7 @@ plus that sysUpTime) and the time received, and every varbind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -35,6 +40,8 @@ from testbed.plan.network import HostPlan
 
 PORT = 162
 WHAT = "trapd"
+NOTIFIER = "trapd-notifier"
+NOTIFIER_LOG = "trapd-notifier.log"
 EVENT_TYPE = "Lab::Snmp::Trap"
 TRAPS = "traps.jsonl"  # in the lab directory
 SPEC = "trapd.json"
@@ -94,11 +101,19 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     proc = ctx.journal.start(
         netns_argv(ctx.lab, host.name, argv), what=WHAT, host=host.name, log=hdir / LOG, env=ctx.env
     )
+    notifier = ctx.journal.start(
+        netns_argv(ctx.lab, host.name, [*argv[:-1], "--notifier", str(spec)]),
+        what=NOTIFIER,
+        host=host.name,
+        log=hdir / NOTIFIER_LOG,
+        env=ctx.env,
+    )
     ctx.events.emit(
         host.name,
         EVENT_TYPE,
         "TRAPD_STARTED",
-        f"pid {proc.pid}, udp {', '.join(f'{a}:{PORT}' for a in spec_for(ctx, host)['addresses'])}",
+        f"pid {proc.pid} (holder's notifier: pid {notifier.pid}), udp "
+        + ", ".join(f"{a}:{PORT}" for a in spec_for(ctx, host)["addresses"]),
     )
     return proc
 
@@ -126,6 +141,8 @@ def _value(value: Any) -> Any:
 
 
 def _name(oid: str) -> str:
+    if oid in LAB_OBJECTS:
+        return LAB_OBJECTS[oid]
     for prefix, name in VARBIND_NAMES.items():
         if oid.startswith(prefix + "."):
             return name + oid[len(prefix) :]
@@ -158,6 +175,8 @@ class Receiver:
         values = {oid: _value(v) for oid, v in varbinds}
         uptime = int(values.get(SYS_UPTIME, 0))
         trap_oid = str(values.get(SNMP_TRAP_OID, ""))
+        if trap_oid in LAB_NOTIFICATIONS:
+            agent = HOLDER
         boot = min(self.boot.get(agent, received), received - uptime / 100)
         self.boot[agent] = boot
         version = "v3" if message.get("model") == 3 else "v2c"
@@ -181,8 +200,9 @@ class Receiver:
             handle.write(json.dumps(entry) + "\n")
         delay = max(0.0, received - entry["sent"])
         shown = " ".join(f"{k}={v}" for k, v in extra.items())
+        about = str(extra.get("elbLabResource", agent))
         self.events.emit(
-            agent,
+            about if agent == HOLDER else agent,
             EVENT_TYPE,
             f"TRAP_{name.upper()}" if name in NAMES.values() or _lab_name(trap_oid) else "TRAP",
             f"{name} ({trap_oid}) {version} {kind} from {ip}: sent {_clock(entry['sent'])} "
@@ -196,11 +216,33 @@ def _clock(when: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
 
 
-LAB_ENTERPRISE = "1.3.6.1.4.1.99999"
+# ELB-LAB-MIB (testbed/snmp/mib/ELB-LAB-MIB.txt): enterprises.32473 is RFC 5612's number
+# for documentation use (the lab has no number of its own); the lab is its branch 1.
+LAB_MIB = "1.3.6.1.4.1.32473.1"
+TARGET_HEALTH_CHANGE = f"{LAB_MIB}.0.1"
+SCALING_ACTIVITY = f"{LAB_MIB}.0.2"
 LAB_NOTIFICATIONS = {
-    f"{LAB_ENTERPRISE}.0.1": "elbLabTargetHealthChange",
-    f"{LAB_ENTERPRISE}.0.2": "elbLabScalingActivity",
+    TARGET_HEALTH_CHANGE: "elbLabTargetHealthChange",
+    SCALING_ACTIVITY: "elbLabScalingActivity",
 }
+LAB_OBJECTS = {
+    f"{LAB_MIB}.1.{i}.0": name
+    for i, name in enumerate(
+        (
+            "elbLabResource",
+            "elbLabGroup",
+            "elbLabOldState",
+            "elbLabNewState",
+            "elbLabReason",
+            "elbLabEventTime",
+        ),
+        start=1,
+    )
+}
+HOLDER = "holder"  # the agent name of the holder's notifications
+# The holder's events that become notifications: (resource type, status prefix).
+TARGET_HEALTH_TYPE = "Lab::TargetHealth"
+SCALING_TYPE = "AWS::AutoScaling::AutoScalingGroup"
 
 
 def _lab_name(oid: str) -> str | None:
@@ -254,10 +296,102 @@ async def serve(spec: dict[str, Any]) -> None:
         snmp_engine.transport_dispatcher.close_dispatcher()
 
 
+def lab_notification(event: dict[str, Any]) -> tuple[str, list[tuple[str, str]]] | None:
+    """The ELB-LAB-MIB notification (OID, [(object OID, text)]) for one of the holder's
+    events, or None for an event that is none: a target's health transition
+    (Lab::TargetHealth TARGET_*), an Auto Scaling activity (SCALING_ACTIVITY)."""
+    objects = {name: oid for oid, name in LAB_OBJECTS.items()}
+    when = f"{event['time']:.3f}"
+    if event["resource_type"] == TARGET_HEALTH_TYPE and event["status"].startswith("TARGET_"):
+        # "NLB/TG: healthy -> unhealthy (why)"
+        group, _, change = event["reason"].partition(": ")
+        old, _, rest = change.partition(" -> ")
+        new, _, why = rest.partition(" (")
+        fields = {
+            "elbLabResource": event["logical_id"],
+            "elbLabGroup": group,
+            "elbLabOldState": old,
+            "elbLabNewState": new,
+            "elbLabReason": why[:-1] if why.endswith(")") else why,
+            "elbLabEventTime": when,
+        }
+        return TARGET_HEALTH_CHANGE, [(objects[k], v) for k, v in fields.items()]
+    if event["resource_type"] == SCALING_TYPE and event["status"] == "SCALING_ACTIVITY":
+        fields = {
+            "elbLabResource": event["logical_id"],
+            "elbLabReason": event["reason"],
+            "elbLabEventTime": when,
+        }
+        return SCALING_ACTIVITY, [(objects[k], v) for k, v in fields.items()]
+    return None
+
+
+async def notify(spec: dict[str, Any]) -> None:
+    """The holder's notifier: its events (events.jsonl) as ELB-LAB-MIB INFORMs (v2c) to the
+    receiver. It runs next to the receiver, because the holder's own namespace has no route
+    into the lab."""
+    from pysnmp.hlapi.v3arch.asyncio import (
+        CommunityData,
+        ContextData,
+        NotificationType,
+        ObjectIdentity,
+        SnmpEngine,
+        UdpTransportTarget,
+        send_notification,
+    )
+    from pysnmp.proto.rfc1902 import OctetString
+
+    engine = SnmpEngine()
+    target = await UdpTransportTarget.create(
+        (spec["addresses"][0], int(spec["port"])), timeout=1, retries=5
+    )
+    auth = CommunityData(spec["communities"][0], mpModel=1)
+    path = Path(spec["lab_dir"]) / "events.jsonl"
+    offset = 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("notifier following " + str(path), flush=True)
+    while not stop.is_set():
+        data = b""
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        end = data.rfind(b"\n") + 1
+        offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            try:
+                found = lab_notification(json.loads(line))
+            except (ValueError, KeyError):
+                continue
+            if found is None:
+                continue
+            oid, binds = found
+            notification = NotificationType(ObjectIdentity(oid)).add_varbinds(
+                *[(ObjectIdentity(o), OctetString(v.encode())) for o, v in binds]
+            )
+            error, *_ = await send_notification(
+                engine, auth, target, ContextData(), "inform", notification
+            )
+            if error:
+                print(f"inform {oid} not acknowledged: {error}", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    engine.close_dispatcher()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--notifier":
+        asyncio.run(notify(json.loads(Path(args[1]).read_text())))
+        return 0
     if len(args) != 1:
-        print("usage: python -m testbed.lab.services.trapd SPEC.json", file=sys.stderr)
+        print(
+            "usage: python -m testbed.lab.services.trapd [--notifier] SPEC.json",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(serve(json.loads(Path(args[0]).read_text())))
     return 0
