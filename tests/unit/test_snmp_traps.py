@@ -121,3 +121,14 @@ def test_net_snmp_loads_the_lab_mib():
         )
         instance = ".0" if oid in trapd.LAB_OBJECTS else ""  # scalars' instance
         assert done.stdout.strip() == f"ELB-LAB-MIB::{name}{instance}", (oid, done.stderr[-500:])
+
+
+def test_receiver_learns_hosts_added_since_it_started(load, tmp_path):
+    plan = build_plan(load(template()), "t")
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    receiver = trapd.Receiver({"lab_dir": str(tmp_path), "hosts": {}})
+    web1 = plan.host("Web1")
+    receiver.last_message = {"address": (web1.ip, 4000), "model": 2, "pdu": "SNMPv2TrapPDU"}
+    entry = receiver.record([(trapd.SYS_UPTIME, rfc1902.TimeTicks(5))], 10.0)
+    assert entry["agent"] == "Web1"
+    assert entry["pdu"] == "trap"

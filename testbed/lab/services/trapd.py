@@ -36,6 +36,7 @@ from typing import Any
 from testbed.lab.events import EventLog
 from testbed.lab.hostexec import host_dir, netns_argv
 from testbed.lab.services import ServiceContext
+from testbed.naming import PLAN_FILE
 from testbed.plan.network import HostPlan
 
 PORT = 162
@@ -159,6 +160,18 @@ class Receiver:
         self.boot: dict[str, float] = {}  # agent -> estimated boot time (earliest seen)
         self.last_message: dict[str, Any] = {}
 
+    def _reload_hosts(self) -> None:
+        """Who is who again, from the lab's current network plan."""
+        try:
+            plan = json.loads((self.lab_dir / PLAN_FILE).read_text())
+            self.spec["hosts"] = {
+                ip: h["name"]
+                for h in plan.get("hosts", [])
+                for ip in (h["ip"], *h.get("extra_ips", []))
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
     def observe(self, _engine: Any, _point: str, variables: dict, _ctx: Any) -> None:
         self.last_message = {
             "address": variables.get("transportAddress"),
@@ -171,6 +184,8 @@ class Receiver:
         message = self.last_message
         address = message.get("address")
         ip = address[0] if address else ""
+        if ip not in self.spec["hosts"]:
+            self._reload_hosts()  # a host launched, or a stack added, since the start
         agent = self.spec["hosts"].get(ip, ip)
         values = {oid: _value(v) for oid, v in varbinds}
         uptime = int(values.get(SYS_UPTIME, 0))
