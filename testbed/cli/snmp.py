@@ -11,7 +11,8 @@ from typing import Any
 
 from testbed.cli.common import subcommand, table
 from testbed.errors import BadInput
-from testbed.snmp.manager import monitor, query
+from testbed.snmp.client import SET_TYPES
+from testbed.snmp.manager import REFUSALS, monitor, query, set_object
 from testbed.snmp.mibs import DEFAULT_MONITOR_OBJECTS, MODULES, OBJECTS, oid_text
 
 VANTAGE_HELP = """\
@@ -24,6 +25,7 @@ where the manager runs:
   vantage runs one poller process (journaled by the lab, like all its processes).
   --vantage HOST picks it yourself (it must be in the agents' realm)."""
 
+SNMP_TRAP_ENTERPRISE = "1.3.6.1.6.3.1.1.4.3.0"  # snmpTrapEnterprise: not worth a column
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -69,6 +71,7 @@ def register(sub: Any) -> None:
         "  testbed snmp walk default WebA1 IF-MIB::ifHCInOctets\n"
         "  testbed snmp walk default WebA1 ifTable\n"
         "  testbed snmp get default Client1 1.3.6.1.2.1.1.5.0 --v3\n"
+        "  testbed snmp set default WebA1 SNMPv2-MIB::sysContact 'ops on call'\n"
         "  testbed snmp names IF-MIB\n\n" + VANTAGE_HELP,
     )
     p.set_defaults(snmp_parser=p)
@@ -103,6 +106,56 @@ def register(sub: Any) -> None:
         )
         _agent_options(q)
         q.add_argument("--json", action="store_true", help="one JSON row per line")
+    s = subcommand(
+        actions,
+        "set",
+        cmd_set,
+        "SET one instance (as the template's SNMPv3 write user)",
+        epilog="examples:\n"
+        "  testbed snmp set default WebA1 SNMPv2-MIB::sysLocation 'rack 4'\n"
+        "  testbed snmp set default WebA1 IF-MIB::ifAdminStatus.2 2      # eth0 down\n"
+        "  testbed snmp set default WebA1 IF-MIB::ifAdminStatus.2 1 --vantage WebA1\n\n"
+        "Writable with the template's Metadata.Lab.Snmp.Write user (SNMPv3 authPriv; no\n"
+        "community can write): sysContact, sysName, sysLocation and ifAdminStatus.N\n"
+        "(up(1)/down(2) takes the host's interface up/down; its routes come back with it).\n"
+        "An instance whose interface is down can only be asked from itself: --vantage HOST.\n"
+        "Every SET is a lab event (testbed events LAB): SNMP_SET or SNMP_SET_FAILED.\n\n"
+        "Exit 0 when the agent took the value, 2 when it refused it (notWritable: a\n"
+        "read-only object; noAccess / authorizationError: credentials that may not write)\n"
+        "or for a bad name, 1 when it did not answer (timeout, unknown credentials).",
+    )
+    s.add_argument("name", help="lab name")
+    s.add_argument("host", help="host whose agent to ask (template logical id)")
+    s.add_argument("object", metavar="OID", help="MODULE::name[.index] or a numeric OID")
+    s.add_argument("value", help="the new value")
+    s.add_argument(
+        "--type",
+        "-t",
+        choices=sorted(SET_TYPES),
+        default=None,
+        help="snmpset's type letter: i INTEGER, u Unsigned32, t TimeTicks, a IpAddress, "
+        "o OID, s string, x hex string, c Counter32, g Gauge32 (default: i for a number, "
+        "s otherwise)",
+    )
+    who = s.add_mutually_exclusive_group()
+    who.add_argument(
+        "--read-user",
+        action="store_true",
+        help="ask as the read-only SNMPv3 user (to see a refusal)",
+    )
+    who.add_argument(
+        "--community",
+        nargs="?",
+        const="",
+        metavar="TEXT",
+        help="ask with a v2c community (default: the template's read-only one)",
+    )
+    s.add_argument(
+        "--timeout", type=seconds, default=None, metavar="DURATION", help="wait for the answer"
+    )
+    s.add_argument("--retries", type=int, default=1, help="retries after a timeout (default 1)")
+    s.add_argument("--vantage", metavar="HOST", help="run the manager in this lab host")
+    s.add_argument("--json", action="store_true", help="the answer as one JSON row")
     n = subcommand(
         actions,
         "names",
@@ -112,6 +165,27 @@ def register(sub: Any) -> None:
     )
     n.add_argument("module", nargs="?", help="only this MIB module")
 
+    t = subcommand(
+        sub,
+        "traps",
+        cmd_traps,
+        "the SNMP notifications the lab's receiver got (coldStart, linkDown, ...)",
+        epilog="examples:\n"
+        "  testbed traps default\n"
+        "  testbed traps default --watch            # and the ones still to come (Ctrl-C)\n"
+        "  testbed traps default --json | jq .\n\n"
+        "Every agent sends its notifications as INFORMs (retransmitted every second until\n"
+        "acknowledged) to the receiver on the lab's resolver host (LabDNS, UDP 162), with\n"
+        "SNMPv2c and, when the template has a V3 user, SNMPv3: coldStart, linkUp/linkDown\n"
+        "(the agent looks every second), authenticationFailure (a wrong community or user).\n"
+        "A linkDown about an instance's only interface arrives once the link is back:\n"
+        "SENT is when the agent made it (its sysUpTime in the PDU), RECEIVED when it got\n"
+        "here. The holder's own notifications (target health, scaling) come under\n"
+        "ELB-LAB-MIB (testbed/snmp/mibs/ELB-LAB-MIB.txt). Each is also a lab event.",
+    )
+    t.add_argument("name", help="lab name")
+    t.add_argument("--watch", "-w", action="store_true", help="keep printing new ones")
+    t.add_argument("--json", action="store_true", help="one JSON object per notification")
     m = subcommand(
         sub,
         "monitor",
@@ -218,6 +292,92 @@ def cmd_get(args: Any) -> int:
 
 def cmd_walk(args: Any) -> int:
     return _query(args, "walk")
+
+
+def cmd_set(args: Any) -> int:
+    import json
+
+    kind = args.type or ("i" if re.fullmatch(r"-?\d+", args.value) else "s")
+    if args.read_user:
+        as_ = "v3"
+    elif args.community is not None:
+        as_ = f"community={args.community}" if args.community else "community"
+    else:
+        as_ = "write"
+    done = set_object(
+        args.name,
+        args.host,
+        args.object,
+        args.value,
+        kind,
+        as_=as_,
+        timeout=args.timeout or 2.0,
+        retries=args.retries,
+        vantage_host=args.vantage,
+    )
+    row = done.row
+    name = f"{row['object']}.{row['index']}" if row["index"] != "" else row["object"]
+    if args.json:
+        print(json.dumps(dict(row, credentials=done.credentials, vantage=done.vantage)))
+    if done.refused:
+        raise BadInput(
+            f"{args.host} refused SET {name} = {args.value!r} as {done.credentials}: "
+            f"{done.refused} ({REFUSALS[done.refused]})"
+        )
+    if row["error"].startswith("badValue"):
+        raise BadInput(f"SET {name}: {row['error']}")
+    if row["error"]:
+        print(
+            f"error: {args.host} did not answer the SET of {name} as {done.credentials} from "
+            f"{done.vantage} ({row['error']}); an interface that is down is reached only from "
+            "the host itself (--vantage HOST)",
+            file=sys.stderr,
+        )
+        return 1
+    if not args.json:
+        print(f"{name} = {row['type']}: {row['value']}  (set as {done.credentials})")
+    return 0
+
+
+def _trap_line(trap: dict[str, Any]) -> str:
+    import time
+
+    def clock(when: float) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+
+    delay = max(0.0, trap["received"] - trap["sent"])
+    binds = " ".join(f"{k}={v}" for k, v in trap["varbinds"].items() if k != SNMP_TRAP_ENTERPRISE)
+    return (
+        f"{clock(trap['received'])}  {clock(trap['sent'])}  {delay:7.3f}  {trap['agent']:<12} "
+        f"{trap['version']:<3} {trap['pdu']:<6} {trap['trap']:<22} {binds}"
+    )
+
+
+def cmd_traps(args: Any) -> int:
+    import json
+    import time
+
+    from testbed.lab.api import Lab
+    from testbed.lab.services.trapd import read_traps
+
+    lab = Lab.attach(args.name)
+    rows, offset = read_traps(lab.dir)
+    header = (
+        "RECEIVED      SENT          DELAY s  AGENT        VER PDU    TRAP"
+        "                   VARBINDS"
+    )
+    if not args.json:
+        print(header)
+    while True:
+        for trap in rows:
+            print(json.dumps(trap) if args.json else _trap_line(trap), flush=True)
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+        rows, offset = read_traps(lab.dir, offset)
 
 
 def cmd_names(args: Any) -> int:

@@ -2,7 +2,12 @@
 
 Template:  Metadata: {Lab: {Snmp: {Enabled: true, Community: elblab-ro,
                                    V3: {User: mon, AuthPassword: ..., PrivPassword: ...,
-                                        AuthProtocol: SHA, PrivProtocol: AES}}}}
+                                        AuthProtocol: SHA, PrivProtocol: AES},
+                                   Write: {User: ops, AuthPassword: ..., PrivPassword: ...}}}}
+
+V3 is the read-only user. Write is the only one that may SET (sysContact, sysName,
+sysLocation, ifAdminStatus): an SNMPv3 user with authentication and privacy (authPriv),
+never a community, whose secrets would cross the network in clear.
 Host:      Metadata: {Lab: {Snmp: false}}                 no agent on this host
            Metadata: {Lab: {Snmp: {Community: other}}}    these fields differ here
 
@@ -22,7 +27,7 @@ from testbed.model.types import SnmpOptions, SnmpV3User, StackModel, frozen_map
 from testbed.template.intrinsics import as_text
 from testbed.template.nodes import describe, did_you_mean, line_of
 
-SNMP_KEYS = ("Enabled", "Community", "V3")
+SNMP_KEYS = ("Enabled", "Community", "V3", "Write")
 V3_KEYS = ("User", "AuthPassword", "PrivPassword", "AuthProtocol", "PrivProtocol")
 # The names net-snmp's createUser and pysnmp both support.
 AUTH_PROTOCOLS = ("MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
@@ -66,20 +71,26 @@ def _community(value: Any, where: str, line: int | None, owner: str | None) -> s
     return text
 
 
-def _v3(value: Any, where: str, line: int | None, owner: str | None) -> SnmpV3User:
-    where = f"{where}.V3"
+def _v3(value: Any, where: str, line: int | None, owner: str | None, key: str = "V3") -> SnmpV3User:
+    where = f"{where}.{key}"
+    writer = key == "Write"
     if not isinstance(value, dict):
         raise BadInput(
             f"{where} must be a mapping (User, AuthPassword, PrivPassword, "
             f"AuthProtocol, PrivProtocol), not {describe(value)}",
             line=line,
             logical_id=owner,
+            hint="a write user is an SNMPv3 user with authentication and privacy; "
+            "there is no write community"
+            if writer
+            else None,
         )
     _check_keys(value, V3_KEYS, where, line, owner)
-    for key in ("User", "AuthPassword", "PrivPassword"):
-        if key not in value:
+    for needed in ("User", "AuthPassword", "PrivPassword"):
+        if needed not in value:
+            why = ": a writer may not SET without authentication and privacy" if writer else ""
             raise BadInput(
-                f"{where} needs {key} (authPriv: both passwords are required)",
+                f"{where} needs {needed} (authPriv: both passwords are required{why})",
                 line=line,
                 logical_id=owner,
             )
@@ -155,6 +166,22 @@ def _fields(value: Any, where: str, line: int | None, owner: str | None) -> dict
             fields["v3"] = None
         else:
             fields["v3"] = _v3(v3, where, at, owner)
+    if "Write" in value:
+        write = value["Write"]
+        at = line_of(value, "Write", line)
+        text = as_text(write)
+        if text is not None and text.lower() == "false":
+            fields["write"] = None
+        else:
+            fields["write"] = _v3(write, where, at, owner, key="Write")
+    read_user = fields["v3"].user if fields.get("v3") else None
+    if fields.get("write") and read_user == fields["write"].user:
+        raise BadInput(
+            f"{where}.Write.User {read_user!r} is also the read-only V3 user",
+            line=line_of(value, "Write", line),
+            logical_id=owner,
+            hint="give the write user a name of its own",
+        )
     return fields
 
 

@@ -282,7 +282,7 @@ class InternetClient:
 
 @dataclass(frozen=True)
 class SnmpV3User:
-    """An SNMPv3 read-only user with authentication and privacy (authPriv)."""
+    """An SNMPv3 user with authentication and privacy (authPriv): read-only, or the writer."""
 
     user: str
     auth_password: str
@@ -303,6 +303,8 @@ class SnmpOptions:
     # Deliberately not "public": the well-known default is what scanners try first.
     community: str = "elblab-ro"
     v3: SnmpV3User | None = None
+    # The SNMPv3 user (authPriv) that may SET sysContact/sysName/sysLocation/ifAdminStatus.
+    write: SnmpV3User | None = None
 
 
 @dataclass(frozen=True)

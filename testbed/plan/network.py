@@ -977,11 +977,14 @@ def snmp_plan(model: StackModel, host_id: str, vpc_id: str | None = None) -> dic
     # Managers poll from the host's own realm (testbed.snmp.vantage): its VPC, or the
     # internet segment for clients. Nobody else may ask, as a security group would have it.
     sources = [str(model.vpcs[vpc_id].cidr) if vpc_id is not None else str(INTERNET_CIDR)]
-    return {
+    out = {
         "community": options.community,
         "v3": asdict(options.v3) if options.v3 else None,
         "sources": sources,
     }
+    if options.write:  # only then: plans of templates without a writer stay as they were
+        out["write"] = asdict(options.write)
+    return out
 
 
 def _trunk(

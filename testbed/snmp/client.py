@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.lab.services.snmpd import PYSNMP_AUTH, PYSNMP_PRIV
 from testbed.snmp import mibs
 from testbed.snmp.mibs import OID, Target
 
@@ -65,21 +66,9 @@ class Credentials:
         )
 
 
-AUTH = {
-    "MD5": "USM_AUTH_HMAC96_MD5",
-    "SHA": "USM_AUTH_HMAC96_SHA",
-    "SHA-224": "USM_AUTH_HMAC128_SHA224",
-    "SHA-256": "USM_AUTH_HMAC192_SHA256",
-    "SHA-384": "USM_AUTH_HMAC256_SHA384",
-    "SHA-512": "USM_AUTH_HMAC384_SHA512",
-}
-# AES-192/256 as net-snmp does them (Blumenthal key extension).
-PRIV = {
-    "DES": "USM_PRIV_CBC56_DES",
-    "AES": "USM_PRIV_CFB128_AES",
-    "AES-192": "USM_PRIV_CFB192_AES_BLUMENTHAL",
-    "AES-256": "USM_PRIV_CFB256_AES_BLUMENTHAL",
-}
+# pysnmp's names of the template's protocols (shared with the lab's trap receiver).
+AUTH = PYSNMP_AUTH
+PRIV = PYSNMP_PRIV
 
 
 def _protocol(table: dict[str, str], name: str) -> Any:
@@ -99,8 +88,10 @@ async def _request(
     oids: list[OID],
     non_repeaters: int,
     max_repetitions: int,
+    set_values: list | None = None,
 ) -> tuple[Any, Any, list]:
-    """One GET or GETBULK through pysnmp's command generators: (indication, status, varbinds).
+    """One GET, GETBULK or SET (set_values: [(ObjectName, value)]) through pysnmp's command
+    generators: (indication, status, varbinds).
 
     The hlapi get_cmd/bulk_cmd would look every requested OID up in pysnmp's MIB tree first
     (~0.4 ms per OID); numeric OIDs need none of that."""
@@ -127,13 +118,50 @@ async def _request(
             future.set_result((indication, status, list(varbinds)))
 
     varbinds = [(ObjectName(oid), Null("")) for oid in oids]
-    if command == "get":
+    if command == "set":
+        cmdgen.SetCommandGenerator().send_varbinds(engine, address, None, b"", set_values, done)
+    elif command == "get":
         cmdgen.GetCommandGenerator().send_varbinds(engine, address, None, b"", varbinds, done)
     else:
         cmdgen.BulkCommandGenerator().send_varbinds(
             engine, address, None, b"", non_repeaters, max_repetitions, varbinds, done
         )
     return await future
+
+
+# snmpset's type letters -> pysnmp types.
+SET_TYPES = {
+    "i": "Integer32",
+    "u": "Unsigned32",
+    "t": "TimeTicks",
+    "a": "IpAddress",
+    "o": "ObjectIdentifier",
+    "s": "OctetString",
+    "x": "OctetString",
+    "c": "Counter32",
+    "g": "Gauge32",
+}
+
+
+def set_value(kind: str, value: str) -> Any:
+    """The pysnmp value of `value` as snmpset type letter `kind` (ValueError if it is not)."""
+    from pysnmp.proto import rfc1902
+
+    if kind not in SET_TYPES:
+        raise ValueError(f"unknown type {kind!r} (types: {', '.join(SET_TYPES)})")
+    cls = getattr(rfc1902, SET_TYPES[kind])
+    if kind == "x":
+        return cls(hexValue=value.replace(" ", "").removeprefix("0x"))
+    if kind == "s":
+        return cls(value.encode())
+    if kind == "o":
+        return cls(mibs.parse_oid(value))
+    if kind == "a":
+        return cls(value)
+    try:
+        return cls(int(value))
+    except Exception as exc:  # pyasn1 range errors
+        raise ValueError(f"{value!r} is not a {SET_TYPES[kind]}") from exc
 
 
 def convert(value: Any) -> tuple[Any, str, str]:
@@ -255,6 +283,29 @@ class Agent:
         if status:
             return now, str(status.prettyPrint()), []
         return now, "", [(tuple(name), value) for name, value in answer]
+
+    async def set(self, oid: OID, kind: str, value: str) -> dict[str, Any]:
+        """SET one instance to `value` of SNMP type `kind` (SET_TYPES); the answer's row,
+        its error the agent's (notWritable, noAccess, authorizationError, ...) if refused."""
+        try:
+            typed = set_value(kind, value)
+        except ValueError as exc:
+            return row(self.host, time.time(), *mibs.describe(oid), error=f"badValue: {exc}")
+        try:
+            target = await self._transport()
+            from pysnmp.proto.rfc1902 import ObjectName
+
+            indication, status, answer = await _request(
+                self.engine, self._auth, target, "set", [], 0, 0, [(ObjectName(oid), typed)]
+            )
+        except Exception as exc:
+            return row(self.host, time.time(), *mibs.describe(oid), error=f"error: {exc}"[:200])
+        now = time.time()
+        if indication:
+            return row(self.host, now, *mibs.describe(oid), error=error_name(indication))
+        if status:
+            return row(self.host, now, *mibs.describe(oid), error=str(status.prettyPrint()))
+        return answer_row(self.host, now, tuple(answer[0][0]), answer[0][1])
 
     async def get(self, targets: list[Target]) -> list[dict[str, Any]]:
         """GET exact instances (scalars get their .0)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import Lab
+from testbed.lab.events import EventLog
 from testbed.lab.hostexec import netns_argv
 from testbed.lab.procs import ProcessJournal
 from testbed.lab.services.snmpd import EVENT_TYPE
@@ -31,6 +32,8 @@ from testbed.snmp import counters, mibs, vantage
 from testbed.snmp.poller import POLL_COLUMNS
 from testbed.waiting import WaitTimeout, wait_for
 
+# Events of SETs: a type of their own (wait_ready reads the agents' last Lab::Snmp status).
+SET_EVENT_TYPE = "Lab::Snmp::Set"
 WHAT = "snmp-poller"  # journal label of poller processes
 WORK_DIR = "snmp"  # in the lab directory: specs, per-vantage CSVs and logs
 START_DELAY = 0.8  # s: pollers start together once every process has imported pysnmp
@@ -137,6 +140,33 @@ def _log_tail(path: Path) -> str:
     return path.read_text(errors="replace").strip()[-800:] if path.exists() else ""
 
 
+def _run_once(
+    lab: Lab, host: str, where: str, spec: dict[str, Any], kind: str, limit: float
+) -> list[dict]:
+    """Run one get/walk/set poller in `where` against `host`; its rows."""
+    plan = lab_plan(lab)
+    work = _work_dir(lab, kind)
+    out = work / "rows.jsonl"
+    spec = dict(spec, out=str(out))
+    spec.setdefault(
+        "agents", [{"host": host, "ip": plan.host(host).ip, "credentials": spec.pop("creds")}]
+    )
+    proc = _start(lab, where, spec, work)
+    try:
+        code = proc.wait(timeout=limit + GRACE)
+    except subprocess.TimeoutExpired:
+        _stop([proc])
+        raise LabError(f"the SNMP manager in {where} did not finish") from None
+    except BaseException:
+        _stop([proc])
+        raise
+    if code != 0 or not out.exists():
+        raise LabError(
+            f"the SNMP manager in {where} failed (exit {code}): {_log_tail(work / f'{where}.log')}"
+        )
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
 def query(
     lab_name: str,
     host: str,
@@ -155,37 +185,111 @@ def query(
     check_objects(objects)
     ((where, _),) = vantage.assign(plan, [host], vantage_host).items()
     wait_ready(lab, [host])
-    work = _work_dir(lab, mode)
-    out = work / "rows.jsonl"
     spec = {
         "mode": mode,
         "objects": objects,
         "timeout": timeout,
         "retries": retries,
-        "out": str(out),
-        "agents": [
-            {
-                "host": host,
-                "ip": plan.host(host).ip,
-                "credentials": _credentials(plan, host, use_v3),
-            }
-        ],
+        "creds": _credentials(plan, host, use_v3),
     }
-    proc = _start(lab, where, spec, work)
     limit = (timeout * (retries + 1)) * max(1, len(objects)) * (50 if mode == "walk" else 1)
-    try:
-        code = proc.wait(timeout=limit + GRACE)
-    except subprocess.TimeoutExpired:
-        _stop([proc])
-        raise LabError(f"the SNMP manager in {where} did not finish") from None
-    except BaseException:
-        _stop([proc])
-        raise
-    if code != 0 or not out.exists():
-        raise LabError(
-            f"the SNMP manager in {where} failed (exit {code}): {_log_tail(work / f'{where}.log')}"
+    return _run_once(lab, host, where, spec, mode, limit)
+
+
+# What an agent answers for a SET it refuses (RFC 3416 error-status names, as pysnmp
+# prints them), and what each means here.
+REFUSALS = {
+    "notWritable": "the object cannot be written (read-only, or fixed in snmpd.conf)",
+    "noAccess": "these credentials may not write this object (outside their write view)",
+    "authorizationError": "these credentials may not write at all",
+    "readOnly": "the object is read-only",
+    "wrongType": "the agent wants another type for this object",
+    "wrongValue": "the agent does not accept this value for this object",
+    "wrongLength": "the value has a length the object does not take",
+    "inconsistentValue": "the value is not acceptable now",
+    "noCreation": "no such instance, and it cannot be created",
+    "commitFailed": "the agent could not carry the change out",
+    "resourceUnavailable": "the agent lacks resources for the change",
+    "undoFailed": "the agent could not carry the change out nor undo it",
+    "genErr": "the agent failed to carry the change out",
+}
+
+
+@dataclass
+class SetOutcome:
+    """One SET: the agent's answer row, who asked and from where."""
+
+    row: dict[str, Any]
+    credentials: str  # 'write user ops', 'community elblab-ro', 'v3 user mon'
+    vantage: str
+    refused: str = ""  # the agent's error status, when it refused
+
+
+def _set_credentials(plan: NetworkPlan, host: str, as_: str) -> tuple[dict[str, Any], str]:
+    snmp = plan.host(host).snmp or {}
+    if as_ == "write":
+        if not snmp.get("write"):
+            raise BadInput(
+                f"host {host} has no SNMP write user",
+                hint="add Metadata.Lab.Snmp.Write {User, AuthPassword, PrivPassword} to the "
+                "template (SNMPv3 authPriv); there is no write community",
+            )
+        return {"v3": snmp["write"]}, f"write user {snmp['write']['user']}"
+    if as_ == "v3":
+        return _credentials(plan, host, True), f"v3 user {snmp['v3']['user']}"
+    if as_ == "community":
+        return _credentials(plan, host, False), f"community {snmp['community']}"
+    if as_.startswith("community="):
+        return {"community": as_.split("=", 1)[1]}, f"community {as_.split('=', 1)[1]}"
+    raise ValueError(f"unknown credentials {as_!r}")
+
+
+def set_object(
+    lab_name: str,
+    host: str,
+    obj: str,
+    value: str,
+    kind: str = "i",
+    as_: str = "write",
+    timeout: float = 2.0,
+    retries: int = 1,
+    vantage_host: str | None = None,
+) -> SetOutcome:
+    """SET one instance on a host's agent (as the template's write user unless `as_` says
+    'v3', 'community' or 'community=TEXT'); every SET, answered or not, is a lab event."""
+    lab = Lab.attach(lab_name)
+    plan = lab_plan(lab)
+    target = mibs.resolve(obj)
+    if target.request == "walk":
+        raise BadInput(
+            f"{obj} is not one instance: name a scalar or a column with its index",
+            hint="e.g. IF-MIB::ifAdminStatus.2, SNMPv2-MIB::sysContact",
         )
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    ((where, _),) = vantage.assign(plan, [host], vantage_host).items()
+    creds, who = _set_credentials(plan, host, as_)
+    wait_ready(lab, [host])
+    spec = {
+        "mode": "set",
+        "objects": [obj],
+        "type": kind,
+        "value": value,
+        "timeout": timeout,
+        "retries": retries,
+        "creds": creds,
+    }
+    rows = _run_once(lab, host, where, spec, "set", timeout * (retries + 1))
+    row = rows[0]
+    name = f"{row['object']}.{row['index']}" if row["index"] != "" else row["object"]
+    error = row["error"]
+    refused = error if error in REFUSALS else ""
+    outcome = "" if not error else f": {error}"
+    EventLog(lab.dir).emit(
+        host,
+        SET_EVENT_TYPE,
+        "SNMP_SET" if not error else "SNMP_SET_FAILED",
+        f"{name} = {value!r} ({kind}) as {who} from {where}{outcome}",
+    )
+    return SetOutcome(row, who, where, refused)
 
 
 def monitor(

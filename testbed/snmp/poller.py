@@ -188,13 +188,17 @@ async def run_poll(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_once(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """GET or walk (spec['mode']) the spec's objects on its single agent; the rows."""
+    """GET, walk or SET (spec['mode']) the spec's objects on its single agent; the rows."""
     from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
     engine = SnmpEngine()
     agent = make_agents(engine, spec)[0]
     targets = [mibs.resolve(o) for o in spec["objects"]]
     try:
+        if spec["mode"] == "set":
+            (target,) = targets
+            oid = target.oid + ((0,) if target.request == "scalar" else ())
+            return [await agent.set(oid, spec["type"], spec["value"])]
         if spec["mode"] == "get":
             return await agent.get(targets)
         rows = []

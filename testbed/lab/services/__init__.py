@@ -27,7 +27,7 @@ class ServiceContext:
 
 
 # Module names under testbed.lab.services, started in this order.
-SERVICES: tuple[str, ...] = ("dns", "snmpd")
+SERVICES: tuple[str, ...] = ("dns", "trapd", "snmpd")
 
 
 def start_services(ctx: ServiceContext, host: HostPlan) -> list[Any]:
