@@ -8,8 +8,11 @@ The generated stacks are in testbed.experiments.stacks; target health comes from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,9 +21,45 @@ from testbed.experiments.stacks import LB, TARGET_GROUP
 from testbed.lab.api import Lab
 from testbed.messages import TargetEvent
 from testbed.schemas import TARGET_EVENT_COLUMNS
+from testbed.traffic import run_load
 from testbed.waiting import WaitTimeout
 
 FAULT_STATES = {"FAULT_INJECTED": "fault-injected", "FAULT_CLEARED": "fault-cleared"}
+
+
+@contextmanager
+def background_load(
+    lab: Lab, url: str, params: Mapping[str, Any], duration: float, name: str
+) -> Iterator[dict[str, Any]]:
+    """Client1's open-loop load on `url` (params' rate and request_timeout, for up to
+    `duration` s; it stops by itself) in a thread of its own while the block injects its
+    faults. After the block the thread is joined and ["rows"] holds what run_load returned
+    (an exception it raised is raised here)."""
+    out: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            out["rows"] = run_load(
+                lab,
+                "Client1",
+                url,
+                requests=int(params["rate"] * duration) + 1,
+                rate=params["rate"],
+                duration=duration,
+                concurrency=max(50, int(params["rate"] * params["request_timeout"] * 2)),
+                timeout=params["request_timeout"],
+            )
+        except Exception as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=load, name=name)
+    thread.start()
+    try:
+        yield out
+    finally:
+        thread.join()
+    if "error" in out:
+        raise out["error"]
 
 
 def node_addresses(lab: Lab, lb: str = LB) -> dict[str, str]:

@@ -18,7 +18,6 @@ the fault and repair times.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from testbed.analysis import error_kind, failed, failover_times
 from testbed.analysis.plots import failover_timeline
 from testbed.errors import BadInput
 from testbed.experiments._nlb import (
+    background_load,
     event_time,
     fault_events,
     node_addresses,
@@ -35,7 +35,6 @@ from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, wr
 from testbed.lab.api import Lab, random_name
 from testbed.messages import TargetEvent
 from testbed.results import ResultsDir
-from testbed.traffic import run_load
 
 if TYPE_CHECKING:  # pandas is imported where the data is (the CLI starts faster)
     import pandas as pd
@@ -156,32 +155,13 @@ def _under_load(
         + limits["recover_wait_s"]
         + params["tail"]
     )
-    out: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            out["rows"] = run_load(
-                lab,
-                "Client1",
-                f"http://{node}/",
-                requests=int(params["rate"] * duration) + 1,
-                rate=params["rate"],
-                duration=duration,
-                concurrency=max(50, int(params["rate"] * params["request_timeout"] * 2)),
-                timeout=params["request_timeout"],
-            )
-        except Exception as exc:  # re-raised in the main thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=load, name="failover-load")
     print(
         f"load: {params['rate']:g} req/s to {node} for up to {duration:.0f} s; "
         f"{params['fault']} {params['victim']} after {params['fault_after']:g} s",
         flush=True,
     )
-    thread.start()
     times: dict[str, float | None] = {}
-    try:
+    with background_load(lab, f"http://{node}/", params, duration, "failover-load") as load:
         time.sleep(params["fault_after"])
         # The fault counts from the request: the lab records it only once the backend has
         # changed (tens of ms later), and the first refused requests may come before that.
@@ -205,11 +185,7 @@ def _under_load(
             else None
         )
         print(f"  repaired, healthy after {_gap(times['healthy'], times['repair'])} s", flush=True)
-    finally:
-        thread.join()
-    if "error" in out:
-        raise out["error"]
-    return times, out["rows"]
+    return times, load["rows"]
 
 
 def _at_request(row: TargetEvent, times: dict[str, float | None]) -> TargetEvent:

@@ -17,18 +17,16 @@ summary.csv (one row per victim), requests.csv and traps.csv.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from typing import Any
 
 from testbed.errors import BadInput
-from testbed.experiments._nlb import node_addresses
+from testbed.experiments._nlb import background_load, node_addresses
 from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
 from testbed.lab.api import Lab, random_name
 from testbed.lab.services.trapd import read_traps
 from testbed.results import ResultsDir
 from testbed.snmp.manager import set_object
-from testbed.traffic import run_load
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
@@ -142,28 +140,9 @@ def _under_load(
     # Each SET takes a few seconds of manager start-up: budget generously, the client stops
     # by itself at the end.
     duration = params["warmup"] + len(victims) * (gap + 8) + hold + 8 + params["tail"]
-    out: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            out["rows"] = run_load(
-                lab,
-                "Client1",
-                f"http://{node}/",
-                requests=int(params["rate"] * duration) + 1,
-                rate=params["rate"],
-                duration=duration,
-                concurrency=max(50, int(params["rate"] * params["request_timeout"] * 2)),
-                timeout=params["request_timeout"],
-            )
-        except Exception as exc:  # re-raised in the main thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=load, name="snmp-faults-load")
     print(f"load: {params['rate']:g} req/s to {node} for up to {duration:.0f} s", flush=True)
-    thread.start()
     sets: dict[str, dict[str, float]] = {v: {} for v in victims}
-    try:
+    with background_load(lab, f"http://{node}/", params, duration, "snmp-faults-load") as load:
         time.sleep(params["warmup"])
         for victim in victims:
             sets[victim]["down"] = _set(lab, victim, 2, vantage=spare)
@@ -177,11 +156,7 @@ def _under_load(
             print(f"  {victim}: ifAdminStatus up(1)", flush=True)
         for victim in victims:
             lab.wait_target_state(TARGET_GROUP, victim, "healthy", 30)
-    finally:
-        thread.join()
-    if "error" in out:
-        raise out["error"]
-    return sets, out["rows"]
+    return sets, load["rows"]
 
 
 def _analyse(
