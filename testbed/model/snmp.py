@@ -158,22 +158,14 @@ def _fields(value: Any, where: str, line: int | None, owner: str | None) -> dict
         fields["community"] = _community(
             value["Community"], where, line_of(value, "Community", line), owner
         )
-    if "V3" in value:
-        v3 = value["V3"]
-        at = line_of(value, "V3", line)
-        text = as_text(v3)
-        if text is not None and text.lower() == "false":
-            fields["v3"] = None
-        else:
-            fields["v3"] = _v3(v3, where, at, owner)
-    if "Write" in value:
-        write = value["Write"]
-        at = line_of(value, "Write", line)
-        text = as_text(write)
-        if text is not None and text.lower() == "false":
-            fields["write"] = None
-        else:
-            fields["write"] = _v3(write, where, at, owner, key="Write")
+    for key in ("V3", "Write"):  # the read-only user and the write user: the same shape
+        if key not in value:
+            continue
+        user = value[key]
+        text = as_text(user)
+        off = text is not None and text.lower() == "false"
+        at = line_of(value, key, line)
+        fields[key.lower()] = None if off else _v3(user, where, at, owner, key=key)
     read_user = fields["v3"].user if fields.get("v3") else None
     if fields.get("write") and read_user == fields["write"].user:
         raise BadInput(
