@@ -55,6 +55,26 @@ def is_alive(rec: ProcessRecord) -> bool:
     return state != "Z"
 
 
+def group_running(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group `pgid`.
+
+    A SIGKILL to a group returns before its members are gone: a caller that wants them
+    gone, not just signalled, waits until this is empty."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it exited while we looked
+            continue
+        # After the command name (which may hold ')'): state, ppid, pgrp, ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def record(pid: int, what: str, host: str | None = None) -> ProcessRecord:
     """A record of a running process (raises LookupError if it already exited)."""
     st = start_time(pid)

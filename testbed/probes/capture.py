@@ -23,6 +23,7 @@ from types import TracebackType
 from testbed.errors import BadInput, LabError
 from testbed.lab.api import LabHost
 from testbed.lab.hostexec import host_dir
+from testbed.lab.procs import group_running
 from testbed.waiting import wait_for
 
 CAPTURES_DIR = "captures"
@@ -160,8 +161,17 @@ class Capture:
         """End the capture's process group at once (no-op when it already ended)."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        pgid = self.proc.pid  # start_new_session: the leader's PID names the group
         self._signal(signal.SIGKILL)
         self.proc.wait()
+        # `timeout` is reaped; its tcpdump, killed in the same instant, may still be exiting.
+        # Return once the whole group is gone, so "stopped" means nothing is left running.
+        wait_for(
+            lambda: not group_running(pgid),
+            STOP_GRACE_S,
+            f"the capture on {self.host.name} to end",
+            interval=0.01,
+        )
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None

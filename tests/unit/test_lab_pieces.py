@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,9 +16,17 @@ from testbed.cli import main
 from testbed.errors import BadInput
 from testbed.lab import reachability
 from testbed.lab.events import EventFollower, EventLog, read_events
-from testbed.lab.procs import ProcessJournal, is_alive, record, start_time, terminate
+from testbed.lab.procs import (
+    ProcessJournal,
+    group_running,
+    is_alive,
+    record,
+    start_time,
+    terminate,
+)
 from testbed.plan.network import NetworkPlan, build_plan, host_mac
 from testbed.results import parse_params
+from testbed.waiting import wait_for
 from tests.fakeclock import FakeClock
 from tests.handmade import two_az_model
 
@@ -153,6 +162,21 @@ def test_terminate_lets_a_process_that_ends_on_sigterm_finish():
         assert terminate([rec], grace=60) == [proc.pid]  # returns once the process is gone
         assert not is_alive(rec)
         assert proc.stdout.read() == b"bye\n"  # its SIGTERM handler ran to the end
+
+
+def test_group_running_lists_a_groups_live_members_until_they_are_gone():
+    # A leader and its child in their own group, as a capture's `timeout` and tcpdump are.
+    with subprocess.Popen(
+        ["sh", "-c", "sleep 30 & echo r; wait"], stdout=subprocess.PIPE, start_new_session=True
+    ) as proc:
+        assert proc.stdout.readline() == b"r\n"
+        members = group_running(proc.pid)
+        assert proc.pid in members
+        assert len(members) == 2
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not group_running(proc.pid), 10, "the group to be gone")
+    assert group_running(os.getpgrp())  # our own group has at least us
 
 
 def test_rpc_round_trip_and_errors(tmp_path):
