@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -406,7 +407,9 @@ def test_link_bandwidth_is_applied_with_htb(tmp_path):
         assert bps > 20e6 * 0.3
 
 
-def test_vagrantfile_validates(tmp_path):
+@pytest.mark.parametrize("servers", ["0", "2"])
+def test_vagrantfile_validates(tmp_path, servers):
+    """The one-VM form, and the cluster form (a front end and one VM per AZ)."""
     import shutil
 
     if not shutil.which("vagrant"):
@@ -421,5 +424,10 @@ def test_vagrantfile_validates(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "ELB_LAB_SERVERS": servers},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    machines = {"elb-lab"} | {f"az{i}" for i in range(1, int(servers) + 1)}
+    assert set(re.findall(r"==> ([\w-]+):", proc.stdout)) == machines
+    # The cluster form made its key under .vagrant/, beside the copy, never in the repo.
+    assert (tmp_path / ".vagrant" / "elb-lab-cluster-key").exists() == (servers != "0")
