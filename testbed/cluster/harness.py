@@ -296,14 +296,7 @@ class ServerHarness:
                     break
             else:
                 raise LabError("no free harness name (100 tries)")
-            subnet = next(
-                (
-                    net
-                    for net in list(UNDERLAY.subnets(new_prefix=24))[1:]
-                    if str(net) not in taken and not any(net.overlaps(u) for u in used)
-                ),
-                None,
-            )
+            subnet = pick_subnet(taken, used)
             if subnet is None:
                 raise LabError(f"no free /24 left in {UNDERLAY} for the underlay")
             self.name, self.subnet = name, subnet
@@ -481,6 +474,17 @@ class ServerHarness:
 
 
 # -- finding and removing harnesses (also those whose creator was killed) --------------------
+def pick_subnet(
+    taken: set[str | None], used: Sequence[ipaddress.IPv4Network]
+) -> ipaddress.IPv4Network | None:
+    """The first /24 of UNDERLAY (after 198.19.0.0/24) that no other harness has taken and
+    that overlaps none of this machine's addresses and routes."""
+    for net in list(UNDERLAY.subnets(new_prefix=24))[1:]:
+        if str(net) not in taken and not any(net.overlaps(u) for u in used):
+            return net
+    return None
+
+
 def list_harnesses() -> list[str]:
     root = harness_root()
     if not root.is_dir():
