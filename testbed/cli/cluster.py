@@ -120,7 +120,7 @@ def _register_harness(actions: Any) -> None:
             "(own database and run directory; the machine's OVS is not touched) and its own\n"
             "sshd on a private underlay (a /24 of 198.19.0.0/16; this machine is .1, server K\n"
             "is .10+K). ssh -F <folder>/ssh_config srvK logs in as root with the harness's\n"
-            "key. Costs here: ~0.5 s and ~35 MB per server (see docs/scaling.md)."
+            "key. Costs here: ~0.4 s and ~26 MB RSS per idle server (docs/scaling.md)."
         ),
         epilog=(
             "examples:\n"
