@@ -51,3 +51,14 @@ def test_sshd_takes_the_harness_key_only_and_allows_tunnels():
     assert settings["PermitRootLogin"] == "prohibit-password"
     assert settings["PermitTunnel"] == "yes"  # Cluster Edition's ssh Ethernet tunnels
     assert int(settings["MaxStartups"].split(":")[0]) >= 100  # one ssh per remote node
+
+
+def test_doctor_says_whether_the_harness_can_run(monkeypatch):
+    from testbed.cli import doctor
+
+    monkeypatch.setattr(doctor, "missing_tools", list)
+    assert doctor._harness_row()[1] == "yes"
+    monkeypatch.setattr(doctor, "missing_tools", lambda: ["/usr/sbin/sshd (openssh-server)"])
+    _name, result, note = doctor._harness_row()
+    assert result == "no"
+    assert "openssh-server" in note
