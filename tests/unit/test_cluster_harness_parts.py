@@ -62,3 +62,20 @@ def test_doctor_says_whether_the_harness_can_run(monkeypatch):
     _name, result, note = doctor._harness_row()
     assert result == "no"
     assert "openssh-server" in note
+
+
+def test_testbed_clean_also_removes_abandoned_harnesses(monkeypatch, capsys):
+    from testbed.cli import lifecycle, main
+    from testbed.cluster.harness import HarnessReport
+
+    removed = HarnessReport(processes=[1, 2], namespaces=["tb-sh0001-srv1"], files=["/x"])
+    monkeypatch.setattr(lifecycle, "list_labs", list)
+    monkeypatch.setattr(lifecycle, "clean_abandoned", lambda: {"sh0001": removed})
+    assert main(["clean"]) == 0
+    assert (
+        "cleaned server harness sh0001: removed 2 processes, 1 namespaces"
+        in capsys.readouterr().out
+    )
+    monkeypatch.setattr(lifecycle, "clean_abandoned", dict)
+    assert main(["clean"]) == 0
+    assert capsys.readouterr().out == "nothing to clean\n"
