@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +182,26 @@ def cmd_check(args: Any) -> int:
             ipaddress.IPv4Address(args.front_end)
         except ValueError as e:
             raise BadInput(f"--front-end {args.front_end!r}: not an IPv4 address") from e
+        if not _is_local(args.front_end):
+            raise BadInput(
+                f"--front-end {args.front_end}: not an address of this machine",
+                hint="the servers connect to it: give one of `ip -4 addr` here",
+            )
     report = run_check(specs, args.ssh_config, args.port, args.front_end)
     if args.json:
         print(json.dumps(report.as_dict(), indent=1))
     else:
         print(report_text(report, table))
     return 0 if report.ok else 1
+
+
+def _is_local(address: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _harness_dict(name: str) -> dict[str, Any]:

@@ -94,6 +94,8 @@ def test_cli_exit_code_2_on_other_bad_input(tmp_path, capsys):
     assert main(["cluster", "check", "--servers", "a=h", "--ssh-config", str(tmp_path / "x")]) == 2
     assert main(["cluster", "check", "--servers", "a=h", "--port", "70000"]) == 2
     assert main(["cluster", "check", "--servers", "a=h", "--front-end", "srv1"]) == 2
+    assert main(["cluster", "check", "--servers", "a=h", "--front-end", "192.0.2.254"]) == 2
+    assert "not an address of this machine" in capsys.readouterr().err
     assert main(["cluster", "clean", "Bad_Name"]) == 2
 
 
