@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "testbed.maglev",
             "testbed.accesslog",
             "testbed.packets",
+            "testbed.vendor_js",
         ),
     ),
     ("template", ("testbed.template",)),
