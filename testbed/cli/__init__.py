@@ -13,6 +13,7 @@ import sys
 from testbed.cli import (
     asg,
     cert,
+    console,
     doctor,
     drift,
     experiments,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         report,
         probe,
         reach,
+        console,
     ):
         module.register(sub)
     return parser

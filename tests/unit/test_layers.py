@@ -64,6 +64,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("experiments", ("testbed.experiments",)),
+    # The lab console (testbed console): a server over the lab and its metrics; only the
+    # CLI imports it.
+    ("console", ("testbed.console",)),
     ("cli", ("testbed.cli",)),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
