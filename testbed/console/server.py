@@ -37,7 +37,7 @@ from testbed.vendor_js import VENDOR_FILES
 
 STATIC = resources.files("testbed.console") / "static"
 # How often the stream looks at the lab's event files, and samples its metrics (s).
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.25
 METRIC_INTERVAL = 1.0
 # Metric rows kept per lab (what /metrics?minutes=N can give back).
 KEEP_SECONDS = 15 * 60

@@ -63,7 +63,8 @@ function layout() {
   const columns = [{name: "Internet", kind: "internet", boxes: [{name: "internet", hosts: hosts.filter((h) => !h.az && !h.subnet)}]}];
   for (const az of azs) {
     const col = {name: az, kind: "az", boxes: []};
-    for (const s of subnets.filter((s) => s.az === az)) {
+    const inAz = subnets.filter((s) => s.az === az).sort((a, b) => (b.public - a.public) || a.name.localeCompare(b.name));
+    for (const s of inAz) {
       col.boxes.push({name: s.name, subnet: s, hosts: hosts.filter((h) => h.subnet === s.name)});
     }
     const known = new Set(col.boxes.map((b) => b.name));
@@ -122,7 +123,7 @@ function draw() {
   g.append("rect").attr("x", (h) => h._x).attr("y", (h) => h._y).attr("width", HW).attr("height", HH);
   g.append("text").attr("x", (h) => h._x + 5).attr("y", (h) => h._y + 12).text((h) => h.name.slice(0, 17));
   g.append("text").attr("class", "sub").attr("x", (h) => h._x + 5).attr("y", (h) => h._y + 25)
-    .style("fill", "#545b64").text((h) => `${h.kind === "instance" ? (h.role || "instance") : h.kind} ${h.ip || ""}`.slice(0, 20));
+    .style("fill", "#545b64").text((h) => `${h.ip || ""} ${h.kind === "instance" ? "" : h.kind}`.slice(0, 20));
 }
 
 function recolour() {
@@ -160,6 +161,16 @@ function renderTargets() {
   $("targets").innerHTML = parts.join("") || '<span class="muted">no target groups</span>';
 }
 
+// A health transition from the stream, shown at once (the full rows follow from /targets).
+function applyTransition(e) {
+  for (const r of (S.targets && S.targets.TargetHealthDescriptions) || []) {
+    if (r.Key === e.target && r.LoadBalancer === e.load_balancer && r.TargetGroup === e.target_group) {
+      r.TargetHealth = {State: e.new, Reason: e.reason || "", Description: ""};
+    }
+  }
+  renderTargets(); recolour();
+}
+
 function addEvent(text, t) {
   const li = document.createElement("li");
   li.textContent = `${clock(t)}  ${text}`;
@@ -195,7 +206,7 @@ function makeCharts() {
       data: {datasets: []},
       options: {
         animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
-        plugins: {title: {display: true, text: c.title}, legend: {labels: {boxWidth: 10, font: {size: 10}}}},
+        plugins: {title: {display: true, text: c.title}, legend: {position: "bottom", labels: {boxWidth: 8, font: {size: 9}}}},
         elements: {point: {radius: 0}, line: {borderWidth: 1.5}},
         scales: {x: {type: "linear", ticks: {callback: (v) => clock(v), maxTicksLimit: 6}}, y: {beginAtZero: true}},
       },
@@ -218,7 +229,9 @@ function updateCharts(rows, now) {
     chart.data.datasets = Object.entries(series).sort().map(([name, data], i) => ({
       label: name, data, borderColor: COLOURS[i % COLOURS.length], backgroundColor: COLOURS[i % COLOURS.length],
     }));
-    chart.options.scales.x.min = since;
+    // Start where the data starts (a console opened a minute ago has a minute to show).
+    const first = Math.min(...Object.values(series).map((s) => s[0].x), now - 30);
+    chart.options.scales.x.min = Math.max(since, first);
     chart.options.scales.x.max = now;
     chart.update("none");
     chart.canvas.dataset.points = String(Object.values(series).reduce((n, s) => n + s.length, 0));
@@ -282,6 +295,7 @@ async function openLab(name) {
   src.addEventListener("health", (m) => {
     const e = JSON.parse(m.data);
     addEvent(healthText(e), e.time);
+    applyTransition(e);
     refreshTargetsSoon();
   });
   src.addEventListener("metrics", (m) => {
@@ -386,6 +400,7 @@ async function main() {
   picker.value = first.name;
   await openLab(first.name);
   document.body.dataset.ready = "1";
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
 }
 
 main().catch((e) => { $("lab-state").textContent = "error: " + e.message; document.body.dataset.ready = "error"; });
