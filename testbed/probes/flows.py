@@ -19,7 +19,9 @@ The sources (nothing is sampled or inferred):
 - GWLB: each node's flow table (`/flows` on 127.0.0.1:8081 inside the node host,
   testbed.gwlb.observe.node_flows): the appliance, age, and packets/bytes where the node
   datapath counts them (None on the switch datapath). GWLB keys are symmetric: the client is
-  the end matching `client`, else the end with the higher port (the ephemeral one).
+  the end matching `client`, else the end with the higher port (the ephemeral one). state is
+  the switch's conntrack state (switch datapath), else established/new (both directions
+  seen or not: node datapath).
 
 destination is the listener address the client used (an NLB node's public address for
 clients from the internet). Row keys (every row has all of them; None where the source does
@@ -267,13 +269,19 @@ def gwlb_rows(
                 protocol=PROTOCOLS.get(proto, str(proto)) if proto is not None else None,
                 appliance=names.get(appliance_ip or "", appliance_ip or f.get("appliance")),
                 appliance_ip=appliance_ip,
-                state=None if established is None else ("established" if established else "new"),
+                state=f.get("state") or _established(established),
                 packets=_sum(fwd, rev),
                 bytes=f.get("bytes"),
                 age_s=f.get("age_s"),
             )
         )
     return rows
+
+
+def _established(established: bool | None) -> str | None:
+    if established is None:
+        return None
+    return "established" if established else "new"
 
 
 def _dump_zone(datapath: str, zone: int) -> list[dict[str, Any]]:
