@@ -18,6 +18,7 @@ from testbed.lab.events import EVENTS
 from testbed.lab.faults import apply_fault
 from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.metrics.sources import SOURCES, Source
+from testbed.probes.flows import check_client, lab_flows
 
 
 class UnknownLab(BadInput):
@@ -95,6 +96,13 @@ class LiveData:
             "has_internet_gateway": plan.has_internet_gateway,
             "igw_routes": [asdict(r) for r in plan.igw_routes],
         }
+
+    def flows(self, name: str, client: str | None = None) -> list[dict[str, Any]]:
+        """`testbed flows NAME [--client IP] --json`: NLB flows -> target, GWLB flows ->
+        appliance."""
+        if client is not None:
+            check_client(client)  # BadInput before anything is asked of the lab
+        return lab_flows(Lab.attach(name), client)
 
     def sources(self, name: str) -> list[Source]:
         """The metric sources `testbed metrics` samples (its default set)."""

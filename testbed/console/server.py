@@ -7,7 +7,7 @@ API (GET unless said; errors are JSON {"error": ..., "hint": ...} with a 4xx sta
   /api/labs/LAB/targets[?tg=&lb=]         = testbed targets LAB [TG] [--lb LB] --json
   /api/labs/LAB/events[?since=EPOCH]      = testbed events LAB --json (as a list)
   /api/labs/LAB/metrics[?minutes=N]       rows of testbed metrics (METRIC_COLUMNS), last N min
-  /api/labs/LAB/flows[?client=IP]         flows: NLB flow -> target, GWLB flow -> appliance
+  /api/labs/LAB/flows[?client=IP]         = testbed flows LAB [--client IP] --json
   /api/labs/LAB/topology                  subnets, route tables, security groups, ...
   /api/labs/LAB/asg                       the lab's Auto Scaling groups and instances
   /api/labs/LAB/stream                    text/event-stream: event, health, metrics
@@ -43,6 +43,7 @@ METRIC_INTERVAL = 1.0
 KEEP_SECONDS = 15 * 60
 KEEPALIVE = 15.0  # an SSE comment this often, so proxies and browsers keep the stream
 ACTIONS = ("fault", "register", "deregister", "scale")
+CLOSE = "close"  # what a stream gets when the server stops
 
 DATA_KEY: web.AppKey[LiveData] = web.AppKey("data", LiveData)
 FEEDS_KEY: web.AppKey[dict[str, LabFeed]] = web.AppKey("feeds", dict)
@@ -254,18 +255,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def flows(request: web.Request) -> web.StreamResponse:
     name = lab_of(request)
     client = request.query.get("client") or None
-    if client is not None:
-        import ipaddress
-
-        try:
-            ipaddress.ip_address(client)
-        except ValueError:
-            raise BadInput(f"client={client!r} is not an IP address") from None
-    func = request.app[OPTIONS_KEY].get("flows")
-    if func is None:
-        return web.json_response({"flows": [], "note": "no flows source on this machine"})
-    rows = await blocking(func, name, client)
-    return web.json_response({"flows": rows})
+    return web.json_response(await blocking(request.app[DATA_KEY].flows, name, client))
 
 
 async def topology(request: web.Request) -> web.StreamResponse:
@@ -298,6 +288,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await resp.write(b": keepalive\n\n")
                 continue
+            if kind == CLOSE:
+                break
             await resp.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -375,13 +367,12 @@ def make_app(
     data: LiveData | None = None,
     allow_actions: bool = False,
     results: Path | None = None,
-    flows_source: Callable[[str, str | None], list[dict[str, Any]]] | None = None,
 ) -> web.Application:
     """The console application (served by `testbed console`, tested with aiohttp's client)."""
     app = web.Application(middlewares=[json_errors])
     app[DATA_KEY] = data or LiveData()
     app[FEEDS_KEY] = {}
-    app[OPTIONS_KEY] = {"allow_actions": allow_actions, "results": results, "flows": flows_source}
+    app[OPTIONS_KEY] = {"allow_actions": allow_actions, "results": results}
     r = app.router
     r.add_get("/", index)
     r.add_get("/static/{name}", static_file)
@@ -404,7 +395,9 @@ def make_app(
     r.add_route("*", "/api/{tail:.*}", not_found)
 
     async def stop_feeds(app: web.Application) -> None:
+        # End every open stream (else the server waits for them when it stops).
         for f in app[FEEDS_KEY].values():
+            f.publish(CLOSE, None)
             if f.task is not None:
                 f.task.cancel()
 

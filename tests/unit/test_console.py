@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from testbed import naming
 from testbed.cli import main
 from testbed.console import server
 from testbed.console.data import LiveData, read_new_lines
@@ -23,54 +21,7 @@ from testbed.console.replay import read_results
 from testbed.console.server import make_app
 from testbed.lab.api import TARGET_EVENTS_FILE, Lab
 from testbed.lab.events import EventLog
-from testbed.lab.procs import start_time
-from testbed.lab.state import write_state
-from testbed.plan.network import build_plan
-from testbed.stack.holder import host_listing
-from tests.handmade import two_az_model
-
-LAB = "cons"
-
-
-def target_row(host: str, state: str, reason: str = "") -> dict[str, Any]:
-    health = {"State": state, **({"Reason": reason} if reason else {})}
-    return {
-        "LoadBalancer": "MyNLB",
-        "TargetGroup": "WebTargets",
-        "Target": {"Id": f"i-{host}", "Port": 80, "AvailabilityZone": "us-east-1a"},
-        "TargetHealth": health,
-        "Host": host,
-        "Since": 1.0,
-    }
-
-
-def make_lab(root: Path, extra_hosts: int = 0) -> Path:
-    """A lab whose holder is this process (alive), made of its files only."""
-    plan = build_plan(two_az_model(), LAB, zone_base=0)
-    d = root / LAB
-    d.mkdir(parents=True)
-    (d / naming.PLAN_FILE).write_text(plan.to_json())
-    hosts = host_listing(plan)
-    for i in range(extra_hosts):
-        hosts.append(
-            {"name": f"Web{i:03d}", "kind": "instance", "ip": f"10.0.1.{i + 10}",
-             "az": "us-east-1a" if i % 2 else "us-east-1b", "subnet": "PrivA" if i % 2 else "PrivB",
-             "role": "http-backend", "interfaces": []}
-        )  # fmt: skip
-    write_state(
-        d,
-        {
-            "name": LAB,
-            "state": "CREATE_COMPLETE",
-            "pid": os.getpid(),
-            "pid_start": start_time(os.getpid()),
-            "datapath": "netdev",
-            "hosts": hosts,
-            "load_balancers": [{"name": "MyNLB", "type": "network"}],
-        },
-    )
-    EventLog(d).emit("WebA1", "AWS::EC2::Instance", "CREATE_COMPLETE")
-    return d
+from tests.console_fake import LAB, make_lab, target_row
 
 
 @pytest.fixture
@@ -133,6 +84,8 @@ def test_bad_requests_get_json_errors(lab: Path) -> None:
             r = await client.get(path)
             assert r.status == code, path
             assert "error" in await r.json(), path
+        r = await client.get(f"/api/labs/{LAB}/flows?client=198.51.100.10")
+        assert await r.json() == []  # its plan has no load balancer
 
     with_client(test)
 

@@ -243,11 +243,10 @@ async function refreshFlows() {
   if (!S.lab || S.config.replay) return;
   const client = $("flow-client").value.trim();
   try {
-    const body = await api(`/api/labs/${S.lab}/flows` + (client ? `?client=${encodeURIComponent(client)}` : ""));
-    const rows = body.flows || [];
-    if (!rows.length) { $("flows").innerHTML = `<span class="muted">${esc(body.note || "no flows")}</span>`; return; }
+    const rows = await api(`/api/labs/${S.lab}/flows` + (client ? `?client=${encodeURIComponent(client)}` : ""));
+    if (!rows.length) { $("flows").innerHTML = '<span class="muted">no flows right now</span>'; return; }
     const cols = Object.keys(rows[0]);
-    $("flows").innerHTML = "<table><tr>" + cols.map((c) => `<th>${esc(c)}</th>`).join("") + "</tr>" +
+    $("flows").innerHTML = "<table id=\"flow-table\"><tr>" + cols.map((c) => `<th>${esc(c)}</th>`).join("") + "</tr>" +
       rows.slice(0, 500).map((r) => "<tr>" + cols.map((c) => `<td>${esc(r[c])}</td>`).join("") + "</tr>").join("") + "</table>";
   } catch (e) { $("flows").textContent = e.message; }
 }
