@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
         "  testbed console nlb --open            only lab nlb; open it in the browser\n"
         "  testbed console nlb --allow-actions   the page can inject faults, register,\n"
         "                                        deregister targets and scale groups\n"
+        "  testbed console nlb --snmp            graph SNMP interface rates too\n"
         "  testbed console --results results/failover/20261206-190628\n"
         "                                        replay an experiment with a time slider\n"
         "  curl -s localhost:8480/api/labs/nlb/status   = testbed status nlb --json\n"
@@ -42,6 +43,12 @@ def register(sub: Any) -> None:
         help="let the page inject faults, register/deregister targets, scale groups",
     )
     p.add_argument("--results", metavar="DIR", help="replay results/<experiment>/<timestamp>")
+    p.add_argument(
+        "--snmp",
+        action="store_true",
+        help="graph every host's SNMP interface rates too (the lab's pollers run in its hosts "
+        "while a page is open; rows arrive every 10 s)",
+    )
 
 
 def cmd_console(args: Any) -> int:
@@ -61,7 +68,7 @@ def cmd_console(args: Any) -> int:
     missing = missing_vendor_files()
     if missing:
         print(f"warning: {missing_message(missing)}; the page cannot draw", file=sys.stderr)
-    app = make_app(data, allow_actions=args.allow_actions, results=results)
+    app = make_app(data, allow_actions=args.allow_actions, results=results, snmp=args.snmp)
     host = "localhost" if args.listen in ("127.0.0.1", "0.0.0.0", "::") else args.listen
     url = f"http://{host}:{args.port}/" + (f"#{args.name}" if args.name else "")
     mode = "read-write (--allow-actions)" if args.allow_actions else "read-only"

@@ -17,6 +17,7 @@ from testbed.lab.api import TARGET_EVENTS_FILE, Lab
 from testbed.lab.events import EVENTS
 from testbed.lab.faults import apply_fault
 from testbed.lab.state import holder_alive, list_labs, read_state
+from testbed.metrics.snmp_metrics import collect_snmp
 from testbed.metrics.sources import SOURCES, Source
 from testbed.probes.flows import check_client, lab_flows
 
@@ -109,6 +110,11 @@ class LiveData:
         lab = Lab.attach(name)
         plan = lab.plan
         return [make(lab, plan) for make in SOURCES.values()]
+
+    def snmp_rates(self, name: str, window: float) -> list[dict[str, Any]]:
+        """Every agent's interface rates over the next `window` s (`testbed metrics --source
+        snmp`): Lab/Host SnmpInOctets / SnmpOutOctets rows per host and interface."""
+        return collect_snmp(name, window, 1.0)
 
     def event_files(self, name: str) -> dict[str, Path]:
         """The files the live stream follows: stack events and target health transitions."""

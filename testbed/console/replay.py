@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,21 @@ MAX_ROWS = 20000
 
 def _number(value: str) -> Any:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return value
+    return number if math.isfinite(number) else None
+
+
+def finite(doc: Any) -> Any:
+    """`doc` with NaN and infinities as None (JSON has neither; pandas writes NaN)."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [finite(v) for v in doc]
+    return doc
 
 
 def _csv(path: Path, time_key: str) -> list[dict[str, Any]]:
@@ -49,14 +62,14 @@ def read_results(folder: Path) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if (folder / "meta.json").is_file():
         try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            meta = finite(json.loads((folder / "meta.json").read_text(encoding="utf-8")))
         except ValueError:
             meta = {}
     events: list[dict[str, Any]] = []
     if (folder / "events.jsonl").is_file():
         for line in (folder / "events.jsonl").read_text(encoding="utf-8").splitlines():
             try:
-                events.append(json.loads(line))
+                events.append(finite(json.loads(line)))
             except ValueError:
                 continue
     out: dict[str, Any] = {

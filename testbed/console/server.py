@@ -41,6 +41,8 @@ POLL_INTERVAL = 0.25
 METRIC_INTERVAL = 1.0
 # Metric rows kept per lab (what /metrics?minutes=N can give back).
 KEEP_SECONDS = 15 * 60
+# With --snmp: the agents are polled in windows of this many seconds (rows come per window).
+SNMP_WINDOW = 10.0
 KEEPALIVE = 15.0  # an SSE comment this often, so proxies and browsers keep the stream
 ACTIONS = ("fault", "register", "deregister", "scale")
 CLOSE = "close"  # what a stream gets when the server stops
@@ -87,9 +89,11 @@ class LabFeed:
     files (stat, then read what was appended) and samples its metrics, and keeps the last
     KEEP_SECONDS of metric rows. Runs while someone listens."""
 
-    def __init__(self, data: LiveData, name: str) -> None:
+    def __init__(self, data: LiveData, name: str, snmp: bool = False) -> None:
         self.data = data
         self.name = name
+        self.snmp = snmp
+        self.snmp_task: asyncio.Task[None] | None = None
         self.queues: set[asyncio.Queue[tuple[str, Any]]] = set()
         self.metrics: deque[dict[str, Any]] = deque()
         self.task: asyncio.Task[None] | None = None
@@ -100,15 +104,20 @@ class LabFeed:
     def subscribe(self) -> asyncio.Queue[tuple[str, Any]]:
         q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
         self.queues.add(q)
+        loop = asyncio.get_running_loop()
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run())
+            self.task = loop.create_task(self.run())
+        if self.snmp and (self.snmp_task is None or self.snmp_task.done()):
+            self.snmp_task = loop.create_task(self.run_snmp())
         return q
 
     def unsubscribe(self, q: asyncio.Queue[tuple[str, Any]]) -> None:
         self.queues.discard(q)
-        if not self.queues and self.task is not None:
-            self.task.cancel()
-            self.task = None
+        if not self.queues:
+            for task in (self.task, self.snmp_task):
+                if task is not None:
+                    task.cancel()
+            self.task = self.snmp_task = None
 
     def publish(self, kind: str, payload: Any) -> None:
         for q in self.queues:
@@ -132,6 +141,27 @@ class LabFeed:
         self.last, self.last_t = current, now
         return rows
 
+    def keep(self, rows: list[dict[str, Any]]) -> None:
+        """Keep and publish metric rows."""
+        if not rows:
+            return
+        self.metrics.extend(rows)
+        cutoff = time.time() - KEEP_SECONDS
+        while self.metrics and self.metrics[0]["time"] < cutoff:
+            self.metrics.popleft()
+        self.publish("metrics", rows)
+
+    async def run_snmp(self) -> None:
+        """SNMP interface rates, one window after the other (the lab's pollers run in its
+        hosts for each window; a lab without agents gives up at once)."""
+        while True:
+            try:
+                rows = await asyncio.to_thread(self.data.snmp_rates, self.name, SNMP_WINDOW)
+            except TestbedError as exc:
+                self.publish("notice", {"snmp": str(exc)})
+                return
+            self.keep(rows)
+
     async def run(self) -> None:
         files = self.data.event_files(self.name)
         # Start at the end of each file: what happened before is in /events.
@@ -148,19 +178,14 @@ class LabFeed:
                     rows = await asyncio.to_thread(self.sample)
                 except TestbedError:
                     rows = []  # the lab is going away
-                if rows:
-                    self.metrics.extend(rows)
-                    cutoff = time.time() - KEEP_SECONDS
-                    while self.metrics and self.metrics[0]["time"] < cutoff:
-                        self.metrics.popleft()
-                    self.publish("metrics", rows)
+                self.keep(rows)
             await asyncio.sleep(POLL_INTERVAL)
 
 
 def feed(request: web.Request, name: str) -> LabFeed:
     feeds = request.app[FEEDS_KEY]
     if name not in feeds:
-        feeds[name] = LabFeed(request.app[DATA_KEY], name)
+        feeds[name] = LabFeed(request.app[DATA_KEY], name, request.app[OPTIONS_KEY]["snmp"])
     return feeds[name]
 
 
@@ -367,12 +392,13 @@ def make_app(
     data: LiveData | None = None,
     allow_actions: bool = False,
     results: Path | None = None,
+    snmp: bool = False,
 ) -> web.Application:
     """The console application (served by `testbed console`, tested with aiohttp's client)."""
     app = web.Application(middlewares=[json_errors])
     app[DATA_KEY] = data or LiveData()
     app[FEEDS_KEY] = {}
-    app[OPTIONS_KEY] = {"allow_actions": allow_actions, "results": results}
+    app[OPTIONS_KEY] = {"allow_actions": allow_actions, "results": results, "snmp": snmp}
     r = app.router
     r.add_get("/", index)
     r.add_get("/static/{name}", static_file)
@@ -398,8 +424,9 @@ def make_app(
         # End every open stream (else the server waits for them when it stops).
         for f in app[FEEDS_KEY].values():
             f.publish(CLOSE, None)
-            if f.task is not None:
-                f.task.cancel()
+            for task in (f.task, f.snmp_task):
+                if task is not None:
+                    task.cancel()
 
     app.on_shutdown.append(stop_feeds)
     return app

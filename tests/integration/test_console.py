@@ -81,7 +81,7 @@ def running_console(lab: Lab, *options: str) -> Iterator[tuple[str, subprocess.P
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         yield url, proc
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT may be ignored in a background job)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -299,3 +299,32 @@ def serving(app: web.Application) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_replay_of_an_experiment_with_the_time_slider(tmp_path: Path) -> None:
+    """--results: the health table and the request counts follow the slider."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "meta.json").write_text('{"experiment": "failover", "detection_s": NaN}')
+    (tmp_path / "target_events.csv").write_text(
+        "time,load_balancer,target_group,target,old,new,reason\n"
+        "100.0,MyNLB,WebTargets,WebA1:80,initial,healthy,2 consecutive health checks passed\n"
+        "110.0,MyNLB,WebTargets,WebA1:80,healthy,unhealthy,Target.FailedHealthChecks\n"
+    )
+    (tmp_path / "requests.csv").write_text(
+        "client,target,proto,seq,start,latency_ms,status,error,backend\n"
+        + "".join(f"Client1,x,http,{i},{100 + i},1.0,200,,WebA1\n" for i in range(20))
+    )
+    with serving(make_app(LiveData(), results=tmp_path)) as url, Browser(1200, 900) as b:
+        b.open(f"{url}/")
+        b.wait_for("document.body.dataset.ready === '1'", timeout=10)
+        state = "document.querySelector('tr[data-target=\"WebA1\"]').dataset.state"
+        assert b.eval(state) == "unhealthy"  # the slider starts at the end
+        b.eval(
+            "(() => { const s = document.getElementById('slider'); s.value = 250;"
+            " s.dispatchEvent(new Event('input')); })()"
+        )  # 100 + 0.25 * 19 s: before the transition at 110
+        assert b.eval(state) == "healthy"
+        assert b.eval("document.getElementById('flows').textContent").startswith("5 requests")
+        assert b.console_errors() == []

@@ -266,7 +266,7 @@ def test_a_100_host_lab_loads_in_under_a_second(
 
 
 def test_replay_reads_an_experiments_timeline(tmp_path: Path) -> None:
-    (tmp_path / "meta.json").write_text('{"experiment": "failover"}')
+    (tmp_path / "meta.json").write_text('{"experiment": "failover", "detection_s": NaN}')
     (tmp_path / "metrics.csv").write_text(
         "time,namespace,metric,load_balancer,target_group,target,value,unit\n"
         "12.0,AWS/NetworkELB,NewFlowCount,MyNLB,,,5,Count/Second\n"
@@ -280,7 +280,7 @@ def test_replay_reads_an_experiments_timeline(tmp_path: Path) -> None:
     assert [r["value"] for r in got["metrics"]] == [3.0, 5.0]
     assert got["health"][0]["new"] == "unhealthy"
     assert (got["start"], got["end"]) == (10.0, 12.0)
-    assert got["meta"]["experiment"] == "failover"
+    assert got["meta"] == {"experiment": "failover", "detection_s": None}  # JSON has no NaN
 
     async def test(client: TestClient) -> None:
         r = await client.get("/api/replay")
@@ -300,3 +300,41 @@ def test_console_help_teaches_and_bad_options_are_refused(
     assert "examples:" in out
     assert main(["console", "--results", str(tmp_path / "none")]) == 2
     assert main(["console", "--port", "0"]) == 2
+
+
+def test_with_snmp_the_stream_sends_interface_rates(
+    lab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = {
+        "time": time.time(),
+        "namespace": "Lab/Host",
+        "metric": "SnmpInOctets",
+        "load_balancer": "",
+        "target_group": "",
+        "target": "WebA1/if2",
+        "value": 120.0,
+        "unit": "Bytes/Second",
+    }
+    windows: list[float] = []
+
+    def rates(self: LiveData, name: str, window: float) -> list[dict[str, Any]]:
+        windows.append(window)
+        time.sleep(0.05)
+        return [row]
+
+    monkeypatch.setattr(LiveData, "snmp_rates", rates)
+    monkeypatch.setattr(LiveData, "sources", lambda self, name: [])
+
+    async def test(client: TestClient) -> None:
+        resp = await client.get(f"/api/labs/{LAB}/stream")
+        while True:
+            line = (await asyncio.wait_for(resp.content.readline(), 5)).decode()
+            if line == "event: metrics\n":
+                break
+        assert json.loads((await resp.content.readline()).decode()[6:]) == [row]
+        got = await (await client.get(f"/api/labs/{LAB}/metrics?minutes=1")).json()
+        assert row in got["rows"]
+        resp.close()
+
+    with_client(test, snmp=True)
+    assert windows[0] == server.SNMP_WINDOW

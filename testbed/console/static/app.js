@@ -189,7 +189,8 @@ const CHARTS = [
   {id: "new-flows", title: "New flows / s (per LB)", pick: (r) => r.metric === "NewFlowCount" && !r.target && !r.target_group},
   {id: "active-flows", title: "Active flows", pick: (r) => r.metric === "ActiveFlowCount" && !r.target},
   {id: "health", title: "Healthy / unhealthy hosts", pick: (r) => r.metric === "HealthyHostCount" || r.metric === "UnHealthyHostCount"},
-  {id: "bytes", title: "Bytes / s", pick: (r) => r.metric === "ProcessedBytes" || (r.namespace === "SNMP" && /Octets/.test(r.metric))},
+  {id: "bytes", title: "Bytes / s (load balancers)", pick: (r) => r.metric === "ProcessedBytes"},
+  {id: "snmp", title: "SNMP interface rates, bytes / s (testbed console --snmp)", pick: (r) => r.metric === "SnmpInOctets" || r.metric === "SnmpOutOctets"},
 ];
 const COLOURS = ["#0073bb", "#d13212", "#1d8102", "#ff9900", "#8e44ad", "#16a085", "#7f8c8d", "#c0392b", "#2c3e50", "#f1c40f"];
 
@@ -297,6 +298,7 @@ async function openLab(name) {
     applyTransition(e);
     refreshTargetsSoon();
   });
+  src.addEventListener("notice", (m) => { $("stream-state").textContent = "live; " + JSON.stringify(JSON.parse(m.data)); });
   src.addEventListener("metrics", (m) => {
     const rows = JSON.parse(m.data);
     S.metrics.push(...rows);
@@ -385,7 +387,11 @@ async function main() {
   if (S.config.allow_actions) $("mode").classList.add("write");
   wireActions();
   makeCharts();
-  if (S.config.replay) return openReplay();
+  if (S.config.replay) {
+    await openReplay();
+    document.body.dataset.ready = "1";
+    return;
+  }
   const labs = await api("/api/labs");
   const picker = $("lab-picker");
   picker.innerHTML = labs.map((l) => `<option value="${esc(l.name)}">${esc(l.name)} (${esc(l.state)})</option>`).join("");
