@@ -259,6 +259,9 @@ def test_a_100_host_lab_loads_in_under_a_second(
         took.append(time.perf_counter() - start)
         status = await (await client.get(f"/api/labs/{LAB}/status")).json()
         assert len(status["hosts"]) >= 100
+        topology = await (await client.get(f"/api/labs/{LAB}/topology")).json()
+        assert {s["name"] for s in topology["subnets"]} == {"PubA", "PrivA", "PubB", "PrivB"}
+        assert topology["has_internet_gateway"] is True
 
     with_client(test)
     print(f"page load (server side, 100 hosts): {took[0] * 1000:.0f} ms")

@@ -154,7 +154,7 @@ function renderTargets() {
     parts.push(`<h3 style="font-size:12px;margin:6px 0 2px">${esc(group)}</h3><table data-target-group="${esc(group)}">` +
       "<tr><th>target</th><th>port</th><th>AZ</th><th>state</th><th>reason</th><th>description</th></tr>" +
       rs.map((r) => `<tr data-target="${esc(r.Host || r.Target.Id)}" data-state="${esc(r.TargetHealth.State)}">` +
-        `<td>${esc(r.Target.Id)}</td><td>${esc(r.Target.Port)}</td><td>${esc(r.Target.AvailabilityZone || r.AvailabilityZone || "")}</td>` +
+        `<td>${esc(r.Target.Id)}${r.Host && !String(r.Target.Id).endsWith(r.Host) ? ` (${esc(r.Host)})` : ""}</td><td>${esc(r.Target.Port)}</td><td>${esc(r.Target.AvailabilityZone || r.AvailabilityZone || "")}</td>` +
         `<td class="${esc(r.TargetHealth.State)}">${esc(r.TargetHealth.State)}</td><td>${esc(r.TargetHealth.Reason || "")}</td>` +
         `<td>${esc(r.TargetHealth.Description || "")}</td></tr>`).join("") + "</table>");
   }
@@ -266,6 +266,24 @@ function refreshTargetsSoon() {
   }, 100);
 }
 
+// Hosts come and go (Auto Scaling, stack updates): after an event, status again; the drawing
+// is redone when the set of hosts changed.
+let statusTimer = null;
+function refreshStatusSoon() {
+  if (statusTimer) return;
+  statusTimer = setTimeout(async () => {
+    statusTimer = null;
+    try {
+      const status = await api(`/api/labs/${S.lab}/status`);
+      const names = (st) => st.hosts.map((h) => h.name).sort().join(",");
+      const changed = names(status) !== names(S.status);
+      S.status = status;
+      $("lab-state").textContent = `${status.state}, ${status.hosts.length} hosts, ${status.datapath || ""} datapath`;
+      if (changed) { draw(); fillActionForms(); }
+    } catch (e) { $("stream-state").textContent = e.message; }
+  }, 300);
+}
+
 async function openLab(name) {
   if (S.source) S.source.close();
   S.lab = name; S.metrics = [];
@@ -291,6 +309,7 @@ async function openLab(name) {
     const e = JSON.parse(m.data);
     addEvent(eventText(e), e.time);
     refreshTargetsSoon();
+    if (e.resource_type !== "Lab::TargetHealth" && e.resource_type !== "Lab::Snmp::Trap") refreshStatusSoon();
   });
   src.addEventListener("health", (m) => {
     const e = JSON.parse(m.data);
