@@ -3,6 +3,7 @@ protocol (CDP) with aiohttp's websocket client (no browser download, no new depe
 
     from tests.browser import Browser, browser_available
     reason = browser_available()              # None when a browser can run, else why not
+    require_browser()                         # pytest: skip with that reason (CI=true: fail)
     with Browser(width=1400, height=900) as b:
         b.open("http://127.0.0.1:8480/")      # navigates, returns after the load event
         b.eval("document.title")              # the JSON value; BrowserError on a JS exception
@@ -65,6 +66,20 @@ def browser_available() -> str | None:
     if vendor_js.chromium_path() is None:
         return "chromium is not installed (apt-get install chromium, or run scripts/provision)"
     return None
+
+
+def require_browser() -> None:
+    """Skip the calling test (or module fixture) with the reason when no browser can run;
+    under CI=true fail instead: scripts/provision installs chromium, so a CI machine without
+    it is broken."""
+    import pytest  # only where tests call this
+
+    reason = browser_available()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
 
 
 def _flags(width: int, height: int, profile: Path) -> list[str]:

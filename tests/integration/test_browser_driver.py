@@ -14,9 +14,13 @@ import pytest
 from aiohttp import web
 
 from testbed.lab import procs
-from tests.browser import Browser, BrowserError, BrowserTimeout, browser_available, png_size
+from tests.browser import Browser, BrowserError, BrowserTimeout, png_size, require_browser
 
-pytestmark = pytest.mark.skipif(browser_available() is not None, reason=str(browser_available()))
+
+@pytest.fixture(autouse=True, scope="module")
+def browser_here() -> None:
+    require_browser()  # skipped with the reason without chromium (CI=true: failed)
+
 
 PAGE = """<!doctype html>
 <html><head><title>driver test</title><script src="/missing.js"></script></head>
