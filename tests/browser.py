@@ -333,6 +333,8 @@ class Browser:
             error = "console.error: " + " ".join(_remote_text(a) for a in params.get("args", []))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
+            if str(entry.get("url", "")).endswith("/favicon.ico"):
+                return  # the browser's own request, not the page's (a page without an icon)
             where = f" ({entry['url']})" if entry.get("url") else ""
             error = f"{entry.get('source', 'log')}: {entry.get('text', '')}{where}"
         if error is not None:
@@ -403,7 +405,8 @@ class Browser:
 
     def console_errors(self) -> list[str]:
         """Uncaught exceptions, console.error calls and error log entries (failed loads) seen
-        since the browser started, oldest first."""
+        since the browser started, oldest first. A missing /favicon.ico is not one: the
+        browser asks for it on its own, at times, whatever the page says."""
         with self._errors_seen:
             return list(self._errors)
 
