@@ -3,6 +3,7 @@ protocol (CDP) with aiohttp's websocket client (no browser download, no new depe
 
     from tests.browser import Browser, browser_available
     reason = browser_available()              # None when a browser can run, else why not
+    require_browser()                         # pytest: skip with that reason (CI=true: fail)
     with Browser(width=1400, height=900) as b:
         b.open("http://127.0.0.1:8480/")      # navigates, returns after the load event
         b.eval("document.title")              # the JSON value; BrowserError on a JS exception
@@ -65,6 +66,20 @@ def browser_available() -> str | None:
     if vendor_js.chromium_path() is None:
         return "chromium is not installed (apt-get install chromium, or run scripts/provision)"
     return None
+
+
+def require_browser() -> None:
+    """Skip the calling test (or module fixture) with the reason when no browser can run;
+    under CI=true fail instead: scripts/provision installs chromium, so a CI machine without
+    it is broken."""
+    import pytest  # only where tests call this
+
+    reason = browser_available()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
 
 
 def _flags(width: int, height: int, profile: Path) -> list[str]:
@@ -318,6 +333,8 @@ class Browser:
             error = "console.error: " + " ".join(_remote_text(a) for a in params.get("args", []))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
+            if str(entry.get("url", "")).endswith("/favicon.ico"):
+                return  # the browser's own request, not the page's (a page without an icon)
             where = f" ({entry['url']})" if entry.get("url") else ""
             error = f"{entry.get('source', 'log')}: {entry.get('text', '')}{where}"
         if error is not None:
@@ -388,7 +405,8 @@ class Browser:
 
     def console_errors(self) -> list[str]:
         """Uncaught exceptions, console.error calls and error log entries (failed loads) seen
-        since the browser started, oldest first."""
+        since the browser started, oldest first. A missing /favicon.ico is not one: the
+        browser asks for it on its own, at times, whatever the page says."""
         with self._errors_seen:
             return list(self._errors)
 

@@ -32,8 +32,11 @@ def node_of(lab: Lab, az: str) -> dict:
     return next(n for n in lb["nodes"] if n["az"] == az)
 
 
-def by_port(rows: list[dict], proto: str) -> dict[int, dict]:
-    return {r["client_port"]: r for r in rows if r["protocol"] == proto}
+def by_port(rows: list[dict], proto: str) -> dict[tuple[int, str], dict]:
+    """Rows by (client port, destination): with the client's address and the listener port,
+    they name the flow (a port alone may have served an earlier connection to the other
+    node, still in conntrack)."""
+    return {(r["client_port"], r["destination"]): r for r in rows if r["protocol"] == proto}
 
 
 def test_tcp_flows_name_the_target_that_answered(nlb_lab):
@@ -45,15 +48,16 @@ def test_tcp_flows_name_the_target_that_answered(nlb_lab):
     assert all(tuple(r) == ROW_KEYS for r in rows)
     flows = by_port(rows, "tcp")
     for answer in df.itertuples():
-        flow = flows[int(answer.seen_port)]  # the connection's row (closed: TIME_WAIT)
+        node = node_of(nlb_lab, answer.backend_az)  # cross-zone is off: the node's own AZ
+        flow = flows[(int(answer.seen_port), node["public_ip"])]  # closed: TIME_WAIT
         assert flow["target"] == answer.backend
         assert flow["target_ip"] == answer.backend_ip
-        assert flow["az"] == answer.backend_az  # cross-zone is off: the node's own AZ
+        assert flow["az"] == answer.backend_az
         assert flow["lb"] == "MyNLB"
         assert flow["type"] == "network"
         assert flow["client"] == client
-        node = node_of(nlb_lab, answer.backend_az)
-        assert (flow["destination"], flow["destination_port"]) == (node["public_ip"], 80)
+        assert flow["node"] == node["host"]
+        assert flow["destination_port"] == 80
     assert {r["client"] for r in lab_flows(nlb_lab, client="198.51.100.99")} == set()
 
 
@@ -64,8 +68,9 @@ def test_udp_flows_and_a_held_connection(nlb_lab):
     assert df["error"].isna().all()
     flows = by_port(lab_flows(nlb_lab, client=client), "udp")
     for answer in df.itertuples():
-        assert flows[int(answer.seen_port)]["target"] == answer.backend
-        assert flows[int(answer.seen_port)]["target_port"] == 9000
+        flow = flows[(int(answer.seen_port), node["public_ip"])]
+        assert flow["target"] == answer.backend
+        assert flow["target_port"] == 9000
 
     # A long-lived TCP flow is ESTABLISHED while it lasts.
     result: dict = {}
@@ -107,9 +112,9 @@ def test_the_command(nlb_lab):
     assert "flows: " in table.stdout.splitlines()[-1]
     shown = flows("--client", "198.51.100.10", "--json")
     rows = json.loads(shown.stdout)
-    ports = {r["client_port"]: r["target"] for r in rows}
+    ports = {(r["client_port"], r["destination"]): r["target"] for r in rows}
     for answer in df.itertuples():
-        assert ports[int(answer.seen_port)] == answer.backend
+        assert ports[(int(answer.seen_port), "203.0.113.11")] == answer.backend
     bad = flows("--client", "NoSuchHost")
     assert bad.returncode == 2
     assert "neither an IPv4 address nor a host" in bad.stderr
