@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         "The page, d3 and Chart.js are served from this machine (Debian's libjs-d3 and\n"
         "libjs-chart.js): it works offline. Ctrl-C stops the server; the labs go on.",
     )
-    p.add_argument("name", nargs="?", metavar="LAB", help="only this lab (all running labs)")
+    p.add_argument(
+        "name", nargs="?", metavar="LAB", help="only this lab (default: every lab of this machine)"
+    )
     p.add_argument("--port", type=int, default=8480, help="TCP port (default 8480)")
     p.add_argument("--listen", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")

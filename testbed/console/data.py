@@ -54,7 +54,9 @@ class LiveData:
         """`name` if the console serves such a lab; BadInput (bad name) or UnknownLab."""
         naming.validate_lab_name(name)
         if (self.only and name != self.only) or read_state(naming.lab_dir(name)) is None:
-            raise UnknownLab(f"no lab named {name!r}", hint="GET /api/labs lists the labs")
+            raise UnknownLab(
+                f"no lab named {name!r}", hint="testbed status (GET /api/labs) lists the labs"
+            )
         return name
 
     def lab_dir(self, name: str) -> Path:
