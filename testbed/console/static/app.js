@@ -288,11 +288,13 @@ async function openLab(name) {
   if (S.source) S.source.close();
   S.lab = name; S.metrics = [];
   location.hash = name;
-  const [status, topo, targets, events, metrics] = await Promise.all([
+  const asked = Promise.all([
     api(`/api/labs/${name}/status`), api(`/api/labs/${name}/topology`).catch(() => null),
     api(`/api/labs/${name}/targets`).catch(() => ({})), api(`/api/labs/${name}/events`),
     api(`/api/labs/${name}/metrics?minutes=15`),
   ]);
+  if (!Object.keys(S.charts).length) makeCharts();  // while the server answers
+  const [status, topo, targets, events, metrics] = await asked;
   S.status = status; S.topo = topo; S.targets = targets; S.metrics = metrics.rows;
   S.asg = status.auto_scaling_groups.length ? await api(`/api/labs/${name}/asg`).catch(() => []) : [];
   $("lab-state").textContent = `${status.state}, ${status.hosts.length} hosts, ${status.datapath || ""} datapath`;
@@ -401,17 +403,19 @@ function requestRates(reqs) {
 
 // ---- start -------------------------------------------------------------------------------
 async function main() {
+  const labsAsked = api("/api/labs");  // at the same time as the config: one round trip less
+  labsAsked.catch(() => null);
   S.config = await api("/api/config");
   $("mode").textContent = S.config.replay ? "replay" : S.config.allow_actions ? "actions allowed" : "read-only";
   if (S.config.allow_actions) $("mode").classList.add("write");
   wireActions();
-  makeCharts();
   if (S.config.replay) {
+    makeCharts();
     await openReplay();
     document.body.dataset.ready = "1";
     return;
   }
-  const labs = await api("/api/labs");
+  const labs = await labsAsked;
   const picker = $("lab-picker");
   picker.innerHTML = labs.map((l) => `<option value="${esc(l.name)}">${esc(l.name)} (${esc(l.state)})</option>`).join("");
   picker.onchange = () => openLab(picker.value);
