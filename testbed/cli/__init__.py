@@ -14,9 +14,11 @@ from testbed.cli import (
     asg,
     cert,
     cluster,
+    console,
     doctor,
     drift,
     experiments,
+    flows,
     hostcmds,
     lifecycle,
     metrics,
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         drift,
         asg,
         traffic,
+        flows,
         metrics,
         snmp,
         experiments,
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         probe,
         reach,
         cluster,
+        console,
     ):
         module.register(sub)
     return parser

@@ -6,8 +6,10 @@ import json
 import os
 from typing import Any
 
+from testbed import vendor_js
 from testbed.cli.common import subcommand, table
 from testbed.cluster.harness import missing_tools
+from testbed.lab import system
 from testbed.lab.capabilities import Capabilities, GwlbSwitch, detect, gwlb_switch
 
 
@@ -21,7 +23,10 @@ def register(sub: Any) -> None:
         "netdev),\nnetem, HTB, GENEVE and TUN in the kernel, and the tools labs use; and whether\n"
         "Open vSwitch can steer GWLB traffic itself (testbed up --gwlb-datapath): the geneve\n"
         "port type, a flow-based GENEVE port and the TLV map of AWS's GENEVE options, probed\n"
-        "once per boot on a throw-away bridge.",
+        "once per boot on a throw-away bridge.\n"
+        "Also what the lab console needs (not a lab): the JavaScript libraries it serves\n"
+        "locally (libjs-d3, libjs-chart.js) and Debian's chromium, the headless browser its\n"
+        "tests drive.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -48,12 +53,35 @@ def _harness_row() -> tuple[str, str, str]:
     return ("cluster server harness", "yes", "testbed cluster harness up makes servers here")
 
 
+def console_parts() -> dict[str, dict[str, str | None]]:
+    """The console's JavaScript files and the headless browser: {name: {path, note}}; a path
+    of None means missing (the note says what to install)."""
+    parts: dict[str, dict[str, str | None]] = {}
+    missing = vendor_js.missing_vendor_files()
+    for name, path in vendor_js.VENDOR_FILES.items():
+        parts[f"console: {name}"] = {
+            "path": None if name in missing else str(path),
+            "note": vendor_js.missing_message([name]) if name in missing else "",
+        }
+    chromium = vendor_js.chromium_path()
+    version = None
+    if chromium:
+        out = system.run([chromium, "--version"], check=False, timeout=20).stdout.strip()
+        version = out.splitlines()[0] if out else None
+    parts["chromium (console tests)"] = {
+        "path": chromium,
+        "note": version or "missing: apt-get install chromium (scripts/provision)",
+    }
+    return parts
+
+
 def run(args: Any) -> int:
     caps = detect()
     steering = gwlb_steering(caps)
     if args.json:
         d = caps.to_dict()
         d["gwlb_switch"] = {"available": steering.available, "note": steering.note}
+        d["console"] = console_parts()
         print(json.dumps(d, indent=1))
         return 0 if caps.can_run_lab else 1
     dp = caps.default_datapath()
@@ -89,6 +117,10 @@ def run(args: Any) -> int:
     ]
     rows += [(name, version or "missing", "") for name, version in caps.tools.items()]
     rows += [(f"python: {name}", version or "missing", "") for name, version in caps.python.items()]
+    rows += [
+        (name, part["path"] or "missing", part["note"] or "")
+        for name, part in console_parts().items()
+    ]
     print(table(rows, ["CHECK", "RESULT", "NOTE"]))
     if caps.problems:
         print("\nNo lab can run here:")

@@ -20,9 +20,8 @@ from testbed.cli.common import (
 )
 from testbed.cli.hostcmds import open_cli
 from testbed.cluster.harness import clean_abandoned
-from testbed.errors import BadInput, TestbedError
+from testbed.errors import BadInput
 from testbed.lab.api import (
-    Lab,
     create_stack,
     delete_stack,
     leftovers_exist,
@@ -31,10 +30,17 @@ from testbed.lab.api import (
     stop_lab,
     update_lab,
 )
-from testbed.lab.events import read_events
-from testbed.lab.owner import Owner
+from testbed.lab.events import Event, read_events
 from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.lab.teardown import teardown
+from testbed.lab.views import (
+    ENDED_STATES,
+    events_document,
+    host_summary,
+    lab_summary,
+    labs_document,
+    status_document,
+)
 from testbed.naming import name_from_template
 from testbed.paths import resolve_template
 from testbed.plan.gwlb_datapath import DEFAULT as GWLB_DEFAULT
@@ -472,108 +478,21 @@ def cmd_stacks(args: Any) -> int:
 
 
 # How a lab ended, when its folder was kept (TESTBED_KEEP_LAB_DIR) after its holder exited.
-ENDED_STATES = ("DELETE_COMPLETE", "ROLLBACK_COMPLETE")
-
-
-def _owner(state: dict[str, Any]) -> dict[str, Any] | None:
-    """The lab's owner as status shows it: pid, command line, alive."""
-    owner = Owner.from_dict(state.get("owner"))
-    if owner is None:
-        return None
-    return {
-        "pid": owner.pid,
-        "command": owner.command,
-        "cmdline": owner.cmdline,
-        "alive": owner.alive(),
-    }
-
-
 def _owner_text(owner: dict[str, Any] | None) -> str:
     if owner is None:
         return "-"
     return f"{owner['pid']} ({owner['command']})" + ("" if owner["alive"] else " exited")
 
 
-def _summary(name: str, state: dict[str, Any] | None) -> dict[str, Any]:
-    state = state or {}
-    alive = holder_alive(state)
-    shown = state.get("state", "UNKNOWN")
-    if not alive and shown not in ENDED_STATES:
-        shown = "DEAD (testbed clean)"
-    return {
-        "name": name,
-        "pid": state.get("pid"),
-        "alive": alive,
-        "state": shown,
-        "reason": state.get("reason"),
-        "owner": _owner(state),
-        "datapath": state.get("datapath"),
-        # Who steers the GWLBs' traffic (None: the lab has no GWLB) and why not the switch.
-        "gwlb_datapath": state.get("gwlb_datapath"),
-        "gwlb_datapath_reason": state.get("gwlb_datapath_reason") or "",
-        "template": state.get("template"),
-        "created": state.get("created"),
-        "outputs": state.get("outputs", {}),
-        "hosts": [_host_summary(h) for h in state.get("hosts", [])],
-        "limitations": state.get("limitations", []),
-        "controller": state.get("controller"),
-        "prefix": state.get("prefix"),
-        "lab_dir": state.get("lab_dir"),
-        "auto_scaling_groups": _groups(name, state) if alive else [],
-    }
-
-
-def _groups(name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The lab's Auto Scaling groups as status shows them (asked from its holder)."""
-    if not state.get("auto_scaling_groups"):
-        return []
-    try:
-        groups = Lab(name).asg()
-    except TestbedError:
-        return []  # the holder is going away: nothing to show
-    return [
-        {
-            "logical_id": g.get("LogicalId"),
-            "name": g["AutoScalingGroupName"],
-            "min": g["MinSize"],
-            "desired": g["DesiredCapacity"],
-            "max": g["MaxSize"],
-            "in_service": sum(
-                1 for i in g.get("Instances", []) if i.get("LifecycleState") == "InService"
-            ),
-            "instances": len(
-                [i for i in g.get("Instances", []) if i.get("LifecycleState") != "Terminated"]
-            ),
-        }
-        for g in groups
-    ]
-
-
-# Hosts that are the lab's own machinery, not instances or clients of the template.
-MACHINERY_KINDS = ("dns", "lb-node", "natgw")
-HOST_KEYS = ("name", "kind", "ip", "public_ip", "az", "subnet", "role", "interfaces")
-
-
-def _host_summary(h: dict[str, Any]) -> dict[str, Any]:
-    """One host as status --json shows it: every host has a kind (instance, client, lb-node,
-    dns, natgw); machinery: the lab runs it for a resource that is not a host on AWS (the
-    resolver, LB nodes, NAT gateways); lab_made / default_role: why the lab added the host
-    or chose its role (None: the template said so)."""
-    out = {k: h.get(k) for k in HOST_KEYS}
-    out["interfaces"] = out["interfaces"] or []
-    out["machinery"] = h.get("kind") in MACHINERY_KINDS
-    out["lab_made"] = h.get("lab_made")
-    out["default_role"] = h.get("default_role")
-    return out
+# The documents --json prints live in testbed.lab.views (the console serves them too).
+_summary = lab_summary
+_host_summary = host_summary
 
 
 def cmd_status(args: Any) -> int:
     if args.name:
-        naming.validate_lab_name(args.name)
-        state = read_state(naming.lab_dir(args.name))
-        if state is None:
-            raise BadInput(f"no lab named {args.name!r}", hint="testbed status lists the labs")
-        s = _summary(args.name, state)
+        s = status_document(args.name)
+        state = read_state(naming.lab_dir(args.name)) or {}
         if args.json:
             print(json.dumps(s, indent=1))
             return 0
@@ -625,7 +544,7 @@ def cmd_status(args: Any) -> int:
         for text in s["limitations"]:
             print(f"note: {text}")
         return 0
-    labs = [_summary(name, state) for name, state in list_labs()]
+    labs = labs_document()
     if args.json:
         print(json.dumps(labs, indent=1))
         return 0
@@ -659,13 +578,8 @@ def gwlb_text(s: dict[str, Any]) -> str:
 
 
 def cmd_events(args: Any) -> int:
-    from dataclasses import asdict
-
-    naming.validate_lab_name(args.name)
-    if not naming.lab_dir(args.name).exists():
-        raise BadInput(f"no lab named {args.name!r}", hint="testbed status lists the labs")
-    for ev in read_events(naming.lab_dir(args.name)):
-        print(json.dumps(asdict(ev)) if args.json else ev.line())
+    for doc in events_document(args.name):
+        print(json.dumps(doc) if args.json else Event(**doc).line())
     return 0
 
 

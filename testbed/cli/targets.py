@@ -11,8 +11,13 @@ from typing import Any
 
 from testbed.cli.common import subcommand, table
 from testbed.errors import BadInput
-from testbed.lab.api import Lab
 from testbed.lab.classic_health import instance_health
+from testbed.lab.views import (
+    balanced_lab,
+    target_rows,
+    target_selection,
+    targets_json,
+)
 from testbed.messages import TargetDescription
 
 JSON_HELP = """\
@@ -83,34 +88,13 @@ def register(sub: Any) -> None:
         p.add_argument("--lb", help="the load balancer, if the group is behind several")
 
 
-def _balanced_lab(name: str) -> Lab:
-    lab = Lab.attach(name)
-    if not lab.state.get("load_balancers"):
-        raise BadInput(f"lab {name} has no load balancer")
-    return lab
+_balanced_lab = balanced_lab
 
 
 def _last_check(row: TargetDescription, now: float) -> str:
     """What a draining target has left, or what its last health check said."""
     until = row.get("DrainUntil")
     return f"{until - now:.0f}s left" if until else row.get("LastCheck") or ""
-
-
-def targets_json(
-    rows: Sequence[TargetDescription], classic: Collection[str], only: str | None = None
-) -> dict[str, Any]:
-    """What --json prints (JSON_HELP): `classic` are the lab's classic load balancers
-    (those to show), `only` the one asked for."""
-    if only is not None and only in classic:
-        return {"InstanceStates": instance_health(rows, only)}
-    out: dict[str, Any] = {
-        "TargetHealthDescriptions": [r for r in rows if r["LoadBalancer"] not in classic]
-    }
-    if classic:
-        out["ClassicLoadBalancers"] = {
-            lb: {"InstanceStates": instance_health(rows, lb)} for lb in sorted(classic)
-        }
-    return out
 
 
 def targets_text(rows: Sequence[TargetDescription], classic: Collection[str], now: float) -> str:
@@ -179,34 +163,12 @@ def _clb_last_check(state: dict[str, Any], drain_until: float | None, now: float
     return f"{drain_until - now:.0f}s left" if drain_until else state["LastCheck"]
 
 
-def classic_names(lab: Lab) -> list[str]:
-    """The lab's classic load balancers (logical ids)."""
-    return [lb["name"] for lb in lab.state.get("load_balancers", []) if lb.get("type") == "classic"]
-
-
 def cmd_targets(args: Any) -> int:
     lab = _balanced_lab(args.name)
-    classic = classic_names(lab)
     asked = args.target_group
-    if args.lb and args.lb in classic and asked not in (None, args.lb):
-        raise BadInput(
-            f"{args.lb} is a classic load balancer: its instances are the group {args.lb}",
-            hint=f"testbed targets {args.name} {args.lb}",
-        )
-    clb = asked if asked in classic else args.lb if args.lb in classic else None
-    # What to show of the classic load balancers: the one asked for, or every one unless a
-    # target group or another load balancer was asked for.
-    shown = [clb] if clb else [] if (asked or args.lb) else classic
+    clb, shown = target_selection(lab, asked, args.lb)
     while True:
-        if clb:
-            rows = lab.targets(clb, clb)
-        else:
-            rows = lab.targets(asked, args.lb)
-            if asked and not rows:
-                raise BadInput(
-                    f"no target group {asked!r} in lab {args.name} (or it has no targets)",
-                    hint=f"classic load balancers: {', '.join(classic)}" if classic else None,
-                )
+        rows = target_rows(lab, asked, args.lb, clb)
         if args.json:
             print(json.dumps(targets_json(rows, shown, clb), indent=1))
         else:

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "testbed.maglev",
             "testbed.accesslog",
             "testbed.packets",
+            "testbed.vendor_js",
         ),
     ),
     ("template", ("testbed.template",)),
@@ -65,6 +66,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("experiments", ("testbed.experiments",)),
     # A lab across servers: the server harness and the server checks (used by the CLI).
     ("cluster", ("testbed.cluster",)),
+    # The lab console (testbed console): a server over the lab and its metrics; only the
+    # CLI imports it.
+    ("console", ("testbed.console",)),
     ("cli", ("testbed.cli",)),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
