@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from testbed import naming
+from testbed.errors import LabError
 from testbed.lab import system
 from testbed.lab.api import random_name, start_lab, stop_lab
 from testbed.lab.procs import ProcessJournal
@@ -114,6 +115,19 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
             t0 = time.monotonic()
             try:
                 state = start_lab(str(template), name=name)
+            except LabError as exc:
+                # Where one machine stops carrying a lab is a result too: recorded, and no
+                # larger size is tried. (A lab that failed to start cleaned itself up.)
+                failed = {"hosts": n + 1, "instances": n, "repeat": rep, "error": str(exc)}
+                failed["up_s"] = round(time.monotonic() - t0, 3)
+                rows.append(failed)
+                print(
+                    f"  {n:4d} instances, run {rep + 1}: FAILED after "
+                    f"{failed['up_s']:.0f} s: {exc}",
+                    flush=True,
+                )
+                break
+            try:
                 up_s = time.monotonic() - t0
                 ready_s = state["ready"] - state["created"]
                 lab_kb = lab_rss_kb(name, state)
@@ -143,8 +157,14 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
                 f" lab RSS {row['lab_rss_mb']:7.1f} MB, machine +{row['mem_used_mb']:.0f} MB",
                 flush=True,
             )
+        if rows and rows[-1].get("error"):
+            break
     df = pd.DataFrame(rows)
     df.to_csv(results.file("bench_lab.csv"), index=False)
+    failures = df[df["error"].notna()] if "error" in df else df.iloc[0:0]
+    df = df[df["error"].isna()] if "error" in df else df
+    if df.empty:
+        raise LabError(f"no lab came up, the smallest size failed: {failures.iloc[0]['error']}")
     summary = (
         df.groupby("hosts")
         .agg(
@@ -161,7 +181,16 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     print("\nmedian per size:\n" + summary.to_string(index=False))
     _plot(summary, results.file("bench_lab.png"))
     default = _default_template_run()
-    return {"median_by_hosts": summary.to_dict(orient="records"), "default_template": default}
+    broke = None
+    if len(failures):
+        first = failures.iloc[0]
+        broke = {"instances": int(first["instances"]), "error": str(first["error"])}
+        print(f"\none machine stopped at {broke['instances']} instances: {broke['error']}")
+    return {
+        "median_by_hosts": summary.to_dict(orient="records"),
+        "failed_at": broke,
+        "default_template": default,
+    }
 
 
 def _default_template_run() -> dict[str, float]:

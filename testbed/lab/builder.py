@@ -326,7 +326,9 @@ class LabBuilder:
             gwlb_switch.prepare(tunnels)
             network.start()
             gwlb_switch.finish(tunnels)
-            controller.wait_programmed()
+            # The controller's work grows with the hosts (their flows): 30 s covers 200
+            # instances here with room; larger labs get more, 0.15 s per host.
+            controller.wait_programmed(timeout=max(30.0, 0.15 * len(self.plan.hosts)))
 
         self._step(
             NETWORK_ID,
