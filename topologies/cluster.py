@@ -23,11 +23,13 @@ Mininet nodes and links that run there:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mininet.examples.cluster import RemoteLink, RemoteMixin, RemoteOVSSwitch
@@ -37,7 +39,7 @@ from mininet.util import makeIntfPair
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.plan.placement import LOCAL, VXLAN_PORT
+from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement
 
 SSH_OPTIONS = (
     "-o",
@@ -93,6 +95,61 @@ class ServerAccess:
                 f"{(done.stderr or done.stdout).strip()[:400]}"
             )
         return done.stdout
+
+
+@dataclass(frozen=True)
+class LabServers:
+    """A lab's placement and how to reach each of its servers. front_end_address: this
+    machine's underlay address (the controller listens there, tunnels start there)."""
+
+    placement: Placement
+    access: dict[str, ServerAccess]
+    front_end_address: str
+    tunnel_reason: str
+    ssh_config: str | None = None
+
+    def server_of(self, node: str) -> ServerAccess | None:
+        """The server of a host or switch; None: this machine (the front end)."""
+        server = self.placement.nodes.get(node)
+        if server is None or server == self.placement.front_end:
+            return None
+        return self.access[server]
+
+    def remote(self) -> list[ServerAccess]:
+        return [self.access[s] for s in self.placement.remote_servers()]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "placement": json.loads(self.placement.to_json()),
+                "access": {
+                    k: {"address": a.address, "ovs_env": a.ovs_env} for k, a in self.access.items()
+                },
+                "front_end_address": self.front_end_address,
+                "tunnel_reason": self.tunnel_reason,
+                "ssh_config": self.ssh_config,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LabServers:
+        d: dict[str, Any] = json.loads(text)
+        ssh_config = d.get("ssh_config")
+        return cls(
+            placement=Placement.from_json(json.dumps(d["placement"])),
+            access={
+                k: ServerAccess(k, a["address"], ssh_config, dict(a.get("ovs_env") or {}))
+                for k, a in d["access"].items()
+            },
+            front_end_address=d["front_end_address"],
+            tunnel_reason=d.get("tunnel_reason", ""),
+            ssh_config=ssh_config,
+        )
+
+    def save(self, lab_dir: Path) -> None:
+        (lab_dir / naming.SERVERS_FILE).write_text(self.to_json())
 
 
 def resolve_address(server: str, ssh_config: str | None) -> str:

@@ -13,7 +13,7 @@ from testbed import asks, rpc
 from testbed.errors import LabError
 from testbed.lab.procs import ProcessJournal, terminate
 from testbed.messages import ControllerStatusReply, StatusRequest
-from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, STANDBY_SOCK
+from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, SERVERS_FILE, STANDBY_SOCK
 from testbed.waiting import WaitTimeout, wait_for
 
 CONTROLLER_LOG = "controller.log"
@@ -56,6 +56,7 @@ class ControllerProcess:
         self.log = self.lab_dir / CONTROLLER_LOG
         self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
+        self.host = listen_host(self.lab_dir)
 
     def replacement(self) -> ControllerProcess:
         """A new controller for the same lab, not started yet, in this one's place."""
@@ -103,7 +104,15 @@ class ControllerProcess:
             if await_targets:
                 env["TESTBED_AWAIT_TARGETS"] = "1"
             self.proc = self.journal.start(
-                [sys.executable, "-m", "testbed.controllers.run", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "testbed.controllers.run",
+                    "--port",
+                    str(self.port),
+                    "--host",
+                    self.host,
+                ],
                 what=self.what,
                 log=self.log,
                 env=env,
@@ -133,7 +142,7 @@ class ControllerProcess:
             if not self.alive():
                 raise _Exited
             with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
+                return s.connect_ex((self.host, self.port)) == 0
 
         try:
             wait_for(answering, timeout, "the controller's control socket")
@@ -186,6 +195,16 @@ class ControllerProcess:
                 f"switches {', '.join(hex(d) for d in missing)} did not connect to the "
                 f"controller within {timeout:.0f} s (see {self.log})"
             ) from None
+
+
+def listen_host(lab_dir: Path) -> str:
+    """Where a lab's controller listens: 127.0.0.1, or for a lab across servers (issue 18)
+    the front end's underlay address, which the switches on the other servers reach."""
+    if not (lab_dir / SERVERS_FILE).exists():
+        return "127.0.0.1"
+    from testbed.topologies.cluster import LabServers
+
+    return LabServers.from_json((lab_dir / SERVERS_FILE).read_text()).front_end_address
 
 
 class _Exited(Exception):
