@@ -13,6 +13,7 @@ import sys
 from testbed.cli import (
     asg,
     cert,
+    cluster,
     doctor,
     drift,
     experiments,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         report,
         probe,
         reach,
+        cluster,
     ):
         module.register(sub)
     return parser

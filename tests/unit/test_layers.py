@@ -63,6 +63,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("experiments", ("testbed.experiments",)),
+    # A lab across servers: the server harness and the server checks (used by the CLI).
+    ("cluster", ("testbed.cluster",)),
     ("cli", ("testbed.cli",)),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
