@@ -351,7 +351,20 @@ class LabBuilder:
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
         # UserData asks it who it runs on: it answers before any program starts.
-        self.metadata.start(self.plan)
+        remote = [
+            h.name
+            for h in self.plan.hosts
+            if self.cluster is not None and self.cluster.server_of(h.name) is not None
+        ]
+        if remote:
+            self.events.emit(
+                self.name,
+                STACK_TYPE,
+                "CREATE_IN_PROGRESS",
+                f"warning: not yet across servers: no instance metadata service "
+                f"(169.254.169.254) in {', '.join(remote)}",
+            )
+        self.metadata.start(self.plan, skip=remote)
         ctx = ServiceContext(
             self.name, self.lab_dir, self.plan, self.journal, self.events, host_env()
         )
