@@ -91,6 +91,16 @@ def prepare(
             found[a.name] = probe_tunnels(lab, a)
         except Exception as exc:  # ssh that does not answer, a timeout
             raise LabError(f"server {a.name} ({a.address}) does not answer: {exc}") from exc
+    lab_dir = naming.lab_dir(lab)
+    for a in remotes:
+        # The programs a remote host runs use the lab's folder (TMPDIR, logs, the CA).
+        if a.run(f"test -d {lab_dir} && echo shared", check=False).strip() != "shared":
+            raise LabError(
+                f"the lab's folder {lab_dir} is not visible on server {a.name}: the folder "
+                "must be at the same path on every server (TESTBED_STATE_DIR on a shared "
+                "path; on a harness of this machine, outside /run: each of its servers has "
+                "its own /run)"
+            )
     tunnel, why = choose_tunnel(found)
     if tunnel == "ssh":
         raise LabError(
