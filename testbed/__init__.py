@@ -15,6 +15,7 @@ tests/unit/test_layers.py, function-level imports included):
   stack       the holder process: a running stack and its control plane
   observe     traffic, probes, snmp, metrics, analysis, results
   experiments reproducible experiments
+  cluster     servers for a lab across machines: the server harness, `cluster check`
   cli         the `testbed` command
 
 The folders controllers/, topologies/, experiments/ and templates/ sit at the top of the

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from testbed.cli.common import subcommand, table
+from testbed.cluster.harness import missing_tools
 from testbed.lab.capabilities import Capabilities, GwlbSwitch, detect, gwlb_switch
 
 
@@ -37,6 +38,14 @@ def gwlb_steering(caps: Capabilities) -> GwlbSwitch:
     if not caps.root:
         return GwlbSwitch(False, "not root: the probe makes a bridge")
     return gwlb_switch(f"tbprobe-{os.getpid()}")
+
+
+def _harness_row() -> tuple[str, str, str]:
+    """Whether `testbed cluster harness up` can make servers here (sshd, unshare, OVS)."""
+    missing = missing_tools()
+    if missing:
+        return ("cluster server harness", "no", "missing: " + ", ".join(missing))
+    return ("cluster server harness", "yes", "testbed cluster harness up makes servers here")
 
 
 def run(args: Any) -> int:
@@ -76,6 +85,7 @@ def run(args: Any) -> int:
         ("TUN", _yes(caps.tun), ""),
         ("GWLB steering in the switch", _yes(steering.available), steering.note),
         ("kernel", caps.kernel, ""),
+        _harness_row(),
     ]
     rows += [(name, version or "missing", "") for name, version in caps.tools.items()]
     rows += [(f"python: {name}", version or "missing", "") for name, version in caps.python.items()]

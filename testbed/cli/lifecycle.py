@@ -19,6 +19,7 @@ from testbed.cli.common import (
     table,
 )
 from testbed.cli.hostcmds import open_cli
+from testbed.cluster.harness import clean_abandoned
 from testbed.errors import BadInput, TestbedError
 from testbed.lab.api import (
     Lab,
@@ -729,6 +730,10 @@ def cmd_clean(args: Any) -> int:
         report = teardown(name)
         cleaned += 1
         print(f"cleaned lab {name}: removed {report.summary()}")
+    if not args.names:  # server harnesses whose creator died (testbed cluster clean)
+        for harness, removed in clean_abandoned().items():
+            cleaned += 1
+            print(f"cleaned server harness {harness}: removed {removed.summary()}")
     if not cleaned and not args.names:
         print("nothing to clean")
     return 0

@@ -296,14 +296,7 @@ class ServerHarness:
                     break
             else:
                 raise LabError("no free harness name (100 tries)")
-            subnet = next(
-                (
-                    net
-                    for net in list(UNDERLAY.subnets(new_prefix=24))[1:]
-                    if str(net) not in taken and not any(net.overlaps(u) for u in used)
-                ),
-                None,
-            )
+            subnet = pick_subnet(taken, used)
             if subnet is None:
                 raise LabError(f"no free /24 left in {UNDERLAY} for the underlay")
             self.name, self.subnet = name, subnet
@@ -432,7 +425,7 @@ class ServerHarness:
             raise LabError(f"{e}: {server.run(['true']).stderr.strip()}") from e
 
     def _journal_members(self) -> None:
-        """Journal every process of every server (the init's children: its OVS daemons, its
+        """Journal every process of every server (its init, PID 1 there; its OVS daemons; its
         sshd) by its PID in this machine's PID namespace."""
         journal = ProcessJournal(self.dir)
         known = {r.pid for r in journal.records()}
@@ -441,8 +434,11 @@ class ServerHarness:
                 if pid in known:
                     continue
                 with contextlib.suppress(LookupError, OSError):
-                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                    journal.add(record(pid, f"{comm} {server.name}", server.name))
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    comm = status.split("Name:", 1)[1].split()[0]
+                    ns_pid = status.split("NSpid:", 1)[1].splitlines()[0].split()[-1]
+                    what = "server-pid1" if ns_pid == "1" else comm
+                    journal.add(record(pid, f"{what} {server.name}", server.name))
 
     # -- state file ----------------------------------------------------------------------
     def _write_state(self, state: dict[str, Any]) -> None:
@@ -481,6 +477,17 @@ class ServerHarness:
 
 
 # -- finding and removing harnesses (also those whose creator was killed) --------------------
+def pick_subnet(
+    taken: set[str | None], used: Sequence[ipaddress.IPv4Network]
+) -> ipaddress.IPv4Network | None:
+    """The first /24 of UNDERLAY (after 198.19.0.0/24) that no other harness has taken and
+    that overlaps none of this machine's addresses and routes."""
+    for net in list(UNDERLAY.subnets(new_prefix=24))[1:]:
+        if str(net) not in taken and not any(net.overlaps(u) for u in used):
+            return net
+    return None
+
+
 def list_harnesses() -> list[str]:
     root = harness_root()
     if not root.is_dir():
@@ -539,14 +546,16 @@ def teardown_harness(name: str, timeout: float = 20.0) -> HarnessReport:
     journal = ProcessJournal(harness_dir(name))
     records = journal.records()
     report.processes = members(name)
-    # A server's init is PID 1 of its PID namespace (and `unshare` ignores SIGTERM): SIGKILL
-    # to it ends every process of that server at once.
+    # A server's PID 1 (its init) takes every process of the server with it when killed;
+    # then `unshare` (which ignores SIGTERM), which waits for it and so reaps it.
+    pid1 = [r for r in records if r.what.startswith("server-pid1")]
     inits = [r for r in records if r.what.startswith("server-init")]
+    terminate(pid1, grace=2.0, first_signal=signal.SIGKILL)
     terminate(inits, grace=2.0, first_signal=signal.SIGKILL)
     for r in inits:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(r.pid, os.WNOHANG)
-    rest = [r for r in records if r not in inits]
+    rest = [r for r in records if r not in inits and r not in pid1]
     terminate([*rest, *members(name)], grace=2.0)
     resources = _named_resources(name)
     report.namespaces = resources["namespaces"]
