@@ -282,7 +282,7 @@ class Holder:
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
-            hosts=host_listing(plan, self.builder.cluster),
+            hosts=host_listing(plan, self._cluster()),
             # Status asks the holder about these (their instances change while the lab runs).
             auto_scaling_groups=list(model.auto_scaling_groups),
             time_scale=model.lab.time_scale,
@@ -312,6 +312,10 @@ class Holder:
             f"ready in {time.time() - self.state['created']:.1f} s",
         )
         return True
+
+    def _cluster(self) -> LabServers | None:
+        """The lab's servers when it spans several (None: this machine only)."""
+        return getattr(self.builder, "cluster", None)
 
     def _servers(self, plan: NetworkPlan) -> LabServers | None:
         """A lab across servers (issue 18): reach them, choose the tunnel, place the plan,
@@ -557,7 +561,7 @@ class Holder:
                 asks.controller_reload_plan(str(self.lab_dir / CONTROLLER_SOCK), timeout=30.0)
             except Exception as exc:
                 raise LabError(f"the controller did not take the new plan: {_brief(exc)}") from exc
-            self.save(hosts=host_listing(plan, self.builder.cluster if self.builder else None))
+            self.save(hosts=host_listing(plan, self._cluster()))
 
     def _start_autoscaling(self, builder: LabBuilder, model: StackModel) -> None:
         """The builder's hook once the template's programs run (before resource signals are
@@ -791,7 +795,7 @@ class Holder:
             if rec is not None:
                 rec.status, rec.reason = status, str(exc)
             self.save(
-                hosts=host_listing(self.builder.plan, self.builder.cluster),
+                hosts=host_listing(self.builder.plan, self._cluster()),
                 stacks=self.stacks.to_state(),
             )
             raise
@@ -814,7 +818,7 @@ class Holder:
         self.stacks.updated(stack, template, template_text, params, outputs, model)
         self.save(
             load_balancers=_load_balancers(self.builder.plan),
-            hosts=host_listing(self.builder.plan, self.builder.cluster),
+            hosts=host_listing(self.builder.plan, self._cluster()),
             stacks=self.stacks.to_state(),
         )
         self.events.emit(
