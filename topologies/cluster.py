@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +160,19 @@ def resolve_address(server: str, ssh_config: str | None) -> str:
         return server
     argv = ["ssh", "-G", *(["-F", ssh_config] if ssh_config else []), server]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    hostname = server
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
-        if key == "hostname" and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value.strip()):
-            return value.strip()
-    raise LabError(f"cannot tell the address of server {server}: {done.stderr.strip()[:200]}")
+        if key == "hostname":
+            hostname = value.strip()
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", hostname):
+        return hostname
+    try:
+        return socket.gethostbyname(hostname)
+    except OSError as exc:
+        raise LabError(
+            f"cannot tell the address of server {server} (host name {hostname}): {exc}"
+        ) from None
 
 
 def local_address_towards(remote: str) -> str:

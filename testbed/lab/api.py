@@ -71,7 +71,7 @@ from testbed.plan.gwlb_datapath import SWITCH as GWLB_SWITCH
 from testbed.plan.gwlb_datapath import WANTED as GWLB_WANTED
 from testbed.plan.gwlb_datapath import decide as gwlb_decide
 from testbed.plan.network import NetworkPlan, build_plan
-from testbed.plan.placement import parse_servers, place
+from testbed.plan.placement import FRONT_END, LOCAL, parse_servers, place
 from testbed.waiting import wait_for
 
 T = TypeVar("T")
@@ -153,6 +153,12 @@ def start_lab(
     if servers:
         # The mapping fits the template (every AZ a server, none too many): BadInput now.
         place(build_plan(model, name), servers)
+        front = servers.get(FRONT_END, LOCAL)
+        if front != LOCAL:
+            raise BadInput(
+                f"--servers {FRONT_END}={front}: the front end is the machine `testbed up` "
+                f"runs on (leave it out, or give {LOCAL})"
+            )
     if keep_dir is None:
         keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
     request = LabRequest(
