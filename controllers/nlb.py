@@ -468,8 +468,9 @@ class NlbLogic:
         bridge); a target on another server sends a reply its switch has no entry for
         (table 11 finds none) up its uplink untranslated, and the core bridge (front end,
         the same conntrack as the internet bridge) translates it back as the target's own
-        switch would. A connection committed on the target's server (a client there)
-        is translated there as before."""
+        switch would. A reply the core cannot translate either (a VPC client on a third
+        server committed it) is routed on to the client's switch, which translates it back.
+        A connection committed on the target's server is translated there as before."""
         if not self.remote:
             return []
         flows = []
@@ -486,7 +487,6 @@ class NlbLogic:
                     (x for x in self.plan.links if x.a == host.switch and x.b == core_name), None
                 )
                 for proto in reply_protocols(lb, tg):
-                    src, _dst = tp_fields(proto)
                     if host.switch == switch:
                         flows.append(
                             flow(
@@ -496,39 +496,20 @@ class NlbLogic:
                                 [Output(trunk.a_port if trunk else 1)],
                             )
                         )
+                    elif switch in self.remote:
+                        # Another remote switch: a reply the core could not translate comes
+                        # down its uplink, routed to a client here whose connection this
+                        # switch committed: translated back here, as on the target's switch.
+                        protos.add(proto)
+                        uplink = next((x for x in self.plan.links if x.a == switch), None)
+                        flows += self._reply_entry(
+                            lb, uplink.a_port if uplink else 1, host, t.ip, t.port, proto
+                        )
                     elif core is not None and switch == core.name and trunk is not None:
                         protos.add(proto)
-                        reply = {
-                            "in_port": trunk.b_port,
-                            "eth_type": ETH_TYPE_IP,
-                            "ip_proto": proto,
-                            "ipv4_src": t.ip,
-                            src: t.port,
-                        }
                         # As if it came from the target's port: its subnet for routing (a
                         # reply that was not the LB's, e.g. to a health check, is routed on).
-                        subnet = self._subnets[host.subnet or ""]
-                        realm = (self._vpc_index[subnet.vpc] << 32) | subnet.index
-                        flows.append(
-                            flow(
-                                TABLE_CLASSIFY,
-                                310,
-                                reply,
-                                goto=TABLE_STEER,
-                                metadata=(realm, 0xFFFF_0000_FFFF),
-                            )
-                        )
-                        flows.append(
-                            flow(
-                                TABLE_STEER,
-                                100,
-                                reply,
-                                [
-                                    SetField("reg2", lb.index),
-                                    Ct(lb.zone_snat, TABLE_REPLY_SNAT, nat=Nat()),
-                                ],
-                            )
-                        )
+                        flows += self._reply_entry(lb, trunk.b_port, host, t.ip, t.port, proto)
         if any(f.table == TABLE_REPLY_SNAT for f in flows):
             # Untracked replies to a host of this switch (a node's health checks) are routed
             # here, as on one machine: the core could not send them back where they came from.
@@ -550,6 +531,37 @@ class NlbLogic:
         for f in flows:
             unique.setdefault((f.table, f.priority, f.match), f)
         return list(unique.values())
+
+    def _reply_entry(
+        self, lb: LoadBalancerPlan, in_port: int, host: HostPlan, ip: str, port: int, proto: int
+    ) -> list[Flow]:
+        """A target's reply arriving on trunk port `in_port`: tagged with the target's subnet
+        as if from its port, then through the target side zone (TABLE_STEER)."""
+        src, _dst = tp_fields(proto)
+        reply = {
+            "in_port": in_port,
+            "eth_type": ETH_TYPE_IP,
+            "ip_proto": proto,
+            "ipv4_src": ip,
+            src: port,
+        }
+        subnet = self._subnets[host.subnet or ""]
+        realm = (self._vpc_index[subnet.vpc] << 32) | subnet.index
+        return [
+            flow(
+                TABLE_CLASSIFY,
+                310,
+                reply,
+                goto=TABLE_STEER,
+                metadata=(realm, 0xFFFF_0000_FFFF),
+            ),
+            flow(
+                TABLE_STEER,
+                100,
+                reply,
+                [SetField("reg2", lb.index), Ct(lb.zone_snat, TABLE_REPLY_SNAT, nat=Nat())],
+            ),
+        ]
 
     def _transparent(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
         """Connections a node's HAProxy opens from clients' addresses (TLS listeners to

@@ -54,3 +54,22 @@ def test_a_remote_targets_switch_sends_untranslated_replies_up_but_routes_local_
     here = {h.ip for h in plan.hosts if h.switch == az1.name}
     assert {dict(f.match)["ipv4_dst"] for f in local} == here
     assert all(f.goto == TABLE_ROUTE for f in local)
+
+
+def test_a_remote_switch_translates_replies_routed_down_to_its_clients():
+    """A VPC client's connection is committed on its own server: a reply from a target on
+    another server that the core could not translate is routed down and translated there."""
+    plan, nlb = logic(remote=True)
+    az1, az2 = [s for s in plan.switches if s.role == "az"]
+    flows = nlb.flows_for(az2.dpid)
+    down = [f for f in flows if f.table == TABLE_CLASSIFY and f.priority == 310]
+    others = {
+        t.ip
+        for lb in plan.load_balancers
+        for tg in lb.target_groups
+        for t in tg.targets
+        if next(h for h in plan.hosts if h.ip == t.ip).switch == az1.name
+    }
+    assert {dict(f.match)["ipv4_src"] for f in down} == others
+    assert {dict(f.match)["in_port"] for f in down} == {1}  # its uplink
+    assert all(f.goto == TABLE_STEER for f in down)
