@@ -8,6 +8,8 @@ and the paths a lab across servers uses. Prints one JSON object (docs/scaling.md
   across_vxlan:  one host on each server's OVS bridge, the bridges joined by a kernel VXLAN
                  device in each server over the underlay (the inter-AZ path of a lab);
   vxlan_only:    the two servers' VXLAN devices, no OVS (the tunnel alone);
+  ssh_tunnel:    an ssh Ethernet tunnel between the servers (tap9 at both ends: what
+                 Cluster Edition's RemoteLink makes), no OVS;
   underlay:      server to server on the underlay (veth + Linux bridge), no tunnel.
 Hosts are network namespaces made inside the servers (over ssh, as a lab on them would).
 Run as root from the worktree: .venv/bin/python scripts/harness_numbers.py [--rounds N]
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -136,13 +139,25 @@ def paths(rounds: int) -> dict[str, Any]:
                 ip link set vx1 up
                 """,
             )
+        result: dict[str, Any] = {"memory_kib_with_bridge_and_hosts": memory_kib(srv1)}
+        # Cluster Edition's RemoteLink: `ssh -o Tunnel=Ethernet -w 9:9` from srv1 to srv2.
+        tunnel = subprocess.Popen(
+            srv1.ssh_argv("ssh -n -o Tunnel=Ethernet -w 9:9 srv2 'sleep 600'"),
+            stdin=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            if all(s.run(["ip", "link", "show", "tap9"]).returncode == 0 for s in (srv1, srv2)):
+                break
+            time.sleep(0.05)
+        for s, inner in ((srv1, "10.79.0.1"), (srv2, "10.79.0.2")):
+            sh(s, f"ip addr add {inner}/24 dev tap9 && ip link set tap9 up")
         cases = {
             "within_server": (srv1, "h1", srv1, "h2", "10.77.0.2"),
             "across_vxlan": (srv1, "h1", srv2, "h3", "10.77.0.3"),
             "vxlan_only": (srv1, None, srv2, None, "10.78.0.2"),
+            "ssh_tunnel": (srv1, None, srv2, None, "10.79.0.2"),
             "underlay": (srv1, None, srv2, None, srv2.address),
         }
-        result: dict[str, Any] = {"memory_kib_with_bridge_and_hosts": memory_kib(srv1)}
         for name, (c, c_ns, s, s_ns, dst) in cases.items():
             ping_rtt(c, c_ns, dst)  # warm-up: ARP, MAC learning
             rtts = [ping_rtt(c, c_ns, dst) for _ in range(rounds)]
@@ -152,6 +167,8 @@ def paths(rounds: int) -> dict[str, Any]:
                 "tcp_gbit_s": statistics.median(gbps),
                 "runs_gbit_s": gbps,
             }
+        tunnel.kill()
+        tunnel.wait()
         return result
 
 

@@ -17,7 +17,9 @@ What one server is:
 - a mount namespace where /etc/ssh, /etc/openvswitch and /run are the server's own
   directories (bound from the harness's folder), so the default paths of ssh, sshd,
   ovs-vsctl and Mininet work unchanged inside it and nothing reaches the machine's own Open
-  vSwitch (which keeps running, untouched); /var/log/openvswitch is the server's /run/log.
+  vSwitch (which keeps running, untouched); /var/log/openvswitch is the server's /run/log;
+  /root is the servers' shared root home, whose .ssh reaches every server (`ssh srv2` from
+  srv1), as Cluster Edition's server-to-server ssh tunnels need.
 - a PID namespace (its own /proc): the server's init is PID 1 there; killing it ends
   everything the server runs, including what was started over ssh.
 - its own ovsdb-server and ovs-vswitchd (userspace only: make bridges with
@@ -73,6 +75,7 @@ d=$1
 hostname "$2"
 mount --bind "$d/ssh" /etc/ssh
 mount --bind "$d/ovs" /etc/openvswitch
+mount --bind "$d/../home" /root
 mount --bind "$d/run" /run
 mount --bind /run/log /var/log/openvswitch
 ovsdb-tool create /etc/openvswitch/conf.db {schema}
@@ -363,12 +366,34 @@ class ServerHarness:
         return server
 
     def _write_ssh_config(self) -> None:
+        """The front end's ssh config (ssh -F <harness>/ssh_config srvK) and the servers' own
+        root home (/root/.ssh: the same key, config and host keys), so that the servers also
+        reach each other with a plain `ssh srvK` or `ssh ADDRESS`, as Cluster Edition's ssh
+        tunnels between servers need."""
+        home_ssh = self.dir / "home" / ".ssh"
+        home_ssh.mkdir(parents=True, mode=0o700)
+        os.chmod(self.dir / "home", 0o700)
         key = self.dir / "id_ed25519"
-        known = self.dir / "known_hosts"
-        lines, entries = [], []
+        for suffix in ("", ".pub"):
+            shutil.copy2(f"{key}{suffix}", home_ssh / f"id_ed25519{suffix}")
+        entries = []
         for s in self.servers:
             host_key = (s.dir / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
             entries.append(f"{s.name},{s.address} {' '.join(host_key)}\n")
+        for known in (self.dir / "known_hosts", home_ssh / "known_hosts"):
+            known.write_text("".join(entries))
+        self.ssh_config.write_text(
+            f"# ssh config of server harness {self.name}: ssh -F {self.ssh_config} srv1\n"
+            + self._ssh_hosts(key, self.dir / "known_hosts")
+        )
+        (home_ssh / "config").write_text(
+            f"# the servers' own ssh config (harness {self.name})\n"
+            + self._ssh_hosts(Path("/root/.ssh/id_ed25519"), Path("/root/.ssh/known_hosts"))
+        )
+
+    def _ssh_hosts(self, key: Path, known: Path) -> str:
+        lines = []
+        for s in self.servers:
             lines += [
                 f"Host {s.name} {s.address}",
                 f"    HostName {s.address}",
@@ -382,11 +407,7 @@ class ServerHarness:
                 "    LogLevel ERROR",
                 "",
             ]
-        known.write_text("".join(entries))
-        self.ssh_config.write_text(
-            f"# ssh config of server harness {self.name}: ssh -F {self.ssh_config} srv1\n"
-            + "\n".join(lines)
-        )
+        return "\n".join(lines)
 
     def _start(self, server: Server) -> None:
         env = dict(os.environ, **{LABEL: self.name})

@@ -74,6 +74,11 @@ def test_two_servers_answer_over_ssh_each_in_its_own_namespaces(harness):
         argv = ["ssh", "-F", str(harness.ssh_config), s.name, "hostname"]
         seen[s.name] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
     assert seen == {"srv1": "srv1\n", "srv2": "srv2\n"}
+    # Servers reach each other with plain ssh (their own /root/.ssh), by name or address,
+    # as Cluster Edition's server-to-server ssh tunnels need.
+    srv1, srv2 = harness.servers
+    other = srv1.run(f"ssh srv2 hostname && ssh {srv2.address} hostname")
+    assert other.stdout == "srv2\nsrv2\n", other.stderr
     assert harness.front_end_address.endswith(".1")
 
 
