@@ -379,8 +379,9 @@ def clean_script(lab: str) -> str:
 
 
 def clean_server(lab: str, access: ServerAccess) -> list[str]:
-    """Remove what lab `lab` left on server `access`; what was removed (one line each)."""
-    out = access.run(clean_script(lab), check=False, timeout=120)
+    """Remove what lab `lab` left on server `access`; what was removed (one line each).
+    LabError when the server does not answer."""
+    out = access.run(clean_script(lab), check=True, timeout=120)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

@@ -31,12 +31,15 @@ class TeardownReport:
     remote: list[str] = field(default_factory=list)  # "server: thing" (a lab across servers)
 
     def summary(self) -> str:
+        missed = [x for x in self.remote if "NOT CLEANED" in x]
+        done = [x for x in self.remote if x not in missed]
         return (
             f"{len(self.processes)} processes, {len(self.namespaces)} namespaces, "
             f"{len(self.links)} links, {len(self.bridges)} bridges, "
             f"{len(self.files)} file trees"
             + (f", {len(self.routes)} OVS routes" if self.routes else "")
-            + (f", {len(self.remote)} things on other servers" if self.remote else "")
+            + (f", {len(done)} things on other servers" if done else "")
+            + (f"; NOT CLEANED: {'; '.join(missed)}" if missed else "")
         )
 
 
