@@ -62,10 +62,23 @@ from testbed.messages import (
     TargetSnapshot,
     TerminateReply,
 )
+from testbed.naming import SERVERS_FILE
 from testbed.plan.network import NetworkPlan
+from testbed.plan.placement import Placement
 from testbed.rpc import RpcServer
 
 LOG = logging.getLogger("testbed.controller")
+
+
+def remote_switches(lab_dir: Path) -> frozenset[str]:
+    """A lab across servers (issue 18): the switches on another server than the front end
+    (the lab's servers.json; testbed.plan.placement)."""
+    path = lab_dir / SERVERS_FILE
+    if not path.exists():
+        return frozenset()
+    placement = Placement.from_json(json.dumps(json.loads(path.read_text())["placement"]))
+    front = placement.front_end
+    return frozenset(n for n, server in placement.nodes.items() if server != front)
 
 
 class LabApp(app_manager.OSKenApp):
@@ -78,7 +91,7 @@ class LabApp(app_manager.OSKenApp):
         plan_path = os.environ["TESTBED_PLAN"]
         self.plan = NetworkPlan.from_json(Path(plan_path).read_text())
         self.forwarding = Forwarding(self.plan)
-        self.nlb = NlbLogic(self.plan)
+        self.nlb = NlbLogic(self.plan, remote=remote_switches(Path(plan_path).parent))
         self.nlb_counters = NlbCounters(self.nlb)
         self.gwlb = GwlbLogic(self.plan)  # GWLB steering in the switches (tunnel ports)
         self.security = SecurityLogic(self.plan)

@@ -63,6 +63,7 @@ from testbed.controllers.flows import (
     ETH_TYPE_IP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    TABLE_CLASSIFY,
     TABLE_L3_DELIVER,
     TABLE_LB,
     TABLE_NACL_OUT,
@@ -76,6 +77,7 @@ from testbed.controllers.flows import (
     Move,
     Multipath,
     Nat,
+    Output,
     PacketOut,
     SetField,
     ToController,
@@ -159,8 +161,16 @@ def active_targets(
 class NlbLogic:
     """Flows of every network load balancer in a plan, for the current target states."""
 
-    def __init__(self, plan: NetworkPlan, table_size: int = maglev.DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        plan: NetworkPlan,
+        table_size: int = maglev.DEFAULT_SIZE,
+        remote: frozenset[str] = frozenset(),
+    ) -> None:
         self.size = table_size
+        # A lab across servers (issue 18): the switches that run on another server than
+        # the front end (their conntrack is not the front end's; _across_servers).
+        self.remote = remote
         self.set_plan(plan)
         # Until the holder reports health, every template target is "initial".
         self.targets: dict[tuple[str, str], list[RuntimeTarget]] = {
@@ -245,6 +255,7 @@ class NlbLogic:
         ]
         for lb in self.lbs:
             flows += self._replies(lb, switch)
+            flows += self._across_servers(lb, switch)
             flows += self._transparent(lb, switch)
             for node in lb.nodes:
                 for lis in lb.listeners:
@@ -401,7 +412,14 @@ class NlbLogic:
                         )
                     )
         if flows:
-            for proto in sorted({p for _ip, _port, p in seen}):
+            flows += self._reply_tail(lb, {p for _ip, _port, p in seen})
+        return flows
+
+    def _reply_tail(self, lb: LoadBalancerPlan, protos: set[int]) -> list[Flow]:
+        """Tables 11 and 12 of a switch that translates replies of `lb` back."""
+        flows = []
+        if protos:
+            for proto in sorted(protos):
                 src, _dst = tp_fields(proto)
                 # A reply of a connection of this LB: its source becomes the node address
                 # and listener port in the target side entry's label.
@@ -442,6 +460,108 @@ class NlbLogic:
                     )
                 )
         return flows
+
+    def _across_servers(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
+        """A lab across servers (issue 18): each server's Open vSwitch has its own conntrack,
+        so a reply can only be translated back where its connection was committed. The
+        connections of internet clients are committed on the front end (the internet
+        bridge); a target on another server sends a reply its switch has no entry for
+        (table 11 finds none) up its uplink untranslated, and the core bridge (front end,
+        the same conntrack as the internet bridge) translates it back as the target's own
+        switch would. A reply the core cannot translate either (a VPC client on a third
+        server committed it) is routed on to the client's switch, which translates it back.
+        A connection committed on the target's server is translated there as before."""
+        if not self.remote:
+            return []
+        flows = []
+        protos: set[int] = set()
+        vpc = self._vpc_of(lb.nodes[0].subnet) if lb.nodes else None
+        core = next((s for s in self.plan.switches if s.role == "core"), None)
+        for tg in lb.target_groups:
+            for t in self.targets.get((lb.name, tg.name), []):
+                host = self._hosts_by_ip.get((vpc, t.ip))
+                if host is None or host.switch not in self.remote:
+                    continue
+                core_name = core.name if core else None
+                trunk = next(
+                    (x for x in self.plan.links if x.a == host.switch and x.b == core_name), None
+                )
+                for proto in reply_protocols(lb, tg):
+                    if host.switch == switch:
+                        flows.append(
+                            flow(
+                                TABLE_REPLY_SNAT,
+                                50,
+                                {"reg2": lb.index, "eth_type": ETH_TYPE_IP, "ip_proto": proto},
+                                [Output(trunk.a_port if trunk else 1)],
+                            )
+                        )
+                    elif switch in self.remote:
+                        # Another remote switch: a reply the core could not translate comes
+                        # down its uplink, routed to a client here whose connection this
+                        # switch committed: translated back here, as on the target's switch.
+                        protos.add(proto)
+                        uplink = next((x for x in self.plan.links if x.a == switch), None)
+                        flows += self._reply_entry(
+                            lb, uplink.a_port if uplink else 1, host, t.ip, t.port, proto
+                        )
+                    elif core is not None and switch == core.name and trunk is not None:
+                        protos.add(proto)
+                        # As if it came from the target's port: its subnet for routing (a
+                        # reply that was not the LB's, e.g. to a health check, is routed on).
+                        flows += self._reply_entry(lb, trunk.b_port, host, t.ip, t.port, proto)
+        if any(f.table == TABLE_REPLY_SNAT for f in flows):
+            # Untracked replies to a host of this switch (a node's health checks) are routed
+            # here, as on one machine: the core could not send them back where they came from.
+            for h in self._ports:
+                if h.switch != switch:
+                    continue
+                for ip in (h.ip, *h.extra_ips):
+                    flows.append(
+                        flow(
+                            TABLE_REPLY_SNAT,
+                            60,
+                            {"reg2": lb.index, "eth_type": ETH_TYPE_IP, "ipv4_dst": ip},
+                            goto=TABLE_ROUTE,
+                        )
+                    )
+        flows += self._reply_tail(lb, protos)
+        # One flow per (table, match) is enough.
+        unique: dict[tuple, Flow] = {}
+        for f in flows:
+            unique.setdefault((f.table, f.priority, f.match), f)
+        return list(unique.values())
+
+    def _reply_entry(
+        self, lb: LoadBalancerPlan, in_port: int, host: HostPlan, ip: str, port: int, proto: int
+    ) -> list[Flow]:
+        """A target's reply arriving on trunk port `in_port`: tagged with the target's subnet
+        as if from its port, then through the target side zone (TABLE_STEER)."""
+        src, _dst = tp_fields(proto)
+        reply = {
+            "in_port": in_port,
+            "eth_type": ETH_TYPE_IP,
+            "ip_proto": proto,
+            "ipv4_src": ip,
+            src: port,
+        }
+        subnet = self._subnets[host.subnet or ""]
+        realm = (self._vpc_index[subnet.vpc] << 32) | subnet.index
+        return [
+            flow(
+                TABLE_CLASSIFY,
+                310,
+                reply,
+                goto=TABLE_STEER,
+                metadata=(realm, 0xFFFF_0000_FFFF),
+            ),
+            flow(
+                TABLE_STEER,
+                100,
+                reply,
+                [SetField("reg2", lb.index), Ct(lb.zone_snat, TABLE_REPLY_SNAT, nat=Nat())],
+            ),
+        ]
 
     def _transparent(self, lb: LoadBalancerPlan, switch: str) -> list[Flow]:
         """Connections a node's HAProxy opens from clients' addresses (TLS listeners to

@@ -111,6 +111,8 @@ class LabRequest(TypedDict):
     owner: NotRequired[OwnerInfo | None]  # None: the lab stays until `testbed down`
     keep_dir: NotRequired[bool]  # keep the lab's folder when the holder ends the lab itself
     gwlb_datapath: NotRequired[str | None]  # auto | switch | node (testbed.plan.gwlb_datapath)
+    servers: NotRequired[dict[str, str] | None]  # AZ -> server: a lab across servers (issue 18)
+    ssh_config: NotRequired[str | None]  # the ssh config that reaches those servers
 
 
 class ControllerInfo(TypedDict):

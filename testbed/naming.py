@@ -21,6 +21,7 @@ HOLDER_SOCK = "holder.sock"  # the holder's requests (testbed.rpc)
 CONTROLLER_SOCK = "controller.sock"  # the controller's requests
 STANDBY_SOCK = "controller-standby.sock"  # a standby controller's, until it takes over
 NLB_COUNTERS_FILE = "nlb-counters.json"  # the controller's NLB counters (kept over restarts)
+SERVERS_FILE = "servers.json"  # a lab across servers: where each node runs (issue 18)
 HOSTS_DIR = "hosts"  # hosts/<host>/: logs, UserData, TMPDIR of each host
 MAX_LINKS = 999  # tb-NAME-v999 is the longest interface name a lab makes
 IFNAMSIZ = 15

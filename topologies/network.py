@@ -37,6 +37,13 @@ from testbed.model.types import StackModel
 from testbed.plan.gwlb_datapath import APPLIANCE_MTU, TunnelPort, appliance_links, plumbing
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
 from testbed.topologies import host_config
+from testbed.topologies.cluster import (
+    LabServers,
+    RemoteLabHost,
+    RemoteLabSwitch,
+    RemoteVxlanLink,
+    ServerAccess,
+)
 from testbed.topologies.vpc import VpcTopo
 
 # (pid, what, host) of a process Mininet started; raises LookupError if it already exited.
@@ -108,15 +115,25 @@ class VpcNetwork:
         datapath: str,
         controller_port: int,
         on_process: ProcessCallback,
+        cluster: LabServers | None = None,
     ) -> None:
         setLogLevel("warning")
         self.lab, self.plan, self.topo, self.datapath = lab, plan, topo, datapath
         self.on_process = on_process
+        # A lab across servers (issue 18): where each node runs, how to reach the servers;
+        # the controller then listens on the front end's underlay address.
+        self.cluster = cluster
+        self.cross = {
+            (c.link.a, c.link.b): c for c in (cluster.placement.cross_links if cluster else ())
+        }
         self.net = Mininet(
             topo=None, build=False, controller=None, autoSetMacs=False, waitConnected=False
         )
         ctl = self.net.addController(
-            "c0", controller=QuietRemoteController, ip="127.0.0.1", port=controller_port
+            "c0",
+            controller=QuietRemoteController,
+            ip=cluster.front_end_address if cluster else "127.0.0.1",
+            port=controller_port,
         )
         self._record(ctl, NODE_SHELL)
         self.by_resource: dict[str | None, list[str]] = {}
@@ -154,6 +171,10 @@ class VpcNetwork:
     def _add_node(self, n: str) -> None:
         info = dict(self.topo.nodeInfo(n))
         info.pop("resource", None)
+        remote = self.server_of(n)
+        if remote is not None:
+            self._add_remote_node(n, info, remote)
+            return
         if self.topo.isSwitch(n):
             info.pop("role", None)
             info.pop("az", None)
@@ -177,9 +198,36 @@ class VpcNetwork:
         )
         self._record(host, HOST_SHELL, host=n)
 
+    def server_of(self, node: str) -> ServerAccess | None:
+        """The server a node runs on; None: this machine."""
+        return self.cluster.server_of(node) if self.cluster else None
+
+    def _add_remote_node(self, n: str, info: dict[str, Any], access: ServerAccess) -> None:
+        """A switch or host on another server (Cluster Edition's RemoteMixin): its shell is
+        an ssh session (journaled by the local ssh client's PID: the node's own PID is the
+        server's), its namespace named on that server."""
+        if self.topo.isSwitch(n):
+            info.pop("role", None)
+            info.pop("az", None)
+            sw = self.net.addSwitch(
+                n,
+                cls=RemoteLabSwitch,
+                access=access,
+                failMode="secure",
+                protocols="OpenFlow13",
+                datapath="user" if self.datapath == "user" else "kernel",
+                **info,
+            )
+            self._record(sw, NODE_SHELL)
+            return
+        host = self.net.addHost(n, cls=RemoteLabHost, access=access, **info)
+        self._record(host, HOST_SHELL, host=n)
+        access.run(f"ip netns attach {shlex.quote(naming.netns_name(self.lab, n))} {host.pid}")
+
     def _record(self, node: Node, what: str, host: str | None = None) -> None:
+        pid = node.shell.pid if getattr(node, "isRemote", False) else node.pid
         try:
-            self.on_process(node.pid, what, host)
+            self.on_process(pid, what, host)
         except LookupError as exc:
             raise LabError(f"Mininet node {node.name} died at start: {exc}") from exc
 
@@ -188,6 +236,26 @@ class VpcNetwork:
         kind = info.pop("kind")
         info.pop("resource", None)
         node1, node2 = info.pop("node1"), info.pop("node2")
+        crossing = self.cross.get((node1, node2))
+        if crossing is not None and self.cluster is not None:
+            # An inter-AZ link between two servers: a tunnel (no qdisc on it: its delay
+            # and bandwidth are the underlay's).
+            for key in ("delay", "bw"):
+                info.pop(key, None)
+            ends = (self.cluster.access[crossing.a_server], self.cluster.access[crossing.b_server])
+            self.net.addLink(
+                node1,
+                node2,
+                cls=RemoteVxlanLink,
+                vni=crossing.vni,
+                mtu=self.cluster.placement.mtu.path,
+                local1=ends[0].address,
+                local2=ends[1].address,
+                **info,
+            )
+            return
+        if kind == "patch" and self.server_of(node1) != self.server_of(node2):
+            raise LabError(f"link {node1} - {node2} crosses servers but is not a tunnel")
         if kind == "patch":
             cls: type[Link] = OVSLink
         elif "delay" in info or "bw" in info:
@@ -205,6 +273,8 @@ class VpcNetwork:
         """Configure hosts (addresses, MACs, routes, sysctls), start the switches."""
         if self.datapath == "user":
             _quiet_root_side(self._root_veths())
+            for access, names in self._remote_root_veths():
+                _quiet_remote_side(access, names)
         self.net.build()
         self._tune_hosts()
         self.net.start()
@@ -219,6 +289,11 @@ class VpcNetwork:
         """The per-host settings every lab host gets (after `first`, shell commands), checked."""
         user = self.datapath == "user"
         cmd, intfs = host_config.tuning(hp, user)
+        if self.cross and self.cluster is not None:
+            # Tunnels between servers: the hosts' MTU leaves room for them (plan.placement).
+            mtu = self.cluster.placement.mtu.host
+            names = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
+            first += "".join(f"ip link set dev {n} mtu {mtu}; " for n in names)
         out = node.cmd(first + cmd)
         if host_config.IMDS_FAILED in out:
             raise LabError(
@@ -235,8 +310,12 @@ class VpcNetwork:
 
     def _load_nat_ruleset(self, node: Host, hp: HostPlan) -> None:
         """The NAT gateway's nftables ruleset, loaded in its namespace (nft reads stdin)."""
+        access = self.server_of(hp.name)
+        argv = ["mnexec", "-a", str(node.pid), "nft", "-f", "-"]
+        if access is not None:
+            argv = [*access.ssh(), shlex.join(argv)]
         done = subprocess.run(
-            ["mnexec", "-a", str(node.pid), "nft", "-f", "-"],
+            argv,
             input=host_config.nat_ruleset(self.plan, hp),
             text=True,
             capture_output=True,
@@ -245,18 +324,55 @@ class VpcNetwork:
         if done.returncode != 0:
             raise LabError(f"nftables ruleset of NAT gateway {hp.name}: {done.stderr.strip()}")
 
+    def _all_root_veths(self) -> list[tuple[str, str]]:
+        """(switch, root-side name) of the lab's veths (host links, veth trunks)."""
+        names = [(h.switch, h.veth) for h in self.plan.hosts]
+        names += [(i.switch, i.veth) for h in self.plan.hosts for i in h.interfaces]
+        for link in self.plan.links:
+            if (link.a, link.b) in self.cross:
+                continue  # a tunnel: its ends are VXLAN devices (_remote_root_veths)
+            if link.kind == "veth":
+                names += [(link.a, link.a_intf), (link.b, link.b_intf)]
+        return names
+
     def _root_veths(self) -> list[str]:
-        """The root namespace's ends of the lab's veths (host links, veth trunks)."""
-        names = [h.veth for h in self.plan.hosts]
-        names += [i.veth for h in self.plan.hosts for i in h.interfaces]
-        return names + [
-            i for link in self.plan.links if link.kind == "veth" for i in (link.a_intf, link.b_intf)
-        ]
+        """The root namespace's ends of the lab's veths on this machine."""
+        return [n for sw, n in self._all_root_veths() if self.server_of(sw) is None]
+
+    def _remote_root_veths(self) -> list[tuple[ServerAccess, list[str]]]:
+        """The root-side veths (and tunnel ends) on each other server (issue 18)."""
+        out: dict[str, tuple[ServerAccess, list[str]]] = {}
+        ends = [(sw, name) for sw, name in self._all_root_veths()]
+        for c in self.cross.values():
+            ends += [(c.link.a, c.link.a_intf), (c.link.b, c.link.b_intf)]
+        for sw, name in ends:
+            access = self.server_of(sw)
+            if access is not None:
+                out.setdefault(access.name, (access, []))[1].append(name)
+        return list(out.values())
 
     def _fix_offloads(self) -> None:
         if self.datapath != "user":
             return
         names = self._root_veths()
+        names += [
+            i
+            for c in self.cross.values()
+            for sw, i in ((c.link.a, c.link.a_intf), (c.link.b, c.link.b_intf))
+            if self.server_of(sw) is None
+        ]
+        for access, remote in self._remote_root_veths():
+            out = access.run(
+                "".join(
+                    f"ethtool -K {shlex.quote(n)} tx off >/dev/null 2>&1 || echo {n}\n"
+                    for n in remote
+                ),
+                check=False,
+            )
+            if out.split():
+                raise LabError(
+                    f"could not turn off TX checksum offload on {access.name}: {out.split()}"
+                )
         script = "".join(
             f"ethtool -K {shlex.quote(n)} tx off >/dev/null 2>&1 || echo {shlex.quote(n)}\n"
             for n in names
@@ -549,6 +665,16 @@ def _quiet_root_side(veths: list[str]) -> None:
             pass  # a kernel without IPv6: nothing to turn off
         except OSError as exc:
             raise LabError(f"could not turn IPv6 off on {v}: {exc}") from exc
+
+
+def _quiet_remote_side(access: ServerAccess, veths: list[str]) -> None:
+    """_quiet_root_side on another server (its root namespace, over ssh)."""
+    script = "".join(
+        f"ip link set dev {v} arp off; "
+        f"f=/proc/sys/net/ipv6/conf/{v}/disable_ipv6; test -e $f && echo 1 > $f; "
+        for v in veths
+    )
+    access.run(script + "true")
 
 
 def _attachments(hp: HostPlan) -> list[tuple[str, int, str, int, str, str]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import naming
+from testbed.cli import cluster_demo
 from testbed.cli.common import subcommand, table
 from testbed.cluster import harness as harnesses
 from testbed.cluster.check import report_text, run_check
@@ -41,6 +42,7 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     _register_check(actions)
     _register_harness(actions)
+    cluster_demo.register(actions)
     q = subcommand(
         actions,
         "clean",

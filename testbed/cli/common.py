@@ -82,7 +82,8 @@ def host_kind(h: dict[str, Any]) -> str:
 
 def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
     """One row per host, then one per extra interface ("HOST/eth1") under its host."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
+    servers = any(h.get("server") for h in hosts)  # a lab across servers (issue 18)
     for h in hosts:
         # Lab machinery without a role says what it is (a NAT gateway).
         role = h.get("role") or ("nat-gateway" if h.get("kind") == "natgw" else "none")
@@ -97,6 +98,7 @@ def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
                 h.get("subnet") or "internet",
                 host_kind(h),
                 role,
+                *([h.get("server") or "-"] if servers else []),
             )
         )
         for i in h.get("interfaces") or ():
@@ -109,9 +111,11 @@ def hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
                     i.get("subnet") or "-",
                     "",
                     "",
+                    *([h.get("server") or "-"] if servers else []),
                 )
             )
-    return table(rows, ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "KIND", "ROLE"])
+    head = ["HOST", "IP", "PUBLIC IP", "AZ", "SUBNET", "KIND", "ROLE"]
+    return table(rows, head + (["SERVER"] if servers else []))
 
 
 def host_notes(hosts: Sequence[dict[str, Any]]) -> list[str]:

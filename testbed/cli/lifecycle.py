@@ -31,6 +31,8 @@ from testbed.lab.api import (
     update_lab,
 )
 from testbed.lab.events import Event, read_events
+from testbed.lab.servers import clean_servers
+from testbed.lab.servers import from_option as servers_from_option
 from testbed.lab.state import holder_alive, list_labs, read_state
 from testbed.lab.teardown import teardown
 from testbed.lab.views import (
@@ -102,6 +104,23 @@ def register(sub: Any) -> None:
         f" nothing built. Default: {GWLB_DEFAULT}",
     )
     p.add_argument("--region", default=None, help="AWS::Region (default us-east-1)")
+    p.add_argument(
+        "--servers",
+        metavar="AZ=HOST,...",
+        help="a lab across servers (Mininet Cluster Edition), one availability zone per server:"
+        " us-east-1a=HOST,us-east-1b=HOST (ssh host names of --ssh-config, or addresses; root"
+        " login with a key). Every node of an AZ (bridge, instances, load balancer nodes, NAT"
+        " gateways) runs on its server; the core router, internet segment, clients, resolver"
+        " and controller on this machine (the front end); the AZs' uplinks to the core are"
+        " VXLAN tunnels (GRE where every kernel has gretap), the hosts' MTU lowered to fit"
+        " (testbed status shows the server of each host, the tunnel and the MTU). An AZ"
+        " without a server, or a server for an AZ the template does not use, exits 2",
+    )
+    p.add_argument(
+        "--ssh-config",
+        metavar="FILE",
+        help="with --servers: the ssh config that reaches them (ssh -F FILE)",
+    )
     p.add_argument(
         "--cli",
         action="store_true",
@@ -256,9 +275,19 @@ def register(sub: Any) -> None:
         "process died\n  testbed clean default      that lab, if it is not "
         "running\n\nOnly resources named tb-NAME-... of such labs, the processes "
         "they recorded or\nlabelled (TESTBED_LAB=NAME) and their folders are removed, "
-        "including the folders\nkept with TESTBED_KEEP_LAB_DIR=1.",
+        "including the folders\nkept with TESTBED_KEEP_LAB_DIR=1. A lab that ran across servers"
+        " (up --servers) is\ncleaned on them too (its folder names them; else --servers)."
+        " Never mn -c.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these labs")
+    p.add_argument(
+        "--servers",
+        metavar="AZ=HOST,...",
+        help="also on these servers (a lab that ran across servers whose folder is gone):"
+        " what the named labs left there, by their prefix tb-NAME-, over ssh. A lab whose"
+        " folder remains is cleaned on its servers without it",
+    )
+    p.add_argument("--ssh-config", metavar="FILE", help="the ssh config that reaches them")
 
 
 def _print_event(ev: Any) -> None:
@@ -271,6 +300,7 @@ LAB_ONLY_FLAGS = (
     ("datapath", "--datapath"),
     ("region", "--region"),
     ("gwlb_datapath", "--gwlb-datapath"),
+    ("servers", "--servers"),
 )
 
 
@@ -293,6 +323,8 @@ def cmd_up(args: Any) -> int:
         on_event=None if args.quiet else _print_event,
         owned=args.cli,  # a plain `up` leaves a lab that stays; `up --cli` owns it
         gwlb_datapath=args.gwlb_datapath,
+        servers=args.servers,
+        ssh_config=args.ssh_config,
     )
     print(
         f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
@@ -503,6 +535,11 @@ def cmd_status(args: Any) -> int:
         )
         if s["gwlb_datapath"]:
             print(f"  GWLB datapath: {gwlb_text(s)}")
+        if state.get("tunnel"):
+            print(
+                f"  across servers: tunnel {state['tunnel']} ({state.get('tunnel_reason')});"
+                f" {state.get('mtu')}"
+            )
         owner = s["owner"]
         if s["state"] in ENDED_STATES:
             print(f"  ended: {s['reason']}; testbed clean {s['name']} removes these files")
@@ -595,6 +632,11 @@ def cmd_clean(args: Any) -> int:
             if args.names:
                 print(f"lab {name} is running; use testbed down {name}", file=sys.stderr)
             continue
+        if args.servers:
+            if not args.names:
+                raise BadInput("testbed clean --servers needs the lab names")
+            for line in clean_servers(name, servers_from_option(args.servers, args.ssh_config)):
+                print(f"  removed on {line}")
         if not naming.lab_dir(name).exists() and not leftovers_exist(name):
             if args.names:
                 print(f"nothing left of lab {name}")

@@ -71,6 +71,7 @@ from testbed.plan.gwlb_datapath import SWITCH as GWLB_SWITCH
 from testbed.plan.gwlb_datapath import WANTED as GWLB_WANTED
 from testbed.plan.gwlb_datapath import decide as gwlb_decide
 from testbed.plan.network import NetworkPlan, build_plan
+from testbed.plan.placement import FRONT_END, LOCAL, parse_servers, place
 from testbed.waiting import wait_for
 
 T = TypeVar("T")
@@ -104,6 +105,8 @@ def start_lab(
     owned: bool = True,
     keep_dir: bool | None = None,
     gwlb_datapath: str | None = None,
+    servers: dict[str, str] | str | None = None,
+    ssh_config: str | None = None,
 ) -> dict[str, Any]:
     """Create a lab and return its state once ready. BadInput for bad input (nothing built),
     LabError if building failed (everything rolled back).
@@ -116,8 +119,17 @@ def start_lab(
     `testbed clean` removes it. Default: the environment variable TESTBED_KEEP_LAB_DIR=1.
     gwlb_datapath: who steers the GWLBs' traffic: "switch" (Open vSwitch), "node" (the
     Python GWLB node), "auto" or None (switch where the machine can, else node with the
-    reason in the state; testbed.plan.gwlb_datapath). "switch" that cannot be: BadInput."""
+    reason in the state; testbed.plan.gwlb_datapath). "switch" that cannot be: BadInput.
+    servers: a lab across servers (issue 18): AZ -> server (ssh host name or address; the
+    front end is this machine), or the text of --servers; ssh_config: the ssh config that
+    reaches them (testbed.lab.servers)."""
     params = {k: str(v) for k, v in (params or {}).items()}
+    if isinstance(servers, str):
+        servers = parse_servers(servers)
+    if ssh_config is not None:
+        ssh_config = str(Path(ssh_config).resolve())
+        if not Path(ssh_config).is_file():
+            raise BadInput(f"--ssh-config {ssh_config}: no such file")
     name = naming.validate_lab_name(name or naming.name_from_template(template))
     if datapath not in (None, "auto", "user", "kernel"):
         raise BadInput(f"unknown datapath {datapath!r}: use auto, user or kernel")
@@ -138,6 +150,15 @@ def start_lab(
         teardown(name)  # what a dead lab of the same name left
     if gwlb_datapath == GWLB_SWITCH:
         _check_gwlb_switch(model, name, datapath)
+    if servers:
+        # The mapping fits the template (every AZ a server, none too many): BadInput now.
+        place(build_plan(model, name), servers)
+        front = servers.get(FRONT_END, LOCAL)
+        if front != LOCAL:
+            raise BadInput(
+                f"--servers {FRONT_END}={front}: the front end is the machine `testbed up` "
+                f"runs on (leave it out, or give {LOCAL})"
+            )
     if keep_dir is None:
         keep_dir = os.environ.get(KEEP_DIR_ENV, "") not in ("", "0")
     request = LabRequest(
@@ -149,6 +170,8 @@ def start_lab(
         owner=this_process().to_dict() if owned else None,
         keep_dir=keep_dir,
         gwlb_datapath=gwlb_datapath,
+        servers=dict(servers) if servers else None,
+        ssh_config=ssh_config,
     )
     follower = EventFollower(lab_dir)
     proc: subprocess.Popen | None = None
@@ -953,6 +976,8 @@ class Lab:
         on_event: Callable[[Event], None] | None = None,
         keep_dir: bool | None = None,
         gwlb_datapath: str | None = None,
+        servers: dict[str, str] | str | None = None,
+        ssh_config: str | None = None,
     ) -> Iterator[Lab]:
         """Bring a lab up for the duration of a `with` block; always torn down after.
 
@@ -972,6 +997,8 @@ class Lab:
                 on_event=on_event,
                 keep_dir=keep_dir,
                 gwlb_datapath=gwlb_datapath,
+                servers=servers,
+                ssh_config=ssh_config,
             )
             ending = f"{owner} left Lab.up"
             try:

@@ -36,6 +36,7 @@ from testbed.model.types import ResourceSignalPolicy, StackModel
 from testbed.plan.certificates import INFERRED
 from testbed.plan.gwlb_datapath import plumbing
 from testbed.plan.network import NetworkPlan
+from testbed.topologies.cluster import LabServers
 from testbed.topologies.network import VpcNetwork, switch_resources
 from testbed.topologies.vpc import VpcTopo
 
@@ -63,8 +64,11 @@ class LabBuilder:
         datapath: str,
         events: EventLog,
         journal: ProcessJournal,
+        cluster: LabServers | None = None,
     ) -> None:
         self.name = name
+        # A lab across servers (issue 18; testbed.lab.servers): where each node runs.
+        self.cluster = cluster
         self.model = model
         self.plan = plan
         self.datapath = datapath
@@ -218,7 +222,13 @@ class LabBuilder:
         # shells of a resource are journaled (procs.StopShield).
         with STOP_SHIELD.hold():
             network = self.network = VpcNetwork(
-                self.name, self.plan, topo, self.datapath, port, self._journal_process
+                self.name,
+                self.plan,
+                topo,
+                self.datapath,
+                port,
+                self._journal_process,
+                cluster=self.cluster,
             )
         inject = os.environ.get("TESTBED_INJECT_FAILURE")
 
@@ -248,6 +258,8 @@ class LabBuilder:
             )
             return
         for h in self.plan.hosts:
+            if self.cluster is not None and self.cluster.server_of(h.name) is not None:
+                continue  # a host on another server: its CPU is that server's
             if cgroups.create(self.name, h.name) is not None:
                 cgroups.join(self.name, h.name, network.net.nameToNode[h.name].pid)
 
@@ -341,7 +353,20 @@ class LabBuilder:
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
         # UserData asks it who it runs on: it answers before any program starts.
-        self.metadata.start(self.plan)
+        remote = [
+            h.name
+            for h in self.plan.hosts
+            if self.cluster is not None and self.cluster.server_of(h.name) is not None
+        ]
+        if remote:
+            self.events.emit(
+                self.name,
+                STACK_TYPE,
+                "CREATE_IN_PROGRESS",
+                f"warning: not yet across servers: no instance metadata service "
+                f"(169.254.169.254) in {', '.join(remote)}",
+            )
+        self.metadata.start(self.plan, skip=remote)
         ctx = ServiceContext(
             self.name, self.lab_dir, self.plan, self.journal, self.events, host_env()
         )

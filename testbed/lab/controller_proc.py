@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from testbed import asks, rpc
 from testbed.errors import LabError
 from testbed.lab.procs import ProcessJournal, terminate
 from testbed.messages import ControllerStatusReply, StatusRequest
-from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, STANDBY_SOCK
+from testbed.naming import CONTROLLER_SOCK, NLB_COUNTERS_FILE, SERVERS_FILE, STANDBY_SOCK
 from testbed.waiting import WaitTimeout, wait_for
 
 CONTROLLER_LOG = "controller.log"
@@ -56,6 +58,7 @@ class ControllerProcess:
         self.log = self.lab_dir / CONTROLLER_LOG
         self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
+        self.host = listen_host(self.lab_dir)
 
     def replacement(self) -> ControllerProcess:
         """A new controller for the same lab, not started yet, in this one's place."""
@@ -103,7 +106,15 @@ class ControllerProcess:
             if await_targets:
                 env["TESTBED_AWAIT_TARGETS"] = "1"
             self.proc = self.journal.start(
-                [sys.executable, "-m", "testbed.controllers.run", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "testbed.controllers.run",
+                    "--port",
+                    str(self.port),
+                    "--host",
+                    self.host,
+                ],
                 what=self.what,
                 log=self.log,
                 env=env,
@@ -133,7 +144,7 @@ class ControllerProcess:
             if not self.alive():
                 raise _Exited
             with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
+                return s.connect_ex((self.host, self.port)) == 0
 
         try:
             wait_for(answering, timeout, "the controller's control socket")
@@ -193,29 +204,59 @@ class ControllerProcess:
             ) from None
 
 
+def listen_host(lab_dir: Path) -> str:
+    """Where a lab's controller listens: 127.0.0.1, or for a lab across servers (issue 18)
+    the front end's underlay address, which the switches on the other servers reach."""
+    if not (lab_dir / SERVERS_FILE).exists():
+        return "127.0.0.1"
+    from testbed.topologies.cluster import LabServers
+
+    return LabServers.from_json((lab_dir / SERVERS_FILE).read_text()).front_end_address
+
+
 class _Exited(Exception):
     """The controller process ended while we waited for it."""
 
 
-def attach_switches(bridges: Sequence[str], port: int) -> None:
-    """Point the lab's bridges at the controller on `port`, in one ovs-vsctl transaction:
-    each connects at once (instead of at its next retry) and keeps every flow it has
-    (fail-mode secure)."""
-    argv = ["ovs-vsctl"]
-    for i, bridge in enumerate(bridges):
-        argv += [
-            "--",
-            f"--id=@c{i}",
-            "create",
-            "Controller",
-            f'target="tcp:127.0.0.1:{port}"',
-            f"max_backoff={RECONNECT_MS}",
-            "--",
-            "set",
-            "Bridge",
-            bridge,
-            f"controller=@c{i}",
-        ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise LabError(f"could not point the switches at port {port}: {proc.stderr.strip()}")
+def attach_switches(bridges: Sequence[str], port: int, lab_dir: Path | None = None) -> None:
+    """Point the lab's bridges at the controller on `port`, in one ovs-vsctl transaction
+    per server: each connects at once (instead of at its next retry) and keeps every flow
+    it has (fail-mode secure). lab_dir: the lab's folder; a lab across servers (issue 18)
+    has its controller on the front end's underlay address and bridges on other servers
+    (pointed there over ssh)."""
+    host = listen_host(lab_dir) if lab_dir is not None else "127.0.0.1"
+    groups: dict[str, list[str]] = {}
+    remote: dict[str, Any] = {}
+    if lab_dir is not None and (lab_dir / SERVERS_FILE).exists():
+        from testbed.topologies.cluster import LabServers
+
+        servers = LabServers.from_json((lab_dir / SERVERS_FILE).read_text())
+        for bridge in bridges:
+            access = servers.server_of(bridge)
+            key = access.name if access is not None else ""
+            groups.setdefault(key, []).append(bridge)
+            if access is not None:
+                remote[key] = access
+    else:
+        groups[""] = list(bridges)
+    for key, names in groups.items():
+        argv = ["ovs-vsctl"]
+        for i, bridge in enumerate(names):
+            argv += [
+                "--",
+                f"--id=@c{i}",
+                "create",
+                "Controller",
+                f'target="tcp:{host}:{port}"',
+                f"max_backoff={RECONNECT_MS}",
+                "--",
+                "set",
+                "Bridge",
+                bridge,
+                f"controller=@c{i}",
+            ]
+        if key:
+            argv = remote[key].argv(shlex.join(argv))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise LabError(f"could not point the switches at port {port}: {proc.stderr.strip()}")

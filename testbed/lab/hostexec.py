@@ -8,6 +8,7 @@ under /tmp (CI clones do), and a bind mount over /tmp would hide it from program
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
     """argv that runs `argv` inside host `host` of lab `lab`, in the host's cgroup when it
     has one (testbed.lab.cgroups: its CPU time is the host's)."""
     ns = naming.netns_name(lab, host)
+    if (naming.lab_dir(lab) / naming.SERVERS_FILE).exists():
+        # A lab across servers (issue 18): a host on another server runs it there, over ssh.
+        from testbed.lab.servers import host_server
+
+        access = host_server(lab, host)
+        if access is not None:
+            trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]
+            remote = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}"]
+            return [*access.ssh(), shlex.join([*remote, *trust, *argv])]
     # Every program in a lab host trusts the lab's CA (and the public ones): curl, Python's
     # ssl and requests verify the lab's certificates without -k (testbed.lab.certs).
     trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testbed import naming
 from testbed.errors import LabError
 from testbed.lab.controller_proc import log_tail
 from testbed.lab.events import EventLog
@@ -60,12 +61,16 @@ def start_role(
 
 def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of process `pid`."""
-    ports: set[int] = set()
     try:
-        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+        return listen_table_ports(Path(f"/proc/{pid}/net/tcp").read_text())
     except OSError:
-        return ports
-    for line in lines:
+        return set()
+
+
+def listen_table_ports(text: str) -> set[int]:
+    """TCP ports in LISTEN state in the text of a /proc/net/tcp."""
+    ports: set[int] = set()
+    for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) > 3 and fields[3] == "0A":  # 0A = TCP_LISTEN
             ports.add(int(fields[1].rsplit(":", 1)[1], 16))
@@ -101,6 +106,13 @@ def role_listening(lab: str, host: HostPlan, proc: subprocess.Popen, ports: set[
             f"role {host.role} of {host.name} exited with code "
             f"{proc.returncode}; {log} ends with:\n{log_tail(log)}"
         )
+    if (naming.lab_dir(lab) / naming.SERVERS_FILE).exists():
+        from testbed.lab.servers import host_server
+
+        access = host_server(lab, host.name)
+        if access is not None:  # on another server: its namespace's table, over ssh
+            table = access.run(f"ip netns exec {host.netns} cat /proc/net/tcp", check=False)
+            return ports <= listen_table_ports(table)
     return ports <= listening_ports(proc.pid)
 
 

@@ -28,13 +28,18 @@ class TeardownReport:
     bridges: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)  # OVS routes (GWLB switch datapath)
+    remote: list[str] = field(default_factory=list)  # "server: thing" (a lab across servers)
 
     def summary(self) -> str:
+        missed = [x for x in self.remote if "NOT CLEANED" in x]
+        done = [x for x in self.remote if x not in missed]
         return (
             f"{len(self.processes)} processes, {len(self.namespaces)} namespaces, "
             f"{len(self.links)} links, {len(self.bridges)} bridges, "
             f"{len(self.files)} file trees"
             + (f", {len(self.routes)} OVS routes" if self.routes else "")
+            + (f", {len(done)} things on other servers" if done else "")
+            + (f"; NOT CLEANED: {'; '.join(missed)}" if missed else "")
         )
 
 
@@ -53,6 +58,10 @@ def leftovers(name: str) -> dict[str, list[str]]:
     alive = {r.pid for r in journal.records() if is_alive(r)} | set(labelled_pids(name))
     found["processes"] = [str(pid) for pid in sorted(alive)]
     found["cgroups"] = cgroups.lab_cgroup_dirs(name)
+    if (naming.lab_dir(name) / naming.SERVERS_FILE).exists():
+        from testbed.lab.servers import remote_leftovers
+
+        found["remote"] = remote_leftovers(name)
     return found
 
 
@@ -62,6 +71,12 @@ def teardown(
     """Remove every resource of lab `name`. keep_dir keeps its directory (events, logs)."""
     pre = naming.prefix(name)
     report = TeardownReport()
+    if (naming.lab_dir(name) / naming.SERVERS_FILE).exists():
+        # A lab across servers (issue 18): what it made on the other servers first (their
+        # ends of the tunnels, hosts, bridges), by its prefix, through ssh.
+        from testbed.lab.servers import teardown_remote
+
+        report.remote = teardown_remote(name)
     namespaces = [n for n in system.list_netns() if n.startswith(pre)]
     journal = ProcessJournal(naming.lab_dir(name))
     # Everything running inside the lab's namespaces is the lab's (roles, UserData and what

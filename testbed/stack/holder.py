@@ -30,6 +30,7 @@ from testbed import asks, naming
 from testbed.autoscaling.service import AutoScalingService, autoscaling_service
 from testbed.errors import BadInput, LabError, TestbedError
 from testbed.lab import certs, gwlb_switch, zones
+from testbed.lab import servers as lab_servers
 from testbed.lab.builder import NETWORK_ID, NETWORK_TYPE, STACK_TYPE, LabBuilder
 from testbed.lab.capabilities import Capabilities, detect
 from testbed.lab.controller_proc import ControllerProcess
@@ -62,6 +63,7 @@ from testbed.plan import gwlb_datapath, merge
 from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import LinkPlan, NetworkPlan, SwitchPlan, build_plan
+from testbed.plan.placement import describe as describe_placement
 from testbed.plan.update_hosts import rebase_hosts, replace_also, running_addresses
 from testbed.rpc import RpcServer
 from testbed.stack import live_switches
@@ -69,6 +71,7 @@ from testbed.stack.lab_stacks_ops import StackOps, live_resources
 from testbed.stack.stacks import LabStacks, StackRecord
 from testbed.stack.supervisor import ControllerSupervisor
 from testbed.stack.update_apply import UpdateEngine, UpdateFailed, UpdateWork
+from testbed.topologies.cluster import LabServers
 
 # States in which the lab runs as built (or as last updated).
 RUNNING_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
@@ -240,7 +243,10 @@ class Holder:
                 azs=list(model.azs),
                 ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored],
             )
-            self.builder = LabBuilder(self.name, model, plan, datapath, self.events, self.journal)
+            cluster = self._servers(plan)
+            self.builder = LabBuilder(
+                self.name, model, plan, datapath, self.events, self.journal, cluster=cluster
+            )
             if model.auto_scaling_groups or model.alarms:
                 # Alarms are evaluated by the same service, with or without groups.
                 builder = self.builder
@@ -276,7 +282,7 @@ class Holder:
             ready=time.time(),
             controller=_controller_info(controller),
             outputs=dict(model.outputs),
-            hosts=host_listing(plan),
+            hosts=host_listing(plan, self._cluster()),
             # Status asks the holder about these (their instances change while the lab runs).
             auto_scaling_groups=list(model.auto_scaling_groups),
             time_scale=model.lab.time_scale,
@@ -306,6 +312,31 @@ class Holder:
             f"ready in {time.time() - self.state['created']:.1f} s",
         )
         return True
+
+    def _cluster(self) -> LabServers | None:
+        """The lab's servers when it spans several (None: this machine only)."""
+        return getattr(self.builder, "cluster", None)
+
+    def _servers(self, plan: NetworkPlan) -> LabServers | None:
+        """A lab across servers (issue 18): reach them, choose the tunnel, place the plan,
+        keep it in the lab's folder (servers.json) before anything is made on a server."""
+        wanted = self.request.get("servers")
+        if not wanted:
+            return None
+        cluster = lab_servers.prepare(self.name, plan, wanted, self.request.get("ssh_config"))
+        cluster.save(self.lab_dir)
+        for line in describe_placement(cluster.placement):
+            self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"servers: {line}")
+        self.events.emit(
+            self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"tunnel: {cluster.tunnel_reason}"
+        )
+        self.save(
+            servers={h: cluster.placement.nodes[h] for h in cluster.placement.nodes},
+            tunnel=cluster.placement.tunnel,
+            tunnel_reason=cluster.tunnel_reason,
+            mtu=cluster.placement.mtu.note,
+        )
+        return cluster
 
     def _gwlb_datapath(self, plan: NetworkPlan, datapath: str) -> NetworkPlan:
         """Switch or node for the lab's GWLBs (testbed.plan.gwlb_datapath): the request's
@@ -530,7 +561,7 @@ class Holder:
                 asks.controller_reload_plan(str(self.lab_dir / CONTROLLER_SOCK), timeout=30.0)
             except Exception as exc:
                 raise LabError(f"the controller did not take the new plan: {_brief(exc)}") from exc
-            self.save(hosts=host_listing(plan))
+            self.save(hosts=host_listing(plan, self._cluster()))
 
     def _start_autoscaling(self, builder: LabBuilder, model: StackModel) -> None:
         """The builder's hook once the template's programs run (before resource signals are
@@ -763,7 +794,10 @@ class Holder:
                 self.save(state=status, reason=str(exc))
             if rec is not None:
                 rec.status, rec.reason = status, str(exc)
-            self.save(hosts=host_listing(self.builder.plan), stacks=self.stacks.to_state())
+            self.save(
+                hosts=host_listing(self.builder.plan, self._cluster()),
+                stacks=self.stacks.to_state(),
+            )
             raise
         if first:
             self.save(
@@ -784,7 +818,7 @@ class Holder:
         self.stacks.updated(stack, template, template_text, params, outputs, model)
         self.save(
             load_balancers=_load_balancers(self.builder.plan),
-            hosts=host_listing(self.builder.plan),
+            hosts=host_listing(self.builder.plan, self._cluster()),
             stacks=self.stacks.to_state(),
         )
         self.events.emit(
@@ -970,8 +1004,17 @@ def _controller_info(controller: ControllerProcess) -> ControllerInfo:
     )
 
 
-def host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
-    """The hosts as the lab's state lists them (testbed status, Lab.hosts)."""
+def host_listing(plan: NetworkPlan, cluster: LabServers | None = None) -> list[dict[str, Any]]:
+    """The hosts as the lab's state lists them (testbed status, Lab.hosts); a lab across
+    servers lists each host's server too."""
+    listing = _host_listing(plan)
+    if cluster is not None:
+        for h in listing:
+            h["server"] = cluster.placement.nodes.get(h["name"])
+    return listing
+
+
+def _host_listing(plan: NetworkPlan) -> list[dict[str, Any]]:
     return [
         {
             "name": h.name,

@@ -135,7 +135,7 @@ class ControllerSupervisor:
             proc, port = self.controller.proc, self.controller.port
             assert proc is not None  # started, or activate() raised
             assert port is not None
-            attach_switches(self.bridges, port)
+            attach_switches(self.bridges, port, getattr(self.controller, "lab_dir", None))
             status = self.controller.wait_programmed()
         except LabError as exc:
             self.controller.stop()

@@ -95,7 +95,9 @@ class Lab:
 @pytest.fixture
 def attached(monkeypatch):
     ports: list[int] = []
-    monkeypatch.setattr(supervision, "attach_switches", lambda bridges, port: ports.append(port))
+    monkeypatch.setattr(
+        supervision, "attach_switches", lambda bridges, port, *lab_dir: ports.append(port)
+    )
     return ports
 
 

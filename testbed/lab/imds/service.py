@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 
 from testbed.lab.events import EventLog
 from testbed.lab.imds.metadata import instance_metadata
@@ -31,10 +32,11 @@ class MetadataService:
         self.lab, self.model, self.events = lab, model, events
         self.server = MetadataServer()
 
-    def start(self, plan: NetworkPlan) -> None:
-        """Serve every instance of `plan` (the template's)."""
+    def start(self, plan: NetworkPlan, skip: Collection[str] = ()) -> None:
+        """Serve every instance of `plan` (the template's) but those in `skip` (on another
+        server: the service's sockets are made in namespaces of this machine)."""
         started = time.monotonic()
-        hosts = [h for h in plan.hosts if serves(h)]
+        hosts = [h for h in plan.hosts if serves(h) and h.name not in skip]
         for h in hosts:
             self.add(plan, h)
         if self.events is not None and hosts:

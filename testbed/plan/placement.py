@@ -1,0 +1,260 @@
+"""Which server each switch and host of a lab runs on, when a lab spans servers (pure).
+
+Issue 18: a lab across servers on Mininet Cluster Edition places one availability zone per
+server. Every node of an AZ (its bridge, instances, load balancer nodes, appliances, NAT
+gateways, Lambda hosts) runs on the server given for that AZ; the VPC-wide pieces (the core
+router bridge, the internet segment and its clients, the lab's resolver) and the controller
+run on the front end. So only the AZ bridges' uplinks to the core cross servers, as tunnels,
+and cross-zone traffic really crosses one.
+
+`parse_servers` reads the `--servers us-east-1a=HOST,us-east-1b=HOST[,front-end=HOST]`
+option; `place` checks it against a NetworkPlan (every AZ has a server, no server names an AZ
+the template does not use) and returns a Placement: the server of every node, the links that
+cross servers with their VXLAN network identifiers, the datapath IDs (explicit, unique in the
+lab: Mininet would derive them from the digits of the bridge names otherwise), and the MTUs
+the tunnels leave room for.
+
+MTU: a VXLAN tunnel over an IPv4 underlay adds 50 bytes (outer Ethernet 14, IPv4 20, UDP 8,
+VXLAN 8), so over a 1500-byte underlay the inter-AZ path carries 1450-byte packets. The lab's
+hosts get that MTU. A lab with a gateway load balancer carries GENEVE between its nodes and
+the appliances; the node and its appliances are in one AZ unless cross-zone balancing sends
+a flow to another, and then the GENEVE packet (82 bytes more: outer IPv4 20, UDP 8, GENEVE
+with the GWLB options 40, the inner Ethernet header 14 that Open vSwitch's GENEVE carries)
+crosses the tunnel too: the hosts then get 1450 - 82 = 1368 so that it still fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.plan.network import LinkPlan, NetworkPlan
+
+FRONT_END = "front-end"  # the key of --servers that names the front end (default: this host)
+LOCAL = "localhost"  # Cluster Edition's name of the machine Mininet runs on
+UNDERLAY_MTU = 1500
+VXLAN_OVERHEAD = 14 + 20 + 8 + 8  # outer Ethernet, IPv4, UDP, VXLAN
+GRE_OVERHEAD = 14 + 20 + 4 + 4 + 14  # gretap: outer Ethernet, IPv4, GRE + key, inner Ethernet
+GENEVE_OVERHEAD = 20 + 8 + 40 + 14  # outer IPv4, UDP, GENEVE + GWLB options, inner Ethernet
+VXLAN_PORT = 4789  # IANA's VXLAN port
+OVERHEAD = {"vxlan": VXLAN_OVERHEAD, "gre": GRE_OVERHEAD, "ssh": VXLAN_OVERHEAD}
+# A server is a host name or an IPv4 address, optionally user@ in front.
+_HOST_RE = re.compile(r"^([A-Za-z0-9_.-]+@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+_AZ_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+
+
+def parse_servers(text: str, option: str = "--servers") -> dict[str, str]:
+    """`us-east-1a=HOST,us-east-1b=HOST[,front-end=HOST]` -> {AZ or "front-end": HOST}.
+    BadInput (exit 2) on anything else: an empty item, no '=', a key that is no AZ name,
+    a bad host, a key given twice."""
+    out: dict[str, str] = {}
+    hint = f"{option} us-east-1a=HOST,us-east-1b=HOST[,{FRONT_END}=HOST]"
+    if not text or not text.strip():
+        raise BadInput(f"{option} is empty", hint=hint)
+    for item in text.split(","):
+        item = item.strip()
+        key, sep, host = item.partition("=")
+        key, host = key.strip(), host.strip()
+        if not sep or not key or not host:
+            raise BadInput(f"{option}: {item!r} is not AZ=HOST", hint=hint)
+        if key != FRONT_END and not _AZ_RE.match(key):
+            raise BadInput(
+                f"{option}: {key!r} is not an availability zone name (like us-east-1a) "
+                f"nor {FRONT_END!r}",
+                hint=hint,
+            )
+        if not _HOST_RE.match(host):
+            raise BadInput(f"{option}: {host!r} (for {key}) is not a host name or address")
+        if key in out:
+            raise BadInput(f"{option}: {key} is given twice ({out[key]} and {host})", hint=hint)
+        out[key] = host
+    return out
+
+
+@dataclass(frozen=True)
+class CrossLink:
+    """A link of the plan whose ends run on two servers: made as a tunnel (its VNI)."""
+
+    link: LinkPlan
+    a_server: str
+    b_server: str
+    vni: int
+
+
+@dataclass(frozen=True)
+class Mtu:
+    """What the tunnels leave: the inter-AZ path MTU and the MTU the lab's hosts get."""
+
+    underlay: int
+    tunnel_overhead: int
+    path: int  # underlay - tunnel overhead: the largest packet an inter-AZ link carries
+    host: int  # the hosts' MTU (path, less GENEVE when a GWLB's traffic may cross)
+    geneve_inside: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where each node of a lab runs. servers: AZ -> server (front-end included);
+    nodes: node (switch or host) name -> server; cross_links: the tunnels; dpids: switch
+    name -> datapath ID; mtu: what the tunnels leave room for."""
+
+    lab: str
+    servers: dict[str, str]
+    nodes: dict[str, str]
+    cross_links: tuple[CrossLink, ...]
+    dpids: dict[str, int]
+    mtu: Mtu
+    tunnel: str = "vxlan"
+
+    @property
+    def front_end(self) -> str:
+        return self.servers[FRONT_END]
+
+    def server_of(self, node: str) -> str:
+        """The server of a switch or host (a host added later: its switch's server)."""
+        return self.nodes[node]
+
+    def remote_servers(self) -> tuple[str, ...]:
+        """The servers other than the front end, in AZ order, each once."""
+        seen: list[str] = []
+        for key, server in sorted(self.servers.items()):
+            if key != FRONT_END and server != self.front_end and server not in seen:
+                seen.append(server)
+        return tuple(seen)
+
+    def on(self, server: str) -> tuple[str, ...]:
+        """The nodes on `server`, in the plan's order."""
+        return tuple(n for n, s in self.nodes.items() if s == server)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Placement:
+        d: dict[str, Any] = json.loads(text)
+        return cls(
+            lab=d["lab"],
+            servers=dict(d["servers"]),
+            nodes=dict(d["nodes"]),
+            cross_links=tuple(
+                CrossLink(**{**c, "link": LinkPlan(**c["link"])}) for c in d["cross_links"]
+            ),
+            dpids={k: int(v) for k, v in d["dpids"].items()},
+            mtu=Mtu(**d["mtu"]),
+            tunnel=d.get("tunnel", "vxlan"),
+        )
+
+
+def vni_base(lab: str) -> int:
+    """The first VXLAN network identifier of lab `lab`'s tunnels: 256 per lab, from a hash of
+    its name (two labs on the same servers must not share one: Linux refuses a second VXLAN
+    device with the same VNI, port and local address)."""
+    return (zlib.crc32(lab.encode()) % 0xFFFF + 1) << 8  # 256 .. 2**24 - 256
+
+
+def place(
+    plan: NetworkPlan,
+    servers: dict[str, str],
+    *,
+    tunnel: str = "vxlan",
+    underlay_mtu: int = UNDERLAY_MTU,
+) -> Placement:
+    """Place the plan's switches and hosts on `servers` (AZ -> server; FRONT_END -> the
+    front end, default LOCAL). BadInput when an AZ of the plan has no server, a server is
+    given for an AZ the plan does not use, or a host's interfaces are on two servers."""
+    if tunnel not in OVERHEAD:
+        raise BadInput(f"unknown tunnel type {tunnel!r} (one of {', '.join(OVERHEAD)})")
+    used = [sw.az for sw in plan.switches if sw.role == "az" and sw.az]
+    missing = [az for az in used if az not in servers]
+    if missing:
+        raise BadInput(
+            f"--servers: no server for availability zone {', '.join(missing)} "
+            f"(the template uses {', '.join(used)})",
+            hint="give one server per AZ: --servers " + ",".join(f"{az}=HOST" for az in used),
+        )
+    unused = sorted(k for k in servers if k != FRONT_END and k not in used)
+    if unused:
+        raise BadInput(
+            f"--servers: the template does not use availability zone {', '.join(unused)} "
+            f"(it uses {', '.join(used) or 'none'})"
+        )
+    where = {**servers, FRONT_END: servers.get(FRONT_END, LOCAL)}
+    nodes: dict[str, str] = {}
+    for sw in plan.switches:
+        nodes[sw.name] = where[sw.az] if sw.role == "az" and sw.az else where[FRONT_END]
+    for h in plan.hosts:
+        server = nodes[h.switch]
+        for i in h.interfaces:
+            if nodes[i.switch] != server:
+                raise BadInput(
+                    f"host {h.name}'s {i.name} is on {i.switch} ({nodes[i.switch]}), its eth0 "
+                    f"on {h.switch} ({server}): a host's interfaces must be on one server"
+                )
+        nodes[h.name] = server
+    base = vni_base(plan.lab)
+    if sum(1 for x in plan.links if nodes[x.a] != nodes[x.b]) > 255:
+        raise BadInput("a lab across servers has at most 255 links between servers")
+    cross = tuple(
+        CrossLink(link, nodes[link.a], nodes[link.b], base + k)
+        for k, link in enumerate(x for x in plan.links if nodes[x.a] != nodes[x.b])
+    )
+    dpids = {sw.name: sw.dpid for sw in plan.switches}
+    seen: dict[int, str] = {}
+    for name, dpid in dpids.items():
+        if dpid in seen:
+            raise BadInput(f"switches {seen[dpid]} and {name} have the same datapath ID {dpid}")
+        seen[dpid] = name
+    return Placement(
+        lab=plan.lab,
+        servers=where,
+        nodes=nodes,
+        cross_links=cross,
+        dpids=dpids,
+        mtu=mtu_for(plan, tunnel, underlay_mtu, crossing=bool(cross)),
+        tunnel=tunnel,
+    )
+
+
+def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = True) -> Mtu:
+    """The MTUs of a lab whose inter-AZ links are `tunnel`s over an `underlay_mtu` underlay."""
+    overhead = OVERHEAD[tunnel]
+    if not crossing:
+        return Mtu(underlay_mtu, 0, underlay_mtu, underlay_mtu, False, "no link crosses servers")
+    path = underlay_mtu - overhead
+    geneve = any(lb.type == "gateway" for lb in plan.load_balancers)
+    host = path - GENEVE_OVERHEAD if geneve else path
+    note = f"{tunnel} adds {overhead} bytes: inter-AZ path MTU {path}"
+    if geneve:
+        note += (
+            f"; a gateway load balancer's GENEVE ({GENEVE_OVERHEAD} bytes) may cross it "
+            f"(cross-zone): hosts get MTU {host}"
+        )
+    else:
+        note += f": hosts get MTU {host}"
+    if host < 1280:
+        raise BadInput(
+            f"an underlay MTU of {underlay_mtu} leaves the hosts {host} bytes through {tunnel} "
+            "tunnels; IPv6 and most stacks need 1280 (use a larger underlay MTU)"
+        )
+    return Mtu(underlay_mtu, overhead, path, host, geneve, note)
+
+
+def describe(p: Placement) -> list[str]:
+    """Lines for people: the servers and what runs on each, the tunnels, the MTUs."""
+    lines = []
+    for server in (p.front_end, *p.remote_servers()):
+        azs = sorted(k for k, v in p.servers.items() if v == server and k != FRONT_END)
+        role = ", ".join(([FRONT_END] if server == p.front_end else []) + azs)
+        lines.append(f"{server} ({role}): {' '.join(p.on(server))}")
+    for c in p.cross_links:
+        lines.append(
+            f"tunnel {p.tunnel} vni {c.vni}: {c.link.a} ({c.a_server}) <-> "
+            f"{c.link.b} ({c.b_server})"
+        )
+    lines.append(f"mtu: {p.mtu.note}")
+    return lines

@@ -1,0 +1,60 @@
+"""A lab's servers as later commands find them (testbed.lab.servers, hostexec; issue 18)."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import naming
+from testbed.errors import BadInput
+from testbed.lab import servers as lab_servers
+from testbed.lab.hostexec import netns_argv
+from testbed.model import load_model
+from testbed.plan.network import build_plan
+from testbed.plan.placement import place
+from testbed.topologies.cluster import LabServers, ServerAccess
+
+
+def servers_of(lab: str) -> LabServers:
+    plan = build_plan(load_model("templates/nlb.yaml"), lab)
+    placement = place(plan, {"us-east-1a": "srv1", "us-east-1b": "srv2"})
+    access = {
+        "localhost": ServerAccess("localhost", "198.19.9.1"),
+        "srv1": ServerAccess("srv1", "198.19.9.11", "/h/ssh_config"),
+        "srv2": ServerAccess("srv2", "198.19.9.12", "/h/ssh_config"),
+    }
+    return LabServers(placement, access, "198.19.9.1", "vxlan: why", "/h/ssh_config")
+
+
+def test_servers_round_trip_through_their_file():
+    s = servers_of("m")
+    back = LabServers.from_json(s.to_json())
+    assert back.placement == s.placement
+    assert back.front_end_address == "198.19.9.1"
+    assert back.access["srv1"].address == "198.19.9.11"
+    assert back.access["srv1"].ssh_config == "/h/ssh_config"
+    assert back.server_of("WebA1") == back.access["srv1"]
+    assert back.server_of("Client1") is None  # the front end
+    assert [a.name for a in back.remote()] == ["srv1", "srv2"]
+
+
+def test_a_remote_hosts_command_runs_over_ssh_a_local_ones_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    lab_dir = naming.lab_dir("m")
+    lab_dir.mkdir(parents=True)
+    servers_of("m").save(lab_dir)
+    argv = netns_argv("m", "WebB1", ["curl", "-s", "http://x/"])
+    assert argv[0] == "ssh"
+    assert argv[-2] == "srv2"
+    assert argv[-1].startswith("ip netns exec tb-m-WebB1 env TMPDIR=")
+    assert argv[-1].endswith("curl -s http://x/")
+    local = netns_argv("m", "Client1", ["true"])
+    assert "ssh" not in local
+    assert lab_servers.describe_host("m", "WebA1") == "srv1"
+    assert lab_servers.describe_host("m", "Client1") == "localhost"
+
+
+def test_clean_servers_from_the_option_leave_the_front_end_out():
+    got = lab_servers.from_option("us-east-1a=srv1,us-east-1b=srv2,front-end=localhost", None)
+    assert sorted(got) == ["srv1", "srv2"]
+    with pytest.raises(BadInput):
+        lab_servers.from_option("us-east-1a", None)

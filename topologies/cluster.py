@@ -1,0 +1,402 @@
+"""A lab's nodes on other servers, on Mininet Cluster Edition (mininet.examples.cluster).
+
+Issue 18. testbed.plan.placement says where each switch and host runs; this module makes the
+Mininet nodes and links that run there:
+
+- `ServerAccess`: how to reach a server (ssh with the lab's ssh config, BatchMode) and its
+  underlay address; commands run as root there (no sudo: Cluster Edition would prefix sudo).
+- `RemoteLabHost` / `RemoteLabSwitch`: Cluster Edition's RemoteMixin (a shell through
+  `ssh -tt`, `mnexec` on the server, `rcmd` in the server's root namespace) on Mininet's Host
+  and RemoteOVSSwitch (switches started per server in one ovs-vsctl batch). Their __init__
+  is the lab's own: Cluster Edition's registers ClusterCleanup, which runs `mn -c` on every
+  server, and that is never used here.
+- `RemoteVxlanLink`: the shape of Cluster Edition's RemoteGRELink with `type vxlan` (these
+  kernels have no gretap: "Unknown device type"): `ip link add NAME type vxlan id VNI remote R
+  local L dstport 4789` on both servers, moved into the node's namespace, added to the OVS
+  bridge as the planned port. Within one server it is a plain veth pair.
+- `probe_tunnels` / `choose_tunnel`: which tunnel kinds a server's kernel can make (gretap,
+  vxlan, TUN for the ssh tunnel), and the one every server of a lab can (GRE where gretap
+  exists, else VXLAN, else Cluster Edition's ssh-tunnel RemoteLink).
+- `clean_server`: what lab NAME left on one server, removed by its prefix (namespaces and
+  the processes in them, bridges, links), through ssh: never `mn -c`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mininet.examples.cluster import RemoteLink, RemoteMixin, RemoteOVSSwitch
+from mininet.link import Link
+from mininet.node import Host, Node
+from mininet.util import makeIntfPair
+
+from testbed import naming
+from testbed.errors import LabError
+from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement
+
+SSH_OPTIONS = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=accept-new",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "LogLevel=ERROR",
+)
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    """One server of a lab: its name as given (--servers), the ssh config that reaches it,
+    its underlay address, the environment its OVS tools need (own run directory)."""
+
+    name: str
+    address: str
+    ssh_config: str | None = None
+    ovs_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.name == LOCAL
+
+    def ssh(self, tty: bool = False) -> list[str]:
+        """ssh argv up to (and including) the destination."""
+        argv = ["ssh", "-q", *SSH_OPTIONS]
+        if self.ssh_config:
+            argv += ["-F", self.ssh_config]
+        if tty:
+            argv.append("-tt")
+        return [*argv, self.name]
+
+    def argv(self, command: str) -> list[str]:
+        """argv that runs the shell command `command` as root in the server's root namespace
+        (with its OVS environment)."""
+        env = "".join(f"{k}={shlex.quote(v)} " for k, v in sorted(self.ovs_env.items()))
+        if self.local:
+            return ["sh", "-c", command]
+        return [*self.ssh(), f"{'export ' + env + '; ' if env else ''}{command}"]
+
+    def run(self, command: str, check: bool = True, timeout: float = 60) -> str:
+        """Run `command` on the server; its stdout. LabError when it fails and check."""
+        done = subprocess.run(
+            self.argv(command), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and done.returncode != 0:
+            raise LabError(
+                f"on server {self.name}: {command[:120]} failed ({done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()[:400]}"
+            )
+        return done.stdout
+
+
+@dataclass(frozen=True)
+class LabServers:
+    """A lab's placement and how to reach each of its servers. front_end_address: this
+    machine's underlay address (the controller listens there, tunnels start there)."""
+
+    placement: Placement
+    access: dict[str, ServerAccess]
+    front_end_address: str
+    tunnel_reason: str
+    ssh_config: str | None = None
+
+    def server_of(self, node: str) -> ServerAccess | None:
+        """The server of a host or switch; None: this machine (the front end)."""
+        server = self.placement.nodes.get(node)
+        if server is None or server == self.placement.front_end:
+            return None
+        return self.access[server]
+
+    def remote(self) -> list[ServerAccess]:
+        return [self.access[s] for s in self.placement.remote_servers()]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "placement": json.loads(self.placement.to_json()),
+                "access": {
+                    k: {"address": a.address, "ovs_env": a.ovs_env} for k, a in self.access.items()
+                },
+                "front_end_address": self.front_end_address,
+                "tunnel_reason": self.tunnel_reason,
+                "ssh_config": self.ssh_config,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LabServers:
+        d: dict[str, Any] = json.loads(text)
+        ssh_config = d.get("ssh_config")
+        return cls(
+            placement=Placement.from_json(json.dumps(d["placement"])),
+            access={
+                k: ServerAccess(k, a["address"], ssh_config, dict(a.get("ovs_env") or {}))
+                for k, a in d["access"].items()
+            },
+            front_end_address=d["front_end_address"],
+            tunnel_reason=d.get("tunnel_reason", ""),
+            ssh_config=ssh_config,
+        )
+
+    def save(self, lab_dir: Path) -> None:
+        (lab_dir / naming.SERVERS_FILE).write_text(self.to_json())
+
+
+def resolve_address(server: str, ssh_config: str | None) -> str:
+    """The underlay address of `server` (a host alias of the ssh config, a name or an
+    address): what `ssh -G` says its HostName is."""
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", server):
+        return server
+    argv = ["ssh", "-G", *(["-F", ssh_config] if ssh_config else []), server]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    hostname = server
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "hostname":
+            hostname = value.strip()
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", hostname):
+        return hostname
+    try:
+        return socket.gethostbyname(hostname)
+    except OSError as exc:
+        raise LabError(
+            f"cannot tell the address of server {server} (host name {hostname}): {exc}"
+        ) from None
+
+
+def local_address_towards(remote: str) -> str:
+    """This machine's source address towards `remote` (`ip route get`)."""
+    out = subprocess.run(
+        ["ip", "-o", "route", "get", remote], capture_output=True, text=True, check=False
+    ).stdout
+    m = re.search(r"\bsrc (\S+)", out)
+    if not m:
+        raise LabError(f"no route from this machine to server {remote}")
+    return m.group(1)
+
+
+class RemoteLabNode(RemoteMixin):
+    """Cluster Edition's remote node, reached through ServerAccess, without sudo and without
+    ClusterCleanup. server: the ServerAccess (LOCAL: this machine, a plain node)."""
+
+    def __init__(self, name: str, access: ServerAccess | None = None, **params: Any) -> None:
+        access = access or ServerAccess(LOCAL, "127.0.0.1")
+        self.access = access
+        self.server = access.name
+        self.serverIP = access.address
+        self.user = "root"
+        self.controlPath = None
+        self.splitInit = False
+        self.isRemote = not access.local
+        self.dest = access.name if self.isRemote else None
+        self.sshcmd = access.ssh(tty=True) if self.isRemote else []
+        self.shell, self.pid = None, None
+        # Mininet's Node/Host/OVSSwitch __init__ (RemoteMixin's own is skipped: see above).
+        super(RemoteMixin, self).__init__(name, **params)
+
+    def startShell(self, *args: Any, **kwargs: Any) -> None:
+        super().startShell(*args, **kwargs)
+        if self.isRemote and self.access.ovs_env:
+            self.cmd(
+                "export "
+                + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.access.ovs_env.items()))
+            )
+
+    def _popen(self, cmd: Any, sudo: bool = True, tt: bool = True, **params: Any) -> Any:
+        """A process on the node's server: through ssh (-tt for the node's shell)."""
+        if isinstance(cmd, str):
+            cmd = cmd.split()
+        if self.isRemote:
+            cmd = [*self.access.ssh(tty=tt), *map(str, cmd)]
+        params.update(preexec_fn=os.setpgrp)
+        return Node._popen(self, cmd, **params)
+
+
+class RemoteLabHost(RemoteLabNode, Host):
+    """A lab host on another server."""
+
+
+class RemoteLabSwitch(RemoteLabNode, RemoteOVSSwitch):
+    """A lab bridge on another server: Mininet's OVSSwitch, started in one ovs-vsctl batch
+    per server (RemoteOVSSwitch.batchStartup), through the server's shell."""
+
+    def __init__(self, name: str, access: ServerAccess | None = None, **params: Any) -> None:
+        params.pop("tunnels", None)  # GENEVE ports of the switch GWLB datapath: not remote
+        params["batch"] = True
+        super().__init__(name, access=access, **params)
+
+    def isOldOVS(self) -> bool:
+        return False
+
+
+def _root_cmd(node: Any, command: str) -> str:
+    """Run a command in the root namespace of the node's server; its output."""
+    if getattr(node, "isRemote", False):
+        out: str = node.rcmd(command)
+        return out
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    return done.stdout + done.stderr
+
+
+def vxlan_commands(name: str, vni: int, local: str, remote: str, mtu: int) -> list[str]:
+    """The commands that make one end of a VXLAN link (run in the server's root namespace)."""
+    return [
+        f"ip link del {name} 2>/dev/null; true",
+        f"ip link add {name} type vxlan id {vni} remote {remote} local {local} "
+        f"dstport {VXLAN_PORT}",
+        f"ip link set dev {name} mtu {mtu} up",
+    ]
+
+
+class RemoteVxlanLink(RemoteLink):
+    """Cluster Edition's RemoteGRELink with a VXLAN device: the link between two nodes on
+    different servers. params: vni (the link's VXLAN network identifier), mtu (the devices'
+    MTU), local1/local2 (each end's underlay source address: a server's own address, or the
+    front end's address towards the other server)."""
+
+    def __init__(
+        self, node1: Any, node2: Any, vni: int = 0, mtu: int = 1450, **params: Any
+    ) -> None:
+        self.vni, self.mtu = vni, mtu
+        self.underlay: tuple[str, str] = (params.pop("local1", ""), params.pop("local2", ""))
+        RemoteLink.__init__(self, node1, node2, **params)
+
+    def makeIntfPair(
+        self,
+        intfname1: str,
+        intfname2: str,
+        addr1: str | None = None,
+        addr2: str | None = None,
+        node1: Any = None,
+        node2: Any = None,
+        deleteIntfs: bool = True,
+    ) -> Any:
+        node1 = self.node1 if node1 is None else node1
+        node2 = self.node2 if node2 is None else node2
+        if getattr(node1, "server", LOCAL) == getattr(node2, "server", LOCAL):
+            return makeIntfPair(
+                intfname1, intfname2, addr1, addr2, node1, node2, deleteIntfs=deleteIntfs
+            )
+        local1, local2 = self.underlay
+        local1 = local1 or node1.serverIP
+        local2 = local2 or node2.serverIP
+        for node, name, local, remote, addr in (
+            (node1, intfname1, local1, local2, addr1),
+            (node2, intfname2, local2, local1, addr2),
+        ):
+            script = " && ".join(vxlan_commands(name, self.vni, local, remote, self.mtu))
+            if addr:
+                script += f" && ip link set dev {name} address {addr}"
+            script += f" && ip link set {name} netns {node.pid} && echo made"
+            out = _root_cmd(node, script)
+            if "made" not in out:
+                raise LabError(f"VXLAN {name} (vni {self.vni}) on {node.server}: {out.strip()}")
+        self.tunnel = 1
+        return None
+
+    def stop(self) -> None:
+        if self.tunnel:
+            for node, intf in ((self.node1, self.intf1), (self.node2, self.intf2)):
+                _root_cmd(node, f"ip link del {intf.name} 2>/dev/null; true")
+        else:
+            Link.stop(self)
+        self.tunnel = None  # type: ignore[assignment]
+
+
+# ---- which tunnel a server can make ----------------------------------------------------
+TUNNEL_PREFERENCE = ("gre", "vxlan", "ssh")
+
+
+def probe_script(lab: str) -> str:
+    """A shell script that tells which tunnel devices the kernel makes: one line per kind
+    that works ("gre", "vxlan", "ssh" for TUN/TAP), each probe device (the lab's prefix)
+    removed again."""
+    name = naming._ifname(f"{naming.prefix(lab)}tp")
+    return (
+        f"ip link add {name} type gretap remote 127.0.0.2 local 127.0.0.1 2>/dev/null"
+        f" && echo gre; ip link del {name} 2>/dev/null;"
+        f" ip link add {name} type vxlan id 1 remote 127.0.0.2 local 127.0.0.1"
+        f" dstport {VXLAN_PORT} 2>/dev/null && echo vxlan; ip link del {name} 2>/dev/null;"
+        " test -c /dev/net/tun && echo ssh; true"
+    )
+
+
+def probe_tunnels(lab: str, access: ServerAccess) -> tuple[str, ...]:
+    """The tunnel kinds server `access` can make."""
+    out = access.run(probe_script(lab), check=False)
+    return tuple(k for k in TUNNEL_PREFERENCE if k in out.split())
+
+
+def choose_tunnel(found: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+    """The tunnel kind every server can make (GRE, else VXLAN, else the ssh tunnel), and why
+    (the machines without gretap named). LabError when there is none."""
+    for kind in TUNNEL_PREFERENCE:
+        if all(kind in kinds for kinds in found.values()):
+            no_gre = sorted(s for s, kinds in found.items() if "gre" not in kinds)
+            why = f"{kind}: every server can make it"
+            if no_gre and kind != "gre":
+                why += f"; no gretap on {', '.join(no_gre)} (Unknown device type)"
+            return kind, why
+    raise LabError(
+        "no tunnel kind every server can make: "
+        + "; ".join(f"{s}: {', '.join(k) or 'none'}" for s, k in sorted(found.items()))
+    )
+
+
+# ---- what a lab left on a server -------------------------------------------------------
+def clean_script(lab: str) -> str:
+    """A shell script that removes what lab `lab` made on a server, found by its prefix:
+    the processes in its named namespaces, the namespaces, its OVS bridges, its links; it
+    prints one line per thing removed. Nothing else is touched (never `mn -c`)."""
+    pre = shlex.quote(naming.prefix(lab))
+    return (
+        "set +e; "
+        f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
+        '  for p in $(ip netns pids "$ns"); do'
+        '    kill -9 "$p" 2>/dev/null && echo "process $p"; done; '
+        '  ip netns delete "$ns" && echo "namespace $ns"; '
+        "done; "
+        "for b in $(ovs-vsctl --timeout=10 list-br 2>/dev/null | grep '^'"
+        f"{pre}); do "
+        '  ovs-vsctl --timeout=30 del-br "$b" && echo "bridge $b"; '
+        "done; "
+        "for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^'"
+        f"{pre}); do "
+        '  ip link del "$l" 2>/dev/null && echo "link $l"; '
+        "done; true"
+    )
+
+
+def clean_server(lab: str, access: ServerAccess) -> list[str]:
+    """Remove what lab `lab` left on server `access`; what was removed (one line each).
+    LabError when the server does not answer."""
+    out = access.run(clean_script(lab), check=True, timeout=120)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def leftovers_script(lab: str) -> str:
+    """A shell script that lists what of lab `lab` exists on a server (one line each)."""
+    pre = shlex.quote(naming.prefix(lab))
+    return (
+        f"ip netns list | awk '{{print \"namespace \" $1}}' | grep ' '{pre}; "
+        f"ovs-vsctl --timeout=10 list-br 2>/dev/null | sed 's/^/bridge /' | grep ' '{pre}; "
+        "ip -o link show | awk -F': ' '{print \"link \" $2}' | cut -d@ -f1 | grep ' '"
+        f"{pre}; true"
+    )
+
+
+def server_leftovers(lab: str, access: ServerAccess) -> list[str]:
+    """What of lab `lab` still exists on server `access`."""
+    out = access.run(leftovers_script(lab), check=False)
+    return [line.strip() for line in out.splitlines() if line.strip()]
