@@ -4,10 +4,8 @@ decode, JavaScript errors seen, and no chromium process left behind."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +13,14 @@ from aiohttp import web
 
 from testbed import vendor_js
 from testbed.lab import procs
-from tests.browser import Browser, BrowserError, BrowserTimeout, png_size, require_browser
+from tests.browser import (
+    Browser,
+    BrowserError,
+    BrowserTimeout,
+    png_size,
+    require_browser,
+    serving,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,7 +48,6 @@ HOSTS = ["i-a1", "i-a2", "i-b1", "i-b2", "nlb-a"]
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """The page and its API on 127.0.0.1, a free port, served from a thread."""
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_get("/", _index)
     app.router.add_get("/api/hosts", _hosts)
@@ -51,20 +55,8 @@ def site() -> Iterator[str]:
     for name, path in vendor_js.VENDOR_FILES.items():
         if path.is_file():
             app.router.add_get(f"/vendor/{name}", _file(path))
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with serving(app) as url:
+        yield url
 
 
 async def _index(_request: web.Request) -> web.Response:

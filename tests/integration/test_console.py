@@ -7,7 +7,6 @@ the health-check time + 2 s; the graphs update; the idle stream costs < 5 % of o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from testbed.cli import main
 from testbed.console.data import LiveData
@@ -33,7 +30,7 @@ from testbed.console.server import make_app
 from testbed.lab.api import Lab
 from testbed.paths import TEMPLATES
 from testbed.waiting import wait_for
-from tests.browser import Browser, browser_available
+from tests.browser import Browser, browser_available, serving
 from tests.console_fake import make_lab, target_row
 
 pytestmark = pytest.mark.integration
@@ -287,25 +284,6 @@ def test_a_100_host_lab_loads_in_under_a_second(
         f"navigation ({ready_ms[0]:.0f} ms in a browser that just started)"
     )
     assert ready_ms[1] < 1000
-
-
-@contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """`app` on a free port of 127.0.0.1, in a thread of this process."""
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_replay_of_an_experiment_with_the_time_slider(tmp_path: Path) -> None:
