@@ -17,7 +17,9 @@ from types import ModuleType
 from typing import Any
 
 from testbed.errors import BadInput
+from testbed.lab import run_servers
 from testbed.lab.capabilities import detect
+from testbed.lab.run_servers import RunServers
 from testbed.paths import REPO, in_checkout, results_root
 
 
@@ -130,11 +132,23 @@ def parse_params(module: ModuleType, given: dict[str, str]) -> dict[str, Any]:
 
 
 def run_experiment(
-    module: ModuleType, name: str, given: dict[str, str], out: str | None = None
+    module: ModuleType,
+    name: str,
+    given: dict[str, str],
+    out: str | None = None,
+    servers: RunServers | None = None,
 ) -> Path:
     """Run an experiment module (PARAMS, run(params, results) -> summary) into a fresh
-    results directory; its path."""
+    results directory; its path.
+
+    servers: the run's labs go across these servers (testbed.lab.run_servers; the
+    experiment's code is the same): checked before anything is made when its TEMPLATE is a
+    file, each lab checked as it starts; meta.json's across_servers says which servers,
+    the tunnel, and each lab's placement."""
     params = parse_params(module, given)
+    if servers is not None:
+        servers.experiment = name
+        run_servers.precheck(servers, getattr(module, "TEMPLATE", None))
     seed = params.get("seed")
     if seed is None:
         seed = int(time.time())
@@ -147,5 +161,14 @@ def run_experiment(
         seed=seed,
     )
     print(f"experiment {name}: results go to {results.path}", flush=True)
-    summary = module.run(params, results)
-    return results.finish(summary=summary)
+    if servers is None:
+        summary = module.run(params, results)
+        return results.finish(summary=summary)
+    results.write_meta(across_servers=servers.to_meta())
+    try:
+        with run_servers.across_servers(servers):
+            summary = module.run(params, results)
+    except BaseException as exc:
+        results.write_meta(across_servers=servers.to_meta(), error=str(exc)[:500])
+        raise
+    return results.finish(summary=summary, across_servers=servers.to_meta())

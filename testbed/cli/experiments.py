@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from types import ModuleType
 from typing import Any
@@ -10,7 +11,11 @@ from typing import Any
 from testbed import experiments
 from testbed.cli.common import add_params, add_template, params_dict, subcommand, table
 from testbed.cli.demo import demo
+from testbed.cluster.demo import state_dir_for_servers
 from testbed.errors import BadInput
+from testbed.lab.run_servers import RunServers
+from testbed.lab.servers import check_ssh_config
+from testbed.plan.placement import FRONT_END, LOCAL, parse_servers
 from testbed.results import run_experiment
 
 # Modules of the experiments package that the experiments share (not experiments themselves).
@@ -24,7 +29,9 @@ def register(sub: Any) -> None:
         cmd_run,
         "run an experiment from experiments/ and save its results",
         epilog="examples:\n  testbed run --list\n  testbed run bench_lab -p sizes=5,20,50\n"
-        "  testbed run bench_lab --out /tmp/mine\n\nEach experiment brings up its own lab(s), "
+        "  testbed run bench_lab --out /tmp/mine\n"
+        "  testbed run cross_zone -p settings=on --servers us-east-1a=srv1,us-east-1b=srv2 "
+        "--ssh-config F\n\nEach experiment brings up its own lab(s), "
         "measures, tears down, and writes\nresults/<experiment>/<timestamp>/ (CSV, PNG, "
         "meta.json to re-run it).\n\nIts labs belong to this command: however it ends "
         "(Ctrl-C, SIGTERM, SIGHUP, kill -9),\nthey are torn down, with nothing left behind.",
@@ -33,6 +40,16 @@ def register(sub: Any) -> None:
     add_params(p)
     p.add_argument("--out", help="directory for the results (default results/<experiment>)")
     p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument(
+        "--servers",
+        metavar="AZ=HOST,...",
+        help="run the experiment's labs across servers, one availability zone per server "
+        "(us-east-1a=HOST,us-east-1b=HOST; the front end is this machine): the experiment "
+        "is unchanged, meta.json records the servers and the tunnel. An experiment using "
+        "what does not work across servers yet (Auto Scaling, the metadata service, the "
+        "switch GWLB datapath) is refused, exit 2, nothing built",
+    )
+    p.add_argument("--ssh-config", help="the ssh config that reaches the --servers")
 
     p = subcommand(
         sub,
@@ -80,9 +97,34 @@ def cmd_run(args: Any) -> int:
         print(table(rows, ["EXPERIMENT", "WHAT IT MEASURES"]))
         return 0
     module = load_experiment(args.experiment)
-    path = run_experiment(module, args.experiment, params_dict(args.params), out=args.out)
+    servers = _run_servers(args)
+    path = run_experiment(
+        module, args.experiment, params_dict(args.params), out=args.out, servers=servers
+    )
     print(f"\nresults: {path}")
     return 0
+
+
+def _run_servers(args: Any) -> RunServers | None:
+    """--servers / --ssh-config as the run's setting (BadInput, exit 2, for bad ones)."""
+    if args.servers is None:
+        if args.ssh_config:
+            raise BadInput("--ssh-config goes with --servers")
+        return None
+    servers = parse_servers(args.servers)
+    front = servers.get(FRONT_END, LOCAL)
+    if front != LOCAL:
+        raise BadInput(
+            f"--servers {FRONT_END}={front}: the front end is the machine `testbed run` "
+            f"runs on (leave it out, or give {LOCAL})"
+        )
+    ssh_config = check_ssh_config(args.ssh_config)
+    moved = state_dir_for_servers()
+    if moved:
+        # A lab's folder must be at the same path on every server (not in a server's /run).
+        os.environ["TESTBED_STATE_DIR"] = moved
+        print(f"state directory {moved} (the servers have their own /run)", flush=True)
+    return RunServers(servers, ssh_config, experiment=args.experiment)
 
 
 def cmd_demo(args: Any) -> int:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from testbed import asks, naming, rpc
 from testbed.errors import BadInput, LabError
-from testbed.lab import gwlb_switch
+from testbed.lab import gwlb_switch, run_servers
 from testbed.lab.classic_health import IN_SERVICE
 from testbed.lab.classic_health import instance_health as clb_instance_health
 from testbed.lab.controller_proc import log_tail
@@ -124,6 +124,12 @@ def start_lab(
     front end is this machine), or the text of --servers; ssh_config: the ssh config that
     reaches them (testbed.lab.servers)."""
     params = {k: str(v) for k, v in (params or {}).items()}
+    # A run across servers (`testbed run EXP --servers`): its labs go there unless the
+    # caller gave servers of its own (testbed.lab.run_servers).
+    run = run_servers.current() if servers is None else None
+    if run is not None:
+        servers = dict(run.servers)
+        ssh_config = ssh_config or run.ssh_config
     if isinstance(servers, str):
         servers = parse_servers(servers)
     if ssh_config is not None:
@@ -152,7 +158,11 @@ def start_lab(
         _check_gwlb_switch(model, name, datapath)
     if servers:
         # The mapping fits the template (every AZ a server, none too many): BadInput now.
-        place(build_plan(model, name), servers)
+        plan = build_plan(model, name)
+        place(plan, servers)
+        if run is not None:
+            run_servers.check(run, model, plan, gwlb_datapath, template)
+        gwlb_datapath = run_servers.gwlb_datapath_for(plan, gwlb_datapath)
         front = servers.get(FRONT_END, LOCAL)
         if front != LOCAL:
             raise BadInput(
@@ -189,7 +199,10 @@ def start_lab(
         follower.close()
     final = next((e for e in seen if e.logical_id == name and e.status in CREATE_ENDS), None)
     if final is not None and final.status == "CREATE_COMPLETE":
-        return read_state(lab_dir) or {}
+        state = read_state(lab_dir) or {}
+        if run is not None:
+            run.note_lab(name, state)
+        return state
     proc.wait(timeout=60)
     reasons = [e.reason for e in seen if e.status.endswith("FAILED") and e.reason]
     reasons += [e.reason for e in seen if e.status == "ROLLBACK_IN_PROGRESS" and e.reason]
