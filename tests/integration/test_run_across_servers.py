@@ -110,7 +110,8 @@ def test_meta_names_the_servers_and_the_tunnel(run):
     s1, s2 = run["servers"]
     assert across["servers"] == {"us-east-1a": s1, "us-east-1b": s2}
     assert across["front_end"] == "localhost"
-    assert across["tunnel"] and across["tunnel"][0] in ("vxlan", "gre")
+    assert across["tunnel"]
+    assert across["tunnel"][0] in ("vxlan", "gre")
     (lab,) = across["labs"]
     assert set(lab["hosts_by_server"]) == {"localhost", s1, s2}
     assert "1450" in str(lab["mtu"])
