@@ -52,7 +52,7 @@ class RunServers:
                 "tunnel": state.get("tunnel"),
                 "tunnel_reason": state.get("tunnel_reason"),
                 "mtu": state.get("mtu"),
-                "hosts_by_server": _by_server(placed),
+                "nodes_by_server": _by_server(placed),
             }
         )
 

@@ -113,7 +113,7 @@ def test_meta_names_the_servers_and_the_tunnel(run):
     assert across["tunnel"]
     assert across["tunnel"][0] in ("vxlan", "gre")
     (lab,) = across["labs"]
-    assert set(lab["hosts_by_server"]) == {"localhost", s1, s2}
+    assert set(lab["nodes_by_server"]) == {"localhost", s1, s2}
     assert "1450" in str(lab["mtu"])
     assert run["meta"]["end"] is not None
 

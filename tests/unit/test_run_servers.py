@@ -113,7 +113,7 @@ def test_the_lab_placement_goes_into_the_setting():
     assert meta["front_end"] == "localhost"
     assert meta["ssh_config"] == "/tmp/ssh"
     assert meta["tunnel"] == ["vxlan"]
-    assert meta["labs"][0]["hosts_by_server"] == {"localhost": 1, "srv1": 2, "srv2": 1}
+    assert meta["labs"][0]["nodes_by_server"] == {"localhost": 1, "srv1": 2, "srv2": 1}
 
 
 def _module(template: str | None, seen: list) -> types.ModuleType:
