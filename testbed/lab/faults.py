@@ -42,10 +42,27 @@ FAULT_TYPE = "Lab::Fault"
 FAULT_ROLES = ("http-backend", "appliance")
 
 
+def _not_on_another_server(lab: str, host: str, kind: str) -> None:
+    """BadInput for stop/start of a host on another server (issue 18, not yet): ending its
+    process here ends only the ssh client that started it, the backend would go on."""
+    from testbed.lab.servers import host_server
+
+    access = host_server(lab, host)
+    if access is not None:
+        raise BadInput(
+            f"fault {kind} on {host} (on server {access.name}): not yet across servers "
+            "(ending a process on another server ends only its ssh client here)",
+            hint="refuse, hang, 500 and clear work there (the backend's admin port); "
+            "docs/scaling.md, 'What works across servers'",
+        )
+
+
 def apply_fault(lab: Lab, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
     """Apply a fault to `host` of the running lab `lab`; returns the new state."""
     if kind not in KINDS:
         raise BadInput(f"unknown fault {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
+    if kind in ("stop", "start"):
+        _not_on_another_server(lab.name, host, kind)
     h = lab.host(host)  # BadInput for an unknown host
     hp = lab.plan.host(host)
     if hp.role not in FAULT_ROLES:
