@@ -31,7 +31,10 @@ def register(sub: Any) -> None:
         epilog="examples:\n  testbed run --list\n  testbed run bench_lab -p sizes=5,20,50\n"
         "  testbed run bench_lab --out /tmp/mine\n"
         "  testbed run cross_zone -p settings=on --servers us-east-1a=srv1,us-east-1b=srv2 "
-        "--ssh-config F\n\nEach experiment brings up its own lab(s), "
+        "--ssh-config F\n\n"
+        "Servers to try --servers on this machine: testbed cluster harness up --count 2\n"
+        "(it prints its ssh config). Across servers, meta.json's across_servers says which\n"
+        "servers, the tunnel and where each lab ran.\n\nEach experiment brings up its own lab(s), "
         "measures, tears down, and writes\nresults/<experiment>/<timestamp>/ (CSV, PNG, "
         "meta.json to re-run it).\n\nIts labs belong to this command: however it ends "
         "(Ctrl-C, SIGTERM, SIGHUP, kill -9),\nthey are torn down, with nothing left behind.",
