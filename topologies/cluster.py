@@ -355,6 +355,27 @@ def choose_tunnel(found: dict[str, tuple[str, ...]]) -> tuple[str, str]:
 
 
 # ---- what a lab left on a server -------------------------------------------------------
+IMDS_MODULE = "testbed.lab.imds.remote"  # the metadata service of a server's hosts
+
+
+def imds_pidfile(lab: str) -> str:
+    """Where the metadata service of lab `lab` on a server keeps its PID (the server's own
+    /run: one per server and lab)."""
+    return f"/run/{naming.prefix(lab)}imds.pid"
+
+
+def _end_imds_script(lab: str) -> str:
+    """Shell: end the lab's metadata service on a server (by its PID file, checked against
+    the process's command line), remove the file; one line per thing removed."""
+    pidfile = shlex.quote(imds_pidfile(lab))
+    return (
+        f"if [ -f {pidfile} ]; then p=$(cat {pidfile}); "
+        f"if tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q {IMDS_MODULE}; then "
+        '  kill -9 "$p" 2>/dev/null && echo "process $p (metadata service)"; fi; '
+        f"rm -f {pidfile} && echo 'file {imds_pidfile(lab)}'; fi; "
+    )
+
+
 def clean_script(lab: str) -> str:
     """A shell script that removes what lab `lab` made on a server, found by its prefix:
     the processes in its named namespaces, the namespaces, its OVS bridges, its links; it
@@ -362,7 +383,8 @@ def clean_script(lab: str) -> str:
     pre = shlex.quote(naming.prefix(lab))
     return (
         "set +e; "
-        f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
+        + _end_imds_script(lab)
+        + f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
         '  for p in $(ip netns pids "$ns"); do'
         '    kill -9 "$p" 2>/dev/null && echo "process $p"; done; '
         '  ip netns delete "$ns" && echo "namespace $ns"; '
@@ -389,6 +411,7 @@ def leftovers_script(lab: str) -> str:
     """A shell script that lists what of lab `lab` exists on a server (one line each)."""
     pre = shlex.quote(naming.prefix(lab))
     return (
+        f"test -f {shlex.quote(imds_pidfile(lab))} && echo 'file {imds_pidfile(lab)}'; "
         f"ip netns list | awk '{{print \"namespace \" $1}}' | grep ' '{pre}; "
         f"ovs-vsctl --timeout=10 list-br 2>/dev/null | sed 's/^/bridge /' | grep ' '{pre}; "
         "ip -o link show | awk -F': ' '{print \"link \" $2}' | cut -d@ -f1 | grep ' '"

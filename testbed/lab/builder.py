@@ -86,7 +86,7 @@ class LabBuilder:
         self.after_programs: Callable[[], None] | None = None
         # The instances' metadata service (169.254.169.254), started before any UserData; the
         # holder hands it to the instance launcher and closes it before the teardown.
-        self.metadata = MetadataService(name, model, events)
+        self.metadata = MetadataService(name, model, events, journal, self.lab_dir)
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
@@ -352,21 +352,15 @@ class LabBuilder:
 
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
-        # UserData asks it who it runs on: it answers before any program starts.
-        remote = [
-            h.name
-            for h in self.plan.hosts
-            if self.cluster is not None and self.cluster.server_of(h.name) is not None
-        ]
-        if remote:
-            self.events.emit(
-                self.name,
-                STACK_TYPE,
-                "CREATE_IN_PROGRESS",
-                f"warning: not yet across servers: no instance metadata service "
-                f"(169.254.169.254) in {', '.join(remote)}",
-            )
-        self.metadata.start(self.plan, skip=remote)
+        # UserData asks it who it runs on: it answers before any program starts. A host on
+        # another server is served by a metadata process on that server.
+        remote = {}
+        if self.cluster is not None:
+            for h in self.plan.hosts:
+                access = self.cluster.server_of(h.name)
+                if access is not None:
+                    remote[h.name] = access
+        self.metadata.start(self.plan, remote=remote)
         ctx = ServiceContext(
             self.name, self.lab_dir, self.plan, self.journal, self.events, host_env()
         )

@@ -58,3 +58,24 @@ def test_clean_servers_from_the_option_leave_the_front_end_out():
     assert sorted(got) == ["srv1", "srv2"]
     with pytest.raises(BadInput):
         lab_servers.from_option("us-east-1a", None)
+
+
+def test_a_remote_hosts_program_gets_the_labs_environment_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    lab_dir = naming.lab_dir("m")
+    lab_dir.mkdir(parents=True)
+    servers_of("m").save(lab_dir)
+    env = {"PATH": "/tools:/usr/bin", "TESTBED_HOST": "WebB1", "HOME": "/home/x", "SECRET": "s"}
+    argv = netns_argv("m", "WebB1", ["cfn-signal", "-e", "0"], env=env, cwd=lab_dir / "h b")
+    command = argv[-1]
+    # ssh carries no environment: the lab's part of it is given to the command there, in the
+    # folder the caller asked for (quoted).
+    assert command.startswith(f"cd '{lab_dir / 'h b'}' && exec ip netns exec tb-m-WebB1 env ")
+    assert "PATH=/tools:/usr/bin TESTBED_HOST=WebB1" in command
+    assert "HOME=" not in command
+    assert "SECRET" not in command
+    assert command.endswith("cfn-signal -e 0")
+    # On this machine the caller's Popen applies them: nothing added.
+    local = netns_argv("m", "Client1", ["true"], env=env, cwd=lab_dir)
+    assert "cd" not in local
+    assert not any("TESTBED_HOST" in a for a in local)
