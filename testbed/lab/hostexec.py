@@ -67,10 +67,11 @@ def netns_argv(
             trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]
             carried = [f"{k}={v}" for k, v in remote_env(env).items()]
             remote = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}"]
-            command = shlex.join([*remote, *carried, *trust, *argv])
+            command = "exec " + shlex.join([*remote, *carried, *trust, *argv])
             if cwd is not None:
-                command = f"cd {shlex.quote(str(cwd))} && exec {command}"
-            return [*access.ssh(), command]
+                command = f"cd {shlex.quote(str(cwd))} && {command}"
+            # In the host's cgroup on its server when it has one (its CPU is the host's).
+            return [*access.ssh(), cgroups.remote_join_prefix(lab, host) + command]
     # Every program in a lab host trusts the lab's CA (and the public ones): curl, Python's
     # ssl and requests verify the lab's certificates without -k (testbed.lab.certs).
     trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]

@@ -1,7 +1,8 @@
 """The instance metadata service in a lab across servers (issue 18): instances in two AZs,
 each AZ on its own harness server, ask http://169.254.169.254/ (IMDSv1 and IMDSv2) and get
 their own ids, from their UserData (which then cfn-signals) and from outside it; the metadata
-process of each server ends with the lab, and nothing of the lab is left on any server."""
+process of each server ends with the lab, and nothing of the lab is left on any server. Their
+CPU is counted in a cgroup of their own on their server."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ import pytest
 from testbed import naming
 from testbed.cluster.demo import state_dir_for_servers
 from testbed.cluster.harness import ServerHarness, missing_tools
+from testbed.lab import cgroups
 from testbed.lab.api import Lab, random_name
-from testbed.topologies.cluster import IMDS_MODULE, ServerAccess, imds_pidfile, probe_tunnels
+from testbed.topologies.cluster import (
+    CGROUP_MOUNT_SH,
+    IMDS_MODULE,
+    ServerAccess,
+    imds_pidfile,
+    probe_tunnels,
+    remote_cgroup_dir,
+)
 from tests.assertions import assert_nothing_left
 
 pytestmark = pytest.mark.integration
@@ -42,13 +51,16 @@ def server_state(server, name: str) -> str:
     process and PID file."""
     out = server.run(
         f"ip netns list; ip -o link show; ovs-vsctl --timeout=10 list-br; "
+        f"{CGROUP_MOUNT_SH}; ls -d {remote_cgroup_dir(name)} 2>/dev/null; "
         f"ls {imds_pidfile(name)} 2>/dev/null; ps -eo args",
         timeout=30,
     ).stdout
     return "\n".join(
         line
         for line in out.splitlines()
-        if naming.prefix(name) in line or (IMDS_MODULE in line and name in line.split())
+        if naming.prefix(name) in line
+        or f"elb-testbed/{naming.prefix(name).rstrip('-')}" in line
+        or (IMDS_MODULE in line and name in line.split())
     )
 
 
@@ -108,6 +120,21 @@ def test_instances_on_both_servers_get_their_own_metadata(harness):
             state = server_state(server, name)
             assert imds_pidfile(name) in state, state
             assert IMDS_MODULE in state, state
+            if cgroups.available():
+                assert f"elb-testbed/{naming.prefix(name).rstrip('-')}" in state, state
+        if cgroups.available():
+            # Per-instance CPU on the other servers: each host's cgroup is made there and
+            # what runs in the host counts (read over ssh).
+            for host in ("Web1", "Web2"):
+                before = cgroups.cpu_usage_s(name, host)
+                assert before is not None, host
+                busy = lab.host(host).run(
+                    ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]
+                )
+                assert busy.returncode == 0
+                after = cgroups.cpu_usage_s(name, host)
+                assert after is not None
+                assert after > before + 0.05, (host, before, after)
         events = "\n".join(e.reason for e in lab.events())
         assert f"1 on server {s1.name}" in events
         assert f"1 on server {s2.name}" in events
