@@ -78,6 +78,7 @@ class MetadataService:
             )
         if self.events is not None and hosts:
             where = [f"{len(here)} instances (one server in the holder, pid {os.getpid()})"]
+            where = where if here else []
             where += [
                 f"{len(r.hosts)} on server {name} (its own server, local ssh pid {r.pid})"
                 for name, r in sorted(self.remote.items())
