@@ -23,6 +23,7 @@ STANDBY_SOCK = "controller-standby.sock"  # a standby controller's, until it tak
 NLB_COUNTERS_FILE = "nlb-counters.json"  # the controller's NLB counters (kept over restarts)
 SERVERS_FILE = "servers.json"  # a lab across servers: where each node runs (issue 18)
 HOSTS_DIR = "hosts"  # hosts/<host>/: logs, UserData, TMPDIR of each host
+CGROUP_TOP = "elb-testbed"  # the one cgroup directory labs make at the top of cgroup v2
 MAX_LINKS = 999  # tb-NAME-v999 is the longest interface name a lab makes
 IFNAMSIZ = 15
 

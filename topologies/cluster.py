@@ -355,6 +355,50 @@ def choose_tunnel(found: dict[str, tuple[str, ...]]) -> tuple[str, str]:
 
 
 # ---- what a lab left on a server -------------------------------------------------------
+IMDS_MODULE = "testbed.lab.imds.remote"  # the metadata service of a server's hosts
+
+
+def imds_pidfile(lab: str) -> str:
+    """Where the metadata service of lab `lab` on a server keeps its PID (the server's own
+    /run: one per server and lab)."""
+    return f"/run/{naming.prefix(lab)}imds.pid"
+
+
+def _end_imds_script(lab: str) -> str:
+    """Shell: end the lab's metadata service on a server (by its PID file, checked against
+    the process's command line), remove the file; one line per thing removed."""
+    pidfile = shlex.quote(imds_pidfile(lab))
+    return (
+        f"if [ -f {pidfile} ]; then p=$(cat {pidfile}); "
+        f"if tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q {IMDS_MODULE}; then "
+        '  kill -9 "$p" 2>/dev/null && echo "process $p (metadata service)"; fi; '
+        f"rm -f {pidfile} && echo 'file {imds_pidfile(lab)}'; fi; "
+    )
+
+
+# The cgroup2 mount of a server, in $m (empty: none); a lab's cgroups are in
+# $m/elb-testbed/tb-LAB/HOST there (testbed.lab.cgroups; its servers' are made over ssh).
+CGROUP_MOUNT_SH = "m=$(awk '$3==\"cgroup2\"{print $2; exit}' /proc/self/mounts)"
+
+
+def remote_cgroup_dir(lab: str) -> str:
+    """Shell: the directory of lab `lab`'s cgroups on a server (after CGROUP_MOUNT_SH)."""
+    return f'"$m"/{naming.CGROUP_TOP}/{shlex.quote(naming.prefix(lab).rstrip("-"))}'
+
+
+def _remove_cgroups_script(lab: str) -> str:
+    """Shell: remove the lab's cgroups on a server once their processes are gone (retried a
+    little: a process just killed leaves its cgroup within milliseconds)."""
+    d = remote_cgroup_dir(lab)
+    return (
+        f'{CGROUP_MOUNT_SH}; if [ -n "$m" ] && [ -d {d} ]; then '
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+        f'  for c in {d}/*/; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done; '
+        f"  rmdir {d} 2>/dev/null && {{ echo cgroup {d}; break; }}; sleep 0.1; "
+        f'done; rmdir "$m"/{naming.CGROUP_TOP} 2>/dev/null; fi; '
+    )
+
+
 def clean_script(lab: str) -> str:
     """A shell script that removes what lab `lab` made on a server, found by its prefix:
     the processes in its named namespaces, the namespaces, its OVS bridges, its links; it
@@ -362,7 +406,8 @@ def clean_script(lab: str) -> str:
     pre = shlex.quote(naming.prefix(lab))
     return (
         "set +e; "
-        f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
+        + _end_imds_script(lab)
+        + f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
         '  for p in $(ip netns pids "$ns"); do'
         '    kill -9 "$p" 2>/dev/null && echo "process $p"; done; '
         '  ip netns delete "$ns" && echo "namespace $ns"; '
@@ -374,7 +419,7 @@ def clean_script(lab: str) -> str:
         "for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^'"
         f"{pre}); do "
         '  ip link del "$l" 2>/dev/null && echo "link $l"; '
-        "done; true"
+        "done; " + _remove_cgroups_script(lab) + "true"
     )
 
 
@@ -389,6 +434,9 @@ def leftovers_script(lab: str) -> str:
     """A shell script that lists what of lab `lab` exists on a server (one line each)."""
     pre = shlex.quote(naming.prefix(lab))
     return (
+        f"test -f {shlex.quote(imds_pidfile(lab))} && echo 'file {imds_pidfile(lab)}'; "
+        f'{CGROUP_MOUNT_SH}; [ -n "$m" ] && [ -d {remote_cgroup_dir(lab)} ] && '
+        f"echo cgroup {remote_cgroup_dir(lab)}; "
         f"ip netns list | awk '{{print \"namespace \" $1}}' | grep ' '{pre}; "
         f"ovs-vsctl --timeout=10 list-br 2>/dev/null | sed 's/^/bridge /' | grep ' '{pre}; "
         "ip -o link show | awk -F': ' '{print \"link \" $2}' | cut -d@ -f1 | grep ' '"

@@ -20,6 +20,8 @@ What one server is:
   vSwitch (which keeps running, untouched); /var/log/openvswitch is the server's /run/log;
   /root is the servers' shared root home, whose .ssh reaches every server (`ssh srv2` from
   srv1), as Cluster Edition's server-to-server ssh tunnels need.
+- cgroup v2 at /sys/fs/cgroup (the machine's hierarchy: `ip netns exec` gives the server a
+  fresh /sys without it), where a lab makes the cgroups of the hosts it places there;
 - a PID namespace (its own /proc): the server's init is PID 1 there; killing it ends
   everything the server runs, including what was started over ssh.
 - its own ovsdb-server and ovs-vswitchd (userspace only: make bridges with
@@ -78,6 +80,9 @@ mount --bind "$d/ovs" /etc/openvswitch
 mount --bind "$d/../home" /root
 mount --bind "$d/run" /run
 mount --bind /run/log /var/log/openvswitch
+# `ip netns exec` gave the server a fresh /sys without cgroups: cgroup v2 (the machine's
+# hierarchy, as a real server has its own) for the per-host cgroups a lab makes there.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
 ovsdb-tool create /etc/openvswitch/conf.db {schema}
 ovsdb-server --remote=punix:/run/openvswitch/db.sock \\
     --remote=db:Open_vSwitch,Open_vSwitch,manager_options \\

@@ -86,7 +86,7 @@ class LabBuilder:
         self.after_programs: Callable[[], None] | None = None
         # The instances' metadata service (169.254.169.254), started before any UserData; the
         # holder hands it to the instance launcher and closes it before the teardown.
-        self.metadata = MetadataService(name, model, events)
+        self.metadata = MetadataService(name, model, events, journal, self.lab_dir)
 
     # ---- the whole sequence ----------------------------------------------------------
     def build(self) -> None:
@@ -257,11 +257,30 @@ class LabBuilder:
                 "warning: no writable cgroup v2 hierarchy: per-instance CPU is not measured",
             )
             return
+        elsewhere: dict[str, dict[str, int]] = {}  # server -> host -> its shell's PID there
+        accesses = {}
         for h in self.plan.hosts:
-            if self.cluster is not None and self.cluster.server_of(h.name) is not None:
-                continue  # a host on another server: its CPU is that server's
+            access = self.cluster.server_of(h.name) if self.cluster is not None else None
+            if access is not None:
+                # A host on another server: its cgroup is made there (its PID is that
+                # server's), in one ssh per server.
+                accesses[access.name] = access
+                pid = network.net.nameToNode[h.name].pid
+                elsewhere.setdefault(access.name, {})[h.name] = pid
+                continue
             if cgroups.create(self.name, h.name) is not None:
                 cgroups.join(self.name, h.name, network.net.nameToNode[h.name].pid)
+        for server, pids in sorted(elsewhere.items()):
+            out = accesses[server].run(cgroups.remote_create_script(self.name, pids))
+            made = {line.split()[1] for line in out.splitlines() if line.startswith("cgroup ")}
+            if set(pids) - made:
+                self.events.emit(
+                    self.name,
+                    STACK_TYPE,
+                    "CREATE_IN_PROGRESS",
+                    f"warning: no cgroup on server {server} for "
+                    f"{', '.join(sorted(set(pids) - made))}: their CPU is not measured",
+                )
 
     def _create_one(self, lid: str, create: Callable[[], None]) -> None:
         """One resource's creation and its events (inert ones too: create() does nothing)."""
@@ -352,21 +371,15 @@ class LabBuilder:
 
     # ---- roles and UserData ------------------------------------------------------------
     def _start_programs(self) -> None:
-        # UserData asks it who it runs on: it answers before any program starts.
-        remote = [
-            h.name
-            for h in self.plan.hosts
-            if self.cluster is not None and self.cluster.server_of(h.name) is not None
-        ]
-        if remote:
-            self.events.emit(
-                self.name,
-                STACK_TYPE,
-                "CREATE_IN_PROGRESS",
-                f"warning: not yet across servers: no instance metadata service "
-                f"(169.254.169.254) in {', '.join(remote)}",
-            )
-        self.metadata.start(self.plan, skip=remote)
+        # UserData asks it who it runs on: it answers before any program starts. A host on
+        # another server is served by a metadata process on that server.
+        remote = {}
+        if self.cluster is not None:
+            for h in self.plan.hosts:
+                access = self.cluster.server_of(h.name)
+                if access is not None:
+                    remote[h.name] = access
+        self.metadata.start(self.plan, remote=remote)
         ctx = ServiceContext(
             self.name, self.lab_dir, self.plan, self.journal, self.events, host_env()
         )

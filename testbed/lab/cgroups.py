@@ -14,12 +14,13 @@ import contextlib
 import errno
 import functools
 import os
+import shlex
 from pathlib import Path
 
 from testbed import naming
 from testbed.waiting import WaitTimeout, wait_for
 
-TOP = "elb-testbed"  # the one directory the lab makes at the top of the hierarchy
+TOP = naming.CGROUP_TOP  # the one directory the lab makes at the top of the hierarchy
 MOUNTS = Path("/proc/self/mounts")
 REMOVE_TIMEOUT = 2.0  # a process that was just killed leaves its cgroup within milliseconds
 
@@ -115,8 +116,57 @@ def join(lab: str, host: str, pid: int) -> bool:
     return True
 
 
+# ---- hosts on another server (a lab across servers, issue 18) ----------------------------
+# Their cgroups are made, joined and read on their server, over ssh: the same directories
+# under that server's cgroup2 mount (testbed.topologies.cluster.remote_cgroup_dir).
+
+
+def remote_create_script(lab: str, pids: dict[str, int]) -> str:
+    """Shell, run on a server: a cgroup for each of its hosts (host -> its shell's PID there),
+    the shell moved in; one line "cgroup HOST" per host that has one. Nothing when the server
+    has no writable cgroup2 mount."""
+    from testbed.topologies.cluster import CGROUP_MOUNT_SH, remote_cgroup_dir
+
+    d = remote_cgroup_dir(lab)
+    script = f'{CGROUP_MOUNT_SH}; [ -n "$m" ] && [ -w "$m" ] || exit 0; '
+    for host, pid in sorted(pids.items()):
+        h = shlex.quote(host)
+        script += (
+            f"mkdir -p {d}/{h} 2>/dev/null && echo {int(pid)} > {d}/{h}/cgroup.procs "
+            f"&& echo cgroup {h}; "
+        )
+    return script + "true"
+
+
+def remote_join_prefix(lab: str, host: str) -> str:
+    """Shell put before a command run on a host's server: the shell that runs it joins the
+    host's cgroup there (when it has one), then execs the command (the same PID)."""
+    from testbed.topologies.cluster import CGROUP_MOUNT_SH, remote_cgroup_dir
+
+    procs = f"{remote_cgroup_dir(lab)}/{shlex.quote(host)}/cgroup.procs"
+    return f'{{ {CGROUP_MOUNT_SH}; [ -n "$m" ] && echo $$ > {procs}; }} 2>/dev/null; '
+
+
+def remote_usage_script(lab: str, host: str) -> str:
+    """Shell, run on a host's server: its cgroup's cpu.stat."""
+    from testbed.topologies.cluster import CGROUP_MOUNT_SH, remote_cgroup_dir
+
+    return f"{CGROUP_MOUNT_SH}; cat {remote_cgroup_dir(lab)}/{shlex.quote(host)}/cpu.stat"
+
+
 def cpu_usage_s(lab: str, host: str) -> float | None:
-    """CPU seconds the host's processes used so far (None: no cgroup for it)."""
+    """CPU seconds the host's processes used so far (None: no cgroup for it). A host on
+    another server: read there, over ssh."""
+    if (naming.lab_dir(lab) / naming.SERVERS_FILE).exists():
+        from testbed.lab.servers import host_server
+
+        access = host_server(lab, host)
+        if access is not None:
+            try:
+                usec = usage_usec(access.run(remote_usage_script(lab, host), timeout=10))
+            except Exception:  # the server does not answer, no cgroup there
+                return None
+            return None if usec is None else usec / 1e6
     where = path(lab, host)
     if where is None:
         return None

@@ -9,7 +9,7 @@ under /tmp (CI clones do), and a bind mount over /tmp would hide it from program
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from testbed import naming
@@ -37,9 +37,26 @@ def host_tmp(lab: str, host: str) -> Path:
 _JOIN_CGROUP = '{ echo $$ > "$0"; } 2>/dev/null; exec "$@"'
 
 
-def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
+def remote_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """What of a program's environment is carried to a host on another server (ssh passes
+    none): PATH (the lab's host tools first) and the lab's own TESTBED_* variables (the lab,
+    the host, the Python that runs the host tools, the state directory)."""
+    return {k: v for k, v in sorted((env or {}).items()) if k == "PATH" or k.startswith("TESTBED_")}
+
+
+def netns_argv(
+    lab: str,
+    host: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+) -> list[str]:
     """argv that runs `argv` inside host `host` of lab `lab`, in the host's cgroup when it
-    has one (testbed.lab.cgroups: its CPU time is the host's)."""
+    has one (testbed.lab.cgroups: its CPU time is the host's).
+
+    env and cwd: the environment and directory the caller gives the process it starts; on
+    this machine they apply as they are, for a host on another server they are carried to
+    the command there (remote_env's part of env; cwd, which must exist there too)."""
     ns = naming.netns_name(lab, host)
     if (naming.lab_dir(lab) / naming.SERVERS_FILE).exists():
         # A lab across servers (issue 18): a host on another server runs it there, over ssh.
@@ -48,8 +65,13 @@ def netns_argv(lab: str, host: str, argv: Sequence[str]) -> list[str]:
         access = host_server(lab, host)
         if access is not None:
             trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]
+            carried = [f"{k}={v}" for k, v in remote_env(env).items()]
             remote = ["ip", "netns", "exec", ns, "env", f"TMPDIR={host_tmp(lab, host)}"]
-            return [*access.ssh(), shlex.join([*remote, *trust, *argv])]
+            command = "exec " + shlex.join([*remote, *carried, *trust, *argv])
+            if cwd is not None:
+                command = f"cd {shlex.quote(str(cwd))} && {command}"
+            # In the host's cgroup on its server when it has one (its CPU is the host's).
+            return [*access.ssh(), cgroups.remote_join_prefix(lab, host) + command]
     # Every program in a lab host trusts the lab's CA (and the public ones): curl, Python's
     # ssl and requests verify the lab's certificates without -k (testbed.lab.certs).
     trust = [f"{k}={v}" for k, v in certs.trust_env(naming.lab_dir(lab)).items()]

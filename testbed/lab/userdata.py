@@ -65,13 +65,14 @@ def start_user_data(
     script.chmod(0o755)
     argv = [str(script)] if user_data.startswith("#!") else ["sh", str(script)]
     log = hdir / "user-data.log"
+    # The host tools' lab and host (the host is cfn-signal's default UniqueId).
+    env = dict(host_env(), **{LAB_LABEL: lab}, TESTBED_HOST=host.name)
     proc = journal.start(
-        netns_argv(lab, host.name, sandboxed(argv)),
+        netns_argv(lab, host.name, sandboxed(argv), env=env, cwd=hdir),
         what=WHAT,
         host=host.name,
         log=log,
-        # The host tools' lab and host (the host is cfn-signal's default UniqueId).
-        env=dict(host_env(), **{LAB_LABEL: lab}, TESTBED_HOST=host.name),
+        env=env,
         cwd=hdir,
     )
     events.emit(host.name, EVENT_TYPE, "USERDATA_STARTED", f"pid {proc.pid}, log {log}")

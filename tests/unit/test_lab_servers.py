@@ -6,6 +6,7 @@ import pytest
 
 from testbed import naming
 from testbed.errors import BadInput
+from testbed.lab import cgroups
 from testbed.lab import servers as lab_servers
 from testbed.lab.hostexec import netns_argv
 from testbed.model import load_model
@@ -45,7 +46,10 @@ def test_a_remote_hosts_command_runs_over_ssh_a_local_ones_here(tmp_path, monkey
     argv = netns_argv("m", "WebB1", ["curl", "-s", "http://x/"])
     assert argv[0] == "ssh"
     assert argv[-2] == "srv2"
-    assert argv[-1].startswith("ip netns exec tb-m-WebB1 env TMPDIR=")
+    # In the host's cgroup on its server (joined by the shell that then execs the command).
+    assert argv[-1].startswith(cgroups.remote_join_prefix("m", "WebB1"))
+    assert "elb-testbed/tb-m/WebB1/cgroup.procs" in argv[-1]
+    assert "; exec ip netns exec tb-m-WebB1 env TMPDIR=" in argv[-1]
     assert argv[-1].endswith("curl -s http://x/")
     local = netns_argv("m", "Client1", ["true"])
     assert "ssh" not in local
@@ -58,3 +62,44 @@ def test_clean_servers_from_the_option_leave_the_front_end_out():
     assert sorted(got) == ["srv1", "srv2"]
     with pytest.raises(BadInput):
         lab_servers.from_option("us-east-1a", None)
+
+
+def test_a_remote_hosts_program_gets_the_labs_environment_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    lab_dir = naming.lab_dir("m")
+    lab_dir.mkdir(parents=True)
+    servers_of("m").save(lab_dir)
+    env = {"PATH": "/tools:/usr/bin", "TESTBED_HOST": "WebB1", "HOME": "/home/x", "SECRET": "s"}
+    argv = netns_argv("m", "WebB1", ["cfn-signal", "-e", "0"], env=env, cwd=lab_dir / "h b")
+    command = argv[-1]
+    # ssh carries no environment: the lab's part of it is given to the command there, in the
+    # folder the caller asked for (quoted).
+    assert command.startswith(cgroups.remote_join_prefix("m", "WebB1"))
+    assert f"; cd '{lab_dir / 'h b'}' && exec ip netns exec tb-m-WebB1 env " in command
+    assert "PATH=/tools:/usr/bin TESTBED_HOST=WebB1" in command
+    assert "HOME=" not in command
+    assert "SECRET" not in command
+    assert command.endswith("cfn-signal -e 0")
+    # On this machine the caller's Popen applies them: nothing added.
+    local = netns_argv("m", "Client1", ["true"], env=env, cwd=lab_dir)
+    assert "cd" not in local
+    assert not any("TESTBED_HOST" in a for a in local)
+
+
+def test_a_remote_hosts_cgroup_is_made_and_read_on_its_server():
+    script = cgroups.remote_create_script("m", {"WebB1": 41, "WebB2": 42})
+    # Under the server's own cgroup2 mount, the same directories as here; the shells' PIDs
+    # are the server's; nothing when it has no writable cgroup2.
+    assert "/proc/self/mounts" in script
+    assert 'echo 41 > "$m"/elb-testbed/tb-m/WebB1/cgroup.procs && echo cgroup WebB1' in script
+    assert 'echo 42 > "$m"/elb-testbed/tb-m/WebB2/cgroup.procs' in script
+    assert '[ -w "$m" ] || exit 0' in script
+    assert cgroups.remote_usage_script("m", "WebB1").endswith(
+        'cat "$m"/elb-testbed/tb-m/WebB1/cpu.stat'
+    )
+    # The remote teardown removes them after the lab's processes there; leftovers see them.
+    from testbed.topologies.cluster import clean_script, leftovers_script
+
+    clean = clean_script("m")
+    assert clean.index('rmdir "$m"/elb-testbed/tb-m ') > clean.index("kill -9")
+    assert '"$m"/elb-testbed/tb-m ]' in leftovers_script("m")

@@ -19,5 +19,7 @@ namespace is removed.
 - metadata: what one instance's IMDS holds (the tree of categories, listings, the identity
   document), pure;
 - protocol: one HTTP request to the answer (tokens, status codes), pure;
-- server: the sockets and the loop.
+- server: the sockets and the loop;
+- remote: the same server run on another server of a lab across servers (issue 18), for
+  the instances there (sockets can only be made in namespaces of one's own machine).
 """

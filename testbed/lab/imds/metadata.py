@@ -20,7 +20,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from testbed.model.types import StackModel
@@ -369,3 +369,28 @@ def listing(directory: Mapping[str, Node], path: str = "") -> str:
         name + "/" if isinstance(child, Mapping) and not top else name
         for name, child in sorted(directory.items())
     )
+
+
+# ---- carried to another server (testbed.lab.imds.remote) ----------------------------------
+
+
+def to_dict(md: InstanceMetadata) -> dict[str, Any]:
+    """InstanceMetadata as JSON-ready data (from_dict gives it back)."""
+    return asdict(md)
+
+
+def from_dict(data: Mapping[str, Any]) -> InstanceMetadata:
+    """The InstanceMetadata of to_dict's data (ValueError when it is not one)."""
+    try:
+        d = dict(data)
+        d["security_groups"] = tuple(d["security_groups"])
+        interfaces = []
+        for i in d["interfaces"]:
+            fields: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in dict(i).items()
+            }
+            interfaces.append(InterfaceMetadata(**fields))
+        d["interfaces"] = tuple(interfaces)
+        return InstanceMetadata(**d)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an instance's metadata: {exc}") from None

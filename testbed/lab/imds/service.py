@@ -4,19 +4,28 @@ The builder starts it for the template's instances before their UserData runs; t
 launcher (testbed.lab.instances) adds each instance Auto Scaling launches before its UserData
 and removes each terminated one before its namespace goes; the holder closes it before the
 lab is taken down.
+
+A lab across servers (issue 18): the instances on another server are served by a process on
+that server (testbed.lab.imds.remote), one per server, started with the template's instances
+and ended by close() (its local ssh client is journaled: the teardown ends it too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 
 from testbed.lab.events import EventLog
-from testbed.lab.imds.metadata import instance_metadata
+from testbed.lab.imds.metadata import InstanceMetadata, instance_metadata
+from testbed.lab.imds.remote import RemoteMetadataServer
 from testbed.lab.imds.server import ADDRESS, MetadataServer
+from testbed.lab.procs import ProcessJournal, record
 from testbed.model.types import StackModel
 from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.topologies.cluster import ServerAccess
 
 EVENT_ID = "LabInstanceMetadata"
 EVENT_TYPE = "Lab::InstanceMetadata"
@@ -28,25 +37,73 @@ def serves(host: HostPlan) -> bool:
 
 
 class MetadataService:
-    def __init__(self, lab: str, model: StackModel, events: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        lab: str,
+        model: StackModel,
+        events: EventLog | None = None,
+        journal: ProcessJournal | None = None,
+        lab_dir: Path | None = None,
+    ) -> None:
         self.lab, self.model, self.events = lab, model, events
+        self.journal, self.lab_dir = journal, lab_dir
         self.server = MetadataServer()
+        self.remote: dict[str, RemoteMetadataServer] = {}  # server name -> its process
 
-    def start(self, plan: NetworkPlan, skip: Collection[str] = ()) -> None:
-        """Serve every instance of `plan` (the template's) but those in `skip` (on another
-        server: the service's sockets are made in namespaces of this machine)."""
+    def start(
+        self,
+        plan: NetworkPlan,
+        skip: Collection[str] = (),
+        remote: Mapping[str, ServerAccess] | None = None,
+    ) -> None:
+        """Serve every instance of `plan` (the template's) but those in `skip`: here, or on
+        the server `remote` gives for it (a lab across servers). LabError when a socket or a
+        server's process cannot be made."""
         started = time.monotonic()
+        remote = remote or {}
         hosts = [h for h in plan.hosts if serves(h) and h.name not in skip]
-        for h in hosts:
+        here = [h for h in hosts if h.name not in remote]
+        for h in here:
             self.add(plan, h)
+        elsewhere: dict[str, list[tuple[str, InstanceMetadata]]] = {}
+        accesses: dict[str, ServerAccess] = {}
+        for h in hosts:
+            if h.name in remote:
+                access = accesses.setdefault(remote[h.name].name, remote[h.name])
+                md = instance_metadata(self.model, plan, h)
+                elsewhere.setdefault(access.name, []).append((h.netns, md))
+        for name, served in sorted(elsewhere.items()):
+            self.remote[name] = RemoteMetadataServer.start(
+                self.lab, accesses[name], served, self._log(name), on_start=self._journal(name)
+            )
         if self.events is not None and hosts:
+            where = [f"{len(here)} instances (one server in the holder, pid {os.getpid()})"]
+            where = where if here else []
+            where += [
+                f"{len(r.hosts)} on server {name} (its own server, local ssh pid {r.pid})"
+                for name, r in sorted(self.remote.items())
+            ]
             self.events.emit(
                 EVENT_ID,
                 EVENT_TYPE,
                 "CREATE_COMPLETE",
-                f"http://{ADDRESS}/ in {len(hosts)} instances (one server in the holder, "
-                f"pid {os.getpid()}; IMDSv1 and IMDSv2) in {time.monotonic() - started:.2f} s",
+                f"http://{ADDRESS}/ in {', '.join(where)}; IMDSv1 and IMDSv2; in "
+                f"{time.monotonic() - started:.2f} s",
             )
+
+    def _log(self, server: str) -> Path:
+        base = self.lab_dir if self.lab_dir is not None else Path(".")
+        return base / f"imds-{server}.log"
+
+    def _journal(self, server: str) -> Callable[[int], None]:
+        journal = self.journal
+
+        def add(pid: int) -> None:
+            if journal is not None:
+                with contextlib.suppress(LookupError):  # ended at once: start() says why
+                    journal.add(record(pid, f"imds:{server}"))
+
+        return add
 
     def add(self, plan: NetworkPlan, host: HostPlan, launched: float | None = None) -> None:
         """Serve instance `host` (LabError when its socket cannot be made)."""
@@ -58,4 +115,8 @@ class MetadataService:
         self.server.remove(name)
 
     def close(self) -> None:
-        self.server.close()
+        try:
+            for name in list(self.remote):
+                self.remote.pop(name).stop()
+        finally:
+            self.server.close()

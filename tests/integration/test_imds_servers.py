@@ -1,0 +1,145 @@
+"""The instance metadata service in a lab across servers (issue 18): instances in two AZs,
+each AZ on its own harness server, ask http://169.254.169.254/ (IMDSv1 and IMDSv2) and get
+their own ids, from their UserData (which then cfn-signals) and from outside it; the metadata
+process of each server ends with the lab, and nothing of the lab is left on any server. Their
+CPU is counted in a cgroup of their own on their server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from testbed import naming
+from testbed.cluster.demo import state_dir_for_servers
+from testbed.cluster.harness import ServerHarness, missing_tools
+from testbed.lab import cgroups
+from testbed.lab.api import Lab, random_name
+from testbed.topologies.cluster import (
+    CGROUP_MOUNT_SH,
+    IMDS_MODULE,
+    ServerAccess,
+    imds_pidfile,
+    probe_tunnels,
+    remote_cgroup_dir,
+)
+from tests.assertions import assert_nothing_left
+
+pytestmark = pytest.mark.integration
+TEMPLATE = str(Path(__file__).parent / "templates" / "imds_servers.yaml")
+IMDS = "http://169.254.169.254"
+PREFIX = (os.environ.get("TESTBED_NAME_PREFIX") or "c").lower()[:1]
+
+
+def _require() -> None:
+    why = ""
+    missing = missing_tools()
+    if missing:
+        why = f"the server harness needs {missing} (scripts/provision installs them)"
+    elif not {"vxlan", "gre"} & set(probe_tunnels("zz9", ServerAccess("localhost", "127.0.0.1"))):
+        why = "this kernel makes neither VXLAN nor gretap devices"
+    if not why:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI: {why}")
+    pytest.skip(why)
+
+
+def server_state(server, name: str) -> str:
+    """What of lab `name` a harness server has: its namespaces, links, bridges, its metadata
+    process and PID file."""
+    out = server.run(
+        f"ip netns list; ip -o link show; ovs-vsctl --timeout=10 list-br; "
+        f"{CGROUP_MOUNT_SH}; ls -d {remote_cgroup_dir(name)} 2>/dev/null; "
+        f"ls {imds_pidfile(name)} 2>/dev/null; ps -eo args",
+        timeout=30,
+    ).stdout
+    return "\n".join(
+        line
+        for line in out.splitlines()
+        if naming.prefix(name) in line
+        or f"elb-testbed/{naming.prefix(name).rstrip('-')}" in line
+        or (IMDS_MODULE in line and name in line.split())
+    )
+
+
+def curl(lab: Lab, host: str, path: str, *options: str) -> str:
+    proc = lab.host(host).run(["curl", "-s", "-m", "5", *options, f"{IMDS}{path}"], timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def harness():
+    _require()
+    with pytest.MonkeyPatch.context() as mp:
+        moved = state_dir_for_servers()
+        if moved:
+            mp.setenv("TESTBED_STATE_DIR", moved)
+        with ServerHarness(PREFIX, count=2) as h:
+            yield h
+
+
+def test_instances_on_both_servers_get_their_own_metadata(harness):
+    s1, s2 = harness.servers[:2]
+    name = random_name("m")
+    with Lab.up(
+        TEMPLATE,
+        name=name,
+        servers={"us-east-1a": s1.name, "us-east-1b": s2.name},
+        ssh_config=str(harness.ssh_config),
+    ) as lab:
+        # CREATE_COMPLETE: both UserData asked IMDS (v1 and v2) and signalled.
+        assert lab.state["state"] == "CREATE_COMPLETE"
+        placed = {h.name: h.info.get("server") for h in lab.hosts}
+        assert (placed["Web1"], placed["Web2"]) == (s1.name, s2.name)
+        for host, az in (("Web1", "us-east-1a"), ("Web2", "us-east-1b")):
+            folder = lab.dir / "hosts" / host
+            assert (folder / "instance-id.txt").read_text() == f"i-{host}"
+            assert (folder / "az.txt").read_text() == az
+            # Asked from outside UserData: IMDSv1, then IMDSv2 with a token of its own.
+            assert curl(lab, host, "/latest/meta-data/instance-id") == f"i-{host}"
+            token = curl(
+                lab,
+                host,
+                "/latest/api/token",
+                "-X",
+                "PUT",
+                "-H",
+                "X-aws-ec2-metadata-token-ttl-seconds: 30",
+            )
+            assert len(token) > 20
+            header = f"X-aws-ec2-metadata-token: {token}"
+            assert curl(lab, host, "/latest/meta-data/instance-id", "-H", header) == f"i-{host}"
+            assert curl(lab, host, "/latest/meta-data/local-ipv4", "-H", header) == (
+                lab.host(host).ip
+            )
+        # Each server runs one metadata process for the lab, named by its PID file.
+        for server in (s1, s2):
+            state = server_state(server, name)
+            assert imds_pidfile(name) in state, state
+            assert IMDS_MODULE in state, state
+            if cgroups.available():
+                assert f"elb-testbed/{naming.prefix(name).rstrip('-')}" in state, state
+        if cgroups.available():
+            # Per-instance CPU on the other servers: each host's cgroup is made there and
+            # what runs in the host counts (read over ssh).
+            for host in ("Web1", "Web2"):
+                before = cgroups.cpu_usage_s(name, host)
+                assert before is not None, host
+                busy = lab.host(host).run(
+                    ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]
+                )
+                assert busy.returncode == 0
+                after = cgroups.cpu_usage_s(name, host)
+                assert after is not None
+                assert after > before + 0.05, (host, before, after)
+        events = "\n".join(e.reason for e in lab.events())
+        assert f"1 on server {s1.name}" in events
+        assert f"1 on server {s2.name}" in events
+    assert_nothing_left(name)
+    for server in (s1, s2):
+        assert server_state(server, name) == "", (
+            f"{server.name} keeps: {server_state(server, name)}"
+        )
