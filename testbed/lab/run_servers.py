@@ -8,8 +8,8 @@ where each one ran: its tunnel and MTU, which the runner writes into the results
 
 What does not work across servers yet (docs/scaling.md, "Not yet") is refused before
 anything is built (`refusals`): Auto Scaling groups (they launch hosts while the lab runs),
-UserData that asks the instance metadata service (it is not served to hosts on other
-servers), the switch GWLB datapath on a remote bridge. A gateway load balancer's datapath
+the switch GWLB datapath on a remote bridge. (UserData that asks the instance metadata
+service works: each server runs its own, testbed.lab.imds.remote.) A gateway load balancer's datapath
 left to "auto" is the node's across servers (`gwlb_datapath_for`).
 """
 
@@ -27,8 +27,6 @@ from testbed.model import load_model
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.plan.placement import FRONT_END, LOCAL, place
 
-# What UserData of an instance uses to ask the metadata service (IMDS).
-METADATA_MARKERS = ("169.254.169.254", "ec2-metadata", "instance-data")
 PRECHECK_NAME = "chk0"  # the lab name a template is checked under (nothing is built)
 NOT_YET = "docs/scaling.md, 'What works across servers, and what does not yet'"
 
@@ -116,16 +114,6 @@ def refusals(model: Any, plan: NetworkPlan, gwlb_datapath: str | None) -> list[s
         reasons.append(
             f"Auto Scaling group(s) {', '.join(groups)}: hosts launched while the lab runs "
             "are not placed on another server yet"
-        )
-    asking = sorted(
-        lid
-        for lid, instance in model.instances.items()
-        if any(m in (instance.user_data or "") for m in METADATA_MARKERS)
-    )
-    if asking:
-        reasons.append(
-            f"the UserData of {', '.join(asking)} asks the instance metadata service "
-            "(169.254.169.254), which hosts on other servers do not have yet"
         )
     if gwlb_datapath == "switch" and _gateways(plan):
         reasons.append(
