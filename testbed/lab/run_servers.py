@@ -9,8 +9,8 @@ where each one ran: its tunnel and MTU, which the runner writes into the results
 What does not work across servers yet (docs/scaling.md, "Not yet") is refused before
 anything is built (`refusals`): Auto Scaling groups (they launch hosts while the lab runs),
 the switch GWLB datapath on a remote bridge. (UserData that asks the instance metadata
-service works: each server runs its own, testbed.lab.imds.remote.) A gateway load balancer's datapath
-left to "auto" is the node's across servers (`gwlb_datapath_for`).
+service works: each server runs its own, testbed.lab.imds.remote.) A gateway load
+balancer's datapath left to "auto" is the node's across servers (`gwlb_datapath_for`).
 """
 
 from __future__ import annotations
