@@ -1,0 +1,266 @@
+"""How many NLB flows one machine holds: conntrack entries, switch memory per flow, opening rate.
+
+The NLB keeps no per-flow OpenFlow rule: each flow is one entry in Open vSwitch's conntrack
+(the NLB's client-side zone, its label naming the target), so the flow table a machine can
+hold is the userspace datapath's conntrack: its limit (`ovs-appctl dpctl/ct-get-maxconns`),
+the memory each entry costs, and how fast new entries are made.
+
+One lab (an internet-facing NLB over two AZs, `targets_per_az` http-backend targets in each,
+two internet clients, a TCP listener on 9000, cross-zone on). For each size N in `sizes`
+(ascending), the two clients together open N connections to the two nodes' addresses
+(testbed.probes.held_flows: at most `opening` handshakes in flight each) and hold them idle,
+then:
+  * the NLB zone's conntrack entries (`dpctl/ct-stats-show zone=Z`) and ovs-vswitchd's RSS,
+    against the readings before the step: bytes per entry;
+  * one line echoed on every held flow: does the path still know each one?
+  * the opening rate (connections/s, handshake + identity line through the NLB);
+then the flows are closed and the zone's entries flushed (this lab's zone only) so the
+next step counts from zero. A step where connections fail or echoes are lost is where it
+breaks: the run stops growing there and says so.
+
+Writes steps.csv (one row per size), summary.csv (the limit, bytes per entry, memory at the
+limit, largest size held) and bench_flows.png.
+
+The machine's ovs-vswitchd serves every lab on it: its RSS moves with other labs' traffic
+too; the entry count is this lab's zone only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from testbed.errors import BadInput
+from testbed.experiments._nlb import node_addresses
+from testbed.experiments.stacks import TARGET_GROUP, nlb_stack, target_names, write_stack
+from testbed.lab.api import Lab, random_name
+from testbed.lab.system import run as run_cmd
+from testbed.probes.flows import DATAPATHS
+from testbed.probes.footprint import OVS_PIDFILE, rss_kib
+from testbed.probes.held_flows import HeldFlows
+from testbed.results import ResultsDir
+
+TEMPLATE = "stack.yaml (generated into the results directory)"
+PARAMS = {
+    "sizes": ([1000, 5000, 20000], "held flows per step, ascending (both clients together)"),
+    "targets_per_az": (2, "http-backend targets in each of the two AZs"),
+    "opening": (200, "handshakes in flight per client while opening"),
+    "timeout": (30.0, "per connect / echo timeout, seconds (a loaded switch is slow, not lossy)"),
+}
+PORT = 9000  # http-backend's TCP port: an identity line on connect, then echoes
+CLIENTS = ("Client1", "Client2")
+# One source address to one node address and port: the client's ephemeral ports (32768-60999).
+PORTS_PER_PAIR = 28_000
+HEALTH = {
+    "HealthCheckProtocol": "TCP",
+    "HealthCheckIntervalSeconds": 5,
+    "HealthCheckTimeoutSeconds": 4,
+    "HealthyThresholdCount": 2,
+    "UnhealthyThresholdCount": 2,
+}
+_MAXCONNS = re.compile(r"(\d+)")
+_TOTAL = re.compile(r"Total:\s*(\d+)")
+
+
+def check_sizes(sizes: list[int]) -> list[int]:
+    """The steps, validated: positive, ascending, within what two clients' ports allow."""
+    sizes = [int(s) for s in sizes]
+    if not sizes or any(s < 2 for s in sizes):
+        raise BadInput(f"sizes: {sizes} (each at least 2, one per client)")
+    if sizes != sorted(sizes):
+        raise BadInput(f"sizes: {sizes} must be ascending (the run stops where flows fail)")
+    ceiling = PORTS_PER_PAIR * len(CLIENTS) * 2  # two clients x two node addresses
+    if sizes[-1] > ceiling:
+        raise BadInput(
+            f"sizes: {sizes[-1]} flows is more than two clients' ephemeral ports allow "
+            f"toward two node addresses ({ceiling})"
+        )
+    return sizes
+
+
+def max_conns(datapath: str) -> int | None:
+    """The userspace conntrack's limit (None where ovs-appctl does not say)."""
+    argv = ["ovs-appctl", "dpctl/ct-get-maxconns"]
+    proc = run_cmd([*argv, DATAPATHS.get(datapath, datapath)], check=False)
+    m = _MAXCONNS.search(proc.stdout)
+    return int(m.group(1)) if proc.returncode == 0 and m else None
+
+
+def zone_entries(datapath: str, zone: int) -> int:
+    argv = ["ovs-appctl", "dpctl/ct-stats-show", DATAPATHS.get(datapath, datapath)]
+    proc = run_cmd([*argv, f"zone={zone}"], check=False)
+    m = _TOTAL.search(proc.stdout)
+    return int(m.group(1)) if m else 0
+
+
+def vswitchd_rss_kib() -> int | None:
+    try:
+        return rss_kib(int(OVS_PIDFILE.read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def per_entry_bytes(entries: int, rss_kib_delta: int | None) -> float | None:
+    """Switch memory per conntrack entry (None when it cannot be told)."""
+    if not entries or rss_kib_delta is None or rss_kib_delta <= 0:
+        return None
+    return rss_kib_delta * 1024 / entries
+
+
+def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
+    import pandas as pd
+
+    sizes = check_sizes(list(params["sizes"]))
+    per_az = (int(params["targets_per_az"]), int(params["targets_per_az"]))
+    names = target_names(per_az)
+    template = write_stack(
+        results,
+        nlb_stack(
+            per_az,
+            clients=len(CLIENTS),
+            port=PORT,
+            health=HEALTH,
+            description="bench_flows experiment: NLB flows held open",
+        ),
+    )
+    everyone = [t for ts in names.values() for t in ts]
+    rows: list[dict[str, Any]] = []
+    with Lab.up(template, params={"CrossZone": "true"}, name=random_name("bf")) as lab:
+        lab.wait_healthy(TARGET_GROUP, everyone)
+        nodes = sorted(node_addresses(lab).values())
+        zone = lab.plan.load_balancers[0].zone_dnat
+        limit = max_conns(lab.datapath)
+        print(
+            f"lab {lab.name}: NLB zone {zone}, nodes {', '.join(nodes)}; conntrack limit "
+            f"{limit if limit is not None else 'unknown'} ({lab.datapath})",
+            flush=True,
+        )
+        for size in sizes:
+            row = _step(lab, zone, nodes, size, params)
+            rows.append(row)
+            print(
+                f"  {size:>7} flows: opened {row['opened']} in {row['open_s']:.1f} s "
+                f"({row['open_per_s']:.0f}/s), failed {row['failed']}, entries "
+                f"{row['entries']}, echo lost {row['lost']}, "
+                f"{_fmt(row['bytes_per_entry'])} B/entry",
+                flush=True,
+            )
+            if row["failed"] or row["lost"]:
+                print(f"  broke at {size} flows: the run stops growing here", flush=True)
+                break
+    steps = pd.DataFrame(rows)
+    steps.to_csv(results.file("steps.csv"), index=False)
+    summary = _summary(steps, limit)
+    pd.DataFrame([summary]).to_csv(results.file("summary.csv"), index=False)
+    _plot(steps, results)
+    results.write_meta(template=template, targets=names, conntrack_limit=limit)
+    print("\n" + pd.DataFrame([summary]).T.to_string(header=False))
+    return summary
+
+
+def _step(lab: Lab, zone: int, nodes: list[str], size: int, params: dict[str, Any]) -> dict:
+    before_entries = zone_entries(lab.datapath, zone)
+    before_rss = vswitchd_rss_kib()
+    addresses = [f"{n}:{PORT}" for n in nodes]
+    shares = (size // 2, size - size // 2)
+    with ThreadPoolExecutor(max_workers=len(CLIENTS)) as pool:
+        t0 = time.monotonic()
+        holders = list(
+            pool.map(
+                lambda cs: HeldFlows(
+                    lab.host(cs[0]),
+                    addresses,
+                    cs[1],
+                    opening=int(params["opening"]),
+                    timeout=float(params["timeout"]),
+                ),
+                zip(CLIENTS, shares),
+            )
+        )
+        open_s = time.monotonic() - t0
+    try:
+        opened = sum(h.opened["opened"] for h in holders)
+        failed = sum(h.opened["failed"] for h in holders)
+        errors: dict[str, int] = {}
+        for h in holders:
+            for kind, n in h.opened["errors"].items():
+                errors[kind] = errors.get(kind, 0) + n
+        entries = zone_entries(lab.datapath, zone) - before_entries
+        after_rss = vswitchd_rss_kib()
+        delta = None if before_rss is None or after_rss is None else after_rss - before_rss
+        with ThreadPoolExecutor(max_workers=len(holders)) as pool:
+            echoes = list(pool.map(lambda h: h.echo(), holders))
+    finally:
+        for h in holders:
+            if h.proc.poll() is None:
+                h.close()
+    # The closed flows' entries linger (FIN_WAIT, TIME_WAIT): the next step starts from an
+    # empty zone, so they are flushed, in this lab's NLB zone only.
+    # (ovs-appctl 3.1 takes no datapath name before zone= here: the switch has one.)
+    run_cmd(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"])
+    left = zone_entries(lab.datapath, zone)
+    return {
+        "flows": size,
+        "opened": opened,
+        "failed": failed,
+        "errors": ";".join(f"{k}={v}" for k, v in sorted(errors.items())),
+        "open_s": round(open_s, 3),
+        "open_per_s": round(opened / open_s, 1) if open_s > 0 else None,
+        "entries": entries,
+        "rss_kib_delta": delta,
+        "bytes_per_entry": per_entry_bytes(entries, delta),
+        "answered": sum(e["answered"] for e in echoes),
+        "lost": sum(e["lost"] for e in echoes),
+        "echo_s": max(e["seconds"] for e in echoes),
+        "left_after_flush": left,
+    }
+
+
+def _summary(steps: Any, limit: int | None) -> dict[str, Any]:
+    held = steps[(steps["failed"] == 0) & (steps["lost"] == 0)]
+    # The largest step's reading: ovs-vswitchd's RSS moves in chunks and with other labs,
+    # so the most entries give the least noisy bytes per entry.
+    measured = steps.dropna(subset=["bytes_per_entry"])
+    bytes_per_entry = (
+        float(measured.sort_values("entries").iloc[-1]["bytes_per_entry"])
+        if len(measured)
+        else None
+    )
+    broke = steps[(steps["failed"] > 0) | (steps["lost"] > 0)]
+    return {
+        "largest_held": int(held["flows"].max()) if len(held) else 0,
+        "broke_at": int(broke["flows"].min()) if len(broke) else None,
+        "conntrack_limit": limit,
+        "bytes_per_entry": bytes_per_entry,
+        "memory_at_limit_gib": (
+            round(limit * bytes_per_entry / 2**30, 2) if limit and bytes_per_entry else None
+        ),
+        "open_per_s_median": float(steps["open_per_s"].median()),
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _plot(steps: Any, results: ResultsDir) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(steps["flows"], steps["entries"], marker="o", label="conntrack entries")
+    left.plot(steps["flows"], steps["flows"], linestyle=":", label="one per flow")
+    left.set_xlabel("flows held")
+    left.set_ylabel("entries in the NLB zone")
+    left.legend()
+    right.plot(steps["flows"], steps["open_per_s"], marker="o")
+    right.set_xlabel("flows held")
+    right.set_ylabel("connections opened per second")
+    fig.suptitle("NLB flows held on one machine")
+    fig.tight_layout()
+    fig.savefig(results.file("bench_flows.png"))
+    plt.close(fig)
