@@ -7,16 +7,23 @@ the memory each entry costs, and how fast new entries are made.
 
 One lab (an internet-facing NLB over two AZs, `targets_per_az` http-backend targets in each,
 two internet clients, a TCP listener on 9000, cross-zone on). For each size N in `sizes`
-(ascending), the two clients together open N connections to the two nodes' addresses
-(testbed.probes.held_flows: at most `opening` handshakes in flight each) and hold them idle,
-then:
+(ascending), the two clients together open N connections, Client1 to the AZ-a node's
+address and Client2 to the AZ-b node's (testbed.probes.held_flows: at most `opening`
+handshakes in flight each), and hold them idle, then:
   * the NLB zone's conntrack entries (`dpctl/ct-stats-show zone=Z`) and ovs-vswitchd's RSS,
     against the readings before the step: bytes per entry;
   * one line echoed on every held flow: does the path still know each one?
   * the opening rate (connections/s, handshake + identity line through the NLB);
-then the flows are closed and the zone's entries flushed (this lab's zone only) so the
-next step counts from zero. A step where connections fail or echoes are lost is where it
+then the flows are closed, each finishing its closing handshake through the NLB, and the
+zone's TIME_WAIT entries are flushed (this lab's zone only) so the next step counts from
+zero. A step where connections fail or echoes are lost is where it
 breaks: the run stops growing there and says so.
+
+One client never talks to both nodes: with the client's address preserved, a client that
+uses one source port toward two nodes whose flows land on one target looks to the target
+like one socket twice, and the second connection fails. AWS documents this ("connection
+limitations related to observed socket reuse on the targets"); the lab reproduces it (a
+first version of this experiment lost about 1 % of 5,000 flows that way).
 
 Writes steps.csv (one row per size), summary.csv (the limit, bytes per entry, memory at the
 limit, largest size held) and bench_flows.png.
@@ -41,12 +48,14 @@ from testbed.probes.flows import DATAPATHS
 from testbed.probes.footprint import OVS_PIDFILE, rss_kib
 from testbed.probes.held_flows import HeldFlows
 from testbed.results import ResultsDir
+from testbed.waiting import WaitTimeout
 
 TEMPLATE = "stack.yaml (generated into the results directory)"
 PARAMS = {
     "sizes": ([1000, 5000, 20000], "held flows per step, ascending (both clients together)"),
     "targets_per_az": (2, "http-backend targets in each of the two AZs"),
     "opening": (200, "handshakes in flight per client while opening"),
+    "close_s": (120.0, "longest wait for a step's flows to finish closing"),
     "timeout": (30.0, "per connect / echo timeout, seconds (a loaded switch is slow, not lossy)"),
 }
 PORT = 9000  # http-backend's TCP port: an identity line on connect, then echoes
@@ -71,11 +80,11 @@ def check_sizes(sizes: list[int]) -> list[int]:
         raise BadInput(f"sizes: {sizes} (each at least 2, one per client)")
     if sizes != sorted(sizes):
         raise BadInput(f"sizes: {sizes} must be ascending (the run stops where flows fail)")
-    ceiling = PORTS_PER_PAIR * len(CLIENTS) * 2  # two clients x two node addresses
+    ceiling = PORTS_PER_PAIR * len(CLIENTS)  # each client to its own node address
     if sizes[-1] > ceiling:
         raise BadInput(
             f"sizes: {sizes[-1]} flows is more than two clients' ephemeral ports allow "
-            f"toward two node addresses ({ceiling})"
+            f"toward one node address each ({ceiling})"
         )
     return sizes
 
@@ -129,7 +138,8 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with Lab.up(template, params={"CrossZone": "true"}, name=random_name("bf")) as lab:
         lab.wait_healthy(TARGET_GROUP, everyone)
-        nodes = sorted(node_addresses(lab).values())
+        by_az = node_addresses(lab)
+        nodes = [by_az[az] for az in sorted(by_az)]  # Client1 -> AZ-a's node, Client2 -> AZ-b's
         zone = lab.plan.load_balancers[0].zone_dnat
         limit = max_conns(lab.datapath)
         print(
@@ -138,7 +148,7 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
             flush=True,
         )
         for size in sizes:
-            row = _step(lab, zone, nodes, size, params)
+            row = _step(lab, zone, nodes, everyone, size, params)
             rows.append(row)
             print(
                 f"  {size:>7} flows: opened {row['opened']} in {row['open_s']:.1f} s "
@@ -148,7 +158,12 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
                 flush=True,
             )
             if row["failed"] or row["lost"]:
-                print(f"  broke at {size} flows: the run stops growing here", flush=True)
+                why = (
+                    f"; the health checks failed {row['unhealthy_targets']} meanwhile"
+                    if row["unhealthy_targets"]
+                    else ""
+                )
+                print(f"  broke at {size} flows{why}: the run stops growing here", flush=True)
                 break
     steps = pd.DataFrame(rows)
     steps.to_csv(results.file("steps.csv"), index=False)
@@ -160,10 +175,12 @@ def run(params: dict[str, Any], results: ResultsDir) -> dict[str, Any]:
     return summary
 
 
-def _step(lab: Lab, zone: int, nodes: list[str], size: int, params: dict[str, Any]) -> dict:
+def _step(
+    lab: Lab, zone: int, nodes: list[str], everyone: list[str], size: int, params: dict[str, Any]
+) -> dict:
+    step_start = time.time()
     before_entries = zone_entries(lab.datapath, zone)
     before_rss = vswitchd_rss_kib()
-    addresses = [f"{n}:{PORT}" for n in nodes]
     shares = (size // 2, size - size // 2)
     with ThreadPoolExecutor(max_workers=len(CLIENTS)) as pool:
         t0 = time.monotonic()
@@ -171,12 +188,12 @@ def _step(lab: Lab, zone: int, nodes: list[str], size: int, params: dict[str, An
             pool.map(
                 lambda cs: HeldFlows(
                     lab.host(cs[0]),
-                    addresses,
+                    [f"{cs[2]}:{PORT}"],
                     cs[1],
                     opening=int(params["opening"]),
                     timeout=float(params["timeout"]),
                 ),
-                zip(CLIENTS, shares),
+                zip(CLIENTS, shares, nodes),
             )
         )
         open_s = time.monotonic() - t0
@@ -196,9 +213,21 @@ def _step(lab: Lab, zone: int, nodes: list[str], size: int, params: dict[str, An
         for h in holders:
             if h.proc.poll() is None:
                 h.close()
-    # The closed flows' entries linger (FIN_WAIT, TIME_WAIT): the next step starts from an
-    # empty zone, so they are flushed, in this lab's NLB zone only.
-    # (ovs-appctl 3.1 takes no datapath name before zone= here: the switch has one.)
+    # Targets the health checks failed during the step: the NLB ends their flows
+    # (target_health_state.unhealthy.connection_termination.enabled, on by default as on AWS).
+    unhealthy = sorted(
+        {e["target"] for e in lab.target_events(step_start) if e["new"] == "unhealthy"}
+    )
+    # Every connection finishes closing through the NLB before its entries go: flushing
+    # them first would strand the FINs, and the sockets left closing (orphans, counted
+    # machine-wide) make the kernel reset other connections ("too many orphaned sockets").
+    hosts = [lab.host(n) for n in (*CLIENTS, *everyone)]
+    t_close = time.monotonic()
+    closed = _wait_closed(lab, hosts, float(params["close_s"]))
+    close_s = time.monotonic() - t_close
+    # The closed flows' entries linger (TIME_WAIT): the next step starts from an empty
+    # zone, so they are flushed, in this lab's NLB zone only. (ovs-appctl 3.1 takes no
+    # datapath name before zone= here: the switch has one.)
     run_cmd(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"])
     left = zone_entries(lab.datapath, zone)
     return {
@@ -215,7 +244,37 @@ def _step(lab: Lab, zone: int, nodes: list[str], size: int, params: dict[str, An
         "lost": sum(e["lost"] for e in echoes),
         "echo_s": max(e["seconds"] for e in echoes),
         "left_after_flush": left,
+        "closed": closed,
+        "close_s": round(close_s, 3),
+        "unhealthy_targets": ";".join(unhealthy),
     }
+
+
+# TCP states of a connection not yet done closing (TIME_WAIT is done: the peer has its ACK).
+OPEN_STATES = ("established", "fin-wait-1", "fin-wait-2", "closing", "last-ack", "close-wait")
+
+
+def open_sockets(host: Any) -> int:
+    """TCP sockets of `host` to or from port PORT not done closing."""
+    states = [w for st in OPEN_STATES for w in ("state", st)]
+    argv = ["ss", "-Htan", *states, f"( sport = :{PORT} or dport = :{PORT} )"]
+    proc = host.run(argv, timeout=30)
+    return len([line for line in proc.stdout.splitlines() if line.strip()])
+
+
+def _wait_closed(lab: Lab, hosts: list[Any], timeout: float) -> bool:
+    """Whether every held connection finished closing within `timeout` (clients and
+    targets have no socket on PORT left in an open or closing state)."""
+    try:
+        lab.wait_for(
+            lambda: all(open_sockets(h) == 0 for h in hosts),
+            timeout,
+            "the held flows finished closing",
+            interval=0.5,
+        )
+    except WaitTimeout:
+        return False
+    return True
 
 
 def _summary(steps: Any, limit: int | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ def test_bench_flows_experiment_smoke(tmp_path):
     assert (steps["entries"] == steps["flows"]).all(), steps
     assert (steps["answered"] == steps["flows"]).all(), steps
     assert (steps["lost"] == 0).all(), steps
+    assert steps["closed"].all(), steps  # every flow finished closing through the NLB
     assert (steps["left_after_flush"] == 0).all(), steps  # each step starts from an empty zone
     summary = pd.read_csv(path / "summary.csv").iloc[0]
     assert summary["largest_held"] == 400
