@@ -36,6 +36,7 @@ from testbed.errors import LabError
 from testbed.model.types import StackModel
 from testbed.plan.gwlb_datapath import APPLIANCE_MTU, TunnelPort, appliance_links, plumbing
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
+from testbed.plan.placement import host_mtu
 from testbed.topologies import host_config
 from testbed.topologies.cluster import (
     LabServers,
@@ -290,8 +291,9 @@ class VpcNetwork:
         user = self.datapath == "user"
         cmd, intfs = host_config.tuning(hp, user)
         if self.cross and self.cluster is not None:
-            # Tunnels between servers: the hosts' MTU leaves room for them (plan.placement).
-            mtu = self.cluster.placement.mtu.host
+            # Tunnels between servers: the hosts' MTU leaves room for them, GENEVE ends get
+            # the path MTU (plan.placement.host_mtu).
+            mtu = host_mtu(self.cluster.placement.mtu, hp.role if hp is not None else None)
             names = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
             first += "".join(f"ip link set dev {n} mtu {mtu}; " for n in names)
         out = node.cmd(first + cmd)

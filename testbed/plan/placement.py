@@ -20,7 +20,11 @@ hosts get that MTU. A lab with a gateway load balancer carries GENEVE between it
 the appliances; the node and its appliances are in one AZ unless cross-zone balancing sends
 a flow to another, and then the GENEVE packet (82 bytes more: outer IPv4 20, UDP 8, GENEVE
 with the GWLB options 40, the inner Ethernet header 14 that Open vSwitch's GENEVE carries)
-crosses the tunnel too: the hosts then get 1450 - 82 = 1368 so that it still fits.
+crosses the tunnel too: the hosts then get 1450 - 82 = 1368 so that it still fits, and the
+GENEVE ends (the GWLB nodes and the appliances) get the path MTU, 1450, so that a full-size
+1368-byte packet's GENEVE (1450) leaves them whole instead of in two IP fragments (`host_mtu`).
+A host's packet of one byte more is refused where it is sent (EMSGSIZE, "message too long,
+mtu=1368"), and its TCP segments are full-size at MSS 1328: nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -232,7 +236,8 @@ def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = 
     if geneve:
         note += (
             f"; a gateway load balancer's GENEVE ({GENEVE_OVERHEAD} bytes) may cross it "
-            f"(cross-zone): hosts get MTU {host}"
+            f"(cross-zone): hosts get MTU {host}, GWLB nodes and appliances {path} (their "
+            "GENEVE unfragmented)"
         )
     else:
         note += f": hosts get MTU {host}"
@@ -242,6 +247,16 @@ def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = 
             "tunnels; IPv6 and most stacks need 1280 (use a larger underlay MTU)"
         )
     return Mtu(underlay_mtu, overhead, path, host, geneve, note)
+
+
+GENEVE_ENDS = ("gateway-node", "appliance")  # roles of the hosts GENEVE starts and ends on
+
+
+def host_mtu(mtu: Mtu, role: str | None) -> int:
+    """The MTU of a host of `role`: a GENEVE end (GWLB node, appliance) of a lab whose GENEVE
+    may cross a tunnel gets the path MTU (its GENEVE of a full-size host packet then fits
+    unfragmented); every other host gets mtu.host."""
+    return mtu.path if mtu.geneve_inside and role in GENEVE_ENDS else mtu.host
 
 
 def describe(p: Placement) -> list[str]:

@@ -9,9 +9,11 @@ from testbed.model import load_model
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.plan.placement import (
     FRONT_END,
+    GENEVE_OVERHEAD,
     LOCAL,
     Placement,
     describe,
+    host_mtu,
     parse_servers,
     place,
     vni_base,
@@ -153,3 +155,15 @@ def test_placement_round_trips_through_json_and_describes_itself():
     assert "10.77.0.2 (us-east-1a): tb-m-az1" in text
     assert "tunnel vxlan vni" in text
     assert "inter-AZ path MTU 1450" in text
+
+
+def test_geneve_ends_get_the_path_mtu_other_hosts_room_for_geneve():
+    g = place(plan_of("gwlb"), SERVERS)
+    assert host_mtu(g.mtu, "appliance") == host_mtu(g.mtu, "gateway-node") == 1450
+    assert host_mtu(g.mtu, "http-backend") == host_mtu(g.mtu, None) == 1368
+    assert "GWLB nodes and appliances 1450" in g.mtu.note
+    # 1368 + GENEVE's 82 is what the ends send: exactly the tunnel's path MTU
+    assert g.mtu.host + GENEVE_OVERHEAD == host_mtu(g.mtu, "appliance") == g.mtu.path
+    # without a GWLB nothing carries GENEVE: every host gets the path MTU
+    p = place(plan_of("nlb"), SERVERS)
+    assert host_mtu(p.mtu, "appliance") == host_mtu(p.mtu, None) == 1450
