@@ -239,8 +239,8 @@ class VpcNetwork:
         node1, node2 = info.pop("node1"), info.pop("node2")
         crossing = self.cross.get((node1, node2))
         if crossing is not None and self.cluster is not None:
-            # An inter-AZ link between two servers: a tunnel (no qdisc on it: its delay
-            # and bandwidth are the underlay's).
+            # An inter-AZ link between two servers: a tunnel (its delay is the underlay's; its
+            # bandwidth too unless --tunnel-rate gave one: placement.tunnel_rate, tbf).
             for key in ("delay", "bw"):
                 info.pop(key, None)
             ends = (self.cluster.access[crossing.a_server], self.cluster.access[crossing.b_server])
@@ -250,6 +250,7 @@ class VpcNetwork:
                 cls=RemoteVxlanLink,
                 vni=crossing.vni,
                 mtu=self.cluster.placement.mtu.path,
+                rate=self.cluster.placement.tunnel_rate,
                 local1=ends[0].address,
                 local2=ends[1].address,
                 **info,
@@ -280,6 +281,9 @@ class VpcNetwork:
         self._tune_hosts()
         self.net.start()
         self._fix_offloads()
+        for link in self.net.links:
+            if isinstance(link, RemoteVxlanLink):
+                link.shape()  # --tunnel-rate (after the switches: OVS resets a port's qdisc)
 
     def _tune_hosts(self) -> None:
         kinds = {h.name: h for h in self.plan.hosts}
