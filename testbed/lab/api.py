@@ -163,12 +163,20 @@ def start_lab(
         )
     if lab_dir.exists() or leftovers_exist(name):
         teardown(name)  # what a dead lab of the same name left
-    if gwlb_datapath == GWLB_SWITCH:
-        _check_gwlb_switch(model, name, datapath)
     if servers:
         # The mapping fits the template (every AZ a server, none too many): BadInput now.
         plan = build_plan(model, name)
         place(plan, servers)
+        switch = run_servers.switch_gwlb_refusal(plan, gwlb_datapath)
+        if switch:
+            raise BadInput(
+                f"--gwlb-datapath switch with --servers: {switch}",
+                hint="--gwlb-datapath node (or leave it out: auto is node across servers); "
+                f"what works across servers: {run_servers.NOT_YET}",
+            )
+    if gwlb_datapath == GWLB_SWITCH:
+        _check_gwlb_switch(model, name, datapath)
+    if servers:
         if run is not None:
             run_servers.check(run, model, plan, gwlb_datapath, template)
         gwlb_datapath = run_servers.gwlb_datapath_for(plan, gwlb_datapath)
