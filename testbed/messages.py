@@ -113,6 +113,7 @@ class LabRequest(TypedDict):
     gwlb_datapath: NotRequired[str | None]  # auto | switch | node (testbed.plan.gwlb_datapath)
     servers: NotRequired[dict[str, str] | None]  # AZ -> server: a lab across servers (issue 18)
     ssh_config: NotRequired[str | None]  # the ssh config that reaches those servers
+    tunnel_rate: NotRequired[int | None]  # bits/s of each tunnel between servers (tbf)
 
 
 class ControllerInfo(TypedDict):

@@ -40,7 +40,7 @@ from mininet.util import makeIntfPair
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement
+from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement, tbf_args
 
 SSH_OPTIONS = (
     "-o",
@@ -108,6 +108,7 @@ class LabServers:
     front_end_address: str
     tunnel_reason: str
     ssh_config: str | None = None
+    shaping: str = ""  # what the tunnels apply: rate, delay (placement.shaping_note)
 
     def server_of(self, node: str) -> ServerAccess | None:
         """The server of a host or switch; None: this machine (the front end)."""
@@ -129,6 +130,7 @@ class LabServers:
                 "front_end_address": self.front_end_address,
                 "tunnel_reason": self.tunnel_reason,
                 "ssh_config": self.ssh_config,
+                "shaping": self.shaping,
             },
             indent=1,
             sort_keys=True,
@@ -147,6 +149,7 @@ class LabServers:
             front_end_address=d["front_end_address"],
             tunnel_reason=d.get("tunnel_reason", ""),
             ssh_config=ssh_config,
+            shaping=d.get("shaping", ""),
         )
 
     def save(self, lab_dir: Path) -> None:
@@ -263,12 +266,19 @@ class RemoteVxlanLink(RemoteLink):
     """Cluster Edition's RemoteGRELink with a VXLAN device: the link between two nodes on
     different servers. params: vni (the link's VXLAN network identifier), mtu (the devices'
     MTU), local1/local2 (each end's underlay source address: a server's own address, or the
-    front end's address towards the other server)."""
+    front end's address towards the other server), rate (bits/s: a tbf qdisc on both ends,
+    so each direction carries at most that; None: the underlay's)."""
 
     def __init__(
-        self, node1: Any, node2: Any, vni: int = 0, mtu: int = 1450, **params: Any
+        self,
+        node1: Any,
+        node2: Any,
+        vni: int = 0,
+        mtu: int = 1450,
+        rate: int | None = None,
+        **params: Any,
     ) -> None:
-        self.vni, self.mtu = vni, mtu
+        self.vni, self.mtu, self.rate = vni, mtu, rate
         self.underlay: tuple[str, str] = (params.pop("local1", ""), params.pop("local2", ""))
         RemoteLink.__init__(self, node1, node2, **params)
 
@@ -305,6 +315,24 @@ class RemoteVxlanLink(RemoteLink):
         self.tunnel = 1
         return None
 
+    def shape(self) -> None:
+        """Hold both ends to self.rate (tbf), checked; once the switches run: Open vSwitch
+        puts its default qdisc back on a port it adds, which drops one set before."""
+        if not self.rate or not self.tunnel:
+            return
+        for node, intf in ((self.node1, self.intf1), (self.node2, self.intf2)):
+            tc = ["tc", "qdisc", "replace", "dev", intf.name, "root", *tbf_args(self.rate)]
+            show = ["tc", "qdisc", "show", "dev", intf.name]
+            out = _root_cmd(
+                node,
+                f"mnexec -a {node.pid} {shlex.join(tc)} && mnexec -a {node.pid} {shlex.join(show)}",
+            )
+            if "tbf" not in out:
+                raise LabError(
+                    f"tunnel {intf.name} on {node.server}: tbf rate {self.rate} bit/s not "
+                    f"applied: {out.strip()[:300]}"
+                )
+
     def stop(self) -> None:
         if self.tunnel:
             for node, intf in ((self.node1, self.intf1), (self.node2, self.intf2)):
@@ -336,6 +364,22 @@ def probe_tunnels(lab: str, access: ServerAccess) -> tuple[str, ...]:
     """The tunnel kinds server `access` can make."""
     out = access.run(probe_script(lab), check=False)
     return tuple(k for k in TUNNEL_PREFERENCE if k in out.split())
+
+
+def probe_shaping(lab: str, access: ServerAccess) -> tuple[str, ...]:
+    """The qdiscs server `access` can put on a tunnel device: "tbf" (a rate), "netem" (a
+    delay), tried on a VXLAN probe device named with the lab's prefix, removed again."""
+    name = naming._ifname(f"{naming.prefix(lab)}tq")
+    script = (
+        f"ip link add {name} type vxlan id 1 remote 127.0.0.2 local 127.0.0.1 "
+        f"dstport {VXLAN_PORT} 2>/dev/null || exit 0; "
+        f"tc qdisc add dev {name} root tbf rate 1mbit burst 32k latency 50ms 2>/dev/null "
+        f"&& echo tbf; tc qdisc del dev {name} root 2>/dev/null; "
+        f"tc qdisc add dev {name} root netem delay 1ms 2>/dev/null && echo netem; "
+        f"ip link del {name} 2>/dev/null; true"
+    )
+    out = access.run(script, check=False).split()
+    return tuple(k for k in ("tbf", "netem") if k in out)
 
 
 def choose_tunnel(found: dict[str, tuple[str, ...]]) -> tuple[str, str]:

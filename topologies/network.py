@@ -36,6 +36,7 @@ from testbed.errors import LabError
 from testbed.model.types import StackModel
 from testbed.plan.gwlb_datapath import APPLIANCE_MTU, TunnelPort, appliance_links, plumbing
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
+from testbed.plan.placement import host_mtu
 from testbed.topologies import host_config
 from testbed.topologies.cluster import (
     LabServers,
@@ -238,8 +239,8 @@ class VpcNetwork:
         node1, node2 = info.pop("node1"), info.pop("node2")
         crossing = self.cross.get((node1, node2))
         if crossing is not None and self.cluster is not None:
-            # An inter-AZ link between two servers: a tunnel (no qdisc on it: its delay
-            # and bandwidth are the underlay's).
+            # An inter-AZ link between two servers: a tunnel (its delay is the underlay's; its
+            # bandwidth too unless --tunnel-rate gave one: placement.tunnel_rate, tbf).
             for key in ("delay", "bw"):
                 info.pop(key, None)
             ends = (self.cluster.access[crossing.a_server], self.cluster.access[crossing.b_server])
@@ -249,6 +250,7 @@ class VpcNetwork:
                 cls=RemoteVxlanLink,
                 vni=crossing.vni,
                 mtu=self.cluster.placement.mtu.path,
+                rate=self.cluster.placement.tunnel_rate,
                 local1=ends[0].address,
                 local2=ends[1].address,
                 **info,
@@ -279,6 +281,9 @@ class VpcNetwork:
         self._tune_hosts()
         self.net.start()
         self._fix_offloads()
+        for link in self.net.links:
+            if isinstance(link, RemoteVxlanLink):
+                link.shape()  # --tunnel-rate (after the switches: OVS resets a port's qdisc)
 
     def _tune_hosts(self) -> None:
         kinds = {h.name: h for h in self.plan.hosts}
@@ -290,8 +295,9 @@ class VpcNetwork:
         user = self.datapath == "user"
         cmd, intfs = host_config.tuning(hp, user)
         if self.cross and self.cluster is not None:
-            # Tunnels between servers: the hosts' MTU leaves room for them (plan.placement).
-            mtu = self.cluster.placement.mtu.host
+            # Tunnels between servers: the hosts' MTU leaves room for them, GENEVE ends get
+            # the path MTU (plan.placement.host_mtu).
+            mtu = host_mtu(self.cluster.placement.mtu, hp.role if hp is not None else None)
             names = ["eth0", *(i.name for i in hp.interfaces)] if hp is not None else ["eth0"]
             first += "".join(f"ip link set dev {n} mtu {mtu}; " for n in names)
         out = node.cmd(first + cmd)

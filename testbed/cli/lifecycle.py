@@ -58,6 +58,8 @@ def register(sub: Any) -> None:
         "  testbed up templates/default.yaml                  lab name: default\n"
         "  testbed up templates/three-az.yaml --name az3 -p InterAzDelayMs=2\n"
         "  testbed up templates/default.yaml --cli            Mininet CLI, then down\n"
+        "  testbed up templates/nlb.yaml --servers us-east-1a=srv1,us-east-1b=srv2 \\\n"
+        "      --ssh-config FILE --tunnel-rate 100mbit     AZs on 2 servers, 100 Mbit/s tunnels\n"
         "  testbed up templates/two-stacks-export.yaml --name net\n"
         "  testbed up templates/two-stacks-import.yaml --into net --stack-name app \\\n"
         "      -p NetworkStack=net -p VpcId=vpc-VPC      a second stack in lab net\n\n"
@@ -120,6 +122,16 @@ def register(sub: Any) -> None:
         "--ssh-config",
         metavar="FILE",
         help="with --servers: the ssh config that reaches them (ssh -F FILE)",
+    )
+    p.add_argument(
+        "--tunnel-rate",
+        metavar="RATE",
+        help="with --servers: what each tunnel between servers carries each way, in tc's"
+        " units (100mbit, 1gbit, 500kbit; kbps/mbps are bytes/s): a tbf qdisc on both ends of"
+        " every tunnel (packets wait at most 50 ms, then drop), as an inter-AZ link of that"
+        " bandwidth. A server without tbf exits 2. Default: the underlay's rate. The inter-AZ"
+        " delay (InterAzDelayMs) is not applied on tunnels: this kernel has no sch_netem"
+        " (testbed status says so)",
     )
     p.add_argument(
         "--cli",
@@ -301,6 +313,7 @@ LAB_ONLY_FLAGS = (
     ("region", "--region"),
     ("gwlb_datapath", "--gwlb-datapath"),
     ("servers", "--servers"),
+    ("tunnel_rate", "--tunnel-rate"),
 )
 
 
@@ -325,6 +338,7 @@ def cmd_up(args: Any) -> int:
         gwlb_datapath=args.gwlb_datapath,
         servers=args.servers,
         ssh_config=args.ssh_config,
+        tunnel_rate=args.tunnel_rate,
     )
     print(
         f"\nlab {name} is up in {time.monotonic() - started:.1f} s "
@@ -540,6 +554,8 @@ def cmd_status(args: Any) -> int:
                 f"  across servers: tunnel {state['tunnel']} ({state.get('tunnel_reason')});"
                 f" {state.get('mtu')}"
             )
+            if state.get("tunnel_shaping"):
+                print(f"  tunnels: {state['tunnel_shaping']}")
         owner = s["owner"]
         if s["state"] in ENDED_STATES:
             print(f"  ended: {s['reason']}; testbed clean {s['name']} removes these files")

@@ -71,7 +71,7 @@ from testbed.plan.gwlb_datapath import SWITCH as GWLB_SWITCH
 from testbed.plan.gwlb_datapath import WANTED as GWLB_WANTED
 from testbed.plan.gwlb_datapath import decide as gwlb_decide
 from testbed.plan.network import NetworkPlan, build_plan
-from testbed.plan.placement import FRONT_END, LOCAL, parse_servers, place
+from testbed.plan.placement import FRONT_END, LOCAL, parse_rate, parse_servers, place
 from testbed.waiting import wait_for
 
 T = TypeVar("T")
@@ -107,6 +107,7 @@ def start_lab(
     gwlb_datapath: str | None = None,
     servers: dict[str, str] | str | None = None,
     ssh_config: str | None = None,
+    tunnel_rate: str | int | None = None,
 ) -> dict[str, Any]:
     """Create a lab and return its state once ready. BadInput for bad input (nothing built),
     LabError if building failed (everything rolled back).
@@ -122,7 +123,8 @@ def start_lab(
     reason in the state; testbed.plan.gwlb_datapath). "switch" that cannot be: BadInput.
     servers: a lab across servers (issue 18): AZ -> server (ssh host name or address; the
     front end is this machine), or the text of --servers; ssh_config: the ssh config that
-    reaches them (testbed.lab.servers)."""
+    reaches them (testbed.lab.servers); tunnel_rate: what each tunnel between servers
+    carries each way ("100mbit", or bits/s; tbf on both ends), None: the underlay's."""
     params = {k: str(v) for k, v in (params or {}).items()}
     # A run across servers (`testbed run EXP --servers`): its labs go there unless the
     # caller gave servers of its own (testbed.lab.run_servers).
@@ -132,6 +134,13 @@ def start_lab(
         ssh_config = ssh_config or run.ssh_config
     if isinstance(servers, str):
         servers = parse_servers(servers)
+    if isinstance(tunnel_rate, str):
+        tunnel_rate = parse_rate(tunnel_rate)
+    if tunnel_rate is not None and not servers:
+        raise BadInput(
+            "--tunnel-rate is for a lab across servers (its tunnels): give --servers too",
+            hint="on one machine, Metadata.Lab.LinkBandwidthMbps shapes every link (HTB)",
+        )
     if ssh_config is not None:
         ssh_config = str(Path(ssh_config).resolve())
         if not Path(ssh_config).is_file():
@@ -154,12 +163,20 @@ def start_lab(
         )
     if lab_dir.exists() or leftovers_exist(name):
         teardown(name)  # what a dead lab of the same name left
-    if gwlb_datapath == GWLB_SWITCH:
-        _check_gwlb_switch(model, name, datapath)
     if servers:
         # The mapping fits the template (every AZ a server, none too many): BadInput now.
         plan = build_plan(model, name)
         place(plan, servers)
+        switch = run_servers.switch_gwlb_refusal(plan, gwlb_datapath)
+        if switch:
+            raise BadInput(
+                f"--gwlb-datapath switch with --servers: {switch}",
+                hint="--gwlb-datapath node (or leave it out: auto is node across servers); "
+                f"what works across servers: {run_servers.NOT_YET}",
+            )
+    if gwlb_datapath == GWLB_SWITCH:
+        _check_gwlb_switch(model, name, datapath)
+    if servers:
         if run is not None:
             run_servers.check(run, model, plan, gwlb_datapath, template)
         gwlb_datapath = run_servers.gwlb_datapath_for(plan, gwlb_datapath)
@@ -182,6 +199,7 @@ def start_lab(
         gwlb_datapath=gwlb_datapath,
         servers=dict(servers) if servers else None,
         ssh_config=ssh_config,
+        tunnel_rate=tunnel_rate,
     )
     follower = EventFollower(lab_dir)
     proc: subprocess.Popen | None = None
@@ -991,6 +1009,7 @@ class Lab:
         gwlb_datapath: str | None = None,
         servers: dict[str, str] | str | None = None,
         ssh_config: str | None = None,
+        tunnel_rate: str | int | None = None,
     ) -> Iterator[Lab]:
         """Bring a lab up for the duration of a `with` block; always torn down after.
 
@@ -1012,6 +1031,7 @@ class Lab:
                 gwlb_datapath=gwlb_datapath,
                 servers=servers,
                 ssh_config=ssh_config,
+                tunnel_rate=tunnel_rate,
             )
             ending = f"{owner} left Lab.up"
             try:

@@ -8,7 +8,8 @@ where each one ran: its tunnel and MTU, which the runner writes into the results
 
 What does not work across servers yet (docs/scaling.md, "Not yet") is refused before
 anything is built (`refusals`): Auto Scaling groups (they launch hosts while the lab runs),
-the switch GWLB datapath on a remote bridge. (UserData that asks the instance metadata
+the switch GWLB datapath on a remote bridge (`switch_gwlb_refusal`, also for `testbed up
+--servers`). (UserData that asks the instance metadata
 service works: each server runs its own, testbed.lab.imds.remote.) A gateway load
 balancer's datapath left to "auto" is the node's across servers (`gwlb_datapath_for`).
 """
@@ -115,12 +116,28 @@ def refusals(model: Any, plan: NetworkPlan, gwlb_datapath: str | None) -> list[s
             f"Auto Scaling group(s) {', '.join(groups)}: hosts launched while the lab runs "
             "are not placed on another server yet"
         )
-    if gwlb_datapath == "switch" and _gateways(plan):
-        reasons.append(
-            "the switch GWLB datapath (GENEVE ports on a remote bridge) is not there yet "
-            "across servers (--gwlb-datapath node is)"
-        )
+    switch = switch_gwlb_refusal(plan, gwlb_datapath)
+    if switch:
+        reasons.append(switch)
     return reasons
+
+
+def switch_gwlb_refusal(plan: NetworkPlan, gwlb_datapath: str | None) -> str | None:
+    """Why the switch GWLB datapath cannot steer a lab across servers (None: it is not
+    asked for, or the lab has no gateway load balancer). What it needs is made on this
+    machine's Open vSwitch only (testbed.lab.gwlb_switch): each GWLB node's address on its
+    host's root-side veth, the GENEVE port, the ovs/route and tunnel neighbour of one
+    ovs-vswitchd, the capability probe, their removal at teardown; a node on another server
+    needs them from that server's ovs-vswitchd, over ssh, which nothing does yet."""
+    if gwlb_datapath != "switch" or not _gateways(plan):
+        return None
+    return (
+        "the switch GWLB datapath is not there yet across servers: what it needs (each GWLB "
+        "node's address on its root-side veth, its GENEVE port, the ovs/route and tunnel "
+        "neighbour of the appliances' VPC, the geneve capability probe, their removal) is "
+        "made on this machine's Open vSwitch only, not on another server's ovs-vswitchd "
+        "(--gwlb-datapath node works across servers, GENEVE crossing the tunnels whole)"
+    )
 
 
 def check(

@@ -21,13 +21,14 @@ from pathlib import Path
 from testbed import naming
 from testbed.errors import BadInput, LabError
 from testbed.plan.network import NetworkPlan
-from testbed.plan.placement import FRONT_END, LOCAL, place
+from testbed.plan.placement import FRONT_END, LOCAL, place, shaping_note
 from testbed.topologies.cluster import (
     LabServers,
     ServerAccess,
     choose_tunnel,
     clean_server,
     local_address_towards,
+    probe_shaping,
     probe_tunnels,
     resolve_address,
     server_leftovers,
@@ -65,11 +66,17 @@ def check_ssh_config(ssh_config: str | None) -> str | None:
 
 
 def prepare(
-    lab: str, plan: NetworkPlan, servers: dict[str, str], ssh_config: str | None
+    lab: str,
+    plan: NetworkPlan,
+    servers: dict[str, str],
+    ssh_config: str | None,
+    tunnel_rate: int | None = None,
+    delay_ms: float = 0.0,
 ) -> LabServers:
     """Reach every server, choose the tunnel, place the plan. LabError when a server cannot
     be reached or no tunnel kind works everywhere; BadInput when the mapping does not fit
-    the template (testbed.plan.placement)."""
+    the template (testbed.plan.placement), or a tunnel rate is asked for and a server has
+    no tbf qdisc. delay_ms: the template's InterAzDelayMs (said not applied on tunnels)."""
     place(plan, servers)  # the mapping fits the template: BadInput before any ssh
     front = servers.get(FRONT_END, LOCAL)
     if front != LOCAL:
@@ -107,7 +114,19 @@ def prepare(
             "not yet: only ssh tunnels work on every server; the lab makes VXLAN or GRE "
             f"tunnels ({why})"
         )
-    return LabServers(place(plan, servers, tunnel=tunnel), access, front_address, why, ssh_config)
+    shaped = tunnel_rate or delay_ms
+    qdiscs = {a.name: probe_shaping(lab, a) for a in access.values()} if shaped else {}
+    no_tbf = sorted(s for s, found in qdiscs.items() if "tbf" not in found)
+    if tunnel_rate and no_tbf:
+        raise BadInput(
+            f"--tunnel-rate: no tbf qdisc on {', '.join(no_tbf)} (tc qdisc add ... tbf "
+            "fails): the tunnels' rate cannot be held there",
+            hint="leave --tunnel-rate out (the underlay's rate), or load sch_tbf there",
+        )
+    netem = bool(qdiscs) and all("netem" in found for found in qdiscs.values())
+    placed = place(plan, servers, tunnel=tunnel, tunnel_rate=tunnel_rate)
+    shaping = shaping_note(tunnel_rate, delay_ms, netem)
+    return LabServers(placed, access, front_address, why, ssh_config, shaping)
 
 
 def teardown_remote(lab: str, servers: LabServers | None = None) -> list[str]:

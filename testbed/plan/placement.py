@@ -20,7 +20,11 @@ hosts get that MTU. A lab with a gateway load balancer carries GENEVE between it
 the appliances; the node and its appliances are in one AZ unless cross-zone balancing sends
 a flow to another, and then the GENEVE packet (82 bytes more: outer IPv4 20, UDP 8, GENEVE
 with the GWLB options 40, the inner Ethernet header 14 that Open vSwitch's GENEVE carries)
-crosses the tunnel too: the hosts then get 1450 - 82 = 1368 so that it still fits.
+crosses the tunnel too: the hosts then get 1450 - 82 = 1368 so that it still fits, and the
+GENEVE ends (the GWLB nodes and the appliances) get the path MTU, 1450, so that a full-size
+1368-byte packet's GENEVE (1450) leaves them whole instead of in two IP fragments (`host_mtu`).
+A host's packet of one byte more is refused where it is sent (EMSGSIZE, "message too long,
+mtu=1368"), and its TCP segments are full-size at MSS 1328: nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ class Placement:
     dpids: dict[str, int]
     mtu: Mtu
     tunnel: str = "vxlan"
+    tunnel_rate: int | None = (
+        None  # bits/s each tunnel carries each way (tbf), None: the underlay's
+    )
 
     @property
     def front_end(self) -> str:
@@ -147,6 +154,7 @@ class Placement:
             dpids={k: int(v) for k, v in d["dpids"].items()},
             mtu=Mtu(**d["mtu"]),
             tunnel=d.get("tunnel", "vxlan"),
+            tunnel_rate=d.get("tunnel_rate"),
         )
 
 
@@ -163,6 +171,7 @@ def place(
     *,
     tunnel: str = "vxlan",
     underlay_mtu: int = UNDERLAY_MTU,
+    tunnel_rate: int | None = None,
 ) -> Placement:
     """Place the plan's switches and hosts on `servers` (AZ -> server; FRONT_END -> the
     front end, default LOCAL). BadInput when an AZ of the plan has no server, a server is
@@ -216,6 +225,7 @@ def place(
         cross_links=cross,
         dpids=dpids,
         mtu=mtu_for(plan, tunnel, underlay_mtu, crossing=bool(cross)),
+        tunnel_rate=tunnel_rate,
         tunnel=tunnel,
     )
 
@@ -232,7 +242,8 @@ def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = 
     if geneve:
         note += (
             f"; a gateway load balancer's GENEVE ({GENEVE_OVERHEAD} bytes) may cross it "
-            f"(cross-zone): hosts get MTU {host}"
+            f"(cross-zone): hosts get MTU {host}, GWLB nodes and appliances {path} (their "
+            "GENEVE unfragmented)"
         )
     else:
         note += f": hosts get MTU {host}"
@@ -242,6 +253,80 @@ def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = 
             "tunnels; IPv6 and most stacks need 1280 (use a larger underlay MTU)"
         )
     return Mtu(underlay_mtu, overhead, path, host, geneve, note)
+
+
+_RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$", re.I)
+_RATE_UNITS = {  # bits per unit, as tc counts them
+    "bit": 1,
+    "kbit": 10**3,
+    "mbit": 10**6,
+    "gbit": 10**9,
+    "bps": 8,
+    "kbps": 8 * 10**3,
+    "mbps": 8 * 10**6,
+    "gbps": 8 * 10**9,
+}
+MIN_TUNNEL_RATE = 100_000  # 100 kbit/s: below, a full-size packet waits more than 0.1 s
+MAX_TUNNEL_RATE = 100 * 10**9
+TBF_LATENCY_MS = 50  # how long a packet may wait in a tunnel's tbf queue before it is dropped
+
+
+def parse_rate(text: str, option: str = "--tunnel-rate") -> int:
+    """`100mbit`, `1gbit`, `500kbit`, `2000000` (bits/s; tc's units: `mbps` = megabytes/s) ->
+    bits/s. BadInput (exit 2) on anything else or outside 100kbit .. 100gbit."""
+    m = _RATE_RE.match(text.strip()) if text else None
+    if not m:
+        raise BadInput(
+            f"{option} {text!r}: a rate such as 100mbit, 1gbit or 500kbit",
+            hint=f"{option} 100mbit (tc's units: kbit, mbit, gbit; kbps, mbps, gbps are bytes/s)",
+        )
+    unit = (m.group(2) or "bit").lower()
+    rate = int(float(m.group(1)) * _RATE_UNITS[unit])
+    if not MIN_TUNNEL_RATE <= rate <= MAX_TUNNEL_RATE:
+        raise BadInput(f"{option} {text}: {rate} bit/s is outside 100kbit .. 100gbit")
+    return rate
+
+
+def rate_text(rate: int) -> str:
+    """bits/s as people (and tc) write it: 100mbit, 1.5gbit, 640kbit."""
+    for unit, factor in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if rate >= factor:
+            return f"{rate / factor:g}{unit}"
+    return f"{rate}bit"
+
+
+def tbf_args(rate: int) -> list[str]:
+    """The `tc qdisc replace dev D root` arguments that hold a tunnel end to `rate` bits/s: a
+    token bucket of 10 ms of traffic (at least 32 KiB: several full-size packets, and more
+    than one kernel tick at 1000 Hz), packets queued at most TBF_LATENCY_MS."""
+    burst = max(rate // 8 // 100, 32 * 1024)
+    return ["tbf", "rate", f"{rate}bit", "burst", str(burst), "latency", f"{TBF_LATENCY_MS}ms"]
+
+
+def shaping_note(rate: int | None, delay_ms: float, netem: bool) -> str:
+    """What the lab applies on its tunnels, for `status`: the rate (tbf) or the underlay's,
+    and the inter-AZ delay, which is never applied on a tunnel (named with why)."""
+    note = (
+        f"rate {rate_text(rate)} each way (tbf on both ends of every tunnel)"
+        if rate
+        else "rate: the underlay's (testbed up --tunnel-rate sets one)"
+    )
+    if delay_ms:
+        why = "this kernel has no sch_netem" if not netem else "netem is not put on tunnels yet"
+        note += f"; InterAzDelayMs={delay_ms:g} not applied on the tunnels ({why})"
+    else:
+        note += "; delay: the underlay's"
+    return note
+
+
+GENEVE_ENDS = ("gateway-node", "appliance")  # roles of the hosts GENEVE starts and ends on
+
+
+def host_mtu(mtu: Mtu, role: str | None) -> int:
+    """The MTU of a host of `role`: a GENEVE end (GWLB node, appliance) of a lab whose GENEVE
+    may cross a tunnel gets the path MTU (its GENEVE of a full-size host packet then fits
+    unfragmented); every other host gets mtu.host."""
+    return mtu.path if mtu.geneve_inside and role in GENEVE_ENDS else mtu.host
 
 
 def describe(p: Placement) -> list[str]:

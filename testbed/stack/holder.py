@@ -215,6 +215,7 @@ class Holder:
             caps = self.caps = detect()
             datapath = self._datapath(self.request.get("datapath") or model.lab.datapath, caps)
             limitations = []
+            asked_delay_ms = model.lab.inter_az_delay_ms  # before what cannot be is dropped
             if model.lab.inter_az_delay_ms and not caps.netem:
                 limitations.append(
                     f"InterAzDelayMs={model.lab.inter_az_delay_ms:g} not "
@@ -243,7 +244,7 @@ class Holder:
                 azs=list(model.azs),
                 ignored=[f"{i.logical_id}.{i.property}" for i in model.ignored],
             )
-            cluster = self._servers(plan)
+            cluster = self._servers(plan, asked_delay_ms)
             self.builder = LabBuilder(
                 self.name, model, plan, datapath, self.events, self.journal, cluster=cluster
             )
@@ -317,13 +318,20 @@ class Holder:
         """The lab's servers when it spans several (None: this machine only)."""
         return getattr(self.builder, "cluster", None)
 
-    def _servers(self, plan: NetworkPlan) -> LabServers | None:
+    def _servers(self, plan: NetworkPlan, delay_ms: float = 0.0) -> LabServers | None:
         """A lab across servers (issue 18): reach them, choose the tunnel, place the plan,
         keep it in the lab's folder (servers.json) before anything is made on a server."""
         wanted = self.request.get("servers")
         if not wanted:
             return None
-        cluster = lab_servers.prepare(self.name, plan, wanted, self.request.get("ssh_config"))
+        cluster = lab_servers.prepare(
+            self.name,
+            plan,
+            wanted,
+            self.request.get("ssh_config"),
+            tunnel_rate=self.request.get("tunnel_rate"),
+            delay_ms=delay_ms,
+        )
         cluster.save(self.lab_dir)
         for line in describe_placement(cluster.placement):
             self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"servers: {line}")
@@ -335,7 +343,9 @@ class Holder:
             tunnel=cluster.placement.tunnel,
             tunnel_reason=cluster.tunnel_reason,
             mtu=cluster.placement.mtu.note,
+            tunnel_shaping=cluster.shaping,
         )
+        self.events.emit(self.name, STACK_TYPE, "CREATE_IN_PROGRESS", f"tunnels: {cluster.shaping}")
         return cluster
 
     def _gwlb_datapath(self, plan: NetworkPlan, datapath: str) -> NetworkPlan:

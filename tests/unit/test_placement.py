@@ -9,11 +9,17 @@ from testbed.model import load_model
 from testbed.plan.network import NetworkPlan, build_plan
 from testbed.plan.placement import (
     FRONT_END,
+    GENEVE_OVERHEAD,
     LOCAL,
     Placement,
     describe,
+    host_mtu,
+    parse_rate,
     parse_servers,
     place,
+    rate_text,
+    shaping_note,
+    tbf_args,
     vni_base,
 )
 
@@ -153,3 +159,60 @@ def test_placement_round_trips_through_json_and_describes_itself():
     assert "10.77.0.2 (us-east-1a): tb-m-az1" in text
     assert "tunnel vxlan vni" in text
     assert "inter-AZ path MTU 1450" in text
+
+
+def test_geneve_ends_get_the_path_mtu_other_hosts_room_for_geneve():
+    g = place(plan_of("gwlb"), SERVERS)
+    assert host_mtu(g.mtu, "appliance") == host_mtu(g.mtu, "gateway-node") == 1450
+    assert host_mtu(g.mtu, "http-backend") == host_mtu(g.mtu, None) == 1368
+    assert "GWLB nodes and appliances 1450" in g.mtu.note
+    # 1368 + GENEVE's 82 is what the ends send: exactly the tunnel's path MTU
+    assert g.mtu.host + GENEVE_OVERHEAD == host_mtu(g.mtu, "appliance") == g.mtu.path
+    # without a GWLB nothing carries GENEVE: every host gets the path MTU
+    p = place(plan_of("nlb"), SERVERS)
+    assert host_mtu(p.mtu, "appliance") == host_mtu(p.mtu, None) == 1450
+
+
+@pytest.mark.parametrize(
+    ("text", "bits"),
+    [
+        ("100mbit", 100_000_000),
+        ("1gbit", 10**9),
+        ("1.5Gbit", 1_500_000_000),
+        ("500kbit", 500_000),
+        ("2000000", 2_000_000),
+        ("10mbps", 80_000_000),  # tc's mbps: megabytes per second
+        (" 20 mbit ", 20_000_000),
+    ],
+)
+def test_tunnel_rates_read_as_tc_reads_them(text, bits):
+    assert parse_rate(text) == bits
+
+
+@pytest.mark.parametrize("text", ["", "fast", "100 mb", "-5mbit", "10kbit", "200gbit", "1e6"])
+def test_a_bad_tunnel_rate_is_refused_naming_the_form(text):
+    with pytest.raises(BadInput, match="--tunnel-rate"):
+        parse_rate(text)
+
+
+def test_tbf_holds_the_rate_with_a_bucket_of_several_packets():
+    assert tbf_args(20_000_000) == [
+        "tbf", "rate", "20000000bit", "burst", "32768", "latency", "50ms",
+    ]  # fmt: skip
+    assert tbf_args(10**9)[4] == str(10**9 // 8 // 100)  # 10 ms of traffic at 1 gbit
+    assert rate_text(20_000_000) == "20mbit"
+    assert rate_text(1_500_000_000) == "1.5gbit"
+
+
+def test_the_shaping_note_says_the_rate_and_why_the_delay_is_not_applied():
+    note = shaping_note(20_000_000, 2.0, netem=False)
+    assert note.startswith("rate 20mbit each way (tbf")
+    assert "InterAzDelayMs=2 not applied on the tunnels (this kernel has no sch_netem)" in note
+    assert "the underlay's" in shaping_note(None, 0.0, netem=False)
+    assert "netem is not put on tunnels yet" in shaping_note(None, 5, netem=True)
+
+
+def test_placement_keeps_the_tunnel_rate():
+    p = place(plan_of("nlb"), SERVERS, tunnel_rate=50_000_000)
+    assert Placement.from_json(p.to_json()).tunnel_rate == 50_000_000
+    assert place(plan_of("nlb"), SERVERS).tunnel_rate is None

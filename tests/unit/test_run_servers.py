@@ -199,3 +199,37 @@ def test_stopping_a_backend_on_another_server_is_refused(monkeypatch):
     for kind in ("stop", "start"):
         with pytest.raises(BadInput, match=f"fault {kind} on WebA1 \\(on server srv1\\)"):
             faults.apply_fault(lab, "WebA1", kind)  # type: ignore[arg-type]
+
+
+def test_up_refuses_a_tunnel_rate_without_servers_or_unreadable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
+    nlb = str(TEMPLATES / "nlb.yaml")
+    assert main(["up", nlb, "--name", "tr1", "--tunnel-rate", "10mbit"]) == 2
+    servers = ["--servers", "us-east-1a=h1,us-east-1b=h2"]
+    assert main(["up", nlb, "--name", "tr1", *servers, "--tunnel-rate", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "--tunnel-rate is for a lab across servers" in err
+    assert "--tunnel-rate 'fast': a rate such as 100mbit" in err
+    state = tmp_path / "state"
+    assert not state.exists() or not any(p.is_dir() for p in state.iterdir())  # no lab
+
+
+def test_up_refuses_the_switch_gwlb_datapath_across_servers_saying_what_is_missing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
+    gwlb = str(TEMPLATES / "gwlb.yaml")
+    argv = ["up", gwlb, "--name", "sw1", "--servers", "us-east-1a=h1,us-east-1b=h2"]
+    assert main([*argv, "--gwlb-datapath", "switch"]) == 2
+    err = capsys.readouterr().err
+    assert "--gwlb-datapath switch with --servers" in err
+    assert "this machine's Open vSwitch only" in err
+    assert "--gwlb-datapath node" in err
+    _, plan = _model_plan(TEMPLATES / "gwlb.yaml")
+    assert run_servers.switch_gwlb_refusal(plan, "node") is None
+    assert run_servers.switch_gwlb_refusal(plan, "auto") is None
+    assert run_servers.gwlb_datapath_for(plan, "auto") == "node"
+    _, plan = _model_plan(TEMPLATES / "nlb.yaml")
+    assert run_servers.switch_gwlb_refusal(plan, "switch") is None  # nothing to steer
+    state = tmp_path / "state"
+    assert not state.exists() or not any(p.is_dir() for p in state.iterdir())  # no lab
