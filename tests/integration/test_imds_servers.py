@@ -2,11 +2,15 @@
 each AZ on its own harness server, ask http://169.254.169.254/ (IMDSv1 and IMDSv2) and get
 their own ids, from their UserData (which then cfn-signals) and from outside it; the metadata
 process of each server ends with the lab, and nothing of the lab is left on any server. Their
-CPU is counted in a cgroup of their own on their server."""
+CPU is counted in a cgroup of their own on their server. A backend on another server is
+stopped and started again (`testbed fault HOST stop|start`): its process is ended there by
+the PID it recorded there, the NLB's health checks see it go and come back."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,11 +27,15 @@ from testbed.topologies.cluster import (
     imds_pidfile,
     probe_tunnels,
     remote_cgroup_dir,
+    remote_processes,
+    remote_procs_dir,
 )
 from tests.assertions import assert_nothing_left
 
 pytestmark = pytest.mark.integration
 TEMPLATE = str(Path(__file__).parent / "templates" / "imds_servers.yaml")
+NLB = str(Path(__file__).parents[2] / "templates" / "nlb.yaml")
+ROLE = "role:http-backend"
 IMDS = "http://169.254.169.254"
 PREFIX = (os.environ.get("TESTBED_NAME_PREFIX") or "c").lower()[:1]
 
@@ -52,7 +60,8 @@ def server_state(server, name: str) -> str:
     out = server.run(
         f"ip netns list; ip -o link show; ovs-vsctl --timeout=10 list-br; "
         f"{CGROUP_MOUNT_SH}; ls -d {remote_cgroup_dir(name)} 2>/dev/null; "
-        f"ls {imds_pidfile(name)} 2>/dev/null; ps -eo args",
+        f"ls {imds_pidfile(name)} 2>/dev/null; ls -d {remote_procs_dir(name)} 2>/dev/null; "
+        "ps -eo args",
         timeout=30,
     ).stdout
     return "\n".join(
@@ -143,3 +152,73 @@ def test_instances_on_both_servers_get_their_own_metadata(harness):
         assert server_state(server, name) == "", (
             f"{server.name} keeps: {server_state(server, name)}"
         )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    argv = [str(Path(sys.executable).with_name("testbed")), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def running_there(server, pid: int, start_time: int) -> bool:
+    """Is process `pid` (started at `start_time`, its server's clock ticks) still running on
+    harness server `server`? Its /proc there, by the PID recorded there."""
+    out = server.run(f"sed 's/.*) //' /proc/{pid}/stat 2>/dev/null", timeout=30).stdout.split()
+    return len(out) > 19 and out[0] != "Z" and int(out[19]) == start_time
+
+
+def test_a_backend_on_another_server_stops_and_starts(harness):
+    """`testbed fault NAME WebA1 stop` (WebA1 on the first server) ends its backend there, by
+    the PID it recorded there: the NLB's health checks mark it unhealthy; `start` brings it
+    back, healthy again. The teardown ends the others there by PID too."""
+    s1, s2 = harness.servers[:2]
+    name = random_name("s")
+    with Lab.up(
+        NLB,
+        name=name,
+        servers={"us-east-1a": s1.name, "us-east-1b": s2.name},
+        ssh_config=str(harness.ssh_config),
+    ) as lab:
+        lab.wait_healthy("WebTargets")
+        access = {a.name: a for a in (lab_access(name, "WebA1"), lab_access(name, "WebB1"))}
+        assert set(access) == {s1.name, s2.name}
+        (before,) = [p for p in remote_processes(name, access[s1.name], "WebA1") if p.label == ROLE]
+        assert running_there(s1, before.pid, before.start_time)
+
+        done = cli("fault", name, "WebA1", "stop")
+        assert done.returncode == 0, done.stdout + done.stderr
+        # Ended on its server by the PID it recorded there; nothing of it left there.
+        assert not running_there(s1, before.pid, before.start_time)
+        assert [
+            p for p in remote_processes(name, access[s1.name], "WebA1") if p.label == ROLE
+        ] == []
+        took = lab.wait_target_state("WebTargets", "WebA1", "unhealthy", timeout=30)
+        assert took < 25, took
+        shown = cli("targets", name)
+        assert shown.returncode == 0, shown.stderr
+        assert any("WebA1" in line and "unhealthy" in line for line in shown.stdout.splitlines())
+        # The other backend on that server goes on.
+        assert lab.target_state("WebTargets", "WebA2") == "healthy"
+
+        done = cli("fault", name, "WebA1", "start")
+        assert done.returncode == 0, done.stdout + done.stderr
+        (after,) = [p for p in remote_processes(name, access[s1.name], "WebA1") if p.label == ROLE]
+        assert after.pid != before.pid
+        lab.wait_target_state("WebTargets", "WebA1", "healthy", timeout=30)
+        reasons = [e.reason for e in lab.events() if e.resource_type == "Lab::Fault"]
+        assert any(f"on server {s1.name} (pid {before.pid} there)" in r for r in reasons), reasons
+        assert any(f"pid {after.pid} on server {s1.name}" in r for r in reasons), reasons
+        (other,) = [p for p in remote_processes(name, access[s2.name], "WebB1") if p.label == ROLE]
+    # The teardown ended them there by PID (and removed their records).
+    assert not running_there(s1, after.pid, after.start_time)
+    assert not running_there(s2, other.pid, other.start_time)
+    assert_nothing_left(name)
+    for server in (s1, s2):
+        assert server_state(server, name) == "", server_state(server, name)
+
+
+def lab_access(name: str, host: str):
+    from testbed.lab.servers import host_server
+
+    access = host_server(name, host)
+    assert access is not None, f"{host} is on this machine"
+    return access
