@@ -483,7 +483,7 @@ def end_records_script(
     records removed. One line "process PID (HOST LABEL)" per process ended."""
     want = f'[ "$label" = {shlex.quote(label)} ] || continue; ' if label else ""
     signal_it = (
-        want + 'if [ "$pg" = "$p" ]; then kill -TERM -- "-$p" 2>/dev/null; '
+        want + 'if [ "$pg" = "$p" ]; then kill -TERM "-$p" 2>/dev/null; '
         'else kill -TERM "$p" 2>/dev/null; fi; '
         'ended="$ended $p:$st:$pg"; echo "process $p ($h $label)"; rm -f "$f"'
     )
@@ -500,7 +500,7 @@ def end_records_script(
         '[ -z "$left" ] && break; sleep 0.05; i=$((i+1)); done; '
         # Still there after the grace: SIGKILL (its group too, when it led one).
         f'[ -n "$ended" ] && {{ {still}; for e in $left; do p=${{e%%:*}}; pg=${{e##*:}}; '
-        '[ "$pg" = "$p" ] && kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; '
+        '[ "$pg" = "$p" ] && kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; '
         "done; }; true"
     )
 
