@@ -443,6 +443,128 @@ def _remove_cgroups_script(lab: str) -> str:
     )
 
 
+# ---- the processes a lab starts in a host on another server -----------------------------
+# Each one records itself on its server before it becomes the program (same PID, same kernel
+# start time): a file PROCS/HOST/PID holding "START_TIME LABEL", in the server's own /run
+# (its PID namespace: the PID means nothing on this machine). The lab ends them there by that
+# PID (checked against the start time), never by name.
+_LABEL_OK = re.compile(r"[A-Za-z0-9:._+-]{1,64}")
+# "STATE START_TIME PGRP" of process $p (empty when it is gone): /proc/PID/stat after the
+# command name (which may hold spaces and ')').
+_STAT_SH = "s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | awk '{print $1, $20, $3}')"
+
+
+def remote_procs_dir(lab: str) -> str:
+    """The folder, on each server, of the records of lab `lab`'s processes there."""
+    return f"/run/{naming.prefix(lab)}procs"
+
+
+def record_self_prefix(lab: str, host: str, label: str) -> str:
+    """Shell put before a command run in host `host` on its server: the shell records its
+    own PID and kernel start time as PROCS/HOST/PID ("START LABEL") before it execs the
+    command. A record that cannot be written does not keep the command from running (the
+    teardown still ends what runs in the host's namespace)."""
+    if not _LABEL_OK.fullmatch(label):
+        raise ValueError(f"process label {label!r}: letters, digits, ':._+-' only")
+    d = shlex.quote(f"{remote_procs_dir(lab)}/{host}")
+    return (
+        f"{{ mkdir -p {d} && "
+        f"echo \"$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f20) {label}\" > {d}/$$; }} "
+        "2>/dev/null; "
+    )
+
+
+@dataclass(frozen=True)
+class RemoteProcess:
+    """A live process a lab recorded on a server: its PID and start time there, its host
+    and label (e.g. role:http-backend)."""
+
+    server: str
+    host: str
+    pid: int
+    start_time: int
+    label: str
+
+
+def _records_loop(lab: str, host: str | None, body: str) -> str:
+    """Shell: for each record of `host` (None: every host) whose process is still the same
+    (start time) and not a zombie, run `body` with $f, $h, $p, $st, $label, $pg set."""
+    where = shlex.quote(remote_procs_dir(lab))
+    hosts = shlex.quote(host) if host is not None else "*"
+    return (
+        f"for f in {where}/{hosts}/*; do "
+        '  [ -f "$f" ] || continue; p=${f##*/}; h=${f%/*}; h=${h##*/}; '
+        '  read st label < "$f" || continue; '
+        f"  {_STAT_SH}; set -- $s; "
+        '  [ -n "$s" ] && [ "$1" != Z ] && [ "$2" = "$st" ] || continue; pg=$3; '
+        f"  {body}; "
+        "done; "
+    )
+
+
+def list_records_script(lab: str, host: str | None = None) -> str:
+    """Shell: one line "HOST PID START LABEL" per live recorded process of `host` (None:
+    every host) of lab `lab` on a server."""
+    return _records_loop(lab, host, 'echo "$h $p $st $label"') + "true"
+
+
+def parse_records(server: str, text: str) -> list[RemoteProcess]:
+    """The RemoteProcesses of list_records_script's output (lines cut short are skipped)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+            out.append(RemoteProcess(server, parts[0], int(parts[1]), int(parts[2]), parts[3]))
+    return out
+
+
+def end_records_script(
+    lab: str, host: str | None = None, label: str | None = None, grace: float = 1.5
+) -> str:
+    """Shell: end the live recorded processes of `host` (None: every host; `label`: only
+    those) of lab `lab` on a server, by PID: SIGTERM (to its process group when it leads
+    one: what it started goes too), up to `grace` s for them to go, then SIGKILL; their
+    records removed. One line "process PID (HOST LABEL)" per process ended."""
+    want = f'[ "$label" = {shlex.quote(label)} ] || continue; ' if label else ""
+    signal_it = (
+        want + 'if [ "$pg" = "$p" ]; then kill -TERM "-$p" 2>/dev/null; '
+        'else kill -TERM "$p" 2>/dev/null; fi; '
+        'ended="$ended $p:$st:$pg"; echo "process $p ($h $label)"; rm -f "$f"'
+    )
+    tries = max(1, int(grace / 0.05))
+    still = (
+        'left=""; for e in $ended; do p=${e%%:*}; r=${e#*:}; st=${r%%:*}; '
+        f'{_STAT_SH}; set -- $s; [ -n "$s" ] && [ "$1" != Z ] && [ "$2" = "$st" ] '
+        '&& left="$left $e"; done'
+    )
+    return (
+        'set +e; ended=""; '
+        + _records_loop(lab, host, signal_it)
+        + f'i=0; while [ -n "$ended" ] && [ $i -lt {tries} ]; do {still}; '
+        '[ -z "$left" ] && break; sleep 0.05; i=$((i+1)); done; '
+        # Still there after the grace: SIGKILL (its group too, when it led one).
+        f'[ -n "$ended" ] && {{ {still}; for e in $left; do p=${{e%%:*}}; pg=${{e##*:}}; '
+        '[ "$pg" = "$p" ] && kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; '
+        "done; }; true"
+    )
+
+
+def end_remote_processes(
+    lab: str, access: ServerAccess, host: str | None = None, label: str | None = None
+) -> list[str]:
+    """End lab `lab`'s recorded processes of `host` (None: all) on server `access`; one
+    line per process ended."""
+    out = access.run(end_records_script(lab, host, label), timeout=60)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def remote_processes(
+    lab: str, access: ServerAccess, host: str | None = None
+) -> list[RemoteProcess]:
+    """Lab `lab`'s live recorded processes of `host` (None: all) on server `access`."""
+    return parse_records(access.name, access.run(list_records_script(lab, host), timeout=30))
+
+
 def clean_script(lab: str) -> str:
     """A shell script that removes what lab `lab` made on a server, found by its prefix:
     the processes in its named namespaces, the namespaces, its OVS bridges, its links; it
@@ -451,6 +573,10 @@ def clean_script(lab: str) -> str:
     return (
         "set +e; "
         + _end_imds_script(lab)
+        # The processes it recorded there, by PID (SIGTERM first), before the sweep below.
+        + end_records_script(lab)
+        + f"; [ -d {shlex.quote(remote_procs_dir(lab))} ] && "
+        f"rm -rf {shlex.quote(remote_procs_dir(lab))} && echo 'file {remote_procs_dir(lab)}'; "
         + f"for ns in $(ip netns list | awk '{{print $1}}' | grep '^'{pre}); do "
         '  for p in $(ip netns pids "$ns"); do'
         '    kill -9 "$p" 2>/dev/null && echo "process $p"; done; '
@@ -479,6 +605,7 @@ def leftovers_script(lab: str) -> str:
     pre = shlex.quote(naming.prefix(lab))
     return (
         f"test -f {shlex.quote(imds_pidfile(lab))} && echo 'file {imds_pidfile(lab)}'; "
+        f"test -d {shlex.quote(remote_procs_dir(lab))} && echo 'file {remote_procs_dir(lab)}'; "
         f'{CGROUP_MOUNT_SH}; [ -n "$m" ] && [ -d {remote_cgroup_dir(lab)} ] && '
         f"echo cgroup {remote_cgroup_dir(lab)}; "
         f"ip netns list | awk '{{print \"namespace \" $1}}' | grep ' '{pre}; "

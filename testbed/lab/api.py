@@ -590,7 +590,7 @@ class LabHost:
         self.public_ip = info.get("public_ip")
 
     def argv(self, argv: Sequence[str]) -> list[str]:
-        return netns_argv(self.lab, self.name, argv)
+        return netns_argv(self.lab, self.name, argv, record=None)
 
     def run(
         self, argv: Sequence[str] | str, timeout: float = 60.0, check: bool = False, **kwargs: Any
@@ -609,7 +609,8 @@ class LabHost:
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
         """Start a command in the host; the caller ends it (teardown kills it otherwise)."""
-        return subprocess.Popen(self.argv(argv), **kwargs)
+        # On another server it records itself there (its PID: the teardown ends it by it).
+        return subprocess.Popen(netns_argv(self.lab, self.name, argv, record="popen"), **kwargs)
 
     def fault(self, kind: str, value: str | None = None) -> dict[str, Any]:
         """Inject a fault into this host's http-backend or appliance (testbed.lab.faults)."""

@@ -6,7 +6,8 @@ Kinds (what the backend then does):
   delay MS          answer every request MS milliseconds late
   hang              read requests, never answer (clients and health checks time out)
   refuse            stop listening: new TCP connections get a RST, UDP gets port unreachable
-  stop              end the backend process: established connections are reset too
+  stop              end the backend process: established connections are reset too (a
+                    host on another server: ended there, by the PID it recorded there)
   start             start it again (after stop)
   clear             undo status/delay/hang/refuse
   show              print the current faults and counters
@@ -19,14 +20,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from testbed import naming
 from testbed.errors import BadInput, LabError
 from testbed.lab.events import EventLog
 from testbed.lab.launch import HTTP_BACKEND_DEFAULTS
 from testbed.lab.procs import ProcessJournal, terminate
-from testbed.lab.programs import running_role, start_role, wait_roles_ready
+from testbed.lab.programs import role_what, running_role, start_role, wait_roles_ready
 
 if TYPE_CHECKING:  # the Lab API calls this module: no import cycle at run time
     from testbed.lab.api import Lab, LabHost
+    from testbed.plan.network import HostPlan
+    from testbed.topologies.cluster import ServerAccess
 
 ADMIN_KINDS = {
     "500": ("status", "500"),
@@ -42,27 +46,10 @@ FAULT_TYPE = "Lab::Fault"
 FAULT_ROLES = ("http-backend", "appliance")
 
 
-def _not_on_another_server(lab: str, host: str, kind: str) -> None:
-    """BadInput for stop/start of a host on another server (issue 18, not yet): ending its
-    process here ends only the ssh client that started it, the backend would go on."""
-    from testbed.lab.servers import host_server
-
-    access = host_server(lab, host)
-    if access is not None:
-        raise BadInput(
-            f"fault {kind} on {host} (on server {access.name}): not yet across servers "
-            "(ending a process on another server ends only its ssh client here)",
-            hint="refuse, hang, 500 and clear work there (the backend's admin port); "
-            "docs/scaling.md, 'What works across servers'",
-        )
-
-
 def apply_fault(lab: Lab, host: str, kind: str, value: str | None = None) -> dict[str, Any]:
     """Apply a fault to `host` of the running lab `lab`; returns the new state."""
     if kind not in KINDS:
         raise BadInput(f"unknown fault {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
-    if kind in ("stop", "start"):
-        _not_on_another_server(lab.name, host, kind)
     h = lab.host(host)  # BadInput for an unknown host
     hp = lab.plan.host(host)
     if hp.role not in FAULT_ROLES:
@@ -72,6 +59,12 @@ def apply_fault(lab: Lab, host: str, kind: str, value: str | None = None) -> dic
         )
     events = EventLog(lab.dir)
     journal = ProcessJournal(lab.dir)
+    if kind in ("stop", "start") and (lab.dir / naming.SERVERS_FILE).exists():
+        from testbed.lab.servers import host_server
+
+        access = host_server(lab.name, host)
+        if access is not None:  # on another server: its processes are ended there, by PID
+            return _remote_stop_start(lab, hp, kind, access, journal, events)
     if kind == "stop":
         recs = running_role(journal, hp)
         if not recs:
@@ -107,6 +100,53 @@ def apply_fault(lab: Lab, host: str, kind: str, value: str | None = None) -> dic
     detail = f" {arg}" if kind in ("status", "delay") else ""
     events.emit(host, FAULT_TYPE, status, kind + detail)
     return state
+
+
+def _remote_stop_start(
+    lab: Lab,
+    hp: HostPlan,
+    kind: str,
+    access: ServerAccess,
+    journal: ProcessJournal,
+    events: EventLog,
+) -> dict[str, Any]:
+    """stop/start of the role of a host on another server. Its process recorded itself there
+    (PID and start time, testbed.topologies.cluster.record_self_prefix): stop ends it there
+    by that PID (SIGTERM to its process group, SIGKILL after a grace), start starts the role
+    again over ssh and reads its new PID there."""
+    from testbed.topologies.cluster import end_remote_processes, remote_processes
+
+    what = role_what(hp)
+    if kind == "stop":
+        ended = end_remote_processes(lab.name, access, hp.name, what)
+        if not ended:
+            raise LabError(f"the backend of {hp.name} is not running (on server {access.name})")
+        # The ssh clients here that started it end with it; any still there go too.
+        terminate(running_role(journal, hp), grace=0.5)
+        pids = [int(line.split()[1]) for line in ended]
+        events.emit(
+            hp.name,
+            FAULT_TYPE,
+            "FAULT_INJECTED",
+            f"stop: backend process ended on server {access.name} "
+            f"(pid {', '.join(map(str, pids))} there)",
+        )
+        return {"running": False, "server": access.name, "ended_pids": pids}
+    if [r for r in remote_processes(lab.name, access, hp.name) if r.label == what]:
+        raise BadInput(f"the backend of {hp.name} is already running (on server {access.name})")
+    proc = start_role(lab.name, journal, events, hp)
+    assert proc is not None  # http-backend always has a program
+    wait_roles_ready(lab.name, [(hp, proc)])
+    mine = [r for r in remote_processes(lab.name, access, hp.name) if r.label == what]
+    if not mine:
+        raise LabError(f"the backend of {hp.name} on server {access.name} did not record its PID")
+    events.emit(
+        hp.name,
+        FAULT_TYPE,
+        "FAULT_CLEARED",
+        f"start: backend pid {mine[0].pid} on server {access.name}",
+    )
+    return {"running": True, "pid": mine[0].pid, "server": access.name}
 
 
 def _admin(host: LabHost, port: int, method: str, path: str) -> dict[str, Any]:

@@ -50,17 +50,23 @@ def netns_argv(
     argv: Sequence[str],
     env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
+    record: str | None = "process",
 ) -> list[str]:
     """argv that runs `argv` inside host `host` of lab `lab`, in the host's cgroup when it
     has one (testbed.lab.cgroups: its CPU time is the host's).
 
     env and cwd: the environment and directory the caller gives the process it starts; on
     this machine they apply as they are, for a host on another server they are carried to
-    the command there (remote_env's part of env; cwd, which must exist there too)."""
+    the command there (remote_env's part of env; cwd, which must exist there too).
+
+    record: for a host on another server, the label the command records itself under on its
+    server (its PID there, testbed.topologies.cluster.record_self_prefix), so the lab can end
+    it there by PID; None for a command the caller waits for (nothing to end later)."""
     ns = naming.netns_name(lab, host)
     if (naming.lab_dir(lab) / naming.SERVERS_FILE).exists():
         # A lab across servers (issue 18): a host on another server runs it there, over ssh.
         from testbed.lab.servers import host_server
+        from testbed.topologies.cluster import record_self_prefix
 
         access = host_server(lab, host)
         if access is not None:
@@ -70,7 +76,10 @@ def netns_argv(
             command = "exec " + shlex.join([*remote, *carried, *trust, *argv])
             if cwd is not None:
                 command = f"cd {shlex.quote(str(cwd))} && {command}"
-            # In the host's cgroup on its server when it has one (its CPU is the host's).
+            # Recorded on its server by its PID there (ended there by it: fault stop,
+            # teardown); in the host's cgroup there when it has one (its CPU is the host's).
+            if record is not None:
+                command = record_self_prefix(lab, host, record) + command
             return [*access.ssh(), cgroups.remote_join_prefix(lab, host) + command]
     # Every program in a lab host trusts the lab's CA (and the public ones): curl, Python's
     # ssl and requests verify the lab's certificates without -k (testbed.lab.certs).

@@ -49,7 +49,7 @@ def start_role(
     log = hdir / "role.log"
     env = dict(host_env(), TESTBED_HOST=host.name)
     proc = journal.start(
-        netns_argv(lab, host.name, spec.argv, env=env),
+        netns_argv(lab, host.name, spec.argv, env=env, record=role_what(host)),
         what=role_what(host),
         host=host.name,
         log=log,

@@ -68,7 +68,7 @@ def start_user_data(
     # The host tools' lab and host (the host is cfn-signal's default UniqueId).
     env = dict(host_env(), **{LAB_LABEL: lab}, TESTBED_HOST=host.name)
     proc = journal.start(
-        netns_argv(lab, host.name, sandboxed(argv), env=env, cwd=hdir),
+        netns_argv(lab, host.name, sandboxed(argv), env=env, cwd=hdir, record=WHAT),
         what=WHAT,
         host=host.name,
         log=log,

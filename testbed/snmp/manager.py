@@ -118,7 +118,9 @@ def _work_dir(lab: Lab, kind: str) -> Path:
 def _start(lab: Lab, host: str, spec: dict[str, Any], work: Path) -> subprocess.Popen:
     spec_path = work / f"{host}.json"
     spec_path.write_text(json.dumps(spec))
-    argv = netns_argv(lab.name, host, [sys.executable, "-m", "testbed.snmp.poller", str(spec_path)])
+    argv = netns_argv(
+        lab.name, host, [sys.executable, "-m", "testbed.snmp.poller", str(spec_path)], record=WHAT
+    )
     return ProcessJournal(lab.dir).start(
         argv, what=WHAT, host=host, log=work / f"{host}.log", env=dict(os.environ)
     )

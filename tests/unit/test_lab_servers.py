@@ -12,7 +12,7 @@ from testbed.lab.hostexec import netns_argv
 from testbed.model import load_model
 from testbed.plan.network import build_plan
 from testbed.plan.placement import place
-from testbed.topologies.cluster import LabServers, ServerAccess
+from testbed.topologies.cluster import LabServers, ServerAccess, record_self_prefix
 
 
 def servers_of(lab: str) -> LabServers:
@@ -51,8 +51,16 @@ def test_a_remote_hosts_command_runs_over_ssh_a_local_ones_here(tmp_path, monkey
     assert "elb-testbed/tb-m/WebB1/cgroup.procs" in argv[-1]
     assert "; exec ip netns exec tb-m-WebB1 env TMPDIR=" in argv[-1]
     assert argv[-1].endswith("curl -s http://x/")
+    # Recorded on its server by its PID there, before it becomes the command (ended there
+    # by that PID: fault stop, teardown); a command waited for is not recorded.
+    assert record_self_prefix("m", "WebB1", "process") in argv[-1]
+    assert argv[-1].index("/run/tb-m-procs/WebB1") < argv[-1].index("exec ip netns exec")
+    role = netns_argv("m", "WebB1", ["sleep", "1"], record="role:http-backend")
+    assert record_self_prefix("m", "WebB1", "role:http-backend") in role[-1]
+    assert "tb-m-procs" not in netns_argv("m", "WebB1", ["true"], record=None)[-1]
     local = netns_argv("m", "Client1", ["true"])
     assert "ssh" not in local
+    assert "tb-m-procs" not in " ".join(local)
     assert lab_servers.describe_host("m", "WebA1") == "srv1"
     assert lab_servers.describe_host("m", "Client1") == "localhost"
 

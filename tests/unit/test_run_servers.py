@@ -187,20 +187,6 @@ def test_cli_refuses_an_auto_scaling_experiment_naming_it(tmp_path, capsys, monk
     assert meta["across_servers"]["labs"] == []
 
 
-def test_stopping_a_backend_on_another_server_is_refused(monkeypatch):
-    """failover's `stop` across servers went unseen (the backend on srv1 kept answering):
-    ending the local ssh client does not end the remote process. Refused, with what works."""
-    from testbed.lab import faults, servers
-
-    monkeypatch.setattr(
-        servers, "host_server", lambda lab, host: types.SimpleNamespace(name="srv1")
-    )
-    lab = types.SimpleNamespace(name="efo1")
-    for kind in ("stop", "start"):
-        with pytest.raises(BadInput, match=f"fault {kind} on WebA1 \\(on server srv1\\)"):
-            faults.apply_fault(lab, "WebA1", kind)  # type: ignore[arg-type]
-
-
 def test_up_refuses_a_tunnel_rate_without_servers_or_unreadable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
     nlb = str(TEMPLATES / "nlb.yaml")

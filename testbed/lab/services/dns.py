@@ -193,7 +193,9 @@ def _set_addresses(ctx: ServiceContext, dns: HostPlan) -> bool:
     """The resolver's netns with exactly the plan's addresses on eth0; True if it changed."""
     wanted = {dns.ip, *dns.extra_ips}
     shown = subprocess.run(
-        netns_argv(ctx.lab, dns.name, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+        netns_argv(
+            ctx.lab, dns.name, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"], record=None
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -204,7 +206,7 @@ def _set_addresses(ctx: ServiceContext, dns: HostPlan) -> bool:
     batch = "".join(f"addr add {ip}/32 dev eth0\n" for ip in sorted(wanted - have))
     batch += "".join(f"addr del {ip}/32 dev eth0\n" for ip in sorted(have - wanted))
     subprocess.run(
-        netns_argv(ctx.lab, dns.name, ["ip", "-batch", "-"]),
+        netns_argv(ctx.lab, dns.name, ["ip", "-batch", "-"], record=None),
         input=batch,
         capture_output=True,
         text=True,
@@ -263,7 +265,11 @@ def _start_resolver(ctx: ServiceContext, host: HostPlan) -> None:
         ctx.events.emit(host.name, "Lab::Dns", "DNS_RECORD_NOT_SERVED", text)
     log = hdir / "dnsmasq.log"
     proc = ctx.journal.start(
-        netns_argv(ctx.lab, host.name, argv), what="dnsmasq", host=host.name, log=log, env=ctx.env
+        netns_argv(ctx.lab, host.name, argv, record="dnsmasq"),
+        what="dnsmasq",
+        host=host.name,
+        log=log,
+        env=ctx.env,
     )
     with contextlib.suppress(WaitTimeout):  # reported below, with the log
         wait_for(

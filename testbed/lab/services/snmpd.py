@@ -211,7 +211,7 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     # ready on its predecessor's lines.
     log_start = _size(log)
     proc = ctx.journal.start(
-        netns_argv(ctx.lab, host.name, agent_argv(conf)),
+        netns_argv(ctx.lab, host.name, agent_argv(conf), record=WHAT),
         what=WHAT,
         host=host.name,
         log=log,
@@ -262,7 +262,7 @@ def _when_ready(
         for oid, value in sys_values(ctx.lab, host).items():
             argv += [f"{oid}.0", "s", value]
     setup = ctx.journal.start(
-        netns_argv(ctx.lab, host.name, argv),
+        netns_argv(ctx.lab, host.name, argv, record="snmpd-setup"),
         what="snmpd-setup",
         host=host.name,
         log=log.with_name("snmpd-setup.log"),

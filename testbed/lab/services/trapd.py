@@ -100,10 +100,14 @@ def start(ctx: ServiceContext, host: HostPlan) -> subprocess.Popen | None:
     spec.chmod(0o600)  # communities and pass phrases
     argv = [sys.executable, "-m", "testbed.lab.services.trapd", str(spec)]
     proc = ctx.journal.start(
-        netns_argv(ctx.lab, host.name, argv), what=WHAT, host=host.name, log=hdir / LOG, env=ctx.env
+        netns_argv(ctx.lab, host.name, argv, record=WHAT),
+        what=WHAT,
+        host=host.name,
+        log=hdir / LOG,
+        env=ctx.env,
     )
     notifier = ctx.journal.start(
-        netns_argv(ctx.lab, host.name, [*argv[:-1], "--notifier", str(spec)]),
+        netns_argv(ctx.lab, host.name, [*argv[:-1], "--notifier", str(spec)], record=NOTIFIER),
         what=NOTIFIER,
         host=host.name,
         log=hdir / NOTIFIER_LOG,
