@@ -107,7 +107,7 @@ def test_geneve_crosses_the_tunnel_to_the_appliances_of_the_other_server(lab):
     assert placed["GWLB-1a"] == placed["WebA"]
     inspected = {fw: appliance_status(lab, fw)["firewall"]["inspected"]["packets"] for fw in AZ_B}
     before = new_flows(lab)
-    df = run_load(lab, "Client1", f"http://{web_a(lab)}/", requests=40, concurrency=4)
+    df = run_load(lab, "Client1", f"http://{web_a(lab)}/", requests=40, concurrency=4, timeout=15)
     after = new_flows(lab)
     assert df["error"].isna().all(), df["error"].value_counts()
     assert set(df["seen_ip"]) == {CLIENT1}  # a bump in the wire: no NAT
@@ -182,7 +182,9 @@ def test_an_appliance_on_the_other_server_fails_over_and_comes_back(lab):
         lab.wait_target_state("Appliances", victim, "unhealthy", DETECT_S)
         wait_node_sees(lab, "GWLB-1a", victim, "unhealthy", 5)
         before = new_flows(lab)
-        df = run_load(lab, "Client1", f"http://{web_a(lab)}/", requests=40, concurrency=4)
+        df = run_load(
+            lab, "Client1", f"http://{web_a(lab)}/", requests=40, concurrency=4, timeout=15
+        )
         after = new_flows(lab)
         assert df["error"].isna().all(), df["error"].value_counts()
         moved = {k: after[k] - before[k] for k in after}
@@ -194,7 +196,9 @@ def test_an_appliance_on_the_other_server_fails_over_and_comes_back(lab):
     wait_node_sees(lab, "GWLB-1a", victim, "healthy", 5)
     before = new_flows(lab)
     for _ in range(4):  # new flows reach it again (the hash spreads them over four)
-        df = run_load(lab, "Client1", f"http://{web_a(lab)}/", requests=20, concurrency=4)
+        df = run_load(
+            lab, "Client1", f"http://{web_a(lab)}/", requests=20, concurrency=4, timeout=15
+        )
         assert df["error"].isna().all(), df["error"].value_counts()
         if new_flows(lab)[f"i-{victim}:6081"] > before[f"i-{victim}:6081"]:
             break
