@@ -667,7 +667,7 @@ class Holder:
             fresh = build_plan(model, self.name, zone_base=old.zone_base)
         # The GWLBs keep the datapath they run on (switch: their GENEVE ports stay).
         fresh = gwlb_datapath.carried(old, fresh)
-        diff = rebase_hosts(old, fresh)
+        diff = rebase_hosts(old, fresh, held=kept)
         plan = diff.plan
         # Host differences are the engine's (diff); compare the rest with the new hosts on
         # both sides, each kept host with its old security groups (a live change).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,19 @@ def test_scale_out_and_in_on_the_azs_servers(lab):
     assert ns not in left, left
     assert f"/{gone['Host']}" not in left, left
     assert gone["Host"] not in _servers(lab)
+
+
+def test_an_update_adds_an_instance_on_a_server(lab, tmp_path):
+    h = lab.harness
+    text = Path(lab.template).read_text()
+    template = tmp_path / "extra.yaml"
+    template.write_text(text.replace("  Client1:\n", EXTRA + "  Client1:\n", 1))
+    lab.update(str(template), params={"DesiredCapacity": 1, "MinSize": 1})
+    assert _servers(lab)["WebExtra"] == h.servers[1].name
+    answer = lab.host("WebExtra").run(["curl", "-s", "-m", "5", f"{IMDS}/instance-id"])
+    assert answer.stdout.startswith("i-"), answer
+    # And removed again by the template without it: nothing of it on the server.
+    lab.update(lab.template, params={"DesiredCapacity": 1, "MinSize": 1})
+    assert "WebExtra" not in _servers(lab)
+    left = server_state(h.servers[1], lab.name)
+    assert naming.netns_name(lab.name, "WebExtra") not in left, left

@@ -126,3 +126,22 @@ def test_the_server_side_removal_is_exact():
     assert "rmdir" in script
     assert "mn -c" not in script
     assert "del-br" not in script
+
+
+def test_an_update_adds_no_host_on_an_auto_scaling_instances_link():
+    """A host the update adds took the host link (and port) of an instance Auto Scaling had
+    launched: making it deleted the instance's veth (found across servers, issue 18)."""
+    from testbed.plan.update_hosts import rebase_hosts
+
+    plan = _plan()
+    x = _instance(plan, "us-east-1b")
+    running = dataclasses.replace(plan, hosts=tuple(h for h in plan.hosts if h.name != x.name))
+    launched = dataclasses.replace(x, name="asg-1", asg="WebGroup")
+    diff = rebase_hosts(running, plan, held=[launched])
+    (added,) = diff.added
+    assert added.name == x.name
+    assert added.veth != launched.veth
+    assert (added.switch, added.port) != (launched.switch, launched.port)
+    # Without the launched instance, the link was the same (what happened before).
+    (before,) = rebase_hosts(running, plan).added
+    assert before.veth == launched.veth
