@@ -117,3 +117,33 @@ def test_an_update_adds_an_instance_on_a_server(lab, tmp_path):
     assert "WebExtra" not in _servers(lab)
     left = server_state(h.servers[1], lab.name)
     assert naming.netns_name(lab.name, "WebExtra") not in left, left
+
+
+INTO = """AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  App:
+    Type: AWS::EC2::Instance
+    Metadata: {Lab: {Role: http-backend}}
+    Properties:
+      InstanceType: t3.micro
+      SubnetId: subnet-PublicSubnetB
+"""
+
+
+def test_a_stack_added_into_the_lab_puts_its_host_on_its_azs_server(lab, tmp_path):
+    """`testbed up T --into LAB`: the new stack's instance goes on its AZ's server; deleting
+    the stack leaves nothing of it there."""
+    h = lab.harness
+    template = tmp_path / "into.yaml"
+    template.write_text(INTO)
+    before = set(_servers(lab))
+    lab.create_stack(str(template), name="app")
+    placed = _servers(lab)
+    (app,) = set(placed) - before
+    assert placed[app] == h.servers[1].name, placed
+    answer = lab.host(app).run(["curl", "-s", "-m", "5", f"{IMDS}/instance-id"])
+    assert answer.stdout.startswith("i-"), answer
+    lab.delete_stack("app")
+    assert app not in _servers(lab)
+    left = server_state(h.servers[1], lab.name)
+    assert naming.netns_name(lab.name, app) not in left, left

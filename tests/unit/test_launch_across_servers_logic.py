@@ -145,3 +145,23 @@ def test_an_update_adds_no_host_on_an_auto_scaling_instances_link():
     # Without the launched instance, the link was the same (what happened before).
     (before,) = rebase_hosts(running, plan).added
     assert before.veth == launched.veth
+
+
+def test_a_stack_needing_a_new_az_is_refused_across_servers_naming_what_to_pass():
+    from testbed.stack.lab_stacks_ops import refuse_across_servers
+
+    plan = _plan()
+    p = place(plan, TWO)
+    core = next(s for s in plan.switches if s.role == "core")
+    az = next(s for s in plan.switches if s.role == "az")
+    new_sw = dataclasses.replace(az, name="u1-az9", az="us-east-1c")
+    link = next(x for x in plan.links if az.name in (x.a, x.b))
+    host = dataclasses.replace(_instance(plan, "us-east-1a"), name="App", switch="u1-az9")
+    with pytest.raises(BadInput) as err:
+        refuse_across_servers(p, "app", [(new_sw, link)], [host])
+    assert "availability zone us-east-1c" in str(err.value)
+    assert "runs across servers (us-east-1a=srv1,us-east-1b=srv2)" in str(err.value)
+    assert "--servers us-east-1a=srv1,us-east-1b=srv2,us-east-1c=HOST" in (err.value.hint or "")
+    # Hosts in the lab's AZs only: accepted (they go on their AZ's server).
+    refuse_across_servers(p, "app", [], [dataclasses.replace(host, switch=az.name)])
+    assert core.name in p.nodes
