@@ -145,9 +145,6 @@ def test_run_experiment_holds_the_servers_and_records_them(tmp_path):
 
 def test_a_template_file_is_checked_before_the_run(tmp_path):
     seen: list = []
-    module = _module(str(TEMPLATES / "autoscaling.yaml"), seen)
-    with pytest.raises(BadInput, match="experiment asgx cannot run across servers"):
-        run_experiment(module, "asgx", {}, out=str(tmp_path), servers=RunServers(TWO))
     wrong = RunServers({"us-east-1a": "srv1"})
     module = _module(str(TEMPLATES / "nlb.yaml"), seen)
     with pytest.raises(BadInput, match="experiment nlbx: --servers: no server for"):
