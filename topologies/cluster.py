@@ -29,6 +29,7 @@ import re
 import shlex
 import socket
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ from mininet.util import makeIntfPair
 
 from testbed import naming
 from testbed.errors import LabError
-from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement, tbf_args
+from testbed.plan.network import HostPlan
+from testbed.plan.placement import LOCAL, VXLAN_PORT, Placement, place_launched, tbf_args
 
 SSH_OPTIONS = (
     "-o",
@@ -117,6 +119,20 @@ class LabServers:
             return None
         return self.access[server]
 
+    def place_hosts(self, hosts: Sequence[HostPlan]) -> dict[str, ServerAccess | None]:
+        """Hosts added while the lab runs go on their switch's server (placement.nodes gets
+        them: status, `testbed exec` and the lab's programs find them there once the caller
+        saves it); the server of each (None: this machine). BadInput when one cannot be
+        placed (testbed.plan.placement.place_launched), nothing placed then."""
+        where = place_launched(self.placement, hosts)
+        self.placement.nodes.update(where)
+        return {h: self.server_of(h) for h in where}
+
+    def unplace_hosts(self, names: Sequence[str]) -> None:
+        """Hosts removed while the lab runs leave the placement."""
+        for n in names:
+            self.placement.nodes.pop(n, None)
+
     def remote(self) -> list[ServerAccess]:
         return [self.access[s] for s in self.placement.remote_servers()]
 
@@ -153,7 +169,10 @@ class LabServers:
         )
 
     def save(self, lab_dir: Path) -> None:
-        (lab_dir / naming.SERVERS_FILE).write_text(self.to_json())
+        """Into the lab's folder, atomically (readers see the old or the new file)."""
+        tmp = lab_dir / (naming.SERVERS_FILE + ".tmp")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, lab_dir / naming.SERVERS_FILE)
 
 
 def resolve_address(server: str, ssh_config: str | None) -> str:
@@ -563,6 +582,35 @@ def remote_processes(
 ) -> list[RemoteProcess]:
     """Lab `lab`'s live recorded processes of `host` (None: all) on server `access`."""
     return parse_records(access.name, access.run(list_records_script(lab, host), timeout=30))
+
+
+def remove_hosts_script(lab: str, hosts: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+    """Shell, run on a server: remove hosts added there while the lab runs, exactly, given
+    (host, its namespace, its root-side veths) each: the processes in its namespace, its
+    veths, the namespace's name, its cgroup (once its processes are gone). One line per thing
+    removed."""
+    script = "set +e; "
+    for _host, netns, veths in hosts:
+        ns = shlex.quote(netns)
+        script += (
+            f'for p in $(ip netns pids {ns} 2>/dev/null); do kill -9 "$p" 2>/dev/null '
+            '&& echo "process $p"; done; '
+        )
+        script += "".join(
+            f"ip link del dev {shlex.quote(v)} 2>/dev/null && echo 'link {v}'; " for v in veths
+        )
+        script += f"ip netns delete {ns} 2>/dev/null && echo 'namespace {netns}'; "
+    for host, _netns, _veths in hosts:  # its process records (their processes are gone)
+        script += f"rm -rf {shlex.quote(f'{remote_procs_dir(lab)}/{host}')}; "
+    d = remote_cgroup_dir(lab)
+    for host, _netns, _veths in hosts:
+        c = f"{d}/{shlex.quote(host)}"
+        script += (
+            f'{CGROUP_MOUNT_SH}; if [ -n "$m" ] && [ -d {c} ]; then '
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+            f"rmdir {c} 2>/dev/null && {{ echo cgroup {host}; break; }}; sleep 0.1; done; fi; "
+        )
+    return script + "true"
 
 
 def clean_script(lab: str) -> str:

@@ -44,6 +44,7 @@ from testbed.topologies.cluster import (
     RemoteLabSwitch,
     RemoteVxlanLink,
     ServerAccess,
+    remove_hosts_script,
 )
 from testbed.topologies.vpc import VpcTopo
 
@@ -474,13 +475,19 @@ class VpcNetwork:
             if hp.name in self.net.nameToNode or hp.name in self.added:
                 raise LabError(f"host {hp.name} already exists in lab {self.lab}")
             self.added[hp.name] = hp
+        # A lab across servers: a host of an AZ on another server is made there (its shell
+        # through ssh, its links to the AZ's bridge, which is on the same server).
+        access = self.server_of(hp.name)
         try:
-            node = Host(hp.name)
+            node = Host(hp.name) if access is None else RemoteLabHost(hp.name, access=access)
             self._record(node, HOST_SHELL, host=hp.name)
             with self.lock:
                 self.net.hosts.append(node)
                 self.net.nameToNode[hp.name] = node
-            _run(["ip", "netns", "attach", hp.netns, str(node.pid)])
+            if access is None:
+                _run(["ip", "netns", "attach", hp.netns, str(node.pid)])
+            else:
+                access.run(f"ip netns attach {shlex.quote(hp.netns)} {node.pid}")
             for spec in _attachments(hp):
                 self._add_late_link(node, hp, *spec)
             script = ""
@@ -494,9 +501,15 @@ class VpcNetwork:
                 script += f"ip link set dev {shlex.quote(veth)} mtu {APPLIANCE_MTU}\n"
             for netns, intf in ends:
                 script += f"ip -n {shlex.quote(netns)} link set dev {intf} mtu {APPLIANCE_MTU}\n"
-            _run(["sh", "-e", "-c", script])
-            if self.datapath == "user":
-                _quiet_root_side([veth for *_, veth, _mac in _attachments(hp)])
+            veths = [veth for *_, veth, _mac in _attachments(hp)]
+            if access is None:
+                _run(["sh", "-e", "-c", script])
+                if self.datapath == "user":
+                    _quiet_root_side(veths)
+            else:
+                access.run(f"sh -e -c {shlex.quote(script)}")
+                if self.datapath == "user":
+                    _quiet_remote_side(access, veths)
             self._tune(node, hp, first=host_config.eth0_commands(hp))
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -513,23 +526,27 @@ class VpcNetwork:
         it has. LabError (nothing attached) when it fails or a port got another number."""
         if not hosts:
             return
-        vsctl = ["ovs-vsctl", "--timeout=60"]
-        check = ["ovs-vsctl", "--timeout=10"]
-        wanted = []
-        for hp in hosts:
-            for _intf, _p1, switch, port, veth, _mac in _attachments(hp):
-                vsctl += ["--", "add-port", switch, veth]
-                vsctl += ["--", "set", "Interface", veth, f"ofport_request={port}"]
-                check += ["--", "get", "Interface", veth, "ofport"]
-                wanted.append((veth, str(port)))
         try:
-            _run(vsctl)
-            got = _run(check).stdout.split()
-            wrong = [
-                f"{v} got {g}, not {w}" for (v, w), g in zip(wanted, got, strict=False) if g != w
-            ]
-            if wrong or len(got) != len(wanted):
-                raise LabError(f"OpenFlow ports not as planned: {'; '.join(wrong) or got}")
+            for access, group in self._by_server(hosts):
+                # One transaction per server (a lab across servers: each one's own OVS).
+                vsctl = ["ovs-vsctl", "--timeout=60"]
+                check = ["ovs-vsctl", "--timeout=10"]
+                wanted = []
+                for hp in group:
+                    for _intf, _p1, switch, port, veth, _mac in _attachments(hp):
+                        vsctl += ["--", "add-port", switch, veth]
+                        vsctl += ["--", "set", "Interface", veth, f"ofport_request={port}"]
+                        check += ["--", "get", "Interface", veth, "ofport"]
+                        wanted.append((veth, str(port)))
+                _on(access, vsctl)
+                got = _on(access, check).split()
+                wrong = [
+                    f"{v} got {g}, not {w}"
+                    for (v, w), g in zip(wanted, got, strict=False)
+                    if g != w
+                ]
+                if wrong or len(got) != len(wanted):
+                    raise LabError(f"OpenFlow ports not as planned: {'; '.join(wrong) or got}")
         except LabError:
             self.detach_hosts(hosts)
             raise
@@ -545,13 +562,43 @@ class VpcNetwork:
                                 OVSSwitch.TCReapply(link.intf2)
 
     def detach_hosts(self, hosts: list[HostPlan]) -> None:
-        """Take hosts' interfaces off their bridges (one transaction; missing ones skipped)."""
-        vsctl = ["ovs-vsctl", "--timeout=60"]
+        """Take hosts' interfaces off their bridges (one transaction per server; missing ones
+        skipped)."""
+        for access, group in self._by_server(hosts):
+            vsctl = ["ovs-vsctl", "--timeout=60"]
+            for hp in group:
+                for _intf, _p1, switch, _port, veth, _mac in _attachments(hp):
+                    vsctl += ["--", "--if-exists", "del-port", switch, veth]
+            if len(vsctl) > 2:
+                _on(access, vsctl, check=False)
+
+    def _by_server(self, hosts: list[HostPlan]) -> list[tuple[ServerAccess | None, list[HostPlan]]]:
+        """`hosts` grouped by the server each runs on (None: this machine)."""
+        groups: dict[str, tuple[ServerAccess | None, list[HostPlan]]] = {}
         for hp in hosts:
-            for _intf, _p1, switch, _port, veth, _mac in _attachments(hp):
-                vsctl += ["--", "--if-exists", "del-port", switch, veth]
-        if len(vsctl) > 2:
-            _run(vsctl, check=False)
+            access = self.server_of(hp.name)
+            key = "" if access is None else access.name
+            groups.setdefault(key, (access, []))[1].append(hp)
+        return list(groups.values())
+
+    def place_hosts(self, hosts: list[HostPlan]) -> dict[str, ServerAccess | None]:
+        """A lab across servers: hosts added while it runs go on their switch's server
+        (servers.json says so before anything of them exists); BadInput when one cannot (a
+        bridge on no server), nothing placed then. {} for a lab on this machine."""
+        if self.cluster is None:
+            return {}
+        with self.lock:
+            where = self.cluster.place_hosts(hosts)
+            self.cluster.save(naming.lab_dir(self.lab))
+        return where
+
+    def unplace_hosts(self, names: list[str]) -> None:
+        """Removed hosts leave the placement (servers.json)."""
+        if self.cluster is None:
+            return
+        with self.lock:
+            self.cluster.unplace_hosts(names)
+            self.cluster.save(naming.lab_dir(self.lab))
 
     def _add_late_link(
         self,
@@ -617,13 +664,27 @@ class VpcNetwork:
             return
         self.detach_hosts([hp for hp, _ in gone])
         batch = ""
+        elsewhere: dict[str, tuple[ServerAccess, list[tuple[str, str, list[str]]]]] = {}
         for hp, node in gone:
             if node is not None:
                 _end_shell(node)
+            veths = [veth for *_, veth, _mac in _attachments(hp)]
+            access = self.server_of(hp.name)
+            if access is not None:
+                # On its server: what runs in its namespace, its veths, the namespace, its
+                # cgroup (the server's, made by the launcher).
+                elsewhere.setdefault(access.name, (access, []))[1].append(
+                    (hp.name, hp.netns, veths)
+                )
+                continue
             # A veth goes with its peer; the namespace once nothing runs inside.
-            batch += "".join(f"link del dev {veth}\n" for *_, veth, _mac in _attachments(hp))
+            batch += "".join(f"link del dev {veth}\n" for veth in veths)
             batch += f"netns delete {hp.netns}\n"
-        _run(["ip", "-force", "-batch", "-"], check=False, input=batch)
+        if batch:
+            _run(["ip", "-force", "-batch", "-"], check=False, input=batch)
+        for access, removed in elsewhere.values():
+            access.run(remove_hosts_script(self.lab, removed), check=False)
+        self.unplace_hosts([hp.name for hp, _ in gone])
 
     def _forget(self, name: str) -> Node | None:
         """Mininet's objects of host `name` dropped (under the lock): the node, its links,
@@ -707,6 +768,13 @@ def _end_shell(node: Node) -> None:
             for fd in [fd for fd, n in table.items() if n is node]:
                 del table[fd]
         node.shell = None
+
+
+def _on(access: ServerAccess | None, argv: list[str], check: bool = True) -> str:
+    """Run `argv` on this machine (None) or server `access` (its OVS environment); stdout."""
+    if access is None:
+        return str(_run(argv, check=check).stdout)
+    return access.run(shlex.join(argv), check=check)
 
 
 def _run(

@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
         help="run the experiment's labs across servers, one availability zone per server "
         "(us-east-1a=HOST,us-east-1b=HOST; the front end is this machine): the experiment "
         "is unchanged, meta.json records the servers and the tunnel. An experiment using "
-        "what does not work across servers yet (Auto Scaling, the switch GWLB "
-        "datapath) is refused, exit 2, nothing built",
+        "what does not work across servers yet (the switch GWLB datapath) is "
+        "refused, exit 2, nothing built",
     )
     p.add_argument("--ssh-config", help="the ssh config that reaches the --servers")
 

@@ -115,8 +115,10 @@ def register(sub: Any) -> None:
         " gateways) runs on its server; the core router, internet segment, clients, resolver"
         " and controller on this machine (the front end); the AZs' uplinks to the core are"
         " VXLAN tunnels (GRE where every kernel has gretap), the hosts' MTU lowered to fit"
-        " (testbed status shows the server of each host, the tunnel and the MTU). An AZ"
-        " without a server, or a server for an AZ the template does not use, exits 2",
+        " (testbed status shows the server of each host, the tunnel and the MTU). Hosts"
+        " added while it runs (Auto Scaling, testbed update, up --into) go on their AZ's"
+        " server. An AZ without a server, or a server for an AZ the template does not use,"
+        " exits 2",
     )
     p.add_argument(
         "--ssh-config",

@@ -37,6 +37,7 @@ from testbed.lab.services import ServiceContext, dns, start_services
 from testbed.lab.userdata import start_user_data
 from testbed.plan.instances import with_host, without_host
 from testbed.plan.network import HostPlan, NetworkPlan
+from testbed.topologies.cluster import ServerAccess
 from testbed.topologies.network import VpcNetwork
 
 # Called with the new plan; returns once the controller has programmed it (the holder writes
@@ -92,6 +93,9 @@ class InstanceLauncher:
         if not hosts:
             return []
         started = time.time()
+        # A lab across servers: each host goes on its AZ's server (BadInput, nothing made,
+        # when its bridge runs on none).
+        self.network.place_hosts(hosts)
         with self.lock:
             plan = self.get_plan()
             for h in hosts:
@@ -133,7 +137,12 @@ class InstanceLauncher:
         """The host in the network (not on its switch yet), in its cgroup."""
         try:
             node = self.network.prepare_host(h)
-            if cgroups.create(self.lab, h.name) is not None:
+            access = self.network.server_of(h.name)
+            if access is not None:
+                # On another server: its cgroup there (its shell's PID is that server's).
+                if cgroups.available():
+                    access.run(cgroups.remote_create_script(self.lab, {h.name: node.pid}))
+            elif cgroups.create(self.lab, h.name) is not None:
                 cgroups.join(self.lab, h.name, node.pid)
             host_dir(self.lab, h.name).mkdir(parents=True, exist_ok=True)
         except Exception as exc:
@@ -164,7 +173,7 @@ class InstanceLauncher:
             ctx = self._services()
             if self.metadata is not None:
                 # Before its UserData, which may ask it who it is.
-                self.metadata.add(ctx.plan, h)
+                self.metadata.add(ctx.plan, h, access=self.network.server_of(h.name))
             start_services(ctx, h)
             if h.role and h.role != "none":
                 proc = start_role(self.lab, self.journal, self.events, h)
@@ -258,11 +267,24 @@ class InstanceLauncher:
         for zone in sorted({h.sg_zone for h in hosts if h.sg_zone is not None}):
             # Their connections' entries would match a later instance at the same address.
             system.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"], check=False)
+        remote: dict[str, tuple[ServerAccess, set[int]]] = {}
+        for h in hosts:
+            access = self.network.server_of(h.name)
+            if access is not None and h.sg_zone is not None:
+                remote.setdefault(access.name, (access, set()))[1].add(h.sg_zone)
+        for access, zones in remote.values():
+            # The same on a server's own Open vSwitch (its processes and cgroup go with
+            # remove_hosts there).
+            access.run(
+                "; ".join(f"ovs-appctl dpctl/flush-conntrack zone={z}" for z in sorted(zones)),
+                check=False,
+            )
         self.network.remove_hosts(names)
         for h in hosts:
             cgroups.remove(self.lab, h.name)
             dns.forget(h)
             shutil.rmtree(host_dir(self.lab, h.name) / "tmp", ignore_errors=True)
+        self.network.unplace_hosts(names)
 
     def _services(self) -> ServiceContext:
         """What the per-host services need, with the plan as it is now."""

@@ -7,11 +7,12 @@ The setting says which experiment it serves (for the messages) and collects, lab
 where each one ran: its tunnel and MTU, which the runner writes into the results' meta.json.
 
 What does not work across servers yet (docs/scaling.md, "Not yet") is refused before
-anything is built (`refusals`): Auto Scaling groups (they launch hosts while the lab runs),
-the switch GWLB datapath on a remote bridge (`switch_gwlb_refusal`, also for `testbed up
---servers`). (UserData that asks the instance metadata
-service works: each server runs its own, testbed.lab.imds.remote.) A gateway load
-balancer's datapath left to "auto" is the node's across servers (`gwlb_datapath_for`).
+anything is built (`refusals`): the switch GWLB datapath on a remote bridge
+(`switch_gwlb_refusal`, also for `testbed up --servers`). (Auto Scaling groups work: an
+instance launched while the lab runs is made on its AZ's server, testbed.lab.instances;
+UserData that asks the instance metadata service works: each server runs its own,
+testbed.lab.imds.remote, told about launched instances.) A gateway load balancer's
+datapath left to "auto" is the node's across servers (`gwlb_datapath_for`).
 """
 
 from __future__ import annotations
@@ -110,12 +111,6 @@ def refusals(model: Any, plan: NetworkPlan, gwlb_datapath: str | None) -> list[s
     """Why a lab of `model` (its network `plan`) cannot run across servers yet (empty: it
     can)."""
     reasons = []
-    groups = sorted(model.auto_scaling_groups)
-    if groups:
-        reasons.append(
-            f"Auto Scaling group(s) {', '.join(groups)}: hosts launched while the lab runs "
-            "are not placed on another server yet"
-        )
     switch = switch_gwlb_refusal(plan, gwlb_datapath)
     if switch:
         reasons.append(switch)

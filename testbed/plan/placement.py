@@ -32,11 +32,12 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from testbed.errors import BadInput
-from testbed.plan.network import LinkPlan, NetworkPlan
+from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan
 
 FRONT_END = "front-end"  # the key of --servers that names the front end (default: this host)
 LOCAL = "localhost"  # Cluster Edition's name of the machine Mininet runs on
@@ -228,6 +229,34 @@ def place(
         tunnel_rate=tunnel_rate,
         tunnel=tunnel,
     )
+
+
+def place_launched(p: Placement, hosts: Sequence[HostPlan]) -> dict[str, str]:
+    """Where hosts added while the lab runs go (Auto Scaling launches, `testbed update`,
+    `up --into`): each on its switch's server, as a template host of its AZ. BadInput when a
+    host's switch has no server (a bridge the lab got while it ran: a new AZ) or its
+    interfaces are on two servers."""
+    out: dict[str, str] = {}
+    for h in hosts:
+        switches = [h.switch, *(i.switch for i in h.interfaces)]
+        unplaced = [sw for sw in switches if sw not in p.nodes]
+        if unplaced:
+            raise BadInput(
+                f"host {h.name} would be on bridge {', '.join(unplaced)}, which runs on no "
+                f"server of lab {p.lab} (the lab's AZs are on "
+                + ", ".join(f"{az}={s}" for az, s in sorted(p.servers.items()) if az != FRONT_END)
+                + ")",
+                hint="not yet: an availability zone the lab did not start with, across "
+                "servers (docs/scaling.md); use the lab's AZs",
+            )
+        servers = {p.nodes[sw] for sw in switches}
+        if len(servers) > 1:
+            raise BadInput(
+                f"host {h.name}'s interfaces are on {', '.join(sorted(servers))}: a host's "
+                "interfaces must be on one server"
+            )
+        out[h.name] = p.nodes[h.switch]
+    return out
 
 
 def mtu_for(plan: NetworkPlan, tunnel: str, underlay_mtu: int, crossing: bool = True) -> Mtu:

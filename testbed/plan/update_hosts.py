@@ -18,6 +18,7 @@ security groups alone is not a replacement: the controller moves a port between 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from testbed.model.addressing import KeptAddresses
@@ -124,10 +125,12 @@ def _successor(old: HostPlan, new: HostPlan) -> HostPlan:
     return replace(new, port=old.port, veth=old.veth, sg_zone=zone, interfaces=interfaces)
 
 
-def rebase_hosts(running: NetworkPlan, new: NetworkPlan) -> HostDiff:
+def rebase_hosts(running: NetworkPlan, new: NetworkPlan, held: Sequence[HostPlan] = ()) -> HostDiff:
     """The hosts of `new` on `running`'s allocations, and what an update does to each.
 
-    `running` holds the template's hosts only (not Auto Scaling's). Hosts of other kinds
+    `running` holds the template's hosts only (not Auto Scaling's); `held`: the hosts Auto
+    Scaling launched, which keep their ports, host links and zones (an added host gets none
+    of theirs: a host link of the same name would take the instance's away). Hosts of other kinds
     than UPDATABLE_KINDS that appear, go or change land in `refused`."""
     old_by_name = {h.name: h for h in running.hosts}
     new_names = {h.name for h in new.hosts}
@@ -184,7 +187,7 @@ def rebase_hosts(running: NetworkPlan, new: NetworkPlan) -> HostDiff:
     # Removed hosts still run while the new ones come (they go in the cleanup): their
     # ports and links are not free yet.
     holding = [h for h in hosts if h.name not in waiting] + diff.removed
-    kept = replace(running, hosts=tuple(holding))
+    kept = replace(running, hosts=(*holding, *held))
     alloc = Allocations.of(kept)
     fresh = {h.name: _allocated(alloc, h) for h in pending}
     hosts = [fresh.get(h.name, h) for h in hosts]

@@ -63,6 +63,7 @@ from testbed.plan import gwlb_datapath, merge
 from testbed.plan.changes import describe, plan_changes, route_changes, security_changes
 from testbed.plan.instances import launched, with_host
 from testbed.plan.network import LinkPlan, NetworkPlan, SwitchPlan, build_plan
+from testbed.plan.placement import Placement
 from testbed.plan.placement import describe as describe_placement
 from testbed.plan.update_hosts import rebase_hosts, replace_also, running_addresses
 from testbed.rpc import RpcServer
@@ -461,7 +462,13 @@ class Holder:
             launcher=self._stack_launcher,
             save=self._save_stacks,
             add_switches=self._add_switches,
+            placement=self._placement,
         )
+
+    def _placement(self) -> Placement | None:
+        """Where the lab's nodes run when it spans servers (None: this machine only)."""
+        cluster = self._cluster()
+        return cluster.placement if cluster is not None else None
 
     def _add_switches(self, bridges: list[tuple[SwitchPlan, LinkPlan]]) -> None:
         """New bridges an added stack needs, programmed (testbed.stack.live_switches)."""
@@ -677,7 +684,7 @@ class Holder:
             fresh = build_plan(model, self.name, zone_base=old.zone_base)
         # The GWLBs keep the datapath they run on (switch: their GENEVE ports stay).
         fresh = gwlb_datapath.carried(old, fresh)
-        diff = rebase_hosts(old, fresh)
+        diff = rebase_hosts(old, fresh, held=kept)
         plan = diff.plan
         # Host differences are the engine's (diff); compare the rest with the new hosts on
         # both sides, each kept host with its old security groups (a live change).

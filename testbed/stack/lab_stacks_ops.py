@@ -23,6 +23,7 @@ from testbed.lab.events import Event, EventLog
 from testbed.model import StackModel, load_model
 from testbed.plan import merge
 from testbed.plan.network import HostPlan, LinkPlan, NetworkPlan, SwitchPlan
+from testbed.plan.placement import FRONT_END, Placement, place_launched
 from testbed.stack import live_switches
 from testbed.stack.stack_signals import StackSignals
 from testbed.stack.stacks import LabStacks, StackRecord, qualifier_of
@@ -63,6 +64,7 @@ class StackOps:
         save: Callable[[], None],
         has_lb_service: bool = False,
         add_switches: Callable[[list[tuple[SwitchPlan, LinkPlan]]], None] | None = None,
+        placement: Callable[[], Placement | None] | None = None,
     ) -> None:
         self.lab, self.region, self.stacks, self.events = lab, region, stacks, events
         self.get_plan, self.publish, self.launcher, self.save = get_plan, publish, launcher, save
@@ -70,6 +72,8 @@ class StackOps:
         # Makes new bridges in the running lab and waits until they are programmed
         # (testbed.stack.live_switches); None: a stack that needs one is refused "not yet".
         self.add_switches = add_switches
+        # A lab across servers (issue 18): where its nodes run (None: this machine only).
+        self.placement = placement
 
     # ---- create -----------------------------------------------------------------------------
     def create(self, name: str, template: str, params: dict[str, str]) -> StackRecord:
@@ -107,6 +111,9 @@ class StackOps:
             raise LabError(f"adding stack {name} would change running hosts: {changed}")
         old_names = {h.name for h in plan.hosts}
         new_hosts = [h for h in merged.hosts if h.name not in old_names]
+        placed = self.placement() if self.placement is not None else None
+        if placed is not None:
+            refuse_across_servers(placed, name, bridges, new_hosts)
         now = time.time()
         rec = StackRecord(
             name=name,
@@ -316,3 +323,29 @@ def _text(path: str) -> str | None:
             return handle.read()
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def refuse_across_servers(
+    placed: Placement,
+    name: str,
+    bridges: list[tuple[SwitchPlan, LinkPlan]],
+    hosts: list[HostPlan],
+) -> None:
+    """A stack added to a lab across servers: its hosts go on the servers of their AZs
+    (testbed.lab.instances places them). BadInput, before anything is made, when it needs a
+    bridge the lab does not have (a new AZ has no server: `up --into` takes none), or a host
+    cannot be placed."""
+    if bridges:
+        azs = sorted({sw.az for sw, _ in bridges if sw.az})
+        given = ",".join(f"{az}={s}" for az, s in sorted(placed.servers.items()) if az != FRONT_END)
+        lab_azs = ", ".join(az for az in sorted(placed.servers) if az != FRONT_END)
+        what = f"availability zone {', '.join(azs)}" if azs else "a new network segment"
+        raise BadInput(
+            f"not yet: stack {name} needs new bridge(s) "
+            f"{', '.join(sw.name for sw, _ in bridges)} ({what}) in lab {placed.lab}, which "
+            f"runs across servers ({given}): a bridge added while the lab runs has no server",
+            hint=f"put the stack's subnets in the lab's AZs ({lab_azs}); or make the lab again "
+            f"with a server for each AZ: testbed up TEMPLATE --servers {given}"
+            + "".join(f",{az}=HOST" for az in azs),
+        )
+    place_launched(placed, hosts)

@@ -54,16 +54,12 @@ def test_a_plain_nlb_template_is_not_refused():
     assert not any("metadata" in r for r in run_servers.refusals(model, plan, None))
 
 
-def test_auto_scaling_is_refused_with_the_experiment_named():
+def test_auto_scaling_is_no_longer_refused():
+    # Instances launched while the lab runs are made on their AZ's server (issue 18).
     model, plan = _model_plan(TEMPLATES / "autoscaling.yaml")
-    reasons = run_servers.refusals(model, plan, None)
-    assert len(reasons) == 1
-    assert "Auto Scaling group" in reasons[0]
-    with pytest.raises(BadInput) as err:
-        run_servers.check(RunServers(TWO, experiment="bench_asg"), model, plan, None, "t.yaml")
-    assert "experiment bench_asg cannot run across servers" in str(err.value)
-    assert "Auto Scaling" in str(err.value)
-    assert "docs/scaling.md" in (err.value.hint or "")
+    assert model.auto_scaling_groups
+    assert run_servers.refusals(model, plan, None) == []
+    run_servers.check(RunServers(TWO, experiment="bench_asg"), model, plan, None, "t.yaml")
 
 
 def test_userdata_asking_the_metadata_service_runs_across_servers():
@@ -88,8 +84,9 @@ def test_start_lab_reads_the_setting_and_refuses_before_building(monkeypatch, tm
     monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
     launched = []
     monkeypatch.setattr(api, "_launch_holder", lambda *a: launched.append(a))
-    with across_servers(RunServers(TWO, experiment="autoscale")):
-        with pytest.raises(BadInput, match="experiment autoscale cannot run across servers"):
+    with across_servers(RunServers({"us-east-1a": "srv1"}, experiment="autoscale")):
+        # The run's servers leave an AZ of the template without one: refused, nothing built.
+        with pytest.raises(BadInput, match="no server for"):
             api.start_lab(str(TEMPLATES / "autoscaling.yaml"), name="u2")
         # An AZ of the template without a server: refused too, before anything.
         with across_servers(None), pytest.raises(BadInput, match="no server for"):
@@ -148,9 +145,6 @@ def test_run_experiment_holds_the_servers_and_records_them(tmp_path):
 
 def test_a_template_file_is_checked_before_the_run(tmp_path):
     seen: list = []
-    module = _module(str(TEMPLATES / "autoscaling.yaml"), seen)
-    with pytest.raises(BadInput, match="experiment asgx cannot run across servers"):
-        run_experiment(module, "asgx", {}, out=str(tmp_path), servers=RunServers(TWO))
     wrong = RunServers({"us-east-1a": "srv1"})
     module = _module(str(TEMPLATES / "nlb.yaml"), seen)
     with pytest.raises(BadInput, match="experiment nlbx: --servers: no server for"):
@@ -170,21 +164,6 @@ def test_cli_refuses_bad_servers_with_exit_2(tmp_path, capsys):
     assert "--ssh-config goes with --servers" in err
     assert "no such file" in err
     assert not (tmp_path / "r").exists()
-
-
-def test_cli_refuses_an_auto_scaling_experiment_naming_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
-    argv = ["run", "bench_asg", "--servers", "us-east-1a=h1,us-east-1b=h2"]
-    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err
-    assert "experiment bench_asg cannot run across servers" in err
-    assert "Auto Scaling group" in err
-    state = tmp_path / "state"
-    assert not state.exists() or not any(p.is_dir() for p in state.iterdir())  # no lab
-    (results,) = (tmp_path / "r").iterdir()
-    meta = json.loads((results / "meta.json").read_text())
-    assert "Auto Scaling" in meta["error"]
-    assert meta["across_servers"]["labs"] == []
 
 
 def test_up_refuses_a_tunnel_rate_without_servers_or_unreadable(tmp_path, capsys, monkeypatch):

@@ -10,8 +10,11 @@ built on the front end from the lab's model and plan: nothing is read from the l
 makes every socket, says `ready N` (or `error ...` lines and `failed`) on its standard
 output, then serves until its standard input ends: the holder closing it (the metadata
 service closed before the teardown), or its ssh session going (the holder or its ssh client
-killed). Its PID is in the server's /run (imds_pidfile): the remote teardown ends it there
-too (testbed.topologies.cluster.clean_script).
+killed). While it serves, the holder tells it about instances launched on that server and
+terminated there while the lab runs (Auto Scaling, `testbed update`, `up --into`), one JSON
+line each (`add_line`, `remove_line`); it answers each with one line: `added HOST`,
+`removed HOST` or `error HOST: why` (`read_answer`). Its PID is in the server's /run
+(imds_pidfile): the remote teardown ends it there too (testbed.topologies.cluster.clean_script).
 
 Why not the front end's server over the underlay: a remote host's namespace reaches only the
 lab's bridges, so its requests would need a path out to the server's root namespace and a
@@ -29,9 +32,10 @@ import select
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +59,63 @@ def parse_spec(line: str) -> tuple[str, list[tuple[str, InstanceMetadata]]]:
     if not isinstance(data, dict) or not isinstance(data.get("hosts"), list):
         raise ValueError("not a metadata service spec")
     return str(data["lab"]), [(str(h["netns"]), from_dict(h["metadata"])) for h in data["hosts"]]
+
+
+def add_line(netns: str, metadata: InstanceMetadata) -> str:
+    """A request to serve one more instance (namespace `netns`) from now on."""
+    data = {"op": "add", "netns": netns, "metadata": to_dict(metadata)}
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def remove_line(host: str) -> str:
+    """A request to stop serving instance `host` (its listener and connections closed)."""
+    return json.dumps({"op": "remove", "host": host}, separators=(",", ":")) + "\n"
+
+
+def parse_request(line: str) -> tuple[str, str, InstanceMetadata | None]:
+    """add_line / remove_line back: ("add", netns, metadata) or ("remove", host, None).
+    ValueError when the line is neither."""
+    data: Any = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not a request")
+    if data.get("op") == "add":
+        return "add", str(data["netns"]), from_dict(data["metadata"])
+    if data.get("op") == "remove" and isinstance(data.get("host"), str):
+        return "remove", data["host"], None
+    raise ValueError(f"unknown request {str(data.get('op'))[:40]!r}")
+
+
+def answer(op: str, host: str, error: str | None = None) -> str:
+    """The server's one-line answer to a request."""
+    if error is not None:
+        return f"error {host}: {error}"
+    return f"{'added' if op == 'add' else 'removed'} {host}"
+
+
+def read_answer(line: str, host: str) -> str | None:
+    """None when `line` says the request for `host` was done; else why it was not."""
+    word, _, rest = line.strip().partition(" ")
+    if word in ("added", "removed") and rest == host:
+        return None
+    if word == "error":
+        return rest.split(": ", 1)[1] if rest.startswith(f"{host}: ") else rest
+    return f"unexpected answer {line.strip()[:120]!r}"
+
+
+def handle(server: Any, line: str) -> str:
+    """Do one request line on MetadataServer `server`; the answer line."""
+    try:
+        op, name, md = parse_request(line)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"error ?: bad request: {exc}"
+    try:
+        if md is not None:
+            server.add(name, md)
+            return answer(op, md.host)
+        server.remove(name)
+        return answer(op, name)
+    except LabError as exc:
+        return answer(op, md.host if md is not None else name, str(exc))
 
 
 def read_status(lines: Sequence[str]) -> tuple[int | None, list[str]]:
@@ -106,9 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("failed", flush=True)
             return 1
         print(f"ready {len(hosts)}", flush=True)
-        while sys.stdin.readline():  # until the holder closes it or the session goes
-            pass
-        return 0
+        while True:  # until the holder closes it or the session goes
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            if line.strip():
+                print(handle(server, line), flush=True)
     finally:
         server.close()
         pidfile.unlink(missing_ok=True)
@@ -125,6 +189,7 @@ class RemoteMetadataServer:
     proc: subprocess.Popen
     hosts: tuple[str, ...]
     log: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(
@@ -174,6 +239,37 @@ class RemoteMetadataServer:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def request(self, line: str, host: str) -> None:
+        """Send one request (add_line / remove_line) and wait for its answer; LabError when
+        it is not done (the process gone, an error, no answer in time)."""
+        with self.lock:
+            try:
+                assert self.proc.stdin is not None
+                assert self.proc.stdout is not None
+                self.proc.stdin.write(line.encode())
+                self.proc.stdin.flush()
+                answers = ("added", "removed", "error")
+                lines = _read_until(self.proc.stdout, answers, READY_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise LabError(
+                    f"the metadata service on server {self.access.name} does not answer: {exc}"
+                ) from None
+        why = read_answer(lines[-1], host)
+        if why is not None:
+            raise LabError(f"the metadata service on server {self.access.name}: {host}: {why}")
+        if line.startswith('{"op":"add"'):
+            self.hosts = (*(h for h in self.hosts if h != host), host)
+        else:
+            self.hosts = tuple(h for h in self.hosts if h != host)
+
+    def add(self, netns: str, metadata: InstanceMetadata) -> None:
+        """Serve one more instance on that server (launched there while the lab runs)."""
+        self.request(add_line(netns, metadata), metadata.host)
+
+    def remove(self, host: str) -> None:
+        """Stop serving instance `host` there (it is terminated)."""
+        self.request(remove_line(host), host)
 
     def stop(self) -> None:
         """Close its standard input (it closes its sockets and ends), kill it if it does not."""

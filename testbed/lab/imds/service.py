@@ -7,13 +7,16 @@ lab is taken down.
 
 A lab across servers (issue 18): the instances on another server are served by a process on
 that server (testbed.lab.imds.remote), one per server, started with the template's instances
-and ended by close() (its local ssh client is journaled: the teardown ends it too).
+and ended by close() (its local ssh client is journaled: the teardown ends it too). An
+instance launched on another server while the lab runs is added to that server's process
+(one is started for it if the server had none yet), and removed from it when terminated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -49,6 +52,8 @@ class MetadataService:
         self.journal, self.lab_dir = journal, lab_dir
         self.server = MetadataServer()
         self.remote: dict[str, RemoteMetadataServer] = {}  # server name -> its process
+        self.placed: dict[str, str] = {}  # instance launched on another server -> server
+        self.lock = threading.Lock()
 
     def start(
         self,
@@ -105,13 +110,40 @@ class MetadataService:
 
         return add
 
-    def add(self, plan: NetworkPlan, host: HostPlan, launched: float | None = None) -> None:
-        """Serve instance `host` (LabError when its socket cannot be made)."""
-        if serves(host):
-            metadata = instance_metadata(self.model, plan, host, launched)
+    def add(
+        self,
+        plan: NetworkPlan,
+        host: HostPlan,
+        launched: float | None = None,
+        access: ServerAccess | None = None,
+    ) -> None:
+        """Serve instance `host` (LabError when its socket cannot be made): here, or by the
+        process on server `access` (a host launched on another server)."""
+        if not serves(host):
+            return
+        metadata = instance_metadata(self.model, plan, host, launched)
+        if access is None:
             self.server.add(host.netns, metadata)
+            return
+        with self.lock:
+            if access.name not in self.remote:
+                # The server had no instance of the template: its process starts now.
+                self.remote[access.name] = RemoteMetadataServer.start(
+                    self.lab, access, [], self._log(access.name), self._journal(access.name)
+                )
+            serving = self.remote[access.name]
+        serving.add(host.netns, metadata)
+        self.placed[host.name] = access.name
 
     def remove(self, name: str) -> None:
+        """Stop serving instance `name`, wherever it is served."""
+        server = self.placed.pop(name, None)
+        if server is None:  # a template instance on another server (an update removes it)
+            server = next((k for k, r in self.remote.items() if name in r.hosts), None)
+        serving = self.remote.get(server) if server is not None else None
+        if serving is not None:
+            serving.remove(name)
+            return
         self.server.remove(name)
 
     def close(self) -> None:
