@@ -25,6 +25,10 @@ like one socket twice, and the second connection fails. AWS documents this ("con
 limitations related to observed socket reuse on the targets"); the lab reproduces it (a
 first version of this experiment lost about 1 % of 5,000 flows that way).
 
+Each step also records how much ovs-vswitchd's conntrack_tcp_seq_chk_failed (packets
+its userspace conntrack found outside the TCP window: marked invalid, dropped) and
+drop_action_of_pipeline counters grew: why flows failed, when they did.
+
 Writes steps.csv (one row per size), summary.csv (the limit, bytes per entry, memory at the
 limit, largest size held) and bench_flows.png.
 
@@ -62,6 +66,7 @@ PORT = 9000  # http-backend's TCP port: an identity line on connect, then echoes
 CLIENTS = ("Client1", "Client2")
 # One source address to one node address and port: the client's ephemeral ports (32768-60999).
 PORTS_PER_PAIR = 28_000
+PER_HOLDER = 15_000  # flows per holder process (under a 20,000 descriptor cap)
 HEALTH = {
     "HealthCheckProtocol": "TCP",
     "HealthCheckIntervalSeconds": 5,
@@ -89,6 +94,19 @@ def check_sizes(sizes: list[int]) -> list[int]:
     return sizes
 
 
+def holder_jobs(size: int, nodes: list[str]) -> list[tuple[str, int, str]]:
+    """(client, flows, node address) per holder process: half of `size` from each client to
+    its node, in processes of at most PER_HOLDER flows (a process's descriptors are capped
+    by the machine: RLIMIT_NOFILE's hard limit, which root cannot raise here)."""
+    jobs = []
+    for client, share, node in zip(CLIENTS, (size // 2, size - size // 2), nodes):
+        while share > 0:
+            n = min(share, PER_HOLDER)
+            jobs.append((client, n, node))
+            share -= n
+    return jobs
+
+
 def max_conns(datapath: str) -> int | None:
     """The userspace conntrack's limit (None where ovs-appctl does not say)."""
     argv = ["ovs-appctl", "dpctl/ct-get-maxconns"]
@@ -102,6 +120,19 @@ def zone_entries(datapath: str, zone: int) -> int:
     proc = run_cmd([*argv, f"zone={zone}"], check=False)
     m = _TOTAL.search(proc.stdout)
     return int(m.group(1)) if m else 0
+
+
+# Switch counters that say why flows fail (machine-wide: other labs add to them too).
+COUNTERS = ("conntrack_tcp_seq_chk_failed", "drop_action_of_pipeline")
+
+
+def switch_counters() -> dict[str, int]:
+    """ovs-vswitchd's COUNTERS now (missing ones: 0)."""
+    out = {}
+    for name in COUNTERS:
+        proc = run_cmd(["ovs-appctl", "coverage/read-counter", name], check=False)
+        out[name] = int(proc.stdout.strip()) if proc.stdout.strip().isdigit() else 0
+    return out
 
 
 def vswitchd_rss_kib() -> int | None:
@@ -181,19 +212,20 @@ def _step(
     step_start = time.time()
     before_entries = zone_entries(lab.datapath, zone)
     before_rss = vswitchd_rss_kib()
-    shares = (size // 2, size - size // 2)
-    with ThreadPoolExecutor(max_workers=len(CLIENTS)) as pool:
+    before_counters = switch_counters()
+    jobs = holder_jobs(size, nodes)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         t0 = time.monotonic()
         holders = list(
             pool.map(
-                lambda cs: HeldFlows(
-                    lab.host(cs[0]),
-                    [f"{cs[2]}:{PORT}"],
-                    cs[1],
+                lambda job: HeldFlows(
+                    lab.host(job[0]),
+                    [f"{job[2]}:{PORT}"],
+                    job[1],
                     opening=int(params["opening"]),
                     timeout=float(params["timeout"]),
                 ),
-                zip(CLIENTS, shares, nodes),
+                jobs,
             )
         )
         open_s = time.monotonic() - t0
@@ -228,6 +260,7 @@ def _step(
     # The closed flows' entries linger (TIME_WAIT): the next step starts from an empty
     # zone, so they are flushed, in this lab's NLB zone only. (ovs-appctl 3.1 takes no
     # datapath name before zone= here: the switch has one.)
+    after_counters = switch_counters()
     run_cmd(["ovs-appctl", "dpctl/flush-conntrack", f"zone={zone}"])
     left = zone_entries(lab.datapath, zone)
     return {
@@ -247,6 +280,7 @@ def _step(
         "closed": closed,
         "close_s": round(close_s, 3),
         "unhealthy_targets": ";".join(unhealthy),
+        **{k: after_counters[k] - before_counters[k] for k in COUNTERS},
     }
 
 

@@ -3,8 +3,8 @@
 A holder process runs in a lab host (`python -m testbed.probes.held_flows`): it opens N
 connections to the given addresses (round robin, at most `--opening` handshakes in flight),
 reads the identity line every http-backend TCP port sends on connect, and keeps every
-connection open and idle. It is driven by lines on its stdin and answers each with one JSON
-line on stdout:
+connection open and idle (echoes and closes are paced the same way). It is driven by lines
+on its stdin and answers each with one JSON line on stdout:
 
     (start)  -> {"event": "opened", "opened": N, "failed": F, "errors": {...}, "seconds": T,
                  "backends": {...}}
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import resource
 import subprocess
@@ -38,7 +39,8 @@ from typing import Any
 from testbed.errors import LabError
 
 MAX_SECONDS = 900.0  # the holder's hard stop, whatever the driver does
-FD_SPARE = 256  # descriptors beyond the held flows (stdio, the event loop, resolver)
+CLOSE_PACE_S = 0.01  # between batches of closes (200 per batch by default: 20,000 FINs/s)
+FD_SPARE = 1024  # descriptors beyond the held flows (stdio, the event loop, resolver)
 
 
 def raise_fd_limit(count: int) -> int:
@@ -60,6 +62,13 @@ def parse_address(text: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"address {text!r}: expected HOST:PORT")
     return host, int(port)
+
+
+def error_kind(exc: BaseException) -> str:
+    """An error's class, with its errno's name when it has one (OSError:EADDRNOTAVAIL)."""
+    code = getattr(exc, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return f"{type(exc).__name__}:{name}" if name else type(exc).__name__
 
 
 def backend_of(line: bytes) -> str:
@@ -89,12 +98,12 @@ class Holder:
                     asyncio.open_connection(host, port), self.timeout
                 )
             except Exception as exc:
-                self.errors[type(exc).__name__] += 1
+                self.errors[error_kind(exc)] += 1
                 return
             try:
                 line = await asyncio.wait_for(reader.readline(), self.timeout)
             except Exception as exc:
-                self.errors[type(exc).__name__] += 1
+                self.errors[error_kind(exc)] += 1
                 writer.close()
                 return
             if not line:
@@ -125,9 +134,18 @@ class Holder:
             return False
         return answer == b"held\n"
 
-    async def echo(self) -> dict[str, Any]:
+    async def echo(self, in_flight: int) -> dict[str, Any]:
+        """One line on every held flow, at most `in_flight` at a time: a burst of one line on
+        every flow at once overflows the switch's port queues, and the retransmissions' backoff
+        measures the burst, not whether the path still knows the flows."""
         t0 = time.monotonic()
-        answers = await asyncio.gather(*(self._echo_one(r, w) for r, w in self.flows))
+        gate = asyncio.Semaphore(in_flight)
+
+        async def paced(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+            async with gate:
+                return await self._echo_one(reader, writer)
+
+        answers = await asyncio.gather(*(paced(r, w) for r, w in self.flows))
         return {
             "event": "echoed",
             "answered": sum(answers),
@@ -135,12 +153,16 @@ class Holder:
             "seconds": round(time.monotonic() - t0, 3),
         }
 
-    async def close(self) -> dict[str, Any]:
+    async def close(self, in_flight: int) -> dict[str, Any]:
+        """Close every held flow, `in_flight` at a time with CLOSE_PACE_S between batches:
+        thousands of FINs at once overflow the switch's queues, and a lost FIN leaves both
+        ends closing for minutes of retransmissions."""
         t0 = time.monotonic()
-        for _, writer in self.flows:
-            writer.close()
+        for k in range(0, len(self.flows), in_flight):
+            for _, writer in self.flows[k : k + in_flight]:
+                writer.close()
+            await asyncio.sleep(CLOSE_PACE_S)  # the batch's FINs go out before the next
         self.flows.clear()
-        await asyncio.sleep(0)  # let the transports send their FINs
         return {"event": "closed", "seconds": round(time.monotonic() - t0, 3)}
 
 
@@ -159,9 +181,9 @@ async def _serve(args: argparse.Namespace) -> None:
         line = await reader.readline()
         command = line.decode().strip()
         if command == "echo":
-            _say(await holder.echo())
+            _say(await holder.echo(args.opening))
         elif command == "close" or not line:  # stdin closed: the driver is gone
-            _say(await holder.close())
+            _say(await holder.close(args.opening))
             return
 
 
@@ -173,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("address", nargs="+", help="HOST:PORT to connect to (round robin)")
     p.add_argument("-n", "--count", type=int, required=True, help="connections to hold")
-    p.add_argument("--opening", type=int, default=200, help="handshakes in flight at most")
+    p.add_argument(
+        "--opening", type=int, default=200, help="handshakes (and echoes) in flight at most"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="per connect / read, seconds")
     p.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="hard stop")
     args = p.parse_args(argv)

@@ -99,7 +99,7 @@ def test_refused_connections_are_failures_not_flows() -> None:
     with HeldFlows(LocalHost(), ["127.0.0.1:1"], count=5, timeout=2) as held:
         assert held.opened["opened"] == 0
         assert held.opened["failed"] == 5
-        assert held.opened["errors"] == {"ConnectionRefusedError": 5}
+        assert held.opened["errors"] == {"ConnectionRefusedError:ECONNREFUSED": 5}
         held.close()
 
 
@@ -141,6 +141,18 @@ def test_sizes_are_checked() -> None:
         bench_flows.check_sizes([1])
     with pytest.raises(BadInput, match="ephemeral ports"):
         bench_flows.check_sizes([10**6])
+
+
+def test_holders_split_each_clients_half_under_the_descriptor_cap() -> None:
+    nodes = ["203.0.113.10", "203.0.113.11"]
+    assert bench_flows.holder_jobs(1001, nodes) == [
+        ("Client1", 500, nodes[0]),
+        ("Client2", 501, nodes[1]),
+    ]
+    jobs = bench_flows.holder_jobs(50_000, nodes)
+    assert sum(n for _, n, _ in jobs) == 50_000
+    assert max(n for _, n, _ in jobs) <= bench_flows.PER_HOLDER
+    assert {(c, a) for c, _, a in jobs} == {("Client1", nodes[0]), ("Client2", nodes[1])}
 
 
 def test_bytes_per_entry_and_the_summary() -> None:
