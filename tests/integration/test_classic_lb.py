@@ -22,7 +22,7 @@ from testbed.accesslog import is_connection, parse_line
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli
-from testbed.lab.api import REMOVED, Lab
+from testbed.lab.api import REMOVED, Lab, random_name
 from testbed.lab.classic_health import (
     DEREGISTERING,
     FAILED,
@@ -53,7 +53,7 @@ from tests.classic_data import (
 from tests.restore import restoring
 
 pytestmark = pytest.mark.integration
-LAB_NAME = "ce1"
+LAB_NAME = random_name("ce")
 AZ_A, AZ_B = "us-east-1a", "us-east-1b"
 SLOW_MS = 5000  # an in-flight request, long enough to deregister its instance meanwhile
 # describe-instance-health states (prefixes of State, ReasonCode, Description)

@@ -144,6 +144,7 @@ def keep(screenshot: Path) -> Path:
     return Path(shutil.copy(screenshot, folder / screenshot.name))
 
 
+@pytest.mark.serial  # idle CPU < 5 % and a 2 s bound: measured on a quiet machine
 def test_the_page_shows_the_lab_live(
     lab: Lab, console: tuple[str, subprocess.Popen], tmp_path: Path
 ) -> None:
@@ -256,6 +257,7 @@ def test_with_allow_actions_the_page_can_change_the_lab(lab: Lab) -> None:
     lab.wait_target_state("WebTargets", "WebA1", "healthy", timeout=30)
 
 
+@pytest.mark.serial  # a 1 s page-ready bound: measured on a quiet machine
 def test_a_100_host_lab_loads_in_under_a_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
