@@ -239,6 +239,9 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 
 def test_with_allow_actions_the_page_can_change_the_lab(lab: Lab) -> None:
     """The fault the page sends is the CLI's: applied and written to the lab's events."""
+    # WebA1 stopped first, whatever ran before (the page test leaves it stopped; it runs in
+    # the serial pass, so this one may come first): the page's fault starts it again.
+    main(["fault", lab.name, "WebA1", "stop"])  # exit 2 if it is stopped already: fine
     since = time.time()
     with running_console(lab, "--allow-actions") as (url, _):
         assert get(f"{url}/api/config")["allow_actions"] is True

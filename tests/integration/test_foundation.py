@@ -366,6 +366,7 @@ def test_controller_crash_is_reported_then_repaired():
         assert any(e.status == "CONTROLLER_RESTARTED" for e in lab.events())
 
 
+@pytest.mark.serial  # a round-trip time bound: measured on a quiet machine
 def test_inter_az_delay_needs_netem_and_says_so():
     from testbed.lab.capabilities import detect
 
