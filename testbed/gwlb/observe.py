@@ -38,7 +38,9 @@ SWITCH_STATS_LAG_S = 1.2
 
 def _admin(lab: Lab, host: str, path: str) -> Any:
     proc = lab.host(host).run(
-        ["curl", "-s", "-m", "5", f"http://127.0.0.1:{ADMIN_PORT}{path}"], timeout=15
+        # Generous: on a busy machine (tests in parallel) a node can take seconds to answer.
+        ["curl", "-s", "-m", "15", f"http://127.0.0.1:{ADMIN_PORT}{path}"],
+        timeout=30,
     )
     if proc.returncode != 0:
         raise LabError(

@@ -202,6 +202,7 @@ def test_least_outstanding_requests_prefers_the_fast_target(lab):
 
 
 # ---- health --------------------------------------------------------------------------------
+@pytest.mark.serial  # a bound on detection time (interval x threshold): measured on a quiet machine
 def test_matcher_decides_health_and_a_lone_unhealthy_target_fails_open(lab):
     with restoring(lab, faulted=["SourceA1"]):
         lab.host("SourceA1").fault("status", "404")
@@ -234,6 +235,7 @@ def test_fail_open_when_every_target_is_unhealthy(lab):
     assert set(df["backend"]) == set(GROUPS["TgFailOpen"])
 
 
+@pytest.mark.serial  # a bound on the draining time: measured on a quiet machine
 def test_deregistration_drains_then_a_new_target_registers(lab):
     result = {}
 

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from testbed import naming
-from testbed.lab.api import Lab
+from testbed.lab.api import Lab, random_name
 from testbed.lab.teardown import leftovers
 
 pytestmark = pytest.mark.integration
@@ -146,7 +146,7 @@ def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def lab(tmp_path_factory):
     path = tmp_path_factory.mktemp("asgcli") / "asg.yaml"
     path.write_text(TEMPLATE)
-    with Lab.up(str(path), name="sasgcli") as lab:
+    with Lab.up(str(path), name=random_name("sac")) as lab:
         yield lab
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from testbed.errors import BadInput
 from testbed.experiments._nlb import node_addresses
-from testbed.lab.api import Lab
+from testbed.lab.api import Lab, random_name
 from testbed.lab.teardown import leftovers
 from testbed.traffic import run_load
 from tests.asg_data import (
@@ -41,7 +41,7 @@ READY_S = 60.0
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     template = variant(tmp_path_factory.mktemp("asg"), "asg.yaml", policy=False)
-    with Lab.up(template, name="xasg") as lab:
+    with Lab.up(template, name=random_name("as")) as lab:
         wait_capacity(lab, 2, READY_S)
         yield lab
 
@@ -174,7 +174,9 @@ def hooked(tmp_path_factory):
     template = variant(
         tmp_path_factory.mktemp("hooks"), "hooks.yaml", policy=False, group_props=HOOKS
     )
-    with Lab.up(template, name="xasgh", params={"MinSize": "0", "DesiredCapacity": "0"}) as lab:
+    with Lab.up(
+        template, name=random_name("ash"), params={"MinSize": "0", "DesiredCapacity": "0"}
+    ) as lab:
         yield lab
 
 

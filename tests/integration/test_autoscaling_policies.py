@@ -21,7 +21,7 @@ import pytest
 
 from testbed import naming
 from testbed.experiments._nlb import node_addresses
-from testbed.lab.api import Lab
+from testbed.lab.api import Lab, random_name
 from testbed.traffic import run_load
 from tests.asg_data import LB, activities, group, instances, variant, wait_capacity
 
@@ -64,6 +64,45 @@ def load(lab: Lab, rate: float, seconds: float) -> Iterator[dict[str, Any]]:
         raise out["error"]
 
 
+@contextmanager
+def load_while(lab: Lab, rate: float, seconds: float, chunk: float = 8.0) -> Iterator[None]:
+    """An open-loop load through the ALB while the block runs, at most `seconds`: runs of
+    `chunk` seconds one after the other, the last one ending at most `chunk` seconds after
+    the block. What the block waits for (a scaling) ends the load, not a fixed duration."""
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def send() -> None:
+        left = seconds
+        while left > 0 and not stop.is_set():
+            part = min(chunk, left)
+            try:
+                run_load(
+                    lab,
+                    "Client1",
+                    url(lab),
+                    requests=int(rate * part) + 1,
+                    rate=rate,
+                    duration=part,
+                    concurrency=max(20, int(rate)),
+                    timeout=3.0,
+                )
+            except Exception as exc:  # raised in the test's thread below
+                errors.append(exc)
+                return
+            left -= part
+
+    worker = threading.Thread(target=send, name="load")
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+    if errors:
+        raise errors[0]
+
+
 def in_service(lab: Lab) -> int:
     return len(instances(lab, "InService"))
 
@@ -71,9 +110,9 @@ def in_service(lab: Lab) -> int:
 def test_target_tracking_scales_out_under_load_and_in_after(tmp_path):
     # 100 requests per target per (2 s) minute: 50 requests/s per target.
     template = variant(tmp_path, "tt.yaml", time_scale=30)
-    with Lab.up(template, name="xtt", params={"TargetRequests": "100"}) as lab:
+    with Lab.up(template, name=random_name("tt"), params={"TargetRequests": "100"}) as lab:
         wait_capacity(lab, 2, READY_S)
-        with load(lab, rate=200, seconds=40):
+        with load_while(lab, rate=200, seconds=40):
             # 100 requests/s per target, twice the target: about 4 instances.
             peak = lab.wait_for(
                 lambda: (
@@ -88,7 +127,7 @@ def test_target_tracking_scales_out_under_load_and_in_after(tmp_path):
         assert out, activities(lab)
         assert "ALARM" in out[0]["Cause"]
         # A trickle (far below the target) for the 15 low datapoints: it scales back in.
-        with load(lab, rate=10, seconds=60):
+        with load_while(lab, rate=10, seconds=60):
             lab.wait_for(
                 lambda: group(lab)["DesiredCapacity"] < peak and in_service(lab) < peak,
                 60,
@@ -137,7 +176,7 @@ def alarm_list(lab: Lab) -> list[dict[str, Any]]:
 
 def test_an_alarm_drives_a_step_policy(tmp_path):
     template = variant(tmp_path, "step.yaml", time_scale=30, policy=False, resources=STEP)
-    with Lab.up(template, name="xstep") as lab:
+    with Lab.up(template, name=random_name("stp")) as lab:
         wait_capacity(lab, 2, READY_S)
         state = {a["AlarmName"]: a["StateValue"] for a in alarm_list(lab)}
         assert state["high-requests"] in ("OK", "INSUFFICIENT_DATA")
@@ -177,7 +216,7 @@ SCHEDULE = """\
 def test_a_scheduled_action_sets_the_desired_capacity(tmp_path):
     # Cron runs on the wall clock (UTC), whatever the time scale: the next minute boundary.
     template = variant(tmp_path, "sched.yaml", policy=False, resources=SCHEDULE)
-    with Lab.up(template, name="xsched") as lab:
+    with Lab.up(template, name=random_name("sch")) as lab:
         wait_capacity(lab, 2, READY_S)
         wait_capacity(lab, 3, 60 + READY_S)
         assert group(lab)["DesiredCapacity"] == 3
@@ -265,8 +304,9 @@ def test_bad_auto_scaling_input_lists_every_error_with_its_line(tmp_path, comman
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
     argv = [sys.executable, "-m", "testbed.cli", command, str(path)]
+    name = random_name("bad")
     if command == "up":
-        argv += ["--name", "xbad"]
+        argv += ["--name", name]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = BAD.splitlines()
@@ -277,4 +317,4 @@ def test_bad_auto_scaling_input_lists_every_error_with_its_line(tmp_path, comman
         line = int(found.group(1))
         start = lines.index(f"  {lid}:") + 1
         assert start <= line < start + 16, (lid, line)
-    assert not naming.lab_dir("xbad").exists()
+    assert not naming.lab_dir(name).exists()

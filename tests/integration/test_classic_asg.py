@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from testbed.lab.api import Lab
+from testbed.lab.api import Lab, random_name
 from testbed.lab.teardown import leftovers
 from testbed.traffic import run_load
 from tests.classic_data import DETECT_S, GROUP, LB, asg_template
 
 pytestmark = pytest.mark.integration
-LAB_NAME = "ce2"
+LAB_NAME = random_name("ce")
 AZS = {"us-east-1a", "us-east-1b"}
 READY_S = 60.0  # launch, role ready, two health checks 5 s apart, with slack
 

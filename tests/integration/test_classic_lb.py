@@ -10,6 +10,8 @@ public address (the gateway's 1:1 NAT, then the node's HAProxy) or the CLB's DNS
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import threading
@@ -22,7 +24,8 @@ from testbed.accesslog import is_connection, parse_line
 from testbed.alb import stats
 from testbed.alb.config import node_files
 from testbed.alb.runtime import cli
-from testbed.lab.api import REMOVED, Lab
+from testbed.cli import main
+from testbed.lab.api import REMOVED, Lab, random_name
 from testbed.lab.classic_health import (
     DEREGISTERING,
     FAILED,
@@ -53,9 +56,11 @@ from tests.classic_data import (
 from tests.restore import restoring
 
 pytestmark = pytest.mark.integration
-LAB_NAME = "ce1"
+LAB_NAME = random_name("ce")
 AZ_A, AZ_B = "us-east-1a", "us-east-1b"
-SLOW_MS = 5000  # an in-flight request, long enough to deregister its instance meanwhile
+# An in-flight request, long enough to deregister its instance and look at it meanwhile (on
+# a busy machine too), shorter than the draining timeout (DRAIN_S).
+SLOW_MS = 7000
 # describe-instance-health states (prefixes of State, ReasonCode, Description)
 IN = ("InService", "N/A", "N/A")
 DOWN = ("OutOfService", "Instance", FAILED)  # failed UnhealthyThreshold checks
@@ -189,6 +194,16 @@ def cli_ok(*args: str) -> str:
     return proc.stdout
 
 
+def cli_now(*args: str) -> str:
+    """`testbed ARGS` in this process (its output captured): the command's own code without
+    a new interpreter's start-up (seconds on a busy machine), where a window is short."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    assert code == 0, f"testbed {' '.join(args)}: exit {code}\n{err.getvalue()}"
+    return out.getvalue()
+
+
 # ---- DNS, listeners, what the instance sees ------------------------------------------------
 def test_ref_is_the_name_and_the_dns_name_resolves_to_the_nodes(lab):
     assert lab.outputs["ClbName"] == LB_NAME
@@ -296,6 +311,7 @@ def test_instance_health_as_describe_instance_health_shows_it(lab):
     }
 
 
+@pytest.mark.serial  # a bound on detection time (interval x threshold): measured on a quiet machine
 def test_http_check_fails_an_instance_that_a_tcp_check_keeps(lab):
     """WebA1 answers every request 500: MyCLB's HTTP:80/health takes it out of service,
     ZoneCLB's TCP:80 (a connection is enough) keeps it; back InService when it is repaired."""
@@ -336,6 +352,7 @@ def test_cross_zone_on_reaches_both_zones_from_either_node(lab):
 
 
 # ---- draining, register / deregister -------------------------------------------------------
+@pytest.mark.serial  # a bound on the draining time: measured on a quiet machine
 def test_draining_lets_the_in_flight_request_finish(lab):
     """ConnectionDrainingPolicy on (8 s): WebA1, deregistered (CLI) while a slow request is on
     it, is InService "deregistration in progress", gets no new request, finishes the slow
@@ -352,10 +369,10 @@ def test_draining_lets_the_in_flight_request_finish(lab):
                 "the two slow requests in flight",
                 last=lambda: in_flight(lab, LB, AZ_A),
             )
-            cli_ok("deregister", lab.name, LB, "WebA1")
+            cli_now("deregister", lab.name, LB, "WebA1")
             row = health(lab, LB)["WebA1"]
             assert (row["State"], row["Description"]) == ("InService", DEREGISTERING)
-            printed = json.loads(cli_ok("targets", lab.name, LB, "--json"))["InstanceStates"]
+            printed = json.loads(cli_now("targets", lab.name, LB, "--json"))["InstanceStates"]
             assert {(r["Host"], r["State"], r["Description"]) for r in printed} == {
                 ("WebA1", "InService", DEREGISTERING),
                 ("WebA2", "InService", "N/A"),
@@ -375,6 +392,7 @@ def test_draining_lets_the_in_flight_request_finish(lab):
         assert answering(lab, a_url) == {"WebA1", "WebA2"}
 
 
+@pytest.mark.serial  # a bound on the draining time: measured on a quiet machine
 def test_draining_off_cuts_the_in_flight_request(lab):
     """ZoneCLB has no ConnectionDrainingPolicy: WebB1, deregistered with a slow request on it,
     leaves at once and that request is cut; WebA1's finishes."""

@@ -17,7 +17,8 @@ import pytest
 from testbed.experiments import compare
 from testbed.results import ResultsDir, parse_params
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A benchmark's ratios and failover/drain timings: measured on a quiet machine.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 CLIENT = "198.51.100.10"  # Client1, the first internet client
 # The checker's loop, the registry's tick and a busy 2-CPU machine (load clients, four

@@ -172,13 +172,19 @@ def test_two_labs_at_once_are_independent():
     assert_nothing_left(b)
 
 
+# Up/down cycles: 5 in CI (each one checks that nothing is left, and the machine is compared
+# after all of them); TESTBED_LONG=1 runs the full 20 (a soak, not a CI check).
+CYCLES = 20 if os.environ.get("TESTBED_LONG", "") == "1" else 5
+
+
 @pytest.mark.slow
+@pytest.mark.serial  # compares the whole machine before and after: no other test beside it
 def test_twenty_up_down_cycles_leave_nothing_behind():
     # Other labs may come and go on a shared machine meanwhile: compare what belongs to no
     # lab, and look for anything of ours.
     before = without_labs(machine_snapshot())
     name = random_name("cyc")
-    for _ in range(20):
+    for _ in range(CYCLES):
         with Lab.up(DEFAULT, name=name) as lab:
             assert lab.host("WebA1").run(["ping", "-c1", "-W2", "10.0.3.4"]).returncode == 0
         assert_nothing_left(name)
@@ -360,6 +366,7 @@ def test_controller_crash_is_reported_then_repaired():
         assert any(e.status == "CONTROLLER_RESTARTED" for e in lab.events())
 
 
+@pytest.mark.serial  # a round-trip time bound: measured on a quiet machine
 def test_inter_az_delay_needs_netem_and_says_so():
     from testbed.lab.capabilities import detect
 

@@ -232,6 +232,7 @@ def test_one_instance_serves_counts_its_cpu_and_leaves_nothing(running: Running)
     assert not (Path("/etc/netns") / h.netns).exists()
 
 
+@pytest.mark.serial  # 50 instances ready within a bound: the machine to itself
 def test_many_instances_launch_together_and_all_go(running: Running) -> None:
     r = running
     count = max(6, int(os.environ.get("TESTBED_LAUNCH_COUNT", "50")))

@@ -106,6 +106,7 @@ def test_udp_through_the_nlb(nlb_lab):
     assert len(set(df["backend"])) == 2
 
 
+@pytest.mark.serial  # a bound on detection time (interval x threshold): measured on a quiet machine
 def test_unhealthy_target_gets_no_new_flows_and_comes_back(nlb_lab):
     web = nlb_lab.host("WebA1")
     node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1a")
@@ -128,6 +129,7 @@ def test_unhealthy_target_gets_no_new_flows_and_comes_back(nlb_lab):
         assert set(df["backend"]) == {"WebA1", "WebA2"}
 
 
+@pytest.mark.serial  # a bound on the draining time: measured on a quiet machine
 def test_deregistered_target_drains_then_leaves(nlb_lab):
     node = next(n for n in lb_state(nlb_lab)["nodes"] if n["az"] == "us-east-1b")
     since = time.time()

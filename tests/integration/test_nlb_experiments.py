@@ -71,6 +71,7 @@ def test_cross_zone_off_and_on_give_aws_shares(tmp_path):
 SCHEDULING_S = 0.5
 
 
+@pytest.mark.serial  # timing bounds (errors within 1 s of detection)
 def test_failover_detects_within_interval_times_threshold(tmp_path):
     interval, down, up = 5, 2, 2
     summary, path = run_small(
@@ -111,6 +112,7 @@ def test_failover_detects_within_interval_times_threshold(tmp_path):
     assert "fault-injected" in set(report_events["new"])
 
 
+@pytest.mark.serial  # a 0.5 s bound on the deregistration delay
 def test_draining_keeps_old_flows_and_sends_no_new_ones(tmp_path):
     delay = 5
     summary, path = run_small(

@@ -46,6 +46,7 @@ def publish(lab: Lab, plan: NetworkPlan) -> None:
     asks.controller_reload_plan(str(lab.dir / naming.CONTROLLER_SOCK))
 
 
+@pytest.mark.serial  # a 1 s bound on reload_plan: measured on a quiet machine
 def test_a_host_added_and_removed_in_the_plan_file():
     template = str(TEMPLATES / "default.yaml")
     with Lab.up(template, name=random_name("p")) as lab:
