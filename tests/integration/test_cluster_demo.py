@@ -4,34 +4,17 @@ nothing left on any server afterwards."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from testbed.cluster.demo import DemoResult, run_demo
-from testbed.cluster.harness import missing_tools
-from testbed.topologies.cluster import ServerAccess, probe_tunnels
+from tests.harness_support import require_harness
 
 pytestmark = pytest.mark.integration
 
 
-def _require() -> None:
-    why = ""
-    missing = missing_tools()
-    if missing:
-        why = f"the server harness needs {missing} (scripts/provision installs them)"
-    elif not {"vxlan", "gre"} & set(probe_tunnels("zz9", ServerAccess("localhost", "127.0.0.1"))):
-        why = "this kernel makes neither VXLAN nor gretap devices"
-    if not why:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"CI: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def demo() -> tuple[DemoResult, list[str]]:
-    _require()
+    require_harness()
     lines: list[str] = []
     result = run_demo(say=lines.append, requests=24, measure=True)
     return result, lines

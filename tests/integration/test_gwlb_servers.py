@@ -16,7 +16,7 @@ import time
 import pytest
 
 from testbed.cluster.demo import state_dir_for_servers
-from testbed.cluster.harness import ServerHarness, missing_tools
+from testbed.cluster.harness import ServerHarness
 from testbed.gwlb.observe import (
     appliance_status,
     node_flows,
@@ -26,8 +26,8 @@ from testbed.gwlb.observe import (
 )
 from testbed.lab.api import Lab, random_name
 from testbed.paths import TEMPLATES
-from testbed.topologies.cluster import ServerAccess, probe_tunnels
 from testbed.traffic import iperf3, run_load
+from tests.harness_support import require_harness
 
 # serial: a bound on failover detection (DETECT_S) and a measured tunnel rate, with two
 # harness servers' own switches: measured with the machine to itself (scripts/test's pass 2).
@@ -41,23 +41,9 @@ TUNNEL_RATE = 20_000_000  # bits/s each way
 DETECT_S = 5 * 2 + 8  # gwlb.yaml's health checks (interval 5 s, threshold 2) and margins
 
 
-def _require() -> None:
-    why = ""
-    missing = missing_tools()
-    if missing:
-        why = f"the server harness needs {missing} (scripts/provision installs them)"
-    elif not {"vxlan", "gre"} & set(probe_tunnels("zz9", ServerAccess("localhost", "127.0.0.1"))):
-        why = "this kernel makes neither VXLAN nor gretap devices"
-    if not why:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"CI: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def lab():
-    _require()
+    require_harness()
     with pytest.MonkeyPatch.context() as mp:
         moved = state_dir_for_servers()  # harness servers have their own /run
         if moved:

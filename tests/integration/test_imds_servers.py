@@ -17,20 +17,19 @@ import pytest
 
 from testbed import naming
 from testbed.cluster.demo import state_dir_for_servers
-from testbed.cluster.harness import ServerHarness, missing_tools
+from testbed.cluster.harness import ServerHarness
 from testbed.lab import cgroups
 from testbed.lab.api import Lab, random_name
 from testbed.topologies.cluster import (
     CGROUP_MOUNT_SH,
     IMDS_MODULE,
-    ServerAccess,
     imds_pidfile,
-    probe_tunnels,
     remote_cgroup_dir,
     remote_processes,
     remote_procs_dir,
 )
 from tests.assertions import assert_nothing_left
+from tests.harness_support import require_harness
 
 pytestmark = pytest.mark.integration
 TEMPLATE = str(Path(__file__).parent / "templates" / "imds_servers.yaml")
@@ -38,20 +37,6 @@ NLB = str(Path(__file__).parents[2] / "templates" / "nlb.yaml")
 ROLE = "role:http-backend"
 IMDS = "http://169.254.169.254"
 PREFIX = (os.environ.get("TESTBED_NAME_PREFIX") or "c").lower()[:1]
-
-
-def _require() -> None:
-    why = ""
-    missing = missing_tools()
-    if missing:
-        why = f"the server harness needs {missing} (scripts/provision installs them)"
-    elif not {"vxlan", "gre"} & set(probe_tunnels("zz9", ServerAccess("localhost", "127.0.0.1"))):
-        why = "this kernel makes neither VXLAN nor gretap devices"
-    if not why:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"CI: {why}")
-    pytest.skip(why)
 
 
 def server_state(server, name: str) -> str:
@@ -81,7 +66,7 @@ def curl(lab: Lab, host: str, path: str, *options: str) -> str:
 
 @pytest.fixture(scope="module")
 def harness():
-    _require()
+    require_harness()
     with pytest.MonkeyPatch.context() as mp:
         moved = state_dir_for_servers()
         if moved:

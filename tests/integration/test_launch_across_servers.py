@@ -22,7 +22,8 @@ from testbed.experiments._nlb import node_addresses
 from testbed.lab.api import Lab, random_name
 from testbed.traffic import run_load
 from tests.asg_data import GROUP, LB, variant, wait_capacity
-from tests.integration.test_imds_servers import _require, server_state
+from tests.harness_support import require_harness
+from tests.integration.test_imds_servers import server_state
 
 pytestmark = pytest.mark.integration
 PREFIX = (os.environ.get("TESTBED_NAME_PREFIX") or "c").lower()[:1]
@@ -42,7 +43,7 @@ EXTRA = """  WebExtra:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    _require()
+    require_harness()
     tmp = tmp_path_factory.mktemp("launch")
     template = variant(tmp, "asg.yaml", policy=False)
     with pytest.MonkeyPatch.context() as mp:

@@ -16,34 +16,20 @@ import pytest
 
 from testbed import naming
 from testbed.cluster.demo import state_dir_for_servers
-from testbed.cluster.harness import ServerHarness, missing_tools
+from testbed.cluster.harness import ServerHarness
 from testbed.lab.teardown import leftovers
-from testbed.topologies.cluster import ServerAccess, probe_tunnels
+from tests.harness_support import require_harness
 
 pytestmark = pytest.mark.integration
 
 PARAMS = ["targets_a=1", "targets_b=1", "connections=40", "concurrency=4", "settings=on"]
 
 
-def _require() -> None:
-    why = ""
-    missing = missing_tools()
-    if missing:
-        why = f"the server harness needs {missing} (scripts/provision installs them)"
-    elif not {"vxlan", "gre"} & set(probe_tunnels("zz9", ServerAccess("localhost", "127.0.0.1"))):
-        why = "this kernel makes neither VXLAN nor gretap devices"
-    if not why:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"CI: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Two harness servers; `testbed run cross_zone --servers` across them; what it wrote,
     its output, and what is left of its labs on this machine and on each server."""
-    _require()
+    require_harness()
     saved = os.environ.get("TESTBED_STATE_DIR")
     moved = state_dir_for_servers()  # harness servers have their own /run
     if moved:
