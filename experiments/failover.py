@@ -215,8 +215,13 @@ def _gap(later: float | None, earlier: float | None) -> str:
     return "-" if later is None or earlier is None else f"{later - earlier:.2f}"
 
 
-def _phase_of(start: float, times: dict[str, float | None]) -> str:
-    """Which part of the run a request started in."""
+def _phase_of(start: float, times: dict[str, float | None], seconds: float = 0.0) -> str:
+    """Which part of the run a request started in; one that started before the fault and
+    took `seconds` still running when it came is the fault's ("fault undetected": a stop
+    resets the connections in flight, which is the fault's doing, not the healthy time's)."""
+    fault = times["fault"]
+    if fault is not None and start < fault < start + seconds:
+        return "fault undetected"
     marks = [
         ("fault undetected", times["fault"]),
         ("unhealthy", times["unhealthy"]),
@@ -243,7 +248,10 @@ def _analyse(
     import pandas as pd
 
     start = float(results.meta["start"])
-    requests["phase"] = [_phase_of(s, times) for s in requests["start"]]
+    requests["phase"] = [
+        _phase_of(s, times, float(ms) / 1000 if pd.notna(ms) else 0.0)
+        for s, ms in zip(requests["start"], requests["latency_ms"])
+    ]
     requests.to_csv(results.file("requests.csv"), index=False)
     bad = failed(requests)
     kinds = error_kind(requests)

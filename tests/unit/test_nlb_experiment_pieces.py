@@ -199,6 +199,9 @@ def test_failover_phases_follow_the_times():
     ]
     undetected = dict(times, unhealthy=None, healthy=None)
     assert failover._phase_of(18, undetected) == "fault undetected"
+    # Started before the fault, still running when it came (reset by a stop): the fault's.
+    assert failover._phase_of(9.998, times, 0.009) == "fault undetected"
+    assert failover._phase_of(9.990, times, 0.009) == "before fault"
 
 
 def test_flow_ends_date_a_stall_from_the_unanswered_line():
